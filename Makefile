@@ -1,0 +1,48 @@
+# Sluice — the targets a newcomer guesses.
+GO        ?= go
+PKGS      ?= ./...
+BIN       ?= bin/sluice
+GOFLAGS_TEST ?= -race -count=1 -timeout 25m
+
+.PHONY: run build test unit bench lint zookeeper fuzz clean
+
+## run: start Sluice on its embedded bbolt default (admin server + proxy).
+run:
+	$(GO) run ./cmd/sluice server --proxy-addr 127.0.0.1:7080
+
+## build: build the sluice binary into bin/.
+build:
+	$(GO) build -o $(BIN) ./cmd/sluice
+
+## test: everything, against a real ZooKeeper (installed from Debian when missing).
+test: zookeeper
+	SLUICE_REQUIRE_ZOOKEEPER=1 $(GO) test $(GOFLAGS_TEST) $(PKGS)
+
+## unit: the tests that need no ZooKeeper (ZooKeeper tests skip).
+unit:
+	SLUICE_SKIP_ZOOKEEPER=1 $(GO) test -race -count=1 $(PKGS)
+
+## bench: benchmarks and scripted load runs; results go to docs/benchmarks.md by hand.
+bench: zookeeper
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 30m ./configsvc/... ./sdk/... ./router/... | tee bench.out
+
+## lint: gofmt and go vet.
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## fuzz: run each fuzz target for a short while.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzValidateServiceName -fuzztime 20s ./configsvc
+	$(GO) test -run '^$$' -fuzz FuzzValidateFileName -fuzztime 20s ./configsvc
+	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 20s ./configsvc/format
+
+## zookeeper: install ZooKeeper from Debian's package when it is missing.
+zookeeper:
+	@if [ -n "$$ZOOKEEPER_HOME" ] || [ -x /usr/share/zookeeper/bin/zkServer.sh ]; then :; \
+	else echo "installing ZooKeeper (Debian package zookeeper)"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq zookeeper >/dev/null; fi
+
+clean:
+	rm -rf bin bench.out

@@ -1,0 +1,82 @@
+package configsvc
+
+import "errors"
+
+// Sentinel errors returned (wrapped with context) by every Store and by the
+// helpers in this package. Callers test for them with errors.Is. Exactly one
+// table, in httpapi, maps them to HTTP status codes.
+var (
+	// ErrNotFound: the service, group, file, revision, instance or record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the operation conflicts with the current state: a publish whose base
+	// revision is no longer the head, a name that already exists, a group still in use.
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: bad input: a name outside the allowed alphabet, content that does not
+	// parse for its format, an empty changeset. The wrapping error names the field.
+	ErrInvalid = errors.New("invalid")
+	// ErrTooLarge: a file or changeset over its limit. A *LimitError names the limit.
+	ErrTooLarge = errors.New("too large")
+	// ErrUnavailable: the backing store cannot be reached within the call's deadline.
+	// The call may or may not have taken effect only where the method says so.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrCompacted: the requested revision was removed by history retention.
+	ErrCompacted = errors.New("revision compacted")
+	// ErrClosed: the store or client was closed.
+	ErrClosed = errors.New("closed")
+	// ErrLocked: the bbolt file is held by another process.
+	ErrLocked = errors.New("store locked by another process")
+)
+
+// LimitError reports input over one of Sluice's size limits. It matches
+// ErrTooLarge with errors.Is.
+type LimitError struct {
+	What  string // what was measured, e.g. `file "db.yaml"` or "changeset"
+	Size  int64  // its size in bytes
+	Limit int64  // the limit in bytes
+}
+
+func (e *LimitError) Error() string {
+	return e.What + " is " + itoa(e.Size) + " bytes, over the limit of " + itoa(e.Limit) + " bytes"
+}
+
+// Is reports whether target is ErrTooLarge.
+func (e *LimitError) Is(target error) bool { return target == ErrTooLarge }
+
+// ParseError reports config content that does not parse for its format. It
+// matches ErrInvalid with errors.Is. Line and Column are 1-based; 0 when the
+// parser did not say.
+type ParseError struct {
+	File   string
+	Format Format
+	Line   int
+	Column int
+	Msg    string
+}
+
+func (e *ParseError) Error() string {
+	s := e.File
+	if e.Line > 0 {
+		s += ":" + itoa(int64(e.Line))
+		if e.Column > 0 {
+			s += ":" + itoa(int64(e.Column))
+		}
+	}
+	return s + ": invalid " + string(e.Format) + ": " + e.Msg
+}
+
+// Is reports whether target is ErrInvalid.
+func (e *ParseError) Is(target error) bool { return target == ErrInvalid }
+
+// FieldError reports a bad value in a named input field. It matches ErrInvalid.
+type FieldError struct {
+	Field string // e.g. "service", "file", "changes[2].file"
+	Value string // the offending value, truncated; never a secret
+	Msg   string // what is wrong, e.g. "must match [a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+}
+
+func (e *FieldError) Error() string {
+	return e.Field + " " + quote(e.Value) + ": " + e.Msg
+}
+
+// Is reports whether target is ErrInvalid.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }

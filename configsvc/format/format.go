@@ -1,0 +1,242 @@
+// Package format validates and decodes config file content by the format its
+// file name's extension sets (configsvc.FormatOf): JSON (encoding/json),
+// YAML (goccy/go-yaml), TOML (BurntSushi/toml), Java properties
+// (magiconair/properties), .env files and UTF-8 text. Errors are
+// *configsvc.ParseError values that name the file, line and column.
+package format
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/BurntSushi/toml"
+	"github.com/goccy/go-yaml"
+	"github.com/magiconair/properties"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// Validate checks that content parses as the format of file's extension.
+// It returns nil or a *configsvc.ParseError (errors.Is ErrInvalid).
+// It is safe for concurrent use.
+func Validate(file string, content []byte) error {
+	f := configsvc.FormatOf(file)
+	if !utf8.Valid(content) {
+		line, col := position(content, firstInvalidUTF8(content))
+		return &configsvc.ParseError{File: file, Format: f, Line: line, Column: col, Msg: "content is not valid UTF-8"}
+	}
+	switch f {
+	case configsvc.FormatJSON:
+		var v any
+		return jsonErr(file, content, json.Unmarshal(content, &v))
+	case configsvc.FormatYAML:
+		var v any
+		return yamlErr(file, yaml.Unmarshal(content, &v))
+	case configsvc.FormatTOML:
+		var v map[string]any
+		return tomlErr(file, toml.Unmarshal(content, &v))
+	case configsvc.FormatProperties:
+		_, err := properties.Load(content, properties.UTF8)
+		return propsErr(file, err)
+	case configsvc.FormatEnv:
+		_, err := parseEnv(file, content)
+		return err
+	}
+	return nil
+}
+
+// Decode parses content, by the format of file's extension, into v (a
+// pointer). Properties and .env files decode into a map[string]string, or
+// into a struct through `properties` tags (properties) or by JSON round trip
+// of the key/value map (env). Text decodes into a *string or *[]byte.
+// Errors are *configsvc.ParseError for syntax and type mismatches.
+func Decode(file string, content []byte, v any) error {
+	if err := Validate(file, content); err != nil {
+		return err
+	}
+	f := configsvc.FormatOf(file)
+	switch f {
+	case configsvc.FormatJSON:
+		return jsonErr(file, content, json.Unmarshal(content, v))
+	case configsvc.FormatYAML:
+		return yamlErr(file, yaml.Unmarshal(content, v))
+	case configsvc.FormatTOML:
+		return tomlErr(file, toml.Unmarshal(content, v))
+	case configsvc.FormatProperties:
+		p, err := properties.Load(content, properties.UTF8)
+		if err != nil {
+			return propsErr(file, err)
+		}
+		if m, ok := v.(*map[string]string); ok {
+			*m = p.Map()
+			return nil
+		}
+		if err := p.Decode(v); err != nil {
+			return &configsvc.ParseError{File: file, Format: f, Msg: err.Error()}
+		}
+		return nil
+	case configsvc.FormatEnv:
+		m, err := parseEnv(file, content)
+		if err != nil {
+			return err
+		}
+		if mp, ok := v.(*map[string]string); ok {
+			*mp = m
+			return nil
+		}
+		b, _ := json.Marshal(m)
+		if err := json.Unmarshal(b, v); err != nil {
+			return &configsvc.ParseError{File: file, Format: f, Msg: err.Error()}
+		}
+		return nil
+	}
+	switch p := v.(type) {
+	case *string:
+		*p = string(content)
+	case *[]byte:
+		*p = append([]byte(nil), content...)
+	default:
+		return &configsvc.ParseError{File: file, Format: f, Msg: fmt.Sprintf("text decodes into *string or *[]byte, not %s", reflect.TypeOf(v))}
+	}
+	return nil
+}
+
+func jsonErr(file string, content []byte, err error) error {
+	if err == nil {
+		return nil
+	}
+	pe := &configsvc.ParseError{File: file, Format: configsvc.FormatJSON, Msg: strings.TrimPrefix(err.Error(), "json: ")}
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		pe.Line, pe.Column = position(content, int(syn.Offset))
+	case errors.As(err, &typ):
+		pe.Line, pe.Column = position(content, int(typ.Offset))
+	}
+	return pe
+}
+
+func yamlErr(file string, err error) error {
+	if err == nil {
+		return nil
+	}
+	pe := &configsvc.ParseError{File: file, Format: configsvc.FormatYAML, Msg: err.Error()}
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		pe.Msg = ye.GetMessage()
+		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+			pe.Line, pe.Column = tk.Position.Line, tk.Position.Column
+		}
+	}
+	return pe
+}
+
+func tomlErr(file string, err error) error {
+	if err == nil {
+		return nil
+	}
+	pe := &configsvc.ParseError{File: file, Format: configsvc.FormatTOML, Msg: err.Error()}
+	var te toml.ParseError
+	if errors.As(err, &te) {
+		pe.Msg = te.Message
+		pe.Line, pe.Column = te.Position.Line, te.Position.Col
+	}
+	return pe
+}
+
+var propsLine = regexp.MustCompile(`^properties: Line (\d+): (.*)$`)
+
+func propsErr(file string, err error) error {
+	if err == nil {
+		return nil
+	}
+	pe := &configsvc.ParseError{File: file, Format: configsvc.FormatProperties, Msg: err.Error()}
+	if m := propsLine.FindStringSubmatch(err.Error()); m != nil {
+		pe.Line, _ = strconv.Atoi(m[1])
+		pe.Msg = m[2]
+	}
+	return pe
+}
+
+var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
+
+// parseEnv reads KEY=VALUE lines; blank lines and # comments are skipped, an
+// optional "export " prefix is allowed, values may be single- or
+// double-quoted.
+func parseEnv(file string, content []byte) (map[string]string, error) {
+	out := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(content))
+	sc.Buffer(make([]byte, 0, 64<<10), configsvc.MaxFileSize+1)
+	for n := 1; sc.Scan(); n++ {
+		raw := sc.Text()
+		line := strings.TrimSpace(raw)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		indent := len(raw) - len(strings.TrimLeft(raw, " \t"))
+		line = strings.TrimPrefix(line, "export ")
+		k, val, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, &configsvc.ParseError{File: file, Format: configsvc.FormatEnv, Line: n, Column: indent + 1, Msg: "expected KEY=VALUE"}
+		}
+		k = strings.TrimSpace(k)
+		if !envKey.MatchString(k) {
+			return nil, &configsvc.ParseError{File: file, Format: configsvc.FormatEnv, Line: n, Column: indent + 1, Msg: fmt.Sprintf("invalid key %q", k)}
+		}
+		val = strings.TrimSpace(val)
+		if len(val) >= 2 && (val[0] == '"' || val[0] == '\'') {
+			if val[len(val)-1] != val[0] {
+				return nil, &configsvc.ParseError{File: file, Format: configsvc.FormatEnv, Line: n, Column: strings.Index(raw, "=") + 2, Msg: "unterminated quoted value"}
+			}
+			if val[0] == '"' {
+				uq, err := strconv.Unquote(val)
+				if err != nil {
+					return nil, &configsvc.ParseError{File: file, Format: configsvc.FormatEnv, Line: n, Column: strings.Index(raw, "=") + 2, Msg: "invalid escape in quoted value"}
+				}
+				val = uq
+			} else {
+				val = val[1 : len(val)-1]
+			}
+		} else if len(val) == 1 && (val[0] == '"' || val[0] == '\'') {
+			return nil, &configsvc.ParseError{File: file, Format: configsvc.FormatEnv, Line: n, Column: strings.Index(raw, "=") + 2, Msg: "unterminated quoted value"}
+		}
+		out[k] = val
+	}
+	return out, nil
+}
+
+// position converts a byte offset into a 1-based line and column (columns
+// count runes).
+func position(content []byte, offset int) (line, col int) {
+	if offset > len(content) {
+		offset = len(content)
+	}
+	if offset < 0 {
+		offset = 0
+	}
+	before := content[:offset]
+	line = bytes.Count(before, []byte{'\n'}) + 1
+	start := bytes.LastIndexByte(before, '\n') + 1
+	col = utf8.RuneCount(before[start:]) + 1
+	return line, col
+}
+
+func firstInvalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return i
+		}
+		i += size
+	}
+	return len(b)
+}

@@ -1,0 +1,148 @@
+package configsvc
+
+import "context"
+
+// Store keeps services and shared groups, their revisions, links and
+// instances. zkstore and boltstore implement it; storetest is the conformance
+// suite both pass.
+//
+// Every method is safe for concurrent use. Every method that does I/O takes a
+// ctx first and returns within ctx's deadline (or the store's own operation
+// timeout, whichever is sooner) with ErrUnavailable when the backend cannot
+// be reached: no call hangs. Errors wrap the sentinels in errors.go with
+// what was being done, e.g. "zkstore: publish service/orders: conflict".
+type Store interface {
+	// Create creates an empty service or group at revision 0.
+	// ErrConflict if it exists; ErrInvalid for a bad name.
+	Create(ctx context.Context, ref Ref) error
+	// Delete removes a service or group with its whole history and, for a
+	// service, its links and instances. Deleting a group that services still
+	// link to fails with ErrConflict. ErrNotFound if it does not exist.
+	Delete(ctx context.Context, ref Ref) error
+	// List returns the names of all services or all groups, sorted.
+	List(ctx context.Context, kind Kind) ([]string, error)
+
+	// Head returns the current head manifest. ErrNotFound if ref does not exist.
+	Head(ctx context.Context, ref Ref) (Head, error)
+	// Publish atomically creates revision cs.Base+1 with cs's changes and moves
+	// the head to it. It validates cs (names, limits, content format) before
+	// writing anything (ErrInvalid, ErrTooLarge); ErrConflict if the head is
+	// no longer cs.Base; ErrInvalid when deleting a file that does not exist.
+	// The returned Revision has Number, Time (UTC, set by the store), Author,
+	// Message and the changes without content. Nothing is half-written: after
+	// any error either the whole revision exists or none of it. A publish whose
+	// outcome is unknown (connection lost after sending) is resolved by the
+	// store before returning: it reports success when its own revision landed.
+	Publish(ctx context.Context, ref Ref, cs Changeset) (Revision, error)
+	// File returns one file's content and metadata at revision rev (0 = head).
+	// ErrNotFound if the file does not exist at that revision; ErrCompacted if
+	// rev is older than history retention keeps; ErrNotFound if rev > head.
+	File(ctx context.Context, ref Ref, name string, rev int64) ([]byte, FileMeta, error)
+	// Snapshot returns the content of every file at revision rev (0 = head).
+	// Same errors as File.
+	Snapshot(ctx context.Context, ref Ref, rev int64) (Snapshot, error)
+	// Revisions lists revisions newest first, without content: at most limit
+	// (1..1000; 0 means 50) revisions with Number < before (0 = from head).
+	Revisions(ctx context.Context, ref Ref, before int64, limit int) ([]Revision, error)
+	// Revision returns one revision with the content of its changes.
+	// ErrNotFound if it does not exist yet; ErrCompacted if pruned.
+	Revision(ctx context.Context, ref Ref, n int64) (Revision, error)
+
+	// Watch delivers, in order and without gaps, every revision of ref after
+	// from, then every new one as it is published, until ctx ends; then the
+	// channel is closed. Events carry the revision with content. If the link
+	// set of a service changes, an Event with LinksChanged is sent. Transient
+	// trouble (connection loss, session expiry) is reported as an Event with
+	// Err wrapping ErrUnavailable and the watch carries on, resuming after the
+	// last delivered revision. If revisions after from were pruned by
+	// retention, one event with Err wrapping ErrCompacted is sent and the
+	// channel closed: the caller reloads a Snapshot and watches again from its
+	// revision. If ref is deleted (or never existed), an event
+	// with Err wrapping ErrNotFound is sent and the channel closed. A slow
+	// receiver delays the watch; it never loses events.
+	Watch(ctx context.Context, ref Ref, from int64) <-chan Event
+
+	// Link makes service svc use shared group group, recording both directions.
+	// Linking twice is not an error. ErrNotFound if either does not exist.
+	Link(ctx context.Context, svc, group string) error
+	// Unlink removes the link; ErrNotFound if it did not exist.
+	Unlink(ctx context.Context, svc, group string) error
+	// Users returns the services linked to group, sorted.
+	Users(ctx context.Context, group string) ([]string, error)
+
+	// Register records inst as a live instance of inst.Service until the
+	// returned Lease is closed or the process dies (ZooKeeper: ephemeral node,
+	// re-created after session expiry; bbolt: removed on Close and at the next
+	// open). ErrConflict if an instance with that id is already live.
+	Register(ctx context.Context, inst Instance) (Lease, error)
+	// Instances lists the live instances of a service, sorted by id.
+	Instances(ctx context.Context, svc string) ([]Instance, error)
+	// WatchInstances sends the full live instance list of svc now and after
+	// every change, until ctx ends; then the channel is closed. Only the newest
+	// list matters: a slow receiver may miss intermediate lists.
+	WatchInstances(ctx context.Context, svc string) <-chan InstancesEvent
+
+	// Records returns the store's record collections (tokens, pins, audit).
+	Records() RecordStore
+
+	// Ping checks that the backend is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store. Watches end, leases are released, and no
+	// goroutine started by the store remains once Close returns.
+	Close() error
+}
+
+// Event is one step of a Watch.
+type Event struct {
+	// Revision is set for a new revision; its Changes carry content.
+	Revision *Revision
+	// LinksChanged is set when a service's linked groups changed; Links holds the new set.
+	LinksChanged bool
+	Links        []string
+	// Err reports trouble; see Store.Watch for which errors end the watch.
+	Err error
+}
+
+// InstancesEvent is one step of WatchInstances.
+type InstancesEvent struct {
+	Instances []Instance
+	Err       error
+}
+
+// Lease is a live instance registration.
+type Lease interface {
+	// Update replaces the registered instance's data (same service and id),
+	// e.g. its applied revision and status.
+	Update(ctx context.Context, inst Instance) error
+	// Close removes the registration. It is safe to call more than once.
+	Close() error
+}
+
+// Record is one entry of a record collection.
+type Record struct {
+	ID   string
+	Data []byte
+}
+
+// RecordStore keeps small records for the admin server, shared by every
+// server on the same store: API tokens (collection "tokens", keyed by token
+// hash), debug pins ("pins") and the audit log ("audit", append-only).
+// Collection names and ids follow the file-name rule (ValidateFileName).
+// A record is at most 64 KiB.
+type RecordStore interface {
+	// Put creates or replaces a record.
+	Put(ctx context.Context, collection, id string, data []byte) error
+	// Get returns a record's data; ErrNotFound if absent.
+	Get(ctx context.Context, collection, id string) ([]byte, error)
+	// Delete removes a record; ErrNotFound if absent.
+	Delete(ctx context.Context, collection, id string) error
+	// List returns every record of a collection, sorted by id.
+	List(ctx context.Context, collection string) ([]Record, error)
+	// Append adds data to an append-only collection under the next sequence
+	// number (1, 2, 3 …, increasing, shared by all writers) and returns it.
+	// Only the newest keep entries are retained (0 means 100000).
+	Append(ctx context.Context, collection string, data []byte, keep int) (int64, error)
+	// Scan returns up to limit entries with sequence < before (0 = newest),
+	// newest first; ID is the decimal sequence number.
+	Scan(ctx context.Context, collection string, before int64, limit int) ([]Record, error)
+}
