@@ -1,0 +1,54 @@
+// Command sluice is Sluice's one binary: the admin server (sluice server),
+// the reverse proxy (sluice proxy) and the command-line client (sluice get,
+// put, history, …).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/cmd/sluice/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
+	stop()
+	os.Exit(code)
+}
+
+// Env is what the commands use of the process: streams and environment.
+// Tests pass their own.
+type Env = cli.Env
+
+// run executes one sluice command line and returns the exit code.
+func run(ctx context.Context, args []string, env Env) int {
+	root := newRoot(env)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(env.Stderr, "sluice:", err)
+		return 1
+	}
+	return 0
+}
+
+func newRoot(env Env) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "sluice",
+		Short:         "Sluice: configuration center and traffic-control plane for Go services",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(env.Stdin)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	root.AddCommand(newServerCmd(env), newProxyCmd(env))
+	root.AddCommand(cli.Commands(env)...)
+	return root
+}
+
