@@ -1,0 +1,134 @@
+package access
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// Outcomes of an audited request.
+const (
+	OutcomeAllowed = "allowed" // the caller was authorized (the request may still have failed; see Status)
+	OutcomeRefused = "refused" // the caller was not authenticated or not authorized
+)
+
+// DefaultAuditKeep is how many audit entries are retained when NewAudit is
+// given 0.
+const DefaultAuditKeep = 100000
+
+// MaxAuditLimit bounds one audit query.
+const MaxAuditLimit = 1000
+
+// Entry is one audit log entry: one mutating request, allowed or refused.
+type Entry struct {
+	Seq       int64     `json:"seq"` // set by the store; ignored on Record
+	Time      time.Time `json:"time"`
+	ActorID   string    `json:"actor_id,omitempty"` // token id; empty when unauthenticated
+	Actor     string    `json:"actor"`              // token name, or "anonymous"
+	Action    string    `json:"action"`             // e.g. "publish", "token.create"
+	Target    string    `json:"target"`             // e.g. "service/orders", "service/orders/db.yaml", "token/ab12…"
+	Service   string    `json:"service,omitempty"`  // the service or group name the target belongs to, for queries
+	Revision  int64     `json:"revision,omitempty"` // the revision the request produced
+	Outcome   string    `json:"outcome"`            // OutcomeAllowed or OutcomeRefused
+	Status    int       `json:"status"`             // HTTP status of the response
+	Reason    string    `json:"reason,omitempty"`   // why it was refused or failed
+	Client    string    `json:"client"`             // client address (proxy headers only from trusted proxies)
+	RequestID string    `json:"request_id"`
+}
+
+// Query selects audit entries. Zero fields do not filter.
+type Query struct {
+	Service string    // entries whose Service is this name
+	Actor   string    // entries whose ActorID or Actor equals this
+	Since   time.Time // entries at or after this time
+	Before  int64     // entries with Seq < Before (paging); 0 = from the newest
+	Limit   int       // 1..MaxAuditLimit; 0 means 100
+}
+
+// Audit appends entries to and queries the "audit" collection of a
+// RecordStore. It is safe for concurrent use; every server on one store
+// appends to the same log, numbered by the store.
+type Audit struct {
+	records configsvc.RecordStore
+	keep    int
+}
+
+// NewAudit returns an Audit on records retaining the newest keep entries
+// (DefaultAuditKeep when 0).
+func NewAudit(records configsvc.RecordStore, keep int) *Audit {
+	if keep <= 0 {
+		keep = DefaultAuditKeep
+	}
+	return &Audit{records: records, keep: keep}
+}
+
+// Record appends e and returns its sequence number.
+func (a *Audit) Record(ctx context.Context, e Entry) (int64, error) {
+	e.Seq = 0
+	e.Time = e.Time.UTC()
+	data, err := json.Marshal(e)
+	if err != nil {
+		return 0, fmt.Errorf("access: encode audit entry: %w", err)
+	}
+	seq, err := a.records.Append(ctx, AuditCollection, data, a.keep)
+	if err != nil {
+		return 0, fmt.Errorf("access: append audit entry: %w", err)
+	}
+	return seq, nil
+}
+
+// Query returns matching entries, newest first. It reads the log backwards
+// page by page and stops at q.Limit matches, at the first entry older than
+// q.Since, or after scanning the whole retained log. A Limit outside
+// 0..MaxAuditLimit is a *configsvc.FieldError.
+func (a *Audit) Query(ctx context.Context, q Query) ([]Entry, error) {
+	if q.Limit < 0 || q.Limit > MaxAuditLimit {
+		return nil, &configsvc.FieldError{Field: "limit", Value: strconv.Itoa(q.Limit), Msg: fmt.Sprintf("must be between 1 and %d", MaxAuditLimit)}
+	}
+	if q.Limit == 0 {
+		q.Limit = 100
+	}
+	const page = 500
+	out := []Entry{}
+	before := q.Before
+	for scanned := 0; scanned <= a.keep; {
+		recs, err := a.records.Scan(ctx, AuditCollection, before, page)
+		if err != nil {
+			return nil, fmt.Errorf("access: query audit: %w", err)
+		}
+		for _, r := range recs {
+			seq, err := strconv.ParseInt(r.ID, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("access: audit entry id %q: %w", r.ID, configsvc.ErrInvalid)
+			}
+			before = seq
+			var e Entry
+			if err := json.Unmarshal(r.Data, &e); err != nil {
+				continue // an unreadable entry is skipped, not fatal to the query
+			}
+			e.Seq = seq
+			if !q.Since.IsZero() && e.Time.Before(q.Since) {
+				return out, nil
+			}
+			if q.Service != "" && e.Service != q.Service {
+				continue
+			}
+			if q.Actor != "" && e.ActorID != q.Actor && e.Actor != q.Actor {
+				continue
+			}
+			out = append(out, e)
+			if len(out) == q.Limit {
+				return out, nil
+			}
+		}
+		scanned += len(recs)
+		if len(recs) < page || before <= 1 {
+			break
+		}
+	}
+	return out, nil
+}

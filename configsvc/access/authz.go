@@ -1,0 +1,202 @@
+package access
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// Role is what a grant lets its holder do.
+type Role string
+
+// The roles. See docs/architecture.md, "Roles".
+const (
+	// RoleAdmin may do everything: manage tokens, read the audit log, delete
+	// services and groups, and edit the reserved service sluice-system.
+	RoleAdmin Role = "admin"
+	// RoleEditor may read, publish, roll back, link, create, register
+	// instances and create pins within its pattern.
+	RoleEditor Role = "editor"
+	// RoleViewer may read files, history, diffs, instances and watch.
+	RoleViewer Role = "viewer"
+	// RoleAgent may do what a service's SDK needs: read, watch and register
+	// its instances.
+	RoleAgent Role = "agent"
+)
+
+// Grant gives a role on the services and shared groups whose name matches
+// Pattern: a name ("orders") or a glob with '*' and '?' ("team-a-*",
+// matched with configsvc.MatchGlob). A grant covers a service and a shared
+// group of the same name alike. An admin grant's pattern is always "*".
+type Grant struct {
+	Role    Role   `json:"role"`
+	Pattern string `json:"pattern"`
+}
+
+// String returns "role:pattern", or "admin".
+func (g Grant) String() string {
+	if g.Role == RoleAdmin {
+		return string(RoleAdmin)
+	}
+	return string(g.Role) + ":" + g.Pattern
+}
+
+// ParseGrant parses "admin", "editor:team-a-*", "viewer:orders" or
+// "agent:orders" and validates it. Errors are *configsvc.FieldError
+// (configsvc.ErrInvalid).
+func ParseGrant(s string) (Grant, error) {
+	role, pattern, _ := strings.Cut(s, ":")
+	g := Grant{Role: Role(role), Pattern: pattern}
+	if g.Role == RoleAdmin && pattern == "" {
+		g.Pattern = "*"
+	}
+	return g, g.Validate()
+}
+
+// Validate checks the role and the pattern: 1-63 characters of a-z, 0-9,
+// '-', '*' and '?'. It returns a *configsvc.FieldError.
+func (g *Grant) Validate() error {
+	switch g.Role {
+	case RoleAdmin:
+		if g.Pattern != "*" && g.Pattern != "" {
+			return &configsvc.FieldError{Field: "roles.pattern", Value: g.Pattern, Msg: `an admin grant covers everything; its pattern must be "*"`}
+		}
+		g.Pattern = "*"
+		return nil
+	case RoleEditor, RoleViewer, RoleAgent:
+	default:
+		return &configsvc.FieldError{Field: "roles.role", Value: string(g.Role), Msg: "must be admin, editor, viewer or agent"}
+	}
+	const rule = "must be 1-63 characters of a-z, 0-9, '-', '*' and '?'"
+	if len(g.Pattern) == 0 || len(g.Pattern) > 63 {
+		return &configsvc.FieldError{Field: "roles.pattern", Value: g.Pattern, Msg: rule}
+	}
+	for i := 0; i < len(g.Pattern); i++ {
+		c := g.Pattern[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '*' || c == '?') {
+			return &configsvc.FieldError{Field: "roles.pattern", Value: g.Pattern, Msg: rule}
+		}
+	}
+	return nil
+}
+
+// Principal is an authenticated caller: the token it presented (directly or
+// through a console session) and that token's grants.
+type Principal struct {
+	TokenID string  // first 12 hex digits of the token hash; never the token
+	Name    string  // the token's name, as given at creation
+	Grants  []Grant // the token's roles
+	Session bool    // authenticated through a console session cookie
+}
+
+// IsAdmin reports whether p holds an admin grant.
+func (p *Principal) IsAdmin() bool {
+	if p == nil {
+		return false
+	}
+	for _, g := range p.Grants {
+		if g.Role == RoleAdmin {
+			return true
+		}
+	}
+	return false
+}
+
+// Action is what a request wants to do to its target.
+type Action string
+
+// The actions the Authorizer decides.
+const (
+	// ActionRead: read files, head, history, diffs, snapshots, watches,
+	// instance lists, link lists.
+	ActionRead Action = "read"
+	// ActionRegister: register, refresh or remove an instance of a service.
+	ActionRegister Action = "register"
+	// ActionPublish: publish, delete a file, roll back.
+	ActionPublish Action = "publish"
+	// ActionLink: link or unlink a shared group to a service (the target is
+	// the service; the caller also needs ActionRead on the group).
+	ActionLink Action = "link"
+	// ActionCreate: create a service or group.
+	ActionCreate Action = "create"
+	// ActionDelete: delete a service or group. Admin only.
+	ActionDelete Action = "delete"
+	// ActionPin: create or revoke a debug pin for a service.
+	ActionPin Action = "pin"
+	// ActionManage: manage tokens and read the audit log. Admin only; the
+	// target is ignored.
+	ActionManage Action = "manage"
+)
+
+// Target is what an action applies to: a service or a shared group. For a
+// read of a group, Users may list the services linked to it: whoever may
+// read one of them may read the group, because that service's SDK sees the
+// group's files.
+type Target struct {
+	Ref   configsvc.Ref
+	Users []string
+}
+
+// Decision is the Authorizer's answer. Reason explains it in words fit for
+// the caller (it names the missing role, never a secret).
+type Decision struct {
+	Allowed bool
+	Reason  string
+}
+
+// Authorizer decides whether a principal may perform an action on a target.
+// The zero value is ready to use; it holds no state and is safe for
+// concurrent use.
+type Authorizer struct{}
+
+// roleAllows reports whether role grants action within its pattern.
+func roleAllows(r Role, a Action) bool {
+	switch r {
+	case RoleEditor:
+		switch a {
+		case ActionRead, ActionRegister, ActionPublish, ActionLink, ActionCreate, ActionPin:
+			return true
+		}
+	case RoleViewer:
+		return a == ActionRead
+	case RoleAgent:
+		return a == ActionRead || a == ActionRegister
+	}
+	return false
+}
+
+// Decide returns whether p may do a to t. A nil principal is denied
+// everything. Admins are allowed everything. ActionDelete and ActionManage
+// are admin-only, and so is every change (publish, link, create, pin) to the
+// reserved service sluice-system.
+func (Authorizer) Decide(p *Principal, a Action, t Target) Decision {
+	if p == nil {
+		return Decision{Reason: "authentication required"}
+	}
+	if p.IsAdmin() {
+		return Decision{Allowed: true, Reason: "admin"}
+	}
+	switch a {
+	case ActionDelete, ActionManage:
+		return Decision{Reason: fmt.Sprintf("%s requires the admin role", a)}
+	}
+	if a != ActionRead && a != ActionRegister && t.Ref.Kind == configsvc.KindService && t.Ref.Name == configsvc.SystemService {
+		return Decision{Reason: fmt.Sprintf("only admins may %s %s", a, configsvc.SystemService)}
+	}
+	for _, g := range p.Grants {
+		if roleAllows(g.Role, a) && configsvc.MatchGlob(g.Pattern, t.Ref.Name) {
+			return Decision{Allowed: true, Reason: fmt.Sprintf("%s grants %s on %s", g, a, t.Ref)}
+		}
+	}
+	if a == ActionRead && t.Ref.Kind == configsvc.KindGroup {
+		for _, svc := range t.Users {
+			for _, g := range p.Grants {
+				if roleAllows(g.Role, a) && configsvc.MatchGlob(g.Pattern, svc) {
+					return Decision{Allowed: true, Reason: fmt.Sprintf("%s grants read on service/%s, which links %s", g, svc, t.Ref)}
+				}
+			}
+		}
+	}
+	return Decision{Reason: fmt.Sprintf("no grant allows %s on %s", a, t.Ref)}
+}
