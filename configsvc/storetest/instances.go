@@ -1,0 +1,193 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+func instance(svc, id string) configsvc.Instance {
+	now := time.Now().UTC().Truncate(time.Second)
+	return configsvc.Instance{
+		Service: svc, ID: id, Addr: "127.0.0.1:" + fmt.Sprint(8000+len(id)),
+		Labels: map[string]string{"zone": "a"}, Status: configsvc.StatusStarting,
+		Started: now, Updated: now,
+	}
+}
+
+func mustRegister(ctx context.Context, t *testing.T, st configsvc.Store, inst configsvc.Instance) configsvc.Lease {
+	t.Helper()
+	l, err := st.Register(ctx, inst)
+	if err != nil {
+		t.Fatalf("Register(%s/%s): %v", inst.Service, inst.ID, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// sameInstance compares the fields an instance round-trips through a store.
+func sameInstance(a, b configsvc.Instance) bool {
+	return a.Service == b.Service && a.ID == b.ID && a.Addr == b.Addr && maps.Equal(a.Labels, b.Labels) &&
+		a.Revision == b.Revision && a.Status == b.Status && a.Rejected == b.Rejected && a.Error == b.Error &&
+		a.FromCache == b.FromCache && a.Started.Equal(b.Started) && a.Updated.Equal(b.Updated)
+}
+
+func wantInstances(ctx context.Context, t *testing.T, st configsvc.Store, svc string, want ...configsvc.Instance) {
+	t.Helper()
+	got, err := st.Instances(ctx, svc)
+	if err != nil {
+		t.Fatalf("Instances(%s): %v", svc, err)
+	}
+	if !slices.EqualFunc(got, want, sameInstance) {
+		t.Fatalf("Instances(%s) = %+v, want %+v", svc, got, want)
+	}
+}
+
+func ids(list []configsvc.Instance) []string {
+	out := make([]string, len(list))
+	for i, in := range list {
+		out[i] = in.ID
+	}
+	return out
+}
+
+func (s *suite) testInstances(t *testing.T) {
+	t.Run("RegisterUpdateClose", func(t *testing.T) {
+		st, ctx := s.open(t)
+		mustCreate(ctx, t, st, configsvc.Service("orders"))
+		wantInstances(ctx, t, st, "orders")
+		b := instance("orders", "orders-b")
+		a := instance("orders", "orders-a")
+		lb := mustRegister(ctx, t, st, b)
+		la := mustRegister(ctx, t, st, a)
+		wantInstances(ctx, t, st, "orders", a, b)
+
+		a.Revision, a.Status, a.Updated = 3, configsvc.StatusApplied, a.Updated.Add(time.Second)
+		if err := la.Update(ctx, a); err != nil {
+			t.Fatalf("Update: %v", err)
+		}
+		wantInstances(ctx, t, st, "orders", a, b)
+		b.Status, b.Rejected, b.Error = configsvc.StatusRejected, 4, "db.yaml: bad port"
+		if err := lb.Update(ctx, b); err != nil {
+			t.Fatalf("Update: %v", err)
+		}
+		wantInstances(ctx, t, st, "orders", a, b)
+
+		if err := la.Close(); err != nil {
+			t.Fatalf("Lease.Close: %v", err)
+		}
+		wantInstances(ctx, t, st, "orders", b)
+		if err := la.Close(); err != nil {
+			t.Fatalf("second Lease.Close: %v", err)
+		}
+		wantInstances(ctx, t, st, "orders", b)
+	})
+
+	t.Run("DuplicateLiveID", func(t *testing.T) {
+		st, ctx := s.open(t)
+		mustCreate(ctx, t, st, configsvc.Service("orders"))
+		inst := instance("orders", "orders-1")
+		l := mustRegister(ctx, t, st, inst)
+		other := inst
+		other.Addr = "127.0.0.1:9999"
+		_, err := st.Register(ctx, other)
+		wantErr(t, "Register of a live id", err, configsvc.ErrConflict)
+		wantInstances(ctx, t, st, "orders", inst)
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		mustRegister(ctx, t, st, other)
+		wantInstances(ctx, t, st, "orders", other)
+	})
+
+	t.Run("Invalid", func(t *testing.T) {
+		st, ctx := s.open(t)
+		mustCreate(ctx, t, st, configsvc.Service("orders"))
+		for _, tc := range []struct {
+			name string
+			inst configsvc.Instance
+		}{
+			{"BadID", instance("orders", "../x")},
+			{"EmptyID", instance("orders", "")},
+			{"BadService", instance("Orders", "o-1")},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				_, err := st.Register(ctx, tc.inst)
+				wantErr(t, "Register", err, configsvc.ErrInvalid)
+			})
+		}
+		wantInstances(ctx, t, st, "orders")
+	})
+
+	t.Run("PerService", func(t *testing.T) {
+		st, ctx := s.open(t)
+		mustCreate(ctx, t, st, configsvc.Service("orders"))
+		mustCreate(ctx, t, st, configsvc.Service("payments"))
+		o := instance("orders", "i-1")
+		p := instance("payments", "i-1")
+		mustRegister(ctx, t, st, o)
+		mustRegister(ctx, t, st, p)
+		wantInstances(ctx, t, st, "orders", o)
+		wantInstances(ctx, t, st, "payments", p)
+	})
+
+	t.Run("Watch", func(t *testing.T) {
+		st, ctx := s.open(t)
+		mustCreate(ctx, t, st, configsvc.Service("orders"))
+		a := instance("orders", "a")
+		mustRegister(ctx, t, st, a)
+		wctx, cancel := context.WithCancel(ctx)
+		ch := st.WatchInstances(wctx, "orders")
+		s.waitInstances(t, ch, "a")
+		lb := mustRegister(ctx, t, st, instance("orders", "b"))
+		s.waitInstances(t, ch, "a", "b")
+		if err := lb.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s.waitInstances(t, ch, "a")
+		cancel()
+		timer := time.NewTimer(s.opts.Timeout)
+		defer timer.Stop()
+		for {
+			select {
+			case _, ok := <-ch:
+				if !ok {
+					return
+				}
+			case <-timer.C:
+				t.Fatalf("WatchInstances channel not closed within %v of cancel", s.opts.Timeout)
+			}
+		}
+	})
+}
+
+// waitInstances reads instance lists until one has exactly the ids want, in
+// order. Intermediate lists may be skipped (only the newest list matters).
+func (s *suite) waitInstances(t *testing.T, ch <-chan configsvc.InstancesEvent, want ...string) {
+	t.Helper()
+	timer := time.NewTimer(s.opts.Timeout)
+	defer timer.Stop()
+	var last []string
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				t.Fatalf("WatchInstances closed while waiting for %v (last %v)", want, last)
+			}
+			if ev.Err != nil {
+				continue
+			}
+			last = ids(ev.Instances)
+			if slices.Equal(last, want) || (len(want) == 0 && len(last) == 0) {
+				return
+			}
+		case <-timer.C:
+			t.Fatalf("WatchInstances: no list %v within %v (last %v)", want, s.opts.Timeout, last)
+		}
+	}
+}
