@@ -1,15 +1,20 @@
-// Package cli implements the sluice command-line client verbs (get, put,
-// edit, history, diff, rollback, link, instances, pin, token, audit …)
-// against the admin server's REST API.
 package cli
 
 import (
+	"errors"
+	"fmt"
 	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 )
 
 // Env is what the commands use of the process: streams and environment.
+// Tests pass their own. Getenv must not be nil.
 type Env struct {
 	Stdin  io.Reader
 	Stdout io.Writer
@@ -17,7 +22,153 @@ type Env struct {
 	Getenv func(string) string
 }
 
-// Commands returns the client verbs to add to the root command.
+// Defaults of the connection flags.
+const (
+	// DefaultServer is the admin server address used when neither --server
+	// nor SLUICE_SERVER is set.
+	DefaultServer = "http://127.0.0.1:7070"
+	// DefaultDataDir is where the server writes admin.token by default.
+	DefaultDataDir = "./sluice-data"
+	// DefaultTimeout bounds one HTTP call of the client.
+	DefaultTimeout = 30 * time.Second
+	// TokenFile is the bootstrap admin token's file name inside the data dir.
+	TokenFile = "admin.token"
+)
+
+// Commands returns the client verbs to add to the root command. Each verb
+// carries the connection flags (--server, --token, --data-dir, --timeout,
+// -o) as persistent flags, so they go after the verb:
+// `sluice get --server http://h:7070 orders db.yaml`.
 func Commands(env Env) []*cobra.Command {
-	return nil
+	a := &app{env: env}
+	cmds := []*cobra.Command{
+		a.servicesCmd(),
+		a.getCmd(serviceScope),
+		a.putCmd(serviceScope),
+		a.editCmd(serviceScope),
+		a.publishCmd(serviceScope),
+		a.historyCmd(serviceScope),
+		a.diffCmd(serviceScope),
+		a.rollbackCmd(serviceScope),
+		a.linkCmd(),
+		a.unlinkCmd(),
+		a.sharedCmd(),
+		a.instancesCmd(),
+		a.tokenCmd(),
+		a.whoamiCmd(),
+		a.auditCmd(),
+		a.pinCmd(),
+		a.routesCmd(),
+	}
+	for _, c := range cmds {
+		a.addGlobalFlags(c)
+	}
+	return cmds
+}
+
+// app holds the state of one command-line run: the environment and the
+// values of the connection flags.
+type app struct {
+	env     Env
+	server  string
+	token   string
+	dataDir string
+	timeout time.Duration
+	output  string
+}
+
+func (a *app) addGlobalFlags(c *cobra.Command) {
+	f := c.PersistentFlags()
+	f.StringVar(&a.server, "server", "", "admin server URL (env SLUICE_SERVER; default "+DefaultServer+")")
+	f.StringVar(&a.token, "token", "", "API token (env SLUICE_TOKEN; default: the file admin.token in --data-dir)")
+	f.StringVar(&a.dataDir, "data-dir", "", "server data directory holding admin.token (env SLUICE_DATA_DIR; default "+DefaultDataDir+")")
+	f.DurationVar(&a.timeout, "timeout", DefaultTimeout, "timeout of each HTTP call")
+	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+}
+
+// client resolves the connection flags and returns the API client.
+func (a *app) client() (*client, error) {
+	switch a.output {
+	case "table", "json":
+	default:
+		return nil, fmt.Errorf("-o %q: must be table or json", a.output)
+	}
+	server := firstNonEmpty(a.server, a.env.Getenv("SLUICE_SERVER"), DefaultServer)
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--server %q: must be an http:// or https:// URL such as %s", server, DefaultServer)
+	}
+	token, source, err := a.resolveToken()
+	if err != nil {
+		return nil, err
+	}
+	if a.timeout <= 0 {
+		return nil, fmt.Errorf("--timeout %s: must be positive", a.timeout)
+	}
+	return newClient(strings.TrimRight(server, "/"), token, source, a.timeout), nil
+}
+
+// resolveToken returns the token and a description of where it came from
+// (never the token itself): --token, then SLUICE_TOKEN, then the bootstrap
+// file. No token at all is not an error here: the server answers 401 and
+// the client explains where it looked.
+func (a *app) resolveToken() (token, source string, err error) {
+	if a.token != "" {
+		return a.token, "--token", nil
+	}
+	if t := a.env.Getenv("SLUICE_TOKEN"); t != "" {
+		return strings.TrimSpace(t), "SLUICE_TOKEN", nil
+	}
+	dir := firstNonEmpty(a.dataDir, a.env.Getenv("SLUICE_DATA_DIR"), DefaultDataDir)
+	path := filepath.Join(dir, TokenFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "", "no token (none of --token, SLUICE_TOKEN or " + path + ")", nil
+	case err != nil:
+		return "", "", fmt.Errorf("read token file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), path, nil
+}
+
+func (a *app) json() bool { return a.output == "json" }
+
+func (a *app) stdout() io.Writer { return a.env.Stdout }
+
+func (a *app) stderr() io.Writer { return a.env.Stderr }
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// scope is where a family of routes lives: services or shared groups. Both
+// have files, revisions, diff, rollback and watch under the same sub-paths.
+type scope string
+
+// The two scopes.
+const (
+	serviceScope scope = "services"
+	groupScope   scope = "shared"
+)
+
+// noun names one member of the scope in messages.
+func (s scope) noun() string {
+	if s == groupScope {
+		return "group"
+	}
+	return "service"
+}
+
+// path joins /v1/<scope>, the escaped name and further escaped segments.
+func (s scope) path(name string, segs ...string) string {
+	p := "/v1/" + string(s) + "/" + url.PathEscape(name)
+	for _, seg := range segs {
+		p += "/" + url.PathEscape(seg)
+	}
+	return p
 }

@@ -1,0 +1,332 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+func (a *app) getCmd(s scope) *cobra.Command {
+	var rev int64
+	c := &cobra.Command{
+		Use:   "get <" + s.noun() + "> <file>",
+		Short: "Print a config file (at the head, or at --revision)",
+		Long: "Print a config file's content exactly as stored. With -o json, print\n" +
+			"{\"" + s.noun() + "\",\"file\",\"revision\",\"content\"} instead.",
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runGet(cmd.Context(), s, args[0], args[1], rev)
+		},
+	}
+	c.Flags().Int64Var(&rev, "revision", 0, "revision to read (default: the head)")
+	return c
+}
+
+func (a *app) runGet(ctx context.Context, s scope, name, file string, rev int64) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	content, r, err := c.getFile(ctx, s, name, file, rev)
+	if err != nil {
+		return err
+	}
+	if a.json() {
+		return marshalJSON(a.stdout(), map[string]any{s.noun(): name, "file": file, "revision": r, "content": string(content)})
+	}
+	_, err = a.stdout().Write(content)
+	return err
+}
+
+// getFile reads a file and the revision the server reports for it.
+func (c *client) getFile(ctx context.Context, s scope, name, file string, rev int64) ([]byte, int64, error) {
+	req := request{method: http.MethodGet, path: s.path(name, "files", file)}
+	if rev > 0 {
+		req.query = url.Values{"revision": {strconv.FormatInt(rev, 10)}}
+	}
+	resp, err := c.do(ctx, req)
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp.body, resp.revision(), nil
+}
+
+func (a *app) putCmd(s scope) *cobra.Command {
+	var msg string
+	var ifMatch int64
+	c := &cobra.Command{
+		Use:   "put <" + s.noun() + "> <file> [path|-]",
+		Short: "Publish one config file from a local file or stdin",
+		Long: "Publish one config file as a new revision. The content comes from the\n" +
+			"local path, or from stdin when the path is \"-\" or left out. The server\n" +
+			"validates it for the file's format and refuses it with the line and\n" +
+			"column of the error. With --if-match N the publish is refused (412)\n" +
+			"unless revision N is still the newest.",
+		Args: cobra.RangeArgs(2, 3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src := "-"
+			if len(args) == 3 {
+				src = args[2]
+			}
+			content, err := a.readSource(src)
+			if err != nil {
+				return err
+			}
+			return a.runPut(cmd.Context(), s, args[0], args[1], content, msg, ifMatch)
+		},
+	}
+	c.Flags().StringVarP(&msg, "message", "m", "", "revision message")
+	c.Flags().Int64Var(&ifMatch, "if-match", 0, "publish only if this revision is still the newest")
+	return c
+}
+
+// readSource reads a local file, or stdin for "-". It refuses to wait on an
+// interactive terminal.
+func (a *app) readSource(src string) ([]byte, error) {
+	if src != "-" {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", src, err)
+		}
+		return b, nil
+	}
+	if f, ok := a.env.Stdin.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			return nil, errors.New("no content: give a file path, or pipe the content on stdin")
+		}
+	}
+	if a.env.Stdin == nil {
+		return nil, errors.New("no content: give a file path")
+	}
+	b, err := io.ReadAll(a.env.Stdin)
+	if err != nil {
+		return nil, fmt.Errorf("read stdin: %w", err)
+	}
+	return b, nil
+}
+
+func (a *app) runPut(ctx context.Context, s scope, name, file string, content []byte, msg string, ifMatch int64) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	resp, err := c.putFile(ctx, s, name, file, content, msg, ifMatch)
+	if isStatus(err, http.StatusPreconditionFailed) {
+		return fmt.Errorf("%w\n%s/%s: revision %d is no longer the newest; nothing was published. Read the current content (sluice get) and publish again", err, name, file, ifMatch)
+	}
+	if err != nil {
+		return err
+	}
+	return a.printPublished(resp, name, []string{file})
+}
+
+func (c *client) putFile(ctx context.Context, s scope, name, file string, content []byte, msg string, ifMatch int64) (*response, error) {
+	if strings.ContainsAny(msg, "\r\n") {
+		return nil, errors.New("-m: a one-file put takes a one-line message; use `sluice publish` for a multi-line message")
+	}
+	h := http.Header{}
+	if msg != "" {
+		h.Set("X-Sluice-Message", msg)
+	}
+	if ifMatch > 0 {
+		h.Set("If-Match", strconv.Quote(strconv.FormatInt(ifMatch, 10)))
+	}
+	return c.do(ctx, request{
+		method: http.MethodPut, path: s.path(name, "files", file),
+		body: bytes.NewReader(content), contentType: "application/octet-stream", header: h,
+	})
+}
+
+// printPublished reports the revision a publish created.
+func (a *app) printPublished(resp *response, name string, files []string) error {
+	if a.json() {
+		return printJSON(a.stdout(), resp.body)
+	}
+	var rev revisionJSON
+	_ = json.Unmarshal(resp.body, &rev)
+	n := rev.Revision
+	if n == 0 {
+		n = resp.revision()
+	}
+	if names := rev.fileNames(); len(names) > 0 {
+		files = names
+	}
+	_, err := fmt.Fprintf(a.stdout(), "%s: published revision %d (%s)\n", name, n, strings.Join(files, ", "))
+	return err
+}
+
+func (a *app) editCmd(s scope) *cobra.Command {
+	var msg string
+	c := &cobra.Command{
+		Use:   "edit <" + s.noun() + "> <file>",
+		Short: "Edit a config file in $EDITOR and publish it",
+		Long: "Open the file's current content in $VISUAL or $EDITOR (default vi) and\n" +
+			"publish what you save, only if nobody published the " + s.noun() + " meanwhile\n" +
+			"(If-Match on the revision read). When someone did, or the content does\n" +
+			"not validate, nothing is published and your edited copy is kept: re-run\n" +
+			"edit to start from the newest revision. A file that does not exist yet\n" +
+			"starts empty.",
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runEdit(cmd.Context(), s, args[0], args[1], msg)
+		},
+	}
+	c.Flags().StringVarP(&msg, "message", "m", "", "revision message (default \"edit <file>\")")
+	return c
+}
+
+func (a *app) runEdit(ctx context.Context, s scope, name, file string, msg string) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	content, rev, err := c.getFile(ctx, s, name, file, 0)
+	if isStatus(err, http.StatusNotFound) {
+		// A new file: start empty from the current head, if the service exists.
+		var head headJSON
+		if _, herr := c.doJSON(ctx, http.MethodGet, s.path(name), nil, nil, &head); herr != nil {
+			return herr
+		}
+		content, rev, err = nil, head.Revision, nil
+	}
+	if err != nil {
+		return err
+	}
+	// Keep the extension so the editor highlights the format.
+	tmp, err := os.CreateTemp(a.env.Getenv("TMPDIR"), "sluice-edit-*-"+file)
+	if err != nil {
+		return fmt.Errorf("edit: %w", err)
+	}
+	path := tmp.Name()
+	_, werr := tmp.Write(content)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		os.Remove(path)
+		return fmt.Errorf("edit: %w", werr)
+	}
+	if err := a.runEditor(ctx, path); err != nil {
+		os.Remove(path)
+		return err
+	}
+	edited, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("edit: %w", err)
+	}
+	if bytes.Equal(edited, content) {
+		os.Remove(path)
+		_, err := fmt.Fprintf(a.stderr(), "%s/%s: no changes; nothing published\n", name, file)
+		return err
+	}
+	if msg == "" {
+		msg = "edit " + file
+	}
+	resp, err := c.putFile(ctx, s, name, file, edited, msg, rev)
+	switch {
+	case isStatus(err, http.StatusPreconditionFailed):
+		return fmt.Errorf("%s/%s changed on the server after you opened it at revision %d; nothing was published.\n"+
+			"Your edited copy is kept at %s. Re-run `sluice edit %s %s` to edit the newest revision", name, file, rev, path, name, file)
+	case err != nil:
+		return fmt.Errorf("%w\nnothing was published; your edited copy is kept at %s", err, path)
+	}
+	os.Remove(path)
+	return a.printPublished(resp, name, []string{file})
+}
+
+// runEditor runs $VISUAL or $EDITOR (which may carry arguments, e.g.
+// "code --wait") on path, attached to the process's terminal.
+func (a *app) runEditor(ctx context.Context, path string) error {
+	editor := firstNonEmpty(a.env.Getenv("VISUAL"), a.env.Getenv("EDITOR"), "vi")
+	argv := strings.Fields(editor)
+	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], path)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = a.env.Stdin, a.env.Stdout, a.env.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("editor %q failed; nothing published: %w", editor, err)
+	}
+	return nil
+}
+
+func (a *app) publishCmd(s scope) *cobra.Command {
+	var files, deletes []string
+	var msg string
+	var base int64
+	c := &cobra.Command{
+		Use:   "publish <" + s.noun() + "> -f file [-f file]… [--delete file]… -m message",
+		Short: "Publish several files as one revision, atomically",
+		Long: "Publish several files at once as one revision: all of them or none.\n" +
+			"-f takes a local path (the config file keeps its base name) or\n" +
+			"name=path to publish under another name. --base N refuses the publish\n" +
+			"unless N is still the newest revision (default: the newest, read first).",
+		Example: "  sluice publish orders -f db.yaml -f features.json -m \"enable checkout v2\"\n" +
+			"  sluice publish orders -f app.yaml=./build/orders.yaml --delete old.yaml -m cleanup",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runPublish(cmd.Context(), s, args[0], files, deletes, msg, base, cmd.Flags().Changed("base"))
+		},
+	}
+	c.Flags().StringArrayVarP(&files, "file", "f", nil, "local file to publish, as path or name=path (repeatable)")
+	c.Flags().StringArrayVar(&deletes, "delete", nil, "config file to delete (repeatable)")
+	c.Flags().StringVarP(&msg, "message", "m", "", "revision message")
+	c.Flags().Int64Var(&base, "base", 0, "publish only if this revision is still the newest")
+	return c
+}
+
+func (a *app) runPublish(ctx context.Context, s scope, name string, files, deletes []string, msg string, base int64, baseSet bool) error {
+	if len(files)+len(deletes) == 0 {
+		return errors.New("nothing to publish: give -f file and/or --delete file")
+	}
+	body := publishJSON{Message: msg}
+	var names []string
+	for _, spec := range files {
+		fname, path := filepath.Base(spec), spec
+		if i := strings.IndexByte(spec, '='); i > 0 {
+			fname, path = spec[:i], spec[i+1:]
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("-f %s: %w", spec, err)
+		}
+		content := string(b)
+		body.Changes = append(body.Changes, changeJSON{File: fname, Content: &content})
+		names = append(names, fname)
+	}
+	for _, d := range deletes {
+		body.Changes = append(body.Changes, changeJSON{File: d, Delete: true})
+		names = append(names, "-"+d)
+	}
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	if !baseSet {
+		var head headJSON
+		if _, err := c.doJSON(ctx, http.MethodGet, s.path(name), nil, nil, &head); err != nil {
+			return err
+		}
+		base = head.Revision
+	}
+	body.BaseRevision = base
+	resp, err := c.doJSON(ctx, http.MethodPost, s.path(name, "revisions"), nil, body, nil)
+	if isStatus(err, http.StatusConflict) || isStatus(err, http.StatusPreconditionFailed) {
+		return fmt.Errorf("%w\n%s: revision %d is no longer the newest; nothing was published. Check `sluice history %s` and publish again", err, name, base, name)
+	}
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	return a.printPublished(resp, name, names)
+}

@@ -1,0 +1,178 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+func (a *app) historyCmd(s scope) *cobra.Command {
+	var limit int
+	var before int64
+	c := &cobra.Command{
+		Use:   "history <" + s.noun() + ">",
+		Short: "List revisions, newest first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runHistory(cmd.Context(), s, args[0], limit, before)
+		},
+	}
+	c.Flags().IntVar(&limit, "limit", 20, "how many revisions to list (the server caps it)")
+	c.Flags().Int64Var(&before, "before", 0, "list revisions older than this one (for paging)")
+	return c
+}
+
+func (a *app) runHistory(ctx context.Context, s scope, name string, limit int, before int64) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if before > 0 {
+		q.Set("before", strconv.FormatInt(before, 10))
+	}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: s.path(name, "revisions"), query: q})
+	if err != nil {
+		return err
+	}
+	if a.json() {
+		return printJSON(a.stdout(), resp.body)
+	}
+	var revs []revisionJSON
+	if err := decodeList(resp.body, &revs, "revisions", "items"); err != nil {
+		return err
+	}
+	t := newTable(a.stdout(), "REVISION", "TIME", "AUTHOR", "FILES", "MESSAGE")
+	for _, r := range revs {
+		m := r.Message
+		if r.RollbackOf > 0 && !strings.Contains(m, "rollback") {
+			m = fmt.Sprintf("%s (rollback to %d)", m, r.RollbackOf)
+		}
+		t.row(r.Revision, r.Time, r.Author, truncate(strings.Join(r.fileNames(), ","), 40), truncate(m, 72))
+	}
+	return t.flush()
+}
+
+func (a *app) diffCmd(s scope) *cobra.Command {
+	return &cobra.Command{
+		Use:   "diff <" + s.noun() + "> <from> <to>",
+		Short: "Show what changed between two revisions (unified diff per file)",
+		Args:  cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			from, err := parseRevision("from", args[1])
+			if err != nil {
+				return err
+			}
+			to, err := parseRevision("to", args[2])
+			if err != nil {
+				return err
+			}
+			return a.runDiff(cmd.Context(), s, args[0], from, to)
+		},
+	}
+}
+
+func parseRevision(what, s string) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s %q: must be a revision number", what, s)
+	}
+	return n, nil
+}
+
+func (a *app) runDiff(ctx context.Context, s scope, name string, from, to int64) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{"from": {strconv.FormatInt(from, 10)}, "to": {strconv.FormatInt(to, 10)}}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: s.path(name, "diff"), query: q})
+	if err != nil {
+		return err
+	}
+	if a.json() {
+		return printJSON(a.stdout(), resp.body)
+	}
+	var d diffJSON
+	if err := json.Unmarshal(resp.body, &d); err != nil {
+		if lerr := decodeList(resp.body, &d.Files, "files"); lerr != nil {
+			return fmt.Errorf("diff: unexpected response: %w", err)
+		}
+	}
+	w := a.stdout()
+	changed := 0
+	for _, f := range d.Files {
+		if f.Status == "unchanged" {
+			continue
+		}
+		changed++
+		fmt.Fprintf(w, "%s %s\n", f.Status, f.File)
+		text := firstNonEmpty(f.Diff, f.Unified)
+		if text != "" {
+			fmt.Fprint(w, text)
+			if !strings.HasSuffix(text, "\n") {
+				fmt.Fprintln(w)
+			}
+		}
+	}
+	if changed == 0 {
+		_, err := fmt.Fprintf(w, "%s: no differences between revisions %d and %d\n", name, from, to)
+		return err
+	}
+	return nil
+}
+
+func (a *app) rollbackCmd(s scope) *cobra.Command {
+	var to int64
+	var files []string
+	var msg string
+	c := &cobra.Command{
+		Use:   "rollback <" + s.noun() + "> --to N [--file f]… [-m message]",
+		Short: "Publish a new revision whose content equals revision N",
+		Long: "Roll back by publishing a new revision whose content equals revision N,\n" +
+			"for the whole " + s.noun() + " or only the files named with --file. History is\n" +
+			"never rewritten: the rollback is itself a revision you can diff and undo.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("to") {
+				return fmt.Errorf("--to N is required: the revision whose content to restore (see `sluice history %s`)", args[0])
+			}
+			return a.runRollback(cmd.Context(), s, args[0], to, files, msg)
+		},
+	}
+	c.Flags().Int64Var(&to, "to", 0, "revision whose content to restore (required)")
+	c.Flags().StringArrayVar(&files, "file", nil, "restore only this file (repeatable)")
+	c.Flags().StringVarP(&msg, "message", "m", "", "revision message (default \"rollback to revision N\")")
+	return c
+}
+
+func (a *app) runRollback(ctx context.Context, s scope, name string, to int64, files []string, msg string) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	resp, err := c.doJSON(ctx, http.MethodPost, s.path(name, "rollback"), nil, rollbackJSON{ToRevision: to, Files: files, Message: msg}, nil)
+	if err != nil {
+		return err
+	}
+	if a.json() {
+		return printJSON(a.stdout(), resp.body)
+	}
+	var rev revisionJSON
+	_ = json.Unmarshal(resp.body, &rev)
+	n := rev.Revision
+	if n == 0 {
+		n = resp.revision()
+	}
+	_, err = fmt.Fprintf(a.stdout(), "%s: rolled back to revision %d as revision %d (%s)\n", name, to, n, strings.Join(rev.fileNames(), ", "))
+	return err
+}
