@@ -200,4 +200,3 @@ func defaultInstanceID() string {
 	}
 	return id + "-" + strconv.Itoa(os.Getpid())
 }
-
