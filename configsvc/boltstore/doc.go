@@ -1,0 +1,24 @@
+// Package boltstore implements configsvc.Store on one bbolt file, Sluice's
+// embedded default store (bolt://path/to/sluice.db).
+//
+// It has the same semantics as the ZooKeeper store, on a single machine:
+// publishes are bbolt read-write transactions, so they are atomic and
+// serialised; watches and instance watches are served in-process, woken after
+// each commit and reading what they deliver from the database, so nothing is
+// skipped; instances live in memory, since only the one process holding the
+// file lock can see them, and so vanish with it.
+//
+// Layout of the file (all keys are bytes, numbers big-endian uint64):
+//
+//	services/{name}/head            JSON headRecord: revision, manifest, oldest retained revision
+//	services/{name}/revs/{n}        JSON revision without content
+//	services/{name}/mans/{n}        JSON manifest (map of FileMeta) at revision n
+//	services/{name}/blobs/{n}{file} content of file as changed by revision n
+//	services/{name}/links/{group}   empty: the service uses the group
+//	groups/{name}/...               the same, with users/{service} instead of links
+//	records/{collection}/{id}       RecordStore.Put data
+//	logs/{collection}/{seq}         RecordStore.Append data
+//
+// A blob stays as long as a retained revision's manifest refers to it, so
+// pruning history never breaks the reconstruction of retained revisions.
+package boltstore

@@ -1,0 +1,192 @@
+package boltstore
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// liveInstance is a registration held in memory, with the lease that owns it
+// so that a closed lease never removes a later registration of the same id.
+type liveInstance struct {
+	inst  configsvc.Instance
+	owner *lease
+}
+
+func instKey(svc string) string { return "instances/" + svc }
+
+func cloneInstance(in configsvc.Instance) configsvc.Instance {
+	in.Labels = maps.Clone(in.Labels)
+	return in
+}
+
+// Register records inst as a live instance until the returned Lease is
+// closed or the store is closed. The service must exist (ErrNotFound);
+// ErrConflict if an instance with that id is already live.
+func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error) {
+	what := fmt.Sprintf("register instance %s/%s", inst.Service, inst.ID)
+	if err := inst.Validate(); err != nil {
+		return nil, fmt.Errorf("boltstore: %s: %w", what, err)
+	}
+	err := s.view(ctx, what, func(tx *bolt.Tx) error {
+		_, err := refBucket(tx, configsvc.Service(inst.Service))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	l := &lease{s: s, svc: inst.Service, id: inst.ID}
+	s.mu.Lock()
+	if s.closed.Load() {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("boltstore: %s: %w", what, configsvc.ErrClosed)
+	}
+	live := s.instances[inst.Service]
+	if _, ok := live[inst.ID]; ok {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("boltstore: %s: already live: %w", what, configsvc.ErrConflict)
+	}
+	if live == nil {
+		live = map[string]liveInstance{}
+		s.instances[inst.Service] = live
+	}
+	live[inst.ID] = liveInstance{inst: cloneInstance(inst), owner: l}
+	s.mu.Unlock()
+	s.notify(instKey(inst.Service))
+	return l, nil
+}
+
+// dropInstances removes every instance of svc (the service was deleted).
+func (s *Store) dropInstances(svc string) {
+	s.mu.Lock()
+	delete(s.instances, svc)
+	s.mu.Unlock()
+	s.notify(instKey(svc))
+}
+
+// Instances lists the live instances of svc, sorted by id. A service
+// without instances (or that does not exist) has an empty list.
+func (s *Store) Instances(ctx context.Context, svc string) ([]configsvc.Instance, error) {
+	what := "list instances of service/" + svc
+	if err := configsvc.ValidateServiceName(svc); err != nil {
+		return nil, fmt.Errorf("boltstore: %s: %w", what, err)
+	}
+	if err := s.check(ctx, what); err != nil {
+		return nil, err
+	}
+	return s.instanceList(svc), nil
+}
+
+func (s *Store) instanceList(svc string) []configsvc.Instance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]configsvc.Instance, 0, len(s.instances[svc]))
+	for _, li := range s.instances[svc] {
+		out = append(out, cloneInstance(li.inst))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// WatchInstances sends the live instance list of svc now and after every
+// change, until ctx ends or the store closes; then the channel is closed.
+// A slow receiver skips intermediate lists and gets the newest.
+func (s *Store) WatchInstances(ctx context.Context, svc string) <-chan configsvc.InstancesEvent {
+	out := make(chan configsvc.InstancesEvent)
+	started := s.goTracked(func() {
+		defer close(out)
+		if err := configsvc.ValidateServiceName(svc); err != nil {
+			select {
+			case out <- configsvc.InstancesEvent{Err: fmt.Errorf("boltstore: watch instances of service/%s: %w", svc, err)}:
+			case <-ctx.Done():
+			case <-s.done:
+			}
+			return
+		}
+		key := instKey(svc)
+		for {
+			sig := s.signal(key)
+			ev := configsvc.InstancesEvent{Instances: s.instanceList(svc)}
+			select {
+			case out <- ev:
+			case <-sig:
+				continue // a newer list replaces this one
+			case <-ctx.Done():
+				return
+			case <-s.done:
+				return
+			}
+			select {
+			case <-sig:
+			case <-ctx.Done():
+				return
+			case <-s.done:
+				return
+			}
+		}
+	})
+	if !started {
+		close(out)
+	}
+	return out
+}
+
+// lease is a Register registration.
+type lease struct {
+	s       *Store
+	svc, id string
+	once    sync.Once
+}
+
+// Update replaces the registered instance's data; inst must have the same
+// service and id (ErrInvalid). ErrNotFound once the lease is closed.
+func (l *lease) Update(ctx context.Context, inst configsvc.Instance) error {
+	what := fmt.Sprintf("update instance %s/%s", l.svc, l.id)
+	if inst.Service != l.svc || inst.ID != l.id {
+		return fmt.Errorf("boltstore: %s: %w", what, &configsvc.FieldError{
+			Field: "instance", Value: inst.Service + "/" + inst.ID, Msg: "must keep the registered service and id"})
+	}
+	if err := inst.Validate(); err != nil {
+		return fmt.Errorf("boltstore: %s: %w", what, err)
+	}
+	if err := l.s.check(ctx, what); err != nil {
+		return err
+	}
+	l.s.mu.Lock()
+	li, ok := l.s.instances[l.svc][l.id]
+	if !ok || li.owner != l {
+		l.s.mu.Unlock()
+		return fmt.Errorf("boltstore: %s: registration closed: %w", what, configsvc.ErrNotFound)
+	}
+	l.s.instances[l.svc][l.id] = liveInstance{inst: cloneInstance(inst), owner: l}
+	l.s.mu.Unlock()
+	l.s.notify(instKey(l.svc))
+	return nil
+}
+
+// Close removes the registration. It is safe to call more than once and
+// after the store closed.
+func (l *lease) Close() error {
+	l.once.Do(func() {
+		l.s.mu.Lock()
+		li, ok := l.s.instances[l.svc][l.id]
+		removed := ok && li.owner == l
+		if removed {
+			delete(l.s.instances[l.svc], l.id)
+			if len(l.s.instances[l.svc]) == 0 {
+				delete(l.s.instances, l.svc)
+			}
+		}
+		l.s.mu.Unlock()
+		if removed {
+			l.s.notify(instKey(l.svc))
+		}
+	})
+	return nil
+}

@@ -1,0 +1,271 @@
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// Options configures Open. The zero value is a working default.
+type Options struct {
+	// Retention is how many revisions of each service and group are kept;
+	// older ones are pruned as new ones are published. 0 means
+	// configsvc.DefaultRetention (500).
+	Retention int
+	// LockTimeout bounds the wait for the file lock when another process
+	// holds the file; Open then fails with configsvc.ErrLocked. 0 means 1s.
+	LockTimeout time.Duration
+	// Logger receives operational messages. nil discards them.
+	Logger *slog.Logger
+	// Now is the clock revision times come from. nil means time.Now.
+	Now func() time.Time
+}
+
+// Store is a configsvc.Store on one bbolt file. It is safe for concurrent
+// use. Close it to release the file lock; Close ends every watch and lease
+// and waits for the goroutines the store started.
+type Store struct {
+	db        *bolt.DB
+	path      string
+	retention int
+	log       *slog.Logger
+	now       func() time.Time
+
+	closed atomic.Bool
+	done   chan struct{} // closed by Close: watchers return
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	signals   map[string]chan struct{} // per ref key: closed and removed on change
+	instances map[string]map[string]liveInstance
+	closeOnce sync.Once
+}
+
+var _ configsvc.Store = (*Store)(nil)
+
+// Bucket and key names.
+var (
+	bucketServices = []byte("services")
+	bucketGroups   = []byte("groups")
+	bucketRecords  = []byte("records")
+	bucketLogs     = []byte("logs")
+	bucketMeta     = []byte("meta")
+
+	keyHead  = []byte("head")
+	keyRevs  = []byte("revs")
+	keyMans  = []byte("mans")
+	keyBlobs = []byte("blobs")
+	keyLinks = []byte("links")
+	keyUsers = []byte("users")
+
+	keyFormat = []byte("format")
+)
+
+// formatVersion is stored in meta/format; Open refuses files of another
+// version rather than misreading them.
+const formatVersion = "1"
+
+// Open opens (creating when missing, with parent directories 0700 and the
+// file 0600) the bbolt file at path. It fails with an error wrapping
+// configsvc.ErrLocked when another process holds the file for longer than
+// opts.LockTimeout. Instances registered by a previous process are gone: they
+// are held in memory only.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Retention < 0 {
+		return nil, fmt.Errorf("boltstore: open %s: retention %d: %w", path, opts.Retention, configsvc.ErrInvalid)
+	}
+	if opts.Retention == 0 {
+		opts.Retention = configsvc.DefaultRetention
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("boltstore: open %s: held by another process for over %v: %w", path, opts.LockTimeout, configsvc.ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(keyFormat); {
+		case v == nil:
+			if err := meta.Put(keyFormat, []byte(formatVersion)); err != nil {
+				return err
+			}
+		case string(v) != formatVersion:
+			return fmt.Errorf("file format %q, this build reads %q: %w", v, formatVersion, configsvc.ErrInvalid)
+		}
+		for _, b := range [][]byte{bucketServices, bucketGroups, bucketRecords, bucketLogs} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	s := &Store{
+		db:        db,
+		path:      path,
+		retention: opts.Retention,
+		log:       opts.Logger,
+		now:       opts.Now,
+		done:      make(chan struct{}),
+		signals:   map[string]chan struct{}{},
+		instances: map[string]map[string]liveInstance{},
+	}
+	s.log.Debug("boltstore opened", "path", path, "retention", opts.Retention)
+	return s, nil
+}
+
+// Path returns the file the store was opened on.
+func (s *Store) Path() string { return s.path }
+
+// Close ends every watch, drops every instance registration, waits for the
+// store's goroutines and closes the file. Calls after Close fail with
+// configsvc.ErrClosed; a second Close returns nil.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed.Store(true)
+		close(s.done)
+		s.instances = map[string]map[string]liveInstance{}
+		s.mu.Unlock()
+		s.wg.Wait()
+		if cerr := s.db.Close(); cerr != nil {
+			err = fmt.Errorf("boltstore: close %s: %w", s.path, cerr)
+		}
+	})
+	return err
+}
+
+// Ping reports whether the store is open.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.check(ctx, "ping")
+}
+
+// check returns an error when the store is closed or ctx is done.
+func (s *Store) check(ctx context.Context, what string) error {
+	if s.closed.Load() {
+		return fmt.Errorf("boltstore: %s: %w", what, configsvc.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("boltstore: %s: %w", what, err)
+	}
+	return nil
+}
+
+// wrap adds the operation to err, translating bbolt's "database not open"
+// (a Close raced the call) into ErrClosed.
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		err = configsvc.ErrClosed
+	}
+	return fmt.Errorf("boltstore: %s: %w", what, err)
+}
+
+func (s *Store) view(ctx context.Context, what string, fn func(tx *bolt.Tx) error) error {
+	if err := s.check(ctx, what); err != nil {
+		return err
+	}
+	return wrap(what, s.db.View(fn))
+}
+
+func (s *Store) update(ctx context.Context, what string, fn func(tx *bolt.Tx) error) error {
+	if err := s.check(ctx, what); err != nil {
+		return err
+	}
+	return wrap(what, s.db.Update(fn))
+}
+
+// goTracked runs fn in a goroutine that Close waits for. It returns false,
+// without running fn, when the store is closed.
+func (s *Store) goTracked(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// signal returns the channel that is closed at the next change of key.
+func (s *Store) signal(key string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.signals[key]
+	if !ok {
+		ch = make(chan struct{})
+		s.signals[key] = ch
+	}
+	return ch
+}
+
+// notify wakes the watchers of key.
+func (s *Store) notify(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch, ok := s.signals[key]; ok {
+		close(ch)
+		delete(s.signals, key)
+	}
+}
+
+// u64 encodes n as a big-endian key, so that keys sort by number.
+func u64(n int64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(n))
+	return b[:]
+}
+
+func fromU64(b []byte) int64 { return int64(binary.BigEndian.Uint64(b)) }
+
+// blobKey is the key of file's content as changed by revision n.
+func blobKey(n int64, file string) []byte {
+	return append(u64(n), file...)
+}
+
+// clone copies b out of a transaction's memory.
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte{}, b...)
+}
