@@ -1,0 +1,138 @@
+package router
+
+import (
+	"context"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// InstanceSource tells the router which instances a service has.
+// configsvc.Store satisfies it.
+type InstanceSource interface {
+	// WatchInstances sends the full live instance list of svc now and after
+	// every change until ctx ends, then closes the channel.
+	WatchInstances(ctx context.Context, svc string) <-chan configsvc.InstancesEvent
+}
+
+// Decision is a Limiter's answer for one request.
+type Decision struct {
+	// OK is true when the request may proceed.
+	OK bool
+	// Remaining is how many requests the bucket still allows at once.
+	Remaining int
+	// RetryAfter is, when OK is false, how long until one is allowed.
+	RetryAfter time.Duration
+}
+
+// Limiter is the rate limiter of one route. It must be safe for concurrent use.
+type Limiter interface {
+	// Allow takes one token for key at now. Key is "" for a global limit.
+	Allow(key string, now time.Time) Decision
+}
+
+// Limiters makes the limiter of a route (package router/ratelimit adapts
+// golang.org/x/time/rate). The router keeps a made limiter, with its
+// state, for as long as the route's name and RateLimit stay the same.
+type Limiters interface {
+	// NewLimiter returns a limiter for rl. capHit is called whenever a
+	// per-key limiter refuses to track a new key because it holds its cap.
+	NewLimiter(route string, rl RateLimit, capHit func()) Limiter
+}
+
+// BreakerState is a circuit breaker's state.
+type BreakerState int
+
+// Breaker states, in the order of the metric values 0, 1, 2.
+const (
+	BreakerClosed BreakerState = iota
+	BreakerHalfOpen
+	BreakerOpen
+)
+
+// String returns "closed", "half-open" or "open".
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerClosed:
+		return "closed"
+	case BreakerHalfOpen:
+		return "half-open"
+	case BreakerOpen:
+		return "open"
+	}
+	return "unknown"
+}
+
+// Outcome is what a request through a breaker came to.
+type Outcome int
+
+// Outcomes reported to a breaker.
+const (
+	// Success: a response below 500.
+	Success Outcome = iota
+	// Failure: a connection error, a timeout or a 5xx response.
+	Failure
+	// Ignored: the client went away first; the instance is not judged.
+	Ignored
+)
+
+// Breaker is the circuit breaker of one upstream instance of one route. It
+// must be safe for concurrent use.
+type Breaker interface {
+	// Allow asks to send one request. It returns an error when the breaker
+	// is open (or half-open with its probes taken); otherwise done must be
+	// called exactly once with the outcome.
+	Allow() (done func(Outcome), err error)
+	// State returns the current state.
+	State() BreakerState
+}
+
+// Breakers makes breakers (package router/breaker adapts sony/gobreaker).
+// The router keeps a breaker, with its state, for as long as the route's
+// name and CircuitBreaker settings and the instance's id and address stay
+// the same.
+type Breakers interface {
+	// NewBreaker returns a closed breaker. onChange is called on every state
+	// change, from the goroutine of the request that caused it.
+	NewBreaker(name string, cb CircuitBreaker, onChange func(from, to BreakerState)) Breaker
+}
+
+// Metrics receives the proxy's measurements. Handles are asked for when a
+// table is built, so that serving a request only increments them. Methods
+// may be called concurrently.
+type Metrics interface {
+	// Route returns the handle of a route; route "" counts requests that
+	// matched no route.
+	Route(route string) RouteMetrics
+}
+
+// RouteMetrics measures one route.
+type RouteMetrics interface {
+	// Upstream returns the handle of one upstream instance; instance "" is
+	// used for answers the proxy gave itself (429, 403, 503 …).
+	Upstream(instance string) UpstreamMetrics
+	// Observe records one request's duration.
+	Observe(d time.Duration)
+	// RateLimited counts one request refused by the rate limit.
+	RateLimited()
+	// KeysCapHit counts one new key a per-key limiter could not track.
+	KeysCapHit()
+	// BreakerState records the state of an instance's breaker.
+	BreakerState(instance string, s BreakerState)
+}
+
+// UpstreamMetrics counts the answers of one upstream instance of a route.
+type UpstreamMetrics interface {
+	// Response counts one response by its status code.
+	Response(status int)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) Route(string) RouteMetrics         { return nopMetrics{} }
+func (nopMetrics) Upstream(string) UpstreamMetrics   { return nopMetrics{} }
+func (nopMetrics) Observe(time.Duration)             {}
+func (nopMetrics) RateLimited()                      {}
+func (nopMetrics) KeysCapHit()                       {}
+func (nopMetrics) BreakerState(string, BreakerState) {}
+func (nopMetrics) Response(int)                      {}

@@ -1,0 +1,293 @@
+package router_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/router"
+	"github.com/sluicehq/sluice/router/breaker"
+	"github.com/sluicehq/sluice/router/ratelimit"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// backend is a real upstream on loopback that names itself in X-Backend and
+// echoes what it received in X-Got-* headers.
+type backend struct {
+	name string
+	addr string
+	hits atomic.Int64
+	mu   sync.Mutex
+	srv  *httptest.Server
+	h    http.HandlerFunc
+}
+
+func startBackend(t *testing.T, name string, h http.HandlerFunc) *backend {
+	t.Helper()
+	b := &backend{name: name, h: h}
+	b.srv = httptest.NewServer(http.HandlerFunc(b.serve))
+	b.addr = b.srv.Listener.Addr().String()
+	t.Cleanup(b.stop)
+	return b
+}
+
+func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
+	b.hits.Add(1)
+	w.Header().Set("X-Backend", b.name)
+	w.Header().Set("X-Got-Path", r.URL.Path)
+	w.Header().Set("X-Got-XFF", r.Header.Get("X-Forwarded-For"))
+	w.Header().Set("X-Got-Host", r.Host)
+	w.Header().Set("X-Got-Pin", r.Header.Get(router.PinHeader))
+	if b.h != nil {
+		b.h(w, r)
+		return
+	}
+	_, _ = io.WriteString(w, b.name)
+}
+
+// stop kills the backend: its port refuses connections afterwards.
+func (b *backend) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.srv != nil {
+		b.srv.CloseClientConnections()
+		b.srv.Close()
+		b.srv = nil
+	}
+}
+
+// restart serves again on the same address.
+func (b *backend) restart(t *testing.T) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ {
+		if ln, err = net.Listen("tcp", b.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("restart %s on %s: %v", b.name, b.addr, err)
+	}
+	b.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(b.serve)}}
+	b.srv.Start()
+}
+
+func inst(svc, id, addr string) configsvc.Instance {
+	return configsvc.Instance{Service: svc, ID: id, Addr: addr, Status: configsvc.StatusApplied}
+}
+
+// proxyEnv is a router served on loopback with a client for it.
+type proxyEnv struct {
+	r       *router.Router
+	srv     *httptest.Server
+	client  *http.Client
+	url     string
+	metrics *recMetrics
+}
+
+func newProxy(t *testing.T, cfg router.Config, routes []router.Route) *proxyEnv {
+	t.Helper()
+	m := newRecMetrics()
+	if cfg.Metrics == nil {
+		cfg.Metrics = m
+	}
+	if cfg.Limiters == nil {
+		cfg.Limiters = ratelimit.New(ratelimit.Config{})
+	}
+	if cfg.Breakers == nil {
+		cfg.Breakers = breaker.New()
+	}
+	r, err := router.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Update(routes); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	srv := httptest.NewServer(r)
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	env := &proxyEnv{r: r, srv: srv, client: &http.Client{Transport: tr, Timeout: 10 * time.Second}, url: srv.URL, metrics: m}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		srv.Close()
+		_ = r.Close()
+	})
+	return env
+}
+
+type result struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (e *proxyEnv) do(t *testing.T, method, path string, hdr map[string]string) result {
+	t.Helper()
+	req, err := http.NewRequest(method, e.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return result{resp.StatusCode, resp.Header, string(b)}
+}
+
+func (e *proxyEnv) get(t *testing.T, path string) result {
+	t.Helper()
+	return e.do(t, http.MethodGet, path, nil)
+}
+
+// errorOf decodes Sluice's JSON error shape.
+func errorOf(t *testing.T, res result) (code, msg string, details map[string]string) {
+	t.Helper()
+	var body struct {
+		Error struct {
+			Code    string            `json:"code"`
+			Message string            `json:"message"`
+			Details map[string]string `json:"details"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(res.body), &body); err != nil {
+		t.Fatalf("body %q is not the JSON error shape: %v", res.body, err)
+	}
+	return body.Error.Code, body.Error.Message, body.Error.Details
+}
+
+// recMetrics records what the router reports.
+type recMetrics struct {
+	mu        sync.Mutex
+	responses map[string]int // route/instance/status
+	limited   map[string]int
+	capHits   map[string]int
+	breaker   map[string][]router.BreakerState // route/instance → transitions
+}
+
+func newRecMetrics() *recMetrics {
+	return &recMetrics{responses: map[string]int{}, limited: map[string]int{}, capHits: map[string]int{}, breaker: map[string][]router.BreakerState{}}
+}
+
+func (m *recMetrics) Route(route string) router.RouteMetrics { return &recRoute{m, route} }
+
+func (m *recMetrics) breakerStates(key string) []router.BreakerState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]router.BreakerState(nil), m.breaker[key]...)
+}
+
+type recRoute struct {
+	m     *recMetrics
+	route string
+}
+
+func (r *recRoute) Upstream(instance string) router.UpstreamMetrics {
+	return recUp{r.m, r.route + "/" + instance}
+}
+func (r *recRoute) Observe(time.Duration) {}
+func (r *recRoute) RateLimited() {
+	r.m.mu.Lock()
+	r.m.limited[r.route]++
+	r.m.mu.Unlock()
+}
+func (r *recRoute) KeysCapHit() {
+	r.m.mu.Lock()
+	r.m.capHits[r.route]++
+	r.m.mu.Unlock()
+}
+func (r *recRoute) BreakerState(instance string, s router.BreakerState) {
+	r.m.mu.Lock()
+	r.m.breaker[r.route+"/"+instance] = append(r.m.breaker[r.route+"/"+instance], s)
+	r.m.mu.Unlock()
+}
+
+type recUp struct {
+	m   *recMetrics
+	key string
+}
+
+func (u recUp) Response(status int) {
+	u.m.mu.Lock()
+	u.m.responses[u.key+"/"+http.StatusText(status)]++
+	u.m.mu.Unlock()
+}
+
+// fakeInstances is an InstanceSource whose lists the test sets.
+type fakeInstances struct {
+	mu    sync.Mutex
+	lists map[string][]configsvc.Instance
+	subs  map[string][]chan configsvc.InstancesEvent
+}
+
+func newFakeInstances() *fakeInstances {
+	return &fakeInstances{lists: map[string][]configsvc.Instance{}, subs: map[string][]chan configsvc.InstancesEvent{}}
+}
+
+func (f *fakeInstances) WatchInstances(ctx context.Context, svc string) <-chan configsvc.InstancesEvent {
+	ch := make(chan configsvc.InstancesEvent, 16)
+	f.mu.Lock()
+	ch <- configsvc.InstancesEvent{Instances: f.lists[svc]}
+	f.subs[svc] = append(f.subs[svc], ch)
+	f.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		subs := f.subs[svc]
+		for i, c := range subs {
+			if c == ch {
+				f.subs[svc] = append(subs[:i], subs[i+1:]...)
+				break
+			}
+		}
+		close(ch)
+	}()
+	return ch
+}
+
+func (f *fakeInstances) set(svc string, list ...configsvc.Instance) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists[svc] = list
+	for _, c := range f.subs[svc] {
+		c <- configsvc.InstancesEvent{Instances: list}
+	}
+}
+
+// eventually polls cond until it holds or 5 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,474 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// Config holds a Router's dependencies. The zero value is a working router
+// with no metrics, no logs, no pins, static upstreams only, and no rate
+// limits or breakers (a route that sets one is refused by Update).
+type Config struct {
+	// Logger receives events: table swaps, instance changes, breaker state
+	// changes, lookup failures. Nil discards them.
+	Logger *slog.Logger
+	// AccessLog receives one line per request (route, instance, pin, status,
+	// duration …). Nil writes no access log.
+	AccessLog *slog.Logger
+	// Metrics receives measurements; nil records none (see router/prommetrics).
+	Metrics Metrics
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Pins resolves pin tokens. Nil refuses every pinned request with 403.
+	Pins PinResolver
+	// Instances lists services' instances; nil means only static upstreams
+	// have instances.
+	Instances InstanceSource
+	// Limiters makes route rate limiters (router/ratelimit); required when a
+	// route sets rate_limit.
+	Limiters Limiters
+	// Breakers makes instance circuit breakers (router/breaker); required
+	// when a route sets circuit_breaker.
+	Breakers Breakers
+	// TrustedProxies are the peers whose X-Forwarded-For/-Proto/-Host are
+	// kept (and whose X-Forwarded-For gives the client address). Empty
+	// trusts no one: client-supplied X-Forwarded-* are dropped.
+	TrustedProxies []netip.Prefix
+	// MaxIdleConnsPerHost sizes the upstream connection pool; 0 means 512.
+	MaxIdleConnsPerHost int
+	// DialTimeout bounds connecting to an upstream; 0 means 5 s.
+	DialTimeout time.Duration
+}
+
+// Router is the reverse proxy: an http.Handler that matches each request
+// against the current route table and forwards it. Its methods are safe for
+// concurrent use. Lifecycle: New, then Update with routes (any number of
+// times), Run to follow service instances, Close to stop.
+type Router struct {
+	cfg       Config
+	now       func() time.Time
+	log       *slog.Logger
+	access    *slog.Logger
+	metrics   Metrics
+	trusted   []netip.Prefix
+	proxy     *httputil.ReverseProxy
+	dialer    *net.Dialer
+	snap      atomic.Pointer[snapshot]
+	statePool sync.Pool
+
+	mu         sync.Mutex
+	routes     []Route
+	table      *Table
+	insts      map[string][]configsvc.Instance
+	limiters   map[string]Limiter
+	states     map[string]*instState
+	transports map[time.Duration]*http.Transport
+	watches    map[string]context.CancelFunc
+	changed    chan struct{}
+	running    bool
+	closed     bool
+	runCancel  context.CancelFunc
+	runDone    chan struct{}
+	wg         sync.WaitGroup
+}
+
+// New returns a router with an empty table: every request gets 404 until
+// Update installs routes. It starts no goroutine.
+func New(cfg Config) (*Router, error) {
+	r := &Router{
+		cfg: cfg, now: cfg.Now, log: cfg.Logger, access: cfg.AccessLog, metrics: cfg.Metrics,
+		trusted:    cfg.TrustedProxies,
+		insts:      map[string][]configsvc.Instance{},
+		limiters:   map[string]Limiter{},
+		states:     map[string]*instState{},
+		transports: map[time.Duration]*http.Transport{},
+		watches:    map[string]context.CancelFunc{},
+		changed:    make(chan struct{}, 1),
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.metrics == nil {
+		r.metrics = nopMetrics{}
+	}
+	if r.cfg.MaxIdleConnsPerHost <= 0 {
+		r.cfg.MaxIdleConnsPerHost = 512
+	}
+	if r.cfg.DialTimeout <= 0 {
+		r.cfg.DialTimeout = 5 * time.Second
+	}
+	r.dialer = &net.Dialer{Timeout: r.cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	r.statePool.New = func() any { return new(reqState) }
+	r.proxy = &httputil.ReverseProxy{
+		Rewrite:      r.rewrite,
+		Transport:    roundTripper{r},
+		ErrorHandler: r.proxyError,
+		BufferPool:   newBufferPool(),
+		ErrorLog:     slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
+	}
+	empty, _ := NewTable(nil)
+	r.table = empty
+	r.snap.Store(r.build())
+	return r, nil
+}
+
+// Update validates routes and swaps them in atomically: requests already
+// running finish on the old table; limiter and breaker state is kept for
+// routes whose name and settings did not change. On error (a
+// *configsvc.FieldError naming the field) the current table stays.
+func (r *Router) Update(routes []Route) error {
+	t, err := NewTable(routes)
+	if err != nil {
+		return fmt.Errorf("router: routes: %w", err)
+	}
+	for i := range routes {
+		if routes[i].RateLimit != nil && r.cfg.Limiters == nil {
+			return fmt.Errorf("router: routes[%d].rate_limit: no limiter configured: %w", i, configsvc.ErrInvalid)
+		}
+		if routes[i].CircuitBreaker != nil && r.cfg.Breakers == nil {
+			return fmt.Errorf("router: routes[%d].circuit_breaker: no breaker configured: %w", i, configsvc.ErrInvalid)
+		}
+	}
+	r.mu.Lock()
+	r.routes, r.table = routes, t
+	r.snap.Store(r.build())
+	r.mu.Unlock()
+	r.log.Info("route table updated", "routes", len(routes))
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Table returns the route table in force.
+func (r *Router) Table() *Table { return r.snap.Load().table }
+
+// Run follows the instances of every service the routes name, rebuilding
+// the table as they change, until ctx ends or Close is called; it then
+// stops its watches and returns nil. It returns an error if the router is
+// closed or already running.
+func (r *Router) Run(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed || r.running {
+		r.mu.Unlock()
+		return errors.New("router: Run: closed or already running")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r.running, r.runCancel, r.runDone = true, cancel, make(chan struct{})
+	done := r.runDone
+	r.mu.Unlock()
+	defer close(done)
+	defer cancel()
+	for {
+		r.reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			r.mu.Lock()
+			for svc, stop := range r.watches {
+				stop()
+				delete(r.watches, svc)
+			}
+			r.mu.Unlock()
+			r.wg.Wait()
+			return nil
+		case <-r.changed:
+		}
+	}
+}
+
+// Close stops Run (waiting for its goroutines) and closes idle upstream
+// connections. Requests in flight are not interrupted. Safe to call twice.
+func (r *Router) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	cancel, done := r.runCancel, r.runDone
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	r.mu.Lock()
+	for _, t := range r.transports {
+		t.CloseIdleConnections()
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+// reconcile starts a watch for every service the routes name and stops the
+// watches of services no longer named.
+func (r *Router) reconcile(ctx context.Context) {
+	if r.cfg.Instances == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := map[string]bool{}
+	for i := range r.routes {
+		if s := r.routes[i].Upstream.Service; s != "" {
+			want[s] = true
+		}
+	}
+	for svc, stop := range r.watches {
+		if !want[svc] {
+			stop()
+			delete(r.watches, svc)
+			delete(r.insts, svc)
+		}
+	}
+	for svc := range want {
+		if _, ok := r.watches[svc]; ok {
+			continue
+		}
+		wctx, stop := context.WithCancel(ctx)
+		r.watches[svc] = stop
+		r.wg.Add(1)
+		go r.watch(wctx, svc)
+	}
+}
+
+func (r *Router) watch(ctx context.Context, svc string) {
+	defer r.wg.Done()
+	for {
+		for ev := range r.cfg.Instances.WatchInstances(ctx, svc) {
+			if ev.Err != nil {
+				r.log.Warn("instance watch", "service", svc, "err", ev.Err)
+				continue
+			}
+			r.setInstances(ctx, svc, ev.Instances)
+		}
+		// The source ended the watch early: try again shortly.
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Router) setInstances(ctx context.Context, svc string, list []configsvc.Instance) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ctx.Err() != nil {
+		return // the watch was stopped; do not resurrect the service's list
+	}
+	r.insts[svc] = list
+	r.snap.Store(r.build())
+	ids := make([]string, len(list))
+	for i := range list {
+		ids[i] = list[i].ID
+	}
+	r.log.Info("instances changed", "service", svc, "instances", ids)
+}
+
+// SetInstances replaces the instance list of svc, for programs that track
+// instances themselves instead of giving Config.Instances to Run.
+func (r *Router) SetInstances(svc string, list []configsvc.Instance) {
+	r.setInstances(context.Background(), svc, list)
+}
+
+// snapshot is what one request reads: the table plus per-route runtime.
+type snapshot struct {
+	table  *Table
+	routes []*routeRT // by route index
+	none   RouteMetrics
+	noneUp UpstreamMetrics
+}
+
+type routeRT struct {
+	route     *Route
+	metrics   RouteMetrics
+	self      UpstreamMetrics // answers the proxy gives itself
+	limiter   Limiter
+	keyKind   string
+	keyHeader string
+	policy    string // RateLimit-Policy value
+	transport *http.Transport
+	insts     []*inst
+	byID      map[string]*inst
+	rr        atomic.Uint64
+	cum       []int // weighted: cumulative weights
+	openFor   time.Duration
+	prefixLen int // for strip_prefix
+}
+
+type inst struct {
+	id, addr string
+	st       *instState
+	m        UpstreamMetrics
+}
+
+// instState is the state of one instance that outlives table swaps.
+type instState struct {
+	inflight atomic.Int64
+	breaker  Breaker
+	openedAt atomic.Int64 // unix nanoseconds of the last trip
+}
+
+// build makes a snapshot of r.table and r.insts, reusing limiter and
+// breaker state by key and dropping state no route uses. Caller holds mu.
+func (r *Router) build() *snapshot {
+	s := &snapshot{table: r.table, routes: make([]*routeRT, len(r.table.routes))}
+	s.none = r.metrics.Route("")
+	s.noneUp = s.none.Upstream("")
+	usedLim := map[string]bool{}
+	usedSt := map[string]bool{}
+	for i := range r.table.routes {
+		rt := r.buildRoute(&r.table.routes[i], usedLim, usedSt)
+		s.routes[i] = rt
+	}
+	for k := range r.limiters {
+		if !usedLim[k] {
+			delete(r.limiters, k)
+		}
+	}
+	for k := range r.states {
+		if !usedSt[k] {
+			delete(r.states, k)
+		}
+	}
+	for d, t := range r.transports {
+		used := false
+		for _, rt := range s.routes {
+			used = used || rt.transport == t
+		}
+		if !used {
+			t.CloseIdleConnections()
+			delete(r.transports, d)
+		}
+	}
+	return s
+}
+
+func (r *Router) buildRoute(rc *Route, usedLim, usedSt map[string]bool) *routeRT {
+	rt := &routeRT{route: rc, metrics: r.metrics.Route(rc.Name), byID: map[string]*inst{}}
+	rt.self = rt.metrics.Upstream("")
+	rt.transport = r.transportFor(rc.EffectiveTimeout())
+	if rc.StripPrefix {
+		rt.prefixLen = len(rc.Match.PathPrefix)
+	}
+	if rl := rc.RateLimit; rl != nil {
+		key := fmt.Sprintf("%s|%g|%d|%s", rc.Name, rl.RPS, rl.EffectiveBurst(), rl.Key)
+		lim, ok := r.limiters[key]
+		if !ok {
+			lim = r.cfg.Limiters.NewLimiter(rc.Name, *rl, rt.metrics.KeysCapHit)
+			r.limiters[key] = lim
+		}
+		usedLim[key] = true
+		rt.limiter = lim
+		rt.keyKind, rt.keyHeader = rl.KeyKind()
+		q := int(rl.RPS + 0.999999)
+		rt.policy = strconv.Quote(rc.Name) + ";q=" + strconv.Itoa(q) + ";w=1"
+	}
+	var cbKey string
+	if cb := rc.CircuitBreaker; cb != nil {
+		rt.openFor = cb.EffectiveOpenFor()
+		cbKey = fmt.Sprintf("%d/%s/%d", cb.ConsecutiveFailures, rt.openFor, cb.EffectiveHalfOpen())
+	}
+	type member struct {
+		id, addr string
+		weight   int
+	}
+	var members []member
+	if rc.Upstream.Service != "" {
+		for _, in := range r.insts[rc.Upstream.Service] {
+			if in.Addr == "" {
+				continue
+			}
+			w := 1
+			if v, err := strconv.Atoi(in.Labels[WeightLabel]); err == nil && v >= 0 {
+				w = v
+			}
+			members = append(members, member{in.ID, in.Addr, w})
+		}
+	} else {
+		for _, a := range rc.Upstream.Static {
+			members = append(members, member{a, a, 1})
+		}
+	}
+	sort.Slice(members, func(a, b int) bool { return members[a].id < members[b].id })
+	total := 0
+	for _, m := range members {
+		if w, ok := rc.Upstream.Weights[m.id]; ok {
+			m.weight = w
+		}
+		key := rc.Name + "|" + cbKey + "|" + m.id + "|" + m.addr
+		st, ok := r.states[key]
+		if !ok {
+			st = &instState{}
+			if cb := rc.CircuitBreaker; cb != nil {
+				st.breaker = r.cfg.Breakers.NewBreaker(rc.Name+"/"+m.id, *cb, r.onBreakerChange(rc.Name, m.id, st))
+			}
+			r.states[key] = st
+		}
+		usedSt[key] = true
+		in := &inst{id: m.id, addr: m.addr, st: st, m: rt.metrics.Upstream(m.id)}
+		rt.insts = append(rt.insts, in)
+		rt.byID[m.id] = in
+		total += m.weight
+		rt.cum = append(rt.cum, total)
+	}
+	return rt
+}
+
+func (r *Router) onBreakerChange(route, id string, st *instState) func(from, to BreakerState) {
+	return func(from, to BreakerState) {
+		if to == BreakerOpen {
+			st.openedAt.Store(r.now().UnixNano())
+		}
+		r.metrics.Route(route).BreakerState(id, to)
+		r.log.Warn("circuit breaker", "route", route, "instance", id, "from", from.String(), "to", to.String())
+	}
+}
+
+// transportFor returns the shared transport for one response-header
+// timeout. Caller holds mu.
+func (r *Router) transportFor(timeout time.Duration) *http.Transport {
+	if t, ok := r.transports[timeout]; ok {
+		return t
+	}
+	t := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           r.dialer.DialContext,
+		MaxIdleConns:          0, // no global cap: the per-host cap bounds the pool
+		MaxIdleConnsPerHost:   r.cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: timeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // pass bodies through as the upstream sent them
+		WriteBufferSize:       16 << 10,
+		ReadBufferSize:        16 << 10,
+	}
+	r.transports[timeout] = t
+	return t
+}
+
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	bp := &bufferPool{}
+	bp.p.New = func() any { b := make([]byte, 32<<10); return &b }
+	return bp
+}
+
+func (bp *bufferPool) Get() []byte  { return *(bp.p.Get().(*[]byte)) }
+func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }

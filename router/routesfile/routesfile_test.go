@@ -1,0 +1,163 @@
+package routesfile_test
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/router"
+	"github.com/sluicehq/sluice/router/routesfile"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// TestGolden parses every testdata/*.yaml and compares the compiled table's
+// dump with testdata/*.golden.
+func TestGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden inputs: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			content, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			routes, err := routesfile.Parse(content)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			tab, err := router.NewTable(routes)
+			if err != nil {
+				t.Fatalf("NewTable: %v", err)
+			}
+			got := tab.String()
+			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create)", err)
+			}
+			if got != string(want) {
+				t.Errorf("table dump differs from %s\n--- got\n%s--- want\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	const ok = "  - name: a\n    upstream: {service: a}\n"
+	tests := []struct {
+		name    string
+		yaml    string
+		field   string // *configsvc.FieldError.Field; "" means a *configsvc.ParseError
+		line    int    // for a ParseError; -1: any line > 0
+		msgPart string
+	}{
+		{"rps zero", "routes:\n" + ok + "  - name: b\n    upstream: {service: b}\n" + "  - name: c\n    upstream: {service: c}\n    rate_limit: {rps: 0}\n", "routes[2].rate_limit.rps", 0, "above 0"},
+		{"duplicate name", "routes:\n" + ok + ok, "routes[1].name", 0, "duplicates routes[0].name"},
+		{"rps string", "routes:\n  - name: a\n    upstream: {service: a}\n    rate_limit: {rps: fast}\n", "routes[0].rate_limit.rps", 0, "must be a number (line 4)"},
+		{"unknown field", "routes:\n  - name: a\n    upstream: {service: a}\n    retry: 2\n", "routes[0].retry", 0, "unknown field"},
+		{"unknown top-level", "rutes: []\n", "rutes", 0, "unknown field"},
+		{"bad balancer", "routes:\n  - name: a\n    upstream: {service: a, balancer: random}\n", "routes[0].upstream.balancer", 0, "round_robin"},
+		{"no upstream", "routes:\n  - name: a\n", "routes[0].upstream", 0, "service or static"},
+		{"both upstreams", "routes:\n  - name: a\n    upstream: {service: a, static: [\"127.0.0.1:1\"]}\n", "routes[0].upstream", 0, "only one"},
+		{"static without port", "routes:\n  - name: a\n    upstream: {static: [\"127.0.0.1\"]}\n", "routes[0].upstream.static[0]", 0, "host:port"},
+		{"bad duration", "routes:\n  - name: a\n    upstream: {service: a}\n    timeout: 10\n", "routes[0].timeout", 0, "duration"},
+		{"negative breaker", "routes:\n  - name: a\n    upstream: {service: a}\n    circuit_breaker: {consecutive_failures: 0}\n", "routes[0].circuit_breaker.consecutive_failures", 0, "between 1"},
+		{"too many retries", "routes:\n  - name: a\n    upstream: {service: a}\n    retries: 9\n", "routes[0].retries", 0, "between 0 and 5"},
+		{"bad key", "routes:\n  - name: a\n    upstream: {service: a}\n    rate_limit: {rps: 1, key: cookie}\n", "routes[0].rate_limit.key", 0, "header:NAME"},
+		{"lower-case method", "routes:\n  - name: a\n    match: {methods: [get]}\n    upstream: {service: a}\n", "routes[0].match.methods[0]", 0, "upper-case"},
+		{"relative prefix", "routes:\n  - name: a\n    match: {path_prefix: orders}\n    upstream: {service: a}\n", "routes[0].match.path_prefix", 0, `start with "/"`},
+		{"bad name", "routes:\n  - name: Orders\n    upstream: {service: a}\n", "routes[0].name", 0, "a-z"},
+		{"routes not a list", "routes: {name: a}\n", "routes", 0, "list"},
+		{"syntax", "routes:\n  - name: a\n  upstream: [\n", "", -1, ""},
+		{"two documents", "routes: []\n---\nroutes: []\n", "", 2, "one YAML document"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := routesfile.Parse([]byte(tc.yaml))
+			if !errors.Is(err, configsvc.ErrInvalid) {
+				t.Fatalf("Parse error = %v, want one matching ErrInvalid", err)
+			}
+			if tc.field == "" {
+				var pe *configsvc.ParseError
+				if !errors.As(err, &pe) || (tc.line >= 0 && pe.Line != tc.line) || pe.Line <= 0 || !strings.Contains(pe.Msg, tc.msgPart) {
+					t.Fatalf("error = %#v, want a ParseError at line %d containing %q", err, tc.line, tc.msgPart)
+				}
+				return
+			}
+			var fe *configsvc.FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error = %v (%T), want *configsvc.FieldError", err, err)
+			}
+			if fe.Field != tc.field || !strings.Contains(fe.Msg, tc.msgPart) {
+				t.Fatalf("error field %q msg %q, want field %q msg containing %q", fe.Field, fe.Msg, tc.field, tc.msgPart)
+			}
+		})
+	}
+}
+
+func TestParseEmpty(t *testing.T) {
+	for _, in := range []string{"", "# nothing\n", "routes:\n", "routes: []\n"} {
+		routes, err := routesfile.Parse([]byte(in))
+		if err != nil || len(routes) != 0 {
+			t.Errorf("Parse(%q) = %v, %v; want no routes, nil", in, routes, err)
+		}
+	}
+}
+
+func TestValidateOnlyChecksTheRoutesFile(t *testing.T) {
+	bad := []byte("routes: {")
+	if err := routesfile.Validate(configsvc.Service(configsvc.SystemService), configsvc.RoutesFile, bad); !errors.Is(err, configsvc.ErrInvalid) {
+		t.Errorf("routes.yaml of sluice-system: err = %v, want ErrInvalid", err)
+	}
+	for _, c := range []struct {
+		ref  configsvc.Ref
+		file string
+	}{
+		{configsvc.Service("orders"), configsvc.RoutesFile},
+		{configsvc.Service(configsvc.SystemService), "other.yaml"},
+		{configsvc.Group(configsvc.SystemService), configsvc.RoutesFile},
+	} {
+		if err := routesfile.Validate(c.ref, c.file, bad); err != nil {
+			t.Errorf("Validate(%v, %s) = %v, want nil (not the route file)", c.ref, c.file, err)
+		}
+	}
+}
+
+// FuzzParse checks that no input panics the parser, and that whatever it
+// accepts compiles into a table.
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("routes:\n  - name: a\n    upstream: {service: a}\n    rate_limit: {rps: 1e400}\n"))
+	f.Add([]byte("routes: &a [*a]\n"))
+	f.Fuzz(func(t *testing.T, content []byte) {
+		routes, err := routesfile.Parse(content)
+		if err != nil {
+			if !errors.Is(err, configsvc.ErrInvalid) {
+				t.Fatalf("error %v does not match ErrInvalid", err)
+			}
+			return
+		}
+		if _, err := router.NewTable(routes); err != nil {
+			t.Fatalf("Parse accepted routes NewTable refuses: %v", err)
+		}
+	})
+}

@@ -1,0 +1,537 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// reqState follows one request through ServeHTTP, Rewrite, the transport
+// and the error handler. Pooled.
+type reqState struct {
+	rt       *routeRT
+	pinned   *inst
+	pinID    string
+	chosen   *inst
+	tried    [MaxRetries + 1]*inst
+	ntried   int
+	status   int
+	inflight bool
+}
+
+type stateKey struct{}
+
+func stateFrom(ctx context.Context) *reqState {
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	return st
+}
+
+// ServeHTTP routes one request. Answers the proxy gives itself are JSON in
+// Sluice's error shape: 404 no route, 400 h2c upgrade, 403 bad pin, 429 rate
+// limited, 502 upstream unreachable, 503 no instance or all breakers open,
+// 504 upstream timeout.
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	start := r.now()
+	snap := r.snap.Load()
+	if isH2CUpgrade(req) {
+		writeError(w, http.StatusBadRequest, "invalid", "Upgrade: h2c is not supported through the proxy", 0, nil)
+		r.finish(req, snap.none, snap.noneUp, "", "", "", http.StatusBadRequest, start)
+		return
+	}
+	e := snap.table.match(req)
+	if e == nil {
+		writeError(w, http.StatusNotFound, "not_found", "no route matches "+req.Method+" "+req.Host+req.URL.Path, 0, nil)
+		r.finish(req, snap.none, snap.noneUp, "", "", "", http.StatusNotFound, start)
+		return
+	}
+	rt := snap.routes[e.idx]
+	name := rt.route.Name
+
+	if rt.limiter != nil {
+		d := rt.limiter.Allow(r.limitKey(rt, req), start)
+		if !d.OK {
+			secs := int64((d.RetryAfter + time.Second - 1) / time.Second)
+			if secs < 1 {
+				secs = 1
+			}
+			h := w.Header()
+			h["Retry-After"] = []string{strconv.FormatInt(secs, 10)}
+			h["Ratelimit-Policy"] = []string{rt.policy}
+			h["Ratelimit"] = []string{strconv.Quote(name) + ";r=" + strconv.Itoa(d.Remaining) + ";t=" + strconv.FormatInt(secs, 10)}
+			writeError(w, http.StatusTooManyRequests, "rate_limited", "rate limit of route "+name+" exceeded", 0, nil)
+			rt.metrics.RateLimited()
+			r.finish(req, rt.metrics, rt.self, name, "", "", http.StatusTooManyRequests, start)
+			return
+		}
+	}
+
+	var pinned *inst
+	var pinID string
+	if token := pinToken(req); token != "" {
+		pin, err := r.resolvePin(req.Context(), token)
+		if err != nil {
+			reason := pinReason(err)
+			status := http.StatusForbidden
+			if reason == "" {
+				status = http.StatusServiceUnavailable
+				r.log.Warn("pin lookup", "route", name, "err", err)
+				writeError(w, status, "unavailable", "pin lookup failed", 1, nil)
+			} else {
+				writeError(w, status, "forbidden", err.Error(), 0, map[string]string{"reason": reason})
+			}
+			r.finish(req, rt.metrics, rt.self, name, "", "", status, start)
+			return
+		}
+		pinID = pin.ID
+		if svc := rt.route.Upstream.Service; svc != "" {
+			if id, ok := pin.Targets[svc]; ok {
+				pinned = rt.byID[id]
+				if pinned == nil {
+					writeError(w, http.StatusServiceUnavailable, "unavailable", "pinned instance "+id+" of service "+svc+" is not registered", 0, nil)
+					r.finish(req, rt.metrics, rt.self, name, "", pinID, http.StatusServiceUnavailable, start)
+					return
+				}
+				w.Header()[InstanceHeader] = []string{pinned.id}
+			}
+		}
+	}
+
+	st := r.statePool.Get().(*reqState)
+	*st = reqState{rt: rt, pinned: pinned, pinID: pinID}
+	defer r.release(req, st, start)
+	ctx := context.WithValue(req.Context(), stateKey{}, st)
+	r.proxy.ServeHTTP(w, req.WithContext(ctx))
+}
+
+// release ends a proxied request: in-flight count, metrics, access log.
+// Deferred, so it runs even when ReverseProxy aborts a broken stream.
+func (r *Router) release(req *http.Request, st *reqState, start time.Time) {
+	rt := st.rt
+	up, id := rt.self, ""
+	if st.chosen != nil {
+		up, id = st.chosen.m, st.chosen.id
+		if st.inflight {
+			st.chosen.st.inflight.Add(-1)
+		}
+	}
+	status := st.status
+	if status == 0 {
+		status = http.StatusBadGateway
+	}
+	r.finish(req, rt.metrics, up, rt.route.Name, id, st.pinID, status, start)
+	*st = reqState{}
+	r.statePool.Put(st)
+}
+
+// finish records one request in the metrics and the access log.
+func (r *Router) finish(req *http.Request, m RouteMetrics, up UpstreamMetrics, route, instance, pinID string, status int, start time.Time) {
+	d := r.now().Sub(start)
+	m.Observe(d)
+	up.Response(status)
+	if r.access == nil {
+		return
+	}
+	r.access.LogAttrs(req.Context(), slog.LevelInfo, "request",
+		slog.String("route", route),
+		slog.String("instance", instance),
+		slog.String("pin", pinID),
+		slog.String("method", req.Method),
+		slog.String("path", req.URL.Path),
+		slog.Int("status", status),
+		slog.Duration("duration", d),
+		slog.String("remote", req.RemoteAddr),
+	)
+}
+
+func (r *Router) resolvePin(ctx context.Context, token string) (Pin, error) {
+	if r.cfg.Pins == nil {
+		return Pin{}, ErrPinUnknown
+	}
+	pin, err := r.cfg.Pins.ResolvePin(ctx, token)
+	if err != nil {
+		return Pin{}, err
+	}
+	if err := pin.Check(r.now()); err != nil {
+		return Pin{}, err
+	}
+	return pin, nil
+}
+
+func pinReason(err error) string {
+	switch {
+	case errors.Is(err, ErrPinUnknown):
+		return "unknown"
+	case errors.Is(err, ErrPinExpired):
+		return "expired"
+	case errors.Is(err, ErrPinRevoked):
+		return "revoked"
+	}
+	return ""
+}
+
+func pinToken(req *http.Request) string {
+	if v := req.Header[PinHeader]; len(v) > 0 && v[0] != "" {
+		return v[0]
+	}
+	if len(req.Header["Cookie"]) == 0 {
+		return ""
+	}
+	if c, err := req.Cookie(PinCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+func isH2CUpgrade(req *http.Request) bool {
+	for _, v := range req.Header["Upgrade"] {
+		for _, p := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), "h2c") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// limitKey returns the rate-limit bucket key of a request.
+func (r *Router) limitKey(rt *routeRT, req *http.Request) string {
+	switch rt.keyKind {
+	case "ip":
+		return r.clientIP(req)
+	case "header":
+		if v := req.Header[rt.keyHeader]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	return ""
+}
+
+// clientIP is the peer's address, or, when the peer is a trusted proxy, the
+// right-most address of X-Forwarded-For that is not a trusted proxy.
+func (r *Router) clientIP(req *http.Request) string {
+	host := remoteHost(req.RemoteAddr)
+	if len(r.trusted) == 0 || !r.isTrusted(host) {
+		return host
+	}
+	xff := req.Header["X-Forwarded-For"]
+	for i := len(xff) - 1; i >= 0; i-- {
+		parts := strings.Split(xff[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a := strings.TrimSpace(parts[j])
+			if a == "" {
+				continue
+			}
+			if !r.isTrusted(a) {
+				return a
+			}
+		}
+	}
+	return host
+}
+
+func (r *Router) isTrusted(host string) bool {
+	if len(r.trusted) == 0 {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range r.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func remoteHost(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+// rewrite builds the outbound request. The upstream host is set by the
+// transport, which picks the instance (and retries on another).
+func (r *Router) rewrite(pr *httputil.ProxyRequest) {
+	st := stateFrom(pr.In.Context())
+	out := pr.Out
+	out.URL.Scheme = "http"
+	out.URL.Host = ""
+	out.Host = pr.In.Host
+	if st != nil && st.rt.prefixLen > 0 {
+		p := out.URL.Path[min(st.rt.prefixLen, len(out.URL.Path)):]
+		if p == "" || p[0] != '/' {
+			p = "/" + p
+		}
+		out.URL.Path = p
+		out.URL.RawPath = ""
+	}
+	trusted := len(r.trusted) > 0 && r.isTrusted(remoteHost(pr.In.RemoteAddr))
+	if trusted {
+		if v := pr.In.Header["X-Forwarded-For"]; len(v) > 0 {
+			out.Header["X-Forwarded-For"] = v
+		}
+	}
+	pr.SetXForwarded()
+	if trusted {
+		if v := pr.In.Header["X-Forwarded-Proto"]; len(v) > 0 {
+			out.Header["X-Forwarded-Proto"] = v
+		}
+		if v := pr.In.Header["X-Forwarded-Host"]; len(v) > 0 {
+			out.Header["X-Forwarded-Host"] = v
+		}
+	}
+}
+
+// proxyErr is an answer the transport asks the error handler to give.
+type proxyErr struct {
+	status     int
+	code       string
+	msg        string
+	retryAfter int64
+}
+
+func (e *proxyErr) Error() string { return e.msg }
+
+var errNoInstance = errors.New("no upstream instance")
+
+type roundTripper struct{ r *Router }
+
+// RoundTrip picks an instance (pinned, or by balancer skipping open
+// breakers and instances already tried), sends the request, reports the
+// outcome to the breaker, and retries idempotent body-less requests on
+// another instance after a connection error.
+func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
+	st := stateFrom(out.Context())
+	if st == nil {
+		return nil, errors.New("router: request without route state")
+	}
+	rt := st.rt
+	if st.pinned != nil {
+		st.chosen = st.pinned
+		out.URL.Host = st.pinned.addr
+		resp, err := rt.transport.RoundTrip(out)
+		if err == nil {
+			st.status = resp.StatusCode
+		}
+		return resp, err
+	}
+	attempts := 1
+	if rt.route.Retries > 0 && retriable(out) {
+		attempts += rt.route.Retries
+	}
+	var lastErr error
+	for a := 0; a < attempts; a++ {
+		in, done, err := t.r.pick(rt, st)
+		if err != nil {
+			if lastErr != nil {
+				return nil, lastErr
+			}
+			return nil, err
+		}
+		st.chosen, st.inflight = in, true
+		st.tried[st.ntried] = in
+		st.ntried++
+		in.st.inflight.Add(1)
+		out.URL.Host = in.addr
+		resp, err := rt.transport.RoundTrip(out)
+		if err == nil {
+			st.status = resp.StatusCode
+			if done != nil {
+				if resp.StatusCode >= 500 {
+					done(Failure)
+				} else {
+					done(Success)
+				}
+			}
+			return resp, nil
+		}
+		clientGone := out.Context().Err() != nil
+		if done != nil {
+			if clientGone {
+				done(Ignored)
+			} else {
+				done(Failure)
+			}
+		}
+		lastErr = err
+		if clientGone || !isConnectError(err) || a+1 == attempts {
+			break
+		}
+		in.st.inflight.Add(-1)
+		st.inflight = false
+		t.r.log.Info("retrying on another instance", "route", rt.route.Name, "instance", in.id, "err", err)
+	}
+	return nil, lastErr
+}
+
+func retriable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return req.Body == nil || req.Body == http.NoBody
+	}
+	return false
+}
+
+func isConnectError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// pick chooses an instance for a request. It returns a *proxyErr 503 when
+// there is none, or when every candidate's breaker is open.
+func (r *Router) pick(rt *routeRT, st *reqState) (*inst, func(Outcome), error) {
+	n := len(rt.insts)
+	if n == 0 {
+		what := "route " + rt.route.Name
+		if s := rt.route.Upstream.Service; s != "" {
+			what = "service " + s
+		}
+		return nil, nil, &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "no registered instance of " + what, retryAfter: 1}
+	}
+	start := 0
+	switch rt.route.Upstream.EffectiveBalancer() {
+	case BalancerRoundRobin:
+		start = int(rt.rr.Add(1) % uint64(n))
+	case BalancerLeastRequests:
+		if n > 1 {
+			a := rand.IntN(n)
+			b := rand.IntN(n - 1)
+			if b >= a {
+				b++
+			}
+			if rt.insts[b].st.inflight.Load() < rt.insts[a].st.inflight.Load() {
+				a, b = b, a
+			}
+			for _, i := range [2]int{a, b} {
+				if in, done, ok := tryInst(rt.insts[i], st); ok {
+					return in, done, nil
+				}
+			}
+			start = a
+		}
+	case BalancerWeighted:
+		if total := rt.cum[n-1]; total > 0 {
+			x := rand.IntN(total)
+			lo, hi := 0, n-1
+			for lo < hi {
+				mid := (lo + hi) / 2
+				if rt.cum[mid] > x {
+					hi = mid
+				} else {
+					lo = mid + 1
+				}
+			}
+			start = lo
+		}
+	}
+	for i := 0; i < n; i++ {
+		if in, done, ok := tryInst(rt.insts[(start+i)%n], st); ok {
+			return in, done, nil
+		}
+	}
+	if st.ntried > 0 {
+		return nil, nil, errNoInstance
+	}
+	// Every instance refused: their breakers are open.
+	wait := rt.openFor
+	now := r.now().UnixNano()
+	for _, in := range rt.insts {
+		if at := in.st.openedAt.Load(); at > 0 {
+			if left := time.Duration(at + int64(rt.openFor) - now); left < wait {
+				wait = left
+			}
+		}
+	}
+	secs := int64((wait + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return nil, nil, &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "every instance of route " + rt.route.Name + " has an open circuit breaker", retryAfter: secs}
+}
+
+// tryInst admits in unless it was tried already or its breaker refuses.
+func tryInst(in *inst, st *reqState) (*inst, func(Outcome), bool) {
+	for i := 0; i < st.ntried; i++ {
+		if st.tried[i] == in {
+			return nil, nil, false
+		}
+	}
+	if b := in.st.breaker; b != nil {
+		if b.State() == BreakerOpen {
+			return nil, nil, false
+		}
+		done, err := b.Allow()
+		if err != nil {
+			return nil, nil, false
+		}
+		return in, done, true
+	}
+	return in, nil, true
+}
+
+// proxyError answers a request the transport could not complete.
+func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error) {
+	st := stateFrom(req.Context())
+	var pe *proxyErr
+	var te interface{ Timeout() bool }
+	status := http.StatusBadGateway
+	switch {
+	case errors.As(err, &pe):
+		status = pe.status
+		writeError(w, pe.status, pe.code, pe.msg, pe.retryAfter, nil)
+	case req.Context().Err() != nil:
+		status = 499 // client closed the request: nobody to answer
+	case errors.As(err, &te) && te.Timeout() && !isConnectError(err):
+		status = http.StatusGatewayTimeout
+		writeError(w, status, "unavailable", "upstream did not answer in time", 0, nil)
+	default:
+		msg := "upstream unreachable"
+		if st != nil && st.chosen != nil {
+			msg = "upstream instance " + st.chosen.id + " unreachable"
+		}
+		writeError(w, status, "unavailable", msg, 0, nil)
+	}
+	if st != nil {
+		st.status = status
+		if status != 499 {
+			r.log.Debug("proxy error", "route", st.rt.route.Name, "status", status, "err", err)
+		}
+	}
+}
+
+// writeError writes Sluice's JSON error shape; details may be nil.
+func writeError(w http.ResponseWriter, status int, code, msg string, retryAfter int64, details map[string]string) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Cache-Control"] = []string{"no-store"}
+	if retryAfter > 0 {
+		h["Retry-After"] = []string{strconv.FormatInt(retryAfter, 10)}
+	}
+	body := errorBody{}
+	body.Error.Code, body.Error.Message, body.Error.Details = code, msg, details
+	b, _ := json.Marshal(body)
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string            `json:"code"`
+		Message string            `json:"message"`
+		Details map[string]string `json:"details,omitempty"`
+	} `json:"error"`
+}
