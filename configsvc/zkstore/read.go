@@ -1,0 +1,247 @@
+package zkstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// manifestAt returns the manifest of ref at revision rev (0 = head) as
+// file → revision whose content node holds the file, with the resolved
+// revision number. At the head it costs one read; at an older revision two.
+func (s *Store) manifestAt(ctx context.Context, ref configsvc.Ref, rev int64) (map[string]int64, int64, error) {
+	h, _, err := s.readHead(ctx, ref)
+	if err != nil {
+		return nil, 0, err
+	}
+	if rev == 0 || rev == h.Revision {
+		m := make(map[string]int64, len(h.Files))
+		for name, meta := range h.Files {
+			m[name] = meta.Revision
+		}
+		return m, h.Revision, nil
+	}
+	if err := checkRange(h, rev); err != nil {
+		return nil, 0, err
+	}
+	d, err := s.readRev(ctx, ref, rev)
+	if err != nil {
+		return nil, 0, err
+	}
+	return d.Files, rev, nil
+}
+
+// checkRange reports ErrNotFound for a revision past the head (or below
+// 1) and ErrCompacted for one below the retention boundary.
+func checkRange(h *headDoc, rev int64) error {
+	switch {
+	case rev < 1 || rev > h.Revision:
+		return fmt.Errorf("revision %d does not exist (head is %d): %w", rev, h.Revision, configsvc.ErrNotFound)
+	case rev < h.First:
+		return fmt.Errorf("revision %d was pruned (oldest kept is %d): %w", rev, h.First, configsvc.ErrCompacted)
+	}
+	return nil
+}
+
+// readRev reads a retained revision node. A node pruned between the head
+// read and this read is reported as compacted.
+func (s *Store) readRev(ctx context.Context, ref configsvc.Ref, n int64) (*revDoc, error) {
+	data, _, err := s.get(ctx, s.revPath(ref, n))
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, fmt.Errorf("revision %d was pruned: %w", n, configsvc.ErrCompacted)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decode[revDoc]("revision", data)
+}
+
+// File returns one file's content and metadata at revision rev (0 = head).
+// ErrNotFound if the file does not exist at that revision or rev is past
+// the head; ErrCompacted if rev was pruned.
+func (s *Store) File(ctx context.Context, ref configsvc.Ref, name string, rev int64) ([]byte, configsvc.FileMeta, error) {
+	what := fmt.Sprintf("zkstore: file %s/%s@%d", ref, name, rev)
+	if err := ref.Validate(); err != nil {
+		return nil, configsvc.FileMeta{}, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := configsvc.ValidateFileName(name); err != nil {
+		return nil, configsvc.FileMeta{}, fmt.Errorf("%s: %w", what, err)
+	}
+	if rev < 0 {
+		return nil, configsvc.FileMeta{}, fmt.Errorf("%s: %w", what, &configsvc.FieldError{Field: "revision", Value: fmt.Sprint(rev), Msg: "must be 0 (head) or more"})
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	m, _, err := s.manifestAt(ctx, ref, rev)
+	if err != nil {
+		return nil, configsvc.FileMeta{}, mapErr(what, err)
+	}
+	cr, ok := m[name]
+	if !ok {
+		return nil, configsvc.FileMeta{}, fmt.Errorf("%s: no such file: %w", what, configsvc.ErrNotFound)
+	}
+	data, _, err := s.get(ctx, s.contentPath(ref, cr, name))
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, configsvc.FileMeta{}, fmt.Errorf("%s: content pruned meanwhile: %w", what, configsvc.ErrCompacted)
+	}
+	if err != nil {
+		return nil, configsvc.FileMeta{}, mapErr(what, err)
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return data, meta(name, cr, data), nil
+}
+
+func meta(name string, rev int64, content []byte) configsvc.FileMeta {
+	return configsvc.FileMeta{Name: name, Revision: rev, SHA256: configsvc.Checksum(content), Size: int64(len(content)), Format: configsvc.FormatOf(name)}
+}
+
+// Snapshot returns the content of every file at revision rev (0 = head),
+// read with pipelined requests. Same errors as File.
+func (s *Store) Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (configsvc.Snapshot, error) {
+	what := fmt.Sprintf("zkstore: snapshot %s@%d", ref, rev)
+	if err := ref.Validate(); err != nil {
+		return configsvc.Snapshot{}, fmt.Errorf("%s: %w", what, err)
+	}
+	if rev < 0 {
+		return configsvc.Snapshot{}, fmt.Errorf("%s: %w", what, &configsvc.FieldError{Field: "revision", Value: fmt.Sprint(rev), Msg: "must be 0 (head) or more"})
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	m, at, err := s.manifestAt(ctx, ref, rev)
+	if err != nil {
+		return configsvc.Snapshot{}, mapErr(what, err)
+	}
+	files, err := s.contents(ctx, ref, m)
+	if err != nil {
+		return configsvc.Snapshot{}, mapErr(what, err)
+	}
+	return configsvc.Snapshot{Ref: ref, Revision: at, Files: files}, nil
+}
+
+// contents reads the content nodes of a manifest.
+func (s *Store) contents(ctx context.Context, ref configsvc.Ref, m map[string]int64) (map[string][]byte, error) {
+	names := sortedKeys(m)
+	paths := make([]string, len(names))
+	for i, n := range names {
+		paths[i] = s.contentPath(ref, m[n], n)
+	}
+	res, err := s.getMany(ctx, paths)
+	if err != nil {
+		return nil, err
+	}
+	files := make(map[string][]byte, len(names))
+	for i, r := range res {
+		if r.err != nil {
+			return nil, fmt.Errorf("content of %s pruned meanwhile: %w", names[i], configsvc.ErrCompacted)
+		}
+		if r.data == nil {
+			r.data = []byte{}
+		}
+		files[names[i]] = r.data
+	}
+	return files, nil
+}
+
+// Revisions lists revisions newest first, without content: at most limit
+// (1..1000; 0 means 50) revisions with Number < before (0 = from the head),
+// stopping at the oldest retained revision. ErrNotFound if ref does not
+// exist; ErrInvalid for a limit outside 0..1000 or a negative before.
+func (s *Store) Revisions(ctx context.Context, ref configsvc.Ref, before int64, limit int) ([]configsvc.Revision, error) {
+	what := "zkstore: revisions of " + ref.String()
+	if err := ref.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if limit < 0 || limit > 1000 {
+		return nil, fmt.Errorf("%s: %w", what, &configsvc.FieldError{Field: "limit", Value: fmt.Sprint(limit), Msg: "must be 1 to 1000 (0 means 50)"})
+	}
+	if before < 0 {
+		return nil, fmt.Errorf("%s: %w", what, &configsvc.FieldError{Field: "before", Value: fmt.Sprint(before), Msg: "must be 0 (from the head) or more"})
+	}
+	if limit == 0 {
+		limit = 50
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	h, _, err := s.readHead(ctx, ref)
+	if err != nil {
+		return nil, mapErr(what, err)
+	}
+	top := h.Revision
+	if before > 0 && before-1 < top {
+		top = before - 1
+	}
+	var paths []string
+	for n := top; n >= h.First && n >= 1 && len(paths) < limit; n-- {
+		paths = append(paths, s.revPath(ref, n))
+	}
+	res, err := s.getMany(ctx, paths)
+	if err != nil {
+		return nil, mapErr(what, err)
+	}
+	out := make([]configsvc.Revision, 0, len(res))
+	for _, r := range res {
+		if r.err != nil {
+			break // pruned meanwhile: the list ends at the retention boundary
+		}
+		d, err := decode[revDoc]("revision", r.data)
+		if err != nil {
+			return nil, mapErr(what, err)
+		}
+		out = append(out, d.revision())
+	}
+	return out, nil
+}
+
+// Revision returns one revision with the content of its changes.
+// ErrNotFound if it does not exist yet; ErrCompacted if pruned.
+func (s *Store) Revision(ctx context.Context, ref configsvc.Ref, n int64) (configsvc.Revision, error) {
+	what := fmt.Sprintf("zkstore: revision %s@%d", ref, n)
+	if err := ref.Validate(); err != nil {
+		return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	h, _, err := s.readHead(ctx, ref)
+	if err != nil {
+		return configsvc.Revision{}, mapErr(what, err)
+	}
+	if err := checkRange(h, n); err != nil {
+		return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
+	}
+	r, err := s.fullRevision(ctx, ref, n)
+	if err != nil {
+		return configsvc.Revision{}, mapErr(what, err)
+	}
+	return r, nil
+}
+
+// fullRevision reads revision n with the content of its changes.
+func (s *Store) fullRevision(ctx context.Context, ref configsvc.Ref, n int64) (configsvc.Revision, error) {
+	d, err := s.readRev(ctx, ref, n)
+	if err != nil {
+		return configsvc.Revision{}, err
+	}
+	r := d.revision()
+	m := map[string]int64{}
+	for _, c := range d.Changes {
+		if !c.Delete {
+			m[c.File] = n
+		}
+	}
+	files, err := s.contents(ctx, ref, m)
+	if err != nil {
+		return configsvc.Revision{}, err
+	}
+	for i := range r.Changes {
+		if !r.Changes[i].Delete {
+			r.Changes[i].Content = files[r.Changes[i].File]
+		}
+	}
+	return r, nil
+}

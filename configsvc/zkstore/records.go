@@ -1,0 +1,332 @@
+package zkstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// maxRecordSize is the largest record (and instance registration).
+const maxRecordSize = 64 << 10
+
+// Append defaults and bounds.
+const (
+	defaultKeep      = 100000
+	defaultScanLimit = 100
+	maxScanLimit     = 1000
+	// maxAppendPrune bounds the old entries one Append deletes.
+	maxAppendPrune = 500
+)
+
+// Records returns the store's record collections: records/{collection}/{id}
+// nodes for Put/Get/Delete/List, and for Append a counter kept in the
+// collection node, incremented with a version check in the same
+// transaction that creates the entry (so sequence numbers are 1, 2, 3 …
+// without gaps, shared by every writer). The returned value is safe for
+// concurrent use and valid until the Store is closed.
+func (s *Store) Records() configsvc.RecordStore { return records{s} }
+
+type records struct{ s *Store }
+
+// counterDoc is the content of an append-only collection node.
+type counterDoc struct {
+	Next int64  `json:"next"` // the newest sequence number; 0 before the first Append
+	Low  int64  `json:"low"`  // the oldest entry still kept
+	Last string `json:"last"` // the append id of the newest entry
+}
+
+func (r records) path(collection, id string) string {
+	return r.s.recordsPath(collection) + "/" + id
+}
+
+func validCollection(collection string) error {
+	if err := configsvc.ValidateFileName(collection); err != nil {
+		fe := err.(*configsvc.FieldError)
+		return &configsvc.FieldError{Field: "collection", Value: fe.Value, Msg: fe.Msg}
+	}
+	return nil
+}
+
+func validRecordName(collection, id string) error {
+	if err := validCollection(collection); err != nil {
+		return err
+	}
+	if err := configsvc.ValidateFileName(id); err != nil {
+		fe := err.(*configsvc.FieldError)
+		return &configsvc.FieldError{Field: "id", Value: fe.Value, Msg: fe.Msg}
+	}
+	return nil
+}
+
+// Put creates or replaces a record. ErrTooLarge over 64 KiB; ErrInvalid
+// for a bad collection or id.
+func (r records) Put(ctx context.Context, collection, id string, data []byte) error {
+	what := fmt.Sprintf("zkstore: put record %s/%s", collection, id)
+	if err := validRecordName(collection, id); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if len(data) > maxRecordSize {
+		return fmt.Errorf("%s: %w", what, &configsvc.LimitError{What: "record", Size: int64(len(data)), Limit: maxRecordSize})
+	}
+	s := r.s
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	p := r.path(collection, id)
+	for attempt := 0; attempt < 10; attempt++ {
+		err := s.do(ctx, func(c *zk.Conn) error { _, err := c.Set(p, data, -1); return err })
+		if !errors.Is(err, zk.ErrNoNode) {
+			return mapErr(what, err)
+		}
+		err = s.do(ctx, func(c *zk.Conn) error { _, err := c.Create(p, data, 0, s.acl); return err })
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, zk.ErrNoNode):
+			if err := s.createIfMissing(ctx, s.recordsPath(collection), s.acl); err != nil {
+				return mapErr(what, err)
+			}
+		case errors.Is(err, zk.ErrNodeExists):
+			// Created concurrently: set it on the next round.
+		default:
+			return mapErr(what, err)
+		}
+	}
+	return fmt.Errorf("%s: record kept changing: %w", what, configsvc.ErrConflict)
+}
+
+// Get returns a record's data; ErrNotFound if absent.
+func (r records) Get(ctx context.Context, collection, id string) ([]byte, error) {
+	what := fmt.Sprintf("zkstore: get record %s/%s", collection, id)
+	if err := validRecordName(collection, id); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	ctx, cancel := r.s.opCtx(ctx)
+	defer cancel()
+	data, _, err := r.s.get(ctx, r.path(collection, id))
+	if err != nil {
+		return nil, mapErr(what, err)
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return data, nil
+}
+
+// Delete removes a record; ErrNotFound if absent.
+func (r records) Delete(ctx context.Context, collection, id string) error {
+	what := fmt.Sprintf("zkstore: delete record %s/%s", collection, id)
+	if err := validRecordName(collection, id); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	ctx, cancel := r.s.opCtx(ctx)
+	defer cancel()
+	p := r.path(collection, id)
+	return mapErr(what, r.s.do(ctx, func(c *zk.Conn) error { return c.Delete(p, -1) }))
+}
+
+// List returns every record of a collection, sorted by id, read with
+// pipelined requests. An unknown collection is empty.
+func (r records) List(ctx context.Context, collection string) ([]configsvc.Record, error) {
+	what := "zkstore: list records " + collection
+	if err := validCollection(collection); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	s := r.s
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	ids, err := s.children(ctx, s.recordsPath(collection))
+	if errors.Is(err, zk.ErrNoNode) {
+		return []configsvc.Record{}, nil
+	}
+	if err != nil {
+		return nil, mapErr(what, err)
+	}
+	sort.Strings(ids)
+	paths := make([]string, len(ids))
+	for i, id := range ids {
+		paths[i] = r.path(collection, id)
+	}
+	res, err := s.getMany(ctx, paths)
+	if err != nil {
+		return nil, mapErr(what, err)
+	}
+	out := make([]configsvc.Record, 0, len(ids))
+	for i, g := range res {
+		if g.err != nil {
+			continue // deleted meanwhile
+		}
+		if g.data == nil {
+			g.data = []byte{}
+		}
+		out = append(out, configsvc.Record{ID: ids[i], Data: g.data})
+	}
+	return out, nil
+}
+
+func seqID(n int64) string { return fmt.Sprintf("%019d", n) }
+
+// Append adds data under the next sequence number and returns it. Only the
+// newest keep entries are retained (0 means 100000); older ones are deleted
+// in the same transaction, at most 500 per call. When the connection fails
+// after the transaction was sent, Append re-reads the counter and reports
+// success if its own entry landed, so a retry never appends twice.
+func (r records) Append(ctx context.Context, collection string, data []byte, keep int) (int64, error) {
+	what := "zkstore: append to " + collection
+	if err := validCollection(collection); err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	if len(data) > maxRecordSize {
+		return 0, fmt.Errorf("%s: %w", what, &configsvc.LimitError{What: "record", Size: int64(len(data)), Limit: maxRecordSize})
+	}
+	if keep < 0 {
+		return 0, fmt.Errorf("%s: %w", what, &configsvc.FieldError{Field: "keep", Value: strconv.Itoa(keep), Msg: "must be 0 (default) or more"})
+	}
+	if keep == 0 {
+		keep = defaultKeep
+	}
+	s := r.s
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	coll := s.recordsPath(collection)
+	var idb [12]byte
+	_, _ = rand.Read(idb[:])
+	aid := hex.EncodeToString(idb[:])
+	var tried int64 // the sequence number of an attempt whose outcome is unknown
+	verify := false // check that old entries exist before deleting them
+	for attempt := 0; attempt < 100; attempt++ {
+		raw, stat, err := s.get(ctx, coll)
+		if errors.Is(err, zk.ErrNoNode) {
+			if err := s.createIfMissing(ctx, coll, s.acl); err != nil {
+				return 0, mapErr(what, err)
+			}
+			continue
+		}
+		if err != nil {
+			return 0, mapErr(what, err)
+		}
+		c := counterDoc{Low: 1}
+		if len(raw) > 0 {
+			d, err := decode[counterDoc]("counter", raw)
+			if err != nil {
+				return 0, mapErr(what, err)
+			}
+			c = *d
+		}
+		c.Low = max(c.Low, 1)
+		if tried > 0 && c.Next >= tried {
+			if c.Last == aid {
+				return c.Next, nil
+			}
+			got, _, err := s.get(ctx, r.path(collection, seqID(tried)))
+			if err == nil && bytes.Equal(got, data) {
+				return tried, nil // ours, with later appends on top
+			}
+			tried = 0
+		}
+		n := c.Next + 1
+		var ops []any
+		ops = append(ops, nil, &zk.CreateRequest{Path: r.path(collection, seqID(n)), Data: data, Acl: s.acl})
+		low := c.Low
+		for target := n - int64(keep) + 1; low < target && low-c.Low < maxAppendPrune; low++ {
+			p := r.path(collection, seqID(low))
+			if verify {
+				ok, err := call(ctx, s, func(c *zk.Conn) (bool, error) { ok, _, err := c.Exists(p); return ok, err })
+				if err != nil {
+					return 0, mapErr(what, err)
+				}
+				if !ok {
+					continue
+				}
+			}
+			ops = append(ops, &zk.DeleteRequest{Path: p, Version: -1})
+		}
+		ops[0] = &zk.SetDataRequest{Path: coll, Data: mustJSON(counterDoc{Next: n, Low: low, Last: aid}), Version: stat.Version}
+		_, err = s.multi(ctx, ops...)
+		switch {
+		case err == nil:
+			return n, nil
+		case errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNodeExists):
+			continue // another writer appended: take the next number
+		case errors.Is(err, zk.ErrNoNode):
+			verify = true // an old entry was deleted by hand
+			continue
+		case uncertain(err) && ctx.Err() == nil:
+			tried = n
+			s.pause(ctx, 50*time.Millisecond)
+			continue
+		default:
+			return 0, mapErr(what, err)
+		}
+	}
+	return 0, fmt.Errorf("%s: too much contention: %w", what, configsvc.ErrConflict)
+}
+
+// Scan returns up to limit entries (0 means 100, at most 1000) with
+// sequence < before (0 = newest), newest first; ID is the decimal sequence
+// number. An unknown collection is empty.
+func (r records) Scan(ctx context.Context, collection string, before int64, limit int) ([]configsvc.Record, error) {
+	what := "zkstore: scan " + collection
+	if err := validCollection(collection); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if limit < 0 || limit > maxScanLimit {
+		return nil, fmt.Errorf("%s: %w", what, &configsvc.FieldError{Field: "limit", Value: strconv.Itoa(limit), Msg: "must be 1 to 1000 (0 means 100)"})
+	}
+	if before < 0 {
+		return nil, fmt.Errorf("%s: %w", what, &configsvc.FieldError{Field: "before", Value: strconv.FormatInt(before, 10), Msg: "must be 0 (newest) or more"})
+	}
+	if limit == 0 {
+		limit = defaultScanLimit
+	}
+	s := r.s
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	raw, _, err := s.get(ctx, s.recordsPath(collection))
+	if errors.Is(err, zk.ErrNoNode) || (err == nil && len(raw) == 0) {
+		return []configsvc.Record{}, nil
+	}
+	if err != nil {
+		return nil, mapErr(what, err)
+	}
+	c, err := decode[counterDoc]("counter", raw)
+	if err != nil {
+		return nil, mapErr(what, err)
+	}
+	top := c.Next
+	if before > 0 && before-1 < top {
+		top = before - 1
+	}
+	out := []configsvc.Record{}
+	for n := top; n >= max(c.Low, 1) && len(out) < limit; {
+		var nums []int64
+		var paths []string
+		for ; n >= max(c.Low, 1) && len(nums) < limit-len(out); n-- {
+			nums = append(nums, n)
+			paths = append(paths, r.path(collection, seqID(n)))
+		}
+		res, err := s.getMany(ctx, paths)
+		if err != nil {
+			return nil, mapErr(what, err)
+		}
+		for i, g := range res {
+			if g.err != nil {
+				continue // pruned or deleted
+			}
+			if g.data == nil {
+				g.data = []byte{}
+			}
+			out = append(out, configsvc.Record{ID: strconv.FormatInt(nums[i], 10), Data: g.data})
+		}
+	}
+	return out, nil
+}

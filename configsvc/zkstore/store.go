@@ -1,0 +1,506 @@
+package zkstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+var _ configsvc.Store = (*Store)(nil)
+
+// Store is a configsvc.Store on ZooKeeper. It holds one ZooKeeper session.
+// It is safe for concurrent use. Close it to end the session: its
+// instance registrations disappear, its watches end, and no goroutine it
+// started remains.
+type Store struct {
+	cfg     Config
+	log     *slog.Logger
+	conn    *zk.Conn
+	events  <-chan zk.Event // the client's own event channel; closed when its loop ends
+	acl     []zk.ACL        // ACL of nodes the store creates
+	instACL []zk.ACL        // ACL of nodes under instances/
+
+	// mu guards closed and the Add side of wg, so that Close's Wait never
+	// races a new goroutine.
+	mu      sync.RWMutex
+	closed  bool
+	closing chan struct{}   // closed by Close
+	life    context.Context // cancelled by Close
+	endLife context.CancelFunc
+	wg      sync.WaitGroup
+
+	stateMu sync.Mutex
+	stateCh chan struct{} // closed and replaced on every session state change
+
+	resession chan struct{} // a new session was established (buffer 1)
+
+	leaseMu sync.Mutex
+	leases  map[string]*lease // by instance node path
+}
+
+// Open connects to ZooKeeper, waits for a session, authenticates when
+// cfg.Digest is set, and creates the root tree when missing. It returns an
+// error wrapping configsvc.ErrUnavailable when no session is established
+// within ctx and cfg.OpTimeout, and configsvc.ErrInvalid for a bad Config.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		closing:   make(chan struct{}),
+		stateCh:   make(chan struct{}),
+		resession: make(chan struct{}, 1),
+		leases:    map[string]*lease{},
+	}
+	s.life, s.endLife = context.WithCancel(context.Background())
+	s.acl, s.instACL = buildACLs(cfg)
+	conn, events, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
+		zk.WithLogger(zkLogger{s.log}), zk.WithLogInfo(false), zk.WithEventCallback(s.onEvent))
+	if err != nil {
+		return nil, fmt.Errorf("zkstore: connect %v: %v: %w", cfg.Servers, err, configsvc.ErrInvalid)
+	}
+	s.conn, s.events = conn, events
+
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	fail := func(what string, err error) (*Store, error) {
+		s.Close()
+		return nil, fmt.Errorf("zkstore: open %v%s: %w", cfg.Servers, cfg.Root, mapErr(what, err))
+	}
+	if err := s.waitSession(ctx); err != nil {
+		return fail("", err)
+	}
+	if cfg.Digest != "" {
+		if err := s.do(ctx, func(c *zk.Conn) error { return c.AddAuth("digest", []byte(cfg.Digest)) }); err != nil {
+			return fail("authenticate", err)
+		}
+	}
+	if err := s.ensureTree(ctx); err != nil {
+		return fail("create root tree", err)
+	}
+	s.wg.Add(1)
+	go s.supervise()
+	return s, nil
+}
+
+func buildACLs(cfg Config) (all, inst []zk.ACL) {
+	if cfg.Digest == "" {
+		return zk.WorldACL(zk.PermAll), zk.WorldACL(zk.PermAll)
+	}
+	user, pass, _ := strings.Cut(cfg.Digest, ":")
+	all = zk.DigestACL(zk.PermAll, user, pass)
+	inst = zk.DigestACL(zk.PermAll, user, pass)
+	if cfg.ReadOnlyDigest != "" {
+		ru, rp, _ := strings.Cut(cfg.ReadOnlyDigest, ":")
+		all = append(all, zk.DigestACL(zk.PermRead, ru, rp)...)
+		inst = append(inst, zk.DigestACL(zk.PermAll, ru, rp)...)
+	}
+	return all, inst
+}
+
+// ensureTree creates the root and its fixed children.
+func (s *Store) ensureTree(ctx context.Context) error {
+	root := s.cfg.Root
+	parts := strings.Split(strings.TrimPrefix(root, "/"), "/")
+	p := ""
+	for _, part := range parts {
+		p += "/" + part
+		if err := s.createIfMissing(ctx, p, s.acl); err != nil {
+			return err
+		}
+	}
+	for _, child := range []string{"services", "shared", "records"} {
+		if err := s.createIfMissing(ctx, root+"/"+child, s.acl); err != nil {
+			return err
+		}
+	}
+	return s.createIfMissing(ctx, root+"/instances", s.instACL)
+}
+
+func (s *Store) createIfMissing(ctx context.Context, p string, acl []zk.ACL) error {
+	return s.do(ctx, func(c *zk.Conn) error {
+		ok, _, err := c.Exists(p)
+		if err != nil || ok {
+			return err
+		}
+		_, err = c.Create(p, nil, 0, acl)
+		if errors.Is(err, zk.ErrNodeExists) {
+			return nil
+		}
+		return err
+	})
+}
+
+// onEvent is the client's event callback. It runs on the client's own
+// goroutines and so only flips state, never blocks.
+func (s *Store) onEvent(ev zk.Event) {
+	if ev.Type != zk.EventSession {
+		return
+	}
+	s.stateMu.Lock()
+	close(s.stateCh)
+	s.stateCh = make(chan struct{})
+	s.stateMu.Unlock()
+	if ev.State == zk.StateHasSession {
+		select {
+		case s.resession <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// stateChanged returns a channel closed at the next session state change.
+func (s *Store) stateChanged() <-chan struct{} {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	return s.stateCh
+}
+
+// connected reports whether the client has a live session right now.
+func (s *Store) connected() bool { return s.conn.State() == zk.StateHasSession }
+
+// waitSession waits until the client has a session, ctx ends or the store
+// closes.
+func (s *Store) waitSession(ctx context.Context) error {
+	for {
+		ch := s.stateChanged()
+		if s.connected() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("no ZooKeeper session (state %v): %w", s.conn.State(), ctx.Err())
+		case <-s.closing:
+			return configsvc.ErrClosed
+		}
+	}
+}
+
+// supervise re-creates instance registrations whenever a new session
+// replaces an expired one.
+func (s *Store) supervise() {
+	defer s.wg.Done()
+	session := s.conn.SessionID()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-s.resession:
+		}
+		id := s.conn.SessionID()
+		if id == session || id == 0 {
+			continue
+		}
+		s.log.Warn("zkstore: ZooKeeper session replaced; re-registering instances",
+			"old_session", fmt.Sprintf("%#x", session), "new_session", fmt.Sprintf("%#x", id))
+		session = id
+		s.reRegister()
+	}
+}
+
+// opCtx bounds ctx by the store's operation timeout.
+func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.OpTimeout)
+}
+
+// goTrack starts fn on a goroutine that Close waits for. It reports false
+// (and does not start fn) once the store is closed.
+func (s *Store) goTrack(fn func()) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// do runs fn against the client; see call.
+func (s *Store) do(ctx context.Context, fn func(c *zk.Conn) error) error {
+	_, err := call(ctx, s, func(c *zk.Conn) (struct{}, error) { return struct{}{}, fn(c) })
+	return err
+}
+
+// call runs fn against the client and returns its result, or returns early
+// when ctx ends: go-zookeeper blocks a call while it reconnects, so every
+// call runs on its own goroutine and is abandoned (not cancelled: the
+// client finishes it later) when ctx ends first. The result travels over a
+// channel, so an abandoned call shares no memory with its caller. Calls
+// wait for a session first, so that writes are not queued inside the
+// client during an outage.
+func call[T any](ctx context.Context, s *Store, fn func(c *zk.Conn) (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	if !s.connected() {
+		if err := s.waitSession(ctx); err != nil {
+			return zero, err
+		}
+	}
+	type answer struct {
+		v   T
+		err error
+	}
+	done := make(chan answer, 1)
+	if !s.goTrack(func() {
+		v, err := fn(s.conn)
+		done <- answer{v, err}
+	}) {
+		return zero, configsvc.ErrClosed
+	}
+	select {
+	case a := <-done:
+		return a.v, a.err
+	case <-ctx.Done():
+		return zero, fmt.Errorf("ZooKeeper did not answer: %w", ctx.Err())
+	case <-s.closing:
+		return zero, configsvc.ErrClosed
+	}
+}
+
+type node struct {
+	data []byte
+	stat *zk.Stat
+}
+
+// get reads one node.
+func (s *Store) get(ctx context.Context, p string) ([]byte, *zk.Stat, error) {
+	n, err := call(ctx, s, func(c *zk.Conn) (node, error) {
+		d, st, err := c.Get(p)
+		return node{d, st}, err
+	})
+	return n.data, n.stat, err
+}
+
+func (s *Store) children(ctx context.Context, p string) ([]string, error) {
+	return call(ctx, s, func(c *zk.Conn) ([]string, error) {
+		kids, _, err := c.Children(p)
+		return kids, err
+	})
+}
+
+// result is one node read by getMany.
+type result struct {
+	data []byte
+	err  error
+}
+
+// getMany reads many nodes at once: the client pipelines the requests on
+// its one connection, so n reads cost about one round trip.
+func (s *Store) getMany(ctx context.Context, paths []string) ([]result, error) {
+	out := make([]result, len(paths))
+	if len(paths) == 0 {
+		return out, nil
+	}
+	if !s.connected() {
+		if err := s.waitSession(ctx); err != nil {
+			return nil, err
+		}
+	}
+	type item struct {
+		i int
+		r result
+	}
+	ch := make(chan item, len(paths))
+	sem := make(chan struct{}, 64)
+	started := 0
+	for i, p := range paths {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ZooKeeper did not answer: %w", ctx.Err())
+		}
+		ok := s.goTrack(func() {
+			d, _, err := s.conn.Get(p)
+			<-sem
+			ch <- item{i, result{d, err}}
+		})
+		if !ok {
+			return nil, configsvc.ErrClosed
+		}
+		started++
+	}
+	for range started {
+		select {
+		case it := <-ch:
+			out[it.i] = it.r
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ZooKeeper did not answer: %w", ctx.Err())
+		case <-s.closing:
+			return nil, configsvc.ErrClosed
+		}
+	}
+	for _, r := range out {
+		if r.err != nil && !errors.Is(r.err, zk.ErrNoNode) {
+			return nil, r.err
+		}
+	}
+	return out, nil
+}
+
+// multi runs ops in one transaction. On failure the returned error is the
+// failing operation's (zk.ErrBadVersion, zk.ErrNoNode, …) and index its
+// position, or -1 when the transaction as a whole failed.
+func (s *Store) multi(ctx context.Context, ops ...any) (index int, err error) {
+	if size := opsSize(ops); size > maxTxnSize {
+		return -1, &configsvc.LimitError{What: "ZooKeeper transaction", Size: int64(size), Limit: maxTxnSize}
+	}
+	type outcome struct {
+		index int
+		err   error
+	}
+	o, err := call(ctx, s, func(c *zk.Conn) (outcome, error) {
+		res, err := c.Multi(ops...)
+		for i, r := range res {
+			if r.Error != nil && isDataErr(r.Error) {
+				return outcome{i, r.Error}, r.Error
+			}
+		}
+		return outcome{-1, err}, err
+	})
+	if err != nil && o.err == nil {
+		return -1, err
+	}
+	return o.index, o.err
+}
+
+// maxTxnSize keeps a transaction under ZooKeeper's default jute.maxbuffer
+// (1 MiB - 1 byte) with room for the request framing.
+const maxTxnSize = 1_040_000
+
+func opsSize(ops []any) int {
+	n := 64
+	for _, op := range ops {
+		switch o := op.(type) {
+		case *zk.CreateRequest:
+			n += 32 + len(o.Path) + len(o.Data) + 64*len(o.Acl)
+		case *zk.SetDataRequest:
+			n += 24 + len(o.Path) + len(o.Data)
+		case *zk.DeleteRequest:
+			n += 24 + len(o.Path)
+		case *zk.CheckVersionRequest:
+			n += 24 + len(o.Path)
+		}
+	}
+	return n
+}
+
+func isDataErr(err error) bool {
+	return errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrNodeExists) ||
+		errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNotEmpty) ||
+		errors.Is(err, zk.ErrNoAuth) || errors.Is(err, zk.ErrNoChildrenForEphemerals)
+}
+
+// mapErr translates client errors into configsvc sentinels; what, when not
+// empty, says what was being done.
+func mapErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	prefix := ""
+	if what != "" {
+		prefix = what + ": "
+	}
+	switch {
+	case errors.Is(err, configsvc.ErrNotFound), errors.Is(err, configsvc.ErrConflict),
+		errors.Is(err, configsvc.ErrInvalid), errors.Is(err, configsvc.ErrTooLarge),
+		errors.Is(err, configsvc.ErrUnavailable), errors.Is(err, configsvc.ErrCompacted),
+		errors.Is(err, configsvc.ErrClosed):
+		if prefix == "" {
+			return err
+		}
+		return fmt.Errorf("%s%w", prefix, err)
+	case errors.Is(err, zk.ErrNoNode):
+		return fmt.Errorf("%s%w", prefix, configsvc.ErrNotFound)
+	case errors.Is(err, zk.ErrNodeExists), errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNotEmpty):
+		return fmt.Errorf("%s%w (%v)", prefix, configsvc.ErrConflict, err)
+	case errors.Is(err, zk.ErrNoAuth), errors.Is(err, zk.ErrAuthFailed), errors.Is(err, zk.ErrInvalidACL):
+		return fmt.Errorf("%spermission denied by ZooKeeper (check Config.Digest and node ACLs): %w", prefix, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, zk.ErrConnectionClosed), errors.Is(err, zk.ErrNoServer),
+		errors.Is(err, zk.ErrSessionExpired), errors.Is(err, zk.ErrSessionMoved),
+		errors.Is(err, zk.ErrClosing), errors.Is(err, zk.ErrUnknown):
+		return fmt.Errorf("%s%w: %w", prefix, configsvc.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s%w: %w", prefix, configsvc.ErrUnavailable, err)
+}
+
+// uncertain reports whether err leaves the outcome of a write unknown: the
+// request may have reached ZooKeeper before the connection failed.
+func uncertain(err error) bool {
+	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, zk.ErrSessionMoved) || errors.Is(err, zk.ErrClosing)
+}
+
+// Ping checks that a ZooKeeper session is live and the root node readable.
+// It returns an error wrapping configsvc.ErrUnavailable otherwise.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	err := s.do(ctx, func(c *zk.Conn) error {
+		_, _, err := c.Exists(s.cfg.Root)
+		return err
+	})
+	return mapErr("zkstore: ping", err)
+}
+
+// Close ends the ZooKeeper session (its instance nodes disappear), ends
+// every watch, and waits until every goroutine the store started has
+// returned. It is safe to call more than once; later calls return nil.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closing)
+	s.endLife()
+	s.mu.Unlock()
+
+	if s.conn != nil {
+		s.conn.Close()
+		// The client closes its event channel when its connection loop
+		// has ended; draining it is how Close waits for the client.
+		timeout := time.After(10 * time.Second)
+	drain:
+		for {
+			select {
+			case _, ok := <-s.events:
+				if !ok {
+					break drain
+				}
+			case <-timeout:
+				s.log.Warn("zkstore: ZooKeeper client did not stop within 10s")
+				break drain
+			}
+		}
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// zkLogger sends the client's log lines to slog at debug level: they are
+// reconnect chatter, and the store logs what matters itself.
+type zkLogger struct{ l *slog.Logger }
+
+func (z zkLogger) Printf(format string, args ...any) {
+	z.l.Debug("zk: " + fmt.Sprintf(format, args...))
+}

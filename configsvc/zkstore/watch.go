@@ -1,0 +1,356 @@
+package zkstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// Watch delivers every revision of ref after from, in order and without
+// gaps, then every new one as it is published, until ctx ends or the store
+// closes; then the channel is closed.
+//
+// Each watcher holds one data watch on ref's head node, re-armed after every
+// event: on each head change it reads the revision nodes from its last
+// delivered revision + 1 up to the head, so revisions published while the
+// connection was down or the session was being replaced are delivered too.
+// Connection loss is reported once per outage as an Event whose Err wraps
+// ErrUnavailable; the watch carries on. If revisions after from were
+// pruned, one Event wrapping ErrCompacted is sent and the channel closed;
+// if ref does not exist or is deleted, one wrapping ErrNotFound. A link
+// change of a service is sent as an Event with LinksChanged. A slow
+// receiver delays the watch; it never loses events.
+func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event {
+	out := make(chan configsvc.Event)
+	w := &watcher{s: s, ctx: ctx, ref: ref, next: max(from, 0) + 1, out: out}
+	if err := ref.Validate(); err != nil {
+		w.final(fmt.Errorf("zkstore: watch: %w", err))
+		return out
+	}
+	if !s.goTrack(w.run) {
+		w.final(fmt.Errorf("zkstore: watch %s: %w", ref, configsvc.ErrClosed))
+	}
+	return out
+}
+
+type watcher struct {
+	s     *Store
+	ctx   context.Context
+	ref   configsvc.Ref
+	next  int64 // the next revision to deliver
+	links []string
+	seen  bool // links holds the set at the watch's start
+	down  bool // an ErrUnavailable event was sent and nothing delivered since
+	out   chan configsvc.Event
+}
+
+// final sends one last event (unless the watch is cancelled) and closes the
+// channel, on a goroutine when called from outside run.
+func (w *watcher) final(err error) {
+	go func() {
+		defer close(w.out)
+		select {
+		case w.out <- configsvc.Event{Err: err}:
+		case <-w.ctx.Done():
+		case <-w.s.closing:
+		}
+	}()
+}
+
+func (w *watcher) send(ev configsvc.Event) bool {
+	select {
+	case w.out <- ev:
+		return true
+	case <-w.ctx.Done():
+		return false
+	case <-w.s.closing:
+		return false
+	}
+}
+
+func (w *watcher) unavailable(err error) bool {
+	if w.down {
+		return true
+	}
+	w.down = true
+	return w.send(configsvc.Event{Err: mapErr("zkstore: watch "+w.ref.String(), err)})
+}
+
+func (w *watcher) run() {
+	defer close(w.out)
+	backoff := 50 * time.Millisecond
+	for {
+		if w.ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-w.s.closing:
+			return
+		default:
+		}
+		state := w.s.stateChanged()
+		if !w.s.connected() {
+			if !w.unavailable(fmt.Errorf("connection to ZooKeeper lost (state %v)", w.s.conn.State())) {
+				return
+			}
+			select {
+			case <-state:
+			case <-w.ctx.Done():
+				return
+			case <-w.s.closing:
+				return
+			}
+			continue
+		}
+		ch, err := w.step()
+		switch {
+		case err == nil:
+			backoff = 50 * time.Millisecond
+		case errors.Is(err, configsvc.ErrNotFound), errors.Is(err, configsvc.ErrCompacted):
+			w.send(configsvc.Event{Err: mapErr("zkstore: watch "+w.ref.String(), err)})
+			return
+		case errors.Is(err, errStopped):
+			return
+		default:
+			if !w.unavailable(err) {
+				return
+			}
+			w.s.pause(w.ctx, backoff)
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		select {
+		case ev := <-ch:
+			if ev.Type == zk.EventNotWatching {
+				// The session expired or the client closed: the loop re-arms
+				// on the new session and catches up.
+				if !w.unavailable(fmt.Errorf("watch dropped by ZooKeeper: %w", ev.Err)) {
+					return
+				}
+			}
+		case <-state:
+			// Report an outage while waiting; the head watch itself
+			// survives reconnection within the session.
+			if !w.s.connected() {
+				if !w.unavailable(fmt.Errorf("connection to ZooKeeper lost (state %v)", w.s.conn.State())) {
+					return
+				}
+				select {
+				case ev := <-ch:
+					_ = ev
+				case <-w.ctx.Done():
+					return
+				case <-w.s.closing:
+					return
+				case <-w.waitConnected():
+				}
+			}
+		case <-w.ctx.Done():
+			return
+		case <-w.s.closing:
+			return
+		}
+	}
+}
+
+// waitConnected returns a channel closed once the client has a session again.
+func (w *watcher) waitConnected() <-chan struct{} {
+	done := make(chan struct{})
+	if !w.s.goTrack(func() {
+		defer close(done)
+		_ = w.s.waitSession(w.ctx)
+	}) {
+		close(done)
+	}
+	return done
+}
+
+var errStopped = errors.New("watch stopped")
+
+// step arms the head watch, then delivers every revision up to the head.
+func (w *watcher) step() (<-chan zk.Event, error) {
+	ctx, cancel := w.s.opCtx(w.ctx)
+	defer cancel()
+	type armed struct {
+		data []byte
+		ch   <-chan zk.Event
+	}
+	a, err := call(ctx, w.s, func(c *zk.Conn) (armed, error) {
+		d, _, ch, err := c.GetW(w.s.headPath(w.ref))
+		return armed{d, ch}, err
+	})
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, fmt.Errorf("%s does not exist: %w", w.ref, configsvc.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	h, err := decode[headDoc]("head", a.data)
+	if err != nil {
+		return nil, err
+	}
+	if w.ref.Kind == configsvc.KindService {
+		if w.seen && !slices.Equal(w.links, h.Links) {
+			if !w.send(configsvc.Event{LinksChanged: true, Links: append([]string{}, h.Links...)}) {
+				return nil, errStopped
+			}
+		}
+		w.links, w.seen = h.Links, true
+	}
+	if w.next <= h.Revision && w.next < max(h.First, 1) {
+		return nil, fmt.Errorf("revision %d was pruned (oldest kept is %d): %w", w.next, h.First, configsvc.ErrCompacted)
+	}
+	for w.next <= h.Revision {
+		// Each revision read gets its own timeout: a long catch-up is
+		// bounded per step, not in total.
+		rctx, rcancel := w.s.opCtx(w.ctx)
+		r, err := w.s.fullRevision(rctx, w.ref, w.next)
+		rcancel()
+		if err != nil {
+			return nil, err
+		}
+		w.down = false
+		if !w.send(configsvc.Event{Revision: &r}) {
+			return nil, errStopped
+		}
+		w.next++
+	}
+	w.down = false
+	return a.ch, nil
+}
+
+// WatchInstances sends the full live instance list of svc now and after
+// every change (an instance joining, leaving or updating its data), until
+// ctx ends or the store closes; then the channel is closed. It holds a
+// child watch on the service's instances node and a data watch on each
+// instance. Only the newest list matters: the list is re-read after each
+// send, so a slow receiver skips intermediate lists. Trouble is sent as an
+// event with Err (ErrUnavailable, retried; ErrNotFound when the service
+// does not exist, which ends the watch).
+func (s *Store) WatchInstances(ctx context.Context, svc string) <-chan configsvc.InstancesEvent {
+	out := make(chan configsvc.InstancesEvent)
+	fail := func(err error) {
+		go func() {
+			defer close(out)
+			select {
+			case out <- configsvc.InstancesEvent{Err: err}:
+			case <-ctx.Done():
+			case <-s.closing:
+			}
+		}()
+	}
+	if err := configsvc.ValidateServiceName(svc); err != nil {
+		fail(fmt.Errorf("zkstore: watch instances: %w", err))
+		return out
+	}
+	if !s.goTrack(func() { s.watchInstances(ctx, svc, out) }) {
+		fail(fmt.Errorf("zkstore: watch instances of %s: %w", svc, configsvc.ErrClosed))
+	}
+	return out
+}
+
+func (s *Store) watchInstances(ctx context.Context, svc string, out chan<- configsvc.InstancesEvent) {
+	defer close(out)
+	what := "zkstore: watch instances of " + svc
+	send := func(ev configsvc.InstancesEvent) bool {
+		select {
+		case out <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-s.closing:
+			return false
+		}
+	}
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		list, watches, err := s.armInstances(ctx, svc)
+		if errors.Is(err, configsvc.ErrNotFound) {
+			send(configsvc.InstancesEvent{Err: mapErr(what, err)})
+			return
+		}
+		if err != nil {
+			if !send(configsvc.InstancesEvent{Err: mapErr(what, err)}) {
+				return
+			}
+			s.pause(ctx, backoff)
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		if !send(configsvc.InstancesEvent{Instances: list}) {
+			return
+		}
+		cases := []reflect.SelectCase{
+			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.closing)},
+		}
+		for _, w := range watches {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
+		}
+		if i, _, _ := reflect.Select(cases); i < 2 {
+			return
+		}
+	}
+}
+
+// armInstances lists the instances of svc with a child watch on the
+// instances node and a data watch on each instance node.
+func (s *Store) armInstances(ctx context.Context, svc string) ([]configsvc.Instance, []<-chan zk.Event, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	if _, _, err := s.get(ctx, s.refPath(configsvc.Service(svc))); err != nil {
+		if errors.Is(err, zk.ErrNoNode) {
+			return nil, nil, fmt.Errorf("service %s does not exist: %w", svc, configsvc.ErrNotFound)
+		}
+		return nil, nil, err
+	}
+	parent := s.instancesPath(svc)
+	if err := s.createIfMissing(ctx, parent, s.instACL); err != nil {
+		return nil, nil, err
+	}
+	type armed struct {
+		kids []string
+		ch   <-chan zk.Event
+	}
+	a, err := call(ctx, s, func(c *zk.Conn) (armed, error) {
+		kids, _, ch, err := c.ChildrenW(parent)
+		return armed{kids, ch}, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	watches := []<-chan zk.Event{a.ch}
+	list := []configsvc.Instance{}
+	slices.Sort(a.kids)
+	for _, id := range a.kids {
+		type got struct {
+			data []byte
+			ch   <-chan zk.Event
+		}
+		g, err := call(ctx, s, func(c *zk.Conn) (got, error) {
+			d, _, ch, err := c.GetW(parent + "/" + id)
+			return got{d, ch}, err
+		})
+		if errors.Is(err, zk.ErrNoNode) {
+			continue // left meanwhile; the child watch fires
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		watches = append(watches, g.ch)
+		inst, err := decode[configsvc.Instance]("instance", g.data)
+		if err != nil {
+			return nil, nil, err
+		}
+		list = append(list, *inst)
+	}
+	return list, watches, nil
+}
