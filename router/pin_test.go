@@ -1,0 +1,225 @@
+package router_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/router"
+)
+
+// mapPins resolves tokens from a map; a missing token is unknown.
+type mapPins map[string]router.Pin
+
+func (m mapPins) ResolvePin(_ context.Context, token string) (router.Pin, error) {
+	p, ok := m[token]
+	if !ok {
+		return router.Pin{}, router.ErrPinUnknown
+	}
+	return p, nil
+}
+
+func TestPins(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	o1, o2 := startBackend(t, "orders-1", nil), startBackend(t, "orders-2", nil)
+	var proxyURL string
+	p1 := startBackend(t, "payments-1", nil)
+	p2 := startBackend(t, "payments-2", nil)
+	// orders-3 calls payments through the proxy, passing the pin on as the
+	// SDK's PinTransport does.
+	o3 := startBackend(t, "orders-3", func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), "GET", proxyURL+"/payments/charge", nil)
+		req.Header.Set(router.PinHeader, r.Header.Get(router.PinHeader))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		_, _ = io.WriteString(w, "orders-3>"+string(b))
+	})
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	pins := mapPins{
+		"tok-valid":   {ID: "p1", Targets: map[string]string{"orders": "orders-2"}, Expires: now.Add(time.Hour)},
+		"tok-expired": {ID: "p2", Targets: map[string]string{"orders": "orders-2"}, Expires: now.Add(-time.Second)},
+		"tok-revoked": {ID: "p3", Targets: map[string]string{"orders": "orders-2"}, Expires: now.Add(time.Hour), Revoked: true},
+		"tok-pay":     {ID: "p4", Targets: map[string]string{"payments": "payments-2"}, Expires: now.Add(time.Hour)},
+		"tok-gone":    {ID: "p5", Targets: map[string]string{"orders": "orders-9"}, Expires: now.Add(time.Hour)},
+		"tok-chain":   {ID: "p6", Targets: map[string]string{"orders": "orders-3", "payments": "payments-2"}, Expires: now.Add(time.Hour)},
+	}
+	routes := []router.Route{
+		{Name: "orders", Match: router.Match{PathPrefix: "/orders"}, Upstream: router.Upstream{Service: "orders"},
+			CircuitBreaker: &router.CircuitBreaker{ConsecutiveFailures: 1, OpenFor: time.Hour}},
+		{Name: "payments", Match: router.Match{PathPrefix: "/payments"}, Upstream: router.Upstream{Service: "payments"}},
+	}
+	p := newProxy(t, router.Config{Pins: pins, Now: func() time.Time { return now }}, routes)
+	proxyURL = p.url
+	p.r.SetInstances("orders", []configsvc.Instance{inst("orders", "orders-1", o1.addr), inst("orders", "orders-2", o2.addr)})
+	p.r.SetInstances("payments", []configsvc.Instance{inst("payments", "payments-1", p1.addr), inst("payments", "payments-2", p2.addr)})
+
+	t.Run("valid pin sticks to its instance", func(t *testing.T) {
+		for i := 0; i < 6; i++ {
+			res := p.do(t, "GET", "/orders/1", map[string]string{router.PinHeader: "tok-valid"})
+			if res.status != 200 || res.body != "orders-2" || res.header.Get(router.InstanceHeader) != "orders-2" {
+				t.Fatalf("request %d: %d %q instance header %q", i, res.status, res.body, res.header.Get(router.InstanceHeader))
+			}
+			if res.header.Get("X-Got-Pin") != "tok-valid" {
+				t.Fatalf("pin header not forwarded downstream")
+			}
+		}
+	})
+	t.Run("cookie works like the header", func(t *testing.T) {
+		res := p.do(t, "GET", "/orders/1", map[string]string{"Cookie": router.PinCookie + "=tok-valid"})
+		if res.body != "orders-2" {
+			t.Fatalf("got %q, want orders-2", res.body)
+		}
+	})
+	for _, tc := range []struct{ token, reason string }{
+		{"tok-expired", "expired"}, {"tok-revoked", "revoked"}, {"no-such-token", "unknown"},
+	} {
+		t.Run(tc.reason+" pin is refused", func(t *testing.T) {
+			res := p.do(t, "GET", "/orders/1", map[string]string{router.PinHeader: tc.token})
+			if res.status != http.StatusForbidden {
+				t.Fatalf("status %d, want 403", res.status)
+			}
+			if code, _, details := errorOf(t, res); code != "forbidden" || details["reason"] != tc.reason {
+				t.Fatalf("code %q reason %q, want forbidden/%s", code, details["reason"], tc.reason)
+			}
+		})
+	}
+	t.Run("service not in pin routes normally", func(t *testing.T) {
+		seen := map[string]bool{}
+		for i := 0; i < 4; i++ {
+			res := p.do(t, "GET", "/orders/1", map[string]string{router.PinHeader: "tok-pay"})
+			if res.header.Get(router.InstanceHeader) != "" {
+				t.Fatalf("unpinned service answered with %s", router.InstanceHeader)
+			}
+			seen[res.body] = true
+		}
+		if !seen["orders-1"] || !seen["orders-2"] {
+			t.Fatalf("requests went to %v, want both orders instances", seen)
+		}
+	})
+	t.Run("pinned instance gone", func(t *testing.T) {
+		res := p.do(t, "GET", "/orders/1", map[string]string{router.PinHeader: "tok-gone"})
+		if _, msg, _ := errorOf(t, res); res.status != http.StatusServiceUnavailable || !strings.Contains(msg, "orders-9") {
+			t.Fatalf("status %d message %q, want 503 naming orders-9", res.status, msg)
+		}
+	})
+	t.Run("chain of two services stays pinned", func(t *testing.T) {
+		p.r.SetInstances("orders", []configsvc.Instance{inst("orders", "orders-1", o1.addr), inst("orders", "orders-2", o2.addr), inst("orders", "orders-3", o3.addr)})
+		for i := 0; i < 4; i++ {
+			res := p.do(t, "GET", "/orders/1", map[string]string{router.PinHeader: "tok-chain"})
+			if res.body != "orders-3>payments-2" {
+				t.Fatalf("chain answered %q, want orders-3>payments-2", res.body)
+			}
+		}
+	})
+	t.Run("pinned requests bypass the breaker and do not count", func(t *testing.T) {
+		o2.stop()
+		for i := 0; i < 3; i++ {
+			if s := p.do(t, "GET", "/orders/1", map[string]string{router.PinHeader: "tok-valid"}).status; s != http.StatusBadGateway {
+				t.Fatalf("pinned to a dead instance: %d, want 502", s)
+			}
+		}
+		if st := p.metrics.breakerStates("orders/orders-2"); len(st) != 0 {
+			t.Fatalf("pinned failures moved orders-2's breaker: %v", st)
+		}
+		for i := 0; i < 6; i++ { // unpinned: round robin reaches orders-2 and trips it
+			p.get(t, "/orders/1")
+		}
+		if st := p.metrics.breakerStates("orders/orders-2"); len(st) == 0 || st[0] != router.BreakerOpen {
+			t.Fatalf("orders-2's breaker: %v, want open", st)
+		}
+		o2.restart(t)
+		res := p.do(t, "GET", "/orders/1", map[string]string{router.PinHeader: "tok-valid"})
+		if res.status != 200 || res.body != "orders-2" {
+			t.Fatalf("pinned request with the breaker open: %d %q, want orders-2", res.status, res.body)
+		}
+	})
+}
+
+// memRecords is a RecordStore holding records in memory, counting Gets.
+type memRecords struct {
+	mu   sync.Mutex
+	data map[string][]byte
+	gets int
+	fail error
+}
+
+func (m *memRecords) Put(_ context.Context, c, id string, d []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.data[c+"/"+id] = d
+	return nil
+}
+func (m *memRecords) Get(_ context.Context, c, id string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.gets++
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	d, ok := m.data[c+"/"+id]
+	if !ok {
+		return nil, configsvc.ErrNotFound
+	}
+	return d, nil
+}
+func (m *memRecords) Delete(context.Context, string, string) error { return nil }
+func (m *memRecords) List(context.Context, string) ([]configsvc.Record, error) {
+	return nil, nil
+}
+func (m *memRecords) Append(context.Context, string, []byte, int) (int64, error) { return 0, nil }
+func (m *memRecords) Scan(context.Context, string, int64, int) ([]configsvc.Record, error) {
+	return nil, nil
+}
+
+func TestRecordPins(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	rec := &memRecords{data: map[string][]byte{}}
+	put := func(p router.Pin) {
+		t.Helper()
+		b := []byte(`{"id":"` + p.ID + `","targets":{"orders":"orders-2"},"expires":"` + p.Expires.Format(time.RFC3339) + `","revoked":` + map[bool]string{true: "true", false: "false"}[p.Revoked] + `}`)
+		_ = rec.Put(ctx, router.PinCollection, router.HashToken("tok"), b)
+	}
+	put(router.Pin{ID: "abc", Expires: now.Add(time.Minute)})
+	pins := router.NewRecordPins(rec, router.RecordPinsConfig{Now: func() time.Time { return now }, TTL: 2 * time.Second})
+
+	pin, err := pins.ResolvePin(ctx, "tok")
+	if err != nil || pin.ID != "abc" || pin.Targets["orders"] != "orders-2" {
+		t.Fatalf("ResolvePin = %+v, %v", pin, err)
+	}
+	if _, err := pins.ResolvePin(ctx, "other"); !errors.Is(err, router.ErrPinUnknown) {
+		t.Fatalf("unknown token: %v", err)
+	}
+	put(router.Pin{ID: "abc", Expires: now.Add(time.Minute), Revoked: true})
+	if _, err := pins.ResolvePin(ctx, "tok"); err != nil {
+		t.Fatalf("within the cache TTL the cached pin still holds: %v", err)
+	}
+	if rec.gets != 2 {
+		t.Errorf("store read %d times, want 2 (one per token; the rest cached)", rec.gets)
+	}
+	now = now.Add(2 * time.Second)
+	if _, err := pins.ResolvePin(ctx, "tok"); !errors.Is(err, router.ErrPinRevoked) {
+		t.Fatalf("after the TTL, revocation must show: %v", err)
+	}
+	put(router.Pin{ID: "abc", Expires: now.Add(time.Second)})
+	now = now.Add(2 * time.Second)
+	if _, err := pins.ResolvePin(ctx, "tok"); !errors.Is(err, router.ErrPinExpired) {
+		t.Fatalf("expired pin: %v", err)
+	}
+	rec.fail = configsvc.ErrUnavailable
+	now = now.Add(3 * time.Second)
+	if _, err := pins.ResolvePin(ctx, "tok"); !errors.Is(err, configsvc.ErrUnavailable) || errors.Is(err, router.ErrPinUnknown) {
+		t.Fatalf("store down: %v, want ErrUnavailable (not unknown)", err)
+	}
+}
