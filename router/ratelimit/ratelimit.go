@@ -16,8 +16,10 @@ import (
 // Config bounds per-key limiters. The zero value is the default.
 type Config struct {
 	// MaxKeys is how many keys one route's limiter tracks at most; 0 means
-	// 10000. Keys beyond it share one overflow bucket (and the route's
-	// capHit callback is called for each such request).
+	// 10000. The keys are spread over 16 shards of MaxKeys/16 each, so the
+	// cap may be reached a little early. Keys beyond it share one overflow
+	// bucket per shard (and the route's capHit callback is called for each
+	// such request).
 	MaxKeys int
 }
 

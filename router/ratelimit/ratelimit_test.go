@@ -43,7 +43,7 @@ func TestPerKeyBucketsAreBounded(t *testing.T) {
 	// Keys idle long enough to refill are forgotten to make room.
 	later := now.Add(2 * time.Second)
 	before := hits.Load()
-	for i := 0; i < 32; i++ {
+	for i := 0; i < 4; i++ { // 4: at most one shard's share of the cap, wherever they hash
 		if d := l.Allow(fmt.Sprintf("192.168.0.%d", i), later); !d.OK {
 			t.Fatalf("new key %d refused after idle keys refilled", i)
 		}
