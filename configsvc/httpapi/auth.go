@@ -1,0 +1,189 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
+)
+
+// tokenJSON is a token in the API; Token is set only in the creation
+// response, the one time it is shown.
+type tokenJSON struct {
+	ID        string         `json:"id"`
+	Name      string         `json:"name"`
+	Roles     []access.Grant `json:"roles"`
+	Created   time.Time      `json:"created"`
+	CreatedBy string         `json:"created_by"`
+	Token     string         `json:"token,omitempty"`
+}
+
+func toTokenJSON(t access.Token) tokenJSON {
+	return tokenJSON{ID: t.ID, Name: t.Name, Roles: append([]access.Grant{}, t.Roles...), Created: t.Created.UTC(), CreatedBy: t.CreatedBy}
+}
+
+func (s *Server) manage(c *gin.Context) bool {
+	return s.authorize(c, access.ActionManage, access.Target{})
+}
+
+func (s *Server) whoami(c *gin.Context) {
+	p := state(c).principal
+	c.JSON(http.StatusOK, gin.H{"id": p.TokenID, "name": p.Name, "roles": append([]access.Grant{}, p.Grants...),
+		"admin": p.IsAdmin(), "session": p.Session})
+}
+
+func (s *Server) listTokens(c *gin.Context) {
+	if !s.manage(c) {
+		return
+	}
+	list, err := s.tokens.List(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := make([]tokenJSON, len(list))
+	for i, t := range list {
+		out[i] = toTokenJSON(t)
+	}
+	c.JSON(http.StatusOK, gin.H{"tokens": out})
+}
+
+// createTokenRequest is the body of POST /v1/tokens.
+type createTokenRequest struct {
+	Name  string         `json:"name"`
+	Roles []access.Grant `json:"roles"`
+}
+
+func (s *Server) createToken(c *gin.Context) {
+	st := state(c)
+	st.target = "token"
+	if !s.manage(c) {
+		return
+	}
+	var req createTokenRequest
+	if err := decodeJSON(c, MaxJSONBody, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	secret, t, err := s.tokens.Create(c.Request.Context(), req.Name, req.Roles, st.principal.TokenID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	st.target = "token/" + t.ID
+	out := toTokenJSON(t)
+	out.Token = secret
+	c.JSON(http.StatusCreated, out)
+}
+
+func (s *Server) revokeToken(c *gin.Context) {
+	id, err := param(c, "id")
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	st := state(c)
+	st.target = "token/" + truncate(id, 12)
+	if !s.manage(c) {
+		return
+	}
+	if _, err := s.tokens.Revoke(c.Request.Context(), id); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// queryAudit answers GET /v1/audit?service=&actor=&since=&before=&limit=.
+func (s *Server) queryAudit(c *gin.Context) {
+	if !s.manage(c) {
+		return
+	}
+	q := access.Query{Service: c.Query("service"), Actor: c.Query("actor")}
+	if q.Service != "" {
+		if err := configsvc.ValidateServiceName(q.Service); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	if len(q.Actor) > access.MaxTokenName {
+		s.fail(c, &configsvc.FieldError{Field: "actor", Value: q.Actor, Msg: "is longer than any token name or id"})
+		return
+	}
+	if raw := c.Query("since"); raw != "" {
+		t, err := time.Parse(time.RFC3339, raw)
+		if err != nil {
+			s.fail(c, &configsvc.FieldError{Field: "since", Value: raw, Msg: "must be an RFC 3339 time such as 2026-01-02T15:04:05Z"})
+			return
+		}
+		q.Since = t
+	}
+	limit, _, ok := s.queryInt(c, "limit", 1, access.MaxAuditLimit)
+	if !ok {
+		return
+	}
+	before, _, ok := s.queryInt(c, "before", 0, 1<<62)
+	if !ok {
+		return
+	}
+	q.Limit, q.Before = int(limit), before
+	entries, err := s.audit.Query(c.Request.Context(), q)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"entries": entries})
+}
+
+// sessionRequest is the body of POST /v1/session.
+type sessionRequest struct {
+	Token string `json:"token"`
+}
+
+// openSession exchanges a token for a console session: an HttpOnly,
+// SameSite=Strict session cookie and a script-readable CSRF cookie whose
+// value must be echoed in X-Sluice-CSRF on state-changing requests.
+func (s *Server) openSession(c *gin.Context) {
+	st := state(c)
+	st.target = "session"
+	var req sessionRequest
+	if err := decodeJSON(c, MaxJSONBody, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	id, csrf, expires, p, err := s.sessions.Open(c.Request.Context(), req.Token)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	st.principal, st.authorized = p, true
+	secure := c.Request.TLS != nil
+	maxAge := int(time.Until(expires) / time.Second)
+	if now := s.cfg.Now(); !now.IsZero() {
+		maxAge = int(expires.Sub(now) / time.Second)
+	}
+	http.SetCookie(c.Writer, &http.Cookie{Name: SessionCookie, Value: id, Path: "/", MaxAge: maxAge, HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(c.Writer, &http.Cookie{Name: CSRFCookie, Value: csrf, Path: "/", MaxAge: maxAge, Secure: secure, SameSite: http.SameSiteStrictMode})
+	c.JSON(http.StatusOK, gin.H{"id": p.TokenID, "name": p.Name, "roles": append([]access.Grant{}, p.Grants...),
+		"admin": p.IsAdmin(), "expires": expires.UTC()})
+}
+
+// closeSession ends the console session and clears its cookies. A bearer
+// caller has no session; the call then only clears cookies.
+func (s *Server) closeSession(c *gin.Context) {
+	st := state(c)
+	st.target, st.authorized = "session", true
+	if sid, err := c.Cookie(SessionCookie); err == nil {
+		if err := s.sessions.Close(c.Request.Context(), sid); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	secure := c.Request.TLS != nil
+	http.SetCookie(c.Writer, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(c.Writer, &http.Cookie{Name: CSRFCookie, Value: "", Path: "/", MaxAge: -1, Secure: secure, SameSite: http.SameSiteStrictMode})
+	c.Status(http.StatusNoContent)
+}

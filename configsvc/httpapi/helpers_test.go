@@ -1,0 +1,278 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/boltstore"
+)
+
+func TestMain(m *testing.M) {
+	gin.SetMode(gin.TestMode)
+	goleak.VerifyTestMain(m)
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// testEnv is one admin server on a bbolt store in t.TempDir, served over
+// real HTTP on loopback.
+type testEnv struct {
+	t     *testing.T
+	store configsvc.Store
+	srv   *Server
+	http  *httptest.Server
+	admin string // bootstrap admin token
+	clock *fakeClock
+	reg   *prometheus.Registry
+	log   *bytes.Buffer
+	logMu *sync.Mutex
+}
+
+// mustOpenBolt opens a bbolt store in a temp dir, closed at cleanup.
+func mustOpenBolt(t *testing.T) *boltstore.Store {
+	t.Helper()
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatalf("boltstore.Open: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// newEnv starts a server on a fresh bbolt store; mods adjust the Config.
+func newEnv(t *testing.T, mods ...func(*Config)) *testEnv {
+	t.Helper()
+	return newEnvOn(t, mustOpenBolt(t), mods...)
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// newEnvOn starts a server on store; the first server on a store
+// bootstraps the admin token.
+func newEnvOn(t *testing.T, store configsvc.Store, mods ...func(*Config)) *testEnv {
+	t.Helper()
+	e := &testEnv{t: t, store: store, clock: &fakeClock{t: time.Now().UTC()}, reg: prometheus.NewRegistry(), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	cfg := Config{
+		Store:          store,
+		Logger:         slogJSON(lockedWriter{e.logMu, e.log}),
+		Registry:       e.reg,
+		Now:            e.clock.Now,
+		RequestTimeout: 2 * time.Second,
+		Heartbeat:      50 * time.Millisecond,
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	e.srv = srv
+	e.http = httptest.NewUnstartedServer(srv)
+	e.http.Config.RegisterOnShutdown(func() { _ = srv.Close() })
+	e.http.Start()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		e.http.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tok, _, err := access.NewTokens(store.Records(), nil).Bootstrap(ctx, 0, nil)
+	if err != nil {
+		t.Fatalf("Bootstrap: %v", err)
+	}
+	e.admin = tok
+	return e
+}
+
+// logText returns what the server logged so far.
+func (e *testEnv) logText() string {
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
+	return e.log.String()
+}
+
+// mustToken creates a token with grants ("editor:orders", "admin" …).
+func (e *testEnv) mustToken(grants ...string) string {
+	e.t.Helper()
+	var gs []access.Grant
+	for _, s := range grants {
+		g, err := access.ParseGrant(s)
+		if err != nil {
+			e.t.Fatalf("ParseGrant(%q): %v", s, err)
+		}
+		gs = append(gs, g)
+	}
+	tok, _, err := access.NewTokens(e.store.Records(), nil).Create(context.Background(), strings.Join(grants, ","), gs, "test")
+	if err != nil {
+		e.t.Fatalf("create token: %v", err)
+	}
+	return tok
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r *response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+// errCode returns the error code of an error response.
+func (r *response) errCode(t *testing.T) string {
+	t.Helper()
+	var b errorBody
+	if err := json.Unmarshal(r.body, &b); err != nil || b.Error.Code == "" {
+		t.Fatalf("status %d: not the error shape: %s", r.status, r.body)
+	}
+	return b.Error.Code
+}
+
+// req describes one request in tests.
+type req struct {
+	method, path, token string
+	body                any // string/[]byte: raw; anything else: JSON
+	contentType         string
+	header              map[string]string
+}
+
+func (e *testEnv) do(r req) *response {
+	e.t.Helper()
+	var body io.Reader
+	ct := r.contentType
+	switch b := r.body.(type) {
+	case nil:
+	case string:
+		body = strings.NewReader(b)
+	case []byte:
+		body = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		body = bytes.NewReader(data)
+		if ct == "" {
+			ct = "application/json"
+		}
+	}
+	hr, err := http.NewRequest(r.method, e.http.URL+r.path, body)
+	if err != nil {
+		e.t.Fatalf("NewRequest %s %s: %v", r.method, r.path, err)
+	}
+	if ct != "" {
+		hr.Header.Set("Content-Type", ct)
+	}
+	if r.token != "" {
+		hr.Header.Set("Authorization", "Bearer "+r.token)
+	}
+	for k, v := range r.header {
+		hr.Header.Set(k, v)
+	}
+	resp, err := e.http.Client().Do(hr)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", r.method, r.path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("read body: %v", err)
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+// must does r and fails the test unless the status is want.
+func (e *testEnv) must(want int, r req) *response {
+	e.t.Helper()
+	resp := e.do(r)
+	if resp.status != want {
+		e.t.Fatalf("%s %s: status %d, want %d: %s", r.method, r.path, resp.status, want, resp.body)
+	}
+	return resp
+}
+
+// mustService creates a service with files published in one revision.
+func (e *testEnv) mustService(name string, files map[string]string) {
+	e.t.Helper()
+	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/" + name, token: e.admin})
+	if len(files) == 0 {
+		return
+	}
+	var changes []map[string]any
+	for f, c := range files {
+		changes = append(changes, map[string]any{"file": f, "content": c})
+	}
+	e.must(http.StatusCreated, req{method: "POST", path: "/v1/services/" + name + "/revisions", token: e.admin,
+		body: map[string]any{"message": "seed", "changes": changes}})
+}
+
+// mustGroup creates a shared group with files.
+func (e *testEnv) mustGroup(name string, files map[string]string) {
+	e.t.Helper()
+	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/shared/" + name, token: e.admin})
+	for f, c := range files {
+		e.must(http.StatusOK, req{method: "PUT", path: "/v1/shared/" + name + "/files/" + f, token: e.admin, body: c, contentType: "text/plain"})
+	}
+}
+
+// auditCount returns the number of audit entries in the store.
+func (e *testEnv) auditCount() int {
+	e.t.Helper()
+	recs, err := e.store.Records().Scan(context.Background(), access.AuditCollection, 0, 100000)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return len(recs)
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,66 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// metrics are the server's Prometheus metrics, registered on Config.Registry.
+type metrics struct {
+	requests    *prometheus.CounterVec   // sluice_http_requests_total{route,method,code}
+	latency     *prometheus.HistogramVec // sluice_http_request_duration_seconds{route,method}
+	publishes   *prometheus.CounterVec   // sluice_publishes_total{kind}
+	watchers    *prometheus.GaugeVec     // sluice_watch_subscribers{stream}
+	storeErrors prometheus.Counter       // sluice_store_errors_total
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_http_requests_total",
+			Help: "Admin API requests by route pattern, method and status code.",
+		}, []string{"route", "method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_http_request_duration_seconds",
+			Help:    "Admin API request latency by route pattern and method (event streams: their whole life).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method"}),
+		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_publishes_total",
+			Help: "Revisions published through the admin API (publishes, file puts and deletes, rollbacks), by kind (service or group).",
+		}, []string{"kind"}),
+		watchers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_watch_subscribers",
+			Help: "Open event streams, by stream (revisions or instances).",
+		}, []string{"stream"}),
+		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_store_errors_total",
+			Help: "Requests that failed because the store was unreachable, and audit entries that could not be written.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.publishes, m.watchers, m.storeErrors} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func levelFor(status int) slog.Level {
+	if status >= 500 {
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
+}
+
+func slogStr(k, v string) slog.Attr               { return slog.String(k, v) }
+func slogInt(k string, v int) slog.Attr           { return slog.Int(k, v) }
+func slogDur(k string, v time.Duration) slog.Attr { return slog.Duration(k, v) }
+
+func isNotFound(err error) bool { return errors.Is(err, configsvc.ErrNotFound) }

@@ -1,0 +1,340 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
+)
+
+// reqState is what the middleware and handlers of one request share: the
+// request id, the caller, and what the audit entry will say.
+type reqState struct {
+	id         string
+	principal  *access.Principal
+	action     string // audit action, e.g. "publish"
+	target     string // audit target, e.g. "service/orders/db.yaml"
+	service    string // the service or group the target belongs to
+	revision   int64  // revision produced
+	authorized bool   // the Authorizer allowed the request
+	reason     string // why it was refused or failed
+}
+
+const stateKey = "sluice.state"
+
+func state(c *gin.Context) *reqState {
+	if v, ok := c.Get(stateKey); ok {
+		return v.(*reqState)
+	}
+	st := &reqState{}
+	c.Set(stateKey, st)
+	return st
+}
+
+// routeOpts modify one route's middleware.
+type routeOpts uint8
+
+const (
+	public routeOpts = 1 << iota // no authentication required
+	stream                       // no request timeout: a long-lived event stream
+)
+
+// routes builds the gin engine with every route of the API.
+func (s *Server) routes() (*gin.Engine, error) {
+	e := gin.New()
+	// Match on the escaped path and decode each name exactly once ourselves
+	// (param), so "%2F" stays inside one segment and is refused by the name
+	// rules instead of changing which route matches.
+	e.UseEscapedPath = true
+	e.UnescapePathValues = false
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.HandleMethodNotAllowed = true
+	e.ForwardedByClientIP = true
+	e.RemoteIPHeaders = []string{"X-Forwarded-For", "X-Real-IP"}
+	if err := e.SetTrustedProxies(s.cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("httpapi: trusted proxies: %w", err)
+	}
+	e.Use(s.observe)
+	e.NoRoute(s.noRoute)
+	e.NoMethod(func(c *gin.Context) {
+		s.failf(c, errMethod, "%s is not allowed on %s", c.Request.Method, c.Request.URL.EscapedPath())
+	})
+
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/readyz", s.withTimeout, s.readyz)
+	e.GET("/metrics", s.metricsHandler)
+
+	v1 := e.Group("/v1")
+	r := func(method, path, action string, h gin.HandlerFunc, opts ...routeOpts) {
+		var o routeOpts
+		for _, x := range opts {
+			o |= x
+		}
+		chain := []gin.HandlerFunc{func(c *gin.Context) { state(c).action = action }}
+		if o&stream == 0 {
+			chain = append(chain, s.withTimeout)
+		}
+		if o&public == 0 {
+			chain = append(chain, s.authenticate)
+		}
+		v1.Handle(method, path, append(chain, h)...)
+	}
+
+	r("GET", "/openapi.json", "", s.openapi, public)
+	r("POST", "/session", "session.open", s.openSession, public)
+	r("DELETE", "/session", "session.close", s.closeSession)
+	r("GET", "/whoami", "", s.whoami)
+	r("GET", "/tokens", "", s.listTokens)
+	r("POST", "/tokens", "token.create", s.createToken)
+	r("DELETE", "/tokens/:id", "token.revoke", s.revokeToken)
+	r("GET", "/audit", "", s.queryAudit)
+	r("GET", "/pins", "", s.listPins)
+	r("POST", "/pins", "pin.create", s.createPin)
+	r("DELETE", "/pins/:id", "pin.revoke", s.revokePin)
+
+	for _, k := range []struct {
+		kind   configsvc.Kind
+		prefix string
+	}{{configsvc.KindService, "/services"}, {configsvc.KindGroup, "/shared"}} {
+		kind, base := k.kind, k.prefix+"/:"+paramOf(k.kind)
+		r("GET", k.prefix, "", s.listRefs(kind))
+		r("GET", base, "", s.getRef(kind))
+		r("PUT", base, "create", s.createRef(kind))
+		r("DELETE", base, "delete", s.deleteRef(kind))
+		r("GET", base+"/files/:file", "", s.getFile(kind))
+		r("PUT", base+"/files/:file", "publish", s.putFile(kind))
+		r("DELETE", base+"/files/:file", "publish", s.deleteFile(kind))
+		r("GET", base+"/revisions", "", s.listRevisions(kind))
+		r("POST", base+"/revisions", "publish", s.publish(kind))
+		r("GET", base+"/revisions/:n", "", s.getRevision(kind))
+		r("GET", base+"/diff", "", s.diff(kind))
+		r("POST", base+"/rollback", "rollback", s.rollback(kind))
+		r("GET", base+"/snapshot", "", s.snapshot(kind))
+		r("GET", base+"/watch", "", s.watch(kind), stream)
+	}
+	r("GET", "/shared/:group/users", "", s.users)
+	r("PUT", "/services/:svc/links/:group", "link", s.link(true))
+	r("DELETE", "/services/:svc/links/:group", "unlink", s.link(false))
+	r("GET", "/services/:svc/instances", "", s.listInstances)
+	r("GET", "/services/:svc/instances/watch", "", s.watchInstances, stream)
+	r("PUT", "/services/:svc/instances/:id", "instance.register", s.registerInstance)
+	r("DELETE", "/services/:svc/instances/:id", "instance.deregister", s.deregisterInstance)
+	return e, nil
+}
+
+func paramOf(k configsvc.Kind) string {
+	if k == configsvc.KindGroup {
+		return "group"
+	}
+	return "svc"
+}
+
+// observe runs around every request: request id, security headers, then
+// after the handler the log line, the metrics and, for a mutating API
+// request, the audit entry.
+func (s *Server) observe(c *gin.Context) {
+	start := time.Now()
+	st := state(c)
+	st.id = requestID(c.GetHeader("X-Request-ID"))
+	c.Header("X-Request-ID", st.id)
+	c.Header("X-Content-Type-Options", "nosniff")
+	apiPath := isAPIPath(c.Request.URL.Path)
+	if apiPath {
+		c.Header("Cache-Control", "no-store")
+	}
+	c.Next()
+
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	status := c.Writer.Status()
+	elapsed := time.Since(start)
+	s.metrics.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
+	s.metrics.latency.WithLabelValues(route, c.Request.Method).Observe(elapsed.Seconds())
+
+	actor := ""
+	if st.principal != nil {
+		actor = st.principal.TokenID
+	}
+	s.cfg.Logger.LogAttrs(c.Request.Context(), levelFor(status), "request",
+		slogStr("method", c.Request.Method),
+		slogStr("route", route),
+		slogStr("path", truncate(c.Request.URL.EscapedPath(), 256)),
+		slogInt("status", status),
+		slogDur("duration", elapsed),
+		slogInt("bytes", c.Writer.Size()),
+		slogStr("client", c.ClientIP()),
+		slogStr("request_id", st.id),
+		slogStr("actor", actor),
+	)
+
+	if apiPath && isMutating(c.Request.Method) && c.FullPath() != "" && st.action != "" {
+		s.recordAudit(c, st, status)
+	}
+}
+
+// recordAudit writes the audit entry of a mutating request. It runs after
+// the response is written, on a context detached from the request (which
+// may already be canceled) but bounded by the request timeout.
+func (s *Server) recordAudit(c *gin.Context, st *reqState, status int) {
+	e := access.Entry{
+		Time:      s.cfg.Now(),
+		Actor:     "anonymous",
+		Action:    st.action,
+		Target:    st.target,
+		Service:   st.service,
+		Revision:  st.revision,
+		Outcome:   access.OutcomeRefused,
+		Status:    status,
+		Reason:    st.reason,
+		Client:    c.ClientIP(),
+		RequestID: st.id,
+	}
+	if e.Target == "" {
+		e.Target = strconv.Quote(truncate(c.Request.URL.EscapedPath(), 200))
+	}
+	if st.principal != nil {
+		e.ActorID, e.Actor = st.principal.TokenID, st.principal.Name
+	}
+	if st.authorized {
+		e.Outcome = access.OutcomeAllowed
+		if status < 400 {
+			e.Reason = ""
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), s.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := s.audit.Record(ctx, e); err != nil {
+		s.metrics.storeErrors.Inc()
+		s.cfg.Logger.Error("audit entry not written", "request_id", st.id, "action", e.Action, "target", e.Target, "err", err)
+	}
+}
+
+// withTimeout bounds the request by Config.RequestTimeout.
+func (s *Server) withTimeout(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
+}
+
+// Cookie and header names of console sessions.
+const (
+	SessionCookie = "sluice_session"
+	CSRFCookie    = "sluice_csrf"
+	CSRFHeader    = "X-Sluice-CSRF"
+)
+
+// authenticate resolves the caller from "Authorization: Bearer <token>" or,
+// failing that, the console session cookie; a cookie-authenticated
+// state-changing request must carry X-Sluice-CSRF. No other header grants
+// anything. Unauthenticated requests are answered 401 here.
+func (s *Server) authenticate(c *gin.Context) {
+	st := state(c)
+	var (
+		p   *access.Principal
+		err error
+	)
+	if h := c.GetHeader("Authorization"); h != "" {
+		scheme, tok, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			s.failf(c, access.ErrUnauthenticated, "the Authorization header must be \"Bearer <token>\"")
+			return
+		}
+		p, err = s.tokens.Authenticate(c.Request.Context(), strings.TrimSpace(tok))
+	} else if sid, cerr := c.Cookie(SessionCookie); cerr == nil && sid != "" {
+		csrf := c.GetHeader(CSRFHeader)
+		p, err = s.sessions.Authenticate(c.Request.Context(), sid, csrf, isMutating(c.Request.Method))
+	} else {
+		c.Header("WWW-Authenticate", `Bearer realm="sluice"`)
+		s.failf(c, access.ErrUnauthenticated, "authentication required: send \"Authorization: Bearer <token>\"")
+		return
+	}
+	if err != nil {
+		c.Header("WWW-Authenticate", `Bearer realm="sluice"`)
+		s.fail(c, err)
+		return
+	}
+	st.principal = p
+	c.Next()
+}
+
+// authorize asks the Authorizer and answers 403 when denied. It records the
+// decision for the audit entry.
+func (s *Server) authorize(c *gin.Context, a access.Action, t access.Target) bool {
+	st := state(c)
+	d := s.authz.Decide(st.principal, a, t)
+	if !d.Allowed {
+		st.authorized = false
+		st.reason = d.Reason
+		s.failf(c, errForbidden, "%s", d.Reason)
+		return false
+	}
+	st.authorized = true
+	return true
+}
+
+// authorizeRead authorizes reading ref; for a group, services linked to it
+// count (their SDKs read it), which costs one store call only when the
+// direct grant does not suffice.
+func (s *Server) authorizeRead(c *gin.Context, ref configsvc.Ref) bool {
+	st := state(c)
+	t := access.Target{Ref: ref}
+	if ref.Kind == configsvc.KindGroup && !s.authz.Decide(st.principal, access.ActionRead, t).Allowed && !st.principal.IsAdmin() {
+		users, err := s.cfg.Store.Users(c.Request.Context(), ref.Name)
+		if err != nil && !isNotFound(err) {
+			s.fail(c, err)
+			return false
+		}
+		t.Users = users
+	}
+	return s.authorize(c, access.ActionRead, t)
+}
+
+func (s *Server) noRoute(c *gin.Context) {
+	p := c.Request.URL.Path
+	if s.cfg.UI != nil && !isAPIPath(p) && (c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead) {
+		s.serveUI(c)
+		return
+	}
+	s.failf(c, errNoRoute, "no endpoint %s %s", c.Request.Method, truncate(c.Request.URL.EscapedPath(), 200))
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	if err := s.cfg.Store.Ping(c.Request.Context()); err != nil {
+		s.fail(c, fmt.Errorf("store not reachable: %w", err))
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+func (s *Server) metricsHandler(c *gin.Context) {
+	if s.cfg.Gatherer == nil {
+		s.failf(c, errNoRoute, "no metrics gatherer configured")
+		return
+	}
+	promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}).ServeHTTP(c.Writer, c.Request)
+}
+
+// requestID returns the client's X-Request-ID when it is short and plain,
+// else a new random one.
+func requestID(h string) string {
+	if len(h) > 0 && len(h) <= 64 && strings.Trim(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") == "" {
+		return h
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,213 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// sseWriter writes server-sent events and flushes after each.
+type sseWriter struct {
+	c *gin.Context
+}
+
+func startSSE(c *gin.Context) *sseWriter {
+	h := c.Writer.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	c.Status(http.StatusOK)
+	w := &sseWriter{c: c}
+	_ = w.comment("ok")
+	return w
+}
+
+// event writes one event; id is omitted when empty. data is JSON on one line.
+func (w *sseWriter) event(id, name string, data any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	var sb strings.Builder
+	if id != "" {
+		sb.WriteString("id: " + id + "\n")
+	}
+	sb.WriteString("event: " + name + "\ndata: ")
+	sb.Write(b)
+	sb.WriteString("\n\n")
+	return w.write(sb.String())
+}
+
+func (w *sseWriter) comment(text string) error { return w.write(": " + text + "\n\n") }
+
+func (w *sseWriter) write(s string) error {
+	if _, err := w.c.Writer.WriteString(s); err != nil {
+		return err
+	}
+	w.c.Writer.Flush()
+	return nil
+}
+
+// watchErrorJSON is the data of an "error" event.
+func watchErrorJSON(err error) errorBody {
+	_, code := classify(err)
+	return errorBody{Error: errorDetail{Code: code, Message: err.Error()}}
+}
+
+// watch streams every revision after ?since=N (or Last-Event-ID; default:
+// the current head, i.e. only new revisions) as server-sent events, with a
+// ": ping" comment every Heartbeat, until the client goes away or the
+// Server is closed. See docs/architecture.md, "Server ↔ SDK".
+func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ref, ok := s.refParam(c, kind)
+		if !ok {
+			return
+		}
+		since, hasSince, ok := s.queryInt(c, "since", 0, 1<<62)
+		if !ok {
+			return
+		}
+		if id := c.GetHeader("Last-Event-ID"); id != "" && !hasSince {
+			n, err := strconv.ParseInt(id, 10, 64)
+			if err != nil || n < 0 {
+				s.fail(c, &configsvc.FieldError{Field: "Last-Event-ID", Value: id, Msg: "must be a revision number"})
+				return
+			}
+			since, hasSince = n, true
+		}
+		if !s.authorizeRead(c, ref) {
+			return
+		}
+		// Check existence (and the head) within the request timeout, so a
+		// missing service or a down store is a plain HTTP error.
+		hctx, hcancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
+		h, err := s.cfg.Store.Head(hctx, ref)
+		hcancel()
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if !hasSince {
+			since = h.Revision
+		}
+		if since > h.Revision {
+			s.fail(c, &configsvc.FieldError{Field: "since", Value: strconv.FormatInt(since, 10), Msg: fmt.Sprintf("is after the head revision %d", h.Revision)})
+			return
+		}
+
+		ctx, cancel := s.streamContext(c.Request)
+		defer cancel()
+		events := s.cfg.Store.Watch(ctx, ref, since)
+		gauge := s.metrics.watchers.WithLabelValues("revisions")
+		gauge.Inc()
+		defer gauge.Dec()
+		defer func() {
+			cancel()
+			for range events { // drain so the store's watch goroutine can finish
+			}
+		}()
+
+		w := startSSE(c)
+		ping := time.NewTicker(s.cfg.Heartbeat)
+		defer ping.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ping.C:
+				if w.comment("ping") != nil {
+					return
+				}
+			case ev, ok := <-events:
+				if !ok {
+					return
+				}
+				var err error
+				switch {
+				case ev.Err != nil:
+					err = w.event("", "error", watchErrorJSON(ev.Err))
+					if errors.Is(ev.Err, configsvc.ErrCompacted) || errors.Is(ev.Err, configsvc.ErrNotFound) {
+						return
+					}
+				case ev.Revision != nil:
+					err = w.event(strconv.FormatInt(ev.Revision.Number, 10), "revision", toRevisionJSON(*ev.Revision, true))
+				case ev.LinksChanged:
+					err = w.event("", "links", gin.H{"links": append([]string{}, ev.Links...)})
+				}
+				if err != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// watchInstances streams the live instance list of a service: an
+// "instances" event now and after every change.
+func (s *Server) watchInstances(c *gin.Context) {
+	ref, ok := s.refParam(c, configsvc.KindService)
+	if !ok || !s.authorizeRead(c, ref) {
+		return
+	}
+	hctx, hcancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
+	_, err := s.cfg.Store.Head(hctx, ref)
+	hcancel()
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	ctx, cancel := s.streamContext(c.Request)
+	defer cancel()
+	events := s.cfg.Store.WatchInstances(ctx, ref.Name)
+	gauge := s.metrics.watchers.WithLabelValues("instances")
+	gauge.Inc()
+	defer gauge.Dec()
+	defer func() {
+		cancel()
+		for range events {
+		}
+	}()
+	w := startSSE(c)
+	ping := time.NewTicker(s.cfg.Heartbeat)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ping.C:
+			if w.comment("ping") != nil {
+				return
+			}
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			var err error
+			if ev.Err != nil {
+				err = w.event("", "error", watchErrorJSON(ev.Err))
+			} else {
+				err = w.event("", "instances", gin.H{"instances": nonNil(ev.Instances)})
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+func nonNil(in []configsvc.Instance) []configsvc.Instance {
+	if in == nil {
+		return []configsvc.Instance{}
+	}
+	return in
+}
