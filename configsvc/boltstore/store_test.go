@@ -1,20 +1,65 @@
 package boltstore_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 	"github.com/sluicehq/sluice/configsvc/storetest"
 )
 
+// lockHelperEnv makes the test binary act as a second process that tries to
+// open the file named by the variable and reports what happened.
+const lockHelperEnv = "BOLTSTORE_LOCK_HELPER"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(lockHelperEnv); path != "" {
+		os.Exit(lockHelper(path))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// lockHelper opens path with the default options and prints "locked",
+// "opened" or "error: …", and the time the attempt took.
+func lockHelper(path string) int {
+	start := time.Now()
+	s, err := boltstore.Open(path, boltstore.Options{})
+	took := time.Since(start)
+	switch {
+	case errors.Is(err, configsvc.ErrLocked):
+		fmt.Printf("locked %d %s\n", took.Milliseconds(), err)
+	case err != nil:
+		fmt.Printf("error %d %s\n", took.Milliseconds(), err)
+		return 1
+	default:
+		fmt.Printf("opened %d\n", took.Milliseconds())
+		s.Close()
+	}
+	return 0
+}
+
 // MustOpen opens a store on a new file in t's temp dir, closed at cleanup.
-func MustOpen(t *testing.T, opts boltstore.Options) *boltstore.Store {
+func MustOpen(t testing.TB, opts boltstore.Options) *boltstore.Store {
 	t.Helper()
-	s, err := boltstore.Open(filepath.Join(t.TempDir(), "data", "sluice.db"), opts)
+	return MustOpenAt(t, filepath.Join(t.TempDir(), "data", "sluice.db"), opts)
+}
+
+// MustOpenAt opens a store on path, closed at cleanup.
+func MustOpenAt(t testing.TB, path string, opts boltstore.Options) *boltstore.Store {
+	t.Helper()
+	s, err := boltstore.Open(path, opts)
 	if err != nil {
-		t.Fatalf("Open: %v", err)
+		t.Fatalf("Open(%s): %v", path, err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
@@ -27,4 +72,208 @@ func TestConformance(t *testing.T) {
 			return MustOpen(t, boltstore.Options{Retention: n})
 		},
 	})
+}
+
+// runHelper runs the test binary as a second process opening path.
+func runHelper(t *testing.T, path string) (verdict string, took time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), lockHelperEnv+"="+path)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("second process: %v, output %q", err, out)
+	}
+	var ms int64
+	if _, err := fmt.Sscanf(string(out), "%s %d", &verdict, &ms); err != nil {
+		t.Fatalf("second process printed %q", out)
+	}
+	return verdict, time.Duration(ms) * time.Millisecond
+}
+
+func TestSecondProcessGetsErrLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sluice.db")
+	s := MustOpenAt(t, path, boltstore.Options{})
+
+	verdict, took := runHelper(t, path)
+	if verdict != "locked" {
+		t.Fatalf("second process opening a held file: %s, want locked", verdict)
+	}
+	// The default LockTimeout is 1s: the refusal comes after about that
+	// long, never a hang.
+	if took < 900*time.Millisecond || took > 3*time.Second {
+		t.Fatalf("second process was refused after %v, want about 1s", took)
+	}
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if verdict, _ := runHelper(t, path); verdict != "opened" {
+		t.Fatalf("second process opening a released file: %s, want opened", verdict)
+	}
+}
+
+func TestOpenCreatesPrivateFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	path := filepath.Join(dir, "sluice.db")
+	MustOpenAt(t, path, boltstore.Options{})
+	for _, tc := range []struct {
+		name string
+		path string
+		mode os.FileMode
+	}{
+		{"dir", dir, 0o700},
+		{"file", path, 0o600},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fi, err := os.Stat(tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != tc.mode {
+				t.Fatalf("%s mode %v, want %v", tc.path, fi.Mode().Perm(), tc.mode)
+			}
+		})
+	}
+}
+
+func TestReopenKeepsDataDropsInstances(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sluice.db")
+	ctx := t.Context()
+	s, err := boltstore.Open(path, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := configsvc.Service("orders")
+	if err := s.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Publish(ctx, ref, configsvc.Changeset{Changes: []configsvc.Change{{File: "a.yaml", Content: []byte("a: 1\n")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Register(ctx, configsvc.Instance{Service: "orders", ID: "i-1", Status: configsvc.StatusApplied}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Records().Append(ctx, "audit", []byte("one"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = MustOpenAt(t, path, boltstore.Options{})
+	content, meta, err := s.File(ctx, ref, "a.yaml", 0)
+	if err != nil || string(content) != "a: 1\n" || meta.Revision != 1 {
+		t.Fatalf("after reopen File = %q rev %d, %v", content, meta.Revision, err)
+	}
+	insts, err := s.Instances(ctx, "orders")
+	if err != nil || len(insts) != 0 {
+		t.Fatalf("after reopen Instances = %v, %v; want none (they were the old process's)", insts, err)
+	}
+	seq, err := s.Records().Append(ctx, "audit", []byte("two"), 0)
+	if err != nil || seq != 2 {
+		t.Fatalf("after reopen Append = %d, %v; want sequence 2", seq, err)
+	}
+}
+
+func TestInjectedClock(t *testing.T) {
+	at := time.Date(2030, 1, 2, 3, 4, 5, 6, time.FixedZone("X", 3600))
+	s := MustOpen(t, boltstore.Options{Now: func() time.Time { return at }})
+	ctx := t.Context()
+	ref := configsvc.Group("redis-common")
+	if err := s.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := s.Publish(ctx, ref, configsvc.Changeset{Changes: []configsvc.Change{{File: "a.txt", Content: []byte("x")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := at.UTC()
+	if rev.Time != want {
+		t.Fatalf("published revision time %v, want %v", rev.Time, want)
+	}
+	got, err := s.Revision(ctx, ref, 1)
+	if err != nil || !got.Time.Equal(want) || got.Time.Location() != time.UTC {
+		t.Fatalf("stored revision time %v, %v; want %v", got.Time, err, want)
+	}
+	h, err := s.Head(ctx, ref)
+	if err != nil || !h.Updated.Equal(want) {
+		t.Fatalf("head updated %v, %v; want %v", h.Updated, err, want)
+	}
+}
+
+func TestReopenWithSmallerRetention(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sluice.db")
+	ctx := t.Context()
+	ref := configsvc.Service("orders")
+	s, err := boltstore.Open(path, boltstore.Options{Retention: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	for n := range int64(10) {
+		if _, err := s.Publish(ctx, ref, configsvc.Changeset{Base: n, Changes: []configsvc.Change{{File: "a.txt", Content: fmt.Appendf(nil, "%d", n+1)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = MustOpenAt(t, path, boltstore.Options{Retention: 3})
+	if _, err := s.Publish(ctx, ref, configsvc.Changeset{Base: 10, Changes: []configsvc.Change{{File: "a.txt", Content: []byte("11")}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		rev  int64
+		want error
+	}{{1, configsvc.ErrCompacted}, {8, configsvc.ErrCompacted}, {9, nil}, {11, nil}} {
+		t.Run(fmt.Sprint(tc.rev), func(t *testing.T) {
+			content, _, err := s.File(ctx, ref, "a.txt", tc.rev)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("File at %d: %v, want %v", tc.rev, err, tc.want)
+			}
+			if err == nil && string(content) != fmt.Sprint(tc.rev) {
+				t.Fatalf("File at %d = %q", tc.rev, content)
+			}
+		})
+	}
+}
+
+func TestOpenRefusesBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		path func(t *testing.T) string
+		opts boltstore.Options
+		want string
+	}{
+		{"NegativeRetention", func(t *testing.T) string { return filepath.Join(t.TempDir(), "x.db") }, boltstore.Options{Retention: -1}, "retention"},
+		{"NotADatabase", func(t *testing.T) string {
+			p := filepath.Join(t.TempDir(), "x.db")
+			if err := os.WriteFile(p, []byte(strings.Repeat("not bolt ", 1000)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, boltstore.Options{}, "invalid"},
+		{"ParentIsAFile", func(t *testing.T) string {
+			p := filepath.Join(t.TempDir(), "file")
+			if err := os.WriteFile(p, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(p, "x.db")
+		}, boltstore.Options{}, "not a directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := boltstore.Open(tc.path(t), tc.opts)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "boltstore: open ") {
+				t.Fatalf("Open: %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
 }

@@ -1,0 +1,114 @@
+package boltstore_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/boltstore"
+)
+
+// benchContent is a 1 KiB YAML file, a typical config file.
+var benchContent = func() []byte {
+	var sb strings.Builder
+	for i := range 34 {
+		fmt.Fprintf(&sb, "key%02d: value-0123456789abcdef\n", i)
+	}
+	return []byte(sb.String())
+}()
+
+// benchStore returns a store with service "bench" at revision revs, each
+// revision rewriting f{n%10}.yaml.
+func benchStore(b *testing.B, revs int64) (*boltstore.Store, configsvc.Ref) {
+	b.Helper()
+	s := MustOpen(b, boltstore.Options{})
+	b.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	ref := configsvc.Service("bench")
+	if err := s.Create(ctx, ref); err != nil {
+		b.Fatal(err)
+	}
+	for n := range revs {
+		cs := configsvc.Changeset{Base: n, Changes: []configsvc.Change{{File: fmt.Sprintf("f%d.yaml", n%10), Content: benchContent}}}
+		if _, err := s.Publish(ctx, ref, cs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s, ref
+}
+
+// BenchmarkPublish measures one durable single-file publish (1 KiB YAML,
+// validated, fsynced), pruning at the default retention once past it.
+func BenchmarkPublish(b *testing.B) {
+	s, ref := benchStore(b, 0)
+	ctx := context.Background()
+	b.SetBytes(int64(len(benchContent)))
+	n := int64(0)
+	for b.Loop() {
+		cs := configsvc.Changeset{Base: n, Changes: []configsvc.Change{{File: "a.yaml", Content: benchContent}}}
+		if _, err := s.Publish(ctx, ref, cs); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+}
+
+// BenchmarkFileAtHead measures reading one file at the head.
+func BenchmarkFileAtHead(b *testing.B) {
+	s, ref := benchStore(b, 100)
+	ctx := context.Background()
+	for b.Loop() {
+		if _, _, err := s.File(ctx, ref, "f3.yaml", 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFileAtOldRevision measures reading one file at a revision 150
+// behind the head.
+func BenchmarkFileAtOldRevision(b *testing.B) {
+	s, ref := benchStore(b, 200)
+	ctx := context.Background()
+	for b.Loop() {
+		if _, _, err := s.File(ctx, ref, "f3.yaml", 50); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWatchFanout measures one publish delivered, with content, to 100
+// watchers of the service.
+func BenchmarkWatchFanout(b *testing.B) {
+	const watchers = 100
+	s, ref := benchStore(b, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan int64, watchers)
+	var wg sync.WaitGroup
+	for range watchers {
+		ch := s.Watch(ctx, ref, 0)
+		wg.Go(func() {
+			for ev := range ch {
+				if ev.Revision != nil {
+					got <- ev.Revision.Number
+				}
+			}
+		})
+	}
+	b.Cleanup(func() { cancel(); wg.Wait() })
+	n := int64(0)
+	for b.Loop() {
+		cs := configsvc.Changeset{Base: n, Changes: []configsvc.Change{{File: "a.yaml", Content: benchContent}}}
+		if _, err := s.Publish(ctx, ref, cs); err != nil {
+			b.Fatal(err)
+		}
+		n++
+		for range watchers {
+			if r := <-got; r != n {
+				b.Fatalf("watcher got revision %d, want %d", r, n)
+			}
+		}
+	}
+}

@@ -1,0 +1,71 @@
+package boltstore
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// TestPruneFreesStorage checks what the conformance suite cannot see: with
+// retention 4, the file keeps exactly the revisions, manifests and blobs the
+// retained revisions need, however long the history grows.
+func TestPruneFreesStorage(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "sluice.db"), Options{Retention: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := t.Context()
+	ref := configsvc.Service("orders")
+	if err := s.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	// Revision 1 writes keep.txt, never changed again; every revision
+	// rewrites a.txt; every third deletes or re-creates b.txt.
+	hasB := false
+	for n := int64(1); n <= 40; n++ {
+		changes := []configsvc.Change{{File: "a.txt", Content: fmt.Appendf(nil, "%d", n)}}
+		if n == 1 {
+			changes = append(changes, configsvc.Change{File: "keep.txt", Content: []byte("k")})
+		}
+		if n%3 == 0 {
+			if hasB {
+				changes = append(changes, configsvc.Change{File: "b.txt", Delete: true})
+			} else {
+				changes = append(changes, configsvc.Change{File: "b.txt", Content: fmt.Appendf(nil, "b%d", n)})
+			}
+			hasB = !hasB
+		}
+		if _, err := s.Publish(ctx, ref, configsvc.Changeset{Base: n - 1, Changes: changes}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := map[string]int{}
+	var blobKeys []string
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketServices).Bucket([]byte("orders"))
+		for _, k := range [][]byte{keyRevs, keyMans, keyBlobs} {
+			counts[string(k)] = b.Bucket(k).Stats().KeyN
+		}
+		return b.Bucket(keyBlobs).ForEach(func(k, _ []byte) error {
+			blobKeys = append(blobKeys, fmt.Sprintf("%d/%s", fromU64(k[:8]), k[8:]))
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Revisions 37..40 are retained. Blobs needed: a.txt at 37..40,
+	// keep.txt at 1, b.txt as changed at 39 (created at 39: 39/3 = 13, odd).
+	want := []string{"1/keep.txt", "37/a.txt", "38/a.txt", "39/a.txt", "39/b.txt", "40/a.txt"}
+	if counts["revs"] != 4 || counts["mans"] != 4 {
+		t.Fatalf("kept %d revisions and %d manifests, want 4 of each", counts["revs"], counts["mans"])
+	}
+	if fmt.Sprint(blobKeys) != fmt.Sprint(want) {
+		t.Fatalf("blobs kept %v, want %v", blobKeys, want)
+	}
+}
