@@ -1,18 +1,187 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/zkstore"
+	"github.com/sluicehq/sluice/router/proxyserver"
 )
 
-// newProxyCmd returns `sluice proxy`. Owned by the proxy work (issue 5).
+// proxyFlags are the flags of `sluice proxy`.
+type proxyFlags struct {
+	addr           string
+	store          string
+	trustedProxies string
+	accessLog      string
+	metricsAddr    string
+	logLevel       string
+}
+
+// newProxyCmd returns `sluice proxy`.
 func newProxyCmd(env Env) *cobra.Command {
-	return &cobra.Command{
+	var f proxyFlags
+	cmd := &cobra.Command{
 		Use:   "proxy",
 		Short: "Run the reverse proxy",
+		Long: `Run Sluice's reverse proxy. Routes come from the file routes.yaml of the
+service sluice-system and upstreams from the instances services register;
+both are followed live.
+
+The store is ZooKeeper (zk://host1:2181,host2:2181/chroot) or a bbolt file
+(bolt://path/to/sluice.db). A bbolt file can be opened by one process only:
+with bbolt, run the proxy inside the admin server (sluice server
+--proxy-addr) instead, or use ZooKeeper to run proxies on their own.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("sluice proxy is not built yet (issue 5)")
+			return runProxy(cmd.Context(), env, f)
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.addr, "addr", "127.0.0.1:7080", "address to serve the proxy on")
+	fl.StringVar(&f.store, "store", "bolt://sluice-data/sluice.db", "store URL: zk://host:2181,…/chroot or bolt://path")
+	fl.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs whose X-Forwarded-* headers are kept")
+	fl.StringVar(&f.accessLog, "access-log", "-", `access log: "-" for stdout, a file path, or "off"`)
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "address to serve Prometheus /metrics on (off when empty)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
 }
+
+func runProxy(ctx context.Context, env Env, f proxyFlags) error {
+	trusted, err := parseTrustedProxies(f.trustedProxies)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: must be debug, info, warn or error", f.logLevel)
+	}
+	log := slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	accessLog, closeAccess, err := openAccessLog(f.accessLog, env.Stdout)
+	if err != nil {
+		return err
+	}
+	defer closeAccess()
+
+	store, err := openProxyStore(ctx, f.store, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	metricsDone := make(chan error, 1)
+	if f.metricsAddr != "" {
+		ln, err := net.Listen("tcp", f.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { metricsDone <- srv.Serve(ln) }()
+		defer func() {
+			_ = srv.Close()
+			<-metricsDone
+		}()
+	}
+	return proxyserver.Run(ctx, store, f.addr, proxyserver.Options{
+		Logger:         log,
+		AccessLog:      accessLog,
+		Registerer:     reg,
+		TrustedProxies: trusted,
+	})
+}
+
+// parseTrustedProxies reads "10.0.0.0/8, 192.168.1.7" into prefixes.
+func parseTrustedProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(part); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(part)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxies: %q is neither an IP address nor a CIDR", part)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// openAccessLog returns the access logger for "-" (stdout), "off", or a
+// file path (appended to), and a func closing the file.
+func openAccessLog(where string, stdout io.Writer) (*slog.Logger, func(), error) {
+	switch where {
+	case "off", "":
+		return nil, func() {}, nil
+	case "-":
+		return slog.New(slog.NewJSONHandler(stdout, nil)), func() {}, nil
+	}
+	fh, err := os.OpenFile(where, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--access-log: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(fh, nil)), func() { fh.Close() }, nil
+}
+
+// openProxyStore opens the store a --store URL names.
+func openProxyStore(ctx context.Context, raw string, log *slog.Logger) (configsvc.Store, error) {
+	switch {
+	case strings.HasPrefix(raw, "zk://"):
+		cfg, err := zkstore.ParseURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Logger = log
+		return zkstore.Open(ctx, cfg)
+	case strings.HasPrefix(raw, "bolt://"):
+		path := strings.TrimPrefix(raw, "bolt://")
+		if path == "" {
+			return nil, fmt.Errorf("--store %q: no file path", raw)
+		}
+		s, err := boltstore.Open(path, boltstore.Options{Logger: log})
+		if errors.Is(err, configsvc.ErrLocked) {
+			return nil, fmt.Errorf("%w (is sluice server running on it? run the proxy inside it with --proxy-addr, or use ZooKeeper)", err)
+		}
+		return s, err
+	}
+	return nil, fmt.Errorf("--store %q: must start with zk:// or bolt://", raw)
+}
+
+// startEmbeddedProxy is the ProxyStarter that runs the proxy inside `sluice
+// server --proxy-addr`, on the server's own store: set
+// ServerMain.StartProxy to it (and ServerMain.ValidateFile to
+// routesfile.Validate). Its access log goes to the server's logger.
+func startEmbeddedProxy(ctx context.Context, store configsvc.Store, addr string, logger *slog.Logger) error {
+	return proxyserver.Run(ctx, store, addr, proxyserver.Options{
+		Logger:    logger.With("component", "proxy"),
+		AccessLog: logger.With("component", "proxy.access"),
+	})
+}
+
+var _ ProxyStarter = startEmbeddedProxy

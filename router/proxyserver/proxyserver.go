@@ -1,0 +1,284 @@
+// Package proxyserver runs Sluice's reverse proxy on a configsvc store: it
+// wires router.Router to its adapters (x/time/rate limiters, gobreaker
+// breakers, Prometheus metrics, pins from the store's records), follows the
+// route file sluice-system/routes.yaml and the instances of every routed
+// service, and serves HTTP. `sluice proxy` and `sluice server --proxy-addr`
+// both use it.
+package proxyserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/router"
+	"github.com/sluicehq/sluice/router/breaker"
+	"github.com/sluicehq/sluice/router/prommetrics"
+	"github.com/sluicehq/sluice/router/ratelimit"
+	"github.com/sluicehq/sluice/router/routesfile"
+)
+
+// Source is what the proxy needs of a store. configsvc.Store satisfies it.
+type Source interface {
+	Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (configsvc.Snapshot, error)
+	Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event
+	WatchInstances(ctx context.Context, svc string) <-chan configsvc.InstancesEvent
+	Records() configsvc.RecordStore
+}
+
+// Options configures a Proxy. The zero value is a working default.
+type Options struct {
+	// Logger receives events (route reloads, instance changes, breaker
+	// state changes). Nil discards them.
+	Logger *slog.Logger
+	// AccessLog receives one line per request. Nil writes none.
+	AccessLog *slog.Logger
+	// Registerer receives the proxy's Prometheus collectors. Nil records no
+	// metrics.
+	Registerer prometheus.Registerer
+	// TrustedProxies are the peers whose X-Forwarded-* headers are kept.
+	TrustedProxies []netip.Prefix
+	// Now is the clock for rate limits and pin expiry; nil means time.Now.
+	Now func() time.Time
+	// PinCacheTTL is how long a looked-up pin is reused: how long a
+	// revocation may take to reach this proxy. 0 means 2 s.
+	PinCacheTTL time.Duration
+	// MaxRateLimitKeys bounds each per-key rate limiter; 0 means 10000.
+	MaxRateLimitKeys int
+	// RetryInterval is the wait before reloading the route file after the
+	// store failed or sluice-system does not exist yet; 0 means 2 s.
+	RetryInterval time.Duration
+	// ShutdownTimeout bounds the graceful shutdown of Serve; 0 means 10 s.
+	ShutdownTimeout time.Duration
+}
+
+// Proxy is a router following a store. Lifecycle: New, Run (in its own
+// goroutine, or use Serve), Close.
+type Proxy struct {
+	src    Source
+	opts   Options
+	log    *slog.Logger
+	router *router.Router
+
+	mu       sync.Mutex
+	revision int64 // route file revision in force (0: none)
+}
+
+// New builds the proxy; it starts nothing.
+func New(src Source, opts Options) (*Proxy, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.RetryInterval <= 0 {
+		opts.RetryInterval = 2 * time.Second
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 10 * time.Second
+	}
+	cfg := router.Config{
+		Logger:         opts.Logger,
+		AccessLog:      opts.AccessLog,
+		Now:            opts.Now,
+		Pins:           router.NewRecordPins(src.Records(), router.RecordPinsConfig{Now: opts.Now, TTL: opts.PinCacheTTL}),
+		Instances:      src,
+		Limiters:       ratelimit.New(ratelimit.Config{MaxKeys: opts.MaxRateLimitKeys}),
+		Breakers:       breaker.New(),
+		TrustedProxies: opts.TrustedProxies,
+	}
+	if opts.Registerer != nil {
+		m, err := prommetrics.New(opts.Registerer)
+		if err != nil {
+			return nil, fmt.Errorf("proxyserver: %w", err)
+		}
+		cfg.Metrics = m
+	}
+	r, err := router.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("proxyserver: %w", err)
+	}
+	return &Proxy{src: src, opts: opts, log: opts.Logger, router: r}, nil
+}
+
+// Handler returns the proxy's http.Handler.
+func (p *Proxy) Handler() http.Handler { return p.router }
+
+// Router returns the underlying router.
+func (p *Proxy) Router() *router.Router { return p.router }
+
+// Revision returns the revision of sluice-system whose routes are in force,
+// 0 before any was loaded.
+func (p *Proxy) Revision() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.revision
+}
+
+// Run follows the route file and the routed services' instances until ctx
+// ends, then returns nil. A route file that fails to parse is logged and
+// the previous table stays in force.
+func (p *Proxy) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = p.router.Run(ctx)
+	}()
+	p.followRoutes(ctx)
+	cancel()
+	wg.Wait()
+	return nil
+}
+
+// Close releases the router's idle connections. Call it after Run returned.
+func (p *Proxy) Close() error { return p.router.Close() }
+
+var systemRef = configsvc.Service(configsvc.SystemService)
+
+func (p *Proxy) followRoutes(ctx context.Context) {
+	for ctx.Err() == nil {
+		snap, err := p.src.Snapshot(ctx, systemRef, 0)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, configsvc.ErrNotFound) {
+				p.log.Info("no route file yet: service sluice-system does not exist", "retry", p.opts.RetryInterval)
+			} else {
+				p.log.Warn("load route file", "err", err, "retry", p.opts.RetryInterval)
+			}
+			if !sleep(ctx, p.opts.RetryInterval) {
+				return
+			}
+			continue
+		}
+		content, ok := snap.Files[configsvc.RoutesFile]
+		p.apply(snap.Revision, content, ok)
+		rev := snap.Revision
+		wctx, stop := context.WithCancel(ctx)
+		for ev := range p.src.Watch(wctx, systemRef, rev) {
+			if ev.Err != nil {
+				if errors.Is(ev.Err, configsvc.ErrCompacted) || errors.Is(ev.Err, configsvc.ErrNotFound) {
+					p.log.Warn("route file watch ended; reloading", "err", ev.Err)
+					break
+				}
+				p.log.Warn("route file watch", "err", ev.Err)
+				continue
+			}
+			if ev.Revision == nil {
+				continue
+			}
+			rev = ev.Revision.Number
+			for _, c := range ev.Revision.Changes {
+				if c.File == configsvc.RoutesFile {
+					p.apply(rev, c.Content, !c.Delete)
+				}
+			}
+		}
+		stop()
+		if ctx.Err() == nil && !sleep(ctx, 100*time.Millisecond) {
+			return
+		}
+	}
+}
+
+// apply installs the routes of one revision of the route file; present
+// false (no file, or deleted) means no routes.
+func (p *Proxy) apply(rev int64, content []byte, present bool) {
+	var routes []router.Route
+	if present {
+		var err error
+		if routes, err = routesfile.Parse(content); err != nil {
+			p.log.Error("route file refused; keeping the previous table", "revision", rev, "err", err)
+			return
+		}
+	}
+	if err := p.router.Update(routes); err != nil {
+		p.log.Error("route table refused; keeping the previous table", "revision", rev, "err", err)
+		return
+	}
+	p.mu.Lock()
+	p.revision = rev
+	p.mu.Unlock()
+	p.log.Info("routes loaded", "revision", rev, "routes", len(routes))
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Serve runs the proxy on ln until ctx ends, then shuts the HTTP server
+// down gracefully (requests in flight get Options.ShutdownTimeout to
+// finish), stops following the store and returns. The error is nil after a
+// clean shutdown.
+func Serve(ctx context.Context, src Source, ln net.Listener, opts Options) error {
+	p, err := New(src, opts)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer p.Close()
+	srv := &http.Server{
+		Handler:           p.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		_ = p.Run(runCtx)
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	p.log.Info("proxy listening", "addr", ln.Addr().String())
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+		sctx, scancel := context.WithTimeout(context.Background(), opts.shutdownTimeout())
+		err = srv.Shutdown(sctx)
+		scancel()
+		<-serveErr
+	}
+	cancel()
+	<-runDone
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (o Options) shutdownTimeout() time.Duration {
+	if o.ShutdownTimeout > 0 {
+		return o.ShutdownTimeout
+	}
+	return 10 * time.Second
+}
+
+// Run listens on addr and calls Serve.
+func Run(ctx context.Context, src Source, addr string, opts Options) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("proxyserver: listen %s: %w", addr, err)
+	}
+	return Serve(ctx, src, ln, opts)
+}

@@ -1,0 +1,147 @@
+package proxyserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/router"
+	"github.com/sluicehq/sluice/router/proxyserver"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func publish(t *testing.T, s configsvc.Store, base int64, routes string) int64 {
+	t.Helper()
+	rev, err := s.Publish(context.Background(), configsvc.Service(configsvc.SystemService), configsvc.Changeset{
+		Base: base, Author: "test", Message: "routes",
+		Changes: []configsvc.Change{{File: configsvc.RoutesFile, Content: []byte(routes)}},
+	})
+	if err != nil {
+		t.Fatalf("publish routes: %v", err)
+	}
+	return rev.Number
+}
+
+func TestServeFollowsStore(t *testing.T) {
+	ctx := context.Background()
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "a:"+r.URL.Path) }))
+	t.Cleanup(a.Close)
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "b:"+r.URL.Path) }))
+	t.Cleanup(b.Close)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	sctx, cancel := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	reg := prometheus.NewRegistry()
+	go func() {
+		served <- proxyserver.Serve(sctx, store, ln, proxyserver.Options{Registerer: reg, RetryInterval: 20 * time.Millisecond})
+	}()
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	get := func(path string, hdr ...string) (int, string) {
+		req, _ := http.NewRequest("GET", url+path, nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	if code, _ := get("/orders/1"); code != http.StatusNotFound {
+		t.Fatalf("before any route file: %d, want 404", code)
+	}
+	for _, svc := range []string{configsvc.SystemService, "orders"} {
+		if err := store.Create(ctx, configsvc.Service(svc)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev := publish(t, store, 0, "routes:\n  - name: orders\n    match: {path_prefix: /orders}\n    upstream: {service: orders}\n    strip_prefix: true\n")
+	lease, err := store.Register(ctx, configsvc.Instance{Service: "orders", ID: "orders-1", Addr: a.Listener.Addr().String(), Status: configsvc.StatusApplied})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually("orders route to reach a", func() bool { _, body := get("/orders/1"); return body == "a:/1" })
+
+	// A second instance joins the rotation.
+	lease2, err := store.Register(ctx, configsvc.Instance{Service: "orders", ID: "orders-2", Addr: b.Listener.Addr().String(), Status: configsvc.StatusApplied})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually("orders-2 to serve", func() bool { _, body := get("/orders/1"); return body == "b:/1" })
+
+	// A pin stored in the records pins a request to orders-2.
+	pin, _ := json.Marshal(router.Pin{ID: "abc", Targets: map[string]string{"orders": "orders-2"}, Expires: time.Now().Add(time.Hour)})
+	if err := store.Records().Put(ctx, router.PinCollection, router.HashToken("tok"), pin); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		if _, body := get("/orders/x", router.PinHeader, "tok"); body != "b:/x" {
+			t.Fatalf("pinned request answered %q", body)
+		}
+	}
+
+	// A route file that parses as YAML but not as routes is refused; the table stays.
+	bad := publish(t, store, rev, "routes:\n  - name: orders\n    upstream: {service: orders}\n    rate_limit: {rps: 0}\n")
+	time.Sleep(100 * time.Millisecond)
+	if code, _ := get("/orders/1"); code != 200 {
+		t.Fatalf("after a bad route file: %d, want the old table", code)
+	}
+	// The next good one is applied.
+	publish(t, store, bad, "routes:\n  - name: v2\n    match: {path_prefix: /v2}\n    upstream: {static: [\""+a.Listener.Addr().String()+"\"]}\n")
+	eventually("v2 table", func() bool { code, body := get("/v2/z"); return code == 200 && body == "a:/v2/z" })
+	if code, _ := get("/orders/1"); code != http.StatusNotFound {
+		t.Fatalf("old route still served: %d", code)
+	}
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) == 0 {
+		t.Fatalf("no metrics gathered: %v", err)
+	}
+
+	lease.Close()
+	lease2.Close()
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after cancel")
+	}
+}
