@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
+)
+
+// srvOutput is an io.Writer safe for the server's goroutines.
+type srvOutput struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *srvOutput) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *srvOutput) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// runningServer is a ServerMain running in the test process.
+type runningServer struct {
+	m      *ServerMain
+	url    string
+	stdout *srvOutput
+	stderr *srvOutput
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startMain parses args and env like the binary would, runs the server and
+// waits until it listens. Cleanup stops it and closes the store.
+func startServerMain(t *testing.T, args []string, env map[string]string) *runningServer {
+	t.Helper()
+	rs := &runningServer{stdout: &srvOutput{}, stderr: &srvOutput{}, done: make(chan error, 1)}
+	rs.m = NewServerMain(Env{Stdin: strings.NewReader(""), Stdout: rs.stdout, Stderr: rs.stderr, Getenv: func(k string) string { return env[k] }})
+	if err := rs.m.ParseFlags(args); err != nil {
+		t.Fatalf("ParseFlags(%q): %v", args, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rs.cancel = cancel
+	go func() { rs.done <- rs.m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-rs.done:
+		case <-time.After(15 * time.Second):
+			t.Error("server still running 15s after cancel")
+		}
+		_ = rs.m.Close()
+		if t.Failed() {
+			t.Logf("stderr:\n%s", rs.stderr.String())
+		}
+	})
+	select {
+	case <-rs.m.Ready():
+	case err := <-rs.done:
+		t.Fatalf("Run ended before listening: %v\n%s", err, rs.stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("not listening after 30s\n%s", rs.stderr.String())
+	}
+	rs.url = "http://" + rs.m.BoundAddr()
+	return rs
+}
+
+// stop cancels Run and expects a clean return within 10s.
+func (rs *runningServer) stop(t *testing.T) {
+	t.Helper()
+	rs.cancel()
+	select {
+	case err := <-rs.done:
+		if err != nil {
+			t.Fatalf("Run returned %v after cancel; want nil", err)
+		}
+		rs.done <- nil // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of cancel")
+	}
+	if err := rs.m.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+func srvGet(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestServerBootstrapsOnceAndRestarts(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"--addr", "127.0.0.1:0", "--data-dir", dir}
+	rs := startServerMain(t, args, nil)
+
+	path := filepath.Join(dir, adminTokenFile)
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("admin.token: %v", err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("admin.token mode %v, want 0600", st.Mode().Perm())
+	}
+	b, _ := os.ReadFile(path)
+	token := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(token, "slc_") || strings.Count(rs.stdout.String(), token) != 1 {
+		t.Fatalf("token %q not printed exactly once on stdout: %q", token, rs.stdout.String())
+	}
+	if strings.Contains(rs.stderr.String(), token) {
+		t.Fatal("the token appears in the log")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sluice.db")); err != nil {
+		t.Fatalf("default store not in the data dir: %v", err)
+	}
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/v1/whoami": 401, "/metrics": 200, "/v1/openapi.json": 200} {
+		if code, body := srvGet(t, rs.url+path, ""); code != want {
+			t.Errorf("GET %s = %d, want %d: %s", path, code, want, body)
+		}
+	}
+	if code, body := srvGet(t, rs.url+"/v1/whoami", token); code != 200 || !strings.Contains(body, `"admin":true`) {
+		t.Fatalf("whoami = %d %s", code, body)
+	}
+	rs.stop(t)
+
+	// A restart on the same store keeps the token and prints none.
+	rs2 := startServerMain(t, args, nil)
+	if strings.Contains(rs2.stdout.String(), "slc_") {
+		t.Fatalf("second start printed a token: %q", rs2.stdout.String())
+	}
+	if code, _ := srvGet(t, rs2.url+"/v1/whoami", token); code != 200 {
+		t.Fatalf("old token after restart: %d", code)
+	}
+}
+
+func TestServerFlagsAndEnvTwins(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		wantStore string
+		wantAddr  string
+		wantProxy []string
+	}{
+		{name: "defaults", wantStore: "bolt://sluice-data/sluice.db", wantAddr: defaultAddr},
+		{name: "env", env: map[string]string{"SLUICE_ADDR": "127.0.0.1:1", "SLUICE_DATA_DIR": dir, "SLUICE_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1"},
+			wantStore: "bolt://" + filepath.Join(dir, "sluice.db"), wantAddr: "127.0.0.1:1", wantProxy: []string{"10.0.0.0/8", "127.0.0.1"}},
+		{name: "flag beats env", args: []string{"--addr", "127.0.0.1:2", "--store", "zk://h1:2181/x"},
+			env: map[string]string{"SLUICE_ADDR": "127.0.0.1:1", "SLUICE_STORE": "bolt:///tmp/x.db"}, wantStore: "zk://h1:2181/x", wantAddr: "127.0.0.1:2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewServerMain(Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(k string) string { return tc.env[k] }})
+			if err := m.ParseFlags(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if m.StoreURL != tc.wantStore || m.Addr != tc.wantAddr || strings.Join(m.TrustedProxies, ",") != strings.Join(tc.wantProxy, ",") {
+				t.Fatalf("store %q addr %q proxies %v; want %q %q %v", m.StoreURL, m.Addr, m.TrustedProxies, tc.wantStore, tc.wantAddr, tc.wantProxy)
+			}
+		})
+	}
+	t.Run("bad store url", func(t *testing.T) {
+		m := NewServerMain(Env{Stdout: io.Discard, Stderr: io.Discard})
+		if err := m.ParseFlags([]string{"--store", "mysql://x", "--addr", "127.0.0.1:0"}); err != nil {
+			t.Fatal(err)
+		}
+		err := m.Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "bolt:// or zk://") {
+			t.Fatalf("Run = %v, want a store URL error", err)
+		}
+		_ = m.Close()
+	})
+	t.Run("arguments refused", func(t *testing.T) {
+		m := NewServerMain(Env{Stdout: io.Discard, Stderr: io.Discard})
+		if err := m.ParseFlags([]string{"extra"}); err == nil {
+			t.Fatal("ParseFlags accepted a positional argument")
+		}
+	})
+}
+
+func TestServerShutdownEndsStreams(t *testing.T) {
+	dir := t.TempDir()
+	rs := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir}, nil)
+	b, _ := os.ReadFile(filepath.Join(dir, adminTokenFile))
+	token := strings.TrimSpace(string(b))
+	req, _ := http.NewRequest("PUT", rs.url+"/v1/services/orders", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create service: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	req, _ = http.NewRequest("GET", rs.url+"/v1/services/orders/watch", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("watch: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+	if !strings.HasPrefix(line, ":") {
+		t.Fatalf("first stream line %q", line)
+	}
+	start := time.Now()
+	rs.stop(t) // fails unless Run returns within 10s with the stream open
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("shutdown with an open stream took %v", d)
+	}
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Logf("stream ended with %v", err)
+	}
+}
+
+func TestServerOnZooKeeper(t *testing.T) {
+	zk := zktest.Start(t)
+	store := "zk://" + zk.Addr() + "/sluice-server-test"
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--store", store, "--data-dir", dirA}, nil)
+	b := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--store", store, "--data-dir", dirB}, nil)
+	tokA, errA := os.ReadFile(filepath.Join(dirA, adminTokenFile))
+	_, errB := os.ReadFile(filepath.Join(dirB, adminTokenFile))
+	if errA != nil || errB == nil {
+		t.Fatalf("want a token only from the first server: A %v, B %v", errA, errB)
+	}
+	token := strings.TrimSpace(string(tokA))
+	for _, rs := range []*runningServer{a, b} {
+		if code, body := srvGet(t, rs.url+"/v1/whoami", token); code != 200 {
+			t.Fatalf("%s whoami = %d %s", rs.url, code, body)
+		}
+		if code, _ := srvGet(t, rs.url+"/readyz", ""); code != 200 {
+			t.Fatalf("%s readyz = %d", rs.url, code)
+		}
+	}
+}
