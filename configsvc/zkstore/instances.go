@@ -65,13 +65,20 @@ func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsv
 	return l, nil
 }
 
-// createEphemeral creates the instance node. A node that exists and is owned
+// createEphemeral creates the instance node with the ACL of its parent
+// instances/{svc}. A node that exists and is owned
 // by this store's session (an earlier attempt whose reply was lost) is
 // taken over; one owned by another session is ErrConflict.
 func (s *Store) createEphemeral(ctx context.Context, svc, p string, data []byte) error {
 	for attempt := 0; attempt < 5; attempt++ {
 		err := s.do(ctx, func(c *zk.Conn) error {
-			_, err := c.Create(p, data, zk.FlagEphemeral, s.instACL)
+			// The node takes its parent's ACL: an SDK registering with the
+			// read-only identity must leave the node readable by the server.
+			acl, _, err := c.GetACL(s.instancesPath(svc))
+			if err != nil {
+				return err
+			}
+			_, err = c.Create(p, data, zk.FlagEphemeral, acl)
 			return err
 		})
 		switch {

@@ -1,0 +1,234 @@
+package zkstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/zkstore"
+)
+
+type quiet struct{}
+
+func (quiet) Printf(string, ...any) {}
+
+// rawConn is a plain ZooKeeper client for looking at the nodes a store wrote.
+func rawConn(t *testing.T, servers []string, digest string) *zk.Conn {
+	t.Helper()
+	c, _, err := zk.Connect(servers, 4*time.Second, zk.WithLogInfo(false), zk.WithLogger(quiet{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if digest != "" {
+		if err := c.AddAuth("digest", []byte(digest)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func publish(ctx context.Context, t *testing.T, st configsvc.Store, ref configsvc.Ref, base int64, changes ...configsvc.Change) configsvc.Revision {
+	t.Helper()
+	rev, err := st.Publish(ctx, ref, configsvc.Changeset{Base: base, Author: "t", Message: fmt.Sprint("rev ", base+1), Changes: changes})
+	if err != nil {
+		t.Fatalf("Publish(%s, base %d): %v", ref, base, err)
+	}
+	return rev
+}
+
+func put(file, content string) configsvc.Change {
+	return configsvc.Change{File: file, Content: []byte(content)}
+}
+
+// TestLayout checks the documented node tree (docs/zookeeper-layout.md).
+func TestLayout(t *testing.T) {
+	srv := shared(t)
+	root := "/layout-test"
+	st := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root })
+	ctx := testCtx(t)
+	svc, grp := configsvc.Service("orders"), configsvc.Group("redis-common")
+	for _, ref := range []configsvc.Ref{svc, grp} {
+		if err := st.Create(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(ctx, t, st, svc, 0, put("db.yaml", "port: 1\n"), put("f.json", `{}`))
+	publish(ctx, t, st, svc, 1, put("db.yaml", "port: 2\n"))
+	if err := st.Link(ctx, "orders", "redis-common"); err != nil {
+		t.Fatal(err)
+	}
+	c := rawConn(t, srv.Servers(), "")
+
+	t.Run("Nodes", func(t *testing.T) {
+		for _, p := range []string{
+			root + "/services/orders",
+			root + "/services/orders/head",
+			root + "/services/orders/revisions/0000000001",
+			root + "/services/orders/revisions/0000000002",
+			root + "/services/orders/content/0000000001.db.yaml",
+			root + "/services/orders/content/0000000001.f.json",
+			root + "/services/orders/content/0000000002.db.yaml",
+			root + "/services/orders/links/redis-common",
+			root + "/shared/redis-common/head",
+			root + "/shared/redis-common/users/orders",
+			root + "/instances/orders",
+			root + "/records",
+		} {
+			if ok, _, err := c.Exists(p); err != nil || !ok {
+				t.Errorf("node %s: exists=%v err=%v", p, ok, err)
+			}
+		}
+	})
+
+	t.Run("HeadJSON", func(t *testing.T) {
+		data, _, err := c.Get(root + "/services/orders/head")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h struct {
+			Revision int64                         `json:"revision"`
+			Files    map[string]configsvc.FileMeta `json:"files"`
+			Links    []string                      `json:"links"`
+			First    int64                         `json:"first"`
+		}
+		if err := json.Unmarshal(data, &h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Revision != 2 || h.Files["db.yaml"].Revision != 2 || h.Files["f.json"].Revision != 1 ||
+			h.Files["db.yaml"].SHA256 != configsvc.Checksum([]byte("port: 2\n")) || !slices.Equal(h.Links, []string{"redis-common"}) || h.First != 1 {
+			t.Fatalf("head node = %s", data)
+		}
+	})
+
+	t.Run("RevisionJSON", func(t *testing.T) {
+		data, _, err := c.Get(root + "/services/orders/revisions/0000000002")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Revision  int64            `json:"revision"`
+			PublishID string           `json:"publish_id"`
+			Files     map[string]int64 `json:"files"`
+		}
+		if err := json.Unmarshal(data, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Revision != 2 || len(r.PublishID) != 32 || r.Files["db.yaml"] != 2 || r.Files["f.json"] != 1 {
+			t.Fatalf("revision node = %s", data)
+		}
+	})
+
+	t.Run("DeleteRemovesTree", func(t *testing.T) {
+		err := st.Delete(ctx, grp)
+		if !errors.Is(err, configsvc.ErrConflict) {
+			t.Fatalf("Delete of a linked group = %v, want ErrConflict", err)
+		}
+		if err := st.Delete(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{root + "/services/orders", root + "/instances/orders", root + "/shared/redis-common/users/orders"} {
+			if ok, _, _ := c.Exists(p); ok {
+				t.Errorf("node %s still exists after Delete", p)
+			}
+		}
+		if err := st.Delete(ctx, grp); err != nil {
+			t.Fatalf("Delete of the unlinked group: %v", err)
+		}
+	})
+}
+
+// TestRetentionPrunesNodes: old revision nodes and content no retained
+// revision uses are physically removed; content still in use is kept.
+func TestRetentionPrunesNodes(t *testing.T) {
+	srv := shared(t)
+	root := "/retention-test"
+	st := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root; c.Retention = 3 })
+	ctx := testCtx(t)
+	ref := configsvc.Service("orders")
+	if err := st.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	publish(ctx, t, st, ref, 0, put("keep.txt", "from 1"), put("a.txt", "1"))
+	for n := int64(2); n <= 10; n++ {
+		publish(ctx, t, st, ref, n-1, put("a.txt", fmt.Sprint(n)))
+	}
+	c := rawConn(t, srv.Servers(), "")
+	revs, _, err := c.Children(root + "/services/orders/revisions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(revs)
+	if want := []string{"0000000008", "0000000009", "0000000010"}; !slices.Equal(revs, want) {
+		t.Fatalf("revision nodes = %v, want %v", revs, want)
+	}
+	content, _, err := c.Children(root + "/services/orders/content")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(content)
+	want := []string{"0000000001.keep.txt", "0000000008.a.txt", "0000000009.a.txt", "0000000010.a.txt"}
+	if !slices.Equal(content, want) {
+		t.Fatalf("content nodes = %v, want %v", content, want)
+	}
+	got, meta, err := st.File(ctx, ref, "keep.txt", 8)
+	if err != nil || string(got) != "from 1" || meta.Revision != 1 {
+		t.Fatalf("File(keep.txt, 8) = %q rev %d, %v", got, meta.Revision, err)
+	}
+	if _, err := st.Revision(ctx, ref, 7); !errors.Is(err, configsvc.ErrCompacted) {
+		t.Fatalf("Revision(7) = %v, want ErrCompacted", err)
+	}
+}
+
+// TestDigestACL: with Digest set, nodes are closed to anonymous clients;
+// the ReadOnlyDigest identity can read everything and register instances
+// but cannot publish.
+func TestDigestACL(t *testing.T) {
+	srv := shared(t)
+	root := "/acl-test"
+	const writer, reader = "sluice:s3cret", "sdk:r3ad"
+	st := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root; c.Digest = writer; c.ReadOnlyDigest = reader })
+	ctx := testCtx(t)
+	ref := configsvc.Service("orders")
+	if err := st.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	publish(ctx, t, st, ref, 0, put("a.txt", "1"))
+
+	anon := rawConn(t, srv.Servers(), "")
+	if _, _, err := anon.Get(root + "/services/orders/head"); !errors.Is(err, zk.ErrNoAuth) {
+		t.Fatalf("anonymous read of head = %v, want ErrNoAuth", err)
+	}
+
+	sdk := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root; c.Digest = reader })
+	if h, err := sdk.Head(ctx, ref); err != nil || h.Revision != 1 {
+		t.Fatalf("read-only Head = %d, %v", h.Revision, err)
+	}
+	if _, err := sdk.Publish(ctx, ref, configsvc.Changeset{Base: 1, Changes: []configsvc.Change{put("a.txt", "2")}}); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("read-only Publish = %v, want a permission error", err)
+	}
+	l, err := sdk.Register(ctx, configsvc.Instance{Service: "orders", ID: "o-1", Addr: "127.0.0.1:1", Status: configsvc.StatusStarting})
+	if err != nil {
+		t.Fatalf("read-only Register: %v", err)
+	}
+	defer l.Close()
+	list, err := st.Instances(ctx, "orders")
+	if err != nil || len(list) != 1 || list[0].ID != "o-1" {
+		t.Fatalf("Instances = %v, %v", list, err)
+	}
+}
