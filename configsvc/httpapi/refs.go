@@ -632,7 +632,7 @@ func (s *Server) users(c *gin.Context) {
 }
 
 // link links (or unlinks) a shared group to a service: ActionLink on the
-// service and read on the group.
+// service and, to link, a direct read grant on the group.
 func (s *Server) link(add bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		svc, ok := s.refParam(c, configsvc.KindService)
@@ -649,7 +649,10 @@ func (s *Server) link(add bool) gin.HandlerFunc {
 		}
 		group := configsvc.Group(gname)
 		state(c).target = svc.String() + "/links/" + gname
-		if !s.authorize(c, access.ActionLink, access.Target{Ref: svc}) || !s.authorize(c, access.ActionRead, access.Target{Ref: group}) {
+		// Linking needs a direct grant on the group: reading a group through
+		// a link must not be something a service editor can give themselves.
+		// Unlinking only narrows access, so the service grant suffices.
+		if !s.authorize(c, access.ActionLink, access.Target{Ref: svc}) || add && !s.authorize(c, access.ActionRead, access.Target{Ref: group}) {
 			return
 		}
 		ctx := c.Request.Context()

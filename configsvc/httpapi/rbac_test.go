@@ -1,0 +1,261 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
+)
+
+// The callers of the RBAC matrix.
+const (
+	whoNone      = "no token"
+	whoViewer    = "viewer"
+	whoEditorIn  = "editor in grant"
+	whoEditorOut = "editor outside grant"
+	whoAgent     = "agent"
+	whoAdmin     = "admin"
+)
+
+var matrixCallers = []string{whoNone, whoViewer, whoEditorIn, whoEditorOut, whoAgent, whoAdmin}
+
+// matrixEnv is a server with service "orders" (two revisions, instance
+// orders-1), group "common" linked to it, service "billing", a victim token,
+// a pin on orders, and one token per caller.
+type matrixEnv struct {
+	*testEnv
+	tokens   map[string]string
+	victimID string
+	pinID    string
+}
+
+func newMatrixEnv(t *testing.T) *matrixEnv {
+	t.Helper()
+	e := &matrixEnv{testEnv: newEnv(t)}
+	e.mustService("orders", map[string]string{"a.txt": "one"})
+	e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/files/a.txt", token: e.admin, body: "two"})
+	e.mustService("billing", nil)
+	e.mustGroup("common", map[string]string{"c.yaml": "x: 1\n"})
+	e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/links/common", token: e.admin})
+	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders/instances/orders-1", token: e.admin, body: map[string]any{"addr": "127.0.0.1:1"}})
+	var tok tokenJSON
+	e.must(http.StatusCreated, req{method: "POST", path: "/v1/tokens", token: e.admin, body: map[string]any{"name": "victim", "roles": []access.Grant{{Role: "viewer", Pattern: "x"}}}}).json(t, &tok)
+	e.victimID = tok.ID
+	var pin pinJSON
+	e.must(http.StatusCreated, req{method: "POST", path: "/v1/pins", token: e.admin, body: map[string]any{"targets": map[string]string{"orders": "orders-1"}}}).json(t, &pin)
+	e.pinID = pin.ID
+	e.tokens = map[string]string{
+		whoNone:      "",
+		whoViewer:    e.mustToken("viewer:orders"),
+		whoEditorIn:  e.mustToken("editor:orders"),
+		whoEditorOut: e.mustToken("editor:billing"),
+		whoAgent:     e.mustToken("agent:orders"),
+		whoAdmin:     e.admin,
+	}
+	return e
+}
+
+// fingerprint summarizes everything a request could change, but the audit
+// log and sessions.
+func (e *matrixEnv) fingerprint(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	var sb strings.Builder
+	for _, ref := range []configsvc.Ref{configsvc.Service("orders"), configsvc.Service("billing"), configsvc.Group("common")} {
+		h, err := e.store.Head(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(h)
+		sb.Write(b)
+	}
+	for _, c := range []string{access.TokensCollection, PinsCollection} {
+		recs, err := e.store.Records().List(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			sb.WriteString(r.ID + string(r.Data))
+		}
+	}
+	in, _ := e.store.Instances(ctx, "orders")
+	b, _ := json.Marshal(in)
+	sb.Write(b)
+	return sb.String()
+}
+
+type matrixRow struct {
+	route  string // "METHOD /gin/pattern"
+	path   string // concrete path; {victim} and {pin} are replaced
+	body   any
+	ctype  string
+	stream bool
+	// want maps callers to a status; callers not listed get deny.
+	want map[string]int
+	// deny is the status of callers not in want (403 for authenticated
+	// callers; no token always gets 401 unless listed).
+	deny int
+}
+
+var (
+	readers = []string{whoViewer, whoEditorIn, whoAgent, whoAdmin}
+	authed  = []string{whoViewer, whoEditorIn, whoEditorOut, whoAgent, whoAdmin}
+)
+
+func allow(status int, who ...string) map[string]int {
+	m := map[string]int{}
+	for _, w := range who {
+		m[w] = status
+	}
+	return m
+}
+
+func matrixRows() []matrixRow {
+	publish := map[string]any{"changes": []map[string]any{{"file": "b.txt", "content": "b"}}}
+	inst := map[string]any{"addr": "127.0.0.1:2"}
+	rows := []matrixRow{
+		{route: "GET /healthz", path: "/healthz", want: allow(200, append(authed, whoNone)...)},
+		{route: "GET /readyz", path: "/readyz", want: allow(200, append(authed, whoNone)...)},
+		{route: "GET /metrics", path: "/metrics", want: allow(200, append(authed, whoNone)...)},
+		{route: "GET /v1/openapi.json", path: "/v1/openapi.json", want: allow(200, append(authed, whoNone)...)},
+		{route: "POST /v1/session", path: "/v1/session", body: "session", want: allow(200, authed...)},
+		{route: "DELETE /v1/session", path: "/v1/session", want: allow(204, authed...)},
+		{route: "GET /v1/whoami", path: "/v1/whoami", want: allow(200, authed...)},
+		{route: "GET /v1/tokens", path: "/v1/tokens", want: allow(200, whoAdmin)},
+		{route: "POST /v1/tokens", path: "/v1/tokens", body: map[string]any{"name": "n", "roles": []access.Grant{{Role: "admin"}}}, want: allow(201, whoAdmin)},
+		{route: "DELETE /v1/tokens/:id", path: "/v1/tokens/{victim}", want: allow(204, whoAdmin)},
+		{route: "GET /v1/audit", path: "/v1/audit", want: allow(200, whoAdmin)},
+		{route: "GET /v1/pins", path: "/v1/pins", want: allow(200, authed...)},
+		{route: "POST /v1/pins", path: "/v1/pins", body: map[string]any{"targets": map[string]string{"orders": "orders-1"}}, want: allow(201, whoEditorIn, whoAdmin)},
+		{route: "DELETE /v1/pins/:id", path: "/v1/pins/{pin}", want: allow(200, whoEditorIn, whoAdmin)},
+		{route: "GET /v1/services", path: "/v1/services", want: allow(200, authed...)},
+		{route: "GET /v1/shared", path: "/v1/shared", want: allow(200, authed...)},
+		{route: "GET /v1/shared/:group/users", path: "/v1/shared/common/users", want: allow(200, readers...)},
+		// Linking needs a direct grant on the group, which no editor here has.
+		{route: "PUT /v1/services/:svc/links/:group", path: "/v1/services/orders/links/common", want: allow(200, whoAdmin)},
+		{route: "DELETE /v1/services/:svc/links/:group", path: "/v1/services/orders/links/common", want: allow(200, whoEditorIn, whoAdmin)},
+		{route: "GET /v1/services/:svc/instances", path: "/v1/services/orders/instances", want: allow(200, readers...)},
+		{route: "GET /v1/services/:svc/instances/watch", path: "/v1/services/orders/instances/watch", stream: true, want: allow(200, readers...)},
+		{route: "PUT /v1/services/:svc/instances/:id", path: "/v1/services/orders/instances/orders-2", body: inst, want: allow(201, whoAgent, whoEditorIn, whoAdmin)},
+		{route: "DELETE /v1/services/:svc/instances/:id", path: "/v1/services/orders/instances/orders-1", want: allow(204, whoAgent, whoEditorIn, whoAdmin)},
+	}
+	for _, k := range []struct{ prefix, pattern, name string }{
+		{"/v1/services", "/v1/services/:svc", "orders"},
+		{"/v1/shared", "/v1/shared/:group", "common"},
+	} {
+		base := k.prefix + "/" + k.name
+		writers := []string{whoEditorIn, whoAdmin}
+		deleteStatus := 204
+		if k.name == "common" {
+			writers = []string{whoAdmin} // grants name services; "common" matches no editor's pattern
+			deleteStatus = 409          // still linked from orders
+		}
+		rows = append(rows,
+			matrixRow{route: "GET " + k.pattern, path: base, want: allow(200, readers...)},
+			matrixRow{route: "PUT " + k.pattern, path: base, want: allow(200, writers...)},
+			matrixRow{route: "DELETE " + k.pattern, path: base, want: allow(deleteStatus, whoAdmin)},
+			matrixRow{route: "GET " + k.pattern + "/files/:file", path: base + "/files/" + map[string]string{"orders": "a.txt", "common": "c.yaml"}[k.name], want: allow(200, readers...)},
+			matrixRow{route: "PUT " + k.pattern + "/files/:file", path: base + "/files/new.txt", body: "content", ctype: "text/plain", want: allow(200, writers...)},
+			matrixRow{route: "DELETE " + k.pattern + "/files/:file", path: base + "/files/" + map[string]string{"orders": "a.txt", "common": "c.yaml"}[k.name], want: allow(200, writers...)},
+			matrixRow{route: "GET " + k.pattern + "/revisions", path: base + "/revisions", want: allow(200, readers...)},
+			matrixRow{route: "POST " + k.pattern + "/revisions", path: base + "/revisions", body: publish, want: allow(201, writers...)},
+			matrixRow{route: "GET " + k.pattern + "/revisions/:n", path: base + "/revisions/1", want: allow(200, readers...)},
+			matrixRow{route: "GET " + k.pattern + "/diff", path: base + "/diff", want: allow(200, readers...)},
+			matrixRow{route: "GET " + k.pattern + "/snapshot", path: base + "/snapshot", want: allow(200, readers...)},
+			matrixRow{route: "GET " + k.pattern + "/watch", path: base + "/watch", stream: true, want: allow(200, readers...)},
+		)
+		if k.name == "orders" {
+			rows = append(rows, matrixRow{route: "POST " + k.pattern + "/rollback", path: base + "/rollback", body: map[string]any{"to_revision": 1}, want: allow(201, writers...)})
+		} else {
+			rows = append(rows, matrixRow{route: "POST " + k.pattern + "/rollback", path: base + "/rollback", body: map[string]any{"to_revision": 1, "files": []string{"c.yaml"}}, want: allow(400, writers...)}) // nothing to roll back: c.yaml is unchanged
+		}
+	}
+	return rows
+}
+
+// doMatrix performs row as caller on e and returns the status.
+func (e *matrixEnv) doMatrix(t *testing.T, row matrixRow, caller string) int {
+	t.Helper()
+	path := strings.NewReplacer("{victim}", e.victimID, "{pin}", e.pinID).Replace(row.path)
+	method, _, _ := strings.Cut(row.route, " ")
+	body := row.body
+	if body == "session" {
+		body = map[string]string{"token": e.tokens[caller]}
+	}
+	if row.stream {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hr, _ := http.NewRequestWithContext(ctx, method, e.http.URL+path, nil)
+		if tok := e.tokens[caller]; tok != "" {
+			hr.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := e.http.Client().Do(hr)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		cancel()
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	return e.do(req{method: method, path: path, token: e.tokens[caller], body: body, contentType: row.ctype}).status
+}
+
+func TestRBACMatrix(t *testing.T) {
+	rows := matrixRows()
+	shared := newMatrixEnv(t)
+
+	// Every registered route has a row, and every row a route.
+	registered := map[string]bool{}
+	for _, r := range shared.srv.Routes() {
+		registered[r] = true
+	}
+	covered := map[string]bool{}
+	for _, row := range rows {
+		if !registered[row.route] {
+			t.Errorf("matrix row for unregistered route %s", row.route)
+		}
+		covered[row.route] = true
+	}
+	var missing []string
+	for r := range registered {
+		if !covered[r] {
+			missing = append(missing, r)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Fatalf("routes without an RBAC matrix row:\n%s", strings.Join(missing, "\n"))
+	}
+
+	before := shared.fingerprint(t)
+	for _, row := range rows {
+		for _, caller := range matrixCallers {
+			want, allowed := row.want[caller]
+			if !allowed {
+				want = http.StatusForbidden
+				if caller == whoNone {
+					want = http.StatusUnauthorized
+				}
+			}
+			method, _, _ := strings.Cut(row.route, " ")
+			t.Run(row.route+"/"+caller, func(t *testing.T) {
+				e := shared
+				if allowed && isMutating(method) {
+					e = newMatrixEnv(t) // an allowed write changes state: give it its own
+				}
+				if got := e.doMatrix(t, row, caller); got != want {
+					t.Fatalf("status %d, want %d", got, want)
+				}
+			})
+		}
+	}
+	if after := shared.fingerprint(t); after != before {
+		t.Fatalf("refused and read-only requests changed the store:\nbefore %s\nafter  %s", before, after)
+	}
+}
