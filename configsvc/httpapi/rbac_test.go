@@ -154,7 +154,7 @@ func matrixRows() []matrixRow {
 		deleteStatus := 204
 		if k.name == "common" {
 			writers = []string{whoAdmin} // grants name services; "common" matches no editor's pattern
-			deleteStatus = 409          // still linked from orders
+			deleteStatus = 409           // still linked from orders
 		}
 		rows = append(rows,
 			matrixRow{route: "GET " + k.pattern, path: base, want: allow(200, readers...)},
