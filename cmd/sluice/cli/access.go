@@ -391,12 +391,15 @@ func (a *app) runPinList(ctx context.Context) error {
 	now := time.Now()
 	t := newTable(a.stdout(), "ID", "TARGETS", "EXPIRES", "STATE", "CREATED BY", "NOTE")
 	for _, p := range pins {
-		state := "active"
+		state := p.State
 		switch {
+		case state != "":
 		case p.Revoked:
 			state = "revoked"
 		case !now.Before(p.Expires):
 			state = "expired"
+		default:
+			state = "active"
 		}
 		t.row(p.ID, targetsString(p.Targets), p.Expires, state, p.CreatedBy, truncate(p.Note, 40))
 	}

@@ -61,7 +61,7 @@ func (r *revisionJSON) fileNames() []string {
 }
 
 type publishJSON struct {
-	BaseRevision int64        `json:"base_revision"`
+	BaseRevision *int64       `json:"base_revision,omitempty"`
 	Message      string       `json:"message,omitempty"`
 	Changes      []changeJSON `json:"changes"`
 }
@@ -129,6 +129,7 @@ type pinJSON struct {
 	Created   time.Time         `json:"created"`
 	Expires   time.Time         `json:"expires"`
 	Revoked   bool              `json:"revoked"`
+	State     string            `json:"state"` // active, expired or revoked
 	// Token is set only in the answer to a create, once.
 	Token string `json:"token"`
 }
@@ -152,10 +153,12 @@ type auditJSON struct {
 // a "name" field.
 type nameItem struct {
 	headJSON
+	bare bool // the list held only the name
 }
 
 func (n *nameItem) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] == '"' {
+		n.bare = true
 		return json.Unmarshal(b, &n.Name)
 	}
 	return json.Unmarshal(b, &n.headJSON)

@@ -164,6 +164,17 @@ func (s scope) noun() string {
 	return "service"
 }
 
+// plural names the members in messages.
+func (s scope) plural() string {
+	if s == groupScope {
+		return "shared groups"
+	}
+	return "services"
+}
+
+// verb is the CLI verb of the scope.
+func (s scope) verb() string { return string(s) }
+
 // path joins /v1/<scope>, the escaped name and further escaped segments.
 func (s scope) path(name string, segs ...string) string {
 	p := "/v1/" + string(s) + "/" + url.PathEscape(name)

@@ -378,9 +378,8 @@ func TestGetPrintsRawContentAtRevision(t *testing.T) {
 	}
 }
 
-func TestPublishSendsOneChangesetOnTheHead(t *testing.T) {
+func TestPublishSendsOneChangeset(t *testing.T) {
 	f := newFakeAPI(t)
-	f.reply("GET /v1/services/orders", http.StatusOK, map[string]any{"name": "orders", "revision": 7})
 	f.reply("POST /v1/services/orders/revisions", http.StatusCreated, map[string]any{"revision": 8, "changes": []map[string]any{{"file": "a.json"}, {"file": "b.yaml"}, {"file": "old.txt", "delete": true}}})
 	dir := t.TempDir()
 	pa, pb := filepath.Join(dir, "a.json"), filepath.Join(dir, "local.yaml")
@@ -391,7 +390,7 @@ func TestPublishSendsOneChangesetOnTheHead(t *testing.T) {
 		t.Fatal(r.err)
 	}
 	var body struct {
-		Base    int64  `json:"base_revision"`
+		Base    *int64 `json:"base_revision"`
 		Message string `json:"message"`
 		Changes []struct {
 			File    string  `json:"file"`
@@ -403,7 +402,7 @@ func TestPublishSendsOneChangesetOnTheHead(t *testing.T) {
 	if err := json.Unmarshal(req.Body, &body); err != nil {
 		t.Fatal(err)
 	}
-	if body.Base != 7 || body.Message != "two files" || len(body.Changes) != 3 {
+	if body.Base != nil || body.Message != "two files" || len(body.Changes) != 3 {
 		t.Fatalf("body %s", req.Body)
 	}
 	if c := body.Changes[0]; c.File != "a.json" || c.Content == nil || *c.Content != `{"a":1}` {
@@ -418,14 +417,15 @@ func TestPublishSendsOneChangesetOnTheHead(t *testing.T) {
 	if want := "orders: published revision 8 (a.json, b.yaml, -old.txt)\n"; r.stdout != want {
 		t.Errorf("stdout %q, want %q", r.stdout, want)
 	}
-	// --base skips reading the head.
-	r = runCLI(t, f, nil, "", "publish", "orders", "-f", pa, "--base", "3")
-	if r.err != nil {
-		t.Fatal(r.err)
+	// --base N (even 0) is sent; a stale one is explained.
+	f.reply("POST /v1/services/orders/revisions", http.StatusConflict, apiErr("conflict", "head is 8, not 0", nil))
+	r = runCLI(t, f, nil, "", "publish", "orders", "-f", pa, "--base", "0")
+	if r.err == nil || !strings.Contains(r.err.Error(), "revision 0 is no longer the newest") {
+		t.Fatalf("err = %v", r.err)
 	}
 	json.Unmarshal(f.last("POST /v1/services/orders/revisions").Body, &body)
-	if body.Base != 3 {
-		t.Errorf("base %d, want 3", body.Base)
+	if body.Base == nil || *body.Base != 0 {
+		t.Errorf("base %v, want 0", body.Base)
 	}
 }
 
@@ -662,7 +662,8 @@ func TestSharedGroupsAndLinks(t *testing.T) {
 	f := newFakeAPI(t)
 	f.reply("PUT /v1/services/orders/links/redis-common", http.StatusNoContent, nil)
 	f.reply("GET /v1/shared/redis-common/users", http.StatusOK, map[string]any{"users": []string{"billing", "orders"}})
-	f.reply("GET /v1/shared", http.StatusOK, map[string]any{"groups": []map[string]any{{"name": "redis-common", "revision": 3}}})
+	f.reply("GET /v1/shared", http.StatusOK, map[string]any{"groups": []string{"redis-common"}})
+	f.reply("GET /v1/services", http.StatusOK, map[string]any{"services": []string{}})
 	f.handle("PUT /v1/shared/redis-common/files/redis.yaml", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"revision": 4})
 	})
@@ -672,7 +673,8 @@ func TestSharedGroupsAndLinks(t *testing.T) {
 	}{
 		{[]string{"link", "orders", "redis-common"}, "service orders now uses shared group redis-common\n"},
 		{[]string{"shared", "users", "redis-common"}, "SERVICE\nbilling\norders\n"},
-		{[]string{"shared", "list"}, "NAME          REVISION  FILES  UPDATED\nredis-common  3         -      -\n"},
+		{[]string{"shared", "list"}, "NAME\nredis-common\n"},
+		{[]string{"services"}, "no services yet (create one with `sluice services create NAME`)\n"},
 		{[]string{"shared", "put", "redis-common", "redis.yaml", "-"}, "redis-common: published revision 4 (redis.yaml)\n"},
 	}
 	for _, s := range steps {

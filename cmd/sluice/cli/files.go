@@ -85,6 +85,9 @@ func (a *app) putCmd(s scope) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if !cmd.Flags().Changed("if-match") {
+				ifMatch = noMatch
+			}
 			return a.runPut(cmd.Context(), s, args[0], args[1], content, msg, ifMatch)
 		},
 	}
@@ -133,6 +136,10 @@ func (a *app) runPut(ctx context.Context, s scope, name, file string, content []
 	return a.printPublished(resp, name, []string{file})
 }
 
+// noMatch means "no If-Match": publish onto whatever the head is.
+const noMatch = -1
+
+// putFile publishes one file; ifMatch ≥ 0 is sent as If-Match.
 func (c *client) putFile(ctx context.Context, s scope, name, file string, content []byte, msg string, ifMatch int64) (*response, error) {
 	if strings.ContainsAny(msg, "\r\n") {
 		return nil, errors.New("-m: a one-file put takes a one-line message; use `sluice publish` for a multi-line message")
@@ -141,7 +148,7 @@ func (c *client) putFile(ctx context.Context, s scope, name, file string, conten
 	if msg != "" {
 		h.Set("X-Sluice-Message", msg)
 	}
-	if ifMatch > 0 {
+	if ifMatch >= 0 {
 		h.Set("If-Match", strconv.Quote(strconv.FormatInt(ifMatch, 10)))
 	}
 	return c.do(ctx, request{
@@ -270,7 +277,7 @@ func (a *app) publishCmd(s scope) *cobra.Command {
 		Long: "Publish several files at once as one revision: all of them or none.\n" +
 			"-f takes a local path (the config file keeps its base name) or\n" +
 			"name=path to publish under another name. --base N refuses the publish\n" +
-			"unless N is still the newest revision (default: the newest, read first).",
+			"unless N is still the newest revision (default: publish onto the newest).",
 		Example: "  sluice publish orders -f db.yaml -f features.json -m \"enable checkout v2\"\n" +
 			"  sluice publish orders -f app.yaml=./build/orders.yaml --delete old.yaml -m cleanup",
 		Args: cobra.ExactArgs(1),
@@ -312,16 +319,11 @@ func (a *app) runPublish(ctx context.Context, s scope, name string, files, delet
 	if err != nil {
 		return err
 	}
-	if !baseSet {
-		var head headJSON
-		if _, err := c.doJSON(ctx, http.MethodGet, s.path(name), nil, nil, &head); err != nil {
-			return err
-		}
-		base = head.Revision
+	if baseSet {
+		body.BaseRevision = &base
 	}
-	body.BaseRevision = base
 	resp, err := c.doJSON(ctx, http.MethodPost, s.path(name, "revisions"), nil, body, nil)
-	if isStatus(err, http.StatusConflict) || isStatus(err, http.StatusPreconditionFailed) {
+	if baseSet && (isStatus(err, http.StatusConflict) || isStatus(err, http.StatusPreconditionFailed)) {
 		return fmt.Errorf("%w\n%s: revision %d is no longer the newest; nothing was published. Check `sluice history %s` and publish again", err, name, base, name)
 	}
 	if err != nil {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -64,17 +65,24 @@ func (a *app) runHistory(ctx context.Context, s scope, name string, limit int, b
 
 func (a *app) diffCmd(s scope) *cobra.Command {
 	return &cobra.Command{
-		Use:   "diff <" + s.noun() + "> <from> <to>",
+		Use:   "diff <" + s.noun() + "> [from] [to]",
 		Short: "Show what changed between two revisions (unified diff per file)",
-		Args:  cobra.ExactArgs(3),
+		Long: "Show the per-file status and unified diff between revisions from and to.\n" +
+			"to defaults to the newest revision and from to the one before to;\n" +
+			"revision 0 is the empty state before the first publish.",
+		Args: cobra.RangeArgs(1, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			from, err := parseRevision("from", args[1])
-			if err != nil {
-				return err
+			from, to := int64(-1), int64(-1)
+			var err error
+			if len(args) > 1 {
+				if from, err = parseRevision("from", args[1]); err != nil {
+					return err
+				}
 			}
-			to, err := parseRevision("to", args[2])
-			if err != nil {
-				return err
+			if len(args) > 2 {
+				if to, err = parseRevision("to", args[2]); err != nil {
+					return err
+				}
 			}
 			return a.runDiff(cmd.Context(), s, args[0], from, to)
 		},
@@ -94,7 +102,13 @@ func (a *app) runDiff(ctx context.Context, s scope, name string, from, to int64)
 	if err != nil {
 		return err
 	}
-	q := url.Values{"from": {strconv.FormatInt(from, 10)}, "to": {strconv.FormatInt(to, 10)}}
+	q := url.Values{}
+	if from >= 0 {
+		q.Set("from", strconv.FormatInt(from, 10))
+	}
+	if to >= 0 {
+		q.Set("to", strconv.FormatInt(to, 10))
+	}
 	resp, err := c.do(ctx, request{method: http.MethodGet, path: s.path(name, "diff"), query: q})
 	if err != nil {
 		return err
@@ -109,6 +123,9 @@ func (a *app) runDiff(ctx context.Context, s scope, name string, from, to int64)
 		}
 	}
 	w := a.stdout()
+	if from < 0 || to < 0 {
+		from, to = d.From, d.To
+	}
 	changed := 0
 	for _, f := range d.Files {
 		if f.Status == "unchanged" {
@@ -135,6 +152,7 @@ func (a *app) rollbackCmd(s scope) *cobra.Command {
 	var to int64
 	var files []string
 	var msg string
+	var ifMatch int64
 	c := &cobra.Command{
 		Use:   "rollback <" + s.noun() + "> --to N [--file f]… [-m message]",
 		Short: "Publish a new revision whose content equals revision N",
@@ -146,21 +164,36 @@ func (a *app) rollbackCmd(s scope) *cobra.Command {
 			if !cmd.Flags().Changed("to") {
 				return fmt.Errorf("--to N is required: the revision whose content to restore (see `sluice history %s`)", args[0])
 			}
-			return a.runRollback(cmd.Context(), s, args[0], to, files, msg)
+			if !cmd.Flags().Changed("if-match") {
+				ifMatch = noMatch
+			}
+			return a.runRollback(cmd.Context(), s, args[0], to, files, msg, ifMatch)
 		},
 	}
+	c.Flags().Int64Var(&ifMatch, "if-match", 0, "roll back only if this revision is still the newest")
 	c.Flags().Int64Var(&to, "to", 0, "revision whose content to restore (required)")
 	c.Flags().StringArrayVar(&files, "file", nil, "restore only this file (repeatable)")
 	c.Flags().StringVarP(&msg, "message", "m", "", "revision message (default \"rollback to revision N\")")
 	return c
 }
 
-func (a *app) runRollback(ctx context.Context, s scope, name string, to int64, files []string, msg string) error {
+func (a *app) runRollback(ctx context.Context, s scope, name string, to int64, files []string, msg string, ifMatch int64) error {
 	c, err := a.client()
 	if err != nil {
 		return err
 	}
-	resp, err := c.doJSON(ctx, http.MethodPost, s.path(name, "rollback"), nil, rollbackJSON{ToRevision: to, Files: files, Message: msg}, nil)
+	b, err := json.Marshal(rollbackJSON{ToRevision: to, Files: files, Message: msg})
+	if err != nil {
+		return err
+	}
+	req := request{method: http.MethodPost, path: s.path(name, "rollback"), body: bytes.NewReader(b), contentType: "application/json"}
+	if ifMatch >= 0 {
+		req.header = http.Header{"If-Match": {strconv.Quote(strconv.FormatInt(ifMatch, 10))}}
+	}
+	resp, err := c.do(ctx, req)
+	if isStatus(err, http.StatusPreconditionFailed) {
+		return fmt.Errorf("%w\n%s: revision %d is no longer the newest; nothing was rolled back", err, name, ifMatch)
+	}
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,10 @@
 package cli
 
 import (
+	"context"
+	"fmt"
+	"net/http"
+
 	"github.com/spf13/cobra"
 )
 
@@ -24,12 +28,19 @@ func (a *app) routesCmd() *cobra.Command {
 	get.Use, get.Short, get.Args = "get", "Print routes.yaml", cobra.NoArgs
 	getRun := get.RunE
 	get.RunE = func(cmd *cobra.Command, args []string) error {
-		return getRun(cmd, []string{systemService, routesFile})
+		err := getRun(cmd, []string{systemService, routesFile})
+		if isStatus(err, http.StatusNotFound) {
+			return fmt.Errorf("%w\nno routes are published yet: publish a route table with `sluice routes put routes.yaml`", err)
+		}
+		return err
 	}
 	putc := a.putCmd(serviceScope)
 	putc.Use, putc.Short, putc.Args = "put [path|-]", "Publish routes.yaml from a local file or stdin", cobra.RangeArgs(0, 1)
 	putRun := putc.RunE
 	putc.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := a.ensureSystemService(cmd.Context()); err != nil {
+			return err
+		}
 		return putRun(cmd, append([]string{systemService, routesFile}, args...))
 	}
 	edit := a.editCmd(serviceScope)
@@ -40,4 +51,19 @@ func (a *app) routesCmd() *cobra.Command {
 	}
 	c.AddCommand(get, putc, edit)
 	return c
+}
+
+// ensureSystemService creates sluice-system on the first `routes put`, so a
+// fresh install needs no separate step. Creating is idempotent on the server.
+func (a *app) ensureSystemService(ctx context.Context) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, request{method: http.MethodGet, path: serviceScope.path(systemService)})
+	if !isStatus(err, http.StatusNotFound) {
+		return nil // exists, or the put will report the real trouble
+	}
+	_, err = c.do(ctx, request{method: http.MethodPut, path: serviceScope.path(systemService)})
+	return err
 }

@@ -72,6 +72,17 @@ func (a *app) runList(ctx context.Context, s scope) error {
 	if err := decodeList(resp.body, &items, string(s), "services", "groups", "shared", "items"); err != nil {
 		return err
 	}
+	if len(items) == 0 {
+		_, err := fmt.Fprintf(a.stdout(), "no %s yet (create one with `sluice %s create NAME`)\n", s.plural(), s.verb())
+		return err
+	}
+	if items[0].bare {
+		t := newTable(a.stdout(), "NAME")
+		for _, it := range items {
+			t.row(it.Name)
+		}
+		return t.flush()
+	}
 	t := newTable(a.stdout(), "NAME", "REVISION", "FILES", "UPDATED")
 	for _, it := range items {
 		files := ""

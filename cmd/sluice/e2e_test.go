@@ -1,0 +1,472 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
+)
+
+// TestEndToEnd builds the real sluice binary, starts `sluice server` on
+// 127.0.0.1:0 against bbolt and against a real ZooKeeper, and drives it with
+// the sluice CLI the way an operator would (issue 3, "Done when").
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the sluice binary and starts servers; not in -short")
+	}
+	bin := buildSluice(t)
+	t.Run("bolt", func(t *testing.T) {
+		dir := t.TempDir()
+		srv := startServer(t, bin, "bolt://"+filepath.Join(dir, "sluice.db"), dir)
+		tour(t, bin, srv)
+		srv.shutdown(t)
+	})
+	t.Run("zookeeper", func(t *testing.T) {
+		zk := zktest.Start(t)
+		dir := t.TempDir()
+		srv := startServer(t, bin, "zk://"+zk.Addr()+"/sluice-e2e", dir)
+		tour(t, bin, srv)
+		srv.shutdown(t)
+	})
+}
+
+// buildSluice builds ./cmd/sluice (this package) into a temp dir.
+func buildSluice(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = "/usr/local/go/bin/go"
+	}
+	bin := filepath.Join(t.TempDir(), "sluice")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// e2eServer is a running `sluice server` process.
+type e2eServer struct {
+	url     string // http://127.0.0.1:PORT
+	dataDir string
+	token   string // the bootstrap admin token, read from <data-dir>/admin.token
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	done    chan error
+}
+
+// syncBuffer collects a process's output for failure messages.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var listenRE = regexp.MustCompile(`https?://127\.0\.0\.1:([1-9][0-9]*)`)
+
+// startServer runs `sluice server --addr 127.0.0.1:0` and waits until it
+// prints its bound address and /readyz answers 200. Cleanup kills it if the
+// test did not shut it down.
+func startServer(t *testing.T, bin, store, dataDir string) *e2eServer {
+	t.Helper()
+	s := &e2eServer{dataDir: dataDir, out: &syncBuffer{}, done: make(chan error, 1)}
+	s.cmd = exec.Command(bin, "server", "--addr", "127.0.0.1:0", "--store", store, "--data-dir", dataDir)
+	s.cmd.Dir = dataDir
+	s.cmd.Env = append(os.Environ(), "SLUICE_TOKEN=", "SLUICE_SERVER=")
+	pr, pw := io.Pipe()
+	s.cmd.Stdout = io.MultiWriter(s.out, pw)
+	s.cmd.Stderr = io.MultiWriter(s.out, pw)
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start sluice server: %v", err)
+	}
+	go func() { s.done <- s.cmd.Wait(); pw.Close() }()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+		if t.Failed() {
+			t.Logf("sluice server output:\n%s", s.out.String())
+		}
+	})
+
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := listenRE.FindString(sc.Text()); m != "" {
+				select {
+				case addr <- m:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	select {
+	case s.url = <-addr:
+	case err := <-s.done:
+		t.Fatalf("sluice server exited before listening: %v\n%s", err, s.out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("sluice server printed no http://127.0.0.1:PORT address in 30s:\n%s", s.out.String())
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(s.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/readyz not 200 in 30s (last: %v)\n%s", s.url, err, s.out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	tokenPath := filepath.Join(dataDir, "admin.token")
+	st, err := os.Stat(tokenPath)
+	if err != nil {
+		t.Fatalf("bootstrap token file: %v", err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("%s has mode %v, want 0600", tokenPath, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(tokenPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.token = strings.TrimSpace(string(b))
+	if !strings.HasPrefix(s.token, "slc_") {
+		t.Fatalf("admin.token does not hold an slc_ token")
+	}
+	return s
+}
+
+// shutdown sends SIGTERM and expects a clean exit within 15s.
+func (s *e2eServer) shutdown(t *testing.T) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("sluice server exited with %v after SIGTERM; want a clean exit", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("sluice server still running 15s after SIGTERM")
+	}
+}
+
+// cliResult is one CLI run.
+type cliResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// sluiceCLI runs the binary with args against srv. The token comes from
+// SLUICE_DATA_DIR/admin.token unless env sets SLUICE_TOKEN.
+func sluiceCLI(t *testing.T, bin string, srv *e2eServer, stdin string, env []string, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "SLUICE_SERVER="+srv.url, "SLUICE_DATA_DIR="+srv.dataDir, "SLUICE_TOKEN=")
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Dir = t.TempDir()
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := cliResult{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("sluice %v: %v", args, err)
+	}
+	if strings.Contains(r.stdout+r.stderr, srv.token) {
+		t.Errorf("sluice %v printed the admin token", args)
+	}
+	return r
+}
+
+// ok runs a CLI command that must succeed and returns its stdout.
+func ok(t *testing.T, bin string, srv *e2eServer, stdin string, args ...string) string {
+	t.Helper()
+	r := sluiceCLI(t, bin, srv, stdin, nil, args...)
+	if r.code != 0 {
+		t.Fatalf("sluice %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// fails runs a CLI command that must fail and returns its stderr.
+func fails(t *testing.T, bin string, srv *e2eServer, stdin string, env []string, args ...string) string {
+	t.Helper()
+	r := sluiceCLI(t, bin, srv, stdin, env, args...)
+	if r.code == 0 {
+		t.Fatalf("sluice %s succeeded; want a failure\nstdout: %s", strings.Join(args, " "), r.stdout)
+	}
+	return r.stderr
+}
+
+func mustContain(t *testing.T, what, got string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(got, w) {
+			t.Errorf("%s does not contain %q:\n%s", what, w, got)
+		}
+	}
+}
+
+// writeFile writes a local file for -f and put.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustChmod(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Chmod(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// historyRevisions returns the revision numbers `sluice history -o json` lists.
+func historyRevisions(t *testing.T, bin string, srv *e2eServer, svc string) []int64 {
+	t.Helper()
+	out := ok(t, bin, srv, "", "history", svc, "-o", "json")
+	var h struct {
+		Revisions []struct {
+			Revision int64 `json:"revision"`
+		} `json:"revisions"`
+	}
+	if err := json.Unmarshal([]byte(out), &h); err != nil {
+		t.Fatalf("history -o json: %v\n%s", err, out)
+	}
+	ns := make([]int64, len(h.Revisions))
+	for i, r := range h.Revisions {
+		ns[i] = r.Revision
+	}
+	return ns
+}
+
+// tour is the operator's walk through the CLI; every step asserts what the
+// user would see.
+func tour(t *testing.T, bin string, srv *e2eServer) {
+	local := t.TempDir()
+	const (
+		db1 = "port: 5432\npool: 10\n"
+		db2 = "port: 5432\npool: 50\n"
+		db3 = "port: 6432\npool: 50\n"
+	)
+
+	// Create a service; publish one file; read it back.
+	mustContain(t, "services create", ok(t, bin, srv, "", "services", "create", "orders"), "orders")
+	mustContain(t, "put", ok(t, bin, srv, "", "put", "orders", "db.yaml", writeFile(t, local, "db.yaml", db1), "-m", "first"), "revision 1")
+	if got := ok(t, bin, srv, "", "get", "orders", "db.yaml"); got != db1 {
+		t.Fatalf("get db.yaml = %q, want %q", got, db1)
+	}
+	mustContain(t, "services", ok(t, bin, srv, "", "services"), "orders")
+
+	// Bad JSON is refused with its line and column, and nothing is written.
+	stderr := fails(t, bin, srv, "{\"timeout\": 30,\n \"retries\": }\n", nil, "put", "orders", "features.json", "-")
+	mustContain(t, "bad JSON error", stderr, "features.json:2:", "line=2", "column=", "HTTP 422")
+	if revs := historyRevisions(t, bin, srv, "orders"); len(revs) != 1 {
+		t.Fatalf("after a refused publish, history = %v; want [1]", revs)
+	}
+
+	// Multi-file publish: one revision with both files.
+	fa := writeFile(t, local, "features.json", `{"checkout_v2": true}`)
+	fb := writeFile(t, local, "limits.local", "rps = 100\n")
+	mustContain(t, "publish", ok(t, bin, srv, "", "publish", "orders", "-f", fa, "-f", "limits.toml="+fb, "-m", "two files"), "revision 2")
+	if got := ok(t, bin, srv, "", "get", "orders", "limits.toml"); got != "rps = 100\n" {
+		t.Fatalf("get limits.toml = %q", got)
+	}
+
+	// A stale If-Match is refused; a current one publishes.
+	stderr = fails(t, bin, srv, db2, nil, "put", "orders", "db.yaml", "-", "--if-match", "1")
+	mustContain(t, "stale if-match error", stderr, "HTTP 412", "revision 1 is no longer the newest")
+	mustContain(t, "put --if-match 2", ok(t, bin, srv, db2, "put", "orders", "db.yaml", "-", "--if-match", "2", "-m", "bigger pool"), "revision 3")
+	mustContain(t, "put", ok(t, bin, srv, db3, "put", "orders", "db.yaml", "-", "-m", "new port"), "revision 4")
+
+	// History lists every revision, newest first, with its message.
+	hist := ok(t, bin, srv, "", "history", "orders")
+	mustContain(t, "history", hist, "REVISION", "first", "two files", "bigger pool", "new port")
+	if revs := historyRevisions(t, bin, srv, "orders"); fmt.Sprint(revs) != "[4 3 2 1]" {
+		t.Fatalf("history revisions %v, want [4 3 2 1]", revs)
+	}
+
+	// Diff shows the changed lines.
+	diff := ok(t, bin, srv, "", "diff", "orders", "1", "4")
+	mustContain(t, "diff 1 4", diff, "db.yaml", "-pool: 10", "+pool: 50", "-port: 5432", "+port: 6432", "features.json")
+
+	// Rollback to 1: a new revision whose content equals revision 1.
+	mustContain(t, "rollback", ok(t, bin, srv, "", "rollback", "orders", "--to", "1", "-m", "back to the start"), "revision 5")
+	if got := ok(t, bin, srv, "", "get", "orders", "db.yaml"); got != db1 {
+		t.Fatalf("after rollback db.yaml = %q, want revision 1's %q", got, db1)
+	}
+	if got := ok(t, bin, srv, "", "get", "orders", "db.yaml", "--revision", "4"); got != db3 {
+		t.Fatalf("history rewritten: db.yaml@4 = %q, want %q", got, db3)
+	}
+	stderr = fails(t, bin, srv, "", nil, "get", "orders", "features.json")
+	mustContain(t, "get a file the rollback removed", stderr, "HTTP 404")
+	mustContain(t, "diff 1 5", ok(t, bin, srv, "", "diff", "orders", "1", "5"), "no differences")
+
+	// A shared group, linked, lists its users.
+	ok(t, bin, srv, "", "shared", "create", "redis-common")
+	mustContain(t, "shared put", ok(t, bin, srv, "addr: 127.0.0.1:6379\n", "shared", "put", "redis-common", "redis.yaml", "-"), "revision 1")
+	mustContain(t, "link", ok(t, bin, srv, "", "link", "orders", "redis-common"), "orders now uses shared group redis-common")
+	mustContain(t, "shared users", ok(t, bin, srv, "", "shared", "users", "redis-common"), "SERVICE", "orders")
+	if got := ok(t, bin, srv, "", "shared", "get", "redis-common", "redis.yaml"); got != "addr: 127.0.0.1:6379\n" {
+		t.Fatalf("shared get = %q", got)
+	}
+
+	// edit publishes what $EDITOR saved, with If-Match on the revision it
+	// read; when someone publishes meanwhile it refuses and keeps the copy.
+	editor := writeFile(t, local, "editor.sh", "#!/bin/sh\nsed -i 's/pool: 10/pool: 20/' \"$1\"\n")
+	mustChmod(t, editor)
+	r := sluiceCLI(t, bin, srv, "", []string{"EDITOR=" + editor, "TMPDIR=" + local}, "edit", "orders", "db.yaml", "-m", "edited")
+	if r.code != 0 {
+		t.Fatalf("edit: exit %d: %s", r.code, r.stderr)
+	}
+	mustContain(t, "edit", r.stdout, "revision 6")
+	racer := writeFile(t, local, "racer.sh", fmt.Sprintf("#!/bin/sh\nsed -i 's/pool: 20/pool: 30/' \"$1\"\nprintf 'pool: 40\\n' | %s put orders db.yaml - -m racer >/dev/null\n", bin))
+	mustChmod(t, racer)
+	stderr = fails(t, bin, srv, "", []string{"EDITOR=" + racer, "TMPDIR=" + local}, "edit", "orders", "db.yaml")
+	mustContain(t, "stale edit", stderr, "changed on the server after you opened it at revision 6", "nothing was published", "Re-run `sluice edit orders db.yaml`")
+	if got := ok(t, bin, srv, "", "get", "orders", "db.yaml"); got != "pool: 40\n" {
+		t.Fatalf("after the refused edit db.yaml = %q, want the racer's", got)
+	}
+
+	// The SSE watch receives a revision published after it started.
+	events := watch(t, srv, "orders", 7)
+	ok(t, bin, srv, "pool: 99\n", "put", "orders", "db.yaml", "-", "-m", "watched")
+	select {
+	case ev := <-events:
+		if ev.Revision != 8 || ev.Message != "watched" {
+			t.Fatalf("watch got revision %d %q, want 8 \"watched\"", ev.Revision, ev.Message)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("watch received no revision event in 15s")
+	}
+
+	// A viewer token reads but cannot publish.
+	viewer := strings.TrimSpace(ok(t, bin, srv, "", "token", "create", "--name", "e2e-viewer", "--role", "viewer:orders"))
+	if !strings.HasPrefix(viewer, "slc_") {
+		t.Fatalf("token create printed %q, want the token alone", viewer)
+	}
+	asViewer := []string{"SLUICE_TOKEN=" + viewer}
+	if r := sluiceCLI(t, bin, srv, "", asViewer, "get", "orders", "db.yaml"); r.code != 0 || r.stdout != "pool: 99\n" {
+		t.Fatalf("viewer get: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	stderr = fails(t, bin, srv, "pool: 1\n", asViewer, "put", "orders", "db.yaml", "-")
+	mustContain(t, "viewer put", stderr, "HTTP 403")
+	r = sluiceCLI(t, bin, srv, "", asViewer, "whoami")
+	mustContain(t, "viewer whoami", r.stdout, "e2e-viewer", "viewer:orders")
+	if got := ok(t, bin, srv, "", "get", "orders", "db.yaml"); got != "pool: 99\n" {
+		t.Fatalf("the viewer's refused put changed db.yaml to %q", got)
+	}
+
+	// The audit log has the refused put and the publishes.
+	audit := ok(t, bin, srv, "", "audit", "--limit", "100")
+	mustContain(t, "audit", audit, "e2e-viewer", "refused", "403")
+	mustContain(t, "token list", ok(t, bin, srv, "", "token", "list"), "e2e-viewer", "viewer:orders")
+}
+
+// watchEvent is the data of one `event: revision` on the SSE stream.
+type watchEvent struct {
+	Revision int64  `json:"revision"`
+	Message  string `json:"message"`
+}
+
+// watch opens GET /v1/services/{svc}/watch?since=N like curl would and
+// sends each revision event on the returned channel. The stream is closed
+// when the test ends.
+func watch(t *testing.T, srv *e2eServer, svc string, since int64) <-chan watchEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/services/%s/watch?since=%d", srv.url, svc, since), nil)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+srv.token)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatalf("watch: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		t.Fatalf("watch: %s %s: %s", resp.Status, resp.Header.Get("Content-Type"), b)
+	}
+	events := make(chan watchEvent, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 2<<20)
+		var event string
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event:"):
+				event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+			case strings.HasPrefix(line, "data:") && event == "revision":
+				var ev watchEvent
+				if json.Unmarshal([]byte(strings.TrimSpace(strings.TrimPrefix(line, "data:"))), &ev) == nil {
+					select {
+					case events <- ev:
+					case <-ctx.Done():
+						return
+					}
+				}
+			case line == "":
+				event = ""
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return events
+}
