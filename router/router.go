@@ -462,13 +462,22 @@ func (r *Router) transportFor(timeout time.Duration) *http.Transport {
 	return t
 }
 
+// bufferPool recycles ReverseProxy's copy buffers. It stores array
+// pointers, so that neither Get nor Put allocates.
 type bufferPool struct{ p sync.Pool }
+
+const copyBufferSize = 32 << 10
 
 func newBufferPool() *bufferPool {
 	bp := &bufferPool{}
-	bp.p.New = func() any { b := make([]byte, 32<<10); return &b }
+	bp.p.New = func() any { return new([copyBufferSize]byte) }
 	return bp
 }
 
-func (bp *bufferPool) Get() []byte  { return *(bp.p.Get().(*[]byte)) }
-func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
+func (bp *bufferPool) Get() []byte { return bp.p.Get().(*[copyBufferSize]byte)[:] }
+
+func (bp *bufferPool) Put(b []byte) {
+	if cap(b) == copyBufferSize {
+		bp.p.Put((*[copyBufferSize]byte)(b[:copyBufferSize]))
+	}
+}

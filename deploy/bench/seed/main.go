@@ -1,0 +1,49 @@
+// Command seed writes a route file into a bbolt store for the proxy
+// benchmark (deploy/bench/proxy.sh): it creates the service sluice-system
+// if needed and publishes the given routes.yaml as its next revision.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log"
+	"os"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/router/routesfile"
+)
+
+func main() {
+	path := flag.String("store", "", "bbolt file")
+	routes := flag.String("routes", "", "routes.yaml to publish")
+	flag.Parse()
+	content, err := os.ReadFile(*routes)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := routesfile.Parse(content); err != nil {
+		log.Fatalf("%s: %v", *routes, err)
+	}
+	s, err := boltstore.Open(*path, boltstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	ref := configsvc.Service(configsvc.SystemService)
+	if err := s.Create(ctx, ref); err != nil && !errors.Is(err, configsvc.ErrConflict) {
+		log.Fatal(err)
+	}
+	head, err := s.Head(ctx, ref)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := s.Publish(ctx, ref, configsvc.Changeset{
+		Base: head.Revision, Author: "bench", Message: "benchmark routes",
+		Changes: []configsvc.Change{{File: configsvc.RoutesFile, Content: content}},
+	}); err != nil {
+		log.Fatal(err)
+	}
+}
