@@ -39,10 +39,10 @@ func Validate(file string, content []byte) error {
 		return jsonErr(file, content, json.Unmarshal(content, &v))
 	case configsvc.FormatYAML:
 		var v any
-		return yamlErr(file, yaml.Unmarshal(content, &v))
+		return yamlErr(file, content, yaml.Unmarshal(content, &v))
 	case configsvc.FormatTOML:
 		var v map[string]any
-		return tomlErr(file, toml.Unmarshal(content, &v))
+		return tomlErr(file, content, toml.Unmarshal(content, &v))
 	case configsvc.FormatProperties:
 		_, err := properties.Load(content, properties.UTF8)
 		return propsErr(file, err)
@@ -67,9 +67,9 @@ func Decode(file string, content []byte, v any) error {
 	case configsvc.FormatJSON:
 		return jsonErr(file, content, json.Unmarshal(content, v))
 	case configsvc.FormatYAML:
-		return yamlErr(file, yaml.Unmarshal(content, v))
+		return yamlErr(file, content, yaml.Unmarshal(content, v))
 	case configsvc.FormatTOML:
-		return tomlErr(file, toml.Unmarshal(content, v))
+		return tomlErr(file, content, toml.Unmarshal(content, v))
 	case configsvc.FormatProperties:
 		p, err := properties.Load(content, properties.UTF8)
 		if err != nil {
@@ -118,14 +118,20 @@ func jsonErr(file string, content []byte, err error) error {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
-		pe.Line, pe.Column = position(content, int(syn.Offset))
+		// Offset counts the bytes read, including the offending one;
+		// point at that byte (at the end for truncated input).
+		off := int(syn.Offset)
+		if off > 0 && off <= len(content) && !strings.Contains(syn.Error(), "unexpected end") {
+			off--
+		}
+		pe.Line, pe.Column = position(content, off)
 	case errors.As(err, &typ):
 		pe.Line, pe.Column = position(content, int(typ.Offset))
 	}
 	return pe
 }
 
-func yamlErr(file string, err error) error {
+func yamlErr(file string, content []byte, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -134,13 +140,15 @@ func yamlErr(file string, err error) error {
 	if errors.As(err, &ye) {
 		pe.Msg = ye.GetMessage()
 		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-			pe.Line, pe.Column = tk.Position.Line, tk.Position.Column
+			// The parser also breaks lines at a lone '\r'; keep the
+			// position inside the content as counted by '\n'.
+			pe.Line, pe.Column = clamp(content, tk.Position.Line, tk.Position.Column)
 		}
 	}
 	return pe
 }
 
-func tomlErr(file string, err error) error {
+func tomlErr(file string, content []byte, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -149,6 +157,13 @@ func tomlErr(file string, err error) error {
 	if errors.As(err, &te) {
 		pe.Msg = te.Message
 		pe.Line, pe.Column = te.Position.Line, te.Position.Col
+		// The parser's own line/column can point past the line's end;
+		// its byte offset is exact.
+		if start := te.Position.Start; start >= 0 && start <= len(content) {
+			pe.Line, pe.Column = position(content, start)
+		} else {
+			pe.Line, pe.Column = clamp(content, pe.Line, pe.Column)
+		}
 	}
 	return pe
 }
@@ -223,11 +238,30 @@ func position(content []byte, offset int) (line, col int) {
 	if offset < 0 {
 		offset = 0
 	}
+	for offset > 0 && offset < len(content) && !utf8.RuneStart(content[offset]) {
+		offset-- // inside a multi-byte rune: point at its start
+	}
 	before := content[:offset]
 	line = bytes.Count(before, []byte{'\n'}) + 1
 	start := bytes.LastIndexByte(before, '\n') + 1
 	col = utf8.RuneCount(before[start:]) + 1
 	return line, col
+}
+
+// clamp limits a 1-based line and column to the lines of content (split at
+// '\n') and to one past the last rune of that line.
+func clamp(content []byte, line, col int) (int, int) {
+	if line <= 0 {
+		return 0, 0
+	}
+	lines := bytes.Split(content, []byte{'\n'})
+	if line > len(lines) {
+		line = len(lines)
+	}
+	if width := utf8.RuneCount(lines[line-1]); col > width+1 {
+		col = width + 1
+	}
+	return line, max(col, 0)
 }
 
 func firstInvalidUTF8(b []byte) int {
