@@ -100,8 +100,6 @@ type revDoc struct {
 type changeDoc struct {
 	File   string `json:"file"`
 	Delete bool   `json:"delete,omitempty"`
-	SHA256 string `json:"sha256,omitempty"`
-	Size   int64  `json:"size,omitempty"`
 }
 
 // revision returns the revision without content.

@@ -169,22 +169,28 @@ func TestRetentionPrunesNodes(t *testing.T) {
 		publish(ctx, t, st, ref, n-1, put("a.txt", fmt.Sprint(n)))
 	}
 	c := rawConn(t, srv.Servers(), "")
-	revs, _, err := c.Children(root + "/services/orders/revisions")
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(revs)
-	if want := []string{"0000000008", "0000000009", "0000000010"}; !slices.Equal(revs, want) {
-		t.Fatalf("revision nodes = %v, want %v", revs, want)
-	}
-	content, _, err := c.Children(root + "/services/orders/content")
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(content)
-	want := []string{"0000000001.keep.txt", "0000000008.a.txt", "0000000009.a.txt", "0000000010.a.txt"}
-	if !slices.Equal(content, want) {
-		t.Fatalf("content nodes = %v, want %v", content, want)
+	// Pruning runs in the background, right after each publish.
+	wantRevs := []string{"0000000008", "0000000009", "0000000010"}
+	wantContent := []string{"0000000001.keep.txt", "0000000008.a.txt", "0000000009.a.txt", "0000000010.a.txt"}
+	var revs, content []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		if revs, _, err = c.Children(root + "/services/orders/revisions"); err != nil {
+			t.Fatal(err)
+		}
+		if content, _, err = c.Children(root + "/services/orders/content"); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(revs)
+		slices.Sort(content)
+		if slices.Equal(revs, wantRevs) && slices.Equal(content, wantContent) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after pruning: revision nodes %v, want %v; content nodes %v, want %v", revs, wantRevs, content, wantContent)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	got, meta, err := st.File(ctx, ref, "keep.txt", 8)
 	if err != nil || string(got) != "from 1" || meta.Revision != 1 {

@@ -56,11 +56,7 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 	rev.Changes = make([]configsvc.Change, len(cs.Changes))
 	for i, c := range cs.Changes {
 		rev.Changes[i] = configsvc.Change{File: c.File, Delete: c.Delete}
-		cd := changeDoc{File: c.File, Delete: c.Delete}
-		if !c.Delete {
-			cd.SHA256, cd.Size = configsvc.Checksum(c.Content), int64(len(c.Content))
-		}
-		doc.Changes = append(doc.Changes, cd)
+		doc.Changes = append(doc.Changes, changeDoc{File: c.File, Delete: c.Delete})
 	}
 
 	unsure := false // an earlier attempt may have landed
@@ -81,7 +77,7 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 				if ok, err := s.landed(ctx, ref, n, doc.PublishID); err != nil {
 					return configsvc.Revision{}, s.publishErr(what, err, true)
 				} else if ok {
-					s.prune(ctx, ref)
+					s.schedulePrune(ref, 0)
 					return rev, nil
 				}
 			}
@@ -118,7 +114,7 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		_, err = s.multi(ctx, ops...)
 		switch {
 		case err == nil:
-			s.prune(ctx, ref)
+			s.schedulePrune(ref, newHead.First)
 			return rev, nil
 		case errors.Is(err, configsvc.ErrTooLarge):
 			return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
@@ -179,37 +175,91 @@ func (s *Store) pause(ctx context.Context, d time.Duration) {
 // worked off over the following publishes.
 const maxPruneRevisions = 100
 
+// schedulePrune asks the background pruner to remove revisions of ref
+// below first (0: unknown, check). Publishing never waits for pruning:
+// retention is enforced logically by the head's First, atomically with the
+// publish, and the nodes below it are removed soon after.
+func (s *Store) schedulePrune(ref configsvc.Ref, first int64) {
+	s.pruneMu.Lock()
+	if first != 0 && first <= s.prunedTo[ref] {
+		s.pruneMu.Unlock()
+		return
+	}
+	s.prunePending[ref] = true
+	s.pruneMu.Unlock()
+	select {
+	case s.pruneKick <- struct{}{}:
+	default:
+	}
+}
+
+// pruner runs until Close, pruning the refs schedulePrune names.
+func (s *Store) pruner() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-s.pruneKick:
+		}
+		s.pruneMu.Lock()
+		refs := s.prunePending
+		s.prunePending = map[configsvc.Ref]bool{}
+		s.pruneMu.Unlock()
+		for ref := range refs {
+			s.prune(ref)
+		}
+	}
+}
+
 // prune physically removes revisions below the head's First (the logical
 // retention boundary moved by Publish) and every content node no retained
-// revision references. Progress is kept in the ref node's Pruned field,
-// updated with a version check, so concurrent pruners never collide.
+// revision references, a bounded step at a time. Progress is kept in the
+// ref node's Pruned field, updated with a version check, so concurrent
+// pruners (other servers on the same ensemble) never collide.
 //
 // Why a content node (R, f) with R < First may go: a retained revision M
 // ≥ First that still used it would mean f was not changed between R and M,
 // so the manifest at First would also point at R. Hence (R, f) is kept
 // exactly when manifest(First)[f] == R.
-func (s *Store) prune(ctx context.Context, ref configsvc.Ref) {
-	if err := s.pruneStep(ctx, ref); err != nil && !errors.Is(err, zk.ErrBadVersion) {
-		s.log.Warn("zkstore: prune old revisions", "ref", ref.String(), "err", err)
+func (s *Store) prune(ref configsvc.Ref) {
+	for step := 0; step < 20; step++ {
+		ctx, cancel := s.opCtx(s.life)
+		done, pruned, err := s.pruneStep(ctx, ref)
+		cancel()
+		if err != nil {
+			if !errors.Is(err, zk.ErrBadVersion) && !errors.Is(err, configsvc.ErrClosed) && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, configsvc.ErrNotFound) {
+				s.log.Warn("zkstore: prune old revisions", "ref", ref.String(), "err", err)
+			}
+			return
+		}
+		s.pruneMu.Lock()
+		s.prunedTo[ref] = max(s.prunedTo[ref], pruned)
+		s.pruneMu.Unlock()
+		if done {
+			return
+		}
 	}
 }
 
-func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) error {
+// pruneStep removes up to maxPruneRevisions revisions. It reports whether
+// ref is fully pruned and up to which revision (exclusive) it is.
+func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) (done bool, pruned int64, err error) {
 	h, _, err := s.readHead(ctx, ref)
 	if err != nil {
-		return err
+		return false, 0, err
 	}
 	data, stat, err := s.get(ctx, s.refPath(ref))
 	if err != nil {
-		return err
+		return false, 0, err
 	}
 	rd, err := decode[refDoc]("ref", data)
 	if err != nil {
-		return err
+		return false, 0, err
 	}
 	from := max(rd.Pruned, 1)
 	if from >= h.First {
-		return nil
+		return true, from, nil
 	}
 	to := min(h.First, from+maxPruneRevisions) // prune [from, to)
 	paths := []string{s.revPath(ref, to)}
@@ -218,14 +268,14 @@ func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) error {
 	}
 	res, err := s.getMany(ctx, paths)
 	if err != nil {
-		return err
+		return false, 0, err
 	}
 	if res[0].err != nil {
-		return fmt.Errorf("read revision %d: %w", to, res[0].err)
+		return false, 0, fmt.Errorf("read revision %d: %w", to, res[0].err)
 	}
 	keepAt, err := decode[revDoc]("revision", res[0].data)
 	if err != nil {
-		return err
+		return false, 0, err
 	}
 	type content struct {
 		rev  int64
@@ -240,7 +290,7 @@ func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) error {
 		}
 		d, err := decode[revDoc]("revision", r.data)
 		if err != nil {
-			return err
+			return false, 0, err
 		}
 		if n == from {
 			// Content older than from still referenced by from's manifest.
@@ -265,12 +315,14 @@ func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) error {
 	rd.Pruned = to
 	ops = append(ops, &zk.SetDataRequest{Path: s.refPath(ref), Data: mustJSON(rd), Version: stat.Version})
 	if _, err := s.multi(ctx, ops...); err != nil {
-		if errors.Is(err, zk.ErrNoNode) {
-			return s.pruneOneByOne(ctx, ops)
+		if !errors.Is(err, zk.ErrNoNode) {
+			return false, 0, err
 		}
-		return err
+		if err := s.pruneOneByOne(ctx, ops); err != nil {
+			return false, 0, err
+		}
 	}
-	return nil
+	return to >= h.First, to, nil
 }
 
 // pruneOneByOne applies a prune transaction that failed on a node already

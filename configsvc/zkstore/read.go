@@ -12,9 +12,21 @@ import (
 
 // manifestAt returns the manifest of ref at revision rev (0 = head) as
 // file → revision whose content node holds the file, with the resolved
-// revision number. At the head it costs one read; at an older revision two.
+// revision number. The head and, for an older revision, the revision node
+// are read together (pipelined): one round trip either way.
 func (s *Store) manifestAt(ctx context.Context, ref configsvc.Ref, rev int64) (map[string]int64, int64, error) {
-	h, _, err := s.readHead(ctx, ref)
+	paths := []string{s.headPath(ref)}
+	if rev > 0 {
+		paths = append(paths, s.revPath(ref, rev))
+	}
+	res, err := s.getMany(ctx, paths)
+	if err != nil {
+		return nil, 0, err
+	}
+	if res[0].err != nil {
+		return nil, 0, fmt.Errorf("%s does not exist: %w", ref, configsvc.ErrNotFound)
+	}
+	h, err := decodeHead(res[0].data)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -28,7 +40,10 @@ func (s *Store) manifestAt(ctx context.Context, ref configsvc.Ref, rev int64) (m
 	if err := checkRange(h, rev); err != nil {
 		return nil, 0, err
 	}
-	d, err := s.readRev(ctx, ref, rev)
+	if res[1].err != nil {
+		return nil, 0, fmt.Errorf("revision %d was pruned: %w", rev, configsvc.ErrCompacted)
+	}
+	d, err := decode[revDoc]("revision", res[1].data)
 	if err != nil {
 		return nil, 0, err
 	}

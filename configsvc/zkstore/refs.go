@@ -118,6 +118,9 @@ func (s *Store) Delete(ctx context.Context, ref configsvc.Ref) error {
 		}
 		break
 	}
+	s.pruneMu.Lock()
+	delete(s.prunedTo, ref)
+	s.pruneMu.Unlock()
 	if err := s.removeTree(ctx, s.refPath(ref)); err != nil {
 		return mapErr(what, err)
 	}
@@ -195,9 +198,17 @@ func (s *Store) readHead(ctx context.Context, ref configsvc.Ref) (*headDoc, *zk.
 	if err != nil {
 		return nil, nil, err
 	}
-	h, err := decode[headDoc]("head", data)
+	h, err := decodeHead(data)
 	if err != nil {
 		return nil, nil, err
+	}
+	return h, stat, nil
+}
+
+func decodeHead(data []byte) (*headDoc, error) {
+	h, err := decode[headDoc]("head", data)
+	if err != nil {
+		return nil, err
 	}
 	if h.Files == nil {
 		h.Files = map[string]configsvc.FileMeta{}
@@ -205,5 +216,5 @@ func (s *Store) readHead(ctx context.Context, ref configsvc.Ref) (*headDoc, *zk.
 	if h.First < 1 {
 		h.First = 1
 	}
-	return h, stat, nil
+	return h, nil
 }

@@ -44,6 +44,11 @@ type Store struct {
 
 	leaseMu sync.Mutex
 	leases  map[string]*lease // by instance node path
+
+	pruneMu      sync.Mutex
+	prunePending map[configsvc.Ref]bool
+	prunedTo     map[configsvc.Ref]int64 // known progress of pruning, per ref
+	pruneKick    chan struct{}           // buffer 1
 }
 
 // Open connects to ZooKeeper, waits for a session, authenticates when
@@ -62,6 +67,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		stateCh:   make(chan struct{}),
 		resession: make(chan struct{}, 1),
 		leases:    map[string]*lease{},
+
+		prunePending: map[configsvc.Ref]bool{},
+		prunedTo:     map[configsvc.Ref]int64{},
+		pruneKick:    make(chan struct{}, 1),
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.acl, s.instACL = buildACLs(cfg)
@@ -89,8 +98,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.ensureTree(ctx); err != nil {
 		return fail("create root tree", err)
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.supervise()
+	go s.pruner()
 	return s, nil
 }
 
