@@ -90,7 +90,16 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var listenRE = regexp.MustCompile(`https?://127\.0\.0\.1:([1-9][0-9]*)`)
+var (
+	listenRE = regexp.MustCompile(`https?://127\.0\.0\.1:([1-9][0-9]*)`)
+	tokenRE  = regexp.MustCompile(`sl[cp]_[A-Za-z0-9_-]+`)
+)
+
+// output returns what the server printed, tokens redacted.
+func (s *e2eServer) output() string { return redact(s.out.String()) }
+
+// redact hides API and pin tokens in text bound for the test log.
+func redact(s string) string { return tokenRE.ReplaceAllString(s, "sl?_<redacted>") }
 
 // startServer runs `sluice server --addr 127.0.0.1:0` and waits until it
 // prints its bound address and /readyz answers 200. Cleanup kills it if the
@@ -114,7 +123,7 @@ func startServer(t *testing.T, bin, store, dataDir string) *e2eServer {
 			<-s.done
 		}
 		if t.Failed() {
-			t.Logf("sluice server output:\n%s", s.out.String())
+			t.Logf("sluice server output:\n%s", s.output())
 		}
 	})
 
@@ -134,9 +143,9 @@ func startServer(t *testing.T, bin, store, dataDir string) *e2eServer {
 	select {
 	case s.url = <-addr:
 	case err := <-s.done:
-		t.Fatalf("sluice server exited before listening: %v\n%s", err, s.out.String())
+		t.Fatalf("sluice server exited before listening: %v\n%s", err, s.output())
 	case <-time.After(30 * time.Second):
-		t.Fatalf("sluice server printed no http://127.0.0.1:PORT address in 30s:\n%s", s.out.String())
+		t.Fatalf("sluice server printed no http://127.0.0.1:PORT address in 30s:\n%s", s.output())
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -148,7 +157,7 @@ func startServer(t *testing.T, bin, store, dataDir string) *e2eServer {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s/readyz not 200 in 30s (last: %v)\n%s", s.url, err, s.out.String())
+			t.Fatalf("%s/readyz not 200 in 30s (last: %v)\n%s", s.url, err, s.output())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -227,7 +236,7 @@ func ok(t *testing.T, bin string, srv *e2eServer, stdin string, args ...string) 
 	t.Helper()
 	r := sluiceCLI(t, bin, srv, stdin, nil, args...)
 	if r.code != 0 {
-		t.Fatalf("sluice %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		t.Fatalf("sluice %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, redact(r.stdout), redact(r.stderr))
 	}
 	return r.stdout
 }
@@ -237,7 +246,7 @@ func fails(t *testing.T, bin string, srv *e2eServer, stdin string, env []string,
 	t.Helper()
 	r := sluiceCLI(t, bin, srv, stdin, env, args...)
 	if r.code == 0 {
-		t.Fatalf("sluice %s succeeded; want a failure\nstdout: %s", strings.Join(args, " "), r.stdout)
+		t.Fatalf("sluice %s succeeded; want a failure\nstdout: %s", strings.Join(args, " "), redact(r.stdout))
 	}
 	return r.stderr
 }

@@ -37,8 +37,9 @@ const (
 
 // Commands returns the client verbs to add to the root command. Each verb
 // carries the connection flags (--server, --token, --data-dir, --timeout,
-// -o) as persistent flags, so they go after the verb:
-// `sluice get --server http://h:7070 orders db.yaml`.
+// -o) as persistent flags; cobra parses the whole command line with the
+// verb's flags, so they may go before or after the verb:
+// `sluice --server http://h:7070 get orders db.yaml`.
 func Commands(env Env) []*cobra.Command {
 	a := &app{env: env}
 	cmds := []*cobra.Command{

@@ -717,3 +717,69 @@ func TestNamesAreEscapedInPaths(t *testing.T) {
 		t.Errorf("path %q: the name was not escaped as one segment", got)
 	}
 }
+
+func TestConnectionFlagsBeforeOrAfterTheVerb(t *testing.T) {
+	f := newFakeAPI(t)
+	f.reply("GET /v1/services", http.StatusOK, map[string]any{"services": []string{"orders"}})
+	for _, args := range [][]string{
+		{"--server", f.srv.URL, "--token", "slc_x", "-o", "json", "services"},
+		{"services", "--server", f.srv.URL, "--token", "slc_x", "-o", "json"},
+		{"--server=" + f.srv.URL, "services", "list", "--token=slc_x", "--output=json"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := runCLI(t, nil, nil, "", args...)
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if !json.Valid([]byte(r.stdout)) || !strings.Contains(r.stdout, `"orders"`) {
+				t.Errorf("stdout %q, want the JSON list", r.stdout)
+			}
+			if got := f.last("GET /v1/services").Header.Get("Authorization"); got != "Bearer slc_x" {
+				t.Errorf("Authorization %q", got)
+			}
+		})
+	}
+}
+
+func TestCreateSaysWhetherItExisted(t *testing.T) {
+	f := newFakeAPI(t)
+	status := http.StatusCreated
+	f.handle("PUT /v1/services/orders", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, status, map[string]any{"name": "orders", "revision": 0})
+	})
+	if r := runCLI(t, f, nil, "", "services", "create", "orders"); r.err != nil || r.stdout != "service orders created\n" {
+		t.Errorf("first create: %q, %v", r.stdout, r.err)
+	}
+	status = http.StatusOK
+	if r := runCLI(t, f, nil, "", "services", "create", "orders"); r.err != nil || r.stdout != "service orders already exists\n" {
+		t.Errorf("second create: %q, %v", r.stdout, r.err)
+	}
+}
+
+func TestIfMatchZeroAndDiffDefaults(t *testing.T) {
+	f := newFakeAPI(t)
+	f.reply("PUT /v1/services/orders/files/a.txt", http.StatusOK, map[string]any{"revision": 1})
+	f.reply("GET /v1/services/orders/diff", http.StatusOK, map[string]any{"from": 0, "to": 1, "files": []map[string]any{}})
+	if r := runCLI(t, f, nil, "x", "put", "orders", "a.txt", "--if-match", "0"); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if got := f.last("PUT /v1/services/orders/files/a.txt").Header.Get("If-Match"); got != `"0"` {
+		t.Errorf("If-Match %q, want \"0\" (only if nothing was published yet)", got)
+	}
+	if r := runCLI(t, f, nil, "x", "put", "orders", "a.txt"); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if got := f.last("PUT /v1/services/orders/files/a.txt").Header.Values("If-Match"); len(got) != 0 {
+		t.Errorf("If-Match %q sent without --if-match", got)
+	}
+	r := runCLI(t, f, nil, "", "diff", "orders")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if q := f.last("GET /v1/services/orders/diff").RawQuery; q != "" {
+		t.Errorf("query %q, want none (server defaults)", q)
+	}
+	if want := "orders: no differences between revisions 0 and 1\n"; r.stdout != want {
+		t.Errorf("stdout %q, want %q", r.stdout, want)
+	}
+}

@@ -111,7 +111,11 @@ func (a *app) createCmd(s scope) *cobra.Command {
 			if a.json() {
 				return printJSON(a.stdout(), resp.body)
 			}
-			_, err = fmt.Fprintf(a.stdout(), "%s %s created\n", s.noun(), args[0])
+			what := "created"
+			if resp.status == http.StatusOK {
+				what = "already exists" // PUT is idempotent: 200 instead of 201
+			}
+			_, err = fmt.Fprintf(a.stdout(), "%s %s %s\n", s.noun(), args[0], what)
 			return err
 		},
 	}
