@@ -1,0 +1,397 @@
+package webui_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+const (
+	appV1 = "{\n  \"name\": \"orders\",\n  \"port\": 8080\n}\n"
+	appV2 = "{\n  \"name\": \"orders\",\n  \"port\": 9090\n}\n"
+	appV3 = "{\n  \"name\": \"orders\",\n  \"port\": 7070\n}\n"
+	appV4 = "{\n  \"name\": \"orders\",\n  \"port\": 6060\n}\n"
+	// badJSON has a trailing comma: the error is the "}" at line 4, column 1.
+	badJSON = "{\n  \"name\": \"orders\",\n  \"port\": 8080,\n}\n"
+)
+
+// TestConsole drives the embedded console in Chromium against a real admin
+// server: every step is a user story from the console issue, in order, each
+// checking what the user sees and what the store holds afterwards.
+func TestConsole(t *testing.T) {
+	top := t // instances registered in one step stay live for the later steps
+	c := startConsole(t)
+	browser := startBrowser(t)
+	adm := newTab(t, browser, c.url)
+	var vw *tab
+	ctx := context.Background()
+	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
+
+	step := func(name string, f func(t *testing.T)) {
+		t.Helper()
+		ok := t.Run(name, func(st *testing.T) {
+			adm.t = st
+			if vw != nil {
+				vw.t = st
+			}
+			f(st)
+		})
+		adm.t = t
+		if vw != nil {
+			vw.t = t
+		}
+		if !ok {
+			t.FailNow() // later steps build on this one
+		}
+	}
+
+	step("wrong token is refused with the server's message", func(t *testing.T) {
+		adm.do(chromedp.Navigate(c.url), chromedp.WaitVisible(css(`[data-test=token]`)))
+		adm.shot("01-sign-in")
+		adm.typeInto(`[data-test=token]`, "slc_not-a-real-token")
+		adm.do(chromedp.Click(css(`[data-test=signin]`)), chromedp.WaitVisible(css(`[data-test=signin-error]`)))
+		if got := adm.text(`[data-test=signin-error]`); !strings.Contains(got, "not accepted") {
+			t.Errorf("sign-in error = %q, want it to say the token was not accepted", got)
+		}
+	})
+
+	step("sign in exchanges the token for an HttpOnly session cookie", func(t *testing.T) {
+		adm.signIn(c.admin)
+		if got := adm.text(`[data-test=whoami]`); !strings.Contains(got, "admin") {
+			t.Errorf("header shows %q, want the admin identity", got)
+		}
+		if n := evalJS[int](adm, `localStorage.length + sessionStorage.length`); n != 0 {
+			t.Errorf("browser storage holds %d items, want none", n)
+		}
+		cookies := evalJS[string](adm, `document.cookie`)
+		if !strings.Contains(cookies, "sluice_csrf=") || strings.Contains(cookies, "sluice_session") {
+			t.Errorf("script-visible cookies = %q, want the CSRF cookie only (the session cookie is HttpOnly)", cookies)
+		}
+		if evalJS[bool](adm, fmt.Sprintf(`document.documentElement.outerHTML.includes(%q)`, c.admin)) {
+			t.Error("the token is still in the page after sign-in")
+		}
+	})
+
+	step("create a service", func(t *testing.T) {
+		adm.do(chromedp.WaitVisible(css(`[data-test=new-name]`)))
+		adm.typeInto(`[data-test=new-name]`, "orders")
+		adm.do(chromedp.Click(css(`[data-test=create]`)))
+		adm.waitFor("the service page", `document.querySelector('[data-test=title]')?.textContent === 'orders'`)
+		if rev := headRevision(t, c.store, "orders"); rev != 0 {
+			t.Errorf("new service at revision %d, want 0", rev)
+		}
+	})
+
+	step("invalid JSON shows the error at its line before publishing", func(t *testing.T) {
+		adm.typeInto(`[data-test=new-file]`, "app.json")
+		adm.do(chromedp.Click(css(`[data-test=add-file]`)), chromedp.WaitVisible(css(`[data-test=editor]`)))
+		adm.typeInto(`[data-test=editor]`, badJSON)
+		adm.waitFor("an error mark in the gutter", `document.querySelector('.gutter .ln.err') !== null`)
+		if got := adm.text(`.gutter .ln.err`); got != "4" {
+			t.Errorf("gutter marks line %q, want 4", got)
+		}
+		if got := adm.text(`[data-test=editor-errors] li`); !strings.HasPrefix(got, "Line 4, column 1:") {
+			t.Errorf("error text = %q, want it to start with the line and column", got)
+		}
+		if !evalJS[bool](adm, `document.querySelector('[data-test=review]').disabled`) {
+			t.Error("publish is enabled while the JSON does not parse")
+		}
+		adm.shot("02-editor-error")
+	})
+
+	step("publish valid content after reviewing the diff", func(t *testing.T) {
+		adm.typeInto(`[data-test=editor]`, appV1)
+		adm.waitFor("the error to clear", `!document.querySelector('.gutter .ln.err') && !document.querySelector('[data-test=review]').disabled`)
+		adm.do(chromedp.Click(css(`[data-test=review]`)), chromedp.WaitVisible(css(`[data-test=publish-diff]`)))
+		if got := adm.text(`[data-test=publish-diff]`); !strings.Contains(got, `+  "port": 8080`) || !strings.Contains(got, "added") {
+			t.Errorf("publish diff = %q, want the added file's lines", got)
+		}
+		adm.shot("03-publish-diff")
+		adm.typeInto(`.modal [data-test=message]`, "first config for orders")
+		adm.do(chromedp.Click(css(`[data-test=confirm-publish]`)))
+		adm.waitFor("revision 1", `document.querySelector('[data-test=head-revision]').textContent === 'revision 1'`)
+		if got := fileAt(t, c.store, "orders", "app.json", 1); got != appV1 {
+			t.Errorf("stored app.json = %q, want %q", got, appV1)
+		}
+	})
+
+	step("server validation errors (422) are shown at their line", func(t *testing.T) {
+		adm.typeInto(`[data-test=new-file]`, "bad.yaml")
+		adm.do(chromedp.Click(css(`[data-test=add-file]`)), chromedp.WaitVisible(css(`[data-file="bad.yaml"]`)))
+		adm.typeInto(`[data-test=editor]`, "a: [1, 2\nb: 3\n")
+		adm.publish("should be refused")
+		adm.waitFor("the server's error in the editor", `[...document.querySelectorAll('[data-test=editor-errors] li')].some((li) => li.textContent.includes('(server)'))`)
+		if n := adm.count(`.gutter .ln.err`); n != 1 {
+			t.Errorf("%d gutter lines marked, want the one the server named", n)
+		}
+		if got := adm.text(`[data-test=flash] .msg.error`); !strings.Contains(got, "422") {
+			t.Errorf("flash = %q, want the refusal with its status", got)
+		}
+		if rev := headRevision(t, c.store, "orders"); rev != 1 {
+			t.Errorf("head moved to %d after a refused publish", rev)
+		}
+		adm.shot("04-server-error")
+		adm.do(chromedp.Click(css(`[data-test=revert-file]`)))
+		adm.waitFor("the draft file to go", `!document.querySelector('[data-file="bad.yaml"]')`)
+	})
+
+	step("publish a second revision", func(t *testing.T) {
+		adm.do(chromedp.Click(css(`[data-file="app.json"]`)))
+		adm.typeInto(`[data-test=editor]`, appV2)
+		adm.publish("move to port 9090")
+		adm.waitFor("revision 2", `document.querySelector('[data-test=head-revision]').textContent === 'revision 2'`)
+		if got := fileAt(t, c.store, "orders", "app.json", 2); got != appV2 {
+			t.Errorf("stored app.json = %q, want %q", got, appV2)
+		}
+	})
+
+	step("history diffs any two revisions", func(t *testing.T) {
+		adm.do(chromedp.Navigate(c.url+"#/services/orders/history"), chromedp.WaitVisible(css(`[data-revision="1"]`)))
+		if got := adm.text(`[data-revision="2"]`); !strings.Contains(got, "move to port 9090") || !strings.Contains(got, "app.json") {
+			t.Errorf("revision 2 row = %q, want its message and file", got)
+		}
+		adm.do(chromedp.Click(css(`[data-test=from-1]`)), chromedp.Click(css(`[data-test=to-2]`)), chromedp.Click(css(`[data-test=compare]`)))
+		adm.waitFor("the diff", `document.querySelector('[data-test=diff-out] .diff') !== null`)
+		got := adm.text(`[data-test=diff-out]`)
+		if !strings.Contains(got, `-  "port": 8080`) || !strings.Contains(got, `+  "port": 9090`) {
+			t.Errorf("diff 1→2 = %q, want the port change", got)
+		}
+		adm.shot("05-history-diff")
+	})
+
+	step("rollback shows the diff it applies and restores the content", func(t *testing.T) {
+		adm.do(chromedp.Click(css(`[data-test=rollback-1]`)), chromedp.WaitVisible(css(`[data-test=rollback-diff] .diff`)))
+		got := adm.text(`[data-test=rollback-diff]`)
+		if !strings.Contains(got, `-  "port": 9090`) || !strings.Contains(got, `+  "port": 8080`) {
+			t.Errorf("rollback confirmation diff = %q, want live 9090 → 8080", got)
+		}
+		adm.shot("06-rollback-confirm")
+		adm.do(chromedp.Click(css(`[data-test=confirm-rollback]`)), chromedp.WaitVisible(css(`[data-revision="3"]`)))
+		if rev := headRevision(t, c.store, "orders"); rev != 3 {
+			t.Fatalf("head = %d after rollback, want 3", rev)
+		}
+		if got := fileAt(t, c.store, "orders", "app.json", 3); got != appV1 {
+			t.Errorf("app.json after rollback = %q, want revision 1's %q", got, appV1)
+		}
+		adm.do(chromedp.Navigate(c.url+"#/services/orders/files"), chromedp.WaitVisible(css(`[data-test=editor]`)))
+		if got := evalJS[string](adm, `document.querySelector('[data-test=editor]').value`); got != appV1 {
+			t.Errorf("editor shows %q after rollback, want %q", got, appV1)
+		}
+	})
+
+	step("an open editor notices a concurrent publish and does not overwrite it", func(t *testing.T) {
+		adm.typeInto(`[data-test=editor]`, appV3)
+		_, err := c.store.Publish(ctx, configsvc.Service("orders"), configsvc.Changeset{Base: 3, Author: "olga", Message: "hotfix from the CLI",
+			Changes: []configsvc.Change{{File: "app.json", Content: []byte(appV4)}}})
+		if err != nil {
+			t.Fatalf("concurrent publish: %v", err)
+		}
+		adm.waitFor("the notice about revision 4", `document.querySelector('[data-test=remote-change]')?.textContent.includes('Revision 4 was published by olga')`)
+		adm.shot("07-live-change")
+		adm.publish("my edit on a stale base")
+		adm.waitFor("the conflict diff", `document.querySelector('[data-test=conflict-diff] .diff') !== null`)
+		got := adm.text(`[data-test=conflict-diff]`)
+		if !strings.Contains(got, `-  "port": 6060`) || !strings.Contains(got, `+  "port": 7070`) {
+			t.Errorf("conflict diff = %q, want live 6060 against my 7070", got)
+		}
+		if got := fileAt(t, c.store, "orders", "app.json", 0); got != appV4 {
+			t.Fatalf("the stale publish overwrote revision 4: %q", got)
+		}
+		adm.do(chromedp.Click(css(`[data-test=rebase]`)))
+		adm.waitFor("revision 4 as the base", `document.querySelector('[data-test=head-revision]').textContent === 'revision 4'`)
+		adm.publish("port 7070 on top of the hotfix")
+		adm.waitFor("revision 5", `document.querySelector('[data-test=head-revision]').textContent === 'revision 5'`)
+		if got := fileAt(t, c.store, "orders", "app.json", 5); got != appV3 {
+			t.Errorf("app.json at 5 = %q, want %q", got, appV3)
+		}
+	})
+
+	step("instances update live with applied and rejected revisions", func(t *testing.T) {
+		adm.do(chromedp.Navigate(c.url+"#/services/orders/instances"), chromedp.WaitVisible(css(`[data-test=instances]`)))
+		adm.waitFor("the live stream", `document.querySelector('[data-test=live-state]').textContent === 'live'`)
+		now := time.Now().UTC()
+		for _, in := range []configsvc.Instance{
+			{Service: "orders", ID: "orders-7", Addr: "127.0.0.1:9007", Labels: map[string]string{"zone": "a"}, Revision: 5, Status: configsvc.StatusApplied, Started: now, Updated: now},
+			{Service: "orders", ID: "orders-8", Addr: "127.0.0.1:9008", Revision: 4, Status: configsvc.StatusRejected, Rejected: 5, Error: "port: out of range", Started: now, Updated: now},
+		} {
+			lease, err := c.store.Register(ctx, in)
+			if err != nil {
+				t.Fatalf("register %s: %v", in.ID, err)
+			}
+			top.Cleanup(func() { _ = lease.Close() })
+		}
+		adm.waitFor("both instances", `document.querySelectorAll('[data-instance]').length === 2`)
+		if got := adm.text(`[data-instance="orders-8"]`); !strings.Contains(got, "rejected") || !strings.Contains(got, "port: out of range") {
+			t.Errorf("rejected instance row = %q, want status and reason", got)
+		}
+		if got := adm.text(`[data-test=instance-summary]`); got != "2 instances · 1 on revision 5 · 0 older · 1 rejected" {
+			t.Errorf("summary = %q", got)
+		}
+		adm.shot("08-instances")
+		adm.do(chromedp.Navigate(c.url+"#/services"), chromedp.WaitVisible(css(`[data-service=orders]`)))
+		if got := adm.text(`[data-service=orders]`); !strings.Contains(got, "1 current") || !strings.Contains(got, "1 rejected") || !strings.Contains(got, "admin") {
+			t.Errorf("services row = %q, want revision, author and instance states", got)
+		}
+		adm.shot("09-services")
+	})
+
+	step("a shared group shows the services it reaches before publishing", func(t *testing.T) {
+		adm.do(chromedp.Navigate(c.url+"#/shared"), chromedp.WaitVisible(css(`[data-test=groups]`)))
+		adm.typeInto(`[data-test=new-name]`, "redis-common")
+		adm.do(chromedp.Click(css(`[data-test=create]`)))
+		adm.waitFor("the group page", `document.querySelector('[data-test=title]')?.textContent === 'redis-common'`)
+		if err := c.store.Link(ctx, "orders", "redis-common"); err != nil {
+			t.Fatalf("link: %v", err)
+		}
+		adm.typeInto(`[data-test=new-file]`, "redis.yaml")
+		adm.do(chromedp.Click(css(`[data-test=add-file]`)), chromedp.WaitVisible(css(`[data-test=editor]`)))
+		adm.typeInto(`[data-test=editor]`, "addr: 127.0.0.1:6379\n")
+		adm.do(chromedp.Click(css(`[data-test=review]`)), chromedp.WaitVisible(css(`[data-test=affected]`)))
+		if got := adm.text(`[data-test=affected]`); !strings.Contains(got, "orders") {
+			t.Errorf("affected services = %q, want orders", got)
+		}
+		adm.shot("10-shared-publish")
+		adm.do(chromedp.Click(css(`[data-test=confirm-publish]`)))
+		adm.waitFor("revision 1", `document.querySelector('[data-test=head-revision]').textContent === 'revision 1'`)
+	})
+
+	step("create a pin from the live registry, then revoke it", func(t *testing.T) {
+		adm.do(chromedp.Navigate(c.url+"#/pins"), chromedp.WaitVisible(css(`[data-test=pin-service]`)))
+		adm.choose(`[data-test=pin-service]`, "orders")
+		adm.waitFor("the instances of orders", `[...document.querySelectorAll('[data-test=pin-instance] option')].some((o) => o.value === 'orders-7')`)
+		adm.choose(`[data-test=pin-instance]`, "orders-7")
+		adm.typeInto(`[data-test=pin-note]`, "debugging ticket 42")
+		adm.do(chromedp.Click(css(`[data-test=pin-create]`)), chromedp.WaitVisible(css(`[data-test=pin-token]`)))
+		token := adm.text(`[data-test=pin-token]`)
+		if !strings.HasPrefix(token, "slp_") {
+			t.Fatalf("pin token = %q, want an slp_ token", token)
+		}
+		if got := adm.text(`[data-test=pin-curl]`); !strings.Contains(got, "X-Sluice-Pin: "+token) {
+			t.Errorf("curl line = %q, want the pin header", got)
+		}
+		adm.waitFor("the pin in the list", `document.querySelector('[data-pin]') !== null`)
+		adm.shot("11-pin-created")
+		id := evalJS[string](adm, `document.querySelector('[data-pin]').dataset.pin`)
+		adm.do(chromedp.Click(css(`[data-test=revoke-`+id+`]`)), chromedp.WaitVisible(css(`[data-test=confirm-revoke]`)),
+			chromedp.Click(css(`[data-test=confirm-revoke]`)))
+		adm.waitFor("the revoked state", fmt.Sprintf(`document.querySelector('[data-pin=%q] [data-test=pin-state]')?.textContent === 'revoked'`, id))
+		var pins struct {
+			Pins []struct{ ID, State string } `json:"pins"`
+		}
+		c.apiGet(t, "/v1/pins", &pins)
+		if len(pins.Pins) != 1 || pins.Pins[0].ID != id || pins.Pins[0].State != "revoked" {
+			t.Errorf("server pins = %+v, want %s revoked", pins.Pins, id)
+		}
+		adm.shot("12-pins")
+	})
+
+	step("audit log lists what happened, filtered by service", func(t *testing.T) {
+		adm.do(chromedp.Navigate(c.url+"#/audit"), chromedp.WaitVisible(css(`[data-test=audit] tbody tr`)))
+		adm.typeInto(`[data-test=audit-service]`, "orders")
+		adm.do(chromedp.Click(css(`[data-test=audit-filter]`)))
+		// Before the filter applies the table also lists the group and the pins.
+		adm.waitFor("entries of orders only", `(() => { const rows = [...document.querySelectorAll('[data-test=audit] tbody tr')];
+			return rows.some((r) => r.textContent.includes('rollback')) && !rows.some((r) => r.textContent.includes('redis-common') || r.textContent.includes('pin/')); })()`)
+		got := adm.text(`[data-test=audit]`)
+		for _, want := range []string{"publish", "rollback", "create", "refused 422"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("audit table lacks %q: %q", want, got)
+			}
+		}
+		adm.shot("13-audit")
+	})
+
+	step("routes page offers to create sluice-system", func(t *testing.T) {
+		adm.do(chromedp.Navigate(c.url+"#/routes"), chromedp.WaitVisible(css(`[data-test=create-routes]`)),
+			chromedp.Click(css(`[data-test=create-routes]`)))
+		adm.waitFor("the routes workspace", `document.querySelector('[data-test=title]')?.textContent === 'Routes'`)
+		if rev := headRevision(t, c.store, configsvc.SystemService); rev != 0 {
+			t.Errorf("sluice-system at revision %d, want 0", rev)
+		}
+	})
+
+	step("a viewer sees no edit controls and refusals show the server's message", func(t *testing.T) {
+		vw = newTab(t, browser, c.url)
+		vw.t = t
+		vw.signIn(c.viewer)
+		vw.do(chromedp.WaitVisible(css(`[data-service=orders]`)))
+		if n := vw.count(`[data-test=new-name]`); n != 0 {
+			t.Error("viewer is offered to create a service")
+		}
+		if n := vw.count(`[data-nav=audit]`); n != 0 {
+			t.Error("viewer sees the admin-only audit link")
+		}
+		vw.do(chromedp.Navigate(c.url+"#/services/orders"), chromedp.WaitVisible(css(`[data-test=editor]`)))
+		if !evalJS[bool](vw, `document.querySelector('[data-test=editor]').readOnly`) {
+			t.Error("viewer's editor is writable")
+		}
+		for _, sel := range []string{`[data-test=review]`, `[data-test=add-file]`, `[data-test=delete-file]`} {
+			if n := vw.count(sel); n != 0 {
+				t.Errorf("viewer sees %s", sel)
+			}
+		}
+		if n := vw.count(`[data-test=read-only]`); n != 1 {
+			t.Error("viewer's page is not marked read only")
+		}
+		vw.shot("14-viewer")
+		vw.do(chromedp.Navigate(c.url+"#/services/orders/history"), chromedp.WaitVisible(css(`[data-revision="5"]`)))
+		if n := vw.count(`[data-test^=rollback-]`); n != 0 {
+			t.Errorf("viewer sees %d rollback buttons", n)
+		}
+		vw.do(chromedp.Navigate(c.url+"#/pins"), chromedp.WaitVisible(css(`[data-test=pins] tbody tr`)))
+		if n := vw.count(`[data-test=pin-create]`) + vw.count(`[data-test^=revoke-]`); n != 0 {
+			t.Errorf("viewer sees %d pin controls", n)
+		}
+		vw.do(chromedp.Navigate(c.url + "#/audit"))
+		vw.waitFor("the refusal", `document.querySelector('[data-test=flash] .msg.error') !== null`)
+		if got := vw.text(`[data-test=flash] .msg.error`); !strings.Contains(got, "403") {
+			t.Errorf("refusal = %q, want the server's 403 message", got)
+		}
+	})
+
+	step("sign out ends the session", func(t *testing.T) {
+		adm.do(chromedp.Navigate(c.url+"#/services"), chromedp.WaitVisible(css(`[data-test=signout]`)),
+			chromedp.Click(css(`[data-test=signout]`)), chromedp.WaitVisible(css(`[data-test=token]`)))
+		if st := evalJS[int](adm, `fetch('/v1/whoami').then((r) => r.status)`); st != 401 {
+			t.Errorf("whoami after sign-out = %d, want 401", st)
+		}
+	})
+}
+
+// TestClientDiffAndJSONCheck runs the console's diff and JSON checker inside
+// Chromium: a diff must rebuild both texts, and checkJSON must agree with the
+// browser's own JSON.parse on valid and invalid documents.
+func TestClientDiffAndJSONCheck(t *testing.T) {
+	c := startConsole(t)
+	b := newTab(t, startBrowser(t), c.url)
+	b.do(chromedp.Navigate(c.url), chromedp.WaitVisible(chromedp.CSS(`[data-test=token]`)))
+	bad := evalJS[string](b, `Promise.all([import('./js/diff.js'), import('./js/validate.js')]).then(([d, v]) => {
+		let seed = 7;
+		const rnd = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+		const text = () => Array.from({ length: rnd(14) }, () => 'l' + rnd(4)).join('\n');
+		for (let i = 0; i < 3000; i++) {
+			const a = text(), b = text();
+			const ops = d.diffLines(a, b);
+			const A = ops.filter((o) => o.t !== '+').map((o) => o.s).join('\n');
+			const B = ops.filter((o) => o.t !== '-').map((o) => o.s).join('\n');
+			if (A !== a || B !== b) return 'diff does not rebuild ' + JSON.stringify([a, b]);
+		}
+		const docs = ['{}', '[]', '0', '-1.5e3', '"a\\u00e9"', '{"a":[1,{"b":null}]}', ' true ', '{"a":1,}', '[1,]', '', '{a:1}',
+			"{'a':1}", '01', '1.', '"\t"', '{"a" 1}', '[1 2]', 'nul', '"\\x"', '{"a":1}}', '\u00a0{}'];
+		for (const s of docs) {
+			let ok = true;
+			try { JSON.parse(s); } catch (_) { ok = false; }
+			if ((v.checkJSON(s) === null) !== ok) return 'checkJSON disagrees with JSON.parse on ' + JSON.stringify(s);
+		}
+		return '';
+	})`)
+	if bad != "" {
+		t.Error(bad)
+	}
+}

@@ -1,0 +1,133 @@
+// Line diffs: a Myers diff computed in the browser (draft vs live), and a
+// parser for the unified diffs the server returns; both render the same way.
+import { h } from './dom.js';
+
+const MAX_EDITS = 2000; // beyond this many edits, show "replace all"; keeps memory bounded
+
+function lines(text) {
+  if (text === '' || text === undefined || text === null) return [];
+  const ls = String(text).split('\n');
+  if (ls[ls.length - 1] === '') ls.pop();
+  return ls;
+}
+
+// diffLines returns ops [{t:' '|'-'|'+', s, a, b}] turning text a into text b;
+// a and b are 1-based line numbers in the old and new text.
+export function diffLines(aText, bText) {
+  const a = lines(aText), b = lines(bText);
+  let pre = 0;
+  while (pre < a.length && pre < b.length && a[pre] === b[pre]) pre++;
+  let suf = 0;
+  while (suf < a.length - pre && suf < b.length - pre && a[a.length - 1 - suf] === b[b.length - 1 - suf]) suf++;
+  const A = a.slice(pre, a.length - suf), B = b.slice(pre, b.length - suf);
+  const mid = myers(A, B);
+  const ops = [];
+  for (const s of a.slice(0, pre)) ops.push({ t: ' ', s });
+  ops.push(...mid);
+  for (const s of a.slice(a.length - suf)) ops.push({ t: ' ', s });
+  let x = 1, y = 1;
+  for (const op of ops) {
+    if (op.t !== '+') op.a = x++;
+    if (op.t !== '-') op.b = y++;
+  }
+  return ops;
+}
+
+function myers(A, B) {
+  const N = A.length, M = B.length;
+  if (N === 0) return B.map((s) => ({ t: '+', s }));
+  if (M === 0) return A.map((s) => ({ t: '-', s }));
+  const max = N + M, off = max + 1;
+  const v = new Int32Array(2 * max + 3);
+  const trace = [];
+  for (let d = 0; d <= max; d++) {
+    if (d > MAX_EDITS) return [...A.map((s) => ({ t: '-', s })), ...B.map((s) => ({ t: '+', s }))];
+    trace.push(v.slice(off - d - 1, off + d + 2));
+    for (let k = -d; k <= d; k += 2) {
+      let x = (k === -d || (k !== d && v[off + k - 1] < v[off + k + 1])) ? v[off + k + 1] : v[off + k - 1] + 1;
+      let y = x - k;
+      while (x < N && y < M && A[x] === B[y]) { x++; y++; }
+      v[off + k] = x;
+      if (x >= N && y >= M) return backtrack(trace, A, B);
+    }
+  }
+  return [];
+}
+
+function backtrack(trace, A, B) {
+  let x = A.length, y = B.length;
+  const ops = [];
+  for (let d = trace.length - 1; d >= 0; d--) {
+    const w = trace[d]; // v at the start of step d, window [-d-1, d+1]
+    const at = (k) => w[k + d + 1];
+    const k = x - y;
+    const prevK = (k === -d || (k !== d && at(k - 1) < at(k + 1))) ? k + 1 : k - 1;
+    const prevX = at(prevK), prevY = prevX - prevK;
+    while (x > prevX && y > prevY) { ops.push({ t: ' ', s: A[x - 1] }); x--; y--; }
+    if (d > 0) {
+      if (x === prevX) ops.push({ t: '+', s: B[y - 1] });
+      else ops.push({ t: '-', s: A[x - 1] });
+    }
+    x = prevX; y = prevY;
+  }
+  return ops.reverse();
+}
+
+// hunks groups ops into unified-diff hunks with ctx lines of context:
+// [{header, rows:[op]}]. No changes → [].
+export function hunks(ops, ctx = 3) {
+  const changed = [];
+  ops.forEach((o, i) => { if (o.t !== ' ') changed.push(i); });
+  const out = [];
+  let g = 0;
+  while (g < changed.length) {
+    const first = changed[g];
+    let last = first;
+    g++;
+    while (g < changed.length && changed[g] - last - 1 <= 2 * ctx) last = changed[g++];
+    const rows = ops.slice(Math.max(0, first - ctx), Math.min(ops.length, last + 1 + ctx));
+    const a0 = rows.find((r) => r.a)?.a || 0, b0 = rows.find((r) => r.b)?.b || 0;
+    const an = rows.filter((r) => r.t !== '+').length, bn = rows.filter((r) => r.t !== '-').length;
+    out.push({ header: `@@ -${a0},${an} +${b0},${bn} @@`, rows });
+  }
+  return out;
+}
+
+// parseUnified turns a unified diff text into hunks (the shape hunks returns).
+export function parseUnified(text) {
+  const out = [];
+  let cur = null, a = 0, b = 0;
+  for (const line of String(text || '').split('\n')) {
+    if (line.startsWith('---') || line.startsWith('+++')) { if (!cur) continue; }
+    const m = /^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@/.exec(line);
+    if (m) { cur = { header: line, rows: [] }; out.push(cur); a = +m[1]; b = +m[2]; continue; }
+    if (!cur) continue;
+    const t = line[0], s = line.slice(1);
+    if (t === '+') cur.rows.push({ t, s, b: b++ });
+    else if (t === '-') cur.rows.push({ t, s, a: a++ });
+    else if (t === ' ') cur.rows.push({ t, s, a: a++, b: b++ });
+    else if (line.startsWith('\\')) continue;
+  }
+  return out;
+}
+
+// renderFileDiff renders one file's hunks; status is e.g. "modified", "added", "deleted".
+export function renderFileDiff(file, hs, status) {
+  const cls = { added: 'ok', deleted: 'bad', removed: 'bad', modified: 'info' }[status] || '';
+  const head = h('div', { class: 'file' }, file, status ? h('span', { class: 'badge ' + cls }, status) : null);
+  if (!hs.length) return h('div', { class: 'diff', 'data-file': file }, head, h('div', { class: 'empty' }, 'No changes.'));
+  const body = h('tbody');
+  for (const hk of hs) {
+    body.appendChild(h('tr', { class: 'hunk' }, h('td', { class: 'n' }), h('td', { class: 'n' }), h('td', {}, hk.header)));
+    for (const r of hk.rows) {
+      const cl = r.t === '+' ? 'add' : r.t === '-' ? 'del' : 'ctx';
+      body.appendChild(h('tr', { class: cl }, h('td', { class: 'n' }, r.a || ''), h('td', { class: 'n' }, r.b || ''), h('td', {}, r.t + r.s)));
+    }
+  }
+  return h('div', { class: 'diff', 'data-file': file }, head, h('table', {}, body));
+}
+
+// renderTextDiff diffs two texts of one file and renders the result.
+export function renderTextDiff(file, before, after, status) {
+  return renderFileDiff(file, hunks(diffLines(before, after)), status);
+}
