@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -134,6 +135,25 @@ func (s *suite) testInstances(t *testing.T) {
 		mustRegister(ctx, t, st, p)
 		wantInstances(ctx, t, st, "orders", o)
 		wantInstances(ctx, t, st, "payments", p)
+	})
+
+	t.Run("DeleteServiceDropsInstances", func(t *testing.T) {
+		st, ctx := s.open(t)
+		mustCreate(ctx, t, st, configsvc.Service("orders"))
+		l := mustRegister(ctx, t, st, instance("orders", "i-1"))
+		if err := st.Delete(ctx, configsvc.Service("orders")); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+		got, err := st.Instances(ctx, "orders")
+		if err != nil && !errors.Is(err, configsvc.ErrNotFound) {
+			t.Fatalf("Instances of a deleted service: %v", err)
+		}
+		if len(got) != 0 {
+			t.Fatalf("Instances of a deleted service = %v, want none", ids(got))
+		}
+		if err := l.Close(); err != nil {
+			t.Fatalf("Lease.Close after its service was deleted: %v", err)
+		}
 	})
 
 	t.Run("Watch", func(t *testing.T) {

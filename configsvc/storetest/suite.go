@@ -270,6 +270,10 @@ func (s *suite) wantRevisions(t *testing.T, ch <-chan configsvc.Event, from, to 
 		if rev.Number != n {
 			t.Fatalf("watch delivered revision %d, want %d (in order, none skipped)", rev.Number, n)
 		}
+		// Every watch subtest publishes through mustPublish.
+		if rev.Author != "tester" || rev.Message != fmt.Sprintf("revision %d", n) || rev.Time.IsZero() {
+			t.Fatalf("watched revision %d: author %q, message %q, time %v; want tester, %q and the publish time", n, rev.Author, rev.Message, rev.Time, fmt.Sprintf("revision %d", n))
+		}
 		if changes, ok := want[n]; ok {
 			wantChanges(t, fmt.Sprintf("watched revision %d", n), rev.Changes, changes)
 		}
