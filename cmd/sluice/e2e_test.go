@@ -413,10 +413,49 @@ func tour(t *testing.T, bin string, srv *e2eServer) {
 		t.Fatalf("the viewer's refused put changed db.yaml to %q", got)
 	}
 
+	// An instance registered through the API is listed with its revision;
+	// a pin to it prints its token with a ready curl line, and can be revoked.
+	registerInstance(t, srv, "orders", "orders-1", `{"addr":"127.0.0.1:9001","revision":8,"status":"applied"}`)
+	inst := ok(t, bin, srv, "", "instances", "orders")
+	mustContain(t, "instances", inst, "orders-1", "127.0.0.1:9001", "applied")
+	if !regexp.MustCompile(`orders-1\s+127\.0\.0\.1:9001\s+8\s+applied`).MatchString(inst) {
+		t.Errorf("instances table does not show orders-1 at revision 8:\n%s", inst)
+	}
+	pin := ok(t, bin, srv, "", "pin", "create", "--target", "orders=orders-1", "--ttl", "10m", "--note", "e2e")
+	m := regexp.MustCompile(`(?m)^pin ([0-9a-f]{12}) for orders→orders-1`).FindStringSubmatch(pin)
+	if m == nil || !regexp.MustCompile(`curl -H 'X-Sluice-Pin: slp_[A-Za-z0-9_-]+' http://127\.0\.0\.1:7080/`).MatchString(pin) {
+		t.Fatalf("pin create output lacks the pin id or the curl line:\n%s", redact(pin))
+	}
+	mustContain(t, "pin list", ok(t, bin, srv, "", "pin", "list"), m[1], "orders→orders-1", "active", "e2e")
+	ok(t, bin, srv, "", "pin", "revoke", m[1])
+	mustContain(t, "pin list after revoke", ok(t, bin, srv, "", "pin", "list"), m[1], "revoked")
+
 	// The audit log has the refused put and the publishes.
+	mustContain(t, "audit --service", ok(t, bin, srv, "", "audit", "--service", "orders", "--since", "1h"), "rollback", "publish", "service/orders")
 	audit := ok(t, bin, srv, "", "audit", "--limit", "100")
 	mustContain(t, "audit", audit, "e2e-viewer", "refused", "403")
 	mustContain(t, "token list", ok(t, bin, srv, "", "token", "list"), "e2e-viewer", "viewer:orders")
+}
+
+// registerInstance registers an instance the way the SDK's HTTP transport
+// does: PUT /v1/services/{svc}/instances/{id}.
+func registerInstance(t *testing.T, srv *e2eServer, svc, id, body string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/v1/services/%s/instances/%s", srv.url, svc, id), strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+srv.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("register instance: %s: %s", resp.Status, b)
+	}
 }
 
 // watchEvent is the data of one `event: revision` on the SSE stream.

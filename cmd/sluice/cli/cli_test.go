@@ -783,3 +783,82 @@ func TestIfMatchZeroAndDiffDefaults(t *testing.T) {
 		t.Errorf("stdout %q, want %q", r.stdout, want)
 	}
 }
+
+func TestTables(t *testing.T) {
+	tests := []struct {
+		name  string
+		route string
+		body  any
+		args  []string
+		want  string
+	}{
+		{
+			name:  "instances",
+			route: "GET /v1/services/orders/instances",
+			body: map[string]any{"service": "orders", "instances": []map[string]any{
+				{"id": "orders-1", "addr": "10.0.0.7:8080", "revision": 8, "status": "applied", "updated": "2026-01-02T03:04:05Z"},
+				{"id": "orders-2", "addr": "10.0.0.8:8080", "revision": 7, "status": "rejected", "rejected_revision": 8, "error": "db.yaml: pool must be > 0", "updated": "2026-01-02T03:04:06Z"},
+				{"id": "orders-3", "addr": "10.0.0.9:8080", "revision": 7, "status": "applied", "from_cache": true},
+			}},
+			args: []string{"instances", "orders"},
+			want: "ID        ADDR           REVISION  STATUS    UPDATED               NOTE\n" +
+				"orders-1  10.0.0.7:8080  8         applied   2026-01-02 03:04:05Z  -\n" +
+				"orders-2  10.0.0.8:8080  7         rejected  2026-01-02 03:04:06Z  rejected 8: db.yaml: pool must be > 0\n" +
+				"orders-3  10.0.0.9:8080  7         applied   -                     started from cache\n",
+		},
+		{
+			name:  "no instances",
+			route: "GET /v1/services/orders/instances",
+			body:  map[string]any{"service": "orders", "instances": []any{}},
+			args:  []string{"instances", "orders"},
+			want:  "no live instances of orders\n",
+		},
+		{
+			name:  "audit",
+			route: "GET /v1/audit",
+			body: map[string]any{"entries": []map[string]any{
+				{"seq": 2, "time": "2026-01-02T03:04:05Z", "actor_id": "ab", "actor": "ci", "action": "publish", "target": "service/orders/db.yaml", "revision": 4, "outcome": "allowed", "status": 200, "client": "127.0.0.1"},
+				{"seq": 1, "time": "2026-01-02T03:04:00Z", "actor": "anonymous", "action": "publish", "target": "service/orders/db.yaml", "outcome": "refused", "status": 401, "reason": "no token", "client": "10.1.1.1"},
+			}},
+			args: []string{"audit"},
+			want: "TIME                  ACTOR      ACTION   TARGET                  REVISION  STATUS  CLIENT     OUTCOME\n" +
+				"2026-01-02 03:04:05Z  ci         publish  service/orders/db.yaml  4         200     127.0.0.1  allowed\n" +
+				"2026-01-02 03:04:00Z  anonymous  publish  service/orders/db.yaml  -         401     10.1.1.1   refused: no token\n",
+		},
+		{
+			name:  "tokens",
+			route: "GET /v1/tokens",
+			body: map[string]any{"tokens": []map[string]any{
+				{"id": "0123456789ab", "name": "bootstrap-admin", "roles": []map[string]any{{"role": "admin", "pattern": "*"}}, "created": "2026-01-01T00:00:00Z", "created_by": "bootstrap"},
+				{"id": "ba9876543210", "name": "team-a", "roles": []map[string]any{{"role": "editor", "pattern": "team-a-*"}, {"role": "viewer", "pattern": "*"}}, "created": "2026-01-02T00:00:00Z", "created_by": "bootstrap-admin"},
+			}},
+			args: []string{"token", "list"},
+			want: "ID            NAME             ROLES                     CREATED               CREATED BY\n" +
+				"0123456789ab  bootstrap-admin  admin                     2026-01-01 00:00:00Z  bootstrap\n" +
+				"ba9876543210  team-a           editor:team-a-*,viewer:*  2026-01-02 00:00:00Z  bootstrap-admin\n",
+		},
+		{
+			name:  "pins",
+			route: "GET /v1/pins",
+			body: map[string]any{"pins": []map[string]any{
+				{"id": "feedfeedfeed", "targets": map[string]string{"payments": "payments-2", "orders": "orders-7"}, "expires": "2026-01-01T01:00:00Z", "state": "revoked", "created_by": "alice", "note": "bug 123"},
+			}},
+			args: []string{"pin", "list"},
+			want: "ID            TARGETS                               EXPIRES               STATE    CREATED BY  NOTE\n" +
+				"feedfeedfeed  orders→orders-7, payments→payments-2  2026-01-01 01:00:00Z  revoked  alice       bug 123\n",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeAPI(t)
+			f.reply(tc.route, http.StatusOK, tc.body)
+			r := runCLI(t, f, nil, "", tc.args...)
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if r.stdout != tc.want {
+				t.Errorf("stdout:\n%s\nwant:\n%s", r.stdout, tc.want)
+			}
+		})
+	}
+}
