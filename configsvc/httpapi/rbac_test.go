@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -179,8 +180,9 @@ func matrixRows() []matrixRow {
 	return rows
 }
 
-// doMatrix performs row as caller on e and returns the status.
-func (e *matrixEnv) doMatrix(t *testing.T, row matrixRow, caller string) int {
+// doMatrix performs row as caller on e and returns the response; a
+// stream's body is left unread.
+func (e *matrixEnv) doMatrix(t *testing.T, row matrixRow, caller string) *response {
 	t.Helper()
 	path := strings.NewReplacer("{victim}", e.victimID, "{pin}", e.pinID).Replace(row.path)
 	method, _, _ := strings.Cut(row.route, " ")
@@ -199,16 +201,20 @@ func (e *matrixEnv) doMatrix(t *testing.T, row matrixRow, caller string) int {
 		if err != nil {
 			t.Fatalf("%s %s: %v", method, path, err)
 		}
-		cancel()
-		resp.Body.Close()
-		return resp.StatusCode
+		defer resp.Body.Close()
+		out := &response{status: resp.StatusCode, header: resp.Header}
+		if resp.StatusCode != http.StatusOK { // an error answer, not a stream
+			out.body, _ = io.ReadAll(resp.Body)
+		}
+		return out
 	}
-	return e.do(req{method: method, path: path, token: e.tokens[caller], body: body, contentType: row.ctype}).status
+	return e.do(req{method: method, path: path, token: e.tokens[caller], body: body, contentType: row.ctype})
 }
 
 func TestRBACMatrix(t *testing.T) {
 	rows := matrixRows()
 	shared := newMatrixEnv(t)
+	api := loadSpec(t)
 
 	// Every registered route has a row, and every row a route.
 	registered := map[string]bool{}
@@ -249,8 +255,17 @@ func TestRBACMatrix(t *testing.T) {
 				if allowed && isMutating(method) {
 					e = newMatrixEnv(t) // an allowed write changes state: give it its own
 				}
-				if got := e.doMatrix(t, row, caller); got != want {
-					t.Fatalf("status %d, want %d", got, want)
+				resp := e.doMatrix(t, row, caller)
+				if resp.status != want {
+					t.Fatalf("status %d, want %d: %s", resp.status, want, resp.body)
+				}
+				// Every answer, allowed or refused, is what openapi.json says.
+				if row.stream && resp.status == http.StatusOK {
+					return
+				}
+				method, path, _ := strings.Cut(row.route, " ")
+				if err := api.checkResponse(method+" "+ginToOpenAPI(path), resp.status, resp.header.Get("Content-Type"), resp.body); err != nil {
+					t.Fatalf("response does not match openapi.json: %v\n%s", err, resp.body)
 				}
 			})
 		}

@@ -1,0 +1,292 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// spec is the parsed OpenAPI document with a small JSON-schema validator
+// for the subset the document uses: $ref, type, properties, required,
+// additionalProperties, items, enum, format date-time. Objects are closed:
+// a property the schema does not name is an error unless
+// additionalProperties allows it, so the document cannot fall behind the
+// handlers.
+type spec struct {
+	doc map[string]any
+}
+
+func loadSpec(t *testing.T) *spec {
+	t.Helper()
+	b, err := OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	if doc["openapi"] != "3.0.3" {
+		t.Fatalf("openapi version %v", doc["openapi"])
+	}
+	return &spec{doc: doc}
+}
+
+func (s *spec) resolve(v any) any {
+	for i := 0; i < 10; i++ {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return v
+		}
+		ref, ok := m["$ref"].(string)
+		if !ok {
+			return v
+		}
+		var cur any = s.doc
+		for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+			cur = cur.(map[string]any)[part]
+		}
+		v = cur
+	}
+	return v
+}
+
+// operations returns "METHOD /path/{param}" for every operation.
+func (s *spec) operations() []string {
+	var out []string
+	for path, item := range s.doc["paths"].(map[string]any) {
+		for method := range item.(map[string]any) {
+			out = append(out, strings.ToUpper(method)+" "+path)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// response returns the spec's response object for an operation and status.
+func (s *spec) response(op string, status int) (map[string]any, error) {
+	method, path, _ := strings.Cut(op, " ")
+	item, ok := s.doc["paths"].(map[string]any)[path].(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("no path %s in the spec", path)
+	}
+	o, ok := item[strings.ToLower(method)].(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("no %s %s in the spec", method, path)
+	}
+	r, ok := o["responses"].(map[string]any)[strconv.Itoa(status)]
+	if !ok {
+		return nil, fmt.Errorf("%s does not declare status %d", op, status)
+	}
+	return s.resolve(r).(map[string]any), nil
+}
+
+// checkResponse validates a real response against the spec: the status is
+// declared, and a JSON body matches its schema.
+func (s *spec) checkResponse(op string, status int, contentType string, body []byte) error {
+	r, err := s.response(op, status)
+	if err != nil {
+		return err
+	}
+	content, _ := r["content"].(map[string]any)
+	if len(content) == 0 {
+		if len(body) != 0 {
+			return fmt.Errorf("%s %d: the spec declares no body, got %q", op, status, body)
+		}
+		return nil
+	}
+	mt, _, _ := strings.Cut(contentType, ";")
+	media, ok := content[mt].(map[string]any)
+	if !ok {
+		return fmt.Errorf("%s %d: content type %q not declared", op, status, contentType)
+	}
+	if mt != "application/json" || strings.HasSuffix(op, "/files/{file}") {
+		return nil // raw content
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return fmt.Errorf("%s %d: body is not JSON: %v", op, status, err)
+	}
+	return s.validate(media["schema"], v, "$")
+}
+
+func (s *spec) validate(schema, v any, at string) error {
+	sc, _ := s.resolve(schema).(map[string]any)
+	if len(sc) == 0 {
+		return nil
+	}
+	if enum, ok := sc["enum"].([]any); ok {
+		found := false
+		for _, e := range enum {
+			if e == v {
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("%s: %v not in enum %v", at, v, enum)
+		}
+	}
+	switch sc["type"] {
+	case "object":
+		m, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: want object, got %T", at, v)
+		}
+		props, _ := sc["properties"].(map[string]any)
+		for _, r := range asSlice(sc["required"]) {
+			if _, ok := m[r.(string)]; !ok {
+				return fmt.Errorf("%s: missing required %q", at, r)
+			}
+		}
+		for k, val := range m {
+			if p, ok := props[k]; ok {
+				if err := s.validate(p, val, at+"."+k); err != nil {
+					return err
+				}
+				continue
+			}
+			switch ap := sc["additionalProperties"].(type) {
+			case bool:
+				if !ap {
+					return fmt.Errorf("%s: property %q not allowed", at, k)
+				}
+			case map[string]any:
+				if err := s.validate(ap, val, at+"."+k); err != nil {
+					return err
+				}
+			case nil:
+				if props != nil {
+					return fmt.Errorf("%s: property %q is not in the spec", at, k)
+				}
+			}
+		}
+	case "array":
+		a, ok := v.([]any)
+		if !ok {
+			return fmt.Errorf("%s: want array, got %T (%v)", at, v, v)
+		}
+		for i, e := range a {
+			if err := s.validate(sc["items"], e, fmt.Sprintf("%s[%d]", at, i)); err != nil {
+				return err
+			}
+		}
+	case "string":
+		str, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("%s: want string, got %T", at, v)
+		}
+		if sc["format"] == "date-time" {
+			if _, err := time.Parse(time.RFC3339Nano, str); err != nil {
+				return fmt.Errorf("%s: %q is not a date-time", at, str)
+			}
+		}
+	case "integer":
+		f, ok := v.(float64)
+		if !ok || f != math.Trunc(f) {
+			return fmt.Errorf("%s: want integer, got %v", at, v)
+		}
+	case "number":
+		if _, ok := v.(float64); !ok {
+			return fmt.Errorf("%s: want number, got %T", at, v)
+		}
+	case "boolean":
+		if _, ok := v.(bool); !ok {
+			return fmt.Errorf("%s: want boolean, got %T", at, v)
+		}
+	}
+	return nil
+}
+
+func asSlice(v any) []any {
+	s, _ := v.([]any)
+	return s
+}
+
+// ginToOpenAPI turns "/v1/services/:svc" into "/v1/services/{svc}".
+func ginToOpenAPI(route string) string {
+	parts := strings.Split(route, "/")
+	for i, p := range parts {
+		if strings.HasPrefix(p, ":") {
+			parts[i] = "{" + p[1:] + "}"
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	s := loadSpec(t)
+	e := newEnv(t)
+	inSpec := map[string]bool{}
+	for _, op := range s.operations() {
+		inSpec[op] = true
+	}
+	inRouter := map[string]bool{}
+	for _, r := range e.srv.Routes() {
+		method, path, _ := strings.Cut(r, " ")
+		op := method + " " + ginToOpenAPI(path)
+		inRouter[op] = true
+		if !inSpec[op] {
+			t.Errorf("route %s has no operation in openapi.json", op)
+		}
+	}
+	for op := range inSpec {
+		if !inRouter[op] {
+			t.Errorf("openapi.json describes %s, which no route serves", op)
+		}
+	}
+	// Every path parameter of every operation is declared.
+	for path, item := range s.doc["paths"].(map[string]any) {
+		for method, o := range item.(map[string]any) {
+			declared := map[string]bool{}
+			for _, p := range asSlice(o.(map[string]any)["parameters"]) {
+				pm := s.resolve(p).(map[string]any)
+				if pm["in"] == "path" {
+					declared[pm["name"].(string)] = true
+				}
+			}
+			for _, seg := range strings.Split(path, "/") {
+				if strings.HasPrefix(seg, "{") && !declared[strings.Trim(seg, "{}")] {
+					t.Errorf("%s %s: path parameter %s not declared", method, path, seg)
+				}
+			}
+		}
+	}
+	// The served document is the embedded one.
+	var served map[string]any
+	e.must(http.StatusOK, req{method: "GET", path: "/v1/openapi.json"}).json(t, &served)
+	if served["openapi"] != "3.0.3" || len(served["paths"].(map[string]any)) != len(s.doc["paths"].(map[string]any)) {
+		t.Fatal("served /v1/openapi.json differs from the embedded document")
+	}
+}
+
+func TestOpenAPIValidatorCatchesDrift(t *testing.T) {
+	s := loadSpec(t)
+	tests := []struct {
+		name string
+		body string
+	}{
+		{"unknown property", `{"services":[],"extra":1}`},
+		{"missing required", `{}`},
+		{"wrong item type", `{"services":[1]}`},
+		{"null list", `{"services":null}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := s.checkResponse("GET /v1/services", 200, "application/json", []byte(tc.body)); err == nil {
+				t.Fatalf("%s accepted", tc.body)
+			}
+		})
+	}
+	if err := s.checkResponse("GET /v1/services", 200, "application/json", []byte(`{"services":["a"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.checkResponse("GET /v1/services", 418, "application/json", []byte(`{}`)); err == nil {
+		t.Fatal("an undeclared status was accepted")
+	}
+}
