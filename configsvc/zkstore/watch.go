@@ -28,16 +28,23 @@ import (
 // change of a service is sent as an Event with LinksChanged. A slow
 // receiver delays the watch; it never loses events.
 func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event {
+	if err := ref.Validate(); err != nil {
+		return failedWatch(configsvc.Event{Err: fmt.Errorf("zkstore: watch: %w", err)})
+	}
 	out := make(chan configsvc.Event)
 	w := &watcher{s: s, ctx: ctx, ref: ref, next: max(from, 0) + 1, out: out}
-	if err := ref.Validate(); err != nil {
-		w.final(fmt.Errorf("zkstore: watch: %w", err))
-		return out
-	}
 	if !s.goTrack(w.run) {
-		w.final(fmt.Errorf("zkstore: watch %s: %w", ref, configsvc.ErrClosed))
+		return failedWatch(configsvc.Event{Err: fmt.Errorf("zkstore: watch %s: %w", ref, configsvc.ErrClosed)})
 	}
 	return out
+}
+
+// failedWatch returns a closed channel holding only ev.
+func failedWatch[E any](ev E) <-chan E {
+	ch := make(chan E, 1)
+	ch <- ev
+	close(ch)
+	return ch
 }
 
 type watcher struct {
@@ -49,19 +56,6 @@ type watcher struct {
 	seen  bool // links holds the set at the watch's start
 	down  bool // an ErrUnavailable event was sent and nothing delivered since
 	out   chan configsvc.Event
-}
-
-// final sends one last event (unless the watch is cancelled) and closes the
-// channel, on a goroutine when called from outside run.
-func (w *watcher) final(err error) {
-	go func() {
-		defer close(w.out)
-		select {
-		case w.out <- configsvc.Event{Err: err}:
-		case <-w.ctx.Done():
-		case <-w.s.closing:
-		}
-	}()
 }
 
 func (w *watcher) send(ev configsvc.Event) bool {
@@ -235,23 +229,12 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 // event with Err (ErrUnavailable, retried; ErrNotFound when the service
 // does not exist, which ends the watch).
 func (s *Store) WatchInstances(ctx context.Context, svc string) <-chan configsvc.InstancesEvent {
-	out := make(chan configsvc.InstancesEvent)
-	fail := func(err error) {
-		go func() {
-			defer close(out)
-			select {
-			case out <- configsvc.InstancesEvent{Err: err}:
-			case <-ctx.Done():
-			case <-s.closing:
-			}
-		}()
-	}
 	if err := configsvc.ValidateServiceName(svc); err != nil {
-		fail(fmt.Errorf("zkstore: watch instances: %w", err))
-		return out
+		return failedWatch(configsvc.InstancesEvent{Err: fmt.Errorf("zkstore: watch instances: %w", err)})
 	}
+	out := make(chan configsvc.InstancesEvent)
 	if !s.goTrack(func() { s.watchInstances(ctx, svc, out) }) {
-		fail(fmt.Errorf("zkstore: watch instances of %s: %w", svc, configsvc.ErrClosed))
+		return failedWatch(configsvc.InstancesEvent{Err: fmt.Errorf("zkstore: watch instances of %s: %w", svc, configsvc.ErrClosed)})
 	}
 	return out
 }
