@@ -36,6 +36,10 @@ type Options struct {
 // Store is a configsvc.Store on one bbolt file. It is safe for concurrent
 // use. Close it to release the file lock; Close ends every watch and lease
 // and waits for the goroutines the store started.
+//
+// Every call checks its ctx before it starts; a bbolt transaction, once
+// begun, runs to completion (they take microseconds to milliseconds, the
+// latter for a publish's fsync). Writes are serialised by bbolt.
 type Store struct {
 	db        *bolt.DB
 	path      string

@@ -277,3 +277,56 @@ func TestOpenRefusesBadInput(t *testing.T) {
 		})
 	}
 }
+
+func TestWatchRefusesNegativeFrom(t *testing.T) {
+	s := MustOpen(t, boltstore.Options{})
+	ctx := t.Context()
+	if err := s.Create(ctx, configsvc.Service("orders")); err != nil {
+		t.Fatal(err)
+	}
+	var events []configsvc.Event
+	for ev := range s.Watch(ctx, configsvc.Service("orders"), -1) {
+		events = append(events, ev)
+	}
+	if len(events) != 1 || !errors.Is(events[0].Err, configsvc.ErrInvalid) {
+		t.Fatalf("Watch from -1 delivered %+v, want one ErrInvalid event", events)
+	}
+}
+
+// TestWatchEndsWhenRefRecreated checks that a watch of a deleted service
+// never continues into a new service created under the same name.
+func TestWatchEndsWhenRefRecreated(t *testing.T) {
+	s := MustOpen(t, boltstore.Options{})
+	ctx := t.Context()
+	ref := configsvc.Service("orders")
+	publish := func(content string) {
+		t.Helper()
+		if _, err := s.Publish(ctx, ref, configsvc.Changeset{Changes: []configsvc.Change{{File: "a.txt", Content: []byte(content)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	publish("old")
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ch := s.Watch(wctx, ref, 0) // not read until the service is replaced
+	if err := s.Delete(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	publish("new")
+	var last configsvc.Event
+	for ev := range ch {
+		if ev.Revision != nil && string(ev.Revision.Changes[0].Content) == "new" {
+			t.Fatalf("watch of the deleted service delivered the new service's revision")
+		}
+		last = ev
+	}
+	if !errors.Is(last.Err, configsvc.ErrNotFound) {
+		t.Fatalf("watch ended with %+v, want an ErrNotFound event", last)
+	}
+}

@@ -35,6 +35,8 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan
 	var startErr error
 	if err := validRef(ref, "watch"); err != nil {
 		startErr = err
+	} else if from < 0 {
+		startErr = fmt.Errorf("boltstore: %s: %w", what, &configsvc.FieldError{Field: "from", Value: fmt.Sprint(from), Msg: "must be 0 or more"})
 	} else {
 		startErr = s.view(ctx, what, func(tx *bolt.Tx) error {
 			b, err := refBucket(tx, ref)
