@@ -70,6 +70,7 @@ func TestAbuseNamesRefusedBeforeStore(t *testing.T) {
 	for _, r := range nameRoutes {
 		for what, bad := range badNames {
 			t.Run(r.method+" "+r.path+"/"+what, func(t *testing.T) {
+				e := e.withT(t)
 				path := strings.Replace(r.path, "{x}", bad, 1)
 				resp := e.do(req{method: r.method, path: path, token: e.admin, body: r.body, contentType: r.ctype})
 				if resp.status != http.StatusBadRequest || resp.errCode(t) != codeInvalid {
@@ -134,6 +135,7 @@ func TestAbuseBodiesAndQueries(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.withT(t)
 			if tc.r.token == "" && tc.r.header["Authorization"] == "" {
 				tc.r.token = e.admin
 			}

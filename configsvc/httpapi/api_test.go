@@ -30,6 +30,7 @@ func TestPublishReadHistoryDiffRollback(t *testing.T) {
 	}
 
 	t.Run("stale If-Match is 412", func(t *testing.T) {
+		e := e.withT(t)
 		e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/files/db.json", token: adm,
 			body: `{"pool": 6}`, header: map[string]string{"If-Match": `"1"`}})
 		r := e.must(http.StatusPreconditionFailed, req{method: "PUT", path: "/v1/services/orders/files/db.json", token: adm,
@@ -46,6 +47,7 @@ func TestPublishReadHistoryDiffRollback(t *testing.T) {
 	})
 
 	t.Run("bad JSON is 422 with line and column", func(t *testing.T) {
+		e := e.withT(t)
 		r := e.must(http.StatusUnprocessableEntity, req{method: "PUT", path: "/v1/services/orders/files/db.json", token: adm,
 			body: "{\n  \"pool\": ,\n}"})
 		var b errorBody
@@ -56,6 +58,7 @@ func TestPublishReadHistoryDiffRollback(t *testing.T) {
 	})
 
 	t.Run("conflicting base revision is 409", func(t *testing.T) {
+		e := e.withT(t)
 		r := e.must(http.StatusConflict, req{method: "POST", path: "/v1/services/orders/revisions", token: adm,
 			body: map[string]any{"base_revision": 1, "changes": []map[string]any{{"file": "x.txt", "content": "x"}}}})
 		if r.errCode(t) != codeConflict {
@@ -237,6 +240,7 @@ func TestWatchStreamsRevisions(t *testing.T) {
 	viewer := e.mustToken("viewer:orders")
 
 	t.Run("new revision and heartbeat", func(t *testing.T) {
+		e := e.withT(t)
 		events, _ := openStream(t, e, "/v1/services/orders/watch", viewer, nil)
 		e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/files/a.txt", token: e.admin, body: "two"})
 		ev := nextEvent(t, events, "revision")
@@ -248,6 +252,7 @@ func TestWatchStreamsRevisions(t *testing.T) {
 		}
 	})
 	t.Run("since replays", func(t *testing.T) {
+		e := e.withT(t)
 		events, _ := openStream(t, e, "/v1/services/orders/watch?since=0", viewer, nil)
 		if ev := nextEvent(t, events, "revision"); ev.id != "1" {
 			t.Fatalf("first replayed = %+v", ev)
@@ -257,12 +262,14 @@ func TestWatchStreamsRevisions(t *testing.T) {
 		}
 	})
 	t.Run("Last-Event-ID resumes", func(t *testing.T) {
+		e := e.withT(t)
 		events, _ := openStream(t, e, "/v1/services/orders/watch", viewer, map[string]string{"Last-Event-ID": "1"})
 		if ev := nextEvent(t, events, "revision"); ev.id != "2" {
 			t.Fatalf("resumed = %+v", ev)
 		}
 	})
 	t.Run("links event", func(t *testing.T) {
+		e := e.withT(t)
 		e.mustGroup("g1", nil)
 		events, _ := openStream(t, e, "/v1/services/orders/watch", viewer, nil)
 		e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/links/g1", token: e.admin})
@@ -271,6 +278,7 @@ func TestWatchStreamsRevisions(t *testing.T) {
 		}
 	})
 	t.Run("ends when the server closes", func(t *testing.T) {
+		e := e.withT(t)
 		events, _ := openStream(t, e, "/v1/services/orders/watch", viewer, nil)
 		nextEvent(t, events, "comment")
 		_ = e.srv.Close()
@@ -397,6 +405,7 @@ func TestPins(t *testing.T) {
 		"bad instance": {"targets": map[string]string{"orders": "../x"}},
 	} {
 		t.Run(name, func(t *testing.T) {
+			e := e.withT(t)
 			e.must(http.StatusBadRequest, req{method: "POST", path: "/v1/pins", token: ed2, body: b})
 		})
 	}
@@ -451,10 +460,41 @@ func TestConsoleSession(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.withT(t)
 			e.must(tc.want, req{method: tc.method, path: tc.path, header: tc.hdr, body: tc.body})
 		})
 	}
 	e.must(http.StatusUnauthorized, req{method: "POST", path: "/v1/session", body: map[string]string{"token": "slc_wrong"}})
 	e.must(http.StatusNoContent, req{method: "DELETE", path: "/v1/session", header: map[string]string{"Cookie": cookies, CSRFHeader: csrf.Value}})
 	e.must(http.StatusUnauthorized, req{method: "GET", path: "/v1/whoami", header: map[string]string{"Cookie": cookies}})
+}
+
+func TestValidateFileHook(t *testing.T) {
+	var seen []string
+	e := newEnv(t, func(c *Config) {
+		c.ValidateFile = func(ref configsvc.Ref, file string, content []byte) error {
+			seen = append(seen, ref.String()+"/"+file)
+			if ref.Name == configsvc.SystemService && file == configsvc.RoutesFile && strings.Contains(string(content), "bogus") {
+				return &configsvc.ParseError{File: file, Format: configsvc.FormatYAML, Line: 3, Column: 5, Msg: "unknown balancer \"bogus\""}
+			}
+			return nil
+		}
+	})
+	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/sluice-system", token: e.admin})
+	r := e.must(http.StatusUnprocessableEntity, req{method: "PUT", path: "/v1/services/sluice-system/files/routes.yaml", token: e.admin, body: "routes:\n  - match: {}\n    balancer: bogus\n"})
+	var b errorBody
+	r.json(t, &b)
+	if b.Error.Details["line"] != float64(3) || !strings.Contains(b.Error.Message, "bogus") {
+		t.Fatalf("error = %+v", b.Error)
+	}
+	// Content that does not even parse is refused before the hook runs.
+	e.must(http.StatusUnprocessableEntity, req{method: "PUT", path: "/v1/services/sluice-system/files/routes.yaml", token: e.admin, body: "routes: [\n"})
+	e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/sluice-system/files/routes.yaml", token: e.admin, body: "routes: []\n"})
+	if len(seen) != 2 {
+		t.Fatalf("hook saw %v; want the two well-formed publishes", seen)
+	}
+	// Editors, even with a "*" grant, cannot edit the reserved service.
+	ed := e.mustToken("editor:*")
+	e.must(http.StatusForbidden, req{method: "PUT", path: "/v1/services/sluice-system/files/routes.yaml", token: ed, body: "routes: []\n"})
+	e.must(http.StatusOK, req{method: "GET", path: "/v1/services/sluice-system/files/routes.yaml", token: ed})
 }

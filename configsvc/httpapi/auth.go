@@ -161,10 +161,7 @@ func (s *Server) openSession(c *gin.Context) {
 	}
 	st.principal, st.authorized = p, true
 	secure := c.Request.TLS != nil
-	maxAge := int(time.Until(expires) / time.Second)
-	if now := s.cfg.Now(); !now.IsZero() {
-		maxAge = int(expires.Sub(now) / time.Second)
-	}
+	maxAge := int(expires.Sub(s.cfg.Now()) / time.Second)
 	http.SetCookie(c.Writer, &http.Cookie{Name: SessionCookie, Value: id, Path: "/", MaxAge: maxAge, HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
 	http.SetCookie(c.Writer, &http.Cookie{Name: CSRFCookie, Value: csrf, Path: "/", MaxAge: maxAge, Secure: secure, SameSite: http.SameSiteStrictMode})
 	c.JSON(http.StatusOK, gin.H{"id": p.TokenID, "name": p.Name, "roles": append([]access.Grant{}, p.Grants...),

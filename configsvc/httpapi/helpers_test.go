@@ -125,6 +125,13 @@ func newEnvOn(t *testing.T, store configsvc.Store, mods ...func(*Config)) *testE
 	return e
 }
 
+// withT returns a view of e whose helpers fail t, for use inside subtests.
+func (e *testEnv) withT(t *testing.T) *testEnv {
+	c := *e
+	c.t = t
+	return &c
+}
+
 // logText returns what the server logged so far.
 func (e *testEnv) logText() string {
 	e.logMu.Lock()

@@ -86,6 +86,7 @@ func TestStoreDownIs503WithRetryAfter(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.withT(t)
 			tc.mode.Store(true)
 			defer tc.mode.Store(false)
 			start := time.Now()
@@ -267,10 +268,45 @@ func TestConsoleServedAtRoot(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
+			e := e.withT(t)
 			resp := e.do(req{method: "GET", path: tc.path})
 			if resp.status != tc.want || !strings.Contains(string(resp.body), tc.contains) {
 				t.Fatalf("GET %s = %d %q", tc.path, resp.status, resp.body)
 			}
 		})
+	}
+}
+
+func TestBootstrapRaceOnZooKeeper(t *testing.T) {
+	zk := zktest.Start(t)
+	const n = 3
+	stores := make([]*zkstore.Store, n)
+	for i := range stores {
+		stores[i] = mustZK(t, zk, "/sluice-race")
+	}
+	tokens := make(chan string, n)
+	errs := make(chan error, n)
+	for _, st := range stores {
+		go func() {
+			tok, _, err := access.NewTokens(st.Records(), nil).Bootstrap(context.Background(), 5*time.Second, nil)
+			errs <- err
+			tokens <- tok
+		}()
+	}
+	var created []string
+	for range stores {
+		if err := <-errs; err != nil {
+			t.Fatalf("Bootstrap: %v", err)
+		}
+		if tok := <-tokens; tok != "" {
+			created = append(created, tok)
+		}
+	}
+	if len(created) != 1 {
+		t.Fatalf("%d servers created an admin token; want exactly 1", len(created))
+	}
+	list, err := access.NewTokens(stores[0].Records(), nil).List(context.Background())
+	if err != nil || len(list) != 1 {
+		t.Fatalf("tokens in the store: %d, %v", len(list), err)
 	}
 }

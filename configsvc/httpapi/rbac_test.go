@@ -62,6 +62,13 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 	return e
 }
 
+// withT returns a view of e whose helpers fail t.
+func (e *matrixEnv) withT(t *testing.T) *matrixEnv {
+	c := *e
+	c.testEnv = e.testEnv.withT(t)
+	return &c
+}
+
 // fingerprint summarizes everything a request could change, but the audit
 // log and sessions.
 func (e *matrixEnv) fingerprint(t *testing.T) string {
@@ -251,7 +258,7 @@ func TestRBACMatrix(t *testing.T) {
 			}
 			method, _, _ := strings.Cut(row.route, " ")
 			t.Run(row.route+"/"+caller, func(t *testing.T) {
-				e := shared
+				e := shared.withT(t)
 				if allowed && isMutating(method) {
 					e = newMatrixEnv(t) // an allowed write changes state: give it its own
 				}
