@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"strings"
@@ -31,6 +32,7 @@ type proxyFlags struct {
 	trustedProxies string
 	accessLog      string
 	metricsAddr    string
+	debugAddr      string
 	logLevel       string
 }
 
@@ -59,6 +61,7 @@ with bbolt, run the proxy inside the admin server (sluice server
 	fl.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs whose X-Forwarded-* headers are kept")
 	fl.StringVar(&f.accessLog, "access-log", "-", `access log: "-" for stdout, a file path, or "off"`)
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "address to serve Prometheus /metrics on (off when empty)")
+	fl.StringVar(&f.debugAddr, "debug-addr", "", "address to serve Go's /debug/pprof on (off when empty; keep it on loopback)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -87,22 +90,27 @@ func runProxy(ctx context.Context, env Env, f proxyFlags) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	metricsDone := make(chan error, 1)
 	if f.metricsAddr != "" {
-		ln, err := net.Listen("tcp", f.metricsAddr)
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		stop, err := serveSide(f.metricsAddr, mux)
 		if err != nil {
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
+		defer stop()
+	}
+	if f.debugAddr != "" {
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() { metricsDone <- srv.Serve(ln) }()
-		defer func() {
-			_ = srv.Close()
-			<-metricsDone
-		}()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		stop, err := serveSide(f.debugAddr, mux)
+		if err != nil {
+			return fmt.Errorf("--debug-addr: %w", err)
+		}
+		defer stop()
 	}
 	return proxyserver.Run(ctx, store, f.addr, proxyserver.Options{
 		Logger:         log,
@@ -110,6 +118,24 @@ func runProxy(ctx context.Context, env Env, f proxyFlags) error {
 		Registerer:     reg,
 		TrustedProxies: trusted,
 	})
+}
+
+// serveSide serves h on addr (metrics, pprof) until the returned stop is called.
+func serveSide(addr string, h http.Handler) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	return func() {
+		_ = srv.Close()
+		<-done
+	}, nil
 }
 
 // parseTrustedProxies reads "10.0.0.0/8, 192.168.1.7" into prefixes.
