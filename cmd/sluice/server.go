@@ -201,6 +201,9 @@ func (m *ServerMain) Run(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
+		// Bounds reading a whole request (a trickled body); there is no
+		// WriteTimeout because event streams are long-lived responses.
+		ReadTimeout: time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),

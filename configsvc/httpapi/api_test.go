@@ -498,3 +498,26 @@ func TestValidateFileHook(t *testing.T) {
 	e.must(http.StatusForbidden, req{method: "PUT", path: "/v1/services/sluice-system/files/routes.yaml", token: ed, body: "routes: []\n"})
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/services/sluice-system/files/routes.yaml", token: ed})
 }
+
+func TestSweepRecords(t *testing.T) {
+	e := newEnv(t)
+	e.mustService("orders", nil)
+	var old, fresh pinJSON
+	e.must(http.StatusCreated, req{method: "POST", path: "/v1/pins", token: e.admin, body: map[string]any{"targets": map[string]string{"orders": "o-1"}, "ttl": "1h"}}).json(t, &old)
+	e.must(http.StatusOK, req{method: "POST", path: "/v1/session", body: map[string]string{"token": e.admin}})
+	e.clock.Advance(24 * time.Hour)
+	e.must(http.StatusCreated, req{method: "POST", path: "/v1/pins", token: e.admin, body: map[string]any{"targets": map[string]string{"orders": "o-1"}, "ttl": "1h"}}).json(t, &fresh)
+	e.clock.Advance(2 * time.Hour) // old expired 25h ago, fresh 1h ago
+	if err := e.srv.sweepRecords(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var list struct{ Pins []pinJSON }
+	e.must(http.StatusOK, req{method: "GET", path: "/v1/pins", token: e.admin}).json(t, &list)
+	if len(list.Pins) != 1 || list.Pins[0].ID != fresh.ID || list.Pins[0].State != "expired" {
+		t.Fatalf("pins after sweep = %+v; want only the recently expired one", list.Pins)
+	}
+	sessions, err := e.store.Records().List(context.Background(), access.SessionsCollection)
+	if err != nil || len(sessions) != 0 {
+		t.Fatalf("sessions after sweep: %d, %v", len(sessions), err)
+	}
+}
