@@ -395,6 +395,8 @@ func tour(t *testing.T, bin string, srv *e2eServer) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("watch received no revision event in 15s")
 	}
+	// `sluice watch` replays from --since and stops after --count.
+	mustContain(t, "sluice watch", ok(t, bin, srv, "", "watch", "orders", "--since", "7", "--count", "1"), "revision 8", "db.yaml", "watched")
 
 	// A viewer token reads but cannot publish.
 	viewer := strings.TrimSpace(ok(t, bin, srv, "", "token", "create", "--name", "e2e-viewer", "--role", "viewer:orders"))

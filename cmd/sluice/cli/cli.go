@@ -51,6 +51,7 @@ func Commands(env Env) []*cobra.Command {
 		a.historyCmd(serviceScope),
 		a.diffCmd(serviceScope),
 		a.rollbackCmd(serviceScope),
+		a.watchCmd(serviceScope),
 		a.linkCmd(),
 		a.unlinkCmd(),
 		a.sharedCmd(),
@@ -125,7 +126,7 @@ func (a *app) resolveToken() (token, source string, err error) {
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return "", "no token (none of --token, SLUICE_TOKEN or " + path + ")", nil
+		return "", "none of --token, SLUICE_TOKEN or " + path, nil
 	case err != nil:
 		return "", "", fmt.Errorf("read token file: %w", err)
 	}

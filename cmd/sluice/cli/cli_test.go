@@ -281,6 +281,12 @@ func TestUnauthorizedSaysWhereTheTokenCameFromNotWhatItIs(t *testing.T) {
 	if strings.Contains(r.all(), testToken) {
 		t.Error("the token was printed")
 	}
+	dir := t.TempDir()
+	r = runCLI(t, f, map[string]string{"SLUICE_TOKEN": "", "SLUICE_DATA_DIR": dir}, "", "whoami")
+	want := "no token sent: none of --token, SLUICE_TOKEN or " + filepath.Join(dir, TokenFile) + " is set"
+	if r.err == nil || !strings.Contains(r.err.Error(), want) {
+		t.Fatalf("err = %v; want %q", r.err, want)
+	}
 }
 
 func TestOutputFormats(t *testing.T) {
@@ -860,5 +866,89 @@ func TestTables(t *testing.T) {
 				t.Errorf("stdout:\n%s\nwant:\n%s", r.stdout, tc.want)
 			}
 		})
+	}
+}
+
+func TestWatchPrintsRevisionsAndResumes(t *testing.T) {
+	f := newFakeAPI(t)
+	f.reply("GET /v1/services/orders", http.StatusOK, map[string]any{"name": "orders", "revision": 2})
+	var mu sync.Mutex
+	conns := 0
+	f.handle("GET /v1/services/orders/watch", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conns++
+		n := conns
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		switch n {
+		case 1:
+			io.WriteString(w, ": ok\n\n"+
+				"id: 3\nevent: revision\ndata: {\"revision\":3,\"author\":\"ci\",\"time\":\"2026-01-02T03:04:05Z\",\"message\":\"m3\",\"changes\":[{\"file\":\"db.yaml\",\"content\":\"a\"}]}\n\n"+
+				"event: links\ndata: {\"links\":[\"redis-common\"]}\n\n"+
+				"event: error\ndata: {\"error\":{\"code\":\"unavailable\",\"message\":\"store down\"}}\n\n")
+			// The stream breaks here; the client resumes after revision 3.
+		default:
+			io.WriteString(w, "id: 4\nevent: revision\ndata: {\"revision\":4,\"author\":\"ci\",\"time\":\"2026-01-02T03:04:06Z\",\"message\":\"m4\",\"changes\":[{\"file\":\"old.txt\",\"delete\":true}]}\n\n")
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}
+	})
+	r := runCLI(t, f, nil, "", "watch", "orders", "--count", "2")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	want := "revision 3  2026-01-02 03:04:05Z  ci  db.yaml  m3\n" +
+		"links  redis-common\n" +
+		"revision 4  2026-01-02 03:04:06Z  ci  -old.txt  m4\n"
+	if r.stdout != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", r.stdout, want)
+	}
+	mustContainAll(t, r.stderr, "after revision 2", "store down (unavailable); still watching", "resuming in")
+	var sinces []string
+	for _, q := range f.reqs {
+		if q.Path == "/v1/services/orders/watch" {
+			sinces = append(sinces, q.RawQuery)
+			if q.Header.Get("Authorization") != "Bearer "+testToken {
+				t.Errorf("watch request without the token")
+			}
+		}
+	}
+	if strings.Join(sinces, " ") != "since=2 since=3" {
+		t.Errorf("watch requests %v, want since=2 then since=3", sinces)
+	}
+}
+
+func TestWatchEnds(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		want    string
+	}{
+		{"compacted", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "event: error\ndata: {\"error\":{\"code\":\"compacted\",\"message\":\"revision 1 compacted\"}}\n\n")
+		}, "watch ended: revision 1 compacted (compacted)"},
+		{"forbidden", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusForbidden, apiErr("forbidden", "viewer of billing only", nil))
+		}, "viewer of billing only (HTTP 403 forbidden)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeAPI(t)
+			f.handle("GET /v1/services/orders/watch", tc.handler)
+			r := runCLI(t, f, nil, "", "watch", "orders", "--since", "1")
+			if r.err == nil || !strings.Contains(r.err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", r.err, tc.want)
+			}
+		})
+	}
+}
+
+func mustContainAll(t *testing.T, got string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(got, w) {
+			t.Errorf("%q does not contain %q", got, w)
+		}
 	}
 }

@@ -113,6 +113,9 @@ func (c *client) do(ctx context.Context, req request) (*response, error) {
 		e := parseAPIError(resp, body)
 		if resp.StatusCode == http.StatusUnauthorized {
 			e.hint = "token from " + c.tokenSource
+			if c.token == "" {
+				e.hint = "no token sent: " + c.tokenSource + " is set"
+			}
 		}
 		return nil, e
 	}

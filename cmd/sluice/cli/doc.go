@@ -1,6 +1,6 @@
 // Package cli implements the sluice command-line client: the verbs
-// (services, get, put, edit, publish, history, diff, rollback, link, unlink,
-// shared, instances, token, whoami, audit, pin, routes) that drive the admin
+// (services, get, put, edit, publish, history, diff, rollback, watch, link,
+// unlink, shared, instances, token, whoami, audit, pin, routes) that drive the admin
 // server's REST API under /v1.
 //
 // Every verb takes the same connection flags: --server (SLUICE_SERVER,

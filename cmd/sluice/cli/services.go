@@ -39,7 +39,7 @@ func (a *app) sharedCmd() *cobra.Command {
 	c.AddCommand(
 		a.listCmd(groupScope), a.createCmd(groupScope), a.showCmd(groupScope), a.deleteCmd(groupScope),
 		a.getCmd(groupScope), a.putCmd(groupScope), a.editCmd(groupScope), a.publishCmd(groupScope),
-		a.historyCmd(groupScope), a.diffCmd(groupScope), a.rollbackCmd(groupScope), a.usersCmd(),
+		a.historyCmd(groupScope), a.diffCmd(groupScope), a.rollbackCmd(groupScope), a.watchCmd(groupScope), a.usersCmd(),
 	)
 	return c
 }
