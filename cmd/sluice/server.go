@@ -203,10 +203,10 @@ func (m *ServerMain) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		// Bounds reading a whole request (a trickled body); there is no
 		// WriteTimeout because event streams are long-lived responses.
-		ReadTimeout: time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
+		ReadTimeout:    time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(func() { _ = api.Close() }) // ends SSE streams so Shutdown can finish
 	m.mu.Lock()
