@@ -370,3 +370,31 @@ func TestFaultEnsembleLeaderKill(t *testing.T) {
 	pub.verify(ctx, t, check)
 	t.Logf("killed leader node %d; acknowledged %d, failed %d (%d unavailable)", leader, pub.count(), pub.failures, pub.unavail)
 }
+
+// TestFaultAppendRecognisesOwnEntry: an Append whose reply is lost is
+// resolved without appending twice.
+func TestFaultAppendRecognisesOwnEntry(t *testing.T) {
+	srv := shared(t)
+	px := startProxy(t, srv.Addr())
+	st := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) { c.OpTimeout = 10 * time.Second })
+	ctx := testCtx(t)
+	recs := st.Records()
+	if n, err := recs.Append(ctx, "audit", []byte("first"), 0); err != nil || n != 1 {
+		t.Fatalf("Append = %d, %v; want 1", n, err)
+	}
+	px.cutMulti.Store(1)
+	n, err := recs.Append(ctx, "audit", []byte("second"), 0)
+	if err != nil || n != 2 {
+		t.Fatalf("Append across a dropped reply = %d, %v; want 2", n, err)
+	}
+	if px.cuts.Load() != 1 {
+		t.Fatalf("proxy cut %d multi replies, want 1", px.cuts.Load())
+	}
+	got, err := recs.Scan(ctx, "audit", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != "2" || string(got[0].Data) != "second" || got[1].ID != "1" {
+		t.Fatalf("Scan = %+v, want entries 2 (second) and 1", got)
+	}
+}

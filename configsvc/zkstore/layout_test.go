@@ -238,3 +238,43 @@ func TestDigestACL(t *testing.T) {
 		t.Fatalf("Instances = %v, %v", list, err)
 	}
 }
+
+// TestDeleteFinishesHalfDeleted: a Delete interrupted after its first
+// transaction leaves a ref without head; Head reports it gone, a second
+// Delete finishes the job and the name can be created again.
+func TestDeleteFinishesHalfDeleted(t *testing.T) {
+	srv := shared(t)
+	root := "/half-deleted-test"
+	st := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root })
+	ctx := testCtx(t)
+	ref := configsvc.Service("orders")
+	if err := st.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	publish(ctx, t, st, ref, 0, put("a.txt", "1"))
+	c := rawConn(t, srv.Servers(), "")
+	if err := c.Delete(root+"/services/orders/head", -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Head(ctx, ref); !errors.Is(err, configsvc.ErrNotFound) {
+		t.Fatalf("Head of a half-deleted service = %v, want ErrNotFound", err)
+	}
+	if err := st.Create(ctx, ref); !errors.Is(err, configsvc.ErrConflict) {
+		t.Fatalf("Create over a half-deleted service = %v, want ErrConflict", err)
+	}
+	if err := st.Delete(ctx, ref); err != nil {
+		t.Fatalf("Delete of a half-deleted service: %v", err)
+	}
+	if ok, _, _ := c.Exists(root + "/services/orders"); ok {
+		t.Fatal("service node still exists after Delete")
+	}
+	if err := st.Create(ctx, ref); err != nil {
+		t.Fatalf("Create after Delete: %v", err)
+	}
+	if err := st.Delete(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, ref); !errors.Is(err, configsvc.ErrNotFound) {
+		t.Fatalf("second Delete = %v, want ErrNotFound", err)
+	}
+}
