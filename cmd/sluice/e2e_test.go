@@ -29,24 +29,24 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the sluice binary and starts servers; not in -short")
 	}
-	bin := buildSluice(t)
+	bin := e2eBuild(t)
 	t.Run("bolt", func(t *testing.T) {
 		dir := t.TempDir()
-		srv := startServer(t, bin, "bolt://"+filepath.Join(dir, "sluice.db"), dir)
-		tour(t, bin, srv)
+		srv := e2eStart(t, bin, "bolt://"+filepath.Join(dir, "sluice.db"), dir)
+		e2eTour(t, bin, srv)
 		srv.shutdown(t)
 	})
 	t.Run("zookeeper", func(t *testing.T) {
 		zk := zktest.Start(t)
 		dir := t.TempDir()
-		srv := startServer(t, bin, "zk://"+zk.Addr()+"/sluice-e2e", dir)
-		tour(t, bin, srv)
+		srv := e2eStart(t, bin, "zk://"+zk.Addr()+"/sluice-e2e", dir)
+		e2eTour(t, bin, srv)
 		srv.shutdown(t)
 	})
 }
 
-// buildSluice builds ./cmd/sluice (this package) into a temp dir.
-func buildSluice(t *testing.T) string {
+// e2eBuild builds ./cmd/sluice (this package) into a temp dir.
+func e2eBuild(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -68,45 +68,45 @@ type e2eServer struct {
 	dataDir string
 	token   string // the bootstrap admin token, read from <data-dir>/admin.token
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *e2eBuffer
 	done    chan error
 }
 
-// syncBuffer collects a process's output for failure messages.
-type syncBuffer struct {
+// e2eBuffer collects a process's output for failure messages.
+type e2eBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *e2eBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *e2eBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
 }
 
 var (
-	listenRE = regexp.MustCompile(`https?://127\.0\.0\.1:([1-9][0-9]*)`)
-	tokenRE  = regexp.MustCompile(`sl[cp]_[A-Za-z0-9_-]+`)
+	e2eListenRE = regexp.MustCompile(`https?://127\.0\.0\.1:([1-9][0-9]*)`)
+	e2eTokenRE  = regexp.MustCompile(`sl[cp]_[A-Za-z0-9_-]+`)
 )
 
 // output returns what the server printed, tokens redacted.
-func (s *e2eServer) output() string { return redact(s.out.String()) }
+func (s *e2eServer) output() string { return e2eRedact(s.out.String()) }
 
-// redact hides API and pin tokens in text bound for the test log.
-func redact(s string) string { return tokenRE.ReplaceAllString(s, "sl?_<redacted>") }
+// e2eRedact hides API and pin tokens in text bound for the test log.
+func e2eRedact(s string) string { return e2eTokenRE.ReplaceAllString(s, "sl?_<redacted>") }
 
-// startServer runs `sluice server --addr 127.0.0.1:0` and waits until it
+// e2eStart runs `sluice server --addr 127.0.0.1:0` and waits until it
 // prints its bound address and /readyz answers 200. Cleanup kills it if the
 // test did not shut it down.
-func startServer(t *testing.T, bin, store, dataDir string) *e2eServer {
+func e2eStart(t *testing.T, bin, store, dataDir string) *e2eServer {
 	t.Helper()
-	s := &e2eServer{dataDir: dataDir, out: &syncBuffer{}, done: make(chan error, 1)}
+	s := &e2eServer{dataDir: dataDir, out: &e2eBuffer{}, done: make(chan error, 1)}
 	s.cmd = exec.Command(bin, "server", "--addr", "127.0.0.1:0", "--store", store, "--data-dir", dataDir)
 	s.cmd.Dir = dataDir
 	s.cmd.Env = append(os.Environ(), "SLUICE_TOKEN=", "SLUICE_SERVER=")
@@ -131,7 +131,7 @@ func startServer(t *testing.T, bin, store, dataDir string) *e2eServer {
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			if m := listenRE.FindString(sc.Text()); m != "" {
+			if m := e2eListenRE.FindString(sc.Text()); m != "" {
 				select {
 				case addr <- m:
 				default:
@@ -197,15 +197,15 @@ func (s *e2eServer) shutdown(t *testing.T) {
 	}
 }
 
-// cliResult is one CLI run.
-type cliResult struct {
+// e2eResult is one CLI run.
+type e2eResult struct {
 	stdout, stderr string
 	code           int
 }
 
-// sluiceCLI runs the binary with args against srv. The token comes from
+// e2eRun runs the binary with args against srv. The token comes from
 // SLUICE_DATA_DIR/admin.token unless env sets SLUICE_TOKEN.
-func sluiceCLI(t *testing.T, bin string, srv *e2eServer, stdin string, env []string, args ...string) cliResult {
+func e2eRun(t *testing.T, bin string, srv *e2eServer, stdin string, env []string, args ...string) e2eResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -217,7 +217,7 @@ func sluiceCLI(t *testing.T, bin string, srv *e2eServer, stdin string, env []str
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	r := cliResult{stdout: out.String(), stderr: errb.String()}
+	r := e2eResult{stdout: out.String(), stderr: errb.String()}
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
@@ -231,27 +231,27 @@ func sluiceCLI(t *testing.T, bin string, srv *e2eServer, stdin string, env []str
 	return r
 }
 
-// ok runs a CLI command that must succeed and returns its stdout.
-func ok(t *testing.T, bin string, srv *e2eServer, stdin string, args ...string) string {
+// e2eOK runs a CLI command that must succeed and returns its stdout.
+func e2eOK(t *testing.T, bin string, srv *e2eServer, stdin string, args ...string) string {
 	t.Helper()
-	r := sluiceCLI(t, bin, srv, stdin, nil, args...)
+	r := e2eRun(t, bin, srv, stdin, nil, args...)
 	if r.code != 0 {
-		t.Fatalf("sluice %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, redact(r.stdout), redact(r.stderr))
+		t.Fatalf("sluice %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, e2eRedact(r.stdout), e2eRedact(r.stderr))
 	}
 	return r.stdout
 }
 
-// fails runs a CLI command that must fail and returns its stderr.
-func fails(t *testing.T, bin string, srv *e2eServer, stdin string, env []string, args ...string) string {
+// e2eFails runs a CLI command that must fail and returns its stderr.
+func e2eFails(t *testing.T, bin string, srv *e2eServer, stdin string, env []string, args ...string) string {
 	t.Helper()
-	r := sluiceCLI(t, bin, srv, stdin, env, args...)
+	r := e2eRun(t, bin, srv, stdin, env, args...)
 	if r.code == 0 {
-		t.Fatalf("sluice %s succeeded; want a failure\nstdout: %s", strings.Join(args, " "), redact(r.stdout))
+		t.Fatalf("sluice %s succeeded; want a failure\nstdout: %s", strings.Join(args, " "), e2eRedact(r.stdout))
 	}
 	return r.stderr
 }
 
-func mustContain(t *testing.T, what, got string, wants ...string) {
+func e2eContains(t *testing.T, what, got string, wants ...string) {
 	t.Helper()
 	for _, w := range wants {
 		if !strings.Contains(got, w) {
@@ -260,8 +260,8 @@ func mustContain(t *testing.T, what, got string, wants ...string) {
 	}
 }
 
-// writeFile writes a local file for -f and put.
-func writeFile(t *testing.T, dir, name, content string) string {
+// e2eWriteFile writes a local file for -f and put.
+func e2eWriteFile(t *testing.T, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -270,17 +270,17 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
-func mustChmod(t *testing.T, path string) {
+func e2eChmod(t *testing.T, path string) {
 	t.Helper()
 	if err := os.Chmod(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// historyRevisions returns the revision numbers `sluice history -o json` lists.
-func historyRevisions(t *testing.T, bin string, srv *e2eServer, svc string) []int64 {
+// e2eHistory returns the revision numbers `sluice history -o json` lists.
+func e2eHistory(t *testing.T, bin string, srv *e2eServer, svc string) []int64 {
 	t.Helper()
-	out := ok(t, bin, srv, "", "history", svc, "-o", "json")
+	out := e2eOK(t, bin, srv, "", "history", svc, "-o", "json")
 	var h struct {
 		Revisions []struct {
 			Revision int64 `json:"revision"`
@@ -296,9 +296,9 @@ func historyRevisions(t *testing.T, bin string, srv *e2eServer, svc string) []in
 	return ns
 }
 
-// tour is the operator's walk through the CLI; every step asserts what the
+// e2eTour is the operator's walk through the CLI; every step asserts what the
 // user would see.
-func tour(t *testing.T, bin string, srv *e2eServer) {
+func e2eTour(t *testing.T, bin string, srv *e2eServer) {
 	local := t.TempDir()
 	const (
 		db1 = "port: 5432\npool: 10\n"
@@ -307,86 +307,86 @@ func tour(t *testing.T, bin string, srv *e2eServer) {
 	)
 
 	// Create a service; publish one file; read it back.
-	mustContain(t, "services create", ok(t, bin, srv, "", "services", "create", "orders"), "orders")
-	mustContain(t, "put", ok(t, bin, srv, "", "put", "orders", "db.yaml", writeFile(t, local, "db.yaml", db1), "-m", "first"), "revision 1")
-	if got := ok(t, bin, srv, "", "get", "orders", "db.yaml"); got != db1 {
+	e2eContains(t, "services create", e2eOK(t, bin, srv, "", "services", "create", "orders"), "orders")
+	e2eContains(t, "put", e2eOK(t, bin, srv, "", "put", "orders", "db.yaml", e2eWriteFile(t, local, "db.yaml", db1), "-m", "first"), "revision 1")
+	if got := e2eOK(t, bin, srv, "", "get", "orders", "db.yaml"); got != db1 {
 		t.Fatalf("get db.yaml = %q, want %q", got, db1)
 	}
-	mustContain(t, "services", ok(t, bin, srv, "", "services"), "orders")
+	e2eContains(t, "services", e2eOK(t, bin, srv, "", "services"), "orders")
 
 	// Bad JSON is refused with its line and column, and nothing is written.
-	stderr := fails(t, bin, srv, "{\"timeout\": 30,\n \"retries\": }\n", nil, "put", "orders", "features.json", "-")
-	mustContain(t, "bad JSON error", stderr, "features.json:2:", "line=2", "column=", "HTTP 422")
-	if revs := historyRevisions(t, bin, srv, "orders"); len(revs) != 1 {
+	stderr := e2eFails(t, bin, srv, "{\"timeout\": 30,\n \"retries\": }\n", nil, "put", "orders", "features.json", "-")
+	e2eContains(t, "bad JSON error", stderr, "features.json:2:", "line=2", "column=", "HTTP 422")
+	if revs := e2eHistory(t, bin, srv, "orders"); len(revs) != 1 {
 		t.Fatalf("after a refused publish, history = %v; want [1]", revs)
 	}
 
 	// Multi-file publish: one revision with both files.
-	fa := writeFile(t, local, "features.json", `{"checkout_v2": true}`)
-	fb := writeFile(t, local, "limits.local", "rps = 100\n")
-	mustContain(t, "publish", ok(t, bin, srv, "", "publish", "orders", "-f", fa, "-f", "limits.toml="+fb, "-m", "two files"), "revision 2")
-	if got := ok(t, bin, srv, "", "get", "orders", "limits.toml"); got != "rps = 100\n" {
+	fa := e2eWriteFile(t, local, "features.json", `{"checkout_v2": true}`)
+	fb := e2eWriteFile(t, local, "limits.local", "rps = 100\n")
+	e2eContains(t, "publish", e2eOK(t, bin, srv, "", "publish", "orders", "-f", fa, "-f", "limits.toml="+fb, "-m", "two files"), "revision 2")
+	if got := e2eOK(t, bin, srv, "", "get", "orders", "limits.toml"); got != "rps = 100\n" {
 		t.Fatalf("get limits.toml = %q", got)
 	}
 
 	// A stale If-Match is refused; a current one publishes.
-	stderr = fails(t, bin, srv, db2, nil, "put", "orders", "db.yaml", "-", "--if-match", "1")
-	mustContain(t, "stale if-match error", stderr, "HTTP 412", "revision 1 is no longer the newest")
-	mustContain(t, "put --if-match 2", ok(t, bin, srv, db2, "put", "orders", "db.yaml", "-", "--if-match", "2", "-m", "bigger pool"), "revision 3")
-	mustContain(t, "put", ok(t, bin, srv, db3, "put", "orders", "db.yaml", "-", "-m", "new port"), "revision 4")
+	stderr = e2eFails(t, bin, srv, db2, nil, "put", "orders", "db.yaml", "-", "--if-match", "1")
+	e2eContains(t, "stale if-match error", stderr, "HTTP 412", "revision 1 is no longer the newest")
+	e2eContains(t, "put --if-match 2", e2eOK(t, bin, srv, db2, "put", "orders", "db.yaml", "-", "--if-match", "2", "-m", "bigger pool"), "revision 3")
+	e2eContains(t, "put", e2eOK(t, bin, srv, db3, "put", "orders", "db.yaml", "-", "-m", "new port"), "revision 4")
 
 	// History lists every revision, newest first, with its message.
-	hist := ok(t, bin, srv, "", "history", "orders")
-	mustContain(t, "history", hist, "REVISION", "first", "two files", "bigger pool", "new port")
-	if revs := historyRevisions(t, bin, srv, "orders"); fmt.Sprint(revs) != "[4 3 2 1]" {
+	hist := e2eOK(t, bin, srv, "", "history", "orders")
+	e2eContains(t, "history", hist, "REVISION", "first", "two files", "bigger pool", "new port")
+	if revs := e2eHistory(t, bin, srv, "orders"); fmt.Sprint(revs) != "[4 3 2 1]" {
 		t.Fatalf("history revisions %v, want [4 3 2 1]", revs)
 	}
 
 	// Diff shows the changed lines.
-	diff := ok(t, bin, srv, "", "diff", "orders", "1", "4")
-	mustContain(t, "diff 1 4", diff, "db.yaml", "-pool: 10", "+pool: 50", "-port: 5432", "+port: 6432", "features.json")
+	diff := e2eOK(t, bin, srv, "", "diff", "orders", "1", "4")
+	e2eContains(t, "diff 1 4", diff, "db.yaml", "-pool: 10", "+pool: 50", "-port: 5432", "+port: 6432", "features.json")
 
 	// Rollback to 1: a new revision whose content equals revision 1.
-	mustContain(t, "rollback", ok(t, bin, srv, "", "rollback", "orders", "--to", "1", "-m", "back to the start"), "revision 5")
-	if got := ok(t, bin, srv, "", "get", "orders", "db.yaml"); got != db1 {
+	e2eContains(t, "rollback", e2eOK(t, bin, srv, "", "rollback", "orders", "--to", "1", "-m", "back to the start"), "revision 5")
+	if got := e2eOK(t, bin, srv, "", "get", "orders", "db.yaml"); got != db1 {
 		t.Fatalf("after rollback db.yaml = %q, want revision 1's %q", got, db1)
 	}
-	if got := ok(t, bin, srv, "", "get", "orders", "db.yaml", "--revision", "4"); got != db3 {
+	if got := e2eOK(t, bin, srv, "", "get", "orders", "db.yaml", "--revision", "4"); got != db3 {
 		t.Fatalf("history rewritten: db.yaml@4 = %q, want %q", got, db3)
 	}
-	stderr = fails(t, bin, srv, "", nil, "get", "orders", "features.json")
-	mustContain(t, "get a file the rollback removed", stderr, "HTTP 404")
-	mustContain(t, "diff 1 5", ok(t, bin, srv, "", "diff", "orders", "1", "5"), "no differences")
+	stderr = e2eFails(t, bin, srv, "", nil, "get", "orders", "features.json")
+	e2eContains(t, "get a file the rollback removed", stderr, "HTTP 404")
+	e2eContains(t, "diff 1 5", e2eOK(t, bin, srv, "", "diff", "orders", "1", "5"), "no differences")
 
 	// A shared group, linked, lists its users.
-	ok(t, bin, srv, "", "shared", "create", "redis-common")
-	mustContain(t, "shared put", ok(t, bin, srv, "addr: 127.0.0.1:6379\n", "shared", "put", "redis-common", "redis.yaml", "-"), "revision 1")
-	mustContain(t, "link", ok(t, bin, srv, "", "link", "orders", "redis-common"), "orders now uses shared group redis-common")
-	mustContain(t, "shared users", ok(t, bin, srv, "", "shared", "users", "redis-common"), "SERVICE", "orders")
-	if got := ok(t, bin, srv, "", "shared", "get", "redis-common", "redis.yaml"); got != "addr: 127.0.0.1:6379\n" {
+	e2eOK(t, bin, srv, "", "shared", "create", "redis-common")
+	e2eContains(t, "shared put", e2eOK(t, bin, srv, "addr: 127.0.0.1:6379\n", "shared", "put", "redis-common", "redis.yaml", "-"), "revision 1")
+	e2eContains(t, "link", e2eOK(t, bin, srv, "", "link", "orders", "redis-common"), "orders now uses shared group redis-common")
+	e2eContains(t, "shared users", e2eOK(t, bin, srv, "", "shared", "users", "redis-common"), "SERVICE", "orders")
+	if got := e2eOK(t, bin, srv, "", "shared", "get", "redis-common", "redis.yaml"); got != "addr: 127.0.0.1:6379\n" {
 		t.Fatalf("shared get = %q", got)
 	}
 
 	// edit publishes what $EDITOR saved, with If-Match on the revision it
 	// read; when someone publishes meanwhile it refuses and keeps the copy.
-	editor := writeFile(t, local, "editor.sh", "#!/bin/sh\nsed -i 's/pool: 10/pool: 20/' \"$1\"\n")
-	mustChmod(t, editor)
-	r := sluiceCLI(t, bin, srv, "", []string{"EDITOR=" + editor, "TMPDIR=" + local}, "edit", "orders", "db.yaml", "-m", "edited")
+	editor := e2eWriteFile(t, local, "editor.sh", "#!/bin/sh\nsed -i 's/pool: 10/pool: 20/' \"$1\"\n")
+	e2eChmod(t, editor)
+	r := e2eRun(t, bin, srv, "", []string{"EDITOR=" + editor, "TMPDIR=" + local}, "edit", "orders", "db.yaml", "-m", "edited")
 	if r.code != 0 {
 		t.Fatalf("edit: exit %d: %s", r.code, r.stderr)
 	}
-	mustContain(t, "edit", r.stdout, "revision 6")
-	racer := writeFile(t, local, "racer.sh", fmt.Sprintf("#!/bin/sh\nsed -i 's/pool: 20/pool: 30/' \"$1\"\nprintf 'pool: 40\\n' | %s put orders db.yaml - -m racer >/dev/null\n", bin))
-	mustChmod(t, racer)
-	stderr = fails(t, bin, srv, "", []string{"EDITOR=" + racer, "TMPDIR=" + local}, "edit", "orders", "db.yaml")
-	mustContain(t, "stale edit", stderr, "changed on the server after you opened it at revision 6", "nothing was published", "Re-run `sluice edit orders db.yaml`")
-	if got := ok(t, bin, srv, "", "get", "orders", "db.yaml"); got != "pool: 40\n" {
+	e2eContains(t, "edit", r.stdout, "revision 6")
+	racer := e2eWriteFile(t, local, "racer.sh", fmt.Sprintf("#!/bin/sh\nsed -i 's/pool: 20/pool: 30/' \"$1\"\nprintf 'pool: 40\\n' | %s put orders db.yaml - -m racer >/dev/null\n", bin))
+	e2eChmod(t, racer)
+	stderr = e2eFails(t, bin, srv, "", []string{"EDITOR=" + racer, "TMPDIR=" + local}, "edit", "orders", "db.yaml")
+	e2eContains(t, "stale edit", stderr, "changed on the server after you opened it at revision 6", "nothing was published", "Re-run `sluice edit orders db.yaml`")
+	if got := e2eOK(t, bin, srv, "", "get", "orders", "db.yaml"); got != "pool: 40\n" {
 		t.Fatalf("after the refused edit db.yaml = %q, want the racer's", got)
 	}
 
 	// The SSE watch receives a revision published after it started.
-	events := watch(t, srv, "orders", 7)
-	ok(t, bin, srv, "pool: 99\n", "put", "orders", "db.yaml", "-", "-m", "watched")
+	events := e2eWatch(t, srv, "orders", 7)
+	e2eOK(t, bin, srv, "pool: 99\n", "put", "orders", "db.yaml", "-", "-m", "watched")
 	select {
 	case ev := <-events:
 		if ev.Revision != 8 || ev.Message != "watched" {
@@ -396,52 +396,52 @@ func tour(t *testing.T, bin string, srv *e2eServer) {
 		t.Fatal("watch received no revision event in 15s")
 	}
 	// `sluice watch` replays from --since and stops after --count.
-	mustContain(t, "sluice watch", ok(t, bin, srv, "", "watch", "orders", "--since", "7", "--count", "1"), "revision 8", "db.yaml", "watched")
+	e2eContains(t, "sluice watch", e2eOK(t, bin, srv, "", "watch", "orders", "--since", "7", "--count", "1"), "revision 8", "db.yaml", "watched")
 
 	// A viewer token reads but cannot publish.
-	viewer := strings.TrimSpace(ok(t, bin, srv, "", "token", "create", "--name", "e2e-viewer", "--role", "viewer:orders"))
+	viewer := strings.TrimSpace(e2eOK(t, bin, srv, "", "token", "create", "--name", "e2e-viewer", "--role", "viewer:orders"))
 	if !strings.HasPrefix(viewer, "slc_") {
 		t.Fatalf("token create printed %q, want the token alone", viewer)
 	}
 	asViewer := []string{"SLUICE_TOKEN=" + viewer}
-	if r := sluiceCLI(t, bin, srv, "", asViewer, "get", "orders", "db.yaml"); r.code != 0 || r.stdout != "pool: 99\n" {
+	if r := e2eRun(t, bin, srv, "", asViewer, "get", "orders", "db.yaml"); r.code != 0 || r.stdout != "pool: 99\n" {
 		t.Fatalf("viewer get: exit %d %q %s", r.code, r.stdout, r.stderr)
 	}
-	stderr = fails(t, bin, srv, "pool: 1\n", asViewer, "put", "orders", "db.yaml", "-")
-	mustContain(t, "viewer put", stderr, "HTTP 403")
-	r = sluiceCLI(t, bin, srv, "", asViewer, "whoami")
-	mustContain(t, "viewer whoami", r.stdout, "e2e-viewer", "viewer:orders")
-	if got := ok(t, bin, srv, "", "get", "orders", "db.yaml"); got != "pool: 99\n" {
+	stderr = e2eFails(t, bin, srv, "pool: 1\n", asViewer, "put", "orders", "db.yaml", "-")
+	e2eContains(t, "viewer put", stderr, "HTTP 403")
+	r = e2eRun(t, bin, srv, "", asViewer, "whoami")
+	e2eContains(t, "viewer whoami", r.stdout, "e2e-viewer", "viewer:orders")
+	if got := e2eOK(t, bin, srv, "", "get", "orders", "db.yaml"); got != "pool: 99\n" {
 		t.Fatalf("the viewer's refused put changed db.yaml to %q", got)
 	}
 
 	// An instance registered through the API is listed with its revision;
 	// a pin to it prints its token with a ready curl line, and can be revoked.
-	registerInstance(t, srv, "orders", "orders-1", `{"addr":"127.0.0.1:9001","revision":8,"status":"applied"}`)
-	inst := ok(t, bin, srv, "", "instances", "orders")
-	mustContain(t, "instances", inst, "orders-1", "127.0.0.1:9001", "applied")
+	e2eRegister(t, srv, "orders", "orders-1", `{"addr":"127.0.0.1:9001","revision":8,"status":"applied"}`)
+	inst := e2eOK(t, bin, srv, "", "instances", "orders")
+	e2eContains(t, "instances", inst, "orders-1", "127.0.0.1:9001", "applied")
 	if !regexp.MustCompile(`orders-1\s+127\.0\.0\.1:9001\s+8\s+applied`).MatchString(inst) {
 		t.Errorf("instances table does not show orders-1 at revision 8:\n%s", inst)
 	}
-	pin := ok(t, bin, srv, "", "pin", "create", "--target", "orders=orders-1", "--ttl", "10m", "--note", "e2e")
+	pin := e2eOK(t, bin, srv, "", "pin", "create", "--target", "orders=orders-1", "--ttl", "10m", "--note", "e2e")
 	m := regexp.MustCompile(`(?m)^pin ([0-9a-f]{12}) for orders→orders-1`).FindStringSubmatch(pin)
 	if m == nil || !regexp.MustCompile(`curl -H 'X-Sluice-Pin: slp_[A-Za-z0-9_-]+' http://127\.0\.0\.1:7080/`).MatchString(pin) {
-		t.Fatalf("pin create output lacks the pin id or the curl line:\n%s", redact(pin))
+		t.Fatalf("pin create output lacks the pin id or the curl line:\n%s", e2eRedact(pin))
 	}
-	mustContain(t, "pin list", ok(t, bin, srv, "", "pin", "list"), m[1], "orders→orders-1", "active", "e2e")
-	ok(t, bin, srv, "", "pin", "revoke", m[1])
-	mustContain(t, "pin list after revoke", ok(t, bin, srv, "", "pin", "list"), m[1], "revoked")
+	e2eContains(t, "pin list", e2eOK(t, bin, srv, "", "pin", "list"), m[1], "orders→orders-1", "active", "e2e")
+	e2eOK(t, bin, srv, "", "pin", "revoke", m[1])
+	e2eContains(t, "pin list after revoke", e2eOK(t, bin, srv, "", "pin", "list"), m[1], "revoked")
 
 	// The audit log has the refused put and the publishes.
-	mustContain(t, "audit --service", ok(t, bin, srv, "", "audit", "--service", "orders", "--since", "1h"), "rollback", "publish", "service/orders")
-	audit := ok(t, bin, srv, "", "audit", "--limit", "100")
-	mustContain(t, "audit", audit, "e2e-viewer", "refused", "403")
-	mustContain(t, "token list", ok(t, bin, srv, "", "token", "list"), "e2e-viewer", "viewer:orders")
+	e2eContains(t, "audit --service", e2eOK(t, bin, srv, "", "audit", "--service", "orders", "--since", "1h"), "rollback", "publish", "service/orders")
+	audit := e2eOK(t, bin, srv, "", "audit", "--limit", "100")
+	e2eContains(t, "audit", audit, "e2e-viewer", "refused", "403")
+	e2eContains(t, "token list", e2eOK(t, bin, srv, "", "token", "list"), "e2e-viewer", "viewer:orders")
 }
 
-// registerInstance registers an instance the way the SDK's HTTP transport
+// e2eRegister registers an instance the way the SDK's HTTP transport
 // does: PUT /v1/services/{svc}/instances/{id}.
-func registerInstance(t *testing.T, srv *e2eServer, svc, id, body string) {
+func e2eRegister(t *testing.T, srv *e2eServer, svc, id, body string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/v1/services/%s/instances/%s", srv.url, svc, id), strings.NewReader(body))
 	if err != nil {
@@ -460,16 +460,16 @@ func registerInstance(t *testing.T, srv *e2eServer, svc, id, body string) {
 	}
 }
 
-// watchEvent is the data of one `event: revision` on the SSE stream.
-type watchEvent struct {
+// e2eWatchEvent is the data of one `event: revision` on the SSE stream.
+type e2eWatchEvent struct {
 	Revision int64  `json:"revision"`
 	Message  string `json:"message"`
 }
 
-// watch opens GET /v1/services/{svc}/watch?since=N like curl would and
+// e2eWatch opens GET /v1/services/{svc}/watch?since=N like curl would and
 // sends each revision event on the returned channel. The stream is closed
 // when the test ends.
-func watch(t *testing.T, srv *e2eServer, svc string, since int64) <-chan watchEvent {
+func e2eWatch(t *testing.T, srv *e2eServer, svc string, since int64) <-chan e2eWatchEvent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/services/%s/watch?since=%d", srv.url, svc, since), nil)
@@ -490,7 +490,7 @@ func watch(t *testing.T, srv *e2eServer, svc string, since int64) <-chan watchEv
 		cancel()
 		t.Fatalf("watch: %s %s: %s", resp.Status, resp.Header.Get("Content-Type"), b)
 	}
-	events := make(chan watchEvent, 16)
+	events := make(chan e2eWatchEvent, 16)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -504,7 +504,7 @@ func watch(t *testing.T, srv *e2eServer, svc string, since int64) <-chan watchEv
 			case strings.HasPrefix(line, "event:"):
 				event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
 			case strings.HasPrefix(line, "data:") && event == "revision":
-				var ev watchEvent
+				var ev e2eWatchEvent
 				if json.Unmarshal([]byte(strings.TrimSpace(strings.TrimPrefix(line, "data:"))), &ev) == nil {
 					select {
 					case events <- ev:
