@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -328,5 +329,85 @@ func TestWatchEndsWhenRefRecreated(t *testing.T) {
 	}
 	if !errors.Is(last.Err, configsvc.ErrNotFound) {
 		t.Fatalf("watch ended with %+v, want an ErrNotFound event", last)
+	}
+}
+
+// TestCloseUnderLoad closes the store while publishers, readers, watchers
+// and instance registrations are busy: Close returns, every call in flight
+// or after it ends with ErrClosed (never a panic or a hang), and watches
+// delivered only consecutive revisions up to the end. TestMain's leak check
+// then finds no goroutine left.
+func TestCloseUnderLoad(t *testing.T) {
+	s, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{Retention: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	ref := configsvc.Service("orders")
+	if err := s.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	report := func(what string, err error) {
+		if err != nil && !errors.Is(err, configsvc.ErrClosed) && !errors.Is(err, configsvc.ErrConflict) {
+			errs <- fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	for w := range 3 {
+		wg.Go(func() {
+			for i := range 300 {
+				h, err := s.Head(ctx, ref)
+				if err != nil {
+					report("head", err)
+					return
+				}
+				_, err = s.Publish(ctx, ref, configsvc.Changeset{Base: h.Revision, Changes: []configsvc.Change{{File: "a.txt", Content: fmt.Appendf(nil, "%d-%d", w, i)}}})
+				if errors.Is(err, configsvc.ErrClosed) {
+					return
+				}
+				report("publish", err)
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 300 {
+			l, err := s.Register(ctx, configsvc.Instance{Service: "orders", ID: fmt.Sprint("i-", i)})
+			if err != nil {
+				report("register", err)
+				return
+			}
+			report("lease close", l.Close())
+		}
+	})
+	for range 5 {
+		ch := s.Watch(ctx, ref, 0)
+		wg.Go(func() {
+			last := int64(0)
+			for ev := range ch {
+				if ev.Revision != nil {
+					if ev.Revision.Number != last+1 {
+						errs <- fmt.Errorf("watch delivered %d after %d", ev.Revision.Number, last)
+						return
+					}
+					last = ev.Revision.Number
+				}
+			}
+		})
+		ich := s.WatchInstances(ctx, "orders")
+		wg.Go(func() {
+			for range ich {
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
