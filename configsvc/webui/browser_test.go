@@ -288,8 +288,17 @@ func screenshotDir() string {
 	return filepath.Join("..", "..", "test-output", "screenshots")
 }
 
-// shot saves a full-page PNG under test-output/screenshots.
+// shot saves a full-page PNG under test-output/screenshots, without the
+// transient toasts of earlier steps (they would cover the page in the docs).
 func (b *tab) shot(name string) {
+	b.t.Helper()
+	evalJS[bool](b, `(() => { const f = document.querySelector('.flash'); if (f) f.style.visibility = 'hidden'; return true; })()`)
+	defer evalJS[bool](b, `(() => { const f = document.querySelector('.flash'); if (f) f.style.visibility = ''; return true; })()`)
+	b.shotAsIs(name)
+}
+
+// shotAsIs saves a full-page PNG with the toasts, e.g. to show a refusal.
+func (b *tab) shotAsIs(name string) {
 	b.t.Helper()
 	dir := screenshotDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -17,6 +17,7 @@ const (
 	appV2 = "{\n  \"name\": \"orders\",\n  \"port\": 9090\n}\n"
 	appV3 = "{\n  \"name\": \"orders\",\n  \"port\": 7070\n}\n"
 	appV4 = "{\n  \"name\": \"orders\",\n  \"port\": 6060\n}\n"
+	limitsV1 = "[limits]\nrps = 100\n"
 	// badJSON has a trailing comma: the error is the "}" at line 4, column 1.
 	badJSON = "{\n  \"name\": \"orders\",\n  \"port\": 8080,\n}\n"
 )
@@ -136,24 +137,38 @@ func TestConsole(t *testing.T) {
 		if rev := headRevision(t, c.store, "orders"); rev != 1 {
 			t.Errorf("head moved to %d after a refused publish", rev)
 		}
-		adm.shot("04-server-error")
+		adm.shotAsIs("04-server-error")
 		adm.do(chromedp.Click(css(`[data-test=revert-file]`)))
 		adm.waitFor("the draft file to go", `!document.querySelector('[data-file="bad.yaml"]')`)
 	})
 
-	step("publish a second revision", func(t *testing.T) {
+	step("publish two files in one revision", func(t *testing.T) {
 		adm.do(chromedp.Click(css(`[data-file="app.json"]`)))
 		adm.typeInto(`[data-test=editor]`, appV2)
-		adm.publish("move to port 9090")
+		adm.typeInto(`[data-test=new-file]`, "limits.toml")
+		adm.do(chromedp.Click(css(`[data-test=add-file]`)), chromedp.WaitVisible(css(`[data-file="limits.toml"]`)))
+		adm.typeInto(`[data-test=editor]`, limitsV1)
+		if got := adm.text(`[data-test=change-count]`); got != "2 unpublished changes" {
+			t.Errorf("change count = %q", got)
+		}
+		adm.do(chromedp.Click(css(`[data-test=review]`)), chromedp.WaitVisible(css(`[data-test=publish-diff]`)))
+		if n := adm.count(`[data-test=publish-diff] .diff`); n != 2 {
+			t.Errorf("review shows %d file diffs, want 2", n)
+		}
+		adm.typeInto(`.modal [data-test=message]`, "move to port 9090, add limits")
+		adm.do(chromedp.Click(css(`[data-test=confirm-publish]`)))
 		adm.waitFor("revision 2", `document.querySelector('[data-test=head-revision]').textContent === 'revision 2'`)
 		if got := fileAt(t, c.store, "orders", "app.json", 2); got != appV2 {
 			t.Errorf("stored app.json = %q, want %q", got, appV2)
+		}
+		if got := fileAt(t, c.store, "orders", "limits.toml", 2); got != limitsV1 {
+			t.Errorf("stored limits.toml = %q, want %q", got, limitsV1)
 		}
 	})
 
 	step("history diffs any two revisions", func(t *testing.T) {
 		adm.do(chromedp.Navigate(c.url+"#/services/orders/history"), chromedp.WaitVisible(css(`[data-revision="1"]`)))
-		if got := adm.text(`[data-revision="2"]`); !strings.Contains(got, "move to port 9090") || !strings.Contains(got, "app.json") {
+		if got := adm.text(`[data-revision="2"]`); !strings.Contains(got, "move to port 9090") || !strings.Contains(got, "app.json") || !strings.Contains(got, "limits.toml") {
 			t.Errorf("revision 2 row = %q, want its message and file", got)
 		}
 		adm.do(chromedp.Click(css(`[data-test=from-1]`)), chromedp.Click(css(`[data-test=to-2]`)), chromedp.Click(css(`[data-test=compare]`)))
@@ -165,8 +180,13 @@ func TestConsole(t *testing.T) {
 		adm.shot("05-history-diff")
 	})
 
-	step("rollback shows the diff it applies and restores the content", func(t *testing.T) {
+	step("rollback of one file shows the diff it applies and restores the content", func(t *testing.T) {
 		adm.do(chromedp.Click(css(`[data-test=rollback-1]`)), chromedp.WaitVisible(css(`[data-test=rollback-diff] .diff`)))
+		if n := adm.count(`[data-test=rollback-diff] .diff`); n != 2 {
+			t.Errorf("whole-service rollback shows %d file diffs, want app.json and limits.toml", n)
+		}
+		adm.choose(`[data-test=rollback-scope]`, "app.json")
+		adm.waitFor("the one-file diff", `document.querySelectorAll('[data-test=rollback-diff] .diff').length === 1`)
 		got := adm.text(`[data-test=rollback-diff]`)
 		if !strings.Contains(got, `-  "port": 9090`) || !strings.Contains(got, `+  "port": 8080`) {
 			t.Errorf("rollback confirmation diff = %q, want live 9090 → 8080", got)
@@ -178,6 +198,9 @@ func TestConsole(t *testing.T) {
 		}
 		if got := fileAt(t, c.store, "orders", "app.json", 3); got != appV1 {
 			t.Errorf("app.json after rollback = %q, want revision 1's %q", got, appV1)
+		}
+		if got := fileAt(t, c.store, "orders", "limits.toml", 3); got != limitsV1 {
+			t.Errorf("limits.toml after a rollback of app.json only = %q, want it kept", got)
 		}
 		adm.do(chromedp.Navigate(c.url+"#/services/orders/files"), chromedp.WaitVisible(css(`[data-test=editor]`)))
 		if got := evalJS[string](adm, `document.querySelector('[data-test=editor]').value`); got != appV1 {

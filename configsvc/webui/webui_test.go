@@ -63,6 +63,9 @@ func TestNoRemoteResources(t *testing.T) {
 			return err
 		}
 		s := string(data)
+		if strings.HasSuffix(p, ".js") && regexp.MustCompile(`\bstyle: '`).MatchString(s) {
+			t.Errorf("%s sets an inline style attribute, which the console's CSP blocks; use a class", p)
+		}
 		for _, bad := range []string{"http://", "https://", "//cdn", "localStorage", "sessionStorage", "innerHTML", "eval("} {
 			if strings.Contains(s, bad) {
 				// The pin page prints a curl line for the local proxy.

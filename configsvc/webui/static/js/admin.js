@@ -70,7 +70,7 @@ export async function pinsPage(app) {
         inst.disabled = !insts.length;
       } catch (e) { app.showError(e, 'Instances of ' + svc.value); }
     });
-    const row = h('div', { class: 'row', style: 'margin-bottom:6px' }, svc, '→', inst,
+    const row = h('div', { class: 'row mb' }, svc, '→', inst,
       h('button', { type: 'button', class: 'link', onclick: () => { if (targets.children.length > 1) row.remove(); } }, 'remove'));
     row.read = () => [svc.value, inst.value];
     return row;
@@ -98,7 +98,7 @@ export async function pinsPage(app) {
         h('div', { class: 'token-once', 'data-test': 'pin-token' }, token),
         h('p', { class: 'muted' }, 'Ready to paste (the proxy listens on 127.0.0.1:7080 unless it was started with another --addr; add your path):'),
         h('div', { class: 'token-once', 'data-test': 'pin-curl' }, curl),
-        h('div', { class: 'row', style: 'margin-top:8px' },
+        h('div', { class: 'row mt' },
           h('button', { type: 'button', onclick: () => navigator.clipboard && navigator.clipboard.writeText(token).then(() => app.flash('Token copied', 'ok')) }, 'Copy token'),
           h('button', { type: 'button', onclick: () => navigator.clipboard && navigator.clipboard.writeText(curl).then(() => app.flash('curl line copied', 'ok')) }, 'Copy curl line'),
           h('button', { type: 'button', onclick: () => clear(created) }, 'Done, hide the token'))));

@@ -17,7 +17,9 @@ export function flash(message, kind = 'info', code = '') {
     h('button', { class: 'x', title: 'Dismiss', 'aria-label': 'Dismiss', onclick: () => m.remove() }, '×'),
     message, code ? h('span', { class: 'code' }, code) : null);
   flashBox.appendChild(m);
-  setTimeout(() => m.remove(), kind === 'error' ? 15000 : 5000);
+  // Keep the newest few; an error stays longer than a confirmation.
+  while (flashBox.children.length > 3) flashBox.firstChild.remove();
+  setTimeout(() => m.remove(), kind === 'error' ? 15000 : 4000);
 }
 
 // showError reports a failed call with the server's own message.
@@ -98,7 +100,7 @@ function signIn(message) {
   h('p', { class: 'muted' }, 'Sign in with an API token. It is exchanged for a session cookie and is not kept in the browser. The first admin token is in ', h('code', {}, 'sluice-data/admin.token'), '.'),
   err,
   h('label', { class: 'stack', for: 'token' }, 'API token', token),
-  h('div', { class: 'row', style: 'margin-top:12px' }, btn));
+  h('div', { class: 'row mt' }, btn));
   mount(root, form);
   token.focus();
 }

@@ -163,6 +163,12 @@ export async function workspacePage(app, kind, name, tab, opts = {}) {
   mount(body, h('div', { class: 'empty-state' }, 'No such tab.'));
 }
 
+// setHeadRevision updates the revision badge in the page header.
+function setHeadRevision(n) {
+  const rb = document.querySelector('[data-test=head-revision]');
+  if (rb) rb.textContent = 'revision ' + n;
+}
+
 async function loadSnapshot(ws) {
   const s = await api.get(ws.base + '/snapshot');
   const files = {};
@@ -173,10 +179,12 @@ async function loadSnapshot(ws) {
 async function filesTab(ws) {
   const { app } = ws;
   const snap = await loadSnapshot(ws);
-  const st = { live: snap.files, base: snap.revision, draft: {}, selected: null, clientErr: {}, serverErr: {}, remote: null };
+  // busy is set while our own publish is in flight, so its watch event is not
+  // mistaken for someone else's.
+  const st = { live: snap.files, base: snap.revision, draft: {}, selected: null, clientErr: {}, serverErr: {}, busy: false };
   const list = h('ul', { class: 'files', 'data-test': 'files' });
   const pane = h('div', { class: 'pane' });
-  const bar = h('div', { class: 'row', style: 'margin-top:12px' });
+  const bar = h('div', { class: 'row mt' });
   const notices = h('div', { 'data-test': 'notices' });
 
   const names = () => [...new Set([...Object.keys(st.live), ...Object.keys(st.draft)])].sort();
@@ -228,7 +236,7 @@ async function filesTab(ws) {
       const errs = [...(st.serverErr[f] || []).map((e) => ({ ...e, source: 'server' })), ...(st.clientErr[f] || [])];
       editor.setErrors(errs);
     }
-    const tools = h('div', { class: 'row', style: 'margin-bottom:8px' },
+    const tools = h('div', { class: 'row mb' },
       h('strong', { class: 'mono' }, f), h('span', { class: 'badge' }, formatOf(f)),
       del ? h('span', { class: 'badge bad' }, 'will be deleted') : null,
       h('span', { class: 'spacer' }),
@@ -244,12 +252,12 @@ async function filesTab(ws) {
       errs ? h('span', { class: 'badge bad', 'data-test': 'error-count' }, errs + (errs === 1 ? ' error' : ' errors') + ' to fix before publishing') : null,
       h('span', { class: 'spacer' }),
       n ? h('button', { onclick: () => { if (confirm('Discard all unpublished changes?')) { st.draft = {}; st.serverErr = {}; st.clientErr = {}; select(st.selected in st.live ? st.selected : names()[0] || null); renderBar(); } } }, 'Discard all') : null,
-      h('button', { class: 'primary', disabled: !n || errs > 0, 'data-test': 'review', onclick: review }, 'Review and publish…'));
+      h('button', { class: 'primary', disabled: !n || errs > 0, 'data-test': 'review', title: 'Ctrl+S', onclick: review }, 'Review and publish…'));
   }
 
   function addFileForm() {
     const input = h('input', { placeholder: 'new-file.json', 'data-test': 'new-file', 'aria-label': 'New file name', size: 14 });
-    return h('form', { class: 'row', style: 'margin-top:10px', onsubmit: (e) => {
+    return h('form', { class: 'row mt', onsubmit: (e) => {
       e.preventDefault();
       const f = input.value.trim();
       if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(f)) { app.flash('A file name is 1-128 characters of A-Z, a-z, 0-9, ".", "_" and "-", starting with a letter or digit.', 'error'); return; }
@@ -289,13 +297,13 @@ async function filesTab(ws) {
     msg.focus();
     go.addEventListener('click', async () => {
       go.disabled = true;
+      st.busy = true;
       const changes = files.map((f) => (st.draft[f] === null ? { file: f, delete: true } : { file: f, content: st.draft[f] }));
       try {
         const res = await api.post(ws.base + '/revisions', { base_revision: st.base, message: msg.value, changes }, { headers: { 'If-Match': '"' + st.base + '"' } });
         m.close();
         const rev = revOf(res) || st.base + 1;
         app.flash('Published revision ' + rev, 'ok');
-        app.guard.dirty = null;
         await reload(rev);
       } catch (e) {
         go.disabled = false;
@@ -314,6 +322,8 @@ async function filesTab(ws) {
         } else {
           app.showError(e, 'Not published');
         }
+      } finally {
+        st.busy = false;
       }
     });
   }
@@ -325,8 +335,7 @@ async function filesTab(ws) {
     for (const f of Object.keys(st.draft)) if (st.draft[f] === (f in st.live ? st.live[f] : null)) delete st.draft[f];
     st.serverErr = {};
     for (const f of names()) validate(f);
-    const rb = document.querySelector('[data-test=head-revision]');
-    if (rb) rb.textContent = 'revision ' + st.base;
+    setHeadRevision(st.base);
     if (!(st.selected in st.live) && !(st.selected in st.draft)) st.selected = names()[0] || null;
     clear(notices);
     renderList();
@@ -356,7 +365,7 @@ async function filesTab(ws) {
     let r = {};
     try { r = JSON.parse(ev.data); } catch (_) { return; }
     const n = revOf(r) || +ev.lastEventId;
-    if (!n || n <= st.base) return;
+    if (!n || n <= st.base || st.busy) return;
     if (!changed().length) {
       await reload();
       app.flash('Revision ' + n + ' was published by ' + (r.author || 'someone') + ' and is shown now.', 'info');
@@ -373,6 +382,19 @@ async function filesTab(ws) {
       if (e.code === 'compacted' || e.code === 'not_found') es.close();
     } catch (_) { /* not a server error event */ }
   });
+
+  // Ctrl+S / Cmd+S opens the review, like saving in an editor.
+  const onKey = (e) => {
+    if ((e.ctrlKey || e.metaKey) && e.key === 's') {
+      e.preventDefault();
+      const b = document.querySelector('[data-test=review]');
+      if (b && !b.disabled && !document.querySelector('.modal')) b.click();
+    }
+  };
+  if (ws.editable) {
+    document.addEventListener('keydown', onKey);
+    app.onCleanup(() => document.removeEventListener('keydown', onKey));
+  }
 
   const left = h('div', { class: 'panel' }, list, ws.editable ? addFileForm() : null);
   mount(ws.body, notices, h('div', { class: 'workspace' }, left, h('div', {}, h('div', { class: 'panel' }, pane, ws.editable ? bar : null))));
@@ -476,8 +498,7 @@ async function historyTab(ws) {
         app.flash('Rolled back: revision ' + (revOf(res) || headRev + 1) + ' restores revision ' + n, 'ok');
         revs.length = 0; fromSel = 0; toSel = 0;
         await load();
-        const rb = document.querySelector('[data-test=head-revision]');
-        if (rb && revs[0]) rb.textContent = 'revision ' + revOf(revs[0]);
+        if (revs[0]) setHeadRevision(revOf(revs[0]));
       } catch (e) { go.disabled = false; app.showError(e, 'Rollback refused'); }
     });
   }
@@ -487,7 +508,7 @@ async function historyTab(ws) {
       h('div', { class: 'row' }, h('span', { class: 'muted' }, 'Pick a “from” and a “to” revision to compare.'), h('span', { class: 'spacer' }),
         h('button', { class: 'primary', 'data-test': 'compare', onclick: compare }, 'Compare')),
       h('table', { 'data-test': 'history' }, h('thead', {}, h('tr', {}, h('th', {}, 'From'), h('th', {}, 'To'), h('th', { class: 'num' }, '#'), h('th', {}, 'Author'), h('th', {}, 'Time'), h('th', {}, 'Message'), h('th', {}, 'Files'), h('th', {}))), body),
-      h('div', { class: 'row', style: 'margin-top:8px' }, more)),
+      h('div', { class: 'row mt' }, more)),
     out);
   await load(0);
 }
@@ -512,7 +533,7 @@ async function instancesTab(ws) {
         h('td', {}, Object.entries(i.labels || {}).map(([k, v]) => h('span', { class: 'chip' }, k + '=' + v))),
         h('td', { class: 'num' }, String(i.revision || 0), ' ', i.revision === headRev ? h('span', { class: 'badge ok' }, 'current') : h('span', { class: 'badge warn' }, 'older'), i.from_cache ? h('span', { class: 'badge', title: 'started from its local cache' }, 'cache') : null),
         h('td', {}, h('span', { class: 'badge ' + (rej ? 'bad' : i.status === 'applied' ? 'ok' : '') }, i.status || 'unknown'),
-          rej ? h('div', { class: 'small', style: 'color:var(--bad)' }, 'revision ' + (i.rejected_revision || '?') + ': ' + (i.error || 'no reason given')) : null),
+          rej ? h('div', { class: 'small reason' }, 'revision ' + (i.rejected_revision || '?') + ': ' + (i.error || 'no reason given')) : null),
         h('td', {}, when(i.updated || i.started))));
     }
     if (!insts.length) body.appendChild(h('tr', {}, h('td', { colspan: 6, class: 'empty-state' }, 'No live instances. Instances register through the SDK.')));
@@ -553,7 +574,7 @@ async function linksTab(ws) {
         if (!confirm('Unlink ' + g + ' from ' + ws.name + '?')) return;
         try { await api.del(ws.base + '/links/' + encodeURIComponent(g)); app.flash('Unlinked ' + g, 'ok'); location.reload(); } catch (e) { app.showError(e, 'Unlink'); }
       } }, 'Unlink') : null))) : h('tr', {}, h('td', { class: 'empty-state' }, 'No linked groups.')))),
-    ws.editable && pick.options.length ? h('div', { class: 'row', style: 'margin-top:10px' }, pick, h('button', { class: 'primary', onclick: async () => {
+    ws.editable && pick.options.length ? h('div', { class: 'row mt' }, pick, h('button', { class: 'primary', onclick: async () => {
       try { await api.put(ws.base + '/links/' + encodeURIComponent(pick.value), {}); app.flash('Linked ' + pick.value, 'ok'); location.reload(); } catch (e) { app.showError(e, 'Link'); }
     } }, 'Link group')) : null));
 }
