@@ -13,10 +13,10 @@ import (
 )
 
 const (
-	appV1 = "{\n  \"name\": \"orders\",\n  \"port\": 8080\n}\n"
-	appV2 = "{\n  \"name\": \"orders\",\n  \"port\": 9090\n}\n"
-	appV3 = "{\n  \"name\": \"orders\",\n  \"port\": 7070\n}\n"
-	appV4 = "{\n  \"name\": \"orders\",\n  \"port\": 6060\n}\n"
+	appV1    = "{\n  \"name\": \"orders\",\n  \"port\": 8080\n}\n"
+	appV2    = "{\n  \"name\": \"orders\",\n  \"port\": 9090\n}\n"
+	appV3    = "{\n  \"name\": \"orders\",\n  \"port\": 7070\n}\n"
+	appV4    = "{\n  \"name\": \"orders\",\n  \"port\": 6060\n}\n"
 	limitsV1 = "[limits]\nrps = 100\n"
 	// badJSON has a trailing comma: the error is the "}" at line 4, column 1.
 	badJSON = "{\n  \"name\": \"orders\",\n  \"port\": 8080,\n}\n"
