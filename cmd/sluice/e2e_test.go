@@ -432,6 +432,19 @@ func e2eTour(t *testing.T, bin string, srv *e2eServer) {
 	e2eOK(t, bin, srv, "", "pin", "revoke", m[1])
 	e2eContains(t, "pin list after revoke", e2eOK(t, bin, srv, "", "pin", "list"), m[1], "revoked")
 
+	// Routes are sluice-system/routes.yaml; the first put creates the service.
+	const routes = "routes:\n  - name: orders\n    upstream: {service: orders}\n"
+	e2eContains(t, "routes put", e2eOK(t, bin, srv, routes, "routes", "put", "-", "-m", "first route"), "sluice-system: published revision 1")
+	if got := e2eOK(t, bin, srv, "", "routes", "get"); got != routes {
+		t.Fatalf("routes get = %q, want %q", got, routes)
+	}
+
+	// Deleting needs --yes, then the service is gone.
+	e2eOK(t, bin, srv, "", "services", "create", "scratch")
+	e2eContains(t, "delete without --yes", e2eFails(t, bin, srv, "", nil, "services", "delete", "scratch"), "--yes")
+	e2eContains(t, "delete", e2eOK(t, bin, srv, "", "services", "delete", "scratch", "--yes"), "service scratch deleted")
+	e2eContains(t, "show deleted", e2eFails(t, bin, srv, "", nil, "services", "show", "scratch"), "HTTP 404")
+
 	// The audit log has the refused put and the publishes.
 	e2eContains(t, "audit --service", e2eOK(t, bin, srv, "", "audit", "--service", "orders", "--since", "1h"), "rollback", "publish", "service/orders")
 	audit := e2eOK(t, bin, srv, "", "audit", "--limit", "100")
