@@ -46,3 +46,17 @@ zookeeper:
 
 clean:
 	rm -rf bin bench.out
+
+.PHONY: demo demo-stop test-cluster
+
+## demo: a 3-node ZooKeeper ensemble, two servers, a proxy and two examples/orders instances on loopback.
+demo:
+	deploy/demo/demo.sh start
+
+## demo-stop: stop everything `make demo` started (state in ./sluice-data/demo).
+demo-stop:
+	deploy/demo/demo.sh stop
+
+## test-cluster: real processes on loopback (ensemble, servers, proxies, SDKs); SLUICE_CLUSTER_CHURN=60s as issue 7 asks.
+test-cluster: zookeeper
+	SLUICE_REQUIRE_ZOOKEEPER=1 SLUICE_CLUSTER_CHURN=$${SLUICE_CLUSTER_CHURN:-60s} $(GO) test -race -count=1 -timeout 15m -v ./deploy/clustertest/
