@@ -47,7 +47,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // testEnv is one admin server on a bbolt store in t.TempDir, served over
 // real HTTP on loopback.
 type testEnv struct {
-	t     *testing.T
+	t     testing.TB
 	store configsvc.Store
 	srv   *Server
 	http  *httptest.Server
@@ -59,7 +59,7 @@ type testEnv struct {
 }
 
 // mustOpenBolt opens a bbolt store in a temp dir, closed at cleanup.
-func mustOpenBolt(t *testing.T) *boltstore.Store {
+func mustOpenBolt(t testing.TB) *boltstore.Store {
 	t.Helper()
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
 	if err != nil {
@@ -70,7 +70,7 @@ func mustOpenBolt(t *testing.T) *boltstore.Store {
 }
 
 // newEnv starts a server on a fresh bbolt store; mods adjust the Config.
-func newEnv(t *testing.T, mods ...func(*Config)) *testEnv {
+func newEnv(t testing.TB, mods ...func(*Config)) *testEnv {
 	t.Helper()
 	return newEnvOn(t, mustOpenBolt(t), mods...)
 }
@@ -88,7 +88,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 
 // newEnvOn starts a server on store; the first server on a store
 // bootstraps the admin token.
-func newEnvOn(t *testing.T, store configsvc.Store, mods ...func(*Config)) *testEnv {
+func newEnvOn(t testing.TB, store configsvc.Store, mods ...func(*Config)) *testEnv {
 	t.Helper()
 	e := &testEnv{t: t, store: store, clock: &fakeClock{t: time.Now().UTC()}, reg: prometheus.NewRegistry(), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
 	cfg := Config{

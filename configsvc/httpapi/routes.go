@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
@@ -321,11 +320,11 @@ func (s *Server) readyz(c *gin.Context) {
 }
 
 func (s *Server) metricsHandler(c *gin.Context) {
-	if s.cfg.Gatherer == nil {
+	if s.metricsHTTP == nil {
 		s.failf(c, errNoRoute, "no metrics gatherer configured")
 		return
 	}
-	promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}).ServeHTTP(c.Writer, c.Request)
+	s.metricsHTTP.ServeHTTP(c.Writer, c.Request)
 }
 
 // requestID returns the client's X-Request-ID when it is short and plain,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
@@ -87,6 +88,7 @@ type Server struct {
 	leases      *leaseTable
 	retryAfter  int
 	openapiJSON []byte
+	metricsHTTP http.Handler // nil without a Gatherer
 
 	ctx    context.Context // canceled by Close: ends watches and the lease reaper
 	cancel context.CancelFunc
@@ -143,6 +145,9 @@ func New(cfg Config) (*Server, error) {
 		metrics:    m,
 		leases:     newLeaseTable(),
 		retryAfter: max(1, int((cfg.RequestTimeout+time.Second-1)/time.Second)),
+	}
+	if cfg.Gatherer != nil {
+		s.metricsHTTP = promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})
 	}
 	if s.openapiJSON, err = OpenAPI(); err != nil {
 		return nil, err
