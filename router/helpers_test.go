@@ -202,6 +202,16 @@ func (m *recMetrics) breakerStates(key string) []router.BreakerState {
 	return append([]router.BreakerState(nil), m.breaker[key]...)
 }
 
+// opened reports whether the breaker of route/instance has opened.
+func (m *recMetrics) opened(key string) bool {
+	for _, s := range m.breakerStates(key) {
+		if s == router.BreakerOpen {
+			return true
+		}
+	}
+	return false
+}
+
 type recRoute struct {
 	m     *recMetrics
 	route string

@@ -129,14 +129,14 @@ func TestPins(t *testing.T) {
 				t.Fatalf("pinned to a dead instance: %d, want 502", s)
 			}
 		}
-		if st := p.metrics.breakerStates("orders/orders-2"); len(st) != 0 {
-			t.Fatalf("pinned failures moved orders-2's breaker: %v", st)
+		if p.metrics.opened("orders/orders-2") {
+			t.Fatalf("pinned failures moved orders-2's breaker: %v", p.metrics.breakerStates("orders/orders-2"))
 		}
 		for i := 0; i < 6; i++ { // unpinned: round robin reaches orders-2 and trips it
 			p.get(t, "/orders/1")
 		}
-		if st := p.metrics.breakerStates("orders/orders-2"); len(st) == 0 || st[0] != router.BreakerOpen {
-			t.Fatalf("orders-2's breaker: %v, want open", st)
+		if !p.metrics.opened("orders/orders-2") {
+			t.Fatalf("orders-2's breaker: %v, want open", p.metrics.breakerStates("orders/orders-2"))
 		}
 		o2.restart(t)
 		res := p.do(t, "GET", "/orders/1", map[string]string{router.PinHeader: "tok-valid"})

@@ -307,8 +307,8 @@ func TestBreakerOpensOnKilledInstanceAndClosesWhenBack(t *testing.T) {
 		}
 	}
 	key := "cb/" + b.addr
-	if st := p.metrics.breakerStates(key); len(st) == 0 || st[0] != router.BreakerOpen {
-		t.Fatalf("breaker transitions of b: %v, want open", st)
+	if !p.metrics.opened(key) {
+		t.Fatalf("breaker transitions of b: %v, want open", p.metrics.breakerStates(key))
 	}
 	b.restart(t)
 	eventually(t, "b to be back in rotation", func() bool {
@@ -318,7 +318,7 @@ func TestBreakerOpensOnKilledInstanceAndClosesWhenBack(t *testing.T) {
 	eventually(t, "b's breaker to close", func() bool {
 		p.get(t, "/")
 		st := p.metrics.breakerStates(key)
-		return len(st) > 0 && st[len(st)-1] == router.BreakerClosed
+		return p.metrics.opened(key) && st[len(st)-1] == router.BreakerClosed
 	})
 }
 
@@ -544,5 +544,73 @@ func TestRunFollowsInstances(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after Close")
+	}
+}
+
+// TestHungInstanceUnderLoadNoPileUp makes one of two instances hang while
+// clients keep sending: only the few requests that reach it before its
+// breaker opens wait for the route timeout; the rest go to the healthy one
+// at once, instead of piling up behind the hung instance.
+func TestHungInstanceUnderLoadNoPileUp(t *testing.T) {
+	var hung atomic.Bool
+	release := make(chan struct{})
+	a := startBackend(t, "a", nil)
+	b := startBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if hung.Load() {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		_, _ = w.Write([]byte("b"))
+	})
+	defer close(release)
+	rt := staticRoute("hang", "/", a.addr, b.addr)
+	rt.Timeout = 200 * time.Millisecond
+	rt.CircuitBreaker = &router.CircuitBreaker{ConsecutiveFailures: 3, OpenFor: time.Minute}
+	p := newProxy(t, router.Config{}, []router.Route{rt})
+	for i := 0; i < 20; i++ {
+		if s := p.get(t, "/").status; s != 200 {
+			t.Fatalf("warm-up: %d", s)
+		}
+	}
+	hung.Store(true)
+	const workers, perWorker = 4, 60
+	var timeouts, oks, others atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWorker; i++ {
+				resp, err := p.client.Get(p.url + "/")
+				if err != nil {
+					others.Add(1)
+					continue
+				}
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case 200:
+					oks.Add(1)
+				case http.StatusGatewayTimeout:
+					timeouts.Add(1)
+				default:
+					others.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Before the breaker opens, at most consecutive_failures requests plus
+	// those already in flight (one per worker) can reach b.
+	if n := timeouts.Load(); n < 3 || n > 3+workers {
+		t.Errorf("%d requests timed out on the hung instance, want 3..%d", n, 3+workers)
+	}
+	if others.Load() != 0 || oks.Load()+timeouts.Load() != workers*perWorker {
+		t.Errorf("oks %d timeouts %d others %d", oks.Load(), timeouts.Load(), others.Load())
+	}
+	if !p.metrics.opened("hang/" + b.addr) {
+		t.Errorf("b's breaker: %v, want open", p.metrics.breakerStates("hang/"+b.addr))
 	}
 }

@@ -417,6 +417,7 @@ func (r *Router) buildRoute(rc *Route, usedLim, usedSt map[string]bool) *routeRT
 			st = &instState{}
 			if cb := rc.CircuitBreaker; cb != nil {
 				st.breaker = r.cfg.Breakers.NewBreaker(rc.Name+"/"+m.id, *cb, r.onBreakerChange(rc.Name, m.id, st))
+				rt.metrics.BreakerState(m.id, BreakerClosed) // export the series from the start
 			}
 			r.states[key] = st
 		}
