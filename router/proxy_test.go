@@ -614,3 +614,39 @@ func TestHungInstanceUnderLoadNoPileUp(t *testing.T) {
 		t.Errorf("b's breaker: %v, want open", p.metrics.breakerStates("hang/"+b.addr))
 	}
 }
+
+func TestBreakerStateSurvivesReload(t *testing.T) {
+	a, b := startBackend(t, "a", nil), startBackend(t, "b", nil)
+	rt := staticRoute("cb", "/", a.addr, b.addr)
+	rt.CircuitBreaker = &router.CircuitBreaker{ConsecutiveFailures: 1, OpenFor: time.Hour}
+	p := newProxy(t, router.Config{}, []router.Route{rt})
+	b.stop()
+	for i := 0; i < 4; i++ {
+		p.get(t, "/")
+	}
+	if !p.metrics.opened("cb/" + b.addr) {
+		t.Fatal("b's breaker did not open")
+	}
+	b.restart(t)
+	before := b.hits.Load()
+	if err := p.r.Update([]router.Route{rt, staticRoute("other", "/other", a.addr)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		p.get(t, "/")
+	}
+	if got := b.hits.Load() - before; got != 0 {
+		t.Fatalf("b got %d requests after a reload of the unchanged route: its open breaker was lost", got)
+	}
+	changed := rt
+	changed.CircuitBreaker = &router.CircuitBreaker{ConsecutiveFailures: 2, OpenFor: time.Hour}
+	if err := p.r.Update([]router.Route{changed}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		p.get(t, "/")
+	}
+	if b.hits.Load() == before {
+		t.Fatal("b got nothing after its route's breaker settings changed: a new breaker should start closed")
+	}
+}
