@@ -64,8 +64,22 @@ var nameRoutes = []struct {
 	{"DELETE", "/v1/pins/{x}", nil, ""},
 }
 
+// checkSpec fails t unless the answer to method path is declared in
+// openapi.json and matches its schema.
+func checkSpec(t *testing.T, api *spec, method, path string, resp *response) {
+	t.Helper()
+	op := api.match(method, path)
+	if op == "" {
+		return // no such route: the 404/405 answers are the router's
+	}
+	if err := api.checkResponse(op, resp.status, resp.header.Get("Content-Type"), resp.body); err != nil {
+		t.Fatalf("answer does not match openapi.json: %v", err)
+	}
+}
+
 func TestAbuseNamesRefusedBeforeStore(t *testing.T) {
 	e := newMatrixEnv(t)
+	api := loadSpec(t)
 	before := e.fingerprint(t)
 	for _, r := range nameRoutes {
 		for what, bad := range badNames {
@@ -76,6 +90,7 @@ func TestAbuseNamesRefusedBeforeStore(t *testing.T) {
 				if resp.status != http.StatusBadRequest || resp.errCode(t) != codeInvalid {
 					t.Fatalf("%s %s: status %d, want 400 invalid: %s", r.method, path, resp.status, resp.body)
 				}
+				checkSpec(t, api, r.method, path, resp)
 			})
 		}
 	}
@@ -86,6 +101,7 @@ func TestAbuseNamesRefusedBeforeStore(t *testing.T) {
 
 func TestAbuseBodiesAndQueries(t *testing.T) {
 	e := newMatrixEnv(t)
+	api := loadSpec(t)
 	before := e.fingerprint(t)
 	big := strings.Repeat("a", configsvc.MaxFileSize+1)
 	half := strings.Repeat("b", 500<<10)
@@ -102,6 +118,7 @@ func TestAbuseBodiesAndQueries(t *testing.T) {
 		{name: "publish body over 2 MiB", r: req{method: "POST", path: "/v1/services/orders/revisions", body: `{"changes":[{"file":"a.txt","content":"` + strings.Repeat("x", MaxPublishBody) + `"}]}`, contentType: "application/json"}, want: 413, wantCode: codeTooLarge, limit: MaxPublishBody},
 		{name: "token body over 64 KiB", r: req{method: "POST", path: "/v1/tokens", body: `{"name":"` + strings.Repeat("x", MaxJSONBody) + `"}`, contentType: "application/json"}, want: 413, wantCode: codeTooLarge, limit: MaxJSONBody},
 		{name: "message over limit", r: req{method: "PUT", path: "/v1/services/orders/files/a.txt", body: "x", header: map[string]string{"X-Sluice-Message": strings.Repeat("m", configsvc.MaxMessageLen+1)}}, want: 413, wantCode: codeTooLarge, limit: configsvc.MaxMessageLen},
+		{name: "control characters in message", r: req{method: "POST", path: "/v1/services/orders/revisions", body: map[string]any{"message": "a\x1b[31mred", "changes": []map[string]any{{"file": "a.txt", "content": "x"}}}}, want: 400, wantCode: codeInvalid},
 		{name: "publish as text/plain", r: req{method: "POST", path: "/v1/services/orders/revisions", body: `{"changes":[]}`, contentType: "text/plain"}, want: 415, wantCode: codeMediaType},
 		{name: "publish without content type", r: req{method: "POST", path: "/v1/services/orders/revisions", body: `{"changes":[]}`}, want: 415, wantCode: codeMediaType},
 		{name: "file as form", r: req{method: "PUT", path: "/v1/services/orders/files/a.txt", body: "a=b", contentType: "application/x-www-form-urlencoded"}, want: 415, wantCode: codeMediaType},
@@ -143,6 +160,7 @@ func TestAbuseBodiesAndQueries(t *testing.T) {
 			if resp.status != tc.want || resp.errCode(t) != tc.wantCode {
 				t.Fatalf("status %d code %s, want %d %s: %.300s", resp.status, resp.errCode(t), tc.want, tc.wantCode, resp.body)
 			}
+			checkSpec(t, api, tc.r.method, tc.r.path, resp)
 			if tc.limit != 0 {
 				var b errorBody
 				resp.json(t, &b)

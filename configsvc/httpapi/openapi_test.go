@@ -208,6 +208,37 @@ func asSlice(v any) []any {
 	return s
 }
 
+// match returns the operation ("METHOD /template") serving a concrete
+// request path, preferring static segments over parameters; "" if none.
+func (s *spec) match(method, rawPath string) string {
+	path, _, _ := strings.Cut(rawPath, "?")
+	segs := strings.Split(path, "/")
+	best, bestStatic := "", -1
+	for tmpl, item := range s.doc["paths"].(map[string]any) {
+		if _, ok := item.(map[string]any)[strings.ToLower(method)]; !ok {
+			continue
+		}
+		ts := strings.Split(tmpl, "/")
+		if len(ts) != len(segs) {
+			continue
+		}
+		static, ok := 0, true
+		for i := range ts {
+			switch {
+			case strings.HasPrefix(ts[i], "{"):
+			case ts[i] == segs[i]:
+				static++
+			default:
+				ok = false
+			}
+		}
+		if ok && static > bestStatic {
+			best, bestStatic = method+" "+tmpl, static
+		}
+	}
+	return best
+}
+
 // ginToOpenAPI turns "/v1/services/:svc" into "/v1/services/{svc}".
 func ginToOpenAPI(route string) string {
 	parts := strings.Split(route, "/")

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/pmezard/go-difflib/difflib"
@@ -226,6 +228,10 @@ func (s *Server) validate(ref configsvc.Ref, changes []configsvc.Change) error {
 func (s *Server) commit(c *gin.Context, ref configsvc.Ref, cs configsvc.Changeset, ifMatch int64, status int) {
 	ctx := c.Request.Context()
 	cs.Author = state(c).principal.Name
+	if !utf8.ValidString(cs.Message) || strings.ContainsFunc(cs.Message, func(r rune) bool { return r < 0x20 && r != '\n' && r != '\t' }) {
+		s.fail(c, &configsvc.FieldError{Field: "message", Value: cs.Message, Msg: "must be UTF-8 text without control characters"})
+		return
+	}
 	if err := cs.Validate(format.Validate); err != nil {
 		s.fail(c, err)
 		return

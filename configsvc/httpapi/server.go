@@ -47,7 +47,8 @@ type Config struct {
 	// leases). Default: time.Now.
 	Now func() time.Time
 	// RequestTimeout bounds every request but watches; a store that does not
-	// answer within it gives 503 with Retry-After. Default: 10s.
+	// answer within it gives 503 with Retry-After (the timeout in whole
+	// seconds, at least 1). Default: 10s.
 	RequestTimeout time.Duration
 	// TrustedProxies lists the addresses or CIDRs whose X-Forwarded-For and
 	// X-Real-IP headers are believed for the client address in logs and the
