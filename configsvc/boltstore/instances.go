@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"sort"
@@ -34,11 +35,10 @@ func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsv
 	if err := inst.Validate(); err != nil {
 		return nil, fmt.Errorf("boltstore: %s: %w", what, err)
 	}
-	err := s.view(ctx, what, func(tx *bolt.Tx) error {
-		_, err := refBucket(tx, configsvc.Service(inst.Service))
-		return err
-	})
-	if err != nil {
+	if data, err := json.Marshal(inst); err != nil || len(data) > maxRecordSize {
+		return nil, fmt.Errorf("boltstore: %s: %w", what, &configsvc.LimitError{What: "instance", Size: int64(len(data)), Limit: maxRecordSize})
+	}
+	if err := s.serviceExists(ctx, what, inst.Service); err != nil {
 		return nil, err
 	}
 	l := &lease{s: s, svc: inst.Service, id: inst.ID}
@@ -70,17 +70,25 @@ func (s *Store) dropInstances(svc string) {
 	s.notify(instKey(svc))
 }
 
-// Instances lists the live instances of svc, sorted by id. A service
-// without instances (or that does not exist) has an empty list.
+// Instances lists the live instances of svc, sorted by id; ErrNotFound if
+// the service does not exist.
 func (s *Store) Instances(ctx context.Context, svc string) ([]configsvc.Instance, error) {
 	what := "list instances of service/" + svc
 	if err := configsvc.ValidateServiceName(svc); err != nil {
 		return nil, fmt.Errorf("boltstore: %s: %w", what, err)
 	}
-	if err := s.check(ctx, what); err != nil {
+	if err := s.serviceExists(ctx, what, svc); err != nil {
 		return nil, err
 	}
 	return s.instanceList(svc), nil
+}
+
+// serviceExists returns an ErrNotFound error when svc does not exist.
+func (s *Store) serviceExists(ctx context.Context, what, svc string) error {
+	return s.view(ctx, what, func(tx *bolt.Tx) error {
+		_, err := refBucket(tx, configsvc.Service(svc))
+		return err
+	})
 }
 
 func (s *Store) instanceList(svc string) []configsvc.Instance {
@@ -96,22 +104,32 @@ func (s *Store) instanceList(svc string) []configsvc.Instance {
 
 // WatchInstances sends the live instance list of svc now and after every
 // change, until ctx ends or the store closes; then the channel is closed.
-// A slow receiver skips intermediate lists and gets the newest.
+// A slow receiver skips intermediate lists and gets the newest. When the
+// service does not exist or is deleted, an event with Err wrapping
+// ErrNotFound is sent and the channel closed.
 func (s *Store) WatchInstances(ctx context.Context, svc string) <-chan configsvc.InstancesEvent {
 	out := make(chan configsvc.InstancesEvent)
 	started := s.goTracked(func() {
 		defer close(out)
-		if err := configsvc.ValidateServiceName(svc); err != nil {
+		what := "watch instances of service/" + svc
+		fail := func(err error) {
 			select {
-			case out <- configsvc.InstancesEvent{Err: fmt.Errorf("boltstore: watch instances of service/%s: %w", svc, err)}:
+			case out <- configsvc.InstancesEvent{Err: err}:
 			case <-ctx.Done():
 			case <-s.done:
 			}
+		}
+		if err := configsvc.ValidateServiceName(svc); err != nil {
+			fail(fmt.Errorf("boltstore: %s: %w", what, err))
 			return
 		}
 		key := instKey(svc)
 		for {
 			sig := s.signal(key)
+			if err := s.serviceExists(ctx, what, svc); err != nil {
+				fail(err)
+				return
+			}
 			ev := configsvc.InstancesEvent{Instances: s.instanceList(svc)}
 			select {
 			case out <- ev:
@@ -154,6 +172,9 @@ func (l *lease) Update(ctx context.Context, inst configsvc.Instance) error {
 	}
 	if err := inst.Validate(); err != nil {
 		return fmt.Errorf("boltstore: %s: %w", what, err)
+	}
+	if data, err := json.Marshal(inst); err != nil || len(data) > maxRecordSize {
+		return fmt.Errorf("boltstore: %s: %w", what, &configsvc.LimitError{What: "instance", Size: int64(len(data)), Limit: maxRecordSize})
 	}
 	if err := l.s.check(ctx, what); err != nil {
 		return err

@@ -169,8 +169,8 @@ func (r records) Append(ctx context.Context, collection string, data []byte, kee
 	return seq, err
 }
 
-// Scan returns up to limit entries with sequence < before (0 = newest),
-// newest first; ID is the decimal sequence number. limit 0 means 100.
+// Scan returns up to limit entries (1..1000; 0 means 100) with sequence <
+// before (0 = newest), newest first; ID is the decimal sequence number.
 func (r records) Scan(ctx context.Context, collection string, before int64, limit int) ([]configsvc.Record, error) {
 	what := "scan " + collection
 	if err := validCollection(what, collection); err != nil {
@@ -179,8 +179,8 @@ func (r records) Scan(ctx context.Context, collection string, before int64, limi
 	if limit == 0 {
 		limit = 100
 	}
-	if limit < 0 || before < 0 {
-		return nil, fmt.Errorf("boltstore: %s: %w", what, &configsvc.FieldError{Field: "limit", Value: strconv.Itoa(limit), Msg: "must be positive, with before ≥ 0"})
+	if limit < 0 || limit > 1000 || before < 0 {
+		return nil, fmt.Errorf("boltstore: %s: %w", what, &configsvc.FieldError{Field: "limit", Value: strconv.Itoa(limit), Msg: "must be 1 to 1000 (0 means 100), with before ≥ 0"})
 	}
 	var out []configsvc.Record
 	err := r.s.view(ctx, what, func(tx *bolt.Tx) error {

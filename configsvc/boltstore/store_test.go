@@ -279,18 +279,20 @@ func TestOpenRefusesBadInput(t *testing.T) {
 	}
 }
 
-func TestWatchRefusesNegativeFrom(t *testing.T) {
+func TestWatchFromNegativeStartsAtOne(t *testing.T) {
 	s := MustOpen(t, boltstore.Options{})
-	ctx := t.Context()
-	if err := s.Create(ctx, configsvc.Service("orders")); err != nil {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	ref := configsvc.Service("orders")
+	if err := s.Create(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
-	var events []configsvc.Event
-	for ev := range s.Watch(ctx, configsvc.Service("orders"), -1) {
-		events = append(events, ev)
+	if _, err := s.Publish(ctx, ref, configsvc.Changeset{Changes: []configsvc.Change{{File: "a.txt", Content: []byte("1")}}}); err != nil {
+		t.Fatal(err)
 	}
-	if len(events) != 1 || !errors.Is(events[0].Err, configsvc.ErrInvalid) {
-		t.Fatalf("Watch from -1 delivered %+v, want one ErrInvalid event", events)
+	ev := <-s.Watch(ctx, ref, -1)
+	if ev.Err != nil || ev.Revision == nil || ev.Revision.Number != 1 {
+		t.Fatalf("Watch from -1 delivered %+v, want revision 1 (as zkstore)", ev)
 	}
 }
 

@@ -28,6 +28,7 @@ type watchState struct {
 // never loses a revision.
 func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event {
 	out := make(chan configsvc.Event)
+	from = max(from, 0) // as zkstore: a negative start means from the beginning
 	what := fmt.Sprintf("watch %s from %d", ref, from)
 	st := watchState{last: from}
 	// Read the starting state now, so that a change made after Watch
@@ -35,8 +36,6 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan
 	var startErr error
 	if err := validRef(ref, "watch"); err != nil {
 		startErr = err
-	} else if from < 0 {
-		startErr = fmt.Errorf("boltstore: %s: %w", what, &configsvc.FieldError{Field: "from", Value: fmt.Sprint(from), Msg: "must be 0 or more"})
 	} else {
 		startErr = s.view(ctx, what, func(tx *bolt.Tx) error {
 			b, err := refBucket(tx, ref)

@@ -137,10 +137,21 @@ func (s *suite) testInstances(t *testing.T) {
 		wantInstances(ctx, t, st, "payments", p)
 	})
 
+	t.Run("MissingService", func(t *testing.T) {
+		st, ctx := s.open(t)
+		_, err := st.Register(ctx, instance("ghost", "i-1"))
+		wantErr(t, "Register for a missing service", err, configsvc.ErrNotFound)
+		_, err = st.Instances(ctx, "ghost")
+		wantErr(t, "Instances of a missing service", err, configsvc.ErrNotFound)
+		s.wantInstancesErr(t, st.WatchInstances(ctx, "ghost"), configsvc.ErrNotFound)
+	})
+
 	t.Run("DeleteServiceDropsInstances", func(t *testing.T) {
 		st, ctx := s.open(t)
 		mustCreate(ctx, t, st, configsvc.Service("orders"))
 		l := mustRegister(ctx, t, st, instance("orders", "i-1"))
+		watch := st.WatchInstances(ctx, "orders")
+		s.waitInstances(t, watch, "i-1")
 		if err := st.Delete(ctx, configsvc.Service("orders")); err != nil {
 			t.Fatalf("Delete: %v", err)
 		}
@@ -154,6 +165,7 @@ func (s *suite) testInstances(t *testing.T) {
 		if err := l.Close(); err != nil {
 			t.Fatalf("Lease.Close after its service was deleted: %v", err)
 		}
+		s.wantInstancesErr(t, watch, configsvc.ErrNotFound)
 	})
 
 	t.Run("Watch", func(t *testing.T) {
@@ -208,6 +220,34 @@ func (s *suite) waitInstances(t *testing.T, ch <-chan configsvc.InstancesEvent, 
 			}
 		case <-timer.C:
 			t.Fatalf("WatchInstances: no list %v within %v (last %v)", want, s.opts.Timeout, last)
+		}
+	}
+}
+
+// wantInstancesErr reads instance lists until an event with an error
+// matching target (transient ErrUnavailable events are skipped), then
+// expects the channel to close.
+func (s *suite) wantInstancesErr(t *testing.T, ch <-chan configsvc.InstancesEvent, target error) {
+	t.Helper()
+	timer := time.NewTimer(s.opts.Timeout)
+	defer timer.Stop()
+	gotErr := false
+	for {
+		select {
+		case ev, ok := <-ch:
+			switch {
+			case !ok && gotErr:
+				return
+			case !ok:
+				t.Fatalf("WatchInstances closed without an error matching %q", target)
+			case gotErr || ev.Err == nil || errors.Is(ev.Err, configsvc.ErrUnavailable):
+			case errors.Is(ev.Err, target):
+				gotErr = true
+			default:
+				t.Fatalf("WatchInstances error %v, want one matching %q", ev.Err, target)
+			}
+		case <-timer.C:
+			t.Fatalf("WatchInstances: no error matching %q and close within %v", target, s.opts.Timeout)
 		}
 	}
 }

@@ -166,6 +166,16 @@ func (s *suite) testRevisions(t *testing.T) {
 		}
 	})
 
+	t.Run("LimitOutOfRange", func(t *testing.T) {
+		for _, limit := range []int{-1, 1001} {
+			_, err := st.Revisions(ctx, ref, 0, limit)
+			wantErr(t, fmt.Sprintf("Revisions(limit %d)", limit), err, configsvc.ErrInvalid)
+		}
+		if revs, err := st.Revisions(ctx, ref, 0, 1000); err != nil || len(revs) != 7 {
+			t.Fatalf("Revisions(limit 1000) = %d revisions, %v; want 7", len(revs), err)
+		}
+	})
+
 	t.Run("PageThrough", func(t *testing.T) {
 		var seen []int64
 		before := int64(0)

@@ -127,6 +127,18 @@ func (s *suite) testRecords(t *testing.T) {
 		}
 	})
 
+	t.Run("ScanLimitOutOfRange", func(t *testing.T) {
+		st, ctx := s.open(t)
+		rs := st.Records()
+		if _, err := rs.Append(ctx, "audit", []byte("x"), 0); err != nil {
+			t.Fatal(err)
+		}
+		for _, limit := range []int{-1, 1001} {
+			_, err := rs.Scan(ctx, "audit", 0, limit)
+			wantErr(t, fmt.Sprintf("Scan(limit %d)", limit), err, configsvc.ErrInvalid)
+		}
+	})
+
 	t.Run("AppendKeep", func(t *testing.T) {
 		st, ctx := s.open(t)
 		rs := st.Records()
