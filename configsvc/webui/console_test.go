@@ -171,12 +171,21 @@ func TestConsole(t *testing.T) {
 		if got := adm.text(`[data-revision="2"]`); !strings.Contains(got, "move to port 9090") || !strings.Contains(got, "app.json") || !strings.Contains(got, "limits.toml") {
 			t.Errorf("revision 2 row = %q, want its message and file", got)
 		}
-		adm.do(chromedp.Click(css(`[data-test=from-1]`)), chromedp.Click(css(`[data-test=to-2]`)), chromedp.Click(css(`[data-test=compare]`)))
-		adm.waitFor("the diff", `document.querySelector('[data-test=diff-out] .diff') !== null`)
+		adm.do(chromedp.Click(css(`[data-test=changes-2]`)))
+		adm.waitFor("the changes of revision 2", `document.querySelector('[data-test=diff-out] h2')?.textContent === 'Revision 1 → 2'`)
 		got := adm.text(`[data-test=diff-out]`)
-		if !strings.Contains(got, `-  "port": 8080`) || !strings.Contains(got, `+  "port": 9090`) {
-			t.Errorf("diff 1→2 = %q, want the port change", got)
+		if !strings.Contains(got, `-  "port": 8080`) || !strings.Contains(got, `+  "port": 9090`) || !strings.Contains(got, `+rps = 100`) {
+			t.Errorf("diff 1→2 = %q, want the port change and the added limits", got)
 		}
+		// Any two, in either direction: pick them by hand.
+		adm.do(chromedp.Click(css(`[data-test=from-2]`)), chromedp.Click(css(`[data-test=to-1]`)), chromedp.Click(css(`[data-test=compare]`)))
+		adm.waitFor("the diff 2 → 1", `document.querySelector('[data-test=diff-out] h2')?.textContent === 'Revision 2 → 1'`)
+		got = adm.text(`[data-test=diff-out]`)
+		if !strings.Contains(got, `-  "port": 9090`) || !strings.Contains(got, `+  "port": 8080`) {
+			t.Errorf("diff 2→1 = %q, want the port change reversed", got)
+		}
+		adm.do(chromedp.Click(css(`[data-test=changes-2]`)))
+		adm.waitFor("the diff 1 → 2 again", `document.querySelector('[data-test=diff-out] h2')?.textContent === 'Revision 1 → 2'`)
 		adm.shot("05-history-diff")
 	})
 
@@ -282,6 +291,7 @@ func TestConsole(t *testing.T) {
 		adm.shot("10-shared-publish")
 		adm.do(chromedp.Click(css(`[data-test=confirm-publish]`)))
 		adm.waitFor("revision 1", `document.querySelector('[data-test=head-revision]').textContent === 'revision 1'`)
+		adm.do(chromedp.Navigate(c.url+"#/services/orders/links"), chromedp.WaitVisible(css(`[data-test=tab-links] a[href="#/shared/redis-common"]`)))
 	})
 
 	step("create a pin from the live registry, then revoke it", func(t *testing.T) {

@@ -457,7 +457,9 @@ async function historyTab(ws) {
         h('td', {}, when(r.time)),
         h('td', {}, r.message || h('span', { class: 'muted' }, '(no message)'), r.rollback_of ? h('span', { class: 'badge' }, ' rollback of ' + r.rollback_of) : null),
         h('td', {}, revFiles(r).map((f) => h('span', { class: 'chip' }, f))),
-        h('td', {}, ws.editable && n !== headRev ? h('button', { 'data-test': 'rollback-' + n, onclick: () => rollback(n, headRev) }, 'Roll back to this…') : null)));
+        h('td', { class: 'row' },
+          n > 1 ? h('button', { 'data-test': 'changes-' + n, title: 'Diff with revision ' + (n - 1), onclick: () => { fromSel = n - 1; toSel = n; render(); compare(); } }, 'Changes') : null,
+          ws.editable && n !== headRev ? h('button', { 'data-test': 'rollback-' + n, onclick: () => rollback(n, headRev) }, 'Roll back to this…') : null)));
     }
     if (!revs.length) body.appendChild(h('tr', {}, h('td', { colspan: 8, class: 'empty-state' }, 'Nothing published yet.')));
   }
