@@ -7,6 +7,7 @@ import (
 	"maps"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -160,12 +161,17 @@ type lease struct {
 	s       *Store
 	svc, id string
 	once    sync.Once
+	closed  atomic.Bool
 }
 
 // Update replaces the registered instance's data; inst must have the same
-// service and id (ErrInvalid). ErrNotFound once the lease is closed.
+// service and id (ErrInvalid). ErrClosed once the lease is closed;
+// ErrNotFound once its service was deleted.
 func (l *lease) Update(ctx context.Context, inst configsvc.Instance) error {
 	what := fmt.Sprintf("update instance %s/%s", l.svc, l.id)
+	if l.closed.Load() {
+		return fmt.Errorf("boltstore: %s: lease closed: %w", what, configsvc.ErrClosed)
+	}
 	if inst.Service != l.svc || inst.ID != l.id {
 		return fmt.Errorf("boltstore: %s: %w", what, &configsvc.FieldError{
 			Field: "instance", Value: inst.Service + "/" + inst.ID, Msg: "must keep the registered service and id"})
@@ -195,6 +201,7 @@ func (l *lease) Update(ctx context.Context, inst configsvc.Instance) error {
 // after the store closed.
 func (l *lease) Close() error {
 	l.once.Do(func() {
+		l.closed.Store(true)
 		l.s.mu.Lock()
 		li, ok := l.s.instances[l.svc][l.id]
 		removed := ok && li.owner == l

@@ -79,9 +79,16 @@ func (s *suite) testInstances(t *testing.T) {
 		}
 		wantInstances(ctx, t, st, "orders", a, b)
 
+		other := a
+		other.ID = "orders-c"
+		wantErr(t, "Update to another id", la.Update(ctx, other), configsvc.ErrInvalid)
+		wantInstances(ctx, t, st, "orders", a, b)
+
 		if err := la.Close(); err != nil {
 			t.Fatalf("Lease.Close: %v", err)
 		}
+		wantInstances(ctx, t, st, "orders", b)
+		wantErr(t, "Update after Lease.Close", la.Update(ctx, a), configsvc.ErrClosed)
 		wantInstances(ctx, t, st, "orders", b)
 		if err := la.Close(); err != nil {
 			t.Fatalf("second Lease.Close: %v", err)
