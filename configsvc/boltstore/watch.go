@@ -151,8 +151,8 @@ func (s *Store) pending(ctx context.Context, ref configsvc.Ref, what string, st 
 		// just ends the watch through the caller's send.
 		return nil, false, err
 	}
-	// Only count revisions as delivered once they are handed to the caller;
-	// the caller stops at the first failed send, after which st is unused.
+	// The caller sends every event or ends the watch at the first failed
+	// send, so the batch counts as delivered.
 	for _, ev := range events {
 		if ev.Revision != nil {
 			st.last = ev.Revision.Number
