@@ -413,3 +413,29 @@ func TestCloseUnderLoad(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestWatchCatchesUpAcrossBatches has a watcher start 150 revisions behind,
+// more than one read batch, and still receive each in order.
+func TestWatchCatchesUpAcrossBatches(t *testing.T) {
+	s := MustOpen(t, boltstore.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	ref := configsvc.Service("orders")
+	if err := s.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	const n = 150
+	for i := range int64(n) {
+		cs := configsvc.Changeset{Base: i, Changes: []configsvc.Change{{File: "a.txt", Content: fmt.Appendf(nil, "%d", i+1)}}}
+		if _, err := s.Publish(ctx, ref, cs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch := s.Watch(ctx, ref, 3)
+	for want := int64(4); want <= n; want++ {
+		ev := <-ch
+		if ev.Err != nil || ev.Revision == nil || ev.Revision.Number != want || string(ev.Revision.Changes[0].Content) != fmt.Sprint(want) {
+			t.Fatalf("event %+v, want revision %d with its content", ev, want)
+		}
+	}
+}
