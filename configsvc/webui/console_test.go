@@ -388,6 +388,28 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	step("a session that ends during an edit keeps the edit", func(t *testing.T) {
+		adm.do(chromedp.Navigate(c.url+"#/services/orders/files"), chromedp.WaitVisible(css(`[data-test=editor]`)))
+		adm.typeInto(`[data-test=editor]`, appV2)
+		// End the session behind the console's back, as an expiry would.
+		if st := evalJS[int](adm, `fetch('/v1/session', { method: 'DELETE', headers: { 'X-Sluice-CSRF': document.cookie.match(/sluice_csrf=([^;]+)/)[1] } }).then((r) => r.status)`); st != 204 && st != 200 {
+			t.Fatalf("DELETE /v1/session = %d", st)
+		}
+		adm.do(chromedp.Click(css(`[data-test=review]`)), chromedp.WaitVisible(css(`[data-test=confirm-publish]`)),
+			chromedp.Click(css(`[data-test=confirm-publish]`)), chromedp.WaitVisible(css(`[data-test=reauth-token]`)))
+		if got := evalJS[string](adm, `document.querySelector('[data-test=editor]').value`); got != appV2 {
+			t.Errorf("editor holds %q after the session ended, want the unpublished %q", got, appV2)
+		}
+		adm.shot("15-reauth")
+		adm.typeInto(`[data-test=reauth-token]`, c.admin)
+		adm.do(chromedp.Click(css(`[data-test=reauth]`)), chromedp.WaitNotPresent(css(`[data-test=reauth-token]`)),
+			chromedp.Click(css(`[data-test=confirm-publish]`)))
+		adm.waitFor("revision 6", `document.querySelector('[data-test=head-revision]').textContent === 'revision 6'`)
+		if got := fileAt(t, c.store, "orders", "app.json", 6); got != appV2 {
+			t.Errorf("app.json at 6 = %q, want %q", got, appV2)
+		}
+	})
+
 	step("sign out ends the session", func(t *testing.T) {
 		adm.do(chromedp.Navigate(c.url+"#/services"), chromedp.WaitVisible(css(`[data-test=signout]`)),
 			chromedp.Click(css(`[data-test=signout]`)), chromedp.WaitVisible(css(`[data-test=token]`)))

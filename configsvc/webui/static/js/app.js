@@ -1,6 +1,6 @@
 // The console shell: sign-in, navigation, hash routing, flash messages and
 // the permission checks that decide which controls a user sees.
-import { h, mount, globMatch, closeModals } from './dom.js';
+import { h, mount, globMatch, closeModals, modal } from './dom.js';
 import * as api from './api.js';
 import { servicesPage, workspacePage, groupsPage } from './services.js';
 import { pinsPage, auditPage, routesPage } from './admin.js';
@@ -188,7 +188,41 @@ async function boot() {
   await route();
 }
 
-api.request.onUnauthorized = () => { if (me) signIn('Your session has ended. Sign in again.'); };
+let reauthOpen = false;
+
+// reauth asks for a token in a dialog, so a session that ends during an edit
+// does not throw the unpublished edits away. The refused call can be retried.
+function reauth() {
+  if (reauthOpen) return;
+  reauthOpen = true;
+  const token = h('input', { type: 'password', autocomplete: 'off', placeholder: 'slc_…', 'aria-label': 'API token', 'data-test': 'reauth-token' });
+  const err = h('div', { class: 'notice error', hidden: true });
+  const m = modal('Your session has ended',
+    h('p', {}, 'Your unpublished edits are still here. Sign in again to continue, then repeat the last action.'),
+    err, h('label', { class: 'stack' }, 'API token', token),
+    h('div', { class: 'actions' },
+      h('button', { onclick: () => { reauthOpen = false; m.close(); guard.dirty = null; signIn(''); } }, 'Discard edits and sign in'),
+      h('button', { class: 'primary', 'data-test': 'reauth', onclick: async () => {
+        try {
+          await api.post('/session', { token: token.value.trim() }, { quiet401: true });
+          token.value = '';
+          reauthOpen = false;
+          m.close();
+          flash('Signed in again', 'ok');
+        } catch (e) {
+          token.value = '';
+          err.textContent = e.message;
+          err.hidden = false;
+        }
+      } }, 'Sign in')));
+  token.focus();
+}
+
+api.request.onUnauthorized = () => {
+  if (!me) return;
+  if (guard.dirty && guard.dirty()) reauth();
+  else signIn('Your session has ended. Sign in again.');
+};
 window.addEventListener('hashchange', route);
 window.addEventListener('beforeunload', (e) => { if (guard.dirty && guard.dirty()) { e.preventDefault(); e.returnValue = ''; } });
 boot();
