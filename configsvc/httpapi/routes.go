@@ -180,14 +180,20 @@ func (s *Server) observe(c *gin.Context) {
 	)
 
 	if apiPath && isMutating(c.Request.Method) && c.FullPath() != "" && st.action != "" {
-		s.recordAudit(c, st, status)
+		s.recordAudit(c, st, status, start)
 	}
 }
 
-// recordAudit writes the audit entry of a mutating request. It runs after
-// the response is written, on a context detached from the request (which
-// may already be canceled) but bounded by the request timeout.
-func (s *Server) recordAudit(c *gin.Context, st *reqState, status int) {
+// minAuditTime is the least time an audit write gets, even when the
+// request used up its whole timeout.
+const minAuditTime = 500 * time.Millisecond
+
+// recordAudit writes the audit entry of a mutating request before the
+// response is complete, so no change is acknowledged without its entry. It
+// runs on a context detached from the request (which may already be
+// canceled), bounded by what is left of the request timeout (at least
+// minAuditTime): a hung store delays an answer by at most that much.
+func (s *Server) recordAudit(c *gin.Context, st *reqState, status int, start time.Time) {
 	e := access.Entry{
 		Time:      s.cfg.Now(),
 		Actor:     "anonymous",
@@ -213,7 +219,8 @@ func (s *Server) recordAudit(c *gin.Context, st *reqState, status int) {
 			e.Reason = ""
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), s.cfg.RequestTimeout)
+	budget := max(time.Until(start.Add(s.cfg.RequestTimeout)), minAuditTime)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), budget)
 	defer cancel()
 	if _, err := s.audit.Record(ctx, e); err != nil {
 		s.metrics.storeErrors.Inc()
@@ -221,9 +228,15 @@ func (s *Server) recordAudit(c *gin.Context, st *reqState, status int) {
 	}
 }
 
-// withTimeout bounds the request by Config.RequestTimeout.
+// withTimeout bounds the request by Config.RequestTimeout. A mutating
+// request keeps minAuditTime of it for its audit entry, so that even with a
+// hung store the whole answer arrives within the timeout.
 func (s *Server) withTimeout(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
+	d := s.cfg.RequestTimeout
+	if isMutating(c.Request.Method) && d > 2*minAuditTime {
+		d -= minAuditTime
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), d)
 	defer cancel()
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()
