@@ -179,9 +179,14 @@ const maxPruneRevisions = 100
 // below first (0: unknown, check). Publishing never waits for pruning:
 // retention is enforced logically by the head's First, atomically with the
 // publish, and the nodes below it are removed soon after.
+//
+// Pruning runs once the boundary is pruneLag revisions ahead of what is
+// known to be pruned, so that its cost (four round trips) is shared by
+// several publishes.
 func (s *Store) schedulePrune(ref configsvc.Ref, first int64) {
+	lag := int64(min(max(s.cfg.Retention/8, 1), 16))
 	s.pruneMu.Lock()
-	if first != 0 && first <= s.prunedTo[ref] {
+	if first != 0 && first-s.prunedTo[ref] < lag {
 		s.pruneMu.Unlock()
 		return
 	}

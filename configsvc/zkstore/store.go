@@ -49,6 +49,8 @@ type Store struct {
 	prunePending map[configsvc.Ref]bool
 	prunedTo     map[configsvc.Ref]int64 // known progress of pruning, per ref
 	pruneKick    chan struct{}           // buffer 1
+
+	revs *revCache // revisions read by watchers
 }
 
 // Open connects to ZooKeeper, waits for a session, authenticates when
@@ -71,6 +73,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		prunePending: map[configsvc.Ref]bool{},
 		prunedTo:     map[configsvc.Ref]int64{},
 		pruneKick:    make(chan struct{}, 1),
+		revs:         newRevCache(),
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.acl, s.instACL = buildACLs(cfg)

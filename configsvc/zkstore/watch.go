@@ -173,12 +173,16 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 	ctx, cancel := w.s.opCtx(w.ctx)
 	defer cancel()
 	type armed struct {
-		data []byte
-		ch   <-chan zk.Event
+		data  []byte
+		czxid int64 // identifies this incarnation of the head node
+		ch    <-chan zk.Event
 	}
 	a, err := call(ctx, w.s, func(c *zk.Conn) (armed, error) {
-		d, _, ch, err := c.GetW(w.s.headPath(w.ref))
-		return armed{d, ch}, err
+		d, st, ch, err := c.GetW(w.s.headPath(w.ref))
+		if err != nil {
+			return armed{}, err
+		}
+		return armed{d, st.Czxid, ch}, nil
 	})
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, fmt.Errorf("%s does not exist: %w", w.ref, configsvc.ErrNotFound)
@@ -203,10 +207,14 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 	}
 	for w.next <= h.Revision {
 		// Each revision read gets its own timeout: a long catch-up is
-		// bounded per step, not in total.
-		rctx, rcancel := w.s.opCtx(w.ctx)
-		r, err := w.s.fullRevision(rctx, w.ref, w.next)
-		rcancel()
+		// bounded per step, not in total. The read is shared with the
+		// store's other watchers of this ref.
+		n := w.next
+		r, err := w.s.revs.get(a.czxid, n, func() (configsvc.Revision, error) {
+			rctx, rcancel := w.s.opCtx(w.s.life)
+			defer rcancel()
+			return w.s.fullRevision(rctx, w.ref, n)
+		})
 		if err != nil {
 			return nil, err
 		}
