@@ -33,9 +33,10 @@ type Config struct {
 	// Token is the API token sent to Server (role agent or above). It is
 	// never logged.
 	Token string
-	// HTTPClient makes the requests to Server. Default: a client without an
-	// overall timeout (the watch stream is long-lived) over
-	// http.DefaultTransport; per-request deadlines are set by the SDK.
+	// HTTPClient makes the requests to Server. It must have no overall
+	// Timeout (the watch stream is long-lived); the SDK bounds each request
+	// itself. Default: a client with its own clone of
+	// http.DefaultTransport, whose idle connections Close releases.
 	HTTPClient *http.Client
 
 	// Store is an already open store used in-process (for example by the
@@ -137,9 +138,6 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.ZKSessionTimeout <= 0 {
 		cfg.ZKSessionTimeout = 10 * time.Second
-	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -32,19 +32,31 @@ type httpSource struct {
 	// idle is how long the watch stream may stay silent before it is
 	// considered dead; the server sends a ping every 15 s.
 	idle time.Duration
+	// ownClient is set when the SDK created client and releases it on close.
+	ownClient bool
 }
 
 func newHTTPSource(cfg Config, log *slog.Logger) *httpSource {
-	return &httpSource{
+	s := &httpSource{
 		base: cfg.Server, token: cfg.Token, client: cfg.HTTPClient, log: log,
 		retryMin: cfg.RetryMin, retryMax: cfg.RetryMax, heartbeat: cfg.HeartbeatInterval,
 		idle: 45 * time.Second,
 	}
+	if s.client == nil {
+		s.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		s.ownClient = true
+	}
+	return s
 }
 
 func (s *httpSource) transport() string { return "http" }
 
-func (s *httpSource) close() error { return nil }
+func (s *httpSource) close() error {
+	if s.ownClient {
+		s.client.CloseIdleConnections()
+	}
+	return nil
+}
 
 func (s *httpSource) refPath(ref configsvc.Ref) string {
 	if ref.Kind == configsvc.KindGroup {
@@ -226,8 +238,10 @@ func (s *httpSource) stream(ctx context.Context, ref configsvc.Ref, since int64,
 	req.Header.Set("Last-Event-ID", strconv.FormatInt(since, 10))
 	resp, err := s.do(req, "watch "+ref.String())
 	if err != nil {
-		final := errors.Is(err, configsvc.ErrNotFound) || errors.Is(err, configsvc.ErrCompacted)
-		return since, false, final, err
+		// Only a server that cannot be reached is retried here; a definite
+		// answer (not found, compacted, refused) ends the watch and the
+		// client reloads the snapshot.
+		return since, false, !errors.Is(err, configsvc.ErrUnavailable), err
 	}
 	defer resp.Body.Close()
 

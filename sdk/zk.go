@@ -2,12 +2,29 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/zkstore"
 )
 
-// dialZooKeeper opens the ZooKeeper transport. Placeholder until zkstore lands.
+// dialZooKeeper opens the ZooKeeper transport: a zkstore.Store the client
+// owns, used read-mostly (snapshots, the head watch, the instance's
+// ephemeral node).
 func dialZooKeeper(ctx context.Context, cfg Config) (source, error) {
-	return nil, fmt.Errorf("sdk: zookeeper: %w", configsvc.ErrUnavailable)
+	st, err := zkstore.Open(ctx, zkstore.Config{
+		Servers:        cfg.ZooKeeper,
+		Root:           cfg.ZKRoot,
+		SessionTimeout: cfg.ZKSessionTimeout,
+		OpTimeout:      cfg.OpenTimeout,
+		Logger:         cfg.Logger,
+	})
+	if err != nil {
+		if !errors.Is(err, configsvc.ErrUnavailable) && !errors.Is(err, configsvc.ErrInvalid) {
+			err = fmt.Errorf("%w: %w", configsvc.ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("sdk: zookeeper %v: %w", cfg.ZooKeeper, err)
+	}
+	return &storeSource{store: st, name: "zookeeper", owned: true}, nil
 }
