@@ -1,0 +1,164 @@
+package clustertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/sdk"
+)
+
+// ack is a publish a server acknowledged.
+type ack struct {
+	file, content string
+	revision      int64
+}
+
+// TestKillServerWhilePublishing: server A is killed with SIGKILL while two
+// writers publish (one through A, retrying on B when A is gone; one through
+// B). Nothing a writer meant to publish is lost, every acknowledged publish
+// is in the history, and an SDK whose event stream ran through A reconnects
+// to B and applies every revision, none skipped.
+//
+// The SDK takes one server URL (sdk.Config.Server), so the stream goes
+// through an in-test TCP front that prefers A and falls back to B — what a
+// load balancer in front of several servers does.
+func TestKillServerWhilePublishing(t *testing.T) {
+	ens := startEnsemble(t)
+	c := newCluster(t, ens.Servers())
+	a, b := c.startServer("server-a"), c.startServer("server-b")
+	apiA, apiB := c.client(a), c.client(b)
+	apiA.must(t, http.StatusCreated, "PUT", "/v1/services/orders", nil)
+	apiA.must(t, http.StatusOK, "PUT", "/v1/services/orders/files/orders.yaml", []byte("greeting: start\n"))
+	agent := apiA.createToken(t, "orders-agent", "agent", "orders")
+
+	front := startTCPProxy(t, strings.TrimPrefix(a.url, "http://"), strings.TrimPrefix(b.url, "http://"))
+	applied := &appliedLog{}
+	openSDK(t, sdk.Config{Server: "http://" + front.Addr(), Token: agent, Metrics: applied, NoRegister: true,
+		RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond})
+
+	const perWriter = 40
+	writers := []struct {
+		name    string
+		targets []*client // tried in order on connection errors and 503
+	}{
+		{"via-a", []*client{apiA, apiB}},
+		{"via-b", []*client{apiB}},
+	}
+	var (
+		mu    sync.Mutex
+		acked []ack
+		wg    sync.WaitGroup
+		errs  = make(chan error, len(writers))
+	)
+	start := make(chan struct{})
+	for _, w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			file := w.name + ".txt"
+			for seq := range perWriter {
+				content := fmt.Sprintf("%s %d\n", w.name, seq)
+				rev, err := publishRetrying(w.targets, file, content, 30*time.Second)
+				if err != nil {
+					errs <- fmt.Errorf("%s seq %d: %w", w.name, seq, err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, ack{file, content, rev})
+				mu.Unlock()
+				time.Sleep(25 * time.Millisecond)
+			}
+		}()
+	}
+	close(start)
+	time.Sleep(600 * time.Millisecond)
+	a.kill()
+	t.Logf("server A killed with SIGKILL")
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	if len(acked) != perWriter*len(writers) {
+		t.Fatalf("%d publishes acknowledged, want %d", len(acked), perWriter*len(writers))
+	}
+
+	hist := apiB.history(t, "orders")
+	head := hist[len(hist)-1].Revision
+	for i, r := range hist {
+		if r.Revision != int64(i+1) {
+			t.Fatalf("history has revision %d at position %d: gap", r.Revision, i+1)
+		}
+	}
+	for _, k := range acked {
+		got, ok := apiB.revisionContent(t, "orders", k.revision, k.file)
+		if !ok || got != k.content {
+			t.Errorf("acknowledged revision %d should set %s to %q; history has %q (present %v)", k.revision, k.file, k.content, got, ok)
+		}
+	}
+
+	waitFor(t, 20*time.Second, "the SDK behind the front applies the head", func() error {
+		revs, _ := applied.snapshot()
+		if len(revs) == 0 || revs[len(revs)-1] != head {
+			return fmt.Errorf("applied %v, head %d", tail(revs), head)
+		}
+		return nil
+	})
+	revs, reconnects := applied.snapshot()
+	for i := 1; i < len(revs); i++ {
+		if revs[i] != revs[i-1]+1 {
+			t.Fatalf("the SDK applied revision %d after %d: it skipped or repeated (applied %v)", revs[i], revs[i-1], revs)
+		}
+	}
+	if reconnects == 0 {
+		t.Fatalf("the SDK never reconnected, so its stream did not run through server A")
+	}
+	t.Logf("%d publishes acknowledged (head %d, %d revisions from duplicated retries of lost replies); SDK applied %d→%d with %d reconnects",
+		len(acked), head, head-1-int64(len(acked)), revs[0], revs[len(revs)-1], reconnects)
+}
+
+// publishRetrying publishes content to file of service orders through the
+// first target that answers, retrying on connection errors, 503 and 409
+// until d passes. Any other status is an error.
+func publishRetrying(targets []*client, file, content string, d time.Duration) (int64, error) {
+	deadline := time.Now().Add(d)
+	var last error
+	for time.Now().Before(deadline) {
+		for _, c := range targets {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			r, err := c.putFile(ctx, "orders", file, []byte(content), -1)
+			cancel()
+			switch {
+			case err != nil:
+				last = err
+				continue
+			case r.status == http.StatusOK || r.status == http.StatusCreated:
+				return r.revision(), nil
+			case r.status == http.StatusServiceUnavailable || r.status == http.StatusConflict:
+				last = errors.New(r.String())
+				continue
+			default:
+				return 0, fmt.Errorf("publish through %s: %v", c.base, r)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("no server took the publish within %v: %w", d, last)
+}
+
+func tail(revs []int64) []int64 {
+	if len(revs) > 5 {
+		return revs[len(revs)-5:]
+	}
+	return revs
+}
