@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/boltstore"
 )
 
 func TestPublishReadHistoryDiffRollback(t *testing.T) {
@@ -520,4 +522,47 @@ func TestSweepRecords(t *testing.T) {
 	if err != nil || len(sessions) != 0 {
 		t.Fatalf("sessions after sweep: %d, %v", len(sessions), err)
 	}
+}
+
+func TestWatchErrorsEndTheStream(t *testing.T) {
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{Retention: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	e := newEnvOn(t, st)
+	e.mustService("orders", map[string]string{"a.txt": "1"})
+	for _, v := range []string{"2", "3", "4"} {
+		e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/files/a.txt", token: e.admin, body: v})
+	}
+	drain := func(t *testing.T, events <-chan sseEvent) {
+		t.Helper()
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case _, ok := <-events:
+				if !ok {
+					return
+				}
+			case <-timeout:
+				t.Fatal("stream still open 5s after its final error")
+			}
+		}
+	}
+	t.Run("compacted", func(t *testing.T) {
+		events, _ := openStream(t, e, "/v1/services/orders/watch?since=0", e.admin, nil)
+		if ev := nextEvent(t, events, "error"); !strings.Contains(ev.data, `"code":"compacted"`) {
+			t.Fatalf("error event = %+v", ev)
+		}
+		drain(t, events)
+	})
+	t.Run("deleted", func(t *testing.T) {
+		events, _ := openStream(t, e, "/v1/services/orders/watch", e.admin, nil)
+		nextEvent(t, events, "comment")
+		e.must(http.StatusNoContent, req{method: "DELETE", path: "/v1/services/orders", token: e.admin})
+		if ev := nextEvent(t, events, "error"); !strings.Contains(ev.data, `"code":"not_found"`) {
+			t.Fatalf("error event = %+v", ev)
+		}
+		drain(t, events)
+	})
 }
