@@ -26,7 +26,7 @@ func (s *Server) serveUI(c *gin.Context) {
 		}
 		p = "index.html"
 	}
-	c.Header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+	c.Header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 	c.Header("X-Frame-Options", "DENY")
 	data, err := fs.ReadFile(s.cfg.UI, p)
 	if err != nil {
