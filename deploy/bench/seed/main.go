@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log"
 	"os"
 
@@ -19,31 +20,36 @@ func main() {
 	path := flag.String("store", "", "bbolt file")
 	routes := flag.String("routes", "", "routes.yaml to publish")
 	flag.Parse()
-	content, err := os.ReadFile(*routes)
-	if err != nil {
+	if err := seed(*path, *routes); err != nil {
 		log.Fatal(err)
+	}
+}
+
+func seed(path, routes string) error {
+	content, err := os.ReadFile(routes)
+	if err != nil {
+		return err
 	}
 	if _, err := routesfile.Parse(content); err != nil {
-		log.Fatalf("%s: %v", *routes, err)
+		return fmt.Errorf("%s: %w", routes, err)
 	}
-	s, err := boltstore.Open(*path, boltstore.Options{})
+	s, err := boltstore.Open(path, boltstore.Options{})
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer s.Close()
 	ctx := context.Background()
 	ref := configsvc.Service(configsvc.SystemService)
 	if err := s.Create(ctx, ref); err != nil && !errors.Is(err, configsvc.ErrConflict) {
-		log.Fatal(err)
+		return err
 	}
 	head, err := s.Head(ctx, ref)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
-	if _, err := s.Publish(ctx, ref, configsvc.Changeset{
+	_, err = s.Publish(ctx, ref, configsvc.Changeset{
 		Base: head.Revision, Author: "bench", Message: "benchmark routes",
 		Changes: []configsvc.Change{{File: configsvc.RoutesFile, Content: content}},
-	}); err != nil {
-		log.Fatal(err)
-	}
+	})
+	return err
 }
