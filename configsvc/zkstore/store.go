@@ -80,6 +80,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	conn, events, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
 		zk.WithLogger(zkLogger{s.log}), zk.WithLogInfo(false), zk.WithEventCallback(s.onEvent))
 	if err != nil {
+		s.endLife()
 		return nil, fmt.Errorf("zkstore: connect %v: %v: %w", cfg.Servers, err, configsvc.ErrInvalid)
 	}
 	s.conn, s.events = conn, events
