@@ -650,3 +650,29 @@ func TestBreakerStateSurvivesReload(t *testing.T) {
 		t.Fatal("b got nothing after its route's breaker settings changed: a new breaker should start closed")
 	}
 }
+
+func TestRateLimitKeyBehindTrustedProxy(t *testing.T) {
+	b := startBackend(t, "b", nil)
+	rt := staticRoute("ip", "/", b.addr)
+	rt.RateLimit = &router.RateLimit{RPS: 0.001, Burst: 1, Key: "ip"}
+	p := newProxy(t, router.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8")}}, []router.Route{rt})
+	for _, tc := range []struct {
+		xff  string
+		want int
+	}{
+		{"1.1.1.1", 200},
+		{"1.1.1.1", 429},
+		{"9.9.9.9, 1.1.1.1, 10.0.0.5", 429}, // right-most untrusted address is 1.1.1.1
+		{"2.2.2.2", 200},
+		{"", 200}, // the peer itself, 127.0.0.1
+		{"", 429},
+	} {
+		hdr := map[string]string{}
+		if tc.xff != "" {
+			hdr["X-Forwarded-For"] = tc.xff
+		}
+		if got := p.do(t, "GET", "/", hdr).status; got != tc.want {
+			t.Errorf("X-Forwarded-For %q: %d, want %d", tc.xff, got, tc.want)
+		}
+	}
+}

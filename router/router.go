@@ -162,8 +162,8 @@ func (r *Router) Table() *Table { return r.snap.Load().table }
 
 // Run follows the instances of every service the routes name, rebuilding
 // the table as they change, until ctx ends or Close is called; it then
-// stops its watches and returns nil. It returns an error if the router is
-// closed or already running.
+// stops its watches and returns nil. It returns an error at once if the
+// router is closed or Run is already running.
 func (r *Router) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed || r.running {
@@ -175,6 +175,11 @@ func (r *Router) Run(ctx context.Context) error {
 	done := r.runDone
 	r.mu.Unlock()
 	defer close(done)
+	defer func() {
+		r.mu.Lock()
+		r.running = false
+		r.mu.Unlock()
+	}()
 	defer cancel()
 	for {
 		r.reconcile(ctx)

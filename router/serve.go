@@ -518,6 +518,7 @@ func writeError(w http.ResponseWriter, status int, code, msg string, retryAfter 
 	h := w.Header()
 	h["Content-Type"] = []string{"application/json"}
 	h["Cache-Control"] = []string{"no-store"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
 	if retryAfter > 0 {
 		h["Retry-After"] = []string{strconv.FormatInt(retryAfter, 10)}
 	}
