@@ -506,10 +506,7 @@ func (s *Server) diff(kind configsvc.Kind) gin.HandlerFunc {
 			case !had:
 				fd.Status = "added"
 			}
-			fd.Diff, err = difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-				A: difflib.SplitLines(string(old)), B: difflib.SplitLines(string(ch.Content)),
-				FromFile: fmt.Sprintf("a/%s@%d", ch.File, from), ToFile: fmt.Sprintf("b/%s@%d", ch.File, to), Context: 3,
-			})
+			fd.Diff, err = unifiedDiff(old, ch.Content, fmt.Sprintf("a/%s@%d", ch.File, from), fmt.Sprintf("b/%s@%d", ch.File, to))
 			if err != nil {
 				s.fail(c, fmt.Errorf("diff %s: %w", ch.File, err))
 				return
@@ -678,4 +675,27 @@ func (s *Server) link(add bool) gin.HandlerFunc {
 		}
 		c.JSON(http.StatusOK, gin.H{"service": svc.Name, "links": append([]string{}, h.Links...)})
 	}
+}
+
+// unifiedDiff renders a unified diff with three lines of context.
+func unifiedDiff(a, b []byte, fromFile, toFile string) (string, error) {
+	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: diffLines(string(a)), B: diffLines(string(b)),
+		FromFile: fromFile, ToFile: toFile, Context: 3,
+	})
+}
+
+// diffLines splits s into lines that keep their "\n". Unlike
+// difflib.SplitLines it adds no empty last line for content that ends in a
+// newline; a last line without one gets the marker diff(1) prints.
+func diffLines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	lines := strings.SplitAfter(s, "\n")
+	if lines[len(lines)-1] == "" {
+		return lines[:len(lines)-1]
+	}
+	lines[len(lines)-1] += "\n\\ No newline at end of file\n"
+	return lines
 }
