@@ -16,6 +16,8 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/zkstore"
+	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
@@ -35,12 +37,29 @@ func publish(t *testing.T, s configsvc.Store, base int64, routes string) int64 {
 }
 
 func TestServeFollowsStore(t *testing.T) {
+	t.Run("bolt", func(t *testing.T) {
+		store, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		testServeFollowsStore(t, store)
+	})
+	t.Run("zookeeper", func(t *testing.T) {
+		zk := zktest.Start(t)
+		store, err := zkstore.Open(context.Background(), zkstore.Config{Servers: zk.Servers(), Root: "/proxyserver-test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		testServeFollowsStore(t, store)
+	})
+}
+
+// testServeFollowsStore runs the proxy on store and checks that it follows
+// the route file, the instances and the pins kept there.
+func testServeFollowsStore(t *testing.T, store configsvc.Store) {
 	ctx := context.Background()
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
 	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "a:"+r.URL.Path) }))
 	t.Cleanup(a.Close)
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "b:"+r.URL.Path) }))
