@@ -94,7 +94,16 @@ type shard struct {
 	lastSweep time.Time
 }
 
+// MaxKeyLen bounds the bytes of a key that are kept: longer keys (a header
+// value can be large) are cut, so that MaxKeys keys cannot hold more than
+// MaxKeys*MaxKeyLen bytes. Keys sharing their first MaxKeyLen bytes share a
+// bucket.
+const MaxKeyLen = 128
+
 func (k *keyed) Allow(key string, now time.Time) router.Decision {
+	if len(key) > MaxKeyLen {
+		key = key[:MaxKeyLen]
+	}
 	s := &k.shards[maphash.String(k.seed, key)%uint64(len(k.shards))]
 	s.mu.Lock()
 	lim, ok := s.keys[key]

@@ -2,6 +2,7 @@ package ratelimit_test
 
 import (
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,5 +56,20 @@ func TestPerKeyBucketsAreBounded(t *testing.T) {
 	l.Allow("192.168.0.1", later)
 	if d := l.Allow("192.168.0.1", later); d.OK {
 		t.Error("key 192.168.0.1 exceeded its burst of 1 but was allowed")
+	}
+}
+
+func TestLongKeysAreCut(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := ratelimit.New(ratelimit.Config{}).NewLimiter("r", router.RateLimit{RPS: 1, Burst: 1, Key: "header:X-User"}, nil)
+	long := strings.Repeat("u", ratelimit.MaxKeyLen)
+	if !l.Allow(long+"-a", now).OK {
+		t.Fatal("first long key refused")
+	}
+	if l.Allow(long+"-b", now).OK {
+		t.Fatal("keys equal in their first MaxKeyLen bytes must share a bucket")
+	}
+	if !l.Allow("short", now).OK {
+		t.Fatal("an unrelated key was limited")
 	}
 }
