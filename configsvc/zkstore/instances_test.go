@@ -26,7 +26,9 @@ func TestWatchInstancesSeesUpdates(t *testing.T) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := st.WatchInstances(wctx, "orders")
-	waitList(t, ch, func(list []configsvc.Instance) bool { return len(list) == 1 && list[0].Status == configsvc.StatusStarting })
+	waitList(t, ch, func(list []configsvc.Instance) bool {
+		return len(list) == 1 && list[0].Status == configsvc.StatusStarting
+	})
 	inst.Status, inst.Revision = configsvc.StatusApplied, 7
 	if err := l.Update(ctx, inst); err != nil {
 		t.Fatal(err)

@@ -229,33 +229,62 @@ func (s *Store) Revision(ctx context.Context, ref configsvc.Ref, n int64) (confi
 	if err := checkRange(h, n); err != nil {
 		return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
 	}
-	r, err := s.fullRevision(ctx, ref, n)
+	r, err := s.fullRevision(ctx, ref, n, nil)
 	if err != nil {
 		return configsvc.Revision{}, mapErr(what, err)
 	}
 	return r, nil
 }
 
-// fullRevision reads revision n with the content of its changes.
-func (s *Store) fullRevision(ctx context.Context, ref configsvc.Ref, n int64) (configsvc.Revision, error) {
-	d, err := s.readRev(ctx, ref, n)
+// fullRevision reads revision n with the content of its changes. written,
+// when not nil, names the files revision n wrote (known from the head when
+// n is the head revision): their content is then read together with the
+// revision node, in one round trip instead of two.
+func (s *Store) fullRevision(ctx context.Context, ref configsvc.Ref, n int64, written []string) (configsvc.Revision, error) {
+	paths := []string{s.revPath(ref, n)}
+	for _, f := range written {
+		paths = append(paths, s.contentPath(ref, n, f))
+	}
+	res, err := s.getMany(ctx, paths)
 	if err != nil {
 		return configsvc.Revision{}, err
 	}
-	r := d.revision()
-	m := map[string]int64{}
-	for _, c := range d.Changes {
-		if !c.Delete {
-			m[c.File] = n
+	if res[0].err != nil {
+		return configsvc.Revision{}, fmt.Errorf("revision %d was pruned: %w", n, configsvc.ErrCompacted)
+	}
+	d, err := decode[revDoc]("revision", res[0].data)
+	if err != nil {
+		return configsvc.Revision{}, err
+	}
+	files := map[string][]byte{}
+	for i, f := range written {
+		if res[i+1].err == nil {
+			files[f] = res[i+1].data
 		}
 	}
-	files, err := s.contents(ctx, ref, m)
-	if err != nil {
-		return configsvc.Revision{}, err
+	missing := map[string]int64{}
+	for _, c := range d.Changes {
+		if _, ok := files[c.File]; !ok && !c.Delete {
+			missing[c.File] = n
+		}
 	}
+	if len(missing) > 0 {
+		more, err := s.contents(ctx, ref, missing)
+		if err != nil {
+			return configsvc.Revision{}, err
+		}
+		for f, b := range more {
+			files[f] = b
+		}
+	}
+	r := d.revision()
 	for i := range r.Changes {
 		if !r.Changes[i].Delete {
-			r.Changes[i].Content = files[r.Changes[i].File]
+			c := files[r.Changes[i].File]
+			if c == nil {
+				c = []byte{}
+			}
+			r.Changes[i].Content = c
 		}
 	}
 	return r, nil

@@ -210,10 +210,18 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 		// bounded per step, not in total. The read is shared with the
 		// store's other watchers of this ref.
 		n := w.next
+		var written []string
+		if n == h.Revision {
+			for name, m := range h.Files {
+				if m.Revision == n {
+					written = append(written, name)
+				}
+			}
+		}
 		r, err := w.s.revs.get(a.czxid, n, func() (configsvc.Revision, error) {
 			rctx, rcancel := w.s.opCtx(w.s.life)
 			defer rcancel()
-			return w.s.fullRevision(rctx, w.ref, n)
+			return w.s.fullRevision(rctx, w.ref, n, written)
 		})
 		if err != nil {
 			return nil, err
