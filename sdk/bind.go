@@ -3,6 +3,7 @@ package sdk
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"sync/atomic"
 
 	"github.com/sluicehq/sluice/configsvc"
@@ -45,8 +46,10 @@ type Validator interface {
 // registration records the rejection, and File keeps the last good content.
 //
 // When the file is missing or its current content is rejected at the time
-// of Bind, Load returns the value decoded from the content kept in the
-// cache, if any, otherwise the zero value, and Err says why. Bindings live as
+// of Bind (say, the process restarts after a bad publish), the binding
+// starts from the last good content kept in the cache, when there is one
+// and it decodes (File then returns that content too); otherwise Load
+// returns the zero value. Err says why in both cases. Bindings live as
 // long as the client; Bind on a closed client returns a binding whose Err
 // wraps configsvc.ErrClosed.
 func Bind[T any](c *Client, file string) *Binding[T] {
@@ -82,10 +85,19 @@ func Bind[T any](c *Client, file string) *Binding[T] {
 			c.rejects[file] = rejection{revision: rev, err: err}
 			c.cfg.Metrics.RevisionRejected(file, rev)
 		}
-		if fb, has := c.fallback[file]; has && !bytes.Equal(fb, content) {
+		if fb, has := c.fallback[file]; has && !bytes.Equal(fb, content) && len(c.bindings[file]) == 0 {
 			if commit, ferr := b.decode(fb); ferr == nil {
 				commit()
-				c.log.Warn("sdk: using the cached value of the file", "file", file, "err", err)
+				// The cached content becomes the file's good content, so
+				// File agrees with Load and the cache keeps it for the
+				// next restart.
+				nv := &view{revision: v.revision, groups: v.groups, files: maps.Clone(v.files)}
+				nv.files[file] = fb
+				c.view.Store(nv)
+				if c.cache != nil {
+					c.writeCache(nv)
+				}
+				c.log.Warn("sdk: using the last good content from the cache", "file", file, "err", err)
 			}
 		}
 		c.log.Error("sdk: binding has no valid value at the current revision", "file", file, "err", err)

@@ -42,3 +42,15 @@ func mustZKStore(t *testing.T, servers []string, root string) configsvc.Store {
 	t.Cleanup(func() { st.Close() })
 	return st
 }
+
+func mustZKStoreRetention(t *testing.T, servers []string, root string, retention int) configsvc.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := zkstore.Open(ctx, zkstore.Config{Servers: servers, Root: root, SessionTimeout: 2 * time.Second, Retention: retention, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
