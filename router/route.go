@@ -99,6 +99,10 @@ type RateLimit struct {
 	// Key splits the budget: "global" (or "") one bucket for the route,
 	// "ip" one per client address, "header:NAME" one per value of a header.
 	Key string
+	// Scope says who shares the budget: "proxy" (or "") each proxy
+	// enforces RPS and Burst on its own; "cluster" the live proxies share
+	// them, each taking an equal share (see ClusterLimiters).
+	Scope string
 }
 
 // KeyKind returns "global", "ip" or "header", and for "header" the header name.
@@ -254,6 +258,9 @@ func (r *Route) validate(p string) error {
 		}
 		if kind, h := rl.KeyKind(); kind == "" || (kind == "header" && !validToken(h)) {
 			return fieldErr(p+".rate_limit.key", rl.Key, "must be global, ip or header:NAME")
+		}
+		if rl.Scope != "" && rl.Scope != ScopeProxy && rl.Scope != ScopeCluster {
+			return fieldErr(p+".rate_limit.scope", rl.Scope, "must be proxy or cluster")
 		}
 	}
 	if cb := r.CircuitBreaker; cb != nil {

@@ -59,6 +59,14 @@ type Options struct {
 	RetryInterval time.Duration
 	// ShutdownTimeout bounds the graceful shutdown of Serve; 0 means 10 s.
 	ShutdownTimeout time.Duration
+	// InstanceID is the id under which Serve registers the proxy as an
+	// instance of sluice-system (label role=proxy), so that proxies can
+	// share rate limits with scope: cluster. Empty means
+	// DefaultInstanceID(listen address).
+	InstanceID string
+	// NoRegister stops Serve from registering the proxy. Registration also
+	// needs a Source that implements Registrar.
+	NoRegister bool
 }
 
 // Proxy is a router following a store. Lifecycle: New, Run (in its own
@@ -68,9 +76,12 @@ type Proxy struct {
 	opts   Options
 	log    *slog.Logger
 	router *router.Router
+	// limiters divides cluster-scoped rate limits among the live proxies.
+	limiters *router.ClusterLimiters
 
-	mu       sync.Mutex
-	revision int64 // route file revision in force (0: none)
+	mu         sync.Mutex
+	revision   int64  // route file revision in force (0: none)
+	instanceID string // this proxy's registration id ("" when not registered)
 }
 
 // New builds the proxy; it starts nothing.
@@ -84,13 +95,14 @@ func New(src Source, opts Options) (*Proxy, error) {
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 10 * time.Second
 	}
+	limiters := router.NewClusterLimiters(ratelimit.New(ratelimit.Config{MaxKeys: opts.MaxRateLimitKeys}))
 	cfg := router.Config{
 		Logger:         opts.Logger,
 		AccessLog:      opts.AccessLog,
 		Now:            opts.Now,
 		Pins:           router.NewRecordPins(src.Records(), router.RecordPinsConfig{Now: opts.Now, TTL: opts.PinCacheTTL}),
 		Instances:      src,
-		Limiters:       ratelimit.New(ratelimit.Config{MaxKeys: opts.MaxRateLimitKeys}),
+		Limiters:       limiters,
 		Breakers:       breaker.New(),
 		TrustedProxies: opts.TrustedProxies,
 	}
@@ -105,7 +117,7 @@ func New(src Source, opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxyserver: %w", err)
 	}
-	return &Proxy{src: src, opts: opts, log: opts.Logger, router: r}, nil
+	return &Proxy{src: src, opts: opts, log: opts.Logger, router: r, limiters: limiters}, nil
 }
 
 // Handler returns the proxy's http.Handler.
@@ -133,6 +145,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		_ = p.router.Run(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.followPeers(ctx)
 	}()
 	p.followRoutes(ctx)
 	cancel()
@@ -243,6 +260,22 @@ func Serve(ctx context.Context, src Source, ln net.Listener, opts Options) error
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	regDone := make(chan struct{})
+	if reg, ok := src.(Registrar); ok && !opts.NoRegister {
+		id := opts.InstanceID
+		if id == "" {
+			id = DefaultInstanceID(ln.Addr().String())
+		}
+		p.mu.Lock()
+		p.instanceID = id
+		p.mu.Unlock()
+		go func() {
+			defer close(regDone)
+			p.register(runCtx, reg, id, ln.Addr().String())
+		}()
+	} else {
+		close(regDone)
+	}
 	runDone := make(chan struct{})
 	go func() {
 		defer close(runDone)
@@ -261,6 +294,7 @@ func Serve(ctx context.Context, src Source, ln net.Listener, opts Options) error
 	}
 	cancel()
 	<-runDone
+	<-regDone
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

@@ -287,6 +287,8 @@ func (p *parser) route(n *yaml.Node, path string) router.Route {
 					rl.Burst = p.integer(v, kp)
 				case "key":
 					rl.Key = p.str(v, kp)
+				case "scope":
+					rl.Scope = p.str(v, kp)
 				default:
 					p.unknown(kp, v)
 				}

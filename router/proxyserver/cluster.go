@@ -1,0 +1,117 @@
+package proxyserver
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// Proxies register themselves as instances of the reserved service
+// sluice-system with this label, so that every proxy can count its live
+// peers (rate limits with scope: cluster) and operators can list them
+// (`sluice instances sluice-system`).
+const (
+	RoleLabel = "role"
+	RoleProxy = "proxy"
+)
+
+// Registrar is implemented by sources that hold instance registrations;
+// configsvc.Store does. Serve registers the proxy through it.
+type Registrar interface {
+	Register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error)
+}
+
+// DefaultInstanceID returns the id a proxy serving on addr registers under
+// when Options.InstanceID is empty: "proxy-<hostname>-<port>", with
+// characters an instance id does not allow replaced by "-".
+func DefaultInstanceID(addr string) string {
+	host, _ := os.Hostname()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		port = "0"
+	}
+	id := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
+			return r
+		}
+		return '-'
+	}, "proxy-"+host+"-"+port)
+	if len(id) > 128 {
+		id = id[len(id)-128:]
+		id = "p" + id[1:]
+	}
+	return id
+}
+
+// register keeps this proxy registered as an instance of sluice-system
+// until ctx ends. It retries every RetryInterval while the store is
+// unreachable, sluice-system does not exist yet, or an older registration
+// under the same id (a proxy restarted before its ZooKeeper session ended)
+// is still live. The store re-creates the registration after a ZooKeeper
+// session expiry by itself.
+func (p *Proxy) register(ctx context.Context, reg Registrar, id, addr string) {
+	inst := configsvc.Instance{
+		Service: configsvc.SystemService, ID: id, Addr: addr,
+		Labels: map[string]string{RoleLabel: RoleProxy}, Status: configsvc.StatusApplied,
+	}
+	for ctx.Err() == nil {
+		lease, err := reg.Register(ctx, inst)
+		if err == nil {
+			p.log.Info("proxy registered", "service", configsvc.SystemService, "instance", id)
+			<-ctx.Done()
+			if err := lease.Close(); err != nil {
+				p.log.Warn("proxy registration: close", "err", err)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, configsvc.ErrNotFound) {
+			p.log.Info("proxy registration waits for service sluice-system", "retry", p.opts.RetryInterval)
+		} else {
+			p.log.Warn("proxy registration", "err", err, "retry", p.opts.RetryInterval)
+		}
+		if !sleep(ctx, p.opts.RetryInterval) {
+			return
+		}
+	}
+}
+
+// followPeers counts the proxies registered as instances of sluice-system
+// (label role=proxy) and gives the count to the cluster-scoped rate
+// limiters: the other registered proxies, plus this one whether or not its
+// own registration is visible yet. Until the first list arrives, and while
+// the store is unreachable, the last count stays in force.
+func (p *Proxy) followPeers(ctx context.Context) {
+	for ctx.Err() == nil {
+		for ev := range p.src.WatchInstances(ctx, configsvc.SystemService) {
+			if ev.Err != nil {
+				continue
+			}
+			n := 1
+			for _, in := range ev.Instances {
+				if in.Labels[RoleLabel] == RoleProxy && in.ID != p.selfID() {
+					n++
+				}
+			}
+			if old := p.limiters.Peers(); old != n {
+				p.limiters.SetPeers(n)
+				p.log.Info("cluster rate limits re-divided", "proxies", n, "was", old)
+			}
+		}
+		if !sleep(ctx, p.opts.RetryInterval) {
+			return
+		}
+	}
+}
+
+func (p *Proxy) selfID() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.instanceID
+}
