@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 
 	"github.com/sluicehq/sluice/configsvc"
 )
@@ -82,6 +83,17 @@ func (c *Client) watchOnce(ctx context.Context, src source, ref configsvc.Ref, f
 		for range ch {
 		}
 	}()
+	if lr, ok := src.(linkReader); ok && group == "" {
+		lctx, lcancel := context.WithTimeout(ctx, c.cfg.OpenTimeout)
+		links, err := lr.links(lctx, ref)
+		lcancel()
+		c.mu.Lock()
+		changed := err == nil && !slices.Equal(sortedLinks(links), c.links)
+		c.mu.Unlock()
+		if changed && !c.send(ctx, update{linksChanged: true, links: links}) {
+			return from, false, false
+		}
+	}
 	interrupted := false
 	for ev := range ch {
 		switch {

@@ -3,7 +3,6 @@ package sdk
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -25,6 +24,12 @@ type source interface {
 	transport() string
 	// close releases what the source owns.
 	close() error
+}
+
+// linkReader is implemented by sources that can read a service's links
+// cheaply.
+type linkReader interface {
+	links(ctx context.Context, ref configsvc.Ref) ([]string, error)
 }
 
 // loaded is the state of one service or group at one revision.
@@ -61,6 +66,17 @@ func (s *storeSource) load(ctx context.Context, ref configsvc.Ref) (loaded, erro
 		files = map[string][]byte{}
 	}
 	return loaded{revision: snap.Revision, files: files, links: head.Links}, nil
+}
+
+// links returns the groups the service links to now (one head read). The
+// client calls it right after starting a watch: a link change between its
+// snapshot and the watch's first head read would otherwise go unnoticed.
+func (s *storeSource) links(ctx context.Context, ref configsvc.Ref) ([]string, error) {
+	head, err := s.store.Head(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return head.Links, nil
 }
 
 func (s *storeSource) watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event {
@@ -114,4 +130,4 @@ func isUnavailable(err error) bool {
 	return errors.Is(err, configsvc.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
 }
 
-func refString(ref configsvc.Ref) string { return fmt.Sprint(ref) }
+func refString(ref configsvc.Ref) string { return ref.String() }
