@@ -515,6 +515,7 @@ func (s *Store) Close() error {
 // reconnect chatter, and the store logs what matters itself.
 type zkLogger struct{ l *slog.Logger }
 
+// Printf implements zk.Logger.
 func (z zkLogger) Printf(format string, args ...any) {
 	z.l.Debug("zk: " + fmt.Sprintf(format, args...))
 }
