@@ -195,7 +195,7 @@ func (s *Store) waitSession(ctx context.Context) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("no ZooKeeper session (state %v): %w", s.conn.State(), ctx.Err())
+			return fmt.Errorf("%w (state %v): %w", errNoSession, s.conn.State(), ctx.Err())
 		case <-s.closing:
 			return configsvc.ErrClosed
 		}
@@ -456,9 +456,15 @@ func mapErr(what string, err error) error {
 	return fmt.Errorf("%s%w: %w", prefix, configsvc.ErrUnavailable, err)
 }
 
+// errNoSession: a call gave up waiting for a session; it sent nothing.
+var errNoSession = errors.New("no ZooKeeper session")
+
 // uncertain reports whether err leaves the outcome of a write unknown: the
 // request may have reached ZooKeeper before the connection failed.
 func uncertain(err error) bool {
+	if errors.Is(err, errNoSession) {
+		return false
+	}
 	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, zk.ErrSessionMoved) || errors.Is(err, zk.ErrClosing)
 }

@@ -53,8 +53,9 @@ type watcher struct {
 	ref   configsvc.Ref
 	next  int64 // the next revision to deliver
 	links []string
-	seen  bool // links holds the set at the watch's start
-	down  bool // an ErrUnavailable event was sent and nothing delivered since
+	seen  bool  // links holds the set at the watch's start
+	czxid int64 // creation zxid of the head node first seen: its incarnation
+	down  bool  // an ErrUnavailable event was sent and nothing delivered since
 	out   chan configsvc.Event
 }
 
@@ -193,6 +194,12 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 	h, err := decode[headDoc]("head", a.data)
 	if err != nil {
 		return nil, err
+	}
+	if w.czxid == 0 {
+		w.czxid = a.czxid
+	} else if w.czxid != a.czxid {
+		// Deleted and created again between two wake-ups: a new history.
+		return nil, fmt.Errorf("%s was deleted (and created again): %w", w.ref, configsvc.ErrNotFound)
 	}
 	if w.ref.Kind == configsvc.KindService {
 		if w.seen && !slices.Equal(w.links, h.Links) {
