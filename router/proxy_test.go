@@ -283,13 +283,29 @@ func TestLimiterStateSurvivesReload(t *testing.T) {
 	if s := p.get(t, "/").status; s != 429 {
 		t.Fatalf("after reloading an unchanged route: %d, want 429 (bucket kept)", s)
 	}
-	changed := rt
-	changed.RateLimit = &router.RateLimit{RPS: 0.002, Burst: 1}
-	if err := p.r.Update([]router.Route{changed, other}); err != nil {
+	explicit := rt
+	explicit.RateLimit = &router.RateLimit{RPS: 0.001, Burst: 1, Scope: router.ScopeProxy}
+	if err := p.r.Update([]router.Route{explicit, other}); err != nil {
 		t.Fatal(err)
 	}
-	if s := p.get(t, "/").status; s != 200 {
-		t.Fatalf("after changing the limit: %d, want 200 (new bucket)", s)
+	if s := p.get(t, "/").status; s != 429 {
+		t.Fatalf("after spelling out the default scope: %d, want 429 (same limit, bucket kept)", s)
+	}
+	for _, c := range []struct {
+		what string
+		rl   router.RateLimit
+	}{
+		{"rate", router.RateLimit{RPS: 0.002, Burst: 1}},
+		{"scope", router.RateLimit{RPS: 0.002, Burst: 1, Scope: router.ScopeCluster}},
+	} {
+		changed := rt
+		changed.RateLimit = &c.rl
+		if err := p.r.Update([]router.Route{changed, other}); err != nil {
+			t.Fatal(err)
+		}
+		if s := p.get(t, "/").status; s != 200 {
+			t.Fatalf("after changing the %s: %d, want 200 (new bucket)", c.what, s)
+		}
 	}
 }
 

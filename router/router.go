@@ -372,7 +372,11 @@ func (r *Router) buildRoute(rc *Route, usedLim, usedSt map[string]bool) *routeRT
 		rt.prefixLen = len(rc.Match.PathPrefix)
 	}
 	if rl := rc.RateLimit; rl != nil {
-		key := fmt.Sprintf("%s|%g|%d|%s", rc.Name, rl.RPS, rl.EffectiveBurst(), rl.Key)
+		scope := rl.Scope
+		if scope == "" {
+			scope = ScopeProxy
+		}
+		key := fmt.Sprintf("%s|%g|%d|%s|%s", rc.Name, rl.RPS, rl.EffectiveBurst(), rl.Key, scope)
 		lim, ok := r.limiters[key]
 		if !ok {
 			lim = r.cfg.Limiters.NewLimiter(rc.Name, *rl, rt.metrics.KeysCapHit)

@@ -233,6 +233,9 @@ func (t *Table) String() string {
 				kind += ":" + h
 			}
 			fmt.Fprintf(&b, " rate_limit=%g/s burst=%d key=%s", rl.RPS, rl.EffectiveBurst(), kind)
+			if rl.Scope == ScopeCluster {
+				b.WriteString(" scope=cluster")
+			}
 		}
 		if cb := r.CircuitBreaker; cb != nil {
 			fmt.Fprintf(&b, " breaker=%d/%s/%d", cb.ConsecutiveFailures, cb.EffectiveOpenFor(), cb.EffectiveHalfOpen())
