@@ -60,7 +60,7 @@ with bbolt, run the proxy inside the admin server (sluice server
 	fl.StringVar(&f.store, "store", "bolt://sluice-data/sluice.db", "store URL: zk://host:2181,…/chroot or bolt://path")
 	fl.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs whose X-Forwarded-* headers are kept")
 	fl.StringVar(&f.accessLog, "access-log", "-", `access log: "-" for stdout, a file path, or "off"`)
-	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "address to serve Prometheus /metrics on (off when empty)")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "address to serve Prometheus /metrics and the /healthz, /readyz probes on (off when empty)")
 	fl.StringVar(&f.debugAddr, "debug-addr", "", "address to serve Go's /debug/pprof on (off when empty; keep it on loopback)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -93,6 +93,20 @@ func runProxy(ctx context.Context, env Env, f proxyFlags) error {
 	if f.metricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		// Probes live here, not on --addr, where every path belongs to the routes.
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "ok\n")
+		})
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+			pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := store.Ping(pctx); err != nil {
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "store unreachable", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = io.WriteString(w, "ok\n")
+		})
 		stop, err := serveSide(f.metricsAddr, mux)
 		if err != nil {
 			return fmt.Errorf("--metrics-addr: %w", err)

@@ -37,12 +37,18 @@ func TestProxyCommandServesAndStops(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := mln.Addr().String()
+	mln.Close()
 	var stdout, stderr lockedBuffer
 	env := Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"proxy", "--addr", addr, "--store", "bolt://" + filepath.Join(t.TempDir(), "s.db")}, env)
+		code <- run(ctx, []string{"proxy", "--addr", addr, "--metrics-addr", metricsAddr, "--store", "bolt://" + filepath.Join(t.TempDir(), "s.db")}, env)
 	}()
 	client := &http.Client{Transport: &http.Transport{}, Timeout: 2 * time.Second}
 	defer client.CloseIdleConnections()
@@ -63,6 +69,20 @@ func TestProxyCommandServesAndStops(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), `"not_found"`) {
 		t.Errorf("with no routes: %d %s, want 404 not_found", resp.StatusCode, body)
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		resp, err := client.Get("http://" + metricsAddr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
+		}
+		if path == "/metrics" && !strings.Contains(string(b), "sluice_proxy_requests_total") {
+			t.Errorf("/metrics lacks the proxy's metrics")
+		}
 	}
 	cancel()
 	select {
