@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,6 +106,44 @@ func proxyPeers(api *client) ([]string, error) {
 	return ids, nil
 }
 
+// peersSeen returns the peer count proxy p divides cluster rates by, from
+// its last "cluster rate limits re-divided" log line (1 before any).
+func peersSeen(p *proxy) (int, error) {
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		return 0, err
+	}
+	n := 1
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.Contains(line, "cluster rate limits re-divided") {
+			continue
+		}
+		var e struct{ Proxies int }
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			return 0, fmt.Errorf("log line %q: %v", line, err)
+		}
+		n = e.Proxies
+	}
+	return n, nil
+}
+
+// waitPeers waits until every proxy divides by want.
+func waitPeers(t *testing.T, want int, ps ...*proxy) {
+	t.Helper()
+	for _, p := range ps {
+		waitFor(t, 30*time.Second, fmt.Sprintf("%s divides cluster rates by %d", p.name, want), func() error {
+			n, err := peersSeen(p)
+			if err != nil {
+				return err
+			}
+			if n != want {
+				return fmt.Errorf("divides by %d", n)
+			}
+			return nil
+		})
+	}
+}
+
 // TestClusterRateLimitAcrossProxies: a route's rate_limit with scope
 // cluster is shared by the live proxies (registered in ZooKeeper as
 // instances of sluice-system): two proxies under load together admit the
@@ -144,7 +183,8 @@ func TestClusterRateLimitAcrossProxies(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(3 * time.Second) // let the buckets refill after the probes
+	waitPeers(t, 2, pa, pb)
+	time.Sleep(time.Second) // let the buckets refill after the probes
 
 	const window = 10 * time.Second
 	ok, limited := load(t, []string{pa.url + "/", pb.url + "/"}, window)
@@ -165,7 +205,7 @@ func TestClusterRateLimitAcrossProxies(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(time.Second) // the watch reaches proxy-a
+	waitPeers(t, 1, pa)
 	const alone = 5 * time.Second
 	ok, limited = load(t, []string{pa.url + "/"}, alone)
 	t.Logf("proxy-a alone, %v: %d ok / %d limited", alone, ok[0], limited[0])
