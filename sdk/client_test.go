@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -309,19 +310,31 @@ func BenchmarkLoad(b *testing.B) {
 	if _, err := st.Publish(ctx, svc, configsvc.Changeset{Changes: []configsvc.Change{{File: "db.yaml", Content: []byte("host: a\nport: 1\n")}}}); err != nil {
 		b.Fatal(err)
 	}
-	c, err := sdk.Open(ctx, sdk.Config{Service: "orders", Store: st, NoRegister: true})
+	c, err := sdk.Open(ctx, sdk.Config{Service: "orders", Store: st, NoRegister: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
 	db := sdk.Bind[DBConfig](c, "db.yaml")
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
 		var v DBConfig
-		for pb.Next() {
+		for b.Loop() {
 			v = db.Load()
 		}
-		_ = v
+		if v.Port != 1 {
+			b.Fatal(v)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			var v DBConfig
+			for pb.Next() {
+				v = db.Load()
+			}
+			_ = v
+		})
 	})
 }
 
@@ -378,6 +391,8 @@ func TestCallbacksSerializedPerFile(t *testing.T) {
 }
 
 func TestOpenFailsNamingBothCauses(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	defer goleak.VerifyNone(t, ignore)
 	cfg := sdk.Config{
 		Service: "orders", ZooKeeper: []string{"127.0.0.1:1"}, CacheDir: t.TempDir(),
 		OpenTimeout: 500 * time.Millisecond, NoRegister: true, Logger: testLogger(t),

@@ -96,6 +96,9 @@ func (c *Client) watchOnce(ctx context.Context, src source, ref configsvc.Ref, f
 	}
 	interrupted := false
 	for ev := range ch {
+		if ctx.Err() != nil {
+			return from, false, false
+		}
 		switch {
 		case ev.Err != nil:
 			switch {

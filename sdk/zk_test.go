@@ -1,11 +1,14 @@
 package sdk_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/sdk"
@@ -75,6 +78,7 @@ func TestOutage(t *testing.T) {
 			r3, a.Revision(), dbA.Load().Port, b.Revision(), dbB.Load().Port, b.FromCache())
 	}
 	t.Logf("converged %v after the publish that followed the restart", time.Since(published))
+
 }
 
 // TestSessionExpiry cuts one client's ZooKeeper connection until its session
@@ -120,4 +124,36 @@ func TestSessionExpiry(t *testing.T) {
 		in, ok := instance(e.pub, "orders", "orders-1")
 		return ok && in.Revision == want[len(want)-1]
 	})
+}
+
+// TestCloseWhileStoreDown closes a client that started from its cache and
+// is still retrying an unreachable ZooKeeper: nothing it started remains.
+func TestCloseWhileStoreDown(t *testing.T) {
+	e := mustZK(t)
+	svc := configsvc.Service("orders")
+	mustCreate(t, e.pub, svc)
+	mustPublish(t, e.pub, svc, map[string]string{"db.yaml": "host: a\nport: 1\n"})
+	cfg := e.config(t, "orders", "orders-1")
+	cfg.CacheDir = t.TempDir()
+	cfg.OpenTimeout = 500 * time.Millisecond
+	first := mustOpen(t, cfg)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.zk.Stop()
+
+	ignore := goleak.IgnoreCurrent()
+	c, err := sdk.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.FromCache() || c.Revision() != 1 {
+		t.Fatalf("FromCache %v, revision %d; want true, 1", c.FromCache(), c.Revision())
+	}
+	c.OnChange("db.yaml", func(sdk.Change) {})
+	time.Sleep(time.Second) // let the follower and the registrar retry
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	goleak.VerifyNone(t, ignore)
 }

@@ -38,6 +38,7 @@ type watchOptions struct {
 	register       bool
 	json           bool
 	verbose        bool
+	cpuProfile     string
 }
 
 func defaultWatchOptions() watchOptions {
