@@ -51,4 +51,3 @@ func newRoot(env Env) *cobra.Command {
 	root.AddCommand(cli.Commands(env)...)
 	return root
 }
-

@@ -214,13 +214,19 @@ func openProxyStore(ctx context.Context, raw string, log *slog.Logger) (configsv
 }
 
 // startEmbeddedProxy is the ProxyStarter that runs the proxy inside `sluice
-// server --proxy-addr`, on the server's own store: set
-// ServerMain.StartProxy to it (and ServerMain.ValidateFile to
-// routesfile.Validate). Its access log goes to the server's logger.
-func startEmbeddedProxy(ctx context.Context, store configsvc.Store, addr string, logger *slog.Logger) error {
-	return proxyserver.Run(ctx, store, addr, proxyserver.Options{
-		Logger:    logger.With("component", "proxy"),
-		AccessLog: logger.With("component", "proxy.access"),
+// server --proxy-addr`, on the server's own store, with the server's
+// metrics registry and trusted proxies. Its access log goes to the server's
+// logger.
+func startEmbeddedProxy(ctx context.Context, cfg EmbeddedProxy) error {
+	trusted, err := parseTrustedProxies(strings.Join(cfg.TrustedProxies, ","))
+	if err != nil {
+		return fmt.Errorf("embedded proxy: %w", err)
+	}
+	return proxyserver.Run(ctx, cfg.Store, cfg.Addr, proxyserver.Options{
+		Logger:         cfg.Logger.With("component", "proxy"),
+		AccessLog:      cfg.Logger.With("component", "proxy.access"),
+		Registerer:     cfg.Registerer,
+		TrustedProxies: trusted,
 	})
 }
 

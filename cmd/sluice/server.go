@@ -25,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/webui"
 	"github.com/sluicehq/sluice/configsvc/zkstore"
+	"github.com/sluicehq/sluice/router/routesfile"
 )
 
 // Defaults of `sluice server`.
@@ -42,7 +43,16 @@ const (
 // reading routes and instances from store, until ctx ends; it returns nil
 // after a clean stop. It is the hook through which the proxy is wired into
 // the server (see ServerMain.StartProxy).
-type ProxyStarter func(ctx context.Context, store configsvc.Store, addr string, logger *slog.Logger) error
+type ProxyStarter func(ctx context.Context, cfg EmbeddedProxy) error
+
+// EmbeddedProxy is what the server hands the proxy it embeds.
+type EmbeddedProxy struct {
+	Store          configsvc.Store
+	Addr           string
+	Logger         *slog.Logger
+	Registerer     prometheus.Registerer // the server's registry: proxy metrics appear on the server's /metrics
+	TrustedProxies []string              // --trusted-proxies, shared with the admin API
+}
 
 // ServerMain is `sluice server`: ParseFlags (or the cobra command's flags),
 // then Run until its context ends, then Close. Tests run the real logic on
@@ -55,8 +65,8 @@ type ServerMain struct {
 	TrustedProxies []string // --trusted-proxies, SLUICE_TRUSTED_PROXIES (comma-separated)
 	ProxyAddr      string   // --proxy-addr, SLUICE_PROXY_ADDR; empty: no embedded proxy
 
-	// StartProxy runs the embedded proxy when ProxyAddr is set. Until the
-	// proxy is wired in here, a set --proxy-addr only logs a warning.
+	// StartProxy runs the embedded proxy when ProxyAddr is set. NewServerMain
+	// sets it to the router's proxy; nil makes a set --proxy-addr an error.
 	StartProxy ProxyStarter
 	// ValidateFile is passed to httpapi.Config.ValidateFile (the route
 	// schema check for sluice-system/routes.yaml). Optional.
@@ -77,6 +87,7 @@ type ServerMain struct {
 func NewServerMain(env Env) *ServerMain {
 	return &ServerMain{
 		Addr: defaultAddr, DataDir: defaultDataDir, env: env, ready: make(chan struct{}),
+		StartProxy: startEmbeddedProxy, ValidateFile: routesfile.Validate,
 		logger: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 }
@@ -235,10 +246,13 @@ func (m *ServerMain) Run(ctx context.Context) error {
 	})
 	if m.ProxyAddr != "" {
 		if m.StartProxy == nil {
-			m.logger.Warn("--proxy-addr is set but this build has no embedded proxy wired in; run `sluice proxy` separately", "proxy_addr", m.ProxyAddr)
-		} else {
-			g.Go(func() error { return m.StartProxy(gctx, store, m.ProxyAddr, m.logger) })
+			return errors.New("--proxy-addr is set but no embedded proxy is wired in")
 		}
+		g.Go(func() error {
+			return m.StartProxy(gctx, EmbeddedProxy{
+				Store: store, Addr: m.ProxyAddr, Logger: m.logger, Registerer: reg, TrustedProxies: m.TrustedProxies,
+			})
+		})
 	}
 	return g.Wait()
 }

@@ -479,6 +479,9 @@ func TestValidateFileHook(t *testing.T) {
 			if ref.Name == configsvc.SystemService && file == configsvc.RoutesFile && strings.Contains(string(content), "bogus") {
 				return &configsvc.ParseError{File: file, Format: configsvc.FormatYAML, Line: 3, Column: 5, Msg: "unknown balancer \"bogus\""}
 			}
+			if strings.Contains(string(content), "random") {
+				return &configsvc.FieldError{Field: "routes[0].upstream.balancer", Value: "random", Msg: "must be round_robin, least_requests or weighted"}
+			}
 			return nil
 		}
 	})
@@ -489,11 +492,17 @@ func TestValidateFileHook(t *testing.T) {
 	if b.Error.Details["line"] != float64(3) || !strings.Contains(b.Error.Message, "bogus") {
 		t.Fatalf("error = %+v", b.Error)
 	}
+	// A schema error (a FieldError, not a ParseError) is a 422 naming the field.
+	r = e.must(http.StatusUnprocessableEntity, req{method: "PUT", path: "/v1/services/sluice-system/files/routes.yaml", token: e.admin, body: "routes:\n  - balancer: random\n"})
+	r.json(t, &b)
+	if b.Error.Details["field"] != "routes[0].upstream.balancer" {
+		t.Fatalf("schema error = %+v", b.Error)
+	}
 	// Content that does not even parse is refused before the hook runs.
 	e.must(http.StatusUnprocessableEntity, req{method: "PUT", path: "/v1/services/sluice-system/files/routes.yaml", token: e.admin, body: "routes: [\n"})
 	e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/sluice-system/files/routes.yaml", token: e.admin, body: "routes: []\n"})
-	if len(seen) != 2 {
-		t.Fatalf("hook saw %v; want the two well-formed publishes", seen)
+	if len(seen) != 3 {
+		t.Fatalf("hook saw %v; want the three well-formed publishes", seen)
 	}
 	// Editors, even with a "*" grant, cannot edit the reserved service.
 	ed := e.mustToken("editor:*")

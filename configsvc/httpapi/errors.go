@@ -42,8 +42,9 @@ const (
 // code. Order matters: the most specific match comes first.
 func classify(err error) (int, string) {
 	var parseErr *configsvc.ParseError
+	var contentErr *contentError
 	switch {
-	case errors.As(err, &parseErr):
+	case errors.As(err, &parseErr), errors.As(err, &contentErr) && errors.Is(err, configsvc.ErrInvalid):
 		return http.StatusUnprocessableEntity, codeInvalid
 	case errors.Is(err, errPrecondition):
 		return http.StatusPreconditionFailed, codePrecondition

@@ -217,11 +217,18 @@ func (s *Server) validate(ref configsvc.Ref, changes []configsvc.Change) error {
 			continue
 		}
 		if err := s.cfg.ValidateFile(ref, ch.File, ch.Content); err != nil {
-			return err
+			return &contentError{err: err}
 		}
 	}
 	return nil
 }
+
+// contentError marks an error of Config.ValidateFile: the content is well
+// formed but refused by its schema, which is a 422 like a parse error.
+type contentError struct{ err error }
+
+func (e *contentError) Error() string { return e.err.Error() }
+func (e *contentError) Unwrap() error { return e.err }
 
 // commit publishes cs. base is the If-Match revision (-1 when absent): a
 // conflict is then a stale precondition (412) rather than a 409.
