@@ -27,11 +27,13 @@ PROXY=http://127.0.0.1:7080
 
 die() { echo "demo: $*" >&2; exit 1; }
 
-# wait_http URL [seconds]: until URL answers 2xx.
+# wait_http NAME URL [seconds]: until URL answers 2xx; fails at once when
+# the process NAME (started by launch) has exited.
 wait_http() {
-  local url=$1 n=$((${2:-30} * 10))
+  local name=$1 url=$2 n=$((${3:-30} * 10))
   for _ in $(seq 1 "$n"); do
     curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+    kill -0 "$(cat "$DEMO_DIR/$name.pid")" 2>/dev/null || return 1
     sleep 0.1
   done
   return 1
@@ -84,15 +86,16 @@ start() {
   chmod 700 "$DEMO_DIR"
   echo "building sluice and examples/orders…"
   (cd "$ROOT" && "$GO" build -o "$BIN/sluice" ./cmd/sluice && "$GO" build -o "$BIN/orders" ./examples/orders)
-  trap 'echo "demo: start failed; logs in $DEMO_DIR; stopping what started" >&2; stop' ERR
+  # Whatever fails from here on (a command under set -e, or die), stop what started.
+  trap 'rc=$?; if [ "$rc" != 0 ]; then echo "demo: start failed; logs in $DEMO_DIR; stopping what started" >&2; stop; fi' EXIT
 
   "$ROOT/deploy/zookeeper/ensemble.sh" start
 
   # Server A starts alone first, so the bootstrap token lands in its data dir.
   launch server-a "$BIN/sluice" server --addr 127.0.0.1:7070 --store "$STORE" --data-dir "$DEMO_DIR/server-a"
-  wait_http "$SERVER_A/readyz" 60 || die "server A not ready; see $DEMO_DIR/server-a.log"
+  wait_http server-a "$SERVER_A/readyz" 60 || die "server A not ready; see $DEMO_DIR/server-a.log"
   launch server-b "$BIN/sluice" server --addr 127.0.0.1:7071 --store "$STORE" --data-dir "$DEMO_DIR/server-b"
-  wait_http "$SERVER_B/readyz" 60 || die "server B not ready; see $DEMO_DIR/server-b.log"
+  wait_http server-b "$SERVER_B/readyz" 60 || die "server B not ready; see $DEMO_DIR/server-b.log"
   local tokfile="$DEMO_DIR/server-a/admin.token"
   [ -s "$tokfile" ] || die "no bootstrap token in $tokfile (was the ZooKeeper data left from an older demo? rm -rf $DEMO_DIR)"
 
@@ -117,7 +120,7 @@ start() {
     [ "$i" = 100 ] && die "the proxy does not reach two orders instances; see $DEMO_DIR/*.log"
     sleep 0.2
   done
-  trap - ERR
+  trap - EXIT
 
   cat <<EOF
 
