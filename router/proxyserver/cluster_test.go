@@ -1,0 +1,131 @@
+package proxyserver_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/router/proxyserver"
+)
+
+// TestServeRegistersAndSharesClusterRates: Serve registers the proxy as an
+// instance of sluice-system (role=proxy), and a route with scope: cluster
+// is divided by the registered proxies, re-divided as others join and
+// leave. The rate limiter's clock is frozen, so each round admits exactly
+// the burst share.
+func TestServeRegistersAndSharesClusterRates(t *testing.T) {
+	ctx := context.Background()
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	t.Cleanup(backend.Close)
+	if err := store.Create(ctx, configsvc.Service(configsvc.SystemService)); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, store, 0, fmt.Sprintf("routes:\n  - name: shared\n    upstream: {static: [%q]}\n    rate_limit: {rps: 1, burst: 12, scope: cluster}\n",
+		strings.TrimPrefix(backend.URL, "http://")))
+
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() {
+		served <- proxyserver.Serve(sctx, store, ln, proxyserver.Options{Now: now, InstanceID: "proxy-a", RetryInterval: 20 * time.Millisecond})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+
+	// round refills the buckets (an hour later on the frozen clock) and
+	// counts how many of 30 requests pass.
+	round := func() (int, error) {
+		clock.Add(int64(time.Hour))
+		ok := 0
+		for range 30 {
+			resp, err := client.Get("http://" + ln.Addr().String() + "/")
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusOK:
+				ok++
+			case http.StatusTooManyRequests:
+			default:
+				return 0, fmt.Errorf("HTTP %d", resp.StatusCode)
+			}
+		}
+		return ok, nil
+	}
+	expect := func(what string, want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, err := round()
+			if err == nil && got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d of 30 requests admitted (err %v), want the burst share %d", what, got, err, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, err := store.Instances(ctx, configsvc.SystemService)
+		if err == nil && len(list) == 1 && list[0].ID == "proxy-a" && list[0].Labels[proxyserver.RoleLabel] == proxyserver.RoleProxy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy not registered as an instance of sluice-system: %+v, %v", list, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	expect("alone", 12)
+
+	var leases []configsvc.Lease
+	for _, id := range []string{"proxy-b", "proxy-c"} {
+		l, err := store.Register(ctx, configsvc.Instance{Service: configsvc.SystemService, ID: id, Addr: "127.0.0.1:1",
+			Labels: map[string]string{proxyserver.RoleLabel: proxyserver.RoleProxy}, Status: configsvc.StatusApplied})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases = append(leases, l)
+	}
+	other, err := store.Register(ctx, configsvc.Instance{Service: configsvc.SystemService, ID: "not-a-proxy", Addr: "127.0.0.1:2", Status: configsvc.StatusApplied})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	expect("three proxies (an instance without role=proxy does not count)", 4)
+
+	leases[0].Close()
+	expect("two proxies after one left", 6)
+	leases[1].Close()
+	expect("alone again", 12)
+}
