@@ -22,9 +22,11 @@ test: zookeeper
 unit:
 	SLUICE_SKIP_ZOOKEEPER=1 $(GO) test -race -count=1 $(PKGS)
 
-## bench: benchmarks and scripted load runs; results go to docs/benchmarks.md by hand.
+## bench: store benchmarks vs their ceilings, SDK Load, proxy vs nginx/Caddy; see docs/benchmarks.md.
 bench: zookeeper
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 30m ./configsvc/... ./sdk/... ./router/... | tee bench.out
+	deploy/bench/store.sh
+	$(GO) test -run '^$$' -bench 'Load|ServeHTTP' -benchmem -count 5 ./sdk ./router
+	deploy/bench/proxy.sh
 
 ## lint: gofmt and go vet.
 lint:
