@@ -90,7 +90,7 @@ type Instance struct {
 
 // Metrics receives the client's counters. Implementations must be safe for
 // concurrent use and fast: they are called on the client's update path.
-// A Prometheus adapter is a few lines (see the package example).
+// A Prometheus adapter is a few lines (see ExampleMetrics).
 type Metrics interface {
 	// RevisionApplied is called after a revision of ref ("service/orders" or
 	// "group/redis-common") was applied.

@@ -59,6 +59,7 @@ func PinTransport(rt http.RoundTripper) http.RoundTripper {
 
 type pinTransport struct{ rt http.RoundTripper }
 
+// RoundTrip adds the context's pin header to a clone of r and sends it.
 func (t pinTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if token, ok := PinFromContext(r.Context()); ok && r.Header.Get(PinHeader) == "" {
 		r = r.Clone(r.Context())
