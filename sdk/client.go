@@ -176,7 +176,7 @@ func (c *Client) dialer() func(ctx context.Context) (source, error) {
 	case cfg.Store != nil:
 		s := &storeSource{store: cfg.Store, name: "store"}
 		return func(context.Context) (source, error) { return s, nil }
-	case cfg.Server != "":
+	case len(cfg.Servers) > 0:
 		s := newHTTPSource(cfg, c.log)
 		return func(context.Context) (source, error) { return s, nil }
 	default:

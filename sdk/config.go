@@ -30,6 +30,12 @@ type Config struct {
 	// Server is the base URL of the Sluice admin server
 	// ("http://127.0.0.1:7070"), whose SSE watch stream the client follows.
 	Server string
+	// Servers lists further admin servers of the same cluster for fail-over:
+	// when the server in use cannot be reached or answers 5xx, each request
+	// and the watch stream move on to the next one, in order and wrapping
+	// around, resuming the stream after the last revision applied. Servers
+	// may be used without Server.
+	Servers []string
 	// Token is the API token sent to Server (role agent or above). It is
 	// never logged.
 	Token string
@@ -118,20 +124,29 @@ func (cfg Config) withDefaults() (Config, error) {
 	if len(cfg.ZooKeeper) > 0 {
 		n++
 	}
-	if cfg.Server != "" {
+	if cfg.Server != "" || len(cfg.Servers) > 0 {
 		n++
 	}
 	if cfg.Store != nil {
 		n++
 	}
 	if n != 1 {
-		return cfg, fmt.Errorf("sdk: config: set exactly one of ZooKeeper, Server or Store (%d set): %w", n, configsvc.ErrInvalid)
+		return cfg, fmt.Errorf("sdk: config: set exactly one of ZooKeeper, Server(s) or Store (%d set): %w", n, configsvc.ErrInvalid)
 	}
-	if cfg.Server != "" {
-		if !strings.HasPrefix(cfg.Server, "http://") && !strings.HasPrefix(cfg.Server, "https://") {
-			return cfg, fmt.Errorf("sdk: config: server %q must be an http:// or https:// URL: %w", cfg.Server, configsvc.ErrInvalid)
+	if cfg.Server != "" || len(cfg.Servers) > 0 {
+		var all []string
+		if cfg.Server != "" {
+			all = append(all, cfg.Server)
 		}
-		cfg.Server = strings.TrimRight(cfg.Server, "/")
+		all = append(all, cfg.Servers...)
+		cfg.Servers = make([]string, 0, len(all))
+		for _, u := range all {
+			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+				return cfg, fmt.Errorf("sdk: config: server %q must be an http:// or https:// URL: %w", u, configsvc.ErrInvalid)
+			}
+			cfg.Servers = append(cfg.Servers, strings.TrimRight(u, "/"))
+		}
+		cfg.Server = cfg.Servers[0]
 	}
 	if cfg.ZKRoot == "" {
 		cfg.ZKRoot = "/sluice"

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
@@ -22,7 +23,8 @@ import (
 // endpoint, the SSE watch stream, and instance registration by PUT
 // heartbeats (docs/architecture.md, "Server ↔ SDK").
 type httpSource struct {
-	base      string
+	bases     []string      // the servers, in fail-over order
+	cur       atomic.Uint32 // index into bases of the server in use
 	token     string
 	client    *http.Client
 	log       *slog.Logger
@@ -38,7 +40,7 @@ type httpSource struct {
 
 func newHTTPSource(cfg Config, log *slog.Logger) *httpSource {
 	s := &httpSource{
-		base: cfg.Server, token: cfg.Token, client: cfg.HTTPClient, log: log,
+		bases: cfg.Servers, token: cfg.Token, client: cfg.HTTPClient, log: log,
 		retryMin: cfg.RetryMin, retryMax: cfg.RetryMax, heartbeat: cfg.HeartbeatInterval,
 		idle: 45 * time.Second,
 	}
@@ -65,12 +67,44 @@ func (s *httpSource) refPath(ref configsvc.Ref) string {
 	return "/v1/services/" + url.PathEscape(ref.Name)
 }
 
-func (s *httpSource) newRequest(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
+// call sends one request to the server in use. When that server cannot be
+// reached or answers 5xx (ErrUnavailable), it tries the next ones in order,
+// and the first that answers becomes the server in use. header, when set,
+// is added to each attempt. On success the caller closes the body.
+func (s *httpSource) call(ctx context.Context, method, path string, body []byte, header http.Header, what string) (*http.Response, error) {
+	start := int(s.cur.Load())
+	var lastErr error
+	for i := range s.bases {
+		idx := (start + i) % len(s.bases)
+		req, err := s.newRequest(ctx, s.bases[idx]+path, method, body)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		resp, err := s.do(req, what)
+		if err == nil {
+			if idx != start {
+				s.cur.Store(uint32(idx))
+				s.log.Info("sdk: switched admin server", "server", s.bases[idx], "after", s.bases[start])
+			}
+			return resp, nil
+		}
+		lastErr = err
+		if !errors.Is(err, configsvc.ErrUnavailable) || ctx.Err() != nil {
+			return nil, err
+		}
+	}
+	return nil, lastErr
+}
+
+func (s *httpSource) newRequest(ctx context.Context, url, method string, body []byte) (*http.Request, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, s.base+path, r)
+	req, err := http.NewRequestWithContext(ctx, method, url, r)
 	if err != nil {
 		return nil, err
 	}
@@ -141,11 +175,7 @@ type snapshotBody struct {
 }
 
 func (s *httpSource) load(ctx context.Context, ref configsvc.Ref) (loaded, error) {
-	req, err := s.newRequest(ctx, http.MethodGet, s.refPath(ref)+"/snapshot", nil)
-	if err != nil {
-		return loaded{}, err
-	}
-	resp, err := s.do(req, "snapshot "+ref.String())
+	resp, err := s.call(ctx, http.MethodGet, s.refPath(ref)+"/snapshot", nil, nil, "snapshot "+ref.String())
 	if err != nil {
 		return loaded{}, err
 	}
@@ -230,13 +260,8 @@ func (s *httpSource) watch(ctx context.Context, ref configsvc.Ref, from int64) <
 func (s *httpSource) stream(ctx context.Context, ref configsvc.Ref, since int64, emit func(configsvc.Event) bool) (int64, bool, bool, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req, err := s.newRequest(sctx, http.MethodGet, s.refPath(ref)+"/watch?since="+strconv.FormatInt(since, 10), nil)
-	if err != nil {
-		return since, false, true, err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Last-Event-ID", strconv.FormatInt(since, 10))
-	resp, err := s.do(req, "watch "+ref.String())
+	hdr := http.Header{"Accept": {"text/event-stream"}, "Last-Event-ID": {strconv.FormatInt(since, 10)}}
+	resp, err := s.call(sctx, http.MethodGet, s.refPath(ref)+"/watch?since="+strconv.FormatInt(since, 10), nil, hdr, "watch "+ref.String())
 	if err != nil {
 		// Only a server that cannot be reached is retried here; a definite
 		// answer (not found, compacted, refused) ends the watch and the
@@ -387,11 +412,7 @@ func (l *httpLease) put(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req, err := l.s.newRequest(ctx, http.MethodPut, l.path(), body)
-	if err != nil {
-		return err
-	}
-	resp, err := l.s.do(req, "register instance "+l.inst.ID)
+	resp, err := l.s.call(ctx, http.MethodPut, l.path(), body, nil, "register instance "+l.inst.ID)
 	if err != nil {
 		return err
 	}
@@ -432,12 +453,7 @@ func (l *httpLease) Close() error {
 		<-l.done
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		req, err := l.s.newRequest(ctx, http.MethodDelete, l.path(), nil)
-		if err != nil {
-			l.closeErr = err
-			return
-		}
-		resp, err := l.s.do(req, "deregister instance "+l.inst.ID)
+		resp, err := l.s.call(ctx, http.MethodDelete, l.path(), nil, nil, "deregister instance "+l.inst.ID)
 		if err != nil {
 			if errors.Is(err, configsvc.ErrNotFound) {
 				return

@@ -54,7 +54,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.service, "service", "orders", "Sluice service whose config to read")
 	fs.StringVar(&o.zk, "zk", "", "ZooKeeper servers, comma-separated (host:port,…)")
 	fs.StringVar(&o.zkRoot, "zk-root", "/sluice", "Sluice's root node in ZooKeeper")
-	fs.StringVar(&o.server, "server", "", "Sluice admin server URL (instead of --zk)")
+	fs.StringVar(&o.server, "server", "", "Sluice admin server URLs, comma-separated for fail-over (instead of --zk)")
 	fs.StringVar(&o.token, "token", getenv("SLUICE_TOKEN"), "API token for --server (default $SLUICE_TOKEN)")
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "directory of the local config cache (default: none)")
 	fs.StringVar(&o.downstream, "downstream", "", "URL that /checkout calls, passing the pin on")
@@ -92,7 +92,7 @@ func main() {
 func run(ctx context.Context, o options, ln net.Listener, log *slog.Logger) error {
 	cfg := sdk.Config{
 		Service:  o.service,
-		Server:   o.server,
+		Servers:  splitList(o.server),
 		Token:    o.token,
 		ZKRoot:   o.zkRoot,
 		CacheDir: o.cacheDir,
@@ -100,7 +100,7 @@ func run(ctx context.Context, o options, ln net.Listener, log *slog.Logger) erro
 		Logger:   log,
 	}
 	if o.zk != "" {
-		cfg.ZooKeeper = strings.Split(o.zk, ",")
+		cfg.ZooKeeper = splitList(o.zk)
 	}
 	c, err := sdk.Open(ctx, cfg)
 	if err != nil {
@@ -173,4 +173,15 @@ func newHandler(o options, c *sdk.Client, conf *sdk.Binding[OrdersConfig]) http.
 		io.Copy(w, io.LimitReader(resp.Body, 1<<20))
 	})
 	return mux
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
