@@ -4,7 +4,7 @@ PKGS      ?= ./...
 BIN       ?= bin/sluice
 GOFLAGS_TEST ?= -race -count=1 -timeout 25m
 
-.PHONY: run build test unit bench lint zookeeper fuzz clean
+.PHONY: run build test unit bench lint zookeeper chromium fuzz clean
 
 ## run: start Sluice on its embedded bbolt default (admin server + proxy).
 run:
@@ -14,9 +14,11 @@ run:
 build:
 	$(GO) build -o $(BIN) ./cmd/sluice
 
-## test: everything, against a real ZooKeeper (installed from Debian when missing).
-test: zookeeper
-	SLUICE_REQUIRE_ZOOKEEPER=1 $(GO) test $(GOFLAGS_TEST) $(PKGS)
+## test: everything, against a real ZooKeeper and headless Chromium (both installed from Debian when
+## missing); nothing skips. The cluster tests run their full 60 s leader churn.
+test: zookeeper chromium
+	SLUICE_REQUIRE_ZOOKEEPER=1 SLUICE_REQUIRE_BROWSER=1 SLUICE_CLUSTER_CHURN=$${SLUICE_CLUSTER_CHURN:-60s} \
+	  $(GO) test $(GOFLAGS_TEST) $(PKGS)
 
 ## unit: the tests that need no ZooKeeper (ZooKeeper tests skip).
 unit:
@@ -38,6 +40,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzValidateServiceName -fuzztime 20s ./configsvc
 	$(GO) test -run '^$$' -fuzz FuzzValidateFileName -fuzztime 20s ./configsvc
 	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 20s ./configsvc/format
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./router/routesfile
 
 ## zookeeper: install ZooKeeper from Debian's package when it is missing.
 zookeeper:
@@ -45,6 +48,13 @@ zookeeper:
 	else echo "installing ZooKeeper (Debian package zookeeper)"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq zookeeper >/dev/null; fi
+
+## chromium: install Debian's Chromium (for the console's browser tests) when missing.
+chromium:
+	@if [ -n "$$SLUICE_CHROMIUM" ] || command -v chromium >/dev/null; then :; \
+	else echo "installing Chromium (Debian package chromium)"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; fi
 
 clean:
 	rm -rf bin bench.out
