@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -333,6 +334,21 @@ func TestInstancesThroughServer(t *testing.T) {
 	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders/instances/orders-1", token: agent, body: body})
 	e.must(http.StatusNoContent, req{method: "DELETE", path: "/v1/services/orders/instances/orders-1", token: agent})
 	e.must(http.StatusNotFound, req{method: "DELETE", path: "/v1/services/orders/instances/orders-1", token: agent})
+
+	// Registrations, refusals and deregistrations are audited; the refresh
+	// (the second PUT, 200) is routine and is not.
+	var audit struct{ Entries []access.Entry }
+	e.must(http.StatusOK, req{method: "GET", path: "/v1/audit?service=orders&limit=20", token: e.admin}).json(t, &audit)
+	var got []string
+	for _, en := range audit.Entries {
+		if strings.HasPrefix(en.Action, "instance.") {
+			got = append(got, fmt.Sprintf("%s %d", en.Action, en.Status))
+		}
+	}
+	want := []string{"instance.deregister 404", "instance.deregister 204", "instance.register 201", "instance.register 400", "instance.register 201"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("instance audit =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }
 
 func TestTokensWhoamiAudit(t *testing.T) {

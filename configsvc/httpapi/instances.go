@@ -268,6 +268,10 @@ func (s *Server) registerInstance(c *gin.Context) {
 		return
 	}
 	e.expires = now.Add(s.cfg.InstanceTTL)
+	// A refresh of a lease this server holds is routine: auditing every
+	// heartbeat would bury the changes people make. Registration, refusals
+	// and deregistration are audited.
+	state(c).routine = status == http.StatusOK
 	c.Header("X-Sluice-Lease-Seconds", fmt.Sprint(int(s.cfg.InstanceTTL/time.Second)))
 	c.JSON(status, inst)
 }

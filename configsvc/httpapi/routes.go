@@ -27,6 +27,9 @@ type reqState struct {
 	revision   int64  // revision produced
 	authorized bool   // the Authorizer allowed the request
 	reason     string // why it was refused or failed
+	// routine marks a successful request that changes nothing an operator
+	// audits (an instance lease refresh); it writes no audit entry.
+	routine bool
 }
 
 const stateKey = "sluice.state"
@@ -179,7 +182,7 @@ func (s *Server) observe(c *gin.Context) {
 		slogStr("actor", actor),
 	)
 
-	if apiPath && isMutating(c.Request.Method) && c.FullPath() != "" && st.action != "" {
+	if apiPath && isMutating(c.Request.Method) && c.FullPath() != "" && st.action != "" && !(st.routine && status < 400) {
 		s.recordAudit(c, st, status, start)
 	}
 }

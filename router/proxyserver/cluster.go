@@ -58,6 +58,7 @@ func (p *Proxy) register(ctx context.Context, reg Registrar, id, addr string) {
 		Service: configsvc.SystemService, ID: id, Addr: addr,
 		Labels: map[string]string{RoleLabel: RoleProxy}, Status: configsvc.StatusApplied,
 	}
+	waiting := false
 	for ctx.Err() == nil {
 		lease, err := reg.Register(ctx, inst)
 		if err == nil {
@@ -72,7 +73,7 @@ func (p *Proxy) register(ctx context.Context, reg Registrar, id, addr string) {
 			return
 		}
 		if errors.Is(err, configsvc.ErrNotFound) {
-			p.log.Info("proxy registration waits for service sluice-system", "retry", p.opts.RetryInterval)
+			p.log.Log(ctx, onceLevel(&waiting), "proxy registration waits for service sluice-system", "retry", p.opts.RetryInterval)
 		} else {
 			p.log.Warn("proxy registration", "err", err, "retry", p.opts.RetryInterval)
 		}

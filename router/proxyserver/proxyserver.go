@@ -163,6 +163,7 @@ func (p *Proxy) Close() error { return p.router.Close() }
 var systemRef = configsvc.Service(configsvc.SystemService)
 
 func (p *Proxy) followRoutes(ctx context.Context) {
+	waiting := false // said once at info level; the retries repeat it at debug level
 	for ctx.Err() == nil {
 		snap, err := p.src.Snapshot(ctx, systemRef, 0)
 		if err != nil {
@@ -170,7 +171,7 @@ func (p *Proxy) followRoutes(ctx context.Context) {
 				return
 			}
 			if errors.Is(err, configsvc.ErrNotFound) {
-				p.log.Info("no route file yet: service sluice-system does not exist", "retry", p.opts.RetryInterval)
+				p.log.Log(ctx, onceLevel(&waiting), "no route file yet: service sluice-system does not exist", "retry", p.opts.RetryInterval)
 			} else {
 				p.log.Warn("load route file", "err", err, "retry", p.opts.RetryInterval)
 			}
@@ -315,4 +316,15 @@ func Run(ctx context.Context, src Source, addr string, opts Options) error {
 		return fmt.Errorf("proxyserver: listen %s: %w", addr, err)
 	}
 	return Serve(ctx, src, ln, opts)
+}
+
+// onceLevel returns slog.LevelInfo the first time a repeating wait is
+// logged and slog.LevelDebug after that, so a retry loop says what it waits
+// for once instead of every few seconds.
+func onceLevel(said *bool) slog.Level {
+	if *said {
+		return slog.LevelDebug
+	}
+	*said = true
+	return slog.LevelInfo
 }
