@@ -12,9 +12,12 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+
+	"github.com/gin-gonic/gin"
 )
 
 func main() {
+	gin.SetMode(gin.ReleaseMode) // process-wide; debug mode prints routes to stdout, mixing them into --json
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -65,7 +68,7 @@ func parseWatchFlags(args []string, stderr io.Writer) (watchOptions, error) {
 	o := defaultWatchOptions()
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.transport, "transport", o.transport, "zookeeper or http")
+	fs.StringVar(&o.transport, "transport", o.transport, "zookeeper, http, or raw (bare go-zookeeper watchers: the ceiling for zookeeper)")
 	fs.StringVar(&o.zk, "zk", o.zk, "ZooKeeper servers, comma-separated (required for --transport zookeeper)")
 	fs.StringVar(&o.zkRoot, "zk-root", o.zkRoot, "root node for the run (a fresh one keeps runs apart)")
 	fs.IntVar(&o.clients, "clients", o.clients, "number of SDK clients (1-5000)")

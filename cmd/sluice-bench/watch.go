@@ -51,10 +51,10 @@ func defaultWatchOptions() watchOptions {
 
 func (o watchOptions) validate() error {
 	switch {
-	case o.transport != "zookeeper" && o.transport != "http":
-		return fmt.Errorf("--transport %q: want zookeeper or http", o.transport)
-	case o.transport == "zookeeper" && o.zk == "":
-		return errors.New("--transport zookeeper needs --zk host:port")
+	case o.transport != "zookeeper" && o.transport != "http" && o.transport != "raw":
+		return fmt.Errorf("--transport %q: want zookeeper, http or raw", o.transport)
+	case (o.transport == "zookeeper" || o.transport == "raw") && o.zk == "":
+		return fmt.Errorf("--transport %s needs --zk host:port", o.transport)
 	case o.clients < 1 || o.clients > 5000:
 		return fmt.Errorf("--clients %d: want 1-5000", o.clients)
 	case o.publishes < 1 || o.publishes > 10000:
@@ -100,6 +100,9 @@ const (
 func watchBench(ctx context.Context, o watchOptions, log *slog.Logger) (*watchResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
+	if o.transport == "raw" {
+		return rawBench(ctx, o)
+	}
 
 	// The store publishes go to.
 	var pub configsvc.Store
@@ -226,20 +229,38 @@ func watchBench(ctx context.Context, o watchOptions, log *slog.Logger) (*watchRe
 		}
 	}
 
-	published := make([]int64, o.publishes+1)
-	var publishCalls []time.Duration
 	rev := base
-	for seq := 1; seq <= o.publishes; seq++ {
-		start := time.Now()
+	res, err := measure(ctx, o, arrivals, counts, func(seq int) error {
 		r, err := pub.Publish(ctx, svc, configsvc.Changeset{Base: rev, Author: "sluice-bench", Message: "seq " + strconv.Itoa(seq),
 			Changes: []configsvc.Change{{File: benchFile, Content: []byte(strconv.Itoa(seq))}}})
 		if err != nil {
+			return err
+		}
+		rev = r.Number
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Transport, res.Store, res.OpenElapsed = o.transport, storeName, openElapsed
+	return res, nil
+}
+
+// measure runs o.publishes publishes through publish(seq), waiting after
+// each until every client recorded it in arrivals[seq] (or publishTimeout),
+// and returns the latency percentiles from each publish's return to each
+// arrival.
+func measure(ctx context.Context, o watchOptions, arrivals [][]atomic.Int64, counts []atomic.Int32, publish func(seq int) error) (*watchResult, error) {
+	published := make([]int64, o.publishes+1)
+	var publishCalls []time.Duration
+	for seq := 1; seq <= o.publishes; seq++ {
+		start := time.Now()
+		if err := publish(seq); err != nil {
 			return nil, fmt.Errorf("publish %d: %w", seq, err)
 		}
 		done := time.Now()
 		published[seq] = done.UnixNano()
 		publishCalls = append(publishCalls, done.Sub(start))
-		rev = r.Number
 		deadline := done.Add(o.publishTimeout)
 		for int(counts[seq].Load()) < o.clients && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(200 * time.Microsecond)
@@ -252,7 +273,7 @@ func watchBench(ctx context.Context, o watchOptions, log *slog.Logger) (*watchRe
 		}
 	}
 
-	res := &watchResult{Transport: o.transport, Store: storeName, Clients: o.clients, Publishes: o.publishes, OpenElapsed: openElapsed}
+	res := &watchResult{Clients: o.clients, Publishes: o.publishes}
 	var all, last []time.Duration
 	for seq := 1; seq <= o.publishes; seq++ {
 		var worst time.Duration
