@@ -24,10 +24,12 @@ test: zookeeper chromium
 unit:
 	SLUICE_SKIP_ZOOKEEPER=1 $(GO) test -race -count=1 $(PKGS)
 
-## bench: store benchmarks vs their ceilings, SDK Load, proxy vs nginx/Caddy; see docs/benchmarks.md.
+## bench: store benchmarks vs their ceilings, SDK Load, propagation vs bare ZooKeeper watchers, proxy vs
+## nginx/Caddy; see docs/benchmarks.md.
 bench: zookeeper
 	deploy/bench/store.sh
 	$(GO) test -run '^$$' -bench 'Load|ServeHTTP' -benchmem -count 5 ./sdk ./router
+	deploy/bench/watch.sh
 	deploy/bench/proxy.sh
 
 ## lint: gofmt and go vet.
