@@ -69,6 +69,64 @@ type headDoc struct {
 	Author   string                        `json:"author,omitempty"`
 	// First is the oldest retained revision; older ones are compacted.
 	First int64 `json:"first"`
+	// Latest is the newest revision with its content, when that content is
+	// at most latestInline bytes: a watcher then learns the revision from
+	// the one read that re-arms its watch, instead of reading the revision
+	// and content nodes too. Nil for larger revisions and before the first.
+	Latest *latestDoc `json:"latest,omitempty"`
+}
+
+// latestInline bounds the content a head node carries in Latest. It keeps
+// the head small next to the 1 MiB jute.maxbuffer, and a publish's Multi
+// (which then holds the content twice) well under it.
+const latestInline = 64 << 10
+
+// latestDoc is headDoc.Latest: a revision with content. Content is a
+// string because every stored format is UTF-8 (no base64 in the head).
+type latestDoc struct {
+	Revision   int64          `json:"revision"`
+	Author     string         `json:"author"`
+	Time       time.Time      `json:"time"`
+	Message    string         `json:"message"`
+	RollbackOf int64          `json:"rollback_of,omitempty"`
+	Changes    []inlineChange `json:"changes"`
+}
+
+type inlineChange struct {
+	File    string `json:"file"`
+	Content string `json:"content,omitempty"`
+	Delete  bool   `json:"delete,omitempty"`
+}
+
+// inlineLatest returns rev (numbered, timed) with cs's content as a
+// latestDoc, or nil when the content is over latestInline.
+func inlineLatest(rev configsvc.Revision, cs configsvc.Changeset) *latestDoc {
+	size := 0
+	for _, c := range cs.Changes {
+		size += len(c.Content)
+	}
+	if size > latestInline {
+		return nil
+	}
+	d := &latestDoc{Revision: rev.Number, Author: rev.Author, Time: rev.Time, Message: rev.Message, RollbackOf: rev.RollbackOf,
+		Changes: make([]inlineChange, len(cs.Changes))}
+	for i, c := range cs.Changes {
+		d.Changes[i] = inlineChange{File: c.File, Content: string(c.Content), Delete: c.Delete}
+	}
+	return d
+}
+
+// revision returns the revision with its content.
+func (d *latestDoc) revision() configsvc.Revision {
+	r := configsvc.Revision{Number: d.Revision, Author: d.Author, Time: d.Time, Message: d.Message, RollbackOf: d.RollbackOf,
+		Changes: make([]configsvc.Change, len(d.Changes))}
+	for i, c := range d.Changes {
+		r.Changes[i] = configsvc.Change{File: c.File, Delete: c.Delete}
+		if !c.Delete {
+			r.Changes[i].Content = []byte(c.Content)
+		}
+	}
+	return r
 }
 
 func (h *headDoc) head(ref configsvc.Ref) configsvc.Head {

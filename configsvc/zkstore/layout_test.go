@@ -278,3 +278,50 @@ func TestDeleteFinishesHalfDeleted(t *testing.T) {
 		t.Fatalf("second Delete = %v, want ErrNotFound", err)
 	}
 }
+
+// TestHeadCarriesSmallLatestRevision: a small revision travels in the head
+// node, so a watcher gets it (with content) from the read that re-arms its
+// watch — proven by removing the revision and content nodes before the
+// watcher reads. A revision over the inline bound is not carried and is read
+// from its own nodes.
+func TestHeadCarriesSmallLatestRevision(t *testing.T) {
+	srv := shared(t)
+	root := "/inline-test"
+	st := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root })
+	ctx := testCtx(t)
+	ref := configsvc.Service("orders")
+	if err := st.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	publish(ctx, t, st, ref, 0, put("a.txt", "one"))
+	publish(ctx, t, st, ref, 1, put("a.txt", "two"), put("b.txt", "bee"))
+
+	c := rawConn(t, srv.Servers(), "")
+	base := root + "/services/orders"
+	for _, p := range []string{base + "/content/0000000002.a.txt", base + "/content/0000000002.b.txt", base + "/revisions/0000000002"} {
+		if err := c.Delete(p, -1); err != nil {
+			t.Fatalf("delete %s: %v", p, err)
+		}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ev := <-st.Watch(wctx, ref, 1)
+	if ev.Err != nil || ev.Revision == nil || ev.Revision.Number != 2 || len(ev.Revision.Changes) != 2 ||
+		string(ev.Revision.Changes[0].Content) != "two" || string(ev.Revision.Changes[1].Content) != "bee" || ev.Revision.Message != "rev 2" {
+		t.Fatalf("watch event = %+v; want revision 2 from the head", ev)
+	}
+
+	big := strings.Repeat("x", 70<<10)
+	publish(ctx, t, st, ref, 2, put("a.txt", big))
+	data, _, err := c.Get(base + "/head")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), `"latest"`) {
+		t.Fatalf("head carries a 70 KiB revision (%d bytes); the bound is 64 KiB", len(data))
+	}
+	ev = <-st.Watch(wctx, ref, 2)
+	if ev.Err != nil || ev.Revision == nil || ev.Revision.Number != 3 || string(ev.Revision.Changes[0].Content) != big {
+		t.Fatalf("watch of the large revision = err %v, revision %v", ev.Err, ev.Revision != nil)
+	}
+}

@@ -98,7 +98,8 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 				manifest[c.File] = configsvc.FileMeta{Name: c.File, Revision: n, SHA256: configsvc.Checksum(c.Content), Size: int64(len(c.Content)), Format: configsvc.FormatOf(c.File)}
 			}
 		}
-		newHead := headDoc{Revision: n, Files: manifest, Links: h.Links, Updated: doc.Time, Author: cs.Author, First: h.First}
+		newHead := headDoc{Revision: n, Files: manifest, Links: h.Links, Updated: doc.Time, Author: cs.Author, First: h.First,
+			Latest: inlineLatest(rev, cs)}
 		if keep := int64(s.cfg.Retention); n-keep+1 > newHead.First {
 			newHead.First = n - keep + 1
 		}

@@ -225,11 +225,16 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 				}
 			}
 		}
-		r, err := w.s.revs.get(a.czxid, n, func() (configsvc.Revision, error) {
+		load := func() (configsvc.Revision, error) {
 			rctx, rcancel := w.s.opCtx(w.s.life)
 			defer rcancel()
 			return w.s.fullRevision(rctx, w.ref, n, written)
-		})
+		}
+		if h.Latest != nil && h.Latest.Revision == n {
+			// The head carries this revision: no further read.
+			load = func() (configsvc.Revision, error) { return h.Latest.revision(), nil }
+		}
+		r, err := w.s.revs.get(a.czxid, n, load)
 		if err != nil {
 			return nil, err
 		}
