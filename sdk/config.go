@@ -26,6 +26,11 @@ type Config struct {
 	ZKRoot string
 	// ZKSessionTimeout is the ZooKeeper session timeout. Default 10s.
 	ZKSessionTimeout time.Duration
+	// ZKDigest, "user:password", authenticates with ZooKeeper when Sluice's
+	// tree is protected by digest ACLs: use the read-only identity the
+	// server grants SDKs (SLUICE_ZK_READER_DIGEST), which may read
+	// everything and register instances. It is never logged. Empty: none.
+	ZKDigest string
 
 	// Server is the base URL of the Sluice admin server
 	// ("http://127.0.0.1:7070"), whose SSE watch stream the client follows.

@@ -18,6 +18,7 @@ func dialZooKeeper(ctx context.Context, cfg Config) (source, error) {
 		Root:           cfg.ZKRoot,
 		SessionTimeout: cfg.ZKSessionTimeout,
 		OpTimeout:      cfg.OpenTimeout,
+		Digest:         cfg.ZKDigest,
 		Logger:         cfg.Logger,
 	})
 	if err != nil {

@@ -20,8 +20,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/configsvc"
-	"github.com/sluicehq/sluice/configsvc/boltstore"
-	"github.com/sluicehq/sluice/configsvc/zkstore"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
 
@@ -82,7 +80,10 @@ func runProxy(ctx context.Context, env Env, f proxyFlags) error {
 	}
 	defer closeAccess()
 
-	store, err := openProxyStore(ctx, f.store, log)
+	store, err := openStore(ctx, f.store, log, env.Getenv)
+	if errors.Is(err, configsvc.ErrLocked) {
+		return fmt.Errorf("%w (is sluice server running on it? run the proxy inside it with --proxy-addr, or use ZooKeeper)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -187,30 +188,6 @@ func openAccessLog(where string, stdout io.Writer) (*slog.Logger, func(), error)
 		return nil, nil, fmt.Errorf("--access-log: %w", err)
 	}
 	return slog.New(slog.NewJSONHandler(fh, nil)), func() { fh.Close() }, nil
-}
-
-// openProxyStore opens the store a --store URL names.
-func openProxyStore(ctx context.Context, raw string, log *slog.Logger) (configsvc.Store, error) {
-	switch {
-	case strings.HasPrefix(raw, "zk://"):
-		cfg, err := zkstore.ParseURL(raw)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Logger = log
-		return zkstore.Open(ctx, cfg)
-	case strings.HasPrefix(raw, "bolt://"):
-		path := strings.TrimPrefix(raw, "bolt://")
-		if path == "" {
-			return nil, fmt.Errorf("--store %q: no file path", raw)
-		}
-		s, err := boltstore.Open(path, boltstore.Options{Logger: log})
-		if errors.Is(err, configsvc.ErrLocked) {
-			return nil, fmt.Errorf("%w (is sluice server running on it? run the proxy inside it with --proxy-addr, or use ZooKeeper)", err)
-		}
-		return s, err
-	}
-	return nil, fmt.Errorf("--store %q: must start with zk:// or bolt://", raw)
 }
 
 // startEmbeddedProxy is the ProxyStarter that runs the proxy inside `sluice

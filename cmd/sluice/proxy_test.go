@@ -104,7 +104,7 @@ func TestProxyCommandRejectsBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"store scheme", []string{"proxy", "--store", "etcd://x"}, "zk:// or bolt://"},
+		{"store scheme", []string{"proxy", "--store", "etcd://x"}, "bolt:// or zk://"},
 		{"trusted proxies", []string{"proxy", "--trusted-proxies", "10.0.0.0/8,nonsense"}, `"nonsense"`},
 		{"log level", []string{"proxy", "--log-level", "loud"}, "--log-level"},
 	}

@@ -21,10 +21,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/configsvc"
-	"github.com/sluicehq/sluice/configsvc/boltstore"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/webui"
-	"github.com/sluicehq/sluice/configsvc/zkstore"
 	"github.com/sluicehq/sluice/router/routesfile"
 )
 
@@ -150,36 +148,13 @@ func (m *ServerMain) BoundAddr() string {
 	return m.bound
 }
 
-// openStore opens the store named by a bolt:// or zk:// URL.
-func openStore(ctx context.Context, raw string, logger *slog.Logger) (configsvc.Store, error) {
-	switch {
-	case strings.HasPrefix(raw, "bolt://"):
-		path := strings.TrimPrefix(raw, "bolt://")
-		if path == "" {
-			return nil, fmt.Errorf("store %q: bolt:// needs a file path: %w", raw, configsvc.ErrInvalid)
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("store %q: %w", raw, err)
-		}
-		return boltstore.Open(path, boltstore.Options{Logger: logger})
-	case strings.HasPrefix(raw, "zk://"):
-		cfg, err := zkstore.ParseURL(raw)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Logger = logger
-		return zkstore.Open(ctx, cfg)
-	}
-	return nil, fmt.Errorf("store %q: must start with bolt:// or zk://: %w", raw, configsvc.ErrInvalid)
-}
-
 // Run opens the store, bootstraps the admin token on an empty store, serves
 // the admin API (and the embedded proxy, when wired) until ctx ends, then
 // shuts down gracefully: it stops accepting, ends event streams, and lets
 // in-flight requests finish for up to 10s. Close releases the store.
 func (m *ServerMain) Run(ctx context.Context) error {
 	gin.SetMode(gin.ReleaseMode) // gin's mode is process-wide; debug mode prints routes to stdout
-	store, err := openStore(ctx, m.StoreURL, m.logger)
+	store, err := openStore(ctx, m.StoreURL, m.logger, m.env.Getenv)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}

@@ -41,6 +41,7 @@ func (c *OrdersConfig) Validate() error {
 type options struct {
 	addr, id, service  string
 	zk, zkRoot, server string
+	zkDigest           string // SLUICE_ZK_DIGEST: the reader identity when the tree has digest ACLs
 	token, cacheDir    string
 	downstream         string
 	shutdownTimeout    time.Duration
@@ -62,6 +63,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	o.zkDigest = getenv("SLUICE_ZK_DIGEST")
 	if (o.zk == "") == (o.server == "") {
 		return o, errors.New("set exactly one of --zk or --server")
 	}
@@ -95,6 +97,7 @@ func run(ctx context.Context, o options, ln net.Listener, log *slog.Logger) erro
 		Servers:  splitList(o.server),
 		Token:    o.token,
 		ZKRoot:   o.zkRoot,
+		ZKDigest: o.zkDigest,
 		CacheDir: o.cacheDir,
 		Instance: sdk.Instance{ID: o.id, Addr: ln.Addr().String()},
 		Logger:   log,
