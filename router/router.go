@@ -73,7 +73,7 @@ type Router struct {
 	routes     []Route
 	table      *Table
 	insts      map[string][]configsvc.Instance
-	limiters   map[string]Limiter
+	limiters   map[string]*limState
 	states     map[string]*instState
 	transports map[time.Duration]*http.Transport
 	watches    map[string]context.CancelFunc
@@ -92,7 +92,7 @@ func New(cfg Config) (*Router, error) {
 		cfg: cfg, now: cfg.Now, log: cfg.Logger, access: cfg.AccessLog, metrics: cfg.Metrics,
 		trusted:    cfg.TrustedProxies,
 		insts:      map[string][]configsvc.Instance{},
-		limiters:   map[string]Limiter{},
+		limiters:   map[string]*limState{},
 		states:     map[string]*instState{},
 		transports: map[time.Duration]*http.Transport{},
 		watches:    map[string]context.CancelFunc{},
@@ -304,6 +304,7 @@ type routeRT struct {
 	metrics   RouteMetrics
 	self      UpstreamMetrics // answers the proxy gives itself
 	limiter   Limiter
+	lim       *limState // limiter and its refusal count, kept across swaps
 	keyKind   string
 	keyHeader string
 	policy    string // RateLimit-Policy value
@@ -327,6 +328,16 @@ type instState struct {
 	inflight atomic.Int64
 	breaker  Breaker
 	openedAt atomic.Int64 // unix nanoseconds of the last trip
+	trips    atomic.Uint64
+	requests atomic.Uint64
+	failures atomic.Uint64
+}
+
+// limState is a route's limiter with its refusal count; it outlives table
+// swaps for as long as the route's name and rate limit stay the same.
+type limState struct {
+	lim      Limiter
+	rejected atomic.Uint64
 }
 
 // build makes a snapshot of r.table and r.insts, reusing limiter and
@@ -377,13 +388,13 @@ func (r *Router) buildRoute(rc *Route, usedLim, usedSt map[string]bool) *routeRT
 			scope = ScopeProxy
 		}
 		key := fmt.Sprintf("%s|%g|%d|%s|%s", rc.Name, rl.RPS, rl.EffectiveBurst(), rl.Key, scope)
-		lim, ok := r.limiters[key]
+		ls, ok := r.limiters[key]
 		if !ok {
-			lim = r.cfg.Limiters.NewLimiter(rc.Name, *rl, rt.metrics.KeysCapHit)
-			r.limiters[key] = lim
+			ls = &limState{lim: r.cfg.Limiters.NewLimiter(rc.Name, *rl, rt.metrics.KeysCapHit)}
+			r.limiters[key] = ls
 		}
 		usedLim[key] = true
-		rt.limiter = lim
+		rt.limiter, rt.lim = ls.lim, ls
 		rt.keyKind, rt.keyHeader = rl.KeyKind()
 		q := int(rl.RPS + 0.999999)
 		rt.policy = strconv.Quote(rc.Name) + ";q=" + strconv.Itoa(q) + ";w=1"
@@ -444,6 +455,7 @@ func (r *Router) onBreakerChange(route, id string, st *instState) func(from, to 
 	return func(from, to BreakerState) {
 		if to == BreakerOpen {
 			st.openedAt.Store(r.now().UnixNano())
+			st.trips.Add(1)
 		}
 		r.metrics.Route(route).BreakerState(id, to)
 		r.log.Warn("circuit breaker", "route", route, "instance", id, "from", from.String(), "to", to.String())

@@ -69,6 +69,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			h["Ratelimit"] = []string{strconv.Quote(name) + ";r=" + strconv.Itoa(d.Remaining) + ";t=" + strconv.FormatInt(secs, 10)}
 			writeError(w, http.StatusTooManyRequests, "rate_limited", "rate limit of route "+name+" exceeded", 0, nil)
 			rt.metrics.RateLimited()
+			rt.lim.rejected.Add(1)
 			r.finish(req, rt.metrics, rt.self, name, "", "", http.StatusTooManyRequests, start)
 			return
 		}
@@ -327,6 +328,7 @@ func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		if err == nil {
 			st.status = resp.StatusCode
 		}
+		st.pinned.st.count(resp, err, out)
 		return resp, err
 	}
 	attempts := 1
@@ -348,6 +350,7 @@ func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		in.st.inflight.Add(1)
 		out.URL.Host = in.addr
 		resp, err := rt.transport.RoundTrip(out)
+		in.st.count(resp, err, out)
 		if err == nil {
 			st.status = resp.StatusCode
 			if done != nil {
@@ -376,6 +379,16 @@ func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		t.r.log.Info("retrying on another instance", "route", rt.route.Name, "instance", in.id, "err", err)
 	}
 	return nil, lastErr
+}
+
+// count adds one request to the instance's counters; a failure is what a
+// breaker counts as one (connection error, timeout, 5xx), not a client
+// that went away.
+func (s *instState) count(resp *http.Response, err error, out *http.Request) {
+	s.requests.Add(1)
+	if (err != nil && out.Context().Err() == nil) || (err == nil && resp.StatusCode >= 500) {
+		s.failures.Add(1)
+	}
 }
 
 func retriable(req *http.Request) bool {
