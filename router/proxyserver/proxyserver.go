@@ -2,8 +2,9 @@
 // wires router.Router to its adapters (x/time/rate limiters, gobreaker
 // breakers, Prometheus metrics, pins from the store's records), follows the
 // route file sluice-system/routes.yaml and the instances of every routed
-// service, and serves HTTP. `sluice proxy` and `sluice server --proxy-addr`
-// both use it.
+// service, publishes its live route table in the store's records (for the
+// admin server's GET /v1/routes), and serves HTTP. `sluice proxy` and
+// `sluice server --proxy-addr` both use it.
 package proxyserver
 
 import (
@@ -67,6 +68,14 @@ type Options struct {
 	// NoRegister stops Serve from registering the proxy. Registration also
 	// needs a Source that implements Registrar.
 	NoRegister bool
+	// StateInterval is how often Serve publishes the proxy's live route
+	// table (router.ProxyState, see Proxy.State) as a record of
+	// router.StateCollection under the proxy's instance id, for the admin
+	// server's GET /v1/routes; Serve also publishes shortly (at most once a
+	// second) after the route table or a circuit breaker changed, and
+	// removes the record when it stops. 0 means DefaultStateInterval;
+	// negative publishes nothing.
+	StateInterval time.Duration
 }
 
 // Proxy is a router following a store. Lifecycle: New, Run (in its own
@@ -79,9 +88,14 @@ type Proxy struct {
 	// limiters divides cluster-scoped rate limits among the live proxies.
 	limiters *router.ClusterLimiters
 
+	now     func() time.Time
+	changes chan struct{} // route table or breaker changed: publish the state soon
+
 	mu         sync.Mutex
 	revision   int64  // route file revision in force (0: none)
 	instanceID string // this proxy's registration id ("" when not registered)
+	stateID    string // the id of its published state ("" when not published)
+	addr       string // the address Serve serves on
 }
 
 // New builds the proxy; it starts nothing.
@@ -96,6 +110,10 @@ func New(src Source, opts Options) (*Proxy, error) {
 		opts.ShutdownTimeout = 10 * time.Second
 	}
 	limiters := router.NewClusterLimiters(ratelimit.New(ratelimit.Config{MaxKeys: opts.MaxRateLimitKeys}))
+	p := &Proxy{src: src, opts: opts, log: opts.Logger, limiters: limiters, now: opts.Now, changes: make(chan struct{}, 1)}
+	if p.now == nil {
+		p.now = time.Now
+	}
 	cfg := router.Config{
 		Logger:         opts.Logger,
 		AccessLog:      opts.AccessLog,
@@ -103,7 +121,7 @@ func New(src Source, opts Options) (*Proxy, error) {
 		Pins:           router.NewRecordPins(src.Records(), router.RecordPinsConfig{Now: opts.Now, TTL: opts.PinCacheTTL}),
 		Instances:      src,
 		Limiters:       limiters,
-		Breakers:       breaker.New(),
+		Breakers:       notifyingBreakers{inner: breaker.New(), notify: p.changed},
 		TrustedProxies: opts.TrustedProxies,
 	}
 	if opts.Registerer != nil {
@@ -117,7 +135,8 @@ func New(src Source, opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxyserver: %w", err)
 	}
-	return &Proxy{src: src, opts: opts, log: opts.Logger, router: r, limiters: limiters}, nil
+	p.router = r
+	return p, nil
 }
 
 // Handler returns the proxy's http.Handler.
@@ -228,6 +247,7 @@ func (p *Proxy) apply(rev int64, content []byte, present bool) {
 	p.mu.Lock()
 	p.revision = rev
 	p.mu.Unlock()
+	p.changed()
 	p.log.Info("routes loaded", "revision", rev, "routes", len(routes))
 }
 
@@ -261,12 +281,31 @@ func Serve(ctx context.Context, src Source, ln net.Listener, opts Options) error
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	id := opts.InstanceID
+	if id == "" {
+		id = DefaultInstanceID(ln.Addr().String())
+	}
+	p.mu.Lock()
+	p.addr = ln.Addr().String()
+	p.mu.Unlock()
+	stateDone := make(chan struct{})
+	if opts.StateInterval >= 0 {
+		interval := opts.StateInterval
+		if interval == 0 {
+			interval = DefaultStateInterval
+		}
+		p.mu.Lock()
+		p.stateID = id
+		p.mu.Unlock()
+		go func() {
+			defer close(stateDone)
+			p.publishState(runCtx, id, interval)
+		}()
+	} else {
+		close(stateDone)
+	}
 	regDone := make(chan struct{})
 	if reg, ok := src.(Registrar); ok && !opts.NoRegister {
-		id := opts.InstanceID
-		if id == "" {
-			id = DefaultInstanceID(ln.Addr().String())
-		}
 		p.mu.Lock()
 		p.instanceID = id
 		p.mu.Unlock()
@@ -296,6 +335,7 @@ func Serve(ctx context.Context, src Source, ln net.Listener, opts Options) error
 	cancel()
 	<-runDone
 	<-regDone
+	<-stateDone
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
