@@ -104,6 +104,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 	r("GET", "/pins", "", s.listPins)
 	r("POST", "/pins", "pin.create", s.createPin)
 	r("DELETE", "/pins/:id", "pin.revoke", s.revokePin)
+	r("GET", "/routes", "", s.liveRoutes)
 
 	for _, k := range []struct {
 		kind   configsvc.Kind

@@ -1,0 +1,120 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/router"
+)
+
+// ProxyStateFresh is how recently a proxy must have published its state
+// (router.ProxyState, every 5 s by default) for GET /v1/routes to show it
+// as live; an older record is listed as stale.
+const ProxyStateFresh = 30 * time.Second
+
+// The label proxies register under in sluice-system (proxyserver.RoleLabel
+// and RoleProxy; httpapi does not import the proxy).
+const (
+	proxyRoleLabel = "role"
+	proxyRole      = "proxy"
+)
+
+// liveRoutesJSON is the answer of GET /v1/routes.
+type liveRoutesJSON struct {
+	// Revision is the head revision of sluice-system (0 when it does not
+	// exist): what every proxy should have in force.
+	Revision int64 `json:"revision"`
+	// Proxies are the proxies whose state is fresh, sorted by id.
+	Proxies []router.ProxyState `json:"proxies"`
+	// Stale are the proxies whose state is not: published longer than
+	// ProxyStateFresh ago, or registered without publishing any.
+	Stale []staleProxyJSON `json:"stale"`
+}
+
+type staleProxyJSON struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr,omitempty"`
+	// Reason is "stale" (a record older than ProxyStateFresh) or
+	// "unreported" (registered in sluice-system, no record).
+	Reason     string     `json:"reason"`
+	Updated    *time.Time `json:"updated,omitempty"`
+	Revision   int64      `json:"revision"`
+	Registered bool       `json:"registered"`
+}
+
+// liveRoutes answers GET /v1/routes: the live route tables the proxies
+// publish in router.StateCollection. It needs read access to sluice-system
+// (admins, or a grant matching sluice-system): the tables name upstream
+// addresses, as routes.yaml and the registry of sluice-system do.
+func (s *Server) liveRoutes(c *gin.Context) {
+	sys := configsvc.Service(configsvc.SystemService)
+	if !s.authorizeRead(c, sys) {
+		return
+	}
+	ctx := c.Request.Context()
+	out := liveRoutesJSON{Proxies: []router.ProxyState{}, Stale: []staleProxyJSON{}}
+	head, err := s.cfg.Store.Head(ctx, sys)
+	switch {
+	case err == nil:
+		out.Revision = head.Revision
+	case !isNotFound(err):
+		s.fail(c, err)
+		return
+	}
+	recs, err := s.cfg.Store.Records().List(ctx, router.StateCollection)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	list, err := s.cfg.Store.Instances(ctx, configsvc.SystemService)
+	if err != nil && !isNotFound(err) {
+		s.fail(c, err)
+		return
+	}
+	registered := map[string]configsvc.Instance{}
+	for _, in := range list {
+		if in.Labels[proxyRoleLabel] == proxyRole {
+			registered[in.ID] = in
+		}
+	}
+	now := s.cfg.Now()
+	seen := map[string]bool{}
+	for _, rec := range recs {
+		var st router.ProxyState
+		if err := json.Unmarshal(rec.Data, &st); err != nil {
+			s.cfg.Logger.Warn("proxy state record not readable", "id", rec.ID, "err", err)
+			continue
+		}
+		st.ID = rec.ID
+		st.Updated = st.Updated.UTC()
+		if st.Routes == nil {
+			st.Routes = []router.RouteState{}
+		}
+		for i := range st.Routes {
+			if st.Routes[i].Instances == nil {
+				st.Routes[i].Instances = []router.InstanceState{}
+			}
+		}
+		seen[rec.ID] = true
+		_, reg := registered[rec.ID]
+		if now.Sub(st.Updated) <= ProxyStateFresh {
+			out.Proxies = append(out.Proxies, st)
+			continue
+		}
+		updated := st.Updated
+		out.Stale = append(out.Stale, staleProxyJSON{ID: st.ID, Addr: st.Addr, Reason: "stale", Updated: &updated, Revision: st.Revision, Registered: reg})
+	}
+	for id, in := range registered {
+		if !seen[id] {
+			out.Stale = append(out.Stale, staleProxyJSON{ID: id, Addr: in.Addr, Reason: "unreported", Registered: true})
+		}
+	}
+	sort.Slice(out.Proxies, func(i, j int) bool { return out.Proxies[i].ID < out.Proxies[j].ID })
+	sort.Slice(out.Stale, func(i, j int) bool { return out.Stale[i].ID < out.Stale[j].ID })
+	c.JSON(http.StatusOK, out)
+}

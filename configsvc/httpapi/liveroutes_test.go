@@ -1,0 +1,124 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/router"
+	"github.com/sluicehq/sluice/router/proxyserver"
+)
+
+// TestLiveRoutes: GET /v1/routes shows the proxies whose published state is
+// fresh, lists stale and unreported ones apart, and follows the clock.
+func TestLiveRoutes(t *testing.T) {
+	e := newEnv(t)
+	api := loadSpec(t)
+	ctx := context.Background()
+	e.mustService(configsvc.SystemService, map[string]string{configsvc.RoutesFile: "routes: []\n"})
+	register := func(id string, labels map[string]string) {
+		t.Helper()
+		l, err := e.store.Register(ctx, configsvc.Instance{Service: configsvc.SystemService, ID: id, Addr: "127.0.0.1:7080", Labels: labels, Status: configsvc.StatusApplied})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Close() })
+	}
+	proxyLabels := map[string]string{proxyserver.RoleLabel: proxyserver.RoleProxy}
+	register("proxy-a", proxyLabels)
+	register("proxy-c", proxyLabels) // registered, publishes nothing
+	register("worker", nil)          // not a proxy
+	now := e.clock.Now()
+	put := func(id string, data []byte) {
+		t.Helper()
+		if err := e.store.Records().Put(ctx, router.StateCollection, id, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stateOf := func(id string, age time.Duration, routes ...router.RouteState) []byte {
+		b, _ := json.Marshal(router.ProxyState{ID: id, Addr: "127.0.0.1:7080", Updated: now.Add(-age), Revision: 1, Peers: 2, Routes: routes})
+		return b
+	}
+	orders := router.RouteState{Name: "orders", Match: router.MatchState{PathPrefix: "/orders"},
+		Upstream:       router.UpstreamState{Service: "orders", Balancer: router.BalancerRoundRobin},
+		RateLimit:      &router.RateLimitState{RPS: 5, Burst: 5, Key: "ip", Scope: router.ScopeProxy, Rejected: 3},
+		CircuitBreaker: &router.CircuitBreakerState{ConsecutiveFailures: 2, OpenFor: "30s", HalfOpenRequests: 1},
+		Instances:      []router.InstanceState{{ID: "orders-1", Addr: "127.0.0.1:9001", Breaker: "open", Opened: 1, Requests: 4, Failures: 2}}}
+	put("proxy-a", stateOf("proxy-a", 5*time.Second, orders))
+	put("proxy-b", stateOf("proxy-b", ProxyStateFresh+time.Second)) // not registered any more
+	put("proxy-bad", []byte("{not json"))
+
+	get := func(t *testing.T, token string, want int) liveRoutesJSON {
+		t.Helper()
+		resp := e.withT(t).must(want, req{method: "GET", path: "/v1/routes", token: token})
+		if err := api.checkResponse("GET /v1/routes", resp.status, resp.header.Get("Content-Type"), resp.body); err != nil {
+			t.Fatalf("response does not match openapi.json: %v\n%s", err, resp.body)
+		}
+		var out liveRoutesJSON
+		if want == http.StatusOK {
+			resp.json(t, &out)
+		}
+		return out
+	}
+
+	t.Run("fresh and stale", func(t *testing.T) {
+		out := get(t, e.admin, http.StatusOK)
+		if out.Revision != 1 {
+			t.Errorf("revision %d, want sluice-system's head 1", out.Revision)
+		}
+		if len(out.Proxies) != 1 || out.Proxies[0].ID != "proxy-a" {
+			t.Fatalf("proxies %+v, want proxy-a only", out.Proxies)
+		}
+		p := out.Proxies[0]
+		if len(p.Routes) != 1 || p.Routes[0].RateLimit.Rejected != 3 || p.Routes[0].Instances[0].Breaker != "open" || p.Peers != 2 {
+			t.Errorf("proxy-a = %+v, want its published route with 3 rejected and an open breaker", p)
+		}
+		want := []staleProxyJSON{
+			{ID: "proxy-b", Addr: "127.0.0.1:7080", Reason: "stale", Revision: 1},
+			{ID: "proxy-c", Addr: "127.0.0.1:7080", Reason: "unreported", Registered: true},
+		}
+		if len(out.Stale) != len(want) {
+			t.Fatalf("stale %+v, want %+v", out.Stale, want)
+		}
+		for i, w := range want {
+			got := out.Stale[i]
+			if got.ID != w.ID || got.Addr != w.Addr || got.Reason != w.Reason || got.Revision != w.Revision || got.Registered != w.Registered {
+				t.Errorf("stale[%d] = %+v, want %+v", i, got, w)
+			}
+			if (got.Updated != nil) != (w.Reason == "stale") {
+				t.Errorf("stale[%d].updated = %v: set only for a stale record", i, got.Updated)
+			}
+		}
+		if !strings.Contains(e.logText(), "proxy state record not readable") {
+			t.Error("the unreadable record was not logged")
+		}
+	})
+
+	t.Run("a proxy that stops publishing turns stale", func(t *testing.T) {
+		e.clock.Advance(ProxyStateFresh)
+		out := get(t, e.admin, http.StatusOK)
+		if len(out.Proxies) != 0 || len(out.Stale) != 3 || out.Stale[0].ID != "proxy-a" || !out.Stale[0].Registered {
+			t.Fatalf("proxies %+v, stale %+v: want proxy-a stale (and registered), none live", out.Proxies, out.Stale)
+		}
+	})
+
+	t.Run("access", func(t *testing.T) {
+		get(t, e.mustToken("viewer:sluice-system"), http.StatusOK)
+		get(t, e.mustToken("viewer:orders"), http.StatusForbidden)
+		get(t, "", http.StatusUnauthorized)
+	})
+}
+
+// TestLiveRoutesWithoutSystemService: no sluice-system yet is no error.
+func TestLiveRoutesWithoutSystemService(t *testing.T) {
+	e := newEnv(t)
+	var out liveRoutesJSON
+	e.must(http.StatusOK, req{method: "GET", path: "/v1/routes", token: e.admin}).json(t, &out)
+	if out.Revision != 0 || out.Proxies == nil || len(out.Proxies) != 0 || out.Stale == nil || len(out.Stale) != 0 {
+		t.Fatalf("answer %+v, want revision 0 and empty lists", out)
+	}
+}
