@@ -349,6 +349,10 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	step("the live route table shows each proxy's rate limits and breakers, and stale proxies", func(t *testing.T) {
+		checkLiveRoutes(t, c, adm)
+	})
+
 	step("a viewer sees no edit controls and refusals show the server's message", func(t *testing.T) {
 		vw = newTab(t, browser, c.url)
 		vw.t = t

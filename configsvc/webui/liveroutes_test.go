@@ -1,0 +1,128 @@
+package webui_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/router"
+	"github.com/sluicehq/sluice/router/proxyserver"
+)
+
+// checkLiveRoutes runs a real proxy on the console's store, trips a breaker
+// and a rate limit through it, adds the stale record of a proxy gone, and
+// checks that the routes page shows both as the server reports them.
+func checkLiveRoutes(t *testing.T, c *console, adm *tab) {
+	t.Helper()
+	ctx := context.Background()
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
+	t.Cleanup(failing.Close)
+	upstream := strings.TrimPrefix(failing.URL, "http://")
+	routes := fmt.Sprintf("routes:\n  - name: flaky\n    match: {path_prefix: /flaky}\n    upstream: {static: [%q]}\n"+
+		"    rate_limit: {rps: 0.01, burst: 5}\n    circuit_breaker: {consecutive_failures: 2, open_for: 1m}\n", upstream)
+	head := headRevision(t, c.store, configsvc.SystemService)
+	rev, err := c.store.Publish(ctx, configsvc.Service(configsvc.SystemService), configsvc.Changeset{Base: head, Author: "test", Message: "live routes",
+		Changes: []configsvc.Change{{File: configsvc.RoutesFile, Content: []byte(routes)}}})
+	if err != nil {
+		t.Fatalf("publish routes: %v", err)
+	}
+	old, _ := json.Marshal(router.ProxyState{ID: "proxy-old", Addr: "127.0.0.1:1", Updated: time.Now().Add(-2 * time.Minute), Revision: head, Routes: []router.RouteState{}})
+	if err := c.store.Records().Put(ctx, router.StateCollection, "proxy-old", old); err != nil {
+		t.Fatal(err)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() {
+		served <- proxyserver.Serve(pctx, c.store, ln, proxyserver.Options{InstanceID: "proxy-console", StateInterval: 100 * time.Millisecond, RetryInterval: 20 * time.Millisecond})
+	}()
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("proxy: %v", err)
+		}
+	})
+
+	// The proxy has the routes once it answers on them (404 before).
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	call := func() int {
+		resp, err := client.Get("http://" + ln.Addr().String() + "/flaky")
+		if err != nil {
+			t.Fatalf("proxy: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	statuses := []int{call()}
+	for statuses[0] == http.StatusNotFound {
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy did not load the routes")
+		}
+		time.Sleep(20 * time.Millisecond)
+		statuses[0] = call()
+	}
+	for range 7 {
+		statuses = append(statuses, call())
+	}
+	// The burst of 5 passes the limiter: 2 failures trip the breaker, 3
+	// meet it open; the 3 after the burst are refused.
+	if want := fmt.Sprint([]int{502, 502, 503, 503, 503, 429, 429, 429}); fmt.Sprint(statuses) != want {
+		t.Fatalf("statuses %v, want %s", statuses, want)
+	}
+
+	var live struct {
+		Proxies []router.ProxyState `json:"proxies"`
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		c.apiGet(t, "/v1/routes", &live)
+		if len(live.Proxies) == 1 && live.Proxies[0].Revision == rev.Number && len(live.Proxies[0].Routes) == 1 &&
+			live.Proxies[0].Routes[0].RateLimit.Rejected == 3 && live.Proxies[0].Routes[0].Instances[0].Breaker == "open" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /v1/routes never showed the tripped breaker and 3 refusals: %+v", live.Proxies)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A new hash (the page may already show #/routes) renders the page afresh.
+	adm.do(chromedp.Navigate(c.url+"#/routes/files"), chromedp.WaitVisible(chromedp.CSS(`[data-proxy=proxy-console] [data-route=flaky]`)))
+	row := adm.text(`[data-proxy=proxy-console] [data-route=flaky]`)
+	for _, want := range []string{"/flaky", upstream, "round_robin", "3 rejected", "open", "2 req, 2 failed", "tripped 1×"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("live route row %q lacks %q", row, want)
+		}
+	}
+	if got := adm.text(`[data-proxy=proxy-console] [data-test=proxy-revision]`); got != fmt.Sprintf("revision %d", rev.Number) {
+		t.Errorf("proxy revision badge %q, want revision %d (current)", got, rev.Number)
+	}
+	if got := adm.text(`[data-stale=proxy-old]`); !strings.Contains(got, "stale") {
+		t.Errorf("stale proxy row %q, want it marked stale", got)
+	}
+	if n := adm.count(`[data-proxy=proxy-old]`); n != 0 {
+		t.Error("the stale proxy is shown as live")
+	}
+	adm.shot("16-live-routes")
+
+	// The page follows the proxies' next publish by itself.
+	if st := call(); st != http.StatusTooManyRequests {
+		t.Fatalf("one more request: %d, want 429", st)
+	}
+	adm.waitFor("4 rejected", `document.querySelector('[data-proxy=proxy-console] [data-route=flaky] [data-test=rate-limit]')?.textContent.includes('4 rejected')`)
+}
