@@ -853,6 +853,42 @@ func TestTables(t *testing.T) {
 			want: "ID            TARGETS                               EXPIRES               STATE    CREATED BY  NOTE\n" +
 				"feedfeedfeed  orders→orders-7, payments→payments-2  2026-01-01 01:00:00Z  revoked  alice       bug 123\n",
 		},
+		{
+			name:  "live routes",
+			route: "GET /v1/routes",
+			body: map[string]any{"revision": 4, "proxies": []map[string]any{
+				{"id": "proxy-a", "addr": "127.0.0.1:7080", "updated": "2026-01-02T03:04:05Z", "revision": 4, "peers": 2, "routes": []map[string]any{
+					{"name": "orders", "match": map[string]any{"path_prefix": "/orders"}, "upstream": map[string]any{"service": "orders", "balancer": "round_robin"},
+						"rate_limit": map[string]any{"rps": 100, "burst": 200, "key": "ip", "scope": "cluster", "rejected": 12},
+						"instances": []map[string]any{
+							{"id": "orders-1", "addr": "10.0.0.7:8080", "breaker": "open", "opened": 1, "in_flight": 0, "requests": 912, "failures": 5},
+							{"id": "orders-2", "addr": "10.0.0.8:8080", "breaker": "closed", "opened": 0, "in_flight": 1, "requests": 900, "failures": 0},
+						}, "instances_omitted": 3},
+					{"name": "static", "match": map[string]any{"path_prefix": "/"}, "upstream": map[string]any{"static": []string{"10.0.0.9:80"}, "balancer": "round_robin"},
+						"instances": []map[string]any{{"id": "10.0.0.9:80", "addr": "10.0.0.9:80", "opened": 0, "in_flight": 0, "requests": 3, "failures": 0}}},
+				}},
+				{"id": "proxy-b", "addr": "127.0.0.1:7081", "updated": "2026-01-02T03:04:06Z", "revision": 3, "peers": 2, "routes": []any{}},
+			}, "stale": []map[string]any{
+				{"id": "proxy-c", "reason": "unreported", "revision": 0, "registered": true},
+				{"id": "proxy-old", "reason": "stale", "updated": "2026-01-01T00:00:00Z", "revision": 2, "registered": false},
+			}},
+			args: []string{"routes", "live"},
+			want: "PROXY    REVISION    UPDATED               ROUTE   RATE LIMIT                    REJECTED  INSTANCE     BREAKER  REQUESTS  FAILURES\n" +
+				"proxy-a  4           2026-01-02 03:04:05Z  orders  100/s burst 200 ip (cluster)  12        orders-1     open     912       5\n" +
+				"proxy-a  4           2026-01-02 03:04:05Z  orders  100/s burst 200 ip (cluster)  12        orders-2     closed   900       0\n" +
+				"proxy-a  4           2026-01-02 03:04:05Z  orders  100/s burst 200 ip (cluster)  12        (3 more)     -        -         -\n" +
+				"proxy-a  4           2026-01-02 03:04:05Z  static  -                             -         10.0.0.9:80  -        3         0\n" +
+				"proxy-b  3 (head 4)  2026-01-02 03:04:06Z  -       -                             -         -            -        -         -\n" +
+				"proxy-c: registered, but publishes no state\n" +
+				"proxy-old: stale, last update 2026-01-01 00:00:00Z (revision 2)\n",
+		},
+		{
+			name:  "no live routes",
+			route: "GET /v1/routes",
+			body:  map[string]any{"revision": 0, "proxies": []any{}, "stale": []any{}},
+			args:  []string{"routes", "live"},
+			want:  "no proxy reports its live route table\n",
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

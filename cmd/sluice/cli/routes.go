@@ -2,8 +2,11 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -49,8 +52,122 @@ func (a *app) routesCmd() *cobra.Command {
 	edit.RunE = func(cmd *cobra.Command, args []string) error {
 		return editRun(cmd, []string{systemService, routesFile})
 	}
-	c.AddCommand(get, putc, edit)
+	live := &cobra.Command{
+		Use:   "live",
+		Short: "Show the live route table of every proxy (rate limits, breakers)",
+		Long: "Every proxy publishes its live route table every 5 s: routes, rate limits\n" +
+			"with the requests it refused, and per upstream instance the circuit breaker\n" +
+			"state and request/failure counts. Proxies silent for more than 30 s are\n" +
+			"listed after the table. Needs read access to sluice-system.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runRoutesLive(cmd.Context())
+		},
+	}
+	c.AddCommand(get, putc, edit, live)
 	return c
+}
+
+// liveRoutesJSON is the part of GET /v1/routes the table shows.
+type liveRoutesJSON struct {
+	Revision int64 `json:"revision"`
+	Proxies  []struct {
+		ID       string    `json:"id"`
+		Updated  time.Time `json:"updated"`
+		Revision int64     `json:"revision"`
+		Routes   []struct {
+			Name      string `json:"name"`
+			RateLimit *struct {
+				RPS      float64 `json:"rps"`
+				Burst    int     `json:"burst"`
+				Key      string  `json:"key"`
+				Scope    string  `json:"scope"`
+				Rejected uint64  `json:"rejected"`
+			} `json:"rate_limit"`
+			Instances []struct {
+				ID       string `json:"id"`
+				Breaker  string `json:"breaker"`
+				Requests uint64 `json:"requests"`
+				Failures uint64 `json:"failures"`
+			} `json:"instances"`
+			InstancesOmitted int `json:"instances_omitted"`
+		} `json:"routes"`
+		RoutesOmitted int `json:"routes_omitted"`
+	} `json:"proxies"`
+	Stale []struct {
+		ID       string    `json:"id"`
+		Reason   string    `json:"reason"`
+		Updated  time.Time `json:"updated"`
+		Revision int64     `json:"revision"`
+	} `json:"stale"`
+}
+
+// runRoutesLive prints one row per proxy, route and upstream instance,
+// then the proxies that do not report.
+func (a *app) runRoutesLive(ctx context.Context) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/routes"})
+	if err != nil {
+		return err
+	}
+	if a.json() {
+		return printJSON(a.stdout(), resp.body)
+	}
+	var live liveRoutesJSON
+	if err := json.Unmarshal(resp.body, &live); err != nil {
+		return fmt.Errorf("GET /v1/routes: %w", err)
+	}
+	out := a.stdout()
+	if len(live.Proxies) == 0 {
+		fmt.Fprintln(out, "no proxy reports its live route table")
+	} else {
+		t := newTable(out, "PROXY", "REVISION", "UPDATED", "ROUTE", "RATE LIMIT", "REJECTED", "INSTANCE", "BREAKER", "REQUESTS", "FAILURES")
+		for _, p := range live.Proxies {
+			rev := strconv.FormatInt(p.Revision, 10)
+			if live.Revision > 0 && p.Revision != live.Revision {
+				rev += fmt.Sprintf(" (head %d)", live.Revision)
+			}
+			if len(p.Routes) == 0 {
+				t.row(p.ID, rev, p.Updated, "", "", "", "", "", "", "")
+			}
+			for _, r := range p.Routes {
+				limit, rejected := "", ""
+				if rl := r.RateLimit; rl != nil {
+					limit = fmt.Sprintf("%g/s burst %d %s", rl.RPS, rl.Burst, rl.Key)
+					if rl.Scope == "cluster" {
+						limit += " (cluster)"
+					}
+					rejected = strconv.FormatUint(rl.Rejected, 10)
+				}
+				if len(r.Instances) == 0 {
+					t.row(p.ID, rev, p.Updated, r.Name, limit, rejected, "", "", "", "")
+				}
+				for _, in := range r.Instances {
+					t.row(p.ID, rev, p.Updated, r.Name, limit, rejected, in.ID, in.Breaker, in.Requests, in.Failures)
+				}
+				if r.InstancesOmitted > 0 {
+					t.row(p.ID, rev, p.Updated, r.Name, limit, rejected, fmt.Sprintf("(%d more)", r.InstancesOmitted), "", "", "")
+				}
+			}
+			if p.RoutesOmitted > 0 {
+				t.row(p.ID, rev, p.Updated, fmt.Sprintf("(%d more)", p.RoutesOmitted), "", "", "", "", "", "")
+			}
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	for _, s := range live.Stale {
+		if s.Reason == "stale" {
+			fmt.Fprintf(out, "%s: stale, last update %s (revision %d)\n", s.ID, fmtTime(s.Updated), s.Revision)
+		} else {
+			fmt.Fprintf(out, "%s: registered, but publishes no state\n", s.ID)
+		}
+	}
+	return nil
 }
 
 // ensureSystemService creates sluice-system on the first `routes put`, so a
