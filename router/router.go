@@ -314,7 +314,8 @@ type routeRT struct {
 	rr        atomic.Uint64
 	cum       []int // weighted: cumulative weights
 	openFor   time.Duration
-	prefixLen int // for strip_prefix
+	openStr   string // openFor.String(), for State
+	prefixLen int    // for strip_prefix
 }
 
 type inst struct {
@@ -402,6 +403,7 @@ func (r *Router) buildRoute(rc *Route, usedLim, usedSt map[string]bool) *routeRT
 	var cbKey string
 	if cb := rc.CircuitBreaker; cb != nil {
 		rt.openFor = cb.EffectiveOpenFor()
+		rt.openStr = rt.openFor.String()
 		cbKey = fmt.Sprintf("%d/%s/%d", cb.ConsecutiveFailures, rt.openFor, cb.EffectiveHalfOpen())
 	}
 	type member struct {

@@ -126,18 +126,27 @@ type ProxyState struct {
 // State returns a snapshot of the live route table: every route with its
 // rate limit (and refusal count) and every upstream instance with its
 // breaker state and counters. It takes no lock that requests take and
-// allocates one slice of routes and one of instances; it is safe to call
+// allocates four slices (routes, instances, rate limits, breakers), however
+// many routes and instances there are; it is safe to call
 // concurrently with requests and updates. Asking a breaker its state may
 // move it from open to half-open when its open_for has passed, as a
 // request would.
 func (r *Router) State() TableState {
 	s := r.snap.Load()
-	n := 0
+	n, nrl, ncb := 0, 0, 0
 	for _, rt := range s.routes {
 		n += len(rt.insts)
+		if rt.route.RateLimit != nil {
+			nrl++
+		}
+		if rt.route.CircuitBreaker != nil {
+			ncb++
+		}
 	}
 	routes := make([]RouteState, len(s.routes))
 	insts := make([]InstanceState, n)
+	rls := make([]RateLimitState, nrl)
+	cbs := make([]CircuitBreakerState, ncb)
 	for i, rt := range s.routes {
 		rc := rt.route
 		rs := &routes[i]
@@ -156,14 +165,15 @@ func (r *Router) State() TableState {
 			if key == "" {
 				key = "global"
 			}
-			rs.RateLimit = &RateLimitState{RPS: rl.RPS, Burst: rl.EffectiveBurst(), Key: key, Scope: scope}
+			rls[0] = RateLimitState{RPS: rl.RPS, Burst: rl.EffectiveBurst(), Key: key, Scope: scope}
+			rs.RateLimit, rls = &rls[0], rls[1:]
 			if rt.lim != nil {
 				rs.RateLimit.Rejected = rt.lim.rejected.Load()
 			}
 		}
 		if cb := rc.CircuitBreaker; cb != nil {
-			rs.CircuitBreaker = &CircuitBreakerState{ConsecutiveFailures: cb.ConsecutiveFailures,
-				OpenFor: cb.EffectiveOpenFor().String(), HalfOpenRequests: cb.EffectiveHalfOpen()}
+			cbs[0] = CircuitBreakerState{ConsecutiveFailures: cb.ConsecutiveFailures, OpenFor: rt.openStr, HalfOpenRequests: cb.EffectiveHalfOpen()}
+			rs.CircuitBreaker, cbs = &cbs[0], cbs[1:]
 		}
 		rs.Instances = insts[:len(rt.insts):len(rt.insts)]
 		insts = insts[len(rt.insts):]

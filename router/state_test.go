@@ -156,9 +156,16 @@ func TestStateAllocations(t *testing.T) {
 	for i := range addrs {
 		addrs[i] = fmt.Sprintf("127.0.0.1:%d", 10000+i)
 	}
-	p := newProxy(t, router.Config{}, []router.Route{staticRoute("a", "/a", addrs...), staticRoute("b", "/b", addrs...)})
-	if n := testing.AllocsPerRun(100, func() { _ = p.r.State() }); n > 2 {
-		t.Fatalf("State allocates %v times for 2 routes of 50 instances, want 2 (routes and instances)", n)
+	var routes []router.Route
+	for i := range 10 {
+		rt := staticRoute(fmt.Sprintf("r%d", i), fmt.Sprintf("/r%d", i), addrs...)
+		rt.RateLimit = &router.RateLimit{RPS: 10}
+		rt.CircuitBreaker = &router.CircuitBreaker{ConsecutiveFailures: 3}
+		routes = append(routes, rt)
+	}
+	p := newProxy(t, router.Config{}, routes)
+	if n := testing.AllocsPerRun(100, func() { _ = p.r.State() }); n > 4 {
+		t.Fatalf("State allocates %v times for 10 routes of 50 instances, want 4 (routes, instances, rate limits, breakers)", n)
 	}
 }
 
