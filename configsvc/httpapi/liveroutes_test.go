@@ -3,12 +3,17 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
@@ -120,5 +125,99 @@ func TestLiveRoutesWithoutSystemService(t *testing.T) {
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/routes", token: e.admin}).json(t, &out)
 	if out.Revision != 0 || out.Proxies == nil || len(out.Proxies) != 0 || out.Stale == nil || len(out.Stale) != 0 {
 		t.Fatalf("answer %+v, want revision 0 and empty lists", out)
+	}
+}
+
+// TestLiveRoutesFromProxiesOnZooKeeper: two proxies, each on its own
+// ZooKeeper session as separate processes would be, publish their own
+// tables; the admin server (a third session) shows each proxy's breakers
+// apart, and a proxy that stops cleanly leaves the list.
+func TestLiveRoutesFromProxiesOnZooKeeper(t *testing.T) {
+	zk := zktest.Start(t)
+	const root = "/sluice-live-routes"
+	e := newEnvOn(t, mustZK(t, zk, root))
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }))
+	t.Cleanup(failing.Close)
+	e.mustService(configsvc.SystemService, map[string]string{configsvc.RoutesFile: fmt.Sprintf(
+		"routes:\n  - name: flaky\n    upstream: {static: [%q]}\n    circuit_breaker: {consecutive_failures: 1, open_for: 1m}\n",
+		strings.TrimPrefix(failing.URL, "http://"))})
+
+	type running struct {
+		url  string
+		stop func()
+	}
+	start := func(id string) running {
+		t.Helper()
+		store := mustZK(t, zk, root)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- proxyserver.Serve(ctx, store, ln, proxyserver.Options{InstanceID: id, StateInterval: 100 * time.Millisecond, RetryInterval: 20 * time.Millisecond})
+		}()
+		var once sync.Once
+		stop := func() {
+			once.Do(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("proxy %s: %v", id, err)
+				}
+			})
+		}
+		t.Cleanup(stop) // before its store closes
+		return running{url: "http://" + ln.Addr().String(), stop: stop}
+	}
+	p1, p2 := start("proxy-1"), start("proxy-2")
+
+	waitLive := func(what string, cond func(liveRoutesJSON) bool) liveRoutesJSON {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			var out liveRoutesJSON
+			e.must(http.StatusOK, req{method: "GET", path: "/v1/routes", token: e.admin}).json(t, &out)
+			if cond(out) {
+				return out
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET /v1/routes never showed %s: %+v", what, out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	breakers := func(out liveRoutesJSON) map[string]string {
+		m := map[string]string{}
+		for _, p := range out.Proxies {
+			if len(p.Routes) == 1 && len(p.Routes[0].Instances) == 1 {
+				m[p.ID] = p.Routes[0].Instances[0].Breaker
+			}
+		}
+		return m
+	}
+	waitLive("both proxies with the route, each counting the other", func(out liveRoutesJSON) bool {
+		b := breakers(out)
+		return len(b) == 2 && b["proxy-1"] == "closed" && b["proxy-2"] == "closed" && out.Proxies[0].Peers == 2 && out.Proxies[1].Peers == 2
+	})
+
+	// Trip proxy-1's breaker only.
+	resp, err := http.Get(p1.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("through proxy-1: %d, want the upstream's 503", resp.StatusCode)
+	}
+	waitLive("proxy-1's breaker open, proxy-2's closed", func(out liveRoutesJSON) bool {
+		b := breakers(out)
+		return b["proxy-1"] == "open" && b["proxy-2"] == "closed"
+	})
+
+	p2.stop()
+	out := waitLive("proxy-2 gone", func(out liveRoutesJSON) bool { return len(out.Proxies) == 1 && out.Proxies[0].ID == "proxy-1" })
+	if len(out.Stale) != 0 {
+		t.Errorf("a cleanly stopped proxy is listed as stale: %+v", out.Stale)
 	}
 }
