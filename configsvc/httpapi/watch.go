@@ -105,50 +105,19 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 			return
 		}
 
-		ctx, cancel := s.streamContext(c.Request)
-		defer cancel()
-		events := s.cfg.Store.Watch(ctx, ref, since)
-		gauge := s.metrics.watchers.WithLabelValues("revisions")
-		gauge.Inc()
-		defer gauge.Dec()
-		defer func() {
-			cancel()
-			for range events { // drain so the store's watch goroutine can finish
+		watch := func(ctx context.Context) <-chan configsvc.Event { return s.cfg.Store.Watch(ctx, ref, since) }
+		streamSSE(c, s, "revisions", watch, func(w *sseWriter, ev configsvc.Event) (bool, error) {
+			switch {
+			case ev.Err != nil:
+				end := errors.Is(ev.Err, configsvc.ErrCompacted) || errors.Is(ev.Err, configsvc.ErrNotFound)
+				return end, w.event("", "error", watchErrorJSON(ev.Err))
+			case ev.Revision != nil:
+				return false, w.event(strconv.FormatInt(ev.Revision.Number, 10), "revision", toRevisionJSON(*ev.Revision, true))
+			case ev.LinksChanged:
+				return false, w.event("", "links", gin.H{"links": append([]string{}, ev.Links...)})
 			}
-		}()
-
-		w := startSSE(c)
-		ping := time.NewTicker(s.cfg.Heartbeat)
-		defer ping.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-ping.C:
-				if w.comment("ping") != nil {
-					return
-				}
-			case ev, ok := <-events:
-				if !ok {
-					return
-				}
-				var err error
-				switch {
-				case ev.Err != nil:
-					err = w.event("", "error", watchErrorJSON(ev.Err))
-					if errors.Is(ev.Err, configsvc.ErrCompacted) || errors.Is(ev.Err, configsvc.ErrNotFound) {
-						return
-					}
-				case ev.Revision != nil:
-					err = w.event(strconv.FormatInt(ev.Revision.Number, 10), "revision", toRevisionJSON(*ev.Revision, true))
-				case ev.LinksChanged:
-					err = w.event("", "links", gin.H{"links": append([]string{}, ev.Links...)})
-				}
-				if err != nil {
-					return
-				}
-			}
-		}
+			return false, nil
+		})
 	}
 }
 
@@ -166,17 +135,35 @@ func (s *Server) watchInstances(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	watch := func(ctx context.Context) <-chan configsvc.InstancesEvent {
+		return s.cfg.Store.WatchInstances(ctx, ref.Name)
+	}
+	streamSSE(c, s, "instances", watch, func(w *sseWriter, ev configsvc.InstancesEvent) (bool, error) {
+		if ev.Err != nil {
+			return false, w.event("", "error", watchErrorJSON(ev.Err))
+		}
+		return false, w.event("", "instances", gin.H{"instances": nonNil(ev.Instances)})
+	})
+}
+
+// streamSSE answers c with a text/event-stream of the events watch opens:
+// each one written by send, a ping comment every Heartbeat in between. It
+// returns when the stream context ends (client gone, server shutting down),
+// the events channel closes, a write fails or send reports the stream is
+// over; it then cancels the watch and drains it, so the store's watch
+// goroutine has finished when the handler returns. kind labels the
+// watchers gauge.
+func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context.Context) <-chan E, send func(*sseWriter, E) (end bool, err error)) {
 	ctx, cancel := s.streamContext(c.Request)
-	defer cancel()
-	events := s.cfg.Store.WatchInstances(ctx, ref.Name)
-	gauge := s.metrics.watchers.WithLabelValues("instances")
-	gauge.Inc()
-	defer gauge.Dec()
+	events := watch(ctx)
 	defer func() {
 		cancel()
 		for range events {
 		}
 	}()
+	gauge := s.metrics.watchers.WithLabelValues(kind)
+	gauge.Inc()
+	defer gauge.Dec()
 	w := startSSE(c)
 	ping := time.NewTicker(s.cfg.Heartbeat)
 	defer ping.Stop()
@@ -192,13 +179,7 @@ func (s *Server) watchInstances(c *gin.Context) {
 			if !ok {
 				return
 			}
-			var err error
-			if ev.Err != nil {
-				err = w.event("", "error", watchErrorJSON(ev.Err))
-			} else {
-				err = w.event("", "instances", gin.H{"instances": nonNil(ev.Instances)})
-			}
-			if err != nil {
+			if end, err := send(w, ev); end || err != nil {
 				return
 			}
 		}
