@@ -40,11 +40,7 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		rev.Changes[i] = configsvc.Change{File: c.File, Delete: c.Delete}
 	}
 	err := s.update(ctx, what, func(tx *bolt.Tx) error {
-		b, err := refBucket(tx, ref)
-		if err != nil {
-			return err
-		}
-		h, err := readHead(b)
+		b, h, err := refHead(tx, ref)
 		if err != nil {
 			return err
 		}

@@ -39,11 +39,7 @@ func (s *Store) File(ctx context.Context, ref configsvc.Ref, name string, rev in
 		meta    configsvc.FileMeta
 	)
 	err := s.view(ctx, fmt.Sprintf("read %s file %q at %d", ref, name, rev), func(tx *bolt.Tx) error {
-		b, err := refBucket(tx, ref)
-		if err != nil {
-			return err
-		}
-		h, err := readHead(b)
+		b, h, err := refHead(tx, ref)
 		if err != nil {
 			return err
 		}
@@ -80,11 +76,7 @@ func (s *Store) Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (con
 	}
 	snap := configsvc.Snapshot{Ref: ref}
 	err := s.view(ctx, fmt.Sprintf("snapshot %s at %d", ref, rev), func(tx *bolt.Tx) error {
-		b, err := refBucket(tx, ref)
-		if err != nil {
-			return err
-		}
-		h, err := readHead(b)
+		b, h, err := refHead(tx, ref)
 		if err != nil {
 			return err
 		}
@@ -175,11 +167,7 @@ func (s *Store) Revision(ctx context.Context, ref configsvc.Ref, n int64) (confi
 	}
 	var rev configsvc.Revision
 	err := s.view(ctx, fmt.Sprintf("read %s revision %d", ref, n), func(tx *bolt.Tx) error {
-		b, err := refBucket(tx, ref)
-		if err != nil {
-			return err
-		}
-		h, err := readHead(b)
+		b, h, err := refHead(tx, ref)
 		if err != nil {
 			return err
 		}

@@ -41,6 +41,17 @@ func refBucket(tx *bolt.Tx, ref configsvc.Ref) (*bolt.Bucket, error) {
 	return b, nil
 }
 
+// refHead returns ref's bucket and its decoded head; ErrNotFound when ref
+// does not exist.
+func refHead(tx *bolt.Tx, ref configsvc.Ref) (*bolt.Bucket, headRecord, error) {
+	b, err := refBucket(tx, ref)
+	if err != nil {
+		return nil, headRecord{}, err
+	}
+	h, err := readHead(b)
+	return b, h, err
+}
+
 func readHead(b *bolt.Bucket) (headRecord, error) {
 	var h headRecord
 	if err := json.Unmarshal(b.Get(keyHead), &h); err != nil {
@@ -169,11 +180,7 @@ func (s *Store) Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, er
 	}
 	var head configsvc.Head
 	err := s.view(ctx, "head "+ref.String(), func(tx *bolt.Tx) error {
-		b, err := refBucket(tx, ref)
-		if err != nil {
-			return err
-		}
-		h, err := readHead(b)
+		b, h, err := refHead(tx, ref)
 		if err != nil {
 			return err
 		}

@@ -38,11 +38,7 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan
 		startErr = err
 	} else {
 		startErr = s.view(ctx, what, func(tx *bolt.Tx) error {
-			b, err := refBucket(tx, ref)
-			if err != nil {
-				return err
-			}
-			h, err := readHead(b)
+			b, h, err := refHead(tx, ref)
 			if err != nil {
 				return err
 			}
@@ -112,11 +108,7 @@ func (s *Store) watch(ctx context.Context, ref configsvc.Ref, what string, st *w
 // ends the watch (ErrNotFound, ErrCompacted, ErrClosed).
 func (s *Store) pending(ctx context.Context, ref configsvc.Ref, what string, st *watchState) (events []configsvc.Event, more bool, err error) {
 	err = s.view(ctx, what, func(tx *bolt.Tx) error {
-		b, err := refBucket(tx, ref)
-		if err != nil {
-			return err
-		}
-		h, err := readHead(b)
+		b, h, err := refHead(tx, ref)
 		if err != nil {
 			return err
 		}
