@@ -2,7 +2,9 @@
 GO        ?= go
 PKGS      ?= ./...
 BIN       ?= bin/sluice
-GOFLAGS_TEST ?= -race -count=1 -timeout 25m
+# -p 1: one test binary at a time. The suites start JVMs, browsers and multi-process clusters and assert
+# timing bounds (e.g. convergence within 2 s after an outage); on 2 cores, overlapping them only adds noise.
+GOFLAGS_TEST ?= -race -count=1 -p 1 -timeout 25m
 
 .PHONY: run build test unit bench lint zookeeper chromium fuzz clean
 
