@@ -161,7 +161,10 @@ func (s *Server) Restart() {
 }
 
 // Pause freezes the server process with SIGSTOP: connections stay open but
-// nothing is answered, so client sessions time out. Resume undoes it.
+// nothing is answered, so clients lose their connection. Resume undoes it.
+// Whether a session survives depends on whether the client's reconnect or
+// the server's expiry sweep runs first after Resume; to expire a session
+// deterministically, cut its connection with a proxy instead.
 func (s *Server) Pause() { s.signal(syscall.SIGSTOP, true) }
 
 // Resume continues a server frozen by Pause with SIGCONT.
