@@ -35,6 +35,7 @@ type LimitError struct {
 	Limit int64  // the limit in bytes
 }
 
+// Error says what was over which limit, in bytes.
 func (e *LimitError) Error() string {
 	return e.What + " is " + itoa(e.Size) + " bytes, over the limit of " + itoa(e.Limit) + " bytes"
 }
@@ -53,6 +54,8 @@ type ParseError struct {
 	Msg    string
 }
 
+// Error reads "file:line:column: invalid format: message", leaving out
+// the line and column the parser did not give.
 func (e *ParseError) Error() string {
 	s := e.File
 	if e.Line > 0 {
@@ -74,6 +77,7 @@ type FieldError struct {
 	Msg   string // what is wrong, e.g. "must match [a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 }
 
+// Error reads `field "value": what is wrong`.
 func (e *FieldError) Error() string {
 	return e.Field + " " + quote(e.Value) + ": " + e.Msg
 }

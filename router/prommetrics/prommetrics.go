@@ -1,5 +1,3 @@
-// Package prommetrics exports the proxy's measurements (router.Metrics) as
-// Prometheus metrics.
 package prommetrics
 
 import (
