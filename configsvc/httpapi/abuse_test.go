@@ -111,6 +111,7 @@ func TestAbuseBodiesAndQueries(t *testing.T) {
 		want     int
 		wantCode string
 		limit    float64 // the limit a 413 must name
+		field    string  // the field a 400 must name
 	}{
 		{name: "file over 512 KiB", r: req{method: "PUT", path: "/v1/services/orders/files/a.txt", body: big, contentType: "text/plain"}, want: 413, wantCode: codeTooLarge, limit: configsvc.MaxFileSize},
 		{name: "file over 512 KiB in a publish", r: req{method: "POST", path: "/v1/services/orders/revisions", body: map[string]any{"changes": []map[string]any{{"file": "a.txt", "content": big}}}}, want: 413, wantCode: codeTooLarge, limit: configsvc.MaxFileSize},
@@ -118,7 +119,8 @@ func TestAbuseBodiesAndQueries(t *testing.T) {
 		{name: "publish body over 2 MiB", r: req{method: "POST", path: "/v1/services/orders/revisions", body: `{"changes":[{"file":"a.txt","content":"` + strings.Repeat("x", MaxPublishBody) + `"}]}`, contentType: "application/json"}, want: 413, wantCode: codeTooLarge, limit: MaxPublishBody},
 		{name: "token body over 64 KiB", r: req{method: "POST", path: "/v1/tokens", body: `{"name":"` + strings.Repeat("x", MaxJSONBody) + `"}`, contentType: "application/json"}, want: 413, wantCode: codeTooLarge, limit: MaxJSONBody},
 		{name: "message over limit", r: req{method: "PUT", path: "/v1/services/orders/files/a.txt", body: "x", header: map[string]string{"X-Sluice-Message": strings.Repeat("m", configsvc.MaxMessageLen+1)}}, want: 413, wantCode: codeTooLarge, limit: configsvc.MaxMessageLen},
-		{name: "control characters in message", r: req{method: "POST", path: "/v1/services/orders/revisions", body: map[string]any{"message": "a\x1b[31mred", "changes": []map[string]any{{"file": "a.txt", "content": "x"}}}}, want: 400, wantCode: codeInvalid},
+		{name: "control characters in message", r: req{method: "POST", path: "/v1/services/orders/revisions", body: map[string]any{"message": "a\x1b[31mred", "changes": []map[string]any{{"file": "a.txt", "content": "x"}}}}, want: 400, wantCode: codeInvalid, field: "message"},
+		{name: "control characters in a rollback message", r: req{method: "POST", path: "/v1/services/orders/rollback", body: map[string]any{"to_revision": 1, "message": "a\x1b[31mred"}}, want: 400, wantCode: codeInvalid, field: "message"},
 		{name: "publish as text/plain", r: req{method: "POST", path: "/v1/services/orders/revisions", body: `{"changes":[]}`, contentType: "text/plain"}, want: 415, wantCode: codeMediaType},
 		{name: "publish without content type", r: req{method: "POST", path: "/v1/services/orders/revisions", body: `{"changes":[]}`}, want: 415, wantCode: codeMediaType},
 		{name: "file as form", r: req{method: "PUT", path: "/v1/services/orders/files/a.txt", body: "a=b", contentType: "application/x-www-form-urlencoded"}, want: 415, wantCode: codeMediaType},
@@ -161,6 +163,13 @@ func TestAbuseBodiesAndQueries(t *testing.T) {
 				t.Fatalf("status %d code %s, want %d %s: %.300s", resp.status, resp.errCode(t), tc.want, tc.wantCode, resp.body)
 			}
 			checkSpec(t, api, tc.r.method, tc.r.path, resp)
+			if tc.field != "" {
+				var b errorBody
+				resp.json(t, &b)
+				if b.Error.Details["field"] != tc.field {
+					t.Fatalf("400 does not name the field %q: %+v", tc.field, b.Error)
+				}
+			}
 			if tc.limit != 0 {
 				var b errorBody
 				resp.json(t, &b)

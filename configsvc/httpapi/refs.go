@@ -235,8 +235,8 @@ func (e *contentError) Unwrap() error { return e.err }
 func (s *Server) commit(c *gin.Context, ref configsvc.Ref, cs configsvc.Changeset, ifMatch int64, status int) {
 	ctx := c.Request.Context()
 	cs.Author = state(c).principal.Name
-	if !utf8.ValidString(cs.Message) || strings.ContainsFunc(cs.Message, func(r rune) bool { return r < 0x20 && r != '\n' && r != '\t' }) {
-		s.fail(c, &configsvc.FieldError{Field: "message", Value: cs.Message, Msg: "must be UTF-8 text without control characters"})
+	if err := checkMessage(cs.Message); err != nil {
+		s.fail(c, err)
 		return
 	}
 	if err := cs.Validate(format.Validate); err != nil {
@@ -249,10 +249,7 @@ func (s *Server) commit(c *gin.Context, ref configsvc.Ref, cs configsvc.Changese
 	}
 	rev, err := s.cfg.Store.Publish(ctx, ref, cs)
 	if err != nil {
-		if ifMatch >= 0 && errors.Is(err, configsvc.ErrConflict) {
-			err = fmt.Errorf("%w: If-Match %s is no longer the head: %w", errPrecondition, etag(ifMatch), err)
-		}
-		s.fail(c, err)
+		s.fail(c, staleIfMatch(err, ifMatch))
 		return
 	}
 	s.published(c, ref, rev, status)
@@ -375,22 +372,20 @@ func (s *Server) publish(kind configsvc.Kind) gin.HandlerFunc {
 				cs.Changes[i].Content = []byte(*ch.Content)
 			}
 		}
-		switch {
-		case req.BaseRevision != nil && match >= 0 && *req.BaseRevision != match:
-			s.fail(c, &configsvc.FieldError{Field: "base_revision", Value: strconv.FormatInt(*req.BaseRevision, 10), Msg: "differs from If-Match " + etag(match)})
+		base, given, err := baseRevision(req.BaseRevision, match)
+		if err != nil {
+			s.fail(c, err)
 			return
-		case req.BaseRevision != nil:
-			cs.Base = *req.BaseRevision
-		case match >= 0:
-			cs.Base = match
-		default:
+		}
+		if !given {
 			h, err := s.cfg.Store.Head(c.Request.Context(), ref)
 			if err != nil {
 				s.fail(c, err)
 				return
 			}
-			cs.Base = h.Revision
+			base = h.Revision
 		}
+		cs.Base = base
 		s.commit(c, ref, cs, match, http.StatusCreated)
 	}
 }
@@ -556,28 +551,30 @@ func (s *Server) rollback(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, &configsvc.LimitError{What: "message", Size: int64(len(req.Message)), Limit: configsvc.MaxMessageLen})
 			return
 		}
+		if err := checkMessage(req.Message); err != nil {
+			s.fail(c, err)
+			return
+		}
 		for i, f := range req.Files {
 			if err := configsvc.ValidateFileName(f); err != nil {
 				s.fail(c, &configsvc.FieldError{Field: fmt.Sprintf("files[%d]", i), Value: f, Msg: err.(*configsvc.FieldError).Msg})
 				return
 			}
 		}
-		base := req.BaseRevision
-		if match >= 0 {
-			if base != 0 && base != match {
-				s.fail(c, &configsvc.FieldError{Field: "base_revision", Value: strconv.FormatInt(base, 10), Msg: "differs from If-Match " + etag(match)})
-				return
-			}
-			base = match
+		var bodyBase *int64
+		if req.BaseRevision != 0 {
+			bodyBase = &req.BaseRevision
+		}
+		base, _, err := baseRevision(bodyBase, match) // 0 when neither is given: Rollback reads the head
+		if err != nil {
+			s.fail(c, err)
+			return
 		}
 		rev, err := configsvc.Rollback(c.Request.Context(), s.cfg.Store, ref, configsvc.RollbackRequest{
 			To: req.ToRevision, Files: req.Files, Base: base, Author: state(c).principal.Name, Message: req.Message,
 		})
 		if err != nil {
-			if match >= 0 && errors.Is(err, configsvc.ErrConflict) {
-				err = fmt.Errorf("%w: If-Match %s is no longer the head: %w", errPrecondition, etag(match), err)
-			}
-			s.fail(c, err)
+			s.fail(c, staleIfMatch(err, match))
 			return
 		}
 		s.published(c, ref, rev, http.StatusCreated)
@@ -705,4 +702,37 @@ func diffLines(s string) []string {
 	}
 	lines[len(lines)-1] += "\n\\ No newline at end of file\n"
 	return lines
+}
+
+// baseRevision reconciles the two ways a write names the head it edited: a
+// base_revision in the body and an If-Match header (match, -1 when absent).
+// given is false when neither is set; both set must agree.
+func baseRevision(body *int64, match int64) (base int64, given bool, err error) {
+	switch {
+	case body != nil && match >= 0 && *body != match:
+		return 0, false, &configsvc.FieldError{Field: "base_revision", Value: strconv.FormatInt(*body, 10), Msg: "differs from If-Match " + etag(match)}
+	case body != nil:
+		return *body, true, nil
+	case match >= 0:
+		return match, true, nil
+	}
+	return 0, false, nil
+}
+
+// staleIfMatch turns the conflict of a write made with If-Match (match ≥ 0)
+// into a failed precondition (412); other errors pass through.
+func staleIfMatch(err error, match int64) error {
+	if match >= 0 && errors.Is(err, configsvc.ErrConflict) {
+		return fmt.Errorf("%w: If-Match %s is no longer the head: %w", errPrecondition, etag(match), err)
+	}
+	return err
+}
+
+// checkMessage refuses a revision message that is not UTF-8 text or holds
+// control characters other than newline and tab.
+func checkMessage(msg string) error {
+	if !utf8.ValidString(msg) || strings.ContainsFunc(msg, func(r rune) bool { return r < 0x20 && r != '\n' && r != '\t' }) {
+		return &configsvc.FieldError{Field: "message", Value: msg, Msg: "must be UTF-8 text without control characters"}
+	}
+	return nil
 }
