@@ -157,17 +157,23 @@ func (c *client) putFile(ctx context.Context, s scope, name, file string, conten
 	})
 }
 
+// createdRevision decodes the revision a publish or rollback answered with,
+// and its number (from the body, else the X-Sluice-Revision header).
+func (r *response) createdRevision() (revisionJSON, int64) {
+	var rev revisionJSON
+	_ = json.Unmarshal(r.body, &rev)
+	if rev.Revision == 0 {
+		return rev, r.revision()
+	}
+	return rev, rev.Revision
+}
+
 // printPublished reports the revision a publish created.
 func (a *app) printPublished(resp *response, name string, files []string) error {
 	if a.json() {
 		return printJSON(a.stdout(), resp.body)
 	}
-	var rev revisionJSON
-	_ = json.Unmarshal(resp.body, &rev)
-	n := rev.Revision
-	if n == 0 {
-		n = resp.revision()
-	}
+	rev, n := resp.createdRevision()
 	if names := rev.fileNames(); len(names) > 0 {
 		files = names
 	}

@@ -200,12 +200,7 @@ func (a *app) runRollback(ctx context.Context, s scope, name string, to int64, f
 	if a.json() {
 		return printJSON(a.stdout(), resp.body)
 	}
-	var rev revisionJSON
-	_ = json.Unmarshal(resp.body, &rev)
-	n := rev.Revision
-	if n == 0 {
-		n = resp.revision()
-	}
+	rev, n := resp.createdRevision()
 	_, err = fmt.Fprintf(a.stdout(), "%s: rolled back to revision %d as revision %d (%s)\n", name, to, n, strings.Join(rev.fileNames(), ", "))
 	return err
 }
