@@ -36,23 +36,27 @@ func publish(t *testing.T, s configsvc.Store, base int64, routes string) int64 {
 	return rev.Number
 }
 
-func TestServeFollowsStore(t *testing.T) {
+func TestServeFollowsStore(t *testing.T) { onBothStores(t, "/proxyserver-test", testServeFollowsStore) }
+
+// onBothStores runs test on a bbolt store in a temp dir and on a real
+// ZooKeeper under root.
+func onBothStores(t *testing.T, root string, test func(*testing.T, configsvc.Store)) {
 	t.Run("bolt", func(t *testing.T) {
 		store, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { store.Close() })
-		testServeFollowsStore(t, store)
+		test(t, store)
 	})
 	t.Run("zookeeper", func(t *testing.T) {
 		zk := zktest.Start(t)
-		store, err := zkstore.Open(context.Background(), zkstore.Config{Servers: zk.Servers(), Root: "/proxyserver-test"})
+		store, err := zkstore.Open(context.Background(), zkstore.Config{Servers: zk.Servers(), Root: root})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { store.Close() })
-		testServeFollowsStore(t, store)
+		test(t, store)
 	})
 }
 

@@ -15,8 +15,6 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
-	"github.com/sluicehq/sluice/configsvc/zkstore"
-	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
@@ -26,23 +24,7 @@ import (
 // removes the record when it stops, and removes the expired records of
 // proxies gone without removing theirs.
 func TestServePublishesState(t *testing.T) {
-	t.Run("bolt", func(t *testing.T) {
-		store, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		testServePublishesState(t, store)
-	})
-	t.Run("zookeeper", func(t *testing.T) {
-		zk := zktest.Start(t)
-		store, err := zkstore.Open(context.Background(), zkstore.Config{Servers: zk.Servers(), Root: "/proxyserver-state-test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		testServePublishesState(t, store)
-	})
+	onBothStores(t, "/proxyserver-state-test", testServePublishesState)
 }
 
 func testServePublishesState(t *testing.T, store configsvc.Store) {
