@@ -33,6 +33,17 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan
 	}
 	out := make(chan configsvc.Event)
 	w := &watcher{s: s, ctx: ctx, ref: ref, next: max(from, 0) + 1, out: out}
+	if ref.Kind == configsvc.KindService && s.connected() {
+		// The link set when Watch is called is the baseline, so a link
+		// made right after Watch returns is reported even if it lands
+		// before the watch goroutine first reads the head. Without a
+		// connection the goroutine takes its first read as the baseline.
+		rctx, cancel := s.opCtx(ctx)
+		if h, st, err := s.readHead(rctx, ref); err == nil {
+			w.links, w.seen, w.czxid = h.Links, true, st.Czxid
+		}
+		cancel()
+	}
 	if !s.goTrack(w.run) {
 		return failedWatch(configsvc.Event{Err: fmt.Errorf("zkstore: watch %s: %w", ref, configsvc.ErrClosed)})
 	}
