@@ -46,12 +46,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 20s ./configsvc/format
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./router/routesfile
 
-## zookeeper: install ZooKeeper from Debian's package when it is missing.
+## zookeeper: install ZooKeeper 3.9.3 (Debian trixie's build, no known data-loss bugs) into .tools/zookeeper
+## unless ZOOKEEPER_HOME points at another release; see deploy/zookeeper/README.md.
 zookeeper:
-	@if [ -n "$$ZOOKEEPER_HOME" ] || [ -x /usr/share/zookeeper/bin/zkServer.sh ]; then :; \
-	else echo "installing ZooKeeper (Debian package zookeeper)"; \
-	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq zookeeper >/dev/null; fi
+	@if [ -n "$$ZOOKEEPER_HOME" ]; then echo "zookeeper: using ZOOKEEPER_HOME=$$ZOOKEEPER_HOME"; \
+	else deploy/zookeeper/install.sh; fi
 
 ## chromium: install Debian's Chromium (for the console's browser tests) when missing.
 chromium:
@@ -66,7 +65,7 @@ clean:
 .PHONY: demo demo-stop test-cluster
 
 ## demo: a 3-node ZooKeeper ensemble, two servers, a proxy and two examples/orders instances on loopback.
-demo:
+demo: zookeeper
 	deploy/demo/demo.sh start
 
 ## demo-stop: stop everything `make demo` started (state in ./sluice-data/demo).

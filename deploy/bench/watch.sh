@@ -22,8 +22,7 @@ cleanup() { [ -n "$zkpid" ] && kill "$zkpid" 2>/dev/null; wait 2>/dev/null || tr
 trap cleanup EXIT INT TERM
 [ -n "${KEEP:-}" ] && trap - EXIT
 
-cp=/etc/zookeeper/conf:/usr/share/java/zookeeper.jar
-[ -n "${ZOOKEEPER_HOME:-}" ] && cp="$ZOOKEEPER_HOME/lib/*:$ZOOKEEPER_HOME/*"
+cp=$("$repo/deploy/zookeeper/classpath.sh")
 mkdir -p "$work/data"
 cat >"$work/zoo.cfg" <<CFG
 tickTime=500

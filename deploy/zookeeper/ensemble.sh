@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ensemble.sh — run a local 3-node ZooKeeper ensemble on 127.0.0.1 for demos
-# and cluster tests. Uses Debian's zookeeper package (apt-get install
-# zookeeper) or $ZOOKEEPER_HOME (a ZooKeeper binary distribution).
+# and cluster tests, from the release `make zookeeper` installs in
+# .tools/zookeeper (or $ZOOKEEPER_HOME; see classpath.sh).
 #
 #   ensemble.sh start        start the three nodes and wait for a quorum
 #   ensemble.sh stop         stop them (SIGTERM, then SIGKILL after 10 s)
@@ -20,16 +20,7 @@ BASE=${ZK_BASE_PORT:-22181}
 HEAP=${ZK_HEAP:-256m}
 N=3
 
-classpath() {
-  if [ -n "${ZOOKEEPER_HOME:-}" ]; then
-    echo "$ZOOKEEPER_HOME/lib/*:$ZOOKEEPER_HOME/*"
-  elif [ -f /usr/share/java/zookeeper.jar ]; then
-    echo "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
-  else
-    echo "ensemble.sh: ZooKeeper not found: apt-get install zookeeper, or set ZOOKEEPER_HOME" >&2
-    exit 2
-  fi
-}
+classpath() { "$(dirname "${BASH_SOURCE[0]}")/classpath.sh"; }
 
 client_port() { echo $((BASE + $1 - 1)); }
 

@@ -10,12 +10,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/configsvc/zkstore/zkversion"
 )
 
 // Timing and sizing of the servers the harness starts.
@@ -36,7 +39,7 @@ const (
 	startAttempts = 3
 )
 
-const installHint = "install it with `sudo apt-get install zookeeper` (Debian/Ubuntu) or set ZOOKEEPER_HOME to an unpacked Apache ZooKeeper release; " +
+const installHint = "install it with `make zookeeper` (ZooKeeper 3.9.3 into .tools/zookeeper) or set ZOOKEEPER_HOME to an unpacked Apache ZooKeeper release; " +
 	"set SLUICE_SKIP_ZOOKEEPER=1 to skip ZooKeeper tests"
 
 // Server is one ZooKeeper server process started by the harness: a
@@ -325,7 +328,9 @@ func (s *Server) writeConfig(peers []string) error {
 type launcher struct {
 	java      string
 	classpath string
-	simpleLog bool // slf4j-simple is on the classpath: configure its log file
+	simpleLog bool              // slf4j-simple is on the classpath: configure its log file
+	where     string            // where ZooKeeper was found, for messages
+	version   zkversion.Version // from the jar's name; zero when unknown
 }
 
 func (l launcher) command(dir string) *exec.Cmd {
@@ -368,7 +373,30 @@ func find(t testing.TB) launcher {
 		}
 		t.Skipf("zktest: skipping, ZooKeeper not available: %v; %s", err, installHint)
 	}
+	if msg, fatal := l.unsafe(ci, os.Getenv("ZOOKEEPER_HOME") != ""); fatal {
+		t.Fatalf("zktest: %s", msg)
+	} else if msg != "" {
+		t.Logf("zktest: WARNING: %s", msg)
+	}
 	return l
+}
+
+// unsafe applies the policy on releases with known data-loss bugs: a version
+// chosen on purpose through ZOOKEEPER_HOME runs (that is how an upgrade or a
+// regression is tested), with a warning; a fallback to an unsafe system
+// package fails under CI. msg is empty when the version is not known bad.
+func (l launcher) unsafe(ci, homeSet bool) (msg string, fatal bool) {
+	if l.version == (zkversion.Version{}) {
+		return "", false
+	}
+	reason, bad := zkversion.KnownDataLoss(l.version)
+	if !bad {
+		return "", false
+	}
+	if ci && !homeSet {
+		return "only " + l.where + " was found: " + reason + "; " + installHint, true
+	}
+	return reason + " (from " + l.where + ")", false
 }
 
 func locate() (launcher, error) {
@@ -383,18 +411,16 @@ func locate() (launcher, error) {
 	}
 	l.java = path
 	if home := os.Getenv("ZOOKEEPER_HOME"); home != "" {
-		jars, _ := filepath.Glob(filepath.Join(home, "lib", "*.jar"))
-		top, _ := filepath.Glob(filepath.Join(home, "zookeeper-*.jar"))
-		jars = append(jars, top...)
-		if len(jars) == 0 {
-			return l, fmt.Errorf("ZOOKEEPER_HOME=%s holds no lib/*.jar", home)
+		return l.release(home, "ZOOKEEPER_HOME="+home)
+	}
+	if root := repoRoot(); root != "" {
+		if home := filepath.Join(root, ToolsDir); hasJars(home) {
+			return l.release(home, home)
 		}
-		l.classpath = strings.Join(append([]string{filepath.Join(home, "conf")}, jars...), string(os.PathListSeparator))
-		return l, nil
 	}
 	const debianJar = "/usr/share/java/zookeeper.jar"
 	if _, err := os.Stat(debianJar); err != nil {
-		return l, fmt.Errorf("ZOOKEEPER_HOME is unset and %s is missing", debianJar)
+		return l, fmt.Errorf("ZOOKEEPER_HOME is unset, %s is not installed and %s is missing", ToolsDir, debianJar)
 	}
 	// zookeeper.jar's manifest names its dependencies; only a logging
 	// binding needs adding.
@@ -406,7 +432,68 @@ func locate() (launcher, error) {
 		cp = append(cp, "/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar", "/etc/zookeeper/conf")
 	}
 	l.classpath = strings.Join(cp, string(os.PathListSeparator))
+	l.where = "Debian's zookeeper package"
+	if target, err := filepath.EvalSymlinks(debianJar); err == nil {
+		l.version, _ = zkversion.Parse(filepath.Base(target))
+	}
 	return l, nil
+}
+
+// ToolsDir is where `make zookeeper` installs a ZooKeeper release, relative
+// to the repository root; the harness uses it when ZOOKEEPER_HOME is unset.
+const ToolsDir = ".tools/zookeeper"
+
+// release sets l up for a folder laid out like an Apache release (lib/*.jar,
+// conf/). The zookeeper-jute jars come first: a Debian-built zookeeper.jar
+// names /usr/share/java/zookeeper-jute.jar in its manifest, and the class
+// loader reads a jar's manifest class path right after the jar, so an older
+// jute installed there would otherwise shadow the release's own.
+func (l launcher) release(home, what string) (launcher, error) {
+	jars, _ := filepath.Glob(filepath.Join(home, "lib", "*.jar"))
+	top, _ := filepath.Glob(filepath.Join(home, "zookeeper-*.jar"))
+	jars = append(jars, top...)
+	if len(jars) == 0 {
+		return l, fmt.Errorf("%s holds no lib/*.jar", what)
+	}
+	sort.SliceStable(jars, func(i, j int) bool {
+		return strings.Contains(filepath.Base(jars[i]), "jute") && !strings.Contains(filepath.Base(jars[j]), "jute")
+	})
+	for _, j := range jars {
+		b := filepath.Base(j)
+		if strings.HasPrefix(b, "slf4j-simple") {
+			l.simpleLog = true
+		}
+		if v, err := zkversion.Parse(b); err == nil && strings.HasPrefix(b, "zookeeper-") && !strings.Contains(b, "jute") {
+			l.version = v
+		}
+	}
+	l.classpath = strings.Join(append([]string{filepath.Join(home, "conf")}, jars...), string(os.PathListSeparator))
+	l.where = what
+	return l, nil
+}
+
+func hasJars(home string) bool {
+	jars, _ := filepath.Glob(filepath.Join(home, "lib", "zookeeper-*.jar"))
+	return len(jars) > 0
+}
+
+// repoRoot returns the folder holding go.mod above the working directory
+// (a test runs in its package's folder), or "".
+func repoRoot() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
 }
 
 // freePorts returns n distinct free TCP ports on 127.0.0.1. The listeners

@@ -3,12 +3,14 @@ package zktest_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
+	"github.com/sluicehq/sluice/configsvc/zkstore/zkversion"
 )
 
 func connect(t *testing.T, servers []string) *zk.Conn {
@@ -144,5 +146,24 @@ func TestEnsembleSurvivesLeaderKill(t *testing.T) {
 	only := connect(t, []string{e.Node(leader).Addr()})
 	if got := string(waitGet(t, only, "/k")); got != "v2" {
 		t.Fatalf("restarted node reads /k = %q, want v2", got)
+	}
+}
+
+// TestServesASafeVersion: what the harness starts answers srvr with the
+// version it was found as, and, unless ZOOKEEPER_HOME chose another on
+// purpose, that version has none of the known data-loss bugs (issue 20).
+func TestServesASafeVersion(t *testing.T) {
+	s := zktest.Start(t)
+	out, err := zktest.FourLetterWord(s.Addr(), "srvr", 2*time.Second)
+	if err != nil {
+		t.Fatalf("srvr: %v", err)
+	}
+	v, err := zkversion.Parse(out)
+	if err != nil {
+		t.Fatalf("srvr answer: %v", err)
+	}
+	t.Logf("ZooKeeper %s", v)
+	if reason, bad := zkversion.KnownDataLoss(v); bad && os.Getenv("ZOOKEEPER_HOME") == "" {
+		t.Fatalf("the harness runs %s", reason)
 	}
 }
