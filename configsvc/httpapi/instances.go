@@ -86,21 +86,6 @@ func (t *leaseTable) closeAll() {
 	}
 }
 
-// reapLeases closes leases not refreshed within InstanceTTL, until Close.
-func (s *Server) reapLeases() {
-	defer s.wg.Done()
-	tick := time.NewTicker(max(time.Second, s.cfg.InstanceTTL/10))
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-tick.C:
-			s.sweepLeases()
-		}
-	}
-}
-
 // sweepLeases closes every lease whose expiry has passed.
 func (s *Server) sweepLeases() {
 	now := s.cfg.Now()

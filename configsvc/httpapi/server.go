@@ -159,8 +159,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(2)
-	go s.reapLeases()
-	go s.sweeper()
+	go s.every(max(time.Second, cfg.InstanceTTL/10), s.sweepLeases)
+	go s.every(recordSweepInterval, s.sweepExpired)
 	return s, nil
 }
 
