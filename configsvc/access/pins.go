@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -63,11 +65,11 @@ func (s PinSpec) Validate() error {
 	if len(s.Targets) == 0 || len(s.Targets) > configsvc.MaxPinTargets {
 		return &configsvc.FieldError{Field: "targets", Msg: fmt.Sprintf("must map 1 to %d services to instance ids", configsvc.MaxPinTargets)}
 	}
-	for svc, id := range s.Targets {
+	for _, svc := range slices.Sorted(maps.Keys(s.Targets)) { // the same error for the same spec
 		if err := configsvc.ValidateServiceName(svc); err != nil {
 			return err
 		}
-		if err := configsvc.ValidateInstanceID(id); err != nil {
+		if err := configsvc.ValidateInstanceID(s.Targets[svc]); err != nil {
 			return err
 		}
 	}
