@@ -2,11 +2,9 @@ package router_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,12 +13,12 @@ import (
 )
 
 // mapPins resolves tokens from a map; a missing token is unknown.
-type mapPins map[string]router.Pin
+type mapPins map[string]configsvc.Pin
 
-func (m mapPins) ResolvePin(_ context.Context, token string) (router.Pin, error) {
+func (m mapPins) ResolvePin(_ context.Context, token string) (configsvc.Pin, error) {
 	p, ok := m[token]
 	if !ok {
-		return router.Pin{}, router.ErrPinUnknown
+		return configsvc.Pin{}, configsvc.ErrPinUnknown
 	}
 	return p, nil
 }
@@ -144,82 +142,4 @@ func TestPins(t *testing.T) {
 			t.Fatalf("pinned request with the breaker open: %d %q, want orders-2", res.status, res.body)
 		}
 	})
-}
-
-// memRecords is a RecordStore holding records in memory, counting Gets.
-type memRecords struct {
-	mu   sync.Mutex
-	data map[string][]byte
-	gets int
-	fail error
-}
-
-func (m *memRecords) Put(_ context.Context, c, id string, d []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.data[c+"/"+id] = d
-	return nil
-}
-func (m *memRecords) Get(_ context.Context, c, id string) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.gets++
-	if m.fail != nil {
-		return nil, m.fail
-	}
-	d, ok := m.data[c+"/"+id]
-	if !ok {
-		return nil, configsvc.ErrNotFound
-	}
-	return d, nil
-}
-func (m *memRecords) Delete(context.Context, string, string) error { return nil }
-func (m *memRecords) List(context.Context, string) ([]configsvc.Record, error) {
-	return nil, nil
-}
-func (m *memRecords) Append(context.Context, string, []byte, int) (int64, error) { return 0, nil }
-func (m *memRecords) Scan(context.Context, string, int64, int) ([]configsvc.Record, error) {
-	return nil, nil
-}
-
-func TestRecordPins(t *testing.T) {
-	ctx := context.Background()
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	rec := &memRecords{data: map[string][]byte{}}
-	put := func(p router.Pin) {
-		t.Helper()
-		b := []byte(`{"id":"` + p.ID + `","targets":{"orders":"orders-2"},"expires":"` + p.Expires.Format(time.RFC3339) + `","revoked":` + map[bool]string{true: "true", false: "false"}[p.Revoked] + `}`)
-		_ = rec.Put(ctx, router.PinCollection, router.HashToken("tok"), b)
-	}
-	put(router.Pin{ID: "abc", Expires: now.Add(time.Minute)})
-	pins := router.NewRecordPins(rec, router.RecordPinsConfig{Now: func() time.Time { return now }, TTL: 2 * time.Second})
-
-	pin, err := pins.ResolvePin(ctx, "tok")
-	if err != nil || pin.ID != "abc" || pin.Targets["orders"] != "orders-2" {
-		t.Fatalf("ResolvePin = %+v, %v", pin, err)
-	}
-	if _, err := pins.ResolvePin(ctx, "other"); !errors.Is(err, router.ErrPinUnknown) {
-		t.Fatalf("unknown token: %v", err)
-	}
-	put(router.Pin{ID: "abc", Expires: now.Add(time.Minute), Revoked: true})
-	if _, err := pins.ResolvePin(ctx, "tok"); err != nil {
-		t.Fatalf("within the cache TTL the cached pin still holds: %v", err)
-	}
-	if rec.gets != 2 {
-		t.Errorf("store read %d times, want 2 (one per token; the rest cached)", rec.gets)
-	}
-	now = now.Add(2 * time.Second)
-	if _, err := pins.ResolvePin(ctx, "tok"); !errors.Is(err, router.ErrPinRevoked) {
-		t.Fatalf("after the TTL, revocation must show: %v", err)
-	}
-	put(router.Pin{ID: "abc", Expires: now.Add(time.Second)})
-	now = now.Add(2 * time.Second)
-	if _, err := pins.ResolvePin(ctx, "tok"); !errors.Is(err, router.ErrPinExpired) {
-		t.Fatalf("expired pin: %v", err)
-	}
-	rec.fail = configsvc.ErrUnavailable
-	now = now.Add(3 * time.Second)
-	if _, err := pins.ResolvePin(ctx, "tok"); !errors.Is(err, configsvc.ErrUnavailable) || errors.Is(err, router.ErrPinUnknown) {
-		t.Fatalf("store down: %v, want ErrUnavailable (not unknown)", err)
-	}
 }

@@ -32,7 +32,8 @@ type Config struct {
 	Metrics Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Pins resolves pin tokens. Nil refuses every pinned request with 403.
+	// Pins resolves pin tokens (router/proxyserver uses *access.Pins). Nil
+	// refuses every pinned request with 403.
 	Pins PinResolver
 	// Instances lists services' instances; nil means only static upstreams
 	// have instances.

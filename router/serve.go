@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
 )
 
 // reqState follows one request through ServeHTTP, Rewrite, the transport
@@ -153,27 +155,27 @@ func (r *Router) finish(req *http.Request, m RouteMetrics, up UpstreamMetrics, r
 	)
 }
 
-func (r *Router) resolvePin(ctx context.Context, token string) (Pin, error) {
+func (r *Router) resolvePin(ctx context.Context, token string) (configsvc.Pin, error) {
 	if r.cfg.Pins == nil {
-		return Pin{}, ErrPinUnknown
+		return configsvc.Pin{}, configsvc.ErrPinUnknown
 	}
 	pin, err := r.cfg.Pins.ResolvePin(ctx, token)
 	if err != nil {
-		return Pin{}, err
+		return configsvc.Pin{}, err
 	}
 	if err := pin.Check(r.now()); err != nil {
-		return Pin{}, err
+		return configsvc.Pin{}, err
 	}
 	return pin, nil
 }
 
 func pinReason(err error) string {
 	switch {
-	case errors.Is(err, ErrPinUnknown):
+	case errors.Is(err, configsvc.ErrPinUnknown):
 		return "unknown"
-	case errors.Is(err, ErrPinExpired):
+	case errors.Is(err, configsvc.ErrPinExpired):
 		return "expired"
-	case errors.Is(err, ErrPinRevoked):
+	case errors.Is(err, configsvc.ErrPinRevoked):
 		return "revoked"
 	}
 	return ""

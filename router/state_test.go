@@ -46,7 +46,7 @@ func TestStateDescribesRoutes(t *testing.T) {
 	if o.Match.PathPrefix != "/orders" || len(o.Match.Hosts) != 1 || o.Match.Methods[0] != "GET" {
 		t.Errorf("orders match = %+v", o.Match)
 	}
-	if o.Upstream.Service != "orders" || o.Upstream.Balancer != router.BalancerLeastRequests {
+	if o.Upstream.Service != "orders" || o.Upstream.Balancer != string(router.BalancerLeastRequests) {
 		t.Errorf("orders upstream = %+v", o.Upstream)
 	}
 	if rl := o.RateLimit; rl == nil || rl.RPS != 2.5 || rl.Burst != 3 || rl.Key != "ip" || rl.Scope != router.ScopeProxy || rl.Rejected != 0 {
@@ -65,7 +65,7 @@ func TestStateDescribesRoutes(t *testing.T) {
 		}
 	}
 	s := got.Routes[1]
-	if s.Match.PathPrefix != "/" || s.Upstream.Balancer != router.BalancerRoundRobin || len(s.Upstream.Static) != 2 {
+	if s.Match.PathPrefix != "/" || s.Upstream.Balancer != string(router.BalancerRoundRobin) || len(s.Upstream.Static) != 2 {
 		t.Errorf("static route = %+v, want prefix / and round_robin over 2 addresses", s)
 	}
 	if s.RateLimit.Key != "global" || s.RateLimit.Scope != router.ScopeCluster || s.RateLimit.Burst != 20 {
@@ -79,7 +79,7 @@ func TestStateDescribesRoutes(t *testing.T) {
 	}
 }
 
-func instanceIDs(rs router.RouteState) string {
+func instanceIDs(rs configsvc.RouteState) string {
 	ids := make([]string, len(rs.Instances))
 	for i, in := range rs.Instances {
 		ids[i] = in.ID
@@ -133,11 +133,11 @@ func TestStateShowsOpenBreaker(t *testing.T) {
 	for range 10 {
 		p.get(t, "/")
 	}
-	byID := map[string]router.InstanceState{}
+	byID := map[string]configsvc.InstanceState{}
 	for _, in := range p.r.State().Routes[0].Instances {
 		byID[in.ID] = in
 	}
-	want := map[string]router.InstanceState{
+	want := map[string]configsvc.InstanceState{
 		bad.addr:  {ID: bad.addr, Addr: bad.addr, Breaker: "open", Opened: 1, Requests: 3, Failures: 3},
 		good.addr: {ID: good.addr, Addr: good.addr, Breaker: "closed", Requests: 7},
 	}

@@ -21,6 +21,7 @@ import (
 const (
 	TokensCollection    = "tokens"
 	SessionsCollection  = "sessions"
+	PinsCollection      = "pins"
 	AuditCollection     = "audit"
 	BootstrapCollection = "bootstrap"
 )
@@ -51,8 +52,8 @@ func (t *Token) Principal() *Principal {
 	return &Principal{TokenID: t.ID, Name: t.Name, Grants: append([]Grant(nil), t.Roles...)}
 }
 
-// HashToken returns the hex SHA-256 of a token (or session id): the key its
-// record is stored under.
+// HashToken returns the hex SHA-256 of a secret (API token, session id, CSRF
+// value or pin token): the key its record is stored under.
 func HashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
@@ -86,7 +87,7 @@ func NewTokens(records configsvc.RecordStore, now func() time.Time) *Tokens {
 // once, and its record. Errors: *configsvc.FieldError for a bad name or
 // grant; store errors wrapped.
 func (ts *Tokens) Create(ctx context.Context, name string, roles []Grant, createdBy string) (string, Token, error) {
-	if name == "" || len(name) > MaxTokenName || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if name == "" || !printable(name, MaxTokenName) {
 		return "", Token{}, &configsvc.FieldError{Field: "name", Value: name, Msg: fmt.Sprintf("must be 1-%d printable characters", MaxTokenName)}
 	}
 	if len(roles) == 0 {
@@ -113,6 +114,21 @@ func (ts *Tokens) Create(ctx context.Context, name string, roles []Grant, create
 		return "", Token{}, fmt.Errorf("access: store token %s: %w", t.ID, err)
 	}
 	return secret, t, nil
+}
+
+// printable reports whether s is at most max bytes without control
+// characters.
+func printable(s string, max int) bool {
+	return len(s) <= max && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+// validID returns a *configsvc.FieldError unless id has the shape of a
+// token's or pin's id: the first 12 hex digits of its hash.
+func validID(id string) error {
+	if len(id) != 12 || strings.Trim(id, "0123456789abcdef") != "" {
+		return &configsvc.FieldError{Field: "id", Value: id, Msg: "must be 12 lowercase hex digits"}
+	}
+	return nil
 }
 
 // wellFormed reports whether s has the shape of a secret with prefix,
@@ -179,8 +195,8 @@ func (ts *Tokens) List(ctx context.Context) ([]Token, error) {
 // with it stop working at their next request. ErrNotFound (wrapped) if no
 // token has that id; *configsvc.FieldError for a malformed id.
 func (ts *Tokens) Revoke(ctx context.Context, id string) (Token, error) {
-	if len(id) != 12 || strings.Trim(id, "0123456789abcdef") != "" {
-		return Token{}, &configsvc.FieldError{Field: "id", Value: id, Msg: "must be 12 lowercase hex digits"}
+	if err := validID(id); err != nil {
+		return Token{}, err
 	}
 	recs, err := ts.records.List(ctx, TokensCollection)
 	if err != nil {

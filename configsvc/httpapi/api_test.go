@@ -409,10 +409,10 @@ func TestPins(t *testing.T) {
 	ed2 := e.mustToken("editor:orders", "editor:payments")
 	var pin pinJSON
 	e.must(http.StatusCreated, req{method: "POST", path: "/v1/pins", token: ed2, body: body}).json(t, &pin)
-	if !strings.HasPrefix(pin.Token, PinTokenPrefix) || pin.State != "active" || pin.Expires.Sub(pin.Created) != time.Hour {
+	if !strings.HasPrefix(pin.Token, access.PinTokenPrefix) || pin.State != "active" || pin.Expires.Sub(pin.Created) != time.Hour {
 		t.Fatalf("pin = %+v", pin)
 	}
-	data, err := e.store.Records().Get(context.Background(), PinsCollection, access.HashToken(pin.Token))
+	data, err := e.store.Records().Get(context.Background(), access.PinsCollection, access.HashToken(pin.Token))
 	if err != nil || strings.Contains(string(data), pin.Token) {
 		t.Fatalf("stored pin: %s, %v", data, err)
 	}

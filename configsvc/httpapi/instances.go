@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -85,59 +84,6 @@ func (t *leaseTable) closeAll() {
 		e.gone = true
 		e.mu.Unlock()
 	}
-}
-
-// recordSweepInterval is how often expired sessions and long-expired pins
-// are deleted from the store.
-const recordSweepInterval = 10 * time.Minute
-
-// pinRetention is how long an expired pin stays listed before it is deleted.
-const pinRetention = 24 * time.Hour
-
-// reapLeases closes leases not refreshed within InstanceTTL, and now and
-// then sweeps expired records, until Close.
-func (s *Server) reapLeases() {
-	defer s.wg.Done()
-	tick := time.NewTicker(max(time.Second, s.cfg.InstanceTTL/10))
-	defer tick.Stop()
-	sweep := time.NewTicker(recordSweepInterval)
-	defer sweep.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-tick.C:
-			s.sweepLeases()
-		case <-sweep.C:
-			ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
-			if err := s.sweepRecords(ctx); err != nil {
-				s.cfg.Logger.Warn("sweeping expired sessions and pins", "err", err)
-			}
-			cancel()
-		}
-	}
-}
-
-// sweepRecords deletes expired console sessions and pins that expired more
-// than pinRetention ago. Several servers may sweep at once; a record
-// already gone is not an error.
-func (s *Server) sweepRecords(ctx context.Context) error {
-	if _, err := s.sessions.Sweep(ctx); err != nil {
-		return err
-	}
-	pins, err := s.pins(ctx)
-	if err != nil {
-		return err
-	}
-	cutoff := s.cfg.Now().Add(-pinRetention)
-	for key, p := range pins {
-		if p.Expires.Before(cutoff) {
-			if err := s.cfg.Store.Records().Delete(ctx, PinsCollection, key); err != nil && !isNotFound(err) {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // sweepLeases closes every lease whose expiry has passed.

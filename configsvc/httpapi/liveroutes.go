@@ -9,20 +9,12 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/configsvc"
-	"github.com/sluicehq/sluice/router"
 )
 
 // ProxyStateFresh is how recently a proxy must have published its state
-// (router.ProxyState, every 5 s by default) for GET /v1/routes to show it
+// (configsvc.ProxyState, every 5 s by default) for GET /v1/routes to show it
 // as live; an older record is listed as stale.
 const ProxyStateFresh = 30 * time.Second
-
-// The label proxies register under in sluice-system (proxyserver.RoleLabel
-// and RoleProxy; httpapi does not import the proxy).
-const (
-	proxyRoleLabel = "role"
-	proxyRole      = "proxy"
-)
 
 // liveRoutesJSON is the answer of GET /v1/routes.
 type liveRoutesJSON struct {
@@ -30,7 +22,7 @@ type liveRoutesJSON struct {
 	// exist): what every proxy should have in force.
 	Revision int64 `json:"revision"`
 	// Proxies are the proxies whose state is fresh, sorted by id.
-	Proxies []router.ProxyState `json:"proxies"`
+	Proxies []configsvc.ProxyState `json:"proxies"`
 	// Stale are the proxies whose state is not: published longer than
 	// ProxyStateFresh ago, or registered without publishing any.
 	Stale []staleProxyJSON `json:"stale"`
@@ -48,7 +40,7 @@ type staleProxyJSON struct {
 }
 
 // liveRoutes answers GET /v1/routes: the live route tables the proxies
-// publish in router.StateCollection. It needs read access to sluice-system
+// publish in configsvc.ProxyStateCollection. It needs read access to sluice-system
 // (admins, or a grant matching sluice-system): the tables name upstream
 // addresses, as routes.yaml and the registry of sluice-system do.
 func (s *Server) liveRoutes(c *gin.Context) {
@@ -57,7 +49,7 @@ func (s *Server) liveRoutes(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	out := liveRoutesJSON{Proxies: []router.ProxyState{}, Stale: []staleProxyJSON{}}
+	out := liveRoutesJSON{Proxies: []configsvc.ProxyState{}, Stale: []staleProxyJSON{}}
 	head, err := s.cfg.Store.Head(ctx, sys)
 	switch {
 	case err == nil:
@@ -66,7 +58,7 @@ func (s *Server) liveRoutes(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	recs, err := s.cfg.Store.Records().List(ctx, router.StateCollection)
+	recs, err := s.cfg.Store.Records().List(ctx, configsvc.ProxyStateCollection)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -78,14 +70,14 @@ func (s *Server) liveRoutes(c *gin.Context) {
 	}
 	registered := map[string]configsvc.Instance{}
 	for _, in := range list {
-		if in.Labels[proxyRoleLabel] == proxyRole {
+		if in.Labels[configsvc.ProxyRoleLabel] == configsvc.ProxyRole {
 			registered[in.ID] = in
 		}
 	}
 	now := s.cfg.Now()
 	seen := map[string]bool{}
 	for _, rec := range recs {
-		var st router.ProxyState
+		var st configsvc.ProxyState
 		if err := json.Unmarshal(rec.Data, &st); err != nil {
 			s.cfg.Logger.Warn("proxy state record not readable", "id", rec.ID, "err", err)
 			continue
@@ -93,11 +85,11 @@ func (s *Server) liveRoutes(c *gin.Context) {
 		st.ID = rec.ID
 		st.Updated = st.Updated.UTC()
 		if st.Routes == nil {
-			st.Routes = []router.RouteState{}
+			st.Routes = []configsvc.RouteState{}
 		}
 		for i := range st.Routes {
 			if st.Routes[i].Instances == nil {
-				st.Routes[i].Instances = []router.InstanceState{}
+				st.Routes[i].Instances = []configsvc.InstanceState{}
 			}
 		}
 		seen[rec.ID] = true

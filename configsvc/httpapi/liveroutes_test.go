@@ -33,26 +33,26 @@ func TestLiveRoutes(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = l.Close() })
 	}
-	proxyLabels := map[string]string{proxyserver.RoleLabel: proxyserver.RoleProxy}
+	proxyLabels := map[string]string{configsvc.ProxyRoleLabel: configsvc.ProxyRole}
 	register("proxy-a", proxyLabels)
 	register("proxy-c", proxyLabels) // registered, publishes nothing
 	register("worker", nil)          // not a proxy
 	now := e.clock.Now()
 	put := func(id string, data []byte) {
 		t.Helper()
-		if err := e.store.Records().Put(ctx, router.StateCollection, id, data); err != nil {
+		if err := e.store.Records().Put(ctx, configsvc.ProxyStateCollection, id, data); err != nil {
 			t.Fatal(err)
 		}
 	}
-	stateOf := func(id string, age time.Duration, routes ...router.RouteState) []byte {
-		b, _ := json.Marshal(router.ProxyState{ID: id, Addr: "127.0.0.1:7080", Updated: now.Add(-age), Revision: 1, Peers: 2, Routes: routes})
+	stateOf := func(id string, age time.Duration, routes ...configsvc.RouteState) []byte {
+		b, _ := json.Marshal(configsvc.ProxyState{ID: id, Addr: "127.0.0.1:7080", Updated: now.Add(-age), Revision: 1, Peers: 2, Routes: routes})
 		return b
 	}
-	orders := router.RouteState{Name: "orders", Match: router.MatchState{PathPrefix: "/orders"},
-		Upstream:       router.UpstreamState{Service: "orders", Balancer: router.BalancerRoundRobin},
-		RateLimit:      &router.RateLimitState{RPS: 5, Burst: 5, Key: "ip", Scope: router.ScopeProxy, Rejected: 3},
-		CircuitBreaker: &router.CircuitBreakerState{ConsecutiveFailures: 2, OpenFor: "30s", HalfOpenRequests: 1},
-		Instances:      []router.InstanceState{{ID: "orders-1", Addr: "127.0.0.1:9001", Breaker: "open", Opened: 1, Requests: 4, Failures: 2}}}
+	orders := configsvc.RouteState{Name: "orders", Match: configsvc.MatchState{PathPrefix: "/orders"},
+		Upstream:       configsvc.UpstreamState{Service: "orders", Balancer: string(router.BalancerRoundRobin)},
+		RateLimit:      &configsvc.RateLimitState{RPS: 5, Burst: 5, Key: "ip", Scope: router.ScopeProxy, Rejected: 3},
+		CircuitBreaker: &configsvc.CircuitBreakerState{ConsecutiveFailures: 2, OpenFor: "30s", HalfOpenRequests: 1},
+		Instances:      []configsvc.InstanceState{{ID: "orders-1", Addr: "127.0.0.1:9001", Breaker: "open", Opened: 1, Requests: 4, Failures: 2}}}
 	put("proxy-a", stateOf("proxy-a", 5*time.Second, orders))
 	put("proxy-b", stateOf("proxy-b", ProxyStateFresh+time.Second)) // not registered any more
 	put("proxy-bad", []byte("{not json"))

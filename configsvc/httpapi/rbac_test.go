@@ -83,7 +83,7 @@ func (e *matrixEnv) fingerprint(t *testing.T) string {
 		b, _ := json.Marshal(h)
 		sb.Write(b)
 	}
-	for _, c := range []string{access.TokensCollection, PinsCollection} {
+	for _, c := range []string{access.TokensCollection, access.PinsCollection} {
 		recs, err := e.store.Records().List(ctx, c)
 		if err != nil {
 			t.Fatal(err)

@@ -23,8 +23,6 @@ const (
 	DefaultRequestTimeout = 10 * time.Second
 	DefaultHeartbeat      = 15 * time.Second
 	DefaultInstanceTTL    = 30 * time.Second
-	DefaultPinTTL         = 30 * time.Minute
-	MaxPinTTL             = 24 * time.Hour
 )
 
 // Config carries the Server's dependencies. Store is required; every other
@@ -83,6 +81,7 @@ type Server struct {
 	engine      *gin.Engine
 	tokens      *access.Tokens
 	sessions    *access.Sessions
+	pins        *access.Pins
 	audit       *access.Audit
 	authz       access.Authorizer
 	metrics     *metrics
@@ -91,14 +90,15 @@ type Server struct {
 	openapiJSON []byte
 	metricsHTTP http.Handler // nil without a Gatherer
 
-	ctx    context.Context // canceled by Close: ends watches and the lease reaper
+	ctx    context.Context // canceled by Close: ends watches, the lease reaper and the sweeper
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
 }
 
-// New builds a Server from cfg. It starts one background goroutine (the
-// instance lease reaper) that Close stops. Errors: a nil Store, an invalid
+// New builds a Server from cfg. It starts two background goroutines (the
+// instance lease reaper and the sweeper of expired sessions and pins) that
+// Close stops. Errors: a nil Store, an invalid
 // TrustedProxies entry, or a metrics registration conflict.
 //
 // gin prints route tables to stdout in its debug mode, which is process-wide;
@@ -142,6 +142,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:        cfg,
 		tokens:     tokens,
 		sessions:   access.NewSessions(records, tokens, cfg.SessionTTL, cfg.Now),
+		pins:       access.NewPins(records, access.PinsConfig{Now: cfg.Now}),
 		audit:      access.NewAudit(records, cfg.AuditKeep),
 		metrics:    m,
 		leases:     newLeaseTable(),
@@ -157,8 +158,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(1)
-	go s.reapLeases()
+	s.wg.Add(2)
+	go s.every(max(time.Second, cfg.InstanceTTL/10), s.sweepLeases)
+	go s.every(recordSweepInterval, s.sweepExpired)
 	return s, nil
 }
 
@@ -176,7 +178,7 @@ func (s *Server) Routes() []string {
 	return out
 }
 
-// Close ends every event stream, stops the lease reaper and closes the
+// Close ends every event stream, stops the lease reaper and the sweeper and closes the
 // instance leases this server holds, then waits for them. It is safe to call
 // more than once; register it with http.Server.RegisterOnShutdown so that
 // Shutdown does not wait forever for open streams.

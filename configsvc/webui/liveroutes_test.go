@@ -14,7 +14,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sluicehq/sluice/configsvc"
-	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
 
@@ -35,8 +34,8 @@ func checkLiveRoutes(t *testing.T, c *console, adm *tab) {
 	if err != nil {
 		t.Fatalf("publish routes: %v", err)
 	}
-	old, _ := json.Marshal(router.ProxyState{ID: "proxy-old", Addr: "127.0.0.1:1", Updated: time.Now().Add(-2 * time.Minute), Revision: head, Routes: []router.RouteState{}})
-	if err := c.store.Records().Put(ctx, router.StateCollection, "proxy-old", old); err != nil {
+	old, _ := json.Marshal(configsvc.ProxyState{ID: "proxy-old", Addr: "127.0.0.1:1", Updated: time.Now().Add(-2 * time.Minute), Revision: head, Routes: []configsvc.RouteState{}})
+	if err := c.store.Records().Put(ctx, configsvc.ProxyStateCollection, "proxy-old", old); err != nil {
 		t.Fatal(err)
 	}
 
@@ -86,7 +85,7 @@ func checkLiveRoutes(t *testing.T, c *console, adm *tab) {
 	}
 
 	var live struct {
-		Proxies []router.ProxyState `json:"proxies"`
+		Proxies []configsvc.ProxyState `json:"proxies"`
 	}
 	deadline = time.Now().Add(10 * time.Second)
 	for {

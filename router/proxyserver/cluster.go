@@ -10,15 +10,6 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 )
 
-// Proxies register themselves as instances of the reserved service
-// sluice-system with this label, so that every proxy can count its live
-// peers (rate limits with scope: cluster) and operators can list them
-// (`sluice instances sluice-system`).
-const (
-	RoleLabel = "role"
-	RoleProxy = "proxy"
-)
-
 // Registrar is implemented by sources that hold instance registrations;
 // configsvc.Store does. Serve registers the proxy through it.
 type Registrar interface {
@@ -56,7 +47,7 @@ func DefaultInstanceID(addr string) string {
 func (p *Proxy) register(ctx context.Context, reg Registrar, id, addr string) {
 	inst := configsvc.Instance{
 		Service: configsvc.SystemService, ID: id, Addr: addr,
-		Labels: map[string]string{RoleLabel: RoleProxy}, Status: configsvc.StatusApplied,
+		Labels: map[string]string{configsvc.ProxyRoleLabel: configsvc.ProxyRole}, Status: configsvc.StatusApplied,
 	}
 	waiting := false
 	for ctx.Err() == nil {
@@ -96,7 +87,7 @@ func (p *Proxy) followPeers(ctx context.Context) {
 			}
 			n := 1
 			for _, in := range ev.Instances {
-				if in.Labels[RoleLabel] == RoleProxy && in.ID != p.selfID() {
+				if in.Labels[configsvc.ProxyRoleLabel] == configsvc.ProxyRole && in.ID != p.selfID() {
 					n++
 				}
 			}

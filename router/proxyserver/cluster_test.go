@@ -98,7 +98,7 @@ func TestServeRegistersAndSharesClusterRates(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		list, err := store.Instances(ctx, configsvc.SystemService)
-		if err == nil && len(list) == 1 && list[0].ID == "proxy-a" && list[0].Labels[proxyserver.RoleLabel] == proxyserver.RoleProxy {
+		if err == nil && len(list) == 1 && list[0].ID == "proxy-a" && list[0].Labels[configsvc.ProxyRoleLabel] == configsvc.ProxyRole {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -111,7 +111,7 @@ func TestServeRegistersAndSharesClusterRates(t *testing.T) {
 	var leases []configsvc.Lease
 	for _, id := range []string{"proxy-b", "proxy-c"} {
 		l, err := store.Register(ctx, configsvc.Instance{Service: configsvc.SystemService, ID: id, Addr: "127.0.0.1:1",
-			Labels: map[string]string{proxyserver.RoleLabel: proxyserver.RoleProxy}, Status: configsvc.StatusApplied})
+			Labels: map[string]string{configsvc.ProxyRoleLabel: configsvc.ProxyRole}, Status: configsvc.StatusApplied})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/breaker"
 	"github.com/sluicehq/sluice/router/prommetrics"
@@ -62,8 +63,8 @@ type Options struct {
 	// needs a Source that implements Registrar.
 	NoRegister bool
 	// StateInterval is how often Serve publishes the proxy's live route
-	// table (router.ProxyState, see Proxy.State) as a record of
-	// router.StateCollection under the proxy's instance id, for the admin
+	// table (configsvc.ProxyState, see Proxy.State) as a record of
+	// configsvc.ProxyStateCollection under the proxy's instance id, for the admin
 	// server's GET /v1/routes; Serve also publishes shortly (at most once a
 	// second) after the route table or a circuit breaker changed, and
 	// removes the record when it stops. 0 means DefaultStateInterval;
@@ -111,7 +112,7 @@ func New(src Source, opts Options) (*Proxy, error) {
 		Logger:         opts.Logger,
 		AccessLog:      opts.AccessLog,
 		Now:            opts.Now,
-		Pins:           router.NewRecordPins(src.Records(), router.RecordPinsConfig{Now: opts.Now, TTL: opts.PinCacheTTL}),
+		Pins:           access.NewPins(src.Records(), access.PinsConfig{Now: opts.Now, CacheTTL: opts.PinCacheTTL}),
 		Instances:      src,
 		Limiters:       limiters,
 		Breakers:       notifyingBreakers{inner: breaker.New(), notify: p.changed},

@@ -2,7 +2,6 @@ package proxyserver_test
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 	"github.com/sluicehq/sluice/configsvc/zkstore"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
@@ -128,13 +128,13 @@ func testServeFollowsStore(t *testing.T, store configsvc.Store) {
 	}
 	eventually("orders-2 to serve", func() bool { _, body := get("/orders/1"); return body == "b:/1" })
 
-	// A pin stored in the records pins a request to orders-2.
-	pin, _ := json.Marshal(router.Pin{ID: "abc", Targets: map[string]string{"orders": "orders-2"}, Expires: time.Now().Add(time.Hour)})
-	if err := store.Records().Put(ctx, router.PinCollection, router.HashToken("tok"), pin); err != nil {
+	// A pin created through access (as the admin API does) pins a request to orders-2.
+	tok, _, err := access.NewPins(store.Records(), access.PinsConfig{}).Create(ctx, access.PinSpec{Targets: map[string]string{"orders": "orders-2"}}, "test")
+	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 4; i++ {
-		if _, body := get("/orders/x", router.PinHeader, "tok"); body != "b:/x" {
+		if _, body := get("/orders/x", router.PinHeader, tok); body != "b:/x" {
 			t.Fatalf("pinned request answered %q", body)
 		}
 	}

@@ -35,11 +35,11 @@ const (
 // (set by Serve; empty for a Proxy run by other means), the time (Options.Now),
 // the route file revision in force, the peer count of cluster-scoped rate
 // limits, and the router's live table (router.Router.State).
-func (p *Proxy) State() router.ProxyState {
+func (p *Proxy) State() configsvc.ProxyState {
 	p.mu.Lock()
 	id, addr, rev := p.stateID, p.addr, p.revision
 	p.mu.Unlock()
-	return router.ProxyState{
+	return configsvc.ProxyState{
 		ID: id, Addr: addr, Updated: p.now().UTC(), Revision: rev,
 		Peers: p.limiters.Peers(), Routes: p.router.State().Routes,
 	}
@@ -53,7 +53,7 @@ func (p *Proxy) changed() {
 	}
 }
 
-// publishState writes the proxy's state to router.StateCollection under id
+// publishState writes the proxy's state to configsvc.ProxyStateCollection under id
 // every interval and shortly after the route table or a breaker changed,
 // until ctx ends; it then deletes the record, so that a cleanly stopped
 // proxy leaves nothing behind. A proxy that crashes leaves its record,
@@ -83,7 +83,7 @@ func (p *Proxy) publishState(ctx context.Context, id string, interval time.Durat
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := recs.Delete(dctx, router.StateCollection, id); err != nil && !errors.Is(err, configsvc.ErrNotFound) {
+	if err := recs.Delete(dctx, configsvc.ProxyStateCollection, id); err != nil && !errors.Is(err, configsvc.ErrNotFound) {
 		p.log.Warn("proxy state: remove record", "id", id, "err", err)
 	}
 }
@@ -91,7 +91,7 @@ func (p *Proxy) publishState(ctx context.Context, id string, interval time.Durat
 // sweepStates deletes the state records of other proxies not updated for
 // StateExpiry. Records it cannot read are left alone.
 func (p *Proxy) sweepStates(ctx context.Context, recs configsvc.RecordStore, self string) {
-	list, err := recs.List(ctx, router.StateCollection)
+	list, err := recs.List(ctx, configsvc.ProxyStateCollection)
 	if err != nil {
 		return // the next sweep tries again; putState reports store trouble
 	}
@@ -103,7 +103,7 @@ func (p *Proxy) sweepStates(ctx context.Context, recs configsvc.RecordStore, sel
 		if rec.ID == self || json.Unmarshal(rec.Data, &st) != nil || now.Sub(st.Updated) < StateExpiry {
 			continue
 		}
-		if err := recs.Delete(ctx, router.StateCollection, rec.ID); err == nil {
+		if err := recs.Delete(ctx, configsvc.ProxyStateCollection, rec.ID); err == nil {
 			p.log.Info("proxy state: removed the record of a proxy gone since", "id", rec.ID, "updated", st.Updated)
 		}
 	}
@@ -115,7 +115,7 @@ func (p *Proxy) putState(ctx context.Context, recs configsvc.RecordStore, id str
 	st := p.State()
 	data, err := encodeState(st, MaxStateSize)
 	if err == nil {
-		err = recs.Put(ctx, router.StateCollection, id, data)
+		err = recs.Put(ctx, configsvc.ProxyStateCollection, id, data)
 	}
 	switch {
 	case err == nil:
@@ -138,7 +138,7 @@ func (p *Proxy) putState(ctx context.Context, recs configsvc.RecordStore, id str
 // fewer instances per route (halving the most any route lists until it
 // fits, down to none), then fewer routes (from the end of the file),
 // counting what it left out in InstancesOmitted and RoutesOmitted.
-func encodeState(st router.ProxyState, limit int) ([]byte, error) {
+func encodeState(st configsvc.ProxyState, limit int) ([]byte, error) {
 	b, err := json.Marshal(st)
 	if err != nil || len(b) <= limit {
 		return b, err
@@ -147,7 +147,7 @@ func encodeState(st router.ProxyState, limit int) ([]byte, error) {
 	for _, r := range st.Routes {
 		most = max(most, len(r.Instances))
 	}
-	routes := make([]router.RouteState, len(st.Routes)) // the caller's slice stays as it was
+	routes := make([]configsvc.RouteState, len(st.Routes)) // the caller's slice stays as it was
 	cut := st
 	cut.Routes = routes
 	for keep := most / 2; ; keep /= 2 {

@@ -6,17 +6,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/router"
 )
 
 // bigState is a proxy state of routes routes with insts instances each.
-func bigState(routes, insts int) router.ProxyState {
-	st := router.ProxyState{ID: "proxy-1", Addr: "127.0.0.1:7080", Updated: time.Date(2026, 11, 27, 1, 0, 0, 0, time.UTC), Revision: 7, Peers: 1}
+func bigState(routes, insts int) configsvc.ProxyState {
+	st := configsvc.ProxyState{ID: "proxy-1", Addr: "127.0.0.1:7080", Updated: time.Date(2026, 11, 27, 1, 0, 0, 0, time.UTC), Revision: 7, Peers: 1}
 	for i := range routes {
-		rs := router.RouteState{Name: fmt.Sprintf("route-%04d", i), Match: router.MatchState{PathPrefix: fmt.Sprintf("/r%d", i)},
-			Upstream: router.UpstreamState{Service: "svc", Balancer: router.BalancerRoundRobin}, Instances: []router.InstanceState{}}
+		rs := configsvc.RouteState{Name: fmt.Sprintf("route-%04d", i), Match: configsvc.MatchState{PathPrefix: fmt.Sprintf("/r%d", i)},
+			Upstream: configsvc.UpstreamState{Service: "svc", Balancer: string(router.BalancerRoundRobin)}, Instances: []configsvc.InstanceState{}}
 		for j := range insts {
-			rs.Instances = append(rs.Instances, router.InstanceState{ID: fmt.Sprintf("svc-%05d", j), Addr: fmt.Sprintf("10.0.%d.%d:8080", j/250, j%250), Breaker: "closed", Requests: 123456})
+			rs.Instances = append(rs.Instances, configsvc.InstanceState{ID: fmt.Sprintf("svc-%05d", j), Addr: fmt.Sprintf("10.0.%d.%d:8080", j/250, j%250), Breaker: "closed", Requests: 123456})
 		}
 		st.Routes = append(st.Routes, rs)
 	}
@@ -45,7 +46,7 @@ func TestEncodeStateStaysWithinTheRecordLimit(t *testing.T) {
 			if len(b) > MaxStateSize {
 				t.Fatalf("encoded %d bytes, limit %d", len(b), MaxStateSize)
 			}
-			var got router.ProxyState
+			var got configsvc.ProxyState
 			if err := json.Unmarshal(b, &got); err != nil {
 				t.Fatal(err)
 			}

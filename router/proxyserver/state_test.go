@@ -15,7 +15,6 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
-	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
 
@@ -38,8 +37,8 @@ func testServePublishesState(t *testing.T, store configsvc.Store) {
 	rev := publish(t, store, 0, fmt.Sprintf("routes:\n  - name: flaky\n    upstream: {static: [%q]}\n    circuit_breaker: {consecutive_failures: 2, open_for: 1m}\n", addr))
 
 	for id, age := range map[string]time.Duration{"proxy-gone": proxyserver.StateExpiry + time.Minute, "proxy-recent": 10 * time.Minute} {
-		data, _ := json.Marshal(router.ProxyState{ID: id, Updated: time.Now().Add(-age), Routes: []router.RouteState{}})
-		if err := store.Records().Put(ctx, router.StateCollection, id, data); err != nil {
+		data, _ := json.Marshal(configsvc.ProxyState{ID: id, Updated: time.Now().Add(-age), Routes: []configsvc.RouteState{}})
+		if err := store.Records().Put(ctx, configsvc.ProxyStateCollection, id, data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -66,12 +65,12 @@ func testServePublishesState(t *testing.T, store configsvc.Store) {
 	t.Cleanup(stop)
 
 	// waitState polls the record until cond holds and returns it.
-	waitState := func(what string, cond func(router.ProxyState) bool) router.ProxyState {
+	waitState := func(what string, cond func(configsvc.ProxyState) bool) configsvc.ProxyState {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			var st router.ProxyState
-			data, err := store.Records().Get(ctx, router.StateCollection, "proxy-s")
+			var st configsvc.ProxyState
+			data, err := store.Records().Get(ctx, configsvc.ProxyStateCollection, "proxy-s")
 			if err == nil {
 				if err := json.Unmarshal(data, &st); err != nil {
 					t.Fatalf("record %s: %v", data, err)
@@ -86,7 +85,7 @@ func testServePublishesState(t *testing.T, store configsvc.Store) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	st := waitState("the routes of revision "+fmt.Sprint(rev), func(st router.ProxyState) bool {
+	st := waitState("the routes of revision "+fmt.Sprint(rev), func(st configsvc.ProxyState) bool {
 		return st.Revision == rev && len(st.Routes) == 1 && len(st.Routes[0].Instances) == 1
 	})
 	if st.ID != "proxy-s" || st.Addr != ln.Addr().String() || st.Peers != 1 || st.Routes[0].Name != "flaky" {
@@ -96,10 +95,10 @@ func testServePublishesState(t *testing.T, store configsvc.Store) {
 		t.Fatalf("instance = %+v, want %s with a closed breaker", in, addr)
 	}
 	// The sweep runs before the first publish.
-	if _, err := store.Records().Get(ctx, router.StateCollection, "proxy-gone"); !errors.Is(err, configsvc.ErrNotFound) {
+	if _, err := store.Records().Get(ctx, configsvc.ProxyStateCollection, "proxy-gone"); !errors.Is(err, configsvc.ErrNotFound) {
 		t.Errorf("expired record of proxy-gone: err %v, want it deleted", err)
 	}
-	if _, err := store.Records().Get(ctx, router.StateCollection, "proxy-recent"); err != nil {
+	if _, err := store.Records().Get(ctx, configsvc.ProxyStateCollection, "proxy-recent"); err != nil {
 		t.Errorf("record of proxy-recent (10 min old): %v, want it kept", err)
 	}
 	first := st.Updated
@@ -116,7 +115,7 @@ func testServePublishesState(t *testing.T, store configsvc.Store) {
 		}
 		resp.Body.Close()
 	}
-	st = waitState("the open breaker", func(st router.ProxyState) bool {
+	st = waitState("the open breaker", func(st configsvc.ProxyState) bool {
 		return len(st.Routes) == 1 && len(st.Routes[0].Instances) == 1 && st.Routes[0].Instances[0].Breaker == "open"
 	})
 	if in := st.Routes[0].Instances[0]; in.Opened != 1 || in.Requests != 2 || in.Failures != 2 {
@@ -127,10 +126,10 @@ func testServePublishesState(t *testing.T, store configsvc.Store) {
 	}
 
 	rev2 := publish(t, store, rev, "routes: []\n")
-	waitState("the empty table of revision "+fmt.Sprint(rev2), func(st router.ProxyState) bool { return st.Revision == rev2 && len(st.Routes) == 0 })
+	waitState("the empty table of revision "+fmt.Sprint(rev2), func(st configsvc.ProxyState) bool { return st.Revision == rev2 && len(st.Routes) == 0 })
 
 	stop()
-	if _, err := store.Records().Get(ctx, router.StateCollection, "proxy-s"); !errors.Is(err, configsvc.ErrNotFound) {
+	if _, err := store.Records().Get(ctx, configsvc.ProxyStateCollection, "proxy-s"); !errors.Is(err, configsvc.ErrNotFound) {
 		t.Fatalf("state record after a clean stop: err %v, want ErrNotFound", err)
 	}
 }
@@ -168,7 +167,7 @@ func TestServeStateDisabled(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(100 * time.Millisecond)
-	recs, err := store.Records().List(ctx, router.StateCollection)
+	recs, err := store.Records().List(ctx, configsvc.ProxyStateCollection)
 	cancel()
 	if err := <-served; err != nil {
 		t.Errorf("Serve: %v", err)
