@@ -80,10 +80,9 @@ type logOptions struct {
 	Format string     // --log-format: text or json; default text
 }
 
+// register adds --log-level and --log-format to fs, with o's values as
+// defaults.
 func (o *logOptions) register(fs *pflag.FlagSet) {
-	if o.Format == "" {
-		o.Format = "text"
-	}
 	fs.Var(levelFlag{&o.Level}, "log-level", "least severe level logged: debug, info, warn or error")
 	fs.Var(choiceFlag{&o.Format, []string{"text", "json"}}, "log-format", "log line format: text (key=value) or json (one object a line)")
 }
