@@ -188,17 +188,7 @@ func TestBadEnvValueNamesTheVariable(t *testing.T) {
 // commands log is a JSON object, the embedded proxy's and its access log's
 // included.
 func TestLogFormatJSON(t *testing.T) {
-	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
-	defer client.CloseIdleConnections()
-	get := func(url string) {
-		t.Helper()
-		resp, err := client.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+	get := newTestClient(t).get
 	checkJSON := func(t *testing.T, out string, wantMsgs ...string) {
 		t.Helper()
 		msgs := map[string]bool{}
@@ -243,15 +233,8 @@ func TestServerEmbeddedProxyTakesProxyOptions(t *testing.T) {
 	access := filepath.Join(t.TempDir(), "access.log")
 	rs := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--proxy-addr", "127.0.0.1:0"},
 		map[string]string{"SLUICE_PROXY_ACCESS_LOG": access})
-	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
-	defer client.CloseIdleConnections()
-	resp, err := client.Get("http://" + rs.m.Bound("proxy-addr") + "/nothing-routed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("through the embedded proxy with no routes: %d, want 404", resp.StatusCode)
+	if code := newTestClient(t).get("http://" + rs.m.Bound("proxy-addr") + "/nothing-routed"); code != http.StatusNotFound {
+		t.Fatalf("through the embedded proxy with no routes: %d, want 404", code)
 	}
 	rs.stop(t)
 	b, err := os.ReadFile(access)
@@ -267,16 +250,8 @@ func TestServerEmbeddedProxyTakesProxyOptions(t *testing.T) {
 // command started is left running.
 func TestCloseLeavesNoGoroutines(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
-	get := func(url string) {
-		t.Helper()
-		resp, err := client.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+	client := newTestClient(t)
+	get := client.get
 
 	rs := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--proxy-addr", "127.0.0.1:0"}, nil)
 	get(rs.url + "/readyz")
@@ -291,5 +266,30 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	get("http://" + m.Bound("metrics-addr") + "/metrics")
 	get("http://" + m.Bound("debug-addr") + "/debug/pprof/")
 	r.stop(t)
-	client.CloseIdleConnections()
+	client.c.CloseIdleConnections() // before the deferred check, which runs before cleanups
+}
+
+// testClient is an HTTP client with connections of its own, closed at
+// cleanup, so that a goroutine-leak check can account for them.
+type testClient struct {
+	t *testing.T
+	c *http.Client
+}
+
+func newTestClient(t *testing.T) *testClient {
+	c := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+	t.Cleanup(c.CloseIdleConnections)
+	return &testClient{t: t, c: c}
+}
+
+// get GETs url, reads the body and returns the status code.
+func (tc *testClient) get(url string) int {
+	tc.t.Helper()
+	resp, err := tc.c.Get(url)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
 }
