@@ -72,7 +72,7 @@ func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
 		return l.Revision == 1 && len(l.Proxies) == 1 && l.Proxies[0].Revision == 1 && len(l.Proxies[0].Routes) == 1 && l.Proxies[0].Routes[0].Name == "echo"
 	})
 
-	var stdout, stderr lockedBuffer
+	var stdout, stderr srvOutput
 	vars := map[string]string{"SLUICE_SERVER": rs.url, "SLUICE_TOKEN": token, "SLUICE_DATA_DIR": t.TempDir()}
 	env := Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return vars[k] }}
 	if code := run(context.Background(), []string{"routes", "live"}, env); code != 0 {

@@ -13,7 +13,11 @@ import (
 )
 
 func main() {
+	// The first SIGINT or SIGTERM ends ctx: server and proxy stop gracefully.
+	// Then the signals' default action is restored, so a second one ends
+	// the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
 	code := run(ctx, os.Args[1:], Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
 	stop()
 	os.Exit(code)

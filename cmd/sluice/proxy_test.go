@@ -8,27 +8,9 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestProxyCommandServesAndStops(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -43,7 +25,7 @@ func TestProxyCommandServesAndStops(t *testing.T) {
 	}
 	metricsAddr := mln.Addr().String()
 	mln.Close()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr srvOutput
 	env := Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)

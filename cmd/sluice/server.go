@@ -5,24 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/webui"
+	"github.com/sluicehq/sluice/router/proxyserver"
 	"github.com/sluicehq/sluice/router/routesfile"
 )
 
@@ -30,52 +27,31 @@ import (
 const (
 	defaultAddr    = "127.0.0.1:7070"
 	defaultDataDir = "./sluice-data"
-	// shutdownTimeout bounds the graceful shutdown: in-flight requests get
-	// this long to finish once the server stops accepting.
-	shutdownTimeout = 10 * time.Second
 	// adminTokenFile is the bootstrap token's file name inside the data dir.
 	adminTokenFile = "admin.token"
 )
 
-// ProxyStarter runs the reverse proxy embedded in `sluice server` on addr,
-// reading routes and instances from store, until ctx ends; it returns nil
-// after a clean stop. It is the hook through which the proxy is wired into
-// the server (see ServerMain.StartProxy).
-type ProxyStarter func(ctx context.Context, cfg EmbeddedProxy) error
-
-// EmbeddedProxy is what the server hands the proxy it embeds.
-type EmbeddedProxy struct {
-	Store          configsvc.Store
-	Addr           string
-	Logger         *slog.Logger
-	Registerer     prometheus.Registerer // the server's registry: proxy metrics appear on the server's /metrics
-	TrustedProxies []string              // --trusted-proxies, shared with the admin API
-}
-
 // ServerMain is `sluice server`: ParseFlags (or the cobra command's flags),
 // then Run until its context ends, then Close. Tests run the real logic on
-// 127.0.0.1:0 and learn the address from Addr after Ready.
+// 127.0.0.1:0 and learn the addresses from Bound after Ready. Run may be
+// called once.
 type ServerMain struct {
-	// Flags (each with an env twin; the flag wins).
-	Addr           string   // --addr, SLUICE_ADDR; default 127.0.0.1:7070
-	StoreURL       string   // --store, SLUICE_STORE; default bolt://<data-dir>/sluice.db
-	DataDir        string   // --data-dir, SLUICE_DATA_DIR; default ./sluice-data
-	TrustedProxies []string // --trusted-proxies, SLUICE_TRUSTED_PROXIES (comma-separated)
-	ProxyAddr      string   // --proxy-addr, SLUICE_PROXY_ADDR; empty: no embedded proxy
+	base
+	// Flags (each with an env twin, see envTwin; the flag wins).
+	Addr           string         // --addr; default 127.0.0.1:7070
+	StoreURL       string         // --store; default bolt://<data-dir>/sluice.db
+	DataDir        string         // --data-dir; default ./sluice-data
+	TrustedProxies []netip.Prefix // --trusted-proxies (comma-separated); default none
+	// Proxy holds the embedded proxy's options, the flags of `sluice
+	// proxy` prefixed proxy- (--proxy-addr, --proxy-access-log, …). An
+	// empty Proxy.Addr (the default) runs no proxy.
+	Proxy ProxyOptions
 
-	// StartProxy runs the embedded proxy when ProxyAddr is set. NewServerMain
-	// sets it to the router's proxy; nil makes a set --proxy-addr an error.
-	StartProxy ProxyStarter
 	// ValidateFile is passed to httpapi.Config.ValidateFile (the route
 	// schema check for sluice-system/routes.yaml). Optional.
 	ValidateFile func(ref configsvc.Ref, file string, content []byte) error
 
-	env    Env
-	logger *slog.Logger
-
 	mu    sync.Mutex
-	ready chan struct{}
-	bound string // the listening address, once ready
 	store configsvc.Store
 	api   *httpapi.Server
 }
@@ -83,106 +59,91 @@ type ServerMain struct {
 // NewServerMain returns a ServerMain with the defaults, writing to env's
 // streams and reading env's variables.
 func NewServerMain(env Env) *ServerMain {
-	return &ServerMain{
-		Addr: defaultAddr, DataDir: defaultDataDir, env: env, ready: make(chan struct{}),
-		StartProxy: startEmbeddedProxy, ValidateFile: routesfile.Validate,
-		logger: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	m := &ServerMain{
+		Addr: defaultAddr, DataDir: defaultDataDir,
+		Proxy:        ProxyOptions{AccessLog: "log", ShutdownTimeout: shutdownTimeout},
+		ValidateFile: routesfile.Validate,
 	}
+	m.init(env)
+	return m
 }
 
-// flags registers the server's flags on fs, bound to m's fields.
-func (m *ServerMain) flags(fs *pflag.FlagSet) {
-	fs.StringVar(&m.Addr, "addr", m.Addr, "listen address of the admin API (env SLUICE_ADDR)")
-	fs.StringVar(&m.StoreURL, "store", m.StoreURL, "store URL: bolt://PATH or zk://HOST:PORT[,HOST:PORT…]/CHROOT (env SLUICE_STORE; default bolt://<data-dir>/sluice.db)")
-	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the default bbolt store and admin.token (env SLUICE_DATA_DIR)")
-	fs.StringSliceVar(&m.TrustedProxies, "trusted-proxies", m.TrustedProxies, "addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed (env SLUICE_TRUSTED_PROXIES); default none")
-	fs.StringVar(&m.ProxyAddr, "proxy-addr", m.ProxyAddr, "also run the reverse proxy on this address (env SLUICE_PROXY_ADDR)")
+func (m *ServerMain) registerFlags(fs *pflag.FlagSet) {
+	fs.Var(addrFlag{&m.Addr}, "addr", "listen address of the admin API")
+	fs.Var(storeFlag{&m.StoreURL}, "store", "store URL: bolt://PATH or zk://HOST:PORT[,HOST:PORT…]/CHROOT (default bolt://<data-dir>/sluice.db)")
+	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the default bbolt store and admin.token")
+	fs.Var(prefixesFlag{&m.TrustedProxies}, "trusted-proxies", "IP addresses or CIDRs (comma-separated) of reverse proxies in front of the admin API whose X-Forwarded-For is believed")
+	m.Proxy.register(fs, "proxy-")
+	fs.Lookup("proxy-addr").Usage = "also run the reverse proxy on this address (off when empty)"
+	fs.Lookup("proxy-trusted-proxies").Usage += " (default: --trusted-proxies)"
+	m.Log.register(fs)
 }
 
-// applyEnv fills every flag not set on the command line from its env twin.
-func (m *ServerMain) applyEnv(fs *pflag.FlagSet) error {
-	getenv := m.env.Getenv
-	if getenv == nil {
-		getenv = func(string) string { return "" }
+func (m *ServerMain) complete(fs *pflag.FlagSet) error {
+	if err := m.completeBase(fs); err != nil {
+		return err
 	}
-	for flag, env := range map[string]string{
-		"addr": "SLUICE_ADDR", "store": "SLUICE_STORE", "data-dir": "SLUICE_DATA_DIR",
-		"trusted-proxies": "SLUICE_TRUSTED_PROXIES", "proxy-addr": "SLUICE_PROXY_ADDR",
-	} {
-		if fs.Changed(flag) {
-			continue
-		}
-		if v := getenv(env); v != "" {
-			if err := fs.Set(flag, v); err != nil {
-				return fmt.Errorf("%s=%q: %w", env, v, err)
-			}
-		}
+	if m.Addr == "" {
+		return errors.New("--addr is empty: the admin API needs an address to listen on")
 	}
 	if m.StoreURL == "" {
 		m.StoreURL = "bolt://" + filepath.Join(m.DataDir, "sluice.db")
+	}
+	if !fs.Changed("proxy-trusted-proxies") {
+		m.Proxy.TrustedProxies = m.TrustedProxies
 	}
 	return nil
 }
 
 // ParseFlags parses args (without the "server" verb) and the env twins.
 func (m *ServerMain) ParseFlags(args []string) error {
-	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
-	fs.SetOutput(m.env.Stderr)
-	m.flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("sluice server takes no arguments, got %q", fs.Args())
-	}
-	return m.applyEnv(fs)
-}
-
-// Ready is closed once the server listens (Addr is then known).
-func (m *ServerMain) Ready() <-chan struct{} { return m.ready }
-
-// BoundAddr returns the address the admin API listens on, once Ready.
-func (m *ServerMain) BoundAddr() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.bound
+	return parseDaemonFlags("server", m, args, m.env.Stderr)
 }
 
 // Run opens the store, bootstraps the admin token on an empty store, serves
-// the admin API (and the embedded proxy, when wired) until ctx ends, then
-// shuts down gracefully: it stops accepting, ends event streams, and lets
-// in-flight requests finish for up to 10s. Close releases the store.
+// the admin API (and the embedded proxy, with --proxy-addr) until ctx ends,
+// then shuts down gracefully: it stops accepting, ends event streams, and
+// lets in-flight requests finish for up to 10s (the proxy's: up to
+// --proxy-shutdown-timeout). Close releases the store.
 func (m *ServerMain) Run(ctx context.Context) error {
-	gin.SetMode(gin.ReleaseMode) // gin's mode is process-wide; debug mode prints routes to stdout
-	store, err := openStore(ctx, m.StoreURL, m.logger, m.env.Getenv)
+	store, err := openStore(ctx, m.StoreURL, m.logger, m.getenv)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.mu.Lock()
+	m.store = store
+	m.mu.Unlock()
+	reg := newRegistry()
 	api, err := httpapi.New(httpapi.Config{
 		Store:          store,
 		Logger:         m.logger,
 		Registry:       reg,
-		TrustedProxies: m.TrustedProxies,
+		TrustedProxies: prefixStrings(m.TrustedProxies),
 		ValidateFile:   m.ValidateFile,
 		UI:             webui.FS(),
 	})
 	if err != nil {
-		_ = store.Close()
 		return err
 	}
 	m.mu.Lock()
-	m.store, m.api = store, api
+	m.api = api
 	m.mu.Unlock()
 
 	if err := m.bootstrap(ctx, api); err != nil {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", m.Addr)
+	var popts proxyserver.Options
+	if m.Proxy.Addr != "" {
+		var closeAccess func()
+		if popts, closeAccess, err = m.Proxy.prepare("proxy-", m.env.Stdout, m.logger, reg); err != nil {
+			return err
+		}
+		defer closeAccess()
+	}
+	lns, err := m.listenAll(map[string]string{"addr": m.Addr, "proxy-addr": m.Proxy.Addr})
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", m.Addr, err)
+		return err
 	}
 	srv := &http.Server{
 		Handler:           api,
@@ -195,38 +156,16 @@ func (m *ServerMain) Run(ctx context.Context) error {
 		ErrorLog:       slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(func() { _ = api.Close() }) // ends SSE streams so Shutdown can finish
-	m.mu.Lock()
-	m.bound = ln.Addr().String()
-	m.mu.Unlock()
-	m.logger.Info("sluice server listening", "url", "http://"+ln.Addr().String(), "store", redactURL(m.StoreURL))
-	close(m.ready)
+	m.logger.Info("sluice server listening", "url", "http://"+m.Bound("addr"), "store", redactURL(m.StoreURL))
+	m.markReady()
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("admin API: %w", err)
-		}
-		return nil
+	g := newRunGroup(ctx)
+	g.Go("admin API", func(ctx context.Context) error {
+		return serveHTTP(ctx, srv, lns["addr"], shutdownTimeout, m.logger, "sluice server")
 	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-		defer cancel()
-		m.logger.Info("sluice server shutting down")
-		if err := srv.Shutdown(sctx); err != nil {
-			_ = srv.Close()
-			return fmt.Errorf("graceful shutdown: %w", err)
-		}
-		return nil
-	})
-	if m.ProxyAddr != "" {
-		if m.StartProxy == nil {
-			return errors.New("--proxy-addr is set but no embedded proxy is wired in")
-		}
-		g.Go(func() error {
-			return m.StartProxy(gctx, EmbeddedProxy{
-				Store: store, Addr: m.ProxyAddr, Logger: m.logger, Registerer: reg, TrustedProxies: m.TrustedProxies,
-			})
+	if ln := lns["proxy-addr"]; ln != nil {
+		g.Go("embedded proxy", func(ctx context.Context) error {
+			return proxyserver.Serve(ctx, store, ln, popts)
 		})
 	}
 	return g.Wait()
@@ -305,27 +244,16 @@ func (m *ServerMain) Close() error {
 
 // newServerCmd returns `sluice server`.
 func newServerCmd(env Env) *cobra.Command {
-	m := NewServerMain(env)
-	cmd := &cobra.Command{
+	return newDaemonCmd(&cobra.Command{
 		Use:   "server",
 		Short: "Run the admin server (REST API, web console, metrics)",
 		Long: `Run the Sluice admin server.
 
 With no flags it listens on 127.0.0.1:7070 and keeps everything in
 ./sluice-data/sluice.db. On first start with an empty store it creates an
-admin token, prints it once and writes it to <data-dir>/admin.token (0600).`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := m.applyEnv(cmd.Flags()); err != nil {
-				return err
-			}
-			err := m.Run(cmd.Context())
-			if cerr := m.Close(); err == nil {
-				err = cerr
-			}
-			return err
-		},
-	}
-	m.flags(cmd.Flags())
-	return cmd
+admin token, prints it once and writes it to <data-dir>/admin.token (0600).
+
+With --proxy-addr it also runs the reverse proxy, on the server's store;
+every flag of sluice proxy is here prefixed --proxy-.`,
+	}, NewServerMain(env))
 }

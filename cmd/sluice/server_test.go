@@ -34,67 +34,95 @@ func (l *srvOutput) String() string {
 	return l.b.String()
 }
 
-// runningServer is a ServerMain running in the test process.
-type runningServer struct {
-	m      *ServerMain
-	url    string
+// testMain is what ServerMain and ProxyMain share, as tests drive them.
+type testMain interface {
+	ParseFlags(args []string) error
+	Run(ctx context.Context) error
+	Close() error
+	Ready() <-chan struct{}
+	Bound(flag string) string
+}
+
+// running is a ServerMain or ProxyMain running in the test process.
+type running struct {
+	main   testMain
 	stdout *srvOutput
 	stderr *srvOutput
 	cancel context.CancelFunc
 	done   chan error
 }
 
-// startMain parses args and env like the binary would, runs the server and
-// waits until it listens. Cleanup stops it and closes the store.
-func startServerMain(t *testing.T, args []string, env map[string]string) *runningServer {
+// testEnv returns an Env with fresh output buffers and the variables vars.
+func testEnv(vars map[string]string) (Env, *srvOutput, *srvOutput) {
+	stdout, stderr := &srvOutput{}, &srvOutput{}
+	return Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr, Getenv: func(k string) string { return vars[k] }}, stdout, stderr
+}
+
+// startMain parses args like the binary would, runs m and waits until it
+// listens. Cleanup stops it and closes it. stdout and stderr are m's.
+func startMain(t *testing.T, m testMain, args []string, stdout, stderr *srvOutput) *running {
 	t.Helper()
-	rs := &runningServer{stdout: &srvOutput{}, stderr: &srvOutput{}, done: make(chan error, 1)}
-	rs.m = NewServerMain(Env{Stdin: strings.NewReader(""), Stdout: rs.stdout, Stderr: rs.stderr, Getenv: func(k string) string { return env[k] }})
-	if err := rs.m.ParseFlags(args); err != nil {
+	r := &running{main: m, stdout: stdout, stderr: stderr, done: make(chan error, 1)}
+	if err := m.ParseFlags(args); err != nil {
 		t.Fatalf("ParseFlags(%q): %v", args, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	rs.cancel = cancel
-	go func() { rs.done <- rs.m.Run(ctx) }()
+	r.cancel = cancel
+	go func() { r.done <- m.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-rs.done:
+		case <-r.done:
 		case <-time.After(15 * time.Second):
-			t.Error("server still running 15s after cancel")
+			t.Error("still running 15s after cancel")
 		}
-		_ = rs.m.Close()
+		_ = m.Close()
 		if t.Failed() {
-			t.Logf("stderr:\n%s", rs.stderr.String())
+			t.Logf("stderr:\n%s", stderr.String())
 		}
 	})
 	select {
-	case <-rs.m.Ready():
-	case err := <-rs.done:
-		t.Fatalf("Run ended before listening: %v\n%s", err, rs.stderr.String())
+	case <-m.Ready():
+	case err := <-r.done:
+		t.Fatalf("Run ended before listening: %v\n%s", err, stderr.String())
 	case <-time.After(30 * time.Second):
-		t.Fatalf("not listening after 30s\n%s", rs.stderr.String())
+		t.Fatalf("not listening after 30s\n%s", stderr.String())
 	}
-	rs.url = "http://" + rs.m.BoundAddr()
-	return rs
+	return r
 }
 
-// stop cancels Run and expects a clean return within 10s.
-func (rs *runningServer) stop(t *testing.T) {
+// stop cancels Run and expects a clean return within 10s, then Close.
+func (r *running) stop(t *testing.T) {
 	t.Helper()
-	rs.cancel()
+	r.cancel()
 	select {
-	case err := <-rs.done:
+	case err := <-r.done:
 		if err != nil {
 			t.Fatalf("Run returned %v after cancel; want nil", err)
 		}
-		rs.done <- nil // for the cleanup
+		r.done <- nil // for the cleanup
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return within 10s of cancel")
 	}
-	if err := rs.m.Close(); err != nil {
+	if err := r.main.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+}
+
+// runningServer is a ServerMain running in the test process.
+type runningServer struct {
+	*running
+	m   *ServerMain
+	url string // the admin API
+}
+
+// startServerMain runs `sluice server` args with the variables env.
+func startServerMain(t *testing.T, args []string, env map[string]string) *runningServer {
+	t.Helper()
+	e, stdout, stderr := testEnv(env)
+	m := NewServerMain(e)
+	r := startMain(t, m, args, stdout, stderr)
+	return &runningServer{running: r, m: m, url: "http://" + m.Bound("addr")}
 }
 
 func srvGet(t *testing.T, url, token string) (int, string) {
@@ -164,11 +192,11 @@ func TestServerFlagsAndEnvTwins(t *testing.T) {
 		env       map[string]string
 		wantStore string
 		wantAddr  string
-		wantProxy []string
+		wantProxy string
 	}{
 		{name: "defaults", wantStore: "bolt://sluice-data/sluice.db", wantAddr: defaultAddr},
 		{name: "env", env: map[string]string{"SLUICE_ADDR": "127.0.0.1:1", "SLUICE_DATA_DIR": dir, "SLUICE_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1"},
-			wantStore: "bolt://" + filepath.Join(dir, "sluice.db"), wantAddr: "127.0.0.1:1", wantProxy: []string{"10.0.0.0/8", "127.0.0.1"}},
+			wantStore: "bolt://" + filepath.Join(dir, "sluice.db"), wantAddr: "127.0.0.1:1", wantProxy: "10.0.0.0/8,127.0.0.1/32"},
 		{name: "flag beats env", args: []string{"--addr", "127.0.0.1:2", "--store", "zk://h1:2181/x"},
 			env: map[string]string{"SLUICE_ADDR": "127.0.0.1:1", "SLUICE_STORE": "bolt:///tmp/x.db"}, wantStore: "zk://h1:2181/x", wantAddr: "127.0.0.1:2"},
 	}
@@ -178,21 +206,17 @@ func TestServerFlagsAndEnvTwins(t *testing.T) {
 			if err := m.ParseFlags(tc.args); err != nil {
 				t.Fatal(err)
 			}
-			if m.StoreURL != tc.wantStore || m.Addr != tc.wantAddr || strings.Join(m.TrustedProxies, ",") != strings.Join(tc.wantProxy, ",") {
+			if m.StoreURL != tc.wantStore || m.Addr != tc.wantAddr || (prefixesFlag{&m.TrustedProxies}).String() != tc.wantProxy {
 				t.Fatalf("store %q addr %q proxies %v; want %q %q %v", m.StoreURL, m.Addr, m.TrustedProxies, tc.wantStore, tc.wantAddr, tc.wantProxy)
 			}
 		})
 	}
 	t.Run("bad store url", func(t *testing.T) {
 		m := NewServerMain(Env{Stdout: io.Discard, Stderr: io.Discard})
-		if err := m.ParseFlags([]string{"--store", "mysql://x", "--addr", "127.0.0.1:0"}); err != nil {
-			t.Fatal(err)
-		}
-		err := m.Run(context.Background())
+		err := m.ParseFlags([]string{"--store", "mysql://x", "--addr", "127.0.0.1:0"})
 		if err == nil || !strings.Contains(err.Error(), "bolt:// or zk://") {
-			t.Fatalf("Run = %v, want a store URL error", err)
+			t.Fatalf("ParseFlags = %v, want a store URL error", err)
 		}
-		_ = m.Close()
 	})
 	t.Run("arguments refused", func(t *testing.T) {
 		m := NewServerMain(Env{Stdout: io.Discard, Stderr: io.Discard})

@@ -26,35 +26,55 @@ const (
 	envZKReaderDigest = "SLUICE_ZK_READER_DIGEST"
 )
 
+// storeTarget is a parsed store URL: a bbolt file or a ZooKeeper ensemble.
+type storeTarget struct {
+	boltPath string          // bolt://PATH
+	zk       *zkstore.Config // zk://HOSTS/CHROOT
+}
+
+// parseStoreURL reads a bolt://PATH or zk://HOSTS/CHROOT URL. Errors wrap
+// configsvc.ErrInvalid.
+func parseStoreURL(raw string) (storeTarget, error) {
+	switch {
+	case strings.HasPrefix(raw, "bolt://"):
+		path := strings.TrimPrefix(raw, "bolt://")
+		if path == "" {
+			return storeTarget{}, fmt.Errorf("store %q: bolt:// needs a file path: %w", raw, configsvc.ErrInvalid)
+		}
+		return storeTarget{boltPath: path}, nil
+	case strings.HasPrefix(raw, "zk://"):
+		cfg, err := zkstore.ParseURL(raw)
+		if err != nil {
+			return storeTarget{}, err
+		}
+		return storeTarget{zk: &cfg}, nil
+	}
+	return storeTarget{}, fmt.Errorf("store %q: must start with bolt:// or zk://: %w", raw, configsvc.ErrInvalid)
+}
+
 // openStore opens the store a bolt://PATH or zk://HOSTS/CHROOT URL names.
 // For ZooKeeper it adds the digest identities from getenv. Errors wrap
 // configsvc.ErrInvalid for a bad URL, configsvc.ErrLocked when another
 // process holds the bbolt file, configsvc.ErrUnavailable when ZooKeeper
 // cannot be reached.
 func openStore(ctx context.Context, raw string, logger *slog.Logger, getenv func(string) string) (configsvc.Store, error) {
-	switch {
-	case strings.HasPrefix(raw, "bolt://"):
-		path := strings.TrimPrefix(raw, "bolt://")
-		if path == "" {
-			return nil, fmt.Errorf("store %q: bolt:// needs a file path: %w", raw, configsvc.ErrInvalid)
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	target, err := parseStoreURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	if target.zk == nil {
+		if err := os.MkdirAll(filepath.Dir(target.boltPath), 0o700); err != nil {
 			return nil, fmt.Errorf("store %q: %w", raw, err)
 		}
-		return boltstore.Open(path, boltstore.Options{Logger: logger})
-	case strings.HasPrefix(raw, "zk://"):
-		cfg, err := zkstore.ParseURL(raw)
-		if err != nil {
-			return nil, err
-		}
-		if getenv != nil {
-			cfg.Digest, cfg.ReadOnlyDigest = getenv(envZKDigest), getenv(envZKReaderDigest)
-		}
-		if cfg.ReadOnlyDigest != "" && cfg.Digest == "" {
-			return nil, fmt.Errorf("%s is set without %s: the reader identity is granted by a writer identity: %w", envZKReaderDigest, envZKDigest, configsvc.ErrInvalid)
-		}
-		cfg.Logger = logger
-		return zkstore.Open(ctx, cfg)
+		return boltstore.Open(target.boltPath, boltstore.Options{Logger: logger})
 	}
-	return nil, fmt.Errorf("store %q: must start with bolt:// or zk://: %w", raw, configsvc.ErrInvalid)
+	cfg := *target.zk
+	if getenv != nil {
+		cfg.Digest, cfg.ReadOnlyDigest = getenv(envZKDigest), getenv(envZKReaderDigest)
+	}
+	if cfg.ReadOnlyDigest != "" && cfg.Digest == "" {
+		return nil, fmt.Errorf("%s is set without %s: the reader identity is granted by a writer identity: %w", envZKReaderDigest, envZKDigest, configsvc.ErrInvalid)
+	}
+	cfg.Logger = logger
+	return zkstore.Open(ctx, cfg)
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -101,9 +102,10 @@ type Server struct {
 // Close stops. Errors: a nil Store, an invalid
 // TrustedProxies entry, or a metrics registration conflict.
 //
-// gin prints route tables to stdout in its debug mode, which is process-wide;
-// the sluice command sets gin.ReleaseMode before calling New.
+// The first New in a process switches gin out of its debug mode (see
+// quietGin); New is safe to call from several goroutines.
 func New(cfg Config) (*Server, error) {
+	quietGin()
 	if cfg.Store == nil {
 		return nil, errors.New("httpapi: Config.Store is required")
 	}
@@ -162,6 +164,28 @@ func New(cfg Config) (*Server, error) {
 	go s.every(max(time.Second, cfg.InstanceTTL/10), s.sweepLeases)
 	go s.every(recordSweepInterval, s.sweepExpired)
 	return s, nil
+}
+
+// ginQuiet guards quietGin's one decision. It is package state only because
+// the mode it guards is gin's own process-wide setting; gin has no mode per
+// engine.
+var ginQuiet sync.Once
+
+// quietGin leaves gin's debug mode, once per process, unless the process
+// chose a mode: GIN_MODE (which gin reads at start) or an earlier
+// gin.SetMode (a test's TestMain choosing gin.TestMode). In debug mode gin
+// prints a warning and every route to stdout when an engine is built,
+// mixing them into what a command prints there (the bootstrap token, JSON
+// output); no caller of New wants that. Doing it here, not in each command,
+// keeps the choice in the one package that uses gin. The Once makes the
+// write happen before any New builds an engine, so concurrent New calls
+// (parallel tests) neither race on it nor repeat it.
+func quietGin() {
+	ginQuiet.Do(func() {
+		if os.Getenv(gin.EnvGinMode) == "" && gin.Mode() == gin.DebugMode {
+			gin.SetMode(gin.ReleaseMode)
+		}
+	})
 }
 
 // ServeHTTP serves the admin API, health, metrics and console.

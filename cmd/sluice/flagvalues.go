@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Flag values that check their input when it is set, so that a bad value is
+// refused while the command line and the environment are read, with the
+// flag's name or the environment variable's (see applyEnv), not later when
+// the command uses it.
+
+// levelFlag is a log level: debug, info, warn or error.
+type levelFlag struct{ p *slog.Level }
+
+func (f levelFlag) Set(s string) error {
+	switch strings.ToLower(s) {
+	case "debug", "info", "warn", "error":
+		return f.p.UnmarshalText([]byte(s))
+	}
+	return fmt.Errorf("%q: must be debug, info, warn or error", s)
+}
+
+func (f levelFlag) String() string { return strings.ToLower(f.p.String()) }
+func (f levelFlag) Type() string   { return "level" }
+
+// choiceFlag is a string out of a fixed list.
+type choiceFlag struct {
+	p       *string
+	choices []string
+}
+
+func (f choiceFlag) Set(s string) error {
+	if !slices.Contains(f.choices, s) {
+		return fmt.Errorf("%q: must be one of %s", s, strings.Join(f.choices, ", "))
+	}
+	*f.p = s
+	return nil
+}
+
+func (f choiceFlag) String() string { return *f.p }
+func (f choiceFlag) Type() string   { return strings.Join(f.choices, "|") }
+
+// addrFlag is a listen address, HOST:PORT (the host may be empty: every
+// interface), or empty.
+type addrFlag struct{ p *string }
+
+func (f addrFlag) Set(s string) error {
+	if s != "" {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return fmt.Errorf("%q is not HOST:PORT", s)
+		}
+	}
+	*f.p = s
+	return nil
+}
+
+func (f addrFlag) String() string { return *f.p }
+func (f addrFlag) Type() string   { return "host:port" }
+
+// prefixesFlag is a comma-separated list of IP addresses and CIDRs; an
+// address stands for itself alone (a /32 or /128). Each Set appends.
+type prefixesFlag struct{ p *[]netip.Prefix }
+
+func (f prefixesFlag) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(part); err == nil {
+			*f.p = append(*f.p, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(part)
+		if err != nil {
+			return fmt.Errorf("%q is neither an IP address nor a CIDR", part)
+		}
+		a = a.Unmap()
+		*f.p = append(*f.p, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return nil
+}
+
+func (f prefixesFlag) String() string { return strings.Join(prefixStrings(*f.p), ",") }
+func (f prefixesFlag) Type() string   { return "ips|cidrs" }
+
+// prefixStrings returns the prefixes in CIDR notation.
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}
+
+// storeFlag is a store URL, bolt://PATH or zk://HOSTS/CHROOT, checked as
+// openStore will read it. Empty is allowed: the command's default.
+type storeFlag struct{ p *string }
+
+func (f storeFlag) Set(s string) error {
+	if s != "" {
+		if _, err := parseStoreURL(s); err != nil {
+			return err
+		}
+	}
+	*f.p = s
+	return nil
+}
+
+func (f storeFlag) String() string { return *f.p }
+func (f storeFlag) Type() string   { return "url" }
+
+// positiveDurationFlag is a time.Duration greater than zero.
+type positiveDurationFlag struct{ p *time.Duration }
+
+func (f positiveDurationFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (e.g. 10s, 1m30s)", s)
+	}
+	if d <= 0 {
+		return fmt.Errorf("%q: must be more than 0", s)
+	}
+	*f.p = d
+	return nil
+}
+
+func (f positiveDurationFlag) String() string { return f.p.String() }
+func (f positiveDurationFlag) Type() string   { return "duration" }
