@@ -95,6 +95,9 @@ func (m *ProxyMain) Run(ctx context.Context) error {
 	m.mu.Unlock()
 
 	reg := newRegistry()
+	if err := checkZooKeeper(ctx, store, m.logger, reg); err != nil {
+		return err
+	}
 	popts, closeAccess, err := m.Proxy.prepare("", m.env.Stdout, m.logger, reg)
 	if err != nil {
 		return err

@@ -114,6 +114,9 @@ func (m *ServerMain) Run(ctx context.Context) error {
 	m.store = store
 	m.mu.Unlock()
 	reg := newRegistry()
+	if err := checkZooKeeper(ctx, store, m.logger, reg); err != nil {
+		return err
+	}
 	api, err := httpapi.New(httpapi.Config{
 		Store:          store,
 		Logger:         m.logger,

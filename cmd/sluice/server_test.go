@@ -279,5 +279,10 @@ func TestServerOnZooKeeper(t *testing.T) {
 		if code, _ := srvGet(t, rs.url+"/readyz", ""); code != 200 {
 			t.Fatalf("%s readyz = %d", rs.url, code)
 		}
+		// The harness runs a release without known data-loss bugs.
+		want := `sluice_zookeeper_known_data_loss{server="` + zk.Addr() + `"} 0`
+		if code, body := srvGet(t, rs.url+"/metrics", ""); code != 200 || !strings.Contains(body, want) {
+			t.Fatalf("%s /metrics = %d, want a line %s", rs.url, code, want)
+		}
 	}
 }

@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
@@ -77,4 +80,51 @@ func openStore(ctx context.Context, raw string, logger *slog.Logger, getenv func
 	}
 	cfg.Logger = logger
 	return zkstore.Open(ctx, cfg)
+}
+
+// versionReporter is what checkZooKeeper needs of a store: zkstore.Store
+// implements it; bbolt has no ensemble to ask.
+type versionReporter interface {
+	ServerVersions(ctx context.Context) []zkstore.ServerVersion
+}
+
+// zkVersionTimeout bounds the version check at start: members are asked
+// concurrently, so an unreachable one delays the start by at most this.
+const zkVersionTimeout = time.Second
+
+// checkZooKeeper asks every ensemble member of a ZooKeeper store for its
+// release and says loudly when one has known bugs that lose acknowledged
+// writes (docs/operations.md, "Which ZooKeeper"): an error log line with the
+// reason and sluice_zookeeper_known_data_loss{server} = 1 (0 when safe, -1
+// when the version could not be read, e.g. srvr not allowed). A store of
+// another kind is left alone.
+func checkZooKeeper(ctx context.Context, store configsvc.Store, logger *slog.Logger, reg prometheus.Registerer) error {
+	vr, ok := store.(versionReporter)
+	if !ok {
+		return nil
+	}
+	gauge := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_zookeeper_known_data_loss",
+		Help: "1 when a ZooKeeper ensemble member runs a release with known bugs that lose acknowledged writes (before 3.8.4 / 3.9.2), 0 when not, -1 when its version could not be read.",
+	}, []string{"server"})
+	if err := reg.Register(gauge); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, zkVersionTimeout)
+	defer cancel()
+	for _, v := range vr.ServerVersions(ctx) {
+		switch {
+		case v.Err != nil:
+			gauge.WithLabelValues(v.Server).Set(-1)
+			logger.Warn("could not read the ZooKeeper version; releases before 3.8.4 and 3.9.2 lose acknowledged writes, check it by hand",
+				"server", v.Server, "err", v.Err)
+		case v.DataLoss != "":
+			gauge.WithLabelValues(v.Server).Set(1)
+			logger.Error("UNSAFE ZOOKEEPER: "+v.DataLoss, "server", v.Server, "version", v.Version.String())
+		default:
+			gauge.WithLabelValues(v.Server).Set(0)
+			logger.Debug("ZooKeeper version", "server", v.Server, "version", v.Version.String())
+		}
+	}
+	return nil
 }

@@ -3,15 +3,20 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/zkstore"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
+	"github.com/sluicehq/sluice/configsvc/zkstore/zkversion"
 )
 
 func TestOpenStoreTakesZKDigestsFromEnv(t *testing.T) {
@@ -53,5 +58,54 @@ func TestOpenStoreTakesZKDigestsFromEnv(t *testing.T) {
 	}
 	if _, _, err := reader.Get("/acl-cmd/services/orders/head"); err != nil {
 		t.Fatalf("reader identity from %s cannot read: %v", envZKReaderDigest, err)
+	}
+}
+
+// fakeVersions is a store whose ensemble answers with fixed versions.
+type fakeVersions struct {
+	configsvc.Store
+	answers []zkstore.ServerVersion
+}
+
+func (f fakeVersions) ServerVersions(context.Context) []zkstore.ServerVersion { return f.answers }
+
+// TestCheckZooKeeperWarnsOnDataLossRelease: a member on a release that
+// loses acknowledged writes is logged at error level with the reason and
+// shows 1 in sluice_zookeeper_known_data_loss; a safe one 0, an unreadable
+// one -1 (issue 20).
+func TestCheckZooKeeperWarnsOnDataLossRelease(t *testing.T) {
+	old, _ := zkversion.Parse("3.8.0")
+	fixed, _ := zkversion.Parse("3.9.3")
+	reason, _ := zkversion.KnownDataLoss(old)
+	store := fakeVersions{answers: []zkstore.ServerVersion{
+		{Server: "zk1:2181", Version: old, DataLoss: reason},
+		{Server: "zk2:2181", Version: fixed},
+		{Server: "zk3:2181", Err: errors.New("srvr is not executed because it is not in the whitelist.")},
+	}}
+	var logs strings.Builder
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	reg := prometheus.NewRegistry()
+	if err := checkZooKeeper(context.Background(), store, logger, reg); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "ZOOKEEPER-4643") || !strings.Contains(logs.String(), "zk1:2181") {
+		t.Errorf("log does not name the unsafe member and why:\n%s", logs.String())
+	}
+	want := map[string]float64{"zk1:2181": 1, "zk2:2181": 0, "zk3:2181": -1}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "sluice_zookeeper_known_data_loss" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("sluice_zookeeper_known_data_loss = %v, want %v", got, want)
 	}
 }

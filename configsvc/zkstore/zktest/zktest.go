@@ -3,9 +3,9 @@ package zktest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -520,20 +520,9 @@ func freePorts(n int) ([]int, error) {
 // FourLetterWord sends a ZooKeeper four-letter-word command (srvr, mntr,
 // cons, …) to addr and returns the answer, within timeout.
 func FourLetterWord(addr, cmd string, timeout time.Duration) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := io.WriteString(c, cmd); err != nil {
-		return "", err
-	}
-	b, err := io.ReadAll(c)
-	if err != nil && len(b) == 0 {
-		return "", err
-	}
-	return string(b), nil
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return zkversion.FourLetterWord(ctx, addr, cmd)
 }
 
 func parseMode(srvr string) string {

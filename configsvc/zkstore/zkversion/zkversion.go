@@ -5,9 +5,13 @@
 package zkversion
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Version is a ZooKeeper release number, e.g. 3.9.3.
@@ -99,4 +103,51 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// FourLetterWord sends a ZooKeeper four-letter-word command (srvr, mntr, …)
+// to addr (host:port) and returns the answer. It gives up when ctx ends.
+// A server that does not allow the command answers with a sentence saying
+// so ("… is not executed because it is not in the whitelist."), which is
+// returned as an error.
+func FourLetterWord(ctx context.Context, addr, cmd string) (string, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := io.WriteString(c, cmd); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(io.LimitReader(c, 1<<20))
+	if err != nil && len(b) == 0 {
+		return "", err
+	}
+	if s := string(b); strings.Contains(s, "not executed because it is not in the whitelist") {
+		return "", fmt.Errorf("zkversion: %s: %s", addr, strings.TrimSpace(s))
+	}
+	return string(b), nil
+}
+
+// Ask asks the server at addr for its version with the srvr four-letter
+// word, which ZooKeeper allows by default.
+func Ask(ctx context.Context, addr string) (Version, error) {
+	out, err := FourLetterWord(ctx, addr, "srvr")
+	if err != nil {
+		return Version{}, err
+	}
+	return Parse(firstLine(out))
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
