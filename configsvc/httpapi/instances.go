@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/access"
 )
 
@@ -170,7 +171,7 @@ func (s *Server) listInstances(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"service": ref.Name, "instances": nonNil(list)})
+	c.JSON(http.StatusOK, api.InstanceList{Instances: nonNil(list), Service: ref.Name})
 }
 
 func (s *Server) instanceParams(c *gin.Context) (configsvc.Ref, string, bool) {

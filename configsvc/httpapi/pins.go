@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/router"
 )
@@ -28,35 +29,22 @@ const PinTokenPrefix = "slp_"
 // MaxPinTargets bounds the services one pin covers.
 const MaxPinTargets = 32
 
-// pinRequest is the body of POST /v1/pins.
-type pinRequest struct {
-	Targets map[string]string `json:"targets"`
-	TTL     string            `json:"ttl"`
-	Note    string            `json:"note"`
-}
-
-// pinJSON is a pin in the API; Token is set only in the creation response.
-type pinJSON struct {
-	router.Pin
-	State string `json:"state"` // active, expired or revoked
-	Token string `json:"token,omitempty"`
-}
-
-func (s *Server) pinJSON(p router.Pin) pinJSON {
-	st := "active"
+// pinJSON returns the wire form of p with its state now.
+func (s *Server) pinJSON(p router.Pin) api.Pin {
+	st := api.PinActive
 	switch p.Check(s.cfg.Now()) {
 	case router.ErrPinRevoked:
-		st = "revoked"
+		st = api.PinRevoked
 	case router.ErrPinExpired:
-		st = "expired"
+		st = api.PinExpired
 	}
 	p.Created, p.Expires = p.Created.UTC(), p.Expires.UTC()
-	return pinJSON{Pin: p, State: st}
+	return api.Pin{Pin: p, State: st}
 }
 
 // createPin creates a pin; the caller must hold ActionPin on every target.
 func (s *Server) createPin(c *gin.Context) {
-	var req pinRequest
+	var req api.PinRequest
 	if err := decodeJSON(c, MaxJSONBody, &req); err != nil {
 		s.fail(c, err)
 		return
@@ -112,7 +100,7 @@ func (s *Server) createPin(c *gin.Context) {
 	}
 	st.target = "pin/" + pin.ID
 	out := s.pinJSON(pin)
-	out.Token = token
+	out.Secret = token
 	c.JSON(http.StatusCreated, out)
 }
 
@@ -141,7 +129,7 @@ func (s *Server) listPins(c *gin.Context) {
 		return
 	}
 	p := state(c).principal
-	out := []pinJSON{}
+	out := []api.Pin{}
 	for _, pin := range all {
 		for svc := range pin.Targets {
 			if s.authz.Decide(p, access.ActionRead, access.Target{Ref: configsvc.Service(svc)}).Allowed {
@@ -151,7 +139,7 @@ func (s *Server) listPins(c *gin.Context) {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
-	c.JSON(http.StatusOK, gin.H{"pins": out})
+	c.JSON(http.StatusOK, api.PinList{Pins: out})
 }
 
 // revokePin marks a pin revoked; the caller must hold ActionPin on every
