@@ -43,11 +43,11 @@ const (
 type Config struct {
 	// Servers are the base URLs of the admin servers of one cluster
 	// ("http://10.0.0.5:7070"), in fail-over order: when the server in use
-	// cannot be reached or answers 429 or 5xx, a request moves on to the
-	// next one, wrapping around, and the first that answers is used from
-	// then on. A POST (publish, rollback, token or pin creation) moves on
-	// only when the connection could not be made, so that it never takes
-	// effect twice. Default: DefaultServer.
+	// cannot be reached, a request moves on to the next one, wrapping
+	// around, and the first that answers is used from then on. Reads, event
+	// streams and instance registrations also move on when the server
+	// answers 429 or 5xx; a write (publish, rollback, creation …) then does
+	// not, as it may have taken effect. Default: DefaultServer.
 	Servers []string
 	// Token is the API token sent as "Authorization: Bearer". It is never
 	// logged nor put in an error. Default: none (only /healthz, /readyz and
@@ -156,6 +156,9 @@ type request struct {
 	contentType string     // set with body
 	header      http.Header
 	accept      string // default application/json
+	// retry allows a fail-over after a 429 or 5xx answer: set for reads
+	// and for requests that may safely take effect twice.
+	retry bool
 }
 
 // response is a 2xx answer with its body read.
@@ -181,7 +184,7 @@ func (r *response) revision() int64 {
 // status, or a *ConnError.
 func (c *Client) do(ctx context.Context, req request) (*response, error) {
 	var resp *response
-	err := c.each(ctx, req.method, func(base string) error {
+	err := c.each(ctx, req.retry || req.method == http.MethodGet, func(base string) error {
 		var err error
 		resp, err = c.try(ctx, base, req)
 		return err
@@ -190,8 +193,9 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 }
 
 // each calls try with the base URL of each server in fail-over order until
-// one answers; see Config.Servers.
-func (c *Client) each(ctx context.Context, method string, try func(base string) error) error {
+// one answers; an answer of 429 or 5xx counts only when retry is not set.
+// See Config.Servers.
+func (c *Client) each(ctx context.Context, retry bool, try func(base string) error) error {
 	start := int(c.cur.Load())
 	var err error
 	for i := range c.cfg.Servers {
@@ -203,7 +207,7 @@ func (c *Client) each(ctx context.Context, method string, try func(base string) 
 			}
 			return err
 		}
-		if ctx.Err() != nil || method == http.MethodPost && !dialFailed(err) {
+		if ctx.Err() != nil || !retry && !dialFailed(err) {
 			return err
 		}
 	}

@@ -201,7 +201,7 @@ func (c *Client) streamOnce(ctx context.Context, req request, handle func(Event)
 // stream ends with ctx.
 func (c *Client) openStream(ctx context.Context, req request) (*http.Response, error) {
 	var resp *http.Response
-	err := c.each(ctx, req.method, func(base string) error {
+	err := c.each(ctx, true, func(base string) error {
 		hr, err := c.newRequest(ctx, base, req)
 		if err != nil {
 			return err
