@@ -33,14 +33,7 @@ func (c *Client) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-cha
 	ch := make(chan configsvc.Event)
 	go func() {
 		defer close(ch)
-		emit := func(ev configsvc.Event) bool {
-			select {
-			case ch <- ev:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
+		emit := sender(ctx, ch)
 		last := from
 		req := func() request {
 			since := strconv.FormatInt(last, 10)
@@ -85,14 +78,7 @@ func (c *Client) WatchInstances(ctx context.Context, svc string) <-chan configsv
 	ch := make(chan configsvc.InstancesEvent)
 	go func() {
 		defer close(ch)
-		emit := func(ev configsvc.InstancesEvent) bool {
-			select {
-			case ch <- ev:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
+		emit := sender(ctx, ch)
 		req := func() request {
 			return request{method: http.MethodGet, path: refPath(configsvc.Service(svc), "instances", "watch"), accept: "text/event-stream"}
 		}
@@ -113,6 +99,19 @@ func (c *Client) WatchInstances(ctx context.Context, svc string) <-chan configsv
 		c.follow(ctx, req, handle, func(err error) bool { return emit(configsvc.InstancesEvent{Err: err}) })
 	}()
 	return ch
+}
+
+// sender returns a function that sends an event on ch, or reports false
+// when ctx ends first.
+func sender[E any](ctx context.Context, ch chan<- E) func(E) bool {
+	return func(ev E) bool {
+		select {
+		case ch <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // eventError decodes the data of an "error" event. final reports the codes
