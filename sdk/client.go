@@ -21,10 +21,10 @@ type Client struct {
 	cfg   Config
 	log   *slog.Logger
 	cache *cache
-	dial  func(ctx context.Context) (source, error)
+	dial  func(ctx context.Context) (*transport, error)
 
 	srcMu sync.Mutex
-	src   source
+	src   *transport
 
 	view      atomic.Pointer[view]
 	fromCache atomic.Bool
@@ -170,22 +170,22 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 }
 
 // dialer returns the function that connects the configured transport.
-func (c *Client) dialer() func(ctx context.Context) (source, error) {
+func (c *Client) dialer() func(ctx context.Context) (*transport, error) {
 	cfg := c.cfg
 	switch {
 	case cfg.Store != nil:
-		s := &storeSource{store: cfg.Store, name: "store"}
-		return func(context.Context) (source, error) { return s, nil }
+		t := &transport{store: cfg.Store, name: "store"}
+		return func(context.Context) (*transport, error) { return t, nil }
 	case len(cfg.Servers) > 0:
-		s := newHTTPSource(cfg, c.log)
-		return func(context.Context) (source, error) { return s, nil }
+		t, err := dialHTTP(cfg, c.log)
+		return func(context.Context) (*transport, error) { return t, err }
 	default:
-		return func(ctx context.Context) (source, error) { return dialZooKeeper(ctx, cfg) }
+		return func(ctx context.Context) (*transport, error) { return dialZooKeeper(ctx, cfg) }
 	}
 }
 
 // source returns the transport, connecting it on first use.
-func (c *Client) source(ctx context.Context) (source, error) {
+func (c *Client) source(ctx context.Context) (*transport, error) {
 	c.srcMu.Lock()
 	defer c.srcMu.Unlock()
 	if c.src != nil {
@@ -205,7 +205,7 @@ func (c *Client) closeSource() error {
 	if c.src == nil {
 		return nil
 	}
-	err := c.src.close()
+	err := c.src.release()
 	c.src = nil
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // follow keeps one service or group (group "" is the service) in step with
@@ -17,7 +18,7 @@ import (
 func (c *Client) follow(ctx context.Context, group string, from int64, resync bool) {
 	ref := refOf(c.cfg.Service, group)
 	log := c.log.With("ref", refString(ref))
-	bo := backoff{min: c.cfg.RetryMin, max: c.cfg.RetryMax}
+	bo := api.Backoff{Min: c.cfg.RetryMin, Max: c.cfg.RetryMax}
 	failures := 0
 	for ctx.Err() == nil {
 		if resync {
@@ -32,14 +33,14 @@ func (c *Client) follow(ctx context.Context, group string, from int64, resync bo
 				} else {
 					log.Debug("sdk: loading from the store failed, retrying", "err", err, "attempt", failures)
 				}
-				sleep(ctx, bo.next())
+				bo.Wait(ctx)
 				continue
 			}
 			if !c.send(ctx, update{group: group, snap: &l}) {
 				return
 			}
 			from, resync, failures = l.revision, false, 0
-			bo.reset()
+			bo.Reset()
 		}
 		src, err := c.source(ctx)
 		if err != nil {
@@ -51,7 +52,7 @@ func (c *Client) follow(ctx context.Context, group string, from int64, resync bo
 		if !ok {
 			return
 		}
-		if !sleep(ctx, bo.next()) {
+		if !bo.Wait(ctx) {
 			return
 		}
 	}
@@ -70,22 +71,22 @@ func (c *Client) loadRef(ctx context.Context, ref configsvc.Ref) (loaded, error)
 // watchOnce runs one watch of ref from revision from until it ends. It
 // returns the last revision handed on, whether a snapshot is needed before
 // watching again, and false when ctx ended.
-func (c *Client) watchOnce(ctx context.Context, src source, ref configsvc.Ref, from int64, log *slog.Logger) (int64, bool, bool) {
+func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Ref, from int64, log *slog.Logger) (int64, bool, bool) {
 	group := ""
 	if ref.Kind == configsvc.KindGroup {
 		group = ref.Name
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ch := src.watch(wctx, ref, from)
+	ch := src.store.Watch(wctx, ref, from)
 	defer func() {
 		cancel()
 		for range ch {
 		}
 	}()
-	if lr, ok := src.(linkReader); ok && group == "" {
+	if group == "" {
 		lctx, lcancel := context.WithTimeout(ctx, c.cfg.OpenTimeout)
-		links, err := lr.links(lctx, ref)
+		links, err := src.links(lctx, ref)
 		lcancel()
 		c.mu.Lock()
 		changed := err == nil && !slices.Equal(sortedLinks(links), c.links)
@@ -105,7 +106,7 @@ func (c *Client) watchOnce(ctx context.Context, src source, ref configsvc.Ref, f
 			case errors.Is(ev.Err, configsvc.ErrUnavailable):
 				if !interrupted {
 					log.Warn("sdk: watch interrupted, resuming", "err", ev.Err, "revision", from)
-					c.cfg.Metrics.Reconnect(src.transport())
+					c.cfg.Metrics.Reconnect(src.name)
 				}
 				interrupted = true
 			case errors.Is(ev.Err, configsvc.ErrCompacted):

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // registrar keeps the instance registered and its record (applied revision,
@@ -52,7 +53,7 @@ func (r *registrar) current() configsvc.Instance {
 
 func (r *registrar) run(ctx context.Context) {
 	log := r.c.log.With("instance", r.c.cfg.Instance.ID)
-	bo := backoff{min: r.c.cfg.RetryMin, max: r.c.cfg.RetryMax}
+	bo := api.Backoff{Min: r.c.cfg.RetryMin, Max: r.c.cfg.RetryMax}
 	var lease configsvc.Lease
 	defer func() {
 		if lease != nil {
@@ -80,7 +81,7 @@ func (r *registrar) run(ctx context.Context) {
 			if failures == 1 || errors.Is(err, configsvc.ErrConflict) && failures%10 == 1 {
 				log.Warn("sdk: instance registration failed, retrying", "err", err)
 			}
-			if !sleep(ctx, bo.next()) {
+			if !bo.Wait(ctx) {
 				return
 			}
 			continue
@@ -89,7 +90,7 @@ func (r *registrar) run(ctx context.Context) {
 			log.Info("sdk: instance registered")
 		}
 		dirty, failures = false, 0
-		bo.reset()
+		bo.Reset()
 		select {
 		case <-ctx.Done():
 			return
@@ -111,5 +112,5 @@ func (r *registrar) register(ctx context.Context) (configsvc.Lease, error) {
 	case <-r.wake:
 	default:
 	}
-	return src.register(rctx, r.current())
+	return src.store.Register(rctx, r.current())
 }

@@ -3,34 +3,28 @@ package sdk
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
-	"time"
+	"log/slog"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
-// source is what the client needs of a transport: the state of a service or
-// group, its watch, and an instance registration. storeSource (ZooKeeper and
-// in-process stores) and httpSource (the admin server) implement it.
-type source interface {
-	// load returns the head state of ref: revision, file contents and, for a
-	// service, its linked groups.
-	load(ctx context.Context, ref configsvc.Ref) (loaded, error)
-	// watch follows configsvc.Store.Watch's contract.
-	watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event
-	// register follows configsvc.Store.Register's contract.
-	register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error)
-	// transport names the transport for logs and metrics.
-	transport() string
-	// close releases what the source owns.
-	close() error
+// backend is what the client reads of a transport: the head and content of
+// a service or group, its watch, and an instance registration, with the
+// contracts of configsvc.Store. A configsvc.Store (ZooKeeper, or one handed
+// over in Config.Store) and an *api.Client (the admin server's API and
+// event stream) both provide it, so one source serves every transport.
+type backend interface {
+	Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, error)
+	Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (configsvc.Snapshot, error)
+	Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event
+	Register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error)
 }
 
-// linkReader is implemented by sources that can read a service's links
-// cheaply.
-type linkReader interface {
-	links(ctx context.Context, ref configsvc.Ref) ([]string, error)
-}
+var (
+	_ backend = configsvc.Store(nil)
+	_ backend = (*api.Client)(nil)
+)
 
 // loaded is the state of one service or group at one revision.
 type loaded struct {
@@ -39,17 +33,31 @@ type loaded struct {
 	links    []string
 }
 
-// storeSource reads a configsvc.Store: a zkstore.Store the client opened, or
-// one handed over in Config.Store.
-type storeSource struct {
-	store configsvc.Store
-	name  string
-	owned bool // close the store with the source
+// transport is how the client reaches the store: a backend, named for logs
+// and metrics, with what closing it releases.
+type transport struct {
+	store backend
+	name  string       // "zookeeper", "http" or "store"
+	close func() error // releases what the source owns; nil: nothing
 }
 
-func (s *storeSource) transport() string { return s.name }
+// dialHTTP returns the HTTP transport: an api.Client on cfg.Servers, in
+// fail-over order.
+func dialHTTP(cfg Config, log *slog.Logger) (*transport, error) {
+	c, err := api.New(api.Config{
+		Servers: cfg.Servers, Token: cfg.Token, HTTPClient: cfg.HTTPClient,
+		RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax, Heartbeat: cfg.HeartbeatInterval,
+		UserAgent: "sluice-sdk", Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &transport{store: c, name: "http", close: c.Close}, nil
+}
 
-func (s *storeSource) load(ctx context.Context, ref configsvc.Ref) (loaded, error) {
+// load returns the head state of ref: revision, file contents and, for a
+// service, its linked groups.
+func (s *transport) load(ctx context.Context, ref configsvc.Ref) (loaded, error) {
 	// Head and Snapshot are two reads; a publish in between moves the head
 	// past the snapshot, which the watch from the snapshot's revision then
 	// delivers. Links are re-read by the client after its watch starts.
@@ -71,7 +79,7 @@ func (s *storeSource) load(ctx context.Context, ref configsvc.Ref) (loaded, erro
 // links returns the groups the service links to now (one head read). The
 // client calls it right after starting a watch: a link change between its
 // snapshot and the watch's first head read would otherwise go unnoticed.
-func (s *storeSource) links(ctx context.Context, ref configsvc.Ref) ([]string, error) {
+func (s *transport) links(ctx context.Context, ref configsvc.Ref) ([]string, error) {
 	head, err := s.store.Head(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -79,49 +87,12 @@ func (s *storeSource) links(ctx context.Context, ref configsvc.Ref) ([]string, e
 	return head.Links, nil
 }
 
-func (s *storeSource) watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event {
-	return s.store.Watch(ctx, ref, from)
-}
-
-func (s *storeSource) register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error) {
-	return s.store.Register(ctx, inst)
-}
-
-func (s *storeSource) close() error {
-	if s.owned {
-		return s.store.Close()
+// release releases what the transport owns.
+func (s *transport) release() error {
+	if s.close == nil {
+		return nil
 	}
-	return nil
-}
-
-// backoff is a jittered exponential backoff ("full jitter"): the n-th wait
-// is uniform in [min, min(max, min·2ⁿ)].
-type backoff struct {
-	min, max time.Duration
-	n        int
-}
-
-func (b *backoff) next() time.Duration {
-	hi := b.min << min(b.n, 20)
-	if hi > b.max || hi <= 0 {
-		hi = b.max
-	}
-	b.n++
-	return b.min + rand.N(hi-b.min+1)
-}
-
-func (b *backoff) reset() { b.n = 0 }
-
-// sleep waits d or until ctx ends; it reports whether the full wait elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return s.close()
 }
 
 // isUnavailable reports whether err means the store could not be reached

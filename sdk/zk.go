@@ -12,7 +12,7 @@ import (
 // dialZooKeeper opens the ZooKeeper transport: a zkstore.Store the client
 // owns, used read-mostly (snapshots, the head watch, the instance's
 // ephemeral node).
-func dialZooKeeper(ctx context.Context, cfg Config) (source, error) {
+func dialZooKeeper(ctx context.Context, cfg Config) (*transport, error) {
 	st, err := zkstore.Open(ctx, zkstore.Config{
 		Servers:        cfg.ZooKeeper,
 		Root:           cfg.ZKRoot,
@@ -27,5 +27,5 @@ func dialZooKeeper(ctx context.Context, cfg Config) (source, error) {
 		}
 		return nil, fmt.Errorf("sdk: zookeeper %v: %w", cfg.ZooKeeper, err)
 	}
-	return &storeSource{store: st, name: "zookeeper", owned: true}, nil
+	return &transport{store: st, name: "zookeeper", close: st.Close}, nil
 }

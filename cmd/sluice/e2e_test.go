@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
 
@@ -147,14 +148,16 @@ func e2eStart(t *testing.T, bin, store, dataDir string) *e2eServer {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("sluice server printed no http://127.0.0.1:PORT address in 30s:\n%s", s.output())
 	}
+	ready, err := api.New(api.Config{Servers: []string{s.url}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ready.Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(s.url + "/readyz")
+		err := ready.Ready(context.Background())
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s/readyz not 200 in 30s (last: %v)\n%s", s.url, err, s.output())
@@ -389,8 +392,8 @@ func e2eTour(t *testing.T, bin string, srv *e2eServer) {
 	e2eOK(t, bin, srv, "pool: 99\n", "put", "orders", "db.yaml", "-", "-m", "watched")
 	select {
 	case ev := <-events:
-		if ev.Revision != 8 || ev.Message != "watched" {
-			t.Fatalf("watch got revision %d %q, want 8 \"watched\"", ev.Revision, ev.Message)
+		if ev.Number != 8 || ev.Message != "watched" {
+			t.Fatalf("watch got revision %d %q, want 8 \"watched\"", ev.Number, ev.Message)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("watch received no revision event in 15s")
@@ -417,7 +420,7 @@ func e2eTour(t *testing.T, bin string, srv *e2eServer) {
 
 	// An instance registered through the API is listed with its revision;
 	// a pin to it prints its token with a ready curl line, and can be revoked.
-	e2eRegister(t, srv, "orders", "orders-1", `{"addr":"127.0.0.1:9001","revision":8,"status":"applied"}`)
+	e2eRegister(t, srv, configsvc.Instance{Service: "orders", ID: "orders-1", Addr: "127.0.0.1:9001", Revision: 8, Status: configsvc.StatusApplied})
 	inst := e2eOK(t, bin, srv, "", "instances", "orders")
 	e2eContains(t, "instances", inst, "orders-1", "127.0.0.1:9001", "applied")
 	if !regexp.MustCompile(`orders-1\s+127\.0\.0\.1:9001\s+8\s+applied`).MatchString(inst) {
@@ -452,84 +455,52 @@ func e2eTour(t *testing.T, bin string, srv *e2eServer) {
 	e2eContains(t, "token list", e2eOK(t, bin, srv, "", "token", "list"), "e2e-viewer", "viewer:orders")
 }
 
-// e2eRegister registers an instance the way the SDK's HTTP transport
-// does: PUT /v1/services/{svc}/instances/{id}.
-func e2eRegister(t *testing.T, srv *e2eServer, svc, id, body string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/v1/services/%s/instances/%s", srv.url, svc, id), strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+srv.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("register instance: %s: %s", resp.Status, b)
-	}
-}
-
-// e2eWatchEvent is the data of one `event: revision` on the SSE stream.
-type e2eWatchEvent struct {
-	Revision int64  `json:"revision"`
-	Message  string `json:"message"`
-}
-
-// e2eWatch opens GET /v1/services/{svc}/watch?since=N like curl would and
-// sends each revision event on the returned channel. The stream is closed
+// e2eClient returns an API client for srv with the admin token, closed
 // when the test ends.
-func e2eWatch(t *testing.T, srv *e2eServer, svc string, since int64) <-chan e2eWatchEvent {
+func e2eClient(t *testing.T, srv *e2eServer) *api.Client {
+	t.Helper()
+	c, err := api.New(api.Config{Servers: []string{srv.url}, Token: srv.token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// e2eRegister registers an instance the way the SDK's HTTP transport
+// does: PUT /v1/services/{svc}/instances/{id}, once (it lives 30 s).
+func e2eRegister(t *testing.T, srv *e2eServer, inst configsvc.Instance) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e2eClient(t, srv).PutInstance(ctx, inst); err != nil {
+		t.Fatalf("register instance: %v", err)
+	}
+}
+
+// e2eWatch follows GET /v1/services/{svc}/watch?since=N and sends each
+// revision on the returned channel. The stream is closed when the test
+// ends; an error that ends it fails the test.
+func e2eWatch(t *testing.T, srv *e2eServer, svc string, since int64) <-chan configsvc.Revision {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/services/%s/watch?since=%d", srv.url, svc, since), nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+srv.token)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		cancel()
-		t.Fatalf("watch: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		cancel()
-		t.Fatalf("watch: %s %s: %s", resp.Status, resp.Header.Get("Content-Type"), b)
-	}
-	events := make(chan e2eWatchEvent, 16)
+	watch := e2eClient(t, srv).Watch(ctx, configsvc.Service(svc), since)
+	revisions := make(chan configsvc.Revision, 16)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 64<<10), 2<<20)
-		var event string
-		for sc.Scan() {
-			line := sc.Text()
+		for ev := range watch {
 			switch {
-			case strings.HasPrefix(line, "event:"):
-				event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
-			case strings.HasPrefix(line, "data:") && event == "revision":
-				var ev e2eWatchEvent
-				if json.Unmarshal([]byte(strings.TrimSpace(strings.TrimPrefix(line, "data:"))), &ev) == nil {
-					select {
-					case events <- ev:
-					case <-ctx.Done():
-						return
-					}
+			case ev.Revision != nil:
+				select {
+				case revisions <- *ev.Revision:
+				case <-ctx.Done():
 				}
-			case line == "":
-				event = ""
+			case ev.Err != nil && !errors.Is(ev.Err, configsvc.ErrUnavailable):
+				t.Errorf("watch %s: %v", svc, ev.Err)
 			}
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	return events
+	return revisions
 }

@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // TestServerEmbeddedProxyPublishesLiveRoutes: the proxy embedded by
@@ -22,60 +23,46 @@ func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := strings.TrimSpace(string(b))
-	do := func(method, path, ctype, body string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, rs.url+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		if ctype != "" {
-			req.Header.Set("Content-Type", ctype)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			t.Fatalf("%s %s: %s", method, path, resp.Status)
-		}
+	c, err := api.New(api.Config{Servers: []string{rs.url}, Token: token})
+	if err != nil {
+		t.Fatal(err)
 	}
-	type live struct {
-		Revision int64 `json:"revision"`
-		Proxies  []struct {
-			ID       string `json:"id"`
-			Revision int64  `json:"revision"`
-			Routes   []struct {
-				Name string `json:"name"`
-			} `json:"routes"`
-		} `json:"proxies"`
-	}
-	waitLive := func(what string, cond func(live) bool) {
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	waitLive := func(what string, cond func(api.LiveRoutes) bool) {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			var l live
-			code, body := srvGet(t, rs.url+"/v1/routes", token)
-			if code == http.StatusOK && json.Unmarshal([]byte(body), &l) == nil && cond(l) {
+			l, err := c.LiveRoutes(ctx)
+			if err == nil && cond(l) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("GET /v1/routes never showed %s: %d %s", what, code, body)
+				t.Fatalf("GET /v1/routes never showed %s: %+v, %v", what, l, err)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	waitLive("the embedded proxy", func(l live) bool { return len(l.Proxies) == 1 && strings.HasPrefix(l.Proxies[0].ID, "proxy-") })
+	waitLive("the embedded proxy", func(l api.LiveRoutes) bool {
+		return len(l.Proxies) == 1 && strings.HasPrefix(l.Proxies[0].ID, "proxy-")
+	})
 
-	do("PUT", "/v1/services/sluice-system", "", "")
-	do("PUT", "/v1/services/sluice-system/files/routes.yaml", "text/plain",
-		"routes:\n  - name: echo\n    upstream: {static: [\"127.0.0.1:9\"]}\n")
-	waitLive("the published route", func(l live) bool {
+	sys := configsvc.Service(configsvc.SystemService)
+	if _, _, err := c.Create(ctx, sys); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutFile(ctx, sys, configsvc.RoutesFile, []byte("routes:\n  - name: echo\n    upstream: {static: [\"127.0.0.1:9\"]}\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitLive("the published route", func(l api.LiveRoutes) bool {
 		return l.Revision == 1 && len(l.Proxies) == 1 && l.Proxies[0].Revision == 1 && len(l.Proxies[0].Routes) == 1 && l.Proxies[0].Routes[0].Name == "echo"
 	})
 
 	var stdout, stderr srvOutput
 	vars := map[string]string{"SLUICE_SERVER": rs.url, "SLUICE_TOKEN": token, "SLUICE_DATA_DIR": t.TempDir()}
 	env := Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return vars[k] }}
-	if code := run(context.Background(), []string{"routes", "live"}, env); code != 0 {
+	if code := run(ctx, []string{"routes", "live"}, env); code != 0 {
 		t.Fatalf("sluice routes live: exit %d: %s", code, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")

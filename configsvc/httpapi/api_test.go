@@ -1,9 +1,9 @@
 package httpapi
 
 import (
-	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 )
 
@@ -38,13 +39,13 @@ func TestPublishReadHistoryDiffRollback(t *testing.T) {
 			body: `{"pool": 6}`, header: map[string]string{"If-Match": `"1"`}})
 		r := e.must(http.StatusPreconditionFailed, req{method: "PUT", path: "/v1/services/orders/files/db.json", token: adm,
 			body: `{"pool": 7}`, header: map[string]string{"If-Match": `"1"`}})
-		if r.errCode(t) != codePrecondition {
+		if r.errCode(t) != api.CodePrecondition {
 			t.Fatalf("code %s", r.errCode(t))
 		}
 		r = e.must(http.StatusPreconditionFailed, req{method: "POST", path: "/v1/services/orders/revisions", token: adm,
 			header: map[string]string{"If-Match": `"1"`},
 			body:   map[string]any{"changes": []map[string]any{{"file": "x.txt", "content": "x"}}}})
-		if r.errCode(t) != codePrecondition {
+		if r.errCode(t) != api.CodePrecondition {
 			t.Fatalf("code %s", r.errCode(t))
 		}
 	})
@@ -53,9 +54,9 @@ func TestPublishReadHistoryDiffRollback(t *testing.T) {
 		e := e.withT(t)
 		r := e.must(http.StatusUnprocessableEntity, req{method: "PUT", path: "/v1/services/orders/files/db.json", token: adm,
 			body: "{\n  \"pool\": ,\n}"})
-		var b errorBody
+		var b api.ErrorBody
 		r.json(t, &b)
-		if b.Error.Code != codeInvalid || b.Error.Details["file"] != "db.json" || b.Error.Details["line"] != float64(2) || b.Error.Details["column"] == float64(0) {
+		if b.Error.Code != api.CodeInvalid || b.Error.Details["file"] != "db.json" || b.Error.Details["line"] != float64(2) || b.Error.Details["column"] == float64(0) {
 			t.Fatalf("error = %+v", b.Error)
 		}
 	})
@@ -64,13 +65,13 @@ func TestPublishReadHistoryDiffRollback(t *testing.T) {
 		e := e.withT(t)
 		r := e.must(http.StatusConflict, req{method: "POST", path: "/v1/services/orders/revisions", token: adm,
 			body: map[string]any{"base_revision": 1, "changes": []map[string]any{{"file": "x.txt", "content": "x"}}}})
-		if r.errCode(t) != codeConflict {
+		if r.errCode(t) != api.CodeConflict {
 			t.Fatal(r.errCode(t))
 		}
 	})
 
 	// Multi-file publish: revision 3.
-	var rev revisionJSON
+	var rev api.Revision
 	e.must(http.StatusCreated, req{method: "POST", path: "/v1/services/orders/revisions", token: adm,
 		body: map[string]any{"base_revision": 2, "message": "two files", "changes": []map[string]any{
 			{"file": "db.json", "content": `{"pool": 9}`},
@@ -80,12 +81,12 @@ func TestPublishReadHistoryDiffRollback(t *testing.T) {
 		t.Fatalf("publish = %+v", rev)
 	}
 
-	var hist struct{ Revisions []revisionJSON }
+	var hist struct{ Revisions []api.Revision }
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/services/orders/revisions?limit=2", token: adm}).json(t, &hist)
 	if len(hist.Revisions) != 2 || hist.Revisions[0].Revision != 3 || hist.Revisions[1].Revision != 2 {
 		t.Fatalf("history = %+v", hist)
 	}
-	var r1 revisionJSON
+	var r1 api.Revision
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/services/orders/revisions/1", token: adm}).json(t, &r1)
 	if len(r1.Changes) != 1 || r1.Changes[0].Content == nil || *r1.Changes[0].Content != `{"pool": 5}` || r1.Message != "first" {
 		t.Fatalf("revision 1 = %+v", r1)
@@ -93,7 +94,7 @@ func TestPublishReadHistoryDiffRollback(t *testing.T) {
 
 	var d struct {
 		From, To int64
-		Files    []fileDiff
+		Files    []api.FileDiff
 	}
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/services/orders/diff?from=1&to=3", token: adm}).json(t, &d)
 	if d.From != 1 || d.To != 3 || len(d.Files) != 2 {
@@ -110,7 +111,7 @@ func TestPublishReadHistoryDiffRollback(t *testing.T) {
 	if rev.Revision != 4 || rev.RollbackOf != 1 {
 		t.Fatalf("rollback = %+v", rev)
 	}
-	var snap snapshotJSON
+	var snap api.Snapshot
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/services/orders/snapshot", token: adm}).json(t, &snap)
 	if snap.Revision != 4 || len(snap.Files) != 1 || snap.Files["db.json"] != `{"pool": 5}` {
 		t.Fatalf("snapshot after rollback = %+v", snap)
@@ -122,7 +123,7 @@ func TestPublishReadHistoryDiffRollback(t *testing.T) {
 
 	// Delete a file, then the head shows no files.
 	e.must(http.StatusOK, req{method: "DELETE", path: "/v1/services/orders/files/db.json", token: adm})
-	var h headJSON
+	var h api.Head
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/services/orders", token: adm}).json(t, &h)
 	if h.Revision != 5 || len(h.Files) != 0 {
 		t.Fatalf("head = %+v", h)
@@ -142,7 +143,7 @@ func TestSharedGroupsAndLinks(t *testing.T) {
 	if len(users.Services) != 1 || users.Services[0] != "orders" {
 		t.Fatalf("users = %+v", users)
 	}
-	var snap snapshotJSON
+	var snap api.Snapshot
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/services/orders/snapshot", token: e.admin}).json(t, &snap)
 	if len(snap.Links) != 1 || snap.Links[0] != "redis-common" {
 		t.Fatalf("links = %v", snap.Links)
@@ -164,36 +165,25 @@ func TestSharedGroupsAndLinks(t *testing.T) {
 	}
 }
 
-// sseEvent is one parsed server-sent event.
+// sseEvent is one server-sent event, or a comment (name "comment").
 type sseEvent struct{ id, name, data string }
 
-// readEvents parses events from an SSE body into a channel until it ends.
-func readEvents(body *bufio.Reader) <-chan sseEvent {
+// readEvents decodes an SSE body with api.Decoder into a channel until it
+// ends.
+func readEvents(body io.Reader) <-chan sseEvent {
 	ch := make(chan sseEvent, 16)
 	go func() {
 		defer close(ch)
-		var ev sseEvent
+		dec := api.NewDecoder(body)
 		for {
-			line, err := body.ReadString('\n')
+			ev, err := dec.Next()
 			if err != nil {
 				return
 			}
-			line = strings.TrimRight(line, "\n")
-			switch {
-			case line == "":
-				if ev.name != "" {
-					ch <- ev
-				}
-				ev = sseEvent{}
-			case strings.HasPrefix(line, ": "):
-				ch <- sseEvent{name: "comment", data: line[2:]}
-			case strings.HasPrefix(line, "id: "):
-				ev.id = line[4:]
-			case strings.HasPrefix(line, "event: "):
-				ev.name = line[7:]
-			case strings.HasPrefix(line, "data: "):
-				ev.data = line[6:]
+			if ev.Comment {
+				ev.Name = "comment"
 			}
+			ch <- sseEvent{id: ev.ID, name: ev.Name, data: string(ev.Data)}
 		}
 	}()
 	return ch
@@ -234,7 +224,7 @@ func openStream(t *testing.T, e *testEnv, path, token string, hdr map[string]str
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("watch: status %d, type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	return readEvents(bufio.NewReader(resp.Body)), resp
+	return readEvents(resp.Body), resp
 }
 
 func TestWatchStreamsRevisions(t *testing.T) {
@@ -353,26 +343,26 @@ func TestInstancesThroughServer(t *testing.T) {
 
 func TestTokensWhoamiAudit(t *testing.T) {
 	e := newEnv(t)
-	var tok tokenJSON
+	var tok api.Token
 	e.must(http.StatusCreated, req{method: "POST", path: "/v1/tokens", token: e.admin,
 		body: map[string]any{"name": "ci", "roles": []map[string]string{{"role": "editor", "pattern": "team-a-*"}}}}).json(t, &tok)
-	if !strings.HasPrefix(tok.Token, access.TokenPrefix) || tok.ID == "" {
+	if !strings.HasPrefix(tok.Secret, access.TokenPrefix) || tok.ID == "" {
 		t.Fatalf("created = %+v", tok)
 	}
 	var who map[string]any
-	e.must(http.StatusOK, req{method: "GET", path: "/v1/whoami", token: tok.Token}).json(t, &who)
+	e.must(http.StatusOK, req{method: "GET", path: "/v1/whoami", token: tok.Secret}).json(t, &who)
 	if who["name"] != "ci" || who["admin"] != false {
 		t.Fatalf("whoami = %v", who)
 	}
 	list := e.must(http.StatusOK, req{method: "GET", path: "/v1/tokens", token: e.admin})
-	if strings.Contains(string(list.body), tok.Token) || strings.Contains(string(list.body), access.HashToken(tok.Token)) {
+	if strings.Contains(string(list.body), tok.Secret) || strings.Contains(string(list.body), access.HashToken(tok.Secret)) {
 		t.Fatal("token list echoes a token or its hash")
 	}
-	e.must(http.StatusForbidden, req{method: "GET", path: "/v1/tokens", token: tok.Token})
-	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/team-a-x", token: tok.Token})
-	e.must(http.StatusForbidden, req{method: "PUT", path: "/v1/services/team-b-x", token: tok.Token})
+	e.must(http.StatusForbidden, req{method: "GET", path: "/v1/tokens", token: tok.Secret})
+	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/team-a-x", token: tok.Secret})
+	e.must(http.StatusForbidden, req{method: "PUT", path: "/v1/services/team-b-x", token: tok.Secret})
 	e.must(http.StatusNoContent, req{method: "DELETE", path: "/v1/tokens/" + tok.ID, token: e.admin})
-	e.must(http.StatusUnauthorized, req{method: "GET", path: "/v1/whoami", token: tok.Token})
+	e.must(http.StatusUnauthorized, req{method: "GET", path: "/v1/whoami", token: tok.Secret})
 
 	var audit struct{ Entries []access.Entry }
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/audit?limit=10", token: e.admin}).json(t, &audit)
@@ -394,7 +384,7 @@ func TestTokensWhoamiAudit(t *testing.T) {
 	if len(audit.Entries) != 1 || audit.Entries[0].Status != http.StatusForbidden {
 		t.Fatalf("audit by service = %+v", audit.Entries)
 	}
-	if strings.Contains(e.logText(), tok.Token) || strings.Contains(e.logText(), e.admin) {
+	if strings.Contains(e.logText(), tok.Secret) || strings.Contains(e.logText(), e.admin) {
 		t.Fatal("the log contains a token")
 	}
 }
@@ -407,13 +397,13 @@ func TestPins(t *testing.T) {
 	body := map[string]any{"targets": map[string]string{"orders": "orders-7", "payments": "payments-2"}, "ttl": "1h", "note": "debug"}
 	e.must(http.StatusForbidden, req{method: "POST", path: "/v1/pins", token: ed, body: body})
 	ed2 := e.mustToken("editor:orders", "editor:payments")
-	var pin pinJSON
+	var pin api.Pin
 	e.must(http.StatusCreated, req{method: "POST", path: "/v1/pins", token: ed2, body: body}).json(t, &pin)
-	if !strings.HasPrefix(pin.Token, access.PinTokenPrefix) || pin.State != "active" || pin.Expires.Sub(pin.Created) != time.Hour {
+	if !strings.HasPrefix(pin.Secret, access.PinTokenPrefix) || pin.State != "active" || pin.Expires.Sub(pin.Created) != time.Hour {
 		t.Fatalf("pin = %+v", pin)
 	}
-	data, err := e.store.Records().Get(context.Background(), access.PinsCollection, access.HashToken(pin.Token))
-	if err != nil || strings.Contains(string(data), pin.Token) {
+	data, err := e.store.Records().Get(context.Background(), access.PinsCollection, access.HashToken(pin.Secret))
+	if err != nil || strings.Contains(string(data), pin.Secret) {
 		t.Fatalf("stored pin: %s, %v", data, err)
 	}
 	for name, b := range map[string]map[string]any{
@@ -427,9 +417,9 @@ func TestPins(t *testing.T) {
 			e.must(http.StatusBadRequest, req{method: "POST", path: "/v1/pins", token: ed2, body: b})
 		})
 	}
-	var list struct{ Pins []pinJSON }
+	var list struct{ Pins []api.Pin }
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/pins", token: ed}).json(t, &list)
-	if len(list.Pins) != 1 || list.Pins[0].Token != "" {
+	if len(list.Pins) != 1 || list.Pins[0].Secret != "" {
 		t.Fatalf("pins = %+v", list)
 	}
 	e.must(http.StatusForbidden, req{method: "DELETE", path: "/v1/pins/" + pin.ID, token: ed})
@@ -503,7 +493,7 @@ func TestValidateFileHook(t *testing.T) {
 	})
 	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/sluice-system", token: e.admin})
 	r := e.must(http.StatusUnprocessableEntity, req{method: "PUT", path: "/v1/services/sluice-system/files/routes.yaml", token: e.admin, body: "routes:\n  - match: {}\n    balancer: bogus\n"})
-	var b errorBody
+	var b api.ErrorBody
 	r.json(t, &b)
 	if b.Error.Details["line"] != float64(3) || !strings.Contains(b.Error.Message, "bogus") {
 		t.Fatalf("error = %+v", b.Error)
@@ -529,7 +519,7 @@ func TestValidateFileHook(t *testing.T) {
 func TestSweepRecords(t *testing.T) {
 	e := newEnv(t)
 	e.mustService("orders", nil)
-	var old, fresh pinJSON
+	var old, fresh api.Pin
 	e.must(http.StatusCreated, req{method: "POST", path: "/v1/pins", token: e.admin, body: map[string]any{"targets": map[string]string{"orders": "o-1"}, "ttl": "1h"}}).json(t, &old)
 	e.must(http.StatusOK, req{method: "POST", path: "/v1/session", body: map[string]string{"token": e.admin}})
 	e.clock.Advance(24 * time.Hour)
@@ -538,7 +528,7 @@ func TestSweepRecords(t *testing.T) {
 	if err := e.srv.sweepRecords(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var list struct{ Pins []pinJSON }
+	var list struct{ Pins []api.Pin }
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/pins", token: e.admin}).json(t, &list)
 	if len(list.Pins) != 1 || list.Pins[0].ID != fresh.ID || list.Pins[0].State != "expired" {
 		t.Fatalf("pins after sweep = %+v; want only the recently expired one", list.Pins)

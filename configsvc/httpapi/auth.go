@@ -8,22 +8,8 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
-
-// tokenJSON is a token in the API; Token is set only in the creation
-// response, the one time it is shown.
-type tokenJSON struct {
-	ID        string         `json:"id"`
-	Name      string         `json:"name"`
-	Roles     []access.Grant `json:"roles"`
-	Created   time.Time      `json:"created"`
-	CreatedBy string         `json:"created_by"`
-	Token     string         `json:"token,omitempty"`
-}
-
-func toTokenJSON(t access.Token) tokenJSON {
-	return tokenJSON{ID: t.ID, Name: t.Name, Roles: append([]access.Grant{}, t.Roles...), Created: t.Created.UTC(), CreatedBy: t.CreatedBy}
-}
 
 func (s *Server) manage(c *gin.Context) bool {
 	return s.authorize(c, access.ActionManage, access.Target{})
@@ -31,8 +17,8 @@ func (s *Server) manage(c *gin.Context) bool {
 
 func (s *Server) whoami(c *gin.Context) {
 	p := state(c).principal
-	c.JSON(http.StatusOK, gin.H{"id": p.TokenID, "name": p.Name, "roles": append([]access.Grant{}, p.Grants...),
-		"admin": p.IsAdmin(), "session": p.Session})
+	c.JSON(http.StatusOK, api.Whoami{Admin: p.IsAdmin(), ID: p.TokenID, Name: p.Name, Roles: append([]access.Grant{}, p.Grants...),
+		Session: p.Session})
 }
 
 func (s *Server) listTokens(c *gin.Context) {
@@ -44,17 +30,11 @@ func (s *Server) listTokens(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := make([]tokenJSON, len(list))
+	out := make([]api.Token, len(list))
 	for i, t := range list {
-		out[i] = toTokenJSON(t)
+		out[i] = api.FromToken(t)
 	}
-	c.JSON(http.StatusOK, gin.H{"tokens": out})
-}
-
-// createTokenRequest is the body of POST /v1/tokens.
-type createTokenRequest struct {
-	Name  string         `json:"name"`
-	Roles []access.Grant `json:"roles"`
+	c.JSON(http.StatusOK, api.TokenList{Tokens: out})
 }
 
 func (s *Server) createToken(c *gin.Context) {
@@ -63,7 +43,7 @@ func (s *Server) createToken(c *gin.Context) {
 	if !s.manage(c) {
 		return
 	}
-	var req createTokenRequest
+	var req api.TokenRequest
 	if err := decodeJSON(c, MaxJSONBody, &req); err != nil {
 		s.fail(c, err)
 		return
@@ -74,8 +54,8 @@ func (s *Server) createToken(c *gin.Context) {
 		return
 	}
 	st.target = "token/" + t.ID
-	out := toTokenJSON(t)
-	out.Token = secret
+	out := api.FromToken(t)
+	out.Secret = secret
 	c.JSON(http.StatusCreated, out)
 }
 
@@ -135,12 +115,7 @@ func (s *Server) queryAudit(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"entries": entries})
-}
-
-// sessionRequest is the body of POST /v1/session.
-type sessionRequest struct {
-	Token string `json:"token"`
+	c.JSON(http.StatusOK, api.AuditList{Entries: entries})
 }
 
 // openSession exchanges a token for a console session: an HttpOnly,
@@ -149,7 +124,7 @@ type sessionRequest struct {
 func (s *Server) openSession(c *gin.Context) {
 	st := state(c)
 	st.target = "session"
-	var req sessionRequest
+	var req api.SessionRequest
 	if err := decodeJSON(c, MaxJSONBody, &req); err != nil {
 		s.fail(c, err)
 		return
@@ -164,8 +139,8 @@ func (s *Server) openSession(c *gin.Context) {
 	maxAge := int(expires.Sub(s.cfg.Now()) / time.Second)
 	http.SetCookie(c.Writer, &http.Cookie{Name: SessionCookie, Value: id, Path: "/", MaxAge: maxAge, HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
 	http.SetCookie(c.Writer, &http.Cookie{Name: CSRFCookie, Value: csrf, Path: "/", MaxAge: maxAge, Secure: secure, SameSite: http.SameSiteStrictMode})
-	c.JSON(http.StatusOK, gin.H{"id": p.TokenID, "name": p.Name, "roles": append([]access.Grant{}, p.Grants...),
-		"admin": p.IsAdmin(), "expires": expires.UTC()})
+	c.JSON(http.StatusOK, api.Session{Admin: p.IsAdmin(), Expires: expires.UTC(), ID: p.TokenID, Name: p.Name,
+		Roles: append([]access.Grant{}, p.Grants...)})
 }
 
 // closeSession ends the console session and clears its cookies. A bearer

@@ -11,31 +11,16 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // Errors of the HTTP layer itself; classify maps them like the store's.
+// A precondition failure (412) and a refusal (403) use the api package's
+// sentinels, which clients match too.
 var (
-	errPrecondition   = errors.New("precondition failed")
 	errUnsupportedMed = errors.New("unsupported media type")
-	errForbidden      = errors.New("forbidden")
 	errNoRoute        = errors.New("no such endpoint")
 	errMethod         = errors.New("method not allowed")
-)
-
-// Error codes of the JSON error shape (docs/architecture.md, "Error shape").
-const (
-	codeNotFound     = "not_found"
-	codeConflict     = "conflict"
-	codeInvalid      = "invalid"
-	codeTooLarge     = "too_large"
-	codeUnavailable  = "unavailable"
-	codeUnauthorized = "unauthorized"
-	codeForbidden    = "forbidden"
-	codePrecondition = "precondition_failed"
-	codeMediaType    = "unsupported_media_type"
-	codeCompacted    = "compacted"
-	codeMethod       = "method_not_allowed"
-	codeInternal     = "internal"
 )
 
 // classify is the one table that maps errors to an HTTP status and an error
@@ -45,43 +30,32 @@ func classify(err error) (int, string) {
 	var contentErr *contentError
 	switch {
 	case errors.As(err, &parseErr), errors.As(err, &contentErr) && errors.Is(err, configsvc.ErrInvalid):
-		return http.StatusUnprocessableEntity, codeInvalid
-	case errors.Is(err, errPrecondition):
-		return http.StatusPreconditionFailed, codePrecondition
+		return http.StatusUnprocessableEntity, api.CodeInvalid
+	case errors.Is(err, api.ErrPrecondition):
+		return http.StatusPreconditionFailed, api.CodePrecondition
 	case errors.Is(err, configsvc.ErrInvalid):
-		return http.StatusBadRequest, codeInvalid
+		return http.StatusBadRequest, api.CodeInvalid
 	case errors.Is(err, configsvc.ErrNotFound), errors.Is(err, errNoRoute):
-		return http.StatusNotFound, codeNotFound
+		return http.StatusNotFound, api.CodeNotFound
 	case errors.Is(err, configsvc.ErrConflict):
-		return http.StatusConflict, codeConflict
+		return http.StatusConflict, api.CodeConflict
 	case errors.Is(err, configsvc.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge, codeTooLarge
+		return http.StatusRequestEntityTooLarge, api.CodeTooLarge
 	case errors.Is(err, configsvc.ErrCompacted):
-		return http.StatusGone, codeCompacted
-	case errors.Is(err, access.ErrCSRF), errors.Is(err, errForbidden):
-		return http.StatusForbidden, codeForbidden
+		return http.StatusGone, api.CodeCompacted
+	case errors.Is(err, access.ErrCSRF), errors.Is(err, api.ErrForbidden):
+		return http.StatusForbidden, api.CodeForbidden
 	case errors.Is(err, access.ErrUnauthenticated):
-		return http.StatusUnauthorized, codeUnauthorized
+		return http.StatusUnauthorized, api.CodeUnauthorized
 	case errors.Is(err, errUnsupportedMed):
-		return http.StatusUnsupportedMediaType, codeMediaType
+		return http.StatusUnsupportedMediaType, api.CodeMediaType
 	case errors.Is(err, errMethod):
-		return http.StatusMethodNotAllowed, codeMethod
+		return http.StatusMethodNotAllowed, api.CodeMethod
 	case errors.Is(err, configsvc.ErrUnavailable), errors.Is(err, configsvc.ErrClosed),
 		errors.Is(err, configsvc.ErrLocked), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable, codeUnavailable
+		return http.StatusServiceUnavailable, api.CodeUnavailable
 	}
-	return http.StatusInternalServerError, codeInternal
-}
-
-// errorBody is the one JSON error shape.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string         `json:"code"`
-	Message string         `json:"message"`
-	Details map[string]any `json:"details,omitempty"`
+	return http.StatusInternalServerError, api.CodeInternal
 }
 
 // details returns the structured details of err, per docs/architecture.md.
@@ -121,7 +95,7 @@ func (s *Server) fail(c *gin.Context, err error) {
 	if st.reason == "" {
 		st.reason = truncate(msg, 200)
 	}
-	c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: code, Message: msg, Details: details(err)}})
+	c.AbortWithStatusJSON(status, api.ErrorBody{Error: &api.Error{Code: code, Message: msg, Details: details(err)}})
 }
 
 // failf is fail with a formatted error wrapping a sentinel.

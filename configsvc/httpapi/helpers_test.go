@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 )
 
@@ -170,8 +171,8 @@ func (r *response) json(t *testing.T, v any) {
 // errCode returns the error code of an error response.
 func (r *response) errCode(t *testing.T) string {
 	t.Helper()
-	var b errorBody
-	if err := json.Unmarshal(r.body, &b); err != nil || b.Error.Code == "" {
+	var b api.ErrorBody
+	if err := json.Unmarshal(r.body, &b); err != nil || b.Error == nil || b.Error.Code == "" {
 		t.Fatalf("status %d: not the error shape: %s", r.status, r.body)
 	}
 	return b.Error.Code

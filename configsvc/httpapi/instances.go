@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // leaseTable holds the instance registrations this server keeps alive on
@@ -116,7 +117,7 @@ func (s *Server) listInstances(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"service": ref.Name, "instances": nonNil(list)})
+	c.JSON(http.StatusOK, api.InstanceList{Instances: nonNil(list), Service: ref.Name})
 }
 
 func (s *Server) instanceParams(c *gin.Context) (configsvc.Ref, string, bool) {

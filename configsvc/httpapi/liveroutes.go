@@ -9,35 +9,13 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // ProxyStateFresh is how recently a proxy must have published its state
 // (configsvc.ProxyState, every 5 s by default) for GET /v1/routes to show it
 // as live; an older record is listed as stale.
 const ProxyStateFresh = 30 * time.Second
-
-// liveRoutesJSON is the answer of GET /v1/routes.
-type liveRoutesJSON struct {
-	// Revision is the head revision of sluice-system (0 when it does not
-	// exist): what every proxy should have in force.
-	Revision int64 `json:"revision"`
-	// Proxies are the proxies whose state is fresh, sorted by id.
-	Proxies []configsvc.ProxyState `json:"proxies"`
-	// Stale are the proxies whose state is not: published longer than
-	// ProxyStateFresh ago, or registered without publishing any.
-	Stale []staleProxyJSON `json:"stale"`
-}
-
-type staleProxyJSON struct {
-	ID   string `json:"id"`
-	Addr string `json:"addr,omitempty"`
-	// Reason is "stale" (a record older than ProxyStateFresh) or
-	// "unreported" (registered in sluice-system, no record).
-	Reason     string     `json:"reason"`
-	Updated    *time.Time `json:"updated,omitempty"`
-	Revision   int64      `json:"revision"`
-	Registered bool       `json:"registered"`
-}
 
 // liveRoutes answers GET /v1/routes: the live route tables the proxies
 // publish in configsvc.ProxyStateCollection. It needs read access to sluice-system
@@ -49,7 +27,7 @@ func (s *Server) liveRoutes(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	out := liveRoutesJSON{Proxies: []configsvc.ProxyState{}, Stale: []staleProxyJSON{}}
+	out := api.LiveRoutes{Proxies: []api.ProxyState{}, Stale: []api.StaleProxy{}}
 	head, err := s.cfg.Store.Head(ctx, sys)
 	switch {
 	case err == nil:
@@ -99,11 +77,11 @@ func (s *Server) liveRoutes(c *gin.Context) {
 			continue
 		}
 		updated := st.Updated
-		out.Stale = append(out.Stale, staleProxyJSON{ID: st.ID, Addr: st.Addr, Reason: "stale", Updated: &updated, Revision: st.Revision, Registered: reg})
+		out.Stale = append(out.Stale, api.StaleProxy{ID: st.ID, Addr: st.Addr, Reason: api.StaleOld, Updated: &updated, Revision: st.Revision, Registered: reg})
 	}
 	for id, in := range registered {
 		if !seen[id] {
-			out.Stale = append(out.Stale, staleProxyJSON{ID: id, Addr: in.Addr, Reason: "unreported", Registered: true})
+			out.Stale = append(out.Stale, api.StaleProxy{ID: id, Addr: in.Addr, Reason: api.StaleUnreported, Registered: true})
 		}
 	}
 	sort.Slice(out.Proxies, func(i, j int) bool { return out.Proxies[i].ID < out.Proxies[j].ID })

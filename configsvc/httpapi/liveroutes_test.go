@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/proxyserver"
@@ -22,7 +23,7 @@ import (
 // fresh, lists stale and unreported ones apart, and follows the clock.
 func TestLiveRoutes(t *testing.T) {
 	e := newEnv(t)
-	api := loadSpec(t)
+	doc := loadSpec(t)
 	ctx := context.Background()
 	e.mustService(configsvc.SystemService, map[string]string{configsvc.RoutesFile: "routes: []\n"})
 	register := func(id string, labels map[string]string) {
@@ -57,13 +58,13 @@ func TestLiveRoutes(t *testing.T) {
 	put("proxy-b", stateOf("proxy-b", ProxyStateFresh+time.Second)) // not registered any more
 	put("proxy-bad", []byte("{not json"))
 
-	get := func(t *testing.T, token string, want int) liveRoutesJSON {
+	get := func(t *testing.T, token string, want int) api.LiveRoutes {
 		t.Helper()
 		resp := e.withT(t).must(want, req{method: "GET", path: "/v1/routes", token: token})
-		if err := api.checkResponse("GET /v1/routes", resp.status, resp.header.Get("Content-Type"), resp.body); err != nil {
+		if err := doc.checkResponse("GET /v1/routes", resp.status, resp.header.Get("Content-Type"), resp.body); err != nil {
 			t.Fatalf("response does not match openapi.json: %v\n%s", err, resp.body)
 		}
-		var out liveRoutesJSON
+		var out api.LiveRoutes
 		if want == http.StatusOK {
 			resp.json(t, &out)
 		}
@@ -82,7 +83,7 @@ func TestLiveRoutes(t *testing.T) {
 		if len(p.Routes) != 1 || p.Routes[0].RateLimit.Rejected != 3 || p.Routes[0].Instances[0].Breaker != "open" || p.Peers != 2 {
 			t.Errorf("proxy-a = %+v, want its published route with 3 rejected and an open breaker", p)
 		}
-		want := []staleProxyJSON{
+		want := []api.StaleProxy{
 			{ID: "proxy-b", Addr: "127.0.0.1:7080", Reason: "stale", Revision: 1},
 			{ID: "proxy-c", Addr: "127.0.0.1:7080", Reason: "unreported", Registered: true},
 		}
@@ -121,7 +122,7 @@ func TestLiveRoutes(t *testing.T) {
 // TestLiveRoutesWithoutSystemService: no sluice-system yet is no error.
 func TestLiveRoutesWithoutSystemService(t *testing.T) {
 	e := newEnv(t)
-	var out liveRoutesJSON
+	var out api.LiveRoutes
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/routes", token: e.admin}).json(t, &out)
 	if out.Revision != 0 || out.Proxies == nil || len(out.Proxies) != 0 || out.Stale == nil || len(out.Stale) != 0 {
 		t.Fatalf("answer %+v, want revision 0 and empty lists", out)
@@ -172,11 +173,11 @@ func TestLiveRoutesFromProxiesOnZooKeeper(t *testing.T) {
 	}
 	p1, p2 := start("proxy-1"), start("proxy-2")
 
-	waitLive := func(what string, cond func(liveRoutesJSON) bool) liveRoutesJSON {
+	waitLive := func(what string, cond func(api.LiveRoutes) bool) api.LiveRoutes {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			var out liveRoutesJSON
+			var out api.LiveRoutes
 			e.must(http.StatusOK, req{method: "GET", path: "/v1/routes", token: e.admin}).json(t, &out)
 			if cond(out) {
 				return out
@@ -187,7 +188,7 @@ func TestLiveRoutesFromProxiesOnZooKeeper(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	breakers := func(out liveRoutesJSON) map[string]string {
+	breakers := func(out api.LiveRoutes) map[string]string {
 		m := map[string]string{}
 		for _, p := range out.Proxies {
 			if len(p.Routes) == 1 && len(p.Routes[0].Instances) == 1 {
@@ -196,7 +197,7 @@ func TestLiveRoutesFromProxiesOnZooKeeper(t *testing.T) {
 		}
 		return m
 	}
-	waitLive("both proxies with the route, each counting the other", func(out liveRoutesJSON) bool {
+	waitLive("both proxies with the route, each counting the other", func(out api.LiveRoutes) bool {
 		b := breakers(out)
 		return len(b) == 2 && b["proxy-1"] == "closed" && b["proxy-2"] == "closed" && out.Proxies[0].Peers == 2 && out.Proxies[1].Peers == 2
 	})
@@ -210,13 +211,13 @@ func TestLiveRoutesFromProxiesOnZooKeeper(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("through proxy-1: %d, want the upstream's 503", resp.StatusCode)
 	}
-	waitLive("proxy-1's breaker open, proxy-2's closed", func(out liveRoutesJSON) bool {
+	waitLive("proxy-1's breaker open, proxy-2's closed", func(out api.LiveRoutes) bool {
 		b := breakers(out)
 		return b["proxy-1"] == "open" && b["proxy-2"] == "closed"
 	})
 
 	p2.stop()
-	out := waitLive("proxy-2 gone", func(out liveRoutesJSON) bool { return len(out.Proxies) == 1 && out.Proxies[0].ID == "proxy-1" })
+	out := waitLive("proxy-2 gone", func(out api.LiveRoutes) bool { return len(out.Proxies) == 1 && out.Proxies[0].ID == "proxy-1" })
 	if len(out.Stale) != 0 {
 		t.Errorf("a cleanly stopped proxy is listed as stale: %+v", out.Stale)
 	}

@@ -3,13 +3,20 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"math"
 	"net/http"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // spec is the parsed OpenAPI document with a small JSON-schema validator
@@ -320,4 +327,217 @@ func TestOpenAPIValidatorCatchesDrift(t *testing.T) {
 	if err := s.checkResponse("GET /v1/services", 418, "application/json", []byte(`{}`)); err == nil {
 		t.Fatal("an undeclared status was accepted")
 	}
+}
+
+// wireTypes are the api types the schemas of openapi.json describe, by
+// schema name. Schemas reached from them through $ref (RouteState,
+// InstanceState) or inline (a Diff's files) need no entry of their own.
+var wireTypes = map[string]any{
+	"Status": api.Status{}, "Error": api.ErrorBody{}, "FileMeta": api.FileMeta{}, "Head": api.Head{},
+	"Change": api.Change{}, "Revision": api.Revision{}, "RevisionList": api.RevisionList{},
+	"PublishRequest": api.PublishRequest{}, "RollbackRequest": api.RollbackRequest{}, "Diff": api.Diff{},
+	"Snapshot": api.Snapshot{}, "ServiceList": api.ServiceList{}, "GroupList": api.GroupList{}, "Users": api.Users{},
+	"Links": api.Links{}, "LinksData": api.LinksData{}, "Instance": api.Instance{}, "InstanceList": api.InstanceList{},
+	"InstancesData": api.InstancesData{}, "Grant": api.Grant{}, "Token": api.Token{}, "TokenList": api.TokenList{},
+	"TokenRequest": api.TokenRequest{}, "Whoami": api.Whoami{}, "Session": api.Session{},
+	"SessionRequest": api.SessionRequest{}, "Pin": api.Pin{}, "PinList": api.PinList{}, "PinRequest": api.PinRequest{},
+	"AuditEntry": api.AuditEntry{}, "AuditList": api.AuditList{}, "LiveRoutes": api.LiveRoutes{},
+	"ProxyState": api.ProxyState{}, "StaleProxy": api.StaleProxy{},
+}
+
+// TestOpenAPIMatchesWireTypes checks the other end of the document: the
+// JSON fields of every api type are the properties of its schema, both
+// ways and in every nested object, every schema has its type, and every
+// wire type of the api package is described. A field added to a type but
+// not to the document (or the reverse) fails here.
+func TestOpenAPIMatchesWireTypes(t *testing.T) {
+	s := loadSpec(t)
+	schemas := s.doc["components"].(map[string]any)["schemas"].(map[string]any)
+	checked := map[string]bool{} // schema names compared
+	reached := map[string]bool{} // api type names compared
+	for name, v := range wireTypes {
+		schema, ok := schemas[name]
+		if !ok {
+			t.Errorf("api type for %s has no schema of that name in openapi.json", name)
+			continue
+		}
+		checked[name] = true
+		s.compareFields(t.Errorf, name, reflect.TypeOf(v), schema, checked, reached)
+	}
+	for name := range schemas {
+		if !checked[name] {
+			t.Errorf("schema %s describes no api type (add it to wireTypes)", name)
+		}
+	}
+	for _, name := range apiWireTypeNames(t) {
+		if _, ok := wireTypes[name]; !ok && !reached[name] {
+			t.Errorf("api.%s is a wire type no schema of openapi.json describes", name)
+		}
+	}
+}
+
+// TestOpenAPIWireTypeCheckCatchesDrift proves the comparison fails on a
+// field the document lacks and on a property the type lacks.
+func TestOpenAPIWireTypeCheckCatchesDrift(t *testing.T) {
+	s := loadSpec(t)
+	schema := s.doc["components"].(map[string]any)["schemas"].(map[string]any)["Users"]
+	type extraField struct {
+		Group    string   `json:"group"`
+		Services []string `json:"services"`
+		Extra    int      `json:"extra"`
+	}
+	type missingField struct {
+		Group string `json:"group"`
+	}
+	for _, v := range []any{extraField{}, missingField{}} {
+		var diffs []string
+		report := func(format string, args ...any) { diffs = append(diffs, fmt.Sprintf(format, args...)) }
+		s.compareFields(report, "Users", reflect.TypeOf(v), schema, map[string]bool{}, map[string]bool{})
+		if len(diffs) != 1 {
+			t.Errorf("%T against the Users schema: %q, want one difference", v, diffs)
+		}
+	}
+}
+
+var timeType = reflect.TypeOf(time.Time{})
+
+// compareFields compares the JSON fields of typ with the properties of
+// schema, then the objects nested in both, reporting each difference with
+// errorf and recording the named schemas and api types it compared.
+func (s *spec) compareFields(errorf func(string, ...any), at string, typ reflect.Type, schema any, checked, reached map[string]bool) {
+	for typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
+	if typ.PkgPath() == reflect.TypeOf(api.Head{}).PkgPath() {
+		reached[typ.Name()] = true
+	}
+	sc := s.resolveChecked(schema, checked)
+	props, _ := sc["properties"].(map[string]any)
+	fields := jsonFields(typ)
+	for name := range fields {
+		if _, ok := props[name]; !ok {
+			errorf("%s: field %q of %s is not a property in openapi.json", at, name, typ)
+		}
+	}
+	for name := range props {
+		if _, ok := fields[name]; !ok {
+			errorf("%s: property %q of openapi.json is not a field of %s", at, name, typ)
+		}
+	}
+	for name, ft := range fields {
+		p, ok := props[name]
+		if !ok {
+			continue
+		}
+		ps := s.resolveChecked(p, checked)
+		for descend := true; descend; {
+			switch ft.Kind() {
+			case reflect.Pointer:
+				ft = ft.Elem()
+			case reflect.Slice, reflect.Array:
+				ft, ps = ft.Elem(), s.resolveChecked(ps["items"], checked)
+			case reflect.Map:
+				ap, _ := ps["additionalProperties"].(map[string]any)
+				ft, ps = ft.Elem(), s.resolveChecked(ap, checked)
+			default:
+				descend = false
+			}
+		}
+		if ft.Kind() == reflect.Struct && ft != timeType {
+			s.compareFields(errorf, at+"."+name, ft, ps, checked, reached)
+		}
+	}
+}
+
+// resolveChecked resolves a $ref like resolve and records the name of
+// the schema it points to.
+func (s *spec) resolveChecked(v any, checked map[string]bool) map[string]any {
+	if m, ok := v.(map[string]any); ok {
+		if ref, ok := m["$ref"].(string); ok {
+			checked[strings.TrimPrefix(ref, "#/components/schemas/")] = true
+		}
+	}
+	m, _ := s.resolve(v).(map[string]any)
+	return m
+}
+
+// jsonFields returns the JSON names of typ's fields as encoding/json
+// writes them (embedded structs without a name flattened, "-" left out).
+func jsonFields(typ reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		tag := f.Tag.Get("json")
+		name, _, _ := strings.Cut(tag, ",")
+		if tag == "-" {
+			continue
+		}
+		if f.Anonymous && name == "" {
+			et := f.Type
+			if et.Kind() == reflect.Pointer {
+				et = et.Elem()
+			}
+			if et.Kind() == reflect.Struct {
+				for n, ft := range jsonFields(et) {
+					out[n] = ft
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+// apiWireTypeNames returns the exported types of the api package that are
+// wire types: aliases of domain types, and structs whose fields carry json
+// tags.
+func apiWireTypeNames(t *testing.T) []string {
+	t.Helper()
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, "../api", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, pkg := range pkgs {
+		for _, f := range pkg.Files {
+			for _, d := range f.Decls {
+				gd, ok := d.(*ast.GenDecl)
+				if !ok || gd.Tok != token.TYPE {
+					continue
+				}
+				for _, sp := range gd.Specs {
+					ts := sp.(*ast.TypeSpec)
+					if !ts.Name.IsExported() {
+						continue
+					}
+					if ts.Assign.IsValid() {
+						names = append(names, ts.Name.Name)
+						continue
+					}
+					st, ok := ts.Type.(*ast.StructType)
+					if !ok {
+						continue
+					}
+					for _, fld := range st.Fields.List {
+						if fld.Tag != nil && strings.Contains(fld.Tag.Value, `json:"`) && !strings.Contains(fld.Tag.Value, `json:"-"`) {
+							names = append(names, ts.Name.Name)
+							break
+						}
+					}
+				}
+			}
+		}
+	}
+	if len(names) < len(wireTypes) {
+		t.Fatalf("found %d wire types in ../api, fewer than the %d schemas: the parse went wrong", len(names), len(wireTypes))
+	}
+	return names
 }

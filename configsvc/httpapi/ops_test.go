@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/zkstore"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
@@ -94,7 +95,7 @@ func TestStoreDownIs503WithRetryAfter(t *testing.T) {
 			start := time.Now()
 			resp := e.do(req{method: tc.method, path: tc.path, token: e.admin})
 			took := time.Since(start)
-			if resp.status != http.StatusServiceUnavailable || resp.errCode(t) != codeUnavailable || resp.header.Get("Retry-After") == "" {
+			if resp.status != http.StatusServiceUnavailable || resp.errCode(t) != api.CodeUnavailable || resp.header.Get("Retry-After") == "" {
 				t.Fatalf("status %d, Retry-After %q: %s", resp.status, resp.header.Get("Retry-After"), resp.body)
 			}
 			if took > e.srv.cfg.RequestTimeout+500*time.Millisecond {
@@ -175,12 +176,12 @@ func TestTwoServersShareTokensAndAudit(t *testing.T) {
 	if a.admin == "" || b.admin != "" {
 		t.Fatalf("bootstrap: first server token %t, second %t; want only the first", a.admin != "", b.admin != "")
 	}
-	var tok tokenJSON
+	var tok api.Token
 	a.must(http.StatusCreated, req{method: "POST", path: "/v1/tokens", token: a.admin,
 		body: map[string]any{"name": "ed", "roles": []access.Grant{{Role: "editor", Pattern: "orders"}}}}).json(t, &tok)
-	b.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders", token: tok.Token})
-	b.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/files/a.txt", token: tok.Token, body: "x"})
-	if got := string(a.must(http.StatusOK, req{method: "GET", path: "/v1/services/orders/files/a.txt", token: tok.Token}).body); got != "x" {
+	b.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders", token: tok.Secret})
+	b.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/files/a.txt", token: tok.Secret, body: "x"})
+	if got := string(a.must(http.StatusOK, req{method: "GET", path: "/v1/services/orders/files/a.txt", token: tok.Secret}).body); got != "x" {
 		t.Fatalf("server A reads %q", got)
 	}
 	var audit struct{ Entries []access.Entry }
@@ -190,7 +191,7 @@ func TestTwoServersShareTokensAndAudit(t *testing.T) {
 	}
 	// Revoked on B: refused on A at once.
 	b.must(http.StatusNoContent, req{method: "DELETE", path: "/v1/tokens/" + tok.ID, token: a.admin})
-	a.must(http.StatusUnauthorized, req{method: "GET", path: "/v1/whoami", token: tok.Token})
+	a.must(http.StatusUnauthorized, req{method: "GET", path: "/v1/whoami", token: tok.Secret})
 }
 
 func TestClientAddressNotSpoofable(t *testing.T) {

@@ -9,39 +9,27 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
-// pinRequest is the body of POST /v1/pins.
-type pinRequest struct {
-	Targets map[string]string `json:"targets"`
-	TTL     string            `json:"ttl"`
-	Note    string            `json:"note"`
-}
-
-// pinJSON is a pin in the API; Token is set only in the creation response.
-type pinJSON struct {
-	configsvc.Pin
-	State string `json:"state"` // active, expired or revoked
-	Token string `json:"token,omitempty"`
-}
-
-func (s *Server) pinJSON(p configsvc.Pin) pinJSON {
-	st := "active"
+// pinJSON returns the wire form of p with its state now.
+func (s *Server) pinJSON(p configsvc.Pin) api.Pin {
+	st := api.PinActive
 	switch s.pins.Check(p) {
 	case configsvc.ErrPinRevoked:
-		st = "revoked"
+		st = api.PinRevoked
 	case configsvc.ErrPinExpired:
-		st = "expired"
+		st = api.PinExpired
 	}
 	p.Created, p.Expires = p.Created.UTC(), p.Expires.UTC()
-	return pinJSON{Pin: p, State: st}
+	return api.Pin{Pin: p, State: st}
 }
 
 // createPin creates a pin; the caller must hold ActionPin on every target.
 // The request is validated before it is authorized, so that the audit
 // target names only well-formed services.
 func (s *Server) createPin(c *gin.Context) {
-	var req pinRequest
+	var req api.PinRequest
 	if err := decodeJSON(c, MaxJSONBody, &req); err != nil {
 		s.fail(c, err)
 		return
@@ -74,7 +62,7 @@ func (s *Server) createPin(c *gin.Context) {
 	}
 	st.target = "pin/" + pin.ID
 	out := s.pinJSON(pin)
-	out.Token = token
+	out.Secret = token
 	c.JSON(http.StatusCreated, out)
 }
 
@@ -87,7 +75,7 @@ func (s *Server) listPins(c *gin.Context) {
 		return
 	}
 	p := state(c).principal
-	out := []pinJSON{}
+	out := []api.Pin{}
 	for _, pin := range all {
 		for svc := range pin.Targets {
 			if s.authz.Decide(p, access.ActionRead, access.Target{Ref: configsvc.Service(svc)}).Allowed {
@@ -96,7 +84,7 @@ func (s *Server) listPins(c *gin.Context) {
 			}
 		}
 	}
-	c.JSON(http.StatusOK, gin.H{"pins": out})
+	c.JSON(http.StatusOK, api.PinList{Pins: out})
 }
 
 // revokePin marks a pin revoked; the caller must hold ActionPin on every

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // The callers of the RBAC matrix.
@@ -45,10 +46,10 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 	e.mustGroup("common", map[string]string{"c.yaml": "x: 1\n"})
 	e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/links/common", token: e.admin})
 	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders/instances/orders-1", token: e.admin, body: map[string]any{"addr": "127.0.0.1:1"}})
-	var tok tokenJSON
+	var tok api.Token
 	e.must(http.StatusCreated, req{method: "POST", path: "/v1/tokens", token: e.admin, body: map[string]any{"name": "victim", "roles": []access.Grant{{Role: "viewer", Pattern: "x"}}}}).json(t, &tok)
 	e.victimID = tok.ID
-	var pin pinJSON
+	var pin api.Pin
 	e.must(http.StatusCreated, req{method: "POST", path: "/v1/pins", token: e.admin, body: map[string]any{"targets": map[string]string{"orders": "orders-1"}}}).json(t, &pin)
 	e.pinID = pin.ID
 	e.tokens = map[string]string{

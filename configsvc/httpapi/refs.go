@@ -13,73 +13,11 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/format"
 )
 
-// headJSON is the body of GET /v1/services/{svc} and /v1/shared/{group}.
-type headJSON struct {
-	Name     string                        `json:"name"`
-	Kind     string                        `json:"kind"`
-	Revision int64                         `json:"revision"`
-	Files    map[string]configsvc.FileMeta `json:"files"`
-	Links    []string                      `json:"links"`
-	Updated  string                        `json:"updated"`
-	Author   string                        `json:"author"`
-}
-
-func toHeadJSON(h configsvc.Head) headJSON {
-	out := headJSON{Name: h.Ref.Name, Kind: h.Ref.Kind.String(), Revision: h.Revision, Files: map[string]configsvc.FileMeta{},
-		Links: append([]string{}, h.Links...), Author: h.Author}
-	if !h.Updated.IsZero() {
-		out.Updated = h.Updated.UTC().Format(timeFormat)
-	}
-	for name, m := range h.Files {
-		m.Name = name
-		out.Files[name] = m
-	}
-	return out
-}
-
-const timeFormat = "2006-01-02T15:04:05.999999999Z07:00"
-
-// changeJSON is one change of a revision in the API: content is a JSON
-// string (Sluice stores only UTF-8).
-type changeJSON struct {
-	File    string  `json:"file"`
-	Content *string `json:"content,omitempty"`
-	Delete  bool    `json:"delete,omitempty"`
-}
-
-// revisionJSON is a revision in the API.
-type revisionJSON struct {
-	Revision   int64        `json:"revision"`
-	Author     string       `json:"author"`
-	Time       string       `json:"time"`
-	Message    string       `json:"message"`
-	Changes    []changeJSON `json:"changes"`
-	RollbackOf int64        `json:"rollback_of,omitempty"`
-}
-
-// toRevisionJSON converts r; content is included when withContent is set.
-func toRevisionJSON(r configsvc.Revision, withContent bool) revisionJSON {
-	out := revisionJSON{Revision: r.Number, Author: r.Author, Time: r.Time.UTC().Format(timeFormat), Message: r.Message,
-		Changes: make([]changeJSON, 0, len(r.Changes)), RollbackOf: r.RollbackOf}
-	for _, ch := range r.Changes {
-		cj := changeJSON{File: ch.File, Delete: ch.Delete}
-		if withContent && !ch.Delete {
-			s := string(ch.Content)
-			cj.Content = &s
-		}
-		out.Changes = append(out.Changes, cj)
-	}
-	return out
-}
-
 func (s *Server) listRefs(kind configsvc.Kind) gin.HandlerFunc {
-	key := "services"
-	if kind == configsvc.KindGroup {
-		key = "groups"
-	}
 	return func(c *gin.Context) {
 		names, err := s.cfg.Store.List(c.Request.Context(), kind)
 		if err != nil {
@@ -93,7 +31,11 @@ func (s *Server) listRefs(kind configsvc.Kind) gin.HandlerFunc {
 				visible = append(visible, n)
 			}
 		}
-		c.JSON(http.StatusOK, gin.H{key: visible})
+		if kind == configsvc.KindGroup {
+			c.JSON(http.StatusOK, api.GroupList{Groups: visible})
+			return
+		}
+		c.JSON(http.StatusOK, api.ServiceList{Services: visible})
 	}
 }
 
@@ -110,7 +52,7 @@ func (s *Server) getRef(kind configsvc.Kind) gin.HandlerFunc {
 		}
 		h.Ref = ref
 		setRevisionHeaders(c, h.Revision)
-		c.JSON(http.StatusOK, toHeadJSON(h))
+		c.JSON(http.StatusOK, api.FromHead(h))
 	}
 }
 
@@ -137,7 +79,7 @@ func (s *Server) createRef(kind configsvc.Kind) gin.HandlerFunc {
 		}
 		h.Ref = ref
 		setRevisionHeaders(c, h.Revision)
-		c.JSON(status, toHeadJSON(h))
+		c.JSON(status, api.FromHead(h))
 	}
 }
 
@@ -259,7 +201,7 @@ func (s *Server) published(c *gin.Context, ref configsvc.Ref, rev configsvc.Revi
 	state(c).revision = rev.Number
 	s.metrics.publishes.WithLabelValues(ref.Kind.String()).Inc()
 	setRevisionHeaders(c, rev.Number)
-	c.JSON(status, toRevisionJSON(rev, false))
+	c.JSON(status, api.FromRevision(rev, false))
 }
 
 // base returns the revision a single-file write builds on: If-Match when
@@ -276,7 +218,7 @@ func (s *Server) base(c *gin.Context, ref configsvc.Ref) (base, match int64, ok 
 		return 0, 0, false
 	}
 	if match >= 0 && match != h.Revision {
-		s.fail(c, fmt.Errorf("%w: If-Match %s but %s is at revision %d", errPrecondition, etag(match), ref, h.Revision))
+		s.fail(c, fmt.Errorf("%w: If-Match %s but %s is at revision %d", api.ErrPrecondition, etag(match), ref, h.Revision))
 		return 0, 0, false
 	}
 	return h.Revision, match, true
@@ -335,13 +277,6 @@ func (s *Server) deleteFile(kind configsvc.Kind) gin.HandlerFunc {
 	}
 }
 
-// publishRequest is the body of POST …/revisions.
-type publishRequest struct {
-	BaseRevision *int64       `json:"base_revision"`
-	Message      string       `json:"message"`
-	Changes      []changeJSON `json:"changes"`
-}
-
 // publish creates one revision from several changes. The base is
 // base_revision, or If-Match, or (neither given) the current head; when both
 // are given they must agree.
@@ -351,7 +286,7 @@ func (s *Server) publish(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok || !s.authorize(c, access.ActionPublish, access.Target{Ref: ref}) {
 			return
 		}
-		var req publishRequest
+		var req api.PublishRequest
 		if err := decodeJSON(c, MaxPublishBody, &req); err != nil {
 			s.fail(c, err)
 			return
@@ -409,11 +344,7 @@ func (s *Server) listRevisions(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		out := make([]revisionJSON, len(revs))
-		for i, r := range revs {
-			out[i] = toRevisionJSON(r, false)
-		}
-		c.JSON(http.StatusOK, gin.H{"revisions": out})
+		c.JSON(http.StatusOK, api.RevisionList{Revisions: api.FromRevisions(revs)})
 	}
 }
 
@@ -442,15 +373,8 @@ func (s *Server) getRevision(kind configsvc.Kind) gin.HandlerFunc {
 			return
 		}
 		c.Header("ETag", etag(rev.Number))
-		c.JSON(http.StatusOK, toRevisionJSON(rev, true))
+		c.JSON(http.StatusOK, api.FromRevision(rev, true))
 	}
-}
-
-// fileDiff is one file's entry in a diff.
-type fileDiff struct {
-	File   string `json:"file"`
-	Status string `json:"status"` // added, removed, modified
-	Diff   string `json:"diff"`   // unified diff
 }
 
 // diff compares revisions from and to (default: to = head, from = to-1);
@@ -498,15 +422,15 @@ func (s *Server) diff(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		files := []fileDiff{}
+		files := []api.FileDiff{}
 		for _, ch := range configsvc.Diff(a, b, nil) {
 			old, had := a[ch.File]
-			fd := fileDiff{File: ch.File, Status: "modified"}
+			fd := api.FileDiff{File: ch.File, Status: api.DiffModified}
 			switch {
 			case ch.Delete:
-				fd.Status = "removed"
+				fd.Status = api.DiffRemoved
 			case !had:
-				fd.Status = "added"
+				fd.Status = api.DiffAdded
 			}
 			fd.Diff, err = unifiedDiff(old, ch.Content, fmt.Sprintf("a/%s@%d", ch.File, from), fmt.Sprintf("b/%s@%d", ch.File, to))
 			if err != nil {
@@ -515,16 +439,8 @@ func (s *Server) diff(kind configsvc.Kind) gin.HandlerFunc {
 			}
 			files = append(files, fd)
 		}
-		c.JSON(http.StatusOK, gin.H{"from": from, "to": to, "files": files})
+		c.JSON(http.StatusOK, api.Diff{Files: files, From: from, To: to})
 	}
-}
-
-// rollbackRequest is the body of POST …/rollback.
-type rollbackRequest struct {
-	ToRevision   int64    `json:"to_revision"`
-	Files        []string `json:"files"`
-	Message      string   `json:"message"`
-	BaseRevision int64    `json:"base_revision"`
 }
 
 func (s *Server) rollback(kind configsvc.Kind) gin.HandlerFunc {
@@ -533,7 +449,7 @@ func (s *Server) rollback(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok || !s.authorize(c, access.ActionPublish, access.Target{Ref: ref}) {
 			return
 		}
-		var req rollbackRequest
+		var req api.RollbackRequest
 		if err := decodeJSON(c, MaxJSONBody, &req); err != nil {
 			s.fail(c, err)
 			return
@@ -581,13 +497,6 @@ func (s *Server) rollback(kind configsvc.Kind) gin.HandlerFunc {
 	}
 }
 
-// snapshotJSON is the body of …/snapshot (docs/architecture.md, "Server ↔ SDK").
-type snapshotJSON struct {
-	Revision int64             `json:"revision"`
-	Files    map[string]string `json:"files"`
-	Links    []string          `json:"links"`
-}
-
 func (s *Server) snapshot(kind configsvc.Kind) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ref, ok := s.refParam(c, kind)
@@ -604,7 +513,7 @@ func (s *Server) snapshot(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		out := snapshotJSON{Revision: h.Revision, Files: map[string]string{}, Links: append([]string{}, h.Links...)}
+		out := api.Snapshot{Revision: h.Revision, Files: map[string]string{}, Links: append([]string{}, h.Links...)}
 		if rev == 0 {
 			rev = h.Revision
 		}
@@ -635,7 +544,7 @@ func (s *Server) users(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"group": ref.Name, "services": append([]string{}, users...)})
+	c.JSON(http.StatusOK, api.Users{Group: ref.Name, Services: append([]string{}, users...)})
 }
 
 // link links (or unlinks) a shared group to a service: ActionLink on the
@@ -677,7 +586,7 @@ func (s *Server) link(add bool) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"service": svc.Name, "links": append([]string{}, h.Links...)})
+		c.JSON(http.StatusOK, api.Links{Links: append([]string{}, h.Links...), Service: svc.Name})
 	}
 }
 
@@ -723,7 +632,7 @@ func baseRevision(body *int64, match int64) (base int64, given bool, err error) 
 // into a failed precondition (412); other errors pass through.
 func staleIfMatch(err error, match int64) error {
 	if match >= 0 && errors.Is(err, configsvc.ErrConflict) {
-		return fmt.Errorf("%w: If-Match %s is no longer the head: %w", errPrecondition, etag(match), err)
+		return fmt.Errorf("%w: If-Match %s is no longer the head: %w", api.ErrPrecondition, etag(match), err)
 	}
 	return err
 }

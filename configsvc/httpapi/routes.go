@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // reqState is what the middleware and handlers of one request share: the
@@ -73,7 +74,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 		s.failf(c, errMethod, "%s is not allowed on %s", c.Request.Method, c.Request.URL.EscapedPath())
 	})
 
-	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, api.Status{Status: "ok"}) })
 	e.GET("/readyz", s.withTimeout, s.readyz)
 	e.GET("/metrics", s.metricsHandler)
 
@@ -295,7 +296,7 @@ func (s *Server) authorize(c *gin.Context, a access.Action, t access.Target) boo
 	if !d.Allowed {
 		st.authorized = false
 		st.reason = d.Reason
-		s.failf(c, errForbidden, "%s", d.Reason)
+		s.failf(c, api.ErrForbidden, "%s", d.Reason)
 		return false
 	}
 	st.authorized = true
@@ -333,7 +334,7 @@ func (s *Server) readyz(c *gin.Context) {
 		s.fail(c, fmt.Errorf("store not reachable: %w", err))
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	c.JSON(http.StatusOK, api.Status{Status: "ready"})
 }
 
 func (s *Server) metricsHandler(c *gin.Context) {

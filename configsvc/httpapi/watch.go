@@ -2,20 +2,20 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
-// sseWriter writes server-sent events and flushes after each.
+// sseWriter writes server-sent events (api.WriteEvent) and flushes after
+// each.
 type sseWriter struct {
 	c *gin.Context
 }
@@ -27,40 +27,32 @@ func startSSE(c *gin.Context) *sseWriter {
 	h.Set("X-Accel-Buffering", "no")
 	c.Status(http.StatusOK)
 	w := &sseWriter{c: c}
-	_ = w.comment("ok")
+	_ = w.comment(api.CommentOpen)
 	return w
 }
 
-// event writes one event; id is omitted when empty. data is JSON on one line.
+// event writes one event; id is omitted when empty.
 func (w *sseWriter) event(id, name string, data any) error {
-	b, err := json.Marshal(data)
-	if err != nil {
-		return err
-	}
-	var sb strings.Builder
-	if id != "" {
-		sb.WriteString("id: " + id + "\n")
-	}
-	sb.WriteString("event: " + name + "\ndata: ")
-	sb.Write(b)
-	sb.WriteString("\n\n")
-	return w.write(sb.String())
+	return w.flushed(api.WriteEvent(w.c.Writer, id, name, data))
 }
 
-func (w *sseWriter) comment(text string) error { return w.write(": " + text + "\n\n") }
+func (w *sseWriter) comment(text string) error {
+	return w.flushed(api.WriteComment(w.c.Writer, text))
+}
 
-func (w *sseWriter) write(s string) error {
-	if _, err := w.c.Writer.WriteString(s); err != nil {
+func (w *sseWriter) flushed(err error) error {
+	if err != nil {
 		return err
 	}
 	w.c.Writer.Flush()
 	return nil
 }
 
-// watchErrorJSON is the data of an "error" event.
-func watchErrorJSON(err error) errorBody {
+// watchError is the data of an "error" event: the error body without
+// details.
+func watchError(err error) api.ErrorBody {
 	_, code := classify(err)
-	return errorBody{Error: errorDetail{Code: code, Message: err.Error()}}
+	return api.ErrorBody{Error: &api.Error{Code: code, Message: err.Error()}}
 }
 
 // watch streams every revision after ?since=N (or Last-Event-ID; default:
@@ -73,17 +65,10 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok {
 			return
 		}
-		since, hasSince, ok := s.queryInt(c, "since", 0, 1<<62)
-		if !ok {
+		since, hasSince, err := api.WatchFrom(c.Request)
+		if err != nil {
+			s.fail(c, err)
 			return
-		}
-		if id := c.GetHeader("Last-Event-ID"); id != "" && !hasSince {
-			n, err := strconv.ParseInt(id, 10, 64)
-			if err != nil || n < 0 {
-				s.fail(c, &configsvc.FieldError{Field: "Last-Event-ID", Value: id, Msg: "must be a revision number"})
-				return
-			}
-			since, hasSince = n, true
 		}
 		if !s.authorizeRead(c, ref) {
 			return
@@ -110,11 +95,11 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 			switch {
 			case ev.Err != nil:
 				end := errors.Is(ev.Err, configsvc.ErrCompacted) || errors.Is(ev.Err, configsvc.ErrNotFound)
-				return end, w.event("", "error", watchErrorJSON(ev.Err))
+				return end, w.event("", api.EventError, watchError(ev.Err))
 			case ev.Revision != nil:
-				return false, w.event(strconv.FormatInt(ev.Revision.Number, 10), "revision", toRevisionJSON(*ev.Revision, true))
+				return false, w.event(strconv.FormatInt(ev.Revision.Number, 10), api.EventRevision, api.FromRevision(*ev.Revision, true))
 			case ev.LinksChanged:
-				return false, w.event("", "links", gin.H{"links": append([]string{}, ev.Links...)})
+				return false, w.event("", api.EventLinks, api.LinksData{Links: append([]string{}, ev.Links...)})
 			}
 			return false, nil
 		})
@@ -140,9 +125,9 @@ func (s *Server) watchInstances(c *gin.Context) {
 	}
 	streamSSE(c, s, "instances", watch, func(w *sseWriter, ev configsvc.InstancesEvent) (bool, error) {
 		if ev.Err != nil {
-			return false, w.event("", "error", watchErrorJSON(ev.Err))
+			return false, w.event("", api.EventError, watchError(ev.Err))
 		}
-		return false, w.event("", "instances", gin.H{"instances": nonNil(ev.Instances)})
+		return false, w.event("", api.EventInstances, api.InstancesData{Instances: nonNil(ev.Instances)})
 	})
 }
 
@@ -172,7 +157,7 @@ func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context
 		case <-ctx.Done():
 			return
 		case <-ping.C:
-			if w.comment("ping") != nil {
+			if w.comment(api.CommentPing) != nil {
 				return
 			}
 		case ev, ok := <-events:

@@ -2,9 +2,7 @@ package webui_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/webui"
@@ -37,8 +36,9 @@ func TestMain(m *testing.M) {
 type console struct {
 	store  *boltstore.Store
 	url    string
-	admin  string // admin API token
-	viewer string // viewer-on-* API token
+	admin  string      // admin API token
+	viewer string      // viewer-on-* API token
+	api    *api.Client // the admin API with the admin token
 }
 
 func startConsole(t *testing.T) *console {
@@ -67,25 +67,12 @@ func startConsole(t *testing.T) *console {
 	if err != nil {
 		t.Fatalf("create viewer token: %v", err)
 	}
-	return &console{store: st, url: ts.URL + "/", admin: admin, viewer: viewer}
-}
-
-// apiGet calls the admin API with the admin token and decodes the JSON answer.
-func (c *console) apiGet(t *testing.T, path string, v any) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, strings.TrimSuffix(c.url, "/")+path, nil)
-	req.Header.Set("Authorization", "Bearer "+c.admin)
-	res, err := http.DefaultClient.Do(req)
+	client, err := api.New(api.Config{Servers: []string{ts.URL}, Token: admin})
 	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+		t.Fatal(err)
 	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", path, res.Status)
-	}
-	if err := json.NewDecoder(res.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: decode: %v", path, err)
-	}
+	t.Cleanup(func() { client.Close() })
+	return &console{store: st, url: ts.URL + "/", admin: admin, viewer: viewer, api: client}
 }
 
 // chromiumPath finds Debian's Chromium. A missing browser fails the test

@@ -10,6 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 const (
@@ -314,12 +315,9 @@ func TestConsole(t *testing.T) {
 		adm.do(chromedp.Click(css(`[data-test=revoke-`+id+`]`)), chromedp.WaitVisible(css(`[data-test=confirm-revoke]`)),
 			chromedp.Click(css(`[data-test=confirm-revoke]`)))
 		adm.waitFor("the revoked state", fmt.Sprintf(`document.querySelector('[data-pin=%q] [data-test=pin-state]')?.textContent === 'revoked'`, id))
-		var pins struct {
-			Pins []struct{ ID, State string } `json:"pins"`
-		}
-		c.apiGet(t, "/v1/pins", &pins)
-		if len(pins.Pins) != 1 || pins.Pins[0].ID != id || pins.Pins[0].State != "revoked" {
-			t.Errorf("server pins = %+v, want %s revoked", pins.Pins, id)
+		pins, err := c.api.Pins(context.Background())
+		if err != nil || len(pins) != 1 || pins[0].ID != id || pins[0].State != api.PinRevoked {
+			t.Errorf("server pins = %+v, %v; want %s revoked", pins, err, id)
 		}
 		adm.shot("12-pins")
 	})

@@ -84,12 +84,12 @@ func checkLiveRoutes(t *testing.T, c *console, adm *tab) {
 		t.Fatalf("statuses %v, want %s", statuses, want)
 	}
 
-	var live struct {
-		Proxies []configsvc.ProxyState `json:"proxies"`
-	}
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		c.apiGet(t, "/v1/routes", &live)
+		live, err := c.api.LiveRoutes(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(live.Proxies) == 1 && live.Proxies[0].Revision == rev.Number && len(live.Proxies[0].Routes) == 1 &&
 			live.Proxies[0].Routes[0].RateLimit.Rejected == 3 && live.Proxies[0].Routes[0].Instances[0].Breaker == "open" {
 			break

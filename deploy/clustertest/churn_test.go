@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -9,6 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // writerPause is each writer's pause between publishes. It keeps a 60 s
@@ -34,11 +38,8 @@ func TestLeaderChurnWithConditionalPublishes(t *testing.T) {
 	ens := startEnsemble(t)
 	c := newCluster(t, ens.Servers())
 	a, b := c.startServer("server-a"), c.startServer("server-b")
-	apis := []*client{c.client(a), c.client(b)}
-	for _, api := range apis {
-		api.hc.Timeout = 20 * time.Second
-	}
-	apis[0].must(t, http.StatusCreated, "PUT", "/v1/services/orders", nil)
+	apis := []*api.Client{c.client(a), c.client(b)}
+	mustCreate(t, apis[0], "orders")
 
 	var (
 		n     outcomes
@@ -62,8 +63,8 @@ func TestLeaderChurnWithConditionalPublishes(t *testing.T) {
 			defer wg.Done()
 			file := fmt.Sprintf("writer-%d.txt", w)
 			for seq := 0; ctx.Err() == nil; seq++ {
-				api := apis[(w+seq)%2]
-				head, ok := headRevision(api, &n, fail)
+				cl := apis[(w+seq)%2]
+				head, ok := headRevision(cl, &n, fail)
 				if !ok {
 					time.Sleep(200 * time.Millisecond)
 					continue
@@ -71,26 +72,27 @@ func TestLeaderChurnWithConditionalPublishes(t *testing.T) {
 				content := fmt.Sprintf("writer %d seq %d\n", w, seq)
 				rctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 				began := time.Now()
-				r, err := api.putFile(rctx, "orders", file, []byte(content), head)
+				rev, err := cl.PutFile(rctx, configsvc.Service("orders"), file, []byte(content), api.WithMessage("clustertest"), api.IfMatch(head))
 				cancel()
+				var ae *api.Error
 				switch {
-				case err != nil:
-					fail("writer %d: publish through %s: %v after %v (a hang or a dropped connection)", w, api.base, err, time.Since(began).Round(time.Millisecond))
-				case r.status == http.StatusOK || r.status == http.StatusCreated:
+				case err == nil:
 					n.ok.Add(1)
 					mu.Lock()
-					acked = append(acked, ack{file, content, r.revision()})
+					acked = append(acked, ack{file, content, rev.Number})
 					mu.Unlock()
-				case r.status == http.StatusPreconditionFailed || r.status == http.StatusConflict:
+				case !errors.As(err, &ae):
+					fail("writer %d: publish through %s: %v after %v (a hang or a dropped connection)", w, cl.Server(), err, time.Since(began).Round(time.Millisecond))
+				case ae.Status == http.StatusPreconditionFailed || ae.Status == http.StatusConflict:
 					n.conflict.Add(1)
-				case r.status == http.StatusServiceUnavailable:
+				case ae.Status == http.StatusServiceUnavailable:
 					n.unavailable.Add(1)
-					if r.header.Get("Retry-After") == "" {
-						fail("writer %d: 503 without Retry-After: %v", w, r)
+					if ae.RetryAfter == 0 {
+						fail("writer %d: 503 without Retry-After: %v", w, err)
 					}
 					time.Sleep(200 * time.Millisecond)
 				default:
-					fail("writer %d: publish through %s: %v", w, api.base, r)
+					fail("writer %d: publish through %s: %v", w, cl.Server(), err)
 				}
 				time.Sleep(writerPause)
 			}
@@ -129,29 +131,24 @@ func TestLeaderChurnWithConditionalPublishes(t *testing.T) {
 	}
 
 	// The ensemble is whole again; read the history through both servers.
-	for _, api := range apis {
-		var hist []revisionJSON
-		waitFor(t, 30*time.Second, "history readable through "+api.base, func() error {
-			r, err := api.do(context.Background(), "GET", "/v1/services/orders", nil)
-			if err != nil {
-				return err
-			}
-			if r.status != http.StatusOK {
-				return fmt.Errorf("%v", r)
-			}
-			return nil
+	for _, cl := range apis {
+		waitFor(t, 30*time.Second, "history readable through "+cl.Server(), func() error {
+			ctx, cancel := callCtx()
+			defer cancel()
+			_, err := cl.Head(ctx, configsvc.Service("orders"))
+			return err
 		})
-		hist = api.history(t, "orders")
-		if len(hist) > 0 && hist[0].Revision != 1 {
-			t.Fatalf("%s: history starts at revision %d: retention pruned it, so the run is too fast to check every publish (lower the writers' rate)", api.base, hist[0].Revision)
+		hist := history(t, cl, "orders")
+		if len(hist) > 0 && hist[0].Number != 1 {
+			t.Fatalf("%s: history starts at revision %d: retention pruned it, so the run is too fast to check every publish (lower the writers' rate)", cl.Server(), hist[0].Number)
 		}
 		for i, r := range hist {
-			if r.Revision != int64(i+1) {
-				t.Fatalf("%s: history has revision %d at position %d: a gap", api.base, r.Revision, i+1)
+			if r.Number != int64(i+1) {
+				t.Fatalf("%s: history has revision %d at position %d: a gap", cl.Server(), r.Number, i+1)
 			}
 		}
 		if int64(len(hist)) < int64(len(acked)) {
-			t.Fatalf("%s: %d revisions in history, but %d publishes were acknowledged", api.base, len(hist), len(acked))
+			t.Fatalf("%s: %d revisions in history, but %d publishes were acknowledged", cl.Server(), len(hist), len(acked))
 		}
 	}
 	sort.Slice(acked, func(i, j int) bool { return acked[i].revision < acked[j].revision })
@@ -159,32 +156,30 @@ func TestLeaderChurnWithConditionalPublishes(t *testing.T) {
 		if i > 0 && acked[i-1].revision == k.revision {
 			t.Errorf("revision %d acknowledged twice (%q and %q)", k.revision, acked[i-1].content, k.content)
 		}
-		got, ok := apis[i%2].revisionContent(t, "orders", k.revision, k.file)
+		got, ok := revisionContent(t, apis[i%2], "orders", k.revision, k.file)
 		if !ok || got != k.content {
 			t.Errorf("acknowledged revision %d should set %s to %q; history has %q (present %v)", k.revision, k.file, k.content, got, ok)
 		}
 	}
 }
 
-// headRevision reads the head revision of orders through api; a 503 is
+// headRevision reads the head revision of orders through cl; a 503 is
 // counted, anything else unexpected is a failure.
-func headRevision(api *client, n *outcomes, fail func(string, ...any)) (int64, bool) {
+func headRevision(cl *api.Client, n *outcomes, fail func(string, ...any)) (int64, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
-	r, err := api.do(ctx, "GET", "/v1/services/orders", nil)
+	h, err := cl.Head(ctx, configsvc.Service("orders"))
+	var ae *api.Error
 	switch {
-	case err != nil:
-		fail("read head through %s: %v", api.base, err)
-		return 0, false
-	case r.status == http.StatusServiceUnavailable:
+	case err == nil:
+		return h.Revision, true
+	case errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable:
 		n.headUnavailable.Add(1)
-		if r.header.Get("Retry-After") == "" {
-			fail("read head: 503 without Retry-After: %v", r)
+		if ae.RetryAfter == 0 {
+			fail("read head: 503 without Retry-After: %v", err)
 		}
-		return 0, false
-	case r.status != http.StatusOK:
-		fail("read head through %s: %v", api.base, r)
-		return 0, false
+	default:
+		fail("read head through %s: %v", cl.Server(), err)
 	}
-	return r.revision(), true
+	return 0, false
 }

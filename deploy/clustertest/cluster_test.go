@@ -2,15 +2,16 @@ package clustertest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/sdk"
 )
 
@@ -92,9 +93,9 @@ func TestPublishThroughOneServerReachesAll(t *testing.T) {
 	c := newCluster(t, ens.Servers())
 	a, b := c.startServer("server-a"), c.startServer("server-b")
 	apiA, apiB := c.client(a), c.client(b)
-	apiA.must(t, http.StatusCreated, "PUT", "/v1/services/orders", nil)
-	apiA.must(t, http.StatusOK, "PUT", "/v1/services/orders/files/orders.yaml", []byte("greeting: one\n"))
-	agent := apiB.createToken(t, "orders-agent", "agent", "orders")
+	mustCreate(t, apiA, "orders")
+	mustPut(t, apiA, "orders", "orders.yaml", "greeting: one\n")
+	agent := createToken(t, apiB, "orders-agent", access.RoleAgent, "orders")
 
 	viaB := openSDK(t, sdk.Config{Server: b.url, Token: agent, Instance: sdk.Instance{ID: "sse-on-b", Addr: "127.0.0.1:1"}})
 	viaZK := openSDK(t, sdk.Config{ZooKeeper: ens.Servers(), Instance: sdk.Instance{ID: "on-zk", Addr: "127.0.0.1:2"}})
@@ -102,53 +103,55 @@ func TestPublishThroughOneServerReachesAll(t *testing.T) {
 	waitGreeting(t, "SDK on B", bindB, "one")
 	waitGreeting(t, "SDK on ZooKeeper", bindZK, "one")
 
-	r := apiA.must(t, http.StatusOK, "PUT", "/v1/services/orders/files/orders.yaml", []byte("greeting: two\n"), "X-Sluice-Message", "via A")
-	if r.revision() != 2 {
-		t.Fatalf("publish through A made revision %d, want 2", r.revision())
+	if r := mustPut(t, apiA, "orders", "orders.yaml", "greeting: two\n", api.WithMessage("via A")); r.Number != 2 {
+		t.Fatalf("publish through A made revision %d, want 2", r.Number)
 	}
 	waitGreeting(t, "SDK on B's event stream", bindB, "two")
 	waitGreeting(t, "SDK on ZooKeeper", bindZK, "two")
 
 	t.Run("history on B", func(t *testing.T) {
-		h := apiB.history(t, "orders")
-		if len(h) != 2 || h[1].Revision != 2 || h[1].Message != "via A" || h[1].Author != "bootstrap-admin" {
+		h := history(t, apiB, "orders")
+		if len(h) != 2 || h[1].Number != 2 || h[1].Message != "via A" || h[1].Author != "bootstrap-admin" {
 			t.Fatalf("B's history = %+v, want revision 2 by bootstrap-admin, message %q", h, "via A")
 		}
 	})
 	t.Run("diff on B", func(t *testing.T) {
-		r := apiB.must(t, http.StatusOK, "GET", "/v1/services/orders/diff?from=1&to=2", nil)
-		if s := string(r.body); !strings.Contains(s, `-greeting: one`) || !strings.Contains(s, `+greeting: two`) {
-			t.Fatalf("B's diff 1→2 = %s", s)
+		ctx, cancel := callCtx()
+		defer cancel()
+		d, err := apiB.Diff(ctx, configsvc.Service("orders"), 1, 2)
+		if err != nil || len(d.Files) != 1 || !strings.Contains(d.Files[0].Diff, `-greeting: one`) || !strings.Contains(d.Files[0].Diff, `+greeting: two`) {
+			t.Fatalf("B's diff 1→2 = %+v, %v", d, err)
 		}
 	})
 	t.Run("audit on B", func(t *testing.T) {
-		r := apiB.must(t, http.StatusOK, "GET", "/v1/audit?service=orders", nil)
-		var out struct {
-			Entries []struct {
-				Action, Target, Outcome string
-				Revision                int64
-			}
-		}
-		if err := json.Unmarshal(r.body, &out); err != nil {
+		ctx, cancel := callCtx()
+		defer cancel()
+		entries, err := apiB.Audit(ctx, access.Query{Service: "orders"})
+		if err != nil {
 			t.Fatal(err)
 		}
 		found := false
-		for _, e := range out.Entries {
-			found = found || (e.Revision == 2 && e.Outcome == "allowed")
+		for _, e := range entries {
+			found = found || (e.Revision == 2 && e.Outcome == access.OutcomeAllowed)
 		}
 		if !found {
-			t.Fatalf("B's audit has no allowed entry for revision 2: %+v", out.Entries)
+			t.Fatalf("B's audit has no allowed entry for revision 2: %+v", entries)
 		}
 	})
 	t.Run("instances on B", func(t *testing.T) {
 		waitFor(t, 15*time.Second, "both SDKs registered with revision 2", func() error {
-			r, err := apiB.do(context.Background(), "GET", "/v1/services/orders/instances", nil)
+			ctx, cancel := callCtx()
+			defer cancel()
+			list, err := apiB.Instances(ctx, "orders")
 			if err != nil {
 				return err
 			}
-			s := string(r.body)
-			if !strings.Contains(s, `"sse-on-b"`) || !strings.Contains(s, `"on-zk"`) || strings.Count(s, `"revision":2`) < 2 {
-				return fmt.Errorf("%s", r)
+			at2 := map[string]bool{}
+			for _, in := range list {
+				at2[in.ID] = in.Revision == 2
+			}
+			if !at2["sse-on-b"] || !at2["on-zk"] {
+				return fmt.Errorf("instances %+v", list)
 			}
 			return nil
 		})

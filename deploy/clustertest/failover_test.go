@@ -2,13 +2,15 @@ package clustertest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/sdk"
 )
 
@@ -29,9 +31,9 @@ func TestKillServerWhilePublishing(t *testing.T) {
 	c := newCluster(t, ens.Servers())
 	a, b := c.startServer("server-a"), c.startServer("server-b")
 	apiA, apiB := c.client(a), c.client(b)
-	apiA.must(t, http.StatusCreated, "PUT", "/v1/services/orders", nil)
-	apiA.must(t, http.StatusOK, "PUT", "/v1/services/orders/files/orders.yaml", []byte("greeting: start\n"))
-	agent := apiA.createToken(t, "orders-agent", "agent", "orders")
+	mustCreate(t, apiA, "orders")
+	mustPut(t, apiA, "orders", "orders.yaml", "greeting: start\n")
+	agent := createToken(t, apiA, "orders-agent", access.RoleAgent, "orders")
 
 	applied := &appliedLog{}
 	openSDK(t, sdk.Config{Servers: []string{a.url, b.url}, Token: agent, Metrics: applied, NoRegister: true,
@@ -40,10 +42,10 @@ func TestKillServerWhilePublishing(t *testing.T) {
 	const perWriter = 40
 	writers := []struct {
 		name    string
-		targets []*client // tried in order on connection errors and 503
+		targets []*api.Client // tried in order on connection errors and 503
 	}{
-		{"via-a", []*client{apiA, apiB}},
-		{"via-b", []*client{apiB}},
+		{"via-a", []*api.Client{apiA, apiB}},
+		{"via-b", []*api.Client{apiB}},
 	}
 	var (
 		mu    sync.Mutex
@@ -88,15 +90,15 @@ func TestKillServerWhilePublishing(t *testing.T) {
 		t.Fatalf("%d publishes acknowledged, want %d", len(acked), perWriter*len(writers))
 	}
 
-	hist := apiB.history(t, "orders")
-	head := hist[len(hist)-1].Revision
+	hist := history(t, apiB, "orders")
+	head := hist[len(hist)-1].Number
 	for i, r := range hist {
-		if r.Revision != int64(i+1) {
-			t.Fatalf("history has revision %d at position %d: gap", r.Revision, i+1)
+		if r.Number != int64(i+1) {
+			t.Fatalf("history has revision %d at position %d: gap", r.Number, i+1)
 		}
 	}
 	for _, k := range acked {
-		got, ok := apiB.revisionContent(t, "orders", k.revision, k.file)
+		got, ok := revisionContent(t, apiB, "orders", k.revision, k.file)
 		if !ok || got != k.content {
 			t.Errorf("acknowledged revision %d should set %s to %q; history has %q (present %v)", k.revision, k.file, k.content, got, ok)
 		}
@@ -125,25 +127,22 @@ func TestKillServerWhilePublishing(t *testing.T) {
 // publishRetrying publishes content to file of service orders through the
 // first target that answers, retrying on connection errors, 503 and 409
 // until d passes. Any other status is an error.
-func publishRetrying(targets []*client, file, content string, d time.Duration) (int64, error) {
+func publishRetrying(targets []*api.Client, file, content string, d time.Duration) (int64, error) {
 	deadline := time.Now().Add(d)
 	var last error
 	for time.Now().Before(deadline) {
 		for _, c := range targets {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			r, err := c.putFile(ctx, "orders", file, []byte(content), -1)
+			rev, err := c.PutFile(ctx, configsvc.Service("orders"), file, []byte(content), api.WithMessage("clustertest"))
 			cancel()
-			switch {
-			case err != nil:
+			switch st := status(err); {
+			case err == nil:
+				return rev.Number, nil
+			case st == 0, st == http.StatusServiceUnavailable, st == http.StatusConflict:
 				last = err
 				continue
-			case r.status == http.StatusOK || r.status == http.StatusCreated:
-				return r.revision(), nil
-			case r.status == http.StatusServiceUnavailable || r.status == http.StatusConflict:
-				last = errors.New(r.String())
-				continue
 			default:
-				return 0, fmt.Errorf("publish through %s: %v", c.base, r)
+				return 0, fmt.Errorf("publish through %s: %w", c.Server(), err)
 			}
 		}
 		time.Sleep(100 * time.Millisecond)

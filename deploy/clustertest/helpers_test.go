@@ -1,9 +1,8 @@
 package clustertest
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,13 +11,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
 
@@ -180,21 +182,20 @@ func (c *cluster) startServer(name string) *server {
 	data := t.TempDir()
 	p := startProc(t, name, nil, bins.sluice, "server", "--addr", addr, "--store", c.store, "--data-dir", data)
 	s := &server{proc: p, url: "http://" + addr, data: data}
+	ready, err := api.New(api.Config{Servers: []string{s.url}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ready.Close()
 	waitFor(t, 60*time.Second, name+" /readyz", func() error {
 		select {
 		case <-p.done:
 			return fmt.Errorf("exited: %v", p.err)
 		default:
 		}
-		resp, err := http.Get(s.url + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
+		ctx, cancel := callCtx()
+		defer cancel()
+		return ready.Ready(ctx)
 	})
 	if c.admin == "" {
 		b, err := os.ReadFile(filepath.Join(data, "admin.token"))
@@ -242,158 +243,102 @@ func (c *cluster) startOrders(id string) *proc {
 	return startProc(t, id, nil, bins.orders, "--zk", strings.Join(c.zk, ","), "--id", id, "--addr", freeAddr(t))
 }
 
-// client calls one server's API with one token.
-type client struct {
-	base, token string
-	hc          *http.Client
-}
-
-func (c *cluster) client(s *server) *client {
-	return &client{base: s.url, token: c.admin, hc: &http.Client{Timeout: 30 * time.Second}}
-}
-
-// reply is an API answer.
-type reply struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r reply) String() string {
-	return fmt.Sprintf("HTTP %d %s", r.status, bytes.TrimSpace(r.body))
-}
-
-// revision returns the revision in the ETag header, or 0.
-func (r reply) revision() int64 {
-	n, _ := strconv.ParseInt(strings.Trim(r.header.Get("ETag"), `"`), 10, 64)
-	return n
-}
-
-// do sends one request; body is sent raw when it is []byte, as JSON
-// otherwise. hdr are extra headers as name, value pairs.
-func (c *client) do(ctx context.Context, method, path string, body any, hdr ...string) (reply, error) {
-	var rd io.Reader
-	ctype := ""
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd, ctype = bytes.NewReader(b), "text/plain"
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			return reply{}, err
-		}
-		rd, ctype = bytes.NewReader(j), "application/json"
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+// client returns an API client of server s with the admin token; each
+// request is bounded by 20 s. The test's cleanup closes it.
+func (c *cluster) client(s *server) *api.Client {
+	cl, err := api.New(api.Config{Servers: []string{s.url}, Token: c.admin, Timeout: 20 * time.Second})
 	if err != nil {
-		return reply{}, err
+		c.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return reply{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{status: resp.StatusCode, header: resp.Header, body: b}, nil
+	c.t.Cleanup(func() { cl.Close() })
+	return cl
 }
 
-// must sends one request and fails the test unless the status is want.
-func (c *client) must(t *testing.T, want int, method, path string, body any, hdr ...string) reply {
+// callCtx bounds one API call of a test.
+func callCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 30*time.Second)
+}
+
+// mustCreate creates service svc through cl.
+func mustCreate(t *testing.T, cl *api.Client, svc string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := callCtx()
 	defer cancel()
-	r, err := c.do(ctx, method, path, body, hdr...)
+	if _, created, err := cl.Create(ctx, configsvc.Service(svc)); err != nil || !created {
+		t.Fatalf("create %s through %s: created %v, %v", svc, cl.Server(), created, err)
+	}
+}
+
+// mustPut publishes content as svc/file through cl with the message
+// "clustertest" (opts may replace it) and returns the revision.
+func mustPut(t *testing.T, cl *api.Client, svc, file, content string, opts ...api.WriteOption) configsvc.Revision {
+	t.Helper()
+	ctx, cancel := callCtx()
+	defer cancel()
+	rev, err := cl.PutFile(ctx, configsvc.Service(svc), file, []byte(content), append([]api.WriteOption{api.WithMessage("clustertest")}, opts...)...)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		t.Fatalf("put %s/%s through %s: %v", svc, file, cl.Server(), err)
 	}
-	if r.status != want {
-		t.Fatalf("%s %s: %v, want %d", method, path, r, want)
-	}
-	return r
+	return rev
 }
 
 // createToken creates a token with one grant and returns it.
-func (c *client) createToken(t *testing.T, name, role, pattern string) string {
+func createToken(t *testing.T, cl *api.Client, name string, role access.Role, pattern string) string {
 	t.Helper()
-	r := c.must(t, http.StatusCreated, "POST", "/v1/tokens", map[string]any{
-		"name": name, "roles": []map[string]string{{"role": role, "pattern": pattern}}})
-	var out struct{ Token string }
-	if err := json.Unmarshal(r.body, &out); err != nil || out.Token == "" {
-		t.Fatalf("token create answer carries no token (%v)", err)
+	ctx, cancel := callCtx()
+	defer cancel()
+	tok, err := cl.CreateToken(ctx, api.TokenRequest{Name: name, Roles: []api.Grant{{Role: role, Pattern: pattern}}})
+	if err != nil || tok.Secret == "" {
+		t.Fatalf("token create: no token (%v)", err)
 	}
-	return out.Token
+	return tok.Secret
 }
 
-// putFile publishes content as svc/file; ifMatch < 0 sends no If-Match.
-func (c *client) putFile(ctx context.Context, svc, file string, content []byte, ifMatch int64) (reply, error) {
-	hdr := []string{"X-Sluice-Message", "clustertest"}
-	if ifMatch >= 0 {
-		hdr = append(hdr, "If-Match", strconv.Quote(strconv.FormatInt(ifMatch, 10)))
+// status returns the HTTP status of the answer err reports, 0 when err is
+// not an answer.
+func status(err error) int {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return ae.Status
 	}
-	return c.do(ctx, "PUT", "/v1/services/"+svc+"/files/"+file, content, hdr...)
+	return 0
 }
 
-// revisionJSON is a revision as the API shows it.
-type revisionJSON struct {
-	Revision int64  `json:"revision"`
-	Author   string `json:"author"`
-	Message  string `json:"message"`
-	Changes  []struct {
-		File    string  `json:"file"`
-		Content *string `json:"content"`
-		Delete  bool    `json:"delete"`
-	} `json:"changes"`
-}
-
-// history returns every revision of svc, oldest first (paging by 1000).
-func (c *client) history(t *testing.T, svc string) []revisionJSON {
+// history returns every revision of svc through cl, oldest first (paging
+// by 1000).
+func history(t *testing.T, cl *api.Client, svc string) []configsvc.Revision {
 	t.Helper()
-	var all []revisionJSON
+	ctx, cancel := callCtx()
+	defer cancel()
+	var all []configsvc.Revision
 	before := int64(0)
 	for {
-		path := "/v1/services/" + svc + "/revisions?limit=1000"
-		if before > 0 {
-			path += "&before=" + strconv.FormatInt(before, 10)
+		page, err := cl.Revisions(ctx, configsvc.Service(svc), before, 1000)
+		if err != nil {
+			t.Fatalf("history of %s through %s: %v", svc, cl.Server(), err)
 		}
-		r := c.must(t, http.StatusOK, "GET", path, nil)
-		var page struct{ Revisions []revisionJSON }
-		if err := json.Unmarshal(r.body, &page); err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, page.Revisions...)
-		if len(page.Revisions) < 1000 {
+		all = append(all, page...)
+		if len(page) < 1000 {
 			break
 		}
-		before = page.Revisions[len(page.Revisions)-1].Revision
+		before = page[len(page)-1].Number
 	}
-	for i, j := 0, len(all)-1; i < j; i, j = i+1, j-1 {
-		all[i], all[j] = all[j], all[i]
-	}
+	slices.Reverse(all)
 	return all
 }
 
 // revisionContent returns file's content as changed by revision n of svc.
-func (c *client) revisionContent(t *testing.T, svc string, n int64, file string) (string, bool) {
+func revisionContent(t *testing.T, cl *api.Client, svc string, n int64, file string) (string, bool) {
 	t.Helper()
-	r := c.must(t, http.StatusOK, "GET", "/v1/services/"+svc+"/revisions/"+strconv.FormatInt(n, 10), nil)
-	var rev revisionJSON
-	if err := json.Unmarshal(r.body, &rev); err != nil {
-		t.Fatal(err)
+	ctx, cancel := callCtx()
+	defer cancel()
+	rev, err := cl.Revision(ctx, configsvc.Service(svc), n)
+	if err != nil {
+		t.Fatalf("revision %d of %s through %s: %v", n, svc, cl.Server(), err)
 	}
 	for _, ch := range rev.Changes {
-		if ch.File == file && ch.Content != nil {
-			return *ch.Content, true
+		if ch.File == file && !ch.Delete {
+			return string(ch.Content), true
 		}
 	}
 	return "", false

@@ -1,37 +1,25 @@
 package clustertest
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/sdk"
 )
 
-// instanceOf returns the registration of id in service orders as server
-// api sees it, or ok false when it is not registered.
-func instanceOf(api *client, id string) (rev int64, ok bool, err error) {
-	r, err := api.do(context.Background(), "GET", "/v1/services/orders/instances", nil)
+// instanceOf returns the registration of id in service orders as the
+// server of cl sees it, or ok false when it is not registered.
+func instanceOf(cl *api.Client, id string) (rev int64, ok bool, err error) {
+	ctx, cancel := callCtx()
+	defer cancel()
+	list, err := cl.Instances(ctx, "orders")
 	if err != nil {
 		return 0, false, err
 	}
-	if r.status != http.StatusOK {
-		return 0, false, fmt.Errorf("%v", r)
-	}
-	var out struct {
-		Instances []struct {
-			ID       string `json:"id"`
-			Revision int64  `json:"revision"`
-		}
-	}
-	if err := json.Unmarshal(r.body, &out); err != nil {
-		return 0, false, err
-	}
-	for _, in := range out.Instances {
+	for _, in := range list {
 		if in.ID == id {
 			return in.Revision, true, nil
 		}
@@ -47,9 +35,9 @@ func instanceOf(api *client, id string) (rev int64, ok bool, err error) {
 func TestSDKPartitionedFromZooKeeper(t *testing.T) {
 	zk := zktest.Start(t)
 	c := newCluster(t, zk.Servers())
-	api := c.client(c.startServer("server"))
-	api.must(t, http.StatusCreated, "PUT", "/v1/services/orders", nil)
-	api.must(t, http.StatusOK, "PUT", "/v1/services/orders/files/orders.yaml", []byte("greeting: before\n"))
+	srv := c.client(c.startServer("server"))
+	mustCreate(t, srv, "orders")
+	mustPut(t, srv, "orders", "orders.yaml", "greeting: before\n")
 
 	front := startTCPProxy(t, zk.Addr())
 	const session = 2 * time.Second
@@ -59,7 +47,7 @@ func TestSDKPartitionedFromZooKeeper(t *testing.T) {
 	conf := sdk.Bind[ordersConf](cl, "orders.yaml")
 	registered := func(want int64) func() error {
 		return func() error {
-			rev, ok, err := instanceOf(api, "partitioned")
+			rev, ok, err := instanceOf(srv, "partitioned")
 			switch {
 			case err != nil:
 				return err
@@ -76,7 +64,7 @@ func TestSDKPartitionedFromZooKeeper(t *testing.T) {
 	front.Blackhole()
 	partitioned := time.Now()
 	waitFor(t, 20*time.Second, "ZooKeeper expires the partitioned session", func() error {
-		_, ok, err := instanceOf(api, "partitioned")
+		_, ok, err := instanceOf(srv, "partitioned")
 		if err != nil {
 			return err
 		}
@@ -86,8 +74,8 @@ func TestSDKPartitionedFromZooKeeper(t *testing.T) {
 		return nil
 	})
 	t.Logf("registration gone %v after the partition began (session timeout %v)", time.Since(partitioned).Round(10*time.Millisecond), session)
-	api.must(t, http.StatusOK, "PUT", "/v1/services/orders/files/orders.yaml", []byte("greeting: during-1\n"))
-	api.must(t, http.StatusOK, "PUT", "/v1/services/orders/files/orders.yaml", []byte("greeting: during-2\n"))
+	mustPut(t, srv, "orders", "orders.yaml", "greeting: during-1\n")
+	mustPut(t, srv, "orders", "orders.yaml", "greeting: during-2\n")
 	time.Sleep(session) // stay partitioned past the session timeout once more
 	if got := conf.Load().Greeting; got != "before" {
 		t.Fatalf("a partitioned SDK applied %q: the partition leaks", got)
@@ -99,7 +87,7 @@ func TestSDKPartitionedFromZooKeeper(t *testing.T) {
 	waitFor(t, 20*time.Second, "registration rebuilt after heal", registered(3))
 	t.Logf("converged and registered again within %v of the heal", time.Since(healed).Round(10*time.Millisecond))
 
-	api.must(t, http.StatusOK, "PUT", "/v1/services/orders/files/orders.yaml", []byte("greeting: after\n"))
+	mustPut(t, srv, "orders", "orders.yaml", "greeting: after\n")
 	waitGreeting(t, "SDK's re-armed watch", conf, "after")
 	waitFor(t, 15*time.Second, "registration follows the new revision", registered(4))
 }

@@ -1,13 +1,15 @@
 package clustertest
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 const ordersRoute = "routes:\n  - name: orders\n    match: {path_prefix: /orders}\n    upstream: {service: orders}\n    strip_prefix: true\n"
@@ -38,10 +40,10 @@ func TestPinAcrossServersAndProxies(t *testing.T) {
 	c := newCluster(t, ens.Servers())
 	a, b := c.startServer("server-a"), c.startServer("server-b")
 	apiA, apiB := c.client(a), c.client(b)
-	apiA.must(t, http.StatusCreated, "PUT", "/v1/services/orders", nil)
-	apiA.must(t, http.StatusOK, "PUT", "/v1/services/orders/files/orders.yaml", []byte("greeting: hi\nmax_items: 5\n"))
-	apiA.must(t, http.StatusCreated, "PUT", "/v1/services/sluice-system", nil)
-	apiA.must(t, http.StatusOK, "PUT", "/v1/services/sluice-system/files/routes.yaml", []byte(ordersRoute))
+	mustCreate(t, apiA, "orders")
+	mustPut(t, apiA, "orders", "orders.yaml", "greeting: hi\nmax_items: 5\n")
+	mustCreate(t, apiA, configsvc.SystemService)
+	mustPut(t, apiA, configsvc.SystemService, configsvc.RoutesFile, ordersRoute)
 	c.startOrders("orders-1")
 	c.startOrders("orders-2")
 	proxies := map[string]*proxy{"proxy-a": c.startProxy("proxy-a"), "proxy-b": c.startProxy("proxy-b")}
@@ -66,16 +68,17 @@ func TestPinAcrossServersAndProxies(t *testing.T) {
 		})
 	}
 
-	r := apiA.must(t, http.StatusCreated, "POST", "/v1/pins", map[string]any{"targets": map[string]string{"orders": "orders-2"}, "ttl": "10m"})
-	var pin struct{ ID, Token string }
-	if err := json.Unmarshal(r.body, &pin); err != nil || pin.Token == "" || pin.ID == "" {
-		t.Fatalf("pin create answer: id %q, token set %v, err %v", pin.ID, pin.Token != "", err)
+	ctx, cancel := callCtx()
+	defer cancel()
+	pin, err := apiA.CreatePin(ctx, api.PinRequest{Targets: map[string]string{"orders": "orders-2"}, TTL: "10m"})
+	if err != nil || pin.Secret == "" || pin.ID == "" {
+		t.Fatalf("pin create answer: id %q, token set %v, err %v", pin.ID, pin.Secret != "", err)
 	}
 
 	for _, name := range []string{"proxy-b", "proxy-a"} {
 		t.Run("pinned through "+name, func(t *testing.T) {
 			for i := range 10 {
-				st, inst, body, err := get(proxies[name].url+"/orders/whoami", pin.Token)
+				st, inst, body, err := get(proxies[name].url+"/orders/whoami", pin.Secret)
 				if err != nil || st != http.StatusOK || inst != "orders-2" || body != "orders-2" {
 					t.Fatalf("request %d: HTTP %d, X-Sluice-Instance %q, body %q, err %v; want orders-2", i, st, inst, body, err)
 				}
@@ -83,12 +86,14 @@ func TestPinAcrossServersAndProxies(t *testing.T) {
 		})
 	}
 
-	apiB.must(t, http.StatusOK, "DELETE", "/v1/pins/"+pin.ID, nil)
+	if _, err := apiB.RevokePin(ctx, pin.ID); err != nil {
+		t.Fatal(err)
+	}
 	revokedAt := time.Now()
 	for _, name := range []string{"proxy-a", "proxy-b"} {
 		t.Run("revoked on "+name, func(t *testing.T) {
 			waitFor(t, 5*time.Second, name+" refuses the revoked pin", func() error {
-				st, _, body, err := get(proxies[name].url+"/orders/whoami", pin.Token)
+				st, _, body, err := get(proxies[name].url+"/orders/whoami", pin.Secret)
 				if err != nil {
 					return err
 				}

@@ -1,7 +1,6 @@
 package clustertest
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // load sends GETs to every url from 4 goroutines per url, each at most one
@@ -80,25 +82,15 @@ func within(t *testing.T, what string, got, want float64) {
 
 // proxyPeers returns the ids of the proxies registered as instances of
 // sluice-system.
-func proxyPeers(api *client) ([]string, error) {
-	r, err := api.do(context.Background(), "GET", "/v1/services/sluice-system/instances", nil)
+func proxyPeers(cl *api.Client) ([]string, error) {
+	ctx, cancel := callCtx()
+	defer cancel()
+	list, err := cl.Instances(ctx, configsvc.SystemService)
 	if err != nil {
 		return nil, err
 	}
-	if r.status != http.StatusOK {
-		return nil, fmt.Errorf("%v", r)
-	}
-	var out struct {
-		Instances []struct {
-			ID     string            `json:"id"`
-			Labels map[string]string `json:"labels"`
-		}
-	}
-	if err := json.Unmarshal(r.body, &out); err != nil {
-		return nil, err
-	}
 	var ids []string
-	for _, in := range out.Instances {
+	for _, in := range list {
 		if in.Labels["role"] == "proxy" {
 			ids = append(ids, in.ID)
 		}
@@ -154,15 +146,15 @@ func TestClusterRateLimitAcrossProxies(t *testing.T) {
 
 	ens := startEnsemble(t)
 	c := newCluster(t, ens.Servers())
-	api := c.client(c.startServer("server"))
+	srv := c.client(c.startServer("server"))
 	const rps, burst = 100, 20
 	route := fmt.Sprintf("routes:\n  - name: limited\n    upstream: {static: [%q]}\n    rate_limit: {rps: %d, burst: %d, scope: cluster}\n",
 		strings.TrimPrefix(backend.URL, "http://"), rps, burst)
-	api.must(t, http.StatusCreated, "PUT", "/v1/services/sluice-system", nil)
-	api.must(t, http.StatusOK, "PUT", "/v1/services/sluice-system/files/routes.yaml", []byte(route))
+	mustCreate(t, srv, configsvc.SystemService)
+	mustPut(t, srv, configsvc.SystemService, configsvc.RoutesFile, route)
 	pa, pb := c.startProxy("proxy-a"), c.startProxy("proxy-b")
 	waitFor(t, 30*time.Second, "both proxies registered", func() error {
-		ids, err := proxyPeers(api)
+		ids, err := proxyPeers(srv)
 		if err != nil {
 			return err
 		}
@@ -196,7 +188,7 @@ func TestClusterRateLimitAcrossProxies(t *testing.T) {
 
 	pb.stop()
 	waitFor(t, 30*time.Second, "proxy-b deregistered", func() error {
-		ids, err := proxyPeers(api)
+		ids, err := proxyPeers(srv)
 		if err != nil {
 			return err
 		}

@@ -2,12 +2,10 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -15,6 +13,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 func main() {
@@ -36,28 +37,18 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, server, token, svc string, n int) error {
+func run(ctx context.Context, server, token, name string, n int) error {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n + 10}}
-	do := func(method, path string, body []byte) (*http.Response, error) {
-		req, err := http.NewRequestWithContext(ctx, method, server+path, bytes.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
-		if body != nil {
-			req.Header.Set("Content-Type", "text/plain")
-		}
-		return hc.Do(req)
-	}
-	resp, err := do("GET", "/v1/services/"+svc, nil)
+	defer hc.CloseIdleConnections()
+	c, err := api.New(api.Config{Servers: []string{server}, Token: token, HTTPClient: hc, UserAgent: "sluice-sizing"})
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET service %s: %s", svc, resp.Status)
+	svc := configsvc.Service(name)
+	head, err := c.Head(ctx, svc)
+	if err != nil {
+		return fmt.Errorf("service %s: %w", name, err)
 	}
-	head, _ := strconv.ParseInt(strings.Trim(resp.Header.Get("ETag"), `"`), 10, 64)
 
 	before, err := scrape(ctx, hc, server)
 	if err != nil {
@@ -66,18 +57,17 @@ func run(ctx context.Context, server, token, svc string, n int) error {
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var (
-		wg        sync.WaitGroup
-		connected sync.WaitGroup
-		mu        sync.Mutex
-		got       []time.Time
-		failures  []error
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		got      []time.Time
+		failures []error
 	)
-	connected.Add(n)
+	began := time.Now()
 	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t, err := stream(sctx, hc, server, token, svc, head, connected.Done)
+			t, err := firstRevision(sctx, c, svc, head.Revision)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -87,8 +77,19 @@ func run(ctx context.Context, server, token, svc string, n int) error {
 			got = append(got, t)
 		}()
 	}
-	began := time.Now()
-	connected.Wait()
+	failed := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(failures) > 0 {
+			return fmt.Errorf("%d streams failed; the first: %w", len(failures), failures[0])
+		}
+		return nil
+	}
+	if err := waitSubscribers(ctx, hc, server, before[subscribers]+float64(n), failed); err != nil {
+		stop()
+		wg.Wait()
+		return err
+	}
 	fmt.Printf("%d streams open in %v\n", n, time.Since(began).Round(time.Millisecond))
 	time.Sleep(2 * time.Second) // let the server settle
 	during, err := scrape(ctx, hc, server)
@@ -97,14 +98,8 @@ func run(ctx context.Context, server, token, svc string, n int) error {
 	}
 
 	published := time.Now()
-	resp, err = do("PUT", "/v1/services/"+svc+"/files/sizing.txt", []byte(fmt.Sprintf("sizing run %s\n", published.Format(time.RFC3339Nano))))
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("publish: %s", resp.Status)
+	if _, err := c.PutFile(ctx, svc, "sizing.txt", []byte(fmt.Sprintf("sizing run %s\n", published.Format(time.RFC3339Nano)))); err != nil {
+		return fmt.Errorf("publish: %w", err)
 	}
 	acked := time.Since(published)
 	waitAll := make(chan struct{})
@@ -128,49 +123,53 @@ func run(ctx context.Context, server, token, svc string, n int) error {
 		acked.Round(100*time.Microsecond), len(lat), n, pct(0.5), pct(0.99), pct(1))
 	fmt.Printf("server before: rss %.1f MiB, goroutines %.0f\n", before["process_resident_memory_bytes"]/(1<<20), before["go_goroutines"])
 	fmt.Printf("server with %d streams: rss %.1f MiB, goroutines %.0f, heap in use %.1f MiB, sluice_watch_subscribers %.0f\n",
-		n, during["process_resident_memory_bytes"]/(1<<20), during["go_goroutines"], during["go_memstats_heap_inuse_bytes"]/(1<<20), during[`sluice_watch_subscribers{stream="revisions"}`])
+		n, during["process_resident_memory_bytes"]/(1<<20), during["go_goroutines"], during["go_memstats_heap_inuse_bytes"]/(1<<20), during[subscribers])
 	fmt.Printf("per stream: %.1f KiB rss, %.1f goroutines\n",
 		(during["process_resident_memory_bytes"]-before["process_resident_memory_bytes"])/1024/float64(n),
 		(during["go_goroutines"]-before["go_goroutines"])/float64(n))
 	return nil
 }
 
-// stream follows one event stream from since; it calls open once the
-// server answered, and returns when the first revision after since arrived.
-func stream(ctx context.Context, hc *http.Client, server, token, svc string, since int64, open func()) (time.Time, error) {
-	opened := false
-	defer func() {
-		if !opened {
-			open()
-		}
-	}()
-	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/v1/services/%s/watch?since=%d", server, svc, since), nil)
-	if err != nil {
-		return time.Time{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return time.Time{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return time.Time{}, fmt.Errorf("watch: %s", resp.Status)
-	}
-	opened = true
-	open()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "event: revision") {
+// subscribers is the server's gauge of open revision streams.
+const subscribers = `sluice_watch_subscribers{stream="revisions"}`
+
+// firstRevision follows one event stream from since and returns when the
+// first revision after since arrived. Any trouble on the stream fails it:
+// the run measures a healthy server.
+func firstRevision(ctx context.Context, c *api.Client, svc configsvc.Ref, since int64) (time.Time, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for ev := range c.Watch(ctx, svc, since) {
+		switch {
+		case ev.Revision != nil:
 			return time.Now(), nil
+		case ev.Err != nil:
+			return time.Time{}, ev.Err
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return time.Time{}, err
 	}
 	return time.Time{}, errors.New("stream ended before the revision")
+}
+
+// waitSubscribers polls the server's metrics until it holds at least want
+// revision streams, or failed reports a stream that failed.
+func waitSubscribers(ctx context.Context, hc *http.Client, server string, want float64, failed func() error) error {
+	for {
+		m, err := scrape(ctx, hc, server)
+		if err != nil {
+			return err
+		}
+		if err := failed(); err != nil {
+			return err
+		}
+		if m[subscribers] >= want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%.0f of %.0f streams open: %w", m[subscribers], want, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // scrape reads the unlabelled (and a few labelled) samples of /metrics.

@@ -3,14 +3,15 @@ package cli
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 func (a *app) tokenCmd() *cobra.Command {
@@ -54,7 +55,7 @@ func (a *app) tokenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := c.do(cmd.Context(), request{method: http.MethodDelete, path: "/v1/tokens/" + url.PathEscape(args[0])}); err != nil {
+			if err := c.RevokeToken(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintf(a.stdout(), "token %s revoked\n", args[0])
@@ -66,21 +67,21 @@ func (a *app) tokenCmd() *cobra.Command {
 }
 
 // parseRole parses "admin", "editor:orders", "viewer:team-a-*", "agent:*".
-func parseRole(s string) (roleJSON, error) {
+func parseRole(s string) (api.Grant, error) {
 	role, pattern, hasPattern := strings.Cut(s, ":")
-	switch role {
-	case "admin":
+	switch r := access.Role(role); r {
+	case access.RoleAdmin:
 		if hasPattern {
-			return roleJSON{}, fmt.Errorf("--role %q: admin is granted on everything and takes no pattern", s)
+			return api.Grant{}, fmt.Errorf("--role %q: admin is granted on everything and takes no pattern", s)
 		}
-		return roleJSON{Role: role}, nil
-	case "editor", "viewer", "agent":
+		return api.Grant{Role: r}, nil
+	case access.RoleEditor, access.RoleViewer, access.RoleAgent:
 		if pattern == "" {
-			return roleJSON{}, fmt.Errorf("--role %q: %s needs a service or group name or glob, e.g. %s:orders or %s:team-a-*", s, role, role, role)
+			return api.Grant{}, fmt.Errorf("--role %q: %s needs a service or group name or glob, e.g. %s:orders or %s:team-a-*", s, role, role, role)
 		}
-		return roleJSON{Role: role, Pattern: pattern}, nil
+		return api.Grant{Role: r, Pattern: pattern}, nil
 	}
-	return roleJSON{}, fmt.Errorf("--role %q: must be admin, editor:GLOB, viewer:GLOB or agent:GLOB", s)
+	return api.Grant{}, fmt.Errorf("--role %q: must be admin, editor:GLOB, viewer:GLOB or agent:GLOB", s)
 }
 
 func (a *app) runTokenCreate(ctx context.Context, name string, roleSpecs []string) error {
@@ -90,7 +91,7 @@ func (a *app) runTokenCreate(ctx context.Context, name string, roleSpecs []strin
 	if len(roleSpecs) == 0 {
 		return fmt.Errorf("--role is required: admin, editor:GLOB, viewer:GLOB or agent:GLOB")
 	}
-	roles := make([]roleJSON, 0, len(roleSpecs))
+	roles := make([]api.Grant, 0, len(roleSpecs))
 	for _, s := range roleSpecs {
 		r, err := parseRole(s)
 		if err != nil {
@@ -102,23 +103,22 @@ func (a *app) runTokenCreate(ctx context.Context, name string, roleSpecs []strin
 	if err != nil {
 		return err
 	}
-	var tok tokenJSON
-	resp, err := c.doJSON(ctx, http.MethodPost, "/v1/tokens", nil, map[string]any{"name": name, "roles": roles}, &tok)
+	tok, err := c.CreateToken(ctx, api.TokenRequest{Name: name, Roles: roles})
 	if err != nil {
 		return err
 	}
 	if a.json() {
-		return printJSON(a.stdout(), resp.body)
+		return marshalJSON(a.stdout(), tok)
 	}
-	if tok.Token == "" {
+	if tok.Secret == "" {
 		return fmt.Errorf("token create: the server's answer carries no token")
 	}
 	fmt.Fprintf(a.stderr(), "created token %s (%s) with roles %s; it is shown once, store it now:\n", tok.ID, name, rolesString(roles))
-	_, err = fmt.Fprintln(a.stdout(), tok.Token)
+	_, err = fmt.Fprintln(a.stdout(), tok.Secret)
 	return err
 }
 
-func rolesString(rs []roleJSON) string {
+func rolesString(rs []api.Grant) string {
 	s := make([]string, len(rs))
 	for i, r := range rs {
 		s[i] = r.String()
@@ -131,16 +131,12 @@ func (a *app) runTokenList(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/tokens"})
+	toks, err := c.Tokens(ctx)
 	if err != nil {
 		return err
 	}
 	if a.json() {
-		return printJSON(a.stdout(), resp.body)
-	}
-	var toks []tokenJSON
-	if err := decodeList(resp.body, &toks, "tokens", "items"); err != nil {
-		return err
+		return marshalJSON(a.stdout(), api.TokenList{Tokens: toks})
 	}
 	t := newTable(a.stdout(), "ID", "NAME", "ROLES", "CREATED", "CREATED BY")
 	for _, tk := range toks {
@@ -159,16 +155,15 @@ func (a *app) whoamiCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var tk tokenJSON
-			resp, err := c.doJSON(cmd.Context(), http.MethodGet, "/v1/whoami", nil, nil, &tk)
+			tk, err := c.Whoami(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if a.json() {
-				return printJSON(a.stdout(), resp.body)
+				return marshalJSON(a.stdout(), tk)
 			}
 			t := newTable(a.stdout(), "ID", "NAME", "ROLES", "SERVER")
-			t.row(tk.ID, tk.Name, rolesString(tk.Roles), c.base)
+			t.row(tk.ID, tk.Name, rolesString(tk.Roles), c.Server())
 			return t.flush()
 		},
 	}
@@ -185,22 +180,13 @@ func (a *app) auditCmd() *cobra.Command {
 			"--since takes a duration back from now (90m, 24h) or an RFC 3339 time.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			q := url.Values{}
-			if service != "" {
-				q.Set("service", service)
-			}
-			if actor != "" {
-				q.Set("actor", actor)
-			}
+			q := access.Query{Service: service, Actor: actor, Limit: limit}
 			if since != "" {
 				ts, err := parseSince(since, time.Now())
 				if err != nil {
 					return err
 				}
-				q.Set("since", ts)
-			}
-			if limit > 0 {
-				q.Set("limit", strconv.Itoa(limit))
+				q.Since, _ = time.Parse(time.RFC3339, ts)
 			}
 			return a.runAudit(cmd.Context(), q)
 		},
@@ -228,21 +214,17 @@ func parseSince(s string, now time.Time) (string, error) {
 	return t.UTC().Format(time.RFC3339), nil
 }
 
-func (a *app) runAudit(ctx context.Context, q url.Values) error {
+func (a *app) runAudit(ctx context.Context, q access.Query) error {
 	c, err := a.client()
 	if err != nil {
 		return err
 	}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/audit", query: q})
+	entries, err := c.Audit(ctx, q)
 	if err != nil {
 		return err
 	}
 	if a.json() {
-		return printJSON(a.stdout(), resp.body)
-	}
-	var entries []auditJSON
-	if err := decodeList(resp.body, &entries, "entries", "audit", "items"); err != nil {
-		return err
+		return marshalJSON(a.stdout(), api.AuditList{Entries: entries})
 	}
 	t := newTable(a.stdout(), "TIME", "ACTOR", "ACTION", "TARGET", "REVISION", "STATUS", "CLIENT", "OUTCOME")
 	for _, e := range entries {
@@ -305,7 +287,7 @@ func (a *app) pinCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := c.do(cmd.Context(), request{method: http.MethodDelete, path: "/v1/pins/" + url.PathEscape(args[0])}); err != nil {
+			if _, err := c.RevokePin(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintf(a.stdout(), "pin %s revoked\n", args[0])
@@ -338,25 +320,20 @@ func (a *app) runPinCreate(ctx context.Context, targetSpecs []string, ttl time.D
 	if err != nil {
 		return err
 	}
-	body := map[string]any{"targets": targets, "ttl": ttl.String()}
-	if note != "" {
-		body["note"] = note
-	}
-	var p pinJSON
-	resp, err := c.doJSON(ctx, http.MethodPost, "/v1/pins", nil, body, &p)
+	p, err := c.CreatePin(ctx, api.PinRequest{Targets: targets, TTL: ttl.String(), Note: note})
 	if err != nil {
 		return err
 	}
 	if a.json() {
-		return printJSON(a.stdout(), resp.body)
+		return marshalJSON(a.stdout(), p)
 	}
-	if p.Token == "" {
+	if p.Secret == "" {
 		return fmt.Errorf("pin create: the server's answer carries no token")
 	}
 	w := a.stdout()
 	fmt.Fprintf(w, "pin %s for %s, expires %s\n", p.ID, targetsString(targets), fmtTime(p.Expires))
-	fmt.Fprintf(w, "token (shown once): %s\n", p.Token)
-	_, err = fmt.Fprintf(w, "try it:  curl -H 'X-Sluice-Pin: %s' %s/\n", p.Token, strings.TrimRight(proxy, "/"))
+	fmt.Fprintf(w, "token (shown once): %s\n", p.Secret)
+	_, err = fmt.Fprintf(w, "try it:  curl -H 'X-Sluice-Pin: %s' %s/\n", p.Secret, strings.TrimRight(proxy, "/"))
 	return err
 }
 
@@ -377,16 +354,12 @@ func (a *app) runPinList(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/pins"})
+	pins, err := c.Pins(ctx)
 	if err != nil {
 		return err
 	}
 	if a.json() {
-		return printJSON(a.stdout(), resp.body)
-	}
-	var pins []pinJSON
-	if err := decodeList(resp.body, &pins, "pins", "items"); err != nil {
-		return err
+		return marshalJSON(a.stdout(), api.PinList{Pins: pins})
 	}
 	now := time.Now()
 	t := newTable(a.stdout(), "ID", "TARGETS", "EXPIRES", "STATE", "CREATED BY", "NOTE")
@@ -395,11 +368,11 @@ func (a *app) runPinList(ctx context.Context) error {
 		switch {
 		case state != "":
 		case p.Revoked:
-			state = "revoked"
+			state = api.PinRevoked
 		case !now.Before(p.Expires):
-			state = "expired"
+			state = api.PinExpired
 		default:
-			state = "active"
+			state = api.PinActive
 		}
 		t.row(p.ID, targetsString(p.Targets), p.Expires, state, p.CreatedBy, truncate(p.Note, 40))
 	}

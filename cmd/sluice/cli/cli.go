@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,6 +13,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // Env is what the commands use of the process: streams and environment.
@@ -64,6 +69,7 @@ func Commands(env Env) []*cobra.Command {
 	}
 	for _, c := range cmds {
 		a.addGlobalFlags(c)
+		a.explainErrors(c)
 	}
 	return cmds
 }
@@ -77,6 +83,11 @@ type app struct {
 	dataDir string
 	timeout time.Duration
 	output  string
+
+	// Set by client: whether a token is sent and where it came from
+	// (never the token), for the hint on a 401.
+	sentToken   bool
+	tokenSource string
 }
 
 func (a *app) addGlobalFlags(c *cobra.Command) {
@@ -88,8 +99,9 @@ func (a *app) addGlobalFlags(c *cobra.Command) {
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 }
 
-// client resolves the connection flags and returns the API client.
-func (a *app) client() (*client, error) {
+// client resolves the connection flags and returns the API client. It
+// remembers where the token came from, for the hint on a 401.
+func (a *app) client() (*api.Client, error) {
 	switch a.output {
 	case "table", "json":
 	default:
@@ -107,7 +119,19 @@ func (a *app) client() (*client, error) {
 	if a.timeout <= 0 {
 		return nil, fmt.Errorf("--timeout %s: must be positive", a.timeout)
 	}
-	return newClient(strings.TrimRight(server, "/"), token, source, a.timeout), nil
+	a.sentToken, a.tokenSource = token != "", source
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: a.timeout,
+		MaxIdleConns:          4,
+		IdleConnTimeout:       30 * time.Second,
+	}
+	return api.New(api.Config{
+		Servers: []string{server}, Token: token, HTTPClient: &http.Client{Transport: tr}, Timeout: a.timeout,
+		RetryMin: time.Second, RetryMax: 15 * time.Second, UserAgent: "sluice-cli",
+	})
 }
 
 // resolveToken returns the token and a description of where it came from
@@ -177,11 +201,13 @@ func (s scope) plural() string {
 // verb is the CLI verb of the scope.
 func (s scope) verb() string { return string(s) }
 
-// path joins /v1/<scope>, the escaped name and further escaped segments.
-func (s scope) path(name string, segs ...string) string {
-	p := "/v1/" + string(s) + "/" + url.PathEscape(name)
-	for _, seg := range segs {
-		p += "/" + url.PathEscape(seg)
+// kind is the kind of the scope's members.
+func (s scope) kind() configsvc.Kind {
+	if s == groupScope {
+		return configsvc.KindGroup
 	}
-	return p
+	return configsvc.KindService
 }
+
+// ref names a member of the scope.
+func (s scope) ref(name string) configsvc.Ref { return configsvc.Ref{Kind: s.kind(), Name: name} }

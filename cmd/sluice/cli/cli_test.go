@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 const testToken = "slc_test-token-never-printed"
@@ -310,8 +312,8 @@ func TestOutputFormats(t *testing.T) {
 				"1         2026-01-01 00:00:00Z  alice   db.yaml,-old.txt  first\n",
 		},
 		{
-			name: "table from a bare array",
-			body: history[1:],
+			name: "table of one revision",
+			body: map[string]any{"revisions": history[1:]},
 			args: []string{"history", "orders"},
 			want: "REVISION  TIME                  AUTHOR  FILES             MESSAGE\n" +
 				"1         2026-01-01 00:00:00Z  alice   db.yaml,-old.txt  first\n",
@@ -540,11 +542,11 @@ func TestTokenCreatePrintsTokenAloneOnStdout(t *testing.T) {
 		t.Errorf("stderr %q", r.stderr)
 	}
 	var body struct {
-		Name  string     `json:"name"`
-		Roles []roleJSON `json:"roles"`
+		Name  string      `json:"name"`
+		Roles []api.Grant `json:"roles"`
 	}
 	json.Unmarshal(f.last("POST /v1/tokens").Body, &body)
-	if body.Name != "ci" || len(body.Roles) != 2 || body.Roles[0] != (roleJSON{"viewer", "orders"}) || body.Roles[1] != (roleJSON{"editor", "team-a-*"}) {
+	if body.Name != "ci" || len(body.Roles) != 2 || body.Roles[0] != (api.Grant{Role: "viewer", Pattern: "orders"}) || body.Roles[1] != (api.Grant{Role: "editor", Pattern: "team-a-*"}) {
 		t.Errorf("body %+v", body)
 	}
 }
@@ -552,16 +554,16 @@ func TestTokenCreatePrintsTokenAloneOnStdout(t *testing.T) {
 func TestParseRole(t *testing.T) {
 	tests := []struct {
 		in      string
-		want    roleJSON
+		want    api.Grant
 		wantErr string
 	}{
-		{"admin", roleJSON{Role: "admin"}, ""},
-		{"editor:orders", roleJSON{"editor", "orders"}, ""},
-		{"viewer:team-a-*", roleJSON{"viewer", "team-a-*"}, ""},
-		{"agent:*", roleJSON{"agent", "*"}, ""},
-		{"admin:orders", roleJSON{}, "takes no pattern"},
-		{"editor", roleJSON{}, "needs a service or group name"},
-		{"owner:x", roleJSON{}, "must be admin, editor:GLOB"},
+		{"admin", api.Grant{Role: "admin"}, ""},
+		{"editor:orders", api.Grant{Role: "editor", Pattern: "orders"}, ""},
+		{"viewer:team-a-*", api.Grant{Role: "viewer", Pattern: "team-a-*"}, ""},
+		{"agent:*", api.Grant{Role: "agent", Pattern: "*"}, ""},
+		{"admin:orders", api.Grant{}, "takes no pattern"},
+		{"editor", api.Grant{}, "needs a service or group name"},
+		{"owner:x", api.Grant{}, "must be admin, editor:GLOB"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
@@ -644,7 +646,7 @@ func TestRollbackAndDiff(t *testing.T) {
 	if want := "orders: rolled back to revision 2 as revision 9 (db.yaml)\n"; r.stdout != want {
 		t.Errorf("stdout %q, want %q", r.stdout, want)
 	}
-	var body rollbackJSON
+	var body api.RollbackRequest
 	json.Unmarshal(f.last("POST /v1/services/orders/rollback").Body, &body)
 	if body.ToRevision != 2 || body.Message != "undo" || len(body.Files) != 1 || body.Files[0] != "db.yaml" {
 		t.Errorf("body %+v", body)
@@ -667,7 +669,7 @@ func TestRollbackAndDiff(t *testing.T) {
 func TestSharedGroupsAndLinks(t *testing.T) {
 	f := newFakeAPI(t)
 	f.reply("PUT /v1/services/orders/links/redis-common", http.StatusNoContent, nil)
-	f.reply("GET /v1/shared/redis-common/users", http.StatusOK, map[string]any{"users": []string{"billing", "orders"}})
+	f.reply("GET /v1/shared/redis-common/users", http.StatusOK, map[string]any{"group": "redis-common", "services": []string{"billing", "orders"}})
 	f.reply("GET /v1/shared", http.StatusOK, map[string]any{"groups": []string{"redis-common"}})
 	f.reply("GET /v1/services", http.StatusOK, map[string]any{"services": []string{}})
 	f.handle("PUT /v1/shared/redis-common/files/redis.yaml", func(w http.ResponseWriter, r *http.Request) {

@@ -3,20 +3,20 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 func (a *app) getCmd(s scope) *cobra.Command {
@@ -40,28 +40,15 @@ func (a *app) runGet(ctx context.Context, s scope, name, file string, rev int64)
 	if err != nil {
 		return err
 	}
-	content, r, err := c.getFile(ctx, s, name, file, rev)
+	f, err := c.File(ctx, s.ref(name), file, rev)
 	if err != nil {
 		return err
 	}
 	if a.json() {
-		return marshalJSON(a.stdout(), map[string]any{s.noun(): name, "file": file, "revision": r, "content": string(content)})
+		return marshalJSON(a.stdout(), map[string]any{s.noun(): name, "file": file, "revision": f.Revision, "content": string(f.Content)})
 	}
-	_, err = a.stdout().Write(content)
+	_, err = a.stdout().Write(f.Content)
 	return err
-}
-
-// getFile reads a file and the revision the server reports for it.
-func (c *client) getFile(ctx context.Context, s scope, name, file string, rev int64) ([]byte, int64, error) {
-	req := request{method: http.MethodGet, path: s.path(name, "files", file)}
-	if rev > 0 {
-		req.query = url.Values{"revision": {strconv.FormatInt(rev, 10)}}
-	}
-	resp, err := c.do(ctx, req)
-	if err != nil {
-		return nil, 0, err
-	}
-	return resp.body, resp.revision(), nil
 }
 
 func (a *app) putCmd(s scope) *cobra.Command {
@@ -126,58 +113,53 @@ func (a *app) runPut(ctx context.Context, s scope, name, file string, content []
 	if err != nil {
 		return err
 	}
-	resp, err := c.putFile(ctx, s, name, file, content, msg, ifMatch)
+	rev, err := putFile(ctx, c, s, name, file, content, msg, ifMatch)
 	if isStatus(err, http.StatusPreconditionFailed) {
 		return fmt.Errorf("%w\n%s/%s: revision %d is no longer the newest; nothing was published. Read the current content (sluice get) and publish again", err, name, file, ifMatch)
 	}
 	if err != nil {
 		return err
 	}
-	return a.printPublished(resp, name, []string{file})
+	return a.printPublished(rev, name, []string{file})
 }
 
 // noMatch means "no If-Match": publish onto whatever the head is.
 const noMatch = -1
 
 // putFile publishes one file; ifMatch ≥ 0 is sent as If-Match.
-func (c *client) putFile(ctx context.Context, s scope, name, file string, content []byte, msg string, ifMatch int64) (*response, error) {
+func putFile(ctx context.Context, c *api.Client, s scope, name, file string, content []byte, msg string, ifMatch int64) (configsvc.Revision, error) {
 	if strings.ContainsAny(msg, "\r\n") {
-		return nil, errors.New("-m: a one-file put takes a one-line message; use `sluice publish` for a multi-line message")
+		return configsvc.Revision{}, errors.New("-m: a one-file put takes a one-line message; use `sluice publish` for a multi-line message")
 	}
-	h := http.Header{}
-	if msg != "" {
-		h.Set("X-Sluice-Message", msg)
-	}
+	opts := []api.WriteOption{api.WithMessage(msg)}
 	if ifMatch >= 0 {
-		h.Set("If-Match", strconv.Quote(strconv.FormatInt(ifMatch, 10)))
+		opts = append(opts, api.IfMatch(ifMatch))
 	}
-	return c.do(ctx, request{
-		method: http.MethodPut, path: s.path(name, "files", file),
-		body: bytes.NewReader(content), contentType: "application/octet-stream", header: h,
-	})
+	return c.PutFile(ctx, s.ref(name), file, content, opts...)
 }
 
-// createdRevision decodes the revision a publish or rollback answered with,
-// and its number (from the body, else the X-Sluice-Revision header).
-func (r *response) createdRevision() (revisionJSON, int64) {
-	var rev revisionJSON
-	_ = json.Unmarshal(r.body, &rev)
-	if rev.Revision == 0 {
-		return rev, r.revision()
+// fileNames returns the names of the files a revision changed, marking
+// deletions with a leading "-".
+func fileNames(r configsvc.Revision) []string {
+	out := make([]string, len(r.Changes))
+	for i, c := range r.Changes {
+		out[i] = c.File
+		if c.Delete {
+			out[i] = "-" + c.File
+		}
 	}
-	return rev, rev.Revision
+	return out
 }
 
 // printPublished reports the revision a publish created.
-func (a *app) printPublished(resp *response, name string, files []string) error {
+func (a *app) printPublished(rev configsvc.Revision, name string, files []string) error {
 	if a.json() {
-		return printJSON(a.stdout(), resp.body)
+		return marshalJSON(a.stdout(), api.FromRevision(rev, false))
 	}
-	rev, n := resp.createdRevision()
-	if names := rev.fileNames(); len(names) > 0 {
+	if names := fileNames(rev); len(names) > 0 {
 		files = names
 	}
-	_, err := fmt.Fprintf(a.stdout(), "%s: published revision %d (%s)\n", name, n, strings.Join(files, ", "))
+	_, err := fmt.Fprintf(a.stdout(), "%s: published revision %d (%s)\n", name, rev.Number, strings.Join(files, ", "))
 	return err
 }
 
@@ -206,18 +188,19 @@ func (a *app) runEdit(ctx context.Context, s scope, name, file string, msg strin
 	if err != nil {
 		return err
 	}
-	content, rev, err := c.getFile(ctx, s, name, file, 0)
+	f, err := c.File(ctx, s.ref(name), file, 0)
 	if isStatus(err, http.StatusNotFound) {
 		// A new file: start empty from the current head, if the service exists.
-		var head headJSON
-		if _, herr := c.doJSON(ctx, http.MethodGet, s.path(name), nil, nil, &head); herr != nil {
+		head, herr := c.Head(ctx, s.ref(name))
+		if herr != nil {
 			return herr
 		}
-		content, rev, err = nil, head.Revision, nil
+		f, err = api.FileContent{Revision: head.Revision}, nil
 	}
 	if err != nil {
 		return err
 	}
+	content, rev := f.Content, f.Revision
 	// Keep the extension so the editor highlights the format.
 	tmp, err := os.CreateTemp(a.env.Getenv("TMPDIR"), "sluice-edit-*-"+file)
 	if err != nil {
@@ -248,8 +231,8 @@ func (a *app) runEdit(ctx context.Context, s scope, name, file string, msg strin
 	if msg == "" {
 		msg = "edit " + file
 	}
-	resp, err := c.putFile(ctx, s, name, file, edited, msg, rev)
-	switch {
+	published, err := putFile(ctx, c, s, name, file, edited, msg, rev)
+	switch err = a.explain(err); {
 	case isStatus(err, http.StatusPreconditionFailed):
 		return fmt.Errorf("%s/%s changed on the server after you opened it at revision %d; nothing was published.\n"+
 			"Your edited copy is kept at %s. Re-run `sluice edit %s %s` to edit the newest revision", name, file, rev, path, name, file)
@@ -257,7 +240,7 @@ func (a *app) runEdit(ctx context.Context, s scope, name, file string, msg strin
 		return fmt.Errorf("%w\nnothing was published; your edited copy is kept at %s", err, path)
 	}
 	os.Remove(path)
-	return a.printPublished(resp, name, []string{file})
+	return a.printPublished(published, name, []string{file})
 }
 
 // runEditor runs $VISUAL or $EDITOR (which may carry arguments, e.g.
@@ -302,7 +285,7 @@ func (a *app) runPublish(ctx context.Context, s scope, name string, files, delet
 	if len(files)+len(deletes) == 0 {
 		return errors.New("nothing to publish: give -f file and/or --delete file")
 	}
-	body := publishJSON{Message: msg}
+	body := api.PublishRequest{Message: msg}
 	var names []string
 	for _, spec := range files {
 		fname, path := filepath.Base(spec), spec
@@ -313,12 +296,11 @@ func (a *app) runPublish(ctx context.Context, s scope, name string, files, delet
 		if err != nil {
 			return fmt.Errorf("-f %s: %w", spec, err)
 		}
-		content := string(b)
-		body.Changes = append(body.Changes, changeJSON{File: fname, Content: &content})
+		body.Changes = append(body.Changes, api.PutChange(fname, b))
 		names = append(names, fname)
 	}
 	for _, d := range deletes {
-		body.Changes = append(body.Changes, changeJSON{File: d, Delete: true})
+		body.Changes = append(body.Changes, api.DeleteChange(d))
 		names = append(names, "-"+d)
 	}
 	c, err := a.client()
@@ -328,13 +310,13 @@ func (a *app) runPublish(ctx context.Context, s scope, name string, files, delet
 	if baseSet {
 		body.BaseRevision = &base
 	}
-	resp, err := c.doJSON(ctx, http.MethodPost, s.path(name, "revisions"), nil, body, nil)
-	if baseSet && (isStatus(err, http.StatusConflict) || isStatus(err, http.StatusPreconditionFailed)) {
+	rev, err := c.Publish(ctx, s.ref(name), body)
+	if err = a.explain(err); baseSet && (isStatus(err, http.StatusConflict) || isStatus(err, http.StatusPreconditionFailed)) {
 		return fmt.Errorf("%w\n%s: revision %d is no longer the newest; nothing was published. Check `sluice history %s` and publish again", err, name, base, name)
 	}
 	if err != nil {
 		return err
 	}
 	sort.Strings(names)
-	return a.printPublished(resp, name, names)
+	return a.printPublished(rev, name, names)
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,23 +9,9 @@ import (
 	"time"
 )
 
-// printJSON writes a server response body indented, with a final newline.
-// The data is the server's, unchanged.
-func printJSON(w io.Writer, body []byte) error {
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, bytes.TrimSpace(body), "", "  "); err != nil {
-		// Not JSON: pass it through as it came.
-		buf.Reset()
-		buf.Write(body)
-	}
-	if buf.Len() == 0 || buf.Bytes()[buf.Len()-1] != '\n' {
-		buf.WriteByte('\n')
-	}
-	_, err := w.Write(buf.Bytes())
-	return err
-}
-
-// marshalJSON writes v as indented JSON (for output the client composes).
+// marshalJSON writes v as indented JSON. The answers of the server are
+// printed from the api types they were decoded into, which the server
+// encodes them with: the same data.
 func marshalJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -1,16 +1,15 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 func (a *app) historyCmd(s scope) *cobra.Command {
@@ -34,23 +33,12 @@ func (a *app) runHistory(ctx context.Context, s scope, name string, limit int, b
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
-	if before > 0 {
-		q.Set("before", strconv.FormatInt(before, 10))
-	}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: s.path(name, "revisions"), query: q})
+	revs, err := c.Revisions(ctx, s.ref(name), before, limit)
 	if err != nil {
 		return err
 	}
 	if a.json() {
-		return printJSON(a.stdout(), resp.body)
-	}
-	var revs []revisionJSON
-	if err := decodeList(resp.body, &revs, "revisions", "items"); err != nil {
-		return err
+		return marshalJSON(a.stdout(), api.RevisionList{Revisions: api.FromRevisions(revs)})
 	}
 	t := newTable(a.stdout(), "REVISION", "TIME", "AUTHOR", "FILES", "MESSAGE")
 	for _, r := range revs {
@@ -58,7 +46,7 @@ func (a *app) runHistory(ctx context.Context, s scope, name string, limit int, b
 		if r.RollbackOf > 0 && !strings.Contains(m, "rollback") {
 			m = fmt.Sprintf("%s (rollback to %d)", m, r.RollbackOf)
 		}
-		t.row(r.Revision, r.Time, r.Author, truncate(strings.Join(r.fileNames(), ","), 40), truncate(m, 72))
+		t.row(r.Number, r.Time, r.Author, truncate(strings.Join(fileNames(r), ","), 40), truncate(m, 72))
 	}
 	return t.flush()
 }
@@ -102,25 +90,12 @@ func (a *app) runDiff(ctx context.Context, s scope, name string, from, to int64)
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
-	if from >= 0 {
-		q.Set("from", strconv.FormatInt(from, 10))
-	}
-	if to >= 0 {
-		q.Set("to", strconv.FormatInt(to, 10))
-	}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: s.path(name, "diff"), query: q})
+	d, err := c.Diff(ctx, s.ref(name), from, to)
 	if err != nil {
 		return err
 	}
 	if a.json() {
-		return printJSON(a.stdout(), resp.body)
-	}
-	var d diffJSON
-	if err := json.Unmarshal(resp.body, &d); err != nil {
-		if lerr := decodeList(resp.body, &d.Files, "files"); lerr != nil {
-			return fmt.Errorf("diff: unexpected response: %w", err)
-		}
+		return marshalJSON(a.stdout(), d)
 	}
 	w := a.stdout()
 	if from < 0 || to < 0 {
@@ -133,8 +108,7 @@ func (a *app) runDiff(ctx context.Context, s scope, name string, from, to int64)
 		}
 		changed++
 		fmt.Fprintf(w, "%s %s\n", f.Status, f.File)
-		text := firstNonEmpty(f.Diff, f.Unified)
-		if text != "" {
+		if text := f.Diff; text != "" {
 			fmt.Fprint(w, text)
 			if !strings.HasSuffix(text, "\n") {
 				fmt.Fprintln(w)
@@ -182,25 +156,20 @@ func (a *app) runRollback(ctx context.Context, s scope, name string, to int64, f
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(rollbackJSON{ToRevision: to, Files: files, Message: msg})
-	if err != nil {
-		return err
-	}
-	req := request{method: http.MethodPost, path: s.path(name, "rollback"), body: bytes.NewReader(b), contentType: "application/json"}
+	var opts []api.WriteOption
 	if ifMatch >= 0 {
-		req.header = http.Header{"If-Match": {strconv.Quote(strconv.FormatInt(ifMatch, 10))}}
+		opts = append(opts, api.IfMatch(ifMatch))
 	}
-	resp, err := c.do(ctx, req)
-	if isStatus(err, http.StatusPreconditionFailed) {
+	rev, err := c.Rollback(ctx, s.ref(name), api.RollbackRequest{ToRevision: to, Files: files, Message: msg}, opts...)
+	if err = a.explain(err); isStatus(err, http.StatusPreconditionFailed) {
 		return fmt.Errorf("%w\n%s: revision %d is no longer the newest; nothing was rolled back", err, name, ifMatch)
 	}
 	if err != nil {
 		return err
 	}
 	if a.json() {
-		return printJSON(a.stdout(), resp.body)
+		return marshalJSON(a.stdout(), api.FromRevision(rev, false))
 	}
-	rev, n := resp.createdRevision()
-	_, err = fmt.Fprintf(a.stdout(), "%s: rolled back to revision %d as revision %d (%s)\n", name, to, n, strings.Join(rev.fileNames(), ", "))
+	_, err = fmt.Fprintf(a.stdout(), "%s: rolled back to revision %d as revision %d (%s)\n", name, to, rev.Number, strings.Join(fileNames(rev), ", "))
 	return err
 }

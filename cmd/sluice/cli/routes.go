@@ -2,19 +2,21 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // Routes are the file routes.yaml of the reserved service sluice-system.
 const (
-	systemService = "sluice-system"
-	routesFile    = "routes.yaml"
+	systemService = configsvc.SystemService
+	routesFile    = configsvc.RoutesFile
 )
 
 func (a *app) routesCmd() *cobra.Command {
@@ -68,40 +70,6 @@ func (a *app) routesCmd() *cobra.Command {
 	return c
 }
 
-// liveRoutesJSON is the part of GET /v1/routes the table shows.
-type liveRoutesJSON struct {
-	Revision int64 `json:"revision"`
-	Proxies  []struct {
-		ID       string    `json:"id"`
-		Updated  time.Time `json:"updated"`
-		Revision int64     `json:"revision"`
-		Routes   []struct {
-			Name      string `json:"name"`
-			RateLimit *struct {
-				RPS      float64 `json:"rps"`
-				Burst    int     `json:"burst"`
-				Key      string  `json:"key"`
-				Scope    string  `json:"scope"`
-				Rejected uint64  `json:"rejected"`
-			} `json:"rate_limit"`
-			Instances []struct {
-				ID       string `json:"id"`
-				Breaker  string `json:"breaker"`
-				Requests uint64 `json:"requests"`
-				Failures uint64 `json:"failures"`
-			} `json:"instances"`
-			InstancesOmitted int `json:"instances_omitted"`
-		} `json:"routes"`
-		RoutesOmitted int `json:"routes_omitted"`
-	} `json:"proxies"`
-	Stale []struct {
-		ID       string    `json:"id"`
-		Reason   string    `json:"reason"`
-		Updated  time.Time `json:"updated"`
-		Revision int64     `json:"revision"`
-	} `json:"stale"`
-}
-
 // runRoutesLive prints one row per proxy, route and upstream instance,
 // then the proxies that do not report.
 func (a *app) runRoutesLive(ctx context.Context) error {
@@ -109,16 +77,12 @@ func (a *app) runRoutesLive(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/routes"})
+	live, err := c.LiveRoutes(ctx)
 	if err != nil {
 		return err
 	}
 	if a.json() {
-		return printJSON(a.stdout(), resp.body)
-	}
-	var live liveRoutesJSON
-	if err := json.Unmarshal(resp.body, &live); err != nil {
-		return fmt.Errorf("GET /v1/routes: %w", err)
+		return marshalJSON(a.stdout(), live)
 	}
 	out := a.stdout()
 	if len(live.Proxies) == 0 {
@@ -161,8 +125,12 @@ func (a *app) runRoutesLive(ctx context.Context) error {
 		}
 	}
 	for _, s := range live.Stale {
-		if s.Reason == "stale" {
-			fmt.Fprintf(out, "%s: stale, last update %s (revision %d)\n", s.ID, fmtTime(s.Updated), s.Revision)
+		if s.Reason == api.StaleOld {
+			updated := time.Time{}
+			if s.Updated != nil {
+				updated = *s.Updated
+			}
+			fmt.Fprintf(out, "%s: stale, last update %s (revision %d)\n", s.ID, fmtTime(updated), s.Revision)
 		} else {
 			fmt.Fprintf(out, "%s: registered, but publishes no state\n", s.ID)
 		}
@@ -177,10 +145,11 @@ func (a *app) ensureSystemService(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.do(ctx, request{method: http.MethodGet, path: serviceScope.path(systemService)})
+	sys := configsvc.Service(configsvc.SystemService)
+	_, err = c.Head(ctx, sys)
 	if !isStatus(err, http.StatusNotFound) {
 		return nil // exists, or the put will report the real trouble
 	}
-	_, err = c.do(ctx, request{method: http.MethodPut, path: serviceScope.path(systemService)})
+	_, _, err = c.Create(ctx, sys)
 	return err
 }

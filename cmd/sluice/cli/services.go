@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 func (a *app) servicesCmd() *cobra.Command {
@@ -61,35 +63,23 @@ func (a *app) runList(ctx context.Context, s scope) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/" + string(s)})
+	names, err := c.List(ctx, s.kind())
 	if err != nil {
 		return err
 	}
 	if a.json() {
-		return printJSON(a.stdout(), resp.body)
+		if s == groupScope {
+			return marshalJSON(a.stdout(), api.GroupList{Groups: names})
+		}
+		return marshalJSON(a.stdout(), api.ServiceList{Services: names})
 	}
-	var items []nameItem
-	if err := decodeList(resp.body, &items, string(s), "services", "groups", "shared", "items"); err != nil {
-		return err
-	}
-	if len(items) == 0 {
+	if len(names) == 0 {
 		_, err := fmt.Fprintf(a.stdout(), "no %s yet (create one with `sluice %s create NAME`)\n", s.plural(), s.verb())
 		return err
 	}
-	if items[0].bare {
-		t := newTable(a.stdout(), "NAME")
-		for _, it := range items {
-			t.row(it.Name)
-		}
-		return t.flush()
-	}
-	t := newTable(a.stdout(), "NAME", "REVISION", "FILES", "UPDATED")
-	for _, it := range items {
-		files := ""
-		if it.Files != nil {
-			files = fmt.Sprint(len(it.Files))
-		}
-		t.row(it.Name, it.Revision, files, it.Updated)
+	t := newTable(a.stdout(), "NAME")
+	for _, n := range names {
+		t.row(n)
 	}
 	return t.flush()
 }
@@ -104,16 +94,16 @@ func (a *app) createCmd(s scope) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := c.do(cmd.Context(), request{method: http.MethodPut, path: s.path(args[0])})
+			h, created, err := c.Create(cmd.Context(), s.ref(args[0]))
 			if err != nil {
 				return err
 			}
 			if a.json() {
-				return printJSON(a.stdout(), resp.body)
+				return marshalJSON(a.stdout(), api.FromHead(h))
 			}
 			what := "created"
-			if resp.status == http.StatusOK {
-				what = "already exists" // PUT is idempotent: 200 instead of 201
+			if !created {
+				what = "already exists" // creating is idempotent
 			}
 			_, err = fmt.Fprintf(a.stdout(), "%s %s %s\n", s.noun(), args[0], what)
 			return err
@@ -131,13 +121,12 @@ func (a *app) showCmd(s scope) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var h headJSON
-			resp, err := c.doJSON(cmd.Context(), http.MethodGet, s.path(args[0]), nil, nil, &h)
+			h, err := c.Head(cmd.Context(), s.ref(args[0]))
 			if err != nil {
 				return err
 			}
 			if a.json() {
-				return printJSON(a.stdout(), resp.body)
+				return marshalJSON(a.stdout(), api.FromHead(h))
 			}
 			w := a.stdout()
 			fmt.Fprintf(w, "%s %s at revision %d", s.noun(), args[0], h.Revision)
@@ -180,7 +169,7 @@ func (a *app) deleteCmd(s scope) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := c.do(cmd.Context(), request{method: http.MethodDelete, path: s.path(args[0])}); err != nil {
+			if err := c.Delete(cmd.Context(), s.ref(args[0])); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintf(a.stdout(), "%s %s deleted\n", s.noun(), args[0])
@@ -201,16 +190,12 @@ func (a *app) usersCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := c.do(cmd.Context(), request{method: http.MethodGet, path: groupScope.path(args[0], "users")})
+			users, err := c.Users(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			if a.json() {
-				return printJSON(a.stdout(), resp.body)
-			}
-			var users []nameItem
-			if err := decodeList(resp.body, &users, "users", "services", "items"); err != nil {
-				return err
+				return marshalJSON(a.stdout(), api.Users{Group: args[0], Services: users})
 			}
 			if len(users) == 0 {
 				_, err := fmt.Fprintf(a.stdout(), "no service uses group %s\n", args[0])
@@ -218,7 +203,7 @@ func (a *app) usersCmd() *cobra.Command {
 			}
 			t := newTable(a.stdout(), "SERVICE")
 			for _, u := range users {
-				t.row(u.Name)
+				t.row(u)
 			}
 			return t.flush()
 		},
@@ -231,7 +216,7 @@ func (a *app) linkCmd() *cobra.Command {
 		Short: "Make a service use a shared group",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.runLink(cmd.Context(), http.MethodPut, args[0], args[1])
+			return a.runLink(cmd.Context(), true, args[0], args[1])
 		},
 	}
 }
@@ -242,26 +227,26 @@ func (a *app) unlinkCmd() *cobra.Command {
 		Short: "Stop a service using a shared group",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.runLink(cmd.Context(), http.MethodDelete, args[0], args[1])
+			return a.runLink(cmd.Context(), false, args[0], args[1])
 		},
 	}
 }
 
-func (a *app) runLink(ctx context.Context, method, svc, group string) error {
+func (a *app) runLink(ctx context.Context, add bool, svc, group string) error {
 	c, err := a.client()
 	if err != nil {
 		return err
 	}
-	resp, err := c.do(ctx, request{method: method, path: serviceScope.path(svc, "links", group)})
+	link, verb := c.Link, "now uses"
+	if !add {
+		link, verb = c.Unlink, "no longer uses"
+	}
+	links, err := link(ctx, svc, group)
 	if err != nil {
 		return err
 	}
-	if a.json() && len(resp.body) > 0 {
-		return printJSON(a.stdout(), resp.body)
-	}
-	verb := "now uses"
-	if method == http.MethodDelete {
-		verb = "no longer uses"
+	if a.json() {
+		return marshalJSON(a.stdout(), api.Links{Links: links, Service: svc})
 	}
 	_, err = fmt.Fprintf(a.stdout(), "service %s %s shared group %s\n", svc, verb, group)
 	return err
@@ -277,16 +262,12 @@ func (a *app) instancesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := c.do(cmd.Context(), request{method: http.MethodGet, path: serviceScope.path(args[0], "instances")})
+			ins, err := c.Instances(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			if a.json() {
-				return printJSON(a.stdout(), resp.body)
-			}
-			var ins []instanceJSON
-			if err := decodeList(resp.body, &ins, "instances", "items"); err != nil {
-				return err
+				return marshalJSON(a.stdout(), api.InstanceList{Instances: ins, Service: args[0]})
 			}
 			if len(ins) == 0 {
 				_, err := fmt.Fprintf(a.stdout(), "no live instances of %s\n", args[0])
@@ -296,7 +277,7 @@ func (a *app) instancesCmd() *cobra.Command {
 			for _, in := range ins {
 				note := ""
 				switch {
-				case in.Status == "rejected":
+				case in.Status == configsvc.StatusRejected:
 					note = fmt.Sprintf("rejected %d: %s", in.Rejected, truncate(in.Error, 60))
 				case in.FromCache:
 					note = "started from cache"

@@ -1,19 +1,19 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 func (a *app) watchCmd(s scope) *cobra.Command {
@@ -40,180 +40,78 @@ func (a *app) watchCmd(s scope) *cobra.Command {
 	return c
 }
 
-// sseEvent is one server-sent event.
-type sseEvent struct {
-	id, name string
-	data     []byte
-}
-
-// errStreamEnded reports a stream the server closed; the watch resumes.
-var errStreamEnded = errors.New("event stream ended")
-
 func (a *app) runWatch(ctx context.Context, s scope, name string, since int64, count int) error {
 	c, err := a.client()
 	if err != nil {
 		return err
 	}
+	ref := s.ref(name)
 	if since < 0 {
 		// Start from the head explicitly, so a reconnect before the first
 		// new revision still resumes without a gap.
-		var h headJSON
-		if _, err := c.doJSON(ctx, http.MethodGet, s.path(name), nil, nil, &h); err != nil {
+		h, err := c.Head(ctx, ref)
+		if err != nil {
 			return err
 		}
 		since = h.Revision
 	}
 	fmt.Fprintf(a.stderr(), "watching %s %s after revision %d (Ctrl-C to stop)\n", s.noun(), name, since)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	seen := 0
-	backoff := time.Second
-	connected := false
-	var final error // an event that ends the watch (compacted, not_found) or an output error
-	for {
-		err := c.stream(ctx, s.path(name, "watch"), since, func() { connected = true }, func(ev sseEvent) (bool, error) {
-			backoff = time.Second
-			done, err := a.printEvent(ev)
-			if err != nil || done {
-				final = err
-				return true, err
-			}
-			if ev.name == "revision" {
-				if n, perr := strconv.ParseInt(ev.id, 10, 64); perr == nil {
-					since = n
-				}
-				seen++
-				if count > 0 && seen >= count {
-					return true, nil
-				}
-			}
-			return false, nil
-		})
-		var ae *apiError
+	connected := false // the server accepted a stream once
+	for ev := range c.Watch(wctx, ref, since) {
+		var se *api.StreamError
+		var ae *api.Error
 		switch {
-		case final != nil:
-			return final
-		case err == nil:
-			return nil
-		case ctx.Err() != nil:
-			return nil // interrupted: a normal way to stop watching
-		case errors.As(err, &ae) && ae.Status != http.StatusServiceUnavailable:
-			return err
-		case !connected:
-			return err // never got a stream: a wrong address or a dead server
-		}
-		fmt.Fprintf(a.stderr(), "watch %s: %v; resuming in %s\n", name, err, backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 15*time.Second)
-	}
-}
-
-// printEvent prints one event. It reports done for the events that end
-// the stream (compacted, not_found).
-func (a *app) printEvent(ev sseEvent) (done bool, err error) {
-	if ev.name == "error" {
-		var e struct {
-			Error struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		_ = json.Unmarshal(ev.data, &e)
-		switch e.Error.Code {
-		case "compacted", "not_found":
-			return true, fmt.Errorf("watch ended: %s (%s)", e.Error.Message, e.Error.Code)
-		}
-		_, err := fmt.Fprintf(a.stderr(), "watch: %s (%s); still watching\n", e.Error.Message, e.Error.Code)
-		return false, err
-	}
-	if a.json() {
-		return false, json.NewEncoder(a.stdout()).Encode(map[string]any{"event": ev.name, "id": ev.id, "data": json.RawMessage(ev.data)})
-	}
-	switch ev.name {
-	case "revision":
-		var r revisionJSON
-		if err := json.Unmarshal(ev.data, &r); err != nil {
-			return true, fmt.Errorf("watch: bad revision event: %w", err)
-		}
-		_, err = fmt.Fprintf(a.stdout(), "revision %d  %s  %s  %s  %s\n", r.Revision, fmtTime(r.Time), r.Author, strings.Join(r.fileNames(), ","), r.Message)
-	case "links":
-		var l struct {
-			Links []string `json:"links"`
-		}
-		_ = json.Unmarshal(ev.data, &l)
-		_, err = fmt.Fprintf(a.stdout(), "links  %s\n", strings.Join(l.Links, ","))
-	}
-	return false, err
-}
-
-// stream opens an event stream at path (resuming after since when ≥ 0),
-// calls opened once the server accepted it, and calls fn for each event until fn reports done, ctx ends, or the stream
-// breaks (errStreamEnded or a transport error). The per-call timeout bounds
-// only the wait for the response headers, not the stream.
-func (c *client) stream(ctx context.Context, path string, since int64, opened func(), fn func(sseEvent) (bool, error)) error {
-	u := c.base + path
-	if since >= 0 {
-		u += "?" + url.Values{"since": {strconv.FormatInt(since, 10)}}.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("User-Agent", "sluice-cli")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	hc := &http.Client{Transport: c.http.Transport} // no overall timeout: streams are long
-	resp, err := hc.Do(req)
-	if err != nil {
-		return c.transportError(request{method: http.MethodGet, path: path}, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return parseAPIError(resp, body)
-	}
-	opened()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), maxResponse)
-	var ev sseEvent
-	var data strings.Builder
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if ev.name == "" && data.Len() == 0 {
-				continue // a comment (": ping") block
+		case errors.As(ev.Err, &se):
+			connected = connected || se.Opened
+			if !connected || errors.As(se.Err, &ae) && ae.Status != http.StatusServiceUnavailable {
+				return se.Err // never got a stream (a wrong address, a dead server), or refused
 			}
-			ev.data = []byte(data.String())
-			if ev.name == "" {
-				ev.name = "message"
+			fmt.Fprintf(a.stderr(), "watch %s: %v; resuming in %s\n", name, a.explain(se.Err), se.Retry.Round(time.Millisecond))
+		case errors.As(ev.Err, &ae) && ae.Status == 0:
+			// An error event of the stream.
+			connected = true
+			if errors.Is(ae, configsvc.ErrCompacted) || errors.Is(ae, configsvc.ErrNotFound) {
+				return fmt.Errorf("watch ended: %s (%s)", ae.Message, ae.Code)
 			}
-			done, err := fn(ev)
-			if err != nil || done {
+			if _, err := fmt.Fprintf(a.stderr(), "watch: %s (%s); still watching\n", ae.Message, ae.Code); err != nil {
 				return err
 			}
-			ev, data = sseEvent{}, strings.Builder{}
-		case strings.HasPrefix(line, ":"):
-		case strings.HasPrefix(line, "id:"):
-			ev.id = strings.TrimSpace(strings.TrimPrefix(line, "id:"))
-		case strings.HasPrefix(line, "event:"):
-			ev.name = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
-		case strings.HasPrefix(line, "data:"):
-			if data.Len() > 0 {
-				data.WriteByte('\n')
+		case ev.Err != nil:
+			return ev.Err // the server refused the stream (403, 404 …)
+		default:
+			connected = true
+			if err := a.printEvent(ev); err != nil {
+				return err
 			}
-			data.WriteString(strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+			if ev.Revision != nil {
+				seen++
+				if count > 0 && seen >= count {
+					return nil
+				}
+			}
 		}
 	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("%w: %v", errStreamEnded, err)
+	return nil // interrupted: a normal way to stop watching
+}
+
+// printEvent prints one revision or links event: a line, or with -o json
+// {"event","id","data"} with the event's data as the server sent it.
+func (a *app) printEvent(ev configsvc.Event) error {
+	switch {
+	case ev.Revision != nil && a.json():
+		return json.NewEncoder(a.stdout()).Encode(map[string]any{"event": api.EventRevision, "id": strconv.FormatInt(ev.Revision.Number, 10), "data": api.FromRevision(*ev.Revision, true)})
+	case ev.Revision != nil:
+		r := ev.Revision
+		_, err := fmt.Fprintf(a.stdout(), "revision %d  %s  %s  %s  %s\n", r.Number, fmtTime(r.Time), r.Author, strings.Join(fileNames(*r), ","), r.Message)
+		return err
+	case ev.LinksChanged && a.json():
+		return json.NewEncoder(a.stdout()).Encode(map[string]any{"event": api.EventLinks, "id": "", "data": api.LinksData{Links: ev.Links}})
+	case ev.LinksChanged:
+		_, err := fmt.Fprintf(a.stdout(), "links  %s\n", strings.Join(ev.Links, ","))
+		return err
 	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return errStreamEnded
+	return nil
 }

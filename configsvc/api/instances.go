@@ -1,0 +1,121 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// Instances lists the live instances of service svc, sorted by id.
+func (c *Client) Instances(ctx context.Context, svc string) ([]configsvc.Instance, error) {
+	var out InstanceList
+	_, err := c.get(ctx, refPath(configsvc.Service(svc), "instances"), nil, &out)
+	return out.Instances, err
+}
+
+func instancePath(svc, id string) string {
+	return refPath(configsvc.Service(svc), "instances", id)
+}
+
+// PutInstance registers inst (role agent or above), or refreshes the
+// registration this server holds, for the server's instance lease time
+// (30 s by default), and returns the record the server keeps. ErrConflict
+// while the instance is registered elsewhere. Register keeps a
+// registration alive.
+func (c *Client) PutInstance(ctx context.Context, inst configsvc.Instance) (configsvc.Instance, error) {
+	var out Instance
+	_, err := c.doJSON(ctx, request{method: http.MethodPut, path: instancePath(inst.Service, inst.ID), retry: true}, inst, &out)
+	return out, err
+}
+
+// DeleteInstance removes the registration of instance id of svc that the
+// server holds. ErrNotFound if it holds none.
+func (c *Client) DeleteInstance(ctx context.Context, svc, id string) error {
+	_, err := c.do(ctx, request{method: http.MethodDelete, path: instancePath(svc, id), retry: true})
+	return err
+}
+
+// Register registers inst and keeps it registered, refreshing it every
+// Config.Heartbeat, until the returned Lease is closed: the HTTP form of
+// configsvc.Store.Register. A failed refresh is logged and retried at the
+// next heartbeat.
+func (c *Client) Register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error) {
+	if _, err := c.PutInstance(ctx, inst); err != nil {
+		return nil, err
+	}
+	l := &lease{c: c, inst: inst, done: make(chan struct{})}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	go l.heartbeats()
+	return l, nil
+}
+
+// lease is a registration Register keeps alive.
+type lease struct {
+	c    *Client
+	mu   sync.Mutex // guards inst
+	inst configsvc.Instance
+
+	ctx       context.Context // ends when the lease closes
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when heartbeats returns
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ configsvc.Lease = (*lease)(nil)
+
+func (l *lease) current() configsvc.Instance {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.inst
+}
+
+func (l *lease) heartbeats() {
+	defer close(l.done)
+	t := time.NewTicker(l.c.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(l.ctx, l.c.cfg.Heartbeat)
+		inst := l.current()
+		if _, err := l.c.PutInstance(ctx, inst); err != nil && l.ctx.Err() == nil {
+			l.c.cfg.Logger.Warn("api: instance refresh failed", "service", inst.Service, "instance", inst.ID, "err", err)
+		}
+		cancel()
+	}
+}
+
+// Update replaces the registered record (same service and id) and sends it
+// at once.
+func (l *lease) Update(ctx context.Context, inst configsvc.Instance) error {
+	l.mu.Lock()
+	l.inst = inst
+	l.mu.Unlock()
+	_, err := l.c.PutInstance(ctx, inst)
+	return err
+}
+
+// Close stops the refreshes and removes the registration (within 3 s); a
+// registration the server no longer holds is not an error. It is safe to
+// call more than once.
+func (l *lease) Close() error {
+	l.closeOnce.Do(func() {
+		l.cancel()
+		<-l.done
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		inst := l.current()
+		if err := l.c.DeleteInstance(ctx, inst.Service, inst.ID); err != nil && !errors.Is(err, configsvc.ErrNotFound) {
+			l.closeErr = err
+		}
+	})
+	return l.closeErr
+}

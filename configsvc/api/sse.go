@@ -1,0 +1,261 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// The events of GET …/watch (revisions) and GET
+// /v1/services/{svc}/instances/watch (instances), written with WriteEvent
+// and read with a Decoder. Each data is one line of JSON.
+const (
+	// EventRevision carries a Revision with the content of its changes;
+	// its id is the revision number, which a reconnecting client sends back
+	// as Last-Event-ID or since.
+	EventRevision = "revision"
+	// EventLinks carries LinksData: a service's new set of linked groups.
+	EventLinks = "links"
+	// EventInstances carries InstancesData: the full live instance list.
+	EventInstances = "instances"
+	// EventError carries an ErrorBody (code and message). Codes compacted
+	// and not_found end a revision stream (the client reloads a snapshot);
+	// the others (unavailable) only inform.
+	EventError = "error"
+)
+
+// The comments a server writes on a stream: CommentOpen as soon as it is
+// accepted, CommentPing every heartbeat (15 s by default), so that clients
+// and proxies see a live connection.
+const (
+	CommentOpen = "ok"
+	CommentPing = "ping"
+)
+
+// How a client resumes a revision stream: the query parameter SinceParam,
+// or the header LastEventIDHeader holding the id of the last event
+// applied.
+const (
+	SinceParam        = "since"
+	LastEventIDHeader = "Last-Event-ID"
+)
+
+// MaxSince is the largest revision a watch accepts in since.
+const MaxSince = 1 << 62
+
+// WatchFrom returns the revision a revision stream resumes after, as the
+// request names it: the query parameter since, else the Last-Event-ID
+// header; given is false when it names none (the server then starts at its
+// head). A malformed value is a *configsvc.FieldError naming it.
+func WatchFrom(r *http.Request) (from int64, given bool, err error) {
+	if raw, ok := r.URL.Query()[SinceParam]; ok {
+		v, err := strconv.ParseInt(raw[0], 10, 64)
+		if err != nil || v < 0 || v > MaxSince {
+			return 0, true, &configsvc.FieldError{Field: SinceParam, Value: raw[0], Msg: fmt.Sprintf("must be an integer from 0 to %d", int64(MaxSince))}
+		}
+		return v, true, nil
+	}
+	if id := r.Header.Get(LastEventIDHeader); id != "" {
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil || n < 0 {
+			return 0, true, &configsvc.FieldError{Field: LastEventIDHeader, Value: id, Msg: "must be a revision number"}
+		}
+		return n, true, nil
+	}
+	return 0, false, nil
+}
+
+// WriteEvent writes one server-sent event to w in a single Write: an "id"
+// line when id is not empty, the "event" line, data as one line of JSON,
+// and the blank line that ends it. The caller flushes.
+func WriteEvent(w io.Writer, id, name string, data any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 0, len(b)+len(id)+len(name)+24)
+	if id != "" {
+		buf = append(buf, "id: "...)
+		buf = append(buf, id...)
+		buf = append(buf, '\n')
+	}
+	buf = append(buf, "event: "...)
+	buf = append(buf, name...)
+	buf = append(buf, "\ndata: "...)
+	buf = append(buf, b...)
+	buf = append(buf, "\n\n"...)
+	_, err = w.Write(buf)
+	return err
+}
+
+// WriteComment writes the comment ": text" and a blank line to w.
+func WriteComment(w io.Writer, text string) error {
+	_, err := io.WriteString(w, ": "+text+"\n\n")
+	return err
+}
+
+// DefaultMaxEventSize bounds one line and one event's data a Decoder reads
+// (a revision event holds at most a 900 KiB changeset, JSON-escaped).
+const DefaultMaxEventSize = 32 << 20
+
+// Event is one server-sent event, or one comment, as a Decoder reads it.
+type Event struct {
+	// ID is the event's id field; empty when the event has none (the
+	// Decoder's LastEventID keeps the last one seen).
+	ID string
+	// Name is the event field; "message" when the event has none.
+	Name string
+	// Data is the event's data fields joined by "\n".
+	Data []byte
+	// Retry is the reconnection time the event's retry field asks for; 0
+	// when it has none.
+	Retry time.Duration
+	// Comment is set for a comment line (": ping"); Data then holds its
+	// text without the colon and one leading space, and the other fields
+	// are empty.
+	Comment bool
+}
+
+// Decoder reads server-sent events (the WHATWG "text/event-stream"
+// format): fields id, event, data and retry, comments, lines ended by LF,
+// CRLF or CR, a leading byte order mark. Unknown fields and lines are
+// ignored; an event without data is not returned; an event the stream ends
+// in the middle of is dropped. It is not safe for concurrent use.
+type Decoder struct {
+	// MaxEventSize bounds one line and one event's data; over it, Next
+	// returns a *configsvc.LimitError. Default: DefaultMaxEventSize.
+	MaxEventSize int
+
+	r       *bufio.Reader
+	line    []byte
+	skipLF  bool // the last line ended in CR: a following LF belongs to it
+	started bool // the byte order mark check is done
+	lastID  string
+	retry   time.Duration
+
+	// the event being read
+	id, name string
+	data     []byte // nil until a data field; each field's value + "\n"
+	evRetry  time.Duration
+}
+
+// NewDecoder returns a Decoder reading r.
+func NewDecoder(r io.Reader) *Decoder {
+	return &Decoder{r: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// LastEventID returns the last id field read, "" before any: what a client
+// sends as Last-Event-ID when it reconnects.
+func (d *Decoder) LastEventID() string { return d.lastID }
+
+// Retry returns the last reconnection time a retry field asked for, 0
+// before any.
+func (d *Decoder) Retry() time.Duration { return d.retry }
+
+// Next returns the next event or comment. At the end of the stream it
+// returns io.EOF, dropping an event the stream ended in the middle of;
+// other errors are the reader's, or a *configsvc.LimitError for a line or
+// an event's data over MaxEventSize.
+func (d *Decoder) Next() (Event, error) {
+	for {
+		line, err := d.readLine()
+		if err != nil {
+			return Event{}, err
+		}
+		if len(line) == 0 {
+			if d.data == nil {
+				d.id, d.name, d.evRetry = "", "", 0
+				continue
+			}
+			ev := Event{ID: d.id, Name: d.name, Data: d.data[:len(d.data)-1], Retry: d.evRetry}
+			if ev.Name == "" {
+				ev.Name = "message"
+			}
+			d.id, d.name, d.data, d.evRetry = "", "", nil, 0
+			return ev, nil
+		}
+		if line[0] == ':' {
+			return Event{Comment: true, Data: bytes.Clone(bytes.TrimPrefix(line[1:], []byte(" ")))}, nil
+		}
+		field, value, found := bytes.Cut(line, []byte(":"))
+		if found {
+			value = bytes.TrimPrefix(value, []byte(" "))
+		}
+		switch string(field) {
+		case "event":
+			d.name = string(value)
+		case "data":
+			if len(d.data)+len(value)+1 > d.max() {
+				return Event{}, &configsvc.LimitError{What: "server-sent event", Size: int64(len(d.data) + len(value) + 1), Limit: int64(d.max())}
+			}
+			if d.data == nil {
+				d.data = make([]byte, 0, len(value)+1)
+			}
+			d.data = append(append(d.data, value...), '\n')
+		case "id":
+			if bytes.IndexByte(value, 0) < 0 {
+				d.id = string(value)
+				d.lastID = d.id
+			}
+		case "retry":
+			if ms, err := strconv.ParseUint(string(value), 10, 31); err == nil {
+				d.evRetry = time.Duration(ms) * time.Millisecond
+				d.retry = d.evRetry
+			}
+		}
+	}
+}
+
+func (d *Decoder) max() int {
+	if d.MaxEventSize > 0 {
+		return d.MaxEventSize
+	}
+	return DefaultMaxEventSize
+}
+
+// readLine returns the next line without its end (LF, CRLF or CR). The
+// slice is valid until the next call.
+func (d *Decoder) readLine() ([]byte, error) {
+	d.line = d.line[:0]
+	for {
+		if _, err := d.r.Peek(1); err != nil {
+			return nil, err
+		}
+		if !d.started {
+			d.started = true
+			if bom, _ := d.r.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
+				_, _ = d.r.Discard(3)
+				continue
+			}
+		}
+		buf, _ := d.r.Peek(d.r.Buffered())
+		if d.skipLF {
+			d.skipLF = false
+			if buf[0] == '\n' {
+				_, _ = d.r.Discard(1)
+				continue
+			}
+		}
+		if i := bytes.IndexAny(buf, "\r\n"); i >= 0 {
+			if len(d.line)+i > d.max() {
+				return nil, &configsvc.LimitError{What: "server-sent event line", Size: int64(len(d.line) + i), Limit: int64(d.max())}
+			}
+			d.line = append(d.line, buf[:i]...)
+			d.skipLF = buf[i] == '\r'
+			_, _ = d.r.Discard(i + 1)
+			return d.line, nil
+		}
+		if len(d.line)+len(buf) > d.max() {
+			return nil, &configsvc.LimitError{What: "server-sent event line", Size: int64(len(d.line) + len(buf)), Limit: int64(d.max())}
+		}
+		d.line = append(d.line, buf...)
+		_, _ = d.r.Discard(len(buf))
+	}
+}
