@@ -53,13 +53,13 @@ const stackRoutes = `routes:
 // 127.0.0.1 with their /metrics, as `sluice server` and `sluice proxy
 // --metrics-addr` serve them.
 type stack struct {
-	admin         string // admin server base URL; its /metrics too
-	proxy         string // proxy base URL
-	proxyMetrics  string // the proxy's metrics URL
-	token         string // bootstrap admin token
-	client        *http.Client
-	storeDown     *atomic.Bool // the admin server's store fails Ping (so /readyz answers 503)
-	clients       atomic.Int64 // the last X-Client of the limited route
+	admin        string // admin server base URL; its /metrics too
+	proxy        string // proxy base URL
+	proxyMetrics string // the proxy's metrics URL
+	token        string // bootstrap admin token
+	client       *http.Client
+	storeDown    *atomic.Bool // the admin server's store fails Ping (so /readyz answers 503)
+	clients      atomic.Int64 // the last X-Client of the limited route
 }
 
 // flakyStore is a store whose Ping fails while down is set: the admin
