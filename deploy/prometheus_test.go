@@ -519,3 +519,52 @@ func parseSeries(s string) (string, map[string]string, error) {
 	}
 	return m[1], labels, nil
 }
+
+// TestOperationsDocListsTheRules keeps the alert table of docs/operations.md
+// ("What to monitor") and deploy/prometheus/rules.yml in step: the same
+// alerts, each with the same expression and for.
+func TestOperationsDocListsTheRules(t *testing.T) {
+	var file struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `json:"alert"`
+				Expr  string `json:"expr"`
+				For   string `json:"for"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	// Only alert, expr and for matter here: record, labels and annotations are ignored.
+	if err := yaml.Unmarshal(readRepoFile(t, "deploy/prometheus/rules.yml"), &file); err != nil {
+		t.Fatal(err)
+	}
+	inFile := map[string]string{}
+	for _, g := range file.Groups {
+		for _, r := range g.Rules {
+			if r.Alert != "" {
+				inFile[r.Alert] = strings.Join(strings.Fields(r.Expr), " ") + " | " + r.For
+			}
+		}
+	}
+	row := regexp.MustCompile("^\\| `(Sluice\\w+)` \\| `(.+?)` \\|\\s*(\\w*)\\s*\\|")
+	inDoc := map[string]string{}
+	for _, line := range strings.Split(string(readRepoFile(t, "docs/operations.md")), "\n") {
+		if m := row.FindStringSubmatch(line); m != nil {
+			inDoc[m[1]] = strings.Join(strings.Fields(strings.ReplaceAll(m[2], `\|`, "|")), " ") + " | " + m[3]
+		}
+	}
+	if len(inFile) == 0 {
+		t.Fatal("rules.yml has no alerts")
+	}
+	for name, want := range inFile {
+		if got, ok := inDoc[name]; !ok {
+			t.Errorf("docs/operations.md does not list alert %s", name)
+		} else if got != want {
+			t.Errorf("docs/operations.md: %s is %q, rules.yml has %q", name, got, want)
+		}
+	}
+	for name := range inDoc {
+		if _, ok := inFile[name]; !ok {
+			t.Errorf("docs/operations.md lists alert %s, which rules.yml lacks", name)
+		}
+	}
+}
