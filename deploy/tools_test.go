@@ -5,8 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
-
-	"github.com/gin-gonic/gin"
 )
 
 // requireTool returns the path of an external program. A missing one fails
@@ -43,9 +41,4 @@ func readRepoFile(t *testing.T, rel string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func TestMain(m *testing.M) {
-	gin.SetMode(gin.TestMode) // the admin servers of stack_test.go: no route listing on stdout
-	os.Exit(m.Run())
 }
