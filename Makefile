@@ -6,7 +6,7 @@ BIN       ?= bin/sluice
 # timing bounds (e.g. convergence within 2 s after an outage); on 2 cores, overlapping them only adds noise.
 GOFLAGS_TEST ?= -race -count=1 -p 1 -timeout 25m
 
-.PHONY: run build test unit bench lint zookeeper chromium fuzz clean
+.PHONY: run build test unit bench lint zookeeper chromium prometheus fuzz clean
 
 ## run: start Sluice on its embedded bbolt default (admin server + proxy).
 run:
@@ -16,10 +16,12 @@ run:
 build:
 	$(GO) build -o $(BIN) ./cmd/sluice
 
-## test: everything, against a real ZooKeeper and headless Chromium (both installed from Debian when
-## missing); nothing skips. The cluster tests run their full 60 s leader churn.
-test: zookeeper chromium
-	SLUICE_REQUIRE_ZOOKEEPER=1 SLUICE_REQUIRE_BROWSER=1 SLUICE_CLUSTER_CHURN=$${SLUICE_CLUSTER_CHURN:-60s} \
+## test: everything, against a real ZooKeeper, headless Chromium, Prometheus/promtool and
+## systemd-analyze (installed from Debian when missing); nothing skips. The cluster tests run their
+## full 60 s leader churn.
+test: zookeeper chromium prometheus
+	SLUICE_REQUIRE_ZOOKEEPER=1 SLUICE_REQUIRE_BROWSER=1 SLUICE_REQUIRE_TOOLS=1 \
+	  SLUICE_CLUSTER_CHURN=$${SLUICE_CLUSTER_CHURN:-60s} \
 	  $(GO) test $(GOFLAGS_TEST) $(PKGS)
 
 ## unit: the tests that need no ZooKeeper (ZooKeeper tests skip).
@@ -58,6 +60,21 @@ chromium:
 	else echo "installing Chromium (Debian package chromium)"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; fi
+
+## prometheus: install Debian's prometheus 2.42 (promtool and prometheus, for the rule tests in
+## ./deploy; see deploy/prometheus/README.md) and systemd (systemd-analyze, for the unit-file tests)
+## when missing. The tests start their own Prometheus on a random loopback port; on a host where
+## systemd runs, the package also enables a prometheus service on :9090
+## (`sudo systemctl disable --now prometheus` stops it).
+PROMETHEUS_VERSION ?= 2.42
+prometheus:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v systemd-analyze >/dev/null; then \
+	  echo "installing prometheus $(PROMETHEUS_VERSION) and systemd (Debian packages)"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    "prometheus=$(PROMETHEUS_VERSION).*" systemd >/dev/null; fi
+	@v=$$(promtool --version 2>&1 | head -1); case "$$v" in *"version $(PROMETHEUS_VERSION)."*) echo "prometheus: $$v";; \
+	  *) echo "prometheus: want $(PROMETHEUS_VERSION).x, found: $$v"; exit 1;; esac
 
 clean:
 	rm -rf bin bench.out

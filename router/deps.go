@@ -119,6 +119,11 @@ type RouteMetrics interface {
 	KeysCapHit()
 	// BreakerState records the state of an instance's breaker.
 	BreakerState(instance string, s BreakerState)
+	// Forget drops what was recorded for an instance that left the route
+	// (its response counts and breaker state); the router also calls it
+	// when a route drops its circuit breaker, and then asks for the
+	// instance's Upstream handle again.
+	Forget(instance string)
 }
 
 // UpstreamMetrics counts the answers of one upstream instance of a route.
@@ -135,4 +140,5 @@ func (nopMetrics) Observe(time.Duration)             {}
 func (nopMetrics) RateLimited()                      {}
 func (nopMetrics) KeysCapHit()                       {}
 func (nopMetrics) BreakerState(string, BreakerState) {}
+func (nopMetrics) Forget(string)                     {}
 func (nopMetrics) Response(int)                      {}

@@ -237,6 +237,10 @@ func (r *recRoute) BreakerState(instance string, s router.BreakerState) {
 	r.m.mu.Unlock()
 }
 
+// Forget keeps the record: tests read what an instance did after it left.
+// router/prommetrics tests that departed instances' series are deleted.
+func (r *recRoute) Forget(string) {}
+
 type recUp struct {
 	m   *recMetrics
 	key string

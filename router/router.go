@@ -125,7 +125,7 @@ func New(cfg Config) (*Router, error) {
 	}
 	empty, _ := NewTable(nil)
 	r.table = empty
-	r.snap.Store(r.build())
+	r.swap()
 	return r, nil
 }
 
@@ -148,7 +148,7 @@ func (r *Router) Update(routes []Route) error {
 	}
 	r.mu.Lock()
 	r.routes, r.table = routes, t
-	r.snap.Store(r.build())
+	r.swap()
 	r.mu.Unlock()
 	r.log.Info("route table updated", "routes", len(routes))
 	select {
@@ -278,7 +278,7 @@ func (r *Router) setInstances(ctx context.Context, svc string, list []configsvc.
 		return // the watch was stopped; do not resurrect the service's list
 	}
 	r.insts[svc] = list
-	r.snap.Store(r.build())
+	r.swap()
 	ids := make([]string, len(list))
 	for i := range list {
 		ids[i] = list[i].ID
@@ -333,6 +333,20 @@ type instState struct {
 	trips    atomic.Uint64
 	requests atomic.Uint64
 	failures atomic.Uint64
+
+	// mu orders the breaker's metric updates against retire: once retired
+	// (no route uses the state any more), a request still running on an
+	// old table can no longer write the breaker's series back after it
+	// was deleted or taken over by the state's successor.
+	mu      sync.Mutex
+	retired bool
+}
+
+// retire marks st as dropped from the router.
+func (st *instState) retire() {
+	st.mu.Lock()
+	st.retired = true
+	st.mu.Unlock()
 }
 
 // limState is a route's limiter with its refusal count; it outlives table
@@ -342,8 +356,49 @@ type limState struct {
 	rejected atomic.Uint64
 }
 
+// swap builds a snapshot of r.table and r.insts, deletes the metric series
+// the old snapshot had and the new one lacks, and installs it. Caller holds
+// mu.
+func (r *Router) swap() {
+	old := r.snap.Load()
+	s := r.build()
+	if old != nil {
+		forgetDeparted(old, s)
+	}
+	r.snap.Store(s)
+}
+
+// forgetDeparted deletes the series of every instance that was in a route
+// of old and is not in that route of s, so that instances that come and go
+// do not grow the metrics without bound. When a route dropped its circuit
+// breaker, its instances' series are deleted too (no breaker gauge stays
+// behind) and s's handles, not yet in use, are taken again.
+func forgetDeparted(old, s *snapshot) {
+	byName := make(map[string]*routeRT, len(s.routes))
+	for _, rt := range s.routes {
+		byName[rt.route.Name] = rt
+	}
+	for _, ort := range old.routes {
+		nrt := byName[ort.route.Name]
+		for _, in := range ort.insts {
+			var nin *inst
+			if nrt != nil {
+				nin = nrt.byID[in.id]
+			}
+			switch {
+			case nin == nil:
+				ort.metrics.Forget(in.id)
+			case ort.route.CircuitBreaker != nil && nrt.route.CircuitBreaker == nil:
+				nrt.metrics.Forget(in.id)
+				nin.m = nrt.metrics.Upstream(in.id)
+			}
+		}
+	}
+}
+
 // build makes a snapshot of r.table and r.insts, reusing limiter and
-// breaker state by key and dropping state no route uses. Caller holds mu.
+// breaker state by key and dropping (retiring) state no route uses. Caller
+// holds mu.
 func (r *Router) build() *snapshot {
 	s := &snapshot{table: r.table, routes: make([]*routeRT, len(r.table.routes))}
 	s.none = r.metrics.Route("")
@@ -359,8 +414,9 @@ func (r *Router) build() *snapshot {
 			delete(r.limiters, k)
 		}
 	}
-	for k := range r.states {
+	for k, st := range r.states {
 		if !usedSt[k] {
+			st.retire()
 			delete(r.states, k)
 		}
 	}
@@ -460,7 +516,11 @@ func (r *Router) onBreakerChange(route, id string, st *instState) func(from, to 
 			st.openedAt.Store(r.now().UnixNano())
 			st.trips.Add(1)
 		}
-		r.metrics.Route(route).BreakerState(id, to)
+		st.mu.Lock()
+		if !st.retired {
+			r.metrics.Route(route).BreakerState(id, to)
+		}
+		st.mu.Unlock()
 		r.log.Warn("circuit breaker", "route", route, "instance", id, "from", from.String(), "to", to.String())
 	}
 }

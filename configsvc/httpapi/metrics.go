@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +13,9 @@ import (
 )
 
 // metrics are the server's Prometheus metrics, registered on Config.Registry.
+// Every label value is bounded whatever clients send: route is a route
+// pattern or unmatchedRoute, method one of knownMethods or otherMethod, code
+// a status class.
 type metrics struct {
 	requests    *prometheus.CounterVec   // sluice_http_requests_total{route,method,code}
 	latency     *prometheus.HistogramVec // sluice_http_request_duration_seconds{route,method}
@@ -20,11 +24,31 @@ type metrics struct {
 	storeErrors prometheus.Counter       // sluice_store_errors_total
 }
 
+const (
+	// unmatchedRoute is the route label of requests no route matched
+	// (unknown paths, methods a path does not allow, console pages).
+	unmatchedRoute = "unmatched"
+	// otherMethod is the method label of every method not in knownMethods.
+	otherMethod = "other"
+)
+
+// knownMethods are the method label values besides otherMethod: the methods
+// of RFC 9110 and PATCH.
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodConnect: true,
+	http.MethodOptions: true, http.MethodTrace: true,
+}
+
+// codeClasses are the code label values: a status is counted by its class,
+// as the proxy counts it (statuses outside 100–599 count as "5xx").
+var codeClasses = [5]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_http_requests_total",
-			Help: "Admin API requests by route pattern, method and status code.",
+			Help: "Admin API requests by route pattern, method and status class (2xx, 4xx, 5xx …).",
 		}, []string{"route", "method", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sluice_http_request_duration_seconds",
@@ -50,6 +74,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// observe counts one request; route must already be a pattern or
+// unmatchedRoute.
+func (m *metrics) observe(route, method string, status int, d time.Duration) {
+	if !knownMethods[method] {
+		method = otherMethod
+	}
+	c := status/100 - 1
+	if c < 0 || c >= len(codeClasses) {
+		c = len(codeClasses) - 1
+	}
+	m.requests.WithLabelValues(route, method, codeClasses[c]).Inc()
+	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
 }
 
 func levelFor(status int) slog.Level {

@@ -161,12 +161,11 @@ func (s *Server) observe(c *gin.Context) {
 
 	route := c.FullPath()
 	if route == "" {
-		route = "unmatched"
+		route = unmatchedRoute
 	}
 	status := c.Writer.Status()
 	elapsed := time.Since(start)
-	s.metrics.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
-	s.metrics.latency.WithLabelValues(route, c.Request.Method).Observe(elapsed.Seconds())
+	s.metrics.observe(route, c.Request.Method, status, elapsed)
 
 	actor := ""
 	if st.principal != nil {

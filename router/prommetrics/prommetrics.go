@@ -9,16 +9,43 @@ import (
 	"github.com/sluicehq/sluice/router"
 )
 
+// Label names. The upstream instance is "upstream_instance", never
+// "instance": Prometheus reserves "instance" for the scrape target and
+// renames a clashing exported label to "exported_instance", which no
+// documented alert would match.
+const (
+	LabelRoute            = "route"
+	LabelUpstreamInstance = "upstream_instance"
+	LabelCode             = "code"
+)
+
+// Label values the proxy uses for itself.
+const (
+	// NoRoute is the route label of requests that matched no route.
+	NoRoute = "none"
+	// ProxyInstance is the upstream_instance label of answers the proxy
+	// gave itself (429, 403, 503 …).
+	ProxyInstance = "proxy"
+)
+
+// codeClasses are the values of the code label: a response status is
+// counted by its class, so the label has five values whatever upstreams
+// answer (statuses outside 100–599 count as "5xx").
+var codeClasses = [5]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
 // Metrics implements router.Metrics with these collectors:
 //
-//	sluice_proxy_requests_total{route,instance,code}       counter; code is 1xx…5xx
-//	sluice_proxy_request_duration_seconds{route}           histogram
-//	sluice_proxy_rate_limited_total{route}                 counter
-//	sluice_proxy_rate_limit_keys_cap_hits_total{route}     counter
-//	sluice_proxy_breaker_state{route,instance}             gauge: 0 closed, 1 half-open, 2 open
+//	sluice_proxy_requests_total{route,upstream_instance,code}  counter; code is the class 1xx…5xx
+//	sluice_proxy_request_duration_seconds{route}              histogram
+//	sluice_proxy_rate_limited_total{route}                    counter
+//	sluice_proxy_rate_limit_keys_cap_hits_total{route}        counter
+//	sluice_proxy_breaker_state{route,upstream_instance}       gauge: 0 closed, 1 half-open, 2 open
 //
-// route is "none" for requests no route matched; instance is "proxy" for
-// answers the proxy gave itself. Safe for concurrent use.
+// route is "none" (NoRoute) for requests no route matched; upstream_instance
+// is "proxy" (ProxyInstance) for answers the proxy gave itself. Every label
+// value comes from the route table or the instance list, never from a
+// request, and the series of an instance that left a route are deleted
+// (RouteMetrics.Forget). Safe for concurrent use.
 type Metrics struct {
 	requests    *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
@@ -33,20 +60,20 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_proxy_requests_total", Help: "Requests by route, upstream instance and status class.",
-		}, []string{"route", "instance", "code"}),
+		}, []string{LabelRoute, LabelUpstreamInstance, LabelCode}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "sluice_proxy_request_duration_seconds", Help: "Time to serve a request through the proxy, by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"route"}),
+		}, []string{LabelRoute}),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_proxy_rate_limited_total", Help: "Requests refused with 429 by a route's rate limit.",
-		}, []string{"route"}),
+		}, []string{LabelRoute}),
 		capHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_proxy_rate_limit_keys_cap_hits_total", Help: "Requests whose rate-limit key could not be tracked because the per-key limiter was full.",
-		}, []string{"route"}),
+		}, []string{LabelRoute}),
 		breakerStat: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sluice_proxy_breaker_state", Help: "Circuit breaker state per route and instance: 0 closed, 1 half-open, 2 open.",
-		}, []string{"route", "instance"}),
+			Name: "sluice_proxy_breaker_state", Help: "Circuit breaker state per route and upstream instance: 0 closed, 1 half-open, 2 open.",
+		}, []string{LabelRoute, LabelUpstreamInstance}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.limited, m.capHits, m.breakerStat} {
 		if err := reg.Register(c); err != nil {
@@ -61,7 +88,7 @@ var _ router.Metrics = (*Metrics)(nil)
 // Route returns the handles of one route.
 func (m *Metrics) Route(route string) router.RouteMetrics {
 	if route == "" {
-		route = "none"
+		route = NoRoute
 	}
 	return &routeMetrics{
 		m: m, route: route,
@@ -81,11 +108,11 @@ type routeMetrics struct {
 
 func (r *routeMetrics) Upstream(instance string) router.UpstreamMetrics {
 	if instance == "" {
-		instance = "proxy"
+		instance = ProxyInstance
 	}
 	u := &upstream{}
-	for i := range u.byClass {
-		u.byClass[i] = r.m.requests.WithLabelValues(r.route, instance, fmt.Sprintf("%dxx", i+1))
+	for i, class := range codeClasses {
+		u.byClass[i] = r.m.requests.WithLabelValues(r.route, instance, class)
 	}
 	return u
 }
@@ -97,12 +124,21 @@ func (r *routeMetrics) BreakerState(instance string, s router.BreakerState) {
 	r.m.breakerStat.WithLabelValues(r.route, instance).Set(float64(s))
 }
 
-type upstream struct{ byClass [5]prometheus.Counter }
+// Forget deletes every series of instance on this route.
+func (r *routeMetrics) Forget(instance string) {
+	l := prometheus.Labels{LabelRoute: r.route, LabelUpstreamInstance: instance}
+	r.m.requests.DeletePartialMatch(l)
+	r.m.breakerStat.Delete(l)
+}
+
+type upstream struct {
+	byClass [len(codeClasses)]prometheus.Counter
+}
 
 func (u *upstream) Response(status int) {
 	c := status/100 - 1
-	if c < 0 || c > 4 {
-		c = 4
+	if c < 0 || c >= len(codeClasses) {
+		c = len(codeClasses) - 1
 	}
 	u.byClass[c].Inc()
 }

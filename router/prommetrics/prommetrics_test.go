@@ -29,17 +29,28 @@ func TestMetricsExport(t *testing.T) {
 	r.Observe(3 * time.Millisecond)
 	r.BreakerState("orders-1", router.BreakerOpen)
 	m.Route("").Upstream("").Response(404)
+	for _, odd := range []int{0, 99, 600, 999} {
+		r.Upstream("orders-2").Response(odd)
+	}
 
 	got := gather(t, reg)
+	if v := got[`sluice_proxy_requests_total{code="5xx",route="orders",upstream_instance="orders-2"}`]; v != 4 {
+		t.Errorf("statuses outside 100-599 counted %v times as 5xx, want 4", v)
+	}
+	for series := range got {
+		if strings.Contains(series, `{instance=`) || strings.Contains(series, `,instance=`) {
+			t.Errorf("%s: the label instance is Prometheus' own (the scrape target)", series)
+		}
+	}
 	for series, want := range map[string]float64{
-		`sluice_proxy_requests_total{code="2xx",instance="orders-1",route="orders"}`: 2,
-		`sluice_proxy_requests_total{code="5xx",instance="orders-1",route="orders"}`: 1,
-		`sluice_proxy_requests_total{code="4xx",instance="proxy",route="orders"}`:    1,
-		`sluice_proxy_requests_total{code="4xx",instance="proxy",route="none"}`:      1,
-		`sluice_proxy_rate_limited_total{route="orders"}`:                            1,
-		`sluice_proxy_rate_limit_keys_cap_hits_total{route="orders"}`:                1,
-		`sluice_proxy_breaker_state{instance="orders-1",route="orders"}`:             2,
-		`sluice_proxy_request_duration_seconds_count{route="orders"}`:                1,
+		`sluice_proxy_requests_total{code="2xx",route="orders",upstream_instance="orders-1"}`: 2,
+		`sluice_proxy_requests_total{code="5xx",route="orders",upstream_instance="orders-1"}`: 1,
+		`sluice_proxy_requests_total{code="4xx",route="orders",upstream_instance="proxy"}`:    1,
+		`sluice_proxy_requests_total{code="4xx",route="none",upstream_instance="proxy"}`:      1,
+		`sluice_proxy_rate_limited_total{route="orders"}`:                                     1,
+		`sluice_proxy_rate_limit_keys_cap_hits_total{route="orders"}`:                         1,
+		`sluice_proxy_breaker_state{route="orders",upstream_instance="orders-1"}`:             2,
+		`sluice_proxy_request_duration_seconds_count{route="orders"}`:                         1,
 	} {
 		if v, ok := got[series]; !ok || v != want {
 			t.Errorf("%s = %v (present %t), want %v", series, v, ok, want)
