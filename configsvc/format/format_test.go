@@ -58,9 +58,13 @@ func TestValidateInvalid(t *testing.T) {
 		{"json-empty", "a.json", "", 1, 1, "unexpected end"},
 		{"json-trailing", "a.json", `{"a":1} x`, 1, 9, "after top-level value"},
 		{"json-columns-count-runes", "a.json", "{\"é\": ]}", 1, 7, "invalid character"},
-		{"yaml-unclosed-flow", "a.yaml", "a: 1\nb: [1, 2\nc: 3\n", 3, -1, ""},
-		{"yaml-duplicate-key", "a.yaml", "a: 1\na: 2\n", 2, 1, "already defined"},
-		{"yaml-unterminated-string", "a.yml", "key: \"unterminated\n", 1, 6, "double-quoted"},
+		// yaml.v3 gives syntax errors a line, no column: the line where the
+		// construct in error starts (the flow sequence left open).
+		{"yaml-unclosed-flow", "a.yaml", "a: 1\nb: [1, 2\nc: 3\n", 2, 0, "did not find expected ',' or ']'"},
+		{"yaml-bad-indent", "a.yaml", "a:\n  b: 1\n c: 2\n", 3, 0, "did not find expected key"},
+		{"yaml-first-line", "a.yaml", "a: b: c\n", 1, 0, "mapping values are not allowed"},
+		{"yaml-duplicate-key", "a.yaml", "a: 1\na: 2\n", 2, 1, "already defined at line 1, column 1"},
+		{"yaml-unterminated-string", "a.yml", "key: \"unterminated\n", 2, 0, "unexpected end of stream"},
 		{"toml-missing-value", "a.toml", "a = 1\nb = \n", 2, 5, "expected value"},
 		{"toml-unclosed-table", "a.toml", "a = 1\n[x\n", 2, 3, "end table name"},
 		{"toml-duplicate-inline-key", "a.toml", "a = 1\n\n\nb = {c = 1, c = 2}\n", 4, 13, "already been defined"},
