@@ -82,6 +82,12 @@ func TestParseErrors(t *testing.T) {
 		{"routes not a list", "routes: {name: a}\n", "routes", 0, "list"},
 		{"syntax", "routes:\n  - name: a\n  upstream: [\n", "", -1, ""},
 		{"two documents", "routes: []\n---\nroutes: []\n", "", 2, "one YAML document"},
+		{"fractional integer", "routes:\n  - name: a\n    upstream: {service: a}\n    retries: 1.5\n", "routes[0].retries", 0, "must be an integer (line 4)"},
+		{"yes is not a boolean", "routes:\n  - name: a\n    upstream: {service: a}\n    strip_prefix: yes\n", "routes[0].strip_prefix", 0, "true or false (line 4)"},
+		{"string list", "routes:\n  - name: a\n    match: {hosts: a.local}\n    upstream: {service: a}\n", "routes[0].match.hosts", 0, "list of strings (line 3)"},
+		{"document not a mapping", "- a\n", "(document)", 0, "mapping (line 1)"},
+		{"unknown field in a merged mapping", "routes:\n  - name: a\n    upstream: {service: a}\n    rate_limit: {<<: {rps: 1, bursts: 2}}\n", "routes[0].rate_limit.bursts", 0, "unknown field (line 4)"},
+		{"duplicate key", "routes:\n  - name: a\n    name: b\n", "", 3, "already defined at line 2, column 5"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,6 +110,29 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("error field %q msg %q, want field %q msg containing %q", fe.Field, fe.Msg, tc.field, tc.msgPart)
 			}
 		})
+	}
+}
+
+// TestParseAnchorsAndMerges: anchors, aliases and merge keys decode as
+// YAML defines them.
+func TestParseAnchorsAndMerges(t *testing.T) {
+	routes, err := routesfile.Parse([]byte(`routes:
+  - &orders
+    name: orders
+    match: {path_prefix: /orders}
+    upstream: {service: orders}
+    rate_limit: &rl {rps: 5, burst: 10}
+  - <<: *orders
+    name: orders-v2
+    match: {path_prefix: /v2/orders}
+    rate_limit: *rl
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(routes) != 2 || routes[1].Name != "orders-v2" || routes[1].Upstream.Service != "orders" ||
+		routes[1].RateLimit == nil || routes[1].RateLimit.Burst != 10 || routes[1].Match.PathPrefix != "/v2/orders" {
+		t.Fatalf("routes = %+v", routes)
 	}
 }
 
