@@ -244,6 +244,9 @@ func FuzzValidate(f *testing.F) {
 	for _, s := range []string{
 		"{\n  \"a\": 1,\n  \"b\": ]\n}", "a: 1\nb: [1, 2\nc: 3\n", "a = 1\n[x\n", "a = 1\na = 2\n",
 		"a=1\nb=\\u12\n", "A=\"x\n", "ok\n\xff", "\t- x\n", "- [\n", "[[a]]\nb=1\n[a]\n", "&a [*a]", "!!binary x",
+		// anchors, aliases, merge keys, ${} references, deep keys
+		"a: &a {x: 1}\nb: {<<: *a, y: 2}\n", "a: &a [1, 2]\nb: &b [*a, *a]\nc: [*b, *b]\n", "a: &a {<<: [*a]}\n",
+		"k0=x\nk1=${k0}${k0}\nk2=${k1}${k1}\nenv=${HOME}\n", "a=${a}\n", "a.b.c.d = 1\n[x.y]\nz = {w = [1, {v = 2}]}\n",
 	} {
 		for i := range exts {
 			f.Add(uint8(i), []byte(s))

@@ -6,12 +6,13 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 )
 
-// MaxTOMLDepth bounds how deep a TOML file nests: the parts of a table
-// header or dotted key, plus the inline tables and arrays around it. The
-// TOML decoder builds the full name of every prefix of a key, so its cost
-// for a key grows with the square of its depth: a 16 KiB line of
-// `a.a.a.….a = 1` allocates gigabytes.
-const MaxTOMLDepth = 16
+// MaxTOMLDepth bounds how deep a TOML key sits: the parts of its table
+// header and of its dotted name, plus those of the keys of the inline
+// tables around it. It also bounds how deep arrays nest. The TOML decoder
+// builds the full name of every prefix of a key, so its cost for a key
+// grows with the square of its depth: a 16 KiB line of `a.a.a.….a = 1`
+// allocated gigabytes.
+const MaxTOMLDepth = 8
 
 // checkTOMLDepth refuses content nesting deeper than MaxTOMLDepth, before
 // the decoder sees it. It reads the bytes once, skipping strings and
@@ -20,7 +21,7 @@ const MaxTOMLDepth = 16
 // are left to the decoder.
 func checkTOMLDepth(file string, content []byte) error {
 	type frame struct {
-		depth  int  // depth of the container
+		depth  int  // depth of the keys in it
 		inline bool // an inline table (keys), else an array (values)
 	}
 	var (
@@ -28,14 +29,16 @@ func checkTOMLDepth(file string, content []byte) error {
 		header    int  // depth of the current [table]
 		dots      int  // dots of the key being read
 		inValue   bool // after '=' until the value ends
-		valDepth  int  // depth of the values being read
+		valDepth  int  // depth of the key whose value is being read
+		arrays    int  // arrays open
 		lineStart = true
 	)
-	tooDeep := func(i, depth int) error {
+	tooDeep := func(i int, what string, depth int) error {
 		line, col := position(content, i)
 		return &configsvc.ParseError{File: file, Format: configsvc.FormatTOML, Line: line, Column: col,
-			Msg: fmt.Sprintf("nests %d levels deep, over the limit of %d (table header, dotted key, inline tables and arrays together)", depth, MaxTOMLDepth)}
+			Msg: fmt.Sprintf("%s %d levels deep, over the limit of %d", what, depth, MaxTOMLDepth)}
 	}
+	const keyDeep = "key nests (table header, dotted name and enclosing inline tables)"
 	keyDepth := func() int {
 		if len(stack) > 0 && stack[len(stack)-1].inline {
 			return stack[len(stack)-1].depth
@@ -71,7 +74,7 @@ func checkTOMLDepth(file string, content []byte) error {
 				}
 			}
 			if parts > MaxTOMLDepth {
-				return tooDeep(start, parts)
+				return tooDeep(start, keyDeep, parts)
 			}
 			header = parts
 			for i+1 < len(content) && content[i+1] == ']' {
@@ -82,21 +85,23 @@ func checkTOMLDepth(file string, content []byte) error {
 		case !inValue && c == '=':
 			d := keyDepth() + dots + 1
 			if d > MaxTOMLDepth {
-				return tooDeep(i, d)
+				return tooDeep(i, keyDeep, d)
 			}
 			inValue, valDepth, dots = true, d, 0
 		case inValue && c == '{':
 			stack = append(stack, frame{depth: valDepth, inline: true})
 			inValue, dots = false, 0
 		case inValue && c == '[':
-			valDepth++
-			if valDepth > MaxTOMLDepth {
-				return tooDeep(i, valDepth)
+			if arrays++; arrays > MaxTOMLDepth {
+				return tooDeep(i, "arrays nest", arrays)
 			}
 			stack = append(stack, frame{depth: valDepth})
 		case c == '}' || c == ']':
-			if len(stack) > 0 && stack[len(stack)-1].inline == (c == '}') {
-				stack = stack[:len(stack)-1]
+			if top := len(stack) - 1; top >= 0 && stack[top].inline == (c == '}') {
+				if !stack[top].inline {
+					arrays--
+				}
+				stack = stack[:top]
 			}
 			inValue = true
 			if len(stack) > 0 && !stack[len(stack)-1].inline {

@@ -177,6 +177,9 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("routes:\n  - name: a\n    upstream: {service: a}\n    rate_limit: {rps: 1e400}\n"))
 	f.Add([]byte("routes: &a [*a]\n"))
+	f.Add([]byte("routes:\n  - &r {name: a, upstream: {service: a}, rate_limit: &l {rps: 1}}\n  - {<<: *r, name: b, rate_limit: *l}\n"))
+	f.Add([]byte("x: &x {<<: [*x]}\n"))
+	f.Add([]byte("routes:\n  - name: a\n    upstream: {service: a, weights: &w {a: 1}}\n    match: {headers: {<<: *w}}\n"))
 	f.Fuzz(func(t *testing.T, content []byte) {
 		routes, err := routesfile.Parse(content)
 		if err != nil {
