@@ -231,10 +231,10 @@ func TestAttackTOMLDeepKeys(t *testing.T) {
 
 func TestTOMLDepthWithinLimit(t *testing.T) {
 	for name, content := range map[string]string{
-		"at the limit": "[" + strings.TrimSuffix(strings.Repeat("a.", format.MaxTOMLDepth-2), ".") + "]\nb.c = 1\n",
+		"at the limit":                     "[" + strings.TrimSuffix(strings.Repeat("a.", format.MaxTOMLDepth-2), ".") + "]\nb.c = 1\n",
 		"strings and comments do not nest": "a = \"x.y.z.[{\" # .{[.\nb = '''\n" + repeatTo("[{.", 300) + "\n'''\n\"c.d.e\" = \"\"\"\n{{{\n\"\"\"\n",
-		"inline": "a = {b = {c = [1, {d = 2}]}, e.f = 3}\n",
-		"floats": "a = [" + strings.TrimSuffix(strings.Repeat("1.5, ", 500), ", ") + "]\nb = 1979-05-27T07:32:00.999Z\n",
+		"inline":                           "a = {b = {c = [1, {d = 2}]}, e.f = 3}\n",
+		"floats":                           "a = [" + strings.TrimSuffix(strings.Repeat("1.5, ", 500), ", ") + "]\nb = 1979-05-27T07:32:00.999Z\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := format.Validate("a.toml", []byte(content)); err != nil {
