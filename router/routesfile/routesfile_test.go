@@ -3,8 +3,10 @@ package routesfile_test
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -192,4 +194,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse accepted routes NewTable refuses: %v", err)
 		}
 	})
+}
+
+// TestAttackRoutesAliasAmplification: a route of many headers, anchored
+// and listed again by alias, made the old walker visit every header once
+// per alias. format.ParseYAML's expansion budget refuses it up front.
+func TestAttackRoutesAliasAmplification(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("routes:\n  - &r\n    name: a\n    upstream: {service: a}\n    match:\n      headers: {")
+	for i := range 2000 {
+		fmt.Fprintf(&b, "h%d: v, ", i)
+	}
+	b.WriteString("}\n" + strings.Repeat("  - *r\n", 2000))
+	content := []byte(b.String())
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := routesfile.Parse(content)
+	runtime.ReadMemStats(&after)
+	var pe *configsvc.ParseError
+	if !errors.As(err, &pe) || !strings.Contains(pe.Msg, "aliases and merge keys expand") {
+		t.Fatalf("Parse = %v, want a *configsvc.ParseError naming the expansion limit", err)
+	}
+	if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(256*len(content)+8<<20); got > limit {
+		t.Fatalf("Parse of %d bytes allocated %d bytes, over %d", len(content), got, limit)
+	}
 }
