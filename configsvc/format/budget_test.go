@@ -159,21 +159,22 @@ func TestAttackPropertiesEnvironmentExpansion(t *testing.T) {
 
 // mergeBomb nests merge keys: each level merges the one before ten times.
 func mergeBomb(levels int) string {
-	var b strings.Builder
-	b.WriteString("a0: &a0 {x0: 1, x1: 2, x2: 3, x3: 4, x4: 5, x5: 6, x6: 7, x7: 8, x8: 9, x9: 0}\n")
-	for i := 1; i <= levels; i++ {
-		fmt.Fprintf(&b, "a%d: &a%d {<<: [%s]}\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 10), ", "))
-	}
-	return b.String()
+	return yamlBomb("a0: &a0 {x0: 1, x1: 2, x2: 3, x3: 4, x4: 5, x5: 6, x6: 7, x7: 8, x8: 9, x9: 0}\n", "a%d: &a%d {<<: [%s]}\n", levels)
 }
 
 // aliasBomb nests aliases ("billion laughs"): each level lists the one
 // before ten times.
 func aliasBomb(levels int) string {
+	return yamlBomb("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n", "a%d: &a%d [%s]\n", levels)
+}
+
+// yamlBomb writes first, then one line per level formatted from its
+// number (twice) and ten aliases of the level before.
+func yamlBomb(first, level string, levels int) string {
 	var b strings.Builder
-	b.WriteString("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
+	b.WriteString(first)
 	for i := 1; i <= levels; i++ {
-		fmt.Fprintf(&b, "a%d: &a%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 10), ", "))
+		fmt.Fprintf(&b, level, i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 10), ", "))
 	}
 	return b.String()
 }
