@@ -45,7 +45,8 @@ lint:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzValidateServiceName -fuzztime 20s ./configsvc
 	$(GO) test -run '^$$' -fuzz FuzzValidateFileName -fuzztime 20s ./configsvc
-	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 20s ./configsvc/format
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime 20s ./configsvc/format
+	$(GO) test -run '^$$' -fuzz '^FuzzYAMLBudget$$' -fuzztime 20s ./configsvc/format
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./router/routesfile
 
 ## zookeeper: install ZooKeeper 3.9.3 (Debian trixie's build, no known data-loss bugs) into .tools/zookeeper

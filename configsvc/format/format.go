@@ -3,6 +3,7 @@ package format
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,34 +14,54 @@ import (
 	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
-	"github.com/goccy/go-yaml"
 	"github.com/magiconair/properties"
 
 	"github.com/sluicehq/sluice/configsvc"
 )
 
-// Validate checks that content parses as the format of file's extension.
-// It returns nil or a *configsvc.ParseError (errors.Is ErrInvalid).
-// It is safe for concurrent use.
+// Validate is ValidateContext without a deadline, for callers that have
+// no request context (a store checking a changeset).
 func Validate(file string, content []byte) error {
+	return ValidateContext(context.Background(), file, content)
+}
+
+// ValidateContext checks that content parses as the format of file's
+// extension (configsvc.FormatOf), within the parser budgets of
+// docs/security.md: YAML alias and merge-key expansion and key
+// comparisons (ParseYAML), TOML key depth (MaxTOMLDepth); properties
+// values are literal (no ${key} expansion). A YAML file is decoded too
+// (every document), so tags are checked. It returns nil, a
+// *configsvc.ParseError (errors.Is configsvc.ErrInvalid, 422 at the API)
+// naming the line, column and, for a budget, the limit; or ctx's error
+// when ctx ends first: ctx is looked at between steps and during the YAML
+// budget walk. It is safe for concurrent use.
+func ValidateContext(ctx context.Context, file string, content []byte) error {
 	f := configsvc.FormatOf(file)
-	if !utf8.Valid(content) {
-		line, col := position(content, firstInvalidUTF8(content))
-		return &configsvc.ParseError{File: file, Format: f, Line: line, Column: col, Msg: "content is not valid UTF-8"}
+	if err := checkUTF8(file, f, content); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	switch f {
 	case configsvc.FormatJSON:
-		var v any
-		return jsonErr(file, content, json.Unmarshal(content, &v))
+		// A RawMessage checks the syntax without building the value.
+		var raw json.RawMessage
+		return jsonErr(file, content, json.Unmarshal(content, &raw))
 	case configsvc.FormatYAML:
-		var v any
-		return yamlErr(file, content, yaml.Unmarshal(content, &v))
+		return validateYAML(ctx, file, content)
 	case configsvc.FormatTOML:
+		if err := checkTOMLDepth(file, content); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		var v map[string]any
 		return tomlErr(file, content, toml.Unmarshal(content, &v))
 	case configsvc.FormatProperties:
-		_, err := properties.Load(content, properties.UTF8)
-		return propsErr(file, err)
+		_, err := loadProperties(file, content)
+		return err
 	case configsvc.FormatEnv:
 		_, err := parseEnv(file, content)
 		return err
@@ -49,26 +70,33 @@ func Validate(file string, content []byte) error {
 }
 
 // Decode parses content, by the format of file's extension, into v (a
-// pointer). Properties and .env files decode into a map[string]string, or
-// into a struct through `properties` tags (properties) or by JSON round trip
-// of the key/value map (env). Text decodes into a *string or *[]byte.
-// Errors are *configsvc.ParseError for syntax and type mismatches.
+// pointer), within the budgets ValidateContext enforces. JSON, YAML (the
+// first document; `yaml` struct tags) and TOML decode as their libraries
+// do. Properties and .env files decode into a map[string]string, or into
+// a struct through `properties` tags (properties) or by JSON round trip of
+// the key/value map (env); properties values are literal: `${key}` is
+// never expanded, from the file or from the environment. Text decodes into
+// a *string or *[]byte. Errors are *configsvc.ParseError for syntax,
+// budgets and type mismatches. It is safe for concurrent use.
 func Decode(file string, content []byte, v any) error {
-	if err := Validate(file, content); err != nil {
+	f := configsvc.FormatOf(file)
+	if err := checkUTF8(file, f, content); err != nil {
 		return err
 	}
-	f := configsvc.FormatOf(file)
 	switch f {
 	case configsvc.FormatJSON:
 		return jsonErr(file, content, json.Unmarshal(content, v))
 	case configsvc.FormatYAML:
-		return yamlErr(file, content, yaml.Unmarshal(content, v))
+		return decodeYAML(context.Background(), file, content, v)
 	case configsvc.FormatTOML:
+		if err := checkTOMLDepth(file, content); err != nil {
+			return err
+		}
 		return tomlErr(file, content, toml.Unmarshal(content, v))
 	case configsvc.FormatProperties:
-		p, err := properties.Load(content, properties.UTF8)
+		p, err := loadProperties(file, content)
 		if err != nil {
-			return propsErr(file, err)
+			return err
 		}
 		if m, ok := v.(*map[string]string); ok {
 			*m = p.Map()
@@ -104,6 +132,27 @@ func Decode(file string, content []byte, v any) error {
 	return nil
 }
 
+func checkUTF8(file string, f configsvc.Format, content []byte) error {
+	if utf8.Valid(content) {
+		return nil
+	}
+	line, col := position(content, firstInvalidUTF8(content))
+	return &configsvc.ParseError{File: file, Format: f, Line: line, Column: col, Msg: "content is not valid UTF-8"}
+}
+
+// loadProperties parses a properties file with expansion off: a value
+// holding ${key} is kept as written. Expanding would let a file of a few
+// hundred bytes grow tenfold per level of nesting, and would fill unknown
+// keys from the environment of the process that reads the file.
+func loadProperties(file string, content []byte) (*properties.Properties, error) {
+	l := &properties.Loader{Encoding: properties.UTF8, DisableExpansion: true}
+	p, err := l.LoadBytes(content)
+	if err != nil {
+		return nil, propsErr(file, err)
+	}
+	return p, nil
+}
+
 func jsonErr(file string, content []byte, err error) error {
 	if err == nil {
 		return nil
@@ -122,23 +171,6 @@ func jsonErr(file string, content []byte, err error) error {
 		pe.Line, pe.Column = position(content, off)
 	case errors.As(err, &typ):
 		pe.Line, pe.Column = position(content, int(typ.Offset))
-	}
-	return pe
-}
-
-func yamlErr(file string, content []byte, err error) error {
-	if err == nil {
-		return nil
-	}
-	pe := &configsvc.ParseError{File: file, Format: configsvc.FormatYAML, Msg: err.Error()}
-	var ye yaml.Error
-	if errors.As(err, &ye) {
-		pe.Msg = ye.GetMessage()
-		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-			// The parser also breaks lines at a lone '\r'; keep the
-			// position inside the content as counted by '\n'.
-			pe.Line, pe.Column = clamp(content, tk.Position.Line, tk.Position.Column)
-		}
 	}
 	return pe
 }

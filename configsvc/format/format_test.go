@@ -58,9 +58,13 @@ func TestValidateInvalid(t *testing.T) {
 		{"json-empty", "a.json", "", 1, 1, "unexpected end"},
 		{"json-trailing", "a.json", `{"a":1} x`, 1, 9, "after top-level value"},
 		{"json-columns-count-runes", "a.json", "{\"é\": ]}", 1, 7, "invalid character"},
-		{"yaml-unclosed-flow", "a.yaml", "a: 1\nb: [1, 2\nc: 3\n", 3, -1, ""},
-		{"yaml-duplicate-key", "a.yaml", "a: 1\na: 2\n", 2, 1, "already defined"},
-		{"yaml-unterminated-string", "a.yml", "key: \"unterminated\n", 1, 6, "double-quoted"},
+		// yaml.v3 gives syntax errors a line, no column: the line where the
+		// construct in error starts (the flow sequence left open).
+		{"yaml-unclosed-flow", "a.yaml", "a: 1\nb: [1, 2\nc: 3\n", 2, 0, "did not find expected ',' or ']'"},
+		{"yaml-bad-indent", "a.yaml", "a:\n  b: 1\n c: 2\n", 3, 0, "did not find expected key"},
+		{"yaml-first-line", "a.yaml", "a: b: c\n", 1, 0, "mapping values are not allowed"},
+		{"yaml-duplicate-key", "a.yaml", "a: 1\na: 2\n", 2, 1, "already defined at line 1, column 1"},
+		{"yaml-unterminated-string", "a.yml", "key: \"unterminated\n", 2, 0, "unexpected end of stream"},
 		{"toml-missing-value", "a.toml", "a = 1\nb = \n", 2, 5, "expected value"},
 		{"toml-unclosed-table", "a.toml", "a = 1\n[x\n", 2, 3, "end table name"},
 		{"toml-duplicate-inline-key", "a.toml", "a = 1\n\n\nb = {c = 1, c = 2}\n", 4, 13, "already been defined"},
@@ -240,6 +244,9 @@ func FuzzValidate(f *testing.F) {
 	for _, s := range []string{
 		"{\n  \"a\": 1,\n  \"b\": ]\n}", "a: 1\nb: [1, 2\nc: 3\n", "a = 1\n[x\n", "a = 1\na = 2\n",
 		"a=1\nb=\\u12\n", "A=\"x\n", "ok\n\xff", "\t- x\n", "- [\n", "[[a]]\nb=1\n[a]\n", "&a [*a]", "!!binary x",
+		// anchors, aliases, merge keys, ${} references, deep keys
+		"a: &a {x: 1}\nb: {<<: *a, y: 2}\n", "a: &a [1, 2]\nb: &b [*a, *a]\nc: [*b, *b]\n", "a: &a {<<: [*a]}\n",
+		"k0=x\nk1=${k0}${k0}\nk2=${k1}${k1}\nenv=${HOME}\n", "a=${a}\n", "a.b.c.d = 1\n[x.y]\nz = {w = [1, {v = 2}]}\n",
 	} {
 		for i := range exts {
 			f.Add(uint8(i), []byte(s))

@@ -3,8 +3,10 @@ package routesfile_test
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -82,6 +84,12 @@ func TestParseErrors(t *testing.T) {
 		{"routes not a list", "routes: {name: a}\n", "routes", 0, "list"},
 		{"syntax", "routes:\n  - name: a\n  upstream: [\n", "", -1, ""},
 		{"two documents", "routes: []\n---\nroutes: []\n", "", 2, "one YAML document"},
+		{"fractional integer", "routes:\n  - name: a\n    upstream: {service: a}\n    retries: 1.5\n", "routes[0].retries", 0, "must be an integer (line 4)"},
+		{"yes is not a boolean", "routes:\n  - name: a\n    upstream: {service: a}\n    strip_prefix: yes\n", "routes[0].strip_prefix", 0, "true or false (line 4)"},
+		{"string list", "routes:\n  - name: a\n    match: {hosts: a.local}\n    upstream: {service: a}\n", "routes[0].match.hosts", 0, "list of strings (line 3)"},
+		{"document not a mapping", "- a\n", "(document)", 0, "mapping (line 1)"},
+		{"unknown field in a merged mapping", "routes:\n  - name: a\n    upstream: {service: a}\n    rate_limit: {<<: {rps: 1, bursts: 2}}\n", "routes[0].rate_limit.bursts", 0, "unknown field (line 4)"},
+		{"duplicate key", "routes:\n  - name: a\n    name: b\n", "", 3, "already defined at line 2, column 5"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,6 +112,29 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("error field %q msg %q, want field %q msg containing %q", fe.Field, fe.Msg, tc.field, tc.msgPart)
 			}
 		})
+	}
+}
+
+// TestParseAnchorsAndMerges: anchors, aliases and merge keys decode as
+// YAML defines them.
+func TestParseAnchorsAndMerges(t *testing.T) {
+	routes, err := routesfile.Parse([]byte(`routes:
+  - &orders
+    name: orders
+    match: {path_prefix: /orders}
+    upstream: {service: orders}
+    rate_limit: &rl {rps: 5, burst: 10}
+  - <<: *orders
+    name: orders-v2
+    match: {path_prefix: /v2/orders}
+    rate_limit: *rl
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(routes) != 2 || routes[1].Name != "orders-v2" || routes[1].Upstream.Service != "orders" ||
+		routes[1].RateLimit == nil || routes[1].RateLimit.Burst != 10 || routes[1].Match.PathPrefix != "/v2/orders" {
+		t.Fatalf("routes = %+v", routes)
 	}
 }
 
@@ -148,6 +179,9 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("routes:\n  - name: a\n    upstream: {service: a}\n    rate_limit: {rps: 1e400}\n"))
 	f.Add([]byte("routes: &a [*a]\n"))
+	f.Add([]byte("routes:\n  - &r {name: a, upstream: {service: a}, rate_limit: &l {rps: 1}}\n  - {<<: *r, name: b, rate_limit: *l}\n"))
+	f.Add([]byte("x: &x {<<: [*x]}\n"))
+	f.Add([]byte("routes:\n  - name: a\n    upstream: {service: a, weights: &w {a: 1}}\n    match: {headers: {<<: *w}}\n"))
 	f.Fuzz(func(t *testing.T, content []byte) {
 		routes, err := routesfile.Parse(content)
 		if err != nil {
@@ -160,4 +194,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse accepted routes NewTable refuses: %v", err)
 		}
 	})
+}
+
+// TestAttackRoutesAliasAmplification: a route of many headers, anchored
+// and listed again by alias, made the old walker visit every header once
+// per alias. format.ParseYAML's expansion budget refuses it up front.
+func TestAttackRoutesAliasAmplification(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("routes:\n  - &r\n    name: a\n    upstream: {service: a}\n    match:\n      headers: {")
+	for i := range 2000 {
+		fmt.Fprintf(&b, "h%d: v, ", i)
+	}
+	b.WriteString("}\n" + strings.Repeat("  - *r\n", 2000))
+	content := []byte(b.String())
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := routesfile.Parse(content)
+	runtime.ReadMemStats(&after)
+	var pe *configsvc.ParseError
+	if !errors.As(err, &pe) || !strings.Contains(pe.Msg, "aliases and merge keys expand") {
+		t.Fatalf("Parse = %v, want a *configsvc.ParseError naming the expansion limit", err)
+	}
+	if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(256*len(content)+8<<20); got > limit {
+		t.Fatalf("Parse of %d bytes allocated %d bytes, over %d", len(content), got, limit)
+	}
 }
