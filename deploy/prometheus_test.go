@@ -18,8 +18,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"sigs.k8s.io/yaml"
 )
 
 const promtoolHint = "install Debian's prometheus package (make prometheus)"
@@ -77,7 +75,7 @@ func TestPromtoolCommittedRuleTests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := yaml.Unmarshal(b, &doc); err != nil {
+		if err := unmarshalYAML(b, &doc, false); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
 		n := 0
@@ -219,7 +217,7 @@ func TestRulesFireOnScrapedMetrics(t *testing.T) {
 			},
 		}},
 	}
-	b, err := yaml.Marshal(test)
+	b, err := json.MarshalIndent(test, "", "  ") // JSON is YAML
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,7 +532,7 @@ func TestOperationsDocListsTheRules(t *testing.T) {
 		} `json:"groups"`
 	}
 	// Only alert, expr and for matter here: record, labels and annotations are ignored.
-	if err := yaml.Unmarshal(readRepoFile(t, "deploy/prometheus/rules.yml"), &file); err != nil {
+	if err := unmarshalYAML(readRepoFile(t, "deploy/prometheus/rules.yml"), &file, false); err != nil {
 		t.Fatal(err)
 	}
 	inFile := map[string]string{}
