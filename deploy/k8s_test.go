@@ -1,10 +1,7 @@
 package deploy_test
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,8 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 )
 
 // manifest is one document of a deploy/k8s file, decoded into its API type.
@@ -55,20 +50,12 @@ func loadManifests(t *testing.T) []manifest {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
-		for i := 0; ; i++ {
-			doc, err := r.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: document %d: %v", filepath.Base(f), i, err)
-			}
-			if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+		for i, doc := range documentSep.Split(string(b), -1) {
+			if len(bytes.TrimSpace(stripComments([]byte(doc)))) == 0 {
 				continue
 			}
 			var tm metav1.TypeMeta
-			if err := yaml.Unmarshal(doc, &tm); err != nil {
+			if err := unmarshalYAML([]byte(doc), &tm, false); err != nil {
 				t.Fatalf("%s: document %d: %v", filepath.Base(f), i, err)
 			}
 			gvk := schema.FromAPIVersionAndKind(tm.APIVersion, tm.Kind)
@@ -77,7 +64,7 @@ func loadManifests(t *testing.T) []manifest {
 				t.Errorf("%s: document %d: %v", filepath.Base(f), i, err)
 				continue
 			}
-			if err := yaml.UnmarshalStrict(doc, obj); err != nil {
+			if err := unmarshalYAML([]byte(doc), obj, true); err != nil {
 				t.Errorf("%s: document %d (%s): %v", filepath.Base(f), i, tm.Kind, err)
 				continue
 			}
@@ -97,6 +84,9 @@ func loadManifests(t *testing.T) []manifest {
 }
 
 var commentLine = regexp.MustCompile(`(?m)^\s*#.*$`)
+
+// documentSep splits a multi-document YAML stream.
+var documentSep = regexp.MustCompile(`(?m)^---[ \t]*$`)
 
 func stripComments(doc []byte) []byte { return commentLine.ReplaceAll(doc, nil) }
 

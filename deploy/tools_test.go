@@ -1,10 +1,14 @@
 package deploy_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // requireTool returns the path of an external program. A missing one fails
@@ -41,4 +45,24 @@ func readRepoFile(t *testing.T, rel string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// unmarshalYAML decodes a YAML document into v through its JSON form, so
+// that types with JSON tags (the Kubernetes API types, the promtool test
+// format) decode as their own tools decode them. strict refuses fields v
+// does not have. It uses the project's one YAML library.
+func unmarshalYAML(b []byte, v any, strict bool) error {
+	var doc any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	j, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(j))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	return dec.Decode(v)
 }
