@@ -126,9 +126,6 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // release ends a proxied request: in-flight count, metrics, access log.
 // Deferred, so it runs even when ReverseProxy aborts a broken stream.
 func (r *Router) release(req *http.Request, st *reqState, start time.Time) {
-	if st.body != nil {
-		st.body.finish() // the transport may still read it: it keeps its own state
-	}
 	rt := st.rt
 	up, id := rt.self, ""
 	if st.chosen != nil {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/router"
 )
 
 // Flag values that check their input when it is set, so that a bad value is
@@ -98,6 +100,35 @@ func prefixStrings(ps []netip.Prefix) []string {
 	}
 	return out
 }
+
+// upstreamRulesFlag is a comma-separated list of upstream policy rules
+// (router.ParseUpstreamRule). Each Set appends.
+type upstreamRulesFlag struct{ p *[]router.UpstreamRule }
+
+func (f upstreamRulesFlag) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		r, err := router.ParseUpstreamRule(part)
+		if err != nil {
+			return err
+		}
+		*f.p = append(*f.p, r)
+	}
+	return nil
+}
+
+func (f upstreamRulesFlag) String() string {
+	out := make([]string, len(*f.p))
+	for i, r := range *f.p {
+		out[i] = r.String()
+	}
+	return strings.Join(out, ",")
+}
+
+func (f upstreamRulesFlag) Type() string { return "cidrs" }
 
 // storeFlag is a store URL, bolt://PATH or zk://HOSTS/CHROOT, checked as
 // openStore will read it. Empty is allowed: the command's default.

@@ -83,3 +83,47 @@ func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
 		t.Fatalf("sluice routes live printed:\n%s", stdout.String())
 	}
 }
+
+// TestAttackSSRFToAdminAPIThroughEmbeddedProxy: a route (or an instance)
+// pointing at the admin API of the same process must not let requests
+// through the proxy reach it: the embedded proxy knows the process's
+// listeners and refuses to connect to them (502 upstream_refused).
+func TestAttackSSRFToAdminAPIThroughEmbeddedProxy(t *testing.T) {
+	dir := t.TempDir()
+	rs := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--proxy-addr", "127.0.0.1:0"}, nil)
+	b, err := os.ReadFile(filepath.Join(dir, adminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(b))
+	for _, r := range []struct{ method, path, body string }{
+		{"PUT", "/v1/services/sluice-system", ""},
+		{"PUT", "/v1/services/sluice-system/files/routes.yaml", "routes:\n  - name: admin\n    upstream: {static: [\"" + rs.m.Bound("addr") + "\"]}\n"},
+	} {
+		req, _ := http.NewRequest(r.method, rs.url+r.path, strings.NewReader(r.body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "text/plain")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			t.Fatalf("%s %s: %s", r.method, r.path, resp.Status)
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, body := srvGet(t, "http://"+rs.m.Bound("proxy-addr")+"/v1/whoami", token)
+		if code == http.StatusBadGateway && strings.Contains(body, "upstream_refused") && strings.Contains(body, "listener of this process") {
+			return
+		}
+		if code == http.StatusOK {
+			t.Fatalf("the admin API answered through the proxy: %s", body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy answered %d %s, want 502 upstream_refused", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
