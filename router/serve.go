@@ -556,16 +556,17 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 	case errors.As(err, &pe):
 		status = pe.status
 		writeError(w, pe.status, pe.code, pe.msg, pe.retryAfter, nil)
+	case bodyErr != nil && errors.Is(bodyErr, errBodyTimeout):
+		// Checked before the context: net/http cancels it on the failed read.
+		status = http.StatusRequestTimeout
+		w.Header()["Connection"] = []string{"close"}
+		writeError(w, status, "invalid", "the request body did not arrive within "+r.cfg.BodyTimeout.String(), 0, nil)
 	case req.Context().Err() != nil:
 		status = 499 // client closed the request: nobody to answer
 	case bodyErr != nil:
 		status = http.StatusBadRequest
-		msg := "the request body could not be read"
-		if errors.Is(bodyErr, errBodyTimeout) {
-			status, msg = http.StatusRequestTimeout, "the request body did not arrive within "+r.cfg.BodyTimeout.String()
-		}
 		w.Header()["Connection"] = []string{"close"}
-		writeError(w, status, "invalid", msg, 0, nil)
+		writeError(w, status, "invalid", "the request body could not be read", 0, nil)
 	case errors.As(err, &refused):
 		msg := "upstream refused by the proxy's upstream policy: " + refused.Reason
 		if st != nil && st.chosen != nil {
