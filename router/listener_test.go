@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/router"
+	"github.com/sluicehq/sluice/router/ratelimit"
 )
 
 // TestAttackSlowBodyHoldsUpstream: a client that sends its headers and then
@@ -145,5 +146,33 @@ func TestAttackIPv6ClientRotatesAddresses(t *testing.T) {
 	}
 	if res := p.do(t, "GET", "/", map[string]string{"X-Forwarded-For": "192.0.2.2"}); res.status != 200 || strings.Contains(res.body, "rate") {
 		t.Fatalf("another IPv4 client was limited: %d", res.status)
+	}
+}
+
+// TestAttackHeaderKeyFloodsLimiter: with rate_limit key header:X-User, an
+// attacker sends a stream of made-up user names. Today's users keep their
+// own budgets, and a user arriving after the flood gets a bucket of its
+// own, not a shared overflow bucket the flood has drained.
+func TestAttackHeaderKeyFloodsLimiter(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	b := startBackend(t, "orders-1", nil)
+	rt := staticRoute("orders", "/", b.addr)
+	rt.RateLimit = &router.RateLimit{RPS: 1, Burst: 3, Key: "header:X-User"}
+	p := newProxy(t, router.Config{Now: func() time.Time { return now }, Limiters: ratelimit.New(ratelimit.Config{MaxKeys: 32})}, []router.Route{rt})
+	for i := 0; i < 3; i++ {
+		if res := p.do(t, "GET", "/", map[string]string{"X-User": "alice"}); res.status != 200 {
+			t.Fatalf("alice's request %d within her burst: %d", i, res.status)
+		}
+	}
+	for i := 0; i < 400; i++ {
+		p.do(t, "GET", "/", map[string]string{"X-User": fmt.Sprintf("made-up-%d-%s", i, strings.Repeat("x", 200))})
+	}
+	if res := p.do(t, "GET", "/", map[string]string{"X-User": "alice"}); res.status != http.StatusTooManyRequests {
+		t.Fatalf("alice past her burst after the flood: %d, want 429 (the flood reset her bucket)", res.status)
+	}
+	for _, user := range []string{"bob", "carol", "dave"} {
+		if res := p.do(t, "GET", "/", map[string]string{"X-User": user}); res.status != 200 {
+			t.Fatalf("%s's first request after the flood: %d, want 200", user, res.status)
+		}
 	}
 }
