@@ -123,12 +123,8 @@ func TestAttackXRealIPSpoofed(t *testing.T) {
 // TestAttackIPv6ClientRotatesAddresses: a client owns a whole /64 and could
 // take a fresh bucket per address; IPv6 clients are keyed per /64.
 func TestAttackIPv6ClientRotatesAddresses(t *testing.T) {
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	b := startBackend(t, "orders-1", nil)
-	rt := staticRoute("orders", "/", b.addr)
-	rt.RateLimit = &router.RateLimit{RPS: 1, Burst: 2, Key: "ip"}
 	// The test client is on loopback: trust it to say the client's address.
-	p := newProxy(t, router.Config{Now: func() time.Time { return now }, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, []router.Route{rt})
+	p := limitedProxy(t, router.RateLimit{RPS: 1, Burst: 2, Key: "ip"}, router.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	allowed := 0
 	for i := 1; i <= 20; i++ {
 		if res := p.do(t, "GET", "/", map[string]string{"X-Forwarded-For": fmt.Sprintf("2001:db8:1:2::%x", i)}); res.status == 200 {
@@ -154,11 +150,7 @@ func TestAttackIPv6ClientRotatesAddresses(t *testing.T) {
 // own budgets, and a user arriving after the flood gets a bucket of its
 // own, not a shared overflow bucket the flood has drained.
 func TestAttackHeaderKeyFloodsLimiter(t *testing.T) {
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	b := startBackend(t, "orders-1", nil)
-	rt := staticRoute("orders", "/", b.addr)
-	rt.RateLimit = &router.RateLimit{RPS: 1, Burst: 3, Key: "header:X-User"}
-	p := newProxy(t, router.Config{Now: func() time.Time { return now }, Limiters: ratelimit.New(ratelimit.Config{MaxKeys: 32})}, []router.Route{rt})
+	p := limitedProxy(t, router.RateLimit{RPS: 1, Burst: 3, Key: "header:X-User"}, router.Config{Limiters: ratelimit.New(ratelimit.Config{MaxKeys: 32})})
 	for i := 0; i < 3; i++ {
 		if res := p.do(t, "GET", "/", map[string]string{"X-User": "alice"}); res.status != 200 {
 			t.Fatalf("alice's request %d within her burst: %d", i, res.status)
@@ -175,4 +167,15 @@ func TestAttackHeaderKeyFloodsLimiter(t *testing.T) {
 			t.Fatalf("%s's first request after the flood: %d, want 200", user, res.status)
 		}
 	}
+}
+
+// limitedProxy serves one route, rate limited by rl, to a fresh backend,
+// with cfg and a clock that does not move (no bucket refills).
+func limitedProxy(t *testing.T, rl router.RateLimit, cfg router.Config) *proxyEnv {
+	t.Helper()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	cfg.Now = func() time.Time { return now }
+	rt := staticRoute("orders", "/", startBackend(t, "orders-1", nil).addr)
+	rt.RateLimit = &rl
+	return newProxy(t, cfg, []router.Route{rt})
 }

@@ -70,14 +70,10 @@ func (f addrFlag) Type() string   { return "host:port" }
 type prefixesFlag struct{ p *[]netip.Prefix }
 
 func (f prefixesFlag) Set(s string) error {
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
+	return eachListItem(s, func(part string) error {
 		if p, err := netip.ParsePrefix(part); err == nil {
 			*f.p = append(*f.p, p.Masked())
-			continue
+			return nil
 		}
 		a, err := netip.ParseAddr(part)
 		if err != nil {
@@ -85,6 +81,19 @@ func (f prefixesFlag) Set(s string) error {
 		}
 		a = a.Unmap()
 		*f.p = append(*f.p, netip.PrefixFrom(a, a.BitLen()))
+		return nil
+	})
+}
+
+// eachListItem calls f with each non-empty, trimmed item of the
+// comma-separated list s, stopping at f's first error.
+func eachListItem(s string, f func(item string) error) error {
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			if err := f(part); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -106,18 +115,13 @@ func prefixStrings(ps []netip.Prefix) []string {
 type upstreamRulesFlag struct{ p *[]router.UpstreamRule }
 
 func (f upstreamRulesFlag) Set(s string) error {
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
+	return eachListItem(s, func(part string) error {
 		r, err := router.ParseUpstreamRule(part)
-		if err != nil {
-			return err
+		if err == nil {
+			*f.p = append(*f.p, r)
 		}
-		*f.p = append(*f.p, r)
-	}
-	return nil
+		return err
+	})
 }
 
 func (f upstreamRulesFlag) String() string {

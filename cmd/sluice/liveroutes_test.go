@@ -15,28 +15,10 @@ import (
 // `sluice server --proxy-addr` publishes its live table, GET /v1/routes and
 // `sluice routes live` show it, and it follows a routes.yaml publish.
 func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
-	dir := t.TempDir()
-	rs := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--proxy-addr", "127.0.0.1:0"}, nil)
-	b, err := os.ReadFile(filepath.Join(dir, adminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(b))
+	rs, token := startServerWithProxy(t)
 	do := func(method, path, ctype, body string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, rs.url+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		if ctype != "" {
-			req.Header.Set("Content-Type", ctype)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			t.Fatalf("%s %s: %s", method, path, resp.Status)
-		}
+		adminDo(t, rs.url, token, method, path, ctype, body)
 	}
 	type live struct {
 		Revision int64 `json:"revision"`
@@ -89,29 +71,10 @@ func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
 // through the proxy reach it: the embedded proxy knows the process's
 // listeners and refuses to connect to them (502 upstream_refused).
 func TestAttackSSRFToAdminAPIThroughEmbeddedProxy(t *testing.T) {
-	dir := t.TempDir()
-	rs := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--proxy-addr", "127.0.0.1:0"}, nil)
-	b, err := os.ReadFile(filepath.Join(dir, adminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(b))
-	for _, r := range []struct{ method, path, body string }{
-		{"PUT", "/v1/services/sluice-system", ""},
-		{"PUT", "/v1/services/sluice-system/files/routes.yaml", "routes:\n  - name: admin\n    upstream: {static: [\"" + rs.m.Bound("addr") + "\"]}\n"},
-	} {
-		req, _ := http.NewRequest(r.method, rs.url+r.path, strings.NewReader(r.body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "text/plain")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			t.Fatalf("%s %s: %s", r.method, r.path, resp.Status)
-		}
-	}
+	rs, token := startServerWithProxy(t)
+	adminDo(t, rs.url, token, "PUT", "/v1/services/sluice-system", "", "")
+	adminDo(t, rs.url, token, "PUT", "/v1/services/sluice-system/files/routes.yaml", "text/plain",
+		"routes:\n  - name: admin\n    upstream: {static: [\""+rs.m.Bound("addr")+"\"]}\n")
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		code, body := srvGet(t, "http://"+rs.m.Bound("proxy-addr")+"/v1/whoami", token)
@@ -125,5 +88,37 @@ func TestAttackSSRFToAdminAPIThroughEmbeddedProxy(t *testing.T) {
 			t.Fatalf("proxy answered %d %s, want 502 upstream_refused", code, body)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startServerWithProxy runs `sluice server` with an embedded proxy on
+// loopback and returns it with its bootstrap admin token.
+func startServerWithProxy(t *testing.T) (*runningServer, string) {
+	t.Helper()
+	dir := t.TempDir()
+	rs := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--proxy-addr", "127.0.0.1:0"}, nil)
+	b, err := os.ReadFile(filepath.Join(dir, adminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs, strings.TrimSpace(string(b))
+}
+
+// adminDo sends method path (with body of type ctype, if any) to the admin
+// API at base with token, and fails t unless the answer is 2xx.
+func adminDo(t *testing.T, base, token, method, path, ctype, body string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s: %s", method, path, resp.Status)
 	}
 }
