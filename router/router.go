@@ -19,8 +19,10 @@ import (
 )
 
 // Config holds a Router's dependencies. The zero value is a working router
-// with no metrics, no logs, no pins, static upstreams only, and no rate
-// limits or breakers (a route that sets one is refused by Update).
+// with no metrics, no logs, no pins, static upstreams only, no rate limits
+// or breakers (a route that sets one is refused by Update), the built-in
+// upstream denials (BuiltinUpstreamDeny) and a body timeout of
+// DefaultBodyTimeout.
 type Config struct {
 	// Logger receives events: table swaps, instance changes, breaker state
 	// changes, lookup failures. Nil discards them.
@@ -44,9 +46,10 @@ type Config struct {
 	// Breakers makes instance circuit breakers (router/breaker); required
 	// when a route sets circuit_breaker.
 	Breakers Breakers
-	// TrustedProxies are the peers whose X-Forwarded-For/-Proto/-Host are
-	// kept (and whose X-Forwarded-For gives the client address). Empty
-	// trusts no one: client-supplied X-Forwarded-* are dropped.
+	// TrustedProxies are the peers whose X-Forwarded-For/-Proto/-Host and
+	// X-Real-IP are kept (and whose X-Forwarded-For gives the client
+	// address). Empty trusts no one: client-supplied X-Forwarded-* and
+	// X-Real-IP are dropped.
 	TrustedProxies []netip.Prefix
 	// MaxIdleConnsPerHost sizes the upstream connection pool; 0 means 512.
 	MaxIdleConnsPerHost int
