@@ -4,6 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -231,7 +234,23 @@ type Instance struct {
 	Updated   time.Time `json:"updated"`
 }
 
-// Validate checks the service, id, address and label count.
+// Limits of an Instance, enforced by Instance.Validate.
+const (
+	// MaxInstanceAddrLen bounds Instance.Addr, in bytes.
+	MaxInstanceAddrLen = 256
+	// WeightLabel is the instance label the proxy's weighted balancer reads.
+	WeightLabel = "weight"
+	// MaxInstanceWeight bounds the WeightLabel value (and a route's
+	// upstream weights): an integer from 0 to MaxInstanceWeight.
+	MaxInstanceWeight = 1000
+)
+
+// Validate checks the service, the id, the address (see
+// ValidateInstanceAddr), the label count and the "weight" label (an integer
+// from 0 to MaxInstanceWeight). Every store and the admin API call it, so an
+// instance the proxy reads has passed it (unless written to ZooKeeper by
+// hand: the proxy checks every connection again, see router.UpstreamPolicy).
+// It returns a *FieldError or *LimitError (ErrInvalid).
 func (in *Instance) Validate() error {
 	if err := ValidateServiceName(in.Service); err != nil {
 		return err
@@ -239,11 +258,102 @@ func (in *Instance) Validate() error {
 	if err := ValidateInstanceID(in.ID); err != nil {
 		return err
 	}
-	if len(in.Addr) > 256 {
-		return &FieldError{Field: "addr", Value: in.Addr, Msg: "must be at most 256 bytes"}
+	if err := ValidateInstanceAddr(in.Addr); err != nil {
+		return err
 	}
 	if len(in.Labels) > MaxLabels {
 		return &LimitError{What: "label count", Size: int64(len(in.Labels)), Limit: MaxLabels}
 	}
+	if w, ok := in.Labels[WeightLabel]; ok {
+		if _, ok := ParseWeight(w); !ok {
+			return &FieldError{Field: "labels." + WeightLabel, Value: w, Msg: "must be an integer from 0 to " + itoa(MaxInstanceWeight)}
+		}
+	}
 	return nil
+}
+
+// ParseWeight parses a "weight" label: decimal digits worth 0 to
+// MaxInstanceWeight. ok is false for anything else.
+func ParseWeight(s string) (w int, ok bool) {
+	if s == "" || len(s) > 4 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		w = w*10 + int(s[i]-'0')
+	}
+	return w, w <= MaxInstanceWeight
+}
+
+// ValidateInstanceAddr checks an instance's address: empty (an instance the
+// proxy does not route to), or HOST:PORT of at most MaxInstanceAddrLen
+// bytes, where PORT is 1-65535 in decimal and HOST an IP address (IPv6 in
+// brackets, without a zone) or a DNS name (labels of letters, digits, '-'
+// and '_', the last not all digits). A scheme, path, user info, query or
+// space is refused. It returns a *FieldError on "addr" (ErrInvalid).
+func ValidateInstanceAddr(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	const rule = "must be HOST:PORT: an IP address or DNS name, and a port from 1 to 65535 (no scheme, path or user info)"
+	bad := &FieldError{Field: "addr", Value: addr, Msg: rule}
+	if len(addr) > MaxInstanceAddrLen {
+		return &FieldError{Field: "addr", Value: addr, Msg: "must be at most " + itoa(MaxInstanceAddrLen) + " bytes"}
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || !validPort(port) {
+		return bad
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.Zone() != "" || (ip.Is6() && !strings.HasPrefix(addr, "[")) {
+			return bad
+		}
+		return nil
+	}
+	if strings.HasPrefix(addr, "[") || !validDNSName(host) {
+		return bad
+	}
+	return nil
+}
+
+func validPort(p string) bool {
+	if p == "" || len(p) > 5 {
+		return false
+	}
+	n := 0
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+		n = n*10 + int(p[i]-'0')
+	}
+	return n >= 1 && n <= 65535
+}
+
+// validDNSName reports whether h is a DNS name: labels of 1-63 letters,
+// digits, '-' and '_' not starting or ending with '-', at most 253 bytes, an
+// optional final dot, and a last label that is not all digits (so that
+// "127.1" or "2130706433", which some resolvers read as IP addresses, are
+// refused rather than dialled as names).
+func validDNSName(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	labels := strings.Split(h, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	last := labels[len(labels)-1]
+	return strings.Trim(last, "0123456789") != ""
 }

@@ -200,6 +200,56 @@ func TestInstanceValidate(t *testing.T) {
 	}
 }
 
+// TestAttackInstanceAddressPointsAnywhere: an agent registering its
+// instance must not get an address the proxy would read as more than
+// HOST:PORT (a URL with a path or user info, a scheme, spaces, a name that
+// some resolvers read as an IP address); well-formed addresses of every kind
+// still pass.
+func TestAttackInstanceAddressPointsAnywhere(t *testing.T) {
+	for _, addr := range []string{
+		"", "10.0.0.7:8080", "[::1]:80", "[2001:db8::7]:65535", "orders-1:9001", "orders.svc.cluster.local:80",
+		"compose_orders_1:80", "host.example.:443", "127.0.0.1:1",
+	} {
+		in := configsvc.Instance{Service: "orders", ID: "o", Addr: addr}
+		if err := in.Validate(); err != nil {
+			t.Errorf("addr %q refused: %v", addr, err)
+		}
+	}
+	for _, addr := range []string{
+		"http://169.254.169.254:80", "169.254.169.254:80/latest/meta-data", "user:pw@10.0.0.1:80", "10.0.0.1", ":8080",
+		"10.0.0.1:0", "10.0.0.1:65536", "10.0.0.1:+80", "10.0.0.1:http", "10.0.0.1 :80", "evil.com:80?x=1", "a..b:80",
+		"-a.com:80", "[fe80::1%eth0]:80", "::1:80", "[orders]:80", "127.1:80", "2130706433:80", "0x7f.1:80", "a%2fb:80",
+		strings.Repeat("a", 250) + ".com:80",
+	} {
+		in := configsvc.Instance{Service: "orders", ID: "o", Addr: addr}
+		err := in.Validate()
+		var fe *configsvc.FieldError
+		if !errors.As(err, &fe) || fe.Field != "addr" || !errors.Is(err, configsvc.ErrInvalid) {
+			t.Errorf("addr %q: Validate() = %v, want a FieldError on addr", addr, err)
+		}
+	}
+}
+
+// TestAttackInstanceWeightOverflows: a weight label the balancer would
+// overflow on (or read as a huge share of the traffic) is refused, naming
+// the label and the limit.
+func TestAttackInstanceWeightOverflows(t *testing.T) {
+	for _, w := range []string{"0", "1", "1000", "0007"} {
+		in := configsvc.Instance{Service: "orders", ID: "o", Labels: map[string]string{configsvc.WeightLabel: w}}
+		if err := in.Validate(); err != nil {
+			t.Errorf("weight %q refused: %v", w, err)
+		}
+	}
+	for _, w := range []string{"1001", "9223372036854775807", "-1", "", "1e3", " 5", "10.5"} {
+		in := configsvc.Instance{Service: "orders", ID: "o", Labels: map[string]string{configsvc.WeightLabel: w}}
+		err := in.Validate()
+		var fe *configsvc.FieldError
+		if !errors.As(err, &fe) || fe.Field != "labels.weight" || !strings.Contains(fe.Msg, fmt.Sprint(configsvc.MaxInstanceWeight)) {
+			t.Errorf("weight %q: Validate() = %v, want a FieldError on labels.weight naming %d", w, err, configsvc.MaxInstanceWeight)
+		}
+	}
+}
+
 func TestErrorMessages(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

@@ -36,7 +36,8 @@ type Limiter interface {
 // state, for as long as the route's name and RateLimit stay the same.
 type Limiters interface {
 	// NewLimiter returns a limiter for rl. capHit is called whenever a
-	// per-key limiter refuses to track a new key because it holds its cap.
+	// per-key limiter holding its cap of keys evicts a key whose bucket had
+	// not refilled to make room for a new one.
 	NewLimiter(route string, rl RateLimit, capHit func()) Limiter
 }
 
@@ -115,8 +116,11 @@ type RouteMetrics interface {
 	Observe(d time.Duration)
 	// RateLimited counts one request refused by the rate limit.
 	RateLimited()
-	// KeysCapHit counts one new key a per-key limiter could not track.
+	// KeysCapHit counts one key a full per-key limiter evicted before its
+	// bucket had refilled (see Limiters).
 	KeysCapHit()
+	// UpstreamRefused counts one connection the upstream policy refused.
+	UpstreamRefused()
 	// BreakerState records the state of an instance's breaker.
 	BreakerState(instance string, s BreakerState)
 	// Forget drops what was recorded for an instance that left the route
@@ -139,6 +143,7 @@ func (nopMetrics) Upstream(string) UpstreamMetrics   { return nopMetrics{} }
 func (nopMetrics) Observe(time.Duration)             {}
 func (nopMetrics) RateLimited()                      {}
 func (nopMetrics) KeysCapHit()                       {}
+func (nopMetrics) UpstreamRefused()                  {}
 func (nopMetrics) BreakerState(string, BreakerState) {}
 func (nopMetrics) Forget(string)                     {}
 func (nopMetrics) Response(int)                      {}

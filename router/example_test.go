@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/breaker"
@@ -62,4 +63,44 @@ routes:
 	// Output:
 	// /orders/7 → 200 orders got /7
 	// /nowhere → 404 application/json
+}
+
+// ExampleUpstreamPolicy shows which addresses a proxy may connect to: the
+// built-in denials (cloud metadata, link-local, its own listeners), an
+// operator's deny list, and an allow rule narrow enough to lift a built-in
+// denial.
+func ExampleUpstreamPolicy() {
+	rule := func(s string) router.UpstreamRule {
+		r, err := router.ParseUpstreamRule(s)
+		if err != nil {
+			panic(err)
+		}
+		return r
+	}
+	r, err := router.New(router.Config{Upstream: router.UpstreamPolicy{
+		Deny: []router.UpstreamRule{rule("10.0.5.0/28"), rule("127.0.0.1:8080")}, // ZooKeeper hosts, its AdminServer
+		// Allowing anything makes the list the only addresses allowed: every
+		// address, which lifts no built-in denial, and one link-local range,
+		// narrow enough to lift that denial for itself.
+		Allow: []router.UpstreamRule{rule("0.0.0.0/0"), rule("::/0"), rule("169.254.10.0/24")},
+		Own:   []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:7070")}, // the admin API
+	}})
+	if err != nil {
+		panic(err)
+	}
+	defer r.Close()
+	for _, a := range []string{"10.0.0.7:8080", "169.254.169.254:80", "169.254.10.9:80", "10.0.5.3:2181", "127.0.0.1:8080", "127.0.0.1:7070"} {
+		if err := r.CheckUpstream(netip.MustParseAddrPort(a)); err != nil {
+			fmt.Println(err)
+		} else {
+			fmt.Println(a, "allowed")
+		}
+	}
+	// Output:
+	// 10.0.0.7:8080 allowed
+	// upstream 169.254.169.254:80 refused by the proxy's upstream policy: cloud metadata service (AWS, GCP, Azure, OpenStack, Oracle, DigitalOcean etc.)
+	// 169.254.10.9:80 allowed
+	// upstream 10.0.5.3:2181 refused by the proxy's upstream policy: in the upstream deny list (10.0.5.0/28)
+	// upstream 127.0.0.1:8080 refused by the proxy's upstream policy: in the upstream deny list (127.0.0.1:8080)
+	// upstream 127.0.0.1:7070 refused by the proxy's upstream policy: a listener of this process (127.0.0.1:7070)
 }

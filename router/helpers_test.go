@@ -187,11 +187,12 @@ type recMetrics struct {
 	responses map[string]int // route/instance/status
 	limited   map[string]int
 	capHits   map[string]int
+	refused   map[string]int
 	breaker   map[string][]router.BreakerState // route/instance → transitions
 }
 
 func newRecMetrics() *recMetrics {
-	return &recMetrics{responses: map[string]int{}, limited: map[string]int{}, capHits: map[string]int{}, breaker: map[string][]router.BreakerState{}}
+	return &recMetrics{responses: map[string]int{}, limited: map[string]int{}, capHits: map[string]int{}, refused: map[string]int{}, breaker: map[string][]router.BreakerState{}}
 }
 
 func (m *recMetrics) Route(route string) router.RouteMetrics { return &recRoute{m, route} }
@@ -229,6 +230,11 @@ func (r *recRoute) RateLimited() {
 func (r *recRoute) KeysCapHit() {
 	r.m.mu.Lock()
 	r.m.capHits[r.route]++
+	r.m.mu.Unlock()
+}
+func (r *recRoute) UpstreamRefused() {
+	r.m.mu.Lock()
+	r.m.refused[r.route]++
 	r.m.mu.Unlock()
 }
 func (r *recRoute) BreakerState(instance string, s router.BreakerState) {

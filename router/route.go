@@ -37,8 +37,9 @@ const (
 	// DefaultOpenFor is how long a tripped breaker stays open when the route
 	// sets no open_for.
 	DefaultOpenFor = 30 * time.Second
-	// WeightLabel is the instance label the weighted balancer reads.
-	WeightLabel = "weight"
+	// WeightLabel is the instance label the weighted balancer reads
+	// (configsvc.WeightLabel: an integer from 0 to configsvc.MaxInstanceWeight).
+	WeightLabel = configsvc.WeightLabel
 )
 
 // Route tells the proxy where to forward the requests it matches. Routes are
@@ -239,8 +240,8 @@ func (r *Route) validate(p string) error {
 		return fieldErr(p+".upstream.balancer", string(u.Balancer), "must be round_robin, least_requests or weighted")
 	}
 	for k, w := range u.Weights {
-		if w < 0 || w > 1000 {
-			return fieldErr(p+".upstream.weights", k, "must be between 0 and 1000")
+		if w < 0 || w > configsvc.MaxInstanceWeight {
+			return fieldErr(p+".upstream.weights", k, fmt.Sprintf("must be between 0 and %d", configsvc.MaxInstanceWeight))
 		}
 	}
 	if r.Timeout < 0 {

@@ -19,8 +19,10 @@ import (
 )
 
 // Config holds a Router's dependencies. The zero value is a working router
-// with no metrics, no logs, no pins, static upstreams only, and no rate
-// limits or breakers (a route that sets one is refused by Update).
+// with no metrics, no logs, no pins, static upstreams only, no rate limits
+// or breakers (a route that sets one is refused by Update), the built-in
+// upstream denials (BuiltinUpstreamDeny) and a body timeout of
+// DefaultBodyTimeout.
 type Config struct {
 	// Logger receives events: table swaps, instance changes, breaker state
 	// changes, lookup failures. Nil discards them.
@@ -44,15 +46,29 @@ type Config struct {
 	// Breakers makes instance circuit breakers (router/breaker); required
 	// when a route sets circuit_breaker.
 	Breakers Breakers
-	// TrustedProxies are the peers whose X-Forwarded-For/-Proto/-Host are
-	// kept (and whose X-Forwarded-For gives the client address). Empty
-	// trusts no one: client-supplied X-Forwarded-* are dropped.
+	// TrustedProxies are the peers whose X-Forwarded-For/-Proto/-Host and
+	// X-Real-IP are kept (and whose X-Forwarded-For gives the client
+	// address). Empty trusts no one: client-supplied X-Forwarded-* and
+	// X-Real-IP are dropped.
 	TrustedProxies []netip.Prefix
 	// MaxIdleConnsPerHost sizes the upstream connection pool; 0 means 512.
 	MaxIdleConnsPerHost int
 	// DialTimeout bounds connecting to an upstream; 0 means 5 s.
 	DialTimeout time.Duration
+	// Upstream decides which addresses the router may connect to, checked
+	// on every connection; the zero value refuses the built-in ranges
+	// (cloud metadata, link-local) and allows the rest. See UpstreamPolicy.
+	Upstream UpstreamPolicy
+	// BodyTimeout bounds reading a request's body, from the moment the
+	// request is forwarded: a client that trickles its body must not hold
+	// an upstream connection. Past it the request is answered 408 and the
+	// upstream request aborted. 0 means DefaultBodyTimeout; negative means
+	// no bound. Responses, however long they stream, are not cut by it.
+	BodyTimeout time.Duration
 }
+
+// DefaultBodyTimeout is Config.BodyTimeout's default.
+const DefaultBodyTimeout = time.Minute
 
 // Router is the reverse proxy: an http.Handler that matches each request
 // against the current route table and forwards it. Its methods are safe for
@@ -67,6 +83,7 @@ type Router struct {
 	trusted   []netip.Prefix
 	proxy     *httputil.ReverseProxy
 	dialer    *net.Dialer
+	guard     *upstreamGuard
 	snap      atomic.Pointer[snapshot]
 	statePool sync.Pool
 
@@ -114,7 +131,11 @@ func New(cfg Config) (*Router, error) {
 	if r.cfg.DialTimeout <= 0 {
 		r.cfg.DialTimeout = 5 * time.Second
 	}
-	r.dialer = &net.Dialer{Timeout: r.cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	if r.cfg.BodyTimeout == 0 {
+		r.cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	r.guard = newUpstreamGuard(cfg.Upstream, r.log)
+	r.dialer = &net.Dialer{Timeout: r.cfg.DialTimeout, KeepAlive: 30 * time.Second, Control: r.guard.control}
 	r.statePool.New = func() any { return new(reqState) }
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:      r.rewrite,
@@ -151,11 +172,29 @@ func (r *Router) Update(routes []Route) error {
 	r.swap()
 	r.mu.Unlock()
 	r.log.Info("route table updated", "routes", len(routes))
+	r.warnRefusedStatic(routes)
 	select {
 	case r.changed <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// warnRefusedStatic logs the static upstream addresses the upstream policy
+// will refuse (those given as IP addresses; names are checked once
+// resolved, when connecting). The table still goes in: every connection is
+// checked anyway, and a route file may be shared by proxies with different
+// policies.
+func (r *Router) warnRefusedStatic(routes []Route) {
+	for i := range routes {
+		for _, a := range routes[i].Upstream.Static {
+			if ap, err := netip.ParseAddrPort(a); err == nil {
+				if e := r.guard.check(ap); e != nil {
+					r.log.Warn("static upstream refused by the upstream policy", "route", routes[i].Name, "addr", a, "reason", e.Reason)
+				}
+			}
+		}
+	}
 }
 
 // Table returns the route table in force.
@@ -277,6 +316,17 @@ func (r *Router) setInstances(ctx context.Context, svc string, list []configsvc.
 	if ctx.Err() != nil {
 		return // the watch was stopped; do not resurrect the service's list
 	}
+	ok := make([]configsvc.Instance, 0, len(list))
+	for _, in := range list {
+		// Instance.Validate ran when it was registered, unless the node was
+		// written to ZooKeeper by other means: never dial what it refuses.
+		if err := configsvc.ValidateInstanceAddr(in.Addr); err != nil {
+			r.log.Warn("instance ignored: bad address", "service", svc, "instance", in.ID, "err", err)
+			continue
+		}
+		ok = append(ok, in)
+	}
+	list = ok
 	r.insts[svc] = list
 	r.swap()
 	ids := make([]string, len(list))
@@ -474,7 +524,7 @@ func (r *Router) buildRoute(rc *Route, usedLim, usedSt map[string]bool) *routeRT
 				continue
 			}
 			w := 1
-			if v, err := strconv.Atoi(in.Labels[WeightLabel]); err == nil && v >= 0 {
+			if v, ok := configsvc.ParseWeight(in.Labels[WeightLabel]); ok {
 				w = v
 			}
 			members = append(members, member{in.ID, in.Addr, w})

@@ -28,6 +28,7 @@ type reqState struct {
 	ntried   int
 	status   int
 	inflight bool
+	body     *deadlineBody // the request body under BodyTimeout, if any
 }
 
 type stateKey struct{}
@@ -112,7 +113,14 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	*st = reqState{rt: rt, pinned: pinned, pinID: pinID}
 	defer r.release(req, st, start)
 	ctx := context.WithValue(req.Context(), stateKey{}, st)
-	r.proxy.ServeHTTP(w, req.WithContext(ctx))
+	out := req.WithContext(ctx)
+	if r.cfg.BodyTimeout > 0 && req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0 {
+		// The deadline is on the socket's clock, not Config.Now.
+		if b := newDeadlineBody(w, req.Body, time.Now().Add(r.cfg.BodyTimeout)); b != nil {
+			st.body, out.Body = b, b
+		}
+	}
+	r.proxy.ServeHTTP(w, out)
 }
 
 // release ends a proxied request: in-flight count, metrics, access log.
@@ -205,11 +213,15 @@ func isH2CUpgrade(req *http.Request) bool {
 	return false
 }
 
-// limitKey returns the rate-limit bucket key of a request.
+// limitKey returns the rate-limit bucket key of a request. Header values
+// are taken as they come (the limiter bounds their length); client
+// addresses are keyed per address for IPv4 and per /64 for IPv6, the
+// smallest block a client is commonly given, so that one client cannot take
+// a fresh bucket per address.
 func (r *Router) limitKey(rt *routeRT, req *http.Request) string {
 	switch rt.keyKind {
 	case "ip":
-		return r.clientIP(req)
+		return ipKey(r.clientIP(req))
 	case "header":
 		if v := req.Header[rt.keyHeader]; len(v) > 0 {
 			return v[0]
@@ -259,6 +271,23 @@ func (r *Router) isTrusted(host string) bool {
 	return false
 }
 
+// ipKey returns the rate-limit key of a client address: an IPv4 address
+// (also when IPv4-mapped) as it is, an IPv6 address as its /64.
+func ipKey(host string) string {
+	if strings.IndexByte(host, ':') < 0 {
+		return host
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	if ip = ip.Unmap(); ip.Is4() {
+		return ip.String()
+	}
+	p, _ := ip.WithZone("").Prefix(64)
+	return p.String()
+}
+
 func remoteHost(addr string) string {
 	if h, _, err := net.SplitHostPort(addr); err == nil {
 		return h
@@ -283,6 +312,11 @@ func (r *Router) rewrite(pr *httputil.ProxyRequest) {
 		out.URL.RawPath = ""
 	}
 	trusted := len(r.trusted) > 0 && r.isTrusted(remoteHost(pr.In.RemoteAddr))
+	if !trusted {
+		// Upstreams may read it as the client's address: only a trusted
+		// proxy may say so.
+		delete(out.Header, "X-Real-Ip")
+	}
 	if trusted {
 		if v := pr.In.Header["X-Forwarded-For"]; len(v) > 0 {
 			out.Header["X-Forwarded-For"] = v
@@ -329,8 +363,10 @@ func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		resp, err := rt.transport.RoundTrip(out)
 		if err == nil {
 			st.status = resp.StatusCode
+		} else if errors.Is(err, ErrUpstreamRefused) {
+			rt.metrics.UpstreamRefused()
 		}
-		st.pinned.st.count(resp, err, out)
+		st.pinned.st.count(resp, err, out, st.clientFault())
 		return resp, err
 	}
 	attempts := 1
@@ -352,7 +388,8 @@ func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		in.st.inflight.Add(1)
 		out.URL.Host = in.addr
 		resp, err := rt.transport.RoundTrip(out)
-		in.st.count(resp, err, out)
+		clientFault := err != nil && st.clientFault()
+		in.st.count(resp, err, out, clientFault)
 		if err == nil {
 			st.status = resp.StatusCode
 			if done != nil {
@@ -364,7 +401,10 @@ func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 			}
 			return resp, nil
 		}
-		clientGone := out.Context().Err() != nil
+		if errors.Is(err, ErrUpstreamRefused) {
+			rt.metrics.UpstreamRefused()
+		}
+		clientGone := clientFault || out.Context().Err() != nil
 		if done != nil {
 			if clientGone {
 				done(Ignored)
@@ -385,12 +425,18 @@ func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 
 // count adds one request to the instance's counters; a failure is what a
 // breaker counts as one (connection error, timeout, 5xx), not a client
-// that went away.
-func (s *instState) count(resp *http.Response, err error, out *http.Request) {
+// that went away or failed to send its body (clientFault).
+func (s *instState) count(resp *http.Response, err error, out *http.Request, clientFault bool) {
 	s.requests.Add(1)
-	if (err != nil && out.Context().Err() == nil) || (err == nil && resp.StatusCode >= 500) {
+	if (err != nil && !clientFault && out.Context().Err() == nil) || (err == nil && resp.StatusCode >= 500) {
 		s.failures.Add(1)
 	}
+}
+
+// clientFault reports whether the request failed because reading the
+// client's body failed (it timed out or broke off): not the instance's fault.
+func (st *reqState) clientFault() bool {
+	return st.body != nil && st.body.failed() != nil
 }
 
 func retriable(req *http.Request) bool {
@@ -501,12 +547,33 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 	var pe *proxyErr
 	var te interface{ Timeout() bool }
 	status := http.StatusBadGateway
+	var refused *UpstreamRefusedError
+	var bodyErr error
+	if st != nil && st.body != nil {
+		bodyErr = st.body.failed()
+	}
 	switch {
 	case errors.As(err, &pe):
 		status = pe.status
 		writeError(w, pe.status, pe.code, pe.msg, pe.retryAfter, nil)
+	case bodyErr != nil && errors.Is(bodyErr, errBodyTimeout):
+		// Checked before the context: net/http cancels it on the failed read.
+		status = http.StatusRequestTimeout
+		w.Header()["Connection"] = []string{"close"}
+		writeError(w, status, "invalid", "the request body did not arrive within "+r.cfg.BodyTimeout.String(), 0, nil)
 	case req.Context().Err() != nil:
 		status = 499 // client closed the request: nobody to answer
+	case bodyErr != nil:
+		status = http.StatusBadRequest
+		w.Header()["Connection"] = []string{"close"}
+		writeError(w, status, "invalid", "the request body could not be read", 0, nil)
+	case errors.As(err, &refused):
+		msg := "upstream refused by the proxy's upstream policy: " + refused.Reason
+		if st != nil && st.chosen != nil {
+			msg = "upstream instance " + st.chosen.id + " (" + refused.Addr.String() + ") refused by the proxy's upstream policy: " + refused.Reason
+		}
+		w.Header()[UpstreamRefusedHeader] = []string{refused.Reason}
+		writeError(w, status, "upstream_refused", msg, 0, map[string]string{"reason": refused.Reason})
 	case errors.As(err, &te) && te.Timeout() && !isConnectError(err):
 		status = http.StatusGatewayTimeout
 		writeError(w, status, "unavailable", "upstream did not answer in time", 0, nil)

@@ -25,5 +25,7 @@
 //
 // PinMiddleware and PinTransport carry a debugging pin (header
 // X-Sluice-Pin, or cookie sluice_pin) from incoming requests to outgoing
-// ones, so a whole call chain can be pinned through the Sluice proxy.
+// ones, so a whole call chain can be pinned through the Sluice proxy;
+// PinTransport sends it only to the hosts it allows (cluster-internal ones
+// by default).
 package sdk

@@ -143,3 +143,31 @@ func ExamplePinMiddleware() {
 	handler.ServeHTTP(httptest.NewRecorder(), in)
 	// Output: downstream got pin: pin-token-from-sluice
 }
+
+// PinTransport sends the pin only to the hosts it allows: by default
+// cluster-internal names and private addresses, so that a client shared
+// with calls to third parties does not leak the pin to them. Name the hosts
+// that may get it, here the default set plus the company's own domain.
+func ExamplePinTransport() {
+	seen := func(r *http.Request) string { return r.URL.Host + " pin=" + r.Header.Get(sdk.PinHeader) }
+	client := &http.Client{Transport: sdk.PinTransport(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		fmt.Println(seen(r))
+		return &http.Response{StatusCode: http.StatusNoContent, Body: http.NoBody, Request: r}, nil
+	}), sdk.PinHostsInternal, "*.shop.example")}
+
+	ctx := sdk.WithPin(context.Background(), "pin-token")
+	for _, url := range []string{"http://payments:8080/charge", "https://api.shop.example/v1", "https://api.stripe.com/v1/charges"} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	// Output:
+	// payments:8080 pin=pin-token
+	// api.shop.example pin=pin-token
+	// api.stripe.com pin=
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -100,11 +100,20 @@ func TestFlagBeatsEnv(t *testing.T) {
 		{"server", "proxy-trusted-proxies", "10.0.0.1", "10.0.0.2,10.1.0.0/16", result{"10.0.0.1/32", "10.0.0.2/32,10.1.0.0/16"}, func(s *ServerMain, _ *ProxyMain) string {
 			return prefixesFlag{&s.Proxy.TrustedProxies}.String()
 		}},
+		{"server", "proxy-upstream-deny", "10.0.0.0/8", "[::1]:7070,127.0.0.1:2181", result{"10.0.0.0/8", "[::1]:7070,127.0.0.1:2181"}, func(s *ServerMain, _ *ProxyMain) string {
+			return upstreamRulesFlag{&s.Proxy.UpstreamDeny}.String()
+		}},
+		{"server", "proxy-read-timeout", "5s", "2m", result{"5s", "2m0s"}, func(s *ServerMain, _ *ProxyMain) string { return s.Proxy.ReadTimeout.String() }},
 		{"server", "data-dir", "/env", "/flag", result{"bolt:///env/sluice.db", "bolt:///flag/sluice.db"}, func(s *ServerMain, _ *ProxyMain) string { return s.StoreURL }},
 		{"proxy", "addr", "127.0.0.1:1", "127.0.0.1:2", result{"127.0.0.1:1", "127.0.0.1:2"}, func(_ *ServerMain, p *ProxyMain) string { return p.Proxy.Addr }},
 		{"proxy", "access-log", "off", "-", result{"off", "-"}, func(_ *ServerMain, p *ProxyMain) string { return p.Proxy.AccessLog }},
 		{"proxy", "shutdown-timeout", "3s", "2s", result{"3s", "2s"}, func(_ *ServerMain, p *ProxyMain) string { return p.Proxy.ShutdownTimeout.String() }},
 		{"proxy", "trusted-proxies", "10.0.0.1", "::1", result{"10.0.0.1/32", "::1/128"}, func(_ *ServerMain, p *ProxyMain) string { return prefixesFlag{&p.Proxy.TrustedProxies}.String() }},
+		{"proxy", "upstream-allow", "10.0.0.0/8", "169.254.169.254", result{"10.0.0.0/8", "169.254.169.254"}, func(_ *ServerMain, p *ProxyMain) string {
+			return upstreamRulesFlag{&p.Proxy.UpstreamAllow}.String()
+		}},
+		{"proxy", "read-header-timeout", "3s", "1s", result{"3s", "1s"}, func(_ *ServerMain, p *ProxyMain) string { return p.Proxy.ReadHeaderTimeout.String() }},
+		{"proxy", "idle-timeout", "3s", "1s", result{"3s", "1s"}, func(_ *ServerMain, p *ProxyMain) string { return p.Proxy.IdleTimeout.String() }},
 		{"proxy", "metrics-addr", ":9090", "127.0.0.1:9091", result{":9090", "127.0.0.1:9091"}, func(_ *ServerMain, p *ProxyMain) string { return p.MetricsAddr }},
 		{"proxy", "store", "zk://h1:2181/env", "bolt:///tmp/flag.db", result{"zk://h1:2181/env", "bolt:///tmp/flag.db"}, func(_ *ServerMain, p *ProxyMain) string { return p.StoreURL }},
 		{"proxy", "log-level", "warn", "debug", result{"warn", "debug"}, func(_ *ServerMain, p *ProxyMain) string { return levelFlag{&p.Log.Level}.String() }},

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/router"
 )
 
 // Flag values that check their input when it is set, so that a bad value is
@@ -68,14 +70,10 @@ func (f addrFlag) Type() string   { return "host:port" }
 type prefixesFlag struct{ p *[]netip.Prefix }
 
 func (f prefixesFlag) Set(s string) error {
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
+	return eachListItem(s, func(part string) error {
 		if p, err := netip.ParsePrefix(part); err == nil {
 			*f.p = append(*f.p, p.Masked())
-			continue
+			return nil
 		}
 		a, err := netip.ParseAddr(part)
 		if err != nil {
@@ -83,6 +81,19 @@ func (f prefixesFlag) Set(s string) error {
 		}
 		a = a.Unmap()
 		*f.p = append(*f.p, netip.PrefixFrom(a, a.BitLen()))
+		return nil
+	})
+}
+
+// eachListItem calls f with each non-empty, trimmed item of the
+// comma-separated list s, stopping at f's first error.
+func eachListItem(s string, f func(item string) error) error {
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			if err := f(part); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -98,6 +109,30 @@ func prefixStrings(ps []netip.Prefix) []string {
 	}
 	return out
 }
+
+// upstreamRulesFlag is a comma-separated list of upstream policy rules
+// (router.ParseUpstreamRule). Each Set appends.
+type upstreamRulesFlag struct{ p *[]router.UpstreamRule }
+
+func (f upstreamRulesFlag) Set(s string) error {
+	return eachListItem(s, func(part string) error {
+		r, err := router.ParseUpstreamRule(part)
+		if err == nil {
+			*f.p = append(*f.p, r)
+		}
+		return err
+	})
+}
+
+func (f upstreamRulesFlag) String() string {
+	out := make([]string, len(*f.p))
+	for i, r := range *f.p {
+		out[i] = r.String()
+	}
+	return strings.Join(out, ",")
+}
+
+func (f upstreamRulesFlag) Type() string { return "cidrs" }
 
 // storeFlag is a store URL, bolt://PATH or zk://HOSTS/CHROOT, checked as
 // openStore will read it. Empty is allowed: the command's default.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,13 +17,7 @@ import (
 // `sluice server --proxy-addr` publishes its live table, GET /v1/routes and
 // `sluice routes live` show it, and it follows a routes.yaml publish.
 func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
-	dir := t.TempDir()
-	rs := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--proxy-addr", "127.0.0.1:0"}, nil)
-	b, err := os.ReadFile(filepath.Join(dir, adminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(b))
+	rs, token := startServerWithProxy(t)
 	c, err := api.New(api.Config{Servers: []string{rs.url}, Token: token})
 	if err != nil {
 		t.Fatal(err)
@@ -69,4 +64,54 @@ func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "PROXY") || !strings.Contains(lines[1], " echo ") || !strings.Contains(lines[1], "127.0.0.1:9") {
 		t.Fatalf("sluice routes live printed:\n%s", stdout.String())
 	}
+}
+
+// TestAttackSSRFToAdminAPIThroughEmbeddedProxy: a route (or an instance)
+// pointing at the admin API of the same process must not let requests
+// through the proxy reach it: the embedded proxy knows the process's
+// listeners and refuses to connect to them (502 upstream_refused).
+func TestAttackSSRFToAdminAPIThroughEmbeddedProxy(t *testing.T) {
+	rs, token := startServerWithProxy(t)
+	c, err := api.New(api.Config{Servers: []string{rs.url}, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sys := configsvc.Service("sluice-system")
+	if _, _, err := c.Create(ctx, sys); err != nil {
+		t.Fatal(err)
+	}
+	routes := "routes:\n  - name: admin\n    upstream: {static: [\"" + rs.m.Bound("addr") + "\"]}\n"
+	if _, err := c.PutFile(ctx, sys, "routes.yaml", []byte(routes)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, body := srvGet(t, "http://"+rs.m.Bound("proxy-addr")+"/v1/whoami", token)
+		if code == http.StatusBadGateway && strings.Contains(body, "upstream_refused") && strings.Contains(body, "listener of this process") {
+			return
+		}
+		if code == http.StatusOK {
+			t.Fatalf("the admin API answered through the proxy: %s", body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy answered %d %s, want 502 upstream_refused", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startServerWithProxy runs `sluice server` with an embedded proxy on
+// loopback and returns it with its bootstrap admin token.
+func startServerWithProxy(t *testing.T) (*runningServer, string) {
+	t.Helper()
+	dir := t.TempDir()
+	rs := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--proxy-addr", "127.0.0.1:0"}, nil)
+	b, err := os.ReadFile(filepath.Join(dir, adminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs, strings.TrimSpace(string(b))
 }

@@ -46,7 +46,7 @@ type ProxyMain struct {
 func NewProxyMain(env Env) *ProxyMain {
 	m := &ProxyMain{
 		StoreURL: defaultProxyStore,
-		Proxy:    ProxyOptions{Addr: defaultProxyAddr, AccessLog: "-", ShutdownTimeout: shutdownTimeout},
+		Proxy:    newProxyOptions(defaultProxyAddr, "-"),
 	}
 	m.init(env)
 	return m
@@ -107,6 +107,7 @@ func (m *ProxyMain) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	popts.Upstream.Own = ownListeners(lns) // never proxy to this process's own listeners
 	m.markReady()
 
 	g := newRunGroup(ctx)

@@ -61,7 +61,7 @@ type ServerMain struct {
 func NewServerMain(env Env) *ServerMain {
 	m := &ServerMain{
 		Addr: defaultAddr, DataDir: defaultDataDir,
-		Proxy:        ProxyOptions{AccessLog: "log", ShutdownTimeout: shutdownTimeout},
+		Proxy:        newProxyOptions("", "log"),
 		ValidateFile: routesfile.Validate,
 	}
 	m.init(env)
@@ -148,6 +148,7 @@ func (m *ServerMain) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	popts.Upstream.Own = ownListeners(lns) // never proxy to this process's own listeners (the admin API)
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,

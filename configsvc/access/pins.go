@@ -23,7 +23,8 @@ const (
 	// DefaultPinCacheTTL is how long ResolvePin reuses a looked-up pin: how
 	// long a revocation may take to reach a proxy.
 	DefaultPinCacheTTL = 2 * time.Second
-	// DefaultPinCacheEntries bounds ResolvePin's cache.
+	// DefaultPinCacheEntries bounds each of ResolvePin's two caches (pins
+	// found, tokens found unknown).
 	DefaultPinCacheEntries = 10000
 	// DefaultPinRetention is how long an expired pin stays listed before
 	// Sweep deletes it.
@@ -38,9 +39,12 @@ type PinsConfig struct {
 	// CacheTTL is how long ResolvePin reuses a looked-up pin (or its
 	// absence); 0 means DefaultPinCacheTTL, negative disables the cache.
 	CacheTTL time.Duration
-	// MaxCacheEntries bounds the cache; 0 means DefaultPinCacheEntries. A
-	// full cache is emptied, so that a flood of made-up tokens costs store
-	// reads, never memory.
+	// MaxCacheEntries bounds each of the two caches, pins found and tokens
+	// found unknown; 0 means DefaultPinCacheEntries. They are kept apart so
+	// that a flood of made-up tokens (which costs store reads, never
+	// memory: a full unknown-token cache is emptied) cannot evict the pins
+	// in use. A full cache of found pins drops the entries older than
+	// CacheTTL, else one entry.
 	MaxCacheEntries int
 	// Retention is how long Sweep keeps expired pins (listed as expired);
 	// 0 means DefaultPinRetention.
@@ -115,19 +119,19 @@ type Pins struct {
 	max       int
 	retention time.Duration
 
-	mu    sync.Mutex
-	cache map[string]pinEntry
+	mu      sync.Mutex
+	cache   map[string]pinEntry  // by record key: pins found (active or not)
+	unknown map[string]time.Time // by record key: when a lookup found no pin
 }
 
 type pinEntry struct {
 	pin     configsvc.Pin
-	err     error
 	fetched time.Time
 }
 
 // NewPins returns a Pins on records, tuned by cfg.
 func NewPins(records configsvc.RecordStore, cfg PinsConfig) *Pins {
-	ps := &Pins{records: records, now: cfg.Now, ttl: cfg.CacheTTL, max: cfg.MaxCacheEntries, retention: cfg.Retention, cache: map[string]pinEntry{}}
+	ps := &Pins{records: records, now: cfg.Now, ttl: cfg.CacheTTL, max: cfg.MaxCacheEntries, retention: cfg.Retention, cache: map[string]pinEntry{}, unknown: map[string]time.Time{}}
 	if ps.now == nil {
 		ps.now = time.Now
 	}
@@ -214,6 +218,7 @@ func (ps *Pins) Revoke(ctx context.Context, id, by string) (configsvc.Pin, error
 	}
 	ps.mu.Lock()
 	delete(ps.cache, key)
+	delete(ps.unknown, key)
 	ps.mu.Unlock()
 	return p, nil
 }
@@ -257,10 +262,14 @@ func (ps *Pins) ResolvePin(ctx context.Context, token string) (configsvc.Pin, er
 	now := ps.now()
 	if ps.ttl > 0 {
 		ps.mu.Lock()
-		e, ok := ps.cache[key]
+		e, found := ps.cache[key]
+		missed, unknown := ps.unknown[key]
 		ps.mu.Unlock()
-		if age := now.Sub(e.fetched); ok && age >= 0 && age < ps.ttl {
-			return activePin(e.pin, e.err, now)
+		if age := now.Sub(e.fetched); found && age >= 0 && age < ps.ttl {
+			return activePin(e.pin, nil, now)
+		}
+		if age := now.Sub(missed); unknown && age >= 0 && age < ps.ttl {
+			return configsvc.Pin{}, configsvc.ErrPinUnknown
 		}
 	}
 	pin, err := ps.fetch(ctx, key)
@@ -269,13 +278,39 @@ func (ps *Pins) ResolvePin(ctx context.Context, token string) (configsvc.Pin, er
 	}
 	if ps.ttl > 0 {
 		ps.mu.Lock()
-		if len(ps.cache) >= ps.max {
-			clear(ps.cache)
+		if err != nil {
+			if len(ps.unknown) >= ps.max {
+				clear(ps.unknown) // amortised O(1) a lookup; the found pins stay
+			}
+			ps.unknown[key] = now
+		} else {
+			delete(ps.unknown, key)
+			if _, ok := ps.cache[key]; !ok && len(ps.cache) >= ps.max {
+				ps.evictLocked(now)
+			}
+			ps.cache[key] = pinEntry{pin: pin, fetched: now}
 		}
-		ps.cache[key] = pinEntry{pin: pin, err: err, fetched: now}
 		ps.mu.Unlock()
 	}
 	return activePin(pin, err, now)
+}
+
+// evictLocked makes room in the cache of found pins: it drops the entries
+// older than the TTL, or, when none is, one entry. Only found pins fill this
+// cache, so its churn is bounded by the pins that exist. Caller holds mu.
+func (ps *Pins) evictLocked(now time.Time) {
+	for k, e := range ps.cache {
+		if age := now.Sub(e.fetched); age < 0 || age >= ps.ttl {
+			delete(ps.cache, k)
+		}
+	}
+	if len(ps.cache) < ps.max {
+		return
+	}
+	for k := range ps.cache {
+		delete(ps.cache, k)
+		return
+	}
 }
 
 // activePin returns pin if it is active at now, else why not.

@@ -328,7 +328,11 @@ func TestPinsRevokeIsSeenAtOnceByItsOwnCache(t *testing.T) {
 	}
 }
 
-func TestPinsCacheIsBounded(t *testing.T) {
+// TestAttackPinFloodEvictsValidPins: a flood of made-up, well-formed pin
+// tokens costs one store read each and bounded memory, and must not flush
+// the cached pins in use (which would send every pinned request to the
+// store).
+func TestAttackPinFloodEvictsValidPins(t *testing.T) {
 	ctx := context.Background()
 	recs := &countingRecords{memRecords: newMemRecords()}
 	const max = 3
@@ -338,23 +342,76 @@ func TestPinsCacheIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 10 * max {
-		made := fmt.Sprintf("%s%043d", PinTokenPrefix, i) // a flood of made-up tokens
+		made := fmt.Sprintf("%s%042dA", PinTokenPrefix, i) // a flood of made-up tokens
 		if _, err := ps.ResolvePin(ctx, made); !errors.Is(err, configsvc.ErrPinUnknown) {
 			t.Fatalf("made-up token: %v", err)
 		}
 		ps.mu.Lock()
-		n := len(ps.cache)
+		n, u := len(ps.cache), len(ps.unknown)
 		ps.mu.Unlock()
-		if n > max {
-			t.Fatalf("cache holds %d entries, bound %d", n, max)
+		if n > max || u > max {
+			t.Fatalf("caches hold %d found and %d unknown entries, bound %d each", n, u, max)
 		}
 	}
 	before := recs.reads()
 	if _, err := ps.ResolvePin(ctx, token); err != nil {
 		t.Fatal(err)
 	}
-	if recs.reads() != before+1 {
-		t.Fatal("the real pin was still cached after the flood: the cache is not bounded")
+	if recs.reads() != before {
+		t.Fatal("the flood of made-up tokens evicted the cached valid pin: it was read from the store again")
+	}
+	// A repeated unknown token is still answered from the cache.
+	made := fmt.Sprintf("%s%042dA", PinTokenPrefix, 10*max-1)
+	before = recs.reads()
+	if _, err := ps.ResolvePin(ctx, made); !errors.Is(err, configsvc.ErrPinUnknown) || recs.reads() != before {
+		t.Fatalf("recent unknown token: %v, %d store reads; want ErrPinUnknown from the cache", err, recs.reads()-before)
+	}
+}
+
+// TestPinsFoundCacheIsBounded: more pins in use than the cache holds keep
+// it at its bound; each still resolves.
+func TestPinsFoundCacheIsBounded(t *testing.T) {
+	ctx := context.Background()
+	const max = 3
+	ps := NewPins(newMemRecords(), PinsConfig{MaxCacheEntries: max, CacheTTL: time.Hour})
+	for range 3 * max {
+		token, pin := mustPin(t, ps, PinSpec{Targets: map[string]string{"orders": "orders-1"}})
+		got, err := ps.ResolvePin(ctx, token)
+		if err != nil || got.ID != pin.ID {
+			t.Fatalf("ResolvePin = %+v, %v", got, err)
+		}
+		ps.mu.Lock()
+		n := len(ps.cache)
+		ps.mu.Unlock()
+		if n > max {
+			t.Fatalf("cache holds %d pins, bound %d", n, max)
+		}
+	}
+}
+
+// TestAttackMalformedSecretsSkipStore: values of the right length and
+// prefix but not base64url of 32 bytes are refused as malformed, without a
+// store read; every secret newSecret mints is well formed.
+func TestAttackMalformedSecretsSkipStore(t *testing.T) {
+	for range 2000 {
+		if s := newSecret(PinTokenPrefix); !wellFormed(s, PinTokenPrefix) {
+			t.Fatalf("minted secret %q is not well formed", s)
+		}
+	}
+	ctx := context.Background()
+	recs := &countingRecords{memRecords: newMemRecords()}
+	ps := NewPins(recs, PinsConfig{})
+	body := strings.Repeat("A", 42)
+	for _, bad := range []string{
+		PinTokenPrefix + strings.Repeat("!", 43), PinTokenPrefix + body + "=", PinTokenPrefix + body + "B",
+		PinTokenPrefix + strings.Repeat("\u00e9", 21) + "A", PinTokenPrefix + "+" + body[1:] + "A", PinTokenPrefix + body[1:] + " A",
+	} {
+		if _, err := ps.ResolvePin(ctx, bad); !errors.Is(err, configsvc.ErrPinUnknown) {
+			t.Errorf("ResolvePin(%q) = %v, want ErrPinUnknown", bad, err)
+		}
+	}
+	if n := recs.reads(); n != 0 {
+		t.Fatalf("malformed pin tokens read the store %d times", n)
 	}
 }
 
@@ -379,7 +436,7 @@ func TestPinRecordFormat(t *testing.T) {
 	ctx := context.Background()
 	recs, clk := newMemRecords(), newClock()
 	ps := NewPins(recs, PinsConfig{Now: clk.Now})
-	token := PinTokenPrefix + strings.Repeat("B", tokenLen-len(PinTokenPrefix))
+	token := PinTokenPrefix + strings.Repeat("B", tokenLen-len(PinTokenPrefix)-1) + "A" // a shape newSecret can mint
 	old := `{"id":"` + HashToken(token)[:12] + `","targets":{"orders":"orders-2"},"note":"n","created_by":"dev",` +
 		`"created":"2026-01-02T03:00:00Z","expires":"2026-01-02T04:00:00Z","revoked":true,"revoked_by":"admin"}`
 	if err := recs.Put(ctx, PinsCollection, HashToken(token), []byte(old)); err != nil {

@@ -131,10 +131,24 @@ func validID(id string) error {
 	return nil
 }
 
-// wellFormed reports whether s has the shape of a secret with prefix,
-// without branching on its content beyond the length and prefix.
+// wellFormed reports whether s has the shape of a secret with prefix: the
+// length, the prefix, and 43 base64url characters that decode to 32 bytes
+// (as base64.RawURLEncoding.Strict would). It looks at nothing but s (the
+// stored secrets are found by hash), so it tells a caller nothing they did
+// not send; it spares the store every lookup of a value that cannot be a
+// secret.
 func wellFormed(s, prefix string) bool {
-	return len(s) == tokenLen && subtle.ConstantTimeCompare([]byte(s[:len(prefix)]), []byte(prefix)) == 1
+	if len(s) != tokenLen || subtle.ConstantTimeCompare([]byte(s[:len(prefix)]), []byte(prefix)) != 1 {
+		return false
+	}
+	ok := true
+	for i := len(prefix); i < len(s); i++ {
+		c := s[i]
+		ok = ok && (c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_')
+	}
+	// 43 characters carry 258 bits, 256 of them the secret's: the last
+	// character's two low bits are zero.
+	return ok && strings.IndexByte("AEIMQUYcgkosw048", s[len(s)-1]) >= 0
 }
 
 // Authenticate returns the principal of token. The lookup is keyed by the

@@ -149,6 +149,8 @@ func TestAbuseBodiesAndQueries(t *testing.T) {
 		{name: "bad diff range", r: req{method: "GET", path: "/v1/services/orders/diff?from=-1"}, want: 400, wantCode: api.CodeInvalid},
 		{name: "watch since garbage", r: req{method: "GET", path: "/v1/services/orders/watch?since=x"}, want: 400, wantCode: api.CodeInvalid},
 		{name: "watch Last-Event-ID garbage", r: req{method: "GET", path: "/v1/services/orders/watch", header: map[string]string{"Last-Event-ID": "x"}}, want: 400, wantCode: api.CodeInvalid},
+		{name: "instance address that is a URL", r: req{method: "PUT", path: "/v1/services/orders/instances/o-1", body: map[string]any{"addr": "http://169.254.169.254/latest/meta-data"}}, want: 400, wantCode: api.CodeInvalid, field: "addr"},
+		{name: "instance weight over the limit", r: req{method: "PUT", path: "/v1/services/orders/instances/o-1", body: map[string]any{"addr": "10.0.0.1:80", "labels": map[string]string{"weight": "9223372036854775807"}}}, want: 400, wantCode: api.CodeInvalid, field: "labels.weight"},
 		{name: "bad bearer scheme", r: req{method: "GET", path: "/v1/whoami", header: map[string]string{"Authorization": "Basic YWRtaW46YWRtaW4="}}, want: 401, wantCode: api.CodeUnauthorized},
 		{name: "unknown route", r: req{method: "GET", path: "/v1/debug/vars"}, want: 404, wantCode: api.CodeNotFound},
 		{name: "method not allowed", r: req{method: "PATCH", path: "/v1/services/orders"}, want: 405, wantCode: api.CodeMethod},

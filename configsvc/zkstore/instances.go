@@ -13,29 +13,16 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 )
 
-func validateInstance(inst configsvc.Instance) error {
-	if err := configsvc.ValidateServiceName(inst.Service); err != nil {
-		return err
-	}
-	if err := configsvc.ValidateInstanceID(inst.ID); err != nil {
-		return err
-	}
-	if len(inst.Labels) > configsvc.MaxLabels {
-		return &configsvc.LimitError{What: "instance label count", Size: int64(len(inst.Labels)), Limit: configsvc.MaxLabels}
-	}
-	return nil
-}
-
 // Register records inst as a live instance of inst.Service: an EPHEMERAL
 // node instances/{service}/{id} holding inst as JSON, which disappears when
 // the Lease is closed, the Store is closed or the process dies. After a
 // session expiry the store re-creates it on the new session. ErrConflict if
 // a live node with that id exists that is not this store's (or is held by
 // another Lease of this store); ErrNotFound if the service does not exist;
-// ErrInvalid for a bad service or id.
+// ErrInvalid for an instance that Instance.Validate refuses.
 func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error) {
 	what := fmt.Sprintf("zkstore: register instance %s/%s", inst.Service, inst.ID)
-	if err := validateInstance(inst); err != nil {
+	if err := inst.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	data, err := json.Marshal(inst)
@@ -163,7 +150,7 @@ func (l *lease) Update(ctx context.Context, inst configsvc.Instance) error {
 	if inst.Service != cur.Service || inst.ID != cur.ID {
 		return fmt.Errorf("%s: a lease keeps its service and id (%s/%s): %w", what, cur.Service, cur.ID, configsvc.ErrInvalid)
 	}
-	if err := validateInstance(inst); err != nil {
+	if err := inst.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	data, err := json.Marshal(inst)

@@ -39,6 +39,7 @@ var codeClasses = [5]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 //	sluice_proxy_request_duration_seconds{route}              histogram
 //	sluice_proxy_rate_limited_total{route}                    counter
 //	sluice_proxy_rate_limit_keys_cap_hits_total{route}        counter
+//	sluice_proxy_upstream_refused_total{route}                counter
 //	sluice_proxy_breaker_state{route,upstream_instance}       gauge: 0 closed, 1 half-open, 2 open
 //
 // route is "none" (NoRoute) for requests no route matched; upstream_instance
@@ -51,6 +52,7 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	limited     *prometheus.CounterVec
 	capHits     *prometheus.CounterVec
+	refused     *prometheus.CounterVec
 	breakerStat *prometheus.GaugeVec
 }
 
@@ -69,13 +71,16 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "sluice_proxy_rate_limited_total", Help: "Requests refused with 429 by a route's rate limit.",
 		}, []string{LabelRoute}),
 		capHits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sluice_proxy_rate_limit_keys_cap_hits_total", Help: "Requests whose rate-limit key could not be tracked because the per-key limiter was full.",
+			Name: "sluice_proxy_rate_limit_keys_cap_hits_total", Help: "Per-key rate-limit buckets evicted before they had refilled, to make room for a new key in a full per-key limiter.",
+		}, []string{LabelRoute}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_proxy_upstream_refused_total", Help: "Upstream connections the proxy's upstream policy refused (answered 502).",
 		}, []string{LabelRoute}),
 		breakerStat: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_proxy_breaker_state", Help: "Circuit breaker state per route and upstream instance: 0 closed, 1 half-open, 2 open.",
 		}, []string{LabelRoute, LabelUpstreamInstance}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.limited, m.capHits, m.breakerStat} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.limited, m.capHits, m.refused, m.breakerStat} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("prommetrics: register: %w", err)
 		}
@@ -95,6 +100,7 @@ func (m *Metrics) Route(route string) router.RouteMetrics {
 		duration: m.duration.WithLabelValues(route),
 		limited:  m.limited.WithLabelValues(route),
 		capHits:  m.capHits.WithLabelValues(route),
+		refused:  m.refused.WithLabelValues(route),
 	}
 }
 
@@ -104,6 +110,7 @@ type routeMetrics struct {
 	duration prometheus.Observer
 	limited  prometheus.Counter
 	capHits  prometheus.Counter
+	refused  prometheus.Counter
 }
 
 func (r *routeMetrics) Upstream(instance string) router.UpstreamMetrics {
@@ -120,6 +127,7 @@ func (r *routeMetrics) Upstream(instance string) router.UpstreamMetrics {
 func (r *routeMetrics) Observe(d time.Duration) { r.duration.Observe(d.Seconds()) }
 func (r *routeMetrics) RateLimited()            { r.limited.Inc() }
 func (r *routeMetrics) KeysCapHit()             { r.capHits.Inc() }
+func (r *routeMetrics) UpstreamRefused()        { r.refused.Inc() }
 func (r *routeMetrics) BreakerState(instance string, s router.BreakerState) {
 	r.m.breakerStat.WithLabelValues(r.route, instance).Set(float64(s))
 }

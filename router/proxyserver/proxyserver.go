@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,8 +41,25 @@ type Options struct {
 	// Registerer receives the proxy's Prometheus collectors. Nil records no
 	// metrics.
 	Registerer prometheus.Registerer
-	// TrustedProxies are the peers whose X-Forwarded-* headers are kept.
+	// TrustedProxies are the peers whose X-Forwarded-* (and X-Real-IP)
+	// headers are kept.
 	TrustedProxies []netip.Prefix
+	// Upstream is the upstream policy: which addresses the proxy may
+	// connect to (see router.UpstreamPolicy). Serve adds the address it
+	// listens on to Upstream.Own.
+	Upstream router.UpstreamPolicy
+	// ReadHeaderTimeout bounds reading a request's headers (slow-loris
+	// clients); 0 means DefaultReadHeaderTimeout.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a request's body once its headers are
+	// read, so that a client trickling its body cannot hold an upstream
+	// connection (router.Config.BodyTimeout): past it the request is
+	// answered 408. Responses are not cut by it. 0 means
+	// DefaultReadTimeout.
+	ReadTimeout time.Duration
+	// IdleTimeout is how long a client's keep-alive connection may wait
+	// for its next request; 0 means DefaultIdleTimeout.
+	IdleTimeout time.Duration
 	// Now is the clock for rate limits and pin expiry; nil means time.Now.
 	Now func() time.Time
 	// PinCacheTTL is how long a looked-up pin is reused: how long a
@@ -71,6 +89,13 @@ type Options struct {
 	// negative publishes nothing.
 	StateInterval time.Duration
 }
+
+// Defaults of the listener's timeouts (Options).
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = time.Minute
+	DefaultIdleTimeout       = 2 * time.Minute
+)
 
 // Proxy is a router following a store. Lifecycle: New, Run (in its own
 // goroutine, or use Serve), Close.
@@ -103,6 +128,15 @@ func New(src Source, opts Options) (*Proxy, error) {
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 10 * time.Second
 	}
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = DefaultReadTimeout
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
 	limiters := router.NewClusterLimiters(ratelimit.New(ratelimit.Config{MaxKeys: opts.MaxRateLimitKeys}))
 	p := &Proxy{src: src, opts: opts, log: opts.Logger, limiters: limiters, now: opts.Now, changes: make(chan struct{}, 1)}
 	if p.now == nil {
@@ -117,6 +151,8 @@ func New(src Source, opts Options) (*Proxy, error) {
 		Limiters:       limiters,
 		Breakers:       notifyingBreakers{inner: breaker.New(), notify: p.changed},
 		TrustedProxies: opts.TrustedProxies,
+		Upstream:       opts.Upstream,
+		BodyTimeout:    opts.ReadTimeout,
 	}
 	if opts.Registerer != nil {
 		m, err := prommetrics.New(opts.Registerer)
@@ -261,6 +297,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // finish), stops following the store and returns. The error is nil after a
 // clean shutdown.
 func Serve(ctx context.Context, src Source, ln net.Listener, opts Options) error {
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		opts.Upstream.Own = append(slices.Clip(opts.Upstream.Own), a.AddrPort()) // requests to itself would loop
+	}
 	p, err := New(src, opts)
 	if err != nil {
 		ln.Close()
@@ -269,9 +308,13 @@ func Serve(ctx context.Context, src Source, ln net.Listener, opts Options) error
 	defer p.Close()
 	srv := &http.Server{
 		Handler:           p.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: p.opts.ReadHeaderTimeout,
+		// The router bounds the body (408); this bounds the whole request
+		// read as a backstop, also where no route reads the body. net/http
+		// lifts it once the body is read, so responses are not cut.
+		ReadTimeout: p.opts.ReadHeaderTimeout + p.opts.ReadTimeout,
+		IdleTimeout: p.opts.IdleTimeout,
+		ErrorLog:    slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -14,9 +14,9 @@ import (
 type Config struct {
 	// MaxKeys is how many keys one route's limiter tracks at most; 0 means
 	// 10000. The keys are spread over 16 shards of MaxKeys/16 each, so the
-	// cap may be reached a little early. Keys beyond it share one overflow
-	// bucket per shard (and the route's capHit callback is called for each
-	// such request).
+	// cap may be reached a little early. A new key arriving at a full shard
+	// takes the place of an old one (see NewLimiter): every key always has
+	// a bucket of its own; none is ever shared.
 	MaxKeys int
 }
 
@@ -34,10 +34,22 @@ func New(cfg Config) *Limiters {
 
 var _ router.Limiters = (*Limiters)(nil)
 
+// evictSample is how many of a full shard's least recently used keys are
+// weighed when a new key needs room.
+const evictSample = 8
+
 // NewLimiter returns the limiter of rl: a single bucket for key "global", a
-// bucket per key otherwise. A per-key bucket that has refilled completely
-// (its key idle for Burst/RPS seconds) equals a new one and is forgotten
-// when room is needed, so memory stays bounded by MaxKeys.
+// bucket per key otherwise, at most MaxKeys of them. When a new key finds
+// its shard full, one of the shard's evictSample least recently used keys
+// makes room: the one whose bucket holds the most tokens, that is, the one
+// whose forgetting lets the least extra traffic through (a bucket that has
+// refilled loses nothing; a key that sent one request loses one token).
+// Keys that drain their buckets, the ones the limit is holding back, are
+// kept. So a flood of distinct keys (made-up header values, rotating
+// addresses) churns mostly its own keys; it cannot push other clients into
+// a shared bucket, as every key, new or old, has its own. capHit is called
+// when the evicted bucket had not refilled: that key starts over with a
+// full bucket if it comes back.
 func (l *Limiters) NewLimiter(route string, rl router.RateLimit, capHit func()) router.Limiter {
 	burst := rl.EffectiveBurst()
 	if kind, _ := rl.KeyKind(); kind == "global" {
@@ -49,7 +61,10 @@ func (l *Limiters) NewLimiter(route string, rl router.RateLimit, capHit func()) 
 		per = 1
 	}
 	for i := range k.shards {
-		k.shards[i] = shard{keys: map[string]*rate.Limiter{}, max: per, overflow: rate.NewLimiter(rate.Limit(rl.RPS), burst)}
+		sh := &k.shards[i]
+		sh.keys = map[string]*entry{}
+		sh.max = per
+		sh.lru.prev, sh.lru.next = &sh.lru, &sh.lru
 	}
 	return k
 }
@@ -83,12 +98,18 @@ type keyed struct {
 	shards [16]shard
 }
 
+// entry is one key's bucket, linked in its shard's recency list.
+type entry struct {
+	key        string
+	lim        *rate.Limiter
+	prev, next *entry
+}
+
 type shard struct {
-	mu        sync.Mutex
-	keys      map[string]*rate.Limiter
-	max       int
-	overflow  *rate.Limiter
-	lastSweep time.Time
+	mu   sync.Mutex
+	keys map[string]*entry
+	max  int
+	lru  entry // sentinel: lru.next is the most recently used, lru.prev the least
 }
 
 // MaxKeyLen bounds the bytes of a key that are kept: longer keys (a header
@@ -103,28 +124,51 @@ func (k *keyed) Allow(key string, now time.Time) router.Decision {
 	}
 	s := &k.shards[maphash.String(k.seed, key)%uint64(len(k.shards))]
 	s.mu.Lock()
-	lim, ok := s.keys[key]
-	if !ok {
-		if len(s.keys) >= s.max && now.Sub(s.lastSweep) >= 100*time.Millisecond {
-			s.lastSweep = now
-			for kk, l := range s.keys {
-				if l.TokensAt(now) >= float64(k.burst) {
-					delete(s.keys, kk)
-				}
-			}
+	e, ok := s.keys[key]
+	if ok {
+		s.unlink(e)
+	} else {
+		if len(s.keys) >= s.max {
+			k.evict(s, now)
 		}
-		if len(s.keys) < s.max {
-			lim = rate.NewLimiter(rate.Limit(k.rps), k.burst)
-			s.keys[string([]byte(key))] = lim // own the key: it may point into a request
-		} else {
-			lim = s.overflow
-			if k.capHit != nil {
-				k.capHit()
-			}
+		e = &entry{key: string([]byte(key)), lim: rate.NewLimiter(rate.Limit(k.rps), k.burst)} // own the key: it may point into a request
+		s.keys[e.key] = e
+	}
+	s.pushFront(e)
+	s.mu.Unlock()
+	return decide(e.lim, k.rps, now)
+}
+
+// evict removes, of the evictSample least recently used keys of s, the one
+// whose bucket holds the most tokens (the oldest of equals). Caller holds
+// s.mu.
+func (k *keyed) evict(s *shard, now time.Time) {
+	var victim *entry
+	best := -1.0
+	for e, n := s.lru.prev, 0; e != &s.lru && n < evictSample; e, n = e.prev, n+1 {
+		if t := e.lim.TokensAt(now); t > best {
+			victim, best = e, t
 		}
 	}
-	s.mu.Unlock()
-	return decide(lim, k.rps, now)
+	if victim == nil {
+		return
+	}
+	s.unlink(victim)
+	delete(s.keys, victim.key)
+	if best < float64(k.burst) && k.capHit != nil {
+		k.capHit()
+	}
+}
+
+func (s *shard) unlink(e *entry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+func (s *shard) pushFront(e *entry) {
+	e.prev, e.next = &s.lru, s.lru.next
+	s.lru.next.prev = e
+	s.lru.next = e
 }
 
 // Len returns how many keys a per-key limiter tracks (0 for a global one);

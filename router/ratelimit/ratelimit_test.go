@@ -73,3 +73,47 @@ func TestLongKeysAreCut(t *testing.T) {
 		t.Fatal("an unrelated key was limited")
 	}
 }
+
+// TestAttackKeyFloodStarvesNewKeys: a client sending a flood of distinct
+// keys (made-up header values, rotating addresses) fills the table; a
+// legitimate key arriving afterwards still gets a bucket of its own instead
+// of a shared overflow bucket the flood has drained.
+func TestAttackKeyFloodStarvesNewKeys(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := ratelimit.New(ratelimit.Config{MaxKeys: 64}).NewLimiter("r", router.RateLimit{RPS: 1, Burst: 5, Key: "header:X-User"}, nil)
+	for i := 0; i < 5000; i++ {
+		l.Allow(fmt.Sprintf("flood-%d", i), now)
+	}
+	for i := 0; i < 20; i++ {
+		if d := l.Allow(fmt.Sprintf("legit-%d", i), now); !d.OK {
+			t.Fatalf("legitimate key %d refused after a flood of distinct keys: %+v", i, d)
+		}
+	}
+	if n := ratelimit.Len(l); n > 64 {
+		t.Fatalf("tracking %d keys, cap is 64", n)
+	}
+}
+
+// TestKeyFloodKeepsDrainedKeys: flooding distinct keys must not make
+// the limiter forget a key that drained its bucket (which would let that
+// client start over with a full burst): the keys evicted first are those
+// whose buckets are fullest, the flood's own.
+func TestKeyFloodKeepsDrainedKeys(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var evictedWithDebt atomic.Int64
+	l := ratelimit.New(ratelimit.Config{MaxKeys: 64}).NewLimiter("r", router.RateLimit{RPS: 1, Burst: 5, Key: "header:X-User"}, func() { evictedWithDebt.Add(1) })
+	for i := 0; i < 5; i++ {
+		if !l.Allow("heavy", now).OK {
+			t.Fatalf("request %d within the burst refused", i)
+		}
+	}
+	for i := 0; i < 5000; i++ {
+		l.Allow(fmt.Sprintf("flood-%d", i), now)
+	}
+	if d := l.Allow("heavy", now); d.OK {
+		t.Fatal("the flood of distinct keys reset the drained key's bucket")
+	}
+	if evictedWithDebt.Load() == 0 {
+		t.Error("keys were evicted before refilling but capHit was never called")
+	}
+}
