@@ -496,13 +496,15 @@ func (c *Client) apply(u update) {
 	if u.snap != nil && !wasSynced {
 		c.log.Debug("sdk: synchronized with the store", "ref", refString(ref), "revision", applied)
 	}
+	// Metrics first: a callback that reads them (or waits for them) must
+	// see the revision it is called for counted.
+	if applied > 0 {
+		c.cfg.Metrics.RevisionApplied(refString(ref), applied)
+	}
 	for _, ch := range changes {
 		if q := c.queues[ch.File]; q != nil {
 			q.push(ch)
 		}
-	}
-	if applied > 0 {
-		c.cfg.Metrics.RevisionApplied(refString(ref), applied)
 	}
 	if c.reg != nil {
 		c.reg.set(c.instanceLocked)
