@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -275,17 +276,17 @@ func decodeJSON(c *gin.Context, limit int64, v any) error {
 	return nil
 }
 
-// rawContentTypes are the media types accepted for a raw file upload;
-// absent is accepted too. HTML forms' types are refused.
+// rawUploadTypes returns the media types a raw file upload may declare
+// besides these two: none at all, and any text/* type. openapi.json
+// declares exactly these (openapi_test.go checks it), so generated clients
+// offer each. HTML forms' types are refused.
+func rawUploadTypes() []string {
+	return []string{"application/json", "application/yaml", "application/x-yaml", "application/toml",
+		"application/octet-stream", "application/x-java-properties"}
+}
+
+// rawContentOK reports whether a raw file upload may declare media type mt
+// ("" when absent).
 func rawContentOK(mt string) bool {
-	switch {
-	case mt == "", strings.HasPrefix(mt, "text/"):
-		return true
-	}
-	switch mt {
-	case "application/json", "application/yaml", "application/x-yaml", "application/toml",
-		"application/octet-stream", "application/x-java-properties":
-		return true
-	}
-	return false
+	return mt == "" || strings.HasPrefix(mt, "text/") || slices.Contains(rawUploadTypes(), mt)
 }
