@@ -6,7 +6,7 @@ BIN       ?= bin/sluice
 # timing bounds (e.g. convergence within 2 s after an outage); on 2 cores, overlapping them only adds noise.
 GOFLAGS_TEST ?= -race -count=1 -p 1 -timeout 25m
 
-.PHONY: run build test unit bench lint zookeeper chromium prometheus redocly fuzz clean
+.PHONY: run build test unit bench lint docs zookeeper chromium prometheus redocly fuzz clean
 
 ## run: start Sluice on its embedded bbolt default (admin server + proxy).
 run:
@@ -41,6 +41,11 @@ bench: zookeeper
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+## docs: regenerate docs/cli.md from the cobra commands and cmd/sluice/testdata/cli-intro.md
+## (TestCLIDocs fails when it drifts).
+docs:
+	$(GO) generate ./cmd/sluice
 
 ## fuzz: run each fuzz target for a short while.
 fuzz:

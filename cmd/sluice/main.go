@@ -70,6 +70,7 @@ func strictCompletion(root *cobra.Command) {
 	for _, c := range comp.Commands() {
 		shells = append(shells, c.Name())
 	}
+	comp.Use = "completion <shell>"
 	comp.Args = cobra.ArbitraryArgs
 	comp.RunE = func(_ *cobra.Command, args []string) error {
 		if len(args) == 0 {

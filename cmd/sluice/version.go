@@ -103,7 +103,7 @@ func addVersion(root *cobra.Command, env Env) {
 	root.AddCommand(cmd)
 
 	var asked bool
-	root.Flags().BoolVar(&asked, "version", false, "print the version (as `sluice version`)")
+	root.Flags().BoolVar(&asked, "version", false, "print the version, as the version command does")
 	root.Flags().StringVarP(&output, "output", "o", "table", "output format of --version: table or json")
 	root.Args = cobra.NoArgs
 	root.RunE = func(c *cobra.Command, _ []string) error {
