@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,16 +16,7 @@ import (
 func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
 	dir := t.TempDir()
 	rs := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--proxy-addr", "127.0.0.1:0"}, nil)
-	b, err := os.ReadFile(filepath.Join(dir, adminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(b))
-	c, err := api.New(api.Config{Servers: []string{rs.url}, Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	token, c := rs.adminClient(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	waitLive := func(what string, cond func(api.LiveRoutes) bool) {

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -14,7 +12,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
-	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // TestVersion runs `sluice version` and `sluice --version`, as text and
@@ -113,16 +110,7 @@ func TestCompletionUnknownShell(t *testing.T) {
 func TestCompletionFromServer(t *testing.T) {
 	dir := t.TempDir()
 	rs := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir}, nil)
-	b, err := os.ReadFile(filepath.Join(dir, adminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(b))
-	c, err := api.New(api.Config{Servers: []string{rs.url}, Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	token, c := rs.adminClient(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, svc := range []string{"orders", "ordinals", "billing"} {

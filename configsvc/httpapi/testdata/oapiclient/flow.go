@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -47,11 +48,16 @@ func bearer(token string) ClientOption {
 
 func ptr[T any](v T) *T { return &v }
 
-func step(name string, status, want int, body []byte) error {
-	if status != want {
-		return fmt.Errorf("%s: status %d, want %d: %s", name, status, want, body)
+// step checks one call of the generated client: no error, and the status
+// wanted (r is a generated *…Response, with StatusCode and Body).
+func step(name string, r interface{ StatusCode() int }, err error, want int) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	fmt.Printf("%s: %d\n", name, status)
+	if got := r.StatusCode(); got != want {
+		return fmt.Errorf("%s: status %d, want %d: %s", name, got, want, reflect.ValueOf(r).Elem().FieldByName("Body").Bytes())
+	}
+	fmt.Printf("%s: %d\n", name, want)
 	return nil
 }
 
@@ -62,10 +68,7 @@ func run(ctx context.Context, url, token string) error {
 	}
 
 	created, err := c.PutServicesSvcWithResponse(ctx, svc)
-	if err != nil {
-		return err
-	}
-	if err := step("create service", created.StatusCode(), http.StatusCreated, created.Body); err != nil {
+	if err := step("create service", created, err, http.StatusCreated); err != nil {
 		return err
 	}
 
@@ -76,10 +79,7 @@ func run(ctx context.Context, url, token string) error {
 	}{{"db.yaml", "application/yaml", dbV1}, {"features.json", "application/json", features}} {
 		put, err := c.PutServicesSvcFilesFileWithBodyWithResponse(ctx, svc, f.name,
 			&PutServicesSvcFilesFileParams{XSluiceMessage: ptr("add " + f.name)}, f.ctype, bytes.NewReader(f.content))
-		if err != nil {
-			return err
-		}
-		if err := step("publish "+f.name, put.StatusCode(), http.StatusOK, put.Body); err != nil {
+		if err := step("publish "+f.name, put, err, http.StatusOK); err != nil {
 			return err
 		}
 	}
@@ -87,10 +87,7 @@ func run(ctx context.Context, url, token string) error {
 	// Read them back: the generated client hands over the bytes as stored.
 	for name, want := range map[string][]byte{"db.yaml": dbV1, "features.json": features} {
 		get, err := c.GetServicesSvcFilesFileWithResponse(ctx, svc, name, nil)
-		if err != nil {
-			return fmt.Errorf("read %s: %w", name, err)
-		}
-		if err := step("read "+name, get.StatusCode(), http.StatusOK, get.Body); err != nil {
+		if err := step("read "+name, get, err, http.StatusOK); err != nil {
 			return err
 		}
 		if !bytes.Equal(get.Body, want) || get.HTTPResponse.Header.Get("ETag") != `"2"` {
@@ -98,10 +95,7 @@ func run(ctx context.Context, url, token string) error {
 		}
 	}
 	nm, err := c.GetServicesSvcFilesFileWithResponse(ctx, svc, "db.yaml", &GetServicesSvcFilesFileParams{IfNoneMatch: ptr(`"2"`)})
-	if err != nil {
-		return err
-	}
-	if err := step("read unchanged db.yaml (If-None-Match)", nm.StatusCode(), http.StatusNotModified, nm.Body); err != nil {
+	if err := step("read unchanged db.yaml (If-None-Match)", nm, err, http.StatusNotModified); err != nil {
 		return err
 	}
 
@@ -109,10 +103,7 @@ func run(ctx context.Context, url, token string) error {
 	pub, err := c.PostServicesSvcRevisionsWithResponse(ctx, svc, &PostServicesSvcRevisionsParams{IfMatch: ptr(`"2"`)}, PublishRequest{
 		Message: ptr("bigger pool"), Changes: []Change{{File: "db.yaml", Content: ptr(string(dbV2))}},
 	})
-	if err != nil {
-		return err
-	}
-	if err := step("publish revision 3", pub.StatusCode(), http.StatusCreated, pub.Body); err != nil {
+	if err := step("publish revision 3", pub, err, http.StatusCreated); err != nil {
 		return err
 	}
 	if pub.JSON201 == nil || pub.JSON201.Revision != 3 {
@@ -122,10 +113,7 @@ func run(ctx context.Context, url, token string) error {
 	// A weak ETag never matches in If-Match.
 	weak, err := c.PutServicesSvcFilesFileWithBodyWithResponse(ctx, svc, "db.yaml", &PutServicesSvcFilesFileParams{IfMatch: ptr(`W/"3"`)},
 		"application/yaml", bytes.NewReader(dbV1))
-	if err != nil {
-		return err
-	}
-	if err := step("write with a weak If-Match", weak.StatusCode(), http.StatusPreconditionFailed, weak.Body); err != nil {
+	if err := step("write with a weak If-Match", weak, err, http.StatusPreconditionFailed); err != nil {
 		return err
 	}
 	if weak.JSON412 == nil || weak.JSON412.Error.Code != "precondition_failed" {
@@ -133,10 +121,7 @@ func run(ctx context.Context, url, token string) error {
 	}
 
 	hist, err := c.GetServicesSvcRevisionsWithResponse(ctx, svc, nil)
-	if err != nil {
-		return err
-	}
-	if err := step("history", hist.StatusCode(), http.StatusOK, hist.Body); err != nil {
+	if err := step("history", hist, err, http.StatusOK); err != nil {
 		return err
 	}
 	var nums []int64
@@ -148,10 +133,7 @@ func run(ctx context.Context, url, token string) error {
 	}
 
 	diff, err := c.GetServicesSvcDiffWithResponse(ctx, svc, &GetServicesSvcDiffParams{From: ptr(1), To: ptr(3)})
-	if err != nil {
-		return err
-	}
-	if err := step("diff 1..3", diff.StatusCode(), http.StatusOK, diff.Body); err != nil {
+	if err := step("diff 1..3", diff, err, http.StatusOK); err != nil {
 		return err
 	}
 	var status []string
@@ -167,10 +149,7 @@ func run(ctx context.Context, url, token string) error {
 
 	rb, err := c.PostServicesSvcRollbackWithResponse(ctx, svc, &PostServicesSvcRollbackParams{IfMatch: ptr(`"3"`)},
 		RollbackRequest{ToRevision: 2, Message: ptr("pool 50 was too much")})
-	if err != nil {
-		return err
-	}
-	if err := step("rollback to 2", rb.StatusCode(), http.StatusCreated, rb.Body); err != nil {
+	if err := step("rollback to 2", rb, err, http.StatusCreated); err != nil {
 		return err
 	}
 	back, err := c.GetServicesSvcFilesFileWithResponse(ctx, svc, "db.yaml", nil)
@@ -183,10 +162,7 @@ func run(ctx context.Context, url, token string) error {
 
 	// Tokens: create a viewer, use it, revoke it.
 	tok, err := c.PostTokensWithResponse(ctx, TokenRequest{Name: "oapi-viewer", Roles: []Grant{{Role: Viewer, Pattern: svc}}})
-	if err != nil {
-		return err
-	}
-	if err := step("create token", tok.StatusCode(), http.StatusCreated, tok.Body); err != nil {
+	if err := step("create token", tok, err, http.StatusCreated); err != nil {
 		return err
 	}
 	viewer, err := NewClientWithResponses(url, bearer(*tok.JSON201.Token))
@@ -194,77 +170,50 @@ func run(ctx context.Context, url, token string) error {
 		return err
 	}
 	seen, err := viewer.GetServicesSvcWithResponse(ctx, svc, nil)
-	if err != nil {
-		return err
-	}
-	if err := step("read as the new viewer", seen.StatusCode(), http.StatusOK, seen.Body); err != nil {
+	if err := step("read as the new viewer", seen, err, http.StatusOK); err != nil {
 		return err
 	}
 	denied, err := viewer.PutServicesSvcFilesFileWithBodyWithResponse(ctx, svc, "db.yaml", nil, "application/yaml", bytes.NewReader(dbV2))
-	if err != nil {
-		return err
-	}
-	if err := step("publish as the viewer", denied.StatusCode(), http.StatusForbidden, denied.Body); err != nil {
+	if err := step("publish as the viewer", denied, err, http.StatusForbidden); err != nil {
 		return err
 	}
 	list, err := c.GetTokensWithResponse(ctx)
-	if err != nil {
-		return err
-	}
-	if err := step("list tokens", list.StatusCode(), http.StatusOK, list.Body); err != nil {
+	if err := step("list tokens", list, err, http.StatusOK); err != nil {
 		return err
 	}
 	if !slices.ContainsFunc(list.JSON200.Tokens, func(t Token) bool { return t.Id == tok.JSON201.Id && t.Token == nil }) {
 		return fmt.Errorf("token list %s lacks %s (or shows a token)", list.Body, tok.JSON201.Id)
 	}
 	rev, err := c.DeleteTokensIdWithResponse(ctx, tok.JSON201.Id)
-	if err != nil {
-		return err
-	}
-	if err := step("revoke token", rev.StatusCode(), http.StatusNoContent, rev.Body); err != nil {
+	if err := step("revoke token", rev, err, http.StatusNoContent); err != nil {
 		return err
 	}
 	gone, err := viewer.GetServicesSvcWithResponse(ctx, svc, nil)
-	if err != nil {
-		return err
-	}
-	if err := step("read with the revoked token", gone.StatusCode(), http.StatusUnauthorized, gone.Body); err != nil {
+	if err := step("read with the revoked token", gone, err, http.StatusUnauthorized); err != nil {
 		return err
 	}
 
 	// Pins: register an instance, pin to it, list, revoke.
 	inst, err := c.PutServicesSvcInstancesIdWithResponse(ctx, svc, "oapi-1", Instance{Addr: ptr("127.0.0.1:9"), Revision: ptr(int64(4)), Status: ptr(Applied)})
-	if err != nil {
-		return err
-	}
-	if err := step("register instance", inst.StatusCode(), http.StatusCreated, inst.Body); err != nil {
+	if err := step("register instance", inst, err, http.StatusCreated); err != nil {
 		return err
 	}
 	pin, err := c.PostPinsWithResponse(ctx, PinRequest{Targets: map[string]string{svc: "oapi-1"}, Ttl: ptr("10m"), Note: ptr("oapi flow")})
-	if err != nil {
-		return err
-	}
-	if err := step("create pin", pin.StatusCode(), http.StatusCreated, pin.Body); err != nil {
+	if err := step("create pin", pin, err, http.StatusCreated); err != nil {
 		return err
 	}
 	if pin.JSON201.Token == nil || !strings.HasPrefix(*pin.JSON201.Token, "slp_") || pin.JSON201.State != Active {
 		return fmt.Errorf("pin answer %s: want an active pin with its slp_ token", pin.Body)
 	}
 	pins, err := c.GetPinsWithResponse(ctx)
-	if err != nil {
-		return err
-	}
-	if err := step("list pins", pins.StatusCode(), http.StatusOK, pins.Body); err != nil {
+	if err := step("list pins", pins, err, http.StatusOK); err != nil {
 		return err
 	}
 	if !slices.ContainsFunc(pins.JSON200.Pins, func(p Pin) bool { return p.Id == pin.JSON201.Id }) {
 		return fmt.Errorf("pin list %s lacks %s", pins.Body, pin.JSON201.Id)
 	}
 	unpin, err := c.DeletePinsIdWithResponse(ctx, pin.JSON201.Id)
-	if err != nil {
-		return err
-	}
-	if err := step("revoke pin", unpin.StatusCode(), http.StatusOK, unpin.Body); err != nil {
+	if err := step("revoke pin", unpin, err, http.StatusOK); err != nil {
 		return err
 	}
 	if unpin.JSON200.State != Revoked {
@@ -273,10 +222,7 @@ func run(ctx context.Context, url, token string) error {
 
 	// The audit log holds what the flow changed.
 	audit, err := c.GetAuditWithResponse(ctx, &GetAuditParams{Limit: ptr(100)})
-	if err != nil {
-		return err
-	}
-	if err := step("audit", audit.StatusCode(), http.StatusOK, audit.Body); err != nil {
+	if err := step("audit", audit, err, http.StatusOK); err != nil {
 		return err
 	}
 	actions := map[string]int{}
