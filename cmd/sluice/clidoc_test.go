@@ -165,17 +165,18 @@ func TestCLIIntroCommandsExist(t *testing.T) {
 	}
 }
 
-// cliLines returns the sluice command lines of a Markdown text: lines of
-// ```sh blocks (and $(…) inside them) and inline code spans that start with
-// "sluice ", without trailing comments and pipes.
+// cliLines returns the sluice command lines of a Markdown text, from the
+// lines of ```sh blocks and from inline code spans: each part between
+// pipes, parentheses, "&&" and ";" that starts with "sluice ", without a
+// trailing comment.
 func cliLines(md string) []string {
 	var out []string
-	add := func(s string) {
-		for _, cut := range []string{" #", "|", ")", "&&"} {
-			s, _, _ = strings.Cut(s, cut)
-		}
-		if s = strings.TrimSpace(s); strings.HasPrefix(s, "sluice ") || s == "sluice" {
-			out = append(out, s)
+	add := func(line string) {
+		line, _, _ = strings.Cut(line, " #")
+		for _, s := range strings.FieldsFunc(line, func(r rune) bool { return r == '|' || r == '(' || r == ')' || r == '&' || r == ';' }) {
+			if s = strings.TrimSpace(s); strings.HasPrefix(s, "sluice ") || s == "sluice" {
+				out = append(out, s)
+			}
 		}
 	}
 	inSh := false
@@ -185,16 +186,12 @@ func cliLines(md string) []string {
 			inSh = strings.TrimPrefix(line, "```") == "sh"
 			continue
 		case inSh:
-			for _, part := range strings.Split(line, "$(") {
-				add(part)
-			}
+			add(line)
 			continue
 		}
 		spans := strings.Split(line, "`")
 		for i := 1; i < len(spans); i += 2 {
-			if strings.HasPrefix(spans[i], "sluice ") {
-				add(spans[i])
-			}
+			add(spans[i])
 		}
 	}
 	return out
