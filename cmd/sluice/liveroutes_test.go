@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +18,16 @@ import (
 func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
 	dir := t.TempDir()
 	rs := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--proxy-addr", "127.0.0.1:0"}, nil)
-	token, c := rs.adminClient(t, dir)
+	b, err := os.ReadFile(filepath.Join(dir, adminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(b))
+	c, err := api.New(api.Config{Servers: []string{rs.url}, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	waitLive := func(what string, cond func(api.LiveRoutes) bool) {
