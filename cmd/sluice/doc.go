@@ -2,3 +2,5 @@
 // the reverse proxy (sluice proxy) and the command-line client (sluice get,
 // put, history, …).
 package main
+
+//go:generate go test -run ^TestCLIDocs$ -count=1 . -args -update-docs

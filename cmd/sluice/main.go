@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -50,5 +51,31 @@ func newRoot(env Env) *cobra.Command {
 	root.SetErr(env.Stderr)
 	root.AddCommand(newServerCmd(env), newProxyCmd(env))
 	root.AddCommand(cli.Commands(env)...)
+	addVersion(root, env)
+	strictCompletion(root)
 	return root
+}
+
+// strictCompletion makes `sluice completion <shell>` with a shell cobra
+// does not know (or none) an error naming the valid shells: cobra's own
+// completion command prints its help and exits 0 then, so a typo in an
+// install script went unnoticed.
+func strictCompletion(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	comp, _, err := root.Find([]string{"completion"})
+	if err != nil || comp == root {
+		return
+	}
+	var shells []string
+	for _, c := range comp.Commands() {
+		shells = append(shells, c.Name())
+	}
+	comp.Use = "completion <shell>"
+	comp.Args = cobra.ArbitraryArgs
+	comp.RunE = func(_ *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return fmt.Errorf("completion needs a shell: one of %s", strings.Join(shells, ", "))
+		}
+		return fmt.Errorf("completion: unknown shell %q: valid shells are %s", args[0], strings.Join(shells, ", "))
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
 
@@ -123,6 +124,23 @@ func startServerMain(t *testing.T, args []string, env map[string]string) *runnin
 	m := NewServerMain(e)
 	r := startMain(t, m, args, stdout, stderr)
 	return &runningServer{running: r, m: m, url: "http://" + m.Bound("addr")}
+}
+
+// adminClient returns the bootstrap admin token the server wrote into
+// dataDir and an api.Client using it, closed at cleanup.
+func (rs *runningServer) adminClient(t *testing.T, dataDir string) (string, *api.Client) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, adminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(b))
+	c, err := api.New(api.Config{Servers: []string{rs.url}, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return token, c
 }
 
 func srvGet(t *testing.T, url, token string) (int, string) {

@@ -514,10 +514,11 @@ func TestWatchResumesAfterABreak(t *testing.T) {
 		},
 		func(w http.ResponseWriter, r *http.Request) {
 			sse(w, ": ok\n\n"+revEvent(2)+revEvent(3)+
-				"event: error\ndata: {\"error\":{\"code\":\"unavailable\",\"message\":\"zk down\"}}\n\n"+
+				"event: "+api.EventError+"\ndata: {\"error\":{\"code\":\"unavailable\",\"message\":\"zk down\"}}\n\n"+
 				"event: revision\ndata: {not json\n\n") // a bad event: the client reconnects
 		},
 		func(w http.ResponseWriter, r *http.Request) {
+			// The name servers used before stream-error is still understood.
 			sse(w, "event: error\ndata: {\"error\":{\"code\":\"compacted\",\"message\":\"gone\"}}\n\n")
 			<-r.Context().Done()
 		},

@@ -46,12 +46,13 @@ const (
 )
 
 // ErrorBody is the one JSON error shape: {"error":{"code","message","details"}},
-// the body of every answer that is not 2xx and the data of an "error" event.
+// the body of every answer that is not 2xx and the data of a stream-error
+// event (EventError).
 type ErrorBody struct {
 	Error *Error `json:"error"`
 }
 
-// Error is an error answer of the admin server, or an "error" event of an
+// Error is an error answer of the admin server, or a stream-error event of an
 // event stream. It matches, with errors.Is, the sentinel its code or
 // status stands for:
 //

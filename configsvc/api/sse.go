@@ -27,9 +27,17 @@ const (
 	EventInstances = "instances"
 	// EventError carries an ErrorBody (code and message). Codes compacted
 	// and not_found end a revision stream (the client reloads a snapshot);
-	// the others (unavailable) only inform.
-	EventError = "error"
+	// the others (unavailable) only inform. It is not named "error": a
+	// browser's EventSource fires "error" for its own connection failures,
+	// so a stream's error under that name would reach onerror mixed with
+	// them.
+	EventError = "stream-error"
 )
+
+// legacyEventError is the name servers before "stream-error" gave
+// EventError; clients still read it, so that a newer client understands an
+// older server.
+const legacyEventError = "error"
 
 // The comments a server writes on a stream: CommentOpen as soon as it is
 // accepted, CommentPing every heartbeat (15 s by default), so that clients
@@ -51,25 +59,31 @@ const (
 const MaxSince = 1 << 62
 
 // WatchFrom returns the revision a revision stream resumes after, as the
-// request names it: the query parameter since, else the Last-Event-ID
-// header; given is false when it names none (the server then starts at its
-// head). A malformed value is a *configsvc.FieldError naming it.
-func WatchFrom(r *http.Request) (from int64, given bool, err error) {
+// request names it: the Last-Event-ID header, else the query parameter
+// since; field is the one it came from, and given is false when the request
+// names neither (the server then starts at its head). A malformed value is
+// a *configsvc.FieldError naming it.
+//
+// Last-Event-ID wins because a browser's EventSource reconnects to the URL
+// it was opened with, since included, adding the id of the last event it
+// received: the header is the newer of the two. Letting since win would
+// replay every revision after it on each reconnect.
+func WatchFrom(r *http.Request) (from int64, field string, given bool, err error) {
+	if id := r.Header.Get(LastEventIDHeader); id != "" {
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil || n < 0 || n > MaxSince {
+			return 0, LastEventIDHeader, true, &configsvc.FieldError{Field: LastEventIDHeader, Value: id, Msg: "must be a revision number"}
+		}
+		return n, LastEventIDHeader, true, nil
+	}
 	if raw, ok := r.URL.Query()[SinceParam]; ok {
 		v, err := strconv.ParseInt(raw[0], 10, 64)
 		if err != nil || v < 0 || v > MaxSince {
-			return 0, true, &configsvc.FieldError{Field: SinceParam, Value: raw[0], Msg: fmt.Sprintf("must be an integer from 0 to %d", int64(MaxSince))}
+			return 0, SinceParam, true, &configsvc.FieldError{Field: SinceParam, Value: raw[0], Msg: fmt.Sprintf("must be an integer from 0 to %d", int64(MaxSince))}
 		}
-		return v, true, nil
+		return v, SinceParam, true, nil
 	}
-	if id := r.Header.Get(LastEventIDHeader); id != "" {
-		n, err := strconv.ParseInt(id, 10, 64)
-		if err != nil || n < 0 {
-			return 0, true, &configsvc.FieldError{Field: LastEventIDHeader, Value: id, Msg: "must be a revision number"}
-		}
-		return n, true, nil
-	}
-	return 0, false, nil
+	return 0, "", false, nil
 }
 
 // WriteEvent writes one server-sent event to w in a single Write: an "id"

@@ -181,19 +181,24 @@ func TestWatchFrom(t *testing.T) {
 	tests := []struct {
 		name, query, lastID string
 		want                int64
+		wantField           string // where the revision came from
 		given               bool
 		field               string // the FieldError's field; "" for none
 	}{
 		{name: "neither"},
-		{name: "since", query: "since=4", want: 4, given: true},
-		{name: "since 0", query: "since=0", want: 0, given: true},
-		{name: "Last-Event-ID", lastID: "7", want: 7, given: true},
-		{name: "since wins over Last-Event-ID", query: "since=4", lastID: "7", want: 4, given: true},
-		{name: "a bad Last-Event-ID is ignored with since", query: "since=4", lastID: "x", want: 4, given: true},
+		{name: "since", query: "since=4", want: 4, wantField: SinceParam, given: true},
+		{name: "since 0", query: "since=0", want: 0, wantField: SinceParam, given: true},
+		{name: "Last-Event-ID", lastID: "7", want: 7, wantField: LastEventIDHeader, given: true},
+		// An EventSource reconnects to the URL it was opened with (since=4)
+		// and adds the id of the last event it got: the header is newer.
+		{name: "Last-Event-ID wins over since", query: "since=4", lastID: "7", want: 7, wantField: LastEventIDHeader, given: true},
+		{name: "Last-Event-ID wins over a lower since", query: "since=9", lastID: "7", want: 7, wantField: LastEventIDHeader, given: true},
+		{name: "a bad Last-Event-ID is refused even with since", query: "since=4", lastID: "x", given: true, field: LastEventIDHeader},
 		{name: "bad since", query: "since=x", given: true, field: "since"},
 		{name: "negative since", query: "since=-1", given: true, field: "since"},
 		{name: "since over the maximum", query: "since=4611686018427387905", given: true, field: "since"},
 		{name: "bad Last-Event-ID", lastID: "seven", given: true, field: "Last-Event-ID"},
+		{name: "Last-Event-ID over the maximum", lastID: "4611686018427387905", given: true, field: "Last-Event-ID"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -201,7 +206,7 @@ func TestWatchFrom(t *testing.T) {
 			if tc.lastID != "" {
 				r.Header.Set(LastEventIDHeader, tc.lastID)
 			}
-			from, given, err := WatchFrom(r)
+			from, field, given, err := WatchFrom(r)
 			var fe *configsvc.FieldError
 			switch {
 			case tc.field != "":
@@ -210,8 +215,8 @@ func TestWatchFrom(t *testing.T) {
 				}
 			case err != nil:
 				t.Fatal(err)
-			case from != tc.want || given != tc.given:
-				t.Fatalf("WatchFrom = %d, %v; want %d, %v", from, given, tc.want, tc.given)
+			case from != tc.want || given != tc.given || field != tc.wantField:
+				t.Fatalf("WatchFrom = %d, %q, %v; want %d, %q, %v", from, field, given, tc.want, tc.wantField, tc.given)
 			}
 		})
 	}

@@ -23,7 +23,7 @@ import (
 // as an Event whose Err is a *StreamError (matching
 // configsvc.ErrUnavailable) and reopened after its Retry, on the next
 // server when the one in use is gone, resuming after the last revision
-// sent. An "error" event of the stream is sent as an *Error: compacted
+// sent. A stream-error event (EventError) is sent as an *Error: compacted
 // (configsvc.ErrCompacted) and not_found (configsvc.ErrNotFound) end the
 // watch, others inform (they match configsvc.ErrUnavailable). Any other
 // answer to the stream's request (401, 403, 404 …) is sent as its *Error
@@ -59,7 +59,7 @@ func (c *Client) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-cha
 					return false, false, fmt.Errorf("decoding a %s event: %w", ev.Name, err)
 				}
 				return true, !emit(configsvc.Event{LinksChanged: true, Links: l.Links}), nil
-			case EventError:
+			case EventError, legacyEventError:
 				err, final := eventError(ev.Data)
 				return false, !emit(configsvc.Event{Err: err}) || final, nil
 			}
@@ -73,7 +73,7 @@ func (c *Client) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-cha
 // WatchInstances follows the live instance list of service svc: the full
 // list now and after every change, until ctx ends; then the channel is
 // closed. Only the newest list matters. Broken streams and errors are
-// reported and handled as by Watch (an "error" event only informs).
+// reported and handled as by Watch (a stream-error event only informs).
 func (c *Client) WatchInstances(ctx context.Context, svc string) <-chan configsvc.InstancesEvent {
 	ch := make(chan configsvc.InstancesEvent)
 	go func() {
@@ -90,7 +90,7 @@ func (c *Client) WatchInstances(ctx context.Context, svc string) <-chan configsv
 					return false, false, fmt.Errorf("decoding an %s event: %w", ev.Name, err)
 				}
 				return true, !emit(configsvc.InstancesEvent{Instances: d.Instances}), nil
-			case EventError:
+			case EventError, legacyEventError:
 				err, _ := eventError(ev.Data)
 				return false, !emit(configsvc.InstancesEvent{Err: err}), nil
 			}
@@ -114,7 +114,7 @@ func sender[E any](ctx context.Context, ch chan<- E) func(E) bool {
 	}
 }
 
-// eventError decodes the data of an "error" event. final reports the codes
+// eventError decodes the data of a stream-error event. final reports the codes
 // that end a revision stream (compacted, not_found); any other error is
 // made to match configsvc.ErrUnavailable, as it only informs.
 func eventError(data []byte) (err error, final bool) {

@@ -261,6 +261,24 @@ func TestWatchStreamsRevisions(t *testing.T) {
 			t.Fatalf("resumed = %+v", ev)
 		}
 	})
+	t.Run("Last-Event-ID wins over since", func(t *testing.T) {
+		// What an EventSource opened on ?since=0 sends when it reconnects
+		// after receiving revision 1.
+		e := e.withT(t)
+		events, _ := openStream(t, e, "/v1/services/orders/watch?since=0", viewer, map[string]string{"Last-Event-ID": "1"})
+		if ev := nextEvent(t, events, "revision"); ev.id != "2" {
+			t.Fatalf("resumed at %+v, want revision 2 (not a replay of 1)", ev)
+		}
+	})
+	t.Run("a Last-Event-ID after the head names itself", func(t *testing.T) {
+		e := e.withT(t)
+		var body api.ErrorBody
+		e.must(http.StatusBadRequest, req{method: "GET", path: "/v1/services/orders/watch?since=0", token: viewer,
+			header: map[string]string{"Last-Event-ID": "99"}}).json(t, &body)
+		if body.Error.Details["field"] != "Last-Event-ID" {
+			t.Fatalf("error %+v, want it to name Last-Event-ID", body.Error)
+		}
+	})
 	t.Run("links event", func(t *testing.T) {
 		e := e.withT(t)
 		e.mustGroup("g1", nil)
@@ -566,7 +584,9 @@ func TestWatchErrorsEndTheStream(t *testing.T) {
 	}
 	t.Run("compacted", func(t *testing.T) {
 		events, _ := openStream(t, e, "/v1/services/orders/watch?since=0", e.admin, nil)
-		if ev := nextEvent(t, events, "error"); !strings.Contains(ev.data, `"code":"compacted"`) {
+		// Literally "stream-error", never "error": an EventSource fires
+		// "error" for its own connection failures.
+		if ev := nextEvent(t, events, "stream-error"); !strings.Contains(ev.data, `"code":"compacted"`) {
 			t.Fatalf("error event = %+v", ev)
 		}
 		drain(t, events)
@@ -575,7 +595,7 @@ func TestWatchErrorsEndTheStream(t *testing.T) {
 		events, _ := openStream(t, e, "/v1/services/orders/watch", e.admin, nil)
 		nextEvent(t, events, "comment")
 		e.must(http.StatusNoContent, req{method: "DELETE", path: "/v1/services/orders", token: e.admin})
-		if ev := nextEvent(t, events, "error"); !strings.Contains(ev.data, `"code":"not_found"`) {
+		if ev := nextEvent(t, events, api.EventError); !strings.Contains(ev.data, `"code":"not_found"`) {
 			t.Fatalf("error event = %+v", ev)
 		}
 		drain(t, events)

@@ -9,12 +9,14 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // Body size limits. A body over its limit is refused with 413 naming it.
@@ -87,19 +89,126 @@ func (s *Server) queryInt(c *gin.Context, name string, min, max int64) (v int64,
 	return v, true, true
 }
 
-// ifMatch parses If-Match: `"N"`, `W/"N"` or `N`. It returns -1 when the
-// header is absent or "*".
-func ifMatch(c *gin.Context) (int64, error) {
-	h := strings.TrimSpace(c.GetHeader("If-Match"))
-	if h == "" || h == "*" {
-		return -1, nil
+// The conditional request headers of RFC 9110 §13.1 the API honours. Every
+// route that takes them evaluates them here: writes through checkIfMatch,
+// reads through notModified.
+const (
+	headerIfMatch     = "If-Match"
+	headerIfNoneMatch = "If-None-Match"
+)
+
+// entityTag is one entity-tag of a conditional header: the revision it
+// names, and whether it is weak (W/"N").
+type entityTag struct {
+	rev  int64
+	weak bool
+}
+
+// etagCond is a parsed If-Match or If-None-Match header: absent, "*", or a
+// list of entity-tags.
+type etagCond struct {
+	present bool
+	any     bool // "*"
+	tags    []entityTag
+}
+
+// parseETagCond parses the header field of c's request (several lines are
+// one comma-separated list). Our ETags are "<revision>"; W/"<revision>"
+// and, for hand-written requests, a bare <revision> are read too. Anything
+// else is a *configsvc.FieldError (400) naming the header.
+func parseETagCond(c *gin.Context, field string) (etagCond, error) {
+	vals := c.Request.Header.Values(field)
+	if len(vals) == 0 {
+		return etagCond{}, nil
 	}
-	v := strings.Trim(strings.TrimPrefix(h, "W/"), `"`)
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 || strings.Contains(h, ",") {
-		return 0, &configsvc.FieldError{Field: "If-Match", Value: h, Msg: `must be one ETag "<revision>" as returned by a GET`}
+	raw := strings.TrimSpace(strings.Join(vals, ","))
+	if raw == "*" {
+		return etagCond{present: true, any: true}, nil
 	}
-	return n, nil
+	bad := &configsvc.FieldError{Field: field, Value: truncate(raw, 80), Msg: `must be "*" or ETags "<revision>" as returned by a GET`}
+	cond := etagCond{present: true}
+	for _, part := range strings.Split(raw, ",") {
+		t := strings.TrimSpace(part)
+		if t == "" {
+			continue // the list syntax allows empty elements
+		}
+		weak := strings.HasPrefix(t, "W/")
+		t = strings.TrimPrefix(t, "W/")
+		if len(t) >= 2 && t[0] == '"' && t[len(t)-1] == '"' {
+			t = t[1 : len(t)-1]
+		} else if weak {
+			return etagCond{}, bad
+		}
+		n, err := strconv.ParseInt(t, 10, 64)
+		if err != nil || n < 0 {
+			return etagCond{}, bad
+		}
+		cond.tags = append(cond.tags, entityTag{rev: n, weak: weak})
+	}
+	if len(cond.tags) == 0 {
+		return etagCond{}, bad
+	}
+	return cond, nil
+}
+
+// matches reports whether a present condition holds for the target whose
+// ETag is "<rev>": "*" when the target exists; a tag when it names rev.
+// strong selects RFC 9110's strong comparison (If-Match), under which a
+// weak tag never matches; If-None-Match compares weakly.
+func (e etagCond) matches(rev int64, exists, strong bool) bool {
+	if e.any {
+		return exists
+	}
+	for _, t := range e.tags {
+		if t.rev == rev && !(strong && t.weak) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkIfMatch evaluates If-Match for a write to target, whose ETag is
+// "<rev>" (the head revision of its service or group) and which exists or
+// not ("*" asks for an existing target: a file for the file routes).
+// given reports whether the header was sent. err is a *configsvc.FieldError
+// (400) for a malformed header, or wraps api.ErrPrecondition (412) when
+// the condition is false: a stale revision, "*" on a missing target, or
+// only weak tags, which never match in If-Match.
+func checkIfMatch(c *gin.Context, target string, rev int64, exists bool) (given bool, err error) {
+	cond, err := parseETagCond(c, headerIfMatch)
+	if err != nil || !cond.present {
+		return false, err
+	}
+	if cond.matches(rev, exists, true) {
+		return true, nil
+	}
+	h := truncate(strings.Join(c.Request.Header.Values(headerIfMatch), ", "), 80)
+	switch {
+	case cond.any:
+		return true, fmt.Errorf("%w: If-Match * but %s does not exist", api.ErrPrecondition, target)
+	case cond.matches(rev, exists, false):
+		return true, fmt.Errorf("%w: If-Match %s: a weak ETag never matches in If-Match (RFC 9110 strong comparison); send %s", api.ErrPrecondition, h, etag(rev))
+	}
+	return true, fmt.Errorf("%w: If-Match %s but %s is at revision %d", api.ErrPrecondition, h, target, rev)
+}
+
+// notModified answers a GET of a representation whose ETag is "<rev>": it
+// sets ETag and X-Sluice-Revision and, when If-None-Match matches (weak
+// comparison, or "*"), answers 304 Not Modified. done reports that the
+// request is answered (304, or 400 for a malformed header): the caller
+// then writes nothing more.
+func (s *Server) notModified(c *gin.Context, rev int64) (done bool) {
+	cond, err := parseETagCond(c, headerIfNoneMatch)
+	if err != nil {
+		s.fail(c, err)
+		return true
+	}
+	setRevisionHeaders(c, rev)
+	if cond.present && cond.matches(rev, true, false) {
+		c.Status(http.StatusNotModified)
+		return true
+	}
+	return false
 }
 
 func etag(rev int64) string { return `"` + strconv.FormatInt(rev, 10) + `"` }
@@ -167,17 +276,17 @@ func decodeJSON(c *gin.Context, limit int64, v any) error {
 	return nil
 }
 
-// rawContentTypes are the media types accepted for a raw file upload;
-// absent is accepted too. HTML forms' types are refused.
+// rawUploadTypes returns the media types a raw file upload may declare
+// besides these two: none at all, and any text/* type. openapi.json
+// declares exactly these (openapi_test.go checks it), so generated clients
+// offer each. HTML forms' types are refused.
+func rawUploadTypes() []string {
+	return []string{"application/json", "application/yaml", "application/x-yaml", "application/toml",
+		"application/octet-stream", "application/x-java-properties"}
+}
+
+// rawContentOK reports whether a raw file upload may declare media type mt
+// ("" when absent).
 func rawContentOK(mt string) bool {
-	switch {
-	case mt == "", strings.HasPrefix(mt, "text/"):
-		return true
-	}
-	switch mt {
-	case "application/json", "application/yaml", "application/x-yaml", "application/toml",
-		"application/octet-stream", "application/x-java-properties":
-		return true
-	}
-	return false
+	return mt == "" || strings.HasPrefix(mt, "text/") || slices.Contains(rawUploadTypes(), mt)
 }

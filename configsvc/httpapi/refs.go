@@ -51,7 +51,9 @@ func (s *Server) getRef(kind configsvc.Kind) gin.HandlerFunc {
 			return
 		}
 		h.Ref = ref
-		setRevisionHeaders(c, h.Revision)
+		if s.notModified(c, h.Revision) {
+			return
+		}
 		c.JSON(http.StatusOK, api.FromHead(h))
 	}
 }
@@ -110,7 +112,8 @@ func contentTypeOf(file string) string {
 }
 
 // getFile returns a file's raw content at the head or at ?revision=N, with
-// ETag "<revision of the service>" and X-Sluice-Revision.
+// ETag "<revision of the service>" and X-Sluice-Revision; 304 when
+// If-None-Match names that revision.
 func (s *Server) getFile(kind configsvc.Kind) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ref, ok := s.refParam(c, kind)
@@ -143,8 +146,10 @@ func (s *Server) getFile(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		setRevisionHeaders(c, rev)
 		c.Header("X-Sluice-File-Revision", strconv.FormatInt(meta.Revision, 10))
+		if s.notModified(c, rev) {
+			return
+		}
 		c.Data(http.StatusOK, contentTypeOf(file), content)
 	}
 }
@@ -172,9 +177,10 @@ type contentError struct{ err error }
 func (e *contentError) Error() string { return e.err.Error() }
 func (e *contentError) Unwrap() error { return e.err }
 
-// commit publishes cs. base is the If-Match revision (-1 when absent): a
-// conflict is then a stale precondition (412) rather than a 409.
-func (s *Server) commit(c *gin.Context, ref configsvc.Ref, cs configsvc.Changeset, ifMatch int64, status int) {
+// commit publishes cs. conditional reports that cs.Base is the head an
+// If-Match held for: a conflict is then a precondition that no longer holds
+// (412) rather than a 409.
+func (s *Server) commit(c *gin.Context, ref configsvc.Ref, cs configsvc.Changeset, conditional bool, status int) {
 	ctx := c.Request.Context()
 	cs.Author = state(c).principal.Name
 	if err := checkMessage(cs.Message); err != nil {
@@ -191,7 +197,7 @@ func (s *Server) commit(c *gin.Context, ref configsvc.Ref, cs configsvc.Changese
 	}
 	rev, err := s.cfg.Store.Publish(ctx, ref, cs)
 	if err != nil {
-		s.fail(c, staleIfMatch(err, ifMatch))
+		s.fail(c, staleIfMatch(err, conditional))
 		return
 	}
 	s.published(c, ref, rev, status)
@@ -204,24 +210,27 @@ func (s *Server) published(c *gin.Context, ref configsvc.Ref, rev configsvc.Revi
 	c.JSON(status, api.FromRevision(rev, false))
 }
 
-// base returns the revision a single-file write builds on: If-Match when
-// given (checked against the head: 412 when stale), else the current head.
-func (s *Server) base(c *gin.Context, ref configsvc.Ref) (base, match int64, ok bool) {
-	match, err := ifMatch(c)
-	if err != nil {
-		s.fail(c, err)
-		return 0, 0, false
-	}
+// base reads the head a write to ref builds on and evaluates If-Match
+// against it (checkIfMatch; the target is file when not "", else ref):
+// conditional reports that If-Match was given and holds. The request is
+// answered (ok false) when the head cannot be read or the condition fails.
+func (s *Server) base(c *gin.Context, ref configsvc.Ref, file string) (h configsvc.Head, conditional, ok bool) {
 	h, err := s.cfg.Store.Head(c.Request.Context(), ref)
 	if err != nil {
 		s.fail(c, err)
-		return 0, 0, false
+		return h, false, false
 	}
-	if match >= 0 && match != h.Revision {
-		s.fail(c, fmt.Errorf("%w: If-Match %s but %s is at revision %d", api.ErrPrecondition, etag(match), ref, h.Revision))
-		return 0, 0, false
+	target, exists := ref.String(), true
+	if file != "" {
+		_, exists = h.Files[file]
+		target += " file " + file
 	}
-	return h.Revision, match, true
+	conditional, err = checkIfMatch(c, target, h.Revision, exists)
+	if err != nil {
+		s.fail(c, err)
+		return h, false, false
+	}
+	return h, conditional, true
 }
 
 // putFile publishes one file from the raw request body; the message comes
@@ -249,12 +258,12 @@ func (s *Server) putFile(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		base, match, ok := s.base(c, ref)
+		h, conditional, ok := s.base(c, ref, file)
 		if !ok {
 			return
 		}
-		s.commit(c, ref, configsvc.Changeset{Base: base, Message: c.GetHeader("X-Sluice-Message"),
-			Changes: []configsvc.Change{{File: file, Content: content}}}, match, http.StatusOK)
+		s.commit(c, ref, configsvc.Changeset{Base: h.Revision, Message: c.GetHeader("X-Sluice-Message"),
+			Changes: []configsvc.Change{{File: file, Content: content}}}, conditional, http.StatusOK)
 	}
 }
 
@@ -268,18 +277,18 @@ func (s *Server) deleteFile(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok || !s.authorize(c, access.ActionPublish, access.Target{Ref: ref}) {
 			return
 		}
-		base, match, ok := s.base(c, ref)
+		h, conditional, ok := s.base(c, ref, file)
 		if !ok {
 			return
 		}
-		s.commit(c, ref, configsvc.Changeset{Base: base, Message: c.GetHeader("X-Sluice-Message"),
-			Changes: []configsvc.Change{{File: file, Delete: true}}}, match, http.StatusOK)
+		s.commit(c, ref, configsvc.Changeset{Base: h.Revision, Message: c.GetHeader("X-Sluice-Message"),
+			Changes: []configsvc.Change{{File: file, Delete: true}}}, conditional, http.StatusOK)
 	}
 }
 
 // publish creates one revision from several changes. The base is
-// base_revision, or If-Match, or (neither given) the current head; when both
-// are given they must agree.
+// base_revision, else the current head; If-Match, when given, must hold
+// for the current head (412).
 func (s *Server) publish(kind configsvc.Kind) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ref, ok := s.refParam(c, kind)
@@ -288,11 +297,6 @@ func (s *Server) publish(kind configsvc.Kind) gin.HandlerFunc {
 		}
 		var req api.PublishRequest
 		if err := decodeJSON(c, MaxPublishBody, &req); err != nil {
-			s.fail(c, err)
-			return
-		}
-		match, err := ifMatch(c)
-		if err != nil {
 			s.fail(c, err)
 			return
 		}
@@ -307,21 +311,20 @@ func (s *Server) publish(kind configsvc.Kind) gin.HandlerFunc {
 				cs.Changes[i].Content = []byte(*ch.Content)
 			}
 		}
-		base, given, err := baseRevision(req.BaseRevision, match)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		if !given {
-			h, err := s.cfg.Store.Head(c.Request.Context(), ref)
-			if err != nil {
-				s.fail(c, err)
+		conditional := false
+		if req.BaseRevision != nil && len(c.Request.Header.Values(headerIfMatch)) == 0 {
+			cs.Base = *req.BaseRevision // the store checks it: no head read needed
+		} else {
+			h, cond, ok := s.base(c, ref, "")
+			if !ok {
 				return
 			}
-			base = h.Revision
+			cs.Base, conditional = h.Revision, cond
+			if req.BaseRevision != nil && *req.BaseRevision != h.Revision {
+				cs.Base, conditional = *req.BaseRevision, false // a stale base_revision: 409
+			}
 		}
-		cs.Base = base
-		s.commit(c, ref, cs, match, http.StatusCreated)
+		s.commit(c, ref, cs, conditional, http.StatusCreated)
 	}
 }
 
@@ -372,7 +375,9 @@ func (s *Server) getRevision(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		c.Header("ETag", etag(rev.Number))
+		if s.notModified(c, rev.Number) {
+			return
+		}
 		c.JSON(http.StatusOK, api.FromRevision(rev, true))
 	}
 }
@@ -454,11 +459,6 @@ func (s *Server) rollback(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		match, err := ifMatch(c)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
 		if req.ToRevision < 1 {
 			s.fail(c, &configsvc.FieldError{Field: "to_revision", Value: strconv.FormatInt(req.ToRevision, 10), Msg: "must be a revision number, 1 or more"})
 			return
@@ -477,20 +477,21 @@ func (s *Server) rollback(kind configsvc.Kind) gin.HandlerFunc {
 				return
 			}
 		}
-		var bodyBase *int64
-		if req.BaseRevision != 0 {
-			bodyBase = &req.BaseRevision
-		}
-		base, _, err := baseRevision(bodyBase, match) // 0 when neither is given: Rollback reads the head
-		if err != nil {
-			s.fail(c, err)
-			return
+		base, conditional := req.BaseRevision, false // base 0: Rollback reads the head
+		if len(c.Request.Header.Values(headerIfMatch)) > 0 {
+			h, cond, ok := s.base(c, ref, "")
+			if !ok {
+				return
+			}
+			if base == 0 || base == h.Revision {
+				base, conditional = h.Revision, cond
+			}
 		}
 		rev, err := configsvc.Rollback(c.Request.Context(), s.cfg.Store, ref, configsvc.RollbackRequest{
 			To: req.ToRevision, Files: req.Files, Base: base, Author: state(c).principal.Name, Message: req.Message,
 		})
 		if err != nil {
-			s.fail(c, staleIfMatch(err, match))
+			s.fail(c, staleIfMatch(err, conditional))
 			return
 		}
 		s.published(c, ref, rev, http.StatusCreated)
@@ -528,7 +529,9 @@ func (s *Server) snapshot(kind configsvc.Kind) gin.HandlerFunc {
 				out.Files[n] = string(b)
 			}
 		}
-		setRevisionHeaders(c, out.Revision)
+		if s.notModified(c, out.Revision) {
+			return
+		}
 		c.JSON(http.StatusOK, out)
 	}
 }
@@ -613,26 +616,12 @@ func diffLines(s string) []string {
 	return lines
 }
 
-// baseRevision reconciles the two ways a write names the head it edited: a
-// base_revision in the body and an If-Match header (match, -1 when absent).
-// given is false when neither is set; both set must agree.
-func baseRevision(body *int64, match int64) (base int64, given bool, err error) {
-	switch {
-	case body != nil && match >= 0 && *body != match:
-		return 0, false, &configsvc.FieldError{Field: "base_revision", Value: strconv.FormatInt(*body, 10), Msg: "differs from If-Match " + etag(match)}
-	case body != nil:
-		return *body, true, nil
-	case match >= 0:
-		return match, true, nil
-	}
-	return 0, false, nil
-}
-
-// staleIfMatch turns the conflict of a write made with If-Match (match ≥ 0)
-// into a failed precondition (412); other errors pass through.
-func staleIfMatch(err error, match int64) error {
-	if match >= 0 && errors.Is(err, configsvc.ErrConflict) {
-		return fmt.Errorf("%w: If-Match %s is no longer the head: %w", api.ErrPrecondition, etag(match), err)
+// staleIfMatch turns the conflict of a write whose If-Match held for its
+// base (conditional) into a failed precondition (412): the head moved on
+// between the check and the publish. Other errors pass through.
+func staleIfMatch(err error, conditional bool) error {
+	if conditional && errors.Is(err, configsvc.ErrConflict) {
+		return fmt.Errorf("%w: the If-Match revision is no longer the head: %w", api.ErrPrecondition, err)
 	}
 	return err
 }

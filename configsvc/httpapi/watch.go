@@ -48,14 +48,14 @@ func (w *sseWriter) flushed(err error) error {
 	return nil
 }
 
-// watchError is the data of an "error" event: the error body without
-// details.
+// watchError is the data of a stream-error event (api.EventError): the
+// error body without details.
 func watchError(err error) api.ErrorBody {
 	_, code := classify(err)
 	return api.ErrorBody{Error: &api.Error{Code: code, Message: err.Error()}}
 }
 
-// watch streams every revision after ?since=N (or Last-Event-ID; default:
+// watch streams every revision after Last-Event-ID (else ?since=N; default:
 // the current head, i.e. only new revisions) as server-sent events, with a
 // ": ping" comment every Heartbeat, until the client goes away or the
 // Server is closed. See docs/architecture.md, "Server ↔ SDK".
@@ -65,7 +65,7 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok {
 			return
 		}
-		since, hasSince, err := api.WatchFrom(c.Request)
+		since, sinceField, hasSince, err := api.WatchFrom(c.Request)
 		if err != nil {
 			s.fail(c, err)
 			return
@@ -86,7 +86,7 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 			since = h.Revision
 		}
 		if since > h.Revision {
-			s.fail(c, &configsvc.FieldError{Field: "since", Value: strconv.FormatInt(since, 10), Msg: fmt.Sprintf("is after the head revision %d", h.Revision)})
+			s.fail(c, &configsvc.FieldError{Field: sinceField, Value: strconv.FormatInt(since, 10), Msg: fmt.Sprintf("is after the head revision %d", h.Revision)})
 			return
 		}
 

@@ -3,6 +3,7 @@ package webui_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -43,6 +44,13 @@ type console struct {
 
 func startConsole(t *testing.T) *console {
 	t.Helper()
+	return startConsoleWith(t, nil)
+}
+
+// startConsoleWith is startConsole with the server's handler wrapped by
+// wrap (nil: none), e.g. to cut connections server-side.
+func startConsoleWith(t *testing.T, wrap func(http.Handler) http.Handler) *console {
+	t.Helper()
 	ctx := context.Background()
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
 	if err != nil {
@@ -53,7 +61,11 @@ func startConsole(t *testing.T) *console {
 	if err != nil {
 		t.Fatalf("httpapi.New: %v", err)
 	}
-	ts := httptest.NewServer(srv)
+	var h http.Handler = srv
+	if wrap != nil {
+		h = wrap(srv)
+	}
+	ts := httptest.NewServer(h)
 	t.Cleanup(func() {
 		_ = srv.Close() // ends the event streams first, so ts.Close does not wait on them
 		ts.Close()

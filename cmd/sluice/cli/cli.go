@@ -70,6 +70,7 @@ func Commands(env Env) []*cobra.Command {
 	for _, c := range cmds {
 		a.addGlobalFlags(c)
 		a.explainErrors(c)
+		a.addCompletions(c, c.Name())
 	}
 	return cmds
 }

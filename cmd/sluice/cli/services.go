@@ -30,8 +30,8 @@ func (a *app) sharedCmd() *cobra.Command {
 		Use:   "shared",
 		Short: "Shared groups: config files owned by no single service",
 		Long: "Shared groups hold config files that several services use. A service\n" +
-			"links to a group (sluice link) and its SDK sees the group's files as\n" +
-			"<group>/<file>. `sluice shared users <group>` lists who is affected before\n" +
+			"links to a group (`sluice link`) and its SDK sees the group's files as\n" +
+			"`<group>/<file>`. `sluice shared users <group>` lists who is affected before\n" +
 			"you change one.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -375,12 +375,14 @@ async function filesTab(ws) {
       'Revision ', String(n), ' was published by ', r.author || 'someone', r.message ? ' (“' + r.message + '”)' : '', ' while you were editing. ',
       h('button', { class: 'primary', onclick: () => conflict('Your edits are kept until you choose.') }, 'Show the diff')));
   });
-  es.addEventListener('error', (ev) => {
-    if (!ev.data) return; // connection trouble: the browser reconnects by itself
+  // The stream's own errors arrive as 'stream-error' ('error' is the
+  // browser's event for connection trouble, after which it reconnects by
+  // itself with Last-Event-ID, resuming after the last revision it got).
+  es.addEventListener('stream-error', (ev) => {
     try {
       const e = JSON.parse(ev.data).error || {};
       if (e.code === 'compacted' || e.code === 'not_found') es.close();
-    } catch (_) { /* not a server error event */ }
+    } catch (_) { /* a malformed event: the stream goes on */ }
   });
 
   // Ctrl+S / Cmd+S opens the review, like saving in an editor.
