@@ -117,7 +117,7 @@ func TestDiffOpcodesAreMinimal(t *testing.T) {
 // and shuffled differently on each side.
 func pathologicalPair() (a, b []byte) {
 	var sa, sb strings.Builder
-	for i := 0; sa.Len() < configsvc.MaxFileSize-16; i++ {
+	for i := 0; max(sa.Len(), sb.Len()) < configsvc.MaxFileSize-16; i++ {
 		fmt.Fprintf(&sa, "%d\n", i%500)
 		fmt.Fprintf(&sb, "%d\n", (i*7+3)%500)
 	}
@@ -144,7 +144,7 @@ func TestAttackDiffStopsAtDeadline(t *testing.T) {
 
 func TestDiffOfRewrittenFileIsQuick(t *testing.T) {
 	var sa, sb strings.Builder
-	for i := 0; sa.Len() < configsvc.MaxFileSize-32; i++ {
+	for i := 0; max(sa.Len(), sb.Len()) < configsvc.MaxFileSize-32; i++ {
 		fmt.Fprintf(&sa, "old line %d\n", i)
 		fmt.Fprintf(&sb, "new line %d\n", i)
 	}
