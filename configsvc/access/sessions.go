@@ -123,7 +123,8 @@ func (s *Sessions) live(ctx context.Context, tokenID string) (int, error) {
 	now, n := s.now(), 0
 	for _, r := range recs {
 		var rec session
-		if json.Unmarshal(r.Data, &rec) == nil && rec.TokenID == tokenID && now.Before(rec.Expires) {
+		_ = json.Unmarshal(r.Data, &rec) // an unreadable record counts for no token
+		if rec.TokenID == tokenID && now.Before(rec.Expires) {
 			n++
 		}
 	}
@@ -182,18 +183,28 @@ func (s *Sessions) Close(ctx context.Context, id string) error {
 
 // Sweep deletes expired sessions and returns how many it removed.
 func (s *Sessions) Sweep(ctx context.Context) (int, error) {
-	recs, err := s.records.List(ctx, SessionsCollection)
-	if err != nil {
-		return 0, fmt.Errorf("access: sweep sessions: %w", err)
-	}
-	now, n := s.now(), 0
-	for _, r := range recs {
+	now := s.now()
+	return deleteWhere(ctx, s.records, SessionsCollection, func(data []byte) bool {
 		var rec session
-		if json.Unmarshal(r.Data, &rec) == nil && now.Before(rec.Expires) {
+		return json.Unmarshal(data, &rec) != nil || !now.Before(rec.Expires)
+	})
+}
+
+// deleteWhere deletes the records of collection whose data gone reports
+// true for, and returns how many it removed. Several servers may sweep at
+// once; a record already gone is not an error.
+func deleteWhere(ctx context.Context, records configsvc.RecordStore, collection string, gone func(data []byte) bool) (int, error) {
+	recs, err := records.List(ctx, collection)
+	if err != nil {
+		return 0, fmt.Errorf("access: sweep %s: %w", collection, err)
+	}
+	n := 0
+	for _, r := range recs {
+		if !gone(r.Data) {
 			continue
 		}
-		if err := s.records.Delete(ctx, SessionsCollection, r.ID); err != nil && !errors.Is(err, configsvc.ErrNotFound) {
-			return n, fmt.Errorf("access: sweep sessions: %w", err)
+		if err := records.Delete(ctx, collection, r.ID); err != nil && !errors.Is(err, configsvc.ErrNotFound) {
+			return n, fmt.Errorf("access: sweep %s: %w", collection, err)
 		}
 		n++
 	}

@@ -227,22 +227,11 @@ func (ts *Tokens) byHash(ctx context.Context, hash string) (*Token, error) {
 // removed. Several servers may sweep at once; a token already gone is not
 // an error.
 func (ts *Tokens) Sweep(ctx context.Context) (int, error) {
-	recs, err := ts.records.List(ctx, TokensCollection)
-	if err != nil {
-		return 0, fmt.Errorf("access: sweep tokens: %w", err)
-	}
-	now, n := ts.now(), 0
-	for _, r := range recs {
+	now := ts.now()
+	return deleteWhere(ctx, ts.records, TokensCollection, func(data []byte) bool {
 		var t Token
-		if json.Unmarshal(r.Data, &t) != nil || !t.Expired(now) {
-			continue
-		}
-		if err := ts.records.Delete(ctx, TokensCollection, r.ID); err != nil && !errors.Is(err, configsvc.ErrNotFound) {
-			return n, fmt.Errorf("access: sweep tokens: %w", err)
-		}
-		n++
-	}
-	return n, nil
+		return json.Unmarshal(data, &t) == nil && t.Expired(now)
+	})
 }
 
 // List returns every token's record, oldest first.
