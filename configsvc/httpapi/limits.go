@@ -112,7 +112,7 @@ const maxCredCache = 100000
 func newCredCache() *credCache { return &credCache{m: map[string]credCheck{}} }
 
 // sweep drops the entries older than a minute.
-func (c *credCache) sweep(time.Time) {
+func (c *credCache) sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, e := range c.m {

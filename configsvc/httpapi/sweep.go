@@ -38,7 +38,7 @@ func (s *Server) sweepExpired() {
 	if err := s.sweepRecords(ctx); err != nil {
 		s.cfg.Logger.Warn("sweeping expired tokens, sessions and pins", "err", err)
 	}
-	s.creds.sweep(s.cfg.Now())
+	s.creds.sweep()
 }
 
 // flushRefusals writes the summaries of the refusal sampler's last window
