@@ -25,6 +25,10 @@ var (
 	ErrClosed = errors.New("closed")
 	// ErrLocked: the bbolt file is held by another process.
 	ErrLocked = errors.New("store locked by another process")
+	// ErrTooMany: a count over its limit (open event streams or console
+	// sessions of one token, instances of a service or registered by one
+	// token). A *CountError names the limit. HTTP 429.
+	ErrTooMany = errors.New("too many")
 )
 
 // LimitError reports input over one of Sluice's size limits. It matches
@@ -42,6 +46,30 @@ func (e *LimitError) Error() string {
 
 // Is reports whether target is ErrTooLarge.
 func (e *LimitError) Is(target error) bool { return target == ErrTooLarge }
+
+// CountError reports a count over one of Sluice's limits on how many of
+// something one token or service may hold at once. It matches ErrTooMany
+// with errors.Is.
+type CountError struct {
+	What  string // what was counted, e.g. "open event streams of token ab12…"
+	Count int64  // how many there are, the one refused not included
+	Limit int64  // the limit
+	// Setting names where the limit is configured, e.g. "--max-streams-per-token";
+	// empty when it is fixed.
+	Setting string
+}
+
+// Error says what reached which limit, and where the limit is set.
+func (e *CountError) Error() string {
+	s := e.What + ": " + itoa(e.Count) + ", the limit is " + itoa(e.Limit)
+	if e.Setting != "" {
+		s += " (" + e.Setting + ")"
+	}
+	return s
+}
+
+// Is reports whether target is ErrTooMany.
+func (e *CountError) Is(target error) bool { return target == ErrTooMany }
 
 // ParseError reports config content that does not parse for its format. It
 // matches ErrInvalid with errors.Is. Line and Column are 1-based; 0 when the

@@ -183,6 +183,50 @@ func (cs *Changeset) Validate(validate func(file string, content []byte) error) 
 	return nil
 }
 
+// ServiceBytes returns the total size of the files of a manifest once cs
+// is applied to it: files cs writes count with their new content, files
+// it deletes not at all.
+func ServiceBytes(files map[string]FileMeta, cs Changeset) int64 {
+	changed := make(map[string]bool, len(cs.Changes))
+	var total int64
+	for _, c := range cs.Changes {
+		changed[c.File] = true
+		if !c.Delete {
+			total += int64(len(c.Content))
+		}
+	}
+	for name, m := range files {
+		if !changed[name] {
+			total += m.Size
+		}
+	}
+	return total
+}
+
+// CheckServiceBytes returns a *LimitError (ErrTooLarge) when publishing cs
+// on top of the manifest files would leave ref holding more than limit
+// bytes of content in total; limit ≤ 0 means no limit. A publish that does
+// not grow the total is always allowed, so a service over a lowered limit
+// can still shrink. Both stores get the same check because every publish
+// path calls it before the store is asked to write.
+func CheckServiceBytes(ref Ref, files map[string]FileMeta, cs Changeset, limit int64) error {
+	if limit <= 0 {
+		return nil
+	}
+	after := ServiceBytes(files, cs)
+	if after <= limit {
+		return nil
+	}
+	var before int64
+	for _, m := range files {
+		before += m.Size
+	}
+	if after <= before {
+		return nil
+	}
+	return &LimitError{What: "total content of " + ref.String(), Size: after, Limit: limit}
+}
+
 // Apply returns the manifest after applying rev's changes to files (which is
 // not modified). Deleting a file that is not there is an ErrInvalid error
 // naming it.
@@ -220,7 +264,14 @@ const (
 // Instance is a running process of a service, registered ephemerally by the
 // SDK: it disappears when the process dies or its registration is closed.
 type Instance struct {
-	Service  string            `json:"service"`
+	Service string `json:"service"`
+	// Owner is who registered the instance: for a registration through
+	// the admin API the id of the token that made it (set by the server,
+	// never taken from the request), which alone (or an admin) may refresh
+	// or remove it. Empty for an SDK that registers straight in ZooKeeper
+	// or bbolt. It is not a secret: token ids are listed to admins and
+	// appear in the audit log.
+	Owner    string            `json:"owner,omitempty"`
 	ID       string            `json:"id"`
 	Addr     string            `json:"addr"`
 	Labels   map[string]string `json:"labels,omitempty"`

@@ -27,6 +27,11 @@ const (
 	MaxMessageLen = 4096
 	// MaxLabels bounds an instance's labels.
 	MaxLabels = 64
+	// DefaultMaxServiceBytes bounds the total content of the files of one
+	// service or shared group at its head (CheckServiceBytes) when the
+	// admin server is not given another limit: 16 MiB. Every SDK of the
+	// service holds that much in memory and in its cache.
+	DefaultMaxServiceBytes = 16 << 20
 )
 
 // ValidateServiceName checks a service or shared group name against

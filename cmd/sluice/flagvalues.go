@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -168,3 +169,38 @@ func (f positiveDurationFlag) Set(s string) error {
 
 func (f positiveDurationFlag) String() string { return f.p.String() }
 func (f positiveDurationFlag) Type() string   { return "duration" }
+
+// byteSizeFlag is a size in bytes: a whole number, optionally with a unit
+// KiB, MiB or GiB ("16MiB"); -1 means no limit.
+type byteSizeFlag struct{ p *int64 }
+
+func (f byteSizeFlag) Set(s string) error {
+	num, mult := strings.TrimSpace(s), int64(1)
+	for unit, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(num, unit) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, unit)), m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < -1 || n == -1 && mult != 1 || n > (1<<62)/mult {
+		return fmt.Errorf("%q is not a size such as 16MiB, 512KiB or 1048576 (-1: no limit)", s)
+	}
+	*f.p = n * mult
+	return nil
+}
+
+func (f byteSizeFlag) String() string {
+	n := *f.p
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n > 0 && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (f byteSizeFlag) Type() string { return "size" }

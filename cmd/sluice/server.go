@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -13,10 +14,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/webui"
 	"github.com/sluicehq/sluice/router/proxyserver"
@@ -46,14 +49,44 @@ type ServerMain struct {
 	// proxy` prefixed proxy- (--proxy-addr, --proxy-access-log, …). An
 	// empty Proxy.Addr (the default) runs no proxy.
 	Proxy ProxyOptions
+	// Limits are the per-token and per-service limits (--max-…).
+	Limits serverLimits
 
 	// ValidateFile is passed to httpapi.Config.ValidateFile (the route
 	// schema check for sluice-system/routes.yaml). Optional.
 	ValidateFile func(ref configsvc.Ref, file string, content []byte) error
 
+	// isTerminal reports whether w is a terminal: the bootstrap token is
+	// printed only to one. Default: stdoutIsTerminal.
+	isTerminal func(w io.Writer) bool
+
 	mu    sync.Mutex
 	store configsvc.Store
 	api   *httpapi.Server
+}
+
+// serverLimits are the flags of the admin server's limits; each is passed
+// to httpapi.Config, where 0 is the default and a negative value no limit.
+type serverLimits struct {
+	StreamsPerToken   int   // --max-streams-per-token
+	SessionsPerToken  int   // --max-sessions-per-token
+	InstancesPerSvc   int   // --max-instances-per-service
+	InstancesPerToken int   // --max-instances-per-token
+	ServiceBytes      int64 // --max-service-bytes
+}
+
+func (l *serverLimits) register(fs *pflag.FlagSet) {
+	fs.IntVar(&l.StreamsPerToken, "max-streams-per-token", httpapi.DefaultMaxStreamsPerToken, "event streams one token may hold open on this server (429 beyond; -1: no limit)")
+	fs.IntVar(&l.SessionsPerToken, "max-sessions-per-token", access.DefaultMaxSessionsPerToken, "live console sessions of one token (429 beyond; -1: no limit)")
+	fs.IntVar(&l.InstancesPerSvc, "max-instances-per-service", httpapi.DefaultMaxInstancesPerService, "live instances of one service when one more registers through the API (429 beyond; -1: no limit)")
+	fs.IntVar(&l.InstancesPerToken, "max-instances-per-token", httpapi.DefaultMaxInstancesPerToken, "instances one token keeps registered through this server (429 beyond; -1: no limit)")
+	fs.Var(byteSizeFlag{&l.ServiceBytes}, "max-service-bytes", "total content of the files of one service or shared group, e.g. 16MiB (413 beyond; -1: no limit)")
+}
+
+// stdoutIsTerminal reports whether w is a file open on a terminal.
+func stdoutIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
 // NewServerMain returns a ServerMain with the defaults, writing to env's
@@ -62,7 +95,9 @@ func NewServerMain(env Env) *ServerMain {
 	m := &ServerMain{
 		Addr: defaultAddr, DataDir: defaultDataDir,
 		Proxy:        newProxyOptions("", "log"),
+		Limits:       serverLimits{ServiceBytes: configsvc.DefaultMaxServiceBytes},
 		ValidateFile: routesfile.Validate,
+		isTerminal:   stdoutIsTerminal,
 	}
 	m.init(env)
 	return m
@@ -73,6 +108,7 @@ func (m *ServerMain) registerFlags(fs *pflag.FlagSet) {
 	fs.Var(storeFlag{&m.StoreURL}, "store", "store URL: bolt://PATH or zk://HOST:PORT[,HOST:PORT…]/CHROOT (default bolt://<data-dir>/sluice.db)")
 	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the default bbolt store and admin.token")
 	fs.Var(prefixesFlag{&m.TrustedProxies}, "trusted-proxies", "IP addresses or CIDRs (comma-separated) of reverse proxies in front of the admin API whose X-Forwarded-For is believed")
+	m.Limits.register(fs)
 	m.Proxy.register(fs, "proxy-")
 	fs.Lookup("proxy-addr").Usage = "also run the reverse proxy on this address (off when empty)"
 	fs.Lookup("proxy-trusted-proxies").Usage += " (default: --trusted-proxies)"
@@ -124,6 +160,12 @@ func (m *ServerMain) Run(ctx context.Context) error {
 		TrustedProxies: prefixStrings(m.TrustedProxies),
 		ValidateFile:   m.ValidateFile,
 		UI:             webui.FS(),
+
+		MaxStreamsPerToken:     m.Limits.StreamsPerToken,
+		MaxSessionsPerToken:    m.Limits.SessionsPerToken,
+		MaxInstancesPerService: m.Limits.InstancesPerSvc,
+		MaxInstancesPerToken:   m.Limits.InstancesPerToken,
+		MaxServiceBytes:        m.Limits.ServiceBytes,
 	})
 	if err != nil {
 		return err
@@ -175,8 +217,11 @@ func (m *ServerMain) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// bootstrap creates the first admin token on an empty store, prints it once
-// to stdout and writes it to <data-dir>/admin.token with mode 0600.
+// bootstrap creates the first admin token on an empty store and writes it
+// to <data-dir>/admin.token with mode 0600. It prints the token once to
+// stdout only when stdout is a terminal: a service manager or container
+// runtime keeps stdout in logs that many can read, so there only the file's
+// path is logged.
 func (m *ServerMain) bootstrap(ctx context.Context, api *httpapi.Server) error {
 	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -193,6 +238,10 @@ func (m *ServerMain) bootstrap(ctx context.Context, api *httpapi.Server) error {
 	path := filepath.Join(m.DataDir, adminTokenFile)
 	if err := writeSecret(path, tok+"\n"); err != nil {
 		return fmt.Errorf("bootstrap admin token: %w", err)
+	}
+	if !m.isTerminal(m.env.Stdout) {
+		m.logger.Info("created the first admin token; not printed because stdout is not a terminal", "file", path, "mode", "0600")
+		return nil
 	}
 	fmt.Fprintf(m.env.Stdout, "Created the first admin token (shown once; also written to %s, mode 0600):\n\n    %s\n\n", path, tok)
 	return nil
@@ -255,7 +304,8 @@ func newServerCmd(env Env) *cobra.Command {
 
 With no flags it listens on 127.0.0.1:7070 and keeps everything in
 ./sluice-data/sluice.db. On first start with an empty store it creates an
-admin token, prints it once and writes it to <data-dir>/admin.token (0600).
+admin token and writes it to <data-dir>/admin.token (0600); it prints it
+once too when stdout is a terminal (otherwise it logs the file's path).
 
 With --proxy-addr it also runs the reverse proxy, on the server's store;
 every flag of sluice proxy is here prefixed --proxy-.`,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
 
@@ -117,11 +118,15 @@ type runningServer struct {
 	url string // the admin API
 }
 
-// startServerMain runs `sluice server` args with the variables env.
-func startServerMain(t *testing.T, args []string, env map[string]string) *runningServer {
+// startServerMain runs `sluice server` args with the variables env; mods
+// adjust the ServerMain before it starts.
+func startServerMain(t *testing.T, args []string, env map[string]string, mods ...func(*ServerMain)) *runningServer {
 	t.Helper()
 	e, stdout, stderr := testEnv(env)
 	m := NewServerMain(e)
+	for _, mod := range mods {
+		mod(m)
+	}
 	r := startMain(t, m, args, stdout, stderr)
 	return &runningServer{running: r, m: m, url: "http://" + m.Bound("addr")}
 }
@@ -158,10 +163,13 @@ func srvGet(t *testing.T, url, token string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// onTerminal makes the server take its stdout for a terminal.
+func onTerminal(m *ServerMain) { m.isTerminal = func(io.Writer) bool { return true } }
+
 func TestServerBootstrapsOnceAndRestarts(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"--addr", "127.0.0.1:0", "--data-dir", dir}
-	rs := startServerMain(t, args, nil)
+	rs := startServerMain(t, args, nil, onTerminal)
 
 	path := filepath.Join(dir, adminTokenFile)
 	st, err := os.Stat(path)
@@ -193,12 +201,54 @@ func TestServerBootstrapsOnceAndRestarts(t *testing.T) {
 	rs.stop(t)
 
 	// A restart on the same store keeps the token and prints none.
-	rs2 := startServerMain(t, args, nil)
+	rs2 := startServerMain(t, args, nil, onTerminal)
 	if strings.Contains(rs2.stdout.String(), "slc_") {
 		t.Fatalf("second start printed a token: %q", rs2.stdout.String())
 	}
 	if code, _ := srvGet(t, rs2.url+"/v1/whoami", token); code != 200 {
 		t.Fatalf("old token after restart: %d", code)
+	}
+}
+
+// TestAttackBootstrapTokenInLogs: the bootstrap admin token was printed on
+// stdout whatever stdout was, so under systemd, Docker or Kubernetes it
+// landed in logs that many can read. When stdout is not a terminal only the
+// token file's path is logged.
+func TestAttackBootstrapTokenInLogs(t *testing.T) {
+	dir := t.TempDir()
+	rs := startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir}, nil)
+	b, err := os.ReadFile(filepath.Join(dir, adminTokenFile))
+	if err != nil {
+		t.Fatalf("admin.token: %v", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(token, "slc_") {
+		t.Fatalf("admin.token holds %q", token)
+	}
+	if strings.Contains(rs.stdout.String(), token) || strings.Contains(rs.stderr.String(), token) {
+		t.Fatalf("the token was written to stdout or the log:\nstdout %q\nstderr %q", rs.stdout.String(), rs.stderr.String())
+	}
+	if !strings.Contains(rs.stderr.String(), filepath.Join(dir, adminTokenFile)) {
+		t.Fatalf("the log does not say where the token is: %q", rs.stderr.String())
+	}
+	if code, _ := srvGet(t, rs.url+"/v1/whoami", token); code != 200 {
+		t.Fatalf("the token in the file does not work: %d", code)
+	}
+}
+
+func TestServerLimitFlags(t *testing.T) {
+	m := NewServerMain(Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(k string) string {
+		return map[string]string{"SLUICE_MAX_SERVICE_BYTES": "2MiB", "SLUICE_MAX_STREAMS_PER_TOKEN": "7"}[k]
+	}})
+	if err := m.ParseFlags([]string{"--max-instances-per-token", "-1", "--max-sessions-per-token", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	want := serverLimits{StreamsPerToken: 7, SessionsPerToken: 3, InstancesPerSvc: httpapi.DefaultMaxInstancesPerService, InstancesPerToken: -1, ServiceBytes: 2 << 20}
+	if m.Limits != want {
+		t.Fatalf("limits = %+v, want %+v", m.Limits, want)
+	}
+	if err := NewServerMain(Env{Stdout: io.Discard, Stderr: io.Discard}).ParseFlags([]string{"--max-service-bytes", "lots"}); err == nil || !strings.Contains(err.Error(), "max-service-bytes") {
+		t.Fatalf("a bad size: %v", err)
 	}
 }
 

@@ -174,6 +174,17 @@ func TestAuthorizerDecide(t *testing.T) {
 		{"linked group read only", p("editor:orders"), ActionPublish, grp("redis", "orders"), false},
 		{"agent may not publish", p("agent:orders"), ActionPublish, svc("orders"), false},
 		{"exact name no prefix match", p("viewer:orders"), ActionRead, svc("orders-2"), false},
+		{"viewer lists instances", p("viewer:orders"), ActionInstances, svc("orders"), true},
+		{"proxy reads system", p("proxy:*"), ActionRead, svc(configsvc.SystemService), true},
+		{"proxy registers in system", p("proxy:*"), ActionRegister, svc(configsvc.SystemService), true},
+		{"narrow proxy registers in system", p("proxy:orders"), ActionRegister, svc(configsvc.SystemService), true},
+		{"proxy lists instances in pattern", p("proxy:*"), ActionInstances, svc("orders"), true},
+		{"proxy outside pattern", p("proxy:orders"), ActionInstances, svc("billing"), false},
+		{"proxy reads no service files", p("proxy:*"), ActionRead, svc("orders"), false},
+		{"proxy reads no group", p("proxy:*"), ActionRead, grp("redis", "orders"), false},
+		{"proxy registers no service instance", p("proxy:*"), ActionRegister, svc("orders"), false},
+		{"proxy may not publish system", p("proxy:*"), ActionPublish, svc(configsvc.SystemService), false},
+		{"proxy may not pin", p("proxy:*"), ActionPin, svc("orders"), false},
 	}
 	var az Authorizer
 	for _, tc := range tests {
@@ -186,6 +197,24 @@ func TestAuthorizerDecide(t *testing.T) {
 				t.Fatal("decision without a reason")
 			}
 		})
+	}
+}
+
+// TestAttackFakeProxyRegistersInSystem: an agent or editor granted on every
+// service used to pass for a proxy by registering in sluice-system, where
+// proxies divide cluster-scoped rate limits by their number; only admins
+// and the proxy role may register there now.
+func TestAttackFakeProxyRegistersInSystem(t *testing.T) {
+	var az Authorizer
+	for _, grant := range []string{"agent:*", "editor:*", "agent:sluice-system", "editor:sluice-*"} {
+		g, err := ParseGrant(grant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := az.Decide(&Principal{TokenID: "t", Grants: []Grant{g}}, ActionRegister, Target{Ref: configsvc.Service(configsvc.SystemService)})
+		if d.Allowed || !strings.Contains(d.Reason, "proxies") {
+			t.Errorf("%s: Decide = %+v, want a refusal naming the proxy role", grant, d)
+		}
 	}
 }
 
@@ -254,7 +283,7 @@ func TestSessions(t *testing.T) {
 	clk := newClock()
 	recs := newMemRecords()
 	ts := NewTokens(recs, clk.Now)
-	ss := NewSessions(recs, ts, time.Hour, clk.Now)
+	ss := NewSessions(recs, ts, SessionsConfig{TTL: time.Hour, Now: clk.Now})
 	secret, tok := mustCreate(t, ts, "alice", "editor:orders")
 
 	id, csrf, expires, p, err := ss.Open(ctx, secret)

@@ -20,6 +20,15 @@ const (
 // given 0.
 const DefaultAuditKeep = 100000
 
+// RefusalsCollection is the append-only collection of sampled refusals
+// (RefusalSampler), kept apart from AuditCollection with its own
+// retention, RefusalKeep, so that however many requests are refused, no
+// entry of an allowed request is pushed out of the audit log.
+const RefusalsCollection = "audit-refusals"
+
+// RefusalKeep is how many sampled refusals are retained.
+const RefusalKeep = 10000
+
 // MaxAuditLimit bounds one audit query.
 const MaxAuditLimit = 1000
 
@@ -38,6 +47,11 @@ type Entry struct {
 	Reason    string    `json:"reason,omitempty"`   // why it was refused or failed
 	Client    string    `json:"client"`             // client address (proxy headers only from trusted proxies)
 	RequestID string    `json:"request_id"`
+	// Sampled marks an entry of RefusalsCollection: refused requests are
+	// sampled (RefusalSampler), and such an entry stands for Count of them
+	// from its Client and actor, the last of which it describes.
+	Sampled bool  `json:"sampled,omitempty"`
+	Count   int64 `json:"count,omitempty"`
 }
 
 // Query selects audit entries. Zero fields do not filter.
@@ -45,8 +59,13 @@ type Query struct {
 	Service string    // entries whose Service is this name
 	Actor   string    // entries whose ActorID or Actor equals this
 	Since   time.Time // entries at or after this time
-	Before  int64     // entries with Seq < Before (paging); 0 = from the newest
-	Limit   int       // 1..MaxAuditLimit; 0 means 100
+	Before  int64     // entries of the audit log with Seq < Before (paging); 0 = from the newest
+	// BeforeSampled pages the sampled refusals (their own sequence): those
+	// with Seq < BeforeSampled; 0 = from the newest. A page's next cursor
+	// is, for each sequence, the lowest Seq of its entries on the page (or
+	// the same cursor when the page has none).
+	BeforeSampled int64
+	Limit         int // 1..MaxAuditLimit; 0 means 100
 }
 
 // Audit appends entries to and queries the "audit" collection of a
@@ -81,10 +100,11 @@ func (a *Audit) Record(ctx context.Context, e Entry) (int64, error) {
 	return seq, nil
 }
 
-// Query returns matching entries, newest first. It reads the log backwards
-// page by page and stops at q.Limit matches, at the first entry older than
-// q.Since, or after scanning the whole retained log. A Limit outside
-// 0..MaxAuditLimit is a *configsvc.FieldError.
+// Query returns matching entries newest first: those of the audit log and
+// the sampled refusals (Entry.Sampled), merged by time. It reads each
+// collection backwards page by page and stops at q.Limit matches, at the
+// first entry older than q.Since, or after scanning the whole retained
+// log. A Limit outside 0..MaxAuditLimit is a *configsvc.FieldError.
 func (a *Audit) Query(ctx context.Context, q Query) ([]Entry, error) {
 	if q.Limit < 0 || q.Limit > MaxAuditLimit {
 		return nil, &configsvc.FieldError{Field: "limit", Value: strconv.Itoa(q.Limit), Msg: fmt.Sprintf("must be between 1 and %d", MaxAuditLimit)}
@@ -92,18 +112,44 @@ func (a *Audit) Query(ctx context.Context, q Query) ([]Entry, error) {
 	if q.Limit == 0 {
 		q.Limit = 100
 	}
+	main, err := a.scan(ctx, AuditCollection, q.Before, a.keep, q)
+	if err != nil {
+		return nil, err
+	}
+	sampled, err := a.scan(ctx, RefusalsCollection, q.BeforeSampled, RefusalKeep, q)
+	if err != nil {
+		return nil, err
+	}
+	for i := range sampled {
+		sampled[i].Sampled = true
+	}
+	// Merge the two newest-first lists; each keeps its own order, so the
+	// page holds a prefix of each and the cursors stay exact.
+	out := make([]Entry, 0, min(q.Limit, len(main)+len(sampled)))
+	for len(out) < q.Limit && (len(main) > 0 || len(sampled) > 0) {
+		if len(sampled) == 0 || len(main) > 0 && !main[0].Time.Before(sampled[0].Time) {
+			out, main = append(out, main[0]), main[1:]
+		} else {
+			out, sampled = append(out, sampled[0]), sampled[1:]
+		}
+	}
+	return out, nil
+}
+
+// scan returns up to q.Limit entries of collection matching q with Seq <
+// before, newest first, reading at most keep entries.
+func (a *Audit) scan(ctx context.Context, collection string, before int64, keep int, q Query) ([]Entry, error) {
 	const page = 500
 	out := []Entry{}
-	before := q.Before
-	for scanned := 0; scanned <= a.keep; {
-		recs, err := a.records.Scan(ctx, AuditCollection, before, page)
+	for scanned := 0; scanned <= keep; {
+		recs, err := a.records.Scan(ctx, collection, before, page)
 		if err != nil {
-			return nil, fmt.Errorf("access: query audit: %w", err)
+			return nil, fmt.Errorf("access: query %s: %w", collection, err)
 		}
 		for _, r := range recs {
 			seq, err := strconv.ParseInt(r.ID, 10, 64)
 			if err != nil {
-				return nil, fmt.Errorf("access: audit entry id %q: %w", r.ID, configsvc.ErrInvalid)
+				return nil, fmt.Errorf("access: %s entry id %q: %w", collection, r.ID, configsvc.ErrInvalid)
 			}
 			before = seq
 			var e Entry

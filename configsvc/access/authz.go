@@ -3,6 +3,7 @@ package access
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
 )
@@ -23,6 +24,13 @@ const (
 	// RoleAgent may do what a service's SDK needs: read, watch and register
 	// its instances.
 	RoleAgent Role = "agent"
+	// RoleProxy may do what a proxy needs and nothing else: read the
+	// reserved service sluice-system (routes.yaml, its watch) and register
+	// there (where proxies find their peers and divide cluster-scoped rate
+	// limits), and list and watch the instances of, and see the pins on,
+	// the services its pattern matches. It reads no other service's files.
+	// Registering in sluice-system is for admins and proxies only.
+	RoleProxy Role = "proxy"
 )
 
 // Grant gives a role on the services and shared groups whose name matches
@@ -42,8 +50,8 @@ func (g Grant) String() string {
 	return string(g.Role) + ":" + g.Pattern
 }
 
-// ParseGrant parses "admin", "editor:team-a-*", "viewer:orders" or
-// "agent:orders" and validates it. Errors are *configsvc.FieldError
+// ParseGrant parses "admin", "editor:team-a-*", "viewer:orders",
+// "agent:orders" or "proxy:*" and validates it. Errors are *configsvc.FieldError
 // (configsvc.ErrInvalid).
 func ParseGrant(s string) (Grant, error) {
 	role, pattern, _ := strings.Cut(s, ":")
@@ -64,9 +72,9 @@ func (g *Grant) Validate() error {
 		}
 		g.Pattern = "*"
 		return nil
-	case RoleEditor, RoleViewer, RoleAgent:
+	case RoleEditor, RoleViewer, RoleAgent, RoleProxy:
 	default:
-		return &configsvc.FieldError{Field: "roles.role", Value: string(g.Role), Msg: "must be admin, editor, viewer or agent"}
+		return &configsvc.FieldError{Field: "roles.role", Value: string(g.Role), Msg: "must be admin, editor, viewer, agent or proxy"}
 	}
 	const rule = "must be 1-63 characters of a-z, 0-9, '-', '*' and '?'"
 	if len(g.Pattern) == 0 || len(g.Pattern) > 63 {
@@ -88,6 +96,9 @@ type Principal struct {
 	Name    string  // the token's name, as given at creation
 	Grants  []Grant // the token's roles
 	Session bool    // authenticated through a console session cookie
+	// Expires is when the token (or the console session) stops working;
+	// zero for a token without expiry.
+	Expires time.Time
 }
 
 // IsAdmin reports whether p holds an admin grant.
@@ -109,9 +120,16 @@ type Action string
 // The actions the Authorizer decides.
 const (
 	// ActionRead: read files, head, history, diffs, snapshots, watches,
-	// instance lists, link lists.
+	// link lists; it implies ActionInstances.
 	ActionRead Action = "read"
-	// ActionRegister: register, refresh or remove an instance of a service.
+	// ActionInstances: list and watch a service's instances, and see the
+	// pins that target it. Every role that may read a service may; a proxy
+	// grant gives only this (and what it needs on sluice-system).
+	ActionInstances Action = "instances"
+	// ActionRegister: register, refresh or remove an instance of a service
+	// (only the token that registered an instance, or an admin, may refresh
+	// or remove it; the admin server checks that). In sluice-system only
+	// admins and proxies may.
 	ActionRegister Action = "register"
 	// ActionPublish: publish, delete a file, roll back.
 	ActionPublish Action = "publish"
@@ -155,13 +173,15 @@ func roleAllows(r Role, a Action) bool {
 	switch r {
 	case RoleEditor:
 		switch a {
-		case ActionRead, ActionRegister, ActionPublish, ActionLink, ActionCreate, ActionPin:
+		case ActionRead, ActionInstances, ActionRegister, ActionPublish, ActionLink, ActionCreate, ActionPin:
 			return true
 		}
 	case RoleViewer:
-		return a == ActionRead
+		return a == ActionRead || a == ActionInstances
 	case RoleAgent:
-		return a == ActionRead || a == ActionRegister
+		return a == ActionRead || a == ActionInstances || a == ActionRegister
+	case RoleProxy:
+		return a == ActionInstances
 	}
 	return false
 }
@@ -169,7 +189,9 @@ func roleAllows(r Role, a Action) bool {
 // Decide returns whether p may do a to t. A nil principal is denied
 // everything. Admins are allowed everything. ActionDelete and ActionManage
 // are admin-only, and so is every change (publish, link, create, pin) to the
-// reserved service sluice-system.
+// reserved service sluice-system. Registering in sluice-system takes a
+// proxy grant (any pattern), which also reads sluice-system; other grants
+// that match sluice-system read it as they read any service.
 func (Authorizer) Decide(p *Principal, a Action, t Target) Decision {
 	if p == nil {
 		return Decision{Reason: "authentication required"}
@@ -181,8 +203,20 @@ func (Authorizer) Decide(p *Principal, a Action, t Target) Decision {
 	case ActionDelete, ActionManage:
 		return Decision{Reason: fmt.Sprintf("%s requires the admin role", a)}
 	}
-	if a != ActionRead && a != ActionRegister && t.Ref.Kind == configsvc.KindService && t.Ref.Name == configsvc.SystemService {
-		return Decision{Reason: fmt.Sprintf("only admins may %s %s", a, configsvc.SystemService)}
+	if t.Ref.Kind == configsvc.KindService && t.Ref.Name == configsvc.SystemService {
+		switch a {
+		case ActionRead, ActionInstances, ActionRegister:
+			for _, g := range p.Grants {
+				if g.Role == RoleProxy {
+					return Decision{Allowed: true, Reason: fmt.Sprintf("%s grants %s on %s", g, a, t.Ref)}
+				}
+			}
+			if a == ActionRegister {
+				return Decision{Reason: fmt.Sprintf("only admins and proxies (role proxy) may register in %s", configsvc.SystemService)}
+			}
+		default:
+			return Decision{Reason: fmt.Sprintf("only admins may %s %s", a, configsvc.SystemService)}
+		}
 	}
 	for _, g := range p.Grants {
 		if roleAllows(g.Role, a) && configsvc.MatchGlob(g.Pattern, t.Ref.Name) {

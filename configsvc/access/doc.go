@@ -3,7 +3,7 @@
 // SHA-256 hashes), console sessions, roles granted on service and
 // shared-group names or globs, the Authorizer that turns (principal, action,
 // target) into allow or deny with a reason, and the audit log of every
-// mutating request. Pins is used by both the admin API (create, list,
+// mutating request (refused ones sampled apart, RefusalSampler). Pins is used by both the admin API (create, list,
 // revoke, sweep) and the proxy (ResolvePin, cached briefly).
 //
 // Everything is kept in a configsvc.RecordStore, so every server and proxy on

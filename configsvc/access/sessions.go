@@ -17,9 +17,27 @@ const (
 	CSRFPrefix    = "slx_"
 )
 
-// DefaultSessionTTL is how long a console session lasts when NewSessions is
-// given 0.
-const DefaultSessionTTL = 12 * time.Hour
+// Defaults for the zero values of SessionsConfig.
+const (
+	// DefaultSessionTTL is how long a console session lasts.
+	DefaultSessionTTL = 12 * time.Hour
+	// DefaultMaxSessionsPerToken bounds the live console sessions opened
+	// with one token.
+	DefaultMaxSessionsPerToken = 64
+)
+
+// SessionsConfig tunes Sessions. The zero value is the default.
+type SessionsConfig struct {
+	// TTL is how long a session lasts (never past its token's expiry); 0
+	// means DefaultSessionTTL.
+	TTL time.Duration
+	// MaxPerToken bounds the live sessions of one token: Open refuses
+	// more with a *configsvc.CountError. 0 means
+	// DefaultMaxSessionsPerToken; negative means no limit.
+	MaxPerToken int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
 
 // session is the stored record of a console session, kept in collection
 // "sessions" under the SHA-256 hex of the session id. It holds the hash of
@@ -40,39 +58,77 @@ type Sessions struct {
 	tokens  *Tokens
 	now     func() time.Time
 	ttl     time.Duration
+	max     int
 }
 
-// NewSessions returns a Sessions on records whose sessions last ttl
-// (DefaultSessionTTL when 0), resolving tokens through tokens. now is the
-// clock (time.Now when nil).
-func NewSessions(records configsvc.RecordStore, tokens *Tokens, ttl time.Duration, now func() time.Time) *Sessions {
-	if now == nil {
-		now = time.Now
+// NewSessions returns a Sessions on records tuned by cfg, resolving tokens
+// through tokens.
+func NewSessions(records configsvc.RecordStore, tokens *Tokens, cfg SessionsConfig) *Sessions {
+	s := &Sessions{records: records, tokens: tokens, now: cfg.Now, ttl: cfg.TTL, max: cfg.MaxPerToken}
+	if s.now == nil {
+		s.now = time.Now
 	}
-	if ttl <= 0 {
-		ttl = DefaultSessionTTL
+	if s.ttl <= 0 {
+		s.ttl = DefaultSessionTTL
 	}
-	return &Sessions{records: records, tokens: tokens, now: now, ttl: ttl}
+	if s.max == 0 {
+		s.max = DefaultMaxSessionsPerToken
+	}
+	return s
 }
 
 // Open authenticates token and opens a session for it. It returns the
 // session id (for an HttpOnly cookie), the CSRF value (for a script-readable
-// cookie the console echoes in a header), the expiry and the principal.
-// Errors: ErrUnauthenticated (wrapped) for a bad token; store errors.
+// cookie the console echoes in a header), the expiry (the session's TTL
+// from now, or the token's expiry when sooner) and the principal.
+// Errors: ErrUnauthenticated (wrapped) for a bad token; a
+// *configsvc.CountError (configsvc.ErrTooMany) when the token already has
+// MaxPerToken live sessions; store errors.
 func (s *Sessions) Open(ctx context.Context, token string) (id, csrf string, expires time.Time, p *Principal, err error) {
 	p, err = s.tokens.Authenticate(ctx, token)
 	if err != nil {
 		return "", "", time.Time{}, nil, err
 	}
+	if s.max > 0 {
+		n, err := s.live(ctx, p.TokenID)
+		if err != nil {
+			return "", "", time.Time{}, nil, err
+		}
+		if n >= s.max {
+			return "", "", time.Time{}, nil, &configsvc.CountError{What: "live console sessions of token " + p.TokenID, Count: int64(n), Limit: int64(s.max)}
+		}
+	}
 	id, csrf = newSecret(SessionPrefix), newSecret(CSRFPrefix)
 	now := s.now().UTC()
 	rec := session{TokenHash: HashToken(token), CSRFHash: HashToken(csrf), TokenID: p.TokenID, Created: now, Expires: now.Add(s.ttl)}
+	if !p.Expires.IsZero() && p.Expires.Before(rec.Expires) {
+		rec.Expires = p.Expires.UTC()
+	}
 	data, _ := json.Marshal(rec)
 	if err := s.records.Put(ctx, SessionsCollection, HashToken(id), data); err != nil {
 		return "", "", time.Time{}, nil, fmt.Errorf("access: store session: %w", err)
 	}
-	p.Session = true
+	p.Session, p.Expires = true, rec.Expires
 	return id, csrf, rec.Expires, p, nil
+}
+
+// live counts the unexpired sessions of the token whose id is tokenID.
+// Several servers opening sessions for one token at once may together
+// exceed the limit by a few; it bounds a flood, not a count.
+func (s *Sessions) live(ctx context.Context, tokenID string) (int, error) {
+	recs, err := s.records.List(ctx, SessionsCollection)
+	if err != nil {
+		return 0, fmt.Errorf("access: count sessions: %w", err)
+	}
+	now, n := s.now(), 0
+	for _, r := range recs {
+		var rec session
+		_ = json.Unmarshal(r.Data, &rec) // an unreadable record counts for no token
+		if rec.TokenID == tokenID && now.Before(rec.Expires) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Authenticate returns the principal of session id. When checkCSRF is set
@@ -107,6 +163,9 @@ func (s *Sessions) Authenticate(ctx context.Context, id, csrf string, checkCSRF 
 	}
 	p := t.Principal()
 	p.Session = true
+	if p.Expires.IsZero() || rec.Expires.Before(p.Expires) {
+		p.Expires = rec.Expires
+	}
 	return p, nil
 }
 
@@ -124,18 +183,28 @@ func (s *Sessions) Close(ctx context.Context, id string) error {
 
 // Sweep deletes expired sessions and returns how many it removed.
 func (s *Sessions) Sweep(ctx context.Context) (int, error) {
-	recs, err := s.records.List(ctx, SessionsCollection)
-	if err != nil {
-		return 0, fmt.Errorf("access: sweep sessions: %w", err)
-	}
-	now, n := s.now(), 0
-	for _, r := range recs {
+	now := s.now()
+	return deleteWhere(ctx, s.records, SessionsCollection, func(data []byte) bool {
 		var rec session
-		if json.Unmarshal(r.Data, &rec) == nil && now.Before(rec.Expires) {
+		return json.Unmarshal(data, &rec) != nil || !now.Before(rec.Expires)
+	})
+}
+
+// deleteWhere deletes the records of collection whose data gone reports
+// true for, and returns how many it removed. Several servers may sweep at
+// once; a record already gone is not an error.
+func deleteWhere(ctx context.Context, records configsvc.RecordStore, collection string, gone func(data []byte) bool) (int, error) {
+	recs, err := records.List(ctx, collection)
+	if err != nil {
+		return 0, fmt.Errorf("access: sweep %s: %w", collection, err)
+	}
+	n := 0
+	for _, r := range recs {
+		if !gone(r.Data) {
 			continue
 		}
-		if err := s.records.Delete(ctx, SessionsCollection, r.ID); err != nil && !errors.Is(err, configsvc.ErrNotFound) {
-			return n, fmt.Errorf("access: sweep sessions: %w", err)
+		if err := records.Delete(ctx, collection, r.ID); err != nil && !errors.Is(err, configsvc.ErrNotFound) {
+			return n, fmt.Errorf("access: sweep %s: %w", collection, err)
 		}
 		n++
 	}

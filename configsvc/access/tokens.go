@@ -45,11 +45,52 @@ type Token struct {
 	Roles     []Grant   `json:"roles"`
 	Created   time.Time `json:"created"`
 	CreatedBy string    `json:"created_by"`
+	// Expires is when the token stops working (refused from then on and
+	// deleted by the next Sweep); zero for a token that does not expire.
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 // Principal returns the principal authenticated by this token.
 func (t *Token) Principal() *Principal {
-	return &Principal{TokenID: t.ID, Name: t.Name, Grants: append([]Grant(nil), t.Roles...)}
+	return &Principal{TokenID: t.ID, Name: t.Name, Grants: append([]Grant(nil), t.Roles...), Expires: t.Expires}
+}
+
+// Expired reports whether the token has expired at now.
+func (t *Token) Expired(now time.Time) bool {
+	return !t.Expires.IsZero() && !now.Before(t.Expires)
+}
+
+// TokenOption modifies one Tokens.Create.
+type TokenOption func(*tokenOptions)
+
+type tokenOptions struct {
+	ttl    time.Duration
+	hasTTL bool
+}
+
+// WithTTL makes the token expire ttl after its creation; ParseTokenTTL
+// reads one from text. A ttl ≤ 0 is refused by Create with a
+// *configsvc.FieldError.
+func WithTTL(ttl time.Duration) TokenOption {
+	return func(o *tokenOptions) { o.ttl, o.hasTTL = ttl, true }
+}
+
+// ParseTokenTTL parses a token lifetime in time.ParseDuration's syntax
+// ("24h", "90m"); "" gives 0: no expiry. Errors: a *configsvc.FieldError
+// (field "ttl") for text that is not a positive duration.
+func ParseTokenTTL(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, tokenTTLError(s)
+	}
+	return d, nil
+}
+
+func tokenTTLError(value string) error {
+	return &configsvc.FieldError{Field: "ttl", Value: value, Msg: `must be a positive duration such as "24h" or "90m"`}
 }
 
 // HashToken returns the hex SHA-256 of a secret (API token, session id, CSRF
@@ -83,10 +124,14 @@ func NewTokens(records configsvc.RecordStore, now func() time.Time) *Tokens {
 }
 
 // Create makes a new token named name with roles, created by createdBy (the
-// creator's token id, or "bootstrap"). It returns the token, to be shown
-// once, and its record. Errors: *configsvc.FieldError for a bad name or
-// grant; store errors wrapped.
-func (ts *Tokens) Create(ctx context.Context, name string, roles []Grant, createdBy string) (string, Token, error) {
+// creator's token id, or "bootstrap"); WithTTL gives it an expiry (default:
+// none). It returns the token, to be shown once, and its record. Errors:
+// *configsvc.FieldError for a bad name, grant or ttl; store errors wrapped.
+func (ts *Tokens) Create(ctx context.Context, name string, roles []Grant, createdBy string, opts ...TokenOption) (string, Token, error) {
+	var o tokenOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if name == "" || !printable(name, MaxTokenName) {
 		return "", Token{}, &configsvc.FieldError{Field: "name", Value: name, Msg: fmt.Sprintf("must be 1-%d printable characters", MaxTokenName)}
 	}
@@ -103,9 +148,16 @@ func (ts *Tokens) Create(ctx context.Context, name string, roles []Grant, create
 		}
 		grants[i] = g
 	}
+	if o.hasTTL && o.ttl <= 0 {
+		return "", Token{}, tokenTTLError(o.ttl.String())
+	}
 	secret := newSecret(TokenPrefix)
 	hash := HashToken(secret)
-	t := Token{ID: hash[:12], Name: name, Roles: grants, Created: ts.now().UTC(), CreatedBy: createdBy}
+	now := ts.now().UTC()
+	t := Token{ID: hash[:12], Name: name, Roles: grants, Created: now, CreatedBy: createdBy}
+	if o.hasTTL {
+		t.Expires = now.Add(o.ttl)
+	}
 	data, err := json.Marshal(t)
 	if err != nil {
 		return "", Token{}, fmt.Errorf("access: encode token %s: %w", t.ID, err)
@@ -153,7 +205,7 @@ func wellFormed(s, prefix string) bool {
 
 // Authenticate returns the principal of token. The lookup is keyed by the
 // token's SHA-256, so its timing reveals nothing about the stored tokens.
-// A malformed, unknown or revoked token gives an error wrapping
+// A malformed, unknown, revoked or expired token gives an error wrapping
 // ErrUnauthenticated; a store failure is returned wrapped (e.g.
 // configsvc.ErrUnavailable), so callers can tell "no" from "cannot say".
 func (ts *Tokens) Authenticate(ctx context.Context, token string) (*Principal, error) {
@@ -179,7 +231,21 @@ func (ts *Tokens) byHash(ctx context.Context, hash string) (*Token, error) {
 	if err := json.Unmarshal(data, &t); err != nil {
 		return nil, fmt.Errorf("access: decode token record: %w", err)
 	}
+	if t.Expired(ts.now()) {
+		return nil, fmt.Errorf("access: token %s expired at %s: %w", t.ID, t.Expires.UTC().Format(time.RFC3339), ErrUnauthenticated)
+	}
 	return &t, nil
+}
+
+// Sweep deletes the tokens that have expired and returns how many it
+// removed. Several servers may sweep at once; a token already gone is not
+// an error.
+func (ts *Tokens) Sweep(ctx context.Context) (int, error) {
+	now := ts.now()
+	return deleteWhere(ctx, ts.records, TokensCollection, func(data []byte) bool {
+		var t Token
+		return json.Unmarshal(data, &t) == nil && t.Expired(now)
+	})
 }
 
 // List returns every token's record, oldest first.

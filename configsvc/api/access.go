@@ -38,8 +38,9 @@ func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	return err
 }
 
-// Audit queries the audit log (admins only), newest first. Zero fields of
-// q do not filter; q.Limit 0 is the server's default of 100.
+// Audit queries the audit log (admins only), newest first, with the
+// sampled refusals (Sampled, Count) merged in by time. Zero fields of q do
+// not filter; q.Limit 0 is the server's default of 100.
 func (c *Client) Audit(ctx context.Context, q access.Query) ([]AuditEntry, error) {
 	v := url.Values{}
 	if q.Service != "" {
@@ -56,6 +57,9 @@ func (c *Client) Audit(ctx context.Context, q access.Query) ([]AuditEntry, error
 	}
 	if q.Before > 0 {
 		v.Set("before", strconv.FormatInt(q.Before, 10))
+	}
+	if q.BeforeSampled > 0 {
+		v.Set("before_sampled", strconv.FormatInt(q.BeforeSampled, 10))
 	}
 	var out AuditList
 	_, err := c.get(ctx, "/v1/audit", v, &out)

@@ -35,6 +35,7 @@ const (
 	CodeConflict     = "conflict"
 	CodeInvalid      = "invalid"
 	CodeTooLarge     = "too_large"
+	CodeTooMany      = "too_many"
 	CodeUnavailable  = "unavailable"
 	CodeUnauthorized = "unauthorized"
 	CodeForbidden    = "forbidden"
@@ -61,6 +62,7 @@ type ErrorBody struct {
 //	412 precondition_failed            ErrPrecondition and configsvc.ErrConflict
 //	400, 422 invalid                   configsvc.ErrInvalid
 //	413 too_large                      configsvc.ErrTooLarge
+//	429 too_many                       configsvc.ErrTooMany (and ErrUnavailable)
 //	410 compacted                      configsvc.ErrCompacted
 //	401 unauthorized                   ErrUnauthorized
 //	403 forbidden                      ErrForbidden
@@ -160,6 +162,8 @@ func (e *Error) Is(target error) bool {
 		return code == CodeInvalid || st == http.StatusBadRequest || st == http.StatusUnprocessableEntity
 	case configsvc.ErrTooLarge:
 		return code == CodeTooLarge || st == http.StatusRequestEntityTooLarge
+	case configsvc.ErrTooMany:
+		return code == CodeTooMany || st == http.StatusTooManyRequests
 	case configsvc.ErrCompacted:
 		return code == CodeCompacted || st == http.StatusGone
 	case ErrUnauthorized:

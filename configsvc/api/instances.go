@@ -23,8 +23,10 @@ func instancePath(svc, id string) string {
 
 // PutInstance registers inst (role agent or above), or refreshes the
 // registration this server holds, for the server's instance lease time
-// (30 s by default), and returns the record the server keeps. ErrConflict
-// while the instance is registered elsewhere. Register keeps a
+// (30 s by default), and returns the record the server keeps, whose Owner
+// is the registering token's id. ErrConflict while the instance is
+// registered elsewhere; ErrForbidden when another token owns it;
+// configsvc.ErrTooMany over the server's instance limits. Register keeps a
 // registration alive.
 func (c *Client) PutInstance(ctx context.Context, inst configsvc.Instance) (configsvc.Instance, error) {
 	var out Instance

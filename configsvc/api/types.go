@@ -277,6 +277,9 @@ type Token struct {
 func FromToken(t access.Token) Token {
 	t.Roles = append([]Grant{}, t.Roles...)
 	t.Created = t.Created.UTC()
+	if !t.Expires.IsZero() {
+		t.Expires = t.Expires.UTC()
+	}
 	return Token{Token: t}
 }
 
@@ -285,10 +288,12 @@ type TokenList struct {
 	Tokens []Token `json:"tokens"`
 }
 
-// TokenRequest is the body of POST /v1/tokens.
+// TokenRequest is the body of POST /v1/tokens. TTL is a Go duration
+// ("24h"): the token expires that long after its creation; empty: never.
 type TokenRequest struct {
 	Name  string  `json:"name"`
 	Roles []Grant `json:"roles"`
+	TTL   string  `json:"ttl,omitempty"`
 }
 
 // Whoami is the answer of GET /v1/whoami: the caller's token.
@@ -328,6 +333,9 @@ type Pin struct {
 	configsvc.Pin
 	State  string `json:"state"` // PinActive, PinExpired or PinRevoked
 	Secret string `json:"token,omitempty"`
+	// HiddenTargets counts the targets GET /v1/pins left out of Targets
+	// because the caller may not see the instances of their services.
+	HiddenTargets int `json:"hidden_targets,omitempty"`
 }
 
 // PinList is the answer of GET /v1/pins, newest first.

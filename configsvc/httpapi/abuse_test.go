@@ -1,12 +1,15 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 )
 
@@ -184,5 +187,422 @@ func TestAbuseBodiesAndQueries(t *testing.T) {
 	}
 	if after := e.fingerprint(t); after != before {
 		t.Fatal("refused requests changed the store")
+	}
+}
+
+// instanceAddr returns the address registered for instance id of svc.
+func (e *testEnv) instanceAddr(svc, id string) string {
+	e.t.Helper()
+	list, err := e.store.Instances(context.Background(), svc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, in := range list {
+		if in.ID == id {
+			return in.Addr
+		}
+	}
+	return ""
+}
+
+// TestAttackInstanceHijack: any token allowed to register in a service
+// could overwrite another's instance (pointing its traffic elsewhere) or
+// remove it. An instance belongs to the token that registered it.
+func TestAttackInstanceHijack(t *testing.T) {
+	e := newEnv(t)
+	e.mustService("orders", nil)
+	owner, thief := e.mustToken("agent:orders"), e.mustToken("editor:orders")
+	path := "/v1/services/orders/instances/orders-1"
+	var got configsvc.Instance
+	e.must(http.StatusCreated, req{method: "PUT", path: path, token: owner, body: map[string]any{"addr": "10.0.0.7:8080"}}).json(t, &got)
+	ownerID := access.HashToken(owner)[:12]
+	if got.Owner != ownerID {
+		t.Fatalf("registered instance has owner %q, want the registering token %s", got.Owner, ownerID)
+	}
+	for _, r := range []req{
+		{method: "PUT", path: path, token: thief, body: map[string]any{"addr": "169.254.169.254:80"}},
+		{method: "PUT", path: path, token: thief, body: map[string]any{"addr": "169.254.169.254:80", "owner": access.HashToken(thief)[:12]}},
+		{method: "DELETE", path: path, token: thief},
+	} {
+		resp := e.do(r)
+		if resp.status != http.StatusForbidden || resp.errCode(t) != api.CodeForbidden || !strings.Contains(string(resp.body), ownerID) {
+			t.Fatalf("%s by another token: %d %s, want 403 naming the owner", r.method, resp.status, resp.body)
+		}
+	}
+	if addr := e.instanceAddr("orders", "orders-1"); addr != "10.0.0.7:8080" {
+		t.Fatalf("instance address is now %q", addr)
+	}
+	// The owner refreshes it; an admin may too, and the owner stays.
+	e.must(http.StatusOK, req{method: "PUT", path: path, token: owner, body: map[string]any{"addr": "10.0.0.7:8081"}})
+	e.must(http.StatusOK, req{method: "PUT", path: path, token: e.admin, body: map[string]any{"addr": "10.0.0.7:8082"}}).json(t, &got)
+	if got.Owner != ownerID {
+		t.Fatalf("an admin's refresh changed the owner to %q", got.Owner)
+	}
+	// Another server on the same store refuses the thief too (403, not a
+	// conflict to wait out).
+	b := newEnvOn(t, e.store)
+	resp := b.do(req{method: "PUT", path: path, token: thief, body: map[string]any{"addr": "169.254.169.254:80"}})
+	if resp.status != http.StatusForbidden {
+		t.Fatalf("thief on another server: %d %s, want 403", resp.status, resp.body)
+	}
+	e.must(http.StatusNoContent, req{method: "DELETE", path: path, token: owner})
+}
+
+// TestAttackFakeProxyRegisters: agents and editors granted on everything
+// could register in sluice-system as "proxies", dividing every
+// cluster-scoped rate limit among fakes; only admins and the proxy role may.
+func TestAttackFakeProxyRegisters(t *testing.T) {
+	e := newEnv(t)
+	e.mustService(configsvc.SystemService, nil)
+	path := "/v1/services/sluice-system/instances/proxy-fake"
+	body := map[string]any{"addr": "127.0.0.1:7080", "labels": map[string]string{configsvc.ProxyRoleLabel: configsvc.ProxyRole}}
+	for _, grant := range []string{"agent:*", "editor:*", "agent:sluice-system"} {
+		resp := e.do(req{method: "PUT", path: path, token: e.mustToken(grant), body: body})
+		if resp.status != http.StatusForbidden || !strings.Contains(string(resp.body), "proxies") {
+			t.Fatalf("%s registers in sluice-system: %d %s, want 403 naming the proxy role", grant, resp.status, resp.body)
+		}
+	}
+	if n := len(mustInstances(t, e, configsvc.SystemService)); n != 0 {
+		t.Fatalf("%d instances in sluice-system after refused registrations", n)
+	}
+	e.must(http.StatusCreated, req{method: "PUT", path: path, token: e.mustToken("proxy:*"), body: body})
+}
+
+func mustInstances(t *testing.T, e *testEnv, svc string) []configsvc.Instance {
+	t.Helper()
+	list, err := e.store.Instances(context.Background(), svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+// TestAttackRefusalFloodEvictsAudit: each refused request used to append an
+// fsynced entry to the audit log, so enough of them pushed every real entry
+// out. Refusals are counted in metrics and sampled apart from the log.
+func TestAttackRefusalFloodEvictsAudit(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.AuditKeep = 50 })
+	e.mustService("orders", nil)
+	real := e.auditCount()
+	const flood = 300 // six times the retention
+	for i := 0; i < flood; i++ {
+		tok := ""
+		if i%2 == 1 {
+			tok = "slc_" + strings.Repeat("x", 43) // well-formed, unknown
+		}
+		e.must(http.StatusUnauthorized, req{method: "PUT", path: "/v1/services/orders/files/a.txt", token: tok, body: "x", contentType: "text/plain"})
+	}
+	if n := e.auditCount(); n != real {
+		t.Fatalf("the audit log went from %d to %d entries: refusals still fill it", real, n)
+	}
+	samples, err := e.store.Records().Scan(context.Background(), access.RefusalsCollection, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(samples) == 0 || len(samples) > access.DefaultMaxRefusalEntries {
+		t.Fatalf("%d sampled refusals, want 1 to %d", len(samples), access.DefaultMaxRefusalEntries)
+	}
+	m := string(e.must(http.StatusOK, req{method: "GET", path: "/metrics"}).body)
+	if want := fmt.Sprintf(`sluice_http_refusals_total{reason="unauthenticated"} %d`, flood); !strings.Contains(m, want) {
+		t.Fatalf("metrics lack %s", want)
+	}
+	// The window's summary is written when it ends (here: at Close); the
+	// audit then shows the refusals with their count.
+	_ = e.srv.Close()
+	var audit api.AuditList
+	e2 := newEnvOn(t, e.store)
+	e2.must(http.StatusOK, req{method: "GET", path: "/v1/audit?limit=1000", token: e.admin}).json(t, &audit)
+	var counted int64
+	for _, en := range audit.Entries {
+		if en.Sampled {
+			if en.Outcome != access.OutcomeRefused || en.Client != "127.0.0.1" || en.Status != http.StatusUnauthorized {
+				t.Fatalf("sampled entry %+v", en)
+			}
+			counted += en.Count
+		}
+	}
+	if counted != flood {
+		t.Fatalf("sampled entries count %d refusals, want %d", counted, flood)
+	}
+}
+
+// TestAttackStreamOutlivesRevocation: a watch stream kept delivering every
+// new revision to a token revoked after it opened. Streams re-check their
+// credential and end within 5 s of a revocation made on any server of the
+// store, of the token's expiry, or of the console session's end.
+func TestAttackStreamOutlivesRevocation(t *testing.T) {
+	store := mustOpenBolt(t)
+	a := newEnvOn(t, store)
+	b := newEnvOn(t, store)
+	a.mustService("orders", map[string]string{"a.txt": "one"})
+	ended := func(t *testing.T, events <-chan sseEvent, within time.Duration) {
+		t.Helper()
+		deadline := time.After(within)
+		sawError := false
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					if !sawError {
+						t.Fatal("stream ended without an error event")
+					}
+					return
+				}
+				if ev.name == api.EventError {
+					if !strings.Contains(ev.data, api.CodeUnauthorized) {
+						t.Fatalf("error event %s, want code unauthorized", ev.data)
+					}
+					sawError = true
+				}
+			case <-deadline:
+				t.Fatalf("stream still open %v after its credential ended", within)
+			}
+		}
+	}
+	t.Run("revoked on another server", func(t *testing.T) {
+		var tok api.Token
+		a.withT(t).must(http.StatusCreated, req{method: "POST", path: "/v1/tokens", token: a.admin,
+			body: map[string]any{"name": "watcher", "roles": []access.Grant{{Role: "viewer", Pattern: "orders"}}}}).json(t, &tok)
+		events, _ := openStream(t, b.withT(t), "/v1/services/orders/watch", tok.Secret, nil)
+		instances, _ := openStream(t, b.withT(t), "/v1/services/orders/instances/watch", tok.Secret, nil)
+		a.withT(t).must(http.StatusNoContent, req{method: "DELETE", path: "/v1/tokens/" + tok.ID, token: a.admin})
+		a.withT(t).must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/files/a.txt", token: a.admin, body: "secret after revocation"})
+		ended(t, events, 5*time.Second)
+		ended(t, instances, 5*time.Second)
+	})
+	t.Run("expired", func(t *testing.T) {
+		var tok api.Token
+		a.withT(t).must(http.StatusCreated, req{method: "POST", path: "/v1/tokens", token: a.admin,
+			body: map[string]any{"name": "short", "ttl": "1h", "roles": []access.Grant{{Role: "viewer", Pattern: "orders"}}}}).json(t, &tok)
+		events, _ := openStream(t, b.withT(t), "/v1/services/orders/watch", tok.Secret, nil)
+		a.clock.Advance(time.Hour)
+		b.clock.Advance(time.Hour)
+		ended(t, events, 5*time.Second)
+	})
+	t.Run("session closed", func(t *testing.T) {
+		viewer := a.withT(t).mustToken("viewer:orders")
+		resp := a.withT(t).must(http.StatusOK, req{method: "POST", path: "/v1/session", body: map[string]string{"token": viewer}})
+		var sid, csrf string
+		for _, ck := range (&http.Response{Header: resp.header}).Cookies() {
+			switch ck.Name {
+			case SessionCookie:
+				sid = ck.Value
+			case CSRFCookie:
+				csrf = ck.Value
+			}
+		}
+		events, _ := openStream(t, b.withT(t), "/v1/services/orders/watch", "", map[string]string{"Authorization": "", "Cookie": SessionCookie + "=" + sid})
+		a.withT(t).must(http.StatusNoContent, req{method: "DELETE", path: "/v1/session", header: map[string]string{"Cookie": SessionCookie + "=" + sid, CSRFHeader: csrf}})
+		ended(t, events, 5*time.Second)
+	})
+}
+
+// TestAttackStreamFlood: one token could hold any number of event streams
+// (each a goroutine and a store watch); past MaxStreamsPerToken it gets 429
+// naming the limit.
+func TestAttackStreamFlood(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxStreamsPerToken = 2 })
+	e.mustService("orders", nil)
+	viewer := e.mustToken("viewer:orders")
+	_, first := openStream(t, e, "/v1/services/orders/watch", viewer, nil)
+	openStream(t, e, "/v1/services/orders/instances/watch", viewer, nil)
+	resp := e.do(req{method: "GET", path: "/v1/services/orders/watch", token: viewer})
+	if resp.status != http.StatusTooManyRequests || resp.errCode(t) != api.CodeTooMany || !strings.Contains(string(resp.body), settingStreams) || resp.header.Get("Retry-After") == "" {
+		t.Fatalf("third stream: %d %s, want 429 naming %s with Retry-After", resp.status, resp.body, settingStreams)
+	}
+	checkSpec(t, loadSpec(t), "GET", "/v1/services/orders/watch", resp)
+	openStream(t, e, "/v1/services/orders/watch", e.admin, nil) // another token's streams are its own
+	first.Body.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.do(req{method: "GET", path: "/v1/services/orders/snapshot", token: viewer}); ; {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		hr, _ := http.NewRequestWithContext(ctx, "GET", e.http.URL+"/v1/services/orders/watch", nil)
+		hr.Header.Set("Authorization", "Bearer "+viewer)
+		r, err := e.http.Client().Do(hr)
+		status := 0
+		if err == nil {
+			status = r.StatusCode
+			r.Body.Close()
+		}
+		cancel()
+		if status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed stream's slot was not given back (last status %d, %v)", status, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAttackInstanceFlood: a token could register instances without bound
+// (each an ephemeral node and a lease every server refreshes); past the
+// per-token and per-service limits it gets 429 naming the limit.
+func TestAttackInstanceFlood(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxInstancesPerToken = 3; c.MaxInstancesPerService = 5 })
+	e.mustService("orders", nil)
+	agent := e.mustToken("agent:orders")
+	put := func(tok, id string) *response {
+		return e.do(req{method: "PUT", path: "/v1/services/orders/instances/" + id, token: tok, body: map[string]any{"addr": "127.0.0.1:1"}})
+	}
+	for i := 0; i < 3; i++ {
+		if r := put(agent, fmt.Sprintf("a-%d", i)); r.status != http.StatusCreated {
+			t.Fatalf("instance %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if r := put(agent, "a-3"); r.status != http.StatusTooManyRequests || !strings.Contains(string(r.body), settingInstancesToken) {
+		t.Fatalf("fourth instance of one token: %d %s, want 429 naming %s", r.status, r.body, settingInstancesToken)
+	}
+	if r := put(agent, "a-0"); r.status != http.StatusOK {
+		t.Fatalf("refresh at the limit: %d %s", r.status, r.body)
+	}
+	other := e.mustToken("agent:orders")
+	for i := 0; i < 2; i++ {
+		if r := put(other, fmt.Sprintf("b-%d", i)); r.status != http.StatusCreated {
+			t.Fatalf("other token's instance %d: %d %s", i, r.status, r.body)
+		}
+	}
+	time.Sleep(instanceCountTTL) // the service's count is re-listed
+	if r := put(other, "b-2"); r.status != http.StatusTooManyRequests || !strings.Contains(string(r.body), settingInstancesService) {
+		t.Fatalf("sixth instance of the service: %d %s, want 429 naming %s", r.status, r.body, settingInstancesService)
+	}
+	if n := len(mustInstances(t, e, "orders")); n != 5 {
+		t.Fatalf("%d instances registered, want 5", n)
+	}
+}
+
+// TestAttackSessionFloodHTTP: POST /v1/session past the per-token limit is
+// 429 naming it.
+func TestAttackSessionFloodHTTP(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxSessionsPerToken = 2 })
+	viewer := e.mustToken("viewer:orders")
+	for i := 0; i < 2; i++ {
+		e.must(http.StatusOK, req{method: "POST", path: "/v1/session", body: map[string]string{"token": viewer}})
+	}
+	resp := e.do(req{method: "POST", path: "/v1/session", body: map[string]string{"token": viewer}})
+	if resp.status != http.StatusTooManyRequests || !strings.Contains(string(resp.body), settingSessions) {
+		t.Fatalf("third session: %d %s, want 429 naming %s", resp.status, resp.body, settingSessions)
+	}
+	checkSpec(t, loadSpec(t), "POST", "/v1/session", resp)
+}
+
+// TestAttackServiceGrowsWithoutBound: publishes of at most 900 KiB each
+// could grow a service without limit (every SDK holds all of it); the total
+// is bounded on every publish path, rollback included.
+func TestAttackServiceGrowsWithoutBound(t *testing.T) {
+	const limit = 1 << 20
+	e := newEnv(t, func(c *Config) { c.MaxServiceBytes = limit })
+	e.mustService("orders", nil)
+	big := strings.Repeat("x", 400<<10)
+	put := func(file string) *response {
+		return e.do(req{method: "PUT", path: "/v1/services/orders/files/" + file, token: e.admin, body: big, contentType: "text/plain"})
+	}
+	for _, f := range []string{"a.txt", "b.txt"} {
+		if r := put(f); r.status != http.StatusOK {
+			t.Fatalf("%s: %d %s", f, r.status, r.body)
+		}
+	}
+	tooLarge := func(what string, r *response) {
+		t.Helper()
+		var b api.ErrorBody
+		r.json(t, &b)
+		if r.status != http.StatusRequestEntityTooLarge || b.Error.Details["limit"] != float64(limit) {
+			t.Fatalf("%s: %d %s, want 413 naming the limit %d", what, r.status, r.body, limit)
+		}
+	}
+	tooLarge("third file", put("c.txt"))
+	tooLarge("publish", e.do(req{method: "POST", path: "/v1/services/orders/revisions", token: e.admin,
+		body: map[string]any{"changes": []map[string]any{{"file": "c.txt", "content": big}}}}))
+	// Replacing a file by one of the same size does not grow the service.
+	if r := put("a.txt"); r.status != http.StatusOK {
+		t.Fatalf("rewrite: %d %s", r.status, r.body)
+	}
+	// Rollback: a.txt of revision 1 back beside the c.txt added since
+	// would be over the limit.
+	e.must(http.StatusCreated, req{method: "POST", path: "/v1/services/orders/revisions", token: e.admin,
+		body: map[string]any{"changes": []map[string]any{{"file": "a.txt", "delete": true}, {"file": "c.txt", "content": big}}}})
+	tooLarge("rollback", e.do(req{method: "POST", path: "/v1/services/orders/rollback", token: e.admin,
+		body: map[string]any{"to_revision": 1, "files": []string{"a.txt"}}}))
+}
+
+// TestAttackDiffRunsPastDeadline: a diff of two 512 KiB files with
+// pathological content kept a CPU busy for minutes after the request had
+// timed out; it now stops at the request's deadline.
+func TestAttackDiffRunsPastDeadline(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.RequestTimeout = time.Second })
+	a, b := pathologicalPair()
+	e.mustService("orders", map[string]string{"a.txt": string(a)})
+	e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/files/a.txt", token: e.admin, body: b, contentType: "text/plain"})
+	start := time.Now()
+	resp := e.do(req{method: "GET", path: "/v1/services/orders/diff", token: e.admin})
+	took := time.Since(start)
+	if resp.status != http.StatusServiceUnavailable || !strings.Contains(string(resp.body), "deadline") {
+		t.Fatalf("diff: %d %.200s, want 503 at the deadline", resp.status, resp.body)
+	}
+	if took > 2*time.Second {
+		t.Fatalf("diff answered after %v, past its 1s deadline", took)
+	}
+}
+
+// TestAttackPinListShowsHiddenTargets: GET /v1/pins listed a pin whole when
+// the caller could read one of its targets, naming instances of services
+// the caller may not see. Only visible targets are listed now.
+func TestAttackPinListShowsHiddenTargets(t *testing.T) {
+	e := newEnv(t)
+	e.mustService("orders", nil)
+	e.mustService("payments", nil)
+	e.must(http.StatusCreated, req{method: "POST", path: "/v1/pins", token: e.admin,
+		body: map[string]any{"targets": map[string]string{"orders": "orders-7", "payments": "payments-secret-2"}}})
+	var list api.PinList
+	resp := e.must(http.StatusOK, req{method: "GET", path: "/v1/pins", token: e.mustToken("viewer:orders")})
+	resp.json(t, &list)
+	if len(list.Pins) != 1 || len(list.Pins[0].Targets) != 1 || list.Pins[0].Targets["orders"] != "orders-7" || list.Pins[0].HiddenTargets != 1 {
+		t.Fatalf("viewer of orders sees %+v, want only the orders target and one hidden", list.Pins)
+	}
+	if strings.Contains(string(resp.body), "payments") {
+		t.Fatalf("the list names the hidden target: %s", resp.body)
+	}
+	e.must(http.StatusOK, req{method: "GET", path: "/v1/pins", token: e.mustToken("viewer:billing")}).json(t, &list)
+	if len(list.Pins) != 0 {
+		t.Fatalf("a caller who sees no target sees %+v", list.Pins)
+	}
+	e.must(http.StatusOK, req{method: "GET", path: "/v1/pins", token: e.admin}).json(t, &list)
+	if len(list.Pins) != 1 || len(list.Pins[0].Targets) != 2 || list.Pins[0].HiddenTargets != 0 {
+		t.Fatalf("admin sees %+v, want the whole pin", list.Pins)
+	}
+}
+
+func TestTokenTTL(t *testing.T) {
+	e := newEnv(t)
+	var tok api.Token
+	e.must(http.StatusCreated, req{method: "POST", path: "/v1/tokens", token: e.admin,
+		body: map[string]any{"name": "ci", "ttl": "24h", "roles": []access.Grant{{Role: "viewer", Pattern: "orders"}}}}).json(t, &tok)
+	if want := e.clock.Now().Add(24 * time.Hour); !tok.Expires.Equal(want) {
+		t.Fatalf("expires %v, want %v", tok.Expires, want)
+	}
+	var list api.TokenList
+	e.must(http.StatusOK, req{method: "GET", path: "/v1/tokens", token: e.admin}).json(t, &list)
+	found := false
+	for _, lt := range list.Tokens {
+		found = found || lt.ID == tok.ID && lt.Expires.Equal(tok.Expires)
+	}
+	if !found {
+		t.Fatalf("token list does not show the expiry: %+v", list.Tokens)
+	}
+	e.must(http.StatusOK, req{method: "GET", path: "/v1/whoami", token: tok.Secret})
+	e.clock.Advance(24 * time.Hour)
+	e.must(http.StatusUnauthorized, req{method: "GET", path: "/v1/whoami", token: tok.Secret})
+	if err := e.srv.sweepRecords(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.must(http.StatusOK, req{method: "GET", path: "/v1/tokens", token: e.admin}).json(t, &list)
+	for _, lt := range list.Tokens {
+		if lt.ID == tok.ID {
+			t.Fatal("the expired token was not swept")
+		}
+	}
+	resp := e.do(req{method: "POST", path: "/v1/tokens", token: e.admin, body: map[string]any{"name": "x", "ttl": "-1h", "roles": []access.Grant{{Role: "admin"}}}})
+	if resp.status != http.StatusBadRequest || !strings.Contains(string(resp.body), "ttl") {
+		t.Fatalf("negative ttl: %d %s", resp.status, resp.body)
 	}
 }

@@ -376,9 +376,14 @@ func TestTokensWhoamiAudit(t *testing.T) {
 	if strings.Contains(string(list.body), tok.Secret) || strings.Contains(string(list.body), access.HashToken(tok.Secret)) {
 		t.Fatal("token list echoes a token or its hash")
 	}
+	// The audit merges its log with the sampled refusals by time: let the
+	// clock move between the requests.
 	e.must(http.StatusForbidden, req{method: "GET", path: "/v1/tokens", token: tok.Secret})
+	e.clock.Advance(time.Second)
 	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/team-a-x", token: tok.Secret})
+	e.clock.Advance(time.Second)
 	e.must(http.StatusForbidden, req{method: "PUT", path: "/v1/services/team-b-x", token: tok.Secret})
+	e.clock.Advance(time.Second)
 	e.must(http.StatusNoContent, req{method: "DELETE", path: "/v1/tokens/" + tok.ID, token: e.admin})
 	e.must(http.StatusUnauthorized, req{method: "GET", path: "/v1/whoami", token: tok.Secret})
 
@@ -399,8 +404,8 @@ func TestTokensWhoamiAudit(t *testing.T) {
 		t.Fatalf("audit =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/audit?service=team-b-x", token: e.admin}).json(t, &audit)
-	if len(audit.Entries) != 1 || audit.Entries[0].Status != http.StatusForbidden {
-		t.Fatalf("audit by service = %+v", audit.Entries)
+	if len(audit.Entries) != 1 || audit.Entries[0].Status != http.StatusForbidden || !audit.Entries[0].Sampled || audit.Entries[0].Count != 1 {
+		t.Fatalf("audit by service = %+v, want the refusal, sampled with count 1", audit.Entries)
 	}
 	if strings.Contains(e.logText(), tok.Secret) || strings.Contains(e.logText(), e.admin) {
 		t.Fatal("the log contains a token")

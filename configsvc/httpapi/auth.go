@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -48,7 +49,16 @@ func (s *Server) createToken(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	secret, t, err := s.tokens.Create(c.Request.Context(), req.Name, req.Roles, st.principal.TokenID)
+	ttl, err := access.ParseTokenTTL(req.TTL)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var opts []access.TokenOption
+	if ttl > 0 {
+		opts = append(opts, access.WithTTL(ttl))
+	}
+	secret, t, err := s.tokens.Create(c.Request.Context(), req.Name, req.Roles, st.principal.TokenID, opts...)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -77,7 +87,7 @@ func (s *Server) revokeToken(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-// queryAudit answers GET /v1/audit?service=&actor=&since=&before=&limit=.
+// queryAudit answers GET /v1/audit?service=&actor=&since=&before=&before_sampled=&limit=.
 func (s *Server) queryAudit(c *gin.Context) {
 	if !s.manage(c) {
 		return
@@ -109,7 +119,11 @@ func (s *Server) queryAudit(c *gin.Context) {
 	if !ok {
 		return
 	}
-	q.Limit, q.Before = int(limit), before
+	beforeSampled, _, ok := s.queryInt(c, "before_sampled", 0, 1<<62)
+	if !ok {
+		return
+	}
+	q.Limit, q.Before, q.BeforeSampled = int(limit), before, beforeSampled
 	entries, err := s.audit.Query(c.Request.Context(), q)
 	if err != nil {
 		s.fail(c, err)
@@ -130,6 +144,10 @@ func (s *Server) openSession(c *gin.Context) {
 		return
 	}
 	id, csrf, expires, p, err := s.sessions.Open(c.Request.Context(), req.Token)
+	var ce *configsvc.CountError
+	if errors.As(err, &ce) {
+		ce.Setting = settingSessions
+	}
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -41,6 +41,8 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, api.CodeConflict
 	case errors.Is(err, configsvc.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, api.CodeTooLarge
+	case errors.Is(err, configsvc.ErrTooMany):
+		return http.StatusTooManyRequests, api.CodeTooMany
 	case errors.Is(err, configsvc.ErrCompacted):
 		return http.StatusGone, api.CodeCompacted
 	case errors.Is(err, access.ErrCSRF), errors.Is(err, api.ErrForbidden):
@@ -63,6 +65,7 @@ func details(err error) map[string]any {
 	var (
 		pe *configsvc.ParseError
 		le *configsvc.LimitError
+		ce *configsvc.CountError
 		fe *configsvc.FieldError
 	)
 	switch {
@@ -70,6 +73,12 @@ func details(err error) map[string]any {
 		return map[string]any{"file": pe.File, "line": pe.Line, "column": pe.Column, "format": string(pe.Format)}
 	case errors.As(err, &le):
 		return map[string]any{"limit": le.Limit, "size": le.Size, "what": le.What}
+	case errors.As(err, &ce):
+		d := map[string]any{"limit": ce.Limit, "count": ce.Count, "what": ce.What}
+		if ce.Setting != "" {
+			d["setting"] = ce.Setting
+		}
+		return d
 	case errors.As(err, &fe):
 		return map[string]any{"field": fe.Field}
 	}
@@ -83,6 +92,8 @@ func (s *Server) fail(c *gin.Context, err error) {
 	status, code := classify(err)
 	msg := err.Error()
 	switch {
+	case status == http.StatusTooManyRequests:
+		c.Header("Retry-After", strconv.Itoa(s.retryAfter))
 	case status == http.StatusServiceUnavailable:
 		c.Header("Retry-After", strconv.Itoa(s.retryAfter))
 		s.metrics.storeErrors.Inc()

@@ -18,20 +18,26 @@ import (
 // behalf of SDKs using the HTTP transport. Each expires InstanceTTL after its
 // last refresh. A registration lives in the server that took it: a refresh
 // that reaches another server is answered 409 until the first lease expires.
+// Each has an owner, the token that registered it: only that token or an
+// admin may refresh or remove it.
 type leaseTable struct {
 	mu      sync.Mutex
 	entries map[string]*heldLease
+	owners  map[string]int // token id → registrations it owns here
 	closed  bool
 }
 
 type heldLease struct {
 	mu      sync.Mutex // serializes store I/O on this lease
 	lease   configsvc.Lease
+	owner   string // id of the token that registered it (configsvc.Instance.Owner)
 	expires time.Time
 	gone    bool // closed and removed from the table
 }
 
-func newLeaseTable() *leaseTable { return &leaseTable{entries: map[string]*heldLease{}} }
+func newLeaseTable() *leaseTable {
+	return &leaseTable{entries: map[string]*heldLease{}, owners: map[string]int{}}
+}
 
 func leaseKey(svc, id string) string { return svc + "/" + id }
 
@@ -51,13 +57,35 @@ func (t *leaseTable) entry(key string, create bool) *heldLease {
 	return e
 }
 
+// remove takes e out of the table. e.mu must be held.
 func (t *leaseTable) remove(key string, e *heldLease) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.entries[key] == e {
 		delete(t.entries, key)
 	}
+	if !e.gone && e.owner != "" {
+		if t.owners[e.owner]--; t.owners[e.owner] <= 0 {
+			delete(t.owners, e.owner)
+		}
+	}
 	e.gone = true
+}
+
+// owned counts the live registrations owned by token.
+func (t *leaseTable) owned(token string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.owners[token]
+}
+
+// own records that e, just registered, is owned by token. e.mu must be
+// held.
+func (t *leaseTable) own(e *heldLease, token string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e.owner = token
+	t.owners[token]++
 }
 
 // all returns a copy of the table.
@@ -76,6 +104,7 @@ func (t *leaseTable) closeAll() {
 	t.closed = true
 	entries := t.entries
 	t.entries = map[string]*heldLease{}
+	t.owners = map[string]int{}
 	t.mu.Unlock()
 	for _, e := range entries {
 		e.mu.Lock()
@@ -104,7 +133,7 @@ func (s *Server) sweepLeases() {
 
 func (s *Server) listInstances(c *gin.Context) {
 	ref, ok := s.refParam(c, configsvc.KindService)
-	if !ok || !s.authorizeRead(c, ref) {
+	if !ok || !s.authorize(c, access.ActionInstances, access.Target{Ref: ref}) {
 		return
 	}
 	ctx := c.Request.Context()
@@ -137,8 +166,70 @@ func (s *Server) instanceParams(c *gin.Context) (configsvc.Ref, string, bool) {
 	return ref, id, s.authorize(c, access.ActionRegister, access.Target{Ref: ref})
 }
 
+// ownerCheck refuses (403) a caller other than an admin or the token that
+// registered the instance held in e. e.mu must be held.
+func (s *Server) ownerCheck(c *gin.Context, e *heldLease, ref configsvc.Ref, id, verb string) bool {
+	p := state(c).principal
+	if e.owner == "" || e.owner == p.TokenID || p.IsAdmin() {
+		return true
+	}
+	st := state(c)
+	st.authorized = false
+	st.reason = fmt.Sprintf("instance %s of %s was registered by token %s: only that token or an admin may %s it", id, ref.Name, e.owner, verb)
+	s.failf(c, api.ErrForbidden, "%s", st.reason)
+	return false
+}
+
+// foreignOwner returns the owner of the live instance id of svc when it is
+// neither empty nor the caller's token (nor the caller an admin): the
+// instance is another token's, so a registration under its id is refused
+// with 403 rather than reported as a conflict.
+func (s *Server) foreignOwner(c *gin.Context, svc, id string) string {
+	p := state(c).principal
+	if p.IsAdmin() {
+		return ""
+	}
+	list, err := s.cfg.Store.Instances(c.Request.Context(), svc)
+	if err != nil {
+		return ""
+	}
+	for _, in := range list {
+		if in.ID == id && in.Owner != "" && in.Owner != p.TokenID {
+			return in.Owner
+		}
+	}
+	return ""
+}
+
+// checkInstanceLimits refuses (429) a new registration by the caller when
+// its token already keeps MaxInstancesPerToken instances through this
+// server, or svc has MaxInstancesPerService live instances.
+func (s *Server) checkInstanceLimits(c *gin.Context, svc string) bool {
+	token := state(c).principal.TokenID
+	if limit := s.cfg.MaxInstancesPerToken; limit > 0 {
+		if n := s.leases.owned(token); n >= limit {
+			s.fail(c, &configsvc.CountError{What: "instances registered by token " + token + " through this server", Count: int64(n), Limit: int64(limit), Setting: settingInstancesToken})
+			return false
+		}
+	}
+	if limit := s.cfg.MaxInstancesPerService; limit > 0 {
+		n, err := s.serviceInstances(c.Request.Context(), svc)
+		if err != nil {
+			s.fail(c, err)
+			return false
+		}
+		if n >= limit {
+			s.fail(c, &configsvc.CountError{What: "live instances of service " + svc, Count: int64(n), Limit: int64(limit), Setting: settingInstancesService})
+			return false
+		}
+	}
+	return true
+}
+
 // registerInstance registers or refreshes an instance held by this server
-// for InstanceTTL.
+// for InstanceTTL. The instance's owner is the caller's token; a refresh by
+// another token (unless an admin) is refused, and the owner of a
+// registration never changes.
 func (s *Server) registerInstance(c *gin.Context) {
 	ref, id, ok := s.instanceParams(c)
 	if !ok {
@@ -176,6 +267,7 @@ func (s *Server) registerInstance(c *gin.Context) {
 	if inst.Started.IsZero() {
 		inst.Started = now
 	}
+	caller := state(c).principal.TokenID
 	ctx := c.Request.Context()
 	if _, err := s.cfg.Store.Head(ctx, ref); err != nil {
 		s.fail(c, err)
@@ -198,16 +290,35 @@ func (s *Server) registerInstance(c *gin.Context) {
 	status := http.StatusOK
 	var err error
 	if e.lease != nil {
+		if !s.ownerCheck(c, e, ref, id, "update") {
+			return
+		}
+		inst.Owner = e.owner
 		err = e.lease.Update(ctx, inst)
 	} else {
+		if !s.checkInstanceLimits(c, ref.Name) {
+			s.leases.remove(key, e)
+			return
+		}
 		status = http.StatusCreated
+		inst.Owner = caller
 		e.lease, err = s.cfg.Store.Register(ctx, inst)
 		if err != nil {
 			e.lease = nil
 			s.leases.remove(key, e)
 			if errors.Is(err, configsvc.ErrConflict) {
+				if owner := s.foreignOwner(c, ref.Name, id); owner != "" {
+					st := state(c)
+					st.authorized = false
+					st.reason = fmt.Sprintf("instance %s of %s was registered by token %s: only that token or an admin may update it", id, ref.Name, owner)
+					s.failf(c, api.ErrForbidden, "%s", st.reason)
+					return
+				}
 				err = fmt.Errorf("instance %s of %s is registered elsewhere (another server or a direct SDK registration) and must expire first: %w", id, ref.Name, err)
 			}
+		} else {
+			s.leases.own(e, caller)
+			s.instanceAdded(ref.Name)
 		}
 	}
 	if err != nil {
@@ -223,7 +334,8 @@ func (s *Server) registerInstance(c *gin.Context) {
 	c.JSON(status, inst)
 }
 
-// deregisterInstance removes an instance registered through this server.
+// deregisterInstance removes an instance registered through this server;
+// only its owner or an admin may.
 func (s *Server) deregisterInstance(c *gin.Context) {
 	ref, id, ok := s.instanceParams(c)
 	if !ok {
@@ -239,6 +351,9 @@ func (s *Server) deregisterInstance(c *gin.Context) {
 	defer e.mu.Unlock()
 	if e.gone || e.lease == nil {
 		s.fail(c, fmt.Errorf("instance %s of %s is not registered through this server: %w", id, ref.Name, configsvc.ErrNotFound))
+		return
+	}
+	if !s.ownerCheck(c, e, ref, id, "remove") {
 		return
 	}
 	err := e.lease.Close()

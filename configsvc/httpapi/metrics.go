@@ -22,7 +22,14 @@ type metrics struct {
 	publishes   *prometheus.CounterVec   // sluice_publishes_total{kind}
 	watchers    *prometheus.GaugeVec     // sluice_watch_subscribers{stream}
 	storeErrors prometheus.Counter       // sluice_store_errors_total
+	refusals    *prometheus.CounterVec   // sluice_http_refusals_total{reason}
 }
+
+// The reason label values of sluice_http_refusals_total.
+const (
+	refusedUnauthenticated = "unauthenticated" // 401
+	refusedForbidden       = "forbidden"       // 403
+)
 
 const (
 	// unmatchedRoute is the route label of requests no route matched
@@ -67,8 +74,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sluice_store_errors_total",
 			Help: "Requests that failed because the store was unreachable, and audit entries that could not be written.",
 		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_http_refusals_total",
+			Help: "Admin API requests refused, by reason: unauthenticated (401) or forbidden (403); every one, whether or not the sampled audit wrote it.",
+		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.publishes, m.watchers, m.storeErrors} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.publishes, m.watchers, m.storeErrors, m.refusals} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
 		}

@@ -101,6 +101,8 @@ func TestAttackJunkRequestsDoNotGrowMetricSeries(t *testing.T) {
 					ok = routes[v]
 				case "code":
 					ok = classes[v]
+				case "reason":
+					ok = v == refusedUnauthenticated || v == refusedForbidden
 				}
 				if !ok {
 					t.Errorf("%s has %s=%q, not a bounded value", mf.GetName(), l.GetName(), v)

@@ -66,8 +66,11 @@ func (s *Server) createPin(c *gin.Context) {
 	c.JSON(http.StatusCreated, out)
 }
 
-// listPins lists pins the caller may see: all for admins, else those with
-// at least one target the caller may read. Tokens are never listed.
+// listPins lists pins the caller may see, each with only the targets the
+// caller may see: all for admins, else the targets on services whose
+// instances the caller may list (access.ActionInstances); a pin with no
+// such target is left out, and one with some hidden says how many in
+// hidden_targets. Tokens are never listed.
 func (s *Server) listPins(c *gin.Context) {
 	all, err := s.pins.List(c.Request.Context())
 	if err != nil {
@@ -77,12 +80,19 @@ func (s *Server) listPins(c *gin.Context) {
 	p := state(c).principal
 	out := []api.Pin{}
 	for _, pin := range all {
-		for svc := range pin.Targets {
-			if s.authz.Decide(p, access.ActionRead, access.Target{Ref: configsvc.Service(svc)}).Allowed {
-				out = append(out, s.pinJSON(pin))
-				break
+		visible := make(map[string]string, len(pin.Targets))
+		for svc, inst := range pin.Targets {
+			if s.authz.Decide(p, access.ActionInstances, access.Target{Ref: configsvc.Service(svc)}).Allowed {
+				visible[svc] = inst
 			}
 		}
+		if len(visible) == 0 {
+			continue
+		}
+		hidden := len(pin.Targets) - len(visible)
+		pin.Targets = visible
+		out = append(out, s.pinJSON(pin))
+		out[len(out)-1].HiddenTargets = hidden
 	}
 	c.JSON(http.StatusOK, api.PinList{Pins: out})
 }

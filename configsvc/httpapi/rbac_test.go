@@ -22,14 +22,16 @@ const (
 	whoEditorIn  = "editor in grant"
 	whoEditorOut = "editor outside grant"
 	whoAgent     = "agent"
+	whoProxy     = "proxy"
 	whoAdmin     = "admin"
 )
 
-var matrixCallers = []string{whoNone, whoViewer, whoEditorIn, whoEditorOut, whoAgent, whoAdmin}
+var matrixCallers = []string{whoNone, whoViewer, whoEditorIn, whoEditorOut, whoAgent, whoProxy, whoAdmin}
 
 // matrixEnv is a server with service "orders" (two revisions, instance
-// orders-1), group "common" linked to it, service "billing", a victim token,
-// a pin on orders, and one token per caller.
+// orders-1 registered by the agent), group "common" linked to it, service
+// "billing", the reserved service sluice-system with a routes.yaml, a
+// victim token, a pin on orders, and one token per caller.
 type matrixEnv struct {
 	*testEnv
 	tokens   map[string]string
@@ -45,21 +47,23 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 	e.mustService("billing", nil)
 	e.mustGroup("common", map[string]string{"c.yaml": "x: 1\n"})
 	e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/links/common", token: e.admin})
-	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders/instances/orders-1", token: e.admin, body: map[string]any{"addr": "127.0.0.1:1"}})
-	var tok api.Token
-	e.must(http.StatusCreated, req{method: "POST", path: "/v1/tokens", token: e.admin, body: map[string]any{"name": "victim", "roles": []access.Grant{{Role: "viewer", Pattern: "x"}}}}).json(t, &tok)
-	e.victimID = tok.ID
-	var pin api.Pin
-	e.must(http.StatusCreated, req{method: "POST", path: "/v1/pins", token: e.admin, body: map[string]any{"targets": map[string]string{"orders": "orders-1"}}}).json(t, &pin)
-	e.pinID = pin.ID
+	e.mustService(configsvc.SystemService, map[string]string{configsvc.RoutesFile: "routes: []\n"})
 	e.tokens = map[string]string{
 		whoNone:      "",
 		whoViewer:    e.mustToken("viewer:orders"),
 		whoEditorIn:  e.mustToken("editor:orders"),
 		whoEditorOut: e.mustToken("editor:billing"),
 		whoAgent:     e.mustToken("agent:orders"),
+		whoProxy:     e.mustToken("proxy:*"),
 		whoAdmin:     e.admin,
 	}
+	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders/instances/orders-1", token: e.tokens[whoAgent], body: map[string]any{"addr": "127.0.0.1:1"}})
+	var tok api.Token
+	e.must(http.StatusCreated, req{method: "POST", path: "/v1/tokens", token: e.admin, body: map[string]any{"name": "victim", "roles": []access.Grant{{Role: "viewer", Pattern: "x"}}}}).json(t, &tok)
+	e.victimID = tok.ID
+	var pin api.Pin
+	e.must(http.StatusCreated, req{method: "POST", path: "/v1/pins", token: e.admin, body: map[string]any{"targets": map[string]string{"orders": "orders-1"}}}).json(t, &pin)
+	e.pinID = pin.ID
 	return e
 }
 
@@ -114,7 +118,10 @@ type matrixRow struct {
 
 var (
 	readers = []string{whoViewer, whoEditorIn, whoAgent, whoAdmin}
-	authed  = []string{whoViewer, whoEditorIn, whoEditorOut, whoAgent, whoAdmin}
+	authed  = []string{whoViewer, whoEditorIn, whoEditorOut, whoAgent, whoProxy, whoAdmin}
+	// listers may list and watch the instances of orders: its readers and
+	// the proxy.
+	listers = append(append([]string{}, readers...), whoProxy)
 )
 
 func allow(status int, who ...string) map[string]int {
@@ -143,18 +150,26 @@ func matrixRows() []matrixRow {
 		{route: "GET /v1/pins", path: "/v1/pins", want: allow(200, authed...)},
 		{route: "POST /v1/pins", path: "/v1/pins", body: map[string]any{"targets": map[string]string{"orders": "orders-1"}}, want: allow(201, whoEditorIn, whoAdmin)},
 		{route: "DELETE /v1/pins/:id", path: "/v1/pins/{pin}", want: allow(200, whoEditorIn, whoAdmin)},
-		// The live route tables need a grant on sluice-system, which only the admin has here.
-		{route: "GET /v1/routes", path: "/v1/routes", want: allow(200, whoAdmin)},
+		// The live route tables need read on sluice-system: the admin and the proxy.
+		{route: "GET /v1/routes", path: "/v1/routes", want: allow(200, whoProxy, whoAdmin)},
 		{route: "GET /v1/services", path: "/v1/services", want: allow(200, authed...)},
 		{route: "GET /v1/shared", path: "/v1/shared", want: allow(200, authed...)},
 		{route: "GET /v1/shared/:group/users", path: "/v1/shared/common/users", want: allow(200, readers...)},
 		// Linking needs a direct grant on the group, which no editor here has.
 		{route: "PUT /v1/services/:svc/links/:group", path: "/v1/services/orders/links/common", want: allow(200, whoAdmin)},
 		{route: "DELETE /v1/services/:svc/links/:group", path: "/v1/services/orders/links/common", want: allow(200, whoEditorIn, whoAdmin)},
-		{route: "GET /v1/services/:svc/instances", path: "/v1/services/orders/instances", want: allow(200, readers...)},
-		{route: "GET /v1/services/:svc/instances/watch", path: "/v1/services/orders/instances/watch", stream: true, want: allow(200, readers...)},
+		{route: "GET /v1/services/:svc/instances", path: "/v1/services/orders/instances", want: allow(200, listers...)},
+		{route: "GET /v1/services/:svc/instances/watch", path: "/v1/services/orders/instances/watch", stream: true, want: allow(200, listers...)},
 		{route: "PUT /v1/services/:svc/instances/:id", path: "/v1/services/orders/instances/orders-2", body: inst, want: allow(201, whoAgent, whoEditorIn, whoAdmin)},
-		{route: "DELETE /v1/services/:svc/instances/:id", path: "/v1/services/orders/instances/orders-1", want: allow(204, whoAgent, whoEditorIn, whoAdmin)},
+		// orders-1 is the agent's: only it and the admin may refresh or remove it.
+		{route: "PUT /v1/services/:svc/instances/:id", path: "/v1/services/orders/instances/orders-1", body: inst, want: allow(200, whoAgent, whoAdmin)},
+		{route: "DELETE /v1/services/:svc/instances/:id", path: "/v1/services/orders/instances/orders-1", want: allow(204, whoAgent, whoAdmin)},
+		// sluice-system: the proxy reads routes.yaml and registers; only admins and proxies may register there.
+		{route: "GET /v1/services/:svc/files/:file", path: "/v1/services/sluice-system/files/routes.yaml", want: allow(200, whoProxy, whoAdmin)},
+		{route: "GET /v1/services/:svc/watch", path: "/v1/services/sluice-system/watch", stream: true, want: allow(200, whoProxy, whoAdmin)},
+		{route: "GET /v1/services/:svc/instances", path: "/v1/services/sluice-system/instances", want: allow(200, whoProxy, whoAdmin)},
+		{route: "PUT /v1/services/:svc/instances/:id", path: "/v1/services/sluice-system/instances/proxy-9", body: map[string]any{"addr": "127.0.0.1:7080", "labels": map[string]string{"role": "proxy"}}, want: allow(201, whoProxy, whoAdmin)},
+		{route: "PUT /v1/services/:svc/files/:file", path: "/v1/services/sluice-system/files/routes.yaml", body: "routes: []\n", ctype: "text/plain", want: allow(200, whoAdmin)},
 	}
 	for _, k := range []struct{ prefix, pattern, name string }{
 		{"/v1/services", "/v1/services/:svc", "orders"},

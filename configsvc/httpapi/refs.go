@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
-	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
@@ -195,7 +194,7 @@ func (s *Server) commit(c *gin.Context, ref configsvc.Ref, cs configsvc.Changese
 		s.fail(c, err)
 		return
 	}
-	rev, err := s.cfg.Store.Publish(ctx, ref, cs)
+	rev, err := s.publisher.Publish(ctx, ref, cs)
 	if err != nil {
 		s.fail(c, staleIfMatch(err, conditional))
 		return
@@ -429,6 +428,10 @@ func (s *Server) diff(kind configsvc.Kind) gin.HandlerFunc {
 		}
 		files := []api.FileDiff{}
 		for _, ch := range configsvc.Diff(a, b, nil) {
+			if err := ctx.Err(); err != nil {
+				s.fail(c, fmt.Errorf("diff stopped at the request deadline: %w", err))
+				return
+			}
 			old, had := a[ch.File]
 			fd := api.FileDiff{File: ch.File, Status: api.DiffModified}
 			switch {
@@ -437,7 +440,7 @@ func (s *Server) diff(kind configsvc.Kind) gin.HandlerFunc {
 			case !had:
 				fd.Status = api.DiffAdded
 			}
-			fd.Diff, err = unifiedDiff(old, ch.Content, fmt.Sprintf("a/%s@%d", ch.File, from), fmt.Sprintf("b/%s@%d", ch.File, to))
+			fd.Diff, err = unifiedDiff(ctx, old, ch.Content, fmt.Sprintf("a/%s@%d", ch.File, from), fmt.Sprintf("b/%s@%d", ch.File, to))
 			if err != nil {
 				s.fail(c, fmt.Errorf("diff %s: %w", ch.File, err))
 				return
@@ -487,7 +490,7 @@ func (s *Server) rollback(kind configsvc.Kind) gin.HandlerFunc {
 				base, conditional = h.Revision, cond
 			}
 		}
-		rev, err := configsvc.Rollback(c.Request.Context(), s.cfg.Store, ref, configsvc.RollbackRequest{
+		rev, err := configsvc.Rollback(c.Request.Context(), s.publisher, ref, configsvc.RollbackRequest{
 			To: req.ToRevision, Files: req.Files, Base: base, Author: state(c).principal.Name, Message: req.Message,
 		})
 		if err != nil {
@@ -591,29 +594,6 @@ func (s *Server) link(add bool) gin.HandlerFunc {
 		}
 		c.JSON(http.StatusOK, api.Links{Links: append([]string{}, h.Links...), Service: svc.Name})
 	}
-}
-
-// unifiedDiff renders a unified diff with three lines of context.
-func unifiedDiff(a, b []byte, fromFile, toFile string) (string, error) {
-	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: diffLines(string(a)), B: diffLines(string(b)),
-		FromFile: fromFile, ToFile: toFile, Context: 3,
-	})
-}
-
-// diffLines splits s into lines that keep their "\n". Unlike
-// difflib.SplitLines it adds no empty last line for content that ends in a
-// newline; a last line without one gets the marker diff(1) prints.
-func diffLines(s string) []string {
-	if s == "" {
-		return nil
-	}
-	lines := strings.SplitAfter(s, "\n")
-	if lines[len(lines)-1] == "" {
-		return lines[:len(lines)-1]
-	}
-	lines[len(lines)-1] += "\n\\ No newline at end of file\n"
-	return lines
 }
 
 // staleIfMatch turns the conflict of a write whose If-Match held for its

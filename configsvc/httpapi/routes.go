@@ -31,6 +31,9 @@ type reqState struct {
 	// routine marks a successful request that changes nothing an operator
 	// audits (an instance lease refresh); it writes no audit entry.
 	routine bool
+	// cred is what the caller authenticated with, for event streams to
+	// re-check; zero for public routes.
+	cred credential
 }
 
 const stateKey = "sluice.state"
@@ -166,6 +169,12 @@ func (s *Server) observe(c *gin.Context) {
 	status := c.Writer.Status()
 	elapsed := time.Since(start)
 	s.metrics.observe(route, c.Request.Method, status, elapsed)
+	switch status {
+	case http.StatusUnauthorized:
+		s.metrics.refusals.WithLabelValues(refusedUnauthenticated).Inc()
+	case http.StatusForbidden:
+		s.metrics.refusals.WithLabelValues(refusedForbidden).Inc()
+	}
 
 	actor := ""
 	if st.principal != nil {
@@ -196,7 +205,10 @@ const minAuditTime = 500 * time.Millisecond
 // response is complete, so no change is acknowledged without its entry. It
 // runs on a context detached from the request (which may already be
 // canceled), bounded by what is left of the request timeout (at least
-// minAuditTime): a hung store delays an answer by at most that much.
+// minAuditTime): a hung store delays an answer by at most that much. A
+// refused request (not authenticated, or not authorized) goes to the
+// refusal sampler instead: anyone can send those, as fast as they like,
+// so they are written sampled and apart from the audit log.
 func (s *Server) recordAudit(c *gin.Context, st *reqState, status int, start time.Time) {
 	e := access.Entry{
 		Time:      s.cfg.Now(),
@@ -226,7 +238,13 @@ func (s *Server) recordAudit(c *gin.Context, st *reqState, status int, start tim
 	budget := max(time.Until(start.Add(s.cfg.RequestTimeout)), minAuditTime)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), budget)
 	defer cancel()
-	if _, err := s.audit.Record(ctx, e); err != nil {
+	var err error
+	if e.Outcome == access.OutcomeRefused {
+		err = s.refusals.Refused(ctx, e)
+	} else {
+		_, err = s.audit.Record(ctx, e)
+	}
+	if err != nil {
 		s.metrics.storeErrors.Inc()
 		s.cfg.Logger.Error("audit entry not written", "request_id", st.id, "action", e.Action, "target", e.Target, "err", err)
 	}
@@ -269,9 +287,11 @@ func (s *Server) authenticate(c *gin.Context) {
 			s.failf(c, access.ErrUnauthenticated, "the Authorization header must be \"Bearer <token>\"")
 			return
 		}
-		p, err = s.tokens.Authenticate(c.Request.Context(), strings.TrimSpace(tok))
+		st.cred = credential{secret: strings.TrimSpace(tok)}
+		p, err = s.tokens.Authenticate(c.Request.Context(), st.cred.secret)
 	} else if sid, cerr := c.Cookie(SessionCookie); cerr == nil && sid != "" {
 		csrf := c.GetHeader(CSRFHeader)
+		st.cred = credential{secret: sid, session: true}
 		p, err = s.sessions.Authenticate(c.Request.Context(), sid, csrf, isMutating(c.Request.Method))
 	} else {
 		c.Header("WWW-Authenticate", `Bearer realm="sluice"`)

@@ -24,6 +24,21 @@ const (
 	DefaultRequestTimeout = 10 * time.Second
 	DefaultHeartbeat      = 15 * time.Second
 	DefaultInstanceTTL    = 30 * time.Second
+	// DefaultStreamRecheck is how often an event stream re-checks the
+	// credential it was opened with; a stream ends within it (plus one
+	// store read) of its token's revocation or expiry or its session's end,
+	// on whichever server of the cluster it is open.
+	DefaultStreamRecheck = 2 * time.Second
+	// DefaultMaxStreamsPerToken bounds the event streams one token holds
+	// open on one server at once (every replica of a service often shares
+	// one agent token, so it is generous).
+	DefaultMaxStreamsPerToken = 1024
+	// DefaultMaxInstancesPerToken bounds the instances one token keeps
+	// registered through one server.
+	DefaultMaxInstancesPerToken = 1024
+	// DefaultMaxInstancesPerService bounds the live instances of one
+	// service when one more registers through the API.
+	DefaultMaxInstancesPerService = 1024
 )
 
 // Config carries the Server's dependencies. Store is required; every other
@@ -72,6 +87,48 @@ type Config struct {
 	SessionTTL time.Duration
 	// AuditKeep is how many audit entries the store retains. Default: 100000.
 	AuditKeep int
+	// Refusals tunes the sampling of refused requests into the audit
+	// (access.SamplerConfig; its Now defaults to Now). Default: one entry
+	// per client and minute, at most 120 a minute.
+	Refusals access.SamplerConfig
+
+	// Limits per token and per service. For each, 0 means the default and
+	// a negative value means no limit. Counts over a limit are refused with
+	// 429 and sizes with 413, naming the limit and its setting.
+
+	// MaxStreamsPerToken bounds the event streams (watches of revisions
+	// and instances) one token holds open on this server. Default:
+	// DefaultMaxStreamsPerToken.
+	MaxStreamsPerToken int
+	// MaxSessionsPerToken bounds the live console sessions of one token,
+	// across servers. Default: access.DefaultMaxSessionsPerToken.
+	MaxSessionsPerToken int
+	// MaxInstancesPerService bounds the live instances of a service (all
+	// registrations, read from the store, counted when one more registers
+	// through the API). Default: DefaultMaxInstancesPerService.
+	MaxInstancesPerService int
+	// MaxInstancesPerToken bounds the instances one token keeps registered
+	// through this server. Default: DefaultMaxInstancesPerToken.
+	MaxInstancesPerToken int
+	// MaxServiceBytes bounds the total content of the files of one service
+	// or shared group (configsvc.CheckServiceBytes), checked on every
+	// publish and rollback. Default: configsvc.DefaultMaxServiceBytes.
+	MaxServiceBytes int64
+	// StreamRecheck is how often an event stream re-checks its credential.
+	// Default: DefaultStreamRecheck.
+	StreamRecheck time.Duration
+}
+
+// limitOf returns the limit v stands for: def when 0, none (0) when
+// negative.
+func limitOf[T int | int64](v, def T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
 }
 
 // Server is the admin server: an http.Handler. It is safe for concurrent
@@ -84,7 +141,12 @@ type Server struct {
 	sessions    *access.Sessions
 	pins        *access.Pins
 	audit       *access.Audit
+	refusals    *access.RefusalSampler
 	authz       access.Authorizer
+	publisher   configsvc.Store // cfg.Store with the service-bytes limit in front of Publish
+	streams     *streamTable
+	creds       *credCache
+	instCounts  *instanceCounts
 	metrics     *metrics
 	leases      *leaseTable
 	retryAfter  int
@@ -97,9 +159,9 @@ type Server struct {
 	once   sync.Once
 }
 
-// New builds a Server from cfg. It starts two background goroutines (the
-// instance lease reaper and the sweeper of expired sessions and pins) that
-// Close stops. Errors: a nil Store, an invalid
+// New builds a Server from cfg. It starts three background goroutines (the
+// instance lease reaper, the sweeper of expired tokens, sessions and pins,
+// and the writer of sampled refusals' summaries) that Close stops. Errors: a nil Store, an invalid
 // TrustedProxies entry, or a metrics registration conflict.
 //
 // The first New in a process switches gin out of its debug mode (see
@@ -134,18 +196,36 @@ func New(cfg Config) (*Server, error) {
 	if cfg.InstanceTTL <= 0 {
 		cfg.InstanceTTL = DefaultInstanceTTL
 	}
+	if cfg.StreamRecheck <= 0 {
+		cfg.StreamRecheck = DefaultStreamRecheck
+	}
+	cfg.MaxStreamsPerToken = limitOf(cfg.MaxStreamsPerToken, DefaultMaxStreamsPerToken)
+	cfg.MaxInstancesPerToken = limitOf(cfg.MaxInstancesPerToken, DefaultMaxInstancesPerToken)
+	cfg.MaxInstancesPerService = limitOf(cfg.MaxInstancesPerService, DefaultMaxInstancesPerService)
+	cfg.MaxServiceBytes = limitOf(cfg.MaxServiceBytes, configsvc.DefaultMaxServiceBytes)
+	if cfg.Refusals.Now == nil {
+		cfg.Refusals.Now = cfg.Now
+	}
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {
 		return nil, err
 	}
 	records := cfg.Store.Records()
 	tokens := access.NewTokens(records, cfg.Now)
+	audit := access.NewAudit(records, cfg.AuditKeep)
 	s := &Server{
-		cfg:        cfg,
-		tokens:     tokens,
-		sessions:   access.NewSessions(records, tokens, cfg.SessionTTL, cfg.Now),
+		cfg:    cfg,
+		tokens: tokens,
+		sessions: access.NewSessions(records, tokens, access.SessionsConfig{
+			TTL: cfg.SessionTTL, MaxPerToken: cfg.MaxSessionsPerToken, Now: cfg.Now,
+		}),
 		pins:       access.NewPins(records, access.PinsConfig{Now: cfg.Now}),
-		audit:      access.NewAudit(records, cfg.AuditKeep),
+		audit:      audit,
+		refusals:   access.NewRefusalSampler(audit, cfg.Refusals),
+		publisher:  limitedStore{Store: cfg.Store, maxBytes: cfg.MaxServiceBytes},
+		streams:    newStreamTable(),
+		creds:      newCredCache(),
+		instCounts: newInstanceCounts(),
 		metrics:    m,
 		leases:     newLeaseTable(),
 		retryAfter: max(1, int((cfg.RequestTimeout+time.Second-1)/time.Second)),
@@ -160,9 +240,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.every(max(time.Second, cfg.InstanceTTL/10), s.sweepLeases)
 	go s.every(recordSweepInterval, s.sweepExpired)
+	go s.every(refusalFlushInterval, s.flushRefusals)
 	return s, nil
 }
 
@@ -203,7 +284,8 @@ func (s *Server) Routes() []string {
 }
 
 // Close ends every event stream, stops the lease reaper and the sweeper and closes the
-// instance leases this server holds, then waits for them. It is safe to call
+// instance leases this server holds, then waits for them, and writes the
+// summaries of the refusals it counted. It is safe to call
 // more than once; register it with http.Server.RegisterOnShutdown so that
 // Shutdown does not wait forever for open streams.
 func (s *Server) Close() error {
@@ -211,6 +293,14 @@ func (s *Server) Close() error {
 		s.cancel()
 		s.wg.Wait()
 		s.leases.closeAll()
+		// The refusals counted in the current window are written now
+		// rather than lost; the store is still open (the caller closes it
+		// after the Server).
+		ctx, cancel := context.WithTimeout(context.Background(), minAuditTime)
+		defer cancel()
+		if err := s.refusals.Flush(ctx, true); err != nil {
+			s.cfg.Logger.Warn("writing sampled refusals", "err", err)
+		}
 	})
 	return nil
 }

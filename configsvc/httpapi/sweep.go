@@ -5,13 +5,18 @@ import (
 	"time"
 )
 
-// recordSweepInterval is how often expired sessions and long-expired pins
-// are deleted from the store.
+// recordSweepInterval is how often expired tokens and sessions and
+// long-expired pins are deleted from the store.
 const recordSweepInterval = 10 * time.Minute
 
+// refusalFlushInterval is how often the refusal sampler is asked to write
+// the summaries of a window that has ended.
+const refusalFlushInterval = 10 * time.Second
+
 // every calls fn every interval until Close; it runs in a goroutine counted
-// in s.wg. The server runs two: the instance lease reaper (sweepLeases) and
-// the sweeper of expired records (sweepExpired).
+// in s.wg. The server runs three: the instance lease reaper (sweepLeases),
+// the sweeper of expired records (sweepExpired) and the writer of sampled
+// refusals (flushRefusals).
 func (s *Server) every(interval time.Duration, fn func()) {
 	defer s.wg.Done()
 	tick := time.NewTicker(interval)
@@ -31,14 +36,30 @@ func (s *Server) sweepExpired() {
 	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
 	defer cancel()
 	if err := s.sweepRecords(ctx); err != nil {
-		s.cfg.Logger.Warn("sweeping expired sessions and pins", "err", err)
+		s.cfg.Logger.Warn("sweeping expired tokens, sessions and pins", "err", err)
+	}
+	s.creds.sweep()
+}
+
+// flushRefusals writes the summaries of the refusal sampler's last window
+// once it has ended.
+func (s *Server) flushRefusals() {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	if err := s.refusals.Flush(ctx, false); err != nil {
+		s.metrics.storeErrors.Inc()
+		s.cfg.Logger.Warn("writing sampled refusals", "err", err)
 	}
 }
 
-// sweepRecords deletes expired console sessions (access.Sessions.Sweep) and
-// the pins expired for longer than their retention (access.Pins.Sweep).
-// Several servers may sweep at once; a record already gone is not an error.
+// sweepRecords deletes expired tokens (access.Tokens.Sweep) and console
+// sessions (access.Sessions.Sweep) and the pins expired for longer than
+// their retention (access.Pins.Sweep). Several servers may sweep at once;
+// a record already gone is not an error.
 func (s *Server) sweepRecords(ctx context.Context) error {
+	if _, err := s.tokens.Sweep(ctx); err != nil {
+		return err
+	}
 	if _, err := s.sessions.Sweep(ctx); err != nil {
 		return err
 	}

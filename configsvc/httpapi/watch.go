@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 )
 
@@ -110,7 +111,7 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 // "instances" event now and after every change.
 func (s *Server) watchInstances(c *gin.Context) {
 	ref, ok := s.refParam(c, configsvc.KindService)
-	if !ok || !s.authorizeRead(c, ref) {
+	if !ok || !s.authorize(c, access.ActionInstances, access.Target{Ref: ref}) {
 		return
 	}
 	hctx, hcancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
@@ -138,7 +139,22 @@ func (s *Server) watchInstances(c *gin.Context) {
 // over; it then cancels the watch and drains it, so the store's watch
 // goroutine has finished when the handler returns. kind labels the
 // watchers gauge.
+//
+// It is also where streams answer to access control after they open: a
+// token holds at most MaxStreamsPerToken streams on this server (429
+// beyond), and every StreamRecheck the credential the stream was opened
+// with is checked again (one store read per credential and interval, shared
+// by its streams), so a stream ends with an "error" event (unauthorized)
+// within StreamRecheck of its token's revocation or expiry or its
+// session's end, on whichever server it was revoked.
 func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context.Context) <-chan E, send func(*sseWriter, E) (end bool, err error)) {
+	st := state(c)
+	release, err := s.streams.acquire(st.principal.TokenID, s.cfg.MaxStreamsPerToken)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	defer release()
 	ctx, cancel := s.streamContext(c.Request)
 	events := watch(ctx)
 	defer func() {
@@ -152,12 +168,19 @@ func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context
 	w := startSSE(c)
 	ping := time.NewTicker(s.cfg.Heartbeat)
 	defer ping.Stop()
+	recheck := time.NewTicker(s.cfg.StreamRecheck)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ping.C:
 			if w.comment(api.CommentPing) != nil {
+				return
+			}
+		case <-recheck.C:
+			if err := s.streamAllowed(ctx, st); err != nil {
+				_ = w.event("", api.EventError, watchError(err))
 				return
 			}
 		case ev, ok := <-events:
@@ -169,6 +192,18 @@ func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context
 			}
 		}
 	}
+}
+
+// streamAllowed reports why the stream of st must end, or nil: the
+// principal's expiry has passed, or its credential no longer authenticates
+// (Server.recheck).
+func (s *Server) streamAllowed(ctx context.Context, st *reqState) error {
+	if exp := st.principal.Expires; !exp.IsZero() && !s.cfg.Now().Before(exp) {
+		return fmt.Errorf("token or session expired at %s: %w", exp.UTC().Format(time.RFC3339), access.ErrUnauthenticated)
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	return s.recheck(rctx, st.cred)
 }
 
 func nonNil(in []configsvc.Instance) []configsvc.Instance {

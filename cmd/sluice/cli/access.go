@@ -21,22 +21,29 @@ func (a *app) tokenCmd() *cobra.Command {
 	}
 	var name string
 	var roles []string
+	var ttl time.Duration
 	create := &cobra.Command{
-		Use:   "create --name NAME --role ROLE…",
+		Use:   "create --name NAME --role ROLE… [--ttl 24h]",
 		Short: "Create a token; it is printed once and never again",
-		Long: "Create an API token. Roles: admin, or editor:GLOB, viewer:GLOB or\n" +
-			"agent:GLOB granted on a service or shared group name or glob\n" +
-			"(team-a-*). The token goes to stdout alone, so\n" +
+		Long: "Create an API token. Roles: admin, or editor:GLOB, viewer:GLOB,\n" +
+			"agent:GLOB or proxy:GLOB granted on a service or shared group name or\n" +
+			"glob (team-a-*). With --ttl the token stops working that long after\n" +
+			"its creation. The token goes to stdout alone, so\n" +
 			"TOKEN=$(sluice token create …) captures it; it cannot be shown again.",
-		Example: "  sluice token create --name ci-orders --role editor:orders\n" +
-			"  sluice token create --name team-a --role editor:team-a-* --role viewer:*",
+		Example: "  sluice token create --name ci-orders --role editor:orders --ttl 24h\n" +
+			"  sluice token create --name team-a --role editor:team-a-* --role viewer:*\n" +
+			"  sluice token create --name edge-proxies --role proxy:*",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.runTokenCreate(cmd.Context(), name, roles)
+			if cmd.Flags().Changed("ttl") && ttl <= 0 {
+				return fmt.Errorf("--ttl %s: must be positive", ttl)
+			}
+			return a.runTokenCreate(cmd.Context(), name, roles, ttl)
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "what the token is for (required)")
-	create.Flags().StringArrayVar(&roles, "role", nil, "admin | editor:GLOB | viewer:GLOB | agent:GLOB (repeatable, at least one)")
+	create.Flags().StringArrayVar(&roles, "role", nil, "admin | editor:GLOB | viewer:GLOB | agent:GLOB | proxy:GLOB (repeatable, at least one)")
+	create.Flags().DurationVar(&ttl, "ttl", 0, "the token expires this long after its creation (default: never)")
 	list := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
@@ -75,21 +82,21 @@ func parseRole(s string) (api.Grant, error) {
 			return api.Grant{}, fmt.Errorf("--role %q: admin is granted on everything and takes no pattern", s)
 		}
 		return api.Grant{Role: r}, nil
-	case access.RoleEditor, access.RoleViewer, access.RoleAgent:
+	case access.RoleEditor, access.RoleViewer, access.RoleAgent, access.RoleProxy:
 		if pattern == "" {
 			return api.Grant{}, fmt.Errorf("--role %q: %s needs a service or group name or glob, e.g. %s:orders or %s:team-a-*", s, role, role, role)
 		}
 		return api.Grant{Role: r, Pattern: pattern}, nil
 	}
-	return api.Grant{}, fmt.Errorf("--role %q: must be admin, editor:GLOB, viewer:GLOB or agent:GLOB", s)
+	return api.Grant{}, fmt.Errorf("--role %q: must be admin, editor:GLOB, viewer:GLOB, agent:GLOB or proxy:GLOB", s)
 }
 
-func (a *app) runTokenCreate(ctx context.Context, name string, roleSpecs []string) error {
+func (a *app) runTokenCreate(ctx context.Context, name string, roleSpecs []string, ttl time.Duration) error {
 	if name == "" {
 		return fmt.Errorf("--name is required: say what the token is for")
 	}
 	if len(roleSpecs) == 0 {
-		return fmt.Errorf("--role is required: admin, editor:GLOB, viewer:GLOB or agent:GLOB")
+		return fmt.Errorf("--role is required: admin, editor:GLOB, viewer:GLOB, agent:GLOB or proxy:GLOB")
 	}
 	roles := make([]api.Grant, 0, len(roleSpecs))
 	for _, s := range roleSpecs {
@@ -103,7 +110,11 @@ func (a *app) runTokenCreate(ctx context.Context, name string, roleSpecs []strin
 	if err != nil {
 		return err
 	}
-	tok, err := c.CreateToken(ctx, api.TokenRequest{Name: name, Roles: roles})
+	req := api.TokenRequest{Name: name, Roles: roles}
+	if ttl > 0 {
+		req.TTL = ttl.String()
+	}
+	tok, err := c.CreateToken(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -138,9 +149,13 @@ func (a *app) runTokenList(ctx context.Context) error {
 	if a.json() {
 		return marshalJSON(a.stdout(), api.TokenList{Tokens: toks})
 	}
-	t := newTable(a.stdout(), "ID", "NAME", "ROLES", "CREATED", "CREATED BY")
+	t := newTable(a.stdout(), "ID", "NAME", "ROLES", "CREATED", "CREATED BY", "EXPIRES")
 	for _, tk := range toks {
-		t.row(tk.ID, tk.Name, rolesString(tk.Roles), tk.Created, tk.CreatedBy)
+		expires := "never"
+		if !tk.Expires.IsZero() {
+			expires = fmtTime(tk.Expires)
+		}
+		t.row(tk.ID, tk.Name, rolesString(tk.Roles), tk.Created, tk.CreatedBy, expires)
 	}
 	return t.flush()
 }
@@ -177,6 +192,8 @@ func (a *app) auditCmd() *cobra.Command {
 		Short: "Query the audit log, newest first",
 		Long: "Every mutating request, allowed or refused, is in the audit log with\n" +
 			"who, what, the resulting revision, the client address and request id.\n" +
+			"Refused requests are sampled: per client and actor, the first of each\n" +
+			"minute, then one entry counting the rest (OUTCOME \"refused ×N, sampled\").\n" +
 			"--since takes a duration back from now (90m, 24h) or an RFC 3339 time.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -237,6 +254,9 @@ func (a *app) runAudit(ctx context.Context, q access.Query) error {
 			status = strconv.Itoa(e.Status)
 		}
 		outcome := e.Outcome
+		if e.Sampled {
+			outcome += fmt.Sprintf(" ×%d, sampled", e.Count)
+		}
 		if e.Reason != "" {
 			outcome += ": " + truncate(e.Reason, 60)
 		}

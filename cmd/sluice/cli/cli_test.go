@@ -551,6 +551,22 @@ func TestTokenCreatePrintsTokenAloneOnStdout(t *testing.T) {
 	}
 }
 
+func TestTokenCreateTTL(t *testing.T) {
+	f := newFakeAPI(t)
+	f.reply("POST /v1/tokens", http.StatusCreated, map[string]any{"id": "0123456789ab", "name": "ci", "token": "slc_NEWTOKEN", "roles": []map[string]any{{"role": "viewer", "pattern": "orders"}}, "expires": "2026-01-02T00:00:00Z"})
+	if r := runCLI(t, f, nil, "", "token", "create", "--name", "ci", "--role", "viewer:orders", "--ttl", "24h"); r.err != nil {
+		t.Fatal(r.err)
+	}
+	var body api.TokenRequest
+	json.Unmarshal(f.last("POST /v1/tokens").Body, &body)
+	if body.TTL != "24h0m0s" {
+		t.Errorf("ttl sent %q, want 24h0m0s", body.TTL)
+	}
+	if r := runCLI(t, f, nil, "", "token", "create", "--name", "ci", "--role", "viewer:orders", "--ttl", "0s"); r.err == nil || !strings.Contains(r.err.Error(), "--ttl") {
+		t.Errorf("--ttl 0s: err %v", r.err)
+	}
+}
+
 func TestParseRole(t *testing.T) {
 	tests := []struct {
 		in      string
@@ -561,6 +577,7 @@ func TestParseRole(t *testing.T) {
 		{"editor:orders", api.Grant{Role: "editor", Pattern: "orders"}, ""},
 		{"viewer:team-a-*", api.Grant{Role: "viewer", Pattern: "team-a-*"}, ""},
 		{"agent:*", api.Grant{Role: "agent", Pattern: "*"}, ""},
+		{"proxy:*", api.Grant{Role: "proxy", Pattern: "*"}, ""},
 		{"admin:orders", api.Grant{}, "takes no pattern"},
 		{"editor", api.Grant{}, "needs a service or group name"},
 		{"owner:x", api.Grant{}, "must be admin, editor:GLOB"},
@@ -826,24 +843,24 @@ func TestTables(t *testing.T) {
 			route: "GET /v1/audit",
 			body: map[string]any{"entries": []map[string]any{
 				{"seq": 2, "time": "2026-01-02T03:04:05Z", "actor_id": "ab", "actor": "ci", "action": "publish", "target": "service/orders/db.yaml", "revision": 4, "outcome": "allowed", "status": 200, "client": "127.0.0.1"},
-				{"seq": 1, "time": "2026-01-02T03:04:00Z", "actor": "anonymous", "action": "publish", "target": "service/orders/db.yaml", "outcome": "refused", "status": 401, "reason": "no token", "client": "10.1.1.1"},
+				{"seq": 1, "time": "2026-01-02T03:04:00Z", "actor": "anonymous", "action": "publish", "target": "service/orders/db.yaml", "outcome": "refused", "status": 401, "reason": "no token", "client": "10.1.1.1", "sampled": true, "count": 12},
 			}},
 			args: []string{"audit"},
 			want: "TIME                  ACTOR      ACTION   TARGET                  REVISION  STATUS  CLIENT     OUTCOME\n" +
 				"2026-01-02 03:04:05Z  ci         publish  service/orders/db.yaml  4         200     127.0.0.1  allowed\n" +
-				"2026-01-02 03:04:00Z  anonymous  publish  service/orders/db.yaml  -         401     10.1.1.1   refused: no token\n",
+				"2026-01-02 03:04:00Z  anonymous  publish  service/orders/db.yaml  -         401     10.1.1.1   refused ×12, sampled: no token\n",
 		},
 		{
 			name:  "tokens",
 			route: "GET /v1/tokens",
 			body: map[string]any{"tokens": []map[string]any{
 				{"id": "0123456789ab", "name": "bootstrap-admin", "roles": []map[string]any{{"role": "admin", "pattern": "*"}}, "created": "2026-01-01T00:00:00Z", "created_by": "bootstrap"},
-				{"id": "ba9876543210", "name": "team-a", "roles": []map[string]any{{"role": "editor", "pattern": "team-a-*"}, {"role": "viewer", "pattern": "*"}}, "created": "2026-01-02T00:00:00Z", "created_by": "bootstrap-admin"},
+				{"id": "ba9876543210", "name": "team-a", "roles": []map[string]any{{"role": "editor", "pattern": "team-a-*"}, {"role": "viewer", "pattern": "*"}}, "created": "2026-01-02T00:00:00Z", "created_by": "bootstrap-admin", "expires": "2026-01-03T00:00:00Z"},
 			}},
 			args: []string{"token", "list"},
-			want: "ID            NAME             ROLES                     CREATED               CREATED BY\n" +
-				"0123456789ab  bootstrap-admin  admin                     2026-01-01 00:00:00Z  bootstrap\n" +
-				"ba9876543210  team-a           editor:team-a-*,viewer:*  2026-01-02 00:00:00Z  bootstrap-admin\n",
+			want: "ID            NAME             ROLES                     CREATED               CREATED BY       EXPIRES\n" +
+				"0123456789ab  bootstrap-admin  admin                     2026-01-01 00:00:00Z  bootstrap        never\n" +
+				"ba9876543210  team-a           editor:team-a-*,viewer:*  2026-01-02 00:00:00Z  bootstrap-admin  2026-01-03 00:00:00Z\n",
 		},
 		{
 			name:  "pins",

@@ -161,7 +161,7 @@ func run(ctx context.Context, url, token string) error {
 	}
 
 	// Tokens: create a viewer, use it, revoke it.
-	tok, err := c.PostTokensWithResponse(ctx, TokenRequest{Name: "oapi-viewer", Roles: []Grant{{Role: Viewer, Pattern: svc}}})
+	tok, err := c.PostTokensWithResponse(ctx, TokenRequest{Name: "oapi-viewer", Roles: []Grant{{Role: GrantRoleViewer, Pattern: svc}}})
 	if err := step("create token", tok, err, http.StatusCreated); err != nil {
 		return err
 	}

@@ -1,0 +1,210 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
+)
+
+// The server flags that set the limits, named in 429 answers so that an
+// operator knows what to raise (cmd/sluice registers them).
+const (
+	settingStreams          = "--max-streams-per-token"
+	settingSessions         = "--max-sessions-per-token"
+	settingInstancesService = "--max-instances-per-service"
+	settingInstancesToken   = "--max-instances-per-token"
+)
+
+// limitedStore is the Store the handlers publish through (publish, file
+// writes and deletes, rollback): Publish first checks the total size of
+// the service against the limit, then lets the store write. It stands in
+// for configsvc.ValidatingStore (which, once merged, should run
+// checkServiceBytes as one of its Validators, so that every publish path,
+// in-process tools included, gets the same check on both stores).
+type limitedStore struct {
+	configsvc.Store
+	maxBytes int64 // 0: no limit
+}
+
+// Publish checks checkServiceBytes, then publishes; see configsvc.Store.
+func (l limitedStore) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Changeset) (configsvc.Revision, error) {
+	if err := checkServiceBytes(ctx, l.Store, ref, cs, l.maxBytes); err != nil {
+		return configsvc.Revision{}, err
+	}
+	return l.Store.Publish(ctx, ref, cs)
+}
+
+// checkServiceBytes reads ref's head manifest from st and refuses, with a
+// *configsvc.LimitError (413), a changeset that would leave ref holding
+// more than limit bytes (configsvc.CheckServiceBytes). limit ≤ 0 checks
+// nothing. A head read that fails is returned (the publish would fail
+// too).
+func checkServiceBytes(ctx context.Context, st configsvc.Store, ref configsvc.Ref, cs configsvc.Changeset, limit int64) error {
+	if limit <= 0 {
+		return nil
+	}
+	h, err := st.Head(ctx, ref)
+	if err != nil {
+		return err
+	}
+	return configsvc.CheckServiceBytes(ref, h.Files, cs, limit)
+}
+
+// streamTable counts the event streams each token holds open on this
+// server.
+type streamTable struct {
+	mu   sync.Mutex
+	open map[string]int // token id → open streams
+}
+
+func newStreamTable() *streamTable { return &streamTable{open: map[string]int{}} }
+
+// acquire takes one stream slot of token for the stream's life; release
+// gives it back. With limit > 0 and the token at it, acquire fails with a
+// *configsvc.CountError naming the limit.
+func (t *streamTable) acquire(token string, limit int) (release func(), err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := t.open[token]; limit > 0 && n >= limit {
+		return nil, &configsvc.CountError{What: "open event streams of token " + token + " on this server", Count: int64(n), Limit: int64(limit), Setting: settingStreams}
+	}
+	t.open[token]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			if t.open[token]--; t.open[token] <= 0 {
+				delete(t.open, token)
+			}
+		})
+	}, nil
+}
+
+// credential is the secret a request authenticated with, kept for the
+// life of an event stream so that the stream can re-check it; never logged
+// nor stored.
+type credential struct {
+	secret  string
+	session bool // a console session id rather than an API token
+}
+
+// credCache remembers, per credential (by hash), the last re-check of it,
+// so that many streams of one token cost one store read per interval.
+type credCache struct {
+	mu sync.Mutex
+	m  map[string]credCheck
+}
+
+type credCheck struct {
+	at  time.Time
+	err error
+}
+
+// maxCredCache bounds the cache; a full cache is emptied (a re-check then
+// costs a store read, never memory).
+const maxCredCache = 100000
+
+func newCredCache() *credCache { return &credCache{m: map[string]credCheck{}} }
+
+// sweep drops the entries older than a minute.
+func (c *credCache) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.m {
+		if time.Since(e.at) > time.Minute {
+			delete(c.m, k)
+		}
+	}
+}
+
+// recheck reports whether cred still authenticates: nil while it does, an
+// error wrapping access.ErrUnauthenticated once its token was revoked or
+// expired or its session ended. A store that cannot answer is not a
+// refusal (nil): the stream carries on until the store answers. Checks
+// less than half of StreamRecheck old are reused.
+func (s *Server) recheck(ctx context.Context, cred credential) error {
+	key := access.HashToken(cred.secret)
+	s.creds.mu.Lock()
+	e, ok := s.creds.m[key]
+	s.creds.mu.Unlock()
+	if ok && time.Since(e.at) < s.cfg.StreamRecheck/2 {
+		return e.err
+	}
+	var err error
+	if cred.session {
+		_, err = s.sessions.Authenticate(ctx, cred.secret, "", false)
+	} else {
+		_, err = s.tokens.Authenticate(ctx, cred.secret)
+	}
+	if err != nil && !errors.Is(err, access.ErrUnauthenticated) {
+		return nil
+	}
+	s.creds.mu.Lock()
+	if len(s.creds.m) >= maxCredCache {
+		clear(s.creds.m)
+	}
+	s.creds.m[key] = credCheck{at: time.Now(), err: err}
+	s.creds.mu.Unlock()
+	return err
+}
+
+// instanceCounts caches how many live instances each service has, so that
+// a fleet registering at once does not list the service per registration.
+type instanceCounts struct {
+	mu sync.Mutex
+	m  map[string]instanceCount
+}
+
+type instanceCount struct {
+	n  int
+	at time.Time
+}
+
+// instanceCountTTL is how long a service's listed instance count is reused
+// (plus the registrations this server made since).
+const instanceCountTTL = time.Second
+
+func newInstanceCounts() *instanceCounts { return &instanceCounts{m: map[string]instanceCount{}} }
+
+// serviceInstances returns how many live instances svc has: listed from
+// the store at most once per instanceCountTTL, plus this server's
+// registrations since.
+func (s *Server) serviceInstances(ctx context.Context, svc string) (int, error) {
+	ic := s.instCounts
+	ic.mu.Lock()
+	e, ok := ic.m[svc]
+	ic.mu.Unlock()
+	if ok && time.Since(e.at) < instanceCountTTL {
+		return e.n, nil
+	}
+	list, err := s.cfg.Store.Instances(ctx, svc)
+	if err != nil {
+		return 0, err
+	}
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	for k, old := range ic.m { // keep the map to the services registering now
+		if time.Since(old.at) >= instanceCountTTL {
+			delete(ic.m, k)
+		}
+	}
+	ic.m[svc] = instanceCount{n: len(list), at: time.Now()}
+	return len(list), nil
+}
+
+// instanceAdded counts a registration this server just made into svc's
+// cached count.
+func (s *Server) instanceAdded(svc string) {
+	ic := s.instCounts
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	if e, ok := ic.m[svc]; ok {
+		e.n++
+		ic.m[svc] = e
+	}
+}
