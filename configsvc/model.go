@@ -128,12 +128,13 @@ func Checksum(content []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Validate checks a changeset's shape and limits: at least one change, file
-// names, no file twice, each file ≤ MaxFileSize, the total ≤ MaxChangesetSize,
-// the message ≤ MaxMessageLen. Content format is checked by the caller-supplied
-// validate func (format.Validate in the stores); nil skips it. Deleted files
-// are not format-checked.
-func (cs *Changeset) Validate(validate func(file string, content []byte) error) error {
+// Validate checks a changeset's shape and limits: at least one change, at
+// most MaxFilesPerChangeset, file names, no file twice, no content on a
+// deletion, each file ≤ MaxFileSize, the total ≤ MaxChangesetSize, the
+// message ≤ MaxMessageLen, a base of 0 or more. These cheap checks guard
+// every store; content is not looked at here: a Validator checks it once,
+// in the ValidatingStore every publish goes through.
+func (cs *Changeset) Validate() error {
 	if len(cs.Changes) == 0 {
 		return &FieldError{Field: "changes", Msg: "must contain at least one change"}
 	}
@@ -168,11 +169,6 @@ func (cs *Changeset) Validate(validate func(file string, content []byte) error) 
 			return &LimitError{What: fmt.Sprintf("file %q", c.File), Size: int64(len(c.Content)), Limit: MaxFileSize}
 		}
 		total += int64(len(c.Content))
-		if validate != nil {
-			if err := validate(c.File, c.Content); err != nil {
-				return err
-			}
-		}
 	}
 	if total > MaxChangesetSize {
 		return &LimitError{What: "changeset", Size: total, Limit: MaxChangesetSize}
@@ -239,8 +235,8 @@ func (in *Instance) Validate() error {
 	if err := ValidateInstanceID(in.ID); err != nil {
 		return err
 	}
-	if len(in.Addr) > 256 {
-		return &FieldError{Field: "addr", Value: in.Addr, Msg: "must be at most 256 bytes"}
+	if len(in.Addr) > MaxAddrLen {
+		return &FieldError{Field: "addr", Value: in.Addr, Msg: "must be at most " + itoa(MaxAddrLen) + " bytes"}
 	}
 	if len(in.Labels) > MaxLabels {
 		return &LimitError{What: "label count", Size: int64(len(in.Labels)), Limit: MaxLabels}

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // follow keeps one service or group (group "" is the service) in step with
@@ -32,7 +33,7 @@ func (c *Client) follow(ctx context.Context, group string, from int64, resync bo
 				} else {
 					log.Debug("sdk: loading from the store failed, retrying", "err", err, "attempt", failures)
 				}
-				sleep(ctx, bo.next())
+				_ = lifecycle.Sleep(ctx, bo.next())
 				continue
 			}
 			if !c.send(ctx, update{group: group, snap: &l}) {
@@ -51,7 +52,7 @@ func (c *Client) follow(ctx context.Context, group string, from int64, resync bo
 		if !ok {
 			return
 		}
-		if !sleep(ctx, bo.next()) {
+		if lifecycle.Sleep(ctx, bo.next()) != nil {
 			return
 		}
 	}

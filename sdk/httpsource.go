@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // httpSource reads a service through the admin server: the snapshot
@@ -246,7 +247,7 @@ func (s *httpSource) watch(ctx context.Context, ref configsvc.Ref, from int64) <
 			if !emit(configsvc.Event{Err: fmt.Errorf("sdk: watch %s: %w", ref, err)}) {
 				return
 			}
-			if !sleep(ctx, bo.next()) {
+			if lifecycle.Sleep(ctx, bo.next()) != nil {
 				return
 			}
 		}

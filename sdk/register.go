@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // registrar keeps the instance registered and its record (applied revision,
@@ -80,7 +81,7 @@ func (r *registrar) run(ctx context.Context) {
 			if failures == 1 || errors.Is(err, configsvc.ErrConflict) && failures%10 == 1 {
 				log.Warn("sdk: instance registration failed, retrying", "err", err)
 			}
-			if !sleep(ctx, bo.next()) {
+			if lifecycle.Sleep(ctx, bo.next()) != nil {
 				return
 			}
 			continue

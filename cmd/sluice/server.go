@@ -23,7 +23,6 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/webui"
-	"github.com/sluicehq/sluice/router/routesfile"
 )
 
 // Defaults of `sluice server`.
@@ -66,9 +65,6 @@ type ServerMain struct {
 	// StartProxy runs the embedded proxy when ProxyAddr is set. NewServerMain
 	// sets it to the router's proxy; nil makes a set --proxy-addr an error.
 	StartProxy ProxyStarter
-	// ValidateFile is passed to httpapi.Config.ValidateFile (the route
-	// schema check for sluice-system/routes.yaml). Optional.
-	ValidateFile func(ref configsvc.Ref, file string, content []byte) error
 
 	env    Env
 	logger *slog.Logger
@@ -85,8 +81,8 @@ type ServerMain struct {
 func NewServerMain(env Env) *ServerMain {
 	return &ServerMain{
 		Addr: defaultAddr, DataDir: defaultDataDir, env: env, ready: make(chan struct{}),
-		StartProxy: startEmbeddedProxy, ValidateFile: routesfile.Validate,
-		logger: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		StartProxy: startEmbeddedProxy,
+		logger:     slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 }
 
@@ -165,7 +161,6 @@ func (m *ServerMain) Run(ctx context.Context) error {
 		Logger:         m.logger,
 		Registry:       reg,
 		TrustedProxies: m.TrustedProxies,
-		ValidateFile:   m.ValidateFile,
 		UI:             webui.FS(),
 	})
 	if err != nil {

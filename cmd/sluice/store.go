@@ -10,7 +10,9 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/format"
 	"github.com/sluicehq/sluice/configsvc/zkstore"
+	"github.com/sluicehq/sluice/router/routesfile"
 )
 
 // Environment variables with the ZooKeeper digest identities. They are read
@@ -26,12 +28,29 @@ const (
 	envZKReaderDigest = "SLUICE_ZK_READER_DIGEST"
 )
 
-// openStore opens the store a bolt://PATH or zk://HOSTS/CHROOT URL names.
-// For ZooKeeper it adds the digest identities from getenv. Errors wrap
-// configsvc.ErrInvalid for a bad URL, configsvc.ErrLocked when another
-// process holds the bbolt file, configsvc.ErrUnavailable when ZooKeeper
-// cannot be reached.
+// openStore opens the store a bolt://PATH or zk://HOSTS/CHROOT URL names,
+// with publishValidator in front of its Publish. For ZooKeeper it adds the
+// digest identities from getenv. Errors wrap configsvc.ErrInvalid for a bad
+// URL, configsvc.ErrLocked when another process holds the bbolt file,
+// configsvc.ErrUnavailable when ZooKeeper cannot be reached.
 func openStore(ctx context.Context, raw string, logger *slog.Logger, getenv func(string) string) (configsvc.Store, error) {
+	st, err := openBackend(ctx, raw, logger, getenv)
+	if err != nil {
+		return nil, err
+	}
+	return configsvc.Validating(st, publishValidator()), nil
+}
+
+// publishValidator is the content validation of every publish through a
+// store the sluice command opens (admin API, rollback, embedded tools):
+// each written file's format, and the route schema of
+// sluice-system/routes.yaml.
+func publishValidator() configsvc.Validator {
+	return configsvc.Validators(format.Validator{}, configsvc.EachFile(routesfile.Validate))
+}
+
+// openBackend opens the store a URL names; see openStore.
+func openBackend(ctx context.Context, raw string, logger *slog.Logger, getenv func(string) string) (configsvc.Store, error) {
 	switch {
 	case strings.HasPrefix(raw, "bolt://"):
 		path := strings.TrimPrefix(raw, "bolt://")

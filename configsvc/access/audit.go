@@ -18,10 +18,10 @@ const (
 
 // DefaultAuditKeep is how many audit entries are retained when NewAudit is
 // given 0.
-const DefaultAuditKeep = 100000
+const DefaultAuditKeep = configsvc.DefaultAppendKeep
 
 // MaxAuditLimit bounds one audit query.
-const MaxAuditLimit = 1000
+const MaxAuditLimit = configsvc.MaxPageSize
 
 // Entry is one audit log entry: one mutating request, allowed or refused.
 type Entry struct {

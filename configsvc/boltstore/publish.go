@@ -8,7 +8,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/sluicehq/sluice/configsvc"
-	"github.com/sluicehq/sluice/configsvc/format"
 )
 
 // revRecord is a stored revision; content lives in the blobs bucket.
@@ -22,14 +21,16 @@ type revRecord struct {
 }
 
 // Publish atomically creates revision cs.Base+1 and moves the head to it,
-// pruning revisions beyond the retention. The changeset is validated
-// (names, limits, content format) before anything is written.
+// pruning revisions beyond the retention. The changeset's shape and limits
+// are checked (Changeset.Validate) before anything is written; its content
+// is not validated here but once, by the configsvc.ValidatingStore that
+// publishes go through.
 func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Changeset) (configsvc.Revision, error) {
 	what := "publish " + ref.String()
 	if err := validRef(ref, "publish"); err != nil {
 		return configsvc.Revision{}, err
 	}
-	if err := cs.Validate(format.Validate); err != nil {
+	if err := cs.Validate(); err != nil {
 		return configsvc.Revision{}, fmt.Errorf("boltstore: %s: %w", what, err)
 	}
 	rev := configsvc.Revision{

@@ -106,9 +106,9 @@ func (s *Store) Revisions(ctx context.Context, ref configsvc.Ref, before int64, 
 		return nil, err
 	}
 	if limit == 0 {
-		limit = 50
+		limit = configsvc.DefaultRevisionsPage
 	}
-	if limit < 0 || limit > 1000 || before < 0 {
+	if limit < 0 || limit > configsvc.MaxPageSize || before < 0 {
 		return nil, fmt.Errorf("boltstore: list revisions of %s: %w", ref,
 			&configsvc.FieldError{Field: "limit", Value: fmt.Sprint(limit), Msg: "must be 1..1000 with before ≥ 0"})
 	}

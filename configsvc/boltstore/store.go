@@ -9,13 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // Options configures Open. The zero value is a working default.
@@ -47,9 +47,7 @@ type Store struct {
 	log       *slog.Logger
 	now       func() time.Time
 
-	closed atomic.Bool
-	done   chan struct{} // closed by Close: watchers return
-	wg     sync.WaitGroup
+	bg lifecycle.Group // watchers; stopped by Close
 
 	mu        sync.Mutex
 	signals   map[string]chan struct{} // per ref key: closed and removed on change
@@ -142,7 +140,6 @@ func Open(path string, opts Options) (*Store, error) {
 		retention: opts.Retention,
 		log:       opts.Logger,
 		now:       opts.Now,
-		done:      make(chan struct{}),
 		signals:   map[string]chan struct{}{},
 		instances: map[string]map[string]liveInstance{},
 	}
@@ -159,12 +156,11 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.bg.Stop()
 		s.mu.Lock()
-		s.closed.Store(true)
-		close(s.done)
 		s.instances = map[string]map[string]liveInstance{}
 		s.mu.Unlock()
-		s.wg.Wait()
+		s.bg.Wait()
 		if cerr := s.db.Close(); cerr != nil {
 			err = fmt.Errorf("boltstore: close %s: %w", s.path, cerr)
 		}
@@ -179,7 +175,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // check returns an error when the store is closed or ctx is done.
 func (s *Store) check(ctx context.Context, what string) error {
-	if s.closed.Load() {
+	if s.bg.Stopped() {
 		return fmt.Errorf("boltstore: %s: %w", what, configsvc.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
@@ -212,22 +208,6 @@ func (s *Store) update(ctx context.Context, what string, fn func(tx *bolt.Tx) er
 		return err
 	}
 	return wrap(what, s.db.Update(fn))
-}
-
-// goTracked runs fn in a goroutine that Close waits for. It returns false,
-// without running fn, when the store is closed.
-func (s *Store) goTracked(fn func()) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed.Load() {
-		return false
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		fn()
-	}()
-	return true
 }
 
 // signal returns the channel that is closed at the next change of key.

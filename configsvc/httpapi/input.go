@@ -26,7 +26,7 @@ const (
 	// limit plus room for JSON string escaping.
 	MaxPublishBody = 2 << 20
 	// MaxListLimit is the largest limit a listing accepts.
-	MaxListLimit = 1000
+	MaxListLimit = configsvc.MaxPageSize
 )
 
 // param returns path parameter name decoded exactly once. The router
@@ -136,7 +136,7 @@ func mediaType(c *gin.Context) (string, error) {
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return "", fmt.Errorf("Content-Type %q does not parse: %w", truncate(ct, 80), errUnsupportedMed)
+		return "", fmt.Errorf("Content-Type %q does not parse: %w", configsvc.Truncate(ct, 80), errUnsupportedMed)
 	}
 	return mt, nil
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
-	"github.com/sluicehq/sluice/configsvc/format"
 )
 
 // headJSON is the body of GET /v1/services/{svc} and /v1/shared/{group}.
@@ -207,43 +206,13 @@ func (s *Server) getFile(kind configsvc.Kind) gin.HandlerFunc {
 	}
 }
 
-// validate runs Config.ValidateFile over every non-deleted change.
-func (s *Server) validate(ref configsvc.Ref, changes []configsvc.Change) error {
-	if s.cfg.ValidateFile == nil {
-		return nil
-	}
-	for _, ch := range changes {
-		if ch.Delete {
-			continue
-		}
-		if err := s.cfg.ValidateFile(ref, ch.File, ch.Content); err != nil {
-			return &contentError{err: err}
-		}
-	}
-	return nil
-}
-
-// contentError marks an error of Config.ValidateFile: the content is well
-// formed but refused by its schema, which is a 422 like a parse error.
-type contentError struct{ err error }
-
-func (e *contentError) Error() string { return e.err.Error() }
-func (e *contentError) Unwrap() error { return e.err }
-
 // commit publishes cs. base is the If-Match revision (-1 when absent): a
-// conflict is then a stale precondition (412) rather than a 409.
+// conflict is then a stale precondition (412) rather than a 409. The
+// changeset is validated once, by the store's Publish (Config.Store).
 func (s *Server) commit(c *gin.Context, ref configsvc.Ref, cs configsvc.Changeset, ifMatch int64, status int) {
 	ctx := c.Request.Context()
 	cs.Author = state(c).principal.Name
 	if err := checkMessage(cs.Message); err != nil {
-		s.fail(c, err)
-		return
-	}
-	if err := cs.Validate(format.Validate); err != nil {
-		s.fail(c, err)
-		return
-	}
-	if err := s.validate(ref, cs.Changes); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -31,7 +31,11 @@ const (
 // zero value is a documented default.
 type Config struct {
 	// Store holds configuration, instances and records (tokens, sessions,
-	// pins, audit). Required. The Server does not close it.
+	// pins, audit). Required. The Server does not close it. The Server does
+	// not validate content itself: give it a configsvc.ValidatingStore
+	// (configsvc.Validating) so that every publish and rollback is
+	// validated, once; a refusal (*configsvc.ContentError, or a
+	// *configsvc.ParseError) is answered 422 with its details.
 	Store configsvc.Store
 	// Logger receives one line per request and the server's warnings.
 	// Default: a logger that discards.
@@ -54,12 +58,6 @@ type Config struct {
 	// X-Real-IP headers are believed for the client address in logs and the
 	// audit log. Default: none: the client address is the TCP peer.
 	TrustedProxies []string
-	// ValidateFile is extra semantic validation run on every file a publish
-	// writes, after the format check (e.g. the route schema for
-	// sluice-system/routes.yaml). Its error is answered like the store's:
-	// return a *configsvc.ParseError (422) or *configsvc.FieldError (400).
-	// Default: none.
-	ValidateFile func(ref configsvc.Ref, file string, content []byte) error
 	// UI is the web console, served at / for every path outside /v1 and the
 	// health and metrics endpoints. Default: none (404).
 	UI fs.FS

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // Proxies register themselves as instances of the reserved service
@@ -40,8 +41,8 @@ func DefaultInstanceID(addr string) string {
 		}
 		return '-'
 	}, "proxy-"+host+"-"+port)
-	if len(id) > 128 {
-		id = id[len(id)-128:]
+	if len(id) > configsvc.MaxFileNameLen {
+		id = id[len(id)-configsvc.MaxFileNameLen:]
 		id = "p" + id[1:]
 	}
 	return id
@@ -77,7 +78,7 @@ func (p *Proxy) register(ctx context.Context, reg Registrar, id, addr string) {
 		} else {
 			p.log.Warn("proxy registration", "err", err, "retry", p.opts.RetryInterval)
 		}
-		if !sleep(ctx, p.opts.RetryInterval) {
+		if lifecycle.Sleep(ctx, p.opts.RetryInterval) != nil {
 			return
 		}
 	}
@@ -105,7 +106,7 @@ func (p *Proxy) followPeers(ctx context.Context) {
 				p.log.Info("cluster rate limits re-divided", "proxies", n, "was", old)
 			}
 		}
-		if !sleep(ctx, p.opts.RetryInterval) {
+		if lifecycle.Sleep(ctx, p.opts.RetryInterval) != nil {
 			return
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/configsvc"
 )
 
 func (a *app) tokenCmd() *cobra.Command {
@@ -256,7 +258,7 @@ func (a *app) runAudit(ctx context.Context, q url.Values) error {
 		}
 		outcome := e.Outcome
 		if e.Reason != "" {
-			outcome += ": " + truncate(e.Reason, 60)
+			outcome += ": " + configsvc.Truncate(e.Reason, 59)
 		}
 		t.row(e.Time, firstNonEmpty(e.Actor, e.ActorID), e.Action, e.Target, rev, status, e.Client, outcome)
 	}
@@ -401,7 +403,7 @@ func (a *app) runPinList(ctx context.Context) error {
 		default:
 			state = "active"
 		}
-		t.row(p.ID, targetsString(p.Targets), p.Expires, state, p.CreatedBy, truncate(p.Note, 40))
+		t.row(p.ID, targetsString(p.Targets), p.Expires, state, p.CreatedBy, configsvc.Truncate(p.Note, 39))
 	}
 	return t.flush()
 }

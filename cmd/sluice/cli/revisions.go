@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/configsvc"
 )
 
 func (a *app) historyCmd(s scope) *cobra.Command {
@@ -58,7 +60,7 @@ func (a *app) runHistory(ctx context.Context, s scope, name string, limit int, b
 		if r.RollbackOf > 0 && !strings.Contains(m, "rollback") {
 			m = fmt.Sprintf("%s (rollback to %d)", m, r.RollbackOf)
 		}
-		t.row(r.Revision, r.Time, r.Author, truncate(strings.Join(r.fileNames(), ","), 40), truncate(m, 72))
+		t.row(r.Revision, r.Time, r.Author, configsvc.Truncate(strings.Join(r.fileNames(), ","), 39), configsvc.Truncate(m, 71))
 	}
 	return t.flush()
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/configsvc"
 )
 
 func (a *app) servicesCmd() *cobra.Command {
@@ -159,7 +161,7 @@ func (a *app) showCmd(s scope) *cobra.Command {
 			t := newTable(w, "FILE", "FORMAT", "SIZE", "REVISION", "SHA256")
 			for _, n := range names {
 				f := h.Files[n]
-				t.row(n, f.Format, f.Size, f.Revision, truncate(f.SHA256, 13))
+				t.row(n, f.Format, f.Size, f.Revision, configsvc.Truncate(f.SHA256, 12))
 			}
 			return t.flush()
 		},
@@ -297,7 +299,7 @@ func (a *app) instancesCmd() *cobra.Command {
 				note := ""
 				switch {
 				case in.Status == "rejected":
-					note = fmt.Sprintf("rejected %d: %s", in.Rejected, truncate(in.Error, 60))
+					note = fmt.Sprintf("rejected %d: %s", in.Rejected, configsvc.Truncate(in.Error, 59))
 				case in.FromCache:
 					note = "started from cache"
 				}
