@@ -141,11 +141,7 @@ func (s *Store) WatchInstances(ctx context.Context, svc string) <-chan configsvc
 			case <-s.bg.Done():
 				return
 			}
-			select {
-			case <-sig:
-			case <-ctx.Done():
-				return
-			case <-s.bg.Done():
+			if !s.await(ctx, sig) {
 				return
 			}
 		}

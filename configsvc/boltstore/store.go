@@ -222,6 +222,19 @@ func (s *Store) signal(key string) <-chan struct{} {
 	return ch
 }
 
+// await waits until sig is closed (true), or until ctx ends or the store
+// closes (false).
+func (s *Store) await(ctx context.Context, sig <-chan struct{}) bool {
+	select {
+	case <-sig:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.bg.Done():
+		return false
+	}
+}
+
 // notify wakes the watchers of key.
 func (s *Store) notify(key string) {
 	s.mu.Lock()

@@ -93,11 +93,7 @@ func (s *Store) watch(ctx context.Context, ref configsvc.Ref, what string, st *w
 		if more {
 			continue
 		}
-		select {
-		case <-sig:
-		case <-ctx.Done():
-			return
-		case <-s.bg.Done():
+		if !s.await(ctx, sig) {
 			return
 		}
 	}
