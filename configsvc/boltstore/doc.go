@@ -10,7 +10,7 @@
 //
 // Layout of the file (all keys are bytes, numbers big-endian uint64):
 //
-//	services/{name}/head            JSON headRecord: revision, manifest, oldest retained revision
+//	services/{name}/head            JSON headRecord: revision, manifest, oldest retained revision, pruned-to
 //	services/{name}/revs/{n}        JSON revision without content
 //	services/{name}/mans/{n}        JSON manifest (map of FileMeta) at revision n
 //	services/{name}/blobs/{n}{file} content of file as changed by revision n

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -67,5 +68,62 @@ func TestPruneFreesStorage(t *testing.T) {
 	}
 	if fmt.Sprint(blobKeys) != fmt.Sprint(want) {
 		t.Fatalf("blobs kept %v, want %v", blobKeys, want)
+	}
+}
+
+// TestPruneInBatches: with retention 40, compacted revisions are dropped
+// five at a time (retention/8), yet every read refuses them at once: the
+// history lists exactly the retained revisions, older ones are compacted,
+// and the file never holds more than retention + 4 of them.
+func TestPruneInBatches(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "sluice.db"), Options{Retention: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := t.Context()
+	ref := configsvc.Service("orders")
+	if err := s.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() int {
+		var n int
+		err := s.db.View(func(tx *bolt.Tx) error {
+			n = tx.Bucket(bucketServices).Bucket([]byte("orders")).Bucket(keyRevs).Stats().KeyN
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	maxStored := 0
+	for n := int64(1); n <= 93; n++ {
+		if _, err := s.Publish(ctx, ref, configsvc.Changeset{Base: n - 1, Changes: []configsvc.Change{{File: "a.txt", Content: fmt.Appendf(nil, "%d", n)}}}); err != nil {
+			t.Fatal(err)
+		}
+		maxStored = max(maxStored, stored())
+	}
+	if maxStored != 44 {
+		t.Fatalf("the file held up to %d revisions; want 44 (40 retained, 4 compacted awaiting their batch)", maxStored)
+	}
+	// 93 published, 54..93 retained; the last batch dropped 1..50.
+	if got := stored(); got != 43 {
+		t.Fatalf("the file holds %d revisions; want 43 (51..93)", got)
+	}
+	revs, err := s.Revisions(ctx, ref, 0, 1000)
+	if err != nil || len(revs) != 40 || revs[0].Number != 93 || revs[39].Number != 54 {
+		t.Fatalf("Revisions = %d entries (%v); want 93 down to 54", len(revs), err)
+	}
+	for _, n := range []int64{51, 53} { // stored, but compacted
+		if _, err := s.Revision(ctx, ref, n); !errors.Is(err, configsvc.ErrCompacted) {
+			t.Fatalf("Revision(%d) = %v; want ErrCompacted", n, err)
+		}
+		if _, _, err := s.File(ctx, ref, "a.txt", n); !errors.Is(err, configsvc.ErrCompacted) {
+			t.Fatalf("File(a.txt, %d) = %v; want ErrCompacted", n, err)
+		}
+	}
+	if got, _, err := s.File(ctx, ref, "a.txt", 54); err != nil || string(got) != "54" {
+		t.Fatalf("File(a.txt, 54) = %q, %v; want 54", got, err)
 	}
 }

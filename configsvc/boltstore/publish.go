@@ -41,7 +41,11 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		rev.Changes[i] = configsvc.Change{File: c.File, Delete: c.Delete}
 	}
 	err := s.update(ctx, what, func(tx *bolt.Tx) error {
-		b, h, err := refHead(tx, ref)
+		b, err := refBucket(tx, ref)
+		if err != nil {
+			return err
+		}
+		h, err := s.heads.decode(ref, b.Get(keyHead))
 		if err != nil {
 			return err
 		}
@@ -80,11 +84,19 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		if err := b.Bucket(keyMans).Put(u64(rev.Number), mb); err != nil {
 			return err
 		}
+		if h.Pruned == 0 {
+			h.Pruned = h.Oldest
+		}
 		h.Revision, h.Files, h.Updated, h.Author = rev.Number, manifest, rev.Time, rev.Author
+		h.Oldest = max(h.Oldest, h.Revision-int64(s.retention)+1)
 		if err := s.prune(b, &h); err != nil {
 			return fmt.Errorf("prune: %w", err)
 		}
-		return writeHead(b, h)
+		data, err := writeHead(b, h)
+		if err == nil {
+			s.heads.remember(ref, data, h) // checked against the stored bytes before use
+		}
+		return err
 	})
 	if err != nil {
 		return configsvc.Revision{}, err
@@ -104,18 +116,25 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
-// prune drops the oldest revisions while more than the retention are kept.
-// Dropping revision m removes its record and manifest, and every blob that
-// manifest m refers to but manifest m+1 does not: manifests only move
-// forward, so no retained revision can refer to it again.
+// prune physically drops the revisions below h.Oldest, the retention
+// boundary Publish moves, once they are pruneLag or more: a batch dirties
+// the first pages of the revision, manifest and blob buckets once instead
+// of once per publish. Reads refuse revisions below h.Oldest at once
+// (ErrCompacted), whether or not they are gone yet. Dropping revision m
+// removes its record and manifest, and every blob that manifest m refers
+// to but manifest m+1 does not: manifests only move forward, so no
+// retained revision can refer to it again.
 func (s *Store) prune(b *bolt.Bucket, h *headRecord) error {
+	if h.Oldest-h.Pruned < s.pruneLag() {
+		return nil
+	}
 	revs, mans, blobs := b.Bucket(keyRevs), b.Bucket(keyMans), b.Bucket(keyBlobs)
-	for h.Revision-h.Oldest+1 > int64(s.retention) {
-		m := h.Oldest
-		cur, err := readManifest(mans, m)
-		if err != nil {
-			return err
-		}
+	cur, err := readManifest(mans, h.Pruned)
+	if err != nil {
+		return err
+	}
+	for ; h.Pruned < h.Oldest; h.Pruned++ {
+		m := h.Pruned
 		next := h.Files
 		if m+1 < h.Revision {
 			if next, err = readManifest(mans, m+1); err != nil {
@@ -135,9 +154,16 @@ func (s *Store) prune(b *bolt.Bucket, h *headRecord) error {
 		if err := mans.Delete(u64(m)); err != nil {
 			return err
 		}
-		h.Oldest = m + 1
+		cur = next
 	}
 	return nil
+}
+
+// pruneLag is how many compacted revisions prune lets gather before it
+// drops them: retention/8, between 1 and 16. A service therefore holds at
+// most 15 compacted revisions beyond the retention.
+func (s *Store) pruneLag() int64 {
+	return int64(min(max(s.retention/8, 1), 16))
 }
 
 func readManifest(mans *bolt.Bucket, n int64) (map[string]configsvc.FileMeta, error) {

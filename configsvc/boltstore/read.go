@@ -114,10 +114,11 @@ func (s *Store) Revisions(ctx context.Context, ref configsvc.Ref, before int64, 
 	}
 	var out []configsvc.Revision
 	err := s.view(ctx, "list revisions of "+ref.String(), func(tx *bolt.Tx) error {
-		b, err := refBucket(tx, ref)
+		b, h, err := refHead(tx, ref)
 		if err != nil {
 			return err
 		}
+		oldest := u64(h.Oldest) // older records may remain until pruned
 		c := b.Bucket(keyRevs).Cursor()
 		var k, v []byte
 		if before == 0 {
@@ -130,7 +131,7 @@ func (s *Store) Revisions(ctx context.Context, ref configsvc.Ref, before int64, 
 				k, v = c.Prev()
 			}
 		}
-		for ; k != nil && len(out) < limit; k, v = c.Prev() {
+		for ; k != nil && len(out) < limit && bytes.Compare(k, oldest) >= 0; k, v = c.Prev() {
 			if before > 0 && bytes.Compare(k, u64(before)) >= 0 {
 				continue
 			}

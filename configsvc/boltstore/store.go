@@ -21,8 +21,9 @@ import (
 // Options configures Open. The zero value is a working default.
 type Options struct {
 	// Retention is how many revisions of each service and group are kept;
-	// older ones are pruned as new ones are published. 0 means
-	// configsvc.DefaultRetention (500).
+	// older ones are compacted as new ones are published (reads refuse them
+	// at once) and dropped from the file in batches of Retention/8 (1 to
+	// 16). 0 means configsvc.DefaultRetention (500).
 	Retention int
 	// LockTimeout bounds the wait for the file lock when another process
 	// holds the file; Open then fails with configsvc.ErrLocked. 0 means 1s.
@@ -48,6 +49,8 @@ type Store struct {
 	now       func() time.Time
 
 	bg lifecycle.Group // watchers; stopped by Close
+
+	heads *headMemo // decoded heads, for publishes
 
 	mu        sync.Mutex
 	signals   map[string]chan struct{} // per ref key: closed and removed on change
@@ -140,6 +143,7 @@ func Open(path string, opts Options) (*Store, error) {
 		retention: opts.Retention,
 		log:       opts.Logger,
 		now:       opts.Now,
+		heads:     newHeadMemo(),
 		signals:   map[string]chan struct{}{},
 		instances: map[string]map[string]liveInstance{},
 	}
