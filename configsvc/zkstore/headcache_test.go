@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -173,4 +174,41 @@ func twoServers(t *testing.T, servers []string) (a, b *zkstore.Store, root strin
 	root = fmt.Sprintf("/sluice-test/%d", roots.Add(1))
 	set := func(c *zkstore.Config) { c.Root = root }
 	return mustOpen(t, servers, set), mustOpen(t, servers, set), root
+}
+
+// TestPruneInBatches: with retention 128 the background pruner removes
+// compacted revisions 16 at a time (retention/8) and does not chase the
+// boundary that publishes keep moving one revision at a time: each prune
+// transaction removes a whole batch, so its three round trips are shared by
+// 16 publishes.
+func TestPruneInBatches(t *testing.T) {
+	srv := shared(t)
+	px := startProxy(t, srv.Addr())
+	st := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) { c.Retention = 128 })
+	ctx := testCtx(t)
+	ref := configsvc.Service("orders")
+	if err := st.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	multis := px.requests[opMulti].Load()
+	const publishes = 300
+	for base := range int64(publishes) {
+		publish(ctx, t, st, ref, base, put("a.txt", fmt.Sprint(base+1)))
+	}
+	compacted := int32(publishes - 128)
+	var prunes int32
+	deadline := time.Now().Add(10 * time.Second)
+	for { // the last batch may still be on its way
+		prunes = px.requests[opMulti].Load() - multis - publishes
+		if prunes >= compacted/16 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if prunes < 1 || prunes > compacted/16 {
+		t.Fatalf("%d prune transactions for %d compacted revisions; want 1 to %d (batches of 16)", prunes, compacted, compacted/16)
+	}
+	if _, err := st.Revision(ctx, ref, int64(publishes-128)); !errors.Is(err, configsvc.ErrCompacted) {
+		t.Fatalf("Revision(%d) = %v; want ErrCompacted", publishes-128, err)
+	}
 }

@@ -245,16 +245,19 @@ const maxPruneRevisions = 100
 // publish, and the nodes below it are removed soon after.
 //
 // Pruning runs once the boundary is pruneLag revisions ahead of what is
-// known to be pruned, so that its cost (four round trips) is shared by
+// known to be pruned, so that its cost (three round trips) is shared by
 // several publishes.
 func (s *Store) schedulePrune(ref configsvc.Ref, first int64) {
-	lag := int64(min(max(s.cfg.Retention/8, 1), 16))
 	s.pruneMu.Lock()
-	if first != 0 && first-s.prunedTo[ref] < lag {
+	if first != 0 && first-s.prunedTo[ref] < s.pruneLag() {
 		s.pruneMu.Unlock()
 		return
 	}
-	s.prunePending[ref] = true
+	if first == 0 {
+		s.prunePending[ref] = checkFirst
+	} else if old, ok := s.prunePending[ref]; !ok || (old != checkFirst && old < first) {
+		s.prunePending[ref] = first
+	}
 	s.pruneMu.Unlock()
 	select {
 	case s.pruneKick <- struct{}{}:
@@ -262,7 +265,18 @@ func (s *Store) schedulePrune(ref configsvc.Ref, first int64) {
 	}
 }
 
-// pruner runs until Close, pruning the refs schedulePrune names.
+// pruneLag is the batch of pruning: retention/8, between 1 and 16
+// revisions.
+func (s *Store) pruneLag() int64 {
+	return int64(min(max(s.cfg.Retention/8, 1), 16))
+}
+
+// checkFirst in prunePending: the boundary is unknown, prune in any case.
+const checkFirst = -1
+
+// pruner runs until Close, pruning the refs schedulePrune names. A ref
+// whose batch a prune that was under way meanwhile already removed is
+// skipped (the publishes during it scheduled it again).
 func (s *Store) pruner() {
 	for {
 		select {
@@ -272,10 +286,15 @@ func (s *Store) pruner() {
 		}
 		s.pruneMu.Lock()
 		refs := s.prunePending
-		s.prunePending = map[configsvc.Ref]bool{}
+		s.prunePending = map[configsvc.Ref]int64{}
 		s.pruneMu.Unlock()
-		for ref := range refs {
-			s.prune(ref)
+		for ref, first := range refs {
+			s.pruneMu.Lock()
+			done := first != checkFirst && first-s.prunedTo[ref] < s.pruneLag()
+			s.pruneMu.Unlock()
+			if !done {
+				s.prune(ref)
+			}
 		}
 	}
 }
@@ -293,7 +312,7 @@ func (s *Store) pruner() {
 func (s *Store) prune(ref configsvc.Ref) {
 	for step := 0; step < 20; step++ {
 		ctx, cancel := s.opCtx(s.life)
-		done, pruned, err := s.pruneStep(ctx, ref)
+		pruned, first, err := s.pruneStep(ctx, ref)
 		cancel()
 		if err != nil {
 			if !errors.Is(err, zk.ErrBadVersion) && !errors.Is(err, configsvc.ErrClosed) && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, configsvc.ErrNotFound) {
@@ -304,30 +323,38 @@ func (s *Store) prune(ref configsvc.Ref) {
 		s.pruneMu.Lock()
 		s.prunedTo[ref] = max(s.prunedTo[ref], pruned)
 		s.pruneMu.Unlock()
-		if done {
+		// Publishes during the step moved First on a little: that rest is
+		// the next batch, scheduled when it is one.
+		if first-pruned < s.pruneLag() {
 			return
 		}
 	}
 }
 
-// pruneStep removes up to maxPruneRevisions revisions. It reports whether
-// ref is fully pruned and up to which revision (exclusive) it is.
-func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) (done bool, pruned int64, err error) {
-	h, _, err := s.readHead(ctx, ref)
+// pruneStep removes up to maxPruneRevisions revisions. It reports up to
+// which revision (exclusive) ref is pruned, and the head's First.
+func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) (pruned, first int64, err error) {
+	nodes, err := s.getMany(ctx, []string{s.headPath(ref), s.refPath(ref)})
 	if err != nil {
-		return false, 0, err
+		return 0, 0, err
 	}
-	data, stat, err := s.get(ctx, s.refPath(ref))
+	for _, n := range nodes {
+		if n.err != nil {
+			return 0, 0, n.err
+		}
+	}
+	h, err := decodeHead(nodes[0].data)
 	if err != nil {
-		return false, 0, err
+		return 0, 0, err
 	}
-	rd, err := decode[refDoc]("ref", data)
+	rd, err := decode[refDoc]("ref", nodes[1].data)
 	if err != nil {
-		return false, 0, err
+		return 0, 0, err
 	}
+	stat := nodes[1].stat
 	from := max(rd.Pruned, 1)
 	if from >= h.First {
-		return true, from, nil
+		return from, h.First, nil
 	}
 	to := min(h.First, from+maxPruneRevisions) // prune [from, to)
 	paths := []string{s.revPath(ref, to)}
@@ -336,14 +363,14 @@ func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) (done bool, pr
 	}
 	res, err := s.getMany(ctx, paths)
 	if err != nil {
-		return false, 0, err
+		return 0, 0, err
 	}
 	if res[0].err != nil {
-		return false, 0, fmt.Errorf("read revision %d: %w", to, res[0].err)
+		return 0, 0, fmt.Errorf("read revision %d: %w", to, res[0].err)
 	}
 	keepAt, err := decode[revDoc]("revision", res[0].data)
 	if err != nil {
-		return false, 0, err
+		return 0, 0, err
 	}
 	type content struct {
 		rev  int64
@@ -358,7 +385,7 @@ func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) (done bool, pr
 		}
 		d, err := decode[revDoc]("revision", r.data)
 		if err != nil {
-			return false, 0, err
+			return 0, 0, err
 		}
 		if n == from {
 			// Content older than from still referenced by from's manifest.
@@ -384,13 +411,13 @@ func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) (done bool, pr
 	ops = append(ops, &zk.SetDataRequest{Path: s.refPath(ref), Data: mustJSON(rd), Version: stat.Version})
 	if _, err := s.multi(ctx, ops...); err != nil {
 		if !errors.Is(err, zk.ErrNoNode) {
-			return false, 0, err
+			return 0, 0, err
 		}
 		if err := s.pruneOneByOne(ctx, ops); err != nil {
-			return false, 0, err
+			return 0, 0, err
 		}
 	}
-	return to >= h.First, to, nil
+	return to, h.First, nil
 }
 
 // pruneOneByOne applies a prune transaction that failed on a node already

@@ -42,7 +42,7 @@ type Store struct {
 	leases  map[string]*lease // by instance node path
 
 	pruneMu      sync.Mutex
-	prunePending map[configsvc.Ref]bool
+	prunePending map[configsvc.Ref]int64 // newest First to prune below; checkFirst: unknown
 	prunedTo     map[configsvc.Ref]int64 // known progress of pruning, per ref
 	pruneKick    chan struct{}           // buffer 1
 
@@ -66,7 +66,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		resession: make(chan struct{}, 1),
 		leases:    map[string]*lease{},
 
-		prunePending: map[configsvc.Ref]bool{},
+		prunePending: map[configsvc.Ref]int64{},
 		prunedTo:     map[configsvc.Ref]int64{},
 		pruneKick:    make(chan struct{}, 1),
 		revs:         newRevCache(),
@@ -292,6 +292,7 @@ func (s *Store) children(ctx context.Context, p string) ([]string, error) {
 // result is one node read by getMany.
 type result struct {
 	data []byte
+	stat *zk.Stat
 	err  error
 }
 
@@ -321,9 +322,9 @@ func (s *Store) getMany(ctx context.Context, paths []string) ([]result, error) {
 			return nil, fmt.Errorf("ZooKeeper did not answer: %w", ctx.Err())
 		}
 		ok := s.bg.Go(func() {
-			d, _, err := s.conn.Get(p)
+			d, st, err := s.conn.Get(p)
 			<-sem
-			ch <- item{i, result{d, err}}
+			ch <- item{i, result{d, st, err}}
 		})
 		if !ok {
 			return nil, configsvc.ErrClosed
