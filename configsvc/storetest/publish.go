@@ -105,8 +105,12 @@ func (s *suite) testPublish(t *testing.T) {
 		st, ctx := s.open(t)
 		ref := configsvc.Service("orders")
 		mustCreate(ctx, t, st, ref)
-		mustPublish(ctx, t, st, ref, 0, put("bad.json", "{"), put("bad.yaml", "a: [1\n"), configsvc.Change{File: "bin.txt", Content: []byte{0xff}})
-		wantSnapshot(ctx, t, st, ref, 0, files("bad.json", "{", "bad.yaml", "a: [1\n", "bin.txt", "\xff"))
+		ch := st.Watch(ctx, ref, 0)
+		changes := []configsvc.Change{put("bad.json", "{"), put("bad.yaml", "a: [1\n"), {File: "bin.txt", Content: []byte{'o', 'k', 0xff, 0xfe}}}
+		mustPublish(ctx, t, st, ref, 0, changes...)
+		wantSnapshot(ctx, t, st, ref, 0, files("bad.json", "{", "bad.yaml", "a: [1\n", "bin.txt", "ok\xff\xfe"))
+		// Whatever the bytes, a watch delivers them unchanged.
+		s.wantRevisions(t, ch, 1, 1, map[int64][]configsvc.Change{1: changes})
 	})
 
 	t.Run("Refused", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/configsvc"
 )
@@ -120,7 +121,9 @@ type inlineChange struct {
 }
 
 // inlineLatest returns rev (numbered, timed) with cs's content as a
-// latestDoc, or nil when the content is over latestInline.
+// latestDoc, or nil when the content is over latestInline or is not UTF-8
+// (a JSON string would not carry its bytes unchanged; the store does not
+// validate content, so it cannot assume it is text).
 func inlineLatest(rev configsvc.Revision, cs configsvc.Changeset) *latestDoc {
 	size := 0
 	for _, c := range cs.Changes {
@@ -128,6 +131,11 @@ func inlineLatest(rev configsvc.Revision, cs configsvc.Changeset) *latestDoc {
 	}
 	if size > latestInline {
 		return nil
+	}
+	for _, c := range cs.Changes {
+		if !utf8.Valid(c.Content) {
+			return nil
+		}
 	}
 	d := &latestDoc{Revision: rev.Number, Author: rev.Author, Time: rev.Time, Message: rev.Message, RollbackOf: rev.RollbackOf,
 		Changes: make([]inlineChange, len(cs.Changes))}
