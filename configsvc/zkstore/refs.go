@@ -125,6 +125,7 @@ func (s *Store) Delete(ctx context.Context, ref configsvc.Ref) error {
 	delete(s.prunedTo, ref)
 	s.pruneMu.Unlock()
 	s.heads.forget(ref)
+	s.notes.forget(ref)
 	if err := s.removeTree(ctx, s.refPath(ref)); err != nil {
 		return mapErr(what, err)
 	}

@@ -44,6 +44,7 @@ type Store struct {
 	pruneMu      sync.Mutex
 	prunePending map[configsvc.Ref]int64 // newest First to prune below; checkFirst: unknown
 	prunedTo     map[configsvc.Ref]int64 // known progress of pruning, per ref
+	notes        *pruneNotes             // what pruning need not read back
 	pruneKick    chan struct{}           // buffer 1
 
 	revs  *revCache  // revisions read by watchers
@@ -68,6 +69,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 		prunePending: map[configsvc.Ref]int64{},
 		prunedTo:     map[configsvc.Ref]int64{},
+		notes:        newPruneNotes(),
 		pruneKick:    make(chan struct{}, 1),
 		revs:         newRevCache(),
 		heads:        newHeadCache(),
