@@ -59,10 +59,10 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		if err != nil {
 			return err
 		}
-		blobs := b.Bucket(keyBlobs)
+		revs := b.Bucket(keyRevs)
 		for _, c := range cs.Changes {
 			if !c.Delete {
-				if err := blobs.Put(blobKey(rev.Number, c.File), nonNil(c.Content)); err != nil {
+				if err := revs.Put(blobKey(rev.Number, c.File), nonNil(c.Content)); err != nil {
 					return err
 				}
 			}
@@ -74,14 +74,14 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		if err != nil {
 			return err
 		}
-		if err := b.Bucket(keyRevs).Put(u64(rev.Number), rr); err != nil {
+		if err := revs.Put(u64(rev.Number), rr); err != nil {
 			return err
 		}
 		mb, err := json.Marshal(manifest)
 		if err != nil {
 			return err
 		}
-		if err := b.Bucket(keyMans).Put(u64(rev.Number), mb); err != nil {
+		if err := revs.Put(manKey(rev.Number), mb); err != nil {
 			return err
 		}
 		if h.Pruned == 0 {
@@ -128,8 +128,8 @@ func (s *Store) prune(b *bolt.Bucket, h *headRecord) error {
 	if h.Oldest-h.Pruned < s.pruneLag() {
 		return nil
 	}
-	revs, mans, blobs := b.Bucket(keyRevs), b.Bucket(keyMans), b.Bucket(keyBlobs)
-	cur, err := readManifest(mans, h.Pruned)
+	revs, mans := b.Bucket(keyRevs), b.Bucket(keyMans)
+	cur, err := readManifest(b, h.Pruned)
 	if err != nil {
 		return err
 	}
@@ -137,13 +137,13 @@ func (s *Store) prune(b *bolt.Bucket, h *headRecord) error {
 		m := h.Pruned
 		next := h.Files
 		if m+1 < h.Revision {
-			if next, err = readManifest(mans, m+1); err != nil {
+			if next, err = readManifest(b, m+1); err != nil {
 				return err
 			}
 		}
 		for name, meta := range cur {
 			if n, ok := next[name]; !ok || n.Revision != meta.Revision {
-				if err := blobs.Delete(blobKey(meta.Revision, name)); err != nil {
+				if err := deleteBlob(b, meta.Revision, name); err != nil {
 					return err
 				}
 			}
@@ -151,8 +151,13 @@ func (s *Store) prune(b *bolt.Bucket, h *headRecord) error {
 		if err := revs.Delete(u64(m)); err != nil {
 			return err
 		}
-		if err := mans.Delete(u64(m)); err != nil {
+		if err := revs.Delete(manKey(m)); err != nil {
 			return err
+		}
+		if mans != nil {
+			if err := mans.Delete(u64(m)); err != nil {
+				return err
+			}
 		}
 		cur = next
 	}
@@ -166,8 +171,14 @@ func (s *Store) pruneLag() int64 {
 	return int64(min(max(s.retention/8, 1), 16))
 }
 
-func readManifest(mans *bolt.Bucket, n int64) (map[string]configsvc.FileMeta, error) {
-	data := mans.Get(u64(n))
+// readManifest reads the manifest at revision n of ref bucket b: beside
+// the revision record, or for a revision published under file format 1,
+// in the mans bucket.
+func readManifest(b *bolt.Bucket, n int64) (map[string]configsvc.FileMeta, error) {
+	data := b.Bucket(keyRevs).Get(manKey(n))
+	if mans := b.Bucket(keyMans); data == nil && mans != nil {
+		data = mans.Get(u64(n))
+	}
 	if data == nil {
 		return nil, fmt.Errorf("manifest of revision %d missing", n)
 	}

@@ -25,7 +25,7 @@ func manifestAt(b *bolt.Bucket, h headRecord, rev int64) (map[string]configsvc.F
 	case rev < h.Oldest:
 		return nil, 0, fmt.Errorf("revision %d (retention keeps %d and later): %w", rev, h.Oldest, configsvc.ErrCompacted)
 	}
-	m, err := readManifest(b.Bucket(keyMans), rev)
+	m, err := readManifest(b, rev)
 	return m, rev, err
 }
 
@@ -62,7 +62,7 @@ func (s *Store) File(ctx context.Context, ref configsvc.Ref, name string, rev in
 
 // blob copies the content meta refers to out of the transaction.
 func blob(b *bolt.Bucket, meta configsvc.FileMeta) ([]byte, error) {
-	data := b.Bucket(keyBlobs).Get(blobKey(meta.Revision, meta.Name))
+	data := getBlob(b, meta.Revision, meta.Name)
 	if data == nil {
 		return nil, fmt.Errorf("content of %q at revision %d missing", meta.Name, meta.Revision)
 	}
@@ -132,7 +132,7 @@ func (s *Store) Revisions(ctx context.Context, ref configsvc.Ref, before int64, 
 			}
 		}
 		for ; k != nil && len(out) < limit && bytes.Compare(k, oldest) >= 0; k, v = c.Prev() {
-			if before > 0 && bytes.Compare(k, u64(before)) >= 0 {
+			if !isRevKey(k) || before > 0 && bytes.Compare(k, u64(before)) >= 0 {
 				continue
 			}
 			r, err := decodeRevision(v)
@@ -194,12 +194,11 @@ func readRevision(b *bolt.Bucket, h headRecord, n int64) (configsvc.Revision, er
 	if err != nil {
 		return rev, err
 	}
-	blobs := b.Bucket(keyBlobs)
 	for i, c := range rev.Changes {
 		if c.Delete {
 			continue
 		}
-		content := blobs.Get(blobKey(n, c.File))
+		content := getBlob(b, n, c.File)
 		if content == nil {
 			return rev, fmt.Errorf("content of %q at revision %d missing", c.File, n)
 		}

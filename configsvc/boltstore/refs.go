@@ -108,9 +108,9 @@ func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 		if err != nil {
 			return err
 		}
-		subs := [][]byte{keyRevs, keyMans, keyBlobs, keyLinks}
+		subs := [][]byte{keyRevs, keyLinks}
 		if ref.Kind == configsvc.KindGroup {
-			subs[3] = keyUsers
+			subs[1] = keyUsers
 		}
 		for _, k := range subs {
 			if _, err := b.CreateBucket(k); err != nil {

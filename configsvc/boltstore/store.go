@@ -70,8 +70,8 @@ var (
 
 	keyHead  = []byte("head")
 	keyRevs  = []byte("revs")
-	keyMans  = []byte("mans")
-	keyBlobs = []byte("blobs")
+	keyMans  = []byte("mans")  // format 1 only: manifests of revisions published then
+	keyBlobs = []byte("blobs") // format 1 only: contents written then
 	keyLinks = []byte("links")
 	keyUsers = []byte("users")
 
@@ -79,8 +79,13 @@ var (
 )
 
 // formatVersion is stored in meta/format; Open refuses files of another
-// version rather than misreading them.
-const formatVersion = "1"
+// version rather than misreading them. Version 1 kept each revision's
+// manifest and file contents in buckets of their own (mans, blobs);
+// version 2 keeps them beside the revision record in revs (manKey,
+// blobKey), so that a publish dirties the end of one tree instead of three.
+// Open upgrades a version 1 file to 2 in place: what it holds stays where
+// it is and is read there, so nothing is rewritten.
+const formatVersion = "2"
 
 // Open opens (creating when missing, with parent directories 0700 and the
 // file 0600) the bbolt file at path. It fails with an error wrapping
@@ -120,6 +125,10 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		switch v := meta.Get(keyFormat); {
 		case v == nil:
+			if err := meta.Put(keyFormat, []byte(formatVersion)); err != nil {
+				return err
+			}
+		case string(v) == "1":
 			if err := meta.Put(keyFormat, []byte(formatVersion)); err != nil {
 				return err
 			}
@@ -258,9 +267,48 @@ func u64(n int64) []byte {
 
 func fromU64(b []byte) int64 { return int64(binary.BigEndian.Uint64(b)) }
 
-// blobKey is the key of file's content as changed by revision n.
+// The revs bucket holds, per revision n, keys that sort together, so a
+// publish writes them to the same page: the revision record u64(n), the
+// contents it wrote u64(n) "/" file (no file name has a "/"), and the
+// manifest u64(n) "m".
+
+// manKey is the key of the manifest at revision n.
+func manKey(n int64) []byte { return append(u64(n), 'm') }
+
+// blobKey is the key of file's content as written by revision n.
 func blobKey(n int64, file string) []byte {
+	return append(append(u64(n), '/'), file...)
+}
+
+// isRevKey tells a revision record's key from the others in revs.
+func isRevKey(k []byte) bool { return len(k) == 8 }
+
+// legacyBlobKey is blobKey in the blobs bucket of format 1.
+func legacyBlobKey(n int64, file string) []byte {
 	return append(u64(n), file...)
+}
+
+// getBlob returns the stored content of file as written by revision n of
+// ref bucket b (not a copy), or nil.
+func getBlob(b *bolt.Bucket, n int64, file string) []byte {
+	if data := b.Bucket(keyRevs).Get(blobKey(n, file)); data != nil {
+		return data
+	}
+	if blobs := b.Bucket(keyBlobs); blobs != nil {
+		return blobs.Get(legacyBlobKey(n, file))
+	}
+	return nil
+}
+
+// deleteBlob removes the content of file as written by revision n.
+func deleteBlob(b *bolt.Bucket, n int64, file string) error {
+	if err := b.Bucket(keyRevs).Delete(blobKey(n, file)); err != nil {
+		return err
+	}
+	if blobs := b.Bucket(keyBlobs); blobs != nil {
+		return blobs.Delete(legacyBlobKey(n, file))
+	}
+	return nil
 }
 
 // clone copies b out of a transaction's memory.
