@@ -54,14 +54,6 @@ func BenchmarkPublish(b *testing.B) {
 	benchPublish(b, s, ref)
 }
 
-// BenchmarkValidatingPublish is BenchmarkPublish through the
-// configsvc.ValidatingStore that sluice server puts in front of the store,
-// with the format validator: the YAML is parsed once, then published.
-func BenchmarkValidatingPublish(b *testing.B) {
-	s, ref := benchStore(b, 0)
-	benchPublish(b, configsvc.Validating(s, format.Validator{}), ref)
-}
-
 func benchPublish(b *testing.B, s configsvc.Store, ref configsvc.Ref) {
 	ctx := context.Background()
 	b.SetBytes(int64(len(benchContent)))
@@ -102,6 +94,14 @@ func BenchmarkRawUpdate(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkValidatingPublish is BenchmarkPublish through the
+// configsvc.ValidatingStore that sluice server puts in front of the store,
+// with the format validator: the YAML is parsed once, then published.
+func BenchmarkValidatingPublish(b *testing.B) {
+	s, ref := benchStore(b, 0)
+	benchPublish(b, configsvc.Validating(s, format.Validator{}), ref)
 }
 
 // BenchmarkFileAtHead measures reading one file at the head.
