@@ -15,16 +15,8 @@ import (
 // retention 4, the file keeps exactly the revisions, manifests and blobs the
 // retained revisions need, however long the history grows.
 func TestPruneFreesStorage(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "sluice.db"), Options{Retention: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, ref := openOrders(t, 4)
 	ctx := t.Context()
-	ref := configsvc.Service("orders")
-	if err := s.Create(ctx, ref); err != nil {
-		t.Fatal(err)
-	}
 	// Revision 1 writes keep.txt, never changed again; every revision
 	// rewrites a.txt; every third deletes or re-creates b.txt.
 	hasB := false
@@ -62,16 +54,8 @@ func TestPruneFreesStorage(t *testing.T) {
 // history lists exactly the retained revisions, older ones are compacted,
 // and the file never holds more than retention + 4 of them.
 func TestPruneInBatches(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "sluice.db"), Options{Retention: 40})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, ref := openOrders(t, 40)
 	ctx := t.Context()
-	ref := configsvc.Service("orders")
-	if err := s.Create(ctx, ref); err != nil {
-		t.Fatal(err)
-	}
 	stored := func() int {
 		var n int
 		err := s.db.View(func(tx *bolt.Tx) error {
@@ -141,4 +125,20 @@ func revsContents(t *testing.T, s *Store, svc string) (map[string]int, []string)
 		t.Fatal(err)
 	}
 	return counts, blobKeys
+}
+
+// openOrders opens a store with the given retention in t's temp dir, with
+// service orders created.
+func openOrders(t *testing.T, retention int) (*Store, configsvc.Ref) {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "sluice.db"), Options{Retention: retention})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ref := configsvc.Service("orders")
+	if err := s.Create(t.Context(), ref); err != nil {
+		t.Fatal(err)
+	}
+	return s, ref
 }
