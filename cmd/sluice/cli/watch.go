@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 func (a *app) watchCmd(s scope) *cobra.Command {
@@ -101,10 +103,8 @@ func (a *app) runWatch(ctx context.Context, s scope, name string, since int64, c
 			return err // never got a stream: a wrong address or a dead server
 		}
 		fmt.Fprintf(a.stderr(), "watch %s: %v; resuming in %s\n", name, err, backoff)
-		select {
-		case <-ctx.Done():
+		if lifecycle.Sleep(ctx, backoff) != nil {
 			return nil
-		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 15*time.Second)
 	}
