@@ -131,12 +131,13 @@ func Checksum(content []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Validate checks a changeset's shape and limits: at least one change, file
-// names, no file twice, each file ≤ MaxFileSize, the total ≤ MaxChangesetSize,
-// the message ≤ MaxMessageLen. Content format is checked by the caller-supplied
-// validate func (format.Validate in the stores); nil skips it. Deleted files
-// are not format-checked.
-func (cs *Changeset) Validate(validate func(file string, content []byte) error) error {
+// Validate checks a changeset's shape and limits: at least one change, at
+// most MaxFilesPerChangeset, file names, no file twice, no content on a
+// deletion, each file ≤ MaxFileSize, the total ≤ MaxChangesetSize, the
+// message ≤ MaxMessageLen, a base of 0 or more. These cheap checks guard
+// every store; content is not looked at here: a Validator checks it once,
+// in the ValidatingStore every publish goes through.
+func (cs *Changeset) Validate() error {
 	if len(cs.Changes) == 0 {
 		return &FieldError{Field: "changes", Msg: "must contain at least one change"}
 	}
@@ -171,11 +172,6 @@ func (cs *Changeset) Validate(validate func(file string, content []byte) error) 
 			return &LimitError{What: fmt.Sprintf("file %q", c.File), Size: int64(len(c.Content)), Limit: MaxFileSize}
 		}
 		total += int64(len(c.Content))
-		if validate != nil {
-			if err := validate(c.File, c.Content); err != nil {
-				return err
-			}
-		}
 	}
 	if total > MaxChangesetSize {
 		return &LimitError{What: "changeset", Size: total, Limit: MaxChangesetSize}
@@ -287,8 +283,6 @@ type Instance struct {
 
 // Limits of an Instance, enforced by Instance.Validate.
 const (
-	// MaxInstanceAddrLen bounds Instance.Addr, in bytes.
-	MaxInstanceAddrLen = 256
 	// WeightLabel is the instance label the proxy's weighted balancer reads.
 	WeightLabel = "weight"
 	// MaxInstanceWeight bounds the WeightLabel value (and a route's
@@ -339,7 +333,7 @@ func ParseWeight(s string) (w int, ok bool) {
 }
 
 // ValidateInstanceAddr checks an instance's address: empty (an instance the
-// proxy does not route to), or HOST:PORT of at most MaxInstanceAddrLen
+// proxy does not route to), or HOST:PORT of at most MaxAddrLen
 // bytes, where PORT is 1-65535 in decimal and HOST an IP address (IPv6 in
 // brackets, without a zone) or a DNS name (labels of letters, digits, '-'
 // and '_', the last not all digits). A scheme, path, user info, query or
@@ -350,8 +344,8 @@ func ValidateInstanceAddr(addr string) error {
 	}
 	const rule = "must be HOST:PORT: an IP address or DNS name, and a port from 1 to 65535 (no scheme, path or user info)"
 	bad := &FieldError{Field: "addr", Value: addr, Msg: rule}
-	if len(addr) > MaxInstanceAddrLen {
-		return &FieldError{Field: "addr", Value: addr, Msg: "must be at most " + itoa(MaxInstanceAddrLen) + " bytes"}
+	if len(addr) > MaxAddrLen {
+		return &FieldError{Field: "addr", Value: addr, Msg: "must be at most " + itoa(MaxAddrLen) + " bytes"}
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || !validPort(port) {

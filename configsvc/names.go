@@ -6,32 +6,12 @@ import (
 	"strings"
 )
 
-// Name rules and limits (SPEC §2–3).
+// Reserved names (SPEC §2). The limits are in limits.go.
 const (
 	// SystemService is the reserved service whose routes.yaml configures the proxy.
 	SystemService = "sluice-system"
 	// RoutesFile is the file of SystemService that holds the route table.
 	RoutesFile = "routes.yaml"
-
-	// MaxFileSize is the largest content of one config file: 512 KiB.
-	MaxFileSize = 512 << 10
-	// MaxChangesetSize is the largest total content of one publish: 900 KiB,
-	// below ZooKeeper's default jute.maxbuffer of 1 MiB.
-	MaxChangesetSize = 900 << 10
-	// DefaultRetention is how many revisions per service or group are kept
-	// when a store is opened with Retention 0.
-	DefaultRetention = 500
-	// MaxFilesPerChangeset bounds one publish.
-	MaxFilesPerChangeset = 200
-	// MaxMessageLen bounds a revision message, in bytes.
-	MaxMessageLen = 4096
-	// MaxLabels bounds an instance's labels.
-	MaxLabels = 64
-	// DefaultMaxServiceBytes bounds the total content of the files of one
-	// service or shared group at its head (CheckServiceBytes) when the
-	// admin server is not given another limit: 16 MiB. Every SDK of the
-	// service holds that much in memory and in its cache.
-	DefaultMaxServiceBytes = 16 << 20
 )
 
 // ValidateServiceName checks a service or shared group name against
@@ -47,7 +27,7 @@ func ValidateGroupName(name string) error {
 
 func validateName(field, name string) error {
 	const rule = "must be 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit"
-	if len(name) == 0 || len(name) > 63 {
+	if len(name) == 0 || len(name) > MaxNameLen {
 		return &FieldError{Field: field, Value: name, Msg: rule}
 	}
 	for i := 0; i < len(name); i++ {
@@ -67,7 +47,7 @@ func validateName(field, name string) error {
 // It returns a *FieldError (ErrInvalid).
 func ValidateFileName(name string) error {
 	const rule = "must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
-	if len(name) == 0 || len(name) > 128 || name == "." || name == ".." {
+	if len(name) == 0 || len(name) > MaxFileNameLen || name == "." || name == ".." {
 		return &FieldError{Field: "file", Value: name, Msg: rule}
 	}
 	for i := 0; i < len(name); i++ {
@@ -134,9 +114,6 @@ func FormatOf(name string) Format {
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-func quote(s string) string {
-	if len(s) > 80 {
-		s = s[:80] + "…"
-	}
-	return strconv.Quote(s)
-}
+// quote renders a value echoed in an error: quoted, and truncated to
+// MaxEchoLen bytes.
+func quote(s string) string { return strconv.Quote(Truncate(s, MaxEchoLen)) }

@@ -25,8 +25,10 @@ type Store interface {
 	// Head returns the current head manifest. ErrNotFound if ref does not exist.
 	Head(ctx context.Context, ref Ref) (Head, error)
 	// Publish atomically creates revision cs.Base+1 with cs's changes and moves
-	// the head to it. It validates cs (names, limits, content format) before
-	// writing anything (ErrInvalid, ErrTooLarge); ErrConflict if the head is
+	// the head to it. It checks ref and cs's shape and limits
+	// (Changeset.Validate) before writing anything (ErrInvalid, ErrTooLarge);
+	// content is NOT validated by the store: publish through a
+	// ValidatingStore, which validates it once. ErrConflict if the head is
 	// no longer cs.Base; ErrInvalid when deleting a file that does not exist.
 	// The returned Revision has Number, Time (UTC, set by the store), Author,
 	// Message and the changes without content. Nothing is half-written: after
@@ -42,7 +44,8 @@ type Store interface {
 	// Same errors as File.
 	Snapshot(ctx context.Context, ref Ref, rev int64) (Snapshot, error)
 	// Revisions lists revisions newest first, without content: at most limit
-	// (1..1000; 0 means 50) revisions with Number < before (0 = from head).
+	// (1..MaxPageSize; 0 means DefaultRevisionsPage) revisions with Number <
+	// before (0 = from head).
 	Revisions(ctx context.Context, ref Ref, before int64, limit int) ([]Revision, error)
 	// Revision returns one revision with the content of its changes.
 	// ErrNotFound if it does not exist yet; ErrCompacted if pruned.
@@ -128,7 +131,7 @@ type Record struct {
 // server on the same store: API tokens (collection "tokens", keyed by token
 // hash), debug pins ("pins") and the audit log ("audit", append-only).
 // Collection names and ids follow the file-name rule (ValidateFileName).
-// A record is at most 64 KiB.
+// A record is at most MaxRecordSize (64 KiB).
 type RecordStore interface {
 	// Put creates or replaces a record.
 	Put(ctx context.Context, collection, id string, data []byte) error
@@ -140,9 +143,10 @@ type RecordStore interface {
 	List(ctx context.Context, collection string) ([]Record, error)
 	// Append adds data to an append-only collection under the next sequence
 	// number (1, 2, 3 …, increasing, shared by all writers) and returns it.
-	// Only the newest keep entries are retained (0 means 100000).
+	// Only the newest keep entries are retained (0 means DefaultAppendKeep).
 	Append(ctx context.Context, collection string, data []byte, keep int) (int64, error)
-	// Scan returns up to limit entries with sequence < before (0 = newest),
-	// newest first; ID is the decimal sequence number.
+	// Scan returns up to limit entries (1..MaxPageSize; 0 means
+	// DefaultScanPage) with sequence < before (0 = newest), newest first; ID
+	// is the decimal sequence number.
 	Scan(ctx context.Context, collection string, before int64, limit int) ([]Record, error)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // Config holds a Router's dependencies. The zero value is a working router
@@ -300,12 +301,8 @@ func (r *Router) watch(ctx context.Context, svc string) {
 			r.setInstances(ctx, svc, ev.Instances)
 		}
 		// The source ended the watch early: try again shortly.
-		t := time.NewTimer(time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if lifecycle.Sleep(ctx, time.Second) != nil {
 			return
-		case <-t.C:
 		}
 	}
 }

@@ -636,7 +636,7 @@ func (c *Client) instanceLocked(inst *configsvc.Instance) {
 		if inst.Status != configsvc.StatusRejected || r.revision > inst.Rejected || r.revision == inst.Rejected && k < newest {
 			inst.Status = configsvc.StatusRejected
 			inst.Rejected = r.revision
-			inst.Error = truncate(r.err.Error(), 1024)
+			inst.Error = configsvc.Truncate(r.err.Error(), configsvc.MaxInstanceErrorLen)
 			newest = k
 		}
 	}
@@ -679,11 +679,4 @@ func sortedLinks(l []string) []string {
 	out := slices.Clone(l)
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

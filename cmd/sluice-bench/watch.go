@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/format"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/zkstore"
 	"github.com/sluicehq/sluice/sdk"
@@ -104,7 +105,7 @@ func watchBench(ctx context.Context, o watchOptions, log *slog.Logger) (*watchRe
 		return rawBench(ctx, o)
 	}
 
-	// The store publishes go to.
+	// The store publishes go to, validating them like sluice server does.
 	var pub configsvc.Store
 	storeName := "bolt"
 	if o.zk != "" {
@@ -113,7 +114,7 @@ func watchBench(ctx context.Context, o watchOptions, log *slog.Logger) (*watchRe
 		if err != nil {
 			return nil, err
 		}
-		pub = st
+		pub = configsvc.Validating(st, format.Validator{})
 	} else {
 		dir, err := os.MkdirTemp("", "sluice-bench")
 		if err != nil {
@@ -124,7 +125,7 @@ func watchBench(ctx context.Context, o watchOptions, log *slog.Logger) (*watchRe
 		if err != nil {
 			return nil, err
 		}
-		pub = st
+		pub = configsvc.Validating(st, format.Validator{})
 	}
 	defer pub.Close()
 	svc := configsvc.Service(benchService)

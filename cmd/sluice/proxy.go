@@ -83,7 +83,7 @@ func (m *ProxyMain) ParseFlags(args []string) error {
 // flight get --shutdown-timeout. The error is nil after a clean stop. Close
 // releases the store.
 func (m *ProxyMain) Run(ctx context.Context) error {
-	store, err := openStore(ctx, m.StoreURL, m.logger, m.getenv)
+	store, err := openStore(ctx, m.StoreURL, m.logger, m.getenv, 0)
 	if errors.Is(err, configsvc.ErrLocked) {
 		return fmt.Errorf("%w (is sluice server running on it? run the proxy inside it with --proxy-addr, or use ZooKeeper)", err)
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/webui"
 	"github.com/sluicehq/sluice/router/proxyserver"
-	"github.com/sluicehq/sluice/router/routesfile"
 )
 
 // Defaults of `sluice server`.
@@ -51,10 +50,6 @@ type ServerMain struct {
 	Proxy ProxyOptions
 	// Limits are the per-token and per-service limits (--max-…).
 	Limits serverLimits
-
-	// ValidateFile is passed to httpapi.Config.ValidateFile (the route
-	// schema check for sluice-system/routes.yaml). Optional.
-	ValidateFile func(ref configsvc.Ref, file string, content []byte) error
 
 	// isTerminal reports whether w is a terminal: the bootstrap token is
 	// printed only to one. Default: stdoutIsTerminal.
@@ -94,10 +89,9 @@ func stdoutIsTerminal(w io.Writer) bool {
 func NewServerMain(env Env) *ServerMain {
 	m := &ServerMain{
 		Addr: defaultAddr, DataDir: defaultDataDir,
-		Proxy:        newProxyOptions("", "log"),
-		Limits:       serverLimits{ServiceBytes: configsvc.DefaultMaxServiceBytes},
-		ValidateFile: routesfile.Validate,
-		isTerminal:   stdoutIsTerminal,
+		Proxy:      newProxyOptions("", "log"),
+		Limits:     serverLimits{ServiceBytes: configsvc.DefaultMaxServiceBytes},
+		isTerminal: stdoutIsTerminal,
 	}
 	m.init(env)
 	return m
@@ -142,7 +136,7 @@ func (m *ServerMain) ParseFlags(args []string) error {
 // lets in-flight requests finish for up to 10s (the proxy's: up to
 // --proxy-shutdown-timeout). Close releases the store.
 func (m *ServerMain) Run(ctx context.Context) error {
-	store, err := openStore(ctx, m.StoreURL, m.logger, m.getenv)
+	store, err := openStore(ctx, m.StoreURL, m.logger, m.getenv, m.Limits.ServiceBytes)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -158,14 +152,12 @@ func (m *ServerMain) Run(ctx context.Context) error {
 		Logger:         m.logger,
 		Registry:       reg,
 		TrustedProxies: prefixStrings(m.TrustedProxies),
-		ValidateFile:   m.ValidateFile,
 		UI:             webui.FS(),
 
 		MaxStreamsPerToken:     m.Limits.StreamsPerToken,
 		MaxSessionsPerToken:    m.Limits.SessionsPerToken,
 		MaxInstancesPerService: m.Limits.InstancesPerSvc,
 		MaxInstancesPerToken:   m.Limits.InstancesPerToken,
-		MaxServiceBytes:        m.Limits.ServiceBytes,
 	})
 	if err != nil {
 		return err

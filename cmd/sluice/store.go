@@ -13,7 +13,9 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/format"
 	"github.com/sluicehq/sluice/configsvc/zkstore"
+	"github.com/sluicehq/sluice/router/routesfile"
 )
 
 // Environment variables with the ZooKeeper digest identities. They are read
@@ -55,12 +57,31 @@ func parseStoreURL(raw string) (storeTarget, error) {
 	return storeTarget{}, fmt.Errorf("store %q: must start with bolt:// or zk://: %w", raw, configsvc.ErrInvalid)
 }
 
-// openStore opens the store a bolt://PATH or zk://HOSTS/CHROOT URL names.
-// For ZooKeeper it adds the digest identities from getenv. Errors wrap
+// openStore opens the store a bolt://PATH or zk://HOSTS/CHROOT URL names,
+// with publishValidator(maxServiceBytes) in front of its Publish. For
+// ZooKeeper it adds the digest identities from getenv. Errors wrap
 // configsvc.ErrInvalid for a bad URL, configsvc.ErrLocked when another
 // process holds the bbolt file, configsvc.ErrUnavailable when ZooKeeper
 // cannot be reached.
-func openStore(ctx context.Context, raw string, logger *slog.Logger, getenv func(string) string) (configsvc.Store, error) {
+func openStore(ctx context.Context, raw string, logger *slog.Logger, getenv func(string) string, maxServiceBytes int64) (*configsvc.ValidatingStore, error) {
+	st, err := openBackend(ctx, raw, logger, getenv)
+	if err != nil {
+		return nil, err
+	}
+	return configsvc.Validating(st, publishValidator(maxServiceBytes)), nil
+}
+
+// publishValidator is the content validation of every publish through a
+// store the sluice command opens (admin API, rollback, embedded tools):
+// each written file's format, the route schema of
+// sluice-system/routes.yaml, and the total size of the service
+// (maxServiceBytes; ≤ 0: no limit).
+func publishValidator(maxServiceBytes int64) configsvc.Validator {
+	return configsvc.Validators(format.Validator{}, configsvc.EachFile(routesfile.Validate), configsvc.ServiceBytesValidator(maxServiceBytes))
+}
+
+// openBackend opens the store a URL names, without validation; see openStore.
+func openBackend(ctx context.Context, raw string, logger *slog.Logger, getenv func(string) string) (configsvc.Store, error) {
 	target, err := parseStoreURL(raw)
 	if err != nil {
 		return nil, err
@@ -99,6 +120,9 @@ const zkVersionTimeout = time.Second
 // when the version could not be read, e.g. srvr not allowed). A store of
 // another kind is left alone.
 func checkZooKeeper(ctx context.Context, store configsvc.Store, logger *slog.Logger, reg prometheus.Registerer) error {
+	if u, ok := store.(interface{ Unwrap() configsvc.Store }); ok {
+		store = u.Unwrap()
+	}
 	vr, ok := store.(versionReporter)
 	if !ok {
 		return nil

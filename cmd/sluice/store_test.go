@@ -27,12 +27,12 @@ func TestOpenStoreTakesZKDigestsFromEnv(t *testing.T) {
 	url := "zk://" + srv.Addr() + "/acl-cmd"
 
 	env := map[string]string{envZKReaderDigest: "sdk:r"}
-	if _, err := openStore(ctx, url, logger, func(k string) string { return env[k] }); !errors.Is(err, configsvc.ErrInvalid) {
+	if _, err := openStore(ctx, url, logger, func(k string) string { return env[k] }, 0); !errors.Is(err, configsvc.ErrInvalid) {
 		t.Fatalf("reader identity without a writer: err = %v, want ErrInvalid", err)
 	}
 
 	env[envZKDigest] = "sluice:w"
-	st, err := openStore(ctx, url, logger, func(k string) string { return env[k] })
+	st, err := openStore(ctx, url, logger, func(k string) string { return env[k] }, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

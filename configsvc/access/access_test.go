@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 type clock struct {
@@ -229,7 +230,7 @@ func TestBootstrapOnlyOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			secret, created, err := ts.Bootstrap(ctx, time.Second, sleepCtx)
+			secret, created, err := ts.Bootstrap(ctx, time.Second, lifecycle.Sleep)
 			if err != nil {
 				t.Errorf("Bootstrap: %v", err)
 			}
@@ -251,7 +252,7 @@ func TestBootstrapOnlyOnce(t *testing.T) {
 	if err != nil || !p.IsAdmin() {
 		t.Fatalf("bootstrap token: %+v, %v", p, err)
 	}
-	if _, created, _ := ts.Bootstrap(ctx, time.Second, sleepCtx); created {
+	if _, created, _ := ts.Bootstrap(ctx, time.Second, lifecycle.Sleep); created {
 		t.Fatal("a second bootstrap created another token")
 	}
 }

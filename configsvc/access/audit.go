@@ -18,7 +18,7 @@ const (
 
 // DefaultAuditKeep is how many audit entries are retained when NewAudit is
 // given 0.
-const DefaultAuditKeep = 100000
+const DefaultAuditKeep = configsvc.DefaultAppendKeep
 
 // RefusalsCollection is the append-only collection of sampled refusals
 // (RefusalSampler), kept apart from AuditCollection with its own
@@ -30,7 +30,7 @@ const RefusalsCollection = "audit-refusals"
 const RefusalKeep = 10000
 
 // MaxAuditLimit bounds one audit query.
-const MaxAuditLimit = 1000
+const MaxAuditLimit = configsvc.MaxPageSize
 
 // Entry is one audit log entry: one mutating request, allowed or refused.
 type Entry struct {

@@ -77,7 +77,7 @@ func (g *Grant) Validate() error {
 		return &configsvc.FieldError{Field: "roles.role", Value: string(g.Role), Msg: "must be admin, editor, viewer, agent or proxy"}
 	}
 	const rule = "must be 1-63 characters of a-z, 0-9, '-', '*' and '?'"
-	if len(g.Pattern) == 0 || len(g.Pattern) > 63 {
+	if len(g.Pattern) == 0 || len(g.Pattern) > configsvc.MaxNameLen {
 		return &configsvc.FieldError{Field: "roles.pattern", Value: g.Pattern, Msg: rule}
 	}
 	for i := 0; i < len(g.Pattern); i++ {

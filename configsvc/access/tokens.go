@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // Record collections used by this package.
@@ -315,7 +316,7 @@ const BootstrapGrace = 10 * time.Second
 // ctx's error when ctx ends.
 func (ts *Tokens) Bootstrap(ctx context.Context, grace time.Duration, sleep func(context.Context, time.Duration) error) (string, bool, error) {
 	if sleep == nil {
-		sleep = sleepCtx
+		sleep = lifecycle.Sleep
 	}
 	empty, err := ts.empty(ctx)
 	if err != nil || !empty {
@@ -356,15 +357,4 @@ func (ts *Tokens) empty(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("access: bootstrap: list tokens: %w", err)
 	}
 	return len(recs) == 0, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/format"
 )
 
 // benchContent is a 1 KiB YAML file, a typical config file.
@@ -45,9 +46,15 @@ func benchStore(b *testing.B, revs int64) (*boltstore.Store, configsvc.Ref) {
 }
 
 // BenchmarkPublish measures one durable single-file publish (1 KiB YAML,
-// validated, fsynced), pruning at the default retention once past it.
+// fsynced), pruning at the default retention once past it. The store does
+// not parse content: see BenchmarkValidatingPublish for a publish with the
+// validation every publish goes through once, above the store.
 func BenchmarkPublish(b *testing.B) {
 	s, ref := benchStore(b, 0)
+	benchPublish(b, s, ref)
+}
+
+func benchPublish(b *testing.B, s configsvc.Store, ref configsvc.Ref) {
 	ctx := context.Background()
 	b.SetBytes(int64(len(benchContent)))
 	n := int64(0)
@@ -58,6 +65,43 @@ func BenchmarkPublish(b *testing.B) {
 		}
 		n++
 	}
+}
+
+// BenchmarkRawUpdate is the ceiling for BenchmarkPublish: the same bbolt
+// version on the same disk committing one fsynced transaction that writes
+// the same 1 KiB under a new key, with none of the store's work (head,
+// manifests, revision records, watch wake-ups).
+func BenchmarkRawUpdate(b *testing.B) {
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	b.SetBytes(int64(len(benchContent)))
+	key := make([]byte, 8)
+	n := uint64(0)
+	for b.Loop() {
+		n++
+		binary.BigEndian.PutUint64(key, n)
+		err := db.Update(func(tx *bolt.Tx) error {
+			bk, err := tx.CreateBucketIfNotExists([]byte("raw"))
+			if err != nil {
+				return err
+			}
+			return bk.Put(key, benchContent)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkValidatingPublish is BenchmarkPublish through the
+// configsvc.ValidatingStore that sluice server puts in front of the store,
+// with the format validator: the YAML is parsed once, then published.
+func BenchmarkValidatingPublish(b *testing.B) {
+	s, ref := benchStore(b, 0)
+	benchPublish(b, configsvc.Validating(s, format.Validator{}), ref)
 }
 
 // BenchmarkFileAtHead measures reading one file at the head.
@@ -113,35 +157,6 @@ func BenchmarkWatchFanout(b *testing.B) {
 			if r := <-got; r != n {
 				b.Fatalf("watcher got revision %d, want %d", r, n)
 			}
-		}
-	}
-}
-
-// BenchmarkRawUpdate is the ceiling for BenchmarkPublish: the same bbolt
-// version on the same disk committing one fsynced transaction that writes
-// the same 1 KiB under a new key, with none of the store's work (validation,
-// manifests, revision records, watch wake-ups).
-func BenchmarkRawUpdate(b *testing.B) {
-	db, err := bolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	b.SetBytes(int64(len(benchContent)))
-	key := make([]byte, 8)
-	n := uint64(0)
-	for b.Loop() {
-		n++
-		binary.BigEndian.PutUint64(key, n)
-		err := db.Update(func(tx *bolt.Tx) error {
-			bk, err := tx.CreateBucketIfNotExists([]byte("raw"))
-			if err != nil {
-				return err
-			}
-			return bk.Put(key, benchContent)
-		})
-		if err != nil {
-			b.Fatal(err)
 		}
 	}
 }

@@ -8,17 +8,26 @@
 // skipped; instances live in memory, since only the one process holding the
 // file lock can see them, and so vanish with it.
 //
-// Layout of the file (all keys are bytes, numbers big-endian uint64):
+// Layout of the file, format 2 (all keys are bytes, numbers big-endian
+// uint64):
 //
-//	services/{name}/head            JSON headRecord: revision, manifest, oldest retained revision
-//	services/{name}/revs/{n}        JSON revision without content
-//	services/{name}/mans/{n}        JSON manifest (map of FileMeta) at revision n
-//	services/{name}/blobs/{n}{file} content of file as changed by revision n
-//	services/{name}/links/{group}   empty: the service uses the group
-//	groups/{name}/...               the same, with users/{service} instead of links
-//	records/{collection}/{id}       RecordStore.Put data
-//	logs/{collection}/{seq}         RecordStore.Append data
+//	meta/format                        "2"
+//	services/{name}/head               JSON headRecord: revision, manifest, oldest retained revision, pruned-to
+//	services/{name}/revs/{n}           JSON revision without content
+//	services/{name}/revs/{n}/{file}    content of file as written by revision n
+//	services/{name}/revs/{n}m          JSON manifest (map of FileMeta) at revision n
+//	services/{name}/links/{group}      empty: the service uses the group
+//	groups/{name}/...                  the same, with users/{service} instead of links
+//	records/{collection}/{id}          RecordStore.Put data
+//	logs/{collection}/{seq}            RecordStore.Append data
 //
-// A blob stays as long as a retained revision's manifest refers to it, so
-// pruning history never breaks the reconstruction of retained revisions.
+// A revision's record, contents and manifest sort together, so a publish
+// writes the end of one tree. Format 1 kept manifests and contents in
+// buckets of their own (mans/{n}, blobs/{n}{file}); Open upgrades such a
+// file to format 2 without rewriting it, and reads and prunes what it holds
+// where it is.
+//
+// A content entry stays as long as a retained revision's manifest refers to
+// it, so pruning history never breaks the reconstruction of retained
+// revisions.
 package boltstore

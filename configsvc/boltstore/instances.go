@@ -36,15 +36,15 @@ func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsv
 	if err := inst.Validate(); err != nil {
 		return nil, fmt.Errorf("boltstore: %s: %w", what, err)
 	}
-	if data, err := json.Marshal(inst); err != nil || len(data) > maxRecordSize {
-		return nil, fmt.Errorf("boltstore: %s: %w", what, &configsvc.LimitError{What: "instance", Size: int64(len(data)), Limit: maxRecordSize})
+	if data, err := json.Marshal(inst); err != nil || len(data) > configsvc.MaxRecordSize {
+		return nil, fmt.Errorf("boltstore: %s: %w", what, &configsvc.LimitError{What: "instance", Size: int64(len(data)), Limit: configsvc.MaxRecordSize})
 	}
 	if err := s.serviceExists(ctx, what, inst.Service); err != nil {
 		return nil, err
 	}
 	l := &lease{s: s, svc: inst.Service, id: inst.ID}
 	s.mu.Lock()
-	if s.closed.Load() {
+	if s.bg.Stopped() {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("boltstore: %s: %w", what, configsvc.ErrClosed)
 	}
@@ -110,14 +110,14 @@ func (s *Store) instanceList(svc string) []configsvc.Instance {
 // ErrNotFound is sent and the channel closed.
 func (s *Store) WatchInstances(ctx context.Context, svc string) <-chan configsvc.InstancesEvent {
 	out := make(chan configsvc.InstancesEvent)
-	started := s.goTracked(func() {
+	started := s.bg.Go(func() {
 		defer close(out)
 		what := "watch instances of service/" + svc
 		fail := func(err error) {
 			select {
 			case out <- configsvc.InstancesEvent{Err: err}:
 			case <-ctx.Done():
-			case <-s.done:
+			case <-s.bg.Done():
 			}
 		}
 		if err := configsvc.ValidateServiceName(svc); err != nil {
@@ -138,14 +138,10 @@ func (s *Store) WatchInstances(ctx context.Context, svc string) <-chan configsvc
 				continue // a newer list replaces this one
 			case <-ctx.Done():
 				return
-			case <-s.done:
+			case <-s.bg.Done():
 				return
 			}
-			select {
-			case <-sig:
-			case <-ctx.Done():
-				return
-			case <-s.done:
+			if !s.await(ctx, sig) {
 				return
 			}
 		}
@@ -179,8 +175,8 @@ func (l *lease) Update(ctx context.Context, inst configsvc.Instance) error {
 	if err := inst.Validate(); err != nil {
 		return fmt.Errorf("boltstore: %s: %w", what, err)
 	}
-	if data, err := json.Marshal(inst); err != nil || len(data) > maxRecordSize {
-		return fmt.Errorf("boltstore: %s: %w", what, &configsvc.LimitError{What: "instance", Size: int64(len(data)), Limit: maxRecordSize})
+	if data, err := json.Marshal(inst); err != nil || len(data) > configsvc.MaxRecordSize {
+		return fmt.Errorf("boltstore: %s: %w", what, &configsvc.LimitError{What: "instance", Size: int64(len(data)), Limit: configsvc.MaxRecordSize})
 	}
 	if err := l.s.check(ctx, what); err != nil {
 		return err

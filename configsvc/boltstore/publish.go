@@ -8,7 +8,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/sluicehq/sluice/configsvc"
-	"github.com/sluicehq/sluice/configsvc/format"
 )
 
 // revRecord is a stored revision; content lives in the blobs bucket.
@@ -22,14 +21,16 @@ type revRecord struct {
 }
 
 // Publish atomically creates revision cs.Base+1 and moves the head to it,
-// pruning revisions beyond the retention. The changeset is validated
-// (names, limits, content format) before anything is written.
+// pruning revisions beyond the retention. The changeset's shape and limits
+// are checked (Changeset.Validate) before anything is written; its content
+// is not validated here but once, by the configsvc.ValidatingStore that
+// publishes go through.
 func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Changeset) (configsvc.Revision, error) {
 	what := "publish " + ref.String()
 	if err := validRef(ref, "publish"); err != nil {
 		return configsvc.Revision{}, err
 	}
-	if err := cs.Validate(format.Validate); err != nil {
+	if err := cs.Validate(); err != nil {
 		return configsvc.Revision{}, fmt.Errorf("boltstore: %s: %w", what, err)
 	}
 	rev := configsvc.Revision{
@@ -40,7 +41,11 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		rev.Changes[i] = configsvc.Change{File: c.File, Delete: c.Delete}
 	}
 	err := s.update(ctx, what, func(tx *bolt.Tx) error {
-		b, h, err := refHead(tx, ref)
+		b, err := refBucket(tx, ref)
+		if err != nil {
+			return err
+		}
+		h, err := s.heads.decode(ref, b.Get(keyHead))
 		if err != nil {
 			return err
 		}
@@ -54,10 +59,10 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		if err != nil {
 			return err
 		}
-		blobs := b.Bucket(keyBlobs)
+		revs := b.Bucket(keyRevs)
 		for _, c := range cs.Changes {
 			if !c.Delete {
-				if err := blobs.Put(blobKey(rev.Number, c.File), nonNil(c.Content)); err != nil {
+				if err := revs.Put(blobKey(rev.Number, c.File), nonNil(c.Content)); err != nil {
 					return err
 				}
 			}
@@ -69,21 +74,29 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		if err != nil {
 			return err
 		}
-		if err := b.Bucket(keyRevs).Put(u64(rev.Number), rr); err != nil {
+		if err := revs.Put(u64(rev.Number), rr); err != nil {
 			return err
 		}
 		mb, err := json.Marshal(manifest)
 		if err != nil {
 			return err
 		}
-		if err := b.Bucket(keyMans).Put(u64(rev.Number), mb); err != nil {
+		if err := revs.Put(manKey(rev.Number), mb); err != nil {
 			return err
 		}
+		if h.Pruned == 0 {
+			h.Pruned = h.Oldest
+		}
 		h.Revision, h.Files, h.Updated, h.Author = rev.Number, manifest, rev.Time, rev.Author
+		h.Oldest = max(h.Oldest, h.Revision-int64(s.retention)+1)
 		if err := s.prune(b, &h); err != nil {
 			return fmt.Errorf("prune: %w", err)
 		}
-		return writeHead(b, h)
+		data, err := writeHead(b, h)
+		if err == nil {
+			s.heads.remember(ref, data, h) // checked against the stored bytes before use
+		}
+		return err
 	})
 	if err != nil {
 		return configsvc.Revision{}, err
@@ -103,27 +116,34 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
-// prune drops the oldest revisions while more than the retention are kept.
-// Dropping revision m removes its record and manifest, and every blob that
-// manifest m refers to but manifest m+1 does not: manifests only move
-// forward, so no retained revision can refer to it again.
+// prune physically drops the revisions below h.Oldest, the retention
+// boundary Publish moves, once they are pruneLag or more: a batch dirties
+// the first pages of the revision, manifest and blob buckets once instead
+// of once per publish. Reads refuse revisions below h.Oldest at once
+// (ErrCompacted), whether or not they are gone yet. Dropping revision m
+// removes its record and manifest, and every blob that manifest m refers
+// to but manifest m+1 does not: manifests only move forward, so no
+// retained revision can refer to it again.
 func (s *Store) prune(b *bolt.Bucket, h *headRecord) error {
-	revs, mans, blobs := b.Bucket(keyRevs), b.Bucket(keyMans), b.Bucket(keyBlobs)
-	for h.Revision-h.Oldest+1 > int64(s.retention) {
-		m := h.Oldest
-		cur, err := readManifest(mans, m)
-		if err != nil {
-			return err
-		}
+	if h.Oldest-h.Pruned < s.pruneLag() {
+		return nil
+	}
+	revs, mans := b.Bucket(keyRevs), b.Bucket(keyMans)
+	cur, err := readManifest(b, h.Pruned)
+	if err != nil {
+		return err
+	}
+	for ; h.Pruned < h.Oldest; h.Pruned++ {
+		m := h.Pruned
 		next := h.Files
 		if m+1 < h.Revision {
-			if next, err = readManifest(mans, m+1); err != nil {
+			if next, err = readManifest(b, m+1); err != nil {
 				return err
 			}
 		}
 		for name, meta := range cur {
 			if n, ok := next[name]; !ok || n.Revision != meta.Revision {
-				if err := blobs.Delete(blobKey(meta.Revision, name)); err != nil {
+				if err := deleteBlob(b, meta.Revision, name); err != nil {
 					return err
 				}
 			}
@@ -131,16 +151,34 @@ func (s *Store) prune(b *bolt.Bucket, h *headRecord) error {
 		if err := revs.Delete(u64(m)); err != nil {
 			return err
 		}
-		if err := mans.Delete(u64(m)); err != nil {
+		if err := revs.Delete(manKey(m)); err != nil {
 			return err
 		}
-		h.Oldest = m + 1
+		if mans != nil {
+			if err := mans.Delete(u64(m)); err != nil {
+				return err
+			}
+		}
+		cur = next
 	}
 	return nil
 }
 
-func readManifest(mans *bolt.Bucket, n int64) (map[string]configsvc.FileMeta, error) {
-	data := mans.Get(u64(n))
+// pruneLag is how many compacted revisions prune lets gather before it
+// drops them: retention/8, between 1 and 16. A service therefore holds at
+// most 15 compacted revisions beyond the retention.
+func (s *Store) pruneLag() int64 {
+	return int64(min(max(s.retention/8, 1), 16))
+}
+
+// readManifest reads the manifest at revision n of ref bucket b: beside
+// the revision record, or for a revision published under file format 1,
+// in the mans bucket.
+func readManifest(b *bolt.Bucket, n int64) (map[string]configsvc.FileMeta, error) {
+	data := b.Bucket(keyRevs).Get(manKey(n))
+	if mans := b.Bucket(keyMans); data == nil && mans != nil {
+		data = mans.Get(u64(n))
+	}
 	if data == nil {
 		return nil, fmt.Errorf("manifest of revision %d missing", n)
 	}

@@ -25,7 +25,7 @@ func manifestAt(b *bolt.Bucket, h headRecord, rev int64) (map[string]configsvc.F
 	case rev < h.Oldest:
 		return nil, 0, fmt.Errorf("revision %d (retention keeps %d and later): %w", rev, h.Oldest, configsvc.ErrCompacted)
 	}
-	m, err := readManifest(b.Bucket(keyMans), rev)
+	m, err := readManifest(b, rev)
 	return m, rev, err
 }
 
@@ -62,7 +62,7 @@ func (s *Store) File(ctx context.Context, ref configsvc.Ref, name string, rev in
 
 // blob copies the content meta refers to out of the transaction.
 func blob(b *bolt.Bucket, meta configsvc.FileMeta) ([]byte, error) {
-	data := b.Bucket(keyBlobs).Get(blobKey(meta.Revision, meta.Name))
+	data := getBlob(b, meta.Revision, meta.Name)
 	if data == nil {
 		return nil, fmt.Errorf("content of %q at revision %d missing", meta.Name, meta.Revision)
 	}
@@ -106,18 +106,19 @@ func (s *Store) Revisions(ctx context.Context, ref configsvc.Ref, before int64, 
 		return nil, err
 	}
 	if limit == 0 {
-		limit = 50
+		limit = configsvc.DefaultRevisionsPage
 	}
-	if limit < 0 || limit > 1000 || before < 0 {
+	if limit < 0 || limit > configsvc.MaxPageSize || before < 0 {
 		return nil, fmt.Errorf("boltstore: list revisions of %s: %w", ref,
 			&configsvc.FieldError{Field: "limit", Value: fmt.Sprint(limit), Msg: "must be 1..1000 with before ≥ 0"})
 	}
 	var out []configsvc.Revision
 	err := s.view(ctx, "list revisions of "+ref.String(), func(tx *bolt.Tx) error {
-		b, err := refBucket(tx, ref)
+		b, h, err := refHead(tx, ref)
 		if err != nil {
 			return err
 		}
+		oldest := u64(h.Oldest) // older records may remain until pruned
 		c := b.Bucket(keyRevs).Cursor()
 		var k, v []byte
 		if before == 0 {
@@ -130,8 +131,8 @@ func (s *Store) Revisions(ctx context.Context, ref configsvc.Ref, before int64, 
 				k, v = c.Prev()
 			}
 		}
-		for ; k != nil && len(out) < limit; k, v = c.Prev() {
-			if before > 0 && bytes.Compare(k, u64(before)) >= 0 {
+		for ; k != nil && len(out) < limit && bytes.Compare(k, oldest) >= 0; k, v = c.Prev() {
+			if !isRevKey(k) || before > 0 && bytes.Compare(k, u64(before)) >= 0 {
 				continue
 			}
 			r, err := decodeRevision(v)
@@ -193,12 +194,11 @@ func readRevision(b *bolt.Bucket, h headRecord, n int64) (configsvc.Revision, er
 	if err != nil {
 		return rev, err
 	}
-	blobs := b.Bucket(keyBlobs)
 	for i, c := range rev.Changes {
 		if c.Delete {
 			continue
 		}
-		content := blobs.Get(blobKey(n, c.File))
+		content := getBlob(b, n, c.File)
 		if content == nil {
 			return rev, fmt.Errorf("content of %q at revision %d missing", c.File, n)
 		}

@@ -10,12 +10,6 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 )
 
-// maxRecordSize is the largest record RecordStore accepts: 64 KiB.
-const maxRecordSize = 64 << 10
-
-// defaultKeep is how many Append entries are kept when keep is 0.
-const defaultKeep = 100000
-
 // Records returns the store's record collections. Put/Get/Delete/List
 // collections and Append/Scan collections live in separate namespaces.
 func (s *Store) Records() configsvc.RecordStore { return records{s} }
@@ -40,8 +34,8 @@ func validRecord(what, collection, id string) error {
 }
 
 func checkSize(what string, data []byte) error {
-	if len(data) > maxRecordSize {
-		return fmt.Errorf("boltstore: %s: %w", what, &configsvc.LimitError{What: "record", Size: int64(len(data)), Limit: maxRecordSize})
+	if len(data) > configsvc.MaxRecordSize {
+		return fmt.Errorf("boltstore: %s: %w", what, &configsvc.LimitError{What: "record", Size: int64(len(data)), Limit: configsvc.MaxRecordSize})
 	}
 	return nil
 }
@@ -135,7 +129,7 @@ func (r records) Append(ctx context.Context, collection string, data []byte, kee
 		return 0, fmt.Errorf("boltstore: %s: %w", what, &configsvc.FieldError{Field: "keep", Value: strconv.Itoa(keep), Msg: "must be 0 or more"})
 	}
 	if keep == 0 {
-		keep = defaultKeep
+		keep = configsvc.DefaultAppendKeep
 	}
 	var seq int64
 	err := r.s.update(ctx, what, func(tx *bolt.Tx) error {
@@ -177,9 +171,9 @@ func (r records) Scan(ctx context.Context, collection string, before int64, limi
 		return nil, err
 	}
 	if limit == 0 {
-		limit = 100
+		limit = configsvc.DefaultScanPage
 	}
-	if limit < 0 || limit > 1000 || before < 0 {
+	if limit < 0 || limit > configsvc.MaxPageSize || before < 0 {
 		return nil, fmt.Errorf("boltstore: %s: %w", what, &configsvc.FieldError{Field: "limit", Value: strconv.Itoa(limit), Msg: "must be 1 to 1000 (0 means 100), with before ≥ 0"})
 	}
 	var out []configsvc.Record

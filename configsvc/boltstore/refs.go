@@ -17,8 +17,12 @@ type headRecord struct {
 	Files    map[string]configsvc.FileMeta `json:"files"`
 	Updated  time.Time                     `json:"updated"`
 	Author   string                        `json:"author,omitempty"`
-	// Oldest is the oldest retained revision (1 until something is pruned).
+	// Oldest is the oldest retained revision (1 until something is pruned):
+	// older ones are compacted, whether or not their records are gone yet.
 	Oldest int64 `json:"oldest"`
+	// Pruned: every revision below it has been physically removed. Zero in
+	// files written before pruning was batched, which pruned up to Oldest.
+	Pruned int64 `json:"pruned,omitempty"`
 	// Incarnation tells a re-created ref from the one deleted before it, so
 	// that a watch of the old one ends with ErrNotFound.
 	Incarnation uint64 `json:"incarnation"`
@@ -53,8 +57,12 @@ func refHead(tx *bolt.Tx, ref configsvc.Ref) (*bolt.Bucket, headRecord, error) {
 }
 
 func readHead(b *bolt.Bucket) (headRecord, error) {
+	return decodeHead(b.Get(keyHead))
+}
+
+func decodeHead(data []byte) (headRecord, error) {
 	var h headRecord
-	if err := json.Unmarshal(b.Get(keyHead), &h); err != nil {
+	if err := json.Unmarshal(data, &h); err != nil {
 		return h, fmt.Errorf("decode head: %w", err)
 	}
 	if h.Files == nil {
@@ -63,12 +71,13 @@ func readHead(b *bolt.Bucket) (headRecord, error) {
 	return h, nil
 }
 
-func writeHead(b *bolt.Bucket, h headRecord) error {
+// writeHead stores h and returns its encoding.
+func writeHead(b *bolt.Bucket, h headRecord) ([]byte, error) {
 	data, err := json.Marshal(h)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return b.Put(keyHead, data)
+	return data, b.Put(keyHead, data)
 }
 
 // refKey names ref in the watch signal map.
@@ -99,18 +108,19 @@ func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 		if err != nil {
 			return err
 		}
-		subs := [][]byte{keyRevs, keyMans, keyBlobs, keyLinks}
+		subs := [][]byte{keyRevs, keyLinks}
 		if ref.Kind == configsvc.KindGroup {
-			subs[3] = keyUsers
+			subs[1] = keyUsers
 		}
 		for _, k := range subs {
 			if _, err := b.CreateBucket(k); err != nil {
 				return err
 			}
 		}
-		return writeHead(b, headRecord{
-			Files: map[string]configsvc.FileMeta{}, Updated: s.now().UTC(), Oldest: 1, Incarnation: incarnation,
+		_, err = writeHead(b, headRecord{
+			Files: map[string]configsvc.FileMeta{}, Updated: s.now().UTC(), Oldest: 1, Pruned: 1, Incarnation: incarnation,
 		})
+		return err
 	})
 	if err == nil {
 		s.notify(refKey(ref))

@@ -9,20 +9,21 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // Options configures Open. The zero value is a working default.
 type Options struct {
 	// Retention is how many revisions of each service and group are kept;
-	// older ones are pruned as new ones are published. 0 means
-	// configsvc.DefaultRetention (500).
+	// older ones are compacted as new ones are published (reads refuse them
+	// at once) and dropped from the file in batches of Retention/8 (1 to
+	// 16). 0 means configsvc.DefaultRetention (500).
 	Retention int
 	// LockTimeout bounds the wait for the file lock when another process
 	// holds the file; Open then fails with configsvc.ErrLocked. 0 means 1s.
@@ -47,9 +48,9 @@ type Store struct {
 	log       *slog.Logger
 	now       func() time.Time
 
-	closed atomic.Bool
-	done   chan struct{} // closed by Close: watchers return
-	wg     sync.WaitGroup
+	bg lifecycle.Group // watchers; stopped by Close
+
+	heads *headMemo // decoded heads, for publishes
 
 	mu        sync.Mutex
 	signals   map[string]chan struct{} // per ref key: closed and removed on change
@@ -69,8 +70,8 @@ var (
 
 	keyHead  = []byte("head")
 	keyRevs  = []byte("revs")
-	keyMans  = []byte("mans")
-	keyBlobs = []byte("blobs")
+	keyMans  = []byte("mans")  // format 1 only: manifests of revisions published then
+	keyBlobs = []byte("blobs") // format 1 only: contents written then
 	keyLinks = []byte("links")
 	keyUsers = []byte("users")
 
@@ -78,8 +79,13 @@ var (
 )
 
 // formatVersion is stored in meta/format; Open refuses files of another
-// version rather than misreading them.
-const formatVersion = "1"
+// version rather than misreading them. Version 1 kept each revision's
+// manifest and file contents in buckets of their own (mans, blobs);
+// version 2 keeps them beside the revision record in revs (manKey,
+// blobKey), so that a publish dirties the end of one tree instead of three.
+// Open upgrades a version 1 file to 2 in place: what it holds stays where
+// it is and is read there, so nothing is rewritten.
+const formatVersion = "2"
 
 // Open opens (creating when missing, with parent directories 0700 and the
 // file 0600) the bbolt file at path. It fails with an error wrapping
@@ -122,6 +128,10 @@ func Open(path string, opts Options) (*Store, error) {
 			if err := meta.Put(keyFormat, []byte(formatVersion)); err != nil {
 				return err
 			}
+		case string(v) == "1":
+			if err := meta.Put(keyFormat, []byte(formatVersion)); err != nil {
+				return err
+			}
 		case string(v) != formatVersion:
 			return fmt.Errorf("file format %q, this build reads %q: %w", v, formatVersion, configsvc.ErrInvalid)
 		}
@@ -142,7 +152,7 @@ func Open(path string, opts Options) (*Store, error) {
 		retention: opts.Retention,
 		log:       opts.Logger,
 		now:       opts.Now,
-		done:      make(chan struct{}),
+		heads:     newHeadMemo(),
 		signals:   map[string]chan struct{}{},
 		instances: map[string]map[string]liveInstance{},
 	}
@@ -159,12 +169,11 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.bg.Stop()
 		s.mu.Lock()
-		s.closed.Store(true)
-		close(s.done)
 		s.instances = map[string]map[string]liveInstance{}
 		s.mu.Unlock()
-		s.wg.Wait()
+		s.bg.Wait()
 		if cerr := s.db.Close(); cerr != nil {
 			err = fmt.Errorf("boltstore: close %s: %w", s.path, cerr)
 		}
@@ -179,7 +188,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // check returns an error when the store is closed or ctx is done.
 func (s *Store) check(ctx context.Context, what string) error {
-	if s.closed.Load() {
+	if s.bg.Stopped() {
 		return fmt.Errorf("boltstore: %s: %w", what, configsvc.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
@@ -214,22 +223,6 @@ func (s *Store) update(ctx context.Context, what string, fn func(tx *bolt.Tx) er
 	return wrap(what, s.db.Update(fn))
 }
 
-// goTracked runs fn in a goroutine that Close waits for. It returns false,
-// without running fn, when the store is closed.
-func (s *Store) goTracked(fn func()) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed.Load() {
-		return false
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		fn()
-	}()
-	return true
-}
-
 // signal returns the channel that is closed at the next change of key.
 func (s *Store) signal(key string) <-chan struct{} {
 	s.mu.Lock()
@@ -240,6 +233,19 @@ func (s *Store) signal(key string) <-chan struct{} {
 		s.signals[key] = ch
 	}
 	return ch
+}
+
+// await waits until sig is closed (true), or until ctx ends or the store
+// closes (false).
+func (s *Store) await(ctx context.Context, sig <-chan struct{}) bool {
+	select {
+	case <-sig:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.bg.Done():
+		return false
+	}
 }
 
 // notify wakes the watchers of key.
@@ -261,9 +267,48 @@ func u64(n int64) []byte {
 
 func fromU64(b []byte) int64 { return int64(binary.BigEndian.Uint64(b)) }
 
-// blobKey is the key of file's content as changed by revision n.
+// The revs bucket holds, per revision n, keys that sort together, so a
+// publish writes them to the same page: the revision record u64(n), the
+// contents it wrote u64(n) "/" file (no file name has a "/"), and the
+// manifest u64(n) "m".
+
+// manKey is the key of the manifest at revision n.
+func manKey(n int64) []byte { return append(u64(n), 'm') }
+
+// blobKey is the key of file's content as written by revision n.
 func blobKey(n int64, file string) []byte {
+	return append(append(u64(n), '/'), file...)
+}
+
+// isRevKey tells a revision record's key from the others in revs.
+func isRevKey(k []byte) bool { return len(k) == 8 }
+
+// legacyBlobKey is blobKey in the blobs bucket of format 1.
+func legacyBlobKey(n int64, file string) []byte {
 	return append(u64(n), file...)
+}
+
+// getBlob returns the stored content of file as written by revision n of
+// ref bucket b (not a copy), or nil.
+func getBlob(b *bolt.Bucket, n int64, file string) []byte {
+	if data := b.Bucket(keyRevs).Get(blobKey(n, file)); data != nil {
+		return data
+	}
+	if blobs := b.Bucket(keyBlobs); blobs != nil {
+		return blobs.Get(legacyBlobKey(n, file))
+	}
+	return nil
+}
+
+// deleteBlob removes the content of file as written by revision n.
+func deleteBlob(b *bolt.Bucket, n int64, file string) error {
+	if err := b.Bucket(keyRevs).Delete(blobKey(n, file)); err != nil {
+		return err
+	}
+	if blobs := b.Bucket(keyBlobs); blobs != nil {
+		return blobs.Delete(legacyBlobKey(n, file))
+	}
+	return nil
 }
 
 // clone copies b out of a transaction's memory.

@@ -49,7 +49,7 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan
 			return nil
 		})
 	}
-	started := s.goTracked(func() {
+	started := s.bg.Go(func() {
 		defer close(out)
 		if startErr != nil {
 			s.send(ctx, out, configsvc.Event{Err: startErr})
@@ -69,7 +69,7 @@ func (s *Store) send(ctx context.Context, out chan<- configsvc.Event, ev configs
 	case out <- ev:
 		return true
 	case <-ctx.Done():
-	case <-s.done:
+	case <-s.bg.Done():
 	}
 	return false
 }
@@ -93,11 +93,7 @@ func (s *Store) watch(ctx context.Context, ref configsvc.Ref, what string, st *w
 		if more {
 			continue
 		}
-		select {
-		case <-sig:
-		case <-ctx.Done():
-			return
-		case <-s.done:
+		if !s.await(ctx, sig) {
 			return
 		}
 	}

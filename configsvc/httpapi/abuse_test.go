@@ -11,6 +11,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/format"
 )
 
 // badNames are path segments that must never reach the store: encoded
@@ -491,7 +492,7 @@ func TestAttackSessionFloodHTTP(t *testing.T) {
 // is bounded on every publish path, rollback included.
 func TestAttackServiceGrowsWithoutBound(t *testing.T) {
 	const limit = 1 << 20
-	e := newEnv(t, func(c *Config) { c.MaxServiceBytes = limit })
+	e := newEnvOn(t, configsvc.Validating(mustOpenBolt(t), configsvc.Validators(format.Validator{}, configsvc.ServiceBytesValidator(limit))))
 	e.mustService("orders", nil)
 	big := strings.Repeat("x", 400<<10)
 	put := func(file string) *response {

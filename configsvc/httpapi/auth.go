@@ -76,7 +76,7 @@ func (s *Server) revokeToken(c *gin.Context) {
 		return
 	}
 	st := state(c)
-	st.target = "token/" + truncate(id, 12)
+	st.target = "token/" + configsvc.Truncate(id, 12)
 	if !s.manage(c) {
 		return
 	}

@@ -27,7 +27,7 @@ var (
 // code. Order matters: the most specific match comes first.
 func classify(err error) (int, string) {
 	var parseErr *configsvc.ParseError
-	var contentErr *contentError
+	var contentErr *configsvc.ContentError
 	switch {
 	case errors.As(err, &parseErr), errors.As(err, &contentErr) && errors.Is(err, configsvc.ErrInvalid):
 		return http.StatusUnprocessableEntity, api.CodeInvalid
@@ -104,7 +104,7 @@ func (s *Server) fail(c *gin.Context, err error) {
 	}
 	st := state(c)
 	if st.reason == "" {
-		st.reason = truncate(msg, 200)
+		st.reason = configsvc.Truncate(msg, 200)
 	}
 	c.AbortWithStatusJSON(status, api.ErrorBody{Error: &api.Error{Code: code, Message: msg, Details: details(err)}})
 }
@@ -112,11 +112,4 @@ func (s *Server) fail(c *gin.Context, err error) {
 // failf is fail with a formatted error wrapping a sentinel.
 func (s *Server) failf(c *gin.Context, sentinel error, format string, args ...any) {
 	s.fail(c, fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), sentinel))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

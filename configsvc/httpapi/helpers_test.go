@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/format"
 )
 
 func TestMain(m *testing.M) {
@@ -69,10 +70,11 @@ func mustOpenBolt(t testing.TB) *boltstore.Store {
 	return st
 }
 
-// newEnv starts a server on a fresh bbolt store; mods adjust the Config.
+// newEnv starts a server on a fresh bbolt store that validates content
+// formats on publish, as the sluice command wires it; mods adjust the Config.
 func newEnv(t testing.TB, mods ...func(*Config)) *testEnv {
 	t.Helper()
-	return newEnvOn(t, mustOpenBolt(t), mods...)
+	return newEnvOn(t, configsvc.Validating(mustOpenBolt(t), format.Validator{}), mods...)
 }
 
 type lockedWriter struct {

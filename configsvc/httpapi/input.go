@@ -28,7 +28,7 @@ const (
 	// limit plus room for JSON string escaping.
 	MaxPublishBody = 2 << 20
 	// MaxListLimit is the largest limit a listing accepts.
-	MaxListLimit = 1000
+	MaxListLimit = configsvc.MaxPageSize
 )
 
 // param returns path parameter name decoded exactly once. The router
@@ -125,7 +125,7 @@ func parseETagCond(c *gin.Context, field string) (etagCond, error) {
 	if raw == "*" {
 		return etagCond{present: true, any: true}, nil
 	}
-	bad := &configsvc.FieldError{Field: field, Value: truncate(raw, 80), Msg: `must be "*" or ETags "<revision>" as returned by a GET`}
+	bad := &configsvc.FieldError{Field: field, Value: configsvc.Truncate(raw, 80), Msg: `must be "*" or ETags "<revision>" as returned by a GET`}
 	cond := etagCond{present: true}
 	for _, part := range strings.Split(raw, ",") {
 		t := strings.TrimSpace(part)
@@ -182,7 +182,7 @@ func checkIfMatch(c *gin.Context, target string, rev int64, exists bool) (given 
 	if cond.matches(rev, exists, true) {
 		return true, nil
 	}
-	h := truncate(strings.Join(c.Request.Header.Values(headerIfMatch), ", "), 80)
+	h := configsvc.Truncate(strings.Join(c.Request.Header.Values(headerIfMatch), ", "), 80)
 	switch {
 	case cond.any:
 		return true, fmt.Errorf("%w: If-Match * but %s does not exist", api.ErrPrecondition, target)
@@ -245,7 +245,7 @@ func mediaType(c *gin.Context) (string, error) {
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return "", fmt.Errorf("Content-Type %q does not parse: %w", truncate(ct, 80), errUnsupportedMed)
+		return "", fmt.Errorf("Content-Type %q does not parse: %w", configsvc.Truncate(ct, 80), errUnsupportedMed)
 	}
 	return mt, nil
 }

@@ -19,41 +19,6 @@ const (
 	settingInstancesToken   = "--max-instances-per-token"
 )
 
-// limitedStore is the Store the handlers publish through (publish, file
-// writes and deletes, rollback): Publish first checks the total size of
-// the service against the limit, then lets the store write. It stands in
-// for configsvc.ValidatingStore (which, once merged, should run
-// checkServiceBytes as one of its Validators, so that every publish path,
-// in-process tools included, gets the same check on both stores).
-type limitedStore struct {
-	configsvc.Store
-	maxBytes int64 // 0: no limit
-}
-
-// Publish checks checkServiceBytes, then publishes; see configsvc.Store.
-func (l limitedStore) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Changeset) (configsvc.Revision, error) {
-	if err := checkServiceBytes(ctx, l.Store, ref, cs, l.maxBytes); err != nil {
-		return configsvc.Revision{}, err
-	}
-	return l.Store.Publish(ctx, ref, cs)
-}
-
-// checkServiceBytes reads ref's head manifest from st and refuses, with a
-// *configsvc.LimitError (413), a changeset that would leave ref holding
-// more than limit bytes (configsvc.CheckServiceBytes). limit ≤ 0 checks
-// nothing. A head read that fails is returned (the publish would fail
-// too).
-func checkServiceBytes(ctx context.Context, st configsvc.Store, ref configsvc.Ref, cs configsvc.Changeset, limit int64) error {
-	if limit <= 0 {
-		return nil
-	}
-	h, err := st.Head(ctx, ref)
-	if err != nil {
-		return err
-	}
-	return configsvc.CheckServiceBytes(ref, h.Files, cs, limit)
-}
-
 // streamTable counts the event streams each token holds open on this
 // server.
 type streamTable struct {

@@ -107,7 +107,7 @@ func (s *Server) revokePin(c *gin.Context) {
 		return
 	}
 	st := state(c)
-	st.target = "pin/" + truncate(id, 12)
+	st.target = "pin/" + configsvc.Truncate(id, 12)
 	ctx := c.Request.Context()
 	pin, err := s.pins.Get(ctx, id)
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
-	"github.com/sluicehq/sluice/configsvc/format"
 )
 
 func (s *Server) listRefs(kind configsvc.Kind) gin.HandlerFunc {
@@ -153,32 +152,10 @@ func (s *Server) getFile(kind configsvc.Kind) gin.HandlerFunc {
 	}
 }
 
-// validate runs Config.ValidateFile over every non-deleted change.
-func (s *Server) validate(ref configsvc.Ref, changes []configsvc.Change) error {
-	if s.cfg.ValidateFile == nil {
-		return nil
-	}
-	for _, ch := range changes {
-		if ch.Delete {
-			continue
-		}
-		if err := s.cfg.ValidateFile(ref, ch.File, ch.Content); err != nil {
-			return &contentError{err: err}
-		}
-	}
-	return nil
-}
-
-// contentError marks an error of Config.ValidateFile: the content is well
-// formed but refused by its schema, which is a 422 like a parse error.
-type contentError struct{ err error }
-
-func (e *contentError) Error() string { return e.err.Error() }
-func (e *contentError) Unwrap() error { return e.err }
-
 // commit publishes cs. conditional reports that cs.Base is the head an
 // If-Match held for: a conflict is then a precondition that no longer holds
-// (412) rather than a 409.
+// (412) rather than a 409. The changeset is validated once, by the store's
+// Publish (Config.Store is a configsvc.ValidatingStore).
 func (s *Server) commit(c *gin.Context, ref configsvc.Ref, cs configsvc.Changeset, conditional bool, status int) {
 	ctx := c.Request.Context()
 	cs.Author = state(c).principal.Name
@@ -186,15 +163,7 @@ func (s *Server) commit(c *gin.Context, ref configsvc.Ref, cs configsvc.Changese
 		s.fail(c, err)
 		return
 	}
-	if err := cs.Validate(format.Validate); err != nil {
-		s.fail(c, err)
-		return
-	}
-	if err := s.validate(ref, cs.Changes); err != nil {
-		s.fail(c, err)
-		return
-	}
-	rev, err := s.publisher.Publish(ctx, ref, cs)
+	rev, err := s.cfg.Store.Publish(ctx, ref, cs)
 	if err != nil {
 		s.fail(c, staleIfMatch(err, conditional))
 		return
@@ -490,7 +459,7 @@ func (s *Server) rollback(kind configsvc.Kind) gin.HandlerFunc {
 				base, conditional = h.Revision, cond
 			}
 		}
-		rev, err := configsvc.Rollback(c.Request.Context(), s.publisher, ref, configsvc.RollbackRequest{
+		rev, err := configsvc.Rollback(c.Request.Context(), s.cfg.Store, ref, configsvc.RollbackRequest{
 			To: req.ToRevision, Files: req.Files, Base: base, Author: state(c).principal.Name, Message: req.Message,
 		})
 		if err != nil {

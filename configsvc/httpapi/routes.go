@@ -183,7 +183,7 @@ func (s *Server) observe(c *gin.Context) {
 	s.cfg.Logger.LogAttrs(c.Request.Context(), levelFor(status), "request",
 		slogStr("method", c.Request.Method),
 		slogStr("route", route),
-		slogStr("path", truncate(c.Request.URL.EscapedPath(), 256)),
+		slogStr("path", configsvc.Truncate(c.Request.URL.EscapedPath(), 256)),
 		slogInt("status", status),
 		slogDur("duration", elapsed),
 		slogInt("bytes", c.Writer.Size()),
@@ -224,7 +224,7 @@ func (s *Server) recordAudit(c *gin.Context, st *reqState, status int, start tim
 		RequestID: st.id,
 	}
 	if e.Target == "" {
-		e.Target = strconv.Quote(truncate(c.Request.URL.EscapedPath(), 200))
+		e.Target = strconv.Quote(configsvc.Truncate(c.Request.URL.EscapedPath(), 200))
 	}
 	if st.principal != nil {
 		e.ActorID, e.Actor = st.principal.TokenID, st.principal.Name
@@ -345,7 +345,7 @@ func (s *Server) noRoute(c *gin.Context) {
 		s.serveUI(c)
 		return
 	}
-	s.failf(c, errNoRoute, "no endpoint %s %s", c.Request.Method, truncate(c.Request.URL.EscapedPath(), 200))
+	s.failf(c, errNoRoute, "no endpoint %s %s", c.Request.Method, configsvc.Truncate(c.Request.URL.EscapedPath(), 200))
 }
 
 func (s *Server) readyz(c *gin.Context) {

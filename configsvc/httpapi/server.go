@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/format"
 )
 
 // Defaults for the zero values of Config.
@@ -45,7 +46,14 @@ const (
 // zero value is a documented default.
 type Config struct {
 	// Store holds configuration, instances and records (tokens, sessions,
-	// pins, audit). Required. The Server does not close it.
+	// pins, audit). Required. The Server does not close it. Every publish
+	// and rollback goes through its Publish, which validates content once
+	// when it is a configsvc.ValidatingStore (configsvc.Validating, as
+	// `sluice server` wires it: formats, the route schema, the service size
+	// limit). Any other Store is wrapped with format validation
+	// (format.Validator), so that content is never published unchecked. A
+	// refusal (*configsvc.ContentError, *configsvc.ParseError) is answered
+	// 422 with its details.
 	Store configsvc.Store
 	// Logger receives one line per request and the server's warnings.
 	// Default: a logger that discards.
@@ -68,12 +76,6 @@ type Config struct {
 	// X-Real-IP headers are believed for the client address in logs and the
 	// audit log. Default: none: the client address is the TCP peer.
 	TrustedProxies []string
-	// ValidateFile is extra semantic validation run on every file a publish
-	// writes, after the format check (e.g. the route schema for
-	// sluice-system/routes.yaml). Its error is answered like the store's:
-	// return a *configsvc.ParseError (422) or *configsvc.FieldError (400).
-	// Default: none.
-	ValidateFile func(ref configsvc.Ref, file string, content []byte) error
 	// UI is the web console, served at / for every path outside /v1 and the
 	// health and metrics endpoints. Default: none (404).
 	UI fs.FS
@@ -110,10 +112,6 @@ type Config struct {
 	// MaxInstancesPerToken bounds the instances one token keeps registered
 	// through this server. Default: DefaultMaxInstancesPerToken.
 	MaxInstancesPerToken int
-	// MaxServiceBytes bounds the total content of the files of one service
-	// or shared group (configsvc.CheckServiceBytes), checked on every
-	// publish and rollback. Default: configsvc.DefaultMaxServiceBytes.
-	MaxServiceBytes int64
 	// StreamRecheck is how often an event stream re-checks its credential.
 	// Default: DefaultStreamRecheck.
 	StreamRecheck time.Duration
@@ -143,7 +141,6 @@ type Server struct {
 	audit       *access.Audit
 	refusals    *access.RefusalSampler
 	authz       access.Authorizer
-	publisher   configsvc.Store // cfg.Store with the service-bytes limit in front of Publish
 	streams     *streamTable
 	creds       *credCache
 	instCounts  *instanceCounts
@@ -170,6 +167,9 @@ func New(cfg Config) (*Server, error) {
 	quietGin()
 	if cfg.Store == nil {
 		return nil, errors.New("httpapi: Config.Store is required")
+	}
+	if _, ok := cfg.Store.(*configsvc.ValidatingStore); !ok {
+		cfg.Store = configsvc.Validating(cfg.Store, format.Validator{})
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -202,7 +202,6 @@ func New(cfg Config) (*Server, error) {
 	cfg.MaxStreamsPerToken = limitOf(cfg.MaxStreamsPerToken, DefaultMaxStreamsPerToken)
 	cfg.MaxInstancesPerToken = limitOf(cfg.MaxInstancesPerToken, DefaultMaxInstancesPerToken)
 	cfg.MaxInstancesPerService = limitOf(cfg.MaxInstancesPerService, DefaultMaxInstancesPerService)
-	cfg.MaxServiceBytes = limitOf(cfg.MaxServiceBytes, configsvc.DefaultMaxServiceBytes)
 	if cfg.Refusals.Now == nil {
 		cfg.Refusals.Now = cfg.Now
 	}
@@ -222,7 +221,6 @@ func New(cfg Config) (*Server, error) {
 		pins:       access.NewPins(records, access.PinsConfig{Now: cfg.Now}),
 		audit:      audit,
 		refusals:   access.NewRefusalSampler(audit, cfg.Refusals),
-		publisher:  limitedStore{Store: cfg.Store, maxBytes: cfg.MaxServiceBytes},
 		streams:    newStreamTable(),
 		creds:      newCredCache(),
 		instCounts: newInstanceCounts(),

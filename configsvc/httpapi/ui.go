@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/sluicehq/sluice/configsvc"
 )
 
 // serveUI serves the web console from Config.UI. Paths that name no file
@@ -21,7 +23,7 @@ func (s *Server) serveUI(c *gin.Context) {
 	}
 	if st, err := fs.Stat(s.cfg.UI, p); err != nil || st.IsDir() {
 		if path.Ext(p) != "" {
-			s.failf(c, errNoRoute, "no file %s", truncate(p, 200))
+			s.failf(c, errNoRoute, "no file %s", configsvc.Truncate(p, 200))
 			return
 		}
 		p = "index.html"
@@ -30,7 +32,7 @@ func (s *Server) serveUI(c *gin.Context) {
 	c.Header("X-Frame-Options", "DENY")
 	data, err := fs.ReadFile(s.cfg.UI, p)
 	if err != nil {
-		s.failf(c, errNoRoute, "no file %s", truncate(p, 200))
+		s.failf(c, errNoRoute, "no file %s", configsvc.Truncate(p, 200))
 		return
 	}
 	// ServeContent sets the type from the extension, and handles HEAD and

@@ -67,7 +67,7 @@ func (s *suite) testRecords(t *testing.T) {
 			{"BadCollection", "../x", "a", []byte("x"), configsvc.ErrInvalid},
 			{"BadID", "tokens", "a/b", []byte("x"), configsvc.ErrInvalid},
 			{"EmptyID", "tokens", "", []byte("x"), configsvc.ErrInvalid},
-			{"TooLarge", "tokens", "big", bytes.Repeat([]byte("x"), 64<<10+1), configsvc.ErrTooLarge},
+			{"TooLarge", "tokens", "big", bytes.Repeat([]byte("x"), configsvc.MaxRecordSize+1), configsvc.ErrTooLarge},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				wantErr(t, "Put", rs.Put(ctx, tc.collection, tc.id, tc.data), tc.target)
@@ -76,7 +76,7 @@ func (s *suite) testRecords(t *testing.T) {
 		if list, err := rs.List(ctx, "tokens"); err != nil || len(list) != 0 {
 			t.Fatalf("List after refused puts = %v, %v", list, err)
 		}
-		if err := rs.Put(ctx, "tokens", "max", bytes.Repeat([]byte("x"), 64<<10)); err != nil {
+		if err := rs.Put(ctx, "tokens", "max", bytes.Repeat([]byte("x"), configsvc.MaxRecordSize)); err != nil {
 			t.Fatalf("Put of exactly 64 KiB: %v", err)
 		}
 	})

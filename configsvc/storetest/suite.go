@@ -52,6 +52,7 @@ func RunWithOptions(t *testing.T, opts Options) {
 	t.Run("Refs", s.testRefs)
 	t.Run("Publish", s.testPublish)
 	t.Run("Limits", s.testLimits)
+	t.Run("Validating", s.testValidating)
 	t.Run("Read", s.testRead)
 	t.Run("Revisions", s.testRevisions)
 	t.Run("Rollback", s.testRollback)

@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/format"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/webui"
 )
@@ -57,7 +58,8 @@ func startConsoleWith(t *testing.T, wrap func(http.Handler) http.Handler) *conso
 		t.Fatalf("open boltstore: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	srv, err := httpapi.New(httpapi.Config{Store: st, UI: webui.FS()})
+	// Publishes are validated by the store, as the sluice command wires it.
+	srv, err := httpapi.New(httpapi.Config{Store: configsvc.Validating(st, format.Validator{}), UI: webui.FS()})
 	if err != nil {
 		t.Fatalf("httpapi.New: %v", err)
 	}

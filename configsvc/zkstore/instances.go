@@ -29,8 +29,8 @@ func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsv
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v: %w", what, err, configsvc.ErrInvalid)
 	}
-	if len(data) > maxRecordSize {
-		return nil, fmt.Errorf("%s: %w", what, &configsvc.LimitError{What: "instance", Size: int64(len(data)), Limit: maxRecordSize})
+	if len(data) > configsvc.MaxRecordSize {
+		return nil, fmt.Errorf("%s: %w", what, &configsvc.LimitError{What: "instance", Size: int64(len(data)), Limit: configsvc.MaxRecordSize})
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
@@ -157,8 +157,8 @@ func (l *lease) Update(ctx context.Context, inst configsvc.Instance) error {
 	if err != nil {
 		return fmt.Errorf("%s: %v: %w", what, err, configsvc.ErrInvalid)
 	}
-	if len(data) > maxRecordSize {
-		return fmt.Errorf("%s: %w", what, &configsvc.LimitError{What: "instance", Size: int64(len(data)), Limit: maxRecordSize})
+	if len(data) > configsvc.MaxRecordSize {
+		return fmt.Errorf("%s: %w", what, &configsvc.LimitError{What: "instance", Size: int64(len(data)), Limit: configsvc.MaxRecordSize})
 	}
 	l.mu.Lock()
 	l.inst, l.data = inst, data

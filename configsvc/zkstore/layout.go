@@ -1,10 +1,13 @@
 package zkstore
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/configsvc"
 )
@@ -34,6 +37,19 @@ func (s *Store) revPath(ref configsvc.Ref, n int64) string {
 // contentPath is the node holding file's content as written by revision n.
 func (s *Store) contentPath(ref configsvc.Ref, n int64, file string) string {
 	return fmt.Sprintf("%s/content/%010d.%s", s.refPath(ref), n, file)
+}
+
+// epochPath is the node whose existence tells this incarnation of ref
+// from an earlier one of the same name (see headDoc.Epoch).
+func (s *Store) epochPath(ref configsvc.Ref, epoch string) string {
+	return s.refPath(ref) + "/epoch-" + epoch
+}
+
+// newID returns n random bytes in hex: publish ids and epochs.
+func newID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
 }
 
 func (s *Store) linkPath(svc, group string) string {
@@ -69,6 +85,12 @@ type headDoc struct {
 	Author   string                        `json:"author,omitempty"`
 	// First is the oldest retained revision; older ones are compacted.
 	First int64 `json:"first"`
+	// Epoch names this incarnation of the service or group: Create makes
+	// the node epoch-{Epoch} beside the head (the first publish does, for
+	// one created before epochs existed) and every publish checks that it
+	// still exists, so a head remembered from before a delete and re-create
+	// can never pass for the current one, even at the same node version.
+	Epoch string `json:"epoch,omitempty"`
 	// Latest is the newest revision with its content, when that content is
 	// at most latestInline bytes: a watcher then learns the revision from
 	// the one read that re-arms its watch, instead of reading the revision
@@ -99,7 +121,9 @@ type inlineChange struct {
 }
 
 // inlineLatest returns rev (numbered, timed) with cs's content as a
-// latestDoc, or nil when the content is over latestInline.
+// latestDoc, or nil when the content is over latestInline or is not UTF-8
+// (a JSON string would not carry its bytes unchanged; the store does not
+// validate content, so it cannot assume it is text).
 func inlineLatest(rev configsvc.Revision, cs configsvc.Changeset) *latestDoc {
 	size := 0
 	for _, c := range cs.Changes {
@@ -107,6 +131,11 @@ func inlineLatest(rev configsvc.Revision, cs configsvc.Changeset) *latestDoc {
 	}
 	if size > latestInline {
 		return nil
+	}
+	for _, c := range cs.Changes {
+		if !utf8.Valid(c.Content) {
+			return nil
+		}
 	}
 	d := &latestDoc{Revision: rev.Number, Author: rev.Author, Time: rev.Time, Message: rev.Message, RollbackOf: rev.RollbackOf,
 		Changes: make([]inlineChange, len(cs.Changes))}

@@ -106,9 +106,13 @@ func TestLayout(t *testing.T) {
 			Files    map[string]configsvc.FileMeta `json:"files"`
 			Links    []string                      `json:"links"`
 			First    int64                         `json:"first"`
+			Epoch    string                        `json:"epoch"`
 		}
 		if err := json.Unmarshal(data, &h); err != nil {
 			t.Fatal(err)
+		}
+		if ok, _, err := c.Exists(root + "/services/orders/epoch-" + h.Epoch); h.Epoch == "" || err != nil || !ok {
+			t.Fatalf("head epoch %q: its node exists=%v (%v); want both", h.Epoch, ok, err)
 		}
 		if h.Revision != 2 || h.Files["db.yaml"].Revision != 2 || h.Files["f.json"].Revision != 1 ||
 			h.Files["db.yaml"].SHA256 != configsvc.Checksum([]byte("port: 2\n")) || !slices.Equal(h.Links, []string{"redis-common"}) || h.First != 1 {

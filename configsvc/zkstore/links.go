@@ -91,7 +91,7 @@ func (s *Store) changeLink(ctx context.Context, svc, group string, link bool) er
 			return fmt.Errorf("%s: %w", what, configsvc.ErrNotFound)
 		case uncertain(err) && ctx.Err() == nil:
 			unsure = true
-			s.pause(ctx, 50*time.Millisecond)
+			_ = s.bg.Sleep(ctx, 50*time.Millisecond)
 			continue // re-read: the change may have landed
 		default:
 			return mapErr(what, err)

@@ -10,8 +10,11 @@ import (
 	"time"
 )
 
-// opMulti is ZooKeeper's multi-transaction request code.
-const opMulti = 14
+// ZooKeeper request codes.
+const (
+	opGetData = 4
+	opMulti   = 14
+)
 
 // proxy is a TCP proxy between a store and ZooKeeper that can cut the
 // network in ways a real outage does: a partition (every connection closed,
@@ -26,8 +29,9 @@ type proxy struct {
 	conns map[net.Conn]struct{}
 	down  bool
 
-	cutMulti atomic.Int32 // multi requests still to cut after forwarding
-	cuts     atomic.Int32 // multi requests cut so far
+	cutMulti atomic.Int32      // multi requests still to cut after forwarding
+	cuts     atomic.Int32      // multi requests cut so far
+	requests [256]atomic.Int32 // requests forwarded, by opcode
 	wg       sync.WaitGroup
 }
 
@@ -151,7 +155,14 @@ func (p *proxy) clientToServer(client, server net.Conn, mute *atomic.Bool) {
 			return
 		}
 		cut := false
-		if !first && len(body) >= 8 && int32(binary.BigEndian.Uint32(body[4:8])) == opMulti {
+		op := int32(-1)
+		if !first && len(body) >= 8 {
+			op = int32(binary.BigEndian.Uint32(body[4:8]))
+			if op >= 0 && op < int32(len(p.requests)) {
+				p.requests[op].Add(1)
+			}
+		}
+		if op == opMulti {
 			if n := p.cutMulti.Load(); n > 0 && p.cutMulti.CompareAndSwap(n, n-1) {
 				cut = true
 				mute.Store(true) // the reply must not reach the client

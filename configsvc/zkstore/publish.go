@@ -2,8 +2,6 @@ package zkstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -11,18 +9,24 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/sluicehq/sluice/configsvc"
-	"github.com/sluicehq/sluice/configsvc/format"
 )
 
 // maxPublishAttempts bounds the retries of one Publish: a head version that
-// moved without a new revision (a Link, an Unlink) and connection losses
-// whose outcome had to be checked.
+// moved without a new revision (a Link, an Unlink), a remembered head that
+// was out of date, and connection losses whose outcome had to be checked.
 const maxPublishAttempts = 20
 
 // Publish atomically creates revision cs.Base+1 and moves the head to it in
-// one ZooKeeper transaction: a content node per changed file, the revision
-// node (metadata, publish id, manifest), and the head set with a version
-// check. It validates cs (names, limits, formats) before writing anything.
+// one ZooKeeper transaction: a check of the head's epoch node, a content
+// node per changed file, the revision node (metadata, publish id,
+// manifest), and the head set with a version check. It checks ref and cs's
+// shape and limits before writing anything; content is not validated here
+// but once, by the configsvc.ValidatingStore that publishes go through.
+//
+// The transaction builds on the head this store last wrote or read for ref
+// (see headCache) when that head is at cs.Base: the publish is then one
+// round trip. When there is none, or the version or epoch check shows it
+// out of date, the head is read and the transaction sent again.
 //
 // Errors: ErrInvalid and ErrTooLarge for bad input; ErrConflict when the
 // head is no longer cs.Base; ErrNotFound when ref does not exist;
@@ -39,97 +43,59 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 	if err := ref.Validate(); err != nil {
 		return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
 	}
-	if err := cs.Validate(format.Validate); err != nil {
+	if err := cs.Validate(); err != nil {
 		return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-
-	n := cs.Base + 1
-	var idb [16]byte
-	_, _ = rand.Read(idb[:])
-	doc := revDoc{
-		Revision: n, Author: cs.Author, Time: s.cfg.Now().UTC(), Message: cs.Message,
-		RollbackOf: cs.RollbackOf, PublishID: hex.EncodeToString(idb[:]),
-	}
-	rev := doc.revision()
-	rev.Changes = make([]configsvc.Change, len(cs.Changes))
-	for i, c := range cs.Changes {
-		rev.Changes[i] = configsvc.Change{File: c.File, Delete: c.Delete}
-		doc.Changes = append(doc.Changes, changeDoc{File: c.File, Delete: c.Delete})
-	}
-
+	p := s.newPublication(ref, cs)
 	unsure := false // an earlier attempt may have landed
 	var lastErr error
 	for attempt := 0; attempt < maxPublishAttempts; attempt++ {
-		if attempt > 0 {
-			// Read what the leader has committed, not a lagging follower.
-			if err := s.do(ctx, func(c *zk.Conn) error { _, err := c.Sync(s.headPath(ref)); return err }); err != nil && !errors.Is(err, zk.ErrNoNode) {
-				return configsvc.Revision{}, s.publishErr(what, err, unsure)
+		base, ok := cachedHead{}, false
+		if !unsure {
+			base, ok = s.heads.get(ref, cs.Base)
+		}
+		if !ok {
+			var landed bool
+			var err error
+			base, landed, err = s.publishBase(ctx, p, attempt > 0, unsure)
+			if err != nil {
+				return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
+			}
+			if landed {
+				s.schedulePrune(ref, 0)
+				return p.rev, nil
 			}
 		}
-		h, stat, err := s.readHead(ctx, ref)
-		if err != nil {
-			return configsvc.Revision{}, s.publishErr(what, err, unsure)
-		}
-		if h.Revision != cs.Base {
-			if unsure && h.Revision >= n {
-				if ok, err := s.landed(ctx, ref, n, doc.PublishID); err != nil {
-					return configsvc.Revision{}, s.publishErr(what, err, true)
-				} else if ok {
-					s.schedulePrune(ref, 0)
-					return rev, nil
-				}
-			}
-			return configsvc.Revision{}, fmt.Errorf("%s: base revision %d is not the head %d: %w", what, cs.Base, h.Revision, configsvc.ErrConflict)
-		}
-		fake := rev
-		manifest, err := configsvc.Apply(h.Files, &fake)
+		ops, head, err := p.transaction(base)
 		if err != nil {
 			return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
 		}
-		doc.Files = make(map[string]int64, len(manifest))
-		for name, m := range manifest {
-			doc.Files[name] = m.Revision
-		}
-		// Apply computed checksums from nil content; fill in the real ones.
-		for _, c := range cs.Changes {
-			if !c.Delete {
-				manifest[c.File] = configsvc.FileMeta{Name: c.File, Revision: n, SHA256: configsvc.Checksum(c.Content), Size: int64(len(c.Content)), Format: configsvc.FormatOf(c.File)}
-			}
-		}
-		newHead := headDoc{Revision: n, Files: manifest, Links: h.Links, Updated: doc.Time, Author: cs.Author, First: h.First,
-			Latest: inlineLatest(rev, cs)}
-		if keep := int64(s.cfg.Retention); n-keep+1 > newHead.First {
-			newHead.First = n - keep + 1
-		}
-		ops := make([]any, 0, len(cs.Changes)+2)
-		for _, c := range cs.Changes {
-			if !c.Delete {
-				ops = append(ops, &zk.CreateRequest{Path: s.contentPath(ref, n, c.File), Data: c.Content, Acl: s.acl})
-			}
-		}
-		ops = append(ops,
-			&zk.CreateRequest{Path: s.revPath(ref, n), Data: mustJSON(doc), Acl: s.acl},
-			&zk.SetDataRequest{Path: s.headPath(ref), Data: mustJSON(newHead), Version: stat.Version})
 		_, err = s.multi(ctx, ops...)
 		switch {
 		case err == nil:
-			s.schedulePrune(ref, newHead.First)
-			return rev, nil
+			s.heads.put(ref, head, base.version+1)
+			s.notes.published(ref, head.Epoch, p.doc.Revision, cs.Changes)
+			s.schedulePrune(ref, head.First)
+			return p.rev, nil
 		case errors.Is(err, configsvc.ErrTooLarge):
 			return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
-		case errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNodeExists):
+		case errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNodeExists),
+			ok && errors.Is(err, zk.ErrNoNode):
 			// The head moved: a concurrent publish (conflict, found on the
-			// next read), a link change (retry), or our own earlier attempt.
+			// next read), a link change (retry), our own earlier attempt,
+			// or, for a remembered head, a delete and re-create (epoch).
+			s.heads.drop(ref, base)
 			lastErr = err
 			continue
 		case errors.Is(err, zk.ErrNoNode):
 			return configsvc.Revision{}, fmt.Errorf("%s: %s was deleted: %w", what, ref, configsvc.ErrNotFound)
 		case uncertain(err) && ctx.Err() == nil:
+			s.heads.drop(ref, base)
 			unsure = true
 			lastErr = err
-			s.pause(ctx, 50*time.Millisecond)
+			_ = s.bg.Sleep(ctx, 50*time.Millisecond)
 			continue
 		default:
 			return configsvc.Revision{}, s.publishErr(what, err, unsure || uncertain(err))
@@ -138,9 +104,117 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 	return configsvc.Revision{}, fmt.Errorf("%s: gave up after %d attempts (last: %v): %w", what, maxPublishAttempts, lastErr, configsvc.ErrConflict)
 }
 
+// publication is one Publish in progress: what it writes, whichever head
+// it lands on.
+type publication struct {
+	s   *Store
+	ref configsvc.Ref
+	cs  configsvc.Changeset
+	// doc is the revision node; its Files are set per attempt.
+	doc revDoc
+	// rev is what Publish returns: the revision without content.
+	rev configsvc.Revision
+	// latest is the revision with its content for the head, or nil when
+	// too large to inline.
+	latest *latestDoc
+	// content holds the content node creations, the same on every attempt.
+	content []any
+}
+
+func (s *Store) newPublication(ref configsvc.Ref, cs configsvc.Changeset) *publication {
+	n := cs.Base + 1
+	p := &publication{s: s, ref: ref, cs: cs}
+	p.doc = revDoc{
+		Revision: n, Author: cs.Author, Time: s.cfg.Now().UTC(), Message: cs.Message,
+		RollbackOf: cs.RollbackOf, PublishID: newID(16), Changes: make([]changeDoc, len(cs.Changes)),
+	}
+	p.rev = p.doc.revision()
+	p.rev.Changes = make([]configsvc.Change, len(cs.Changes))
+	for i, c := range cs.Changes {
+		p.rev.Changes[i] = configsvc.Change{File: c.File, Delete: c.Delete}
+		p.doc.Changes[i] = changeDoc{File: c.File, Delete: c.Delete}
+		if !c.Delete {
+			p.content = append(p.content, &zk.CreateRequest{Path: s.contentPath(ref, n, c.File), Data: c.Content, Acl: s.acl})
+		}
+	}
+	p.latest = inlineLatest(p.rev, cs)
+	return p
+}
+
+// publishBase reads the head a publish builds on (after a sync when an
+// earlier attempt failed, so that it sees what the leader committed). It
+// fails with ErrConflict when the head is not at cs.Base, unless, after an
+// attempt whose outcome is unknown, the head shows that attempt landed:
+// then landed is true.
+func (s *Store) publishBase(ctx context.Context, p *publication, again, unsure bool) (base cachedHead, landed bool, err error) {
+	ref, n := p.ref, p.doc.Revision
+	if again {
+		if err := s.do(ctx, func(c *zk.Conn) error { _, err := c.Sync(s.headPath(ref)); return err }); err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return cachedHead{}, false, s.publishErr("", err, unsure)
+		}
+	}
+	h, stat, err := s.readHead(ctx, ref)
+	if err != nil {
+		return cachedHead{}, false, s.publishErr("", err, unsure)
+	}
+	if h.Revision != p.cs.Base {
+		if unsure && h.Revision >= n {
+			ok, err := s.landed(ctx, ref, n, p.doc.PublishID)
+			if err != nil {
+				return cachedHead{}, false, s.publishErr("", err, true)
+			}
+			if ok {
+				return cachedHead{}, true, nil
+			}
+		}
+		return cachedHead{}, false, fmt.Errorf("base revision %d is not the head %d: %w", p.cs.Base, h.Revision, configsvc.ErrConflict)
+	}
+	s.heads.put(ref, h, stat.Version)
+	return cachedHead{doc: h, version: stat.Version}, false, nil
+}
+
+// transaction returns the operations that publish p on top of base, and
+// the new head they write. Deleting a file base does not have is
+// ErrInvalid.
+func (p *publication) transaction(base cachedHead) ([]any, *headDoc, error) {
+	s, ref, n := p.s, p.ref, p.doc.Revision
+	manifest, err := configsvc.Apply(base.doc.Files, &configsvc.Revision{Number: n, Changes: p.cs.Changes})
+	if err != nil {
+		return nil, nil, err
+	}
+	p.doc.Files = make(map[string]int64, len(manifest))
+	for name, m := range manifest {
+		p.doc.Files[name] = m.Revision
+	}
+	head := &headDoc{Revision: n, Files: manifest, Links: base.doc.Links, Updated: p.doc.Time, Author: p.cs.Author,
+		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest}
+	if keep := int64(s.cfg.Retention); n-keep+1 > head.First {
+		head.First = n - keep + 1
+	}
+	ops := make([]any, 0, len(p.content)+3)
+	if head.Epoch == "" {
+		// Created before epochs existed: this publish gives it one.
+		head.Epoch = newID(8)
+		ops = append(ops, &zk.CreateRequest{Path: s.epochPath(ref, head.Epoch), Acl: s.acl})
+	} else {
+		ops = append(ops, &zk.CheckVersionRequest{Path: s.epochPath(ref, head.Epoch), Version: -1})
+	}
+	ops = append(ops, p.content...)
+	ops = append(ops,
+		&zk.CreateRequest{Path: s.revPath(ref, n), Data: mustJSON(p.doc), Acl: s.acl},
+		&zk.SetDataRequest{Path: s.headPath(ref), Data: mustJSON(head), Version: base.version})
+	return ops, head, nil
+}
+
+// publishErr translates err; when an earlier attempt may have landed, the
+// error says the outcome is unknown.
 func (s *Store) publishErr(what string, err error, unsure bool) error {
 	if unsure && !errors.Is(err, configsvc.ErrNotFound) && !errors.Is(err, configsvc.ErrConflict) {
-		return mapErr(what+": outcome unknown (the transaction may have been applied; read the head to find out)", err)
+		const unknown = "outcome unknown (the transaction may have been applied; read the head to find out)"
+		if what == "" {
+			return mapErr(unknown, err)
+		}
+		return mapErr(what+": "+unknown, err)
 	}
 	return mapErr(what, err)
 }
@@ -159,192 +233,4 @@ func (s *Store) landed(ctx context.Context, ref configsvc.Ref, n int64, pid stri
 		return false, err
 	}
 	return d.PublishID == pid, nil
-}
-
-func (s *Store) pause(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	case <-s.closing:
-	}
-}
-
-// maxPruneRevisions bounds the revisions one prune step removes, so its
-// transaction stays small; a backlog (after Retention was lowered) is
-// worked off over the following publishes.
-const maxPruneRevisions = 100
-
-// schedulePrune asks the background pruner to remove revisions of ref
-// below first (0: unknown, check). Publishing never waits for pruning:
-// retention is enforced logically by the head's First, atomically with the
-// publish, and the nodes below it are removed soon after.
-//
-// Pruning runs once the boundary is pruneLag revisions ahead of what is
-// known to be pruned, so that its cost (four round trips) is shared by
-// several publishes.
-func (s *Store) schedulePrune(ref configsvc.Ref, first int64) {
-	lag := int64(min(max(s.cfg.Retention/8, 1), 16))
-	s.pruneMu.Lock()
-	if first != 0 && first-s.prunedTo[ref] < lag {
-		s.pruneMu.Unlock()
-		return
-	}
-	s.prunePending[ref] = true
-	s.pruneMu.Unlock()
-	select {
-	case s.pruneKick <- struct{}{}:
-	default:
-	}
-}
-
-// pruner runs until Close, pruning the refs schedulePrune names.
-func (s *Store) pruner() {
-	defer s.wg.Done()
-	for {
-		select {
-		case <-s.closing:
-			return
-		case <-s.pruneKick:
-		}
-		s.pruneMu.Lock()
-		refs := s.prunePending
-		s.prunePending = map[configsvc.Ref]bool{}
-		s.pruneMu.Unlock()
-		for ref := range refs {
-			s.prune(ref)
-		}
-	}
-}
-
-// prune physically removes revisions below the head's First (the logical
-// retention boundary moved by Publish) and every content node no retained
-// revision references, a bounded step at a time. Progress is kept in the
-// ref node's Pruned field, updated with a version check, so concurrent
-// pruners (other servers on the same ensemble) never collide.
-//
-// Why a content node (R, f) with R < First may go: a retained revision M
-// ≥ First that still used it would mean f was not changed between R and M,
-// so the manifest at First would also point at R. Hence (R, f) is kept
-// exactly when manifest(First)[f] == R.
-func (s *Store) prune(ref configsvc.Ref) {
-	for step := 0; step < 20; step++ {
-		ctx, cancel := s.opCtx(s.life)
-		done, pruned, err := s.pruneStep(ctx, ref)
-		cancel()
-		if err != nil {
-			if !errors.Is(err, zk.ErrBadVersion) && !errors.Is(err, configsvc.ErrClosed) && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, configsvc.ErrNotFound) {
-				s.log.Warn("zkstore: prune old revisions", "ref", ref.String(), "err", err)
-			}
-			return
-		}
-		s.pruneMu.Lock()
-		s.prunedTo[ref] = max(s.prunedTo[ref], pruned)
-		s.pruneMu.Unlock()
-		if done {
-			return
-		}
-	}
-}
-
-// pruneStep removes up to maxPruneRevisions revisions. It reports whether
-// ref is fully pruned and up to which revision (exclusive) it is.
-func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) (done bool, pruned int64, err error) {
-	h, _, err := s.readHead(ctx, ref)
-	if err != nil {
-		return false, 0, err
-	}
-	data, stat, err := s.get(ctx, s.refPath(ref))
-	if err != nil {
-		return false, 0, err
-	}
-	rd, err := decode[refDoc]("ref", data)
-	if err != nil {
-		return false, 0, err
-	}
-	from := max(rd.Pruned, 1)
-	if from >= h.First {
-		return true, from, nil
-	}
-	to := min(h.First, from+maxPruneRevisions) // prune [from, to)
-	paths := []string{s.revPath(ref, to)}
-	for r := from; r < to; r++ {
-		paths = append(paths, s.revPath(ref, r))
-	}
-	res, err := s.getMany(ctx, paths)
-	if err != nil {
-		return false, 0, err
-	}
-	if res[0].err != nil {
-		return false, 0, fmt.Errorf("read revision %d: %w", to, res[0].err)
-	}
-	keepAt, err := decode[revDoc]("revision", res[0].data)
-	if err != nil {
-		return false, 0, err
-	}
-	type content struct {
-		rev  int64
-		file string
-	}
-	cands := map[content]bool{}
-	var ops []any
-	for i, r := range res[1:] {
-		n := from + int64(i)
-		if r.err != nil { // already gone
-			continue
-		}
-		d, err := decode[revDoc]("revision", r.data)
-		if err != nil {
-			return false, 0, err
-		}
-		if n == from {
-			// Content older than from still referenced by from's manifest.
-			for f, cr := range d.Files {
-				if cr < from {
-					cands[content{cr, f}] = true
-				}
-			}
-		}
-		for _, c := range d.Changes {
-			if !c.Delete {
-				cands[content{n, c.File}] = true
-			}
-		}
-		ops = append(ops, &zk.DeleteRequest{Path: s.revPath(ref, n), Version: -1})
-	}
-	for c := range cands {
-		if keepAt.Files[c.file] != c.rev {
-			ops = append(ops, &zk.DeleteRequest{Path: s.contentPath(ref, c.rev, c.file), Version: -1})
-		}
-	}
-	rd.Pruned = to
-	ops = append(ops, &zk.SetDataRequest{Path: s.refPath(ref), Data: mustJSON(rd), Version: stat.Version})
-	if _, err := s.multi(ctx, ops...); err != nil {
-		if !errors.Is(err, zk.ErrNoNode) {
-			return false, 0, err
-		}
-		if err := s.pruneOneByOne(ctx, ops); err != nil {
-			return false, 0, err
-		}
-	}
-	return to >= h.First, to, nil
-}
-
-// pruneOneByOne applies a prune transaction that failed on a node already
-// gone (an earlier, interrupted prune) as separate deletes, then the
-// progress update.
-func (s *Store) pruneOneByOne(ctx context.Context, ops []any) error {
-	for _, op := range ops {
-		switch o := op.(type) {
-		case *zk.DeleteRequest:
-			err := s.do(ctx, func(c *zk.Conn) error { return c.Delete(o.Path, -1) })
-			if err != nil && !errors.Is(err, zk.ErrNoNode) {
-				return err
-			}
-		case *zk.SetDataRequest:
-			return s.do(ctx, func(c *zk.Conn) error { _, err := c.Set(o.Path, o.Data, o.Version); return err })
-		}
-	}
-	return nil
 }

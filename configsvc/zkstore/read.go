@@ -172,14 +172,14 @@ func (s *Store) Revisions(ctx context.Context, ref configsvc.Ref, before int64, 
 	if err := ref.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if limit < 0 || limit > 1000 {
+	if limit < 0 || limit > configsvc.MaxPageSize {
 		return nil, fmt.Errorf("%s: %w", what, &configsvc.FieldError{Field: "limit", Value: fmt.Sprint(limit), Msg: "must be 1 to 1000 (0 means 50)"})
 	}
 	if before < 0 {
 		return nil, fmt.Errorf("%s: %w", what, &configsvc.FieldError{Field: "before", Value: fmt.Sprint(before), Msg: "must be 0 (from the head) or more"})
 	}
 	if limit == 0 {
-		limit = 50
+		limit = configsvc.DefaultRevisionsPage
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()

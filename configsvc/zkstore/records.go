@@ -16,17 +16,8 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 )
 
-// maxRecordSize is the largest record (and instance registration).
-const maxRecordSize = 64 << 10
-
-// Append defaults and bounds.
-const (
-	defaultKeep      = 100000
-	defaultScanLimit = 100
-	maxScanLimit     = 1000
-	// maxAppendPrune bounds the old entries one Append deletes.
-	maxAppendPrune = 500
-)
+// maxAppendPrune bounds the old entries one Append deletes.
+const maxAppendPrune = 500
 
 // Records returns the store's record collections: records/{collection}/{id}
 // nodes for Put/Get/Delete/List, and for Append a counter kept in the
@@ -75,8 +66,8 @@ func (r records) Put(ctx context.Context, collection, id string, data []byte) er
 	if err := validRecordName(collection, id); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	if len(data) > maxRecordSize {
-		return fmt.Errorf("%s: %w", what, &configsvc.LimitError{What: "record", Size: int64(len(data)), Limit: maxRecordSize})
+	if len(data) > configsvc.MaxRecordSize {
+		return fmt.Errorf("%s: %w", what, &configsvc.LimitError{What: "record", Size: int64(len(data)), Limit: configsvc.MaxRecordSize})
 	}
 	s := r.s
 	ctx, cancel := s.opCtx(ctx)
@@ -185,14 +176,14 @@ func (r records) Append(ctx context.Context, collection string, data []byte, kee
 	if err := validCollection(collection); err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
-	if len(data) > maxRecordSize {
-		return 0, fmt.Errorf("%s: %w", what, &configsvc.LimitError{What: "record", Size: int64(len(data)), Limit: maxRecordSize})
+	if len(data) > configsvc.MaxRecordSize {
+		return 0, fmt.Errorf("%s: %w", what, &configsvc.LimitError{What: "record", Size: int64(len(data)), Limit: configsvc.MaxRecordSize})
 	}
 	if keep < 0 {
 		return 0, fmt.Errorf("%s: %w", what, &configsvc.FieldError{Field: "keep", Value: strconv.Itoa(keep), Msg: "must be 0 (default) or more"})
 	}
 	if keep == 0 {
-		keep = defaultKeep
+		keep = configsvc.DefaultAppendKeep
 	}
 	s := r.s
 	ctx, cancel := s.opCtx(ctx)
@@ -262,7 +253,7 @@ func (r records) Append(ctx context.Context, collection string, data []byte, kee
 			continue
 		case uncertain(err) && ctx.Err() == nil:
 			tried = n
-			s.pause(ctx, 50*time.Millisecond)
+			_ = s.bg.Sleep(ctx, 50*time.Millisecond)
 			continue
 		default:
 			return 0, mapErr(what, err)
@@ -279,14 +270,14 @@ func (r records) Scan(ctx context.Context, collection string, before int64, limi
 	if err := validCollection(collection); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if limit < 0 || limit > maxScanLimit {
+	if limit < 0 || limit > configsvc.MaxPageSize {
 		return nil, fmt.Errorf("%s: %w", what, &configsvc.FieldError{Field: "limit", Value: strconv.Itoa(limit), Msg: "must be 1 to 1000 (0 means 100)"})
 	}
 	if before < 0 {
 		return nil, fmt.Errorf("%s: %w", what, &configsvc.FieldError{Field: "before", Value: strconv.FormatInt(before, 10), Msg: "must be 0 (newest) or more"})
 	}
 	if limit == 0 {
-		limit = defaultScanLimit
+		limit = configsvc.DefaultScanPage
 	}
 	s := r.s
 	ctx, cancel := s.opCtx(ctx)

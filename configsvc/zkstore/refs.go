@@ -13,8 +13,8 @@ import (
 )
 
 // Create creates an empty service or group at revision 0: its node, its
-// head and the directories below it, in one transaction. ErrConflict if it
-// exists; ErrInvalid for a bad name.
+// head, its epoch node and the directories below it, in one transaction.
+// ErrConflict if it exists; ErrInvalid for a bad name.
 func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 	if err := ref.Validate(); err != nil {
 		return fmt.Errorf("zkstore: create: %w", err)
@@ -23,9 +23,11 @@ func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 	defer cancel()
 	now := s.cfg.Now().UTC()
 	base := s.refPath(ref)
+	head := &headDoc{Files: map[string]configsvc.FileMeta{}, Updated: now, First: 1, Epoch: newID(8)}
 	ops := []any{
 		&zk.CreateRequest{Path: base, Data: mustJSON(refDoc{Kind: ref.Kind.String(), Name: ref.Name, Created: now, Pruned: 1}), Acl: s.acl},
-		&zk.CreateRequest{Path: s.headPath(ref), Data: mustJSON(headDoc{Files: map[string]configsvc.FileMeta{}, Updated: now, First: 1}), Acl: s.acl},
+		&zk.CreateRequest{Path: s.headPath(ref), Data: mustJSON(head), Acl: s.acl},
+		&zk.CreateRequest{Path: s.epochPath(ref, head.Epoch), Acl: s.acl},
 		&zk.CreateRequest{Path: base + "/revisions", Acl: s.acl},
 		&zk.CreateRequest{Path: base + "/content", Acl: s.acl},
 	}
@@ -40,6 +42,7 @@ func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 		}
 		return mapErr("zkstore: create "+ref.String(), err)
 	}
+	s.heads.put(ref, head, 0) // the first publish builds on it
 	if ref.Kind == configsvc.KindService {
 		if err := s.createIfMissing(ctx, s.instancesPath(ref.Name), s.instACL); err != nil {
 			s.log.Warn("zkstore: create instances node", "service", ref.Name, "err", err)
@@ -121,6 +124,8 @@ func (s *Store) Delete(ctx context.Context, ref configsvc.Ref) error {
 	s.pruneMu.Lock()
 	delete(s.prunedTo, ref)
 	s.pruneMu.Unlock()
+	s.heads.forget(ref)
+	s.notes.forget(ref)
 	if err := s.removeTree(ctx, s.refPath(ref)); err != nil {
 		return mapErr(what, err)
 	}
@@ -181,10 +186,11 @@ func (s *Store) Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, er
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	h, _, err := s.readHead(ctx, ref)
+	h, stat, err := s.readHead(ctx, ref)
 	if err != nil {
 		return configsvc.Head{}, mapErr("zkstore: head "+ref.String(), err)
 	}
+	s.heads.put(ref, h, stat.Version) // a publish on top of this head usually follows
 	return h.head(ref), nil
 }
 

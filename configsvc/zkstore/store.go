@@ -12,6 +12,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 var _ configsvc.Store = (*Store)(nil)
@@ -28,14 +29,9 @@ type Store struct {
 	acl     []zk.ACL        // ACL of nodes the store creates
 	instACL []zk.ACL        // ACL of nodes under instances/
 
-	// mu guards closed and the Add side of wg, so that Close's Wait never
-	// races a new goroutine.
-	mu      sync.RWMutex
-	closed  bool
-	closing chan struct{}   // closed by Close
+	bg      lifecycle.Group // the store's goroutines; stopped by Close
 	life    context.Context // cancelled by Close
 	endLife context.CancelFunc
-	wg      sync.WaitGroup
 
 	stateMu sync.Mutex
 	stateCh chan struct{} // closed and replaced on every session state change
@@ -46,11 +42,13 @@ type Store struct {
 	leases  map[string]*lease // by instance node path
 
 	pruneMu      sync.Mutex
-	prunePending map[configsvc.Ref]bool
+	prunePending map[configsvc.Ref]int64 // newest First to prune below; checkFirst: unknown
 	prunedTo     map[configsvc.Ref]int64 // known progress of pruning, per ref
+	notes        *pruneNotes             // what pruning need not read back
 	pruneKick    chan struct{}           // buffer 1
 
-	revs *revCache // revisions read by watchers
+	revs  *revCache  // revisions read by watchers
+	heads *headCache // heads a publish may build on without reading
 }
 
 // Open connects to ZooKeeper, waits for a session, authenticates when
@@ -65,15 +63,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		closing:   make(chan struct{}),
 		stateCh:   make(chan struct{}),
 		resession: make(chan struct{}, 1),
 		leases:    map[string]*lease{},
 
-		prunePending: map[configsvc.Ref]bool{},
+		prunePending: map[configsvc.Ref]int64{},
 		prunedTo:     map[configsvc.Ref]int64{},
+		notes:        newPruneNotes(),
 		pruneKick:    make(chan struct{}, 1),
 		revs:         newRevCache(),
+		heads:        newHeadCache(),
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.acl, s.instACL = buildACLs(cfg)
@@ -102,9 +101,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.ensureTree(ctx); err != nil {
 		return fail("create root tree", err)
 	}
-	s.wg.Add(2)
-	go s.supervise()
-	go s.pruner()
+	s.bg.Go(s.supervise)
+	s.bg.Go(s.pruner)
 	return s, nil
 }
 
@@ -196,7 +194,7 @@ func (s *Store) waitSession(ctx context.Context) error {
 		case <-ch:
 		case <-ctx.Done():
 			return fmt.Errorf("%w (state %v): %w", errNoSession, s.conn.State(), ctx.Err())
-		case <-s.closing:
+		case <-s.bg.Done():
 			return configsvc.ErrClosed
 		}
 	}
@@ -205,11 +203,10 @@ func (s *Store) waitSession(ctx context.Context) error {
 // supervise re-creates instance registrations whenever a new session
 // replaces an expired one.
 func (s *Store) supervise() {
-	defer s.wg.Done()
 	session := s.conn.SessionID()
 	for {
 		select {
-		case <-s.closing:
+		case <-s.bg.Done():
 			return
 		case <-s.resession:
 		}
@@ -227,22 +224,6 @@ func (s *Store) supervise() {
 // opCtx bounds ctx by the store's operation timeout.
 func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.cfg.OpTimeout)
-}
-
-// goTrack starts fn on a goroutine that Close waits for. It reports false
-// (and does not start fn) once the store is closed.
-func (s *Store) goTrack(fn func()) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return false
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		fn()
-	}()
-	return true
 }
 
 // do runs fn against the client; see call.
@@ -273,7 +254,7 @@ func call[T any](ctx context.Context, s *Store, fn func(c *zk.Conn) (T, error)) 
 		err error
 	}
 	done := make(chan answer, 1)
-	if !s.goTrack(func() {
+	if !s.bg.Go(func() {
 		v, err := fn(s.conn)
 		done <- answer{v, err}
 	}) {
@@ -284,7 +265,7 @@ func call[T any](ctx context.Context, s *Store, fn func(c *zk.Conn) (T, error)) 
 		return a.v, a.err
 	case <-ctx.Done():
 		return zero, fmt.Errorf("ZooKeeper did not answer: %w", ctx.Err())
-	case <-s.closing:
+	case <-s.bg.Done():
 		return zero, configsvc.ErrClosed
 	}
 }
@@ -313,6 +294,7 @@ func (s *Store) children(ctx context.Context, p string) ([]string, error) {
 // result is one node read by getMany.
 type result struct {
 	data []byte
+	stat *zk.Stat
 	err  error
 }
 
@@ -341,10 +323,10 @@ func (s *Store) getMany(ctx context.Context, paths []string) ([]result, error) {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("ZooKeeper did not answer: %w", ctx.Err())
 		}
-		ok := s.goTrack(func() {
-			d, _, err := s.conn.Get(p)
+		ok := s.bg.Go(func() {
+			d, st, err := s.conn.Get(p)
 			<-sem
-			ch <- item{i, result{d, err}}
+			ch <- item{i, result{d, st, err}}
 		})
 		if !ok {
 			return nil, configsvc.ErrClosed
@@ -357,7 +339,7 @@ func (s *Store) getMany(ctx context.Context, paths []string) ([]result, error) {
 			out[it.i] = it.r
 		case <-ctx.Done():
 			return nil, fmt.Errorf("ZooKeeper did not answer: %w", ctx.Err())
-		case <-s.closing:
+		case <-s.bg.Done():
 			return nil, configsvc.ErrClosed
 		}
 	}
@@ -485,15 +467,10 @@ func (s *Store) Ping(ctx context.Context) error {
 // every watch, and waits until every goroutine the store started has
 // returned. It is safe to call more than once; later calls return nil.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.bg.Stop() {
 		return nil
 	}
-	s.closed = true
-	close(s.closing)
 	s.endLife()
-	s.mu.Unlock()
 
 	if s.conn != nil {
 		s.conn.Close()
@@ -513,7 +490,7 @@ func (s *Store) Close() error {
 			}
 		}
 	}
-	s.wg.Wait()
+	s.bg.Wait()
 	return nil
 }
 

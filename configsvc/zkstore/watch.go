@@ -44,7 +44,7 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan
 		}
 		cancel()
 	}
-	if !s.goTrack(w.run) {
+	if !s.bg.Go(w.run) {
 		return failedWatch(configsvc.Event{Err: fmt.Errorf("zkstore: watch %s: %w", ref, configsvc.ErrClosed)})
 	}
 	return out
@@ -76,7 +76,7 @@ func (w *watcher) send(ev configsvc.Event) bool {
 		return true
 	case <-w.ctx.Done():
 		return false
-	case <-w.s.closing:
+	case <-w.s.bg.Done():
 		return false
 	}
 }
@@ -97,7 +97,7 @@ func (w *watcher) run() {
 			return
 		}
 		select {
-		case <-w.s.closing:
+		case <-w.s.bg.Done():
 			return
 		default:
 		}
@@ -110,7 +110,7 @@ func (w *watcher) run() {
 			case <-state:
 			case <-w.ctx.Done():
 				return
-			case <-w.s.closing:
+			case <-w.s.bg.Done():
 				return
 			}
 			continue
@@ -128,7 +128,7 @@ func (w *watcher) run() {
 			if !w.unavailable(err) {
 				return
 			}
-			w.s.pause(w.ctx, backoff)
+			_ = w.s.bg.Sleep(w.ctx, backoff)
 			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
@@ -153,14 +153,14 @@ func (w *watcher) run() {
 					_ = ev
 				case <-w.ctx.Done():
 					return
-				case <-w.s.closing:
+				case <-w.s.bg.Done():
 					return
 				case <-w.waitConnected():
 				}
 			}
 		case <-w.ctx.Done():
 			return
-		case <-w.s.closing:
+		case <-w.s.bg.Done():
 			return
 		}
 	}
@@ -169,7 +169,7 @@ func (w *watcher) run() {
 // waitConnected returns a channel closed once the client has a session again.
 func (w *watcher) waitConnected() <-chan struct{} {
 	done := make(chan struct{})
-	if !w.s.goTrack(func() {
+	if !w.s.bg.Go(func() {
 		defer close(done)
 		_ = w.s.waitSession(w.ctx)
 	}) {
@@ -272,7 +272,7 @@ func (s *Store) WatchInstances(ctx context.Context, svc string) <-chan configsvc
 		return failedWatch(configsvc.InstancesEvent{Err: fmt.Errorf("zkstore: watch instances: %w", err)})
 	}
 	out := make(chan configsvc.InstancesEvent)
-	if !s.goTrack(func() { s.watchInstances(ctx, svc, out) }) {
+	if !s.bg.Go(func() { s.watchInstances(ctx, svc, out) }) {
 		return failedWatch(configsvc.InstancesEvent{Err: fmt.Errorf("zkstore: watch instances of %s: %w", svc, configsvc.ErrClosed)})
 	}
 	return out
@@ -287,7 +287,7 @@ func (s *Store) watchInstances(ctx context.Context, svc string, out chan<- confi
 			return true
 		case <-ctx.Done():
 			return false
-		case <-s.closing:
+		case <-s.bg.Done():
 			return false
 		}
 	}
@@ -302,7 +302,7 @@ func (s *Store) watchInstances(ctx context.Context, svc string, out chan<- confi
 			if !send(configsvc.InstancesEvent{Err: mapErr(what, err)}) {
 				return
 			}
-			s.pause(ctx, backoff)
+			_ = s.bg.Sleep(ctx, backoff)
 			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
@@ -312,7 +312,7 @@ func (s *Store) watchInstances(ctx context.Context, svc string, out chan<- confi
 		}
 		cases := []reflect.SelectCase{
 			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
-			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.closing)},
+			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.bg.Done())},
 		}
 		for _, w := range watches {
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})

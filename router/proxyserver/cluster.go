@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // Registrar is implemented by sources that hold instance registrations;
@@ -31,8 +32,8 @@ func DefaultInstanceID(addr string) string {
 		}
 		return '-'
 	}, "proxy-"+host+"-"+port)
-	if len(id) > 128 {
-		id = id[len(id)-128:]
+	if len(id) > configsvc.MaxFileNameLen {
+		id = id[len(id)-configsvc.MaxFileNameLen:]
 		id = "p" + id[1:]
 	}
 	return id
@@ -68,7 +69,7 @@ func (p *Proxy) register(ctx context.Context, reg Registrar, id, addr string) {
 		} else {
 			p.log.Warn("proxy registration", "err", err, "retry", p.opts.RetryInterval)
 		}
-		if !sleep(ctx, p.opts.RetryInterval) {
+		if lifecycle.Sleep(ctx, p.opts.RetryInterval) != nil {
 			return
 		}
 	}
@@ -96,7 +97,7 @@ func (p *Proxy) followPeers(ctx context.Context) {
 				p.log.Info("cluster rate limits re-divided", "proxies", n, "was", old)
 			}
 		}
-		if !sleep(ctx, p.opts.RetryInterval) {
+		if lifecycle.Sleep(ctx, p.opts.RetryInterval) != nil {
 			return
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/breaker"
 	"github.com/sluicehq/sluice/router/prommetrics"
@@ -224,7 +225,7 @@ func (p *Proxy) followRoutes(ctx context.Context) {
 			} else {
 				p.log.Warn("load route file", "err", err, "retry", p.opts.RetryInterval)
 			}
-			if !sleep(ctx, p.opts.RetryInterval) {
+			if lifecycle.Sleep(ctx, p.opts.RetryInterval) != nil {
 				return
 			}
 			continue
@@ -253,7 +254,7 @@ func (p *Proxy) followRoutes(ctx context.Context) {
 			}
 		}
 		stop()
-		if ctx.Err() == nil && !sleep(ctx, 100*time.Millisecond) {
+		if ctx.Err() == nil && lifecycle.Sleep(ctx, 100*time.Millisecond) != nil {
 			return
 		}
 	}
@@ -279,17 +280,6 @@ func (p *Proxy) apply(rev int64, content []byte, present bool) {
 	p.mu.Unlock()
 	p.changed()
 	p.log.Info("routes loaded", "revision", rev, "routes", len(routes))
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // Serve runs the proxy on ln until ctx ends, then shuts the HTTP server

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 	"github.com/sluicehq/sluice/router"
 )
 
@@ -16,9 +17,9 @@ const (
 	// DefaultStateInterval is how often Serve publishes the proxy's state
 	// when Options.StateInterval is 0.
 	DefaultStateInterval = 5 * time.Second
-	// MaxStateSize bounds the record a proxy publishes: below the stores'
-	// 64 KiB record limit. A larger state is cut (see State).
-	MaxStateSize = 60 << 10
+	// MaxStateSize bounds the record a proxy publishes: 4 KiB below
+	// configsvc.MaxRecordSize (64 KiB). A larger state is cut (see State).
+	MaxStateSize = configsvc.MaxRecordSize - 4<<10
 	// StateExpiry is how long the state record of a proxy that stopped
 	// without removing it (a crash) stays: running proxies delete records
 	// not updated for that long when they start and every 5 minutes.
@@ -75,7 +76,7 @@ func (p *Proxy) publishState(ctx context.Context, id string, interval time.Durat
 		case <-ctx.Done():
 		case <-tick.C:
 		case <-p.changes:
-			sleep(ctx, gap) // coalesce the changes of the next moment
+			_ = lifecycle.Sleep(ctx, gap) // coalesce the changes of the next moment
 		}
 		if ctx.Err() != nil {
 			break

@@ -57,7 +57,8 @@ func ParseContext(ctx context.Context, content []byte) ([]router.Route, error) {
 	return routes, nil
 }
 
-// Validate is the admin server's publish hook (ValidateFile): for
+// Validate is the route schema check of a publish (the sluice command
+// wires it with configsvc.EachFile into the store's validation): for
 // sluice-system/routes.yaml it returns Parse's error; every other file is
 // left to the format check and gets nil.
 func Validate(ref configsvc.Ref, file string, content []byte) error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 )
@@ -258,7 +259,7 @@ func (a *app) runAudit(ctx context.Context, q access.Query) error {
 			outcome += fmt.Sprintf(" ×%d, sampled", e.Count)
 		}
 		if e.Reason != "" {
-			outcome += ": " + truncate(e.Reason, 60)
+			outcome += ": " + configsvc.Truncate(e.Reason, 59)
 		}
 		t.row(e.Time, firstNonEmpty(e.Actor, e.ActorID), e.Action, e.Target, rev, status, e.Client, outcome)
 	}
@@ -394,7 +395,7 @@ func (a *app) runPinList(ctx context.Context) error {
 		default:
 			state = api.PinActive
 		}
-		t.row(p.ID, targetsString(p.Targets), p.Expires, state, p.CreatedBy, truncate(p.Note, 40))
+		t.row(p.ID, targetsString(p.Targets), p.Expires, state, p.CreatedBy, configsvc.Truncate(p.Note, 39))
 	}
 	return t.flush()
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/api"
 )
 
@@ -46,7 +47,7 @@ func (a *app) runHistory(ctx context.Context, s scope, name string, limit int, b
 		if r.RollbackOf > 0 && !strings.Contains(m, "rollback") {
 			m = fmt.Sprintf("%s (rollback to %d)", m, r.RollbackOf)
 		}
-		t.row(r.Number, r.Time, r.Author, truncate(strings.Join(fileNames(r), ","), 40), truncate(m, 72))
+		t.row(r.Number, r.Time, r.Author, configsvc.Truncate(strings.Join(fileNames(r), ","), 39), configsvc.Truncate(m, 71))
 	}
 	return t.flush()
 }

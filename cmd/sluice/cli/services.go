@@ -148,7 +148,7 @@ func (a *app) showCmd(s scope) *cobra.Command {
 			t := newTable(w, "FILE", "FORMAT", "SIZE", "REVISION", "SHA256")
 			for _, n := range names {
 				f := h.Files[n]
-				t.row(n, f.Format, f.Size, f.Revision, truncate(f.SHA256, 13))
+				t.row(n, f.Format, f.Size, f.Revision, configsvc.Truncate(f.SHA256, 12))
 			}
 			return t.flush()
 		},
@@ -278,7 +278,7 @@ func (a *app) instancesCmd() *cobra.Command {
 				note := ""
 				switch {
 				case in.Status == configsvc.StatusRejected:
-					note = fmt.Sprintf("rejected %d: %s", in.Rejected, truncate(in.Error, 60))
+					note = fmt.Sprintf("rejected %d: %s", in.Rejected, configsvc.Truncate(in.Error, 59))
 				case in.FromCache:
 					note = "started from cache"
 				}

@@ -27,14 +27,12 @@ func seed(path, routes string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := routesfile.Parse(content); err != nil {
-		return fmt.Errorf("%s: %w", routes, err)
-	}
-	s, err := boltstore.Open(path, boltstore.Options{})
+	bolt, err := boltstore.Open(path, boltstore.Options{})
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer bolt.Close()
+	s := configsvc.Validating(bolt, configsvc.EachFile(routesfile.Validate))
 	ctx := context.Background()
 	ref := configsvc.Service(configsvc.SystemService)
 	if err := s.Create(ctx, ref); err != nil && !errors.Is(err, configsvc.ErrConflict) {
@@ -48,5 +46,8 @@ func seed(path, routes string) error {
 		Base: head.Revision, Author: "bench", Message: "benchmark routes",
 		Changes: []configsvc.Change{{File: configsvc.RoutesFile, Content: content}},
 	})
-	return err
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", routes, err)
+	}
+	return nil
 }

@@ -1,0 +1,58 @@
+package configsvc
+
+// Limits of the domain (SPEC §2–3). Each is defined here once; the stores,
+// the admin API, the SDK and the proxy refer to these names. Input over a
+// limit is refused with a *LimitError (ErrTooLarge) or, for names, a
+// *FieldError (ErrInvalid) naming the limit.
+const (
+	// MaxNameLen is the longest service or shared group name, in bytes
+	// (and the longest grant pattern, which matches such names).
+	MaxNameLen = 63
+	// MaxFileNameLen is the longest config file name, instance id and
+	// record collection or id, in bytes.
+	MaxFileNameLen = 128
+
+	// MaxFileSize is the largest content of one config file: 512 KiB.
+	MaxFileSize = 512 << 10
+	// MaxChangesetSize is the largest total content of one publish: 900 KiB,
+	// below ZooKeeper's default jute.maxbuffer of 1 MiB.
+	MaxChangesetSize = 900 << 10
+	// MaxFilesPerChangeset bounds the changes of one publish.
+	MaxFilesPerChangeset = 200
+	// MaxMessageLen bounds a revision message, in bytes.
+	MaxMessageLen = 4096
+	// DefaultRetention is how many revisions per service or group are kept
+	// when a store is opened with Retention 0.
+	DefaultRetention = 500
+	// DefaultMaxServiceBytes bounds the total content of the files of one
+	// service or shared group at its head (CheckServiceBytes) when the
+	// admin server is not given another limit: 16 MiB. Every SDK of the
+	// service holds that much in memory and in its cache.
+	DefaultMaxServiceBytes = 16 << 20
+
+	// MaxRecordSize is the largest record a RecordStore keeps, and the
+	// largest encoded instance registration: 64 KiB.
+	MaxRecordSize = 64 << 10
+	// MaxAddrLen bounds an instance's address, in bytes.
+	MaxAddrLen = 256
+	// MaxLabels bounds an instance's labels.
+	MaxLabels = 64
+	// MaxInstanceErrorLen bounds the reason an instance reports for a
+	// rejected revision, in bytes; the SDK truncates longer reasons.
+	MaxInstanceErrorLen = 1024
+
+	// MaxPageSize is the largest page one listing returns: Store.Revisions,
+	// RecordStore.Scan and the admin API's lists.
+	MaxPageSize = 1000
+	// DefaultRevisionsPage is Store.Revisions' page size for a limit of 0.
+	DefaultRevisionsPage = 50
+	// DefaultScanPage is RecordStore.Scan's page size for a limit of 0.
+	DefaultScanPage = 100
+	// DefaultAppendKeep is how many entries RecordStore.Append retains in a
+	// collection for a keep of 0.
+	DefaultAppendKeep = 100000
+
+	// MaxEchoLen bounds how much of an offending value an error message
+	// repeats (FieldError.Value), in bytes.
+	MaxEchoLen = 80
+)

@@ -1,0 +1,156 @@
+package configsvc
+
+import (
+	"context"
+	"errors"
+)
+
+// Reader is the read side of a Store: what a Validator may consult, e.g.
+// the head manifest or a file that the published content is checked
+// against. Every Store is a Reader.
+type Reader interface {
+	// Head is Store.Head.
+	Head(ctx context.Context, ref Ref) (Head, error)
+	// File is Store.File.
+	File(ctx context.Context, ref Ref, name string, rev int64) ([]byte, FileMeta, error)
+	// Snapshot is Store.Snapshot.
+	Snapshot(ctx context.Context, ref Ref, rev int64) (Snapshot, error)
+}
+
+// Validator checks the content of a publish before it is written. Content
+// is validated once, by the ValidatingStore every publish goes through; the
+// stores themselves check only a changeset's shape (Changeset.Validate).
+type Validator interface {
+	// Validate returns nil when cs may be published to ref, or why not:
+	// content that does not parse is a *ParseError, a value its schema
+	// refuses a *FieldError (both ErrInvalid). cs has passed
+	// Changeset.Validate. store is the store being published to, for
+	// validators that read the head or other files; a Validator never
+	// writes. Validate must be safe for concurrent use.
+	Validate(ctx context.Context, store Reader, ref Ref, cs Changeset) error
+}
+
+// ValidatorFunc adapts a function to a Validator.
+type ValidatorFunc func(ctx context.Context, store Reader, ref Ref, cs Changeset) error
+
+// Validate calls f.
+func (f ValidatorFunc) Validate(ctx context.Context, store Reader, ref Ref, cs Changeset) error {
+	return f(ctx, store, ref, cs)
+}
+
+// EachFile returns a Validator that calls check on every file cs writes
+// (deletions are skipped), in order, and returns the first error.
+func EachFile(check func(ref Ref, file string, content []byte) error) Validator {
+	return ValidatorFunc(func(_ context.Context, _ Reader, ref Ref, cs Changeset) error {
+		for _, c := range cs.Changes {
+			if c.Delete {
+				continue
+			}
+			if err := check(ref, c.File, c.Content); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Validators returns a Validator that runs vs in order and returns the
+// first error. Nil entries are skipped.
+func Validators(vs ...Validator) Validator {
+	return ValidatorFunc(func(ctx context.Context, store Reader, ref Ref, cs Changeset) error {
+		for _, v := range vs {
+			if v == nil {
+				continue
+			}
+			if err := v.Validate(ctx, store, ref, cs); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ContentError is content refused by a Validator: it wraps the validator's
+// *ParseError or *FieldError, so it matches ErrInvalid, and its message is
+// the wrapped one. The admin API answers it 422, where a malformed request
+// (a bad file name, an empty changeset) is a 400.
+type ContentError struct {
+	Err error
+}
+
+// Error returns the wrapped error's message.
+func (e *ContentError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the validator's error.
+func (e *ContentError) Unwrap() error { return e.Err }
+
+// ValidatingStore is a Store whose Publish validates the changeset once,
+// then lets the store write it. Every publishing path goes through one:
+// the admin API, rollback (Rollback calls Publish) and in-process tools;
+// the sluice command wraps every store it opens. The other methods are the
+// wrapped Store's. It is safe for concurrent use when the Store and the
+// Validator are.
+type ValidatingStore struct {
+	Store
+	validator Validator
+}
+
+var _ Store = (*ValidatingStore)(nil)
+
+// Validating returns st with content validation by v in front of Publish.
+// A nil v checks only the changeset's shape.
+func Validating(st Store, v Validator) *ValidatingStore {
+	return &ValidatingStore{Store: st, validator: v}
+}
+
+// Check validates a publish of cs to ref without writing anything (a dry
+// run): ref's name, cs's shape and limits (ErrInvalid, ErrTooLarge), then
+// its content with the Validator, whose refusal is returned as a
+// *ContentError. Other errors of the Validator (a store it could not read)
+// are returned as they are.
+func (s *ValidatingStore) Check(ctx context.Context, ref Ref, cs Changeset) error {
+	if err := ref.Validate(); err != nil {
+		return err
+	}
+	if err := cs.Validate(); err != nil {
+		return err
+	}
+	if s.validator == nil {
+		return nil
+	}
+	err := s.validator.Validate(ctx, s.Store, ref, cs)
+	if err != nil && errors.Is(err, ErrInvalid) {
+		return &ContentError{Err: err}
+	}
+	return err
+}
+
+// Publish runs Check, then the wrapped Store's Publish; see Store.Publish.
+func (s *ValidatingStore) Publish(ctx context.Context, ref Ref, cs Changeset) (Revision, error) {
+	if err := s.Check(ctx, ref, cs); err != nil {
+		return Revision{}, err
+	}
+	return s.Store.Publish(ctx, ref, cs)
+}
+
+// Unwrap returns the Store without validation, for callers that need what
+// only the backend offers (a type assertion on an optional interface).
+func (s *ValidatingStore) Unwrap() Store { return s.Store }
+
+// ServiceBytesValidator returns a Validator that refuses, with a
+// *LimitError (ErrTooLarge, 413 at the API), a publish that would leave
+// ref holding more than limit bytes of content (CheckServiceBytes: a
+// publish that does not grow an oversized service passes). It reads ref's
+// head through the store view. limit ≤ 0 checks nothing.
+func ServiceBytesValidator(limit int64) Validator {
+	return ValidatorFunc(func(ctx context.Context, store Reader, ref Ref, cs Changeset) error {
+		if limit <= 0 {
+			return nil
+		}
+		h, err := store.Head(ctx, ref)
+		if err != nil {
+			return err
+		}
+		return CheckServiceBytes(ref, h.Files, cs, limit)
+	})
+}

@@ -1,0 +1,88 @@
+package zkstore
+
+import (
+	"sync"
+
+	"github.com/sluicehq/sluice/configsvc"
+)
+
+// maxCachedHeads bounds the heads a store remembers for publishing.
+const maxCachedHeads = 4096
+
+// headCache remembers, per service or group, the newest head this store
+// wrote or read, with its node version, so that a publish on top of it
+// sends its transaction without reading the head first: one round trip.
+// An entry is only ever a guess. The transaction checks the head's version
+// (any change since, by anyone, fails it) and the existence of the head's
+// epoch node (a service deleted and created again has another epoch, so a
+// head remembered from before can never match it, whatever its version);
+// a publish whose guess failed reads the head and tries again. Reads
+// (Head, File, watches) never answer from it.
+//
+// Entries are never modified: a new head replaces the entry. The cached
+// document has no Latest (the newest revision's content): a publish
+// builds a new one.
+type headCache struct {
+	mu sync.Mutex
+	m  map[configsvc.Ref]cachedHead
+}
+
+// cachedHead is a head document and the version of the head node that
+// holds it.
+type cachedHead struct {
+	doc     *headDoc
+	version int32
+}
+
+func newHeadCache() *headCache {
+	return &headCache{m: map[configsvc.Ref]cachedHead{}}
+}
+
+// get returns the remembered head of ref when it is at revision rev and
+// has an epoch to check.
+func (c *headCache) get(ref configsvc.Ref, rev int64) (cachedHead, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.m[ref]
+	if !ok || h.doc.Revision != rev || h.doc.Epoch == "" {
+		return cachedHead{}, false
+	}
+	return h, true
+}
+
+// put remembers doc (stored without Latest; doc itself is not modified)
+// at version, unless the entry already holds a newer version of the same
+// epoch.
+func (c *headCache) put(ref configsvc.Ref, doc *headDoc, version int32) {
+	d := *doc
+	d.Latest = nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.m[ref]; ok && old.doc.Epoch == d.Epoch && old.version > version {
+		return
+	}
+	if _, ok := c.m[ref]; !ok && len(c.m) >= maxCachedHeads {
+		for k := range c.m { // evict one entry, any
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[ref] = cachedHead{doc: &d, version: version}
+}
+
+// drop forgets ref's entry if it is still used (a guess that failed);
+// a newer entry another publish put meanwhile stays.
+func (c *headCache) drop(ref configsvc.Ref, used cachedHead) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h, ok := c.m[ref]; ok && h.doc == used.doc {
+		delete(c.m, ref)
+	}
+}
+
+// forget removes ref's entry (the ref was deleted).
+func (c *headCache) forget(ref configsvc.Ref) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, ref)
+}
