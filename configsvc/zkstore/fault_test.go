@@ -169,20 +169,20 @@ func (c *collector) wait(t *testing.T, until int64, within time.Duration) int {
 // Publish must find its own revision and report success, not a conflict.
 func TestFaultPublishRecognisesOwnRevision(t *testing.T) {
 	srv := shared(t)
-	px := startProxy(t, srv.Addr())
+	px := zktest.StartProxy(t, srv.Addr())
 	st := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) { c.OpTimeout = 10 * time.Second })
 	ctx := testCtx(t)
 	ref := configsvc.Service("orders")
 	if err := st.Create(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
-	px.cutMulti.Store(1)
+	px.CutAfterMulti(1)
 	rev, err := st.Publish(ctx, ref, configsvc.Changeset{Base: 0, Changes: []configsvc.Change{put("a.txt", "1")}})
 	if err != nil {
 		t.Fatalf("Publish across a dropped reply: %v", err)
 	}
-	if px.cuts.Load() != 1 {
-		t.Fatalf("proxy cut %d multi replies, want 1", px.cuts.Load())
+	if px.Cuts() != 1 {
+		t.Fatalf("proxy cut %d multi replies, want 1", px.Cuts())
 	}
 	h, err := st.Head(ctx, ref)
 	if err != nil || h.Revision != 1 || rev.Number != 1 {
@@ -270,7 +270,7 @@ func TestFaultKillRestart(t *testing.T) {
 // instance is registered again on the new session.
 func TestFaultSessionExpiry(t *testing.T) {
 	srv := shared(t)
-	px := startProxy(t, srv.Addr())
+	px := zktest.StartProxy(t, srv.Addr())
 	const root = "/expiry-test"
 	a := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) {
 		c.Root = root
@@ -375,20 +375,20 @@ func TestFaultEnsembleLeaderKill(t *testing.T) {
 // resolved without appending twice.
 func TestFaultAppendRecognisesOwnEntry(t *testing.T) {
 	srv := shared(t)
-	px := startProxy(t, srv.Addr())
+	px := zktest.StartProxy(t, srv.Addr())
 	st := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) { c.OpTimeout = 10 * time.Second })
 	ctx := testCtx(t)
 	recs := st.Records()
 	if n, err := recs.Append(ctx, "audit", []byte("first"), 0); err != nil || n != 1 {
 		t.Fatalf("Append = %d, %v; want 1", n, err)
 	}
-	px.cutMulti.Store(1)
+	px.CutAfterMulti(1)
 	n, err := recs.Append(ctx, "audit", []byte("second"), 0)
 	if err != nil || n != 2 {
 		t.Fatalf("Append across a dropped reply = %d, %v; want 2", n, err)
 	}
-	if px.cuts.Load() != 1 {
-		t.Fatalf("proxy cut %d multi replies, want 1", px.cuts.Load())
+	if px.Cuts() != 1 {
+		t.Fatalf("proxy cut %d multi replies, want 1", px.Cuts())
 	}
 	got, err := recs.Scan(ctx, "audit", 0, 10)
 	if err != nil {
