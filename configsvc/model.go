@@ -408,3 +408,11 @@ func validDNSName(h string) bool {
 	last := labels[len(labels)-1]
 	return strings.Trim(last, "0123456789") != ""
 }
+
+// NormalizeInstance returns in with Started and Updated in UTC, as every
+// store keeps them (so they encode as RFC 3339 with "Z", whatever zone the
+// client sent).
+func NormalizeInstance(in Instance) Instance {
+	in.Started, in.Updated = in.Started.UTC(), in.Updated.UTC()
+	return in
+}

@@ -41,7 +41,7 @@ func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 		return mapErr("zkstore: create "+ref.String(), err)
 	}
 	if ref.Kind == configsvc.KindService {
-		if err := s.createIfMissing(ctx, s.instancesPath(ref.Name), s.instACL); err != nil {
+		if err := s.createIfMissing(ctx, s.instancesPath(ref.Name), s.acls.instParentACL(ref.Name)); err != nil {
 			s.log.Warn("zkstore: create instances node", "service", ref.Name, "err", err)
 		}
 	}

@@ -21,12 +21,12 @@ var _ configsvc.Store = (*Store)(nil)
 // instance registrations disappear, its watches end, and no goroutine it
 // started remains.
 type Store struct {
-	cfg     Config
-	log     *slog.Logger
-	conn    *zk.Conn
-	events  <-chan zk.Event // the client's own event channel; closed when its loop ends
-	acl     []zk.ACL        // ACL of nodes the store creates
-	instACL []zk.ACL        // ACL of nodes under instances/
+	cfg    Config
+	log    *slog.Logger
+	conn   *zk.Conn
+	events <-chan zk.Event // the client's own event channel; closed when its loop ends
+	acl    []zk.ACL        // ACL of nodes the store creates outside instances/
+	acls   acls            // every ACL the store sets; see acl.go
 
 	// mu guards closed and the Add side of wg, so that Close's Wait never
 	// races a new goroutine.
@@ -43,7 +43,10 @@ type Store struct {
 	resession chan struct{} // a new session was established (buffer 1)
 
 	leaseMu sync.Mutex
-	leases  map[string]*lease // by instance node path
+	leases  map[string]*lease      // live leases by instance node path
+	queues  map[string]*writeQueue // write order per instance node path
+	regKick chan struct{}          // a registration needs another attempt (buffer 1)
+	watches instWatches            // WatchInstances: one watch per node, shared
 
 	pruneMu      sync.Mutex
 	prunePending map[configsvc.Ref]bool
@@ -69,6 +72,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		stateCh:   make(chan struct{}),
 		resession: make(chan struct{}, 1),
 		leases:    map[string]*lease{},
+		queues:    map[string]*writeQueue{},
+		regKick:   make(chan struct{}, 1),
 
 		prunePending: map[configsvc.Ref]bool{},
 		prunedTo:     map[configsvc.Ref]int64{},
@@ -76,7 +81,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		revs:         newRevCache(),
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
-	s.acl, s.instACL = buildACLs(cfg)
+	s.acls = buildACLs(cfg)
+	s.acl = s.acls.all
 	conn, events, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
 		zk.WithLogger(zkLogger{s.log}), zk.WithLogInfo(false), zk.WithEventCallback(s.onEvent))
 	if err != nil {
@@ -94,33 +100,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.waitSession(ctx); err != nil {
 		return fail("", err)
 	}
-	if cfg.Digest != "" {
-		if err := s.do(ctx, func(c *zk.Conn) error { return c.AddAuth("digest", []byte(cfg.Digest)) }); err != nil {
+	for _, d := range []string{cfg.Digest, cfg.InstanceDigest} {
+		if d == "" {
+			continue
+		}
+		if err := s.do(ctx, func(c *zk.Conn) error { return c.AddAuth("digest", []byte(d)) }); err != nil {
 			return fail("authenticate", err)
 		}
 	}
 	if err := s.ensureTree(ctx); err != nil {
 		return fail("create root tree", err)
 	}
+	if err := s.reconcileACLs(ctx); err != nil {
+		return fail("set instance ACLs", err)
+	}
 	s.wg.Add(2)
 	go s.supervise()
 	go s.pruner()
 	return s, nil
-}
-
-func buildACLs(cfg Config) (all, inst []zk.ACL) {
-	if cfg.Digest == "" {
-		return zk.WorldACL(zk.PermAll), zk.WorldACL(zk.PermAll)
-	}
-	user, pass, _ := strings.Cut(cfg.Digest, ":")
-	all = zk.DigestACL(zk.PermAll, user, pass)
-	inst = zk.DigestACL(zk.PermAll, user, pass)
-	if cfg.ReadOnlyDigest != "" {
-		ru, rp, _ := strings.Cut(cfg.ReadOnlyDigest, ":")
-		all = append(all, zk.DigestACL(zk.PermRead, ru, rp)...)
-		inst = append(inst, zk.DigestACL(zk.PermAll, ru, rp)...)
-	}
-	return all, inst
 }
 
 // ensureTree creates the root and its fixed children.
@@ -139,7 +136,7 @@ func (s *Store) ensureTree(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.createIfMissing(ctx, root+"/instances", s.instACL)
+	return s.createIfMissing(ctx, root+"/instances", s.acls.instRoot)
 }
 
 func (s *Store) createIfMissing(ctx context.Context, p string, acl []zk.ACL) error {
@@ -199,28 +196,6 @@ func (s *Store) waitSession(ctx context.Context) error {
 		case <-s.closing:
 			return configsvc.ErrClosed
 		}
-	}
-}
-
-// supervise re-creates instance registrations whenever a new session
-// replaces an expired one.
-func (s *Store) supervise() {
-	defer s.wg.Done()
-	session := s.conn.SessionID()
-	for {
-		select {
-		case <-s.closing:
-			return
-		case <-s.resession:
-		}
-		id := s.conn.SessionID()
-		if id == session || id == 0 {
-			continue
-		}
-		s.log.Warn("zkstore: ZooKeeper session replaced; re-registering instances",
-			"old_session", fmt.Sprintf("%#x", session), "new_session", fmt.Sprintf("%#x", id))
-		session = id
-		s.reRegister()
 	}
 }
 

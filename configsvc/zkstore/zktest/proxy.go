@@ -10,8 +10,13 @@ import (
 	"time"
 )
 
-// opMulti is ZooKeeper's multi-transaction request code.
-const opMulti = 14
+// ZooKeeper request codes the proxy tells apart.
+const (
+	opMulti    = 14
+	opPing     = 11
+	opAuth     = 100
+	opSetWatch = 101
+)
 
 // Proxy is a TCP proxy on 127.0.0.1 between clients and one server, for
 // fault tests: it takes one client's network away while the server and the
@@ -39,8 +44,9 @@ type Proxy struct {
 	hole     bool // black-holed
 	cutMulti int  // multi requests still to forward and then cut
 	dropped  func()
-	dropN    int // multi requests still to drop unsent
-	cuts     int // multi requests cut or dropped so far
+	dropN    int  // multi requests still to drop unsent
+	trap     bool // PartitionAtNextRequest is armed
+	cuts     int  // multi requests cut or dropped so far
 	wg       sync.WaitGroup
 }
 
@@ -152,6 +158,25 @@ func (p *Proxy) DropMulti(then func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.dropN, p.dropped = 1, then
+}
+
+// PartitionAtNextRequest makes the proxy partition (as Partition does) at
+// the next request a client sends that is not a ping, an authentication or
+// the re-setting of its watches: typically the first thing a client does
+// with a session it just got. The request is not forwarded. Heal undoes it
+// as any partition.
+func (p *Proxy) PartitionAtNextRequest() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.trap = true
+}
+
+// Partitioned reports whether the proxy is partitioned now (by Partition
+// or by the request PartitionAtNextRequest waited for).
+func (p *Proxy) Partitioned() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refuse
 }
 
 // Cuts reports how many multi requests CutAfterMulti and DropMulti have
@@ -279,12 +304,23 @@ func (p *Proxy) frames(l *link) {
 		if _, err := io.ReadFull(l.client, body); err != nil {
 			return
 		}
-		multi := !first && len(body) >= 8 && int32(binary.BigEndian.Uint32(body[4:8])) == opMulti
+		var op int32 = -1
+		if !first && len(body) >= 8 {
+			op = int32(binary.BigEndian.Uint32(body[4:8]))
+		}
+		multi := op == opMulti
 		first = false
 		var cut bool
 		var then func()
 		p.mu.Lock()
 		switch {
+		case op >= 0 && p.trap && op != opPing && op != opAuth && op != opSetWatch:
+			p.trap, p.refuse = false, true
+			for c := range p.conns {
+				c.close()
+			}
+			p.mu.Unlock()
+			return
 		case multi && p.dropN > 0:
 			p.dropN--
 			p.cuts++
