@@ -416,3 +416,16 @@ func NormalizeInstance(in Instance) Instance {
 	in.Started, in.Updated = in.Started.UTC(), in.Updated.UTC()
 	return in
 }
+
+// RevisionTime returns the time a store records for a new revision on top
+// of a head last updated at head: now in UTC, or head (in UTC) when now is
+// before it — a clock stepped back, or a server whose clock is behind the
+// one that published the head. So a service's revision times never
+// decrease, whichever server publishes.
+func RevisionTime(now, head time.Time) time.Time {
+	now, head = now.UTC(), head.UTC()
+	if now.Before(head) {
+		return head
+	}
+	return now
+}

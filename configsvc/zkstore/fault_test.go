@@ -398,3 +398,41 @@ func TestFaultAppendRecognisesOwnEntry(t *testing.T) {
 		t.Fatalf("Scan = %+v, want entries 2 (second) and 1", got)
 	}
 }
+
+// TestFaultAppendDoesNotClaimAnothersEntry: an Append's transaction is
+// lost on its way (the connection drops before ZooKeeper sees it) while
+// another server appends the very same bytes under the sequence number the
+// first one tried. The first Append must not take that entry for its own:
+// it appends its entry after it, and the log holds both.
+func TestFaultAppendDoesNotClaimAnothersEntry(t *testing.T) {
+	srv := shared(t)
+	px := zktest.StartProxy(t, srv.Addr())
+	const root = "/append-identical"
+	a := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) { c.Root, c.OpTimeout = root, 10*time.Second })
+	b := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root })
+	ctx := testCtx(t)
+	if n, err := a.Records().Append(ctx, "audit", []byte("first"), 0); err != nil || n != 1 {
+		t.Fatalf("Append = %d, %v; want 1", n, err)
+	}
+	entry := []byte(`{"action":"login","actor":"alice"}`)
+	var other int64
+	var otherErr error
+	px.DropMulti(func() { other, otherErr = b.Records().Append(ctx, "audit", entry, 0) })
+	n, err := a.Records().Append(ctx, "audit", entry, 0)
+	if otherErr != nil || other != 2 {
+		t.Fatalf("the other server's Append = %d, %v; want 2", other, otherErr)
+	}
+	if px.Cuts() != 1 {
+		t.Fatalf("proxy dropped %d transactions, want 1", px.Cuts())
+	}
+	if err != nil || n != 3 {
+		t.Fatalf("Append whose transaction was lost = %d, %v; want 3 (its own entry, after the other server's)", n, err)
+	}
+	got, err := b.Records().Scan(ctx, "audit", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].ID != "3" || got[1].ID != "2" || string(got[0].Data) != string(entry) || string(got[1].Data) != string(entry) {
+		t.Fatalf("Scan = %+v, want entries 3 and 2 both holding %s, then 1", got, entry)
+	}
+}

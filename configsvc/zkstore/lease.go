@@ -78,7 +78,7 @@ type lease struct {
 	closed   bool
 	gone     bool  // errGone: the registration ended without Close
 	released bool  // the lease no longer uses q
-	owner    int64 // creation zxid of the service node it registered in
+	owner    int64 // creation zxid of the head of the service it registered in
 	sess     int64 // session on which the node was last written; 0: needs registering
 	failed   bool  // a re-registration failure was logged
 }
@@ -212,7 +212,10 @@ func (l *lease) register(c *zk.Conn) error {
 	if closed {
 		return errLeaseClosed
 	}
-	svcPath := s.refPath(configsvc.Service(l.svc))
+	// The head marks a live service: created with it in one transaction
+	// (so its creation zxid names this incarnation of the service), and
+	// the first node a Delete removes.
+	svcPath := s.headPath(configsvc.Service(l.svc))
 	ok, st, err := c.Exists(svcPath)
 	if err != nil {
 		return err

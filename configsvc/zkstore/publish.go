@@ -48,8 +48,9 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 	n := cs.Base + 1
 	var idb [16]byte
 	_, _ = rand.Read(idb[:])
+	now := s.cfg.Now()
 	doc := revDoc{
-		Revision: n, Author: cs.Author, Time: s.cfg.Now().UTC(), Message: cs.Message,
+		Revision: n, Author: cs.Author, Time: now.UTC(), Message: cs.Message,
 		RollbackOf: cs.RollbackOf, PublishID: hex.EncodeToString(idb[:]),
 	}
 	rev := doc.revision()
@@ -83,6 +84,8 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 			}
 			return configsvc.Revision{}, fmt.Errorf("%s: base revision %d is not the head %d: %w", what, cs.Base, h.Revision, configsvc.ErrConflict)
 		}
+		doc.Time = configsvc.RevisionTime(now, h.Updated)
+		rev.Time = doc.Time
 		fake := rev
 		manifest, err := configsvc.Apply(h.Files, &fake)
 		if err != nil {

@@ -322,10 +322,26 @@ func TestFlappingInstanceKeepsWatchesBounded(t *testing.T) {
 			t.Fatalf("flap %d: close: %v", i, err)
 		}
 	}
+	// A last instance joins and leaves: once the watcher's list has shown
+	// both, it has handled every flap before them (ZooKeeper delivers a
+	// client's events in order) and holds what it holds at rest.
+	has := func(id string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.ContainsFunc(latest, func(in configsvc.Instance) bool { return in.ID == id })
+	}
+	last, err := a.Register(ctx, instance("orders", "zz-last", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the watcher sees the last instance join", func() bool { return has("zz-last") })
+	if err := last.Close(); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, 20*time.Second, "the watcher's list settles on the 300", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(latest) == n && latest[0].ID == want[0]
+		return len(latest) == n && latest[0].ID == want[0] && latest[n-1].ID == want[n-1]
 	})
 	got := zkstore.InstanceWatches(w)
 	t.Logf("after %d flaps among %d instances: %d watch channels held", flaps, n, got)

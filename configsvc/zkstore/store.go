@@ -54,6 +54,8 @@ type Store struct {
 	pruneKick    chan struct{}           // buffer 1
 
 	revs *revCache // revisions read by watchers
+
+	logHomes sync.Map // collection → the node of its append log (records.go)
 }
 
 // Open connects to ZooKeeper, waits for a session, authenticates when
