@@ -22,7 +22,7 @@ import (
 //     deployments; weaker.
 //   - per service (Digest + ServiceDigests): the reader (when set) may
 //     read every node, instances/ included; instances/{svc} also grants
-//     create, delete and read to svc's own identity; an instance node
+//     create, delete, read and admin to svc's own identity; an instance node
 //     grants all to the identity that created it and to the writer, read to
 //     everyone else the parent lists. One service's credential cannot
 //     create, change or delete another service's instance nodes.
@@ -39,9 +39,13 @@ type acls struct {
 }
 
 // perSvcPerms is what a service's own identity may do on instances/{svc}:
-// create and delete children (its instance nodes) and read the node (its
-// ACL, which it copies onto the nodes it creates).
-const perSvcPerms = zk.PermCreate | zk.PermDelete | zk.PermRead
+// create and delete children (its instance nodes), and read the node's ACL,
+// which it copies onto the nodes it creates. Reading it takes admin:
+// ZooKeeper masks the digests of an ACL for anyone else, and the writer's
+// must be copied exactly. Admin also lets the identity change that one
+// node's ACL: it can open or close its own service's registry (the writer
+// restores it at its next start), never another service's.
+const perSvcPerms = zk.PermCreate | zk.PermDelete | zk.PermRead | zk.PermAdmin
 
 func digestACL(perms int32, digest string) zk.ACL {
 	user, pass, _ := strings.Cut(digest, ":")
@@ -88,9 +92,10 @@ func (a *acls) instParentACL(svc string) []zk.ACL {
 
 // instanceACL is the ACL of an instance node this store creates under a
 // parent with ACL parent: all for its own identity and for the writers
-// (the entries with admin rights on the parent), read for every other
-// entry. In single-reader mode the reader has all rights on the parent and
-// so keeps them on the node, as before per-service identities existed.
+// (the entries with all rights on the parent), read for every other entry
+// (the reader; the service's identity when the server registers). In
+// single-reader mode the reader has all rights on the parent and so keeps
+// them on the node, as before per-service identities existed.
 func (a *acls) instanceACL(parent []zk.ACL) []zk.ACL {
 	if a.self == nil {
 		return parent
@@ -101,8 +106,7 @@ func (a *acls) instanceACL(parent []zk.ACL) []zk.ACL {
 		switch {
 		case e.Scheme == a.self.Scheme && e.ID == a.self.ID:
 			e.Perms, mine = zk.PermAll, true
-		case e.Perms&zk.PermAdmin != 0:
-			e.Perms = zk.PermAll
+		case e.Perms == zk.PermAll:
 		default:
 			e.Perms = zk.PermRead
 		}
