@@ -79,7 +79,10 @@ func TestAttackSDKCredentialTouchesAnotherService(t *testing.T) {
 		{"SetACLOfPaymentsParent", func() error { _, err := attacker.SetACL(pay, zk.WorldACL(zk.PermAll), -1); return err }},
 		{"SetACLOfPaymentsInstance", func() error { _, err := attacker.SetACL(pay+"/p-1", zk.WorldACL(zk.PermAll), -1); return err }},
 		{"SetServerOrdersInstance", func() error { _, err := attacker.Set(root+"/instances/orders/o-srv", []byte(`{}`), -1); return err }},
-		{"CreateNewService", func() error { _, err := attacker.Create(root+"/instances/newsvc", nil, 0, zk.WorldACL(zk.PermAll)); return err }},
+		{"CreateNewService", func() error {
+			_, err := attacker.Create(root+"/instances/newsvc", nil, 0, zk.WorldACL(zk.PermAll))
+			return err
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.try(); !errors.Is(err, zk.ErrNoAuth) {
