@@ -10,9 +10,11 @@ import (
 	"time"
 )
 
-// ZooKeeper request codes the proxy tells apart.
+// ZooKeeper request codes, for Proxy.Requests.
 const (
-	opMulti    = 14
+	OpGetData = 4
+	OpMulti   = 14
+
 	opPing     = 11
 	opAuth     = 100
 	opSetWatch = 101
@@ -48,6 +50,8 @@ type Proxy struct {
 	trap     bool // PartitionAtNextRequest is armed
 	cuts     int  // multi requests cut or dropped so far
 	wg       sync.WaitGroup
+
+	requests [256]atomic.Int64 // requests seen from clients, by opcode (framed proxies only)
 }
 
 // link is one proxied connection.
@@ -179,6 +183,16 @@ func (p *Proxy) Partitioned() bool {
 	return p.refuse
 }
 
+// Requests reports how many requests with opcode op (OpGetData, OpMulti …)
+// clients have sent through a proxy from StartProxy, dropped ones included.
+// Tests count round trips with it.
+func (p *Proxy) Requests(op int32) int64 {
+	if op < 0 || op >= int32(len(p.requests)) {
+		return 0
+	}
+	return p.requests[op].Load()
+}
+
 // Cuts reports how many multi requests CutAfterMulti and DropMulti have
 // cut so far.
 func (p *Proxy) Cuts() int {
@@ -308,7 +322,10 @@ func (p *Proxy) frames(l *link) {
 		if !first && len(body) >= 8 {
 			op = int32(binary.BigEndian.Uint32(body[4:8]))
 		}
-		multi := op == opMulti
+		if op >= 0 && op < int32(len(p.requests)) {
+			p.requests[op].Add(1)
+		}
+		multi := op == OpMulti
 		first = false
 		var cut bool
 		var then func()
