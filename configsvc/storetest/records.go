@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -252,38 +253,47 @@ func (s *suite) testRecords(t *testing.T) {
 
 	t.Run("ConcurrentAppend", func(t *testing.T) {
 		st, ctx := s.open(t)
-		rs := st.Records()
-		const writers, each = 10, 5
-		var (
-			mu   sync.Mutex
-			seqs []int64
-			wg   sync.WaitGroup
-		)
-		errs := make(chan error, writers*each)
-		for w := range writers {
-			wg.Go(func() {
-				for i := range each {
-					seq, err := rs.Append(ctx, "audit", []byte(fmt.Sprintf("w%d-%d", w, i)), 0)
-					if err != nil {
-						errs <- err
-						return
-					}
-					mu.Lock()
-					seqs = append(seqs, seq)
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatalf("concurrent Append: %v", err)
-		}
-		slices.Sort(seqs)
-		for i, seq := range seqs {
-			if seq != int64(i+1) {
-				t.Fatalf("concurrent appends got sequences %v, want 1..%d each once", seqs, writers*each)
-			}
-		}
+		appendConcurrently(ctx, t, []configsvc.RecordStore{st.Records()}, 10, 5, func(w, i int) []byte {
+			return []byte(fmt.Sprintf("w%d-%d", w, i))
+		})
 	})
+}
+
+// appendConcurrently runs writers goroutines, writer w appending each
+// entries data(w, i) to "audit" through stores[w%len(stores)], and fails
+// unless the sequence numbers handed out are 1..writers*each, each once.
+func appendConcurrently(ctx context.Context, t *testing.T, stores []configsvc.RecordStore, writers, each int, data func(w, i int) []byte) {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		seqs []int64
+		wg   sync.WaitGroup
+	)
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		rs := stores[w%len(stores)]
+		wg.Go(func() {
+			for i := range each {
+				seq, err := rs.Append(ctx, "audit", data(w, i), 0)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				seqs = append(seqs, seq)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent Append: %v", err)
+	}
+	slices.Sort(seqs)
+	for i, seq := range seqs {
+		if seq != int64(i+1) {
+			t.Fatalf("concurrent appends got sequences %v, want 1..%d each once", seqs, writers*each)
+		}
+	}
 }

@@ -9,8 +9,10 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 )
 
-// Clock is a settable clock for stores under test: Now returns the time
-// last Set (or Step moved it to). It is safe for concurrent use.
+// Clock is a settable clock for code under test that takes a
+// func() time.Time (stores, token and pin expiry, limiters): Now returns
+// the time last Set, or that Advance moved it to. It is safe for
+// concurrent use.
 type Clock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -33,8 +35,8 @@ func (c *Clock) Set(t time.Time) {
 	c.t = t
 }
 
-// Step moves the clock by d, backwards when d is negative.
-func (c *Clock) Step(d time.Duration) {
+// Advance moves the clock by d, backwards when d is negative.
+func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
@@ -49,17 +51,10 @@ var epoch = time.Date(2031, 3, 4, 5, 6, 7, 800, time.FixedZone("CET", 3600))
 // another server whose clock is behind; see TwoStores/ClockSkew).
 func (s *suite) testTime(t *testing.T) {
 	t.Run("UTC", func(t *testing.T) {
-		if s.opts.OpenAt == nil {
-			t.Skip("storetest: Options.OpenAt not set")
-		}
-		clock := NewClock(epoch)
-		st := s.opts.OpenAt(t, clock.Now)
-		ctx := s.ctx(t)
-		ref := configsvc.Service("orders")
-		mustCreate(ctx, t, st, ref)
+		clock, st, ctx, ref := s.openAt(t)
 		h := mustHead(ctx, t, st, ref)
 		wantUTC(t, "Head.Updated after Create", h.Updated, epoch)
-		clock.Step(time.Minute)
+		clock.Advance(time.Minute)
 		rev := mustPublish(ctx, t, st, ref, 0, put("a.txt", "1"))
 		wantUTC(t, "Publish's revision time", rev.Time, epoch.Add(time.Minute))
 		wantUTC(t, "Head.Updated after Publish", mustHead(ctx, t, st, ref).Updated, epoch.Add(time.Minute))
@@ -71,26 +66,34 @@ func (s *suite) testTime(t *testing.T) {
 	})
 
 	t.Run("NeverBackwards", func(t *testing.T) {
-		if s.opts.OpenAt == nil {
-			t.Skip("storetest: Options.OpenAt not set")
-		}
-		clock := NewClock(epoch)
-		st := s.opts.OpenAt(t, clock.Now)
-		ctx := s.ctx(t)
-		ref := configsvc.Service("orders")
-		mustCreate(ctx, t, st, ref)
-		clock.Step(time.Hour)
+		clock, st, ctx, ref := s.openAt(t)
+		clock.Advance(time.Hour)
 		r1 := mustPublish(ctx, t, st, ref, 0, put("a.txt", "1"))
-		clock.Step(-2 * time.Hour) // the clock jumps back past the creation
+		clock.Advance(-2 * time.Hour) // the clock jumps back past the creation
 		r2 := mustPublish(ctx, t, st, ref, 1, put("a.txt", "2"))
 		if r2.Time.Before(r1.Time) {
 			t.Fatalf("revision 2 time %v is before revision 1's %v: a service's history went back in time", r2.Time, r1.Time)
 		}
-		clock.Step(3 * time.Hour)
+		clock.Advance(3 * time.Hour)
 		r3 := mustPublish(ctx, t, st, ref, 2, put("a.txt", "3"))
 		wantUTC(t, "revision 3, after the clock caught up", r3.Time, epoch.Add(2*time.Hour))
 		wantOrderedTimes(ctx, t, st, ref)
 	})
+}
+
+// openAt opens a store on a Clock at epoch (Options.OpenAt, skipping the
+// test without it) holding the service orders, created at epoch.
+func (s *suite) openAt(t *testing.T) (*Clock, configsvc.Store, context.Context, configsvc.Ref) {
+	t.Helper()
+	if s.opts.OpenAt == nil {
+		t.Skip("storetest: Options.OpenAt not set")
+	}
+	clock := NewClock(epoch)
+	st := s.opts.OpenAt(t, clock.Now)
+	ctx := s.ctx(t)
+	ref := configsvc.Service("orders")
+	mustCreate(ctx, t, st, ref)
+	return clock, st, ctx, ref
 }
 
 // wantUTC fails unless got is want's instant, in UTC.

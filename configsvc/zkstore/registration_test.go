@@ -50,6 +50,40 @@ func instance(svc, id string, rev int64) configsvc.Instance {
 	return configsvc.Instance{Service: svc, ID: id, Addr: "127.0.0.1:1", Status: configsvc.StatusApplied, Revision: rev}
 }
 
+// regFixture is a registrant store a, whose network goes through px, an
+// instance a-1 it registered in service orders, and a store b on the
+// same root that watches the instances directly.
+type regFixture struct {
+	srv   *zktest.Server
+	px    *zktest.Proxy
+	a, b  *zkstore.Store
+	lease configsvc.Lease
+	w     <-chan configsvc.InstancesEvent // b's watch of orders, showing a-1
+	ctx   context.Context
+}
+
+// newRegFixture builds a regFixture under root with a's session timeout.
+func newRegFixture(t *testing.T, root string, session time.Duration) *regFixture {
+	t.Helper()
+	f := &regFixture{srv: shared(t), ctx: testCtx(t)}
+	f.px = zktest.StartProxy(t, f.srv.Addr())
+	f.a = mustOpen(t, []string{f.px.Addr()}, func(c *zkstore.Config) {
+		c.Root, c.SessionTimeout, c.OpTimeout = root, session, time.Second
+	})
+	f.b = mustOpen(t, f.srv.Servers(), func(c *zkstore.Config) { c.Root = root })
+	if err := f.b.Create(f.ctx, configsvc.Service("orders")); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if f.lease, err = f.a.Register(f.ctx, instance("orders", "a-1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.lease.Close() })
+	f.w = f.b.WatchInstances(f.ctx, "orders")
+	waitIDs(t, f.w, 10*time.Second, "a-1")
+	return f
+}
+
 // TestFaultSecondPartitionDuringReRegistration: the registrant's network
 // goes away for longer than its session, so ZooKeeper expires the session
 // and its instance node; when the network comes back the store gets a new
@@ -58,28 +92,13 @@ func instance(svc, id string, rev int64) configsvc.Instance {
 // store must keep trying: once the second partition heals, the instance is
 // back in every watcher's list within the session timeout plus 2 s.
 func TestFaultSecondPartitionDuringReRegistration(t *testing.T) {
-	srv := shared(t)
-	px := zktest.StartProxy(t, srv.Addr())
 	const root = "/second-partition"
 	const session = 2 * time.Second
-	a := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) {
-		c.Root, c.SessionTimeout, c.OpTimeout = root, session, time.Second
-	})
-	b := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root })
-	c := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root })
-	ctx := testCtx(t)
-	if err := b.Create(ctx, configsvc.Service("orders")); err != nil {
-		t.Fatal(err)
-	}
-	lease, err := a.Register(ctx, instance("orders", "a-1", 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lease.Close()
-	watchers := []<-chan configsvc.InstancesEvent{b.WatchInstances(ctx, "orders"), c.WatchInstances(ctx, "orders")}
-	for _, w := range watchers {
-		waitIDs(t, w, 10*time.Second, "a-1")
-	}
+	f := newRegFixture(t, root, session)
+	px, ctx := f.px, f.ctx
+	c := mustOpen(t, f.srv.Servers(), func(c *zkstore.Config) { c.Root = root })
+	watchers := []<-chan configsvc.InstancesEvent{f.w, c.WatchInstances(ctx, "orders")}
+	waitIDs(t, watchers[1], 10*time.Second, "a-1")
 
 	px.Partition()
 	waitIDs(t, watchers[0], 15*time.Second) // ZooKeeper expired a's session
@@ -101,7 +120,7 @@ func TestFaultSecondPartitionDuringReRegistration(t *testing.T) {
 		t.Logf("watcher %d saw the instance again %v after the heal", i, time.Since(healed).Round(time.Millisecond))
 	}
 	// The lease is still the registration: updates reach the watchers.
-	if err := lease.Update(ctx, instance("orders", "a-1", 2)); err != nil {
+	if err := f.lease.Update(ctx, instance("orders", "a-1", 2)); err != nil {
 		t.Fatalf("Update after the partitions: %v", err)
 	}
 	waitList(t, watchers[1], func(l []configsvc.Instance) bool { return len(l) == 1 && l[0].Revision == 2 })
@@ -194,25 +213,10 @@ func TestFaultRegisterTimeoutLeavesNoNode(t *testing.T) {
 // network is down (shorter than its session) cannot delete the node; once
 // the network is back the node must go, not stay on the live session.
 func TestFaultCloseDuringPartitionRemovesNode(t *testing.T) {
-	srv := shared(t)
-	px := zktest.StartProxy(t, srv.Addr())
-	const root = "/close-partition"
-	a := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) {
-		c.Root, c.SessionTimeout, c.OpTimeout = root, 20*time.Second, time.Second
-	})
-	b := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root })
-	ctx := testCtx(t)
-	if err := b.Create(ctx, configsvc.Service("orders")); err != nil {
-		t.Fatal(err)
-	}
-	lease, err := a.Register(ctx, instance("orders", "a-1", 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := b.WatchInstances(ctx, "orders")
-	waitIDs(t, w, 10*time.Second, "a-1")
+	f := newRegFixture(t, "/close-partition", 20*time.Second)
+	px, lease, w := f.px, f.lease, f.w
 	px.Partition()
-	err = lease.Close()
+	err := lease.Close()
 	t.Logf("Close while partitioned: %v", err)
 	time.Sleep(500 * time.Millisecond)
 	px.Heal()
@@ -227,24 +231,8 @@ func TestFaultCloseDuringPartitionRemovesNode(t *testing.T) {
 // it. Whatever the interleaving, the node ends with the newest update: no
 // older record is written over a newer one.
 func TestFaultUpdatesRacingReRegistration(t *testing.T) {
-	srv := shared(t)
-	px := zktest.StartProxy(t, srv.Addr())
-	const root = "/update-race"
-	a := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) {
-		c.Root, c.SessionTimeout, c.OpTimeout = root, time.Second, time.Second
-	})
-	b := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root })
-	ctx := testCtx(t)
-	if err := b.Create(ctx, configsvc.Service("orders")); err != nil {
-		t.Fatal(err)
-	}
-	lease, err := a.Register(ctx, instance("orders", "a-1", 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lease.Close()
-	w := b.WatchInstances(ctx, "orders")
-	waitIDs(t, w, 10*time.Second, "a-1")
+	f := newRegFixture(t, "/update-race", time.Second)
+	px, lease, w, b, ctx := f.px, f.lease, f.w, f.b, f.ctx
 	px.Partition()
 	waitIDs(t, w, 15*time.Second)
 	px.Heal()
