@@ -90,40 +90,50 @@ func newRegFixture(t *testing.T, root string, session time.Duration) *regFixture
 // session, and the network goes away again at the first request of that
 // session (the re-registration's), this time for less than a session. The
 // store must keep trying: once the second partition heals, the instance is
-// back in every watcher's list within the session timeout plus 2 s.
+// back in every watcher's list within the session timeout plus 2 s. The
+// first partition is a loud one (connections closed) or a silent one (a
+// black hole: the client notices only by its own timeouts).
 func TestFaultSecondPartitionDuringReRegistration(t *testing.T) {
-	const root = "/second-partition"
-	const session = 2 * time.Second
-	f := newRegFixture(t, root, session)
-	px, ctx := f.px, f.ctx
-	c := mustOpen(t, f.srv.Servers(), func(c *zkstore.Config) { c.Root = root })
-	watchers := []<-chan configsvc.InstancesEvent{f.w, c.WatchInstances(ctx, "orders")}
-	waitIDs(t, watchers[1], 10*time.Second, "a-1")
+	for _, first := range []string{"Partition", "Blackhole"} {
+		t.Run(first, func(t *testing.T) {
+			root := "/second-partition-" + first
+			const session = 2 * time.Second
+			f := newRegFixture(t, root, session)
+			px, ctx := f.px, f.ctx
+			c := mustOpen(t, f.srv.Servers(), func(c *zkstore.Config) { c.Root = root })
+			watchers := []<-chan configsvc.InstancesEvent{f.w, c.WatchInstances(ctx, "orders")}
+			waitIDs(t, watchers[1], 10*time.Second, "a-1")
 
-	px.Partition()
-	waitIDs(t, watchers[0], 15*time.Second) // ZooKeeper expired a's session
-	px.PartitionAtNextRequest()
-	px.Heal()
-	deadline := time.Now().Add(15 * time.Second)
-	for !px.Partitioned() {
-		if time.Now().After(deadline) {
-			t.Fatal("the store sent no request on its new session within 15s")
-		}
-		time.Sleep(10 * time.Millisecond)
+			if first == "Blackhole" {
+				px.Blackhole()
+			} else {
+				px.Partition()
+			}
+			waitIDs(t, watchers[0], 15*time.Second) // ZooKeeper expired a's session
+			px.PartitionAtNextRequest()
+			px.Heal()
+			deadline := time.Now().Add(15 * time.Second)
+			for !px.Partitioned() {
+				if time.Now().After(deadline) {
+					t.Fatal("the store sent no request on its new session within 15s")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(session / 4) // shorter than the session: it survives this one
+			px.Heal()
+			healed := time.Now()
+			for i, w := range watchers {
+				left := session + 2*time.Second - time.Since(healed)
+				waitIDs(t, w, left, "a-1")
+				t.Logf("watcher %d saw the instance again %v after the heal", i, time.Since(healed).Round(time.Millisecond))
+			}
+			// The lease is still the registration: updates reach the watchers.
+			if err := f.lease.Update(ctx, instance("orders", "a-1", 2)); err != nil {
+				t.Fatalf("Update after the partitions: %v", err)
+			}
+			waitList(t, watchers[1], func(l []configsvc.Instance) bool { return len(l) == 1 && l[0].Revision == 2 })
+		})
 	}
-	time.Sleep(session / 4) // shorter than the session: it survives this one
-	px.Heal()
-	healed := time.Now()
-	for i, w := range watchers {
-		left := session + 2*time.Second - time.Since(healed)
-		waitIDs(t, w, left, "a-1")
-		t.Logf("watcher %d saw the instance again %v after the heal", i, time.Since(healed).Round(time.Millisecond))
-	}
-	// The lease is still the registration: updates reach the watchers.
-	if err := f.lease.Update(ctx, instance("orders", "a-1", 2)); err != nil {
-		t.Fatalf("Update after the partitions: %v", err)
-	}
-	waitList(t, watchers[1], func(l []configsvc.Instance) bool { return len(l) == 1 && l[0].Revision == 2 })
 }
 
 // TestFaultWatcherSessionExpiry: the watching store's network goes away
