@@ -415,11 +415,23 @@ func TestFaultAppendDoesNotClaimAnothersEntry(t *testing.T) {
 		t.Fatalf("Append = %d, %v; want 1", n, err)
 	}
 	entry := []byte(`{"action":"login","actor":"alice"}`)
-	var other int64
-	var otherErr error
-	px.DropMulti(func() { other, otherErr = b.Records().Append(ctx, "audit", entry, 0) })
+	type result struct {
+		n   int64
+		err error
+	}
+	others := make(chan result, 1)
+	px.DropMulti(func() {
+		n, err := b.Records().Append(ctx, "audit", entry, 0)
+		others <- result{n, err}
+	})
 	n, err := a.Records().Append(ctx, "audit", entry, 0)
-	if otherErr != nil || other != 2 {
+	var o result
+	select {
+	case o = <-others:
+	default:
+		t.Fatal("the proxy dropped no transaction")
+	}
+	if other, otherErr := o.n, o.err; otherErr != nil || other != 2 {
 		t.Fatalf("the other server's Append = %d, %v; want 2", other, otherErr)
 	}
 	if px.Cuts() != 1 {

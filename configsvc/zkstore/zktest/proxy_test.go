@@ -1,6 +1,7 @@
 package zktest_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,14 +58,14 @@ func TestProxyFaults(t *testing.T) {
 	})
 
 	t.Run("DropMulti", func(t *testing.T) {
-		called := false
-		px.DropMulti(func() { called = true })
+		var called atomic.Bool
+		px.DropMulti(func() { called.Store(true) })
 		_, err := c.Multi(&zk.CreateRequest{Path: "/dropped", Acl: zk.WorldACL(zk.PermAll)})
 		if err == nil {
 			t.Fatal("a dropped multi succeeded")
 		}
-		if !called || px.Cuts() != 1 {
-			t.Fatalf("DropMulti: callback called %v, Cuts() = %d; want true and 1", called, px.Cuts())
+		if !called.Load() || px.Cuts() != 1 {
+			t.Fatalf("DropMulti: callback called %v, Cuts() = %d; want true and 1", called.Load(), px.Cuts())
 		}
 		waitGet(t, c, "/p")
 		if ok, _, err := direct.Exists("/dropped"); err != nil || ok {
