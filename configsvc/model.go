@@ -402,3 +402,24 @@ func validDNSName(h string) bool {
 	last := labels[len(labels)-1]
 	return strings.Trim(last, "0123456789") != ""
 }
+
+// NormalizeInstance returns in with Started and Updated in UTC, as every
+// store keeps them (so they encode as RFC 3339 with "Z", whatever zone the
+// client sent).
+func NormalizeInstance(in Instance) Instance {
+	in.Started, in.Updated = in.Started.UTC(), in.Updated.UTC()
+	return in
+}
+
+// RevisionTime returns the time a store records for a new revision on top
+// of a head last updated at head: now in UTC, or head (in UTC) when now is
+// before it — a clock stepped back, or a server whose clock is behind the
+// one that published the head. So a service's revision times never
+// decrease, whichever server publishes.
+func RevisionTime(now, head time.Time) time.Time {
+	now, head = now.UTC(), head.UTC()
+	if now.Before(head) {
+		return head
+	}
+	return now
+}

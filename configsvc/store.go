@@ -19,7 +19,9 @@ type Store interface {
 	// service, its links and instances. Deleting a group that services still
 	// link to fails with ErrConflict. ErrNotFound if it does not exist.
 	Delete(ctx context.Context, ref Ref) error
-	// List returns the names of all services or all groups, sorted.
+	// List returns the names of all services or all groups, sorted. A ref
+	// whose Delete stopped half way is not listed (Head answers ErrNotFound
+	// for it; a repeated Delete finishes it).
 	List(ctx context.Context, kind Kind) ([]string, error)
 
 	// Head returns the current head manifest. ErrNotFound if ref does not exist.
@@ -30,7 +32,9 @@ type Store interface {
 	// content is NOT validated by the store: publish through a
 	// ValidatingStore, which validates it once. ErrConflict if the head is
 	// no longer cs.Base; ErrInvalid when deleting a file that does not exist.
-	// The returned Revision has Number, Time (UTC, set by the store), Author,
+	// Its Time is the store's clock in UTC, or the head's time when the clock
+	// is behind it (RevisionTime): a service's revision times never decrease,
+	// whichever server publishes. The returned Revision has Number, Time, Author,
 	// Message and the changes without content. Nothing is half-written: after
 	// any error either the whole revision exists or none of it. A publish whose
 	// outcome is unknown (connection lost after sending) is resolved by the
@@ -62,7 +66,11 @@ type Store interface {
 	// channel closed: the caller reloads a Snapshot and watches again from its
 	// revision. If ref is deleted (or never existed), an event
 	// with Err wrapping ErrNotFound is sent and the channel closed. A slow
-	// receiver delays the watch; it never loses events.
+	// receiver delays the watch; it never loses events. A from above the
+	// head is waited for, like etcd's watch from a future revision: nothing
+	// is sent until a revision after from exists (a client that applied
+	// from elsewhere, e.g. through another server, resumes without going
+	// back).
 	Watch(ctx context.Context, ref Ref, from int64) <-chan Event
 
 	// Link makes service svc use shared group group, recording both directions.
@@ -75,8 +83,11 @@ type Store interface {
 
 	// Register records inst as a live instance of inst.Service until the
 	// returned Lease is closed or the process dies (ZooKeeper: ephemeral node,
-	// re-created after session expiry; bbolt: removed on Close and at the next
-	// open). ErrConflict if an instance with that id is already live.
+	// created again after a session expiry, retried until it lands; bbolt:
+	// removed on Close and at the next open). Started and Updated are kept in
+	// UTC. ErrConflict if an instance with that id is already live;
+	// ErrNotFound if the service does not exist. A Register that fails leaves
+	// no registration behind.
 	Register(ctx context.Context, inst Instance) (Lease, error)
 	// Instances lists the live instances of a service, sorted by id.
 	Instances(ctx context.Context, svc string) ([]Instance, error)
@@ -115,7 +126,10 @@ type InstancesEvent struct {
 // Lease is a live instance registration.
 type Lease interface {
 	// Update replaces the registered instance's data (same service and id),
-	// e.g. its applied revision and status.
+	// e.g. its applied revision and status. ErrClosed after Close;
+	// ErrNotFound once the service was deleted, even if one of that name was
+	// created since: the registration ended with its service (register
+	// again).
 	Update(ctx context.Context, inst Instance) error
 	// Close removes the registration. It is safe to call more than once.
 	Close() error
@@ -131,6 +145,9 @@ type Record struct {
 // server on the same store: API tokens (collection "tokens", keyed by token
 // hash), debug pins ("pins") and the audit log ("audit", append-only).
 // Collection names and ids follow the file-name rule (ValidateFileName).
+// Record collections (Put/Get/Delete/List) and append-only logs
+// (Append/Scan) are apart: a collection and a log of the same name never
+// see each other's entries.
 // A record is at most MaxRecordSize (64 KiB).
 type RecordStore interface {
 	// Put creates or replaces a record.
@@ -143,7 +160,10 @@ type RecordStore interface {
 	List(ctx context.Context, collection string) ([]Record, error)
 	// Append adds data to an append-only collection under the next sequence
 	// number (1, 2, 3 …, increasing, shared by all writers) and returns it.
-	// Only the newest keep entries are retained (0 means DefaultAppendKeep).
+	// Only the newest keep entries are retained (0 means DefaultAppendKeep): after an
+	// Append with a lower keep, Scan returns no older entry, however many
+	// there were. An Append whose outcome was unknown (a lost reply) is
+	// resolved by the store without appending twice.
 	Append(ctx context.Context, collection string, data []byte, keep int) (int64, error)
 	// Scan returns up to limit entries (1..MaxPageSize; 0 means
 	// DefaultScanPage) with sequence < before (0 = newest), newest first; ID

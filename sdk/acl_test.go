@@ -50,3 +50,39 @@ func TestZKDigest(t *testing.T) {
 		t.Fatal("an SDK without credentials opened a digest-protected tree")
 	}
 }
+
+// TestZKInstanceDigest: with the server in per-service mode, an SDK that
+// holds the reader and its service's own identity reads and registers; one
+// holding another service's identity reads but cannot register.
+func TestZKInstanceDigest(t *testing.T) {
+	srv := zktest.Start(t)
+	const root, writer, reader = "/sluice-acl", "sluice:w-secret", "sdk:r-secret"
+	const ordersID, paymentsID = "sdk-orders:o-secret", "sdk-payments:p-secret"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pub, err := zkstore.Open(ctx, zkstore.Config{Servers: srv.Servers(), Root: root, Digest: writer, ReadOnlyDigest: reader,
+		ServiceDigests: map[string]string{"orders": ordersID, "payments": paymentsID}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() })
+	for _, svc := range []string{"orders", "payments"} {
+		ref := configsvc.Service(svc)
+		mustCreate(t, pub, ref)
+		mustPublish(t, pub, ref, map[string]string{"a.txt": "1"})
+	}
+	open := func(svc, id, instanceDigest string) *sdk.Client {
+		return mustOpen(t, sdk.Config{Service: svc, ZooKeeper: srv.Servers(), ZKRoot: root, ZKDigest: reader, ZKInstanceDigest: instanceDigest,
+			Instance: sdk.Instance{ID: id, Addr: "127.0.0.1:9001"}, RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, Logger: testLogger(t)})
+	}
+	open("orders", "orders-1", ordersID)
+	eventually(t, 5*time.Second, "orders' instance registers", func() bool { _, ok := instance(pub, "orders", "orders-1"); return ok })
+	wrong := open("payments", "payments-1", ordersID) // payments' process, handed orders' identity
+	if b, ok := wrong.File("a.txt"); !ok || string(b) != "1" {
+		t.Fatalf("a.txt = %q, %v; the reader still reads", b, ok)
+	}
+	time.Sleep(time.Second)
+	if _, ok := instance(pub, "payments", "payments-1"); ok {
+		t.Fatal("an SDK registered a payments instance with orders' identity")
+	}
+}

@@ -29,8 +29,16 @@ type Config struct {
 	// ZKDigest, "user:password", authenticates with ZooKeeper when Sluice's
 	// tree is protected by digest ACLs: use the read-only identity the
 	// server grants SDKs (SLUICE_ZK_READER_DIGEST), which may read
-	// everything and register instances. It is never logged. Empty: none.
+	// everything (and, in the server's single-reader mode, register any
+	// service's instances). It is never logged. Empty: none.
 	ZKDigest string
+	// ZKInstanceDigest, "user:password", is this service's own ZooKeeper
+	// identity, for a server in per-service mode (SLUICE_ZK_SERVICE_DIGESTS
+	// names it for Service): the client authenticates with it as well and
+	// registers its instance with it, and no other service's credential can
+	// change or remove that registration (docs/security.md, "ZooKeeper-direct
+	// SDKs"). It is never logged. Empty: register with ZKDigest.
+	ZKInstanceDigest string
 
 	// Server is the base URL of the Sluice admin server
 	// ("http://127.0.0.1:7070"), whose SSE watch stream the client follows.

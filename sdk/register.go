@@ -11,8 +11,9 @@ import (
 )
 
 // registrar keeps the instance registered and its record (applied revision,
-// status) current. It retries with backoff while the store is unreachable
-// and removes the registration when the client closes.
+// status) current. It retries with backoff while the store is unreachable,
+// registers anew when its lease ended under it (the service was deleted,
+// ErrNotFound), and removes the registration when the client closes.
 type registrar struct {
 	c    *Client
 	mu   sync.Mutex
@@ -72,6 +73,12 @@ func (r *registrar) run(ctx context.Context) {
 			uctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err = lease.Update(uctx, r.current())
 			cancel()
+			if errors.Is(err, configsvc.ErrNotFound) || errors.Is(err, configsvc.ErrClosed) {
+				// The registration ended under us (its service was deleted,
+				// perhaps created again): register anew.
+				_ = lease.Close()
+				lease = nil
+			}
 		}
 		if ctx.Err() != nil {
 			return

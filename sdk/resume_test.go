@@ -57,7 +57,7 @@ func (m *countingMetrics) get(kind map[string]int, key string) int {
 // test can cut, on a store with the given retention.
 type cuttable struct {
 	*env
-	proxy *tcpProxy
+	proxy *zktest.Proxy
 }
 
 func cuttableTransports(retention int) []struct {
@@ -70,7 +70,7 @@ func cuttableTransports(retention int) []struct {
 	}{
 		{"zookeeper", func(t *testing.T) cuttable {
 			srv := zktest.Start(t)
-			proxy := startProxy(t, srv.Addr())
+			proxy := zktest.StartProxy(t, srv.Addr())
 			e := mustZKOn(t, srv, []string{proxy.Addr()})
 			if retention > 0 {
 				e.pub = mustZKStoreRetention(t, srv.Servers(), "/sluice-sdk-test", retention)
@@ -92,7 +92,7 @@ func cuttableTransports(retention int) []struct {
 				t.Fatal(err)
 			}
 			ts := httptest.NewServer(srv)
-			proxy := startProxy(t, ts.Listener.Addr().String())
+			proxy := zktest.StartTCPProxy(t, ts.Listener.Addr().String())
 			t.Cleanup(func() {
 				srv.Close()
 				ts.Close()
@@ -120,13 +120,13 @@ func TestResumeAfterDisconnect(t *testing.T) {
 			var log changeLog
 			c.OnChange("n.txt", log.add)
 
-			e.proxy.setCut(true)
+			e.proxy.Partition()
 			var want []int64
 			for i := 2; i <= 5; i++ {
 				want = append(want, mustPublish(t, e.pub, svc, map[string]string{"n.txt": fmt.Sprint(i)}))
 			}
 			time.Sleep(300 * time.Millisecond)
-			e.proxy.setCut(false)
+			e.proxy.Heal()
 			for i := 6; i <= 7; i++ {
 				want = append(want, mustPublish(t, e.pub, svc, map[string]string{"n.txt": fmt.Sprint(i)}))
 			}
@@ -166,7 +166,7 @@ func TestCompactedWhileAway(t *testing.T) {
 			var gone changeLog
 			c.OnChange("gone.txt", gone.add)
 
-			e.proxy.setCut(true)
+			e.proxy.Partition()
 			var last int64
 			for i := 2; i <= 10; i++ {
 				files := map[string]string{"db.yaml": fmt.Sprintf("host: a\nport: %d\n", i)}
@@ -175,7 +175,7 @@ func TestCompactedWhileAway(t *testing.T) {
 				}
 				last = mustPublish(t, e.pub, svc, files)
 			}
-			e.proxy.setCut(false)
+			e.proxy.Heal()
 			eventually(t, 15*time.Second, "converged on the head", func() bool { return c.Revision() == last && db.Load().Port == 10 })
 			if _, ok := c.File("gone.txt"); ok {
 				t.Fatal("a file deleted while away is still served")

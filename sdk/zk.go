@@ -19,6 +19,7 @@ func dialZooKeeper(ctx context.Context, cfg Config) (*transport, error) {
 		SessionTimeout: cfg.ZKSessionTimeout,
 		OpTimeout:      cfg.OpenTimeout,
 		Digest:         cfg.ZKDigest,
+		InstanceDigest: cfg.ZKInstanceDigest,
 		Logger:         cfg.Logger,
 	})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/sdk"
 )
 
@@ -86,7 +87,7 @@ func TestOutage(t *testing.T) {
 // reaches the client, in order.
 func TestSessionExpiry(t *testing.T) {
 	e := mustZK(t)
-	proxy := startProxy(t, e.zk.Addr())
+	proxy := zktest.StartProxy(t, e.zk.Addr())
 	svc := configsvc.Service("orders")
 	mustCreate(t, e.pub, svc)
 	mustPublish(t, e.pub, svc, map[string]string{"n.txt": "1"})
@@ -98,7 +99,7 @@ func TestSessionExpiry(t *testing.T) {
 	c.OnChange("n.txt", log.add)
 	eventually(t, 5*time.Second, "registered", func() bool { _, ok := instance(e.pub, "orders", "orders-1"); return ok })
 
-	proxy.setCut(true)
+	proxy.Partition()
 	var want []int64
 	for i := 2; i <= 6; i++ {
 		want = append(want, mustPublish(t, e.pub, svc, map[string]string{"n.txt": fmt.Sprint(i)}))
@@ -112,7 +113,7 @@ func TestSessionExpiry(t *testing.T) {
 	for i := 7; i <= 8; i++ {
 		want = append(want, mustPublish(t, e.pub, svc, map[string]string{"n.txt": fmt.Sprint(i)}))
 	}
-	proxy.setCut(false)
+	proxy.Heal()
 	eventually(t, 10*time.Second, "all revisions delivered", func() bool { return len(log.revisions()) >= len(want) })
 	if got := log.revisions(); !slices.Equal(got, want) {
 		t.Fatalf("callbacks for revisions %v, want %v in order", got, want)

@@ -26,10 +26,45 @@ const (
 	// as; the nodes it creates grant all permissions to it alone.
 	envZKDigest = "SLUICE_ZK_DIGEST"
 	// envZKReaderDigest is "user:password": an identity granted read on
-	// every node and registration under instances/, for SDKs
-	// (sdk.Config.ZKDigest). Only used with envZKDigest.
+	// every node, for SDKs (sdk.Config.ZKDigest); without
+	// envZKServiceDigests also registration of any service's instances
+	// (the weaker single-reader mode). Only used with envZKDigest.
 	envZKReaderDigest = "SLUICE_ZK_READER_DIGEST"
+	// envZKServiceDigests is "svc=user:password,svc2=user2:password2": each
+	// service's own identity, the only one (besides the writer) that may
+	// register its instances (zkstore.Config.ServiceDigests; SDKs use it as
+	// sdk.Config.ZKInstanceDigest). Passwords cannot hold a comma. Only
+	// used with envZKDigest.
+	envZKServiceDigests = "SLUICE_ZK_SERVICE_DIGESTS"
+	// envZKInstanceDigest is "user:password": a second identity the process
+	// registers its instances with in per-service mode (a proxy running as
+	// the reader registers in sluice-system with that service's identity).
+	envZKInstanceDigest = "SLUICE_ZK_INSTANCE_DIGEST"
 )
+
+// parseServiceDigests reads envZKServiceDigests. Errors wrap
+// configsvc.ErrInvalid and never hold a password.
+func parseServiceDigests(raw string) (map[string]string, error) {
+	if strings.TrimSpace(raw) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for i, item := range strings.Split(raw, ",") {
+		item = strings.TrimSpace(item)
+		svc, digest, ok := strings.Cut(item, "=")
+		if !ok || !strings.Contains(digest, ":") {
+			return nil, fmt.Errorf("%s: entry %d must be service=user:password: %w", envZKServiceDigests, i+1, configsvc.ErrInvalid)
+		}
+		if err := configsvc.ValidateServiceName(svc); err != nil {
+			return nil, fmt.Errorf("%s: entry %d: %w", envZKServiceDigests, i+1, err)
+		}
+		if _, dup := out[svc]; dup {
+			return nil, fmt.Errorf("%s: service %s named twice: %w", envZKServiceDigests, svc, configsvc.ErrInvalid)
+		}
+		out[svc] = digest
+	}
+	return out, nil
+}
 
 // storeTarget is a parsed store URL: a bbolt file or a ZooKeeper ensemble.
 type storeTarget struct {
@@ -95,9 +130,16 @@ func openBackend(ctx context.Context, raw string, logger *slog.Logger, getenv fu
 	cfg := *target.zk
 	if getenv != nil {
 		cfg.Digest, cfg.ReadOnlyDigest = getenv(envZKDigest), getenv(envZKReaderDigest)
+		cfg.InstanceDigest = getenv(envZKInstanceDigest)
+		if cfg.ServiceDigests, err = parseServiceDigests(getenv(envZKServiceDigests)); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.ReadOnlyDigest != "" && cfg.Digest == "" {
 		return nil, fmt.Errorf("%s is set without %s: the reader identity is granted by a writer identity: %w", envZKReaderDigest, envZKDigest, configsvc.ErrInvalid)
+	}
+	if len(cfg.ServiceDigests) > 0 && cfg.Digest == "" {
+		return nil, fmt.Errorf("%s is set without %s: service identities are granted by a writer identity: %w", envZKServiceDigests, envZKDigest, configsvc.ErrInvalid)
 	}
 	cfg.Logger = logger
 	return zkstore.Open(ctx, cfg)

@@ -61,6 +61,50 @@ func TestOpenStoreTakesZKDigestsFromEnv(t *testing.T) {
 	}
 }
 
+// TestOpenStoreTakesServiceDigestsFromEnv: SLUICE_ZK_SERVICE_DIGESTS puts
+// the store in per-service mode: instances/orders grants orders' identity
+// and no other; a malformed value is refused without echoing a password.
+func TestOpenStoreTakesServiceDigestsFromEnv(t *testing.T) {
+	for _, bad := range []string{"orders", "orders=nopassword", "Orders=a:b", "orders=a:b,orders=c:d"} {
+		if _, err := parseServiceDigests(bad); !errors.Is(err, configsvc.ErrInvalid) || strings.Contains(err.Error(), "nopassword") {
+			t.Fatalf("parseServiceDigests(%q) = %v, want ErrInvalid naming no secret", bad, err)
+		}
+	}
+	srv := zktest.Start(t)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := "zk://" + srv.Addr() + "/acl-svc"
+	env := map[string]string{envZKDigest: "sluice:w", envZKReaderDigest: "sdk:r",
+		envZKServiceDigests: "orders=sdk-orders:o, payments=sdk-payments:p"}
+	st, err := openStore(ctx, url, logger, func(k string) string { return env[k] }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, svc := range []string{"orders", "payments"} {
+		if err := st.Create(ctx, configsvc.Service(svc)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _, err := zk.Connect(srv.Servers(), 4*time.Second, zk.WithLogInfo(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, id := range []string{"sdk:r", "sdk-orders:o"} {
+		if err := c.AddAuth("digest", []byte(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Create("/acl-svc/instances/orders/o-1", []byte("{}"), zk.FlagEphemeral, zk.WorldACL(zk.PermRead)); err != nil {
+		t.Fatalf("orders' identity registering under orders: %v", err)
+	}
+	if _, err := c.Create("/acl-svc/instances/payments/p-1", []byte("{}"), zk.FlagEphemeral, zk.WorldACL(zk.PermRead)); !errors.Is(err, zk.ErrNoAuth) {
+		t.Fatalf("orders' identity registering under payments = %v, want ErrNoAuth", err)
+	}
+}
+
 // fakeVersions is a store whose ensemble answers with fixed versions.
 type fakeVersions struct {
 	configsvc.Store

@@ -23,13 +23,14 @@ type liveInstance struct {
 
 func instKey(svc string) string { return "instances/" + svc }
 
+// cloneInstance copies in, its times in UTC.
 func cloneInstance(in configsvc.Instance) configsvc.Instance {
 	in.Labels = maps.Clone(in.Labels)
-	return in
+	return configsvc.NormalizeInstance(in)
 }
 
 // Register records inst as a live instance until the returned Lease is
-// closed or the store is closed. The service must exist (ErrNotFound);
+// closed or the store is closed, its Started and Updated in UTC. The service must exist (ErrNotFound);
 // ErrConflict if an instance with that id is already live.
 func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error) {
 	what := fmt.Sprintf("register instance %s/%s", inst.Service, inst.ID)

@@ -52,7 +52,7 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		if h.Revision != cs.Base {
 			return fmt.Errorf("head is at revision %d, not %d: %w", h.Revision, cs.Base, configsvc.ErrConflict)
 		}
-		rev.Time = s.now().UTC()
+		rev.Time = configsvc.RevisionTime(s.now(), h.Updated)
 		withContent := rev
 		withContent.Changes = cs.Changes
 		manifest, err := configsvc.Apply(h.Files, &withContent)

@@ -72,6 +72,20 @@ func TestConformance(t *testing.T) {
 		OpenWithRetention: func(t *testing.T, n int) configsvc.Store {
 			return MustOpen(t, boltstore.Options{Retention: n})
 		},
+		OpenAt: func(t *testing.T, now func() time.Time) configsvc.Store {
+			return MustOpen(t, boltstore.Options{Now: now})
+		},
+		// One process holds a bbolt file: both "servers" are one store.
+		OpenPair: func(t *testing.T, nowA, _ func() time.Time) (configsvc.Store, configsvc.Store) {
+			st := MustOpen(t, boltstore.Options{Now: nowA})
+			return st, st
+		},
+		// A bbolt Delete is one transaction: it never stops half way.
+		InterruptDelete: func(t *testing.T, st configsvc.Store, ref configsvc.Ref) {
+			if err := st.Delete(t.Context(), ref); err != nil {
+				t.Fatal(err)
+			}
+		},
 	})
 }
 

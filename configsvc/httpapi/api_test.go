@@ -360,6 +360,26 @@ func TestInstancesThroughServer(t *testing.T) {
 	}
 }
 
+// TestInstanceTimesInUTC: a client that sends its local time as started
+// gets it back, and finds it listed, in UTC (RFC 3339 with Z).
+func TestInstanceTimesInUTC(t *testing.T) {
+	e := newEnv(t)
+	e.mustService("orders", nil)
+	agent := e.mustToken("agent:orders")
+	const local = "2026-03-04T10:30:00+05:30"
+	body := map[string]any{"addr": "127.0.0.1:9000", "started": local}
+	resp := e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders/instances/orders-1", token: agent, body: body})
+	var got map[string]any
+	resp.json(t, &got)
+	if got["started"] != "2026-03-04T05:00:00Z" || !strings.HasSuffix(fmt.Sprint(got["updated"]), "Z") {
+		t.Fatalf("PUT answered started %v, updated %v; want 2026-03-04T05:00:00Z and a UTC time", got["started"], got["updated"])
+	}
+	listed := e.must(http.StatusOK, req{method: "GET", path: "/v1/services/orders/instances", token: agent})
+	if !strings.Contains(string(listed.body), `"started":"2026-03-04T05:00:00Z"`) || strings.Contains(string(listed.body), "+05:30") {
+		t.Fatalf("instances = %s, want started in UTC", listed.body)
+	}
+}
+
 func TestTokensWhoamiAudit(t *testing.T) {
 	e := newEnv(t)
 	var tok api.Token

@@ -22,27 +22,11 @@ import (
 	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 	"github.com/sluicehq/sluice/configsvc/format"
+	"github.com/sluicehq/sluice/configsvc/storetest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // testEnv is one admin server on a bbolt store in t.TempDir, served over
@@ -53,7 +37,7 @@ type testEnv struct {
 	srv   *Server
 	http  *httptest.Server
 	admin string // bootstrap admin token
-	clock *fakeClock
+	clock *storetest.Clock
 	reg   *prometheus.Registry
 	log   *bytes.Buffer
 	logMu *sync.Mutex
@@ -92,7 +76,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // bootstraps the admin token.
 func newEnvOn(t testing.TB, store configsvc.Store, mods ...func(*Config)) *testEnv {
 	t.Helper()
-	e := &testEnv{t: t, store: store, clock: &fakeClock{t: time.Now().UTC()}, reg: prometheus.NewRegistry(), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	e := &testEnv{t: t, store: store, clock: storetest.NewClock(time.Now().UTC()), reg: prometheus.NewRegistry(), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
 	cfg := Config{
 		Store:          store,
 		Logger:         slogJSON(lockedWriter{e.logMu, e.log}),

@@ -267,6 +267,7 @@ func (s *Server) registerInstance(c *gin.Context) {
 	if inst.Started.IsZero() {
 		inst.Started = now
 	}
+	inst = configsvc.NormalizeInstance(inst) // the stores keep UTC; answer what they keep
 	caller := state(c).principal.TokenID
 	ctx := c.Request.Context()
 	if _, err := s.cfg.Store.Head(ctx, ref); err != nil {

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -82,6 +83,50 @@ func (s *suite) testConcurrency(t *testing.T) {
 			}
 			wantSnapshot(ctx, t, st, ref, n, files("a.txt", winners[n]))
 		}
+	})
+
+	t.Run("LinkRacesPublish", func(t *testing.T) {
+		// A link changes the head a publish builds on: both succeed, and a
+		// watcher sees every revision and the final link set.
+		const rounds = 5
+		st, ctx := s.open(t)
+		ref := configsvc.Service("orders")
+		mustCreate(ctx, t, st, ref)
+		var groups []string
+		for i := range rounds {
+			g := fmt.Sprint("group-", i)
+			groups = append(groups, g)
+			mustCreate(ctx, t, st, configsvc.Group(g))
+		}
+		ch := st.Watch(ctx, ref, 0)
+		for round := range rounds {
+			start := make(chan struct{})
+			var linkErr, pubErr error
+			var wg sync.WaitGroup
+			wg.Go(func() { <-start; linkErr = st.Link(ctx, "orders", groups[round]) })
+			wg.Go(func() {
+				<-start
+				_, pubErr = st.Publish(ctx, ref, configsvc.Changeset{Base: int64(round), Author: "tester",
+					Message: fmt.Sprintf("revision %d", round+1), Changes: []configsvc.Change{put("a.txt", fmt.Sprint(round+1))}})
+			})
+			close(start)
+			wg.Wait()
+			if linkErr != nil || pubErr != nil {
+				t.Fatalf("round %d: Link = %v, Publish = %v; want both to succeed", round, linkErr, pubErr)
+			}
+		}
+		h := mustHead(ctx, t, st, ref)
+		if h.Revision != rounds || !slices.Equal(h.Links, groups) {
+			t.Fatalf("head after the races: revision %d, links %v; want %d and %v", h.Revision, h.Links, rounds, groups)
+		}
+		wantSnapshot(ctx, t, st, ref, 0, files("a.txt", fmt.Sprint(rounds)))
+		for _, g := range groups {
+			users, err := st.Users(ctx, g)
+			if err != nil || !slices.Equal(users, []string{"orders"}) {
+				t.Fatalf("Users(%s) = %v, %v; want [orders]", g, users, err)
+			}
+		}
+		s.wantRevisions(t, ch, 1, rounds, nil)
 	})
 
 	t.Run("ParallelRefs", func(t *testing.T) {

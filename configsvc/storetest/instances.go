@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +174,75 @@ func (s *suite) testInstances(t *testing.T) {
 			t.Fatalf("Lease.Close after its service was deleted: %v", err)
 		}
 		s.wantInstancesErr(t, watch, configsvc.ErrNotFound)
+	})
+
+	t.Run("AddrTooLong", func(t *testing.T) {
+		st, ctx := s.open(t)
+		mustCreate(ctx, t, st, configsvc.Service("orders"))
+		long := instance("orders", "i-1")
+		// A DNS name of 253 bytes (the most DNS allows) and a 4-digit port:
+		// well-formed, and 2 bytes over MaxInstanceAddrLen.
+		l63 := strings.Repeat("a", 63)
+		long.Addr = l63 + "." + l63 + "." + l63 + "." + strings.Repeat("b", 61) + ":8080"
+		_, err := st.Register(ctx, long)
+		wantErr(t, "Register with an address over MaxInstanceAddrLen", err, configsvc.ErrInvalid)
+		ok := instance("orders", "i-1")
+		l := mustRegister(ctx, t, st, ok)
+		wantErr(t, "Update with an address over MaxInstanceAddrLen", l.Update(ctx, long), configsvc.ErrInvalid)
+		wantInstances(ctx, t, st, "orders", ok)
+	})
+
+	t.Run("UpdateAfterServiceRecreated", func(t *testing.T) {
+		// A registration belongs to the service it was made in: once that
+		// service is deleted, its lease is over, even when a service of the
+		// same name is created again.
+		st, ctx := s.open(t)
+		ref := configsvc.Service("orders")
+		mustCreate(ctx, t, st, ref)
+		inst := instance("orders", "i-1")
+		l := mustRegister(ctx, t, st, inst)
+		if err := st.Delete(ctx, ref); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+		mustCreate(ctx, t, st, ref)
+		inst.Revision, inst.Status = 1, configsvc.StatusApplied
+		wantErr(t, "Lease.Update after its service was deleted and created again", l.Update(ctx, inst), configsvc.ErrNotFound)
+		wantInstances(ctx, t, st, "orders")
+		wantErr(t, "a second Lease.Update", l.Update(ctx, inst), configsvc.ErrNotFound)
+		wantInstances(ctx, t, st, "orders")
+		if err := l.Close(); err != nil {
+			t.Fatalf("Lease.Close of the ended lease: %v", err)
+		}
+		mustRegister(ctx, t, st, inst) // a new registration in the new service
+		wantInstances(ctx, t, st, "orders", inst)
+	})
+
+	t.Run("TimesInUTC", func(t *testing.T) {
+		// A client may send its local time; the store keeps and returns UTC.
+		st, ctx := s.open(t)
+		mustCreate(ctx, t, st, configsvc.Service("orders"))
+		zone := time.FixedZone("IST", 5*3600+1800)
+		inst := instance("orders", "i-1")
+		inst.Started, inst.Updated = inst.Started.In(zone), inst.Updated.In(zone)
+		l := mustRegister(ctx, t, st, inst)
+		check := func(what string) {
+			t.Helper()
+			list, err := st.Instances(ctx, "orders")
+			if err != nil || len(list) != 1 {
+				t.Fatalf("%s: Instances = %v, %v", what, list, err)
+			}
+			got := list[0]
+			if got.Started.Location() != time.UTC || got.Updated.Location() != time.UTC ||
+				!got.Started.Equal(inst.Started) || !got.Updated.Equal(inst.Updated) {
+				t.Fatalf("%s: started %v, updated %v; want %v and %v in UTC", what, got.Started, got.Updated, inst.Started.UTC(), inst.Updated.UTC())
+			}
+		}
+		check("after Register")
+		inst.Updated = inst.Updated.Add(time.Second).In(time.FixedZone("PST", -8*3600))
+		if err := l.Update(ctx, inst); err != nil {
+			t.Fatal(err)
+		}
+		check("after Update")
 	})
 
 	t.Run("Watch", func(t *testing.T) {

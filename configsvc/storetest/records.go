@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -165,40 +166,134 @@ func (s *suite) testRecords(t *testing.T) {
 		}
 	})
 
-	t.Run("ConcurrentAppend", func(t *testing.T) {
+	t.Run("RecordsAndLogsApart", func(t *testing.T) {
+		// A record collection and an append-only log of the same name are
+		// two things: neither sees the other's entries.
 		st, ctx := s.open(t)
 		rs := st.Records()
-		const writers, each = 10, 5
-		var (
-			mu   sync.Mutex
-			seqs []int64
-			wg   sync.WaitGroup
-		)
-		errs := make(chan error, writers*each)
-		for w := range writers {
-			wg.Go(func() {
-				for i := range each {
-					seq, err := rs.Append(ctx, "audit", []byte(fmt.Sprintf("w%d-%d", w, i)), 0)
-					if err != nil {
-						errs <- err
-						return
-					}
-					mu.Lock()
-					seqs = append(seqs, seq)
-					mu.Unlock()
+		const name = "shared"
+		seqLike := "0000000000000000001" // what a log entry's id could look like
+		if err := rs.Put(ctx, name, seqLike, []byte("record")); err != nil {
+			t.Fatal(err)
+		}
+		if err := rs.Put(ctx, name, "plain", []byte("record 2")); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 3; i++ {
+			if n, err := rs.Append(ctx, name, []byte(fmt.Sprint("entry ", i)), 0); err != nil || n != int64(i) {
+				t.Fatalf("Append #%d = %d, %v; want sequence %d (records do not take log numbers)", i, n, err, i)
+			}
+		}
+		list, err := rs.List(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range list {
+			got = append(got, r.ID+"="+string(r.Data))
+		}
+		if want := []string{seqLike + "=record", "plain=record 2"}; !slices.Equal(got, want) {
+			t.Fatalf("List(%s) = %v, want only the records %v", name, got, want)
+		}
+		entries, err := rs.Scan(ctx, name, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, r := range entries {
+			got = append(got, r.ID+"="+string(r.Data))
+		}
+		if want := []string{"3=entry 3", "2=entry 2", "1=entry 1"}; !slices.Equal(got, want) {
+			t.Fatalf("Scan(%s) = %v, want only the log %v", name, got, want)
+		}
+		if err := rs.Delete(ctx, name, seqLike); err != nil {
+			t.Fatal(err)
+		}
+		if entries, err := rs.Scan(ctx, name, 0, 100); err != nil || len(entries) != 3 {
+			t.Fatalf("Scan after deleting a record = %d entries, %v; want 3", len(entries), err)
+		}
+	})
+
+	t.Run("KeepLowered", func(t *testing.T) {
+		// Lowering keep takes effect at the next Append, however many
+		// entries it leaves behind: a Scan never returns more than the
+		// newest keep.
+		st, ctx := s.open(t)
+		rs := st.Records()
+		const before, keep = 600, 10
+		for i := 1; i <= before; i++ {
+			if _, err := rs.Append(ctx, "audit", []byte(fmt.Sprint(i)), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for round := 1; round <= 3; round++ {
+			n, err := rs.Append(ctx, "audit", []byte(fmt.Sprint(before+round)), keep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			list, err := rs.Scan(ctx, "audit", 0, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(list) != keep || list[0].ID != fmt.Sprint(n) || list[keep-1].ID != fmt.Sprint(n-keep+1) {
+				var ids []string
+				for _, r := range list {
+					ids = append(ids, r.ID)
 				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatalf("concurrent Append: %v", err)
-		}
-		slices.Sort(seqs)
-		for i, seq := range seqs {
-			if seq != int64(i+1) {
-				t.Fatalf("concurrent appends got sequences %v, want 1..%d each once", seqs, writers*each)
+				if len(ids) > 12 {
+					ids = append(ids[:12], "…")
+				}
+				t.Fatalf("after append %d with keep %d: Scan returned %d entries %v; want %d..%d", n, keep, len(list), ids, n, n-keep+1)
+			}
+			if older, err := rs.Scan(ctx, "audit", n-keep+1, 1000); err != nil || len(older) != 0 {
+				t.Fatalf("Scan below the kept entries = %d entries, %v; want none", len(older), err)
 			}
 		}
 	})
+
+	t.Run("ConcurrentAppend", func(t *testing.T) {
+		st, ctx := s.open(t)
+		appendConcurrently(ctx, t, []configsvc.RecordStore{st.Records()}, 10, 5, func(w, i int) []byte {
+			return []byte(fmt.Sprintf("w%d-%d", w, i))
+		})
+	})
+}
+
+// appendConcurrently runs writers goroutines, writer w appending each
+// entries data(w, i) to "audit" through stores[w%len(stores)], and fails
+// unless the sequence numbers handed out are 1..writers*each, each once.
+func appendConcurrently(ctx context.Context, t *testing.T, stores []configsvc.RecordStore, writers, each int, data func(w, i int) []byte) {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		seqs []int64
+		wg   sync.WaitGroup
+	)
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		rs := stores[w%len(stores)]
+		wg.Go(func() {
+			for i := range each {
+				seq, err := rs.Append(ctx, "audit", data(w, i), 0)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				seqs = append(seqs, seq)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent Append: %v", err)
+	}
+	slices.Sort(seqs)
+	for i, seq := range seqs {
+		if seq != int64(i+1) {
+			t.Fatalf("concurrent appends got sequences %v, want 1..%d each once", seqs, writers*each)
+		}
+	}
 }

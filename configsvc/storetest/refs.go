@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -141,6 +142,43 @@ func (s *suite) testRefs(t *testing.T) {
 				mustPublish(ctx, t, st, ref, 0, put("b.txt", "new"))
 				wantSnapshot(ctx, t, st, ref, 0, files("b.txt", "new"))
 			})
+		}
+	})
+
+	t.Run("InterruptedDelete", func(t *testing.T) {
+		// A Delete that stopped half way leaves nothing that passes for a
+		// live service, and deleting again finishes it.
+		if s.opts.InterruptDelete == nil {
+			t.Skip("storetest: Options.InterruptDelete not set")
+		}
+		st, ctx := s.open(t)
+		ref := configsvc.Service("orders")
+		mustCreate(ctx, t, st, ref)
+		mustCreate(ctx, t, st, configsvc.Service("payments"))
+		mustPublish(ctx, t, st, ref, 0, put("a.json", `{"v":1}`))
+		s.opts.InterruptDelete(t, st, ref)
+		names, err := st.List(ctx, configsvc.KindService)
+		if err != nil || !slices.Equal(names, []string{"payments"}) {
+			t.Fatalf("List after an interrupted Delete = %v, %v; want [payments]", names, err)
+		}
+		_, err = st.Head(ctx, ref)
+		wantErr(t, "Head after an interrupted Delete", err, configsvc.ErrNotFound)
+		_, _, err = st.File(ctx, ref, "a.json", 0)
+		wantErr(t, "File after an interrupted Delete", err, configsvc.ErrNotFound)
+		_, err = st.Register(ctx, instance("orders", "i-1"))
+		wantErr(t, "Register after an interrupted Delete", err, configsvc.ErrNotFound)
+		s.wantErrEventThenClose(t, st.Watch(ctx, ref, 0), configsvc.ErrNotFound)
+		if err := st.Delete(ctx, ref); err != nil && !errors.Is(err, configsvc.ErrNotFound) {
+			t.Fatalf("Delete to finish an interrupted Delete: %v", err)
+		}
+		wantErr(t, "Delete once finished", st.Delete(ctx, ref), configsvc.ErrNotFound)
+		mustCreate(ctx, t, st, ref)
+		if h := mustHead(ctx, t, st, ref); h.Revision != 0 || len(h.Files) != 0 {
+			t.Fatalf("created after an interrupted Delete: revision %d with %d files, want a fresh service", h.Revision, len(h.Files))
+		}
+		names, err = st.List(ctx, configsvc.KindService)
+		if err != nil || !slices.Equal(names, []string{"orders", "payments"}) {
+			t.Fatalf("List = %v, %v; want [orders payments]", names, err)
 		}
 	})
 

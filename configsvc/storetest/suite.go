@@ -23,6 +23,21 @@ type Options struct {
 	// n revisions of each service and group. When nil the retention subtests
 	// are skipped with a message saying so.
 	OpenWithRetention func(t *testing.T, n int) configsvc.Store
+	// OpenAt returns a new, empty store whose clock (the time it records in
+	// revisions and heads) is now. When nil the Time subtests that need a
+	// clock of their own are skipped with a message saying so.
+	OpenAt func(t *testing.T, now func() time.Time) configsvc.Store
+	// OpenPair returns two stores on the same new, empty data, as two admin
+	// servers on one ZooKeeper ensemble are, with clocks nowA and nowB. A
+	// backend that allows one store per data set (bbolt) returns the same
+	// store twice, with clock nowA. When nil the TwoStores subtests are
+	// skipped with a message saying so.
+	OpenPair func(t *testing.T, nowA, nowB func() time.Time) (a, b configsvc.Store)
+	// InterruptDelete leaves ref in st as a Delete that stopped half way
+	// (a crash, a lost connection) leaves it. A backend whose Delete is one
+	// transaction passes a function that deletes ref. When nil the
+	// InterruptedDelete subtest is skipped with a message saying so.
+	InterruptDelete func(t *testing.T, st configsvc.Store, ref configsvc.Ref)
 	// Timeout bounds each wait for a watch event or instance list, and each
 	// subtest's context. Zero means 20 seconds.
 	Timeout time.Duration
@@ -62,6 +77,8 @@ func RunWithOptions(t *testing.T, opts Options) {
 	t.Run("Retention", s.testRetention)
 	t.Run("Records", s.testRecords)
 	t.Run("Concurrency", s.testConcurrency)
+	t.Run("Time", s.testTime)
+	t.Run("TwoStores", s.testTwoStores)
 	t.Run("Close", s.testClose)
 }
 

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -57,6 +58,41 @@ func (s *suite) testWatch(t *testing.T) {
 		c := put("a.txt", "3")
 		mustPublish(ctx, t, st, ref, 2, c)
 		s.wantRevisions(t, ch, 3, 3, map[int64][]configsvc.Change{3: {c}})
+	})
+
+	// A watch from a revision the ref has not reached (a client that
+	// applied it from another server, ahead of this one) waits for it,
+	// like etcd's watch from a future revision: nothing up to from is
+	// delivered, revisions after it are, in order.
+	t.Run("FromAboveHead", func(t *testing.T) {
+		st, ctx := s.open(t)
+		ref := configsvc.Service("orders")
+		mustCreate(ctx, t, st, ref)
+		mustPublish(ctx, t, st, ref, 0, put("a.txt", "1"))
+		ch := st.Watch(ctx, ref, 3)
+		for n := int64(1); n <= 2; n++ {
+			mustPublish(ctx, t, st, ref, n, put("a.txt", fmt.Sprint(n+1)))
+		}
+		quiet := time.NewTimer(300 * time.Millisecond)
+		defer quiet.Stop()
+	wait:
+		for {
+			select {
+			case ev, ok := <-ch:
+				if !ok {
+					t.Fatal("a watch from above the head closed; want it to wait")
+				}
+				if ev.Revision != nil || (ev.Err != nil && !errors.Is(ev.Err, configsvc.ErrUnavailable)) {
+					t.Fatalf("a watch from revision 3 with the head at 3 sent %+v; want nothing yet", ev)
+				}
+			case <-quiet.C:
+				break wait
+			}
+		}
+		c4, c5 := put("a.txt", "4"), put("a.txt", "5")
+		mustPublish(ctx, t, st, ref, 3, c4)
+		mustPublish(ctx, t, st, ref, 4, c5)
+		s.wantRevisions(t, ch, 4, 5, map[int64][]configsvc.Change{4: {c4}, 5: {c5}})
 	})
 
 	// A burst published faster than any backend can notify: every revision

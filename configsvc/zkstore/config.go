@@ -34,9 +34,29 @@ type Config struct {
 	// that identity only (instead of world:anyone). Optional.
 	Digest string
 	// ReadOnlyDigest, "user:password", is an identity (for SDKs) granted
-	// read on every node the store creates, and all permissions under
-	// instances/ so that SDKs can register. Only used with Digest. Optional.
+	// read on every node the store creates. Without ServiceDigests it is
+	// also granted all permissions under instances/ so that SDKs can
+	// register: then any SDK credential can rewrite or delete any service's
+	// instances (the single-reader mode, weaker; see docs/security.md). Only
+	// used with Digest. Optional.
 	ReadOnlyDigest string
+	// ServiceDigests maps a service name to the "user:password" identity
+	// its ZooKeeper-direct SDKs register instances with (sdk.Config.
+	// ZKInstanceDigest). When set (per-service mode), instances/{svc}
+	// grants create, delete and read to svc's identity only, and the
+	// reader just read: one service's SDK credential cannot touch another
+	// service's instances. A service without an entry has no direct SDK
+	// registration (it registers through the admin API). The store uses a
+	// password only to compute its ZooKeeper digest. Only used with Digest.
+	// Open brings the ACLs of the existing instances/{svc} nodes in line
+	// with this map (and with ReadOnlyDigest). Optional.
+	ServiceDigests map[string]string
+	// InstanceDigest, "user:password", is a second identity the store
+	// authenticates with, for registering instances in per-service mode:
+	// the service's identity from the server's ServiceDigests. The
+	// instance nodes the store creates grant it all permissions (and the
+	// writer all, everyone else listed on the parent read). Optional.
+	InstanceDigest string
 	// Logger receives connection and session events. Default: discard.
 	Logger *slog.Logger
 	// Now returns the time recorded in revisions. Default time.Now.
@@ -110,9 +130,20 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Retention <= 0 {
 		c.Retention = configsvc.DefaultRetention
 	}
-	for _, d := range []string{c.Digest, c.ReadOnlyDigest} {
+	for _, d := range []string{c.Digest, c.ReadOnlyDigest, c.InstanceDigest} {
 		if d != "" && !strings.Contains(d, ":") {
 			return c, fmt.Errorf("zkstore: digest identities must be user:password: %w", configsvc.ErrInvalid)
+		}
+	}
+	if len(c.ServiceDigests) > 0 && c.Digest == "" {
+		return c, fmt.Errorf("zkstore: ServiceDigests need Digest, the writer identity that grants them: %w", configsvc.ErrInvalid)
+	}
+	for svc, d := range c.ServiceDigests {
+		if err := configsvc.ValidateServiceName(svc); err != nil {
+			return c, fmt.Errorf("zkstore: ServiceDigests: %w", err)
+		}
+		if !strings.Contains(d, ":") {
+			return c, fmt.Errorf("zkstore: ServiceDigests[%s]: digest identities must be user:password: %w", svc, configsvc.ErrInvalid)
 		}
 	}
 	if c.Logger == nil {

@@ -169,20 +169,20 @@ func (c *collector) wait(t *testing.T, until int64, within time.Duration) int {
 // Publish must find its own revision and report success, not a conflict.
 func TestFaultPublishRecognisesOwnRevision(t *testing.T) {
 	srv := shared(t)
-	px := startProxy(t, srv.Addr())
+	px := zktest.StartProxy(t, srv.Addr())
 	st := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) { c.OpTimeout = 10 * time.Second })
 	ctx := testCtx(t)
 	ref := configsvc.Service("orders")
 	if err := st.Create(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
-	px.cutMulti.Store(1)
+	px.CutAfterMulti(1)
 	rev, err := st.Publish(ctx, ref, configsvc.Changeset{Base: 0, Changes: []configsvc.Change{put("a.txt", "1")}})
 	if err != nil {
 		t.Fatalf("Publish across a dropped reply: %v", err)
 	}
-	if px.cuts.Load() != 1 {
-		t.Fatalf("proxy cut %d multi replies, want 1", px.cuts.Load())
+	if px.Cuts() != 1 {
+		t.Fatalf("proxy cut %d multi replies, want 1", px.Cuts())
 	}
 	h, err := st.Head(ctx, ref)
 	if err != nil || h.Revision != 1 || rev.Number != 1 {
@@ -270,7 +270,7 @@ func TestFaultKillRestart(t *testing.T) {
 // instance is registered again on the new session.
 func TestFaultSessionExpiry(t *testing.T) {
 	srv := shared(t)
-	px := startProxy(t, srv.Addr())
+	px := zktest.StartProxy(t, srv.Addr())
 	const root = "/expiry-test"
 	a := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) {
 		c.Root = root
@@ -375,20 +375,20 @@ func TestFaultEnsembleLeaderKill(t *testing.T) {
 // resolved without appending twice.
 func TestFaultAppendRecognisesOwnEntry(t *testing.T) {
 	srv := shared(t)
-	px := startProxy(t, srv.Addr())
+	px := zktest.StartProxy(t, srv.Addr())
 	st := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) { c.OpTimeout = 10 * time.Second })
 	ctx := testCtx(t)
 	recs := st.Records()
 	if n, err := recs.Append(ctx, "audit", []byte("first"), 0); err != nil || n != 1 {
 		t.Fatalf("Append = %d, %v; want 1", n, err)
 	}
-	px.cutMulti.Store(1)
+	px.CutAfterMulti(1)
 	n, err := recs.Append(ctx, "audit", []byte("second"), 0)
 	if err != nil || n != 2 {
 		t.Fatalf("Append across a dropped reply = %d, %v; want 2", n, err)
 	}
-	if px.cuts.Load() != 1 {
-		t.Fatalf("proxy cut %d multi replies, want 1", px.cuts.Load())
+	if px.Cuts() != 1 {
+		t.Fatalf("proxy cut %d multi replies, want 1", px.Cuts())
 	}
 	got, err := recs.Scan(ctx, "audit", 0, 10)
 	if err != nil {
@@ -396,5 +396,55 @@ func TestFaultAppendRecognisesOwnEntry(t *testing.T) {
 	}
 	if len(got) != 2 || got[0].ID != "2" || string(got[0].Data) != "second" || got[1].ID != "1" {
 		t.Fatalf("Scan = %+v, want entries 2 (second) and 1", got)
+	}
+}
+
+// TestFaultAppendDoesNotClaimAnothersEntry: an Append's transaction is
+// lost on its way (the connection drops before ZooKeeper sees it) while
+// another server appends the very same bytes under the sequence number the
+// first one tried. The first Append must not take that entry for its own:
+// it appends its entry after it, and the log holds both.
+func TestFaultAppendDoesNotClaimAnothersEntry(t *testing.T) {
+	srv := shared(t)
+	px := zktest.StartProxy(t, srv.Addr())
+	const root = "/append-identical"
+	a := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) { c.Root, c.OpTimeout = root, 10*time.Second })
+	b := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root })
+	ctx := testCtx(t)
+	if n, err := a.Records().Append(ctx, "audit", []byte("first"), 0); err != nil || n != 1 {
+		t.Fatalf("Append = %d, %v; want 1", n, err)
+	}
+	entry := []byte(`{"action":"login","actor":"alice"}`)
+	type result struct {
+		n   int64
+		err error
+	}
+	others := make(chan result, 1)
+	px.DropMulti(func() {
+		n, err := b.Records().Append(ctx, "audit", entry, 0)
+		others <- result{n, err}
+	})
+	n, err := a.Records().Append(ctx, "audit", entry, 0)
+	var o result
+	select {
+	case o = <-others:
+	default:
+		t.Fatal("the proxy dropped no transaction")
+	}
+	if other, otherErr := o.n, o.err; otherErr != nil || other != 2 {
+		t.Fatalf("the other server's Append = %d, %v; want 2", other, otherErr)
+	}
+	if px.Cuts() != 1 {
+		t.Fatalf("proxy dropped %d transactions, want 1", px.Cuts())
+	}
+	if err != nil || n != 3 {
+		t.Fatalf("Append whose transaction was lost = %d, %v; want 3 (its own entry, after the other server's)", n, err)
+	}
+	got, err := b.Records().Scan(ctx, "audit", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].ID != "3" || got[1].ID != "2" || string(got[0].Data) != string(entry) || string(got[1].Data) != string(entry) {
+		t.Fatalf("Scan = %+v, want entries 3 and 2 both holding %s, then 1", got, entry)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/zkstore"
+	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
 
 // TestPublishIsOneTransaction: a publish on top of the head the store last
@@ -19,14 +20,14 @@ import (
 // head first), so it costs one round trip.
 func TestPublishIsOneTransaction(t *testing.T) {
 	srv := shared(t)
-	px := startProxy(t, srv.Addr())
+	px := zktest.StartProxy(t, srv.Addr())
 	st := mustOpen(t, []string{px.Addr()}, nil)
 	ctx := testCtx(t)
 	ref := configsvc.Service("orders")
 	if err := st.Create(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
-	reads, multis := px.requests[opGetData].Load(), px.requests[opMulti].Load()
+	reads, multis := px.Requests(zktest.OpGetData), px.Requests(zktest.OpMulti)
 	for base := range int64(3) {
 		publish(ctx, t, st, ref, base, put("a.yaml", "v: 1\n"))
 	}
@@ -34,7 +35,7 @@ func TestPublishIsOneTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(ctx, t, st, ref, 3, put("b.yaml", "v: 2\n"))
-	if r, m := px.requests[opGetData].Load()-reads, px.requests[opMulti].Load()-multis; r != 1 || m != 4 {
+	if r, m := px.Requests(zktest.OpGetData)-reads, px.Requests(zktest.OpMulti)-multis; r != 1 || m != 4 {
 		t.Fatalf("4 publishes and a Head sent %d reads and %d transactions; want 1 (the Head) and 4", r, m)
 	}
 	h, err := st.Head(ctx, ref)
@@ -185,23 +186,23 @@ func twoServers(t *testing.T, servers []string) (a, b *zkstore.Store, root strin
 // noted when it published them.
 func TestPruneInBatches(t *testing.T) {
 	srv := shared(t)
-	px := startProxy(t, srv.Addr())
+	px := zktest.StartProxy(t, srv.Addr())
 	st := mustOpen(t, []string{px.Addr()}, func(c *zkstore.Config) { c.Retention = 128 })
 	ctx := testCtx(t)
 	ref := configsvc.Service("orders")
 	if err := st.Create(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
-	multis, reads := px.requests[opMulti].Load(), px.requests[opGetData].Load()
+	multis, reads := px.Requests(zktest.OpMulti), px.Requests(zktest.OpGetData)
 	const publishes = 300
 	for base := range int64(publishes) {
 		publish(ctx, t, st, ref, base, put("a.txt", fmt.Sprint(base+1)))
 	}
-	compacted := int32(publishes - 128)
-	var prunes int32
+	compacted := int64(publishes - 128)
+	var prunes int64
 	deadline := time.Now().Add(10 * time.Second)
 	for { // the last batch may still be on its way
-		prunes = px.requests[opMulti].Load() - multis - publishes
+		prunes = px.Requests(zktest.OpMulti) - multis - publishes
 		if prunes >= compacted/16 || time.Now().After(deadline) {
 			break
 		}
@@ -211,7 +212,7 @@ func TestPruneInBatches(t *testing.T) {
 		t.Fatalf("%d prune transactions for %d compacted revisions; want 1 to %d (batches of 16)", prunes, compacted, compacted/16)
 	}
 	// At most 3 reads a step (one more step may be under way), and 1 more once.
-	if r := px.requests[opGetData].Load() - reads; r > 3*(prunes+1)+1 {
+	if r := px.Requests(zktest.OpGetData) - reads; r > 3*(prunes+1)+1 {
 		t.Fatalf("%d prune steps read %d nodes; want at most 3 a step", prunes, r)
 	}
 	if _, err := st.Revision(ctx, ref, int64(publishes-128)); !errors.Is(err, configsvc.ErrCompacted) {

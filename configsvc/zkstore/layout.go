@@ -66,6 +66,10 @@ func (s *Store) recordsPath(collection string) string {
 	return s.cfg.Root + "/records/" + collection
 }
 
+func (s *Store) logsPath(collection string) string {
+	return s.cfg.Root + "/logs/" + collection
+}
+
 // refDoc is the content of a service or group node.
 type refDoc struct {
 	Kind    string    `json:"kind"`

@@ -138,6 +138,38 @@ func TestLayout(t *testing.T) {
 		}
 	})
 
+	t.Run("RecordsAndLogs", func(t *testing.T) {
+		rs := st.Records()
+		if err := rs.Put(ctx, "tokens", "t1", []byte("token")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rs.Append(ctx, "audit", []byte(`{"action":"x"}`), 0); err != nil {
+			t.Fatal(err)
+		}
+		if data, _, err := c.Get(root + "/records/tokens/t1"); err != nil || string(data) != "token" {
+			t.Fatalf("record node = %q, %v", data, err)
+		}
+		counter, _, err := c.Get(root + "/logs/audit")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Next, Low, Pruned int64
+			Last              string
+		}
+		if err := json.Unmarshal(counter, &doc); err != nil || doc.Next != 1 || doc.Low != 1 || doc.Pruned != 1 || len(doc.Last) != 24 {
+			t.Fatalf("log node = %s, %v", counter, err)
+		}
+		entry, _, err := c.Get(root + "/logs/audit/0000000000000000001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		const magic = "\x00sluice-log-entry\x00"
+		if want := magic + doc.Last + `{"action":"x"}`; string(entry) != want {
+			t.Fatalf("log entry node = %q, want %q (magic, append id, bytes)", entry, want)
+		}
+	})
+
 	t.Run("DeleteRemovesTree", func(t *testing.T) {
 		err := st.Delete(ctx, grp)
 		if !errors.Is(err, configsvc.ErrConflict) {
@@ -240,6 +272,44 @@ func TestDigestACL(t *testing.T) {
 	list, err := st.Instances(ctx, "orders")
 	if err != nil || len(list) != 1 || list[0].ID != "o-1" {
 		t.Fatalf("Instances = %v, %v", list, err)
+	}
+}
+
+// TestLogWrittenUnderRecords: a log an older version kept under
+// records/{collection} (the counter in the collection node, entries of the
+// caller's bytes alone) stays readable there and grows there.
+func TestLogWrittenUnderRecords(t *testing.T) {
+	srv := shared(t)
+	root := "/legacy-log-test"
+	st := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root })
+	ctx := testCtx(t)
+	c := rawConn(t, srv.Servers(), "")
+	acl := zk.WorldACL(zk.PermAll)
+	if _, err := c.Create(root+"/records/audit", []byte(`{"next":2,"low":1,"last":"00112233445566778899aabb"}`), 0, acl); err != nil {
+		t.Fatal(err)
+	}
+	for i, data := range []string{"old 1", "old 2"} {
+		if _, err := c.Create(fmt.Sprintf("%s/records/audit/%019d", root, i+1), []byte(data), 0, acl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := st.Records().Append(ctx, "audit", []byte("new 3"), 0)
+	if err != nil || n != 3 {
+		t.Fatalf("Append to the old log = %d, %v; want 3", n, err)
+	}
+	list, err := st.Records().Scan(ctx, "audit", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range list {
+		got = append(got, r.ID+"="+string(r.Data))
+	}
+	if want := []string{"3=new 3", "2=old 2", "1=old 1"}; !slices.Equal(got, want) {
+		t.Fatalf("Scan = %v, want %v", got, want)
+	}
+	if ok, _, _ := c.Exists(root + "/logs/audit"); ok {
+		t.Fatal("the old log was started afresh under logs/")
 	}
 }
 

@@ -112,6 +112,9 @@ type publication struct {
 	cs  configsvc.Changeset
 	// doc is the revision node; its Files are set per attempt.
 	doc revDoc
+	// now is this server's clock at the publish; the revision's time is
+	// the later of it and the base head's (configsvc.RevisionTime).
+	now time.Time
 	// rev is what Publish returns: the revision without content.
 	rev configsvc.Revision
 	// latest is the revision with its content for the head, or nil when
@@ -123,9 +126,9 @@ type publication struct {
 
 func (s *Store) newPublication(ref configsvc.Ref, cs configsvc.Changeset) *publication {
 	n := cs.Base + 1
-	p := &publication{s: s, ref: ref, cs: cs}
+	p := &publication{s: s, ref: ref, cs: cs, now: s.cfg.Now()}
 	p.doc = revDoc{
-		Revision: n, Author: cs.Author, Time: s.cfg.Now().UTC(), Message: cs.Message,
+		Revision: n, Author: cs.Author, Time: p.now.UTC(), Message: cs.Message,
 		RollbackOf: cs.RollbackOf, PublishID: newID(16), Changes: make([]changeDoc, len(cs.Changes)),
 	}
 	p.rev = p.doc.revision()
@@ -185,6 +188,12 @@ func (p *publication) transaction(base cachedHead) ([]any, *headDoc, error) {
 	p.doc.Files = make(map[string]int64, len(manifest))
 	for name, m := range manifest {
 		p.doc.Files[name] = m.Revision
+	}
+	// Revision times never go backwards, whatever this server's clock says.
+	p.doc.Time = configsvc.RevisionTime(p.now, base.doc.Updated)
+	p.rev.Time = p.doc.Time
+	if p.latest != nil {
+		p.latest.Time = p.doc.Time
 	}
 	head := &headDoc{Revision: n, Files: manifest, Links: base.doc.Links, Updated: p.doc.Time, Author: p.cs.Author,
 		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest}

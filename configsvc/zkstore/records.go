@@ -1,12 +1,13 @@
 package zkstore
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"sort"
 	"strconv"
 	"time"
@@ -20,20 +21,26 @@ import (
 const maxAppendPrune = 500
 
 // Records returns the store's record collections: records/{collection}/{id}
-// nodes for Put/Get/Delete/List, and for Append a counter kept in the
-// collection node, incremented with a version check in the same
-// transaction that creates the entry (so sequence numbers are 1, 2, 3 …
-// without gaps, shared by every writer). The returned value is safe for
-// concurrent use and valid until the Store is closed.
+// nodes for Put/Get/Delete/List, and for Append/Scan the log
+// logs/{collection}: a counter in the log node, incremented with a version
+// check in the same transaction that creates the entry (so sequence
+// numbers are 1, 2, 3 … without gaps, shared by every writer). A record
+// collection and a log of the same name are apart, as in every store. The
+// returned value is safe for concurrent use and valid until the Store is
+// closed.
 func (s *Store) Records() configsvc.RecordStore { return records{s} }
 
 type records struct{ s *Store }
 
-// counterDoc is the content of an append-only collection node.
+// counterDoc is the content of a log node.
 type counterDoc struct {
-	Next int64  `json:"next"` // the newest sequence number; 0 before the first Append
-	Low  int64  `json:"low"`  // the oldest entry still kept
-	Last string `json:"last"` // the append id of the newest entry
+	Next int64 `json:"next"` // the newest sequence number; 0 before the first Append
+	// Low is the oldest entry kept: Scan reads nothing below it. Entries
+	// from Pruned up to Low may still exist until later Appends delete
+	// them, a bounded number each.
+	Low    int64  `json:"low"`
+	Pruned int64  `json:"pruned,omitempty"` // every entry below it is deleted; 0: Low (written before Pruned existed)
+	Last   string `json:"last"`             // the append id of the newest entry
 }
 
 func (r records) path(collection, id string) string {
@@ -166,11 +173,86 @@ func (r records) List(ctx context.Context, collection string) ([]configsvc.Recor
 
 func seqID(n int64) string { return fmt.Sprintf("%019d", n) }
 
+// entryMagic starts every log entry the store writes, followed by the
+// entry's append id (appendIDLen hex digits) and then the caller's bytes.
+// The id lets an Append whose reply was lost tell its own entry from
+// someone else's identical one. Entries written before ids existed (in
+// logs kept under records/) are the caller's bytes alone.
+const (
+	entryMagic  = "\x00sluice-log-entry\x00"
+	appendIDLen = 24
+)
+
+func encodeEntry(aid string, data []byte) []byte {
+	out := make([]byte, 0, len(entryMagic)+len(aid)+len(data))
+	out = append(out, entryMagic...)
+	out = append(out, aid...)
+	return append(out, data...)
+}
+
+// decodeEntry returns an entry's append id ("" for an entry without one)
+// and the caller's bytes.
+func decodeEntry(raw []byte) (aid string, data []byte) {
+	if len(raw) >= len(entryMagic)+appendIDLen && string(raw[:len(entryMagic)]) == entryMagic {
+		return string(raw[len(entryMagic) : len(entryMagic)+appendIDLen]), raw[len(entryMagic)+appendIDLen:]
+	}
+	return "", raw
+}
+
+// logPath returns the node of collection's log: logs/{collection}, or for
+// a log written before logs/ existed (its counter is in the records node)
+// records/{collection}, where that log then stays. The answer is kept.
+func (r records) logPath(ctx context.Context, collection string) (string, error) {
+	s := r.s
+	if p, ok := s.logHomes.Load(collection); ok {
+		return p.(string), nil
+	}
+	home := s.logsPath(collection)
+	ok, err := call(ctx, s, func(c *zk.Conn) (bool, error) { ok, _, err := c.Exists(home); return ok, err })
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		raw, _, err := s.get(ctx, s.recordsPath(collection))
+		switch {
+		case err == nil && isCounter(raw):
+			home = s.recordsPath(collection)
+		case err != nil && !errors.Is(err, zk.ErrNoNode):
+			return "", err
+		}
+	}
+	s.logHomes.Store(collection, home)
+	return home, nil
+}
+
+func isCounter(raw []byte) bool {
+	if len(raw) == 0 {
+		return false
+	}
+	var c counterDoc
+	return json.Unmarshal(raw, &c) == nil && c.Next > 0
+}
+
+// createLog creates the log node p (and logs/ when missing).
+func (s *Store) createLog(ctx context.Context, p string) error {
+	err := s.createIfMissing(ctx, p, s.acl)
+	if errors.Is(err, zk.ErrNoNode) {
+		if err := s.createIfMissing(ctx, path.Dir(p), s.acl); err != nil {
+			return err
+		}
+		err = s.createIfMissing(ctx, p, s.acl)
+	}
+	return err
+}
+
 // Append adds data under the next sequence number and returns it. Only the
-// newest keep entries are retained (0 means 100000); older ones are deleted
-// in the same transaction, at most 500 per call. When the connection fails
-// after the transaction was sent, Append re-reads the counter and reports
-// success if its own entry landed, so a retry never appends twice.
+// newest keep entries are retained (0 means 100000): entries below them
+// are hidden from Scan at once, in the same transaction, and deleted at
+// most 500 per call. Each entry carries a random append id; when the
+// connection fails after the transaction was sent, Append re-reads the
+// counter and reports success only if the entry with its own id landed, so
+// a retry never appends twice and never takes another writer's identical
+// entry for its own.
 func (r records) Append(ctx context.Context, collection string, data []byte, keep int) (int64, error) {
 	what := "zkstore: append to " + collection
 	if err := validCollection(collection); err != nil {
@@ -188,16 +270,21 @@ func (r records) Append(ctx context.Context, collection string, data []byte, kee
 	s := r.s
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	coll := s.recordsPath(collection)
-	var idb [12]byte
+	coll, err := r.logPath(ctx, collection)
+	if err != nil {
+		return 0, mapErr(what, err)
+	}
+	entry := func(n int64) string { return coll + "/" + seqID(n) }
+	var idb [appendIDLen / 2]byte
 	_, _ = rand.Read(idb[:])
 	aid := hex.EncodeToString(idb[:])
+	raw := encodeEntry(aid, data)
 	var tried int64 // the sequence number of an attempt whose outcome is unknown
 	verify := false // check that old entries exist before deleting them
 	for attempt := 0; attempt < 100; attempt++ {
-		raw, stat, err := s.get(ctx, coll)
+		doc, stat, err := s.get(ctx, coll)
 		if errors.Is(err, zk.ErrNoNode) {
-			if err := s.createIfMissing(ctx, coll, s.acl); err != nil {
+			if err := s.createLog(ctx, coll); err != nil {
 				return 0, mapErr(what, err)
 			}
 			continue
@@ -206,30 +293,33 @@ func (r records) Append(ctx context.Context, collection string, data []byte, kee
 			return 0, mapErr(what, err)
 		}
 		c := counterDoc{Low: 1}
-		if len(raw) > 0 {
-			d, err := decode[counterDoc]("counter", raw)
+		if len(doc) > 0 {
+			d, err := decode[counterDoc]("counter", doc)
 			if err != nil {
 				return 0, mapErr(what, err)
 			}
 			c = *d
 		}
 		c.Low = max(c.Low, 1)
+		if c.Pruned == 0 {
+			c.Pruned = c.Low
+		}
 		if tried > 0 && c.Next >= tried {
 			if c.Last == aid {
 				return c.Next, nil
 			}
-			got, _, err := s.get(ctx, r.path(collection, seqID(tried)))
-			if err == nil && bytes.Equal(got, data) {
+			got, _, err := s.get(ctx, entry(tried))
+			if id, _ := decodeEntry(got); err == nil && id == aid {
 				return tried, nil // ours, with later appends on top
 			}
 			tried = 0
 		}
 		n := c.Next + 1
-		var ops []any
-		ops = append(ops, nil, &zk.CreateRequest{Path: r.path(collection, seqID(n)), Data: data, Acl: s.acl})
-		low := c.Low
-		for target := n - int64(keep) + 1; low < target && low-c.Low < maxAppendPrune; low++ {
-			p := r.path(collection, seqID(low))
+		low := max(c.Low, n-int64(keep)+1)
+		ops := []any{nil, &zk.CreateRequest{Path: entry(n), Data: raw, Acl: s.acl}}
+		pruned := c.Pruned
+		for ; pruned < low && pruned-c.Pruned < maxAppendPrune; pruned++ {
+			p := entry(pruned)
 			if verify {
 				ok, err := call(ctx, s, func(c *zk.Conn) (bool, error) { ok, _, err := c.Exists(p); return ok, err })
 				if err != nil {
@@ -241,7 +331,7 @@ func (r records) Append(ctx context.Context, collection string, data []byte, kee
 			}
 			ops = append(ops, &zk.DeleteRequest{Path: p, Version: -1})
 		}
-		ops[0] = &zk.SetDataRequest{Path: coll, Data: mustJSON(counterDoc{Next: n, Low: low, Last: aid}), Version: stat.Version}
+		ops[0] = &zk.SetDataRequest{Path: coll, Data: mustJSON(counterDoc{Next: n, Low: low, Pruned: pruned, Last: aid}), Version: stat.Version}
 		_, err = s.multi(ctx, ops...)
 		switch {
 		case err == nil:
@@ -263,8 +353,8 @@ func (r records) Append(ctx context.Context, collection string, data []byte, kee
 }
 
 // Scan returns up to limit entries (0 means 100, at most 1000) with
-// sequence < before (0 = newest), newest first; ID is the decimal sequence
-// number. An unknown collection is empty.
+// sequence < before (0 = newest), newest first, down to the oldest kept;
+// ID is the decimal sequence number. An unknown collection is empty.
 func (r records) Scan(ctx context.Context, collection string, before int64, limit int) ([]configsvc.Record, error) {
 	what := "zkstore: scan " + collection
 	if err := validCollection(collection); err != nil {
@@ -282,7 +372,11 @@ func (r records) Scan(ctx context.Context, collection string, before int64, limi
 	s := r.s
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	raw, _, err := s.get(ctx, s.recordsPath(collection))
+	coll, err := r.logPath(ctx, collection)
+	if err != nil {
+		return nil, mapErr(what, err)
+	}
+	raw, _, err := s.get(ctx, coll)
 	if errors.Is(err, zk.ErrNoNode) || (err == nil && len(raw) == 0) {
 		return []configsvc.Record{}, nil
 	}
@@ -303,7 +397,7 @@ func (r records) Scan(ctx context.Context, collection string, before int64, limi
 		var paths []string
 		for ; n >= max(c.Low, 1) && len(nums) < limit-len(out); n-- {
 			nums = append(nums, n)
-			paths = append(paths, r.path(collection, seqID(n)))
+			paths = append(paths, coll+"/"+seqID(n))
 		}
 		res, err := s.getMany(ctx, paths)
 		if err != nil {
@@ -313,10 +407,11 @@ func (r records) Scan(ctx context.Context, collection string, before int64, limi
 			if g.err != nil {
 				continue // pruned or deleted
 			}
-			if g.data == nil {
-				g.data = []byte{}
+			_, data := decodeEntry(g.data)
+			if data == nil {
+				data = []byte{}
 			}
-			out = append(out, configsvc.Record{ID: strconv.FormatInt(nums[i], 10), Data: g.data})
+			out = append(out, configsvc.Record{ID: strconv.FormatInt(nums[i], 10), Data: data})
 		}
 	}
 	return out, nil

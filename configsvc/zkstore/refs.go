@@ -38,13 +38,16 @@ func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 	}
 	if _, err := s.multi(ctx, ops...); err != nil {
 		if errors.Is(err, zk.ErrNodeExists) {
+			if _, _, herr := s.readHead(ctx, ref); errors.Is(herr, configsvc.ErrNotFound) {
+				return fmt.Errorf("zkstore: create %s: a delete of it did not finish; delete it again, then create it: %w", ref, configsvc.ErrConflict)
+			}
 			return fmt.Errorf("zkstore: create %s: already exists: %w", ref, configsvc.ErrConflict)
 		}
 		return mapErr("zkstore: create "+ref.String(), err)
 	}
 	s.heads.put(ref, head, 0) // the first publish builds on it
 	if ref.Kind == configsvc.KindService {
-		if err := s.createIfMissing(ctx, s.instancesPath(ref.Name), s.instACL); err != nil {
+		if err := s.createIfMissing(ctx, s.instancesPath(ref.Name), s.acls.instParentACL(ref.Name)); err != nil {
 			s.log.Warn("zkstore: create instances node", "service", ref.Name, "err", err)
 		}
 	}
@@ -161,22 +164,56 @@ func (s *Store) removeTree(ctx context.Context, p string) error {
 	return err
 }
 
-// List returns the names of all services or all groups, sorted.
+// List returns the names of all services or all groups, sorted. A ref
+// whose Delete stopped half way (its head is gone, the rest of its tree
+// not yet) is not listed: it no longer exists, and a repeated Delete
+// finishes it. The heads are checked with pipelined requests: one round
+// trip.
 func (s *Store) List(ctx context.Context, kind configsvc.Kind) ([]string, error) {
 	if kind != configsvc.KindService && kind != configsvc.KindGroup {
 		return nil, fmt.Errorf("zkstore: list: %w", &configsvc.FieldError{Field: "kind", Value: kind.String(), Msg: "must be service or group"})
 	}
+	what := "zkstore: list " + kind.String() + "s"
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	names, err := s.children(ctx, s.kindPath(kind))
 	if err != nil {
-		return nil, mapErr("zkstore: list "+kind.String()+"s", err)
+		return nil, mapErr(what, err)
 	}
 	sort.Strings(names)
-	if names == nil {
-		names = []string{}
+	heads := make([]string, len(names))
+	for i, name := range names {
+		heads[i] = s.headPath(configsvc.Ref{Kind: kind, Name: name})
 	}
-	return names, nil
+	live, err := s.existMany(ctx, heads)
+	if err != nil {
+		return nil, mapErr(what, err)
+	}
+	out := make([]string, 0, len(names))
+	for i, name := range names {
+		if live[i] {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+// existMany reports which of paths exist, with pipelined requests.
+func (s *Store) existMany(ctx context.Context, paths []string) ([]bool, error) {
+	out := make([]bool, len(paths))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(64)
+	for i, p := range paths {
+		g.Go(func() error {
+			ok, err := call(gctx, s, func(c *zk.Conn) (bool, error) {
+				ok, _, err := c.Exists(p)
+				return ok, err
+			})
+			out[i] = ok
+			return err
+		})
+	}
+	return out, g.Wait()
 }
 
 // Head returns the current head manifest. ErrNotFound if ref does not exist.

@@ -22,12 +22,12 @@ var _ configsvc.Store = (*Store)(nil)
 // instance registrations disappear, its watches end, and no goroutine it
 // started remains.
 type Store struct {
-	cfg     Config
-	log     *slog.Logger
-	conn    *zk.Conn
-	events  <-chan zk.Event // the client's own event channel; closed when its loop ends
-	acl     []zk.ACL        // ACL of nodes the store creates
-	instACL []zk.ACL        // ACL of nodes under instances/
+	cfg    Config
+	log    *slog.Logger
+	conn   *zk.Conn
+	events <-chan zk.Event // the client's own event channel; closed when its loop ends
+	acl    []zk.ACL        // ACL of nodes the store creates outside instances/
+	acls   acls            // every ACL the store sets; see acl.go
 
 	bg      lifecycle.Group // the store's goroutines; stopped by Close
 	life    context.Context // cancelled by Close
@@ -39,7 +39,10 @@ type Store struct {
 	resession chan struct{} // a new session was established (buffer 1)
 
 	leaseMu sync.Mutex
-	leases  map[string]*lease // by instance node path
+	leases  map[string]*lease      // live leases by instance node path
+	queues  map[string]*writeQueue // write order per instance node path
+	regKick chan struct{}          // a registration needs another attempt (buffer 1)
+	watches instWatches            // WatchInstances: one watch per node, shared
 
 	pruneMu      sync.Mutex
 	prunePending map[configsvc.Ref]int64 // newest First to prune below; checkFirst: unknown
@@ -49,6 +52,8 @@ type Store struct {
 
 	revs  *revCache  // revisions read by watchers
 	heads *headCache // heads a publish may build on without reading
+
+	logHomes sync.Map // collection → the node of its append log (records.go)
 }
 
 // Open connects to ZooKeeper, waits for a session, authenticates when
@@ -66,6 +71,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		stateCh:   make(chan struct{}),
 		resession: make(chan struct{}, 1),
 		leases:    map[string]*lease{},
+		queues:    map[string]*writeQueue{},
+		regKick:   make(chan struct{}, 1),
 
 		prunePending: map[configsvc.Ref]int64{},
 		prunedTo:     map[configsvc.Ref]int64{},
@@ -75,7 +82,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		heads:        newHeadCache(),
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
-	s.acl, s.instACL = buildACLs(cfg)
+	s.acls = buildACLs(cfg)
+	s.acl = s.acls.all
 	conn, events, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
 		zk.WithLogger(zkLogger{s.log}), zk.WithLogInfo(false), zk.WithEventCallback(s.onEvent))
 	if err != nil {
@@ -93,32 +101,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.waitSession(ctx); err != nil {
 		return fail("", err)
 	}
-	if cfg.Digest != "" {
-		if err := s.do(ctx, func(c *zk.Conn) error { return c.AddAuth("digest", []byte(cfg.Digest)) }); err != nil {
+	for _, d := range []string{cfg.Digest, cfg.InstanceDigest} {
+		if d == "" {
+			continue
+		}
+		if err := s.do(ctx, func(c *zk.Conn) error { return c.AddAuth("digest", []byte(d)) }); err != nil {
 			return fail("authenticate", err)
 		}
 	}
 	if err := s.ensureTree(ctx); err != nil {
 		return fail("create root tree", err)
 	}
+	if err := s.reconcileACLs(ctx); err != nil {
+		return fail("set instance ACLs", err)
+	}
 	s.bg.Go(s.supervise)
 	s.bg.Go(s.pruner)
 	return s, nil
-}
-
-func buildACLs(cfg Config) (all, inst []zk.ACL) {
-	if cfg.Digest == "" {
-		return zk.WorldACL(zk.PermAll), zk.WorldACL(zk.PermAll)
-	}
-	user, pass, _ := strings.Cut(cfg.Digest, ":")
-	all = zk.DigestACL(zk.PermAll, user, pass)
-	inst = zk.DigestACL(zk.PermAll, user, pass)
-	if cfg.ReadOnlyDigest != "" {
-		ru, rp, _ := strings.Cut(cfg.ReadOnlyDigest, ":")
-		all = append(all, zk.DigestACL(zk.PermRead, ru, rp)...)
-		inst = append(inst, zk.DigestACL(zk.PermAll, ru, rp)...)
-	}
-	return all, inst
 }
 
 // ensureTree creates the root and its fixed children.
@@ -137,7 +136,7 @@ func (s *Store) ensureTree(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.createIfMissing(ctx, root+"/instances", s.instACL)
+	return s.createIfMissing(ctx, root+"/instances", s.acls.instRoot)
 }
 
 func (s *Store) createIfMissing(ctx context.Context, p string, acl []zk.ACL) error {
@@ -197,27 +196,6 @@ func (s *Store) waitSession(ctx context.Context) error {
 		case <-s.bg.Done():
 			return configsvc.ErrClosed
 		}
-	}
-}
-
-// supervise re-creates instance registrations whenever a new session
-// replaces an expired one.
-func (s *Store) supervise() {
-	session := s.conn.SessionID()
-	for {
-		select {
-		case <-s.bg.Done():
-			return
-		case <-s.resession:
-		}
-		id := s.conn.SessionID()
-		if id == session || id == 0 {
-			continue
-		}
-		s.log.Warn("zkstore: ZooKeeper session replaced; re-registering instances",
-			"old_session", fmt.Sprintf("%#x", session), "new_session", fmt.Sprintf("%#x", id))
-		session = id
-		s.reRegister()
 	}
 }
 

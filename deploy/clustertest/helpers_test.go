@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -342,146 +340,6 @@ func revisionContent(t *testing.T, cl *api.Client, svc string, n int64, file str
 		}
 	}
 	return "", false
-}
-
-// tcpProxy forwards 127.0.0.1 connections to the first target that
-// accepts; Blackhole makes it stop passing bytes (both ways) without
-// closing anything, like a network partition.
-type tcpProxy struct {
-	ln      net.Listener
-	targets []string
-
-	mu    sync.Mutex
-	hole  chan struct{} // non-nil while black-holing; closed on Heal
-	conns map[net.Conn]struct{}
-}
-
-// startTCPProxy listens on a free 127.0.0.1 port; t.Cleanup closes it and
-// every connection it holds, and waits for its goroutines.
-func startTCPProxy(t *testing.T, targets ...string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, targets: targets, conns: map[net.Conn]struct{}{}}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); p.serve(c) }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		wg.Wait()
-	})
-	return p
-}
-
-// Addr is where clients connect.
-func (p *tcpProxy) Addr() string { return p.ln.Addr().String() }
-
-// Blackhole stops forwarding: bytes are read and dropped in both directions
-// and new connections are accepted but never reach a target.
-func (p *tcpProxy) Blackhole() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.hole == nil {
-		p.hole = make(chan struct{})
-	}
-}
-
-// Heal resumes forwarding for new connections; the connections that lived
-// through the partition are closed, as their peers would have given up on
-// them.
-func (p *tcpProxy) Heal() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.hole != nil {
-		close(p.hole)
-		p.hole = nil
-	}
-}
-
-func (p *tcpProxy) holed() chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.hole
-}
-
-// track registers c for closing at cleanup; it reports false (and closes
-// c) when the proxy is already closed.
-func (p *tcpProxy) track(c net.Conn) func() {
-	p.mu.Lock()
-	p.conns[c] = struct{}{}
-	p.mu.Unlock()
-	return func() {
-		p.mu.Lock()
-		delete(p.conns, c)
-		p.mu.Unlock()
-		c.Close()
-	}
-}
-
-func (p *tcpProxy) serve(c net.Conn) {
-	defer p.track(c)()
-	if h := p.holed(); h != nil {
-		go func() { <-h; c.Close() }()
-		io.Copy(io.Discard, c)
-		return
-	}
-	var up net.Conn
-	for _, target := range p.targets {
-		var err error
-		if up, err = net.DialTimeout("tcp", target, time.Second); err == nil {
-			break
-		}
-	}
-	if up == nil {
-		return
-	}
-	defer p.track(up)()
-	done := make(chan struct{}, 2)
-	go func() { p.pipe(up, c); done <- struct{}{} }()
-	go func() { p.pipe(c, up); done <- struct{}{} }()
-	<-done
-	c.Close()
-	up.Close()
-	<-done
-}
-
-// pipe copies src to dst until an error, dropping what it reads while the
-// proxy black-holes; after a heal the connection is ended.
-func (p *tcpProxy) pipe(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	holed := false
-	for {
-		n, err := src.Read(buf)
-		if p.holed() != nil {
-			holed = true
-		} else if holed {
-			return
-		} else if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
 }
 
 // startEnsemble starts a 3-node ZooKeeper ensemble for one test.

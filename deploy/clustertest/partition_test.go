@@ -39,7 +39,7 @@ func TestSDKPartitionedFromZooKeeper(t *testing.T) {
 	mustCreate(t, srv, "orders")
 	mustPut(t, srv, "orders", "orders.yaml", "greeting: before\n")
 
-	front := startTCPProxy(t, zk.Addr())
+	front := zktest.StartProxy(t, zk.Addr())
 	const session = 2 * time.Second
 	cl := openSDK(t, sdk.Config{ZooKeeper: []string{front.Addr()}, ZKSessionTimeout: session,
 		Instance: sdk.Instance{ID: "partitioned", Addr: "127.0.0.1:1"},

@@ -42,6 +42,7 @@ type options struct {
 	addr, id, service  string
 	zk, zkRoot, server string
 	zkDigest           string // SLUICE_ZK_DIGEST: the reader identity when the tree has digest ACLs
+	zkInstanceDigest   string // SLUICE_ZK_INSTANCE_DIGEST: this service's own identity (per-service mode)
 	token, cacheDir    string
 	downstream         string
 	shutdownTimeout    time.Duration
@@ -64,6 +65,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 		return o, err
 	}
 	o.zkDigest = getenv("SLUICE_ZK_DIGEST")
+	o.zkInstanceDigest = getenv("SLUICE_ZK_INSTANCE_DIGEST")
 	if (o.zk == "") == (o.server == "") {
 		return o, errors.New("set exactly one of --zk or --server")
 	}
@@ -101,6 +103,8 @@ func run(ctx context.Context, o options, ln net.Listener, log *slog.Logger) erro
 		CacheDir: o.cacheDir,
 		Instance: sdk.Instance{ID: o.id, Addr: ln.Addr().String()},
 		Logger:   log,
+
+		ZKInstanceDigest: o.zkInstanceDigest,
 	}
 	if o.zk != "" {
 		cfg.ZooKeeper = splitList(o.zk)
