@@ -11,24 +11,11 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/lifecycle"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// newClock returns the fake clock of these tests, at 2026-01-02 03:04:05 UTC.
+func newClock() *testkit.Clock { return testkit.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 func mustCreate(t *testing.T, ts *Tokens, name string, grants ...string) (string, Token) {
 	t.Helper()

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,6 +15,8 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/configsvc/zkstore"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/router"
@@ -42,12 +43,7 @@ func TestServeFollowsStore(t *testing.T) { onBothStores(t, "/proxyserver-test", 
 // ZooKeeper under root.
 func onBothStores(t *testing.T, root string, test func(*testing.T, configsvc.Store)) {
 	t.Run("bolt", func(t *testing.T) {
-		store, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		test(t, store)
+		test(t, bolttest.MustOpen(t, boltstore.Options{}))
 	})
 	t.Run("zookeeper", func(t *testing.T) {
 		zk := zktest.Start(t)
@@ -95,16 +91,6 @@ func testServeFollowsStore(t *testing.T, store configsvc.Store) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	eventually := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
 
 	if code, _ := get("/orders/1"); code != http.StatusNotFound {
 		t.Fatalf("before any route file: %d, want 404", code)
@@ -119,14 +105,14 @@ func testServeFollowsStore(t *testing.T, store configsvc.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually("orders route to reach a", func() bool { _, body := get("/orders/1"); return body == "a:/1" })
+	testkit.EventuallyTrue(t, 5*time.Second, "orders route to reach a", func() bool { _, body := get("/orders/1"); return body == "a:/1" })
 
 	// A second instance joins the rotation.
 	lease2, err := store.Register(ctx, configsvc.Instance{Service: "orders", ID: "orders-2", Addr: b.Listener.Addr().String(), Status: configsvc.StatusApplied})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually("orders-2 to serve", func() bool { _, body := get("/orders/1"); return body == "b:/1" })
+	testkit.EventuallyTrue(t, 5*time.Second, "orders-2 to serve", func() bool { _, body := get("/orders/1"); return body == "b:/1" })
 
 	// A pin created through access (as the admin API does) pins a request to orders-2.
 	tok, _, err := access.NewPins(store.Records(), access.PinsConfig{}).Create(ctx, access.PinSpec{Targets: map[string]string{"orders": "orders-2"}}, "test")
@@ -147,7 +133,7 @@ func testServeFollowsStore(t *testing.T, store configsvc.Store) {
 	}
 	// The next good one is applied.
 	publish(t, store, bad, "routes:\n  - name: v2\n    match: {path_prefix: /v2}\n    upstream: {static: [\""+a.Listener.Addr().String()+"\"]}\n")
-	eventually("v2 table", func() bool { code, body := get("/v2/z"); return code == 200 && body == "a:/v2/z" })
+	testkit.EventuallyTrue(t, 5*time.Second, "v2 table", func() bool { code, body := get("/v2/z"); return code == 200 && body == "a:/v2/z" })
 	if code, _ := get("/orders/1"); code != http.StatusNotFound {
 		t.Fatalf("old route still served: %d", code)
 	}

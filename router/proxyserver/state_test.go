@@ -8,13 +8,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
 
@@ -67,23 +68,22 @@ func testServePublishesState(t *testing.T, store configsvc.Store) {
 	// waitState polls the record until cond holds and returns it.
 	waitState := func(what string, cond func(configsvc.ProxyState) bool) configsvc.ProxyState {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var st configsvc.ProxyState
+		var st configsvc.ProxyState
+		testkit.Eventually(t, 10*time.Second, what, func() error {
+			st = configsvc.ProxyState{}
 			data, err := store.Records().Get(ctx, configsvc.ProxyStateCollection, "proxy-s")
-			if err == nil {
-				if err := json.Unmarshal(data, &st); err != nil {
-					t.Fatalf("record %s: %v", data, err)
-				}
-				if cond(st) {
-					return st
-				}
+			if err != nil {
+				return err
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("waiting for %s: last record %+v, err %v", what, st, err)
+			if err := json.Unmarshal(data, &st); err != nil {
+				t.Fatalf("record %s: %v", data, err)
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			if !cond(st) {
+				return fmt.Errorf("last record %+v", st)
+			}
+			return nil
+		})
+		return st
 	}
 	st := waitState("the routes of revision "+fmt.Sprint(rev), func(st configsvc.ProxyState) bool {
 		return st.Revision == rev && len(st.Routes) == 1 && len(st.Routes[0].Instances) == 1
@@ -137,11 +137,7 @@ func testServePublishesState(t *testing.T, store configsvc.Store) {
 // TestServeStateDisabled: a negative StateInterval publishes nothing.
 func TestServeStateDisabled(t *testing.T) {
 	ctx := context.Background()
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := bolttest.MustOpen(t, boltstore.Options{})
 	if err := store.Create(ctx, configsvc.Service(configsvc.SystemService)); err != nil {
 		t.Fatal(err)
 	}
@@ -155,17 +151,13 @@ func TestServeStateDisabled(t *testing.T) {
 		served <- proxyserver.Serve(sctx, store, ln, proxyserver.Options{InstanceID: "proxy-q", StateInterval: -1, RetryInterval: 20 * time.Millisecond})
 	}()
 	// Registration proves Serve is running; by then a publisher would have written.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, "proxy registered", func() error {
 		list, err := store.Instances(ctx, configsvc.SystemService)
-		if err == nil && len(list) == 1 {
-			break
+		if err == nil && len(list) != 1 {
+			err = fmt.Errorf("instances %+v", list)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy not registered: %+v, %v", list, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	time.Sleep(100 * time.Millisecond)
 	recs, err := store.Records().List(ctx, configsvc.ProxyStateCollection)
 	cancel()
