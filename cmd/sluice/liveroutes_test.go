@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
 // TestServerEmbeddedProxyPublishesLiveRoutes: the proxy embedded by
@@ -27,17 +29,13 @@ func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
 	defer cancel()
 	waitLive := func(what string, cond func(api.LiveRoutes) bool) {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
+		testkit.Eventually(t, 15*time.Second, "GET /v1/routes showing "+what, func() error {
 			l, err := c.LiveRoutes(ctx)
-			if err == nil && cond(l) {
-				return
+			if err == nil && !cond(l) {
+				err = fmt.Errorf("got %+v", l)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET /v1/routes never showed %s: %+v, %v", what, l, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return err
+		})
 	}
 	waitLive("the embedded proxy", func(l api.LiveRoutes) bool {
 		return len(l.Proxies) == 1 && strings.HasPrefix(l.Proxies[0].ID, "proxy-")
@@ -87,20 +85,16 @@ func TestAttackSSRFToAdminAPIThroughEmbeddedProxy(t *testing.T) {
 	if _, err := c.PutFile(ctx, sys, "routes.yaml", []byte(routes)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testkit.Eventually(t, 15*time.Second, "the proxy refusing its own listener", func() error {
 		code, body := srvGet(t, "http://"+rs.m.Bound("proxy-addr")+"/v1/whoami", token)
-		if code == http.StatusBadGateway && strings.Contains(body, "upstream_refused") && strings.Contains(body, "listener of this process") {
-			return
-		}
 		if code == http.StatusOK {
 			t.Fatalf("the admin API answered through the proxy: %s", body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy answered %d %s, want 502 upstream_refused", code, body)
+		if code != http.StatusBadGateway || !strings.Contains(body, "upstream_refused") || !strings.Contains(body, "listener of this process") {
+			return fmt.Errorf("proxy answered %d %s, want 502 upstream_refused", code, body)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // startServerWithProxy runs `sluice server` with an embedded proxy on
