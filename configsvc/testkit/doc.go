@@ -7,7 +7,6 @@
 // It imports only the standard library, so that the in-package tests of
 // every Sluice package, configsvc's and router's roots included, can use it
 // without an import cycle. The harnesses that wrap a technology live beside
-// its adapter instead: configsvc/zkstore/zktest (a real ZooKeeper and the
-// TCP fault proxy) and configsvc/boltstore/bolttest (a bbolt store in a
-// temp dir).
+// its adapter instead: configsvc/zkstore/zktest (real ZooKeeper servers)
+// and configsvc/boltstore/bolttest (a bbolt store in a temp dir).
 package testkit
