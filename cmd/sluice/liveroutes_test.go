@@ -20,11 +20,7 @@ import (
 // `sluice routes live` show it, and it follows a routes.yaml publish.
 func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
 	rs, token := startServerWithProxy(t)
-	c, err := api.New(api.Config{Servers: []string{rs.url}, Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := adminClient(t, rs.url, token)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	waitLive := func(what string, cond func(api.LiveRoutes) bool) {
@@ -70,11 +66,7 @@ func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
 // listeners and refuses to connect to them (502 upstream_refused).
 func TestAttackSSRFToAdminAPIThroughEmbeddedProxy(t *testing.T) {
 	rs, token := startServerWithProxy(t)
-	c, err := api.New(api.Config{Servers: []string{rs.url}, Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := adminClient(t, rs.url, token)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sys := configsvc.Service("sluice-system")
@@ -95,6 +87,18 @@ func TestAttackSSRFToAdminAPIThroughEmbeddedProxy(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// adminClient returns an API client of the server at url with token,
+// closed when the test ends.
+func adminClient(t *testing.T, url, token string) *api.Client {
+	t.Helper()
+	c, err := api.New(api.Config{Servers: []string{url}, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // startServerWithProxy runs `sluice server` with an embedded proxy on

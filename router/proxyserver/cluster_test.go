@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -35,21 +34,7 @@ func TestServeRegistersAndSharesClusterRates(t *testing.T) {
 		strings.TrimPrefix(backend.URL, "http://")))
 
 	clock := testkit.NewClock(time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() {
-		served <- proxyserver.Serve(sctx, store, ln, proxyserver.Options{Now: clock.Now, InstanceID: "proxy-a", RetryInterval: 20 * time.Millisecond})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	proxyAddr, _ := startServing(t, store, proxyserver.Options{Now: clock.Now, InstanceID: "proxy-a", RetryInterval: 20 * time.Millisecond})
 	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
 
@@ -59,7 +44,7 @@ func TestServeRegistersAndSharesClusterRates(t *testing.T) {
 		clock.Advance(time.Hour)
 		ok := 0
 		for range 30 {
-			resp, err := client.Get("http://" + ln.Addr().String() + "/")
+			resp, err := client.Get("http://" + proxyAddr + "/")
 			if err != nil {
 				return 0, err
 			}

@@ -53,23 +53,11 @@ func servedProxy(t *testing.T, routes string, opts proxyserver.Options) (string,
 		t.Fatal(err)
 	}
 	publish(t, store, 0, routes)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
 	opts.RetryInterval = 20 * time.Millisecond
 	opts.StateInterval = -1
 	opts.NoRegister = true
-	go func() { served <- proxyserver.Serve(sctx, store, ln, opts) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return ln.Addr().String(), store
+	addr, _ := startServing(t, store, opts)
+	return addr, store
 }
 
 // waitRouted polls addr+path until it answers want.

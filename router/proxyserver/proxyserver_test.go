@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +40,38 @@ func publish(t *testing.T, s configsvc.Store, base int64, routes string) int64 {
 
 func TestServeFollowsStore(t *testing.T) { onBothStores(t, "/proxyserver-test", testServeFollowsStore) }
 
+// startServing runs proxyserver.Serve on store with opts on a new loopback
+// listener and returns its address and stop, which ends Serve and fails the
+// test when Serve returned an error or did not return within 10 s. stop
+// runs at the end of the test when the test did not call it; later calls
+// do nothing.
+func startServing(t *testing.T, store proxyserver.Source, opts proxyserver.Options) (addr string, stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- proxyserver.Serve(ctx, store, ln, opts) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Serve did not return within 10 s of its context's end")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return ln.Addr().String(), stop
+}
+
 // onBothStores runs test on a bbolt store in a temp dir and on a real
 // ZooKeeper under root.
 func onBothStores(t *testing.T, root string, test func(*testing.T, configsvc.Store)) {
@@ -65,17 +98,9 @@ func testServeFollowsStore(t *testing.T, store configsvc.Store) {
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "b:"+r.URL.Path) }))
 	t.Cleanup(b.Close)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "http://" + ln.Addr().String()
-	sctx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
 	reg := prometheus.NewRegistry()
-	go func() {
-		served <- proxyserver.Serve(sctx, store, ln, proxyserver.Options{Registerer: reg, RetryInterval: 20 * time.Millisecond})
-	}()
+	addr, stop := startServing(t, store, proxyserver.Options{Registerer: reg, RetryInterval: 20 * time.Millisecond})
+	url := "http://" + addr
 	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
 	get := func(path string, hdr ...string) (int, string) {
@@ -144,13 +169,5 @@ func testServeFollowsStore(t *testing.T, store configsvc.Store) {
 
 	lease.Close()
 	lease2.Close()
-	cancel()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return after cancel")
-	}
+	stop()
 }
