@@ -192,7 +192,8 @@ func (c *cluster) startProxy(name string) *proxy {
 	t := c.t
 	t.Helper()
 	addr := testkit.FreeAddr(t)
-	p := startProc(t, name, nil, bins.sluice, "proxy", "--addr", addr, "--store", c.store, "--access-log", "off")
+	// JSON log lines: peersSeen reads them.
+	p := startProc(t, name, nil, bins.sluice, "proxy", "--addr", addr, "--store", c.store, "--access-log", "off", "--log-format", "json")
 	testkit.Eventually(t, 60*time.Second, name+" serving", func() error {
 		select {
 		case <-p.done:
