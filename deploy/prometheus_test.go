@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
 const promtoolHint = "install Debian's prometheus package (make prometheus)"
@@ -187,6 +188,7 @@ func TestRulesFireOnScrapedMetrics(t *testing.T) {
 	test := map[string]any{
 		"rule_files":          []string{repoPath(t, "deploy/prometheus/rules.yml")},
 		"evaluation_interval": "1m",
+		"group_eval_order":    []string{"sluice-recording", "sluice-alerts"},
 		"tests": []any{map[string]any{
 			"name":         "scraped from a server and a proxy driven by TestRulesFireOnScrapedMetrics",
 			"interval":     "1m",
@@ -254,7 +256,8 @@ func TestRulesFireOnScrapedMetrics(t *testing.T) {
 func TestPrometheusScrapeKeepsUpstreamInstance(t *testing.T) {
 	bin := requireTool(t, "prometheus", promtoolHint)
 	s := startStack(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	deadline := time.Now().Add(90 * time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	traffic := make(chan struct{})
 	go func() { // one round every 200 ms until the test ends (at most 90 s)
@@ -286,7 +289,7 @@ scrape_configs:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeLoopbackAddr(t)
+	addr := testkit.FreeAddr(t)
 	api := "http://" + addr
 	logPath := filepath.Join(dir, "prometheus.log")
 	logFile, err := os.Create(logPath)
@@ -333,7 +336,7 @@ scrape_configs:
 			} `json:"rules"`
 		} `json:"groups"`
 	}
-	eventually(ctx, t, "Prometheus serves its rules", func() error { return promGet(ctx, api, "/api/v1/rules", nil, &rules) })
+	testkit.Eventually(t, time.Until(deadline), "Prometheus serves its rules", func() error { return promGet(ctx, api, "/api/v1/rules", nil, &rules) })
 	exprs := map[string]string{}
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {
@@ -363,7 +366,7 @@ scrape_configs:
 	want := func(expr string, labels map[string]string, n int) []series {
 		t.Helper()
 		var got []series
-		eventually(ctx, t, expr, func() error {
+		testkit.Eventually(t, time.Until(deadline), expr, func() error {
 			var err error
 			if got, err = query(expr); err != nil {
 				return err
@@ -407,7 +410,7 @@ scrape_configs:
 
 	// The alerts are pending (their for: is longer than the test) and carry
 	// the labels.
-	eventually(ctx, t, "SluiceProxyBreakerOpen pending for orders-2", func() error {
+	testkit.Eventually(t, time.Until(deadline), "SluiceProxyBreakerOpen pending for orders-2", func() error {
 		var res struct {
 			Alerts []struct {
 				Labels map[string]string `json:"labels"`
@@ -457,34 +460,6 @@ func promGet(ctx context.Context, api, path string, q url.Values, data any) erro
 		return fmt.Errorf("GET %s: %s: %s", path, env.Status, env.Error)
 	}
 	return json.Unmarshal(env.Data, data)
-}
-
-// eventually retries cond every 250 ms until it returns nil, failing the
-// test with its last error when ctx ends.
-func eventually(ctx context.Context, t *testing.T, what string, cond func() error) {
-	t.Helper()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: %v", what, err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-// freeLoopbackAddr returns a 127.0.0.1 address that was free a moment ago.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // withLabels adds labels to a series key made by seriesKey.

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -24,7 +23,9 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
 
@@ -81,11 +82,7 @@ func (s flakyStore) Ping(ctx context.Context) error {
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	ctx := context.Background()
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store := bolttest.MustOpen(t, boltstore.Options{})
 	down := &atomic.Bool{}
 	adminReg := prometheus.NewRegistry()
 	api, err := httpapi.New(httpapi.Config{Store: flakyStore{store, down}, Registry: adminReg, RequestTimeout: 5 * time.Second})
@@ -151,23 +148,18 @@ func startStack(t *testing.T) *stack {
 	s.proxyMetrics = metricsSrv.URL + "/metrics"
 
 	// Every instance has its breaker series once the proxy routes to it.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := s.scrape(t, s.proxyMetrics)
+	testkit.Eventually(t, 10*time.Second, "the proxy picking up routes and instances", func() error {
 		n := 0
-		for key := range got {
+		for key := range s.scrape(t, s.proxyMetrics) {
 			if strings.HasPrefix(key, "sluice_proxy_breaker_state{") {
 				n++
 			}
 		}
-		if n == 3 {
-			break
+		if n != 3 {
+			return fmt.Errorf("%d breaker series, want 3", n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the proxy did not pick up routes and instances within 10 s: %d breaker series", n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	return s
 }
 

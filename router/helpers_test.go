@@ -299,15 +299,3 @@ func (f *fakeInstances) set(svc string, list ...configsvc.Instance) {
 		c <- configsvc.InstancesEvent{Instances: list}
 	}
 }
-
-// eventually polls cond until it holds or 5 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

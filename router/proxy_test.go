@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/router"
 )
 
@@ -239,8 +240,8 @@ func TestRateLimitPerKey(t *testing.T) {
 	byUser.RateLimit = &router.RateLimit{RPS: 1, Burst: 2, Key: "header:X-User-Id"}
 	byIP := staticRoute("by-ip", "/ip", b.addr)
 	byIP.RateLimit = &router.RateLimit{RPS: 1, Burst: 1, Key: "ip"}
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := newProxy(t, router.Config{Now: func() time.Time { return now }}, []router.Route{byUser, byIP})
+	clock := testkit.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	p := newProxy(t, router.Config{Now: clock.Now}, []router.Route{byUser, byIP})
 	statuses := func(path string, hdr map[string]string, n int) []int {
 		var out []int
 		for i := 0; i < n; i++ {
@@ -261,7 +262,7 @@ func TestRateLimitPerKey(t *testing.T) {
 	if got := statuses("/ip", map[string]string{"X-Forwarded-For": "10.1.1.1"}, 1); got[0] != 429 {
 		t.Errorf("spoofed X-Forwarded-For got a fresh bucket: %v", got)
 	}
-	now = now.Add(time.Second)
+	clock.Advance(time.Second)
 	if got := statuses("/user", map[string]string{"X-User-Id": "alice"}, 2); got[0] != 200 || got[1] != 429 {
 		t.Errorf("alice after 1 s at 1 rps: %v, want 200 429", got)
 	}
@@ -327,11 +328,11 @@ func TestBreakerOpensOnKilledInstanceAndClosesWhenBack(t *testing.T) {
 		t.Fatalf("breaker transitions of b: %v, want open", p.metrics.breakerStates(key))
 	}
 	b.restart(t)
-	eventually(t, "b to be back in rotation", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "b to be back in rotation", func() bool {
 		p.get(t, "/")
 		return b.hits.Load() > 0
 	})
-	eventually(t, "b's breaker to close", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "b's breaker to close", func() bool {
 		p.get(t, "/")
 		st := p.metrics.breakerStates(key)
 		return p.metrics.opened(key) && st[len(st)-1] == router.BreakerClosed
@@ -538,11 +539,11 @@ func TestRunFollowsInstances(t *testing.T) {
 	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- p.r.Run(context.Background()) }()
-	eventually(t, "orders-1 to serve", func() bool { return p.get(t, "/").body == "a" })
+	testkit.EventuallyTrue(t, 5*time.Second, "orders-1 to serve", func() bool { return p.get(t, "/").body == "a" })
 	src.set("orders", inst("orders", "orders-2", b.addr))
-	eventually(t, "orders-2 to replace orders-1", func() bool { return p.get(t, "/").body == "b" })
+	testkit.EventuallyTrue(t, 5*time.Second, "orders-2 to replace orders-1", func() bool { return p.get(t, "/").body == "b" })
 	src.set("orders")
-	eventually(t, "no instance left", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "no instance left", func() bool {
 		res := p.get(t, "/")
 		if res.status != http.StatusServiceUnavailable {
 			return false

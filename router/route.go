@@ -119,6 +119,14 @@ func (rl RateLimit) KeyKind() (kind, header string) {
 	return "", ""
 }
 
+// EffectiveScope returns Scope, ScopeProxy when unset.
+func (rl RateLimit) EffectiveScope() string {
+	if rl.Scope == "" {
+		return ScopeProxy
+	}
+	return rl.Scope
+}
+
 // EffectiveBurst returns Burst, or its default when Burst is 0.
 func (rl RateLimit) EffectiveBurst() int {
 	if rl.Burst > 0 {
@@ -194,55 +202,16 @@ func ValidateRoutes(routes []Route) error {
 	return nil
 }
 
+// validate checks r, whose field path is p ("routes[2]").
 func (r *Route) validate(p string) error {
 	if err := configsvc.ValidateServiceName(r.Name); err != nil {
 		return fieldErr(p+".name", r.Name, err.(*configsvc.FieldError).Msg)
 	}
-	m := &r.Match
-	for i, h := range m.Hosts {
-		if !validHost(h) {
-			return fieldErr(fmt.Sprintf("%s.match.hosts[%d]", p, i), h, `must be a host name, optionally starting with "*."`)
-		}
+	if err := r.Match.validate(p + ".match"); err != nil {
+		return err
 	}
-	if m.PathPrefix != "" && (!strings.HasPrefix(m.PathPrefix, "/") || strings.ContainsAny(m.PathPrefix, "?# \t")) {
-		return fieldErr(p+".match.path_prefix", m.PathPrefix, `must start with "/" and hold no query, fragment or space`)
-	}
-	for i, meth := range m.Methods {
-		if !validToken(meth) || strings.ToUpper(meth) != meth {
-			return fieldErr(fmt.Sprintf("%s.match.methods[%d]", p, i), meth, "must be an upper-case HTTP method")
-		}
-	}
-	for k := range m.Headers {
-		if !validToken(k) {
-			return fieldErr(p+".match.headers", k, "must be an HTTP header name")
-		}
-	}
-	u := &r.Upstream
-	switch {
-	case u.Service == "" && len(u.Static) == 0:
-		return fieldErr(p+".upstream", "", "must set service or static")
-	case u.Service != "" && len(u.Static) > 0:
-		return fieldErr(p+".upstream", u.Service, "must set only one of service and static")
-	case u.Service != "":
-		if err := configsvc.ValidateServiceName(u.Service); err != nil {
-			return fieldErr(p+".upstream.service", u.Service, err.(*configsvc.FieldError).Msg)
-		}
-	}
-	for i, a := range u.Static {
-		host, port, err := net.SplitHostPort(a)
-		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
-			return fieldErr(fmt.Sprintf("%s.upstream.static[%d]", p, i), a, "must be host:port")
-		}
-	}
-	switch u.Balancer {
-	case "", BalancerRoundRobin, BalancerLeastRequests, BalancerWeighted:
-	default:
-		return fieldErr(p+".upstream.balancer", string(u.Balancer), "must be round_robin, least_requests or weighted")
-	}
-	for k, w := range u.Weights {
-		if w < 0 || w > configsvc.MaxInstanceWeight {
-			return fieldErr(p+".upstream.weights", k, fmt.Sprintf("must be between 0 and %d", configsvc.MaxInstanceWeight))
-		}
+	if err := r.Upstream.validate(p + ".upstream"); err != nil {
+		return err
 	}
 	if r.Timeout < 0 {
 		return fieldErr(p+".timeout", r.Timeout.String(), "must not be negative")
@@ -250,30 +219,94 @@ func (r *Route) validate(p string) error {
 	if r.Retries < 0 || r.Retries > MaxRetries {
 		return fieldErr(p+".retries", strconv.Itoa(r.Retries), fmt.Sprintf("must be between 0 and %d", MaxRetries))
 	}
-	if rl := r.RateLimit; rl != nil {
-		if !(rl.RPS > 0 && rl.RPS <= 1e9) {
-			return fieldErr(p+".rate_limit.rps", strconv.FormatFloat(rl.RPS, 'g', -1, 64), "must be above 0 and at most 1e9")
-		}
-		if rl.Burst < 0 || rl.Burst > 1e9 {
-			return fieldErr(p+".rate_limit.burst", strconv.Itoa(rl.Burst), "must be between 0 and 1e9")
-		}
-		if kind, h := rl.KeyKind(); kind == "" || (kind == "header" && !validToken(h)) {
-			return fieldErr(p+".rate_limit.key", rl.Key, "must be global, ip or header:NAME")
-		}
-		if rl.Scope != "" && rl.Scope != ScopeProxy && rl.Scope != ScopeCluster {
-			return fieldErr(p+".rate_limit.scope", rl.Scope, "must be proxy or cluster")
+	if r.RateLimit != nil {
+		if err := r.RateLimit.validate(p + ".rate_limit"); err != nil {
+			return err
 		}
 	}
-	if cb := r.CircuitBreaker; cb != nil {
-		if cb.ConsecutiveFailures < 1 || cb.ConsecutiveFailures > 1e6 {
-			return fieldErr(p+".circuit_breaker.consecutive_failures", strconv.Itoa(cb.ConsecutiveFailures), "must be between 1 and 1000000")
+	if r.CircuitBreaker != nil {
+		return r.CircuitBreaker.validate(p + ".circuit_breaker")
+	}
+	return nil
+}
+
+func (m *Match) validate(p string) error {
+	for i, h := range m.Hosts {
+		if !validHost(h) {
+			return fieldErr(fmt.Sprintf("%s.hosts[%d]", p, i), h, `must be a host name, optionally starting with "*."`)
 		}
-		if cb.OpenFor < 0 {
-			return fieldErr(p+".circuit_breaker.open_for", cb.OpenFor.String(), "must not be negative")
+	}
+	if m.PathPrefix != "" && (!strings.HasPrefix(m.PathPrefix, "/") || strings.ContainsAny(m.PathPrefix, "?# \t")) {
+		return fieldErr(p+".path_prefix", m.PathPrefix, `must start with "/" and hold no query, fragment or space`)
+	}
+	for i, meth := range m.Methods {
+		if !validToken(meth) || strings.ToUpper(meth) != meth {
+			return fieldErr(fmt.Sprintf("%s.methods[%d]", p, i), meth, "must be an upper-case HTTP method")
 		}
-		if cb.HalfOpenRequests < 0 || cb.HalfOpenRequests > 1000 {
-			return fieldErr(p+".circuit_breaker.half_open_requests", strconv.Itoa(cb.HalfOpenRequests), "must be between 0 and 1000")
+	}
+	for k := range m.Headers {
+		if !validToken(k) {
+			return fieldErr(p+".headers", k, "must be an HTTP header name")
 		}
+	}
+	return nil
+}
+
+func (u *Upstream) validate(p string) error {
+	switch {
+	case u.Service == "" && len(u.Static) == 0:
+		return fieldErr(p, "", "must set service or static")
+	case u.Service != "" && len(u.Static) > 0:
+		return fieldErr(p, u.Service, "must set only one of service and static")
+	case u.Service != "":
+		if err := configsvc.ValidateServiceName(u.Service); err != nil {
+			return fieldErr(p+".service", u.Service, err.(*configsvc.FieldError).Msg)
+		}
+	}
+	for i, a := range u.Static {
+		host, port, err := net.SplitHostPort(a)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			return fieldErr(fmt.Sprintf("%s.static[%d]", p, i), a, "must be host:port")
+		}
+	}
+	switch u.Balancer {
+	case "", BalancerRoundRobin, BalancerLeastRequests, BalancerWeighted:
+	default:
+		return fieldErr(p+".balancer", string(u.Balancer), "must be round_robin, least_requests or weighted")
+	}
+	for k, w := range u.Weights {
+		if w < 0 || w > configsvc.MaxInstanceWeight {
+			return fieldErr(p+".weights", k, fmt.Sprintf("must be between 0 and %d", configsvc.MaxInstanceWeight))
+		}
+	}
+	return nil
+}
+
+func (rl *RateLimit) validate(p string) error {
+	if !(rl.RPS > 0 && rl.RPS <= 1e9) {
+		return fieldErr(p+".rps", strconv.FormatFloat(rl.RPS, 'g', -1, 64), "must be above 0 and at most 1e9")
+	}
+	if rl.Burst < 0 || rl.Burst > 1e9 {
+		return fieldErr(p+".burst", strconv.Itoa(rl.Burst), "must be between 0 and 1e9")
+	}
+	if kind, h := rl.KeyKind(); kind == "" || (kind == "header" && !validToken(h)) {
+		return fieldErr(p+".key", rl.Key, "must be global, ip or header:NAME")
+	}
+	if rl.Scope != "" && rl.Scope != ScopeProxy && rl.Scope != ScopeCluster {
+		return fieldErr(p+".scope", rl.Scope, "must be proxy or cluster")
+	}
+	return nil
+}
+
+func (cb *CircuitBreaker) validate(p string) error {
+	if cb.ConsecutiveFailures < 1 || cb.ConsecutiveFailures > 1e6 {
+		return fieldErr(p+".consecutive_failures", strconv.Itoa(cb.ConsecutiveFailures), "must be between 1 and 1000000")
+	}
+	if cb.OpenFor < 0 {
+		return fieldErr(p+".open_for", cb.OpenFor.String(), "must not be negative")
+	}
+	if cb.HalfOpenRequests < 0 || cb.HalfOpenRequests > 1000 {
+		return fieldErr(p+".half_open_requests", strconv.Itoa(cb.HalfOpenRequests), "must be between 0 and 1000")
 	}
 	return nil
 }

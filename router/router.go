@@ -450,19 +450,17 @@ func (r *Router) build() *snapshot {
 	s := &snapshot{table: r.table, routes: make([]*routeRT, len(r.table.routes))}
 	s.none = r.metrics.Route("")
 	s.noneUp = s.none.Upstream("")
-	usedLim := map[string]bool{}
-	usedSt := map[string]bool{}
+	used := usedState{limiters: map[string]bool{}, states: map[string]bool{}}
 	for i := range r.table.routes {
-		rt := r.buildRoute(&r.table.routes[i], usedLim, usedSt)
-		s.routes[i] = rt
+		s.routes[i] = r.buildRoute(&r.table.routes[i], used)
 	}
 	for k := range r.limiters {
-		if !usedLim[k] {
+		if !used.limiters[k] {
 			delete(r.limiters, k)
 		}
 	}
 	for k, st := range r.states {
-		if !usedSt[k] {
+		if !used.states[k] {
 			st.retire()
 			delete(r.states, k)
 		}
@@ -480,29 +478,24 @@ func (r *Router) build() *snapshot {
 	return s
 }
 
-func (r *Router) buildRoute(rc *Route, usedLim, usedSt map[string]bool) *routeRT {
+// usedState collects the keys of the limiters (Router.limiters) and
+// instance states (Router.states) a new snapshot uses; build drops the rest.
+type usedState struct {
+	limiters, states map[string]bool
+}
+
+// buildRoute makes the runtime of route rc: its transport, its limiter and
+// its instances with their breakers, taking limiter and instance state that
+// outlive swaps from r by key. Caller holds mu.
+func (r *Router) buildRoute(rc *Route, used usedState) *routeRT {
 	rt := &routeRT{route: rc, metrics: r.metrics.Route(rc.Name), byID: map[string]*inst{}}
 	rt.self = rt.metrics.Upstream("")
 	rt.transport = r.transportFor(rc.EffectiveTimeout())
 	if rc.StripPrefix {
 		rt.prefixLen = len(rc.Match.PathPrefix)
 	}
-	if rl := rc.RateLimit; rl != nil {
-		scope := rl.Scope
-		if scope == "" {
-			scope = ScopeProxy
-		}
-		key := fmt.Sprintf("%s|%g|%d|%s|%s", rc.Name, rl.RPS, rl.EffectiveBurst(), rl.Key, scope)
-		ls, ok := r.limiters[key]
-		if !ok {
-			ls = &limState{lim: r.cfg.Limiters.NewLimiter(rc.Name, *rl, rt.metrics.KeysCapHit)}
-			r.limiters[key] = ls
-		}
-		usedLim[key] = true
-		rt.limiter, rt.lim = ls.lim, ls
-		rt.keyKind, rt.keyHeader = rl.KeyKind()
-		q := int(rl.RPS + 0.999999)
-		rt.policy = strconv.Quote(rc.Name) + ";q=" + strconv.Itoa(q) + ";w=1"
+	if rc.RateLimit != nil {
+		r.attachLimiter(rt, *rc.RateLimit, used)
 	}
 	var cbKey string
 	if cb := rc.CircuitBreaker; cb != nil {
@@ -510,10 +503,40 @@ func (r *Router) buildRoute(rc *Route, usedLim, usedSt map[string]bool) *routeRT
 		rt.openStr = rt.openFor.String()
 		cbKey = fmt.Sprintf("%d/%s/%d", cb.ConsecutiveFailures, rt.openFor, cb.EffectiveHalfOpen())
 	}
-	type member struct {
-		id, addr string
-		weight   int
+	for _, m := range r.members(rc) {
+		r.addInstance(rt, m, cbKey, used)
 	}
+	return rt
+}
+
+// attachLimiter gives rt the limiter of rate limit rl: the one r already
+// has for the route's name and these settings, else a new one.
+func (r *Router) attachLimiter(rt *routeRT, rl RateLimit, used usedState) {
+	name := rt.route.Name
+	key := fmt.Sprintf("%s|%g|%d|%s|%s", name, rl.RPS, rl.EffectiveBurst(), rl.Key, rl.EffectiveScope())
+	ls, ok := r.limiters[key]
+	if !ok {
+		ls = &limState{lim: r.cfg.Limiters.NewLimiter(name, rl, rt.metrics.KeysCapHit)}
+		r.limiters[key] = ls
+	}
+	used.limiters[key] = true
+	rt.limiter, rt.lim = ls.lim, ls
+	rt.keyKind, rt.keyHeader = rl.KeyKind()
+	q := int(rl.RPS + 0.999999)
+	rt.policy = strconv.Quote(name) + ";q=" + strconv.Itoa(q) + ";w=1"
+}
+
+// member is one upstream instance of a route as the table is built.
+type member struct {
+	id, addr string
+	weight   int
+}
+
+// members returns the upstream instances of rc ordered by id: the
+// registered instances of its service that have an address (weighted by
+// their weight label), or its static addresses. Upstream.Weights
+// overrides the weight of the ids it names.
+func (r *Router) members(rc *Route) []member {
 	var members []member
 	if rc.Upstream.Service != "" {
 		for _, in := range r.insts[rc.Upstream.Service] {
@@ -531,30 +554,39 @@ func (r *Router) buildRoute(rc *Route, usedLim, usedSt map[string]bool) *routeRT
 			members = append(members, member{a, a, 1})
 		}
 	}
-	sort.Slice(members, func(a, b int) bool { return members[a].id < members[b].id })
-	total := 0
-	for _, m := range members {
-		if w, ok := rc.Upstream.Weights[m.id]; ok {
-			m.weight = w
+	for i := range members {
+		if w, ok := rc.Upstream.Weights[members[i].id]; ok {
+			members[i].weight = w
 		}
-		key := rc.Name + "|" + cbKey + "|" + m.id + "|" + m.addr
-		st, ok := r.states[key]
-		if !ok {
-			st = &instState{}
-			if cb := rc.CircuitBreaker; cb != nil {
-				st.breaker = r.cfg.Breakers.NewBreaker(rc.Name+"/"+m.id, *cb, r.onBreakerChange(rc.Name, m.id, st))
-				rt.metrics.BreakerState(m.id, BreakerClosed) // export the series from the start
-			}
-			r.states[key] = st
-		}
-		usedSt[key] = true
-		in := &inst{id: m.id, addr: m.addr, st: st, m: rt.metrics.Upstream(m.id)}
-		rt.insts = append(rt.insts, in)
-		rt.byID[m.id] = in
-		total += m.weight
-		rt.cum = append(rt.cum, total)
 	}
-	return rt
+	sort.Slice(members, func(a, b int) bool { return members[a].id < members[b].id })
+	return members
+}
+
+// addInstance appends m to rt's instances with the state r keeps for it
+// (breaker and counters) while the route's name and breaker settings
+// (cbKey) and m's id and address stay the same.
+func (r *Router) addInstance(rt *routeRT, m member, cbKey string, used usedState) {
+	rc := rt.route
+	key := rc.Name + "|" + cbKey + "|" + m.id + "|" + m.addr
+	st, ok := r.states[key]
+	if !ok {
+		st = &instState{}
+		if cb := rc.CircuitBreaker; cb != nil {
+			st.breaker = r.cfg.Breakers.NewBreaker(rc.Name+"/"+m.id, *cb, r.onBreakerChange(rc.Name, m.id, st))
+			rt.metrics.BreakerState(m.id, BreakerClosed) // export the series from the start
+		}
+		r.states[key] = st
+	}
+	used.states[key] = true
+	in := &inst{id: m.id, addr: m.addr, st: st, m: rt.metrics.Upstream(m.id)}
+	rt.insts = append(rt.insts, in)
+	rt.byID[m.id] = in
+	total := m.weight
+	if n := len(rt.cum); n > 0 {
+		total += rt.cum[n-1]
+	}
+	rt.cum = append(rt.cum, total)
 }
 
 func (r *Router) onBreakerChange(route, id string, st *instState) func(from, to BreakerState) {

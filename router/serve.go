@@ -57,60 +57,19 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	rt := snap.routes[e.idx]
-	name := rt.route.Name
-
-	if rt.limiter != nil {
-		d := rt.limiter.Allow(r.limitKey(rt, req), start)
-		if !d.OK {
-			secs := int64((d.RetryAfter + time.Second - 1) / time.Second)
-			if secs < 1 {
-				secs = 1
-			}
-			h := w.Header()
-			h["Retry-After"] = []string{strconv.FormatInt(secs, 10)}
-			h["Ratelimit-Policy"] = []string{rt.policy}
-			h["Ratelimit"] = []string{strconv.Quote(name) + ";r=" + strconv.Itoa(d.Remaining) + ";t=" + strconv.FormatInt(secs, 10)}
-			writeError(w, http.StatusTooManyRequests, "rate_limited", "rate limit of route "+name+" exceeded", 0, nil)
-			rt.metrics.RateLimited()
-			rt.lim.rejected.Add(1)
-			r.finish(req, rt.metrics, rt.self, name, "", "", http.StatusTooManyRequests, start)
-			return
-		}
+	if rt.limiter != nil && !r.allow(w, req, rt, start) {
+		return
 	}
-
-	var pinned *inst
-	var pinID string
+	var pin pinTarget
 	if token := pinToken(req); token != "" {
-		pin, err := r.resolvePin(req.Context(), token)
-		if err != nil {
-			reason := pinReason(err)
-			status := http.StatusForbidden
-			if reason == "" {
-				status = http.StatusServiceUnavailable
-				r.log.Warn("pin lookup", "route", name, "err", err)
-				writeError(w, status, "unavailable", "pin lookup failed", 1, nil)
-			} else {
-				writeError(w, status, "forbidden", err.Error(), 0, map[string]string{"reason": reason})
-			}
-			r.finish(req, rt.metrics, rt.self, name, "", "", status, start)
+		var ok bool
+		if pin, ok = r.resolvePinTarget(w, req, rt, token, start); !ok {
 			return
-		}
-		pinID = pin.ID
-		if svc := rt.route.Upstream.Service; svc != "" {
-			if id, ok := pin.Targets[svc]; ok {
-				pinned = rt.byID[id]
-				if pinned == nil {
-					writeError(w, http.StatusServiceUnavailable, "unavailable", "pinned instance "+id+" of service "+svc+" is not registered", 0, nil)
-					r.finish(req, rt.metrics, rt.self, name, "", pinID, http.StatusServiceUnavailable, start)
-					return
-				}
-				w.Header()[InstanceHeader] = []string{pinned.id}
-			}
 		}
 	}
 
 	st := r.statePool.Get().(*reqState)
-	*st = reqState{rt: rt, pinned: pinned, pinID: pinID}
+	*st = reqState{rt: rt, pinned: pin.inst, pinID: pin.id}
 	defer r.release(req, st, start)
 	ctx := context.WithValue(req.Context(), stateKey{}, st)
 	out := req.WithContext(ctx)
@@ -121,6 +80,70 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	r.proxy.ServeHTTP(w, out)
+}
+
+// allow takes a token of rt's rate limit for req. When there is none it
+// answers 429 with Retry-After and the RateLimit headers and returns false.
+func (r *Router) allow(w http.ResponseWriter, req *http.Request, rt *routeRT, start time.Time) bool {
+	d := rt.limiter.Allow(r.limitKey(rt, req), start)
+	if d.OK {
+		return true
+	}
+	name := rt.route.Name
+	secs := retryAfterSeconds(d.RetryAfter)
+	h := w.Header()
+	h["Retry-After"] = []string{strconv.FormatInt(secs, 10)}
+	h["Ratelimit-Policy"] = []string{rt.policy}
+	h["Ratelimit"] = []string{strconv.Quote(name) + ";r=" + strconv.Itoa(d.Remaining) + ";t=" + strconv.FormatInt(secs, 10)}
+	writeError(w, http.StatusTooManyRequests, "rate_limited", "rate limit of route "+name+" exceeded", 0, nil)
+	rt.metrics.RateLimited()
+	rt.lim.rejected.Add(1)
+	r.finish(req, rt.metrics, rt.self, name, "", "", http.StatusTooManyRequests, start)
+	return false
+}
+
+// pinTarget is where a pin sends a request: the pin's id, and the pinned
+// instance of the route's service (nil when the pin names none of it).
+type pinTarget struct {
+	id   string
+	inst *inst
+}
+
+// resolvePinTarget resolves pin token for a request on rt. An unknown,
+// expired or revoked pin is answered 403 with the reason, a failed lookup
+// or a pinned instance the route does not have 503; then ok is false.
+func (r *Router) resolvePinTarget(w http.ResponseWriter, req *http.Request, rt *routeRT, token string, start time.Time) (pt pinTarget, ok bool) {
+	name := rt.route.Name
+	pin, err := r.resolvePin(req.Context(), token)
+	if err != nil {
+		reason := pinReason(err)
+		status := http.StatusForbidden
+		if reason == "" {
+			status = http.StatusServiceUnavailable
+			r.log.Warn("pin lookup", "route", name, "err", err)
+			writeError(w, status, "unavailable", "pin lookup failed", 1, nil)
+		} else {
+			writeError(w, status, "forbidden", err.Error(), 0, map[string]string{"reason": reason})
+		}
+		r.finish(req, rt.metrics, rt.self, name, "", "", status, start)
+		return pt, false
+	}
+	pt.id = pin.ID
+	svc := rt.route.Upstream.Service
+	if svc == "" {
+		return pt, true
+	}
+	id, ok := pin.Targets[svc]
+	if !ok {
+		return pt, true
+	}
+	if pt.inst = rt.byID[id]; pt.inst == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "pinned instance "+id+" of service "+svc+" is not registered", 0, nil)
+		r.finish(req, rt.metrics, rt.self, name, "", pt.id, http.StatusServiceUnavailable, start)
+		return pt, false
+	}
+	w.Header()[InstanceHeader] = []string{pt.inst.id}
+	return pt, true
 }
 
 // release ends a proxied request: in-flight count, metrics, access log.
@@ -356,19 +379,10 @@ func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 	if st == nil {
 		return nil, errors.New("router: request without route state")
 	}
-	rt := st.rt
 	if st.pinned != nil {
-		st.chosen = st.pinned
-		out.URL.Host = st.pinned.addr
-		resp, err := rt.transport.RoundTrip(out)
-		if err == nil {
-			st.status = resp.StatusCode
-		} else if errors.Is(err, ErrUpstreamRefused) {
-			rt.metrics.UpstreamRefused()
-		}
-		st.pinned.st.count(resp, err, out, st.clientFault())
-		return resp, err
+		return t.roundTripPinned(st, out)
 	}
+	rt := st.rt
 	attempts := 1
 	if rt.route.Retries > 0 && retriable(out) {
 		attempts += rt.route.Retries
@@ -382,38 +396,12 @@ func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 			}
 			return nil, err
 		}
-		st.chosen, st.inflight = in, true
-		st.tried[st.ntried] = in
-		st.ntried++
-		in.st.inflight.Add(1)
-		out.URL.Host = in.addr
-		resp, err := rt.transport.RoundTrip(out)
-		clientFault := err != nil && st.clientFault()
-		in.st.count(resp, err, out, clientFault)
+		resp, retry, err := t.attempt(st, out, in, done)
 		if err == nil {
-			st.status = resp.StatusCode
-			if done != nil {
-				if resp.StatusCode >= 500 {
-					done(Failure)
-				} else {
-					done(Success)
-				}
-			}
 			return resp, nil
 		}
-		if errors.Is(err, ErrUpstreamRefused) {
-			rt.metrics.UpstreamRefused()
-		}
-		clientGone := clientFault || out.Context().Err() != nil
-		if done != nil {
-			if clientGone {
-				done(Ignored)
-			} else {
-				done(Failure)
-			}
-		}
 		lastErr = err
-		if clientGone || !isConnectError(err) || a+1 == attempts {
+		if !retry || a+1 == attempts {
 			break
 		}
 		in.st.inflight.Add(-1)
@@ -421,6 +409,61 @@ func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		t.r.log.Info("retrying on another instance", "route", rt.route.Name, "instance", in.id, "err", err)
 	}
 	return nil, lastErr
+}
+
+// roundTripPinned sends the request to the pinned instance, bypassing the
+// balancer and its breaker; it is counted but never retried.
+func (t roundTripper) roundTripPinned(st *reqState, out *http.Request) (*http.Response, error) {
+	rt := st.rt
+	st.chosen = st.pinned
+	out.URL.Host = st.pinned.addr
+	resp, err := rt.transport.RoundTrip(out)
+	if err == nil {
+		st.status = resp.StatusCode
+	} else if errors.Is(err, ErrUpstreamRefused) {
+		rt.metrics.UpstreamRefused()
+	}
+	st.pinned.st.count(resp, err, out, st.clientFault())
+	return resp, err
+}
+
+// attempt sends the request to in, counts it and reports the outcome to
+// in's breaker (done, nil without one). retry says whether another
+// instance may be tried: the connection failed and the client is still
+// there.
+func (t roundTripper) attempt(st *reqState, out *http.Request, in *inst, done func(Outcome)) (resp *http.Response, retry bool, err error) {
+	rt := st.rt
+	st.chosen, st.inflight = in, true
+	st.tried[st.ntried] = in
+	st.ntried++
+	in.st.inflight.Add(1)
+	out.URL.Host = in.addr
+	resp, err = rt.transport.RoundTrip(out)
+	clientFault := err != nil && st.clientFault()
+	in.st.count(resp, err, out, clientFault)
+	if err == nil {
+		st.status = resp.StatusCode
+		if done != nil {
+			if resp.StatusCode >= 500 {
+				done(Failure)
+			} else {
+				done(Success)
+			}
+		}
+		return resp, false, nil
+	}
+	if errors.Is(err, ErrUpstreamRefused) {
+		rt.metrics.UpstreamRefused()
+	}
+	clientGone := clientFault || out.Context().Err() != nil
+	if done != nil {
+		if clientGone {
+			done(Ignored)
+		} else {
+			done(Failure)
+		}
+	}
+	return nil, !clientGone && isConnectError(err), err
 }
 
 // count adds one request to the instance's counters; a failure is what a
@@ -469,14 +512,7 @@ func (r *Router) pick(rt *routeRT, st *reqState) (*inst, func(Outcome), error) {
 		start = int(rt.rr.Add(1) % uint64(n))
 	case BalancerLeastRequests:
 		if n > 1 {
-			a := rand.IntN(n)
-			b := rand.IntN(n - 1)
-			if b >= a {
-				b++
-			}
-			if rt.insts[b].st.inflight.Load() < rt.insts[a].st.inflight.Load() {
-				a, b = b, a
-			}
+			a, b := rt.twoChoices()
 			for _, i := range [2]int{a, b} {
 				if in, done, ok := tryInst(rt.insts[i], st); ok {
 					return in, done, nil
@@ -485,19 +521,7 @@ func (r *Router) pick(rt *routeRT, st *reqState) (*inst, func(Outcome), error) {
 			start = a
 		}
 	case BalancerWeighted:
-		if total := rt.cum[n-1]; total > 0 {
-			x := rand.IntN(total)
-			lo, hi := 0, n-1
-			for lo < hi {
-				mid := (lo + hi) / 2
-				if rt.cum[mid] > x {
-					hi = mid
-				} else {
-					lo = mid + 1
-				}
-			}
-			start = lo
-		}
+		start = rt.weightedChoice()
 	}
 	for i := 0; i < n; i++ {
 		if in, done, ok := tryInst(rt.insts[(start+i)%n], st); ok {
@@ -507,7 +531,48 @@ func (r *Router) pick(rt *routeRT, st *reqState) (*inst, func(Outcome), error) {
 	if st.ntried > 0 {
 		return nil, nil, errNoInstance
 	}
-	// Every instance refused: their breakers are open.
+	return nil, nil, r.allOpen(rt)
+}
+
+// twoChoices picks two different instances at random (of at least two),
+// the one with fewer requests in flight first.
+func (rt *routeRT) twoChoices() (a, b int) {
+	n := len(rt.insts)
+	a = rand.IntN(n)
+	b = rand.IntN(n - 1)
+	if b >= a {
+		b++
+	}
+	if rt.insts[b].st.inflight.Load() < rt.insts[a].st.inflight.Load() {
+		a, b = b, a
+	}
+	return a, b
+}
+
+// weightedChoice picks an instance at random in proportion to its weight;
+// 0 when every weight is 0.
+func (rt *routeRT) weightedChoice() int {
+	n := len(rt.insts)
+	total := rt.cum[n-1]
+	if total <= 0 {
+		return 0
+	}
+	x := rand.IntN(total)
+	lo, hi := 0, n-1
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if rt.cum[mid] > x {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// allOpen is the answer when every instance of rt refused because its
+// breaker is open: 503, retry when the first breaker half-opens.
+func (r *Router) allOpen(rt *routeRT) error {
 	wait := rt.openFor
 	now := r.now().UnixNano()
 	for _, in := range rt.insts {
@@ -517,11 +582,13 @@ func (r *Router) pick(rt *routeRT, st *reqState) (*inst, func(Outcome), error) {
 			}
 		}
 	}
-	secs := int64((wait + time.Second - 1) / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
-	return nil, nil, &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "every instance of route " + rt.route.Name + " has an open circuit breaker", retryAfter: secs}
+	return &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "every instance of route " + rt.route.Name + " has an open circuit breaker", retryAfter: retryAfterSeconds(wait)}
+}
+
+// retryAfterSeconds rounds d up to whole seconds for a Retry-After header,
+// at least 1.
+func retryAfterSeconds(d time.Duration) int64 {
+	return max(1, int64((d+time.Second-1)/time.Second))
 }
 
 // tryInst admits in unless it was tried already or its breaker refuses.

@@ -36,15 +36,11 @@ func (r *Router) State() configsvc.TableState {
 		}
 		rs.Upstream = configsvc.UpstreamState{Service: rc.Upstream.Service, Static: rc.Upstream.Static, Balancer: string(rc.Upstream.EffectiveBalancer())}
 		if rl := rc.RateLimit; rl != nil {
-			scope := rl.Scope
-			if scope == "" {
-				scope = ScopeProxy
-			}
 			key := rl.Key
 			if key == "" {
 				key = "global"
 			}
-			rls[0] = configsvc.RateLimitState{RPS: rl.RPS, Burst: rl.EffectiveBurst(), Key: key, Scope: scope}
+			rls[0] = configsvc.RateLimitState{RPS: rl.RPS, Burst: rl.EffectiveBurst(), Key: key, Scope: rl.EffectiveScope()}
 			rs.RateLimit, rls = &rls[0], rls[1:]
 			if rt.lim != nil {
 				rs.RateLimit.Rejected = rt.lim.rejected.Load()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/router"
 )
 
@@ -36,7 +37,7 @@ func TestStateDescribesRoutes(t *testing.T) {
 	}
 	ctx := t.Context()
 	go func() { _ = p.r.Run(ctx) }()
-	eventually(t, "the instances of orders", func() bool { return len(p.r.State().Routes[0].Instances) == 2 })
+	testkit.EventuallyTrue(t, 5*time.Second, "the instances of orders", func() bool { return len(p.r.State().Routes[0].Instances) == 2 })
 
 	got := p.r.State()
 	if len(got.Routes) != 2 || got.Routes[0].Name != "orders" || got.Routes[1].Name != "static" {

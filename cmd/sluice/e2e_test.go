@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
 
@@ -153,17 +154,12 @@ func e2eStart(t *testing.T, bin, store, dataDir string) *e2eServer {
 		t.Fatal(err)
 	}
 	defer ready.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := ready.Ready(context.Background())
-		if err == nil {
-			break
+	testkit.Eventually(t, 30*time.Second, s.url+"/readyz answering 200", func() error {
+		if err := ready.Ready(context.Background()); err != nil {
+			return fmt.Errorf("%w\n%s", err, s.output())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/readyz not 200 in 30s (last: %v)\n%s", s.url, err, s.output())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 
 	tokenPath := filepath.Join(dataDir, "admin.token")
 	st, err := os.Stat(tokenPath)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
 // TestServerEmbeddedProxyPublishesLiveRoutes: the proxy embedded by
@@ -18,26 +20,18 @@ import (
 // `sluice routes live` show it, and it follows a routes.yaml publish.
 func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
 	rs, token := startServerWithProxy(t)
-	c, err := api.New(api.Config{Servers: []string{rs.url}, Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := adminClient(t, rs.url, token)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	waitLive := func(what string, cond func(api.LiveRoutes) bool) {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
+		testkit.Eventually(t, 15*time.Second, "GET /v1/routes showing "+what, func() error {
 			l, err := c.LiveRoutes(ctx)
-			if err == nil && cond(l) {
-				return
+			if err == nil && !cond(l) {
+				err = fmt.Errorf("got %+v", l)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET /v1/routes never showed %s: %+v, %v", what, l, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return err
+		})
 	}
 	waitLive("the embedded proxy", func(l api.LiveRoutes) bool {
 		return len(l.Proxies) == 1 && strings.HasPrefix(l.Proxies[0].ID, "proxy-")
@@ -72,11 +66,7 @@ func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
 // listeners and refuses to connect to them (502 upstream_refused).
 func TestAttackSSRFToAdminAPIThroughEmbeddedProxy(t *testing.T) {
 	rs, token := startServerWithProxy(t)
-	c, err := api.New(api.Config{Servers: []string{rs.url}, Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := adminClient(t, rs.url, token)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sys := configsvc.Service("sluice-system")
@@ -87,20 +77,28 @@ func TestAttackSSRFToAdminAPIThroughEmbeddedProxy(t *testing.T) {
 	if _, err := c.PutFile(ctx, sys, "routes.yaml", []byte(routes)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testkit.Eventually(t, 15*time.Second, "the proxy refusing its own listener", func() error {
 		code, body := srvGet(t, "http://"+rs.m.Bound("proxy-addr")+"/v1/whoami", token)
-		if code == http.StatusBadGateway && strings.Contains(body, "upstream_refused") && strings.Contains(body, "listener of this process") {
-			return
-		}
 		if code == http.StatusOK {
 			t.Fatalf("the admin API answered through the proxy: %s", body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy answered %d %s, want 502 upstream_refused", code, body)
+		if code != http.StatusBadGateway || !strings.Contains(body, "upstream_refused") || !strings.Contains(body, "listener of this process") {
+			return fmt.Errorf("proxy answered %d %s, want 502 upstream_refused", code, body)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+}
+
+// adminClient returns an API client of the server at url with token,
+// closed when the test ends.
+func adminClient(t *testing.T, url, token string) *api.Client {
+	t.Helper()
+	c, err := api.New(api.Config{Servers: []string{url}, Token: token})
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // startServerWithProxy runs `sluice server` with an embedded proxy on

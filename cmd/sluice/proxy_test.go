@@ -3,31 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
 func TestProxyCommandServesAndStops(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	mln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricsAddr := mln.Addr().String()
-	mln.Close()
+	addr, metricsAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	var stdout, stderr srvOutput
 	env := Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, []string{"proxy", "--addr", addr, "--metrics-addr", metricsAddr, "--store", "bolt://" + filepath.Join(t.TempDir(), "s.db")}, env)
@@ -35,18 +27,13 @@ func TestProxyCommandServesAndStops(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{}, Timeout: 2 * time.Second}
 	defer client.CloseIdleConnections()
 	var resp *http.Response
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		resp, err = client.Get("http://" + addr + "/anything")
-		if err == nil || time.Now().After(deadline) {
-			break
+	testkit.Eventually(t, 5*time.Second, "the proxy answering", func() error {
+		var err error
+		if resp, err = client.Get("http://" + addr + "/anything"); err != nil {
+			return fmt.Errorf("%w\nstderr: %s", err, stderr.String())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		cancel()
-		t.Fatalf("proxy never answered: %v\nstderr: %s", err, stderr.String())
-	}
+		return nil
+	})
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), `"not_found"`) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -147,21 +148,7 @@ func (m *ServerMain) Run(ctx context.Context) error {
 	if err := checkZooKeeper(ctx, store, m.logger, reg); err != nil {
 		return err
 	}
-	api, err := httpapi.New(httpapi.Config{
-		Store:          store,
-		Logger:         m.logger,
-		Registry:       reg,
-		TrustedProxies: prefixStrings(m.TrustedProxies),
-		UI:             webui.FS(),
-
-		MaxStreamsPerToken:     m.Limits.StreamsPerToken,
-		MaxSessionsPerToken:    m.Limits.SessionsPerToken,
-		MaxInstancesPerService: m.Limits.InstancesPerSvc,
-		MaxInstancesPerToken:   m.Limits.InstancesPerToken,
-	})
-	if err != nil {
-		return err
-	}
+	api, err := m.newAPI(store, reg)
 	m.mu.Lock()
 	m.api = api
 	m.mu.Unlock()
@@ -183,16 +170,7 @@ func (m *ServerMain) Run(ctx context.Context) error {
 		return err
 	}
 	popts.Upstream.Own = ownListeners(lns) // never proxy to this process's own listeners (the admin API)
-	srv := &http.Server{
-		Handler:           api,
-		ReadHeaderTimeout: 10 * time.Second,
-		// Bounds reading a whole request (a trickled body); there is no
-		// WriteTimeout because event streams are long-lived responses.
-		ReadTimeout:    time.Minute,
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
-	}
+	srv := m.httpServer(api)
 	srv.RegisterOnShutdown(func() { _ = api.Close() }) // ends SSE streams so Shutdown can finish
 	m.logger.Info("sluice server listening", "url", "http://"+m.Bound("addr"), "store", redactURL(m.StoreURL))
 	m.markReady()
@@ -207,6 +185,36 @@ func (m *ServerMain) Run(ctx context.Context) error {
 		})
 	}
 	return g.Wait()
+}
+
+// newAPI builds the admin server on store with the server's flags.
+func (m *ServerMain) newAPI(store configsvc.Store, reg *prometheus.Registry) (*httpapi.Server, error) {
+	return httpapi.New(httpapi.Config{
+		Store:          store,
+		Logger:         m.logger,
+		Registry:       reg,
+		TrustedProxies: prefixStrings(m.TrustedProxies),
+		UI:             webui.FS(),
+
+		MaxStreamsPerToken:     m.Limits.StreamsPerToken,
+		MaxSessionsPerToken:    m.Limits.SessionsPerToken,
+		MaxInstancesPerService: m.Limits.InstancesPerSvc,
+		MaxInstancesPerToken:   m.Limits.InstancesPerToken,
+	})
+}
+
+// httpServer returns the HTTP server of the admin API, with its timeouts.
+func (m *ServerMain) httpServer(api *httpapi.Server) *http.Server {
+	return &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Bounds reading a whole request (a trickled body); there is no
+		// WriteTimeout because event streams are long-lived responses.
+		ReadTimeout:    time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // bootstrap creates the first admin token on an empty store and writes it

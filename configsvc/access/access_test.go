@@ -11,12 +11,11 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/lifecycle"
-	"github.com/sluicehq/sluice/configsvc/storetest"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
-func newClock() *storetest.Clock {
-	return storetest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-}
+// newClock returns the fake clock of these tests, at 2026-01-02 03:04:05 UTC.
+func newClock() *testkit.Clock { return testkit.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 func mustCreate(t *testing.T, ts *Tokens, name string, grants ...string) (string, Token) {
 	t.Helper()

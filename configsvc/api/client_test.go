@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 )
 
@@ -42,11 +42,7 @@ type env struct {
 
 func newEnv(t *testing.T, opts boltstore.Options) *env {
 	t.Helper()
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := bolttest.MustOpen(t, opts)
 	srv, err := httpapi.New(httpapi.Config{Store: st, RequestTimeout: 5 * time.Second, Heartbeat: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

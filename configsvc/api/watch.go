@@ -40,30 +40,30 @@ func (c *Client) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-cha
 			return request{method: http.MethodGet, path: refPath(ref, "watch"), query: url.Values{SinceParam: {since}},
 				header: http.Header{LastEventIDHeader: {since}}, accept: "text/event-stream"}
 		}
-		handle := func(ev Event) (delivered, end bool, err error) {
+		handle := func(ev Event) (handled, error) {
 			switch ev.Name {
 			case EventRevision, "message":
 				var r Revision
 				if err := json.Unmarshal(ev.Data, &r); err != nil {
-					return false, false, fmt.Errorf("decoding a %s event: %w", ev.Name, err)
+					return handled{}, fmt.Errorf("decoding a %s event: %w", ev.Name, err)
 				}
 				if r.Revision <= last {
-					return false, false, nil
+					return handled{}, nil
 				}
 				last = r.Revision
 				rev := r.Domain()
-				return true, !emit(configsvc.Event{Revision: &rev}), nil
+				return handled{delivered: true, end: !emit(configsvc.Event{Revision: &rev})}, nil
 			case EventLinks:
 				var l LinksData
 				if err := json.Unmarshal(ev.Data, &l); err != nil {
-					return false, false, fmt.Errorf("decoding a %s event: %w", ev.Name, err)
+					return handled{}, fmt.Errorf("decoding a %s event: %w", ev.Name, err)
 				}
-				return true, !emit(configsvc.Event{LinksChanged: true, Links: l.Links}), nil
+				return handled{delivered: true, end: !emit(configsvc.Event{LinksChanged: true, Links: l.Links})}, nil
 			case EventError, legacyEventError:
 				err, final := eventError(ev.Data)
-				return false, !emit(configsvc.Event{Err: err}) || final, nil
+				return handled{end: !emit(configsvc.Event{Err: err}) || final}, nil
 			}
-			return false, false, nil
+			return handled{}, nil
 		}
 		c.follow(ctx, req, handle, func(err error) bool { return emit(configsvc.Event{Err: err}) })
 	}()
@@ -82,19 +82,19 @@ func (c *Client) WatchInstances(ctx context.Context, svc string) <-chan configsv
 		req := func() request {
 			return request{method: http.MethodGet, path: refPath(configsvc.Service(svc), "instances", "watch"), accept: "text/event-stream"}
 		}
-		handle := func(ev Event) (delivered, end bool, err error) {
+		handle := func(ev Event) (handled, error) {
 			switch ev.Name {
 			case EventInstances:
 				var d InstancesData
 				if err := json.Unmarshal(ev.Data, &d); err != nil {
-					return false, false, fmt.Errorf("decoding an %s event: %w", ev.Name, err)
+					return handled{}, fmt.Errorf("decoding an %s event: %w", ev.Name, err)
 				}
-				return true, !emit(configsvc.InstancesEvent{Instances: d.Instances}), nil
+				return handled{delivered: true, end: !emit(configsvc.InstancesEvent{Instances: d.Instances})}, nil
 			case EventError, legacyEventError:
 				err, _ := eventError(ev.Data)
-				return false, !emit(configsvc.InstancesEvent{Err: err}), nil
+				return handled{end: !emit(configsvc.InstancesEvent{Err: err})}, nil
 			}
-			return false, false, nil
+			return handled{}, nil
 		}
 		c.follow(ctx, req, handle, func(err error) bool { return emit(configsvc.InstancesEvent{Err: err}) })
 	}()
@@ -138,37 +138,50 @@ func eventError(data []byte) (err error, final bool) {
 // a backoff (reset by every event handle reports delivered). An answer to
 // the request that is not retried (401, 403, 404 …) is reported and ends
 // it.
-func (c *Client) follow(ctx context.Context, req func() request, handle func(Event) (delivered, end bool, err error), emitErr func(error) bool) {
+func (c *Client) follow(ctx context.Context, req func() request, handle func(Event) (handled, error), emitErr func(error) bool) {
 	bo := Backoff{Min: c.cfg.RetryMin, Max: c.cfg.RetryMax}
 	for ctx.Err() == nil {
-		opened, delivered, end, err := c.streamOnce(ctx, req(), handle)
-		if ctx.Err() != nil || end {
+		run, err := c.streamOnce(ctx, req(), handle)
+		if ctx.Err() != nil || run.end {
 			return
 		}
-		if delivered {
+		if run.delivered {
 			bo.Reset()
 		}
-		if !opened && !errors.Is(err, configsvc.ErrUnavailable) {
+		if !run.opened && !errors.Is(err, configsvc.ErrUnavailable) {
 			emitErr(err)
 			return
 		}
 		d := bo.Next()
-		if !emitErr(&StreamError{Err: err, Opened: opened, Retry: d}) || !sleep(ctx, d) {
+		if !emitErr(&StreamError{Err: err, Opened: run.opened, Retry: d}) || !sleep(ctx, d) {
 			return
 		}
 	}
 }
 
-// streamOnce runs one stream of req. opened reports whether the server
-// accepted it; delivered whether handle delivered anything; end whether
-// handle ended the watch. err says why the stream ended otherwise.
-func (c *Client) streamOnce(ctx context.Context, req request, handle func(Event) (delivered, end bool, err error)) (opened, delivered, end bool, err error) {
+// handled is what a watch's handler did with one event.
+type handled struct {
+	delivered bool // the event reached the receiver
+	end       bool // the watch is over (the receiver left, or a final error)
+}
+
+// streamRun is how one stream of a watch went.
+type streamRun struct {
+	opened    bool // the server accepted the stream
+	delivered bool // the handler delivered at least one event
+	end       bool // the handler ended the watch
+}
+
+// streamOnce runs one stream of req, handing each event to handle. err
+// says why the stream ended, unless the handler ended the watch.
+func (c *Client) streamOnce(ctx context.Context, req request, handle func(Event) (handled, error)) (run streamRun, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	resp, err := c.openStream(sctx, req)
 	if err != nil {
-		return false, false, false, err
+		return run, err
 	}
+	run.opened = true
 	defer resp.Body.Close()
 	idle := time.AfterFunc(c.cfg.IdleTimeout, cancel)
 	defer idle.Stop()
@@ -178,19 +191,20 @@ func (c *Client) streamOnce(ctx context.Context, req request, handle func(Event)
 		switch {
 		case err == nil:
 		case ctx.Err() == nil && sctx.Err() != nil:
-			return true, delivered, false, fmt.Errorf("no data for %s", c.cfg.IdleTimeout)
+			return run, fmt.Errorf("no data for %s", c.cfg.IdleTimeout)
 		case errors.Is(err, io.EOF):
-			return true, delivered, false, errStreamEnded
+			return run, errStreamEnded
 		default:
-			return true, delivered, false, err
+			return run, err
 		}
 		if ev.Comment {
 			continue
 		}
-		d, end, err := handle(ev)
-		delivered = delivered || d
-		if end || err != nil {
-			return true, delivered, end, err
+		h, err := handle(ev)
+		run.delivered = run.delivered || h.delivered
+		if h.end || err != nil {
+			run.end = h.end
+			return run, err
 		}
 	}
 }

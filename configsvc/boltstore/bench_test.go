@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/format"
 )
 
@@ -29,7 +30,7 @@ var benchContent = func() []byte {
 // revision rewriting f{n%10}.yaml.
 func benchStore(b *testing.B, revs int64) (*boltstore.Store, configsvc.Ref) {
 	b.Helper()
-	s := MustOpen(b, boltstore.Options{})
+	s := bolttest.MustOpen(b, boltstore.Options{})
 	b.Cleanup(func() { s.Close() })
 	ctx := context.Background()
 	ref := configsvc.Service("bench")

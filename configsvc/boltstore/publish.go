@@ -40,69 +40,85 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 	for i, c := range cs.Changes {
 		rev.Changes[i] = configsvc.Change{File: c.File, Delete: c.Delete}
 	}
-	err := s.update(ctx, what, func(tx *bolt.Tx) error {
-		b, err := refBucket(tx, ref)
-		if err != nil {
-			return err
-		}
-		h, err := s.heads.decode(ref, b.Get(keyHead))
-		if err != nil {
-			return err
-		}
-		if h.Revision != cs.Base {
-			return fmt.Errorf("head is at revision %d, not %d: %w", h.Revision, cs.Base, configsvc.ErrConflict)
-		}
-		rev.Time = configsvc.RevisionTime(s.now(), h.Updated)
-		withContent := rev
-		withContent.Changes = cs.Changes
-		manifest, err := configsvc.Apply(h.Files, &withContent)
-		if err != nil {
-			return err
-		}
-		revs := b.Bucket(keyRevs)
-		for _, c := range cs.Changes {
-			if !c.Delete {
-				if err := revs.Put(blobKey(rev.Number, c.File), nonNil(c.Content)); err != nil {
-					return err
-				}
-			}
-		}
-		rr, err := json.Marshal(revRecord{
-			Number: rev.Number, Author: rev.Author, Time: rev.Time.Format(timeFormat),
-			Message: rev.Message, Changes: rev.Changes, RollbackOf: rev.RollbackOf,
-		})
-		if err != nil {
-			return err
-		}
-		if err := revs.Put(u64(rev.Number), rr); err != nil {
-			return err
-		}
-		mb, err := json.Marshal(manifest)
-		if err != nil {
-			return err
-		}
-		if err := revs.Put(manKey(rev.Number), mb); err != nil {
-			return err
-		}
-		if h.Pruned == 0 {
-			h.Pruned = h.Oldest
-		}
-		h.Revision, h.Files, h.Updated, h.Author = rev.Number, manifest, rev.Time, rev.Author
-		h.Oldest = max(h.Oldest, h.Revision-int64(s.retention)+1)
-		if err := s.prune(b, &h); err != nil {
-			return fmt.Errorf("prune: %w", err)
-		}
-		data, err := writeHead(b, h)
-		if err == nil {
-			s.heads.remember(ref, data, h) // checked against the stored bytes before use
-		}
-		return err
-	})
+	err := s.update(ctx, what, func(tx *bolt.Tx) error { return s.publishTx(tx, ref, cs, &rev) })
 	if err != nil {
 		return configsvc.Revision{}, err
 	}
 	s.notify(refKey(ref))
 	return rev, nil
+}
+
+// publishTx writes rev (without its time yet) of ref from changeset cs in
+// tx: it checks cs's base against the head, stamps rev's time, writes the
+// revision and moves the head.
+func (s *Store) publishTx(tx *bolt.Tx, ref configsvc.Ref, cs configsvc.Changeset, rev *configsvc.Revision) error {
+	b, err := refBucket(tx, ref)
+	if err != nil {
+		return err
+	}
+	h, err := s.heads.decode(ref, b.Get(keyHead))
+	if err != nil {
+		return err
+	}
+	if h.Revision != cs.Base {
+		return fmt.Errorf("head is at revision %d, not %d: %w", h.Revision, cs.Base, configsvc.ErrConflict)
+	}
+	rev.Time = configsvc.RevisionTime(s.now(), h.Updated)
+	withContent := *rev
+	withContent.Changes = cs.Changes
+	manifest, err := configsvc.Apply(h.Files, &withContent)
+	if err != nil {
+		return err
+	}
+	if err := putRevision(b.Bucket(keyRevs), *rev, cs.Changes, manifest); err != nil {
+		return err
+	}
+	return s.advanceHead(b, ref, h, *rev, manifest)
+}
+
+// putRevision writes revision rev into the revs bucket: the content of each
+// written file in changes, the revision record and its manifest.
+func putRevision(revs *bolt.Bucket, rev configsvc.Revision, changes []configsvc.Change, manifest map[string]configsvc.FileMeta) error {
+	for _, c := range changes {
+		if !c.Delete {
+			if err := revs.Put(blobKey(rev.Number, c.File), nonNil(c.Content)); err != nil {
+				return err
+			}
+		}
+	}
+	rr, err := json.Marshal(revRecord{
+		Number: rev.Number, Author: rev.Author, Time: rev.Time.Format(timeFormat),
+		Message: rev.Message, Changes: rev.Changes, RollbackOf: rev.RollbackOf,
+	})
+	if err != nil {
+		return err
+	}
+	if err := revs.Put(u64(rev.Number), rr); err != nil {
+		return err
+	}
+	mb, err := json.Marshal(manifest)
+	if err != nil {
+		return err
+	}
+	return revs.Put(manKey(rev.Number), mb)
+}
+
+// advanceHead moves head h of ref bucket b to rev with manifest, moves the
+// retention boundary and prunes behind it, and writes the head.
+func (s *Store) advanceHead(b *bolt.Bucket, ref configsvc.Ref, h headRecord, rev configsvc.Revision, manifest map[string]configsvc.FileMeta) error {
+	if h.Pruned == 0 {
+		h.Pruned = h.Oldest
+	}
+	h.Revision, h.Files, h.Updated, h.Author = rev.Number, manifest, rev.Time, rev.Author
+	h.Oldest = max(h.Oldest, h.Revision-int64(s.retention)+1)
+	if err := s.prune(b, &h); err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	data, err := writeHead(b, h)
+	if err == nil {
+		s.heads.remember(ref, data, h) // checked against the stored bytes before use
+	}
+	return err
 }
 
 // timeFormat keeps nanoseconds so that a revision's time reads back equal.

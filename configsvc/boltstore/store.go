@@ -118,30 +118,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		switch v := meta.Get(keyFormat); {
-		case v == nil:
-			if err := meta.Put(keyFormat, []byte(formatVersion)); err != nil {
-				return err
-			}
-		case string(v) == "1":
-			if err := meta.Put(keyFormat, []byte(formatVersion)); err != nil {
-				return err
-			}
-		case string(v) != formatVersion:
-			return fmt.Errorf("file format %q, this build reads %q: %w", v, formatVersion, configsvc.ErrInvalid)
-		}
-		for _, b := range [][]byte{bucketServices, bucketGroups, bucketRecords, bucketLogs} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err = db.Update(initFile)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
@@ -158,6 +135,30 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s.log.Debug("boltstore opened", "path", path, "retention", opts.Retention)
 	return s, nil
+}
+
+// initFile checks the file format of a file being opened, upgrades a
+// version 1 file (nothing moves: see formatVersion), marks a new file with
+// the current version and creates the top-level buckets it lacks.
+func initFile(tx *bolt.Tx) error {
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return err
+	}
+	switch v := meta.Get(keyFormat); {
+	case v == nil, string(v) == "1":
+		if err := meta.Put(keyFormat, []byte(formatVersion)); err != nil {
+			return err
+		}
+	case string(v) != formatVersion:
+		return fmt.Errorf("file format %q, this build reads %q: %w", v, formatVersion, configsvc.ErrInvalid)
+	}
+	for _, b := range [][]byte{bucketServices, bucketGroups, bucketRecords, bucketLogs} {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Path returns the file the store was opened on.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/storetest"
 )
 
@@ -49,35 +50,18 @@ func lockHelper(path string) int {
 	return 0
 }
 
-// MustOpen opens a store on a new file in t's temp dir, closed at cleanup.
-func MustOpen(t testing.TB, opts boltstore.Options) *boltstore.Store {
-	t.Helper()
-	return MustOpenAt(t, filepath.Join(t.TempDir(), "data", "sluice.db"), opts)
-}
-
-// MustOpenAt opens a store on path, closed at cleanup.
-func MustOpenAt(t testing.TB, path string, opts boltstore.Options) *boltstore.Store {
-	t.Helper()
-	s, err := boltstore.Open(path, opts)
-	if err != nil {
-		t.Fatalf("Open(%s): %v", path, err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 func TestConformance(t *testing.T) {
 	storetest.RunWithOptions(t, storetest.Options{
-		Open: func(t *testing.T) configsvc.Store { return MustOpen(t, boltstore.Options{}) },
+		Open: func(t *testing.T) configsvc.Store { return bolttest.MustOpen(t, boltstore.Options{}) },
 		OpenWithRetention: func(t *testing.T, n int) configsvc.Store {
-			return MustOpen(t, boltstore.Options{Retention: n})
+			return bolttest.MustOpen(t, boltstore.Options{Retention: n})
 		},
 		OpenAt: func(t *testing.T, now func() time.Time) configsvc.Store {
-			return MustOpen(t, boltstore.Options{Now: now})
+			return bolttest.MustOpen(t, boltstore.Options{Now: now})
 		},
 		// One process holds a bbolt file: both "servers" are one store.
 		OpenPair: func(t *testing.T, nowA, _ func() time.Time) (configsvc.Store, configsvc.Store) {
-			st := MustOpen(t, boltstore.Options{Now: nowA})
+			st := bolttest.MustOpen(t, boltstore.Options{Now: nowA})
 			return st, st
 		},
 		// A bbolt Delete is one transaction: it never stops half way.
@@ -109,7 +93,7 @@ func runHelper(t *testing.T, path string) (verdict string, took time.Duration) {
 
 func TestSecondProcessGetsErrLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sluice.db")
-	s := MustOpenAt(t, path, boltstore.Options{})
+	s := bolttest.MustOpenAt(t, path, boltstore.Options{})
 
 	verdict, took := runHelper(t, path)
 	if verdict != "locked" {
@@ -132,7 +116,7 @@ func TestSecondProcessGetsErrLocked(t *testing.T) {
 func TestOpenCreatesPrivateFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b")
 	path := filepath.Join(dir, "sluice.db")
-	MustOpenAt(t, path, boltstore.Options{})
+	bolttest.MustOpenAt(t, path, boltstore.Options{})
 	for _, tc := range []struct {
 		name string
 		path string
@@ -177,7 +161,7 @@ func TestReopenKeepsDataDropsInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = MustOpenAt(t, path, boltstore.Options{})
+	s = bolttest.MustOpenAt(t, path, boltstore.Options{})
 	content, meta, err := s.File(ctx, ref, "a.yaml", 0)
 	if err != nil || string(content) != "a: 1\n" || meta.Revision != 1 {
 		t.Fatalf("after reopen File = %q rev %d, %v", content, meta.Revision, err)
@@ -194,7 +178,7 @@ func TestReopenKeepsDataDropsInstances(t *testing.T) {
 
 func TestInjectedClock(t *testing.T) {
 	at := time.Date(2030, 1, 2, 3, 4, 5, 6, time.FixedZone("X", 3600))
-	s := MustOpen(t, boltstore.Options{Now: func() time.Time { return at }})
+	s := bolttest.MustOpen(t, boltstore.Options{Now: func() time.Time { return at }})
 	ctx := t.Context()
 	ref := configsvc.Group("redis-common")
 	if err := s.Create(ctx, ref); err != nil {
@@ -237,7 +221,7 @@ func TestReopenWithSmallerRetention(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = MustOpenAt(t, path, boltstore.Options{Retention: 3})
+	s = bolttest.MustOpenAt(t, path, boltstore.Options{Retention: 3})
 	if _, err := s.Publish(ctx, ref, configsvc.Changeset{Base: 10, Changes: []configsvc.Change{{File: "a.txt", Content: []byte("11")}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +278,7 @@ func TestOpenRefusesBadInput(t *testing.T) {
 }
 
 func TestWatchFromNegativeStartsAtOne(t *testing.T) {
-	s := MustOpen(t, boltstore.Options{})
+	s := bolttest.MustOpen(t, boltstore.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	ref := configsvc.Service("orders")
@@ -313,7 +297,7 @@ func TestWatchFromNegativeStartsAtOne(t *testing.T) {
 // TestWatchEndsWhenRefRecreated checks that a watch of a deleted service
 // never continues into a new service created under the same name.
 func TestWatchEndsWhenRefRecreated(t *testing.T) {
-	s := MustOpen(t, boltstore.Options{})
+	s := bolttest.MustOpen(t, boltstore.Options{})
 	ctx := t.Context()
 	ref := configsvc.Service("orders")
 	publish := func(content string) {
@@ -431,7 +415,7 @@ func TestCloseUnderLoad(t *testing.T) {
 // TestWatchCatchesUpAcrossBatches has a watcher start 150 revisions behind,
 // more than one read batch, and still receive each in order.
 func TestWatchCatchesUpAcrossBatches(t *testing.T) {
-	s := MustOpen(t, boltstore.Options{})
+	s := bolttest.MustOpen(t, boltstore.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	ref := configsvc.Service("orders")

@@ -11,7 +11,10 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/format"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
 // badNames are path segments that must never reach the store: encoded
@@ -332,7 +335,7 @@ func TestAttackRefusalFloodEvictsAudit(t *testing.T) {
 // credential and end within 5 s of a revocation made on any server of the
 // store, of the token's expiry, or of the console session's end.
 func TestAttackStreamOutlivesRevocation(t *testing.T) {
-	store := mustOpenBolt(t)
+	store := bolttest.MustOpen(t, boltstore.Options{})
 	a := newEnvOn(t, store)
 	b := newEnvOn(t, store)
 	a.mustService("orders", map[string]string{"a.txt": "one"})
@@ -414,26 +417,22 @@ func TestAttackStreamFlood(t *testing.T) {
 	checkSpec(t, loadSpec(t), "GET", "/v1/services/orders/watch", resp)
 	openStream(t, e, "/v1/services/orders/watch", e.admin, nil) // another token's streams are its own
 	first.Body.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for e.do(req{method: "GET", path: "/v1/services/orders/snapshot", token: viewer}); ; {
+	e.do(req{method: "GET", path: "/v1/services/orders/snapshot", token: viewer})
+	testkit.Eventually(t, 5*time.Second, "a closed stream's slot given back", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
 		hr, _ := http.NewRequestWithContext(ctx, "GET", e.http.URL+"/v1/services/orders/watch", nil)
 		hr.Header.Set("Authorization", "Bearer "+viewer)
 		r, err := e.http.Client().Do(hr)
-		status := 0
-		if err == nil {
-			status = r.StatusCode
-			r.Body.Close()
+		if err != nil {
+			return err
 		}
-		cancel()
-		if status == http.StatusOK {
-			break
+		r.Body.Close()
+		if r.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", r.StatusCode)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a closed stream's slot was not given back (last status %d, %v)", status, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestAttackInstanceFlood: a token could register instances without bound
@@ -492,7 +491,7 @@ func TestAttackSessionFloodHTTP(t *testing.T) {
 // is bounded on every publish path, rollback included.
 func TestAttackServiceGrowsWithoutBound(t *testing.T) {
 	const limit = 1 << 20
-	e := newEnvOn(t, configsvc.Validating(mustOpenBolt(t), configsvc.Validators(format.Validator{}, configsvc.ServiceBytesValidator(limit))))
+	e := newEnvOn(t, configsvc.Validating(bolttest.MustOpen(t, boltstore.Options{}), configsvc.Validators(format.Validator{}, configsvc.ServiceBytesValidator(limit))))
 	e.mustService("orders", nil)
 	big := strings.Repeat("x", 400<<10)
 	put := func(file string) *response {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/format"
 )
 
@@ -537,7 +537,7 @@ func TestStoreValidationIs422(t *testing.T) {
 		}
 		return nil
 	})
-	e := newEnvOn(t, configsvc.Validating(mustOpenBolt(t), configsvc.Validators(format.Validator{}, schema)))
+	e := newEnvOn(t, configsvc.Validating(bolttest.MustOpen(t, boltstore.Options{}), configsvc.Validators(format.Validator{}, schema)))
 	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/sluice-system", token: e.admin})
 	r := e.must(http.StatusUnprocessableEntity, req{method: "PUT", path: "/v1/services/sluice-system/files/routes.yaml", token: e.admin, body: "routes:\n  - match: {}\n    balancer: bogus\n"})
 	var b api.ErrorBody
@@ -587,12 +587,7 @@ func TestSweepRecords(t *testing.T) {
 }
 
 func TestWatchErrorsEndTheStream(t *testing.T) {
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{Retention: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	e := newEnvOn(t, st)
+	e := newEnvOn(t, bolttest.MustOpen(t, boltstore.Options{Retention: 2}))
 	e.mustService("orders", map[string]string{"a.txt": "1"})
 	for _, v := range []string{"2", "3", "4"} {
 		e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/files/a.txt", token: e.admin, body: v})

@@ -135,6 +135,23 @@ func groupOpcodes(ops []opcode, n int) [][]opcode {
 // diffOpcodes returns the opcodes that turn a into b, from a longest
 // common subsequence of lines; ctx's error if ctx ends first.
 func diffOpcodes(ctx context.Context, a, b []string) ([]opcode, error) {
+	common := commonLines(a, b)
+	m := &myers{a: common.a, b: common.b, ctx: ctx, next: diffCheckEvery}
+	if err := m.compare(0, len(common.a), 0, len(common.b)); err != nil {
+		return nil, err
+	}
+	return common.opcodes(m.matches, len(a), len(b)), nil
+}
+
+// sharedLines are the lines of a and b that the other side has too, as
+// small integers (equal lines, equal ids), with their line numbers: only
+// those can match, so the diff runs on them alone.
+type sharedLines struct {
+	a, b       []int // line ids
+	posA, posB []int // line number of each in a and b
+}
+
+func commonLines(a, b []string) sharedLines {
 	ids := map[string]int{}
 	intern := func(lines []string) []int {
 		out := make([]int, len(lines))
@@ -149,8 +166,6 @@ func diffOpcodes(ctx context.Context, a, b []string) ([]opcode, error) {
 		return out
 	}
 	ai, bi := intern(a), intern(b)
-	// Only lines both sides have can match: diff those, remembering where
-	// they came from.
 	inA, inB := make([]bool, len(ids)), make([]bool, len(ids))
 	for _, id := range ai {
 		inA[id] = true
@@ -158,21 +173,25 @@ func diffOpcodes(ctx context.Context, a, b []string) ([]opcode, error) {
 	for _, id := range bi {
 		inB[id] = true
 	}
-	var fa, fb, posA, posB []int
+	var sl sharedLines
 	for i, id := range ai {
 		if inB[id] {
-			fa, posA = append(fa, id), append(posA, i)
+			sl.a, sl.posA = append(sl.a, id), append(sl.posA, i)
 		}
 	}
 	for j, id := range bi {
 		if inA[id] {
-			fb, posB = append(fb, id), append(posB, j)
+			sl.b, sl.posB = append(sl.b, id), append(sl.posB, j)
 		}
 	}
-	m := &myers{a: fa, b: fb, ctx: ctx, next: diffCheckEvery}
-	if err := m.compare(0, len(fa), 0, len(fb)); err != nil {
-		return nil, err
-	}
+	return sl
+}
+
+// opcodes turns matches, index pairs into sl.a and sl.b in increasing
+// order, into the opcodes that turn the whole of a (na lines) into b (nb
+// lines): runs of matching lines are equal, what lies between them is
+// replaced, deleted or inserted.
+func (sl sharedLines) opcodes(matches [][2]int, na, nb int) []opcode {
 	var ops []opcode
 	i, j := 0, 0
 	change := func(i2, j2 int) {
@@ -185,18 +204,18 @@ func diffOpcodes(ctx context.Context, a, b []string) ([]opcode, error) {
 			ops = append(ops, opcode{opInsert, i, i2, j, j2})
 		}
 	}
-	for k := 0; k < len(m.matches); {
-		mi, mj := posA[m.matches[k][0]], posB[m.matches[k][1]]
+	for k := 0; k < len(matches); {
+		mi, mj := sl.posA[matches[k][0]], sl.posB[matches[k][1]]
 		change(mi, mj)
 		run := 1
-		for k+run < len(m.matches) && posA[m.matches[k+run][0]] == mi+run && posB[m.matches[k+run][1]] == mj+run {
+		for k+run < len(matches) && sl.posA[matches[k+run][0]] == mi+run && sl.posB[matches[k+run][1]] == mj+run {
 			run++
 		}
 		ops = append(ops, opcode{opEqual, mi, mi + run, mj, mj + run})
 		i, j, k = mi+run, mj+run, k+run
 	}
-	change(len(a), len(b))
-	return ops, nil
+	change(na, nb)
+	return ops
 }
 
 // myers finds a longest common subsequence of a and b by bisection,
@@ -282,76 +301,117 @@ func (m *myers) single(alo, ahi, blo, bhi int) {
 // crosses its middle, walking from both ends at once; found is false when
 // the ranges have nothing in common.
 func (m *myers) bisect(alo, ahi, blo, bhi int) (x, y int, found bool, err error) {
-	a, b := m.a[alo:ahi], m.b[blo:bhi]
-	n, mm := len(a), len(b)
-	maxD := (n + mm + 1) / 2
-	off := maxD + 1
-	v1, v2 := make([]int, 2*off+1), make([]int, 2*off+1)
-	for i := range v1 {
-		v1[i], v2[i] = -1, -1
-	}
-	v1[off+1], v2[off+1] = 0, 0
-	delta := n - mm
-	front := delta%2 != 0 // the forward path meets the reverse one
-	k1start, k1end, k2start, k2end := 0, 0, 0, 0
-	walked := 0 // steps along snakes since the last look at ctx
-	for d := 0; d < maxD; d++ {
-		if err := m.step(2*d + 1 + walked); err != nil {
+	bs := newBisection(m.a[alo:ahi], m.b[blo:bhi])
+	for d := 0; d < bs.maxD; d++ {
+		if err := m.step(2*d + 1 + bs.walked); err != nil {
 			return 0, 0, false, err
 		}
-		walked = 0
-		for k1 := -d + k1start; k1 <= d-k1end; k1 += 2 {
-			i := off + k1
-			var x1 int
-			if k1 == -d || k1 != d && v1[i-1] < v1[i+1] {
-				x1 = v1[i+1]
-			} else {
-				x1 = v1[i-1] + 1
-			}
-			y1 := x1 - k1
-			for x1 < n && y1 < mm && a[x1] == b[y1] {
-				x1, y1, walked = x1+1, y1+1, walked+1
-			}
-			v1[i] = x1
-			switch {
-			case x1 > n:
-				k1end += 2
-			case y1 > mm:
-				k1start += 2
-			case front:
-				if k2 := off + delta - k1; k2 >= 0 && k2 < len(v2) && v2[k2] != -1 && x1 >= n-v2[k2] {
-					return alo + x1, blo + y1, true, nil
-				}
-			}
+		bs.walked = 0
+		if x, y, ok := bs.forward(d); ok {
+			return alo + x, blo + y, true, nil
 		}
-		for k2 := -d + k2start; k2 <= d-k2end; k2 += 2 {
-			i := off + k2
-			var x2 int
-			if k2 == -d || k2 != d && v2[i-1] < v2[i+1] {
-				x2 = v2[i+1]
-			} else {
-				x2 = v2[i-1] + 1
-			}
-			y2 := x2 - k2
-			for x2 < n && y2 < mm && a[n-x2-1] == b[mm-y2-1] {
-				x2, y2, walked = x2+1, y2+1, walked+1
-			}
-			v2[i] = x2
-			switch {
-			case x2 > n:
-				k2end += 2
-			case y2 > mm:
-				k2start += 2
-			case !front:
-				if k1 := off + delta - k2; k1 >= 0 && k1 < len(v1) && v1[k1] != -1 {
-					x1 := v1[k1]
-					y1 := off + x1 - k1
-					if x1 >= n-x2 {
-						return alo + x1, blo + y1, true, nil
-					}
-				}
-			}
+		if x, y, ok := bs.reverse(d); ok {
+			return alo + x, blo + y, true, nil
 		}
 	}
 	return 0, 0, false, nil
+}
+
+// bisection is the state of one bisect: v1[off+k] is the furthest x the
+// forward paths reached on diagonal k (x-y), v2 the same for the reverse
+// paths from the ends; k…start and k…end narrow the diagonals once a path
+// runs off an edge.
+type bisection struct {
+	a, b             []int
+	n, m             int
+	maxD, off, delta int
+	front            bool // the forward path meets the reverse one (delta is odd)
+	v1, v2           []int
+	k1start, k1end   int
+	k2start, k2end   int
+	walked           int // steps along snakes since the last look at ctx
+}
+
+func newBisection(a, b []int) *bisection {
+	n, m := len(a), len(b)
+	maxD := (n + m + 1) / 2
+	off := maxD + 1
+	bs := &bisection{a: a, b: b, n: n, m: m, maxD: maxD, off: off, delta: n - m,
+		v1: make([]int, 2*off+1), v2: make([]int, 2*off+1)}
+	for i := range bs.v1 {
+		bs.v1[i], bs.v2[i] = -1, -1
+	}
+	bs.v1[off+1], bs.v2[off+1] = 0, 0
+	bs.front = bs.delta%2 != 0
+	return bs
+}
+
+// forward extends the forward paths by one edit (to d edits) and reports
+// where one meets a reverse path, if it does.
+func (bs *bisection) forward(d int) (x, y int, met bool) {
+	a, b, n, m, v1, v2, off := bs.a, bs.b, bs.n, bs.m, bs.v1, bs.v2, bs.off
+	walked := 0
+	defer func() { bs.walked += walked }()
+	for k1 := -d + bs.k1start; k1 <= d-bs.k1end; k1 += 2 {
+		i := off + k1
+		var x1 int
+		if k1 == -d || k1 != d && v1[i-1] < v1[i+1] {
+			x1 = v1[i+1]
+		} else {
+			x1 = v1[i-1] + 1
+		}
+		y1 := x1 - k1
+		for x1 < n && y1 < m && a[x1] == b[y1] {
+			x1, y1, walked = x1+1, y1+1, walked+1
+		}
+		v1[i] = x1
+		switch {
+		case x1 > n:
+			bs.k1end += 2
+		case y1 > m:
+			bs.k1start += 2
+		case bs.front:
+			if k2 := off + bs.delta - k1; k2 >= 0 && k2 < len(v2) && v2[k2] != -1 && x1 >= n-v2[k2] {
+				return x1, y1, true
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+// reverse extends the reverse paths by one edit and reports where one
+// meets a forward path, if it does.
+func (bs *bisection) reverse(d int) (x, y int, met bool) {
+	a, b, n, m, v1, v2, off := bs.a, bs.b, bs.n, bs.m, bs.v1, bs.v2, bs.off
+	walked := 0
+	defer func() { bs.walked += walked }()
+	for k2 := -d + bs.k2start; k2 <= d-bs.k2end; k2 += 2 {
+		i := off + k2
+		var x2 int
+		if k2 == -d || k2 != d && v2[i-1] < v2[i+1] {
+			x2 = v2[i+1]
+		} else {
+			x2 = v2[i-1] + 1
+		}
+		y2 := x2 - k2
+		for x2 < n && y2 < m && a[n-x2-1] == b[m-y2-1] {
+			x2, y2, walked = x2+1, y2+1, walked+1
+		}
+		v2[i] = x2
+		switch {
+		case x2 > n:
+			bs.k2end += 2
+		case y2 > m:
+			bs.k2start += 2
+		case !bs.front:
+			if k1 := off + bs.delta - k2; k1 >= 0 && k1 < len(v1) && v1[k1] != -1 {
+				x1 := v1[k1]
+				y1 := off + x1 - k1
+				if x1 >= n-x2 {
+					return x1, y1, true
+				}
+			}
+		}
+	}
+	return 0, 0, false
 }

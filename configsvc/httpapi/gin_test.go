@@ -6,6 +6,9 @@ import (
 	"testing"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 )
 
 // TestNewLeavesGinDebugMode: New, called from several goroutines at once
@@ -13,7 +16,7 @@ import (
 // prints routes to stdout, unless GIN_MODE chose a mode. No TestMain of
 // this package sets gin's mode.
 func TestNewLeavesGinDebugMode(t *testing.T) {
-	store := mustOpenBolt(t)
+	store := bolttest.MustOpen(t, boltstore.Options{})
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)

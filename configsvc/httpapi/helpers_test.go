@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,8 +20,9 @@ import (
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/format"
-	"github.com/sluicehq/sluice/configsvc/storetest"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -37,28 +37,17 @@ type testEnv struct {
 	srv   *Server
 	http  *httptest.Server
 	admin string // bootstrap admin token
-	clock *storetest.Clock
+	clock *testkit.Clock
 	reg   *prometheus.Registry
 	log   *bytes.Buffer
 	logMu *sync.Mutex
-}
-
-// mustOpenBolt opens a bbolt store in a temp dir, closed at cleanup.
-func mustOpenBolt(t testing.TB) *boltstore.Store {
-	t.Helper()
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatalf("boltstore.Open: %v", err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
 }
 
 // newEnv starts a server on a fresh bbolt store that validates content
 // formats on publish, as the sluice command wires it; mods adjust the Config.
 func newEnv(t testing.TB, mods ...func(*Config)) *testEnv {
 	t.Helper()
-	return newEnvOn(t, configsvc.Validating(mustOpenBolt(t), format.Validator{}), mods...)
+	return newEnvOn(t, configsvc.Validating(bolttest.MustOpen(t, boltstore.Options{}), format.Validator{}), mods...)
 }
 
 type lockedWriter struct {
@@ -76,7 +65,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // bootstraps the admin token.
 func newEnvOn(t testing.TB, store configsvc.Store, mods ...func(*Config)) *testEnv {
 	t.Helper()
-	e := &testEnv{t: t, store: store, clock: storetest.NewClock(time.Now().UTC()), reg: prometheus.NewRegistry(), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	e := &testEnv{t: t, store: store, clock: testkit.NewClock(time.Now().UTC()), reg: prometheus.NewRegistry(), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
 	cfg := Config{
 		Store:          store,
 		Logger:         slogJSON(lockedWriter{e.logMu, e.log}),

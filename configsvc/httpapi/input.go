@@ -73,20 +73,33 @@ func (s *Server) fileParam(c *gin.Context, ref configsvc.Ref) (string, bool) {
 	return "", false
 }
 
-// queryInt parses an optional integer query parameter within [min, max].
-// ok is false (and the request answered 400) when it is malformed or out
-// of range; present reports whether it was given.
-func (s *Server) queryInt(c *gin.Context, name string, min, max int64) (v int64, present, ok bool) {
-	raw, present := c.GetQuery(name)
-	if !present {
-		return 0, false, true
+// intParam is an optional integer query parameter.
+type intParam struct {
+	value int64 // 0 when not given
+	given bool
+}
+
+// queryInt parses an optional integer query parameter within [min, max];
+// it is 0 when not given. ok is false (and the request answered 400) when
+// it is malformed or out of range.
+func (s *Server) queryInt(c *gin.Context, name string, min, max int64) (v int64, ok bool) {
+	p, ok := s.queryIntParam(c, name, min, max)
+	return p.value, ok
+}
+
+// queryIntParam is queryInt for a caller that needs to know whether the
+// parameter was given.
+func (s *Server) queryIntParam(c *gin.Context, name string, min, max int64) (p intParam, ok bool) {
+	raw, given := c.GetQuery(name)
+	if !given {
+		return intParam{}, true
 	}
 	v, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil || v < min || v > max {
 		s.fail(c, &configsvc.FieldError{Field: name, Value: raw, Msg: fmt.Sprintf("must be an integer from %d to %d", min, max)})
-		return 0, true, false
+		return intParam{given: true}, false
 	}
-	return v, true, true
+	return intParam{value: v, given: true}, true
 }
 
 // The conditional request headers of RFC 9110 §13.1 the API honours. Every

@@ -57,6 +57,22 @@ func (t *leaseTable) entry(key string, create bool) *heldLease {
 	return e
 }
 
+// lock returns key's entry, created if need be, with its mu held. It
+// returns nil after closeAll.
+func (t *leaseTable) lock(key string) *heldLease {
+	for {
+		e := t.entry(key, true)
+		if e == nil {
+			return nil
+		}
+		e.mu.Lock()
+		if !e.gone {
+			return e
+		}
+		e.mu.Unlock() // removed while we waited: take the table's new entry
+	}
+}
+
 // remove takes e out of the table. e.mu must be held.
 func (t *leaseTable) remove(key string, e *heldLease) {
 	t.mu.Lock()
@@ -166,16 +182,16 @@ func (s *Server) instanceParams(c *gin.Context) (configsvc.Ref, string, bool) {
 	return ref, id, s.authorize(c, access.ActionRegister, access.Target{Ref: ref})
 }
 
-// ownerCheck refuses (403) a caller other than an admin or the token that
-// registered the instance held in e. e.mu must be held.
-func (s *Server) ownerCheck(c *gin.Context, e *heldLease, ref configsvc.Ref, id, verb string) bool {
+// ownerCheck refuses (403) a caller other than an admin or owner, the token
+// that registered instance id of ref.
+func (s *Server) ownerCheck(c *gin.Context, owner string, ref configsvc.Ref, id, verb string) bool {
 	p := state(c).principal
-	if e.owner == "" || e.owner == p.TokenID || p.IsAdmin() {
+	if owner == "" || owner == p.TokenID || p.IsAdmin() {
 		return true
 	}
 	st := state(c)
 	st.authorized = false
-	st.reason = fmt.Sprintf("instance %s of %s was registered by token %s: only that token or an admin may %s it", id, ref.Name, e.owner, verb)
+	st.reason = fmt.Sprintf("instance %s of %s was registered by token %s: only that token or an admin may %s it", id, ref.Name, owner, verb)
 	s.failf(c, api.ErrForbidden, "%s", st.reason)
 	return false
 }
@@ -235,95 +251,32 @@ func (s *Server) registerInstance(c *gin.Context) {
 	if !ok {
 		return
 	}
-	var inst configsvc.Instance
-	if err := decodeJSON(c, MaxJSONBody, &inst); err != nil {
-		s.fail(c, err)
-		return
-	}
-	if inst.Service == "" {
-		inst.Service = ref.Name
-	}
-	if inst.ID == "" {
-		inst.ID = id
-	}
-	if inst.Service != ref.Name || inst.ID != id {
-		s.fail(c, &configsvc.FieldError{Field: "body", Value: inst.Service + "/" + inst.ID, Msg: "service and id must match the path"})
-		return
-	}
-	switch inst.Status {
-	case "":
-		inst.Status = configsvc.StatusStarting
-	case configsvc.StatusStarting, configsvc.StatusApplied, configsvc.StatusRejected:
-	default:
-		s.fail(c, &configsvc.FieldError{Field: "status", Value: string(inst.Status), Msg: "must be starting, applied or rejected"})
-		return
-	}
-	if err := inst.Validate(); err != nil {
-		s.fail(c, err)
-		return
-	}
 	now := s.cfg.Now().UTC()
-	inst.Updated = now
-	if inst.Started.IsZero() {
-		inst.Started = now
+	inst, err := decodeInstance(c, ref, id, now)
+	if err != nil {
+		s.fail(c, err)
+		return
 	}
 	inst = configsvc.NormalizeInstance(inst) // the stores keep UTC; answer what they keep
-	caller := state(c).principal.TokenID
 	ctx := c.Request.Context()
 	if _, err := s.cfg.Store.Head(ctx, ref); err != nil {
 		s.fail(c, err)
 		return
 	}
 	key := leaseKey(ref.Name, id)
-	var e *heldLease
-	for {
-		if e = s.leases.entry(key, true); e == nil {
-			s.fail(c, fmt.Errorf("server shutting down: %w", configsvc.ErrClosed))
-			return
-		}
-		e.mu.Lock()
-		if !e.gone {
-			break
-		}
-		e.mu.Unlock() // removed while we waited: take the table's new entry
+	e := s.leases.lock(key)
+	if e == nil {
+		s.fail(c, fmt.Errorf("server shutting down: %w", configsvc.ErrClosed))
+		return
 	}
 	defer e.mu.Unlock()
-	status := http.StatusOK
-	var err error
+	status := http.StatusCreated
 	if e.lease != nil {
-		if !s.ownerCheck(c, e, ref, id, "update") {
+		status = http.StatusOK
+		if !s.refreshLease(c, e, ref, &inst) {
 			return
 		}
-		inst.Owner = e.owner
-		err = e.lease.Update(ctx, inst)
-	} else {
-		if !s.checkInstanceLimits(c, ref.Name) {
-			s.leases.remove(key, e)
-			return
-		}
-		status = http.StatusCreated
-		inst.Owner = caller
-		e.lease, err = s.cfg.Store.Register(ctx, inst)
-		if err != nil {
-			e.lease = nil
-			s.leases.remove(key, e)
-			if errors.Is(err, configsvc.ErrConflict) {
-				if owner := s.foreignOwner(c, ref.Name, id); owner != "" {
-					st := state(c)
-					st.authorized = false
-					st.reason = fmt.Sprintf("instance %s of %s was registered by token %s: only that token or an admin may update it", id, ref.Name, owner)
-					s.failf(c, api.ErrForbidden, "%s", st.reason)
-					return
-				}
-				err = fmt.Errorf("instance %s of %s is registered elsewhere (another server or a direct SDK registration) and must expire first: %w", id, ref.Name, err)
-			}
-		} else {
-			s.leases.own(e, caller)
-			s.instanceAdded(ref.Name)
-		}
-	}
-	if err != nil {
-		s.fail(c, err)
+	} else if !s.newLease(c, e, key, &inst) {
 		return
 	}
 	e.expires = now.Add(s.cfg.InstanceTTL)
@@ -333,6 +286,87 @@ func (s *Server) registerInstance(c *gin.Context) {
 	state(c).routine = status == http.StatusOK
 	c.Header("X-Sluice-Lease-Seconds", fmt.Sprint(int(s.cfg.InstanceTTL/time.Second)))
 	c.JSON(status, inst)
+}
+
+// decodeInstance reads the body of a registration of instance id of ref:
+// service and id default to the path's and must match it, the status
+// defaults to starting, and the times are stamped with now.
+func decodeInstance(c *gin.Context, ref configsvc.Ref, id string, now time.Time) (configsvc.Instance, error) {
+	var inst configsvc.Instance
+	if err := decodeJSON(c, MaxJSONBody, &inst); err != nil {
+		return inst, err
+	}
+	if inst.Service == "" {
+		inst.Service = ref.Name
+	}
+	if inst.ID == "" {
+		inst.ID = id
+	}
+	if inst.Service != ref.Name || inst.ID != id {
+		return inst, &configsvc.FieldError{Field: "body", Value: inst.Service + "/" + inst.ID, Msg: "service and id must match the path"}
+	}
+	switch inst.Status {
+	case "":
+		inst.Status = configsvc.StatusStarting
+	case configsvc.StatusStarting, configsvc.StatusApplied, configsvc.StatusRejected:
+	default:
+		return inst, &configsvc.FieldError{Field: "status", Value: string(inst.Status), Msg: "must be starting, applied or rejected"}
+	}
+	if err := inst.Validate(); err != nil {
+		return inst, err
+	}
+	inst.Updated = now
+	if inst.Started.IsZero() {
+		inst.Started = now
+	}
+	return inst, nil
+}
+
+// refreshLease updates the instance of e's lease (e locked) to inst, whose
+// owner stays the registering token's; a caller other than that token or an
+// admin is refused (403). It reports whether it succeeded; on failure the
+// answer is written.
+func (s *Server) refreshLease(c *gin.Context, e *heldLease, ref configsvc.Ref, inst *configsvc.Instance) bool {
+	if !s.ownerCheck(c, e.owner, ref, inst.ID, "update") {
+		return false
+	}
+	inst.Owner = e.owner
+	if err := e.lease.Update(c.Request.Context(), *inst); err != nil {
+		s.fail(c, err)
+		return false
+	}
+	return true
+}
+
+// newLease registers inst in the store, owned by the caller's token, and
+// keeps its lease in e (locked, held under key). It refuses a caller over
+// its instance limits (429) and an id another token's live instance holds
+// (403); a registration elsewhere that has not expired yet is a conflict
+// (409). On failure e leaves the lease table and the answer is written.
+func (s *Server) newLease(c *gin.Context, e *heldLease, key string, inst *configsvc.Instance) bool {
+	if !s.checkInstanceLimits(c, inst.Service) {
+		s.leases.remove(key, e)
+		return false
+	}
+	caller := state(c).principal.TokenID
+	inst.Owner = caller
+	lease, err := s.cfg.Store.Register(c.Request.Context(), *inst)
+	if err != nil {
+		s.leases.remove(key, e)
+		if errors.Is(err, configsvc.ErrConflict) {
+			ref := configsvc.Ref{Kind: configsvc.KindService, Name: inst.Service}
+			if owner := s.foreignOwner(c, inst.Service, inst.ID); !s.ownerCheck(c, owner, ref, inst.ID, "update") {
+				return false
+			}
+			err = fmt.Errorf("instance %s of %s is registered elsewhere (another server or a direct SDK registration) and must expire first: %w", inst.ID, inst.Service, err)
+		}
+		s.fail(c, err)
+		return false
+	}
+	e.lease = lease
+	s.leases.own(e, caller)
+	s.instanceAdded(inst.Service)
+	return true
 }
 
 // deregisterInstance removes an instance registered through this server;
@@ -354,7 +388,7 @@ func (s *Server) deregisterInstance(c *gin.Context) {
 		s.fail(c, fmt.Errorf("instance %s of %s is not registered through this server: %w", id, ref.Name, configsvc.ErrNotFound))
 		return
 	}
-	if !s.ownerCheck(c, e, ref, id, "remove") {
+	if !s.ownerCheck(c, e.owner, ref, id, "remove") {
 		return
 	}
 	err := e.lease.Close()

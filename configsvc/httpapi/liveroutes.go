@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -41,34 +42,18 @@ func (s *Server) liveRoutes(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	list, err := s.cfg.Store.Instances(ctx, configsvc.SystemService)
-	if err != nil && !isNotFound(err) {
+	registered, err := s.registeredProxies(ctx)
+	if err != nil {
 		s.fail(c, err)
 		return
-	}
-	registered := map[string]configsvc.Instance{}
-	for _, in := range list {
-		if in.Labels[configsvc.ProxyRoleLabel] == configsvc.ProxyRole {
-			registered[in.ID] = in
-		}
 	}
 	now := s.cfg.Now()
 	seen := map[string]bool{}
 	for _, rec := range recs {
-		var st configsvc.ProxyState
-		if err := json.Unmarshal(rec.Data, &st); err != nil {
+		st, err := decodeProxyState(rec)
+		if err != nil {
 			s.cfg.Logger.Warn("proxy state record not readable", "id", rec.ID, "err", err)
 			continue
-		}
-		st.ID = rec.ID
-		st.Updated = st.Updated.UTC()
-		if st.Routes == nil {
-			st.Routes = []configsvc.RouteState{}
-		}
-		for i := range st.Routes {
-			if st.Routes[i].Instances == nil {
-				st.Routes[i].Instances = []configsvc.InstanceState{}
-			}
 		}
 		seen[rec.ID] = true
 		_, reg := registered[rec.ID]
@@ -87,4 +72,40 @@ func (s *Server) liveRoutes(c *gin.Context) {
 	sort.Slice(out.Proxies, func(i, j int) bool { return out.Proxies[i].ID < out.Proxies[j].ID })
 	sort.Slice(out.Stale, func(i, j int) bool { return out.Stale[i].ID < out.Stale[j].ID })
 	c.JSON(http.StatusOK, out)
+}
+
+// registeredProxies returns the proxies registered as instances of
+// sluice-system, by instance id.
+func (s *Server) registeredProxies(ctx context.Context) (map[string]configsvc.Instance, error) {
+	list, err := s.cfg.Store.Instances(ctx, configsvc.SystemService)
+	if err != nil && !isNotFound(err) {
+		return nil, err
+	}
+	registered := map[string]configsvc.Instance{}
+	for _, in := range list {
+		if in.Labels[configsvc.ProxyRoleLabel] == configsvc.ProxyRole {
+			registered[in.ID] = in
+		}
+	}
+	return registered, nil
+}
+
+// decodeProxyState decodes the state a proxy published in rec, with its id,
+// its time in UTC and empty lists, not null, for routes and instances.
+func decodeProxyState(rec configsvc.Record) (configsvc.ProxyState, error) {
+	var st configsvc.ProxyState
+	if err := json.Unmarshal(rec.Data, &st); err != nil {
+		return st, err
+	}
+	st.ID = rec.ID
+	st.Updated = st.Updated.UTC()
+	if st.Routes == nil {
+		st.Routes = []configsvc.RouteState{}
+	}
+	for i := range st.Routes {
+		if st.Routes[i].Instances == nil {
+			st.Routes[i].Instances = []configsvc.InstanceState{}
+		}
+	}
+	return st, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/proxyserver"
@@ -175,18 +176,16 @@ func TestLiveRoutesFromProxiesOnZooKeeper(t *testing.T) {
 
 	waitLive := func(what string, cond func(api.LiveRoutes) bool) api.LiveRoutes {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			var out api.LiveRoutes
+		var out api.LiveRoutes
+		testkit.Eventually(t, 15*time.Second, "GET /v1/routes showing "+what, func() error {
+			out = api.LiveRoutes{}
 			e.must(http.StatusOK, req{method: "GET", path: "/v1/routes", token: e.admin}).json(t, &out)
-			if cond(out) {
-				return out
+			if !cond(out) {
+				return fmt.Errorf("got %+v", out)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET /v1/routes never showed %s: %+v", what, out)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
+		return out
 	}
 	breakers := func(out api.LiveRoutes) map[string]string {
 		m := map[string]string{}

@@ -13,6 +13,9 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/configsvc/zkstore"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
@@ -72,7 +75,7 @@ func (r faultyRecords) Append(ctx context.Context, c string, data []byte, keep i
 }
 
 func TestStoreDownIs503WithRetryAfter(t *testing.T) {
-	fs := &faultyStore{Store: mustOpenBolt(t)}
+	fs := &faultyStore{Store: bolttest.MustOpen(t, boltstore.Options{})}
 	e := newEnvOn(t, fs)
 	e.mustService("orders", map[string]string{"a.txt": "x"})
 	tests := []struct {
@@ -156,17 +159,13 @@ func TestZooKeeperDownIs503(t *testing.T) {
 		}
 	}
 	zk.Restart()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.Eventually(t, 30*time.Second, "reads after ZooKeeper restarted", func() error {
 		resp := e.do(req{method: "GET", path: "/v1/services/orders/files/a.txt", token: e.admin})
-		if resp.status == http.StatusOK {
-			break
+		if resp.status != http.StatusOK {
+			return fmt.Errorf("%d %s", resp.status, resp.body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still %d 30s after ZooKeeper restarted: %s", resp.status, resp.body)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestTwoServersShareTokensAndAudit(t *testing.T) {

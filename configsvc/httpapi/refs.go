@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -122,7 +123,7 @@ func (s *Server) getFile(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok {
 			return
 		}
-		rev, _, ok := s.queryInt(c, "revision", 1, 1<<62)
+		rev, ok := s.queryInt(c, "revision", 1, 1<<62)
 		if !ok || !s.authorizeRead(c, ref) {
 			return
 		}
@@ -178,27 +179,35 @@ func (s *Server) published(c *gin.Context, ref configsvc.Ref, rev configsvc.Revi
 	c.JSON(status, api.FromRevision(rev, false))
 }
 
+// writeBase is what a write builds on: the head it read, and whether
+// If-Match was given and holds for it (the store then answers a lost race
+// 412, not 409).
+type writeBase struct {
+	head        configsvc.Head
+	conditional bool
+}
+
 // base reads the head a write to ref builds on and evaluates If-Match
-// against it (checkIfMatch; the target is file when not "", else ref):
-// conditional reports that If-Match was given and holds. The request is
-// answered (ok false) when the head cannot be read or the condition fails.
-func (s *Server) base(c *gin.Context, ref configsvc.Ref, file string) (h configsvc.Head, conditional, ok bool) {
+// against it (checkIfMatch; the target is file when not "", else ref). The
+// request is answered (ok false) when the head cannot be read or the
+// condition fails.
+func (s *Server) base(c *gin.Context, ref configsvc.Ref, file string) (b writeBase, ok bool) {
 	h, err := s.cfg.Store.Head(c.Request.Context(), ref)
 	if err != nil {
 		s.fail(c, err)
-		return h, false, false
+		return b, false
 	}
 	target, exists := ref.String(), true
 	if file != "" {
 		_, exists = h.Files[file]
 		target += " file " + file
 	}
-	conditional, err = checkIfMatch(c, target, h.Revision, exists)
+	conditional, err := checkIfMatch(c, target, h.Revision, exists)
 	if err != nil {
 		s.fail(c, err)
-		return h, false, false
+		return b, false
 	}
-	return h, conditional, true
+	return writeBase{head: h, conditional: conditional}, true
 }
 
 // putFile publishes one file from the raw request body; the message comes
@@ -226,12 +235,12 @@ func (s *Server) putFile(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		h, conditional, ok := s.base(c, ref, file)
+		b, ok := s.base(c, ref, file)
 		if !ok {
 			return
 		}
-		s.commit(c, ref, configsvc.Changeset{Base: h.Revision, Message: c.GetHeader("X-Sluice-Message"),
-			Changes: []configsvc.Change{{File: file, Content: content}}}, conditional, http.StatusOK)
+		s.commit(c, ref, configsvc.Changeset{Base: b.head.Revision, Message: c.GetHeader("X-Sluice-Message"),
+			Changes: []configsvc.Change{{File: file, Content: content}}}, b.conditional, http.StatusOK)
 	}
 }
 
@@ -245,12 +254,12 @@ func (s *Server) deleteFile(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok || !s.authorize(c, access.ActionPublish, access.Target{Ref: ref}) {
 			return
 		}
-		h, conditional, ok := s.base(c, ref, file)
+		b, ok := s.base(c, ref, file)
 		if !ok {
 			return
 		}
-		s.commit(c, ref, configsvc.Changeset{Base: h.Revision, Message: c.GetHeader("X-Sluice-Message"),
-			Changes: []configsvc.Change{{File: file, Delete: true}}}, conditional, http.StatusOK)
+		s.commit(c, ref, configsvc.Changeset{Base: b.head.Revision, Message: c.GetHeader("X-Sluice-Message"),
+			Changes: []configsvc.Change{{File: file, Delete: true}}}, b.conditional, http.StatusOK)
 	}
 }
 
@@ -283,12 +292,12 @@ func (s *Server) publish(kind configsvc.Kind) gin.HandlerFunc {
 		if req.BaseRevision != nil && len(c.Request.Header.Values(headerIfMatch)) == 0 {
 			cs.Base = *req.BaseRevision // the store checks it: no head read needed
 		} else {
-			h, cond, ok := s.base(c, ref, "")
+			b, ok := s.base(c, ref, "")
 			if !ok {
 				return
 			}
-			cs.Base, conditional = h.Revision, cond
-			if req.BaseRevision != nil && *req.BaseRevision != h.Revision {
+			cs.Base, conditional = b.head.Revision, b.conditional
+			if req.BaseRevision != nil && *req.BaseRevision != b.head.Revision {
 				cs.Base, conditional = *req.BaseRevision, false // a stale base_revision: 409
 			}
 		}
@@ -302,11 +311,11 @@ func (s *Server) listRevisions(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok {
 			return
 		}
-		limit, _, ok := s.queryInt(c, "limit", 1, MaxListLimit)
+		limit, ok := s.queryInt(c, "limit", 1, MaxListLimit)
 		if !ok {
 			return
 		}
-		before, _, ok := s.queryInt(c, "before", 0, 1<<62)
+		before, ok := s.queryInt(c, "before", 0, 1<<62)
 		if !ok || !s.authorizeRead(c, ref) {
 			return
 		}
@@ -358,16 +367,17 @@ func (s *Server) diff(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok {
 			return
 		}
-		from, hasFrom, ok := s.queryInt(c, "from", 0, 1<<62)
+		fromParam, ok := s.queryIntParam(c, "from", 0, 1<<62)
 		if !ok {
 			return
 		}
-		to, hasTo, ok := s.queryInt(c, "to", 0, 1<<62)
+		toParam, ok := s.queryIntParam(c, "to", 0, 1<<62)
 		if !ok || !s.authorizeRead(c, ref) {
 			return
 		}
 		ctx := c.Request.Context()
-		if !hasTo {
+		to := toParam.value
+		if !toParam.given {
 			h, err := s.cfg.Store.Head(ctx, ref)
 			if err != nil {
 				s.fail(c, err)
@@ -375,49 +385,64 @@ func (s *Server) diff(kind configsvc.Kind) gin.HandlerFunc {
 			}
 			to = h.Revision
 		}
-		if !hasFrom {
+		from := fromParam.value
+		if !fromParam.given {
 			from = max(0, to-1)
 		}
-		snap := func(rev int64) (map[string][]byte, error) {
-			if rev == 0 {
-				return map[string][]byte{}, nil
-			}
-			sn, err := s.cfg.Store.Snapshot(ctx, ref, rev)
-			return sn.Files, err
-		}
-		a, err := snap(from)
+		a, err := s.filesAt(ctx, ref, from)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
-		b, err := snap(to)
+		b, err := s.filesAt(ctx, ref, to)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
-		files := []api.FileDiff{}
-		for _, ch := range configsvc.Diff(a, b, nil) {
-			if err := ctx.Err(); err != nil {
-				s.fail(c, fmt.Errorf("diff stopped at the request deadline: %w", err))
-				return
-			}
-			old, had := a[ch.File]
-			fd := api.FileDiff{File: ch.File, Status: api.DiffModified}
-			switch {
-			case ch.Delete:
-				fd.Status = api.DiffRemoved
-			case !had:
-				fd.Status = api.DiffAdded
-			}
-			fd.Diff, err = unifiedDiff(ctx, old, ch.Content, fmt.Sprintf("a/%s@%d", ch.File, from), fmt.Sprintf("b/%s@%d", ch.File, to))
-			if err != nil {
-				s.fail(c, fmt.Errorf("diff %s: %w", ch.File, err))
-				return
-			}
-			files = append(files, fd)
+		files, err := diffFiles(ctx, a, b, from, to)
+		if err != nil {
+			s.fail(c, err)
+			return
 		}
 		c.JSON(http.StatusOK, api.Diff{Files: files, From: from, To: to})
 	}
+}
+
+// filesAt returns the files of ref at revision rev; revision 0 has none.
+func (s *Server) filesAt(ctx context.Context, ref configsvc.Ref, rev int64) (map[string][]byte, error) {
+	if rev == 0 {
+		return map[string][]byte{}, nil
+	}
+	sn, err := s.cfg.Store.Snapshot(ctx, ref, rev)
+	return sn.Files, err
+}
+
+// diffFiles returns the unified diff of every file that differs between a
+// (revision from) and b (revision to), in file order. It stops with an
+// error at ctx's deadline: a pathological diff costs a request its timeout,
+// never more.
+func diffFiles(ctx context.Context, a, b map[string][]byte, from, to int64) ([]api.FileDiff, error) {
+	files := []api.FileDiff{}
+	for _, ch := range configsvc.Diff(a, b, nil) {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("diff stopped at the request deadline: %w", err)
+		}
+		old, had := a[ch.File]
+		fd := api.FileDiff{File: ch.File, Status: api.DiffModified}
+		switch {
+		case ch.Delete:
+			fd.Status = api.DiffRemoved
+		case !had:
+			fd.Status = api.DiffAdded
+		}
+		var err error
+		fd.Diff, err = unifiedDiff(ctx, old, ch.Content, fmt.Sprintf("a/%s@%d", ch.File, from), fmt.Sprintf("b/%s@%d", ch.File, to))
+		if err != nil {
+			return nil, fmt.Errorf("diff %s: %w", ch.File, err)
+		}
+		files = append(files, fd)
+	}
+	return files, nil
 }
 
 func (s *Server) rollback(kind configsvc.Kind) gin.HandlerFunc {
@@ -451,12 +476,12 @@ func (s *Server) rollback(kind configsvc.Kind) gin.HandlerFunc {
 		}
 		base, conditional := req.BaseRevision, false // base 0: Rollback reads the head
 		if len(c.Request.Header.Values(headerIfMatch)) > 0 {
-			h, cond, ok := s.base(c, ref, "")
+			b, ok := s.base(c, ref, "")
 			if !ok {
 				return
 			}
-			if base == 0 || base == h.Revision {
-				base, conditional = h.Revision, cond
+			if base == 0 || base == b.head.Revision {
+				base, conditional = b.head.Revision, b.conditional
 			}
 		}
 		rev, err := configsvc.Rollback(c.Request.Context(), s.cfg.Store, ref, configsvc.RollbackRequest{
@@ -476,7 +501,7 @@ func (s *Server) snapshot(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok {
 			return
 		}
-		rev, _, ok := s.queryInt(c, "revision", 1, 1<<62)
+		rev, ok := s.queryInt(c, "revision", 1, 1<<62)
 		if !ok || !s.authorizeRead(c, ref) {
 			return
 		}

@@ -129,6 +129,49 @@ func limitOf[T int | int64](v, def T) T {
 	return v
 }
 
+// withDefaults returns cfg with every zero value replaced by its default
+// (see Config) and a Store that validates content.
+func (cfg Config) withDefaults() Config {
+	if _, ok := cfg.Store.(*configsvc.ValidatingStore); !ok {
+		cfg.Store = configsvc.Validating(cfg.Store, format.Validator{})
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		reg := prometheus.NewRegistry()
+		cfg.Registry = reg
+		if cfg.Gatherer == nil {
+			cfg.Gatherer = reg
+		}
+	}
+	if cfg.Gatherer == nil {
+		cfg.Gatherer, _ = cfg.Registry.(prometheus.Gatherer)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.InstanceTTL <= 0 {
+		cfg.InstanceTTL = DefaultInstanceTTL
+	}
+	if cfg.StreamRecheck <= 0 {
+		cfg.StreamRecheck = DefaultStreamRecheck
+	}
+	cfg.MaxStreamsPerToken = limitOf(cfg.MaxStreamsPerToken, DefaultMaxStreamsPerToken)
+	cfg.MaxInstancesPerToken = limitOf(cfg.MaxInstancesPerToken, DefaultMaxInstancesPerToken)
+	cfg.MaxInstancesPerService = limitOf(cfg.MaxInstancesPerService, DefaultMaxInstancesPerService)
+	if cfg.Refusals.Now == nil {
+		cfg.Refusals.Now = cfg.Now
+	}
+	return cfg
+}
+
 // Server is the admin server: an http.Handler. It is safe for concurrent
 // use. Close ends its event streams and background work and releases the
 // instance leases it holds; it does not close the Store.
@@ -168,43 +211,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("httpapi: Config.Store is required")
 	}
-	if _, ok := cfg.Store.(*configsvc.ValidatingStore); !ok {
-		cfg.Store = configsvc.Validating(cfg.Store, format.Validator{})
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Registry == nil {
-		reg := prometheus.NewRegistry()
-		cfg.Registry = reg
-		if cfg.Gatherer == nil {
-			cfg.Gatherer = reg
-		}
-	}
-	if cfg.Gatherer == nil {
-		cfg.Gatherer, _ = cfg.Registry.(prometheus.Gatherer)
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = DefaultRequestTimeout
-	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = DefaultHeartbeat
-	}
-	if cfg.InstanceTTL <= 0 {
-		cfg.InstanceTTL = DefaultInstanceTTL
-	}
-	if cfg.StreamRecheck <= 0 {
-		cfg.StreamRecheck = DefaultStreamRecheck
-	}
-	cfg.MaxStreamsPerToken = limitOf(cfg.MaxStreamsPerToken, DefaultMaxStreamsPerToken)
-	cfg.MaxInstancesPerToken = limitOf(cfg.MaxInstancesPerToken, DefaultMaxInstancesPerToken)
-	cfg.MaxInstancesPerService = limitOf(cfg.MaxInstancesPerService, DefaultMaxInstancesPerService)
-	if cfg.Refusals.Now == nil {
-		cfg.Refusals.Now = cfg.Now
-	}
+	cfg = cfg.withDefaults()
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {
 		return nil, err
@@ -234,7 +241,7 @@ func New(cfg Config) (*Server, error) {
 	if s.openapiJSON, err = OpenAPI(); err != nil {
 		return nil, err
 	}
-	if s.engine, err = s.routes(); err != nil {
+	if s.engine, err = s.newEngine(); err != nil {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())

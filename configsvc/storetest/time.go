@@ -2,45 +2,12 @@ package storetest
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
-
-// Clock is a settable clock for code under test that takes a
-// func() time.Time (stores, token and pin expiry, limiters): Now returns
-// the time last Set, or that Advance moved it to. It is safe for
-// concurrent use.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-// NewClock returns a Clock reading t.
-func NewClock(t time.Time) *Clock { return &Clock{t: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Set sets the clock to t, backwards or forwards.
-func (c *Clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-// Advance moves the clock by d, backwards when d is negative.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // epoch is where the suite's clocks start: a fixed instant, in a zone other
 // than UTC, so that a store that keeps the clock's zone is caught.
@@ -83,12 +50,12 @@ func (s *suite) testTime(t *testing.T) {
 
 // openAt opens a store on a Clock at epoch (Options.OpenAt, skipping the
 // test without it) holding the service orders, created at epoch.
-func (s *suite) openAt(t *testing.T) (*Clock, configsvc.Store, context.Context, configsvc.Ref) {
+func (s *suite) openAt(t *testing.T) (*testkit.Clock, configsvc.Store, context.Context, configsvc.Ref) {
 	t.Helper()
 	if s.opts.OpenAt == nil {
 		t.Skip("storetest: Options.OpenAt not set")
 	}
-	clock := NewClock(epoch)
+	clock := testkit.NewClock(epoch)
 	st := s.opts.OpenAt(t, clock.Now)
 	ctx := s.ctx(t)
 	ref := configsvc.Service("orders")

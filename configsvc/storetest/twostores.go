@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
 // pair returns two stores on the same data (Options.OpenPair) with clocks
@@ -187,7 +188,7 @@ func (s *suite) testTwoStores(t *testing.T) {
 		// Server b's clock is an hour behind a's: a revision published
 		// through b after one published through a still has a later (or
 		// equal) time.
-		clockA, clockB := NewClock(epoch.Add(time.Hour)), NewClock(epoch)
+		clockA, clockB := testkit.NewClock(epoch.Add(time.Hour)), testkit.NewClock(epoch)
 		a, b, ctx := s.pair(t, clockA.Now, clockB.Now)
 		ref := configsvc.Service("orders")
 		mustCreate(ctx, t, b, ref)

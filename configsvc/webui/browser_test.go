@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/format"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/webui"
@@ -53,11 +54,7 @@ func startConsole(t *testing.T) *console {
 func startConsoleWith(t *testing.T, wrap func(http.Handler) http.Handler) *console {
 	t.Helper()
 	ctx := context.Background()
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatalf("open boltstore: %v", err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := bolttest.MustOpen(t, boltstore.Options{})
 	// Publishes are validated by the store, as the sluice command wires it.
 	srv, err := httpapi.New(httpapi.Config{Store: configsvc.Validating(st, format.Validator{}), UI: webui.FS()})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
 
@@ -66,15 +67,15 @@ func checkLiveRoutes(t *testing.T, c *console, adm *tab) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	statuses := []int{call()}
-	for statuses[0] == http.StatusNotFound {
-		if time.Now().After(deadline) {
-			t.Fatal("the proxy did not load the routes")
+	var statuses []int
+	testkit.Eventually(t, 10*time.Second, "the proxy loading the routes", func() error {
+		status := call()
+		if status == http.StatusNotFound {
+			return fmt.Errorf("status %d", status)
 		}
-		time.Sleep(20 * time.Millisecond)
-		statuses[0] = call()
-	}
+		statuses = []int{status}
+		return nil
+	})
 	for range 7 {
 		statuses = append(statuses, call())
 	}
@@ -84,21 +85,17 @@ func checkLiveRoutes(t *testing.T, c *console, adm *tab) {
 		t.Fatalf("statuses %v, want %s", statuses, want)
 	}
 
-	deadline = time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, "GET /v1/routes showing the tripped breaker and 3 refusals", func() error {
 		live, err := c.api.LiveRoutes(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(live.Proxies) == 1 && live.Proxies[0].Revision == rev.Number && len(live.Proxies[0].Routes) == 1 &&
 			live.Proxies[0].Routes[0].RateLimit.Rejected == 3 && live.Proxies[0].Routes[0].Instances[0].Breaker == "open" {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET /v1/routes never showed the tripped breaker and 3 refusals: %+v", live.Proxies)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("proxies %+v", live.Proxies)
+	})
 
 	// A new hash (the page may already show #/routes) renders the page afresh.
 	adm.do(chromedp.Navigate(c.url+"#/routes/files"), chromedp.WaitVisible(chromedp.CSS(`[data-proxy=proxy-console] [data-route=flaky]`)))

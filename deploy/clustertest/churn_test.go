@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
 // writerPause is each writer's pause between publishes. It keeps a 60 s
@@ -132,7 +133,7 @@ func TestLeaderChurnWithConditionalPublishes(t *testing.T) {
 
 	// The ensemble is whole again; read the history through both servers.
 	for _, cl := range apis {
-		waitFor(t, 30*time.Second, "history readable through "+cl.Server(), func() error {
+		testkit.Eventually(t, 30*time.Second, "history readable through "+cl.Server(), func() error {
 			ctx, cancel := callCtx()
 			defer cancel()
 			_, err := cl.Head(ctx, configsvc.Service("orders"))

@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/sdk"
 )
 
@@ -77,7 +78,7 @@ func openSDK(t *testing.T, cfg sdk.Config) *sdk.Client {
 
 func waitGreeting(t *testing.T, name string, b *sdk.Binding[ordersConf], want string) {
 	t.Helper()
-	waitFor(t, 15*time.Second, name+" applies the publish", func() error {
+	testkit.Eventually(t, 15*time.Second, name+" applies the publish", func() error {
 		if got := b.Load().Greeting; got != want {
 			return fmt.Errorf("greeting %q, want %q", got, want)
 		}
@@ -139,7 +140,7 @@ func TestPublishThroughOneServerReachesAll(t *testing.T) {
 		}
 	})
 	t.Run("instances on B", func(t *testing.T) {
-		waitFor(t, 15*time.Second, "both SDKs registered with revision 2", func() error {
+		testkit.Eventually(t, 15*time.Second, "both SDKs registered with revision 2", func() error {
 			ctx, cancel := callCtx()
 			defer cancel()
 			list, err := apiB.Instances(ctx, "orders")

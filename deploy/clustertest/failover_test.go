@@ -11,6 +11,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/sdk"
 )
 
@@ -104,7 +105,7 @@ func TestKillServerWhilePublishing(t *testing.T) {
 		}
 	}
 
-	waitFor(t, 20*time.Second, "the SDK applies the head through server B", func() error {
+	testkit.Eventually(t, 20*time.Second, "the SDK applies the head through server B", func() error {
 		revs, _ := applied.snapshot()
 		if len(revs) == 0 || revs[len(revs)-1] != head {
 			return fmt.Errorf("applied %v, head %d", tail(revs), head)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
 
@@ -122,34 +122,6 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-// freeAddr returns a 127.0.0.1 address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// waitFor polls cond every 50 ms until it returns nil or d passes; then it
-// fails the test with what and cond's last error.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v: %v", what, d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // cluster is a ZooKeeper store shared by the servers and proxies a test
 // starts.
 type cluster struct {
@@ -176,7 +148,7 @@ type server struct {
 func (c *cluster) startServer(name string) *server {
 	t := c.t
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	data := t.TempDir()
 	p := startProc(t, name, nil, bins.sluice, "server", "--addr", addr, "--store", c.store, "--data-dir", data)
 	s := &server{proc: p, url: "http://" + addr, data: data}
@@ -185,7 +157,7 @@ func (c *cluster) startServer(name string) *server {
 		t.Fatal(err)
 	}
 	defer ready.Close()
-	waitFor(t, 60*time.Second, name+" /readyz", func() error {
+	testkit.Eventually(t, 60*time.Second, name+" /readyz", func() error {
 		select {
 		case <-p.done:
 			return fmt.Errorf("exited: %v", p.err)
@@ -216,9 +188,10 @@ type proxy struct {
 func (c *cluster) startProxy(name string) *proxy {
 	t := c.t
 	t.Helper()
-	addr := freeAddr(t)
-	p := startProc(t, name, nil, bins.sluice, "proxy", "--addr", addr, "--store", c.store, "--access-log", "off")
-	waitFor(t, 60*time.Second, name+" serving", func() error {
+	addr := testkit.FreeAddr(t)
+	// JSON log lines: peersSeen reads them.
+	p := startProc(t, name, nil, bins.sluice, "proxy", "--addr", addr, "--store", c.store, "--access-log", "off", "--log-format", "json")
+	testkit.Eventually(t, 60*time.Second, name+" serving", func() error {
 		select {
 		case <-p.done:
 			return fmt.Errorf("exited: %v", p.err)
@@ -238,7 +211,7 @@ func (c *cluster) startProxy(name string) *proxy {
 func (c *cluster) startOrders(id string) *proc {
 	t := c.t
 	t.Helper()
-	return startProc(t, id, nil, bins.orders, "--zk", strings.Join(c.zk, ","), "--id", id, "--addr", freeAddr(t))
+	return startProc(t, id, nil, bins.orders, "--zk", strings.Join(c.zk, ","), "--id", id, "--addr", testkit.FreeAddr(t))
 }
 
 // client returns an API client of server s with the admin token; each

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/sdk"
 )
@@ -59,11 +60,11 @@ func TestSDKPartitionedFromZooKeeper(t *testing.T) {
 			return nil
 		}
 	}
-	waitFor(t, 15*time.Second, "registration before the partition", registered(1))
+	testkit.Eventually(t, 15*time.Second, "registration before the partition", registered(1))
 
 	front.Blackhole()
 	partitioned := time.Now()
-	waitFor(t, 20*time.Second, "ZooKeeper expires the partitioned session", func() error {
+	testkit.Eventually(t, 20*time.Second, "ZooKeeper expires the partitioned session", func() error {
 		_, ok, err := instanceOf(srv, "partitioned")
 		if err != nil {
 			return err
@@ -84,10 +85,10 @@ func TestSDKPartitionedFromZooKeeper(t *testing.T) {
 	front.Heal()
 	healed := time.Now()
 	waitGreeting(t, "SDK after heal", conf, "during-2")
-	waitFor(t, 20*time.Second, "registration rebuilt after heal", registered(3))
+	testkit.Eventually(t, 20*time.Second, "registration rebuilt after heal", registered(3))
 	t.Logf("converged and registered again within %v of the heal", time.Since(healed).Round(10*time.Millisecond))
 
 	mustPut(t, srv, "orders", "orders.yaml", "greeting: after\n")
 	waitGreeting(t, "SDK's re-armed watch", conf, "after")
-	waitFor(t, 15*time.Second, "registration follows the new revision", registered(4))
+	testkit.Eventually(t, 15*time.Second, "registration follows the new revision", registered(4))
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
 const ordersRoute = "routes:\n  - name: orders\n    match: {path_prefix: /orders}\n    upstream: {service: orders}\n    strip_prefix: true\n"
@@ -49,7 +50,7 @@ func TestPinAcrossServersAndProxies(t *testing.T) {
 	proxies := map[string]*proxy{"proxy-a": c.startProxy("proxy-a"), "proxy-b": c.startProxy("proxy-b")}
 
 	for name, p := range proxies {
-		waitFor(t, 30*time.Second, name+" balances over both instances", func() error {
+		testkit.Eventually(t, 30*time.Second, name+" balances over both instances", func() error {
 			seen := map[string]bool{}
 			for range 6 {
 				st, _, body, err := get(p.url+"/orders/whoami", "")
@@ -92,7 +93,7 @@ func TestPinAcrossServersAndProxies(t *testing.T) {
 	revokedAt := time.Now()
 	for _, name := range []string{"proxy-a", "proxy-b"} {
 		t.Run("revoked on "+name, func(t *testing.T) {
-			waitFor(t, 5*time.Second, name+" refuses the revoked pin", func() error {
+			testkit.Eventually(t, 5*time.Second, name+" refuses the revoked pin", func() error {
 				st, _, body, err := get(proxies[name].url+"/orders/whoami", pin.Secret)
 				if err != nil {
 					return err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
 // load sends GETs to every url from 4 goroutines per url, each at most one
@@ -123,7 +124,7 @@ func peersSeen(p *proxy) (int, error) {
 func waitPeers(t *testing.T, want int, ps ...*proxy) {
 	t.Helper()
 	for _, p := range ps {
-		waitFor(t, 30*time.Second, fmt.Sprintf("%s divides cluster rates by %d", p.name, want), func() error {
+		testkit.Eventually(t, 30*time.Second, fmt.Sprintf("%s divides cluster rates by %d", p.name, want), func() error {
 			n, err := peersSeen(p)
 			if err != nil {
 				return err
@@ -153,7 +154,7 @@ func TestClusterRateLimitAcrossProxies(t *testing.T) {
 	mustCreate(t, srv, configsvc.SystemService)
 	mustPut(t, srv, configsvc.SystemService, configsvc.RoutesFile, route)
 	pa, pb := c.startProxy("proxy-a"), c.startProxy("proxy-b")
-	waitFor(t, 30*time.Second, "both proxies registered", func() error {
+	testkit.Eventually(t, 30*time.Second, "both proxies registered", func() error {
 		ids, err := proxyPeers(srv)
 		if err != nil {
 			return err
@@ -163,7 +164,7 @@ func TestClusterRateLimitAcrossProxies(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, 30*time.Second, "both proxies route", func() error {
+	testkit.Eventually(t, 30*time.Second, "both proxies route", func() error {
 		for _, p := range []*proxy{pa, pb} {
 			st, _, body, err := get(p.url+"/", "")
 			if err != nil {
@@ -187,7 +188,7 @@ func TestClusterRateLimitAcrossProxies(t *testing.T) {
 	within(t, "two proxies together", float64(sum(ok)), rps*window.Seconds()+burst)
 
 	pb.stop()
-	waitFor(t, 30*time.Second, "proxy-b deregistered", func() error {
+	testkit.Eventually(t, 30*time.Second, "proxy-b deregistered", func() error {
 		ids, err := proxyPeers(srv)
 		if err != nil {
 			return err

@@ -7,14 +7,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
 // TestOrdersService runs the example against a real admin server: it
@@ -22,11 +23,7 @@ import (
 // to its downstream, and deregisters on shutdown.
 func TestOrdersService(t *testing.T) {
 	ctx := context.Background()
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := bolttest.MustOpen(t, boltstore.Options{})
 	api, err := httpapi.New(httpapi.Config{Store: st})
 	if err != nil {
 		t.Fatal(err)
@@ -92,17 +89,7 @@ func TestOrdersService(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return strings.TrimSpace(string(b))
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 5s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	waitFor("serving", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "serving", func() bool {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err == nil {
 			c.Close()
@@ -117,9 +104,9 @@ func TestOrdersService(t *testing.T) {
 		t.Fatalf("/whoami = %q", got)
 	}
 	publish("greeting: bonjour\nmax_items: 3\n")
-	waitFor("live config change", func() bool { return get("/greeting", "") == "bonjour" })
+	testkit.EventuallyTrue(t, 5*time.Second, "live config change", func() bool { return get("/greeting", "") == "bonjour" })
 	publish("greeting: ''\nmax_items: 3\n") // refused by Validate: the old value stays
-	waitFor("rejection visible", func() bool { return strings.Contains(get("/config", ""), "greeting must not be empty") })
+	testkit.EventuallyTrue(t, 5*time.Second, "rejection visible", func() bool { return strings.Contains(get("/config", ""), "greeting must not be empty") })
 	if got := get("/greeting", ""); got != "bonjour" {
 		t.Fatalf("/greeting after a bad publish = %q, want the old value", got)
 	}
@@ -129,7 +116,7 @@ func TestOrdersService(t *testing.T) {
 	if pin := <-pins; pin != "pin-abc" {
 		t.Fatalf("downstream got pin %q, want pin-abc", pin)
 	}
-	waitFor("registered", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "registered", func() bool {
 		list, err := st.Instances(ctx, "orders")
 		return err == nil && len(list) == 1 && list[0].ID == "orders-7" && list[0].Addr == ln.Addr().String()
 	})
@@ -138,7 +125,7 @@ func TestOrdersService(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 	done <- nil
-	waitFor("deregistered on shutdown", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "deregistered on shutdown", func() bool {
 		list, err := st.Instances(ctx, "orders")
 		return err == nil && len(list) == 0
 	})

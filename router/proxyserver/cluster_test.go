@@ -4,17 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
 
@@ -25,11 +24,7 @@ import (
 // the burst share.
 func TestServeRegistersAndSharesClusterRates(t *testing.T) {
 	ctx := context.Background()
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := bolttest.MustOpen(t, boltstore.Options{})
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	t.Cleanup(backend.Close)
 	if err := store.Create(ctx, configsvc.Service(configsvc.SystemService)); err != nil {
@@ -38,34 +33,18 @@ func TestServeRegistersAndSharesClusterRates(t *testing.T) {
 	publish(t, store, 0, fmt.Sprintf("routes:\n  - name: shared\n    upstream: {static: [%q]}\n    rate_limit: {rps: 1, burst: 12, scope: cluster}\n",
 		strings.TrimPrefix(backend.URL, "http://")))
 
-	var clock atomic.Int64
-	clock.Store(time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC).UnixNano())
-	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() {
-		served <- proxyserver.Serve(sctx, store, ln, proxyserver.Options{Now: now, InstanceID: "proxy-a", RetryInterval: 20 * time.Millisecond})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	clock := testkit.NewClock(time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC))
+	proxyAddr, _ := startServing(t, store, proxyserver.Options{Now: clock.Now, InstanceID: "proxy-a", RetryInterval: 20 * time.Millisecond})
 	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
 
 	// round refills the buckets (an hour later on the frozen clock) and
 	// counts how many of 30 requests pass.
 	round := func() (int, error) {
-		clock.Add(int64(time.Hour))
+		clock.Advance(time.Hour)
 		ok := 0
 		for range 30 {
-			resp, err := client.Get("http://" + ln.Addr().String() + "/")
+			resp, err := client.Get("http://" + proxyAddr + "/")
 			if err != nil {
 				return 0, err
 			}
@@ -82,30 +61,22 @@ func TestServeRegistersAndSharesClusterRates(t *testing.T) {
 	}
 	expect := func(what string, want int) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testkit.Eventually(t, 10*time.Second, what+": the burst share admitted", func() error {
 			got, err := round()
-			if err == nil && got == want {
-				return
+			if err == nil && got != want {
+				err = fmt.Errorf("%d of 30 requests admitted, want %d", got, want)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d of 30 requests admitted (err %v), want the burst share %d", what, got, err, want)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err
+		})
 	}
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, "proxy registered as an instance of sluice-system", func() error {
 		list, err := store.Instances(ctx, configsvc.SystemService)
-		if err == nil && len(list) == 1 && list[0].ID == "proxy-a" && list[0].Labels[configsvc.ProxyRoleLabel] == configsvc.ProxyRole {
-			break
+		if err == nil && !(len(list) == 1 && list[0].ID == "proxy-a" && list[0].Labels[configsvc.ProxyRoleLabel] == configsvc.ProxyRole) {
+			err = fmt.Errorf("instances %+v", list)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy not registered as an instance of sluice-system: %+v, %v", list, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	expect("alone", 12)
 
 	var leases []configsvc.Lease

@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +16,8 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
@@ -44,34 +46,18 @@ func (c *countedRecords) Get(ctx context.Context, coll, id string) ([]byte, erro
 // test ends and returns the proxy's address and the store.
 func servedProxy(t *testing.T, routes string, opts proxyserver.Options) (string, pinReads) {
 	t.Helper()
-	bolt, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	bolt := bolttest.MustOpen(t, boltstore.Options{}) // closed after Serve returns: cleanups run last first
 	store := pinReads{Store: bolt, recs: &countedRecords{RecordStore: bolt.Records()}}
 	ctx := context.Background()
 	if err := store.Create(ctx, configsvc.Service(configsvc.SystemService)); err != nil {
 		t.Fatal(err)
 	}
 	publish(t, store, 0, routes)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
 	opts.RetryInterval = 20 * time.Millisecond
 	opts.StateInterval = -1
 	opts.NoRegister = true
-	go func() { served <- proxyserver.Serve(sctx, store, ln, opts) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		bolt.Close()
-	})
-	return ln.Addr().String(), store
+	addr, _ := startServing(t, store, opts)
+	return addr, store
 }
 
 // waitRouted polls addr+path until it answers want.
@@ -79,20 +65,17 @@ func waitRouted(t *testing.T, url string, want int) {
 	t.Helper()
 	client := &http.Client{Timeout: 2 * time.Second}
 	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.Eventually(t, 5*time.Second, fmt.Sprintf("%s answering %d", url, want), func() error {
 		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == want {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never answered %d (last: %v %v)", url, want, resp, err)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			return fmt.Errorf("status %d", resp.StatusCode)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // closedWithin reports whether the server closes conn within d while the

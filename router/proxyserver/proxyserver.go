@@ -296,58 +296,11 @@ func Serve(ctx context.Context, src Source, ln net.Listener, opts Options) error
 		return err
 	}
 	defer p.Close()
-	srv := &http.Server{
-		Handler:           p.Handler(),
-		ReadHeaderTimeout: p.opts.ReadHeaderTimeout,
-		// The router bounds the body (408); this bounds the whole request
-		// read as a backstop, also where no route reads the body. net/http
-		// lifts it once the body is read, so responses are not cut.
-		ReadTimeout: p.opts.ReadHeaderTimeout + p.opts.ReadTimeout,
-		IdleTimeout: p.opts.IdleTimeout,
-		ErrorLog:    slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
-	}
+	srv := p.httpServer()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	id := opts.InstanceID
-	if id == "" {
-		id = DefaultInstanceID(ln.Addr().String())
-	}
-	p.mu.Lock()
-	p.addr = ln.Addr().String()
-	p.mu.Unlock()
-	stateDone := make(chan struct{})
-	if opts.StateInterval >= 0 {
-		interval := opts.StateInterval
-		if interval == 0 {
-			interval = DefaultStateInterval
-		}
-		p.mu.Lock()
-		p.stateID = id
-		p.mu.Unlock()
-		go func() {
-			defer close(stateDone)
-			p.publishState(runCtx, id, interval)
-		}()
-	} else {
-		close(stateDone)
-	}
-	regDone := make(chan struct{})
-	if reg, ok := src.(Registrar); ok && !opts.NoRegister {
-		p.mu.Lock()
-		p.instanceID = id
-		p.mu.Unlock()
-		go func() {
-			defer close(regDone)
-			p.register(runCtx, reg, id, ln.Addr().String())
-		}()
-	} else {
-		close(regDone)
-	}
-	runDone := make(chan struct{})
-	go func() {
-		defer close(runDone)
-		_ = p.Run(runCtx)
-	}()
+	var background sync.WaitGroup
+	p.start(runCtx, &background, src, ln.Addr().String())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	p.log.Info("proxy listening", "addr", ln.Addr().String())
@@ -360,13 +313,58 @@ func Serve(ctx context.Context, src Source, ln net.Listener, opts Options) error
 		<-serveErr
 	}
 	cancel()
-	<-runDone
-	<-regDone
-	<-stateDone
+	background.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
+}
+
+// httpServer returns the HTTP server of Serve, with the listener's
+// timeouts.
+func (p *Proxy) httpServer() *http.Server {
+	return &http.Server{
+		Handler:           p.Handler(),
+		ReadHeaderTimeout: p.opts.ReadHeaderTimeout,
+		// The router bounds the body (408); this bounds the whole request
+		// read as a backstop, also where no route reads the body. net/http
+		// lifts it once the body is read, so responses are not cut.
+		ReadTimeout: p.opts.ReadHeaderTimeout + p.opts.ReadTimeout,
+		IdleTimeout: p.opts.IdleTimeout,
+		ErrorLog:    slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// start starts, in wg, what Serve runs beside the HTTP server until ctx
+// ends: following the store (Run), publishing the proxy's state (unless
+// Options.StateInterval is negative) and registering it as an instance of
+// sluice-system (when src is a Registrar, unless Options.NoRegister),
+// under Options.InstanceID or the default id of addr, its listen address.
+func (p *Proxy) start(ctx context.Context, wg *sync.WaitGroup, src Source, addr string) {
+	id := p.opts.InstanceID
+	if id == "" {
+		id = DefaultInstanceID(addr)
+	}
+	p.mu.Lock()
+	p.addr = addr
+	p.mu.Unlock()
+	if p.opts.StateInterval >= 0 {
+		interval := p.opts.StateInterval
+		if interval == 0 {
+			interval = DefaultStateInterval
+		}
+		p.mu.Lock()
+		p.stateID = id
+		p.mu.Unlock()
+		wg.Go(func() { p.publishState(ctx, id, interval) })
+	}
+	if reg, ok := src.(Registrar); ok && !p.opts.NoRegister {
+		p.mu.Lock()
+		p.instanceID = id
+		p.mu.Unlock()
+		wg.Go(func() { p.register(ctx, reg, id, addr) })
+	}
+	wg.Go(func() { _ = p.Run(ctx) })
 }
 
 func (o Options) shutdownTimeout() time.Duration {

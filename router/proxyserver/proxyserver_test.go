@@ -6,7 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +16,8 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/configsvc/zkstore"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/router"
@@ -38,16 +40,43 @@ func publish(t *testing.T, s configsvc.Store, base int64, routes string) int64 {
 
 func TestServeFollowsStore(t *testing.T) { onBothStores(t, "/proxyserver-test", testServeFollowsStore) }
 
+// startServing runs proxyserver.Serve on store with opts on a new loopback
+// listener and returns its address and stop, which ends Serve and fails the
+// test when Serve returned an error or did not return within 10 s. stop
+// runs at the end of the test when the test did not call it; later calls
+// do nothing.
+func startServing(t *testing.T, store proxyserver.Source, opts proxyserver.Options) (addr string, stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- proxyserver.Serve(ctx, store, ln, opts) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Serve did not return within 10 s of its context's end")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return ln.Addr().String(), stop
+}
+
 // onBothStores runs test on a bbolt store in a temp dir and on a real
 // ZooKeeper under root.
 func onBothStores(t *testing.T, root string, test func(*testing.T, configsvc.Store)) {
 	t.Run("bolt", func(t *testing.T) {
-		store, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		test(t, store)
+		test(t, bolttest.MustOpen(t, boltstore.Options{}))
 	})
 	t.Run("zookeeper", func(t *testing.T) {
 		zk := zktest.Start(t)
@@ -69,17 +98,9 @@ func testServeFollowsStore(t *testing.T, store configsvc.Store) {
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "b:"+r.URL.Path) }))
 	t.Cleanup(b.Close)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "http://" + ln.Addr().String()
-	sctx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
 	reg := prometheus.NewRegistry()
-	go func() {
-		served <- proxyserver.Serve(sctx, store, ln, proxyserver.Options{Registerer: reg, RetryInterval: 20 * time.Millisecond})
-	}()
+	addr, stop := startServing(t, store, proxyserver.Options{Registerer: reg, RetryInterval: 20 * time.Millisecond})
+	url := "http://" + addr
 	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
 	get := func(path string, hdr ...string) (int, string) {
@@ -95,16 +116,6 @@ func testServeFollowsStore(t *testing.T, store configsvc.Store) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	eventually := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
 
 	if code, _ := get("/orders/1"); code != http.StatusNotFound {
 		t.Fatalf("before any route file: %d, want 404", code)
@@ -119,14 +130,14 @@ func testServeFollowsStore(t *testing.T, store configsvc.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually("orders route to reach a", func() bool { _, body := get("/orders/1"); return body == "a:/1" })
+	testkit.EventuallyTrue(t, 5*time.Second, "orders route to reach a", func() bool { _, body := get("/orders/1"); return body == "a:/1" })
 
 	// A second instance joins the rotation.
 	lease2, err := store.Register(ctx, configsvc.Instance{Service: "orders", ID: "orders-2", Addr: b.Listener.Addr().String(), Status: configsvc.StatusApplied})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually("orders-2 to serve", func() bool { _, body := get("/orders/1"); return body == "b:/1" })
+	testkit.EventuallyTrue(t, 5*time.Second, "orders-2 to serve", func() bool { _, body := get("/orders/1"); return body == "b:/1" })
 
 	// A pin created through access (as the admin API does) pins a request to orders-2.
 	tok, _, err := access.NewPins(store.Records(), access.PinsConfig{}).Create(ctx, access.PinSpec{Targets: map[string]string{"orders": "orders-2"}}, "test")
@@ -147,7 +158,7 @@ func testServeFollowsStore(t *testing.T, store configsvc.Store) {
 	}
 	// The next good one is applied.
 	publish(t, store, bad, "routes:\n  - name: v2\n    match: {path_prefix: /v2}\n    upstream: {static: [\""+a.Listener.Addr().String()+"\"]}\n")
-	eventually("v2 table", func() bool { code, body := get("/v2/z"); return code == 200 && body == "a:/v2/z" })
+	testkit.EventuallyTrue(t, 5*time.Second, "v2 table", func() bool { code, body := get("/v2/z"); return code == 200 && body == "a:/v2/z" })
 	if code, _ := get("/orders/1"); code != http.StatusNotFound {
 		t.Fatalf("old route still served: %d", code)
 	}
@@ -158,13 +169,5 @@ func testServeFollowsStore(t *testing.T, store configsvc.Store) {
 
 	lease.Close()
 	lease2.Close()
-	cancel()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return after cancel")
-	}
+	stop()
 }

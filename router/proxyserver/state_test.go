@@ -5,16 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
 
@@ -43,53 +43,33 @@ func testServePublishesState(t *testing.T, store configsvc.Store) {
 		}
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() {
-		served <- proxyserver.Serve(sctx, store, ln, proxyserver.Options{InstanceID: "proxy-s", StateInterval: 50 * time.Millisecond, RetryInterval: 20 * time.Millisecond})
-	}()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if err := <-served; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		}
-	}
-	t.Cleanup(stop)
+	proxyAddr, stop := startServing(t, store, proxyserver.Options{InstanceID: "proxy-s", StateInterval: 50 * time.Millisecond, RetryInterval: 20 * time.Millisecond})
 
 	// waitState polls the record until cond holds and returns it.
 	waitState := func(what string, cond func(configsvc.ProxyState) bool) configsvc.ProxyState {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var st configsvc.ProxyState
+		var st configsvc.ProxyState
+		testkit.Eventually(t, 10*time.Second, what, func() error {
+			st = configsvc.ProxyState{}
 			data, err := store.Records().Get(ctx, configsvc.ProxyStateCollection, "proxy-s")
-			if err == nil {
-				if err := json.Unmarshal(data, &st); err != nil {
-					t.Fatalf("record %s: %v", data, err)
-				}
-				if cond(st) {
-					return st
-				}
+			if err != nil {
+				return err
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("waiting for %s: last record %+v, err %v", what, st, err)
+			if err := json.Unmarshal(data, &st); err != nil {
+				t.Fatalf("record %s: %v", data, err)
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			if !cond(st) {
+				return fmt.Errorf("last record %+v", st)
+			}
+			return nil
+		})
+		return st
 	}
 	st := waitState("the routes of revision "+fmt.Sprint(rev), func(st configsvc.ProxyState) bool {
 		return st.Revision == rev && len(st.Routes) == 1 && len(st.Routes[0].Instances) == 1
 	})
-	if st.ID != "proxy-s" || st.Addr != ln.Addr().String() || st.Peers != 1 || st.Routes[0].Name != "flaky" {
-		t.Fatalf("state = %+v, want id proxy-s on %s, 1 peer, route flaky", st, ln.Addr())
+	if st.ID != "proxy-s" || st.Addr != proxyAddr || st.Peers != 1 || st.Routes[0].Name != "flaky" {
+		t.Fatalf("state = %+v, want id proxy-s on %s, 1 peer, route flaky", st, proxyAddr)
 	}
 	if in := st.Routes[0].Instances[0]; in.ID != addr || in.Breaker != "closed" {
 		t.Fatalf("instance = %+v, want %s with a closed breaker", in, addr)
@@ -109,7 +89,7 @@ func testServePublishesState(t *testing.T, store configsvc.Store) {
 	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
 	for range 3 {
-		resp, err := client.Get("http://" + ln.Addr().String() + "/")
+		resp, err := client.Get("http://" + proxyAddr + "/")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,41 +117,22 @@ func testServePublishesState(t *testing.T, store configsvc.Store) {
 // TestServeStateDisabled: a negative StateInterval publishes nothing.
 func TestServeStateDisabled(t *testing.T) {
 	ctx := context.Background()
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := bolttest.MustOpen(t, boltstore.Options{})
 	if err := store.Create(ctx, configsvc.Service(configsvc.SystemService)); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() {
-		served <- proxyserver.Serve(sctx, store, ln, proxyserver.Options{InstanceID: "proxy-q", StateInterval: -1, RetryInterval: 20 * time.Millisecond})
-	}()
+	_, stop := startServing(t, store, proxyserver.Options{InstanceID: "proxy-q", StateInterval: -1, RetryInterval: 20 * time.Millisecond})
 	// Registration proves Serve is running; by then a publisher would have written.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, "proxy registered", func() error {
 		list, err := store.Instances(ctx, configsvc.SystemService)
-		if err == nil && len(list) == 1 {
-			break
+		if err == nil && len(list) != 1 {
+			err = fmt.Errorf("instances %+v", list)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy not registered: %+v, %v", list, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	time.Sleep(100 * time.Millisecond)
 	recs, err := store.Records().List(ctx, configsvc.ProxyStateCollection)
-	cancel()
-	if err := <-served; err != nil {
-		t.Errorf("Serve: %v", err)
-	}
+	stop()
 	if err != nil || len(recs) != 0 {
 		t.Fatalf("state records %v (err %v), want none", recs, err)
 	}

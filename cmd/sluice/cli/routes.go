@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -87,44 +88,61 @@ func (a *app) runRoutesLive(ctx context.Context) error {
 	out := a.stdout()
 	if len(live.Proxies) == 0 {
 		fmt.Fprintln(out, "no proxy reports its live route table")
-	} else {
-		t := newTable(out, "PROXY", "REVISION", "UPDATED", "ROUTE", "RATE LIMIT", "REJECTED", "INSTANCE", "BREAKER", "REQUESTS", "FAILURES")
-		for _, p := range live.Proxies {
-			rev := strconv.FormatInt(p.Revision, 10)
-			if live.Revision > 0 && p.Revision != live.Revision {
-				rev += fmt.Sprintf(" (head %d)", live.Revision)
+	} else if err := printLiveTables(out, live); err != nil {
+		return err
+	}
+	printStaleProxies(out, live.Stale)
+	return nil
+}
+
+// printLiveTables writes the table of runRoutesLive: a row per proxy,
+// route and upstream instance.
+func printLiveTables(out io.Writer, live api.LiveRoutes) error {
+	t := newTable(out, "PROXY", "REVISION", "UPDATED", "ROUTE", "RATE LIMIT", "REJECTED", "INSTANCE", "BREAKER", "REQUESTS", "FAILURES")
+	for _, p := range live.Proxies {
+		rev := strconv.FormatInt(p.Revision, 10)
+		if live.Revision > 0 && p.Revision != live.Revision {
+			rev += fmt.Sprintf(" (head %d)", live.Revision)
+		}
+		if len(p.Routes) == 0 {
+			t.row(p.ID, rev, p.Updated, "", "", "", "", "", "", "")
+		}
+		for _, r := range p.Routes {
+			limit, rejected := rateLimitCells(r.RateLimit)
+			if len(r.Instances) == 0 {
+				t.row(p.ID, rev, p.Updated, r.Name, limit, rejected, "", "", "", "")
 			}
-			if len(p.Routes) == 0 {
-				t.row(p.ID, rev, p.Updated, "", "", "", "", "", "", "")
+			for _, in := range r.Instances {
+				t.row(p.ID, rev, p.Updated, r.Name, limit, rejected, in.ID, in.Breaker, in.Requests, in.Failures)
 			}
-			for _, r := range p.Routes {
-				limit, rejected := "", ""
-				if rl := r.RateLimit; rl != nil {
-					limit = fmt.Sprintf("%g/s burst %d %s", rl.RPS, rl.Burst, rl.Key)
-					if rl.Scope == "cluster" {
-						limit += " (cluster)"
-					}
-					rejected = strconv.FormatUint(rl.Rejected, 10)
-				}
-				if len(r.Instances) == 0 {
-					t.row(p.ID, rev, p.Updated, r.Name, limit, rejected, "", "", "", "")
-				}
-				for _, in := range r.Instances {
-					t.row(p.ID, rev, p.Updated, r.Name, limit, rejected, in.ID, in.Breaker, in.Requests, in.Failures)
-				}
-				if r.InstancesOmitted > 0 {
-					t.row(p.ID, rev, p.Updated, r.Name, limit, rejected, fmt.Sprintf("(%d more)", r.InstancesOmitted), "", "", "")
-				}
-			}
-			if p.RoutesOmitted > 0 {
-				t.row(p.ID, rev, p.Updated, fmt.Sprintf("(%d more)", p.RoutesOmitted), "", "", "", "", "", "")
+			if r.InstancesOmitted > 0 {
+				t.row(p.ID, rev, p.Updated, r.Name, limit, rejected, fmt.Sprintf("(%d more)", r.InstancesOmitted), "", "", "")
 			}
 		}
-		if err := t.flush(); err != nil {
-			return err
+		if p.RoutesOmitted > 0 {
+			t.row(p.ID, rev, p.Updated, fmt.Sprintf("(%d more)", p.RoutesOmitted), "", "", "", "", "", "")
 		}
 	}
-	for _, s := range live.Stale {
+	return t.flush()
+}
+
+// rateLimitCells returns the RATE LIMIT and REJECTED cells of a route; ""
+// for a route without a rate limit.
+func rateLimitCells(rl *configsvc.RateLimitState) (limit, rejected string) {
+	if rl == nil {
+		return "", ""
+	}
+	limit = fmt.Sprintf("%g/s burst %d %s", rl.RPS, rl.Burst, rl.Key)
+	if rl.Scope == "cluster" {
+		limit += " (cluster)"
+	}
+	return limit, strconv.FormatUint(rl.Rejected, 10)
+}
+
+// printStaleProxies writes a line per proxy that does not report its
+// state: stale, or registered but silent.
+func printStaleProxies(out io.Writer, stale []api.StaleProxy) {
+	for _, s := range stale {
 		if s.Reason == api.StaleOld {
 			updated := time.Time{}
 			if s.Updated != nil {
@@ -135,7 +153,6 @@ func (a *app) runRoutesLive(ctx context.Context) error {
 			fmt.Fprintf(out, "%s: registered, but publishes no state\n", s.ID)
 		}
 	}
-	return nil
 }
 
 // ensureSystemService creates sluice-system on the first `routes put`, so a

@@ -7,6 +7,12 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 )
 
+// This file holds the interfaces the router consumes and its adapters
+// implement: where instances come from (configsvc.Store), rate limiters
+// (router/ratelimit), circuit breakers (router/breaker) and metrics
+// (router/prommetrics). Interfaces belong to their consumer: the adapters
+// import router, never the reverse.
+
 // InstanceSource tells the router which instances a service has.
 // configsvc.Store satisfies it.
 type InstanceSource interface {

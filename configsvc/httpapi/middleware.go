@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
-	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // reqState is what the middleware and handlers of one request share: the
@@ -32,7 +30,7 @@ type reqState struct {
 	// audits (an instance lease refresh); it writes no audit entry.
 	routine bool
 	// cred is what the caller authenticated with, for event streams to
-	// re-check; zero for public routes.
+	// re-check; zero for public endpoints.
 	cred credential
 }
 
@@ -45,106 +43,6 @@ func state(c *gin.Context) *reqState {
 	st := &reqState{}
 	c.Set(stateKey, st)
 	return st
-}
-
-// routeOpts modify one route's middleware.
-type routeOpts uint8
-
-const (
-	public routeOpts = 1 << iota // no authentication required
-	stream                       // no request timeout: a long-lived event stream
-)
-
-// routes builds the gin engine with every route of the API.
-func (s *Server) routes() (*gin.Engine, error) {
-	e := gin.New()
-	// Match on the escaped path and decode each name exactly once ourselves
-	// (param), so "%2F" stays inside one segment and is refused by the name
-	// rules instead of changing which route matches.
-	e.UseEscapedPath = true
-	e.UnescapePathValues = false
-	e.RedirectTrailingSlash = false
-	e.RedirectFixedPath = false
-	e.HandleMethodNotAllowed = true
-	e.ForwardedByClientIP = true
-	e.RemoteIPHeaders = []string{"X-Forwarded-For", "X-Real-IP"}
-	if err := e.SetTrustedProxies(s.cfg.TrustedProxies); err != nil {
-		return nil, fmt.Errorf("httpapi: trusted proxies: %w", err)
-	}
-	e.Use(s.observe)
-	e.NoRoute(s.noRoute)
-	e.NoMethod(func(c *gin.Context) {
-		s.failf(c, errMethod, "%s is not allowed on %s", c.Request.Method, c.Request.URL.EscapedPath())
-	})
-
-	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, api.Status{Status: "ok"}) })
-	e.GET("/readyz", s.withTimeout, s.readyz)
-	e.GET("/metrics", s.metricsHandler)
-
-	v1 := e.Group("/v1")
-	r := func(method, path, action string, h gin.HandlerFunc, opts ...routeOpts) {
-		var o routeOpts
-		for _, x := range opts {
-			o |= x
-		}
-		chain := []gin.HandlerFunc{func(c *gin.Context) { state(c).action = action }}
-		if o&stream == 0 {
-			chain = append(chain, s.withTimeout)
-		}
-		if o&public == 0 {
-			chain = append(chain, s.authenticate)
-		}
-		v1.Handle(method, path, append(chain, h)...)
-	}
-
-	r("GET", "/openapi.json", "", s.openapi, public)
-	r("POST", "/session", "session.open", s.openSession, public)
-	r("DELETE", "/session", "session.close", s.closeSession)
-	r("GET", "/whoami", "", s.whoami)
-	r("GET", "/tokens", "", s.listTokens)
-	r("POST", "/tokens", "token.create", s.createToken)
-	r("DELETE", "/tokens/:id", "token.revoke", s.revokeToken)
-	r("GET", "/audit", "", s.queryAudit)
-	r("GET", "/pins", "", s.listPins)
-	r("POST", "/pins", "pin.create", s.createPin)
-	r("DELETE", "/pins/:id", "pin.revoke", s.revokePin)
-	r("GET", "/routes", "", s.liveRoutes)
-
-	for _, k := range []struct {
-		kind   configsvc.Kind
-		prefix string
-	}{{configsvc.KindService, "/services"}, {configsvc.KindGroup, "/shared"}} {
-		kind, base := k.kind, k.prefix+"/:"+paramOf(k.kind)
-		r("GET", k.prefix, "", s.listRefs(kind))
-		r("GET", base, "", s.getRef(kind))
-		r("PUT", base, "create", s.createRef(kind))
-		r("DELETE", base, "delete", s.deleteRef(kind))
-		r("GET", base+"/files/:file", "", s.getFile(kind))
-		r("PUT", base+"/files/:file", "publish", s.putFile(kind))
-		r("DELETE", base+"/files/:file", "publish", s.deleteFile(kind))
-		r("GET", base+"/revisions", "", s.listRevisions(kind))
-		r("POST", base+"/revisions", "publish", s.publish(kind))
-		r("GET", base+"/revisions/:n", "", s.getRevision(kind))
-		r("GET", base+"/diff", "", s.diff(kind))
-		r("POST", base+"/rollback", "rollback", s.rollback(kind))
-		r("GET", base+"/snapshot", "", s.snapshot(kind))
-		r("GET", base+"/watch", "", s.watch(kind), stream)
-	}
-	r("GET", "/shared/:group/users", "", s.users)
-	r("PUT", "/services/:svc/links/:group", "link", s.link(true))
-	r("DELETE", "/services/:svc/links/:group", "unlink", s.link(false))
-	r("GET", "/services/:svc/instances", "", s.listInstances)
-	r("GET", "/services/:svc/instances/watch", "", s.watchInstances, stream)
-	r("PUT", "/services/:svc/instances/:id", "instance.register", s.registerInstance)
-	r("DELETE", "/services/:svc/instances/:id", "instance.deregister", s.deregisterInstance)
-	return e, nil
-}
-
-func paramOf(k configsvc.Kind) string {
-	if k == configsvc.KindGroup {
-		return "group"
-	}
-	return "svc"
 }
 
 // observe runs around every request: request id, security headers, then
@@ -305,63 +203,6 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	st.principal = p
 	c.Next()
-}
-
-// authorize asks the Authorizer and answers 403 when denied. It records the
-// decision for the audit entry.
-func (s *Server) authorize(c *gin.Context, a access.Action, t access.Target) bool {
-	st := state(c)
-	d := s.authz.Decide(st.principal, a, t)
-	if !d.Allowed {
-		st.authorized = false
-		st.reason = d.Reason
-		s.failf(c, api.ErrForbidden, "%s", d.Reason)
-		return false
-	}
-	st.authorized = true
-	return true
-}
-
-// authorizeRead authorizes reading ref; for a group, services linked to it
-// count (their SDKs read it), which costs one store call only when the
-// direct grant does not suffice.
-func (s *Server) authorizeRead(c *gin.Context, ref configsvc.Ref) bool {
-	st := state(c)
-	t := access.Target{Ref: ref}
-	if ref.Kind == configsvc.KindGroup && !s.authz.Decide(st.principal, access.ActionRead, t).Allowed && !st.principal.IsAdmin() {
-		users, err := s.cfg.Store.Users(c.Request.Context(), ref.Name)
-		if err != nil && !isNotFound(err) {
-			s.fail(c, err)
-			return false
-		}
-		t.Users = users
-	}
-	return s.authorize(c, access.ActionRead, t)
-}
-
-func (s *Server) noRoute(c *gin.Context) {
-	p := c.Request.URL.Path
-	if s.cfg.UI != nil && !isAPIPath(p) && (c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead) {
-		s.serveUI(c)
-		return
-	}
-	s.failf(c, errNoRoute, "no endpoint %s %s", c.Request.Method, configsvc.Truncate(c.Request.URL.EscapedPath(), 200))
-}
-
-func (s *Server) readyz(c *gin.Context) {
-	if err := s.cfg.Store.Ping(c.Request.Context()); err != nil {
-		s.fail(c, fmt.Errorf("store not reachable: %w", err))
-		return
-	}
-	c.JSON(http.StatusOK, api.Status{Status: "ready"})
-}
-
-func (s *Server) metricsHandler(c *gin.Context) {
-	if s.metricsHTTP == nil {
-		s.failf(c, errNoRoute, "no metrics gatherer configured")
-		return
-	}
-	s.metricsHTTP.ServeHTTP(c.Writer, c.Request)
 }
 
 // requestID returns the client's X-Request-ID when it is short and plain,
