@@ -189,10 +189,16 @@ type recMetrics struct {
 	capHits   map[string]int
 	refused   map[string]int
 	breaker   map[string][]router.BreakerState // route/instance → transitions
+	retried   map[string]int                   // route → retries sent
+	exhausted map[string]int                   // route → retries the budget refused
+	ejected   map[string][]bool                // route/instance → ejection states set
+	healthy   map[string][]bool                // route/instance → health states set
+	panic     map[string][]bool                // route → panic states set
 }
 
 func newRecMetrics() *recMetrics {
-	return &recMetrics{responses: map[string]int{}, limited: map[string]int{}, capHits: map[string]int{}, refused: map[string]int{}, breaker: map[string][]router.BreakerState{}}
+	return &recMetrics{responses: map[string]int{}, limited: map[string]int{}, capHits: map[string]int{}, refused: map[string]int{}, breaker: map[string][]router.BreakerState{},
+		retried: map[string]int{}, exhausted: map[string]int{}, ejected: map[string][]bool{}, healthy: map[string][]bool{}, panic: map[string][]bool{}}
 }
 
 func (m *recMetrics) Route(route string) router.RouteMetrics { return &recRoute{m, route} }
@@ -241,6 +247,50 @@ func (r *recRoute) BreakerState(instance string, s router.BreakerState) {
 	r.m.mu.Lock()
 	r.m.breaker[r.route+"/"+instance] = append(r.m.breaker[r.route+"/"+instance], s)
 	r.m.mu.Unlock()
+}
+
+func (r *recRoute) Retried() {
+	r.m.mu.Lock()
+	r.m.retried[r.route]++
+	r.m.mu.Unlock()
+}
+func (r *recRoute) RetryBudgetExhausted() {
+	r.m.mu.Lock()
+	r.m.exhausted[r.route]++
+	r.m.mu.Unlock()
+}
+func (r *recRoute) Ejected(instance string, ejected bool) {
+	r.m.mu.Lock()
+	r.m.ejected[r.route+"/"+instance] = append(r.m.ejected[r.route+"/"+instance], ejected)
+	r.m.mu.Unlock()
+}
+func (r *recRoute) Healthy(instance string, healthy bool) {
+	r.m.mu.Lock()
+	r.m.healthy[r.route+"/"+instance] = append(r.m.healthy[r.route+"/"+instance], healthy)
+	r.m.mu.Unlock()
+}
+func (r *recRoute) Panic(on bool) {
+	r.m.mu.Lock()
+	r.m.panic[r.route] = append(r.m.panic[r.route], on)
+	r.m.mu.Unlock()
+}
+
+// count returns one of the recorder's counts under its lock.
+func (m *recMetrics) count(counts map[string]int, key string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return counts[key]
+}
+
+// last returns the last state recorded under key in states, and whether any was.
+func (m *recMetrics) last(states map[string][]bool, key string) (bool, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := states[key]
+	if len(s) == 0 {
+		return false, false
+	}
+	return s[len(s)-1], true
 }
 
 // Forget keeps the record: tests read what an instance did after it left.
@@ -310,4 +360,74 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// hammer sends n requests from conc goroutines (req builds request i) and
+// returns how many got each status; a transport error fails the test.
+func (e *proxyEnv) hammer(t *testing.T, n, conc int, req func(i int) *http.Request) map[int]int {
+	t.Helper()
+	var next atomic.Int64
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	errs := make(chan error, conc)
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				resp, err := e.client.Do(req(i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				statuses[resp.StatusCode]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("request: %v", err)
+	}
+	return statuses
+}
+
+// getReq is a GET of path on e with headers (name, value …).
+func (e *proxyEnv) getReq(path string, hdr ...string) *http.Request {
+	req, _ := http.NewRequest(http.MethodGet, e.url+path, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	return req
+}
+
+// labelled is an instance of svc with labels (name, value …).
+func labelled(svc, id, addr string, labels ...string) configsvc.Instance {
+	in := inst(svc, id, addr)
+	in.Labels = map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		in.Labels[labels[i]] = labels[i+1]
+	}
+	return in
+}
+
+// routeState returns the live state of route name.
+func routeState(t *testing.T, r *router.Router, name string) configsvc.RouteState {
+	t.Helper()
+	for _, rs := range r.State().Routes {
+		if rs.Name == name {
+			return rs
+		}
+	}
+	t.Fatalf("route %s not in the state", name)
+	return configsvc.RouteState{}
 }

@@ -66,6 +66,12 @@ type Config struct {
 	// upstream request aborted. 0 means DefaultBodyTimeout; negative means
 	// no bound. Responses, however long they stream, are not cut by it.
 	BodyTimeout time.Duration
+	// OnStateChange, when set, is called after an instance was ejected,
+	// failed or passed its health checks, or came back (see
+	// OutlierDetection, HealthCheck), so that a caller publishing State can
+	// do so soon. It is called from the goroutine of the request or check
+	// that caused the change and must not block.
+	OnStateChange func()
 }
 
 // DefaultBodyTimeout is Config.BodyTimeout's default.
@@ -87,6 +93,12 @@ type Router struct {
 	guard     *upstreamGuard
 	snap      atomic.Pointer[snapshot]
 	statePool sync.Pool
+	// Health checks run under bg (cancelled by Close) in hcGroup, through
+	// hcTransport (which dials through guard, as requests do).
+	bg          context.Context
+	bgCancel    context.CancelFunc
+	hcGroup     lifecycle.Group
+	hcTransport *http.Transport
 
 	mu         sync.Mutex
 	routes     []Route
@@ -94,6 +106,7 @@ type Router struct {
 	insts      map[string][]configsvc.Instance
 	limiters   map[string]*limState
 	states     map[string]*instState
+	shared     map[string]*routeShared
 	transports map[time.Duration]*http.Transport
 	watches    map[string]context.CancelFunc
 	changed    chan struct{}
@@ -113,6 +126,7 @@ func New(cfg Config) (*Router, error) {
 		insts:      map[string][]configsvc.Instance{},
 		limiters:   map[string]*limState{},
 		states:     map[string]*instState{},
+		shared:     map[string]*routeShared{},
 		transports: map[time.Duration]*http.Transport{},
 		watches:    map[string]context.CancelFunc{},
 		changed:    make(chan struct{}, 1),
@@ -138,6 +152,13 @@ func New(cfg Config) (*Router, error) {
 	r.guard = newUpstreamGuard(cfg.Upstream, r.log)
 	r.dialer = &net.Dialer{Timeout: r.cfg.DialTimeout, KeepAlive: 30 * time.Second, Control: r.guard.control}
 	r.statePool.New = func() any { return new(reqState) }
+	r.bg, r.bgCancel = context.WithCancel(context.Background())
+	r.hcTransport = &http.Transport{
+		DialContext:         r.dialer.DialContext,
+		MaxIdleConnsPerHost: 1,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:      r.rewrite,
 		Transport:    roundTripper{r},
@@ -239,8 +260,9 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 }
 
-// Close stops Run (waiting for its goroutines) and closes idle upstream
-// connections. Requests in flight are not interrupted. Safe to call twice.
+// Close stops Run (waiting for its goroutines) and the health checks, and
+// closes idle upstream connections. Requests in flight are not
+// interrupted. Safe to call twice.
 func (r *Router) Close() error {
 	r.mu.Lock()
 	r.closed = true
@@ -250,11 +272,18 @@ func (r *Router) Close() error {
 		cancel()
 		<-done
 	}
+	r.bgCancel()
+	r.hcGroup.Stop()
+	r.hcGroup.Wait()
 	r.mu.Lock()
+	for _, st := range r.states {
+		st.stop()
+	}
 	for _, t := range r.transports {
 		t.CloseIdleConnections()
 	}
 	r.mu.Unlock()
+	r.hcTransport.CloseIdleConnections()
 	return nil
 }
 
@@ -357,10 +386,15 @@ type routeRT struct {
 	keyHeader string
 	policy    string // RateLimit-Policy value
 	transport *http.Transport
-	insts     []*inst
+	pool      // every instance of the route
 	byID      map[string]*inst
-	rr        atomic.Uint64
-	cum       []int // weighted: cumulative weights
+	subsets   *subsetsRT // nil without Upstream.Subsets
+	retry     *retryRT   // nil without retries
+	outlier   *outlierRT // nil without outlier detection
+	health    bool       // outlier detection or health check: skip instances out
+	shared    *routeShared
+	res       ResilienceMetrics
+	tmpl      stateTemplates
 	openFor   time.Duration
 	openStr   string // openFor.String(), for State
 	prefixLen int    // for strip_prefix
@@ -387,13 +421,17 @@ type instState struct {
 	// was deleted or taken over by the state's successor.
 	mu      sync.Mutex
 	retired bool
+
+	instHealth                    // outlier detection and health checks
+	stopHC     context.CancelFunc // ends the health checks; nil without
 }
 
-// retire marks st as dropped from the router.
+// retire marks st as dropped from the router and stops what runs for it.
 func (st *instState) retire() {
 	st.mu.Lock()
 	st.retired = true
 	st.mu.Unlock()
+	st.stop()
 }
 
 // limState is a route's limiter with its refusal count; it outlives table
@@ -435,7 +473,9 @@ func forgetDeparted(old, s *snapshot) {
 			switch {
 			case nin == nil:
 				ort.metrics.Forget(in.id)
-			case ort.route.CircuitBreaker != nil && nrt.route.CircuitBreaker == nil:
+			case ort.route.CircuitBreaker != nil && nrt.route.CircuitBreaker == nil,
+				ort.route.OutlierDetection != nil && nrt.route.OutlierDetection == nil,
+				ort.route.HealthCheck != nil && nrt.route.HealthCheck == nil:
 				nrt.metrics.Forget(in.id)
 				nin.m = nrt.metrics.Upstream(in.id)
 			}
@@ -452,8 +492,9 @@ func (r *Router) build() *snapshot {
 	s.noneUp = s.none.Upstream("")
 	usedLim := map[string]bool{}
 	usedSt := map[string]bool{}
+	usedShared := map[string]bool{}
 	for i := range r.table.routes {
-		rt := r.buildRoute(&r.table.routes[i], usedLim, usedSt)
+		rt := r.buildRoute(&r.table.routes[i], usedLim, usedSt, usedShared)
 		s.routes[i] = rt
 	}
 	for k := range r.limiters {
@@ -466,6 +507,14 @@ func (r *Router) build() *snapshot {
 			st.retire()
 			delete(r.states, k)
 		}
+	}
+	for k := range r.shared {
+		if !usedShared[k] {
+			delete(r.shared, k)
+		}
+	}
+	for i, rt := range s.routes {
+		r.finishShared(rt, &r.table.routes[i]) // after retire: counts only states in use
 	}
 	for d, t := range r.transports {
 		used := false
@@ -480,9 +529,14 @@ func (r *Router) build() *snapshot {
 	return s
 }
 
-func (r *Router) buildRoute(rc *Route, usedLim, usedSt map[string]bool) *routeRT {
+func (r *Router) buildRoute(rc *Route, usedLim, usedSt, usedShared map[string]bool) *routeRT {
 	rt := &routeRT{route: rc, metrics: r.metrics.Route(rc.Name), byID: map[string]*inst{}}
 	rt.self = rt.metrics.Upstream("")
+	rt.pool.what = "route " + rc.Name
+	if s := rc.Upstream.Service; s != "" {
+		rt.pool.what = "service " + s
+	}
+	r.buildResilience(rt, rc, usedShared)
 	rt.transport = r.transportFor(rc.EffectiveTimeout())
 	if rc.StripPrefix {
 		rt.prefixLen = len(rc.Match.PathPrefix)
@@ -537,7 +591,7 @@ func (r *Router) buildRoute(rc *Route, usedLim, usedSt map[string]bool) *routeRT
 		if w, ok := rc.Upstream.Weights[m.id]; ok {
 			m.weight = w
 		}
-		key := rc.Name + "|" + cbKey + "|" + m.id + "|" + m.addr
+		key := rc.Name + "|" + cbKey + "|" + rc.resilienceKey() + "|" + m.id + "|" + m.addr
 		st, ok := r.states[key]
 		if !ok {
 			st = &instState{}
@@ -545,6 +599,7 @@ func (r *Router) buildRoute(rc *Route, usedLim, usedSt map[string]bool) *routeRT
 				st.breaker = r.cfg.Breakers.NewBreaker(rc.Name+"/"+m.id, *cb, r.onBreakerChange(rc.Name, m.id, st))
 				rt.metrics.BreakerState(m.id, BreakerClosed) // export the series from the start
 			}
+			r.initHealth(rt, rc, st, m.id, m.addr)
 			r.states[key] = st
 		}
 		usedSt[key] = true
@@ -554,6 +609,8 @@ func (r *Router) buildRoute(rc *Route, usedLim, usedSt map[string]bool) *routeRT
 		total += m.weight
 		rt.cum = append(rt.cum, total)
 	}
+	r.buildSubsets(rt, rc)
+	buildStateTemplates(rt, rc)
 	return rt
 }
 
@@ -562,6 +619,10 @@ func (r *Router) onBreakerChange(route, id string, st *instState) func(from, to 
 		if to == BreakerOpen {
 			st.openedAt.Store(r.now().UnixNano())
 			st.trips.Add(1)
+			if st.hc != nil {
+				// With health checks, only they bring the instance back.
+				r.markUnhealthy(st, true, st.breakerOpenFor)
+			}
 		}
 		st.mu.Lock()
 		if !st.retired {

@@ -1,9 +1,11 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -21,6 +23,7 @@ import (
 // and the error handler. Pooled.
 type reqState struct {
 	rt       *routeRT
+	pool     *pool // the instances to balance over: the route's or a subset's
 	pinned   *inst
 	pinID    string
 	chosen   *inst
@@ -29,6 +32,10 @@ type reqState struct {
 	status   int
 	inflight bool
 	body     *deadlineBody // the request body under BodyTimeout, if any
+
+	retrying  bool   // the try being sent is a retry: it holds a retry budget slot
+	replay    []byte // the body, kept to be sent again
+	cancelTry func() // ends the context of the try whose response is used
 }
 
 type stateKey struct{}
@@ -110,7 +117,22 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 
 	st := r.statePool.Get().(*reqState)
-	*st = reqState{rt: rt, pinned: pinned, pinID: pinID}
+	*st = reqState{rt: rt, pool: &rt.pool, pinned: pinned, pinID: pinID}
+	if rt.subsets != nil && pinned == nil {
+		p, forced := r.choosePool(rt.subsets, req)
+		if p == nil {
+			msg := "no instance of service " + rt.route.Upstream.Service + " is in a subset of route " + name
+			if forced != "" {
+				msg = "subset " + forced + " of route " + name + " has no instance"
+			}
+			writeError(w, http.StatusServiceUnavailable, "unavailable", msg, 1, nil)
+			r.finish(req, rt.metrics, rt.self, name, "", pinID, http.StatusServiceUnavailable, start)
+			*st = reqState{}
+			r.statePool.Put(st)
+			return
+		}
+		st.pool = p
+	}
 	defer r.release(req, st, start)
 	ctx := context.WithValue(req.Context(), stateKey{}, st)
 	out := req.WithContext(ctx)
@@ -133,6 +155,9 @@ func (r *Router) release(req *http.Request, st *reqState, start time.Time) {
 		if st.inflight {
 			st.chosen.st.inflight.Add(-1)
 		}
+	}
+	if st.cancelTry != nil {
+		st.cancelTry()
 	}
 	status := st.status
 	if status == 0 {
@@ -348,9 +373,10 @@ var errNoInstance = errors.New("no upstream instance")
 type roundTripper struct{ r *Router }
 
 // RoundTrip picks an instance (pinned, or by balancer skipping open
-// breakers and instances already tried), sends the request, reports the
-// outcome to the breaker, and retries idempotent body-less requests on
-// another instance after a connection error.
+// breakers, instances out and instances already tried), sends the
+// request, reports the outcome to the breaker and outlier detection, and
+// retries on another instance as the route's RetryPolicy and retry budget
+// allow.
 func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 	st := stateFrom(out.Context())
 	if st == nil {
@@ -369,58 +395,100 @@ func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		st.pinned.st.count(resp, err, out, st.clientFault())
 		return resp, err
 	}
-	attempts := 1
-	if rt.route.Retries > 0 && retriable(out) {
-		attempts += rt.route.Retries
-	}
-	var lastErr error
-	for a := 0; a < attempts; a++ {
-		in, done, err := t.r.pick(rt, st)
+	retries := rt.retry.retriesFor(out)
+	if retries > 0 && out.Body != nil && out.Body != http.NoBody {
+		ok, err := bufferBody(out, st)
 		if err != nil {
-			if lastErr != nil {
-				return nil, lastErr
-			}
 			return nil, err
 		}
-		st.chosen, st.inflight = in, true
-		st.tried[st.ntried] = in
-		st.ntried++
-		in.st.inflight.Add(1)
-		out.URL.Host = in.addr
-		resp, err := rt.transport.RoundTrip(out)
-		clientFault := err != nil && st.clientFault()
-		in.st.count(resp, err, out, clientFault)
-		if err == nil {
-			st.status = resp.StatusCode
-			if done != nil {
-				if resp.StatusCode >= 500 {
-					done(Failure)
-				} else {
-					done(Success)
-				}
-			}
-			return resp, nil
+		if !ok {
+			retries = 0 // streamed: it cannot be sent again
 		}
-		if errors.Is(err, ErrUpstreamRefused) {
-			rt.metrics.UpstreamRefused()
+	}
+	in, done, err := t.r.pick(rt, st)
+	if err != nil {
+		return nil, err
+	}
+	for try := 0; ; try++ {
+		resp, err, gone := t.try(rt, st, in, done, out)
+		if gone || try >= retries || !rt.retry.wants(resp, err) {
+			return resp, err
 		}
-		clientGone := clientFault || out.Context().Err() != nil
-		if done != nil {
-			if clientGone {
-				done(Ignored)
-			} else {
-				done(Failure)
-			}
+		if rt.retry.backoff(out.Context(), try+1) != nil {
+			return resp, err
 		}
-		lastErr = err
-		if clientGone || !isConnectError(err) || a+1 == attempts {
-			break
+		if !rt.shared.budget.take(rt.retry) {
+			rt.res.RetryBudgetExhausted()
+			return resp, err
+		}
+		next, ndone, perr := t.r.pick(rt, st)
+		if perr != nil {
+			rt.shared.budget.retrying.Add(-1)
+			return resp, err // no other instance: the answer stands
+		}
+		st.retrying = true
+		if resp != nil {
+			discard(resp)
+		}
+		if st.cancelTry != nil {
+			st.cancelTry()
+			st.cancelTry = nil
 		}
 		in.st.inflight.Add(-1)
 		st.inflight = false
-		t.r.log.Info("retrying on another instance", "route", rt.route.Name, "instance", in.id, "err", err)
+		in, done = next, ndone
+		rt.res.Retried()
+		t.r.log.Debug("retrying on another instance", "route", rt.route.Name, "instance", next.id, "err", err)
 	}
-	return nil, lastErr
+}
+
+// try sends one try of out to in and reports its outcome to in's counters,
+// breaker (done) and outlier detection. gone reports that the client went
+// away or failed to send its body: nothing to retry.
+func (t roundTripper) try(rt *routeRT, st *reqState, in *inst, done func(Outcome), out *http.Request) (resp *http.Response, err error, gone bool) {
+	st.chosen, st.inflight = in, true
+	st.tried[st.ntried] = in
+	st.ntried++
+	in.st.inflight.Add(1)
+	out.URL.Host = in.addr
+	if st.replay != nil {
+		out.Body = io.NopCloser(bytes.NewReader(st.replay))
+	}
+	if rt.retry != nil {
+		b := &rt.shared.budget
+		b.active.Add(1)
+		defer func() {
+			b.active.Add(-1)
+			if st.retrying {
+				b.retrying.Add(-1)
+				st.retrying = false
+			}
+		}()
+	}
+	resp, err = sendOnce(rt, st, out)
+	clientFault := err != nil && st.clientFault()
+	in.st.count(resp, err, out, clientFault)
+	gone = err != nil && (clientFault || out.Context().Err() != nil)
+	failed := err != nil && !gone || err == nil && resp.StatusCode >= 500
+	if err == nil {
+		st.status = resp.StatusCode
+	} else if errors.Is(err, ErrUpstreamRefused) {
+		rt.metrics.UpstreamRefused()
+	}
+	if done != nil {
+		switch {
+		case gone:
+			done(Ignored)
+		case failed:
+			done(Failure)
+		default:
+			done(Success)
+		}
+	}
+	if rt.outlier != nil && !gone {
+		t.r.observe(rt, in.st, failed)
+	}
+	return resp, err, gone
 }
 
 // count adds one request to the instance's counters; a failure is what a
@@ -439,34 +507,27 @@ func (st *reqState) clientFault() bool {
 	return st.body != nil && st.body.failed() != nil
 }
 
-func retriable(req *http.Request) bool {
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return req.Body == nil || req.Body == http.NoBody
-	}
-	return false
-}
-
 func isConnectError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// pick chooses an instance for a request. It returns a *proxyErr 503 when
-// there is none, or when every candidate's breaker is open.
+// pick chooses an instance for a request from its pool. It returns a
+// *proxyErr 503 when there is none, when every candidate's breaker is
+// open, or when every candidate is out (ejected, failing health checks)
+// and the route is not in panic mode; errNoInstance when every candidate
+// left was tried already.
 func (r *Router) pick(rt *routeRT, st *reqState) (*inst, func(Outcome), error) {
-	n := len(rt.insts)
+	p := st.pool
+	n := len(p.insts)
 	if n == 0 {
-		what := "route " + rt.route.Name
-		if s := rt.route.Upstream.Service; s != "" {
-			what = "service " + s
-		}
-		return nil, nil, &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "no registered instance of " + what, retryAfter: 1}
+		return nil, nil, &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "no registered instance of " + p.what, retryAfter: 1}
 	}
+	skipOut := rt.health && !rt.shared.panic.Load()
 	start := 0
 	switch rt.route.Upstream.EffectiveBalancer() {
 	case BalancerRoundRobin:
-		start = int(rt.rr.Add(1) % uint64(n))
+		start = int(p.rr.Add(1) % uint64(n))
 	case BalancerLeastRequests:
 		if n > 1 {
 			a := rand.IntN(n)
@@ -474,48 +535,45 @@ func (r *Router) pick(rt *routeRT, st *reqState) (*inst, func(Outcome), error) {
 			if b >= a {
 				b++
 			}
-			if rt.insts[b].st.inflight.Load() < rt.insts[a].st.inflight.Load() {
+			if p.insts[b].st.inflight.Load() < p.insts[a].st.inflight.Load() {
 				a, b = b, a
 			}
 			for _, i := range [2]int{a, b} {
-				if in, done, ok := tryInst(rt.insts[i], st); ok {
+				if in, done, ok := tryInst(p.insts[i], st, skipOut); ok {
 					return in, done, nil
 				}
 			}
 			start = a
 		}
 	case BalancerWeighted:
-		if total := rt.cum[n-1]; total > 0 {
-			x := rand.IntN(total)
-			lo, hi := 0, n-1
-			for lo < hi {
-				mid := (lo + hi) / 2
-				if rt.cum[mid] > x {
-					hi = mid
-				} else {
-					lo = mid + 1
-				}
-			}
-			start = lo
+		if total := p.cum[n-1]; total > 0 {
+			start = searchCum(p.cum, rand.IntN(total))
 		}
 	}
 	for i := 0; i < n; i++ {
-		if in, done, ok := tryInst(rt.insts[(start+i)%n], st); ok {
+		if in, done, ok := tryInst(p.insts[(start+i)%n], st, skipOut); ok {
 			return in, done, nil
 		}
 	}
 	if st.ntried > 0 {
 		return nil, nil, errNoInstance
 	}
-	// Every instance refused: their breakers are open.
-	wait := rt.openFor
+	// Every instance refused: breakers open, or out.
+	wait, open := rt.openFor, false
 	now := r.now().UnixNano()
-	for _, in := range rt.insts {
+	for _, in := range p.insts {
+		if skipOut && in.st.flags.Load() != 0 {
+			continue
+		}
+		open = true
 		if at := in.st.openedAt.Load(); at > 0 {
 			if left := time.Duration(at + int64(rt.openFor) - now); left < wait {
 				wait = left
 			}
 		}
+	}
+	if !open {
+		return nil, nil, &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "no healthy instance of " + p.what + ": every one is ejected or failing its health checks", retryAfter: 1}
 	}
 	secs := int64((wait + time.Second - 1) / time.Second)
 	if secs < 1 {
@@ -524,12 +582,16 @@ func (r *Router) pick(rt *routeRT, st *reqState) (*inst, func(Outcome), error) {
 	return nil, nil, &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "every instance of route " + rt.route.Name + " has an open circuit breaker", retryAfter: secs}
 }
 
-// tryInst admits in unless it was tried already or its breaker refuses.
-func tryInst(in *inst, st *reqState) (*inst, func(Outcome), bool) {
+// tryInst admits in unless it was tried already, it is out (skipOut:
+// ejected or failing health checks) or its breaker refuses.
+func tryInst(in *inst, st *reqState, skipOut bool) (*inst, func(Outcome), bool) {
 	for i := 0; i < st.ntried; i++ {
 		if st.tried[i] == in {
 			return nil, nil, false
 		}
+	}
+	if skipOut && in.st.flags.Load() != 0 {
+		return nil, nil, false
 	}
 	if b := in.st.breaker; b != nil {
 		done, err := b.Allow() // refuses while open: no separate State check (one lock less)
