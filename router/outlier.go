@@ -184,8 +184,9 @@ func (r *Router) eject(st *instState) {
 		}
 	}
 	if ejected >= maxEjected(n, od.maxPercent) {
+		st.consec.Store(0) // ask again after as many failures, not on every one
 		sh.mu.Unlock()
-		r.log.Warn("outlier ejection capped", "route", sh.name, "instance", st.id, "ejected", ejected, "instances", n, "max_ejection_percent", od.maxPercent)
+		r.log.Debug("outlier ejection capped", "route", sh.name, "instance", st.id, "ejected", ejected, "instances", n, "max_ejection_percent", od.maxPercent)
 		return
 	}
 	if st.mult > 0 && !st.lastBack.IsZero() {

@@ -362,6 +362,13 @@ func bufferBody(out *http.Request, st *reqState) (bool, error) {
 		}
 		return false, &proxyErr{status: http.StatusBadRequest, code: "invalid", msg: "the request body could not be read: " + err.Error()}
 	}
+	// Read on to EOF, as the transport would: net/http then lifts the body
+	// deadline of the client's connection and watches it for the client
+	// going away while the response streams.
+	var one [1]byte
+	if n, _ := out.Body.Read(one[:]); n > 0 {
+		return false, &proxyErr{status: http.StatusBadRequest, code: "invalid", msg: "the request body is longer than its Content-Length"}
+	}
 	st.replay = buf
 	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
 	return true, nil

@@ -2,6 +2,7 @@ package router_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -208,5 +209,32 @@ func TestRetryPerTryTimeout(t *testing.T) {
 	}
 	if res := p.get(t, "/"); res.status != http.StatusGatewayTimeout {
 		t.Fatalf("the only instance timed out: %d %s, want 504", res.status, res.body)
+	}
+}
+
+// TestRetryBufferedBodyKeepsLongResponse: a body kept for retries is read
+// to its end, so the body timeout (on the client's connection) is lifted
+// and a response streaming for longer than it arrives whole.
+func TestRetryBufferedBodyKeepsLongResponse(t *testing.T) {
+	b := startBackend(t, "stream", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		for i := range 6 {
+			fmt.Fprintf(w, "chunk %d\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	rt := staticRoute("r", "/", b.addr)
+	rt.Retries = &router.RetryPolicy{Attempts: 1}
+	p := newProxy(t, router.Config{BodyTimeout: 200 * time.Millisecond}, []router.Route{rt})
+	req, _ := http.NewRequest(http.MethodPut, p.url+"/", strings.NewReader("body"))
+	resp, err := p.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil || strings.Count(string(got), "chunk") != 6 {
+		t.Fatalf("response %q, %v; want 6 chunks over 600ms, past the 200ms body timeout", got, err)
 	}
 }

@@ -26,7 +26,7 @@ const (
 	StateExpiry = time.Hour
 	// sweepPeriod is how often a proxy looks for expired state records.
 	sweepPeriod = 5 * time.Minute
-	// minStateGap is the least time between a change and the publish it
+	// minStateGap is the least time between two publishes a change
 	// triggers, so that a flapping breaker or a burst of instance changes
 	// cost one write a second at most.
 	minStateGap = time.Second
@@ -55,11 +55,12 @@ func (p *Proxy) changed() {
 }
 
 // publishState writes the proxy's state to configsvc.ProxyStateCollection under id
-// every interval and shortly after the route table or a breaker changed,
-// until ctx ends; it then deletes the record, so that a cleanly stopped
-// proxy leaves nothing behind. A proxy that crashes leaves its record,
-// which readers tell apart by its Updated time and which the proxies
-// delete after StateExpiry.
+// every interval and after the route table, a breaker, an ejection or a
+// health check changed (at once when the last write is minStateGap old,
+// else when it will be), until ctx ends; it then deletes the record, so
+// that a cleanly stopped proxy leaves nothing behind. A proxy that crashes
+// leaves its record, which readers tell apart by its Updated time and which
+// the proxies delete after StateExpiry.
 func (p *Proxy) publishState(ctx context.Context, id string, interval time.Duration) {
 	recs := p.src.Records()
 	gap := min(minStateGap, interval)
@@ -71,12 +72,15 @@ func (p *Proxy) publishState(ctx context.Context, id string, interval time.Durat
 		if n%sweepEvery == 0 {
 			p.sweepStates(ctx, recs, id)
 		}
+		last := time.Now()
 		p.putState(ctx, recs, id, &failing)
 		select {
 		case <-ctx.Done():
 		case <-tick.C:
 		case <-p.changes:
-			_ = lifecycle.Sleep(ctx, gap) // coalesce the changes of the next moment
+			// A new route revision is published at once (sluice routes put
+			// waits for it); a flapping breaker costs a write per gap.
+			_ = lifecycle.Sleep(ctx, gap-time.Since(last))
 		}
 		if ctx.Err() != nil {
 			break
