@@ -44,7 +44,9 @@ func testRoutesTakeEffect(t *testing.T, store configsvc.Store) {
 		sctx, cancel := context.WithCancel(ctx)
 		served := make(chan error, 1)
 		// The default RetryInterval (2 s): the first publish must not wait for it.
-		go func() { served <- proxyserver.Serve(sctx, store, ln, proxyserver.Options{InstanceID: fmt.Sprintf("proxy-%d", i)}) }()
+		go func() {
+			served <- proxyserver.Serve(sctx, store, ln, proxyserver.Options{InstanceID: fmt.Sprintf("proxy-%d", i)})
+		}()
 		t.Cleanup(func() {
 			cancel()
 			if err := <-served; err != nil {
