@@ -2,6 +2,7 @@ package proxyserver_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -125,4 +126,45 @@ func testRoutesTakeEffect(t *testing.T, store configsvc.Store) {
 			t.Errorf("publish %d took %v to reach every proxy, want at most 500ms (all: %v)", i, d, lat)
 		}
 	}
+}
+
+// TestServePublishesNewRevisionAtOnce: the proxy's published state shows
+// a new route revision at once (sluice routes put waits for it), even when
+// publishes follow each other faster than the state's one-second gap for
+// other changes.
+func TestServePublishesNewRevisionAtOnce(t *testing.T) {
+	onBothStores(t, "/proxyserver-state-revision", func(t *testing.T, store configsvc.Store) {
+		ctx, cancel := context.WithCancel(context.Background())
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- proxyserver.Serve(ctx, store, ln, proxyserver.Options{InstanceID: "p"}) }()
+		defer func() {
+			cancel()
+			if err := <-served; err != nil {
+				t.Error(err)
+			}
+		}()
+		if err := store.Create(ctx, configsvc.Service(configsvc.SystemService)); err != nil && !errors.Is(err, configsvc.ErrConflict) {
+			t.Fatal(err)
+		}
+		var base int64
+		for range 4 {
+			base = publish(t, store, base, "routes: []\n")
+			start := time.Now()
+			for {
+				b, err := store.Records().Get(ctx, configsvc.ProxyStateCollection, "p")
+				var st configsvc.ProxyState
+				if err == nil && json.Unmarshal(b, &st) == nil && st.Revision == base {
+					break
+				}
+				if d := time.Since(start); d > 500*time.Millisecond {
+					t.Fatalf("the state shows revision %d only after %v, want at once", base, d)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	})
 }

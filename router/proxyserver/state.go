@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
-	"github.com/sluicehq/sluice/configsvc/lifecycle"
 	"github.com/sluicehq/sluice/router"
 )
 
@@ -73,14 +72,15 @@ func (p *Proxy) publishState(ctx context.Context, id string, interval time.Durat
 			p.sweepStates(ctx, recs, id)
 		}
 		last := time.Now()
-		p.putState(ctx, recs, id, &failing)
+		rev := p.putState(ctx, recs, id, &failing)
 		select {
 		case <-ctx.Done():
 		case <-tick.C:
 		case <-p.changes:
 			// A new route revision is published at once (sluice routes put
-			// waits for it); a flapping breaker costs a write per gap.
-			_ = lifecycle.Sleep(ctx, gap-time.Since(last))
+			// waits for it); other changes (a flapping breaker) cost a
+			// write per gap at most.
+			p.coalesce(ctx, gap-time.Since(last), rev)
 		}
 		if ctx.Err() != nil {
 			break
@@ -90,6 +90,29 @@ func (p *Proxy) publishState(ctx context.Context, id string, interval time.Durat
 	defer cancel()
 	if err := recs.Delete(dctx, configsvc.ProxyStateCollection, id); err != nil && !errors.Is(err, configsvc.ErrNotFound) {
 		p.log.Warn("proxy state: remove record", "id", id, "err", err)
+	}
+}
+
+// coalesce waits d for more changes to publish with the last one, unless
+// or until the route revision is no longer rev: a new revision is
+// published at once.
+func (p *Proxy) coalesce(ctx context.Context, d time.Duration, rev int64) {
+	if d <= 0 || p.Revision() != rev {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case <-p.changes:
+			if p.Revision() != rev {
+				return
+			}
+		}
 	}
 }
 
@@ -114,9 +137,10 @@ func (p *Proxy) sweepStates(ctx context.Context, recs configsvc.RecordStore, sel
 	}
 }
 
-// putState writes one state record. Failures are logged at warning level
-// once, then at debug level until a write succeeds again.
-func (p *Proxy) putState(ctx context.Context, recs configsvc.RecordStore, id string, failing *bool) {
+// putState writes one state record and returns the route revision it
+// holds. Failures are logged at warning level once, then at debug level
+// until a write succeeds again.
+func (p *Proxy) putState(ctx context.Context, recs configsvc.RecordStore, id string, failing *bool) int64 {
 	st := p.State()
 	data, err := encodeState(st, MaxStateSize)
 	if err == nil {
@@ -137,6 +161,7 @@ func (p *Proxy) putState(ctx context.Context, recs configsvc.RecordStore, id str
 		}
 		*failing = true
 	}
+	return st.Revision
 }
 
 // encodeState marshals st in at most limit bytes. A state too large keeps

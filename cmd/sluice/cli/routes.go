@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,13 +41,39 @@ func (a *app) routesCmd() *cobra.Command {
 		return err
 	}
 	putc := a.putCmd(serviceScope)
-	putc.Use, putc.Short, putc.Args = "put [path|-]", "Publish routes.yaml from a local file or stdin", cobra.RangeArgs(0, 1)
-	putRun := putc.RunE
+	putc.Use, putc.Short, putc.Args = "put [path|-]", "Publish routes.yaml from a local file or stdin and wait for the proxies", cobra.RangeArgs(0, 1)
+	putc.Long = "Publish routes.yaml as a new revision of sluice-system (created on the\n" +
+		"first put), then wait until every live proxy reports that it serves it,\n" +
+		"printing each proxy as it does, like `kubectl rollout status`. Live proxies\n" +
+		"are those whose state GET /v1/routes shows as fresh. When one still serves\n" +
+		"an older revision after --wait-timeout, the command fails naming the proxies\n" +
+		"that lag. --no-wait returns once the revision is published."
+	var noWait bool
+	var waitTimeout time.Duration
+	putc.Flags().BoolVar(&noWait, "no-wait", false, "return once published, without waiting for the proxies")
+	putc.Flags().DurationVar(&waitTimeout, "wait-timeout", 30*time.Second, "how long to wait for every live proxy to serve the new revision")
 	putc.RunE = func(cmd *cobra.Command, args []string) error {
+		src := "-"
+		if len(args) == 1 {
+			src = args[0]
+		}
+		content, err := a.readSource(src)
+		if err != nil {
+			return err
+		}
 		if err := a.ensureSystemService(cmd.Context()); err != nil {
 			return err
 		}
-		return putRun(cmd, append([]string{systemService, routesFile}, args...))
+		msg, _ := cmd.Flags().GetString("message")
+		ifMatch := int64(noMatch)
+		if cmd.Flags().Changed("if-match") {
+			ifMatch, _ = cmd.Flags().GetInt64("if-match")
+		}
+		rev, err := a.publishRoutes(cmd.Context(), content, msg, ifMatch)
+		if err != nil || noWait {
+			return err
+		}
+		return a.waitForProxies(cmd.Context(), rev, waitTimeout)
 	}
 	edit := a.editCmd(serviceScope)
 	edit.Use, edit.Short, edit.Args = "edit", "Edit routes.yaml in $EDITOR and publish it", cobra.NoArgs
@@ -139,7 +166,8 @@ func (a *app) runRoutesLive(ctx context.Context) error {
 }
 
 // ensureSystemService creates sluice-system on the first `routes put`, so a
-// fresh install needs no separate step. Creating is idempotent on the server.
+// fresh install needs no separate step. A proxy creates it too when it
+// finds none: a conflict means it exists now.
 func (a *app) ensureSystemService(ctx context.Context) error {
 	c, err := a.client()
 	if err != nil {
@@ -150,6 +178,96 @@ func (a *app) ensureSystemService(ctx context.Context) error {
 	if !isStatus(err, http.StatusNotFound) {
 		return nil // exists, or the put will report the real trouble
 	}
-	_, _, err = c.Create(ctx, sys)
+	if _, _, err = c.Create(ctx, sys); isStatus(err, http.StatusConflict) {
+		return nil
+	}
 	return err
+}
+
+// publishRoutes publishes routes.yaml and prints the revision.
+func (a *app) publishRoutes(ctx context.Context, content []byte, msg string, ifMatch int64) (int64, error) {
+	c, err := a.client()
+	if err != nil {
+		return 0, err
+	}
+	rev, err := putFile(ctx, c, serviceScope, systemService, routesFile, content, msg, ifMatch)
+	if isStatus(err, http.StatusPreconditionFailed) {
+		return 0, fmt.Errorf("%w\n%s/%s: revision %d is no longer the newest; nothing was published. Read the current routes (sluice routes get) and publish again", err, systemService, routesFile, ifMatch)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return rev.Number, a.printPublished(rev, systemService, []string{routesFile})
+}
+
+// routesPollInterval is how often `routes put` asks which proxies serve
+// the new revision.
+const routesPollInterval = 100 * time.Millisecond
+
+// waitForProxies waits until every live proxy (GET /v1/routes) serves
+// revision rev of sluice-system or later, printing each one as it does; it
+// fails after timeout naming the proxies that lag. Progress goes to stdout,
+// or to stderr with -o json (stdout holds the revision's JSON).
+func (a *app) waitForProxies(ctx context.Context, rev int64, timeout time.Duration) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	out := a.stdout()
+	if a.json() {
+		out = a.stderr()
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	seen := map[string]bool{}
+	var lagging []string
+	var lastErr error
+	said := false
+	for {
+		live, err := c.LiveRoutes(ctx)
+		switch {
+		case isStatus(err, http.StatusNotFound):
+			fmt.Fprintln(out, "the server does not report the proxies' route tables (GET /v1/routes): not waiting")
+			return nil
+		case err != nil:
+			lastErr = err
+		default:
+			lastErr, lagging = nil, nil
+			for _, p := range live.Proxies {
+				if p.Revision < rev {
+					lagging = append(lagging, fmt.Sprintf("%s (revision %d)", p.ID, p.Revision))
+					continue
+				}
+				if !seen[p.ID] {
+					seen[p.ID] = true
+					fmt.Fprintf(out, "proxy %s serves revision %d (%s)\n", p.ID, p.Revision, time.Since(start).Round(time.Millisecond))
+				}
+			}
+			if !said {
+				said = true
+				for _, s := range live.Stale {
+					if s.Reason == api.StaleUnreported {
+						fmt.Fprintf(out, "proxy %s is registered but publishes no state: not waited for\n", s.ID)
+					}
+				}
+			}
+			if len(lagging) == 0 {
+				if len(live.Proxies) == 0 {
+					fmt.Fprintln(out, "no live proxy reports its route table: nothing to wait for")
+				} else {
+					fmt.Fprintf(out, "revision %d is live on all %d proxies\n", rev, len(live.Proxies))
+				}
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr != nil && lagging == nil {
+				return fmt.Errorf("revision %d published, but which proxies serve it is unknown after %s: %w", rev, timeout, lastErr)
+			}
+			return fmt.Errorf("revision %d published, but after %s %d proxies do not serve it yet: %s (see sluice routes live; --wait-timeout waits longer)", rev, timeout, len(lagging), strings.Join(lagging, ", "))
+		case <-time.After(routesPollInterval):
+		}
+	}
 }
