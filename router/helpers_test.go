@@ -249,30 +249,28 @@ func (r *recRoute) BreakerState(instance string, s router.BreakerState) {
 	r.m.mu.Unlock()
 }
 
-func (r *recRoute) Retried() {
-	r.m.mu.Lock()
-	r.m.retried[r.route]++
-	r.m.mu.Unlock()
-}
-func (r *recRoute) RetryBudgetExhausted() {
-	r.m.mu.Lock()
-	r.m.exhausted[r.route]++
-	r.m.mu.Unlock()
-}
+func (r *recRoute) Retried()              { r.m.add(r.m.retried, r.route) }
+func (r *recRoute) RetryBudgetExhausted() { r.m.add(r.m.exhausted, r.route) }
 func (r *recRoute) Ejected(instance string, ejected bool) {
-	r.m.mu.Lock()
-	r.m.ejected[r.route+"/"+instance] = append(r.m.ejected[r.route+"/"+instance], ejected)
-	r.m.mu.Unlock()
+	r.m.set(r.m.ejected, r.route+"/"+instance, ejected)
 }
 func (r *recRoute) Healthy(instance string, healthy bool) {
-	r.m.mu.Lock()
-	r.m.healthy[r.route+"/"+instance] = append(r.m.healthy[r.route+"/"+instance], healthy)
-	r.m.mu.Unlock()
+	r.m.set(r.m.healthy, r.route+"/"+instance, healthy)
 }
-func (r *recRoute) Panic(on bool) {
-	r.m.mu.Lock()
-	r.m.panic[r.route] = append(r.m.panic[r.route], on)
-	r.m.mu.Unlock()
+func (r *recRoute) Panic(on bool) { r.m.set(r.m.panic, r.route, on) }
+
+// add counts one under key.
+func (m *recMetrics) add(counts map[string]int, key string) {
+	m.mu.Lock()
+	counts[key]++
+	m.mu.Unlock()
+}
+
+// set records state under key.
+func (m *recMetrics) set(states map[string][]bool, key string, state bool) {
+	m.mu.Lock()
+	states[key] = append(states[key], state)
+	m.mu.Unlock()
 }
 
 // count returns one of the recorder's counts under its lock.

@@ -204,14 +204,20 @@ func (r *Router) eject(st *instState) {
 		st.timer = time.AfterFunc(d, func() { r.restore(st, "ejection time over") })
 	}
 	sh.recompute(r)
-	st.mu.Lock()
-	if !st.retired {
-		sh.metrics.Ejected(st.id, true)
-	}
-	st.mu.Unlock()
+	st.record(func() { sh.metrics.Ejected(st.id, true) })
 	sh.mu.Unlock()
 	r.log.Warn("outlier ejected", "route", sh.name, "instance", st.id, "for", d, "times", st.mult)
 	r.stateChanged()
+}
+
+// record runs f, which updates st's metric series, unless st is retired:
+// its series may be deleted, or taken over by its successor, by then.
+func (st *instState) record(f func()) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.retired {
+		f()
+	}
 }
 
 // maxEjected is how many of n instances may be ejected at once: percent of
@@ -237,11 +243,7 @@ func (r *Router) markUnhealthy(st *instState, passive bool, hold time.Duration) 
 	old := st.flags.Or(outUnhealthy)
 	if old&outUnhealthy == 0 {
 		sh.recompute(r)
-		st.mu.Lock()
-		if !st.retired {
-			sh.metrics.Healthy(st.id, false)
-		}
-		st.mu.Unlock()
+		st.record(func() { sh.metrics.Healthy(st.id, false) })
 	}
 	sh.mu.Unlock()
 	if old&outUnhealthy == 0 {
@@ -278,16 +280,14 @@ func (r *Router) restore(st *instState, why string) {
 	}
 	st.consec.Store(0)
 	sh.recompute(r)
-	st.mu.Lock()
-	if !st.retired {
+	st.record(func() {
 		if was&outEjected != 0 {
 			sh.metrics.Ejected(st.id, false)
 		}
 		if was&outUnhealthy != 0 {
 			sh.metrics.Healthy(st.id, true)
 		}
-	}
-	st.mu.Unlock()
+	})
 	sh.mu.Unlock()
 	if st.hc != nil && st.reset != nil {
 		st.reset() // outside sh.mu: a breaker calls back under its own lock
