@@ -295,3 +295,18 @@ func fillInstance(is *configsvc.InstanceState, rt *routeRT, st *instState) {
 		}
 	}
 }
+
+// exportInstance sets the gauges of in that rt has: breaker state,
+// ejection, health.
+func exportInstance(rt *routeRT, in *inst) {
+	if b := in.st.breaker; b != nil {
+		rt.metrics.BreakerState(in.id, b.State())
+	}
+	f := in.st.flags.Load()
+	if rt.outlier != nil {
+		rt.res.Ejected(in.id, f&outEjected != 0)
+	}
+	if rt.route.HealthCheck != nil {
+		rt.res.Healthy(in.id, f&outUnhealthy == 0)
+	}
+}

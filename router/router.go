@@ -456,8 +456,9 @@ func (r *Router) swap() {
 // forgetDeparted deletes the series of every instance that was in a route
 // of old and is not in that route of s, so that instances that come and go
 // do not grow the metrics without bound. When a route dropped its circuit
-// breaker, its instances' series are deleted too (no breaker gauge stays
-// behind) and s's handles, not yet in use, are taken again.
+// breaker, outlier detection or health check, its instances' series are
+// deleted too (no gauge stays behind), s's handles, not yet in use, are
+// taken again and the gauges the route keeps are set again.
 func forgetDeparted(old, s *snapshot) {
 	byName := make(map[string]*routeRT, len(s.routes))
 	for _, rt := range s.routes {
@@ -478,6 +479,7 @@ func forgetDeparted(old, s *snapshot) {
 				ort.route.HealthCheck != nil && nrt.route.HealthCheck == nil:
 				nrt.metrics.Forget(in.id)
 				nin.m = nrt.metrics.Upstream(in.id)
+				exportInstance(nrt, nin) // the series the route still has
 			}
 		}
 	}
