@@ -225,7 +225,8 @@ type Creator interface {
 }
 
 func (p *Proxy) followRoutes(ctx context.Context) {
-	waiting := false // said once at info level; the retries repeat it at debug level
+	waiting := false      // said once at info level; the retries repeat it at debug level
+	createFailed := false // likewise
 	for ctx.Err() == nil {
 		snap, err := p.src.Snapshot(ctx, systemRef, 0)
 		if err != nil {
@@ -233,7 +234,7 @@ func (p *Proxy) followRoutes(ctx context.Context) {
 				return
 			}
 			if errors.Is(err, configsvc.ErrNotFound) {
-				if p.createSystem(ctx) {
+				if p.createSystem(ctx, &createFailed) {
 					continue
 				}
 				p.log.Log(ctx, onceLevel(&waiting), "no route file yet: service sluice-system does not exist", "retry", p.opts.RetryInterval)
@@ -278,7 +279,7 @@ func (p *Proxy) followRoutes(ctx context.Context) {
 // createSystem creates the empty service sluice-system, so that the proxy
 // can watch for its first routes: true when it exists now (created here or
 // by someone else meanwhile).
-func (p *Proxy) createSystem(ctx context.Context) bool {
+func (p *Proxy) createSystem(ctx context.Context, failed *bool) bool {
 	c, ok := p.src.(Creator)
 	if !ok {
 		return false
@@ -291,7 +292,12 @@ func (p *Proxy) createSystem(ctx context.Context) bool {
 	case errors.Is(err, configsvc.ErrConflict):
 		return true
 	}
-	p.log.Warn("create sluice-system", "err", err)
+	level := slog.LevelWarn
+	if *failed {
+		level = slog.LevelDebug
+	}
+	*failed = true
+	p.log.Log(ctx, level, "cannot create sluice-system to watch it; looking for it every retry interval", "err", err, "retry", p.opts.RetryInterval)
 	return false
 }
 
