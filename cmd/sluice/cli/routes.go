@@ -83,10 +83,12 @@ func (a *app) routesCmd() *cobra.Command {
 	}
 	live := &cobra.Command{
 		Use:   "live",
-		Short: "Show the live route table of every proxy (rate limits, breakers)",
+		Short: "Show the live route table of every proxy (rate limits, breakers, ejections)",
 		Long: "Every proxy publishes its live route table every 5 s: routes, rate limits\n" +
 			"with the requests it refused, and per upstream instance the circuit breaker\n" +
-			"state and request/failure counts. Proxies silent for more than 30 s are\n" +
+			"state, whether outlier detection ejected it or its health checks fail, and\n" +
+			"request/failure counts; a route balancing across all its instances because\n" +
+			"too few are healthy is marked (panic). Proxies silent for more than 30 s are\n" +
 			"listed after the table. Needs read access to sluice-system.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -115,16 +117,20 @@ func (a *app) runRoutesLive(ctx context.Context) error {
 	if len(live.Proxies) == 0 {
 		fmt.Fprintln(out, "no proxy reports its live route table")
 	} else {
-		t := newTable(out, "PROXY", "REVISION", "UPDATED", "ROUTE", "RATE LIMIT", "REJECTED", "INSTANCE", "BREAKER", "REQUESTS", "FAILURES")
+		t := newTable(out, "PROXY", "REVISION", "UPDATED", "ROUTE", "RATE LIMIT", "REJECTED", "INSTANCE", "BREAKER", "HEALTH", "REQUESTS", "FAILURES")
 		for _, p := range live.Proxies {
 			rev := strconv.FormatInt(p.Revision, 10)
 			if live.Revision > 0 && p.Revision != live.Revision {
 				rev += fmt.Sprintf(" (head %d)", live.Revision)
 			}
 			if len(p.Routes) == 0 {
-				t.row(p.ID, rev, p.Updated, "", "", "", "", "", "", "")
+				t.row(p.ID, rev, p.Updated, "", "", "", "", "", "", "", "")
 			}
 			for _, r := range p.Routes {
+				name := r.Name
+				if r.Panic {
+					name += " (panic)"
+				}
 				limit, rejected := "", ""
 				if rl := r.RateLimit; rl != nil {
 					limit = fmt.Sprintf("%g/s burst %d %s", rl.RPS, rl.Burst, rl.Key)
@@ -134,17 +140,17 @@ func (a *app) runRoutesLive(ctx context.Context) error {
 					rejected = strconv.FormatUint(rl.Rejected, 10)
 				}
 				if len(r.Instances) == 0 {
-					t.row(p.ID, rev, p.Updated, r.Name, limit, rejected, "", "", "", "")
+					t.row(p.ID, rev, p.Updated, name, limit, rejected, "", "", "", "", "")
 				}
 				for _, in := range r.Instances {
-					t.row(p.ID, rev, p.Updated, r.Name, limit, rejected, in.ID, in.Breaker, in.Requests, in.Failures)
+					t.row(p.ID, rev, p.Updated, name, limit, rejected, in.ID, in.Breaker, instanceHealth(in), in.Requests, in.Failures)
 				}
 				if r.InstancesOmitted > 0 {
-					t.row(p.ID, rev, p.Updated, r.Name, limit, rejected, fmt.Sprintf("(%d more)", r.InstancesOmitted), "", "", "")
+					t.row(p.ID, rev, p.Updated, name, limit, rejected, fmt.Sprintf("(%d more)", r.InstancesOmitted), "", "", "", "")
 				}
 			}
 			if p.RoutesOmitted > 0 {
-				t.row(p.ID, rev, p.Updated, fmt.Sprintf("(%d more)", p.RoutesOmitted), "", "", "", "", "", "")
+				t.row(p.ID, rev, p.Updated, fmt.Sprintf("(%d more)", p.RoutesOmitted), "", "", "", "", "", "", "")
 			}
 		}
 		if err := t.flush(); err != nil {
@@ -163,6 +169,19 @@ func (a *app) runRoutesLive(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// instanceHealth says whether an instance is out of its route's balancer:
+// "ejected" by outlier detection, "unhealthy" by its health checks, both,
+// "healthy", or "" when the route checks neither.
+func instanceHealth(in configsvc.InstanceState) string {
+	switch {
+	case in.Ejected && in.Health == "unhealthy":
+		return "ejected, unhealthy"
+	case in.Ejected:
+		return "ejected"
+	}
+	return in.Health
 }
 
 // ensureSystemService creates sluice-system on the first `routes put`, so a
