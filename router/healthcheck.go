@@ -143,7 +143,7 @@ func (r *Router) healthLoop(ctx context.Context, st *instState, addr string) {
 		}
 		if ok {
 			pass, fail = pass+1, 0
-			if pass >= hc.HealthyThreshold && st.flags.Load() != 0 && r.now().UnixNano() >= st.heldUntil.Load() {
+			if pass >= hc.HealthyThreshold && st.flags.Load() != 0 && time.Now().UnixNano() >= st.heldUntil.Load() {
 				r.restore(st, "health checks passed")
 			}
 			continue

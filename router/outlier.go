@@ -171,7 +171,7 @@ func (r *Router) observe(rt *routeRT, st *instState, failed bool) {
 // reached (then the next failure asks again).
 func (r *Router) eject(st *instState) {
 	sh, od := st.sh, st.od
-	now := r.now()
+	now := time.Now()
 	sh.mu.Lock()
 	if st.flags.Load()&outEjected != 0 || st.isRetired() {
 		sh.mu.Unlock()
@@ -238,7 +238,7 @@ func (r *Router) markUnhealthy(st *instState, passive bool, hold time.Duration) 
 	}
 	if passive {
 		st.gen.Add(1)
-		st.heldUntil.Store(max(st.heldUntil.Load(), r.now().Add(hold).UnixNano()))
+		st.heldUntil.Store(max(st.heldUntil.Load(), time.Now().Add(hold).UnixNano()))
 	}
 	old := st.flags.Or(outUnhealthy)
 	if old&outUnhealthy == 0 {
@@ -272,7 +272,7 @@ func (r *Router) restore(st *instState, why string) {
 		return
 	}
 	if was&outEjected != 0 {
-		st.lastBack = r.now()
+		st.lastBack = time.Now()
 		if st.timer != nil {
 			st.timer.Stop()
 			st.timer = nil
