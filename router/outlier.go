@@ -39,7 +39,8 @@ const (
 // PanicThreshold % of the route's instances are healthy (not ejected, not
 // failing health checks), the route balances across all of them, as if
 // none were ejected (panic mode). Circuit breakers still apply in panic
-// mode. Pinned requests do not count.
+// mode. Pinned requests do not count. Ejection times run on the wall
+// clock, like a breaker's open_for (Config.Now does not move them).
 type OutlierDetection struct {
 	// Consecutive5xx is the failures in a row that eject; 0 means
 	// DefaultConsecutive5xx.
