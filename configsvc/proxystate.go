@@ -43,6 +43,15 @@ type RouteState struct {
 	RateLimit *RateLimitState `json:"rate_limit,omitempty"`
 	// CircuitBreaker is set when the route gives its instances breakers.
 	CircuitBreaker *CircuitBreakerState `json:"circuit_breaker,omitempty"`
+	// Retries is set when the route retries.
+	Retries *RetriesState `json:"retries,omitempty"`
+	// OutlierDetection is set when the route ejects failing instances.
+	OutlierDetection *OutlierDetectionState `json:"outlier_detection,omitempty"`
+	// HealthCheck is set when the route checks its instances actively.
+	HealthCheck *HealthCheckState `json:"health_check,omitempty"`
+	// Panic is true while fewer of the route's instances are healthy than
+	// its panic threshold: it balances across all of them.
+	Panic bool `json:"panic,omitempty"`
 	// Instances are the upstream instances the route balances over (for a
 	// service: its registered instances with an address; for static
 	// upstreams: one per address), sorted by id.
@@ -67,6 +76,60 @@ type UpstreamState struct {
 	Static  []string `json:"static,omitempty"`
 	// Balancer is the effective balancer (round_robin when unset).
 	Balancer string `json:"balancer"`
+	// Subsets split the service's traffic by instance labels (canary).
+	Subsets []SubsetState `json:"subsets,omitempty"`
+	// Sticky is how a client keeps its subset: "header:NAME",
+	// "cookie:NAME" or "client_ip"; empty when requests pick at random.
+	Sticky string `json:"sticky,omitempty"`
+	// Force is how a request names its subset: "header:NAME",
+	// "cookie:NAME" or both, comma-separated; empty when it cannot.
+	Force string `json:"force,omitempty"`
+}
+
+// SubsetState is one subset of a route's upstream.
+type SubsetState struct {
+	// Name is the subset's name (its label values when not set).
+	Name string `json:"name"`
+	// Labels select its instances.
+	Labels map[string]string `json:"labels"`
+	// Weight is its share of the traffic.
+	Weight int `json:"weight"`
+	// Instances counts the route's instances in it; a subset without
+	// instances gets no traffic.
+	Instances int `json:"instances"`
+}
+
+// RetriesState is a route's retry policy in JSON form, with its counts.
+type RetriesState struct {
+	Attempts      int      `json:"attempts"`
+	PerTryTimeout string   `json:"per_try_timeout,omitempty"` // e.g. "500ms"; empty: the route's timeout
+	On            []string `json:"on"`                        // effective conditions
+	NonIdempotent bool     `json:"non_idempotent,omitempty"`
+	// BudgetPercent and BudgetMinConcurrency are the effective retry budget.
+	BudgetPercent        float64 `json:"budget_percent"`
+	BudgetMinConcurrency int     `json:"budget_min_concurrency"`
+	// Retrying is how many retries are waiting for their answer now.
+	Retrying int64 `json:"retrying"`
+}
+
+// OutlierDetectionState is a route's outlier detection in JSON form.
+type OutlierDetectionState struct {
+	Consecutive5xx     int    `json:"consecutive_5xx"`
+	BaseEjectionTime   string `json:"base_ejection_time"`
+	MaxEjectionTime    string `json:"max_ejection_time"`
+	MaxEjectionPercent int    `json:"max_ejection_percent"`
+	PanicThreshold     int    `json:"panic_threshold"`
+	// Ejected counts the route's instances ejected now.
+	Ejected int `json:"ejected"`
+}
+
+// HealthCheckState is a route's active health check in JSON form.
+type HealthCheckState struct {
+	Path               string `json:"path"`
+	Interval           string `json:"interval"`
+	Timeout            string `json:"timeout"`
+	HealthyThreshold   int    `json:"healthy_threshold"`
+	UnhealthyThreshold int    `json:"unhealthy_threshold"`
 }
 
 // RateLimitState is a route's rate limit with its refusals.
@@ -109,6 +172,14 @@ type InstanceState struct {
 	// Failures counts those that ended in a connection error, a timeout or
 	// a 5xx answer (what a breaker counts as failure).
 	Failures uint64 `json:"failures"`
+	// Ejected is true while outlier detection keeps the instance out.
+	Ejected bool `json:"ejected,omitempty"`
+	// Ejections counts the times it was ejected.
+	Ejections uint64 `json:"ejections,omitempty"`
+	// Health is "healthy" or "unhealthy" when the route has a health check
+	// (unhealthy also while a tripped breaker waits for the checks);
+	// empty without one.
+	Health string `json:"health,omitempty"`
 }
 
 // ProxyState is what a proxy publishes about itself in ProxyStateCollection:

@@ -10,7 +10,8 @@ import (
 // This file holds the interfaces the router consumes and its adapters
 // implement: where instances come from (configsvc.Store), rate limiters
 // (router/ratelimit), circuit breakers (router/breaker) and metrics
-// (router/prommetrics). Interfaces belong to their consumer: the adapters
+// (router/prommetrics, including the measurements of retries, ejections
+// and health checks). Interfaces belong to their consumer: the adapters
 // import router, never the reverse.
 
 // InstanceSource tells the router which instances a service has.
@@ -94,6 +95,16 @@ type Breaker interface {
 	State() BreakerState
 }
 
+// BreakerResetter is implemented by a Breaker that can be closed from
+// outside (router/breaker's can): when an instance's health checks pass
+// after its breaker tripped, the router closes the breaker instead of
+// waiting for half-open probes.
+type BreakerResetter interface {
+	// Reset closes the breaker and clears its counts, calling its onChange
+	// when it was not closed.
+	Reset()
+}
+
 // Breakers makes breakers (package router/breaker adapts sony/gobreaker).
 // The router keeps a breaker, with its state, for as long as the route's
 // name and CircuitBreaker settings and the instance's id and address stay
@@ -142,6 +153,26 @@ type UpstreamMetrics interface {
 	Response(status int)
 }
 
+// ResilienceMetrics measures a route's retries, outlier ejections, health
+// checks and panic mode. The RouteMetrics a Metrics returns may implement
+// it (router/prommetrics does); the router records these measurements for
+// the handles that do. Methods may be called concurrently.
+type ResilienceMetrics interface {
+	// Retried counts one retry sent to another instance.
+	Retried()
+	// RetryBudgetExhausted counts one retry not sent because the route's
+	// retry budget was used up.
+	RetryBudgetExhausted()
+	// Ejected records whether outlier detection ejected an instance; true
+	// also counts one ejection.
+	Ejected(instance string, ejected bool)
+	// Healthy records whether an instance passes its health checks (false
+	// also while, with health checks, its tripped breaker waits for them).
+	Healthy(instance string, healthy bool)
+	// Panic records whether the route balances in panic mode.
+	Panic(on bool)
+}
+
 type nopMetrics struct{}
 
 func (nopMetrics) Route(string) RouteMetrics         { return nopMetrics{} }
@@ -153,3 +184,8 @@ func (nopMetrics) UpstreamRefused()                  {}
 func (nopMetrics) BreakerState(string, BreakerState) {}
 func (nopMetrics) Forget(string)                     {}
 func (nopMetrics) Response(int)                      {}
+func (nopMetrics) Retried()                          {}
+func (nopMetrics) RetryBudgetExhausted()             {}
+func (nopMetrics) Ejected(string, bool)              {}
+func (nopMetrics) Healthy(string, bool)              {}
+func (nopMetrics) Panic(bool)                        {}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 
+	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/breaker"
 	"github.com/sluicehq/sluice/router/ratelimit"
@@ -103,4 +104,60 @@ func ExampleUpstreamPolicy() {
 	// upstream 10.0.5.3:2181 refused by the proxy's upstream policy: in the upstream deny list (10.0.5.0/28)
 	// upstream 127.0.0.1:8080 refused by the proxy's upstream policy: in the upstream deny list (127.0.0.1:8080)
 	// upstream 127.0.0.1:7070 refused by the proxy's upstream policy: a listener of this process (127.0.0.1:7070)
+}
+
+// ExampleSubset splits a service's traffic by instance labels: a dark
+// canary (weight 0) only gets the requests that ask for it by header,
+// everyone else the stable instances, each request retried once on
+// another instance of its subset after a 503.
+func ExampleSubset() {
+	var instances []configsvc.Instance
+	for _, track := range []string{"canary", "stable"} {
+		name := "shop-" + track
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, name) }))
+		defer srv.Close()
+		instances = append(instances, configsvc.Instance{Service: "shop", ID: name, Addr: srv.Listener.Addr().String(), Labels: map[string]string{"track": track}})
+	}
+	routes, err := routesfile.Parse([]byte(`
+routes:
+  - name: shop
+    upstream:
+      service: shop
+      subsets:
+        - {labels: {track: canary}, weight: 0}
+        - {labels: {track: stable}, weight: 100}
+      force: {header: X-Sluice-Subset}
+    retries: {attempts: 1, on: [connect-failure, 503]}
+`))
+	if err != nil {
+		panic(err)
+	}
+	r, err := router.New(router.Config{})
+	if err != nil {
+		panic(err)
+	}
+	defer r.Close()
+	if err := r.Update(routes); err != nil {
+		panic(err)
+	}
+	r.SetInstances("shop", instances)
+
+	front := httptest.NewServer(r)
+	defer front.Close()
+	for _, subset := range []string{"", "canary", "stable"} {
+		req, _ := http.NewRequest(http.MethodGet, front.URL+"/", nil)
+		req.Header.Set("X-Sluice-Subset", subset)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			panic(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Printf("X-Sluice-Subset %q → %s\n", subset, body)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	// Output:
+	// X-Sluice-Subset "" → shop-stable
+	// X-Sluice-Subset "canary" → shop-canary
+	// X-Sluice-Subset "stable" → shop-stable
 }

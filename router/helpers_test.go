@@ -3,6 +3,7 @@ package router_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -189,10 +190,16 @@ type recMetrics struct {
 	capHits   map[string]int
 	refused   map[string]int
 	breaker   map[string][]router.BreakerState // route/instance → transitions
+	retried   map[string]int                   // route → retries sent
+	exhausted map[string]int                   // route → retries the budget refused
+	ejected   map[string][]bool                // route/instance → ejection states set
+	healthy   map[string][]bool                // route/instance → health states set
+	panic     map[string][]bool                // route → panic states set
 }
 
 func newRecMetrics() *recMetrics {
-	return &recMetrics{responses: map[string]int{}, limited: map[string]int{}, capHits: map[string]int{}, refused: map[string]int{}, breaker: map[string][]router.BreakerState{}}
+	return &recMetrics{responses: map[string]int{}, limited: map[string]int{}, capHits: map[string]int{}, refused: map[string]int{}, breaker: map[string][]router.BreakerState{},
+		retried: map[string]int{}, exhausted: map[string]int{}, ejected: map[string][]bool{}, healthy: map[string][]bool{}, panic: map[string][]bool{}}
 }
 
 func (m *recMetrics) Route(route string) router.RouteMetrics { return &recRoute{m, route} }
@@ -241,6 +248,48 @@ func (r *recRoute) BreakerState(instance string, s router.BreakerState) {
 	r.m.mu.Lock()
 	r.m.breaker[r.route+"/"+instance] = append(r.m.breaker[r.route+"/"+instance], s)
 	r.m.mu.Unlock()
+}
+
+func (r *recRoute) Retried()              { r.m.add(r.m.retried, r.route) }
+func (r *recRoute) RetryBudgetExhausted() { r.m.add(r.m.exhausted, r.route) }
+func (r *recRoute) Ejected(instance string, ejected bool) {
+	r.m.set(r.m.ejected, r.route+"/"+instance, ejected)
+}
+func (r *recRoute) Healthy(instance string, healthy bool) {
+	r.m.set(r.m.healthy, r.route+"/"+instance, healthy)
+}
+func (r *recRoute) Panic(on bool) { r.m.set(r.m.panic, r.route, on) }
+
+// add counts one under key.
+func (m *recMetrics) add(counts map[string]int, key string) {
+	m.mu.Lock()
+	counts[key]++
+	m.mu.Unlock()
+}
+
+// set records state under key.
+func (m *recMetrics) set(states map[string][]bool, key string, state bool) {
+	m.mu.Lock()
+	states[key] = append(states[key], state)
+	m.mu.Unlock()
+}
+
+// count returns one of the recorder's counts under its lock.
+func (m *recMetrics) count(counts map[string]int, key string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return counts[key]
+}
+
+// last returns the last state recorded under key in states, and whether any was.
+func (m *recMetrics) last(states map[string][]bool, key string) (bool, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := states[key]
+	if len(s) == 0 {
+		return false, false
+	}
+	return s[len(s)-1], true
 }
 
 // Forget keeps the record: tests read what an instance did after it left.
@@ -298,4 +347,173 @@ func (f *fakeInstances) set(svc string, list ...configsvc.Instance) {
 	for _, c := range f.subs[svc] {
 		c <- configsvc.InstancesEvent{Instances: list}
 	}
+}
+
+// hammer sends n requests from conc goroutines (req builds request i) and
+// returns how many got each status; a transport error fails the test.
+func (e *proxyEnv) hammer(t *testing.T, n, conc int, req func(i int) *http.Request) map[int]int {
+	t.Helper()
+	var next atomic.Int64
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	errs := make(chan error, conc)
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				resp, err := e.client.Do(req(i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				statuses[resp.StatusCode]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("request: %v", err)
+	}
+	return statuses
+}
+
+// getReq is a GET of path on e with headers (name, value …).
+func (e *proxyEnv) getReq(path string, hdr ...string) *http.Request {
+	req, _ := http.NewRequest(http.MethodGet, e.url+path, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	return req
+}
+
+// labelled is an instance of svc with labels (name, value …).
+func labelled(svc, id, addr string, labels ...string) configsvc.Instance {
+	in := inst(svc, id, addr)
+	in.Labels = map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		in.Labels[labels[i]] = labels[i+1]
+	}
+	return in
+}
+
+// routeState returns the live state of route name.
+func routeState(t *testing.T, r *router.Router, name string) configsvc.RouteState {
+	t.Helper()
+	for _, rs := range r.State().Routes {
+		if rs.Name == name {
+			return rs
+		}
+	}
+	t.Fatalf("route %s not in the state", name)
+	return configsvc.RouteState{}
+}
+
+// flaky is a backend whose requests and health checks fail while broken.
+type flaky struct {
+	*backend
+	broken   atomic.Bool
+	hcBroken atomic.Bool
+	reqs     atomic.Int64 // requests other than health checks
+	checks   atomic.Int64 // health checks
+}
+
+func startFlaky(t *testing.T, name string) *flaky {
+	t.Helper()
+	f := &flaky{}
+	f.backend = startBackend(t, name, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			f.checks.Add(1)
+			if f.hcBroken.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			return
+		}
+		f.reqs.Add(1)
+		if f.broken.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		_, _ = w.Write([]byte(name))
+	})
+	return f
+}
+
+func pct(n int) *int { return &n }
+
+// ejectedIDs returns the ids of the route's ejected instances.
+func ejectedIDs(t *testing.T, r *router.Router, route string) []string {
+	t.Helper()
+	var out []string
+	for _, in := range routeState(t, r, route).Instances {
+		if in.Ejected {
+			out = append(out, in.ID)
+		}
+	}
+	return out
+}
+
+// startFlakies starts n flaky backends named b0, b1 …, broken where
+// broken(i) holds, and returns them with their addresses.
+func startFlakies(t *testing.T, n int, broken func(i int) bool) ([]*flaky, []string) {
+	t.Helper()
+	all := make([]*flaky, n)
+	addrs := make([]string, n)
+	for i := range n {
+		all[i] = startFlaky(t, fmt.Sprintf("b%d", i))
+		all[i].broken.Store(broken(i))
+		addrs[i] = all[i].addr
+	}
+	return all, addrs
+}
+
+// requestsDuring returns how many requests, health checks aside, each of
+// fs got while send ran.
+func requestsDuring(fs []*flaky, send func()) []int64 {
+	got := make([]int64, len(fs))
+	for i, f := range fs {
+		got[i] = -f.reqs.Load()
+	}
+	send()
+	for i, f := range fs {
+		got[i] += f.reqs.Load()
+	}
+	return got
+}
+
+// instanceState returns the state of instance addr on route.
+func instanceState(t *testing.T, r *router.Router, route, addr string) (ejected bool, health, breaker string) {
+	t.Helper()
+	for _, in := range routeState(t, r, route).Instances {
+		if in.Addr == addr {
+			return in.Ejected, in.Health, in.Breaker
+		}
+	}
+	t.Fatalf("instance %s not on route %s", addr, route)
+	return
+}
+
+// startHanging starts a backend that never answers: each request waits
+// until its client gives up or the test ends.
+func startHanging(t *testing.T, name string) *backend {
+	t.Helper()
+	release := make(chan struct{})
+	b := startBackend(t, name, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) }) // before the backend stops: it waits for its handlers
+	return b
 }

@@ -313,7 +313,7 @@ func TestLimiterStateSurvivesReload(t *testing.T) {
 func TestBreakerOpensOnKilledInstanceAndClosesWhenBack(t *testing.T) {
 	a, b := startBackend(t, "a", nil), startBackend(t, "b", nil)
 	rt := staticRoute("cb", "/", a.addr, b.addr)
-	rt.Retries = 1
+	rt.Retries = &router.RetryPolicy{Attempts: 1}
 	rt.CircuitBreaker = &router.CircuitBreaker{ConsecutiveFailures: 3, OpenFor: 300 * time.Millisecond}
 	p := newProxy(t, router.Config{}, []router.Route{rt})
 	b.stop()
@@ -395,7 +395,7 @@ func TestRetriesOnlyIdempotentRequests(t *testing.T) {
 	dead := startBackend(t, "dead", nil)
 	dead.stop()
 	rt := staticRoute("retry", "/", a.addr, dead.addr)
-	rt.Retries = 1
+	rt.Retries = &router.RetryPolicy{Attempts: 1}
 	p := newProxy(t, router.Config{}, []router.Route{rt})
 	for i := 0; i < 10; i++ {
 		if s := p.get(t, "/").status; s != 200 {
@@ -420,14 +420,7 @@ func TestRetriesOnlyIdempotentRequests(t *testing.T) {
 }
 
 func TestUpstreamTimeoutIs504(t *testing.T) {
-	release := make(chan struct{})
-	b := startBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	})
-	defer close(release)
+	b := startHanging(t, "slow")
 	rt := staticRoute("slow", "/", b.addr)
 	rt.Timeout = 100 * time.Millisecond
 	p := newProxy(t, router.Config{}, []router.Route{rt})

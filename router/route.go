@@ -32,7 +32,7 @@ const (
 	// DefaultTimeout is how long the proxy waits for an upstream's response
 	// headers when a route sets no timeout.
 	DefaultTimeout = 30 * time.Second
-	// MaxRetries bounds Route.Retries.
+	// MaxRetries bounds RetryPolicy.Attempts.
 	MaxRetries = 5
 	// DefaultOpenFor is how long a tripped breaker stays open when the route
 	// sets no open_for.
@@ -57,13 +57,19 @@ type Route struct {
 	// Timeout bounds the wait for the upstream's response headers; 0 means
 	// DefaultTimeout. Streaming bodies (SSE, WebSocket) are not cut by it.
 	Timeout time.Duration
-	// Retries is how many more instances an idempotent request without a
-	// body is tried on when connecting fails (0..MaxRetries).
-	Retries int
+	// Retries, when set, tries a failed request again on other instances
+	// (see RetryPolicy); nil never retries.
+	Retries *RetryPolicy
 	// RateLimit, when set, limits the route's requests.
 	RateLimit *RateLimit
 	// CircuitBreaker, when set, gives every upstream instance a breaker.
 	CircuitBreaker *CircuitBreaker
+	// OutlierDetection, when set, ejects instances that fail in a row for
+	// a while (see OutlierDetection).
+	OutlierDetection *OutlierDetection
+	// HealthCheck, when set, probes every instance actively; failing
+	// instances leave the balancer (see HealthCheck).
+	HealthCheck *HealthCheck
 }
 
 // Match selects requests. Empty fields match everything; a request must
@@ -91,6 +97,15 @@ type Upstream struct {
 	// Weights sets the weighted balancer's weight per instance id (service)
 	// or address (static); missing entries use the "weight" label, else 1.
 	Weights map[string]int
+	// Subsets, when set, split a service's requests across label subsets
+	// of its instances by weight (canary and weighted routes; see Subset).
+	// Instances in no subset get no traffic. Service upstreams only.
+	Subsets []Subset
+	// Sticky, with Subsets, sends the requests of one client to the same
+	// subset (see Sticky); nil picks a subset at random per request.
+	Sticky *Sticky
+	// Force, with Subsets, lets a request name its subset (see Force).
+	Force *Force
 }
 
 // RateLimit is a token bucket: RPS tokens a second, up to Burst at once.
@@ -216,8 +231,8 @@ func (r *Route) validate(p string) error {
 	if r.Timeout < 0 {
 		return fieldErr(p+".timeout", r.Timeout.String(), "must not be negative")
 	}
-	if r.Retries < 0 || r.Retries > MaxRetries {
-		return fieldErr(p+".retries", strconv.Itoa(r.Retries), fmt.Sprintf("must be between 0 and %d", MaxRetries))
+	if err := r.validateResilience(p); err != nil {
+		return err
 	}
 	if r.RateLimit != nil {
 		if err := r.RateLimit.validate(p + ".rate_limit"); err != nil {
@@ -279,7 +294,7 @@ func (u *Upstream) validate(p string) error {
 			return fieldErr(p+".weights", k, fmt.Sprintf("must be between 0 and %d", configsvc.MaxInstanceWeight))
 		}
 	}
-	return nil
+	return u.validateSubsets(p)
 }
 
 func (rl *RateLimit) validate(p string) error {

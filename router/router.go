@@ -66,6 +66,12 @@ type Config struct {
 	// upstream request aborted. 0 means DefaultBodyTimeout; negative means
 	// no bound. Responses, however long they stream, are not cut by it.
 	BodyTimeout time.Duration
+	// OnStateChange, when set, is called after an instance was ejected,
+	// failed or passed its health checks, or came back (see
+	// OutlierDetection, HealthCheck), so that a caller publishing State can
+	// do so soon. It is called from the goroutine of the request or check
+	// that caused the change and must not block.
+	OnStateChange func()
 }
 
 // DefaultBodyTimeout is Config.BodyTimeout's default.
@@ -87,6 +93,12 @@ type Router struct {
 	guard     *upstreamGuard
 	snap      atomic.Pointer[snapshot]
 	statePool sync.Pool
+	// Health checks run under bg (cancelled by Close) in hcGroup, through
+	// hcTransport (which dials through guard, as requests do).
+	bg          context.Context
+	bgCancel    context.CancelFunc
+	hcGroup     lifecycle.Group
+	hcTransport *http.Transport
 
 	mu         sync.Mutex
 	routes     []Route
@@ -94,6 +106,7 @@ type Router struct {
 	insts      map[string][]configsvc.Instance
 	limiters   map[string]*limState
 	states     map[string]*instState
+	shared     map[string]*routeShared
 	transports map[time.Duration]*http.Transport
 	watches    map[string]context.CancelFunc
 	changed    chan struct{}
@@ -113,6 +126,7 @@ func New(cfg Config) (*Router, error) {
 		insts:      map[string][]configsvc.Instance{},
 		limiters:   map[string]*limState{},
 		states:     map[string]*instState{},
+		shared:     map[string]*routeShared{},
 		transports: map[time.Duration]*http.Transport{},
 		watches:    map[string]context.CancelFunc{},
 		changed:    make(chan struct{}, 1),
@@ -138,6 +152,13 @@ func New(cfg Config) (*Router, error) {
 	r.guard = newUpstreamGuard(cfg.Upstream, r.log)
 	r.dialer = &net.Dialer{Timeout: r.cfg.DialTimeout, KeepAlive: 30 * time.Second, Control: r.guard.control}
 	r.statePool.New = func() any { return new(reqState) }
+	r.bg, r.bgCancel = context.WithCancel(context.Background())
+	r.hcTransport = &http.Transport{
+		DialContext:         r.dialer.DialContext,
+		MaxIdleConnsPerHost: 1,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:      r.rewrite,
 		Transport:    roundTripper{r},
@@ -239,8 +260,9 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 }
 
-// Close stops Run (waiting for its goroutines) and closes idle upstream
-// connections. Requests in flight are not interrupted. Safe to call twice.
+// Close stops Run (waiting for its goroutines) and the health checks, and
+// closes idle upstream connections. Requests in flight are not
+// interrupted. Safe to call twice.
 func (r *Router) Close() error {
 	r.mu.Lock()
 	r.closed = true
@@ -250,11 +272,18 @@ func (r *Router) Close() error {
 		cancel()
 		<-done
 	}
+	r.bgCancel()
+	r.hcGroup.Stop()
+	r.hcGroup.Wait()
 	r.mu.Lock()
+	for _, st := range r.states {
+		st.stop()
+	}
 	for _, t := range r.transports {
 		t.CloseIdleConnections()
 	}
 	r.mu.Unlock()
+	r.hcTransport.CloseIdleConnections()
 	return nil
 }
 
@@ -357,10 +386,15 @@ type routeRT struct {
 	keyHeader string
 	policy    string // RateLimit-Policy value
 	transport *http.Transport
-	insts     []*inst
+	pool      // every instance of the route
 	byID      map[string]*inst
-	rr        atomic.Uint64
-	cum       []int // weighted: cumulative weights
+	subsets   *subsetsRT // nil without Upstream.Subsets
+	retry     *retryRT   // nil without retries
+	outlier   *outlierRT // nil without outlier detection
+	health    bool       // outlier detection or health check: skip instances out
+	shared    *routeShared
+	res       ResilienceMetrics
+	tmpl      stateTemplates
 	openFor   time.Duration
 	openStr   string // openFor.String(), for State
 	prefixLen int    // for strip_prefix
@@ -387,13 +421,17 @@ type instState struct {
 	// was deleted or taken over by the state's successor.
 	mu      sync.Mutex
 	retired bool
+
+	instHealth                    // outlier detection and health checks
+	stopHC     context.CancelFunc // ends the health checks; nil without
 }
 
-// retire marks st as dropped from the router.
+// retire marks st as dropped from the router and stops what runs for it.
 func (st *instState) retire() {
 	st.mu.Lock()
 	st.retired = true
 	st.mu.Unlock()
+	st.stop()
 }
 
 // limState is a route's limiter with its refusal count; it outlives table
@@ -418,8 +456,9 @@ func (r *Router) swap() {
 // forgetDeparted deletes the series of every instance that was in a route
 // of old and is not in that route of s, so that instances that come and go
 // do not grow the metrics without bound. When a route dropped its circuit
-// breaker, its instances' series are deleted too (no breaker gauge stays
-// behind) and s's handles, not yet in use, are taken again.
+// breaker, outlier detection or health check, its instances' series are
+// deleted too (no gauge stays behind), s's handles, not yet in use, are
+// taken again and the gauges the route keeps are set again.
 func forgetDeparted(old, s *snapshot) {
 	byName := make(map[string]*routeRT, len(s.routes))
 	for _, rt := range s.routes {
@@ -435,22 +474,26 @@ func forgetDeparted(old, s *snapshot) {
 			switch {
 			case nin == nil:
 				ort.metrics.Forget(in.id)
-			case ort.route.CircuitBreaker != nil && nrt.route.CircuitBreaker == nil:
+			case ort.route.CircuitBreaker != nil && nrt.route.CircuitBreaker == nil,
+				ort.route.OutlierDetection != nil && nrt.route.OutlierDetection == nil,
+				ort.route.HealthCheck != nil && nrt.route.HealthCheck == nil:
 				nrt.metrics.Forget(in.id)
 				nin.m = nrt.metrics.Upstream(in.id)
+				exportInstance(nrt, nin) // the series the route still has
 			}
 		}
 	}
 }
 
-// build makes a snapshot of r.table and r.insts, reusing limiter and
-// breaker state by key and dropping (retiring) state no route uses. Caller
-// holds mu.
+// build makes a snapshot of r.table and r.insts, reusing limiter,
+// instance (breaker, ejection, health check) and route shared state (retry
+// budget, panic mode) by key and dropping (retiring) state no route uses.
+// Caller holds mu.
 func (r *Router) build() *snapshot {
 	s := &snapshot{table: r.table, routes: make([]*routeRT, len(r.table.routes))}
 	s.none = r.metrics.Route("")
 	s.noneUp = s.none.Upstream("")
-	used := usedState{limiters: map[string]bool{}, states: map[string]bool{}}
+	used := usedState{limiters: map[string]bool{}, states: map[string]bool{}, shared: map[string]bool{}}
 	for i := range r.table.routes {
 		s.routes[i] = r.buildRoute(&r.table.routes[i], used)
 	}
@@ -465,6 +508,14 @@ func (r *Router) build() *snapshot {
 			delete(r.states, k)
 		}
 	}
+	for k := range r.shared {
+		if !used.shared[k] {
+			delete(r.shared, k)
+		}
+	}
+	for i, rt := range s.routes {
+		r.finishShared(rt, &r.table.routes[i]) // after retire: counts only states in use
+	}
 	for d, t := range r.transports {
 		used := false
 		for _, rt := range s.routes {
@@ -478,18 +529,25 @@ func (r *Router) build() *snapshot {
 	return s
 }
 
-// usedState collects the keys of the limiters (Router.limiters) and
-// instance states (Router.states) a new snapshot uses; build drops the rest.
+// usedState collects the keys of the limiters (Router.limiters), instance
+// states (Router.states) and routes' shared state (Router.shared) a new
+// snapshot uses; build drops the rest.
 type usedState struct {
-	limiters, states map[string]bool
+	limiters, states, shared map[string]bool
 }
 
-// buildRoute makes the runtime of route rc: its transport, its limiter and
-// its instances with their breakers, taking limiter and instance state that
-// outlive swaps from r by key. Caller holds mu.
+// buildRoute makes the runtime of route rc: its transport, its limiter,
+// its retries, outlier detection and health checks, its instances with
+// their breakers and its subsets, taking limiter, instance and shared
+// state that outlive swaps from r by key. Caller holds mu.
 func (r *Router) buildRoute(rc *Route, used usedState) *routeRT {
 	rt := &routeRT{route: rc, metrics: r.metrics.Route(rc.Name), byID: map[string]*inst{}}
 	rt.self = rt.metrics.Upstream("")
+	rt.pool.what = "route " + rc.Name
+	if s := rc.Upstream.Service; s != "" {
+		rt.pool.what = "service " + s
+	}
+	r.buildResilience(rt, rc, used)
 	rt.transport = r.transportFor(rc.EffectiveTimeout())
 	if rc.StripPrefix {
 		rt.prefixLen = len(rc.Match.PathPrefix)
@@ -503,9 +561,12 @@ func (r *Router) buildRoute(rc *Route, used usedState) *routeRT {
 		rt.openStr = rt.openFor.String()
 		cbKey = fmt.Sprintf("%d/%s/%d", cb.ConsecutiveFailures, rt.openFor, cb.EffectiveHalfOpen())
 	}
+	settings := cbKey + "|" + rc.resilienceKey()
 	for _, m := range r.members(rc) {
-		r.addInstance(rt, m, cbKey, used)
+		r.addInstance(rt, m, settings, used)
 	}
+	r.buildSubsets(rt, rc)
+	buildStateTemplates(rt, rc)
 	return rt
 }
 
@@ -564,11 +625,12 @@ func (r *Router) members(rc *Route) []member {
 }
 
 // addInstance appends m to rt's instances with the state r keeps for it
-// (breaker and counters) while the route's name and breaker settings
-// (cbKey) and m's id and address stay the same.
-func (r *Router) addInstance(rt *routeRT, m member, cbKey string, used usedState) {
+// (breaker, counters, ejection and health checks) while the route's name,
+// its breaker, outlier detection and health check settings (settings) and
+// m's id and address stay the same. A new state starts its health checks.
+func (r *Router) addInstance(rt *routeRT, m member, settings string, used usedState) {
 	rc := rt.route
-	key := rc.Name + "|" + cbKey + "|" + m.id + "|" + m.addr
+	key := rc.Name + "|" + settings + "|" + m.id + "|" + m.addr
 	st, ok := r.states[key]
 	if !ok {
 		st = &instState{}
@@ -576,17 +638,14 @@ func (r *Router) addInstance(rt *routeRT, m member, cbKey string, used usedState
 			st.breaker = r.cfg.Breakers.NewBreaker(rc.Name+"/"+m.id, *cb, r.onBreakerChange(rc.Name, m.id, st))
 			rt.metrics.BreakerState(m.id, BreakerClosed) // export the series from the start
 		}
+		r.initHealth(rt, rc, st, m.id, m.addr)
 		r.states[key] = st
 	}
 	used.states[key] = true
 	in := &inst{id: m.id, addr: m.addr, st: st, m: rt.metrics.Upstream(m.id)}
 	rt.insts = append(rt.insts, in)
 	rt.byID[m.id] = in
-	total := m.weight
-	if n := len(rt.cum); n > 0 {
-		total += rt.cum[n-1]
-	}
-	rt.cum = append(rt.cum, total)
+	rt.cum = append(rt.cum, m.weight+lastOr0(rt.cum))
 }
 
 func (r *Router) onBreakerChange(route, id string, st *instState) func(from, to BreakerState) {
@@ -594,6 +653,10 @@ func (r *Router) onBreakerChange(route, id string, st *instState) func(from, to 
 		if to == BreakerOpen {
 			st.openedAt.Store(r.now().UnixNano())
 			st.trips.Add(1)
+			if st.hc != nil {
+				// With health checks, only they bring the instance back.
+				r.markUnhealthy(st, true, st.breakerOpenFor)
+			}
 		}
 		st.mu.Lock()
 		if !st.retired {

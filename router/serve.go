@@ -1,9 +1,11 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -21,6 +23,7 @@ import (
 // and the error handler. Pooled.
 type reqState struct {
 	rt       *routeRT
+	pool     *pool // the instances to balance over: the route's or a subset's
 	pinned   *inst
 	pinID    string
 	chosen   *inst
@@ -29,6 +32,10 @@ type reqState struct {
 	status   int
 	inflight bool
 	body     *deadlineBody // the request body under BodyTimeout, if any
+
+	retrying  bool   // the try being sent is a retry: it holds a retry budget slot
+	replay    []byte // the body, kept to be sent again
+	cancelTry func() // ends the context of the try whose response is used
 }
 
 type stateKey struct{}
@@ -40,8 +47,9 @@ func stateFrom(ctx context.Context) *reqState {
 
 // ServeHTTP routes one request. Answers the proxy gives itself are JSON in
 // Sluice's error shape: 404 no route, 400 h2c upgrade, 403 bad pin, 429 rate
-// limited, 502 upstream unreachable, 503 no instance or all breakers open,
-// 504 upstream timeout.
+// limited, 502 upstream unreachable, 503 no instance (none registered, none
+// in the chosen subset, every one ejected or failing health checks) or all
+// breakers open, 504 upstream timeout.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := r.now()
 	snap := r.snap.Load()
@@ -68,8 +76,16 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 
+	p := &rt.pool
+	if rt.subsets != nil && pin.inst == nil {
+		var ok bool
+		if p, ok = r.subsetPool(w, req, rt, pin.id, start); !ok {
+			return
+		}
+	}
+
 	st := r.statePool.Get().(*reqState)
-	*st = reqState{rt: rt, pinned: pin.inst, pinID: pin.id}
+	*st = reqState{rt: rt, pool: p, pinned: pin.inst, pinID: pin.id}
 	defer r.release(req, st, start)
 	ctx := context.WithValue(req.Context(), stateKey{}, st)
 	out := req.WithContext(ctx)
@@ -146,6 +162,24 @@ func (r *Router) resolvePinTarget(w http.ResponseWriter, req *http.Request, rt *
 	return pt, true
 }
 
+// subsetPool chooses the subset of rt a request goes to (forced, sticky or
+// by weight). When the forced subset or every subset has no instance it
+// answers 503 and returns false.
+func (r *Router) subsetPool(w http.ResponseWriter, req *http.Request, rt *routeRT, pinID string, start time.Time) (*pool, bool) {
+	p, forced := r.choosePool(rt.subsets, req)
+	if p != nil {
+		return p, true
+	}
+	name := rt.route.Name
+	msg := "no instance of service " + rt.route.Upstream.Service + " is in a subset of route " + name
+	if forced != "" {
+		msg = "subset " + forced + " of route " + name + " has no instance"
+	}
+	writeError(w, http.StatusServiceUnavailable, "unavailable", msg, 1, nil)
+	r.finish(req, rt.metrics, rt.self, name, "", pinID, http.StatusServiceUnavailable, start)
+	return nil, false
+}
+
 // release ends a proxied request: in-flight count, metrics, access log.
 // Deferred, so it runs even when ReverseProxy aborts a broken stream.
 func (r *Router) release(req *http.Request, st *reqState, start time.Time) {
@@ -156,6 +190,9 @@ func (r *Router) release(req *http.Request, st *reqState, start time.Time) {
 		if st.inflight {
 			st.chosen.st.inflight.Add(-1)
 		}
+	}
+	if st.cancelTry != nil {
+		st.cancelTry()
 	}
 	status := st.status
 	if status == 0 {
@@ -371,9 +408,10 @@ var errNoInstance = errors.New("no upstream instance")
 type roundTripper struct{ r *Router }
 
 // RoundTrip picks an instance (pinned, or by balancer skipping open
-// breakers and instances already tried), sends the request, reports the
-// outcome to the breaker, and retries idempotent body-less requests on
-// another instance after a connection error.
+// breakers, instances out and instances already tried), sends the
+// request, reports the outcome to the breaker and outlier detection, and
+// retries on another instance as the route's RetryPolicy and retry budget
+// allow.
 func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 	st := stateFrom(out.Context())
 	if st == nil {
@@ -383,36 +421,88 @@ func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		return t.roundTripPinned(st, out)
 	}
 	rt := st.rt
-	attempts := 1
-	if rt.route.Retries > 0 && retriable(out) {
-		attempts += rt.route.Retries
+	retries, err := retriesOf(st, out)
+	if err != nil {
+		return nil, err
 	}
-	var lastErr error
-	for a := 0; a < attempts; a++ {
-		in, done, err := t.r.pick(rt, st)
-		if err != nil {
-			if lastErr != nil {
-				return nil, lastErr
-			}
-			return nil, err
-		}
-		resp, retry, err := t.attempt(st, out, in, done)
-		if err == nil {
-			return resp, nil
-		}
-		lastErr = err
-		if !retry || a+1 == attempts {
-			break
-		}
-		in.st.inflight.Add(-1)
-		st.inflight = false
-		t.r.log.Info("retrying on another instance", "route", rt.route.Name, "instance", in.id, "err", err)
+	in, done, err := t.r.pick(rt, st)
+	if err != nil {
+		return nil, err
 	}
-	return nil, lastErr
+	for try := 0; ; try++ {
+		resp, gone, err := t.attempt(st, out, in, done)
+		if gone || try >= retries || !rt.retry.wants(resp, err) {
+			return resp, err
+		}
+		next, ndone, ok := t.nextTry(st, out, try+1)
+		if !ok {
+			return resp, err // no retry: the answer stands
+		}
+		abandon(st, in, resp)
+		in, done = next, ndone
+		rt.res.Retried()
+		t.r.log.Debug("retrying on another instance", "route", rt.route.Name, "instance", next.id, "err", err)
+	}
+}
+
+// retriesOf returns how many retries the request may get: its route's
+// retries for its method, 0 when its body is too long or streamed to be
+// sent again. A body that may be sent again is kept (bufferBody); one that
+// cannot be read ends the request with the error.
+func retriesOf(st *reqState, out *http.Request) (int, error) {
+	retries := st.rt.retry.retriesFor(out)
+	if retries == 0 || out.Body == nil || out.Body == http.NoBody {
+		return retries, nil
+	}
+	ok, err := bufferBody(out, st)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, nil // streamed: it cannot be sent again
+	}
+	return retries, nil
+}
+
+// nextTry readies retry n (1, 2 …): it waits the backoff, takes a slot of
+// the route's retry budget and picks another instance. ok is false when
+// the client went away, the budget is used up or no other instance is
+// left; the slot is then given back.
+func (t roundTripper) nextTry(st *reqState, out *http.Request, n int) (in *inst, done func(Outcome), ok bool) {
+	rt := st.rt
+	if rt.retry.backoff(out.Context(), n) != nil {
+		return nil, nil, false
+	}
+	if !rt.shared.budget.take(rt.retry) {
+		rt.res.RetryBudgetExhausted()
+		return nil, nil, false
+	}
+	in, done, err := t.r.pick(rt, st)
+	if err != nil {
+		rt.shared.budget.retrying.Add(-1)
+		return nil, nil, false
+	}
+	st.retrying = true
+	return in, done, true
+}
+
+// abandon lets go of a try that is retried: its response (nil after an
+// error), its per-try context and its in-flight count on in.
+func abandon(st *reqState, in *inst, resp *http.Response) {
+	if resp != nil {
+		discard(resp)
+	}
+	if st.cancelTry != nil {
+		st.cancelTry()
+		st.cancelTry = nil
+	}
+	in.st.inflight.Add(-1)
+	st.inflight = false
 }
 
 // roundTripPinned sends the request to the pinned instance, bypassing the
-// balancer and its breaker; it is counted but never retried.
+// balancer, its breaker and outlier detection; it is counted but never
+// retried.
 func (t roundTripper) roundTripPinned(st *reqState, out *http.Request) (*http.Response, error) {
 	rt := st.rt
 	st.chosen = st.pinned
@@ -427,43 +517,60 @@ func (t roundTripper) roundTripPinned(st *reqState, out *http.Request) (*http.Re
 	return resp, err
 }
 
-// attempt sends the request to in, counts it and reports the outcome to
-// in's breaker (done, nil without one). retry says whether another
-// instance may be tried: the connection failed and the client is still
-// there.
-func (t roundTripper) attempt(st *reqState, out *http.Request, in *inst, done func(Outcome)) (resp *http.Response, retry bool, err error) {
+// attempt sends one try of out to in (with the body kept for retries and
+// the per-try timeout, if any), counts it and reports its outcome to in's
+// breaker (done, nil without one) and the route's outlier detection. gone
+// reports that the client went away or failed to send its body: nothing
+// to retry.
+func (t roundTripper) attempt(st *reqState, out *http.Request, in *inst, done func(Outcome)) (resp *http.Response, gone bool, err error) {
 	rt := st.rt
 	st.chosen, st.inflight = in, true
 	st.tried[st.ntried] = in
 	st.ntried++
 	in.st.inflight.Add(1)
 	out.URL.Host = in.addr
-	resp, err = rt.transport.RoundTrip(out)
+	if st.replay != nil {
+		out.Body = io.NopCloser(bytes.NewReader(st.replay))
+	}
+	if rt.retry != nil {
+		rt.shared.budget.active.Add(1)
+		defer st.endTry()
+	}
+	resp, err = sendOnce(rt, st, out)
 	clientFault := err != nil && st.clientFault()
 	in.st.count(resp, err, out, clientFault)
+	gone = err != nil && (clientFault || out.Context().Err() != nil)
+	failed := err != nil && !gone || err == nil && resp.StatusCode >= 500
 	if err == nil {
 		st.status = resp.StatusCode
-		if done != nil {
-			if resp.StatusCode >= 500 {
-				done(Failure)
-			} else {
-				done(Success)
-			}
-		}
-		return resp, false, nil
-	}
-	if errors.Is(err, ErrUpstreamRefused) {
+	} else if errors.Is(err, ErrUpstreamRefused) {
 		rt.metrics.UpstreamRefused()
 	}
-	clientGone := clientFault || out.Context().Err() != nil
 	if done != nil {
-		if clientGone {
+		switch {
+		case gone:
 			done(Ignored)
-		} else {
+		case failed:
 			done(Failure)
+		default:
+			done(Success)
 		}
 	}
-	return nil, !clientGone && isConnectError(err), err
+	if rt.outlier != nil && !gone {
+		t.r.observe(rt, in.st, failed)
+	}
+	return resp, gone, err
+}
+
+// endTry ends a try in the route's retry budget: it is no longer active,
+// and the retry slot it held, if any, is given back.
+func (st *reqState) endTry() {
+	b := &st.rt.shared.budget
+	b.active.Add(-1)
+	if st.retrying {
+		b.retrying.Add(-1)
+		st.retrying = false
+	}
 }
 
 // count adds one request to the instance's counters; a failure is what a
@@ -482,105 +589,96 @@ func (st *reqState) clientFault() bool {
 	return st.body != nil && st.body.failed() != nil
 }
 
-func retriable(req *http.Request) bool {
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return req.Body == nil || req.Body == http.NoBody
-	}
-	return false
-}
-
 func isConnectError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// pick chooses an instance for a request. It returns a *proxyErr 503 when
-// there is none, or when every candidate's breaker is open.
+// pick chooses an instance for a request from its pool. It returns a
+// *proxyErr 503 when there is none, when every candidate's breaker is
+// open, or when every candidate is out (ejected, failing health checks)
+// and the route is not in panic mode; errNoInstance when every candidate
+// left was tried already.
 func (r *Router) pick(rt *routeRT, st *reqState) (*inst, func(Outcome), error) {
-	n := len(rt.insts)
+	p := st.pool
+	n := len(p.insts)
 	if n == 0 {
-		what := "route " + rt.route.Name
-		if s := rt.route.Upstream.Service; s != "" {
-			what = "service " + s
-		}
-		return nil, nil, &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "no registered instance of " + what, retryAfter: 1}
+		return nil, nil, &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "no registered instance of " + p.what, retryAfter: 1}
 	}
+	skipOut := rt.health && !rt.shared.panic.Load()
 	start := 0
 	switch rt.route.Upstream.EffectiveBalancer() {
 	case BalancerRoundRobin:
-		start = int(rt.rr.Add(1) % uint64(n))
+		start = int(p.rr.Add(1) % uint64(n))
 	case BalancerLeastRequests:
 		if n > 1 {
-			a, b := rt.twoChoices()
+			a, b := p.twoChoices()
 			for _, i := range [2]int{a, b} {
-				if in, done, ok := tryInst(rt.insts[i], st); ok {
+				if in, done, ok := tryInst(p.insts[i], st, skipOut); ok {
 					return in, done, nil
 				}
 			}
 			start = a
 		}
 	case BalancerWeighted:
-		start = rt.weightedChoice()
+		start = p.weightedChoice()
 	}
 	for i := 0; i < n; i++ {
-		if in, done, ok := tryInst(rt.insts[(start+i)%n], st); ok {
+		if in, done, ok := tryInst(p.insts[(start+i)%n], st, skipOut); ok {
 			return in, done, nil
 		}
 	}
 	if st.ntried > 0 {
 		return nil, nil, errNoInstance
 	}
-	return nil, nil, r.allOpen(rt)
+	return nil, nil, r.allRefused(rt, p, skipOut)
 }
 
-// twoChoices picks two different instances at random (of at least two),
-// the one with fewer requests in flight first.
-func (rt *routeRT) twoChoices() (a, b int) {
-	n := len(rt.insts)
+// twoChoices picks two different instances of p at random (of at least
+// two), the one with fewer requests in flight first.
+func (p *pool) twoChoices() (a, b int) {
+	n := len(p.insts)
 	a = rand.IntN(n)
 	b = rand.IntN(n - 1)
 	if b >= a {
 		b++
 	}
-	if rt.insts[b].st.inflight.Load() < rt.insts[a].st.inflight.Load() {
+	if p.insts[b].st.inflight.Load() < p.insts[a].st.inflight.Load() {
 		a, b = b, a
 	}
 	return a, b
 }
 
-// weightedChoice picks an instance at random in proportion to its weight;
-// 0 when every weight is 0.
-func (rt *routeRT) weightedChoice() int {
-	n := len(rt.insts)
-	total := rt.cum[n-1]
+// weightedChoice picks an instance of p at random in proportion to its
+// weight; 0 when every weight is 0.
+func (p *pool) weightedChoice() int {
+	total := p.cum[len(p.cum)-1]
 	if total <= 0 {
 		return 0
 	}
-	x := rand.IntN(total)
-	lo, hi := 0, n-1
-	for lo < hi {
-		mid := (lo + hi) / 2
-		if rt.cum[mid] > x {
-			hi = mid
-		} else {
-			lo = mid + 1
-		}
-	}
-	return lo
+	return searchCum(p.cum, rand.IntN(total))
 }
 
-// allOpen is the answer when every instance of rt refused because its
-// breaker is open: 503, retry when the first breaker half-opens.
-func (r *Router) allOpen(rt *routeRT) error {
-	wait := rt.openFor
+// allRefused is the answer when every instance of p refused: 503 naming
+// why. When every one is out (skipOut: ejected or failing health checks)
+// it says so; else their breakers are open, and it says to retry when the
+// first one half-opens.
+func (r *Router) allRefused(rt *routeRT, p *pool, skipOut bool) error {
+	wait, open := rt.openFor, false
 	now := r.now().UnixNano()
-	for _, in := range rt.insts {
+	for _, in := range p.insts {
+		if skipOut && in.st.flags.Load() != 0 {
+			continue
+		}
+		open = true
 		if at := in.st.openedAt.Load(); at > 0 {
 			if left := time.Duration(at + int64(rt.openFor) - now); left < wait {
 				wait = left
 			}
 		}
+	}
+	if !open {
+		return &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "no healthy instance of " + p.what + ": every one is ejected or failing its health checks", retryAfter: 1}
 	}
 	return &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "every instance of route " + rt.route.Name + " has an open circuit breaker", retryAfter: retryAfterSeconds(wait)}
 }
@@ -591,12 +689,16 @@ func retryAfterSeconds(d time.Duration) int64 {
 	return max(1, int64((d+time.Second-1)/time.Second))
 }
 
-// tryInst admits in unless it was tried already or its breaker refuses.
-func tryInst(in *inst, st *reqState) (*inst, func(Outcome), bool) {
+// tryInst admits in unless it was tried already, it is out (skipOut:
+// ejected or failing health checks) or its breaker refuses.
+func tryInst(in *inst, st *reqState, skipOut bool) (*inst, func(Outcome), bool) {
 	for i := 0; i < st.ntried; i++ {
 		if st.tried[i] == in {
 			return nil, nil, false
 		}
+	}
+	if skipOut && in.st.flags.Load() != 0 {
+		return nil, nil, false
 	}
 	if b := in.st.breaker; b != nil {
 		done, err := b.Allow() // refuses while open: no separate State check (one lock less)

@@ -3,16 +3,19 @@ package router
 import "github.com/sluicehq/sluice/configsvc"
 
 // State returns a snapshot of the live route table: every route with its
-// rate limit (and refusal count) and every upstream instance with its
-// breaker state and counters. It takes no lock that requests take and
-// allocates four slices (routes, instances, rate limits, breakers), however
-// many routes and instances there are; it is safe to call
+// rate limit (and refusal count), retries, outlier detection, health check
+// and subsets, and every upstream instance with its breaker, ejection and
+// health state and counters. It takes no lock that requests take and
+// allocates seven slices (routes, instances, rate limits, breakers,
+// retries, outlier detections, health checks), however many routes and
+// instances there are; it is safe to call
 // concurrently with requests and updates. Asking a breaker its state may
 // move it from open to half-open when its open_for has passed, as a
 // request would.
 func (r *Router) State() configsvc.TableState {
 	s := r.snap.Load()
 	n, nrl, ncb := 0, 0, 0
+	var res resilienceCounts
 	for _, rt := range s.routes {
 		n += len(rt.insts)
 		if rt.route.RateLimit != nil {
@@ -21,7 +24,9 @@ func (r *Router) State() configsvc.TableState {
 		if rt.route.CircuitBreaker != nil {
 			ncb++
 		}
+		res.count(rt)
 	}
+	res.alloc()
 	routes := make([]configsvc.RouteState, len(s.routes))
 	insts := make([]configsvc.InstanceState, n)
 	rls := make([]configsvc.RateLimitState, nrl)
@@ -35,6 +40,7 @@ func (r *Router) State() configsvc.TableState {
 			rs.Match.PathPrefix = "/"
 		}
 		rs.Upstream = configsvc.UpstreamState{Service: rc.Upstream.Service, Static: rc.Upstream.Static, Balancer: string(rc.Upstream.EffectiveBalancer())}
+		res.fill(rs, rt)
 		if rl := rc.RateLimit; rl != nil {
 			key := rl.Key
 			if key == "" {
@@ -62,6 +68,7 @@ func (r *Router) State() configsvc.TableState {
 			is.InFlight = in.st.inflight.Load()
 			is.Requests = in.st.requests.Load()
 			is.Failures = in.st.failures.Load()
+			fillInstance(is, rt, in.st)
 		}
 	}
 	return configsvc.TableState{Routes: routes}

@@ -226,7 +226,8 @@ func (t *Table) String() string {
 				fmt.Fprintf(&b, " weight[%s]=%d", k, r.Upstream.Weights[k])
 			}
 		}
-		fmt.Fprintf(&b, " strip_prefix=%t timeout=%s retries=%d", r.StripPrefix, r.EffectiveTimeout(), r.Retries)
+		b.WriteString(r.Upstream.subsetsString())
+		fmt.Fprintf(&b, " strip_prefix=%t timeout=%s retries=%s", r.StripPrefix, r.EffectiveTimeout(), r.resilienceString())
 		if rl := r.RateLimit; rl != nil {
 			kind, h := rl.KeyKind()
 			if h != "" {

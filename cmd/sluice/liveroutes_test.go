@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,7 +41,7 @@ func TestServerEmbeddedProxyPublishesLiveRoutes(t *testing.T) {
 	})
 
 	sys := configsvc.Service(configsvc.SystemService)
-	if _, _, err := c.Create(ctx, sys); err != nil {
+	if _, _, err := c.Create(ctx, sys); err != nil && !errors.Is(err, configsvc.ErrConflict) { // the proxy may have created it
 		t.Fatal(err)
 	}
 	if _, err := c.PutFile(ctx, sys, configsvc.RoutesFile, []byte("routes:\n  - name: echo\n    upstream: {static: [\"127.0.0.1:9\"]}\n")); err != nil {
@@ -70,7 +73,7 @@ func TestAttackSSRFToAdminAPIThroughEmbeddedProxy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sys := configsvc.Service("sluice-system")
-	if _, _, err := c.Create(ctx, sys); err != nil {
+	if _, _, err := c.Create(ctx, sys); err != nil && !errors.Is(err, configsvc.ErrConflict) { // the proxy may have created it
 		t.Fatal(err)
 	}
 	routes := "routes:\n  - name: admin\n    upstream: {static: [\"" + rs.m.Bound("addr") + "\"]}\n"
@@ -99,6 +102,37 @@ func adminClient(t *testing.T, url, token string) *api.Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// TestRoutesPutWaitsForTheProxy: on a fresh `sluice server --proxy-addr`,
+// `sluice routes put` returns once the embedded proxy serves the new
+// routes, saying so: a request right after it is routed, never 404.
+func TestRoutesPutWaitsForTheProxy(t *testing.T) {
+	rs, token := startServerWithProxy(t)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "backend") }))
+	defer backend.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	vars := map[string]string{"SLUICE_SERVER": rs.url, "SLUICE_TOKEN": token, "SLUICE_DATA_DIR": t.TempDir()}
+	for i := 1; i <= 3; i++ {
+		path := fmt.Sprintf("/v%d", i)
+		routes := fmt.Sprintf("routes:\n  - name: r%d\n    match: {path_prefix: %s}\n    upstream: {static: [%q]}\n", i, path, backend.Listener.Addr().String())
+		var stdout, stderr srvOutput
+		env := Env{Stdin: strings.NewReader(routes), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return vars[k] }}
+		if code := run(ctx, []string{"routes", "put", "-"}, env); code != 0 {
+			t.Fatalf("sluice routes put: exit %d: %s", code, stderr.String())
+		}
+		if code, body := srvGet(t, "http://"+rs.m.Bound("proxy-addr")+path, ""); code != http.StatusOK || body != "backend" {
+			t.Fatalf("right after routes put %d: %d %q, want the backend's answer\n%s", i, code, body, stdout.String())
+		}
+		out := stdout.String()
+		t.Logf("routes put %d:\n%s", i, out)
+		for _, want := range []string{fmt.Sprintf("published revision %d", i), fmt.Sprintf("serves revision %d", i), fmt.Sprintf("revision %d is live on all 1 proxies", i)} {
+			if !strings.Contains(out, want) {
+				t.Errorf("routes put %d printed %q, want %q", i, out, want)
+			}
+		}
+	}
 }
 
 // startServerWithProxy runs `sluice server` with an embedded proxy on

@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"errors"
+	"sync/atomic"
 
 	"github.com/sony/gobreaker/v2"
 
@@ -27,10 +28,12 @@ var (
 // NewBreaker returns a closed breaker that opens after
 // cb.ConsecutiveFailures failures in a row, stays open for cb.OpenFor, then
 // lets cb.HalfOpenRequests probes through: as many successes close it, one
-// failure opens it again. Ignored outcomes count neither way.
+// failure opens it again. Ignored outcomes count neither way. It
+// implements router.BreakerResetter.
 func (Breakers) NewBreaker(name string, cb router.CircuitBreaker, onChange func(from, to router.BreakerState)) router.Breaker {
+	b := &breaker{onChange: onChange}
 	n := uint32(cb.ConsecutiveFailures)
-	st := gobreaker.Settings{
+	b.settings = gobreaker.Settings{
 		Name:         name,
 		MaxRequests:  uint32(cb.EffectiveHalfOpen()),
 		Timeout:      cb.EffectiveOpenFor(),
@@ -38,18 +41,39 @@ func (Breakers) NewBreaker(name string, cb router.CircuitBreaker, onChange func(
 		IsSuccessful: func(err error) bool { return err == nil },
 		IsExcluded:   func(err error) bool { return err == errIgnored },
 	}
-	if onChange != nil {
-		st.OnStateChange = func(_ string, from, to gobreaker.State) { onChange(state(from), state(to)) }
-	}
-	return &breaker{cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](st)}
+	b.cb.Store(b.newCB())
+	return b
 }
 
+var _ router.BreakerResetter = (*breaker)(nil)
+
+// breaker is a gobreaker, replaced by a fresh one on Reset (gobreaker
+// cannot be closed from outside). Outcomes of requests admitted by a
+// replaced one go to it and are lost with it.
 type breaker struct {
-	cb *gobreaker.TwoStepCircuitBreaker[struct{}]
+	cb       atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]]
+	settings gobreaker.Settings
+	onChange func(from, to router.BreakerState)
+}
+
+// newCB makes a gobreaker whose state changes are reported while it is the
+// breaker in use.
+func (b *breaker) newCB() *gobreaker.TwoStepCircuitBreaker[struct{}] {
+	st := b.settings
+	var cb *gobreaker.TwoStepCircuitBreaker[struct{}]
+	if b.onChange != nil {
+		st.OnStateChange = func(_ string, from, to gobreaker.State) {
+			if b.cb.Load() == cb {
+				b.onChange(state(from), state(to))
+			}
+		}
+	}
+	cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)
+	return cb
 }
 
 func (b *breaker) Allow() (func(router.Outcome), error) {
-	done, err := b.cb.Allow()
+	done, err := b.cb.Load().Allow()
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +89,20 @@ func (b *breaker) Allow() (func(router.Outcome), error) {
 	}, nil
 }
 
-func (b *breaker) State() router.BreakerState { return state(b.cb.State()) }
+func (b *breaker) State() router.BreakerState { return state(b.cb.Load().State()) }
+
+// Reset closes the breaker with fresh counts, reporting the change when it
+// was open or half-open.
+func (b *breaker) Reset() {
+	old := b.cb.Load()
+	from := state(old.State())
+	if from == router.BreakerClosed {
+		return
+	}
+	if b.cb.CompareAndSwap(old, b.newCB()) && b.onChange != nil {
+		b.onChange(from, router.BreakerClosed)
+	}
+}
 
 func state(s gobreaker.State) router.BreakerState {
 	switch s {

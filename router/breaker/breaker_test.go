@@ -1,6 +1,7 @@
 package breaker_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -57,5 +58,42 @@ func TestBreakerLifecycle(t *testing.T) {
 		if changes[i] != want[i] {
 			t.Fatalf("changes %v, want %v", changes, want)
 		}
+	}
+}
+
+// TestBreakerReset: Reset closes an open breaker at once, reports the
+// change, and outcomes of requests the old breaker admitted no longer move
+// it.
+func TestBreakerReset(t *testing.T) {
+	var changes []string
+	b := breaker.New().NewBreaker("r/i", router.CircuitBreaker{ConsecutiveFailures: 1, OpenFor: time.Hour},
+		func(from, to router.BreakerState) { changes = append(changes, from.String()+">"+to.String()) })
+	r, ok := b.(router.BreakerResetter)
+	if !ok {
+		t.Fatal("breaker does not implement router.BreakerResetter")
+	}
+	r.Reset() // closed: nothing to do
+	late, err := b.Allow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := b.Allow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done(router.Failure)
+	if b.State() != router.BreakerOpen {
+		t.Fatalf("state %v after a failure, want open", b.State())
+	}
+	r.Reset()
+	if b.State() != router.BreakerClosed {
+		t.Fatalf("state %v after Reset, want closed", b.State())
+	}
+	late(router.Failure) // admitted before the reset: reported to the old breaker
+	if b.State() != router.BreakerClosed {
+		t.Fatalf("state %v after a failure admitted before Reset, want closed", b.State())
+	}
+	if got, want := fmt.Sprint(changes), "[closed>open open>closed]"; got != want {
+		t.Fatalf("changes %s, want %s", got, want)
 	}
 }

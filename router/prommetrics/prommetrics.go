@@ -41,12 +41,19 @@ var codeClasses = [5]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 //	sluice_proxy_rate_limit_keys_cap_hits_total{route}        counter
 //	sluice_proxy_upstream_refused_total{route}                counter
 //	sluice_proxy_breaker_state{route,upstream_instance}       gauge: 0 closed, 1 half-open, 2 open
+//	sluice_proxy_retries_total{route}                         counter: retries sent
+//	sluice_proxy_retry_budget_exhausted_total{route}          counter: retries not sent, budget used up
+//	sluice_proxy_outlier_ejected{route,upstream_instance}     gauge: 1 while ejected
+//	sluice_proxy_outlier_ejections_total{route}               counter
+//	sluice_proxy_upstream_healthy{route,upstream_instance}    gauge: 1 passing health checks, 0 not
+//	sluice_proxy_panic_mode{route}                            gauge: 1 while balancing across all instances
 //
 // route is "none" (NoRoute) for requests no route matched; upstream_instance
 // is "proxy" (ProxyInstance) for answers the proxy gave itself. Every label
 // value comes from the route table or the instance list, never from a
 // request, and the series of an instance that left a route are deleted
-// (RouteMetrics.Forget). Safe for concurrent use.
+// (RouteMetrics.Forget). The route handles implement
+// router.ResilienceMetrics. Safe for concurrent use.
 type Metrics struct {
 	requests    *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
@@ -54,6 +61,12 @@ type Metrics struct {
 	capHits     *prometheus.CounterVec
 	refused     *prometheus.CounterVec
 	breakerStat *prometheus.GaugeVec
+	retries     *prometheus.CounterVec
+	exhausted   *prometheus.CounterVec
+	ejected     *prometheus.GaugeVec
+	ejections   *prometheus.CounterVec
+	healthy     *prometheus.GaugeVec
+	panicMode   *prometheus.GaugeVec
 }
 
 // New creates the collectors and registers them with reg. It fails if reg
@@ -79,8 +92,27 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		breakerStat: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_proxy_breaker_state", Help: "Circuit breaker state per route and upstream instance: 0 closed, 1 half-open, 2 open.",
 		}, []string{LabelRoute, LabelUpstreamInstance}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_proxy_retries_total", Help: "Retries the proxy sent to another upstream instance, by route.",
+		}, []string{LabelRoute}),
+		exhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_proxy_retry_budget_exhausted_total", Help: "Retries not sent because the route's retry budget was used up.",
+		}, []string{LabelRoute}),
+		ejected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_proxy_outlier_ejected", Help: "1 while outlier detection keeps an upstream instance out of a route's balancer.",
+		}, []string{LabelRoute, LabelUpstreamInstance}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_proxy_outlier_ejections_total", Help: "Upstream instances ejected by outlier detection, by route.",
+		}, []string{LabelRoute}),
+		healthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_proxy_upstream_healthy", Help: "1 while an upstream instance passes a route's active health checks, 0 while it does not.",
+		}, []string{LabelRoute, LabelUpstreamInstance}),
+		panicMode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_proxy_panic_mode", Help: "1 while a route has fewer healthy instances than its panic threshold and balances across all of them.",
+		}, []string{LabelRoute}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.limited, m.capHits, m.refused, m.breakerStat} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.limited, m.capHits, m.refused, m.breakerStat,
+		m.retries, m.exhausted, m.ejected, m.ejections, m.healthy, m.panicMode} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("prommetrics: register: %w", err)
 		}
@@ -88,7 +120,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-var _ router.Metrics = (*Metrics)(nil)
+var (
+	_ router.Metrics           = (*Metrics)(nil)
+	_ router.ResilienceMetrics = (*routeMetrics)(nil)
+)
 
 // Route returns the handles of one route.
 func (m *Metrics) Route(route string) router.RouteMetrics {
@@ -111,6 +146,29 @@ type routeMetrics struct {
 	limited  prometheus.Counter
 	capHits  prometheus.Counter
 	refused  prometheus.Counter
+}
+
+// The resilience series are taken when first used: most routes have no
+// retries, outlier detection or health checks.
+
+func (r *routeMetrics) Retried()              { r.m.retries.WithLabelValues(r.route).Inc() }
+func (r *routeMetrics) RetryBudgetExhausted() { r.m.exhausted.WithLabelValues(r.route).Inc() }
+func (r *routeMetrics) Ejected(instance string, ejected bool) {
+	r.m.ejected.WithLabelValues(r.route, instance).Set(b2f(ejected))
+	if ejected {
+		r.m.ejections.WithLabelValues(r.route).Inc()
+	}
+}
+func (r *routeMetrics) Healthy(instance string, healthy bool) {
+	r.m.healthy.WithLabelValues(r.route, instance).Set(b2f(healthy))
+}
+func (r *routeMetrics) Panic(on bool) { r.m.panicMode.WithLabelValues(r.route).Set(b2f(on)) }
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (r *routeMetrics) Upstream(instance string) router.UpstreamMetrics {
@@ -137,6 +195,8 @@ func (r *routeMetrics) Forget(instance string) {
 	l := prometheus.Labels{LabelRoute: r.route, LabelUpstreamInstance: instance}
 	r.m.requests.DeletePartialMatch(l)
 	r.m.breakerStat.Delete(l)
+	r.m.ejected.Delete(l)
+	r.m.healthy.Delete(l)
 }
 
 type upstream struct {

@@ -116,19 +116,28 @@ func instance(id, addr string) configsvc.Instance {
 	return configsvc.Instance{Service: "orders", ID: id, Addr: addr, Status: configsvc.StatusApplied}
 }
 
-// TestForgetDepartedInstances checks that the series of an instance are
-// deleted when it leaves the table (instance gone, breaker dropped, route
-// gone), so that instances that come and go do not grow the metrics.
-func TestForgetDepartedInstances(t *testing.T) {
-	p := newProxy(t)
+// failOrders2 serves routes on p with two instances of orders, orders-1
+// answering 200 and orders-2 500, and sends 10 requests to /orders/x. It
+// returns orders-1's address.
+func (p *proxy) failOrders2(t *testing.T, routes []router.Route) string {
+	t.Helper()
 	ok, bad := backend(t, false), backend(t, true)
-	if err := p.r.Update(ordersRoute(&router.CircuitBreaker{ConsecutiveFailures: 2, OpenFor: time.Minute})); err != nil {
+	if err := p.r.Update(routes); err != nil {
 		t.Fatal(err)
 	}
 	p.r.SetInstances("orders", []configsvc.Instance{instance("orders-1", ok), instance("orders-2", bad)})
 	for range 10 {
 		p.do(t, "GET", "/orders/x")
 	}
+	return ok
+}
+
+// TestForgetDepartedInstances checks that the series of an instance are
+// deleted when it leaves the table (instance gone, breaker dropped, route
+// gone), so that instances that come and go do not grow the metrics.
+func TestForgetDepartedInstances(t *testing.T) {
+	p := newProxy(t)
+	ok := p.failOrders2(t, ordersRoute(&router.CircuitBreaker{ConsecutiveFailures: 2, OpenFor: time.Minute}))
 	got := gather(t, p.reg)
 	for series, want := range map[string]float64{
 		`sluice_proxy_breaker_state{route="orders",upstream_instance="orders-2"}`:             float64(router.BreakerOpen),
@@ -272,4 +281,47 @@ func testCount(t *testing.T, reg *prometheus.Registry, name string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestResilienceSeries: retries, budget refusals, ejections, health and
+// panic mode are exported per route; the ejection and health gauges of an
+// instance go with it, and when the route drops outlier detection and
+// health checks but keeps its breaker, only the breaker gauge stays.
+func TestResilienceSeries(t *testing.T) {
+	p := newProxy(t)
+	routes := ordersRoute(&router.CircuitBreaker{ConsecutiveFailures: 1000})
+	routes[0].Retries = &router.RetryPolicy{Attempts: 1, On: []router.RetryOn{"500"}, Budget: &router.RetryBudget{MinConcurrency: 1}}
+	routes[0].OutlierDetection = &router.OutlierDetection{Consecutive5xx: 3, BaseEjectionTime: time.Minute}
+	routes[0].HealthCheck = &router.HealthCheck{Path: "/healthz", Interval: time.Hour}
+	p.failOrders2(t, routes)
+	got := gather(t, p.reg)
+	for series, want := range map[string]float64{
+		`sluice_proxy_outlier_ejected{route="orders",upstream_instance="orders-2"}`:  1,
+		`sluice_proxy_outlier_ejected{route="orders",upstream_instance="orders-1"}`:  0,
+		`sluice_proxy_outlier_ejections_total{route="orders"}`:                       1,
+		`sluice_proxy_upstream_healthy{route="orders",upstream_instance="orders-1"}`: 1,
+		`sluice_proxy_upstream_healthy{route="orders",upstream_instance="orders-2"}`: 1,
+		`sluice_proxy_panic_mode{route="orders"}`:                                    0,
+	} {
+		if v, ok := got[series]; !ok || v != want {
+			t.Errorf("%s = %v (present %t), want %v", series, v, ok, want)
+		}
+	}
+	if v := got[`sluice_proxy_retries_total{route="orders"}`]; v < 1 {
+		t.Errorf("sluice_proxy_retries_total = %v, want the retries of orders-2's 500s counted", v)
+	}
+
+	kept := []router.Route{routes[0]} // a new table: the router keeps the old one's slice
+	kept[0].OutlierDetection, kept[0].HealthCheck = nil, nil
+	if err := p.r.Update(kept); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"sluice_proxy_outlier_ejected", "sluice_proxy_upstream_healthy"} {
+		if n := testCount(t, p.reg, name); n != 0 {
+			t.Errorf("route without outlier detection and health check: %d %s series remain", n, name)
+		}
+	}
+	if n := testCount(t, p.reg, "sluice_proxy_breaker_state"); n != 2 {
+		t.Errorf("route keeping its breaker: %d breaker series, want 2", n)
+	}
 }

@@ -69,7 +69,8 @@ type Options struct {
 	// MaxRateLimitKeys bounds each per-key rate limiter; 0 means 10000.
 	MaxRateLimitKeys int
 	// RetryInterval is the wait before reloading the route file after the
-	// store failed or sluice-system does not exist yet; 0 means 2 s.
+	// store failed, or, when the Source cannot create it (Creator),
+	// sluice-system does not exist yet; 0 means 2 s.
 	RetryInterval time.Duration
 	// ShutdownTimeout bounds the graceful shutdown of Serve; 0 means 10 s.
 	ShutdownTimeout time.Duration
@@ -154,6 +155,7 @@ func New(src Source, opts Options) (*Proxy, error) {
 		TrustedProxies: opts.TrustedProxies,
 		Upstream:       opts.Upstream,
 		BodyTimeout:    opts.ReadTimeout,
+		OnStateChange:  p.changed,
 	}
 	if opts.Registerer != nil {
 		m, err := prommetrics.New(opts.Registerer)
@@ -186,7 +188,10 @@ func (p *Proxy) Revision() int64 {
 
 // Run follows the route file and the routed services' instances until ctx
 // ends, then returns nil. A route file that fails to parse is logged and
-// the previous table stays in force.
+// the previous table stays in force. When sluice-system does not exist and
+// the Source is a Creator, Run creates it (empty, revision 0) and watches
+// it, so that the first routes published take effect as fast as any later
+// ones; otherwise it looks again every RetryInterval.
 func (p *Proxy) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -212,8 +217,16 @@ func (p *Proxy) Close() error { return p.router.Close() }
 
 var systemRef = configsvc.Service(configsvc.SystemService)
 
+// Creator is implemented by sources that can create a service;
+// configsvc.Store does. The proxy creates sluice-system through it when the
+// service does not exist yet, to watch it instead of polling for it.
+type Creator interface {
+	Create(ctx context.Context, ref configsvc.Ref) error
+}
+
 func (p *Proxy) followRoutes(ctx context.Context) {
-	waiting := false // said once at info level; the retries repeat it at debug level
+	waiting := false      // said once at info level; the retries repeat it at debug level
+	createFailed := false // likewise
 	for ctx.Err() == nil {
 		snap, err := p.src.Snapshot(ctx, systemRef, 0)
 		if err != nil {
@@ -221,6 +234,9 @@ func (p *Proxy) followRoutes(ctx context.Context) {
 				return
 			}
 			if errors.Is(err, configsvc.ErrNotFound) {
+				if p.createSystem(ctx, &createFailed) {
+					continue
+				}
 				p.log.Log(ctx, onceLevel(&waiting), "no route file yet: service sluice-system does not exist", "retry", p.opts.RetryInterval)
 			} else {
 				p.log.Warn("load route file", "err", err, "retry", p.opts.RetryInterval)
@@ -258,6 +274,31 @@ func (p *Proxy) followRoutes(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// createSystem creates the empty service sluice-system, so that the proxy
+// can watch for its first routes: true when it exists now (created here or
+// by someone else meanwhile).
+func (p *Proxy) createSystem(ctx context.Context, failed *bool) bool {
+	c, ok := p.src.(Creator)
+	if !ok {
+		return false
+	}
+	err := c.Create(ctx, systemRef)
+	switch {
+	case err == nil:
+		p.log.Info("created the empty service sluice-system to watch for routes")
+		return true
+	case errors.Is(err, configsvc.ErrConflict):
+		return true
+	}
+	level := slog.LevelWarn
+	if *failed {
+		level = slog.LevelDebug
+	}
+	*failed = true
+	p.log.Log(ctx, level, "cannot create sluice-system to watch it; looking for it every retry interval", "err", err, "retry", p.opts.RetryInterval)
+	return false
 }
 
 // apply installs the routes of one revision of the route file; present

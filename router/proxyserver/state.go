@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
-	"github.com/sluicehq/sluice/configsvc/lifecycle"
 	"github.com/sluicehq/sluice/router"
 )
 
@@ -26,7 +25,7 @@ const (
 	StateExpiry = time.Hour
 	// sweepPeriod is how often a proxy looks for expired state records.
 	sweepPeriod = 5 * time.Minute
-	// minStateGap is the least time between a change and the publish it
+	// minStateGap is the least time between two publishes a change
 	// triggers, so that a flapping breaker or a burst of instance changes
 	// cost one write a second at most.
 	minStateGap = time.Second
@@ -55,11 +54,12 @@ func (p *Proxy) changed() {
 }
 
 // publishState writes the proxy's state to configsvc.ProxyStateCollection under id
-// every interval and shortly after the route table or a breaker changed,
-// until ctx ends; it then deletes the record, so that a cleanly stopped
-// proxy leaves nothing behind. A proxy that crashes leaves its record,
-// which readers tell apart by its Updated time and which the proxies
-// delete after StateExpiry.
+// every interval and after the route table, a breaker, an ejection or a
+// health check changed (at once when the last write is minStateGap old,
+// else when it will be), until ctx ends; it then deletes the record, so
+// that a cleanly stopped proxy leaves nothing behind. A proxy that crashes
+// leaves its record, which readers tell apart by its Updated time and which
+// the proxies delete after StateExpiry.
 func (p *Proxy) publishState(ctx context.Context, id string, interval time.Duration) {
 	recs := p.src.Records()
 	gap := min(minStateGap, interval)
@@ -71,12 +71,16 @@ func (p *Proxy) publishState(ctx context.Context, id string, interval time.Durat
 		if n%sweepEvery == 0 {
 			p.sweepStates(ctx, recs, id)
 		}
-		p.putState(ctx, recs, id, &failing)
+		last := time.Now()
+		rev := p.putState(ctx, recs, id, &failing)
 		select {
 		case <-ctx.Done():
 		case <-tick.C:
 		case <-p.changes:
-			_ = lifecycle.Sleep(ctx, gap) // coalesce the changes of the next moment
+			// A new route revision is published at once (sluice routes put
+			// waits for it); other changes (a flapping breaker) cost a
+			// write per gap at most.
+			p.coalesce(ctx, gap-time.Since(last), rev)
 		}
 		if ctx.Err() != nil {
 			break
@@ -86,6 +90,29 @@ func (p *Proxy) publishState(ctx context.Context, id string, interval time.Durat
 	defer cancel()
 	if err := recs.Delete(dctx, configsvc.ProxyStateCollection, id); err != nil && !errors.Is(err, configsvc.ErrNotFound) {
 		p.log.Warn("proxy state: remove record", "id", id, "err", err)
+	}
+}
+
+// coalesce waits d for more changes to publish with the last one, unless
+// or until the route revision is no longer rev: a new revision is
+// published at once.
+func (p *Proxy) coalesce(ctx context.Context, d time.Duration, rev int64) {
+	if d <= 0 || p.Revision() != rev {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case <-p.changes:
+			if p.Revision() != rev {
+				return
+			}
+		}
 	}
 }
 
@@ -110,9 +137,10 @@ func (p *Proxy) sweepStates(ctx context.Context, recs configsvc.RecordStore, sel
 	}
 }
 
-// putState writes one state record. Failures are logged at warning level
-// once, then at debug level until a write succeeds again.
-func (p *Proxy) putState(ctx context.Context, recs configsvc.RecordStore, id string, failing *bool) {
+// putState writes one state record and returns the route revision it
+// holds. Failures are logged at warning level once, then at debug level
+// until a write succeeds again.
+func (p *Proxy) putState(ctx context.Context, recs configsvc.RecordStore, id string, failing *bool) int64 {
 	st := p.State()
 	data, err := encodeState(st, MaxStateSize)
 	if err == nil {
@@ -133,6 +161,7 @@ func (p *Proxy) putState(ctx context.Context, recs configsvc.RecordStore, id str
 		}
 		*failing = true
 	}
+	return st.Revision
 }
 
 // encodeState marshals st in at most limit bytes. A state too large keeps

@@ -76,7 +76,7 @@ func TestParseErrors(t *testing.T) {
 		{"static without port", "routes:\n  - name: a\n    upstream: {static: [\"127.0.0.1\"]}\n", "routes[0].upstream.static[0]", 0, "host:port"},
 		{"bad duration", "routes:\n  - name: a\n    upstream: {service: a}\n    timeout: 10\n", "routes[0].timeout", 0, "duration"},
 		{"negative breaker", "routes:\n  - name: a\n    upstream: {service: a}\n    circuit_breaker: {consecutive_failures: 0}\n", "routes[0].circuit_breaker.consecutive_failures", 0, "between 1"},
-		{"too many retries", "routes:\n  - name: a\n    upstream: {service: a}\n    retries: 9\n", "routes[0].retries", 0, "between 0 and 5"},
+		{"too many retries", "routes:\n  - name: a\n    upstream: {service: a}\n    retries: 9\n", "routes[0].retries.attempts", 0, "between 0 and 5 (line 4)"},
 		{"bad key", "routes:\n  - name: a\n    upstream: {service: a}\n    rate_limit: {rps: 1, key: cookie}\n", "routes[0].rate_limit.key", 0, "header:NAME"},
 		{"lower-case method", "routes:\n  - name: a\n    match: {methods: [get]}\n    upstream: {service: a}\n", "routes[0].match.methods[0]", 0, "upper-case"},
 		{"relative prefix", "routes:\n  - name: a\n    match: {path_prefix: orders}\n    upstream: {service: a}\n", "routes[0].match.path_prefix", 0, `start with "/"`},
@@ -90,6 +90,30 @@ func TestParseErrors(t *testing.T) {
 		{"document not a mapping", "- a\n", "(document)", 0, "mapping (line 1)"},
 		{"unknown field in a merged mapping", "routes:\n  - name: a\n    upstream: {service: a}\n    rate_limit: {<<: {rps: 1, bursts: 2}}\n", "routes[0].rate_limit.bursts", 0, "unknown field (line 4)"},
 		{"duplicate key", "routes:\n  - name: a\n    name: b\n", "", 3, "already defined at line 2, column 5"},
+		{"retry on a 4xx", "routes:\n  - name: a\n    upstream: {service: a}\n    retries: {attempts: 1, on: [connect-failure, 404]}\n", "routes[0].retries.on[1]", 0, "status code from 500 to 599 (line 4)"},
+		{"retry on a typo", "routes:\n  - name: a\n    upstream: {service: a}\n    retries:\n      attempts: 1\n      on: [connect_failure]\n", "routes[0].retries.on[0]", 0, "status code from 500 to 599 (line 6)"},
+		{"retries a string", "routes:\n  - name: a\n    upstream: {service: a}\n    retries: many\n", "routes[0].retries", 0, "must be an integer (line 4)"},
+		{"retries a list", "routes:\n  - name: a\n    upstream: {service: a}\n    retries: [1]\n", "routes[0].retries", 0, "must be a mapping (line 4)"},
+		{"unknown retries field", "routes:\n  - name: a\n    upstream: {service: a}\n    retries: {attempt: 1}\n", "routes[0].retries.attempt", 0, "unknown field (line 4)"},
+		{"per-try timeout above the timeout", "routes:\n  - name: a\n    upstream: {service: a}\n    timeout: 1s\n    retries: {attempts: 1, per_try_timeout: 2s}\n", "routes[0].retries.per_try_timeout", 0, "route's timeout (1s) (line 5)"},
+		{"backoff max below base", "routes:\n  - name: a\n    upstream: {service: a}\n    retries: {attempts: 1, backoff: {base: 1s, max: 10ms}}\n", "routes[0].retries.backoff.max", 0, "between backoff.base"},
+		{"budget over 100", "routes:\n  - name: a\n    upstream: {service: a}\n    retries: {attempts: 1, budget: {percent: 120}}\n", "routes[0].retries.budget.percent", 0, "between 0 and 100"},
+		{"ejection percent over 100", "routes:\n  - name: a\n    upstream: {service: a}\n    outlier_detection: {max_ejection_percent: 101}\n", "routes[0].outlier_detection.max_ejection_percent", 0, "between 0 and 100 (line 4)"},
+		{"negative panic threshold", "routes:\n  - name: a\n    upstream: {service: a}\n    outlier_detection: {panic_threshold: -1}\n", "routes[0].outlier_detection.panic_threshold", 0, "between 0 and 100"},
+		{"ejection time not a duration", "routes:\n  - name: a\n    upstream: {service: a}\n    outlier_detection: {base_ejection_time: 30}\n", "routes[0].outlier_detection.base_ejection_time", 0, "duration"},
+		{"health check without path", "routes:\n  - name: a\n    upstream: {service: a}\n    health_check: {interval: 5s}\n", "routes[0].health_check.path", 0, "(at most 1024 bytes) (line 4)"},
+		{"health check too often", "routes:\n  - name: a\n    upstream: {service: a}\n    health_check: {path: /h, interval: 10ms}\n", "routes[0].health_check.interval", 0, "between 100ms and 1h"},
+		{"health check timeout above interval", "routes:\n  - name: a\n    upstream: {service: a}\n    health_check: {path: /h, interval: 1s, timeout: 2s}\n", "routes[0].health_check.timeout", 0, "interval (1s)"},
+		{"subsets of static addresses", "routes:\n  - name: a\n    upstream: {static: [\"127.0.0.1:1\"], subsets: [{labels: {t: c}, weight: 1}]}\n", "routes[0].upstream.subsets", 0, "need a service upstream"},
+		{"subset weights all zero", "routes:\n  - name: a\n    upstream: {service: a, subsets: [{labels: {t: c}}]}\n", "routes[0].upstream.subsets", 0, "must not all be 0"},
+		{"subset without labels", "routes:\n  - name: a\n    upstream: {service: a, subsets: [{weight: 1}]}\n", "routes[0].upstream.subsets[0].labels", 0, "between 1 and"},
+		{"subset weight too high", "routes:\n  - name: a\n    upstream: {service: a, subsets: [{labels: {t: c}, weight: 10001}]}\n", "routes[0].upstream.subsets[0].weight", 0, "between 0 and 10000"},
+		{"unknown subset field", "routes:\n  - name: a\n    upstream:\n      service: a\n      subsets:\n        - {labels: {t: c}, wieght: 1}\n", "routes[0].upstream.subsets[0].wieght", 0, "unknown field (line 6)"},
+		{"duplicate subset names", "routes:\n  - name: a\n    upstream: {service: a, subsets: [{labels: {t: c}, weight: 1}, {labels: {t: c}, weight: 2}]}\n", "routes[0].upstream.subsets[1].name", 0, "duplicates the name of subsets[0]"},
+		{"sticky by two keys", "routes:\n  - name: a\n    upstream: {service: a, subsets: [{labels: {t: c}, weight: 1}], sticky: {header: X-U, client_ip: true}}\n", "routes[0].upstream.sticky", 0, "exactly one"},
+		{"sticky without subsets", "routes:\n  - name: a\n    upstream: {service: a, sticky: {header: X-U}}\n", "routes[0].upstream.sticky", 0, "needs subsets"},
+		{"force without a key", "routes:\n  - name: a\n    upstream: {service: a, subsets: [{labels: {t: c}, weight: 1}], force: {}}\n", "routes[0].upstream.force", 0, "header, cookie or both"},
+		{"force header not a token", "routes:\n  - name: a\n    upstream: {service: a, subsets: [{labels: {t: c}, weight: 1}], force: {header: \"X Subset\"}}\n", "routes[0].upstream.force.header", 0, "header name"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -182,6 +206,12 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("routes:\n  - &r {name: a, upstream: {service: a}, rate_limit: &l {rps: 1}}\n  - {<<: *r, name: b, rate_limit: *l}\n"))
 	f.Add([]byte("x: &x {<<: [*x]}\n"))
 	f.Add([]byte("routes:\n  - name: a\n    upstream: {service: a, weights: &w {a: 1}}\n    match: {headers: {<<: *w}}\n"))
+	f.Add([]byte("routes:\n  - name: a\n    upstream: {service: a}\n    retries: 2\n"))
+	f.Add([]byte("routes:\n  - name: a\n    upstream: {service: a}\n    retries: &r {attempts: 2, on: [503, reset], per_try_timeout: 1s, backoff: {base: 1ms}}\n  - {name: b, upstream: {service: b}, retries: *r}\n"))
+	f.Add([]byte("routes:\n  - name: a\n    upstream: {service: a}\n    retries: {<<: {attempts: 1}, on: [\"599\", 500]}\n"))
+	f.Add([]byte("routes:\n  - name: a\n    upstream: {service: a}\n    outlier_detection: {consecutive_5xx: 1, max_ejection_percent: 100, panic_threshold: 0}\n    health_check: {path: /h, interval: 100ms}\n"))
+	f.Add([]byte("routes:\n  - name: a\n    upstream: {service: a, subsets: [{labels: &l {t: c}, weight: 1}, {name: s, labels: *l, weight: 0}], sticky: {cookie: c}, force: {header: X-S}}\n"))
+	f.Add([]byte("routes:\n  - name: a\n    upstream: {service: a, subsets: [{labels: {t: \"\"}, weight: 10000}], sticky: {client_ip: true}}\n"))
 	f.Fuzz(func(t *testing.T, content []byte) {
 		routes, err := routesfile.Parse(content)
 		if err != nil {

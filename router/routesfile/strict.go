@@ -44,6 +44,13 @@ const (
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
+// scalarForm is implemented by file types that may also be written as a
+// scalar of another type (`retries: 2` for `retries: {attempts: 2}`); the
+// type decodes both forms itself (yaml.Unmarshaler).
+type scalarForm interface {
+	scalarType() reflect.Type
+}
+
 type schema struct {
 	lines map[string]int
 }
@@ -58,6 +65,9 @@ func (s *schema) check(n *yaml.Node, t reflect.Type, path string) error {
 	}
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if sf, ok := reflect.New(t).Interface().(scalarForm); ok && n.Kind == yaml.ScalarNode {
+		return scalar(n, sf.scalarType(), path)
 	}
 	switch {
 	case t == durationType:

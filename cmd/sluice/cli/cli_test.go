@@ -884,7 +884,10 @@ func TestTables(t *testing.T) {
 							{"id": "orders-2", "addr": "10.0.0.8:8080", "breaker": "closed", "opened": 0, "in_flight": 1, "requests": 900, "failures": 0},
 						}, "instances_omitted": 3},
 					{"name": "static", "match": map[string]any{"path_prefix": "/"}, "upstream": map[string]any{"static": []string{"10.0.0.9:80"}, "balancer": "round_robin"},
-						"instances": []map[string]any{{"id": "10.0.0.9:80", "addr": "10.0.0.9:80", "opened": 0, "in_flight": 0, "requests": 3, "failures": 0}}},
+						"panic": true, "instances": []map[string]any{
+							{"id": "10.0.0.9:80", "addr": "10.0.0.9:80", "opened": 0, "in_flight": 0, "requests": 3, "failures": 0, "ejected": true, "ejections": 1, "health": "unhealthy"},
+							{"id": "10.0.0.10:80", "addr": "10.0.0.10:80", "opened": 0, "in_flight": 0, "requests": 2, "failures": 0, "health": "healthy"},
+						}},
 				}},
 				{"id": "proxy-b", "addr": "127.0.0.1:7081", "updated": "2026-01-02T03:04:06Z", "revision": 3, "peers": 2, "routes": []any{}},
 			}, "stale": []map[string]any{
@@ -892,12 +895,13 @@ func TestTables(t *testing.T) {
 				{"id": "proxy-old", "reason": "stale", "updated": "2026-01-01T00:00:00Z", "revision": 2, "registered": false},
 			}},
 			args: []string{"routes", "live"},
-			want: "PROXY    REVISION    UPDATED               ROUTE   RATE LIMIT                    REJECTED  INSTANCE     BREAKER  REQUESTS  FAILURES\n" +
-				"proxy-a  4           2026-01-02 03:04:05Z  orders  100/s burst 200 ip (cluster)  12        orders-1     open     912       5\n" +
-				"proxy-a  4           2026-01-02 03:04:05Z  orders  100/s burst 200 ip (cluster)  12        orders-2     closed   900       0\n" +
-				"proxy-a  4           2026-01-02 03:04:05Z  orders  100/s burst 200 ip (cluster)  12        (3 more)     -        -         -\n" +
-				"proxy-a  4           2026-01-02 03:04:05Z  static  -                             -         10.0.0.9:80  -        3         0\n" +
-				"proxy-b  3 (head 4)  2026-01-02 03:04:06Z  -       -                             -         -            -        -         -\n" +
+			want: "PROXY    REVISION    UPDATED               ROUTE           RATE LIMIT                    REJECTED  INSTANCE      BREAKER  HEALTH              REQUESTS  FAILURES\n" +
+				"proxy-a  4           2026-01-02 03:04:05Z  orders          100/s burst 200 ip (cluster)  12        orders-1      open     -                   912       5\n" +
+				"proxy-a  4           2026-01-02 03:04:05Z  orders          100/s burst 200 ip (cluster)  12        orders-2      closed   -                   900       0\n" +
+				"proxy-a  4           2026-01-02 03:04:05Z  orders          100/s burst 200 ip (cluster)  12        (3 more)      -        -                   -         -\n" +
+				"proxy-a  4           2026-01-02 03:04:05Z  static (panic)  -                             -         10.0.0.9:80   -        ejected, unhealthy  3         0\n" +
+				"proxy-a  4           2026-01-02 03:04:05Z  static (panic)  -                             -         10.0.0.10:80  -        healthy             2         0\n" +
+				"proxy-b  3 (head 4)  2026-01-02 03:04:06Z  -               -                             -         -             -        -                   -         -\n" +
 				"proxy-c: registered, but publishes no state\n" +
 				"proxy-old: stale, last update 2026-01-01 00:00:00Z (revision 2)\n",
 		},

@@ -84,24 +84,60 @@ function instancesCell(r) {
   const rows = insts.map((i) => h('div', { 'data-instance': i.id },
     h('span', { class: 'chip' }, i.id),
     i.breaker ? h('span', { class: 'badge ' + (breakerClass[i.breaker] || ''), 'data-test': 'breaker' }, i.breaker) : null,
+    i.ejected ? [' ', h('span', { class: 'badge bad', 'data-test': 'ejected' }, 'ejected')] : null,
+    i.health ? [' ', h('span', { class: 'badge ' + (i.health === 'healthy' ? 'ok' : 'bad'), 'data-test': 'health' }, i.health)] : null,
     h('span', { class: 'muted' }, ' ' + i.requests + ' req, ' + i.failures + ' failed' +
-      (i.in_flight ? ', ' + i.in_flight + ' in flight' : '') + (i.opened ? ', tripped ' + i.opened + '×' : ''))));
+      (i.in_flight ? ', ' + i.in_flight + ' in flight' : '') + (i.opened ? ', tripped ' + i.opened + '×' : '') +
+      (i.ejections ? ', ejected ' + i.ejections + '×' : ''))));
   if (r.instances_omitted) rows.push(h('div', { class: 'muted' }, '+' + r.instances_omitted + ' more (the state is capped at 60 KiB)'));
   if (!rows.length) rows.push(h('span', { class: 'muted' }, 'no instance'));
   return h('td', { class: 'small' }, rows);
 }
 
+// upstreamCell shows where a route sends its requests: the service or the
+// static addresses, the balancer, and the subsets the traffic is split across.
+function upstreamCell(up) {
+  const subsets = up.subsets || [];
+  return h('td', { class: 'mono small' }, (up.service || (up.static || []).join(', ')) + (up.balancer ? ' · ' + up.balancer : ''),
+    subsets.length ? h('div', { 'data-test': 'subsets' }, subsets.map((s) => h('div', { 'data-subset': s.name },
+      h('span', { class: 'chip' }, s.name), ' weight ' + s.weight + ', ',
+      h('span', { class: s.instances ? '' : 'badge warn' }, s.instances + (s.instances === 1 ? ' instance' : ' instances')),
+      h('span', { class: 'muted' }, ' ' + Object.entries(s.labels || {}).map(([k, v]) => k + '=' + v).join(','))))) : null,
+    up.sticky ? h('div', { class: 'muted', 'data-test': 'sticky' }, 'sticky by ' + up.sticky) : null,
+    up.force ? h('div', { class: 'muted', 'data-test': 'force' }, 'forced by ' + up.force) : null);
+}
+
+// resilienceCell shows a route's retries, breaker, outlier detection and
+// health check, and whether it balances in panic mode.
+function resilienceCell(r) {
+  const parts = [];
+  const rt = r.retries, cb = r.circuit_breaker, od = r.outlier_detection, hc = r.health_check;
+  if (rt) parts.push(h('div', { 'data-test': 'retries' }, 'retries ' + rt.attempts + ' on ' + (rt.on || []).join(', ') +
+    (rt.per_try_timeout ? ', ' + rt.per_try_timeout + ' a try' : '') + (rt.non_idempotent ? ', any method' : ''),
+    h('span', { class: 'muted' }, ' · budget ' + rt.budget_percent + ' % (min ' + rt.budget_min_concurrency + ')' +
+    (rt.retrying ? ', ' + rt.retrying + ' retrying' : ''))));
+  if (cb) parts.push(h('div', { 'data-test': 'breaker-settings' }, 'breaker after ' + cb.consecutive_failures + ' failures, open ' + cb.open_for));
+  if (od) parts.push(h('div', { 'data-test': 'outlier' }, 'ejects after ' + od.consecutive_5xx + ' × 5xx for ' + od.base_ejection_time + '+',
+    h('span', { class: 'muted' }, ' (at most ' + od.max_ejection_percent + ' %, panic below ' + od.panic_threshold + ' %)'),
+    od.ejected ? [' ', h('span', { class: 'badge bad' }, od.ejected + ' ejected')] : null));
+  if (hc) parts.push(h('div', { 'data-test': 'health-check' }, 'checks GET ' + hc.path + ' every ' + hc.interval,
+    h('span', { class: 'muted' }, ' (timeout ' + hc.timeout + ', up ' + hc.healthy_threshold + ', down ' + hc.unhealthy_threshold + ')')));
+  if (r.panic) parts.push(h('div', {}, h('span', { class: 'badge bad', 'data-test': 'panic' }, 'panic: balancing across all instances')));
+  return h('td', { class: 'small', 'data-test': 'resilience' }, parts.length ? parts : '—');
+}
+
 function routesTable(routes) {
   if (!routes.length) return h('p', { class: 'muted' }, 'No routes in force.');
-  return h('table', { 'data-test': 'live-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Route'), h('th', {}, 'Match'), h('th', {}, 'Upstream'), h('th', {}, 'Rate limit'), h('th', {}, 'Instances'))),
+  return h('table', { 'data-test': 'live-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Route'), h('th', {}, 'Match'), h('th', {}, 'Upstream'), h('th', {}, 'Rate limit'), h('th', {}, 'Resilience'), h('th', {}, 'Instances'))),
     h('tbody', {}, routes.map((r) => {
       const rl = r.rate_limit, up = r.upstream || {};
       return h('tr', { 'data-route': r.name },
         h('td', { class: 'mono' }, r.name),
         h('td', { class: 'mono small' }, describeMatch(r.match || {})),
-        h('td', { class: 'mono small' }, (up.service || (up.static || []).join(', ')) + (up.balancer ? ' · ' + up.balancer : '')),
+        upstreamCell(up),
         h('td', { class: 'small', 'data-test': 'rate-limit' }, rl ? [rl.rps + ' rps, burst ' + rl.burst + (rl.key && rl.key !== 'global' ? ' per ' + rl.key : '') + (rl.scope === 'cluster' ? ' shared by the proxies' : ''),
           h('div', {}, h('span', { class: 'badge' + (rl.rejected ? ' warn' : '') }, rl.rejected + ' rejected'))] : '—'),
+        resilienceCell(r),
         instancesCell(r));
     })));
 }
