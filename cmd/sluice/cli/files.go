@@ -53,7 +53,6 @@ func (a *app) runGet(ctx context.Context, s scope, name, file string, rev int64)
 
 func (a *app) putCmd(s scope) *cobra.Command {
 	var msg string
-	var ifMatch int64
 	c := &cobra.Command{
 		Use:   "put <" + s.noun() + "> <file> [path|-]",
 		Short: "Publish one config file from a local file or stdin",
@@ -64,23 +63,34 @@ func (a *app) putCmd(s scope) *cobra.Command {
 			"unless revision N is still the newest.",
 		Args: cobra.RangeArgs(2, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			src := "-"
-			if len(args) == 3 {
-				src = args[2]
-			}
-			content, err := a.readSource(src)
+			content, ifMatch, err := a.putInput(cmd, args, 2)
 			if err != nil {
 				return err
-			}
-			if !cmd.Flags().Changed("if-match") {
-				ifMatch = noMatch
 			}
 			return a.runPut(cmd.Context(), s, args[0], args[1], content, msg, ifMatch)
 		},
 	}
 	c.Flags().StringVarP(&msg, "message", "m", "", "revision message")
-	c.Flags().Int64Var(&ifMatch, "if-match", 0, "publish only if this revision is still the newest")
+	c.Flags().Int64("if-match", 0, "publish only if this revision is still the newest")
 	return c
+}
+
+// putInput reads what a put command publishes: the content of the path
+// args[i] (stdin when it is "-" or left out, see readSource) and the
+// revision of --if-match (noMatch when the flag is not given).
+func (a *app) putInput(cmd *cobra.Command, args []string, i int) (content []byte, ifMatch int64, err error) {
+	src := "-"
+	if len(args) > i {
+		src = args[i]
+	}
+	if content, err = a.readSource(src); err != nil {
+		return nil, 0, err
+	}
+	ifMatch = noMatch
+	if cmd.Flags().Changed("if-match") {
+		ifMatch, _ = cmd.Flags().GetInt64("if-match")
+	}
+	return content, ifMatch, nil
 }
 
 // readSource reads a local file, or stdin for "-". It refuses to wait on an

@@ -82,11 +82,7 @@ func (a *app) routesPutCmd() *cobra.Command {
 	putc.Flags().BoolVar(&noWait, "no-wait", false, "return once published, without waiting for the proxies")
 	putc.Flags().DurationVar(&waitTimeout, "wait-timeout", 30*time.Second, "how long to wait for every live proxy to serve the new revision")
 	putc.RunE = func(cmd *cobra.Command, args []string) error {
-		src := "-"
-		if len(args) == 1 {
-			src = args[0]
-		}
-		content, err := a.readSource(src)
+		content, ifMatch, err := a.putInput(cmd, args, 0)
 		if err != nil {
 			return err
 		}
@@ -94,10 +90,6 @@ func (a *app) routesPutCmd() *cobra.Command {
 			return err
 		}
 		msg, _ := cmd.Flags().GetString("message")
-		ifMatch := int64(noMatch)
-		if cmd.Flags().Changed("if-match") {
-			ifMatch, _ = cmd.Flags().GetInt64("if-match")
-		}
 		rev, err := a.publishRoutes(cmd.Context(), content, msg, ifMatch)
 		if err != nil || noWait {
 			return err
