@@ -27,7 +27,8 @@ type Config struct {
 	// caller's context says. Default 5 s.
 	OpTimeout time.Duration
 	// Retention is how many revisions per service or group are kept; older
-	// ones are pruned after each publish. Default configsvc.DefaultRetention.
+	// ones are pruned after each publish. Default configsvc.DefaultRetention;
+	// at most configsvc.MaxRetention.
 	Retention int
 	// Digest, "user:password", authenticates the store with ZooKeeper's
 	// digest scheme; nodes the store creates then grant all permissions to
@@ -109,6 +110,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Retention <= 0 {
 		c.Retention = configsvc.DefaultRetention
+	}
+	if c.Retention > configsvc.MaxRetention {
+		return c, fmt.Errorf("zkstore: Config.Retention %d is over the limit of %d revisions: %w", c.Retention, configsvc.MaxRetention, configsvc.ErrInvalid)
 	}
 	for _, d := range []string{c.Digest, c.ReadOnlyDigest} {
 		if d != "" && !strings.Contains(d, ":") {

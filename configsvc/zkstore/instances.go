@@ -34,6 +34,9 @@ func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsv
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
+	if err := s.checkInstanceRoom(ctx, inst.Service); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
 	p := s.instancesPath(inst.Service) + "/" + inst.ID
 	l := &lease{s: s, path: p, inst: inst, data: data}
 	s.leaseMu.Lock()
@@ -50,6 +53,25 @@ func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsv
 		return nil, mapErr(what, err)
 	}
 	return l, nil
+}
+
+// checkInstanceRoom refuses a registration when svc has
+// MaxInstancesPerService live instances, counted from the stat of its
+// instances node just before (so instances registering at the same moment
+// may pass the limit by their number; a listing stays far below a packet
+// all the same).
+func (s *Store) checkInstanceRoom(ctx context.Context, svc string) error {
+	st, err := call(ctx, s, func(c *zk.Conn) (*zk.Stat, error) {
+		_, st, err := c.Exists(s.instancesPath(svc))
+		return st, err
+	})
+	if err != nil {
+		return mapErr("count instances", err)
+	}
+	if st != nil && st.NumChildren >= configsvc.MaxInstancesPerService {
+		return &configsvc.CountError{What: "live instances of service " + svc, Count: int64(st.NumChildren), Limit: configsvc.MaxInstancesPerService}
+	}
+	return nil
 }
 
 // createEphemeral creates the instance node with the ACL of its parent

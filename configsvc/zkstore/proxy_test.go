@@ -29,10 +29,12 @@ type proxy struct {
 	conns map[net.Conn]struct{}
 	down  bool
 
-	cutMulti atomic.Int32      // multi requests still to cut after forwarding
-	cuts     atomic.Int32      // multi requests cut so far
-	requests [256]atomic.Int32 // requests forwarded, by opcode
-	wg       sync.WaitGroup
+	cutMulti  atomic.Int32      // multi requests still to cut after forwarding
+	dropMulti atomic.Int32      // multi requests still to drop, cutting the connection, before forwarding
+	cuts      atomic.Int32      // multi requests cut or dropped so far
+	lastMulti atomic.Int64      // size in bytes of the last multi request forwarded
+	requests  [256]atomic.Int32 // requests forwarded, by opcode
+	wg        sync.WaitGroup
 }
 
 func startProxy(t testing.TB, target string) *proxy {
@@ -163,6 +165,12 @@ func (p *proxy) clientToServer(client, server net.Conn, mute *atomic.Bool) {
 			}
 		}
 		if op == opMulti {
+			if n := p.dropMulti.Load(); n > 0 && p.dropMulti.CompareAndSwap(n, n-1) {
+				// Sent, as far as the client knows, but never arrives.
+				p.cuts.Add(1)
+				return
+			}
+			p.lastMulti.Store(int64(len(body)))
 			if n := p.cutMulti.Load(); n > 0 && p.cutMulti.CompareAndSwap(n, n-1) {
 				cut = true
 				mute.Store(true) // the reply must not reach the client

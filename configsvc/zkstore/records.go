@@ -78,6 +78,9 @@ func (r records) Put(ctx context.Context, collection, id string, data []byte) er
 		if !errors.Is(err, zk.ErrNoNode) {
 			return mapErr(what, err)
 		}
+		if err := r.checkRoom(ctx, collection); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
 		err = s.do(ctx, func(c *zk.Conn) error { _, err := c.Create(p, data, 0, s.acl); return err })
 		switch {
 		case err == nil:
@@ -320,4 +323,74 @@ func (r records) Scan(ctx context.Context, collection string, before int64, limi
 		}
 	}
 	return out, nil
+}
+
+// Create creates a record only if none has that id (a ZooKeeper create):
+// ErrConflict if it exists; ErrTooMany when the collection holds
+// MaxRecordsPerCollection records; ErrTooLarge over 64 KiB. A create whose
+// reply was lost is checked by reading the record back: when it holds data
+// it is taken as this call's (callers put a unique value in what they
+// create, e.g. a claim with a random nonce, when that matters).
+func (r records) Create(ctx context.Context, collection, id string, data []byte) error {
+	what := fmt.Sprintf("zkstore: create record %s/%s", collection, id)
+	if err := validRecordName(collection, id); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if len(data) > configsvc.MaxRecordSize {
+		return fmt.Errorf("%s: %w", what, &configsvc.LimitError{What: "record", Size: int64(len(data)), Limit: configsvc.MaxRecordSize})
+	}
+	s := r.s
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	p := r.path(collection, id)
+	unsure := false
+	for attempt := 0; attempt < 10; attempt++ {
+		if err := r.checkRoom(ctx, collection); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		err := s.do(ctx, func(c *zk.Conn) error { _, err := c.Create(p, data, 0, s.acl); return err })
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, zk.ErrNodeExists):
+			if unsure {
+				got, _, err := s.get(ctx, p)
+				if err == nil && bytes.Equal(got, data) {
+					return nil // our own create, whose reply was lost
+				}
+			}
+			return fmt.Errorf("%s: exists: %w", what, configsvc.ErrConflict)
+		case errors.Is(err, zk.ErrNoNode):
+			if err := s.createIfMissing(ctx, s.recordsPath(collection), s.acl); err != nil {
+				return mapErr(what, err)
+			}
+		case uncertain(err) && ctx.Err() == nil:
+			unsure = true
+			_ = s.bg.Sleep(ctx, 50*time.Millisecond)
+		default:
+			if unsure || uncertain(err) {
+				return fmt.Errorf("%s: it may have been created (%v): %w", what, mapErr("", err), configsvc.ErrOutcomeUnknown)
+			}
+			return mapErr(what, err)
+		}
+	}
+	return fmt.Errorf("%s: could not create it: %w", what, configsvc.ErrUnavailable)
+}
+
+// checkRoom refuses a new record in a collection that holds
+// MaxRecordsPerCollection records, counted from the collection node's
+// stat just before (so writers creating at the same moment may pass the
+// limit by their number; listings stay far below a packet all the same).
+func (r records) checkRoom(ctx context.Context, collection string) error {
+	st, err := call(ctx, r.s, func(c *zk.Conn) (*zk.Stat, error) {
+		_, st, err := c.Exists(r.s.recordsPath(collection))
+		return st, err
+	})
+	if err != nil {
+		return mapErr("count records", err)
+	}
+	if st != nil && st.NumChildren >= configsvc.MaxRecordsPerCollection {
+		return &configsvc.CountError{What: "records in collection " + collection, Count: int64(st.NumChildren), Limit: configsvc.MaxRecordsPerCollection}
+	}
+	return nil
 }

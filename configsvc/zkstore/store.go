@@ -42,13 +42,13 @@ type Store struct {
 	leases  map[string]*lease // by instance node path
 
 	pruneMu      sync.Mutex
-	prunePending map[configsvc.Ref]int64 // newest First to prune below; checkFirst: unknown
-	prunedTo     map[configsvc.Ref]int64 // known progress of pruning, per ref
-	notes        *pruneNotes             // what pruning need not read back
-	pruneKick    chan struct{}           // buffer 1
+	prunePending map[configsvc.Ref]pendingPrune // newest First to prune below
+	prunedTo     map[configsvc.Ref]pruneMark    // what is known of pruning, per ref and epoch
+	pruneKick    chan struct{}                  // buffer 1
 
 	revs  *revCache  // revisions read by watchers
 	heads *headCache // heads a publish may build on without reading
+	metas *metaCache // data of manifest nodes (never modified)
 }
 
 // Open connects to ZooKeeper, waits for a session, authenticates when
@@ -67,12 +67,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		resession: make(chan struct{}, 1),
 		leases:    map[string]*lease{},
 
-		prunePending: map[configsvc.Ref]int64{},
-		prunedTo:     map[configsvc.Ref]int64{},
-		notes:        newPruneNotes(),
+		prunePending: map[configsvc.Ref]pendingPrune{},
+		prunedTo:     map[configsvc.Ref]pruneMark{},
 		pruneKick:    make(chan struct{}, 1),
 		revs:         newRevCache(),
 		heads:        newHeadCache(),
+		metas:        newMetaCache(),
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.acl, s.instACL = buildACLs(cfg)
