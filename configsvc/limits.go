@@ -83,3 +83,45 @@ const (
 	// repeats (FieldError.Value), in bytes.
 	MaxEchoLen = 80
 )
+
+// Limits are the counts a Store bounds (docs/zookeeper-layout.md lists
+// them with what they keep within one ZooKeeper packet). The zero value of
+// a field means its constant (MaxServices, MaxLinksPerService,
+// MaxInstancesPerService, MaxRecordsPerCollection), which is also the
+// largest value a store accepts: a lower limit is for tests and small
+// deployments. A count over its limit is refused with a *CountError
+// (ErrTooMany).
+type Limits struct {
+	// Services bounds the services, and separately the shared groups.
+	Services int
+	// LinksPerService bounds the shared groups one service links to.
+	LinksPerService int
+	// InstancesPerService bounds the live instances of one service.
+	InstancesPerService int
+	// RecordsPerCollection bounds the records of one Put collection.
+	RecordsPerCollection int
+}
+
+// Resolve returns l with each zero field set to its constant, or a
+// *FieldError (ErrInvalid) naming the first field that is negative or over
+// its constant.
+func (l Limits) Resolve() (Limits, error) {
+	for _, f := range []struct {
+		name string
+		v    *int
+		max  int
+	}{
+		{"Services", &l.Services, MaxServices},
+		{"LinksPerService", &l.LinksPerService, MaxLinksPerService},
+		{"InstancesPerService", &l.InstancesPerService, MaxInstancesPerService},
+		{"RecordsPerCollection", &l.RecordsPerCollection, MaxRecordsPerCollection},
+	} {
+		switch {
+		case *f.v == 0:
+			*f.v = f.max
+		case *f.v < 0 || *f.v > f.max:
+			return l, &FieldError{Field: "limits." + f.name, Value: itoa(int64(*f.v)), Msg: "must be 1 to " + itoa(int64(f.max)) + " (0 means " + itoa(int64(f.max)) + ")"}
+		}
+	}
+	return l, nil
+}

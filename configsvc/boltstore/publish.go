@@ -22,7 +22,8 @@ type revRecord struct {
 
 // Publish atomically creates revision cs.Base+1 and moves the head to it,
 // pruning revisions beyond the retention. The changeset's shape and limits
-// are checked (Changeset.Validate) before anything is written; its content
+// are checked (Changeset.Validate) before anything is written, and the
+// service's file count (configsvc.CheckServiceFiles); its content
 // is not validated here but once, by the configsvc.ValidatingStore that
 // publishes go through.
 func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Changeset) (configsvc.Revision, error) {
@@ -57,6 +58,9 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		withContent.Changes = cs.Changes
 		manifest, err := configsvc.Apply(h.Files, &withContent)
 		if err != nil {
+			return err
+		}
+		if err := configsvc.CheckServiceFiles(ref, len(h.Files), len(manifest)); err != nil {
 			return err
 		}
 		revs := b.Bucket(keyRevs)

@@ -72,6 +72,23 @@ func TestConformance(t *testing.T) {
 		OpenWithRetention: func(t *testing.T, n int) configsvc.Store {
 			return MustOpen(t, boltstore.Options{Retention: n})
 		},
+		OpenWithLimits: func(t *testing.T, l configsvc.Limits) configsvc.Store {
+			return MustOpen(t, boltstore.Options{Limits: l})
+		},
+		Reopen: func(t *testing.T, st configsvc.Store, n int) configsvc.Store {
+			bs := st.(*boltstore.Store)
+			if err := bs.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return MustOpenAt(t, bs.Path(), boltstore.Options{Retention: n})
+		},
+		StoredRevisions: func(t *testing.T, st configsvc.Store, ref configsvc.Ref) int {
+			n, err := boltstore.StoredRevisions(st.(*boltstore.Store), ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		},
 	})
 }
 

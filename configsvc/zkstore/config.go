@@ -38,6 +38,10 @@ type Config struct {
 	// read on every node the store creates, and all permissions under
 	// instances/ so that SDKs can register. Only used with Digest. Optional.
 	ReadOnlyDigest string
+	// Limits bounds the services, links, instances and records the store
+	// holds; the zero value of each field is its configsvc constant, which
+	// is also the largest allowed (see configsvc.Limits).
+	Limits configsvc.Limits
 	// Logger receives connection and session events. Default: discard.
 	Logger *slog.Logger
 	// Now returns the time recorded in revisions. Default time.Now.
@@ -114,6 +118,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Retention > configsvc.MaxRetention {
 		return c, fmt.Errorf("zkstore: Config.Retention %d is over the limit of %d revisions: %w", c.Retention, configsvc.MaxRetention, configsvc.ErrInvalid)
 	}
+	limits, err := c.Limits.Resolve()
+	if err != nil {
+		return c, fmt.Errorf("zkstore: Config.%w", err)
+	}
+	c.Limits = limits
 	for _, d := range []string{c.Digest, c.ReadOnlyDigest} {
 		if d != "" && !strings.Contains(d, ":") {
 			return c, fmt.Errorf("zkstore: digest identities must be user:password: %w", configsvc.ErrInvalid)

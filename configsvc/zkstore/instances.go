@@ -68,8 +68,8 @@ func (s *Store) checkInstanceRoom(ctx context.Context, svc string) error {
 	if err != nil {
 		return mapErr("count instances", err)
 	}
-	if st != nil && st.NumChildren >= configsvc.MaxInstancesPerService {
-		return &configsvc.CountError{What: "live instances of service " + svc, Count: int64(st.NumChildren), Limit: configsvc.MaxInstancesPerService}
+	if st != nil && int(st.NumChildren) >= s.cfg.Limits.InstancesPerService {
+		return &configsvc.CountError{What: "live instances of service " + svc, Count: int64(st.NumChildren), Limit: int64(s.cfg.Limits.InstancesPerService)}
 	}
 	return nil
 }

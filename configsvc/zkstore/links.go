@@ -66,8 +66,8 @@ func (s *Store) changeLink(ctx context.Context, svc, group string, link bool) er
 			}
 			return fmt.Errorf("%s: not linked: %w", what, configsvc.ErrNotFound)
 		case link:
-			if len(h.Links) >= configsvc.MaxLinksPerService {
-				return fmt.Errorf("%s: %w", what, &configsvc.CountError{What: "shared groups linked to service " + svc, Count: int64(len(h.Links)), Limit: configsvc.MaxLinksPerService})
+			if len(h.Links) >= s.cfg.Limits.LinksPerService {
+				return fmt.Errorf("%s: %w", what, &configsvc.CountError{What: "shared groups linked to service " + svc, Count: int64(len(h.Links)), Limit: int64(s.cfg.Limits.LinksPerService)})
 			}
 			h.Links = append(h.Links, group)
 			sort.Strings(h.Links)

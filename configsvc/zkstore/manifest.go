@@ -79,8 +79,8 @@ type headState struct {
 	manifest map[string]int64 // file → revision whose content node holds it
 }
 
-// maxStateReads bounds the attempts of readState to catch a head and its
-// manifest between two publishes.
+// maxStateReads bounds the attempts of readStateInOrder to catch a head
+// and its manifest between two publishes.
 const maxStateReads = 50
 
 // readState reads ref's head and, consistently with it, its manifest; the
@@ -123,11 +123,64 @@ func (s *Store) readState(ctx context.Context, ref configsvc.Ref, extra []string
 			}
 			return st, res[1:], nil
 		}
-		// A head write fell between the two reads: read both again.
-		if attempt+1 >= maxStateReads || ctx.Err() != nil {
-			return headState{}, nil, fmt.Errorf("the head of %s kept changing while its manifest was read: %w", ref, configsvc.ErrUnavailable)
+		// A head write fell between the two reads: read both again, and
+		// after a second miss one after the other, which needs no mzxid
+		// rule (a head writer that broke it would only cost time).
+		if attempt >= 1 {
+			return s.readStateInOrder(ctx, ref, extra)
 		}
 	}
+}
+
+// readStateInOrder is readState with the head, the listing and the head
+// again read one after the other: ZooKeeper answers a session's requests
+// in order, so when both head reads show the same write, the listing
+// between them belongs to it (only head writes change the manifest).
+func (s *Store) readStateInOrder(ctx context.Context, ref configsvc.Ref, extra []string) (headState, []result, error) {
+	for attempt := 0; attempt < maxStateReads; attempt++ {
+		data, stat, err := s.get(ctx, s.headPath(ref))
+		if errors.Is(err, zk.ErrNoNode) {
+			return headState{}, nil, fmt.Errorf("%s does not exist: %w", ref, configsvc.ErrNotFound)
+		}
+		if err != nil {
+			return headState{}, nil, err
+		}
+		h, err := decodeHead(data)
+		if err != nil {
+			return headState{}, nil, err
+		}
+		if !h.layout2() {
+			return s.readState(ctx, ref, extra)
+		}
+		kids, err := s.children(ctx, s.manifestDir(ref))
+		if err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return headState{}, nil, err
+		}
+		_, again, err := s.get(ctx, s.headPath(ref))
+		if errors.Is(err, zk.ErrNoNode) {
+			return headState{}, nil, fmt.Errorf("%s does not exist: %w", ref, configsvc.ErrNotFound)
+		}
+		if err != nil {
+			return headState{}, nil, err
+		}
+		if again.Mzxid != stat.Mzxid {
+			continue
+		}
+		st := headState{doc: h, stat: stat, manifest: make(map[string]int64, len(kids))}
+		for _, k := range kids {
+			f, n, ok := parseManifestName(k)
+			if !ok {
+				return headState{}, nil, fmt.Errorf("corrupt manifest node %q", k)
+			}
+			st.manifest[f] = n
+		}
+		res, err := s.getMany(ctx, extra)
+		if err != nil {
+			return headState{}, nil, err
+		}
+		return st, res, nil
+	}
+	return headState{}, nil, fmt.Errorf("the head of %s kept changing while its manifest was read: %w", ref, configsvc.ErrUnavailable)
 }
 
 // listing is a children listing with the parent's stat.

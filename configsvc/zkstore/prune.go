@@ -38,7 +38,11 @@ type pruneMark struct {
 // (by this server or another) is never taken for pruned.
 func (s *Store) schedulePrune(ref configsvc.Ref, epoch string, first int64) {
 	s.pruneMu.Lock()
-	if mark, ok := s.prunedTo[ref]; first != 0 && ok && mark.epoch == epoch && first-mark.pruned < s.pruneLag() {
+	pruned := int64(1) // what any incarnation starts from
+	if mark, ok := s.prunedTo[ref]; ok && mark.epoch == epoch {
+		pruned = mark.pruned
+	}
+	if first != 0 && first-pruned < s.pruneLag() {
 		s.pruneMu.Unlock()
 		return
 	}

@@ -389,8 +389,8 @@ func (r records) checkRoom(ctx context.Context, collection string) error {
 	if err != nil {
 		return mapErr("count records", err)
 	}
-	if st != nil && st.NumChildren >= configsvc.MaxRecordsPerCollection {
-		return &configsvc.CountError{What: "records in collection " + collection, Count: int64(st.NumChildren), Limit: configsvc.MaxRecordsPerCollection}
+	if st != nil && int(st.NumChildren) >= r.s.cfg.Limits.RecordsPerCollection {
+		return &configsvc.CountError{What: "records in collection " + collection, Count: int64(st.NumChildren), Limit: int64(r.s.cfg.Limits.RecordsPerCollection)}
 	}
 	return nil
 }

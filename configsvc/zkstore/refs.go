@@ -33,8 +33,8 @@ func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 	if err != nil {
 		return mapErr(what, err)
 	}
-	if st != nil && st.NumChildren >= configsvc.MaxServices {
-		return fmt.Errorf("%s: %w", what, &configsvc.CountError{What: ref.Kind.String() + "s in the store", Count: int64(st.NumChildren), Limit: configsvc.MaxServices})
+	if st != nil && int(st.NumChildren) >= s.cfg.Limits.Services {
+		return fmt.Errorf("%s: %w", what, &configsvc.CountError{What: ref.Kind.String() + "s in the store", Count: int64(st.NumChildren), Limit: int64(s.cfg.Limits.Services)})
 	}
 	now := s.cfg.Now().UTC()
 	base := s.refPath(ref)
