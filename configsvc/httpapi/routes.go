@@ -31,6 +31,11 @@ type reqState struct {
 	// routine marks a successful request that changes nothing an operator
 	// audits (an instance lease refresh); it writes no audit entry.
 	routine bool
+	// replayed marks a request answered from the answer kept for its
+	// Idempotency-Key: it wrote nothing and writes no audit entry.
+	replayed bool
+	// code is the error code the request was answered with, if any.
+	code string
 	// cred is what the caller authenticated with, for event streams to
 	// re-check; zero for public routes.
 	cred credential
@@ -93,6 +98,9 @@ func (s *Server) routes() (*gin.Engine, error) {
 		}
 		if o&public == 0 {
 			chain = append(chain, s.authenticate)
+			if isMutating(method) {
+				chain = append(chain, s.idempotent)
+			}
 		}
 		v1.Handle(method, path, append(chain, h)...)
 	}
@@ -192,7 +200,7 @@ func (s *Server) observe(c *gin.Context) {
 		slogStr("actor", actor),
 	)
 
-	if apiPath && isMutating(c.Request.Method) && c.FullPath() != "" && st.action != "" && !(st.routine && status < 400) {
+	if apiPath && isMutating(c.Request.Method) && c.FullPath() != "" && st.action != "" && !(st.routine && status < 400) && !st.replayed {
 		s.recordAudit(c, st, status, start)
 	}
 }
