@@ -257,7 +257,6 @@ func NewIdempotencyKey() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-
 // each calls try with the base URL of each server in fail-over order until
 // one answers; an answer of 429 or 5xx counts only when retry is not set.
 // See Config.Servers.
