@@ -301,3 +301,33 @@ func TestPruneAfterRecreateElsewhere(t *testing.T) {
 	}
 	waitStored(4 + 1)
 }
+
+// TestListingBounds: with every collection at its bound and every name at
+// its longest, a listing stays well under ZooKeeper's 1 MiB packet
+// (docs/zookeeper-layout.md, "Children per node"): raising a limit past
+// that fails here.
+func TestListingBounds(t *testing.T) {
+	const packet = 1<<20 - 1
+	for _, c := range []struct {
+		node     string
+		children int
+		nameLen  int
+	}{
+		{"services/, shared/, users/", configsvc.MaxServices, configsvc.MaxNameLen},
+		{"manifest/", configsvc.MaxFilesPerService, configsvc.MaxFileNameLen + 1 + 19},
+		{"revisions/", configsvc.MaxRetention + 16, 10},
+		{"content/", configsvc.MaxRetention + 16 + configsvc.MaxFilesPerService, 10},
+		{"content/{N}/", configsvc.MaxFilesPerChangeset, configsvc.MaxFileNameLen},
+		{"links/", configsvc.MaxLinksPerService, configsvc.MaxNameLen},
+		{"instances/{svc}/", configsvc.MaxInstancesPerService, configsvc.MaxFileNameLen},
+		{"records/{collection}/", configsvc.MaxRecordsPerCollection, configsvc.MaxFileNameLen},
+	} {
+		// Each name is a length-prefixed string; the answer has a header
+		// and the parent's stat. Room is left for writers counting at the
+		// same moment (a third more).
+		size := c.children*(4+c.nameLen)*4/3 + 1024
+		if size > packet {
+			t.Errorf("%s: %d children of %d bytes list in about %d bytes, over %d", c.node, c.children, c.nameLen, size, packet)
+		}
+	}
+}
