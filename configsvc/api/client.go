@@ -22,8 +22,9 @@ import (
 // HeaderIdempotencyKey is the request header that makes a write safe to
 // retry: the admin server answers a repeat with the same key (same
 // credential, method and path) within 24 h with the first answer, writing
-// nothing. The Client sends one with every write but instance
-// registrations (see Config.Servers).
+// nothing (docs/api.md). The Client sends a new one with every write but
+// instance registrations, and sends the write again under it when the
+// answer was lost.
 const HeaderIdempotencyKey = "Idempotency-Key"
 
 // Defaults for the zero values of Config, and the client's limits.
@@ -55,7 +56,9 @@ type Config struct {
 	// around, and the first that answers is used from then on. Reads, event
 	// streams and instance registrations also move on when the server
 	// answers 429 or 5xx; a write (publish, rollback, creation …) then does
-	// not, as it may have taken effect. Default: DefaultServer.
+	// not, as it may have taken effect. A write whose answer was lost (the
+	// connection broke after sending) is sent again to the same server
+	// under its Idempotency-Key. Default: DefaultServer.
 	Servers []string
 	// Token is the API token sent as "Authorization: Bearer". It is never
 	// logged nor put in an error. Default: none (only /healthz, /readyz and

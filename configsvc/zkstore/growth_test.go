@@ -1,10 +1,12 @@
 package zkstore_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -103,7 +105,7 @@ func TestMigrateFromLayout1(t *testing.T) {
 		t.Helper()
 		for _, n := range revs {
 			snap, err := st.Snapshot(ctx, ref, n)
-			if err != nil || !equalFiles(snap.Files, want[n]) {
+			if err != nil || !maps.EqualFunc(snap.Files, want[n], bytes.Equal) {
 				t.Fatalf("%s: Snapshot(%d) = %v, %v; want %v", when, n, snap.Files, err, want[n])
 			}
 			for f, content := range want[n] {
@@ -234,24 +236,13 @@ func contentNodes(t *testing.T, c *zk.Conn, dir string) []string {
 	return out
 }
 
+// files turns name/content pairs into a snapshot's file map.
 func files(kv ...string) map[string][]byte {
 	m := map[string][]byte{}
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = []byte(kv[i+1])
 	}
 	return m
-}
-
-func equalFiles(a, b map[string][]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || string(v) != string(w) {
-			return false
-		}
-	}
-	return true
 }
 
 // TestPruneAfterRecreateElsewhere: a server that pruned a service keeps no
