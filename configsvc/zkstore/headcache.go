@@ -35,6 +35,7 @@ type cachedHead struct {
 	doc      *headDoc
 	version  int32
 	manifest map[string]int64
+	cversion int32 // manifest/'s cversion with that manifest
 }
 
 func newHeadCache() *headCache {
@@ -57,7 +58,7 @@ func (c *headCache) get(ref configsvc.Ref, rev int64) (cachedHead, bool) {
 // at version with its manifest (which the cache now owns), unless the
 // entry already holds a newer version of the same epoch. Heads in layout 1
 // are not cached.
-func (c *headCache) put(ref configsvc.Ref, doc *headDoc, version int32, manifest map[string]int64) {
+func (c *headCache) put(ref configsvc.Ref, doc *headDoc, version int32, manifest map[string]int64, cversion int32) {
 	if !doc.layout2() || manifest == nil {
 		return
 	}
@@ -74,7 +75,7 @@ func (c *headCache) put(ref configsvc.Ref, doc *headDoc, version int32, manifest
 			break
 		}
 	}
-	c.m[ref] = cachedHead{doc: &d, version: version, manifest: manifest}
+	c.m[ref] = cachedHead{doc: &d, version: version, manifest: manifest, cversion: cversion}
 }
 
 // drop forgets ref's entry if it is still used (a guess that failed);

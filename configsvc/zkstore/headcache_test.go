@@ -143,7 +143,6 @@ func TestPublishGivesEpochToOldService(t *testing.T) {
 	if _, err := c.Multi(
 		&zk.DeleteRequest{Path: root + "/services/orders/epoch-" + epoch, Version: -1},
 		&zk.SetDataRequest{Path: headPath, Data: data, Version: stat.Version},
-		&zk.SetDataRequest{Path: root + "/services/orders/manifest", Version: -1}, // as every head write does
 	); err != nil {
 		t.Fatal(err)
 	}

@@ -108,6 +108,11 @@ type headDoc struct {
 	// lives under content/{N}/ and revision nodes carry no manifest. 0 in
 	// layout 1. Create sets 1; migrate sets the head revision + 1.
 	Since int64 `json:"since,omitempty"`
+	// ManifestCversion is the child version (cversion) of manifest/ once
+	// the transaction that wrote this head's revision was applied: a
+	// listing of manifest/ that comes with this cversion is the manifest
+	// at Revision (see manifest.go). Layout 2.
+	ManifestCversion int32 `json:"manifest_cversion,omitempty"`
 	// First is the oldest retained revision; older ones are compacted.
 	First int64 `json:"first"`
 	// Epoch names this incarnation of the service or group: Create makes

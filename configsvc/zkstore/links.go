@@ -87,9 +87,6 @@ func (s *Store) changeLink(ctx context.Context, svc, group string, link bool) er
 			h.Links = nil
 		}
 		ops = append(ops, &zk.SetDataRequest{Path: s.headPath(ref), Data: mustJSON(h), Version: stat.Version})
-		if h.layout2() {
-			ops = append(ops, s.touchManifest(ref))
-		}
 		_, err = s.multi(ctx, ops...)
 		switch {
 		case err == nil:

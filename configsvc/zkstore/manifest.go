@@ -23,13 +23,12 @@ import (
 // service has. The head keeps a summary (revision, file count, links).
 //
 // Reading the manifest lists manifest/ together with the head, pipelined.
-// The two answers belong to the same state when the head's mzxid equals
-// the mzxid of the manifest/ node the listing came with: every transaction
-// that writes the head also sets manifest/'s data (publish, link change,
-// migration; Create makes both), and only those transactions change the
-// manifest, so equal mzxids mean no manifest change fell between the two
-// reads, in whichever order ZooKeeper served them. Anything that writes
-// the head must keep that rule (touchManifest).
+// The two answers belong to the same state when the child version
+// (cversion) manifest/ comes with in the listing equals the head's
+// ManifestCversion: only publishes (and the move to layout 2) change the
+// manifest, each changes at least one child, and each writes into its head
+// the cversion it leaves manifest/ at; so whichever order ZooKeeper served
+// the two reads in, equal versions mean no publish fell between them.
 
 // manifestDir is the node whose children are the manifest of ref.
 func (s *Store) manifestDir(ref configsvc.Ref) string { return s.refPath(ref) + "/manifest" }
@@ -38,13 +37,6 @@ func (s *Store) manifestDir(ref configsvc.Ref) string { return s.refPath(ref) + 
 // content node.
 func (s *Store) manifestNode(ref configsvc.Ref, file string, rev int64) string {
 	return s.manifestDir(ref) + "/" + manifestName(file, rev)
-}
-
-// touchManifest is the operation every transaction that writes ref's head
-// (layout 2) carries, so that readers can tell a listing of manifest/
-// belongs to the head they read (see above).
-func (s *Store) touchManifest(ref configsvc.Ref) *zk.SetDataRequest {
-	return &zk.SetDataRequest{Path: s.manifestDir(ref), Version: -1}
 }
 
 // manifestName is the name of a manifest node. File names never hold an
@@ -77,6 +69,7 @@ type headState struct {
 	doc      *headDoc
 	stat     *zk.Stat
 	manifest map[string]int64 // file → revision whose content node holds it
+	cversion int32            // manifest/'s cversion with that manifest
 }
 
 // maxStateReads bounds the attempts of readStateInOrder to catch a head
@@ -112,7 +105,8 @@ func (s *Store) readState(ctx context.Context, ref configsvc.Ref, extra []string
 		if l.err != nil && !errors.Is(l.err, zk.ErrNoNode) {
 			return headState{}, nil, l.err
 		}
-		if l.err == nil && l.stat.Mzxid == st.stat.Mzxid {
+		if l.err == nil && l.stat.Cversion == h.ManifestCversion {
+			st.cversion = l.stat.Cversion
 			st.manifest = make(map[string]int64, len(l.kids))
 			for _, k := range l.kids {
 				f, n, ok := parseManifestName(k)
@@ -123,9 +117,10 @@ func (s *Store) readState(ctx context.Context, ref configsvc.Ref, extra []string
 			}
 			return st, res[1:], nil
 		}
-		// A head write fell between the two reads: read both again, and
-		// after a second miss one after the other, which needs no mzxid
-		// rule (a head writer that broke it would only cost time).
+		// A publish fell between the two reads: read both again, and after
+		// a second miss one after the other, which needs no version rule (a
+		// head whose ManifestCversion is wrong only costs time, and the
+		// next publish writes the right one).
 		if attempt >= 1 {
 			return s.readStateInOrder(ctx, ref, extra)
 		}
@@ -152,8 +147,11 @@ func (s *Store) readStateInOrder(ctx context.Context, ref configsvc.Ref, extra [
 		if !h.layout2() {
 			return s.readState(ctx, ref, extra)
 		}
-		kids, err := s.children(ctx, s.manifestDir(ref))
-		if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		l, err := call(ctx, s, func(c *zk.Conn) (listing, error) {
+			kids, st, err := c.Children(s.manifestDir(ref))
+			return listing{kids: kids, stat: st}, err
+		})
+		if err != nil {
 			return headState{}, nil, err
 		}
 		_, again, err := s.get(ctx, s.headPath(ref))
@@ -166,8 +164,8 @@ func (s *Store) readStateInOrder(ctx context.Context, ref configsvc.Ref, extra [
 		if again.Mzxid != stat.Mzxid {
 			continue
 		}
-		st := headState{doc: h, stat: stat, manifest: make(map[string]int64, len(kids))}
-		for _, k := range kids {
+		st := headState{doc: h, stat: stat, manifest: make(map[string]int64, len(l.kids)), cversion: l.stat.Cversion}
+		for _, k := range l.kids {
 			f, n, ok := parseManifestName(k)
 			if !ok {
 				return headState{}, nil, fmt.Errorf("corrupt manifest node %q", k)
@@ -268,9 +266,13 @@ func fileMeta(name string, rev int64, d fileNodeDoc) configsvc.FileMeta {
 }
 
 // revReadAhead is how many revisions after the one asked for a history
-// read fetches in its first round trip: usually enough to find when a file
-// changed next.
-const revReadAhead = 16
+// read fetches in one round trip; fileReadAhead how many File reads in
+// its first one (usually enough to find when a file changed next, and
+// cheap when it was not needed).
+const (
+	revReadAhead  = 16
+	fileReadAhead = 4
+)
 
 // revWindow returns the paths of revisions from..from+n-1.
 func (s *Store) revWindow(ref configsvc.Ref, from int64, n int) []string {
@@ -387,7 +389,7 @@ func (s *Store) manifestAt(ctx context.Context, ref configsvc.Ref, rev int64) (m
 func (s *Store) fileAt(ctx context.Context, ref configsvc.Ref, file string, rev int64) (contentRev int64, ok bool, h *headDoc, err error) {
 	var extra []string
 	if rev > 0 {
-		extra = s.revWindow(ref, rev, revReadAhead+1)
+		extra = s.revWindow(ref, rev, fileReadAhead+1)
 	}
 	st, res, err := s.readState(ctx, ref, extra)
 	if err != nil {
@@ -478,14 +480,22 @@ func (s *Store) migrate(ctx context.Context, ref configsvc.Ref) error {
 		if err := s.applyBounded(ctx, ops); err != nil {
 			return err
 		}
+		dir, err := call(ctx, s, func(c *zk.Conn) (*zk.Stat, error) {
+			_, st, err := c.Exists(s.manifestDir(ref))
+			return st, err
+		})
+		if err != nil {
+			return err
+		}
 		next := *h
 		next.Files, next.Count, next.Since, next.legacy = manifestMarker, len(h.legacy), h.Revision+1, nil
+		next.ManifestCversion = dir.Cversion
 		var flip []any
 		if next.Epoch == "" {
 			next.Epoch = newID(8)
 			flip = append(flip, &zk.CreateRequest{Path: s.epochPath(ref, next.Epoch), Acl: s.acl})
 		}
-		flip = append(flip, &zk.SetDataRequest{Path: s.headPath(ref), Data: mustJSON(&next), Version: stat.Version}, s.touchManifest(ref))
+		flip = append(flip, &zk.SetDataRequest{Path: s.headPath(ref), Data: mustJSON(&next), Version: stat.Version})
 		_, err = s.multi(ctx, flip...)
 		switch {
 		case err == nil:

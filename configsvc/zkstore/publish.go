@@ -21,8 +21,9 @@ const maxPublishAttempts = 20
 // node of each written file (under content/{N}/), the manifest nodes of
 // the changed files (the old one deleted, the new one created), the
 // revision node (metadata, publish id, each change with the file's
-// previous content revision), the head set with a version check, and
-// manifest/ touched (see manifest.go). Its size depends on the changeset
+// previous content revision), and the head, with the child version the
+// manifest changes leave manifest/ at (see manifest.go), set with a
+// version check. Its size depends on the changeset
 // only, never on how many files the service has. It checks ref and cs's
 // shape and limits before writing anything, and the service's file count
 // (configsvc.CheckServiceFiles) against the manifest it builds on; content
@@ -83,7 +84,7 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		_, err = s.multi(ctx, ops...)
 		switch {
 		case err == nil:
-			s.heads.put(ref, head, base.version+1, manifest)
+			s.heads.put(ref, head, base.version+1, manifest, head.ManifestCversion)
 			for f, data := range p.metas {
 				if d, err := decode[fileNodeDoc]("manifest", data); err == nil {
 					s.metas.put(metaKey(ref, head.Epoch, f, p.doc.Revision), *d)
@@ -215,8 +216,8 @@ func (s *Store) publishBase(ctx context.Context, p *publication, again, unsure b
 			return cachedHead{}, false, fmt.Errorf("base revision %d is not the head %d: %w", p.cs.Base, st.doc.Revision, configsvc.ErrConflict)
 		}
 	}
-	s.heads.put(ref, st.doc, st.stat.Version, st.manifest)
-	return cachedHead{doc: st.doc, version: st.stat.Version, manifest: st.manifest}, false, nil
+	s.heads.put(ref, st.doc, st.stat.Version, st.manifest, st.cversion)
+	return cachedHead{doc: st.doc, version: st.stat.Version, manifest: st.manifest, cversion: st.cversion}, false, nil
 }
 
 // transaction returns the operations that publish p on top of base (a
@@ -251,7 +252,9 @@ func (p *publication) transaction(base cachedHead) ([]any, *headDoc, map[string]
 	}
 	head := &headDoc{Revision: n, Files: manifestMarker, Count: len(manifest), Since: base.doc.Since,
 		Links: base.doc.Links, Updated: p.doc.Time, Author: p.cs.Author,
-		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest}
+		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest,
+		// Each manifest operation creates or deletes one child.
+		ManifestCversion: base.cversion + int32(len(nodes))}
 	if keep := int64(s.cfg.Retention); n-keep+1 > head.First {
 		head.First = n - keep + 1
 	}
@@ -267,8 +270,7 @@ func (p *publication) transaction(base cachedHead) ([]any, *headDoc, map[string]
 	ops = append(ops, nodes...)
 	ops = append(ops,
 		&zk.CreateRequest{Path: s.revPath(ref, n), Data: mustJSON(p.doc), Acl: s.acl},
-		&zk.SetDataRequest{Path: s.headPath(ref), Data: mustJSON(head), Version: base.version},
-		s.touchManifest(ref))
+		&zk.SetDataRequest{Path: s.headPath(ref), Data: mustJSON(head), Version: base.version})
 	return ops, head, manifest, nil
 }
 

@@ -81,7 +81,7 @@ func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 		}
 		return mapErr(what, err)
 	}
-	s.heads.put(ref, head, 0, map[string]int64{}) // the first publish builds on it
+	s.heads.put(ref, head, 0, map[string]int64{}, 0) // the first publish builds on it
 	if ref.Kind == configsvc.KindService {
 		if err := s.createIfMissing(ctx, s.instancesPath(ref.Name), s.instACL); err != nil {
 			s.log.Warn("zkstore: create instances node", "service", ref.Name, "err", err)
@@ -248,7 +248,7 @@ func (s *Store) Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, er
 		if err != nil {
 			return configsvc.Head{}, mapErr("zkstore: head "+ref.String(), err)
 		}
-		s.heads.put(ref, st.doc, st.stat.Version, st.manifest) // a publish on top of this head usually follows
+		s.heads.put(ref, st.doc, st.stat.Version, st.manifest, st.cversion) // a publish on top of this head usually follows
 		return st.doc.head(ref, files), nil
 	}
 }
