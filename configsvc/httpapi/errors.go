@@ -78,7 +78,11 @@ func details(err error) map[string]any {
 	case errors.As(err, &pe):
 		return map[string]any{"file": pe.File, "line": pe.Line, "column": pe.Column, "format": string(pe.Format)}
 	case errors.As(err, &le):
-		return map[string]any{"limit": le.Limit, "size": le.Size, "what": le.What}
+		d := map[string]any{"limit": le.Limit, "size": le.Size, "what": le.What}
+		if le.Unit != "" {
+			d["unit"] = le.Unit
+		}
+		return d
 	case errors.As(err, &ce):
 		d := map[string]any{"limit": ce.Limit, "count": ce.Count, "what": ce.What}
 		if ce.Setting != "" {

@@ -234,8 +234,9 @@ func (s *Store) fileMetas(ctx context.Context, ref configsvc.Ref, st headState) 
 		return out, nil
 	}
 	var names, paths []string
+	cache := st.doc.Epoch != "" // a head without an epoch has no incarnation to key by
 	for name, rev := range st.manifest {
-		if d, ok := s.metas.get(metaKey(ref, st.doc.Epoch, name, rev)); ok {
+		if d, ok := s.metas.get(metaKey(ref, st.doc.Epoch, name, rev)); cache && ok {
 			out[name] = fileMeta(name, rev, d)
 			continue
 		}
@@ -255,7 +256,9 @@ func (s *Store) fileMetas(ctx context.Context, ref configsvc.Ref, st headState) 
 			return nil, err
 		}
 		rev := st.manifest[names[i]]
-		s.metas.put(metaKey(ref, st.doc.Epoch, names[i], rev), *d)
+		if cache {
+			s.metas.put(metaKey(ref, st.doc.Epoch, names[i], rev), *d)
+		}
 		out[names[i]] = fileMeta(names[i], rev, *d)
 	}
 	return out, nil

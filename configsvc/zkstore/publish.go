@@ -86,7 +86,7 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		case err == nil:
 			s.heads.put(ref, head, base.version+1, manifest, head.ManifestCversion)
 			for f, data := range p.metas {
-				if d, err := decode[fileNodeDoc]("manifest", data); err == nil {
+				if d, err := decode[fileNodeDoc]("manifest", data); err == nil && head.Epoch != "" {
 					s.metas.put(metaKey(ref, head.Epoch, f, p.doc.Revision), *d)
 				}
 			}
