@@ -140,9 +140,9 @@ func (s *Store) prune(ref configsvc.Ref) {
 // boundedTxn bytes, at least one, at most pruneWindow. It reports up to
 // which revision (exclusive) ref is pruned, the head's First and epoch.
 // Two round trips and the transaction: the head and ref node, the revision
-// nodes, then the deletions; emptied content directories are removed
-// after, best effort (a directory left behind holds nothing and goes with
-// the service).
+// nodes, then the deletions with the content directories they empty;
+// emptied directories of older revisions are removed after, best effort
+// (a directory left behind holds nothing and goes with the service).
 //
 // Which content nodes go: the content of file f written by revision R is
 // used by revisions R up to the one before S, the next revision that
@@ -184,8 +184,9 @@ func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) (pruned, first
 		return 0, 0, "", err
 	}
 	var contents, revs []any
-	dirs := map[int64]bool{}   // content directories that may have emptied
-	size := opsSize(nil) + 256 // the progress update
+	dirs := map[int64]bool{}        // content directories that may have emptied
+	gone := map[contentRef]bool{}   // content nodes this step deletes
+	size := opsSize(nil) + 256 + 64 // the progress update, an emptied directory
 	to := from
 	for next := from + 1; next <= end; next++ {
 		prev := previousContent(docs, next)
@@ -200,8 +201,9 @@ func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) (pruned, first
 		if to > from && size+grow > boundedTxn {
 			break
 		}
-		size += grow
+		size += grow + 64
 		for _, c := range prev {
+			gone[c] = true
 			if h.layout2() && c.rev >= h.Since {
 				dirs[c.rev] = true
 			}
@@ -214,13 +216,30 @@ func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) (pruned, first
 		contents = append(contents, add[:n]...)
 		to = next
 	}
+	// The content directory of a revision the step removes goes in the same
+	// transaction when the step removes all it holds (the usual case: the
+	// files were changed again before to); others that emptied (of older
+	// revisions) are removed after it, one request each.
+	for r := from; r < to; r++ {
+		if !h.layout2() || r < h.Since || docs[r] == nil || !dirs[r] {
+			continue
+		}
+		delete(dirs, r)
+		all := true
+		for _, c := range docs[r].Changes {
+			all = all && (c.Delete || gone[contentRef{r, c.File}])
+		}
+		if all {
+			contents = append(contents, &zk.DeleteRequest{Path: s.contentDir(ref, r), Version: -1})
+		}
+	}
 	// Content first, so that a step applied one by one and interrupted
 	// never drops a revision node whose content it has not dropped yet.
 	ops := append(contents, revs...)
 	rd.Pruned = to
 	ops = append(ops, &zk.SetDataRequest{Path: s.refPath(ref), Data: mustJSON(rd), Version: nodes[1].stat.Version})
 	if _, err := s.multi(ctx, ops...); err != nil {
-		if !errors.Is(err, zk.ErrNoNode) {
+		if !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrNotEmpty) {
 			return 0, 0, "", err
 		}
 		if err := s.pruneOneByOne(ctx, ops); err != nil {
@@ -291,14 +310,14 @@ func (s *Store) removeEmptyDirs(ctx context.Context, ref configsvc.Ref, dirs map
 }
 
 // pruneOneByOne applies a prune transaction that failed on a node already
-// gone (an earlier, interrupted prune) as separate deletes, in order, then
-// the progress update.
+// gone (an earlier, interrupted prune) or a directory not empty as separate
+// deletes, in order, then the progress update; such nodes are skipped.
 func (s *Store) pruneOneByOne(ctx context.Context, ops []any) error {
 	for _, op := range ops {
 		switch o := op.(type) {
 		case *zk.DeleteRequest:
 			err := s.do(ctx, func(c *zk.Conn) error { return c.Delete(o.Path, -1) })
-			if err != nil && !errors.Is(err, zk.ErrNoNode) {
+			if err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrNotEmpty) {
 				return err
 			}
 		case *zk.SetDataRequest:
