@@ -27,21 +27,36 @@ var (
 	ErrLocked = errors.New("store locked by another process")
 	// ErrTooMany: a count over its limit (open event streams or console
 	// sessions of one token, instances of a service or registered by one
-	// token). A *CountError names the limit. HTTP 429.
+	// token, services, links, records of a collection). A *CountError names
+	// the limit. HTTP 429.
 	ErrTooMany = errors.New("too many")
+	// ErrOutcomeUnknown: a write was sent, but whether it took effect could
+	// not be learnt within the call's deadline (the connection was lost
+	// after sending and the store could not be read back). It may or may
+	// not have been applied: read the state to find out before writing
+	// again. It is not ErrUnavailable, which means nothing was written, so
+	// that no caller retries it blindly. HTTP 503 with the code
+	// outcome_unknown.
+	ErrOutcomeUnknown = errors.New("outcome unknown")
 )
 
 // LimitError reports input over one of Sluice's size limits. It matches
 // ErrTooLarge with errors.Is.
 type LimitError struct {
 	What  string // what was measured, e.g. `file "db.yaml"` or "changeset"
-	Size  int64  // its size in bytes
-	Limit int64  // the limit in bytes
+	Size  int64  // its size, in Unit
+	Limit int64  // the limit, in Unit
+	// Unit is what Size and Limit count, e.g. "files"; empty means bytes.
+	Unit string
 }
 
-// Error says what was over which limit, in bytes.
+// Error says what was over which limit, in its unit.
 func (e *LimitError) Error() string {
-	return e.What + " is " + itoa(e.Size) + " bytes, over the limit of " + itoa(e.Limit) + " bytes"
+	unit := e.Unit
+	if unit == "" {
+		unit = "bytes"
+	}
+	return e.What + " is " + itoa(e.Size) + " " + unit + ", over the limit of " + itoa(e.Limit) + " " + unit
 }
 
 // Is reports whether target is ErrTooLarge.

@@ -24,11 +24,38 @@ const (
 	// DefaultRetention is how many revisions per service or group are kept
 	// when a store is opened with Retention 0.
 	DefaultRetention = 500
+	// MaxRetention is the largest retention a store accepts: it bounds the
+	// revisions (and so the ZooKeeper children of revisions/ and content/)
+	// a service or group keeps.
+	MaxRetention = 10000
+	// MaxFilesPerService bounds the files of one service or shared group
+	// at its head (CheckServiceFiles, 413): at most 4096 names of at most
+	// MaxFileNameLen bytes, so that a ZooKeeper listing of a manifest
+	// stays well under one packet (docs/zookeeper-layout.md).
+	MaxFilesPerService = 4096
 	// DefaultMaxServiceBytes bounds the total content of the files of one
 	// service or shared group at its head (CheckServiceBytes) when the
 	// admin server is not given another limit: 16 MiB. Every SDK of the
 	// service holds that much in memory and in its cache.
 	DefaultMaxServiceBytes = 16 << 20
+
+	// MaxServices bounds the services, and separately the shared groups,
+	// of one store: Store.Create refuses more with a *CountError
+	// (ErrTooMany). Names are at most MaxNameLen bytes, so listing them
+	// all fits in one ZooKeeper packet.
+	MaxServices = 10000
+	// MaxLinksPerService bounds the shared groups one service links to
+	// (Store.Link, *CountError); the links travel in the service's head.
+	MaxLinksPerService = 256
+	// MaxInstancesPerService bounds the live instances of one service in a
+	// store (Store.Register, *CountError). The admin server's own
+	// --max-instances-per-service is at most this.
+	MaxInstancesPerService = 4096
+	// MaxRecordsPerCollection bounds the records of one Put collection
+	// (RecordStore.Put and Create of a new id, *CountError): ids are at
+	// most MaxFileNameLen bytes, so a listing fits in one ZooKeeper
+	// packet. Append collections are bounded by their keep instead.
+	MaxRecordsPerCollection = 4096
 
 	// MaxRecordSize is the largest record a RecordStore keeps, and the
 	// largest encoded instance registration: 64 KiB.
@@ -56,3 +83,45 @@ const (
 	// repeats (FieldError.Value), in bytes.
 	MaxEchoLen = 80
 )
+
+// Limits are the counts a Store bounds (docs/zookeeper-layout.md lists
+// them with what they keep within one ZooKeeper packet). The zero value of
+// a field means its constant (MaxServices, MaxLinksPerService,
+// MaxInstancesPerService, MaxRecordsPerCollection), which is also the
+// largest value a store accepts: a lower limit is for tests and small
+// deployments. A count over its limit is refused with a *CountError
+// (ErrTooMany).
+type Limits struct {
+	// Services bounds the services, and separately the shared groups.
+	Services int
+	// LinksPerService bounds the shared groups one service links to.
+	LinksPerService int
+	// InstancesPerService bounds the live instances of one service.
+	InstancesPerService int
+	// RecordsPerCollection bounds the records of one Put collection.
+	RecordsPerCollection int
+}
+
+// Resolve returns l with each zero field set to its constant, or a
+// *FieldError (ErrInvalid) naming the first field that is negative or over
+// its constant.
+func (l Limits) Resolve() (Limits, error) {
+	for _, f := range []struct {
+		name string
+		v    *int
+		max  int
+	}{
+		{"Services", &l.Services, MaxServices},
+		{"LinksPerService", &l.LinksPerService, MaxLinksPerService},
+		{"InstancesPerService", &l.InstancesPerService, MaxInstancesPerService},
+		{"RecordsPerCollection", &l.RecordsPerCollection, MaxRecordsPerCollection},
+	} {
+		switch {
+		case *f.v == 0:
+			*f.v = f.max
+		case *f.v < 0 || *f.v > f.max:
+			return l, &FieldError{Field: "limits." + f.name, Value: itoa(int64(*f.v)), Msg: "must be 1 to " + itoa(int64(f.max)) + " (0 means " + itoa(int64(f.max)) + ")"}
+		}
+	}
+	return l, nil
+}

@@ -142,7 +142,7 @@ func (cs *Changeset) Validate() error {
 		return &FieldError{Field: "changes", Msg: "must contain at least one change"}
 	}
 	if len(cs.Changes) > MaxFilesPerChangeset {
-		return &LimitError{What: "changeset file count", Size: int64(len(cs.Changes)), Limit: MaxFilesPerChangeset}
+		return &LimitError{What: "changeset file count", Size: int64(len(cs.Changes)), Limit: MaxFilesPerChangeset, Unit: "files"}
 	}
 	if len(cs.Message) > MaxMessageLen {
 		return &LimitError{What: "message", Size: int64(len(cs.Message)), Limit: MaxMessageLen}
@@ -221,6 +221,19 @@ func CheckServiceBytes(ref Ref, files map[string]FileMeta, cs Changeset, limit i
 		return nil
 	}
 	return &LimitError{What: "total content of " + ref.String(), Size: after, Limit: limit}
+}
+
+// CheckServiceFiles returns a *LimitError (ErrTooLarge, 413 at the API)
+// when a publish would leave ref holding more than MaxFilesPerService
+// files: before is the count at the base, after the count once the
+// changeset is applied. A publish that does not add files is always
+// allowed. Both stores call it inside their publish (it is what keeps a
+// ZooKeeper manifest listing under one packet), so it holds on every path.
+func CheckServiceFiles(ref Ref, before, after int) error {
+	if after <= MaxFilesPerService || after <= before {
+		return nil
+	}
+	return &LimitError{What: "file count of " + ref.String(), Size: int64(after), Limit: MaxFilesPerService, Unit: "files"}
 }
 
 // Apply returns the manifest after applying rev's changes to files (which is
@@ -307,7 +320,7 @@ func (in *Instance) Validate() error {
 		return err
 	}
 	if len(in.Labels) > MaxLabels {
-		return &LimitError{What: "label count", Size: int64(len(in.Labels)), Limit: MaxLabels}
+		return &LimitError{What: "label count", Size: int64(len(in.Labels)), Limit: MaxLabels, Unit: "labels"}
 	}
 	if w, ok := in.Labels[WeightLabel]; ok {
 		if _, ok := ParseWeight(w); !ok {

@@ -13,7 +13,8 @@ import "context"
 // what was being done, e.g. "zkstore: publish service/orders: conflict".
 type Store interface {
 	// Create creates an empty service or group at revision 0.
-	// ErrConflict if it exists; ErrInvalid for a bad name.
+	// ErrConflict if it exists; ErrInvalid for a bad name; ErrTooMany (a
+	// *CountError) when the store already holds MaxServices of its kind.
 	Create(ctx context.Context, ref Ref) error
 	// Delete removes a service or group with its whole history and, for a
 	// service, its links and instances. Deleting a group that services still
@@ -31,14 +32,18 @@ type Store interface {
 	// (Changeset.Validate) before writing anything (ErrInvalid, ErrTooLarge);
 	// content is NOT validated by the store: publish through a
 	// ValidatingStore, which validates it once. ErrConflict if the head is
-	// no longer cs.Base; ErrInvalid when deleting a file that does not exist.
+	// no longer cs.Base; ErrInvalid when deleting a file that does not exist;
+	// ErrTooLarge (CheckServiceFiles) when it would leave ref with more than
+	// MaxFilesPerService files.
 	// Its Time is the store's clock in UTC, or the head's time when the clock
 	// is behind it (RevisionTime): a service's revision times never decrease,
 	// whichever server publishes. The returned Revision has Number, Time, Author,
 	// Message and the changes without content. Nothing is half-written: after
 	// any error either the whole revision exists or none of it. A publish whose
 	// outcome is unknown (connection lost after sending) is resolved by the
-	// store before returning: it reports success when its own revision landed.
+	// store before returning: it reports success when its own revision
+	// landed, and ErrOutcomeUnknown (never ErrConflict) when it still cannot
+	// tell at its deadline.
 	Publish(ctx context.Context, ref Ref, cs Changeset) (Revision, error)
 	// File returns one file's content and metadata at revision rev (0 = head).
 	// ErrNotFound if the file does not exist at that revision; ErrCompacted if
@@ -74,9 +79,12 @@ type Store interface {
 	Watch(ctx context.Context, ref Ref, from int64) <-chan Event
 
 	// Link makes service svc use shared group group, recording both directions.
-	// Linking twice is not an error. ErrNotFound if either does not exist.
+	// Linking twice is not an error. ErrNotFound if either does not exist;
+	// ErrTooMany when svc already links MaxLinksPerService groups;
+	// ErrOutcomeUnknown as for Publish.
 	Link(ctx context.Context, svc, group string) error
-	// Unlink removes the link; ErrNotFound if it did not exist.
+	// Unlink removes the link; ErrNotFound if it did not exist;
+	// ErrOutcomeUnknown as for Publish.
 	Unlink(ctx context.Context, svc, group string) error
 	// Users returns the services linked to group, sorted.
 	Users(ctx context.Context, group string) ([]string, error)
@@ -86,8 +94,10 @@ type Store interface {
 	// created again after a session expiry, retried until it lands; bbolt:
 	// removed on Close and at the next open). Started and Updated are kept in
 	// UTC. ErrConflict if an instance with that id is already live;
-	// ErrNotFound if the service does not exist. A Register that fails leaves
-	// no registration behind.
+	// ErrNotFound if the service does not exist; ErrTooMany (a *CountError)
+	// when the service has its limit of live instances
+	// (Limits.InstancesPerService, at most MaxInstancesPerService). A Register
+	// that fails leaves no registration behind.
 	Register(ctx context.Context, inst Instance) (Lease, error)
 	// Instances lists the live instances of a service, sorted by id.
 	Instances(ctx context.Context, svc string) ([]Instance, error)
@@ -148,10 +158,16 @@ type Record struct {
 // Record collections (Put/Get/Delete/List) and append-only logs
 // (Append/Scan) are apart: a collection and a log of the same name never
 // see each other's entries.
-// A record is at most MaxRecordSize (64 KiB).
+// A record is at most MaxRecordSize (64 KiB); a Put collection holds at
+// most MaxRecordsPerCollection records.
 type RecordStore interface {
-	// Put creates or replaces a record.
+	// Put creates or replaces a record. Creating one in a collection that
+	// holds MaxRecordsPerCollection records is ErrTooMany.
 	Put(ctx context.Context, collection, id string, data []byte) error
+	// Create creates a record only if there is none with that id: it is
+	// how one of several servers claims an id (an idempotency key).
+	// ErrConflict if the record exists; ErrTooMany as for Put.
+	Create(ctx context.Context, collection, id string, data []byte) error
 	// Get returns a record's data; ErrNotFound if absent.
 	Get(ctx context.Context, collection, id string) ([]byte, error)
 	// Delete removes a record; ErrNotFound if absent.

@@ -34,6 +34,19 @@ func (m *memRecords) Put(_ context.Context, c, id string, data []byte) error {
 	return nil
 }
 
+func (m *memRecords) Create(_ context.Context, c, id string, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.data[c][id]; ok {
+		return fmt.Errorf("mem: create %s/%s: %w", c, id, configsvc.ErrConflict)
+	}
+	if m.data[c] == nil {
+		m.data[c] = map[string][]byte{}
+	}
+	m.data[c][id] = append([]byte(nil), data...)
+	return nil
+}
+
 func (m *memRecords) Get(_ context.Context, c, id string) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

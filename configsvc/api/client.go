@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,14 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 )
+
+// HeaderIdempotencyKey is the request header that makes a write safe to
+// retry: the admin server answers a repeat with the same key (same
+// credential, method and path) within 24 h with the first answer, writing
+// nothing (docs/api.md). The Client sends a new one with every write but
+// instance registrations, and sends the write again under it when the
+// answer was lost.
+const HeaderIdempotencyKey = "Idempotency-Key"
 
 // Defaults for the zero values of Config, and the client's limits.
 const (
@@ -47,7 +56,9 @@ type Config struct {
 	// around, and the first that answers is used from then on. Reads, event
 	// streams and instance registrations also move on when the server
 	// answers 429 or 5xx; a write (publish, rollback, creation …) then does
-	// not, as it may have taken effect. Default: DefaultServer.
+	// not, as it may have taken effect. A write whose answer was lost (the
+	// connection broke after sending) is sent again to the same server
+	// under its Idempotency-Key. Default: DefaultServer.
 	Servers []string
 	// Token is the API token sent as "Authorization: Bearer". It is never
 	// logged nor put in an error. Default: none (only /healthz, /readyz and
@@ -159,6 +170,9 @@ type request struct {
 	// retry allows a fail-over after a 429 or 5xx answer: set for reads
 	// and for requests that may safely take effect twice.
 	retry bool
+	// noKey: a write sent without an Idempotency-Key (instance
+	// registrations, which are idempotent and frequent).
+	noKey bool
 }
 
 // response is a 2xx answer with its body read.
@@ -182,14 +196,68 @@ func (r *response) revision() int64 {
 // do sends req to the server in use, failing over to the others in order
 // (see Config.Servers), and returns the 2xx answer, an *Error for any other
 // status, or a *ConnError.
+//
+// A write (but an instance registration) carries an Idempotency-Key, one
+// per call, the same on every attempt: when the connection breaks after
+// the request was sent, so that its answer is lost, the request is sent
+// again with the key, which the server answers with the first answer
+// (writing nothing twice); while the first is still being answered (409
+// idempotency_in_progress) the client waits its Retry-After. At most
+// maxKeyedAttempts attempts.
 func (c *Client) do(ctx context.Context, req request) (*response, error) {
-	var resp *response
-	err := c.each(ctx, req.retry || req.method == http.MethodGet, func(base string) error {
-		var err error
-		resp, err = c.try(ctx, base, req)
-		return err
-	})
-	return resp, err
+	keyed := isWrite(req.method) && !req.noKey
+	if keyed && req.header.Get(HeaderIdempotencyKey) == "" {
+		h := req.header.Clone()
+		if h == nil {
+			h = http.Header{}
+		}
+		h.Set(HeaderIdempotencyKey, NewIdempotencyKey())
+		req.header = h
+	}
+	for attempt := 1; ; attempt++ {
+		var resp *response
+		err := c.each(ctx, req.retry || req.method == http.MethodGet, func(base string) error {
+			var err error
+			resp, err = c.try(ctx, base, req)
+			return err
+		})
+		if err == nil || !keyed || attempt >= maxKeyedAttempts || ctx.Err() != nil {
+			return resp, err
+		}
+		var ce *ConnError
+		var ae *Error
+		switch {
+		case errors.As(err, &ce) && !dialFailed(ce.Err):
+			// The answer was lost: ask again under the same key.
+		case errors.As(err, &ae) && ae.Code == CodeInProgress:
+			if !sleep(ctx, min(max(ae.RetryAfter, c.cfg.RetryMin), 5*time.Second)) {
+				return resp, err
+			}
+		default:
+			return resp, err
+		}
+		c.cfg.Logger.Info("api: sending a write again under its idempotency key", "method", req.method, "path", req.path, "after", err)
+	}
+}
+
+// maxKeyedAttempts bounds the attempts of one write with an idempotency key.
+const maxKeyedAttempts = 4
+
+func isWrite(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return true
+}
+
+// NewIdempotencyKey returns a new random idempotency key (a UUID, version 4).
+func NewIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // each calls try with the base URL of each server in fail-over order until

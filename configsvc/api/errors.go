@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
 )
 
 // Errors of the HTTP layer that have no configsvc sentinel. An *Error
@@ -27,6 +28,12 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrForbidden: the token may not do this (HTTP 403).
 	ErrForbidden = errors.New("forbidden")
+	// ErrInProgress: a request with the same Idempotency-Key is still being
+	// answered (HTTP 409, code idempotency_in_progress); retrying later
+	// returns its answer. An *Error with it also matches
+	// configsvc.ErrConflict. It is access.ErrInProgress, which the server
+	// answers so.
+	ErrInProgress = access.ErrInProgress
 )
 
 // The codes of the error body, one per kind of failure (docs/api.md).
@@ -44,6 +51,13 @@ const (
 	CodeCompacted    = "compacted"
 	CodeMethod       = "method_not_allowed"
 	CodeInternal     = "internal"
+	// CodeOutcomeUnknown (503): the write was sent to the store but whether
+	// it was applied could not be learnt; read the state before writing
+	// again.
+	CodeOutcomeUnknown = "outcome_unknown"
+	// CodeInProgress (409): a request with the same Idempotency-Key is
+	// still being answered; retry after Retry-After.
+	CodeInProgress = "idempotency_in_progress"
 )
 
 // ErrorBody is the one JSON error shape: {"error":{"code","message","details"}},
@@ -66,7 +80,9 @@ type ErrorBody struct {
 //	410 compacted                      configsvc.ErrCompacted
 //	401 unauthorized                   ErrUnauthorized
 //	403 forbidden                      ErrForbidden
-//	429, 5xx, unavailable              configsvc.ErrUnavailable
+//	409 idempotency_in_progress        ErrInProgress (and configsvc.ErrConflict)
+//	503 outcome_unknown                configsvc.ErrOutcomeUnknown (not ErrUnavailable)
+//	429, other 5xx, unavailable        configsvc.ErrUnavailable
 type Error struct {
 	Code    string         `json:"code"`
 	Message string         `json:"message"`
@@ -170,8 +186,12 @@ func (e *Error) Is(target error) bool {
 		return code == CodeUnauthorized || st == http.StatusUnauthorized
 	case ErrForbidden:
 		return code == CodeForbidden || st == http.StatusForbidden
+	case configsvc.ErrOutcomeUnknown:
+		return code == CodeOutcomeUnknown
+	case ErrInProgress:
+		return code == CodeInProgress
 	case configsvc.ErrUnavailable:
-		return code == CodeUnavailable || st >= 500 || st == http.StatusTooManyRequests
+		return code == CodeUnavailable || st >= 500 && code != CodeOutcomeUnknown || st == http.StatusTooManyRequests
 	}
 	return false
 }

@@ -30,14 +30,14 @@ func instancePath(svc, id string) string {
 // registration alive.
 func (c *Client) PutInstance(ctx context.Context, inst configsvc.Instance) (configsvc.Instance, error) {
 	var out Instance
-	_, err := c.doJSON(ctx, request{method: http.MethodPut, path: instancePath(inst.Service, inst.ID), retry: true}, inst, &out)
+	_, err := c.doJSON(ctx, request{method: http.MethodPut, path: instancePath(inst.Service, inst.ID), retry: true, noKey: true}, inst, &out)
 	return out, err
 }
 
 // DeleteInstance removes the registration of instance id of svc that the
 // server holds. ErrNotFound if it holds none.
 func (c *Client) DeleteInstance(ctx context.Context, svc, id string) error {
-	_, err := c.do(ctx, request{method: http.MethodDelete, path: instancePath(svc, id), retry: true})
+	_, err := c.do(ctx, request{method: http.MethodDelete, path: instancePath(svc, id), retry: true, noKey: true})
 	return err
 }
 

@@ -93,6 +93,7 @@ type writeOptions struct {
 	message  string
 	ifMatch  int64
 	hasMatch bool
+	key      string
 }
 
 // IfMatch makes the write conditional: it is refused with ErrPrecondition
@@ -100,6 +101,14 @@ type writeOptions struct {
 // "only if nothing was published yet".
 func IfMatch(rev int64) WriteOption {
 	return func(o *writeOptions) { o.ifMatch, o.hasMatch = rev, true }
+}
+
+// WithIdempotencyKey sends key as the write's Idempotency-Key instead of
+// a new random one: a caller that may repeat the write itself (a script
+// run again after a failure) passes the same key each time, and the
+// server answers a repeat within 24 h with the first answer.
+func WithIdempotencyKey(key string) WriteOption {
+	return func(o *writeOptions) { o.key = key }
 }
 
 // WithMessage sets the revision message of PutFile and DeleteFile (one
@@ -120,6 +129,9 @@ func writeHeader(opts []WriteOption) http.Header {
 	}
 	if o.hasMatch {
 		h.Set("If-Match", strconv.Quote(strconv.FormatInt(o.ifMatch, 10)))
+	}
+	if o.key != "" {
+		h.Set(HeaderIdempotencyKey, o.key)
 	}
 	return h
 }

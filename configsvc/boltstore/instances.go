@@ -30,8 +30,10 @@ func cloneInstance(in configsvc.Instance) configsvc.Instance {
 }
 
 // Register records inst as a live instance until the returned Lease is
-// closed or the store is closed, its Started and Updated in UTC. The service must exist (ErrNotFound);
-// ErrConflict if an instance with that id is already live.
+// closed or the store is closed, its Started and Updated in UTC. The
+// service must exist (ErrNotFound); ErrConflict if an instance with that id
+// is already live; ErrTooMany when the service has its limit of live
+// instances (Options.Limits).
 func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error) {
 	what := fmt.Sprintf("register instance %s/%s", inst.Service, inst.ID)
 	if err := inst.Validate(); err != nil {
@@ -53,6 +55,10 @@ func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsv
 	if _, ok := live[inst.ID]; ok {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("boltstore: %s: already live: %w", what, configsvc.ErrConflict)
+	}
+	if len(live) >= s.limits.InstancesPerService {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("boltstore: %s: %w", what, &configsvc.CountError{What: "live instances of service " + inst.Service, Count: int64(len(live)), Limit: int64(s.limits.InstancesPerService)})
 	}
 	if live == nil {
 		live = map[string]liveInstance{}

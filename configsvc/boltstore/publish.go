@@ -22,7 +22,8 @@ type revRecord struct {
 
 // Publish atomically creates revision cs.Base+1 and moves the head to it,
 // pruning revisions beyond the retention. The changeset's shape and limits
-// are checked (Changeset.Validate) before anything is written; its content
+// are checked (Changeset.Validate) before anything is written, and the
+// service's file count (configsvc.CheckServiceFiles); its content
 // is not validated here but once, by the configsvc.ValidatingStore that
 // publishes go through.
 func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Changeset) (configsvc.Revision, error) {
@@ -49,8 +50,8 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 }
 
 // publishTx writes rev (without its time yet) of ref from changeset cs in
-// tx: it checks cs's base against the head, stamps rev's time, writes the
-// revision and moves the head.
+// tx: it checks cs's base against the head, stamps rev's time, checks the
+// service's file count, writes the revision and moves the head.
 func (s *Store) publishTx(tx *bolt.Tx, ref configsvc.Ref, cs configsvc.Changeset, rev *configsvc.Revision) error {
 	b, err := refBucket(tx, ref)
 	if err != nil {
@@ -68,6 +69,9 @@ func (s *Store) publishTx(tx *bolt.Tx, ref configsvc.Ref, cs configsvc.Changeset
 	withContent.Changes = cs.Changes
 	manifest, err := configsvc.Apply(h.Files, &withContent)
 	if err != nil {
+		return err
+	}
+	if err := configsvc.CheckServiceFiles(ref, len(h.Files), len(manifest)); err != nil {
 		return err
 	}
 	if err := putRevision(b.Bucket(keyRevs), *rev, cs.Changes, manifest); err != nil {

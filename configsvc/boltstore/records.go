@@ -40,9 +40,20 @@ func checkSize(what string, data []byte) error {
 	return nil
 }
 
-// Put creates or replaces a record.
+// Put creates or replaces a record. Creating one in a collection that holds
+// MaxRecordsPerCollection records is ErrTooMany.
 func (r records) Put(ctx context.Context, collection, id string, data []byte) error {
-	what := fmt.Sprintf("put record %s/%s", collection, id)
+	return r.put(ctx, "put", collection, id, data, false)
+}
+
+// Create creates a record only if none has that id: ErrConflict if it
+// exists; ErrTooMany as for Put.
+func (r records) Create(ctx context.Context, collection, id string, data []byte) error {
+	return r.put(ctx, "create", collection, id, data, true)
+}
+
+func (r records) put(ctx context.Context, verb, collection, id string, data []byte, onlyNew bool) error {
+	what := fmt.Sprintf("%s record %s/%s", verb, collection, id)
 	if err := validRecord(what, collection, id); err != nil {
 		return err
 	}
@@ -54,8 +65,25 @@ func (r records) Put(ctx context.Context, collection, id string, data []byte) er
 		if err != nil {
 			return err
 		}
+		if b.Get([]byte(id)) != nil {
+			if onlyNew {
+				return fmt.Errorf("exists: %w", configsvc.ErrConflict)
+			}
+		} else if n := countKeys(b, r.s.limits.RecordsPerCollection); n >= r.s.limits.RecordsPerCollection {
+			return &configsvc.CountError{What: "records in collection " + collection, Count: int64(n), Limit: int64(r.s.limits.RecordsPerCollection)}
+		}
 		return b.Put([]byte(id), nonNil(data))
 	})
+}
+
+// countKeys counts the keys of b, stopping at limit.
+func countKeys(b *bolt.Bucket, limit int) int {
+	n := 0
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
+		n++
+	}
+	return n
 }
 
 // Get returns a record's data; ErrNotFound if absent.

@@ -90,7 +90,8 @@ func validRef(ref configsvc.Ref, what string) error {
 	return nil
 }
 
-// Create creates an empty service or group at revision 0.
+// Create creates an empty service or group at revision 0. ErrConflict if
+// it exists; ErrTooMany when MaxServices of its kind exist.
 func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 	if err := validRef(ref, "create"); err != nil {
 		return err
@@ -99,6 +100,9 @@ func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 		kb := kindBucket(tx, ref.Kind)
 		if kb.Bucket([]byte(ref.Name)) != nil {
 			return fmt.Errorf("already exists: %w", configsvc.ErrConflict)
+		}
+		if n := countKeys(kb, s.limits.Services); n >= s.limits.Services {
+			return &configsvc.CountError{What: ref.Kind.String() + "s in the store", Count: int64(n), Limit: int64(s.limits.Services)}
 		}
 		incarnation, err := kb.NextSequence()
 		if err != nil {
@@ -253,6 +257,9 @@ func (s *Store) setLink(ctx context.Context, svc, group string, link bool) error
 		case !link && !exists:
 			return fmt.Errorf("not linked: %w", configsvc.ErrNotFound)
 		case link:
+			if n := countKeys(links, s.limits.LinksPerService); n >= s.limits.LinksPerService {
+				return &configsvc.CountError{What: "shared groups linked to service " + svc, Count: int64(n), Limit: int64(s.limits.LinksPerService)}
+			}
 			changed = true
 			if err := links.Put([]byte(group), []byte{}); err != nil {
 				return err

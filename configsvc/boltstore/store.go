@@ -23,11 +23,16 @@ type Options struct {
 	// Retention is how many revisions of each service and group are kept;
 	// older ones are compacted as new ones are published (reads refuse them
 	// at once) and dropped from the file in batches of Retention/8 (1 to
-	// 16). 0 means configsvc.DefaultRetention (500).
+	// 16). 0 means configsvc.DefaultRetention (500); at most
+	// configsvc.MaxRetention.
 	Retention int
 	// LockTimeout bounds the wait for the file lock when another process
 	// holds the file; Open then fails with configsvc.ErrLocked. 0 means 1s.
 	LockTimeout time.Duration
+	// Limits bounds the services, links, instances and records the store
+	// holds; the zero value of each field is its configsvc constant, which
+	// is also the largest allowed (see configsvc.Limits).
+	Limits configsvc.Limits
 	// Logger receives operational messages. nil discards them.
 	Logger *slog.Logger
 	// Now is the clock revision times come from. nil means time.Now.
@@ -45,6 +50,7 @@ type Store struct {
 	db        *bolt.DB
 	path      string
 	retention int
+	limits    configsvc.Limits
 	log       *slog.Logger
 	now       func() time.Time
 
@@ -93,11 +99,15 @@ const formatVersion = "2"
 // opts.LockTimeout. Instances registered by a previous process are gone: they
 // are held in memory only.
 func Open(path string, opts Options) (*Store, error) {
-	if opts.Retention < 0 {
-		return nil, fmt.Errorf("boltstore: open %s: retention %d: %w", path, opts.Retention, configsvc.ErrInvalid)
+	if opts.Retention < 0 || opts.Retention > configsvc.MaxRetention {
+		return nil, fmt.Errorf("boltstore: open %s: retention %d must be 0 (the default) to %d: %w", path, opts.Retention, configsvc.MaxRetention, configsvc.ErrInvalid)
 	}
 	if opts.Retention == 0 {
 		opts.Retention = configsvc.DefaultRetention
+	}
+	limits, err := opts.Limits.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: options.%w", path, err)
 	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = time.Second
@@ -127,6 +137,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db:        db,
 		path:      path,
 		retention: opts.Retention,
+		limits:    limits,
 		log:       opts.Logger,
 		now:       opts.Now,
 		heads:     newHeadMemo(),

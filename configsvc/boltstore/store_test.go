@@ -70,6 +70,23 @@ func TestConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
+		OpenWithLimits: func(t *testing.T, l configsvc.Limits) configsvc.Store {
+			return bolttest.MustOpen(t, boltstore.Options{Limits: l})
+		},
+		Reopen: func(t *testing.T, st configsvc.Store, n int) configsvc.Store {
+			bs := st.(*boltstore.Store)
+			if err := bs.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return bolttest.MustOpenAt(t, bs.Path(), boltstore.Options{Retention: n})
+		},
+		StoredRevisions: func(t *testing.T, st configsvc.Store, ref configsvc.Ref) int {
+			n, err := boltstore.StoredRevisions(st.(*boltstore.Store), ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		},
 	})
 }
 

@@ -51,7 +51,8 @@ func (s *Server) newEngine() (*gin.Engine, error) {
 
 // v1Endpoints registers the admin API. Each endpoint names its audit action
 // ("" for reads) and gets, before its handler, the request timeout (not on
-// streams) and authentication (not on public endpoints).
+// streams), authentication (not on public endpoints) and, on an
+// authenticated mutating endpoint, the Idempotency-Key check (idempotent).
 func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 	r := func(method, path, action string, h gin.HandlerFunc, opts ...endpointOpts) {
 		var o endpointOpts
@@ -64,6 +65,9 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 		}
 		if o&public == 0 {
 			chain = append(chain, s.authenticate)
+			if isMutating(method) {
+				chain = append(chain, s.idempotent)
+			}
 		}
 		v1.Handle(method, path, append(chain, h)...)
 	}

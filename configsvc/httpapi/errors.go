@@ -33,6 +33,12 @@ func classify(err error) (int, string) {
 		return http.StatusUnprocessableEntity, api.CodeInvalid
 	case errors.Is(err, api.ErrPrecondition):
 		return http.StatusPreconditionFailed, api.CodePrecondition
+	case errors.Is(err, configsvc.ErrOutcomeUnknown):
+		return http.StatusServiceUnavailable, api.CodeOutcomeUnknown
+	case errors.Is(err, api.ErrInProgress):
+		return http.StatusConflict, api.CodeInProgress
+	case errors.Is(err, access.ErrKeyReused):
+		return http.StatusUnprocessableEntity, api.CodeInvalid
 	case errors.Is(err, configsvc.ErrInvalid):
 		return http.StatusBadRequest, api.CodeInvalid
 	case errors.Is(err, configsvc.ErrNotFound), errors.Is(err, errNoRoute):
@@ -72,7 +78,11 @@ func details(err error) map[string]any {
 	case errors.As(err, &pe):
 		return map[string]any{"file": pe.File, "line": pe.Line, "column": pe.Column, "format": string(pe.Format)}
 	case errors.As(err, &le):
-		return map[string]any{"limit": le.Limit, "size": le.Size, "what": le.What}
+		d := map[string]any{"limit": le.Limit, "size": le.Size, "what": le.What}
+		if le.Unit != "" {
+			d["unit"] = le.Unit
+		}
+		return d
 	case errors.As(err, &ce):
 		d := map[string]any{"limit": ce.Limit, "count": ce.Count, "what": ce.What}
 		if ce.Setting != "" {
@@ -86,13 +96,18 @@ func details(err error) map[string]any {
 }
 
 // fail answers err in the one JSON error shape and aborts the chain. 503
-// carries Retry-After; 5xx are logged; the message of a 500 is generic so
-// no internal detail leaks.
+// (but outcome_unknown), 429 and a key in progress carry Retry-After; 5xx
+// are logged; the message of a 500 is generic so no internal detail leaks.
 func (s *Server) fail(c *gin.Context, err error) {
 	status, code := classify(err)
 	msg := err.Error()
 	switch {
-	case status == http.StatusTooManyRequests:
+	case code == api.CodeOutcomeUnknown:
+		// No Retry-After: the write may have been applied, so it is not
+		// one to repeat blindly.
+		s.metrics.storeErrors.Inc()
+		s.cfg.Logger.Warn("write outcome unknown", "request_id", state(c).id, "err", err)
+	case status == http.StatusTooManyRequests, code == api.CodeInProgress:
 		c.Header("Retry-After", strconv.Itoa(s.retryAfter))
 	case status == http.StatusServiceUnavailable:
 		c.Header("Retry-After", strconv.Itoa(s.retryAfter))
@@ -103,6 +118,7 @@ func (s *Server) fail(c *gin.Context, err error) {
 		msg = "internal error; see the server log for request " + state(c).id
 	}
 	st := state(c)
+	st.code = code
 	if st.reason == "" {
 		st.reason = configsvc.Truncate(msg, 200)
 	}

@@ -23,6 +23,7 @@ type metrics struct {
 	watchers    *prometheus.GaugeVec     // sluice_watch_subscribers{stream}
 	storeErrors prometheus.Counter       // sluice_store_errors_total
 	refusals    *prometheus.CounterVec   // sluice_http_refusals_total{reason}
+	replays     prometheus.Counter       // sluice_http_idempotent_replays_total
 }
 
 // The reason label values of sluice_http_refusals_total.
@@ -78,8 +79,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sluice_http_refusals_total",
 			Help: "Admin API requests refused, by reason: unauthenticated (401) or forbidden (403); every one, whether or not the sampled audit wrote it.",
 		}, []string{"reason"}),
+		replays: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_http_idempotent_replays_total",
+			Help: "Mutating requests answered from the answer kept for their Idempotency-Key (nothing written).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.publishes, m.watchers, m.storeErrors, m.refusals} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.publishes, m.watchers, m.storeErrors, m.refusals, m.replays} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
 		}

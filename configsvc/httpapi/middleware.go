@@ -29,6 +29,11 @@ type reqState struct {
 	// routine marks a successful request that changes nothing an operator
 	// audits (an instance lease refresh); it writes no audit entry.
 	routine bool
+	// replayed marks a request answered from the answer kept for its
+	// Idempotency-Key: it wrote nothing and writes no audit entry.
+	replayed bool
+	// code is the error code the request was answered with, if any.
+	code string
 	// cred is what the caller authenticated with, for event streams to
 	// re-check; zero for public endpoints.
 	cred credential
@@ -90,7 +95,7 @@ func (s *Server) observe(c *gin.Context) {
 		slogStr("actor", actor),
 	)
 
-	if apiPath && isMutating(c.Request.Method) && c.FullPath() != "" && st.action != "" && !(st.routine && status < 400) {
+	if apiPath && isMutating(c.Request.Method) && c.FullPath() != "" && st.action != "" && !(st.routine && status < 400) && !st.replayed {
 		s.recordAudit(c, st, status, start)
 	}
 }

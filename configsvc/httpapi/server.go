@@ -182,6 +182,7 @@ type Server struct {
 	sessions    *access.Sessions
 	pins        *access.Pins
 	audit       *access.Audit
+	idem        *access.Idempotency
 	refusals    *access.RefusalSampler
 	authz       access.Authorizer
 	streams     *streamTable
@@ -227,6 +228,7 @@ func New(cfg Config) (*Server, error) {
 		}),
 		pins:       access.NewPins(records, access.PinsConfig{Now: cfg.Now}),
 		audit:      audit,
+		idem:       access.NewIdempotency(records, cfg.Now),
 		refusals:   access.NewRefusalSampler(audit, cfg.Refusals),
 		streams:    newStreamTable(),
 		creds:      newCredCache(),

@@ -10,7 +10,7 @@ import (
 // Split returns a store that writes through w and reads through r, two
 // stores on the same data (two admin servers on one ZooKeeper ensemble):
 // Create, Delete, Publish, Link, Unlink, Register and the record writes
-// (Put, Delete, Append) go to w; List, Head, File, Snapshot, Revisions,
+// (Put, Create, Delete, Append) go to w; List, Head, File, Snapshot, Revisions,
 // Revision, Watch, Users, Instances, WatchInstances and the record reads
 // (Get, List, Scan) to r. Run the suite on it to check that every answer
 // holds across servers, not only within one. Close closes both.
@@ -74,6 +74,9 @@ type splitRecords struct{ w, r configsvc.RecordStore }
 
 func (s splitRecords) Put(ctx context.Context, collection, id string, data []byte) error {
 	return s.w.Put(ctx, collection, id, data)
+}
+func (s splitRecords) Create(ctx context.Context, collection, id string, data []byte) error {
+	return s.w.Create(ctx, collection, id, data)
 }
 func (s splitRecords) Get(ctx context.Context, collection, id string) ([]byte, error) {
 	return s.r.Get(ctx, collection, id)

@@ -38,6 +38,18 @@ type Options struct {
 	// transaction passes a function that deletes ref. When nil the
 	// InterruptedDelete subtest is skipped with a message saying so.
 	InterruptDelete func(t *testing.T, st configsvc.Store, ref configsvc.Ref)
+	// OpenWithLimits returns a new, empty store enforcing l. When nil the
+	// count-limit subtests are skipped with a message saying so.
+	OpenWithLimits func(t *testing.T, l configsvc.Limits) configsvc.Store
+	// Reopen closes st (opened by OpenWithRetention) and opens the same data
+	// again, keeping n revisions of each service and group: a restart with
+	// a lower retention. With StoredRevisions it enables the subtest that
+	// lowers retention on a long history; when either is nil that subtest
+	// is skipped with a message saying so.
+	Reopen func(t *testing.T, st configsvc.Store, n int) configsvc.Store
+	// StoredRevisions returns how many revisions of ref st physically holds,
+	// compacted or not: what pruning removes.
+	StoredRevisions func(t *testing.T, st configsvc.Store, ref configsvc.Ref) int
 	// Timeout bounds each wait for a watch event or instance list, and each
 	// subtest's context. Zero means 20 seconds.
 	Timeout time.Duration
@@ -75,6 +87,7 @@ func RunWithOptions(t *testing.T, opts Options) {
 	t.Run("Instances", s.testInstances)
 	t.Run("Watch", s.testWatch)
 	t.Run("Retention", s.testRetention)
+	t.Run("Growth", s.testGrowth)
 	t.Run("Records", s.testRecords)
 	t.Run("Concurrency", s.testConcurrency)
 	t.Run("Time", s.testTime)

@@ -27,7 +27,8 @@ type Config struct {
 	// caller's context says. Default 5 s.
 	OpTimeout time.Duration
 	// Retention is how many revisions per service or group are kept; older
-	// ones are pruned after each publish. Default configsvc.DefaultRetention.
+	// ones are pruned after each publish. Default configsvc.DefaultRetention;
+	// at most configsvc.MaxRetention.
 	Retention int
 	// Digest, "user:password", authenticates the store with ZooKeeper's
 	// digest scheme; nodes the store creates then grant all permissions to
@@ -57,6 +58,10 @@ type Config struct {
 	// instance nodes the store creates grant it all permissions (and the
 	// writer all, everyone else listed on the parent read). Optional.
 	InstanceDigest string
+	// Limits bounds the services, links, instances and records the store
+	// holds; the zero value of each field is its configsvc constant, which
+	// is also the largest allowed (see configsvc.Limits).
+	Limits configsvc.Limits
 	// Logger receives connection and session events. Default: discard.
 	Logger *slog.Logger
 	// Now returns the time recorded in revisions. Default time.Now.
@@ -130,6 +135,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Retention <= 0 {
 		c.Retention = configsvc.DefaultRetention
 	}
+	if c.Retention > configsvc.MaxRetention {
+		return c, fmt.Errorf("zkstore: Config.Retention %d is over the limit of %d revisions: %w", c.Retention, configsvc.MaxRetention, configsvc.ErrInvalid)
+	}
+	limits, err := c.Limits.Resolve()
+	if err != nil {
+		return c, fmt.Errorf("zkstore: Config.%w", err)
+	}
+	c.Limits = limits
 	for _, d := range []string{c.Digest, c.ReadOnlyDigest, c.InstanceDigest} {
 		if d != "" && !strings.Contains(d, ":") {
 			return c, fmt.Errorf("zkstore: digest identities must be user:password: %w", configsvc.ErrInvalid)

@@ -21,17 +21,21 @@ const maxCachedHeads = 4096
 //
 // Entries are never modified: a new head replaces the entry. The cached
 // document has no Latest (the newest revision's content): a publish
-// builds a new one.
+// builds a new one. Only heads in layout 2 are cached, with the manifest
+// at their revision (file → revision of its content node), which is what a
+// publish on top of them needs.
 type headCache struct {
 	mu sync.Mutex
 	m  map[configsvc.Ref]cachedHead
 }
 
-// cachedHead is a head document and the version of the head node that
-// holds it.
+// cachedHead is a head document, the version of the head node that
+// holds it, and the manifest at its revision. None of them is modified.
 type cachedHead struct {
-	doc     *headDoc
-	version int32
+	doc      *headDoc
+	version  int32
+	manifest map[string]int64
+	cversion int32 // manifest/'s cversion with that manifest
 }
 
 func newHeadCache() *headCache {
@@ -51,9 +55,13 @@ func (c *headCache) get(ref configsvc.Ref, rev int64) (cachedHead, bool) {
 }
 
 // put remembers doc (stored without Latest; doc itself is not modified)
-// at version, unless the entry already holds a newer version of the same
-// epoch.
-func (c *headCache) put(ref configsvc.Ref, doc *headDoc, version int32) {
+// at version with its manifest (which the cache now owns), unless the
+// entry already holds a newer version of the same epoch. Heads in layout 1
+// are not cached.
+func (c *headCache) put(ref configsvc.Ref, doc *headDoc, version int32, manifest map[string]int64, cversion int32) {
+	if !doc.layout2() || manifest == nil {
+		return
+	}
 	d := *doc
 	d.Latest = nil
 	c.mu.Lock()
@@ -67,7 +75,7 @@ func (c *headCache) put(ref configsvc.Ref, doc *headDoc, version int32) {
 			break
 		}
 	}
-	c.m[ref] = cachedHead{doc: &d, version: version}
+	c.m[ref] = cachedHead{doc: &d, version: version, manifest: manifest, cversion: cversion}
 }
 
 // drop forgets ref's entry if it is still used (a guess that failed);

@@ -81,9 +81,11 @@ func TestLayout(t *testing.T) {
 			root + "/services/orders/head",
 			root + "/services/orders/revisions/0000000001",
 			root + "/services/orders/revisions/0000000002",
-			root + "/services/orders/content/0000000001.db.yaml",
-			root + "/services/orders/content/0000000001.f.json",
-			root + "/services/orders/content/0000000002.db.yaml",
+			root + "/services/orders/content/0000000001/db.yaml",
+			root + "/services/orders/content/0000000001/f.json",
+			root + "/services/orders/content/0000000002/db.yaml",
+			root + "/services/orders/manifest/db.yaml@2",
+			root + "/services/orders/manifest/f.json@1",
 			root + "/services/orders/links/redis-common",
 			root + "/shared/redis-common/head",
 			root + "/shared/redis-common/users/orders",
@@ -102,11 +104,13 @@ func TestLayout(t *testing.T) {
 			t.Fatal(err)
 		}
 		var h struct {
-			Revision int64                         `json:"revision"`
-			Files    map[string]configsvc.FileMeta `json:"files"`
-			Links    []string                      `json:"links"`
-			First    int64                         `json:"first"`
-			Epoch    string                        `json:"epoch"`
+			Revision int64    `json:"revision"`
+			Files    string   `json:"files"`
+			Count    int      `json:"count"`
+			Since    int64    `json:"since"`
+			Links    []string `json:"links"`
+			First    int64    `json:"first"`
+			Epoch    string   `json:"epoch"`
 		}
 		if err := json.Unmarshal(data, &h); err != nil {
 			t.Fatal(err)
@@ -114,9 +118,27 @@ func TestLayout(t *testing.T) {
 		if ok, _, err := c.Exists(root + "/services/orders/epoch-" + h.Epoch); h.Epoch == "" || err != nil || !ok {
 			t.Fatalf("head epoch %q: its node exists=%v (%v); want both", h.Epoch, ok, err)
 		}
-		if h.Revision != 2 || h.Files["db.yaml"].Revision != 2 || h.Files["f.json"].Revision != 1 ||
-			h.Files["db.yaml"].SHA256 != configsvc.Checksum([]byte("port: 2\n")) || !slices.Equal(h.Links, []string{"redis-common"}) || h.First != 1 {
+		if h.Revision != 2 || h.Files != "manifest" || h.Count != 2 || h.Since != 1 || !slices.Equal(h.Links, []string{"redis-common"}) || h.First != 1 {
 			t.Fatalf("head node = %s", data)
+		}
+	})
+
+	t.Run("ManifestJSON", func(t *testing.T) {
+		data, _, err := c.Get(root + "/services/orders/manifest/db.yaml@2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			SHA256 string `json:"sha256"`
+			Size   int64  `json:"size"`
+		}
+		if err := json.Unmarshal(data, &m); err != nil || m.SHA256 != configsvc.Checksum([]byte("port: 2\n")) || m.Size != 8 {
+			t.Fatalf("manifest node = %s (%v)", data, err)
+		}
+		kids, _, err := c.Children(root + "/services/orders/manifest")
+		slices.Sort(kids)
+		if err != nil || !slices.Equal(kids, []string{"db.yaml@2", "f.json@1"}) {
+			t.Fatalf("manifest = %v, %v; want db.yaml@2 and f.json@1", kids, err)
 		}
 	})
 
@@ -129,11 +151,15 @@ func TestLayout(t *testing.T) {
 			Revision  int64            `json:"revision"`
 			PublishID string           `json:"publish_id"`
 			Files     map[string]int64 `json:"files"`
+			Changes   []struct {
+				File string `json:"file"`
+				Prev int64  `json:"prev"`
+			} `json:"changes"`
 		}
 		if err := json.Unmarshal(data, &r); err != nil {
 			t.Fatal(err)
 		}
-		if r.Revision != 2 || len(r.PublishID) != 32 || r.Files["db.yaml"] != 2 || r.Files["f.json"] != 1 {
+		if r.Revision != 2 || len(r.PublishID) != 32 || r.Files != nil || len(r.Changes) != 1 || r.Changes[0].File != "db.yaml" || r.Changes[0].Prev != 1 {
 			t.Fatalf("revision node = %s", data)
 		}
 	})
@@ -207,7 +233,7 @@ func TestRetentionPrunesNodes(t *testing.T) {
 	c := rawConn(t, srv.Servers(), "")
 	// Pruning runs in the background, right after each publish.
 	wantRevs := []string{"0000000008", "0000000009", "0000000010"}
-	wantContent := []string{"0000000001.keep.txt", "0000000008.a.txt", "0000000009.a.txt", "0000000010.a.txt"}
+	wantContent := []string{"0000000001/keep.txt", "0000000008/a.txt", "0000000009/a.txt", "0000000010/a.txt"}
 	var revs, content []string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -215,8 +241,19 @@ func TestRetentionPrunesNodes(t *testing.T) {
 		if revs, _, err = c.Children(root + "/services/orders/revisions"); err != nil {
 			t.Fatal(err)
 		}
-		if content, _, err = c.Children(root + "/services/orders/content"); err != nil {
+		dirs, _, err := c.Children(root + "/services/orders/content")
+		if err != nil {
 			t.Fatal(err)
+		}
+		content = content[:0]
+		for _, d := range dirs {
+			files, _, err := c.Children(root + "/services/orders/content/" + d)
+			if err != nil && !errors.Is(err, zk.ErrNoNode) { // pruned meanwhile
+				t.Fatal(err)
+			}
+			for _, f := range files {
+				content = append(content, d+"/"+f)
+			}
 		}
 		slices.Sort(revs)
 		slices.Sort(content)
@@ -372,7 +409,7 @@ func TestHeadCarriesSmallLatestRevision(t *testing.T) {
 
 	c := rawConn(t, srv.Servers(), "")
 	base := root + "/services/orders"
-	for _, p := range []string{base + "/content/0000000002.a.txt", base + "/content/0000000002.b.txt", base + "/revisions/0000000002"} {
+	for _, p := range []string{base + "/content/0000000002/a.txt", base + "/content/0000000002/b.txt", base + "/revisions/0000000002"} {
 		if err := c.Delete(p, -1); err != nil {
 			t.Fatalf("delete %s: %v", p, err)
 		}

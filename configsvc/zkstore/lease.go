@@ -90,8 +90,10 @@ type lease struct {
 // creates it again on the new session, retrying with backoff until it
 // succeeds (docs/zookeeper-layout.md). ErrConflict if a live node with that
 // id exists that is not this store's (or is held by another Lease of this
-// store); ErrNotFound if the service does not exist; ErrInvalid for an
-// instance that Instance.Validate refuses. When Register fails with its
+// store); ErrNotFound if the service does not exist; ErrTooMany (a
+// *configsvc.CountError) when the service has Config.Limits'
+// InstancesPerService live instances; ErrInvalid for an instance that
+// Instance.Validate refuses. When Register fails with its
 // write still in flight (a timeout), the node it may yet create is removed
 // as soon as ZooKeeper answers.
 func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error) {
@@ -112,7 +114,7 @@ func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsv
 	l.q = s.queueLocked(p)
 	s.leases[p] = l
 	s.leaseMu.Unlock()
-	err = l.exec(ctx, l.register)
+	err = l.exec(ctx, l.registerNew)
 	if err == nil {
 		return l, nil
 	}
@@ -151,6 +153,7 @@ func encodeInstance(inst configsvc.Instance) (configsvc.Instance, []byte, error)
 // that the lease must clean up.
 func settled(err error) bool {
 	return errors.Is(err, errGone) || errors.Is(err, configsvc.ErrNotFound) || errors.Is(err, configsvc.ErrConflict) ||
+		errors.Is(err, configsvc.ErrTooMany) ||
 		errors.Is(err, configsvc.ErrInvalid) || errors.Is(err, configsvc.ErrClosed) || errors.Is(err, errLeaseClosed) ||
 		errors.Is(err, errNoSession) || errors.Is(err, zk.ErrNoAuth)
 }
@@ -200,10 +203,23 @@ func (l *lease) exec(ctx context.Context, fn func(c *zk.Conn) error) error {
 	}
 }
 
+// registerNew is register for Register: the first registration of a new
+// lease, which the service's instance limit may refuse.
+func (l *lease) registerNew(c *zk.Conn) error { return l.create(c, true) }
+
 // register creates the lease's node on c's session with the lease's newest
 // data, or takes over the node if this session holds it already (an
-// earlier attempt whose reply was lost). It runs inside exec.
-func (l *lease) register(c *zk.Conn) error {
+// earlier attempt whose reply was lost). It runs inside exec. A lease
+// registering again is not held to the instance limit: it was counted
+// when it registered first.
+func (l *lease) register(c *zk.Conn) error { return l.create(c, false) }
+
+// create is register; with limited it refuses the registration with a
+// *configsvc.CountError when instances/{svc} already holds the limit of
+// children. The count comes from the parent's stat, read just before the
+// create, so instances registering at the same moment may pass the limit by
+// their number (a listing stays far below a packet all the same).
+func (l *lease) create(c *zk.Conn, limited bool) error {
 	s := l.s
 	sid := c.SessionID()
 	l.mu.Lock()
@@ -225,16 +241,19 @@ func (l *lease) register(c *zk.Conn) error {
 	}
 	owner = st.Czxid
 	parent := s.instancesPath(l.svc)
-	acl, _, err := c.GetACL(parent)
+	acl, pst, err := c.GetACL(parent)
 	if errors.Is(err, zk.ErrNoNode) {
 		// The server creates it with the service; an older tree may lack it.
 		if _, err := c.Create(parent, nil, 0, s.acls.instParentACL(l.svc)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return err
 		}
-		acl, _, err = c.GetACL(parent)
+		acl, pst, err = c.GetACL(parent)
 	}
 	if err != nil {
 		return err
+	}
+	if limit := s.cfg.Limits.InstancesPerService; limited && int(pst.NumChildren) >= limit {
+		return &configsvc.CountError{What: "live instances of service " + l.svc, Count: int64(pst.NumChildren), Limit: int64(limit)}
 	}
 	acl = s.acls.instanceACL(acl)
 	for attempt := 0; ; attempt++ {

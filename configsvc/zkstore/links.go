@@ -45,8 +45,14 @@ func (s *Store) changeLink(ctx context.Context, svc, group string, link bool) er
 	ref := configsvc.Service(svc)
 	unsure := false // an earlier attempt may have landed
 	for attempt := 0; attempt < maxPublishAttempts; attempt++ {
+		if unsure { // see what the leader committed
+			_ = s.do(ctx, func(c *zk.Conn) error { _, err := c.Sync(s.headPath(ref)); return err })
+		}
 		h, stat, err := s.readHead(ctx, ref)
 		if err != nil {
+			if unsure && !errors.Is(err, configsvc.ErrNotFound) {
+				return fmt.Errorf("%s: the change may have been applied (%v): %w", what, mapErr("", err), configsvc.ErrOutcomeUnknown)
+			}
 			return mapErr(what, err)
 		}
 		linked := slices.Contains(h.Links, group)
@@ -60,6 +66,9 @@ func (s *Store) changeLink(ctx context.Context, svc, group string, link bool) er
 			}
 			return fmt.Errorf("%s: not linked: %w", what, configsvc.ErrNotFound)
 		case link:
+			if len(h.Links) >= s.cfg.Limits.LinksPerService {
+				return fmt.Errorf("%s: %w", what, &configsvc.CountError{What: "shared groups linked to service " + svc, Count: int64(len(h.Links)), Limit: int64(s.cfg.Limits.LinksPerService)})
+			}
 			h.Links = append(h.Links, group)
 			sort.Strings(h.Links)
 			ops = []any{
@@ -93,9 +102,14 @@ func (s *Store) changeLink(ctx context.Context, svc, group string, link bool) er
 			unsure = true
 			_ = s.bg.Sleep(ctx, 50*time.Millisecond)
 			continue // re-read: the change may have landed
+		case unsure || uncertain(err):
+			return fmt.Errorf("%s: the change may have been applied; read the links to find out (%v): %w", what, mapErr("", err), configsvc.ErrOutcomeUnknown)
 		default:
 			return mapErr(what, err)
 		}
+	}
+	if unsure {
+		return fmt.Errorf("%s: gave up after %d attempts, and the head never showed whether an earlier one was applied: %w", what, maxPublishAttempts, configsvc.ErrOutcomeUnknown)
 	}
 	return fmt.Errorf("%s: the service head kept changing: %w", what, configsvc.ErrConflict)
 }

@@ -4,45 +4,65 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/go-zookeeper/zk"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/configsvc"
 )
 
-// maxPruneRevisions bounds the revisions one prune step removes, so its
-// transaction stays small; a backlog (after Retention was lowered) is
-// worked off over the following publishes.
-const maxPruneRevisions = 100
+// pruneWindow is how many revision nodes one prune step reads (one round
+// trip, pipelined); the step then removes as many of them as fit in
+// boundedTxn bytes.
+const pruneWindow = 64
 
-// maxPruneNotes bounds the revisions whose written files a store keeps in
-// memory for pruning (see pruneNotes), over all services and groups.
-const maxPruneNotes = 1 << 17
+// pruneMark is what a store knows of the pruning of one incarnation of a
+// service or group (its epoch): every revision below pruned is gone. It is
+// only a hint that saves a look at the store: the progress itself is the
+// ref node's Pruned, which every server reads and moves.
+type pruneMark struct {
+	epoch  string
+	pruned int64
+}
 
 // schedulePrune asks the background pruner to remove revisions of ref
-// below first (0: unknown, check). Publishing never waits for pruning:
-// retention is enforced logically by the head's First, atomically with the
-// publish, and the nodes below it are removed soon after.
+// below first (0: unknown, check) in the incarnation epoch ("" unknown).
+// Publishing never waits for pruning: retention is enforced logically by
+// the head's First, atomically with the publish, and the nodes below it
+// are removed soon after.
 //
 // Pruning runs once the boundary is pruneLag revisions ahead of what is
-// known to be pruned, so that its cost (three round trips) is shared by
-// several publishes.
-func (s *Store) schedulePrune(ref configsvc.Ref, first int64) {
+// known to be pruned, so that its cost is shared by several publishes.
+// What is known is kept per epoch, so a service deleted and created again
+// (by this server or another) is never taken for pruned.
+func (s *Store) schedulePrune(ref configsvc.Ref, epoch string, first int64) {
 	s.pruneMu.Lock()
-	if first != 0 && first-s.prunedTo[ref] < s.pruneLag() {
+	pruned := int64(1) // what any incarnation starts from
+	if mark, ok := s.prunedTo[ref]; ok && mark.epoch == epoch {
+		pruned = mark.pruned
+	}
+	if first != 0 && first-pruned < s.pruneLag() {
 		s.pruneMu.Unlock()
 		return
 	}
 	if first == 0 {
-		s.prunePending[ref] = checkFirst
-	} else if old, ok := s.prunePending[ref]; !ok || (old != checkFirst && old < first) {
-		s.prunePending[ref] = first
+		s.prunePending[ref] = pendingPrune{first: checkFirst}
+	} else if old, ok := s.prunePending[ref]; !ok || (old.first != checkFirst && old.first < first) {
+		s.prunePending[ref] = pendingPrune{epoch: epoch, first: first}
 	}
 	s.pruneMu.Unlock()
 	select {
 	case s.pruneKick <- struct{}{}:
 	default:
 	}
+}
+
+// pendingPrune is a prune schedulePrune asked for: below first (checkFirst:
+// unknown, prune in any case) in the incarnation epoch.
+type pendingPrune struct {
+	epoch string
+	first int64
 }
 
 // checkFirst in prunePending: the boundary is unknown, prune in any case.
@@ -66,11 +86,12 @@ func (s *Store) pruner() {
 		}
 		s.pruneMu.Lock()
 		refs := s.prunePending
-		s.prunePending = map[configsvc.Ref]int64{}
+		s.prunePending = map[configsvc.Ref]pendingPrune{}
 		s.pruneMu.Unlock()
-		for ref, first := range refs {
+		for ref, p := range refs {
 			s.pruneMu.Lock()
-			done := first != checkFirst && first-s.prunedTo[ref] < s.pruneLag()
+			mark, ok := s.prunedTo[ref]
+			done := ok && p.first != checkFirst && mark.epoch == p.epoch && p.first-mark.pruned < s.pruneLag()
 			s.pruneMu.Unlock()
 			if !done {
 				s.prune(ref)
@@ -81,18 +102,22 @@ func (s *Store) pruner() {
 
 // prune physically removes revisions below the head's First (the logical
 // retention boundary moved by Publish) and every content node no retained
-// revision references, a bounded step at a time. Progress is kept in the
-// ref node's Pruned field, updated with a version check, so concurrent
-// pruners (other servers on the same ensemble) never collide.
-//
-// Why a content node (R, f) with R < First may go: a retained revision M
-// ≥ First that still used it would mean f was not changed between R and M,
-// so the manifest at First would also point at R. Hence (R, f) is kept
-// exactly when manifest(First)[f] == R.
+// revision references, one step after another until less than a batch is
+// left: however far behind pruning is (retention lowered on a long
+// history, a pruner that was down), it converges, each step bounded in
+// bytes. Progress is kept in the ref node's Pruned field, updated with a
+// version check in the step's transaction, so concurrent pruners (other
+// servers on the same ensemble) never collide and every server sees it. A
+// failed step is logged and left to the next publish.
 func (s *Store) prune(ref configsvc.Ref) {
-	for step := 0; step < 20; step++ {
+	for {
+		select {
+		case <-s.bg.Done():
+			return
+		default:
+		}
 		ctx, cancel := s.opCtx(s.life)
-		pruned, first, err := s.pruneStep(ctx, ref)
+		pruned, first, epoch, err := s.pruneStep(ctx, ref)
 		cancel()
 		if err != nil {
 			if !errors.Is(err, zk.ErrBadVersion) && !errors.Is(err, configsvc.ErrClosed) && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, configsvc.ErrNotFound) {
@@ -101,7 +126,7 @@ func (s *Store) prune(ref configsvc.Ref) {
 			return
 		}
 		s.pruneMu.Lock()
-		s.prunedTo[ref] = max(s.prunedTo[ref], pruned)
+		s.prunedTo[ref] = pruneMark{epoch: epoch, pruned: pruned}
 		s.pruneMu.Unlock()
 		// Publishes during the step moved First on a little: that rest is
 		// the next batch, scheduled when it is one.
@@ -111,161 +136,188 @@ func (s *Store) prune(ref configsvc.Ref) {
 	}
 }
 
-// pruneStep removes up to maxPruneRevisions revisions in one transaction.
-// It reports up to which revision (exclusive) ref is pruned, and the
-// head's First. Three round trips: the head and ref node, the revision
-// nodes, the transaction.
-func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) (pruned, first int64, err error) {
+// pruneStep removes the oldest revisions that fit in one transaction of
+// boundedTxn bytes, at least one, at most pruneWindow. It reports up to
+// which revision (exclusive) ref is pruned, the head's First and epoch.
+// Two round trips and the transaction: the head and ref node, the revision
+// nodes, then the deletions with the content directories they empty;
+// emptied directories of older revisions are removed after, best effort
+// (a directory left behind holds nothing and goes with the service).
+//
+// Which content nodes go: the content of file f written by revision R is
+// used by revisions R up to the one before S, the next revision that
+// changes f, whose change names R as f's previous content. Once every
+// revision below S is pruned, nothing can use it again. So removing
+// revisions [from, to) removes the content that revisions from+1 … to
+// name as previous. (A revision written in layout 1 names none: the
+// previous content of its changes is read from the manifest of the
+// revision before it.)
+func (s *Store) pruneStep(ctx context.Context, ref configsvc.Ref) (pruned, first int64, epoch string, err error) {
 	nodes, err := s.getMany(ctx, []string{s.headPath(ref), s.refPath(ref)})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	for _, n := range nodes {
 		if n.err != nil {
-			return 0, 0, n.err
+			return 0, 0, "", n.err
 		}
 	}
 	h, err := decodeHead(nodes[0].data)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	rd, err := decode[refDoc]("ref", nodes[1].data)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	from := max(rd.Pruned, 1)
 	if from >= h.First {
-		return from, h.First, nil
+		return from, h.First, h.Epoch, nil
 	}
-	to := min(h.First, from+maxPruneRevisions) // prune [from, to)
-	b, err := s.gatherBatch(ctx, ref, h.Epoch, from, to)
+	end := min(h.First, from+pruneWindow) // read revisions [from, end]
+	res, err := s.getMany(ctx, s.revWindow(ref, from, int(end-from+1)))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
-	ops := b.deletes(s, ref)
+	docs := map[int64]*revDoc{}
+	if err := revDocs(docs, from, res); err != nil {
+		return 0, 0, "", err
+	}
+	var contents, revs []any
+	dirs := map[int64]bool{}        // content directories that may have emptied
+	gone := map[contentRef]bool{}   // content nodes this step deletes
+	size := opsSize(nil) + 256 + 64 // the progress update, an emptied directory
+	to := from
+	for next := from + 1; next <= end; next++ {
+		prev := previousContent(docs, next)
+		add := make([]any, 0, len(prev)+1)
+		for _, c := range prev {
+			add = append(add, &zk.DeleteRequest{Path: s.contentPath(ref, h.Since, c.rev, c.file), Version: -1})
+		}
+		if docs[next-1] != nil {
+			add = append(add, &zk.DeleteRequest{Path: s.revPath(ref, next-1), Version: -1})
+		}
+		grow := opsSize(add) - opsSize(nil)
+		if to > from && size+grow > boundedTxn {
+			break
+		}
+		size += grow + 64
+		for _, c := range prev {
+			gone[c] = true
+			if h.layout2() && c.rev >= h.Since {
+				dirs[c.rev] = true
+			}
+		}
+		n := len(add)
+		if docs[next-1] != nil {
+			n--
+			revs = append(revs, add[n])
+		}
+		contents = append(contents, add[:n]...)
+		to = next
+	}
+	// The content directory of a revision the step removes goes in the same
+	// transaction when the step removes all it holds (the usual case: the
+	// files were changed again before to); others that emptied (of older
+	// revisions) are removed after it, one request each.
+	for r := from; r < to; r++ {
+		if !h.layout2() || r < h.Since || docs[r] == nil || !dirs[r] {
+			continue
+		}
+		delete(dirs, r)
+		all := true
+		for _, c := range docs[r].Changes {
+			all = all && (c.Delete || gone[contentRef{r, c.File}])
+		}
+		if all {
+			contents = append(contents, &zk.DeleteRequest{Path: s.contentDir(ref, r), Version: -1})
+		}
+	}
+	// Content first, so that a step applied one by one and interrupted
+	// never drops a revision node whose content it has not dropped yet.
+	ops := append(contents, revs...)
 	rd.Pruned = to
 	ops = append(ops, &zk.SetDataRequest{Path: s.refPath(ref), Data: mustJSON(rd), Version: nodes[1].stat.Version})
 	if _, err := s.multi(ctx, ops...); err != nil {
-		if !errors.Is(err, zk.ErrNoNode) {
-			return 0, 0, err
+		if !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrNotEmpty) {
+			return 0, 0, "", err
 		}
 		if err := s.pruneOneByOne(ctx, ops); err != nil {
-			return 0, 0, err
+			return 0, 0, "", err
 		}
 	}
-	s.notes.pruned(ref, h.Epoch, to, b.keep)
-	return to, h.First, nil
+	s.removeEmptyDirs(ctx, ref, dirs)
+	return to, h.First, h.Epoch, nil
 }
 
-// pruneBatch is what one prune step removes: revisions [from, to).
-type pruneBatch struct {
-	from, to int64
-	// revs are the revisions [from, to) whose nodes still exist, with the
-	// files each wrote (a content node each).
-	revs map[int64][]string
-	// atFrom is the manifest at from (file → revision of its content),
-	// nil when revision from is gone; keep is the manifest at to.
-	atFrom, keep map[string]int64
+// contentRef names one content node: file as written by revision rev.
+type contentRef struct {
+	rev  int64
+	file string
 }
 
-// gatherBatch gathers the batch [from, to): the manifest at to from its
-// revision node, and, for each revision, the files it wrote, from the
-// store's notes of its own publishes or else from the revision node (read
-// together, one round trip). A note can only ever name a content node that
-// may go: whatever it names is deleted only if it is older than to and not
-// in the manifest at to, which it reads.
-func (s *Store) gatherBatch(ctx context.Context, ref configsvc.Ref, epoch string, from, to int64) (*pruneBatch, error) {
-	b := &pruneBatch{from: from, to: to}
-	b.revs, b.atFrom = s.notes.batch(ref, epoch, from, to)
-	paths := []string{s.revPath(ref, to)}
-	nums := []int64{to}
-	for n := from; n < to; n++ {
-		if _, ok := b.revs[n]; !ok || (n == from && b.atFrom == nil) {
-			paths = append(paths, s.revPath(ref, n))
-			nums = append(nums, n)
-		}
+// previousContent returns the content nodes revision next's changes
+// replaced or deleted (nothing when its node is gone: an interrupted step
+// removed it, after its content).
+func previousContent(docs map[int64]*revDoc, next int64) []contentRef {
+	d := docs[next]
+	if d == nil {
+		return nil
 	}
-	res, err := s.getMany(ctx, paths)
-	if err != nil {
-		return nil, err
-	}
-	for i, r := range res {
-		n := nums[i]
-		if r.err != nil {
-			if n == to {
-				return nil, fmt.Errorf("read revision %d: %w", to, r.err)
+	var out []contentRef
+	if d.Files == nil { // layout 2: each change names it
+		for _, c := range d.Changes {
+			if c.Prev > 0 {
+				out = append(out, contentRef{c.Prev, c.File})
 			}
-			delete(b.revs, n) // already gone
-			continue
 		}
-		d, err := decode[revDoc]("revision", r.data)
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case n == to:
-			b.keep = d.Files
-			continue
-		case n == from:
-			b.atFrom = d.Files
-		}
-		b.revs[n] = writtenFiles(d.Changes)
+		return out
 	}
-	return b, nil
+	before := docs[next-1]
+	if before == nil || before.Files == nil {
+		return nil
+	}
+	for _, c := range d.Changes {
+		if r, ok := before.Files[c.File]; ok && r != d.Files[c.File] {
+			out = append(out, contentRef{r, c.File})
+		}
+	}
+	return out
 }
 
-// deletes returns the deletions of the batch: its revision nodes, and the
-// content nodes they reference that the manifest at to does not.
-func (b *pruneBatch) deletes(s *Store, ref configsvc.Ref) []any {
-	type content struct {
-		rev  int64
-		file string
+// removeEmptyDirs deletes the content directories of revisions in dirs
+// that hold nothing any more; one still holding content is left alone.
+func (s *Store) removeEmptyDirs(ctx context.Context, ref configsvc.Ref, dirs map[int64]bool) {
+	nums := make([]int64, 0, len(dirs))
+	for n := range dirs {
+		nums = append(nums, n)
 	}
-	cands := map[content]bool{}
-	for f, cr := range b.atFrom {
-		if cr < b.from { // content older than from, still referenced by from
-			cands[content{cr, f}] = true
-		}
+	sort.Slice(nums, func(i, j int) bool { return nums[i] < nums[j] })
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for _, n := range nums {
+		g.Go(func() error {
+			err := s.do(gctx, func(c *zk.Conn) error { return c.Delete(s.contentDir(ref, n), -1) })
+			if err != nil && !errors.Is(err, zk.ErrNotEmpty) && !errors.Is(err, zk.ErrNoNode) {
+				return fmt.Errorf("remove content directory of revision %d: %w", n, err)
+			}
+			return nil
+		})
 	}
-	var ops []any
-	for n := b.from; n < b.to; n++ {
-		files, ok := b.revs[n]
-		if !ok {
-			continue
-		}
-		for _, f := range files {
-			cands[content{n, f}] = true
-		}
-		ops = append(ops, &zk.DeleteRequest{Path: s.revPath(ref, n), Version: -1})
+	if err := g.Wait(); err != nil {
+		s.log.Debug("zkstore: prune", "ref", ref.String(), "err", err)
 	}
-	for c := range cands {
-		if b.keep[c.file] != c.rev {
-			ops = append(ops, &zk.DeleteRequest{Path: s.contentPath(ref, c.rev, c.file), Version: -1})
-		}
-	}
-	return ops
-}
-
-// writtenFiles returns the files a revision's changes write.
-func writtenFiles(changes []changeDoc) []string {
-	var files []string
-	for _, c := range changes {
-		if !c.Delete {
-			files = append(files, c.File)
-		}
-	}
-	return files
 }
 
 // pruneOneByOne applies a prune transaction that failed on a node already
-// gone (an earlier, interrupted prune) as separate deletes, then the
-// progress update.
+// gone (an earlier, interrupted prune) or a directory not empty as separate
+// deletes, in order, then the progress update; such nodes are skipped.
 func (s *Store) pruneOneByOne(ctx context.Context, ops []any) error {
 	for _, op := range ops {
 		switch o := op.(type) {
 		case *zk.DeleteRequest:
 			err := s.do(ctx, func(c *zk.Conn) error { return c.Delete(o.Path, -1) })
-			if err != nil && !errors.Is(err, zk.ErrNoNode) {
+			if err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrNotEmpty) {
 				return err
 			}
 		case *zk.SetDataRequest:

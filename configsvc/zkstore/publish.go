@@ -17,24 +17,33 @@ import (
 const maxPublishAttempts = 20
 
 // Publish atomically creates revision cs.Base+1 and moves the head to it in
-// one ZooKeeper transaction: a check of the head's epoch node, a content
-// node per changed file, the revision node (metadata, publish id,
-// manifest), and the head set with a version check. It checks ref and cs's
-// shape and limits before writing anything; content is not validated here
-// but once, by the configsvc.ValidatingStore that publishes go through.
+// one ZooKeeper transaction: a check of the head's epoch node, the content
+// node of each written file (under content/{N}/), the manifest nodes of
+// the changed files (the old one deleted, the new one created), the
+// revision node (metadata, publish id, each change with the file's
+// previous content revision), and the head, with the child version the
+// manifest changes leave manifest/ at (see manifest.go), set with a
+// version check. Its size depends on the changeset
+// only, never on how many files the service has. It checks ref and cs's
+// shape and limits before writing anything, and the service's file count
+// (configsvc.CheckServiceFiles) against the manifest it builds on; content
+// is not validated here but once, by the configsvc.ValidatingStore that
+// publishes go through. A head still in layout 1 is migrated first.
 //
 // The transaction builds on the head this store last wrote or read for ref
 // (see headCache) when that head is at cs.Base: the publish is then one
 // round trip. When there is none, or the version or epoch check shows it
-// out of date, the head is read and the transaction sent again.
+// out of date, the head and manifest are read and the transaction sent
+// again.
 //
 // Errors: ErrInvalid and ErrTooLarge for bad input; ErrConflict when the
 // head is no longer cs.Base; ErrNotFound when ref does not exist;
-// ErrUnavailable when ZooKeeper cannot be reached within the timeout. When
-// the connection fails after the transaction was sent, Publish re-reads the
-// head and revision node (after a sync) and reports success if its own
-// publish id landed; if it still cannot tell when the timeout ends, the
-// ErrUnavailable error says the outcome is unknown.
+// ErrUnavailable when ZooKeeper cannot be reached within the timeout and
+// nothing was written. When the connection fails after the transaction
+// was sent, Publish re-reads the head and revision node (after a sync) and
+// reports success if its own publish id landed; if it still cannot tell
+// at the deadline, or after maxPublishAttempts, the error is
+// ErrOutcomeUnknown, never ErrConflict.
 //
 // After a successful publish, revisions older than Config.Retention are
 // pruned (errors there are logged, not returned: the publish succeeded).
@@ -64,20 +73,24 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 				return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
 			}
 			if landed {
-				s.schedulePrune(ref, 0)
+				s.schedulePrune(ref, "", 0)
 				return p.rev, nil
 			}
 		}
-		ops, head, err := p.transaction(base)
+		ops, head, manifest, err := p.transaction(base)
 		if err != nil {
 			return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
 		}
 		_, err = s.multi(ctx, ops...)
 		switch {
 		case err == nil:
-			s.heads.put(ref, head, base.version+1)
-			s.notes.published(ref, head.Epoch, p.doc.Revision, cs.Changes)
-			s.schedulePrune(ref, head.First)
+			s.heads.put(ref, head, base.version+1, manifest, head.ManifestCversion)
+			for f, data := range p.metas {
+				if d, err := decode[fileNodeDoc]("manifest", data); err == nil && head.Epoch != "" {
+					s.metas.put(metaKey(ref, head.Epoch, f, p.doc.Revision), *d)
+				}
+			}
+			s.schedulePrune(ref, head.Epoch, head.First)
 			return p.rev, nil
 		case errors.Is(err, configsvc.ErrTooLarge):
 			return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
@@ -90,6 +103,12 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 			lastErr = err
 			continue
 		case errors.Is(err, zk.ErrNoNode):
+			if unsure {
+				// Our own earlier attempt may have replaced a manifest
+				// node this one deletes: read again.
+				lastErr = err
+				continue
+			}
 			return configsvc.Revision{}, fmt.Errorf("%s: %s was deleted: %w", what, ref, configsvc.ErrNotFound)
 		case uncertain(err) && ctx.Err() == nil:
 			s.heads.drop(ref, base)
@@ -101,6 +120,10 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 			return configsvc.Revision{}, s.publishErr(what, err, unsure || uncertain(err))
 		}
 	}
+	if unsure {
+		return configsvc.Revision{}, fmt.Errorf("%s: gave up after %d attempts, the last of which failed (%v), and the head never showed whether an earlier one was applied: %w",
+			what, maxPublishAttempts, lastErr, configsvc.ErrOutcomeUnknown)
+	}
 	return configsvc.Revision{}, fmt.Errorf("%s: gave up after %d attempts (last: %v): %w", what, maxPublishAttempts, lastErr, configsvc.ErrConflict)
 }
 
@@ -110,7 +133,8 @@ type publication struct {
 	s   *Store
 	ref configsvc.Ref
 	cs  configsvc.Changeset
-	// doc is the revision node; its Files are set per attempt.
+	// doc is the revision node; the Prev of its changes are set per
+	// attempt.
 	doc revDoc
 	// now is this server's clock at the publish; the revision's time is
 	// the later of it and the base head's (configsvc.RevisionTime).
@@ -120,13 +144,16 @@ type publication struct {
 	// latest is the revision with its content for the head, or nil when
 	// too large to inline.
 	latest *latestDoc
-	// content holds the content node creations, the same on every attempt.
+	// content holds the content node creations (the revision's content
+	// directory first), the same on every attempt.
 	content []any
+	// metas are the manifest node data of the written files.
+	metas map[string][]byte
 }
 
 func (s *Store) newPublication(ref configsvc.Ref, cs configsvc.Changeset) *publication {
 	n := cs.Base + 1
-	p := &publication{s: s, ref: ref, cs: cs, now: s.cfg.Now()}
+	p := &publication{s: s, ref: ref, cs: cs, now: s.cfg.Now(), metas: map[string][]byte{}}
 	p.doc = revDoc{
 		Revision: n, Author: cs.Author, Time: p.now.UTC(), Message: cs.Message,
 		RollbackOf: cs.RollbackOf, PublishID: newID(16), Changes: make([]changeDoc, len(cs.Changes)),
@@ -136,19 +163,27 @@ func (s *Store) newPublication(ref configsvc.Ref, cs configsvc.Changeset) *publi
 	for i, c := range cs.Changes {
 		p.rev.Changes[i] = configsvc.Change{File: c.File, Delete: c.Delete}
 		p.doc.Changes[i] = changeDoc{File: c.File, Delete: c.Delete}
-		if !c.Delete {
-			p.content = append(p.content, &zk.CreateRequest{Path: s.contentPath(ref, n, c.File), Data: c.Content, Acl: s.acl})
+		if c.Delete {
+			continue
 		}
+		if len(p.content) == 0 {
+			p.content = append(p.content, &zk.CreateRequest{Path: s.contentDir(ref, n), Acl: s.acl})
+		}
+		// A layout 2 head is at or past its Since, so revision n's
+		// content goes under content/{n}/.
+		p.content = append(p.content, &zk.CreateRequest{Path: s.contentPath(ref, n, n, c.File), Data: c.Content, Acl: s.acl})
+		p.metas[c.File] = mustJSON(fileNodeDoc{SHA256: configsvc.Checksum(c.Content), Size: int64(len(c.Content))})
 	}
 	p.latest = inlineLatest(p.rev, cs)
 	return p
 }
 
-// publishBase reads the head a publish builds on (after a sync when an
-// earlier attempt failed, so that it sees what the leader committed). It
-// fails with ErrConflict when the head is not at cs.Base, unless, after an
-// attempt whose outcome is unknown, the head shows that attempt landed:
-// then landed is true.
+// publishBase reads the head a publish builds on, with its manifest (after
+// a sync when an earlier attempt failed, so that it sees what the leader
+// committed), migrating a head still in layout 1 first. It fails with
+// ErrConflict when the head is not at cs.Base, unless, after an attempt
+// whose outcome is unknown, the head shows that attempt landed: then
+// landed is true.
 func (s *Store) publishBase(ctx context.Context, p *publication, again, unsure bool) (base cachedHead, landed bool, err error) {
 	ref, n := p.ref, p.doc.Revision
 	if again {
@@ -156,10 +191,11 @@ func (s *Store) publishBase(ctx context.Context, p *publication, again, unsure b
 			return cachedHead{}, false, s.publishErr("", err, unsure)
 		}
 	}
-	h, stat, err := s.readHead(ctx, ref)
+	st, _, err := s.readState(ctx, ref, nil)
 	if err != nil {
 		return cachedHead{}, false, s.publishErr("", err, unsure)
 	}
+	h := st.doc
 	if h.Revision != p.cs.Base {
 		if unsure && h.Revision >= n {
 			ok, err := s.landed(ctx, ref, n, p.doc.PublishID)
@@ -172,22 +208,50 @@ func (s *Store) publishBase(ctx context.Context, p *publication, again, unsure b
 		}
 		return cachedHead{}, false, fmt.Errorf("base revision %d is not the head %d: %w", p.cs.Base, h.Revision, configsvc.ErrConflict)
 	}
-	s.heads.put(ref, h, stat.Version)
-	return cachedHead{doc: h, version: stat.Version}, false, nil
+	if !h.layout2() {
+		if err := s.migrate(ctx, ref); err != nil {
+			return cachedHead{}, false, s.publishErr("move to layout 2", err, unsure)
+		}
+		if st, _, err = s.readState(ctx, ref, nil); err != nil {
+			return cachedHead{}, false, s.publishErr("", err, unsure)
+		}
+		if st.doc.Revision != p.cs.Base || !st.doc.layout2() {
+			return cachedHead{}, false, fmt.Errorf("base revision %d is not the head %d: %w", p.cs.Base, st.doc.Revision, configsvc.ErrConflict)
+		}
+	}
+	s.heads.put(ref, st.doc, st.stat.Version, st.manifest, st.cversion)
+	return cachedHead{doc: st.doc, version: st.stat.Version, manifest: st.manifest, cversion: st.cversion}, false, nil
 }
 
-// transaction returns the operations that publish p on top of base, and
-// the new head they write. Deleting a file base does not have is
-// ErrInvalid.
-func (p *publication) transaction(base cachedHead) ([]any, *headDoc, error) {
+// transaction returns the operations that publish p on top of base (a
+// layout 2 head), the new head they write and the manifest at it.
+// Deleting a file base does not have is ErrInvalid; growing past
+// MaxFilesPerService files is ErrTooLarge.
+func (p *publication) transaction(base cachedHead) ([]any, *headDoc, map[string]int64, error) {
 	s, ref, n := p.s, p.ref, p.doc.Revision
-	manifest, err := configsvc.Apply(base.doc.Files, &configsvc.Revision{Number: n, Changes: p.cs.Changes})
-	if err != nil {
-		return nil, nil, err
+	manifest := make(map[string]int64, len(base.manifest)+len(p.cs.Changes))
+	for f, r := range base.manifest {
+		manifest[f] = r
 	}
-	p.doc.Files = make(map[string]int64, len(manifest))
-	for name, m := range manifest {
-		p.doc.Files[name] = m.Revision
+	var nodes []any
+	for i, c := range p.cs.Changes {
+		prev := manifest[c.File]
+		p.doc.Changes[i].Prev = prev
+		if prev > 0 {
+			nodes = append(nodes, &zk.DeleteRequest{Path: s.manifestNode(ref, c.File, prev), Version: -1})
+		}
+		if c.Delete {
+			if prev == 0 {
+				return nil, nil, nil, &configsvc.FieldError{Field: "file", Value: c.File, Msg: "cannot delete a file that does not exist"}
+			}
+			delete(manifest, c.File)
+			continue
+		}
+		manifest[c.File] = n
+		nodes = append(nodes, &zk.CreateRequest{Path: s.manifestNode(ref, c.File, n), Data: p.metas[c.File], Acl: s.acl})
+	}
+	if err := configsvc.CheckServiceFiles(ref, len(base.manifest), len(manifest)); err != nil {
+		return nil, nil, nil, err
 	}
 	// Revision times never go backwards, whatever this server's clock says.
 	p.doc.Time = configsvc.RevisionTime(p.now, base.doc.Updated)
@@ -195,12 +259,15 @@ func (p *publication) transaction(base cachedHead) ([]any, *headDoc, error) {
 	if p.latest != nil {
 		p.latest.Time = p.doc.Time
 	}
-	head := &headDoc{Revision: n, Files: manifest, Links: base.doc.Links, Updated: p.doc.Time, Author: p.cs.Author,
-		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest}
+	head := &headDoc{Revision: n, Files: manifestMarker, Count: len(manifest), Since: base.doc.Since,
+		Links: base.doc.Links, Updated: p.doc.Time, Author: p.cs.Author,
+		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest,
+		// Each manifest operation creates or deletes one child.
+		ManifestCversion: base.cversion + int32(len(nodes))}
 	if keep := int64(s.cfg.Retention); n-keep+1 > head.First {
 		head.First = n - keep + 1
 	}
-	ops := make([]any, 0, len(p.content)+3)
+	ops := make([]any, 0, len(p.content)+len(nodes)+4)
 	if head.Epoch == "" {
 		// Created before epochs existed: this publish gives it one.
 		head.Epoch = newID(8)
@@ -209,21 +276,23 @@ func (p *publication) transaction(base cachedHead) ([]any, *headDoc, error) {
 		ops = append(ops, &zk.CheckVersionRequest{Path: s.epochPath(ref, head.Epoch), Version: -1})
 	}
 	ops = append(ops, p.content...)
+	ops = append(ops, nodes...)
 	ops = append(ops,
 		&zk.CreateRequest{Path: s.revPath(ref, n), Data: mustJSON(p.doc), Acl: s.acl},
 		&zk.SetDataRequest{Path: s.headPath(ref), Data: mustJSON(head), Version: base.version})
-	return ops, head, nil
+	return ops, head, manifest, nil
 }
 
 // publishErr translates err; when an earlier attempt may have landed, the
-// error says the outcome is unknown.
+// error is ErrOutcomeUnknown (unless it is a conflict or a missing ref,
+// which the head read proved).
 func (s *Store) publishErr(what string, err error, unsure bool) error {
 	if unsure && !errors.Is(err, configsvc.ErrNotFound) && !errors.Is(err, configsvc.ErrConflict) {
-		const unknown = "outcome unknown (the transaction may have been applied; read the head to find out)"
-		if what == "" {
-			return mapErr(unknown, err)
+		const unknown = "the transaction may have been applied; read the head to find out"
+		if what != "" {
+			what += ": "
 		}
-		return mapErr(what+": "+unknown, err)
+		return fmt.Errorf("%s%s (%v): %w", what, unknown, mapErr("", err), configsvc.ErrOutcomeUnknown)
 	}
 	return mapErr(what, err)
 }

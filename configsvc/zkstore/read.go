@@ -10,46 +10,6 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 )
 
-// manifestAt returns the manifest of ref at revision rev (0 = head) as
-// file → revision whose content node holds the file, with the resolved
-// revision number. The head and, for an older revision, the revision node
-// are read together (pipelined): one round trip either way.
-func (s *Store) manifestAt(ctx context.Context, ref configsvc.Ref, rev int64) (map[string]int64, int64, error) {
-	paths := []string{s.headPath(ref)}
-	if rev > 0 {
-		paths = append(paths, s.revPath(ref, rev))
-	}
-	res, err := s.getMany(ctx, paths)
-	if err != nil {
-		return nil, 0, err
-	}
-	if res[0].err != nil {
-		return nil, 0, fmt.Errorf("%s does not exist: %w", ref, configsvc.ErrNotFound)
-	}
-	h, err := decodeHead(res[0].data)
-	if err != nil {
-		return nil, 0, err
-	}
-	if rev == 0 || rev == h.Revision {
-		m := make(map[string]int64, len(h.Files))
-		for name, meta := range h.Files {
-			m[name] = meta.Revision
-		}
-		return m, h.Revision, nil
-	}
-	if err := checkRange(h, rev); err != nil {
-		return nil, 0, err
-	}
-	if res[1].err != nil {
-		return nil, 0, fmt.Errorf("revision %d was pruned: %w", rev, configsvc.ErrCompacted)
-	}
-	d, err := decode[revDoc]("revision", res[1].data)
-	if err != nil {
-		return nil, 0, err
-	}
-	return d.Files, rev, nil
-}
-
 // checkRange reports ErrNotFound for a revision past the head (or below
 // 1) and ErrCompacted for one below the retention boundary.
 func checkRange(h *headDoc, rev int64) error {
@@ -91,15 +51,14 @@ func (s *Store) File(ctx context.Context, ref configsvc.Ref, name string, rev in
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	m, _, err := s.manifestAt(ctx, ref, rev)
+	cr, ok, h, err := s.fileAt(ctx, ref, name, rev)
 	if err != nil {
 		return nil, configsvc.FileMeta{}, mapErr(what, err)
 	}
-	cr, ok := m[name]
 	if !ok {
 		return nil, configsvc.FileMeta{}, fmt.Errorf("%s: no such file: %w", what, configsvc.ErrNotFound)
 	}
-	data, _, err := s.get(ctx, s.contentPath(ref, cr, name))
+	data, _, err := s.get(ctx, s.contentPath(ref, h.Since, cr, name))
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, configsvc.FileMeta{}, fmt.Errorf("%s: content pruned meanwhile: %w", what, configsvc.ErrCompacted)
 	}
@@ -128,23 +87,24 @@ func (s *Store) Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (con
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	m, at, err := s.manifestAt(ctx, ref, rev)
+	m, at, h, err := s.manifestAt(ctx, ref, rev)
 	if err != nil {
 		return configsvc.Snapshot{}, mapErr(what, err)
 	}
-	files, err := s.contents(ctx, ref, m)
+	files, err := s.contents(ctx, ref, h.Since, m)
 	if err != nil {
 		return configsvc.Snapshot{}, mapErr(what, err)
 	}
 	return configsvc.Snapshot{Ref: ref, Revision: at, Files: files}, nil
 }
 
-// contents reads the content nodes of a manifest.
-func (s *Store) contents(ctx context.Context, ref configsvc.Ref, m map[string]int64) (map[string][]byte, error) {
+// contents reads the content nodes of a manifest (of a head whose layout 2
+// began at since).
+func (s *Store) contents(ctx context.Context, ref configsvc.Ref, since int64, m map[string]int64) (map[string][]byte, error) {
 	names := sortedKeys(m)
 	paths := make([]string, len(names))
 	for i, n := range names {
-		paths[i] = s.contentPath(ref, m[n], n)
+		paths[i] = s.contentPath(ref, since, m[n], n)
 	}
 	res, err := s.getMany(ctx, paths)
 	if err != nil {
@@ -229,21 +189,22 @@ func (s *Store) Revision(ctx context.Context, ref configsvc.Ref, n int64) (confi
 	if err := checkRange(h, n); err != nil {
 		return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
 	}
-	r, err := s.fullRevision(ctx, ref, n, nil)
+	r, err := s.fullRevision(ctx, ref, h.Since, n, nil)
 	if err != nil {
 		return configsvc.Revision{}, mapErr(what, err)
 	}
 	return r, nil
 }
 
-// fullRevision reads revision n with the content of its changes. written,
-// when not nil, names the files revision n wrote (known from the head when
-// n is the head revision): their content is then read together with the
-// revision node, in one round trip instead of two.
-func (s *Store) fullRevision(ctx context.Context, ref configsvc.Ref, n int64, written []string) (configsvc.Revision, error) {
+// fullRevision reads revision n with the content of its changes (content
+// paths per since, the head's headDoc.Since). written, when not nil, names
+// the files revision n wrote (known from a layout 1 head when n is the head
+// revision): their content is then read together with the revision node,
+// in one round trip instead of two.
+func (s *Store) fullRevision(ctx context.Context, ref configsvc.Ref, since, n int64, written []string) (configsvc.Revision, error) {
 	paths := []string{s.revPath(ref, n)}
 	for _, f := range written {
-		paths = append(paths, s.contentPath(ref, n, f))
+		paths = append(paths, s.contentPath(ref, since, n, f))
 	}
 	res, err := s.getMany(ctx, paths)
 	if err != nil {
@@ -269,7 +230,7 @@ func (s *Store) fullRevision(ctx context.Context, ref configsvc.Ref, n int64, wr
 		}
 	}
 	if len(missing) > 0 {
-		more, err := s.contents(ctx, ref, missing)
+		more, err := s.contents(ctx, ref, since, missing)
 		if err != nil {
 			return configsvc.Revision{}, err
 		}

@@ -1,6 +1,7 @@
 package zkstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -66,40 +67,22 @@ func validRecordName(collection, id string) error {
 	return nil
 }
 
-// Put creates or replaces a record. ErrTooLarge over 64 KiB; ErrInvalid
-// for a bad collection or id.
-func (r records) Put(ctx context.Context, collection, id string, data []byte) error {
-	what := fmt.Sprintf("zkstore: put record %s/%s", collection, id)
+// checkRecord checks a record's collection, id and size.
+func checkRecord(collection, id string, data []byte) error {
 	if err := validRecordName(collection, id); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return err
 	}
 	if len(data) > configsvc.MaxRecordSize {
-		return fmt.Errorf("%s: %w", what, &configsvc.LimitError{What: "record", Size: int64(len(data)), Limit: configsvc.MaxRecordSize})
+		return &configsvc.LimitError{What: "record", Size: int64(len(data)), Limit: configsvc.MaxRecordSize}
 	}
-	s := r.s
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	p := r.path(collection, id)
-	for attempt := 0; attempt < 10; attempt++ {
-		err := s.do(ctx, func(c *zk.Conn) error { _, err := c.Set(p, data, -1); return err })
-		if !errors.Is(err, zk.ErrNoNode) {
-			return mapErr(what, err)
-		}
-		err = s.do(ctx, func(c *zk.Conn) error { _, err := c.Create(p, data, 0, s.acl); return err })
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, zk.ErrNoNode):
-			if err := s.createIfMissing(ctx, s.recordsPath(collection), s.acl); err != nil {
-				return mapErr(what, err)
-			}
-		case errors.Is(err, zk.ErrNodeExists):
-			// Created concurrently: set it on the next round.
-		default:
-			return mapErr(what, err)
-		}
-	}
-	return fmt.Errorf("%s: record kept changing: %w", what, configsvc.ErrConflict)
+	return nil
+}
+
+// Put creates or replaces a record. ErrTooLarge over 64 KiB; ErrInvalid
+// for a bad collection or id; ErrTooMany when creating one in a full
+// collection.
+func (r records) Put(ctx context.Context, collection, id string, data []byte) error {
+	return r.write(ctx, "put", collection, id, data, true)
 }
 
 // Get returns a record's data; ErrNotFound if absent.
@@ -415,4 +398,88 @@ func (r records) Scan(ctx context.Context, collection string, before int64, limi
 		}
 	}
 	return out, nil
+}
+
+// Create creates a record only if none has that id (a ZooKeeper create):
+// ErrConflict if it exists; ErrTooMany when the collection holds
+// MaxRecordsPerCollection records; ErrTooLarge over 64 KiB. A create whose
+// reply was lost is checked by reading the record back: when it holds data
+// it is taken as this call's (callers put a unique value in what they
+// create, e.g. a claim with a random nonce, when that matters); when it
+// cannot be read back in time, ErrOutcomeUnknown.
+func (r records) Create(ctx context.Context, collection, id string, data []byte) error {
+	return r.write(ctx, "create", collection, id, data, false)
+}
+
+// write is Put (replace) and Create: a set, falling back to a create (with
+// the collection node created when missing), or a create only.
+func (r records) write(ctx context.Context, verb, collection, id string, data []byte, replace bool) error {
+	what := fmt.Sprintf("zkstore: %s record %s/%s", verb, collection, id)
+	if err := checkRecord(collection, id, data); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	s := r.s
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	p := r.path(collection, id)
+	unsure := false // an earlier create may have landed
+	for attempt := 0; attempt < 10; attempt++ {
+		if replace {
+			err := s.do(ctx, func(c *zk.Conn) error { _, err := c.Set(p, data, -1); return err })
+			if !errors.Is(err, zk.ErrNoNode) {
+				return mapErr(what, err)
+			}
+		}
+		if err := r.checkRoom(ctx, collection); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		err := s.do(ctx, func(c *zk.Conn) error { _, err := c.Create(p, data, 0, s.acl); return err })
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, zk.ErrNoNode):
+			if err := s.createIfMissing(ctx, s.recordsPath(collection), s.acl); err != nil {
+				return mapErr(what, err)
+			}
+		case errors.Is(err, zk.ErrNodeExists) && replace:
+			// Created concurrently: set it on the next round.
+		case errors.Is(err, zk.ErrNodeExists):
+			if unsure {
+				got, _, err := s.get(ctx, p)
+				if err == nil && bytes.Equal(got, data) {
+					return nil // our own create, whose reply was lost
+				}
+			}
+			return fmt.Errorf("%s: exists: %w", what, configsvc.ErrConflict)
+		case !replace && uncertain(err) && ctx.Err() == nil:
+			unsure = true
+			_ = s.bg.Sleep(ctx, 50*time.Millisecond)
+		case !replace && (unsure || uncertain(err)):
+			return fmt.Errorf("%s: it may have been created (%v): %w", what, mapErr("", err), configsvc.ErrOutcomeUnknown)
+		default:
+			return mapErr(what, err)
+		}
+	}
+	if replace {
+		return fmt.Errorf("%s: record kept changing: %w", what, configsvc.ErrConflict)
+	}
+	return fmt.Errorf("%s: could not create it: %w", what, configsvc.ErrUnavailable)
+}
+
+// checkRoom refuses a new record in a collection that holds
+// MaxRecordsPerCollection records, counted from the collection node's
+// stat just before (so writers creating at the same moment may pass the
+// limit by their number; listings stay far below a packet all the same).
+func (r records) checkRoom(ctx context.Context, collection string) error {
+	st, err := call(ctx, r.s, func(c *zk.Conn) (*zk.Stat, error) {
+		_, st, err := c.Exists(r.s.recordsPath(collection))
+		return st, err
+	})
+	if err != nil {
+		return mapErr("count records", err)
+	}
+	if st != nil && int(st.NumChildren) >= r.s.cfg.Limits.RecordsPerCollection {
+		return &configsvc.CountError{What: "records in collection " + collection, Count: int64(st.NumChildren), Limit: int64(r.s.cfg.Limits.RecordsPerCollection)}
+	}
+	return nil
 }

@@ -2,9 +2,11 @@ package zkstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 	"golang.org/x/sync/errgroup"
@@ -13,45 +15,113 @@ import (
 )
 
 // Create creates an empty service or group at revision 0: its node, its
-// head, its epoch node and the directories below it, in one transaction.
-// ErrConflict if it exists; ErrInvalid for a bad name.
+// head (layout 2), its epoch node and the directories below it, in one
+// transaction. ErrConflict if it exists (or a Delete of it stopped half
+// way); ErrInvalid for a bad name; ErrTooMany when Config.Limits' Services
+// of its kind exist (counted just before, so servers creating at the same
+// moment may pass the limit by their number); ErrOutcomeUnknown when a lost
+// reply leaves it unknown whether it was created.
 func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 	if err := ref.Validate(); err != nil {
 		return fmt.Errorf("zkstore: create: %w", err)
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
+	what := "zkstore: create " + ref.String()
+	st, err := call(ctx, s, func(c *zk.Conn) (*zk.Stat, error) {
+		_, st, err := c.Exists(s.kindPath(ref.Kind))
+		return st, err
+	})
+	if err != nil {
+		return mapErr(what, err)
+	}
+	if st != nil && int(st.NumChildren) >= s.cfg.Limits.Services {
+		return fmt.Errorf("%s: %w", what, &configsvc.CountError{What: ref.Kind.String() + "s in the store", Count: int64(st.NumChildren), Limit: int64(s.cfg.Limits.Services)})
+	}
 	now := s.cfg.Now().UTC()
 	base := s.refPath(ref)
-	head := &headDoc{Files: map[string]configsvc.FileMeta{}, Updated: now, First: 1, Epoch: newID(8)}
+	head := &headDoc{Files: manifestMarker, Since: 1, Updated: now, First: 1, Epoch: newID(8)}
 	ops := []any{
 		&zk.CreateRequest{Path: base, Data: mustJSON(refDoc{Kind: ref.Kind.String(), Name: ref.Name, Created: now, Pruned: 1}), Acl: s.acl},
 		&zk.CreateRequest{Path: s.headPath(ref), Data: mustJSON(head), Acl: s.acl},
 		&zk.CreateRequest{Path: s.epochPath(ref, head.Epoch), Acl: s.acl},
 		&zk.CreateRequest{Path: base + "/revisions", Acl: s.acl},
 		&zk.CreateRequest{Path: base + "/content", Acl: s.acl},
+		&zk.CreateRequest{Path: s.manifestDir(ref), Acl: s.acl},
 	}
 	if ref.Kind == configsvc.KindService {
 		ops = append(ops, &zk.CreateRequest{Path: base + "/links", Acl: s.acl})
 	} else {
 		ops = append(ops, &zk.CreateRequest{Path: base + "/users", Acl: s.acl})
 	}
-	if _, err := s.multi(ctx, ops...); err != nil {
-		if errors.Is(err, zk.ErrNodeExists) {
-			if _, _, herr := s.readHead(ctx, ref); errors.Is(herr, configsvc.ErrNotFound) {
-				return fmt.Errorf("zkstore: create %s: a delete of it did not finish; delete it again, then create it: %w", ref, configsvc.ErrConflict)
-			}
-			return fmt.Errorf("zkstore: create %s: already exists: %w", ref, configsvc.ErrConflict)
-		}
-		return mapErr("zkstore: create "+ref.String(), err)
+	if err := s.createNodes(ctx, what, ref, head.Epoch, ops); err != nil {
+		return err
 	}
-	s.heads.put(ref, head, 0) // the first publish builds on it
+	s.heads.put(ref, head, 0, map[string]int64{}, 0) // the first publish builds on it
 	if ref.Kind == configsvc.KindService {
 		if err := s.createIfMissing(ctx, s.instancesPath(ref.Name), s.acls.instParentACL(ref.Name)); err != nil {
 			s.log.Warn("zkstore: create instances node", "service", ref.Name, "err", err)
 		}
 	}
 	return nil
+}
+
+// createNodes sends Create's transaction ops for ref, whose new epoch is
+// epoch. A transaction whose outcome is uncertain is sent again; when that
+// finds the nodes there, the new epoch node tells whether they are its own
+// (success) or another server's (ErrConflict). ErrOutcomeUnknown when it
+// still cannot tell.
+func (s *Store) createNodes(ctx context.Context, what string, ref configsvc.Ref, epoch string, ops []any) error {
+	unsure := false // an earlier attempt may have landed
+	for attempt := 0; ; attempt++ {
+		_, err := s.multi(ctx, ops...)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, zk.ErrNodeExists) {
+			if unsure {
+				ours, err := s.epochExists(ctx, ref, epoch)
+				if err != nil {
+					return fmt.Errorf("%s: it may have been created (%v): %w", what, mapErr("", err), configsvc.ErrOutcomeUnknown)
+				}
+				if ours {
+					return nil // our own earlier attempt landed
+				}
+			}
+			return s.existsConflict(ctx, what, ref)
+		}
+		if uncertain(err) && ctx.Err() == nil && attempt < maxPublishAttempts {
+			unsure = true
+			_ = s.bg.Sleep(ctx, 50*time.Millisecond)
+			continue
+		}
+		if unsure || uncertain(err) {
+			return fmt.Errorf("%s: it may have been created (%v): %w", what, mapErr("", err), configsvc.ErrOutcomeUnknown)
+		}
+		return mapErr(what, err)
+	}
+}
+
+// existsConflict is Create's ErrConflict when ref's node exists already,
+// saying so when it is what a Delete that stopped half way left (a node
+// without head), which a repeated Delete removes.
+func (s *Store) existsConflict(ctx context.Context, what string, ref configsvc.Ref) error {
+	if _, _, err := s.readHead(ctx, ref); errors.Is(err, configsvc.ErrNotFound) {
+		return fmt.Errorf("%s: a delete of it did not finish; delete it again, then create it: %w", what, configsvc.ErrConflict)
+	}
+	return fmt.Errorf("%s: already exists: %w", what, configsvc.ErrConflict)
+}
+
+// epochExists reports, after a sync, whether ref's epoch node epoch exists:
+// whether a Create whose reply was lost landed.
+func (s *Store) epochExists(ctx context.Context, ref configsvc.Ref, epoch string) (bool, error) {
+	return call(ctx, s, func(c *zk.Conn) (bool, error) {
+		if _, err := c.Sync(s.refPath(ref)); err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return false, err
+		}
+		ok, _, err := c.Exists(s.epochPath(ref, epoch))
+		return ok, err
+	})
 }
 
 // Delete removes a service or group with its whole history and, for a
@@ -128,7 +198,6 @@ func (s *Store) Delete(ctx context.Context, ref configsvc.Ref) error {
 	delete(s.prunedTo, ref)
 	s.pruneMu.Unlock()
 	s.heads.forget(ref)
-	s.notes.forget(ref)
 	if err := s.removeTree(ctx, s.refPath(ref)); err != nil {
 		return mapErr(what, err)
 	}
@@ -223,12 +292,21 @@ func (s *Store) Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, er
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	h, stat, err := s.readHead(ctx, ref)
-	if err != nil {
-		return configsvc.Head{}, mapErr("zkstore: head "+ref.String(), err)
+	for attempt := 0; ; attempt++ {
+		st, _, err := s.readState(ctx, ref, nil)
+		if err != nil {
+			return configsvc.Head{}, mapErr("zkstore: head "+ref.String(), err)
+		}
+		files, err := s.fileMetas(ctx, ref, st)
+		if errors.Is(err, errManifestMoved) && attempt < maxStateReads {
+			continue
+		}
+		if err != nil {
+			return configsvc.Head{}, mapErr("zkstore: head "+ref.String(), err)
+		}
+		s.heads.put(ref, st.doc, st.stat.Version, st.manifest, st.cversion) // a publish on top of this head usually follows
+		return st.doc.head(ref, files), nil
 	}
-	s.heads.put(ref, h, stat.Version) // a publish on top of this head usually follows
-	return h.head(ref), nil
 }
 
 // readHead reads and decodes ref's head node. A missing head is
@@ -248,13 +326,20 @@ func (s *Store) readHead(ctx context.Context, ref configsvc.Ref) (*headDoc, *zk.
 	return h, stat, nil
 }
 
+// decodeHead decodes a head node in either layout; a layout 1 manifest is
+// decoded into legacy.
 func decodeHead(data []byte) (*headDoc, error) {
 	h, err := decode[headDoc]("head", data)
 	if err != nil {
 		return nil, err
 	}
-	if h.Files == nil {
-		h.Files = map[string]configsvc.FileMeta{}
+	if !h.layout2() {
+		h.legacy = map[string]configsvc.FileMeta{}
+		if len(h.Files) > 0 && string(h.Files) != "null" {
+			if err := json.Unmarshal(h.Files, &h.legacy); err != nil {
+				return nil, fmt.Errorf("corrupt head node: files: %v", err)
+			}
+		}
 	}
 	if h.First < 1 {
 		h.First = 1

@@ -45,13 +45,13 @@ type Store struct {
 	watches instWatches            // WatchInstances: one watch per node, shared
 
 	pruneMu      sync.Mutex
-	prunePending map[configsvc.Ref]int64 // newest First to prune below; checkFirst: unknown
-	prunedTo     map[configsvc.Ref]int64 // known progress of pruning, per ref
-	notes        *pruneNotes             // what pruning need not read back
-	pruneKick    chan struct{}           // buffer 1
+	prunePending map[configsvc.Ref]pendingPrune // newest First to prune below
+	prunedTo     map[configsvc.Ref]pruneMark    // what is known of pruning, per ref and epoch
+	pruneKick    chan struct{}                  // buffer 1
 
 	revs  *revCache  // revisions read by watchers
 	heads *headCache // heads a publish may build on without reading
+	metas *metaCache // data of manifest nodes (never modified)
 
 	logHomes sync.Map // collection → the node of its append log (records.go)
 }
@@ -74,12 +74,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		queues:    map[string]*writeQueue{},
 		regKick:   make(chan struct{}, 1),
 
-		prunePending: map[configsvc.Ref]int64{},
-		prunedTo:     map[configsvc.Ref]int64{},
-		notes:        newPruneNotes(),
+		prunePending: map[configsvc.Ref]pendingPrune{},
+		prunedTo:     map[configsvc.Ref]pruneMark{},
 		pruneKick:    make(chan struct{}, 1),
 		revs:         newRevCache(),
 		heads:        newHeadCache(),
+		metas:        newMetaCache(),
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.acls = buildACLs(cfg)
@@ -396,7 +396,8 @@ func mapErr(what string, err error) error {
 	case errors.Is(err, configsvc.ErrNotFound), errors.Is(err, configsvc.ErrConflict),
 		errors.Is(err, configsvc.ErrInvalid), errors.Is(err, configsvc.ErrTooLarge),
 		errors.Is(err, configsvc.ErrUnavailable), errors.Is(err, configsvc.ErrCompacted),
-		errors.Is(err, configsvc.ErrClosed):
+		errors.Is(err, configsvc.ErrClosed), errors.Is(err, configsvc.ErrTooMany),
+		errors.Is(err, configsvc.ErrOutcomeUnknown):
 		if prefix == "" {
 			return err
 		}

@@ -201,7 +201,7 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := decode[headDoc]("head", a.data)
+	h, err := decodeHead(a.data)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +229,7 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 		n := w.next
 		var written []string
 		if n == h.Revision {
-			for name, m := range h.Files {
+			for name, m := range h.legacy { // layout 1 only: layout 2 heads inline small revisions instead
 				if m.Revision == n {
 					written = append(written, name)
 				}
@@ -238,7 +238,7 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 		load := func() (configsvc.Revision, error) {
 			rctx, rcancel := w.s.opCtx(w.s.life)
 			defer rcancel()
-			return w.s.fullRevision(rctx, w.ref, n, written)
+			return w.s.fullRevision(rctx, w.ref, h.Since, n, written)
 		}
 		if h.Latest != nil && h.Latest.Revision == n {
 			// The head carries this revision: no further read.

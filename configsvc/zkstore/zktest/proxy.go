@@ -29,11 +29,13 @@ const (
 //   - Blackhole: keep connections open but pass no byte either way, and
 //     accept new connections without forwarding them (the client notices
 //     only by its own timeouts, like a silent network partition);
-//   - CutAfterMulti / DropMulti (ZooKeeper framing only): lose one
-//     transaction's reply, or the transaction itself, and drop the
-//     connection, so the client cannot know whether it was applied.
+//   - CutAfterMulti / DropMulti / DropMultis (ZooKeeper framing only): lose
+//     transactions' replies, or the transactions themselves, and drop the
+//     connection, so the client cannot know whether they were applied.
 //
-// Heal undoes Partition and Blackhole. Methods are safe for concurrent use.
+// It also counts requests by opcode (Requests) and measures the last
+// transaction it forwarded (LastMultiSize). Heal undoes Partition and
+// Blackhole. Methods are safe for concurrent use.
 // The proxy, its connections and its goroutines end at the test's cleanup.
 type Proxy struct {
 	ln     net.Listener
@@ -51,7 +53,8 @@ type Proxy struct {
 	cuts     int  // multi requests cut or dropped so far
 	wg       sync.WaitGroup
 
-	requests [256]atomic.Int64 // requests seen from clients, by opcode (framed proxies only)
+	requests  [256]atomic.Int64 // requests seen from clients, by opcode (framed proxies only)
+	lastMulti atomic.Int64      // size of the last multi request forwarded (framed proxies only)
 }
 
 // link is one proxied connection.
@@ -164,6 +167,16 @@ func (p *Proxy) DropMulti(then func()) {
 	p.dropN, p.dropped = 1, then
 }
 
+// DropMultis makes the proxy swallow each of the next n multi requests
+// as DropMulti does, without a callback, dropping the connection each time:
+// a network that loses every transaction (n large) or a few. n = 0 stops
+// dropping; it replaces what DropMulti or DropMultis armed before.
+func (p *Proxy) DropMultis(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropN, p.dropped = max(n, 0), nil
+}
+
 // PartitionAtNextRequest makes the proxy partition (as Partition does) at
 // the next request a client sends that is not a ping, an authentication or
 // the re-setting of its watches: typically the first thing a client does
@@ -193,8 +206,14 @@ func (p *Proxy) Requests(op int32) int64 {
 	return p.requests[op].Load()
 }
 
-// Cuts reports how many multi requests CutAfterMulti and DropMulti have
-// cut so far.
+// LastMultiSize reports the size in bytes of the last multi request
+// (transaction) a proxy from StartProxy forwarded to the server, without
+// its 4-byte length prefix; 0 before the first. Tests measure what a write
+// costs on the wire with it.
+func (p *Proxy) LastMultiSize() int64 { return p.lastMulti.Load() }
+
+// Cuts reports how many multi requests CutAfterMulti, DropMulti and
+// DropMultis have cut so far.
 func (p *Proxy) Cuts() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -355,6 +374,9 @@ func (p *Proxy) frames(l *link) {
 		p.mu.Unlock()
 		if hole {
 			continue
+		}
+		if multi {
+			p.lastMulti.Store(int64(len(body)))
 		}
 		if cut {
 			l.mute.Store(true) // the reply must not reach the client

@@ -12,7 +12,9 @@ import (
 
 // TestProxyFaults: through a Proxy a client reads normally; a black hole
 // stalls its requests without closing anything until Heal; a partition
-// fails them at once; a dropped multi never reaches the server.
+// fails them at once; a dropped multi never reaches the server, and
+// DropMultis drops as many as it is told, then none; LastMultiSize is the
+// size of the last transaction that went through.
 func TestProxyFaults(t *testing.T) {
 	srv := zktest.Start(t)
 	direct := connect(t, srv.Servers())
@@ -72,4 +74,41 @@ func TestProxyFaults(t *testing.T) {
 			t.Fatalf("the dropped multi's node exists = %v, %v; want it never applied", ok, err)
 		}
 	})
+
+	t.Run("DropMultis", func(t *testing.T) {
+		before := px.Cuts()
+		px.DropMultis(2)
+		for i := range 2 {
+			if _, err := c.Multi(&zk.CreateRequest{Path: "/dropped", Acl: zk.WorldACL(zk.PermAll)}); err == nil {
+				t.Fatalf("dropped multi %d succeeded", i+1)
+			}
+			waitGet(t, c, "/p")
+		}
+		if got := px.Cuts() - before; got != 2 {
+			t.Fatalf("DropMultis(2): %d multis cut, want 2", got)
+		}
+		if ok, _, err := direct.Exists("/dropped"); err != nil || ok {
+			t.Fatalf("a dropped multi's node exists = %v, %v; want it never applied", ok, err)
+		}
+		small := multiSize(t, px, c, "/s", 1)
+		large := multiSize(t, px, c, "/l", 1001)
+		if large-small != 1000 {
+			t.Fatalf("LastMultiSize: %d bytes for 1 byte of data, %d for 1001; want 1000 apart", small, large)
+		}
+		px.DropMultis(1 << 20)
+		px.DropMultis(0)
+		if _, err := c.Multi(&zk.CreateRequest{Path: "/after", Acl: zk.WorldACL(zk.PermAll)}); err != nil {
+			t.Fatalf("a multi after DropMultis(0): %v", err)
+		}
+	})
+}
+
+// multiSize sends one transaction creating p with size bytes of data
+// through px and returns px.LastMultiSize after it.
+func multiSize(t *testing.T, px *zktest.Proxy, c *zk.Conn, p string, size int) int64 {
+	t.Helper()
+	if _, err := c.Multi(&zk.CreateRequest{Path: p, Data: make([]byte, size), Acl: zk.WorldACL(zk.PermAll)}); err != nil {
+		t.Fatalf("multi through the proxy: %v", err)
+	}
+	return px.LastMultiSize()
 }

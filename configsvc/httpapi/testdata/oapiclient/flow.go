@@ -67,7 +67,7 @@ func run(ctx context.Context, url, token string) error {
 		return err
 	}
 
-	created, err := c.PutServicesSvcWithResponse(ctx, svc)
+	created, err := c.PutServicesSvcWithResponse(ctx, svc, nil)
 	if err := step("create service", created, err, http.StatusCreated); err != nil {
 		return err
 	}
@@ -99,15 +99,19 @@ func run(ctx context.Context, url, token string) error {
 		return err
 	}
 
-	// A multi-file publish, based on revision 2.
-	pub, err := c.PostServicesSvcRevisionsWithResponse(ctx, svc, &PostServicesSvcRevisionsParams{IfMatch: ptr(`"2"`)}, PublishRequest{
-		Message: ptr("bigger pool"), Changes: []Change{{File: "db.yaml", Content: ptr(string(dbV2))}},
-	})
-	if err := step("publish revision 3", pub, err, http.StatusCreated); err != nil {
-		return err
-	}
-	if pub.JSON201 == nil || pub.JSON201.Revision != 3 {
-		return fmt.Errorf("publish: answer %s, want revision 3", pub.Body)
+	// A multi-file publish, based on revision 2, sent twice under one
+	// Idempotency-Key: the repeat gets the first answer and publishes
+	// nothing.
+	for i, want := range []string{"", "true"} {
+		pub, err := c.PostServicesSvcRevisionsWithResponse(ctx, svc, &PostServicesSvcRevisionsParams{IfMatch: ptr(`"2"`), IdempotencyKey: ptr("oapi-flow-revision-3")}, PublishRequest{
+			Message: ptr("bigger pool"), Changes: []Change{{File: "db.yaml", Content: ptr(string(dbV2))}},
+		})
+		if err := step(fmt.Sprintf("publish revision 3 (attempt %d)", i+1), pub, err, http.StatusCreated); err != nil {
+			return err
+		}
+		if pub.JSON201 == nil || pub.JSON201.Revision != 3 || pub.HTTPResponse.Header.Get("Idempotent-Replayed") != want {
+			return fmt.Errorf("publish attempt %d: answer %s (replayed %q), want revision 3 (replayed %q)", i+1, pub.Body, pub.HTTPResponse.Header.Get("Idempotent-Replayed"), want)
+		}
 	}
 
 	// A weak ETag never matches in If-Match.
@@ -161,7 +165,7 @@ func run(ctx context.Context, url, token string) error {
 	}
 
 	// Tokens: create a viewer, use it, revoke it.
-	tok, err := c.PostTokensWithResponse(ctx, TokenRequest{Name: "oapi-viewer", Roles: []Grant{{Role: GrantRoleViewer, Pattern: svc}}})
+	tok, err := c.PostTokensWithResponse(ctx, nil, TokenRequest{Name: "oapi-viewer", Roles: []Grant{{Role: GrantRoleViewer, Pattern: svc}}})
 	if err := step("create token", tok, err, http.StatusCreated); err != nil {
 		return err
 	}
@@ -184,7 +188,7 @@ func run(ctx context.Context, url, token string) error {
 	if !slices.ContainsFunc(list.JSON200.Tokens, func(t Token) bool { return t.Id == tok.JSON201.Id && t.Token == nil }) {
 		return fmt.Errorf("token list %s lacks %s (or shows a token)", list.Body, tok.JSON201.Id)
 	}
-	rev, err := c.DeleteTokensIdWithResponse(ctx, tok.JSON201.Id)
+	rev, err := c.DeleteTokensIdWithResponse(ctx, tok.JSON201.Id, nil)
 	if err := step("revoke token", rev, err, http.StatusNoContent); err != nil {
 		return err
 	}
@@ -194,11 +198,11 @@ func run(ctx context.Context, url, token string) error {
 	}
 
 	// Pins: register an instance, pin to it, list, revoke.
-	inst, err := c.PutServicesSvcInstancesIdWithResponse(ctx, svc, "oapi-1", Instance{Addr: ptr("127.0.0.1:9"), Revision: ptr(int64(4)), Status: ptr(Applied)})
+	inst, err := c.PutServicesSvcInstancesIdWithResponse(ctx, svc, "oapi-1", nil, Instance{Addr: ptr("127.0.0.1:9"), Revision: ptr(int64(4)), Status: ptr(Applied)})
 	if err := step("register instance", inst, err, http.StatusCreated); err != nil {
 		return err
 	}
-	pin, err := c.PostPinsWithResponse(ctx, PinRequest{Targets: map[string]string{svc: "oapi-1"}, Ttl: ptr("10m"), Note: ptr("oapi flow")})
+	pin, err := c.PostPinsWithResponse(ctx, nil, PinRequest{Targets: map[string]string{svc: "oapi-1"}, Ttl: ptr("10m"), Note: ptr("oapi flow")})
 	if err := step("create pin", pin, err, http.StatusCreated); err != nil {
 		return err
 	}
@@ -212,7 +216,7 @@ func run(ctx context.Context, url, token string) error {
 	if !slices.ContainsFunc(pins.JSON200.Pins, func(p Pin) bool { return p.Id == pin.JSON201.Id }) {
 		return fmt.Errorf("pin list %s lacks %s", pins.Body, pin.JSON201.Id)
 	}
-	unpin, err := c.DeletePinsIdWithResponse(ctx, pin.JSON201.Id)
+	unpin, err := c.DeletePinsIdWithResponse(ctx, pin.JSON201.Id, nil)
 	if err := step("revoke pin", unpin, err, http.StatusOK); err != nil {
 		return err
 	}

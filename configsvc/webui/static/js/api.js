@@ -1,5 +1,8 @@
 // The admin API client: same-origin fetch under /v1 with the session cookie.
-// State-changing requests send X-Sluice-CSRF copied from the CSRF cookie.
+// State-changing requests send X-Sluice-CSRF copied from the CSRF cookie,
+// and an Idempotency-Key: one per user action (one call of request), the
+// same on each attempt, so that a write whose answer was lost is sent again
+// without being applied twice.
 
 // APIError carries the server's {"error":{code,message,details}}.
 export class APIError extends Error {
@@ -28,15 +31,35 @@ export function path(...segs) {
   return '/' + segs.map((s) => encodeURIComponent(String(s))).join('/');
 }
 
+// newKey returns a random idempotency key (a UUID v4). crypto.randomUUID
+// exists only on secure origins; getRandomValues everywhere.
+export function newKey() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const x = Array.from(b, (v) => v.toString(16).padStart(2, '0')).join('');
+  return x.slice(0, 8) + '-' + x.slice(8, 12) + '-' + x.slice(12, 16) + '-' + x.slice(16, 20) + '-' + x.slice(20);
+}
+
+// sendTimes bounds the attempts of one write: a lost answer (the network
+// failed after sending) or a key still in progress (409
+// idempotency_in_progress) is retried under the same key.
+const sendTimes = 3;
+
 // request calls the API. body: a string is sent raw (text/plain), anything
 // else as JSON. It resolves to parsed JSON, text, or null for 204; with
 // opts.response it resolves to the Response. Non-2xx rejects with APIError.
+// A write (any method but GET and HEAD) carries an Idempotency-Key
+// (opts.key, else a new one) and is sent again under it after a network
+// failure or while the server still answers the first attempt.
 export async function request(method, p, body, opts = {}) {
   const headers = new Headers(opts.headers || {});
   headers.set('Accept', opts.accept || 'application/json');
-  if (method !== 'GET' && method !== 'HEAD') {
+  const write = method !== 'GET' && method !== 'HEAD';
+  if (write) {
     const t = csrfToken();
     if (t) headers.set('X-Sluice-CSRF', t);
+    headers.set('Idempotency-Key', opts.key || newKey());
   }
   let payload;
   if (body !== undefined) {
@@ -49,10 +72,21 @@ export async function request(method, p, body, opts = {}) {
     }
   }
   let res;
-  try {
-    res = await fetch('/v1' + p, { method, headers, body: payload, credentials: 'same-origin', cache: 'no-store' });
-  } catch (e) {
-    throw new APIError(0, 'network', 'The server cannot be reached: ' + e.message);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      res = await fetch('/v1' + p, { method, headers, body: payload, credentials: 'same-origin', cache: 'no-store' });
+    } catch (e) {
+      if (write && attempt < sendTimes) continue; // the answer may be lost: ask again under the key
+      throw new APIError(0, 'network', 'The server cannot be reached: ' + e.message);
+    }
+    if (write && res.status === 409 && attempt < sendTimes && res.headers.get('Retry-After')) {
+      const text = await res.clone().text();
+      if (text.includes('idempotency_in_progress')) {
+        await new Promise((ok) => setTimeout(ok, Math.min(5, Number(res.headers.get('Retry-After')) || 1) * 1000));
+        continue;
+      }
+    }
+    break;
   }
   if (!res.ok) {
     let code = '', message = '', details = {};
@@ -68,6 +102,7 @@ export async function request(method, p, body, opts = {}) {
     }
     if (!message) message = res.status + ' ' + res.statusText;
     if (res.status === 503 && res.headers.get('Retry-After')) message += ' (retry after ' + res.headers.get('Retry-After') + ' s)';
+    if (code === 'outcome_unknown') message += ' — reload to see whether it was applied before trying again';
     const err = new APIError(res.status, code, message, details);
     if (res.status === 401 && !opts.quiet401 && typeof request.onUnauthorized === 'function') request.onUnauthorized(err);
     throw err;

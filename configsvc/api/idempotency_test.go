@@ -1,0 +1,85 @@
+package api_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/boltstore"
+)
+
+// TestWriteResentUnderItsKey: the connection breaks after the server
+// applied a publish, before its answer reached the client. The client
+// sends the publish again under the same Idempotency-Key and gets the
+// first answer: one revision, no error. Reads and instance registrations
+// carry no key; every other write does.
+func TestWriteResentUnderItsKey(t *testing.T) {
+	e := newEnv(t, boltstore.Options{})
+	var mu sync.Mutex
+	keys := map[string][]string{} // "METHOD path" → keys received
+	lost := 1
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		op := r.Method + " " + r.URL.Path
+		keys[op] = append(keys[op], r.Header.Get(api.HeaderIdempotencyKey))
+		drop := op == "POST /v1/services/orders/revisions" && lost > 0
+		if drop {
+			lost--
+		}
+		mu.Unlock()
+		if drop {
+			e.srv.ServeHTTP(httptest.NewRecorder(), r) // applied, answer lost
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
+		e.srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	c := mustClient(t, api.Config{Servers: []string{front.URL}, Token: e.admin})
+	ctx := ctxT(t)
+	ref := configsvc.Service("orders")
+	if _, _, err := c.Create(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	content := "a: 1\n"
+	rev, err := c.Publish(ctx, ref, api.PublishRequest{Changes: []api.Change{{File: "a.yaml", Content: &content}}})
+	if err != nil || rev.Number != 1 {
+		t.Fatalf("Publish across a lost answer = %d, %v; want revision 1", rev.Number, err)
+	}
+	if h, err := e.store.Head(ctx, ref); err != nil || h.Revision != 1 {
+		t.Fatalf("head = %d, %v; want 1: the resent publish must not publish twice", h.Revision, err)
+	}
+	if _, err := c.Head(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Register(ctx, configsvc.Instance{Service: "orders", ID: "o-1", Addr: "127.0.0.1:1", Status: configsvc.StatusApplied})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	pub := keys["POST /v1/services/orders/revisions"]
+	if len(pub) != 2 || pub[0] == "" || pub[0] != pub[1] {
+		t.Fatalf("publish sent with keys %q; want twice the same key", pub)
+	}
+	if k := keys["PUT /v1/services/orders"]; len(k) != 1 || k[0] == "" || k[0] == pub[0] {
+		t.Fatalf("create sent with keys %q; want one key of its own", k)
+	}
+	for _, op := range []string{"GET /v1/services/orders", "PUT /v1/services/orders/instances/o-1", "DELETE /v1/services/orders/instances/o-1"} {
+		for _, k := range keys[op] {
+			if k != "" {
+				t.Fatalf("%s sent Idempotency-Key %q; want none", op, k)
+			}
+		}
+	}
+}
