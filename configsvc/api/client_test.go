@@ -714,3 +714,40 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("unreachable server: %v", err)
 	}
 }
+
+// TestFaultLeaseCloseDuringSlowHeartbeat: a heartbeat the server is still
+// handling when the lease closes must not land after the lease's delete and
+// bring the instance back (the client's cancelled request is still served).
+func TestFaultLeaseCloseDuringSlowHeartbeat(t *testing.T) {
+	e := newEnv(t, boltstore.Options{})
+	ctx := ctxT(t)
+	if _, _, err := e.c.Create(ctx, configsvc.Service("orders")); err != nil {
+		t.Fatal(err)
+	}
+	var slow atomic.Bool
+	delayed := make(chan struct{}, 16)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slow.Load() && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/instances/") {
+			delayed <- struct{}{}
+			time.Sleep(150 * time.Millisecond) // served although the client gave up
+			r = r.WithContext(context.WithoutCancel(r.Context()))
+		}
+		e.srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	lc := mustClient(t, api.Config{Servers: []string{ts.URL}, Token: e.admin, Heartbeat: 20 * time.Millisecond})
+	lease, err := lc.Register(ctx, configsvc.Instance{Service: "orders", ID: "orders-1", Addr: "127.0.0.1:9001", Status: configsvc.StatusApplied})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.Store(true)
+	<-delayed // a heartbeat is in the server
+	if err := lease.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let any straggling heartbeat land
+	list, err := e.c.Instances(ctx, "orders")
+	if err != nil || len(list) != 0 {
+		t.Fatalf("after Close: %+v, %v; want no instance", list, err)
+	}
+}

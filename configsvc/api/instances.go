@@ -49,8 +49,7 @@ func (c *Client) Register(ctx context.Context, inst configsvc.Instance) (configs
 	if _, err := c.PutInstance(ctx, inst); err != nil {
 		return nil, err
 	}
-	l := &lease{c: c, inst: inst, done: make(chan struct{})}
-	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l := &lease{c: c, inst: inst, stop: make(chan struct{}), done: make(chan struct{})}
 	go l.heartbeats()
 	return l, nil
 }
@@ -61,8 +60,7 @@ type lease struct {
 	mu   sync.Mutex // guards inst
 	inst configsvc.Instance
 
-	ctx       context.Context // ends when the lease closes
-	cancel    context.CancelFunc
+	stop      chan struct{} // closed by Close
 	done      chan struct{} // closed when heartbeats returns
 	closeOnce sync.Once
 	closeErr  error
@@ -82,13 +80,16 @@ func (l *lease) heartbeats() {
 	defer t.Stop()
 	for {
 		select {
-		case <-l.ctx.Done():
+		case <-l.stop:
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(l.ctx, l.c.cfg.Heartbeat)
+		// A refresh is not cancelled by Close: a cancelled request may still
+		// be served after Close's delete and bring the instance back, so Close
+		// waits for it instead (at most heartbeatTimeout).
+		ctx, cancel := context.WithTimeout(context.Background(), heartbeatTimeout(l.c.cfg.Heartbeat))
 		inst := l.current()
-		if _, err := l.c.PutInstance(ctx, inst); err != nil && l.ctx.Err() == nil {
+		if _, err := l.c.PutInstance(ctx, inst); err != nil {
 			l.c.cfg.Logger.Warn("api: instance refresh failed", "service", inst.Service, "instance", inst.ID, "err", err)
 		}
 		cancel()
@@ -105,12 +106,18 @@ func (l *lease) Update(ctx context.Context, inst configsvc.Instance) error {
 	return err
 }
 
-// Close stops the refreshes and removes the registration (within 3 s); a
-// registration the server no longer holds is not an error. It is safe to
-// call more than once.
+// heartbeatTimeout bounds one refresh: the heartbeat interval, at least 3 s.
+func heartbeatTimeout(every time.Duration) time.Duration {
+	return max(every, 3*time.Second)
+}
+
+// Close stops the refreshes, waits for a refresh in flight (at most the
+// larger of the heartbeat and 3 s, so it cannot land after the delete) and
+// removes the registration (within 3 s more); a registration the server no
+// longer holds is not an error. It is safe to call more than once.
 func (l *lease) Close() error {
 	l.closeOnce.Do(func() {
-		l.cancel()
+		close(l.stop)
 		<-l.done
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
