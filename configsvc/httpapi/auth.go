@@ -20,7 +20,7 @@ func (s *Server) authorize(c *gin.Context, a access.Action, t access.Target) boo
 	if !d.Allowed {
 		st.authorized = false
 		st.reason = d.Reason
-		s.failf(c, api.ErrForbidden, "%s", d.Reason)
+		s.failf(c, api.ErrForbidden, "%s; ask an admin for a grant that allows it", d.Reason)
 		return false
 	}
 	st.authorized = true
