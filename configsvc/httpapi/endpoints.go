@@ -80,6 +80,9 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 	r("POST", "/pins", "pin.create", s.createPin)
 	r("DELETE", "/pins/:id", "pin.revoke", s.revokePin)
 	r("GET", "/routes", "", s.liveRoutes)
+	r("GET", "/summary/services", "", s.summaryPage(configsvc.KindService))
+	r("GET", "/summary/shared", "", s.summaryPage(configsvc.KindGroup))
+	r("GET", "/search", "", s.search)
 
 	for _, k := range []struct {
 		kind   configsvc.Kind
@@ -102,6 +105,7 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 		r("GET", base+"/watch", "", s.watch(kind), stream)
 	}
 	r("GET", "/shared/:group/users", "", s.users)
+	r("GET", "/services/:svc/effective", "", s.effective)
 	r("PUT", "/services/:svc/links/:group", "link", s.link(true))
 	r("DELETE", "/services/:svc/links/:group", "unlink", s.link(false))
 	r("GET", "/services/:svc/instances", "", s.listInstances)

@@ -159,6 +159,11 @@ func matrixRows() []matrixRow {
 		// The live route tables need read on sluice-system: the admin and the proxy.
 		{route: "GET /v1/routes", path: "/v1/routes", want: allow(200, whoProxy, whoAdmin)},
 		{route: "GET /v1/services", path: "/v1/services", want: allow(200, authed...)},
+		// Summaries and search answer every caller with what it may read.
+		{route: "GET /v1/summary/services", path: "/v1/summary/services", want: allow(200, authed...)},
+		{route: "GET /v1/summary/shared", path: "/v1/summary/shared?sort=-updated", want: allow(200, authed...)},
+		{route: "GET /v1/search", path: "/v1/search?q=one", want: allow(200, authed...)},
+		{route: "GET /v1/services/:svc/effective", path: "/v1/services/orders/effective", want: allow(200, readers...)},
 		{route: "GET /v1/shared", path: "/v1/shared", want: allow(200, authed...)},
 		{route: "GET /v1/shared/:group/users", path: "/v1/shared/common/users", want: allow(200, readers...)},
 		// Linking needs a direct grant on the group, which no editor here has.

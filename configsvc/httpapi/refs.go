@@ -72,6 +72,8 @@ func (s *Server) createRef(kind configsvc.Kind) gin.HandlerFunc {
 		} else if err != nil {
 			s.fail(c, err)
 			return
+		} else {
+			s.index.poke()
 		}
 		h, err := s.cfg.Store.Head(ctx, ref)
 		if err != nil {
@@ -94,6 +96,7 @@ func (s *Server) deleteRef(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
+		s.index.deleted(ref)
 		c.Status(http.StatusNoContent)
 	}
 }
@@ -175,6 +178,7 @@ func (s *Server) commit(c *gin.Context, ref configsvc.Ref, cs configsvc.Changese
 
 func (s *Server) published(c *gin.Context, ref configsvc.Ref, rev configsvc.Revision, status int) {
 	state(c).revision = rev.Number
+	s.index.published(ref, rev)
 	s.metrics.publishes.WithLabelValues(ref.Kind.String()).Inc()
 	setRevisionHeaders(c, rev.Number)
 	c.JSON(status, api.FromRevision(rev, false))
@@ -591,6 +595,7 @@ func (s *Server) link(add bool) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
+		s.index.linked(svc.Name, h.Links)
 		c.JSON(http.StatusOK, api.Links{Links: append([]string{}, h.Links...), Service: svc.Name})
 	}
 }
