@@ -7,6 +7,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 )
 
@@ -69,8 +70,8 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 	}
 
 	r("GET", "/openapi.json", "", s.openapi, public)
-	r("POST", "/session", "session.open", s.openSession, public)
-	r("DELETE", "/session", "session.close", s.closeSession)
+	r("POST", "/session", access.ActionSessionOpen, s.openSession, public)
+	r("DELETE", "/session", access.ActionSessionClose, s.closeSession)
 	r("GET", "/whoami", "", s.whoami)
 	r("GET", "/tokens", "", s.listTokens)
 	r("POST", "/tokens", "token.create", s.createToken)
