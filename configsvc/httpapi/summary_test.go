@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/format"
 	"github.com/sluicehq/sluice/configsvc/testkit"
+	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
 
 // seed creates ref with files published in one revision, straight in the
@@ -354,4 +355,55 @@ func TestSummaryThousandServicesNoStoreReads(t *testing.T) {
 	if n := cs.reads.Load() - before; n != 0 {
 		t.Fatalf("%d store reads for warm summary pages, want 0", n)
 	}
+}
+
+// TestSummaryTwoServersOnZooKeeper: two servers on one ZooKeeper; what one
+// changes (publishes, links, instances, creations, deletions) reaches the
+// other's summary through ZooKeeper's watches, and its error messages are
+// as plain as on bbolt.
+func TestSummaryTwoServersOnZooKeeper(t *testing.T) {
+	zk := zktest.Start(t)
+	a := newEnvOn(t, mustZK(t, zk, "/sluice-summary"))
+	b := newEnvOn(t, mustZK(t, zk, "/sluice-summary"))
+	b.admin = a.admin
+	b.srv.index.every = 100 * time.Millisecond
+	a.mustService("orders", map[string]string{"a.txt": "1"})
+	a.mustGroup("common", map[string]string{"c.yaml": "x: 1\n"})
+	if got := b.services(b.admin, ""); len(got.Items) != 1 || got.Items[0].Revision != 1 {
+		t.Fatalf("b's first summary = %+v", got)
+	}
+
+	a.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/links/common", token: a.admin})
+	a.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/files/b.txt", token: a.admin, body: "b", contentType: "text/plain"})
+	a.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders/instances/o-1", token: a.admin,
+		body: map[string]any{"addr": "127.0.0.1:1", "status": "applied", "revision": 2}})
+	a.mustService("billing", nil)
+	testkit.Eventually(t, 15*time.Second, "a's changes in b's summary", func() error {
+		got := b.services(b.admin, "")
+		if names := serviceNames(got); !slices.Equal(names, []string{"billing", "orders"}) {
+			return fmt.Errorf("services %v", names)
+		}
+		o := got.Items[1]
+		if o.Revision != 2 || o.Files != 2 || !slices.Equal(o.Links, []string{"common"}) || o.Instances.Current != 1 {
+			return fmt.Errorf("orders %+v", o)
+		}
+		if g := b.groups(b.admin, ""); len(g.Items) != 1 || !slices.Equal(g.Items[0].Users, []string{"orders"}) || g.Items[0].Instances.Total != 1 {
+			return fmt.Errorf("groups %+v", g)
+		}
+		return nil
+	})
+	a.must(http.StatusNoContent, req{method: "DELETE", path: "/v1/services/billing", token: a.admin})
+	a.must(http.StatusNoContent, req{method: "DELETE", path: "/v1/services/orders/instances/o-1", token: a.admin})
+	testkit.Eventually(t, 15*time.Second, "a's deletions in b's summary", func() error {
+		got := b.services(b.admin, "")
+		if names := serviceNames(got); !slices.Equal(names, []string{"orders"}) || got.Items[0].Instances.Total != 0 {
+			return fmt.Errorf("services %+v", got.Items)
+		}
+		return nil
+	})
+	if r := b.search(b.admin, "X: 1", 0); resultsText(r) != "group/common c.yaml:1 x: 1" {
+		t.Fatalf("b's search found\n%s", resultsText(r))
+	}
+	checkUserMessage(t, b.do(req{method: "GET", path: "/v1/services/orders/files/nope.txt", token: b.admin}), http.StatusNotFound, "service orders has no file nope.txt")
+	checkUserMessage(t, b.do(req{method: "GET", path: "/v1/services/gone", token: b.admin}), http.StatusNotFound, "service gone does not exist")
 }

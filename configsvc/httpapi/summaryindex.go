@@ -34,7 +34,7 @@ import (
 const (
 	summaryRelist = 5 * time.Second
 	// summaryLoadParallel bounds the store reads a relist sends at once.
-	summaryLoadParallel = 16
+	summaryLoadParallel = 64
 	// summaryRetryMin and summaryRetryMax bound a follower's backoff while
 	// the store is unreachable.
 	summaryRetryMin = 200 * time.Millisecond
