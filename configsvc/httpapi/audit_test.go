@@ -14,85 +14,86 @@ import (
 // actor), console sign-ins and sign-outs hidden unless asked for, and a
 // cursor that walks every page once.
 func TestAuditQueryForConsole(t *testing.T) {
-	e := newEnv(t)
-	viewer := e.mustToken("viewer:orders")
-	// Two console sessions open and close.
-	for _, tok := range []string{e.admin, viewer} {
-		resp := e.must(http.StatusOK, req{method: "POST", path: "/v1/session", body: map[string]string{"token": tok}})
-		var sid, csrf string
-		for _, ck := range (&http.Response{Header: resp.header}).Cookies() {
-			switch ck.Name {
-			case SessionCookie:
-				sid = ck.Value
-			case CSRFCookie:
-				csrf = ck.Value
+	onBothStores(t, func(t *testing.T, e *testEnv) {
+		viewer := e.mustToken("viewer:orders")
+		// Two console sessions open and close.
+		for _, tok := range []string{e.admin, viewer} {
+			resp := e.must(http.StatusOK, req{method: "POST", path: "/v1/session", body: map[string]string{"token": tok}})
+			var sid, csrf string
+			for _, ck := range (&http.Response{Header: resp.header}).Cookies() {
+				switch ck.Name {
+				case SessionCookie:
+					sid = ck.Value
+				case CSRFCookie:
+					csrf = ck.Value
+				}
+			}
+			e.must(http.StatusNoContent, req{method: "DELETE", path: "/v1/session", header: map[string]string{
+				"Cookie": SessionCookie + "=" + sid + "; " + CSRFCookie + "=" + csrf, CSRFHeader: csrf}})
+			e.clock.Advance(time.Second)
+		}
+		for i := range 12 {
+			e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/svc-" + string(rune('a'+i)), token: e.admin})
+			e.clock.Advance(time.Second)
+		}
+		e.must(http.StatusForbidden, req{method: "PUT", path: "/v1/services/nope", token: viewer})
+
+		query := func(q string) api.AuditList {
+			t.Helper()
+			var out api.AuditList
+			e.must(http.StatusOK, req{method: "GET", path: "/v1/audit?" + q, token: e.admin}).json(t, &out)
+			return out
+		}
+		actions := func(l api.AuditList) string {
+			var a []string
+			for _, en := range l.Entries {
+				a = append(a, en.Action)
+			}
+			return strings.Join(a, ",")
+		}
+		if got := actions(query("")); strings.Contains(got, "session.") || strings.Count(got, "create") != 13 {
+			t.Fatalf("default audit = %s: want the 13 creates and no session events", got)
+		}
+		if got := actions(query("sessions=true")); strings.Count(got, "session.open") != 2 || strings.Count(got, "session.close") != 2 {
+			t.Fatalf("with sessions = %s", got)
+		}
+		if got := actions(query("action=session.*")); got != "session.close,session.open,session.close,session.open" {
+			t.Fatalf("action=session.* = %s", got)
+		}
+		if got := query("outcome=refused"); len(got.Entries) != 1 || got.Entries[0].Target != "service/nope" {
+			t.Fatalf("outcome=refused = %+v", got.Entries)
+		}
+		if got := query("action=create&outcome=allowed&actor=bootstrap-admin"); len(got.Entries) != 12 {
+			t.Fatalf("allowed creates by the admin = %d", len(got.Entries))
+		}
+
+		// Pages of 5 with sessions: 4 + 13 entries, each once, newest first.
+		var seen []string
+		cursor := ""
+		for pages := 0; ; pages++ {
+			if pages > 10 {
+				t.Fatal("paging does not end")
+			}
+			v := url.Values{"limit": {"5"}, "sessions": {"true"}}
+			if cursor != "" {
+				v.Set("cursor", cursor)
+			}
+			page := query(v.Encode())
+			for _, en := range page.Entries {
+				seen = append(seen, en.Action+" "+en.Target+" "+en.Time.String())
+			}
+			if cursor = page.Next; cursor == "" {
+				break
 			}
 		}
-		e.must(http.StatusNoContent, req{method: "DELETE", path: "/v1/session", header: map[string]string{
-			"Cookie": SessionCookie + "=" + sid + "; " + CSRFCookie + "=" + csrf, CSRFHeader: csrf}})
-		e.clock.Advance(time.Second)
-	}
-	for i := range 12 {
-		e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/svc-" + string(rune('a'+i)), token: e.admin})
-		e.clock.Advance(time.Second)
-	}
-	e.must(http.StatusForbidden, req{method: "PUT", path: "/v1/services/nope", token: viewer})
+		if len(seen) != 17 || strings.Join(dedupe(seen), "|") != strings.Join(seen, "|") {
+			t.Fatalf("pages held %d entries:\n%s", len(seen), strings.Join(seen, "\n"))
+		}
 
-	query := func(q string) api.AuditList {
-		t.Helper()
-		var out api.AuditList
-		e.must(http.StatusOK, req{method: "GET", path: "/v1/audit?" + q, token: e.admin}).json(t, &out)
-		return out
-	}
-	actions := func(l api.AuditList) string {
-		var a []string
-		for _, en := range l.Entries {
-			a = append(a, en.Action)
+		for _, bad := range []string{"outcome=maybe", "sessions=yes", "action=Token.Create", "cursor=!!", "cursor=eyJiIjoxfQ&before=3", "limit=1001"} {
+			checkUserMessage(t, e.do(req{method: "GET", path: "/v1/audit?" + bad, token: e.admin}), http.StatusBadRequest)
 		}
-		return strings.Join(a, ",")
-	}
-	if got := actions(query("")); strings.Contains(got, "session.") || strings.Count(got, "create") != 13 {
-		t.Fatalf("default audit = %s: want the 13 creates and no session events", got)
-	}
-	if got := actions(query("sessions=true")); strings.Count(got, "session.open") != 2 || strings.Count(got, "session.close") != 2 {
-		t.Fatalf("with sessions = %s", got)
-	}
-	if got := actions(query("action=session.*")); got != "session.close,session.open,session.close,session.open" {
-		t.Fatalf("action=session.* = %s", got)
-	}
-	if got := query("outcome=refused"); len(got.Entries) != 1 || got.Entries[0].Target != "service/nope" {
-		t.Fatalf("outcome=refused = %+v", got.Entries)
-	}
-	if got := query("action=create&outcome=allowed&actor=bootstrap-admin"); len(got.Entries) != 12 {
-		t.Fatalf("allowed creates by the admin = %d", len(got.Entries))
-	}
-
-	// Pages of 5 with sessions: 4 + 13 entries, each once, newest first.
-	var seen []string
-	cursor := ""
-	for pages := 0; ; pages++ {
-		if pages > 10 {
-			t.Fatal("paging does not end")
-		}
-		v := url.Values{"limit": {"5"}, "sessions": {"true"}}
-		if cursor != "" {
-			v.Set("cursor", cursor)
-		}
-		page := query(v.Encode())
-		for _, en := range page.Entries {
-			seen = append(seen, en.Action+" "+en.Target+" "+en.Time.String())
-		}
-		if cursor = page.Next; cursor == "" {
-			break
-		}
-	}
-	if len(seen) != 17 || strings.Join(dedupe(seen), "|") != strings.Join(seen, "|") {
-		t.Fatalf("pages held %d entries:\n%s", len(seen), strings.Join(seen, "\n"))
-	}
-
-	for _, bad := range []string{"outcome=maybe", "sessions=yes", "action=Token.Create", "cursor=!!", "cursor=eyJiIjoxfQ&before=3", "limit=1001"} {
-		checkUserMessage(t, e.do(req{method: "GET", path: "/v1/audit?" + bad, token: e.admin}), http.StatusBadRequest)
-	}
+	})
 }
 
 func dedupe(s []string) []string {

@@ -82,199 +82,202 @@ func serviceNames(l api.ServiceSummaryList) []string {
 // contradict each other), filtered by name, glob, owner glob and rejected
 // instances, sorted, and only what the caller may read.
 func TestSummaryServices(t *testing.T) {
-	e := newEnv(t)
-	st := e.store
-	seed(t, st, configsvc.Group("common"), map[string]string{"c.yaml": "x: 1\n"})
-	seed(t, st, configsvc.Service("team-a-orders"), map[string]string{"a.txt": "1", "b.txt": "2"})
-	seed(t, st, configsvc.Service("team-a-billing"), map[string]string{"a.txt": "1"})
-	seed(t, st, configsvc.Service("team-b-search"), nil)
-	seed(t, st, configsvc.Service("payments"), map[string]string{"p.json": "{}"})
-	if err := st.Link(context.Background(), "team-a-orders", "common"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Publish(context.Background(), configsvc.Service("team-a-orders"), configsvc.Changeset{Base: 1, Author: "ann",
-		Changes: []configsvc.Change{{File: "a.txt", Content: []byte("one")}, {File: "b.txt", Delete: true}, {File: "c.txt", Content: []byte("c")}}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, in := range []configsvc.Instance{
-		{Service: "team-a-orders", ID: "o-1", Status: configsvc.StatusApplied, Revision: 2},
-		{Service: "team-a-orders", ID: "o-2", Status: configsvc.StatusApplied, Revision: 1},
-		{Service: "team-a-orders", ID: "o-3", Status: configsvc.StatusRejected, Revision: 1, Rejected: 2, Error: "bad"},
-		{Service: "team-a-orders", ID: "o-4", Status: configsvc.StatusStarting},
-		{Service: "payments", ID: "p-1", Status: configsvc.StatusApplied, Revision: 1},
-	} {
-		register(t, st, in)
-	}
+	onBothStores(t, func(t *testing.T, e *testEnv) {
+		st := e.store
+		seed(t, st, configsvc.Group("common"), map[string]string{"c.yaml": "x: 1\n"})
+		seed(t, st, configsvc.Service("team-a-orders"), map[string]string{"a.txt": "1", "b.txt": "2"})
+		seed(t, st, configsvc.Service("team-a-billing"), map[string]string{"a.txt": "1"})
+		seed(t, st, configsvc.Service("team-b-search"), nil)
+		seed(t, st, configsvc.Service("payments"), map[string]string{"p.json": "{}"})
+		if err := st.Link(context.Background(), "team-a-orders", "common"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Publish(context.Background(), configsvc.Service("team-a-orders"), configsvc.Changeset{Base: 1, Author: "ann",
+			Changes: []configsvc.Change{{File: "a.txt", Content: []byte("one")}, {File: "b.txt", Delete: true}, {File: "c.txt", Content: []byte("c")}}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range []configsvc.Instance{
+			{Service: "team-a-orders", ID: "o-1", Status: configsvc.StatusApplied, Revision: 2},
+			{Service: "team-a-orders", ID: "o-2", Status: configsvc.StatusApplied, Revision: 1},
+			{Service: "team-a-orders", ID: "o-3", Status: configsvc.StatusRejected, Revision: 1, Rejected: 2, Error: "bad"},
+			{Service: "team-a-orders", ID: "o-4", Status: configsvc.StatusStarting},
+			{Service: "payments", ID: "p-1", Status: configsvc.StatusApplied, Revision: 1},
+		} {
+			register(t, st, in)
+		}
 
-	all := e.services(e.admin, "")
-	if got := serviceNames(all); !slices.Equal(got, []string{"payments", "team-a-billing", "team-a-orders", "team-b-search"}) || all.Total != 4 || all.Next != "" {
-		t.Fatalf("all services = %v (total %d, next %q)", got, all.Total, all.Next)
-	}
-	orders := all.Items[2]
-	want := api.ServiceSummary{Name: "team-a-orders", Revision: 2, Updated: orders.Updated, Author: "ann", Files: 2, Links: []string{"common"},
-		Instances: api.InstanceCounts{Total: 4, Current: 1, Older: 1, Rejected: 1, Starting: 1}}
-	if fmt.Sprint(orders) != fmt.Sprint(want) || !strings.HasSuffix(orders.Updated, "Z") {
-		t.Fatalf("team-a-orders = %+v, want %+v", orders, want)
-	}
-	if s := all.Items[3]; s.Revision != 0 || s.Files != 0 || s.Links == nil || s.Instances.Total != 0 || s.Updated == "" {
-		t.Fatalf("team-b-search (never published) = %+v", s)
-	}
+		all := e.services(e.admin, "")
+		if got := serviceNames(all); !slices.Equal(got, []string{"payments", "team-a-billing", "team-a-orders", "team-b-search"}) || all.Total != 4 || all.Next != "" {
+			t.Fatalf("all services = %v (total %d, next %q)", got, all.Total, all.Next)
+		}
+		orders := all.Items[2]
+		want := api.ServiceSummary{Name: "team-a-orders", Revision: 2, Updated: orders.Updated, Author: "ann", Files: 2, Links: []string{"common"},
+			Instances: api.InstanceCounts{Total: 4, Current: 1, Older: 1, Rejected: 1, Starting: 1}}
+		if fmt.Sprint(orders) != fmt.Sprint(want) || !strings.HasSuffix(orders.Updated, "Z") {
+			t.Fatalf("team-a-orders = %+v, want %+v", orders, want)
+		}
+		if s := all.Items[3]; s.Revision != 0 || s.Files != 0 || s.Links == nil || s.Instances.Total != 0 || s.Updated == "" {
+			t.Fatalf("team-b-search (never published) = %+v", s)
+		}
 
-	for _, tc := range []struct {
-		query string
-		want  []string
-	}{
-		{"?q=team-a", []string{"team-a-billing", "team-a-orders"}},
-		{"?q=ORDERS", []string{"team-a-orders"}},
-		{"?q=team-?-*", []string{"team-a-billing", "team-a-orders", "team-b-search"}},
-		{"?q=*ment*", []string{"payments"}},
-		{"?owner=team-a-*", []string{"team-a-billing", "team-a-orders"}},
-		{"?owner=team-b-*&q=search", []string{"team-b-search"}},
-		{"?rejected=true", []string{"team-a-orders"}},
-		{"?rejected=false", []string{"payments", "team-a-billing", "team-a-orders", "team-b-search"}},
-		{"?sort=-updated", []string{"team-a-orders", "payments", "team-b-search", "team-a-billing"}},
-		{"?sort=updated", []string{"team-a-billing", "team-b-search", "payments", "team-a-orders"}},
-	} {
-		t.Run(tc.query, func(t *testing.T) {
-			got := e.withT(t).services(e.admin, tc.query)
-			if names := serviceNames(got); !slices.Equal(names, tc.want) || got.Total != len(tc.want) {
-				t.Fatalf("%s = %v (total %d), want %v", tc.query, names, got.Total, tc.want)
-			}
-		})
-	}
+		for _, tc := range []struct {
+			query string
+			want  []string
+		}{
+			{"?q=team-a", []string{"team-a-billing", "team-a-orders"}},
+			{"?q=ORDERS", []string{"team-a-orders"}},
+			{"?q=team-?-*", []string{"team-a-billing", "team-a-orders", "team-b-search"}},
+			{"?q=*ment*", []string{"payments"}},
+			{"?owner=team-a-*", []string{"team-a-billing", "team-a-orders"}},
+			{"?owner=team-b-*&q=search", []string{"team-b-search"}},
+			{"?rejected=true", []string{"team-a-orders"}},
+			{"?rejected=false", []string{"payments", "team-a-billing", "team-a-orders", "team-b-search"}},
+			{"?sort=-updated", []string{"team-a-orders", "payments", "team-b-search", "team-a-billing"}},
+			{"?sort=updated", []string{"team-a-billing", "team-b-search", "payments", "team-a-orders"}},
+		} {
+			t.Run(tc.query, func(t *testing.T) {
+				got := e.withT(t).services(e.admin, tc.query)
+				if names := serviceNames(got); !slices.Equal(names, tc.want) || got.Total != len(tc.want) {
+					t.Fatalf("%s = %v (total %d), want %v", tc.query, names, got.Total, tc.want)
+				}
+			})
+		}
 
-	// A caller sees what it may read, and nothing else counts in total.
-	viewer := e.mustToken("viewer:team-a-*")
-	if got := e.services(viewer, ""); !slices.Equal(serviceNames(got), []string{"team-a-billing", "team-a-orders"}) || got.Total != 2 {
-		t.Fatalf("viewer:team-a-* sees %v (total %d)", serviceNames(got), got.Total)
-	}
+		// A caller sees what it may read, and nothing else counts in total.
+		viewer := e.mustToken("viewer:team-a-*")
+		if got := e.services(viewer, ""); !slices.Equal(serviceNames(got), []string{"team-a-billing", "team-a-orders"}) || got.Total != 2 {
+			t.Fatalf("viewer:team-a-* sees %v (total %d)", serviceNames(got), got.Total)
+		}
 
-	// Groups: users and their instances; readable through a link.
-	groups := e.groups(viewer, "")
-	if len(groups.Items) != 1 || groups.Total != 1 {
-		t.Fatalf("viewer:team-a-* groups = %+v", groups)
-	}
-	g := groups.Items[0]
-	if g.Name != "common" || g.Revision != 1 || g.Files != 1 || !slices.Equal(g.Users, []string{"team-a-orders"}) || g.Instances.Total != 4 || g.Instances.Rejected != 1 {
-		t.Fatalf("common = %+v", g)
-	}
-	if got := e.groups(e.mustToken("viewer:payments"), ""); len(got.Items) != 0 || got.Total != 0 {
-		t.Fatalf("viewer:payments groups = %+v, want none", got)
-	}
+		// Groups: users and their instances; readable through a link.
+		groups := e.groups(viewer, "")
+		if len(groups.Items) != 1 || groups.Total != 1 {
+			t.Fatalf("viewer:team-a-* groups = %+v", groups)
+		}
+		g := groups.Items[0]
+		if g.Name != "common" || g.Revision != 1 || g.Files != 1 || !slices.Equal(g.Users, []string{"team-a-orders"}) || g.Instances.Total != 4 || g.Instances.Rejected != 1 {
+			t.Fatalf("common = %+v", g)
+		}
+		if got := e.groups(e.mustToken("viewer:payments"), ""); len(got.Items) != 0 || got.Total != 0 {
+			t.Fatalf("viewer:payments groups = %+v, want none", got)
+		}
 
-	for _, bad := range []string{"?limit=0", "?limit=501", "?sort=size", "?rejected=yes", "?owner=Team_A", "?cursor=x", "?q=" + strings.Repeat("a", 129)} {
-		checkUserMessage(t, e.do(req{method: "GET", path: "/v1/summary/services" + bad, token: e.admin}), http.StatusBadRequest)
-	}
+		for _, bad := range []string{"?limit=0", "?limit=501", "?sort=size", "?rejected=yes", "?owner=Team_A", "?cursor=x", "?q=" + strings.Repeat("a", 129)} {
+			checkUserMessage(t, e.do(req{method: "GET", path: "/v1/summary/services" + bad, token: e.admin}), http.StatusBadRequest)
+		}
+	})
 }
 
 // TestSummaryPages: a cursor walks every page once, in order, whatever the
 // sort; total counts every page; a cursor of another sort is refused.
 func TestSummaryPages(t *testing.T) {
-	e := newEnv(t)
-	var names []string
-	for i := range 23 {
-		name := fmt.Sprintf("svc-%02d", (i*7)%23) // created out of name order
-		seed(t, e.store, configsvc.Service(name), map[string]string{"a.txt": name})
-		names = append(names, name)
-	}
-	byName := slices.Sorted(slices.Values(names))
-	newest := slices.Clone(names)
-	slices.Reverse(newest)
-	for _, tc := range []struct {
-		sort string
-		want []string
-	}{
-		{"name", byName},
-		{"updated", names},
-		{"-updated", newest},
-	} {
-		t.Run(tc.sort, func(t *testing.T) {
-			e := e.withT(t)
-			var got []string
-			cursor := ""
-			for pages := 0; ; pages++ {
-				if pages > 10 {
-					t.Fatal("more pages than rows")
+	onBothStores(t, func(t *testing.T, e *testEnv) {
+		var names []string
+		for i := range 23 {
+			name := fmt.Sprintf("svc-%02d", (i*7)%23) // created out of name order
+			seed(t, e.store, configsvc.Service(name), map[string]string{"a.txt": name})
+			names = append(names, name)
+		}
+		byName := slices.Sorted(slices.Values(names))
+		newest := slices.Clone(names)
+		slices.Reverse(newest)
+		for _, tc := range []struct {
+			sort string
+			want []string
+		}{
+			{"name", byName},
+			{"updated", names},
+			{"-updated", newest},
+		} {
+			t.Run(tc.sort, func(t *testing.T) {
+				e := e.withT(t)
+				var got []string
+				cursor := ""
+				for pages := 0; ; pages++ {
+					if pages > 10 {
+						t.Fatal("more pages than rows")
+					}
+					q := url.Values{"limit": {"5"}, "sort": {tc.sort}}
+					if cursor != "" {
+						q.Set("cursor", cursor)
+					}
+					page := e.services(e.admin, "?"+q.Encode())
+					if page.Total != 23 || len(page.Items) > 5 {
+						t.Fatalf("page %d: %d items, total %d", pages, len(page.Items), page.Total)
+					}
+					got = append(got, serviceNames(page)...)
+					if cursor = page.Next; cursor == "" {
+						break
+					}
 				}
-				q := url.Values{"limit": {"5"}, "sort": {tc.sort}}
-				if cursor != "" {
-					q.Set("cursor", cursor)
+				if !slices.Equal(got, tc.want) {
+					t.Fatalf("pages = %v, want %v", got, tc.want)
 				}
-				page := e.services(e.admin, "?"+q.Encode())
-				if page.Total != 23 || len(page.Items) > 5 {
-					t.Fatalf("page %d: %d items, total %d", pages, len(page.Items), page.Total)
-				}
-				got = append(got, serviceNames(page)...)
-				if cursor = page.Next; cursor == "" {
-					break
-				}
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Fatalf("pages = %v, want %v", got, tc.want)
-			}
-		})
-	}
-	first := e.services(e.admin, "?limit=5")
-	checkUserMessage(t, e.do(req{method: "GET", path: "/v1/summary/services?sort=-updated&cursor=" + first.Next, token: e.admin}),
-		http.StatusBadRequest, "cursor", "sorted by name")
+			})
+		}
+		first := e.services(e.admin, "?limit=5")
+		checkUserMessage(t, e.do(req{method: "GET", path: "/v1/summary/services?sort=-updated&cursor=" + first.Next, token: e.admin}),
+			http.StatusBadRequest, "cursor", "sorted by name")
+	})
 }
 
 // TestSummaryFollowsChanges: what this server changes shows in the next
 // summary at once; what another server changes (straight in the store)
 // shows as the store's watches deliver it.
 func TestSummaryFollowsChanges(t *testing.T) {
-	e := newEnv(t)
-	e.srv.index.every = 50 * time.Millisecond
-	e.mustService("orders", map[string]string{"a.txt": "1"})
-	e.mustGroup("common", nil)
-	if got := e.services(e.admin, ""); len(got.Items) != 1 || got.Items[0].Revision != 1 {
-		t.Fatalf("summary = %+v", got)
-	}
+	onBothStores(t, func(t *testing.T, e *testEnv) {
+		e.srv.index.every = 50 * time.Millisecond
+		e.mustService("orders", map[string]string{"a.txt": "1"})
+		e.mustGroup("common", nil)
+		if got := e.services(e.admin, ""); len(got.Items) != 1 || got.Items[0].Revision != 1 {
+			t.Fatalf("summary = %+v", got)
+		}
 
-	// Through this server: at once.
-	e.mustService("billing", nil)
-	e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/files/b.txt", token: e.admin, body: "b", contentType: "text/plain"})
-	e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/links/common", token: e.admin})
-	got := e.services(e.admin, "")
-	if names := serviceNames(got); !slices.Equal(names, []string{"billing", "orders"}) || got.Items[1].Revision != 2 || got.Items[1].Files != 2 ||
-		!slices.Equal(got.Items[1].Links, []string{"common"}) {
-		t.Fatalf("after changes through this server: %+v", got)
-	}
-	e.must(http.StatusNoContent, req{method: "DELETE", path: "/v1/services/billing", token: e.admin})
-	if names := serviceNames(e.services(e.admin, "")); !slices.Equal(names, []string{"orders"}) {
-		t.Fatalf("after delete: %v", names)
-	}
-
-	// Through another server (the store): as the watches deliver.
-	ctx := context.Background()
-	if _, err := e.store.Publish(ctx, configsvc.Service("orders"), configsvc.Changeset{Base: 2, Author: "elsewhere",
-		Changes: []configsvc.Change{{File: "a.txt", Delete: true}}}); err != nil {
-		t.Fatal(err)
-	}
-	register(t, e.store, configsvc.Instance{Service: "orders", ID: "o-1", Status: configsvc.StatusApplied, Revision: 3})
-	seed(t, e.store, configsvc.Service("search"), nil)
-	if err := e.store.Unlink(ctx, "orders", "common"); err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(t, 10*time.Second, "changes made elsewhere in the summary", func() error {
+		// Through this server: at once.
+		e.mustService("billing", nil)
+		e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/files/b.txt", token: e.admin, body: "b", contentType: "text/plain"})
+		e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/orders/links/common", token: e.admin})
 		got := e.services(e.admin, "")
-		if names := serviceNames(got); !slices.Equal(names, []string{"orders", "search"}) {
-			return fmt.Errorf("services %v", names)
+		if names := serviceNames(got); !slices.Equal(names, []string{"billing", "orders"}) || got.Items[1].Revision != 2 || got.Items[1].Files != 2 ||
+			!slices.Equal(got.Items[1].Links, []string{"common"}) {
+			t.Fatalf("after changes through this server: %+v", got)
 		}
-		o := got.Items[0]
-		if o.Revision != 3 || o.Files != 1 || o.Author != "elsewhere" || len(o.Links) != 0 || o.Instances.Current != 1 {
-			return fmt.Errorf("orders %+v", o)
-		}
-		return nil
-	})
-	if err := e.store.Delete(ctx, configsvc.Service("search")); err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(t, 10*time.Second, "a service deleted elsewhere leaves the summary", func() error {
+		e.must(http.StatusNoContent, req{method: "DELETE", path: "/v1/services/billing", token: e.admin})
 		if names := serviceNames(e.services(e.admin, "")); !slices.Equal(names, []string{"orders"}) {
-			return fmt.Errorf("services %v", names)
+			t.Fatalf("after delete: %v", names)
 		}
-		return nil
+
+		// Through another server (the store): as the watches deliver.
+		ctx := context.Background()
+		if _, err := e.store.Publish(ctx, configsvc.Service("orders"), configsvc.Changeset{Base: 2, Author: "elsewhere",
+			Changes: []configsvc.Change{{File: "a.txt", Delete: true}}}); err != nil {
+			t.Fatal(err)
+		}
+		register(t, e.store, configsvc.Instance{Service: "orders", ID: "o-1", Status: configsvc.StatusApplied, Revision: 3})
+		seed(t, e.store, configsvc.Service("search"), nil)
+		if err := e.store.Unlink(ctx, "orders", "common"); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, 10*time.Second, "changes made elsewhere in the summary", func() error {
+			got := e.services(e.admin, "")
+			if names := serviceNames(got); !slices.Equal(names, []string{"orders", "search"}) {
+				return fmt.Errorf("services %v", names)
+			}
+			o := got.Items[0]
+			if o.Revision != 3 || o.Files != 1 || o.Author != "elsewhere" || len(o.Links) != 0 || o.Instances.Current != 1 {
+				return fmt.Errorf("orders %+v", o)
+			}
+			return nil
+		})
+		if err := e.store.Delete(ctx, configsvc.Service("search")); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, 10*time.Second, "a service deleted elsewhere leaves the summary", func() error {
+			if names := serviceNames(e.services(e.admin, "")); !slices.Equal(names, []string{"orders"}) {
+				return fmt.Errorf("services %v", names)
+			}
+			return nil
+		})
 	})
 }
 
