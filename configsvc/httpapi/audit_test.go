@@ -1,12 +1,18 @@
 package httpapi
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 )
 
@@ -106,4 +112,83 @@ func dedupe(s []string) []string {
 		}
 	}
 	return out
+}
+
+// TestAuditPagesPastAThousand: over HTTP, the cursor walks 1,150 entries
+// (the audit log's and the sampled refusals', merged by time) in pages of
+// the largest limit, 1,000, each entry once and newest first, with the
+// filters kept from page to page; the last page has no next.
+func TestAuditPagesPastAThousand(t *testing.T) {
+	onBothStores(t, func(t *testing.T, e *testEnv) {
+		ctx := context.Background()
+		records := e.store.Records()
+		log := access.NewAudit(records, 0)
+		start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+		const n = 1150
+		for i := range n {
+			en := access.Entry{Time: start.Add(time.Duration(i) * time.Second), Actor: "ci", Action: "publish",
+				Target: fmt.Sprintf("service/svc-%04d", i), Outcome: access.OutcomeAllowed, Status: 200}
+			switch {
+			case i%10 == 9: // a sampled refusal, as the refusal sampler writes it
+				en.Outcome, en.Status, en.Count = access.OutcomeRefused, 403, 1
+				data, _ := json.Marshal(en)
+				if _, err := records.Append(ctx, access.RefusalsCollection, data, access.RefusalKeep); err != nil {
+					t.Fatal(err)
+				}
+			case i%50 == 7:
+				en.Action = access.ActionSessionOpen
+				fallthrough
+			default:
+				if _, err := log.Record(ctx, en); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		walk := func(query url.Values) (targets []string, pages int) {
+			t.Helper()
+			cursor := ""
+			for ; ; pages++ {
+				if pages > 5 {
+					t.Fatal("paging does not end")
+				}
+				v := maps.Clone(query)
+				if cursor != "" {
+					v.Set("cursor", cursor)
+				}
+				var page api.AuditList
+				e.must(http.StatusOK, req{method: "GET", path: "/v1/audit?" + v.Encode(), token: e.admin}).json(t, &page)
+				for i, en := range page.Entries {
+					if i > 0 && page.Entries[i-1].Time.Before(en.Time) {
+						t.Fatalf("page %d is not newest first at %d", pages, i)
+					}
+					targets = append(targets, en.Target)
+				}
+				if cursor = page.Next; cursor == "" {
+					return targets, pages + 1
+				}
+			}
+		}
+		// Everything but the 23 sign-ins, newest first.
+		var want []string
+		for i := n - 1; i >= 0; i-- {
+			if i%50 != 7 || i%10 == 9 {
+				want = append(want, fmt.Sprintf("service/svc-%04d", i))
+			}
+		}
+		got, pages := walk(url.Values{"limit": {"1000"}})
+		if pages != 2 || !slices.Equal(got, want) {
+			t.Fatalf("%d entries in %d pages, want %d in 2 (first %v)", len(got), pages, len(want), got[:min(3, len(got))])
+		}
+		// Filters hold across pages: the 115 refusals in pages of 100.
+		refused, pages := walk(url.Values{"limit": {"100"}, "outcome": {"refused"}})
+		if len(refused) != n/10 || pages != 2 || len(dedupe(refused)) != len(refused) {
+			t.Fatalf("refused: %d entries in %d pages, want %d in 2", len(refused), pages, n/10)
+		}
+		// The old paging parameters and a cursor do not mix.
+		first := e.must(http.StatusOK, req{method: "GET", path: "/v1/audit?limit=10", token: e.admin})
+		var page api.AuditList
+		first.json(t, &page)
+		checkUserMessage(t, e.do(req{method: "GET", path: "/v1/audit?limit=10&before_sampled=5&cursor=" + page.Next, token: e.admin}),
+			http.StatusBadRequest, "cursor")
+	})
 }
