@@ -82,7 +82,14 @@ func details(err error) map[string]any {
 		}
 		return d
 	case errors.As(err, &fe):
-		return map[string]any{"field": fe.Field}
+		d := map[string]any{"field": fe.Field}
+		if fe.File != "" {
+			d["file"] = fe.File
+		}
+		if fe.Line > 0 {
+			d["line"] = fe.Line
+		}
+		return d
 	}
 	return nil
 }
