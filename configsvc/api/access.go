@@ -49,9 +49,9 @@ func (c *Client) Audit(ctx context.Context, q access.Query) ([]AuditEntry, error
 }
 
 // AuditPage is Audit returning the whole answer: a page of entries and
-// the cursor of the next one ("" after the last), which a following call
-// passes as cursor with the same q (its Before and BeforeSampled then
-// stay zero).
+// the cursor of the next one ("" when the page is not full), which a
+// following call passes as cursor with the same q (its Before and
+// BeforeSampled then stay zero).
 func (c *Client) AuditPage(ctx context.Context, q access.Query, cursor string) (AuditList, error) {
 	v := url.Values{}
 	if q.Service != "" {

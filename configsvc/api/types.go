@@ -353,7 +353,8 @@ type PinRequest struct {
 
 // AuditList is the answer of GET /v1/audit, newest first. Next is the
 // cursor of the next page (sent back as ?cursor with the same filters);
-// "" after the last page.
+// "" when the page holds fewer entries than the limit (a full last page
+// has one, which leads to an empty page).
 type AuditList struct {
 	Entries []AuditEntry `json:"entries"`
 	Next    string       `json:"next"`
