@@ -118,6 +118,11 @@ type FieldError struct {
 	Field string // e.g. "service", "file", "changes[2].file"
 	Value string // the offending value, truncated; never a secret
 	Msg   string // what is wrong, e.g. "must match [a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+	// File and Line locate the field in config content when a schema check
+	// of that content refused it (routes.yaml, line 4), so that an editor
+	// can mark the line; "" and 0 for a field of a request. Line is 1-based.
+	File string
+	Line int
 }
 
 // Error reads `field "value": what is wrong`.

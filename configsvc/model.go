@@ -292,6 +292,13 @@ type Instance struct {
 	FromCache bool      `json:"from_cache,omitempty"`
 	Started   time.Time `json:"started"`
 	Updated   time.Time `json:"updated"`
+	// AppliedAt is when the instance applied Revision: the SDK sets it when
+	// it applies a new revision of its service and keeps it across
+	// refreshes, so it says since when the instance runs that revision
+	// (Updated says when the record was last written). Zero, and absent
+	// on the wire, until a revision is applied or for a registration that
+	// does not report it.
+	AppliedAt time.Time `json:"applied_at,omitzero"`
 }
 
 // Limits of an Instance, enforced by Instance.Validate.
@@ -416,11 +423,11 @@ func validDNSName(h string) bool {
 	return strings.Trim(last, "0123456789") != ""
 }
 
-// NormalizeInstance returns in with Started and Updated in UTC, as every
-// store keeps them (so they encode as RFC 3339 with "Z", whatever zone the
-// client sent).
+// NormalizeInstance returns in with Started, Updated and AppliedAt in UTC,
+// as every store keeps them (so they encode as RFC 3339 with "Z", whatever
+// zone the client sent).
 func NormalizeInstance(in Instance) Instance {
-	in.Started, in.Updated = in.Started.UTC(), in.Updated.UTC()
+	in.Started, in.Updated, in.AppliedAt = in.Started.UTC(), in.Updated.UTC(), in.AppliedAt.UTC()
 	return in
 }
 

@@ -101,6 +101,15 @@ type Store interface {
 	Register(ctx context.Context, inst Instance) (Lease, error)
 	// Instances lists the live instances of a service, sorted by id.
 	Instances(ctx context.Context, svc string) ([]Instance, error)
+	// RemoveInstance removes the record of instance id of service svc,
+	// whoever registered it: what an administrator does to an instance that
+	// is gone but still listed (the ZooKeeper session of a dead process that
+	// has not expired yet, a registration another server holds). The lease
+	// that registered it is not closed: its next Update writes the record
+	// again, so an instance that is alive after all comes back when it next
+	// reports. ErrNotFound if the service or the instance does not exist;
+	// ErrInvalid for a bad name or id.
+	RemoveInstance(ctx context.Context, svc, id string) error
 	// WatchInstances sends the full live instance list of svc now and after
 	// every change, until ctx ends; then the channel is closed. Only the newest
 	// list matters: a slow receiver may miss intermediate lists.

@@ -625,8 +625,13 @@ func (c *Client) clearRejectLocked(k string) {
 }
 
 // instanceLocked fills in the registration's view of the client state.
+// AppliedAt moves only when the applied revision does (or is first
+// reported), so the record says since when the instance runs it.
 func (c *Client) instanceLocked(inst *configsvc.Instance) {
 	v := c.view.Load()
+	if inst.AppliedAt.IsZero() || inst.Revision != v.revision {
+		inst.AppliedAt = c.cfg.Now().UTC()
+	}
 	inst.Revision = v.revision
 	inst.FromCache = c.fromCache.Load()
 	inst.Status = configsvc.StatusApplied

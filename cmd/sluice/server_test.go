@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
@@ -352,5 +354,44 @@ func TestServerOnZooKeeper(t *testing.T) {
 		if code, body := srvGet(t, rs.url+"/metrics", ""); code != 200 || !strings.Contains(body, want) {
 			t.Fatalf("%s /metrics = %d, want a line %s", rs.url, code, want)
 		}
+	}
+}
+
+// TestRouteSchemaErrorGivesItsLine: a routes.yaml the route schema refuses
+// is answered 422 with the file, field and line in the error's details
+// (the console's editor marks that line; the line was only in the
+// message), on both stores, as the sluice command wires the validators.
+func TestRouteSchemaErrorGivesItsLine(t *testing.T) {
+	for _, store := range []string{"bolt", "zookeeper"} {
+		t.Run(store, func(t *testing.T) {
+			dir := t.TempDir()
+			args := []string{"--addr", "127.0.0.1:0", "--data-dir", dir}
+			if store == "zookeeper" {
+				args = append(args, "--store", "zk://"+zktest.Start(t).Addr()+"/route-schema")
+			}
+			_, c := startServerMain(t, args, nil).adminClient(t, dir)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			sys := configsvc.Service(configsvc.SystemService)
+			if _, _, err := c.Create(ctx, sys); err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range []struct {
+				routes, field string
+				line          float64 // JSON numbers decode as float64
+			}{
+				{"routes:\n  - name: a\n    upstream: {service: a}\n    retries: 9\n", "routes[0].retries", 4},
+				{"routes:\n  - name: a\n    upstream: {service: a}\n    rate_limit: {rps: 1, bursts: 2}\n", "routes[0].rate_limit.bursts", 4},
+			} {
+				_, err := c.PutFile(ctx, sys, configsvc.RoutesFile, []byte(tc.routes))
+				var ae *api.Error
+				if !errors.As(err, &ae) || ae.Status != http.StatusUnprocessableEntity {
+					t.Fatalf("routes.yaml with a bad %s: %v, want a 422", tc.field, err)
+				}
+				if ae.Details["file"] != configsvc.RoutesFile || ae.Details["field"] != tc.field || ae.Details["line"] != tc.line {
+					t.Fatalf("details %v, want file %s, field %s, line %v", ae.Details, configsvc.RoutesFile, tc.field, tc.line)
+				}
+			}
+		})
 	}
 }

@@ -3,7 +3,9 @@ package access
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -392,6 +394,95 @@ func TestAuditQuery(t *testing.T) {
 				if got[i].Seq >= got[i-1].Seq {
 					t.Fatalf("not newest first: %d then %d", got[i-1].Seq, got[i].Seq)
 				}
+			}
+		})
+	}
+}
+
+// TestAuditFiltersAndPages: action (name or glob), outcome and session
+// filters; console sign-ins and sign-outs left out unless asked for; and
+// NextPage walking past 1,000 entries, the audit log's and the sampled
+// refusals' merged by time, each once.
+func TestAuditFiltersAndPages(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	records := newMemRecords()
+	a := NewAudit(records, 5000)
+	actions := []string{"publish", "token.create", ActionSessionOpen, "token.revoke", ActionSessionClose, "rollback"}
+	var written []Entry
+	for i := range 1300 {
+		e := Entry{Time: clk.Now(), Actor: "alice", Action: actions[i%len(actions)], Outcome: OutcomeAllowed, Status: 200}
+		if i%10 == 9 {
+			// A sampled refusal, in its own collection, as RefusalSampler writes it.
+			e.Outcome, e.Status, e.Count = OutcomeRefused, 403, 1
+			data, _ := json.Marshal(e)
+			if _, err := records.Append(ctx, RefusalsCollection, data, RefusalKeep); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, err := a.Record(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		written = append(written, e)
+		clk.Advance(time.Second)
+	}
+	count := func(t *testing.T, q Query) (n int, sessions int) {
+		t.Helper()
+		seen := map[string]bool{}
+		for pages := 0; ; pages++ {
+			if pages > len(written) {
+				t.Fatal("paging does not end")
+			}
+			page, err := a.Query(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, e := range page {
+				key := fmt.Sprint(e.Sampled, e.Seq)
+				if seen[key] {
+					t.Fatalf("entry %s twice", key)
+				}
+				seen[key] = true
+				if i > 0 && page[i-1].Time.Before(e.Time) {
+					t.Fatal("a page is not newest first")
+				}
+				if e.Action == ActionSessionOpen || e.Action == ActionSessionClose {
+					sessions++
+				}
+			}
+			n += len(page)
+			next, ok := q.NextPage(page)
+			if !ok {
+				return n, sessions
+			}
+			q = next
+		}
+	}
+	isSession := func(e Entry) bool { return e.Action == ActionSessionOpen || e.Action == ActionSessionClose }
+	for _, tc := range []struct {
+		name string
+		q    Query
+		keep func(Entry) bool // which of the written entries the query returns
+	}{
+		{"everything but sessions, 1,000 a page", Query{Limit: 1000}, func(e Entry) bool { return !isSession(e) }},
+		{"with sessions, 7 a page", Query{Limit: 7, Sessions: true}, func(Entry) bool { return true }},
+		{"sessions by action glob", Query{Limit: 100, Action: "session.*"}, isSession},
+		{"one action", Query{Limit: 100, Action: "publish"}, func(e Entry) bool { return e.Action == "publish" }},
+		{"refused only", Query{Limit: 50, Outcome: OutcomeRefused, Sessions: true}, func(e Entry) bool { return e.Outcome == OutcomeRefused }},
+		{"allowed token actions", Query{Limit: 33, Action: "token.*", Outcome: OutcomeAllowed},
+			func(e Entry) bool { return strings.HasPrefix(e.Action, "token.") && e.Outcome == OutcomeAllowed }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want, wantSessions := 0, 0
+			for _, e := range written {
+				if tc.keep(e) {
+					want++
+					if isSession(e) {
+						wantSessions++
+					}
+				}
+			}
+			if n, sn := count(t, tc.q); n != want || sn != wantSessions || want == 0 {
+				t.Fatalf("%d entries (%d of sessions) over all pages, want %d (%d)", n, sn, want, wantSessions)
 			}
 		})
 	}

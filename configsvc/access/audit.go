@@ -29,8 +29,20 @@ const RefusalsCollection = "audit-refusals"
 // RefusalKeep is how many sampled refusals are retained.
 const RefusalKeep = 10000
 
-// MaxAuditLimit bounds one audit query.
-const MaxAuditLimit = configsvc.MaxPageSize
+// MaxAuditLimit bounds one audit query; DefaultAuditLimit is its size
+// when Query.Limit is 0.
+const (
+	MaxAuditLimit     = configsvc.MaxPageSize
+	DefaultAuditLimit = 100
+)
+
+// The audit actions of console sessions: sign-in and sign-out. A query
+// leaves them out unless it asks for them (Query.Sessions, or an Action
+// that matches them).
+const (
+	ActionSessionOpen  = "session.open"
+	ActionSessionClose = "session.close"
+)
 
 // Entry is one audit log entry: one mutating request, allowed or refused.
 type Entry struct {
@@ -54,18 +66,29 @@ type Entry struct {
 	Count   int64 `json:"count,omitempty"`
 }
 
-// Query selects audit entries. Zero fields do not filter.
+// Query selects audit entries. Zero fields do not filter, but for
+// Sessions: console sign-ins and sign-outs are left out unless Sessions is
+// set or Action is given (it then decides alone).
 type Query struct {
-	Service string    // entries whose Service is this name
-	Actor   string    // entries whose ActorID or Actor equals this
-	Since   time.Time // entries at or after this time
-	Before  int64     // entries of the audit log with Seq < Before (paging); 0 = from the newest
+	Service string // entries whose Service is this name
+	Actor   string // entries whose ActorID or Actor equals this
+	// Action keeps entries whose Action is this name ("publish") or
+	// matches this glob ("token.*", matched like a grant pattern).
+	Action string
+	// Outcome keeps entries of this outcome: OutcomeAllowed or
+	// OutcomeRefused.
+	Outcome string
+	// Sessions keeps the entries of console sign-ins and sign-outs
+	// (ActionSessionOpen, ActionSessionClose) beside the others.
+	Sessions bool
+	Since    time.Time // entries at or after this time
+	Before   int64     // entries of the audit log with Seq < Before (paging); 0 = from the newest
 	// BeforeSampled pages the sampled refusals (their own sequence): those
 	// with Seq < BeforeSampled; 0 = from the newest. A page's next cursor
 	// is, for each sequence, the lowest Seq of its entries on the page (or
 	// the same cursor when the page has none).
 	BeforeSampled int64
-	Limit         int // 1..MaxAuditLimit; 0 means 100
+	Limit         int // 1..MaxAuditLimit; 0 means DefaultAuditLimit
 }
 
 // Audit appends entries to and queries the "audit" collection of a
@@ -110,7 +133,7 @@ func (a *Audit) Query(ctx context.Context, q Query) ([]Entry, error) {
 		return nil, &configsvc.FieldError{Field: "limit", Value: strconv.Itoa(q.Limit), Msg: fmt.Sprintf("must be between 1 and %d", MaxAuditLimit)}
 	}
 	if q.Limit == 0 {
-		q.Limit = 100
+		q.Limit = DefaultAuditLimit
 	}
 	main, err := a.scan(ctx, AuditCollection, q.Before, a.keep, q)
 	if err != nil {
@@ -163,7 +186,7 @@ func (a *Audit) scan(ctx context.Context, collection string, before int64, keep 
 			if q.Service != "" && e.Service != q.Service {
 				continue
 			}
-			if q.Actor != "" && e.ActorID != q.Actor && e.Actor != q.Actor {
+			if q.Actor != "" && e.ActorID != q.Actor && e.Actor != q.Actor || !q.keeps(&e) {
 				continue
 			}
 			out = append(out, e)
@@ -177,4 +200,42 @@ func (a *Audit) scan(ctx context.Context, collection string, before int64, keep 
 		}
 	}
 	return out, nil
+}
+
+// keeps applies the Action, Outcome and Sessions filters to e.
+func (q *Query) keeps(e *Entry) bool {
+	switch {
+	case q.Action != "" && !configsvc.MatchGlob(q.Action, e.Action):
+		return false
+	case q.Action == "" && !q.Sessions && (e.Action == ActionSessionOpen || e.Action == ActionSessionClose):
+		return false
+	case q.Outcome != "" && e.Outcome != q.Outcome:
+		return false
+	}
+	return true
+}
+
+// NextPage returns the query of the page after page, the answer of q: the
+// same filters with Before and BeforeSampled below the lowest sequence of
+// each kind of entry on page (a kind the page has none of stays where it
+// was). ok is false when page is the last one: it holds fewer than the
+// limit.
+func (q Query) NextPage(page []Entry) (next Query, ok bool) {
+	limit := q.Limit
+	if limit == 0 {
+		limit = DefaultAuditLimit
+	}
+	if len(page) < limit {
+		return q, false
+	}
+	for _, e := range page {
+		if e.Sampled {
+			if q.BeforeSampled == 0 || e.Seq < q.BeforeSampled {
+				q.BeforeSampled = e.Seq
+			}
+		} else if q.Before == 0 || e.Seq < q.Before {
+			q.Before = e.Seq
+		}
+	}
+	return q, true
 }

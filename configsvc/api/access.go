@@ -40,14 +40,37 @@ func (c *Client) RevokeToken(ctx context.Context, id string) error {
 
 // Audit queries the audit log (admins only), newest first, with the
 // sampled refusals (Sampled, Count) merged in by time. Zero fields of q do
-// not filter; q.Limit 0 is the server's default of 100.
+// not filter, but console sign-ins and sign-outs are left out unless
+// q.Sessions is set or q.Action given; q.Limit 0 is the server's default
+// of 100.
 func (c *Client) Audit(ctx context.Context, q access.Query) ([]AuditEntry, error) {
+	out, err := c.AuditPage(ctx, q, "")
+	return out.Entries, err
+}
+
+// AuditPage is Audit returning the whole answer: a page of entries and
+// the cursor of the next one ("" when the page is not full), which a
+// following call passes as cursor with the same q (its Before and
+// BeforeSampled then stay zero).
+func (c *Client) AuditPage(ctx context.Context, q access.Query, cursor string) (AuditList, error) {
 	v := url.Values{}
 	if q.Service != "" {
 		v.Set("service", q.Service)
 	}
 	if q.Actor != "" {
 		v.Set("actor", q.Actor)
+	}
+	if q.Action != "" {
+		v.Set("action", q.Action)
+	}
+	if q.Outcome != "" {
+		v.Set("outcome", q.Outcome)
+	}
+	if q.Sessions {
+		v.Set("sessions", "true")
+	}
+	if cursor != "" {
+		v.Set("cursor", cursor)
 	}
 	if !q.Since.IsZero() {
 		v.Set("since", q.Since.UTC().Format(time.RFC3339))
@@ -63,7 +86,7 @@ func (c *Client) Audit(ctx context.Context, q access.Query) ([]AuditEntry, error
 	}
 	var out AuditList
 	_, err := c.get(ctx, "/v1/audit", v, &out)
-	return out.Entries, err
+	return out, err
 }
 
 // Pins lists the pins the caller may see, newest first; never their

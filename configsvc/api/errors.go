@@ -84,9 +84,16 @@ type ErrorBody struct {
 //	503 outcome_unknown                configsvc.ErrOutcomeUnknown (not ErrUnavailable)
 //	429, other 5xx, unavailable        configsvc.ErrUnavailable
 type Error struct {
-	Code    string         `json:"code"`
+	Code string `json:"code"`
+	// Message is written for the user: what failed, on which name, and
+	// what to do. The server logs the internals (the store's own error)
+	// with the request id instead.
 	Message string         `json:"message"`
 	Details map[string]any `json:"details,omitempty"`
+	// RequestID is the id of the request the answer belongs to (its
+	// X-Request-ID): the server's log line of the request carries it with
+	// what went wrong inside. Absent in a stream-error event.
+	RequestID string `json:"request_id,omitempty"`
 
 	// Status is the HTTP status of the answer; 0 for an event of a stream.
 	Status int `json:"-"`
@@ -216,6 +223,9 @@ func parseError(resp *http.Response, body []byte) *Error {
 		}
 	}
 	e.Status = resp.StatusCode
+	if e.RequestID == "" {
+		e.RequestID = resp.Header.Get("X-Request-ID")
+	}
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 		e.RetryAfter = time.Duration(s) * time.Second
 	}

@@ -351,9 +351,13 @@ type PinRequest struct {
 	Note    string            `json:"note,omitempty"`
 }
 
-// AuditList is the answer of GET /v1/audit, newest first.
+// AuditList is the answer of GET /v1/audit, newest first. Next is the
+// cursor of the next page (sent back as ?cursor with the same filters);
+// "" when the page holds fewer entries than the limit (a full last page
+// has one, which leads to an empty page).
 type AuditList struct {
 	Entries []AuditEntry `json:"entries"`
+	Next    string       `json:"next"`
 }
 
 // LiveRoutes is the answer of GET /v1/routes: the live route tables the

@@ -16,9 +16,13 @@ import (
 
 // liveInstance is a registration held in memory, with the lease that owns it
 // so that a closed lease never removes a later registration of the same id.
+// removed marks a record RemoveInstance took away while its lease lives on:
+// it is not listed, a new registration may take its id, and its lease's
+// next Update lists it again.
 type liveInstance struct {
-	inst  configsvc.Instance
-	owner *lease
+	inst    configsvc.Instance
+	owner   *lease
+	removed bool
 }
 
 func instKey(svc string) string { return "instances/" + svc }
@@ -52,7 +56,7 @@ func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsv
 		return nil, fmt.Errorf("boltstore: %s: %w", what, configsvc.ErrClosed)
 	}
 	live := s.instances[inst.Service]
-	if _, ok := live[inst.ID]; ok {
+	if li, ok := live[inst.ID]; ok && !li.removed {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("boltstore: %s: already live: %w", what, configsvc.ErrConflict)
 	}
@@ -68,6 +72,33 @@ func (s *Store) Register(ctx context.Context, inst configsvc.Instance) (configsv
 	s.mu.Unlock()
 	s.notify(instKey(inst.Service))
 	return l, nil
+}
+
+// RemoveInstance removes the record of instance id of svc, whoever
+// registered it; see configsvc.Store. Its lease's next Update lists it
+// again. ErrNotFound if the service or the instance does not exist.
+func (s *Store) RemoveInstance(ctx context.Context, svc, id string) error {
+	what := fmt.Sprintf("remove instance %s/%s", svc, id)
+	if err := configsvc.ValidateServiceName(svc); err != nil {
+		return fmt.Errorf("boltstore: %s: %w", what, err)
+	}
+	if err := configsvc.ValidateInstanceID(id); err != nil {
+		return fmt.Errorf("boltstore: %s: %w", what, err)
+	}
+	if err := s.serviceExists(ctx, what, svc); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	li, ok := s.instances[svc][id]
+	if !ok || li.removed {
+		s.mu.Unlock()
+		return fmt.Errorf("boltstore: %s: not registered: %w", what, configsvc.ErrNotFound)
+	}
+	li.removed = true
+	s.instances[svc][id] = li
+	s.mu.Unlock()
+	s.notify(instKey(svc))
+	return nil
 }
 
 // dropInstances removes every instance of svc (the service was deleted).
@@ -104,7 +135,9 @@ func (s *Store) instanceList(svc string) []configsvc.Instance {
 	defer s.mu.Unlock()
 	out := make([]configsvc.Instance, 0, len(s.instances[svc]))
 	for _, li := range s.instances[svc] {
-		out = append(out, cloneInstance(li.inst))
+		if !li.removed {
+			out = append(out, cloneInstance(li.inst))
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
@@ -168,8 +201,9 @@ type lease struct {
 }
 
 // Update replaces the registered instance's data; inst must have the same
-// service and id (ErrInvalid). ErrClosed once the lease is closed;
-// ErrNotFound once its service was deleted.
+// service and id (ErrInvalid). A record RemoveInstance took away is listed
+// again. ErrClosed once the lease is closed; ErrNotFound once its service
+// was deleted.
 func (l *lease) Update(ctx context.Context, inst configsvc.Instance) error {
 	what := fmt.Sprintf("update instance %s/%s", l.svc, l.id)
 	if l.closed.Load() {

@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -20,7 +23,7 @@ func (s *Server) authorize(c *gin.Context, a access.Action, t access.Target) boo
 	if !d.Allowed {
 		st.authorized = false
 		st.reason = d.Reason
-		s.failf(c, api.ErrForbidden, "%s", d.Reason)
+		s.failf(c, api.ErrForbidden, "%s; ask an admin for a grant that allows it", d.Reason)
 		return false
 	}
 	st.authorized = true
@@ -120,49 +123,106 @@ func (s *Server) revokeToken(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-// queryAudit answers GET /v1/audit?service=&actor=&since=&before=&before_sampled=&limit=.
+// queryAudit answers GET /v1/audit?service=&actor=&action=&outcome=&sessions=&since=&limit=&cursor=
+// (and the older paging parameters before= and before_sampled=); the
+// answer's next is the cursor of the page after it.
 func (s *Server) queryAudit(c *gin.Context) {
 	if !s.manage(c) {
 		return
 	}
-	q := access.Query{Service: c.Query("service"), Actor: c.Query("actor")}
-	if q.Service != "" {
-		if err := configsvc.ValidateServiceName(q.Service); err != nil {
-			s.fail(c, err)
-			return
-		}
-	}
-	if len(q.Actor) > access.MaxTokenName {
-		s.fail(c, &configsvc.FieldError{Field: "actor", Value: q.Actor, Msg: "is longer than any token name or id"})
-		return
-	}
-	if raw := c.Query("since"); raw != "" {
-		t, err := time.Parse(time.RFC3339, raw)
-		if err != nil {
-			s.fail(c, &configsvc.FieldError{Field: "since", Value: raw, Msg: "must be an RFC 3339 time such as 2026-01-02T15:04:05Z"})
-			return
-		}
-		q.Since = t
-	}
-	limit, ok := s.queryInt(c, "limit", 1, access.MaxAuditLimit)
+	q, ok := s.parseAuditQuery(c)
 	if !ok {
 		return
 	}
-	before, ok := s.queryInt(c, "before", 0, 1<<62)
-	if !ok {
-		return
-	}
-	beforeSampled, ok := s.queryInt(c, "before_sampled", 0, 1<<62)
-	if !ok {
-		return
-	}
-	q.Limit, q.Before, q.BeforeSampled = int(limit), before, beforeSampled
 	entries, err := s.audit.Query(c.Request.Context(), q)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, api.AuditList{Entries: entries})
+	out := api.AuditList{Entries: entries}
+	if next, ok := q.NextPage(entries); ok {
+		out.Next = encodeAuditCursor(next)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// auditCursor is where the next page of the audit log starts: below
+// Before in the log and below BeforeSampled in the sampled refusals. It
+// travels base64url-encoded JSON, which clients treat as opaque.
+type auditCursor struct {
+	Before        int64 `json:"b"`
+	BeforeSampled int64 `json:"s"`
+}
+
+func encodeAuditCursor(q access.Query) string {
+	b, _ := json.Marshal(auditCursor{Before: q.Before, BeforeSampled: q.BeforeSampled})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// parseAuditQuery reads the query of GET /v1/audit; it answers 400 naming
+// the parameter when one is bad.
+func (s *Server) parseAuditQuery(c *gin.Context) (access.Query, bool) {
+	q := access.Query{Service: c.Query("service"), Actor: c.Query("actor"), Action: c.Query("action"), Outcome: c.Query("outcome")}
+	bad := func(field, value, msg string) (access.Query, bool) {
+		s.fail(c, &configsvc.FieldError{Field: field, Value: configsvc.Truncate(value, 80), Msg: msg})
+		return q, false
+	}
+	if len(q.Action) > 64 || strings.Trim(q.Action, "abcdefghijklmnopqrstuvwxyz.-*?") != "" {
+		return bad("action", q.Action, "must be an action (publish, token.create) or a glob of them (token.*), at most 64 characters")
+	}
+	switch q.Outcome {
+	case "", access.OutcomeAllowed, access.OutcomeRefused:
+	default:
+		return bad("outcome", q.Outcome, "must be allowed or refused")
+	}
+	switch raw := c.Query("sessions"); raw {
+	case "", "false":
+	case "true":
+		q.Sessions = true
+	default:
+		return bad("sessions", raw, "must be true or false")
+	}
+	if q.Service != "" {
+		if err := configsvc.ValidateServiceName(q.Service); err != nil {
+			s.fail(c, err)
+			return q, false
+		}
+	}
+	if len(q.Actor) > access.MaxTokenName {
+		return bad("actor", q.Actor, "is longer than any token name or id")
+	}
+	if raw := c.Query("since"); raw != "" {
+		t, err := time.Parse(time.RFC3339, raw)
+		if err != nil {
+			return bad("since", raw, "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		}
+		q.Since = t
+	}
+	limit, ok := s.queryInt(c, "limit", 1, access.MaxAuditLimit)
+	if !ok {
+		return q, false
+	}
+	before, ok := s.queryInt(c, "before", 0, 1<<62)
+	if !ok {
+		return q, false
+	}
+	beforeSampled, ok := s.queryInt(c, "before_sampled", 0, 1<<62)
+	if !ok {
+		return q, false
+	}
+	q.Limit, q.Before, q.BeforeSampled = int(limit), before, beforeSampled
+	if raw := c.Query("cursor"); raw != "" {
+		var k auditCursor
+		b, err := base64.RawURLEncoding.DecodeString(raw)
+		if err != nil || json.Unmarshal(b, &k) != nil || k.Before < 0 || k.BeforeSampled < 0 {
+			return bad("cursor", raw, "is not a cursor of this API; start again from the first page")
+		}
+		if before != 0 || beforeSampled != 0 {
+			return bad("cursor", raw, "replaces before and before_sampled; send only the cursor")
+		}
+		q.Before, q.BeforeSampled = k.Before, k.BeforeSampled
+	}
+	return q, true
 }
 
 // openSession exchanges a token for a console session: an HttpOnly,

@@ -7,6 +7,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 )
 
@@ -73,8 +74,8 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 	}
 
 	r("GET", "/openapi.json", "", s.openapi, public)
-	r("POST", "/session", "session.open", s.openSession, public)
-	r("DELETE", "/session", "session.close", s.closeSession)
+	r("POST", "/session", access.ActionSessionOpen, s.openSession, public)
+	r("DELETE", "/session", access.ActionSessionClose, s.closeSession)
 	r("GET", "/whoami", "", s.whoami)
 	r("GET", "/tokens", "", s.listTokens)
 	r("POST", "/tokens", "token.create", s.createToken)
@@ -84,6 +85,9 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 	r("POST", "/pins", "pin.create", s.createPin)
 	r("DELETE", "/pins/:id", "pin.revoke", s.revokePin)
 	r("GET", "/routes", "", s.liveRoutes)
+	r("GET", "/summary/services", "", s.summaryPage(configsvc.KindService))
+	r("GET", "/summary/shared", "", s.summaryPage(configsvc.KindGroup))
+	r("GET", "/search", "", s.search)
 
 	for _, k := range []struct {
 		kind   configsvc.Kind
@@ -106,6 +110,7 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 		r("GET", base+"/watch", "", s.watch(kind), stream)
 	}
 	r("GET", "/shared/:group/users", "", s.users)
+	r("GET", "/services/:svc/effective", "", s.effective)
 	r("PUT", "/services/:svc/links/:group", "link", s.link(true))
 	r("DELETE", "/services/:svc/links/:group", "unlink", s.link(false))
 	r("GET", "/services/:svc/instances", "", s.listInstances)

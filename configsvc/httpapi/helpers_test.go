@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/format"
 	"github.com/sluicehq/sluice/configsvc/testkit"
+	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
 
 func TestMain(m *testing.M) {
@@ -41,6 +42,10 @@ type testEnv struct {
 	reg   *prometheus.Registry
 	log   *bytes.Buffer
 	logMu *sync.Mutex
+	// zk and zkRoot are set on ZooKeeper (onBothStores): another store on
+	// the same data is another session on them.
+	zk     *zktest.Server
+	zkRoot string
 }
 
 // newEnv starts a server on a fresh bbolt store that validates content
@@ -97,6 +102,34 @@ func newEnvOn(t testing.TB, store configsvc.Store, mods ...func(*Config)) *testE
 	}
 	e.admin = tok
 	return e
+}
+
+// onBothStores runs test as the subtests "bolt" and "zookeeper", each on a
+// fresh server wired as the sluice command wires it (content validated on
+// publish): bbolt in t.TempDir, and a real ZooKeeper started by zktest
+// (skipped when ZooKeeper is missing, failed instead when
+// SLUICE_REQUIRE_ZOOKEEPER=1).
+func onBothStores(t *testing.T, test func(t *testing.T, e *testEnv)) {
+	t.Helper()
+	t.Run("bolt", func(t *testing.T) { test(t, newEnv(t)) })
+	t.Run("zookeeper", func(t *testing.T) {
+		zk := zktest.Start(t)
+		const root = "/sluice"
+		e := newEnvOn(t, configsvc.Validating(mustZK(t, zk, root), format.Validator{}))
+		e.zk, e.zkRoot = zk, root
+		test(t, e)
+	})
+}
+
+// otherStore returns a store on e's data as another process sees it: on
+// ZooKeeper a store with its own session (what it registers is not this
+// server's), on bbolt, which one process holds, e's own store.
+func (e *testEnv) otherStore(t *testing.T) configsvc.Store {
+	t.Helper()
+	if e.zk == nil {
+		return e.store
+	}
+	return mustZK(t, e.zk, e.zkRoot)
 }
 
 // withT returns a view of e whose helpers fail t, for use inside subtests.

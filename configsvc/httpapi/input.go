@@ -198,11 +198,11 @@ func checkIfMatch(c *gin.Context, target string, rev int64, exists bool) (given 
 	h := configsvc.Truncate(strings.Join(c.Request.Header.Values(headerIfMatch), ", "), 80)
 	switch {
 	case cond.any:
-		return true, fmt.Errorf("%w: If-Match * but %s does not exist", api.ErrPrecondition, target)
+		return true, userErr(api.ErrPrecondition, "If-Match * but %s does not exist", target)
 	case cond.matches(rev, exists, false):
-		return true, fmt.Errorf("%w: If-Match %s: a weak ETag never matches in If-Match (RFC 9110 strong comparison); send %s", api.ErrPrecondition, h, etag(rev))
+		return true, userErr(api.ErrPrecondition, "If-Match %s: a weak ETag never matches in If-Match (RFC 9110 strong comparison); send %s", h, etag(rev))
 	}
-	return true, fmt.Errorf("%w: If-Match %s but %s is at revision %d", api.ErrPrecondition, h, target, rev)
+	return true, userErr(api.ErrPrecondition, "If-Match %s but %s is at revision %d now; reload it and try again", h, target, rev)
 }
 
 // notModified answers a GET of a representation whose ETag is "<rev>": it
@@ -258,7 +258,7 @@ func mediaType(c *gin.Context) (string, error) {
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return "", fmt.Errorf("Content-Type %q does not parse: %w", configsvc.Truncate(ct, 80), errUnsupportedMed)
+		return "", userErr(errUnsupportedMed, "Content-Type %q does not parse", configsvc.Truncate(ct, 80))
 	}
 	return mt, nil
 }
@@ -272,7 +272,7 @@ func decodeJSON(c *gin.Context, limit int64, v any) error {
 		return err
 	}
 	if mt != "application/json" {
-		return fmt.Errorf("the body must be application/json, not %q: %w", mt, errUnsupportedMed)
+		return userErr(errUnsupportedMed, "the body must be application/json, not %q", mt)
 	}
 	data, err := readBody(c, limit, "request body")
 	if err != nil {

@@ -266,7 +266,7 @@ func (s *Server) registerInstance(c *gin.Context) {
 	key := leaseKey(ref.Name, id)
 	e := s.leases.lock(key)
 	if e == nil {
-		s.fail(c, fmt.Errorf("server shutting down: %w", configsvc.ErrClosed))
+		s.fail(c, userErr(configsvc.ErrClosed, "the server is shutting down; register through another server"))
 		return
 	}
 	defer e.mu.Unlock()
@@ -358,7 +358,7 @@ func (s *Server) newLease(c *gin.Context, e *heldLease, key string, inst *config
 			if owner := s.foreignOwner(c, inst.Service, inst.ID); !s.ownerCheck(c, owner, ref, inst.ID, "update") {
 				return false
 			}
-			err = fmt.Errorf("instance %s of %s is registered elsewhere (another server or a direct SDK registration) and must expire first: %w", inst.ID, inst.Service, err)
+			err = userErr(err, "instance %s of service %s is registered elsewhere (another server or a direct SDK registration) and must expire first", inst.ID, inst.Service)
 		}
 		s.fail(c, err)
 		return false
@@ -369,33 +369,55 @@ func (s *Server) newLease(c *gin.Context, e *heldLease, key string, inst *config
 	return true
 }
 
-// deregisterInstance removes an instance registered through this server;
-// only its owner or an admin may.
+// deregisterInstance removes an instance: one registered through this
+// server by its owner or an admin (the lease is closed), any other by an
+// admin (its record is removed from the store, whoever holds it: a
+// ZooKeeper session of a process that died, another server's lease; a
+// registration that is alive after all writes its record again at its next
+// refresh).
 func (s *Server) deregisterInstance(c *gin.Context) {
 	ref, id, ok := s.instanceParams(c)
 	if !ok {
 		return
 	}
+	if s.closeHeldLease(c, ref, id) {
+		return
+	}
+	if !state(c).principal.IsAdmin() {
+		s.fail(c, &userError{msg: fmt.Sprintf("instance %s of service %s is not registered through this server; "+
+			"only the server holding it or an admin can remove it", id, ref.Name), err: configsvc.ErrNotFound})
+		return
+	}
+	if err := s.cfg.Store.RemoveInstance(c.Request.Context(), ref.Name, id); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// closeHeldLease removes instance id of ref when this server holds its
+// lease and the caller is its owner or an admin. It reports whether the
+// request is answered.
+func (s *Server) closeHeldLease(c *gin.Context, ref configsvc.Ref, id string) bool {
 	key := leaseKey(ref.Name, id)
 	e := s.leases.entry(key, false)
 	if e == nil {
-		s.fail(c, fmt.Errorf("instance %s of %s is not registered through this server: %w", id, ref.Name, configsvc.ErrNotFound))
-		return
+		return false
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.gone || e.lease == nil {
-		s.fail(c, fmt.Errorf("instance %s of %s is not registered through this server: %w", id, ref.Name, configsvc.ErrNotFound))
-		return
+		return false
 	}
 	if !s.ownerCheck(c, e.owner, ref, id, "remove") {
-		return
+		return true
 	}
 	err := e.lease.Close()
 	s.leases.remove(key, e)
 	if err != nil {
 		s.fail(c, err)
-		return
+		return true
 	}
 	c.Status(http.StatusNoContent)
+	return true
 }

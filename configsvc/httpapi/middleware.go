@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -25,7 +26,13 @@ type reqState struct {
 	service    string // the service or group the target belongs to
 	revision   int64  // revision produced
 	authorized bool   // the Authorizer allowed the request
-	reason     string // why it was refused or failed
+	reason     string // why it was refused or failed, as the answer said it
+	// err is the error the request failed with, internals and all, for its
+	// log line; empty when it did not fail.
+	err string
+	// askedRev is the revision the request asked for (a file or revision
+	// read, a diff, a rollback), for the words of a 404 or 410; 0 if none.
+	askedRev int64
 	// routine marks a successful request that changes nothing an operator
 	// audits (an instance lease refresh); it writes no audit entry.
 	routine bool
@@ -83,7 +90,7 @@ func (s *Server) observe(c *gin.Context) {
 	if st.principal != nil {
 		actor = st.principal.TokenID
 	}
-	s.cfg.Logger.LogAttrs(c.Request.Context(), levelFor(status), "request",
+	attrs := []slog.Attr{
 		slogStr("method", c.Request.Method),
 		slogStr("route", route),
 		slogStr("path", configsvc.Truncate(c.Request.URL.EscapedPath(), 256)),
@@ -93,7 +100,13 @@ func (s *Server) observe(c *gin.Context) {
 		slogStr("client", c.ClientIP()),
 		slogStr("request_id", st.id),
 		slogStr("actor", actor),
-	)
+	}
+	if st.err != "" {
+		// What went wrong inside (the store's error); the answer's message
+		// is written for users and points here with the request id.
+		attrs = append(attrs, slogStr("error", st.err))
+	}
+	s.cfg.Logger.LogAttrs(c.Request.Context(), levelFor(status), "request", attrs...)
 
 	if apiPath && isMutating(c.Request.Method) && c.FullPath() != "" && st.action != "" && !(st.routine && status < 400) && !st.replayed {
 		s.recordAudit(c, st, status, start)

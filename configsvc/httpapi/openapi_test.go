@@ -343,6 +343,8 @@ var wireTypes = map[string]any{
 	"SessionRequest": api.SessionRequest{}, "Pin": api.Pin{}, "PinList": api.PinList{}, "PinRequest": api.PinRequest{},
 	"AuditEntry": api.AuditEntry{}, "AuditList": api.AuditList{}, "LiveRoutes": api.LiveRoutes{},
 	"ProxyState": api.ProxyState{}, "StaleProxy": api.StaleProxy{},
+	"ServiceSummaryList": api.ServiceSummaryList{}, "GroupSummaryList": api.GroupSummaryList{},
+	"SearchResults": api.SearchResults{}, "EffectiveConfig": api.EffectiveConfig{},
 }
 
 // TestOpenAPIMatchesWireTypes checks the other end of the document: the

@@ -58,6 +58,12 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 		whoAdmin:     e.admin,
 	}
 	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders/instances/orders-1", token: e.tokens[whoAgent], body: map[string]any{"addr": "127.0.0.1:1"}})
+	// orders-sdk registered straight in the store, as an SDK on ZooKeeper does.
+	lease, err := e.store.Register(context.Background(), configsvc.Instance{Service: "orders", ID: "orders-sdk", Addr: "127.0.0.1:3", Status: configsvc.StatusApplied})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lease.Close() })
 	var tok api.Token
 	e.must(http.StatusCreated, req{method: "POST", path: "/v1/tokens", token: e.admin, body: map[string]any{"name": "victim", "roles": []access.Grant{{Role: "viewer", Pattern: "x"}}}}).json(t, &tok)
 	e.victimID = tok.ID
@@ -153,6 +159,11 @@ func matrixRows() []matrixRow {
 		// The live route tables need read on sluice-system: the admin and the proxy.
 		{route: "GET /v1/routes", path: "/v1/routes", want: allow(200, whoProxy, whoAdmin)},
 		{route: "GET /v1/services", path: "/v1/services", want: allow(200, authed...)},
+		// Summaries and search answer every caller with what it may read.
+		{route: "GET /v1/summary/services", path: "/v1/summary/services", want: allow(200, authed...)},
+		{route: "GET /v1/summary/shared", path: "/v1/summary/shared?sort=-updated", want: allow(200, authed...)},
+		{route: "GET /v1/search", path: "/v1/search?q=one", want: allow(200, authed...)},
+		{route: "GET /v1/services/:svc/effective", path: "/v1/services/orders/effective", want: allow(200, readers...)},
 		{route: "GET /v1/shared", path: "/v1/shared", want: allow(200, authed...)},
 		{route: "GET /v1/shared/:group/users", path: "/v1/shared/common/users", want: allow(200, readers...)},
 		// Linking needs a direct grant on the group, which no editor here has.
@@ -164,6 +175,9 @@ func matrixRows() []matrixRow {
 		// orders-1 is the agent's: only it and the admin may refresh or remove it.
 		{route: "PUT /v1/services/:svc/instances/:id", path: "/v1/services/orders/instances/orders-1", body: inst, want: allow(200, whoAgent, whoAdmin)},
 		{route: "DELETE /v1/services/:svc/instances/:id", path: "/v1/services/orders/instances/orders-1", want: allow(204, whoAgent, whoAdmin)},
+		// orders-sdk is not held by this server: only an admin removes its record.
+		{route: "DELETE /v1/services/:svc/instances/:id", path: "/v1/services/orders/instances/orders-sdk",
+			want: map[string]int{whoAdmin: 204, whoAgent: 404, whoEditorIn: 404}},
 		// sluice-system: the proxy reads routes.yaml and registers; only admins and proxies may register there.
 		{route: "GET /v1/services/:svc/files/:file", path: "/v1/services/sluice-system/files/routes.yaml", want: allow(200, whoProxy, whoAdmin)},
 		{route: "GET /v1/services/:svc/watch", path: "/v1/services/sluice-system/watch", stream: true, want: allow(200, whoProxy, whoAdmin)},

@@ -72,6 +72,8 @@ func (s *Server) createRef(kind configsvc.Kind) gin.HandlerFunc {
 		} else if err != nil {
 			s.fail(c, err)
 			return
+		} else {
+			s.index.poke()
 		}
 		h, err := s.cfg.Store.Head(ctx, ref)
 		if err != nil {
@@ -94,6 +96,7 @@ func (s *Server) deleteRef(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
+		s.index.deleted(ref)
 		c.Status(http.StatusNoContent)
 	}
 }
@@ -127,6 +130,7 @@ func (s *Server) getFile(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok || !s.authorizeRead(c, ref) {
 			return
 		}
+		state(c).askedRev = rev
 		ctx := c.Request.Context()
 		if rev == 0 {
 			h, err := s.cfg.Store.Head(ctx, ref)
@@ -135,7 +139,7 @@ func (s *Server) getFile(kind configsvc.Kind) gin.HandlerFunc {
 				return
 			}
 			if h.Revision == 0 {
-				s.fail(c, fmt.Errorf("%s has no file %q: nothing published yet: %w", ref, file, configsvc.ErrNotFound))
+				s.fail(c, userErr(configsvc.ErrNotFound, "%s has no file %s: nothing is published in it yet", refWords(ref), file))
 				return
 			}
 			rev = h.Revision
@@ -174,6 +178,7 @@ func (s *Server) commit(c *gin.Context, ref configsvc.Ref, cs configsvc.Changese
 
 func (s *Server) published(c *gin.Context, ref configsvc.Ref, rev configsvc.Revision, status int) {
 	state(c).revision = rev.Number
+	s.index.published(ref, rev)
 	s.metrics.publishes.WithLabelValues(ref.Kind.String()).Inc()
 	setRevisionHeaders(c, rev.Number)
 	c.JSON(status, api.FromRevision(rev, false))
@@ -224,7 +229,7 @@ func (s *Server) putFile(kind configsvc.Kind) gin.HandlerFunc {
 		}
 		mt, err := mediaType(c)
 		if err == nil && !rawContentOK(mt) {
-			err = fmt.Errorf("a file body must be its raw content (text/*, application/json, yaml, toml or octet-stream), not %q: %w", mt, errUnsupportedMed)
+			err = userErr(errUnsupportedMed, "a file body must be its raw content (text/*, application/json, yaml, toml or octet-stream), not %q", mt)
 		}
 		if err != nil {
 			s.fail(c, err)
@@ -347,6 +352,7 @@ func (s *Server) getRevision(kind configsvc.Kind) gin.HandlerFunc {
 		if !s.authorizeRead(c, ref) {
 			return
 		}
+		state(c).askedRev = n
 		rev, err := s.cfg.Store.Revision(c.Request.Context(), ref, n)
 		if err != nil {
 			s.fail(c, err)
@@ -375,6 +381,7 @@ func (s *Server) diff(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok || !s.authorizeRead(c, ref) {
 			return
 		}
+		state(c).askedRev = max(fromParam.value, toParam.value)
 		ctx := c.Request.Context()
 		to := toParam.value
 		if !toParam.given {
@@ -484,6 +491,7 @@ func (s *Server) rollback(kind configsvc.Kind) gin.HandlerFunc {
 				base, conditional = b.head.Revision, b.conditional
 			}
 		}
+		state(c).askedRev = req.ToRevision
 		rev, err := configsvc.Rollback(c.Request.Context(), s.cfg.Store, ref, configsvc.RollbackRequest{
 			To: req.ToRevision, Files: req.Files, Base: base, Author: state(c).principal.Name, Message: req.Message,
 		})
@@ -505,6 +513,7 @@ func (s *Server) snapshot(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok || !s.authorizeRead(c, ref) {
 			return
 		}
+		state(c).askedRev = rev
 		ctx := c.Request.Context()
 		h, err := s.cfg.Store.Head(ctx, ref)
 		if err != nil {
@@ -586,6 +595,7 @@ func (s *Server) link(add bool) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
+		s.index.linked(svc.Name, h.Links)
 		c.JSON(http.StatusOK, api.Links{Links: append([]string{}, h.Links...), Service: svc.Name})
 	}
 }
@@ -595,7 +605,7 @@ func (s *Server) link(add bool) gin.HandlerFunc {
 // between the check and the publish. Other errors pass through.
 func staleIfMatch(err error, conditional bool) error {
 	if conditional && errors.Is(err, configsvc.ErrConflict) {
-		return fmt.Errorf("%w: the If-Match revision is no longer the head: %w", api.ErrPrecondition, err)
+		return userErr(fmt.Errorf("%w: %w", api.ErrPrecondition, err), "the revision If-Match named is no longer the head: another change was published meanwhile; reload and try again")
 	}
 	return err
 }

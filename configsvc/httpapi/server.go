@@ -190,6 +190,8 @@ type Server struct {
 	instCounts  *instanceCounts
 	metrics     *metrics
 	leases      *leaseTable
+	index       *summaryIndex  // the console's summaries; started on first use
+	snapshots   *snapshotCache // contents read by searches and effective configs
 	retryAfter  int
 	openapiJSON []byte
 	metricsHTTP http.Handler // nil without a Gatherer
@@ -235,6 +237,8 @@ func New(cfg Config) (*Server, error) {
 		instCounts: newInstanceCounts(),
 		metrics:    m,
 		leases:     newLeaseTable(),
+		index:      newSummaryIndex(cfg.Store, cfg.Logger),
+		snapshots:  newSnapshotCache(),
 		retryAfter: max(1, int((cfg.RequestTimeout+time.Second-1)/time.Second)),
 	}
 	if cfg.Gatherer != nil {
@@ -298,6 +302,7 @@ func (s *Server) Routes() []string {
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		s.cancel()
+		s.index.close()
 		s.wg.Wait()
 		s.leases.closeAll()
 		// The refusals counted in the current window are written now

@@ -49,11 +49,27 @@ func (w *sseWriter) flushed(err error) error {
 	return nil
 }
 
-// watchError is the data of a stream-error event (api.EventError): the
-// error body without details.
-func watchError(err error) api.ErrorBody {
-	_, code := classify(err)
-	return api.ErrorBody{Error: &api.Error{Code: code, Message: err.Error()}}
+// streamError is the data of a stream-error event (api.EventError) on the
+// stream of c: the error body without details, its message written for
+// users; err itself is logged with the request id.
+func (s *Server) streamError(c *gin.Context, err error) api.ErrorBody {
+	status, code := classify(err)
+	target := targetWords(c)
+	var msg string
+	switch status {
+	case http.StatusGone:
+		msg = "revisions of " + target + " the stream had not sent yet were removed by history retention; load the snapshot and watch from its revision"
+	case http.StatusNotFound:
+		msg = target + " was deleted"
+	case http.StatusUnauthorized:
+		msg = "the token or console session of this stream has ended (it expired or was revoked); sign in again"
+	case http.StatusServiceUnavailable:
+		msg = "the configuration store cannot be reached; the stream carries on when it is back"
+	default:
+		msg = s.userMessage(c, err, status)
+	}
+	s.cfg.Logger.Info("stream error", "request_id", state(c).id, "code", code, "err", err)
+	return api.ErrorBody{Error: &api.Error{Code: code, Message: msg}}
 }
 
 // watch streams every revision after Last-Event-ID (else ?since=N; default:
@@ -96,7 +112,7 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 			switch {
 			case ev.Err != nil:
 				end := errors.Is(ev.Err, configsvc.ErrCompacted) || errors.Is(ev.Err, configsvc.ErrNotFound)
-				return end, w.event("", api.EventError, watchError(ev.Err))
+				return end, w.event("", api.EventError, s.streamError(c, ev.Err))
 			case ev.Revision != nil:
 				return false, w.event(strconv.FormatInt(ev.Revision.Number, 10), api.EventRevision, api.FromRevision(*ev.Revision, true))
 			case ev.LinksChanged:
@@ -126,7 +142,7 @@ func (s *Server) watchInstances(c *gin.Context) {
 	}
 	streamSSE(c, s, "instances", watch, func(w *sseWriter, ev configsvc.InstancesEvent) (bool, error) {
 		if ev.Err != nil {
-			return false, w.event("", api.EventError, watchError(ev.Err))
+			return false, w.event("", api.EventError, s.streamError(c, ev.Err))
 		}
 		return false, w.event("", api.EventInstances, api.InstancesData{Instances: nonNil(ev.Instances)})
 	})
@@ -180,7 +196,7 @@ func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context
 			}
 		case <-recheck.C:
 			if err := s.streamAllowed(ctx, st); err != nil {
-				_ = w.event("", api.EventError, watchError(err))
+				_ = w.event("", api.EventError, s.streamError(c, err))
 				return
 			}
 		case ev, ok := <-events:

@@ -36,7 +36,8 @@ func mustRegister(ctx context.Context, t *testing.T, st configsvc.Store, inst co
 func sameInstance(a, b configsvc.Instance) bool {
 	return a.Service == b.Service && a.ID == b.ID && a.Addr == b.Addr && maps.Equal(a.Labels, b.Labels) &&
 		a.Revision == b.Revision && a.Status == b.Status && a.Rejected == b.Rejected && a.Error == b.Error &&
-		a.FromCache == b.FromCache && a.Started.Equal(b.Started) && a.Updated.Equal(b.Updated)
+		a.FromCache == b.FromCache && a.Started.Equal(b.Started) && a.Updated.Equal(b.Updated) &&
+		a.AppliedAt.Equal(b.AppliedAt)
 }
 
 func wantInstances(ctx context.Context, t *testing.T, st configsvc.Store, svc string, want ...configsvc.Instance) {
@@ -70,6 +71,7 @@ func (s *suite) testInstances(t *testing.T) {
 		wantInstances(ctx, t, st, "orders", a, b)
 
 		a.Revision, a.Status, a.Updated = 3, configsvc.StatusApplied, a.Updated.Add(time.Second)
+		a.AppliedAt = a.Updated
 		if err := la.Update(ctx, a); err != nil {
 			t.Fatalf("Update: %v", err)
 		}
@@ -224,6 +226,7 @@ func (s *suite) testInstances(t *testing.T) {
 		zone := time.FixedZone("IST", 5*3600+1800)
 		inst := instance("orders", "i-1")
 		inst.Started, inst.Updated = inst.Started.In(zone), inst.Updated.In(zone)
+		inst.AppliedAt = inst.Started.Add(time.Second).In(zone)
 		l := mustRegister(ctx, t, st, inst)
 		check := func(what string) {
 			t.Helper()
@@ -232,9 +235,10 @@ func (s *suite) testInstances(t *testing.T) {
 				t.Fatalf("%s: Instances = %v, %v", what, list, err)
 			}
 			got := list[0]
-			if got.Started.Location() != time.UTC || got.Updated.Location() != time.UTC ||
-				!got.Started.Equal(inst.Started) || !got.Updated.Equal(inst.Updated) {
-				t.Fatalf("%s: started %v, updated %v; want %v and %v in UTC", what, got.Started, got.Updated, inst.Started.UTC(), inst.Updated.UTC())
+			if got.Started.Location() != time.UTC || got.Updated.Location() != time.UTC || got.AppliedAt.Location() != time.UTC ||
+				!got.Started.Equal(inst.Started) || !got.Updated.Equal(inst.Updated) || !got.AppliedAt.Equal(inst.AppliedAt) {
+				t.Fatalf("%s: started %v, updated %v, applied at %v; want %v, %v and %v in UTC", what,
+					got.Started, got.Updated, got.AppliedAt, inst.Started.UTC(), inst.Updated.UTC(), inst.AppliedAt.UTC())
 			}
 		}
 		check("after Register")
@@ -243,6 +247,39 @@ func (s *suite) testInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 		check("after Update")
+	})
+
+	t.Run("RemoveInstance", func(t *testing.T) {
+		// An administrator removes a record whoever registered it; a lease
+		// that is alive after all lists it again at its next Update.
+		st, ctx := s.open(t)
+		mustCreate(ctx, t, st, configsvc.Service("orders"))
+		ch := st.WatchInstances(ctx, "orders")
+		s.waitInstances(t, ch)
+		a, b := instance("orders", "orders-a"), instance("orders", "orders-b")
+		la := mustRegister(ctx, t, st, a)
+		mustRegister(ctx, t, st, b)
+		s.waitInstances(t, ch, "orders-a", "orders-b")
+		if err := st.RemoveInstance(ctx, "orders", "orders-a"); err != nil {
+			t.Fatalf("RemoveInstance: %v", err)
+		}
+		s.waitInstances(t, ch, "orders-b")
+		wantInstances(ctx, t, st, "orders", b)
+		wantErr(t, "RemoveInstance of a removed instance", st.RemoveInstance(ctx, "orders", "orders-a"), configsvc.ErrNotFound)
+		wantErr(t, "RemoveInstance of an unknown id", st.RemoveInstance(ctx, "orders", "orders-x"), configsvc.ErrNotFound)
+		wantErr(t, "RemoveInstance in a missing service", st.RemoveInstance(ctx, "nope", "orders-a"), configsvc.ErrNotFound)
+		wantErr(t, "RemoveInstance of a bad id", st.RemoveInstance(ctx, "orders", "../x"), configsvc.ErrInvalid)
+		wantErr(t, "RemoveInstance in a bad service name", st.RemoveInstance(ctx, "Bad_Name", "orders-a"), configsvc.ErrInvalid)
+		a.Revision, a.Status = 2, configsvc.StatusApplied
+		if err := la.Update(ctx, a); err != nil {
+			t.Fatalf("Update after RemoveInstance: %v", err)
+		}
+		s.waitInstances(t, ch, "orders-a", "orders-b")
+		wantInstances(ctx, t, st, "orders", a, b)
+		if err := la.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s.waitInstances(t, ch, "orders-b")
 	})
 
 	t.Run("Watch", func(t *testing.T) {

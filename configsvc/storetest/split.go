@@ -9,8 +9,8 @@ import (
 
 // Split returns a store that writes through w and reads through r, two
 // stores on the same data (two admin servers on one ZooKeeper ensemble):
-// Create, Delete, Publish, Link, Unlink, Register and the record writes
-// (Put, Create, Delete, Append) go to w; List, Head, File, Snapshot, Revisions,
+// Create, Delete, Publish, Link, Unlink, Register, RemoveInstance and the
+// record writes (Put, Create, Delete, Append) go to w; List, Head, File, Snapshot, Revisions,
 // Revision, Watch, Users, Instances, WatchInstances and the record reads
 // (Get, List, Scan) to r. Run the suite on it to check that every answer
 // holds across servers, not only within one. Close closes both.
@@ -55,6 +55,9 @@ func (s split) Users(ctx context.Context, group string) ([]string, error) {
 }
 func (s split) Register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error) {
 	return s.w.Register(ctx, inst)
+}
+func (s split) RemoveInstance(ctx context.Context, svc, id string) error {
+	return s.w.RemoveInstance(ctx, svc, id)
 }
 func (s split) Instances(ctx context.Context, svc string) ([]configsvc.Instance, error) {
 	return s.r.Instances(ctx, svc)

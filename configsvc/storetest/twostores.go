@@ -163,6 +163,30 @@ func (s *suite) testTwoStores(t *testing.T) {
 		wantInstances(ctx, t, a, "orders", inst)
 	})
 
+	t.Run("RemoveInstanceOfOther", func(t *testing.T) {
+		// The record of another server's (ZooKeeper: another session's)
+		// registration is removed; that registration lists it again at its
+		// next Update.
+		a, b, ctx := s.pair(t, nil, nil)
+		mustCreate(ctx, t, a, configsvc.Service("orders"))
+		ch := a.WatchInstances(ctx, "orders")
+		s.waitInstances(t, ch)
+		inst := instance("orders", "i-1")
+		l := mustRegister(ctx, t, a, inst)
+		s.waitInstances(t, ch, "i-1")
+		if err := b.RemoveInstance(ctx, "orders", "i-1"); err != nil {
+			t.Fatalf("RemoveInstance through the other store: %v", err)
+		}
+		s.waitInstances(t, ch)
+		wantInstances(ctx, t, b, "orders")
+		inst.Revision, inst.Status = 3, configsvc.StatusApplied
+		if err := l.Update(ctx, inst); err != nil {
+			t.Fatalf("Update after RemoveInstance: %v", err)
+		}
+		s.waitInstances(t, ch, "i-1")
+		wantInstances(ctx, t, b, "orders", inst)
+	})
+
 	t.Run("DeleteAndRecreate", func(t *testing.T) {
 		// One server deletes and re-creates a service the other watches and
 		// has published to: the other's watch ends, and it publishes on the

@@ -52,3 +52,30 @@ func (s *Store) Instances(ctx context.Context, svc string) ([]configsvc.Instance
 	}
 	return out, nil
 }
+
+// RemoveInstance deletes the instance node instances/{svc}/{id}, whichever
+// ZooKeeper session holds it (see configsvc.Store): the node of a process
+// that died without closing its session stays until the session expires,
+// and an administrator may not want to wait. The lease that created the
+// node, in this process or another, creates it again at its next Update.
+// ErrNotFound if the service or the instance does not exist.
+func (s *Store) RemoveInstance(ctx context.Context, svc, id string) error {
+	what := fmt.Sprintf("zkstore: remove instance %s/%s", svc, id)
+	if err := configsvc.ValidateServiceName(svc); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := configsvc.ValidateInstanceID(id); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	p := s.instancesPath(svc) + "/" + id
+	err := s.do(ctx, func(c *zk.Conn) error { return c.Delete(p, -1) })
+	if errors.Is(err, zk.ErrNoNode) {
+		if _, _, err := s.get(ctx, s.headPath(configsvc.Service(svc))); err != nil {
+			return mapErr(what+": service", err)
+		}
+		return fmt.Errorf("%s: not registered: %w", what, configsvc.ErrNotFound)
+	}
+	return mapErr(what, err)
+}

@@ -3,10 +3,13 @@ package zkstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/zkstore"
+	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
 
 // TestWatchInstancesSeesUpdates: an instance changing its applied
@@ -103,5 +106,40 @@ func TestWatchEndsWhenRecreated(t *testing.T) {
 		case <-timeout:
 			t.Fatal("no ErrNotFound within 15s of re-creating the service")
 		}
+	}
+}
+
+// TestFaultRemoveInstanceOfSilentProcess: a process that stopped answering
+// (hung, or cut off) keeps its ephemeral instance node until its session
+// expires; an administrator's RemoveInstance, through another session,
+// deletes it at once.
+func TestFaultRemoveInstanceOfSilentProcess(t *testing.T) {
+	srv := shared(t)
+	root := fmt.Sprintf("/sluice-test/%d", roots.Add(1))
+	admin := mustOpen(t, srv.Servers(), func(c *zkstore.Config) { c.Root = root })
+	proxy := zktest.StartProxy(t, srv.Servers()[0])
+	sdk := mustOpen(t, []string{proxy.Addr()}, func(c *zkstore.Config) { c.Root, c.SessionTimeout = root, 30*time.Second })
+	t.Cleanup(proxy.Heal) // before the store's Close, which runs first otherwise
+	ctx := testCtx(t)
+	if err := admin.Create(ctx, configsvc.Service("orders")); err != nil {
+		t.Fatal(err)
+	}
+	inst := configsvc.Instance{Service: "orders", ID: "o-1", Addr: "127.0.0.1:1", Status: configsvc.StatusApplied}
+	if _, err := sdk.Register(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Blackhole() // the process goes silent; its session lives on for 30 s
+	list, err := admin.Instances(ctx, "orders")
+	if err != nil || len(list) != 1 {
+		t.Fatalf("before: Instances = %v, %v; want o-1 still listed", list, err)
+	}
+	if err := admin.RemoveInstance(ctx, "orders", "o-1"); err != nil {
+		t.Fatalf("RemoveInstance: %v", err)
+	}
+	if list, err := admin.Instances(ctx, "orders"); err != nil || len(list) != 0 {
+		t.Fatalf("after: Instances = %v, %v; want none", list, err)
+	}
+	if err := admin.RemoveInstance(ctx, "orders", "o-1"); !errors.Is(err, configsvc.ErrNotFound) {
+		t.Fatalf("second RemoveInstance: %v, want ErrNotFound", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/lifecycle"
@@ -40,26 +41,34 @@ func DefaultInstanceID(addr string) string {
 }
 
 // register keeps this proxy registered as an instance of sluice-system
-// until ctx ends. It retries every RetryInterval while the store is
-// unreachable, sluice-system does not exist yet, or an older registration
-// under the same id (a proxy restarted before its ZooKeeper session ended)
-// is still live. The store re-creates the registration after a ZooKeeper
-// session expiry by itself.
+// until ctx ends, its record stamped with the proxy's clock and the route
+// file revision in force (updated when another comes into force, with
+// AppliedAt saying since when). It retries every RetryInterval while the
+// store is unreachable, sluice-system does not exist yet, or an older
+// registration under the same id (a proxy restarted before its ZooKeeper
+// session ended) is still live. The store re-creates the registration
+// after a ZooKeeper session expiry by itself.
 func (p *Proxy) register(ctx context.Context, reg Registrar, id, addr string) {
+	now := p.now().UTC()
 	inst := configsvc.Instance{
 		Service: configsvc.SystemService, ID: id, Addr: addr,
 		Labels: map[string]string{configsvc.ProxyRoleLabel: configsvc.ProxyRole}, Status: configsvc.StatusApplied,
+		Revision: p.Revision(), Started: now, Updated: now, AppliedAt: now,
 	}
 	waiting := false
 	for ctx.Err() == nil {
+		inst.Updated = p.now().UTC()
+		if rev := p.Revision(); rev != inst.Revision {
+			inst.Revision, inst.AppliedAt = rev, inst.Updated
+		}
 		lease, err := reg.Register(ctx, inst)
 		if err == nil {
 			p.log.Info("proxy registered", "service", configsvc.SystemService, "instance", id)
-			<-ctx.Done()
+			inst = p.holdRegistration(ctx, lease, inst)
 			if err := lease.Close(); err != nil {
 				p.log.Warn("proxy registration: close", "err", err)
 			}
-			return
+			continue
 		}
 		if ctx.Err() != nil {
 			return
@@ -71,6 +80,39 @@ func (p *Proxy) register(ctx context.Context, reg Registrar, id, addr string) {
 		}
 		if lifecycle.Sleep(ctx, p.opts.RetryInterval) != nil {
 			return
+		}
+	}
+}
+
+// holdRegistration keeps lease's record at the route file revision in
+// force until ctx ends or the registration ends under it (sluice-system
+// was deleted: register again), and returns the newest record.
+func (p *Proxy) holdRegistration(ctx context.Context, lease configsvc.Lease, inst configsvc.Instance) configsvc.Instance {
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return inst
+		case <-p.applied:
+		case <-retry:
+		}
+		retry = nil
+		rev := p.Revision()
+		if rev == inst.Revision {
+			continue
+		}
+		next := inst
+		now := p.now().UTC()
+		next.Revision, next.Updated, next.AppliedAt = rev, now, now
+		err := lease.Update(ctx, next)
+		switch {
+		case err == nil:
+			inst = next
+		case errors.Is(err, configsvc.ErrNotFound), errors.Is(err, configsvc.ErrClosed):
+			return next
+		case ctx.Err() == nil:
+			p.log.Warn("proxy registration: update", "revision", rev, "err", err, "retry", p.opts.RetryInterval)
+			retry = time.After(p.opts.RetryInterval)
 		}
 	}
 }

@@ -111,6 +111,7 @@ type Proxy struct {
 
 	now     func() time.Time
 	changes chan struct{} // route table or breaker changed: publish the state soon
+	applied chan struct{} // a new route file revision is in force: update the registration
 
 	mu         sync.Mutex
 	revision   int64  // route file revision in force (0: none)
@@ -140,7 +141,8 @@ func New(src Source, opts Options) (*Proxy, error) {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	limiters := router.NewClusterLimiters(ratelimit.New(ratelimit.Config{MaxKeys: opts.MaxRateLimitKeys}))
-	p := &Proxy{src: src, opts: opts, log: opts.Logger, limiters: limiters, now: opts.Now, changes: make(chan struct{}, 1)}
+	p := &Proxy{src: src, opts: opts, log: opts.Logger, limiters: limiters, now: opts.Now,
+		changes: make(chan struct{}, 1), applied: make(chan struct{}, 1)}
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -320,6 +322,10 @@ func (p *Proxy) apply(rev int64, content []byte, present bool) {
 	p.revision = rev
 	p.mu.Unlock()
 	p.changed()
+	select {
+	case p.applied <- struct{}{}:
+	default:
+	}
 	p.log.Info("routes loaded", "revision", rev, "routes", len(routes))
 }
 

@@ -19,8 +19,9 @@ import (
 // empty file, or one with no routes, is a valid empty table. Errors match
 // configsvc.ErrInvalid: a *configsvc.ParseError for YAML syntax, a
 // duplicate key or a file over the YAML budgets (format.ParseYAML), a
-// *configsvc.FieldError naming the field (with its line in the message)
-// for a bad or unknown field.
+// *configsvc.FieldError naming the field (with File routes.yaml and, when
+// the file shows it, its Line, also written in the message) for a bad or
+// unknown field.
 func Parse(content []byte) ([]router.Route, error) {
 	return ParseContext(context.Background(), content)
 }
@@ -52,8 +53,10 @@ func ParseContext(ctx context.Context, content []byte) ([]router.Route, error) {
 	if err := router.ValidateRoutes(routes); err != nil {
 		var fe *configsvc.FieldError
 		if errors.As(err, &fe) {
+			fe.File = configsvc.RoutesFile
 			if line := lineOf(lines, fe.Field); line > 0 {
 				fe.Msg += " (line " + strconv.Itoa(line) + ")"
+				fe.Line = line
 			}
 		}
 		return nil, err

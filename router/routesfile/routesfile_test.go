@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -134,6 +135,15 @@ func TestParseErrors(t *testing.T) {
 			}
 			if fe.Field != tc.field || !strings.Contains(fe.Msg, tc.msgPart) {
 				t.Fatalf("error field %q msg %q, want field %q msg containing %q", fe.Field, fe.Msg, tc.field, tc.msgPart)
+			}
+			// The line the message names is the error's Line, for an
+			// editor to mark.
+			wantLine := 0
+			if _, after, ok := strings.Cut(fe.Msg, "(line "); ok {
+				wantLine, _ = strconv.Atoi(strings.TrimSuffix(after, ")"))
+			}
+			if fe.File != configsvc.RoutesFile || fe.Line != wantLine {
+				t.Fatalf("error %q at %s line %d, want %s line %d", fe.Msg, fe.File, fe.Line, configsvc.RoutesFile, wantLine)
 			}
 		})
 	}

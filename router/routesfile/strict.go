@@ -15,8 +15,8 @@ import (
 // decodeStrict decodes doc (a parsed, budget-checked document) into v, a
 // pointer to a struct with yaml tags, after checking it against v's type:
 // an unknown key, or a value of the wrong kind, is a *configsvc.FieldError
-// naming the field's path ("routes[2].rate_limit.rps") and, in its
-// message, the line. yaml.v3 would skip an unknown key, truncate 1.5 into
+// naming the field's path ("routes[2].rate_limit.rps") and its line (in
+// Line and in the message). yaml.v3 would skip an unknown key, truncate 1.5 into
 // an int and report a type error by line alone. It returns the line of
 // every field path it saw, for errors found after decoding.
 func decodeStrict(doc *yaml.Node, v any) (map[string]int, error) {
@@ -197,7 +197,7 @@ func fieldErr(path string, n *yaml.Node, msg string) error {
 	if n.Line > 0 {
 		msg += " (line " + strconv.Itoa(n.Line) + ")"
 	}
-	return &configsvc.FieldError{Field: path, Value: value, Msg: msg}
+	return &configsvc.FieldError{Field: path, Value: value, Msg: msg, File: configsvc.RoutesFile, Line: n.Line}
 }
 
 func join(base, key string) string {
