@@ -63,12 +63,15 @@ func classify(err error) (int, string) {
 // details returns the structured details of err, per docs/architecture.md.
 func details(err error) map[string]any {
 	var (
+		se *configsvc.SchemaError
 		pe *configsvc.ParseError
 		le *configsvc.LimitError
 		ce *configsvc.CountError
 		fe *configsvc.FieldError
 	)
 	switch {
+	case errors.As(err, &se) && len(se.Violations) > 0:
+		return violationDetails(se)
 	case errors.As(err, &pe):
 		return map[string]any{"file": pe.File, "line": pe.Line, "column": pe.Column, "format": string(pe.Format)}
 	case errors.As(err, &le):
@@ -112,4 +115,26 @@ func (s *Server) fail(c *gin.Context, err error) {
 // failf is fail with a formatted error wrapping a sentinel.
 func (s *Server) failf(c *gin.Context, sentinel error, format string, args ...any) {
 	s.fail(c, fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), sentinel))
+}
+
+// violationDetails are the details of a schema refusal: the first
+// violation's fields (line and column only where the format gives them),
+// every violation listed under "violations", and how many more were found
+// under "violations_omitted".
+func violationDetails(se *configsvc.SchemaError) map[string]any {
+	v := se.Violations[0]
+	d := map[string]any{"file": v.File, "pointer": v.Pointer, "keyword": v.Keyword, "message": v.Message, "violations": se.Violations}
+	if v.Line > 0 {
+		d["line"] = v.Line
+	}
+	if v.Column > 0 {
+		d["column"] = v.Column
+	}
+	if v.Schema != "" {
+		d["schema"] = v.Schema
+	}
+	if se.Omitted > 0 {
+		d["violations_omitted"] = se.Omitted
+	}
+	return d
 }
