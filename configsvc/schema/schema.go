@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
@@ -160,7 +162,7 @@ func validateFile(ctx context.Context, tree Tree, name, sname string, sch *jsons
 		line, col := doc.Position(leaf.InstanceLocation)
 		out = append(out, configsvc.Violation{
 			File: name, Pointer: format.Pointer(leaf.InstanceLocation), Line: line, Column: col,
-			Keyword: keyword(leaf.ErrorKind), Message: leaf.ErrorKind.LocalizedString(printer), Schema: sname,
+			Keyword: keyword(leaf.ErrorKind), Message: describe(leaf.ErrorKind), Schema: sname,
 		})
 	}
 	return out, nil
@@ -168,6 +170,24 @@ func validateFile(ctx context.Context, tree Tree, name, sname string, sch *jsons
 
 // printer words the library's messages in English.
 var printer = message.NewPrinter(language.English)
+
+// grouped matches a digit group separator the printer writes in numbers.
+var grouped = regexp.MustCompile(`(\d),(\d{3})\b`)
+
+// describe words an error kind, numbers as a config file spells them
+// ("maximum: got 99999, want 65535", not "99,999").
+func describe(k jsonschema.ErrorKind) string {
+	msg := k.LocalizedString(printer)
+	switch k.(type) {
+	case *kind.Maximum, *kind.Minimum, *kind.ExclusiveMaximum, *kind.ExclusiveMinimum, *kind.MultipleOf,
+		*kind.MinLength, *kind.MaxLength, *kind.MinItems, *kind.MaxItems, *kind.MinProperties, *kind.MaxProperties,
+		*kind.MinContains, *kind.MaxContains:
+		for grouped.MatchString(msg) {
+			msg = grouped.ReplaceAllString(msg, "$1$2")
+		}
+	}
+	return msg
+}
 
 // leaves returns the errors of the tree under e that have no causes: the
 // failed keywords themselves.
@@ -263,7 +283,7 @@ func compileViolation(sname string, err error) *configsvc.Violation {
 		if errors.As(sve.Err, &ve) {
 			if ls := leaves(ve, nil); len(ls) > 0 {
 				v.Pointer = format.Pointer(ls[0].InstanceLocation)
-				v.Message = "not a valid JSON Schema: at " + quotePointer(v.Pointer) + ": " + ls[0].ErrorKind.LocalizedString(printer)
+				v.Message = "not a valid JSON Schema: at " + quotePointer(v.Pointer) + ": " + describe(ls[0].ErrorKind)
 			}
 		}
 	default:
