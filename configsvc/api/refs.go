@@ -90,9 +90,10 @@ func (c *Client) File(ctx context.Context, ref configsvc.Ref, name string, rev i
 type WriteOption func(*writeOptions)
 
 type writeOptions struct {
-	message  string
-	ifMatch  int64
-	hasMatch bool
+	message   string
+	ifMatch   int64
+	hasMatch  bool
+	emergency string
 }
 
 // IfMatch makes the write conditional: it is refused with ErrPrecondition
@@ -121,23 +122,37 @@ func writeHeader(opts []WriteOption) http.Header {
 	if o.hasMatch {
 		h.Set("If-Match", strconv.Quote(strconv.FormatInt(o.ifMatch, 10)))
 	}
+	if o.emergency != "" {
+		h.Set(EmergencyHeader, o.emergency)
+	}
 	return h
 }
 
 // published decodes the revision a write created. Its number comes from
-// the body, else from the X-Sluice-Revision or ETag header.
-func published(resp *response) configsvc.Revision {
+// the body, else from the X-Sluice-Revision or ETag header. An answer 202
+// (an approval policy made the write a change request) is a *Pending
+// error.
+func published(resp *response) (configsvc.Revision, error) {
+	if resp.status == http.StatusAccepted {
+		p := &Pending{}
+		_ = json.Unmarshal(resp.body, &p.Change)
+		return configsvc.Revision{}, p
+	}
 	var r Revision
 	_ = json.Unmarshal(resp.body, &r)
 	if r.Revision == 0 {
 		r.Revision = resp.revision()
 	}
-	return r.Domain()
+	return r.Domain(), nil
 }
 
 // PutFile publishes one file as a new revision and returns it (changes
 // without content). The server validates the content for the file's format
-// (ErrInvalid, with the line and column in the *Error's details).
+// and its JSON Schema (ErrInvalid, with the line and column in the
+// *Error's details, and every schema violation in its Violations). Under
+// an approval policy the error is a *Pending holding the change request
+// created (ErrPending); the same holds for DeleteFile, Publish and
+// Rollback.
 func (c *Client) PutFile(ctx context.Context, ref configsvc.Ref, name string, content []byte, opts ...WriteOption) (configsvc.Revision, error) {
 	if content == nil {
 		content = []byte{}
@@ -147,7 +162,7 @@ func (c *Client) PutFile(ctx context.Context, ref configsvc.Ref, name string, co
 	if err != nil {
 		return configsvc.Revision{}, err
 	}
-	return published(resp), nil
+	return published(resp)
 }
 
 // DeleteFile publishes a revision that deletes one file and returns it.
@@ -156,7 +171,7 @@ func (c *Client) DeleteFile(ctx context.Context, ref configsvc.Ref, name string,
 	if err != nil {
 		return configsvc.Revision{}, err
 	}
-	return published(resp), nil
+	return published(resp)
 }
 
 // Publish publishes several changes as one revision, atomically, and
@@ -167,7 +182,7 @@ func (c *Client) Publish(ctx context.Context, ref configsvc.Ref, req PublishRequ
 	if err != nil {
 		return configsvc.Revision{}, err
 	}
-	return published(resp), nil
+	return published(resp)
 }
 
 // Rollback publishes a revision whose content equals req.ToRevision (for
@@ -177,7 +192,7 @@ func (c *Client) Rollback(ctx context.Context, ref configsvc.Ref, req RollbackRe
 	if err != nil {
 		return configsvc.Revision{}, err
 	}
-	return published(resp), nil
+	return published(resp)
 }
 
 // Revisions lists revisions newest first, without content: at most limit

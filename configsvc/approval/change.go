@@ -221,7 +221,9 @@ func encode(cs configsvc.Changeset) ([][]byte, error) {
 	return out, nil
 }
 
-func chunkID(id string, gen, n int) string { return id + "." + strconv.Itoa(gen) + "." + strconv.Itoa(n) }
+func chunkID(id string, gen, n int) string {
+	return id + "." + strconv.Itoa(gen) + "." + strconv.Itoa(n)
+}
 
 func (g *Governance) writeChunks(ctx context.Context, id string, gen int, chunks [][]byte) error {
 	for n, c := range chunks {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/approval"
 )
 
 // endpointOpts modify the middleware of one endpoint.
@@ -80,6 +81,13 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 	r("POST", "/pins", "pin.create", s.createPin)
 	r("DELETE", "/pins/:id", "pin.revoke", s.revokePin)
 	r("GET", "/routes", "", s.liveRoutes)
+	r("GET", "/policies", "", s.listPolicies)
+	r("GET", "/policies/:name", "", s.getPolicy)
+	r("PUT", "/policies/:name", "policy.put", s.putPolicy)
+	r("DELETE", "/policies/:name", "policy.delete", s.deletePolicy)
+	r("GET", "/changes", "", s.inbox)
+	r("GET", "/emergencies", "", s.listEmergencies)
+	r("POST", "/emergencies/:id/review", "emergency.review", s.reviewEmergency)
 
 	for _, k := range []struct {
 		kind   configsvc.Kind
@@ -100,6 +108,12 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 		r("POST", base+"/rollback", "rollback", s.rollback(kind))
 		r("GET", base+"/snapshot", "", s.snapshot(kind))
 		r("GET", base+"/watch", "", s.watch(kind), stream)
+		r("GET", base+"/changes", "", s.listChanges(kind))
+		r("GET", base+"/changes/:id", "", s.getChange(kind))
+		r("POST", base+"/changes/:id/approve", "change.approve", s.reviewChange(kind, approval.EventApproved))
+		r("POST", base+"/changes/:id/decline", "change.decline", s.reviewChange(kind, approval.EventDeclined))
+		r("POST", base+"/changes/:id/apply", "change.apply", s.applyChange(kind))
+		r("POST", base+"/changes/:id/rebase", "change.rebase", s.rebaseChange(kind))
 	}
 	r("GET", "/shared/:group/users", "", s.users)
 	r("PUT", "/services/:svc/links/:group", "link", s.link(true))

@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/approval"
 )
 
 // Errors of the HTTP layer itself; classify maps them like the store's.
@@ -45,7 +46,7 @@ func classify(err error) (int, string) {
 		return http.StatusTooManyRequests, api.CodeTooMany
 	case errors.Is(err, configsvc.ErrCompacted):
 		return http.StatusGone, api.CodeCompacted
-	case errors.Is(err, access.ErrCSRF), errors.Is(err, api.ErrForbidden):
+	case errors.Is(err, access.ErrCSRF), errors.Is(err, api.ErrForbidden), errors.As(err, new(*approval.Refusal)):
 		return http.StatusForbidden, api.CodeForbidden
 	case errors.Is(err, access.ErrUnauthenticated):
 		return http.StatusUnauthorized, api.CodeUnauthorized

@@ -26,6 +26,9 @@ type reqState struct {
 	revision   int64  // revision produced
 	authorized bool   // the Authorizer allowed the request
 	reason     string // why it was refused or failed
+	// emergency is the reason of an admin's emergency change past an
+	// approval policy, written to the audit entry.
+	emergency string
 	// routine marks a successful request that changes nothing an operator
 	// audits (an instance lease refresh); it writes no audit entry.
 	routine bool
@@ -120,6 +123,7 @@ func (s *Server) recordAudit(c *gin.Context, st *reqState, status int, start tim
 		Reason:    st.reason,
 		Client:    c.ClientIP(),
 		RequestID: st.id,
+		Emergency: st.emergency,
 	}
 	if e.Target == "" {
 		e.Target = strconv.Quote(configsvc.Truncate(c.Request.URL.EscapedPath(), 200))

@@ -54,7 +54,8 @@ func (s *Server) flushRefusals() {
 
 // sweepRecords deletes expired tokens (access.Tokens.Sweep) and console
 // sessions (access.Sessions.Sweep) and the pins expired for longer than
-// their retention (access.Pins.Sweep). Several servers may sweep at once;
+// their retention (access.Pins.Sweep), and expires and deletes change
+// requests (approval.Governance.Sweep). Several servers may sweep at once;
 // a record already gone is not an error.
 func (s *Server) sweepRecords(ctx context.Context) error {
 	if _, err := s.tokens.Sweep(ctx); err != nil {
@@ -63,6 +64,9 @@ func (s *Server) sweepRecords(ctx context.Context) error {
 	if _, err := s.sessions.Sweep(ctx); err != nil {
 		return err
 	}
-	_, err := s.pins.Sweep(ctx)
+	if _, err := s.pins.Sweep(ctx); err != nil {
+		return err
+	}
+	_, err := s.gov.Sweep(ctx)
 	return err
 }
