@@ -120,13 +120,15 @@ func (s *Server) reviewChange(kind configsvc.Kind, verdict string) gin.HandlerFu
 		if !ok {
 			return
 		}
+		if !s.authorizeRead(c, ref) { // the governance decides who of the readers may review
+			return
+		}
 		var req api.ReviewRequest
 		if err := decodeOptionalJSON(c, &req); err != nil {
 			s.fail(c, err)
 			return
 		}
 		st := state(c)
-		st.authorized = true // the governance decides who may review; a refusal is a 403
 		cr, err := s.gov.Review(c.Request.Context(), ref, id, st.principal, verdict, req.Comment)
 		if err != nil {
 			s.fail(c, governanceErr(c, err))
@@ -150,13 +152,15 @@ func (s *Server) applyChange(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok {
 			return
 		}
+		if !s.authorizeRead(c, ref) {
+			return
+		}
 		reason, ok := s.emergency(c)
 		if !ok {
 			return
 		}
 		ctx := c.Request.Context()
 		st := state(c)
-		st.authorized = true
 		cr, _, err := s.gov.Get(ctx, ref, id)
 		if err != nil {
 			s.fail(c, err)

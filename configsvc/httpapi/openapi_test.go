@@ -343,6 +343,11 @@ var wireTypes = map[string]any{
 	"SessionRequest": api.SessionRequest{}, "Pin": api.Pin{}, "PinList": api.PinList{}, "PinRequest": api.PinRequest{},
 	"AuditEntry": api.AuditEntry{}, "AuditList": api.AuditList{}, "LiveRoutes": api.LiveRoutes{},
 	"ProxyState": api.ProxyState{}, "StaleProxy": api.StaleProxy{},
+	"Violation": api.Violation{}, "Policy": api.Policy{}, "PolicyList": api.PolicyList{}, "ChangeRule": api.ChangeRule{},
+	"ChangeFile": api.ChangeFile{}, "ChangeEvent": api.ChangeEvent{}, "ChangeNotice": api.ChangeNotice{},
+	"ChangeRequest": api.ChangeRequest{}, "ChangeList": api.ChangeList{}, "ReviewRequest": api.ReviewRequest{},
+	"RebaseRequest": api.RebaseRequest{}, "DryRun": api.DryRun{}, "DryRunTarget": api.DryRunTarget{},
+	"RouteChange": api.RouteChange{}, "Emergency": api.Emergency{}, "EmergencyList": api.EmergencyList{},
 }
 
 // TestOpenAPIMatchesWireTypes checks the other end of the document: the

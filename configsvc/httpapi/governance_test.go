@@ -1,0 +1,280 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
+	"github.com/sluicehq/sluice/configsvc/format"
+	"github.com/sluicehq/sluice/configsvc/schema"
+	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
+)
+
+// governanceEnvs runs fn on a server over bbolt and one over ZooKeeper,
+// each validating formats and JSON Schemas as `sluice server` does, with
+// a stub routes diff and a quick stream re-check (for change events).
+func governanceEnvs(t *testing.T, fn func(t *testing.T, e *testEnv)) {
+	validator := configsvc.Validators(format.Validator{}, schema.NewValidator())
+	mod := func(c *Config) {
+		c.StreamRecheck = 100 * time.Millisecond
+		c.RoutesDiff = func(old, new []byte) ([]api.RouteChange, error) {
+			return []api.RouteChange{{Route: fmt.Sprintf("%d->%d", len(old), len(new)), Change: api.RouteModified}}, nil
+		}
+	}
+	t.Run("bolt", func(t *testing.T) {
+		fn(t, newEnvOn(t, configsvc.Validating(bolttest.MustOpen(t, boltstore.Options{}), validator), mod))
+	})
+	t.Run("zookeeper", func(t *testing.T) {
+		zk := zktest.Start(t)
+		fn(t, newEnvOn(t, configsvc.Validating(mustZK(t, zk, "/sluice-gov"), validator), mod))
+	})
+}
+
+// client returns an api.Client of the server with token.
+func (e *testEnv) client(token string) *api.Client {
+	e.t.Helper()
+	c, err := api.New(api.Config{Servers: []string{e.http.URL}, Token: token, HTTPClient: e.http.Client()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+const dbSchema = `{"type":"object","required":["host","port"],"properties":{"host":{"type":"string"},"port":{"type":"integer","maximum":65535}}}`
+
+// TestGovernanceFlow is issue 14's flow through the API on both stores:
+// a dry run shows validation, diff and blast radius; a publish under a
+// policy becomes a change request; the author may not approve it, a second
+// person does, the author applies it (after a rebase once the head moved);
+// an admin's emergency change is audited and listed until reviewed.
+func TestGovernanceFlow(t *testing.T) {
+	governanceEnvs(t, func(t *testing.T, e *testEnv) {
+		ctx := context.Background()
+		admin := e.client(e.admin)
+		alice := e.client(e.mustToken("editor:pay-*"))
+		bob := e.client(e.mustToken("editor:pay-*"))
+		agent := e.client(e.mustToken("agent:pay-*"))
+		svc := configsvc.Service("pay-api")
+		e.mustService("pay-api", map[string]string{"db.yaml": "host: db\nport: 5432\n", "db.yaml.schema.json": dbSchema})
+		e.mustGroup("pay-common", map[string]string{"c.json": "{}"})
+		if _, err := admin.Link(ctx, "pay-api", "pay-common"); err != nil {
+			t.Fatal(err)
+		}
+		lease, err := agent.Register(ctx, api.Instance{Service: "pay-api", ID: "pay-api-1", Addr: "127.0.0.1:9", Revision: 1, Status: configsvc.StatusApplied})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lease.Close()
+
+		t.Run("DryRun", func(t *testing.T) {
+			d, err := alice.DryRunPutFile(ctx, svc, "db.yaml", []byte("host: db\nport: 99999\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Valid || len(d.Violations) != 1 || d.Violations[0].Line != 2 || d.Violations[0].Keyword != "maximum" || d.Violations[0].Pointer != "/port" {
+				t.Fatalf("dry run of an invalid file: %+v", d)
+			}
+			d, err = alice.DryRunPutFile(ctx, svc, "db.yaml", []byte("host: db\nport: 6432\n"))
+			if err != nil || !d.Valid || len(d.Files) != 1 || !strings.Contains(d.Files[0].Diff, "+port: 6432") || d.Instances != 1 ||
+				d.Targets[0].Service != "pay-api" || d.Targets[0].Instances[0].ID != "pay-api-1" || d.ChangeRequest {
+				t.Fatalf("dry run: %+v, %v", d, err)
+			}
+			g, err := admin.DryRunPutFile(ctx, configsvc.Group("pay-common"), "c.json", []byte(`{"a":1}`))
+			if err != nil || len(g.Targets) != 1 || g.Targets[0].Service != "pay-api" || g.Instances != 1 {
+				t.Fatalf("group dry run: %+v, %v", g, err)
+			}
+			if h, _ := e.store.Head(ctx, svc); h.Revision != 1 {
+				t.Fatalf("dry runs moved the head to %d", h.Revision)
+			}
+			// The schema refusal of a real publish lists the violations.
+			_, err = alice.PutFile(ctx, svc, "db.yaml", []byte("port: 99999\n"))
+			var ae *api.Error
+			if !errors.As(err, &ae) || ae.Status != 422 || len(ae.Violations()) != 2 || ae.Details["pointer"] == nil {
+				t.Fatalf("invalid publish: %v", err)
+			}
+		})
+
+		if _, err := admin.PutPolicy(ctx, api.Policy{Name: "pay", Pattern: "pay-*", Approvals: 1, DeclineBlocks: true}); err != nil {
+			t.Fatal(err)
+		}
+		var cr api.ChangeRequest
+		t.Run("Submit", func(t *testing.T) {
+			d, err := alice.DryRunPublish(ctx, svc, api.PublishRequest{Changes: []api.Change{api.PutChange("db.yaml", []byte("host: db\nport: 6432\n"))}})
+			if err != nil || !d.ChangeRequest || d.Policy == nil || d.Policy.Approvals != 1 {
+				t.Fatalf("dry run under a policy: %+v %v", d, err)
+			}
+			_, err = alice.PutFile(ctx, svc, "db.yaml", []byte("host: db\nport: 6432\n"), api.WithMessage("new port"))
+			var p *api.Pending
+			if !errors.As(err, &p) || !errors.Is(err, api.ErrPending) || p.Change.State != "open" || p.Change.BaseRevision != 1 {
+				t.Fatalf("publish under a policy: %v", err)
+			}
+			cr = p.Change
+			if h, _ := e.store.Head(ctx, svc); h.Revision != 1 {
+				t.Fatalf("a change request published revision %d", h.Revision)
+			}
+		})
+		t.Run("SelfApprovalRefused", func(t *testing.T) {
+			_, err := alice.Approve(ctx, svc, cr.ID, "mine")
+			if !errors.Is(err, api.ErrForbidden) || !strings.Contains(err.Error(), "author") {
+				t.Fatalf("self-approval: %v", err)
+			}
+			if _, err := alice.Apply(ctx, svc, cr.ID); !errors.Is(err, configsvc.ErrConflict) {
+				t.Fatalf("apply without approval: %v", err)
+			}
+		})
+		t.Run("ApproveRebaseApply", func(t *testing.T) {
+			if _, err := bob.Approve(ctx, svc, cr.ID, "looks right"); err != nil {
+				t.Fatal(err)
+			}
+			// The head moves (an admin's emergency change): applying is a
+			// conflict until the author rebases.
+			if _, err := admin.PutFile(ctx, svc, "other.txt", []byte("x"), api.WithEmergency("incident 42")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := alice.Apply(ctx, svc, cr.ID); !errors.Is(err, configsvc.ErrConflict) || !strings.Contains(err.Error(), "rebase") {
+				t.Fatalf("apply after the head moved: %v", err)
+			}
+			if _, err := bob.Rebase(ctx, svc, cr.ID, api.RebaseRequest{}); !errors.Is(err, api.ErrForbidden) {
+				t.Fatalf("rebase by a reviewer: %v", err)
+			}
+			got, err := alice.Rebase(ctx, svc, cr.ID, api.RebaseRequest{})
+			if err != nil || got.BaseRevision != 2 || got.Approvals != 0 {
+				t.Fatalf("rebase: %+v %v", got, err)
+			}
+			if _, err := bob.Approve(ctx, svc, cr.ID, "again"); err != nil {
+				t.Fatal(err)
+			}
+			show, err := bob.Change(ctx, svc, cr.ID)
+			if err != nil || show.DryRun == nil || len(show.DryRun.Files) != 1 || len(show.Thread) != 4 {
+				t.Fatalf("show: %+v %v", show, err)
+			}
+			rev, err := alice.Apply(ctx, svc, cr.ID)
+			if err != nil || rev.Number != 3 {
+				t.Fatalf("apply: %+v %v", rev, err)
+			}
+			b, _, err := e.store.File(ctx, svc, "db.yaml", 0)
+			if err != nil || string(b) != "host: db\nport: 6432\n" {
+				t.Fatalf("applied content %q %v", b, err)
+			}
+			r, _ := e.store.Revision(ctx, svc, 3)
+			if r.Author != cr.Author || !strings.Contains(r.Message, cr.ID) {
+				t.Fatalf("applied revision %+v", r)
+			}
+			if open, _ := alice.Changes(ctx, svc, false); len(open) != 0 {
+				t.Fatalf("open after apply: %+v", open)
+			}
+		})
+		t.Run("EmergencyAuditedAndReviewed", func(t *testing.T) {
+			if _, err := alice.PutFile(ctx, svc, "x.txt", []byte("x"), api.WithEmergency("me too")); !errors.Is(err, api.ErrForbidden) {
+				t.Fatalf("emergency by an editor: %v", err)
+			}
+			es, err := bob.Emergencies(ctx, false)
+			if err != nil || len(es) != 1 || es[0].Reason != "incident 42" || es[0].Revision != 2 {
+				t.Fatalf("emergencies: %+v %v", es, err)
+			}
+			entries, err := access.NewAudit(e.store.Records(), 0).Query(ctx, access.Query{Service: "pay-api"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, en := range entries {
+				found = found || en.Emergency == "incident 42" && en.Action == "publish" && en.Revision == 2
+			}
+			if !found {
+				t.Fatalf("no audit entry of the emergency in %+v", entries)
+			}
+			if _, err := admin.ReviewEmergency(ctx, es[0].ID, "self"); !errors.Is(err, api.ErrForbidden) {
+				t.Fatalf("self-review: %v", err)
+			}
+			if _, err := bob.ReviewEmergency(ctx, es[0].ID, "checked the incident"); err != nil {
+				t.Fatal(err)
+			}
+			if es, _ := bob.Emergencies(ctx, false); len(es) != 0 {
+				t.Fatalf("reviewed emergency still listed: %+v", es)
+			}
+		})
+		t.Run("LargeChangeRequest", func(t *testing.T) {
+			big := strings.Repeat("0123456789abcdef\n", (configsvc.MaxChangesetSize-1024)/17)
+			_, err := alice.Publish(ctx, svc, api.PublishRequest{Message: "big", Changes: []api.Change{
+				api.PutChange("a.txt", []byte(big[:len(big)/2])), api.PutChange("b.txt", []byte(big[len(big)/2:]))}})
+			var p *api.Pending
+			if !errors.As(err, &p) {
+				t.Fatalf("big publish: %v", err)
+			}
+			if _, err := bob.Approve(ctx, svc, p.Change.ID, ""); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := alice.Apply(ctx, svc, p.Change.ID); err != nil {
+				t.Fatal(err)
+			}
+			a, _, _ := e.store.File(ctx, svc, "a.txt", 0)
+			b, _, _ := e.store.File(ctx, svc, "b.txt", 0)
+			if string(a)+string(b) != big {
+				t.Fatalf("a %d-byte change request did not apply whole", len(big))
+			}
+		})
+	})
+}
+
+// TestChangeEventsOnTheStream checks that a revision stream opened with
+// ?changes=true announces change request news as "change" events.
+func TestChangeEventsOnTheStream(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.StreamRecheck = 50 * time.Millisecond })
+	e.mustService("pay-api", map[string]string{"a.txt": "1"})
+	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/policies/pay", token: e.admin, body: map[string]any{"pattern": "pay-*", "approvals": 1}})
+	editor := e.mustToken("editor:pay-*")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hr, _ := http.NewRequestWithContext(ctx, "GET", e.http.URL+"/v1/services/pay-api/watch?changes=true", nil)
+	hr.Header.Set("Authorization", "Bearer "+e.admin)
+	resp, err := e.http.Client().Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	time.Sleep(200 * time.Millisecond) // the stream has looked at the notices once
+	var cr api.ChangeRequest
+	e.must(http.StatusAccepted, req{method: "PUT", path: "/v1/services/pay-api/files/a.txt", token: editor, body: "2", contentType: "text/plain"}).json(t, &cr)
+	sc := bufio.NewScanner(resp.Body)
+	event := ""
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "event: ") {
+			event = strings.TrimPrefix(line, "event: ")
+		}
+		if strings.HasPrefix(line, "data: ") && event == api.EventChange {
+			var n api.ChangeNotice
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &n); err != nil || n.ID != cr.ID || n.Event != "submitted" {
+				t.Fatalf("change event %s: %v", line, err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no change event: %v", sc.Err())
+}
+
+// TestRoutesDryRun checks the routes diff of a dry run of routes.yaml.
+func TestRoutesDryRun(t *testing.T) {
+	governanceEnvs(t, func(t *testing.T, e *testEnv) {
+		e.mustService(configsvc.SystemService, map[string]string{configsvc.RoutesFile: "routes: []\n"})
+		var d api.DryRun
+		e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/sluice-system/files/routes.yaml?dry_run=true", token: e.admin, body: "routes: [] # x\n", contentType: "text/plain"}).json(t, &d)
+		if len(d.Routes) != 1 || d.Routes[0].Route != "11->15" || d.Operation != "publish" {
+			t.Fatalf("routes dry run %+v", d)
+		}
+		if e.auditCount() != 2 { // the create and the seed publish; a dry run writes no entry
+			t.Fatalf("audit entries %d", e.auditCount())
+		}
+	})
+}
