@@ -34,7 +34,7 @@ var matrixCallers = []string{whoNone, whoViewer, whoEditorIn, whoEditorOut, whoA
 // victim token, a pin on orders, and one token per caller.
 type matrixEnv struct {
 	*testEnv
-	tokens   map[string]string
+	tokens      map[string]string
 	victimID    string
 	pinID       string
 	changeID    string
