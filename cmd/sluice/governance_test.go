@@ -52,7 +52,8 @@ func cliGovernance(t *testing.T, storeArgs []string) {
 	sluice := func(token string, args ...string) (string, error) {
 		t.Helper()
 		var stdout, stderr srvOutput
-		vars := map[string]string{"SLUICE_SERVER": rs.url, "SLUICE_TOKEN": token, "SLUICE_DATA_DIR": t.TempDir()}
+		// The editor of `sluice edit` is sed, changing the port.
+		vars := map[string]string{"SLUICE_SERVER": rs.url, "SLUICE_TOKEN": token, "SLUICE_DATA_DIR": t.TempDir(), "VISUAL": "sed -i s/6432/7432/"}
 		env := Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return vars[k] }}
 		if code := run(ctx, args, env); code != 0 {
 			return stdout.String() + stderr.String(), errors.New("exit status")
@@ -109,5 +110,45 @@ func cliGovernance(t *testing.T, storeArgs []string) {
 	mustRun(adminTok, "put", "pay-api", "x.txt", write("x.txt", "x"), "--emergency", "incident 7")
 	if out := mustRun(bob, "change", "emergencies"); !strings.Contains(out, "incident 7") {
 		t.Fatalf("emergencies:\n%s", out)
+	}
+	if out := mustRun(adminTok, "policy", "list"); !strings.Contains(out, "pay-*") {
+		t.Fatalf("policy list:\n%s", out)
+	}
+
+	// edit --dry-run shows what the edit would do and publishes nothing.
+	out = mustRun(alice, "edit", "pay-api", "db.yaml", "--dry-run")
+	if !strings.Contains(out, "+port: 7432") || !strings.Contains(out, "creates a change request") {
+		t.Fatalf("edit --dry-run printed:\n%s", out)
+	}
+
+	// A rollback under the policy: its dry run says so, then it becomes a
+	// change request; declined, then approved; the head moves, so the
+	// author rebases it, it is approved again and applied.
+	out = mustRun(alice, "rollback", "pay-api", "--to", "1", "--file", "db.yaml", "--dry-run")
+	if !strings.Contains(out, "dry run: rollback service/pay-api on revision 3") || !strings.Contains(out, "+port: 5432") || !strings.Contains(out, "creates a change request") {
+		t.Fatalf("rollback --dry-run printed:\n%s", out)
+	}
+	out = mustRun(alice, "rollback", "pay-api", "--to", "1", "--file", "db.yaml", "-m", "back to 5432")
+	rb := regexp.MustCompile(`change request ([0-9a-f]{16}) created`).FindStringSubmatch(out)
+	if rb == nil {
+		t.Fatalf("rollback under a policy printed:\n%s", out)
+	}
+	if out := mustRun(bob, "change", "decline", "pay-api", rb[1], "-m", "not before the release"); !strings.Contains(out, "0 of 1 approvals, 1 decline(s)") {
+		t.Fatalf("decline:\n%s", out)
+	}
+	mustRun(bob, "change", "approve", "pay-api", rb[1], "-m", "released now")
+	mustRun(adminTok, "put", "pay-api", "y.txt", write("y.txt", "y"), "--emergency", "incident 8")
+	if out, err := sluice(alice, "change", "apply", "pay-api", rb[1]); err == nil || !strings.Contains(out, "sluice change rebase pay-api "+rb[1]) {
+		t.Fatalf("apply after the head moved: %v\n%s", err, out)
+	}
+	if out := mustRun(alice, "change", "rebase", "pay-api", rb[1]); !strings.Contains(out, "now applies to revision 4") {
+		t.Fatalf("rebase:\n%s", out)
+	}
+	mustRun(bob, "change", "approve", "pay-api", rb[1])
+	if out := mustRun(alice, "change", "apply", "pay-api", rb[1]); !strings.Contains(out, "published revision 5") {
+		t.Fatalf("apply of the rebased rollback:\n%s", out)
+	}
+	if out := mustRun(bob, "change", "list", "pay-api", "--all"); !strings.Contains(out, rb[1]) || !strings.Contains(out, "applied") {
+		t.Fatalf("change list --all:\n%s", out)
 	}
 }

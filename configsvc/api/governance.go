@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -58,31 +59,39 @@ type EmergencyList struct {
 }
 
 // ChangeRequest is a change request: the answer (202) of a publish under
-// an approval policy, of GET …/changes/{id} (with its thread and a fresh
-// dry run of its changeset) and an element of GET …/changes.
+// an approval policy (with the dry run of its changeset), of GET
+// …/changes/{id} (with its thread and a fresh dry run) and an element of
+// GET …/changes.
 type ChangeRequest struct {
-	ID              string        `json:"id"`
-	Kind            string        `json:"kind"`
-	Name            string        `json:"name"`
-	Operation       string        `json:"operation"`
-	State           string        `json:"state"`
-	BaseRevision    int64         `json:"base_revision"`
-	RollbackOf      int64         `json:"rollback_of,omitempty"`
-	Author          string        `json:"author"`
-	AuthorID        string        `json:"author_id"`
-	Message         string        `json:"message"`
-	Files           []ChangeFile  `json:"files"`
-	Policy          ChangeRule    `json:"policy"`
-	Approvals       int           `json:"approvals"`
-	Declines        int           `json:"declines"`
-	Created         time.Time     `json:"created"`
-	Updated         time.Time     `json:"updated"`
-	Expires         time.Time     `json:"expires"`
-	AppliedRevision int64         `json:"applied_revision,omitempty"`
-	AppliedBy       string        `json:"applied_by,omitempty"`
-	Emergency       string        `json:"emergency,omitempty"`
-	Thread          []ChangeEvent `json:"thread,omitempty"`
-	DryRun          *DryRun       `json:"dry_run,omitempty"`
+	ID              string       `json:"id"`
+	Kind            string       `json:"kind"`
+	Name            string       `json:"name"`
+	Operation       string       `json:"operation"`
+	State           string       `json:"state"`
+	BaseRevision    int64        `json:"base_revision"`
+	RollbackOf      int64        `json:"rollback_of,omitempty"`
+	Author          string       `json:"author"`
+	AuthorID        string       `json:"author_id"`
+	Message         string       `json:"message"`
+	Files           []ChangeFile `json:"files"`
+	Policy          ChangeRule   `json:"policy"`
+	Approvals       int          `json:"approvals"`
+	Declines        int          `json:"declines"`
+	Created         time.Time    `json:"created"`
+	Updated         time.Time    `json:"updated"`
+	Expires         time.Time    `json:"expires"`
+	AppliedRevision int64        `json:"applied_revision,omitempty"`
+	AppliedBy       string       `json:"applied_by,omitempty"`
+	Emergency       string       `json:"emergency,omitempty"`
+	// Params are the operation's own parameters beyond the changeset (a
+	// gray release's selector); absent for a publish or rollback.
+	Params json.RawMessage `json:"params,omitempty"`
+	Thread []ChangeEvent   `json:"thread,omitempty"`
+	// DryRun is the dry run of the changeset: on the 202 answer, against
+	// the head it was submitted on; on GET …/changes/{id} of an open
+	// change request, against the current head (absent once the head
+	// moved: it needs a rebase).
+	DryRun *DryRun `json:"dry_run,omitempty"`
 }
 
 // FromChange returns the wire form of cr, with its thread when given.
@@ -92,7 +101,7 @@ func FromChange(cr approval.ChangeRequest, thread []approval.Event) ChangeReques
 		RollbackOf: cr.RollbackOf, Author: cr.Author, AuthorID: cr.AuthorID, Message: cr.Message,
 		Files: append([]ChangeFile{}, cr.Files...), Policy: cr.Rule, Approvals: cr.Approvals, Declines: cr.Declines,
 		Created: cr.Created.UTC(), Updated: cr.Updated.UTC(), Expires: cr.Expires.UTC(), AppliedRevision: cr.AppliedRevision,
-		AppliedBy: cr.AppliedBy, Emergency: cr.Emergency, Thread: thread,
+		AppliedBy: cr.AppliedBy, Emergency: cr.Emergency, Params: cr.Params, Thread: thread,
 	}
 	if out.Policy.Policies == nil {
 		out.Policy.Policies = []string{}

@@ -72,6 +72,10 @@ type ChangeRequest struct {
 	AppliedRevision int64  `json:"applied_revision,omitempty"`
 	AppliedBy       string `json:"applied_by,omitempty"`
 	Emergency       string `json:"emergency,omitempty"`
+	// Params are the operation's own parameters beyond the changeset (a
+	// gray release's selector), kept for whoever applies it; at most
+	// MaxParams bytes of JSON.
+	Params json.RawMessage `json:"params,omitempty"`
 	// Approvals and Declines count the standing verdicts since the last
 	// submission or rebase (filled by Get and List from the thread).
 	Approvals int `json:"approvals"`
@@ -142,18 +146,26 @@ func ValidateID(id string) error {
 
 // Submission is what Submit stores.
 type Submission struct {
-	Ref        configsvc.Ref
-	Operation  string
-	Changeset  configsvc.Changeset // its Base is the head it applies to
-	Rule       Rule
-	Author     *access.Principal
-	RollbackOf int64
+	Ref       configsvc.Ref
+	Operation string
+	Changeset configsvc.Changeset // its Base is the head it applies to
+	Rule      Rule
+	Author    *access.Principal
+	// Params are the operation's parameters beyond the changeset, stored
+	// as ChangeRequest.Params (nil for a publish or rollback).
+	Params json.RawMessage
 }
+
+// MaxParams bounds a change request's Params, in bytes.
+const MaxParams = 8 << 10
 
 // Submit stores a new open change request and returns it. The changeset
 // must have passed validation (configsvc.ValidatingStore.Check). It
 // refuses more than MaxOpenChanges open requests (*configsvc.CountError).
 func (g *Governance) Submit(ctx context.Context, s Submission) (ChangeRequest, error) {
+	if len(s.Params) > MaxParams {
+		return ChangeRequest{}, &configsvc.LimitError{What: "change request parameters", Size: int64(len(s.Params)), Limit: MaxParams}
+	}
 	all, err := g.all(ctx)
 	if err != nil {
 		return ChangeRequest{}, err
@@ -172,7 +184,7 @@ func (g *Governance) Submit(ctx context.Context, s Submission) (ChangeRequest, e
 		ID: newID(), Kind: s.Ref.Kind.String(), Name: s.Ref.Name, Operation: s.Operation, State: StateWriting,
 		Base: s.Changeset.Base, RollbackOf: s.Changeset.RollbackOf, Author: s.Author.Name, AuthorID: s.Author.TokenID,
 		Message: s.Changeset.Message, Files: summary(s.Changeset), Rule: s.Rule, Created: now, Updated: now,
-		Expires: now.Add(s.Rule.Expiry), Gen: 1,
+		Expires: now.Add(s.Rule.Expiry), Gen: 1, Params: s.Params,
 	}
 	if s.Rule.Expiry <= 0 {
 		cr.Expires = now.Add(DefaultExpiry)

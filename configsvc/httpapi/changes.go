@@ -96,7 +96,7 @@ func (s *Server) getChange(kind configsvc.Kind) gin.HandlerFunc {
 				s.fail(c, err)
 				return
 			}
-			d, err := s.dryRun(ctx, plan{ref: ref, op: cr.Operation, cs: cs}, cr.Rule, false)
+			d, err := s.dryRun(ctx, planOf(cr, cs), cr.Rule, false)
 			switch {
 			case err == nil:
 				out.DryRun = &d
@@ -180,7 +180,12 @@ func (s *Server) applyChange(kind configsvc.Kind) gin.HandlerFunc {
 			return
 		}
 		cs.Message = appliedMessage(cr)
-		rev, err := s.cfg.Store.Publish(ctx, ref, cs)
+		apply, err := s.applierFor(cr)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		rev, err := apply(ctx, cr, cs)
 		if errors.Is(err, configsvc.ErrConflict) {
 			err = fmt.Errorf("the head moved past revision %d, the base of change request %s; its author rebases it (POST …/changes/%s/rebase): %w", cr.Base, id, id, err)
 		}

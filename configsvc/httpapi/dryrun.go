@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,8 +25,10 @@ type RoutesDiff func(old, new []byte) ([]api.RouteChange, error)
 // plan is one publish a request asks for, whichever route it came
 // through: every publishing route builds one and hands it to submit, which
 // answers a dry run, turns it into a change request under an approval
-// policy, or publishes it. A route that publishes to some instances only
-// (a gray release) sets targets to name them.
+// policy, or publishes it. An operation that is not a plain publish of cs
+// on ref (a gray release: its own line, some instances only) sets publish,
+// params and targets, and applierFor learns how to apply its change
+// requests.
 type plan struct {
 	ref configsvc.Ref
 	op  string // approval.OpPublish, approval.OpRollback
@@ -39,6 +42,35 @@ type plan struct {
 	// targets returns who the change reaches; nil: every live instance of
 	// the service, or of every service linking the group.
 	targets func(ctx context.Context) ([]api.DryRunTarget, error)
+	// publish carries the plan out; nil: Store.Publish of cs on ref.
+	publish func(ctx context.Context, cs configsvc.Changeset) (configsvc.Revision, error)
+	// params are the operation's parameters beyond cs, kept with a change
+	// request (approval.ChangeRequest.Params) for its applier.
+	params json.RawMessage
+}
+
+// planOf returns the plan a stored change request stands for, for its
+// dry run against the current head. An operation with parameters (a gray
+// release's selector in cr.Params) sets its targets here.
+func planOf(cr approval.ChangeRequest, cs configsvc.Changeset) plan {
+	return plan{ref: cr.Ref(), op: cr.Operation, cs: cs, params: cr.Params}
+}
+
+// applier publishes the changeset of an approved change request.
+type applier func(ctx context.Context, cr approval.ChangeRequest, cs configsvc.Changeset) (configsvc.Revision, error)
+
+// applierFor returns how a change request of cr's operation is applied:
+// a publish and a rollback publish their changeset on the main line. An
+// operation this server does not know (a change request stored by a newer
+// server) is a conflict.
+func (s *Server) applierFor(cr approval.ChangeRequest) (applier, error) {
+	switch cr.Operation {
+	case approval.OpPublish, approval.OpRollback:
+		return func(ctx context.Context, cr approval.ChangeRequest, cs configsvc.Changeset) (configsvc.Revision, error) {
+			return s.cfg.Store.Publish(ctx, cr.Ref(), cs)
+		}, nil
+	}
+	return nil, fmt.Errorf("change request %s: operation %q cannot be applied by this server: %w", cr.ID, cr.Operation, configsvc.ErrConflict)
 }
 
 // dryRunRequested reads ?dry_run=; ok is false when the request was
@@ -117,7 +149,13 @@ func (s *Server) submit(c *gin.Context, p plan) {
 		s.requestChange(c, p, rule)
 		return
 	}
-	rev, err := s.cfg.Store.Publish(ctx, p.ref, p.cs)
+	publish := p.publish
+	if publish == nil {
+		publish = func(ctx context.Context, cs configsvc.Changeset) (configsvc.Revision, error) {
+			return s.cfg.Store.Publish(ctx, p.ref, cs)
+		}
+	}
+	rev, err := publish(ctx, p.cs)
 	if err != nil {
 		s.fail(c, staleIfMatch(err, p.conditional))
 		return
@@ -130,7 +168,7 @@ func (s *Server) submit(c *gin.Context, p plan) {
 
 // requestChange stores p as a change request under rule, after the checks
 // a publish makes (the base is the head, the content validates), and
-// answers 202 with it.
+// answers 202 with it and its dry run: the diff and who it would hit.
 func (s *Server) requestChange(c *gin.Context, p plan, rule approval.Rule) {
 	ctx := c.Request.Context()
 	st := state(c)
@@ -147,13 +185,31 @@ func (s *Server) requestChange(c *gin.Context, p plan, rule approval.Rule) {
 		s.fail(c, err)
 		return
 	}
-	cr, err := s.gov.Submit(ctx, approval.Submission{Ref: p.ref, Operation: p.op, Changeset: p.cs, Rule: rule, Author: st.principal})
+	cr, err := s.gov.Submit(ctx, approval.Submission{Ref: p.ref, Operation: p.op, Changeset: p.cs, Rule: rule, Author: st.principal, Params: p.params})
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	st.action, st.target = "change.submit", p.ref.String()+"/changes/"+cr.ID
-	c.JSON(http.StatusAccepted, api.FromChange(cr, nil))
+	out := api.FromChange(cr, nil)
+	d := newDryRun(p, h.Revision, rule, true)
+	if err := s.impact(ctx, p, &d); err != nil { // the change request is stored: answer it without
+		s.cfg.Logger.Warn("change request submitted; its dry run failed", "request_id", st.id, "change", cr.ID, "err", err)
+	} else {
+		out.DryRun = &d
+	}
+	c.JSON(http.StatusAccepted, out)
+}
+
+// newDryRun returns the dry run of p on head base, valid until a
+// validator says otherwise.
+func newDryRun(p plan, base int64, rule approval.Rule, request bool) api.DryRun {
+	d := api.DryRun{Kind: p.ref.Kind.String(), Name: p.ref.Name, Operation: p.op, BaseRevision: base, Valid: true,
+		Violations: []api.Violation{}, Files: []api.FileDiff{}, Targets: []api.DryRunTarget{}, ChangeRequest: request}
+	if request {
+		d.Policy = &rule
+	}
+	return d
 }
 
 // recordEmergency lists an admin's change past rule for review, and marks
@@ -186,11 +242,7 @@ func (s *Server) dryRun(ctx context.Context, p plan, rule approval.Rule, request
 	if h.Revision != p.cs.Base {
 		return api.DryRun{}, fmt.Errorf("%s: head is %d, not %d: %w", p.ref, h.Revision, p.cs.Base, configsvc.ErrConflict)
 	}
-	d := api.DryRun{Kind: p.ref.Kind.String(), Name: p.ref.Name, Operation: p.op, BaseRevision: h.Revision, Valid: true,
-		Violations: []api.Violation{}, Targets: []api.DryRunTarget{}, ChangeRequest: request}
-	if request {
-		d.Policy = &rule
-	}
+	d := newDryRun(p, h.Revision, rule, request)
 	if err := s.validating().Check(ctx, p.ref, p.cs); err != nil {
 		var ce *configsvc.ContentError
 		if !errors.As(err, &ce) {
@@ -199,9 +251,19 @@ func (s *Server) dryRun(ctx context.Context, p plan, rule approval.Rule, request
 		d.Valid = false
 		d.Violations, d.ViolationsOmitted = violationsOf(ce.Err)
 	}
-	before, err := s.filesAt(ctx, p.ref, h.Revision)
-	if err != nil {
+	if err := s.impact(ctx, p, &d); err != nil {
 		return api.DryRun{}, err
+	}
+	return d, nil
+}
+
+// impact fills in what p would do on the head d was made for: the diff,
+// who it reaches, and for sluice-system/routes.yaml (valid content only)
+// the routes that change.
+func (s *Server) impact(ctx context.Context, p plan, d *api.DryRun) error {
+	before, err := s.filesAt(ctx, p.ref, d.BaseRevision)
+	if err != nil {
+		return err
 	}
 	after := make(map[string][]byte, len(before)+len(p.cs.Changes))
 	for k, v := range before {
@@ -214,27 +276,28 @@ func (s *Server) dryRun(ctx context.Context, p plan, rule approval.Rule, request
 			after[ch.File] = ch.Content
 		}
 	}
-	if d.Files, err = diffFiles(ctx, before, after, h.Revision, h.Revision+1); err != nil {
-		return api.DryRun{}, err
+	if d.Files, err = diffFiles(ctx, before, after, d.BaseRevision, d.BaseRevision+1); err != nil {
+		return err
 	}
 	targets := p.targets
 	if targets == nil {
 		targets = func(ctx context.Context) ([]api.DryRunTarget, error) { return s.blastRadius(ctx, p.ref) }
 	}
 	if d.Targets, err = targets(ctx); err != nil {
-		return api.DryRun{}, err
+		return err
 	}
+	d.Instances = 0
 	for _, t := range d.Targets {
 		d.Instances += len(t.Instances)
 	}
 	if p.ref == configsvc.Service(configsvc.SystemService) && s.cfg.RoutesDiff != nil {
 		if _, touched := changedFile(p.cs, configsvc.RoutesFile); touched && d.Valid {
 			if d.Routes, err = s.cfg.RoutesDiff(before[configsvc.RoutesFile], after[configsvc.RoutesFile]); err != nil {
-				return api.DryRun{}, err
+				return err
 			}
 		}
 	}
-	return d, nil
+	return nil
 }
 
 func changedFile(cs configsvc.Changeset, name string) (configsvc.Change, bool) {

@@ -278,3 +278,225 @@ func TestRoutesDryRun(t *testing.T) {
 		}
 	})
 }
+
+// pending returns the change request a write under a policy created, and
+// fails t when the write did something else.
+func pending(t *testing.T, what string, err error) api.ChangeRequest {
+	t.Helper()
+	var p *api.Pending
+	if !errors.As(err, &p) {
+		t.Fatalf("%s under a policy: %v, want a change request (202)", what, err)
+	}
+	return p.Change
+}
+
+// TestGovernanceEveryPublishingPath checks on both stores that a policy
+// governs every publishing route: a file delete, a rollback, a shared
+// group's file and sluice-system/routes.yaml each become a change request
+// (202, with its dry run), under /v1/services or /v1/shared, that applies
+// once approved; dry runs of each say so first.
+func TestGovernanceEveryPublishingPath(t *testing.T) {
+	governanceEnvs(t, func(t *testing.T, e *testEnv) {
+		ctx := context.Background()
+		admin := e.client(e.admin)
+		admin2 := e.client(e.mustToken("admin"))
+		alice := e.client(e.mustToken("editor:pay-*"))
+		bob := e.client(e.mustToken("editor:pay-*"))
+		svc, grp, sys := configsvc.Service("pay-api"), configsvc.Group("pay-common"), configsvc.Service(configsvc.SystemService)
+		e.mustService("pay-api", map[string]string{"a.txt": "1", "b.txt": "b"})
+		if _, err := admin.PutFile(ctx, svc, "a.txt", []byte("2")); err != nil {
+			t.Fatal(err)
+		}
+		e.mustGroup("pay-common", map[string]string{"c.json": `{"c":1}`})
+		if _, err := admin.Link(ctx, "pay-api", "pay-common"); err != nil {
+			t.Fatal(err)
+		}
+		e.mustService(configsvc.SystemService, map[string]string{configsvc.RoutesFile: "routes: []\n"})
+		for _, p := range []api.Policy{{Name: "pay", Pattern: "pay-*", Approvals: 1}, {Name: "routes", Pattern: configsvc.SystemService, Approvals: 1, ApproverRole: "admin"}} {
+			if _, err := admin.PutPolicy(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		approveApply := func(t *testing.T, reviewer, author *api.Client, ref configsvc.Ref, cr api.ChangeRequest) configsvc.Revision {
+			t.Helper()
+			if _, err := reviewer.Approve(ctx, ref, cr.ID, "ok"); err != nil {
+				t.Fatal(err)
+			}
+			rev, err := author.Apply(ctx, ref, cr.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rev
+		}
+
+		t.Run("FileDelete", func(t *testing.T) {
+			d, err := alice.DryRunDeleteFile(ctx, svc, "b.txt")
+			if err != nil || !d.ChangeRequest || len(d.Files) != 1 || d.Files[0].Status != api.DiffRemoved {
+				t.Fatalf("dry run of a delete: %+v %v", d, err)
+			}
+			_, err = alice.DeleteFile(ctx, svc, "b.txt")
+			cr := pending(t, "delete", err)
+			if len(cr.Files) != 1 || !cr.Files[0].Delete || cr.DryRun == nil || len(cr.DryRun.Files) != 1 {
+				t.Fatalf("change request of a delete: %+v", cr)
+			}
+			rev := approveApply(t, bob, alice, svc, cr)
+			if _, _, err := e.store.File(ctx, svc, "b.txt", rev.Number); !errors.Is(err, configsvc.ErrNotFound) {
+				t.Fatalf("b.txt after the applied delete: %v", err)
+			}
+		})
+		t.Run("Rollback", func(t *testing.T) {
+			req := api.RollbackRequest{ToRevision: 1, Files: []string{"a.txt"}, Message: "back to 1"}
+			d, err := alice.DryRunRollback(ctx, svc, req)
+			if err != nil || !d.ChangeRequest || d.Operation != "rollback" || len(d.Files) != 1 || !strings.Contains(d.Files[0].Diff, "+1") {
+				t.Fatalf("dry run of a rollback: %+v %v", d, err)
+			}
+			_, err = alice.Rollback(ctx, svc, req)
+			cr := pending(t, "rollback", err)
+			if cr.Operation != "rollback" || cr.RollbackOf != 1 || cr.DryRun == nil || cr.DryRun.Targets[0].Service != "pay-api" {
+				t.Fatalf("change request of a rollback: %+v", cr)
+			}
+			rev := approveApply(t, bob, alice, svc, cr)
+			r, err := e.store.Revision(ctx, svc, rev.Number)
+			if err != nil || r.RollbackOf != 1 {
+				t.Fatalf("applied rollback %+v, %v", r, err)
+			}
+			if b, _, _ := e.store.File(ctx, svc, "a.txt", rev.Number); string(b) != "1" {
+				t.Fatalf("a.txt after the rollback: %q", b)
+			}
+		})
+		t.Run("SharedGroup", func(t *testing.T) {
+			_, err := alice.PutFile(ctx, grp, "c.json", []byte(`{"c":2}`))
+			cr := pending(t, "group put", err)
+			if cr.Kind != "group" || cr.DryRun == nil || len(cr.DryRun.Targets) != 1 || cr.DryRun.Targets[0].Service != "pay-api" {
+				t.Fatalf("change request of a group: %+v", cr)
+			}
+			if l, err := bob.Changes(ctx, grp, false); err != nil || len(l) != 1 || l[0].ID != cr.ID {
+				t.Fatalf("GET /v1/shared/pay-common/changes: %+v %v", l, err)
+			}
+			if _, err := bob.Change(ctx, svc, cr.ID); !errors.Is(err, configsvc.ErrNotFound) {
+				t.Fatalf("the group's change request under the service: %v", err)
+			}
+			approveApply(t, bob, alice, grp, cr)
+			if b, _, _ := e.store.File(ctx, grp, "c.json", 0); string(b) != `{"c":2}` {
+				t.Fatalf("c.json after apply: %q", b)
+			}
+		})
+		t.Run("Routes", func(t *testing.T) {
+			// An admin without an emergency reason submits a change request
+			// too; the policy wants another admin's approval.
+			d, err := admin.DryRunPutFile(ctx, sys, configsvc.RoutesFile, []byte("routes: [] # v2\n"))
+			if err != nil || !d.ChangeRequest || len(d.Routes) != 1 || d.Policy.ApproverRole != "admin" {
+				t.Fatalf("dry run of routes.yaml: %+v %v", d, err)
+			}
+			_, err = admin.PutFile(ctx, sys, configsvc.RoutesFile, []byte("routes: [] # v2\n"))
+			cr := pending(t, "routes put", err)
+			if cr.DryRun == nil || len(cr.DryRun.Routes) != 1 {
+				t.Fatalf("change request of routes.yaml: %+v", cr)
+			}
+			approveApply(t, admin2, admin, sys, cr)
+			if b, _, _ := e.store.File(ctx, sys, configsvc.RoutesFile, 0); string(b) != "routes: [] # v2\n" {
+				t.Fatalf("routes.yaml after apply: %q", b)
+			}
+		})
+	})
+}
+
+// TestGovernancePolicyRules checks each field of a policy through the
+// API: approver_role admin, decline_blocks on and off, author_may_approve,
+// and the expiry of an unapplied change request.
+func TestGovernancePolicyRules(t *testing.T) {
+	governanceEnvs(t, func(t *testing.T, e *testEnv) {
+		ctx := context.Background()
+		admin := e.client(e.admin)
+		alice := e.client(e.mustToken("editor:*"))
+		bob := e.client(e.mustToken("editor:*"))
+		put := func(t *testing.T, name string, p api.Policy) configsvc.Ref {
+			t.Helper()
+			ref := configsvc.Service(name + "-svc")
+			e.withT(t).mustService(ref.Name, map[string]string{"a.txt": "1"})
+			p.Name, p.Pattern = name, name+"-*"
+			if _, err := admin.PutPolicy(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			return ref
+		}
+		submit := func(t *testing.T, ref configsvc.Ref) api.ChangeRequest {
+			t.Helper()
+			_, err := alice.PutFile(ctx, ref, "a.txt", []byte("2"))
+			return pending(t, "put", err)
+		}
+
+		t.Run("AdminApprovers", func(t *testing.T) {
+			ref := put(t, "adm", api.Policy{Approvals: 1, ApproverRole: "admin"})
+			cr := submit(t, ref)
+			if _, err := bob.Approve(ctx, ref, cr.ID, ""); !errors.Is(err, api.ErrForbidden) || !strings.Contains(err.Error(), "only admins") {
+				t.Fatalf("an editor's approval under approver_role admin: %v", err)
+			}
+			if _, err := admin.Approve(ctx, ref, cr.ID, ""); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := alice.Apply(ctx, ref, cr.ID); err != nil {
+				t.Fatalf("the author applies after an admin's approval: %v", err)
+			}
+		})
+		t.Run("DeclineBlocks", func(t *testing.T) {
+			ref := put(t, "blk", api.Policy{Approvals: 1, DeclineBlocks: true})
+			cr := submit(t, ref)
+			if _, err := admin.Decline(ctx, ref, cr.ID, "no"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bob.Approve(ctx, ref, cr.ID, "yes"); err != nil {
+				t.Fatal(err)
+			}
+			_, err := alice.Apply(ctx, ref, cr.ID)
+			var ae *api.Error
+			if !errors.As(err, &ae) || ae.Status != http.StatusConflict || !strings.Contains(err.Error(), "declined") {
+				t.Fatalf("apply with a standing decline: %v", err)
+			}
+		})
+		t.Run("DeclineDoesNotBlock", func(t *testing.T) {
+			ref := put(t, "nbl", api.Policy{Approvals: 1})
+			cr := submit(t, ref)
+			if _, err := admin.Decline(ctx, ref, cr.ID, "meh"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bob.Approve(ctx, ref, cr.ID, "fine"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := alice.Apply(ctx, ref, cr.ID); err != nil {
+				t.Fatalf("apply with a decline that does not block: %v", err)
+			}
+		})
+		t.Run("AuthorMayApprove", func(t *testing.T) {
+			ref := put(t, "slf", api.Policy{Approvals: 1, AuthorMayApprove: true})
+			cr := submit(t, ref)
+			if _, err := alice.Approve(ctx, ref, cr.ID, "mine"); err != nil {
+				t.Fatalf("self-approval where the policy allows it: %v", err)
+			}
+			if _, err := alice.Apply(ctx, ref, cr.ID); err != nil {
+				t.Fatal(err)
+			}
+		})
+		t.Run("Expiry", func(t *testing.T) {
+			ref := put(t, "exp", api.Policy{Approvals: 1, Expiry: "1h"})
+			cr := submit(t, ref)
+			if cr.Expires.Sub(cr.Created) != time.Hour {
+				t.Fatalf("expires %v after creation, want 1h", cr.Expires.Sub(cr.Created))
+			}
+			if _, err := bob.Approve(ctx, ref, cr.ID, ""); err != nil {
+				t.Fatal(err)
+			}
+			e.clock.Advance(time.Hour + time.Second)
+			got, err := bob.Change(ctx, ref, cr.ID)
+			if err != nil || got.State != "expired" {
+				t.Fatalf("after its expiry: %+v %v", got, err)
+			}
+			if _, err := alice.Apply(ctx, ref, cr.ID); !errors.Is(err, configsvc.ErrConflict) {
+				t.Fatalf("apply of an expired change request: %v", err)
+			}
+			if open, _ := bob.Changes(ctx, ref, false); len(open) != 0 {
+				t.Fatalf("expired change request listed as open: %+v", open)
+			}
+		})
+	})
+}

@@ -289,8 +289,8 @@ func printDryRun(w io.Writer, d api.DryRun) {
 	}
 }
 
-// written reports the outcome of a write: a *api.Pending (a change request
-// was created) is printed, not an error.
+// pending reports whether err is a *api.Pending (an approval policy made
+// the write a change request), which it prints instead of failing.
 func (a *app) pending(err error) (bool, error) {
 	var p *api.Pending
 	if !errors.As(err, &p) {

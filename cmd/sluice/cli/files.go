@@ -207,6 +207,7 @@ func (a *app) editCmd(s scope) *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&msg, "message", "m", "", "revision message (default \"edit <file>\")")
+	a.addWriteFlags(c)
 	return c
 }
 
@@ -258,7 +259,14 @@ func (a *app) runEdit(ctx context.Context, s scope, name, file string, msg strin
 	if msg == "" {
 		msg = "edit " + file
 	}
-	published, err := putFile(ctx, c, s, name, file, edited, msg, rev)
+	if a.dryRun {
+		err := a.dryRunOrPublish(ctx, true, func(ctx context.Context) (api.DryRun, error) {
+			return c.DryRunPutFile(ctx, s.ref(name), file, edited, append([]api.WriteOption{api.IfMatch(rev)}, a.writeOpts()...)...)
+		}, nil)
+		fmt.Fprintf(a.stderr(), "%s/%s: nothing was published (--dry-run); your edited copy is kept at %s\n", name, file, path)
+		return err
+	}
+	published, err := putFile(ctx, c, s, name, file, edited, msg, rev, a.writeOpts()...)
 	if done, perr := a.pending(err); done {
 		os.Remove(path)
 		return perr
