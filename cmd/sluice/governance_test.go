@@ -111,6 +111,9 @@ func cliGovernance(t *testing.T, storeArgs []string) {
 	if out := mustRun(bob, "change", "emergencies"); !strings.Contains(out, "incident 7") {
 		t.Fatalf("emergencies:\n%s", out)
 	}
+	if out := mustRun(adminTok, "audit", "--service", "pay-api"); !strings.Contains(out, "EMERGENCY: incident 7") {
+		t.Fatalf("audit of the emergency:\n%s", out)
+	}
 	if out := mustRun(adminTok, "policy", "list"); !strings.Contains(out, "pay-*") {
 		t.Fatalf("policy list:\n%s", out)
 	}

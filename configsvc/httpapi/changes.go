@@ -96,7 +96,9 @@ func (s *Server) getChange(kind configsvc.Kind) gin.HandlerFunc {
 				s.fail(c, err)
 				return
 			}
-			d, err := s.dryRun(ctx, planOf(cr, cs), cr.Rule, false)
+			p := planOf(cr, cs)
+			p.reader = state(c).principal
+			d, err := s.dryRun(ctx, p, cr.Rule, false)
 			switch {
 			case err == nil:
 				out.DryRun = &d

@@ -47,6 +47,9 @@ type plan struct {
 	// params are the operation's parameters beyond cs, kept with a change
 	// request (approval.ChangeRequest.Params) for its applier.
 	params json.RawMessage
+	// reader is who reads the dry run: instances of services it may not
+	// list are shown without their address, labels, owner or error.
+	reader *access.Principal
 }
 
 // planOf returns the plan a stored change request stands for, for its
@@ -117,6 +120,7 @@ func (s *Server) submit(c *gin.Context, p plan) {
 	ctx := c.Request.Context()
 	st := state(c)
 	p.cs.Author = st.principal.Name
+	p.reader = st.principal
 	if err := checkMessage(p.cs.Message); err != nil {
 		s.fail(c, err)
 		return
@@ -281,7 +285,7 @@ func (s *Server) impact(ctx context.Context, p plan, d *api.DryRun) error {
 	}
 	targets := p.targets
 	if targets == nil {
-		targets = func(ctx context.Context) ([]api.DryRunTarget, error) { return s.blastRadius(ctx, p.ref) }
+		targets = func(ctx context.Context) ([]api.DryRunTarget, error) { return s.blastRadius(ctx, p.ref, p.reader) }
 	}
 	if d.Targets, err = targets(ctx); err != nil {
 		return err
@@ -328,8 +332,11 @@ func violationsOf(err error) ([]api.Violation, int) {
 }
 
 // blastRadius returns who a change of ref reaches: a service, or every
-// service linking a group, each with its head and live instances.
-func (s *Server) blastRadius(ctx context.Context, ref configsvc.Ref) ([]api.DryRunTarget, error) {
+// service linking a group, each with its head and live instances. The
+// instances of a service reader may not list (a linking service, for an
+// editor of the group only) keep their id, revision and status, not their
+// address, labels, owner or error.
+func (s *Server) blastRadius(ctx context.Context, ref configsvc.Ref, reader *access.Principal) ([]api.DryRunTarget, error) {
 	services := []string{ref.Name}
 	if ref.Kind == configsvc.KindGroup {
 		var err error
@@ -349,6 +356,12 @@ func (s *Server) blastRadius(ctx context.Context, ref configsvc.Ref) ([]api.DryR
 		insts, err := s.cfg.Store.Instances(ctx, svc)
 		if err != nil {
 			return nil, err
+		}
+		if reader != nil && !s.authz.Decide(reader, access.ActionInstances, access.Target{Ref: configsvc.Service(svc)}).Allowed {
+			insts = append([]configsvc.Instance(nil), insts...) // the store's slice is not ours to change
+			for i := range insts {
+				insts[i].Addr, insts[i].Labels, insts[i].Owner, insts[i].Error = "", nil, "", ""
+			}
 		}
 		out = append(out, api.DryRunTarget{Service: svc, Revision: h.Revision, Instances: nonNil(insts)})
 	}

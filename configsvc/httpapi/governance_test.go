@@ -500,3 +500,41 @@ func TestGovernancePolicyRules(t *testing.T) {
 		})
 	})
 }
+
+// TestAttackGroupDryRunHidesOtherServicesInstances checks that the dry run
+// of a shared group's change, asked by an editor of the group alone, names
+// the linking services and their instances' revisions but not the
+// addresses, labels or owners of instances the caller may not list.
+func TestAttackGroupDryRunHidesOtherServicesInstances(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.mustService("orders", nil)
+	e.mustGroup("redis-common", map[string]string{"r.yaml": "a: 1\n"})
+	admin := e.client(e.admin)
+	if _, err := admin.Link(ctx, "orders", "redis-common"); err != nil {
+		t.Fatal(err)
+	}
+	lease, err := e.client(e.mustToken("agent:orders")).Register(ctx, api.Instance{Service: "orders", ID: "orders-1", Addr: "10.0.0.7:8080",
+		Labels: map[string]string{"zone": "a"}, Revision: 0, Status: configsvc.StatusApplied})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Close()
+	for _, tc := range []struct {
+		who      string
+		token    string
+		wantAddr string
+	}{{"group editor", e.mustToken("editor:redis-common"), ""}, {"admin", e.admin, "10.0.0.7:8080"}} {
+		d, err := e.client(tc.token).DryRunPutFile(ctx, configsvc.Group("redis-common"), "r.yaml", []byte("a: 2\n"))
+		if err != nil || len(d.Targets) != 1 || len(d.Targets[0].Instances) != 1 {
+			t.Fatalf("%s: dry run %+v, %v", tc.who, d, err)
+		}
+		in := d.Targets[0].Instances[0]
+		if in.ID != "orders-1" || in.Addr != tc.wantAddr || (tc.wantAddr == "") != (in.Labels == nil && in.Owner == "") {
+			t.Errorf("%s sees instance %+v, want address %q", tc.who, in, tc.wantAddr)
+		}
+	}
+	if got := mustInstances(t, e, "orders"); len(got) != 1 || got[0].Addr != "10.0.0.7:8080" {
+		t.Fatalf("the store's instances changed: %+v", got)
+	}
+}

@@ -205,6 +205,10 @@ func TestBrowserFourEyes(t *testing.T) {
 	if audited["incident 10"] != "publish" || audited["incident 9: n=2 breaks payouts"] != "change.apply" {
 		t.Fatalf("emergencies audited: %v", audited)
 	}
+	goTo(adm, "#/audit", `[data-test=audit-service]`)
+	adm.typeInto(`[data-test=audit-service]`, "pay-api")
+	adm.do(chromedp.Click(chromedp.CSS(`[data-test=audit-filter]`)))
+	adm.waitFor("the emergencies in the audit log", `[...document.querySelectorAll('[data-test=audit-emergency]')].map((e) => e.textContent).join('|') === 'emergency: incident 10|emergency: incident 9: n=2 breaks payouts'`)
 
 	t.Log("someone else reviews the emergencies from the inbox")
 	goTo(b, "#/services", `[data-test=services]`)
