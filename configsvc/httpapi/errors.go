@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/approval"
 )
 
 // Errors of the HTTP layer itself; classify maps them like the store's.
@@ -53,7 +54,7 @@ func classify(err error) (int, string) {
 		return http.StatusTooManyRequests, api.CodeTooMany
 	case errors.Is(err, configsvc.ErrCompacted):
 		return http.StatusGone, api.CodeCompacted
-	case errors.Is(err, access.ErrCSRF), errors.Is(err, api.ErrForbidden):
+	case errors.Is(err, access.ErrCSRF), errors.Is(err, api.ErrForbidden), errors.As(err, new(*approval.Refusal)):
 		return http.StatusForbidden, api.CodeForbidden
 	case errors.Is(err, access.ErrUnauthenticated):
 		return http.StatusUnauthorized, api.CodeUnauthorized
@@ -71,12 +72,15 @@ func classify(err error) (int, string) {
 // details returns the structured details of err, per docs/architecture.md.
 func details(err error) map[string]any {
 	var (
+		se *configsvc.SchemaError
 		pe *configsvc.ParseError
 		le *configsvc.LimitError
 		ce *configsvc.CountError
 		fe *configsvc.FieldError
 	)
 	switch {
+	case errors.As(err, &se) && len(se.Violations) > 0:
+		return violationDetails(se)
 	case errors.As(err, &pe):
 		return map[string]any{"file": pe.File, "line": pe.Line, "column": pe.Column, "format": string(pe.Format)}
 	case errors.As(err, &le):
@@ -388,4 +392,26 @@ func servicesWords(names []string) string {
 		out += " " + n
 	}
 	return out
+}
+
+// violationDetails are the details of a schema refusal: the first
+// violation's fields (line and column only where the format gives them),
+// every violation listed under "violations", and how many more were found
+// under "violations_omitted".
+func violationDetails(se *configsvc.SchemaError) map[string]any {
+	v := se.Violations[0]
+	d := map[string]any{"file": v.File, "pointer": v.Pointer, "keyword": v.Keyword, "message": v.Message, "violations": se.Violations}
+	if v.Line > 0 {
+		d["line"] = v.Line
+	}
+	if v.Column > 0 {
+		d["column"] = v.Column
+	}
+	if v.Schema != "" {
+		d["schema"] = v.Schema
+	}
+	if se.Omitted > 0 {
+		d["violations_omitted"] = se.Omitted
+	}
+	return d
 }
