@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -133,7 +134,7 @@ func (s *Server) reviewChange(kind configsvc.Kind, verdict string) gin.HandlerFu
 		st := state(c)
 		cr, err := s.gov.Review(c.Request.Context(), ref, id, st.principal, verdict, req.Comment)
 		if err != nil {
-			s.fail(c, governanceErr(c, err))
+			s.fail(c, s.notOpenErr(c, ref, id, governanceErr(c, err)))
 			return
 		}
 		c.JSON(http.StatusOK, api.FromChange(cr, nil))
@@ -173,7 +174,7 @@ func (s *Server) applyChange(kind configsvc.Kind) gin.HandlerFunc {
 			return
 		}
 		if err := approval.Ready(cr); err != nil && (reason == "" || cr.State != approval.StateOpen) {
-			s.fail(c, err)
+			s.fail(c, notReadyErr(ref, cr, err))
 			return
 		}
 		cs, err := s.gov.Changeset(ctx, cr)
@@ -189,7 +190,8 @@ func (s *Server) applyChange(kind configsvc.Kind) gin.HandlerFunc {
 		}
 		rev, err := apply(ctx, cr, cs)
 		if errors.Is(err, configsvc.ErrConflict) {
-			err = fmt.Errorf("the head moved past revision %d, the base of change request %s; its author rebases it (POST …/changes/%s/rebase): %w", cr.Base, id, id, err)
+			err = userErr(err, "%s changed since revision %d, the base of change request %s; its author rebases it onto the head "+
+				"(sluice change rebase %s %s, or POST …/changes/%s/rebase), then it can be applied", refWords(ref), cr.Base, id, ref.Name, id, id)
 		}
 		if err != nil {
 			s.fail(c, err)
@@ -275,22 +277,57 @@ func (s *Server) rebaseChange(kind configsvc.Kind) gin.HandlerFunc {
 		}
 		cr, err = s.gov.Rebase(ctx, ref, id, state(c).principal, cs, rule)
 		if err != nil {
-			s.fail(c, governanceErr(c, err))
+			s.fail(c, s.notOpenErr(c, ref, id, governanceErr(c, err)))
 			return
 		}
 		c.JSON(http.StatusOK, api.FromChange(cr, nil))
 	}
 }
 
-// governanceErr turns a governance refusal into the 403 it is, recorded
-// as refused in the audit log.
+// governanceErr turns a governance refusal into the 403 it is, answered
+// with its reason and recorded as refused in the audit log.
 func governanceErr(c *gin.Context, err error) error {
 	var r *approval.Refusal
 	if errors.As(err, &r) {
 		st := state(c)
 		st.authorized = false
 		st.reason = r.Reason
-		return fmt.Errorf("%s: %w", r.Reason, api.ErrForbidden)
+		return userErr(fmt.Errorf("%s: %w", r.Reason, api.ErrForbidden), "%s", r.Reason)
+	}
+	return err
+}
+
+// notOpenErr words for users the conflict of acting on change request id
+// of ref once it is no longer open (approval.ErrNotOpen), reading its
+// state (one store read, on the error path only). Other errors pass
+// through.
+func (s *Server) notOpenErr(c *gin.Context, ref configsvc.Ref, id string, err error) error {
+	if !errors.Is(err, approval.ErrNotOpen) {
+		return err
+	}
+	ctx, cancel := messageCtx(c)
+	defer cancel()
+	st := "no longer open"
+	if cr, _, gerr := s.gov.Get(ctx, ref, id); gerr == nil {
+		st = cr.State
+	}
+	return userErr(err, "change request %s of %s is %s; only an open change request is reviewed, rebased or applied", id, refWords(ref), st)
+}
+
+// notReadyErr words for users why change request cr of ref cannot be
+// applied yet (err from approval.Ready): it is not open, a decline blocks
+// it, or it lacks approvals.
+func notReadyErr(ref configsvc.Ref, cr approval.ChangeRequest, err error) error {
+	policies := strings.Join(cr.Rule.Policies, ", ")
+	switch {
+	case cr.State != approval.StateOpen:
+		return userErr(err, "change request %s of %s is %s; only an open change request is applied", cr.ID, refWords(ref), cr.State)
+	case cr.Rule.DeclineBlocks && cr.Declines > 0:
+		return userErr(err, "change request %s of %s is declined (%d standing decline(s)) and policy %s lets a decline block it; "+
+			"it is applied once its decliners approve it, or its author rebases it", cr.ID, refWords(ref), cr.Declines, policies)
+	case cr.Approvals < cr.Rule.Approvals:
+		return userErr(err, "change request %s of %s has %d of the %d approvals policy %s requires; an eligible reviewer approves it "+
+			"(sluice change approve %s %s)", cr.ID, refWords(ref), cr.Approvals, cr.Rule.Approvals, policies, ref.Name, cr.ID)
 	}
 	return err
 }

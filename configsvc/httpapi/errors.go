@@ -177,16 +177,22 @@ func (s *Server) failf(c *gin.Context, sentinel error, format string, args ...an
 func (s *Server) userMessage(c *gin.Context, err error, status int) string {
 	var (
 		ue *userError
+		se *configsvc.SchemaError
 		pe *configsvc.ParseError
 		le *configsvc.LimitError
 		ce *configsvc.CountError
 		fe *configsvc.FieldError
+		re *approval.Refusal
 	)
 	switch {
 	case status >= 500 && status != http.StatusServiceUnavailable:
 		return "internal error; see the server log for request " + state(c).id
 	case errors.As(err, &ue):
 		return ue.msg
+	case errors.As(err, &re):
+		return re.Reason
+	case errors.As(err, &se):
+		return se.Error()
 	case errors.As(err, &pe):
 		return pe.Error()
 	case errors.As(err, &le):
@@ -297,6 +303,10 @@ func (s *Server) notFoundMessage(c *gin.Context) string {
 		return fmt.Sprintf("no token has id %q; GET /v1/tokens lists them", p("id"))
 	case strings.HasPrefix(route, "/v1/pins/"):
 		return fmt.Sprintf("no pin has id %q; GET /v1/pins lists them", p("id"))
+	case strings.HasPrefix(route, "/v1/policies/"):
+		return fmt.Sprintf("no approval policy is named %q; GET /v1/policies lists them", p("name"))
+	case strings.HasPrefix(route, "/v1/emergencies/"):
+		return fmt.Sprintf("no emergency change has id %q; GET /v1/emergencies?all=true lists them", p("id"))
 	}
 	ref, ok := routeRef(c)
 	if !ok {
@@ -335,6 +345,8 @@ func (s *Server) notFoundMessage(c *gin.Context) string {
 		return fmt.Sprintf("%s does not link shared group %s", what, p("group"))
 	case strings.HasSuffix(route, "/instances/:id"):
 		return fmt.Sprintf("instance %s of %s is not registered (it may have stopped already)", p("id"), what)
+	case strings.Contains(route, "/changes/:id"):
+		return fmt.Sprintf("%s has no change request %s; GET …/changes?all=true lists them", what, p("id"))
 	case strings.HasSuffix(route, "/rollback") && asked > 0 && err == nil && asked <= h.Revision:
 		return fmt.Sprintf("a file asked for exists neither at revision %d of %s nor at its head; roll back other files", asked, what)
 	case asked > 0:
@@ -349,6 +361,10 @@ func (s *Server) conflictMessage(c *gin.Context) string {
 	route, method := c.FullPath(), c.Request.Method
 	ref, ok := routeRef(c)
 	if !ok {
+		if strings.HasPrefix(route, "/v1/emergencies/") {
+			id, _ := param(c, "id")
+			return "emergency change " + configsvc.Truncate(id, 130) + " was reviewed already; GET /v1/emergencies?all=true shows by whom"
+		}
 		return "the request conflicts with the current state; reload and try again"
 	}
 	what := refWords(ref)

@@ -538,3 +538,61 @@ func TestAttackGroupDryRunHidesOtherServicesInstances(t *testing.T) {
 		t.Fatalf("the store's instances changed: %+v", got)
 	}
 }
+
+// TestGovernanceErrorMessagesForUsers: the governance's refusals and
+// conflicts are worded for users like every API error (no package
+// prefixes, no Go error chains, the request id), and say what blocks:
+// the rule, the approvals missing, a standing decline, the state, the head
+// that moved past the base, the change request, policy or emergency that
+// does not exist.
+func TestGovernanceErrorMessagesForUsers(t *testing.T) {
+	governanceEnvs(t, func(t *testing.T, e *testEnv) {
+		e.mustService("pay-api", map[string]string{"db.yaml": "host: db\nport: 5432\n", "db.yaml.schema.json": dbSchema})
+		e.must(http.StatusCreated, req{method: "PUT", path: "/v1/policies/pay", token: e.admin,
+			body: map[string]any{"pattern": "pay-*", "approvals": 1, "decline_blocks": true}})
+		alice, bob, carol := e.mustToken("editor:pay-*"), e.mustToken("editor:pay-*"), e.mustToken("editor:pay-*")
+		submit := func(port string) string {
+			t.Helper()
+			var cr api.ChangeRequest
+			e.must(http.StatusAccepted, req{method: "PUT", path: "/v1/services/pay-api/files/db.yaml", token: alice,
+				body: "host: db\nport: " + port + "\n", contentType: "text/plain"}).json(t, &cr)
+			return cr.ID
+		}
+		changes := "/v1/services/pay-api/changes/"
+		id := submit("6432")
+		checkUserMessage(t, e.do(req{method: "POST", path: changes + id + "/approve", token: alice}), http.StatusForbidden,
+			"policy pay does not let the author approve their own change")
+		checkUserMessage(t, e.do(req{method: "POST", path: changes + id + "/apply", token: alice}), http.StatusConflict,
+			"change request "+id, "has 0 of the 1 approvals policy pay requires")
+		e.must(http.StatusOK, req{method: "POST", path: changes + id + "/decline", token: bob, body: map[string]any{"comment": "not now"}})
+		e.must(http.StatusOK, req{method: "POST", path: changes + id + "/approve", token: carol})
+		checkUserMessage(t, e.do(req{method: "POST", path: changes + id + "/apply", token: alice}), http.StatusConflict,
+			"is declined (1 standing decline(s))", "policy pay lets a decline block it")
+		e.must(http.StatusOK, req{method: "POST", path: changes + id + "/approve", token: bob})
+		e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/pay-api/files/db.yaml", token: e.admin, body: "host: db2\nport: 5432\n",
+			contentType: "text/plain", header: map[string]string{api.EmergencyHeader: "INC-9"}})
+		checkUserMessage(t, e.do(req{method: "POST", path: changes + id + "/apply", token: alice}), http.StatusConflict,
+			"service pay-api changed since revision 1, the base of change request "+id, "sluice change rebase pay-api "+id)
+		e.must(http.StatusOK, req{method: "POST", path: changes + id + "/rebase", token: alice})
+		e.must(http.StatusOK, req{method: "POST", path: changes + id + "/approve", token: bob})
+		e.must(http.StatusCreated, req{method: "POST", path: changes + id + "/apply", token: alice})
+		checkUserMessage(t, e.do(req{method: "POST", path: changes + id + "/approve", token: bob}), http.StatusConflict,
+			"change request "+id+" of service pay-api is applied")
+		checkUserMessage(t, e.do(req{method: "POST", path: changes + id + "/apply", token: alice}), http.StatusConflict,
+			"change request "+id+" of service pay-api is applied")
+
+		checkUserMessage(t, e.do(req{method: "GET", path: changes + "0123456789abcdef", token: alice}), http.StatusNotFound,
+			"service pay-api has no change request 0123456789abcdef")
+		checkUserMessage(t, e.do(req{method: "GET", path: "/v1/policies/nope", token: e.admin}), http.StatusNotFound,
+			`no approval policy is named "nope"`)
+		checkUserMessage(t, e.do(req{method: "POST", path: "/v1/emergencies/nope/review", token: bob}), http.StatusNotFound,
+			`no emergency change has id "nope"`)
+		checkUserMessage(t, e.do(req{method: "PUT", path: "/v1/services/pay-api/files/db.yaml", token: alice, body: "host: db\nport: 1\n",
+			contentType: "text/plain", header: map[string]string{api.EmergencyHeader: "mine"}}), http.StatusForbidden, "only admins")
+		ae := checkUserMessage(t, e.do(req{method: "PUT", path: "/v1/services/pay-api/files/db.yaml", token: alice, body: "host: db\nport: 99999\n",
+			contentType: "text/plain"}), http.StatusUnprocessableEntity, "db.yaml", "/port", "maximum")
+		if len(ae.Violations()) != 1 {
+			t.Errorf("violations = %+v; want the one", ae.Violations())
+		}
+	})
+}
