@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/approval"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/format"
@@ -537,6 +539,84 @@ func TestAttackGroupDryRunHidesOtherServicesInstances(t *testing.T) {
 	if got := mustInstances(t, e, "orders"); len(got) != 1 || got[0].Addr != "10.0.0.7:8080" {
 		t.Fatalf("the store's instances changed: %+v", got)
 	}
+}
+
+// TestGovernanceIdempotencyKeys: the governance writes keep the
+// Idempotency-Key contract of every write, on both stores. A publish
+// under a policy retried under its key gets the same 202 and change
+// request back (one change request, not two); an approval and an apply
+// retried under theirs act once (one approval, one revision); the same key
+// with a dry run, or with an emergency reason, is another request (422).
+func TestGovernanceIdempotencyKeys(t *testing.T) {
+	governanceEnvs(t, func(t *testing.T, e *testEnv) {
+		ctx := context.Background()
+		e.mustService("pay-api", map[string]string{"db.yaml": "host: db\nport: 5432\n"})
+		e.must(http.StatusCreated, req{method: "PUT", path: "/v1/policies/pay", token: e.admin, body: map[string]any{"pattern": "pay-*", "approvals": 1}})
+		alice, bob := e.mustToken("editor:pay-*"), e.mustToken("editor:pay-*")
+		key := func(k string) map[string]string { return map[string]string{api.HeaderIdempotencyKey: k} }
+		put := req{method: "PUT", path: "/v1/services/pay-api/files/db.yaml", token: alice, body: "host: db\nport: 6432\n",
+			contentType: "text/plain", header: key("submit-1")}
+
+		first, second := e.do(put), e.do(put)
+		if first.status != http.StatusAccepted || second.status != http.StatusAccepted || !bytes.Equal(first.body, second.body) ||
+			second.header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("publish under a policy, twice under one key = %d, %d (replayed %q): %s / %s; want the same 202",
+				first.status, second.status, second.header.Get("Idempotent-Replayed"), first.body, second.body)
+		}
+		var cr api.ChangeRequest
+		first.json(t, &cr)
+		var list api.ChangeList
+		e.must(http.StatusOK, req{method: "GET", path: "/v1/services/pay-api/changes", token: alice}).json(t, &list)
+		if len(list.Changes) != 1 || list.Changes[0].ID != cr.ID {
+			t.Fatalf("change requests = %+v; want only %s", list.Changes, cr.ID)
+		}
+
+		dry := put
+		dry.path += "?dry_run=true"
+		if r := e.do(dry); r.status != http.StatusUnprocessableEntity || r.errCode(t) != api.CodeInvalid {
+			t.Fatalf("the key of a publish sent with dry_run = %d %s; want 422", r.status, r.body)
+		}
+		emergency := put
+		emergency.token = e.admin
+		emergency.header = map[string]string{api.HeaderIdempotencyKey: "submit-2", api.EmergencyHeader: "INC-1"}
+		if r := e.do(emergency); r.status != http.StatusOK {
+			t.Fatalf("emergency publish = %d %s", r.status, r.body)
+		}
+		emergency.header[api.EmergencyHeader] = "INC-2"
+		if r := e.do(emergency); r.status != http.StatusUnprocessableEntity {
+			t.Fatalf("the same key with another emergency reason = %d %s; want 422", r.status, r.body)
+		}
+		e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/pay-api/files/db.yaml", token: e.admin, body: "host: db\nport: 5432\n",
+			contentType: "text/plain", header: map[string]string{api.EmergencyHeader: "INC-3 back to the base"}})
+		// The head is at 3 now: rebase the change request on it first.
+		e.must(http.StatusOK, req{method: "POST", path: "/v1/services/pay-api/changes/" + cr.ID + "/rebase", token: alice, header: key("rebase-1")})
+
+		approve := req{method: "POST", path: "/v1/services/pay-api/changes/" + cr.ID + "/approve", token: bob, body: map[string]any{"comment": "ok"}, header: key("approve-1")}
+		e.must(http.StatusOK, approve)
+		if r := e.must(http.StatusOK, approve); r.header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("approval retried under its key was not replayed: %v", r.header)
+		}
+		var got api.ChangeRequest
+		e.must(http.StatusOK, req{method: "GET", path: "/v1/services/pay-api/changes/" + cr.ID, token: alice}).json(t, &got)
+		approvals := 0
+		for _, ev := range got.Thread {
+			if ev.Kind == approval.EventApproved {
+				approvals++
+			}
+		}
+		if got.Approvals != 1 || approvals != 1 {
+			t.Fatalf("after an approval and its replay: %d approvals, %d approval events; want 1 and 1: %+v", got.Approvals, approvals, got.Thread)
+		}
+
+		apply := req{method: "POST", path: "/v1/services/pay-api/changes/" + cr.ID + "/apply", token: alice, header: key("apply-1")}
+		a1, a2 := e.must(http.StatusCreated, apply), e.must(http.StatusCreated, apply)
+		if !bytes.Equal(a1.body, a2.body) || a2.header.Get("Idempotent-Replayed") != "true" || a2.header.Get("X-Sluice-Revision") != "4" {
+			t.Fatalf("apply retried under its key = %s %v; want the first answer (revision 4) replayed", a2.body, a2.header)
+		}
+		if h, err := e.store.Head(ctx, configsvc.Service("pay-api")); err != nil || h.Revision != 4 {
+			t.Fatalf("head = %d, %v; want 4 (one apply)", h.Revision, err)
+		}
+	})
 }
 
 // TestGovernanceErrorMessagesForUsers: the governance's refusals and
