@@ -25,13 +25,18 @@ var zkRoots atomic.Int64
 // eachStore runs fn on the records of a bbolt store and of a ZooKeeper
 // store (skipped without ZooKeeper unless SLUICE_REQUIRE_ZOOKEEPER=1).
 func eachStore(t *testing.T, fn func(t *testing.T, rs configsvc.RecordStore)) {
-	t.Run("bolt", func(t *testing.T) { fn(t, bolttest.MustOpen(t, boltstore.Options{}).Records()) })
+	eachStoreWith(t, configsvc.Limits{}, fn)
+}
+
+// eachStoreWith is eachStore on stores with limits (zero: the defaults).
+func eachStoreWith(t *testing.T, limits configsvc.Limits, fn func(t *testing.T, rs configsvc.RecordStore)) {
+	t.Run("bolt", func(t *testing.T) { fn(t, bolttest.MustOpen(t, boltstore.Options{Limits: limits}).Records()) })
 	t.Run("zookeeper", func(t *testing.T) {
 		zk := zktest.Start(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		st, err := zkstore.Open(ctx, zkstore.Config{Servers: zk.Servers(), Root: fmt.Sprintf("/approval-test/%d", zkRoots.Add(1)),
-			SessionTimeout: 4 * time.Second, OpTimeout: 5 * time.Second})
+			SessionTimeout: 4 * time.Second, OpTimeout: 5 * time.Second, Limits: limits})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +208,8 @@ func TestChangeRequestLifecycle(t *testing.T) {
 			if n, err := g.Sweep(ctx); err != nil || n != 2 {
 				t.Fatalf("second sweep deleted %d, %v", n, err)
 			}
-			for _, c := range []string{approval.ChangesCollection, approval.ChangeDataCollection, approval.ChangeEventCollection} {
+			for _, c := range []string{approval.ChangesCollection, approval.DataCollection(cr.ID), approval.EventCollection(cr.ID),
+				approval.DataCollection(other.ID), approval.EventCollection(other.ID)} {
 				if recs, err := rs.List(ctx, c); err != nil || len(recs) != 0 {
 					t.Errorf("%s holds %d records after the sweep", c, len(recs))
 				}
@@ -234,7 +240,12 @@ func TestFaultInterruptedSubmitSwept(t *testing.T) {
 		if n, err := g.Sweep(ctx); err != nil || n != 1 {
 			t.Fatalf("Sweep = %d, %v", n, err)
 		}
-		for _, c := range []string{approval.ChangesCollection, approval.ChangeDataCollection} {
+		for _, c := range approval.DataCollections() {
+			if recs, _ := rs.List(ctx, c); len(recs) != 0 {
+				t.Errorf("%s holds %d records after the sweep", c, len(recs))
+			}
+		}
+		for _, c := range []string{approval.ChangesCollection} {
 			if recs, _ := rs.List(ctx, c); len(recs) != 0 {
 				t.Errorf("%s holds %d records after the sweep", c, len(recs))
 			}
@@ -250,7 +261,7 @@ type failAfter struct {
 }
 
 func (f *failAfter) Put(ctx context.Context, c, id string, data []byte) error {
-	if c == f.collection {
+	if strings.HasPrefix(c, f.collection) {
 		if f.n == 0 {
 			return fmt.Errorf("injected: %w", configsvc.ErrUnavailable)
 		}
@@ -288,6 +299,66 @@ func TestEmergencies(t *testing.T) {
 		}
 		if _, err := g.ReviewEmergency(ctx, e.ID, bob, ""); !errors.Is(err, configsvc.ErrConflict) {
 			t.Fatalf("second review: %v", err)
+		}
+	})
+}
+
+// TestChangeRequestsPastOneCollectionsLimit: a store bounds the records of
+// one collection (configsvc.Limits.RecordsPerCollection, 4,096 by
+// default), while the governance allows 1,000 open change requests of up
+// to 900 KiB (about 15 content chunks each) and 200 events per thread. The
+// content chunks and the events are spread over 256 collections by the
+// change request's id, so they are bounded per change request, not by
+// what all of them hold together. Here the limit is 12: four change
+// requests of 4 chunks and 4 events each (16 of each) all submit and
+// record their reviews, and every record is gone after the sweep.
+func TestChangeRequestsPastOneCollectionsLimit(t *testing.T) {
+	ctx := context.Background()
+	eachStoreWith(t, configsvc.Limits{RecordsPerCollection: 12}, func(t *testing.T, rs configsvc.RecordStore) {
+		clock := testkit.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+		g := approval.New(rs, clock.Now)
+		ref := configsvc.Service("pay-api")
+		content := bytes.Repeat([]byte("x"), 170_000) // 4 chunks once encoded
+		var ids []string
+		for i := range 4 {
+			cr, err := g.Submit(ctx, approval.Submission{Ref: ref, Operation: approval.OpPublish, Rule: approval.Rule{Approvals: 1}, Author: alice,
+				Changeset: configsvc.Changeset{Base: 1, Message: fmt.Sprint("change ", i), Changes: []configsvc.Change{{File: "a.txt", Content: content}}}})
+			if err != nil {
+				t.Fatalf("change request %d: %v", i+1, err)
+			}
+			if cr.Chunks != 4 {
+				t.Fatalf("change request %d has %d chunks; the test wants 4", i+1, cr.Chunks)
+			}
+			for range 3 {
+				if _, err := g.Review(ctx, ref, cr.ID, bob, approval.EventApproved, ""); err != nil {
+					t.Fatalf("review of change request %d: %v", i+1, err)
+				}
+			}
+			ids = append(ids, cr.ID)
+		}
+		for _, id := range ids {
+			cr, thread, err := g.Get(ctx, ref, id)
+			if err != nil || len(thread) != 4 || cr.Approvals != 1 {
+				t.Fatalf("change request %s: %d events, %d approvals, %v; want 4 and 1", id, len(thread), cr.Approvals, err)
+			}
+			if cs, err := g.Changeset(ctx, cr); err != nil || !bytes.Equal(cs.Changes[0].Content, content) {
+				t.Fatalf("content of change request %s: %v", id, err)
+			}
+		}
+		clock.Advance(approval.DefaultExpiry + approval.ClosedRetention + time.Hour)
+		if _, err := g.Sweep(ctx); err != nil { // expires them
+			t.Fatal(err)
+		}
+		clock.Advance(approval.ClosedRetention + time.Hour)
+		if n, err := g.Sweep(ctx); err != nil || n != 4 {
+			t.Fatalf("sweep deleted %d, %v; want 4", n, err)
+		}
+		for _, id := range ids {
+			for _, c := range []string{approval.ChangesCollection, approval.DataCollection(id), approval.EventCollection(id)} {
+				if recs, err := rs.List(ctx, c); err != nil || len(recs) != 0 {
+					t.Errorf("%s holds %d records after the sweep (%v)", c, len(recs), err)
+				}
+			}
 		}
 	})
 }

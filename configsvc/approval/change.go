@@ -239,7 +239,7 @@ func chunkID(id string, gen, n int) string {
 
 func (g *Governance) writeChunks(ctx context.Context, id string, gen int, chunks [][]byte) error {
 	for n, c := range chunks {
-		if err := g.records.Put(ctx, ChangeDataCollection, chunkID(id, gen, n), c); err != nil {
+		if err := g.records.Put(ctx, DataCollection(id), chunkID(id, gen, n), c); err != nil {
 			return fmt.Errorf("approval: store change request %s: %w", id, err)
 		}
 	}
@@ -250,7 +250,7 @@ func (g *Governance) writeChunks(ctx context.Context, id string, gen int, chunks
 // is missing (chunks are written in order).
 func (g *Governance) deleteChunks(ctx context.Context, id string, gen int) error {
 	for n := 0; ; n++ {
-		err := g.records.Delete(ctx, ChangeDataCollection, chunkID(id, gen, n))
+		err := g.records.Delete(ctx, DataCollection(id), chunkID(id, gen, n))
 		if isNotFound(err) {
 			return nil
 		}
@@ -265,7 +265,7 @@ func (g *Governance) deleteChunks(ctx context.Context, id string, gen int) error
 func (g *Governance) Changeset(ctx context.Context, cr ChangeRequest) (configsvc.Changeset, error) {
 	var buf bytes.Buffer
 	for n := 0; n < cr.Chunks; n++ {
-		b, err := g.records.Get(ctx, ChangeDataCollection, chunkID(cr.ID, cr.Gen, n))
+		b, err := g.records.Get(ctx, DataCollection(cr.ID), chunkID(cr.ID, cr.Gen, n))
 		if err != nil {
 			return configsvc.Changeset{}, fmt.Errorf("approval: change request %s content, chunk %d: %w", cr.ID, n, err)
 		}
@@ -397,7 +397,7 @@ func (g *Governance) tally(cr *ChangeRequest, thread []Event) {
 
 // Thread returns the events of a change request, oldest first.
 func (g *Governance) Thread(ctx context.Context, id string) ([]Event, error) {
-	recs, err := g.records.List(ctx, ChangeEventCollection)
+	recs, err := g.records.List(ctx, EventCollection(id))
 	if err != nil {
 		return nil, fmt.Errorf("approval: change request %s thread: %w", id, err)
 	}
@@ -429,7 +429,7 @@ func (g *Governance) event(ctx context.Context, cr *ChangeRequest, e Event) erro
 	if err != nil {
 		return err
 	}
-	if err := g.records.Put(ctx, ChangeEventCollection, cr.ID+"."+seq, b); err != nil {
+	if err := g.records.Put(ctx, EventCollection(cr.ID), cr.ID+"."+seq, b); err != nil {
 		return fmt.Errorf("approval: change request %s: %w", cr.ID, err)
 	}
 	n := Notice{Seq: seq, ID: cr.ID, Event: e.Kind, State: cr.State, Actor: e.Actor, Kind: cr.Kind, Name: cr.Name, Policy: strings.Join(cr.Rule.Policies, ",")}
@@ -626,7 +626,7 @@ func (g *Governance) remove(ctx context.Context, cr ChangeRequest) error {
 		return err
 	}
 	for _, e := range thread {
-		if err := g.records.Delete(ctx, ChangeEventCollection, e.seq); err != nil && !isNotFound(err) {
+		if err := g.records.Delete(ctx, EventCollection(cr.ID), e.seq); err != nil && !isNotFound(err) {
 			return err
 		}
 	}

@@ -15,7 +15,13 @@ import (
 	"github.com/sluicehq/sluice/configsvc/access"
 )
 
-// Record collections of the package.
+// Record collections of the package. A store bounds the records of one
+// collection (configsvc.MaxRecordsPerCollection): the content chunks and
+// the thread events, many per change request, are spread over 256
+// collections each, ChangeDataCollection and ChangeEventCollection
+// followed by "-" and the first two hex digits of the change request's id
+// (DataCollection, EventCollection), so that they are bounded per change
+// request rather than together.
 const (
 	PoliciesCollection    = "policies"
 	ChangesCollection     = "changes"
@@ -24,6 +30,32 @@ const (
 	NoticesCollection     = "change-notices"
 	EmergencyCollection   = "emergencies"
 )
+
+// DataCollection returns the collection that holds the content chunks of
+// change request id: "change-data-" and the id's first two hex digits.
+func DataCollection(id string) string { return ChangeDataCollection + "-" + shard(id) }
+
+// EventCollection returns the collection that holds the thread of change
+// request id: "change-events-" and the id's first two hex digits.
+func EventCollection(id string) string { return ChangeEventCollection + "-" + shard(id) }
+
+// DataCollections returns the 256 collections of content chunks.
+func DataCollections() []string {
+	out := make([]string, 256)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%02x", ChangeDataCollection, i)
+	}
+	return out
+}
+
+// shard returns the first two characters of a change request id (16 hex
+// digits, ValidateID); "00" for a shorter one.
+func shard(id string) string {
+	if len(id) < 2 {
+		return "00"
+	}
+	return id[:2]
+}
 
 // Limits of policies and change requests.
 const (
