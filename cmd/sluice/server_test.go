@@ -380,7 +380,7 @@ func TestRouteSchemaErrorGivesItsLine(t *testing.T) {
 				routes, field string
 				line          float64 // JSON numbers decode as float64
 			}{
-				{"routes:\n  - name: a\n    upstream: {service: a}\n    retries: 9\n", "routes[0].retries", 4},
+				{"routes:\n  - name: a\n    upstream: {service: a}\n    retries: 9\n", "routes[0].retries.attempts", 4},
 				{"routes:\n  - name: a\n    upstream: {service: a}\n    rate_limit: {rps: 1, bursts: 2}\n", "routes[0].rate_limit.bursts", 4},
 			} {
 				_, err := c.PutFile(ctx, sys, configsvc.RoutesFile, []byte(tc.routes))
