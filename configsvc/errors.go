@@ -132,3 +132,74 @@ func (e *FieldError) Error() string {
 
 // Is reports whether target is ErrInvalid.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+// Violation is one way a file's content breaks its JSON Schema (the file
+// F.schema.json beside F), or one schema file that is not a valid schema.
+// It is the wire shape of a violation in the admin API too.
+type Violation struct {
+	// File is the config file whose content is refused (or the schema file
+	// that does not compile).
+	File string `json:"file"`
+	// Pointer is the JSON Pointer (RFC 6901) of the refused value in the
+	// file's data: "" for the whole document, "/db/port" for a key.
+	Pointer string `json:"pointer"`
+	// Line and Column locate the value in the file, 1-based; 0 where the
+	// format gives no position (Column only for JSON and YAML).
+	Line   int `json:"line,omitempty"`
+	Column int `json:"column,omitempty"`
+	// Keyword is the schema keyword that failed ("required", "type",
+	// "maximum" …), or "$schema" for a schema file that is not a valid
+	// schema, "$ref" for a reference that cannot be resolved.
+	Keyword string `json:"keyword"`
+	// Message says what is wrong, in words.
+	Message string `json:"message"`
+	// Schema is the schema file that refused the value.
+	Schema string `json:"schema,omitempty"`
+}
+
+// String reads "file:line:column: pointer: message (keyword)", leaving out
+// what is unknown.
+func (v Violation) String() string {
+	s := v.File
+	if v.Line > 0 {
+		s += ":" + itoa(int64(v.Line))
+		if v.Column > 0 {
+			s += ":" + itoa(int64(v.Column))
+		}
+	}
+	ptr := v.Pointer
+	if ptr == "" {
+		ptr = "(document)"
+	}
+	return s + ": " + ptr + ": " + v.Message + " (" + v.Keyword + ")"
+}
+
+// SchemaError reports content that its JSON Schema refuses: every violation
+// found, in file order, at most MaxViolations, and how many more were left
+// out. It matches ErrInvalid with errors.Is; the admin API answers it 422
+// with the first violation's fields and the whole list in its details.
+type SchemaError struct {
+	Violations []Violation
+	// Omitted counts the violations beyond MaxViolations that were found
+	// and left out.
+	Omitted int
+}
+
+// Error reads the first violation, then how many more there are.
+func (e *SchemaError) Error() string {
+	if len(e.Violations) == 0 {
+		return "schema validation failed"
+	}
+	s := e.Violations[0].String()
+	if more := len(e.Violations) - 1 + e.Omitted; more > 0 {
+		s += " (and " + itoa(int64(more)) + " more violation"
+		if more > 1 {
+			s += "s"
+		}
+		s += ")"
+	}
+	return s
+}
+
+// Is reports whether target is ErrInvalid.
+func (e *SchemaError) Is(target error) bool { return target == ErrInvalid }

@@ -79,6 +79,10 @@ const (
 	// collection for a keep of 0.
 	DefaultAppendKeep = 100000
 
+	// MaxViolations bounds the schema violations one refusal lists
+	// (SchemaError); more are counted, not listed.
+	MaxViolations = 100
+
 	// MaxEchoLen bounds how much of an offending value an error message
 	// repeats (FieldError.Value), in bytes.
 	MaxEchoLen = 80

@@ -21,27 +21,39 @@ type RollbackRequest struct {
 // equals revision To), ErrNotFound/ErrCompacted for a missing revision,
 // ErrConflict when the head moved past req.Base.
 func Rollback(ctx context.Context, s Store, ref Ref, req RollbackRequest) (Revision, error) {
-	head, err := s.Head(ctx, ref)
+	cs, err := RollbackChangeset(ctx, s, ref, req)
 	if err != nil {
 		return Revision{}, err
+	}
+	return s.Publish(ctx, ref, cs)
+}
+
+// RollbackChangeset returns the changeset Rollback would publish, without
+// publishing it (a dry run, or a change request that publishes it later):
+// its Base is the head (req.Base, checked against it), RollbackOf is
+// req.To. Errors are Rollback's.
+func RollbackChangeset(ctx context.Context, s Reader, ref Ref, req RollbackRequest) (Changeset, error) {
+	head, err := s.Head(ctx, ref)
+	if err != nil {
+		return Changeset{}, err
 	}
 	base := req.Base
 	if base == 0 {
 		base = head.Revision
 	}
 	if base != head.Revision {
-		return Revision{}, fmt.Errorf("rollback %s: head is %d, not %d: %w", ref, head.Revision, base, ErrConflict)
+		return Changeset{}, fmt.Errorf("rollback %s: head is %d, not %d: %w", ref, head.Revision, base, ErrConflict)
 	}
 	if req.To < 0 || req.To > head.Revision {
-		return Revision{}, fmt.Errorf("rollback %s to %d: %w", ref, req.To, ErrNotFound)
+		return Changeset{}, fmt.Errorf("rollback %s to %d: %w", ref, req.To, ErrNotFound)
 	}
 	old, err := s.Snapshot(ctx, ref, req.To)
 	if err != nil {
-		return Revision{}, err
+		return Changeset{}, err
 	}
 	cur, err := s.Snapshot(ctx, ref, head.Revision)
 	if err != nil {
-		return Revision{}, err
+		return Changeset{}, err
 	}
 	names := req.Files
 	if len(names) == 0 {
@@ -60,20 +72,20 @@ func Rollback(ctx context.Context, s Store, ref Ref, req RollbackRequest) (Revis
 			_, inOld := old.Files[n]
 			_, inCur := cur.Files[n]
 			if !inOld && !inCur {
-				return Revision{}, fmt.Errorf("rollback %s: file %q exists neither at revision %d nor at head: %w", ref, n, req.To, ErrNotFound)
+				return Changeset{}, fmt.Errorf("rollback %s: file %q exists neither at revision %d nor at head: %w", ref, n, req.To, ErrNotFound)
 			}
 		}
 	}
 	sort.Strings(names)
 	changes := Diff(cur.Files, old.Files, names)
 	if len(changes) == 0 {
-		return Revision{}, &FieldError{Field: "to_revision", Value: itoa(req.To), Msg: "content already equals that revision; nothing to roll back"}
+		return Changeset{}, &FieldError{Field: "to_revision", Value: itoa(req.To), Msg: "content already equals that revision; nothing to roll back"}
 	}
 	msg := req.Message
 	if msg == "" {
 		msg = fmt.Sprintf("rollback to revision %d", req.To)
 	}
-	return s.Publish(ctx, ref, Changeset{Base: base, Author: req.Author, Message: msg, Changes: changes, RollbackOf: req.To})
+	return Changeset{Base: base, Author: req.Author, Message: msg, Changes: changes, RollbackOf: req.To}, nil
 }
 
 // Diff returns the changes that turn from into to, limited to names (all

@@ -195,6 +195,7 @@ func (m *ServerMain) newAPI(store configsvc.Store, reg *prometheus.Registry) (*h
 		Registry:       reg,
 		TrustedProxies: prefixStrings(m.TrustedProxies),
 		UI:             webui.FS(),
+		RoutesDiff:     routesDiff,
 
 		MaxStreamsPerToken:     m.Limits.StreamsPerToken,
 		MaxSessionsPerToken:    m.Limits.SessionsPerToken,

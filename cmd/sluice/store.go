@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 	"github.com/sluicehq/sluice/configsvc/format"
+	"github.com/sluicehq/sluice/configsvc/schema"
 	"github.com/sluicehq/sluice/configsvc/zkstore"
 	"github.com/sluicehq/sluice/router/routesfile"
 )
@@ -109,10 +110,12 @@ func openStore(ctx context.Context, raw string, logger *slog.Logger, getenv func
 // publishValidator is the content validation of every publish through a
 // store the sluice command opens (admin API, rollback, embedded tools):
 // each written file's format, the route schema of
-// sluice-system/routes.yaml, and the total size of the service
+// sluice-system/routes.yaml, the JSON Schemas kept beside the files
+// (F.schema.json, package schema), and the total size of the service
 // (maxServiceBytes; ≤ 0: no limit).
 func publishValidator(maxServiceBytes int64) configsvc.Validator {
-	return configsvc.Validators(format.Validator{}, configsvc.EachFile(routesfile.Validate), configsvc.ServiceBytesValidator(maxServiceBytes))
+	return configsvc.Validators(format.Validator{}, configsvc.EachFile(routesfile.Validate), schema.NewValidator(),
+		configsvc.ServiceBytesValidator(maxServiceBytes))
 }
 
 // openBackend opens the store a URL names, without validation; see openStore.

@@ -59,6 +59,9 @@ type Entry struct {
 	Reason    string    `json:"reason,omitempty"`   // why it was refused or failed
 	Client    string    `json:"client"`             // client address (proxy headers only from trusted proxies)
 	RequestID string    `json:"request_id"`
+	// Emergency is the reason an admin gave to make a change past an
+	// approval policy (X-Sluice-Emergency); empty for other requests.
+	Emergency string `json:"emergency,omitempty"`
 	// Sampled marks an entry of RefusalsCollection: refused requests are
 	// sampled (RefusalSampler), and such an entry stands for Count of them
 	// from its Client and actor, the last of which it describes.

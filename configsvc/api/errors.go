@@ -123,6 +123,9 @@ func (e *Error) Error() string {
 	}
 	keys := make([]string, 0, len(e.Details))
 	for k := range e.Details {
+		if k == "violations" { // listed by Violations; the first is in the other keys
+			continue
+		}
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool {
@@ -151,7 +154,7 @@ func (e *Error) Error() string {
 // detailRank orders detail keys: the position of a parse error first, then
 // the field, then the limit, then the rest alphabetically.
 func detailRank(k string) int {
-	for i, name := range []string{"file", "line", "column", "format", "field", "what", "size", "limit"} {
+	for i, name := range []string{"file", "line", "column", "pointer", "format", "keyword", "field", "what", "size", "limit"} {
 		if k == name {
 			return i
 		}
@@ -293,3 +296,26 @@ func (e *StreamError) Is(target error) bool { return target == configsvc.ErrUnav
 
 // errStreamEnded reports a stream the server closed without an error event.
 var errStreamEnded = errors.New("event stream ended")
+
+// Violation is one violation of a JSON Schema (a config file beside its
+// F.schema.json): the domain type, which has the wire shape.
+type Violation = configsvc.Violation
+
+// Violations returns the schema violations of a 422 refusal (details
+// "violations"), in the order the server listed them; none for any other
+// error.
+func (e *Error) Violations() []Violation {
+	raw, ok := e.Details["violations"]
+	if !ok {
+		return nil
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil
+	}
+	var out []Violation
+	if json.Unmarshal(b, &out) != nil {
+		return nil
+	}
+	return out
+}

@@ -90,10 +90,11 @@ func (c *Client) File(ctx context.Context, ref configsvc.Ref, name string, rev i
 type WriteOption func(*writeOptions)
 
 type writeOptions struct {
-	message  string
-	ifMatch  int64
-	hasMatch bool
-	key      string
+	message   string
+	ifMatch   int64
+	hasMatch  bool
+	key       string
+	emergency string
 }
 
 // IfMatch makes the write conditional: it is refused with ErrPrecondition
@@ -133,23 +134,37 @@ func writeHeader(opts []WriteOption) http.Header {
 	if o.key != "" {
 		h.Set(HeaderIdempotencyKey, o.key)
 	}
+	if o.emergency != "" {
+		h.Set(EmergencyHeader, o.emergency)
+	}
 	return h
 }
 
 // published decodes the revision a write created. Its number comes from
-// the body, else from the X-Sluice-Revision or ETag header.
-func published(resp *response) configsvc.Revision {
+// the body, else from the X-Sluice-Revision or ETag header. An answer 202
+// (an approval policy made the write a change request) is a *Pending
+// error.
+func published(resp *response) (configsvc.Revision, error) {
+	if resp.status == http.StatusAccepted {
+		p := &Pending{}
+		_ = json.Unmarshal(resp.body, &p.Change)
+		return configsvc.Revision{}, p
+	}
 	var r Revision
 	_ = json.Unmarshal(resp.body, &r)
 	if r.Revision == 0 {
 		r.Revision = resp.revision()
 	}
-	return r.Domain()
+	return r.Domain(), nil
 }
 
 // PutFile publishes one file as a new revision and returns it (changes
 // without content). The server validates the content for the file's format
-// (ErrInvalid, with the line and column in the *Error's details).
+// and its JSON Schema (ErrInvalid, with the line and column in the
+// *Error's details, and every schema violation in its Violations). Under
+// an approval policy the error is a *Pending holding the change request
+// created (ErrPending); the same holds for DeleteFile, Publish and
+// Rollback.
 func (c *Client) PutFile(ctx context.Context, ref configsvc.Ref, name string, content []byte, opts ...WriteOption) (configsvc.Revision, error) {
 	if content == nil {
 		content = []byte{}
@@ -159,7 +174,7 @@ func (c *Client) PutFile(ctx context.Context, ref configsvc.Ref, name string, co
 	if err != nil {
 		return configsvc.Revision{}, err
 	}
-	return published(resp), nil
+	return published(resp)
 }
 
 // DeleteFile publishes a revision that deletes one file and returns it.
@@ -168,7 +183,7 @@ func (c *Client) DeleteFile(ctx context.Context, ref configsvc.Ref, name string,
 	if err != nil {
 		return configsvc.Revision{}, err
 	}
-	return published(resp), nil
+	return published(resp)
 }
 
 // Publish publishes several changes as one revision, atomically, and
@@ -179,7 +194,7 @@ func (c *Client) Publish(ctx context.Context, ref configsvc.Ref, req PublishRequ
 	if err != nil {
 		return configsvc.Revision{}, err
 	}
-	return published(resp), nil
+	return published(resp)
 }
 
 // Rollback publishes a revision whose content equals req.ToRevision (for
@@ -189,7 +204,7 @@ func (c *Client) Rollback(ctx context.Context, ref configsvc.Ref, req RollbackRe
 	if err != nil {
 		return configsvc.Revision{}, err
 	}
-	return published(resp), nil
+	return published(resp)
 }
 
 // Revisions lists revisions newest first, without content: at most limit

@@ -25,6 +25,13 @@ const (
 	EventLinks = "links"
 	// EventInstances carries InstancesData: the full live instance list.
 	EventInstances = "instances"
+	// EventChange carries a ChangeNotice: news of a change request of the
+	// stream's service or group (submitted, approved, declined, rebased,
+	// applied, expired), on a revision stream opened with ?changes=true.
+	// It has no id: it does not move the stream's resume point. News is
+	// looked for every few seconds; of several events in between, the
+	// newest is sent.
+	EventChange = "change"
 	// EventError carries an ErrorBody (code and message). Codes compacted
 	// and not_found end a revision stream (the client reloads a snapshot);
 	// the others (unavailable) only inform. It is not named "error": a

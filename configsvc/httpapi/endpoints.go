@@ -9,6 +9,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/approval"
 )
 
 // endpointOpts modify the middleware of one endpoint.
@@ -88,6 +89,13 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 	r("GET", "/summary/services", "", s.summaryPage(configsvc.KindService))
 	r("GET", "/summary/shared", "", s.summaryPage(configsvc.KindGroup))
 	r("GET", "/search", "", s.search)
+	r("GET", "/policies", "", s.listPolicies)
+	r("GET", "/policies/:name", "", s.getPolicy)
+	r("PUT", "/policies/:name", "policy.put", s.putPolicy)
+	r("DELETE", "/policies/:name", "policy.delete", s.deletePolicy)
+	r("GET", "/changes", "", s.inbox)
+	r("GET", "/emergencies", "", s.listEmergencies)
+	r("POST", "/emergencies/:id/review", "emergency.review", s.reviewEmergency)
 
 	for _, k := range []struct {
 		kind   configsvc.Kind
@@ -108,6 +116,12 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 		r("POST", base+"/rollback", "rollback", s.rollback(kind))
 		r("GET", base+"/snapshot", "", s.snapshot(kind))
 		r("GET", base+"/watch", "", s.watch(kind), stream)
+		r("GET", base+"/changes", "", s.listChanges(kind))
+		r("GET", base+"/changes/:id", "", s.getChange(kind))
+		r("POST", base+"/changes/:id/approve", "change.approve", s.reviewChange(kind, approval.EventApproved))
+		r("POST", base+"/changes/:id/decline", "change.decline", s.reviewChange(kind, approval.EventDeclined))
+		r("POST", base+"/changes/:id/apply", "change.apply", s.applyChange(kind))
+		r("POST", base+"/changes/:id/rebase", "change.rebase", s.rebaseChange(kind))
 	}
 	r("GET", "/shared/:group/users", "", s.users)
 	r("GET", "/services/:svc/effective", "", s.effective)

@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/approval"
 )
 
 // Errors of the HTTP layer itself; classify maps them like the store's.
@@ -53,7 +54,7 @@ func classify(err error) (int, string) {
 		return http.StatusTooManyRequests, api.CodeTooMany
 	case errors.Is(err, configsvc.ErrCompacted):
 		return http.StatusGone, api.CodeCompacted
-	case errors.Is(err, access.ErrCSRF), errors.Is(err, api.ErrForbidden):
+	case errors.Is(err, access.ErrCSRF), errors.Is(err, api.ErrForbidden), errors.As(err, new(*approval.Refusal)):
 		return http.StatusForbidden, api.CodeForbidden
 	case errors.Is(err, access.ErrUnauthenticated):
 		return http.StatusUnauthorized, api.CodeUnauthorized
@@ -71,12 +72,15 @@ func classify(err error) (int, string) {
 // details returns the structured details of err, per docs/architecture.md.
 func details(err error) map[string]any {
 	var (
+		se *configsvc.SchemaError
 		pe *configsvc.ParseError
 		le *configsvc.LimitError
 		ce *configsvc.CountError
 		fe *configsvc.FieldError
 	)
 	switch {
+	case errors.As(err, &se) && len(se.Violations) > 0:
+		return violationDetails(se)
 	case errors.As(err, &pe):
 		return map[string]any{"file": pe.File, "line": pe.Line, "column": pe.Column, "format": string(pe.Format)}
 	case errors.As(err, &le):
@@ -173,16 +177,22 @@ func (s *Server) failf(c *gin.Context, sentinel error, format string, args ...an
 func (s *Server) userMessage(c *gin.Context, err error, status int) string {
 	var (
 		ue *userError
+		se *configsvc.SchemaError
 		pe *configsvc.ParseError
 		le *configsvc.LimitError
 		ce *configsvc.CountError
 		fe *configsvc.FieldError
+		re *approval.Refusal
 	)
 	switch {
 	case status >= 500 && status != http.StatusServiceUnavailable:
 		return "internal error; see the server log for request " + state(c).id
 	case errors.As(err, &ue):
 		return ue.msg
+	case errors.As(err, &re):
+		return re.Reason
+	case errors.As(err, &se):
+		return se.Error()
 	case errors.As(err, &pe):
 		return pe.Error()
 	case errors.As(err, &le):
@@ -293,6 +303,10 @@ func (s *Server) notFoundMessage(c *gin.Context) string {
 		return fmt.Sprintf("no token has id %q; GET /v1/tokens lists them", p("id"))
 	case strings.HasPrefix(route, "/v1/pins/"):
 		return fmt.Sprintf("no pin has id %q; GET /v1/pins lists them", p("id"))
+	case strings.HasPrefix(route, "/v1/policies/"):
+		return fmt.Sprintf("no approval policy is named %q; GET /v1/policies lists them", p("name"))
+	case strings.HasPrefix(route, "/v1/emergencies/"):
+		return fmt.Sprintf("no emergency change has id %q; GET /v1/emergencies?all=true lists them", p("id"))
 	}
 	ref, ok := routeRef(c)
 	if !ok {
@@ -331,6 +345,8 @@ func (s *Server) notFoundMessage(c *gin.Context) string {
 		return fmt.Sprintf("%s does not link shared group %s", what, p("group"))
 	case strings.HasSuffix(route, "/instances/:id"):
 		return fmt.Sprintf("instance %s of %s is not registered (it may have stopped already)", p("id"), what)
+	case strings.Contains(route, "/changes/:id"):
+		return fmt.Sprintf("%s has no change request %s; GET …/changes?all=true lists them", what, p("id"))
 	case strings.HasSuffix(route, "/rollback") && asked > 0 && err == nil && asked <= h.Revision:
 		return fmt.Sprintf("a file asked for exists neither at revision %d of %s nor at its head; roll back other files", asked, what)
 	case asked > 0:
@@ -345,6 +361,10 @@ func (s *Server) conflictMessage(c *gin.Context) string {
 	route, method := c.FullPath(), c.Request.Method
 	ref, ok := routeRef(c)
 	if !ok {
+		if strings.HasPrefix(route, "/v1/emergencies/") {
+			id, _ := param(c, "id")
+			return "emergency change " + configsvc.Truncate(id, 130) + " was reviewed already; GET /v1/emergencies?all=true shows by whom"
+		}
 		return "the request conflicts with the current state; reload and try again"
 	}
 	what := refWords(ref)
@@ -388,4 +408,26 @@ func servicesWords(names []string) string {
 		out += " " + n
 	}
 	return out
+}
+
+// violationDetails are the details of a schema refusal: the first
+// violation's fields (line and column only where the format gives them),
+// every violation listed under "violations", and how many more were found
+// under "violations_omitted".
+func violationDetails(se *configsvc.SchemaError) map[string]any {
+	v := se.Violations[0]
+	d := map[string]any{"file": v.File, "pointer": v.Pointer, "keyword": v.Keyword, "message": v.Message, "violations": se.Violations}
+	if v.Line > 0 {
+		d["line"] = v.Line
+	}
+	if v.Column > 0 {
+		d["column"] = v.Column
+	}
+	if v.Schema != "" {
+		d["schema"] = v.Schema
+	}
+	if se.Omitted > 0 {
+		d["violations_omitted"] = se.Omitted
+	}
+	return d
 }

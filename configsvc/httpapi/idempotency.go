@@ -25,12 +25,14 @@ var replayedHeaders = []string{"Content-Type", "ETag", "X-Sluice-Revision", "X-S
 // among the answers kept in the store for the caller's credential, method
 // and path (access.Idempotency): a kept answer is replayed (status, the
 // replayedHeaders, body; Idempotent-Replayed: true) and the handler does
-// not run, so nothing is written; the same key with another body, query,
-// If-Match or message is 422; while the first request runs, 409 with
-// Retry-After. Otherwise the request runs and its answer is kept for
-// access.IdempotencyTTL, unless it wrote nothing for a reason that may
-// pass (401, 403, 408, 429, and 5xx but outcome_unknown): then the key is
-// released and a retry runs again.
+// not run, so nothing is written; the same key with another body, query
+// (dry_run), If-Match, message or emergency reason (X-Sluice-Emergency) is
+// 422; while the first request runs, 409 with Retry-After. Otherwise the
+// request runs and its answer is kept for access.IdempotencyTTL (a 202
+// with the change request an approval policy made of a publish too, so a
+// repeat does not submit a second one), unless it wrote nothing for a
+// reason that may pass (401, 403, 408, 429, and 5xx but outcome_unknown):
+// then the key is released and a retry runs again.
 func (s *Server) idempotent(c *gin.Context) {
 	keys := c.Request.Header.Values(api.HeaderIdempotencyKey)
 	if len(keys) == 0 {
@@ -54,6 +56,11 @@ func (s *Server) idempotent(c *gin.Context) {
 	req := access.KeyedRequest{
 		Credential: st.cred.secret, Method: c.Request.Method, Path: c.Request.URL.EscapedPath(), Key: keys[0],
 		Parts: [][]byte{body, []byte(c.Request.URL.RawQuery), []byte(c.GetHeader(headerIfMatch)), []byte(c.GetHeader("X-Sluice-Message"))},
+	}
+	if vals := c.Request.Header.Values(api.EmergencyHeader); len(vals) > 0 {
+		// Only when sent, so that the requests without one keep the
+		// fingerprint that servers before governance gave them.
+		req.Parts = append(req.Parts, []byte(vals[0]))
 	}
 	claim, ans, err := s.idem.Begin(c.Request.Context(), req, s.cfg.RequestTimeout+minAuditTime+5*time.Second)
 	if err != nil {

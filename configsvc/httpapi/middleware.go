@@ -33,6 +33,9 @@ type reqState struct {
 	// askedRev is the revision the request asked for (a file or revision
 	// read, a diff, a rollback), for the words of a 404 or 410; 0 if none.
 	askedRev int64
+	// emergency is the reason of an admin's emergency change past an
+	// approval policy, written to the audit entry.
+	emergency string
 	// routine marks a successful request that changes nothing an operator
 	// audits (an instance lease refresh); it writes no audit entry.
 	routine bool
@@ -138,6 +141,7 @@ func (s *Server) recordAudit(c *gin.Context, st *reqState, status int, start tim
 		Reason:    st.reason,
 		Client:    c.ClientIP(),
 		RequestID: st.id,
+		Emergency: st.emergency,
 	}
 	if e.Target == "" {
 		e.Target = strconv.Quote(configsvc.Truncate(c.Request.URL.EscapedPath(), 200))

@@ -345,6 +345,11 @@ var wireTypes = map[string]any{
 	"ProxyState": api.ProxyState{}, "StaleProxy": api.StaleProxy{},
 	"ServiceSummaryList": api.ServiceSummaryList{}, "GroupSummaryList": api.GroupSummaryList{},
 	"SearchResults": api.SearchResults{}, "EffectiveConfig": api.EffectiveConfig{},
+	"Violation": api.Violation{}, "Policy": api.Policy{}, "PolicyList": api.PolicyList{}, "ChangeRule": api.ChangeRule{},
+	"ChangeFile": api.ChangeFile{}, "ChangeEvent": api.ChangeEvent{}, "ChangeNotice": api.ChangeNotice{},
+	"ChangeRequest": api.ChangeRequest{}, "ChangeList": api.ChangeList{}, "ReviewRequest": api.ReviewRequest{},
+	"RebaseRequest": api.RebaseRequest{}, "DryRun": api.DryRun{}, "DryRunTarget": api.DryRunTarget{},
+	"RouteChange": api.RouteChange{}, "Emergency": api.Emergency{}, "EmergencyList": api.EmergencyList{},
 }
 
 // TestOpenAPIMatchesWireTypes checks the other end of the document: the

@@ -34,9 +34,11 @@ var matrixCallers = []string{whoNone, whoViewer, whoEditorIn, whoEditorOut, whoA
 // victim token, a pin on orders, and one token per caller.
 type matrixEnv struct {
 	*testEnv
-	tokens   map[string]string
-	victimID string
-	pinID    string
+	tokens      map[string]string
+	victimID    string
+	pinID       string
+	changeID    string
+	emergencyID string
 }
 
 func newMatrixEnv(t *testing.T) *matrixEnv {
@@ -70,6 +72,17 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 	var pin api.Pin
 	e.must(http.StatusCreated, req{method: "POST", path: "/v1/pins", token: e.admin, body: map[string]any{"targets": map[string]string{"orders": "orders-1"}}}).json(t, &pin)
 	e.pinID = pin.ID
+	// Governance: a policy on billing, a change request its editor (the
+	// editor outside orders' grant) submitted, and an emergency change the
+	// admin made there.
+	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/policies/billing", token: e.admin, body: map[string]any{"pattern": "billing", "approvals": 1}})
+	var cr api.ChangeRequest
+	e.must(http.StatusAccepted, req{method: "PUT", path: "/v1/services/billing/files/x.txt", token: e.tokens[whoEditorOut], body: "x", contentType: "text/plain"}).json(t, &cr)
+	e.changeID = cr.ID
+	e.must(http.StatusOK, req{method: "PUT", path: "/v1/services/billing/files/y.txt", token: e.admin, body: "y", contentType: "text/plain", header: map[string]string{api.EmergencyHeader: "matrix"}})
+	var em api.EmergencyList
+	e.must(http.StatusOK, req{method: "GET", path: "/v1/emergencies", token: e.admin}).json(t, &em)
+	e.emergencyID = em.Emergencies[0].ID
 	return e
 }
 
@@ -184,6 +197,31 @@ func matrixRows() []matrixRow {
 		{route: "GET /v1/services/:svc/instances", path: "/v1/services/sluice-system/instances", want: allow(200, whoProxy, whoAdmin)},
 		{route: "PUT /v1/services/:svc/instances/:id", path: "/v1/services/sluice-system/instances/proxy-9", body: map[string]any{"addr": "127.0.0.1:7080", "labels": map[string]string{"role": "proxy"}}, want: allow(201, whoProxy, whoAdmin)},
 		{route: "PUT /v1/services/:svc/files/:file", path: "/v1/services/sluice-system/files/routes.yaml", body: "routes: []\n", ctype: "text/plain", want: allow(200, whoAdmin)},
+		// Governance: policies are admin-only; change requests and
+		// emergencies are for their service's readers, and who of them may
+		// review, apply or rebase is the policy's and the author's business.
+		{route: "GET /v1/policies", path: "/v1/policies", want: allow(200, whoAdmin)},
+		{route: "GET /v1/policies/:name", path: "/v1/policies/billing", want: allow(200, whoAdmin)},
+		{route: "PUT /v1/policies/:name", path: "/v1/policies/other", body: map[string]any{"pattern": "x-*", "approvals": 2}, want: allow(201, whoAdmin)},
+		{route: "DELETE /v1/policies/:name", path: "/v1/policies/billing", want: allow(204, whoAdmin)},
+		{route: "GET /v1/changes", path: "/v1/changes", want: allow(200, authed...)},
+		{route: "GET /v1/emergencies", path: "/v1/emergencies", want: allow(200, authed...)},
+		// The admin made the emergency change: someone else reviews it.
+		{route: "POST /v1/emergencies/:id/review", path: "/v1/emergencies/{emergency}/review", body: map[string]any{"comment": "ok"}, want: allow(200, whoEditorOut)},
+		{route: "GET /v1/services/:svc/changes", path: "/v1/services/billing/changes", want: allow(200, whoEditorOut, whoAdmin)},
+		{route: "GET /v1/services/:svc/changes/:id", path: "/v1/services/billing/changes/{change}", want: allow(200, whoEditorOut, whoAdmin)},
+		// The author may not approve their own change under the policy.
+		{route: "POST /v1/services/:svc/changes/:id/approve", path: "/v1/services/billing/changes/{change}/approve", body: map[string]any{"comment": "ok"}, want: allow(200, whoAdmin)},
+		{route: "POST /v1/services/:svc/changes/:id/decline", path: "/v1/services/billing/changes/{change}/decline", body: map[string]any{"comment": "no"}, want: allow(200, whoEditorOut, whoAdmin)},
+		// Without an approval nobody eligible can apply it yet.
+		{route: "POST /v1/services/:svc/changes/:id/apply", path: "/v1/services/billing/changes/{change}/apply", want: allow(409, whoEditorOut, whoAdmin)},
+		{route: "POST /v1/services/:svc/changes/:id/rebase", path: "/v1/services/billing/changes/{change}/rebase", want: allow(200, whoEditorOut)},
+		{route: "GET /v1/shared/:group/changes", path: "/v1/shared/common/changes", want: allow(200, readers...)},
+		{route: "GET /v1/shared/:group/changes/:id", path: "/v1/shared/common/changes/0123456789abcdef", want: allow(404, readers...)},
+		{route: "POST /v1/shared/:group/changes/:id/approve", path: "/v1/shared/common/changes/0123456789abcdef/approve", want: allow(404, readers...)},
+		{route: "POST /v1/shared/:group/changes/:id/decline", path: "/v1/shared/common/changes/0123456789abcdef/decline", want: allow(404, readers...)},
+		{route: "POST /v1/shared/:group/changes/:id/apply", path: "/v1/shared/common/changes/0123456789abcdef/apply", want: allow(404, readers...)},
+		{route: "POST /v1/shared/:group/changes/:id/rebase", path: "/v1/shared/common/changes/0123456789abcdef/rebase", want: allow(404, whoAdmin)},
 	}
 	for _, k := range []struct{ prefix, pattern, name string }{
 		{"/v1/services", "/v1/services/:svc", "orders"},
@@ -223,7 +261,7 @@ func matrixRows() []matrixRow {
 // stream's body is left unread.
 func (e *matrixEnv) doMatrix(t *testing.T, row matrixRow, caller string) *response {
 	t.Helper()
-	path := strings.NewReplacer("{victim}", e.victimID, "{pin}", e.pinID).Replace(row.path)
+	path := strings.NewReplacer("{victim}", e.victimID, "{pin}", e.pinID, "{change}", e.changeID, "{emergency}", e.emergencyID).Replace(row.path)
 	method, _, _ := strings.Cut(row.route, " ")
 	body := row.body
 	if body == "session" {

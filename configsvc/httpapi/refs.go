@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/approval"
 )
 
 func (s *Server) listRefs(kind configsvc.Kind) gin.HandlerFunc {
@@ -157,25 +158,6 @@ func (s *Server) getFile(kind configsvc.Kind) gin.HandlerFunc {
 	}
 }
 
-// commit publishes cs. conditional reports that cs.Base is the head an
-// If-Match held for: a conflict is then a precondition that no longer holds
-// (412) rather than a 409. The changeset is validated once, by the store's
-// Publish (Config.Store is a configsvc.ValidatingStore).
-func (s *Server) commit(c *gin.Context, ref configsvc.Ref, cs configsvc.Changeset, conditional bool, status int) {
-	ctx := c.Request.Context()
-	cs.Author = state(c).principal.Name
-	if err := checkMessage(cs.Message); err != nil {
-		s.fail(c, err)
-		return
-	}
-	rev, err := s.cfg.Store.Publish(ctx, ref, cs)
-	if err != nil {
-		s.fail(c, staleIfMatch(err, conditional))
-		return
-	}
-	s.published(c, ref, rev, status)
-}
-
 func (s *Server) published(c *gin.Context, ref configsvc.Ref, rev configsvc.Revision, status int) {
 	state(c).revision = rev.Number
 	s.index.published(ref, rev)
@@ -244,8 +226,9 @@ func (s *Server) putFile(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok {
 			return
 		}
-		s.commit(c, ref, configsvc.Changeset{Base: b.head.Revision, Message: c.GetHeader("X-Sluice-Message"),
-			Changes: []configsvc.Change{{File: file, Content: content}}}, b.conditional, http.StatusOK)
+		s.submit(c, plan{ref: ref, op: approval.OpPublish, conditional: b.conditional, status: http.StatusOK,
+			cs: configsvc.Changeset{Base: b.head.Revision, Message: c.GetHeader("X-Sluice-Message"),
+				Changes: []configsvc.Change{{File: file, Content: content}}}})
 	}
 }
 
@@ -263,8 +246,9 @@ func (s *Server) deleteFile(kind configsvc.Kind) gin.HandlerFunc {
 		if !ok {
 			return
 		}
-		s.commit(c, ref, configsvc.Changeset{Base: b.head.Revision, Message: c.GetHeader("X-Sluice-Message"),
-			Changes: []configsvc.Change{{File: file, Delete: true}}}, b.conditional, http.StatusOK)
+		s.submit(c, plan{ref: ref, op: approval.OpPublish, conditional: b.conditional, status: http.StatusOK,
+			cs: configsvc.Changeset{Base: b.head.Revision, Message: c.GetHeader("X-Sluice-Message"),
+				Changes: []configsvc.Change{{File: file, Delete: true}}}})
 	}
 }
 
@@ -282,17 +266,12 @@ func (s *Server) publish(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		cs := configsvc.Changeset{Message: req.Message, Changes: make([]configsvc.Change, len(req.Changes))}
-		for i, ch := range req.Changes {
-			if ch.Delete == (ch.Content != nil) {
-				s.fail(c, &configsvc.FieldError{Field: fmt.Sprintf("changes[%d]", i), Value: ch.File, Msg: `must have either "content" or "delete": true`})
-				return
-			}
-			cs.Changes[i] = configsvc.Change{File: ch.File, Delete: ch.Delete}
-			if ch.Content != nil {
-				cs.Changes[i].Content = []byte(*ch.Content)
-			}
+		changes, err := domainChanges(req.Changes)
+		if err != nil {
+			s.fail(c, err)
+			return
 		}
+		cs := configsvc.Changeset{Message: req.Message, Changes: changes}
 		conditional := false
 		if req.BaseRevision != nil && len(c.Request.Header.Values(headerIfMatch)) == 0 {
 			cs.Base = *req.BaseRevision // the store checks it: no head read needed
@@ -306,7 +285,7 @@ func (s *Server) publish(kind configsvc.Kind) gin.HandlerFunc {
 				cs.Base, conditional = *req.BaseRevision, false // a stale base_revision: 409
 			}
 		}
-		s.commit(c, ref, cs, conditional, http.StatusCreated)
+		s.submit(c, plan{ref: ref, op: approval.OpPublish, cs: cs, conditional: conditional, status: http.StatusCreated})
 	}
 }
 
@@ -492,14 +471,14 @@ func (s *Server) rollback(kind configsvc.Kind) gin.HandlerFunc {
 			}
 		}
 		state(c).askedRev = req.ToRevision
-		rev, err := configsvc.Rollback(c.Request.Context(), s.cfg.Store, ref, configsvc.RollbackRequest{
+		cs, err := configsvc.RollbackChangeset(c.Request.Context(), s.cfg.Store, ref, configsvc.RollbackRequest{
 			To: req.ToRevision, Files: req.Files, Base: base, Author: state(c).principal.Name, Message: req.Message,
 		})
 		if err != nil {
 			s.fail(c, staleIfMatch(err, conditional))
 			return
 		}
-		s.published(c, ref, rev, http.StatusCreated)
+		s.submit(c, plan{ref: ref, op: approval.OpRollback, cs: cs, conditional: conditional, status: http.StatusCreated})
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/approval"
 	"github.com/sluicehq/sluice/configsvc/format"
 )
 
@@ -112,9 +113,14 @@ type Config struct {
 	// MaxInstancesPerToken bounds the instances one token keeps registered
 	// through this server. Default: DefaultMaxInstancesPerToken.
 	MaxInstancesPerToken int
-	// StreamRecheck is how often an event stream re-checks its credential.
-	// Default: DefaultStreamRecheck.
+	// StreamRecheck is how often an event stream re-checks its credential
+	// (and, on a revision stream opened with ?changes=true, looks for
+	// change request news). Default: DefaultStreamRecheck.
 	StreamRecheck time.Duration
+	// RoutesDiff lists the routes a change of sluice-system/routes.yaml
+	// adds, removes or modifies, for dry runs. Default: none (dry runs
+	// leave "routes" out).
+	RoutesDiff RoutesDiff
 }
 
 // limitOf returns the limit v stands for: def when 0, none (0) when
@@ -183,6 +189,7 @@ type Server struct {
 	pins        *access.Pins
 	audit       *access.Audit
 	idem        *access.Idempotency
+	gov         *approval.Governance
 	refusals    *access.RefusalSampler
 	authz       access.Authorizer
 	streams     *streamTable
@@ -231,6 +238,7 @@ func New(cfg Config) (*Server, error) {
 		pins:       access.NewPins(records, access.PinsConfig{Now: cfg.Now}),
 		audit:      audit,
 		idem:       access.NewIdempotency(records, cfg.Now),
+		gov:        approval.New(records, cfg.Now),
 		refusals:   access.NewRefusalSampler(audit, cfg.Refusals),
 		streams:    newStreamTable(),
 		creds:      newCredCache(),

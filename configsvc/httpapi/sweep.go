@@ -55,7 +55,8 @@ func (s *Server) flushRefusals() {
 // sweepRecords deletes expired tokens (access.Tokens.Sweep) and console
 // sessions (access.Sessions.Sweep), the pins expired for longer than
 // their retention (access.Pins.Sweep) and the expired answers kept for
-// idempotency keys (access.Idempotency.Sweep). Several servers may sweep
+// idempotency keys (access.Idempotency.Sweep), and expires and deletes
+// change requests (approval.Governance.Sweep). Several servers may sweep
 // at once; a record already gone is not an error.
 func (s *Server) sweepRecords(ctx context.Context) error {
 	if _, err := s.tokens.Sweep(ctx); err != nil {
@@ -67,6 +68,9 @@ func (s *Server) sweepRecords(ctx context.Context) error {
 	if _, err := s.pins.Sweep(ctx); err != nil {
 		return err
 	}
-	_, err := s.idem.Sweep(ctx)
+	if _, err := s.idem.Sweep(ctx); err != nil {
+		return err
+	}
+	_, err := s.gov.Sweep(ctx)
 	return err
 }

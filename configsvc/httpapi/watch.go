@@ -108,7 +108,11 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 		}
 
 		watch := func(ctx context.Context) <-chan configsvc.Event { return s.cfg.Store.Watch(ctx, ref, since) }
-		streamSSE(c, s, "revisions", watch, func(w *sseWriter, ev configsvc.Event) (bool, error) {
+		var poll func(context.Context, *sseWriter) error
+		if c.Query(api.ChangesParam) == "true" {
+			poll = s.pollNotice(ref)
+		}
+		streamSSE(c, s, "revisions", watch, poll, func(w *sseWriter, ev configsvc.Event) (bool, error) {
 			switch {
 			case ev.Err != nil:
 				end := errors.Is(ev.Err, configsvc.ErrCompacted) || errors.Is(ev.Err, configsvc.ErrNotFound)
@@ -140,7 +144,7 @@ func (s *Server) watchInstances(c *gin.Context) {
 	watch := func(ctx context.Context) <-chan configsvc.InstancesEvent {
 		return s.cfg.Store.WatchInstances(ctx, ref.Name)
 	}
-	streamSSE(c, s, "instances", watch, func(w *sseWriter, ev configsvc.InstancesEvent) (bool, error) {
+	streamSSE(c, s, "instances", watch, nil, func(w *sseWriter, ev configsvc.InstancesEvent) (bool, error) {
 		if ev.Err != nil {
 			return false, w.event("", api.EventError, s.streamError(c, ev.Err))
 		}
@@ -163,7 +167,7 @@ func (s *Server) watchInstances(c *gin.Context) {
 // by its streams), so a stream ends with an "error" event (unauthorized)
 // within StreamRecheck of its token's revocation or expiry or its
 // session's end, on whichever server it was revoked.
-func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context.Context) <-chan E, send func(*sseWriter, E) (end bool, err error)) {
+func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context.Context) <-chan E, poll func(context.Context, *sseWriter) error, send func(*sseWriter, E) (end bool, err error)) {
 	st := state(c)
 	release, err := s.streams.acquire(st.principal.TokenID, s.cfg.MaxStreamsPerToken)
 	if err != nil {
@@ -197,6 +201,9 @@ func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context
 		case <-recheck.C:
 			if err := s.streamAllowed(ctx, st); err != nil {
 				_ = w.event("", api.EventError, s.streamError(c, err))
+				return
+			}
+			if poll != nil && poll(ctx, w) != nil {
 				return
 			}
 		case ev, ok := <-events:

@@ -123,21 +123,27 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
-	step("server validation errors (422) are shown at their line", func(t *testing.T) {
+	step("server validation errors are shown at their line before publishing", func(t *testing.T) {
 		adm.typeInto(`[data-test=new-file]`, "bad.yaml")
 		adm.do(chromedp.Click(css(`[data-test=add-file]`)), chromedp.WaitVisible(css(`[data-file="bad.yaml"]`)))
 		adm.typeInto(`[data-test=editor]`, "a: [1, 2\nb: 3\n")
-		adm.publish("should be refused")
+		// The review's dry run finds what the browser cannot check (YAML):
+		// the dialog lists it, publishing is disabled, the editor marks it.
+		adm.do(chromedp.Click(css(`[data-test=review]`)), chromedp.WaitVisible(css(`[data-test=dry-run-violations]`)))
+		if got := adm.text(`[data-test=dry-run-violations]`); !strings.Contains(got, "bad.yaml:") || !strings.Contains(got, "(format)") {
+			t.Errorf("dry run violations = %q, want bad.yaml's parse error", got)
+		}
+		if !evalJS[bool](adm, `document.querySelector('[data-test=confirm-publish]').disabled`) {
+			t.Error("publish is enabled although the dry run found a violation")
+		}
 		adm.waitFor("the server's error in the editor", `[...document.querySelectorAll('[data-test=editor-errors] li')].some((li) => li.textContent.includes('(server)'))`)
 		if n := adm.count(`.gutter .ln.err`); n != 1 {
 			t.Errorf("%d gutter lines marked, want the one the server named", n)
 		}
-		if got := adm.text(`[data-test=flash] .msg.error`); !strings.Contains(got, "422") {
-			t.Errorf("flash = %q, want the refusal with its status", got)
-		}
 		if rev := headRevision(t, c.store, "orders"); rev != 1 {
-			t.Errorf("head moved to %d after a refused publish", rev)
+			t.Errorf("head moved to %d after a dry run", rev)
 		}
+		adm.do(chromedp.Click(css(`.modal .actions button`)), chromedp.WaitNotPresent(css(`.modal`)))
 		adm.shotAsIs("04-server-error")
 		adm.do(chromedp.Click(css(`[data-test=revert-file]`)))
 		adm.waitFor("the draft file to go", `!document.querySelector('[data-file="bad.yaml"]')`)
@@ -201,6 +207,10 @@ func TestConsole(t *testing.T) {
 		if !strings.Contains(got, `-  "port": 9090`) || !strings.Contains(got, `+  "port": 8080`) {
 			t.Errorf("rollback confirmation diff = %q, want live 9090 → 8080", got)
 		}
+		adm.waitFor("the dry run of the one-file rollback", `document.querySelector('[data-test=rollback-dry-run] [data-test=dry-run-valid]') !== null && !document.querySelector('[data-test=confirm-rollback]').disabled`)
+		if got := adm.text(`[data-test=rollback-dry-run] [data-test=blast-radius]`); !strings.Contains(got, "Reaches 1 service") || !strings.Contains(got, "orders (0)") {
+			t.Errorf("rollback blast radius = %q, want orders and no instance", got)
+		}
 		adm.shot("06-rollback-confirm")
 		adm.do(chromedp.Click(css(`[data-test=confirm-rollback]`)), chromedp.WaitVisible(css(`[data-revision="3"]`)))
 		if rev := headRevision(t, c.store, "orders"); rev != 3 {
@@ -227,7 +237,8 @@ func TestConsole(t *testing.T) {
 		}
 		adm.waitFor("the notice about revision 4", `document.querySelector('[data-test=remote-change]')?.textContent.includes('Revision 4 was published by olga')`)
 		adm.shot("07-live-change")
-		adm.publish("my edit on a stale base")
+		// The review's dry run already finds the stale base.
+		adm.do(chromedp.Click(css(`[data-test=review]`)))
 		adm.waitFor("the conflict diff", `document.querySelector('[data-test=conflict-diff] .diff') !== null`)
 		got := adm.text(`[data-test=conflict-diff]`)
 		if !strings.Contains(got, `-  "port": 6060`) || !strings.Contains(got, `+  "port": 7070`) {
@@ -285,8 +296,8 @@ func TestConsole(t *testing.T) {
 		adm.typeInto(`[data-test=new-file]`, "redis.yaml")
 		adm.do(chromedp.Click(css(`[data-test=add-file]`)), chromedp.WaitVisible(css(`[data-test=editor]`)))
 		adm.typeInto(`[data-test=editor]`, "addr: 127.0.0.1:6379\n")
-		adm.do(chromedp.Click(css(`[data-test=review]`)), chromedp.WaitVisible(css(`[data-test=affected]`)))
-		if got := adm.text(`[data-test=affected]`); !strings.Contains(got, "orders") {
+		adm.do(chromedp.Click(css(`[data-test=review]`)), chromedp.WaitVisible(css(`[data-test=blast-radius]`)))
+		if got := adm.text(`[data-test=blast-radius]`); !strings.Contains(got, "orders (2)") {
 			t.Errorf("affected services = %q, want orders", got)
 		}
 		adm.shot("10-shared-publish")
@@ -330,7 +341,9 @@ func TestConsole(t *testing.T) {
 		adm.waitFor("entries of orders only", `(() => { const rows = [...document.querySelectorAll('[data-test=audit] tbody tr')];
 			return rows.some((r) => r.textContent.includes('rollback')) && !rows.some((r) => r.textContent.includes('redis-common') || r.textContent.includes('pin/')); })()`)
 		got := adm.text(`[data-test=audit]`)
-		for _, want := range []string{"publish", "rollback", "create", "refused 422"} {
+		// (A refused publish no longer reaches the audit log from here: the
+		// review's dry run catches invalid content before publishing.)
+		for _, want := range []string{"publish", "rollback", "create"} {
 			if !strings.Contains(got, want) {
 				t.Errorf("audit table lacks %q: %q", want, got)
 			}
@@ -397,15 +410,19 @@ func TestConsole(t *testing.T) {
 		if st := evalJS[int](adm, `fetch('/v1/session', { method: 'DELETE', headers: { 'X-Sluice-CSRF': document.cookie.match(/sluice_csrf=([^;]+)/)[1] } }).then((r) => r.status)`); st != 204 && st != 200 {
 			t.Fatalf("DELETE /v1/session = %d", st)
 		}
-		adm.do(chromedp.Click(css(`[data-test=review]`)), chromedp.WaitVisible(css(`[data-test=confirm-publish]`)),
-			chromedp.Click(css(`[data-test=confirm-publish]`)), chromedp.WaitVisible(css(`[data-test=reauth-token]`)))
+		// The review's dry run meets the ended session: the console asks to
+		// sign in again instead of opening the publish dialog.
+		adm.do(chromedp.Click(css(`[data-test=review]`)), chromedp.WaitVisible(css(`[data-test=reauth-token]`)))
+		if n := adm.count(`[data-test=confirm-publish]`); n != 0 {
+			t.Error("the publish dialog opened although the session ended")
+		}
 		if got := evalJS[string](adm, `document.querySelector('[data-test=editor]').value`); got != appV2 {
 			t.Errorf("editor holds %q after the session ended, want the unpublished %q", got, appV2)
 		}
 		adm.shot("15-reauth")
 		adm.typeInto(`[data-test=reauth-token]`, c.admin)
-		adm.do(chromedp.Click(css(`[data-test=reauth]`)), chromedp.WaitNotPresent(css(`[data-test=reauth-token]`)),
-			chromedp.Click(css(`[data-test=confirm-publish]`)))
+		adm.do(chromedp.Click(css(`[data-test=reauth]`)), chromedp.WaitNotPresent(css(`[data-test=reauth-token]`)))
+		adm.publish("after signing in again")
 		adm.waitFor("revision 6", `document.querySelector('[data-test=head-revision]').textContent === 'revision 6'`)
 		if got := fileAt(t, c.store, "orders", "app.json", 6); got != appV2 {
 			t.Errorf("app.json at 6 = %q, want %q", got, appV2)

@@ -261,6 +261,9 @@ func (a *app) runAudit(ctx context.Context, q access.Query) error {
 		if e.Reason != "" {
 			outcome += ": " + configsvc.Truncate(e.Reason, 59)
 		}
+		if e.Emergency != "" {
+			outcome += ", EMERGENCY: " + configsvc.Truncate(e.Emergency, 59)
+		}
 		t.row(e.Time, firstNonEmpty(e.Actor, e.ActorID), e.Action, e.Target, rev, status, e.Client, outcome)
 	}
 	return t.flush()

@@ -66,6 +66,8 @@ func Commands(env Env) []*cobra.Command {
 		a.auditCmd(),
 		a.pinCmd(),
 		a.routesCmd(),
+		a.changeCmd(),
+		a.policyCmd(),
 	}
 	for _, c := range cmds {
 		a.addGlobalFlags(c)
@@ -84,6 +86,9 @@ type app struct {
 	dataDir string
 	timeout time.Duration
 	output  string
+	// dryRun and emergency are the write flags of the publishing commands.
+	dryRun    bool
+	emergency string
 
 	// Set by client: whether a token is sent and where it came from
 	// (never the token), for the hint on a 401.

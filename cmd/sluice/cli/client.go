@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -33,6 +34,16 @@ func (a *app) explain(err error) error {
 		return fmt.Errorf("cannot reach the sluice server at %s (is `sluice server` running? set --server or SLUICE_SERVER): %w", ce.Server, cause)
 	}
 	var ae *api.Error
+	if errors.As(err, &ae) && ae.Status == 422 && len(ae.Violations()) > 1 && !strings.Contains(err.Error(), "\n  ") {
+		var b strings.Builder
+		for _, v := range ae.Violations() {
+			b.WriteString("\n  " + v.String())
+		}
+		if n, ok := ae.Details["violations_omitted"].(float64); ok && n > 0 {
+			fmt.Fprintf(&b, "\n  (and %d more)", int(n))
+		}
+		return fmt.Errorf("%w%s", err, b.String())
+	}
 	if errors.As(err, &ae) && ae.Status == 401 && ae.Hint == "" {
 		ae.Hint = "token from " + a.tokenSource
 		if !a.sentToken {

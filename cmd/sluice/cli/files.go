@@ -72,6 +72,7 @@ func (a *app) putCmd(s scope) *cobra.Command {
 	}
 	c.Flags().StringVarP(&msg, "message", "m", "", "revision message")
 	c.Flags().Int64("if-match", 0, "publish only if this revision is still the newest")
+	a.addWriteFlags(c)
 	return c
 }
 
@@ -91,6 +92,20 @@ func (a *app) putInput(cmd *cobra.Command, args []string, i int) (content []byte
 		ifMatch, _ = cmd.Flags().GetInt64("if-match")
 	}
 	return content, ifMatch, nil
+}
+
+// addWriteFlags adds --dry-run and --emergency to a publishing command.
+func (a *app) addWriteFlags(c *cobra.Command) {
+	c.Flags().BoolVar(&a.dryRun, "dry-run", false, "publish nothing: show the validation, the diff against the head and who it would hit")
+	c.Flags().StringVar(&a.emergency, "emergency", "", "admins: publish at once past an approval policy, giving the reason (audited, listed for review)")
+}
+
+// writeOpts returns the options of the write flags.
+func (a *app) writeOpts() []api.WriteOption {
+	if a.emergency == "" {
+		return nil
+	}
+	return []api.WriteOption{api.WithEmergency(a.emergency)}
 }
 
 // readSource reads a local file, or stdin for "-". It refuses to wait on an
@@ -123,7 +138,19 @@ func (a *app) runPut(ctx context.Context, s scope, name, file string, content []
 	if err != nil {
 		return err
 	}
-	rev, err := putFile(ctx, c, s, name, file, content, msg, ifMatch)
+	if a.dryRun {
+		var opts []api.WriteOption
+		if ifMatch >= 0 {
+			opts = append(opts, api.IfMatch(ifMatch))
+		}
+		return a.dryRunOrPublish(ctx, true, func(ctx context.Context) (api.DryRun, error) {
+			return c.DryRunPutFile(ctx, s.ref(name), file, content, append(opts, a.writeOpts()...)...)
+		}, nil)
+	}
+	rev, err := putFile(ctx, c, s, name, file, content, msg, ifMatch, a.writeOpts()...)
+	if done, err := a.pending(err); done {
+		return err
+	}
 	if isStatus(err, http.StatusPreconditionFailed) {
 		return fmt.Errorf("%w\n%s/%s: revision %d is no longer the newest; nothing was published. Read the current content (sluice get) and publish again", err, name, file, ifMatch)
 	}
@@ -137,11 +164,11 @@ func (a *app) runPut(ctx context.Context, s scope, name, file string, content []
 const noMatch = -1
 
 // putFile publishes one file; ifMatch ≥ 0 is sent as If-Match.
-func putFile(ctx context.Context, c *api.Client, s scope, name, file string, content []byte, msg string, ifMatch int64) (configsvc.Revision, error) {
+func putFile(ctx context.Context, c *api.Client, s scope, name, file string, content []byte, msg string, ifMatch int64, extra ...api.WriteOption) (configsvc.Revision, error) {
 	if strings.ContainsAny(msg, "\r\n") {
 		return configsvc.Revision{}, errors.New("-m: a one-file put takes a one-line message; use `sluice publish` for a multi-line message")
 	}
-	opts := []api.WriteOption{api.WithMessage(msg)}
+	opts := append([]api.WriteOption{api.WithMessage(msg)}, extra...)
 	if ifMatch >= 0 {
 		opts = append(opts, api.IfMatch(ifMatch))
 	}
@@ -190,6 +217,7 @@ func (a *app) editCmd(s scope) *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&msg, "message", "m", "", "revision message (default \"edit <file>\")")
+	a.addWriteFlags(c)
 	return c
 }
 
@@ -241,7 +269,18 @@ func (a *app) runEdit(ctx context.Context, s scope, name, file string, msg strin
 	if msg == "" {
 		msg = "edit " + file
 	}
-	published, err := putFile(ctx, c, s, name, file, edited, msg, rev)
+	if a.dryRun {
+		err := a.dryRunOrPublish(ctx, true, func(ctx context.Context) (api.DryRun, error) {
+			return c.DryRunPutFile(ctx, s.ref(name), file, edited, append([]api.WriteOption{api.IfMatch(rev)}, a.writeOpts()...)...)
+		}, nil)
+		fmt.Fprintf(a.stderr(), "%s/%s: nothing was published (--dry-run); your edited copy is kept at %s\n", name, file, path)
+		return err
+	}
+	published, err := putFile(ctx, c, s, name, file, edited, msg, rev, a.writeOpts()...)
+	if done, perr := a.pending(err); done {
+		os.Remove(path)
+		return perr
+	}
 	switch err = a.explain(err); {
 	case isStatus(err, http.StatusPreconditionFailed):
 		return fmt.Errorf("%s/%s changed on the server after you opened it at revision %d; nothing was published.\n"+
@@ -288,6 +327,7 @@ func (a *app) publishCmd(s scope) *cobra.Command {
 	c.Flags().StringArrayVar(&deletes, "delete", nil, "config file to delete (repeatable)")
 	c.Flags().StringVarP(&msg, "message", "m", "", "revision message")
 	c.Flags().Int64Var(&base, "base", 0, "publish only if this revision is still the newest")
+	a.addWriteFlags(c)
 	return c
 }
 
@@ -320,7 +360,15 @@ func (a *app) runPublish(ctx context.Context, s scope, name string, files, delet
 	if baseSet {
 		body.BaseRevision = &base
 	}
-	rev, err := c.Publish(ctx, s.ref(name), body)
+	if a.dryRun {
+		return a.dryRunOrPublish(ctx, true, func(ctx context.Context) (api.DryRun, error) {
+			return c.DryRunPublish(ctx, s.ref(name), body, a.writeOpts()...)
+		}, nil)
+	}
+	rev, err := c.Publish(ctx, s.ref(name), body, a.writeOpts()...)
+	if done, err := a.pending(err); done {
+		return err
+	}
 	if err = a.explain(err); baseSet && (isStatus(err, http.StatusConflict) || isStatus(err, http.StatusPreconditionFailed)) {
 		return fmt.Errorf("%w\n%s: revision %d is no longer the newest; nothing was published. Check `sluice history %s` and publish again", err, name, base, name)
 	}

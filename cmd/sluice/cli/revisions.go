@@ -149,6 +149,7 @@ func (a *app) rollbackCmd(s scope) *cobra.Command {
 	c.Flags().Int64Var(&to, "to", 0, "revision whose content to restore (required)")
 	c.Flags().StringArrayVar(&files, "file", nil, "restore only this file (repeatable)")
 	c.Flags().StringVarP(&msg, "message", "m", "", "revision message (default \"rollback to revision N\")")
+	a.addWriteFlags(c)
 	return c
 }
 
@@ -161,7 +162,17 @@ func (a *app) runRollback(ctx context.Context, s scope, name string, to int64, f
 	if ifMatch >= 0 {
 		opts = append(opts, api.IfMatch(ifMatch))
 	}
-	rev, err := c.Rollback(ctx, s.ref(name), api.RollbackRequest{ToRevision: to, Files: files, Message: msg}, opts...)
+	req := api.RollbackRequest{ToRevision: to, Files: files, Message: msg}
+	opts = append(opts, a.writeOpts()...)
+	if a.dryRun {
+		return a.dryRunOrPublish(ctx, true, func(ctx context.Context) (api.DryRun, error) {
+			return c.DryRunRollback(ctx, s.ref(name), req, opts...)
+		}, nil)
+	}
+	rev, err := c.Rollback(ctx, s.ref(name), req, opts...)
+	if done, err := a.pending(err); done {
+		return err
+	}
 	if err = a.explain(err); isStatus(err, http.StatusPreconditionFailed) {
 		return fmt.Errorf("%w\n%s: revision %d is no longer the newest; nothing was rolled back", err, name, ifMatch)
 	}

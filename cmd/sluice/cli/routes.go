@@ -76,7 +76,10 @@ func (a *app) routesPutCmd() *cobra.Command {
 		"printing each proxy as it does, like `kubectl rollout status`. Live proxies\n" +
 		"are those whose state GET /v1/routes shows as fresh. When one still serves\n" +
 		"an older revision after --wait-timeout, the command fails naming the proxies\n" +
-		"that lag. --no-wait returns once the revision is published."
+		"that lag. --no-wait returns once the revision is published. With --dry-run\n" +
+		"nothing is published: it prints the validation, the diff and the routes\n" +
+		"that change. Under an approval policy the put creates a change request and\n" +
+		"returns without waiting (see `sluice change`)."
 	var noWait bool
 	var waitTimeout time.Duration
 	putc.Flags().BoolVar(&noWait, "no-wait", false, "return once published, without waiting for the proxies")
@@ -90,8 +93,8 @@ func (a *app) routesPutCmd() *cobra.Command {
 			return err
 		}
 		msg, _ := cmd.Flags().GetString("message")
-		rev, err := a.publishRoutes(cmd.Context(), content, msg, ifMatch)
-		if err != nil || noWait {
+		rev, published, err := a.publishRoutes(cmd.Context(), content, msg, ifMatch)
+		if err != nil || !published || noWait {
 			return err
 		}
 		return a.waitForProxies(cmd.Context(), rev, waitTimeout)
@@ -219,20 +222,35 @@ func (a *app) ensureSystemService(ctx context.Context) error {
 	return err
 }
 
-// publishRoutes publishes routes.yaml and prints the revision.
-func (a *app) publishRoutes(ctx context.Context, content []byte, msg string, ifMatch int64) (int64, error) {
+// publishRoutes publishes routes.yaml and prints the revision. published
+// is false when nothing was published: with --dry-run it prints the dry run
+// instead, and under an approval policy the change request the put created
+// (a *api.Pending answer). --emergency goes with the put.
+func (a *app) publishRoutes(ctx context.Context, content []byte, msg string, ifMatch int64) (rev int64, published bool, err error) {
 	c, err := a.client()
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	rev, err := putFile(ctx, c, serviceScope, systemService, routesFile, content, msg, ifMatch)
+	if a.dryRun {
+		opts := a.writeOpts()
+		if ifMatch >= 0 {
+			opts = append(opts, api.IfMatch(ifMatch))
+		}
+		return 0, false, a.dryRunOrPublish(ctx, true, func(ctx context.Context) (api.DryRun, error) {
+			return c.DryRunPutFile(ctx, serviceScope.ref(systemService), routesFile, content, opts...)
+		}, nil)
+	}
+	r, err := putFile(ctx, c, serviceScope, systemService, routesFile, content, msg, ifMatch, a.writeOpts()...)
+	if done, err := a.pending(err); done {
+		return 0, false, err
+	}
 	if isStatus(err, http.StatusPreconditionFailed) {
-		return 0, fmt.Errorf("%w\n%s/%s: revision %d is no longer the newest; nothing was published. Read the current routes (sluice routes get) and publish again", err, systemService, routesFile, ifMatch)
+		return 0, false, fmt.Errorf("%w\n%s/%s: revision %d is no longer the newest; nothing was published. Read the current routes (sluice routes get) and publish again", err, systemService, routesFile, ifMatch)
 	}
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	return rev.Number, a.printPublished(rev, systemService, []string{routesFile})
+	return r.Number, true, a.printPublished(r, systemService, []string{routesFile})
 }
 
 // routesPollInterval is how often `routes put` asks which proxies serve

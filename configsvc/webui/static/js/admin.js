@@ -280,7 +280,9 @@ export async function auditPage(app) {
         h('td', { class: 'mono' }, e.action || e.method || ''),
         h('td', { class: 'mono' }, e.target || e.service || ''),
         h('td', { class: 'num' }, e.revision ? String(e.revision) : ''),
-        h('td', {}, h('span', { class: 'badge ' + (refused ? 'bad' : 'ok') }, refused ? 'refused' + (e.status ? ' ' + e.status : '') + (e.sampled ? ' ×' + e.count + ' (sampled)' : '') : 'ok'), e.error || e.reason ? h('div', { class: 'small muted' }, e.error || e.reason) : null),
+        h('td', {}, h('span', { class: 'badge ' + (refused ? 'bad' : 'ok') }, refused ? 'refused' + (e.status ? ' ' + e.status : '') + (e.sampled ? ' ×' + e.count + ' (sampled)' : '') : 'ok'),
+          e.emergency ? h('span', { class: 'badge warn', 'data-test': 'audit-emergency' }, 'emergency: ' + e.emergency) : null,
+          e.error || e.reason ? h('div', { class: 'small muted' }, e.error || e.reason) : null),
         h('td', { class: 'mono small' }, e.client || e.client_addr || e.remote || ''),
         h('td', { class: 'mono small' }, e.request_id || '')));
     }

@@ -4,6 +4,7 @@ import { h, mount, globMatch, closeModals, modal } from './dom.js';
 import * as api from './api.js';
 import { servicesPage, workspacePage, groupsPage } from './services.js';
 import { pinsPage, auditPage, routesPage } from './admin.js';
+import { changesPage } from './changes.js';
 
 const root = document.getElementById('app');
 const flashBox = h('div', { class: 'flash', 'aria-live': 'polite', 'data-test': 'flash' });
@@ -114,7 +115,7 @@ async function signOut() {
 }
 
 const navItems = [
-  ['services', 'Services'], ['shared', 'Shared groups'], ['routes', 'Routes'], ['pins', 'Pins'], ['audit', 'Audit'],
+  ['services', 'Services'], ['shared', 'Shared groups'], ['changes', 'Changes'], ['routes', 'Routes'], ['pins', 'Pins'], ['audit', 'Audit'],
 ];
 
 function shell() {
@@ -162,6 +163,7 @@ async function route() {
         if (parts[1]) await workspacePage(app, 'group', parts[1], parts[2] || 'files');
         else await groupsPage(app);
         break;
+      case 'changes': await changesPage(app, parts[1], parts[2], parts[3]); break;
       case 'routes': await routesPage(app, parts[1] || 'files'); break;
       case 'pins': await pinsPage(app); break;
       case 'audit': await auditPage(app); break;

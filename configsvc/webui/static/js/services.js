@@ -5,6 +5,7 @@ import * as api from './api.js';
 import { createEditor } from './editor.js';
 import { check, formatOf } from './validate.js';
 import { renderTextDiff, renderFileDiff, parseUnified } from './diff.js';
+import { dryRunPanel, governControls, submitted, changeHref } from './changes.js';
 
 const SYSTEM = 'sluice-system';
 
@@ -186,6 +187,7 @@ async function filesTab(ws) {
   const pane = h('div', { class: 'pane' });
   const bar = h('div', { class: 'row mt' });
   const notices = h('div', { 'data-test': 'notices' });
+  const pending = h('div', { 'data-test': 'pending' }); // open change requests
 
   const names = () => [...new Set([...Object.keys(st.live), ...Object.keys(st.draft)])].sort();
   const current = (f) => (f in st.draft ? st.draft[f] : st.live[f]);
@@ -282,40 +284,55 @@ async function filesTab(ws) {
 
   async function review() {
     const files = changed();
-    let users = null;
-    if (ws.kind === 'group') {
-      try { users = api.list(await api.get(ws.base + '/users'), 'users', 'services').map(nameOf); } catch (e) { app.showError(e, 'Services using this group'); }
+    const changes = files.map((f) => (st.draft[f] === null ? { file: f, delete: true } : { file: f, content: st.draft[f] }));
+    // The dry run: validation (formats and schemas), the diff, who it would
+    // hit, and whether an approval policy makes the publish a change request.
+    let dry = null, dryErr = null;
+    try {
+      dry = await api.post(ws.base + '/revisions?dry_run=true', { base_revision: st.base, changes });
+    } catch (e) {
+      if (e.status === 401) return; // the sign-in dialog is open; review again once signed in
+      if (e.status === 409) { await conflict('Someone published while you were editing; nothing was overwritten.'); return; }
+      dryErr = e;
     }
+    if (dry && !dry.valid) markViolations(dry.violations || [], false);
     const msg = h('input', { class: 'message', placeholder: 'What changed and why', maxlength: 4096, 'data-test': 'message', 'aria-label': 'Publish message' });
-    const go = h('button', { class: 'primary', 'data-test': 'confirm-publish' }, 'Publish revision ' + (st.base + 1));
+    const go = h('button', { class: 'primary', 'data-test': 'confirm-publish' });
+    const gov = governControls(app, go, 'Publish revision ' + (st.base + 1));
+    gov.update(dry);
     const m = modal('Publish ' + files.length + (files.length === 1 ? ' file' : ' files') + ' to ' + ws.name,
-      users ? h('div', { class: 'notice', 'data-test': 'affected' }, users.length ? ['This shared group reaches ', users.length, users.length === 1 ? ' service: ' : ' services: ', users.map((u) => h('span', { class: 'chip' }, u))] : 'No service uses this group yet.') : null,
+      dry ? dryRunPanel(dry) : h('div', { class: 'notice error', 'data-test': 'dry-run-failed' }, 'The dry run failed (', dryErr.message, '): validation and blast radius are unknown.'),
       h('p', { class: 'muted' }, 'Diff against live revision ', String(st.base), ':'),
       h('div', { 'data-test': 'publish-diff' }, diffsFor(files, st.live)),
       h('label', { class: 'stack' }, 'Message', msg),
+      gov.el,
       h('div', { class: 'actions' }, h('button', { onclick: () => m.close() }, 'Cancel'), go));
     msg.focus();
     go.addEventListener('click', async () => {
+      let headers;
+      try { headers = gov.headers({ 'If-Match': '"' + st.base + '"' }); } catch (e) { app.flash(e.message, 'error'); return; }
       go.disabled = true;
       st.busy = true;
-      const changes = files.map((f) => (st.draft[f] === null ? { file: f, delete: true } : { file: f, content: st.draft[f] }));
       try {
-        const res = await api.post(ws.base + '/revisions', { base_revision: st.base, message: msg.value, changes }, { headers: { 'If-Match': '"' + st.base + '"' } });
+        const res = await api.request('POST', ws.base + '/revisions', { base_revision: st.base, message: msg.value, changes }, { headers, response: true });
+        const v = await res.json();
         m.close();
-        const rev = revOf(res) || st.base + 1;
+        if (res.status === 202) {
+          st.draft = {};
+          app.guard.dirty = null;
+          submitted(app, v);
+          return;
+        }
+        const rev = revOf(v) || st.base + 1;
         app.flash('Published revision ' + rev, 'ok');
         await reload(rev);
       } catch (e) {
         go.disabled = false;
         if (e.status === 422 && e.details && e.details.file) {
           m.close();
-          const f = e.details.file;
-          // The message repeats "file:line:column: "; the editor shows the position itself.
-          const msg = e.message.startsWith(f + ':') ? e.message.slice(f.length).replace(/^(:\d+){0,2}: /, '') : e.message;
-          st.serverErr[f] = [{ line: +e.details.line || 0, column: +e.details.column || 0, message: msg }];
-          select(f);
+          markViolations(Array.isArray(e.details.violations) ? e.details.violations
+            : [{ file: e.details.file, line: e.details.line, column: e.details.column, message: e.message }], true);
           app.showError(e, 'Not published');
-          if (editor && e.details.line) editor.focusLine(+e.details.line, +e.details.column || 1);
         } else if (e.status === 409 || e.status === 412) {
           m.close();
           await conflict('Someone published while you were editing; nothing was overwritten.');
@@ -328,6 +345,25 @@ async function filesTab(ws) {
     });
   }
 
+  // markViolations marks violations ({file, line, column, pointer,
+  // keyword, message}: a schema refusal's list, or one parse error) at
+  // their lines in the editor, and shows the first file; focus moves the
+  // cursor there.
+  function markViolations(list, focus) {
+    if (!list.length) return;
+    for (const f of new Set(list.map((v) => v.file))) st.serverErr[f] = [];
+    for (const v of list) {
+      if (!v.file) continue;
+      // A parse error's message repeats "file:line:column: "; the editor shows the position itself.
+      let text = v.message || '';
+      if (text.startsWith(v.file + ':')) text = text.slice(v.file.length).replace(/^(:\d+){0,2}: /, '');
+      st.serverErr[v.file].push({ line: +v.line || 0, column: +v.column || 0, message: (v.pointer ? v.pointer + ': ' : '') + text, keyword: v.keyword });
+    }
+    const first = list.find((v) => v.file);
+    if (!first) return;
+    select(first.file);
+    if (focus && editor && first.line) editor.focusLine(+first.line, +first.column || 1);
+  }
   async function reload(expect) {
     const s = await loadSnapshot(ws);
     st.live = s.files;
@@ -359,7 +395,15 @@ async function filesTab(ws) {
   }
 
   // Live updates: a new revision reloads a clean editor, and warns a dirty one.
-  const es = new EventSource('/v1' + ws.base + '/watch?since=' + st.base);
+  const es = new EventSource('/v1' + ws.base + '/watch?changes=true&since=' + st.base);
+  es.addEventListener('change', (ev) => {
+    try {
+      const n = JSON.parse(ev.data);
+      app.flash('Change request ' + n.id + ' ' + n.event + ' by ' + (n.actor || 'someone') + '.', 'info');
+      clear(pending);
+      showOpenChanges(ws, pending);
+    } catch (_) { /* a malformed event: the stream goes on */ }
+  });
   app.onCleanup(() => es.close());
   es.addEventListener('revision', async (ev) => {
     let r = {};
@@ -399,12 +443,25 @@ async function filesTab(ws) {
   }
 
   const left = h('div', { class: 'panel' }, list, ws.editable ? addFileForm() : null);
-  mount(ws.body, notices, h('div', { class: 'workspace' }, left, h('div', {}, h('div', { class: 'panel' }, pane, ws.editable ? bar : null))));
+  mount(ws.body, pending, notices, h('div', { class: 'workspace' }, left, h('div', {}, h('div', { class: 'panel' }, pane, ws.editable ? bar : null))));
   for (const f of names()) validate(f);
   st.selected = names()[0] || null;
   renderList();
   renderPane();
   renderBar();
+  await showOpenChanges(ws, pending);
+}
+
+// showOpenChanges lists the open change requests of the service or group
+// above its files.
+async function showOpenChanges(ws, box) {
+  let crs = [];
+  try { crs = api.list(await api.get(ws.base + '/changes'), 'changes'); } catch (_) { return; /* the files are what matters here */ }
+  if (!crs.length) return;
+  mount(box, h('div', { class: 'notice', 'data-test': 'open-changes' },
+    crs.length === 1 ? 'A change request waits for approval: ' : crs.length + ' change requests wait for approval: ',
+    crs.map((c) => h('a', { class: 'chip', href: changeHref(c.kind, c.name, c.id), title: (c.message || '').split('\n')[0] },
+      c.id + ' by ' + c.author + ' (' + c.approvals + '/' + c.policy.approvals + ')'))));
 }
 
 // ---------------------------------------------------------------- history
@@ -482,24 +539,56 @@ async function historyTab(ws) {
       h('option', { value: '' }, (ws.kind === 'group' ? 'The whole group' : 'The whole service') + ' (' + all.length + (all.length === 1 ? ' file' : ' files') + ')'),
       all.map((d) => h('option', { value: d.file }, 'Only ' + d.file)));
     const view = h('div', { 'data-test': 'rollback-diff' });
+    const dryBox = h('div', { 'data-test': 'rollback-dry-run' });
     const msg = h('input', { class: 'message', value: 'rollback to revision ' + n, 'data-test': 'message', 'aria-label': 'Rollback message' });
-    const go = h('button', { class: 'danger primary', 'data-test': 'confirm-rollback', disabled: !all.length }, 'Publish rollback');
-    const show = () => mount(view, renderDiffs(scope.value ? all.filter((d) => d.file === scope.value) : all));
+    const go = h('button', { class: 'danger primary', 'data-test': 'confirm-rollback' });
+    const gov = governControls(app, go, 'Publish rollback');
+    const body = () => {
+      const b = { to_revision: n, base_revision: headRev, message: msg.value };
+      if (scope.value) b.files = [scope.value];
+      return b;
+    };
+    // The dry run of the chosen scope: what the rollback restores is
+    // validated against the schemas of revision n, and reaches the same
+    // instances as any publish.
+    let seq = 0;
+    async function dryRun() {
+      const mine = ++seq;
+      gov.update(null, true);
+      let d = null;
+      try { d = await api.post(ws.base + '/rollback?dry_run=true', body()); } catch (e) {
+        if (mine !== seq) return;
+        if (e.status === 401) { m.close(); return; }
+        mount(dryBox, h('div', { class: 'notice error', 'data-test': 'dry-run-failed' }, 'The dry run failed (', e.message, '): validation and blast radius are unknown.'));
+        gov.update(null, !all.length || e.status === 409);
+        return;
+      }
+      if (mine !== seq) return;
+      mount(dryBox, dryRunPanel(d));
+      gov.update(d, !all.length);
+    }
+    const show = () => { mount(view, renderDiffs(scope.value ? all.filter((d) => d.file === scope.value) : all)); dryRun(); };
     scope.addEventListener('change', show);
-    show();
     const m = modal('Roll back ' + ws.name + ' to revision ' + n,
       h('p', {}, 'This publishes a new revision whose content equals revision ' + n + '. History is kept. The change it will apply to the live revision ' + headRev + ':'),
-      h('div', { class: 'row' }, scope), view,
+      h('div', { class: 'row' }, scope), dryBox, view,
       h('label', { class: 'stack' }, 'Message', msg),
+      gov.el,
       h('div', { class: 'actions' }, h('button', { onclick: () => m.close() }, 'Cancel'), go));
+    show();
     go.addEventListener('click', async () => {
+      let headers;
+      try { headers = gov.headers(); } catch (e) { app.flash(e.message, 'error'); return; }
       go.disabled = true;
-      const body = { to_revision: n, base_revision: headRev, message: msg.value };
-      if (scope.value) body.files = [scope.value];
       try {
-        const res = await api.post(ws.base + '/rollback', body);
+        const res = await api.request('POST', ws.base + '/rollback', body(), { headers, response: true });
+        const v = await res.json();
         m.close();
-        app.flash('Rolled back: revision ' + (revOf(res) || headRev + 1) + ' restores revision ' + n, 'ok');
+        if (res.status === 202) {
+          submitted(app, v);
+          return;
+        }
+        app.flash('Rolled back: revision ' + (revOf(v) || headRev + 1) + ' restores revision ' + n, 'ok');
         revs.length = 0; fromSel = 0; toSel = 0;
         await load();
         if (revs[0]) setHeadRevision(revOf(revs[0]));
