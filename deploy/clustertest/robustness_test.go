@@ -432,7 +432,7 @@ func TestRobustnessLinearizableUnderLeaderAndServerKills(t *testing.T) {
 		if serverTurn {
 			next = nextServer
 		}
-		if next.After(end) {
+		if !next.Before(end) {
 			break
 		}
 		time.Sleep(time.Until(next))
@@ -481,7 +481,8 @@ func TestRobustnessLinearizableUnderLeaderAndServerKills(t *testing.T) {
 	t.Logf("%v with %d ZooKeeper leader kills and %d server kills: %d operations in the history (%s); porcupine: %s in %v",
 		dur, leaderKills, serverKills, len(ops), r.tally(), res, took)
 	if res != porcupine.Ok {
-		dir := keepHistory(t, model, init, ops, info, logs, ens)
+		dir := artifactDir(t)
+		keepHistory(t, dir, model, init, ops, info, logs, ens)
 		what := "NOT linearizable"
 		if res == porcupine.Unknown {
 			what = fmt.Sprintf("not checked: porcupine ran out of its %v", robustCheckTimeout)
@@ -594,13 +595,11 @@ type historyEntry struct {
 	Meta   opMeta `json:"meta"`
 }
 
-// keepHistory writes a history that failed its check, porcupine's
-// visualization of it and the processes' logs to
+// artifactDir is the folder kept for a failed robustness check:
 // test-output/robustness/<test>-<time>/ at the repository root (or under
-// the temp dir when the root is not found) and returns the folder. Server
-// logs are redacted; failures to copy are logged, not fatal.
-func keepHistory(t *testing.T, model porcupine.Model, init regState, ops []porcupine.Operation, info porcupine.LinearizationInfo, logs []string, ens *zktest.Ensemble) string {
-	t.Helper()
+// the temp dir when the root is not found). CI keeps the workspace, so it
+// can be looked at after a failed run.
+func artifactDir(t *testing.T) string {
 	root := os.TempDir()
 	if wd, err := os.Getwd(); err == nil {
 		for d := wd; filepath.Dir(d) != d; d = filepath.Dir(d) {
@@ -611,10 +610,19 @@ func keepHistory(t *testing.T, model porcupine.Model, init regState, ops []porcu
 		}
 	}
 	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
-	dir := filepath.Join(root, "test-output", "robustness", name+"-"+time.Now().Format("20060102-150405"))
+	return filepath.Join(root, "test-output", "robustness", name+"-"+time.Now().Format("20060102-150405"))
+}
+
+// keepHistory writes a history that failed its check (history.json),
+// porcupine's visualization of it (visualization.html) and, when given,
+// the processes' logs and the ensemble's logs and transaction logs to dir.
+// Server logs are redacted; failures to copy a log are logged, the others
+// fail the test.
+func keepHistory(t *testing.T, dir string, model porcupine.Model, init regState, ops []porcupine.Operation, info porcupine.LinearizationInfo, logs []string, ens *zktest.Ensemble) {
+	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Errorf("keep the history: %v", err)
-		return dir
+		return
 	}
 	entries := make([]historyEntry, len(ops))
 	for i, op := range ops {
@@ -645,6 +653,9 @@ func keepHistory(t *testing.T, model porcupine.Model, init regState, ops []porcu
 			t.Logf("keep %s: %v", l, err)
 		}
 	}
+	if ens == nil {
+		return
+	}
 	// ZooKeeper's logs, configuration and transaction logs, to tell a store
 	// that lost data from a client that misread it.
 	for i := range ens.Size() {
@@ -659,7 +670,6 @@ func keepHistory(t *testing.T, model porcupine.Model, init regState, ops []porcu
 			}
 		}
 	}
-	return dir
 }
 
 func copyFile(src, dst string) error {
@@ -791,5 +801,52 @@ func TestRobustnessCheckerCatchesViolations(t *testing.T) {
 				t.Fatalf("checker says %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestRobustnessKeepsFailingHistory: the artifacts of a failed check are a
+// history.json that reads back as the checked history and porcupine's
+// visualization of it.
+func TestRobustnessKeepsFailingHistory(t *testing.T) {
+	init := regState{Rev: 1, Value: "v1"}
+	ops := []porcupine.Operation{
+		{ClientId: 0, Input: regInput{Kind: opPut, Value: "a"}, Call: 0, Output: regOutput{Outcome: outOK, Rev: 2}, Return: 10, Metadata: opMeta{Server: "http://a"}},
+		{ClientId: 1, Input: regInput{Kind: opRead}, Call: 20, Output: regOutput{Outcome: outOK, Rev: 1, Value: "v1"}, Return: 30, Metadata: opMeta{Server: "http://b"}},
+		{ClientId: 2, Input: regInput{Kind: opCAS, Expect: 2, Value: "b"}, Call: 40, Output: regOutput{Outcome: outUnknown}, Return: math.MaxInt64, Metadata: opMeta{Server: "http://a", Err: "HTTP 503"}},
+	}
+	model := registerModel(init)
+	res, info := porcupine.CheckOperationsVerbose(model, ops, 10*time.Second)
+	if res != porcupine.Illegal {
+		t.Fatalf("checker says %s for a stale read, want Illegal", res)
+	}
+	dir := filepath.Join(t.TempDir(), "kept")
+	keepHistory(t, dir, model, init, ops, info, nil, nil)
+
+	b, err := os.ReadFile(filepath.Join(dir, "history.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept struct {
+		Init       regState       `json:"init"`
+		Operations []historyEntry `json:"operations"`
+	}
+	if err := json.Unmarshal(b, &kept); err != nil {
+		t.Fatalf("history.json: %v", err)
+	}
+	if kept.Init != init || len(kept.Operations) != len(ops) {
+		t.Fatalf("history.json holds init %+v and %d operations, want %+v and %d", kept.Init, len(kept.Operations), init, len(ops))
+	}
+	for i, op := range ops {
+		k := kept.Operations[i]
+		if k.Input != op.Input || k.Output != op.Output || k.Call != op.Call || k.Return != op.Return || k.Meta != op.Metadata || k.Client != op.ClientId {
+			t.Errorf("history.json operation %d is %+v, want %+v", i, k, op)
+		}
+	}
+	html, err := os.ReadFile(filepath.Join(dir, "visualization.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "read() → r1"; !strings.Contains(string(html), want) {
+		t.Errorf("visualization.html (%d bytes) does not show the stale read %q", len(html), want)
 	}
 }
