@@ -478,8 +478,9 @@ func TestRobustnessLinearizableUnderLeaderAndServerKills(t *testing.T) {
 	began := time.Now()
 	res, info := porcupine.CheckOperationsVerbose(model, ops, robustCheckTimeout)
 	took := time.Since(began).Round(time.Millisecond)
-	t.Logf("%v with %d ZooKeeper leader kills and %d server kills: %d operations in the history (%s); porcupine: %s in %v",
-		dur, leaderKills, serverKills, len(ops), r.tally(), res, took)
+	unknown, seen := unknownWrites(ops)
+	t.Logf("%v with %d ZooKeeper leader kills and %d server kills: %d operations in the history (%s); %d writes of unknown outcome, %d of them read later; porcupine: %s in %v",
+		dur, leaderKills, serverKills, len(ops), r.tally(), unknown, seen, res, took)
 	if res != porcupine.Ok {
 		dir := artifactDir(t)
 		keepHistory(t, dir, model, init, ops, info, logs, ens)
@@ -512,6 +513,26 @@ func TestRobustnessLinearizableUnderLeaderAndServerKills(t *testing.T) {
 			t.Logf("self-test %s: Illegal once %s", inj.name, what)
 		}
 	}
+}
+
+// unknownWrites counts the writes of unknown outcome in ops, and those of
+// them whose value a read returned (so they took effect).
+func unknownWrites(ops []porcupine.Operation) (unknown, seen int) {
+	read := map[string]bool{}
+	for _, op := range ops {
+		if op.Input.(regInput).Kind == opRead {
+			read[op.Output.(regOutput).Value] = true
+		}
+	}
+	for _, op := range ops {
+		if op.Output.(regOutput).Outcome == outUnknown {
+			unknown++
+			if read[op.Input.(regInput).Value] {
+				seen++
+			}
+		}
+	}
+	return unknown, seen
 }
 
 // ackedWrites returns the index of every write acknowledged with a
