@@ -411,8 +411,10 @@ func TestRobustnessLinearizableUnderLeaderAndServerKills(t *testing.T) {
 	t.Logf("robustness run of %v, %d clients, seed %d", dur, robustClients, seed)
 	r.rec.start = time.Now()
 	ctx, stop := context.WithTimeout(context.Background(), dur)
-	defer stop()
 	var wg sync.WaitGroup
+	// Should the harness fail the test early, the clients end before the
+	// cleanups stop the processes.
+	defer func() { stop(); wg.Wait() }()
 	for w := range robustClients {
 		wg.Add(1)
 		go func() {
