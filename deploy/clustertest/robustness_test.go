@@ -47,7 +47,8 @@ const (
 	// (nothing was proved).
 	robustCheckTimeout = 60 * time.Second
 	// robustPause is the least pause of a client between two rounds (read,
-	// then maybe a write); it keeps the history to a few thousand operations.
+	// then maybe a write); it keeps the default run to about 9 000
+	// operations.
 	robustPause = 20 * time.Millisecond
 
 	robustService = "robust"
