@@ -45,7 +45,13 @@ func (s *Store) changeLink(ctx context.Context, svc, group string, link bool) er
 	ref := configsvc.Service(svc)
 	unsure := false // an earlier attempt may have landed
 	for attempt := 0; attempt < maxPublishAttempts; attempt++ {
-		h, stat, err := s.readHead(ctx, ref)
+		// The first read after a sync: the answers "already linked" and
+		// "not linked" must hold for the ensemble, not a lagging server.
+		read := s.readHead
+		if attempt == 0 {
+			read = s.readHeadSynced
+		}
+		h, stat, err := read(ctx, ref)
 		if err != nil {
 			return mapErr(what, err)
 		}
@@ -100,8 +106,8 @@ func (s *Store) changeLink(ctx context.Context, svc, group string, link bool) er
 	return fmt.Errorf("%s: the service head kept changing: %w", what, configsvc.ErrConflict)
 }
 
-// Users returns the services linked to group, sorted. ErrNotFound if the
-// group does not exist.
+// Users returns the services linked to group, sorted, as a linearizable
+// read (after a sync). ErrNotFound if the group does not exist.
 func (s *Store) Users(ctx context.Context, group string) ([]string, error) {
 	what := "zkstore: users of group " + group
 	if err := configsvc.ValidateGroupName(group); err != nil {
@@ -109,6 +115,9 @@ func (s *Store) Users(ctx context.Context, group string) ([]string, error) {
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
+	if err := s.synced(ctx); err != nil {
+		return nil, mapErr(what, err)
+	}
 	users, err := s.children(ctx, s.refPath(configsvc.Group(group))+"/users")
 	if err != nil {
 		return nil, mapErr(what, err)

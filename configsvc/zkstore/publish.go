@@ -149,11 +149,16 @@ func (s *Store) newPublication(ref configsvc.Ref, cs configsvc.Changeset) *publi
 func (s *Store) publishBase(ctx context.Context, p *publication, again, unsure bool) (base cachedHead, landed bool, err error) {
 	ref, n := p.ref, p.doc.Revision
 	if again {
-		if err := s.do(ctx, func(c *zk.Conn) error { _, err := c.Sync(s.headPath(ref)); return err }); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		if err := s.synced(ctx); err != nil {
 			return cachedHead{}, false, s.publishErr("", err, unsure)
 		}
 	}
 	h, stat, err := s.readHead(ctx, ref)
+	if err == nil && h.Revision != p.cs.Base && !again {
+		// This store's server may be behind: a conflict must hold for the
+		// ensemble, so read the head again after a sync before saying so.
+		h, stat, err = s.readHeadSynced(ctx, ref)
+	}
 	if err != nil {
 		return cachedHead{}, false, s.publishErr("", err, unsure)
 	}

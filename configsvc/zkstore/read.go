@@ -12,9 +12,33 @@ import (
 
 // manifestAt returns the manifest of ref at revision rev (0 = head) as
 // file → revision whose content node holds the file, with the resolved
-// revision number. The head and, for an older revision, the revision node
-// are read together (pipelined): one round trip either way.
+// revision number, as a linearizable read (see syncer): the head after a
+// sync. A revision below the head is immutable, so for rev > 0 the sync is
+// only needed when this store's server does not have rev yet: it is read
+// first, and read again after a sync only if rev is past the head it
+// answered with.
 func (s *Store) manifestAt(ctx context.Context, ref configsvc.Ref, rev int64) (map[string]int64, int64, error) {
+	if rev == 0 {
+		if err := s.synced(ctx); err != nil {
+			return nil, 0, err
+		}
+		return s.readManifest(ctx, ref, 0)
+	}
+	m, at, err := s.readManifest(ctx, ref, rev)
+	var past *pastHeadError
+	if errors.As(err, &past) {
+		if err := s.synced(ctx); err != nil {
+			return nil, 0, err
+		}
+		return s.readManifest(ctx, ref, rev)
+	}
+	return m, at, err
+}
+
+// readManifest is manifestAt without the sync. The head and, for an older
+// revision, the revision node are read together (pipelined): one round
+// trip either way.
+func (s *Store) readManifest(ctx context.Context, ref configsvc.Ref, rev int64) (map[string]int64, int64, error) {
 	paths := []string{s.headPath(ref)}
 	if rev > 0 {
 		paths = append(paths, s.revPath(ref, rev))
@@ -50,17 +74,32 @@ func (s *Store) manifestAt(ctx context.Context, ref configsvc.Ref, rev int64) (m
 	return d.Files, rev, nil
 }
 
-// checkRange reports ErrNotFound for a revision past the head (or below
-// 1) and ErrCompacted for one below the retention boundary.
+// checkRange reports ErrNotFound for a revision past the head (a
+// *pastHeadError) or below 1, and ErrCompacted for one below the retention
+// boundary.
 func checkRange(h *headDoc, rev int64) error {
 	switch {
-	case rev < 1 || rev > h.Revision:
+	case rev > h.Revision:
+		return &pastHeadError{rev: rev, head: h.Revision}
+	case rev < 1:
 		return fmt.Errorf("revision %d does not exist (head is %d): %w", rev, h.Revision, configsvc.ErrNotFound)
 	case rev < h.First:
 		return fmt.Errorf("revision %d was pruned (oldest kept is %d): %w", rev, h.First, configsvc.ErrCompacted)
 	}
 	return nil
 }
+
+// pastHeadError reports a revision past the head a server answered with:
+// it does not exist, or that server has not applied it yet (a reader that
+// did not sync tries again after one). It matches configsvc.ErrNotFound.
+type pastHeadError struct{ rev, head int64 }
+
+func (e *pastHeadError) Error() string {
+	return fmt.Sprintf("revision %d does not exist (head is %d): %v", e.rev, e.head, configsvc.ErrNotFound)
+}
+
+// Is reports whether target is configsvc.ErrNotFound.
+func (e *pastHeadError) Is(target error) bool { return target == configsvc.ErrNotFound }
 
 // readRev reads a retained revision node. A node pruned between the head
 // read and this read is reported as compacted.
@@ -183,7 +222,16 @@ func (s *Store) Revisions(ctx context.Context, ref configsvc.Ref, before int64, 
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	h, _, err := s.readHead(ctx, ref)
+	// From the head: a linearizable read. Before an older revision: the
+	// revisions below it are immutable, so only a server that has not
+	// applied before-1 yet needs the sync.
+	var h *headDoc
+	var err error
+	if before == 0 {
+		h, _, err = s.readHeadSynced(ctx, ref)
+	} else if h, _, err = s.readHead(ctx, ref); err == nil && before-1 > h.Revision {
+		h, _, err = s.readHeadSynced(ctx, ref)
+	}
 	if err != nil {
 		return nil, mapErr(what, err)
 	}
@@ -226,7 +274,16 @@ func (s *Store) Revision(ctx context.Context, ref configsvc.Ref, n int64) (confi
 	if err != nil {
 		return configsvc.Revision{}, mapErr(what, err)
 	}
-	if err := checkRange(h, n); err != nil {
+	err = checkRange(h, n)
+	var past *pastHeadError
+	if errors.As(err, &past) {
+		// Not on this server yet, or not at all: ask again after a sync.
+		if h, _, err = s.readHeadSynced(ctx, ref); err != nil {
+			return configsvc.Revision{}, mapErr(what, err)
+		}
+		err = checkRange(h, n)
+	}
+	if err != nil {
 		return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
 	}
 	r, err := s.fullRevision(ctx, ref, n, nil)

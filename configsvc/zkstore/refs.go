@@ -67,7 +67,13 @@ func (s *Store) Delete(ctx context.Context, ref configsvc.Ref) error {
 	what := "zkstore: delete " + ref.String()
 	skip := map[int]bool{}
 	for attempt := 0; ; attempt++ {
-		h, stat, err := s.readHead(ctx, ref)
+		// The first read after a sync, so that a service created through
+		// another store just before is not reported missing.
+		read := s.readHead
+		if attempt == 0 {
+			read = s.readHeadSynced
+		}
+		h, stat, err := read(ctx, ref)
 		if errors.Is(err, configsvc.ErrNotFound) {
 			_, _, err := s.get(ctx, s.refPath(ref))
 			if err != nil {
@@ -161,13 +167,17 @@ func (s *Store) removeTree(ctx context.Context, p string) error {
 	return err
 }
 
-// List returns the names of all services or all groups, sorted.
+// List returns the names of all services or all groups, sorted, as a
+// linearizable read (after a sync).
 func (s *Store) List(ctx context.Context, kind configsvc.Kind) ([]string, error) {
 	if kind != configsvc.KindService && kind != configsvc.KindGroup {
 		return nil, fmt.Errorf("zkstore: list: %w", &configsvc.FieldError{Field: "kind", Value: kind.String(), Msg: "must be service or group"})
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
+	if err := s.synced(ctx); err != nil {
+		return nil, mapErr("zkstore: list "+kind.String()+"s", err)
+	}
 	names, err := s.children(ctx, s.kindPath(kind))
 	if err != nil {
 		return nil, mapErr("zkstore: list "+kind.String()+"s", err)
@@ -179,14 +189,17 @@ func (s *Store) List(ctx context.Context, kind configsvc.Kind) ([]string, error)
 	return names, nil
 }
 
-// Head returns the current head manifest. ErrNotFound if ref does not exist.
+// Head returns the current head manifest, as a linearizable read: after a
+// sync (see syncer), so that it shows every publish acknowledged before the
+// call, through any store on the ensemble. ErrNotFound if ref does not
+// exist.
 func (s *Store) Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, error) {
 	if err := ref.Validate(); err != nil {
 		return configsvc.Head{}, fmt.Errorf("zkstore: head: %w", err)
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	h, stat, err := s.readHead(ctx, ref)
+	h, stat, err := s.readHeadSynced(ctx, ref)
 	if err != nil {
 		return configsvc.Head{}, mapErr("zkstore: head "+ref.String(), err)
 	}
@@ -194,8 +207,17 @@ func (s *Store) Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, er
 	return h.head(ref), nil
 }
 
-// readHead reads and decodes ref's head node. A missing head is
-// configsvc.ErrNotFound.
+// readHeadSynced is readHead after a sync: a linearizable read of the head.
+func (s *Store) readHeadSynced(ctx context.Context, ref configsvc.Ref) (*headDoc, *zk.Stat, error) {
+	if err := s.synced(ctx); err != nil {
+		return nil, nil, err
+	}
+	return s.readHead(ctx, ref)
+}
+
+// readHead reads and decodes ref's head node, as the store's server has
+// it (which may be behind the leader: see readHeadSynced). A missing head
+// is configsvc.ErrNotFound.
 func (s *Store) readHead(ctx context.Context, ref configsvc.Ref) (*headDoc, *zk.Stat, error) {
 	data, stat, err := s.get(ctx, s.headPath(ref))
 	if errors.Is(err, zk.ErrNoNode) {

@@ -49,6 +49,7 @@ type Store struct {
 
 	revs  *revCache  // revisions read by watchers
 	heads *headCache // heads a publish may build on without reading
+	syncs *syncer    // the shared syncs that make reads linearizable
 }
 
 // Open connects to ZooKeeper, waits for a session, authenticates when
@@ -75,6 +76,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		heads:        newHeadCache(),
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
+	s.syncs = newSyncer(s.syncRound, s.bg.Go, configsvc.ErrClosed)
 	s.acl, s.instACL = buildACLs(cfg)
 	conn, events, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
 		zk.WithLogger(zkLogger{s.log}), zk.WithLogInfo(false), zk.WithEventCallback(s.onEvent))
@@ -268,6 +270,25 @@ func call[T any](ctx context.Context, s *Store, fn func(c *zk.Conn) (T, error)) 
 	case <-s.bg.Done():
 		return zero, configsvc.ErrClosed
 	}
+}
+
+// syncRound sends one sync and waits for its answer, within the store's
+// operation timeout: the round serves every reader waiting for it, so no
+// single reader's ctx bounds it.
+func (s *Store) syncRound() error {
+	ctx, cancel := s.opCtx(s.life)
+	defer cancel()
+	return s.do(ctx, func(c *zk.Conn) error {
+		_, err := c.Sync("/")
+		return err
+	})
+}
+
+// synced returns once this store's ZooKeeper server has caught up with
+// every write acknowledged before synced was called (see syncer), so that
+// the reads that follow on the session are linearizable.
+func (s *Store) synced(ctx context.Context) error {
+	return s.syncs.wait(ctx)
 }
 
 type node struct {
