@@ -140,7 +140,7 @@ func Open(path string, opts Options) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return ensureGeneration(meta, opts.Now)
 	})
 	if err != nil {
 		db.Close()

@@ -23,6 +23,8 @@ type metrics struct {
 	watchers    *prometheus.GaugeVec     // sluice_watch_subscribers{stream}
 	storeErrors prometheus.Counter       // sluice_store_errors_total
 	refusals    *prometheus.CounterVec   // sluice_http_refusals_total{reason}
+	rewrites    *prometheus.CounterVec   // sluice_watch_rewrites_total{kind}
+	behind      prometheus.Counter       // sluice_watch_behind_total
 }
 
 // The reason label values of sluice_http_refusals_total.
@@ -78,8 +80,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sluice_http_refusals_total",
 			Help: "Admin API requests refused, by reason: unauthenticated (401) or forbidden (403); every one, whether or not the sampled audit wrote it.",
 		}, []string{"reason"}),
+		rewrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_watch_rewrites_total",
+			Help: "Revision streams ended because the store's history was rewritten (a restore or import and a generation bump, or revision numbers issued again), by kind (service or group); each stream's client reloads.",
+		}, []string{"kind"}),
+		behind: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_watch_behind_total",
+			Help: "Revision streams refused with 503 behind: the client holds a revision the store does not have, even after a sync.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.publishes, m.watchers, m.storeErrors, m.refusals} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.publishes, m.watchers, m.storeErrors, m.refusals, m.rewrites, m.behind} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
 		}

@@ -191,8 +191,15 @@ func (p *publication) transaction(base cachedHead) ([]any, *headDoc, error) {
 	for name, m := range manifest {
 		p.doc.Files[name] = m.Revision
 	}
+	// The revision names the one it is published on, so that a follower
+	// can tell this history from a rewritten one (configsvc.Identity).
+	p.doc.Parent = base.doc.PublishID
+	p.rev.Parent, p.rev.Generation = base.doc.PublishID, base.doc.Generation
+	if p.latest != nil {
+		p.latest.Parent = base.doc.PublishID
+	}
 	head := &headDoc{Revision: n, Files: manifest, Links: base.doc.Links, Updated: p.doc.Time, Author: p.cs.Author,
-		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest}
+		First: base.doc.First, Epoch: base.doc.Epoch, Generation: base.doc.Generation, PublishID: p.doc.PublishID, Latest: p.latest}
 	if keep := int64(s.cfg.Retention); n-keep+1 > head.First {
 		head.First = n - keep + 1
 	}

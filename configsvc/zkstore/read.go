@@ -17,61 +17,61 @@ import (
 // only needed when this store's server does not have rev yet: it is read
 // first, and read again after a sync only if rev is past the head it
 // answered with.
-func (s *Store) manifestAt(ctx context.Context, ref configsvc.Ref, rev int64) (map[string]int64, int64, error) {
+func (s *Store) manifestAt(ctx context.Context, ref configsvc.Ref, rev int64) (map[string]int64, int64, configsvc.Identity, error) {
 	if rev == 0 {
 		if err := s.synced(ctx); err != nil {
-			return nil, 0, err
+			return nil, 0, configsvc.Identity{}, err
 		}
 		return s.readManifest(ctx, ref, 0)
 	}
-	m, at, err := s.readManifest(ctx, ref, rev)
+	m, at, id, err := s.readManifest(ctx, ref, rev)
 	var past *pastHeadError
 	if errors.As(err, &past) {
 		if err := s.synced(ctx); err != nil {
-			return nil, 0, err
+			return nil, 0, configsvc.Identity{}, err
 		}
 		return s.readManifest(ctx, ref, rev)
 	}
-	return m, at, err
+	return m, at, id, err
 }
 
 // readManifest is manifestAt without the sync. The head and, for an older
 // revision, the revision node are read together (pipelined): one round
-// trip either way.
-func (s *Store) readManifest(ctx context.Context, ref configsvc.Ref, rev int64) (map[string]int64, int64, error) {
+// trip either way. The identity is that of the resolved revision.
+func (s *Store) readManifest(ctx context.Context, ref configsvc.Ref, rev int64) (map[string]int64, int64, configsvc.Identity, error) {
 	paths := []string{s.headPath(ref)}
 	if rev > 0 {
 		paths = append(paths, s.revPath(ref, rev))
 	}
 	res, err := s.getMany(ctx, paths)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, configsvc.Identity{}, err
 	}
 	if res[0].err != nil {
-		return nil, 0, fmt.Errorf("%s does not exist: %w", ref, configsvc.ErrNotFound)
+		return nil, 0, configsvc.Identity{}, fmt.Errorf("%s does not exist: %w", ref, configsvc.ErrNotFound)
 	}
 	h, err := decodeHead(res[0].data)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, configsvc.Identity{}, err
 	}
 	if rev == 0 || rev == h.Revision {
 		m := make(map[string]int64, len(h.Files))
 		for name, meta := range h.Files {
 			m[name] = meta.Revision
 		}
-		return m, h.Revision, nil
+		return m, h.Revision, h.identity(), nil
 	}
 	if err := checkRange(h, rev); err != nil {
-		return nil, 0, err
+		return nil, 0, configsvc.Identity{}, err
 	}
 	if res[1].err != nil {
-		return nil, 0, fmt.Errorf("revision %d was pruned: %w", rev, configsvc.ErrCompacted)
+		return nil, 0, configsvc.Identity{}, fmt.Errorf("revision %d was pruned: %w", rev, configsvc.ErrCompacted)
 	}
 	d, err := decode[revDoc]("revision", res[1].data)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, configsvc.Identity{}, err
 	}
-	return d.Files, rev, nil
+	return d.Files, rev, configsvc.Identity{Generation: h.Generation, PublishID: d.PublishID}, nil
 }
 
 // checkRange reports ErrNotFound for a revision past the head (a
@@ -130,7 +130,7 @@ func (s *Store) File(ctx context.Context, ref configsvc.Ref, name string, rev in
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	m, _, err := s.manifestAt(ctx, ref, rev)
+	m, _, _, err := s.manifestAt(ctx, ref, rev)
 	if err != nil {
 		return nil, configsvc.FileMeta{}, mapErr(what, err)
 	}
@@ -167,7 +167,7 @@ func (s *Store) Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (con
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	m, at, err := s.manifestAt(ctx, ref, rev)
+	m, at, id, err := s.manifestAt(ctx, ref, rev)
 	if err != nil {
 		return configsvc.Snapshot{}, mapErr(what, err)
 	}
@@ -175,7 +175,7 @@ func (s *Store) Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (con
 	if err != nil {
 		return configsvc.Snapshot{}, mapErr(what, err)
 	}
-	return configsvc.Snapshot{Ref: ref, Revision: at, Files: files}, nil
+	return configsvc.Snapshot{Ref: ref, Revision: at, Files: files, Generation: id.Generation, PublishID: id.PublishID}, nil
 }
 
 // contents reads the content nodes of a manifest.
@@ -256,7 +256,9 @@ func (s *Store) Revisions(ctx context.Context, ref configsvc.Ref, before int64, 
 		if err != nil {
 			return nil, mapErr(what, err)
 		}
-		out = append(out, d.revision())
+		rev := d.revision()
+		rev.Generation = h.Generation
+		out = append(out, rev)
 	}
 	return out, nil
 }
@@ -290,6 +292,7 @@ func (s *Store) Revision(ctx context.Context, ref configsvc.Ref, n int64) (confi
 	if err != nil {
 		return configsvc.Revision{}, mapErr(what, err)
 	}
+	r.Generation = h.Generation
 	return r, nil
 }
 

@@ -13,18 +13,44 @@ import (
 )
 
 // Create creates an empty service or group at revision 0: its node, its
-// head, its epoch node and the directories below it, in one transaction.
-// ErrConflict if it exists; ErrInvalid for a bad name.
+// head (with the store's generation), its epoch node and the directories
+// below it, in one transaction that also checks the generation node's
+// version, so that a concurrent BumpGeneration cannot leave the new head
+// with the generation it replaced. ErrConflict if it exists; ErrInvalid
+// for a bad name.
 func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 	if err := ref.Validate(); err != nil {
 		return fmt.Errorf("zkstore: create: %w", err)
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
+	for attempt := 0; ; attempt++ {
+		err := s.create(ctx, ref)
+		if errors.Is(err, zk.ErrBadVersion) {
+			if attempt < maxPublishAttempts {
+				continue // the generation was bumped meanwhile
+			}
+			return fmt.Errorf("zkstore: create %s: the store generation kept changing: %w", ref, configsvc.ErrConflict)
+		}
+		return err
+	}
+}
+
+func (s *Store) create(ctx context.Context, ref configsvc.Ref) error {
+	gen, genVersion, err := s.readGeneration(ctx)
+	if errors.Is(err, configsvc.ErrNotFound) {
+		if err = s.ensureGeneration(ctx); err == nil {
+			gen, genVersion, err = s.readGeneration(ctx)
+		}
+	}
+	if err != nil {
+		return mapErr("zkstore: create "+ref.String()+": read the generation", err)
+	}
 	now := s.cfg.Now().UTC()
 	base := s.refPath(ref)
-	head := &headDoc{Files: map[string]configsvc.FileMeta{}, Updated: now, First: 1, Epoch: newID(8)}
+	head := &headDoc{Files: map[string]configsvc.FileMeta{}, Updated: now, First: 1, Epoch: newID(8), Generation: gen.ID}
 	ops := []any{
+		&zk.CheckVersionRequest{Path: s.generationPath(), Version: genVersion},
 		&zk.CreateRequest{Path: base, Data: mustJSON(refDoc{Kind: ref.Kind.String(), Name: ref.Name, Created: now, Pruned: 1}), Acl: s.acl},
 		&zk.CreateRequest{Path: s.headPath(ref), Data: mustJSON(head), Acl: s.acl},
 		&zk.CreateRequest{Path: s.epochPath(ref, head.Epoch), Acl: s.acl},
@@ -39,6 +65,9 @@ func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 	if _, err := s.multi(ctx, ops...); err != nil {
 		if errors.Is(err, zk.ErrNodeExists) {
 			return fmt.Errorf("zkstore: create %s: already exists: %w", ref, configsvc.ErrConflict)
+		}
+		if errors.Is(err, zk.ErrBadVersion) {
+			return err // Create reads the new generation and tries again
 		}
 		return mapErr("zkstore: create "+ref.String(), err)
 	}

@@ -123,7 +123,7 @@ func buildACLs(cfg Config) (all, inst []zk.ACL) {
 	return all, inst
 }
 
-// ensureTree creates the root and its fixed children.
+// ensureTree creates the root, its fixed children and the generation node.
 func (s *Store) ensureTree(ctx context.Context) error {
 	root := s.cfg.Root
 	parts := strings.Split(strings.TrimPrefix(root, "/"), "/")
@@ -139,7 +139,10 @@ func (s *Store) ensureTree(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.createIfMissing(ctx, root+"/instances", s.instACL)
+	if err := s.createIfMissing(ctx, root+"/instances", s.instACL); err != nil {
+		return err
+	}
+	return s.ensureGeneration(ctx)
 }
 
 func (s *Store) createIfMissing(ctx context.Context, p string, acl []zk.ACL) error {
@@ -439,7 +442,7 @@ func mapErr(what string, err error) error {
 	case errors.Is(err, configsvc.ErrNotFound), errors.Is(err, configsvc.ErrConflict),
 		errors.Is(err, configsvc.ErrInvalid), errors.Is(err, configsvc.ErrTooLarge),
 		errors.Is(err, configsvc.ErrUnavailable), errors.Is(err, configsvc.ErrCompacted),
-		errors.Is(err, configsvc.ErrClosed):
+		errors.Is(err, configsvc.ErrClosed), errors.Is(err, configsvc.ErrRewritten):
 		if prefix == "" {
 			return err
 		}
