@@ -616,7 +616,10 @@ func (c *Client) publishLocked(nv *view, commits []func()) {
 // notifyLocked reports what apply did: logs, metrics, the callbacks of the
 // changed files and the instance record.
 func (c *Client) notifyLocked(u update, step stepResult, changes []Change) {
-	if u.group == "" && u.snap != nil && c.fromCache.Load() {
+	if u.group == "" && (u.snap != nil || u.rev != nil) && c.fromCache.Load() {
+		// The service's state now comes from the store: a snapshot, or a
+		// revision on top of the cached one that the store's watch, which
+		// checked it follows the cached revision, delivered.
 		c.fromCache.Store(false)
 		c.log.Info("sdk: store reachable again, state synchronized", "revision", c.refs[""].rev)
 	}
