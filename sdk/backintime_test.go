@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
-	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/sdk"
 )
 
@@ -226,17 +224,8 @@ func TestFaultFailOverToLaggingServerNeverGoesBack(t *testing.T) {
 	e := mustBolt(t)
 	ctx := context.Background()
 	lag := newLaggingStore(e.pub)
-	newServer := func(st configsvc.Store) (*httpapi.Server, *httptest.Server) {
-		srv, err := httpapi.New(httpapi.Config{Store: st, Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts := httptest.NewServer(srv)
-		t.Cleanup(func() { srv.Close(); ts.Close() })
-		return srv, ts
-	}
-	srvA, tsA := newServer(e.pub)
-	_, tsB := newServer(lag)
+	srvA, tsA := startAPIServer(t, e.pub)
+	_, tsB := startAPIServer(t, lag)
 	token, err := srvA.Bootstrap(ctx)
 	if err != nil || token == "" {
 		t.Fatalf("bootstrap: %q, %v", token, err)
@@ -363,6 +352,39 @@ func openBolt(t *testing.T, path string) *boltstore.Store {
 	return st
 }
 
+// restoredRun is an SDK client at revision 5 of service orders whose store
+// was just replaced by a backup taken at revision 2 (same generation): the
+// connection to the old store was cut and the client's watch is on the
+// restored one.
+type restoredRun struct {
+	e        *env
+	restored *boltstore.Store
+	c        *sdk.Client
+	m        *countingMetrics
+	log      changeLog // OnChange of n.txt
+}
+
+// newRestored publishes n.txt = 1, 2, takes the backup, publishes 3 to 5,
+// opens a client (registered as id unless empty) and switches its store to
+// the restored backup.
+func newRestored(t *testing.T, id string) *restoredRun {
+	t.Helper()
+	r := &restoredRun{e: mustBolt(t), m: newCountingMetrics()}
+	publishN(t, r.e.pub, 2)
+	r.restored = restoredCopy(t, r.e.pub)
+	for i := 3; i <= 5; i++ {
+		mustPublish(t, r.e.pub, configsvc.Service("orders"), map[string]string{"n.txt": fmt.Sprint(i)})
+	}
+	sw := newLaggingStore(r.e.pub)
+	cfg := r.e.config(t, "orders", id)
+	cfg.Store, cfg.Metrics = sw, r.m
+	r.c = mustOpen(t, cfg)
+	r.c.OnChange("n.txt", r.log.add)
+	sw.use(r.restored)
+	sw.interrupt(t, fmt.Errorf("test: connection lost: %w", configsvc.ErrUnavailable))
+	return r
+}
+
 // TestFaultRestoredWithoutBumpPublishIDCatchesIt: the store is replaced by
 // a backup taken at revision 2 and its generation is not bumped; revisions
 // 3 to 5 are published again with other content. The SDK, at revision 5
@@ -371,23 +393,9 @@ func openBolt(t *testing.T, path string) *boltstore.Store {
 // tell), and once the restored store reaches 5 with another publish id it
 // reloads it as a new state, with callbacks, and reports the rewrite.
 func TestFaultRestoredWithoutBumpPublishIDCatchesIt(t *testing.T) {
-	e := mustBolt(t)
-	svc := configsvc.Service("orders")
-	publishN(t, e.pub, 2)
-	restored := restoredCopy(t, e.pub)
-	for i := 3; i <= 5; i++ {
-		mustPublish(t, e.pub, svc, map[string]string{"n.txt": fmt.Sprint(i)})
-	}
-	sw := newLaggingStore(e.pub)
-	m := newCountingMetrics()
-	cfg := e.config(t, "orders", "")
-	cfg.Store, cfg.Metrics = sw, m
-	c := mustOpen(t, cfg)
-	var log changeLog
-	c.OnChange("n.txt", log.add)
-
-	sw.use(restored)
-	sw.interrupt(t, fmt.Errorf("test: connection lost: %w", configsvc.ErrUnavailable))
+	r := newRestored(t, "")
+	c, m, svc := r.c, r.m, configsvc.Service("orders")
+	restored, log := r.restored, &r.log
 	holdsFor(t, 500*time.Millisecond, "revision 5 kept while the restored store is at 2", func() bool {
 		return c.Revision() == 5 && fileIs(c, "n.txt", "5")
 	})
@@ -408,23 +416,9 @@ func TestFaultRestoredWithoutBumpPublishIDCatchesIt(t *testing.T) {
 // revision 5 takes revision 2 as a new state: callbacks with its content,
 // the rewrite reported in metrics and on its instance record.
 func TestFaultRestoredAndBumpedReloadsLowerRevision(t *testing.T) {
-	e := mustBolt(t)
-	svc := configsvc.Service("orders")
-	publishN(t, e.pub, 2)
-	restored := restoredCopy(t, e.pub)
-	for i := 3; i <= 5; i++ {
-		mustPublish(t, e.pub, svc, map[string]string{"n.txt": fmt.Sprint(i)})
-	}
-	sw := newLaggingStore(e.pub)
-	m := newCountingMetrics()
-	cfg := e.config(t, "orders", "orders-1")
-	cfg.Store, cfg.Metrics = sw, m
-	c := mustOpen(t, cfg)
-	var log changeLog
-	c.OnChange("n.txt", log.add)
-
-	sw.use(restored)
-	sw.interrupt(t, fmt.Errorf("test: connection lost: %w", configsvc.ErrUnavailable))
+	r := newRestored(t, "orders-1")
+	e, c, m, svc := r.e, r.c, r.m, configsvc.Service("orders")
+	restored, log := r.restored, &r.log
 	holdsFor(t, 300*time.Millisecond, "revision 5 kept before the bump", func() bool { return c.Revision() == 5 })
 	g, err := restored.BumpGeneration(context.Background(), "restored the backup of revision 2")
 	if err != nil {

@@ -32,7 +32,11 @@ locked by a running server: stop it first.`,
 	}
 	cmd.PersistentFlags().StringVar(&storeURL, "store", "", "store URL: bolt://PATH or zk://HOST:PORT[,HOST:PORT…]/CHROOT (default bolt://<data-dir>/sluice.db; env SLUICE_STORE)")
 	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", defaultDataDir, "directory of the default bbolt store")
-	open := func(ctx context.Context) (configsvc.Store, error) {
+	// withStore opens the store, runs fn on it, closes it and prints what
+	// fn returned as JSON.
+	withStore := func(c *cobra.Command, fn func(ctx context.Context, st configsvc.Store) (any, error)) error {
+		ctx, cancel := context.WithTimeout(c.Context(), adminTimeout)
+		defer cancel()
 		u := storeURL
 		if u == "" {
 			u = env.Getenv(envTwin("store"))
@@ -40,7 +44,21 @@ locked by a running server: stop it first.`,
 		if u == "" {
 			u = "bolt://" + filepath.Join(dataDir, "sluice.db")
 		}
-		return openBackend(ctx, u, logOptions{Format: "text"}.newLogger(env.Stderr), env.Getenv)
+		st, err := openBackend(ctx, u, logOptions{Format: "text"}.newLogger(env.Stderr), env.Getenv)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		v, err := fn(ctx, st)
+		if err != nil {
+			return err
+		}
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(env.Stdout, "%s\n", b)
+		return err
 	}
 
 	show := &cobra.Command{
@@ -48,18 +66,7 @@ locked by a running server: stop it first.`,
 		Short: "Print the store's generation as JSON",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(c.Context(), adminTimeout)
-			defer cancel()
-			st, err := open(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			g, err := st.Generation(ctx)
-			if err != nil {
-				return err
-			}
-			return printJSON(env, g)
+			return withStore(c, func(ctx context.Context, st configsvc.Store) (any, error) { return st.Generation(ctx) })
 		},
 	}
 
@@ -87,31 +94,17 @@ See docs/operations.md, "Restoring a backup".`,
 			if reason == "" {
 				return errors.New("--reason is required: say what was restored, e.g. --reason \"restored the snapshot of 2027-01-03 02:00\"")
 			}
-			ctx, cancel := context.WithTimeout(c.Context(), adminTimeout)
-			defer cancel()
-			st, err := open(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			g, err := st.BumpGeneration(ctx, reason)
-			if err != nil {
-				return fmt.Errorf("bump generation: %w", err)
-			}
-			return printJSON(env, g)
+			return withStore(c, func(ctx context.Context, st configsvc.Store) (any, error) {
+				g, err := st.BumpGeneration(ctx, reason)
+				if err != nil {
+					return nil, fmt.Errorf("bump generation: %w", err)
+				}
+				return g, nil
+			})
 		},
 	}
 	bump.Flags().StringVar(&reason, "reason", "", "what was restored or imported (recorded with the generation)")
 	bump.Flags().BoolVar(&yes, "yes", false, "confirm")
 	cmd.AddCommand(show, bump)
 	return cmd
-}
-
-func printJSON(env Env, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(env.Stdout, "%s\n", b)
-	return err
 }

@@ -94,7 +94,7 @@ func (s *Store) createEphemeral(ctx context.Context, svc, p string, data []byte)
 			if err != nil {
 				return err
 			}
-			if st.EphemeralOwner != s.conn.SessionID() {
+			if st.EphemeralOwner != s.conn().SessionID() {
 				return fmt.Errorf("a live instance with this id exists: %w", configsvc.ErrConflict)
 			}
 			return s.do(ctx, func(c *zk.Conn) error { _, err := c.Set(p, data, -1); return err })

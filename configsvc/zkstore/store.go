@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -24,10 +25,17 @@ var _ configsvc.Store = (*Store)(nil)
 type Store struct {
 	cfg     Config
 	log     *slog.Logger
-	conn    *zk.Conn
-	events  <-chan zk.Event // the client's own event channel; closed when its loop ends
-	acl     []zk.ACL        // ACL of nodes the store creates
-	instACL []zk.ACL        // ACL of nodes under instances/
+	client  atomic.Pointer[zkClient] // the ZooKeeper client in use; see conn and renewSession
+	acl     []zk.ACL                 // ACL of nodes the store creates
+	instACL []zk.ACL                 // ACL of nodes under instances/
+
+	// clientMu orders renewSession's swap of the client with Close.
+	clientMu sync.Mutex
+	closing  bool
+	// reachedAt is when the client, without a session, first reached a
+	// server (unix nanoseconds; 0 while it has a session): see
+	// renewSession.
+	reachedAt atomic.Int64
 
 	bg      lifecycle.Group // the store's goroutines; stopped by Close
 	life    context.Context // cancelled by Close
@@ -78,13 +86,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.syncs = newSyncer(s.syncRound, s.bg.Go, configsvc.ErrClosed)
 	s.acl, s.instACL = buildACLs(cfg)
-	conn, events, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
-		zk.WithLogger(zkLogger{s.log}), zk.WithLogInfo(false), zk.WithEventCallback(s.onEvent))
+	c, err := s.connect()
 	if err != nil {
 		s.endLife()
 		return nil, fmt.Errorf("zkstore: connect %v: %v: %w", cfg.Servers, err, configsvc.ErrInvalid)
 	}
-	s.conn, s.events = conn, events
+	s.client.Store(c)
 
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
@@ -105,7 +112,109 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.bg.Go(s.supervise)
 	s.bg.Go(s.pruner)
+	s.bg.Go(s.renewer)
 	return s, nil
+}
+
+// zkClient is one go-zookeeper client with its event channel, which the
+// client closes when its loop has ended.
+type zkClient struct {
+	conn   *zk.Conn
+	events <-chan zk.Event
+}
+
+// connect starts a new ZooKeeper client (it connects in the background).
+func (s *Store) connect() (*zkClient, error) {
+	conn, events, err := zk.Connect(s.cfg.Servers, s.cfg.SessionTimeout,
+		zk.WithLogger(zkLogger{s.log}), zk.WithLogInfo(false), zk.WithEventCallback(s.onEvent))
+	if err != nil {
+		return nil, err
+	}
+	return &zkClient{conn: conn, events: events}, nil
+}
+
+// conn returns the ZooKeeper client in use. renewSession may replace it:
+// a caller uses the one it got for one call (a call on a replaced client
+// fails with a connection error, which the store reports as
+// ErrUnavailable).
+func (s *Store) conn() *zk.Conn { return s.client.Load().conn }
+
+// renewer starts a new session (renewSession) when the client has reached
+// a server without getting a session for longer than the session timeout.
+//
+// go-zookeeper tries to resume its session forever. A ZooKeeper server
+// refuses to resume a session that has seen a transaction it does not have
+// ("client has seen zxid … our last zxid is …"): one restored from an older
+// backup, until its own transaction ids pass the client's, which may be
+// never. The session is dead by then anyway: a server that has been up for
+// a session timeout without hearing from it has expired it. A new client
+// starts a new session; the store's watches then re-arm and its instance
+// registrations are re-created (supervise), as after a session expiry.
+func (s *Store) renewer() {
+	limit := s.cfg.SessionTimeout + time.Second
+	for {
+		wait := limit
+		if at := s.reachedAt.Load(); at != 0 && !s.connected() {
+			if since := time.Since(time.Unix(0, at)); since >= limit {
+				s.renewSession(since)
+				s.reachedAt.Store(0)
+			} else {
+				wait = limit - since
+			}
+		}
+		if s.bg.Sleep(s.life, min(wait, time.Second)) != nil {
+			return
+		}
+	}
+}
+
+// renewSession replaces the ZooKeeper client by a new one, which starts a
+// new session, and closes the old one.
+func (s *Store) renewSession(without time.Duration) {
+	s.log.Warn("zkstore: the ZooKeeper servers answer but will not resume this session (an ensemble restored from an older backup refuses a session that has seen newer transactions); starting a new session",
+		"without_session", without.Round(time.Millisecond), "old_session", fmt.Sprintf("%#x", s.conn().SessionID()))
+	c, err := s.connect()
+	if err != nil {
+		s.log.Error("zkstore: start a new ZooKeeper session", "err", err)
+		return
+	}
+	s.clientMu.Lock()
+	if s.closing {
+		s.clientMu.Unlock()
+		s.closeClient(c)
+		return
+	}
+	old := s.client.Swap(c)
+	s.clientMu.Unlock()
+	if !s.bg.Go(func() { s.closeClient(old) }) {
+		s.closeClient(old)
+	}
+	if s.cfg.Digest != "" {
+		ctx, cancel := s.opCtx(s.life)
+		defer cancel()
+		if err := s.do(ctx, func(c *zk.Conn) error { return c.AddAuth("digest", []byte(s.cfg.Digest)) }); err != nil {
+			s.log.Error("zkstore: authenticate the new ZooKeeper session", "err", err)
+		}
+	}
+}
+
+// closeClient closes c and waits (at most 10 s) until its loop has ended.
+func (s *Store) closeClient(c *zkClient) {
+	c.conn.Close()
+	// The client closes its event channel when its connection loop has
+	// ended; draining it is how the store waits for the client.
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case _, ok := <-c.events:
+			if !ok {
+				return
+			}
+		case <-timeout:
+			s.log.Warn("zkstore: ZooKeeper client did not stop within 10s")
+			return
+		}
+	}
 }
 
 func buildACLs(cfg Config) (all, inst []zk.ACL) {
@@ -165,6 +274,12 @@ func (s *Store) onEvent(ev zk.Event) {
 	if ev.Type != zk.EventSession {
 		return
 	}
+	switch ev.State {
+	case zk.StateHasSession:
+		s.reachedAt.Store(0)
+	case zk.StateConnected:
+		s.reachedAt.CompareAndSwap(0, time.Now().UnixNano())
+	}
 	s.stateMu.Lock()
 	close(s.stateCh)
 	s.stateCh = make(chan struct{})
@@ -185,7 +300,7 @@ func (s *Store) stateChanged() <-chan struct{} {
 }
 
 // connected reports whether the client has a live session right now.
-func (s *Store) connected() bool { return s.conn.State() == zk.StateHasSession }
+func (s *Store) connected() bool { return s.conn().State() == zk.StateHasSession }
 
 // waitSession waits until the client has a session, ctx ends or the store
 // closes.
@@ -198,7 +313,7 @@ func (s *Store) waitSession(ctx context.Context) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("%w (state %v): %w", errNoSession, s.conn.State(), ctx.Err())
+			return fmt.Errorf("%w (state %v): %w", errNoSession, s.conn().State(), ctx.Err())
 		case <-s.bg.Done():
 			return configsvc.ErrClosed
 		}
@@ -208,14 +323,14 @@ func (s *Store) waitSession(ctx context.Context) error {
 // supervise re-creates instance registrations whenever a new session
 // replaces an expired one.
 func (s *Store) supervise() {
-	session := s.conn.SessionID()
+	session := s.conn().SessionID()
 	for {
 		select {
 		case <-s.bg.Done():
 			return
 		case <-s.resession:
 		}
-		id := s.conn.SessionID()
+		id := s.conn().SessionID()
 		if id == session || id == 0 {
 			continue
 		}
@@ -260,7 +375,7 @@ func call[T any](ctx context.Context, s *Store, fn func(c *zk.Conn) (T, error)) 
 	}
 	done := make(chan answer, 1)
 	if !s.bg.Go(func() {
-		v, err := fn(s.conn)
+		v, err := fn(s.conn())
 		done <- answer{v, err}
 	}) {
 		return zero, configsvc.ErrClosed
@@ -341,6 +456,7 @@ func (s *Store) getMany(ctx context.Context, paths []string) ([]result, error) {
 	ch := make(chan item, len(paths))
 	sem := make(chan struct{}, 64)
 	started := 0
+	conn := s.conn()
 	for i, p := range paths {
 		select {
 		case sem <- struct{}{}:
@@ -348,7 +464,7 @@ func (s *Store) getMany(ctx context.Context, paths []string) ([]result, error) {
 			return nil, fmt.Errorf("ZooKeeper did not answer: %w", ctx.Err())
 		}
 		ok := s.bg.Go(func() {
-			d, st, err := s.conn.Get(p)
+			d, st, err := conn.Get(p)
 			<-sem
 			ch <- item{i, result{d, st, err}}
 		})
@@ -495,24 +611,12 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.endLife()
-
-	if s.conn != nil {
-		s.conn.Close()
-		// The client closes its event channel when its connection loop
-		// has ended; draining it is how Close waits for the client.
-		timeout := time.After(10 * time.Second)
-	drain:
-		for {
-			select {
-			case _, ok := <-s.events:
-				if !ok {
-					break drain
-				}
-			case <-timeout:
-				s.log.Warn("zkstore: ZooKeeper client did not stop within 10s")
-				break drain
-			}
-		}
+	s.clientMu.Lock()
+	s.closing = true
+	c := s.client.Load()
+	s.clientMu.Unlock()
+	if c != nil {
+		s.closeClient(c)
 	}
 	s.bg.Wait()
 	return nil

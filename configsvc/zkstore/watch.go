@@ -123,7 +123,7 @@ func (w *watcher) run() {
 		}
 		state := w.s.stateChanged()
 		if !w.s.connected() {
-			if !w.unavailable(fmt.Errorf("connection to ZooKeeper lost (state %v)", w.s.conn.State())) {
+			if !w.unavailable(fmt.Errorf("connection to ZooKeeper lost (state %v)", w.s.conn().State())) {
 				return
 			}
 			select {
@@ -165,7 +165,7 @@ func (w *watcher) run() {
 			// Report an outage while waiting; the head watch itself
 			// survives reconnection within the session.
 			if !w.s.connected() {
-				if !w.unavailable(fmt.Errorf("connection to ZooKeeper lost (state %v)", w.s.conn.State())) {
+				if !w.unavailable(fmt.Errorf("connection to ZooKeeper lost (state %v)", w.s.conn().State())) {
 					return
 				}
 				select {
