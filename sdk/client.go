@@ -475,7 +475,7 @@ func (c *Client) apply(u update) position {
 	old := c.view.Load()
 	files, changes, commits := c.offerLocked(step.keys, old.files)
 	nv := c.nextViewLocked(files)
-	if c.cache != nil && (len(changes) > 0 || nv.revision != old.revision || !maps.Equal(nv.groups, old.groups)) {
+	if c.cache != nil && (len(changes) > 0 || step.rewrite != nil || nv.revision != old.revision || !maps.Equal(nv.groups, old.groups)) {
 		c.persistLocked(nv, step.rewrite != nil)
 	}
 	c.publishLocked(nv, commits)
