@@ -2,6 +2,7 @@ package zkstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -28,7 +29,9 @@ const staleReadPairs = 400
 // show the revision just published or a later one (a linearizable read);
 // it fails on a store that reads from its node without a sync first. Two
 // pairs of stores run at once, writer on the leader and reader on a
-// follower, and writer and reader on the two followers.
+// follower, and writer and reader on the two followers; beside them two
+// writers on the two followers publish in turn on each other's revision,
+// which must never be a conflict.
 func TestFaultStaleReadAcrossFollowers(t *testing.T) {
 	ens := zktest.StartEnsemble(t, 3)
 	leader := ens.Leader()
@@ -52,7 +55,21 @@ func TestFaultStaleReadAcrossFollowers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make([]string, len(pairs))
+	errs := make([]string, len(pairs)+1)
+	// Two writers on the two followers take turns, each publishing on the
+	// revision the other just published: a store that reads its base from a
+	// lagging server reports a conflict that is not there (a false 409, or a
+	// false 412 for an If-Match through the API).
+	alt := configsvc.Service("stale-alternating")
+	a, b := pin(followers[0]), pin(followers[1])
+	if err := a.Create(ctx, alt); err != nil {
+		t.Fatalf("Create(%s): %v", alt, err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errs[len(pairs)] = alternate(ctx, a, b, alt, staleReadPairs)
+	}()
 	for i, p := range pairs {
 		ref := configsvc.Service(fmt.Sprintf("stale-%d", i))
 		if err := p.w.Create(ctx, ref); err != nil {
@@ -70,6 +87,43 @@ func TestFaultStaleReadAcrossFollowers(t *testing.T) {
 			t.Errorf("%s: %s", p.name, errs[i])
 		}
 	}
+	if e := errs[len(pairs)]; e != "" {
+		t.Errorf("alternating writers: %s", e)
+	}
+}
+
+// alternate publishes n revisions of ref, in turn through a and b, each on
+// top of the revision the other returned. Nobody else writes ref, so any
+// conflict is a false one; it returns a description of them, or "".
+func alternate(ctx context.Context, a, b configsvc.Store, ref configsvc.Ref, n int) string {
+	stores := []configsvc.Store{a, b}
+	conflicts, first := 0, ""
+	base := int64(0)
+	for i := 0; i < n; i++ {
+		st := stores[i%2]
+		rev, err := st.Publish(ctx, ref, configsvc.Changeset{Base: base, Author: "probe",
+			Changes: []configsvc.Change{{File: "a.txt", Content: []byte(fmt.Sprint(i))}}})
+		if errors.Is(err, configsvc.ErrConflict) {
+			conflicts++
+			if first == "" {
+				first = fmt.Sprintf("publish on revision %d: %v", base, err)
+			}
+			h, herr := st.Head(ctx, ref)
+			if herr != nil {
+				return herr.Error()
+			}
+			base = h.Revision
+			continue
+		}
+		if err != nil {
+			return fmt.Sprintf("publish %d: %v", i, err)
+		}
+		base = rev.Number
+	}
+	if conflicts == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d false conflicts in %d publishes; first: %s", conflicts, n, first)
 }
 
 // writeThenRead publishes n revisions of ref through w and, after each,
