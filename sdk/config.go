@@ -72,8 +72,9 @@ type Config struct {
 
 	// Logger receives the client's log lines. Default: slog.Default().
 	Logger *slog.Logger
-	// Metrics receives counts of applied and rejected revisions and of
-	// reconnects. Default: none.
+	// Metrics receives counts of applied and rejected revisions, of
+	// reconnects, of rewritten histories and of failed cache writes.
+	// Default: none.
 	Metrics Metrics
 	// Now returns the current time (instance timestamps). Default: time.Now.
 	Now func() time.Time

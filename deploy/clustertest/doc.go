@@ -8,7 +8,10 @@
 // session recovers, and the history of six clients reading and writing
 // through two servers while ZooKeeper leaders and a server are killed is
 // linearizable (checked with porcupine; a failed check keeps the history
-// and its visualization in test-output/robustness/).
+// and its visualization in test-output/robustness/), and a ZooKeeper
+// restored from an older backup under running servers, proxies and SDKs
+// is taken as a new history by all of them, with or without a generation
+// bump.
 //
 // The package has no non-test code. Run it with `make test-cluster`
 // (SLUICE_CLUSTER_CHURN=60s, as issue 7 asks) or directly:
