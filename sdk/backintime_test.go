@@ -3,7 +3,6 @@ package sdk_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -324,19 +323,11 @@ func restoredCopy(t *testing.T, st configsvc.Store) *boltstore.Store {
 	t.Helper()
 	src := st.(*boltstore.Store).Path()
 	dst := filepath.Join(t.TempDir(), "restored.db")
-	in, err := os.Open(src)
+	b, err := os.ReadFile(src)
+	if err == nil {
+		err = os.WriteFile(dst, b, 0o600)
+	}
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return openBolt(t, dst)
