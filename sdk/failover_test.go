@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
-	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/sdk"
 )
 
@@ -20,17 +18,8 @@ import (
 func TestServersFailOver(t *testing.T) {
 	e := mustBolt(t)
 	ctx := context.Background()
-	newServer := func() (*httpapi.Server, *httptest.Server) {
-		srv, err := httpapi.New(httpapi.Config{Store: e.pub, Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts := httptest.NewServer(srv)
-		t.Cleanup(func() { srv.Close(); ts.Close() })
-		return srv, ts
-	}
-	srvA, tsA := newServer()
-	_, tsB := newServer()
+	srvA, tsA := startAPIServer(t, e.pub)
+	_, tsB := startAPIServer(t, e.pub)
 	token, err := srvA.Bootstrap(ctx)
 	if err != nil || token == "" {
 		t.Fatalf("bootstrap: %q, %v", token, err)

@@ -19,14 +19,29 @@ import (
 
 // countingMetrics records the SDK's metric calls.
 type countingMetrics struct {
-	mu         sync.Mutex
-	applied    map[string]int
-	rejected   map[string]int
-	reconnects map[string]int
+	mu            sync.Mutex
+	applied       map[string]int
+	rejected      map[string]int
+	reconnects    map[string]int
+	rewrites      map[string]int
+	cacheFailures map[string]int // by error message
 }
 
 func newCountingMetrics() *countingMetrics {
-	return &countingMetrics{applied: map[string]int{}, rejected: map[string]int{}, reconnects: map[string]int{}}
+	return &countingMetrics{applied: map[string]int{}, rejected: map[string]int{}, reconnects: map[string]int{},
+		rewrites: map[string]int{}, cacheFailures: map[string]int{}}
+}
+
+func (m *countingMetrics) HistoryRewritten(ref string, _, _ int64) {
+	m.mu.Lock()
+	m.rewrites[ref]++
+	m.mu.Unlock()
+}
+
+func (m *countingMetrics) CacheWriteFailed(err error) {
+	m.mu.Lock()
+	m.cacheFailures[err.Error()]++
+	m.mu.Unlock()
 }
 
 func (m *countingMetrics) RevisionApplied(ref string, _ int64) {
