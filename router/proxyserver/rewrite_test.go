@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
 
@@ -124,7 +125,7 @@ func TestFaultRouteFileRestoredAndBumped(t *testing.T) {
 		}
 		return ""
 	}
-	waitUntil(t, "revision 2 in force", func() bool { return p.Revision() == 2 && routeName() == "two" })
+	testkit.EventuallyTrue(t, 5*time.Second, "revision 2 in force", func() bool { return p.Revision() == 2 && routeName() == "two" })
 
 	restored := open(filepath.Join(dir, "restored.db"))
 	src.use(restored)
@@ -136,22 +137,64 @@ func TestFaultRouteFileRestoredAndBumped(t *testing.T) {
 	if _, err := restored.BumpGeneration(ctx, "restored"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the restored revision 1 in force", func() bool { return p.Revision() == 1 && routeName() == "one" })
+	testkit.EventuallyTrue(t, 5*time.Second, "the restored revision 1 in force", func() bool { return p.Revision() == 1 && routeName() == "one" })
 	if n := p.Rewrites(); n != 1 {
 		t.Fatalf("Rewrites() = %d, want 1", n)
 	}
 	publish(t, restored, 1, route("three"))
-	waitUntil(t, "the new history's revision 2", func() bool { return p.Revision() == 2 && routeName() == "three" })
+	testkit.EventuallyTrue(t, 5*time.Second, "the new history's revision 2", func() bool { return p.Revision() == 2 && routeName() == "three" })
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+// TestRouteFileServiceRecreated: sluice-system is deleted under a proxy
+// at revision 2 of the route file. The proxy creates it again (empty, at
+// revision 0) and takes it as a new history: its revision 0 (no routes)
+// and then its revision 1 are applied, although both are below the
+// revision it held. Taken as one history, the proxy would keep revision 2
+// until the new service passed it.
+func TestRouteFileServiceRecreated(t *testing.T) {
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "sluice.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	sys := configsvc.Service(configsvc.SystemService)
+	if err := st.Create(ctx, sys); err != nil {
+		t.Fatal(err)
+	}
+	route := func(name string) string {
+		return "routes:\n  - name: " + name + "\n    match: {path_prefix: /" + name + "}\n    upstream: {static: [\"127.0.0.1:9\"]}\n"
+	}
+	publish(t, st, 0, route("one"))
+	publish(t, st, 1, route("two"))
+	p, err := proxyserver.New(st, proxyserver.Options{RetryInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(rctx) }()
+	t.Cleanup(func() { stop(); <-done; p.Close() })
+	routeName := func() string {
+		if rs := p.State().Routes; len(rs) == 1 {
+			return rs[0].Name
 		}
-		time.Sleep(10 * time.Millisecond)
+		return ""
+	}
+	testkit.EventuallyTrue(t, 5*time.Second, "revision 2 in force", func() bool { return p.Revision() == 2 && routeName() == "two" })
+
+	if err := st.Delete(ctx, sys); err != nil {
+		t.Fatal(err)
+	}
+	testkit.EventuallyTrue(t, 5*time.Second, "the re-created service's revision 0 (no routes) in force", func() bool {
+		return p.Revision() == 0 && len(p.State().Routes) == 0
+	})
+	publish(t, st, 0, route("three"))
+	testkit.EventuallyTrue(t, 5*time.Second, "the re-created service's revision 1 in force", func() bool {
+		return p.Revision() == 1 && routeName() == "three"
+	})
+	if n := p.Rewrites(); n != 0 {
+		t.Fatalf("Rewrites() = %d; a deleted service is not a rewritten history", n)
 	}
 }
 
