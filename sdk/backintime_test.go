@@ -435,6 +435,52 @@ func TestFaultRestoredAndBumpedReloadsLowerRevision(t *testing.T) {
 	eventually(t, 5*time.Second, "revision 3 of the new history", func() bool { return c.Revision() == 3 && fileIs(c, "n.txt", "new 3") })
 }
 
+// TestServiceDeletedAndCreatedAgain: the service is deleted under a client
+// at revision 2, created again and published once. The client keeps its
+// configuration while the service is gone and takes the new service's
+// revision 1 as a new history (with callbacks and one rewrite reported),
+// although it is below the revision it held; taken as one history it would
+// keep revision 2 until the new service passed it.
+func TestServiceDeletedAndCreatedAgain(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			e := tr.mk(t)
+			svc := configsvc.Service("orders")
+			mustCreate(t, e.pub, svc)
+			mustPublish(t, e.pub, svc, map[string]string{"n.txt": "1"})
+			mustPublish(t, e.pub, svc, map[string]string{"n.txt": "2"})
+			m := newCountingMetrics()
+			cfg := e.config(t, "orders", "")
+			cfg.Metrics = m
+			c := mustOpen(t, cfg)
+			var log changeLog
+			defer c.OnChange("n.txt", log.add)()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := e.pub.Delete(ctx, svc); err != nil {
+				t.Fatal(err)
+			}
+			holdsFor(t, 300*time.Millisecond, "revision 2 kept while the service is gone", func() bool {
+				return c.Revision() == 2 && fileIs(c, "n.txt", "2")
+			})
+			mustCreate(t, e.pub, svc)
+			mustPublish(t, e.pub, svc, map[string]string{"n.txt": "new 1"})
+			eventually(t, 10*time.Second, "the new service's revision 1 applied", func() bool {
+				return c.Revision() == 1 && fileIs(c, "n.txt", "new 1")
+			})
+			// The client may have applied the new service's revision 0 (no
+			// file) in between, when it loaded it before the publish.
+			eventually(t, 5*time.Second, "the callback of the change to new 1", func() bool {
+				ch, ok := log.last()
+				return ok && string(ch.New) == "new 1" && (string(ch.Old) == "2" || ch.Old == nil)
+			})
+			if got := m.get(m.rewrites, "service/orders"); got != 1 {
+				t.Fatalf("%d rewrites reported, want 1", got)
+			}
+		})
+	}
+}
+
 // lockCache holds bbolt's exclusive lock on the cache file of svc in dir,
 // as a process writing it would, until the returned function is called.
 func lockCache(t *testing.T, dir, svc string) (release func()) {

@@ -125,7 +125,8 @@ type Metrics interface {
 	Reconnect(transport string)
 	// HistoryRewritten is called when the client found the history of ref
 	// rewritten (the store was restored or imported and its generation
-	// bumped, or revision numbers it held were issued again) and applied
+	// bumped, revision numbers it held were issued again, or ref was
+	// deleted and created again) and applied
 	// the store's state as a new one, at revision to (which may be lower
 	// than from, the revision it held).
 	HistoryRewritten(ref string, from, to int64)

@@ -86,7 +86,7 @@ type watchEnd int
 const (
 	endRetry     watchEnd = iota // the watch ended; watch again from the position held
 	endReload                    // reload a snapshot first (compacted, gap, deleted)
-	endRewritten                 // the history was rewritten: reload and apply whatever it holds
+	endRewritten                 // the history was rewritten (or the ref deleted): reload and apply whatever it holds
 	endStopped                   // ctx ended
 )
 
@@ -143,6 +143,11 @@ func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Re
 			case errors.Is(ev.Err, configsvc.ErrCompacted):
 				log.Warn("sdk: revisions compacted while away, reloading the snapshot", "revision", from.rev)
 				return reload(endReload)
+			case errors.Is(ev.Err, configsvc.ErrNotFound):
+				// Created again under the same name, it is another history:
+				// its revisions start over below the one held.
+				log.Warn("sdk: the service or group was deleted; keeping the configuration held and loading it as a new history once it exists again", "revision", from.rev, "err", ev.Err)
+				return reload(endRewritten)
 			default:
 				log.Warn("sdk: watch ended, reloading", "err", ev.Err, "revision", from.rev)
 				return reload(endReload)
