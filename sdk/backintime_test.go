@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/sdk"
 )
 
@@ -73,7 +74,7 @@ func (l *laggingStore) use(st configsvc.Store) {
 // an event carrying err.
 func (l *laggingStore) interrupt(t *testing.T, err error) {
 	t.Helper()
-	eventually(t, 5*time.Second, "a watch running", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "a watch running", func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return l.active > 0
@@ -239,7 +240,7 @@ func TestFaultFailOverToLaggingServerNeverGoesBack(t *testing.T) {
 	var log changeLog
 	c.OnChange("n.txt", log.add)
 	mustPublish(t, e.pub, configsvc.Service("orders"), map[string]string{"n.txt": "6"})
-	eventually(t, 5*time.Second, "revision 6 via server A", func() bool { return c.Revision() == 6 })
+	testkit.EventuallyTrue(t, 5*time.Second, "revision 6 via server A", func() bool { return c.Revision() == 6 })
 
 	srvA.Close()
 	tsA.CloseClientConnections()
@@ -249,7 +250,7 @@ func TestFaultFailOverToLaggingServerNeverGoesBack(t *testing.T) {
 	})
 	lag.lag(0)
 	mustPublish(t, e.pub, configsvc.Service("orders"), map[string]string{"n.txt": "7"})
-	eventually(t, 10*time.Second, "revision 7 via server B once it caught up", func() bool { return c.Revision() == 7 })
+	testkit.EventuallyTrue(t, 10*time.Second, "revision 7 via server B once it caught up", func() bool { return c.Revision() == 7 })
 	if got, want := log.revisions(), []int64{6, 7}; !slices.Equal(got, want) {
 		t.Fatalf("callbacks saw revisions %v, want %v", got, want)
 	}
@@ -276,7 +277,7 @@ func TestFaultCompactionReloadFromLaggingStore(t *testing.T) {
 	})
 	lag.lag(0)
 	mustPublish(t, e.pub, configsvc.Service("orders"), map[string]string{"n.txt": "6"})
-	eventually(t, 5*time.Second, "revision 6 once the store caught up", func() bool { return c.Revision() == 6 })
+	testkit.EventuallyTrue(t, 5*time.Second, "revision 6 once the store caught up", func() bool { return c.Revision() == 6 })
 	if got, want := log.revisions(), []int64{6}; !slices.Equal(got, want) {
 		t.Fatalf("callbacks saw revisions %v, want %v", got, want)
 	}
@@ -311,7 +312,7 @@ func TestFaultCacheStartThenLaggingStore(t *testing.T) {
 	})
 	lag.lag(0)
 	mustPublish(t, e.pub, configsvc.Service("orders"), map[string]string{"n.txt": "6"})
-	eventually(t, 5*time.Second, "revision 6 from the store", func() bool { return c.Revision() == 6 && !c.FromCache() })
+	testkit.EventuallyTrue(t, 5*time.Second, "revision 6 from the store", func() bool { return c.Revision() == 6 && !c.FromCache() })
 	if got, want := log.revisions(), []int64{6}; !slices.Equal(got, want) {
 		t.Fatalf("callbacks saw revisions %v, want %v", got, want)
 	}
@@ -393,7 +394,7 @@ func TestFaultRestoredWithoutBumpPublishIDCatchesIt(t *testing.T) {
 	for i := 3; i <= 5; i++ {
 		mustPublish(t, restored, svc, map[string]string{"n.txt": fmt.Sprintf("again %d", i)})
 	}
-	eventually(t, 5*time.Second, "the reissued revision 5 applied", func() bool { return fileIs(c, "n.txt", "again 5") })
+	testkit.EventuallyTrue(t, 5*time.Second, "the reissued revision 5 applied", func() bool { return fileIs(c, "n.txt", "again 5") })
 	if c.Revision() != 5 || m.get(m.rewrites, "service/orders") != 1 {
 		t.Fatalf("revision %d, %d rewrites reported; want 5 and 1", c.Revision(), m.get(m.rewrites, "service/orders"))
 	}
@@ -415,7 +416,7 @@ func TestFaultRestoredAndBumpedReloadsLowerRevision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "revision 2 of the restored store applied", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "revision 2 of the restored store applied", func() bool {
 		return c.Revision() == 2 && fileIs(c, "n.txt", "2")
 	})
 	if ch, ok := log.last(); !ok || string(ch.New) != "2" || ch.Revision != 2 {
@@ -425,14 +426,14 @@ func TestFaultRestoredAndBumpedReloadsLowerRevision(t *testing.T) {
 		t.Fatalf("%d rewrites reported, want 1", got)
 	}
 	// The registration lives in the store the SDK registered with.
-	eventually(t, 5*time.Second, "the instance record reports the rewrite", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "the instance record reports the rewrite", func() bool {
 		in, ok := instance(e.pub, "orders", "orders-1")
 		return ok && in.Revision == 2 && in.Generation == g.ID && in.Rewritten != nil &&
 			in.Rewritten.From == 5 && in.Rewritten.To == 2 && in.Rewritten.Generation == g.ID
 	})
 	// It follows the new history from there.
 	mustPublish(t, restored, svc, map[string]string{"n.txt": "new 3"})
-	eventually(t, 5*time.Second, "revision 3 of the new history", func() bool { return c.Revision() == 3 && fileIs(c, "n.txt", "new 3") })
+	testkit.EventuallyTrue(t, 5*time.Second, "revision 3 of the new history", func() bool { return c.Revision() == 3 && fileIs(c, "n.txt", "new 3") })
 }
 
 // TestServiceDeletedAndCreatedAgain: the service is deleted under a client
@@ -465,12 +466,12 @@ func TestServiceDeletedAndCreatedAgain(t *testing.T) {
 			})
 			mustCreate(t, e.pub, svc)
 			mustPublish(t, e.pub, svc, map[string]string{"n.txt": "new 1"})
-			eventually(t, 10*time.Second, "the new service's revision 1 applied", func() bool {
+			testkit.EventuallyTrue(t, 10*time.Second, "the new service's revision 1 applied", func() bool {
 				return c.Revision() == 1 && fileIs(c, "n.txt", "new 1")
 			})
 			// The client may have applied the new service's revision 0 (no
 			// file) in between, when it loaded it before the publish.
-			eventually(t, 5*time.Second, "the callback of the change to new 1", func() bool {
+			testkit.EventuallyTrue(t, 5*time.Second, "the callback of the change to new 1", func() bool {
 				ch, ok := log.last()
 				return ok && string(ch.New) == "new 1" && (string(ch.Old) == "2" || ch.Old == nil)
 			})
@@ -515,7 +516,7 @@ func TestCacheWrittenBeforeTheValueIsVisible(t *testing.T) {
 	mustPublish(t, e.pub, svc, map[string]string{"db.yaml": "host: a\nport: 2\n"})
 	holdsFor(t, 500*time.Millisecond, "the old value while the cache cannot be written", func() bool { return db.Load().Port == 1 })
 	release()
-	eventually(t, 5*time.Second, "the new value once written", func() bool { return db.Load().Port == 2 })
+	testkit.EventuallyTrue(t, 5*time.Second, "the new value once written", func() bool { return db.Load().Port == 2 })
 	if err := c.Err(); err != nil {
 		t.Fatalf("Err() = %v after a write that went through", err)
 	}
@@ -537,7 +538,7 @@ func TestCacheWriteFailureIsReported(t *testing.T) {
 
 	release := lockCache(t, cfg.CacheDir, "orders")
 	mustPublish(t, e.pub, svc, map[string]string{"n.txt": "2"})
-	eventually(t, 10*time.Second, "revision 2 applied although the cache is locked", func() bool { return fileIs(c, "n.txt", "2") })
+	testkit.EventuallyTrue(t, 10*time.Second, "revision 2 applied although the cache is locked", func() bool { return fileIs(c, "n.txt", "2") })
 	if err := c.Err(); err == nil || !strings.Contains(err.Error(), "cache") {
 		t.Fatalf("Err() = %v, want the failed cache write", err)
 	}
@@ -549,5 +550,5 @@ func TestCacheWriteFailureIsReported(t *testing.T) {
 	}
 	release()
 	mustPublish(t, e.pub, svc, map[string]string{"n.txt": "3"})
-	eventually(t, 5*time.Second, "revision 3 written and the error cleared", func() bool { return fileIs(c, "n.txt", "3") && c.Err() == nil })
+	testkit.EventuallyTrue(t, 5*time.Second, "revision 3 written and the error cleared", func() bool { return fileIs(c, "n.txt", "3") && c.Err() == nil })
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/sdk"
 )
 
@@ -39,7 +40,7 @@ func TestServersFailOver(t *testing.T) {
 	for i := 2; i <= 4; i++ {
 		mustPublish(t, e.pub, ref, map[string]string{"n.txt": fmt.Sprint(i)})
 	}
-	eventually(t, 5*time.Second, "revisions 2-4 via server A", func() bool { return c.Revision() == 4 })
+	testkit.EventuallyTrue(t, 5*time.Second, "revisions 2-4 via server A", func() bool { return c.Revision() == 4 })
 
 	// Server A goes away: its streams are cut and it accepts no more.
 	srvA.Close()
@@ -48,7 +49,7 @@ func TestServersFailOver(t *testing.T) {
 	for i := 5; i <= 9; i++ {
 		mustPublish(t, e.pub, ref, map[string]string{"n.txt": fmt.Sprint(i)})
 	}
-	eventually(t, 10*time.Second, "revisions 5-9 via server B", func() bool { return c.Revision() == 9 })
+	testkit.EventuallyTrue(t, 10*time.Second, "revisions 5-9 via server B", func() bool { return c.Revision() == 9 })
 
 	if got, want := log.revisions(), []int64{2, 3, 4, 5, 6, 7, 8, 9}; !slices.Equal(got, want) {
 		t.Fatalf("callbacks saw revisions %v, want %v", got, want)

@@ -142,18 +142,6 @@ func mustLink(t *testing.T, st configsvc.Store, svc, group string) {
 	}
 }
 
-// eventually polls cond every 10ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %v", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // instance returns the registered instance id of svc, or false.
 func instance(st configsvc.Store, svc, id string) (configsvc.Instance, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/sdk"
 )
 
@@ -26,7 +27,7 @@ func TestRegistersAgainInRecreatedService(t *testing.T) {
 	mustPublish(t, st, ref, map[string]string{"a.txt": "1"})
 	mustOpen(t, sdk.Config{Service: "orders", Store: st, Instance: sdk.Instance{ID: "orders-1", Addr: "127.0.0.1:9001"},
 		RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, Logger: testLogger(t)})
-	eventually(t, 5*time.Second, "registered", func() bool { in, ok := instance(st, "orders", "orders-1"); return ok && in.Revision == 1 })
+	testkit.EventuallyTrue(t, 5*time.Second, "registered", func() bool { in, ok := instance(st, "orders", "orders-1"); return ok && in.Revision == 1 })
 
 	if err := st.Delete(context.Background(), ref); err != nil {
 		t.Fatal(err)
@@ -35,7 +36,7 @@ func TestRegistersAgainInRecreatedService(t *testing.T) {
 	for i := range 3 {
 		mustPublish(t, st, ref, map[string]string{"a.txt": string(rune('2' + i))})
 	}
-	eventually(t, 10*time.Second, "registered in the new service", func() bool {
+	testkit.EventuallyTrue(t, 10*time.Second, "registered in the new service", func() bool {
 		in, ok := instance(st, "orders", "orders-1")
 		return ok && in.Revision == 3
 	})
