@@ -94,7 +94,11 @@ type update struct {
 	snap  *loaded
 	// rewrite marks snap as the reload after the store reported the
 	// history rewritten: it is applied whatever its revision.
-	rewrite      bool
+	rewrite bool
+	// recreated marks snap as the reload after the ref was deleted: the
+	// ref may have been created again, whose revisions start over, so a
+	// snap below the revision held is a new history, not a store behind.
+	recreated    bool
 	linksChanged bool
 	links        []string
 	// done, when not nil, receives the ref's position once the update
@@ -497,8 +501,9 @@ type stepResult struct {
 // history: a revision at or below the one held, or a snapshot below it
 // (a store or server that has not caught up) is refused (ok false). A
 // snapshot of another history — u.rewrite (the store reported it), another
-// generation, or the revision held carrying another publish id — is
-// applied whatever its revision and recorded as a rewrite.
+// generation, the revision held carrying another publish id, or, after
+// the ref was deleted (u.recreated), a lower revision — is applied
+// whatever its revision and recorded as a rewrite.
 func (c *Client) advanceLocked(u update, rs *refState) (step stepResult, ok bool) {
 	step.ref = refOf(c.cfg.Service, u.group)
 	step.wasSynced = rs.synced
@@ -507,7 +512,8 @@ func (c *Client) advanceLocked(u update, rs *refState) (step stepResult, ok bool
 		snap := u.snap
 		held := rs.position()
 		rewritten := u.rewrite || !held.id.SameGeneration(snap.id) ||
-			snap.revision == held.rev && held.rev > 0 && !held.id.Matches(snap.id)
+			snap.revision == held.rev && held.rev > 0 && !held.id.Matches(snap.id) ||
+			u.recreated && snap.revision < held.rev
 		if !rewritten && snap.revision < held.rev {
 			c.log.Info("sdk: the store is behind the revision applied; keeping it and waiting for the store",
 				"ref", refString(step.ref), "store", snap.revision, "applied", held.rev)

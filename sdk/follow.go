@@ -18,14 +18,15 @@ import (
 // a fresh snapshot first; the applier refuses one below the revision held
 // (a store or server that has not caught up: the watch from the revision
 // held then waits for it). When the watch reports the history rewritten,
-// the snapshot it loads is applied whatever its revision. It returns when
-// ctx ends.
+// the snapshot it loads is applied whatever its revision; when it reports
+// the ref deleted, one below the revision held is (the ref was created
+// again). It returns when ctx ends.
 func (c *Client) follow(ctx context.Context, group string, from position, resync bool) {
 	ref := refOf(c.cfg.Service, group)
 	log := c.log.With("ref", refString(ref))
 	bo := api.Backoff{Min: c.cfg.RetryMin, Max: c.cfg.RetryMax}
 	failures := 0
-	rewrite := false
+	rewrite, recreated := false, false
 	for ctx.Err() == nil {
 		if resync {
 			l, err := c.loadRef(ctx, ref)
@@ -42,11 +43,11 @@ func (c *Client) follow(ctx context.Context, group string, from position, resync
 				bo.Wait(ctx)
 				continue
 			}
-			pos, ok := c.sendWait(ctx, update{group: group, snap: &l, rewrite: rewrite})
+			pos, ok := c.sendWait(ctx, update{group: group, snap: &l, rewrite: rewrite, recreated: recreated})
 			if !ok {
 				return
 			}
-			from, resync, rewrite, failures = pos, false, false, 0
+			from, resync, rewrite, recreated, failures = pos, false, false, false, 0
 			bo.Reset()
 		}
 		src, err := c.source(ctx)
@@ -63,6 +64,8 @@ func (c *Client) follow(ctx context.Context, group string, from position, resync
 			resync = true
 		case endRewritten:
 			resync, rewrite = true, true
+		case endDeleted:
+			resync, recreated = true, true
 		}
 		if !bo.Wait(ctx) {
 			return
@@ -86,7 +89,8 @@ type watchEnd int
 const (
 	endRetry     watchEnd = iota // the watch ended; watch again from the position held
 	endReload                    // reload a snapshot first (compacted, gap, deleted)
-	endRewritten                 // the history was rewritten (or the ref deleted): reload and apply whatever it holds
+	endRewritten                 // the history was rewritten: reload and apply whatever it holds
+	endDeleted                   // the ref was deleted: reload once it exists; a lower revision is a new history
 	endStopped                   // ctx ended
 )
 
@@ -146,8 +150,8 @@ func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Re
 			case errors.Is(ev.Err, configsvc.ErrNotFound):
 				// Created again under the same name, it is another history:
 				// its revisions start over below the one held.
-				log.Warn("sdk: the service or group was deleted; keeping the configuration held and loading it as a new history once it exists again", "revision", from.rev, "err", ev.Err)
-				return reload(endRewritten)
+				log.Warn("sdk: the service or group was deleted; keeping the configuration held until it exists again", "revision", from.rev, "err", ev.Err)
+				return reload(endDeleted)
 			default:
 				log.Warn("sdk: watch ended, reloading", "err", ev.Err, "revision", from.rev)
 				return reload(endReload)
