@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -305,12 +306,26 @@ func (c *Client) each(ctx context.Context, retry bool, try func(base string) err
 func (c *Client) try(ctx context.Context, base string, req request) (*response, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
+	// net/http sends a request with an Idempotency-Key again by itself when
+	// a reused connection broke after the request was written; when that
+	// second connection cannot be made, Do reports only the refused dial,
+	// although the server may have applied the first. sent tells.
+	var sent atomic.Bool
+	if isWrite(req.method) {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) { sent.Store(true) },
+		})
+	}
 	hr, err := c.newRequest(ctx, base, req)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := c.hc.Do(hr)
 	if err != nil {
+		if sent.Load() && dialFailed(err) {
+			// Not wrapped: the error must not read as "never sent".
+			err = fmt.Errorf("the request was sent and its connection broke before the answer; sending it again, %v", err)
+		}
 		return nil, &ConnError{Method: req.method, Path: req.path, Server: base, Err: err}
 	}
 	defer resp.Body.Close()
