@@ -25,6 +25,12 @@ var (
 	ErrClosed = errors.New("closed")
 	// ErrLocked: the bbolt file is held by another process.
 	ErrLocked = errors.New("store locked by another process")
+	// ErrRewritten: the store's history is not the one the caller followed:
+	// its generation changed (a restore or import, then a generation bump),
+	// or a revision number the caller holds now carries another publish id
+	// (numbers issued again). The caller reloads a Snapshot and takes it as
+	// a new state, even at a lower revision. See Identity.
+	ErrRewritten = errors.New("history rewritten")
 	// ErrTooMany: a count over its limit (open event streams or console
 	// sessions of one token, instances of a service or registered by one
 	// token, services, links, records of a collection). A *CountError names

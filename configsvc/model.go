@@ -76,7 +76,15 @@ type Head struct {
 	Links    []string            `json:"links,omitempty"` // services only: linked groups, sorted
 	Updated  time.Time           `json:"updated"`         // time of the newest revision, or creation
 	Author   string              `json:"author,omitempty"`
+	// Generation is the store's generation (see Identity); PublishID the
+	// publish id of revision Revision. Either is empty when the store kept
+	// none (data written before they existed; PublishID at revision 0).
+	Generation string `json:"generation,omitempty"`
+	PublishID  string `json:"publish_id,omitempty"`
 }
+
+// Identity returns the identity of the head revision.
+func (h *Head) Identity() Identity { return Identity{Generation: h.Generation, PublishID: h.PublishID} }
 
 // Change is one file's change inside a changeset or revision: new content, or
 // a deletion.
@@ -107,6 +115,20 @@ type Revision struct {
 	Message    string    `json:"message"`
 	Changes    []Change  `json:"changes"`
 	RollbackOf int64     `json:"rollback_of,omitempty"`
+	// PublishID is the random id the store gave the publish that created
+	// the revision; Parent is the PublishID of the revision before it (the
+	// one it was published on top of; empty for revision 1). Generation is
+	// the store's generation when the revision was read. Together they
+	// tell a revision from another one with the same number in a rewritten
+	// history (see Identity). Each is empty when the store kept none.
+	PublishID  string `json:"publish_id,omitempty"`
+	Parent     string `json:"parent,omitempty"`
+	Generation string `json:"generation,omitempty"`
+}
+
+// Identity returns the identity of the revision.
+func (r *Revision) Identity() Identity {
+	return Identity{Generation: r.Generation, PublishID: r.PublishID}
 }
 
 // Files returns the names of the files the revision changed.
@@ -123,6 +145,15 @@ type Snapshot struct {
 	Ref      Ref
 	Revision int64
 	Files    map[string][]byte
+	// Generation and PublishID identify revision Revision (see Identity);
+	// empty when the store kept none.
+	Generation string
+	PublishID  string
+}
+
+// Identity returns the identity of the snapshot's revision.
+func (s *Snapshot) Identity() Identity {
+	return Identity{Generation: s.Generation, PublishID: s.PublishID}
 }
 
 // Checksum returns the hex SHA-256 of content, as stored in FileMeta.SHA256.
@@ -299,6 +330,13 @@ type Instance struct {
 	// on the wire, until a revision is applied or for a registration that
 	// does not report it.
 	AppliedAt time.Time `json:"applied_at,omitzero"`
+	// Generation is the store generation of the applied revision (see
+	// Identity); empty when unknown.
+	Generation string `json:"generation,omitempty"`
+	// Rewritten, when set, records the last time the instance found the
+	// store's history rewritten (a restore or import, or revision numbers
+	// issued again) and reloaded its config as a new state.
+	Rewritten *HistoryRewrite `json:"rewritten,omitempty"`
 }
 
 // Limits of an Instance, enforced by Instance.Validate.

@@ -76,7 +76,15 @@ type Store interface {
 	// is sent until a revision after from exists (a client that applied
 	// from elsewhere, e.g. through another server, resumes without going
 	// back).
-	Watch(ctx context.Context, ref Ref, from int64) <-chan Event
+	//
+	// Revision events carry their Identity. If the store's history is
+	// rewritten during the watch (the head's generation changes, or a
+	// revision's Parent is not the publish id of the revision delivered
+	// before it), one event with Err wrapping ErrRewritten is sent and the
+	// channel closed: the caller reloads a Snapshot and takes it whatever
+	// its revision. The option Expect checks the revision the caller holds
+	// the same way when the watch starts.
+	Watch(ctx context.Context, ref Ref, from int64, opts ...WatchOption) <-chan Event
 
 	// Link makes service svc use shared group group, recording both directions.
 	// Linking twice is not an error. ErrNotFound if either does not exist;
@@ -117,6 +125,19 @@ type Store interface {
 
 	// Records returns the store's record collections (tokens, pins, audit).
 	Records() RecordStore
+
+	// Generation returns the store's generation record (see Identity). A
+	// store creates its first generation when it is created.
+	Generation(ctx context.Context) (StoreGeneration, error)
+	// BumpGeneration replaces the store's generation with a new random one
+	// and stamps it on every service and group head, so that every watcher
+	// and SDK takes the store's current content as a new history (see
+	// Identity). It is run after a restore from a backup or an import,
+	// whose revision numbers may repeat ones already seen. reason (at most
+	// MaxGenerationReasonLen bytes, ErrTooLarge beyond) is recorded with it.
+	// Heads changed concurrently are stamped too; a service created
+	// during the bump gets the new generation.
+	BumpGeneration(ctx context.Context, reason string) (StoreGeneration, error)
 
 	// Ping checks that the backend is reachable.
 	Ping(ctx context.Context) error

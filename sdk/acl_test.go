@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/configsvc/zkstore"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/sdk"
@@ -35,8 +36,8 @@ func TestZKDigest(t *testing.T) {
 		t.Fatalf("a.txt = %q, %v", b, ok)
 	}
 	mustPublish(t, pub, ref, map[string]string{"a.txt": "2"})
-	eventually(t, 5*time.Second, "revision 2 reaches the reader", func() bool { return c.Revision() == 2 })
-	eventually(t, 5*time.Second, "the instance registers", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "revision 2 reaches the reader", func() bool { return c.Revision() == 2 })
+	testkit.EventuallyTrue(t, 5*time.Second, "the instance registers", func() bool {
 		in, ok := instance(pub, "orders", "orders-1")
 		return ok && in.Revision == 2
 	})
@@ -76,7 +77,7 @@ func TestZKInstanceDigest(t *testing.T) {
 			Instance: sdk.Instance{ID: id, Addr: "127.0.0.1:9001"}, RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, Logger: testLogger(t)})
 	}
 	open("orders", "orders-1", ordersID)
-	eventually(t, 5*time.Second, "orders' instance registers", func() bool { _, ok := instance(pub, "orders", "orders-1"); return ok })
+	testkit.EventuallyTrue(t, 5*time.Second, "orders' instance registers", func() bool { _, ok := instance(pub, "orders", "orders-1"); return ok })
 	wrong := open("payments", "payments-1", ordersID) // payments' process, handed orders' identity
 	if b, ok := wrong.File("a.txt"); !ok || string(b) != "1" {
 		t.Fatalf("a.txt = %q, %v; the reader still reads", b, ok)

@@ -95,7 +95,7 @@ func Bind[T any](c *Client, file string) *Binding[T] {
 				nv.files[file] = fb
 				c.view.Store(nv)
 				if c.cache != nil {
-					c.writeCache(nv)
+					c.persistLocked(nv, false)
 				}
 				c.log.Warn("sdk: using the last good content from the cache", "file", file, "err", err)
 			}

@@ -18,7 +18,10 @@ import (
 // cache keeps the last good state of a service on disk in a bbolt file, so a
 // process can start while the store is unreachable. Each operation opens and
 // closes the file, so processes sharing CacheDir do not lock each other out
-// for longer than one write.
+// for longer than one write. A write compares, under bbolt's file lock,
+// the state it replaces with its own and leaves a newer one in place (see
+// write), so processes sharing the file never put an older state over a
+// newer one.
 type cache struct {
 	path string
 }
@@ -33,12 +36,36 @@ var (
 // files of the service and its linked groups, keyed as the client shows them
 // ("db.yaml", "redis-common/redis.yaml").
 type cachedState struct {
-	Service  string            `json:"service"`
-	Revision int64             `json:"revision"`
-	Links    []string          `json:"links,omitempty"`
-	Groups   map[string]int64  `json:"groups,omitempty"`
-	Files    map[string][]byte `json:"files"`
-	Written  time.Time         `json:"written"`
+	Service  string             `json:"service"`
+	Revision int64              `json:"revision"`
+	ID       configsvc.Identity `json:"id,omitzero"` // identity of Revision
+	Links    []string           `json:"links,omitempty"`
+	Groups   map[string]int64   `json:"groups,omitempty"`
+	// GroupIDs holds the identity of each group's revision in Groups.
+	GroupIDs map[string]configsvc.Identity `json:"group_ids,omitempty"`
+	Files    map[string][]byte             `json:"files"`
+	Written  time.Time                     `json:"written"`
+}
+
+// newer reports whether st is newer than o within one history: the same
+// service and generation, and a higher service revision, or the same one
+// with every group of o at least as new in st and one newer.
+func (st *cachedState) newer(o *cachedState) bool {
+	if st.Service != o.Service || !st.ID.SameGeneration(o.ID) {
+		return false
+	}
+	if st.Revision != o.Revision {
+		return st.Revision > o.Revision
+	}
+	ahead := false
+	for g, r := range o.Groups {
+		mine, ok := st.Groups[g]
+		if !ok || mine < r {
+			return false
+		}
+		ahead = ahead || mine > r
+	}
+	return ahead
 }
 
 func newCache(dir, service string) *cache {
@@ -58,21 +85,32 @@ func (c *cache) open(readOnly bool) (*bolt.DB, error) {
 }
 
 // write stores st and its SHA-256 in one bbolt transaction: a reader sees
-// the old state or the new one, never a mix.
-func (c *cache) write(st *cachedState) error {
+// the old state or the new one, never a mix. The transaction holds bbolt's
+// exclusive lock on the file (waiting at most 2 s for it), and within it
+// the state stored is read first: when it is newer than st (cachedState.newer:
+// another process sharing the file applied a later revision), it is left
+// in place and kept reports true. force replaces it whatever it holds (a
+// history rewritten to lower numbers).
+func (c *cache) write(st *cachedState, force bool) (kept bool, err error) {
 	data, err := json.Marshal(st)
 	if err != nil {
-		return fmt.Errorf("sdk: cache %s: %w", c.path, err)
+		return false, fmt.Errorf("sdk: cache %s: %w", c.path, err)
 	}
 	sum := sha256.Sum256(data)
 	db, err := c.open(false)
 	if err != nil {
-		return fmt.Errorf("sdk: cache %s: open: %w", c.path, err)
+		return false, fmt.Errorf("sdk: cache %s: open: %w", c.path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(cacheBucket)
 		if err != nil {
 			return err
+		}
+		if !force {
+			if cur, err := decodeState(b); err == nil && cur.newer(st) {
+				kept = true
+				return nil
+			}
 		}
 		if err := b.Put(cacheState, data); err != nil {
 			return err
@@ -83,9 +121,29 @@ func (c *cache) write(st *cachedState) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("sdk: cache %s: write: %w", c.path, err)
+		return false, fmt.Errorf("sdk: cache %s: write: %w", c.path, err)
 	}
-	return nil
+	return kept, nil
+}
+
+// decodeState returns the state stored in b after checking its checksum.
+func decodeState(b *bolt.Bucket) (*cachedState, error) {
+	data, sum := b.Get(cacheState), b.Get(cacheChecksum)
+	if data == nil {
+		return nil, configsvc.ErrNotFound
+	}
+	got := sha256.Sum256(data)
+	if hex.EncodeToString(got[:]) != string(sum) {
+		return nil, fmt.Errorf("checksum mismatch: %w", configsvc.ErrInvalid)
+	}
+	var st cachedState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, err
+	}
+	if st.Files == nil {
+		st.Files = map[string][]byte{}
+	}
+	return &st, nil
 }
 
 // read returns the cached state after checking its checksum. A missing
@@ -99,35 +157,21 @@ func (c *cache) read(service string) (*cachedState, error) {
 		return nil, fmt.Errorf("sdk: cache %s: open: %w", c.path, err)
 	}
 	defer db.Close()
-	var data, sum []byte
+	var st *cachedState
 	err = db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(cacheBucket)
 		if b == nil {
 			return configsvc.ErrNotFound
 		}
-		data = append([]byte(nil), b.Get(cacheState)...)
-		sum = append([]byte(nil), b.Get(cacheChecksum)...)
-		if data == nil {
-			return configsvc.ErrNotFound
-		}
-		return nil
+		var err error
+		st, err = decodeState(b) // json.Unmarshal copies out of the transaction
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sdk: cache %s: read: %w", c.path, err)
 	}
-	got := sha256.Sum256(data)
-	if hex.EncodeToString(got[:]) != string(sum) {
-		return nil, fmt.Errorf("sdk: cache %s: checksum mismatch: %w", c.path, configsvc.ErrInvalid)
-	}
-	var st cachedState
-	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("sdk: cache %s: %w", c.path, err)
-	}
 	if st.Service != service {
 		return nil, fmt.Errorf("sdk: cache %s holds service %q, not %q: %w", c.path, st.Service, service, configsvc.ErrInvalid)
 	}
-	if st.Files == nil {
-		st.Files = map[string][]byte{}
-	}
-	return &st, nil
+	return st, nil
 }

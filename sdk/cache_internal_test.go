@@ -20,7 +20,7 @@ func TestCacheRoundTrip(t *testing.T) {
 		Files:   map[string][]byte{"db.yaml": []byte("port: 1\n"), "redis-common/redis.yaml": []byte("addr: x\n")},
 		Written: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 	}
-	if err := c.write(want); err != nil {
+	if _, err := c.write(want, false); err != nil {
 		t.Fatal(err)
 	}
 	got, err := c.read("orders")
@@ -84,7 +84,56 @@ func TestCacheReadErrors(t *testing.T) {
 
 func mustWrite(t *testing.T, c *cache, service string) {
 	t.Helper()
-	if err := c.write(&cachedState{Service: service, Revision: 1, Files: map[string][]byte{"a.txt": []byte("a")}}); err != nil {
+	if _, err := c.write(&cachedState{Service: service, Revision: 1, Files: map[string][]byte{"a.txt": []byte("a")}}, false); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCacheNeverReplacesNewerState: processes sharing a cache file each
+// write their state after every update; a write never puts an older state
+// of one history over a newer one, whatever the order the writes arrive
+// in, and a forced write (a rewritten history) replaces anything.
+func TestCacheNeverReplacesNewerState(t *testing.T) {
+	gen := configsvc.Identity{Generation: "aaaa", PublishID: "p"}
+	state := func(rev int64, groups map[string]int64, id configsvc.Identity, file string) *cachedState {
+		return &cachedState{Service: "orders", Revision: rev, ID: id, Groups: groups, Files: map[string][]byte{"a.txt": []byte(file)}}
+	}
+	tests := []struct {
+		name     string
+		first    *cachedState
+		second   *cachedState
+		force    bool
+		wantKept bool
+	}{
+		{"older service revision", state(9, nil, gen, "new"), state(8, nil, gen, "old"), false, true},
+		{"newer service revision", state(8, nil, gen, "old"), state(9, nil, gen, "new"), false, false},
+		{"same revision, older group", state(9, map[string]int64{"g": 4}, gen, "new"), state(9, map[string]int64{"g": 3}, gen, "old"), false, true},
+		{"same state again", state(9, map[string]int64{"g": 4}, gen, "new"), state(9, map[string]int64{"g": 4}, gen, "same"), false, false},
+		{"another generation", state(9, nil, gen, "old"), state(2, nil, configsvc.Identity{Generation: "bbbb"}, "restored"), false, false},
+		{"forced after a rewrite", state(9, nil, gen, "old"), state(2, nil, gen, "rewritten"), true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCache(t.TempDir(), "orders")
+			if _, err := c.write(tt.first, false); err != nil {
+				t.Fatal(err)
+			}
+			kept, err := c.write(tt.second, tt.force)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.read("orders")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tt.second
+			if tt.wantKept {
+				want = tt.first
+			}
+			if kept != tt.wantKept || got.Revision != want.Revision || string(got.Files["a.txt"]) != string(want.Files["a.txt"]) {
+				t.Fatalf("second write kept=%v, cache holds r%d %q; want kept=%v and r%d %q",
+					kept, got.Revision, got.Files["a.txt"], tt.wantKept, want.Revision, want.Files["a.txt"])
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,8 +39,11 @@ type Client struct {
 	bindings   map[string][]binder
 	rejects    map[string]rejection
 	queues     map[string]*fileQueue
-	fallback   map[string][]byte // files of the cache found at Open, last good values for Bind
+	fallback   map[string][]byte         // files of the cache found at Open, last good values for Bind
+	rewritten  *configsvc.HistoryRewrite // the last rewritten history reloaded, for the instance record
 	closed     bool
+
+	cacheErr atomic.Pointer[errBox] // the last cache write's error; nil after a success
 
 	events chan update
 	reg    *registrar
@@ -63,9 +67,19 @@ type view struct {
 // before bindings had their say.
 type refState struct {
 	rev    int64
+	id     configsvc.Identity // identity of rev
 	files  map[string][]byte
 	synced bool // loaded from the store (not only from the cache)
 }
+
+// position is where a follower of one service or group stands: the
+// revision applied and its identity.
+type position struct {
+	rev int64
+	id  configsvc.Identity
+}
+
+func (rs *refState) position() position { return position{rev: rs.rev, id: rs.id} }
 
 // rejection records why a file's newest content was refused.
 type rejection struct {
@@ -75,11 +89,21 @@ type rejection struct {
 
 // update is one step for the applier, produced by a ref's follower.
 type update struct {
-	group        string // "" for the service
-	rev          *configsvc.Revision
-	snap         *loaded
+	group string // "" for the service
+	rev   *configsvc.Revision
+	snap  *loaded
+	// rewrite marks snap as the reload after the store reported the
+	// history rewritten: it is applied whatever its revision.
+	rewrite bool
+	// recreated marks snap as the reload after the ref was deleted: the
+	// ref may have been created again, whose revisions start over, so a
+	// snap below the revision held is a new history, not a store behind.
+	recreated    bool
 	linksChanged bool
 	links        []string
+	// done, when not nil, receives the ref's position once the update
+	// was applied (or refused).
+	done chan position
 }
 
 // Change describes one file's change, passed to OnChange callbacks. Old and
@@ -158,7 +182,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		c.log.Warn("sdk: store unreachable, serving config from the local cache",
 			"cache", c.cache.path, "revision", cached.Revision, "written", cached.Written, "err", storeErr)
 	} else if c.cache != nil {
-		c.writeCache(c.view.Load())
+		c.persistLocked(c.view.Load(), false)
 	}
 
 	if !cfg.NoRegister {
@@ -220,14 +244,14 @@ func (c *Client) initialLoad(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.refs[""] = &refState{rev: svc.revision, files: svc.files, synced: true}
+	c.refs[""] = &refState{rev: svc.revision, id: svc.id, files: svc.files, synced: true}
 	c.links = sortedLinks(svc.links)
 	for _, g := range c.links {
 		grp, err := src.load(ctx, configsvc.Group(g))
 		if err != nil {
 			return fmt.Errorf("linked group %s: %w", g, err)
 		}
-		c.refs[g] = &refState{rev: grp.revision, files: grp.files, synced: true}
+		c.refs[g] = &refState{rev: grp.revision, id: grp.id, files: grp.files, synced: true}
 	}
 	v := &view{revision: svc.revision, groups: map[string]int64{}, files: map[string][]byte{}}
 	for g, rs := range c.refs {
@@ -244,10 +268,10 @@ func (c *Client) initialLoad(ctx context.Context) error {
 
 // loadCached installs the cached state as the current one.
 func (c *Client) loadCached(st *cachedState) {
-	c.refs = map[string]*refState{"": {rev: st.Revision, files: map[string][]byte{}}}
+	c.refs = map[string]*refState{"": {rev: st.Revision, id: st.ID, files: map[string][]byte{}}}
 	c.links = sortedLinks(st.Links)
 	for _, g := range c.links {
-		c.refs[g] = &refState{rev: st.Groups[g], files: map[string][]byte{}}
+		c.refs[g] = &refState{rev: st.Groups[g], id: st.GroupIDs[g], files: map[string][]byte{}}
 	}
 	v := &view{revision: st.Revision, groups: map[string]int64{}, files: map[string][]byte{}}
 	for g, rs := range c.refs {
@@ -271,11 +295,11 @@ func (c *Client) loadCached(st *cachedState) {
 func (c *Client) start() {
 	fromCache := c.fromCache.Load()
 	c.goFunc(c.applyLoop)
-	svc := c.refs[""]
-	c.goFunc(func(ctx context.Context) { c.follow(ctx, "", svc.rev, fromCache) })
+	svc := c.refs[""].position()
+	c.goFunc(func(ctx context.Context) { c.follow(ctx, "", svc, fromCache) })
 	c.mu.Lock()
 	for _, g := range c.links {
-		c.startGroupLocked(g, c.refs[g].rev, fromCache)
+		c.startGroupLocked(g, c.refs[g].position(), fromCache)
 	}
 	c.mu.Unlock()
 	if c.reg != nil {
@@ -291,7 +315,7 @@ func (c *Client) goFunc(f func(ctx context.Context)) {
 	}()
 }
 
-func (c *Client) startGroupLocked(g string, from int64, resync bool) {
+func (c *Client) startGroupLocked(g string, from position, resync bool) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	c.groupStops[g] = cancel
 	c.wg.Add(1)
@@ -332,6 +356,19 @@ func (c *Client) GroupRevision(group string) (int64, bool) {
 // cache at Open because the store was unreachable; it turns false once the
 // store answered and its state was applied.
 func (c *Client) FromCache() bool { return c.fromCache.Load() }
+
+// Err returns the error of the last write of the local cache (CacheDir),
+// or nil when it succeeded or there is no cache. A failed write does not
+// hold back the new state (the service runs on it), but the cache keeps an
+// older one until a later write succeeds, so a restart while the store is
+// unreachable would start from it; Metrics.CacheWriteFailed counts the
+// failures.
+func (c *Client) Err() error {
+	if e := c.cacheErr.Load(); e != nil {
+		return e.err
+	}
+	return nil
+}
 
 // File returns a copy of a file's current content: the last good content
 // when a binding rejected a newer one. Linked group files are named
@@ -391,65 +428,145 @@ func (c *Client) send(ctx context.Context, u update) bool {
 	}
 }
 
+// sendWait hands u to the applier and waits until it was applied (or
+// refused); it returns the ref's position then. ok is false when ctx
+// ended first.
+func (c *Client) sendWait(ctx context.Context, u update) (pos position, ok bool) {
+	u.done = make(chan position, 1)
+	if !c.send(ctx, u) {
+		return position{}, false
+	}
+	select {
+	case pos = <-u.done:
+		return pos, true
+	case <-ctx.Done():
+		return position{}, false
+	}
+}
+
 func (c *Client) applyLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case u := <-c.events:
-			c.apply(u)
+			pos := c.apply(u)
+			if u.done != nil {
+				u.done <- pos
+			}
 		}
 	}
 }
 
-// apply applies one update: it advances the store state, lets bindings
-// accept or reject changed files, writes the new good state to the cache,
-// publishes it to readers and only then queues the callbacks.
-func (c *Client) apply(u update) {
+// apply applies one update, in the order docs/sdk.md promises, one step
+// per function: advanceLocked merges it into the store state (refusing
+// what would go back in time), offerLocked lets the bindings accept or
+// refuse each changed file, persistLocked writes the new good state to the
+// cache, and only then publishLocked makes it visible to File and Load;
+// notifyLocked counts it, queues the callbacks and refreshes the instance
+// record. It returns the ref's position after the update.
+func (c *Client) apply(u update) position {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rs := c.refs[u.group]
 	if rs == nil {
-		return // a group unlinked while its update was in flight
+		return position{} // a group unlinked while its update was in flight
+	}
+	step, ok := c.advanceLocked(u, rs)
+	if !ok {
+		return rs.position()
 	}
 	old := c.view.Load()
-	var keys []string
-	ref := refOf(c.cfg.Service, u.group)
-	var applied int64
-	wasSynced := rs.synced
+	files, changes, commits := c.offerLocked(step.keys, old.files)
+	nv := c.nextViewLocked(files)
+	if c.cache != nil && (len(changes) > 0 || step.rewrite != nil || nv.revision != old.revision || !maps.Equal(nv.groups, old.groups)) {
+		c.persistLocked(nv, step.rewrite != nil)
+	}
+	c.publishLocked(nv, commits)
+	c.notifyLocked(u, step, changes)
+	return rs.position()
+}
+
+// stepResult is what advanceLocked did to the store state.
+type stepResult struct {
+	ref       configsvc.Ref
+	keys      []string // client-visible files the update may have changed
+	applied   int64    // the revision now held, for metrics; 0 if none
+	wasSynced bool     // the ref had been loaded from the store before
+	rewrite   *configsvc.HistoryRewrite
+}
+
+// advanceLocked merges u into rs: a revision or a snapshot of the ref and,
+// for the service, its links. It never goes back in time within one
+// history: a revision at or below the one held, or a snapshot below it
+// (a store or server that has not caught up) is refused (ok false). A
+// snapshot of another history — u.rewrite (the store reported it), another
+// generation, the revision held carrying another publish id, or, after
+// the ref was deleted (u.recreated), a lower revision — is applied
+// whatever its revision and recorded as a rewrite.
+func (c *Client) advanceLocked(u update, rs *refState) (step stepResult, ok bool) {
+	step.ref = refOf(c.cfg.Service, u.group)
+	step.wasSynced = rs.synced
 	switch {
 	case u.snap != nil:
-		for name := range rs.files {
-			keys = append(keys, key(u.group, name))
+		snap := u.snap
+		held := rs.position()
+		rewritten := u.rewrite || !held.id.SameGeneration(snap.id) ||
+			snap.revision == held.rev && held.rev > 0 && !held.id.Matches(snap.id) ||
+			u.recreated && snap.revision < held.rev
+		if !rewritten && snap.revision < held.rev {
+			c.log.Info("sdk: the store is behind the revision applied; keeping it and waiting for the store",
+				"ref", refString(step.ref), "store", snap.revision, "applied", held.rev)
+			return step, false
 		}
-		for name := range u.snap.files {
+		for name := range rs.files {
+			step.keys = append(step.keys, key(u.group, name))
+		}
+		for name := range snap.files {
 			if _, ok := rs.files[name]; !ok {
-				keys = append(keys, key(u.group, name))
+				step.keys = append(step.keys, key(u.group, name))
 			}
 		}
-		rs.rev, rs.files, rs.synced = u.snap.revision, u.snap.files, true
+		rs.rev, rs.id, rs.files, rs.synced = snap.revision, snap.id, snap.files, true
 		if rs.files == nil {
 			rs.files = map[string][]byte{}
 		}
-		applied = rs.rev
+		step.applied = rs.rev
+		if rewritten {
+			step.rewrite = &configsvc.HistoryRewrite{Ref: refString(step.ref), From: held.rev, To: snap.revision,
+				Generation: snap.id.Generation, At: c.cfg.Now().UTC()}
+		}
 	case u.rev != nil:
+		if u.rev.Number <= rs.rev {
+			return step, false // already applied
+		}
 		for _, ch := range u.rev.Changes {
 			if ch.Delete {
 				delete(rs.files, ch.File)
 			} else {
 				rs.files[ch.File] = ch.Content
 			}
-			keys = append(keys, key(u.group, ch.File))
+			step.keys = append(step.keys, key(u.group, ch.File))
 		}
 		rs.rev = u.rev.Number
-		applied = rs.rev
+		rs.id = configsvc.Identity{Generation: cmp.Or(u.rev.Generation, rs.id.Generation), PublishID: u.rev.PublishID}
+		step.applied = rs.rev
 	}
 	if u.group == "" && (u.linksChanged || u.snap != nil) {
-		keys = append(keys, c.relinkLocked(u.snap != nil, u.links, u.snap)...)
+		step.keys = append(step.keys, c.relinkLocked(u.snap != nil, u.links, u.snap)...)
 	}
+	return step, true
+}
 
-	files := old.files
+// offerLocked offers the newest content of each of keys to its bindings
+// and returns the files readers will see (files with the accepted changes;
+// files itself when nothing changed), the changes for the callbacks, and
+// the commits that install the bindings' new values. Nothing is visible
+// to readers yet: a refused file keeps its good content and its bindings
+// their value.
+func (c *Client) offerLocked(keys []string, files map[string][]byte) (map[string][]byte, []Change, []func()) {
 	var changes []Change
+	var commits []func()
 	cloned := false
 	for _, k := range keys {
 		g, _ := splitKey(k)
@@ -463,9 +580,11 @@ func (c *Client) apply(u update) {
 			c.clearRejectLocked(k)
 			continue
 		}
-		if err := c.bindLocked(k, content, present, rev); err != nil {
+		commit, err := c.bindLocked(k, content, present, rev)
+		if err != nil {
 			continue
 		}
+		commits = append(commits, commit)
 		if !cloned {
 			files = maps.Clone(files)
 			cloned = true
@@ -480,26 +599,49 @@ func (c *Client) apply(u update) {
 		}
 		changes = append(changes, ch)
 	}
+	return files, changes, commits
+}
 
+// nextViewLocked returns the view of files at the revisions now held.
+func (c *Client) nextViewLocked(files map[string][]byte) *view {
 	nv := &view{revision: c.refs[""].rev, groups: make(map[string]int64, len(c.links)), files: files}
 	for _, g := range c.links {
 		nv.groups[g] = c.refs[g].rev
 	}
-	if c.cache != nil && (cloned || nv.revision != old.revision || !maps.Equal(nv.groups, old.groups)) {
-		c.writeCache(nv)
+	return nv
+}
+
+// publishLocked makes nv and the bindings' new values visible to readers.
+func (c *Client) publishLocked(nv *view, commits []func()) {
+	for _, commit := range commits {
+		commit()
 	}
 	c.view.Store(nv)
-	if u.group == "" && u.snap != nil && c.fromCache.Load() {
+}
+
+// notifyLocked reports what apply did: logs, metrics, the callbacks of the
+// changed files and the instance record.
+func (c *Client) notifyLocked(u update, step stepResult, changes []Change) {
+	if u.group == "" && (u.snap != nil || u.rev != nil) && c.fromCache.Load() {
+		// The service's state now comes from the store: a snapshot, or a
+		// revision on top of the cached one that the store's watch, which
+		// checked it follows the cached revision, delivered.
 		c.fromCache.Store(false)
-		c.log.Info("sdk: store reachable again, state synchronized", "revision", nv.revision)
+		c.log.Info("sdk: store reachable again, state synchronized", "revision", c.refs[""].rev)
 	}
-	if u.snap != nil && !wasSynced {
-		c.log.Debug("sdk: synchronized with the store", "ref", refString(ref), "revision", applied)
+	if u.snap != nil && !step.wasSynced {
+		c.log.Debug("sdk: synchronized with the store", "ref", refString(step.ref), "revision", step.applied)
+	}
+	if rw := step.rewrite; rw != nil {
+		c.rewritten = rw
+		c.log.Warn("sdk: the store's history was rewritten (restored or imported?); reloaded it as a new state",
+			"ref", rw.Ref, "from", rw.From, "to", rw.To, "generation", rw.Generation)
+		c.cfg.Metrics.HistoryRewritten(rw.Ref, rw.From, rw.To)
 	}
 	// Metrics first: a callback that reads them (or waits for them) must
 	// see the revision it is called for counted.
-	if applied > 0 {
-		c.cfg.Metrics.RevisionApplied(refString(ref), applied)
+	if step.applied > 0 {
+		c.cfg.Metrics.RevisionApplied(refString(step.ref), step.applied)
 	}
 	for _, ch := range changes {
 		if q := c.queues[ch.File]; q != nil {
@@ -544,7 +686,7 @@ func (c *Client) relinkLocked(fromSnap bool, links []string, snap *loaded) []str
 			continue
 		}
 		c.refs[g] = &refState{files: map[string][]byte{}}
-		c.startGroupLocked(g, 0, true)
+		c.startGroupLocked(g, position{}, true)
 		c.log.Info("sdk: shared group linked", "group", g)
 	}
 	c.links = links
@@ -564,12 +706,13 @@ func (c *Client) latestLocked(k string) ([]byte, bool) {
 
 // bindLocked offers content to the bindings of k. When one refuses it, the
 // rejection is recorded, every binding of k keeps its value, and the error
-// is returned: the file keeps its last good content.
-func (c *Client) bindLocked(k string, content []byte, present bool, rev int64) error {
+// is returned: the file keeps its last good content. Otherwise it returns
+// the commit that installs the new value in every binding and clears the
+// rejection; the caller runs it once the state may become visible.
+func (c *Client) bindLocked(k string, content []byte, present bool, rev int64) (func(), error) {
 	bs := c.bindings[k]
 	if len(bs) == 0 {
-		delete(c.rejects, k)
-		return nil
+		return func() { delete(c.rejects, k) }, nil
 	}
 	var firstErr error
 	commits := make([]func(), 0, len(bs))
@@ -602,14 +745,15 @@ func (c *Client) bindLocked(k string, content []byte, present bool, rev int64) e
 		c.rejects[k] = rejection{revision: rev, err: firstErr}
 		c.cfg.Metrics.RevisionRejected(k, rev)
 		c.log.Warn("sdk: revision rejected, keeping the last good value", "file", k, "revision", rev, "err", firstErr)
-		return firstErr
+		return nil, firstErr
 	}
-	for i, b := range bs {
-		commits[i]()
-		b.setErr(nil)
-	}
-	delete(c.rejects, k)
-	return nil
+	return func() {
+		for i, b := range bs {
+			commits[i]()
+			b.setErr(nil)
+		}
+		delete(c.rejects, k)
+	}, nil
 }
 
 // clearRejectLocked forgets a rejection of k when its content is back to
@@ -633,6 +777,8 @@ func (c *Client) instanceLocked(inst *configsvc.Instance) {
 		inst.AppliedAt = c.cfg.Now().UTC()
 	}
 	inst.Revision = v.revision
+	inst.Generation = c.refs[""].id.Generation
+	inst.Rewritten = c.rewritten
 	inst.FromCache = c.fromCache.Load()
 	inst.Status = configsvc.StatusApplied
 	inst.Rejected, inst.Error = 0, ""
@@ -647,13 +793,33 @@ func (c *Client) instanceLocked(inst *configsvc.Instance) {
 	}
 }
 
-func (c *Client) writeCache(v *view) {
+// persistLocked writes v, the new good state, to the cache before apply
+// makes it visible; force replaces a newer state another process wrote
+// (after a rewritten history, whose numbers may be lower). A failure is
+// logged, counted (Metrics.CacheWriteFailed) and kept for Err; the state
+// is applied all the same.
+func (c *Client) persistLocked(v *view, force bool) {
 	st := &cachedState{
-		Service: c.cfg.Service, Revision: v.revision, Links: c.links,
-		Groups: v.groups, Files: v.files, Written: c.cfg.Now().UTC(),
+		Service: c.cfg.Service, Revision: v.revision, ID: c.refs[""].id, Links: c.links,
+		Groups: v.groups, GroupIDs: make(map[string]configsvc.Identity, len(c.links)),
+		Files: v.files, Written: c.cfg.Now().UTC(),
 	}
-	if err := c.cache.write(st); err != nil {
-		c.log.Warn("sdk: writing the cache", "err", err)
+	for _, g := range c.links {
+		if rs := c.refs[g]; rs != nil {
+			st.GroupIDs[g] = rs.id
+		}
+	}
+	kept, err := c.cache.write(st, force)
+	switch {
+	case err != nil:
+		c.cacheErr.Store(&errBox{err: err})
+		c.cfg.Metrics.CacheWriteFailed(err)
+		c.log.Warn("sdk: writing the cache failed; the new state is applied, the cache keeps an older one", "err", err)
+	case kept:
+		c.cacheErr.Store(nil)
+		c.log.Debug("sdk: the cache holds a newer state written by another process; left it", "revision", v.revision)
+	default:
+		c.cacheErr.Store(nil)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/sdk"
 )
 
@@ -49,7 +50,7 @@ func TestPublishReachesCallback(t *testing.T) {
 			stop := c.OnChange("features.json", log.add)
 			defer stop()
 			r2 := mustPublish(t, e.pub, svc, map[string]string{"features.json": `{"beta":true}`})
-			eventually(t, 5*time.Second, "callback for revision 2", func() bool { return len(log.revisions()) == 1 })
+			testkit.EventuallyTrue(t, 5*time.Second, "callback for revision 2", func() bool { return len(log.revisions()) == 1 })
 			ch, _ := log.last()
 			if ch.File != "features.json" || string(ch.Old) != `{"beta":false}` || string(ch.New) != `{"beta":true}` || ch.Revision != r2 || ch.Deleted {
 				t.Fatalf("change = %+v (old %q new %q), want revision %d beta false→true", ch, ch.Old, ch.New, r2)
@@ -59,7 +60,7 @@ func TestPublishReachesCallback(t *testing.T) {
 			}
 			// A deletion reaches the callback too, and File no longer has it.
 			r3 := mustPublish(t, e.pub, svc, map[string]string{"features.json": ""})
-			eventually(t, 5*time.Second, "callback for the deletion", func() bool { return len(log.revisions()) == 2 })
+			testkit.EventuallyTrue(t, 5*time.Second, "callback for the deletion", func() bool { return len(log.revisions()) == 2 })
 			if ch, _ := log.last(); !ch.Deleted || ch.New != nil || ch.Revision != r3 {
 				t.Fatalf("deletion change = %+v", ch)
 			}
@@ -105,7 +106,7 @@ func TestBindFormats(t *testing.T) {
 						t.Fatalf("Load() = %+v, want %+v", got, f.want1)
 					}
 					mustPublish(t, e.pub, svc, map[string]string{f.file: f.v2})
-					eventually(t, 5*time.Second, "new value", func() bool { return b.Load() == f.w2 })
+					testkit.EventuallyTrue(t, 5*time.Second, "new value", func() bool { return b.Load() == f.w2 })
 					if err := b.Err(); err != nil {
 						t.Fatalf("Err() after update = %v", err)
 					}
@@ -127,7 +128,7 @@ func TestBadPublishKeepsOldValue(t *testing.T) {
 			var log changeLog
 			c.OnChange("db.yaml", log.add)
 			good := DBConfig{"a", 5432}
-			eventually(t, 5*time.Second, "instance registered as applied", func() bool {
+			testkit.EventuallyTrue(t, 5*time.Second, "instance registered as applied", func() bool {
 				in, ok := instance(e.pub, "orders", "orders-1")
 				return ok && in.Status == configsvc.StatusApplied && in.Revision == 1
 			})
@@ -141,7 +142,7 @@ func TestBadPublishKeepsOldValue(t *testing.T) {
 			for _, bc := range bad {
 				t.Run(bc.name, func(t *testing.T) {
 					rev := mustPublish(t, e.pub, svc, map[string]string{"db.yaml": bc.content, "app.txt": "at " + bc.name})
-					eventually(t, 5*time.Second, "revision applied", func() bool { return c.Revision() == rev })
+					testkit.EventuallyTrue(t, 5*time.Second, "revision applied", func() bool { return c.Revision() == rev })
 					if got := db.Load(); got != good {
 						t.Fatalf("Load() = %+v after a bad publish, want the old %+v", got, good)
 					}
@@ -154,7 +155,7 @@ func TestBadPublishKeepsOldValue(t *testing.T) {
 					if got, _ := c.File("app.txt"); string(got) != "at "+bc.name {
 						t.Fatalf("File(app.txt) = %q: the good file of the same revision was not applied", got)
 					}
-					eventually(t, 5*time.Second, "instance shows rejected", func() bool {
+					testkit.EventuallyTrue(t, 5*time.Second, "instance shows rejected", func() bool {
 						in, ok := instance(e.pub, "orders", "orders-1")
 						return ok && in.Status == configsvc.StatusRejected && in.Rejected == rev && strings.Contains(in.Error, bc.why)
 					})
@@ -164,21 +165,21 @@ func TestBadPublishKeepsOldValue(t *testing.T) {
 				t.Fatalf("OnChange ran %d times for rejected content", n)
 			}
 			fixed := mustPublish(t, e.pub, svc, map[string]string{"db.yaml": "host: b\nport: 6432\n"})
-			eventually(t, 5*time.Second, "fixed value", func() bool { return db.Load() == DBConfig{"b", 6432} })
+			testkit.EventuallyTrue(t, 5*time.Second, "fixed value", func() bool { return db.Load() == DBConfig{"b", 6432} })
 			if err := db.Err(); err != nil {
 				t.Fatalf("Err() after a good publish = %v", err)
 			}
-			eventually(t, 5*time.Second, "instance back to applied", func() bool {
+			testkit.EventuallyTrue(t, 5*time.Second, "instance back to applied", func() bool {
 				in, ok := instance(e.pub, "orders", "orders-1")
 				return ok && in.Status == configsvc.StatusApplied && in.Revision == fixed && in.Error == ""
 			})
-			eventually(t, 5*time.Second, "callback for the good revision", func() bool { return slices.Equal(log.revisions(), []int64{fixed}) })
+			testkit.EventuallyTrue(t, 5*time.Second, "callback for the good revision", func() bool { return slices.Equal(log.revisions(), []int64{fixed}) })
 			if ch, _ := log.last(); string(ch.Old) != "host: a\nport: 5432\n" {
 				t.Fatalf("callback Old = %q, want the last good content", ch.Old)
 			}
 			// Close removes the registration.
 			c.Close()
-			eventually(t, 5*time.Second, "instance gone after Close", func() bool {
+			testkit.EventuallyTrue(t, 5*time.Second, "instance gone after Close", func() bool {
 				_, ok := instance(e.pub, "orders", "orders-1")
 				return !ok
 			})
@@ -207,8 +208,8 @@ func TestSharedGroupReachesLinkedService(t *testing.T) {
 			var log changeLog
 			c.OnChange("redis-common/redis.yaml", log.add)
 			g2 := mustPublish(t, e.pub, grp, map[string]string{"redis.yaml": "host: r2\nport: 6379\n"})
-			eventually(t, 5*time.Second, "group change reaches the service", func() bool { return redis.Load().Host == "r2" })
-			eventually(t, 5*time.Second, "group change callback", func() bool { return len(log.revisions()) == 1 })
+			testkit.EventuallyTrue(t, 5*time.Second, "group change reaches the service", func() bool { return redis.Load().Host == "r2" })
+			testkit.EventuallyTrue(t, 5*time.Second, "group change callback", func() bool { return len(log.revisions()) == 1 })
 			if ch, _ := log.last(); ch.Revision != g2 || ch.File != "redis-common/redis.yaml" {
 				t.Fatalf("change = %+v, want group revision %d", ch, g2)
 			}
@@ -218,7 +219,7 @@ func TestSharedGroupReachesLinkedService(t *testing.T) {
 
 			// Linking another group at run time brings its files in.
 			mustLink(t, e.pub, "orders", "kafka-common")
-			eventually(t, 5*time.Second, "newly linked group's file", func() bool {
+			testkit.EventuallyTrue(t, 5*time.Second, "newly linked group's file", func() bool {
 				_, ok := c.File("kafka-common/kafka.json")
 				return ok
 			})
@@ -274,7 +275,7 @@ func TestConcurrentLoad(t *testing.T) {
 	for i := 1; i <= revisions; i++ {
 		mustPublish(t, e.pub, svc, map[string]string{"pair.json": fmt.Sprintf(`{"A":%d,"B":%d,"Tags":["%d"]}`, i, i, i)})
 	}
-	eventually(t, 10*time.Second, "last revision applied", func() bool { return p.Load().A == revisions })
+	testkit.EventuallyTrue(t, 10*time.Second, "last revision applied", func() bool { return p.Load().A == revisions })
 	stop.Store(true)
 	wg.Wait()
 	close(errs)
@@ -366,12 +367,12 @@ func TestCallbacksSerializedPerFile(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		want = append(want, mustPublish(t, e.pub, svc, map[string]string{"slow.txt": fmt.Sprint(i), "fast.txt": fmt.Sprint(i)}))
 	}
-	eventually(t, 5*time.Second, "fast file's callbacks while the slow one blocks", func() bool { return len(fast.revisions()) == 5 })
+	testkit.EventuallyTrue(t, 5*time.Second, "fast file's callbacks while the slow one blocks", func() bool { return len(fast.revisions()) == 5 })
 	if got, _ := c.File("slow.txt"); string(got) != "5" {
 		t.Fatalf("the watch is held up by a blocked callback: File(slow.txt) = %q", got)
 	}
 	close(release)
-	eventually(t, 5*time.Second, "slow callbacks done", func() bool { return len(slow.revisions()) == 5 })
+	testkit.EventuallyTrue(t, 5*time.Second, "slow callbacks done", func() bool { return len(slow.revisions()) == 5 })
 	if !slices.Equal(slow.revisions(), want) || !slices.Equal(fast.revisions(), want) {
 		t.Fatalf("order: slow %v fast %v, want %v", slow.revisions(), fast.revisions(), want)
 	}
@@ -383,8 +384,8 @@ func TestCallbacksSerializedPerFile(t *testing.T) {
 	stop := c.OnChange("fast.txt", stopped.add)
 	stop()
 	r := mustPublish(t, e.pub, svc, map[string]string{"fast.txt": "after stop"})
-	eventually(t, 5*time.Second, "revision applied", func() bool { return c.Revision() == r })
-	eventually(t, 5*time.Second, "other subscriber still called", func() bool { return len(fast.revisions()) == 6 })
+	testkit.EventuallyTrue(t, 5*time.Second, "revision applied", func() bool { return c.Revision() == r })
+	testkit.EventuallyTrue(t, 5*time.Second, "other subscriber still called", func() bool { return len(fast.revisions()) == 6 })
 	if n := len(stopped.revisions()); n != 0 {
 		t.Fatalf("stopped callback ran %d times", n)
 	}
@@ -463,8 +464,8 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 			c.OnChange("db.yaml", log.add)
 			c.OnChange("g/x.txt", log.add)
 			mustPublish(t, e.pub, svc, map[string]string{"db.yaml": "host: a\nport: 2\n"})
-			eventually(t, 5*time.Second, "callback", func() bool { return len(log.revisions()) == 1 })
-			eventually(t, 5*time.Second, "registered", func() bool { _, ok := instance(e.pub, "orders", "orders-1"); return ok })
+			testkit.EventuallyTrue(t, 5*time.Second, "callback", func() bool { return len(log.revisions()) == 1 })
+			testkit.EventuallyTrue(t, 5*time.Second, "registered", func() bool { _, ok := instance(e.pub, "orders", "orders-1"); return ok })
 			if err := c.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}

@@ -66,7 +66,9 @@ type Config struct {
 	// CacheDir is the directory of the bbolt cache that keeps the last good
 	// state, so the service can start while the store is unreachable. Empty
 	// disables the cache. The file is CacheDir/<service>.cache.db; several
-	// processes may share it (each write opens, writes and closes it).
+	// processes may share it: each write opens it, and under bbolt's file
+	// lock (waited for at most 2 s) replaces the state stored unless that
+	// one is newer, then closes it.
 	CacheDir string
 
 	// Instance describes this process for its registration. When ID is empty
@@ -78,8 +80,9 @@ type Config struct {
 
 	// Logger receives the client's log lines. Default: slog.Default().
 	Logger *slog.Logger
-	// Metrics receives counts of applied and rejected revisions and of
-	// reconnects. Default: none.
+	// Metrics receives counts of applied and rejected revisions, of
+	// reconnects, of rewritten histories and of failed cache writes.
+	// Default: none.
 	Metrics Metrics
 	// Now returns the current time (instance timestamps). Default: time.Now.
 	Now func() time.Time
@@ -120,13 +123,25 @@ type Metrics interface {
 	// Reconnect is called when a watch lost its connection to the store and
 	// is resuming, with the transport name ("zookeeper", "http", "store").
 	Reconnect(transport string)
+	// HistoryRewritten is called when the client found the history of ref
+	// rewritten (the store was restored or imported and its generation
+	// bumped, revision numbers it held were issued again, or ref was
+	// deleted and created again) and applied
+	// the store's state as a new one, at revision to (which may be lower
+	// than from, the revision it held).
+	HistoryRewritten(ref string, from, to int64)
+	// CacheWriteFailed is called when writing the local cache failed (the
+	// new state is applied all the same; Client.Err reports the error).
+	CacheWriteFailed(err error)
 }
 
 type noMetrics struct{}
 
-func (noMetrics) RevisionApplied(string, int64)  {}
-func (noMetrics) RevisionRejected(string, int64) {}
-func (noMetrics) Reconnect(string)               {}
+func (noMetrics) RevisionApplied(string, int64)         {}
+func (noMetrics) RevisionRejected(string, int64)        {}
+func (noMetrics) Reconnect(string)                      {}
+func (noMetrics) HistoryRewritten(string, int64, int64) {}
+func (noMetrics) CacheWriteFailed(error)                {}
 
 // withDefaults validates cfg and fills in its defaults.
 func (cfg Config) withDefaults() (Config, error) {

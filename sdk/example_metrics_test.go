@@ -14,22 +14,28 @@ import (
 // promMetrics adapts sdk.Metrics to Prometheus counters registered on the
 // service's own registry.
 type promMetrics struct {
-	applied, rejected, reconnects *prometheus.CounterVec
+	applied, rejected, reconnects, rewrites, cacheFailures *prometheus.CounterVec
 }
 
 func newPromMetrics(reg prometheus.Registerer) *promMetrics {
 	m := &promMetrics{
-		applied:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sdk_revisions_applied_total", Help: "Revisions applied."}, []string{"ref"}),
-		rejected:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sdk_revisions_rejected_total", Help: "File revisions rejected by a binding."}, []string{"file"}),
-		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sdk_reconnects_total", Help: "Watch reconnects."}, []string{"transport"}),
+		applied:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sdk_revisions_applied_total", Help: "Revisions applied."}, []string{"ref"}),
+		rejected:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sdk_revisions_rejected_total", Help: "File revisions rejected by a binding."}, []string{"file"}),
+		reconnects:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sdk_reconnects_total", Help: "Watch reconnects."}, []string{"transport"}),
+		rewrites:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sdk_history_rewrites_total", Help: "Rewritten store histories reloaded."}, []string{"ref"}),
+		cacheFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sdk_cache_write_failures_total", Help: "Failed writes of the local cache."}, nil),
 	}
-	reg.MustRegister(m.applied, m.rejected, m.reconnects)
+	reg.MustRegister(m.applied, m.rejected, m.reconnects, m.rewrites, m.cacheFailures)
 	return m
 }
 
 func (m *promMetrics) RevisionApplied(ref string, _ int64)   { m.applied.WithLabelValues(ref).Inc() }
 func (m *promMetrics) RevisionRejected(file string, _ int64) { m.rejected.WithLabelValues(file).Inc() }
 func (m *promMetrics) Reconnect(transport string)            { m.reconnects.WithLabelValues(transport).Inc() }
+func (m *promMetrics) HistoryRewritten(ref string, _, _ int64) {
+	m.rewrites.WithLabelValues(ref).Inc()
+}
+func (m *promMetrics) CacheWriteFailed(error) { m.cacheFailures.WithLabelValues().Inc() }
 
 // Feed the SDK's counters into Prometheus; the SDK registers nothing globally.
 func ExampleMetrics() {

@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
-	"github.com/sluicehq/sluice/configsvc/httpapi"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/sdk"
 )
 
@@ -20,17 +19,8 @@ import (
 func TestServersFailOver(t *testing.T) {
 	e := mustBolt(t)
 	ctx := context.Background()
-	newServer := func() (*httpapi.Server, *httptest.Server) {
-		srv, err := httpapi.New(httpapi.Config{Store: e.pub, Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts := httptest.NewServer(srv)
-		t.Cleanup(func() { srv.Close(); ts.Close() })
-		return srv, ts
-	}
-	srvA, tsA := newServer()
-	_, tsB := newServer()
+	srvA, tsA := startAPIServer(t, e.pub)
+	_, tsB := startAPIServer(t, e.pub)
 	token, err := srvA.Bootstrap(ctx)
 	if err != nil || token == "" {
 		t.Fatalf("bootstrap: %q, %v", token, err)
@@ -50,7 +40,7 @@ func TestServersFailOver(t *testing.T) {
 	for i := 2; i <= 4; i++ {
 		mustPublish(t, e.pub, ref, map[string]string{"n.txt": fmt.Sprint(i)})
 	}
-	eventually(t, 5*time.Second, "revisions 2-4 via server A", func() bool { return c.Revision() == 4 })
+	testkit.EventuallyTrue(t, 5*time.Second, "revisions 2-4 via server A", func() bool { return c.Revision() == 4 })
 
 	// Server A goes away: its streams are cut and it accepts no more.
 	srvA.Close()
@@ -59,7 +49,7 @@ func TestServersFailOver(t *testing.T) {
 	for i := 5; i <= 9; i++ {
 		mustPublish(t, e.pub, ref, map[string]string{"n.txt": fmt.Sprint(i)})
 	}
-	eventually(t, 10*time.Second, "revisions 5-9 via server B", func() bool { return c.Revision() == 9 })
+	testkit.EventuallyTrue(t, 10*time.Second, "revisions 5-9 via server B", func() bool { return c.Revision() == 9 })
 
 	if got, want := log.revisions(), []int64{2, 3, 4, 5, 6, 7, 8, 9}; !slices.Equal(got, want) {
 		t.Fatalf("callbacks saw revisions %v, want %v", got, want)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/sdk"
 )
 
@@ -41,7 +42,7 @@ func TestRestartAfterBadPublishUsesCachedValue(t *testing.T) {
 	if got, _ := second.File("db.yaml"); string(got) != "host: a\nport: 5432\n" {
 		t.Fatalf("File(db.yaml) = %q, want the cached good content", got)
 	}
-	eventually(t, 5*time.Second, "instance shows the rejection", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "instance shows the rejection", func() bool {
 		in, ok := instance(e.pub, "orders", "orders-1")
 		return ok && in.Status == configsvc.StatusRejected && in.Rejected == bad
 	})
@@ -56,7 +57,7 @@ func TestRestartAfterBadPublishUsesCachedValue(t *testing.T) {
 	// Fixing the file applies normally.
 	mustPublish(t, e.pub, svc, map[string]string{"db.yaml": "host: b\nport: 1\n"})
 	db3 := sdk.Bind[DBConfig](third, "db.yaml")
-	eventually(t, 5*time.Second, "fixed value", func() bool { return db3.Load() == DBConfig{"b", 1} && db3.Err() == nil })
+	testkit.EventuallyTrue(t, 5*time.Second, "fixed value", func() bool { return db3.Load() == DBConfig{"b", 1} && db3.Err() == nil })
 }
 
 // TestBindMissingFile binds a file that does not exist yet: the zero value
@@ -75,7 +76,7 @@ func TestBindMissingFile(t *testing.T) {
 		t.Fatalf("Err() = %v, want not found", err)
 	}
 	mustPublish(t, e.pub, svc, map[string]string{"db.yaml": "host: h\nport: 1\n"})
-	eventually(t, 5*time.Second, "value once published", func() bool { return db.Load() == DBConfig{"h", 1} })
+	testkit.EventuallyTrue(t, 5*time.Second, "value once published", func() bool { return db.Load() == DBConfig{"h", 1} })
 	if err := db.Err(); err != nil {
 		t.Fatalf("Err() = %v after publish", err)
 	}

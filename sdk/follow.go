@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -11,15 +12,21 @@ import (
 )
 
 // follow keeps one service or group (group "" is the service) in step with
-// the store: it watches from the revision the client holds and hands every
+// the store: it watches from the position the client holds and hands every
 // revision, in order and without gaps, to the applier. When resync is set,
 // or the watch reports that the revisions it needs were compacted, it loads
-// a fresh snapshot first. It returns when ctx ends.
-func (c *Client) follow(ctx context.Context, group string, from int64, resync bool) {
+// a fresh snapshot first; the applier refuses one below the revision held
+// (a store or server that has not caught up: the watch from the revision
+// held then waits for it). When the watch reports the history rewritten,
+// the snapshot it loads is applied whatever its revision; when it reports
+// the ref deleted, one below the revision held is (the ref was created
+// again). It returns when ctx ends.
+func (c *Client) follow(ctx context.Context, group string, from position, resync bool) {
 	ref := refOf(c.cfg.Service, group)
 	log := c.log.With("ref", refString(ref))
 	bo := api.Backoff{Min: c.cfg.RetryMin, Max: c.cfg.RetryMax}
 	failures := 0
+	rewrite, recreated := false, false
 	for ctx.Err() == nil {
 		if resync {
 			l, err := c.loadRef(ctx, ref)
@@ -36,10 +43,11 @@ func (c *Client) follow(ctx context.Context, group string, from int64, resync bo
 				bo.Wait(ctx)
 				continue
 			}
-			if !c.send(ctx, update{group: group, snap: &l}) {
+			pos, ok := c.sendWait(ctx, update{group: group, snap: &l, rewrite: rewrite, recreated: recreated})
+			if !ok {
 				return
 			}
-			from, resync, failures = l.revision, false, 0
+			from, resync, rewrite, recreated, failures = pos, false, false, false, 0
 			bo.Reset()
 		}
 		src, err := c.source(ctx)
@@ -47,10 +55,17 @@ func (c *Client) follow(ctx context.Context, group string, from int64, resync bo
 			resync = true
 			continue
 		}
-		var ok bool
-		from, resync, ok = c.watchOnce(ctx, src, ref, from, log)
-		if !ok {
+		var end watchEnd
+		from, end = c.watchOnce(ctx, src, ref, from, log)
+		switch end {
+		case endStopped:
 			return
+		case endReload:
+			resync = true
+		case endRewritten:
+			resync, rewrite = true, true
+		case endDeleted:
+			resync, recreated = true, true
 		}
 		if !bo.Wait(ctx) {
 			return
@@ -68,17 +83,34 @@ func (c *Client) loadRef(ctx context.Context, ref configsvc.Ref) (loaded, error)
 	return src.load(octx, ref)
 }
 
-// watchOnce runs one watch of ref from revision from until it ends. It
-// returns the last revision handed on, whether a snapshot is needed before
-// watching again, and false when ctx ended.
-func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Ref, from int64, log *slog.Logger) (int64, bool, bool) {
+// watchEnd says why a watch ended.
+type watchEnd int
+
+const (
+	endRetry     watchEnd = iota // the watch ended; watch again from the position held
+	endReload                    // reload a snapshot first (compacted, gap, deleted)
+	endRewritten                 // the history was rewritten: reload and apply whatever it holds
+	endDeleted                   // the ref was deleted: reload once it exists; a lower revision is a new history
+	endStopped                   // ctx ended
+)
+
+// watchOnce runs one watch of ref from position from until it ends. It
+// returns the position of the last revision handed on and why it ended.
+func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Ref, from position, log *slog.Logger) (position, watchEnd) {
 	group := ""
 	if ref.Kind == configsvc.KindGroup {
 		group = ref.Name
 	}
+	stopped := func() (position, watchEnd) { return from, endStopped }
+	reload := func(end watchEnd) (position, watchEnd) {
+		if ctx.Err() != nil {
+			return from, endStopped
+		}
+		return from, end
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ch := src.store.Watch(wctx, ref, from)
+	ch := src.store.Watch(wctx, ref, from.rev, configsvc.Expect(from.id))
 	defer func() {
 		cancel()
 		for range ch {
@@ -92,29 +124,37 @@ func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Re
 		changed := err == nil && !slices.Equal(sortedLinks(links), c.links)
 		c.mu.Unlock()
 		if changed && !c.send(ctx, update{linksChanged: true, links: links}) {
-			return from, false, false
+			return stopped()
 		}
 	}
 	interrupted := false
 	for ev := range ch {
 		if ctx.Err() != nil {
-			return from, false, false
+			return stopped()
 		}
 		switch {
 		case ev.Err != nil:
 			switch {
 			case errors.Is(ev.Err, configsvc.ErrUnavailable):
 				if !interrupted {
-					log.Warn("sdk: watch interrupted, resuming", "err", ev.Err, "revision", from)
+					log.Warn("sdk: watch interrupted, resuming", "err", ev.Err, "revision", from.rev)
 					c.cfg.Metrics.Reconnect(src.name)
 				}
 				interrupted = true
+			case errors.Is(ev.Err, configsvc.ErrRewritten):
+				log.Warn("sdk: the store's history was rewritten; reloading the snapshot as a new state", "revision", from.rev, "err", ev.Err)
+				return reload(endRewritten)
 			case errors.Is(ev.Err, configsvc.ErrCompacted):
-				log.Warn("sdk: revisions compacted while away, reloading the snapshot", "revision", from)
-				return from, true, ctx.Err() == nil
+				log.Warn("sdk: revisions compacted while away, reloading the snapshot", "revision", from.rev)
+				return reload(endReload)
+			case errors.Is(ev.Err, configsvc.ErrNotFound):
+				// Created again under the same name, it is another history:
+				// its revisions start over below the one held.
+				log.Warn("sdk: the service or group was deleted; keeping the configuration held until it exists again", "revision", from.rev, "err", ev.Err)
+				return reload(endDeleted)
 			default:
-				log.Warn("sdk: watch ended, reloading", "err", ev.Err, "revision", from)
-				return from, true, ctx.Err() == nil
+				log.Warn("sdk: watch ended, reloading", "err", ev.Err, "revision", from.rev)
+				return reload(endReload)
 			}
 		case ev.Revision != nil:
 			if interrupted {
@@ -122,22 +162,25 @@ func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Re
 				interrupted = false
 			}
 			n := ev.Revision.Number
-			if n <= from {
+			if n <= from.rev {
 				continue
 			}
-			if n != from+1 {
-				log.Warn("sdk: revision gap in watch, reloading the snapshot", "have", from, "got", n)
-				return from, true, ctx.Err() == nil
+			if n != from.rev+1 {
+				log.Warn("sdk: revision gap in watch, reloading the snapshot", "have", from.rev, "got", n)
+				return reload(endReload)
 			}
 			if !c.send(ctx, update{group: group, rev: ev.Revision}) {
-				return from, false, false
+				return stopped()
 			}
-			from = n
+			from = position{rev: n, id: configsvc.Identity{Generation: cmp.Or(ev.Revision.Generation, from.id.Generation), PublishID: ev.Revision.PublishID}}
 		case ev.LinksChanged:
 			if group == "" && !c.send(ctx, update{linksChanged: true, links: ev.Links}) {
-				return from, false, false
+				return stopped()
 			}
 		}
 	}
-	return from, false, ctx.Err() == nil
+	if ctx.Err() != nil {
+		return stopped()
+	}
+	return from, endRetry
 }

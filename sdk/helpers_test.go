@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/sdk"
 )
@@ -46,6 +48,18 @@ func mustBolt(t *testing.T) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	return &env{name: "store", pub: st, transport: func(cfg *sdk.Config) { cfg.Store = st }}
+}
+
+// startAPIServer runs an admin server on st; the test's cleanup stops it.
+func startAPIServer(t *testing.T, st configsvc.Store) (*httpapi.Server, *httptest.Server) {
+	t.Helper()
+	srv, err := httpapi.New(httpapi.Config{Store: st, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() { srv.Close(); ts.Close() })
+	return srv, ts
 }
 
 // config returns an SDK config for service svc on e's transport.
@@ -125,18 +139,6 @@ func mustLink(t *testing.T, st configsvc.Store, svc, group string) {
 	defer cancel()
 	if err := st.Link(ctx, svc, group); err != nil {
 		t.Fatalf("link %s → %s: %v", svc, group, err)
-	}
-}
-
-// eventually polls cond every 10ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %v", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -27,7 +27,7 @@ func TestRegistersAgainInRecreatedService(t *testing.T) {
 	mustPublish(t, st, ref, map[string]string{"a.txt": "1"})
 	mustOpen(t, sdk.Config{Service: "orders", Store: st, Instance: sdk.Instance{ID: "orders-1", Addr: "127.0.0.1:9001"},
 		RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, Logger: testLogger(t)})
-	eventually(t, 5*time.Second, "registered", func() bool { in, ok := instance(st, "orders", "orders-1"); return ok && in.Revision == 1 })
+	testkit.EventuallyTrue(t, 5*time.Second, "registered", func() bool { in, ok := instance(st, "orders", "orders-1"); return ok && in.Revision == 1 })
 
 	if err := st.Delete(context.Background(), ref); err != nil {
 		t.Fatal(err)
@@ -36,7 +36,7 @@ func TestRegistersAgainInRecreatedService(t *testing.T) {
 	for i := range 3 {
 		mustPublish(t, st, ref, map[string]string{"a.txt": string(rune('2' + i))})
 	}
-	eventually(t, 10*time.Second, "registered in the new service", func() bool {
+	testkit.EventuallyTrue(t, 10*time.Second, "registered in the new service", func() bool {
 		in, ok := instance(st, "orders", "orders-1")
 		return ok && in.Revision == 3
 	})
@@ -64,21 +64,21 @@ func TestRegistrationAppliedAt(t *testing.T) {
 	clock := testkit.NewClock(t0)
 	mustOpen(t, sdk.Config{Service: "orders", Store: st, Instance: sdk.Instance{ID: "orders-1", Addr: "127.0.0.1:9001"},
 		Now: clock.Now, RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, Logger: testLogger(t)})
-	eventually(t, 5*time.Second, "registered at revision 1, applied at the start", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "registered at revision 1, applied at the start", func() bool {
 		in, ok := instance(st, "orders", "orders-1")
 		return ok && in.Revision == 1 && in.AppliedAt.Equal(t0) && in.Started.Equal(t0)
 	})
 
 	clock.Advance(time.Hour)
 	mustPublish(t, st, group, map[string]string{"c.txt": "1"})
-	eventually(t, 5*time.Second, "a group revision updates the record, not applied_at", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "a group revision updates the record, not applied_at", func() bool {
 		in, ok := instance(st, "orders", "orders-1")
 		return ok && in.Updated.Equal(t0.Add(time.Hour)) && in.Revision == 1 && in.AppliedAt.Equal(t0)
 	})
 
 	clock.Advance(time.Hour)
 	mustPublish(t, st, ref, map[string]string{"a.txt": "2"})
-	eventually(t, 5*time.Second, "revision 2 applied two hours later", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "revision 2 applied two hours later", func() bool {
 		in, ok := instance(st, "orders", "orders-1")
 		return ok && in.Revision == 2 && in.AppliedAt.Equal(t0.Add(2*time.Hour)) && in.Started.Equal(t0)
 	})

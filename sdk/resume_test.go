@@ -13,20 +13,36 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/sdk"
 )
 
 // countingMetrics records the SDK's metric calls.
 type countingMetrics struct {
-	mu         sync.Mutex
-	applied    map[string]int
-	rejected   map[string]int
-	reconnects map[string]int
+	mu            sync.Mutex
+	applied       map[string]int
+	rejected      map[string]int
+	reconnects    map[string]int
+	rewrites      map[string]int
+	cacheFailures map[string]int // by error message
 }
 
 func newCountingMetrics() *countingMetrics {
-	return &countingMetrics{applied: map[string]int{}, rejected: map[string]int{}, reconnects: map[string]int{}}
+	return &countingMetrics{applied: map[string]int{}, rejected: map[string]int{}, reconnects: map[string]int{},
+		rewrites: map[string]int{}, cacheFailures: map[string]int{}}
+}
+
+func (m *countingMetrics) HistoryRewritten(ref string, _, _ int64) {
+	m.mu.Lock()
+	m.rewrites[ref]++
+	m.mu.Unlock()
+}
+
+func (m *countingMetrics) CacheWriteFailed(err error) {
+	m.mu.Lock()
+	m.cacheFailures[err.Error()]++
+	m.mu.Unlock()
 }
 
 func (m *countingMetrics) RevisionApplied(ref string, _ int64) {
@@ -130,13 +146,13 @@ func TestResumeAfterDisconnect(t *testing.T) {
 			for i := 6; i <= 7; i++ {
 				want = append(want, mustPublish(t, e.pub, svc, map[string]string{"n.txt": fmt.Sprint(i)}))
 			}
-			eventually(t, 10*time.Second, "every revision delivered", func() bool { return len(log.revisions()) >= len(want) })
+			testkit.EventuallyTrue(t, 10*time.Second, "every revision delivered", func() bool { return len(log.revisions()) >= len(want) })
 			if got := log.revisions(); !slices.Equal(got, want) {
 				t.Fatalf("callbacks for %v, want %v", got, want)
 			}
 			if tr.name == "http" {
 				// The SSE transport sees every dropped stream itself.
-				eventually(t, 5*time.Second, "reconnect counted", func() bool { return m.get(m.reconnects, tr.name) > 0 })
+				testkit.EventuallyTrue(t, 5*time.Second, "reconnect counted", func() bool { return m.get(m.reconnects, tr.name) > 0 })
 			} else if m.get(m.reconnects, tr.name) == 0 {
 				// zkstore reports a short disconnection only when its
 				// watcher notices it before the session reconnects.
@@ -176,11 +192,11 @@ func TestCompactedWhileAway(t *testing.T) {
 				last = mustPublish(t, e.pub, svc, files)
 			}
 			e.proxy.Heal()
-			eventually(t, 15*time.Second, "converged on the head", func() bool { return c.Revision() == last && db.Load().Port == 10 })
+			testkit.EventuallyTrue(t, 15*time.Second, "converged on the head", func() bool { return c.Revision() == last && db.Load().Port == 10 })
 			if _, ok := c.File("gone.txt"); ok {
 				t.Fatal("a file deleted while away is still served")
 			}
-			eventually(t, 5*time.Second, "deletion callback", func() bool { return len(gone.revisions()) == 1 })
+			testkit.EventuallyTrue(t, 5*time.Second, "deletion callback", func() bool { return len(gone.revisions()) == 1 })
 			// Revision 4 deleted the file; a change carrying the head's
 			// revision shows it came from the reloaded snapshot.
 			if ch, _ := gone.last(); !ch.Deleted || ch.Revision != last {

@@ -17,7 +17,7 @@ import (
 type backend interface {
 	Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, error)
 	Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (configsvc.Snapshot, error)
-	Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event
+	Watch(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) <-chan configsvc.Event
 	Register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error)
 }
 
@@ -29,6 +29,7 @@ var (
 // loaded is the state of one service or group at one revision.
 type loaded struct {
 	revision int64
+	id       configsvc.Identity // identity of revision
 	files    map[string][]byte
 	links    []string
 }
@@ -73,7 +74,11 @@ func (s *transport) load(ctx context.Context, ref configsvc.Ref) (loaded, error)
 	if files == nil {
 		files = map[string][]byte{}
 	}
-	return loaded{revision: snap.Revision, files: files, links: head.Links}, nil
+	id := snap.Identity()
+	if id.Generation == "" {
+		id.Generation = head.Generation
+	}
+	return loaded{revision: snap.Revision, id: id, files: files, links: head.Links}, nil
 }
 
 // links returns the groups the service links to now (one head read). The

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 	"github.com/sluicehq/sluice/sdk"
 )
@@ -62,7 +63,7 @@ func TestOutage(t *testing.T) {
 	// The publisher's own session expired during the outage; retry until it
 	// is back. Convergence is measured from the publish's return.
 	var r3 int64
-	eventually(t, 30*time.Second, "publisher back", func() bool {
+	testkit.EventuallyTrue(t, 30*time.Second, "publisher back", func() bool {
 		n, err := publish(e.pub, svc, map[string]string{"db.yaml": "host: a\nport: 3\n"})
 		r3 = n
 		return err == nil
@@ -97,7 +98,7 @@ func TestSessionExpiry(t *testing.T) {
 	c := mustOpen(t, cfg)
 	var log changeLog
 	c.OnChange("n.txt", log.add)
-	eventually(t, 5*time.Second, "registered", func() bool { _, ok := instance(e.pub, "orders", "orders-1"); return ok })
+	testkit.EventuallyTrue(t, 5*time.Second, "registered", func() bool { _, ok := instance(e.pub, "orders", "orders-1"); return ok })
 
 	proxy.Partition()
 	var want []int64
@@ -106,7 +107,7 @@ func TestSessionExpiry(t *testing.T) {
 	}
 	// Past the session timeout the server expires the session: the
 	// ephemeral registration disappears.
-	eventually(t, 10*time.Second, "session expired (registration gone)", func() bool {
+	testkit.EventuallyTrue(t, 10*time.Second, "session expired (registration gone)", func() bool {
 		_, ok := instance(e.pub, "orders", "orders-1")
 		return !ok
 	})
@@ -114,14 +115,14 @@ func TestSessionExpiry(t *testing.T) {
 		want = append(want, mustPublish(t, e.pub, svc, map[string]string{"n.txt": fmt.Sprint(i)}))
 	}
 	proxy.Heal()
-	eventually(t, 10*time.Second, "all revisions delivered", func() bool { return len(log.revisions()) >= len(want) })
+	testkit.EventuallyTrue(t, 10*time.Second, "all revisions delivered", func() bool { return len(log.revisions()) >= len(want) })
 	if got := log.revisions(); !slices.Equal(got, want) {
 		t.Fatalf("callbacks for revisions %v, want %v in order", got, want)
 	}
 	if got, _ := c.File("n.txt"); string(got) != "8" {
 		t.Fatalf("File = %q, want 8", got)
 	}
-	eventually(t, 10*time.Second, "registration rebuilt after expiry", func() bool {
+	testkit.EventuallyTrue(t, 10*time.Second, "registration rebuilt after expiry", func() bool {
 		in, ok := instance(e.pub, "orders", "orders-1")
 		return ok && in.Revision == want[len(want)-1]
 	})

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -203,7 +204,9 @@ func (r *response) revision() int64 {
 // again with the key, which the server answers with the first answer
 // (writing nothing twice); while the first is still being answered (409
 // idempotency_in_progress) the client waits its Retry-After. At most
-// maxKeyedAttempts attempts.
+// maxKeyedAttempts attempts. When a resent write reaches no server, the
+// error is the lost answer's (see lostAnswer), never a refused
+// connection's: the write may have been applied.
 func (c *Client) do(ctx context.Context, req request) (*response, error) {
 	keyed := isWrite(req.method) && !req.noKey
 	if keyed && req.header.Get(HeaderIdempotencyKey) == "" {
@@ -214,6 +217,7 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 		h.Set(HeaderIdempotencyKey, NewIdempotencyKey())
 		req.header = h
 	}
+	var lost *ConnError // an attempt whose answer was lost: it may have been applied
 	for attempt := 1; ; attempt++ {
 		var resp *response
 		err := c.each(ctx, req.retry || req.method == http.MethodGet, func(base string) error {
@@ -222,22 +226,38 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 			return err
 		})
 		if err == nil || !keyed || attempt >= maxKeyedAttempts || ctx.Err() != nil {
-			return resp, err
+			return resp, lostAnswer(err, lost)
 		}
 		var ce *ConnError
 		var ae *Error
 		switch {
 		case errors.As(err, &ce) && !dialFailed(ce.Err):
 			// The answer was lost: ask again under the same key.
+			lost = ce
 		case errors.As(err, &ae) && ae.Code == CodeInProgress:
 			if !sleep(ctx, min(max(ae.RetryAfter, c.cfg.RetryMin), 5*time.Second)) {
 				return resp, err
 			}
 		default:
-			return resp, err
+			return resp, lostAnswer(err, lost)
 		}
 		c.cfg.Logger.Info("api: sending a write again under its idempotency key", "method", req.method, "path", req.path, "after", err)
 	}
+}
+
+// lostAnswer returns err, the error of a write's last attempt, unless
+// that attempt reached no server (a refused connection) after an earlier
+// one, lost, was sent and its answer lost: that one may have been applied,
+// so the error is a *ConnError for the lost answer, naming the refused
+// retry without wrapping it. A caller must not read "no server could be
+// reached" as "nothing was written".
+func lostAnswer(err error, lost *ConnError) error {
+	var ce *ConnError
+	if lost == nil || !errors.As(err, &ce) || !dialFailed(ce.Err) {
+		return err
+	}
+	return &ConnError{Method: lost.Method, Path: lost.Path, Server: lost.Server,
+		Err: fmt.Errorf("%w; the write may have been applied: sending it again under its idempotency key reached no server (%v)", lost.Err, ce.Err)}
 }
 
 // maxKeyedAttempts bounds the attempts of one write with an idempotency key.
@@ -286,12 +306,26 @@ func (c *Client) each(ctx context.Context, retry bool, try func(base string) err
 func (c *Client) try(ctx context.Context, base string, req request) (*response, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
+	// net/http sends a request with an Idempotency-Key again by itself when
+	// a reused connection broke after the request was written; when that
+	// second connection cannot be made, Do reports only the refused dial,
+	// although the server may have applied the first. sent tells.
+	var sent atomic.Bool
+	if isWrite(req.method) {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) { sent.Store(true) },
+		})
+	}
 	hr, err := c.newRequest(ctx, base, req)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := c.hc.Do(hr)
 	if err != nil {
+		if sent.Load() && dialFailed(err) {
+			// Not wrapped: the error must not read as "never sent".
+			err = fmt.Errorf("the request was sent and its connection broke before the answer; sending it again, %v", err)
+		}
 		return nil, &ConnError{Method: req.method, Path: req.path, Server: base, Err: err}
 	}
 	defer resp.Body.Close()

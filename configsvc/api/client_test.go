@@ -556,6 +556,64 @@ func TestWatchResumesAfterABreak(t *testing.T) {
 	}
 }
 
+// identRevEvent is revEvent with an identity: publish id id, parent
+// parent, generation gen.
+func identRevEvent(n int64, id, parent, gen string) string {
+	b, _ := json.Marshal(api.Revision{Revision: n, Author: "a", Time: time.Unix(n, 0).UTC(),
+		Changes: []api.Change{api.PutChange("n.txt", []byte(fmt.Sprint(n)))}, PublishID: id, Parent: parent, Generation: gen})
+	return fmt.Sprintf("id: %d\nevent: revision\ndata: %s\n\n", n, b)
+}
+
+// TestWatchChecksTheHistory: the watch resumes with the identity of the
+// last revision it delivered, and ends with an error matching
+// configsvc.ErrRewritten when a revision does not follow the one before
+// it (another parent or generation), whichever server sent it, or when the
+// server says so with a stream-error of code rewritten.
+func TestWatchChecksTheHistory(t *testing.T) {
+	f := newFakeStream(t,
+		func(w http.ResponseWriter, r *http.Request) {
+			sse(w, ": ok\n\n"+identRevEvent(3, "p3", "p2", "g1")) // then the stream breaks
+		},
+		func(w http.ResponseWriter, r *http.Request) {
+			// Another server, whose store issued revision 4 on top of
+			// another revision 3.
+			sse(w, ": ok\n\n"+identRevEvent(4, "x4", "x3", "g1"))
+			<-r.Context().Done()
+		},
+	)
+	c := mustClient(t, api.Config{Servers: []string{f.srv.URL}, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond})
+	ch := c.Watch(ctxT(t), configsvc.Service("orders"), 2, configsvc.Expect(configsvc.Identity{Generation: "g1", PublishID: "p2"}))
+	evs := collect(t, ch, 3)
+	mustClose(t, ch)
+	if evs[0].Revision == nil || evs[0].Revision.Number != 3 || evs[0].Revision.PublishID != "p3" {
+		t.Fatalf("event 0 = %+v, want revision 3", evs[0])
+	}
+	if !errors.Is(evs[1].Err, configsvc.ErrUnavailable) {
+		t.Fatalf("event 1 = %+v, want the break", evs[1])
+	}
+	if !errors.Is(evs[2].Err, configsvc.ErrRewritten) || evs[2].Revision != nil {
+		t.Fatalf("event 2 = %+v, want ErrRewritten instead of revision 4 of another history", evs[2])
+	}
+	reqs := f.requests()
+	for i, want := range []struct{ since, pid string }{{"2", "p2"}, {"3", "p3"}} {
+		q := reqs[i].URL.Query()
+		if q.Get(api.SinceParam) != want.since || q.Get(api.PublishIDParam) != want.pid || q.Get(api.GenerationParam) != "g1" {
+			t.Errorf("request %d: %s; want since %s, publish_id %s, generation g1", i, reqs[i].URL, want.since, want.pid)
+		}
+	}
+
+	rewritten := newFakeStream(t, func(w http.ResponseWriter, r *http.Request) {
+		sse(w, ": ok\n\nevent: "+api.EventError+"\ndata: {\"error\":{\"code\":\"rewritten\",\"message\":\"generation g2, not g1\"}}\n\n")
+		<-r.Context().Done()
+	})
+	c = mustClient(t, api.Config{Servers: []string{rewritten.srv.URL}, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond})
+	ch = c.Watch(ctxT(t), configsvc.Service("orders"), 2, configsvc.Expect(configsvc.Identity{Generation: "g1"}))
+	if ev := collect(t, ch, 1)[0]; !errors.Is(ev.Err, configsvc.ErrRewritten) {
+		t.Fatalf("event = %+v, want ErrRewritten", ev)
+	}
+	mustClose(t, ch)
+}
+
 func TestWatchOpening(t *testing.T) {
 	refused := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -34,6 +34,12 @@ var (
 	// configsvc.ErrConflict. It is access.ErrInProgress, which the server
 	// answers so.
 	ErrInProgress = access.ErrInProgress
+	// ErrBehind: the server's store has not reached the revision the
+	// request names (a watch's since), even after catching up with its
+	// ensemble (HTTP 503 with Retry-After). An *Error with it also matches
+	// configsvc.ErrUnavailable: a client waits and asks again, or moves on
+	// to another server.
+	ErrBehind = errors.New("store behind the revision asked for")
 )
 
 // The codes of the error body, one per kind of failure (docs/api.md).
@@ -49,6 +55,8 @@ const (
 	CodePrecondition = "precondition_failed"
 	CodeMediaType    = "unsupported_media_type"
 	CodeCompacted    = "compacted"
+	CodeRewritten    = "rewritten"
+	CodeBehind       = "behind"
 	CodeMethod       = "method_not_allowed"
 	CodeInternal     = "internal"
 	// CodeOutcomeUnknown (503): the write was sent to the store but whether
@@ -78,6 +86,8 @@ type ErrorBody struct {
 //	413 too_large                      configsvc.ErrTooLarge
 //	429 too_many                       configsvc.ErrTooMany (and ErrUnavailable)
 //	410 compacted                      configsvc.ErrCompacted
+//	rewritten (a stream-error event)   configsvc.ErrRewritten
+//	503 behind                         ErrBehind and configsvc.ErrUnavailable
 //	401 unauthorized                   ErrUnauthorized
 //	403 forbidden                      ErrForbidden
 //	409 idempotency_in_progress        ErrInProgress (and configsvc.ErrConflict)
@@ -192,6 +202,10 @@ func (e *Error) Is(target error) bool {
 		return code == CodeTooMany || st == http.StatusTooManyRequests
 	case configsvc.ErrCompacted:
 		return code == CodeCompacted || st == http.StatusGone
+	case configsvc.ErrRewritten:
+		return code == CodeRewritten
+	case ErrBehind:
+		return code == CodeBehind
 	case ErrUnauthorized:
 		return code == CodeUnauthorized || st == http.StatusUnauthorized
 	case ErrForbidden:
@@ -201,7 +215,7 @@ func (e *Error) Is(target error) bool {
 	case ErrInProgress:
 		return code == CodeInProgress
 	case configsvc.ErrUnavailable:
-		return code == CodeUnavailable || st >= 500 && code != CodeOutcomeUnknown || st == http.StatusTooManyRequests
+		return code == CodeUnavailable || code == CodeBehind || st >= 500 && code != CodeOutcomeUnknown || st == http.StatusTooManyRequests
 	}
 	return false
 }

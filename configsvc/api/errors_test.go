@@ -18,7 +18,8 @@ import (
 // status and code the server answers matches its sentinel, and no other.
 func TestErrorMatchesSentinels(t *testing.T) {
 	all := []error{configsvc.ErrNotFound, configsvc.ErrConflict, configsvc.ErrInvalid, configsvc.ErrTooLarge,
-		configsvc.ErrUnavailable, configsvc.ErrCompacted, ErrPrecondition, ErrUnauthorized, ErrForbidden}
+		configsvc.ErrUnavailable, configsvc.ErrCompacted, ErrPrecondition, ErrUnauthorized, ErrForbidden,
+		configsvc.ErrRewritten, ErrBehind}
 	tests := []struct {
 		name string
 		err  *Error
@@ -38,6 +39,8 @@ func TestErrorMatchesSentinels(t *testing.T) {
 		{"500", &Error{Status: 500, Code: CodeInternal}, []error{configsvc.ErrUnavailable}},
 		{"502 from a proxy", &Error{Status: 502, Code: "bad_gateway"}, []error{configsvc.ErrUnavailable}},
 		{"503", &Error{Status: 503, Code: CodeUnavailable}, []error{configsvc.ErrUnavailable}},
+		{"503 behind", &Error{Status: 503, Code: CodeBehind}, []error{ErrBehind, configsvc.ErrUnavailable}},
+		{"event: rewritten", &Error{Code: CodeRewritten}, []error{configsvc.ErrRewritten}},
 		{"404 without the error shape", &Error{Status: 404, Code: "not_found"}, []error{configsvc.ErrNotFound}},
 		{"event: compacted", &Error{Code: CodeCompacted}, []error{configsvc.ErrCompacted}},
 		{"event: not_found", &Error{Code: CodeNotFound}, []error{configsvc.ErrNotFound}},

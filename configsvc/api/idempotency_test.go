@@ -1,8 +1,11 @@
 package api_test
 
 import (
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -81,5 +84,63 @@ func TestWriteResentUnderItsKey(t *testing.T) {
 				t.Fatalf("%s sent Idempotency-Key %q; want none", op, k)
 			}
 		}
+	}
+}
+
+// TestWriteAnswerLostThenServerGone: a server applies a publish, its
+// answer is lost, and the server is gone before the publish is sent again
+// under its key (the connection is refused). The client's error must say
+// the answer was lost — the publish may have been applied — and must not
+// read as a refused connection, which tells a caller that nothing was
+// written (the robustness test took it so, dropped the applied write from
+// its history, or sent it again through the other server, and found the
+// history not linearizable). On a fresh connection the client itself sends
+// the publish again; on a reused one net/http does first (a request with an
+// Idempotency-Key counts as idempotent) and reports only the refused dial.
+func TestWriteAnswerLostThenServerGone(t *testing.T) {
+	for _, reused := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fresh connection", true: "reused connection"}[reused], func(t *testing.T) {
+			e := newEnv(t, boltstore.Options{})
+			ref := configsvc.Service("orders")
+			ctx := ctxT(t)
+			if err := e.store.Create(ctx, ref); err != nil {
+				t.Fatal(err)
+			}
+			var front *httptest.Server
+			front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodGet {
+					e.srv.ServeHTTP(w, r)
+					return
+				}
+				e.srv.ServeHTTP(httptest.NewRecorder(), r) // applied, answer lost
+				front.Listener.Close()                     // and the server is gone
+				if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+					conn.Close()
+				}
+			}))
+			t.Cleanup(front.Close)
+			c := mustClient(t, api.Config{Servers: []string{front.URL}, Token: e.admin})
+			if reused {
+				if _, err := c.Head(ctx, ref); err != nil {
+					t.Fatal(err)
+				}
+			}
+			content := "a: 1\n"
+			_, err := c.Publish(ctx, ref, api.PublishRequest{Changes: []api.Change{{File: "a.yaml", Content: &content}}})
+			var ce *api.ConnError
+			if !errors.As(err, &ce) || !errors.Is(err, configsvc.ErrUnavailable) {
+				t.Fatalf("Publish = %v; want a *ConnError matching ErrUnavailable", err)
+			}
+			var oe *net.OpError
+			if errors.As(err, &oe) && oe.Op == "dial" {
+				t.Fatalf("Publish = %v; its error reads as a refused connection, though the publish was sent", err)
+			}
+			if !strings.Contains(err.Error(), "may have been applied") {
+				t.Fatalf("Publish = %v; want it to say the write may have been applied", err)
+			}
+			if h, err := e.store.Head(ctx, ref); err != nil || h.Revision != 1 {
+				t.Fatalf("head = %d, %v; want 1 (the first attempt applied)", h.Revision, err)
+			}
+		})
 	}
 }

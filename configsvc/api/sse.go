@@ -32,9 +32,10 @@ const (
 	// looked for every few seconds; of several events in between, the
 	// newest is sent.
 	EventChange = "change"
-	// EventError carries an ErrorBody (code and message). Codes compacted
-	// and not_found end a revision stream (the client reloads a snapshot);
-	// the others (unavailable) only inform. It is not named "error": a
+	// EventError carries an ErrorBody (code and message). Codes compacted,
+	// rewritten and not_found end a revision stream (the client reloads a
+	// snapshot; after rewritten it takes it whatever its revision); the
+	// others (unavailable) only inform. It is not named "error": a
 	// browser's EventSource fires "error" for its own connection failures,
 	// so a stream's error under that name would reach onerror mixed with
 	// them.
@@ -56,11 +57,19 @@ const (
 
 // How a client resumes a revision stream: the query parameter SinceParam,
 // or the header LastEventIDHeader holding the id of the last event
-// applied.
+// applied; GenerationParam and PublishIDParam, when given, are the
+// identity of that revision as the client holds it (configsvc.Expect): a
+// server whose history differs ends the stream with a stream-error event
+// of code rewritten.
 const (
 	SinceParam        = "since"
 	LastEventIDHeader = "Last-Event-ID"
+	GenerationParam   = "generation"
+	PublishIDParam    = "publish_id"
 )
+
+// maxIdentityLen bounds GenerationParam and PublishIDParam.
+const maxIdentityLen = 64
 
 // MaxSince is the largest revision a watch accepts in since.
 const MaxSince = 1 << 62
@@ -91,6 +100,41 @@ func WatchFrom(r *http.Request) (from int64, field string, given bool, err error
 		return v, SinceParam, true, nil
 	}
 	return 0, "", false, nil
+}
+
+// WatchExpect returns the identity a revision stream's request gives for
+// the revision it resumes after (GenerationParam, PublishIDParam; empty
+// when absent). A value that is not 1 to 64 lowercase hex digits is a
+// *configsvc.FieldError naming the parameter.
+func WatchExpect(r *http.Request) (configsvc.Identity, error) {
+	q := r.URL.Query()
+	var id configsvc.Identity
+	for _, p := range []struct {
+		name string
+		dst  *string
+	}{{GenerationParam, &id.Generation}, {PublishIDParam, &id.PublishID}} {
+		v := q.Get(p.name)
+		if v == "" {
+			continue
+		}
+		if !isHexID(v) {
+			return configsvc.Identity{}, &configsvc.FieldError{Field: p.name, Value: v, Msg: "must be 1 to 64 lowercase hex digits"}
+		}
+		*p.dst = v
+	}
+	return id, nil
+}
+
+func isHexID(s string) bool {
+	if len(s) > maxIdentityLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // WriteEvent writes one server-sent event to w in a single Write: an "id"

@@ -49,12 +49,17 @@ type Head struct {
 	// 3339 in UTC; empty when the store kept none.
 	Updated string `json:"updated"`
 	Author  string `json:"author"`
+	// Generation is the store's generation and PublishID the publish id of
+	// revision Revision (configsvc.Identity); absent when the store kept
+	// none.
+	Generation string `json:"generation,omitempty"`
+	PublishID  string `json:"publish_id,omitempty"`
 }
 
 // FromHead returns the wire form of h.
 func FromHead(h configsvc.Head) Head {
 	out := Head{Name: h.Ref.Name, Kind: h.Ref.Kind.String(), Revision: h.Revision, Files: map[string]FileMeta{},
-		Links: append([]string{}, h.Links...), Author: h.Author}
+		Links: append([]string{}, h.Links...), Author: h.Author, Generation: h.Generation, PublishID: h.PublishID}
 	if !h.Updated.IsZero() {
 		out.Updated = h.Updated.UTC().Format(time.RFC3339Nano)
 	}
@@ -69,7 +74,7 @@ func FromHead(h configsvc.Head) Head {
 // left zero.
 func (h Head) Domain() configsvc.Head {
 	out := configsvc.Head{Ref: configsvc.Ref{Kind: kindOf(h.Kind), Name: h.Name}, Revision: h.Revision,
-		Files: make(map[string]FileMeta, len(h.Files)), Author: h.Author}
+		Files: make(map[string]FileMeta, len(h.Files)), Author: h.Author, Generation: h.Generation, PublishID: h.PublishID}
 	if len(h.Links) > 0 {
 		out.Links = append([]string(nil), h.Links...)
 	}
@@ -121,13 +126,19 @@ type Revision struct {
 	Message    string    `json:"message"`
 	Changes    []Change  `json:"changes"`
 	RollbackOf int64     `json:"rollback_of,omitempty"`
+	// PublishID, Parent and Generation identify the revision
+	// (configsvc.Identity); absent when the store kept none.
+	PublishID  string `json:"publish_id,omitempty"`
+	Parent     string `json:"parent,omitempty"`
+	Generation string `json:"generation,omitempty"`
 }
 
 // FromRevision returns the wire form of r, with the content of the changes
 // when withContent is set.
 func FromRevision(r configsvc.Revision, withContent bool) Revision {
 	out := Revision{Revision: r.Number, Author: r.Author, Time: r.Time.UTC(), Message: r.Message,
-		Changes: make([]Change, 0, len(r.Changes)), RollbackOf: r.RollbackOf}
+		Changes: make([]Change, 0, len(r.Changes)), RollbackOf: r.RollbackOf,
+		PublishID: r.PublishID, Parent: r.Parent, Generation: r.Generation}
 	for _, ch := range r.Changes {
 		c := Change{File: ch.File, Delete: ch.Delete}
 		if withContent && !ch.Delete {
@@ -151,7 +162,8 @@ func FromRevisions(revs []configsvc.Revision) []Revision {
 // absent has nil Content.
 func (r Revision) Domain() configsvc.Revision {
 	out := configsvc.Revision{Number: r.Revision, Author: r.Author, Time: r.Time.UTC(), Message: r.Message,
-		Changes: make([]configsvc.Change, len(r.Changes)), RollbackOf: r.RollbackOf}
+		Changes: make([]configsvc.Change, len(r.Changes)), RollbackOf: r.RollbackOf,
+		PublishID: r.PublishID, Parent: r.Parent, Generation: r.Generation}
 	for i, c := range r.Changes {
 		out.Changes[i] = configsvc.Change{File: c.File, Delete: c.Delete}
 		if c.Content != nil && !c.Delete {
@@ -213,11 +225,16 @@ type Snapshot struct {
 	Revision int64             `json:"revision"`
 	Files    map[string]string `json:"files"`
 	Links    []string          `json:"links"`
+	// Generation and PublishID identify revision Revision
+	// (configsvc.Identity); absent when the store kept none.
+	Generation string `json:"generation,omitempty"`
+	PublishID  string `json:"publish_id,omitempty"`
 }
 
 // Domain returns s as the configsvc.Snapshot of ref.
 func (s Snapshot) Domain(ref configsvc.Ref) configsvc.Snapshot {
-	out := configsvc.Snapshot{Ref: ref, Revision: s.Revision, Files: make(map[string][]byte, len(s.Files))}
+	out := configsvc.Snapshot{Ref: ref, Revision: s.Revision, Files: make(map[string][]byte, len(s.Files)),
+		Generation: s.Generation, PublishID: s.PublishID}
 	for name, content := range s.Files {
 		out.Files[name] = []byte(content)
 	}

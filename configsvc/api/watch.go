@@ -19,25 +19,43 @@ import (
 // event stream, with configsvc.Store.Watch's contract: every revision, in
 // order and without gaps or repeats, then every new one, until ctx ends;
 // then the channel is closed. A stream that breaks or cannot be opened
-// (server unreachable, 429, 5xx, silent for Config.IdleTimeout) is reported
-// as an Event whose Err is a *StreamError (matching
-// configsvc.ErrUnavailable) and reopened after its Retry, on the next
-// server when the one in use is gone, resuming after the last revision
-// sent. A stream-error event (EventError) is sent as an *Error: compacted
-// (configsvc.ErrCompacted) and not_found (configsvc.ErrNotFound) end the
-// watch, others inform (they match configsvc.ErrUnavailable). Any other
-// answer to the stream's request (401, 403, 404 …) is sent as its *Error
-// and ends the watch. A service's link changes arrive as events with
-// LinksChanged. A slow receiver delays the stream; it never loses events.
-func (c *Client) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event {
+// (server unreachable, 429, 5xx — a server behind the revision asked for
+// answers 503 behind — silent for Config.IdleTimeout) is reported as an
+// Event whose Err is a *StreamError (matching configsvc.ErrUnavailable)
+// and reopened after its Retry, on the next server when the one in use is
+// gone, resuming after the last revision sent. A stream-error event
+// (EventError) is sent as an *Error: compacted (configsvc.ErrCompacted),
+// rewritten (configsvc.ErrRewritten) and not_found (configsvc.ErrNotFound)
+// end the watch, others inform (they match configsvc.ErrUnavailable). Any
+// other answer to the stream's request (401, 403, 404 …) is sent as its
+// *Error and ends the watch. A service's link changes arrive as events
+// with LinksChanged. A slow receiver delays the stream; it never loses
+// events.
+//
+// The watch sends the identity of the revision it resumes after (from
+// configsvc.Expect at first, then that of the last revision sent) with
+// every request, so that a server whose history differs says so, and it
+// checks that every revision follows the one before (Revision.Follows):
+// one that does not ends the watch with an event matching
+// configsvc.ErrRewritten, whichever server sent it.
+func (c *Client) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) <-chan configsvc.Event {
 	ch := make(chan configsvc.Event)
+	o := configsvc.WatchOptionsOf(opts)
 	go func() {
 		defer close(ch)
 		emit := sender(ctx, ch)
 		last := from
+		held := o.Expect // identity of revision last
 		req := func() request {
 			since := strconv.FormatInt(last, 10)
-			return request{method: http.MethodGet, path: refPath(ref, "watch"), query: url.Values{SinceParam: {since}},
+			q := url.Values{SinceParam: {since}}
+			if held.Generation != "" {
+				q.Set(GenerationParam, held.Generation)
+			}
+			if held.PublishID != "" && last > 0 {
+				q.Set(PublishIDParam, held.PublishID)
+			}
+			return request{method: http.MethodGet, path: refPath(ref, "watch"), query: q,
 				header: http.Header{LastEventIDHeader: {since}}, accept: "text/event-stream"}
 		}
 		handle := func(ev Event) (handled, error) {
@@ -50,8 +68,18 @@ func (c *Client) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-cha
 				if r.Revision <= last {
 					return handled{}, nil
 				}
-				last = r.Revision
 				rev := r.Domain()
+				if r.Revision == last+1 && !rev.Follows(held) || r.Revision > last+1 && !held.SameGeneration(rev.Identity()) {
+					err := &Error{Code: CodeRewritten, Message: fmt.Sprintf("revision %d (parent %q, generation %q) does not follow revision %d (publish id %q, generation %q): the store's history was rewritten",
+						r.Revision, r.Parent, r.Generation, last, held.PublishID, held.Generation)}
+					emit(configsvc.Event{Err: err})
+					return handled{end: true}, nil
+				}
+				last = r.Revision
+				if rev.Generation != "" {
+					held.Generation = rev.Generation
+				}
+				held.PublishID = rev.PublishID
 				return handled{delivered: true, end: !emit(configsvc.Event{Revision: &rev})}, nil
 			case EventLinks:
 				var l LinksData
@@ -115,7 +143,7 @@ func sender[E any](ctx context.Context, ch chan<- E) func(E) bool {
 }
 
 // eventError decodes the data of a stream-error event. final reports the codes
-// that end a revision stream (compacted, not_found); any other error is
+// that end a revision stream (compacted, rewritten, not_found); any other error is
 // made to match configsvc.ErrUnavailable, as it only informs.
 func eventError(data []byte) (err error, final bool) {
 	var b ErrorBody
@@ -124,7 +152,7 @@ func eventError(data []byte) (err error, final bool) {
 	}
 	e := b.Error
 	switch {
-	case errors.Is(e, configsvc.ErrCompacted), errors.Is(e, configsvc.ErrNotFound):
+	case errors.Is(e, configsvc.ErrCompacted), errors.Is(e, configsvc.ErrNotFound), errors.Is(e, configsvc.ErrRewritten):
 		return e, true
 	case errors.Is(e, configsvc.ErrUnavailable):
 		return e, false

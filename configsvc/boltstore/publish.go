@@ -18,6 +18,10 @@ type revRecord struct {
 	Message    string             `json:"message"`
 	Changes    []configsvc.Change `json:"changes"` // without content
 	RollbackOf int64              `json:"rollback_of,omitempty"`
+	// PublishID is the publish's random id; Parent that of the revision it
+	// was published on (configsvc.Identity). Empty in older files.
+	PublishID string `json:"publish_id,omitempty"`
+	Parent    string `json:"parent,omitempty"`
 }
 
 // Publish atomically creates revision cs.Base+1 and moves the head to it,
@@ -36,7 +40,7 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 	}
 	rev := configsvc.Revision{
 		Number: cs.Base + 1, Author: cs.Author, Message: cs.Message, RollbackOf: cs.RollbackOf,
-		Changes: make([]configsvc.Change, len(cs.Changes)),
+		Changes: make([]configsvc.Change, len(cs.Changes)), PublishID: configsvc.NewID(16),
 	}
 	for i, c := range cs.Changes {
 		rev.Changes[i] = configsvc.Change{File: c.File, Delete: c.Delete}
@@ -49,9 +53,10 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 	return rev, nil
 }
 
-// publishTx writes rev (without its time yet) of ref from changeset cs in
-// tx: it checks cs's base against the head, stamps rev's time, checks the
-// service's file count, writes the revision and moves the head.
+// publishTx writes rev (without its time, parent and generation yet) of ref
+// from changeset cs in tx: it checks cs's base against the head, stamps
+// rev's time, parent and generation, checks the service's file count,
+// writes the revision and moves the head.
 func (s *Store) publishTx(tx *bolt.Tx, ref configsvc.Ref, cs configsvc.Changeset, rev *configsvc.Revision) error {
 	b, err := refBucket(tx, ref)
 	if err != nil {
@@ -64,7 +69,16 @@ func (s *Store) publishTx(tx *bolt.Tx, ref configsvc.Ref, cs configsvc.Changeset
 	if h.Revision != cs.Base {
 		return fmt.Errorf("head is at revision %d, not %d: %w", h.Revision, cs.Base, configsvc.ErrConflict)
 	}
+	if h.Generation == "" {
+		// A head written before generations existed takes the store's.
+		gen, err := readGeneration(tx)
+		if err != nil {
+			return err
+		}
+		h.Generation = gen.ID
+	}
 	rev.Time = configsvc.RevisionTime(s.now(), h.Updated)
+	rev.Parent, rev.Generation = h.PublishID, h.Generation
 	withContent := *rev
 	withContent.Changes = cs.Changes
 	manifest, err := configsvc.Apply(h.Files, &withContent)
@@ -93,6 +107,7 @@ func putRevision(revs *bolt.Bucket, rev configsvc.Revision, changes []configsvc.
 	rr, err := json.Marshal(revRecord{
 		Number: rev.Number, Author: rev.Author, Time: rev.Time.Format(timeFormat),
 		Message: rev.Message, Changes: rev.Changes, RollbackOf: rev.RollbackOf,
+		PublishID: rev.PublishID, Parent: rev.Parent,
 	})
 	if err != nil {
 		return err
@@ -113,7 +128,7 @@ func (s *Store) advanceHead(b *bolt.Bucket, ref configsvc.Ref, h headRecord, rev
 	if h.Pruned == 0 {
 		h.Pruned = h.Oldest
 	}
-	h.Revision, h.Files, h.Updated, h.Author = rev.Number, manifest, rev.Time, rev.Author
+	h.Revision, h.Files, h.Updated, h.Author, h.PublishID = rev.Number, manifest, rev.Time, rev.Author, rev.PublishID
 	h.Oldest = max(h.Oldest, h.Revision-int64(s.retention)+1)
 	if err := s.prune(b, &h); err != nil {
 		return fmt.Errorf("prune: %w", err)

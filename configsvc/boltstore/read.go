@@ -84,7 +84,14 @@ func (s *Store) Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (con
 		if err != nil {
 			return err
 		}
-		snap.Revision = n
+		snap.Revision, snap.Generation, snap.PublishID = n, h.Generation, h.PublishID
+		if n != h.Revision {
+			r, err := readRecord(b, n)
+			if err != nil {
+				return err
+			}
+			snap.PublishID = r.PublishID
+		}
 		snap.Files = make(map[string][]byte, len(m))
 		for name, meta := range m {
 			if snap.Files[name], err = blob(b, meta); err != nil {
@@ -139,6 +146,7 @@ func (s *Store) Revisions(ctx context.Context, ref configsvc.Ref, before int64, 
 			if err != nil {
 				return err
 			}
+			r.Generation = h.Generation
 			out = append(out, r)
 		}
 		return nil
@@ -157,8 +165,17 @@ func decodeRevision(data []byte) (configsvc.Revision, error) {
 	}
 	return configsvc.Revision{
 		Number: rr.Number, Author: rr.Author, Time: t.UTC(), Message: rr.Message,
-		Changes: rr.Changes, RollbackOf: rr.RollbackOf,
+		Changes: rr.Changes, RollbackOf: rr.RollbackOf, PublishID: rr.PublishID, Parent: rr.Parent,
 	}, nil
+}
+
+// readRecord reads the record of retained revision n, without content.
+func readRecord(b *bolt.Bucket, n int64) (configsvc.Revision, error) {
+	data := b.Bucket(keyRevs).Get(u64(n))
+	if data == nil {
+		return configsvc.Revision{}, fmt.Errorf("revision %d missing", n)
+	}
+	return decodeRevision(data)
 }
 
 // Revision returns revision n with the content of its changes.
@@ -186,14 +203,11 @@ func readRevision(b *bolt.Bucket, h headRecord, n int64) (configsvc.Revision, er
 	case n < h.Oldest:
 		return configsvc.Revision{}, fmt.Errorf("revision %d (retention keeps %d and later): %w", n, h.Oldest, configsvc.ErrCompacted)
 	}
-	data := b.Bucket(keyRevs).Get(u64(n))
-	if data == nil {
-		return configsvc.Revision{}, fmt.Errorf("revision %d missing", n)
-	}
-	rev, err := decodeRevision(data)
+	rev, err := readRecord(b, n)
 	if err != nil {
 		return rev, err
 	}
+	rev.Generation = h.Generation
 	for i, c := range rev.Changes {
 		if c.Delete {
 			continue

@@ -26,6 +26,17 @@ type headRecord struct {
 	// Incarnation tells a re-created ref from the one deleted before it, so
 	// that a watch of the old one ends with ErrNotFound.
 	Incarnation uint64 `json:"incarnation"`
+	// Generation is the store's generation (configsvc.Identity), stamped at
+	// creation and by BumpGeneration; PublishID the publish id of revision
+	// Revision. Empty in files written before they existed, until the next
+	// publish.
+	Generation string `json:"generation,omitempty"`
+	PublishID  string `json:"publish_id,omitempty"`
+}
+
+// identity returns the identity of the head revision.
+func (h *headRecord) identity() configsvc.Identity {
+	return configsvc.Identity{Generation: h.Generation, PublishID: h.PublishID}
 }
 
 // kindBucket returns the top-level bucket of kind.
@@ -121,8 +132,13 @@ func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 				return err
 			}
 		}
+		gen, err := readGeneration(tx)
+		if err != nil {
+			return err
+		}
 		_, err = writeHead(b, headRecord{
 			Files: map[string]configsvc.FileMeta{}, Updated: s.now().UTC(), Oldest: 1, Pruned: 1, Incarnation: incarnation,
+			Generation: gen.ID,
 		})
 		return err
 	})
@@ -198,7 +214,8 @@ func (s *Store) Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, er
 		if err != nil {
 			return err
 		}
-		head = configsvc.Head{Ref: ref, Revision: h.Revision, Files: h.Files, Updated: h.Updated, Author: h.Author}
+		head = configsvc.Head{Ref: ref, Revision: h.Revision, Files: h.Files, Updated: h.Updated, Author: h.Author,
+			Generation: h.Generation, PublishID: h.PublishID}
 		if ref.Kind == configsvc.KindService {
 			head.Links = keys(b.Bucket(keyLinks))
 		}

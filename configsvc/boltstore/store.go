@@ -128,7 +128,12 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	err = db.Update(initFile)
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := initFile(tx); err != nil {
+			return err
+		}
+		return ensureGeneration(tx.Bucket(bucketMeta), opts.Now)
+	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)

@@ -19,18 +19,29 @@ type watchState struct {
 	incarnation uint64
 	links       []string
 	last        int64 // the last revision delivered
+	// gen is the generation followed, lastPID the publish id of revision
+	// last ("" when unknown); see configsvc.Identity.
+	gen     string
+	lastPID string
 }
 
 // Watch delivers every revision of ref after from, in order, then each new
 // one as it is committed, until ctx ends or the store closes; then the
 // channel is closed. See configsvc.Store.Watch for the events. The watcher
 // reads what it delivers from the file, so a slow receiver delays it but
-// never loses a revision.
-func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event {
+// never loses a revision. Revisions carry their identity; a history
+// rewritten under the watch (BumpGeneration, or a file restored from a
+// backup while a watcher's expectation says otherwise, see
+// configsvc.Expect) ends it with an event wrapping configsvc.ErrRewritten.
+func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) <-chan configsvc.Event {
 	out := make(chan configsvc.Event)
 	from = max(from, 0) // as zkstore: a negative start means from the beginning
 	what := fmt.Sprintf("watch %s from %d", ref, from)
-	st := watchState{last: from}
+	o := configsvc.WatchOptionsOf(opts)
+	st := watchState{last: from, gen: o.Expect.Generation}
+	if from > 0 {
+		st.lastPID = o.Expect.PublishID
+	}
 	// Read the starting state now, so that a change made after Watch
 	// returns is seen as a change.
 	var startErr error
@@ -111,6 +122,15 @@ func (s *Store) pending(ctx context.Context, ref configsvc.Ref, what string, st 
 		if h.Incarnation != st.incarnation {
 			return fmt.Errorf("%s was deleted: %w", ref, configsvc.ErrNotFound)
 		}
+		if st.gen != "" && h.Generation != "" && h.Generation != st.gen {
+			return fmt.Errorf("%s: the store's generation is %s, not %s (restored or imported, then bumped): %w", ref, h.Generation, st.gen, configsvc.ErrRewritten)
+		}
+		if h.Generation != "" {
+			st.gen = h.Generation
+		}
+		if h.Revision == st.last && st.lastPID != "" && h.PublishID != "" && h.PublishID != st.lastPID {
+			return fmt.Errorf("%s: revision %d now has publish id %s, not %s (its number was issued again): %w", ref, h.Revision, h.PublishID, st.lastPID, configsvc.ErrRewritten)
+		}
 		if ref.Kind == configsvc.KindService {
 			if links := keys(b.Bucket(keyLinks)); !slices.Equal(links, st.links) {
 				st.links = links
@@ -124,11 +144,16 @@ func (s *Store) pending(ctx context.Context, ref configsvc.Ref, what string, st 
 			return fmt.Errorf("revision %d was pruned (retention keeps %d and later): %w", st.last+1, h.Oldest, configsvc.ErrCompacted)
 		}
 		end := min(h.Revision, st.last+watchBatch)
+		prev := configsvc.Identity{Generation: st.gen, PublishID: st.lastPID}
 		for n := st.last + 1; n <= end; n++ {
 			rev, err := readRevision(b, h, n)
 			if err != nil {
 				return err
 			}
+			if !rev.Follows(prev) {
+				return fmt.Errorf("%s: revision %d has parent %s, not %s (the revision before it): %w", ref, n, rev.Parent, prev.PublishID, configsvc.ErrRewritten)
+			}
+			prev = rev.Identity()
 			events = append(events, configsvc.Event{Revision: &rev})
 		}
 		more = end < h.Revision
@@ -143,7 +168,7 @@ func (s *Store) pending(ctx context.Context, ref configsvc.Ref, what string, st 
 	// send, so the batch counts as delivered.
 	for _, ev := range events {
 		if ev.Revision != nil {
-			st.last = ev.Revision.Number
+			st.last, st.lastPID = ev.Revision.Number, ev.Revision.PublishID
 		}
 	}
 	return events, more, nil

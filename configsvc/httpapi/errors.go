@@ -54,6 +54,10 @@ func classify(err error) (int, string) {
 		return http.StatusTooManyRequests, api.CodeTooMany
 	case errors.Is(err, configsvc.ErrCompacted):
 		return http.StatusGone, api.CodeCompacted
+	case errors.Is(err, configsvc.ErrRewritten):
+		return http.StatusConflict, api.CodeRewritten
+	case errors.Is(err, api.ErrBehind):
+		return http.StatusServiceUnavailable, api.CodeBehind
 	case errors.Is(err, access.ErrCSRF), errors.Is(err, api.ErrForbidden), errors.As(err, new(*approval.Refusal)):
 		return http.StatusForbidden, api.CodeForbidden
 	case errors.Is(err, access.ErrUnauthenticated):

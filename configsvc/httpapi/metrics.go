@@ -24,6 +24,8 @@ type metrics struct {
 	storeErrors prometheus.Counter       // sluice_store_errors_total
 	refusals    *prometheus.CounterVec   // sluice_http_refusals_total{reason}
 	replays     prometheus.Counter       // sluice_http_idempotent_replays_total
+	rewrites    *prometheus.CounterVec   // sluice_watch_rewrites_total{kind}
+	behind      prometheus.Counter       // sluice_watch_behind_total
 }
 
 // The reason label values of sluice_http_refusals_total.
@@ -83,8 +85,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sluice_http_idempotent_replays_total",
 			Help: "Mutating requests answered from the answer kept for their Idempotency-Key (nothing written).",
 		}),
+		rewrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_watch_rewrites_total",
+			Help: "Revision streams ended because the store's history was rewritten (a restore or import and a generation bump, or revision numbers issued again), by kind (service or group); each stream's client reloads.",
+		}, []string{"kind"}),
+		behind: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_watch_behind_total",
+			Help: "Revision streams refused with 503 behind: the client holds a revision the store does not have, even after a sync.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.publishes, m.watchers, m.storeErrors, m.refusals, m.replays} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.publishes, m.watchers, m.storeErrors, m.refusals, m.replays, m.rewrites, m.behind} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
 		}

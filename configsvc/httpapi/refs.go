@@ -499,7 +499,8 @@ func (s *Server) snapshot(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		out := api.Snapshot{Revision: h.Revision, Files: map[string]string{}, Links: append([]string{}, h.Links...)}
+		out := api.Snapshot{Revision: h.Revision, Files: map[string]string{}, Links: append([]string{}, h.Links...),
+			Generation: h.Generation, PublishID: h.PublishID}
 		if rev == 0 {
 			rev = h.Revision
 		}
@@ -509,7 +510,7 @@ func (s *Server) snapshot(kind configsvc.Kind) gin.HandlerFunc {
 				s.fail(c, err)
 				return
 			}
-			out.Revision = sn.Revision
+			out.Revision, out.Generation, out.PublishID = sn.Revision, sn.Generation, sn.PublishID
 			for n, b := range sn.Files {
 				out.Files[n] = string(b)
 			}

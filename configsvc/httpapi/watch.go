@@ -56,14 +56,16 @@ func (s *Server) streamError(c *gin.Context, err error) api.ErrorBody {
 	status, code := classify(err)
 	target := targetWords(c)
 	var msg string
-	switch status {
-	case http.StatusGone:
+	switch {
+	case code == api.CodeRewritten:
+		msg = "the store's history of " + target + " was rewritten (restored from a backup or imported); load the snapshot and follow it as a new history"
+	case status == http.StatusGone:
 		msg = "revisions of " + target + " the stream had not sent yet were removed by history retention; load the snapshot and watch from its revision"
-	case http.StatusNotFound:
+	case status == http.StatusNotFound:
 		msg = target + " was deleted"
-	case http.StatusUnauthorized:
+	case status == http.StatusUnauthorized:
 		msg = "the token or console session of this stream has ended (it expired or was revoked); sign in again"
-	case http.StatusServiceUnavailable:
+	case status == http.StatusServiceUnavailable:
 		msg = "the configuration store cannot be reached; the stream carries on when it is back"
 	default:
 		msg = s.userMessage(c, err, status)
@@ -76,6 +78,15 @@ func (s *Server) streamError(c *gin.Context, err error) api.ErrorBody {
 // the current head, i.e. only new revisions) as server-sent events, with a
 // ": ping" comment every Heartbeat, until the client goes away or the
 // Server is closed. See docs/architecture.md, "Server ↔ SDK".
+//
+// The head it starts from is a linearizable read (the store syncs first),
+// so a since past it names a revision this store does not have: the client
+// followed a store that has gone back (a restore) or another cluster. In
+// the same generation that is answered 503 behind with Retry-After (the
+// client waits, or asks another server), never a snapshot from the past;
+// with ?generation= naming another generation, the stream opens and ends
+// at once with a stream-error event of code rewritten, as it does when
+// ?publish_id= names another revision than the store's at since.
 func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ref, ok := s.refParam(c, kind)
@@ -83,9 +94,16 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 			return
 		}
 		since, sinceField, hasSince, err := api.WatchFrom(c.Request)
+		var expect configsvc.Identity
+		if err == nil {
+			expect, err = api.WatchExpect(c.Request)
+		}
 		if err != nil {
 			s.fail(c, err)
 			return
+		}
+		if !hasSince {
+			expect = configsvc.Identity{} // it describes the revision since names
 		}
 		if !s.authorizeRead(c, ref) {
 			return
@@ -102,12 +120,16 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 		if !hasSince {
 			since = h.Revision
 		}
-		if since > h.Revision {
-			s.fail(c, &configsvc.FieldError{Field: sinceField, Value: strconv.FormatInt(since, 10), Msg: fmt.Sprintf("is after the head revision %d", h.Revision)})
+		if since > h.Revision && h.Identity().SameGeneration(expect) {
+			s.metrics.behind.Inc()
+			s.fail(c, fmt.Errorf("%s %d is after the head revision %d of %s, read after a sync: this store has not reached it (restored from an older backup?): %w",
+				sinceField, since, h.Revision, ref, api.ErrBehind))
 			return
 		}
 
-		watch := func(ctx context.Context) <-chan configsvc.Event { return s.cfg.Store.Watch(ctx, ref, since) }
+		watch := func(ctx context.Context) <-chan configsvc.Event {
+			return s.cfg.Store.Watch(ctx, ref, since, configsvc.Expect(expect))
+		}
 		var poll func(context.Context, *sseWriter) error
 		if c.Query(api.ChangesParam) == "true" {
 			poll = s.pollNotice(ref)
@@ -115,7 +137,11 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 		streamSSE(c, s, "revisions", watch, poll, func(w *sseWriter, ev configsvc.Event) (bool, error) {
 			switch {
 			case ev.Err != nil:
-				end := errors.Is(ev.Err, configsvc.ErrCompacted) || errors.Is(ev.Err, configsvc.ErrNotFound)
+				if errors.Is(ev.Err, configsvc.ErrRewritten) {
+					s.metrics.rewrites.WithLabelValues(ref.Kind.String()).Inc()
+					s.cfg.Logger.Warn("store history rewritten under a watch; the client reloads", "request_id", state(c).id, "ref", ref.String(), "err", ev.Err)
+				}
+				end := errors.Is(ev.Err, configsvc.ErrCompacted) || errors.Is(ev.Err, configsvc.ErrNotFound) || errors.Is(ev.Err, configsvc.ErrRewritten)
 				return end, w.event("", api.EventError, s.streamError(c, ev.Err))
 			case ev.Revision != nil:
 				return false, w.event(strconv.FormatInt(ev.Revision.Number, 10), api.EventRevision, api.FromRevision(*ev.Revision, true))

@@ -17,7 +17,9 @@
 // The suite is the executable form of the contract documented on
 // configsvc.Store: services and groups, atomic publishes and their limits,
 // reads at head and at old revisions, paging, rollback, links, instances,
-// ordered watches, retention, records, concurrent publishers and Close. It
+// ordered watches, revision identities (generation, publish ids,
+// BumpGeneration and the watch's rewrite checks), retention, records,
+// concurrent publishers and Close. It
 // keeps every subtest to a few hundred operations so that it also runs
 // quickly against a real ZooKeeper.
 package storetest

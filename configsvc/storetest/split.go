@@ -9,10 +9,11 @@ import (
 
 // Split returns a store that writes through w and reads through r, two
 // stores on the same data (two admin servers on one ZooKeeper ensemble):
-// Create, Delete, Publish, Link, Unlink, Register, RemoveInstance and the
-// record writes (Put, Create, Delete, Append) go to w; List, Head, File, Snapshot, Revisions,
-// Revision, Watch, Users, Instances, WatchInstances and the record reads
-// (Get, List, Scan) to r. Run the suite on it to check that every answer
+// Create, Delete, Publish, Link, Unlink, Register, RemoveInstance,
+// BumpGeneration and the record writes (Put, Create, Delete, Append) go to
+// w; List, Head, File, Snapshot, Revisions, Revision, Watch, Users,
+// Instances, WatchInstances, Generation and the record reads (Get, List,
+// Scan) to r. Run the suite on it to check that every answer
 // holds across servers, not only within one. Close closes both.
 func Split(w, r configsvc.Store) configsvc.Store { return split{w: w, r: r} }
 
@@ -43,8 +44,8 @@ func (s split) Revisions(ctx context.Context, ref configsvc.Ref, before int64, l
 func (s split) Revision(ctx context.Context, ref configsvc.Ref, n int64) (configsvc.Revision, error) {
 	return s.r.Revision(ctx, ref, n)
 }
-func (s split) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event {
-	return s.r.Watch(ctx, ref, from)
+func (s split) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) <-chan configsvc.Event {
+	return s.r.Watch(ctx, ref, from, opts...)
 }
 func (s split) Link(ctx context.Context, svc, group string) error { return s.w.Link(ctx, svc, group) }
 func (s split) Unlink(ctx context.Context, svc, group string) error {
@@ -67,6 +68,12 @@ func (s split) WatchInstances(ctx context.Context, svc string) <-chan configsvc.
 }
 func (s split) Records() configsvc.RecordStore {
 	return splitRecords{w: s.w.Records(), r: s.r.Records()}
+}
+func (s split) Generation(ctx context.Context) (configsvc.StoreGeneration, error) {
+	return s.r.Generation(ctx)
+}
+func (s split) BumpGeneration(ctx context.Context, reason string) (configsvc.StoreGeneration, error) {
+	return s.w.BumpGeneration(ctx, reason)
 }
 func (s split) Ping(ctx context.Context) error {
 	return errors.Join(s.w.Ping(ctx), s.r.Ping(ctx))

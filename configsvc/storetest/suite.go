@@ -86,6 +86,7 @@ func RunWithOptions(t *testing.T, opts Options) {
 	t.Run("Links", s.testLinks)
 	t.Run("Instances", s.testInstances)
 	t.Run("Watch", s.testWatch)
+	t.Run("Identity", s.testIdentity)
 	t.Run("Retention", s.testRetention)
 	t.Run("Growth", s.testGrowth)
 	t.Run("Records", s.testRecords)

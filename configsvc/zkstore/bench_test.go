@@ -86,6 +86,20 @@ func BenchmarkStore(b *testing.B) {
 		}
 	})
 
+	// Many readers at once: their syncs are shared (docs/zookeeper-layout.md,
+	// "Linearizable reads"), so a read costs less than one sync each.
+	b.Run("HeadParallel", func(b *testing.B) {
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := st.Head(ctx, ref); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+
 	b.Run("FileAtOldRevision", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			if _, _, err := st.File(ctx, ref, "app.yaml", 10); err != nil {

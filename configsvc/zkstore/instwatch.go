@@ -344,14 +344,14 @@ func (h *instHub) reset() {
 func (h *instHub) arm() error {
 	s := h.s
 	if !s.connected() {
-		return fmt.Errorf("connection to ZooKeeper lost (state %v)", s.conn.State())
+		return fmt.Errorf("connection to ZooKeeper lost (state %v)", s.conn().State())
 	}
 	armed := &s.watches.armed
 	parent := s.instancesPath(h.svc)
 	if h.child == nil {
-		kids, _, ch, err := s.conn.ChildrenW(parent)
+		kids, _, ch, err := s.conn().ChildrenW(parent)
 		if errors.Is(err, zk.ErrNoNode) {
-			ok, _, err := s.conn.Exists(s.refPath(configsvc.Service(h.svc)))
+			ok, _, err := s.conn().Exists(s.refPath(configsvc.Service(h.svc)))
 			if err != nil {
 				return err
 			}
@@ -359,10 +359,10 @@ func (h *instHub) arm() error {
 				return fmt.Errorf("service %s does not exist: %w", h.svc, configsvc.ErrNotFound)
 			}
 			// The server creates it with the service; an older tree may lack it.
-			if _, err := s.conn.Create(parent, nil, 0, s.acls.instParentACL(h.svc)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			if _, err := s.conn().Create(parent, nil, 0, s.acls.instParentACL(h.svc)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 				return err
 			}
-			kids, _, ch, err = s.conn.ChildrenW(parent)
+			kids, _, ch, err = s.conn().ChildrenW(parent)
 		}
 		if err != nil {
 			return err
@@ -408,7 +408,7 @@ func (h *instHub) arm() error {
 	for _, id := range ids {
 		sem <- struct{}{}
 		if !s.bg.Go(func() {
-			d, _, ch, err := s.conn.GetW(parent + "/" + id)
+			d, _, ch, err := s.conn().GetW(parent + "/" + id)
 			<-sem
 			res <- got{id, d, ch, err}
 		}) {

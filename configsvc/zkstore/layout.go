@@ -1,11 +1,10 @@
 package zkstore
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -29,6 +28,10 @@ func (s *Store) kindPath(kind configsvc.Kind) string {
 }
 
 func (s *Store) headPath(ref configsvc.Ref) string { return s.refPath(ref) + "/head" }
+
+// generationPath is the node holding the store's generation record
+// (configsvc.StoreGeneration).
+func (s *Store) generationPath() string { return s.cfg.Root + "/generation" }
 
 func (s *Store) revPath(ref configsvc.Ref, n int64) string {
 	return fmt.Sprintf("%s/revisions/%010d", s.refPath(ref), n)
@@ -57,12 +60,8 @@ func (s *Store) epochPath(ref configsvc.Ref, epoch string) string {
 	return s.refPath(ref) + "/epoch-" + epoch
 }
 
-// newID returns n random bytes in hex: publish ids and epochs.
-func newID(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return hex.EncodeToString(b)
-}
+// newID returns n random bytes in hex: publish ids, epochs, generations.
+func newID(n int) string { return configsvc.NewID(n) }
 
 func (s *Store) linkPath(svc, group string) string {
 	return s.cfg.Root + "/services/" + svc + "/links/" + group
@@ -125,6 +124,13 @@ type headDoc struct {
 	// still exists, so a head remembered from before a delete and re-create
 	// can never pass for the current one, even at the same node version.
 	Epoch string `json:"epoch,omitempty"`
+	// Generation is the store's generation (configsvc.Identity), copied
+	// from the generation node when the head was created and stamped again
+	// by every BumpGeneration; PublishID is the publish id of revision
+	// Revision. Both are empty on heads written before they existed, until
+	// the next publish (PublishID) or bump (Generation).
+	Generation string `json:"generation,omitempty"`
+	PublishID  string `json:"publish_id,omitempty"`
 	// Latest is the newest revision with its content, when it encodes in
 	// at most latestInline bytes: a watcher then learns the revision from
 	// the one read that re-arms its watch, instead of reading the revision
@@ -155,6 +161,8 @@ type latestDoc struct {
 	Time       time.Time      `json:"time"`
 	Message    string         `json:"message"`
 	RollbackOf int64          `json:"rollback_of,omitempty"`
+	PublishID  string         `json:"publish_id,omitempty"`
+	Parent     string         `json:"parent,omitempty"`
 	Changes    []inlineChange `json:"changes"`
 }
 
@@ -183,11 +191,15 @@ func inlineLatest(rev configsvc.Revision, cs configsvc.Changeset) *latestDoc {
 		}
 	}
 	d := &latestDoc{Revision: rev.Number, Author: rev.Author, Time: rev.Time, Message: rev.Message, RollbackOf: rev.RollbackOf,
-		Changes: make([]inlineChange, len(cs.Changes))}
+		PublishID: rev.PublishID, Parent: rev.Parent, Changes: make([]inlineChange, len(cs.Changes))}
 	for i, c := range cs.Changes {
 		d.Changes[i] = inlineChange{File: c.File, Content: string(c.Content), Delete: c.Delete}
 	}
-	if len(mustJSON(d)) > latestInline {
+	// Parent is set per attempt, from the head the publish lands on:
+	// count it at a publish id's length.
+	probe := *d
+	probe.Parent = strings.Repeat("0", 2*publishIDSize)
+	if len(mustJSON(&probe)) > latestInline {
 		return nil
 	}
 	return d
@@ -196,7 +208,7 @@ func inlineLatest(rev configsvc.Revision, cs configsvc.Changeset) *latestDoc {
 // revision returns the revision with its content.
 func (d *latestDoc) revision() configsvc.Revision {
 	r := configsvc.Revision{Number: d.Revision, Author: d.Author, Time: d.Time, Message: d.Message, RollbackOf: d.RollbackOf,
-		Changes: make([]configsvc.Change, len(d.Changes))}
+		PublishID: d.PublishID, Parent: d.Parent, Changes: make([]configsvc.Change, len(d.Changes))}
 	for i, c := range d.Changes {
 		r.Changes[i] = configsvc.Change{File: c.File, Delete: c.Delete}
 		if !c.Delete {
@@ -213,15 +225,23 @@ func (h *headDoc) head(ref configsvc.Ref, files map[string]configsvc.FileMeta) c
 	if len(h.Links) > 0 {
 		links = append([]string(nil), h.Links...)
 	}
-	return configsvc.Head{Ref: ref, Revision: h.Revision, Files: files, Links: links, Updated: h.Updated, Author: h.Author}
+	return configsvc.Head{Ref: ref, Revision: h.Revision, Files: files, Links: links, Updated: h.Updated, Author: h.Author,
+		Generation: h.Generation, PublishID: h.PublishID}
+}
+
+// identity returns the identity of the head revision.
+func (h *headDoc) identity() configsvc.Identity {
+	return configsvc.Identity{Generation: h.Generation, PublishID: h.PublishID}
 }
 
 // revDoc is the content of a revision node: the revision without content,
-// the publish id that lets a retried publish recognise it, and its changes,
-// each with the revision whose content node held the file before (Prev; 0
-// for a new file), which is what history reads and pruning need. A
-// revision written in layout 1 has no Prev but carries Files, the whole
-// manifest at this revision (file → revision whose content node holds it).
+// the publish id that lets a retried publish recognise it (and tells it
+// from a revision of the same number in a rewritten history), the publish
+// id of the revision it was published on (Parent), and its changes, each
+// with the revision whose content node held the file before (Prev; 0 for
+// a new file), which is what history reads and pruning need. A revision
+// written in layout 1 has no Prev but carries Files, the whole manifest at
+// this revision (file → revision whose content node holds it).
 type revDoc struct {
 	Revision   int64            `json:"revision"`
 	Author     string           `json:"author"`
@@ -229,6 +249,7 @@ type revDoc struct {
 	Message    string           `json:"message"`
 	RollbackOf int64            `json:"rollback_of,omitempty"`
 	PublishID  string           `json:"publish_id"`
+	Parent     string           `json:"parent,omitempty"`
 	Changes    []changeDoc      `json:"changes"`
 	Files      map[string]int64 `json:"files,omitempty"`
 }
@@ -243,7 +264,8 @@ type changeDoc struct {
 
 // revision returns the revision without content.
 func (d *revDoc) revision() configsvc.Revision {
-	r := configsvc.Revision{Number: d.Revision, Author: d.Author, Time: d.Time, Message: d.Message, RollbackOf: d.RollbackOf}
+	r := configsvc.Revision{Number: d.Revision, Author: d.Author, Time: d.Time, Message: d.Message, RollbackOf: d.RollbackOf,
+		PublishID: d.PublishID, Parent: d.Parent}
 	r.Changes = make([]configsvc.Change, len(d.Changes))
 	for i, c := range d.Changes {
 		r.Changes[i] = configsvc.Change{File: c.File, Delete: c.Delete}

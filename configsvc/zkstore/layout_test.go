@@ -91,6 +91,7 @@ func TestLayout(t *testing.T) {
 			root + "/shared/redis-common/users/orders",
 			root + "/instances/orders",
 			root + "/records",
+			root + "/generation",
 		} {
 			if ok, _, err := c.Exists(p); err != nil || !ok {
 				t.Errorf("node %s: exists=%v err=%v", p, ok, err)
@@ -111,9 +112,23 @@ func TestLayout(t *testing.T) {
 			Links    []string `json:"links"`
 			First    int64    `json:"first"`
 			Epoch    string   `json:"epoch"`
+			Gen      string   `json:"generation"`
+			PID      string   `json:"publish_id"`
 		}
 		if err := json.Unmarshal(data, &h); err != nil {
 			t.Fatal(err)
+		}
+		gdata, _, err := c.Get(root + "/generation")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g configsvc.StoreGeneration
+		if err := json.Unmarshal(gdata, &g); err != nil || g.ID == "" || g.ID != h.Gen {
+			t.Fatalf("generation node %s (%v), head generation %q: want the same id", gdata, err, h.Gen)
+		}
+		rev2, err := st.Revision(ctx, svc, 2)
+		if err != nil || h.PID == "" || h.PID != rev2.PublishID {
+			t.Fatalf("head publish id %q, revision 2's %q (%v): want the same", h.PID, rev2.PublishID, err)
 		}
 		if ok, _, err := c.Exists(root + "/services/orders/epoch-" + h.Epoch); h.Epoch == "" || err != nil || !ok {
 			t.Fatalf("head epoch %q: its node exists=%v (%v); want both", h.Epoch, ok, err)
@@ -150,6 +165,7 @@ func TestLayout(t *testing.T) {
 		var r struct {
 			Revision  int64            `json:"revision"`
 			PublishID string           `json:"publish_id"`
+			Parent    string           `json:"parent"`
 			Files     map[string]int64 `json:"files"`
 			Changes   []struct {
 				File string `json:"file"`
@@ -159,8 +175,12 @@ func TestLayout(t *testing.T) {
 		if err := json.Unmarshal(data, &r); err != nil {
 			t.Fatal(err)
 		}
-		if r.Revision != 2 || len(r.PublishID) != 32 || r.Files != nil || len(r.Changes) != 1 || r.Changes[0].File != "db.yaml" || r.Changes[0].Prev != 1 {
-			t.Fatalf("revision node = %s", data)
+		rev1, err := st.Revision(ctx, svc, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Revision != 2 || len(r.PublishID) != 32 || r.Parent != rev1.PublishID || r.Files != nil || len(r.Changes) != 1 || r.Changes[0].File != "db.yaml" || r.Changes[0].Prev != 1 {
+			t.Fatalf("revision node = %s (revision 1's publish id %s)", data, rev1.PublishID)
 		}
 	})
 

@@ -188,7 +188,7 @@ func (l *lease) exec(ctx context.Context, fn func(c *zk.Conn) error) error {
 	errc := make(chan error, 1)
 	if !s.bg.Go(func() {
 		defer close(done)
-		errc <- fn(s.conn)
+		errc <- fn(s.conn())
 	}) {
 		return configsvc.ErrClosed
 	}
@@ -552,7 +552,7 @@ func (s *Store) registerPending() bool {
 	if !s.connected() {
 		return false // the next session event starts another round
 	}
-	sid := s.conn.SessionID()
+	sid := s.conn().SessionID()
 	var pending []*lease
 	s.leaseMu.Lock()
 	for _, l := range s.leases {

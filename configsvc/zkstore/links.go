@@ -45,10 +45,15 @@ func (s *Store) changeLink(ctx context.Context, svc, group string, link bool) er
 	ref := configsvc.Service(svc)
 	unsure := false // an earlier attempt may have landed
 	for attempt := 0; attempt < maxPublishAttempts; attempt++ {
-		if unsure { // see what the leader committed
-			_ = s.do(ctx, func(c *zk.Conn) error { _, err := c.Sync(s.headPath(ref)); return err })
+		// Read after a sync the first time (the answers "already linked"
+		// and "not linked" must hold for the ensemble, not a lagging
+		// server) and after an attempt of unknown outcome (to see what the
+		// leader committed).
+		read := s.readHead
+		if attempt == 0 || unsure {
+			read = s.readHeadSynced
 		}
-		h, stat, err := s.readHead(ctx, ref)
+		h, stat, err := read(ctx, ref)
 		if err != nil {
 			if unsure && !errors.Is(err, configsvc.ErrNotFound) {
 				return fmt.Errorf("%s: the change may have been applied (%v): %w", what, mapErr("", err), configsvc.ErrOutcomeUnknown)
@@ -114,8 +119,8 @@ func (s *Store) changeLink(ctx context.Context, svc, group string, link bool) er
 	return fmt.Errorf("%s: the service head kept changing: %w", what, configsvc.ErrConflict)
 }
 
-// Users returns the services linked to group, sorted. ErrNotFound if the
-// group does not exist.
+// Users returns the services linked to group, sorted, as a linearizable
+// read (after a sync). ErrNotFound if the group does not exist.
 func (s *Store) Users(ctx context.Context, group string) ([]string, error) {
 	what := "zkstore: users of group " + group
 	if err := configsvc.ValidateGroupName(group); err != nil {
@@ -123,6 +128,9 @@ func (s *Store) Users(ctx context.Context, group string) ([]string, error) {
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
+	if err := s.synced(ctx); err != nil {
+		return nil, mapErr(what, err)
+	}
 	users, err := s.children(ctx, s.refPath(configsvc.Group(group))+"/users")
 	if err != nil {
 		return nil, mapErr(what, err)

@@ -198,7 +198,7 @@ func (s *Store) getWithChildren(ctx context.Context, dir string, paths []string)
 	}
 	lch := make(chan listing, 1)
 	if !s.bg.Go(func() {
-		kids, st, err := s.conn.Children(dir)
+		kids, st, err := s.conn().Children(dir)
 		lch <- listing{kids, st, err}
 	}) {
 		return listing{}, nil, configsvc.ErrClosed
@@ -236,7 +236,7 @@ func (s *Store) fileMetas(ctx context.Context, ref configsvc.Ref, st headState) 
 	var names, paths []string
 	cache := st.doc.Epoch != "" // a head without an epoch has no incarnation to key by
 	for name, rev := range st.manifest {
-		if d, ok := s.metas.get(metaKey(ref, st.doc.Epoch, name, rev)); cache && ok {
+		if d, ok := s.metas.get(metaKey(ref, st.doc.Epoch, st.doc.Generation, name, rev)); cache && ok {
 			out[name] = fileMeta(name, rev, d)
 			continue
 		}
@@ -257,7 +257,7 @@ func (s *Store) fileMetas(ctx context.Context, ref configsvc.Ref, st headState) 
 		}
 		rev := st.manifest[names[i]]
 		if cache {
-			s.metas.put(metaKey(ref, st.doc.Epoch, names[i], rev), *d)
+			s.metas.put(metaKey(ref, st.doc.Epoch, st.doc.Generation, names[i], rev), *d)
 		}
 		out[names[i]] = fileMeta(names[i], rev, *d)
 	}
@@ -331,44 +331,47 @@ func (s *Store) readRevs(ctx context.Context, ref configsvc.Ref, docs map[int64]
 }
 
 // manifestAt returns the manifest of ref at revision rev (0 = head), the
-// revision it resolved to, and the head it was read with. An older
-// revision's manifest is the head's with the changes since undone (each
-// change names the content its file had before), or, for a revision
-// written in layout 1, the manifest its node carries.
-func (s *Store) manifestAt(ctx context.Context, ref configsvc.Ref, rev int64) (map[string]int64, int64, *headDoc, error) {
+// revision it resolved to, the head it was read with and the identity of
+// the resolved revision (the head's generation, the revision's publish
+// id). An older revision's manifest is the head's with the changes since
+// undone (each change names the content its file had before), or, for a
+// revision written in layout 1, the manifest its node carries. A rev past
+// the head is a *pastHeadError (see readAt).
+func (s *Store) manifestAt(ctx context.Context, ref configsvc.Ref, rev int64) (m map[string]int64, at int64, h *headDoc, id configsvc.Identity, err error) {
 	var extra []string
 	if rev > 0 {
 		extra = s.revWindow(ref, rev, revReadAhead+1)
 	}
 	st, res, err := s.readState(ctx, ref, extra)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, 0, nil, id, err
 	}
-	h := st.doc
+	h = st.doc
 	if rev == 0 || rev == h.Revision {
-		return st.manifest, h.Revision, h, nil
+		return st.manifest, h.Revision, h, h.identity(), nil
 	}
 	if err := checkRange(h, rev); err != nil {
-		return nil, 0, nil, err
+		return nil, 0, nil, id, err
 	}
 	docs := map[int64]*revDoc{}
 	if err := revDocs(docs, rev, res); err != nil {
-		return nil, 0, nil, err
+		return nil, 0, nil, id, err
 	}
 	d := docs[rev]
 	if d == nil {
-		return nil, 0, nil, fmt.Errorf("revision %d was pruned: %w", rev, configsvc.ErrCompacted)
+		return nil, 0, nil, id, fmt.Errorf("revision %d was pruned: %w", rev, configsvc.ErrCompacted)
 	}
+	id = configsvc.Identity{Generation: h.Generation, PublishID: d.PublishID}
 	if d.Files != nil || !h.layout2() || rev < h.Since {
 		if d.Files == nil {
 			d.Files = map[string]int64{}
 		}
-		return d.Files, rev, h, nil
+		return d.Files, rev, h, id, nil
 	}
 	if err := s.readRevs(ctx, ref, docs, rev+1, h.Revision); err != nil {
-		return nil, 0, nil, err
+		return nil, 0, nil, configsvc.Identity{}, err
 	}
-	m := make(map[string]int64, len(st.manifest))
+	m = make(map[string]int64, len(st.manifest))
 	for name, n := range st.manifest {
 		m[name] = n
 	}
@@ -381,14 +384,15 @@ func (s *Store) manifestAt(ctx context.Context, ref configsvc.Ref, rev int64) (m
 			}
 		}
 	}
-	return m, rev, h, nil
+	return m, rev, h, id, nil
 }
 
 // fileAt returns which revision's content node holds file at revision rev
 // (0 = head), ok false when the file does not exist there, with the head
 // it was read with. It reads only as much history as it needs: a file not
 // changed since rev needs none, else the first change after rev says what
-// the file was before it.
+// the file was before it. A rev past the head is a *pastHeadError (see
+// readAt).
 func (s *Store) fileAt(ctx context.Context, ref configsvc.Ref, file string, rev int64) (contentRev int64, ok bool, h *headDoc, err error) {
 	var extra []string
 	if rev > 0 {
@@ -560,8 +564,12 @@ const maxCachedMetas = 1 << 16
 
 // metaCache remembers the data of manifest nodes. A manifest node never
 // changes (a new revision of the file is a new node), and keys carry the
-// epoch of the service's incarnation, so an entry is never stale. Safe for
-// concurrent use.
+// epoch of the service's incarnation and the store generation (a restore
+// from a backup, then a generation bump, may issue revision numbers again
+// for other content), so an entry is never stale within one history. A
+// restore without a bump issues numbers again under the same key: a
+// watcher that finds the history rewritten empties the cache (reset).
+// Safe for concurrent use.
 type metaCache struct {
 	mu sync.Mutex
 	m  map[string]fileNodeDoc
@@ -569,8 +577,8 @@ type metaCache struct {
 
 func newMetaCache() *metaCache { return &metaCache{m: map[string]fileNodeDoc{}} }
 
-func metaKey(ref configsvc.Ref, epoch, file string, rev int64) string {
-	return ref.String() + "/" + epoch + "/" + manifestName(file, rev)
+func metaKey(ref configsvc.Ref, epoch, generation, file string, rev int64) string {
+	return ref.String() + "/" + epoch + "/" + generation + "/" + manifestName(file, rev)
 }
 
 func (c *metaCache) get(key string) (fileNodeDoc, bool) {
@@ -578,6 +586,13 @@ func (c *metaCache) get(key string) (fileNodeDoc, bool) {
 	defer c.mu.Unlock()
 	d, ok := c.m[key]
 	return d, ok
+}
+
+// reset forgets every entry.
+func (c *metaCache) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.m)
 }
 
 func (c *metaCache) put(key string, d fileNodeDoc) {

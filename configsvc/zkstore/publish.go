@@ -16,6 +16,10 @@ import (
 // was out of date, and connection losses whose outcome had to be checked.
 const maxPublishAttempts = 20
 
+// publishIDSize is the size in bytes of a publish id (hex-encoded twice as
+// long).
+const publishIDSize = 16
+
 // Publish atomically creates revision cs.Base+1 and moves the head to it in
 // one ZooKeeper transaction: a check of the head's epoch node, the content
 // node of each written file (under content/{N}/), the manifest nodes of
@@ -87,7 +91,7 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 			s.heads.put(ref, head, base.version+1, manifest, head.ManifestCversion)
 			for f, data := range p.metas {
 				if d, err := decode[fileNodeDoc]("manifest", data); err == nil && head.Epoch != "" {
-					s.metas.put(metaKey(ref, head.Epoch, f, p.doc.Revision), *d)
+					s.metas.put(metaKey(ref, head.Epoch, head.Generation, f, p.doc.Revision), *d)
 				}
 			}
 			s.schedulePrune(ref, head.Epoch, head.First)
@@ -156,7 +160,7 @@ func (s *Store) newPublication(ref configsvc.Ref, cs configsvc.Changeset) *publi
 	p := &publication{s: s, ref: ref, cs: cs, now: s.cfg.Now(), metas: map[string][]byte{}}
 	p.doc = revDoc{
 		Revision: n, Author: cs.Author, Time: p.now.UTC(), Message: cs.Message,
-		RollbackOf: cs.RollbackOf, PublishID: newID(16), Changes: make([]changeDoc, len(cs.Changes)),
+		RollbackOf: cs.RollbackOf, PublishID: newID(publishIDSize), Changes: make([]changeDoc, len(cs.Changes)),
 	}
 	p.rev = p.doc.revision()
 	p.rev.Changes = make([]configsvc.Change, len(cs.Changes))
@@ -187,11 +191,18 @@ func (s *Store) newPublication(ref configsvc.Ref, cs configsvc.Changeset) *publi
 func (s *Store) publishBase(ctx context.Context, p *publication, again, unsure bool) (base cachedHead, landed bool, err error) {
 	ref, n := p.ref, p.doc.Revision
 	if again {
-		if err := s.do(ctx, func(c *zk.Conn) error { _, err := c.Sync(s.headPath(ref)); return err }); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		if err := s.synced(ctx); err != nil {
 			return cachedHead{}, false, s.publishErr("", err, unsure)
 		}
 	}
 	st, _, err := s.readState(ctx, ref, nil)
+	if err == nil && st.doc.Revision != p.cs.Base && !again {
+		// This store's server may be behind: a conflict must hold for the
+		// ensemble, so read the head again after a sync before saying so.
+		if err = s.synced(ctx); err == nil {
+			st, _, err = s.readState(ctx, ref, nil)
+		}
+	}
 	if err != nil {
 		return cachedHead{}, false, s.publishErr("", err, unsure)
 	}
@@ -256,12 +267,18 @@ func (p *publication) transaction(base cachedHead) ([]any, *headDoc, map[string]
 	// Revision times never go backwards, whatever this server's clock says.
 	p.doc.Time = configsvc.RevisionTime(p.now, base.doc.Updated)
 	p.rev.Time = p.doc.Time
+	// The revision names the one it is published on, so that a follower
+	// can tell this history from a rewritten one (configsvc.Identity).
+	p.doc.Parent = base.doc.PublishID
+	p.rev.Parent, p.rev.Generation = base.doc.PublishID, base.doc.Generation
 	if p.latest != nil {
 		p.latest.Time = p.doc.Time
+		p.latest.Parent = base.doc.PublishID
 	}
 	head := &headDoc{Revision: n, Files: manifestMarker, Count: len(manifest), Since: base.doc.Since,
 		Links: base.doc.Links, Updated: p.doc.Time, Author: p.cs.Author,
 		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest,
+		Generation: base.doc.Generation, PublishID: p.doc.PublishID,
 		// Each manifest operation creates or deletes one child.
 		ManifestCversion: base.cversion + int32(len(nodes))}
 	if keep := int64(s.cfg.Retention); n-keep+1 > head.First {

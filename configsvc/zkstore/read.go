@@ -10,17 +10,55 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 )
 
-// checkRange reports ErrNotFound for a revision past the head (or below
-// 1) and ErrCompacted for one below the retention boundary.
+// readAt runs read, a read of ref at revision rev (0 = head), as a
+// linearizable read (see syncer). At the head it reads after a sync. A
+// revision below the head is immutable, so for rev > 0 the sync is only
+// needed when this store's server does not have rev yet: read runs first,
+// and again after a sync only when it failed with a *pastHeadError.
+func (s *Store) readAt(ctx context.Context, rev int64, read func() error) error {
+	if rev == 0 {
+		if err := s.synced(ctx); err != nil {
+			return err
+		}
+		return read()
+	}
+	err := read()
+	var past *pastHeadError
+	if errors.As(err, &past) {
+		if err := s.synced(ctx); err != nil {
+			return err
+		}
+		return read()
+	}
+	return err
+}
+
+// checkRange reports ErrNotFound for a revision past the head (a
+// *pastHeadError) or below 1, and ErrCompacted for one below the retention
+// boundary.
 func checkRange(h *headDoc, rev int64) error {
 	switch {
-	case rev < 1 || rev > h.Revision:
+	case rev > h.Revision:
+		return &pastHeadError{rev: rev, head: h.Revision}
+	case rev < 1:
 		return fmt.Errorf("revision %d does not exist (head is %d): %w", rev, h.Revision, configsvc.ErrNotFound)
 	case rev < h.First:
 		return fmt.Errorf("revision %d was pruned (oldest kept is %d): %w", rev, h.First, configsvc.ErrCompacted)
 	}
 	return nil
 }
+
+// pastHeadError reports a revision past the head a server answered with:
+// it does not exist, or that server has not applied it yet (a reader that
+// did not sync tries again after one). It matches configsvc.ErrNotFound.
+type pastHeadError struct{ rev, head int64 }
+
+func (e *pastHeadError) Error() string {
+	return fmt.Sprintf("revision %d does not exist (head is %d): %v", e.rev, e.head, configsvc.ErrNotFound)
+}
+
+// Is reports whether target is configsvc.ErrNotFound.
+func (e *pastHeadError) Is(target error) bool { return target == configsvc.ErrNotFound }
 
 // readRev reads a retained revision node. A node pruned between the head
 // read and this read is reported as compacted.
@@ -35,8 +73,8 @@ func (s *Store) readRev(ctx context.Context, ref configsvc.Ref, n int64) (*revDo
 	return decode[revDoc]("revision", data)
 }
 
-// File returns one file's content and metadata at revision rev (0 = head).
-// ErrNotFound if the file does not exist at that revision or rev is past
+// File returns one file's content and metadata at revision rev (0 = head),
+// as a linearizable read (see readAt). ErrNotFound if the file does not exist at that revision or rev is past
 // the head; ErrCompacted if rev was pruned.
 func (s *Store) File(ctx context.Context, ref configsvc.Ref, name string, rev int64) ([]byte, configsvc.FileMeta, error) {
 	what := fmt.Sprintf("zkstore: file %s/%s@%d", ref, name, rev)
@@ -51,7 +89,15 @@ func (s *Store) File(ctx context.Context, ref configsvc.Ref, name string, rev in
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	cr, ok, h, err := s.fileAt(ctx, ref, name, rev)
+	var (
+		cr int64
+		ok bool
+		h  *headDoc
+	)
+	err := s.readAt(ctx, rev, func() (err error) {
+		cr, ok, h, err = s.fileAt(ctx, ref, name, rev)
+		return err
+	})
 	if err != nil {
 		return nil, configsvc.FileMeta{}, mapErr(what, err)
 	}
@@ -76,7 +122,8 @@ func meta(name string, rev int64, content []byte) configsvc.FileMeta {
 }
 
 // Snapshot returns the content of every file at revision rev (0 = head),
-// read with pipelined requests. Same errors as File.
+// read with pipelined requests, as a linearizable read (see readAt), with
+// the identity of that revision. Same errors as File.
 func (s *Store) Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (configsvc.Snapshot, error) {
 	what := fmt.Sprintf("zkstore: snapshot %s@%d", ref, rev)
 	if err := ref.Validate(); err != nil {
@@ -87,7 +134,16 @@ func (s *Store) Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (con
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	m, at, h, err := s.manifestAt(ctx, ref, rev)
+	var (
+		m  map[string]int64
+		at int64
+		h  *headDoc
+		id configsvc.Identity
+	)
+	err := s.readAt(ctx, rev, func() (err error) {
+		m, at, h, id, err = s.manifestAt(ctx, ref, rev)
+		return err
+	})
 	if err != nil {
 		return configsvc.Snapshot{}, mapErr(what, err)
 	}
@@ -95,7 +151,7 @@ func (s *Store) Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (con
 	if err != nil {
 		return configsvc.Snapshot{}, mapErr(what, err)
 	}
-	return configsvc.Snapshot{Ref: ref, Revision: at, Files: files}, nil
+	return configsvc.Snapshot{Ref: ref, Revision: at, Files: files, Generation: id.Generation, PublishID: id.PublishID}, nil
 }
 
 // contents reads the content nodes of a manifest (of a head whose layout 2
@@ -143,7 +199,16 @@ func (s *Store) Revisions(ctx context.Context, ref configsvc.Ref, before int64, 
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	h, _, err := s.readHead(ctx, ref)
+	// From the head: a linearizable read. Before an older revision: the
+	// revisions below it are immutable, so only a server that has not
+	// applied before-1 yet needs the sync.
+	var h *headDoc
+	var err error
+	if before == 0 {
+		h, _, err = s.readHeadSynced(ctx, ref)
+	} else if h, _, err = s.readHead(ctx, ref); err == nil && before-1 > h.Revision {
+		h, _, err = s.readHeadSynced(ctx, ref)
+	}
 	if err != nil {
 		return nil, mapErr(what, err)
 	}
@@ -168,7 +233,9 @@ func (s *Store) Revisions(ctx context.Context, ref configsvc.Ref, before int64, 
 		if err != nil {
 			return nil, mapErr(what, err)
 		}
-		out = append(out, d.revision())
+		rev := d.revision()
+		rev.Generation = h.Generation
+		out = append(out, rev)
 	}
 	return out, nil
 }
@@ -186,13 +253,23 @@ func (s *Store) Revision(ctx context.Context, ref configsvc.Ref, n int64) (confi
 	if err != nil {
 		return configsvc.Revision{}, mapErr(what, err)
 	}
-	if err := checkRange(h, n); err != nil {
+	err = checkRange(h, n)
+	var past *pastHeadError
+	if errors.As(err, &past) {
+		// Not on this server yet, or not at all: ask again after a sync.
+		if h, _, err = s.readHeadSynced(ctx, ref); err != nil {
+			return configsvc.Revision{}, mapErr(what, err)
+		}
+		err = checkRange(h, n)
+	}
+	if err != nil {
 		return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
 	}
 	r, err := s.fullRevision(ctx, ref, h.Since, n, nil)
 	if err != nil {
 		return configsvc.Revision{}, mapErr(what, err)
 	}
+	r.Generation = h.Generation
 	return r, nil
 }
 

@@ -15,8 +15,11 @@ import (
 )
 
 // Create creates an empty service or group at revision 0: its node, its
-// head (layout 2), its epoch node and the directories below it, in one
-// transaction. ErrConflict if it exists (or a Delete of it stopped half
+// head (layout 2, with the store's generation), its epoch node and the
+// directories below it, in one transaction that also checks the generation
+// node's version, so that a concurrent BumpGeneration cannot leave the new
+// head with the generation it replaced (Create then reads the new one and
+// tries again). ErrConflict if it exists (or a Delete of it stopped half
 // way); ErrInvalid for a bad name; ErrTooMany when Config.Limits' Services
 // of its kind exist (counted just before, so servers creating at the same
 // moment may pass the limit by their number); ErrOutcomeUnknown when a lost
@@ -38,10 +41,39 @@ func (s *Store) Create(ctx context.Context, ref configsvc.Ref) error {
 	if st != nil && int(st.NumChildren) >= s.cfg.Limits.Services {
 		return fmt.Errorf("%s: %w", what, &configsvc.CountError{What: ref.Kind.String() + "s in the store", Count: int64(st.NumChildren), Limit: int64(s.cfg.Limits.Services)})
 	}
+	for attempt := 0; ; attempt++ {
+		err := s.create(ctx, what, ref)
+		if errors.Is(err, errGenerationMoved) {
+			if attempt < maxPublishAttempts {
+				continue // the generation was bumped meanwhile
+			}
+			return fmt.Errorf("%s: the store generation kept changing: %w", what, configsvc.ErrConflict)
+		}
+		return err
+	}
+}
+
+// errGenerationMoved: Create's transaction found the generation node
+// changed (a BumpGeneration ran meanwhile); Create reads the new
+// generation and tries again.
+var errGenerationMoved = errors.New("the store generation changed")
+
+// create is one attempt of Create with the store's current generation.
+func (s *Store) create(ctx context.Context, what string, ref configsvc.Ref) error {
+	gen, genVersion, err := s.readGeneration(ctx)
+	if errors.Is(err, configsvc.ErrNotFound) {
+		if err = s.ensureGeneration(ctx); err == nil {
+			gen, genVersion, err = s.readGeneration(ctx)
+		}
+	}
+	if err != nil {
+		return mapErr(what+": read the generation", err)
+	}
 	now := s.cfg.Now().UTC()
 	base := s.refPath(ref)
-	head := &headDoc{Files: manifestMarker, Since: 1, Updated: now, First: 1, Epoch: newID(8)}
+	head := &headDoc{Files: manifestMarker, Since: 1, Updated: now, First: 1, Epoch: newID(8), Generation: gen.ID}
 	ops := []any{
+		&zk.CheckVersionRequest{Path: s.generationPath(), Version: genVersion},
 		&zk.CreateRequest{Path: base, Data: mustJSON(refDoc{Kind: ref.Kind.String(), Name: ref.Name, Created: now, Pruned: 1}), Acl: s.acl},
 		&zk.CreateRequest{Path: s.headPath(ref), Data: mustJSON(head), Acl: s.acl},
 		&zk.CreateRequest{Path: s.epochPath(ref, head.Epoch), Acl: s.acl},
@@ -89,6 +121,20 @@ func (s *Store) createNodes(ctx context.Context, what string, ref configsvc.Ref,
 				}
 			}
 			return s.existsConflict(ctx, what, ref)
+		}
+		if errors.Is(err, zk.ErrBadVersion) {
+			// The generation node changed. An earlier attempt of ours may
+			// have landed before it did.
+			if unsure {
+				ours, err := s.epochExists(ctx, ref, epoch)
+				if err != nil {
+					return fmt.Errorf("%s: it may have been created (%v): %w", what, mapErr("", err), configsvc.ErrOutcomeUnknown)
+				}
+				if ours {
+					return nil
+				}
+			}
+			return errGenerationMoved
 		}
 		if uncertain(err) && ctx.Err() == nil && attempt < maxPublishAttempts {
 			unsure = true
@@ -140,7 +186,13 @@ func (s *Store) Delete(ctx context.Context, ref configsvc.Ref) error {
 	what := "zkstore: delete " + ref.String()
 	skip := map[int]bool{}
 	for attempt := 0; ; attempt++ {
-		h, stat, err := s.readHead(ctx, ref)
+		// The first read after a sync, so that a service created through
+		// another store just before is not reported missing.
+		read := s.readHead
+		if attempt == 0 {
+			read = s.readHeadSynced
+		}
+		h, stat, err := read(ctx, ref)
 		if errors.Is(err, configsvc.ErrNotFound) {
 			_, _, err := s.get(ctx, s.refPath(ref))
 			if err != nil {
@@ -233,11 +285,11 @@ func (s *Store) removeTree(ctx context.Context, p string) error {
 	return err
 }
 
-// List returns the names of all services or all groups, sorted. A ref
-// whose Delete stopped half way (its head is gone, the rest of its tree
-// not yet) is not listed: it no longer exists, and a repeated Delete
-// finishes it. The heads are checked with pipelined requests: one round
-// trip.
+// List returns the names of all services or all groups, sorted, as a
+// linearizable read (after a sync). A ref whose Delete stopped half way
+// (its head is gone, the rest of its tree not yet) is not listed: it no
+// longer exists, and a repeated Delete finishes it. The heads are checked
+// with pipelined requests: one round trip.
 func (s *Store) List(ctx context.Context, kind configsvc.Kind) ([]string, error) {
 	if kind != configsvc.KindService && kind != configsvc.KindGroup {
 		return nil, fmt.Errorf("zkstore: list: %w", &configsvc.FieldError{Field: "kind", Value: kind.String(), Msg: "must be service or group"})
@@ -245,6 +297,9 @@ func (s *Store) List(ctx context.Context, kind configsvc.Kind) ([]string, error)
 	what := "zkstore: list " + kind.String() + "s"
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
+	if err := s.synced(ctx); err != nil {
+		return nil, mapErr(what, err)
+	}
 	names, err := s.children(ctx, s.kindPath(kind))
 	if err != nil {
 		return nil, mapErr(what, err)
@@ -285,13 +340,21 @@ func (s *Store) existMany(ctx context.Context, paths []string) ([]bool, error) {
 	return out, g.Wait()
 }
 
-// Head returns the current head manifest. ErrNotFound if ref does not exist.
+// Head returns the current head manifest, as a linearizable read: after a
+// sync (see syncer), so that it shows every publish acknowledged before the
+// call, through any store on the ensemble. ErrNotFound if ref does not
+// exist.
 func (s *Store) Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, error) {
 	if err := ref.Validate(); err != nil {
 		return configsvc.Head{}, fmt.Errorf("zkstore: head: %w", err)
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
+	if err := s.synced(ctx); err != nil {
+		return configsvc.Head{}, mapErr("zkstore: head "+ref.String(), err)
+	}
+	// After the sync every read on the session sees at least its state, so
+	// a read repeated because a publish moved the manifest needs no other.
 	for attempt := 0; ; attempt++ {
 		st, _, err := s.readState(ctx, ref, nil)
 		if err != nil {
@@ -309,8 +372,17 @@ func (s *Store) Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, er
 	}
 }
 
-// readHead reads and decodes ref's head node. A missing head is
-// configsvc.ErrNotFound.
+// readHeadSynced is readHead after a sync: a linearizable read of the head.
+func (s *Store) readHeadSynced(ctx context.Context, ref configsvc.Ref) (*headDoc, *zk.Stat, error) {
+	if err := s.synced(ctx); err != nil {
+		return nil, nil, err
+	}
+	return s.readHead(ctx, ref)
+}
+
+// readHead reads and decodes ref's head node, as the store's server has
+// it (which may be behind the leader: see readHeadSynced). A missing head
+// is configsvc.ErrNotFound.
 func (s *Store) readHead(ctx context.Context, ref configsvc.Ref) (*headDoc, *zk.Stat, error) {
 	data, stat, err := s.get(ctx, s.headPath(ref))
 	if errors.Is(err, zk.ErrNoNode) {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/configsvc/zkstore"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
@@ -199,7 +200,7 @@ func TestFaultRegisterTimeoutLeavesNoNode(t *testing.T) {
 	if err := a.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the late node removed", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "the late node removed", func() bool {
 		list, err := b.Instances(ctx, "orders")
 		return err == nil && len(list) == 0
 	})
@@ -213,7 +214,7 @@ func TestFaultRegisterTimeoutLeavesNoNode(t *testing.T) {
 		t.Fatalf("Register again: %v", err)
 	}
 	defer l.Close()
-	eventually(t, 5*time.Second, "registered", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "registered", func() bool {
 		list, err := b.Instances(ctx, "orders")
 		return err == nil && len(list) == 1 && list[0].Revision == 2
 	})
@@ -332,11 +333,11 @@ func TestFlappingInstanceKeepsWatchesBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the watcher sees the last instance join", func() bool { return has("zz-last") })
+	testkit.EventuallyTrue(t, 20*time.Second, "the watcher sees the last instance join", func() bool { return has("zz-last") })
 	if err := last.Close(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the watcher's list settles on the 300", func() bool {
+	testkit.EventuallyTrue(t, 20*time.Second, "the watcher's list settles on the 300", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(latest) == n && latest[0].ID == want[0] && latest[n-1].ID == want[n-1]
@@ -345,18 +346,5 @@ func TestFlappingInstanceKeepsWatchesBounded(t *testing.T) {
 	t.Logf("after %d flaps among %d instances: %d watch channels held", flaps, n, got)
 	if got > n+1 {
 		t.Fatalf("the watching store holds %d watch channels for %d instance nodes; want at most one per node plus the child watch (%d)", got, n, n+1)
-	}
-}
-
-// eventually polls cond every 20 ms until it holds, failing the test after
-// within.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -15,8 +15,12 @@ const revCacheBytes = 16 << 20
 // revCache holds recently read revisions (with content) for watchers, so
 // that n watchers of one service cost one read of each new revision, not n.
 // Revisions are immutable, and entries are keyed by the head node's
-// creation zxid, which differs for every incarnation of a service name, so
-// no entry is ever stale. Concurrent misses for one key share one read.
+// creation zxid, which differs for every incarnation of a service name, and
+// the store generation, which a restore followed by a bump changes. A
+// restore without a bump issues revision numbers again under the same key:
+// the watcher checks every entry it takes against the history it delivers
+// (its parent's publish id, the head's) and drops one that does not fit.
+// Concurrent misses for one key share one read.
 type revCache struct {
 	flight singleflight.Group
 
@@ -28,22 +32,25 @@ type revCache struct {
 
 type revKey struct {
 	czxid int64
+	gen   string
 	n     int64
 }
 
 func newRevCache() *revCache { return &revCache{items: map[revKey]*configsvc.Revision{}} }
 
-// get returns revision n of ref (whose head node was created at czxid),
-// from the cache or read once by load. The result is the caller's own copy.
-func (c *revCache) get(czxid, n int64, load func() (configsvc.Revision, error)) (configsvc.Revision, error) {
-	k := revKey{czxid, n}
-	c.mu.Lock()
-	r, ok := c.items[k]
-	c.mu.Unlock()
-	if ok {
-		return copyRevision(r), nil
+// get returns the revision of key k, from the cache (cached is then true)
+// or read once by load; fresh skips the cache (a read of the same key in
+// flight is shared). The result is the caller's own copy.
+func (c *revCache) get(k revKey, fresh bool, load func() (configsvc.Revision, error)) (rev configsvc.Revision, cached bool, err error) {
+	if !fresh {
+		c.mu.Lock()
+		r, ok := c.items[k]
+		c.mu.Unlock()
+		if ok {
+			return copyRevision(r), true, nil
+		}
 	}
-	v, err, _ := c.flight.Do(fmt.Sprint(czxid, "/", n), func() (any, error) {
+	v, err, _ := c.flight.Do(fmt.Sprint(k.czxid, "/", k.gen, "/", k.n), func() (any, error) {
 		r, err := load()
 		if err != nil {
 			return nil, err
@@ -52,9 +59,21 @@ func (c *revCache) get(czxid, n int64, load func() (configsvc.Revision, error)) 
 		return &r, nil
 	})
 	if err != nil {
-		return configsvc.Revision{}, err
+		return configsvc.Revision{}, false, err
 	}
-	return copyRevision(v.(*configsvc.Revision)), nil
+	return copyRevision(v.(*configsvc.Revision)), false, nil
+}
+
+// drop forgets the entry of k (it did not fit the history being delivered).
+func (c *revCache) drop(k revKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.items[k]; ok {
+		for _, ch := range r.Changes {
+			c.bytes -= len(ch.Content) + len(ch.File)
+		}
+		delete(c.items, k)
+	}
 }
 
 func (c *revCache) put(k revKey, r *configsvc.Revision) {
@@ -67,7 +86,14 @@ func (c *revCache) put(k revKey, r *configsvc.Revision) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.items[k]; ok {
+	if old, ok := c.items[k]; ok {
+		// A fresh read replaces what was there (a revision of a rewritten
+		// history under the same key).
+		for _, ch := range old.Changes {
+			c.bytes -= len(ch.Content) + len(ch.File)
+		}
+		c.items[k] = r
+		c.bytes += size
 		return
 	}
 	c.items[k] = r

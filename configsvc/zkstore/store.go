@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -24,10 +25,17 @@ var _ configsvc.Store = (*Store)(nil)
 type Store struct {
 	cfg    Config
 	log    *slog.Logger
-	conn   *zk.Conn
-	events <-chan zk.Event // the client's own event channel; closed when its loop ends
-	acl    []zk.ACL        // ACL of nodes the store creates outside instances/
-	acls   acls            // every ACL the store sets; see acl.go
+	client atomic.Pointer[zkClient] // the ZooKeeper client in use; see conn and renewSession
+	acl    []zk.ACL                 // ACL of nodes the store creates outside instances/
+	acls   acls                     // every ACL the store sets; see acl.go
+
+	// clientMu orders renewSession's swap of the client with Close.
+	clientMu sync.Mutex
+	closing  bool
+	// reachedAt is when the client, without a session, first reached a
+	// server (unix nanoseconds; 0 while it has a session): see
+	// renewSession.
+	reachedAt atomic.Int64
 
 	bg      lifecycle.Group // the store's goroutines; stopped by Close
 	life    context.Context // cancelled by Close
@@ -52,6 +60,7 @@ type Store struct {
 	revs  *revCache  // revisions read by watchers
 	heads *headCache // heads a publish may build on without reading
 	metas *metaCache // data of manifest nodes (never modified)
+	syncs *syncer    // the shared syncs that make reads linearizable
 
 	logHomes sync.Map // collection → the node of its append log (records.go)
 }
@@ -82,15 +91,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		metas:        newMetaCache(),
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
+	s.syncs = newSyncer(s.syncRound, s.bg.Go, configsvc.ErrClosed)
 	s.acls = buildACLs(cfg)
 	s.acl = s.acls.all
-	conn, events, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
-		zk.WithLogger(zkLogger{s.log}), zk.WithLogInfo(false), zk.WithEventCallback(s.onEvent))
+	c, err := s.connect()
 	if err != nil {
 		s.endLife()
 		return nil, fmt.Errorf("zkstore: connect %v: %v: %w", cfg.Servers, err, configsvc.ErrInvalid)
 	}
-	s.conn, s.events = conn, events
+	s.client.Store(c)
 
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
@@ -117,10 +126,115 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.bg.Go(s.supervise)
 	s.bg.Go(s.pruner)
+	s.bg.Go(s.renewer)
 	return s, nil
 }
 
-// ensureTree creates the root and its fixed children.
+// zkClient is one go-zookeeper client with its event channel, which the
+// client closes when its loop has ended.
+type zkClient struct {
+	conn   *zk.Conn
+	events <-chan zk.Event
+}
+
+// connect starts a new ZooKeeper client (it connects in the background).
+func (s *Store) connect() (*zkClient, error) {
+	conn, events, err := zk.Connect(s.cfg.Servers, s.cfg.SessionTimeout,
+		zk.WithLogger(zkLogger{s.log}), zk.WithLogInfo(false), zk.WithEventCallback(s.onEvent))
+	if err != nil {
+		return nil, err
+	}
+	return &zkClient{conn: conn, events: events}, nil
+}
+
+// conn returns the ZooKeeper client in use. renewSession may replace it:
+// a caller uses the one it got for one call (a call on a replaced client
+// fails with a connection error, which the store reports as
+// ErrUnavailable).
+func (s *Store) conn() *zk.Conn { return s.client.Load().conn }
+
+// renewer starts a new session (renewSession) when the client has reached
+// a server without getting a session for longer than the session timeout.
+//
+// go-zookeeper tries to resume its session forever. A ZooKeeper server
+// refuses to resume a session that has seen a transaction it does not have
+// ("client has seen zxid … our last zxid is …"): one restored from an older
+// backup, until its own transaction ids pass the client's, which may be
+// never. The session is dead by then anyway: a server that has been up for
+// a session timeout without hearing from it has expired it. A new client
+// starts a new session; the store's watches then re-arm and its instance
+// registrations are re-created (supervise), as after a session expiry.
+func (s *Store) renewer() {
+	limit := s.cfg.SessionTimeout + time.Second
+	for {
+		wait := limit
+		if at := s.reachedAt.Load(); at != 0 && !s.connected() {
+			if since := time.Since(time.Unix(0, at)); since >= limit {
+				s.renewSession(since)
+				s.reachedAt.Store(0)
+			} else {
+				wait = limit - since
+			}
+		}
+		if s.bg.Sleep(s.life, min(wait, time.Second)) != nil {
+			return
+		}
+	}
+}
+
+// renewSession replaces the ZooKeeper client by a new one, which starts a
+// new session, and closes the old one.
+func (s *Store) renewSession(without time.Duration) {
+	s.log.Warn("zkstore: the ZooKeeper servers answer but will not resume this session (an ensemble restored from an older backup refuses a session that has seen newer transactions); starting a new session",
+		"without_session", without.Round(time.Millisecond), "old_session", fmt.Sprintf("%#x", s.conn().SessionID()))
+	c, err := s.connect()
+	if err != nil {
+		s.log.Error("zkstore: start a new ZooKeeper session", "err", err)
+		return
+	}
+	s.clientMu.Lock()
+	if s.closing {
+		s.clientMu.Unlock()
+		s.closeClient(c)
+		return
+	}
+	old := s.client.Swap(c)
+	s.clientMu.Unlock()
+	if !s.bg.Go(func() { s.closeClient(old) }) {
+		s.closeClient(old)
+	}
+	ctx, cancel := s.opCtx(s.life)
+	defer cancel()
+	for _, d := range []string{s.cfg.Digest, s.cfg.InstanceDigest} {
+		if d == "" {
+			continue
+		}
+		if err := s.do(ctx, func(c *zk.Conn) error { return c.AddAuth("digest", []byte(d)) }); err != nil {
+			s.log.Error("zkstore: authenticate the new ZooKeeper session", "err", err)
+		}
+	}
+}
+
+// closeClient closes c and waits (at most 10 s) until its loop has ended.
+func (s *Store) closeClient(c *zkClient) {
+	c.conn.Close()
+	// The client closes its event channel when its connection loop has
+	// ended; draining it is how the store waits for the client.
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case _, ok := <-c.events:
+			if !ok {
+				return
+			}
+		case <-timeout:
+			s.log.Warn("zkstore: ZooKeeper client did not stop within 10s")
+			return
+		}
+	}
+}
+
+// ensureTree creates the root, its fixed children and the generation node.
 func (s *Store) ensureTree(ctx context.Context) error {
 	root := s.cfg.Root
 	parts := strings.Split(strings.TrimPrefix(root, "/"), "/")
@@ -136,7 +250,10 @@ func (s *Store) ensureTree(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.createIfMissing(ctx, root+"/instances", s.acls.instRoot)
+	if err := s.createIfMissing(ctx, root+"/instances", s.acls.instRoot); err != nil {
+		return err
+	}
+	return s.ensureGeneration(ctx)
 }
 
 func (s *Store) createIfMissing(ctx context.Context, p string, acl []zk.ACL) error {
@@ -159,6 +276,12 @@ func (s *Store) onEvent(ev zk.Event) {
 	if ev.Type != zk.EventSession {
 		return
 	}
+	switch ev.State {
+	case zk.StateHasSession:
+		s.reachedAt.Store(0)
+	case zk.StateConnected:
+		s.reachedAt.CompareAndSwap(0, time.Now().UnixNano())
+	}
 	s.stateMu.Lock()
 	close(s.stateCh)
 	s.stateCh = make(chan struct{})
@@ -179,7 +302,7 @@ func (s *Store) stateChanged() <-chan struct{} {
 }
 
 // connected reports whether the client has a live session right now.
-func (s *Store) connected() bool { return s.conn.State() == zk.StateHasSession }
+func (s *Store) connected() bool { return s.conn().State() == zk.StateHasSession }
 
 // waitSession waits until the client has a session, ctx ends or the store
 // closes.
@@ -192,7 +315,7 @@ func (s *Store) waitSession(ctx context.Context) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("%w (state %v): %w", errNoSession, s.conn.State(), ctx.Err())
+			return fmt.Errorf("%w (state %v): %w", errNoSession, s.conn().State(), ctx.Err())
 		case <-s.bg.Done():
 			return configsvc.ErrClosed
 		}
@@ -233,7 +356,7 @@ func call[T any](ctx context.Context, s *Store, fn func(c *zk.Conn) (T, error)) 
 	}
 	done := make(chan answer, 1)
 	if !s.bg.Go(func() {
-		v, err := fn(s.conn)
+		v, err := fn(s.conn())
 		done <- answer{v, err}
 	}) {
 		return zero, configsvc.ErrClosed
@@ -246,6 +369,25 @@ func call[T any](ctx context.Context, s *Store, fn func(c *zk.Conn) (T, error)) 
 	case <-s.bg.Done():
 		return zero, configsvc.ErrClosed
 	}
+}
+
+// syncRound sends one sync and waits for its answer, within the store's
+// operation timeout: the round serves every reader waiting for it, so no
+// single reader's ctx bounds it.
+func (s *Store) syncRound() error {
+	ctx, cancel := s.opCtx(s.life)
+	defer cancel()
+	return s.do(ctx, func(c *zk.Conn) error {
+		_, err := c.Sync("/")
+		return err
+	})
+}
+
+// synced returns once this store's ZooKeeper server has caught up with
+// every write acknowledged before synced was called (see syncer), so that
+// the reads that follow on the session are linearizable.
+func (s *Store) synced(ctx context.Context) error {
+	return s.syncs.wait(ctx)
 }
 
 type node struct {
@@ -295,6 +437,7 @@ func (s *Store) getMany(ctx context.Context, paths []string) ([]result, error) {
 	ch := make(chan item, len(paths))
 	sem := make(chan struct{}, 64)
 	started := 0
+	conn := s.conn()
 	for i, p := range paths {
 		select {
 		case sem <- struct{}{}:
@@ -302,7 +445,7 @@ func (s *Store) getMany(ctx context.Context, paths []string) ([]result, error) {
 			return nil, fmt.Errorf("ZooKeeper did not answer: %w", ctx.Err())
 		}
 		ok := s.bg.Go(func() {
-			d, st, err := s.conn.Get(p)
+			d, st, err := conn.Get(p)
 			<-sem
 			ch <- item{i, result{d, st, err}}
 		})
@@ -397,7 +540,7 @@ func mapErr(what string, err error) error {
 		errors.Is(err, configsvc.ErrInvalid), errors.Is(err, configsvc.ErrTooLarge),
 		errors.Is(err, configsvc.ErrUnavailable), errors.Is(err, configsvc.ErrCompacted),
 		errors.Is(err, configsvc.ErrClosed), errors.Is(err, configsvc.ErrTooMany),
-		errors.Is(err, configsvc.ErrOutcomeUnknown):
+		errors.Is(err, configsvc.ErrOutcomeUnknown), errors.Is(err, configsvc.ErrRewritten):
 		if prefix == "" {
 			return err
 		}
@@ -450,24 +593,12 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.endLife()
-
-	if s.conn != nil {
-		s.conn.Close()
-		// The client closes its event channel when its connection loop
-		// has ended; draining it is how Close waits for the client.
-		timeout := time.After(10 * time.Second)
-	drain:
-		for {
-			select {
-			case _, ok := <-s.events:
-				if !ok {
-					break drain
-				}
-			case <-timeout:
-				s.log.Warn("zkstore: ZooKeeper client did not stop within 10s")
-				break drain
-			}
-		}
+	s.clientMu.Lock()
+	s.closing = true
+	c := s.client.Load()
+	s.clientMu.Unlock()
+	if c != nil {
+		s.closeClient(c)
 	}
 	s.bg.Wait()
 	return nil

@@ -26,12 +26,27 @@ import (
 // if ref does not exist or is deleted, one wrapping ErrNotFound. A link
 // change of a service is sent as an Event with LinksChanged. A slow
 // receiver delays the watch; it never loses events.
-func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event {
+//
+// Revisions carry their identity (configsvc.Identity), and the watcher
+// checks that the history it delivers is one: every revision's Parent is
+// the publish id of the revision delivered before it (or, for the first,
+// of revision from as configsvc.Expect gives it), the head keeps the
+// generation the watch started with, and a head at the last delivered
+// revision carries its publish id. Otherwise the history was rewritten: one
+// Event wrapping ErrRewritten is sent and the channel closed. A head below
+// the last delivered revision in the same generation is a server that has
+// not caught up yet (a new session may land on a lagging one): the watch
+// waits for it.
+func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) <-chan configsvc.Event {
 	if err := ref.Validate(); err != nil {
 		return failedWatch(configsvc.Event{Err: fmt.Errorf("zkstore: watch: %w", err)})
 	}
+	o := configsvc.WatchOptionsOf(opts)
 	out := make(chan configsvc.Event)
-	w := &watcher{s: s, ctx: ctx, ref: ref, next: max(from, 0) + 1, out: out}
+	w := &watcher{s: s, ctx: ctx, ref: ref, next: max(from, 0) + 1, out: out, gen: o.Expect.Generation}
+	if from > 0 {
+		w.lastPID = o.Expect.PublishID
+	}
 	if ref.Kind == configsvc.KindService && s.connected() {
 		// The link set when Watch is called is the baseline, so a link
 		// made right after Watch returns is reported even if it lands
@@ -67,6 +82,11 @@ type watcher struct {
 	czxid int64 // creation zxid of the head node first seen: its incarnation
 	down  bool  // an ErrUnavailable event was sent and nothing delivered since
 	out   chan configsvc.Event
+	// gen is the generation the watch follows (from Expect or the first
+	// head read; "" while unknown), lastPID the publish id of revision
+	// next-1 ("" when unknown).
+	gen     string
+	lastPID string
 }
 
 func (w *watcher) send(ev configsvc.Event) bool {
@@ -102,7 +122,7 @@ func (w *watcher) run() {
 		}
 		state := w.s.stateChanged()
 		if !w.s.connected() {
-			if !w.unavailable(fmt.Errorf("connection to ZooKeeper lost (state %v)", w.s.conn.State())) {
+			if !w.unavailable(fmt.Errorf("connection to ZooKeeper lost (state %v)", w.s.conn().State())) {
 				return
 			}
 			select {
@@ -118,7 +138,12 @@ func (w *watcher) run() {
 		switch {
 		case err == nil:
 			backoff = 50 * time.Millisecond
-		case errors.Is(err, configsvc.ErrNotFound), errors.Is(err, configsvc.ErrCompacted):
+		case errors.Is(err, configsvc.ErrNotFound), errors.Is(err, configsvc.ErrCompacted), errors.Is(err, configsvc.ErrRewritten):
+			if errors.Is(err, configsvc.ErrRewritten) {
+				// Manifest nodes remembered from the other history may
+				// carry the same names as this one's (see metaCache).
+				w.s.metas.reset()
+			}
 			w.send(configsvc.Event{Err: mapErr("zkstore: watch "+w.ref.String(), err)})
 			return
 		case errors.Is(err, errStopped):
@@ -144,7 +169,7 @@ func (w *watcher) run() {
 			// Report an outage while waiting; the head watch itself
 			// survives reconnection within the session.
 			if !w.s.connected() {
-				if !w.unavailable(fmt.Errorf("connection to ZooKeeper lost (state %v)", w.s.conn.State())) {
+				if !w.unavailable(fmt.Errorf("connection to ZooKeeper lost (state %v)", w.s.conn().State())) {
 					return
 				}
 				select {
@@ -179,6 +204,34 @@ func (w *watcher) waitConnected() <-chan struct{} {
 
 var errStopped = errors.New("watch stopped")
 
+// checkHead reports a rewritten history in head h: a generation other than
+// the one followed, or, at the last delivered revision, another publish
+// id. It takes h's generation as the one followed when none was known.
+func (w *watcher) checkHead(h *headDoc) error {
+	if w.gen != "" && h.Generation != "" && h.Generation != w.gen {
+		return fmt.Errorf("%s: the store's generation is %s, not %s (restored or imported, then bumped): %w",
+			w.ref, h.Generation, w.gen, configsvc.ErrRewritten)
+	}
+	if h.Generation != "" {
+		w.gen = h.Generation
+	}
+	if h.Revision == w.next-1 && w.lastPID != "" && h.PublishID != "" && h.PublishID != w.lastPID {
+		return fmt.Errorf("%s: revision %d now has publish id %s, not %s (its number was issued again): %w",
+			w.ref, h.Revision, h.PublishID, w.lastPID, configsvc.ErrRewritten)
+	}
+	return nil
+}
+
+// fits reports whether r may be delivered next: it follows the last
+// delivered revision and, as the head revision, carries the head's
+// publish id (unknown ids are not compared).
+func (w *watcher) fits(r *configsvc.Revision, h *headDoc) bool {
+	if w.lastPID != "" && r.Parent != "" && r.Parent != w.lastPID {
+		return false
+	}
+	return r.Number != h.Revision || h.PublishID == "" || r.PublishID == "" || r.PublishID == h.PublishID
+}
+
 // step arms the head watch, then delivers every revision up to the head.
 func (w *watcher) step() (<-chan zk.Event, error) {
 	ctx, cancel := w.s.opCtx(w.ctx)
@@ -210,6 +263,9 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 	} else if w.czxid != a.czxid {
 		// Deleted and created again between two wake-ups: a new history.
 		return nil, fmt.Errorf("%s was deleted (and created again): %w", w.ref, configsvc.ErrNotFound)
+	}
+	if err := w.checkHead(h); err != nil {
+		return nil, err
 	}
 	if w.ref.Kind == configsvc.KindService {
 		if w.seen && !slices.Equal(w.links, h.Links) {
@@ -244,15 +300,31 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 			// The head carries this revision: no further read.
 			load = func() (configsvc.Revision, error) { return h.Latest.revision(), nil }
 		}
-		r, err := w.s.revs.get(a.czxid, n, load)
+		// A remembered revision is used only where the delivered history
+		// can vouch for it: after a revision whose publish id it names as
+		// its parent, or as the head, whose publish id it must carry. One
+		// remembered from a history since rewritten (a restore reissues
+		// numbers) then fails the check and is read again.
+		key := revKey{czxid: a.czxid, gen: h.Generation, n: n}
+		r, cached, err := w.s.revs.get(key, w.lastPID == "" && n != h.Revision, load)
+		if err == nil && cached && !w.fits(&r, h) {
+			w.s.revs.drop(key)
+			r, err = load()
+		}
 		if err != nil {
 			return nil, err
 		}
+		if !w.fits(&r, h) {
+			return nil, fmt.Errorf("%s: revision %d has parent %q and publish id %q, which do not follow revision %d (publish id %q) up to the head (publish id %q): the history was rewritten: %w",
+				w.ref, n, r.Parent, r.PublishID, n-1, w.lastPID, h.PublishID, configsvc.ErrRewritten)
+		}
+		r.Generation = h.Generation
 		w.down = false
 		if !w.send(configsvc.Event{Revision: &r}) {
 			return nil, errStopped
 		}
 		w.next++
+		w.lastPID = r.PublishID
 	}
 	w.down = false
 	return a.ch, nil

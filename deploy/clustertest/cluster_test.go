@@ -44,7 +44,9 @@ func (a *appliedLog) RevisionApplied(ref string, rev int64) {
 	defer a.mu.Unlock()
 	a.revs = append(a.revs, rev)
 }
-func (a *appliedLog) RevisionRejected(string, int64) {}
+func (a *appliedLog) RevisionRejected(string, int64)        {}
+func (a *appliedLog) HistoryRewritten(string, int64, int64) {}
+func (a *appliedLog) CacheWriteFailed(error)                {}
 func (a *appliedLog) Reconnect(string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

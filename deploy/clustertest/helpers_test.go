@@ -146,10 +146,24 @@ type server struct {
 // The first server of a cluster bootstraps the admin token, which the
 // cluster keeps (it is never printed).
 func (c *cluster) startServer(name string) *server {
+	c.t.Helper()
+	return c.startServerAt(name, testkit.FreeAddr(c.t), c.t.TempDir())
+}
+
+// restartServer starts a new `sluice server` process in place of s (which
+// was killed or is stopped first) on the same address and data directory,
+// and waits for /readyz; name names its log.
+func (c *cluster) restartServer(s *server, name string) {
+	c.t.Helper()
+	s.stop()
+	s.proc = c.startServerAt(name, strings.TrimPrefix(s.url, "http://"), s.data).proc
+}
+
+// startServerAt starts `sluice server` on addr with data directory data and
+// waits for /readyz.
+func (c *cluster) startServerAt(name, addr, data string) *server {
 	t := c.t
 	t.Helper()
-	addr := testkit.FreeAddr(t)
-	data := t.TempDir()
 	p := startProc(t, name, nil, bins.sluice, "server", "--addr", addr, "--store", c.store, "--data-dir", data)
 	s := &server{proc: p, url: "http://" + addr, data: data}
 	ready, err := api.New(api.Config{Servers: []string{s.url}, Timeout: 5 * time.Second})

@@ -1,6 +1,7 @@
 package proxyserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,7 +29,7 @@ import (
 // Source is what the proxy needs of a store. configsvc.Store satisfies it.
 type Source interface {
 	Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (configsvc.Snapshot, error)
-	Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event
+	Watch(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) <-chan configsvc.Event
 	WatchInstances(ctx context.Context, svc string) <-chan configsvc.InstancesEvent
 	Records() configsvc.RecordStore
 }
@@ -113,6 +115,11 @@ type Proxy struct {
 	changes chan struct{} // route table or breaker changed: publish the state soon
 	applied chan struct{} // a new route file revision is in force: update the registration
 
+	// rewrites counts the route file's histories found rewritten
+	// (sluice_proxy_history_rewrites_total when Options.Registerer is set).
+	rewrites     atomic.Int64
+	rewriteCount prometheus.Counter
+
 	mu         sync.Mutex
 	revision   int64  // route file revision in force (0: none)
 	instanceID string // this proxy's registration id ("" when not registered)
@@ -165,6 +172,13 @@ func New(src Source, opts Options) (*Proxy, error) {
 			return nil, fmt.Errorf("proxyserver: %w", err)
 		}
 		cfg.Metrics = m
+		p.rewriteCount = prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_proxy_history_rewrites_total",
+			Help: "Times the proxy found the route file's history rewritten (a store restored or imported, then its generation bumped, or revision numbers issued again) and reloaded it as a new state.",
+		})
+		if err := opts.Registerer.Register(p.rewriteCount); err != nil {
+			return nil, fmt.Errorf("proxyserver: register metrics: %w", err)
+		}
 	}
 	r, err := router.New(cfg)
 	if err != nil {
@@ -179,6 +193,10 @@ func (p *Proxy) Handler() http.Handler { return p.router }
 
 // Router returns the underlying router.
 func (p *Proxy) Router() *router.Router { return p.router }
+
+// Rewrites returns how many times the proxy found the route file's history
+// rewritten and reloaded it (see followRoutes).
+func (p *Proxy) Rewrites() int64 { return p.rewrites.Load() }
 
 // Revision returns the revision of sluice-system whose routes are in force,
 // 0 before any was loaded.
@@ -226,9 +244,26 @@ type Creator interface {
 	Create(ctx context.Context, ref configsvc.Ref) error
 }
 
+// followRoutes loads the route file and follows it until ctx ends.
+//
+// It never goes back in time within one history: a snapshot below the
+// revision in force (a store that has not caught up, after a reconnect or
+// a compaction reload) is not applied; the watch resumes from the
+// revision in force and waits for the store. When the store reports the
+// history rewritten (configsvc.ErrRewritten: a generation bump after a
+// restore, or the revision in force issued again with other content), the
+// proxy logs it, counts it, reloads the snapshot and applies it whatever
+// its revision. So it does when sluice-system was deleted (and created
+// again): the new service's history starts over.
 func (p *Proxy) followRoutes(ctx context.Context) {
-	waiting := false      // said once at info level; the retries repeat it at debug level
-	createFailed := false // likewise
+	waiting := false            // said once at info level; the retries repeat it at debug level
+	createFailed := false       // likewise
+	var rev int64               // the revision in force
+	var held configsvc.Identity // its identity
+	loaded := false
+	// rewritten and recreated: the next snapshot starts a new history and
+	// is applied whatever its revision.
+	rewritten, recreated := false, false
 	for ctx.Err() == nil {
 		snap, err := p.src.Snapshot(ctx, systemRef, 0)
 		if err != nil {
@@ -236,6 +271,7 @@ func (p *Proxy) followRoutes(ctx context.Context) {
 				return
 			}
 			if errors.Is(err, configsvc.ErrNotFound) {
+				recreated = loaded
 				if p.createSystem(ctx, &createFailed) {
 					continue
 				}
@@ -248,14 +284,34 @@ func (p *Proxy) followRoutes(ctx context.Context) {
 			}
 			continue
 		}
-		content, ok := snap.Files[configsvc.RoutesFile]
-		p.apply(snap.Revision, content, ok)
-		rev := snap.Revision
+		switch {
+		case loaded && !rewritten && !recreated && snap.Revision < rev && held.SameGeneration(snap.Identity()):
+			p.log.Info("route file snapshot older than the revision in force; keeping it and waiting for the store",
+				"snapshot", snap.Revision, "in_force", rev)
+		default:
+			if rewritten {
+				p.log.Warn("route file reloaded after its history was rewritten", "from", rev, "to", snap.Revision,
+					"generation", snap.Generation)
+			}
+			content, ok := snap.Files[configsvc.RoutesFile]
+			p.apply(snap.Revision, content, ok)
+			rev, held, loaded, rewritten, recreated = snap.Revision, snap.Identity(), true, false, false
+		}
 		wctx, stop := context.WithCancel(ctx)
-		for ev := range p.src.Watch(wctx, systemRef, rev) {
+		for ev := range p.src.Watch(wctx, systemRef, rev, configsvc.Expect(held)) {
 			if ev.Err != nil {
+				if errors.Is(ev.Err, configsvc.ErrRewritten) {
+					p.rewrites.Add(1)
+					if p.rewriteCount != nil {
+						p.rewriteCount.Inc()
+					}
+					p.log.Warn("route file history rewritten (store restored or imported?); reloading it as a new state", "revision", rev, "err", ev.Err)
+					rewritten = true
+					break
+				}
 				if errors.Is(ev.Err, configsvc.ErrCompacted) || errors.Is(ev.Err, configsvc.ErrNotFound) {
 					p.log.Warn("route file watch ended; reloading", "err", ev.Err)
+					recreated = errors.Is(ev.Err, configsvc.ErrNotFound)
 					break
 				}
 				p.log.Warn("route file watch", "err", ev.Err)
@@ -265,6 +321,7 @@ func (p *Proxy) followRoutes(ctx context.Context) {
 				continue
 			}
 			rev = ev.Revision.Number
+			held = configsvc.Identity{Generation: cmp.Or(ev.Revision.Generation, held.Generation), PublishID: ev.Revision.PublishID}
 			for _, c := range ev.Revision.Changes {
 				if c.File == configsvc.RoutesFile {
 					p.apply(rev, c.Content, !c.Delete)
