@@ -94,6 +94,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Revision streams refused with 503 behind: the client holds a revision the store does not have, even after a sync.",
 		}),
 	}
+	// Both kinds exist from the start at 0, so an alert on their increase
+	// sees the first rewrite (a series born at 40 has no increase).
+	for _, k := range []configsvc.Kind{configsvc.KindService, configsvc.KindGroup} {
+		m.rewrites.WithLabelValues(k.String())
+	}
 	for _, c := range []prometheus.Collector{m.requests, m.latency, m.publishes, m.watchers, m.storeErrors, m.refusals, m.replays, m.rewrites, m.behind} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
