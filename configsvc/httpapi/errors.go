@@ -241,6 +241,8 @@ func (s *Server) userMessage(c *gin.Context, err error, status int) string {
 func (s *Server) unavailableMessage(err error) string {
 	retry := fmt.Sprintf("try again in %d s", s.retryAfter)
 	switch {
+	case errors.Is(err, configsvc.ErrOutcomeUnknown):
+		return "the write was sent to the configuration store, but whether it was applied could not be learnt; read the current state (the head, the links) before writing again"
 	case errors.Is(err, configsvc.ErrClosed):
 		return "the server is shutting down; " + retry + " (another server of the cluster may answer)"
 	case errors.Is(err, configsvc.ErrUnavailable), errors.Is(err, configsvc.ErrLocked):

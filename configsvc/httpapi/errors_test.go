@@ -158,6 +158,18 @@ func TestErrorMessagesCompactedAndUnavailable(t *testing.T) {
 			t.Errorf("the log does not hold the store's error:\n%s", log)
 		}
 	})
+	t.Run("outcome unknown", func(t *testing.T) {
+		e := newEnvOn(t, lostAnswerStore{configsvc.Validating(bolttest.MustOpen(t, boltstore.Options{}), format.Validator{})})
+		resp := e.do(req{method: "PUT", path: "/v1/services/orders", token: e.admin})
+		checkUserMessage(t, resp, http.StatusServiceUnavailable, "whether it was applied could not be learnt", "before writing again")
+	})
+}
+
+// lostAnswerStore is a store whose Create loses the store's answer.
+type lostAnswerStore struct{ configsvc.Store }
+
+func (lostAnswerStore) Create(context.Context, configsvc.Ref) error {
+	return fmt.Errorf("zkstore: create service/orders: connection closed: %w", configsvc.ErrOutcomeUnknown)
 }
 
 // downStore is a store whose List fails as an unreachable store does.

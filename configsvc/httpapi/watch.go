@@ -122,8 +122,8 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 		}
 		if since > h.Revision && h.Identity().SameGeneration(expect) {
 			s.metrics.behind.Inc()
-			s.fail(c, fmt.Errorf("%s %d is after the head revision %d of %s, read after a sync: this store has not reached it (restored from an older backup?): %w",
-				sinceField, since, h.Revision, ref, api.ErrBehind))
+			s.fail(c, userErr(api.ErrBehind, "%s %d is after the head revision %d of %s, read after a sync: this server's store has not reached it (it may lag, or was restored from an older backup); try again in %d s or ask another server",
+				sinceField, since, h.Revision, targetWords(c), s.retryAfter))
 			return
 		}
 
