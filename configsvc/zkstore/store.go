@@ -67,8 +67,9 @@ type Store struct {
 
 // Open connects to ZooKeeper, waits for a session, authenticates when
 // cfg.Digest is set, and creates the root tree when missing. It returns an
-// error wrapping configsvc.ErrUnavailable when no session is established
-// within ctx and cfg.OpTimeout, and configsvc.ErrInvalid for a bad Config.
+// error wrapping configsvc.ErrUnavailable when that is not done by ctx's
+// deadline (or within cfg.OpTimeout when ctx has none), and
+// configsvc.ErrInvalid for a bad Config.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -101,7 +102,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.client.Store(c)
 
-	ctx, cancel := s.opCtx(ctx)
+	// The opening steps share one bound: ctx's deadline when it has one (a
+	// caller that grants 20 s to start does not fail on one slow first
+	// write of a ZooKeeper still warming up), else cfg.OpTimeout.
+	cancel := context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel = s.opCtx(ctx)
+	}
 	defer cancel()
 	fail := func(what string, err error) (*Store, error) {
 		s.Close()
