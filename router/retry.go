@@ -316,4 +316,3 @@ func (e *perTryTimeoutError) Error() string {
 }
 func (e *perTryTimeoutError) Timeout() bool   { return true }
 func (e *perTryTimeoutError) Temporary() bool { return true }
-

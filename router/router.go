@@ -387,7 +387,7 @@ type routeRT struct {
 	policy    string // RateLimit-Policy value
 	transport *http.Transport
 	timeout   time.Duration // Route.EffectiveTimeout
-	pool      // every instance of the route
+	pool                    // every instance of the route
 	byID      map[string]*inst
 	subsets   *subsetsRT // nil without Upstream.Subsets
 	retry     *retryRT   // nil without retries
