@@ -212,3 +212,9 @@ func (s *stdInbound) Cookie(name string) string {
 }
 func (s *stdInbound) RemoteAddr() string       { return s.req.RemoteAddr }
 func (s *stdInbound) Context() context.Context { return s.req.Context() }
+
+// NewAnswer makes an answer in Sluice's JSON error shape, for an engine
+// refusing a request it could not read (code "invalid" …).
+func NewAnswer(status int, code, msg string) *Answer {
+	return newAnswer(status, code, msg, 0, nil)
+}
