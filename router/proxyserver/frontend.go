@@ -52,6 +52,7 @@ func (p *Proxy) newFrontend(tlsCfg *tls.Config) (frontend, error) {
 		if tlsCfg != nil {
 			f.h2 = p.httpServer()
 			f.h2ln = newConnListener()
+			f.handshakes, f.stopHandshakes = context.WithCancel(context.Background())
 		}
 		return f, nil
 	}
@@ -88,11 +89,24 @@ type fastFrontend struct {
 	h2   *http.Server
 	h2ln *connListener
 	wg   sync.WaitGroup
+
+	mu sync.Mutex
+	ln net.Listener // the TLS listener's, closed by shutdown
+
+	stopHandshakes context.CancelFunc // ends handshakes in progress at shutdown
+	handshakes     context.Context
 }
 
 func (f *fastFrontend) serve(ln net.Listener) error {
 	if f.tls == nil {
 		return f.eng.Serve(ln)
+	}
+	f.mu.Lock()
+	f.ln = ln
+	f.mu.Unlock()
+	if f.h2ln.isClosed() {
+		ln.Close()
+		return nil
 	}
 	f.wg.Add(1)
 	go func() {
@@ -119,7 +133,7 @@ func (f *fastFrontend) serve(ln net.Listener) error {
 // dispatch completes c's handshake (within the read-header timeout) and
 // serves it with net/http when it negotiated h2, else with the engine.
 func (f *fastFrontend) dispatch(c *tls.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), f.h2.ReadHeaderTimeout)
+	ctx, cancel := context.WithTimeout(f.handshakes, f.h2.ReadHeaderTimeout)
 	err := c.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
@@ -139,7 +153,13 @@ func (f *fastFrontend) dispatch(c *tls.Conn) {
 func (f *fastFrontend) shutdown(ctx context.Context) error {
 	var h2err error
 	if f.h2 != nil {
-		f.h2ln.Close() // ends serve's accept loop too, through the closed flag
+		f.stopHandshakes()
+		f.h2ln.Close()
+		f.mu.Lock()
+		if f.ln != nil {
+			f.ln.Close() // ends serve's accept loop; it sees h2ln closed
+		}
+		f.mu.Unlock()
 		h2err = f.h2.Shutdown(ctx)
 	}
 	err := f.eng.Shutdown(ctx)
