@@ -36,6 +36,7 @@ type request struct {
 	hasBody bool    // reqBody holds the body
 	vals    []string
 	scratch []byte
+	ipBuf   [48]byte // the client's address, written into X-Forwarded-For
 	body    respBody
 }
 
@@ -478,7 +479,7 @@ func (rq *request) writeHeader(w *bufio.Writer, h *fasthttp.RequestHeader, trust
 		w.Write(xff)
 		w.WriteString(", ")
 	}
-	w.Write(rq.appendClientIP(rq.scratch[len(rq.scratch):]))
+	w.Write(rq.appendClientIP(rq.ipBuf[:0]))
 	w.WriteString("\r\nX-Forwarded-Host: ")
 	if xfh != nil {
 		w.Write(xfh)
