@@ -92,7 +92,6 @@ func New(r *router.Router, opts Options) *Engine {
 		StreamRequestBody:             true,
 		DisablePreParseMultipartForm:  true,
 		NoDefaultServerHeader:         true,
-		NoDefaultDate:                 true,
 		NoDefaultContentType:          true,
 		DisableHeaderNamesNormalizing: false,
 		ConnState:                     e.connState,

@@ -33,6 +33,7 @@ type request struct {
 	upgrade bool    // an Upgrade request (WebSocket)
 	bodyErr error   // reading the client's body failed
 	reqBody []byte  // a short body, read whole (wholeBody)
+	head    head    // the request head and short body sent upstream
 	hasBody bool    // reqBody holds the body
 	vals    []string
 	scratch []byte
@@ -85,7 +86,7 @@ func (e *Engine) handle(ctx *fasthttp.RequestCtx) {
 // was not read.
 func (e *Engine) end(rq *request) {
 	e.r.End(rq.x, 0)
-	*rq = request{e: e, vals: rq.vals[:0], scratch: rq.scratch[:0], reqBody: rq.reqBody[:0]}
+	*rq = request{e: e, vals: rq.vals[:0], scratch: rq.scratch[:0], reqBody: rq.reqBody[:0], head: head{rq.head.b[:0]}}
 	e.reqs.Put(rq)
 }
 
@@ -169,12 +170,12 @@ func (rq *request) Header(name string) string {
 	return b2s(rq.ctx.Request.Header.Peek(name))
 }
 func (rq *request) HeaderValues(name string) []string {
-	h := &rq.ctx.Request.Header
-	if len(h.Peek(name)) == 0 && !hasHeader(h, name) {
+	vs := rq.ctx.Request.Header.PeekAll(name)
+	if len(vs) == 0 {
 		return nil
 	}
 	rq.vals = rq.vals[:0]
-	for _, v := range h.PeekAll(name) {
+	for _, v := range vs {
 		rq.vals = append(rq.vals, b2s(v))
 	}
 	return rq.vals
@@ -189,16 +190,6 @@ func (rq *request) RemoteAddr() string {
 	return rq.remote
 }
 func (rq *request) Context() context.Context { return rq.ctx }
-
-// hasHeader reports whether h has a header name with an empty value.
-func hasHeader(h *fasthttp.RequestHeader, name string) bool {
-	for k := range h.All() {
-		if string(k) == name {
-			return true
-		}
-	}
-	return false
-}
 
 // Sender.
 
@@ -254,9 +245,11 @@ func (rq *request) Send(addr string, timeout time.Duration) (int, error) {
 func (rq *request) try(c *upConn, timeout time.Duration) (status int, sent bool, err error) {
 	ctx := rq.ctx
 	if timeout > 0 {
-		_ = c.SetDeadline(time.Now().Add(timeout))
+		// Only reads are bounded: writes of a body already in memory do
+		// not block, and a streamed body is bounded by the client's.
+		_ = c.SetReadDeadline(time.Now().Add(timeout))
 	}
-	if err := rq.writeRequest(c.bw); err != nil {
+	if err := rq.writeRequest(c); err != nil {
 		if rq.bodyErr != nil {
 			return 0, true, rq.bodyErr
 		}
@@ -279,10 +272,20 @@ func (rq *request) try(c *upConn, timeout time.Duration) (status int, sent bool,
 		}
 		h.Reset() // 100 Continue, 103 Early Hints: the answer follows
 	}
-	if timeout > 0 {
-		_ = c.SetDeadline(time.Time{}) // the timeout bounds the header only; bodies stream as long as they last
+	if timeout > 0 && !rq.bodyBuffered(c) {
+		// The timeout bounds the header only; bodies stream as long as
+		// they last. (A short body already read in whole does not need
+		// the deadline lifted: the next try sets its own.)
+		_ = c.SetReadDeadline(time.Time{})
 	}
 	return status, true, nil
+}
+
+// bodyBuffered reports whether the response's body is short and read in
+// whole with its header already.
+func (rq *request) bodyBuffered(c *upConn) bool {
+	cl := rq.ctx.Response.Header.ContentLength()
+	return !rq.upgrade && cl >= 0 && cl <= smallResponse && c.br.Buffered() >= cl
 }
 
 // isClosed reports whether a write failed because the upstream had
@@ -331,43 +334,71 @@ func hasToken(v []byte, token string) bool {
 	return false
 }
 
+// headWriter is where a request head is written: the connection's
+// buffer, or head, a buffer of the request's own.
+type headWriter interface {
+	Write([]byte) (int, error)
+	WriteString(string) (int, error)
+	WriteByte(byte) error
+}
+
+// head is a request head being built; with a short body after it, it is
+// sent in one write.
+type head struct{ b []byte }
+
+func (h *head) Write(p []byte) (int, error)       { h.b = append(h.b, p...); return len(p), nil }
+func (h *head) WriteString(s string) (int, error) { h.b = append(h.b, s...); return len(s), nil }
+func (h *head) WriteByte(c byte) error            { h.b = append(h.b, c); return nil }
+
 // writeRequest writes the request line, the forwarded header and the body
-// to w and flushes it.
-func (rq *request) writeRequest(w *bufio.Writer) error {
+// to c. A body in memory goes in the same write as the head (one
+// syscall); a streamed one is copied through c's buffer as it comes.
+func (rq *request) writeRequest(c *upConn) error {
 	ctx, x := rq.ctx, rq.x
 	h := &ctx.Request.Header
+	if rq.stream {
+		w := c.bw
+		rq.writeHead(w, h, x.TrustedPeer())
+		if cl := h.ContentLength(); cl >= 0 {
+			w.WriteString("Content-Length: ")
+			w.Write(strconv.AppendInt(rq.scratch[:0], int64(cl), 10))
+			w.WriteString("\r\n\r\n")
+			if err := rq.copyBody(w, int64(cl)); err != nil {
+				return err
+			}
+		} else {
+			w.WriteString("Transfer-Encoding: chunked\r\n\r\n")
+			if err := rq.copyChunked(w); err != nil {
+				return err
+			}
+		}
+		return w.Flush()
+	}
+	body, err := rq.wholeBody()
+	if err != nil {
+		return err
+	}
+	w := &rq.head
+	w.b = w.b[:0]
+	rq.writeHead(w, h, x.TrustedPeer())
+	if len(body) > 0 || methodHasBody(h.Method()) {
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(rq.scratch[:0], int64(len(body)), 10))
+		w.WriteString("\r\n")
+	}
+	w.WriteString("\r\n")
+	w.Write(body)
+	_, err = c.Conn.Write(w.b)
+	return err
+}
+
+// writeHead writes the request line and the forwarded header fields.
+func (rq *request) writeHead(w headWriter, h *fasthttp.RequestHeader, trusted bool) {
 	w.Write(h.Method())
 	w.WriteByte(' ')
 	rq.writeURI(w)
 	w.WriteString(" HTTP/1.1\r\n")
-	rq.writeHeader(w, h, x.TrustedPeer())
-	switch {
-	case rq.stream && h.ContentLength() >= 0:
-		w.WriteString("Content-Length: ")
-		w.Write(strconv.AppendInt(rq.scratch[:0], int64(h.ContentLength()), 10))
-		w.WriteString("\r\n\r\n")
-		if err := rq.copyBody(w, int64(h.ContentLength())); err != nil {
-			return err
-		}
-	case rq.stream:
-		w.WriteString("Transfer-Encoding: chunked\r\n\r\n")
-		if err := rq.copyChunked(w); err != nil {
-			return err
-		}
-	default:
-		body, err := rq.wholeBody()
-		if err != nil {
-			return err
-		}
-		if len(body) > 0 || methodHasBody(h.Method()) {
-			w.WriteString("Content-Length: ")
-			w.Write(strconv.AppendInt(rq.scratch[:0], int64(len(body)), 10))
-			w.WriteString("\r\n")
-		}
-		w.WriteString("\r\n")
-		w.Write(body)
-	}
-	return w.Flush()
+	rq.writeHeader(w, h, trusted)
 }
 
 // methodHasBody reports whether a request without a body still says so
@@ -382,7 +413,7 @@ func methodHasBody(m []byte) bool {
 
 // writeURI writes the request target: as the client sent it, or, with the
 // route's strip_prefix, without the prefix.
-func (rq *request) writeURI(w *bufio.Writer) {
+func (rq *request) writeURI(w headWriter) {
 	uri := rq.ctx.Request.Header.RequestURI()
 	n := rq.x.StripPrefix()
 	if n == 0 {
@@ -428,7 +459,7 @@ func appendEscapedPath(dst, p []byte) []byte {
 // answered 100 Continue already), then X-Forwarded-For, -Host and -Proto
 // as net/http's ReverseProxy sets them: the client-supplied values only
 // from a trusted peer (which also keeps its X-Real-IP).
-func (rq *request) writeHeader(w *bufio.Writer, h *fasthttp.RequestHeader, trusted bool) {
+func (rq *request) writeHeader(w headWriter, h *fasthttp.RequestHeader, trusted bool) {
 	conn := h.Peek("Connection")
 	var xff, xfh, xfp []byte
 	for k, v := range h.All() {
