@@ -125,14 +125,6 @@ func (x *Exchange) ErrorAnswer(err error) *Answer {
 	return a
 }
 
-// Route returns the name of the matched route, "" when none matched.
-func (x *Exchange) Route() string {
-	if x.rt == nil {
-		return ""
-	}
-	return x.rt.route.Name
-}
-
 // PinnedInstance returns the id of the instance a pin sends the request
 // to, "" when it is not pinned; the engine sends it back in
 // InstanceHeader.
@@ -158,9 +150,6 @@ func (x *Exchange) StripPrefix() int {
 func (x *Exchange) TrustedPeer() bool {
 	return len(x.r.trusted) > 0 && x.r.isTrusted(remoteHost(x.in.RemoteAddr()))
 }
-
-// Timeout is the route's timeout for an upstream's response header.
-func (x *Exchange) Timeout() time.Duration { return x.rt.timeout }
 
 // DialUpstream connects to an upstream address through the router's
 // dialer and upstream policy (the error matches ErrUpstreamRefused when the

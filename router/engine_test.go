@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -225,7 +226,7 @@ func TestLargeBodiesStream(t *testing.T) {
 func TestUpstreamConnectionsReused(t *testing.T) {
 	forEngines(t, func(t *testing.T) {
 		var conns atomic.Int64
-		b := startBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		b := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/big" {
 				w.Write(bytes.Repeat([]byte("z"), 200<<10))
 				return
@@ -234,13 +235,15 @@ func TestUpstreamConnectionsReused(t *testing.T) {
 				w.WriteHeader(http.StatusInternalServerError)
 			}
 			io.WriteString(w, "ok")
-		})
-		b.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		}))
+		b.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 			if s == http.StateNew {
 				conns.Add(1)
 			}
 		}
-		p := newProxy(t, router.Config{}, []router.Route{staticRoute("b", "/", b.addr)})
+		b.Start()
+		t.Cleanup(b.Close)
+		p := newProxy(t, router.Config{}, []router.Route{staticRoute("b", "/", b.Listener.Addr().String())})
 		for i := 0; i < 200; i++ {
 			path := []string{"/", "/big", "/fail"}[i%3]
 			p.get(t, path)
