@@ -1,18 +1,10 @@
 package proxyserver_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,45 +12,6 @@ import (
 	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
-
-// writeCert writes a fresh self-signed certificate for 127.0.0.1 named cn
-// to certFile and keyFile (each replaced whole, by rename, as a renewal
-// would) and returns it.
-func writeCert(t *testing.T, certFile, keyFile, cn string) *x509.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	replace := func(path string, block *pem.Block) {
-		tmp := path + ".new"
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			t.Fatal(err)
-		}
-	}
-	replace(keyFile, &pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-	replace(certFile, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	cert, _ := x509.ParseCertificate(der)
-	return cert
-}
 
 // TestServeTLS: with a certificate, the proxy serves HTTPS: HTTP/1.1
 // clients and HTTP/2 clients (ALPN h2) alike, on both engines; replacing
@@ -68,7 +21,7 @@ func TestServeTLS(t *testing.T) {
 	forEngines(t, func(t *testing.T) {
 		dir := t.TempDir()
 		certFile, keyFile := filepath.Join(dir, "proxy.crt"), filepath.Join(dir, "proxy.key")
-		first := writeCert(t, certFile, keyFile, "first")
+		first := testkit.WriteCert(t, certFile, keyFile, "first")
 		up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, r.Header.Get("X-Forwarded-Proto"))
 		})
@@ -110,7 +63,7 @@ func TestServeTLS(t *testing.T) {
 			}
 		}
 
-		second := writeCert(t, certFile, keyFile, "second")
+		second := testkit.WriteCert(t, certFile, keyFile, "second")
 		testkit.EventuallyTrue(t, 5*time.Second, "new handshakes present the new certificate", func() bool {
 			resp, _, err := get(client(second, true))
 			return err == nil && resp.TLS.PeerCertificates[0].Subject.CommonName == "second"
