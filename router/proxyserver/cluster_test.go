@@ -108,37 +108,39 @@ func TestServeRegistersAndSharesClusterRates(t *testing.T) {
 // and since when (the console showed a zero time as "739951 d ago"), and
 // follows a new revision of the route file.
 func TestServeRegistrationHasTimesAndRevision(t *testing.T) {
-	ctx := context.Background()
-	store := bolttest.MustOpen(t, boltstore.Options{})
-	if err := store.Create(ctx, configsvc.Service(configsvc.SystemService)); err != nil {
-		t.Fatal(err)
-	}
-	publish(t, store, 0, "routes: []\n")
-	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
-	clock := testkit.NewClock(start)
-	startServing(t, store, proxyserver.Options{Now: clock.Now, InstanceID: "proxy-a", RetryInterval: 20 * time.Millisecond})
-	record := func(what string, ok func(configsvc.Instance) bool) configsvc.Instance {
-		t.Helper()
-		var got configsvc.Instance
-		testkit.Eventually(t, 10*time.Second, what, func() error {
-			list, err := store.Instances(ctx, configsvc.SystemService)
-			if err != nil {
-				return err
-			}
-			if len(list) != 1 || !ok(list[0]) {
-				return fmt.Errorf("instances %+v", list)
-			}
-			got = list[0]
-			return nil
+	forEngines(t, func(t *testing.T) {
+		ctx := context.Background()
+		store := bolttest.MustOpen(t, boltstore.Options{})
+		if err := store.Create(ctx, configsvc.Service(configsvc.SystemService)); err != nil {
+			t.Fatal(err)
+		}
+		publish(t, store, 0, "routes: []\n")
+		start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+		clock := testkit.NewClock(start)
+		startServing(t, store, proxyserver.Options{Now: clock.Now, InstanceID: "proxy-a", RetryInterval: 20 * time.Millisecond})
+		record := func(what string, ok func(configsvc.Instance) bool) configsvc.Instance {
+			t.Helper()
+			var got configsvc.Instance
+			testkit.Eventually(t, 10*time.Second, what, func() error {
+				list, err := store.Instances(ctx, configsvc.SystemService)
+				if err != nil {
+					return err
+				}
+				if len(list) != 1 || !ok(list[0]) {
+					return fmt.Errorf("instances %+v", list)
+				}
+				got = list[0]
+				return nil
+			})
+			return got
+		}
+		first := record("registered at revision 1 with its times", func(in configsvc.Instance) bool {
+			return in.Revision == 1 && in.Started.Equal(start) && !in.Updated.IsZero() && !in.AppliedAt.IsZero()
 		})
-		return got
-	}
-	first := record("registered at revision 1 with its times", func(in configsvc.Instance) bool {
-		return in.Revision == 1 && in.Started.Equal(start) && !in.Updated.IsZero() && !in.AppliedAt.IsZero()
-	})
-	clock.Advance(time.Hour)
-	publish(t, store, 1, "routes: []\n# two\n")
-	record("revision 2 in force since an hour later", func(in configsvc.Instance) bool {
-		return in.Revision == 2 && in.Started.Equal(first.Started) && in.AppliedAt.Equal(start.Add(time.Hour)) && in.Updated.Equal(start.Add(time.Hour))
+		clock.Advance(time.Hour)
+		publish(t, store, 1, "routes: []\n# two\n")
+		record("revision 2 in force since an hour later", func(in configsvc.Instance) bool {
+			return in.Revision == 2 && in.Started.Equal(first.Started) && in.AppliedAt.Equal(start.Add(time.Hour)) && in.Updated.Equal(start.Add(time.Hour))
+		})
 	})
 }
