@@ -16,6 +16,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sluicehq/sluice/configsvc/testkit"
+
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/breaker"
@@ -24,7 +26,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
+	goleak.VerifyTestMain(m, testkit.LeakOptions()...)
 }
 
 // engine serves a router on a loopback listener for a test and stops it

@@ -4,9 +4,11 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/sluicehq/sluice/configsvc/testkit"
 )
 
 func TestMain(m *testing.M) {
 	// fasthttp keeps one goroutine per process refreshing its Date header.
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
+	goleak.VerifyTestMain(m, testkit.LeakOptions()...)
 }

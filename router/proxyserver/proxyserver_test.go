@@ -29,7 +29,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// fasthttp keeps one goroutine per process refreshing its Date header.
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
+	goleak.VerifyTestMain(m, testkit.LeakOptions()...)
 }
 
 // engines are the engines the proxy tests run on (forEngines).
