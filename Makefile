@@ -24,6 +24,8 @@ test: zookeeper chromium prometheus redocly
 	SLUICE_REQUIRE_ZOOKEEPER=1 SLUICE_REQUIRE_BROWSER=1 SLUICE_REQUIRE_TOOLS=1 \
 	  SLUICE_CLUSTER_CHURN=$${SLUICE_CLUSTER_CHURN:-60s} \
 	  $(GO) test $(GOFLAGS_TEST) $(PKGS)
+	# allocation counts, which the race detector inflates: without -race
+	$(GO) test -count=1 -run 'Allocations' ./router/fasthttpengine
 
 ## unit: the tests that need no ZooKeeper (ZooKeeper tests skip).
 unit:

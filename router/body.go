@@ -11,9 +11,10 @@ import (
 	"time"
 )
 
-// errBodyTimeout marks a request body that did not arrive within
-// Config.BodyTimeout.
-var errBodyTimeout = errors.New("request body timeout")
+// ErrBodyTimeout marks a request body that did not arrive within
+// Config.BodyTimeout: the router answers 408. An engine's Sender wraps
+// its body read errors with it (see Sender.ClientErr).
+var ErrBodyTimeout = errors.New("request body timeout")
 
 // deadlineBody is a request body read under a deadline on the client's
 // connection (Config.BodyTimeout), remembering why reading it failed, so
@@ -44,7 +45,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		var ne net.Error
 		if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-			err = fmt.Errorf("%w: %w", errBodyTimeout, err)
+			err = fmt.Errorf("%w: %w", ErrBodyTimeout, err)
 		}
 		b.mu.Lock()
 		if b.err == nil {

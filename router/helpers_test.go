@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,14 +16,78 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sluicehq/sluice/configsvc/testkit"
+
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/breaker"
+	"github.com/sluicehq/sluice/router/fasthttpengine"
 	"github.com/sluicehq/sluice/router/ratelimit"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testkit.LeakOptions()...)
+}
+
+// engine serves a router on a loopback listener for a test and stops it
+// at cleanup; it returns the listener's address.
+type engine struct {
+	name  string
+	serve func(t *testing.T, r *router.Router) string
+}
+
+// engines are the engines every proxy test runs on (forEngines): the
+// net/http one (Router.ServeHTTP) and the fasthttp one.
+var engines = []engine{
+	{"std", func(t *testing.T, r *router.Router) string {
+		srv := httptest.NewServer(r)
+		t.Cleanup(srv.Close)
+		return srv.Listener.Addr().String()
+	}},
+	{"fast", func(t *testing.T, r *router.Router) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := fasthttpengine.New(r, fasthttpengine.Options{})
+		done := make(chan error, 1)
+		go func() { done <- e.Serve(ln) }()
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := e.Shutdown(ctx); err != nil {
+				t.Errorf("fasthttp engine shutdown: %v", err)
+			}
+			if err := <-done; err != nil {
+				t.Errorf("fasthttp engine Serve: %v", err)
+			}
+		})
+		return ln.Addr().String()
+	}},
+}
+
+// forEngines runs f as a subtest per engine, named after it; newProxy
+// inside f (and its subtests) serves on that engine.
+func forEngines(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	for _, e := range engines {
+		t.Run(e.name, f)
+	}
+}
+
+// engineOf returns the engine of the forEngines subtest t runs in.
+func engineOf(t *testing.T) engine {
+	t.Helper()
+	parts := strings.Split(t.Name(), "/")
+	if len(parts) >= 2 {
+		for _, e := range engines {
+			if parts[1] == e.name {
+				return e
+			}
+		}
+	}
+	t.Fatalf("%s: newProxy must run inside forEngines", t.Name())
+	return engine{}
 }
 
 // backend is a real upstream on loopback that names itself in X-Backend and
@@ -97,7 +162,7 @@ func inst(svc, id, addr string) configsvc.Instance {
 // proxyEnv is a router served on loopback with a client for it.
 type proxyEnv struct {
 	r       *router.Router
-	srv     *httptest.Server
+	addr    string // the proxy's listener
 	client  *http.Client
 	url     string
 	metrics *recMetrics
@@ -122,15 +187,11 @@ func newProxy(t *testing.T, cfg router.Config, routes []router.Route) *proxyEnv 
 	if err := r.Update(routes); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
-	srv := httptest.NewServer(r)
+	t.Cleanup(func() { _ = r.Close() }) // after the engine stopped: cleanups run last first
+	addr := engineOf(t).serve(t, r)
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
-	env := &proxyEnv{r: r, srv: srv, client: &http.Client{Transport: tr, Timeout: 10 * time.Second}, url: srv.URL, metrics: m}
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		srv.Close()
-		_ = r.Close()
-	})
-	return env
+	t.Cleanup(tr.CloseIdleConnections)
+	return &proxyEnv{r: r, addr: addr, client: &http.Client{Transport: tr, Timeout: 10 * time.Second}, url: "http://" + addr, metrics: m}
 }
 
 type result struct {

@@ -1,11 +1,9 @@
 package router
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -249,12 +247,12 @@ func newRetryRT(p *RetryPolicy) *retryRT {
 
 // retriesFor returns how many retries req may get: 0 for a method that is
 // not idempotent (unless the route allows it).
-func (rr *retryRT) retriesFor(req *http.Request) int {
+func (rr *retryRT) retriesFor(method string) int {
 	if rr == nil {
 		return 0
 	}
 	if !rr.nonIdempotent {
-		switch req.Method {
+		switch method {
 		case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		default:
 			return 0
@@ -263,15 +261,15 @@ func (rr *retryRT) retriesFor(req *http.Request) int {
 	return rr.attempts
 }
 
-// wants reports whether a try that ended in resp or err is retried.
-func (rr *retryRT) wants(resp *http.Response, err error) bool {
+// wants reports whether a try that ended in status or err is retried.
+func (rr *retryRT) wants(status int, err error) bool {
 	if err != nil {
 		if isConnectError(err) {
 			return rr.connect
 		}
 		return rr.reset
 	}
-	s := resp.StatusCode - 500
+	s := status - 500
 	return s >= 0 && s < 100 && rr.statuses[s/64]&(1<<(s%64)) != 0
 }
 
@@ -318,65 +316,3 @@ func (e *perTryTimeoutError) Error() string {
 }
 func (e *perTryTimeoutError) Timeout() bool   { return true }
 func (e *perTryTimeoutError) Temporary() bool { return true }
-
-// sendOnce sends one try with the per-try timeout, if any. The context of a
-// try that got its response headers is cancelled when the request ends
-// (reqState.cancelTry), not before: the body is still being read.
-func sendOnce(rt *routeRT, st *reqState, out *http.Request) (*http.Response, error) {
-	rr := rt.retry
-	if rr == nil || rr.perTry <= 0 {
-		return rt.transport.RoundTrip(out)
-	}
-	ctx, cancel := context.WithCancelCause(out.Context())
-	timer := time.AfterFunc(rr.perTry, func() { cancel(errPerTryTimeout) })
-	resp, err := rt.transport.RoundTrip(out.WithContext(ctx))
-	if !timer.Stop() && out.Context().Err() == nil {
-		// The timer fired: whatever came back came too late.
-		if resp != nil {
-			resp.Body.Close()
-			resp = nil
-		}
-		cancel(nil)
-		return nil, &perTryTimeoutError{rr.perTry}
-	}
-	if err != nil {
-		cancel(nil)
-		return nil, err
-	}
-	st.cancelTry = func() { cancel(nil) }
-	return resp, nil
-}
-
-// bufferBody reads the body of out into memory so that it can be sent
-// again: false (and the body untouched) when it is longer than
-// MaxRetryBodyBytes or of unknown length. A body that cannot be read is
-// the client's fault: the error says so (see proxyError).
-func bufferBody(out *http.Request, st *reqState) (bool, error) {
-	if out.ContentLength < 0 || out.ContentLength > MaxRetryBodyBytes {
-		return false, nil
-	}
-	buf := make([]byte, out.ContentLength)
-	if _, err := io.ReadFull(out.Body, buf); err != nil {
-		if st.body != nil && st.body.failed() != nil || out.Context().Err() != nil {
-			return false, err // proxyError answers 408, 400 or nothing (client gone)
-		}
-		return false, &proxyErr{status: http.StatusBadRequest, code: "invalid", msg: "the request body could not be read: " + err.Error()}
-	}
-	// Read on to EOF, as the transport would: net/http then lifts the body
-	// deadline of the client's connection and watches it for the client
-	// going away while the response streams.
-	var one [1]byte
-	if n, _ := out.Body.Read(one[:]); n > 0 {
-		return false, &proxyErr{status: http.StatusBadRequest, code: "invalid", msg: "the request body is longer than its Content-Length"}
-	}
-	st.replay = buf
-	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
-	return true, nil
-}
-
-// discard ends a response the proxy will not pass on, reading a little of
-// its body first so that the connection can be reused.
-func discard(resp *http.Response) {
-	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
-	resp.Body.Close()
-}

@@ -151,7 +151,7 @@ func New(cfg Config) (*Router, error) {
 	}
 	r.guard = newUpstreamGuard(cfg.Upstream, r.log)
 	r.dialer = &net.Dialer{Timeout: r.cfg.DialTimeout, KeepAlive: 30 * time.Second, Control: r.guard.control}
-	r.statePool.New = func() any { return new(reqState) }
+	r.statePool.New = func() any { return new(Exchange) }
 	r.bg, r.bgCancel = context.WithCancel(context.Background())
 	r.hcTransport = &http.Transport{
 		DialContext:         r.dialer.DialContext,
@@ -386,7 +386,8 @@ type routeRT struct {
 	keyHeader string
 	policy    string // RateLimit-Policy value
 	transport *http.Transport
-	pool      // every instance of the route
+	timeout   time.Duration // Route.EffectiveTimeout
+	pool                    // every instance of the route
 	byID      map[string]*inst
 	subsets   *subsetsRT // nil without Upstream.Subsets
 	retry     *retryRT   // nil without retries
@@ -548,7 +549,8 @@ func (r *Router) buildRoute(rc *Route, used usedState) *routeRT {
 		rt.pool.what = "service " + s
 	}
 	r.buildResilience(rt, rc, used)
-	rt.transport = r.transportFor(rc.EffectiveTimeout())
+	rt.timeout = rc.EffectiveTimeout()
+	rt.transport = r.transportFor(rt.timeout)
 	if rc.StripPrefix {
 		rt.prefixLen = len(rc.Match.PathPrefix)
 	}

@@ -1,11 +1,9 @@
 package router
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -19,11 +17,17 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 )
 
-// reqState follows one request through ServeHTTP, Rewrite, the transport
-// and the error handler. Pooled.
-type reqState struct {
-	rt       *routeRT
-	pool     *pool // the instances to balance over: the route's or a subset's
+// Exchange is one request on its way through the router, from Begin (or
+// ServeHTTP) to End: its route, the instances tried and chosen, its status.
+// Exchanges are pooled; an engine uses one from the request's goroutine
+// only, and never after End.
+type Exchange struct {
+	r        *Router
+	in       Inbound
+	start    time.Time
+	snap     *snapshot
+	rt       *routeRT // nil when no route matched
+	pool     *pool    // the instances to balance over: the route's or a subset's
 	pinned   *inst
 	pinID    string
 	chosen   *inst
@@ -31,195 +35,192 @@ type reqState struct {
 	ntried   int
 	status   int
 	inflight bool
-	body     *deadlineBody // the request body under BodyTimeout, if any
+	retrying bool // the try being sent is a retry: it holds a retry budget slot
 
-	retrying  bool   // the try being sent is a retry: it holds a retry budget slot
-	replay    []byte // the body, kept to be sent again
-	cancelTry func() // ends the context of the try whose response is used
+	sender Sender
+	stdIn  stdInbound // the net/http engine's Inbound and Sender, kept here
+	std    stdSender  // so that ServeHTTP allocates neither
 }
 
 type stateKey struct{}
 
-func stateFrom(ctx context.Context) *reqState {
-	st, _ := ctx.Value(stateKey{}).(*reqState)
+func stateFrom(ctx context.Context) *Exchange {
+	st, _ := ctx.Value(stateKey{}).(*Exchange)
 	return st
 }
 
-// ServeHTTP routes one request. Answers the proxy gives itself are JSON in
-// Sluice's error shape: 404 no route, 400 h2c upgrade, 403 bad pin, 429 rate
-// limited, 502 upstream unreachable, 503 no instance (none registered, none
-// in the chosen subset, every one ejected or failing health checks) or all
-// breakers open, 504 upstream timeout.
+// ServeHTTP routes one request: the net/http engine. Answers the proxy
+// gives itself are JSON in Sluice's error shape (see Answer).
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	start := r.now()
-	snap := r.snap.Load()
-	if isH2CUpgrade(req) {
-		writeError(w, http.StatusBadRequest, "invalid", "Upgrade: h2c is not supported through the proxy", 0, nil)
-		r.finish(req, snap.none, snap.noneUp, "", "", "", http.StatusBadRequest, start)
+	x := r.statePool.Get().(*Exchange)
+	*x = Exchange{r: r, start: r.now()}
+	x.stdIn.req = req
+	x.in = &x.stdIn
+	defer r.release(x)
+	if a := r.begin(x); a != nil {
+		writeAnswer(w, a)
 		return
 	}
-	e := snap.table.match(req)
-	if e == nil {
-		writeError(w, http.StatusNotFound, "not_found", "no route matches "+req.Method+" "+req.Host+req.URL.Path, 0, nil)
-		r.finish(req, snap.none, snap.noneUp, "", "", "", http.StatusNotFound, start)
-		return
+	if x.pinned != nil {
+		w.Header()[InstanceHeader] = []string{x.pinned.id}
 	}
-	rt := snap.routes[e.idx]
-	if rt.limiter != nil && !r.allow(w, req, rt, start) {
-		return
-	}
-	var pin pinTarget
-	if token := pinToken(req); token != "" {
-		var ok bool
-		if pin, ok = r.resolvePinTarget(w, req, rt, token, start); !ok {
-			return
-		}
-	}
-
-	p := &rt.pool
-	if rt.subsets != nil && pin.inst == nil {
-		var ok bool
-		if p, ok = r.subsetPool(w, req, rt, pin.id, start); !ok {
-			return
-		}
-	}
-
-	st := r.statePool.Get().(*reqState)
-	*st = reqState{rt: rt, pool: p, pinned: pin.inst, pinID: pin.id}
-	defer r.release(req, st, start)
-	ctx := context.WithValue(req.Context(), stateKey{}, st)
+	x.std.x = x
+	ctx := context.WithValue(req.Context(), stateKey{}, x)
 	out := req.WithContext(ctx)
 	if r.cfg.BodyTimeout > 0 && req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0 {
 		// The deadline is on the socket's clock, not Config.Now.
 		if b := newDeadlineBody(w, req.Body, time.Now().Add(r.cfg.BodyTimeout)); b != nil {
-			st.body, out.Body = b, b
+			x.std.body, out.Body = b, b
 		}
 	}
 	r.proxy.ServeHTTP(w, out)
 }
 
-// allow takes a token of rt's rate limit for req. When there is none it
-// answers 429 with Retry-After and the RateLimit headers and returns false.
-func (r *Router) allow(w http.ResponseWriter, req *http.Request, rt *routeRT, start time.Time) bool {
-	d := rt.limiter.Allow(r.limitKey(rt, req), start)
+// begin routes x: h2c refused, route match, rate limit, pin, subset. It
+// returns the answer when the router answers the request itself.
+func (r *Router) begin(x *Exchange) *Answer {
+	snap := r.snap.Load()
+	x.snap = snap
+	in := x.in
+	if isH2CUpgrade(in) {
+		return x.answer(newAnswer(http.StatusBadRequest, "invalid", "Upgrade: h2c is not supported through the proxy", 0, nil))
+	}
+	e := snap.table.match(in)
+	if e == nil {
+		return x.answer(newAnswer(http.StatusNotFound, "not_found", "no route matches "+in.Method()+" "+in.Host()+in.Path(), 0, nil))
+	}
+	rt := snap.routes[e.idx]
+	x.rt = rt
+	if rt.limiter != nil {
+		if a := r.allow(x, rt); a != nil {
+			return x.answer(a)
+		}
+	}
+	if token := pinToken(in); token != "" {
+		if a := r.resolvePinTarget(x, rt, token); a != nil {
+			return x.answer(a)
+		}
+	}
+	x.pool = &rt.pool
+	if rt.subsets != nil && x.pinned == nil {
+		p, a := r.subsetPool(x, rt)
+		if a != nil {
+			return x.answer(a)
+		}
+		x.pool = p
+	}
+	return nil
+}
+
+// answer records a as x's status and returns it.
+func (x *Exchange) answer(a *Answer) *Answer {
+	x.status = a.Status
+	return a
+}
+
+// allow takes a token of rt's rate limit for the request. When there is
+// none it returns the 429 answer with Retry-After and the RateLimit
+// headers.
+func (r *Router) allow(x *Exchange, rt *routeRT) *Answer {
+	d := rt.limiter.Allow(r.limitKey(rt, x.in), x.start)
 	if d.OK {
-		return true
+		return nil
 	}
 	name := rt.route.Name
 	secs := retryAfterSeconds(d.RetryAfter)
-	h := w.Header()
-	h["Retry-After"] = []string{strconv.FormatInt(secs, 10)}
-	h["Ratelimit-Policy"] = []string{rt.policy}
-	h["Ratelimit"] = []string{strconv.Quote(name) + ";r=" + strconv.Itoa(d.Remaining) + ";t=" + strconv.FormatInt(secs, 10)}
-	writeError(w, http.StatusTooManyRequests, "rate_limited", "rate limit of route "+name+" exceeded", 0, nil)
 	rt.metrics.RateLimited()
 	rt.lim.rejected.Add(1)
-	r.finish(req, rt.metrics, rt.self, name, "", "", http.StatusTooManyRequests, start)
-	return false
+	return newAnswer(http.StatusTooManyRequests, "rate_limited", "rate limit of route "+name+" exceeded", secs, nil,
+		HeaderField{"Ratelimit-Policy", rt.policy},
+		HeaderField{"Ratelimit", strconv.Quote(name) + ";r=" + strconv.Itoa(d.Remaining) + ";t=" + strconv.FormatInt(secs, 10)})
 }
 
-// pinTarget is where a pin sends a request: the pin's id, and the pinned
-// instance of the route's service (nil when the pin names none of it).
-type pinTarget struct {
-	id   string
-	inst *inst
-}
-
-// resolvePinTarget resolves pin token for a request on rt. An unknown,
-// expired or revoked pin is answered 403 with the reason, a failed lookup
-// or a pinned instance the route does not have 503; then ok is false.
-func (r *Router) resolvePinTarget(w http.ResponseWriter, req *http.Request, rt *routeRT, token string, start time.Time) (pt pinTarget, ok bool) {
-	name := rt.route.Name
-	pin, err := r.resolvePin(req.Context(), token)
+// resolvePinTarget resolves pin token for a request on rt and sets x's
+// pin. An unknown, expired or revoked pin is answered 403 with the reason,
+// a failed lookup or a pinned instance the route does not have 503.
+func (r *Router) resolvePinTarget(x *Exchange, rt *routeRT, token string) *Answer {
+	pin, err := r.resolvePin(x.in.Context(), strings.Clone(token)) // the token may point into the engine's buffers
 	if err != nil {
-		reason := pinReason(err)
-		status := http.StatusForbidden
-		if reason == "" {
-			status = http.StatusServiceUnavailable
-			r.log.Warn("pin lookup", "route", name, "err", err)
-			writeError(w, status, "unavailable", "pin lookup failed", 1, nil)
-		} else {
-			writeError(w, status, "forbidden", err.Error(), 0, map[string]string{"reason": reason})
+		if reason := pinReason(err); reason != "" {
+			return newAnswer(http.StatusForbidden, "forbidden", err.Error(), 0, map[string]string{"reason": reason})
 		}
-		r.finish(req, rt.metrics, rt.self, name, "", "", status, start)
-		return pt, false
+		r.log.Warn("pin lookup", "route", rt.route.Name, "err", err)
+		return newAnswer(http.StatusServiceUnavailable, "unavailable", "pin lookup failed", 1, nil)
 	}
-	pt.id = pin.ID
+	x.pinID = pin.ID
 	svc := rt.route.Upstream.Service
 	if svc == "" {
-		return pt, true
+		return nil
 	}
 	id, ok := pin.Targets[svc]
 	if !ok {
-		return pt, true
+		return nil
 	}
-	if pt.inst = rt.byID[id]; pt.inst == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "pinned instance "+id+" of service "+svc+" is not registered", 0, nil)
-		r.finish(req, rt.metrics, rt.self, name, "", pt.id, http.StatusServiceUnavailable, start)
-		return pt, false
+	if x.pinned = rt.byID[id]; x.pinned == nil {
+		return newAnswer(http.StatusServiceUnavailable, "unavailable", "pinned instance "+id+" of service "+svc+" is not registered", 0, nil)
 	}
-	w.Header()[InstanceHeader] = []string{pt.inst.id}
-	return pt, true
+	return nil
 }
 
 // subsetPool chooses the subset of rt a request goes to (forced, sticky or
 // by weight). When the forced subset or every subset has no instance it
-// answers 503 and returns false.
-func (r *Router) subsetPool(w http.ResponseWriter, req *http.Request, rt *routeRT, pinID string, start time.Time) (*pool, bool) {
-	p, forced := r.choosePool(rt.subsets, req)
+// returns the 503 answer.
+func (r *Router) subsetPool(x *Exchange, rt *routeRT) (*pool, *Answer) {
+	p, forced := r.choosePool(rt.subsets, x.in)
 	if p != nil {
-		return p, true
+		return p, nil
 	}
 	name := rt.route.Name
 	msg := "no instance of service " + rt.route.Upstream.Service + " is in a subset of route " + name
 	if forced != "" {
 		msg = "subset " + forced + " of route " + name + " has no instance"
 	}
-	writeError(w, http.StatusServiceUnavailable, "unavailable", msg, 1, nil)
-	r.finish(req, rt.metrics, rt.self, name, "", pinID, http.StatusServiceUnavailable, start)
-	return nil, false
+	return nil, newAnswer(http.StatusServiceUnavailable, "unavailable", msg, 1, nil)
 }
 
-// release ends a proxied request: in-flight count, metrics, access log.
-// Deferred, so it runs even when ReverseProxy aborts a broken stream.
-func (r *Router) release(req *http.Request, st *reqState, start time.Time) {
-	rt := st.rt
-	up, id := rt.self, ""
-	if st.chosen != nil {
-		up, id = st.chosen.m, st.chosen.id
-		if st.inflight {
-			st.chosen.st.inflight.Add(-1)
+// release ends a request: in-flight count, metrics, access log; then
+// recycles x. Deferred by ServeHTTP, so it runs even when ReverseProxy
+// aborts a broken stream.
+func (r *Router) release(x *Exchange) {
+	m, up, route, id := x.snap.none, x.snap.noneUp, "", ""
+	if rt := x.rt; rt != nil {
+		m, up, route = rt.metrics, rt.self, rt.route.Name
+	}
+	if x.chosen != nil {
+		up, id = x.chosen.m, x.chosen.id
+		if x.inflight {
+			x.chosen.st.inflight.Add(-1)
 		}
 	}
-	if st.cancelTry != nil {
-		st.cancelTry()
+	if x.std.cancelTry != nil {
+		x.std.cancelTry()
 	}
-	status := st.status
+	status := x.status
 	if status == 0 {
 		status = http.StatusBadGateway
 	}
-	r.finish(req, rt.metrics, up, rt.route.Name, id, st.pinID, status, start)
-	*st = reqState{}
-	r.statePool.Put(st)
+	r.finish(x.in, m, up, route, id, x.pinID, status, x.start)
+	*x = Exchange{}
+	r.statePool.Put(x)
 }
 
 // finish records one request in the metrics and the access log.
-func (r *Router) finish(req *http.Request, m RouteMetrics, up UpstreamMetrics, route, instance, pinID string, status int, start time.Time) {
+func (r *Router) finish(in Inbound, m RouteMetrics, up UpstreamMetrics, route, instance, pinID string, status int, start time.Time) {
 	d := r.now().Sub(start)
 	m.Observe(d)
 	up.Response(status)
 	if r.access == nil {
 		return
 	}
-	r.access.LogAttrs(req.Context(), slog.LevelInfo, "request",
+	r.access.LogAttrs(in.Context(), slog.LevelInfo, "request",
 		slog.String("route", route),
 		slog.String("instance", instance),
 		slog.String("pin", pinID),
-		slog.String("method", req.Method),
-		slog.String("path", req.URL.Path),
+		slog.String("method", in.Method()),
+		slog.String("path", in.Path()),
 		slog.Int("status", status),
 		slog.Duration("duration", d),
-		slog.String("remote", req.RemoteAddr),
+		slog.String("remote", in.RemoteAddr()),
 	)
 }
 
@@ -249,22 +250,16 @@ func pinReason(err error) string {
 	return ""
 }
 
-func pinToken(req *http.Request) string {
-	if v := req.Header[PinHeader]; len(v) > 0 && v[0] != "" {
-		return v[0]
+func pinToken(in Inbound) string {
+	if v := in.Header(PinHeader); v != "" {
+		return v
 	}
-	if len(req.Header["Cookie"]) == 0 {
-		return ""
-	}
-	if c, err := req.Cookie(PinCookie); err == nil {
-		return c.Value
-	}
-	return ""
+	return in.Cookie(PinCookie)
 }
 
-func isH2CUpgrade(req *http.Request) bool {
-	for _, v := range req.Header["Upgrade"] {
-		for _, p := range strings.Split(v, ",") {
+func isH2CUpgrade(in Inbound) bool {
+	for _, v := range in.HeaderValues("Upgrade") {
+		for p := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(p), "h2c") {
 				return true
 			}
@@ -278,27 +273,24 @@ func isH2CUpgrade(req *http.Request) bool {
 // addresses are keyed per address for IPv4 and per /64 for IPv6, the
 // smallest block a client is commonly given, so that one client cannot take
 // a fresh bucket per address.
-func (r *Router) limitKey(rt *routeRT, req *http.Request) string {
+func (r *Router) limitKey(rt *routeRT, in Inbound) string {
 	switch rt.keyKind {
 	case "ip":
-		return ipKey(r.clientIP(req))
+		return ipKey(r.clientIP(in))
 	case "header":
-		if v := req.Header[rt.keyHeader]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
+		return in.Header(rt.keyHeader)
 	}
 	return ""
 }
 
 // clientIP is the peer's address, or, when the peer is a trusted proxy, the
 // right-most address of X-Forwarded-For that is not a trusted proxy.
-func (r *Router) clientIP(req *http.Request) string {
-	host := remoteHost(req.RemoteAddr)
+func (r *Router) clientIP(in Inbound) string {
+	host := remoteHost(in.RemoteAddr())
 	if len(r.trusted) == 0 || !r.isTrusted(host) {
 		return host
 	}
-	xff := req.Header["X-Forwarded-For"]
+	xff := in.HeaderValues("X-Forwarded-For")
 	for i := len(xff) - 1; i >= 0; i-- {
 		parts := strings.Split(xff[i], ",")
 		for j := len(parts) - 1; j >= 0; j-- {
@@ -405,144 +397,112 @@ func (e *proxyErr) Error() string { return e.msg }
 
 var errNoInstance = errors.New("no upstream instance")
 
-type roundTripper struct{ r *Router }
-
-// RoundTrip picks an instance (pinned, or by balancer skipping open
-// breakers, instances out and instances already tried), sends the
-// request, reports the outcome to the breaker and outlier detection, and
-// retries on another instance as the route's RetryPolicy and retry budget
-// allow.
-func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
-	st := stateFrom(out.Context())
-	if st == nil {
-		return nil, errors.New("router: request without route state")
+// forward is Forward: the pinned instance, or a balanced one with retries.
+func (x *Exchange) forward() (int, error) {
+	if x.pinned != nil {
+		return x.forwardPinned()
 	}
-	if st.pinned != nil {
-		return t.roundTripPinned(st, out)
-	}
-	rt := st.rt
-	retries, err := retriesOf(st, out)
-	if err != nil {
-		return nil, err
-	}
-	in, done, err := t.r.pick(rt, st)
-	if err != nil {
-		return nil, err
-	}
-	for try := 0; ; try++ {
-		resp, gone, err := t.attempt(st, out, in, done)
-		if gone || try >= retries || !rt.retry.wants(resp, err) {
-			return resp, err
+	r, rt := x.r, x.rt
+	retries := rt.retry.retriesFor(x.in.Method())
+	if retries > 0 {
+		ok, err := x.sender.Replayable()
+		if err != nil {
+			return 0, err
 		}
-		next, ndone, ok := t.nextTry(st, out, try+1)
 		if !ok {
-			return resp, err // no retry: the answer stands
+			retries = 0 // streamed or too long: it cannot be sent again
 		}
-		abandon(st, in, resp)
-		in, done = next, ndone
-		rt.res.Retried()
-		t.r.log.Debug("retrying on another instance", "route", rt.route.Name, "instance", next.id, "err", err)
 	}
-}
-
-// retriesOf returns how many retries the request may get: its route's
-// retries for its method, 0 when its body is too long or streamed to be
-// sent again. A body that may be sent again is kept (bufferBody); one that
-// cannot be read ends the request with the error.
-func retriesOf(st *reqState, out *http.Request) (int, error) {
-	retries := st.rt.retry.retriesFor(out)
-	if retries == 0 || out.Body == nil || out.Body == http.NoBody {
-		return retries, nil
-	}
-	ok, err := bufferBody(out, st)
+	in, done, err := r.pick(rt, x)
 	if err != nil {
 		return 0, err
 	}
-	if !ok {
-		return 0, nil // streamed: it cannot be sent again
+	for try := 0; ; try++ {
+		status, gone, err := x.attempt(in, done)
+		if gone || try >= retries || !rt.retry.wants(status, err) {
+			return status, err
+		}
+		next, ndone, ok := x.nextTry(try + 1)
+		if !ok {
+			return status, err // no retry: the answer stands
+		}
+		x.abandon(in)
+		in, done = next, ndone
+		rt.res.Retried()
+		r.log.Debug("retrying on another instance", "route", rt.route.Name, "instance", next.id, "err", err)
 	}
-	return retries, nil
 }
 
 // nextTry readies retry n (1, 2 …): it waits the backoff, takes a slot of
 // the route's retry budget and picks another instance. ok is false when
 // the client went away, the budget is used up or no other instance is
 // left; the slot is then given back.
-func (t roundTripper) nextTry(st *reqState, out *http.Request, n int) (in *inst, done func(Outcome), ok bool) {
-	rt := st.rt
-	if rt.retry.backoff(out.Context(), n) != nil {
+func (x *Exchange) nextTry(n int) (in *inst, done func(Outcome), ok bool) {
+	rt := x.rt
+	if rt.retry.backoff(x.in.Context(), n) != nil {
 		return nil, nil, false
 	}
 	if !rt.shared.budget.take(rt.retry) {
 		rt.res.RetryBudgetExhausted()
 		return nil, nil, false
 	}
-	in, done, err := t.r.pick(rt, st)
+	in, done, err := x.r.pick(rt, x)
 	if err != nil {
 		rt.shared.budget.retrying.Add(-1)
 		return nil, nil, false
 	}
-	st.retrying = true
+	x.retrying = true
 	return in, done, true
 }
 
-// abandon lets go of a try that is retried: its response (nil after an
-// error), its per-try context and its in-flight count on in.
-func abandon(st *reqState, in *inst, resp *http.Response) {
-	if resp != nil {
-		discard(resp)
-	}
-	if st.cancelTry != nil {
-		st.cancelTry()
-		st.cancelTry = nil
-	}
+// abandon lets go of a try that is retried: its response and its
+// in-flight count on in.
+func (x *Exchange) abandon(in *inst) {
+	x.sender.Discard()
 	in.st.inflight.Add(-1)
-	st.inflight = false
+	x.inflight = false
 }
 
-// roundTripPinned sends the request to the pinned instance, bypassing the
+// forwardPinned sends the request to the pinned instance, bypassing the
 // balancer, its breaker and outlier detection; it is counted but never
 // retried.
-func (t roundTripper) roundTripPinned(st *reqState, out *http.Request) (*http.Response, error) {
-	rt := st.rt
-	st.chosen = st.pinned
-	out.URL.Host = st.pinned.addr
-	resp, err := rt.transport.RoundTrip(out)
+func (x *Exchange) forwardPinned() (int, error) {
+	rt := x.rt
+	x.chosen = x.pinned
+	status, err := x.sender.Send(x.pinned.addr, rt.timeout)
 	if err == nil {
-		st.status = resp.StatusCode
+		x.status = status
 	} else if errors.Is(err, ErrUpstreamRefused) {
 		rt.metrics.UpstreamRefused()
 	}
-	st.pinned.st.count(resp, err, out, st.clientFault())
-	return resp, err
+	x.pinned.st.count(status, err, err != nil && x.clientGone())
+	return status, err
 }
 
-// attempt sends one try of out to in (with the body kept for retries and
-// the per-try timeout, if any), counts it and reports its outcome to in's
-// breaker (done, nil without one) and the route's outlier detection. gone
-// reports that the client went away or failed to send its body: nothing
-// to retry.
-func (t roundTripper) attempt(st *reqState, out *http.Request, in *inst, done func(Outcome)) (resp *http.Response, gone bool, err error) {
-	rt := st.rt
-	st.chosen, st.inflight = in, true
-	st.tried[st.ntried] = in
-	st.ntried++
+// attempt sends one try to in (with the per-try timeout, if any), counts
+// it and reports its outcome to in's breaker (done, nil without one) and
+// the route's outlier detection. gone reports that the client went away
+// or failed to send its body: nothing to retry.
+func (x *Exchange) attempt(in *inst, done func(Outcome)) (status int, gone bool, err error) {
+	rt := x.rt
+	x.chosen, x.inflight = in, true
+	x.tried[x.ntried] = in
+	x.ntried++
 	in.st.inflight.Add(1)
-	out.URL.Host = in.addr
-	if st.replay != nil {
-		out.Body = io.NopCloser(bytes.NewReader(st.replay))
-	}
-	if rt.retry != nil {
+	timeout := rt.timeout
+	if rr := rt.retry; rr != nil {
+		if rr.perTry > 0 && rr.perTry < timeout {
+			timeout = rr.perTry
+		}
 		rt.shared.budget.active.Add(1)
-		defer st.endTry()
+		defer x.endTry()
 	}
-	resp, err = sendOnce(rt, st, out)
-	clientFault := err != nil && st.clientFault()
-	in.st.count(resp, err, out, clientFault)
-	gone = err != nil && (clientFault || out.Context().Err() != nil)
-	failed := err != nil && !gone || err == nil && resp.StatusCode >= 500
+	status, err = x.sender.Send(in.addr, timeout)
+	gone = err != nil && x.clientGone()
+	in.st.count(status, err, gone)
+	failed := err != nil && !gone || err == nil && status >= 500
 	if err == nil {
-		st.status = resp.StatusCode
+		x.status = status
 	} else if errors.Is(err, ErrUpstreamRefused) {
 		rt.metrics.UpstreamRefused()
 	}
@@ -557,36 +517,37 @@ func (t roundTripper) attempt(st *reqState, out *http.Request, in *inst, done fu
 		}
 	}
 	if rt.outlier != nil && !gone {
-		t.r.observe(rt, in.st, failed)
+		x.r.observe(rt, in.st, failed)
 	}
-	return resp, gone, err
+	return status, gone, err
 }
 
 // endTry ends a try in the route's retry budget: it is no longer active,
 // and the retry slot it held, if any, is given back.
-func (st *reqState) endTry() {
-	b := &st.rt.shared.budget
+func (x *Exchange) endTry() {
+	b := &x.rt.shared.budget
 	b.active.Add(-1)
-	if st.retrying {
+	if x.retrying {
 		b.retrying.Add(-1)
-		st.retrying = false
+		x.retrying = false
 	}
 }
 
 // count adds one request to the instance's counters; a failure is what a
-// breaker counts as one (connection error, timeout, 5xx), not a client
-// that went away or failed to send its body (clientFault).
-func (s *instState) count(resp *http.Response, err error, out *http.Request, clientFault bool) {
+// breaker counts as one (connection error, timeout, 5xx), not a try the
+// client gave up or failed to send its body for (clientGone).
+func (s *instState) count(status int, err error, clientGone bool) {
 	s.requests.Add(1)
-	if (err != nil && !clientFault && out.Context().Err() == nil) || (err == nil && resp.StatusCode >= 500) {
+	if (err != nil && !clientGone) || (err == nil && status >= 500) {
 		s.failures.Add(1)
 	}
 }
 
-// clientFault reports whether the request failed because reading the
-// client's body failed (it timed out or broke off): not the instance's fault.
-func (st *reqState) clientFault() bool {
-	return st.body != nil && st.body.failed() != nil
+// clientGone reports whether the client went away or failed to send its
+// body (it timed out or broke off): not the instance's fault.
+func (x *Exchange) clientGone() bool {
+	body, gone := x.sender.ClientErr()
+	return body != nil || gone
 }
 
 func isConnectError(err error) bool {
@@ -599,7 +560,7 @@ func isConnectError(err error) bool {
 // open, or when every candidate is out (ejected, failing health checks)
 // and the route is not in panic mode; errNoInstance when every candidate
 // left was tried already.
-func (r *Router) pick(rt *routeRT, st *reqState) (*inst, func(Outcome), error) {
+func (r *Router) pick(rt *routeRT, st *Exchange) (*inst, func(Outcome), error) {
 	p := st.pool
 	n := len(p.insts)
 	if n == 0 {
@@ -691,7 +652,7 @@ func retryAfterSeconds(d time.Duration) int64 {
 
 // tryInst admits in unless it was tried already, it is out (skipOut:
 // ejected or failing health checks) or its breaker refuses.
-func tryInst(in *inst, st *reqState, skipOut bool) (*inst, func(Outcome), bool) {
+func tryInst(in *inst, st *Exchange, skipOut bool) (*inst, func(Outcome), bool) {
 	for i := 0; i < st.ntried; i++ {
 		if st.tried[i] == in {
 			return nil, nil, false
@@ -710,71 +671,86 @@ func tryInst(in *inst, st *reqState, skipOut bool) (*inst, func(Outcome), bool) 
 	return in, nil, true
 }
 
-// proxyError answers a request the transport could not complete.
-func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error) {
-	st := stateFrom(req.Context())
+// errorAnswer is the answer to a request whose forwarding ended with err.
+func (r *Router) errorAnswer(x *Exchange, err error) *Answer {
 	var pe *proxyErr
 	var te interface{ Timeout() bool }
-	status := http.StatusBadGateway
 	var refused *UpstreamRefusedError
 	var bodyErr error
-	if st != nil && st.body != nil {
-		bodyErr = st.body.failed()
+	gone := false
+	if x != nil && x.sender != nil {
+		bodyErr, gone = x.sender.ClientErr()
 	}
+	var a *Answer
 	switch {
 	case errors.As(err, &pe):
-		status = pe.status
-		writeError(w, pe.status, pe.code, pe.msg, pe.retryAfter, nil)
-	case bodyErr != nil && errors.Is(bodyErr, errBodyTimeout):
+		a = newAnswer(pe.status, pe.code, pe.msg, pe.retryAfter, nil)
+	case bodyErr != nil && errors.Is(bodyErr, ErrBodyTimeout):
 		// Checked before the context: net/http cancels it on the failed read.
-		status = http.StatusRequestTimeout
-		w.Header()["Connection"] = []string{"close"}
-		writeError(w, status, "invalid", "the request body did not arrive within "+r.cfg.BodyTimeout.String(), 0, nil)
-	case req.Context().Err() != nil:
-		status = 499 // client closed the request: nobody to answer
+		a = newAnswer(http.StatusRequestTimeout, "invalid", "the request body did not arrive within "+r.cfg.BodyTimeout.String(), 0, nil)
+		a.Close = true
+	case gone:
+		a = &Answer{Status: 499} // client closed the request: nobody to answer
 	case bodyErr != nil:
-		status = http.StatusBadRequest
-		w.Header()["Connection"] = []string{"close"}
-		writeError(w, status, "invalid", "the request body could not be read", 0, nil)
+		a = newAnswer(http.StatusBadRequest, "invalid", "the request body could not be read", 0, nil)
+		a.Close = true
 	case errors.As(err, &refused):
 		msg := "upstream refused by the proxy's upstream policy: " + refused.Reason
-		if st != nil && st.chosen != nil {
-			msg = "upstream instance " + st.chosen.id + " (" + refused.Addr.String() + ") refused by the proxy's upstream policy: " + refused.Reason
+		if x != nil && x.chosen != nil {
+			msg = "upstream instance " + x.chosen.id + " (" + refused.Addr.String() + ") refused by the proxy's upstream policy: " + refused.Reason
 		}
-		w.Header()[UpstreamRefusedHeader] = []string{refused.Reason}
-		writeError(w, status, "upstream_refused", msg, 0, map[string]string{"reason": refused.Reason})
+		a = newAnswer(http.StatusBadGateway, "upstream_refused", msg, 0, map[string]string{"reason": refused.Reason},
+			HeaderField{UpstreamRefusedHeader, refused.Reason})
 	case errors.As(err, &te) && te.Timeout() && !isConnectError(err):
-		status = http.StatusGatewayTimeout
-		writeError(w, status, "unavailable", "upstream did not answer in time", 0, nil)
+		a = newAnswer(http.StatusGatewayTimeout, "unavailable", "upstream did not answer in time", 0, nil)
 	default:
 		msg := "upstream unreachable"
-		if st != nil && st.chosen != nil {
-			msg = "upstream instance " + st.chosen.id + " unreachable"
+		if x != nil && x.chosen != nil {
+			msg = "upstream instance " + x.chosen.id + " unreachable"
 		}
-		writeError(w, status, "unavailable", msg, 0, nil)
+		a = newAnswer(http.StatusBadGateway, "unavailable", msg, 0, nil)
 	}
-	if st != nil {
-		st.status = status
-		if status != 499 {
-			r.log.Debug("proxy error", "route", st.rt.route.Name, "status", status, "err", err)
-		}
+	if x != nil && x.rt != nil && a.Status != 499 {
+		r.log.Debug("proxy error", "route", x.rt.route.Name, "status", a.Status, "err", err)
 	}
+	return a
 }
 
-// writeError writes Sluice's JSON error shape; details may be nil.
-func writeError(w http.ResponseWriter, status int, code, msg string, retryAfter int64, details map[string]string) {
-	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
-	h["Cache-Control"] = []string{"no-store"}
-	h["X-Content-Type-Options"] = []string{"nosniff"}
+// newAnswer makes an answer in Sluice's JSON error shape, with the
+// headers every such answer has, Retry-After when retryAfter > 0, and
+// extra; details may be nil.
+func newAnswer(status int, code, msg string, retryAfter int64, details map[string]string, extra ...HeaderField) *Answer {
+	a := &Answer{Status: status}
+	a.Header = make([]HeaderField, 0, 4+len(extra))
+	a.Header = append(a.Header,
+		HeaderField{"Content-Type", "application/json"},
+		HeaderField{"Cache-Control", "no-store"},
+		HeaderField{"X-Content-Type-Options", "nosniff"})
 	if retryAfter > 0 {
-		h["Retry-After"] = []string{strconv.FormatInt(retryAfter, 10)}
+		a.Header = append(a.Header, HeaderField{"Retry-After", strconv.FormatInt(retryAfter, 10)})
 	}
+	a.Header = append(a.Header, extra...)
 	body := errorBody{}
 	body.Error.Code, body.Error.Message, body.Error.Details = code, msg, details
 	b, _ := json.Marshal(body)
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	a.Body = append(b, '\n')
+	return a
+}
+
+// writeAnswer writes a to w (nothing for 499: the client is gone).
+func writeAnswer(w http.ResponseWriter, a *Answer) {
+	if a.Status == 499 {
+		return
+	}
+	h := w.Header()
+	for _, f := range a.Header {
+		h[f.Name] = []string{f.Value}
+	}
+	if a.Close {
+		h["Connection"] = []string{"close"}
+	}
+	w.WriteHeader(a.Status)
+	_, _ = w.Write(a.Body)
 }
 
 type errorBody struct {

@@ -344,8 +344,8 @@ func hasLabels(have, want map[string]string) bool {
 // choosePool picks the subset of a request: forced, else sticky, else at
 // random by weight. It returns nil, with the name, for a forced subset
 // without instances; nil and "" when no subset has instances.
-func (r *Router) choosePool(ss *subsetsRT, req *http.Request) (*pool, string) {
-	if name := ss.forced(req); name != "" {
+func (r *Router) choosePool(ss *subsetsRT, in Inbound) (*pool, string) {
+	if name := ss.forced(in); name != "" {
 		if s := ss.byName[name]; s != nil {
 			if len(s.pool.insts) == 0 {
 				return nil, name
@@ -358,7 +358,7 @@ func (r *Router) choosePool(ss *subsetsRT, req *http.Request) (*pool, string) {
 	}
 	total := ss.cum[len(ss.cum)-1]
 	var x int
-	if key := r.stickyKey(ss, req); key != "" {
+	if key := r.stickyKey(ss, in); key != "" {
 		h := fnv.New64a()
 		_, _ = h.Write([]byte(key))
 		x = int(mix64(h.Sum64()) % uint64(total))
@@ -369,34 +369,26 @@ func (r *Router) choosePool(ss *subsetsRT, req *http.Request) (*pool, string) {
 }
 
 // forced returns the subset name a request asks for, or "".
-func (ss *subsetsRT) forced(req *http.Request) string {
+func (ss *subsetsRT) forced(in Inbound) string {
 	if ss.forceHdr != "" {
-		if v := req.Header[ss.forceHdr]; len(v) > 0 && v[0] != "" {
-			return v[0]
+		if v := in.Header(ss.forceHdr); v != "" {
+			return v
 		}
 	}
-	if ss.forceCk != "" && len(req.Header["Cookie"]) > 0 {
-		if c, err := req.Cookie(ss.forceCk); err == nil {
-			return c.Value
-		}
+	if ss.forceCk != "" {
+		return in.Cookie(ss.forceCk)
 	}
 	return ""
 }
 
-func (r *Router) stickyKey(ss *subsetsRT, req *http.Request) string {
+func (r *Router) stickyKey(ss *subsetsRT, in Inbound) string {
 	switch ss.stickyKind {
 	case "header":
-		if v := req.Header[ss.stickyName]; len(v) > 0 {
-			return v[0]
-		}
+		return in.Header(ss.stickyName)
 	case "cookie":
-		if len(req.Header["Cookie"]) > 0 {
-			if c, err := req.Cookie(ss.stickyName); err == nil {
-				return c.Value
-			}
-		}
+		return in.Cookie(ss.stickyName)
 	case "ip":
-		return ipKey(r.clientIP(req))
+		return ipKey(r.clientIP(in))
 	}
 	return ""
 }

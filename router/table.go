@@ -134,15 +134,15 @@ func (t *Table) Routes() []Route { return t.routes }
 
 // Match returns the index (in Routes) of the route for r, or -1.
 func (t *Table) Match(r *http.Request) int {
-	if e := t.match(r); e != nil {
+	if e := t.match(&stdInbound{r}); e != nil {
 		return e.idx
 	}
 	return -1
 }
 
-func (t *Table) match(r *http.Request) *entry {
-	host := lowerHost(stripPort(r.Host))
-	path := r.URL.Path
+func (t *Table) match(r Inbound) *entry {
+	host := lowerHost(stripPort(r.Host()))
+	path := r.Path()
 	if es, ok := t.exact[host]; ok {
 		if e := matchIn(es, path, r); e != nil {
 			return e
@@ -159,7 +159,7 @@ func (t *Table) match(r *http.Request) *entry {
 	return matchIn(t.any, path, r)
 }
 
-func matchIn(es []*entry, path string, r *http.Request) *entry {
+func matchIn(es []*entry, path string, r Inbound) *entry {
 	for _, e := range es {
 		if e.matches(path, r) {
 			return e
@@ -168,7 +168,7 @@ func matchIn(es []*entry, path string, r *http.Request) *entry {
 	return nil
 }
 
-func (e *entry) matches(path string, r *http.Request) bool {
+func (e *entry) matches(path string, r Inbound) bool {
 	if !strings.HasPrefix(path, e.prefix) {
 		return false
 	}
@@ -178,7 +178,7 @@ func (e *entry) matches(path string, r *http.Request) bool {
 	if len(e.methods) > 0 {
 		ok := false
 		for _, m := range e.methods {
-			if m == r.Method {
+			if m == r.Method() {
 				ok = true
 				break
 			}
@@ -188,8 +188,8 @@ func (e *entry) matches(path string, r *http.Request) bool {
 		}
 	}
 	for _, h := range e.headers {
-		vs := r.Header[h.name]
-		if len(vs) == 0 || vs[0] != h.value {
+		v := r.Header(h.name)
+		if v != h.value || v == "" && len(r.HeaderValues(h.name)) == 0 {
 			return false
 		}
 	}

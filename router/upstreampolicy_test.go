@@ -136,50 +136,52 @@ func TestUpstreamPolicyPrecedence(t *testing.T) {
 // and takes its round-robin share or pins to it. The proxy refuses to
 // connect: 502 with the reason, counted, logged once per address.
 func TestAttackSSRFToCloudMetadata(t *testing.T) {
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	logs := &lockedBuffer{}
-	good := startBackend(t, "orders-1", nil)
-	pins := mapPins{"tok": {ID: "p1", Targets: map[string]string{"orders": "evil-1"}, Expires: now.Add(time.Hour)}}
-	p := newProxy(t, router.Config{Pins: pins, Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(logs, nil))},
-		[]router.Route{{Name: "orders", Match: router.Match{PathPrefix: "/"}, Upstream: router.Upstream{Service: "orders"}}})
-	p.r.SetInstances("orders", []configsvc.Instance{
-		inst("orders", "evil-1", "169.254.169.254:80"),
-		inst("orders", "evil-2", "[::ffff:169.254.169.254]:80"),
-		inst("orders", "orders-1", good.addr),
-	})
-	refused := 0
-	for i := 0; i < 9; i++ {
-		res := p.get(t, "/latest/meta-data/iam/security-credentials/")
-		if res.status == 200 {
-			if res.body != "orders-1" {
-				t.Fatalf("200 from %q", res.body)
+	forEngines(t, func(t *testing.T) {
+		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		logs := &lockedBuffer{}
+		good := startBackend(t, "orders-1", nil)
+		pins := mapPins{"tok": {ID: "p1", Targets: map[string]string{"orders": "evil-1"}, Expires: now.Add(time.Hour)}}
+		p := newProxy(t, router.Config{Pins: pins, Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(logs, nil))},
+			[]router.Route{{Name: "orders", Match: router.Match{PathPrefix: "/"}, Upstream: router.Upstream{Service: "orders"}}})
+		p.r.SetInstances("orders", []configsvc.Instance{
+			inst("orders", "evil-1", "169.254.169.254:80"),
+			inst("orders", "evil-2", "[::ffff:169.254.169.254]:80"),
+			inst("orders", "orders-1", good.addr),
+		})
+		refused := 0
+		for i := 0; i < 9; i++ {
+			res := p.get(t, "/latest/meta-data/iam/security-credentials/")
+			if res.status == 200 {
+				if res.body != "orders-1" {
+					t.Fatalf("200 from %q", res.body)
+				}
+				continue
 			}
-			continue
+			refused++
+			code, msg, details := errorOf(t, res)
+			if res.status != 502 || code != "upstream_refused" || !strings.Contains(details["reason"], "cloud metadata") ||
+				!strings.Contains(msg, "169.254.169.254") || res.header.Get(router.UpstreamRefusedHeader) == "" {
+				t.Fatalf("request %d: %d %s %q %v, want 502 upstream_refused naming the reason", i, res.status, code, msg, details)
+			}
 		}
-		refused++
-		code, msg, details := errorOf(t, res)
-		if res.status != 502 || code != "upstream_refused" || !strings.Contains(details["reason"], "cloud metadata") ||
-			!strings.Contains(msg, "169.254.169.254") || res.header.Get(router.UpstreamRefusedHeader) == "" {
-			t.Fatalf("request %d: %d %s %q %v, want 502 upstream_refused naming the reason", i, res.status, code, msg, details)
+		if refused != 6 {
+			t.Fatalf("%d of 9 round-robin requests refused, want the 6 of the two metadata instances", refused)
 		}
-	}
-	if refused != 6 {
-		t.Fatalf("%d of 9 round-robin requests refused, want the 6 of the two metadata instances", refused)
-	}
-	res := p.do(t, "GET", "/latest/meta-data/", map[string]string{router.PinHeader: "tok"})
-	if code, _, _ := errorOf(t, res); res.status != 502 || code != "upstream_refused" {
-		t.Fatalf("pinned to the metadata instance: %d %s, want 502 upstream_refused", res.status, code)
-	}
-	p.metrics.mu.Lock()
-	counted := p.metrics.refused["orders"]
-	p.metrics.mu.Unlock()
-	if counted != refused+1 {
-		t.Errorf("refusals counted %d, want %d", counted, refused+1)
-	}
-	// Both instances are one address (the mapped form unmapped): one line.
-	if n := strings.Count(logs.String(), "refused by the upstream policy"); n != 1 {
-		t.Errorf("refusals logged %d times, want once per address (1):\n%s", n, logs)
-	}
+		res := p.do(t, "GET", "/latest/meta-data/", map[string]string{router.PinHeader: "tok"})
+		if code, _, _ := errorOf(t, res); res.status != 502 || code != "upstream_refused" {
+			t.Fatalf("pinned to the metadata instance: %d %s, want 502 upstream_refused", res.status, code)
+		}
+		p.metrics.mu.Lock()
+		counted := p.metrics.refused["orders"]
+		p.metrics.mu.Unlock()
+		if counted != refused+1 {
+			t.Errorf("refusals counted %d, want %d", counted, refused+1)
+		}
+		// Both instances are one address (the mapped form unmapped): one line.
+		if n := strings.Count(logs.String(), "refused by the upstream policy"); n != 1 {
+			t.Errorf("refusals logged %d times, want once per address (1):\n%s", n, logs)
+		}
+	})
 }
 
 // TestAttackSSRFToOwnListener: an instance registered at the admin API's
@@ -188,68 +190,74 @@ func TestAttackSSRFToCloudMetadata(t *testing.T) {
 // connection to an own listener is refused, also when the address is a DNS
 // name that resolves to it, or 0.0.0.0.
 func TestAttackSSRFToOwnListener(t *testing.T) {
-	admin := startBackend(t, "admin-api", nil)
-	own := netip.MustParseAddrPort(admin.addr)
-	port := own.Port()
-	routes := []router.Route{
-		{Name: "orders", Match: router.Match{PathPrefix: "/orders"}, Upstream: router.Upstream{Service: "orders"}},
-		{Name: "static", Match: router.Match{PathPrefix: "/static"}, Upstream: router.Upstream{Static: []string{admin.addr}}},
-	}
-	p := newProxy(t, router.Config{Upstream: router.UpstreamPolicy{Own: []netip.AddrPort{own}}}, routes)
-	for _, addr := range []string{admin.addr, "localhost:" + itoa(port), "0.0.0.0:" + itoa(port)} {
-		p.r.SetInstances("orders", []configsvc.Instance{inst("orders", "evil", addr)})
-		res := p.get(t, "/orders/v1/tokens")
-		code, _, details := errorOf(t, res)
-		if res.status != 502 || code != "upstream_refused" || !strings.Contains(details["reason"], "listener of this process") {
-			t.Fatalf("instance at %s: %d %s %v, want 502 upstream_refused", addr, res.status, code, details)
+	forEngines(t, func(t *testing.T) {
+		admin := startBackend(t, "admin-api", nil)
+		own := netip.MustParseAddrPort(admin.addr)
+		port := own.Port()
+		routes := []router.Route{
+			{Name: "orders", Match: router.Match{PathPrefix: "/orders"}, Upstream: router.Upstream{Service: "orders"}},
+			{Name: "static", Match: router.Match{PathPrefix: "/static"}, Upstream: router.Upstream{Static: []string{admin.addr}}},
 		}
-	}
-	if res := p.get(t, "/static/v1/tokens"); res.status != 502 {
-		t.Fatalf("static route to an own listener: %d, want 502", res.status)
-	}
-	if n := admin.hits.Load(); n != 0 {
-		t.Fatalf("the own listener was reached %d times", n)
-	}
+		p := newProxy(t, router.Config{Upstream: router.UpstreamPolicy{Own: []netip.AddrPort{own}}}, routes)
+		for _, addr := range []string{admin.addr, "localhost:" + itoa(port), "0.0.0.0:" + itoa(port)} {
+			p.r.SetInstances("orders", []configsvc.Instance{inst("orders", "evil", addr)})
+			res := p.get(t, "/orders/v1/tokens")
+			code, _, details := errorOf(t, res)
+			if res.status != 502 || code != "upstream_refused" || !strings.Contains(details["reason"], "listener of this process") {
+				t.Fatalf("instance at %s: %d %s %v, want 502 upstream_refused", addr, res.status, code, details)
+			}
+		}
+		if res := p.get(t, "/static/v1/tokens"); res.status != 502 {
+			t.Fatalf("static route to an own listener: %d, want 502", res.status)
+		}
+		if n := admin.hits.Load(); n != 0 {
+			t.Fatalf("the own listener was reached %d times", n)
+		}
 
-	// An operator who means it lifts the refusal with an exact allow rule.
-	lifted := newProxy(t, router.Config{Upstream: router.UpstreamPolicy{Own: []netip.AddrPort{own}, Allow: mustRules(t, admin.addr)}}, routes)
-	if res := lifted.get(t, "/static/x"); res.status != 200 || res.body != "admin-api" {
-		t.Fatalf("with --upstream-allow %s: %d %q, want 200", admin.addr, res.status, res.body)
-	}
+		// An operator who means it lifts the refusal with an exact allow rule.
+		lifted := newProxy(t, router.Config{Upstream: router.UpstreamPolicy{Own: []netip.AddrPort{own}, Allow: mustRules(t, admin.addr)}}, routes)
+		if res := lifted.get(t, "/static/x"); res.status != 200 || res.body != "admin-api" {
+			t.Fatalf("with --upstream-allow %s: %d %q, want 200", admin.addr, res.status, res.body)
+		}
+	})
 }
 
 // TestAttackSSRFDNSNameResolvesToDenied: a name is checked on the address
 // it resolves to when connecting, so a name pointing at a denied range (or
 // re-pointed there later) does not get through.
 func TestAttackSSRFDNSNameResolvesToDenied(t *testing.T) {
-	b := startBackend(t, "internal", nil)
-	port := netip.MustParseAddrPort(b.addr).Port()
-	p := newProxy(t, router.Config{Upstream: router.UpstreamPolicy{Deny: mustRules(t, "127.0.0.0/8", "::1")}},
-		[]router.Route{{Name: "orders", Match: router.Match{PathPrefix: "/"}, Upstream: router.Upstream{Static: []string{"localhost:" + itoa(port)}}}})
-	res := p.get(t, "/")
-	if code, _, details := errorOf(t, res); res.status != 502 || code != "upstream_refused" || !strings.Contains(details["reason"], "deny list") {
-		t.Fatalf("localhost:%d with loopback denied: %d %s %v, want 502 upstream_refused", port, res.status, code, details)
-	}
-	if b.hits.Load() != 0 {
-		t.Fatal("the denied backend was reached")
-	}
+	forEngines(t, func(t *testing.T) {
+		b := startBackend(t, "internal", nil)
+		port := netip.MustParseAddrPort(b.addr).Port()
+		p := newProxy(t, router.Config{Upstream: router.UpstreamPolicy{Deny: mustRules(t, "127.0.0.0/8", "::1")}},
+			[]router.Route{{Name: "orders", Match: router.Match{PathPrefix: "/"}, Upstream: router.Upstream{Static: []string{"localhost:" + itoa(port)}}}})
+		res := p.get(t, "/")
+		if code, _, details := errorOf(t, res); res.status != 502 || code != "upstream_refused" || !strings.Contains(details["reason"], "deny list") {
+			t.Fatalf("localhost:%d with loopback denied: %d %s %v, want 502 upstream_refused", port, res.status, code, details)
+		}
+		if b.hits.Load() != 0 {
+			t.Fatal("the denied backend was reached")
+		}
+	})
 }
 
 // TestAttackInstanceAddressBypassesValidation: an instance node written to
 // ZooKeeper by hand skips the API's validation; the proxy still never
 // routes to an address Instance.Validate refuses.
 func TestAttackInstanceAddressBypassesValidation(t *testing.T) {
-	good := startBackend(t, "orders-1", nil)
-	p := newProxy(t, router.Config{}, []router.Route{{Name: "orders", Match: router.Match{PathPrefix: "/"}, Upstream: router.Upstream{Service: "orders"}}})
-	p.r.SetInstances("orders", []configsvc.Instance{
-		inst("orders", "evil", "user:pw@"+good.addr+"/admin"),
-		inst("orders", "orders-1", good.addr),
-	})
-	for i := 0; i < 4; i++ {
-		if res := p.get(t, "/"); res.status != 200 || res.body != "orders-1" {
-			t.Fatalf("request %d: %d %q; the malformed instance must be left out", i, res.status, res.body)
+	forEngines(t, func(t *testing.T) {
+		good := startBackend(t, "orders-1", nil)
+		p := newProxy(t, router.Config{}, []router.Route{{Name: "orders", Match: router.Match{PathPrefix: "/"}, Upstream: router.Upstream{Service: "orders"}}})
+		p.r.SetInstances("orders", []configsvc.Instance{
+			inst("orders", "evil", "user:pw@"+good.addr+"/admin"),
+			inst("orders", "orders-1", good.addr),
+		})
+		for i := 0; i < 4; i++ {
+			if res := p.get(t, "/"); res.status != 200 || res.body != "orders-1" {
+				t.Fatalf("request %d: %d %q; the malformed instance must be left out", i, res.status, res.body)
+			}
 		}
-	}
+	})
 }
 
 func itoa(n uint16) string { return strconv.Itoa(int(n)) }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/router"
+	"github.com/sluicehq/sluice/router/proxyserver"
 )
 
 // Flag values that check their input when it is set, so that a bad value is
@@ -204,3 +205,17 @@ func (f byteSizeFlag) String() string {
 }
 
 func (f byteSizeFlag) Type() string { return "size" }
+
+// engineFlag is the proxy's engine: proxyserver.EngineFast or EngineStd.
+type engineFlag struct{ p *string }
+
+func (f engineFlag) Set(s string) error {
+	if s != proxyserver.EngineFast && s != proxyserver.EngineStd {
+		return fmt.Errorf("%q: must be %s or %s", s, proxyserver.EngineFast, proxyserver.EngineStd)
+	}
+	*f.p = s
+	return nil
+}
+
+func (f engineFlag) String() string { return *f.p }
+func (f engineFlag) Type() string   { return "engine" }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -82,6 +84,71 @@ func TestProxyCommandRejectsBadFlags(t *testing.T) {
 			var stderr bytes.Buffer
 			env := Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) string { return "" }}
 			if code := run(context.Background(), tc.args, env); code == 0 || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want failure mentioning %q", code, stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestProxyCommandServesTLS: --tls-cert and --tls-key make sluice proxy
+// serve HTTPS, on either engine; one without the other is refused, and so
+// is an unknown engine.
+func TestProxyCommandServesTLS(t *testing.T) {
+	for _, engine := range []string{"fast", "std"} {
+		t.Run(engine, func(t *testing.T) {
+			dir := t.TempDir()
+			certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+			cert := testkit.WriteCert(t, certFile, keyFile, "proxy")
+			addr := testkit.FreeAddr(t)
+			var stderr srvOutput
+			env := Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) string { return "" }}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			code := make(chan int, 1)
+			go func() {
+				code <- run(ctx, []string{"proxy", "--addr", addr, "--engine", engine, "--tls-cert", certFile, "--tls-key", keyFile,
+					"--access-log", "off", "--store", "bolt://" + filepath.Join(dir, "s.db")}, env)
+			}()
+			pool := x509.NewCertPool()
+			pool.AddCert(cert)
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr, Timeout: 2 * time.Second}
+			testkit.Eventually(t, 5*time.Second, "the proxy answering HTTPS", func() error {
+				resp, err := client.Get("https://" + addr + "/anything")
+				if err != nil {
+					return fmt.Errorf("%w\nstderr: %s", err, stderr.String())
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNotFound {
+					return fmt.Errorf("status %d, want 404 (no routes)", resp.StatusCode)
+				}
+				return nil
+			})
+			cancel()
+			select {
+			case c := <-code:
+				if c != 0 {
+					t.Fatalf("exit code %d; stderr: %s", c, stderr.String())
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("sluice proxy did not stop on cancel")
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown engine", []string{"--engine", "turbo"}, `"turbo"`},
+		{"certificate without key", []string{"--tls-cert", "c.pem"}, "--tls-key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			env := Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) string { return "" }}
+			args := append([]string{"proxy", "--addr", testkit.FreeAddr(t), "--store", "bolt://" + filepath.Join(t.TempDir(), "s.db")}, tc.args...)
+			if code := run(context.Background(), args, env); code == 0 || !strings.Contains(stderr.String(), tc.want) {
 				t.Fatalf("exit %d, stderr %q; want failure mentioning %q", code, stderr.String(), tc.want)
 			}
 		})

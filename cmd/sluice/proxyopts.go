@@ -54,13 +54,22 @@ type ProxyOptions struct {
 	// ShutdownTimeout bounds the graceful stop: requests in flight get this
 	// long to finish. Default 10s.
 	ShutdownTimeout time.Duration
+	// Engine is the data plane serving the proxy's listener: "fast"
+	// (fasthttp for HTTP/1.x; the default) or "std" (net/http). TLS
+	// clients negotiating HTTP/2 are served by net/http either way.
+	Engine string
+	// TLSCert and TLSKey are PEM files (certificate chain, private key);
+	// when both are set the proxy serves HTTPS (HTTP/1.1 and HTTP/2
+	// through ALPN) and loads them again when they change. Default: none,
+	// plain HTTP.
+	TLSCert, TLSKey string
 }
 
 // newProxyOptions returns the options' defaults with addr and accessLog,
 // which differ between the two commands.
 func newProxyOptions(addr, accessLog string) ProxyOptions {
 	return ProxyOptions{
-		Addr: addr, AccessLog: accessLog, ShutdownTimeout: shutdownTimeout,
+		Addr: addr, AccessLog: accessLog, ShutdownTimeout: shutdownTimeout, Engine: proxyserver.EngineFast,
 		ReadHeaderTimeout: proxyserver.DefaultReadHeaderTimeout,
 		ReadTimeout:       proxyserver.DefaultReadTimeout,
 		IdleTimeout:       proxyserver.DefaultIdleTimeout,
@@ -79,6 +88,9 @@ func (o *ProxyOptions) register(fs *pflag.FlagSet, prefix string) {
 	fs.Var(positiveDurationFlag{&o.ReadHeaderTimeout}, prefix+"read-header-timeout", "how long the reverse proxy waits for a request's headers")
 	fs.Var(positiveDurationFlag{&o.ReadTimeout}, prefix+"read-timeout", "how long the reverse proxy waits for a request's body after its headers (408 past it; responses are not cut)")
 	fs.Var(positiveDurationFlag{&o.IdleTimeout}, prefix+"idle-timeout", "how long a keep-alive connection to the reverse proxy may wait for its next request")
+	fs.Var(engineFlag{&o.Engine}, prefix+"engine", `the reverse proxy's data plane: "fast" (fasthttp for HTTP/1.x) or "std" (net/http); HTTP/2 over TLS is served by net/http either way`)
+	fs.StringVar(&o.TLSCert, prefix+"tls-cert", o.TLSCert, "PEM certificate (chain) the reverse proxy serves HTTPS with (with --"+prefix+"tls-key; reloaded when the file changes)")
+	fs.StringVar(&o.TLSKey, prefix+"tls-key", o.TLSKey, "PEM private key of --"+prefix+"tls-cert")
 }
 
 // prepare opens what the options name (the access log file) and returns the
@@ -88,6 +100,9 @@ func (o *ProxyOptions) register(fs *pflag.FlagSet, prefix string) {
 // metrics in reg. The caller sets Upstream.Own to the process's listeners
 // once they are bound (see ownListeners).
 func (o ProxyOptions) prepare(prefix string, stdout io.Writer, logger *slog.Logger, reg prometheus.Registerer) (proxyserver.Options, func(), error) {
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return proxyserver.Options{}, nil, fmt.Errorf("--%stls-cert and --%stls-key go together: set both or neither", prefix, prefix)
+	}
 	access, closeAccess, err := openAccessLog(o.AccessLog, stdout, logger)
 	if err != nil {
 		return proxyserver.Options{}, nil, fmt.Errorf("--%saccess-log: %w", prefix, err)
@@ -102,6 +117,9 @@ func (o ProxyOptions) prepare(prefix string, stdout io.Writer, logger *slog.Logg
 		ReadHeaderTimeout: o.ReadHeaderTimeout,
 		ReadTimeout:       o.ReadTimeout,
 		IdleTimeout:       o.IdleTimeout,
+		Engine:            o.Engine,
+		TLSCertFile:       o.TLSCert,
+		TLSKeyFile:        o.TLSKey,
 	}, closeAccess, nil
 }
 

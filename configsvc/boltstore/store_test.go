@@ -14,6 +14,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sluicehq/sluice/configsvc/testkit"
+
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
@@ -28,7 +30,7 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(lockHelperEnv); path != "" {
 		os.Exit(lockHelper(path))
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testkit.LeakOptions()...)
 }
 
 // lockHelper opens path with the default options and prints "locked",

@@ -1,29 +1,44 @@
 #!/usr/bin/env bash
 # Proxy benchmark: direct to the backend (the ceiling), nginx, Caddy and
-# Sluice, measured in alternating rounds in one run on this machine, with
-# wrk. Prints the medians of requests/s and p50/p99 latency, and Sluice's
-# ratios to each peer.
+# Sluice (its fast engine, and its net/http engine for reference), in
+# alternating rounds in one run on this machine, with wrk. Each scenario
+# (connections, response size, POST body, TLS) is run against every target
+# in every round. Prints, per scenario, the medians of requests/s and of
+# wrk's p50/p99 latency, and Sluice's ratios to nginx and Caddy.
 #
-#   deploy/bench/proxy.sh                      # 5 rounds x 10 s per target
-#   ROUNDS=3 DURATION=5 deploy/bench/proxy.sh  # quicker
+#   deploy/bench/proxy.sh                        # 3 rounds x 5 s, every scenario
+#   ROUNDS=5 DURATION=10 deploy/bench/proxy.sh   # steadier
+#   SCENARIOS="small/32 small/256" deploy/bench/proxy.sh
 #
-# Knobs (environment): ROUNDS (5), DURATION seconds per run (10), CONNS (64),
-# THREADS (2), BODY bytes of the backend's answer (64), OUT (a file for the
-# raw per-round results; default: in the temp dir, printed at the end),
-# SLUICE_ACCESS_LOG (off; a path turns Sluice's access log on — nginx and
-# Caddy run without one, so off is the fair default).
+# Scenarios (SCENARIOS, space-separated NAME/CONNECTIONS): small (64-byte
+# answers), 4k (4 KiB), 64k (64 KiB), post16k (POST with a 16 KiB body,
+# 64-byte answer), tls (64-byte answers over HTTPS: nginx, Caddy and Sluice
+# serve the same self-signed certificate; wrk speaks HTTP/1.1 over it).
+# Default: small/32 small/256 4k/256 64k/256 post16k/256 tls/32 tls/256.
 #
-# Everything runs on loopback (127.0.0.1:19000-19003) and stops by itself.
-# Needs: go, and nginx, caddy, wrk (installed from Debian when missing).
+# Other knobs (environment): ROUNDS (3), DURATION seconds per run (5),
+# THREADS (2), OUT (a file for the raw per-round results; default: in the
+# temp dir, printed at the end), SLUICE_ACCESS_LOG (off; nginx and Caddy run
+# without one), PROFILE (a path: after the rounds, a 10 s CPU profile of
+# Sluice's fast engine under wrk -c256 on "small" is written there and its
+# top functions printed).
+#
+# Every Sluice route has a rate limit far above what wrk reaches and a
+# circuit breaker. Everything runs on loopback (127.0.0.1:19000-19014) and
+# stops by itself. Needs: go, openssl, and nginx, caddy, wrk (installed from
+# Debian when missing).
 set -euo pipefail
 
-ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-10}
-CONNS=${CONNS:-64}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
 THREADS=${THREADS:-2}
-BODY=${BODY:-64}
+SCENARIOS=${SCENARIOS:-"small/32 small/256 4k/256 64k/256 post16k/256 tls/32 tls/256"}
 SLUICE_ACCESS_LOG=${SLUICE_ACCESS_LOG:-off}
-BACKEND_PORT=19000 NGINX_PORT=19001 CADDY_PORT=19002 SLUICE_PORT=19003
+PROFILE=${PROFILE:-}
+BACKEND_PORT=19000
+declare -A port=([direct]=19000 [nginx]=19001 [caddy]=19002 [sluice]=19003 [sluice-std]=19004
+	[nginx-tls]=19011 [caddy-tls]=19012 [sluice-tls]=19013 [sluice-std-tls]=19014)
+DEBUG_PORT=19020
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
@@ -42,6 +57,7 @@ missing=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v caddy >/dev/null || missing+=(caddy)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
 	log "installing from Debian: ${missing[*]}"
 	SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -55,8 +71,12 @@ log "building backend, seed and sluice"
 	&& go build -o "$work/seed" ./deploy/bench/seed \
 	&& go build -o "$work/sluice" ./cmd/sluice)
 
+# One self-signed certificate for every TLS listener.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+	-addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
 # --- servers -----------------------------------------------------------
-"$work/backend" -addr 127.0.0.1:$BACKEND_PORT -size "$BODY" &
+"$work/backend" -addr 127.0.0.1:$BACKEND_PORT &
 pids+=($!)
 
 mkdir -p "$work/nginx"
@@ -68,6 +88,7 @@ events { worker_connections 4096; }
 http {
 	access_log off;
 	client_body_temp_path $work/nginx/body;
+	client_body_buffer_size 64k;
 	proxy_temp_path $work/nginx/proxy;
 	fastcgi_temp_path $work/nginx/fastcgi;
 	uwsgi_temp_path $work/nginx/uwsgi;
@@ -77,7 +98,10 @@ http {
 		keepalive 256;
 	}
 	server {
-		listen 127.0.0.1:$NGINX_PORT;
+		listen 127.0.0.1:${port[nginx]};
+		listen 127.0.0.1:${port[nginx-tls]} ssl;
+		ssl_certificate $work/cert.pem;
+		ssl_certificate_key $work/key.pem;
 		location / {
 			proxy_pass http://backend;
 			proxy_http_version 1.1;
@@ -94,15 +118,22 @@ cat >"$work/Caddyfile" <<CONF
 	admin off
 	auto_https off
 }
-http://127.0.0.1:$CADDY_PORT {
+http://127.0.0.1:${port[caddy]} {
 	bind 127.0.0.1
+	reverse_proxy 127.0.0.1:$BACKEND_PORT
+}
+https://127.0.0.1:${port[caddy-tls]} {
+	bind 127.0.0.1
+	tls $work/cert.pem $work/key.pem
 	reverse_proxy 127.0.0.1:$BACKEND_PORT
 }
 CONF
 XDG_DATA_HOME=$work/caddy XDG_CONFIG_HOME=$work/caddy caddy run --config "$work/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 &
 pids+=($!)
 
-# Sluice: one route with a rate limit far above what wrk reaches and a breaker.
+# Sluice: one route with a rate limit far above what wrk reaches and a
+# breaker. A bbolt file is opened by one process, so each proxy has its
+# own copy.
 cat >"$work/routes.yaml" <<CONF
 routes:
   - name: bench
@@ -111,24 +142,38 @@ routes:
     rate_limit: {rps: 100000000, burst: 100000000}
     circuit_breaker: {consecutive_failures: 50, open_for: 5s}
 CONF
-"$work/seed" -store "$work/sluice.db" -routes "$work/routes.yaml"
-"$work/sluice" proxy --addr 127.0.0.1:$SLUICE_PORT --store "bolt://$work/sluice.db" \
-	--access-log "$SLUICE_ACCESS_LOG" --log-level warn 2>"$work/sluice.log" &
-pids+=($!)
+"$work/seed" -store "$work/seed.db" -routes "$work/routes.yaml"
+start_sluice() { # name engine [flags…]
+	local name=$1 engine=$2
+	shift 2
+	cp "$work/seed.db" "$work/$name.db"
+	"$work/sluice" proxy --addr "127.0.0.1:${port[$name]}" --store "bolt://$work/$name.db" --engine "$engine" \
+		--access-log "$SLUICE_ACCESS_LOG" --log-level warn "$@" 2>"$work/$name.log" &
+	pids+=($!)
+}
+start_sluice sluice fast --debug-addr "127.0.0.1:$DEBUG_PORT"
+start_sluice sluice-std std
+start_sluice sluice-tls fast --tls-cert "$work/cert.pem" --tls-key "$work/key.pem"
+start_sluice sluice-std-tls std --tls-cert "$work/cert.pem" --tls-key "$work/key.pem"
 
+url() { # target path → URL
+	case $1 in
+	*-tls) echo "https://127.0.0.1:${port[$1]}$2" ;;
+	*) echo "http://127.0.0.1:${port[$1]}$2" ;;
+	esac
+}
 wait_http() {
 	for _ in $(seq 1 100); do
-		if curl -fsS -o /dev/null "http://127.0.0.1:$1/" 2>/dev/null; then return 0; fi
+		if curl -kfsS -o /dev/null "$(url "$1" /)" 2>/dev/null; then return 0; fi
 		sleep 0.1
 	done
-	log "nothing answers on port $1"; tail -5 "$work"/*.log "$work"/nginx/error.log 2>/dev/null >&2 || true
+	log "nothing answers for $1"; tail -5 "$work"/*.log "$work"/nginx/error.log 2>/dev/null >&2 || true
 	exit 1
 }
-for p in $BACKEND_PORT $NGINX_PORT $CADDY_PORT $SLUICE_PORT; do wait_http "$p"; done
+for t in "${!port[@]}"; do wait_http "$t"; done
 
 # --- measure -----------------------------------------------------------
-declare -A port=([direct]=$BACKEND_PORT [nginx]=$NGINX_PORT [caddy]=$CADDY_PORT [sluice]=$SLUICE_PORT)
-targets=(direct nginx caddy sluice)
+printf 'wrk.method = "POST"\nwrk.body = string.rep("x", 16384)\nwrk.headers["Content-Type"] = "application/octet-stream"\n' >"$work/post.lua"
 
 # to_ms converts wrk's "523.00us" / "1.20ms" / "1.01s" to milliseconds.
 to_ms() {
@@ -139,47 +184,86 @@ to_ms() {
 		else printf "nan" }'
 }
 
-run_wrk() { # target seconds → "rps p50ms p99ms non2xx"
-	local out rps p50 p99 bad
-	out=$(wrk -t"$THREADS" -c"$CONNS" -d"${2}s" --latency "http://127.0.0.1:${port[$1]}/")
+# targets_of scenario → the targets it runs against
+targets_of() {
+	case $1 in
+	tls) echo nginx-tls caddy-tls sluice-tls sluice-std-tls ;;
+	*) echo direct nginx caddy sluice sluice-std ;;
+	esac
+}
+
+run_wrk() { # target scenario conns seconds → "rps p50ms p99ms non2xx errors"
+	local target=$1 scen=$2 conns=$3 secs=$4 path=/ script=() out rps p50 p99 bad errs
+	case $scen in
+	4k) path=/4k ;;
+	64k) path=/64k ;;
+	post16k) script=(-s "$work/post.lua") ;;
+	esac
+	out=$(timeout $((secs + 30)) wrk -t"$THREADS" -c"$conns" -d"${secs}s" --latency "${script[@]}" "$(url "$target" "$path")")
 	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
 	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
 	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
 	bad=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
-	echo "$rps $p50 $p99 ${bad:-0}"
+	errs=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' <<<"$out")
+	echo "$rps $p50 $p99 ${bad:-0} ${errs:-0}"
 }
 
 log "warm-up: 2 s per target"
-for t in "${targets[@]}"; do run_wrk "$t" 2 >/dev/null; done
+for t in "${!port[@]}"; do run_wrk "$t" small 32 2 >/dev/null; done
 
-printf 'round\ttarget\trps\tp50_ms\tp99_ms\tnon_2xx\n' >"$OUT"
+printf 'round\tscenario\tconns\ttarget\trps\tp50_ms\tp99_ms\tnon_2xx\tsocket_errors\n' >"$OUT"
 for r in $(seq 1 "$ROUNDS"); do
-	for t in "${targets[@]}"; do
-		read -r rps p50 p99 bad < <(run_wrk "$t" "$DURATION")
-		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$rps" "$p50" "$p99" "$bad" >>"$OUT"
-		log "round $r/$ROUNDS $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx $bad"
+	for sc in $SCENARIOS; do
+		scen=${sc%/*} conns=${sc#*/}
+		for t in $(targets_of "$scen"); do
+			read -r rps p50 p99 bad errs < <(run_wrk "$t" "$scen" "$conns" "$DURATION")
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$scen" "$conns" "$t" "$rps" "$p50" "$p99" "$bad" "$errs" >>"$OUT"
+			log "round $r/$ROUNDS $scen -c$conns $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx $bad, socket errors $errs"
+		done
 	done
 done
 
 # --- report ------------------------------------------------------------
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-declare -A med_rps med_p50 med_p99
-for t in "${targets[@]}"; do
-	med_rps[$t]=$(awk -v t="$t" '$2 == t {print $3}' "$OUT" | median)
-	med_p50[$t]=$(awk -v t="$t" '$2 == t {print $4}' "$OUT" | median)
-	med_p99[$t]=$(awk -v t="$t" '$2 == t {print $5}' "$OUT" | median)
-done
+col() { awk -v s="$1" -v c="$2" -v t="$3" -v k="$4" -F'\t' '$2 == s && $3 == c && $4 == t {print $k}' "$OUT" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 echo
-echo "Proxy benchmark: $ROUNDS rounds x ${DURATION}s, wrk -t$THREADS -c$CONNS, ${BODY}-byte answers, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "Proxy benchmark: $ROUNDS rounds x ${DURATION}s, wrk -t$THREADS, $(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), caddy $(caddy version | awk '{print $1}'), wrk $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), $(go version | awk '{print $3}')"
 echo
-echo "| target | req/s (median) | p50 ms | p99 ms | Sluice req/s ratio | Sluice p99 ratio |"
-echo "|---|---:|---:|---:|---:|---:|"
-for t in "${targets[@]}"; do
-	if [ "$t" = sluice ]; then rr="—"; pr="—"; else rr=$(ratio "${med_rps[sluice]}" "${med_rps[$t]}"); pr=$(ratio "${med_p99[sluice]}" "${med_p99[$t]}"); fi
-	echo "| $t | ${med_rps[$t]} | ${med_p50[$t]} | ${med_p99[$t]} | $rr | $pr |"
+echo "| scenario | conns | target | req/s | p50 ms | p99 ms | non-2xx | socket errors |"
+echo "|---|---:|---|---:|---:|---:|---:|---:|"
+for sc in $SCENARIOS; do
+	scen=${sc%/*} conns=${sc#*/}
+	for t in $(targets_of "$scen"); do
+		echo "| $scen | $conns | $t | $(col "$scen" "$conns" "$t" 5) | $(col "$scen" "$conns" "$t" 6) | $(col "$scen" "$conns" "$t" 7) | $(col "$scen" "$conns" "$t" 8) | $(col "$scen" "$conns" "$t" 9) |"
+	done
+done
+echo
+echo "Sluice (fast engine) against its peers, medians of $ROUNDS rounds (target: req/s ≥ 0.9× nginx, p99 ≤ 1.2× nginx):"
+echo
+echo "| scenario | conns | req/s ÷ nginx | p99 ÷ nginx | req/s ÷ Caddy | p99 ÷ Caddy | std engine req/s ÷ nginx |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for sc in $SCENARIOS; do
+	scen=${sc%/*} conns=${sc#*/} sfx=
+	[ "$scen" = tls ] && sfx=-tls
+	s_rps=$(col "$scen" "$conns" "sluice$sfx" 5) s_p99=$(col "$scen" "$conns" "sluice$sfx" 7)
+	n_rps=$(col "$scen" "$conns" "nginx$sfx" 5) n_p99=$(col "$scen" "$conns" "nginx$sfx" 7)
+	c_rps=$(col "$scen" "$conns" "caddy$sfx" 5) c_p99=$(col "$scen" "$conns" "caddy$sfx" 7)
+	std_rps=$(col "$scen" "$conns" "sluice-std$sfx" 5)
+	echo "| $scen | $conns | **$(ratio "$s_rps" "$n_rps")** | **$(ratio "$s_p99" "$n_p99")** | $(ratio "$s_rps" "$c_rps") | $(ratio "$s_p99" "$c_p99") | $(ratio "$std_rps" "$n_rps") |"
 done
 echo
 echo "Raw rounds: $OUT"
+
+if [ -n "$PROFILE" ]; then
+	log "profiling Sluice's fast engine for 10 s under wrk -c256 (small)"
+	(timeout 40 wrk -t"$THREADS" -c256 -d14s "$(url sluice /)" >/dev/null &)
+	sleep 2
+	curl -fsS -o "$PROFILE" "http://127.0.0.1:$DEBUG_PORT/debug/pprof/profile?seconds=10"
+	sleep 3
+	echo
+	echo "CPU profile ($PROFILE), top functions by cumulative time:"
+	go tool pprof -top -cum -nodecount 40 "$work/sluice" "$PROFILE" 2>/dev/null | sed -n '1,50p'
+fi

@@ -25,7 +25,9 @@ import (
 // every sample at most 500 ms, a bound CI noise does not reach and the old
 // 2 s poll does.
 func TestRoutesTakeEffectWithin100ms(t *testing.T) {
-	onBothStores(t, "/proxyserver-propagation", testRoutesTakeEffect)
+	forEngines(t, func(t *testing.T) {
+		onBothStores(t, "/proxyserver-propagation", testRoutesTakeEffect)
+	})
 }
 
 func testRoutesTakeEffect(t *testing.T, store configsvc.Store) {
@@ -113,29 +115,31 @@ func testRoutesTakeEffect(t *testing.T, store configsvc.Store) {
 // publishes follow each other faster than the state's one-second gap for
 // other changes.
 func TestServePublishesNewRevisionAtOnce(t *testing.T) {
-	onBothStores(t, "/proxyserver-state-revision", func(t *testing.T, store configsvc.Store) {
-		ctx := context.Background()
-		startServing(t, store, proxyserver.Options{InstanceID: "p"})
-		if err := store.Create(ctx, configsvc.Service(configsvc.SystemService)); err != nil && !errors.Is(err, configsvc.ErrConflict) {
-			t.Fatal(err)
-		}
-		var base int64
-		for range 4 {
-			base = publish(t, store, base, "routes: []\n")
-			testkit.Eventually(t, 500*time.Millisecond, fmt.Sprintf("the state showing revision %d at once", base), func() error {
-				b, err := store.Records().Get(ctx, configsvc.ProxyStateCollection, "p")
-				if err != nil {
-					return err
-				}
-				var st configsvc.ProxyState
-				if err := json.Unmarshal(b, &st); err != nil {
-					return err
-				}
-				if st.Revision != base {
-					return fmt.Errorf("revision %d", st.Revision)
-				}
-				return nil
-			})
-		}
+	forEngines(t, func(t *testing.T) {
+		onBothStores(t, "/proxyserver-state-revision", func(t *testing.T, store configsvc.Store) {
+			ctx := context.Background()
+			startServing(t, store, proxyserver.Options{InstanceID: "p"})
+			if err := store.Create(ctx, configsvc.Service(configsvc.SystemService)); err != nil && !errors.Is(err, configsvc.ErrConflict) {
+				t.Fatal(err)
+			}
+			var base int64
+			for range 4 {
+				base = publish(t, store, base, "routes: []\n")
+				testkit.Eventually(t, 500*time.Millisecond, fmt.Sprintf("the state showing revision %d at once", base), func() error {
+					b, err := store.Records().Get(ctx, configsvc.ProxyStateCollection, "p")
+					if err != nil {
+						return err
+					}
+					var st configsvc.ProxyState
+					if err := json.Unmarshal(b, &st); err != nil {
+						return err
+					}
+					if st.Revision != base {
+						return fmt.Errorf("revision %d", st.Revision)
+					}
+					return nil
+				})
+			}
+		})
 	})
 }

@@ -3,6 +3,7 @@ package proxyserver
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,6 +85,15 @@ type Options struct {
 	// NoRegister stops Serve from registering the proxy. Registration also
 	// needs a Source that implements Registrar.
 	NoRegister bool
+	// Engine is the engine serving the listener: EngineFast (the default
+	// when empty) or EngineStd. New refuses other names.
+	Engine string
+	// TLSCertFile and TLSKeyFile, when both set, make Serve terminate TLS
+	// with the PEM certificate (chain) and key in these files, loaded
+	// again when either file changes (checked at most once a second, by
+	// new handshakes: no restart). ALPN offers h2 and http/1.1: HTTP/2
+	// clients are served by net/http whatever the Engine.
+	TLSCertFile, TLSKeyFile string
 	// StateInterval is how often Serve publishes the proxy's live route
 	// table (configsvc.ProxyState, see Proxy.State) as a record of
 	// configsvc.ProxyStateCollection under the proxy's instance id, for the admin
@@ -146,6 +156,12 @@ func New(src Source, opts Options) (*Proxy, error) {
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.Engine != "" && opts.Engine != EngineFast && opts.Engine != EngineStd {
+		return nil, fmt.Errorf("proxyserver: engine %q: must be %s or %s", opts.Engine, EngineFast, EngineStd)
+	}
+	if (opts.TLSCertFile == "") != (opts.TLSKeyFile == "") {
+		return nil, errors.New("proxyserver: TLS needs both a certificate file and a key file")
 	}
 	limiters := router.NewClusterLimiters(ratelimit.New(ratelimit.Config{MaxKeys: opts.MaxRateLimitKeys}))
 	p := &Proxy{src: src, opts: opts, log: opts.Logger, limiters: limiters, now: opts.Now,
@@ -400,27 +416,42 @@ func Serve(ctx context.Context, src Source, ln net.Listener, opts Options) error
 		return err
 	}
 	defer p.Close()
-	srv := p.httpServer()
+	var tlsCfg *tls.Config
+	if opts.TLSCertFile != "" {
+		certs, err := newCertReloader(opts.TLSCertFile, opts.TLSKeyFile, p.log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		tlsCfg = certs.tlsConfig()
+	}
+	srv, err := p.newFrontend(tlsCfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var background sync.WaitGroup
 	p.start(runCtx, &background, src, ln.Addr().String())
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	p.log.Info("proxy listening", "addr", ln.Addr().String())
+	go func() { serveErr <- srv.serve(ln) }()
+	p.log.Info("proxy listening", "addr", ln.Addr().String(), "engine", p.engineName(), "tls", tlsCfg != nil)
 	select {
 	case err = <-serveErr:
+		sctx, scancel := context.WithTimeout(context.Background(), opts.shutdownTimeout())
+		_ = srv.shutdown(sctx)
+		scancel()
 	case <-ctx.Done():
 		sctx, scancel := context.WithTimeout(context.Background(), opts.shutdownTimeout())
-		err = srv.Shutdown(sctx)
+		err = srv.shutdown(sctx)
 		scancel()
-		<-serveErr
+		if serr := <-serveErr; err == nil {
+			err = serr
+		}
 	}
 	cancel()
 	background.Wait()
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
 	return err
 }
 
@@ -437,6 +468,14 @@ func (p *Proxy) httpServer() *http.Server {
 		IdleTimeout: p.opts.IdleTimeout,
 		ErrorLog:    slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
+}
+
+// engineName is the engine serving the listener.
+func (p *Proxy) engineName() string {
+	if p.opts.Engine == "" {
+		return EngineFast
+	}
+	return p.opts.Engine
 }
 
 // start starts, in wg, what Serve runs beside the HTTP server until ctx

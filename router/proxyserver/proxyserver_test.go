@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +27,32 @@ import (
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// fasthttp keeps one goroutine per process refreshing its Date header.
+	goleak.VerifyTestMain(m, testkit.LeakOptions()...)
+}
+
+// engines are the engines the proxy tests run on (forEngines).
+var engines = []string{proxyserver.EngineStd, proxyserver.EngineFast}
+
+// forEngines runs f as a subtest per engine, named after it;
+// startServing inside f (and its subtests) serves with that engine.
+func forEngines(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	for _, e := range engines {
+		t.Run(e, f)
+	}
+}
+
+// engineOf returns the engine of the forEngines subtest t runs in.
+func engineOf(t *testing.T) string {
+	t.Helper()
+	if parts := strings.Split(t.Name(), "/"); len(parts) >= 2 && slices.Contains(engines, parts[1]) {
+		return parts[1]
+	}
+	t.Fatalf("%s: startServing must run inside forEngines", t.Name())
+	return ""
+}
 
 func publish(t *testing.T, s configsvc.Store, base int64, routes string) int64 {
 	t.Helper()
@@ -39,7 +66,9 @@ func publish(t *testing.T, s configsvc.Store, base int64, routes string) int64 {
 	return rev.Number
 }
 
-func TestServeFollowsStore(t *testing.T) { onBothStores(t, "/proxyserver-test", testServeFollowsStore) }
+func TestServeFollowsStore(t *testing.T) {
+	forEngines(t, func(t *testing.T) { onBothStores(t, "/proxyserver-test-"+engineOf(t), testServeFollowsStore) })
+}
 
 // startServing runs proxyserver.Serve on store with opts on a new loopback
 // listener and returns its address and stop, which ends Serve and fails the
@@ -48,6 +77,9 @@ func TestServeFollowsStore(t *testing.T) { onBothStores(t, "/proxyserver-test", 
 // do nothing.
 func startServing(t *testing.T, store proxyserver.Source, opts proxyserver.Options) (addr string, stop func()) {
 	t.Helper()
+	if opts.Engine == "" {
+		opts.Engine = engineOf(t)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,9 @@ import (
 // removes the record when it stops, and removes the expired records of
 // proxies gone without removing theirs.
 func TestServePublishesState(t *testing.T) {
-	onBothStores(t, "/proxyserver-state-test", testServePublishesState)
+	forEngines(t, func(t *testing.T) {
+		onBothStores(t, "/proxyserver-state-test", testServePublishesState)
+	})
 }
 
 func testServePublishesState(t *testing.T, store configsvc.Store) {
@@ -116,24 +118,26 @@ func testServePublishesState(t *testing.T, store configsvc.Store) {
 
 // TestServeStateDisabled: a negative StateInterval publishes nothing.
 func TestServeStateDisabled(t *testing.T) {
-	ctx := context.Background()
-	store := bolttest.MustOpen(t, boltstore.Options{})
-	if err := store.Create(ctx, configsvc.Service(configsvc.SystemService)); err != nil {
-		t.Fatal(err)
-	}
-	_, stop := startServing(t, store, proxyserver.Options{InstanceID: "proxy-q", StateInterval: -1, RetryInterval: 20 * time.Millisecond})
-	// Registration proves Serve is running; by then a publisher would have written.
-	testkit.Eventually(t, 10*time.Second, "proxy registered", func() error {
-		list, err := store.Instances(ctx, configsvc.SystemService)
-		if err == nil && len(list) != 1 {
-			err = fmt.Errorf("instances %+v", list)
+	forEngines(t, func(t *testing.T) {
+		ctx := context.Background()
+		store := bolttest.MustOpen(t, boltstore.Options{})
+		if err := store.Create(ctx, configsvc.Service(configsvc.SystemService)); err != nil {
+			t.Fatal(err)
 		}
-		return err
+		_, stop := startServing(t, store, proxyserver.Options{InstanceID: "proxy-q", StateInterval: -1, RetryInterval: 20 * time.Millisecond})
+		// Registration proves Serve is running; by then a publisher would have written.
+		testkit.Eventually(t, 10*time.Second, "proxy registered", func() error {
+			list, err := store.Instances(ctx, configsvc.SystemService)
+			if err == nil && len(list) != 1 {
+				err = fmt.Errorf("instances %+v", list)
+			}
+			return err
+		})
+		time.Sleep(100 * time.Millisecond)
+		recs, err := store.Records().List(ctx, configsvc.ProxyStateCollection)
+		stop()
+		if err != nil || len(recs) != 0 {
+			t.Fatalf("state records %v (err %v), want none", recs, err)
+		}
 	})
-	time.Sleep(100 * time.Millisecond)
-	recs, err := store.Records().List(ctx, configsvc.ProxyStateCollection)
-	stop()
-	if err != nil || len(recs) != 0 {
-		t.Fatalf("state records %v (err %v), want none", recs, err)
-	}
 }

@@ -1,0 +1,169 @@
+package fasthttpengine_test
+
+import (
+	"bufio"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluicehq/sluice/router"
+	breakers "github.com/sluicehq/sluice/router/breaker"
+	"github.com/sluicehq/sluice/router/fasthttpengine"
+	"github.com/sluicehq/sluice/router/ratelimit"
+)
+
+// BenchmarkForward measures a request through the fasthttp engine on
+// loopback, with the route deploy/bench/proxy.sh uses (rate limit and
+// breaker). The client and the upstream are fasthttp too, so that the
+// allocations reported are nearly all the engine's and the router's.
+func BenchmarkForward(b *testing.B) {
+	for _, size := range []int{64, 4 << 10, 64 << 10} {
+		b.Run(byteSize(size), func(b *testing.B) { benchForward(b, size) })
+	}
+}
+
+func byteSize(n int) string {
+	if n >= 1<<10 {
+		return string(fasthttp.AppendUint(nil, n>>10)) + "KiB"
+	}
+	return string(fasthttp.AppendUint(nil, n)) + "B"
+}
+
+// rawClient sends one fixed request at a time on one keep-alive
+// connection, allocating nothing.
+type rawClient struct {
+	c    net.Conn
+	br   *bufio.Reader
+	resp fasthttp.Response
+}
+
+var rawRequest = []byte("GET /orders/1 HTTP/1.1\r\nHost: bench.local\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n")
+
+func dialRaw(tb testing.TB, addr string) *rawClient {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return &rawClient{c: c, br: bufio.NewReaderSize(c, 128<<10)}
+}
+
+// do sends the request and returns the answer's status and body length.
+func (rc *rawClient) do() (int, int, error) {
+	if _, err := rc.c.Write(rawRequest); err != nil {
+		return 0, 0, err
+	}
+	if err := rc.resp.Read(rc.br); err != nil {
+		return 0, 0, err
+	}
+	return rc.resp.StatusCode(), len(rc.resp.Body()), nil
+}
+
+// benchProxy serves, with the engine, a route like the benchmark's to a
+// fasthttp upstream answering size bytes; breaker adds the circuit
+// breaker. It returns the proxy's address.
+func benchProxy(tb testing.TB, size int, breaker bool) string {
+	body := make([]byte, size)
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) }}
+	serveConns(tb, upLn, up)
+	r, err := router.New(router.Config{Limiters: ratelimit.New(ratelimit.Config{}), Breakers: breakers.New()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = r.Close() })
+	rt := router.Route{Name: "bench", Match: router.Match{PathPrefix: "/"}, Upstream: router.Upstream{Static: []string{upLn.Addr().String()}}}
+	rt.RateLimit = &router.RateLimit{RPS: 1e8, Burst: 1e8}
+	if breaker {
+		rt.CircuitBreaker = &router.CircuitBreaker{ConsecutiveFailures: 50, OpenFor: 5 * time.Second}
+	}
+	if err := r.Update([]router.Route{rt}); err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e := fasthttpengine.New(r, fasthttpengine.Options{})
+	go e.Serve(ln)
+	tb.Cleanup(func() { _ = e.Close() })
+	return ln.Addr().String()
+}
+
+// TestForwardAllocations: forwarding a request allocates nothing in the
+// engine or the router; with a circuit breaker, the two allocations of
+// gobreaker's two-step API (its done func and the adapter's) remain.
+// Counted process-wide, fasthttp client and upstream included (they
+// allocate nothing once warm).
+func TestForwardAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts mean nothing under -race; make test runs this test again without it")
+	}
+	for _, tc := range []struct {
+		breaker bool
+		max     float64
+	}{{false, 0.2}, {true, 2.2}} {
+		c := dialRaw(t, benchProxy(t, 64, tc.breaker))
+		send := func() {
+			if status, _, err := c.do(); err != nil || status != 200 {
+				t.Fatalf("%v %d", err, status)
+			}
+		}
+		for range 100 {
+			send() // warm the pools
+		}
+		if n := testing.AllocsPerRun(2000, send); n > tc.max {
+			t.Errorf("breaker %t: %.2f allocations per request, want at most %.1f", tc.breaker, n, tc.max)
+		}
+	}
+}
+
+// serveConns serves ln's connections with srv, one goroutine each (no
+// worker pool, whose sweeper outlives Shutdown), until the test ends.
+func serveConns(tb testing.TB, ln net.Listener, srv *fasthttp.Server) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Go(func() { _ = srv.ServeConn(c) })
+		}
+	})
+	tb.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+}
+
+func benchForward(b *testing.B, size int) {
+	addr := benchProxy(b, size, true)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c := dialRaw(b, addr)
+		for pb.Next() {
+			if status, n, err := c.do(); err != nil || status != 200 || n != size {
+				b.Errorf("%v %d %d", err, status, n)
+				return
+			}
+		}
+	})
+}

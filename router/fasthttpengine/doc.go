@@ -1,0 +1,23 @@
+// Package fasthttpengine serves a router.Router with github.com/valyala/fasthttp:
+// the proxy's fast HTTP/1.1 data plane. The route logic (matching, limits,
+// pins, subsets, balancing, breakers, retries, outlier detection, metrics,
+// access log) stays in package router, reached through router.Begin,
+// Exchange.Forward and router.End; this package moves the bytes.
+//
+// Requests are parsed by fasthttp's server and forwarded on the request's
+// own goroutine over a pool of keep-alive upstream connections (no
+// per-request goroutines or hand-offs). Request bodies up to
+// router.MaxRetryBodyBytes are read whole (so that retries can send them
+// again); longer and chunked bodies stream to the upstream. Responses up
+// to the same size are copied in one piece; longer, chunked and
+// close-delimited ones stream to the client, each chunk flushed as it
+// arrives (server-sent events), trailers included. Upgrade requests
+// (WebSocket) are tunnelled on a connection of their own once the upstream
+// answers 101. Hop-by-hop headers are removed both ways; X-Forwarded-* are
+// set as the net/http engine sets them.
+//
+// What it cannot do: HTTP/2 (fasthttp speaks HTTP/1.x only; Upgrade: h2c
+// is refused by the router anyway). For TLS clients that negotiate h2
+// through ALPN, router/proxyserver hands the connection to a net/http
+// server running the same router (see proxyserver.Options.Engine).
+package fasthttpengine

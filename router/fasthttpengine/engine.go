@@ -1,0 +1,308 @@
+package fasthttpengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluicehq/sluice/router"
+)
+
+// Options configures an Engine. The zero value is a working default.
+type Options struct {
+	// Logger receives the server's errors (malformed requests, broken
+	// connections) at debug level. Nil discards them.
+	Logger *slog.Logger
+	// ReadHeaderTimeout bounds reading a request's header (slow-loris
+	// clients); 0 means 10 s. The body is bounded by the router's
+	// BodyTimeout from the moment the header is read.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for its
+	// next request; 0 means 2 min.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's header (431 past it); 0 means
+	// DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+}
+
+// DefaultMaxHeaderBytes is Options.MaxHeaderBytes' default.
+const DefaultMaxHeaderBytes = 16 << 10
+
+// upstreamIdleFor is how long an idle upstream connection is kept.
+const upstreamIdleFor = 90 * time.Second
+
+// Engine serves a router.Router over HTTP/1.x with fasthttp. Lifecycle:
+// New, Serve (any number of listeners, each in its own goroutine),
+// Shutdown. Its methods are safe for concurrent use.
+type Engine struct {
+	r     *router.Router
+	opts  Options
+	log   *slog.Logger
+	srv   *fasthttp.Server
+	pools *pools
+	reqs  sync.Pool
+
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	shutting atomic.Bool // closed, for the request path
+	lns      map[net.Listener]struct{}
+	conns    map[net.Conn]fasthttp.ConnState
+	connWG   sync.WaitGroup // the connections' goroutines
+	tunnels  map[*tunnel]struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup // the pool sweeper and the tunnels
+}
+
+// New returns an engine serving r. It starts nothing.
+func New(r *router.Router, opts Options) *Engine {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = 10 * time.Second
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 2 * time.Minute
+	}
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	e := &Engine{r: r, opts: opts, log: opts.Logger, stop: make(chan struct{}),
+		lns: map[net.Listener]struct{}{}, conns: map[net.Conn]fasthttp.ConnState{}, tunnels: map[*tunnel]struct{}{}}
+	e.pools = newPools(r.DialUpstream, r.MaxIdleConnsPerHost(), upstreamIdleFor)
+	e.reqs.New = func() any { return &request{e: e} }
+	bodyTimeout := r.BodyTimeout()
+	e.srv = &fasthttp.Server{
+		Handler:                       e.handle,
+		ErrorHandler:                  e.serverError,
+		ReadTimeout:                   opts.ReadHeaderTimeout,
+		IdleTimeout:                   opts.IdleTimeout,
+		ReadBufferSize:                opts.MaxHeaderBytes,
+		WriteBufferSize:               16 << 10,
+		MaxRequestBodySize:            router.MaxRetryBodyBytes, // longer bodies stream (StreamRequestBody)
+		StreamRequestBody:             true,
+		DisablePreParseMultipartForm:  true,
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		DisableHeaderNamesNormalizing: false,
+		ConnState:                     e.connState,
+		Logger:                        fastLogger{e.log},
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			if bodyTimeout > 0 {
+				return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
+			}
+			return fasthttp.RequestConfig{}
+		},
+	}
+	return e
+}
+
+// Serve accepts connections on ln, serving each on a goroutine of its
+// own, until Shutdown (then it returns nil) or until ln fails.
+func (e *Engine) Serve(ln net.Listener) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	e.lns[ln] = struct{}{}
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.lns, ln)
+		e.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if e.shutting.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				e.log.Warn("accept", "err", err, "retry", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		go func() { _ = e.ServeConn(c) }()
+	}
+}
+
+// ServeConn serves one connection (HTTP/1.x) until it closes or
+// Shutdown, then closes it. It returns nil after Shutdown.
+func (e *Engine) ServeConn(c net.Conn) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		c.Close()
+		return nil
+	}
+	if !e.started {
+		e.started = true
+		e.wg.Add(1)
+		go e.sweep()
+	}
+	e.conns[c] = fasthttp.StateNew
+	e.connWG.Add(1)
+	e.mu.Unlock()
+	defer e.connWG.Done()
+	err := e.srv.ServeConn(c)
+	e.mu.Lock()
+	delete(e.conns, c)
+	e.mu.Unlock()
+	if e.shutting.Load() {
+		return nil
+	}
+	return err
+}
+
+// connState follows the connections' states, to close idle ones on
+// Shutdown.
+func (e *Engine) connState(c net.Conn, s fasthttp.ConnState) {
+	e.mu.Lock()
+	switch s {
+	case fasthttp.StateClosed, fasthttp.StateHijacked:
+		delete(e.conns, c)
+	default:
+		if _, ok := e.conns[c]; ok {
+			e.conns[c] = s
+		}
+	}
+	closeIt := e.closed && s == fasthttp.StateIdle
+	e.mu.Unlock()
+	if closeIt {
+		c.Close()
+	}
+}
+
+// Shutdown stops accepting connections, closes idle ones and waits, until
+// ctx ends, for requests in flight to finish (their responses say
+// Connection: close); then it closes the remaining connections, tunnels
+// (WebSocket) and idle upstream connections and waits for its
+// goroutines. It returns ctx's error when ctx ended first.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.shutting.Store(true)
+	for ln := range e.lns {
+		ln.Close()
+	}
+	e.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		e.connWG.Wait()
+		close(done)
+	}()
+	var err error
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+wait:
+	for {
+		// A new connection may be sending its first request: give it a
+		// second, as net/http does (5 s there).
+		e.closeConns(false, time.Since(start) > time.Second)
+		select {
+		case <-done:
+			break wait
+		case <-ctx.Done():
+			err = ctx.Err()
+			e.closeConns(true, true)
+			<-done
+			break wait
+		case <-tick.C:
+		}
+	}
+	close(e.stop)
+	e.mu.Lock()
+	for t := range e.tunnels {
+		t.close()
+	}
+	e.mu.Unlock()
+	e.wg.Wait()
+	e.pools.close()
+	return err
+}
+
+// closeConns closes the idle connections, the new ones (that have not
+// sent a request yet) too with news, or all of them.
+func (e *Engine) closeConns(all, news bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for c, s := range e.conns {
+		if all || s == fasthttp.StateIdle || news && s == fasthttp.StateNew {
+			c.Close()
+		}
+	}
+}
+
+// Close is Shutdown without waiting for requests in flight.
+func (e *Engine) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.Shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// sweep closes idle upstream connections past their time until Shutdown.
+func (e *Engine) sweep() {
+	defer e.wg.Done()
+	t := time.NewTicker(upstreamIdleFor / 6)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case now := <-t.C:
+			e.pools.sweep(now)
+		}
+	}
+}
+
+// serverError answers a request fasthttp could not read: 408 when its
+// header or body did not arrive in time, 431 for a header too large, 400
+// otherwise; always closing the connection.
+func (e *Engine) serverError(ctx *fasthttp.RequestCtx, err error) {
+	var ne net.Error
+	var small *fasthttp.ErrSmallBuffer
+	status, code, msg := 400, "invalid", "the request could not be read"
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		status, msg = 408, "the request did not arrive in time"
+	case errors.As(err, &small):
+		status, msg = 431, "the request header is too large"
+	}
+	writeAnswer(ctx, router.NewAnswer(status, code, msg))
+	ctx.SetConnectionClose()
+	e.log.Debug("request refused", "status", status, "remote", ctx.RemoteAddr().String(), "err", err)
+}
+
+// fastLogger passes fasthttp's log lines to slog at debug level.
+type fastLogger struct{ l *slog.Logger }
+
+func (f fastLogger) Printf(format string, args ...any) {
+	if f.l.Enabled(context.Background(), slog.LevelDebug) {
+		f.l.Debug("fasthttp", "msg", fmt.Sprintf(format, args...))
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package fasthttpengine_test
+
+const raceEnabled = false
