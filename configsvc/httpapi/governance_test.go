@@ -30,6 +30,10 @@ func governanceEnvs(t *testing.T, fn func(t *testing.T, e *testEnv)) {
 	validator := configsvc.Validators(format.Validator{}, schema.NewValidator())
 	mod := func(c *Config) {
 		c.StreamRecheck = 100 * time.Millisecond
+		// The product's default deadline: a 900 KiB change request is
+		// written as chunk records, one commit each, which under -race on
+		// a loaded 2-core machine outlasts the 2 s of the other tests.
+		c.RequestTimeout = DefaultRequestTimeout
 		c.RoutesDiff = func(old, new []byte) ([]api.RouteChange, error) {
 			return []api.RouteChange{{Route: fmt.Sprintf("%d->%d", len(old), len(new)), Change: api.RouteModified}}, nil
 		}
