@@ -1,0 +1,60 @@
+// build.mjs OUT: bundles codemirror.mjs into OUT/static/vendor/codemirror.js
+// with the licences of every package inside it (THIRD-PARTY-LICENSES.txt), and
+// copies axe-core into OUT/testdata/axe. Run through build.sh, which installs
+// the exact versions of package-lock.json first. The output depends only on
+// the lock file and these sources: no time stamps, absolute paths or
+// file-system order reach it, so a rebuild reproduces it byte for byte.
+import { build } from 'esbuild';
+import { readFileSync, writeFileSync, mkdirSync, copyFileSync, readdirSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const out = process.argv[2];
+if (!out) throw new Error('usage: node build.mjs OUT');
+const staticDir = join(out, 'static', 'vendor');
+const axeDir = join(out, 'testdata', 'axe');
+mkdirSync(staticDir, { recursive: true });
+mkdirSync(axeDir, { recursive: true });
+
+const result = await build({
+  absWorkingDir: here,
+  entryPoints: ['codemirror.mjs'],
+  bundle: true,
+  format: 'esm',
+  target: 'es2020',
+  minify: true,
+  legalComments: 'none',
+  charset: 'utf8',
+  metafile: true,
+  write: false,
+  outfile: 'codemirror.js',
+});
+writeFileSync(join(staticDir, 'codemirror.js'), result.outputFiles[0].contents);
+
+// The packages whose code is in the bundle, from esbuild's list of inputs.
+const pkgs = new Set();
+for (const input of Object.keys(result.metafile.inputs)) {
+  const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+  if (m) pkgs.add(m[1]);
+}
+const licenceText = (dir) => {
+  const f = readdirSync(dir).filter((n) => /^(licen[cs]e|copying)(\.(md|txt))?$/i.test(n)).sort()[0];
+  if (!f) throw new Error(dir + ': no licence file');
+  return readFileSync(join(dir, f), 'utf8').trim();
+};
+const parts = ['The console\'s editor bundle (codemirror.js) holds code of these packages from npm,',
+  'built by configsvc/webui/vendor/build.sh from its package-lock.json. Their licences follow.', ''];
+for (const name of [...pkgs].sort()) {
+  const dir = join(here, 'node_modules', name);
+  const meta = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+  parts.push('='.repeat(78), `${name} ${meta.version} (${meta.license})`, '='.repeat(78), licenceText(dir), '');
+}
+writeFileSync(join(staticDir, 'THIRD-PARTY-LICENSES.txt'), parts.join('\n'));
+
+// axe-core ships a built file; the browser tests inject it (it is not served).
+const axe = join(here, 'node_modules', 'axe-core');
+copyFileSync(join(axe, 'axe.min.js'), join(axeDir, 'axe.min.js'));
+const axeMeta = JSON.parse(readFileSync(join(axe, 'package.json'), 'utf8'));
+writeFileSync(join(axeDir, 'LICENSE.txt'), `axe-core ${axeMeta.version} (${axeMeta.license})\n\n${licenceText(axe)}\n`);
+console.log('vendor: %d packages in codemirror.js (%d bytes); axe-core %s', pkgs.size, result.outputFiles[0].contents.length, axeMeta.version);
