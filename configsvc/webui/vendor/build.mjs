@@ -17,7 +17,28 @@ const axeDir = join(out, 'testdata', 'axe');
 mkdirSync(staticDir, { recursive: true });
 mkdirSync(axeDir, { recursive: true });
 
+// The one change to a package's code: style-mod (CodeMirror's styles) puts
+// its rules in a <style> element when mounted on a document, which the
+// console's Content-Security-Policy (style-src 'self', no 'unsafe-inline')
+// refuses; on shadow roots it uses a constructed style sheet, which the policy
+// allows. The patch makes it take that path for the document too (every
+// browser the console supports has document.adoptedStyleSheets). The build
+// fails if the line it patches is not there, so an upgrade cannot drop it.
+const STYLE_MOD_FROM = 'if (!root.head && root.adoptedStyleSheets && win.CSSStyleSheet) {';
+const STYLE_MOD_TO = 'if (root.adoptedStyleSheets && win.CSSStyleSheet) {';
+const adoptSheets = {
+  name: 'style-mod-adopted-sheets',
+  setup(b) {
+    b.onLoad({ filter: /node_modules[\\/]style-mod[\\/]src[\\/]style-mod\.js$/ }, (args) => {
+      const src = readFileSync(args.path, 'utf8');
+      if (!src.includes(STYLE_MOD_FROM)) throw new Error('style-mod changed: the adopted-sheets patch no longer applies');
+      return { contents: src.replace(STYLE_MOD_FROM, STYLE_MOD_TO), loader: 'js' };
+    });
+  },
+};
+
 const result = await build({
+  plugins: [adoptSheets],
   absWorkingDir: here,
   entryPoints: ['codemirror.mjs'],
   bundle: true,

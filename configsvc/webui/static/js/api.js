@@ -11,6 +11,12 @@ export class APIError extends Error {
   }
 }
 
+// Cancelled is thrown by a request whose view was left (its AbortSignal
+// fired): the page that asked is gone, so nobody reports it.
+export class Cancelled extends Error {
+  constructor() { super('cancelled'); this.name = 'Cancelled'; }
+}
+
 // csrfToken returns the value of the CSRF cookie (the one readable cookie the
 // server sets at sign-in), or ''.
 export function csrfToken() {
@@ -30,7 +36,8 @@ export function path(...segs) {
 
 // request calls the API. body: a string is sent raw (text/plain), anything
 // else as JSON. It resolves to parsed JSON, text, or null for 204; with
-// opts.response it resolves to the Response. Non-2xx rejects with APIError.
+// opts.response it resolves to the Response. Non-2xx rejects with APIError;
+// opts.signal aborts the call, which then rejects with Cancelled.
 export async function request(method, p, body, opts = {}) {
   const headers = new Headers(opts.headers || {});
   headers.set('Accept', opts.accept || 'application/json');
@@ -50,10 +57,20 @@ export async function request(method, p, body, opts = {}) {
   }
   let res;
   try {
-    res = await fetch('/v1' + p, { method, headers, body: payload, credentials: 'same-origin', cache: 'no-store' });
+    res = await fetch('/v1' + p, { method, headers, body: payload, credentials: 'same-origin', cache: 'no-store', signal: opts.signal });
   } catch (e) {
+    if (opts.signal && opts.signal.aborted) throw new Cancelled();
     throw new APIError(0, 'network', 'The server cannot be reached: ' + e.message);
   }
+  try {
+    return await answer(res, opts);
+  } catch (e) {
+    if (opts.signal && opts.signal.aborted) throw new Cancelled();
+    throw e;
+  }
+}
+
+async function answer(res, opts) {
   if (!res.ok) {
     let code = '', message = '', details = {};
     const text = await res.text();
@@ -83,6 +100,18 @@ export const get = (p, opts) => request('GET', p, undefined, opts);
 export const post = (p, body, opts) => request('POST', p, body, opts);
 export const put = (p, body, opts) => request('PUT', p, body, opts);
 export const del = (p, opts) => request('DELETE', p, undefined, opts);
+
+// bound returns {get, post, put, del} that pass signal with every call, so
+// a view's requests end when the view does.
+export function bound(signal) {
+  const o = (opts) => ({ ...(opts || {}), signal });
+  return {
+    get: (p, opts) => get(p, o(opts)),
+    post: (p, body, opts) => post(p, body, o(opts)),
+    put: (p, body, opts) => put(p, body, o(opts)),
+    del: (p, opts) => del(p, o(opts)),
+  };
+}
 
 // list pulls an array out of a list response, whether the server wraps it
 // ({"services":[...]} / {"items":[...]}) or not.

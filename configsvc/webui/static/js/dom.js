@@ -38,12 +38,27 @@ export function mount(el, ...children) {
   return el;
 }
 
-// when formats an RFC 3339 time as "5 min ago", with the exact UTC time as the title.
-export function when(t) {
-  if (!t) return h('span', { class: 'muted' }, '—');
+// validTime returns t as a Date, or null when it is absent, unparsable or
+// a zero time (Go's zero time.Time reads 0001-01-01T00:00:00Z: a record that
+// never set it, which must not show as "739951 d ago").
+export function validTime(t) {
+  if (!t) return null;
   const d = new Date(t);
-  if (isNaN(d)) return h('span', {}, String(t));
-  return h('time', { datetime: d.toISOString(), title: d.toISOString() }, ago(d));
+  if (isNaN(d) || d.getUTCFullYear() < 1971) return null;
+  return d;
+}
+
+// absTime formats a Date as "2006-01-02 15:04:05 UTC".
+export function absTime(d) {
+  return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+}
+
+// when formats an RFC 3339 time as "5 min ago", with the absolute UTC time
+// on hover; an absent or zero time shows "—".
+export function when(t) {
+  const d = validTime(t);
+  if (!d) return h('span', { class: 'muted', title: t ? 'not reported' : null }, '—');
+  return h('time', { datetime: d.toISOString(), title: absTime(d) }, ago(d));
 }
 
 export function ago(d) {
@@ -65,21 +80,43 @@ export function closeModals() {
   for (const close of [...openModals]) close();
 }
 
-// modal shows a dialog; it returns {el, close}. Escape and the backdrop close it.
+const focusable = 'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"]), [contenteditable="true"]';
+
+// modal shows a dialog; it returns {el, close}. Focus moves into it (to
+// opts.focus, else its first field or button), Tab and Shift+Tab stay inside,
+// Escape and the backdrop close it, and closing gives focus back to the
+// element that had it before.
 export function modal(title, ...body) {
-  const box = h('div', { class: 'modal', role: 'dialog', 'aria-modal': 'true', 'aria-label': title }, h('h2', {}, title), body);
+  const id = 'dlg-' + Math.random().toString(36).slice(2);
+  const box = h('div', { class: 'modal', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': id, tabindex: '-1' }, h('h2', { id }, title), body);
   const back = h('div', { class: 'modal-back' }, box);
-  const onKey = (e) => { if (e.key === 'Escape') close(); };
+  const before = document.activeElement;
+  const onKey = (e) => {
+    if (e.key === 'Escape' && !e.defaultPrevented) { e.preventDefault(); close(); return; }
+    if (e.key !== 'Tab') return;
+    const els = [...box.querySelectorAll(focusable)].filter((x) => x.offsetParent !== null || x === document.activeElement);
+    if (!els.length) { e.preventDefault(); box.focus(); return; }
+    const first = els[0], last = els[els.length - 1];
+    if (!box.contains(document.activeElement)) { e.preventDefault(); first.focus(); }
+    else if (e.shiftKey && document.activeElement === first) { e.preventDefault(); last.focus(); }
+    else if (!e.shiftKey && document.activeElement === last) { e.preventDefault(); first.focus(); }
+  };
+  let open = true;
   function close() {
+    if (!open) return;
+    open = false;
     openModals.delete(close);
-    document.removeEventListener('keydown', onKey);
+    back.removeEventListener('keydown', onKey);
     back.remove();
+    if (before && before.isConnected && typeof before.focus === 'function') before.focus();
   }
   openModals.add(close);
   back.addEventListener('mousedown', (e) => { if (e.target === back) close(); });
-  document.addEventListener('keydown', onKey);
+  back.addEventListener('keydown', onKey);
   document.body.appendChild(back);
-  return { el: box, close };
+  const first = box.querySelector('[autofocus]') || box.querySelector('input:not([disabled]), select, textarea') || box.querySelector(focusable);
+  (first || box).focus();
+  return { el: box, close, focus: (el) => el.focus() };
 }
 
 // globMatch reports whether name matches a grant pattern with * and ? (the
