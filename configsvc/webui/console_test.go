@@ -234,6 +234,15 @@ func TestConsole(t *testing.T) {
 		if !strings.Contains(got, `-  "port": 6060`) || !strings.Contains(got, `+  "port": 7070`) {
 			t.Errorf("conflict diff = %q, want live 6060 against my 7070", got)
 		}
+		// The other person's change, with who made it (issue 17: the dialog did not show it).
+		their := adm.text(`[data-test=their-change]`)
+		if !strings.Contains(their, `-  "port": 8080`) || !strings.Contains(their, `+  "port": 6060`) {
+			t.Errorf("their change = %q, want revision 3 → 4: port 8080 → 6060", their)
+		}
+		if got := adm.text(`[data-test=their-revisions]`); !strings.Contains(got, "Revision 4 by olga") || !strings.Contains(got, "hotfix from the CLI") {
+			t.Errorf("their revisions = %q, want revision 4 by olga with its message", got)
+		}
+		adm.shot("07b-conflict")
 		if got := fileAt(t, c.store, "orders", "app.json", 0); got != appV4 {
 			t.Fatalf("the stale publish overwrote revision 4: %q", got)
 		}
