@@ -13,13 +13,14 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
 )
 
 // The tests in this file each reproduce a bug of issue 17 as a user meets it
 // in the console; each fails on the console before the fix.
 
-// mustService creates svc with files through the admin API and returns the
-// revision published (0 for no files).
+// mustService creates svc with files, all in one revision, through the admin
+// API and returns that revision (0 for no files).
 func mustService(t *testing.T, c *console, svc string, files map[string]string) int64 {
 	t.Helper()
 	ctx := context.Background()
@@ -27,15 +28,18 @@ func mustService(t *testing.T, c *console, svc string, files map[string]string) 
 	if _, _, err := c.api.Create(ctx, ref); err != nil {
 		t.Fatalf("create %s: %v", svc, err)
 	}
-	var rev int64
-	for name, content := range files {
-		r, err := c.api.PutFile(ctx, ref, name, []byte(content))
-		if err != nil {
-			t.Fatalf("put %s/%s: %v", svc, name, err)
-		}
-		rev = r.Number
+	if len(files) == 0 {
+		return 0
 	}
-	return rev
+	req := api.PublishRequest{Message: "setup"}
+	for name, content := range files {
+		req.Changes = append(req.Changes, api.PutChange(name, []byte(content)))
+	}
+	rev, err := c.api.Publish(ctx, ref, req)
+	if err != nil {
+		t.Fatalf("publish %s: %v", svc, err)
+	}
+	return rev.Number
 }
 
 // slowGate holds the first request to one of paths for delay (the request
