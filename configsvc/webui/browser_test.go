@@ -369,6 +369,12 @@ func (b *tab) editorText() string {
 	return evalJS[string](b, `import('./vendor/codemirror.js').then((cm) => cm.EditorView.findFromDOM(document.querySelector('[data-test=editor]')).state.doc.toString())`)
 }
 
+// editorLine returns line n (1-based) of the text in the code editor.
+func (b *tab) editorLine(n int) string {
+	b.t.Helper()
+	return evalJS[string](b, fmt.Sprintf(`import('./vendor/codemirror.js').then((cm) => cm.EditorView.findFromDOM(document.querySelector('[data-test=editor]')).state.doc.line(%d).text)`, n))
+}
+
 // editorReadOnly reports whether the code editor refuses edits.
 func (b *tab) editorReadOnly() bool {
 	b.t.Helper()

@@ -13,6 +13,7 @@ import (
 // browser tests, each with its licences.
 var vendored = []string{
 	"static/vendor/codemirror.js",
+	"static/vendor/parsers.js",
 	"static/vendor/THIRD-PARTY-LICENSES.txt",
 	"testdata/axe/axe.min.js",
 	"testdata/axe/LICENSE.txt",

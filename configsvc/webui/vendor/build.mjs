@@ -1,5 +1,6 @@
 // build.mjs OUT: bundles codemirror.mjs into OUT/static/vendor/codemirror.js
-// with the licences of every package inside it (THIRD-PARTY-LICENSES.txt), and
+// and parsers.mjs into OUT/static/vendor/parsers.js, with the licences of
+// every package inside them (THIRD-PARTY-LICENSES.txt), and
 // copies axe-core into OUT/testdata/axe. Run through build.sh, which installs
 // the exact versions of package-lock.json first. The output depends only on
 // the lock file and these sources: no time stamps, absolute paths or
@@ -37,10 +38,10 @@ const adoptSheets = {
   },
 };
 
-const result = await build({
+const bundle = (entry) => build({
   plugins: [adoptSheets],
   absWorkingDir: here,
-  entryPoints: ['codemirror.mjs'],
+  entryPoints: [entry + '.mjs'],
   bundle: true,
   format: 'esm',
   target: 'es2020',
@@ -49,23 +50,29 @@ const result = await build({
   charset: 'utf8',
   metafile: true,
   write: false,
-  outfile: 'codemirror.js',
+  outfile: entry + '.js',
 });
-writeFileSync(join(staticDir, 'codemirror.js'), result.outputFiles[0].contents);
 
-// The packages whose code is in the bundle, from esbuild's list of inputs.
+// The packages whose code is in the bundles, from esbuild's list of inputs.
 const pkgs = new Set();
-for (const input of Object.keys(result.metafile.inputs)) {
-  const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
-  if (m) pkgs.add(m[1]);
+const sizes = [];
+for (const entry of ['codemirror', 'parsers']) {
+  const result = await bundle(entry);
+  writeFileSync(join(staticDir, entry + '.js'), result.outputFiles[0].contents);
+  sizes.push(entry + '.js ' + result.outputFiles[0].contents.length + ' bytes');
+  for (const input of Object.keys(result.metafile.inputs)) {
+    const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (m) pkgs.add(m[1]);
+  }
 }
 const licenceText = (dir) => {
   const f = readdirSync(dir).filter((n) => /^(licen[cs]e|copying)(\.(md|txt))?$/i.test(n)).sort()[0];
   if (!f) throw new Error(dir + ': no licence file');
   return readFileSync(join(dir, f), 'utf8').trim();
 };
-const parts = ['The console\'s editor bundle (codemirror.js) holds code of these packages from npm,',
-  'built by configsvc/webui/vendor/build.sh from its package-lock.json. Their licences follow.', ''];
+const parts = ['The console\'s vendored bundles (codemirror.js, parsers.js) hold code of these packages from npm,',
+  'built by configsvc/webui/vendor/build.sh from its package-lock.json. Their licences follow.',
+  'One change: style-mod mounts its styles as a constructed style sheet on the document too (see build.mjs).', ''];
 for (const name of [...pkgs].sort()) {
   const dir = join(here, 'node_modules', name);
   const meta = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
@@ -78,4 +85,4 @@ const axe = join(here, 'node_modules', 'axe-core');
 copyFileSync(join(axe, 'axe.min.js'), join(axeDir, 'axe.min.js'));
 const axeMeta = JSON.parse(readFileSync(join(axe, 'package.json'), 'utf8'));
 writeFileSync(join(axeDir, 'LICENSE.txt'), `axe-core ${axeMeta.version} (${axeMeta.license})\n\n${licenceText(axe)}\n`);
-console.log('vendor: %d packages in codemirror.js (%d bytes); axe-core %s', pkgs.size, result.outputFiles[0].contents.length, axeMeta.version);
+console.log('vendor: %d packages; %s; axe-core %s', pkgs.size, sizes.join(', '), axeMeta.version);

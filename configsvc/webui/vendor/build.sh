@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build.sh [OUT]: rebuild the console's vendored browser code from package-lock.json.
 #
-# Writes OUT/static/vendor/codemirror.js (+ THIRD-PARTY-LICENSES.txt), embedded in
+# Writes OUT/static/vendor/codemirror.js and parsers.js (+ THIRD-PARTY-LICENSES.txt), embedded in
 # the sluice binary, and OUT/testdata/axe/axe.min.js (+ LICENSE.txt), used by the
 # browser tests only. OUT defaults to configsvc/webui, i.e. the committed files;
 # TestVendorBundlesReproduce builds into a temporary OUT and compares byte for byte.
@@ -20,7 +20,7 @@ major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$major" -ge 18 ] || { echo "build.sh: node >= 18 needed, found $(node --version)" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp "$here/package.json" "$here/package-lock.json" "$here/build.mjs" "$here/codemirror.mjs" "$work/"
+cp "$here/package.json" "$here/package-lock.json" "$here/build.mjs" "$here/codemirror.mjs" "$here/parsers.mjs" "$work/"
 # --ignore-scripts: no package runs code at install; esbuild finds its binary
 # in its platform package (@esbuild/<os>-<arch>) without its install script.
 (cd "$work" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)

@@ -5,7 +5,8 @@
 // Tab indents; Escape then Tab leaves the editor for the next control.
 import * as cm from '../vendor/codemirror.js';
 import { h, clear } from './dom.js';
-import { check, formatOf } from './validate.js';
+import { formatOf } from './validate.js';
+import { checkAsync } from './checker.js';
 
 // highlight colours keep a contrast of 4.5:1 or more on white (WCAG AA).
 const highlight = cm.HighlightStyle.define([
@@ -22,7 +23,7 @@ const highlight = cm.HighlightStyle.define([
 export function language(file) {
   switch (formatOf(file)) {
     case 'json': return cm.json();
-    case 'yaml': return cm.yaml();
+    case 'yaml': return cm.StreamLanguage.define(cm.yaml);
     case 'toml': return cm.StreamLanguage.define(cm.toml);
     case 'properties': case 'env': return cm.StreamLanguage.define(cm.properties);
   }
@@ -61,6 +62,7 @@ export function createEditor({ value = '', readOnly = false, file = '', label = 
   const errList = h('ul', { class: 'editor-errors', 'data-test': 'editor-errors', 'aria-label': 'Errors in ' + label });
   let server = [];
   let view = null;
+  const lintOwner = {};
 
   function render(errs) {
     clear(errList);
@@ -74,9 +76,15 @@ export function createEditor({ value = '', readOnly = false, file = '', label = 
     if (onErrors) onErrors(errs);
   }
 
-  const lint = cm.linter((v) => {
+  // The check runs in a worker for a large text (checker.js), one at a time
+  // per editor; an answer for a text that has changed since is dropped (CM
+  // drops it too), so is one that a newer check replaced (null).
+  const lint = cm.linter(async (v) => {
     const doc = v.state.doc;
-    const errs = [...server, ...(readOnly ? [] : check(file, doc.toString()).map((e) => ({ ...e, source: e.source || 'browser check' })))];
+    const sv = server;
+    const own = readOnly ? [] : await checkAsync(file, doc.toString(), lintOwner);
+    if (own === null || v.state.doc !== doc) return [];
+    const errs = [...sv, ...own.map((e) => ({ ...e, source: e.source || 'browser check' }))];
     render(errs);
     return errs.map((e) => {
       const r = e.line > 0 ? toRange(doc, e.line, e.column) : { from: 0, to: Math.min(1, doc.length) };

@@ -4,10 +4,12 @@
 import { h, mount, clear, modal } from './dom.js';
 import * as api from './api.js';
 import { createEditor } from './editor.js';
-import { check, formatOf } from './validate.js';
+import { formatOf } from './validate.js';
+import { checkAsync } from './checker.js';
 import { diffBlock } from './diff.js';
 
 const SYNC_MS = 150;
+const REVIEW = 'Review and publish…';
 
 // serverErrors reads a 422 into {file: [{line, column, message}]}. The
 // details are one error ({file, line, column}) or a list of them (schema
@@ -73,9 +75,17 @@ export async function filesTab(ws) {
   const errorCount = () => changed().reduce((n, f) => n + (st.draft[f] === null ? 0 : (st.clientErr[f] || []).length), 0);
   v.dirty = () => changed().length > 0;
 
+  // validate checks a draft (live content passed the server's check); the
+  // answer comes from the worker for large files.
   function validate(f) {
-    const text = current(f);
-    st.clientErr[f] = text === null || text === undefined ? [] : check(f, text);
+    const text = st.draft[f];
+    if (text === null || text === undefined) { st.clientErr[f] = []; return; }
+    checkAsync(f, text).then((errs) => {
+      if (st.draft[f] !== text || !v.alive()) return;
+      st.clientErr[f] = errs;
+      renderList();
+      renderBar();
+    });
   }
   function select(f) {
     sync();
@@ -154,7 +164,7 @@ export async function filesTab(ws) {
       errs ? h('span', { class: 'badge bad', 'data-test': 'error-count' }, errs + (errs === 1 ? ' error' : ' errors') + ' to fix before publishing') : null,
       h('span', { class: 'spacer' }),
       n ? h('button', { onclick: () => { if (confirm('Discard all unpublished changes?')) { sync(); st.draft = {}; st.serverErr = {}; st.clientErr = {}; select(st.selected in st.live ? st.selected : names()[0] || null); } } }, 'Discard all') : null,
-      h('button', { class: 'primary', disabled: !n || errs > 0, 'data-test': 'review', 'aria-keyshortcuts': 'Control+S', title: 'Ctrl+S', onclick: review }, 'Review and publish…'));
+      h('button', { class: 'primary', disabled: !n || errs > 0, 'data-test': 'review', 'aria-keyshortcuts': 'Control+S', title: 'Ctrl+S', onclick: review }, REVIEW));
   }
 
   function addFileForm() {
@@ -185,8 +195,19 @@ export async function filesTab(ws) {
   async function review() {
     const files = changed();
     // The editor's check runs a moment after typing: check now, so a publish
-    // of content the browser knows is invalid is not offered.
-    for (const f of files) if (st.draft[f] !== null) validate(f);
+    // of content the browser knows is invalid is not offered. A large file
+    // takes a moment (in the worker); the button says so meanwhile.
+    if (st.checking) return;
+    st.checking = true;
+    const btn = bar.querySelector('[data-test=review]');
+    if (btn) btn.textContent = 'Checking…';
+    try {
+      for (const f of files) if (st.draft[f] !== null) st.clientErr[f] = await checkAsync(f, st.draft[f]);
+    } finally {
+      st.checking = false;
+      if (btn) btn.textContent = REVIEW;
+    }
+    if (!v.alive()) return;
     if (errorCount()) {
       renderList();
       renderBar();

@@ -2,7 +2,7 @@
 // The server validates again (422 with file, line, column); this is a convenience.
 // JSON is checked by checkJSON below; YAML and TOML by the parsers in the
 // vendored bundle (yaml and smol-toml from npm).
-import { parseYAMLDocuments, parseTOML } from '../vendor/codemirror.js';
+import { parseYAMLDocuments, parseTOML } from '../vendor/parsers.js';
 
 // checkJSON returns null when text is valid JSON, else {line, column, message}
 // (1-based), found by a strict recursive-descent scan (RFC 8259).
