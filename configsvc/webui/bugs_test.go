@@ -186,8 +186,10 @@ func TestBugRemoveStaleInstance(t *testing.T) {
 	}
 	b := newTab(t, startBrowser(t), c.url)
 	b.signIn(c.admin)
-	b.do(chromedp.Navigate(c.url+"#/services/orders/instances"), chromedp.WaitVisible(chromedp.CSS(`[data-instance=gone-1]`)),
-		chromedp.Click(chromedp.CSS(`[data-test=remove-gone-1]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=confirm-remove]`)),
+	b.do(chromedp.Navigate(c.url+"#/services/orders/instances"), chromedp.WaitVisible(chromedp.CSS(`[data-instance=gone-1]`)))
+	// The list is drawn again when the live stream starts: click after that.
+	b.waitFor("the live stream", `document.querySelector('[data-test=live-state]')?.textContent === 'live'`)
+	b.do(chromedp.Click(chromedp.CSS(`[data-test=remove-gone-1]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=confirm-remove]`)),
 		chromedp.Click(chromedp.CSS(`[data-test=confirm-remove]`)))
 	b.waitFor("the row to go", `!document.querySelector('[data-instance=gone-1]')`)
 	insts, err := c.api.Instances(ctx, "orders")

@@ -3,7 +3,7 @@
 // server, action, outcome and sign-in events are filtered here; paging goes
 // back through the whole log with the server's cursors (before, and
 // before_sampled for sampled refusals), past any 1,000 entries.
-import { h, clear, when } from './dom.js';
+import { h, clear, when, tableWrap } from './dom.js';
 
 const PAGE = 200;
 
@@ -103,7 +103,7 @@ export async function auditPage(v) {
       svc, actor, action, actions, outcome, h('label', {}, 'since', since), h('label', {}, sessions, 'sign-ins and sign-outs'),
       h('button', { class: 'primary', type: 'submit', 'data-test': 'audit-filter' }, 'Filter')),
     h('div', { class: 'panel' }, h('div', { class: 'row mb' }, status),
-      h('div', { class: 'table-wrap' }, h('table', { 'data-test': 'audit' },
+      tableWrap('Audit entries', h('table', { 'data-test': 'audit' },
         h('thead', {}, h('tr', {}, ['Time', 'Actor', 'Action', 'Target', 'Revision', 'Outcome', 'Client', 'Request'].map((c) => h('th', { scope: 'col', class: c === 'Revision' ? 'num' : null }, c)))), body)),
       h('div', { class: 'row mt' }, older)));
   await load(false);

@@ -188,26 +188,33 @@ let sideBySide = false;
 // registers the merge view's teardown.
 export function diffBlock(d, onCleanup) {
   const unified = d.hunks ? renderFileDiff(d.file, d.hunks, d.status) : renderTextDiff(d.file, d.before, d.after, d.status);
-  const holder = h('div', { class: 'diff-block', 'data-file': d.file });
+  // The button stays in place (and keeps the focus) while the view beside it
+  // changes; its pressed state says which view shows.
   const btn = h('button', { type: 'button', class: 'small', 'data-test': 'side-by-side', 'aria-pressed': 'false' }, 'Side by side');
-  let mv = null;
+  const view = h('div', {}, unified);
+  const holder = h('div', { class: 'diff-block', 'data-file': d.file }, btn, view);
+  let mv = null, loading = false;
   async function show(side) {
     btn.setAttribute('aria-pressed', String(side));
-    btn.textContent = side ? 'Unified' : 'Side by side';
-    if (!side) { if (mv) { mv.destroy(); mv = null; } holder.replaceChildren(btn, unified); return; }
+    if (!side) { if (mv) { mv.destroy(); mv = null; } view.replaceChildren(unified); return; }
     let t = d;
     if (d.texts) {
-      btn.disabled = true;
-      try { t = await d.texts(); } finally { btn.disabled = false; }
+      loading = true;
+      btn.setAttribute('aria-busy', 'true');
+      try { t = await d.texts(); } finally { loading = false; btn.removeAttribute('aria-busy'); }
     }
+    if (btn.getAttribute('aria-pressed') !== 'true') return;
     mv = mergeView(d.file, t.before || '', t.after || '', { labels: d.labels || ['before', 'after'] });
     if (onCleanup) onCleanup(() => { if (mv) mv.destroy(); });
-    holder.replaceChildren(btn, h('div', { class: 'diff merge-wrap' },
+    view.replaceChildren(h('div', { class: 'diff merge-wrap' },
       h('div', { class: 'file' }, d.file, d.status ? h('span', { class: 'badge' }, d.status) : null,
         h('span', { class: 'muted small' }, (d.labels || ['before', 'after']).join(' ⟷ '))), mv.dom));
   }
-  btn.addEventListener('click', () => { sideBySide = btn.getAttribute('aria-pressed') !== 'true'; show(sideBySide).catch(() => show(false)); });
-  holder.append(btn, unified);
+  btn.addEventListener('click', () => {
+    if (loading) return;
+    sideBySide = btn.getAttribute('aria-pressed') !== 'true';
+    show(sideBySide).catch(() => show(false));
+  });
   if (sideBySide) show(true).catch(() => show(false));
   return holder;
 }

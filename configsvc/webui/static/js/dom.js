@@ -31,11 +31,33 @@ export function clear(el) {
   return el;
 }
 
-// mount replaces el's children.
+// mount replaces el's children. When the focus was on one of them, it
+// moves to its successor (the new element with the same data-test or
+// data-file), so re-rendering a toolbar does not drop a keyboard user's place.
 export function mount(el, ...children) {
+  const key = focusKey(el);
   clear(el);
   append(el, children);
+  if (key) refocus(el, key);
   return el;
+}
+
+// focusKey returns a selector for the focused element inside el, or ''.
+function focusKey(el) {
+  const a = document.activeElement;
+  if (!a || a === el || !el.contains(a)) return '';
+  for (const attr of ['data-test', 'data-file']) {
+    const v = a.getAttribute(attr);
+    if (v) return '[' + attr + '="' + CSS.escape(v) + '"]';
+  }
+  return '';
+}
+
+// refocus focuses the element matching key inside el, if focus is lost.
+function refocus(el, key) {
+  if (document.activeElement && document.activeElement !== document.body) return;
+  const next = el.querySelector(key);
+  if (next) next.focus();
 }
 
 // validTime returns t as a Date, or null when it is absent, unparsable or
@@ -73,50 +95,65 @@ export function ago(d) {
   return fut ? 'in ' + out : out + ' ago';
 }
 
-const openModals = new Set();
+// openModals holds the close function of every open dialog, the newest last.
+const openModals = [];
 
 // closeModals closes every open dialog (used when the page changes).
 export function closeModals() {
-  for (const close of [...openModals]) close();
+  for (const close of [...openModals].reverse()) close();
 }
 
 const focusable = 'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"]), [contenteditable="true"]';
 
-// modal shows a dialog; it returns {el, close}. Focus moves into it (to
-// opts.focus, else its first field or button), Tab and Shift+Tab stay inside,
-// Escape and the backdrop close it, and closing gives focus back to the
-// element that had it before.
+// modal shows a dialog; it returns {el, close}. Focus moves into it (to an
+// [autofocus] element, else its first field or button), Tab and Shift+Tab
+// stay inside, Escape and the backdrop close it, and closing gives focus
+// back to the element that had it before. The keys are watched on the
+// document, so they work wherever the focus is (even on nothing, after the
+// element that had it was replaced); only the newest dialog answers them.
 export function modal(title, ...body) {
   const id = 'dlg-' + Math.random().toString(36).slice(2);
   const box = h('div', { class: 'modal', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': id, tabindex: '-1' }, h('h2', { id }, title), body);
   const back = h('div', { class: 'modal-back' }, box);
   const before = document.activeElement;
+  // The element may be re-rendered while the dialog is open: its successor
+  // (same data-test) gets the focus back then.
+  const beforeKey = before && before.getAttribute && before.getAttribute('data-test');
   const onKey = (e) => {
+    if (openModals[openModals.length - 1] !== close) return;
     if (e.key === 'Escape' && !e.defaultPrevented) { e.preventDefault(); close(); return; }
     if (e.key !== 'Tab') return;
     const els = [...box.querySelectorAll(focusable)].filter((x) => x.offsetParent !== null || x === document.activeElement);
     if (!els.length) { e.preventDefault(); box.focus(); return; }
     const first = els[0], last = els[els.length - 1];
-    if (!box.contains(document.activeElement)) { e.preventDefault(); first.focus(); }
-    else if (e.shiftKey && document.activeElement === first) { e.preventDefault(); last.focus(); }
+    if (!box.contains(document.activeElement)) { e.preventDefault(); (e.shiftKey ? last : first).focus(); }
+    else if (e.shiftKey && (document.activeElement === first || document.activeElement === box)) { e.preventDefault(); last.focus(); }
     else if (!e.shiftKey && document.activeElement === last) { e.preventDefault(); first.focus(); }
   };
   let open = true;
   function close() {
     if (!open) return;
     open = false;
-    openModals.delete(close);
-    back.removeEventListener('keydown', onKey);
+    openModals.splice(openModals.indexOf(close), 1);
+    document.removeEventListener('keydown', onKey);
     back.remove();
-    if (before && before.isConnected && typeof before.focus === 'function') before.focus();
+    const target = before && before.isConnected ? before : beforeKey ? document.querySelector('[data-test="' + CSS.escape(beforeKey) + '"]') : null;
+    if (target && typeof target.focus === 'function') target.focus();
   }
-  openModals.add(close);
+  openModals.push(close);
   back.addEventListener('mousedown', (e) => { if (e.target === back) close(); });
-  back.addEventListener('keydown', onKey);
+  document.addEventListener('keydown', onKey);
   document.body.appendChild(back);
   const first = box.querySelector('[autofocus]') || box.querySelector('input:not([disabled]), select, textarea') || box.querySelector(focusable);
   (first || box).focus();
   return { el: box, close, focus: (el) => el.focus() };
+}
+
+// tableWrap puts a table in a box that scrolls sideways on a narrow screen;
+// the box is a labelled region that takes the focus, so that it can be
+// scrolled with the keyboard too.
+export function tableWrap(label, table) {
+  return h('div', { class: 'table-wrap', role: 'region', 'aria-label': label, tabindex: '0' }, table);
 }
 
 // globMatch reports whether name matches a grant pattern with * and ? (the

@@ -39,7 +39,10 @@ export function baseExtensions(file, { readOnly = false, label = file } = {}) {
     cm.keymap.of([...cm.searchKeymap, ...cm.defaultKeymap]),
     language(file),
     cm.EditorState.readOnly.of(readOnly),
-    cm.EditorView.contentAttributes.of({ 'aria-label': label, 'aria-readonly': readOnly ? 'true' : 'false' }),
+    // tabindex 0 only says what contenteditable already does (the text takes
+    // the focus in tab order), so that checkers such as axe see that the
+    // scrolling box holds something the keyboard can reach.
+    cm.EditorView.contentAttributes.of({ 'aria-label': label, 'aria-readonly': readOnly ? 'true' : 'false', tabindex: '0' }),
   ];
 }
 

@@ -95,6 +95,7 @@ export async function filesTab(ws) {
     renderBar();
   }
   function renderList() {
+    const had = list.contains(document.activeElement) ? document.activeElement.dataset.file : null;
     clear(list);
     const ch = changed();
     for (const f of names()) {
@@ -107,6 +108,8 @@ export async function filesTab(ws) {
           h('span', { class: 'name' }, f), mark)));
     }
     if (!names().length) list.appendChild(h('li', { class: 'muted' }, 'No files yet.'));
+    // A keyboard user on a file button stays on it.
+    if (had && document.activeElement === document.body) list.querySelector('[data-file="' + CSS.escape(had) + '"]')?.focus();
   }
   function renderTools() {
     const f = st.selected;

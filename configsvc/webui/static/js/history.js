@@ -1,6 +1,6 @@
 // History: the revisions of a service or group, the diff of any two, one-click
 // rollback, and any file at any revision.
-import { h, mount, clear, when, modal } from './dom.js';
+import { h, mount, clear, when, modal, tableWrap } from './dom.js';
 import * as api from './api.js';
 import { parseUnified, diffBlock } from './diff.js';
 import { createEditor } from './editor.js';
@@ -70,7 +70,7 @@ export async function historyTab(ws) {
         h('td', {}, revFiles(r).map((f) => h('span', { class: 'chip' }, f))),
         h('td', { class: 'actions-cell' },
           n > 1 ? h('button', { 'data-test': 'changes-' + n, 'aria-label': 'Changes of revision ' + n, title: 'Diff with revision ' + (n - 1), onclick: () => { fromSel = n - 1; toSel = n; render(); compare(); } }, 'Changes') : null,
-          ws.editable && n !== headRev ? h('button', { 'data-test': 'rollback-' + n, 'aria-label': 'Roll back to revision ' + n, onclick: () => rollback(n, headRev) }, 'Roll back to this…') : null)));
+          ws.editable && n !== headRev ? h('button', { 'data-test': 'rollback-' + n, onclick: () => rollback(n, headRev) }, 'Roll back to this…', h('span', { class: 'sr-only' }, ' (revision ' + n + ')')) : null)));
     }
     if (!revs.length) body.appendChild(h('tr', {}, h('td', { colspan: 8, class: 'empty-state' }, 'Nothing published yet.')));
   }
@@ -120,7 +120,7 @@ export async function historyTab(ws) {
     h('div', { class: 'panel' },
       h('div', { class: 'row' }, h('span', { class: 'muted' }, 'Pick a “from” and a “to” revision to compare; open a revision number to see its files.'), h('span', { class: 'spacer' }),
         h('button', { class: 'primary', 'data-test': 'compare', onclick: compare }, 'Compare')),
-      h('div', { class: 'table-wrap' }, h('table', { 'data-test': 'history' }, h('thead', {}, h('tr', {},
+      tableWrap('Revisions', h('table', { 'data-test': 'history' }, h('thead', {}, h('tr', {},
         h('th', { scope: 'col' }, 'From'), h('th', { scope: 'col' }, 'To'), h('th', { scope: 'col', class: 'num' }, '#'), h('th', { scope: 'col' }, 'Author'),
         h('th', { scope: 'col' }, 'Time'), h('th', { scope: 'col' }, 'Message'), h('th', { scope: 'col' }, 'Files'), h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))), body)),
       h('div', { class: 'row mt' }, more)),

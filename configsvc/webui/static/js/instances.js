@@ -2,7 +2,7 @@
 // revision, used by every count, badge and label in the console (the
 // services list, the instances tab and its summary), so they cannot
 // disagree; and the live instances tab.
-import { h, mount, clear, when, validTime, modal } from './dom.js';
+import { h, mount, when, validTime, modal, tableWrap } from './dom.js';
 
 // STATES are the instance states in display order, with their badge class
 // and the words for a count of them.
@@ -67,17 +67,21 @@ export async function instancesTab(ws) {
   const summary = h('div', { 'data-test': 'instance-summary' });
   const summaryLine = h('span', { class: 'muted', 'data-test': 'instance-summary-text' });
 
+  let drawn = '';
   function render() {
     // The head is at least the newest revision an instance reports (the
     // instance stream does not carry publishes).
     for (const i of insts) head = Math.max(head, i.revision || 0, i.rejected_revision || 0);
-    clear(body);
+    // The stream starts with the list the page already shows: nothing to redraw.
+    const now = JSON.stringify([head, insts]);
+    if (now === drawn) return;
+    drawn = now;
     const s = instanceSummary(insts, head);
     mount(summary, summaryLine, ' ', countBadges(s));
     summaryLine.textContent = summaryText(s, head);
-    for (const i of insts) {
+    const rows = insts.map((i) => {
       const rej = classify(i, head) === 'rejected';
-      body.appendChild(h('tr', { 'data-instance': i.id },
+      return h('tr', { 'data-instance': i.id },
         h('td', { class: 'mono' }, i.id),
         h('td', { class: 'mono' }, i.addr || '—'),
         h('td', {}, Object.entries(i.labels || {}).map(([k, val]) => h('span', { class: 'chip' }, k + '=' + val))),
@@ -85,9 +89,12 @@ export async function instancesTab(ws) {
         h('td', {}, stateBadge(i, head),
           rej ? h('div', { class: 'small reason' }, 'refused revision ' + (i.rejected_revision || '?') + ': ' + (i.error || 'no reason given')) : null),
         h('td', {}, sinceCell(i)),
-        v.isAdmin() ? h('td', {}, h('button', { class: 'danger', 'data-test': 'remove-' + i.id, 'aria-label': 'Remove instance ' + i.id, onclick: () => remove(i) }, 'Remove…')) : null));
-    }
-    if (!insts.length) body.appendChild(h('tr', {}, h('td', { colspan: 7, class: 'empty-state' }, 'No live instances. Instances register through the SDK.')));
+        v.isAdmin() ? h('td', {}, h('button', { class: 'danger', 'data-test': 'remove-' + i.id, 'aria-label': 'Remove instance ' + i.id, onclick: () => remove(i) }, 'Remove…')) : null);
+    });
+    if (!insts.length) rows.push(h('tr', {}, h('td', { colspan: 7, class: 'empty-state' }, 'No live instances. Instances register through the SDK.')));
+    // mount keeps the focus of a keyboard user on the row's button across
+    // live updates.
+    mount(body, rows);
   }
 
   function remove(i) {
@@ -110,7 +117,7 @@ export async function instancesTab(ws) {
 
   mount(ws.body, h('div', { class: 'panel' },
     h('div', { class: 'row' }, summary, h('span', { class: 'spacer' }), dot, state),
-    h('div', { class: 'table-wrap' }, h('table', { 'data-test': 'instances' }, h('thead', {}, h('tr', {},
+    tableWrap('Instances', h('table', { 'data-test': 'instances' }, h('thead', {}, h('tr', {},
       h('th', { scope: 'col' }, 'Instance'), h('th', { scope: 'col' }, 'Address'), h('th', { scope: 'col' }, 'Labels'),
       h('th', { scope: 'col', class: 'num' }, 'Runs revision'), h('th', { scope: 'col' }, 'State'), h('th', { scope: 'col' }, 'Since'),
       v.isAdmin() ? h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')) : null)), body))));

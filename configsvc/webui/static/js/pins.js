@@ -1,5 +1,5 @@
 // Debug pins: create (targets from the live registry), list and revoke.
-import { h, mount, clear, when, modal } from './dom.js';
+import { h, mount, clear, when, modal, tableWrap } from './dom.js';
 import * as api from './api.js';
 
 function pinState(p) {
@@ -111,7 +111,7 @@ export async function pinsPage(v) {
   v.mount(h('h1', {}, 'Debug pins'),
     v.canEditAny() ? form : h('p', { class: 'muted' }, 'You can see pins; creating one needs edit rights on its services.'),
     created,
-    h('div', { class: 'panel' }, h('h2', {}, 'Pins'), h('div', { class: 'table-wrap' }, h('table', { 'data-test': 'pins' },
+    h('div', { class: 'panel' }, h('h2', {}, 'Pins'), tableWrap('Pins', h('table', { 'data-test': 'pins' },
       h('thead', {}, h('tr', {}, h('th', {}, 'Id'), h('th', {}, 'Targets'), h('th', {}, 'Note'), h('th', {}, 'Created'), h('th', {}, 'Expires'), h('th', {}, 'State'), h('th', {}, h('span', { class: 'sr-only' }, 'Actions')))), listBody))));
   await refresh();
 }

@@ -1,6 +1,6 @@
 // Routes: sluice-system/routes.yaml in the usual workspace (files and
 // history only), and the live route table every proxy publishes.
-import { h, mount, when } from './dom.js';
+import { h, mount, when, tableWrap } from './dom.js';
 import * as api from './api.js';
 import { workspacePage } from './workspace.js';
 
@@ -58,13 +58,13 @@ function renderLive(el, data) {
       h('h3', {}, 'Proxy ', h('code', {}, p.id), ' ',
         h('span', { class: 'badge ' + (behind ? 'warn' : 'ok'), 'data-test': 'proxy-revision' }, 'revision ' + p.revision + (behind ? ' (behind ' + head + ')' : '')), ' ',
         h('span', { class: 'muted small' }, (p.addr ? p.addr + ' · ' : '') + 'updated ', when(p.updated), p.peers > 1 ? ' · ' + p.peers + ' proxies share cluster rates' : '')),
-      routesTable(p.routes || []),
+      routesTable(p.routes || [], p.id),
       p.routes_omitted ? h('p', { class: 'muted small' }, p.routes_omitted + ' more routes not shown (the state is capped at 60 KiB)') : null);
   });
   mount(el, h('h2', {}, 'Live route tables ', h('span', { class: 'badge' }, 'sluice-system revision ' + head)),
     panels.length ? panels : h('p', { class: 'muted', 'data-test': 'no-proxies' }, 'No proxy reports its live table. Proxies (sluice proxy, or sluice server --proxy-addr) publish it every 5 s.'),
     stale.length ? h('div', { class: 'panel', 'data-test': 'stale-proxies' }, h('h3', {}, 'Not reporting'),
-      h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Proxy'), h('th', {}, 'State'), h('th', {}, 'Last update'), h('th', { class: 'num' }, 'Revision'), h('th', {}, 'Registered'))),
+      tableWrap('Proxies that stopped reporting', h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Proxy'), h('th', {}, 'State'), h('th', {}, 'Last update'), h('th', { class: 'num' }, 'Revision'), h('th', {}, 'Registered'))),
         h('tbody', {}, stale.map((p) => h('tr', { 'data-stale': p.id },
           h('td', { class: 'mono' }, p.id, p.addr ? h('span', { class: 'muted small' }, ' ' + p.addr) : null),
           h('td', {}, h('span', { class: 'badge ' + (p.reason === 'stale' ? 'bad' : 'warn') }, p.reason === 'stale' ? 'stale' : 'no state published')),
@@ -96,9 +96,9 @@ function instancesCell(r) {
   return h('td', { class: 'small' }, rows);
 }
 
-function routesTable(routes) {
+function routesTable(routes, proxy) {
   if (!routes.length) return h('p', { class: 'muted' }, 'No routes in force.');
-  return h('div', { class: 'table-wrap' }, h('table', { 'data-test': 'live-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Route'), h('th', {}, 'Match'), h('th', {}, 'Upstream'), h('th', {}, 'Rate limit'), h('th', {}, 'Instances'))),
+  return tableWrap('Live routes of ' + (proxy || 'the proxy'), h('table', { 'data-test': 'live-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Route'), h('th', {}, 'Match'), h('th', {}, 'Upstream'), h('th', {}, 'Rate limit'), h('th', {}, 'Instances'))),
     h('tbody', {}, routes.map((r) => {
       const rl = r.rate_limit, up = r.upstream || {};
       return h('tr', { 'data-route': r.name },

@@ -1,7 +1,7 @@
 // The lists of services and shared groups: one summary request per page
 // (GET /v1/summary/services or /v1/summary/shared), sorted, filtered and
 // paged by the server, with the filters written to the URL.
-import { h, mount, clear, when } from './dom.js';
+import { h, mount, clear, when, tableWrap } from './dom.js';
 import * as api from './api.js';
 import { countBadges } from './instances.js';
 
@@ -140,8 +140,8 @@ async function summaryPage(v, kind) {
       v.canEditAny() ? createForm(v, kind) : null),
     h('div', { class: 'row mb filters' }, search,
       isSvc ? h('label', {}, rejected, 'with rejected instances') : null, sort, h('span', { class: 'spacer' }), status),
-    h('div', { class: 'panel table-wrap' }, h('table', { 'data-test': isSvc ? 'services' : 'groups' },
-      h('thead', {}, h('tr', {}, cols.map((c, i) => h('th', { scope: 'col', class: i === 1 || i === 3 ? 'num' : null }, c)))), body)),
+    h('div', { class: 'panel' }, tableWrap(isSvc ? 'Services' : 'Shared groups', h('table', { 'data-test': isSvc ? 'services' : 'groups' },
+      h('thead', {}, h('tr', {}, cols.map((c, i) => h('th', { scope: 'col', class: i === 1 || i === 3 ? 'num' : null }, c)))), body))),
     h('div', { class: 'row' }, prev, next));
   await load();
 }

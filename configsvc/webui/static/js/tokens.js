@@ -1,6 +1,6 @@
 // API tokens (admins): create with grants and an expiry (the token is shown
 // once), list, revoke. The server keeps only a hash.
-import { h, mount, clear, when, validTime, modal } from './dom.js';
+import { h, mount, clear, when, validTime, modal, tableWrap } from './dom.js';
 import * as api from './api.js';
 
 const ROLES = ['viewer', 'editor', 'admin', 'agent', 'proxy'];
@@ -93,7 +93,7 @@ export async function tokensPage(v) {
   }
 
   v.mount(h('h1', {}, 'API tokens'), form, created,
-    h('div', { class: 'panel' }, h('h2', {}, 'Tokens'), h('div', { class: 'table-wrap' }, h('table', { 'data-test': 'tokens' },
+    h('div', { class: 'panel' }, h('h2', {}, 'Tokens'), tableWrap('Tokens', h('table', { 'data-test': 'tokens' },
       h('thead', {}, h('tr', {}, ['Name', 'Id', 'Grants', 'Created', 'Expires'].map((c) => h('th', { scope: 'col' }, c)), h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))), listBody))));
   await refresh();
 }
