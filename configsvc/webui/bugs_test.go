@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -363,5 +364,47 @@ func TestBugDocumentTitle(t *testing.T) {
 	} {
 		b.do(chromedp.Navigate(c.url + hash))
 		b.waitFor("the title of "+hash, fmt.Sprintf(`document.title === %q`, want))
+	}
+}
+
+// TestBugErrorNamesItsRequest: an error shows the server's message (written
+// for users on a server with issue 17's messages) and the id of the request,
+// under which the server logs the internals, so that a user can hand it to
+// an operator; before, the console showed neither the id nor a way to find
+// the details.
+func TestBugErrorNamesItsRequest(t *testing.T) {
+	var mu sync.Mutex
+	ids := map[string]string{} // path → X-Request-ID of the answer
+	c := startConsoleWith(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, r)
+			mu.Lock()
+			ids[r.URL.Path] = w.Header().Get("X-Request-ID")
+			mu.Unlock()
+		})
+	})
+	b := newTab(t, startBrowser(t), c.url)
+	b.signIn(c.admin)
+	// A page that cannot be shown: the service does not exist.
+	b.do(chromedp.Navigate(c.url+"#/services/no-such-service"), chromedp.WaitVisible(chromedp.CSS(`[data-test=page-error]`)))
+	mu.Lock()
+	id := ids["/v1/services/no-such-service"]
+	mu.Unlock()
+	if id == "" {
+		t.Fatal("the server gave no X-Request-ID")
+	}
+	if got := b.text(`[data-test=request-id]`); !strings.Contains(got, "404") || !strings.Contains(got, "request "+id) {
+		t.Errorf("the page error names %q, want the status and request %s", got, id)
+	}
+	// A refusal in a toast.
+	b.do(chromedp.Navigate(c.url+"#/audit"), chromedp.WaitVisible(chromedp.CSS(`[data-test=audit-service]`)))
+	b.typeInto(`[data-test=audit-service]`, "Not_A_Service")
+	b.do(chromedp.Click(chromedp.CSS(`[data-test=audit-filter]`)))
+	b.waitFor("the refusal", `document.querySelector('[data-test=flash] .msg.error .code') !== null`)
+	mu.Lock()
+	id = ids["/v1/audit"]
+	mu.Unlock()
+	if got := b.text(`[data-test=flash] .msg.error .code`); got != "400 invalid · request "+id {
+		t.Errorf("the toast's small print is %q, want %q", got, "400 invalid · request "+id)
 	}
 }

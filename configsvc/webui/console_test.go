@@ -242,6 +242,15 @@ func TestConsole(t *testing.T) {
 		if got := adm.text(`[data-test=their-revisions]`); !strings.Contains(got, "Revision 4 by olga") || !strings.Contains(got, "hotfix from the CLI") {
 			t.Errorf("their revisions = %q, want revision 4 by olga with its message", got)
 		}
+		// Their change side by side too (the merge view), and back.
+		adm.do(chromedp.Click(css(`[data-test=their-change] [data-test=side-by-side]`)))
+		adm.waitFor("their change side by side", `document.querySelectorAll('[data-test=their-change] .cm-mergeView .cm-editor').length === 2`)
+		sides := evalJS[[]string](adm, `import('./vendor/codemirror.js').then((cm) => [...document.querySelectorAll('[data-test=their-change] .cm-mergeView .cm-editor')].map((e) => cm.EditorView.findFromDOM(e).state.doc.toString()))`)
+		if len(sides) != 2 || sides[0] != appV1 || sides[1] != appV4 {
+			t.Errorf("their change side by side = %q, want revision 3 (%q) beside revision 4 (%q)", sides, appV1, appV4)
+		}
+		adm.do(chromedp.Click(css(`[data-test=their-change] [data-test=side-by-side]`)))
+		adm.waitFor("their change unified", `document.querySelector('[data-test=their-change] .cm-mergeView') === null`)
 		adm.shot("07b-conflict")
 		if got := fileAt(t, c.store, "orders", "app.json", 0); got != appV4 {
 			t.Fatalf("the stale publish overwrote revision 4: %q", got)

@@ -5,12 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
 )
@@ -39,6 +40,12 @@ func withContractEndpoints(next http.Handler, st configsvc.Store) http.Handler {
 			return
 		}
 		v, err := stub(r.Context(), st, r)
+		if errors.Is(err, errStubBadRequest) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":{"code":"invalid","message":"a parameter is out of its range"}}`))
+			return
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -48,17 +55,20 @@ func withContractEndpoints(next http.Handler, st configsvc.Store) http.Handler {
 	})
 }
 
+// errStubBadRequest is a parameter console-api refuses with 400.
+var errStubBadRequest = errors.New("bad request")
+
 type stubFunc func(context.Context, configsvc.Store, *http.Request) (any, error)
 
 func contractStub(p string) stubFunc {
 	switch {
 	case p == "/v1/summary/services":
 		return func(ctx context.Context, st configsvc.Store, r *http.Request) (any, error) {
-			return stubSummary(ctx, st, r, configsvc.KindService)
+			return stubSummaries(ctx, st, r, configsvc.KindService)
 		}
 	case p == "/v1/summary/shared":
 		return func(ctx context.Context, st configsvc.Store, r *http.Request) (any, error) {
-			return stubSummary(ctx, st, r, configsvc.KindGroup)
+			return stubSummaries(ctx, st, r, configsvc.KindGroup)
 		}
 	case p == "/v1/search":
 		return stubSearch
@@ -68,6 +78,13 @@ func contractStub(p string) stubFunc {
 	return nil
 }
 
+// The answers below mirror the api types of branch console-api
+// (configsvc/api/console.go: InstanceCounts, ServiceSummary, GroupSummary,
+// ServiceSummaryList, GroupSummaryList, SearchResult, SearchResults,
+// EffectiveFile, EffectiveConfig) field for field, with the same JSON names,
+// and its handlers' rules (configsvc/httpapi/summary.go, search.go,
+// effective.go): defaults, limits, filters and orders.
+
 type stubCounts struct {
 	Total    int `json:"total"`
 	Current  int `json:"current"`
@@ -76,83 +93,140 @@ type stubCounts struct {
 	Starting int `json:"starting"`
 }
 
-type stubItem struct {
-	Name      string      `json:"name"`
-	Revision  int64       `json:"revision"`
-	Updated   string      `json:"updated"`
-	Author    string      `json:"author,omitempty"`
-	Files     int         `json:"files"`
-	Links     []string    `json:"links,omitempty"`
-	Users     []string    `json:"users,omitempty"`
-	Instances *stubCounts `json:"instances,omitempty"`
-	updated   int64
+// count classifies like console-api's countInstances: rejected; applied at
+// the head or newer is current; applied older is older; anything else is
+// starting.
+func (c *stubCounts) count(insts []configsvc.Instance, head int64) {
+	for _, in := range insts {
+		c.Total++
+		switch {
+		case in.Status == configsvc.StatusRejected:
+			c.Rejected++
+		case in.Status == configsvc.StatusApplied && in.Revision >= head:
+			c.Current++
+		case in.Status == configsvc.StatusApplied:
+			c.Older++
+		default:
+			c.Starting++
+		}
+	}
 }
 
-func nameMatches(q, name string) bool {
-	if q == "" {
-		return true
-	}
-	if strings.ContainsAny(q, "*?") {
-		ok, _ := path.Match(q, name)
-		return ok
-	}
-	return strings.Contains(name, q)
+// stubSummary is api.ServiceSummary (Links) or api.GroupSummary (Users).
+type stubSummary struct {
+	Name      string     `json:"name"`
+	Revision  int64      `json:"revision"`
+	Updated   string     `json:"updated"`
+	Author    string     `json:"author"`
+	Files     int        `json:"files"`
+	Links     *[]string  `json:"links,omitempty"`
+	Users     *[]string  `json:"users,omitempty"`
+	Instances stubCounts `json:"instances"`
+	updated   time.Time
 }
 
-func stubSummary(ctx context.Context, st configsvc.Store, r *http.Request, kind configsvc.Kind) (any, error) {
+// stubSummaryList is api.ServiceSummaryList and api.GroupSummaryList.
+type stubSummaryList struct {
+	Items []stubSummary `json:"items"`
+	Next  string        `json:"next"`
+	Total int           `json:"total"`
+}
+
+func nonNil(names []string) *[]string {
+	if names == nil {
+		names = []string{}
+	}
+	return &names
+}
+
+// wireTime writes a time as console-api does: RFC 3339 in UTC, "" when zero.
+func wireTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func stubSummaries(ctx context.Context, st configsvc.Store, r *http.Request, kind configsvc.Kind) (any, error) {
 	q := r.URL.Query()
-	names, err := st.List(ctx, kind)
+	needle := strings.ToLower(q.Get("q"))
+	sortBy := q.Get("sort")
+	if sortBy == "" {
+		sortBy = "name"
+	}
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	if limit == 0 {
+		limit = 100
+	}
+	if limit < 1 || limit > 500 || (sortBy != "name" && sortBy != "updated" && sortBy != "-updated") {
+		return nil, errStubBadRequest
+	}
+	heads := map[string]configsvc.Head{}
+	insts := map[string][]configsvc.Instance{}
+	services, err := st.List(ctx, configsvc.KindService)
 	if err != nil {
 		return nil, err
 	}
-	items := []stubItem{}
+	for _, n := range services {
+		if heads[n], err = st.Head(ctx, configsvc.Service(n)); err != nil {
+			return nil, err
+		}
+		if insts[n], err = st.Instances(ctx, n); err != nil {
+			return nil, err
+		}
+	}
+	names := services
+	if kind == configsvc.KindGroup {
+		if names, err = st.List(ctx, kind); err != nil {
+			return nil, err
+		}
+	}
+	items := []stubSummary{}
 	for _, n := range names {
-		if !nameMatches(q.Get("q"), n) {
+		switch {
+		case needle != "" && strings.ContainsAny(needle, "*?") && !configsvc.MatchGlob(needle, n):
+			continue
+		case needle != "" && !strings.ContainsAny(needle, "*?") && !strings.Contains(n, needle):
+			continue
+		case q.Get("owner") != "" && !configsvc.MatchGlob(q.Get("owner"), n):
 			continue
 		}
-		ref := configsvc.Ref{Kind: kind, Name: n}
-		h, err := st.Head(ctx, ref)
-		if err != nil {
-			continue
-		}
-		it := stubItem{Name: n, Revision: h.Revision, Updated: h.Updated.UTC().Format("2006-01-02T15:04:05Z07:00"), Author: h.Author, Files: len(h.Files), updated: h.Updated.UnixNano()}
+		h := heads[n]
 		if kind == configsvc.KindGroup {
-			if it.Users, err = st.Users(ctx, n); err != nil {
+			if h, err = st.Head(ctx, configsvc.Ref{Kind: kind, Name: n}); err != nil {
 				return nil, err
 			}
-		} else {
-			it.Links = h.Links
-			insts, err := st.Instances(ctx, n)
+		}
+		it := stubSummary{Name: n, Revision: h.Revision, Updated: wireTime(h.Updated), Author: h.Author, Files: len(h.Files), updated: h.Updated}
+		if kind == configsvc.KindGroup {
+			users, err := st.Users(ctx, n)
 			if err != nil {
 				return nil, err
 			}
-			c := &stubCounts{Total: len(insts)}
-			for _, in := range insts {
-				switch {
-				case in.Status == configsvc.StatusRejected:
-					c.Rejected++
-				case in.Status == configsvc.StatusStarting || in.Revision == 0:
-					c.Starting++
-				case in.Revision == h.Revision:
-					c.Current++
-				default:
-					c.Older++
-				}
+			it.Users = nonNil(users)
+			for _, u := range users {
+				it.Instances.count(insts[u], heads[u].Revision)
 			}
-			it.Instances = c
-			if q.Get("rejected") == "true" && c.Rejected == 0 {
-				continue
-			}
+		} else {
+			it.Links = nonNil(h.Links)
+			it.Instances.count(insts[n], h.Revision)
+		}
+		if q.Get("rejected") == "true" && it.Instances.Rejected == 0 {
+			continue
 		}
 		items = append(items, it)
 	}
-	if q.Get("sort") == "-updated" {
-		sort.SliceStable(items, func(i, j int) bool { return items[i].updated > items[j].updated })
-	}
-	limit, _ := strconv.Atoi(q.Get("limit"))
-	if limit <= 0 || limit > 500 {
-		limit = 50
-	}
+	sort.SliceStable(items, func(i, j int) bool {
+		a, b := items[i], items[j]
+		switch {
+		case sortBy == "updated" && !a.updated.Equal(b.updated):
+			return a.updated.Before(b.updated)
+		case sortBy == "-updated" && !a.updated.Equal(b.updated):
+			return a.updated.After(b.updated)
+		}
+		return a.Name < b.Name
+	})
+	// The cursor is opaque to the console; here it is the offset.
 	from, _ := strconv.Atoi(q.Get("cursor"))
 	from = min(max(from, 0), len(items))
 	to := min(from+limit, len(items))
@@ -160,31 +234,44 @@ func stubSummary(ctx context.Context, st configsvc.Store, r *http.Request, kind 
 	if to < len(items) {
 		next = strconv.Itoa(to)
 	}
-	return map[string]any{"items": items[from:to], "next": next, "total": len(items)}, nil
+	return stubSummaryList{Items: items[from:to], Next: next, Total: len(items)}, nil
 }
 
+// stubSearchResult is api.SearchResult; stubSearchResults api.SearchResults.
+type stubSearchResult struct {
+	Ref  string `json:"ref"`
+	File string `json:"file"`
+	Line int    `json:"line"`
+	Text string `json:"text"`
+}
+
+type stubSearchResults struct {
+	Results   []stubSearchResult `json:"results"`
+	Truncated bool               `json:"truncated"`
+}
+
+// stubSearch looks for q literally, ignoring case, in the head revisions:
+// services, then groups, each by name, files by name, lines in order; at
+// most limit results (default 50, at most 200).
 func stubSearch(ctx context.Context, st configsvc.Store, r *http.Request) (any, error) {
 	q := strings.ToLower(r.URL.Query().Get("q"))
 	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	if limit <= 0 {
-		limit = 100
+	if limit == 0 {
+		limit = 50
 	}
-	type result struct {
-		Ref  string `json:"ref"`
-		File string `json:"file"`
-		Line int    `json:"line"`
-		Text string `json:"text"`
+	if q == "" || limit < 1 || limit > 200 {
+		return nil, errStubBadRequest
 	}
-	results := []result{}
-	truncated := false
+	out := stubSearchResults{Results: []stubSearchResult{}}
 	for _, kind := range []configsvc.Kind{configsvc.KindService, configsvc.KindGroup} {
 		names, err := st.List(ctx, kind)
 		if err != nil {
 			return nil, err
 		}
+		sort.Strings(names)
 		for _, n := range names {
 			snap, err := st.Snapshot(ctx, configsvc.Ref{Kind: kind, Name: n}, 0)
-			if err != nil {
+			if err != nil || snap.Revision == 0 {
 				continue
 			}
 			files := make([]string, 0, len(snap.Files))
@@ -195,43 +282,74 @@ func stubSearch(ctx context.Context, st configsvc.Store, r *http.Request) (any, 
 			for _, f := range files {
 				sc := bufio.NewScanner(bytes.NewReader(snap.Files[f]))
 				for line := 1; sc.Scan(); line++ {
-					if q == "" || !strings.Contains(strings.ToLower(sc.Text()), q) {
+					if !strings.Contains(strings.ToLower(sc.Text()), q) {
 						continue
 					}
-					if len(results) == limit {
-						truncated = true
-						continue
+					if len(out.Results) == limit {
+						out.Truncated = true
+						return out, nil
 					}
-					results = append(results, result{Ref: kind.String() + "/" + n, File: f, Line: line, Text: sc.Text()})
+					out.Results = append(out.Results, stubSearchResult{Ref: kind.String() + "/" + n, File: f, Line: line, Text: sc.Text()})
 				}
 			}
 		}
 	}
-	return map[string]any{"results": results, "truncated": truncated}, nil
+	return out, nil
+}
+
+// stubEffectiveFile is api.EffectiveFile; stubEffectiveConfig api.EffectiveConfig.
+type stubEffectiveFile struct {
+	Name         string           `json:"name"`
+	Ref          string           `json:"ref"`
+	File         string           `json:"file"`
+	Revision     int64            `json:"revision"`
+	FileRevision int64            `json:"file_revision"`
+	Format       configsvc.Format `json:"format"`
+	Content      string           `json:"content"`
+}
+
+type stubEffectiveConfig struct {
+	Service  string              `json:"service"`
+	Revision int64               `json:"revision"`
+	Links    []string            `json:"links"`
+	Files    []stubEffectiveFile `json:"files"`
 }
 
 func stubEffective(ctx context.Context, st configsvc.Store, r *http.Request) (any, error) {
 	svc := strings.Split(r.URL.Path, "/")[3]
-	snap, err := st.Snapshot(ctx, configsvc.Service(svc), 0)
+	ref := configsvc.Service(svc)
+	h, err := st.Head(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	files := map[string]string{}
-	for f, b := range snap.Files {
-		files[f] = string(b)
-	}
-	head, err := st.Head(ctx, configsvc.Service(svc))
-	if err != nil {
-		return nil, err
-	}
-	for _, g := range head.Links {
-		gs, err := st.Snapshot(ctx, configsvc.Ref{Kind: configsvc.KindGroup, Name: g}, 0)
+	out := stubEffectiveConfig{Service: svc, Revision: h.Revision, Links: append([]string{}, h.Links...), Files: []stubEffectiveFile{}}
+	add := func(prefix string, ref configsvc.Ref, h configsvc.Head) error {
+		if h.Revision == 0 {
+			return nil
+		}
+		snap, err := st.Snapshot(ctx, ref, h.Revision)
 		if err != nil {
-			continue
+			return err
 		}
-		for f, b := range gs.Files {
-			files[g+"/"+f] = string(b)
+		for name, content := range snap.Files {
+			out.Files = append(out.Files, stubEffectiveFile{Name: prefix + name, Ref: ref.String(), File: name, Revision: h.Revision,
+				FileRevision: h.Files[name].Revision, Format: configsvc.FormatOf(name), Content: string(content)})
+		}
+		return nil
+	}
+	if err := add("", ref, h); err != nil {
+		return nil, err
+	}
+	for _, g := range h.Links {
+		gref := configsvc.Ref{Kind: configsvc.KindGroup, Name: g}
+		gh, err := st.Head(ctx, gref)
+		if err != nil {
+			continue // unlinked and deleted since
+		}
+		if err := add(g+"/", gref, gh); err != nil {
+			return nil, err
 		}
 	}
-	return map[string]any{"revision": snap.Revision, "files": files, "links": head.Links}, nil
+	sort.Slice(out.Files, func(i, j int) bool { return out.Files[i].Name < out.Files[j].Name })
+	return out, nil
 }

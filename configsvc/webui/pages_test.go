@@ -81,6 +81,9 @@ func TestPageEffectiveConfig(t *testing.T) {
 	if got := b.editorText(); got != "addr: 10.0.0.1:6379\n" {
 		t.Errorf("redis-common/redis.yaml shows %q", got)
 	}
+	if got := b.text(`[data-test=effective-revision]`); got != "redis-common at revision 1" {
+		t.Errorf("the group file's revision reads %q", got)
+	}
 	b.shot("21-effective")
 }
 
@@ -264,8 +267,8 @@ func TestPageAuditFiltersAndPaging(t *testing.T) {
 		b.do(chromedp.Click(chromedp.CSS(`[data-test=audit-older]`)))
 		b.waitFor("older entries", fmt.Sprintf(`document.querySelectorAll('[data-test=audit] tbody tr[data-seq]').length > %d`, before))
 	}
-	if got := b.text(`[data-test=audit-status]`); !strings.Contains(got, "loaded") || !strings.Contains(got, fmt.Sprint(n+auditEntriesOfSetup(t, c))) {
-		t.Errorf("status %q, want all %d entries loaded", got, n)
+	if got, want := b.text(`[data-test=audit-status]`), auditTotal(t, c); !strings.Contains(got, fmt.Sprintf("of %d loaded", want)) {
+		t.Errorf("status %q, want all %d entries the server lists loaded", got, want)
 	}
 	if got := evalJS[string](b, `document.querySelector('[data-test=audit] tbody tr[data-seq]:last-child td:last-child').textContent`); got != "r0000" {
 		t.Errorf("the oldest entry shown is %q, want r0000 (paged to the start of the log)", got)
@@ -284,28 +287,35 @@ func TestPageAuditFiltersAndPaging(t *testing.T) {
 		return rows.length > 0 && rows.every((r) => r.textContent.includes('refused') && r.textContent.includes('publish')); })()`)
 	b.do(chromedp.Click(chromedp.CSS(`[data-test=audit-sessions]`)))
 	b.choose(`[data-test=audit-outcome]`, "")
-	b.typeInto(`[data-test=audit-action]`, "session")
+	b.typeInto(`[data-test=audit-action]`, "session.*")
 	b.do(chromedp.Click(chromedp.CSS(`[data-test=audit-filter]`)))
 	b.waitFor("sign-ins when asked for", `(() => { const rows = [...document.querySelectorAll('[data-test=audit] tbody tr[data-seq]')];
 		return rows.length > 0 && rows.every((r) => r.textContent.includes('session.open')); })()`)
 	b.shot("25-audit-filters")
 }
 
-// auditEntriesOfSetup counts the audit entries the test's own setup wrote
-// (the viewer token and the sign-in), beside the generated ones.
-func auditEntriesOfSetup(t *testing.T, c *console) int {
+// auditTotal counts the entries the server lists for the console's first
+// query (no filters), paging through the log: the generated ones and the
+// test's own (the viewer token, the sign-in). A server that leaves console
+// sign-ins out unless asked (issue 17) leaves them out here too.
+func auditTotal(t *testing.T, c *console) int {
 	t.Helper()
-	es, err := c.api.Audit(context.Background(), access.Query{Limit: access.MaxAuditLimit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range es {
-		if e.Actor != "robot" {
-			n++
+	n, before := 0, int64(0)
+	for {
+		es, err := c.api.Audit(context.Background(), access.Query{Limit: 500, Before: before})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(es)
+		if len(es) < 500 {
+			return n
+		}
+		for _, e := range es {
+			if before == 0 || e.Seq < before {
+				before = e.Seq
+			}
 		}
 	}
-	return n
 }
 
 // TestServicesThousand: the services page makes one request per page, with
@@ -374,14 +384,30 @@ func TestServicesThousand(t *testing.T) {
 	b.typeInto(`[data-test=search]`, "team-a-*")
 	b.waitFor("the glob filter", `document.querySelectorAll('[data-service]').length === 10 && [...document.querySelectorAll('[data-service]')].every((r) => r.dataset.service.startsWith('team-a-'))`)
 	evalJS[bool](b, `(() => { const q = document.querySelector('[data-test=search]'); q.value = ''; q.dispatchEvent(new Event('input')); return true; })()`)
+	b.waitFor("all services again", `document.querySelector('[data-test=list-status]').textContent === 'Showing 1–50 of 1000'`)
+	// The owner filter: a grant pattern; a bad one is explained, not sent.
+	asked := summaries.Load()
+	b.typeInto(`[data-test=owner]`, "Team_A")
+	b.waitFor("the owner hint", `document.querySelector('#owner-hint').textContent.length > 0`)
+	time.Sleep(400 * time.Millisecond)
+	if summaries.Load() != asked {
+		t.Error("an invalid owner pattern was sent to the server")
+	}
+	b.typeInto(`[data-test=owner]`, "team-a-*")
+	b.waitFor("the owner filter", `document.querySelectorAll('[data-service]').length === 10 && [...document.querySelectorAll('[data-service]')].every((r) => r.dataset.service.startsWith('team-a-'))`)
+	if got := evalJS[string](b, `location.hash`); !strings.Contains(got, "owner=team-a-*") && !strings.Contains(got, "owner=team-a-%2A") {
+		t.Errorf("address %q, want the owner filter in it", got)
+	}
+	evalJS[bool](b, `(() => { const q = document.querySelector('[data-test=owner]'); q.value = ''; q.dispatchEvent(new Event('input')); return true; })()`)
+	b.waitFor("all services again", `document.querySelector('[data-test=list-status]').textContent === 'Showing 1–50 of 1000'`)
 	b.do(chromedp.Click(chromedp.CSS(`[data-test=filter-rejected]`)))
 	b.waitFor("services with rejected instances", `document.querySelectorAll('[data-service]').length === 1 && document.querySelector('[data-service]').dataset.service === 'svc-0777'`)
 	if got := evalJS[string](b, `location.hash`); !strings.Contains(got, "rejected=true") || !strings.Contains(got, "sort=-updated") {
 		t.Errorf("address %q, want the filters in it", got)
 	}
 	b.shot("09b-services-filtered")
-	if s := summaries.Load(); s > 12 {
-		t.Errorf("%d summary requests for 8 list changes", s)
+	if s := summaries.Load(); s > 16 {
+		t.Errorf("%d summary requests for 10 list changes", s)
 	}
 	if o := others.Load(); o != 0 {
 		t.Errorf("%d per-service requests from the list", o)

@@ -1,13 +1,17 @@
 // The admin API client: same-origin fetch under /v1 with the session cookie.
 // State-changing requests send X-Sluice-CSRF copied from the CSRF cookie.
 
-// APIError carries the server's {"error":{code,message,details}}.
+// APIError carries the server's {"error":{code,message,details,request_id}}.
+// The message is written for users; requestId names the request in the
+// server's log, where the internals are (the X-Request-ID header when the
+// body has none).
 export class APIError extends Error {
-  constructor(status, code, message, details) {
+  constructor(status, code, message, details, requestId) {
     super(message || ('HTTP ' + status));
     this.status = status;
     this.code = code || '';
     this.details = details || {};
+    this.requestId = requestId || '';
   }
 }
 
@@ -72,7 +76,7 @@ export async function request(method, p, body, opts = {}) {
 
 async function answer(res, opts) {
   if (!res.ok) {
-    let code = '', message = '', details = {};
+    let code = '', message = '', details = {}, requestId = res.headers.get('X-Request-ID') || '';
     const text = await res.text();
     try {
       const j = JSON.parse(text);
@@ -80,12 +84,13 @@ async function answer(res, opts) {
       code = e.code || '';
       message = e.message || '';
       details = e.details || {};
+      requestId = e.request_id || requestId;
     } catch (_) {
       message = text.trim().slice(0, 300);
     }
     if (!message) message = res.status + ' ' + res.statusText;
     if (res.status === 503 && res.headers.get('Retry-After')) message += ' (retry after ' + res.headers.get('Retry-After') + ' s)';
-    const err = new APIError(res.status, code, message, details);
+    const err = new APIError(res.status, code, message, details, requestId);
     if (res.status === 401 && !opts.quiet401 && typeof request.onUnauthorized === 'function') request.onUnauthorized(err);
     throw err;
   }

@@ -14,12 +14,14 @@ export const STATES = [
 ];
 
 // classify returns the state of instance i when head is the service's
-// revision: rejected and starting as the instance reports them, otherwise
-// current or older by the revision it runs.
+// revision, by the server's rule (the summary's instance counts): rejected
+// as the instance reports it; applied at the head (or a newer revision the
+// page has not seen yet) is current, applied at an older one older; anything
+// else has applied nothing yet and is starting.
 export function classify(i, head) {
   if (i.status === 'rejected') return 'rejected';
-  if (i.status === 'starting' || !i.revision) return 'starting';
-  return i.revision === head ? 'current' : 'older';
+  if (i.status !== 'applied') return 'starting';
+  return i.revision >= head ? 'current' : 'older';
 }
 
 // instanceSummary counts instances by state: {total, current, older, rejected, starting}.

@@ -78,7 +78,7 @@ export class View {
   showError(err, what) {
     if (!this.alive() || err instanceof api.Cancelled) return;
     const prefix = what ? what + ': ' : '';
-    if (err instanceof api.APIError) toast(prefix + err.message, 'error', err.code ? err.status + ' ' + err.code : String(err.status || ''));
+    if (err instanceof api.APIError) toast(prefix + err.message, 'error', errorCode(err));
     else toast(prefix + (err && err.message ? err.message : String(err)), 'error');
   }
 
@@ -88,6 +88,15 @@ export class View {
     this.cleanups = [];
     for (const fn of fns) { try { fn(); } catch (_) { /* a failed clean-up must not block navigation */ } }
   }
+}
+
+// errorCode is the small print of an API error: its status and code, and
+// the request id under which the server logged what went wrong inside.
+export function errorCode(err) {
+  const parts = [];
+  if (err.status) parts.push(err.status + (err.code ? ' ' + err.code : ''));
+  if (err.requestId) parts.push('request ' + err.requestId);
+  return parts.join(' · ');
 }
 
 // Router maps the location hash to pages and owns the current View.
@@ -159,7 +168,8 @@ export class Router {
     } catch (e) {
       if (!view.alive() || e instanceof api.Cancelled) return;
       if (e instanceof api.APIError && e.status === 401) return;
-      view.mount(h('h1', {}, 'This page cannot be shown'), h('div', { class: 'notice error', role: 'alert', 'data-test': 'page-error' }, e.message || String(e)));
+      view.mount(h('h1', {}, 'This page cannot be shown'), h('div', { class: 'notice error', role: 'alert', 'data-test': 'page-error' }, e.message || String(e),
+        e instanceof api.APIError && e.requestId ? h('div', { class: 'small muted', 'data-test': 'request-id' }, errorCode(e)) : null));
     }
   }
 }

@@ -13,6 +13,8 @@ const PAGE = 50;
 // (a "-" in a class must be escaped there).
 export const NAME_PATTERN = '[a-z0-9](?:[a-z0-9\\-]{0,61}[a-z0-9])?';
 const NAME_RE = new RegExp('^' + NAME_PATTERN + '$');
+// OWNER_RE is what the summary's owner filter takes (a grant pattern).
+const OWNER_RE = /^[a-z0-9*?-]{1,63}$/;
 
 // nameProblem explains why name is not a valid service or group name, or ''.
 export function nameProblem(name) {
@@ -66,12 +68,15 @@ async function summaryPage(v, kind) {
   const base = isSvc ? '#/services/' : '#/shared/';
   v.title(isSvc ? 'Services' : 'Shared groups');
   const q = v.query;
-  const state = { q: q.get('q') || '', rejected: q.get('rejected') === 'true', sort: q.get('sort') === '-updated' ? '-updated' : 'name', cursor: q.get('cursor') || '', back: [] };
-  const search = h('input', { type: 'search', value: state.q, placeholder: 'Name or glob (team-a-*)', 'aria-label': 'Filter by name or glob', 'data-test': 'search' });
+  const sorts = [['name', 'Sort by name'], ['-updated', 'Recently changed first'], ['updated', 'Least recently changed first']];
+  const state = { q: q.get('q') || '', owner: q.get('owner') || '', rejected: q.get('rejected') === 'true', sort: sorts.some(([k]) => k === q.get('sort')) ? q.get('sort') : 'name', cursor: q.get('cursor') || '', back: [] };
+  const search = h('input', { type: 'search', value: state.q, placeholder: 'Name, or a glob (orders-*)', 'aria-label': 'Filter by name or glob', 'data-test': 'search' });
+  // owner: a grant pattern, the names a team owns (team-a-*); the server
+  // refuses anything else, so the field says so first.
+  const ownerHint = h('span', { class: 'field-error', id: 'owner-hint', role: 'alert' });
+  const owner = h('input', { type: 'search', value: state.owner, placeholder: 'Owner glob (team-a-*)', 'aria-label': 'Owner: a grant pattern such as team-a-*', 'aria-describedby': 'owner-hint', 'data-test': 'owner', size: 16 });
   const rejected = h('input', { type: 'checkbox', checked: state.rejected, 'data-test': 'filter-rejected' });
-  const sort = h('select', { 'aria-label': 'Sort', 'data-test': 'sort' },
-    h('option', { value: 'name', selected: state.sort === 'name' }, 'Sort by name'),
-    h('option', { value: '-updated', selected: state.sort === '-updated' }, 'Recently changed first'));
+  const sort = h('select', { 'aria-label': 'Sort', 'data-test': 'sort' }, sorts.map(([k, l]) => h('option', { value: k, selected: state.sort === k }, l)));
   const body = h('tbody');
   const status = h('span', { class: 'muted', role: 'status', 'data-test': 'list-status' });
   const prev = h('button', { type: 'button', 'data-test': 'prev-page' }, '← Previous');
@@ -93,9 +98,10 @@ async function summaryPage(v, kind) {
   async function load() {
     const p = new URLSearchParams({ sort: state.sort, limit: String(PAGE) });
     if (state.q) p.set('q', state.q);
+    if (state.owner) p.set('owner', state.owner);
     if (state.rejected && isSvc) p.set('rejected', 'true');
     if (state.cursor) p.set('cursor', state.cursor);
-    v.setQuery({ q: state.q, rejected: state.rejected && isSvc ? 'true' : '', sort: state.sort === 'name' ? '' : state.sort, cursor: state.cursor });
+    v.setQuery({ q: state.q, owner: state.owner, rejected: state.rejected && isSvc ? 'true' : '', sort: state.sort === 'name' ? '' : state.sort, cursor: state.cursor });
     status.textContent = 'Loading…';
     let res;
     try {
@@ -107,7 +113,7 @@ async function summaryPage(v, kind) {
     const items = Array.isArray(res.items) ? res.items : [];
     clear(body);
     for (const it of items) body.appendChild(row(it));
-    if (!items.length) body.appendChild(h('tr', {}, h('td', { colspan: cols.length, class: 'empty-state' }, state.q || state.rejected ? 'Nothing matches.' : isSvc ? 'No services yet.' : 'No shared groups yet.')));
+    if (!items.length) body.appendChild(h('tr', {}, h('td', { colspan: cols.length, class: 'empty-state' }, state.q || state.owner || state.rejected ? 'Nothing matches.' : isSvc ? 'No services yet.' : 'No shared groups yet.')));
     const total = typeof res.total === 'number' ? res.total : items.length;
     const first = state.back.length * PAGE;
     status.textContent = items.length ? 'Showing ' + (first + 1) + '–' + (first + items.length) + ' of ' + total : total + ' in all';
@@ -129,6 +135,14 @@ async function summaryPage(v, kind) {
   const reload = () => { state.cursor = ''; state.back = []; load().catch((e) => v.showError(e)); };
   let timer = 0;
   search.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(() => { state.q = search.value.trim(); reload(); }, 250); });
+  owner.addEventListener('input', () => {
+    clearTimeout(timer);
+    const o = owner.value.trim();
+    const bad = o && !OWNER_RE.test(o) ? 'An owner is a name or a glob of a-z, 0-9, "-", "*" and "?" (team-a-*), up to 63 characters.' : '';
+    ownerHint.textContent = bad;
+    owner.setAttribute('aria-invalid', bad ? 'true' : 'false');
+    if (!bad) timer = setTimeout(() => { state.owner = o; reload(); }, 250);
+  });
   v.onCleanup(() => clearTimeout(timer));
   rejected.addEventListener('change', () => { state.rejected = rejected.checked; reload(); });
   sort.addEventListener('change', () => { state.sort = sort.value; reload(); });
@@ -138,8 +152,8 @@ async function summaryPage(v, kind) {
   v.mount(
     h('div', { class: 'row' }, h('h1', {}, isSvc ? 'Services' : 'Shared groups'), h('span', { class: 'spacer' }),
       v.canEditAny() ? createForm(v, kind) : null),
-    h('div', { class: 'row mb filters' }, search,
-      isSvc ? h('label', {}, rejected, 'with rejected instances') : null, sort, h('span', { class: 'spacer' }), status),
+    h('div', { class: 'row mb filters' }, search, owner,
+      isSvc ? h('label', {}, rejected, 'with rejected instances') : null, sort, h('span', { class: 'spacer' }), status, ownerHint),
     h('div', { class: 'panel' }, tableWrap(isSvc ? 'Services' : 'Shared groups', h('table', { 'data-test': isSvc ? 'services' : 'groups' },
       h('thead', {}, h('tr', {}, cols.map((c, i) => h('th', { scope: 'col', class: i === 1 || i === 3 ? 'num' : null }, c)))), body))),
     h('div', { class: 'row' }, prev, next));

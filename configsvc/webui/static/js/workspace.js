@@ -143,42 +143,30 @@ async function usersTab(ws) {
 // (GET /v1/services/{svc}/effective).
 async function effectiveTab(ws) {
   const v = ws.view;
+  // GET /v1/services/{svc}/effective: {service, revision, links, files:
+  // [{name, ref, file, revision, file_revision, format, content}]}, sorted
+  // by name; a linked group's files are named "group/file".
   const res = await v.api.get(ws.base + '/effective');
-  const files = effectiveFiles(res);
-  const names = Object.keys(files).sort();
+  const files = Array.isArray(res.files) ? res.files : [];
   const list = h('ul', { class: 'files', 'data-test': 'effective-files', 'aria-label': 'Effective files' });
   const pane = h('div', { class: 'pane' });
   let editor = null;
   function show(f) {
-    for (const b of list.querySelectorAll('button')) b.setAttribute('aria-pressed', String(b.dataset.file === f));
+    for (const b of list.querySelectorAll('button')) b.setAttribute('aria-pressed', String(b.dataset.file === f.name));
     if (editor) editor.destroy();
-    const meta = files[f];
-    editor = createEditor({ value: meta.content, readOnly: true, file: f, label: f + ' (effective)' });
+    editor = createEditor({ value: f.content || '', readOnly: true, file: f.name, label: f.name + ' (effective)' });
     v.onCleanup(() => editor.destroy());
-    mount(pane, h('div', { class: 'row mb' }, h('strong', { class: 'mono' }, f),
-      meta.from ? h('a', { class: 'badge info', href: '#/shared/' + encodeURIComponent(meta.from) }, 'from group ' + meta.from) : h('span', { class: 'badge' }, 'own file'),
-      meta.revision ? h('span', { class: 'muted small' }, 'revision ' + meta.revision) : null), editor.el);
+    const group = String(f.ref || '').startsWith('group/') ? f.ref.slice('group/'.length) : '';
+    mount(pane, h('div', { class: 'row mb' }, h('strong', { class: 'mono' }, f.name),
+      group ? h('a', { class: 'badge info', href: '#/shared/' + encodeURIComponent(group) }, 'from group ' + group) : h('span', { class: 'badge' }, 'own file'),
+      f.revision ? h('span', { class: 'muted small', 'data-test': 'effective-revision' }, (group || ws.name) + ' at revision ' + f.revision +
+        (f.file_revision && f.file_revision !== f.revision ? ', file last changed in revision ' + f.file_revision : '')) : null), editor.el);
   }
-  for (const f of names) list.appendChild(h('li', {}, h('button', { type: 'button', class: 'file-btn', 'data-file': f, onclick: () => show(f) }, f)));
-  if (!names.length) list.appendChild(h('li', { class: 'muted' }, 'No files.'));
+  for (const f of files) list.appendChild(h('li', {}, h('button', { type: 'button', class: 'file-btn', 'data-file': f.name, onclick: () => show(f) }, f.name)));
+  if (!files.length) list.appendChild(h('li', { class: 'muted' }, 'No files.'));
   mount(ws.body,
-    h('p', { class: 'muted' }, 'What the SDK of ', ws.name, ' reads at revision ', String(res.revision || ws.head.revision || 0), ': its own files and, as ', h('code', {}, 'group/file'), ', the files of the groups it links.'),
+    h('p', { class: 'muted' }, 'What the SDK of ', ws.name, ' reads at revision ', String(res.revision || 0), ': its own files and, as ', h('code', {}, 'group/file'), ', the files of the groups it links.'),
     h('div', { class: 'workspace' }, h('div', { class: 'panel' }, list), h('div', { class: 'panel' }, pane)));
-  if (names.length) show(names[0]);
+  if (files.length) show(files[0]);
   else mount(pane, h('div', { class: 'empty-state' }, 'Nothing to show.'));
-}
-
-// effectiveFiles reads the effective answer into {name: {content, from, revision}}:
-// files as a map of name → content or → {content, group, revision}, or as a list.
-function effectiveFiles(res) {
-  const out = {};
-  const add = (name, x) => {
-    if (typeof x === 'string') x = { content: x };
-    const from = x.group || x.from || (name.includes('/') ? name.split('/')[0] : '');
-    out[name] = { content: api.fileContent(x.content, res.content_encoding), from, revision: x.revision || 0 };
-  };
-  const files = res && res.files;
-  if (Array.isArray(files)) for (const x of files) add(x.name || x.file, x);
-  else if (files && typeof files === 'object') for (const [k, x] of Object.entries(files)) add(k, x);
-  return out;
 }
