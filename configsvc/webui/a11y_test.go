@@ -331,7 +331,9 @@ func TestKeyboard(t *testing.T) {
 	}
 	b.do(chromedp.KeyEvent(c.admin), chromedp.KeyEvent(keyEnter), chromedp.WaitVisible(chromedp.CSS(`[data-test=whoami]`)))
 
-	for _, page := range []string{"#/services", "#/services/orders/files", "#/services/orders/history", "#/services/orders/instances", "#/pins", "#/audit", "#/tokens"} {
+	for _, page := range []string{"#/services", "#/services/orders/files", "#/services/orders/history", "#/services/orders/instances",
+		"#/services/orders/links", "#/services/orders/effective", "#/services/orders/revisions/1/app.json", "#/shared", "#/shared/redis-common/users",
+		"#/routes", "#/pins", "#/search?q=port", "#/audit", "#/tokens"} {
 		b.do(chromedp.Navigate(c.url + page))
 		b.pageReady(page)
 		b.tabThrough(page)

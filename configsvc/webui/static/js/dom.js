@@ -32,8 +32,9 @@ export function clear(el) {
 }
 
 // mount replaces el's children. When the focus was on one of them, it
-// moves to its successor (the new element with the same data-test or
-// data-file), so re-rendering a toolbar does not drop a keyboard user's place.
+// moves to its successor (the new element with the same data-test,
+// data-file or aria-label), so re-rendering a toolbar or a live table does
+// not drop a keyboard user's place.
 export function mount(el, ...children) {
   const key = focusKey(el);
   clear(el);
@@ -46,7 +47,7 @@ export function mount(el, ...children) {
 function focusKey(el) {
   const a = document.activeElement;
   if (!a || a === el || !el.contains(a)) return '';
-  for (const attr of ['data-test', 'data-file']) {
+  for (const attr of ['data-test', 'data-file', 'aria-label']) {
     const v = a.getAttribute(attr);
     if (v) return '[' + attr + '="' + CSS.escape(v) + '"]';
   }

@@ -152,7 +152,11 @@ export async function filesTab(ws) {
         else timer = setTimeout(refresh, SYNC_MS);
       },
       onErrors: (errs) => {
-        st.clientErr[f] = errs.filter((e) => e.source !== 'server');
+        const own = errs.filter((e) => e.source !== 'server');
+        // The check runs after every pause in typing; the list and the bar
+        // change only when its answer does.
+        if (JSON.stringify(own) === JSON.stringify(st.clientErr[f] || [])) return;
+        st.clientErr[f] = own;
         renderList();
         renderBar();
       },
