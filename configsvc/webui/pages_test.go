@@ -39,13 +39,16 @@ func TestPageFileAtRevision(t *testing.T) {
 		t.Error("an old revision is editable")
 	}
 	b.do(chromedp.Click(chromedp.CSS(`[data-test=revision-files] [data-file="limits.toml"]`)))
-	b.waitFor("limits.toml at revision 1", `location.hash === '#/services/orders/revisions/1/limits.toml'`)
-	b.do(chromedp.WaitVisible(chromedp.CSS(`[data-test=editor] .cm-content`)))
+	// The page before stays until the new one has loaded: wait for the
+	// editor of the file asked for.
+	b.waitFor("limits.toml at revision 1", `location.hash === '#/services/orders/revisions/1/limits.toml' &&
+		document.querySelector('[data-test=editor] .cm-content')?.getAttribute('aria-label') === 'limits.toml at revision 1'`)
 	if got := b.editorText(); got != limitsV1 {
 		t.Errorf("limits.toml at 1 = %q", got)
 	}
 	// Any revision by address, and the next one differs.
-	b.do(chromedp.Navigate(c.url+"#/services/orders/revisions/2/app.json"), chromedp.WaitVisible(chromedp.CSS(`[data-test=editor] .cm-content`)))
+	b.do(chromedp.Navigate(c.url + "#/services/orders/revisions/2/app.json"))
+	b.waitFor("app.json at revision 2", `document.querySelector('[data-test=editor] .cm-content')?.getAttribute('aria-label') === 'app.json at revision 2'`)
 	if got := b.editorText(); got != appV2 {
 		t.Errorf("app.json at 2 = %q, want %q", got, appV2)
 	}
