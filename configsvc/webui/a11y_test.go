@@ -269,11 +269,23 @@ func (b *tab) stop() focusStop {
 // which must not change the text.
 func (b *tab) tabThrough(page string) {
 	b.t.Helper()
+	// A page may draw more after its first request (a tab's own load): mark
+	// the controls once their number has held still for a moment.
 	controls := b.markControls()
+	for range 10 {
+		time.Sleep(300 * time.Millisecond)
+		again := b.markControls()
+		if len(again) == len(controls) {
+			break
+		}
+		controls = again
+	}
 	if len(controls) == 0 {
 		b.t.Fatalf("%s: no controls", page)
 	}
-	evalJS[bool](b, `(() => { document.activeElement?.blur(); window.scrollTo(0, 0); return true; })()`)
+	// Tab starts from the top: no focus, and the selection (where the
+	// browser starts looking for the next control) at the start of the page.
+	evalJS[bool](b, `(() => { document.activeElement?.blur(); getSelection().collapse(document.body, 0); window.scrollTo(0, 0); return true; })()`)
 	reached := map[string]bool{}
 	first := ""
 	for i := 0; i < 3*len(controls)+10; i++ {
