@@ -92,16 +92,17 @@ func TestBrowserFourEyes(t *testing.T) {
 	a.signIn(alice)
 	a.do(chromedp.WaitVisible(chromedp.CSS(`[data-test=services]`))) // the first page is loaded: a later one is not overwritten by it
 	goTo(a, "#/services/pay-api", `[data-test=editor]`)
-	a.typeInto(`[data-test=editor]`, `{"n": 11}`)
+	a.setEditor(`{"n": 11}`)
 	a.do(chromedp.Click(chromedp.CSS(`[data-test=review]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=dry-run-violations]`)))
 	if txt := a.text(`[data-test=dry-run-violations]`); !strings.Contains(txt, "a.json:1") || !strings.Contains(txt, "/n") || !strings.Contains(txt, "(maximum)") {
 		t.Fatalf("dry run violations: %q", txt)
 	}
-	if got := a.text(`[data-test=editor-errors]`); !strings.Contains(got, "/n:") || !strings.Contains(got, "(server)") {
-		t.Errorf("editor errors = %q, want the schema violation at its line", got)
+	a.waitFor("the schema violation in the editor", `[...document.querySelectorAll('[data-test=editor-errors] li')].some((li) => li.textContent.includes('/n:') && li.textContent.includes('(server)'))`)
+	if got := a.lintLines(); got != "1" {
+		t.Errorf("lint marks lines %q, want line 1, where n is", got)
 	}
 	a.do(chromedp.Click(chromedp.CSS(`.modal .actions button`)), chromedp.WaitNotPresent(chromedp.CSS(`.modal`)))
-	a.typeInto(`[data-test=editor]`, `{"n": 2}`)
+	a.setEditor(`{"n": 2}`)
 	a.do(chromedp.Click(chromedp.CSS(`[data-test=review]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=needs-approval]`)))
 	if got := a.text(`[data-test=blast-radius]`); !strings.Contains(got, "1 live instance") || !strings.Contains(got, "pay-api (1)") {
 		t.Errorf("blast radius = %q, want pay-api and its instance", got)
@@ -182,7 +183,7 @@ func TestBrowserFourEyes(t *testing.T) {
 
 	t.Log("an admin's emergency publish from the editor")
 	goTo(adm, "#/services/pay-api", `[data-test=editor]`)
-	adm.typeInto(`[data-test=editor]`, `{"n": 3}`)
+	adm.setEditor(`{"n": 3}`)
 	adm.do(chromedp.Click(chromedp.CSS(`[data-test=review]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=emergency]`)))
 	adm.do(chromedp.Click(chromedp.CSS(`[data-test=emergency]`)))
 	if got := adm.text(`[data-test=confirm-publish]`); got != "Publish revision 4 now (emergency)" {
