@@ -3,8 +3,10 @@ package webui_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -91,7 +93,8 @@ func (b *tab) fitsWidth(what string) {
 
 // richConsole is a console with something on every page: a service with
 // three files in two revisions, instances, a linked group, routes, a pin, a
-// token and audit entries.
+// token, audit entries, and governance: an approval policy on payments, an
+// emergency change there and a change request waiting for approval.
 func richConsole(t *testing.T) *console {
 	t.Helper()
 	c := startConsole(t)
@@ -127,7 +130,32 @@ func richConsole(t *testing.T) *console {
 	if _, err := c.api.CreatePin(ctx, api.PinRequest{Targets: map[string]string{"orders": "orders-1"}, TTL: "1h", Note: "ticket 42"}); err != nil {
 		t.Fatal(err)
 	}
+	payments := configsvc.Service("payments")
+	if _, err := c.api.PutPolicy(ctx, api.Policy{Name: "pay", Pattern: "payments", Approvals: 1, ApproverRole: "editor", DeclineBlocks: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.api.PutFile(ctx, payments, "cache.env", []byte("CACHE=redis.internal:6380\n"), api.WithEmergency("incident 7: cache moved")); err != nil {
+		t.Fatal(err)
+	}
+	var pending *api.Pending
+	if _, err := c.api.PutFile(ctx, payments, "app.properties", []byte("a.b=2\n"), api.WithMessage("raise a.b")); !errors.As(err, &pending) {
+		t.Fatalf("a publish under the policy: %v, want a change request", err)
+	}
 	return c
+}
+
+// badEnv is payments' cache.env with a line the server refuses (line 2): the
+// browser does not check env files, the review's dry run does.
+const badEnv = "CACHE=redis.internal:6380\nnot a pair\n"
+
+// richChange is the address of the change request richConsole leaves open.
+func richChange(t *testing.T, c *console) string {
+	t.Helper()
+	crs, err := c.api.Changes(context.Background(), configsvc.Service("payments"), false)
+	if err != nil || len(crs) != 1 {
+		t.Fatalf("change requests of payments: %+v, %v", crs, err)
+	}
+	return "#/changes/service/payments/" + crs[0].ID
 }
 
 // consolePages are the addresses of every page of the console, over the
@@ -136,7 +164,7 @@ var consolePages = []string{
 	"#/services", "#/services/orders/files", "#/services/orders/history", "#/services/orders/instances",
 	"#/services/orders/links", "#/services/orders/effective", "#/services/orders/revisions/2", "#/services/orders/revisions/1/app.json",
 	"#/services/payments/files", "#/shared", "#/shared/redis-common/files", "#/shared/redis-common/users",
-	"#/routes", "#/routes/history", "#/pins", "#/search?q=port", "#/audit", "#/tokens", "#/no-such-page",
+	"#/routes", "#/routes/history", "#/changes", "#/changes?all=true", "#/pins", "#/search?q=port", "#/audit", "#/tokens", "#/no-such-page",
 }
 
 // pageReady waits until the page at the current address has rendered
@@ -161,18 +189,21 @@ func TestAccessibilityEveryPage(t *testing.T) {
 			b.axe("sign-in")
 			b.fitsWidth("sign-in")
 			b.signIn(c.admin)
-			for _, hash := range consolePages {
+			for _, hash := range append(consolePages, richChange(t, c)) {
 				b.do(chromedp.Navigate(c.url + hash))
 				b.pageReady(hash)
 				b.axe(hash)
 				b.fitsWidth(hash)
 			}
-			// Dialogs: review before publishing (with the side-by-side
-			// view), rollback, deleting a service.
+			// Dialogs: review before publishing (the dry run's panel with
+			// the instances it reaches; the side-by-side view), the same
+			// under an approval policy with violations and the emergency
+			// option, rollback with its dry run, deleting a service.
 			b.do(chromedp.Navigate(c.url+"#/services/orders/files"), chromedp.WaitVisible(chromedp.CSS(`[data-test=editor] .cm-content`)))
 			b.setEditor(appV3)
 			b.waitFor("publish offered", `document.querySelector('[data-test=review]')?.disabled === false`)
-			b.do(chromedp.Click(chromedp.CSS(`[data-test=review]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=publish-diff] .diff`)))
+			b.do(chromedp.Click(chromedp.CSS(`[data-test=review]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=publish-diff] .diff`)),
+				chromedp.WaitVisible(chromedp.CSS(`.modal [data-test=dry-run-instances]`)))
 			b.axe("the publish dialog")
 			b.fitsWidth("the publish dialog")
 			b.do(chromedp.Click(chromedp.CSS(`.modal [data-test=side-by-side]`)), chromedp.WaitVisible(chromedp.CSS(`.modal .cm-mergeView`)))
@@ -181,8 +212,20 @@ func TestAccessibilityEveryPage(t *testing.T) {
 			b.do(chromedp.KeyEvent("\u001b"))
 			b.waitFor("the dialog closed", `!document.querySelector('.modal')`)
 			b.do(chromedp.Click(chromedp.CSS(`[data-test=revert-file]`)))
+			b.do(chromedp.Navigate(c.url+"#/services/payments/files?file=cache.env"), chromedp.WaitVisible(chromedp.CSS(`[data-test=editor] .cm-content`)))
+			b.setEditor(badEnv)
+			b.waitFor("publish offered", `document.querySelector('[data-test=review]')?.disabled === false`)
+			b.do(chromedp.Click(chromedp.CSS(`[data-test=review]`)), chromedp.WaitVisible(chromedp.CSS(`.modal [data-test=dry-run-violations]`)),
+				chromedp.WaitVisible(chromedp.CSS(`.modal [data-test=needs-approval]`)), chromedp.Click(chromedp.CSS(`.modal [data-test=emergency]`)),
+				chromedp.WaitVisible(chromedp.CSS(`.modal [data-test=emergency-reason]`)))
+			b.axe("the publish dialog under a policy, with violations and the emergency reason")
+			b.fitsWidth("the publish dialog under a policy")
+			b.do(chromedp.KeyEvent("\u001b"))
+			b.waitFor("the dialog closed", `!document.querySelector('.modal')`)
+			b.do(chromedp.Click(chromedp.CSS(`[data-test=revert-file]`)))
 			b.do(chromedp.Navigate(c.url+"#/services/orders/history"), chromedp.WaitVisible(chromedp.CSS(`[data-test=rollback-1]`)),
-				chromedp.Click(chromedp.CSS(`[data-test=rollback-1]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=rollback-diff] .diff`)))
+				chromedp.Click(chromedp.CSS(`[data-test=rollback-1]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=rollback-diff] .diff`)),
+				chromedp.WaitVisible(chromedp.CSS(`[data-test=rollback-dry-run] [data-test=dry-run]`)))
 			b.axe("the rollback dialog")
 			b.fitsWidth("the rollback dialog")
 			b.do(chromedp.KeyEvent("\u001b"))
@@ -215,21 +258,24 @@ type focusStop struct {
 	What    string `json:"what"`    // tag, class and text, for messages
 	Ring    bool   `json:"ring"`    // a focus indicator is drawn
 	InModal bool   `json:"inModal"` // the element is inside a dialog
+	// ReadOnly: a read-only code editor (a merge view's side), which Tab
+	// leaves by itself.
+	ReadOnly bool `json:"readOnly"`
 }
 
 // markControls gives every control on the page a data-kb id and returns
 // them (descriptions by id): links, buttons, fields, the editors' text,
 // scrolling tables; one id per group of radio buttons (Tab stops on one of
 // them, the arrows move between them).
-func (b *tab) markControls() map[string]string {
+func (b *tab) markControls(root string) map[string]string {
 	b.t.Helper()
 	var m map[string]string
-	if err := json.Unmarshal([]byte(evalJS[string](b, `(() => {
+	if err := json.Unmarshal([]byte(evalJS[string](b, `((root) => {
 		const out = {};
 		let n = 0;
 		const radios = {};
 		const sel = 'a[href], button:not([disabled]), input:not([disabled]):not([type=hidden]), select:not([disabled]), textarea:not([disabled]), [tabindex="0"], .cm-content';
-		for (const e of document.querySelectorAll(sel)) {
+		for (const e of (root ? document.querySelector(root) : document).querySelectorAll(sel)) {
 			if (e.closest('.flash') || !e.getClientRects().length || getComputedStyle(e).visibility === 'hidden') continue;
 			let id;
 			if (e.type === 'radio' && e.name) id = radios[e.name] = radios[e.name] || 'k' + n++;
@@ -238,7 +284,7 @@ func (b *tab) markControls() map[string]string {
 			out[id] = e.tagName.toLowerCase() + (e.dataset.test ? '[data-test=' + e.dataset.test + ']' : '') + ' "' + (e.getAttribute('aria-label') || e.textContent || e.placeholder || '').trim().slice(0, 40) + '"';
 		}
 		return JSON.stringify(out);
-	})()`)), &m); err != nil {
+	})(`+strconv.Quote(root)+`)`)), &m); err != nil {
 		b.t.Fatal(err)
 	}
 	return m
@@ -256,7 +302,7 @@ func (b *tab) stop() focusStop {
 		const cs = getComputedStyle(box);
 		const ring = (cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) >= 1) || (cs.boxShadow && cs.boxShadow !== 'none');
 		return JSON.stringify({ id: e.dataset.kb || '', what: e.tagName.toLowerCase() + '.' + (typeof e.className === 'string' ? e.className : '') + ' "' + (e.getAttribute('aria-label') || e.textContent || '').trim().slice(0, 40) + '"',
-			ring: !!ring, inModal: !!e.closest('.modal') });
+			ring: !!ring, inModal: !!e.closest('.modal'), readOnly: e.getAttribute('aria-readonly') === 'true' });
 	})()`)), &s); err != nil {
 		b.t.Fatal(err)
 	}
@@ -269,12 +315,20 @@ func (b *tab) stop() focusStop {
 // which must not change the text.
 func (b *tab) tabThrough(page string) {
 	b.t.Helper()
+	b.tabThroughIn(page, "")
+}
+
+// tabThroughIn is tabThrough over the controls inside root (a CSS
+// selector; "" for the whole page): in an open dialog, Tab goes round its
+// controls, and the focus never leaves it.
+func (b *tab) tabThroughIn(page, root string) {
+	b.t.Helper()
 	// A page may draw more after its first request (a tab's own load): mark
 	// the controls once their number has held still for a moment.
-	controls := b.markControls()
+	controls := b.markControls(root)
 	for range 10 {
 		time.Sleep(300 * time.Millisecond)
-		again := b.markControls()
+		again := b.markControls(root)
 		if len(again) == len(controls) {
 			break
 		}
@@ -301,10 +355,13 @@ func (b *tab) tabThrough(page string) {
 			first = s.ID
 		}
 		reached[s.ID] = true
+		if root != "" && !s.InModal {
+			b.t.Errorf("%s: Tab left the dialog for %s", page, s.What)
+		}
 		if !s.Ring {
 			b.t.Errorf("%s: %s has the focus but shows no focus ring", page, s.What)
 		}
-		if strings.HasPrefix(s.What, "div.cm-content") {
+		if strings.HasPrefix(s.What, "div.cm-content") && !s.ReadOnly {
 			before := b.editorText()
 			b.do(chromedp.KeyEvent(keyEscape), chromedp.KeyEvent(keyTab))
 			if after := b.stop(); after.ID == s.ID {
@@ -345,7 +402,7 @@ func TestKeyboard(t *testing.T) {
 
 	for _, page := range []string{"#/services", "#/services/orders/files", "#/services/orders/history", "#/services/orders/instances",
 		"#/services/orders/links", "#/services/orders/effective", "#/services/orders/revisions/1/app.json", "#/shared", "#/shared/redis-common/users",
-		"#/routes", "#/pins", "#/search?q=port", "#/audit", "#/tokens"} {
+		"#/routes", "#/changes", richChange(t, c), "#/pins", "#/search?q=port", "#/audit", "#/tokens"} {
 		b.do(chromedp.Navigate(c.url + page))
 		b.pageReady(page)
 		b.tabThrough(page)
@@ -409,4 +466,33 @@ func TestKeyboard(t *testing.T) {
 	evalJS[bool](b, `(() => { [...document.querySelectorAll('.tabs a')].find((a) => a.textContent === 'History').focus(); return true; })()`)
 	b.do(chromedp.KeyEvent(keyEnter))
 	b.waitFor("the history tab", `location.hash === '#/services/orders/history' && document.querySelector('[data-test=history]') !== null`)
+
+	// The dry-run panel under an approval policy: every control of the
+	// dialog (the violations, the emergency option and its reason) is
+	// reached with Tab without leaving it; Space ticks the emergency box;
+	// Enter on a violation closes the dialog and puts the cursor on its line.
+	b.do(chromedp.Navigate(c.url + "#/services/payments/files?file=cache.env"))
+	b.pageReady("#/services/payments/files")
+	b.setEditor(badEnv)
+	b.waitFor("publish offered", `document.querySelector('[data-test=review]')?.disabled === false`)
+	evalJS[bool](b, `(() => { document.querySelector('[data-test=review]').focus(); return true; })()`)
+	b.do(chromedp.KeyEvent(keyEnter))
+	b.waitFor("the dry run's panel", `document.querySelector('.modal [data-test=dry-run-violations] button') !== null && document.querySelector('.modal [data-test=needs-approval]') !== null`)
+	if s := b.stop(); !s.InModal {
+		t.Errorf("the dialog opened with the focus on %s, outside it", s.What)
+	}
+	evalJS[bool](b, `(() => { document.querySelector('.modal [data-test=emergency]').focus(); return true; })()`)
+	b.do(chromedp.KeyEvent(" "))
+	b.waitFor("the emergency reason", `document.querySelector('.modal [data-test=emergency-reason]')?.getClientRects().length > 0`)
+	if got := b.text(`.modal [data-test=confirm-publish]`); got != "Publish revision 3 now (emergency)" {
+		t.Errorf("after Space on the emergency box the button reads %q", got)
+	}
+	b.tabThroughIn("the publish dialog under a policy", ".modal")
+	evalJS[bool](b, `(() => { document.querySelector('.modal [data-test=dry-run-violations] li[data-line="2"] button').focus(); return true; })()`)
+	b.do(chromedp.KeyEvent(keyEnter))
+	b.waitFor("the dialog to close", `!document.querySelector('.modal')`)
+	line := evalJS[int](b, `import('./vendor/codemirror.js').then((cm) => { const v = cm.EditorView.findFromDOM(document.querySelector('[data-test=editor]')); return v.state.doc.lineAt(v.state.selection.main.head).number; })`)
+	if s := b.stop(); !strings.HasPrefix(s.What, "div.cm-content") || line != 2 {
+		t.Errorf("Enter on the violation at line 2 left the focus on %s, the cursor on line %d", s.What, line)
+	}
 }

@@ -66,7 +66,7 @@ func startConsoleWith(t *testing.T, wrap func(http.Handler) http.Handler) *conso
 	if err != nil {
 		t.Fatalf("httpapi.New: %v", err)
 	}
-	var h http.Handler = withContractEndpoints(srv, st)
+	var h http.Handler = srv
 	if wrap != nil {
 		h = wrap(h)
 	}

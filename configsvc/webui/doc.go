@@ -10,12 +10,15 @@
 // the page shown and cancels the requests of a page left. Pages: services
 // and shared groups (one summary request per page, filtered, sorted and
 // paged by the server), a service's files in a code editor (CodeMirror 6:
-// highlighting, browser-side JSON, YAML and TOML checks, the server's 422 at
-// its line, search and replace), review before a multi-file publish,
-// history with any two revisions compared (unified or side by side), any
-// file at any revision, rollback, live instances, the effective config,
-// routes (sluice-system/routes.yaml), debug pins, search in configs, the
-// audit log and tokens. Users without an edit grant see no edit controls.
+// highlighting, browser-side JSON, YAML and TOML checks, the server's
+// format, route-schema and JSON Schema violations at their lines, search and
+// replace), review before a multi-file publish with the server's dry run
+// (validation, blast radius, approval), history with any two revisions
+// compared (unified or side by side), any file at any revision, rollback,
+// live instances, the effective config, change requests (inbox, approve,
+// apply, rebase, emergencies, approval policies), routes
+// (sluice-system/routes.yaml), debug pins, search in configs, the audit log
+// and tokens. Users without an edit grant see no edit controls.
 // docs/console.md describes it for users.
 //
 // Third-party browser code is vendored: static/vendor/codemirror.js and

@@ -157,7 +157,7 @@ export async function changesPage(v) {
         h('td', {}, e.actor),
         h('td', {}, e.reason),
         h('td', {}, when(e.time)),
-        h('td', {}, h('button', { 'data-test': 'mark-reviewed', 'aria-label': 'Mark the emergency change of ' + e.kind + '/' + e.name + ' revision ' + e.revision + ' reviewed', onclick: async () => {
+        h('td', {}, h('button', { 'data-test': 'mark-reviewed', 'aria-label': 'Mark reviewed: ' + e.kind + '/' + e.name + ' revision ' + e.revision, onclick: async () => {
           try { await v.api.post('/emergencies/' + encodeURIComponent(e.id) + '/review', { comment: 'reviewed in the console' }); v.flash('Marked reviewed', 'ok'); reload(); } catch (err) { v.showError(err, 'Review'); }
         } }, 'Mark reviewed')))) : h('tr', {}, h('td', { colspan: 6, class: 'empty-state' }, 'No emergency change waits for review.')))))),
     pols ? policiesPanel(v, api.list(pols, 'policies'), reload) : null);
