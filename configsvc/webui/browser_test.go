@@ -62,7 +62,7 @@ func startConsoleWith(t *testing.T, wrap func(http.Handler) http.Handler) *conso
 	// formats, the route schema for sluice-system/routes.yaml, and the JSON
 	// Schema beside a file (F.schema.json).
 	validator := configsvc.Validators(format.Validator{}, configsvc.EachFile(routesfile.Validate), schema.NewValidator())
-	srv, err := httpapi.New(httpapi.Config{Store: configsvc.Validating(st, validator), UI: webui.FS(), StreamRecheck: 200 * time.Millisecond})
+	srv, err := httpapi.New(httpapi.Config{Store: configsvc.Validating(st, validator), UI: webui.FS()})
 	if err != nil {
 		t.Fatalf("httpapi.New: %v", err)
 	}
