@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +26,9 @@ import (
 	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/format"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
+	"github.com/sluicehq/sluice/configsvc/schema"
 	"github.com/sluicehq/sluice/configsvc/webui"
+	"github.com/sluicehq/sluice/router/routesfile"
 )
 
 func TestMain(m *testing.M) {
@@ -55,14 +58,17 @@ func startConsoleWith(t *testing.T, wrap func(http.Handler) http.Handler) *conso
 	t.Helper()
 	ctx := context.Background()
 	st := bolttest.MustOpen(t, boltstore.Options{})
-	// Publishes are validated by the store, as the sluice command wires it.
-	srv, err := httpapi.New(httpapi.Config{Store: configsvc.Validating(st, format.Validator{}), UI: webui.FS()})
+	// Publishes are validated by the store, as the sluice command wires it:
+	// formats, the route schema for sluice-system/routes.yaml, and the JSON
+	// Schema beside a file (F.schema.json).
+	validator := configsvc.Validators(format.Validator{}, configsvc.EachFile(routesfile.Validate), schema.NewValidator())
+	srv, err := httpapi.New(httpapi.Config{Store: configsvc.Validating(st, validator), UI: webui.FS()})
 	if err != nil {
 		t.Fatalf("httpapi.New: %v", err)
 	}
 	var h http.Handler = srv
 	if wrap != nil {
-		h = wrap(srv)
+		h = wrap(h)
 	}
 	ts := httptest.NewServer(h)
 	t.Cleanup(func() {
@@ -84,6 +90,23 @@ func startConsoleWith(t *testing.T, wrap func(http.Handler) http.Handler) *conso
 	}
 	t.Cleanup(func() { client.Close() })
 	return &console{store: st, url: ts.URL + "/", admin: admin, viewer: viewer, api: client}
+}
+
+// dryRunBreaker, while on, answers every dry run (?dry_run=true) 503, as a
+// server that cannot run one would, so that a test reaches the publish's own
+// answer past the review.
+type dryRunBreaker struct{ on atomic.Bool }
+
+func (d *dryRunBreaker) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d.on.Load() && r.URL.Query().Get("dry_run") == "true" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"error":{"code":"unavailable","message":"the dry run is switched off by the test"}}`))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // chromiumPath finds Debian's Chromium. A missing browser fails the test
@@ -155,6 +178,13 @@ func newTab(t *testing.T, browser context.Context, base string) *tab {
 		cancel()
 		t.Fatalf("open tab: %v", err)
 	}
+	// Every page records what the console's Content-Security-Policy refused
+	// (an inline style, a remote load); the test fails on any.
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `window.__csp = [];
+		document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sourceFile || '') + ':' + e.lineNumber));`}); err != nil {
+		cancel()
+		t.Fatalf("inject the CSP recorder: %v", err)
+	}
 	exceptions := chromedp.Events(ctx, runtime.ExceptionThrown)
 	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
 	var wg sync.WaitGroup
@@ -185,6 +215,13 @@ func newTab(t *testing.T, browser context.Context, base string) *tab {
 		}
 	}()
 	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
+		if v, err := chromedp.Run(cctx, chromedp.Evaluate[[]string](`window.__csp || []`)); err == nil {
+			for _, e := range v {
+				t.Errorf("the console's CSP refused: %s", e)
+			}
+		}
+		ccancel()
 		cancel()
 		wg.Wait()
 		tb.mu.Lock()
@@ -325,6 +362,57 @@ func (b *tab) typeInto(sel, text string) {
 	b.do(chromedp.SendKeys(chromedp.CSS(sel), text))
 }
 
+// setEditor replaces the text of the code editor (CodeMirror) as a user
+// would: focus it, select all, and paste the text (a paste event with the
+// text as clipboard data, handled by the editor's own input code; typing a
+// whole file key by key would let auto-indent and bracket closing change it).
+func (b *tab) setEditor(text string) {
+	b.t.Helper()
+	b.do(chromedp.WaitVisible(chromedp.CSS(`[data-test=editor] .cm-content`)))
+	ok := evalJS[bool](b, fmt.Sprintf(`import('./vendor/codemirror.js').then((cm) => {
+		const v = cm.EditorView.findFromDOM(document.querySelector('[data-test=editor]'));
+		v.focus();
+		v.dispatch({ selection: { anchor: 0, head: v.state.doc.length } });
+		const dt = new DataTransfer();
+		dt.setData('text/plain', %q);
+		v.contentDOM.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+		return v.state.doc.toString() === %q;
+	})`, text, text))
+	if !ok {
+		b.t.Fatalf("pasting into the editor did not set its text to %q (got %q)", text, b.editorText())
+	}
+}
+
+// editorText returns the text in the code editor.
+func (b *tab) editorText() string {
+	b.t.Helper()
+	return evalJS[string](b, `import('./vendor/codemirror.js').then((cm) => cm.EditorView.findFromDOM(document.querySelector('[data-test=editor]')).state.doc.toString())`)
+}
+
+// editorLine returns line n (1-based) of the text in the code editor.
+func (b *tab) editorLine(n int) string {
+	b.t.Helper()
+	return evalJS[string](b, fmt.Sprintf(`import('./vendor/codemirror.js').then((cm) => cm.EditorView.findFromDOM(document.querySelector('[data-test=editor]')).state.doc.line(%d).text)`, n))
+}
+
+// editorReadOnly reports whether the code editor refuses edits.
+func (b *tab) editorReadOnly() bool {
+	b.t.Helper()
+	return evalJS[bool](b, `import('./vendor/codemirror.js').then((cm) => cm.EditorView.findFromDOM(document.querySelector('[data-test=editor]')).state.readOnly)`)
+}
+
+// lintLines waits for the editor's lint to settle and returns the lines its
+// error markers are on, in order ("4" or "2,5").
+func (b *tab) lintLines() string {
+	b.t.Helper()
+	return evalJS[string](b, `import('./vendor/codemirror.js').then((cm) => {
+		const v = cm.EditorView.findFromDOM(document.querySelector('[data-test=editor]'));
+		const lines = [];
+		cm.forEachDiagnostic(v.state, (d, from) => lines.push(v.state.doc.lineAt(from).number));
+		return lines.join(',');
+	})`)
+}
+
 func (b *tab) signIn(token string) {
 	b.t.Helper()
 	b.do(chromedp.Navigate(b.base), chromedp.WaitVisible(chromedp.CSS(`[data-test=token]`)))
@@ -334,6 +422,7 @@ func (b *tab) signIn(token string) {
 
 func (b *tab) publish(message string) {
 	b.t.Helper()
+	b.waitFor("publish to be offered", `document.querySelector('[data-test=review]')?.disabled === false`)
 	b.do(chromedp.Click(chromedp.CSS(`[data-test=review]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=confirm-publish]`)))
 	b.typeInto(`.modal [data-test=message]`, message)
 	b.do(chromedp.Click(chromedp.CSS(`[data-test=confirm-publish]`)))

@@ -93,10 +93,10 @@ func TestConsole(t *testing.T) {
 	step("invalid JSON shows the error at its line before publishing", func(t *testing.T) {
 		adm.typeInto(`[data-test=new-file]`, "app.json")
 		adm.do(chromedp.Click(css(`[data-test=add-file]`)), chromedp.WaitVisible(css(`[data-test=editor]`)))
-		adm.typeInto(`[data-test=editor]`, badJSON)
-		adm.waitFor("an error mark in the gutter", `document.querySelector('.gutter .ln.err') !== null`)
-		if got := adm.text(`.gutter .ln.err`); got != "4" {
-			t.Errorf("gutter marks line %q, want 4", got)
+		adm.setEditor(badJSON)
+		adm.waitFor("an error marker in the gutter", `document.querySelector('[data-test=editor] .cm-lint-marker-error') !== null`)
+		if got := adm.lintLines(); got != "4" {
+			t.Errorf("lint marks line %q, want 4", got)
 		}
 		if got := adm.text(`[data-test=editor-errors] li`); !strings.HasPrefix(got, "Line 4, column 1:") {
 			t.Errorf("error text = %q, want it to start with the line and column", got)
@@ -108,8 +108,8 @@ func TestConsole(t *testing.T) {
 	})
 
 	step("publish valid content after reviewing the diff", func(t *testing.T) {
-		adm.typeInto(`[data-test=editor]`, appV1)
-		adm.waitFor("the error to clear", `!document.querySelector('.gutter .ln.err') && !document.querySelector('[data-test=review]').disabled`)
+		adm.setEditor(appV1)
+		adm.waitFor("the error to clear", `!document.querySelector('[data-test=editor] .cm-lint-marker-error') && !document.querySelector('[data-test=review]').disabled`)
 		adm.do(chromedp.Click(css(`[data-test=review]`)), chromedp.WaitVisible(css(`[data-test=publish-diff]`)))
 		if got := adm.text(`[data-test=publish-diff]`); !strings.Contains(got, `+  "port": 8080`) || !strings.Contains(got, "added") {
 			t.Errorf("publish diff = %q, want the added file's lines", got)
@@ -124,21 +124,22 @@ func TestConsole(t *testing.T) {
 	})
 
 	step("server validation errors are shown at their line before publishing", func(t *testing.T) {
-		adm.typeInto(`[data-test=new-file]`, "bad.yaml")
-		adm.do(chromedp.Click(css(`[data-test=add-file]`)), chromedp.WaitVisible(css(`[data-file="bad.yaml"]`)))
-		adm.typeInto(`[data-test=editor]`, "a: [1, 2\nb: 3\n")
-		// The review's dry run finds what the browser cannot check (YAML):
-		// the dialog lists it, publishing is disabled, the editor marks it.
+		// The browser checks JSON, YAML and TOML itself; an env file is left to the server.
+		adm.typeInto(`[data-test=new-file]`, "bad.env")
+		adm.do(chromedp.Click(css(`[data-test=add-file]`)), chromedp.WaitVisible(css(`[data-file="bad.env"]`)))
+		adm.setEditor("A=1\nnot a pair\n")
+		// The review's dry run finds what the browser did not check: the
+		// dialog lists it, publishing is disabled, the editor marks it.
 		adm.do(chromedp.Click(css(`[data-test=review]`)), chromedp.WaitVisible(css(`[data-test=dry-run-violations]`)))
-		if got := adm.text(`[data-test=dry-run-violations]`); !strings.Contains(got, "bad.yaml:") || !strings.Contains(got, "(format)") {
-			t.Errorf("dry run violations = %q, want bad.yaml's parse error", got)
+		if got := adm.text(`[data-test=dry-run-violations]`); !strings.Contains(got, "bad.env:2") || !strings.Contains(got, "(format)") {
+			t.Errorf("dry run violations = %q, want bad.env's parse error at line 2", got)
 		}
 		if !evalJS[bool](adm, `document.querySelector('[data-test=confirm-publish]').disabled`) {
 			t.Error("publish is enabled although the dry run found a violation")
 		}
 		adm.waitFor("the server's error in the editor", `[...document.querySelectorAll('[data-test=editor-errors] li')].some((li) => li.textContent.includes('(server)'))`)
-		if n := adm.count(`.gutter .ln.err`); n != 1 {
-			t.Errorf("%d gutter lines marked, want the one the server named", n)
+		if got := adm.lintLines(); got != "2" {
+			t.Errorf("lint marks lines %q, want line 2, the one the server named", got)
 		}
 		if rev := headRevision(t, c.store, "orders"); rev != 1 {
 			t.Errorf("head moved to %d after a dry run", rev)
@@ -146,15 +147,15 @@ func TestConsole(t *testing.T) {
 		adm.do(chromedp.Click(css(`.modal .actions button`)), chromedp.WaitNotPresent(css(`.modal`)))
 		adm.shotAsIs("04-server-error")
 		adm.do(chromedp.Click(css(`[data-test=revert-file]`)))
-		adm.waitFor("the draft file to go", `!document.querySelector('[data-file="bad.yaml"]')`)
+		adm.waitFor("the draft file to go", `!document.querySelector('[data-file="bad.env"]')`)
 	})
 
 	step("publish two files in one revision", func(t *testing.T) {
 		adm.do(chromedp.Click(css(`[data-file="app.json"]`)))
-		adm.typeInto(`[data-test=editor]`, appV2)
+		adm.setEditor(appV2)
 		adm.typeInto(`[data-test=new-file]`, "limits.toml")
 		adm.do(chromedp.Click(css(`[data-test=add-file]`)), chromedp.WaitVisible(css(`[data-file="limits.toml"]`)))
-		adm.typeInto(`[data-test=editor]`, limitsV1)
+		adm.setEditor(limitsV1)
 		if got := adm.text(`[data-test=change-count]`); got != "2 unpublished changes" {
 			t.Errorf("change count = %q", got)
 		}
@@ -223,13 +224,13 @@ func TestConsole(t *testing.T) {
 			t.Errorf("limits.toml after a rollback of app.json only = %q, want it kept", got)
 		}
 		adm.do(chromedp.Navigate(c.url+"#/services/orders/files"), chromedp.WaitVisible(css(`[data-test=editor]`)))
-		if got := evalJS[string](adm, `document.querySelector('[data-test=editor]').value`); got != appV1 {
+		if got := adm.editorText(); got != appV1 {
 			t.Errorf("editor shows %q after rollback, want %q", got, appV1)
 		}
 	})
 
 	step("an open editor notices a concurrent publish and does not overwrite it", func(t *testing.T) {
-		adm.typeInto(`[data-test=editor]`, appV3)
+		adm.setEditor(appV3)
 		_, err := c.store.Publish(ctx, configsvc.Service("orders"), configsvc.Changeset{Base: 3, Author: "olga", Message: "hotfix from the CLI",
 			Changes: []configsvc.Change{{File: "app.json", Content: []byte(appV4)}}})
 		if err != nil {
@@ -244,6 +245,24 @@ func TestConsole(t *testing.T) {
 		if !strings.Contains(got, `-  "port": 6060`) || !strings.Contains(got, `+  "port": 7070`) {
 			t.Errorf("conflict diff = %q, want live 6060 against my 7070", got)
 		}
+		// The other person's change, with who made it (issue 17: the dialog did not show it).
+		their := adm.text(`[data-test=their-change]`)
+		if !strings.Contains(their, `-  "port": 8080`) || !strings.Contains(their, `+  "port": 6060`) {
+			t.Errorf("their change = %q, want revision 3 → 4: port 8080 → 6060", their)
+		}
+		if got := adm.text(`[data-test=their-revisions]`); !strings.Contains(got, "Revision 4 by olga") || !strings.Contains(got, "hotfix from the CLI") {
+			t.Errorf("their revisions = %q, want revision 4 by olga with its message", got)
+		}
+		// Their change side by side too (the merge view), and back.
+		adm.do(chromedp.Click(css(`[data-test=their-change] [data-test=side-by-side]`)))
+		adm.waitFor("their change side by side", `document.querySelectorAll('[data-test=their-change] .cm-mergeView .cm-editor').length === 2`)
+		sides := evalJS[[]string](adm, `import('./vendor/codemirror.js').then((cm) => [...document.querySelectorAll('[data-test=their-change] .cm-mergeView .cm-editor')].map((e) => cm.EditorView.findFromDOM(e).state.doc.toString()))`)
+		if len(sides) != 2 || sides[0] != appV1 || sides[1] != appV4 {
+			t.Errorf("their change side by side = %q, want revision 3 (%q) beside revision 4 (%q)", sides, appV1, appV4)
+		}
+		adm.do(chromedp.Click(css(`[data-test=their-change] [data-test=side-by-side]`)))
+		adm.waitFor("their change unified", `document.querySelector('[data-test=their-change] .cm-mergeView') === null`)
+		adm.shot("07b-conflict")
 		if got := fileAt(t, c.store, "orders", "app.json", 0); got != appV4 {
 			t.Fatalf("the stale publish overwrote revision 4: %q", got)
 		}
@@ -274,7 +293,7 @@ func TestConsole(t *testing.T) {
 		if got := adm.text(`[data-instance="orders-8"]`); !strings.Contains(got, "rejected") || !strings.Contains(got, "port: out of range") {
 			t.Errorf("rejected instance row = %q, want status and reason", got)
 		}
-		if got := adm.text(`[data-test=instance-summary]`); got != "2 instances · 1 on revision 5 · 0 older · 1 rejected" {
+		if got := adm.text(`[data-test=instance-summary-text]`); got != "2 instances · 1 on revision 5 · 0 older · 1 rejected · 0 starting" {
 			t.Errorf("summary = %q", got)
 		}
 		adm.shot("08-instances")
@@ -295,7 +314,7 @@ func TestConsole(t *testing.T) {
 		}
 		adm.typeInto(`[data-test=new-file]`, "redis.yaml")
 		adm.do(chromedp.Click(css(`[data-test=add-file]`)), chromedp.WaitVisible(css(`[data-test=editor]`)))
-		adm.typeInto(`[data-test=editor]`, "addr: 127.0.0.1:6379\n")
+		adm.setEditor("addr: 127.0.0.1:6379\n")
 		adm.do(chromedp.Click(css(`[data-test=review]`)), chromedp.WaitVisible(css(`[data-test=blast-radius]`)))
 		if got := adm.text(`[data-test=blast-radius]`); !strings.Contains(got, "orders (2)") {
 			t.Errorf("affected services = %q, want orders", got)
@@ -376,7 +395,7 @@ func TestConsole(t *testing.T) {
 			t.Error("viewer sees the admin-only audit link")
 		}
 		vw.do(chromedp.Navigate(c.url+"#/services/orders"), chromedp.WaitVisible(css(`[data-test=editor]`)))
-		if !evalJS[bool](vw, `document.querySelector('[data-test=editor]').readOnly`) {
+		if !vw.editorReadOnly() {
 			t.Error("viewer's editor is writable")
 		}
 		for _, sel := range []string{`[data-test=review]`, `[data-test=add-file]`, `[data-test=delete-file]`} {
@@ -405,7 +424,7 @@ func TestConsole(t *testing.T) {
 
 	step("a session that ends during an edit keeps the edit", func(t *testing.T) {
 		adm.do(chromedp.Navigate(c.url+"#/services/orders/files"), chromedp.WaitVisible(css(`[data-test=editor]`)))
-		adm.typeInto(`[data-test=editor]`, appV2)
+		adm.setEditor(appV2)
 		// End the session behind the console's back, as an expiry would.
 		if st := evalJS[int](adm, `fetch('/v1/session', { method: 'DELETE', headers: { 'X-Sluice-CSRF': document.cookie.match(/sluice_csrf=([^;]+)/)[1] } }).then((r) => r.status)`); st != 204 && st != 200 {
 			t.Fatalf("DELETE /v1/session = %d", st)
@@ -416,7 +435,7 @@ func TestConsole(t *testing.T) {
 		if n := adm.count(`[data-test=confirm-publish]`); n != 0 {
 			t.Error("the publish dialog opened although the session ended")
 		}
-		if got := evalJS[string](adm, `document.querySelector('[data-test=editor]').value`); got != appV2 {
+		if got := adm.editorText(); got != appV2 {
 			t.Errorf("editor holds %q after the session ended, want the unpublished %q", got, appV2)
 		}
 		adm.shot("15-reauth")

@@ -6,14 +6,26 @@
 // origin. It signs in by exchanging an API token for the server's HttpOnly,
 // SameSite=Strict session cookie (POST /v1/session) and keeps no token in
 // browser storage; every state-changing request carries the X-Sluice-CSRF
-// header copied from the CSRF cookie. Pages: services (search, revision, last
-// change, instance revisions), a service's files with a line-numbered editor,
-// client-side JSON validation and server 422 details shown at the line, diff
-// against live before a multi-file publish, history with diff of any two
-// revisions and rollback, live instances (server-sent events), shared groups
-// and the services they reach, routes (sluice-system/routes.yaml), debug pins
-// and the audit log. Users without an edit grant see no edit controls.
+// header copied from the CSRF cookie. One router (static/js/router.js) owns
+// the page shown and cancels the requests of a page left. Pages: services
+// and shared groups (one summary request per page, filtered, sorted and
+// paged by the server), a service's files in a code editor (CodeMirror 6:
+// highlighting, browser-side JSON, YAML and TOML checks, the server's
+// format, route-schema and JSON Schema violations at their lines, search and
+// replace), review before a multi-file publish with the server's dry run
+// (validation, blast radius, approval), history with any two revisions
+// compared (unified or side by side), any file at any revision, rollback,
+// live instances, the effective config, change requests (inbox, approve,
+// apply, rebase, emergencies, approval policies), routes
+// (sluice-system/routes.yaml), debug pins, search in configs, the audit log
+// and tokens. Users without an edit grant see no edit controls.
+// docs/console.md describes it for users.
+//
+// Third-party browser code is vendored: static/vendor/codemirror.js and
+// parsers.js (served) and testdata/axe (tests only), rebuilt byte for byte
+// from vendor/package-lock.json by vendor/build.sh.
 //
 // The browser tests in this package drive Debian's Chromium (chromedp)
-// against a real httpapi server backed by boltstore.
+// against a real httpapi server backed by boltstore, and run axe-core on
+// every page.
 package webui

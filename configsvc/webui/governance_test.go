@@ -92,16 +92,17 @@ func TestBrowserFourEyes(t *testing.T) {
 	a.signIn(alice)
 	a.do(chromedp.WaitVisible(chromedp.CSS(`[data-test=services]`))) // the first page is loaded: a later one is not overwritten by it
 	goTo(a, "#/services/pay-api", `[data-test=editor]`)
-	a.typeInto(`[data-test=editor]`, `{"n": 11}`)
+	a.setEditor(`{"n": 11}`)
 	a.do(chromedp.Click(chromedp.CSS(`[data-test=review]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=dry-run-violations]`)))
 	if txt := a.text(`[data-test=dry-run-violations]`); !strings.Contains(txt, "a.json:1") || !strings.Contains(txt, "/n") || !strings.Contains(txt, "(maximum)") {
 		t.Fatalf("dry run violations: %q", txt)
 	}
-	if got := a.text(`[data-test=editor-errors]`); !strings.Contains(got, "/n:") || !strings.Contains(got, "(server)") {
-		t.Errorf("editor errors = %q, want the schema violation at its line", got)
+	a.waitFor("the schema violation in the editor", `[...document.querySelectorAll('[data-test=editor-errors] li')].some((li) => li.textContent.includes('/n:') && li.textContent.includes('(server)'))`)
+	if got := a.lintLines(); got != "1" {
+		t.Errorf("lint marks lines %q, want line 1, where n is", got)
 	}
 	a.do(chromedp.Click(chromedp.CSS(`.modal .actions button`)), chromedp.WaitNotPresent(chromedp.CSS(`.modal`)))
-	a.typeInto(`[data-test=editor]`, `{"n": 2}`)
+	a.setEditor(`{"n": 2}`)
 	a.do(chromedp.Click(chromedp.CSS(`[data-test=review]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=needs-approval]`)))
 	if got := a.text(`[data-test=blast-radius]`); !strings.Contains(got, "1 live instance") || !strings.Contains(got, "pay-api (1)") {
 		t.Errorf("blast radius = %q, want pay-api and its instance", got)
@@ -182,7 +183,7 @@ func TestBrowserFourEyes(t *testing.T) {
 
 	t.Log("an admin's emergency publish from the editor")
 	goTo(adm, "#/services/pay-api", `[data-test=editor]`)
-	adm.typeInto(`[data-test=editor]`, `{"n": 3}`)
+	adm.setEditor(`{"n": 3}`)
 	adm.do(chromedp.Click(chromedp.CSS(`[data-test=review]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=emergency]`)))
 	adm.do(chromedp.Click(chromedp.CSS(`[data-test=emergency]`)))
 	if got := adm.text(`[data-test=confirm-publish]`); got != "Publish revision 4 now (emergency)" {
@@ -230,4 +231,111 @@ func goTo(b *tab, hash, sel string) {
 	b.t.Helper()
 	evalJS[bool](b, `(() => { location.hash = '`+hash+`'; return true; })()`)
 	b.do(chromedp.WaitVisible(chromedp.CSS(sel)))
+}
+
+// TestSchemaViolationsMarkedAtTheirLines: a file's JSON Schema (F.schema.json
+// beside F, issue 14) is checked by the server only; the console must show
+// each violation at its line in the editor (issue 17), from the review's dry
+// run and from the publish's 422 alike: every violation listed and marked,
+// a click on one moving the cursor to it, and a schema change that breaks a
+// file nobody edited marking that file.
+func TestSchemaViolationsMarkedAtTheirLines(t *testing.T) {
+	var dry dryRunBreaker
+	c := startConsoleWith(t, dry.wrap)
+	const (
+		dbV1     = "host: db.internal\nport: 5432\npool: 10\n"
+		dbBad    = "host: db.internal\nport: 70000\npool: 0\n"
+		schemaV1 = `{"type": "object", "required": ["host"], "properties": {"port": {"type": "integer", "maximum": 65535}, "pool": {"type": "integer", "minimum": 1}}}`
+		schemaV2 = `{"type": "object", "properties": {"pool": {"type": "integer", "maximum": 5}}}`
+	)
+	mustService(t, c, "orders", map[string]string{"db.yaml": dbV1, "db.yaml.schema.json": schemaV1})
+	b := newTab(t, startBrowser(t), c.url)
+	b.signIn(c.admin)
+	b.do(chromedp.Navigate(c.url+"#/services/orders/files?file=db.yaml"), chromedp.WaitVisible(chromedp.CSS(`[data-test=editor] .cm-content`)))
+	cursorLine := func() int {
+		return evalJS[int](b, `import('./vendor/codemirror.js').then((cm) => { const v = cm.EditorView.findFromDOM(document.querySelector('[data-test=editor]')); return v.state.doc.lineAt(v.state.selection.main.head).number; })`)
+	}
+	editorFocused := func() bool {
+		return evalJS[bool](b, `document.activeElement?.classList.contains('cm-content') && document.querySelector('[data-test=editor]').contains(document.activeElement)`)
+	}
+
+	t.Run("dry run", func(t *testing.T) {
+		b.setEditor(dbBad)
+		b.waitFor("publish to be offered", `document.querySelector('[data-test=review]')?.disabled === false`)
+		b.do(chromedp.Click(chromedp.CSS(`[data-test=review]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=dry-run-violations]`)))
+		got := b.text(`[data-test=dry-run-violations]`)
+		for _, want := range []string{"2 violation(s)", "db.yaml:2", "/port", "(maximum)", "db.yaml:3", "/pool", "(minimum)"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("dry run violations = %q, want %q in it", got, want)
+			}
+		}
+		if !evalJS[bool](b, `document.querySelector('[data-test=confirm-publish]').disabled`) {
+			t.Error("publish is enabled although the dry run found violations")
+		}
+		b.waitFor("both violations in the editor", `document.querySelectorAll('[data-test=editor-errors] li').length === 2`)
+		if got := b.lintLines(); got != "2,3" {
+			t.Errorf("lint marks lines %q, want 2,3", got)
+		}
+		if got := b.text(`[data-test=editor-errors]`); !strings.Contains(got, "Line 2") || !strings.Contains(got, "/port:") || !strings.Contains(got, "(server)") {
+			t.Errorf("editor errors = %q, want /port at line 2 from the server", got)
+		}
+		// A violation in the panel shows it in the editor.
+		b.do(chromedp.Click(chromedp.CSS(`[data-test=dry-run-violations] li[data-line="3"] button`)))
+		b.waitFor("the dialog closed", `!document.querySelector('.modal')`)
+		if n, f := cursorLine(), editorFocused(); n != 3 || !f {
+			t.Errorf("after a click on the violation at line 3 the cursor is on line %d (editor focused: %v)", n, f)
+		}
+		if got := b.text(`[data-file="db.yaml"]`); !strings.Contains(got, "2 errors") {
+			t.Errorf("file list shows db.yaml as %q, want its 2 errors", got)
+		}
+		b.do(chromedp.Click(chromedp.CSS(`[data-test=revert-file]`)))
+		b.waitFor("the edit reverted", `document.querySelector('[data-test=change-count]')?.textContent === 'No unpublished changes'`)
+	})
+
+	t.Run("a schema change breaks a file nobody edited", func(t *testing.T) {
+		b.do(chromedp.Click(chromedp.CSS(`[data-file="db.yaml.schema.json"]`)))
+		b.waitFor("the schema in the editor", `document.querySelector('.files [aria-current=true]')?.dataset.file === 'db.yaml.schema.json'`)
+		b.setEditor(schemaV2)
+		b.waitFor("publish to be offered", `document.querySelector('[data-test=review]')?.disabled === false`)
+		b.do(chromedp.Click(chromedp.CSS(`[data-test=review]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=dry-run-violations]`)))
+		if got := b.text(`[data-test=dry-run-violations]`); !strings.Contains(got, "db.yaml:3") || !strings.Contains(got, "(maximum)") {
+			t.Errorf("dry run violations = %q, want db.yaml's pool at line 3", got)
+		}
+		b.do(chromedp.KeyEvent(keyEscape))
+		b.waitFor("the dialog closed", `!document.querySelector('.modal')`)
+		if got := evalJS[string](b, `document.querySelector('.files [aria-current=true]')?.dataset.file`); got != "db.yaml" {
+			t.Errorf("the console shows %q, want db.yaml, the file the new schema refuses", got)
+		}
+		b.waitFor("the violation in db.yaml's editor", `document.querySelector('[data-test=editor] .cm-lint-marker-error') !== null`)
+		if got := b.lintLines(); got != "3" {
+			t.Errorf("lint marks lines %q of db.yaml, want 3", got)
+		}
+		b.do(chromedp.Click(chromedp.CSS(`[data-file="db.yaml.schema.json"]`)), chromedp.Click(chromedp.CSS(`[data-test=revert-file]`)))
+		b.waitFor("the edit reverted", `document.querySelector('[data-test=change-count]')?.textContent === 'No unpublished changes'`)
+	})
+
+	t.Run("422", func(t *testing.T) {
+		dry.on.Store(true)
+		b.do(chromedp.Click(chromedp.CSS(`[data-file="db.yaml"]`)))
+		b.waitFor("db.yaml in the editor", `document.querySelector('.files [aria-current=true]')?.dataset.file === 'db.yaml'`)
+		b.setEditor(dbBad)
+		b.waitFor("publish to be offered", `document.querySelector('[data-test=review]')?.disabled === false`)
+		b.do(chromedp.Click(chromedp.CSS(`[data-test=review]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=dry-run-failed]`)))
+		b.typeInto(`.modal [data-test=message]`, "refused by the schema")
+		b.do(chromedp.Click(chromedp.CSS(`[data-test=confirm-publish]`)))
+		b.waitFor("the refusal", `document.querySelector('[data-test=flash] .msg.error')?.textContent.includes('422')`)
+		b.waitFor("both violations in the editor", `document.querySelectorAll('[data-test=editor-errors] li').length === 2`)
+		if got := b.lintLines(); got != "2,3" {
+			t.Errorf("lint marks lines %q, want 2,3", got)
+		}
+		if got := b.text(`[data-test=editor-errors]`); !strings.Contains(got, "/pool:") || !strings.Contains(got, "(server)") {
+			t.Errorf("editor errors = %q, want /pool from the server", got)
+		}
+		if n := cursorLine(); n != 2 {
+			t.Errorf("after the 422 the cursor is on line %d, want 2, the first violation", n)
+		}
+	})
+	if rev := headRevision(t, c.store, "orders"); rev != 1 {
+		t.Errorf("head moved to %d: nothing should have been published", rev)
+	}
 }

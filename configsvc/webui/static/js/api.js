@@ -4,14 +4,24 @@
 // same on each attempt, so that a write whose answer was lost is sent again
 // without being applied twice.
 
-// APIError carries the server's {"error":{code,message,details}}.
+// APIError carries the server's {"error":{code,message,details,request_id}}.
+// The message is written for users; requestId names the request in the
+// server's log, where the internals are (the X-Request-ID header when the
+// body has none).
 export class APIError extends Error {
-  constructor(status, code, message, details) {
+  constructor(status, code, message, details, requestId) {
     super(message || ('HTTP ' + status));
     this.status = status;
     this.code = code || '';
     this.details = details || {};
+    this.requestId = requestId || '';
   }
+}
+
+// Cancelled is thrown by a request whose view was left (its AbortSignal
+// fired): the page that asked is gone, so nobody reports it.
+export class Cancelled extends Error {
+  constructor() { super('cancelled'); this.name = 'Cancelled'; }
 }
 
 // csrfToken returns the value of the CSRF cookie (the one readable cookie the
@@ -48,10 +58,11 @@ const sendTimes = 3;
 
 // request calls the API. body: a string is sent raw (text/plain), anything
 // else as JSON. It resolves to parsed JSON, text, or null for 204; with
-// opts.response it resolves to the Response. Non-2xx rejects with APIError.
-// A write (any method but GET and HEAD) carries an Idempotency-Key
-// (opts.key, else a new one) and is sent again under it after a network
-// failure or while the server still answers the first attempt.
+// opts.response it resolves to the Response. Non-2xx rejects with APIError;
+// opts.signal aborts the call, which then rejects with Cancelled. A write
+// (any method but GET and HEAD) carries an Idempotency-Key (opts.key, else
+// a new one) and is sent again under it after a network failure or while
+// the server still answers the first attempt.
 export async function request(method, p, body, opts = {}) {
   const headers = new Headers(opts.headers || {});
   headers.set('Accept', opts.accept || 'application/json');
@@ -74,22 +85,41 @@ export async function request(method, p, body, opts = {}) {
   let res;
   for (let attempt = 1; ; attempt++) {
     try {
-      res = await fetch('/v1' + p, { method, headers, body: payload, credentials: 'same-origin', cache: 'no-store' });
+      res = await fetch('/v1' + p, { method, headers, body: payload, credentials: 'same-origin', cache: 'no-store', signal: opts.signal });
     } catch (e) {
+      if (opts.signal && opts.signal.aborted) throw new Cancelled();
       if (write && attempt < sendTimes) continue; // the answer may be lost: ask again under the key
       throw new APIError(0, 'network', 'The server cannot be reached: ' + e.message);
     }
     if (write && res.status === 409 && attempt < sendTimes && res.headers.get('Retry-After')) {
-      const text = await res.clone().text();
+      const text = await res.clone().text().catch(() => '');
       if (text.includes('idempotency_in_progress')) {
-        await new Promise((ok) => setTimeout(ok, Math.min(5, Number(res.headers.get('Retry-After')) || 1) * 1000));
+        await pause(Math.min(5, Number(res.headers.get('Retry-After')) || 1) * 1000, opts.signal);
         continue;
       }
     }
     break;
   }
+  try {
+    return await answer(res, opts);
+  } catch (e) {
+    if (opts.signal && opts.signal.aborted) throw new Cancelled();
+    throw e;
+  }
+}
+
+// pause waits ms, or rejects with Cancelled when signal fires first.
+function pause(ms, signal) {
+  return new Promise((ok, fail) => {
+    if (signal && signal.aborted) { fail(new Cancelled()); return; }
+    const t = setTimeout(ok, ms);
+    if (signal) signal.addEventListener('abort', () => { clearTimeout(t); fail(new Cancelled()); }, { once: true });
+  });
+}
+
+async function answer(res, opts) {
   if (!res.ok) {
-    let code = '', message = '', details = {};
+    let code = '', message = '', details = {}, requestId = res.headers.get('X-Request-ID') || '';
     const text = await res.text();
     try {
       const j = JSON.parse(text);
@@ -97,13 +127,14 @@ export async function request(method, p, body, opts = {}) {
       code = e.code || '';
       message = e.message || '';
       details = e.details || {};
+      requestId = e.request_id || requestId;
     } catch (_) {
       message = text.trim().slice(0, 300);
     }
     if (!message) message = res.status + ' ' + res.statusText;
     if (res.status === 503 && res.headers.get('Retry-After')) message += ' (retry after ' + res.headers.get('Retry-After') + ' s)';
     if (code === 'outcome_unknown') message += ' — reload to see whether it was applied before trying again';
-    const err = new APIError(res.status, code, message, details);
+    const err = new APIError(res.status, code, message, details, requestId);
     if (res.status === 401 && !opts.quiet401 && typeof request.onUnauthorized === 'function') request.onUnauthorized(err);
     throw err;
   }
@@ -118,6 +149,19 @@ export const get = (p, opts) => request('GET', p, undefined, opts);
 export const post = (p, body, opts) => request('POST', p, body, opts);
 export const put = (p, body, opts) => request('PUT', p, body, opts);
 export const del = (p, opts) => request('DELETE', p, undefined, opts);
+
+// bound returns {request, get, post, put, del} that pass signal with every
+// call, so a view's requests end when the view does.
+export function bound(signal) {
+  const o = (opts) => ({ ...(opts || {}), signal });
+  return {
+    request: (method, p, body, opts) => request(method, p, body, o(opts)),
+    get: (p, opts) => get(p, o(opts)),
+    post: (p, body, opts) => post(p, body, o(opts)),
+    put: (p, body, opts) => put(p, body, o(opts)),
+    del: (p, opts) => del(p, o(opts)),
+  };
+}
 
 // list pulls an array out of a list response, whether the server wraps it
 // ({"services":[...]} / {"items":[...]}) or not.

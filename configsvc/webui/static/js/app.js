@@ -1,34 +1,22 @@
-// The console shell: sign-in, navigation, hash routing, flash messages and
+// The console shell: sign-in, the header and navigation, the route table and
 // the permission checks that decide which controls a user sees.
-import { h, mount, globMatch, closeModals, modal } from './dom.js';
+import { h, mount, globMatch, modal } from './dom.js';
 import * as api from './api.js';
-import { servicesPage, workspacePage, groupsPage } from './services.js';
-import { pinsPage, auditPage, routesPage } from './admin.js';
-import { changesPage } from './changes.js';
+import { toast } from './notify.js';
+import { Router } from './router.js';
+import { servicesPage, groupsPage } from './services.js';
+import { workspacePage } from './workspace.js';
+import { revisionPage } from './history.js';
+import { routesPage } from './routes.js';
+import { pinsPage } from './pins.js';
+import { auditPage } from './audit.js';
+import { tokensPage } from './tokens.js';
+import { searchPage } from './search.js';
+import { changesPage, changePage } from './changes.js';
 
 const root = document.getElementById('app');
-const flashBox = h('div', { class: 'flash', 'aria-live': 'polite', 'data-test': 'flash' });
 let me = null;
-let cleanups = [];
-
-// flash shows a message for a while; errors stay until clicked.
-export function flash(message, kind = 'info', code = '') {
-  if (!flashBox.isConnected) document.body.appendChild(flashBox);
-  const m = h('div', { class: 'msg ' + kind, role: kind === 'error' ? 'alert' : 'status' },
-    h('button', { class: 'x', title: 'Dismiss', 'aria-label': 'Dismiss', onclick: () => m.remove() }, '×'),
-    message, code ? h('span', { class: 'code' }, code) : null);
-  flashBox.appendChild(m);
-  // Keep the newest few; an error stays longer than a confirmation.
-  while (flashBox.children.length > 3) flashBox.firstChild.remove();
-  setTimeout(() => m.remove(), kind === 'error' ? 15000 : 4000);
-}
-
-// showError reports a failed call with the server's own message.
-export function showError(err, what) {
-  const prefix = what ? what + ': ' : '';
-  if (err instanceof api.APIError) flash(prefix + err.message, 'error', err.code ? err.status + ' ' + err.code : String(err.status || ''));
-  else flash(prefix + (err && err.message ? err.message : String(err)), 'error');
-}
+let router = null;
 
 function roles() {
   const rs = (me && (me.roles || me.grants)) || [];
@@ -42,44 +30,60 @@ function roles() {
 }
 
 // isAdmin reports whether the signed-in user holds the admin role.
-export function isAdmin() { return !!(me && me.admin) || roles().some((r) => r.role === 'admin'); }
+function isAdmin() { return !!(me && me.admin) || roles().some((r) => r.role === 'admin'); }
 
 // canEdit reports whether the user may change service (kind 'service') or
 // group (kind 'group') name. sluice-system is admin-only. The server decides;
 // this only hides controls a user could not use.
-export function canEdit(kind, name) {
+function canEdit(kind, name) {
   if (isAdmin()) return true;
   if (kind === 'service' && name === 'sluice-system') return false;
   return roles().some((r) => r.role === 'editor' && globMatch(r.pattern, name));
 }
 
 // canEditAny reports whether the user may edit something (to offer "create").
-export function canEditAny() { return isAdmin() || roles().some((r) => r.role === 'editor'); }
+function canEditAny() { return isAdmin() || roles().some((r) => r.role === 'editor'); }
 
-// onCleanup registers fn to run when the user leaves the current page
-// (closing event streams and timers).
-export function onCleanup(fn) { cleanups.push(fn); }
-
-function runCleanups() {
-  closeModals();
-  const fns = cleanups;
-  cleanups = [];
-  for (const fn of fns) { try { fn(); } catch (_) { /* a failed cleanup must not block navigation */ } }
+// The pages, by hash. A page is page(view, params); see router.js. Tabs of a
+// service or group are segments after its name.
+function routes(r) {
+  const ws = (kind) => (v, p) => workspacePage(v, kind, p.name, p.tab || 'files');
+  const rev = (kind) => (v, p) => revisionPage(v, kind, p.name, +p.rev, p.file || '');
+  return r
+    .add('services', servicesPage, { nav: 'services' })
+    .add('services/:name', ws('service'), { nav: 'services' })
+    .add('services/:name/:tab', ws('service'), { nav: 'services' })
+    .add('services/:name/revisions/:rev', rev('service'), { nav: 'services' })
+    .add('services/:name/revisions/:rev/:file', rev('service'), { nav: 'services' })
+    .add('shared', groupsPage, { nav: 'shared' })
+    .add('shared/:name', ws('group'), { nav: 'shared' })
+    .add('shared/:name/:tab', ws('group'), { nav: 'shared' })
+    .add('shared/:name/revisions/:rev', rev('group'), { nav: 'shared' })
+    .add('shared/:name/revisions/:rev/:file', rev('group'), { nav: 'shared' })
+    .add('routes', (v) => routesPage(v, 'files'), { nav: 'routes' })
+    .add('routes/:tab', (v, p) => routesPage(v, p.tab), { nav: 'routes' })
+    .add('routes/revisions/:rev', (v, p) => revisionPage(v, 'service', 'sluice-system', +p.rev, ''), { nav: 'routes' })
+    .add('routes/revisions/:rev/:file', (v, p) => revisionPage(v, 'service', 'sluice-system', +p.rev, p.file), { nav: 'routes' })
+    .add('changes', changesPage, { nav: 'changes' })
+    .add('changes/:kind/:name/:id', (v, p) => changePage(v, p.kind, p.name, p.id), { nav: 'changes' })
+    .add('pins', pinsPage, { nav: 'pins' })
+    .add('search', searchPage, { nav: 'search' })
+    .add('audit', auditPage, { nav: 'audit' })
+    .add('tokens', tokensPage, { nav: 'tokens' });
 }
 
-// guard.dirty, when set by a page, reports unsaved edits; leaving such a
-// page (navigation, sign-out, closing the tab) asks first.
-export const guard = { dirty: null };
-
-function mayLeave() {
-  return !(guard.dirty && guard.dirty()) || confirm('You have unpublished edits. Leave this page and discard them?');
-}
+const navItems = [
+  ['services', 'Services'], ['shared', 'Shared groups'], ['changes', 'Changes'], ['routes', 'Routes'], ['pins', 'Pins'], ['search', 'Search'],
+  ['audit', 'Audit', 'admin'], ['tokens', 'Tokens', 'admin'],
+];
 
 function signIn(message) {
-  runCleanups();
+  if (router) router.stop();
+  router = null;
   me = null;
+  document.title = 'Sign in · Sluice';
   const token = h('input', { type: 'password', name: 'token', id: 'token', autocomplete: 'off', placeholder: 'slc_…', required: true, 'data-test': 'token' });
-  const err = h('div', { class: 'notice error', hidden: !message, 'data-test': 'signin-error' }, message || '');
+  const err = h('div', { class: 'notice error', role: 'alert', hidden: !message, 'data-test': 'signin-error' }, message || '');
   const btn = h('button', { class: 'primary', type: 'submit', 'data-test': 'signin' }, 'Sign in');
   const form = h('form', { class: 'panel signin', onsubmit: async (e) => {
     e.preventDefault();
@@ -102,30 +106,28 @@ function signIn(message) {
   err,
   h('label', { class: 'stack', for: 'token' }, 'API token', token),
   h('div', { class: 'row mt' }, btn));
-  mount(root, form);
+  mount(root, h('main', { id: 'main' }, form));
   token.focus();
 }
 
 async function signOut() {
-  if (!mayLeave()) return;
-  guard.dirty = null;
-  try { await api.del('/session', { quiet401: true }); } catch (e) { if (e.status !== 401) showError(e, 'Sign out'); }
-  location.hash = '';
+  if (router && !router.mayLeave()) return;
+  if (router && router.view) router.view.dirty = null;
+  try { await api.del('/session', { quiet401: true }); } catch (e) { if (e.status !== 401) toast('Sign out: ' + e.message, 'error'); }
+  history.replaceState(null, '', location.pathname);
   signIn('');
 }
-
-const navItems = [
-  ['services', 'Services'], ['shared', 'Shared groups'], ['changes', 'Changes'], ['routes', 'Routes'], ['pins', 'Pins'], ['audit', 'Audit'],
-];
 
 function shell() {
   const who = me.name || me.id || 'signed in';
   const roleText = roles().map((r) => r.role === 'admin' ? 'admin' : r.role + ' ' + r.pattern).join(', ');
-  // The audit log is admin-only on the server; others would only get a refusal.
-  const items = navItems.filter(([k]) => k !== 'audit' || isAdmin());
-  const nav = h('nav', {}, items.map(([k, label]) => h('a', { href: '#/' + k, 'data-nav': k }, label)));
-  const main = h('main', { id: 'main' });
+  // The audit log and tokens are admin-only on the server; others would only get a refusal.
+  const items = navItems.filter(([, , only]) => only !== 'admin' || isAdmin());
+  const nav = h('nav', { 'aria-label': 'Main' }, items.map(([k, label]) => h('a', { href: '#/' + k, 'data-nav': k }, label)));
+  const main = h('main', { id: 'main', tabindex: '-1' });
+  const skip = h('button', { class: 'skip', onclick: () => main.focus() }, 'Skip to content');
   mount(root,
+    skip,
     h('header', { class: 'top' },
       h('a', { class: 'logo', href: '#/services' }, h('img', { src: 'favicon.svg', width: 22, height: 22, alt: '' }), 'Sluice'),
       nav,
@@ -135,59 +137,26 @@ function shell() {
   return { nav, main };
 }
 
-let frame = null;
-let lastHash = '';
-
-async function route() {
-  if (!me) return;
-  if (location.hash !== lastHash && !mayLeave()) {
-    history.replaceState(null, '', lastHash || '#/services');
-    return;
-  }
-  guard.dirty = null;
-  lastHash = location.hash;
-  runCleanups();
-  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
-  const section = parts[0] || 'services';
-  for (const a of frame.nav.children) a.classList.toggle('active', a.dataset.nav === section);
-  const main = frame.main;
-  mount(main, h('div', { class: 'muted' }, 'Loading…'));
-  const app = { main, flash, showError, canEdit, canEditAny, isAdmin, onCleanup, guard, me };
-  try {
-    switch (section) {
-      case 'services':
-        if (parts[1]) await workspacePage(app, 'service', parts[1], parts[2] || 'files');
-        else await servicesPage(app);
-        break;
-      case 'shared':
-        if (parts[1]) await workspacePage(app, 'group', parts[1], parts[2] || 'files');
-        else await groupsPage(app);
-        break;
-      case 'changes': await changesPage(app, parts[1], parts[2], parts[3]); break;
-      case 'routes': await routesPage(app, parts[1] || 'files'); break;
-      case 'pins': await pinsPage(app); break;
-      case 'audit': await auditPage(app); break;
-      default: mount(main, h('div', { class: 'empty-state' }, 'No such page. ', h('a', { href: '#/services' }, 'Go to services')));
-    }
-  } catch (e) {
-    if (e instanceof api.APIError && e.status === 401) return;
-    mount(main, h('div', { class: 'notice error', 'data-test': 'page-error' }, e.message || String(e)));
-  }
-}
-
 async function boot() {
   try {
     me = await api.get('/whoami', { quiet401: true });
   } catch (e) {
     if (e.status === 401) { signIn(''); return; }
-    mount(root, h('div', { class: 'panel signin' }, h('div', { class: 'notice error' }, 'The server answered: ' + e.message),
-      h('button', { onclick: boot }, 'Try again')));
+    mount(root, h('main', { id: 'main' }, h('div', { class: 'panel signin' }, h('div', { class: 'notice error', role: 'alert' }, 'The server answered: ' + e.message),
+      h('button', { onclick: boot }, 'Try again'))));
     return;
   }
-  frame = shell();
+  const frame = shell();
+  router = routes(new Router(frame.main, { canEdit, canEditAny, isAdmin, me }, (view, route) => {
+    const section = route ? route.nav : '';
+    for (const a of frame.nav.children) {
+      const on = a.dataset.nav === section;
+      a.classList.toggle('active', on);
+      if (on) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+    }
+  }));
   if (!location.hash || location.hash === '#/') history.replaceState(null, '', '#/services');
-  lastHash = '';
-  await route();
+  await router.render();
 }
 
 let reauthOpen = false;
@@ -198,19 +167,19 @@ function reauth() {
   if (reauthOpen) return;
   reauthOpen = true;
   const token = h('input', { type: 'password', autocomplete: 'off', placeholder: 'slc_…', 'aria-label': 'API token', 'data-test': 'reauth-token' });
-  const err = h('div', { class: 'notice error', hidden: true });
+  const err = h('div', { class: 'notice error', role: 'alert', hidden: true });
   const m = modal('Your session has ended',
     h('p', {}, 'Your unpublished edits are still here. Sign in again to continue, then repeat the last action.'),
     err, h('label', { class: 'stack' }, 'API token', token),
     h('div', { class: 'actions' },
-      h('button', { onclick: () => { reauthOpen = false; m.close(); guard.dirty = null; signIn(''); } }, 'Discard edits and sign in'),
+      h('button', { onclick: () => { reauthOpen = false; m.close(); if (router && router.view) router.view.dirty = null; signIn(''); } }, 'Discard edits and sign in'),
       h('button', { class: 'primary', 'data-test': 'reauth', onclick: async () => {
         try {
           await api.post('/session', { token: token.value.trim() }, { quiet401: true });
           token.value = '';
           reauthOpen = false;
           m.close();
-          flash('Signed in again', 'ok');
+          toast('Signed in again', 'ok');
         } catch (e) {
           token.value = '';
           err.textContent = e.message;
@@ -222,9 +191,13 @@ function reauth() {
 
 api.request.onUnauthorized = () => {
   if (!me) return;
-  if (guard.dirty && guard.dirty()) reauth();
+  const v = router && router.view;
+  if (v && v.dirty && v.dirty()) reauth();
   else signIn('Your session has ended. Sign in again.');
 };
-window.addEventListener('hashchange', route);
-window.addEventListener('beforeunload', (e) => { if (guard.dirty && guard.dirty()) { e.preventDefault(); e.returnValue = ''; } });
+window.addEventListener('hashchange', () => { if (router) router.render(); });
+window.addEventListener('beforeunload', (e) => {
+  const v = router && router.view;
+  if (v && v.dirty && v.dirty()) { e.preventDefault(); e.returnValue = ''; }
+});
 boot();

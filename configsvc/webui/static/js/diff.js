@@ -1,6 +1,7 @@
 // Line diffs: a Myers diff computed in the browser (draft vs live), and a
 // parser for the unified diffs the server returns; both render the same way.
 import { h } from './dom.js';
+import { mergeView } from './editor.js';
 
 const MAX_EDITS = 2000; // beyond this many edits, show "replace all"; keeps memory bounded
 
@@ -111,7 +112,47 @@ export function parseUnified(text) {
   return out;
 }
 
-// renderFileDiff renders one file's hunks; status is e.g. "modified", "added", "deleted".
+// showWhitespace returns text as nodes where runs of spaces and tabs are
+// wrapped in <span class="ws"> (dots and arrows drawn by the stylesheet, the
+// text itself unchanged, so a copy stays exact). all: every run, else only
+// trailing whitespace.
+function showWhitespace(text, all) {
+  const out = [];
+  const re = all ? /[ \t]+/g : /[ \t]+$/g;
+  let last = 0;
+  for (const m of text.matchAll(re)) {
+    if (m.index > last) out.push(text.slice(last, m.index));
+    out.push(h('span', { class: 'ws' + (m[0].includes('\t') ? ' tab' : '') }, m[0]));
+    last = m.index + m[0].length;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
+const squash = (s) => s.replace(/\s+/g, '');
+
+// wsOnly marks the removed and added lines of a hunk that differ from their
+// counterpart only in whitespace (paired in order within each run of - then +).
+function wsOnly(rows) {
+  const marked = new Set();
+  for (let i = 0; i < rows.length;) {
+    if (rows[i].t !== '-') { i++; continue; }
+    let j = i;
+    while (j < rows.length && rows[j].t === '-') j++;
+    let k = j;
+    while (k < rows.length && rows[k].t === '+') k++;
+    for (let n = 0; n < Math.min(j - i, k - j); n++) {
+      const a = rows[i + n], b = rows[j + n];
+      if (a.s !== b.s && squash(a.s) === squash(b.s)) { marked.add(a); marked.add(b); }
+    }
+    i = k;
+  }
+  return marked;
+}
+
+// renderFileDiff renders one file's hunks; status is e.g. "modified", "added",
+// "deleted". Whitespace at the end of changed lines is drawn, and lines that
+// changed only in whitespace are marked and show all their whitespace.
 export function renderFileDiff(file, hs, status) {
   const cls = { added: 'ok', deleted: 'bad', removed: 'bad', modified: 'info' }[status] || '';
   const head = h('div', { class: 'file' }, file, status ? h('span', { class: 'badge ' + cls }, status) : null);
@@ -119,9 +160,13 @@ export function renderFileDiff(file, hs, status) {
   const body = h('tbody');
   for (const hk of hs) {
     body.appendChild(h('tr', { class: 'hunk' }, h('td', { class: 'n' }), h('td', { class: 'n' }), h('td', {}, hk.header)));
+    const ws = wsOnly(hk.rows);
     for (const r of hk.rows) {
       const cl = r.t === '+' ? 'add' : r.t === '-' ? 'del' : 'ctx';
-      body.appendChild(h('tr', { class: cl }, h('td', { class: 'n' }, r.a || ''), h('td', { class: 'n' }, r.b || ''), h('td', {}, r.t + r.s)));
+      const only = ws.has(r);
+      body.appendChild(h('tr', { class: cl + (only ? ' ws-only' : ''), title: only ? 'Only whitespace changed on this line' : null },
+        h('td', { class: 'n' }, r.a || ''), h('td', { class: 'n' }, r.b || ''),
+        h('td', {}, r.t, r.t === ' ' ? r.s : showWhitespace(r.s, only), only && r.t === '+' ? h('span', { class: 'badge warn ws-badge' }, 'whitespace only') : null)));
     }
   }
   return h('div', { class: 'diff', 'data-file': file }, head, h('table', {}, body));
@@ -130,4 +175,46 @@ export function renderFileDiff(file, hs, status) {
 // renderTextDiff diffs two texts of one file and renders the result.
 export function renderTextDiff(file, before, after, status) {
   return renderFileDiff(file, hunks(diffLines(before, after)), status);
+}
+
+// sideBySide remembers, for this page load, whether the user switched diffs to
+// side by side.
+let sideBySide = false;
+
+// diffBlock renders one file's change as a unified diff with a button that
+// switches to a side-by-side merge view (CodeMirror's, whitespace shown).
+// d: {file, status, before, after} with both texts, or {file, status, hunks,
+// texts: async () => ({before, after})} for a server diff. onCleanup(fn)
+// registers the merge view's teardown.
+export function diffBlock(d, onCleanup) {
+  const unified = d.hunks ? renderFileDiff(d.file, d.hunks, d.status) : renderTextDiff(d.file, d.before, d.after, d.status);
+  // The button stays in place (and keeps the focus) while the view beside it
+  // changes; its pressed state says which view shows.
+  const btn = h('button', { type: 'button', class: 'small', 'data-test': 'side-by-side', 'aria-pressed': 'false' }, 'Side by side');
+  const view = h('div', {}, unified);
+  const holder = h('div', { class: 'diff-block', 'data-file': d.file }, btn, view);
+  let mv = null, loading = false;
+  async function show(side) {
+    btn.setAttribute('aria-pressed', String(side));
+    if (!side) { if (mv) { mv.destroy(); mv = null; } view.replaceChildren(unified); return; }
+    let t = d;
+    if (d.texts) {
+      loading = true;
+      btn.setAttribute('aria-busy', 'true');
+      try { t = await d.texts(); } finally { loading = false; btn.removeAttribute('aria-busy'); }
+    }
+    if (btn.getAttribute('aria-pressed') !== 'true') return;
+    mv = mergeView(d.file, t.before || '', t.after || '', { labels: d.labels || ['before', 'after'] });
+    if (onCleanup) onCleanup(() => { if (mv) mv.destroy(); });
+    view.replaceChildren(h('div', { class: 'diff merge-wrap' },
+      h('div', { class: 'file' }, d.file, d.status ? h('span', { class: 'badge' }, d.status) : null,
+        h('span', { class: 'muted small' }, (d.labels || ['before', 'after']).join(' ⟷ '))), mv.dom));
+  }
+  btn.addEventListener('click', () => {
+    if (loading) return;
+    sideBySide = btn.getAttribute('aria-pressed') !== 'true';
+    show(sideBySide).catch(() => show(false));
+  });
+  if (sideBySide) show(true).catch(() => show(false));
+  return holder;
 }

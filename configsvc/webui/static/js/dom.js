@@ -31,19 +31,57 @@ export function clear(el) {
   return el;
 }
 
-// mount replaces el's children.
+// mount replaces el's children. When the focus was on one of them, it
+// moves to its successor (the new element with the same data-test,
+// data-file or aria-label), so re-rendering a toolbar or a live table does
+// not drop a keyboard user's place.
 export function mount(el, ...children) {
+  const key = focusKey(el);
   clear(el);
   append(el, children);
+  if (key) refocus(el, key);
   return el;
 }
 
-// when formats an RFC 3339 time as "5 min ago", with the exact UTC time as the title.
-export function when(t) {
-  if (!t) return h('span', { class: 'muted' }, '—');
+// focusKey returns a selector for the focused element inside el, or ''.
+function focusKey(el) {
+  const a = document.activeElement;
+  if (!a || a === el || !el.contains(a)) return '';
+  for (const attr of ['data-test', 'data-file', 'aria-label']) {
+    const v = a.getAttribute(attr);
+    if (v) return '[' + attr + '="' + CSS.escape(v) + '"]';
+  }
+  return '';
+}
+
+// refocus focuses the element matching key inside el, if focus is lost.
+function refocus(el, key) {
+  if (document.activeElement && document.activeElement !== document.body) return;
+  const next = el.querySelector(key);
+  if (next) next.focus();
+}
+
+// validTime returns t as a Date, or null when it is absent, unparsable or
+// a zero time (Go's zero time.Time reads 0001-01-01T00:00:00Z: a record that
+// never set it, which must not show as "739951 d ago").
+export function validTime(t) {
+  if (!t) return null;
   const d = new Date(t);
-  if (isNaN(d)) return h('span', {}, String(t));
-  return h('time', { datetime: d.toISOString(), title: d.toISOString() }, ago(d));
+  if (isNaN(d) || d.getUTCFullYear() < 1971) return null;
+  return d;
+}
+
+// absTime formats a Date as "2006-01-02 15:04:05 UTC".
+export function absTime(d) {
+  return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+}
+
+// when formats an RFC 3339 time as "5 min ago", with the absolute UTC time
+// on hover; an absent or zero time shows "—".
+export function when(t) {
+  const d = validTime(t);
+  if (!d) return h('span', { class: 'muted', title: t ? 'not reported' : null }, '—');
+  return h('time', { datetime: d.toISOString(), title: absTime(d) }, ago(d));
 }
 
 export function ago(d) {
@@ -58,28 +96,65 @@ export function ago(d) {
   return fut ? 'in ' + out : out + ' ago';
 }
 
-const openModals = new Set();
+// openModals holds the close function of every open dialog, the newest last.
+const openModals = [];
 
 // closeModals closes every open dialog (used when the page changes).
 export function closeModals() {
-  for (const close of [...openModals]) close();
+  for (const close of [...openModals].reverse()) close();
 }
 
-// modal shows a dialog; it returns {el, close}. Escape and the backdrop close it.
+const focusable = 'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"]), [contenteditable="true"]';
+
+// modal shows a dialog; it returns {el, close}. Focus moves into it (to an
+// [autofocus] element, else its first field or button), Tab and Shift+Tab
+// stay inside, Escape and the backdrop close it, and closing gives focus
+// back to the element that had it before. The keys are watched on the
+// document, so they work wherever the focus is (even on nothing, after the
+// element that had it was replaced); only the newest dialog answers them.
 export function modal(title, ...body) {
-  const box = h('div', { class: 'modal', role: 'dialog', 'aria-modal': 'true', 'aria-label': title }, h('h2', {}, title), body);
+  const id = 'dlg-' + Math.random().toString(36).slice(2);
+  const box = h('div', { class: 'modal', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': id, tabindex: '-1' }, h('h2', { id }, title), body);
   const back = h('div', { class: 'modal-back' }, box);
-  const onKey = (e) => { if (e.key === 'Escape') close(); };
+  const before = document.activeElement;
+  // The element may be re-rendered while the dialog is open: its successor
+  // (same data-test) gets the focus back then.
+  const beforeKey = before && before.getAttribute && before.getAttribute('data-test');
+  const onKey = (e) => {
+    if (openModals[openModals.length - 1] !== close) return;
+    if (e.key === 'Escape' && !e.defaultPrevented) { e.preventDefault(); close(); return; }
+    if (e.key !== 'Tab') return;
+    const els = [...box.querySelectorAll(focusable)].filter((x) => x.offsetParent !== null || x === document.activeElement);
+    if (!els.length) { e.preventDefault(); box.focus(); return; }
+    const first = els[0], last = els[els.length - 1];
+    if (!box.contains(document.activeElement)) { e.preventDefault(); (e.shiftKey ? last : first).focus(); }
+    else if (e.shiftKey && (document.activeElement === first || document.activeElement === box)) { e.preventDefault(); last.focus(); }
+    else if (!e.shiftKey && document.activeElement === last) { e.preventDefault(); first.focus(); }
+  };
+  let open = true;
   function close() {
-    openModals.delete(close);
+    if (!open) return;
+    open = false;
+    openModals.splice(openModals.indexOf(close), 1);
     document.removeEventListener('keydown', onKey);
     back.remove();
+    const target = before && before.isConnected ? before : beforeKey ? document.querySelector('[data-test="' + CSS.escape(beforeKey) + '"]') : null;
+    if (target && typeof target.focus === 'function') target.focus();
   }
-  openModals.add(close);
+  openModals.push(close);
   back.addEventListener('mousedown', (e) => { if (e.target === back) close(); });
   document.addEventListener('keydown', onKey);
   document.body.appendChild(back);
-  return { el: box, close };
+  const first = box.querySelector('[autofocus]') || box.querySelector('input:not([disabled]), select, textarea') || box.querySelector(focusable);
+  (first || box).focus();
+  return { el: box, close, focus: (el) => el.focus() };
+}
+
+// tableWrap puts a table in a box that scrolls sideways on a narrow screen;
+// the box is a labelled region that takes the focus, so that it can be
+// scrolled with the keyboard too.
+export function tableWrap(label, table) {
+  return h('div', { class: 'table-wrap', role: 'region', 'aria-label': label, tabindex: '0' }, table);
 }
 
 // globMatch reports whether name matches a grant pattern with * and ? (the

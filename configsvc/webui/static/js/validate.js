@@ -1,5 +1,8 @@
 // Client-side format checks, so errors show at their line before a publish.
 // The server validates again (422 with file, line, column); this is a convenience.
+// JSON is checked by checkJSON below; YAML and TOML by the parsers in the
+// vendored bundle (yaml and smol-toml from npm).
+import { parseYAMLDocuments, parseTOML } from '../vendor/parsers.js';
 
 // checkJSON returns null when text is valid JSON, else {line, column, message}
 // (1-based), found by a strict recursive-descent scan (RFC 8259).
@@ -101,12 +104,37 @@ export function formatOf(name) {
   return { json: 'json', yaml: 'yaml', yml: 'yaml', toml: 'toml', properties: 'properties', env: 'env' }[ext] || 'text';
 }
 
+// checkYAML returns the YAML parser's errors, [{line, column, message}]:
+// syntax, and duplicate keys (which the server refuses too).
+export function checkYAML(text) {
+  const out = [];
+  for (const doc of parseYAMLDocuments(text)) {
+    for (const e of doc.errors) {
+      const p = (e.linePos && e.linePos[0]) || { line: 0, col: 0 };
+      out.push({ line: p.line, column: p.col, message: e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '') });
+    }
+  }
+  return out;
+}
+
+// checkTOML returns null when text is valid TOML, else {line, column, message}.
+export function checkTOML(text) {
+  try {
+    parseTOML(text);
+    return null;
+  } catch (e) {
+    if (typeof e.line !== 'number') throw e;
+    return { line: e.line, column: e.column, message: String(e.message).split('\n')[0].replace(/^Invalid TOML document: /, '') };
+  }
+}
+
 // check validates text for file's format; it returns [] or [{line, column, message}].
-// Only JSON is checked in the browser; other formats are checked by the server.
+// JSON, YAML and TOML are checked in the browser; other formats by the server.
 export function check(file, text) {
-  if (formatOf(file) === 'json') {
-    const e = checkJSON(text);
-    return e ? [e] : [];
+  switch (formatOf(file)) {
+    case 'json': { const e = checkJSON(text); return e ? [e] : []; }
+    case 'yaml': return checkYAML(text);
+    case 'toml': { const e = checkTOML(text); return e ? [e] : []; }
   }
   return [];
 }
