@@ -250,7 +250,9 @@ func TestFaultFailOverToLaggingServerNeverGoesBack(t *testing.T) {
 	})
 	lag.lag(0)
 	mustPublish(t, e.pub, configsvc.Service("orders"), map[string]string{"n.txt": "7"})
-	testkit.EventuallyTrue(t, 10*time.Second, "revision 7 via server B once it caught up", func() bool { return c.Revision() == 7 })
+	testkit.EventuallyTrue(t, 10*time.Second, "revision 7 via server B once it caught up, its callback run", func() bool {
+		return c.Revision() == 7 && len(log.revisions()) > 1
+	})
 	if got, want := log.revisions(), []int64{6, 7}; !slices.Equal(got, want) {
 		t.Fatalf("callbacks saw revisions %v, want %v", got, want)
 	}
@@ -277,7 +279,9 @@ func TestFaultCompactionReloadFromLaggingStore(t *testing.T) {
 	})
 	lag.lag(0)
 	mustPublish(t, e.pub, configsvc.Service("orders"), map[string]string{"n.txt": "6"})
-	testkit.EventuallyTrue(t, 5*time.Second, "revision 6 once the store caught up", func() bool { return c.Revision() == 6 })
+	testkit.EventuallyTrue(t, 5*time.Second, "revision 6 once the store caught up, its callback run", func() bool {
+		return c.Revision() == 6 && len(log.revisions()) > 0
+	})
 	if got, want := log.revisions(), []int64{6}; !slices.Equal(got, want) {
 		t.Fatalf("callbacks saw revisions %v, want %v", got, want)
 	}
@@ -312,7 +316,10 @@ func TestFaultCacheStartThenLaggingStore(t *testing.T) {
 	})
 	lag.lag(0)
 	mustPublish(t, e.pub, configsvc.Service("orders"), map[string]string{"n.txt": "6"})
-	testkit.EventuallyTrue(t, 5*time.Second, "revision 6 from the store", func() bool { return c.Revision() == 6 && !c.FromCache() })
+	// Callbacks run after the new value is visible: wait for the one of 6.
+	testkit.EventuallyTrue(t, 5*time.Second, "revision 6 from the store, its callback run", func() bool {
+		return c.Revision() == 6 && !c.FromCache() && len(log.revisions()) > 0
+	})
 	if got, want := log.revisions(), []int64{6}; !slices.Equal(got, want) {
 		t.Fatalf("callbacks saw revisions %v, want %v", got, want)
 	}
