@@ -391,6 +391,14 @@ func TestRouteSchemaErrorGivesItsLine(t *testing.T) {
 				if ae.Details["file"] != configsvc.RoutesFile || ae.Details["field"] != tc.field || ae.Details["line"] != tc.line {
 					t.Fatalf("details %v, want file %s, field %s, line %v", ae.Details, configsvc.RoutesFile, tc.field, tc.line)
 				}
+				// A dry run names the same file and line in its violation.
+				d, err := c.DryRunPutFile(ctx, sys, configsvc.RoutesFile, []byte(tc.routes))
+				if err != nil || d.Valid || len(d.Violations) != 1 {
+					t.Fatalf("dry run of a bad %s: %+v, %v; want one violation", tc.field, d, err)
+				}
+				if v := d.Violations[0]; v.File != configsvc.RoutesFile || v.Pointer != tc.field || float64(v.Line) != tc.line {
+					t.Fatalf("dry-run violation %+v, want file %s, field %s, line %v", v, configsvc.RoutesFile, tc.field, tc.line)
+				}
 			}
 		})
 	}

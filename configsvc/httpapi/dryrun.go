@@ -326,7 +326,7 @@ func violationsOf(err error) ([]api.Violation, int) {
 	case errors.As(err, &pe):
 		return []api.Violation{{File: pe.File, Line: pe.Line, Column: pe.Column, Keyword: "format", Message: pe.Msg}}, 0
 	case errors.As(err, &fe):
-		return []api.Violation{{Pointer: fe.Field, Keyword: "schema", Message: fe.Error()}}, 0
+		return []api.Violation{{File: fe.File, Line: fe.Line, Pointer: fe.Field, Keyword: "schema", Message: fe.Error()}}, 0
 	}
 	return []api.Violation{{Keyword: "invalid", Message: err.Error()}}, 0
 }
