@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 	"unicode/utf8"
@@ -100,6 +101,9 @@ type headDoc struct {
 	// the one read that re-arms its watch, instead of reading the revision
 	// and content nodes too. Nil for larger revisions and before the first.
 	Latest *latestDoc `json:"latest,omitempty"`
+	// Grays summarizes the active grays (gray.go), sorted by id: every
+	// change of a gray sets the head too, so watchers see it.
+	Grays []configsvc.GraySummary `json:"grays,omitempty"`
 }
 
 // latestInline bounds the content a head node carries in Latest. It keeps
@@ -171,7 +175,8 @@ func (h *headDoc) head(ref configsvc.Ref) configsvc.Head {
 	if len(h.Links) > 0 {
 		links = append([]string(nil), h.Links...)
 	}
-	return configsvc.Head{Ref: ref, Revision: h.Revision, Files: files, Links: links, Updated: h.Updated, Author: h.Author}
+	return configsvc.Head{Ref: ref, Revision: h.Revision, Files: files, Links: links, Updated: h.Updated, Author: h.Author,
+		Grays: slices.Clone(h.Grays)}
 }
 
 // revDoc is the content of a revision node: the revision without content,

@@ -196,7 +196,7 @@ func (p *publication) transaction(base cachedHead) ([]any, *headDoc, error) {
 		p.latest.Time = p.doc.Time
 	}
 	head := &headDoc{Revision: n, Files: manifest, Links: base.doc.Links, Updated: p.doc.Time, Author: p.cs.Author,
-		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest}
+		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest, Grays: base.doc.Grays}
 	if keep := int64(s.cfg.Retention); n-keep+1 > head.First {
 		head.First = n - keep + 1
 	}
