@@ -520,7 +520,7 @@ func TestCohortAndCheckReady(t *testing.T) {
 	err := configsvc.CheckReady(g.ID, cohort)
 	var nr *configsvc.NotReadyError
 	if !errors.As(err, &nr) || !errors.Is(err, configsvc.ErrConflict) || len(nr.Instances) != 2 ||
-		!strings.Contains(err.Error(), "1 instances rejected it (c)") || !strings.Contains(err.Error(), "1 have not applied it (b)") {
+		!strings.Contains(err.Error(), "1 instance rejected it (c)") || !strings.Contains(err.Error(), "1 instance has not applied it yet (b)") {
 		t.Fatalf("CheckReady = %v, want a *NotReadyError naming c (rejected) and b (pending)", err)
 	}
 	if err := configsvc.CheckReady(g.ID, cohort[:1]); err != nil {

@@ -254,19 +254,31 @@ func (e *NotReadyError) Error() string {
 	}
 	s := "gray " + e.GrayID + " is not ready to promote:"
 	if len(rejected) > 0 {
-		s += " " + itoa(int64(len(rejected))) + " instances rejected it (" + firstFew(rejected) + ")"
+		s += " " + count(len(rejected), "instance") + " rejected it (" + firstFew(rejected) + ")"
 		if len(pending) > 0 {
 			s += ","
 		}
 	}
 	if len(pending) > 0 {
-		s += " " + itoa(int64(len(pending))) + " have not applied it (" + firstFew(pending) + ")"
+		have := " have"
+		if len(pending) == 1 {
+			have = " has"
+		}
+		s += " " + count(len(pending), "instance") + have + " not applied it yet (" + firstFew(pending) + ")"
 	}
 	return s + "; promote with force to override"
 }
 
 // Is reports whether target is ErrConflict.
 func (e *NotReadyError) Is(target error) bool { return target == ErrConflict }
+
+// count returns "1 instance" or "n instances".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return itoa(int64(n)) + " " + noun + "s"
+}
 
 func firstFew(ids []string) string {
 	const n = 5

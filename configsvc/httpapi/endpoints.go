@@ -100,6 +100,13 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 		r("POST", base+"/rollback", "rollback", s.rollback(kind))
 		r("GET", base+"/snapshot", "", s.snapshot(kind))
 		r("GET", base+"/watch", "", s.watch(kind), stream)
+		r("GET", base+"/grays", "", s.listGrays(kind))
+		r("POST", base+"/grays", "gray.create", s.createGray(kind))
+		r("GET", base+"/grays/:gray", "", s.getGray(kind))
+		r("DELETE", base+"/grays/:gray", "gray.abandon", s.abandonGray(kind))
+		r("PUT", base+"/grays/:gray/selector", "gray.selector", s.putGraySelector(kind))
+		r("POST", base+"/grays/:gray/promote", "gray.promote", s.promoteGray(kind))
+		r("POST", base+"/grays/:gray/rollout", "gray.rollout", s.startRollout(kind))
 	}
 	r("GET", "/shared/:group/users", "", s.users)
 	r("PUT", "/services/:svc/links/:group", "link", s.link(true))

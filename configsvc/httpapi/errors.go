@@ -28,6 +28,7 @@ var (
 func classify(err error) (int, string) {
 	var parseErr *configsvc.ParseError
 	var contentErr *configsvc.ContentError
+	var notReady *configsvc.NotReadyError
 	switch {
 	case errors.As(err, &parseErr), errors.As(err, &contentErr) && errors.Is(err, configsvc.ErrInvalid):
 		return http.StatusUnprocessableEntity, api.CodeInvalid
@@ -37,6 +38,8 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, api.CodeInvalid
 	case errors.Is(err, configsvc.ErrNotFound), errors.Is(err, errNoRoute):
 		return http.StatusNotFound, api.CodeNotFound
+	case errors.As(err, &notReady):
+		return http.StatusConflict, api.CodeNotReady
 	case errors.Is(err, configsvc.ErrConflict):
 		return http.StatusConflict, api.CodeConflict
 	case errors.Is(err, configsvc.ErrTooLarge):
@@ -67,8 +70,21 @@ func details(err error) map[string]any {
 		le *configsvc.LimitError
 		ce *configsvc.CountError
 		fe *configsvc.FieldError
+		nr *configsvc.NotReadyError
+		gc *configsvc.GrayConflictError
 	)
 	switch {
+	case errors.As(err, &nr):
+		list := make([]map[string]any, len(nr.Instances))
+		for i, m := range nr.Instances {
+			list[i] = map[string]any{"service": m.Service, "id": m.ID, "status": string(m.Status)}
+			if m.Reason != "" {
+				list[i]["reason"] = m.Reason
+			}
+		}
+		return map[string]any{"gray": nr.GrayID, "instances": list}
+	case errors.As(err, &gc):
+		return map[string]any{"file": gc.File, "gray": gc.GrayID}
 	case errors.As(err, &pe):
 		return map[string]any{"file": pe.File, "line": pe.Line, "column": pe.Column, "format": string(pe.Format)}
 	case errors.As(err, &le):

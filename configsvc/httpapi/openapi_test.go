@@ -343,6 +343,11 @@ var wireTypes = map[string]any{
 	"SessionRequest": api.SessionRequest{}, "Pin": api.Pin{}, "PinList": api.PinList{}, "PinRequest": api.PinRequest{},
 	"AuditEntry": api.AuditEntry{}, "AuditList": api.AuditList{}, "LiveRoutes": api.LiveRoutes{},
 	"ProxyState": api.ProxyState{}, "StaleProxy": api.StaleProxy{},
+	"Selector": api.Selector{}, "GraySummary": api.GraySummary{}, "GrayStatus": api.GrayStatus{},
+	"CohortMember": api.CohortMember{}, "Rollout": api.Rollout{}, "RolloutStep": api.RolloutStep{}, "Gray": api.Gray{},
+	"GrayView": api.GrayView{}, "GrayList": api.GrayList{}, "GrayRequest": api.GrayRequest{},
+	"SelectorRequest": api.SelectorRequest{}, "PromoteRequest": api.PromoteRequest{}, "PromoteResult": api.PromoteResult{},
+	"RolloutRequest": api.RolloutRequest{}, "GraysData": api.GraysData{},
 }
 
 // TestOpenAPIMatchesWireTypes checks the other end of the document: the

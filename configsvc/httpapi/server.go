@@ -115,6 +115,11 @@ type Config struct {
 	// StreamRecheck is how often an event stream re-checks its credential.
 	// Default: DefaultStreamRecheck.
 	StreamRecheck time.Duration
+
+	// Rollouts, when set, is told of every rollout started through the
+	// API (the rollout driver of this process). Default: none; a driver
+	// finds new rollouts at its next scan.
+	Rollouts RolloutKicker
 }
 
 // limitOf returns the limit v stands for: def when 0, none (0) when
