@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -121,6 +122,27 @@ func (r Rollout) WithDefaults() Rollout {
 		r.ApplyTimeout = Duration(DefaultRolloutApplyTimeout)
 	}
 	return r
+}
+
+// StartRollout makes spec (validated, with defaults, see Validate and
+// WithDefaults) the rollout of g at time now: at its first step, applying
+// since now, with reason (who started it) recorded, and g's selector
+// percent set to the first step's percent. It returns ErrConflict while a
+// rollout drives g, and spec's validation error. It is what UpdateGray's
+// fn does to start a rollout (the admin API, tests).
+func StartRollout(g *Gray, spec Rollout, now time.Time, reason string) error {
+	if g.Rollout.Active() {
+		return fmt.Errorf("gray %s: a rollout is running (step %d of %d, %s): %w", g.ID, g.Rollout.State.Step+1, len(g.Rollout.Steps), g.Rollout.State.State, ErrConflict)
+	}
+	r := spec.WithDefaults()
+	r.Steps = slices.Clone(r.Steps)
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	r.State = RolloutState{Step: 0, Percent: r.Steps[0].Percent, State: RolloutApplying, Since: now.UTC(), Reason: reason}
+	g.Rollout = &r
+	g.Selector.Percent = r.Steps[0].Percent
+	return nil
 }
 
 // Validate checks the rollout's spec (its State is not looked at): 1 to

@@ -337,17 +337,9 @@ func (s *Server) startRollout(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		now := s.cfg.Now().UTC()
+		now, who := s.cfg.Now(), state(c).principal.Name
 		g, err := s.updateGray(c.Request.Context(), ref, id, func(g *configsvc.Gray) error {
-			if g.Rollout.Active() {
-				return fmt.Errorf("gray %s: a rollout is running (step %d of %d, %s): %w", g.ID, g.Rollout.State.Step+1, len(g.Rollout.Steps), g.Rollout.State.State, configsvc.ErrConflict)
-			}
-			r := spec
-			r.State = configsvc.RolloutState{Step: 0, Percent: r.Steps[0].Percent, State: configsvc.RolloutApplying, Since: now,
-				Reason: "started by " + state(c).principal.Name}
-			g.Rollout = &r
-			g.Selector.Percent = r.Steps[0].Percent
-			return nil
+			return configsvc.StartRollout(g, spec, now, "started by "+who)
 		})
 		if err != nil {
 			s.fail(c, err)
