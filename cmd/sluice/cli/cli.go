@@ -66,6 +66,7 @@ func Commands(env Env) []*cobra.Command {
 		a.auditCmd(),
 		a.pinCmd(),
 		a.routesCmd(),
+		a.grayCmd(),
 	}
 	for _, c := range cmds {
 		a.addGlobalFlags(c)
