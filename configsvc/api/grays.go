@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -258,11 +259,18 @@ func (c *Client) Grays(ctx context.Context, ref configsvc.Ref) ([]configsvc.Gray
 	return grays, nil
 }
 
+// CohortParam is the query parameter of GET …/grays/{id} that, set to
+// "false", leaves the cohort out of the answer (an empty list): the view
+// of the gray without reading every live instance, what Client.Gray (an
+// SDK loading a gray's content) asks for.
+const CohortParam = "cohort"
+
 // Gray returns gray id of ref with the content of its changes, as
-// configsvc.Store.Gray. ErrNotFound if it does not exist.
+// configsvc.Store.Gray (without the cohort: see CohortParam). ErrNotFound
+// if it does not exist.
 func (c *Client) Gray(ctx context.Context, ref configsvc.Ref, id string) (configsvc.Gray, error) {
-	v, err := c.GrayView(ctx, ref, id)
-	if err != nil {
+	var v GrayView
+	if _, err := c.get(ctx, grayPath(ref, id), url.Values{CohortParam: {"false"}}, &v); err != nil {
 		return configsvc.Gray{}, err
 	}
 	return v.withRef(ref), nil

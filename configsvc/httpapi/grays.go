@@ -71,7 +71,7 @@ func (s *Server) listGrays(kind configsvc.Kind) gin.HandlerFunc {
 }
 
 // getGray answers GET …/grays/{id}: the gray with content, and its cohort
-// over the live instances while it is active.
+// over the live instances while it is active (unless ?cohort=false).
 func (s *Server) getGray(kind configsvc.Kind) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ref, id, ok := s.grayParams(c, kind)
@@ -86,7 +86,7 @@ func (s *Server) getGray(kind configsvc.Kind) gin.HandlerFunc {
 		}
 		g.Ref = ref
 		view := api.GrayView{Gray: api.FromGray(g, true), Cohort: []api.CohortMember{}}
-		if g.State == configsvc.GrayActive {
+		if g.State == configsvc.GrayActive && c.Query(api.CohortParam) != "false" {
 			cohort, err := s.cohort(ctx, &g)
 			if err != nil {
 				s.fail(c, err)

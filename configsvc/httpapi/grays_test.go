@@ -175,6 +175,12 @@ func testGrayAPI(t *testing.T, e *testEnv) {
 	if v := g.gray(base, g1.ID); cohortOf(v) != "orders-2:applied orders-3:rejected(pool too big)" {
 		t.Fatalf("cohort after the reports: %q", cohortOf(v))
 	}
+	// ?cohort=false: the gray without its cohort (what the SDK reads).
+	var bare api.GrayView
+	g.call(http.StatusOK, req{method: "GET", path: base + "/grays/" + g1.ID + "?cohort=false"}).json(t, &bare)
+	if len(bare.Cohort) != 0 || bare.Cohort == nil || bare.ID != g1.ID || len(bare.Changes) != 2 || *bare.Changes[0].Content != "pool: 50\n" {
+		t.Fatalf("view with cohort=false: cohort %q, %+v", cohortOf(bare), bare.Gray)
+	}
 	// Promote is refused while an instance rejected it: 409 not_ready naming it.
 	r = g.call(http.StatusConflict, req{method: "POST", path: base + "/grays/" + g1.ID + "/promote", body: api.PromoteRequest{}})
 	if code := r.errCode(t); code != api.CodeNotReady || !strings.Contains(string(r.body), `"id":"orders-3"`) || strings.Contains(string(r.body), `"id":"orders-2"`) {
