@@ -81,6 +81,9 @@ type Head struct {
 	// none (data written before they existed; PublishID at revision 0).
 	Generation string `json:"generation,omitempty"`
 	PublishID  string `json:"publish_id,omitempty"`
+	// Grays summarizes the active grays, sorted by id (gray.go); nil when
+	// none. A change of it reaches watchers as an Event with GraysChanged.
+	Grays []GraySummary `json:"grays,omitempty"`
 }
 
 // Identity returns the identity of the head revision.
@@ -337,6 +340,10 @@ type Instance struct {
 	// store's history rewritten (a restore or import, or revision numbers
 	// issued again) and reloaded its config as a new state.
 	Rewritten *HistoryRewrite `json:"rewritten,omitempty"`
+	// Grays is what the instance did about each gray it is in, by gray
+	// id: applied, or rejected with the reason. The SDK fills it; the
+	// cohort views and the rollout driver read it.
+	Grays map[string]GrayStatus `json:"grays,omitempty"`
 }
 
 // Limits of an Instance, enforced by Instance.Validate.
@@ -349,8 +356,9 @@ const (
 )
 
 // Validate checks the service, the id, the address (see
-// ValidateInstanceAddr), the label count and the "weight" label (an integer
-// from 0 to MaxInstanceWeight). Every store and the admin API call it, so an
+// ValidateInstanceAddr), the label count, the "weight" label (an integer
+// from 0 to MaxInstanceWeight) and the gray reports (at most
+// MaxInstanceGrays, keyed by gray ids, with known statuses). Every store and the admin API call it, so an
 // instance the proxy reads has passed it (unless written to ZooKeeper by
 // hand: the proxy checks every connection again, see router.UpstreamPolicy).
 // It returns a *FieldError or *LimitError (ErrInvalid).
@@ -372,7 +380,7 @@ func (in *Instance) Validate() error {
 			return &FieldError{Field: "labels." + WeightLabel, Value: w, Msg: "must be an integer from 0 to " + itoa(MaxInstanceWeight)}
 		}
 	}
-	return nil
+	return validateGrayStatuses(in.Grays)
 }
 
 // ParseWeight parses a "weight" label: decimal digits worth 0 to

@@ -68,6 +68,7 @@ func Bind[T any](c *Client, file string) *Binding[T] {
 		rev = v.groups[g]
 	}
 	content, ok := v.files[file]
+	gray := c.grayOfLocked(file) // the gray whose content file has, if any
 	var err error
 	if !ok {
 		err = fmt.Errorf("sdk: bind %s: no such file at revision %d: %w", file, rev, configsvc.ErrNotFound)
@@ -75,6 +76,8 @@ func Bind[T any](c *Client, file string) *Binding[T] {
 		var commit func()
 		if commit, err = b.decode(content); err == nil {
 			commit()
+		} else if gray != "" {
+			err = fmt.Errorf("sdk: bind %s of gray %s: %w", file, gray, err)
 		} else {
 			err = fmt.Errorf("sdk: bind %s at revision %d: %w", file, rev, err)
 		}
@@ -82,7 +85,7 @@ func Bind[T any](c *Client, file string) *Binding[T] {
 	if err != nil {
 		b.setErr(err)
 		if ok {
-			c.rejects[file] = rejection{revision: rev, err: err}
+			c.rejects[file] = rejection{revision: rev, err: err, gray: gray}
 			c.cfg.Metrics.RevisionRejected(file, rev)
 		}
 		if fb, has := c.fallback[file]; has && !bytes.Equal(fb, content) && len(c.bindings[file]) == 0 {
@@ -91,7 +94,7 @@ func Bind[T any](c *Client, file string) *Binding[T] {
 				// The cached content becomes the file's good content, so
 				// File agrees with Load and the cache keeps it for the
 				// next restart.
-				nv := &view{revision: v.revision, groups: v.groups, files: maps.Clone(v.files)}
+				nv := &view{revision: v.revision, groups: v.groups, files: maps.Clone(v.files), grays: v.grays}
 				nv.files[file] = fb
 				c.view.Store(nv)
 				if c.cache != nil {

@@ -34,7 +34,8 @@ var (
 
 // cachedState is the JSON value kept in the cache: the effective (good)
 // files of the service and its linked groups, keyed as the client shows them
-// ("db.yaml", "redis-common/redis.yaml").
+// ("db.yaml", "redis-common/redis.yaml"), main + the grays the writer was
+// in, and those grays.
 type cachedState struct {
 	Service  string             `json:"service"`
 	Revision int64              `json:"revision"`
@@ -44,7 +45,12 @@ type cachedState struct {
 	// GroupIDs holds the identity of each group's revision in Groups.
 	GroupIDs map[string]configsvc.Identity `json:"group_ids,omitempty"`
 	Files    map[string][]byte             `json:"files"`
-	Written  time.Time                     `json:"written"`
+	// Grays are the grays the writer was in, with their content and
+	// main's content of the files they hold (gray.go); Instance is the
+	// writer's instance id.
+	Grays    []cachedGray `json:"grays,omitempty"`
+	Instance string       `json:"instance,omitempty"`
+	Written  time.Time    `json:"written"`
 }
 
 // newer reports whether st is newer than o within one history: the same

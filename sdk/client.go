@@ -56,11 +56,12 @@ type Client struct {
 }
 
 // view is the immutable state that readers see: the effective (good) files
-// of the service and its linked groups.
+// of the service and its linked groups, main + the grays the instance is in.
 type view struct {
 	revision int64            // the service's applied revision
 	groups   map[string]int64 // linked group → applied revision
 	files    map[string][]byte
+	grays    []string // ids of the grays the instance is in, sorted
 }
 
 // refState is the newest state the store reported for one service or group,
@@ -68,8 +69,12 @@ type view struct {
 type refState struct {
 	rev    int64
 	id     configsvc.Identity // identity of rev
-	files  map[string][]byte
-	synced bool // loaded from the store (not only from the cache)
+	files  map[string][]byte  // main's files at rev
+	synced bool               // loaded from the store (not only from the cache)
+	// grays are the summaries of the ref's active grays (sorted by id), in
+	// the grays this instance is in, with content (gray.go).
+	grays []configsvc.GraySummary
+	in    map[string]*grayHeld
 }
 
 // position is where a follower of one service or group stands: the
@@ -81,10 +86,12 @@ type position struct {
 
 func (rs *refState) position() position { return position{rev: rs.rev, id: rs.id} }
 
-// rejection records why a file's newest content was refused.
+// rejection records why a file's newest content was refused; gray is the
+// gray whose content it was ("" for main's).
 type rejection struct {
 	revision int64
 	err      error
+	gray     string
 }
 
 // update is one step for the applier, produced by a ref's follower.
@@ -101,9 +108,19 @@ type update struct {
 	recreated    bool
 	linksChanged bool
 	links        []string
-	// done, when not nil, receives the ref's position once the update
-	// was applied (or refused).
-	done chan position
+	// grays, when not nil, is the ref's new gray state (a GraysChanged
+	// event; the grays this instance is in loaded).
+	grays *graySet
+	// done, when not nil, receives the ref's state once the update was
+	// applied (or refused).
+	done chan held
+}
+
+// held is where a ref's follower stands once the applier handled an
+// update: the position and the gray state it holds.
+type held struct {
+	pos   position
+	grays graySet
 }
 
 // Change describes one file's change, passed to OnChange callbacks. Old and
@@ -119,8 +136,13 @@ type Change struct {
 	// Deleted is set when the file was removed (or its group unlinked).
 	Deleted bool
 	// Revision is the revision of the service, or of the group for a group
-	// file, that brought the change.
+	// file, that the client holds with the change: the one that brought
+	// it, or for a gray's change the main revision it applies on.
 	Revision int64
+	// Gray is the id of the gray whose content the file now has; empty when
+	// it is main's (also when a gray the instance left gave the file back
+	// to main).
+	Gray string
 }
 
 // Open starts a client for cfg.Service: it loads the service's files and
@@ -157,7 +179,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	if c.cache != nil {
 		cached, cacheErr = c.cache.read(cfg.Service)
 		if cached != nil {
-			c.fallback = cached.Files
+			c.fallback = c.cachedFiles(cached)
 		}
 	} else {
 		cacheErr = errors.New("no CacheDir configured")
@@ -240,28 +262,31 @@ func (c *Client) initialLoad(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	svc, err := src.load(ctx, configsvc.Service(c.cfg.Service))
+	svc, err := c.loadFrom(ctx, src, configsvc.Service(c.cfg.Service), nil)
 	if err != nil {
 		return err
 	}
-	c.refs[""] = &refState{rev: svc.revision, id: svc.id, files: svc.files, synced: true}
+	c.refs[""] = svc.state()
 	c.links = sortedLinks(svc.links)
 	for _, g := range c.links {
-		grp, err := src.load(ctx, configsvc.Group(g))
+		grp, err := c.loadFrom(ctx, src, configsvc.Group(g), nil)
 		if err != nil {
 			return fmt.Errorf("linked group %s: %w", g, err)
 		}
-		c.refs[g] = &refState{rev: grp.revision, id: grp.id, files: grp.files, synced: true}
+		c.refs[g] = grp.state()
 	}
 	v := &view{revision: svc.revision, groups: map[string]int64{}, files: map[string][]byte{}}
 	for g, rs := range c.refs {
 		if g != "" {
 			v.groups[g] = rs.rev
 		}
-		for name, content := range rs.files {
-			v.files[key(g, name)] = content
+		for _, name := range append(slices.Collect(maps.Keys(rs.files)), grayFiles(rs.in)...) {
+			if content, ok := c.latestLocked(key(g, name)); ok {
+				v.files[key(g, name)] = content
+			}
 		}
 	}
+	v.grays = c.grayIDsLocked()
 	c.view.Store(v)
 	return nil
 }
@@ -279,7 +304,7 @@ func (c *Client) loadCached(st *cachedState) {
 			v.groups[g] = rs.rev
 		}
 	}
-	for k, content := range st.Files {
+	for k, content := range c.cachedFiles(st) {
 		g, name := splitKey(k)
 		rs := c.refs[g]
 		if rs == nil {
@@ -288,6 +313,8 @@ func (c *Client) loadCached(st *cachedState) {
 		rs.files[name] = content
 		v.files[k] = content
 	}
+	c.restoreGrays(st)
+	v.grays = c.grayIDsLocked()
 	c.view.Store(v)
 }
 
@@ -429,18 +456,18 @@ func (c *Client) send(ctx context.Context, u update) bool {
 }
 
 // sendWait hands u to the applier and waits until it was applied (or
-// refused); it returns the ref's position then. ok is false when ctx
-// ended first.
-func (c *Client) sendWait(ctx context.Context, u update) (pos position, ok bool) {
-	u.done = make(chan position, 1)
+// refused); it returns the ref's state then. ok is false when ctx ended
+// first.
+func (c *Client) sendWait(ctx context.Context, u update) (h held, ok bool) {
+	u.done = make(chan held, 1)
 	if !c.send(ctx, u) {
-		return position{}, false
+		return held{}, false
 	}
 	select {
-	case pos = <-u.done:
-		return pos, true
+	case h = <-u.done:
+		return h, true
 	case <-ctx.Done():
-		return position{}, false
+		return held{}, false
 	}
 }
 
@@ -450,12 +477,28 @@ func (c *Client) applyLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case u := <-c.events:
-			pos := c.apply(u)
+			h := c.apply(u)
 			if u.done != nil {
-				u.done <- pos
+				u.done <- h
 			}
 		}
 	}
+}
+
+// heldOf returns the state the client holds of group's ref ("" the
+// service).
+func (c *Client) heldOf(group string) held {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rs := c.refs[group]
+	if rs == nil {
+		return held{}
+	}
+	return rs.held()
+}
+
+func (rs *refState) held() held {
+	return held{pos: rs.position(), grays: graySet{summaries: rs.grays, in: rs.in}}
 }
 
 // apply applies one update, in the order docs/sdk.md promises, one step
@@ -464,27 +507,27 @@ func (c *Client) applyLoop(ctx context.Context) {
 // refuse each changed file, persistLocked writes the new good state to the
 // cache, and only then publishLocked makes it visible to File and Load;
 // notifyLocked counts it, queues the callbacks and refreshes the instance
-// record. It returns the ref's position after the update.
-func (c *Client) apply(u update) position {
+// record. It returns the ref's state after the update.
+func (c *Client) apply(u update) held {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rs := c.refs[u.group]
 	if rs == nil {
-		return position{} // a group unlinked while its update was in flight
+		return held{} // a group unlinked while its update was in flight
 	}
 	step, ok := c.advanceLocked(u, rs)
 	if !ok {
-		return rs.position()
+		return rs.held()
 	}
 	old := c.view.Load()
 	files, changes, commits := c.offerLocked(step.keys, old.files)
 	nv := c.nextViewLocked(files)
-	if c.cache != nil && (len(changes) > 0 || step.rewrite != nil || nv.revision != old.revision || !maps.Equal(nv.groups, old.groups)) {
+	if c.cache != nil && (len(changes) > 0 || step.rewrite != nil || step.graysMoved || nv.revision != old.revision || !maps.Equal(nv.groups, old.groups)) {
 		c.persistLocked(nv, step.rewrite != nil)
 	}
 	c.publishLocked(nv, commits)
 	c.notifyLocked(u, step, changes)
-	return rs.position()
+	return rs.held()
 }
 
 // stepResult is what advanceLocked did to the store state.
@@ -494,6 +537,10 @@ type stepResult struct {
 	applied   int64    // the revision now held, for metrics; 0 if none
 	wasSynced bool     // the ref had been loaded from the store before
 	rewrite   *configsvc.HistoryRewrite
+	// graysMoved: the grays the instance is in (or their versions) changed.
+	graysMoved bool
+	joined     []string // ids of the grays the instance entered
+	left       []string // ids of the grays it left
 }
 
 // advanceLocked merges u into rs: a revision or a snapshot of the ref and,
@@ -527,6 +574,10 @@ func (c *Client) advanceLocked(u update, rs *refState) (step stepResult, ok bool
 				step.keys = append(step.keys, key(u.group, name))
 			}
 		}
+		for _, name := range append(grayFiles(rs.in), grayFiles(snap.grays.in)...) {
+			step.keys = append(step.keys, key(u.group, name))
+		}
+		c.moveGraysLocked(&step, rs, snap.grays)
 		rs.rev, rs.id, rs.files, rs.synced = snap.revision, snap.id, snap.files, true
 		if rs.files == nil {
 			rs.files = map[string][]byte{}
@@ -551,6 +602,11 @@ func (c *Client) advanceLocked(u update, rs *refState) (step stepResult, ok bool
 		rs.rev = u.rev.Number
 		rs.id = configsvc.Identity{Generation: cmp.Or(u.rev.Generation, rs.id.Generation), PublishID: u.rev.PublishID}
 		step.applied = rs.rev
+	case u.grays != nil:
+		for _, name := range movedGrayFiles(rs.in, u.grays.in) {
+			step.keys = append(step.keys, key(u.group, name))
+		}
+		c.moveGraysLocked(&step, rs, *u.grays)
 	}
 	if u.group == "" && (u.linksChanged || u.snap != nil) {
 		step.keys = append(step.keys, c.relinkLocked(u.snap != nil, u.links, u.snap)...)
@@ -575,12 +631,13 @@ func (c *Client) offerLocked(keys []string, files map[string][]byte) (map[string
 			rev = st.rev
 		}
 		content, present := c.latestLocked(k)
+		gray := c.grayOfLocked(k)
 		cur, had := files[k]
 		if present == had && bytes.Equal(content, cur) {
 			c.clearRejectLocked(k)
 			continue
 		}
-		commit, err := c.bindLocked(k, content, present, rev)
+		commit, err := c.bindLocked(k, content, present, rev, gray)
 		if err != nil {
 			continue
 		}
@@ -589,7 +646,7 @@ func (c *Client) offerLocked(keys []string, files map[string][]byte) (map[string
 			files = maps.Clone(files)
 			cloned = true
 		}
-		ch := Change{File: k, Old: cur, Revision: rev}
+		ch := Change{File: k, Old: cur, Revision: rev, Gray: gray}
 		if present {
 			files[k] = content
 			ch.New = content
@@ -602,9 +659,10 @@ func (c *Client) offerLocked(keys []string, files map[string][]byte) (map[string
 	return files, changes, commits
 }
 
-// nextViewLocked returns the view of files at the revisions now held.
+// nextViewLocked returns the view of files at the revisions and grays now
+// held.
 func (c *Client) nextViewLocked(files map[string][]byte) *view {
-	nv := &view{revision: c.refs[""].rev, groups: make(map[string]int64, len(c.links)), files: files}
+	nv := &view{revision: c.refs[""].rev, groups: make(map[string]int64, len(c.links)), files: files, grays: c.grayIDsLocked()}
 	for _, g := range c.links {
 		nv.groups[g] = c.refs[g].rev
 	}
@@ -631,6 +689,12 @@ func (c *Client) notifyLocked(u update, step stepResult, changes []Change) {
 	}
 	if u.snap != nil && !step.wasSynced {
 		c.log.Debug("sdk: synchronized with the store", "ref", refString(step.ref), "revision", step.applied)
+	}
+	for _, id := range step.joined {
+		c.log.Info("sdk: in the cohort of a gray; applying it", "ref", refString(step.ref), "gray", id)
+	}
+	for _, id := range step.left {
+		c.log.Info("sdk: left a gray (ended, or the cohort no longer includes this instance); back to main for its files", "ref", refString(step.ref), "gray", id)
 	}
 	if rw := step.rewrite; rw != nil {
 		c.rewritten = rw
@@ -677,6 +741,9 @@ func (c *Client) relinkLocked(fromSnap bool, links []string, snap *loaded) []str
 			for name := range rs.files {
 				keys = append(keys, key(g, name))
 			}
+			for _, name := range grayFiles(rs.in) {
+				keys = append(keys, key(g, name))
+			}
 		}
 		delete(c.refs, g)
 		c.log.Info("sdk: shared group unlinked", "group", g)
@@ -693,15 +760,33 @@ func (c *Client) relinkLocked(fromSnap bool, links []string, snap *loaded) []str
 	return keys
 }
 
-// latestLocked returns the newest content the store reported for k.
+// latestLocked returns the newest content the store reported for k, as
+// this instance sees it: the content of the gray it is in that holds k
+// (absent when the gray deletes it), else main's.
 func (c *Client) latestLocked(k string) ([]byte, bool) {
 	g, name := splitKey(k)
 	rs := c.refs[g]
 	if rs == nil {
 		return nil, false
 	}
+	if h := heldGray(rs.in, name); h != nil {
+		ch := h.changes[name]
+		return ch.Content, !ch.Delete
+	}
 	b, ok := rs.files[name]
 	return b, ok
+}
+
+// grayOfLocked returns the id of the gray whose content k has for this
+// instance; "" for main's.
+func (c *Client) grayOfLocked(k string) string {
+	g, name := splitKey(k)
+	if rs := c.refs[g]; rs != nil {
+		if h := heldGray(rs.in, name); h != nil {
+			return h.summary.ID
+		}
+	}
+	return ""
 }
 
 // bindLocked offers content to the bindings of k. When one refuses it, the
@@ -709,7 +794,7 @@ func (c *Client) latestLocked(k string) ([]byte, bool) {
 // is returned: the file keeps its last good content. Otherwise it returns
 // the commit that installs the new value in every binding and clears the
 // rejection; the caller runs it once the state may become visible.
-func (c *Client) bindLocked(k string, content []byte, present bool, rev int64) (func(), error) {
+func (c *Client) bindLocked(k string, content []byte, present bool, rev int64, gray string) (func(), error) {
 	bs := c.bindings[k]
 	if len(bs) == 0 {
 		return func() { delete(c.rejects, k) }, nil
@@ -719,12 +804,16 @@ func (c *Client) bindLocked(k string, content []byte, present bool, rev int64) (
 	errs := make([]error, len(bs))
 	for i, b := range bs {
 		var err error
-		if !present {
+		if !present && gray != "" {
+			err = fmt.Errorf("sdk: %s is deleted by gray %s: %w", k, gray, configsvc.ErrNotFound)
+		} else if !present {
 			err = fmt.Errorf("sdk: %s was deleted at revision %d: %w", k, rev, configsvc.ErrNotFound)
 		} else {
 			var commit func()
 			commit, err = b.decode(content)
-			if err != nil {
+			if err != nil && gray != "" {
+				err = fmt.Errorf("sdk: %s of gray %s: %w", k, gray, err)
+			} else if err != nil {
 				err = fmt.Errorf("sdk: %s at revision %d: %w", k, rev, err)
 			}
 			commits = append(commits, commit)
@@ -742,9 +831,13 @@ func (c *Client) bindLocked(k string, content []byte, present bool, rev int64) (
 				b.setErr(fmt.Errorf("sdk: %s at revision %d rejected by another binding: %w", k, rev, firstErr))
 			}
 		}
-		c.rejects[k] = rejection{revision: rev, err: firstErr}
+		c.rejects[k] = rejection{revision: rev, err: firstErr, gray: gray}
 		c.cfg.Metrics.RevisionRejected(k, rev)
-		c.log.Warn("sdk: revision rejected, keeping the last good value", "file", k, "revision", rev, "err", firstErr)
+		if gray != "" {
+			c.log.Warn("sdk: gray content rejected, keeping the last good value", "file", k, "gray", gray, "revision", rev, "err", firstErr)
+		} else {
+			c.log.Warn("sdk: revision rejected, keeping the last good value", "file", k, "revision", rev, "err", firstErr)
+		}
 		return nil, firstErr
 	}
 	return func() {
@@ -782,8 +875,12 @@ func (c *Client) instanceLocked(inst *configsvc.Instance) {
 	inst.FromCache = c.fromCache.Load()
 	inst.Status = configsvc.StatusApplied
 	inst.Rejected, inst.Error = 0, ""
+	inst.Grays = c.grayStatusesLocked()
 	var newest string
 	for k, r := range c.rejects {
+		if r.gray != "" {
+			continue // reported in inst.Grays: main's revision was not refused
+		}
 		if inst.Status != configsvc.StatusRejected || r.revision > inst.Rejected || r.revision == inst.Rejected && k < newest {
 			inst.Status = configsvc.StatusRejected
 			inst.Rejected = r.revision
@@ -802,7 +899,7 @@ func (c *Client) persistLocked(v *view, force bool) {
 	st := &cachedState{
 		Service: c.cfg.Service, Revision: v.revision, ID: c.refs[""].id, Links: c.links,
 		Groups: v.groups, GroupIDs: make(map[string]configsvc.Identity, len(c.links)),
-		Files: v.files, Written: c.cfg.Now().UTC(),
+		Files: v.files, Grays: c.cachedGraysLocked(), Instance: c.cfg.Instance.ID, Written: c.cfg.Now().UTC(),
 	}
 	for _, g := range c.links {
 		if rs := c.refs[g]; rs != nil {

@@ -171,3 +171,30 @@ func ExamplePinTransport() {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A gray release reaches the instances its selector matches: this one,
+// by its label, applies main + the gray (the gray's db.yaml wins) and
+// reports it applied; Change.Gray names the gray.
+func ExampleClient_Grays() {
+	st, cleanup := exampleStore()
+	defer cleanup()
+	ctx := context.Background()
+	c, err := sdk.Open(ctx, sdk.Config{Service: "orders", Store: st, Logger: quiet(),
+		Instance: sdk.Instance{ID: "orders-1", Labels: map[string]string{"zone": "b"}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	changed := make(chan sdk.Change, 1)
+	c.OnChange("db.yaml", func(ch sdk.Change) { changed <- ch })
+
+	g, err := st.CreateGray(ctx, configsvc.Service("orders"), configsvc.Gray{BaseRevision: 1,
+		Changes:  []configsvc.Change{{File: "db.yaml", Content: []byte("host: db2\nport: 5432\n")}},
+		Selector: configsvc.Selector{Labels: []map[string]string{{"zone": "b"}}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ch := <-changed
+	fmt.Println(ch.Gray == g.ID, string(ch.New) == "host: db2\nport: 5432\n", c.Revision(), len(c.Grays()))
+	// Output: true true 1 1
+}

@@ -20,16 +20,18 @@ import (
 // held then waits for it). When the watch reports the history rewritten,
 // the snapshot it loads is applied whatever its revision; when it reports
 // the ref deleted, one below the revision held is (the ref was created
-// again). It returns when ctx ends.
+// again). The ref's grays come with the snapshots and as GraysChanged
+// events (see watchOnce). It returns when ctx ends.
 func (c *Client) follow(ctx context.Context, group string, from position, resync bool) {
 	ref := refOf(c.cfg.Service, group)
 	log := c.log.With("ref", refString(ref))
 	bo := api.Backoff{Min: c.cfg.RetryMin, Max: c.cfg.RetryMax}
 	failures := 0
 	rewrite, recreated := false, false
+	grays := c.heldOf(group).grays
 	for ctx.Err() == nil {
 		if resync {
-			l, err := c.loadRef(ctx, ref)
+			l, err := c.loadRef(ctx, ref, grays.in)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -43,11 +45,12 @@ func (c *Client) follow(ctx context.Context, group string, from position, resync
 				bo.Wait(ctx)
 				continue
 			}
-			pos, ok := c.sendWait(ctx, update{group: group, snap: &l, rewrite: rewrite, recreated: recreated})
+			h, ok := c.sendWait(ctx, update{group: group, snap: &l, rewrite: rewrite, recreated: recreated})
 			if !ok {
 				return
 			}
-			from, resync, rewrite, recreated, failures = pos, false, false, false, 0
+			from, grays = h.pos, h.grays
+			resync, rewrite, recreated, failures = false, false, false, 0
 			bo.Reset()
 		}
 		src, err := c.source(ctx)
@@ -56,7 +59,7 @@ func (c *Client) follow(ctx context.Context, group string, from position, resync
 			continue
 		}
 		var end watchEnd
-		from, end = c.watchOnce(ctx, src, ref, from, log)
+		from, grays, end = c.watchOnce(ctx, src, ref, from, grays, log)
 		switch end {
 		case endStopped:
 			return
@@ -73,14 +76,30 @@ func (c *Client) follow(ctx context.Context, group string, from position, resync
 	}
 }
 
-func (c *Client) loadRef(ctx context.Context, ref configsvc.Ref) (loaded, error) {
+// loadRef loads ref's state (loadFrom), connecting the transport first
+// when needed; known holds the content of grays loaded before.
+func (c *Client) loadRef(ctx context.Context, ref configsvc.Ref, known map[string]*grayHeld) (loaded, error) {
 	octx, cancel := context.WithTimeout(ctx, c.cfg.OpenTimeout)
 	defer cancel()
 	src, err := c.source(octx)
 	if err != nil {
 		return loaded{}, err
 	}
-	return src.load(octx, ref)
+	return c.loadFrom(octx, src, ref, known)
+}
+
+// loadFrom loads ref's state from src: main at the head and the grays
+// active there, with the content of those this instance is in (from
+// known when it has them).
+func (c *Client) loadFrom(ctx context.Context, src *transport, ref configsvc.Ref, known map[string]*grayHeld) (loaded, error) {
+	l, err := src.load(ctx, ref)
+	if err != nil {
+		return loaded{}, err
+	}
+	if l.grays.in, err = c.members(ctx, src, ref, l.grays.summaries, known); err != nil {
+		return loaded{}, err
+	}
+	return l, nil
 }
 
 // watchEnd says why a watch ended.
@@ -94,19 +113,30 @@ const (
 	endStopped                   // ctx ended
 )
 
-// watchOnce runs one watch of ref from position from until it ends. It
-// returns the position of the last revision handed on and why it ended.
-func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Ref, from position, log *slog.Logger) (position, watchEnd) {
+// watchOnce runs one watch of ref from position from, holding the gray
+// state grays, until it ends. It returns the position of the last revision
+// handed on, the gray state held, and why it ended.
+//
+// Grays: every GraysChanged event of the watch is handed on, with the
+// content of the grays this instance is in loaded first (a load that
+// fails ends the watch for a reload). The head is read once right after
+// the watch started, for the links (a service) and the grays: a change
+// between the state held and the watch's baseline would otherwise go
+// unnoticed. Its grays are handed on once the watch has delivered the
+// head's revision (so a promote's revision always comes before its gray
+// leaves), unless a GraysChanged event comes first: the watch reports
+// every change after its baseline, so the event is at least as new.
+func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Ref, from position, grays graySet, log *slog.Logger) (position, graySet, watchEnd) {
 	group := ""
 	if ref.Kind == configsvc.KindGroup {
 		group = ref.Name
 	}
-	stopped := func() (position, watchEnd) { return from, endStopped }
-	reload := func(end watchEnd) (position, watchEnd) {
+	stopped := func() (position, graySet, watchEnd) { return from, grays, endStopped }
+	reload := func(end watchEnd) (position, graySet, watchEnd) {
 		if ctx.Err() != nil {
-			return from, endStopped
+			return stopped()
 		}
-		return from, end
+		return from, grays, end
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -116,16 +146,49 @@ func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Re
 		for range ch {
 		}
 	}()
-	if group == "" {
-		lctx, lcancel := context.WithTimeout(ctx, c.cfg.OpenTimeout)
-		links, err := src.links(lctx, ref)
-		lcancel()
-		c.mu.Lock()
-		changed := err == nil && !slices.Equal(sortedLinks(links), c.links)
-		c.mu.Unlock()
-		if changed && !c.send(ctx, update{linksChanged: true, links: links}) {
-			return stopped()
+	var pending []configsvc.GraySummary
+	pendingAt, hasPending := int64(0), false
+	hctx, hcancel := context.WithTimeout(ctx, c.cfg.OpenTimeout)
+	head, err := src.store.Head(hctx, ref)
+	hcancel()
+	if err == nil {
+		if group == "" {
+			c.mu.Lock()
+			changed := !slices.Equal(sortedLinks(head.Links), c.links)
+			c.mu.Unlock()
+			if changed && !c.send(ctx, update{linksChanged: true, links: head.Links}) {
+				return stopped()
+			}
 		}
+		if !configsvc.SameGrays(head.Grays, grays.summaries) {
+			pending, pendingAt, hasPending = head.Grays, head.Revision, true
+		}
+	}
+	// moveGrays hands on a new set of active grays; false when the watch
+	// must end (ctx ended, or a gray's content could not be read).
+	moveGrays := func(summaries []configsvc.GraySummary) bool {
+		in, err := c.members(ctx, src, ref, summaries, grays.in)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("sdk: reading a gray's content failed, reloading", "err", err)
+			}
+			return false
+		}
+		h, ok := c.sendWait(ctx, update{group: group, grays: &graySet{summaries: summaries, in: in}})
+		if ok {
+			grays = h.grays
+		}
+		return ok
+	}
+	flush := func() bool {
+		if !hasPending || from.rev < pendingAt {
+			return true
+		}
+		hasPending = false
+		return moveGrays(pending)
+	}
+	if !flush() {
+		return reload(endReload)
 	}
 	interrupted := false
 	for ev := range ch {
@@ -173,14 +236,25 @@ func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Re
 				return stopped()
 			}
 			from = position{rev: n, id: configsvc.Identity{Generation: cmp.Or(ev.Revision.Generation, from.id.Generation), PublishID: ev.Revision.PublishID}}
+			if !flush() {
+				return reload(endReload)
+			}
 		case ev.LinksChanged:
 			if group == "" && !c.send(ctx, update{linksChanged: true, links: ev.Links}) {
 				return stopped()
+			}
+		case ev.GraysChanged:
+			hasPending = false
+			if configsvc.SameGrays(ev.Grays, grays.summaries) {
+				continue // a stream that opened again repeats the set held
+			}
+			if !moveGrays(ev.Grays) {
+				return reload(endReload)
 			}
 		}
 	}
 	if ctx.Err() != nil {
 		return stopped()
 	}
-	return from, endRetry
+	return from, grays, endRetry
 }

@@ -10,14 +10,15 @@ import (
 )
 
 // backend is what the client reads of a transport: the head and content of
-// a service or group, its watch, and an instance registration, with the
-// contracts of configsvc.Store. A configsvc.Store (ZooKeeper, or one handed
+// a service or group, its grays' content, its watch, and an instance
+// registration, with the contracts of configsvc.Store. A configsvc.Store (ZooKeeper, or one handed
 // over in Config.Store) and an *api.Client (the admin server's API and
 // event stream) both provide it, so one source serves every transport.
 type backend interface {
 	Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, error)
 	Snapshot(ctx context.Context, ref configsvc.Ref, rev int64) (configsvc.Snapshot, error)
 	Watch(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) <-chan configsvc.Event
+	Gray(ctx context.Context, ref configsvc.Ref, id string) (configsvc.Gray, error)
 	Register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error)
 }
 
@@ -26,12 +27,20 @@ var (
 	_ backend = (*api.Client)(nil)
 )
 
-// loaded is the state of one service or group at one revision.
+// loaded is the state of one service or group at one revision: main's
+// files and, once the client filled them in (Client.loadFrom), the grays
+// active at that revision and the ones this instance is in.
 type loaded struct {
 	revision int64
 	id       configsvc.Identity // identity of revision
 	files    map[string][]byte
 	links    []string
+	grays    graySet
+}
+
+// state returns l as the client's state of its ref.
+func (l *loaded) state() *refState {
+	return &refState{rev: l.revision, id: l.id, files: l.files, synced: true, grays: l.grays.summaries, in: l.grays.in}
 }
 
 // transport is how the client reaches the store: a backend, named for logs
@@ -56,8 +65,8 @@ func dialHTTP(cfg Config, log *slog.Logger) (*transport, error) {
 	return &transport{store: c, name: "http", close: c.Close}, nil
 }
 
-// load returns the head state of ref: revision, file contents and, for a
-// service, its linked groups.
+// load returns the head state of ref: revision, file contents, the
+// summaries of its active grays and, for a service, its linked groups.
 func (s *transport) load(ctx context.Context, ref configsvc.Ref) (loaded, error) {
 	// Head and Snapshot are two reads; a publish in between moves the head
 	// past the snapshot, which the watch from the snapshot's revision then
@@ -78,18 +87,7 @@ func (s *transport) load(ctx context.Context, ref configsvc.Ref) (loaded, error)
 	if id.Generation == "" {
 		id.Generation = head.Generation
 	}
-	return loaded{revision: snap.Revision, id: id, files: files, links: head.Links}, nil
-}
-
-// links returns the groups the service links to now (one head read). The
-// client calls it right after starting a watch: a link change between its
-// snapshot and the watch's first head read would otherwise go unnoticed.
-func (s *transport) links(ctx context.Context, ref configsvc.Ref) ([]string, error) {
-	head, err := s.store.Head(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	return head.Links, nil
+	return loaded{revision: snap.Revision, id: id, files: files, links: head.Links, grays: graySet{summaries: head.Grays}}, nil
 }
 
 // release releases what the transport owns.

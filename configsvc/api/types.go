@@ -54,12 +54,16 @@ type Head struct {
 	// none.
 	Generation string `json:"generation,omitempty"`
 	PublishID  string `json:"publish_id,omitempty"`
+	// Grays summarizes the active grays, sorted by id ([] when none):
+	// enough to decide membership and which files each holds.
+	Grays []GraySummary `json:"grays"`
 }
 
 // FromHead returns the wire form of h.
 func FromHead(h configsvc.Head) Head {
 	out := Head{Name: h.Ref.Name, Kind: h.Ref.Kind.String(), Revision: h.Revision, Files: map[string]FileMeta{},
-		Links: append([]string{}, h.Links...), Author: h.Author, Generation: h.Generation, PublishID: h.PublishID}
+		Links: append([]string{}, h.Links...), Author: h.Author, Generation: h.Generation, PublishID: h.PublishID,
+		Grays: append([]GraySummary{}, h.Grays...)}
 	if !h.Updated.IsZero() {
 		out.Updated = h.Updated.UTC().Format(time.RFC3339Nano)
 	}
@@ -77,6 +81,9 @@ func (h Head) Domain() configsvc.Head {
 		Files: make(map[string]FileMeta, len(h.Files)), Author: h.Author, Generation: h.Generation, PublishID: h.PublishID}
 	if len(h.Links) > 0 {
 		out.Links = append([]string(nil), h.Links...)
+	}
+	if len(h.Grays) > 0 {
+		out.Grays = append([]GraySummary(nil), h.Grays...)
 	}
 	if h.Updated != "" {
 		out.Updated, _ = time.Parse(time.RFC3339Nano, h.Updated)

@@ -69,6 +69,12 @@ func (s *Store) publishTx(tx *bolt.Tx, ref configsvc.Ref, cs configsvc.Changeset
 	if h.Revision != cs.Base {
 		return fmt.Errorf("head is at revision %d, not %d: %w", h.Revision, cs.Base, configsvc.ErrConflict)
 	}
+	return s.publishOn(tx, b, ref, h, cs, rev)
+}
+
+// publishOn is publishTx on head h of ref bucket b, read by the caller and
+// at cs.Base (a promote passes the head without its gray's summary).
+func (s *Store) publishOn(tx *bolt.Tx, b *bolt.Bucket, ref configsvc.Ref, h headRecord, cs configsvc.Changeset, rev *configsvc.Revision) error {
 	if h.Generation == "" {
 		// A head written before generations existed takes the store's.
 		gen, err := readGeneration(tx)

@@ -32,6 +32,8 @@ type headRecord struct {
 	// publish.
 	Generation string `json:"generation,omitempty"`
 	PublishID  string `json:"publish_id,omitempty"`
+	// Grays summarizes the active grays (gray.go), sorted by id.
+	Grays []configsvc.GraySummary `json:"grays,omitempty"`
 }
 
 // identity returns the identity of the head revision.
@@ -215,7 +217,7 @@ func (s *Store) Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, er
 			return err
 		}
 		head = configsvc.Head{Ref: ref, Revision: h.Revision, Files: h.Files, Updated: h.Updated, Author: h.Author,
-			Generation: h.Generation, PublishID: h.PublishID}
+			Generation: h.Generation, PublishID: h.PublishID, Grays: h.Grays}
 		if ref.Kind == configsvc.KindService {
 			head.Links = keys(b.Bucket(keyLinks))
 		}

@@ -87,6 +87,7 @@ func RunWithOptions(t *testing.T, opts Options) {
 	t.Run("Instances", s.testInstances)
 	t.Run("Watch", s.testWatch)
 	t.Run("Identity", s.testIdentity)
+	t.Run("Grays", s.testGrays)
 	t.Run("Retention", s.testRetention)
 	t.Run("Growth", s.testGrowth)
 	t.Run("Records", s.testRecords)
@@ -272,7 +273,8 @@ func (s *suite) next(t *testing.T, ch <-chan configsvc.Event) (ev configsvc.Even
 	}
 }
 
-// nextRevision returns the next revision event, skipping LinksChanged events,
+// nextRevision returns the next revision event, skipping LinksChanged and
+// GraysChanged events,
 // and fails on an error event or a closed channel.
 func (s *suite) nextRevision(t *testing.T, ch <-chan configsvc.Event) *configsvc.Revision {
 	t.Helper()
@@ -287,7 +289,7 @@ func (s *suite) nextRevision(t *testing.T, ch <-chan configsvc.Event) *configsvc
 		if ev.Revision != nil {
 			return ev.Revision
 		}
-		if !ev.LinksChanged {
+		if !ev.LinksChanged && !ev.GraysChanged {
 			t.Fatalf("empty watch event %+v", ev)
 		}
 	}

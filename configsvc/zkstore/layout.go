@@ -3,6 +3,7 @@ package zkstore
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -136,6 +137,9 @@ type headDoc struct {
 	// the one read that re-arms its watch, instead of reading the revision
 	// and content nodes too. Nil for larger revisions and before the first.
 	Latest *latestDoc `json:"latest,omitempty"`
+	// Grays summarizes the active grays (gray.go), sorted by id: every
+	// change of a gray sets the head too, so watchers see it.
+	Grays []configsvc.GraySummary `json:"grays,omitempty"`
 
 	// legacy is Files decoded, for a head in layout 1.
 	legacy map[string]configsvc.FileMeta
@@ -226,7 +230,7 @@ func (h *headDoc) head(ref configsvc.Ref, files map[string]configsvc.FileMeta) c
 		links = append([]string(nil), h.Links...)
 	}
 	return configsvc.Head{Ref: ref, Revision: h.Revision, Files: files, Links: links, Updated: h.Updated, Author: h.Author,
-		Generation: h.Generation, PublishID: h.PublishID}
+		Generation: h.Generation, PublishID: h.PublishID, Grays: slices.Clone(h.Grays)}
 }
 
 // identity returns the identity of the head revision.

@@ -89,11 +89,7 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		switch {
 		case err == nil:
 			s.heads.put(ref, head, base.version+1, manifest, head.ManifestCversion)
-			for f, data := range p.metas {
-				if d, err := decode[fileNodeDoc]("manifest", data); err == nil && head.Epoch != "" {
-					s.metas.put(metaKey(ref, head.Epoch, head.Generation, f, p.doc.Revision), *d)
-				}
-			}
+			p.cacheMetas(head)
 			s.schedulePrune(ref, head.Epoch, head.First)
 			return p.rev, nil
 		case errors.Is(err, configsvc.ErrTooLarge):
@@ -277,7 +273,7 @@ func (p *publication) transaction(base cachedHead) ([]any, *headDoc, map[string]
 	}
 	head := &headDoc{Revision: n, Files: manifestMarker, Count: len(manifest), Since: base.doc.Since,
 		Links: base.doc.Links, Updated: p.doc.Time, Author: p.cs.Author,
-		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest,
+		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest, Grays: base.doc.Grays,
 		Generation: base.doc.Generation, PublishID: p.doc.PublishID,
 		// Each manifest operation creates or deletes one child.
 		ManifestCversion: base.cversion + int32(len(nodes))}
@@ -298,6 +294,19 @@ func (p *publication) transaction(base cachedHead) ([]any, *headDoc, map[string]
 		&zk.CreateRequest{Path: s.revPath(ref, n), Data: mustJSON(p.doc), Acl: s.acl},
 		&zk.SetDataRequest{Path: s.headPath(ref), Data: mustJSON(head), Version: base.version})
 	return ops, head, manifest, nil
+}
+
+// cacheMetas remembers the manifest node data p wrote, once its
+// transaction landed and wrote head.
+func (p *publication) cacheMetas(head *headDoc) {
+	if head.Epoch == "" {
+		return
+	}
+	for f, data := range p.metas {
+		if d, err := decode[fileNodeDoc]("manifest", data); err == nil {
+			p.s.metas.put(metaKey(p.ref, head.Epoch, head.Generation, f, p.doc.Revision), *d)
+		}
+	}
 }
 
 // publishErr translates err; when an earlier attempt may have landed, the

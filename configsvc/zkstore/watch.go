@@ -47,14 +47,19 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts .
 	if from > 0 {
 		w.lastPID = o.Expect.PublishID
 	}
-	if ref.Kind == configsvc.KindService && s.connected() {
-		// The link set when Watch is called is the baseline, so a link
-		// made right after Watch returns is reported even if it lands
-		// before the watch goroutine first reads the head. Without a
-		// connection the goroutine takes its first read as the baseline.
+	if s.connected() {
+		// The link set and the active grays when Watch is called are the
+		// baseline, so a link or gray change made right after Watch returns
+		// is reported even if it lands before the watch goroutine first
+		// reads the head. Without a connection the goroutine takes its
+		// first read as the baseline.
 		rctx, cancel := s.opCtx(ctx)
 		if h, st, err := s.readHead(rctx, ref); err == nil {
-			w.links, w.seen, w.czxid = h.Links, true, st.Czxid
+			w.czxid = st.Czxid
+			w.grays, w.graysSeen = h.Grays, true
+			if ref.Kind == configsvc.KindService {
+				w.links, w.seen = h.Links, true
+			}
 		}
 		cancel()
 	}
@@ -87,6 +92,11 @@ type watcher struct {
 	// next-1 ("" when unknown).
 	gen     string
 	lastPID string
+
+	// grays are the active grays last reported (gray.go); graysSeen: a
+	// baseline was read.
+	grays     []configsvc.GraySummary
+	graysSeen bool
 }
 
 func (w *watcher) send(ev configsvc.Event) bool {
@@ -325,6 +335,9 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 		}
 		w.next++
 		w.lastPID = r.PublishID
+	}
+	if err := w.graysStep(h); err != nil {
+		return nil, err
 	}
 	w.down = false
 	return a.ch, nil
