@@ -91,7 +91,11 @@ type Store interface {
 	// (the changes are limited like a changeset); ErrTooMany beyond
 	// MaxActiveGrays; ErrNotFound if ref does not exist. Content is not
 	// validated by the store: create through a ValidatingStore. It returns
-	// the gray as stored: a new ID, Version 1, state active.
+	// the gray as stored: Version 1, state active, and a new random ID,
+	// or g.ID when set (an id drawn before, so that a dry run or a change
+	// request shows the cohort of a percent selector that the gray gets;
+	// ErrConflict when ref holds a gray of that id already, active or
+	// ended).
 	CreateGray(ctx context.Context, ref Ref, g Gray) (Gray, error)
 	// UpdateGray changes the active gray id of ref if it is still at
 	// version (compare-and-set; ErrConflict otherwise, or when it ended):

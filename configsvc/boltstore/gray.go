@@ -48,6 +48,9 @@ func (s *Store) CreateGray(ctx context.Context, ref configsvc.Ref, g configsvc.G
 		if err != nil {
 			return err
 		}
+		if gb.Get([]byte(created.ID)) != nil {
+			return fmt.Errorf("%s has a gray %s already (gray ids are not reused): %w", ref, created.ID, configsvc.ErrConflict)
+		}
 		for _, c := range created.Changes {
 			if !c.Delete {
 				if err := gb.Put(grayContentKey(created.ID, c.File), nonNil(c.Content)); err != nil {

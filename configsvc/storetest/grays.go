@@ -24,6 +24,7 @@ func (s *suite) testGrays(t *testing.T) {
 	t.Run("CreateListGet", s.testGrayCreate)
 	t.Run("OneGrayPerFile", s.testGrayConflict)
 	t.Run("CreateRefused", s.testGrayRefused)
+	t.Run("GivenID", s.testGrayGivenID)
 	t.Run("UpdateSelector", s.testGrayUpdate)
 	t.Run("Abandon", s.testGrayAbandon)
 	t.Run("Promote", s.testGrayPromote)
@@ -298,6 +299,43 @@ func (s *suite) testGrayUpdate(t *testing.T) {
 		t.Fatalf("Gray with a rollout = %+v (rollout %+v)", got, got.Rollout)
 	}
 	wantHeadGrays(ctx, t, st, ref, up)
+}
+
+// testGrayGivenID: a gray created with an id drawn before (a dry run's,
+// a change request's) keeps it, so its percent cohort is the one shown;
+// an id the ref holds already, active or ended, is refused with
+// ErrConflict and writes nothing; a malformed one is ErrInvalid.
+func (s *suite) testGrayGivenID(t *testing.T) {
+	st, ctx := s.open(t)
+	ref := configsvc.Service("orders")
+	grayBase(ctx, t, st, ref)
+	id := configsvc.NewGrayID()
+	g := newGray(2)
+	g.ID = id
+	created := mustCreateGray(ctx, t, st, ref, g)
+	if created.ID != id {
+		t.Fatalf("CreateGray with id %s created %s", id, created.ID)
+	}
+	again := configsvc.Gray{ID: id, BaseRevision: 2, Changes: []configsvc.Change{put("other.txt", "x")}}
+	if _, err := st.CreateGray(ctx, ref, again); !errors.Is(err, configsvc.ErrConflict) {
+		t.Fatalf("CreateGray with the id of an active gray = %v, want ErrConflict", err)
+	}
+	if _, _, err := st.EndGray(ctx, ref, id, 1, configsvc.GrayEnd{State: configsvc.GrayAbandoned}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateGray(ctx, ref, again); !errors.Is(err, configsvc.ErrConflict) {
+		t.Fatalf("CreateGray with the id of an ended gray = %v, want ErrConflict", err)
+	}
+	if list, err := st.Grays(ctx, ref); err != nil || len(list) != 1 || list[0].State != configsvc.GrayAbandoned {
+		t.Fatalf("Grays = %+v, %v; want the abandoned gray only", list, err)
+	}
+	if h, err := st.Head(ctx, ref); err != nil || len(h.Grays) != 0 {
+		t.Fatalf("head grays %+v, %v; want none", h.Grays, err)
+	}
+	again.ID = "g-NOTHEX"
+	if _, err := st.CreateGray(ctx, ref, again); !errors.Is(err, configsvc.ErrInvalid) {
+		t.Fatalf("CreateGray with id %q = %v, want ErrInvalid", again.ID, err)
+	}
 }
 
 func (s *suite) testGrayAbandon(t *testing.T) {

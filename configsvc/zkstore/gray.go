@@ -87,6 +87,13 @@ func (s *Store) CreateGray(ctx context.Context, ref configsvc.Ref, g configsvc.G
 			return created, nil
 		case errors.Is(err, configsvc.ErrTooLarge):
 			return configsvc.Gray{}, fmt.Errorf("%s: %w", what, err)
+		case errors.Is(err, zk.ErrNodeExists) && g.ID != "":
+			// Only the gray's own nodes are created: a given id is taken
+			// (our own unsure attempt is found by landedGray first).
+			if landed, ok, lerr := s.landedGray(ctx, ref, tried); lerr == nil && ok {
+				return landed, nil
+			}
+			return configsvc.Gray{}, fmt.Errorf("%s: %s has a gray %s already (gray ids are not reused): %w", what, ref, g.ID, configsvc.ErrConflict)
 		case errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNoNode), errors.Is(err, zk.ErrNodeExists):
 			graysNode = graysNode && !errors.Is(err, zk.ErrNoNode)
 			continue // the head moved (or the ref went): read it again

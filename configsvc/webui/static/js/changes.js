@@ -194,7 +194,8 @@ async function changePage(app, kind, name, id) {
   async function act(action, label, opts = {}) {
     try {
       const res = await api.request('POST', base + '/' + action, opts.body, { headers: opts.headers });
-      if (action === 'apply') app.flash('Applied as revision ' + res.revision, 'ok');
+      if (action === 'apply' && res.revision) app.flash('Applied as revision ' + res.revision, 'ok');
+      else if (action === 'apply') app.flash('Applied: gray ' + res.id + ' created', 'ok'); // gray.create: main does not move
       else app.flash(label + ': done', 'ok');
       comment.value = '';
       await render();
