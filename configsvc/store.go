@@ -63,11 +63,15 @@ type Store interface {
 	// Watch delivers, in order and without gaps, every revision of ref after
 	// from, then every new one as it is published, until ctx ends; then the
 	// channel is closed. Events carry the revision with content. If the link
-	// set of a service changes, an Event with LinksChanged is sent. If the
-	// active grays of ref change (one created, updated or ended), an Event
-	// with GraysChanged is sent, after every revision up to the head that
-	// carries the new set (so a promote's revision arrives before the
-	// gray leaves the set). Transient
+	// set of a service changes, an Event with LinksChanged is sent. The
+	// active grays of ref come as Events with GraysChanged: the first is
+	// the baseline, the set of the first head the watch reads, sent
+	// (even when empty) once every revision up to that head is; then one
+	// whenever the set changes (a gray created, updated or ended), after
+	// every revision up to the head that carries the new set (so a
+	// promote's revision arrives before the gray leaves the set). A
+	// consumer that follows these events alone therefore always ends on
+	// the current set, without reading the head itself. Transient
 	// trouble (connection loss, session expiry) is reported as an Event with
 	// Err wrapping ErrUnavailable and the watch carries on, resuming after the
 	// last delivered revision. If revisions after from were pruned by

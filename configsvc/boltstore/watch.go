@@ -19,6 +19,7 @@ type watchState struct {
 	incarnation uint64
 	links       []string
 	grays       []configsvc.GraySummary // the active grays last reported (gray.go)
+	graysSent   bool                    // the baseline GraysChanged event was sent
 	last        int64                   // the last revision delivered
 }
 
@@ -26,7 +27,8 @@ type watchState struct {
 // one as it is committed, until ctx ends or the store closes; then the
 // channel is closed. See configsvc.Store.Watch for the events. The watcher
 // reads what it delivers from the file, so a slow receiver delays it but
-// never loses a revision.
+// never loses a revision. The first GraysChanged event is the baseline:
+// the active grays of the head the watcher caught up to.
 func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event {
 	out := make(chan configsvc.Event)
 	from = max(from, 0) // as zkstore: a negative start means from the beginning
@@ -44,7 +46,6 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan
 				return err
 			}
 			st.incarnation = h.Incarnation
-			st.grays = h.Grays
 			if ref.Kind == configsvc.KindService {
 				st.links = keys(b.Bucket(keyLinks))
 			}

@@ -527,14 +527,16 @@ func (s *Store) readGrays(ctx context.Context, ref configsvc.Ref, ids []string) 
 }
 
 // graysStep sends the GraysChanged event a watcher owes for head h, after
-// the revisions up to it; the first head a watcher reads is its baseline
-// when Watch could not read one.
+// the revisions up to it: the baseline (h's set, even empty) on the
+// watcher's first head, then one whenever the set differs from the last
+// one sent. The baseline comes from the same read as the revisions, so
+// the set a consumer holds is never older than what it was told.
 func (w *watcher) graysStep(h *headDoc) error {
-	if w.graysSeen && !configsvc.SameGrays(w.grays, h.Grays) {
+	if !w.graysSent || !configsvc.SameGrays(w.grays, h.Grays) {
 		if !w.send(configsvc.Event{GraysChanged: true, Grays: append([]configsvc.GraySummary{}, h.Grays...)}) {
 			return errStopped
 		}
 	}
-	w.grays, w.graysSeen = h.Grays, true
+	w.grays, w.graysSent = h.Grays, true
 	return nil
 }
