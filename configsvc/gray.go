@@ -203,8 +203,10 @@ func (g *Gray) Validate() error {
 // is started on the created gray), on the head (ErrConflict unless
 // g.BaseRevision is head.Revision), holding no file an active gray holds
 // (*GrayConflictError), within MaxActiveGrays, deleting only files main
-// has (ErrInvalid); with a new ID, Ref, BaseFiles, State active, Version 1
-// and Created and Updated now in UTC. It also returns the head's new
+// has (ErrInvalid); with its ID (a new random one when g.ID is empty; a
+// given one must pass ValidateGrayID, and the store refuses one it holds
+// already with ErrConflict), Ref, BaseFiles, State active, Version 1 and
+// Created and Updated now in UTC. It also returns the head's new
 // summaries. Both stores call it inside their atomic step.
 func NewGray(ref Ref, g Gray, head Head, now time.Time) (Gray, []GraySummary, error) {
 	if err := ref.Validate(); err != nil {
@@ -212,6 +214,11 @@ func NewGray(ref Ref, g Gray, head Head, now time.Time) (Gray, []GraySummary, er
 	}
 	if err := g.Validate(); err != nil {
 		return Gray{}, nil, err
+	}
+	if g.ID != "" {
+		if err := ValidateGrayID(g.ID); err != nil {
+			return Gray{}, nil, &FieldError{Field: "id", Value: g.ID, Msg: err.(*FieldError).Msg}
+		}
 	}
 	if g.Rollout != nil {
 		return Gray{}, nil, &FieldError{Field: "rollout", Msg: "a gray is created without a rollout; start one on the created gray"}
@@ -233,7 +240,10 @@ func NewGray(ref Ref, g Gray, head Head, now time.Time) (Gray, []GraySummary, er
 		return Gray{}, nil, err
 	}
 	out := g.clone()
-	out.ID, out.Ref, out.State, out.Version = NewGrayID(), ref, GrayActive, 1
+	out.Ref, out.State, out.Version = ref, GrayActive, 1
+	if out.ID == "" {
+		out.ID = NewGrayID()
+	}
 	out.Created, out.Updated = now.UTC(), now.UTC()
 	out.EndedRevision, out.Ended, out.EndReason, out.MainChanged = 0, time.Time{}, "", nil
 	out.BaseFiles = nil

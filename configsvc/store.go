@@ -63,11 +63,15 @@ type Store interface {
 	// Watch delivers, in order and without gaps, every revision of ref after
 	// from, then every new one as it is published, until ctx ends; then the
 	// channel is closed. Events carry the revision with content. If the link
-	// set of a service changes, an Event with LinksChanged is sent. If the
-	// active grays of ref change (one created, updated or ended), an Event
-	// with GraysChanged is sent, after every revision up to the head that
-	// carries the new set (so a promote's revision arrives before the
-	// gray leaves the set). Transient
+	// set of a service changes, an Event with LinksChanged is sent. The
+	// active grays of ref come as Events with GraysChanged: the first is
+	// the baseline, the set of the first head the watch reads, sent
+	// (even when empty) once every revision up to that head is; then one
+	// whenever the set changes (a gray created, updated or ended), after
+	// every revision up to the head that carries the new set (so a
+	// promote's revision arrives before the gray leaves the set). A
+	// consumer that follows these events alone therefore always ends on
+	// the current set, without reading the head itself. Transient
 	// trouble (connection loss, session expiry) is reported as an Event with
 	// Err wrapping ErrUnavailable and the watch carries on, resuming after the
 	// last delivered revision. If revisions after from were pruned by
@@ -99,7 +103,11 @@ type Store interface {
 	// (the changes are limited like a changeset); ErrTooMany beyond
 	// MaxActiveGrays; ErrNotFound if ref does not exist. Content is not
 	// validated by the store: create through a ValidatingStore. It returns
-	// the gray as stored: a new ID, Version 1, state active.
+	// the gray as stored: Version 1, state active, and a new random ID,
+	// or g.ID when set (an id drawn before, so that a dry run or a change
+	// request shows the cohort of a percent selector that the gray gets;
+	// ErrConflict when ref holds a gray of that id already, active or
+	// ended).
 	CreateGray(ctx context.Context, ref Ref, g Gray) (Gray, error)
 	// UpdateGray changes the active gray id of ref if it is still at
 	// version (compare-and-set; ErrConflict otherwise, or when it ended):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,6 +17,15 @@ import (
 // DryRunParam is the query parameter that makes a publishing request a dry
 // run: ?dry_run=true writes nothing and answers a DryRun.
 const DryRunParam = "dry_run"
+
+// The operations of a change request and of a dry run
+// (ChangeRequest.Operation, DryRun.Operation).
+const (
+	OpPublish     = approval.OpPublish
+	OpRollback    = approval.OpRollback
+	OpGrayCreate  = approval.OpGrayCreate
+	OpGrayPromote = approval.OpGrayPromote
+)
 
 // EmergencyHeader carries the reason of an admin's emergency change under
 // an approval policy: the change applies at once, is audited as an
@@ -157,6 +167,11 @@ type DryRun struct {
 	// Policy is the rule it would wait under.
 	ChangeRequest bool        `json:"change_request"`
 	Policy        *ChangeRule `json:"policy,omitempty"`
+	// Gray is, for a gray operation (gray.create, gray.promote), the gray:
+	// for a creation the id it would get, drawn by this dry run, which
+	// decides which instances a percent selector takes (Targets lists
+	// them); send it as GrayRequest.ID to create exactly that gray.
+	Gray string `json:"gray,omitempty"`
 }
 
 // DryRunTarget is one service a change would reach.
@@ -299,16 +314,59 @@ func (c *Client) changeAction(ctx context.Context, ref configsvc.Ref, id, action
 	return out, err
 }
 
-// Apply publishes an approved change request and returns the revision.
+// Apply publishes an approved change request and returns the revision
+// (zero for a change request that creates a gray: see ApplyChange).
 // ErrConflict when it lacks approvals, is declined or expired, or the head
 // moved since its base (rebase it). WithEmergency lets an admin apply it
 // without the approvals.
 func (c *Client) Apply(ctx context.Context, ref configsvc.Ref, id string, opts ...WriteOption) (configsvc.Revision, error) {
+	a, err := c.ApplyChange(ctx, ref, id, opts...)
+	return a.Revision, err
+}
+
+// Applied is what applying a change request wrote: the main revision it
+// published (a publish, a rollback, a gray promotion; zero for a gray
+// creation) and, for a gray operation, the gray it created or promoted.
+type Applied struct {
+	Revision configsvc.Revision
+	Gray     *configsvc.Gray
+}
+
+// ApplyChange applies an approved change request, as Apply, and returns
+// what it wrote: the server answers the revision (publish, rollback), the
+// gray (gray.create), or the revision number and the gray (gray.promote).
+func (c *Client) ApplyChange(ctx context.Context, ref configsvc.Ref, id string, opts ...WriteOption) (Applied, error) {
 	resp, err := c.doJSON(ctx, request{method: http.MethodPost, path: refPath(ref, "changes", id, "apply"), header: writeHeader(opts)}, nil, nil)
 	if err != nil {
-		return configsvc.Revision{}, err
+		return Applied{}, err
 	}
-	return published(resp)
+	var probe struct {
+		Gray     json.RawMessage `json:"gray"`
+		Selector json.RawMessage `json:"selector"`
+	}
+	_ = json.Unmarshal(resp.body, &probe)
+	switch {
+	case probe.Gray != nil: // gray.promote: a PromoteResult
+		var pr PromoteResult
+		if err := json.Unmarshal(resp.body, &pr); err != nil {
+			return Applied{}, fmt.Errorf("api: apply change request %s: unexpected response: %w", id, err)
+		}
+		g := pr.Gray.withRef(ref)
+		rev := configsvc.Revision{Number: pr.Revision}
+		if rev.Number == 0 {
+			rev.Number = resp.revision()
+		}
+		return Applied{Revision: rev, Gray: &g}, nil
+	case probe.Selector != nil: // gray.create: the gray
+		var g Gray
+		if err := json.Unmarshal(resp.body, &g); err != nil {
+			return Applied{}, fmt.Errorf("api: apply change request %s: unexpected response: %w", id, err)
+		}
+		dg := g.withRef(ref)
+		return Applied{Gray: &dg}, nil
+	}
+	rev, err := published(resp)
+	return Applied{Revision: rev}, err
 }
 
 // Policies lists the approval policies (admins only).

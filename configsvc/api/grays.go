@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
@@ -103,8 +105,13 @@ type GrayList struct {
 // GrayRequest is the body of POST …/grays. BaseRevision, when set,
 // refuses the gray (409) unless it is still main's head; absent, the
 // server creates it on its head. Changes are as in a publish (content, or
-// "delete": true).
+// "delete": true). ID, when set, is the id to create the gray under: the
+// one a dry run drew (DryRun.Gray), so that the gray's percent cohort is
+// the one the dry run showed (which instances a percent takes depends on
+// the id); absent, the server draws a new one. An id the service or group
+// holds already is refused (409).
 type GrayRequest struct {
+	ID           string   `json:"id,omitempty"`
 	Name         string   `json:"name,omitempty"`
 	Message      string   `json:"message,omitempty"`
 	BaseRevision *int64   `json:"base_revision,omitempty"`
@@ -228,13 +235,44 @@ func grayPath(ref configsvc.Ref, id string, segs ...string) string {
 // (changes without content). ErrConflict when req.BaseRevision is no
 // longer the head, or when another active gray holds one of its files
 // (the *Error's details name the file and the gray); ErrInvalid for bad
-// content (details as for a publish) or a bad selector.
-func (c *Client) CreateGray(ctx context.Context, ref configsvc.Ref, req GrayRequest) (configsvc.Gray, error) {
-	var out Gray
-	if _, err := c.doJSON(ctx, request{method: http.MethodPost, path: refPath(ref, "grays")}, req, &out); err != nil {
+// content (details as for a publish) or a bad selector. Under an approval
+// policy the error is a *Pending holding the change request created
+// (ErrPending): the gray is created when the change request is applied.
+// WithEmergency and WithIdempotencyKey apply.
+func (c *Client) CreateGray(ctx context.Context, ref configsvc.Ref, req GrayRequest, opts ...WriteOption) (configsvc.Gray, error) {
+	resp, err := c.doJSON(ctx, request{method: http.MethodPost, path: refPath(ref, "grays"), header: writeHeader(opts)}, req, nil)
+	if err != nil {
 		return configsvc.Gray{}, err
 	}
+	if p := pending(resp); p != nil {
+		return configsvc.Gray{}, p
+	}
+	var out Gray
+	if err := json.Unmarshal(resp.body, &out); err != nil {
+		return configsvc.Gray{}, fmt.Errorf("api: create gray: unexpected response: %w", err)
+	}
 	return out.withRef(ref), nil
+}
+
+// DryRunCreateGray answers what CreateGray would do, writing nothing: the
+// validation of main + the gray, the diff of its files against main, the
+// live instances its selector matches (Targets) and, in Gray, the id it
+// drew for that cohort (pass it as req.ID to create exactly that gray).
+func (c *Client) DryRunCreateGray(ctx context.Context, ref configsvc.Ref, req GrayRequest, opts ...WriteOption) (DryRun, error) {
+	var d DryRun
+	_, err := c.doJSON(ctx, request{method: http.MethodPost, path: refPath(ref, "grays"), header: writeHeader(opts), query: dryRunQuery()}, req, &d)
+	return d, err
+}
+
+// pending returns the *Pending of an answer 202 (an approval policy made
+// the write a change request), or nil.
+func pending(resp *response) *Pending {
+	if resp.status != http.StatusAccepted {
+		return nil
+	}
+	p := &Pending{}
+	_ = json.Unmarshal(resp.body, &p.Change)
+	return p
 }
 
 // withRef returns g as a configsvc.Gray of ref.
@@ -299,10 +337,33 @@ func (c *Client) SetGraySelector(ctx context.Context, ref configsvc.Ref, id stri
 // *Error of code CodeNotReady (matching configsvc.ErrConflict; the details
 // list the instances) while cohort instances rejected the gray or have not
 // applied it.
-func (c *Client) PromoteGray(ctx context.Context, ref configsvc.Ref, id string, req PromoteRequest) (PromoteResult, error) {
+//
+// Under an approval policy the error is a *Pending holding the change
+// request created (ErrPending); readiness is then checked when it is
+// applied. WithEmergency and WithIdempotencyKey apply.
+func (c *Client) PromoteGray(ctx context.Context, ref configsvc.Ref, id string, req PromoteRequest, opts ...WriteOption) (PromoteResult, error) {
+	resp, err := c.doJSON(ctx, request{method: http.MethodPost, path: grayPath(ref, id, "promote"), header: writeHeader(opts)}, req, nil)
+	if err != nil {
+		return PromoteResult{}, err
+	}
+	if p := pending(resp); p != nil {
+		return PromoteResult{}, p
+	}
 	var out PromoteResult
-	_, err := c.doJSON(ctx, request{method: http.MethodPost, path: grayPath(ref, id, "promote")}, req, &out)
-	return out, err
+	if err := json.Unmarshal(resp.body, &out); err != nil {
+		return PromoteResult{}, fmt.Errorf("api: promote gray: unexpected response: %w", err)
+	}
+	return out, nil
+}
+
+// DryRunPromoteGray answers what PromoteGray would do, writing nothing:
+// the validation and diff of the revision main would get, and every live
+// instance it would reach (a promote publishes to main). Without
+// req.Force it is refused as PromoteGray is while the gray is not ready.
+func (c *Client) DryRunPromoteGray(ctx context.Context, ref configsvc.Ref, id string, req PromoteRequest, opts ...WriteOption) (DryRun, error) {
+	var d DryRun
+	_, err := c.doJSON(ctx, request{method: http.MethodPost, path: grayPath(ref, id, "promote"), header: writeHeader(opts), query: dryRunQuery()}, req, &d)
+	return d, err
 }
 
 // AbandonGray ends the active gray id of ref abandoned (its cohort
@@ -318,10 +379,12 @@ func (c *Client) AbandonGray(ctx context.Context, ref configsvc.Ref, id string) 
 // StartRollout starts a progressive rollout of the active gray id of ref
 // (the server's rollout driver then moves its percent through the steps)
 // and returns the gray. ErrConflict when a rollout already drives it or it
-// ended; ErrInvalid for bad steps or gates.
-func (c *Client) StartRollout(ctx context.Context, ref configsvc.Ref, id string, req RolloutRequest) (configsvc.Gray, error) {
+// ended; ErrInvalid for bad steps or gates. Under an approval policy a
+// rollout is refused (ErrForbidden: its last step would promote without an
+// approval) unless an admin gives WithEmergency.
+func (c *Client) StartRollout(ctx context.Context, ref configsvc.Ref, id string, req RolloutRequest, opts ...WriteOption) (configsvc.Gray, error) {
 	var out Gray
-	if _, err := c.doJSON(ctx, request{method: http.MethodPost, path: grayPath(ref, id, "rollout")}, req, &out); err != nil {
+	if _, err := c.doJSON(ctx, request{method: http.MethodPost, path: grayPath(ref, id, "rollout"), header: writeHeader(opts)}, req, &out); err != nil {
 		return configsvc.Gray{}, err
 	}
 	return out.withRef(ref), nil

@@ -145,9 +145,7 @@ func writeHeader(opts []WriteOption) http.Header {
 // (an approval policy made the write a change request) is a *Pending
 // error.
 func published(resp *response) (configsvc.Revision, error) {
-	if resp.status == http.StatusAccepted {
-		p := &Pending{}
-		_ = json.Unmarshal(resp.body, &p.Change)
+	if p := pending(resp); p != nil {
 		return configsvc.Revision{}, p
 	}
 	var r Revision

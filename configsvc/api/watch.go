@@ -30,8 +30,9 @@ import (
 // other answer to the stream's request (401, 403, 404 …) is sent as its
 // *Error and ends the watch. A service's link changes arrive as events
 // with LinksChanged; the active grays arrive as an event with GraysChanged
-// each time a stream opens (after the revisions up to the head the server
-// read) and after every change. A slow receiver delays the stream; it
+// each time a stream opens (the server's store watch's baseline, after
+// the revisions up to the head it caught up to) and after every change,
+// as configsvc.Store.Watch sends them. A slow receiver delays the stream; it
 // never loses events.
 //
 // The watch sends the identity of the revision it resumes after (from

@@ -24,11 +24,15 @@ const (
 	StateExpired = "expired" // not applied before Expires
 )
 
-// The operations a change request publishes. Gray creation and promotion
-// will add theirs.
+// The operations a change request carries out: a publish and a rollback
+// publish their changeset on the main line; a gray creation creates a gray
+// of its changeset (its id, name and selector in Params); a gray promotion
+// publishes the changeset a promote of the gray in Params makes.
 const (
-	OpPublish  = "publish"
-	OpRollback = "rollback"
+	OpPublish     = "publish"
+	OpRollback    = "rollback"
+	OpGrayCreate  = "gray.create"
+	OpGrayPromote = "gray.promote"
 )
 
 // The kinds of Event of a change request's thread.
@@ -54,7 +58,7 @@ type ChangeRequest struct {
 	ID         string       `json:"id"`
 	Kind       string       `json:"kind"` // "service" or "group"
 	Name       string       `json:"name"`
-	Operation  string       `json:"operation"` // OpPublish or OpRollback
+	Operation  string       `json:"operation"` // OpPublish, OpRollback, OpGrayCreate or OpGrayPromote
 	State      string       `json:"state"`
 	Base       int64        `json:"base_revision"`
 	RollbackOf int64        `json:"rollback_of,omitempty"`
@@ -156,8 +160,9 @@ type Submission struct {
 	Params json.RawMessage
 }
 
-// MaxParams bounds a change request's Params, in bytes.
-const MaxParams = 8 << 10
+// MaxParams bounds a change request's Params, in bytes: room for a gray's
+// id, name and selector (at most configsvc.MaxSelectorSize encoded).
+const MaxParams = 9 << 10
 
 // Submit stores a new open change request and returns it. The changeset
 // must have passed validation (configsvc.ValidatingStore.Check). It

@@ -49,6 +49,9 @@ func (s *Store) CreateGray(ctx context.Context, ref configsvc.Ref, g configsvc.G
 		if err != nil {
 			return err
 		}
+		if gb.Get([]byte(created.ID)) != nil {
+			return fmt.Errorf("%s has a gray %s already (gray ids are not reused): %w", ref, created.ID, configsvc.ErrConflict)
+		}
 		for _, c := range created.Changes {
 			if !c.Delete {
 				if err := gb.Put(grayContentKey(created.ID, c.File), nonNil(c.Content)); err != nil {
@@ -348,12 +351,13 @@ func dropEndedGrays(gb *bolt.Bucket) error {
 }
 
 // graysEvent returns the GraysChanged event a watcher in state st owes
-// for head h, and records the new set in st; ok is false when the set is
-// the one st knows.
+// for head h, and records the new set in st: the baseline on the first
+// call (h's set, even empty), then an event when the set differs from
+// the one st knows (ok is false when it does not).
 func graysEvent(st *watchState, h headRecord) (ev configsvc.Event, ok bool) {
-	if configsvc.SameGrays(st.grays, h.Grays) {
+	if st.graysSent && configsvc.SameGrays(st.grays, h.Grays) {
 		return configsvc.Event{}, false
 	}
-	st.grays = h.Grays
+	st.grays, st.graysSent = h.Grays, true
 	return configsvc.Event{GraysChanged: true, Grays: append([]configsvc.GraySummary{}, h.Grays...)}, true
 }

@@ -19,6 +19,7 @@ type watchState struct {
 	incarnation uint64
 	links       []string
 	grays       []configsvc.GraySummary // the active grays last reported (gray.go)
+	graysSent   bool                    // the baseline GraysChanged event was sent
 	last        int64                   // the last revision delivered
 	// gen is the generation followed, lastPID the publish id of revision
 	// last ("" when unknown); see configsvc.Identity.
@@ -30,7 +31,8 @@ type watchState struct {
 // one as it is committed, until ctx ends or the store closes; then the
 // channel is closed. See configsvc.Store.Watch for the events. The watcher
 // reads what it delivers from the file, so a slow receiver delays it but
-// never loses a revision. Revisions carry their identity; a history
+// never loses a revision. The first GraysChanged event is the baseline:
+// the active grays of the head the watcher caught up to. Revisions carry their identity; a history
 // rewritten under the watch (BumpGeneration, or a file restored from a
 // backup while a watcher's expectation says otherwise, see
 // configsvc.Expect) ends it with an event wrapping configsvc.ErrRewritten.
@@ -55,7 +57,6 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts .
 				return err
 			}
 			st.incarnation = h.Incarnation
-			st.grays = h.Grays
 			if ref.Kind == configsvc.KindService {
 				st.links = keys(b.Bucket(keyLinks))
 			}

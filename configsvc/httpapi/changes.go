@@ -97,7 +97,11 @@ func (s *Server) getChange(kind configsvc.Kind) gin.HandlerFunc {
 				s.fail(c, err)
 				return
 			}
-			p := planOf(cr, cs)
+			p, err := s.planOf(cr, cs)
+			if err != nil {
+				s.fail(c, err)
+				return
+			}
 			p.reader = state(c).principal
 			d, err := s.dryRun(ctx, p, cr.Rule, false)
 			switch {
@@ -188,8 +192,8 @@ func (s *Server) applyChange(kind configsvc.Kind) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		rev, err := apply(ctx, cr, cs)
-		if errors.Is(err, configsvc.ErrConflict) {
+		out, err := apply(ctx, cr, cs)
+		if errors.Is(err, configsvc.ErrConflict) && !errors.As(err, new(*configsvc.GrayConflictError)) && !errors.As(err, new(*configsvc.NotReadyError)) {
 			err = userErr(err, "%s changed since revision %d, the base of change request %s; its author rebases it onto the head "+
 				"(sluice change rebase %s %s, or POST …/changes/%s/rebase), then it can be applied", refWords(ref), cr.Base, id, ref.Name, id, id)
 		}
@@ -198,14 +202,15 @@ func (s *Server) applyChange(kind configsvc.Kind) gin.HandlerFunc {
 			return
 		}
 		if reason != "" && approval.Ready(cr) != nil {
-			s.recordEmergency(c, ref, cr.Operation, rev.Number, reason, cr.Rule, cr.ID)
+			s.recordEmergency(c, ref, cr.Operation, out.revNumber(), reason, cr.Rule, cr.ID)
 		} else {
 			reason = ""
 		}
-		if _, err := s.gov.MarkApplied(ctx, cr, rev.Number, st.principal, reason); err != nil {
-			s.cfg.Logger.Error("change request published but not marked applied", "request_id", st.id, "change", id, "revision", rev.Number, "err", err)
+		if _, err := s.gov.MarkApplied(ctx, cr, out.revNumber(), st.principal, reason); err != nil {
+			s.cfg.Logger.Error("change request applied but not marked applied", "request_id", st.id, "change", id, "revision", out.revNumber(), "err", err)
 		}
-		s.published(c, ref, rev, http.StatusCreated)
+		out.target = "" // the audit target stays the change request
+		s.answer(c, ref, out, http.StatusCreated)
 	}
 }
 
@@ -248,6 +253,10 @@ func (s *Server) rebaseChange(kind configsvc.Kind) gin.HandlerFunc {
 			return
 		}
 		if len(req.Changes) > 0 {
+			if cr.Operation == approval.OpGrayPromote {
+				s.fail(c, &configsvc.FieldError{Field: "changes", Msg: "a promote publishes the gray's changes; rebase it without changes"})
+				return
+			}
 			if cs.Changes, err = domainChanges(req.Changes); err != nil {
 				s.fail(c, err)
 				return
@@ -266,9 +275,27 @@ func (s *Server) rebaseChange(kind configsvc.Kind) gin.HandlerFunc {
 			return
 		}
 		cs.Base = h.Revision
+		if cr.Operation == approval.OpGrayPromote {
+			// What a promote publishes depends on the head: computed again.
+			if cs, err = s.promoteChangesetOf(ctx, cr, h, cs.Message); err != nil {
+				s.fail(c, err)
+				return
+			}
+		}
 		if err := s.validating().Check(ctx, ref, cs); err != nil {
 			s.fail(c, err)
 			return
+		}
+		p, err := s.planOf(cr, cs)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if p.check != nil {
+			if err := p.check(ctx, h, true); err != nil {
+				s.fail(c, err)
+				return
+			}
 		}
 		rule, _, err := s.gov.RuleFor(ctx, ref)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
@@ -25,13 +26,13 @@ type RoutesDiff func(old, new []byte) ([]api.RouteChange, error)
 // plan is one publish a request asks for, whichever route it came
 // through: every publishing route builds one and hands it to submit, which
 // answers a dry run, turns it into a change request under an approval
-// policy, or publishes it. An operation that is not a plain publish of cs
-// on ref (a gray release: its own line, some instances only) sets publish,
-// params and targets, and applierFor learns how to apply its change
-// requests.
+// policy, or carries it out. An operation that is not a plain publish of
+// cs on ref (a gray creation: its own line, some instances only; a gray
+// promotion) sets check, targets, write, gray and params (grays.go), and
+// planOf and applierFor rebuild it from a stored change request.
 type plan struct {
 	ref configsvc.Ref
-	op  string // approval.OpPublish, approval.OpRollback
+	op  string // approval.OpPublish, OpRollback, OpGrayCreate, OpGrayPromote
 	cs  configsvc.Changeset
 	// conditional: cs.Base is the head an If-Match held for; a lost race
 	// is then a 412, not a 409.
@@ -39,11 +40,26 @@ type plan struct {
 	// status is the answer of a direct publish (200 for a file PUT, 201
 	// for a new revision).
 	status int
-	// targets returns who the change reaches; nil: every live instance of
-	// the service, or of every service linking the group.
-	targets func(ctx context.Context) ([]api.DryRunTarget, error)
-	// publish carries the plan out; nil: Store.Publish of cs on ref.
-	publish func(ctx context.Context, cs configsvc.Changeset) (configsvc.Revision, error)
+	// stored: the plan of a stored change request (planOf); its dry run
+	// leaves out the checks that wait for its apply (a promote's
+	// readiness).
+	stored bool
+	// gray is the gray a gray operation creates or promotes (DryRun.Gray).
+	gray string
+	// check makes the operation's own checks beyond the base and the
+	// content, on head (which is at cs.Base): for a gray creation the files
+	// other grays hold, the count of active grays and the files it deletes;
+	// for a promote that the gray is active and, unless request (the plan
+	// becomes a change request, checked again when applied) or forced, that
+	// its cohort applied it. A dry run and a change request make them before
+	// they answer; a direct write leaves them to write. nil: none.
+	check func(ctx context.Context, head configsvc.Head, request bool) error
+	// targets returns who the change reaches, as reader may see it; nil:
+	// every live instance of the service, or of every service linking the
+	// group.
+	targets func(ctx context.Context, reader *access.Principal) ([]api.DryRunTarget, error)
+	// write carries the plan out; nil: Store.Publish of cs on ref.
+	write func(ctx context.Context, cs configsvc.Changeset) (written, error)
 	// params are the operation's parameters beyond cs, kept with a change
 	// request (approval.ChangeRequest.Params) for its applier.
 	params json.RawMessage
@@ -52,25 +68,70 @@ type plan struct {
 	reader *access.Principal
 }
 
-// planOf returns the plan a stored change request stands for, for its
-// dry run against the current head. An operation with parameters (a gray
-// release's selector in cr.Params) sets its targets here.
-func planOf(cr approval.ChangeRequest, cs configsvc.Changeset) plan {
-	return plan{ref: cr.Ref(), op: cr.Operation, cs: cs, params: cr.Params}
+// written is what carrying out a plan wrote, for its answer (answer).
+type written struct {
+	// rev is the main revision published; nil when there is none (a gray
+	// creation).
+	rev *configsvc.Revision
+	// body is the answer's body; nil: the revision.
+	body any
+	// target is the audit target of the write when it is not the plan's
+	// ref (the gray a creation made).
+	target string
 }
 
-// applier publishes the changeset of an approved change request.
-type applier func(ctx context.Context, cr approval.ChangeRequest, cs configsvc.Changeset) (configsvc.Revision, error)
+// revNumber returns the number of the main revision w published; 0 for
+// none.
+func (w written) revNumber() int64 {
+	if w.rev == nil {
+		return 0
+	}
+	return w.rev.Number
+}
+
+// publishWrite is the write of a plain publish: Store.Publish on ref.
+func (s *Server) publishWrite(ref configsvc.Ref) func(ctx context.Context, cs configsvc.Changeset) (written, error) {
+	return func(ctx context.Context, cs configsvc.Changeset) (written, error) {
+		rev, err := s.cfg.Store.Publish(ctx, ref, cs)
+		if err != nil {
+			return written{}, err
+		}
+		return written{rev: &rev}, nil
+	}
+}
+
+// planOf returns the plan a stored change request stands for, with cs
+// its changeset: for its dry run against the current head, its rebase and
+// its apply. A gray operation rebuilds its plan from cr.Params.
+func (s *Server) planOf(cr approval.ChangeRequest, cs configsvc.Changeset) (plan, error) {
+	switch cr.Operation {
+	case approval.OpGrayCreate, approval.OpGrayPromote:
+		return s.grayPlanOf(cr, cs)
+	}
+	return plan{ref: cr.Ref(), op: cr.Operation, cs: cs, params: cr.Params, stored: true}, nil
+}
+
+// applier carries out the changeset of an approved change request.
+type applier func(ctx context.Context, cr approval.ChangeRequest, cs configsvc.Changeset) (written, error)
 
 // applierFor returns how a change request of cr's operation is applied:
-// a publish and a rollback publish their changeset on the main line. An
-// operation this server does not know (a change request stored by a newer
-// server) is a conflict.
+// a publish and a rollback publish their changeset on the main line; a
+// gray creation creates its gray, a gray promotion promotes it, each by
+// its plan (planOf). An operation this server does not know (a change
+// request stored by a newer server) is a conflict.
 func (s *Server) applierFor(cr approval.ChangeRequest) (applier, error) {
 	switch cr.Operation {
 	case approval.OpPublish, approval.OpRollback:
-		return func(ctx context.Context, cr approval.ChangeRequest, cs configsvc.Changeset) (configsvc.Revision, error) {
-			return s.cfg.Store.Publish(ctx, cr.Ref(), cs)
+		return func(ctx context.Context, cr approval.ChangeRequest, cs configsvc.Changeset) (written, error) {
+			return s.publishWrite(cr.Ref())(ctx, cs)
+		}, nil
+	case approval.OpGrayCreate, approval.OpGrayPromote:
+		return func(ctx context.Context, cr approval.ChangeRequest, cs configsvc.Changeset) (written, error) {
+			p, err := s.planOf(cr, cs)
+			if err != nil {
+				return written{}, err
+			}
+			return p.write(ctx, cs)
 		}, nil
 	}
 	return nil, fmt.Errorf("change request %s: operation %q cannot be applied by this server: %w", cr.ID, cr.Operation, configsvc.ErrConflict)
@@ -114,8 +175,9 @@ func (s *Server) emergency(c *gin.Context) (reason string, ok bool) {
 // submit carries out p: with ?dry_run=true it answers what the publish
 // would do; where an approval policy applies it stores a change request
 // and answers 202 with it, unless an admin gave an emergency reason; else
-// it publishes. The changeset is validated once, by the store's Publish or
-// Check (Config.Store is a configsvc.ValidatingStore).
+// it publishes (p.write). The changeset is validated once, by the store's
+// Publish (CreateGray, EndGray) or Check (Config.Store is a
+// configsvc.ValidatingStore).
 func (s *Server) submit(c *gin.Context, p plan) {
 	ctx := c.Request.Context()
 	st := state(c)
@@ -153,21 +215,40 @@ func (s *Server) submit(c *gin.Context, p plan) {
 		s.requestChange(c, p, rule)
 		return
 	}
-	publish := p.publish
-	if publish == nil {
-		publish = func(ctx context.Context, cs configsvc.Changeset) (configsvc.Revision, error) {
-			return s.cfg.Store.Publish(ctx, p.ref, cs)
-		}
+	write := p.write
+	if write == nil {
+		write = s.publishWrite(p.ref)
 	}
-	rev, err := publish(ctx, p.cs)
+	out, err := write(ctx, p.cs)
 	if err != nil {
 		s.fail(c, staleIfMatch(err, p.conditional))
 		return
 	}
 	if governed {
-		s.recordEmergency(c, p.ref, p.op, rev.Number, reason, rule, "")
+		s.recordEmergency(c, p.ref, p.op, out.revNumber(), reason, rule, "")
 	}
-	s.published(c, p.ref, rev, p.status)
+	s.answer(c, p.ref, out, p.status)
+}
+
+// answer answers what a plan or an applied change request wrote: the
+// revision (with its headers, fed to the summary index) or the body the
+// write chose, with status.
+func (s *Server) answer(c *gin.Context, ref configsvc.Ref, w written, status int) {
+	st := state(c)
+	if w.target != "" {
+		st.target = w.target
+	}
+	if w.rev != nil {
+		st.revision = w.rev.Number
+		s.index.published(ref, *w.rev)
+		s.metrics.publishes.WithLabelValues(ref.Kind.String()).Inc()
+		setRevisionHeaders(c, w.rev.Number)
+	}
+	if w.body != nil {
+		c.JSON(status, w.body)
+		return
+	}
+	c.JSON(status, api.FromRevision(*w.rev, false))
 }
 
 // requestChange stores p as a change request under rule, after the checks
@@ -189,6 +270,12 @@ func (s *Server) requestChange(c *gin.Context, p plan, rule approval.Rule) {
 		s.fail(c, err)
 		return
 	}
+	if p.check != nil {
+		if err := p.check(ctx, h, true); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
 	cr, err := s.gov.Submit(ctx, approval.Submission{Ref: p.ref, Operation: p.op, Changeset: p.cs, Rule: rule, Author: st.principal, Params: p.params})
 	if err != nil {
 		s.fail(c, err)
@@ -209,7 +296,7 @@ func (s *Server) requestChange(c *gin.Context, p plan, rule approval.Rule) {
 // validator says otherwise.
 func newDryRun(p plan, base int64, rule approval.Rule, request bool) api.DryRun {
 	d := api.DryRun{Kind: p.ref.Kind.String(), Name: p.ref.Name, Operation: p.op, BaseRevision: base, Valid: true,
-		Violations: []api.Violation{}, Files: []api.FileDiff{}, Targets: []api.DryRunTarget{}, ChangeRequest: request}
+		Violations: []api.Violation{}, Files: []api.FileDiff{}, Targets: []api.DryRunTarget{}, ChangeRequest: request, Gray: p.gray}
 	if request {
 		d.Policy = &rule
 	}
@@ -245,6 +332,11 @@ func (s *Server) dryRun(ctx context.Context, p plan, rule approval.Rule, request
 	}
 	if h.Revision != p.cs.Base {
 		return api.DryRun{}, fmt.Errorf("%s: head is %d, not %d: %w", p.ref, h.Revision, p.cs.Base, configsvc.ErrConflict)
+	}
+	if p.check != nil {
+		if err := p.check(ctx, h, request || p.stored); err != nil {
+			return api.DryRun{}, err
+		}
 	}
 	d := newDryRun(p, h.Revision, rule, request)
 	if err := s.validating().Check(ctx, p.ref, p.cs); err != nil {
@@ -285,9 +377,11 @@ func (s *Server) impact(ctx context.Context, p plan, d *api.DryRun) error {
 	}
 	targets := p.targets
 	if targets == nil {
-		targets = func(ctx context.Context) ([]api.DryRunTarget, error) { return s.blastRadius(ctx, p.ref, p.reader) }
+		targets = func(ctx context.Context, reader *access.Principal) ([]api.DryRunTarget, error) {
+			return s.blastRadius(ctx, p.ref, reader, nil)
+		}
 	}
-	if d.Targets, err = targets(ctx); err != nil {
+	if d.Targets, err = targets(ctx, p.reader); err != nil {
 		return err
 	}
 	d.Instances = 0
@@ -332,11 +426,12 @@ func violationsOf(err error) ([]api.Violation, int) {
 }
 
 // blastRadius returns who a change of ref reaches: a service, or every
-// service linking a group, each with its head and live instances. The
-// instances of a service reader may not list (a linking service, for an
-// editor of the group only) keep their id, revision and status, not their
-// address, labels, owner or error.
-func (s *Server) blastRadius(ctx context.Context, ref configsvc.Ref, reader *access.Principal) ([]api.DryRunTarget, error) {
+// service linking a group, each with its head and live instances (only
+// those keep accepts, when it is set: a gray's cohort). The instances of a
+// service reader may not list (a linking service, for an editor of the
+// group only) keep their id, revision and status, not their address,
+// labels, owner or error.
+func (s *Server) blastRadius(ctx context.Context, ref configsvc.Ref, reader *access.Principal, keep func(configsvc.Instance) bool) ([]api.DryRunTarget, error) {
 	services := []string{ref.Name}
 	if ref.Kind == configsvc.KindGroup {
 		var err error
@@ -356,6 +451,9 @@ func (s *Server) blastRadius(ctx context.Context, ref configsvc.Ref, reader *acc
 		insts, err := s.cfg.Store.Instances(ctx, svc)
 		if err != nil {
 			return nil, err
+		}
+		if keep != nil {
+			insts = slices.DeleteFunc(slices.Clone(insts), func(in configsvc.Instance) bool { return !keep(in) })
 		}
 		if reader != nil && !s.authz.Decide(reader, access.ActionInstances, access.Target{Ref: configsvc.Service(svc)}).Allowed {
 			insts = append([]configsvc.Instance(nil), insts...) // the store's slice is not ours to change

@@ -158,12 +158,9 @@ func (s *Server) getFile(kind configsvc.Kind) gin.HandlerFunc {
 	}
 }
 
+// published answers the revision a write published (answer).
 func (s *Server) published(c *gin.Context, ref configsvc.Ref, rev configsvc.Revision, status int) {
-	state(c).revision = rev.Number
-	s.index.published(ref, rev)
-	s.metrics.publishes.WithLabelValues(ref.Kind.String()).Inc()
-	setRevisionHeaders(c, rev.Number)
-	c.JSON(status, api.FromRevision(rev, false))
+	s.answer(c, ref, written{rev: &rev}, status)
 }
 
 // writeBase is what a write builds on: the head it read, and whether

@@ -76,7 +76,8 @@ func (s *Server) streamError(c *gin.Context, err error) api.ErrorBody {
 
 // watch streams every revision after Last-Event-ID (else ?since=N; default:
 // the current head, i.e. only new revisions) as server-sent events, the
-// active grays when it opens and after every change ("grays"), with a
+// active grays once the revisions up to the head are sent and after every
+// change ("grays", from the store's watch), with a
 // ": ping" comment every Heartbeat, until the client goes away or the
 // Server is closed. See docs/architecture.md, "Server ↔ SDK".
 //
@@ -128,23 +129,12 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 			return
 		}
 
+		// The store's watch sends the active grays itself, first from the
+		// head it catches up to, then on every change: the stream never
+		// reads the head apart from the events it forwards, which could
+		// hand a client a set the watch already saw change.
 		watch := func(ctx context.Context) <-chan configsvc.Event {
-			events := s.cfg.Store.Watch(ctx, ref, since, configsvc.Expect(expect))
-			// The head read after Watch started: its grays are the stream's
-			// first "grays" event, and any change after Watch started is an
-			// event of the watch (the store took its baseline in Watch).
-			hctx, hcancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-			h, err := s.cfg.Store.Head(hctx, ref)
-			hcancel()
-			if err != nil {
-				return events // the watch reports the trouble itself
-			}
-			if since >= h.Revision && (!h.Identity().SameGeneration(expect) || since == h.Revision && !h.Identity().Matches(expect)) {
-				// The watch ends with rewritten: no grays of a history
-				// the client does not hold before that.
-				return events
-			}
-			return graysFirst(ctx, events, h, since)
+			return s.cfg.Store.Watch(ctx, ref, since, configsvc.Expect(expect))
 		}
 		var poll func(context.Context, *sseWriter) error
 		if c.Query(api.ChangesParam) == "true" {
@@ -169,55 +159,6 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 			return false, nil
 		})
 	}
-}
-
-// graysFirst returns events with one GraysChanged event carrying head's
-// grays added where a client needs it: at once when the stream starts at
-// or after head's revision, else right after the revision event of head's
-// revision (so a promote's revision still arrives before its gray leaves
-// the set, as the store's watch orders them). A GraysChanged event of the
-// watch before that point is newer than head and replaces it. The channel
-// closes when events does; its goroutine ends with ctx.
-func graysFirst(ctx context.Context, events <-chan configsvc.Event, head configsvc.Head, since int64) <-chan configsvc.Event {
-	out := make(chan configsvc.Event)
-	initial := configsvc.Event{GraysChanged: true, Grays: append([]configsvc.GraySummary{}, head.Grays...)}
-	go func() {
-		defer close(out)
-		defer func() {
-			for range events { // the watch ends with ctx; let its goroutine finish
-			}
-		}()
-		send := func(ev configsvc.Event) bool {
-			select {
-			case out <- ev:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
-		pending := true
-		if since >= head.Revision {
-			pending = false
-			if !send(initial) {
-				return
-			}
-		}
-		for ev := range events {
-			if ev.GraysChanged {
-				pending = false
-			}
-			if !send(ev) {
-				return
-			}
-			if pending && ev.Revision != nil && ev.Revision.Number >= head.Revision {
-				pending = false
-				if !send(initial) {
-					return
-				}
-			}
-		}
-	}()
-	return out
 }
 
 // watchInstances streams the live instance list of a service: an

@@ -24,12 +24,14 @@ func (s *suite) testGrays(t *testing.T) {
 	t.Run("CreateListGet", s.testGrayCreate)
 	t.Run("OneGrayPerFile", s.testGrayConflict)
 	t.Run("CreateRefused", s.testGrayRefused)
+	t.Run("GivenID", s.testGrayGivenID)
 	t.Run("UpdateSelector", s.testGrayUpdate)
 	t.Run("Abandon", s.testGrayAbandon)
 	t.Run("Promote", s.testGrayPromote)
 	t.Run("PromoteRacesPublish", s.testGrayPromoteRace)
 	t.Run("MainMovesUnderneath", s.testGrayMainMoves)
 	t.Run("Watch", s.testGrayWatch)
+	t.Run("WatchBaseline", s.testGrayWatchBaseline)
 	t.Run("DeleteRef", s.testGrayDeleteRef)
 	t.Run("EndedHistoryBounded", s.testGrayHistory)
 	t.Run("Limits", s.testGrayLimits)
@@ -299,6 +301,43 @@ func (s *suite) testGrayUpdate(t *testing.T) {
 		t.Fatalf("Gray with a rollout = %+v (rollout %+v)", got, got.Rollout)
 	}
 	wantHeadGrays(ctx, t, st, ref, up)
+}
+
+// testGrayGivenID: a gray created with an id drawn before (a dry run's,
+// a change request's) keeps it, so its percent cohort is the one shown;
+// an id the ref holds already, active or ended, is refused with
+// ErrConflict and writes nothing; a malformed one is ErrInvalid.
+func (s *suite) testGrayGivenID(t *testing.T) {
+	st, ctx := s.open(t)
+	ref := configsvc.Service("orders")
+	grayBase(ctx, t, st, ref)
+	id := configsvc.NewGrayID()
+	g := newGray(2)
+	g.ID = id
+	created := mustCreateGray(ctx, t, st, ref, g)
+	if created.ID != id {
+		t.Fatalf("CreateGray with id %s created %s", id, created.ID)
+	}
+	again := configsvc.Gray{ID: id, BaseRevision: 2, Changes: []configsvc.Change{put("other.txt", "x")}}
+	if _, err := st.CreateGray(ctx, ref, again); !errors.Is(err, configsvc.ErrConflict) {
+		t.Fatalf("CreateGray with the id of an active gray = %v, want ErrConflict", err)
+	}
+	if _, _, err := st.EndGray(ctx, ref, id, 1, configsvc.GrayEnd{State: configsvc.GrayAbandoned}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateGray(ctx, ref, again); !errors.Is(err, configsvc.ErrConflict) {
+		t.Fatalf("CreateGray with the id of an ended gray = %v, want ErrConflict", err)
+	}
+	if list, err := st.Grays(ctx, ref); err != nil || len(list) != 1 || list[0].State != configsvc.GrayAbandoned {
+		t.Fatalf("Grays = %+v, %v; want the abandoned gray only", list, err)
+	}
+	if h, err := st.Head(ctx, ref); err != nil || len(h.Grays) != 0 {
+		t.Fatalf("head grays %+v, %v; want none", h.Grays, err)
+	}
+	again.ID = "g-NOTHEX"
+	if _, err := st.CreateGray(ctx, ref, again); !errors.Is(err, configsvc.ErrInvalid) {
+		t.Fatalf("CreateGray with id %q = %v, want ErrInvalid", again.ID, err)
+	}
 }
 
 func (s *suite) testGrayAbandon(t *testing.T) {
@@ -571,9 +610,12 @@ func (s *suite) testGrayWatch(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.wantGraysEvent(t, ch)
-			// A watch opened later starts from the head's set: no event
-			// for grays it already knows.
+			// A watch opened later starts with the head's set (its
+			// baseline, here none), then only changes.
 			later := st.Watch(ctx, ref, 4)
+			if ev := s.nextEvent(t, later); !ev.GraysChanged || len(ev.Grays) != 0 {
+				t.Fatalf("a new watch sent %+v first, want its baseline: no grays", ev)
+			}
 			mustPublish(ctx, t, st, ref, 4, put("z.txt", "z"))
 			if ev := s.nextEvent(t, later); ev.Revision == nil || ev.Revision.Number != 5 {
 				t.Fatalf("a new watch sent %+v, want revision 5", ev)
@@ -633,6 +675,55 @@ func (s *suite) testGrayIdentity(t *testing.T) {
 	if h := mustHead(ctx, t, st, ref); h.Generation != gen.ID {
 		t.Fatalf("head after UpdateGray: generation %q, want %q", h.Generation, gen.ID)
 	}
+}
+
+// testGrayWatchBaseline: the first GraysChanged event of a watch is its
+// baseline, the set of the head it caught up to, sent after the revisions
+// up to that head, so a consumer following the events alone holds the
+// current set without reading the head: at the head, at once (even
+// empty); behind it, after the revisions (a promote's revision before the
+// set it left); and a gray created and ended right after Watch, which a
+// separate head read could catch in between, ends as no gray.
+func (s *suite) testGrayWatchBaseline(t *testing.T) {
+	st, ctx := s.open(t)
+	ref := configsvc.Service("orders")
+	grayBase(ctx, t, st, ref)
+
+	s.wantGraysEvent(t, st.Watch(ctx, ref, 2)) // at the head, no grays: an empty baseline
+
+	g := mustCreateGray(ctx, t, st, ref, newGray(2))
+	ch := st.Watch(ctx, ref, 2)
+	if ev := s.nextEvent(t, ch); !ev.GraysChanged || !configsvc.SameGrays(ev.Grays, []configsvc.GraySummary{g.Summary()}) ||
+		!slices.Equal(ev.Grays[0].Files, g.Files()) || ev.Grays[0].Selector.Percent != g.Selector.Percent {
+		t.Fatalf("first event of a watch at the head = %+v, want the baseline with %s", ev, g.ID)
+	}
+
+	// Behind the head: the revisions first, then the baseline of the head
+	// they lead to, which no longer holds the gray its last revision
+	// promoted.
+	other := mustCreateGray(ctx, t, st, ref, configsvc.Gray{BaseRevision: 2, Changes: []configsvc.Change{put("b.json", "{}")}})
+	if _, _, err := st.EndGray(ctx, ref, g.ID, 1, configsvc.GrayEnd{State: configsvc.GrayPromoted, Promote: &configsvc.Changeset{Base: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	behind := st.Watch(ctx, ref, 1)
+	for _, n := range []int64{2, 3} {
+		if ev := s.nextEvent(t, behind); ev.Revision == nil || ev.Revision.Number != n {
+			t.Fatalf("a watch from 1 sent %+v, want revision %d before any grays event", ev, n)
+		}
+	}
+	s.wantGraysEvent(t, behind, other)
+
+	// Created and ended right after Watch: whatever the watch saw first,
+	// the last set it sends is the empty one.
+	quick := st.Watch(ctx, ref, 3)
+	q := mustCreateGray(ctx, t, st, ref, configsvc.Gray{BaseRevision: 3, Changes: []configsvc.Change{put("q.txt", "q")}})
+	if _, _, err := st.EndGray(ctx, ref, q.ID, 1, configsvc.GrayEnd{State: configsvc.GrayAbandoned}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.EndGray(ctx, ref, other.ID, 1, configsvc.GrayEnd{State: configsvc.GrayAbandoned}); err != nil {
+		t.Fatal(err)
+	}
+	s.wantGraysEvent(t, quick)
 }
 
 func (s *suite) testGrayDeleteRef(t *testing.T) {

@@ -87,6 +87,13 @@ func (s *Store) CreateGray(ctx context.Context, ref configsvc.Ref, g configsvc.G
 			return created, nil
 		case errors.Is(err, configsvc.ErrTooLarge):
 			return configsvc.Gray{}, fmt.Errorf("%s: %w", what, err)
+		case errors.Is(err, zk.ErrNodeExists) && g.ID != "":
+			// Only the gray's own nodes are created: a given id is taken
+			// (our own unsure attempt is found by landedGray first).
+			if landed, ok, lerr := s.landedGray(ctx, ref, tried); lerr == nil && ok {
+				return landed, nil
+			}
+			return configsvc.Gray{}, fmt.Errorf("%s: %s has a gray %s already (gray ids are not reused): %w", what, ref, g.ID, configsvc.ErrConflict)
 		case errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNoNode), errors.Is(err, zk.ErrNodeExists):
 			graysNode = graysNode && !errors.Is(err, zk.ErrNoNode)
 			continue // the head moved (or the ref went): read it again
@@ -539,14 +546,16 @@ func (s *Store) readGrays(ctx context.Context, ref configsvc.Ref, ids []string) 
 }
 
 // graysStep sends the GraysChanged event a watcher owes for head h, after
-// the revisions up to it; the first head a watcher reads is its baseline
-// when Watch could not read one.
+// the revisions up to it: the baseline (h's set, even empty) on the
+// watcher's first head, then one whenever the set differs from the last
+// one sent. The baseline comes from the same read as the revisions, so
+// the set a consumer holds is never older than what it was told.
 func (w *watcher) graysStep(h *headDoc) error {
-	if w.graysSeen && !configsvc.SameGrays(w.grays, h.Grays) {
+	if !w.graysSent || !configsvc.SameGrays(w.grays, h.Grays) {
 		if !w.send(configsvc.Event{GraysChanged: true, Grays: append([]configsvc.GraySummary{}, h.Grays...)}) {
 			return errStopped
 		}
 	}
-	w.grays, w.graysSeen = h.Grays, true
+	w.grays, w.graysSent = h.Grays, true
 	return nil
 }

@@ -79,6 +79,9 @@ func TestWatchEndsWhenRecreated(t *testing.T) {
 			t.Fatalf("event %+v, want revision %d", ev, n)
 		}
 	}
+	if ev := <-ch; !ev.GraysChanged || len(ev.Grays) != 0 {
+		t.Fatalf("event %+v, want the grays' baseline (none) after the revisions up to the head", ev)
+	}
 	if err := st.Delete(ctx, ref); err != nil {
 		t.Fatal(err)
 	}

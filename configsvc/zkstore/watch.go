@@ -24,8 +24,10 @@ import (
 // ErrUnavailable; the watch carries on. If revisions after from were
 // pruned, one Event wrapping ErrCompacted is sent and the channel closed;
 // if ref does not exist or is deleted, one wrapping ErrNotFound. A link
-// change of a service is sent as an Event with LinksChanged. A slow
-// receiver delays the watch; it never loses events.
+// change of a service is sent as an Event with LinksChanged. The active
+// grays come as Events with GraysChanged: the set of the first head the
+// watcher reads (after the revisions up to it), then every change of it.
+// A slow receiver delays the watch; it never loses events.
 //
 // Revisions carry their identity (configsvc.Identity), and the watcher
 // checks that the history it delivers is one: every revision's Parent is
@@ -48,15 +50,15 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts .
 		w.lastPID = o.Expect.PublishID
 	}
 	if s.connected() {
-		// The link set and the active grays when Watch is called are the
-		// baseline, so a link or gray change made right after Watch returns
-		// is reported even if it lands before the watch goroutine first
-		// reads the head. Without a connection the goroutine takes its
-		// first read as the baseline.
+		// The link set when Watch is called is the baseline, so a link
+		// change made right after Watch returns is reported even if it
+		// lands before the watch goroutine first reads the head. Without
+		// a connection the goroutine takes its first read as the baseline.
+		// The grays need none: the goroutine sends the set of its first
+		// head read as an event (graysStep).
 		rctx, cancel := s.opCtx(ctx)
 		if h, st, err := s.readHead(rctx, ref); err == nil {
 			w.czxid = st.Czxid
-			w.grays, w.graysSeen = h.Grays, true
 			if ref.Kind == configsvc.KindService {
 				w.links, w.seen = h.Links, true
 			}
@@ -93,10 +95,10 @@ type watcher struct {
 	gen     string
 	lastPID string
 
-	// grays are the active grays last reported (gray.go); graysSeen: a
-	// baseline was read.
+	// grays are the active grays last reported (gray.go); graysSent: the
+	// baseline event was sent.
 	grays     []configsvc.GraySummary
-	graysSeen bool
+	graysSent bool
 }
 
 func (w *watcher) send(ev configsvc.Event) bool {

@@ -129,14 +129,26 @@ func (a *app) changeCmd() *cobra.Command {
 			if emergency != "" {
 				opts = append(opts, api.WithEmergency(emergency))
 			}
-			rev, err := cl.Apply(cmd.Context(), scopeOf().ref(args[0]), args[1], opts...)
+			applied, err := cl.ApplyChange(cmd.Context(), scopeOf().ref(args[0]), args[1], opts...)
 			if err = a.explain(err); isStatus(err, 409) && strings.Contains(err.Error(), "rebase") {
 				return fmt.Errorf("%w\nthe author rebases it with `sluice change rebase %s %s`", err, args[0], args[1])
 			}
 			if err != nil {
 				return err
 			}
-			return a.printPublished(rev, args[0], nil)
+			switch g := applied.Gray; {
+			case g != nil && a.json() && applied.Revision.Number > 0:
+				return marshalJSON(a.stdout(), api.PromoteResult{Revision: applied.Revision.Number, Gray: api.FromGray(*g, false)})
+			case g != nil && a.json():
+				return marshalJSON(a.stdout(), api.FromGray(*g, false))
+			case g != nil && applied.Revision.Number > 0:
+				_, err = fmt.Fprintf(a.stdout(), "promoted gray %s: %s revision %d\n", g.ID, g.Ref, applied.Revision.Number)
+				return err
+			case g != nil:
+				_, err = fmt.Fprintf(a.stdout(), "created gray %s of %s: %s for %s\n", g.ID, g.Ref, strings.Join(changeNames(g.Changes), ","), selectorString(g.Selector))
+				return err
+			}
+			return a.printPublished(applied.Revision, args[0], nil)
 		},
 	}
 	apply.Flags().StringVar(&emergency, "emergency", "", "admins: apply without the approvals, giving the reason (audited)")
@@ -259,6 +271,12 @@ func (a *app) printChange(cr api.ChangeRequest) {
 // printDryRun writes what a publish would do.
 func printDryRun(w io.Writer, d api.DryRun) {
 	fmt.Fprintf(w, "dry run: %s %s/%s on revision %d (nothing was written)\n", d.Operation, d.Kind, d.Name, d.BaseRevision)
+	switch {
+	case d.Gray != "" && d.Operation == api.OpGrayCreate:
+		fmt.Fprintf(w, "gray: %s (a percent's cohort depends on the id: --id %s creates exactly this one)\n", d.Gray, d.Gray)
+	case d.Gray != "":
+		fmt.Fprintf(w, "gray: %s\n", d.Gray)
+	}
 	if d.Valid {
 		fmt.Fprintln(w, "validation: ok")
 	} else {

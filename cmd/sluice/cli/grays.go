@@ -104,7 +104,7 @@ func (a *app) grayCmd() *cobra.Command {
 func (a *app) grayCreateCmd() *cobra.Command {
 	var sel selectorFlags
 	var deletes []string
-	var name, msg string
+	var name, msg, id string
 	var base int64
 	var shared bool
 	c := &cobra.Command{
@@ -114,16 +114,24 @@ func (a *app) grayCreateCmd() *cobra.Command {
 			"argument is a local file (the config file keeps its base name) or\n" +
 			"name=path; --delete deletes a config file in the gray. The instances\n" +
 			"the selector matches (any of --instances, --labels, --percent) apply\n" +
-			"main + the gray; the others stay on main. One active gray per file.",
+			"main + the gray; the others stay on main. One active gray per file.\n" +
+			"--dry-run creates nothing and shows the validation, the diff against\n" +
+			"main and the live instances the gray would reach, with the gray id it\n" +
+			"drew: which instances a percent takes depends on the id, so --id ID\n" +
+			"creates exactly that gray. Under an approval policy the gray is a\n" +
+			"change request, created when it is applied (see `sluice change`).",
 		Example: "  sluice gray create orders db.yaml --percent 10 -m 'bigger pool'\n" +
 			"  sluice gray create orders features.json=./build/features.json --instances orders-7,orders-9\n" +
 			"  sluice gray create orders db.yaml --labels zone=b --labels canary=true\n" +
+			"  sluice gray create orders db.yaml --percent 10 --dry-run        # then --id g-… to create that cohort\n" +
 			"  sluice gray create redis-common redis.yaml --shared --percent 5",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.runGrayCreate(cmd.Context(), args[0], args[1:], deletes, sel, name, msg, base, cmd.Flags().Changed("base"), shared)
+			return a.runGrayCreate(cmd.Context(), args[0], args[1:], deletes, sel, name, msg, id, base, cmd.Flags().Changed("base"), shared)
 		},
 	}
+	a.addWriteFlags(c)
+	c.Flags().StringVar(&id, "id", "", "create the gray under this id (the one a --dry-run drew), for the cohort it showed")
 	sel.register(c, "")
 	c.Flags().StringArrayVar(&deletes, "delete", nil, "config file the gray deletes (repeatable)")
 	c.Flags().StringVar(&name, "name", "", "short name of the gray")
@@ -133,7 +141,7 @@ func (a *app) grayCreateCmd() *cobra.Command {
 	return c
 }
 
-func (a *app) runGrayCreate(ctx context.Context, name string, files, deletes []string, sf selectorFlags, grayName, msg string, base int64, baseSet, shared bool) error {
+func (a *app) runGrayCreate(ctx context.Context, name string, files, deletes []string, sf selectorFlags, grayName, msg, id string, base int64, baseSet, shared bool) error {
 	if len(files)+len(deletes) == 0 {
 		return errors.New("nothing in the gray: give files (file or name=path) and/or --delete file")
 	}
@@ -170,8 +178,18 @@ func (a *app) runGrayCreate(ctx context.Context, name string, files, deletes []s
 	if shared {
 		ref = configsvc.Group(name)
 	}
-	g, err := c.CreateGray(ctx, ref, req)
-	if err != nil {
+	req.ID = id
+	var g configsvc.Gray
+	err = a.dryRunOrPublish(ctx, a.dryRun, func(ctx context.Context) (api.DryRun, error) {
+		return c.DryRunCreateGray(ctx, ref, req, a.writeOpts()...)
+	}, func(ctx context.Context) error {
+		g, err = c.CreateGray(ctx, ref, req, a.writeOpts()...)
+		return err
+	})
+	if a.dryRun {
+		return err
+	}
+	if pending, err := a.pending(err); pending || err != nil {
 		return err
 	}
 	if a.json() {
@@ -622,9 +640,21 @@ func (a *app) grayPromoteCmd() *cobra.Command {
 		Short: "Promote a gray: main gets its changes as the next revision",
 		Long: "Publish main + the gray's changes as main's next revision and end the\n" +
 			"gray promoted. Refused while instances of its cohort rejected it or have\n" +
-			"not applied it yet (they are listed), unless --force.",
+			"not applied it yet (they are listed), unless --force. --dry-run\n" +
+			"promotes nothing and shows the validation and diff of the revision main\n" +
+			"would get and every live instance it reaches. Under an approval policy\n" +
+			"the promote is a change request (readiness is checked when it is\n" +
+			"applied; see `sluice change`).",
 	}, &where, func(ctx context.Context, cl *api.Client, ref configsvc.Ref, id string) error {
-		res, err := cl.PromoteGray(ctx, ref, id, api.PromoteRequest{Message: msg, Force: force})
+		req := api.PromoteRequest{Message: msg, Force: force}
+		var res api.PromoteResult
+		err := a.dryRunOrPublish(ctx, a.dryRun, func(ctx context.Context) (api.DryRun, error) {
+			return cl.DryRunPromoteGray(ctx, ref, id, req, a.writeOpts()...)
+		}, func(ctx context.Context) error {
+			var err error
+			res, err = cl.PromoteGray(ctx, ref, id, req, a.writeOpts()...)
+			return err
+		})
 		if ms := api.NotReadyInstances(err); len(ms) > 0 && !a.json() {
 			t := newTable(a.stderr(), "INSTANCE", "SERVICE", "STATUS", "REASON")
 			for _, m := range ms {
@@ -633,7 +663,10 @@ func (a *app) grayPromoteCmd() *cobra.Command {
 			_ = t.flush()
 			return fmt.Errorf("%w\nnothing was promoted; wait for the instances, or promote with --force", a.explain(err))
 		}
-		if err != nil {
+		if a.dryRun {
+			return err
+		}
+		if pending, err := a.pending(err); pending || err != nil {
 			return err
 		}
 		if a.json() {
@@ -644,6 +677,7 @@ func (a *app) grayPromoteCmd() *cobra.Command {
 	})
 	c.Flags().StringVarP(&msg, "message", "m", "", "the revision's message (default: promote gray ID: NAME)")
 	c.Flags().BoolVar(&force, "force", false, "promote even while cohort instances rejected it or have not applied it")
+	a.addWriteFlags(c)
 	return c
 }
 
@@ -698,7 +732,9 @@ func (a *app) grayRolloutCmd() *cobra.Command {
 			"cohort's 5xx/timeout ratio through the proxies stays at most\n" +
 			"--max-error-rate (and not worse than the rest's by more). A failed gate\n" +
 			"abandons the gray; after the last step bakes clean it is promoted.\n" +
-			"Follow it with `sluice gray show ID`.",
+			"Follow it with `sluice gray show ID`. Under an approval policy a\n" +
+			"rollout is refused (its last step would promote without an approval)\n" +
+			"unless an admin gives --emergency REASON.",
 		Example: "  sluice gray rollout g-3f9a0c1d2e4b --steps 5%:2m,25%:5m,100%:2m --max-error-rate 0.02",
 	}, &where, func(ctx context.Context, cl *api.Client, ref configsvc.Ref, id string) error {
 		st, err := parseSteps(steps)
@@ -706,7 +742,7 @@ func (a *app) grayRolloutCmd() *cobra.Command {
 			return err
 		}
 		g, err := cl.StartRollout(ctx, ref, id, api.RolloutRequest{Steps: st, MaxRejected: maxRejected, MaxErrorRate: maxErrorRate,
-			ApplyTimeout: configsvc.Duration(applyTimeout)})
+			ApplyTimeout: configsvc.Duration(applyTimeout)}, a.writeOpts()...)
 		if err != nil {
 			return err
 		}
@@ -718,6 +754,7 @@ func (a *app) grayRolloutCmd() *cobra.Command {
 		return nil
 	})
 	c.Flags().StringVar(&steps, "steps", "", "the steps, PERCENT%:BAKE comma-separated, ascending (required)")
+	c.Flags().StringVar(&a.emergency, "emergency", "", "admins: start it past an approval policy, giving the reason (audited, listed for review)")
 	c.Flags().IntVar(&maxRejected, "max-rejected", 0, "cohort instances that may reject the gray")
 	c.Flags().Float64Var(&maxErrorRate, "max-error-rate", 0.01, "highest 5xx/timeout ratio of the cohort during a bake, 0 to 1")
 	c.Flags().DurationVar(&applyTimeout, "apply-timeout", configsvc.DefaultRolloutApplyTimeout, "how long a step waits for the cohort to apply it")

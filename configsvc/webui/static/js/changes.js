@@ -230,7 +230,8 @@ export async function changePage(v, kind, name, id) {
   async function act(action, label, opts = {}) {
     try {
       const res = await v.api.request('POST', base + '/' + action, opts.body, { headers: opts.headers });
-      if (action === 'apply') v.flash('Applied as revision ' + res.revision, 'ok');
+      if (action === 'apply' && res.revision) v.flash('Applied as revision ' + res.revision, 'ok');
+      else if (action === 'apply') v.flash('Applied: gray ' + res.id + ' created', 'ok'); // gray.create: main does not move
       else v.flash(label + ': done', 'ok');
       comment.value = '';
       await render();
