@@ -141,8 +141,12 @@ func (s *Store) pending(ctx context.Context, ref configsvc.Ref, what string, st 
 			}
 		}
 		if st.last >= h.Revision {
-			if ev, ok := graysEvent(st, h); ok {
-				events = append(events, ev)
+			// Above the head (a watch from a revision the store has not
+			// reached) the watcher waits: no grays of a head behind it.
+			if st.last == h.Revision {
+				if ev, ok := graysEvent(st, h); ok {
+					events = append(events, ev)
+				}
 			}
 			return nil
 		}

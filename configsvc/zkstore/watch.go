@@ -338,8 +338,12 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 		w.next++
 		w.lastPID = r.PublishID
 	}
-	if err := w.graysStep(h); err != nil {
-		return nil, err
+	// Above the head (a watch from a revision this server has not reached)
+	// the watcher waits: no grays of a head behind it.
+	if w.next == h.Revision+1 {
+		if err := w.graysStep(h); err != nil {
+			return nil, err
+		}
 	}
 	w.down = false
 	return a.ch, nil
