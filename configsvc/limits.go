@@ -1,5 +1,7 @@
 package configsvc
 
+import "time"
+
 // Limits of the domain (SPEC §2–3). Each is defined here once; the stores,
 // the admin API, the SDK and the proxy refer to these names. Input over a
 // limit is refused with a *LimitError (ErrTooLarge) or, for names, a
@@ -86,6 +88,40 @@ const (
 	// MaxEchoLen bounds how much of an offending value an error message
 	// repeats (FieldError.Value), in bytes.
 	MaxEchoLen = 80
+
+	// Gray releases (gray.go). The head of a service carries the
+	// selector of every active gray, so selectors and their count are
+	// bounded tightly.
+
+	// MaxGrayNameLen bounds a gray's name, in bytes.
+	MaxGrayNameLen = 128
+	// MaxActiveGrays bounds the active grays of one service or group.
+	MaxActiveGrays = 16
+	// MaxEndedGrays is how many ended (promoted or abandoned) grays a
+	// service or group keeps listed; the oldest are dropped beyond it.
+	MaxEndedGrays = 100
+	// MaxGrayInstances bounds the instance ids of a selector.
+	MaxGrayInstances = 256
+	// MaxGrayLabelMaps bounds the label maps of a selector.
+	MaxGrayLabelMaps = 16
+	// MaxGrayLabelsPerMap bounds the labels of one selector label map.
+	MaxGrayLabelsPerMap = 16
+	// MaxGrayLabelLen bounds a selector label key or value, in bytes.
+	MaxGrayLabelLen = 128
+	// MaxSelectorSize bounds a selector's JSON encoding: 8 KiB.
+	MaxSelectorSize = 8 << 10
+	// MaxInstanceGrays bounds the grays an instance reports about
+	// (Instance.Grays).
+	MaxInstanceGrays = 64
+	// MaxRolloutSteps bounds the steps of a rollout.
+	MaxRolloutSteps = 20
+	// MaxRolloutBake bounds one step's bake time.
+	MaxRolloutBake = 7 * 24 * time.Hour
+	// MaxRolloutApplyTimeout bounds a rollout's apply timeout.
+	MaxRolloutApplyTimeout = 24 * time.Hour
+	// DefaultRolloutApplyTimeout is a rollout's apply timeout when it
+	// names none.
+	DefaultRolloutApplyTimeout = time.Minute
 )
 
 // Limits are the counts a Store bounds (docs/zookeeper-layout.md lists

@@ -76,6 +76,9 @@ type Head struct {
 	Links    []string            `json:"links,omitempty"` // services only: linked groups, sorted
 	Updated  time.Time           `json:"updated"`         // time of the newest revision, or creation
 	Author   string              `json:"author,omitempty"`
+	// Grays summarizes the active grays, sorted by id (gray.go); nil when
+	// none. A change of it reaches watchers as an Event with GraysChanged.
+	Grays []GraySummary `json:"grays,omitempty"`
 }
 
 // Change is one file's change inside a changeset or revision: new content, or
@@ -299,6 +302,10 @@ type Instance struct {
 	// on the wire, until a revision is applied or for a registration that
 	// does not report it.
 	AppliedAt time.Time `json:"applied_at,omitzero"`
+	// Grays is what the instance did about each gray it is in, by gray
+	// id: applied, or rejected with the reason. The SDK fills it; the
+	// cohort views and the rollout driver read it.
+	Grays map[string]GrayStatus `json:"grays,omitempty"`
 }
 
 // Limits of an Instance, enforced by Instance.Validate.
@@ -311,8 +318,9 @@ const (
 )
 
 // Validate checks the service, the id, the address (see
-// ValidateInstanceAddr), the label count and the "weight" label (an integer
-// from 0 to MaxInstanceWeight). Every store and the admin API call it, so an
+// ValidateInstanceAddr), the label count, the "weight" label (an integer
+// from 0 to MaxInstanceWeight) and the gray reports (at most
+// MaxInstanceGrays, keyed by gray ids, with known statuses). Every store and the admin API call it, so an
 // instance the proxy reads has passed it (unless written to ZooKeeper by
 // hand: the proxy checks every connection again, see router.UpstreamPolicy).
 // It returns a *FieldError or *LimitError (ErrInvalid).
@@ -334,7 +342,7 @@ func (in *Instance) Validate() error {
 			return &FieldError{Field: "labels." + WeightLabel, Value: w, Msg: "must be an integer from 0 to " + itoa(MaxInstanceWeight)}
 		}
 	}
-	return nil
+	return validateGrayStatuses(in.Grays)
 }
 
 // ParseWeight parses a "weight" label: decimal digits worth 0 to

@@ -63,7 +63,11 @@ type Store interface {
 	// Watch delivers, in order and without gaps, every revision of ref after
 	// from, then every new one as it is published, until ctx ends; then the
 	// channel is closed. Events carry the revision with content. If the link
-	// set of a service changes, an Event with LinksChanged is sent. Transient
+	// set of a service changes, an Event with LinksChanged is sent. If the
+	// active grays of ref change (one created, updated or ended), an Event
+	// with GraysChanged is sent, after every revision up to the head that
+	// carries the new set (so a promote's revision arrives before the
+	// gray leaves the set). Transient
 	// trouble (connection loss, session expiry) is reported as an Event with
 	// Err wrapping ErrUnavailable and the watch carries on, resuming after the
 	// last delivered revision. If revisions after from were pruned by
@@ -77,6 +81,44 @@ type Store interface {
 	// from elsewhere, e.g. through another server, resumes without going
 	// back).
 	Watch(ctx context.Context, ref Ref, from int64) <-chan Event
+
+	// CreateGray creates a gray of ref from g (its Name, Message, Author,
+	// BaseRevision, Changes and Selector) and adds its summary to the
+	// head, in one atomic step; main's revision does not change. It checks
+	// everything NewGray checks: ErrConflict when the head is no longer
+	// g.BaseRevision, or, as a *GrayConflictError, when another active gray
+	// holds one of its files; ErrInvalid or ErrTooLarge for bad input
+	// (the changes are limited like a changeset); ErrTooMany beyond
+	// MaxActiveGrays; ErrNotFound if ref does not exist. Content is not
+	// validated by the store: create through a ValidatingStore. It returns
+	// the gray as stored: a new ID, Version 1, state active.
+	CreateGray(ctx context.Context, ref Ref, g Gray) (Gray, error)
+	// UpdateGray changes the active gray id of ref if it is still at
+	// version (compare-and-set; ErrConflict otherwise, or when it ended):
+	// fn gets a copy to change (name, message, selector, rollout; see
+	// UpdatedGray) and may be called again when the head moved meanwhile.
+	// The gray and its head summary are written in one atomic step, so
+	// watchers see the change as a GraysChanged event. It returns the gray
+	// as stored (Version bumped). ErrNotFound if the gray does not exist.
+	UpdateGray(ctx context.Context, ref Ref, id string, version int64, fn func(*Gray) error) (Gray, error)
+	// EndGray ends the active gray id of ref at version (ErrConflict
+	// otherwise) as end says (EndedGray): abandoned, its summary leaves the
+	// head; or promoted, and in the same atomic step main gets the next
+	// revision, main + PromoteChanges of the gray on end.Promote.Base, which
+	// must be the head (ErrConflict otherwise), as Publish would write it.
+	// Nothing is half-written. It returns the ended gray and, for a
+	// promote, the revision (without content). Ended grays stay listed,
+	// the newest MaxEndedGrays per ref. Content is not validated by the
+	// store: promote through a ValidatingStore.
+	EndGray(ctx context.Context, ref Ref, id string, version int64, end GrayEnd) (Gray, *Revision, error)
+	// Gray returns one gray of ref with the content of its changes and,
+	// while it is active, MainChanged. ErrNotFound if it does not exist
+	// (or was dropped from the history of ended grays).
+	Gray(ctx context.Context, ref Ref, id string) (Gray, error)
+	// Grays lists the grays of ref, active and ended, without content,
+	// in SortGrays order (active first, oldest first; then ended, newest
+	// first), active ones with MainChanged.
+	Grays(ctx context.Context, ref Ref) ([]Gray, error)
 
 	// Link makes service svc use shared group group, recording both directions.
 	// Linking twice is not an error. ErrNotFound if either does not exist;
@@ -132,6 +174,10 @@ type Event struct {
 	// LinksChanged is set when a service's linked groups changed; Links holds the new set.
 	LinksChanged bool
 	Links        []string
+	// GraysChanged is set when the active grays of the service or group
+	// changed (Head.Grays); Grays holds the new summaries, sorted by id.
+	GraysChanged bool
+	Grays        []GraySummary
 	// Err reports trouble; see Store.Watch for which errors end the watch.
 	Err error
 }

@@ -85,8 +85,9 @@ func (e *ContentError) Error() string { return e.Err.Error() }
 func (e *ContentError) Unwrap() error { return e.Err }
 
 // ValidatingStore is a Store whose Publish validates the changeset once,
-// then lets the store write it. Every publishing path goes through one:
-// the admin API, rollback (Rollback calls Publish) and in-process tools;
+// then lets the store write it, and likewise CreateGray a gray's changes
+// and EndGray a promote's. Every publishing path goes through one:
+// the admin API, rollback (Rollback calls Publish), grays and in-process tools;
 // the sluice command wraps every store it opens. The other methods are the
 // wrapped Store's. It is safe for concurrent use when the Store and the
 // Validator are.
@@ -115,6 +116,12 @@ func (s *ValidatingStore) Check(ctx context.Context, ref Ref, cs Changeset) erro
 	if err := cs.Validate(); err != nil {
 		return err
 	}
+	return s.validate(ctx, ref, cs)
+}
+
+// validate runs the Validator on cs, which passed Changeset.Validate,
+// wrapping a refusal in a *ContentError.
+func (s *ValidatingStore) validate(ctx context.Context, ref Ref, cs Changeset) error {
 	if s.validator == nil {
 		return nil
 	}
@@ -131,6 +138,87 @@ func (s *ValidatingStore) Publish(ctx context.Context, ref Ref, cs Changeset) (R
 		return Revision{}, err
 	}
 	return s.Store.Publish(ctx, ref, cs)
+}
+
+// CheckGray validates the creation of gray g on ref without writing
+// anything (a dry run): ref, g's shape and limits (Gray.Validate), then
+// the content of its changes with the Validator, as a publish of them on
+// main at g.BaseRevision: the Validator sees the tree main + the gray.
+// Errors as Check.
+func (s *ValidatingStore) CheckGray(ctx context.Context, ref Ref, g Gray) error {
+	if err := ref.Validate(); err != nil {
+		return err
+	}
+	if err := g.Validate(); err != nil {
+		return err
+	}
+	return s.validate(ctx, ref, g.Changeset())
+}
+
+// CreateGray runs CheckGray, then the wrapped Store's CreateGray; see
+// Store.CreateGray.
+func (s *ValidatingStore) CreateGray(ctx context.Context, ref Ref, g Gray) (Gray, error) {
+	if err := s.CheckGray(ctx, ref, g); err != nil {
+		return Gray{}, err
+	}
+	return s.Store.CreateGray(ctx, ref, g)
+}
+
+// CheckPromote returns the changeset a promote of the active gray id of
+// ref at version would publish now (PromoteChangeset on the current head,
+// with end.Promote's author and message), validated as a publish of it
+// would be; nothing is written (a dry run). ErrConflict when the gray
+// ended, is at another version or has nothing left to promote; the
+// Validator's refusal as a *ContentError.
+func (s *ValidatingStore) CheckPromote(ctx context.Context, ref Ref, id string, version int64, end GrayEnd) (Changeset, error) {
+	g, err := s.Store.Gray(ctx, ref, id)
+	if err != nil {
+		return Changeset{}, err
+	}
+	if err := checkGrayCAS(&g, version); err != nil {
+		return Changeset{}, err
+	}
+	head, err := s.Store.Head(ctx, ref)
+	if err != nil {
+		return Changeset{}, err
+	}
+	cs, err := PromoteChangeset(&g, head, end)
+	if err != nil {
+		return Changeset{}, err
+	}
+	if err := cs.Validate(); err != nil {
+		return Changeset{}, err
+	}
+	return cs, s.validate(ctx, ref, cs)
+}
+
+// maxPromoteAttempts bounds how often EndGray validates a promote again
+// because main moved between the validation and the write.
+const maxPromoteAttempts = 4
+
+// EndGray ends a gray; see Store.EndGray. A promote is validated first,
+// exactly as a publish of its changeset (CheckPromote), and published on
+// the head it was validated against; when main moved in between, it is
+// validated again on the new head. An abandon is passed on as it is.
+func (s *ValidatingStore) EndGray(ctx context.Context, ref Ref, id string, version int64, end GrayEnd) (Gray, *Revision, error) {
+	if end.State != GrayPromoted || end.Promote == nil {
+		return s.Store.EndGray(ctx, ref, id, version, end)
+	}
+	for attempt := 1; ; attempt++ {
+		cs, err := s.CheckPromote(ctx, ref, id, version, end)
+		if err != nil {
+			return Gray{}, nil, err
+		}
+		e := end
+		e.Promote = &cs
+		g, rev, err := s.Store.EndGray(ctx, ref, id, version, e)
+		if errors.Is(err, ErrConflict) && attempt < maxPromoteAttempts {
+			if h, herr := s.Store.Head(ctx, ref); herr == nil && h.Revision != cs.Base {
+				continue // main moved on: validate on the new head
+			}
+		}
+		return g, rev, err
+	}
 }
 
 // Unwrap returns the Store without validation, for callers that need what

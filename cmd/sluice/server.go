@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
+	"github.com/sluicehq/sluice/configsvc/rollout"
 	"github.com/sluicehq/sluice/configsvc/webui"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
@@ -148,7 +149,14 @@ func (m *ServerMain) Run(ctx context.Context) error {
 	if err := checkZooKeeper(ctx, store, m.logger, reg); err != nil {
 		return err
 	}
-	api, err := m.newAPI(store, reg)
+	rollouts, err := newRollouts(store, m.logger)
+	if err != nil {
+		return err
+	}
+	api, err := m.newAPI(store, reg, rollouts)
+	if err != nil {
+		return err
+	}
 	m.mu.Lock()
 	m.api = api
 	m.mu.Unlock()
@@ -179,6 +187,7 @@ func (m *ServerMain) Run(ctx context.Context) error {
 	g.Go("admin API", func(ctx context.Context) error {
 		return serveHTTP(ctx, srv, lns["addr"], shutdownTimeout, m.logger, "sluice server")
 	})
+	g.Go("rollout driver", rollouts.Run)
 	if ln := lns["proxy-addr"]; ln != nil {
 		g.Go("embedded proxy", func(ctx context.Context) error {
 			return proxyserver.Serve(ctx, store, ln, popts)
@@ -187,10 +196,12 @@ func (m *ServerMain) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// newAPI builds the admin server on store with the server's flags.
-func (m *ServerMain) newAPI(store configsvc.Store, reg *prometheus.Registry) (*httpapi.Server, error) {
+// newAPI builds the admin server on store with the server's flags; it
+// tells rollouts of the rollouts it starts.
+func (m *ServerMain) newAPI(store configsvc.Store, reg *prometheus.Registry, rollouts httpapi.RolloutKicker) (*httpapi.Server, error) {
 	return httpapi.New(httpapi.Config{
 		Store:          store,
+		Rollouts:       rollouts,
 		Logger:         m.logger,
 		Registry:       reg,
 		TrustedProxies: prefixStrings(m.TrustedProxies),
@@ -202,6 +213,40 @@ func (m *ServerMain) newAPI(store configsvc.Store, reg *prometheus.Registry) (*h
 		MaxInstancesPerService: m.Limits.InstancesPerSvc,
 		MaxInstancesPerToken:   m.Limits.InstancesPerToken,
 	})
+}
+
+// newRollouts returns the rollout driver of the server: it campaigns in
+// the store's election (ZooKeeper: one driver per cluster; bbolt: this
+// process) and audits its changes as actor "rollout".
+func newRollouts(store configsvc.Store, logger *slog.Logger) (*rollout.Driver, error) {
+	audit := access.NewAudit(store.Records(), 0)
+	return rollout.New(rollout.Config{
+		Store:  store,
+		Leader: leaderOf(store),
+		Logger: logger,
+		Audit: func(ctx context.Context, c rollout.Change) {
+			e := access.Entry{Time: time.Now(), Actor: rollout.DefaultAuthor, Action: c.Action, Target: c.Ref.String() + "/grays/" + c.GrayID,
+				Service: c.Ref.Name, Revision: c.Revision, Outcome: access.OutcomeAllowed, Status: http.StatusOK, Reason: c.Reason, Client: "rollout driver"}
+			if _, err := audit.Record(ctx, e); err != nil {
+				logger.Error("audit entry not written", "action", e.Action, "target", e.Target, "err", err)
+			}
+		},
+	})
+}
+
+// leaderOf returns the election of store (or of the store it wraps); nil
+// when it has none, and the driver then always drives.
+func leaderOf(store configsvc.Store) configsvc.Leader {
+	for {
+		if l, ok := store.(configsvc.Leader); ok {
+			return l
+		}
+		u, ok := store.(interface{ Unwrap() configsvc.Store })
+		if !ok {
+			return nil
+		}
+		store = u.Unwrap()
+	}
 }
 
 // httpServer returns the HTTP server of the admin API, with its timeouts.

@@ -415,11 +415,15 @@ func TestWatchThroughServer(t *testing.T) {
 	}
 	wctx, stop := context.WithCancel(ctx)
 	ch := c.Watch(wctx, orders, 0)
-	evs := collect(t, ch, 2)
-	for i, ev := range evs {
+	evs := collect(t, ch, 3)
+	for i, ev := range evs[:2] {
 		if ev.Err != nil || ev.Revision == nil || ev.Revision.Number != int64(i+1) || string(ev.Revision.Changes[0].Content) != fmt.Sprint(i+1) {
 			t.Fatalf("event %d = %+v", i, ev)
 		}
+	}
+	// The active grays (none) once the stream reached the head it opened at.
+	if ev := evs[2]; !ev.GraysChanged || ev.Grays == nil || len(ev.Grays) != 0 {
+		t.Fatalf("grays event after the head = %+v", ev)
 	}
 	if _, err := c.Link(ctx, "orders", "g1"); err != nil {
 		t.Fatal(err)
@@ -432,6 +436,15 @@ func TestWatchThroughServer(t *testing.T) {
 	}
 	if ev := collect(t, ch, 1)[0]; ev.Revision == nil || ev.Revision.Number != 3 {
 		t.Fatalf("new revision event = %+v", ev)
+	}
+	g, err := c.CreateGray(ctx, orders, api.GrayRequest{Changes: []api.Change{api.PutChange("n.txt", []byte("gray"))},
+		Selector: api.Selector{Percent: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := collect(t, ch, 1)[0]; !ev.GraysChanged || len(ev.Grays) != 1 || ev.Grays[0].ID != g.ID ||
+		fmt.Sprint(ev.Grays[0].Files) != "[n.txt]" || ev.Grays[0].Selector.Percent != 10 || ev.Grays[0].Version != 1 {
+		t.Fatalf("grays event after CreateGray = %+v", ev)
 	}
 	stop()
 	mustClose(t, ch)
@@ -652,8 +665,14 @@ func TestFailOver(t *testing.T) {
 	if _, err := c.PutFile(ctx, configsvc.Service("orders"), "a.txt", []byte("a")); err != nil {
 		t.Fatal(err)
 	}
-	if ev := collect(t, ch, 1)[0]; ev.Revision == nil || ev.Revision.Number != 1 {
-		t.Fatalf("watch through the second server: %+v", ev)
+	// Revision 1 and the grays event the stream opens with, in either
+	// order: the stream may open before or after the publish.
+	evs := collect(t, ch, 2)
+	if evs[0].GraysChanged {
+		evs[0], evs[1] = evs[1], evs[0]
+	}
+	if evs[0].Revision == nil || evs[0].Revision.Number != 1 || !evs[1].GraysChanged {
+		t.Fatalf("watch through the second server: %+v", evs)
 	}
 	e.srv.Close() // ends the stream
 	mustIs(t, "a server that is gone", func() error {

@@ -72,7 +72,7 @@ type ErrorBody struct {
 // status stands for:
 //
 //	404 not_found                      configsvc.ErrNotFound
-//	409 conflict                       configsvc.ErrConflict
+//	409 conflict, not_ready            configsvc.ErrConflict
 //	412 precondition_failed            ErrPrecondition and configsvc.ErrConflict
 //	400, 422 invalid                   configsvc.ErrInvalid
 //	413 too_large                      configsvc.ErrTooLarge
@@ -181,7 +181,7 @@ func (e *Error) Is(target error) bool {
 	case configsvc.ErrNotFound:
 		return code == CodeNotFound || st == http.StatusNotFound
 	case configsvc.ErrConflict:
-		return code == CodeConflict || code == CodePrecondition || st == http.StatusConflict || st == http.StatusPreconditionFailed
+		return code == CodeConflict || code == CodePrecondition || code == CodeNotReady || st == http.StatusConflict || st == http.StatusPreconditionFailed
 	case ErrPrecondition:
 		return code == CodePrecondition || st == http.StatusPreconditionFailed
 	case configsvc.ErrInvalid:

@@ -23,6 +23,10 @@ const (
 	EventRevision = "revision"
 	// EventLinks carries LinksData: a service's new set of linked groups.
 	EventLinks = "links"
+	// EventGrays carries GraysData: the active grays of the service or
+	// group (its head's summaries), sent when the stream opens and after
+	// every change of the set, a selector or a gray's version.
+	EventGrays = "grays"
 	// EventInstances carries InstancesData: the full live instance list.
 	EventInstances = "instances"
 	// EventChange carries a ChangeNotice: news of a change request of the

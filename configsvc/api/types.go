@@ -49,12 +49,15 @@ type Head struct {
 	// 3339 in UTC; empty when the store kept none.
 	Updated string `json:"updated"`
 	Author  string `json:"author"`
+	// Grays summarizes the active grays, sorted by id ([] when none):
+	// enough to decide membership and which files each holds.
+	Grays []GraySummary `json:"grays"`
 }
 
 // FromHead returns the wire form of h.
 func FromHead(h configsvc.Head) Head {
 	out := Head{Name: h.Ref.Name, Kind: h.Ref.Kind.String(), Revision: h.Revision, Files: map[string]FileMeta{},
-		Links: append([]string{}, h.Links...), Author: h.Author}
+		Links: append([]string{}, h.Links...), Author: h.Author, Grays: append([]GraySummary{}, h.Grays...)}
 	if !h.Updated.IsZero() {
 		out.Updated = h.Updated.UTC().Format(time.RFC3339Nano)
 	}
@@ -72,6 +75,9 @@ func (h Head) Domain() configsvc.Head {
 		Files: make(map[string]FileMeta, len(h.Files)), Author: h.Author}
 	if len(h.Links) > 0 {
 		out.Links = append([]string(nil), h.Links...)
+	}
+	if len(h.Grays) > 0 {
+		out.Grays = append([]GraySummary(nil), h.Grays...)
 	}
 	if h.Updated != "" {
 		out.Updated, _ = time.Parse(time.RFC3339Nano, h.Updated)

@@ -28,7 +28,10 @@ import (
 // watch, others inform (they match configsvc.ErrUnavailable). Any other
 // answer to the stream's request (401, 403, 404 …) is sent as its *Error
 // and ends the watch. A service's link changes arrive as events with
-// LinksChanged. A slow receiver delays the stream; it never loses events.
+// LinksChanged; the active grays arrive as an event with GraysChanged
+// each time a stream opens (after the revisions up to the head the
+// server read) and after every change. A slow receiver delays the
+// stream; it never loses events.
 func (c *Client) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event {
 	ch := make(chan configsvc.Event)
 	go func() {
@@ -59,6 +62,12 @@ func (c *Client) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-cha
 					return handled{}, fmt.Errorf("decoding a %s event: %w", ev.Name, err)
 				}
 				return handled{delivered: true, end: !emit(configsvc.Event{LinksChanged: true, Links: l.Links})}, nil
+			case EventGrays:
+				var g GraysData
+				if err := json.Unmarshal(ev.Data, &g); err != nil {
+					return handled{}, fmt.Errorf("decoding a %s event: %w", ev.Name, err)
+				}
+				return handled{delivered: true, end: !emit(configsvc.Event{GraysChanged: true, Grays: g.Grays})}, nil
 			case EventError, legacyEventError:
 				err, final := eventError(ev.Data)
 				return handled{end: !emit(configsvc.Event{Err: err}) || final}, nil

@@ -12,11 +12,13 @@
 // uint64):
 //
 //	meta/format                        "2"
-//	services/{name}/head               JSON headRecord: revision, manifest, oldest retained revision, pruned-to
+//	services/{name}/head               JSON headRecord: revision, manifest, oldest retained revision, pruned-to, active grays
 //	services/{name}/revs/{n}           JSON revision without content
 //	services/{name}/revs/{n}/{file}    content of file as written by revision n
 //	services/{name}/revs/{n}m          JSON manifest (map of FileMeta) at revision n
 //	services/{name}/links/{group}      empty: the service uses the group
+//	services/{name}/grays/{id}         JSON gray without content (docs/gray.md)
+//	services/{name}/grays/{id}/{file}  content the gray writes to file
 //	groups/{name}/...                  the same, with users/{service} instead of links
 //	records/{collection}/{id}          RecordStore.Put data
 //	logs/{collection}/{seq}            RecordStore.Append data

@@ -26,6 +26,8 @@ type headRecord struct {
 	// Incarnation tells a re-created ref from the one deleted before it, so
 	// that a watch of the old one ends with ErrNotFound.
 	Incarnation uint64 `json:"incarnation"`
+	// Grays summarizes the active grays (gray.go), sorted by id.
+	Grays []configsvc.GraySummary `json:"grays,omitempty"`
 }
 
 // kindBucket returns the top-level bucket of kind.
@@ -198,7 +200,7 @@ func (s *Store) Head(ctx context.Context, ref configsvc.Ref) (configsvc.Head, er
 		if err != nil {
 			return err
 		}
-		head = configsvc.Head{Ref: ref, Revision: h.Revision, Files: h.Files, Updated: h.Updated, Author: h.Author}
+		head = configsvc.Head{Ref: ref, Revision: h.Revision, Files: h.Files, Updated: h.Updated, Author: h.Author, Grays: h.Grays}
 		if ref.Kind == configsvc.KindService {
 			head.Links = keys(b.Bucket(keyLinks))
 		}

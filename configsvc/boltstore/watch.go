@@ -18,7 +18,8 @@ const watchBatch = 64
 type watchState struct {
 	incarnation uint64
 	links       []string
-	last        int64 // the last revision delivered
+	grays       []configsvc.GraySummary // the active grays last reported (gray.go)
+	last        int64                   // the last revision delivered
 }
 
 // Watch delivers every revision of ref after from, in order, then each new
@@ -43,6 +44,7 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan
 				return err
 			}
 			st.incarnation = h.Incarnation
+			st.grays = h.Grays
 			if ref.Kind == configsvc.KindService {
 				st.links = keys(b.Bucket(keyLinks))
 			}
@@ -118,6 +120,9 @@ func (s *Store) pending(ctx context.Context, ref configsvc.Ref, what string, st 
 			}
 		}
 		if st.last >= h.Revision {
+			if ev, ok := graysEvent(st, h); ok {
+				events = append(events, ev)
+			}
 			return nil
 		}
 		if st.last+1 < h.Oldest {
@@ -132,6 +137,12 @@ func (s *Store) pending(ctx context.Context, ref configsvc.Ref, what string, st 
 			events = append(events, configsvc.Event{Revision: &rev})
 		}
 		more = end < h.Revision
+		if !more {
+			// After the revisions up to the head that carries the new set.
+			if ev, ok := graysEvent(st, h); ok {
+				events = append(events, ev)
+			}
+		}
 		return nil
 	})
 	if err != nil {

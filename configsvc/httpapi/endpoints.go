@@ -122,6 +122,13 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 		r("POST", base+"/changes/:id/decline", "change.decline", s.reviewChange(kind, approval.EventDeclined))
 		r("POST", base+"/changes/:id/apply", "change.apply", s.applyChange(kind))
 		r("POST", base+"/changes/:id/rebase", "change.rebase", s.rebaseChange(kind))
+		r("GET", base+"/grays", "", s.listGrays(kind))
+		r("POST", base+"/grays", "gray.create", s.createGray(kind))
+		r("GET", base+"/grays/:gray", "", s.getGray(kind))
+		r("DELETE", base+"/grays/:gray", "gray.abandon", s.abandonGray(kind))
+		r("PUT", base+"/grays/:gray/selector", "gray.selector", s.putGraySelector(kind))
+		r("POST", base+"/grays/:gray/promote", "gray.promote", s.promoteGray(kind))
+		r("POST", base+"/grays/:gray/rollout", "gray.rollout", s.startRollout(kind))
 	}
 	r("GET", "/shared/:group/users", "", s.users)
 	r("GET", "/services/:svc/effective", "", s.effective)

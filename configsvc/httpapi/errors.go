@@ -31,6 +31,7 @@ var (
 func classify(err error) (int, string) {
 	var parseErr *configsvc.ParseError
 	var contentErr *configsvc.ContentError
+	var notReady *configsvc.NotReadyError
 	switch {
 	case errors.As(err, &parseErr), errors.As(err, &contentErr) && errors.Is(err, configsvc.ErrInvalid):
 		return http.StatusUnprocessableEntity, api.CodeInvalid
@@ -46,6 +47,8 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, api.CodeInvalid
 	case errors.Is(err, configsvc.ErrNotFound), errors.Is(err, errNoRoute):
 		return http.StatusNotFound, api.CodeNotFound
+	case errors.As(err, &notReady):
+		return http.StatusConflict, api.CodeNotReady
 	case errors.Is(err, configsvc.ErrConflict):
 		return http.StatusConflict, api.CodeConflict
 	case errors.Is(err, configsvc.ErrTooLarge):
@@ -77,8 +80,21 @@ func details(err error) map[string]any {
 		le *configsvc.LimitError
 		ce *configsvc.CountError
 		fe *configsvc.FieldError
+		nr *configsvc.NotReadyError
+		gc *configsvc.GrayConflictError
 	)
 	switch {
+	case errors.As(err, &nr):
+		list := make([]map[string]any, len(nr.Instances))
+		for i, m := range nr.Instances {
+			list[i] = map[string]any{"service": m.Service, "id": m.ID, "status": string(m.Status)}
+			if m.Reason != "" {
+				list[i]["reason"] = m.Reason
+			}
+		}
+		return map[string]any{"gray": nr.GrayID, "instances": list}
+	case errors.As(err, &gc):
+		return map[string]any{"file": gc.File, "gray": gc.GrayID}
 	case errors.As(err, &se) && len(se.Violations) > 0:
 		return violationDetails(se)
 	case errors.As(err, &pe):
@@ -183,6 +199,8 @@ func (s *Server) userMessage(c *gin.Context, err error, status int) string {
 		ce *configsvc.CountError
 		fe *configsvc.FieldError
 		re *approval.Refusal
+		nr *configsvc.NotReadyError
+		gc *configsvc.GrayConflictError
 	)
 	switch {
 	case status >= 500 && status != http.StatusServiceUnavailable:
@@ -191,6 +209,10 @@ func (s *Server) userMessage(c *gin.Context, err error, status int) string {
 		return ue.msg
 	case errors.As(err, &re):
 		return re.Reason
+	case errors.As(err, &nr):
+		return nr.Error()
+	case errors.As(err, &gc):
+		return gc.Error() + "; promote or abandon gray " + gc.GrayID + " first, or leave the file out"
 	case errors.As(err, &se):
 		return se.Error()
 	case errors.As(err, &pe):
@@ -347,6 +369,8 @@ func (s *Server) notFoundMessage(c *gin.Context) string {
 		return fmt.Sprintf("instance %s of %s is not registered (it may have stopped already)", p("id"), what)
 	case strings.Contains(route, "/changes/:id"):
 		return fmt.Sprintf("%s has no change request %s; GET …/changes?all=true lists them", what, p("id"))
+	case strings.Contains(route, "/grays/:gray"):
+		return fmt.Sprintf("%s has no gray %s; GET …/grays lists them (only the newest %d ended grays are kept)", what, p("gray"), configsvc.MaxEndedGrays)
 	case strings.HasSuffix(route, "/rollback") && asked > 0 && err == nil && asked <= h.Revision:
 		return fmt.Sprintf("a file asked for exists neither at revision %d of %s nor at its head; roll back other files", asked, what)
 	case asked > 0:
@@ -381,6 +405,8 @@ func (s *Server) conflictMessage(c *gin.Context) string {
 		return what + " cannot be created: an earlier delete of it did not finish; delete it again, then create it"
 	case strings.HasSuffix(route, "/links/:group"):
 		return what + " changed while the link was being written; try again"
+	case strings.Contains(route, "/grays"):
+		return s.grayConflictMessage(ctx, c, ref)
 	case strings.HasSuffix(route, "/files/:file"), strings.HasSuffix(route, "/revisions"), strings.HasSuffix(route, "/rollback"):
 		if h, err := s.cfg.Store.Head(ctx, ref); err == nil {
 			return fmt.Sprintf("%s changed since the revision your change is based on: it is at revision %d now; "+
@@ -389,6 +415,39 @@ func (s *Server) conflictMessage(c *gin.Context) string {
 		return what + " changed since the revision your change is based on; reload it, apply your change again and publish"
 	}
 	return "the request conflicts with the current state of " + what + "; reload and try again"
+}
+
+// grayConflictMessage says what a request on the grays of ref conflicts
+// with, reading the gray (or, for a creation, the head): a gray that
+// ended, a rollout that drives it, a promote with nothing left to
+// publish, or a change that raced another.
+func (s *Server) grayConflictMessage(ctx context.Context, c *gin.Context, ref configsvc.Ref) string {
+	what := refWords(ref)
+	id, _ := param(c, "gray")
+	if id == "" { // POST …/grays: the base moved
+		if h, err := s.cfg.Store.Head(ctx, ref); err == nil {
+			return fmt.Sprintf("%s changed since the revision your gray is based on: it is at revision %d now; "+
+				"reload it and create the gray again", what, h.Revision)
+		}
+		return what + " changed since the revision your gray is based on; reload it and create the gray again"
+	}
+	g, err := s.cfg.Store.Gray(ctx, ref, id)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("gray %s of %s changed while your request was written; reload it and try again", id, what)
+	case g.State == configsvc.GrayPromoted:
+		return fmt.Sprintf("gray %s of %s was promoted already (revision %d); an ended gray does not change", id, what, g.EndedRevision)
+	case g.State != configsvc.GrayActive:
+		return fmt.Sprintf("gray %s of %s was %s already; an ended gray does not change", id, what, g.State)
+	case g.Rollout.Active():
+		return fmt.Sprintf("a rollout drives gray %s of %s (step %d of %d, %v %%, %s); abandon the gray or wait for the rollout to end",
+			id, what, g.Rollout.State.Step+1, len(g.Rollout.Steps), g.Rollout.State.Percent, g.Rollout.State.State)
+	case strings.HasSuffix(c.FullPath(), "/promote"):
+		if h, err := s.cfg.Store.Head(ctx, ref); err == nil && len(configsvc.PromoteChanges(&g, h.Files)) == 0 {
+			return fmt.Sprintf("gray %s of %s has nothing left to promote: main deleted every file it deletes already; abandon it", id, what)
+		}
+	}
+	return fmt.Sprintf("gray %s or %s changed while your request was written; reload the gray and try again", id, what)
 }
 
 // servicesWords lists service names for a message, at most five.

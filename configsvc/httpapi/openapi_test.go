@@ -350,6 +350,11 @@ var wireTypes = map[string]any{
 	"ChangeRequest": api.ChangeRequest{}, "ChangeList": api.ChangeList{}, "ReviewRequest": api.ReviewRequest{},
 	"RebaseRequest": api.RebaseRequest{}, "DryRun": api.DryRun{}, "DryRunTarget": api.DryRunTarget{},
 	"RouteChange": api.RouteChange{}, "Emergency": api.Emergency{}, "EmergencyList": api.EmergencyList{},
+	"Selector": api.Selector{}, "GraySummary": api.GraySummary{}, "GrayStatus": api.GrayStatus{},
+	"CohortMember": api.CohortMember{}, "Rollout": api.Rollout{}, "RolloutStep": api.RolloutStep{}, "Gray": api.Gray{},
+	"GrayView": api.GrayView{}, "GrayList": api.GrayList{}, "GrayRequest": api.GrayRequest{},
+	"SelectorRequest": api.SelectorRequest{}, "PromoteRequest": api.PromoteRequest{}, "PromoteResult": api.PromoteResult{},
+	"RolloutRequest": api.RolloutRequest{}, "GraysData": api.GraysData{},
 }
 
 // TestOpenAPIMatchesWireTypes checks the other end of the document: the

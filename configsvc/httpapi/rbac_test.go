@@ -31,7 +31,8 @@ var matrixCallers = []string{whoNone, whoViewer, whoEditorIn, whoEditorOut, whoA
 // matrixEnv is a server with service "orders" (two revisions, instance
 // orders-1 registered by the agent), group "common" linked to it, service
 // "billing", the reserved service sluice-system with a routes.yaml, a
-// victim token, a pin on orders, and one token per caller.
+// victim token, a pin on orders, a gray on each of orders and common, and
+// one token per caller.
 type matrixEnv struct {
 	*testEnv
 	tokens      map[string]string
@@ -39,6 +40,7 @@ type matrixEnv struct {
 	pinID       string
 	changeID    string
 	emergencyID string
+	grays       map[string]string // gray id of "orders" and "common"
 }
 
 func newMatrixEnv(t *testing.T) *matrixEnv {
@@ -83,6 +85,14 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 	var em api.EmergencyList
 	e.must(http.StatusOK, req{method: "GET", path: "/v1/emergencies", token: e.admin}).json(t, &em)
 	e.emergencyID = em.Emergencies[0].ID
+	e.grays = map[string]string{}
+	for _, g := range []struct{ path, file string }{{"/v1/services/orders", "a.txt"}, {"/v1/shared/common", "c.yaml"}} {
+		var out api.Gray
+		e.must(http.StatusCreated, req{method: "POST", path: g.path + "/grays", token: e.admin, body: map[string]any{
+			"name": "matrix", "changes": []map[string]any{{"file": g.file, "content": "gray: 1\n"}},
+			"selector": map[string]any{"instances": []string{"orders-9"}}}}).json(t, &out)
+		e.grays[g.path] = out.ID
+	}
 	return e
 }
 
@@ -248,6 +258,17 @@ func matrixRows() []matrixRow {
 			matrixRow{route: "GET " + k.pattern + "/snapshot", path: base + "/snapshot", want: allow(200, readers...)},
 			matrixRow{route: "GET " + k.pattern + "/watch", path: base + "/watch", stream: true, want: allow(200, readers...)},
 		)
+		gray := base + "/grays/{gray:" + k.name + "}"
+		rows = append(rows,
+			matrixRow{route: "GET " + k.pattern + "/grays", path: base + "/grays", want: allow(200, readers...)},
+			matrixRow{route: "POST " + k.pattern + "/grays", path: base + "/grays", body: map[string]any{"changes": []map[string]any{{"file": "new.txt", "content": "n"}}, "selector": map[string]any{"percent": 10}}, want: allow(201, writers...)},
+			matrixRow{route: "GET " + k.pattern + "/grays/:gray", path: gray, want: allow(200, readers...)},
+			matrixRow{route: "DELETE " + k.pattern + "/grays/:gray", path: gray, want: allow(200, writers...)},
+			matrixRow{route: "PUT " + k.pattern + "/grays/:gray/selector", path: gray + "/selector", body: map[string]any{"selector": map[string]any{"percent": 50}}, want: allow(200, writers...)},
+			// The cohort (orders-9) is not live: nothing keeps the promote back.
+			matrixRow{route: "POST " + k.pattern + "/grays/:gray/promote", path: gray + "/promote", body: map[string]any{"message": "m"}, want: allow(201, writers...)},
+			matrixRow{route: "POST " + k.pattern + "/grays/:gray/rollout", path: gray + "/rollout", body: map[string]any{"steps": []map[string]any{{"percent": 5, "bake": "1m"}}}, want: allow(202, writers...)},
+		)
 		if k.name == "orders" {
 			rows = append(rows, matrixRow{route: "POST " + k.pattern + "/rollback", path: base + "/rollback", body: map[string]any{"to_revision": 1}, want: allow(201, writers...)})
 		} else {
@@ -261,7 +282,8 @@ func matrixRows() []matrixRow {
 // stream's body is left unread.
 func (e *matrixEnv) doMatrix(t *testing.T, row matrixRow, caller string) *response {
 	t.Helper()
-	path := strings.NewReplacer("{victim}", e.victimID, "{pin}", e.pinID, "{change}", e.changeID, "{emergency}", e.emergencyID).Replace(row.path)
+	path := strings.NewReplacer("{victim}", e.victimID, "{pin}", e.pinID, "{change}", e.changeID, "{emergency}", e.emergencyID,
+		"{gray:orders}", e.grays["/v1/services/orders"], "{gray:common}", e.grays["/v1/shared/common"]).Replace(row.path)
 	method, _, _ := strings.Cut(row.route, " ")
 	body := row.body
 	if body == "session" {

@@ -121,6 +121,11 @@ type Config struct {
 	// adds, removes or modifies, for dry runs. Default: none (dry runs
 	// leave "routes" out).
 	RoutesDiff RoutesDiff
+
+	// Rollouts, when set, is told of every rollout started through the
+	// API (the rollout driver of this process). Default: none; a driver
+	// finds new rollouts at its next scan.
+	Rollouts RolloutKicker
 }
 
 // limitOf returns the limit v stands for: def when 0, none (0) when

@@ -73,7 +73,8 @@ func (s *Server) streamError(c *gin.Context, err error) api.ErrorBody {
 }
 
 // watch streams every revision after Last-Event-ID (else ?since=N; default:
-// the current head, i.e. only new revisions) as server-sent events, with a
+// the current head, i.e. only new revisions) as server-sent events, the
+// active grays when it opens and after every change ("grays"), with a
 // ": ping" comment every Heartbeat, until the client goes away or the
 // Server is closed. See docs/architecture.md, "Server ↔ SDK".
 func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
@@ -107,7 +108,19 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 			return
 		}
 
-		watch := func(ctx context.Context) <-chan configsvc.Event { return s.cfg.Store.Watch(ctx, ref, since) }
+		watch := func(ctx context.Context) <-chan configsvc.Event {
+			events := s.cfg.Store.Watch(ctx, ref, since)
+			// The head read after Watch started: its grays are the stream's
+			// first "grays" event, and any change after Watch started is an
+			// event of the watch (the store took its baseline in Watch).
+			hctx, hcancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+			h, err := s.cfg.Store.Head(hctx, ref)
+			hcancel()
+			if err != nil {
+				return events // the watch reports the trouble itself
+			}
+			return graysFirst(ctx, events, h, since)
+		}
 		var poll func(context.Context, *sseWriter) error
 		if c.Query(api.ChangesParam) == "true" {
 			poll = s.pollNotice(ref)
@@ -121,10 +134,61 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 				return false, w.event(strconv.FormatInt(ev.Revision.Number, 10), api.EventRevision, api.FromRevision(*ev.Revision, true))
 			case ev.LinksChanged:
 				return false, w.event("", api.EventLinks, api.LinksData{Links: append([]string{}, ev.Links...)})
+			case ev.GraysChanged:
+				return false, w.event("", api.EventGrays, api.GraysData{Grays: append([]api.GraySummary{}, ev.Grays...)})
 			}
 			return false, nil
 		})
 	}
+}
+
+// graysFirst returns events with one GraysChanged event carrying head's
+// grays added where a client needs it: at once when the stream starts at
+// or after head's revision, else right after the revision event of head's
+// revision (so a promote's revision still arrives before its gray leaves
+// the set, as the store's watch orders them). A GraysChanged event of the
+// watch before that point is newer than head and replaces it. The channel
+// closes when events does; its goroutine ends with ctx.
+func graysFirst(ctx context.Context, events <-chan configsvc.Event, head configsvc.Head, since int64) <-chan configsvc.Event {
+	out := make(chan configsvc.Event)
+	initial := configsvc.Event{GraysChanged: true, Grays: append([]configsvc.GraySummary{}, head.Grays...)}
+	go func() {
+		defer close(out)
+		defer func() {
+			for range events { // the watch ends with ctx; let its goroutine finish
+			}
+		}()
+		send := func(ev configsvc.Event) bool {
+			select {
+			case out <- ev:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		pending := true
+		if since >= head.Revision {
+			pending = false
+			if !send(initial) {
+				return
+			}
+		}
+		for ev := range events {
+			if ev.GraysChanged {
+				pending = false
+			}
+			if !send(ev) {
+				return
+			}
+			if pending && ev.Revision != nil && ev.Revision.Number >= head.Revision {
+				pending = false
+				if !send(initial) {
+					return
+				}
+			}
+		}
+	}()
+	return out
 }
 
 // watchInstances streams the live instance list of a service: an

@@ -71,6 +71,20 @@ func (s *suite) testClose(t *testing.T) {
 			{"Snapshot", func(ctx context.Context) error { _, err := st.Snapshot(ctx, ref, 0); return err }},
 			{"Revisions", func(ctx context.Context) error { _, err := st.Revisions(ctx, ref, 0, 0); return err }},
 			{"Revision", func(ctx context.Context) error { _, err := st.Revision(ctx, ref, 1); return err }},
+			{"CreateGray", func(ctx context.Context) error {
+				_, err := st.CreateGray(ctx, ref, configsvc.Gray{BaseRevision: 1, Changes: []configsvc.Change{put("a.txt", "g")}})
+				return err
+			}},
+			{"UpdateGray", func(ctx context.Context) error {
+				_, err := st.UpdateGray(ctx, ref, configsvc.NewGrayID(), 1, func(*configsvc.Gray) error { return nil })
+				return err
+			}},
+			{"EndGray", func(ctx context.Context) error {
+				_, _, err := st.EndGray(ctx, ref, configsvc.NewGrayID(), 1, configsvc.GrayEnd{State: configsvc.GrayAbandoned})
+				return err
+			}},
+			{"Gray", func(ctx context.Context) error { _, err := st.Gray(ctx, ref, configsvc.NewGrayID()); return err }},
+			{"Grays", func(ctx context.Context) error { _, err := st.Grays(ctx, ref); return err }},
 			{"Link", func(ctx context.Context) error { return st.Link(ctx, "orders", "g") }},
 			{"Unlink", func(ctx context.Context) error { return st.Unlink(ctx, "orders", "g") }},
 			{"Users", func(ctx context.Context) error { _, err := st.Users(ctx, "g"); return err }},

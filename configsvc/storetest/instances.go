@@ -37,7 +37,7 @@ func sameInstance(a, b configsvc.Instance) bool {
 	return a.Service == b.Service && a.ID == b.ID && a.Addr == b.Addr && maps.Equal(a.Labels, b.Labels) &&
 		a.Revision == b.Revision && a.Status == b.Status && a.Rejected == b.Rejected && a.Error == b.Error &&
 		a.FromCache == b.FromCache && a.Started.Equal(b.Started) && a.Updated.Equal(b.Updated) &&
-		a.AppliedAt.Equal(b.AppliedAt)
+		a.AppliedAt.Equal(b.AppliedAt) && maps.Equal(a.Grays, b.Grays)
 }
 
 func wantInstances(ctx context.Context, t *testing.T, st configsvc.Store, svc string, want ...configsvc.Instance) {

@@ -9,10 +9,11 @@ import (
 
 // Split returns a store that writes through w and reads through r, two
 // stores on the same data (two admin servers on one ZooKeeper ensemble):
-// Create, Delete, Publish, Link, Unlink, Register, RemoveInstance and the
-// record writes (Put, Create, Delete, Append) go to w; List, Head, File, Snapshot, Revisions,
-// Revision, Watch, Users, Instances, WatchInstances and the record reads
-// (Get, List, Scan) to r. Run the suite on it to check that every answer
+// Create, Delete, Publish, CreateGray, UpdateGray, EndGray, Link, Unlink,
+// Register, RemoveInstance and the record writes (Put, Create, Delete,
+// Append) go to w; List, Head, File, Snapshot, Revisions, Revision, Gray,
+// Grays, Watch, Users, Instances, WatchInstances and the record reads (Get,
+// List, Scan) to r. Run the suite on it to check that every answer
 // holds across servers, not only within one. Close closes both.
 func Split(w, r configsvc.Store) configsvc.Store { return split{w: w, r: r} }
 
@@ -45,6 +46,21 @@ func (s split) Revision(ctx context.Context, ref configsvc.Ref, n int64) (config
 }
 func (s split) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan configsvc.Event {
 	return s.r.Watch(ctx, ref, from)
+}
+func (s split) CreateGray(ctx context.Context, ref configsvc.Ref, g configsvc.Gray) (configsvc.Gray, error) {
+	return s.w.CreateGray(ctx, ref, g)
+}
+func (s split) UpdateGray(ctx context.Context, ref configsvc.Ref, id string, version int64, fn func(*configsvc.Gray) error) (configsvc.Gray, error) {
+	return s.w.UpdateGray(ctx, ref, id, version, fn)
+}
+func (s split) EndGray(ctx context.Context, ref configsvc.Ref, id string, version int64, end configsvc.GrayEnd) (configsvc.Gray, *configsvc.Revision, error) {
+	return s.w.EndGray(ctx, ref, id, version, end)
+}
+func (s split) Gray(ctx context.Context, ref configsvc.Ref, id string) (configsvc.Gray, error) {
+	return s.r.Gray(ctx, ref, id)
+}
+func (s split) Grays(ctx context.Context, ref configsvc.Ref) ([]configsvc.Gray, error) {
+	return s.r.Grays(ctx, ref)
 }
 func (s split) Link(ctx context.Context, svc, group string) error { return s.w.Link(ctx, svc, group) }
 func (s split) Unlink(ctx context.Context, svc, group string) error {

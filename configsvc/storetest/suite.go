@@ -86,6 +86,7 @@ func RunWithOptions(t *testing.T, opts Options) {
 	t.Run("Links", s.testLinks)
 	t.Run("Instances", s.testInstances)
 	t.Run("Watch", s.testWatch)
+	t.Run("Grays", s.testGrays)
 	t.Run("Retention", s.testRetention)
 	t.Run("Growth", s.testGrowth)
 	t.Run("Records", s.testRecords)
@@ -271,7 +272,8 @@ func (s *suite) next(t *testing.T, ch <-chan configsvc.Event) (ev configsvc.Even
 	}
 }
 
-// nextRevision returns the next revision event, skipping LinksChanged events,
+// nextRevision returns the next revision event, skipping LinksChanged and
+// GraysChanged events,
 // and fails on an error event or a closed channel.
 func (s *suite) nextRevision(t *testing.T, ch <-chan configsvc.Event) *configsvc.Revision {
 	t.Helper()
@@ -286,7 +288,7 @@ func (s *suite) nextRevision(t *testing.T, ch <-chan configsvc.Event) *configsvc
 		if ev.Revision != nil {
 			return ev.Revision
 		}
-		if !ev.LinksChanged {
+		if !ev.LinksChanged && !ev.GraysChanged {
 			t.Fatalf("empty watch event %+v", ev)
 		}
 	}

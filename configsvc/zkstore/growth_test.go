@@ -305,6 +305,8 @@ func TestListingBounds(t *testing.T) {
 		{"content/", configsvc.MaxRetention + 16 + configsvc.MaxFilesPerService, 10},
 		{"content/{N}/", configsvc.MaxFilesPerChangeset, configsvc.MaxFileNameLen},
 		{"links/", configsvc.MaxLinksPerService, configsvc.MaxNameLen},
+		{"grays/", configsvc.MaxActiveGrays + configsvc.MaxEndedGrays + 1, len("g-") + 12},
+		{"grays/{id}/", configsvc.MaxFilesPerChangeset, configsvc.MaxFileNameLen},
 		{"instances/{svc}/", configsvc.MaxInstancesPerService, configsvc.MaxFileNameLen},
 		{"records/{collection}/", configsvc.MaxRecordsPerCollection, configsvc.MaxFileNameLen},
 	} {

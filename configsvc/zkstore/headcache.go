@@ -78,6 +78,22 @@ func (c *headCache) put(ref configsvc.Ref, doc *headDoc, version int32, manifest
 	c.m[ref] = cachedHead{doc: &d, version: version, manifest: manifest, cversion: cversion}
 }
 
+// advance replaces ref's entry after a write that set the head from prev
+// (at version from) to doc (at version to) without touching the manifest
+// (a link or gray change): when the entry holds prev's incarnation and
+// revision at version from, doc takes its place with the same manifest.
+// Otherwise the entry is left as it is (a later guess fails its version
+// check and is dropped then).
+func (c *headCache) advance(ref configsvc.Ref, prev *headDoc, from int32, doc *headDoc, to int32) {
+	c.mu.Lock()
+	h, ok := c.m[ref]
+	c.mu.Unlock()
+	if !ok || h.version != from || h.doc.Epoch != prev.Epoch || h.doc.Revision != prev.Revision || doc.Revision != prev.Revision {
+		return
+	}
+	c.put(ref, doc, to, h.manifest, h.cversion)
+}
+
 // drop forgets ref's entry if it is still used (a guess that failed);
 // a newer entry another publish put meanwhile stays.
 func (c *headCache) drop(ref configsvc.Ref, used cachedHead) {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 	"unicode/utf8"
@@ -130,6 +131,9 @@ type headDoc struct {
 	// the one read that re-arms its watch, instead of reading the revision
 	// and content nodes too. Nil for larger revisions and before the first.
 	Latest *latestDoc `json:"latest,omitempty"`
+	// Grays summarizes the active grays (gray.go), sorted by id: every
+	// change of a gray sets the head too, so watchers see it.
+	Grays []configsvc.GraySummary `json:"grays,omitempty"`
 
 	// legacy is Files decoded, for a head in layout 1.
 	legacy map[string]configsvc.FileMeta
@@ -213,7 +217,8 @@ func (h *headDoc) head(ref configsvc.Ref, files map[string]configsvc.FileMeta) c
 	if len(h.Links) > 0 {
 		links = append([]string(nil), h.Links...)
 	}
-	return configsvc.Head{Ref: ref, Revision: h.Revision, Files: files, Links: links, Updated: h.Updated, Author: h.Author}
+	return configsvc.Head{Ref: ref, Revision: h.Revision, Files: files, Links: links, Updated: h.Updated, Author: h.Author,
+		Grays: slices.Clone(h.Grays)}
 }
 
 // revDoc is the content of a revision node: the revision without content,

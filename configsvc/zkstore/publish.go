@@ -85,11 +85,7 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 		switch {
 		case err == nil:
 			s.heads.put(ref, head, base.version+1, manifest, head.ManifestCversion)
-			for f, data := range p.metas {
-				if d, err := decode[fileNodeDoc]("manifest", data); err == nil && head.Epoch != "" {
-					s.metas.put(metaKey(ref, head.Epoch, f, p.doc.Revision), *d)
-				}
-			}
+			p.cacheMetas(head.Epoch)
 			s.schedulePrune(ref, head.Epoch, head.First)
 			return p.rev, nil
 		case errors.Is(err, configsvc.ErrTooLarge):
@@ -261,7 +257,7 @@ func (p *publication) transaction(base cachedHead) ([]any, *headDoc, map[string]
 	}
 	head := &headDoc{Revision: n, Files: manifestMarker, Count: len(manifest), Since: base.doc.Since,
 		Links: base.doc.Links, Updated: p.doc.Time, Author: p.cs.Author,
-		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest,
+		First: base.doc.First, Epoch: base.doc.Epoch, Latest: p.latest, Grays: base.doc.Grays,
 		// Each manifest operation creates or deletes one child.
 		ManifestCversion: base.cversion + int32(len(nodes))}
 	if keep := int64(s.cfg.Retention); n-keep+1 > head.First {
@@ -281,6 +277,19 @@ func (p *publication) transaction(base cachedHead) ([]any, *headDoc, map[string]
 		&zk.CreateRequest{Path: s.revPath(ref, n), Data: mustJSON(p.doc), Acl: s.acl},
 		&zk.SetDataRequest{Path: s.headPath(ref), Data: mustJSON(head), Version: base.version})
 	return ops, head, manifest, nil
+}
+
+// cacheMetas remembers the manifest node data p wrote, once its
+// transaction landed on a head of epoch.
+func (p *publication) cacheMetas(epoch string) {
+	if epoch == "" {
+		return
+	}
+	for f, data := range p.metas {
+		if d, err := decode[fileNodeDoc]("manifest", data); err == nil {
+			p.s.metas.put(metaKey(p.ref, epoch, f, p.doc.Revision), *d)
+		}
+	}
 }
 
 // publishErr translates err; when an earlier attempt may have landed, the

@@ -32,14 +32,19 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64) <-chan
 	}
 	out := make(chan configsvc.Event)
 	w := &watcher{s: s, ctx: ctx, ref: ref, next: max(from, 0) + 1, out: out}
-	if ref.Kind == configsvc.KindService && s.connected() {
-		// The link set when Watch is called is the baseline, so a link
-		// made right after Watch returns is reported even if it lands
-		// before the watch goroutine first reads the head. Without a
-		// connection the goroutine takes its first read as the baseline.
+	if s.connected() {
+		// The link set and the active grays when Watch is called are the
+		// baseline, so a link or gray change made right after Watch returns
+		// is reported even if it lands before the watch goroutine first
+		// reads the head. Without a connection the goroutine takes its
+		// first read as the baseline.
 		rctx, cancel := s.opCtx(ctx)
 		if h, st, err := s.readHead(rctx, ref); err == nil {
-			w.links, w.seen, w.czxid = h.Links, true, st.Czxid
+			w.czxid = st.Czxid
+			w.grays, w.graysSeen = h.Grays, true
+			if ref.Kind == configsvc.KindService {
+				w.links, w.seen = h.Links, true
+			}
 		}
 		cancel()
 	}
@@ -67,6 +72,11 @@ type watcher struct {
 	czxid int64 // creation zxid of the head node first seen: its incarnation
 	down  bool  // an ErrUnavailable event was sent and nothing delivered since
 	out   chan configsvc.Event
+
+	// grays are the active grays last reported (gray.go); graysSeen: a
+	// baseline was read.
+	grays     []configsvc.GraySummary
+	graysSeen bool
 }
 
 func (w *watcher) send(ev configsvc.Event) bool {
@@ -253,6 +263,9 @@ func (w *watcher) step() (<-chan zk.Event, error) {
 			return nil, errStopped
 		}
 		w.next++
+	}
+	if err := w.graysStep(h); err != nil {
+		return nil, err
 	}
 	w.down = false
 	return a.ch, nil

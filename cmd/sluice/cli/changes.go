@@ -225,6 +225,7 @@ func changeFiles(cr api.ChangeRequest) []string {
 	return out
 }
 
+// firstLine returns the first line of s (a message shown in a table).
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l

@@ -68,6 +68,7 @@ func Commands(env Env) []*cobra.Command {
 		a.routesCmd(),
 		a.changeCmd(),
 		a.policyCmd(),
+		a.grayCmd(),
 	}
 	for _, c := range cmds {
 		a.addGlobalFlags(c)

@@ -50,6 +50,19 @@ func (a *app) addCompletions(c *cobra.Command, path string) {
 		c.ValidArgsFunction = a.completeArgs(serviceScope, argRef, argGroup)
 	case "pin create":
 		_ = c.RegisterFlagCompletionFunc("target", a.completeTarget)
+	case "gray create":
+		c.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveDefault // local files
+			}
+			return a.completeArgs(serviceScope, argRef)(cmd, args, toComplete)
+		}
+	case "gray list":
+		c.ValidArgsFunction = a.completeArgs(serviceScope, argRef)
+	case "gray show", "gray widen", "gray promote", "gray abandon", "gray rollout":
+		c.ValidArgsFunction = a.completeGrayID
+		_ = c.RegisterFlagCompletionFunc("service", a.completeArgs(serviceScope, argRef))
+		_ = c.RegisterFlagCompletionFunc("shared", a.completeArgs(groupScope, argRef))
 	}
 	// Flags naming a config file of the first argument.
 	switch path {
@@ -121,6 +134,29 @@ func (a *app) completeTarget(cmd *cobra.Command, _ []string, toComplete string) 
 		ids := make([]string, len(insts))
 		for i, in := range insts {
 			ids[i] = svc + "=" + in.ID
+		}
+		return ids, err
+	})
+}
+
+// completeGrayID suggests the active grays of the service (or group) the
+// command's --service (--shared) names; without one, nothing (looking
+// through every service would not fit a Tab).
+func (a *app) completeGrayID(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	svc, _ := cmd.Flags().GetString("service")
+	grp, _ := cmd.Flags().GetString("shared")
+	ref := configsvc.Service(svc)
+	if grp != "" {
+		ref = configsvc.Group(grp)
+	}
+	if len(args) > 0 || ref.Name == "" {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return a.suggest(cmd, toComplete, func(ctx context.Context, c *api.Client) ([]string, error) {
+		h, err := c.Head(ctx, ref)
+		ids := make([]string, len(h.Grays))
+		for i, g := range h.Grays {
+			ids[i] = g.ID
 		}
 		return ids, err
 	})
