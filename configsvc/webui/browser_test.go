@@ -46,6 +46,7 @@ type console struct {
 	admin  string      // admin API token
 	viewer string      // viewer-on-* API token
 	api    *api.Client // the admin API with the admin token
+	grays  []string    // the grays richConsole made
 }
 
 func startConsole(t *testing.T) *console {
