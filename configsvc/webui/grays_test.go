@@ -269,6 +269,17 @@ func TestBrowserGrays(t *testing.T) {
 	if got := b.text(`.files [data-file="db.yaml"] .badge`); got != "gray" {
 		t.Errorf("db.yaml is marked %q, want gray", got)
 	}
+	// A second gray on the file is not offered: the review names the gray that holds it.
+	openGrayReview(b, "db.yaml", "pool: 70\n")
+	if got := b.text(`[data-test=gray-held]`); !strings.Contains(got, "db.yaml is held by active gray "+g1) {
+		t.Errorf("held notice %q", got)
+	}
+	if !evalJS[bool](b, `document.querySelector('[data-test=confirm-gray]').disabled`) {
+		t.Error("a gray on a file another gray holds is offered")
+	}
+	b.do(chromedp.KeyEvent(keyEscape))
+	b.waitFor("the dialog closed", `!document.querySelector('.modal')`)
+	b.do(chromedp.Click(chromedp.CSS(`[data-test=revert-file]`)))
 
 	t.Log("the cohort's reports arrive live")
 	goTo(b, "#/services/orders/grays/"+g1, `[data-test=cohort]`)
@@ -429,6 +440,31 @@ func TestBrowserGrays(t *testing.T) {
 		t.Errorf("rollout state %q, want aborted", got)
 	}
 	b.shot("gray-rollout-aborted")
+
+	t.Log("a gray of a shared group reaches the instances of the services that link it")
+	grp := configsvc.Group("common")
+	if _, _, err := c.api.Create(ctx, grp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.api.PutFile(ctx, grp, "log.yaml", []byte("level: info\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.api.Link(ctx, "orders", "common"); err != nil {
+		t.Fatal(err)
+	}
+	goTo(b, "#/shared/common/files", `[data-test=editor] .cm-content`)
+	openGrayReview(b, "log.yaml", "level: debug\n")
+	b.waitFor("the instances of orders", `document.querySelectorAll('.modal [data-test=sel-preview] tr[data-instance]').length === 4`)
+	b.do(chromedp.Click(chromedp.CSS(`.modal [data-test=pick-orders-4]`)))
+	b.waitFor("orders-4 in", `document.querySelector('[data-test=sel-preview] tr[data-instance=orders-4]').dataset.in === 'true'`)
+	b.do(chromedp.Click(chromedp.CSS(`[data-test=confirm-gray]`)))
+	b.waitFor("the group's gray", `/#\/shared\/common\/grays\/g-[0-9a-f]{12}$/.test(location.href) && document.querySelector('[data-test=cohort] tr[data-instance=orders-4]') !== null`)
+	if got := evalJS[string](b, `[...document.querySelector('[data-test=cohort] tr[data-instance=orders-4]').cells].map((c) => c.textContent).join('|')`); !strings.HasPrefix(got, "orders|orders-4|zone=c|pending|") {
+		t.Errorf("the group's cohort row %q, want service orders and instance orders-4", got)
+	}
+	if gs, err := c.api.Grays(ctx, grp); err != nil || len(gs) != 1 || !slices.Equal(gs[0].Selector.Instances, []string{"orders-4"}) {
+		t.Fatalf("the group's grays: %+v, %v", gs, err)
+	}
 
 	t.Log("the grays tab and history list the ended grays with their state")
 	goTo(b, "#/services/orders/grays", `[data-test=ended-grays]`)
