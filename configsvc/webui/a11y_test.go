@@ -276,6 +276,8 @@ func TestAccessibilityEveryPage(t *testing.T) {
 				b.shot("30-narrow-history")
 				b.do(chromedp.Navigate(c.url+"#/services/orders/files"), chromedp.WaitVisible(chromedp.CSS(`[data-test=editor] .cm-content`)))
 				b.shot("31-narrow-files")
+				b.do(chromedp.Navigate(c.url+"#/services/orders/grays/"+c.grays[1]), chromedp.WaitVisible(chromedp.CSS(`[data-test=failed-gate]`)))
+				b.shot("32-narrow-gray")
 			}
 		})
 	}
