@@ -231,7 +231,8 @@ func TestBrowserGrays(t *testing.T) {
 	gi := registerInstances(t, c, "orders", rev, map[string]map[string]string{
 		"orders-1": {"zone": "a"}, "orders-2": {"zone": "b"}, "orders-3": {"zone": "b", "canary": "true"}, "orders-4": {"zone": "c"},
 	})
-	b := newTab(t, startBrowser(t), c.url)
+	browser := startBrowser(t)
+	b := newTab(t, browser, c.url)
 	b.signIn(c.admin)
 	b.do(chromedp.WaitVisible(chromedp.CSS(`[data-test=services]`)))
 
@@ -464,6 +465,14 @@ func TestBrowserGrays(t *testing.T) {
 	}
 	if gs, err := c.api.Grays(ctx, grp); err != nil || len(gs) != 1 || !slices.Equal(gs[0].Selector.Instances, []string{"orders-4"}) {
 		t.Fatalf("the group's grays: %+v, %v", gs, err)
+	}
+	// A viewer sees the gray and its cohort, and no control that changes it.
+	vw := newTab(t, browser, c.url)
+	vw.signIn(c.viewer)
+	vw.do(chromedp.WaitVisible(chromedp.CSS(`[data-test=services]`)))
+	goTo(vw, evalJS[string](b, `location.hash`), `[data-test=cohort] tr[data-instance=orders-4]`)
+	if n := vw.count(`[data-test=gray-actions], [data-test=widen], [data-test=promote], [data-test=abandon], [data-test=start-rollout]`); n != 0 {
+		t.Errorf("a viewer is offered %d controls that change the gray", n)
 	}
 
 	t.Log("the grays tab and history list the ended grays with their state")

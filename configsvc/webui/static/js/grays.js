@@ -370,7 +370,7 @@ export async function grayPage(v, kind, name, id) {
       h('p', {}, 'This publishes revision ' + (head.revision + 1) + ' of ' + name + ': main with the gray\'s changes (',
         (g.files || []).map((f) => h('span', { class: 'chip' }, f)), '), to every instance. The gray ends.'),
       h('p', { 'data-test': 'promote-readiness' }, cohort.length ? (waiting.length
-        ? waiting.length + ' of ' + cohort.length + ' cohort instances have not applied it (' + waiting.map((x) => x.id + ': ' + x.status).join(', ') + '); the server refuses a promote until they have, unless forced.'
+        ? waiting.length + ' of ' + cohort.length + ' cohort instances ' + (waiting.length === 1 ? 'has' : 'have') + ' not applied it (' + waiting.map((x) => x.id + ': ' + x.status).join(', ') + '); the server refuses a promote until they have, unless forced.'
         : 'All ' + cohort.length + ' cohort instances applied it.') : 'No live instance is in the cohort: nothing has tried the gray.'),
       refused,
       h('label', { class: 'stack' }, 'Message', msg),
