@@ -360,6 +360,17 @@ func TestBrowserGrays(t *testing.T) {
 		}
 	}
 	b.waitFor("the exact cohort", fmt.Sprintf(`[...document.querySelectorAll('[data-test=cohort] tr[data-instance]')].map((r) => r.dataset.instance + ':' + r.dataset.status).join(' ') === %q`, strings.Join(want, " ")))
+	// Main moves underneath: the page says which of the gray's files main
+	// changed, live, and compares with main now or with the gray's base.
+	if _, err := c.api.PutFile(ctx, orders, "limits.toml", []byte("[limits]\nrps = 150\n")); err != nil {
+		t.Fatal(err)
+	}
+	rev++
+	b.waitFor("main_changed", `document.querySelector('[data-test=main-changed]')?.textContent.includes('limits.toml') && document.querySelector('[data-test=compare-with]')?.offsetParent !== null`)
+	b.waitFor("the diff against main now", `document.querySelector('[data-test=gray-changes]').textContent.includes('-rps = 150')`)
+	b.choose(`[data-test=compare-with]`, "base")
+	b.waitFor("the diff against the gray's base", `document.querySelector('[data-test=gray-changes]').textContent.includes('-rps = 100')`)
+
 	// Widening to 100 %: the preview is exact now; the rest join.
 	b.do(chromedp.Click(chromedp.CSS(`[data-test=widen]`)), chromedp.WaitVisible(chromedp.CSS(`.modal [data-test=sel-percent]`)))
 	b.typeInto(`.modal [data-test=sel-percent]`, "100")
