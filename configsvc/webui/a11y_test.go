@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,8 +94,11 @@ func (b *tab) fitsWidth(what string) {
 
 // richConsole is a console with something on every page: a service with
 // three files in two revisions, instances, a linked group, routes, a pin, a
-// token, audit entries, and governance: an approval policy on payments, an
-// emergency change there and a change request waiting for approval.
+// token, audit entries, governance (an approval policy on payments, an
+// emergency change there and a change request waiting for approval) and
+// grays (c.grays: an active gray of orders that orders-1 applied and
+// orders-2 rejected, one whose rollout the acks gate aborted, and an
+// active gray of the group redis-common).
 func richConsole(t *testing.T) *console {
 	t.Helper()
 	c := startConsole(t)
@@ -116,10 +120,13 @@ func richConsole(t *testing.T) *console {
 		t.Fatal(err)
 	}
 	mustService(t, c, configsvc.SystemService, map[string]string{configsvc.RoutesFile: "routes:\n  - name: api\n    match: {path_prefix: /api}\n    upstream: {service: orders}\n"})
+	c.grays = richGrays(t, c)
 	now := time.Now().UTC()
 	for _, in := range []configsvc.Instance{
-		{Service: "orders", ID: "orders-1", Addr: "127.0.0.1:9001", Labels: map[string]string{"zone": "a"}, Revision: rev.Number, Status: configsvc.StatusApplied, Started: now.Add(-time.Hour), Updated: now},
-		{Service: "orders", ID: "orders-2", Addr: "127.0.0.1:9002", Revision: rev.Number - 1, Status: configsvc.StatusRejected, Rejected: rev.Number, Error: "port: out of range", Started: now, Updated: now},
+		{Service: "orders", ID: "orders-1", Addr: "127.0.0.1:9001", Labels: map[string]string{"zone": "a"}, Revision: rev.Number, Status: configsvc.StatusApplied, Started: now.Add(-time.Hour), Updated: now,
+			Grays: map[string]configsvc.GrayStatus{c.grays[0]: {Status: configsvc.GrayApplied, Version: 1}, c.grays[2]: {Status: configsvc.GrayApplied, Version: 1}}},
+		{Service: "orders", ID: "orders-2", Addr: "127.0.0.1:9002", Revision: rev.Number - 1, Status: configsvc.StatusRejected, Rejected: rev.Number, Error: "port: out of range", Started: now, Updated: now,
+			Grays: map[string]configsvc.GrayStatus{c.grays[0]: {Status: configsvc.GrayRejected, Reason: "host: must not be empty", Version: 1}}},
 	} {
 		lease, err := c.store.Register(ctx, in)
 		if err != nil {
@@ -158,8 +165,59 @@ func richChange(t *testing.T, c *console) string {
 	return "#/changes/service/payments/" + crs[0].ID
 }
 
+// richGrays makes the grays of richConsole and returns their ids: an
+// active gray of orders (db.yaml, for orders-2 and zone=a), one of orders
+// whose rollout was aborted by the acks gate (limits.toml; recorded as the
+// rollout driver records it), and an active gray of redis-common for
+// orders-1.
+func richGrays(t *testing.T, c *console) []string {
+	t.Helper()
+	ctx := context.Background()
+	orders := configsvc.Service("orders")
+	active, err := c.api.CreateGray(ctx, orders, api.GrayRequest{Name: "db in zone a", Message: "db.internal → db-a.internal",
+		Changes:  []api.Change{api.PutChange("db.yaml", []byte("host: db-a.internal\nport: 5432\n"))},
+		Selector: api.Selector{Instances: []string{"orders-2"}, Labels: []map[string]string{{"zone": "a"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aborted, err := c.api.CreateGray(ctx, orders, api.GrayRequest{Name: "more rps", Changes: []api.Change{api.PutChange("limits.toml", []byte("[limits]\nrps = 400\n"))},
+		Selector: api.Selector{Labels: []map[string]string{{"zone": "a"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := c.api.StartRollout(ctx, orders, aborted.ID, api.RolloutRequest{Steps: []api.RolloutStep{{Percent: 10, Bake: configsvc.Duration(time.Minute)},
+		{Percent: 100, Bake: configsvc.Duration(time.Minute)}}, MaxErrorRate: 0.02})
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := "acks gate failed at step 1 (10 %): 1 cohort instances rejected the gray (max 0): orders-2: rps: above the plan"
+	g, err = c.store.UpdateGray(ctx, orders, g.ID, g.Version, func(x *configsvc.Gray) error {
+		x.Rollout.State.State, x.Rollout.State.Reason, x.Rollout.State.Since = configsvc.RolloutAborted, why, time.Now().UTC()
+		x.Rollout.State.Failed = &configsvc.GateFailure{Gate: configsvc.GateAcks, Instances: []string{"orders-2"}, Figures: map[string]float64{"rejected": 1, "max_rejected": 0}}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.store.EndGray(ctx, orders, g.ID, g.Version, configsvc.GrayEnd{State: configsvc.GrayAbandoned, Reason: why}); err != nil {
+		t.Fatal(err)
+	}
+	group, err := c.api.CreateGray(ctx, configsvc.Group("redis-common"), api.GrayRequest{Changes: []api.Change{api.PutChange("redis.yaml", []byte("addr: 10.0.0.2:6379\n"))},
+		Selector: api.Selector{Instances: []string{"orders-1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{active.ID, aborted.ID, group.ID}
+}
+
+// grayPages are the addresses of the gray pages over the data of richConsole.
+func grayPages(c *console) []string {
+	return []string{"#/services/orders/grays", "#/services/orders/grays/" + c.grays[0], "#/services/orders/grays/" + c.grays[1],
+		"#/shared/redis-common/grays", "#/shared/redis-common/grays/" + c.grays[2]}
+}
+
 // consolePages are the addresses of every page of the console, over the
-// data of richConsole.
+// data of richConsole (and grayPages).
 var consolePages = []string{
 	"#/services", "#/services/orders/files", "#/services/orders/history", "#/services/orders/instances",
 	"#/services/orders/links", "#/services/orders/effective", "#/services/orders/revisions/2", "#/services/orders/revisions/1/app.json",
@@ -189,7 +247,7 @@ func TestAccessibilityEveryPage(t *testing.T) {
 			b.axe("sign-in")
 			b.fitsWidth("sign-in")
 			b.signIn(c.admin)
-			for _, hash := range append(consolePages, richChange(t, c)) {
+			for _, hash := range append(append(slices.Clone(consolePages), richChange(t, c)), grayPages(c)...) {
 				b.do(chromedp.Navigate(c.url + hash))
 				b.pageReady(hash)
 				b.axe(hash)
@@ -209,6 +267,11 @@ func TestAccessibilityEveryPage(t *testing.T) {
 			b.do(chromedp.Click(chromedp.CSS(`.modal [data-test=side-by-side]`)), chromedp.WaitVisible(chromedp.CSS(`.modal .cm-mergeView`)))
 			b.axe("the publish dialog, side by side")
 			b.fitsWidth("the publish dialog, side by side")
+			b.do(chromedp.Click(chromedp.CSS(`[data-test=reach-gray]`)), chromedp.WaitVisible(chromedp.CSS(`.modal [data-test=sel-preview]`)))
+			b.typeInto(`.modal [data-test=sel-percent]`, "10")
+			b.waitFor("the percent's preview", `document.querySelector('[data-test=sel-summary]').textContent.startsWith('about')`)
+			b.axe("the publish dialog, as a gray")
+			b.fitsWidth("the publish dialog, as a gray")
 			b.do(chromedp.KeyEvent("\u001b"))
 			b.waitFor("the dialog closed", `!document.querySelector('.modal')`)
 			b.do(chromedp.Click(chromedp.CSS(`[data-test=revert-file]`)))
@@ -235,11 +298,30 @@ func TestAccessibilityEveryPage(t *testing.T) {
 			b.axe("the delete dialog")
 			b.fitsWidth("the delete dialog")
 			b.do(chromedp.KeyEvent("\u001b"))
+			// A gray's dialogs: widen, promote (refused: not ready), abandon, rollout.
+			b.do(chromedp.Navigate(c.url+"#/services/orders/grays/"+c.grays[0]), chromedp.WaitVisible(chromedp.CSS(`[data-test=widen]`)))
+			for _, d := range []struct{ open, ready, what string }{
+				{"widen", `.modal [data-test=sel-preview] tr[data-instance]`, "the widen dialog"},
+				{"promote", `.modal [data-test=confirm-promote]`, "the promote dialog"},
+				{"abandon", `.modal [data-test=confirm-abandon-id]`, "the abandon dialog"},
+				{"start-rollout", `.modal [data-test=steps-editor]`, "the rollout dialog"},
+			} {
+				b.do(chromedp.Click(chromedp.CSS(`[data-test=`+d.open+`]`)), chromedp.WaitVisible(chromedp.CSS(d.ready)))
+				if d.open == "promote" {
+					b.do(chromedp.Click(chromedp.CSS(`[data-test=confirm-promote]`)), chromedp.WaitVisible(chromedp.CSS(`[data-test=not-ready] li`)))
+				}
+				b.axe(d.what)
+				b.fitsWidth(d.what)
+				b.do(chromedp.KeyEvent("\u001b"))
+				b.waitFor("the dialog closed", `!document.querySelector('.modal')`)
+			}
 			if width == 360 {
 				b.do(chromedp.Navigate(c.url+"#/services/orders/history"), chromedp.WaitVisible(chromedp.CSS(`[data-test=rollback-1]`)))
 				b.shot("30-narrow-history")
 				b.do(chromedp.Navigate(c.url+"#/services/orders/files"), chromedp.WaitVisible(chromedp.CSS(`[data-test=editor] .cm-content`)))
 				b.shot("31-narrow-files")
+				b.do(chromedp.Navigate(c.url+"#/services/orders/grays/"+c.grays[1]), chromedp.WaitVisible(chromedp.CSS(`[data-test=failed-gate]`)))
+				b.shot("32-narrow-gray")
 			}
 		})
 	}
@@ -400,9 +482,9 @@ func TestKeyboard(t *testing.T) {
 	}
 	b.do(chromedp.KeyEvent(c.admin), chromedp.KeyEvent(keyEnter), chromedp.WaitVisible(chromedp.CSS(`[data-test=whoami]`)))
 
-	for _, page := range []string{"#/services", "#/services/orders/files", "#/services/orders/history", "#/services/orders/instances",
+	for _, page := range append([]string{"#/services", "#/services/orders/files", "#/services/orders/history", "#/services/orders/instances",
 		"#/services/orders/links", "#/services/orders/effective", "#/services/orders/revisions/1/app.json", "#/shared", "#/shared/redis-common/users",
-		"#/routes", "#/changes", richChange(t, c), "#/pins", "#/search?q=port", "#/audit", "#/tokens"} {
+		"#/routes", "#/changes", richChange(t, c), "#/pins", "#/search?q=port", "#/audit", "#/tokens"}, grayPages(c)...) {
 		b.do(chromedp.Navigate(c.url + page))
 		b.pageReady(page)
 		b.tabThrough(page)
@@ -494,5 +576,37 @@ func TestKeyboard(t *testing.T) {
 	line := evalJS[int](b, `import('./vendor/codemirror.js').then((cm) => { const v = cm.EditorView.findFromDOM(document.querySelector('[data-test=editor]')); return v.state.doc.lineAt(v.state.selection.main.head).number; })`)
 	if s := b.stop(); !strings.HasPrefix(s.What, "div.cm-content") || line != 2 {
 		t.Errorf("Enter on the violation at line 2 left the focus on %s, the cursor on line %d", s.What, line)
+	}
+
+	// A gray's selector dialog with the keyboard: Enter opens it, Space
+	// on an instance's box picks it by id and the preview says it joins,
+	// Escape gives the focus back to the button.
+	b.do(chromedp.Navigate(c.url + "#/services/orders/grays/" + c.grays[0]))
+	b.pageReady("the gray")
+	b.do(chromedp.WaitVisible(chromedp.CSS(`[data-test=widen]`)))
+	evalJS[bool](b, `(() => { document.querySelector('[data-test=widen]').focus(); return true; })()`)
+	b.do(chromedp.KeyEvent(keyEnter))
+	b.waitFor("the selector dialog", `document.querySelector('.modal [data-test=pick-orders-1]') !== null`)
+	if s := b.stop(); !s.InModal {
+		t.Errorf("the selector dialog opened with the focus on %s, outside it", s.What)
+	}
+	for range 20 {
+		if evalJS[string](b, `document.activeElement?.dataset.test || ''`) == "pick-orders-1" {
+			break
+		}
+		b.do(chromedp.KeyEvent(keyTab))
+	}
+	if got := evalJS[string](b, `document.activeElement?.dataset.test || ''`); got != "pick-orders-1" {
+		t.Fatalf("Tab never reached orders-1's box in the selector dialog (focus on %q)", got)
+	}
+	b.do(chromedp.KeyEvent(" "))
+	b.waitFor("orders-1 picked", `document.querySelector('.modal [data-test=sel-instances]').value === 'orders-2, orders-1'`)
+	if got := evalJS[string](b, `document.activeElement?.dataset.test || ''`); got != "pick-orders-1" {
+		t.Errorf("after Space the focus is on %q, want orders-1's box (the preview is drawn again)", got)
+	}
+	b.do(chromedp.KeyEvent(keyEscape))
+	b.waitFor("the dialog to close", `!document.querySelector('.modal')`)
+	if got := evalJS[string](b, `document.activeElement?.dataset.test || ''`); got != "widen" {
+		t.Errorf("after the selector dialog the focus is on %q, want back on Widen", got)
 	}
 }

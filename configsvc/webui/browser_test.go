@@ -26,6 +26,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/format"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
+	"github.com/sluicehq/sluice/configsvc/rollout"
 	"github.com/sluicehq/sluice/configsvc/schema"
 	"github.com/sluicehq/sluice/configsvc/webui"
 	"github.com/sluicehq/sluice/router/routesfile"
@@ -45,6 +46,7 @@ type console struct {
 	admin  string      // admin API token
 	viewer string      // viewer-on-* API token
 	api    *api.Client // the admin API with the admin token
+	grays  []string    // the grays richConsole made
 }
 
 func startConsole(t *testing.T) *console {
@@ -56,19 +58,52 @@ func startConsole(t *testing.T) *console {
 // wrap (nil: none), e.g. to cut connections server-side.
 func startConsoleWith(t *testing.T, wrap func(http.Handler) http.Handler) *console {
 	t.Helper()
+	return startConsoleOpts(t, consoleOpts{wrap: wrap})
+}
+
+// consoleOpts adapts the server startConsoleOpts starts.
+type consoleOpts struct {
+	// wrap wraps the server's handler (nil: none).
+	wrap func(http.Handler) http.Handler
+	// rollouts runs a rollout driver on the store, as sluice server does,
+	// checking every 100 ms, and tells it of the rollouts the API starts.
+	rollouts bool
+}
+
+// startConsoleOpts is startConsole with opts.
+func startConsoleOpts(t *testing.T, opts consoleOpts) *console {
+	t.Helper()
 	ctx := context.Background()
 	st := bolttest.MustOpen(t, boltstore.Options{})
 	// Publishes are validated by the store, as the sluice command wires it:
 	// formats, the route schema for sluice-system/routes.yaml, and the JSON
 	// Schema beside a file (F.schema.json).
 	validator := configsvc.Validators(format.Validator{}, configsvc.EachFile(routesfile.Validate), schema.NewValidator())
-	srv, err := httpapi.New(httpapi.Config{Store: configsvc.Validating(st, validator), UI: webui.FS()})
+	store := configsvc.Validating(st, validator)
+	cfg := httpapi.Config{Store: store, UI: webui.FS(), StreamRecheck: 200 * time.Millisecond}
+	if opts.rollouts {
+		d, err := rollout.New(rollout.Config{Store: store, Interval: 100 * time.Millisecond, ScanInterval: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Rollouts = d
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- d.Run(rctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("rollout driver: %v", err)
+			}
+		})
+	}
+	srv, err := httpapi.New(cfg)
 	if err != nil {
 		t.Fatalf("httpapi.New: %v", err)
 	}
 	var h http.Handler = srv
-	if wrap != nil {
-		h = wrap(h)
+	if opts.wrap != nil {
+		h = opts.wrap(h)
 	}
 	ts := httptest.NewServer(h)
 	t.Cleanup(func() {

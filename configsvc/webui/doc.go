@@ -18,7 +18,12 @@
 // live instances, the effective config, change requests (inbox, approve,
 // apply, rebase, emergencies, approval policies), routes
 // (sluice-system/routes.yaml), debug pins, search in configs, the audit log
-// and tokens. Users without an edit grant see no edit controls.
+// and tokens; grays (issue 13): publish as gray from the review with a
+// preview of the live instances the selector matches (the sticky hash and
+// selector rule of configsvc ported to static/js/graysel.js), a gray's page
+// (cohort statuses, widen or narrow, promote, abandon, its rollout started
+// and watched), and the grays of a service or group. Users without an edit
+// grant see no edit controls.
 // docs/console.md describes it for users.
 //
 // Third-party browser code is vendored: static/vendor/codemirror.js and

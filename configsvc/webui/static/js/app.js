@@ -13,6 +13,7 @@ import { auditPage } from './audit.js';
 import { tokensPage } from './tokens.js';
 import { searchPage } from './search.js';
 import { changesPage, changePage } from './changes.js';
+import { grayPage } from './grays.js';
 
 const root = document.getElementById('app');
 let me = null;
@@ -55,11 +56,13 @@ function routes(r) {
     .add('services/:name/:tab', ws('service'), { nav: 'services' })
     .add('services/:name/revisions/:rev', rev('service'), { nav: 'services' })
     .add('services/:name/revisions/:rev/:file', rev('service'), { nav: 'services' })
+    .add('services/:name/grays/:id', (v, p) => grayPage(v, 'service', p.name, p.id), { nav: 'services' })
     .add('shared', groupsPage, { nav: 'shared' })
     .add('shared/:name', ws('group'), { nav: 'shared' })
     .add('shared/:name/:tab', ws('group'), { nav: 'shared' })
     .add('shared/:name/revisions/:rev', rev('group'), { nav: 'shared' })
     .add('shared/:name/revisions/:rev/:file', rev('group'), { nav: 'shared' })
+    .add('shared/:name/grays/:id', (v, p) => grayPage(v, 'group', p.name, p.id), { nav: 'shared' })
     .add('routes', (v) => routesPage(v, 'files'), { nav: 'routes' })
     .add('routes/:tab', (v, p) => routesPage(v, p.tab), { nav: 'routes' })
     .add('routes/revisions/:rev', (v, p) => revisionPage(v, 'service', 'sluice-system', +p.rev, ''), { nav: 'routes' })

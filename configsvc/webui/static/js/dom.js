@@ -112,6 +112,8 @@ const focusable = 'a[href], button:not([disabled]), input:not([disabled]), selec
 // back to the element that had it before. The keys are watched on the
 // document, so they work wherever the focus is (even on nothing, after the
 // element that had it was replaced); only the newest dialog answers them.
+// onClose(fn) registers fn to run when the dialog closes, however it does
+// (a button, Escape, the backdrop, or leaving the page).
 export function modal(title, ...body) {
   const id = 'dlg-' + Math.random().toString(36).slice(2);
   const box = h('div', { class: 'modal', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': id, tabindex: '-1' }, h('h2', { id }, title), body);
@@ -132,9 +134,11 @@ export function modal(title, ...body) {
     else if (!e.shiftKey && document.activeElement === last) { e.preventDefault(); first.focus(); }
   };
   let open = true;
+  const onClose = [];
   function close() {
     if (!open) return;
     open = false;
+    for (const fn of onClose.splice(0)) { try { fn(); } catch (_) { /* a failed clean-up must not keep the dialog open */ } }
     openModals.splice(openModals.indexOf(close), 1);
     document.removeEventListener('keydown', onKey);
     back.remove();
@@ -147,7 +151,7 @@ export function modal(title, ...body) {
   document.body.appendChild(back);
   const first = box.querySelector('[autofocus]') || box.querySelector('input:not([disabled]), select, textarea') || box.querySelector(focusable);
   (first || box).focus();
-  return { el: box, close, focus: (el) => el.focus() };
+  return { el: box, close, focus: (el) => el.focus(), onClose: (fn) => { if (open) onClose.push(fn); else fn(); } };
 }
 
 // tableWrap puts a table in a box that scrolls sideways on a narrow screen;

@@ -2,7 +2,8 @@
 // diffs and the server's dry run: validation with the violations at their
 // lines, blast radius, routes, approval; the server's refusals at their
 // line; change requests under an approval policy; concurrent publishes
-// shown with the other person's change).
+// shown with the other person's change), to every instance or as a gray
+// to the instances a selector picks (grays.js, graysel.js).
 import { h, mount, clear, modal } from './dom.js';
 import * as api from './api.js';
 import { createEditor } from './editor.js';
@@ -10,6 +11,8 @@ import { formatOf } from './validate.js';
 import { checkAsync } from './checker.js';
 import { diffBlock } from './diff.js';
 import { dryRunPanel, dryRunFailed, governControls, submitted, openChanges } from './changes.js';
+import { activeGraysNotice, grayHref } from './grays.js';
+import { selectorEditor, selectorText, liveInstances, followInstances, field } from './graysel.js';
 
 const SYNC_MS = 150;
 const REVIEW = 'Review and publish…';
@@ -54,13 +57,20 @@ export async function filesTab(ws) {
   const snap = await loadSnapshot(ws);
   // busy is set while our own publish is in flight, so its watch event is not
   // mistaken for someone else's. pending: the editor holds edits not yet in draft.
-  const st = { live: snap.files, base: snap.revision, draft: {}, selected: null, clientErr: {}, serverErr: {}, busy: false, pending: false };
+  // grays: the summaries of the active grays ({id, files, selector}).
+  const st = { live: snap.files, base: snap.revision, draft: {}, selected: null, clientErr: {}, serverErr: {}, busy: false, pending: false, grays: ws.head.grays || [] };
   const list = h('ul', { class: 'files', 'data-test': 'files', 'aria-label': 'Files' });
   const tools = h('div', { class: 'row mb' });
   const pane = h('div', { class: 'pane' });
   const bar = h('div', { class: 'row mt' });
   const notices = h('div', { 'data-test': 'notices' });
   const pending = h('div', { 'data-test': 'pending' }); // open change requests
+  const graysBox = h('div'); // active grays
+  // heldBy returns the active gray that holds file f, or null.
+  const heldBy = (f) => st.grays.find((g) => (g.files || []).includes(f)) || null;
+  // grayable: a gray reaches instances through the SDK; the proxies read
+  // the main line of sluice-system's routes, so it gets no grays.
+  const grayable = ws.editable && !(ws.kind === 'service' && ws.name === 'sluice-system');
   let editor = null;
   let timer = 0;
 
@@ -106,8 +116,10 @@ export async function filesTab(ws) {
     for (const f of names()) {
       const isNew = !(f in st.live), del = st.draft[f] === null, mod = ch.includes(f);
       const errs = (st.clientErr[f] || []).length + (st.serverErr[f] || []).length;
+      const held = heldBy(f);
       const mark = errs ? h('span', { class: 'dot badge bad' }, errs + (errs === 1 ? ' error' : ' errors'))
-        : mod ? h('span', { class: 'dot badge warn' }, isNew ? 'new' : del ? 'deleted' : 'edited') : null;
+        : mod ? h('span', { class: 'dot badge warn' }, isNew ? 'new' : del ? 'deleted' : 'edited')
+          : held ? h('span', { class: 'dot badge info', title: 'gray ' + held.id + ' holds it: its cohort reads the gray\'s version' }, 'gray') : null;
       list.appendChild(h('li', { class: (f === st.selected ? 'active' : '') + (del ? ' deleted' : '') },
         h('button', { type: 'button', class: 'file-btn', 'data-file': f, 'aria-current': f === st.selected ? 'true' : null, onclick: () => select(f) },
           h('span', { class: 'name' }, f), mark)));
@@ -253,13 +265,15 @@ export async function filesTab(ws) {
       const at = byFile[f][0];
       if (at && at.line > 0 && editor) editor.focusLine(at.line, at.column || 1);
     };
+    const gray = grayable ? grayChoice(files, changes, dry, msg, go, gov, () => m) : null;
     const m = modal('Publish ' + files.length + (files.length === 1 ? ' file' : ' files') + ' to ' + ws.name,
       dry ? dryRunPanel(dry, showViolation) : dryRunFailed(dryErr),
       h('p', { class: 'muted' }, 'Diff against live revision ', String(st.base), ':'),
       h('div', { 'data-test': 'publish-diff' }, diffsFor(files, st.live, ['live revision ' + st.base, 'yours'])),
+      gray ? [gray.fieldset, gray.form] : null,
       h('label', { class: 'stack' }, 'Message', msg),
       gov.el,
-      h('div', { class: 'actions' }, h('button', { onclick: () => m.close() }, 'Cancel'), go));
+      h('div', { class: 'actions' }, h('button', { onclick: () => m.close() }, 'Cancel'), go, gray ? gray.btn : null));
     go.addEventListener('click', async () => {
       let headers;
       try { headers = gov.headers({ 'If-Match': '"' + st.base + '"' }); } catch (e) { v.flash(e.message, 'error'); return; }
@@ -297,6 +311,89 @@ export async function filesTab(ws) {
         st.busy = false;
       }
     });
+  }
+
+  // grayChoice is the part of the review that publishes as a gray: the
+  // choice between every instance and a gray, the gray's name, its
+  // selector with the preview of the live instances it matches, and its
+  // button. dialog() returns the review's dialog.
+  function grayChoice(files, changes, dry, msg, go, gov, dialog) {
+    const name = 'reach-' + Math.random().toString(36).slice(2);
+    const all = h('input', { type: 'radio', name, value: 'all', checked: true, 'data-test': 'reach-all' });
+    const gray = h('input', { type: 'radio', name, value: 'gray', 'data-test': 'reach-gray' });
+    const fieldset = h('fieldset', { class: 'reach' }, h('legend', {}, 'Who gets it'),
+      h('label', {}, all, ' Every instance: publish revision ' + (st.base + 1)),
+      h('label', {}, gray, ' A gray: only the instances chosen below, until it is promoted'));
+    const held = files.map((f) => [f, heldBy(f)]).filter(([, g]) => g);
+    const grayName = h('input', { id: name + '-name', maxlength: 128, autocomplete: 'off', placeholder: 'bigger pool', 'data-test': 'gray-name' });
+    const holder = h('div', { 'data-test': 'gray-selector' }, h('p', { class: 'muted', role: 'status' }, 'Loading the live instances…'));
+    const err = h('div', { 'data-test': 'gray-error' });
+    const form = h('div', { class: 'gray-form', hidden: true, 'data-test': 'gray-form' },
+      h('p', { class: 'muted' }, 'Main stays at revision ' + st.base + '. The instances the selector matches apply main with these changes on top; ',
+        'the gray\'s page then shows what each reports, and lets you widen it, roll it out, promote it to main or abandon it.'),
+      held.length ? h('div', { class: 'notice error', 'data-test': 'gray-held', role: 'alert' },
+        held.map(([f, g]) => [h('span', { class: 'mono' }, f), ' is held by active gray ', h('a', { href: grayHref(ws.kind, ws.name, g.id) }, g.id), '. ']),
+        'A file has at most one active gray: promote or abandon that one first, or leave the file out.') : null,
+      field(name + '-name', 'Name of the gray (optional)', grayName),
+      holder, err);
+    const btn = h('button', { class: 'primary', hidden: true, 'data-test': 'confirm-gray' }, 'Create the gray');
+    let ed = null, loading = false;
+    async function choose() {
+      const isGray = gray.checked;
+      form.hidden = !isGray;
+      btn.hidden = !isGray;
+      go.hidden = isGray;
+      if (isGray) gov.el.hidden = true; // the approval options are the publish's
+      else gov.update(dry);
+      btn.disabled = held.length > 0 || !!(dry && !dry.valid);
+      if (!isGray || ed || loading) return;
+      loading = true;
+      let insts = [], why = '';
+      try { insts = await liveInstances(v, ws.kind, ws.name); } catch (e) {
+        if (e instanceof api.Cancelled) return;
+        why = e.message;
+      }
+      loading = false;
+      ed = selectorEditor(insts, { group: ws.kind === 'group' });
+      mount(holder, why ? h('div', { class: 'notice error', role: 'alert' }, 'The live instances cannot be read (' + why + '): the preview shows none.') : null, ed.el);
+      if (!why) dialog().onClose(followInstances(v, ws.kind, ws.name, (list) => ed.setInstances(list)));
+    }
+    all.addEventListener('change', choose);
+    gray.addEventListener('change', choose);
+    btn.addEventListener('click', async () => {
+      if (!ed) return;
+      const p = ed.problem();
+      if (p) { mount(err, h('div', { class: 'notice error', role: 'alert' }, p)); return; }
+      mount(err);
+      btn.disabled = true;
+      try {
+        const g = await v.api.post(ws.base + '/grays', { name: grayName.value.trim(), message: msg.value, base_revision: st.base, changes, selector: ed.selector() });
+        dialog().close();
+        sync();
+        st.draft = {};
+        st.serverErr = {};
+        v.flash('Gray ' + g.id + ' created for ' + selectorText(g.selector) + '; main stays at revision ' + st.base, 'ok');
+        location.hash = grayHref(ws.kind, ws.name, g.id);
+      } catch (e) {
+        btn.disabled = false;
+        if (e instanceof api.Cancelled) return;
+        if (e.status === 422) {
+          dialog().close();
+          markServerErrors(serverErrors(e, files), true);
+          v.showError(e, 'Gray not created');
+        } else if (e.status === 409 && e.details && e.details.gray) {
+          // Another gray holds a file (it started since the review opened).
+          mount(err, h('div', { class: 'notice error', role: 'alert', 'data-test': 'gray-conflict' }, e.message, ' ',
+            h('a', { href: grayHref(ws.kind, ws.name, e.details.gray) }, 'Open gray ' + e.details.gray)));
+        } else if (e.status === 409 || e.status === 412) {
+          dialog().close();
+          await conflict('Someone published while you were editing; no gray was created.');
+        } else {
+          v.showError(e, 'Gray not created');
+        }
+      }
+    });
+    return { fieldset, form, btn };
   }
 
   // markServerErrors shows the server's errors ({file: [{line, column,
@@ -362,6 +459,16 @@ export async function filesTab(ws) {
   if (!v.alive()) return;
   const es = new EventSource('/v1' + ws.base + '/watch?changes=true&since=' + st.base);
   v.onCleanup(() => es.close());
+  // The active grays (event: grays, when the stream opens and after every change).
+  es.addEventListener('grays', (ev) => {
+    let d = {};
+    try { d = JSON.parse(ev.data); } catch (_) { return; /* a malformed event: the stream goes on */ }
+    const next = Array.isArray(d.grays) ? d.grays : [];
+    if (JSON.stringify(next) === JSON.stringify(st.grays)) return;
+    st.grays = next;
+    activeGraysNotice(ws.kind, ws.name, st.grays, graysBox);
+    renderList();
+  });
   // News of the change requests of this service or group (event: change).
   es.addEventListener('change', (ev) => {
     let n = {};
@@ -410,7 +517,8 @@ export async function filesTab(ws) {
   v.onCleanup(() => { clearTimeout(timer); if (editor) editor.destroy(); });
 
   const left = h('div', { class: 'panel' }, list, ws.editable ? addFileForm() : null);
-  mount(ws.body, pending, notices, h('div', { class: 'workspace' }, left, h('div', { class: 'panel' }, pane, ws.editable ? bar : null)));
+  mount(ws.body, pending, graysBox, notices, h('div', { class: 'workspace' }, left, h('div', { class: 'panel' }, pane, ws.editable ? bar : null)));
+  activeGraysNotice(ws.kind, ws.name, st.grays, graysBox);
   for (const f of names()) validate(f);
   // ?file=…&line=… (from search) opens that file at that line.
   const want = v.query.get('file');

@@ -1,13 +1,14 @@
 // History: the revisions of a service or group, the diff of any two, one-click
 // rollback (with the server's dry run first: validation against the schemas
-// of the revision restored, blast radius, approval), and any file at any
-// revision.
+// of the revision restored, blast radius, approval), the grays that ended
+// (a promote's revision names its gray), and any file at any revision.
 import { h, mount, clear, when, modal, tableWrap } from './dom.js';
 import * as api from './api.js';
 import { parseUnified, diffBlock } from './diff.js';
 import { createEditor } from './editor.js';
 import { basePath, hrefOf } from './workspace.js';
 import { dryRunPanel, dryRunFailed, governControls, submitted } from './changes.js';
+import { loadGrays, endedGraysTable, grayHref } from './grays.js';
 
 function revFiles(r) {
   return (r.changes || []).map((c) => c.file + (c.delete ? ' (deleted)' : ''));
@@ -47,6 +48,9 @@ export async function historyTab(ws) {
   const out = h('div', { 'data-test': 'diff-out', tabindex: '-1' });
   const more = h('button', { 'data-test': 'older' }, 'Older revisions');
   let fromSel = 0, toSel = 0;
+  // promotedBy maps a revision a gray's promote created to the gray.
+  const promotedBy = new Map();
+  const endedBox = h('div', { 'data-test': 'history-grays' });
 
   async function load(before) {
     const list = api.list(await v.api.get(ws.base + '/revisions?limit=50' + (before ? '&before=' + before : '')), 'revisions');
@@ -69,7 +73,8 @@ export async function historyTab(ws) {
         h('th', { scope: 'row', class: 'num' }, h('a', { href: ws.hrefBase + '/revisions/' + n, title: 'The files at revision ' + n, 'data-test': 'view-' + n }, String(n))),
         h('td', {}, r.author || '—'),
         h('td', {}, when(r.time)),
-        h('td', {}, r.message || h('span', { class: 'muted' }, '(no message)'), r.rollback_of ? h('span', { class: 'badge' }, ' rollback of ' + r.rollback_of) : null),
+        h('td', {}, r.message || h('span', { class: 'muted' }, '(no message)'), r.rollback_of ? h('span', { class: 'badge' }, ' rollback of ' + r.rollback_of) : null,
+          promotedBy.has(n) ? [' ', h('a', { class: 'badge info', href: grayHref(ws.kind, ws.name, promotedBy.get(n)), 'data-test': 'promoted-gray' }, 'promotes gray ' + promotedBy.get(n))] : null),
         h('td', {}, revFiles(r).map((f) => h('span', { class: 'chip' }, f))),
         h('td', { class: 'actions-cell' },
           n > 1 ? h('button', { 'data-test': 'changes-' + n, 'aria-label': 'Changes of revision ' + n, title: 'Diff with revision ' + (n - 1), onclick: () => { fromSel = n - 1; toSel = n; render(); compare(); } }, 'Changes') : null,
@@ -157,8 +162,17 @@ export async function historyTab(ws) {
         h('th', { scope: 'col' }, 'From'), h('th', { scope: 'col' }, 'To'), h('th', { scope: 'col', class: 'num' }, '#'), h('th', { scope: 'col' }, 'Author'),
         h('th', { scope: 'col' }, 'Time'), h('th', { scope: 'col' }, 'Message'), h('th', { scope: 'col' }, 'Files'), h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))), body)),
       h('div', { class: 'row mt' }, more)),
+    endedBox,
     out);
   await load(0);
+  // The grays that ended (sluice-system has none: the proxies read main).
+  if (ws.kind === 'service' && ws.name === 'sluice-system') return;
+  let ended = [];
+  try { ({ ended } = await loadGrays(v, ws.base)); } catch (e) { if (!(e instanceof api.Cancelled)) mount(endedBox, h('p', { class: 'muted' }, 'The ended grays cannot be read: ' + e.message)); return; }
+  if (!v.alive()) return;
+  for (const g of ended) if (g.ended_revision) promotedBy.set(g.ended_revision, g.id);
+  if (promotedBy.size) render();
+  mount(endedBox, h('h2', {}, 'Ended grays'), h('div', { class: 'panel' }, endedGraysTable(ws.kind, ws.name, ended)));
 }
 
 // revisionPage shows the files of a service or group as they were at

@@ -8,6 +8,7 @@ import { filesTab } from './files.js';
 import { historyTab } from './history.js';
 import { instancesTab } from './instances.js';
 import { createEditor } from './editor.js';
+import { graysTab } from './grays.js';
 
 // basePath is the API path of a service or group.
 export function basePath(kind, name) {
@@ -25,10 +26,11 @@ export async function loadHead(v, kind, name) {
 }
 
 // TABS per kind: [key, label]. The routes page (sluice-system) shows files
-// and history only: instances and links mean nothing there.
+// and history only: instances, links and grays mean nothing there (the
+// proxies read the main line of routes.yaml).
 const TABS = {
-  service: [['files', 'Files'], ['history', 'History'], ['instances', 'Instances'], ['links', 'Shared groups'], ['effective', 'Effective config']],
-  group: [['files', 'Files'], ['history', 'History'], ['users', 'Used by']],
+  service: [['files', 'Files'], ['history', 'History'], ['grays', 'Grays'], ['instances', 'Instances'], ['links', 'Shared groups'], ['effective', 'Effective config']],
+  group: [['files', 'Files'], ['history', 'History'], ['grays', 'Grays'], ['users', 'Used by']],
   routes: [['files', 'Files'], ['history', 'History']],
 };
 
@@ -63,6 +65,7 @@ export async function workspacePage(v, kind, name, tab, opts = {}) {
   switch (tabs.some(([k]) => k === tab) ? tab : '') {
     case 'files': return filesTab(ws);
     case 'history': return historyTab(ws);
+    case 'grays': return graysTab(ws);
     case 'instances': return instancesTab(ws);
     case 'links': return linksTab(ws);
     case 'users': return usersTab(ws);
