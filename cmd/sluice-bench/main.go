@@ -25,8 +25,11 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "gray" {
+		return runGray(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "watch" {
-		return errors.New("usage: sluice-bench watch [flags] (see -h)")
+		return errors.New("usage: sluice-bench watch|gray [flags] (see -h)")
 	}
 	o, err := parseWatchFlags(args[1:], stderr)
 	if err != nil {
@@ -82,4 +85,24 @@ func parseWatchFlags(args []string, stderr io.Writer) (watchOptions, error) {
 		return o, err
 	}
 	return o, o.validate()
+}
+
+// runGray runs `sluice-bench gray` with args.
+func runGray(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseGrayFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	res, err := grayBench(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	res.print(stdout)
+	return nil
 }

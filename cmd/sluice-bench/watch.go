@@ -141,29 +141,11 @@ func watchBench(ctx context.Context, o watchOptions, log *slog.Logger) (*watchRe
 	// How clients reach the store.
 	transport := func(cfg *sdk.Config) { cfg.ZooKeeper, cfg.ZKRoot = strings.Split(o.zk, ","), o.zkRoot }
 	if o.transport == "http" {
-		srv, err := httpapi.New(httpapi.Config{Store: pub, Logger: log})
+		url, token, hc, stop, err := serveAdmin(ctx, pub, o.clients, log)
 		if err != nil {
 			return nil, err
 		}
-		defer srv.Close()
-		token, err := srv.Bootstrap(ctx)
-		if err != nil || token == "" {
-			return nil, fmt.Errorf("bootstrap token: %q, %v", token, err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		hs := &http.Server{Handler: srv, ReadHeaderTimeout: 5 * time.Second}
-		go hs.Serve(ln)
-		defer hs.Close()
-		url := "http://" + ln.Addr().String()
-		// One shared transport with enough idle connections for every
-		// client's requests; each watch holds its own stream.
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = o.clients
-		hc := &http.Client{Transport: tr}
-		defer tr.CloseIdleConnections()
+		defer stop()
 		transport = func(cfg *sdk.Config) { cfg.Server, cfg.Token, cfg.HTTPClient = url, token, hc }
 	}
 
@@ -318,4 +300,37 @@ func pct(d []time.Duration, p int) time.Duration {
 	slices.Sort(s)
 	i := (len(s)*p + 99) / 100
 	return s[max(min(i, len(s))-1, 0)]
+}
+
+// serveAdmin serves the admin server (configsvc/httpapi) on store on a
+// loopback port and returns its URL, its bootstrap admin token, an HTTP
+// client with idle connections for clients clients, and stop, which shuts
+// both down.
+func serveAdmin(ctx context.Context, store configsvc.Store, clients int, log *slog.Logger) (url, token string, hc *http.Client, stop func(), err error) {
+	srv, err := httpapi.New(httpapi.Config{Store: store, Logger: log})
+	if err != nil {
+		return "", "", nil, nil, err
+	}
+	token, err = srv.Bootstrap(ctx)
+	if err != nil || token == "" {
+		srv.Close()
+		return "", "", nil, nil, fmt.Errorf("bootstrap token: %q, %v", token, err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		return "", "", nil, nil, err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 5 * time.Second}
+	go hs.Serve(ln)
+	// One shared transport with enough idle connections for every
+	// client's requests; each watch holds its own stream.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = clients
+	stop = func() {
+		tr.CloseIdleConnections()
+		hs.Close()
+		srv.Close()
+	}
+	return "http://" + ln.Addr().String(), token, &http.Client{Transport: tr}, stop, nil
 }
