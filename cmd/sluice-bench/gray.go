@@ -178,7 +178,8 @@ func grayBench(ctx context.Context, o grayOptions, log *slog.Logger) (*grayResul
 		doPublish := func() error {
 			mainContent = "main-" + strconv.Itoa(round)
 			d, err := apply(mainContent, func() error {
-				_, err := ac.PutFile(ctx, svc, benchFile, []byte(mainContent))
+				_, err := ac.Publish(ctx, svc, api.PublishRequest{Message: "round " + strconv.Itoa(round),
+					Changes: []api.Change{api.PutChange(benchFile, []byte(mainContent))}})
 				return err
 			})
 			res.Publish = append(res.Publish, d)
