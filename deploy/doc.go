@@ -13,7 +13,7 @@
 //     Secret that the docs tell users to create.
 //   - deploy/systemd/*.service: `systemd-analyze verify` and `systemd-analyze
 //     security --offline=true`, with an exposure threshold.
-//   - .dockerignore: matched with Docker's own rules
+//   - deploy/docker/Dockerfile.dockerignore: matched with Docker's own rules
 //     (github.com/moby/patternmatcher) against what must stay out of a build
 //     context (.git, sluice-data, tokens, databases, build output).
 //

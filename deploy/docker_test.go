@@ -11,13 +11,14 @@ import (
 	"github.com/moby/patternmatcher/ignorefile"
 )
 
-// TestDockerignore reads .dockerignore as Docker does (moby's ignorefile
+// TestDockerignore reads deploy/docker/Dockerfile.dockerignore (the
+// ignore file BuildKit uses for deploy/docker/Dockerfile) as Docker does (moby's ignorefile
 // and patternmatcher) and checks that the build context of
 // deploy/docker/Dockerfile (`COPY . .`) leaves out the repository, local
 // state and secrets, and keeps every file the image build compiles or
 // embeds.
 func TestDockerignore(t *testing.T) {
-	patterns, err := ignorefile.ReadAll(bytes.NewReader(readRepoFile(t, ".dockerignore")))
+	patterns, err := ignorefile.ReadAll(bytes.NewReader(readRepoFile(t, "deploy/docker/Dockerfile.dockerignore")))
 	if err != nil {
 		t.Fatal(err)
 	}
