@@ -15,19 +15,23 @@ import (
 	"github.com/sluicehq/sluice/configsvc/approval"
 )
 
-// changeParam returns the validated change request id of the path and
-// extends the audit target with it.
-func (s *Server) changeParam(c *gin.Context, ref configsvc.Ref) (string, bool) {
+// changeParams returns the ref and the validated change request id of the
+// path, and records the audit target "KIND/NAME/changes/ID".
+func (s *Server) changeParams(c *gin.Context, kind configsvc.Kind) (configsvc.Ref, string, bool) {
+	ref, ok := s.refParam(c, kind)
+	if !ok {
+		return ref, "", false
+	}
 	id, err := param(c, "id")
 	if err == nil {
 		err = approval.ValidateID(id)
 	}
 	if err != nil {
 		s.fail(c, err)
-		return "", false
+		return ref, "", false
 	}
 	state(c).target = ref.String() + "/changes/" + id
-	return id, true
+	return ref, id, true
 }
 
 // allParam reads ?all=true.
@@ -76,11 +80,7 @@ func (s *Server) inbox(c *gin.Context) {
 // validation, the blast radius) — or, once the head moved, the conflict.
 func (s *Server) getChange(kind configsvc.Kind) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ref, ok := s.refParam(c, kind)
-		if !ok {
-			return
-		}
-		id, ok := s.changeParam(c, ref)
+		ref, id, ok := s.changeParams(c, kind)
 		if !ok || !s.authorizeRead(c, ref) {
 			return
 		}
@@ -119,15 +119,8 @@ func (s *Server) getChange(kind configsvc.Kind) gin.HandlerFunc {
 // reviewChange answers POST …/changes/{id}/approve and …/decline.
 func (s *Server) reviewChange(kind configsvc.Kind, verdict string) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ref, ok := s.refParam(c, kind)
-		if !ok {
-			return
-		}
-		id, ok := s.changeParam(c, ref)
-		if !ok {
-			return
-		}
-		if !s.authorizeRead(c, ref) { // the governance decides who of the readers may review
+		ref, id, ok := s.changeParams(c, kind)
+		if !ok || !s.authorizeRead(c, ref) { // the governance decides who of the readers may review
 			return
 		}
 		var req api.ReviewRequest
@@ -151,15 +144,8 @@ func (s *Server) reviewChange(kind configsvc.Kind, verdict string) gin.HandlerFu
 // the approvals with X-Sluice-Emergency.
 func (s *Server) applyChange(kind configsvc.Kind) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ref, ok := s.refParam(c, kind)
-		if !ok {
-			return
-		}
-		id, ok := s.changeParam(c, ref)
-		if !ok {
-			return
-		}
-		if !s.authorizeRead(c, ref) {
+		ref, id, ok := s.changeParams(c, kind)
+		if !ok || !s.authorizeRead(c, ref) {
 			return
 		}
 		reason, ok := s.emergency(c)
@@ -228,11 +214,7 @@ func appliedMessage(cr approval.ChangeRequest) string {
 // it on the current head, with the same or new changes, keeping the thread.
 func (s *Server) rebaseChange(kind configsvc.Kind) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ref, ok := s.refParam(c, kind)
-		if !ok {
-			return
-		}
-		id, ok := s.changeParam(c, ref)
+		ref, id, ok := s.changeParams(c, kind)
 		if !ok || !s.authorize(c, access.ActionPublish, access.Target{Ref: ref}) {
 			return
 		}
