@@ -146,22 +146,18 @@ func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Re
 		for range ch {
 		}
 	}()
-	var pending []configsvc.GraySummary
-	pendingAt, hasPending := int64(0), false
-	hctx, hcancel := context.WithTimeout(ctx, c.cfg.OpenTimeout)
-	head, err := src.store.Head(hctx, ref)
-	hcancel()
-	if err == nil {
-		if group == "" {
-			c.mu.Lock()
-			changed := !slices.Equal(sortedLinks(head.Links), c.links)
-			c.mu.Unlock()
-			if changed && !c.send(ctx, update{linksChanged: true, links: head.Links}) {
-				return stopped()
-			}
-		}
-		if !configsvc.SameGrays(head.Grays, grays.summaries) {
-			pending, pendingAt, hasPending = head.Grays, head.Revision, true
+	// A service's links as they are now: a change made before the watch
+	// took its baseline would otherwise go unseen. The grays need no read:
+	// every store's watch sends its baseline set as its first GraysChanged.
+	if group == "" {
+		hctx, hcancel := context.WithTimeout(ctx, c.cfg.OpenTimeout)
+		head, err := src.store.Head(hctx, ref)
+		hcancel()
+		c.mu.Lock()
+		changed := err == nil && !slices.Equal(sortedLinks(head.Links), c.links)
+		c.mu.Unlock()
+		if changed && !c.send(ctx, update{linksChanged: true, links: head.Links}) {
+			return stopped()
 		}
 	}
 	// moveGrays hands on a new set of active grays; false when the watch
@@ -179,16 +175,6 @@ func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Re
 			grays = h.grays
 		}
 		return ok
-	}
-	flush := func() bool {
-		if !hasPending || from.rev < pendingAt {
-			return true
-		}
-		hasPending = false
-		return moveGrays(pending)
-	}
-	if !flush() {
-		return reload(endReload)
 	}
 	interrupted := false
 	for ev := range ch {
@@ -236,15 +222,11 @@ func (c *Client) watchOnce(ctx context.Context, src *transport, ref configsvc.Re
 				return stopped()
 			}
 			from = position{rev: n, id: configsvc.Identity{Generation: cmp.Or(ev.Revision.Generation, from.id.Generation), PublishID: ev.Revision.PublishID}}
-			if !flush() {
-				return reload(endReload)
-			}
 		case ev.LinksChanged:
 			if group == "" && !c.send(ctx, update{linksChanged: true, links: ev.Links}) {
 				return stopped()
 			}
 		case ev.GraysChanged:
-			hasPending = false
 			if configsvc.SameGrays(ev.Grays, grays.summaries) {
 				continue // a stream that opened again repeats the set held
 			}
