@@ -431,3 +431,82 @@ func TestBugErrorNamesItsRequest(t *testing.T) {
 		t.Errorf("the toast's small print is %q, want %q", got, "400 invalid · request "+id)
 	}
 }
+
+// holdGate holds the first request to path after arm until release, and
+// says on holding when it holds one.
+type holdGate struct {
+	mu      sync.Mutex
+	path    string
+	holding chan struct{}
+	release chan struct{}
+}
+
+func (g *holdGate) arm(path string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.path, g.holding, g.release = path, make(chan struct{}), make(chan struct{})
+}
+
+func (g *holdGate) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		hold := g.path != "" && r.URL.Path == g.path
+		var holding, release chan struct{}
+		if hold {
+			g.path, holding, release = "", g.holding, g.release
+		}
+		g.mu.Unlock()
+		if hold {
+			close(holding)
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// TestBugGrayPageMissesMainMovingDuringRefresh: main moving while the
+// gray's page was reading the gray again (after a report, say) was lost. The refresh that asked for the head too was folded into
+// the running one, which did not read it, so the page kept the old head for
+// good: "Compare with" stayed hidden and the diff stayed against the base,
+// though the notice said main had changed (TestBrowserGrays failed on CI so).
+func TestBugGrayPageMissesMainMovingDuringRefresh(t *testing.T) {
+	gate := &holdGate{}
+	c := startConsoleWith(t, gate.wrap)
+	ctx := context.Background()
+	orders := configsvc.Service("orders")
+	rev := mustService(t, c, "orders", map[string]string{"limits.toml": limitsV1})
+	gi := registerInstances(t, c, "orders", rev, map[string]map[string]string{"orders-1": {"zone": "a"}})
+	g, err := c.api.CreateGray(ctx, orders, api.GrayRequest{Changes: []api.Change{api.PutChange("limits.toml", []byte("[limits]\nrps = 200\n"))},
+		Selector: api.Selector{Percent: 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newTab(t, startBrowser(t), c.url)
+	b.signIn(c.admin)
+	b.do(chromedp.WaitVisible(chromedp.CSS(`[data-test=services]`)))
+	goTo(b, "#/services/orders/grays/"+g.ID, `[data-test=gray-state]`)
+	if b.count(`[data-test=main-changed]`) != 0 || evalJS[bool](b, `document.querySelector('[data-test=compare-with]')?.offsetParent !== null`) {
+		t.Fatal("the page offers a comparison with main before main moved")
+	}
+
+	// A report makes the page read the gray again; that read is held, main
+	// moves meanwhile, and the page hears of it while the read runs.
+	gate.arm("/v1/services/orders/grays/" + g.ID)
+	gi.report("orders-1", g.ID, configsvc.GrayApplied, "")
+	select {
+	case <-gate.holding:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the page did not read the gray again after a report within 20 s")
+	}
+	if _, err := c.api.PutFile(ctx, orders, "limits.toml", []byte("[limits]\nrps = 150\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the revision event reaches the page while the read is held
+	close(gate.release)
+	b.waitFor("the comparison with main now", `document.querySelector('[data-test=main-changed]')?.textContent.includes('limits.toml') && document.querySelector('[data-test=compare-with]')?.offsetParent !== null`)
+	b.waitFor("the diff against main now", `document.querySelector('[data-test=gray-changes]').textContent.includes('-rps = 150')`)
+}

@@ -316,14 +316,18 @@ export async function grayPage(v, kind, name, id) {
   }
 
   // refresh reads the gray (and the head when main moved) again; calls
-  // that come while one runs make one more run after it.
-  let running = null, again = false;
+  // that come while one runs make one more run after it, which reads the
+  // head too if any of them asked for it.
+  let running = null, again = false, headStale = false;
   async function refresh(newHead) {
+    headStale = headStale || !!newHead;
     if (running) { again = true; return running; }
     running = (async () => {
       do {
         again = false;
-        const [ng, nh] = await Promise.all([v.api.get(gbase), newHead ? v.api.get(base) : Promise.resolve(head)]);
+        const readHead = headStale;
+        headStale = false;
+        const [ng, nh] = await Promise.all([v.api.get(gbase), readHead ? v.api.get(base) : Promise.resolve(head)]);
         if (!v.alive()) return;
         g = ng; head = nh;
         await renderAll();
