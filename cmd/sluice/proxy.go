@@ -68,7 +68,7 @@ func (m *ProxyMain) registerFlags(fs *pflag.FlagSet) {
 	m.Proxy.register(fs, "")
 	fs.Var(storeFlag{&m.StoreURL}, "store", "store URL: zk://HOST:PORT[,HOST:PORT…]/CHROOT or bolt://PATH (or use --server)")
 	fs.Var(serversFlag{&m.Servers, &m.serverUserInfo}, "server", "admin server URLs (comma-separated, in fail-over order) to read routes, instances and pins from instead of the store, with --token")
-	fs.StringVar(&m.Token, "token", "", "API token with the proxy role (sluice token create --role 'proxy:*'), for --server")
+	fs.StringVar(&m.Token, "token", "", "API token with the proxy role (sluice token create --name edge --role 'proxy:*'), for --server")
 	fs.Var(addrFlag{&m.MetricsAddr}, "metrics-addr", "address to serve Prometheus /metrics and the /healthz, /readyz probes on (off when empty)")
 	fs.Var(addrFlag{&m.DebugAddr}, "debug-addr", "address to serve Go's /debug/pprof on (off when empty; keep it on loopback)")
 	m.Log.register(fs)
@@ -110,7 +110,7 @@ func (m *ProxyMain) complete(fs *pflag.FlagSet) error {
 	}
 	m.StoreURL = ""
 	if m.Token == "" {
-		return fmt.Errorf("--server needs --token (or %s): a token with the proxy role (sluice token create --role 'proxy:*')", envTwin("token"))
+		return fmt.Errorf("--server needs --token (or %s): a token with the proxy role (sluice token create --name edge --role 'proxy:*')", envTwin("token"))
 	}
 	return nil
 }
@@ -206,7 +206,7 @@ func (m *ProxyMain) openRemote(ctx context.Context) (*api.ProxySource, error) {
 	case err != nil:
 		return nil, fmt.Errorf("--token: the admin server refuses it: %w", err)
 	case !who.Admin && !slices.ContainsFunc(who.Roles, func(g api.Grant) bool { return g.Role == access.RoleProxy }):
-		return nil, fmt.Errorf("--token: token %s (%s) has no proxy role: create one with sluice token create --role 'proxy:*'", who.ID, who.Name)
+		return nil, fmt.Errorf("--token: token %s (%s) has no proxy role: create one with sluice token create --name edge --role 'proxy:*'", who.ID, who.Name)
 	default:
 		m.logger.Info("proxy reads the admin servers", "servers", m.Servers, "token", who.ID)
 	}
@@ -281,7 +281,7 @@ The proxy reads either the store or the admin servers. The store is
 ZooKeeper (zk://host1:2181,host2:2181/chroot) or a bbolt file
 (bolt://path/to/sluice.db); a bbolt file can be opened by one process only.
 With --server URL[,URL…] and --token (a token with the proxy role, from
-sluice token create --role 'proxy:*') the proxy needs no store credentials:
+sluice token create --name edge --role 'proxy:*') the proxy needs no store credentials:
 it follows routes, instances and pins over the admin API's event streams,
 failing over between the servers in order and resuming where it stopped,
 registers there and publishes its live state (sluice routes live). While no
