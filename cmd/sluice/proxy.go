@@ -229,6 +229,13 @@ func (m *ProxyMain) Close() error {
 	return nil
 }
 
+// The admin API source is what the proxy needs of a store.
+var (
+	_ proxyserver.Source    = (*api.ProxySource)(nil)
+	_ proxyserver.Registrar = (*api.ProxySource)(nil)
+	_ pinger                = (*api.ProxySource)(nil)
+)
+
 // pinger is what /readyz checks: the store, or the admin servers.
 type pinger interface {
 	Ping(ctx context.Context) error

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
 )
 
 // PinsEvent is one step of WatchPins: the full list of pins the caller may
@@ -156,15 +157,12 @@ func (s *ProxySource) Run(ctx context.Context) error {
 	return nil
 }
 
-// Records returns the proxy's records: Get of configsvc's pins collection
-// ("pins", from Run's copy; configsvc.ErrUnavailable before its first
-// list), and Put and Delete of configsvc.ProxyStateCollection (through
-// PutProxyState and DeleteProxyState). Anything else is refused with
+// Records returns the proxy's records: Get of access.PinsCollection
+// (from Run's copy; configsvc.ErrUnavailable before its first list), and
+// Put and Delete of configsvc.ProxyStateCollection (through PutProxyState
+// and DeleteProxyState). Anything else is refused with
 // configsvc.ErrInvalid.
 func (s *ProxySource) Records() configsvc.RecordStore { return proxyRecords{s} }
-
-// pinsCollection is access.PinsCollection, where access keeps pins.
-const pinsCollection = "pins"
 
 type proxyRecords struct{ s *ProxySource }
 
@@ -175,7 +173,7 @@ func unsupported(op, collection string) error {
 }
 
 func (r proxyRecords) Get(ctx context.Context, collection, id string) ([]byte, error) {
-	if collection != pinsCollection {
+	if collection != access.PinsCollection {
 		return nil, unsupported("get", collection)
 	}
 	r.s.mu.Lock()

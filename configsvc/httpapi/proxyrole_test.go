@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"testing"
@@ -128,4 +129,30 @@ func TestProxyRoleGetsWhatAProxyNeedsAndNothingMore(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestServerSweepsStatesOfProxiesGone: a proxy publishing through the API
+// cannot list the states to sweep them, so the server's record sweep
+// deletes the states not updated for configsvc.ProxyStateExpiry (a proxy
+// that crashed) and keeps the others.
+func TestServerSweepsStatesOfProxiesGone(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	now := e.clock.Now()
+	for id, updated := range map[string]time.Time{"gone": now.Add(-configsvc.ProxyStateExpiry - time.Minute), "live": now.Add(-time.Minute)} {
+		b, _ := json.Marshal(configsvc.ProxyState{ID: id, Updated: updated})
+		if err := e.store.Records().Put(ctx, configsvc.ProxyStateCollection, id, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.srv.sweepRecords(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := e.store.Records().List(ctx, configsvc.ProxyStateCollection)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].ID != "live" {
+		t.Fatalf("after the sweep: %v, want only the live proxy's state", recs)
+	}
 }
