@@ -12,6 +12,9 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
+	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/router"
 )
@@ -349,5 +352,80 @@ func TestProxyServerFlags(t *testing.T) {
 				t.Fatalf("Run: %v (log %q); want an error saying %q, without the token", err, stderr.String(), tc.want)
 			}
 		})
+	}
+}
+
+// TestFaultProxyOnServerFailsOverToTheNextServer: two admin servers on one
+// store; the proxy is given both. When the first stops, the proxy's
+// streams move to the second, in the order given, and what is published
+// there (routes, a pin) takes effect.
+func TestFaultProxyOnServerFailsOverToTheNextServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	store := bolttest.MustOpen(t, boltstore.Options{})
+	var urls []string
+	var servers []*httpapi.Server
+	var listeners []*httptest.Server
+	for range 2 {
+		srv, err := httpapi.New(httpapi.Config{Store: store, Heartbeat: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewServer(srv)
+		t.Cleanup(func() { srv.Close(); ts.Close() })
+		servers, listeners, urls = append(servers, srv), append(listeners, ts), append(urls, ts.URL)
+	}
+	adminTok, err := servers[0].Bootstrap(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminB := adminClient(t, urls[1], adminTok)
+	for _, svc := range []string{configsvc.SystemService, "orders"} {
+		if _, _, err := adminB.Create(ctx, configsvc.Service(svc)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backend := func(id string) {
+		b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, id) }))
+		t.Cleanup(b.Close)
+		lease, err := store.Register(ctx, configsvc.Instance{Service: "orders", ID: id, Addr: b.Listener.Addr().String(), Status: configsvc.StatusApplied})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lease.Close() })
+	}
+	backend("orders-1")
+	backend("orders-2")
+	if _, err := adminB.PutFile(ctx, configsvc.Service(configsvc.SystemService), configsvc.RoutesFile, []byte("routes:\n  - name: orders\n    upstream: {service: orders}\n")); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := adminB.CreateToken(ctx, api.TokenRequest{Name: "edge", Roles: []api.Grant{{Role: "proxy", Pattern: "*"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, stdout, stderr := testEnv(nil)
+	m := NewProxyMain(e)
+	startMain(t, m, []string{"--addr", "127.0.0.1:0", "--access-log", "off", "--server", strings.Join(urls, ","), "--token", tok.Secret}, stdout, stderr)
+	base := "http://" + m.Bound("addr")
+	testkit.Eventually(t, 20*time.Second, "the proxy routing through the first server's table", func() error {
+		code, _, _, err := proxyGet(t, base, "/")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("status %d", code)
+		}
+		return err
+	})
+
+	servers[0].Close()
+	listeners[0].Close()
+	pin, err := adminB.CreatePin(ctx, api.PinRequest{Targets: map[string]string{"orders": "orders-2"}, TTL: "10m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adminB.PutFile(ctx, configsvc.Service(configsvc.SystemService), configsvc.RoutesFile, []byte("routes:\n  - name: orders\n    match: {path_prefix: /orders}\n    upstream: {service: orders}\n")); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyAnswers(t, base, "/orders/x", "orders-2", router.PinHeader, pin.Secret)
+	if code, _, _, err := proxyGet(t, base, "/"); err != nil || code != http.StatusNotFound {
+		t.Fatalf("GET / after the new routes: %d %v, want 404", code, err)
 	}
 }
