@@ -230,9 +230,10 @@ func TestProxyOnServerRoutesPinsAndPublishesState(t *testing.T) {
 
 // TestFaultProxyOnServerKeepsRoutingWhileServerDown: the only admin server
 // is stopped; the proxy keeps routing (and resolving pins) on its last
-// table; once the server is back on the same address the proxy resumes
-// its watches and takes a routes.yaml published after the restart, never
-// going back a revision.
+// table, and a proxy started meanwhile starts without routes; once the
+// server is back on the same address the proxies resume their watches and
+// take a routes.yaml published after the restart, never going back a
+// revision.
 func TestFaultProxyOnServerKeepsRoutingWhileServerDown(t *testing.T) {
 	f := newRemoteFixture(t)
 	f.backend("orders-1")
@@ -255,7 +256,18 @@ func TestFaultProxyOnServerKeepsRoutingWhileServerDown(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// A proxy started while no server answers starts anyway, without
+	// routes, and follows them once the server is back.
+	late, _, lateBase := f.startProxy()
+	if code, _, _, err := proxyGet(t, lateBase, "/"); err != nil || code != http.StatusNotFound {
+		t.Fatalf("a proxy started with the server down answered %d, %v; want 404 (no routes yet)", code, err)
+	}
+
 	f.start()
+	eventuallyAnswers(t, lateBase, "/", "orders-1")
+	if !strings.Contains(late.stderr.String(), "no admin server answers yet") {
+		t.Errorf("the late proxy did not say the server was down:\n%s", late.stderr.String())
+	}
 	rev := f.putRoutes("routes:\n  - name: orders\n    upstream: {service: orders}\n  - name: static\n    match: {path_prefix: /static}\n    upstream: {static: [\"127.0.0.1:9\"]}\n")
 	testkit.Eventually(t, 30*time.Second, "the proxy taking the routes published after the restart", func() error {
 		live, err := f.admin.LiveRoutes(f.ctx)
