@@ -78,7 +78,7 @@ func (m *ProxyMain) complete(fs *pflag.FlagSet) error {
 	// A flag on the command line wins over the other's env twin: the
 	// CLI's SLUICE_SERVER and SLUICE_TOKEN, often set in a shell, must not
 	// turn `sluice proxy --store …` into an error.
-	cliStore, cliServer := fs.Changed("store"), fs.Changed("server")
+	cliStore, cliServer, cliToken := fs.Changed("store"), fs.Changed("server"), fs.Changed("token")
 	if err := m.completeBase(fs); err != nil {
 		return err
 	}
@@ -88,21 +88,20 @@ func (m *ProxyMain) complete(fs *pflag.FlagSet) error {
 	if m.serverUserInfo { // the URL is not echoed: it holds a credential
 		return errors.New("--server: a URL with user info is refused: give the credential with --token")
 	}
-	store, server := fs.Changed("store"), fs.Changed("server") && len(m.Servers) > 0
-	switch {
-	case store && server && cliStore == cliServer:
-		return fmt.Errorf("--store (%s) and --server (%s) are mutually exclusive: the proxy reads either the store or the admin servers", envTwin("store"), envTwin("server"))
-	case store && server && cliStore:
-		server, m.Servers = false, nil
-	case store && server:
-		store = false
+	server := len(m.Servers) > 0
+	if server && fs.Changed("store") {
+		switch {
+		case cliStore == cliServer:
+			return fmt.Errorf("--store (%s) and --server (%s) are mutually exclusive: the proxy reads either the store or the admin servers", envTwin("store"), envTwin("server"))
+		case cliStore:
+			server = false
+		}
 	}
 	if !server {
-		m.Servers = nil
-		if fs.Changed("token") && !fs.Changed("server") {
+		if cliToken {
 			return errors.New("--token goes with --server: a proxy on the store needs no token")
 		}
-		m.Token = ""
+		m.Servers, m.Token = nil, ""
 		if m.StoreURL == "" {
 			m.StoreURL = defaultProxyStore
 		}

@@ -337,6 +337,10 @@ func TestProxyServerFlags(t *testing.T) {
 		if err != nil || m.StoreURL != "bolt://x.db" || m.Servers != nil || m.Token != "" {
 			t.Fatalf("err %v, store %q servers %v: want the store, the twins ignored", err, m.StoreURL, m.Servers)
 		}
+		m, err = parse(map[string]string{"SLUICE_TOKEN": "t"}, "--store", "bolt://x.db")
+		if err != nil || m.StoreURL != "bolt://x.db" || m.Token != "" {
+			t.Fatalf("SLUICE_TOKEN alone with --store: err %v, token kept %v; want the store, the twin ignored", err, m.Token != "")
+		}
 		m, err = parse(map[string]string{"SLUICE_STORE": "bolt://x.db", "SLUICE_TOKEN": "t"}, "--server", "http://a:7070,https://b:7070")
 		if err != nil || m.StoreURL != "" || len(m.Servers) != 2 || m.Token != "t" {
 			t.Fatalf("err %v, store %q servers %v: want the servers with the token from SLUICE_TOKEN", err, m.StoreURL, m.Servers)
