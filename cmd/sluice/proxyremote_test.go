@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -443,5 +444,31 @@ func TestFaultProxyOnServerFailsOverToTheNextServer(t *testing.T) {
 	eventuallyAnswers(t, base, "/orders/x", "orders-2", router.PinHeader, pin.Secret)
 	if code, _, _, err := proxyGet(t, base, "/"); err != nil || code != http.StatusNotFound {
 		t.Fatalf("GET / after the new routes: %d %v, want 404", code, err)
+	}
+}
+
+// TestProxyOnServerStopsWhenItsTokenIsRevoked: revoking a proxy's token
+// cuts it off: its streams are refused and sluice proxy --server stops
+// with an error saying so (never with the token in it).
+func TestProxyOnServerStopsWhenItsTokenIsRevoked(t *testing.T) {
+	f := newRemoteFixture(t)
+	f.backend("orders-1")
+	p, _, base := f.startProxy()
+	eventuallyAnswers(t, base, "/", "orders-1")
+	who, err := adminClient(t, f.url(), f.token).Whoami(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.admin.RevokeToken(f.ctx, who.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup
+		if err == nil || !errors.Is(err, api.ErrUnauthorized) || strings.Contains(err.Error(), f.token) {
+			t.Fatalf("Run returned %v; want an unauthorized error without the token", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the proxy still runs 20 s after its token was revoked")
 	}
 }
