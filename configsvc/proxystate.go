@@ -21,6 +21,11 @@ const (
 // processes.
 const ProxyStateCollection = "proxy-state"
 
+// ProxyStateExpiry is how long the state record of a proxy that stopped
+// without removing it (a crash) stays: proxies on the store and the admin
+// servers delete records not updated for that long.
+const ProxyStateExpiry = time.Hour
+
 // TableState is a read-only snapshot of a router's live route table: the
 // routes in force, in file order, each with its rate-limit and breaker
 // state. It is what router.Router.State returns and what a proxy publishes (in

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -219,3 +220,35 @@ func (f engineFlag) Set(s string) error {
 
 func (f engineFlag) String() string { return *f.p }
 func (f engineFlag) Type() string   { return "engine" }
+
+// serversFlag is a comma-separated list of admin server URLs, each an
+// http:// or https:// URL with a host. A URL with user info sets
+// *userInfo instead of failing, because pflag would echo the value (a
+// password) in its error; the command refuses it after parsing.
+type serversFlag struct {
+	p        *[]string
+	userInfo *bool
+}
+
+func (f serversFlag) Set(s string) error {
+	var out []string
+	for _, u := range strings.Split(s, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		pu, err := url.Parse(u)
+		if err == nil && pu.User != nil {
+			*f.userInfo = true
+			continue
+		}
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("%q is not an http:// or https:// URL such as http://10.0.0.5:7070", u)
+		}
+		out = append(out, u)
+	}
+	*f.p = out
+	return nil
+}
+
+func (f serversFlag) String() string { return strings.Join(*f.p, ",") }
+func (f serversFlag) Type() string   { return "urls" }

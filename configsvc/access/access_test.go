@@ -175,6 +175,14 @@ func TestAuthorizerDecide(t *testing.T) {
 		{"proxy registers no service instance", p("proxy:*"), ActionRegister, svc("orders"), false},
 		{"proxy may not publish system", p("proxy:*"), ActionPublish, svc(configsvc.SystemService), false},
 		{"proxy may not pin", p("proxy:*"), ActionPin, svc("orders"), false},
+		{"proxy acts as a proxy", p("proxy:orders"), ActionProxy, svc(configsvc.SystemService), true},
+		{"admin acts as a proxy", p("admin"), ActionProxy, svc(configsvc.SystemService), true},
+		{"viewer may not act as a proxy", p("viewer:*"), ActionProxy, svc(configsvc.SystemService), false},
+		{"editor may not act as a proxy", p("editor:*"), ActionProxy, svc("orders"), false},
+		{"agent may not act as a proxy", p("agent:*"), ActionProxy, svc(configsvc.SystemService), false},
+		{"proxy may not manage", p("proxy:*"), ActionManage, svc("orders"), false},
+		{"proxy may not create", p("proxy:*"), ActionCreate, svc("orders"), false},
+		{"proxy may not link", p("proxy:*"), ActionLink, svc("orders"), false},
 	}
 	var az Authorizer
 	for _, tc := range tests {

@@ -27,8 +27,10 @@ const (
 	// RoleProxy may do what a proxy needs and nothing else: read the
 	// reserved service sluice-system (routes.yaml, its watch) and register
 	// there (where proxies find their peers and divide cluster-scoped rate
-	// limits), and list and watch the instances of, and see the pins on,
-	// the services its pattern matches. It reads no other service's files.
+	// limits), publish its live state (ActionProxy), and list and watch the
+	// instances of, and follow the pins on (ActionInstances, ActionProxy),
+	// the services its pattern matches. It reads no other service's files,
+	// publishes nothing and creates no pins.
 	// Registering in sluice-system is for admins and proxies only.
 	RoleProxy Role = "proxy"
 )
@@ -145,6 +147,11 @@ const (
 	// ActionManage: manage tokens and read the audit log. Admin only; the
 	// target is ignored.
 	ActionManage Action = "manage"
+	// ActionProxy: what only a proxy does over the API: follow the pins
+	// with their record keys (GET /v1/pins/watch) and publish its live
+	// state (PUT /v1/routes/proxies/{id}). Admins and proxy grants (any
+	// pattern) only; the target is ignored.
+	ActionProxy Action = "proxy"
 )
 
 // Target is what an action applies to: a service or a shared group. For a
@@ -202,6 +209,13 @@ func (Authorizer) Decide(p *Principal, a Action, t Target) Decision {
 	switch a {
 	case ActionDelete, ActionManage:
 		return Decision{Reason: fmt.Sprintf("%s requires the admin role", a)}
+	case ActionProxy:
+		for _, g := range p.Grants {
+			if g.Role == RoleProxy {
+				return Decision{Allowed: true, Reason: fmt.Sprintf("%s grants %s", g, a)}
+			}
+		}
+		return Decision{Reason: "only admins and proxies (role proxy) may follow pins with their keys or publish a proxy's state"}
 	}
 	if t.Ref.Kind == configsvc.KindService && t.Ref.Name == configsvc.SystemService {
 		switch a {

@@ -194,6 +194,14 @@ func (ps *Pins) List(ctx context.Context) ([]configsvc.Pin, error) {
 	return out, nil
 }
 
+// ByKey returns every stored pin that decodes, active or not, by its
+// record key (HashToken of its token): what a proxy mirrors to resolve
+// tokens without the store (router/proxyserver over the admin API). A key
+// does not reveal its token. Store errors wrapped.
+func (ps *Pins) ByKey(ctx context.Context) (map[string]configsvc.Pin, error) {
+	return ps.all(ctx)
+}
+
 // Get returns the pin whose id is id (12 hex digits). Errors:
 // *configsvc.FieldError for a malformed id; configsvc.ErrNotFound (wrapped)
 // when no pin has it; store errors wrapped.

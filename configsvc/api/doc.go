@@ -15,7 +15,9 @@
 // domain types of configsvc where there are some (Head, Revision, Snapshot,
 // Instance, Event), so that a Client offers the Store-like methods the SDK
 // reads (Head, Snapshot, Watch, Register); elsewhere they return the wire
-// types.
+// types. ProxySource adds to those what a proxy reads and writes (a copy
+// of the pins, its published state), so that `sluice proxy --server` runs
+// on the admin API as it runs on a store.
 //
 // Errors: an answer that is not 2xx is an *Error, which matches the
 // configsvc sentinels with errors.Is (404 ErrNotFound, 409 ErrConflict,

@@ -29,6 +29,9 @@ const (
 	EventGrays = "grays"
 	// EventInstances carries InstancesData: the full live instance list.
 	EventInstances = "instances"
+	// EventPins carries PinsData: every pin the caller may see, sent when
+	// the stream opens and after every change.
+	EventPins = "pins"
 	// EventChange carries a ChangeNotice: news of a change request of the
 	// stream's service or group (submitted, approved, declined, rebased,
 	// applied, expired), on a revision stream opened with ?changes=true.

@@ -367,6 +367,21 @@ type PinList struct {
 	Pins []Pin `json:"pins"`
 }
 
+// PinRecord is a stored pin with its record key, Hash: the SHA-256 of
+// its token in hex, which a proxy looks a presented token up by. The
+// token itself is never sent.
+type PinRecord struct {
+	Hash string `json:"hash"`
+	configsvc.Pin
+}
+
+// PinsData is the data of a "pins" event of GET /v1/pins/watch: every
+// stored pin (active, expired or revoked) with a target the caller may
+// see, with only those targets, sorted by hash.
+type PinsData struct {
+	Pins []PinRecord `json:"pins"`
+}
+
 // PinRequest is the body of POST /v1/pins. TTL is a Go duration ("30m";
 // empty: the server's default).
 type PinRequest struct {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 )
 
@@ -108,4 +110,83 @@ func decodeProxyState(rec configsvc.Record) (configsvc.ProxyState, error) {
 		}
 	}
 	return st, nil
+}
+
+// putProxyState answers PUT /v1/routes/proxies/{id}: a proxy that reads
+// the store through the API (sluice proxy --server) publishes its live
+// state (configsvc.ProxyState) under its instance id of sluice-system, as
+// proxies on the store write it in configsvc.ProxyStateCollection. Admins
+// and proxies only (access.ActionProxy); a non-admin may not write under
+// an id registered in sluice-system by another token (403), so one proxy
+// cannot overwrite another's state. The body's id, when set, must be the
+// path's. A refresh that succeeds is routine (not audited), as proxies
+// publish every few seconds.
+func (s *Server) putProxyState(c *gin.Context) {
+	id, ok := s.proxyStateParams(c)
+	if !ok {
+		return
+	}
+	var st configsvc.ProxyState
+	if err := decodeJSON(c, MaxJSONBody, &st); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if st.ID != "" && st.ID != id {
+		s.fail(c, &configsvc.FieldError{Field: "id", Value: st.ID, Msg: "must match the path"})
+		return
+	}
+	st.ID = id
+	data, err := json.Marshal(st)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.cfg.Store.Records().Put(c.Request.Context(), configsvc.ProxyStateCollection, id, data); err != nil {
+		s.fail(c, err)
+		return
+	}
+	state(c).routine = true
+	c.Status(http.StatusNoContent)
+}
+
+// deleteProxyState answers DELETE /v1/routes/proxies/{id}: a proxy
+// stopping removes its state. Authorized as putProxyState; 404 when there
+// is none.
+func (s *Server) deleteProxyState(c *gin.Context) {
+	id, ok := s.proxyStateParams(c)
+	if !ok {
+		return
+	}
+	if err := s.cfg.Store.Records().Delete(c.Request.Context(), configsvc.ProxyStateCollection, id); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// proxyStateParams validates the proxy id of the path (an instance id),
+// records the audit target and authorizes the caller to write that
+// proxy's state; on failure the answer is written.
+func (s *Server) proxyStateParams(c *gin.Context) (string, bool) {
+	id, err := param(c, "id")
+	if err == nil {
+		err = configsvc.ValidateInstanceID(id)
+	}
+	if err != nil {
+		s.fail(c, err)
+		return "", false
+	}
+	sys := configsvc.Service(configsvc.SystemService)
+	state(c).target = sys.String() + "/proxies/" + id
+	if !s.authorize(c, access.ActionProxy, access.Target{Ref: sys}) {
+		return "", false
+	}
+	if owner := s.foreignOwner(c, configsvc.SystemService, id); owner != "" {
+		st := state(c)
+		st.authorized = false
+		st.reason = fmt.Sprintf("proxy %s is registered in %s by token %s: only that token or an admin may publish its state", id, configsvc.SystemService, owner)
+		s.failf(c, api.ErrForbidden, "%s", st.reason)
+		return "", false
+	}
+	return id, true
 }

@@ -354,7 +354,7 @@ var wireTypes = map[string]any{
 	"CohortMember": api.CohortMember{}, "Rollout": api.Rollout{}, "RolloutStep": api.RolloutStep{}, "Gray": api.Gray{},
 	"GrayView": api.GrayView{}, "GrayList": api.GrayList{}, "GrayRequest": api.GrayRequest{},
 	"SelectorRequest": api.SelectorRequest{}, "PromoteRequest": api.PromoteRequest{}, "PromoteResult": api.PromoteResult{},
-	"RolloutRequest": api.RolloutRequest{}, "GraysData": api.GraysData{},
+	"RolloutRequest": api.RolloutRequest{}, "GraysData": api.GraysData{}, "PinRecord": api.PinRecord{}, "PinsData": api.PinsData{},
 }
 
 // TestOpenAPIMatchesWireTypes checks the other end of the document: the

@@ -1,9 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -60,6 +65,7 @@ func (s *Server) createPin(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	s.pinNews.notify()
 	st.target = "pin/" + pin.ID
 	out := s.pinJSON(pin)
 	out.Secret = token
@@ -123,5 +129,126 @@ func (s *Server) revokePin(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	s.pinNews.notify()
 	c.JSON(http.StatusOK, s.pinJSON(pin))
+}
+
+// PinsPollInterval is how often a pins stream (GET /v1/pins/watch) reads
+// the stored pins for changes made through other servers; a pin created or
+// revoked through this server is sent at once.
+const PinsPollInterval = time.Second
+
+// pinNews wakes the pin streams of this server after a pin changed here.
+// The zero value is ready to use.
+type pinNews struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed at the next notify.
+func (n *pinNews) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = make(chan struct{})
+	}
+	return n.ch
+}
+
+// notify wakes every waiter.
+func (n *pinNews) notify() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch != nil {
+		close(n.ch)
+		n.ch = nil
+	}
+}
+
+// pinsUpdate is one step of a pins stream: the list, or a store error.
+type pinsUpdate struct {
+	data api.PinsData
+	err  error
+}
+
+// watchPins streams the pins a proxy resolves tokens with (admins and
+// proxies only: it carries their record keys): a "pins" event with every
+// stored pin that has a target whose instances the caller may list, with
+// only those targets, now and after every change (read every
+// PinsPollInterval, and at once after a change through this server). A
+// store error is sent as a stream-error event and the stream goes on.
+func (s *Server) watchPins(c *gin.Context) {
+	st := state(c)
+	st.target = "pins"
+	if !s.authorize(c, access.ActionProxy, access.Target{Ref: configsvc.Service(configsvc.SystemService)}) {
+		return
+	}
+	p := st.principal
+	watch := func(ctx context.Context) <-chan pinsUpdate {
+		out := make(chan pinsUpdate)
+		go func() {
+			defer close(out)
+			var last []byte
+			failing := false
+			for {
+				news := s.pinNews.wait()
+				var u pinsUpdate
+				all, err := s.pins.ByKey(ctx)
+				if err != nil {
+					u.err = err
+				} else {
+					u.data = s.visiblePins(p, all)
+				}
+				b, _ := json.Marshal(u.data)
+				if (u.err != nil && !failing) || (u.err == nil && (failing || !bytes.Equal(b, last))) {
+					select {
+					case out <- u:
+					case <-ctx.Done():
+						return
+					}
+				}
+				if failing = u.err != nil; !failing {
+					last = b
+				}
+				t := time.NewTimer(PinsPollInterval)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				case <-news:
+					t.Stop()
+				}
+			}
+		}()
+		return out
+	}
+	streamSSE(c, s, "pins", watch, nil, func(w *sseWriter, u pinsUpdate) (bool, error) {
+		if u.err != nil {
+			return false, w.event("", api.EventError, s.streamError(c, u.err))
+		}
+		return false, w.event("", api.EventPins, u.data)
+	})
+}
+
+// visiblePins returns the pins of all (by record key) that have a target
+// p may list the instances of, with only those targets, sorted by key.
+func (s *Server) visiblePins(p *access.Principal, all map[string]configsvc.Pin) api.PinsData {
+	out := api.PinsData{Pins: []api.PinRecord{}}
+	for key, pin := range all {
+		visible := make(map[string]string, len(pin.Targets))
+		for svc, inst := range pin.Targets {
+			if s.authz.Decide(p, access.ActionInstances, access.Target{Ref: configsvc.Service(svc)}).Allowed {
+				visible[svc] = inst
+			}
+		}
+		if len(visible) == 0 {
+			continue
+		}
+		pin.Targets = visible
+		pin.Created, pin.Expires = pin.Created.UTC(), pin.Expires.UTC()
+		out.Pins = append(out.Pins, api.PinRecord{Hash: key, Pin: pin})
+	}
+	sort.Slice(out.Pins, func(i, j int) bool { return out.Pins[i].Hash < out.Pins[j].Hash })
+	return out
 }

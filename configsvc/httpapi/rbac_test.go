@@ -62,6 +62,8 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 		whoAdmin:     e.admin,
 	}
 	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders/instances/orders-1", token: e.tokens[whoAgent], body: map[string]any{"addr": "127.0.0.1:1"}})
+	// proxy-1, a proxy the admin registered: no other token publishes its state.
+	e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/sluice-system/instances/proxy-1", token: e.admin, body: map[string]any{"addr": "127.0.0.1:7081", "labels": map[string]string{"role": "proxy"}}})
 	// orders-sdk registered straight in the store, as an SDK on ZooKeeper does.
 	lease, err := e.store.Register(context.Background(), configsvc.Instance{Service: "orders", ID: "orders-sdk", Addr: "127.0.0.1:3", Status: configsvc.StatusApplied})
 	if err != nil {
@@ -164,6 +166,7 @@ func allow(status int, who ...string) map[string]int {
 func matrixRows() []matrixRow {
 	publish := map[string]any{"changes": []map[string]any{{"file": "b.txt", "content": "b"}}}
 	inst := map[string]any{"addr": "127.0.0.1:2"}
+	proxyState := map[string]any{"addr": "127.0.0.1:7080", "updated": time.Now().UTC(), "revision": 1, "peers": 1, "routes": []any{}}
 	rows := []matrixRow{
 		{route: "GET /healthz", path: "/healthz", want: allow(200, append(authed, whoNone)...)},
 		{route: "GET /readyz", path: "/readyz", want: allow(200, append(authed, whoNone)...)},
@@ -179,8 +182,14 @@ func matrixRows() []matrixRow {
 		{route: "GET /v1/pins", path: "/v1/pins", want: allow(200, authed...)},
 		{route: "POST /v1/pins", path: "/v1/pins", body: map[string]any{"targets": map[string]string{"orders": "orders-1"}}, want: allow(201, whoEditorIn, whoAdmin)},
 		{route: "DELETE /v1/pins/:id", path: "/v1/pins/{pin}", want: allow(200, whoEditorIn, whoAdmin)},
+		// Pins with their record keys, for proxies resolving tokens: admins and proxies only.
+		{route: "GET /v1/pins/watch", path: "/v1/pins/watch", stream: true, want: allow(200, whoProxy, whoAdmin)},
 		// The live route tables need read on sluice-system: the admin and the proxy.
 		{route: "GET /v1/routes", path: "/v1/routes", want: allow(200, whoProxy, whoAdmin)},
+		// A proxy publishes its state under an id no other token registered.
+		{route: "PUT /v1/routes/proxies/:id", path: "/v1/routes/proxies/proxy-8", body: proxyState, want: allow(204, whoProxy, whoAdmin)},
+		{route: "PUT /v1/routes/proxies/:id", path: "/v1/routes/proxies/proxy-1", body: proxyState, want: allow(204, whoAdmin)},
+		{route: "DELETE /v1/routes/proxies/:id", path: "/v1/routes/proxies/proxy-8", want: allow(404, whoProxy, whoAdmin)},
 		{route: "GET /v1/services", path: "/v1/services", want: allow(200, authed...)},
 		// Summaries and search answer every caller with what it may read.
 		{route: "GET /v1/summary/services", path: "/v1/summary/services", want: allow(200, authed...)},

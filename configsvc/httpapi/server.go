@@ -192,6 +192,7 @@ type Server struct {
 	tokens      *access.Tokens
 	sessions    *access.Sessions
 	pins        *access.Pins
+	pinNews     pinNews // wakes pin streams after a change through this server
 	audit       *access.Audit
 	idem        *access.Idempotency
 	gov         *approval.Governance

@@ -2,7 +2,11 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
 )
 
 // recordSweepInterval is how often expired tokens and sessions and
@@ -56,9 +60,13 @@ func (s *Server) flushRefusals() {
 // sessions (access.Sessions.Sweep), the pins expired for longer than
 // their retention (access.Pins.Sweep) and the expired answers kept for
 // idempotency keys (access.Idempotency.Sweep), and expires and deletes
-// change requests (approval.Governance.Sweep). Several servers may sweep
-// at once; a record already gone is not an error.
+// change requests (approval.Governance.Sweep), and the states of proxies
+// gone for configsvc.ProxyStateExpiry (sweepProxyStates). Several servers
+// may sweep at once; a record already gone is not an error.
 func (s *Server) sweepRecords(ctx context.Context) error {
+	if err := s.sweepProxyStates(ctx); err != nil {
+		return err
+	}
 	if _, err := s.tokens.Sweep(ctx); err != nil {
 		return err
 	}
@@ -73,4 +81,30 @@ func (s *Server) sweepRecords(ctx context.Context) error {
 	}
 	_, err := s.gov.Sweep(ctx)
 	return err
+}
+
+// sweepProxyStates deletes the proxy states (configsvc.ProxyStateCollection)
+// not updated for configsvc.ProxyStateExpiry: proxies that crashed. Proxies
+// on the store sweep them too; proxies publishing through the API
+// (`sluice proxy --server`) cannot list the collection, so without this a
+// crashed one would stay listed as stale for good. Records that do not
+// decode are left alone.
+func (s *Server) sweepProxyStates(ctx context.Context) error {
+	recs, err := s.cfg.Store.Records().List(ctx, configsvc.ProxyStateCollection)
+	if err != nil {
+		return err
+	}
+	now := s.cfg.Now()
+	for _, rec := range recs {
+		var st struct {
+			Updated time.Time `json:"updated"`
+		}
+		if json.Unmarshal(rec.Data, &st) != nil || now.Sub(st.Updated) < configsvc.ProxyStateExpiry {
+			continue
+		}
+		if err := s.cfg.Store.Records().Delete(ctx, configsvc.ProxyStateCollection, rec.ID); err != nil && !errors.Is(err, configsvc.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
 }

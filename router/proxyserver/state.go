@@ -20,9 +20,11 @@ const (
 	// configsvc.MaxRecordSize (64 KiB). A larger state is cut (see State).
 	MaxStateSize = configsvc.MaxRecordSize - 4<<10
 	// StateExpiry is how long the state record of a proxy that stopped
-	// without removing it (a crash) stays: running proxies delete records
-	// not updated for that long when they start and every 5 minutes.
-	StateExpiry = time.Hour
+	// without removing it (a crash) stays: running proxies on the store
+	// delete records not updated for that long when they start and every 5
+	// minutes (and the admin servers at their record sweeps, for proxies
+	// that publish through the API).
+	StateExpiry = configsvc.ProxyStateExpiry
 	// sweepPeriod is how often a proxy looks for expired state records.
 	sweepPeriod = 5 * time.Minute
 	// minStateGap is the least time between two publishes a change
