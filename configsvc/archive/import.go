@@ -199,7 +199,7 @@ type refState struct {
 
 // logState is the log whose entries are being read.
 type logState struct {
-	collection string
+	collection  string
 	count, read int64
 	lastSeq     int64
 	keep        int
