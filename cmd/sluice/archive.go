@@ -265,24 +265,30 @@ ensemble".`,
 	return c
 }
 
-// migrate exports src into a pipe that an import into dst reads.
+// migrate exports src into a pipe that an import into dst reads. The
+// import's error comes first: an export that failed because the import
+// stopped reading says only that the pipe closed.
 func migrate(ctx context.Context, src, dst configsvc.Store, mode archive.Merge) (archive.ImportResult, error) {
 	pr, pw := io.Pipe()
 	g, gctx := errgroup.WithContext(ctx)
+	var exportErr, importErr error
 	g.Go(func() error {
-		_, err := archive.Export(gctx, src, pw, archive.ExportOptions{})
-		pw.CloseWithError(err)
-		return err
+		_, exportErr = archive.Export(gctx, src, pw, archive.ExportOptions{})
+		pw.CloseWithError(exportErr)
+		return exportErr
 	})
 	var res archive.ImportResult
 	g.Go(func() error {
-		var err error
-		res, err = archive.Import(gctx, dst, pr, archive.ImportOptions{Merge: mode})
+		res, importErr = archive.Import(gctx, dst, pr, archive.ImportOptions{Merge: mode})
 		// An import that stops early must not leave the export blocked.
-		pr.CloseWithError(errors.Join(err, io.ErrClosedPipe))
-		return err
+		pr.CloseWithError(errors.Join(importErr, io.ErrClosedPipe))
+		return importErr
 	})
-	return res, g.Wait()
+	_ = g.Wait()
+	if importErr != nil {
+		return res, importErr
+	}
+	return res, exportErr
 }
 
 // verifyStores exports both stores at once and compares the archives.

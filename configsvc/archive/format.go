@@ -216,5 +216,5 @@ func errAt(line int, what string, err error) error {
 	if err == nil {
 		return fmt.Errorf("archive line %d: %s: %w", line, what, ErrCorrupt)
 	}
-	return fmt.Errorf("archive line %d: %s: %w (%w)", line, what, ErrCorrupt, err)
+	return fmt.Errorf("archive line %d: %s: %w: %w", line, what, ErrCorrupt, err)
 }
