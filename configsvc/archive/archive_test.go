@@ -17,6 +17,8 @@ import (
 	"github.com/sluicehq/sluice/configsvc/archive"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
+	"github.com/sluicehq/sluice/configsvc/zkstore"
+	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
 
 func ctxFor(t *testing.T) context.Context {
@@ -480,6 +482,40 @@ func TestAttackArchiveRecordsOverLimits(t *testing.T) {
 					t.Fatalf("Import error %q does not name %q", err, w)
 				}
 			}
+		})
+	}
+}
+
+// TestImportResumesOnZooKeeper interrupts imports into ZooKeeper at
+// several lines (a base's content nodes may be half written then) and
+// imports again: the store ends holding exactly the archive.
+func TestImportResumesOnZooKeeper(t *testing.T) {
+	zk := zktest.Start(t)
+	ctx := ctxFor(t)
+	src := openBolt(t)
+	seed(ctx, t, src)
+	data := mustExport(ctx, t, src)
+	lines := bytes.Count(data, []byte("\n"))
+	for i, cut := range []int{3, 6, lines / 2, lines - 3} {
+		t.Run(fmt.Sprint("line", cut), func(t *testing.T) {
+			st, err := zkstore.Open(ctx, zkstore.Config{Servers: []string{zk.Addr()}, Root: fmt.Sprintf("/archive-test/%d", i),
+				SessionTimeout: 4 * time.Second, OpTimeout: 3 * time.Second, Retention: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			end := 0
+			for range cut {
+				end += bytes.IndexByte(data[end:], '\n') + 1
+			}
+			if _, err := archive.Import(ctx, st, bytes.NewReader(data[:end]), archive.ImportOptions{}); !errors.Is(err, archive.ErrCorrupt) {
+				t.Fatalf("Import of the first %d lines: %v, want a truncated archive", cut, err)
+			}
+			res, err := archive.Import(ctx, st, bytes.NewReader(data), archive.ImportOptions{})
+			if err != nil || !res.Resumed {
+				t.Fatalf("Import after the interrupted one: %+v, %v", res, err)
+			}
+			sameContent(ctx, t, data, st)
 		})
 	}
 }
