@@ -66,9 +66,9 @@ func Export(ctx context.Context, st configsvc.Store, w io.Writer, opts ExportOpt
 		}
 		for _, name := range names {
 			ref := configsvc.Ref{Kind: kind, Name: name}
-			head, err := exportRef(ctx, st, aw, ref, &counts)
-			if errors.Is(err, configsvc.ErrNotFound) {
-				continue // deleted while the export ran
+			head, started, err := exportRef(ctx, st, aw, ref, &counts)
+			if errors.Is(err, configsvc.ErrNotFound) && !started {
+				continue // deleted before the export reached it
 			}
 			if err != nil {
 				return counts, fmt.Errorf("archive: export %s: %w", ref, err)
@@ -122,8 +122,15 @@ func Export(ctx context.Context, st configsvc.Store, w io.Writer, opts ExportOpt
 }
 
 // exportRef writes ref's records: its ref record, base, files, revisions
-// and grays. It returns the head it exported.
-func exportRef(ctx context.Context, st configsvc.Store, aw *writer, ref configsvc.Ref, counts *Counts) (configsvc.Head, error) {
+// and grays. It returns the head it exported; started says whether it
+// wrote anything (a ref deleted after that fails the export: its records
+// would be incomplete).
+func exportRef(ctx context.Context, st configsvc.Store, aw *writer, ref configsvc.Ref, counts *Counts) (head configsvc.Head, started bool, err error) {
+	head, err = exportRefRecords(ctx, st, aw, ref, counts, &started)
+	return head, started, err
+}
+
+func exportRefRecords(ctx context.Context, st configsvc.Store, aw *writer, ref configsvc.Ref, counts *Counts, started *bool) (configsvc.Head, error) {
 	var (
 		head  configsvc.Head
 		base  configsvc.Revision
@@ -140,6 +147,7 @@ func exportRef(ctx context.Context, st configsvc.Store, aw *writer, ref configsv
 	if err != nil {
 		return head, err
 	}
+	*started = true
 	if err := aw.write(&record{Type: typeRef, Ref: ref.String(), Head: head.Revision}); err != nil {
 		return head, err
 	}
