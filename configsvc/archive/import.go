@@ -451,6 +451,9 @@ func (in *importer) onBase(ctx context.Context, rec *record) error {
 	if rev.Number < 1 || rev.Number > cur.head {
 		return errAt(in.line(), "base revision", &configsvc.FieldError{Field: "revision.revision", Value: fmt.Sprint(rev.Number), Msg: fmt.Sprintf("must be from 1 to the head %d", cur.head)})
 	}
+	if err := checkRevisionMeta(&rev); err != nil {
+		return errAt(in.line(), fmt.Sprintf("base revision %d of %s", rev.Number, cur.ref), err)
+	}
 	if len(rec.Files) > configsvc.MaxFilesPerService {
 		return errAt(in.line(), "base files", &configsvc.LimitError{What: "files", Size: int64(len(rec.Files)), Limit: configsvc.MaxFilesPerService, Unit: "files"})
 	}
@@ -559,6 +562,9 @@ func (in *importer) onRevision(ctx context.Context, rec *record) error {
 	}
 	cs := configsvc.ImportChangeset(rev)
 	if err := cs.Validate(); err != nil {
+		return errAt(in.line(), fmt.Sprintf("revision %d of %s", rev.Number, cur.ref), err)
+	}
+	if err := checkRevisionMeta(&rev); err != nil {
 		return errAt(in.line(), fmt.Sprintf("revision %d of %s", rev.Number, cur.ref), err)
 	}
 	cur.last = rev.Number
@@ -761,6 +767,28 @@ func (in *importer) endLog() error {
 func (in *importer) onEnd(rec *record) error {
 	if rec.Counts == nil || *rec.Counts != in.res.Archive {
 		return errAt(in.line(), fmt.Sprintf("the end record's counts %+v differ from what the archive held %+v", rec.Counts, in.res.Archive), nil)
+	}
+	return nil
+}
+
+// maxIDLen bounds a revision's publish id and parent: the stores write 32
+// hex digits.
+const maxIDLen = 64
+
+// checkRevisionMeta bounds what a revision carries beside its changes,
+// which Changeset.Validate does not look at: the author (at most
+// configsvc.MaxMessageLen bytes, like the message) and the publish ids.
+func checkRevisionMeta(rev *configsvc.Revision) error {
+	if len(rev.Author) > configsvc.MaxMessageLen {
+		return &configsvc.LimitError{What: "revision.author", Size: int64(len(rev.Author)), Limit: configsvc.MaxMessageLen}
+	}
+	if len(rev.Message) > configsvc.MaxMessageLen {
+		return &configsvc.LimitError{What: "revision.message", Size: int64(len(rev.Message)), Limit: configsvc.MaxMessageLen}
+	}
+	for field, id := range map[string]string{"revision.publish_id": rev.PublishID, "revision.parent": rev.Parent} {
+		if len(id) > maxIDLen {
+			return &configsvc.LimitError{What: field, Size: int64(len(id)), Limit: maxIDLen}
+		}
 	}
 	return nil
 }
