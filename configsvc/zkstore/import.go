@@ -21,8 +21,8 @@ const importTimeout = 10
 // ImportBase writes rev as the first, oldest retained revision of ref:
 // the content nodes of every file (under the revision that last wrote
 // it) and its manifest nodes first, in transactions of bounded size
-// (nodes an interrupted import left behind are reused, stray manifest
-// nodes removed), then one transaction creates the revision node and sets
+// (after removing what an interrupted import left behind), then one
+// transaction creates the revision node and sets
 // the ref node's pruning progress and the head, version-checked. Until
 // that last transaction the head stays at revision 0, so nothing is
 // visible half-written. See configsvc.Importer.
@@ -46,20 +46,13 @@ func (s *Store) ImportBase(ctx context.Context, ref configsvc.Ref, rev configsvc
 	if st.doc.Revision != 0 {
 		return fmt.Errorf("%s: head is at revision %d, not 0: %w", what, st.doc.Revision, configsvc.ErrConflict)
 	}
-	kids, err := s.children(ctx, s.manifestDir(ref))
-	if err != nil {
+	// A head at revision 0 has no content or manifest node of its own (a
+	// publish writes them with the head): any there are what an
+	// interrupted import left, maybe of another archive. Start clean.
+	if err := s.clearImportLeftovers(ctx, ref); err != nil {
 		return mapErr(what, err)
 	}
-	want := make(map[string]configsvc.FileMeta, len(files))
-	for name, m := range files {
-		want[manifestName(name, m.Revision)] = m
-	}
 	var ops []any
-	for _, k := range kids {
-		if _, ok := want[k]; !ok {
-			ops = append(ops, &zk.DeleteRequest{Path: s.manifestDir(ref) + "/" + k, Version: -1})
-		}
-	}
 	dirs := map[int64]bool{}
 	for _, name := range sortedKeys(files) {
 		m := files[name]
@@ -234,4 +227,27 @@ func (s *Store) Collections(ctx context.Context) (records, logs []string, err er
 	slices.Sort(records)
 	slices.Sort(logs)
 	return records, logs, nil
+}
+
+// clearImportLeftovers removes every content and manifest node of ref,
+// whose head is at revision 0.
+func (s *Store) clearImportLeftovers(ctx context.Context, ref configsvc.Ref) error {
+	dirs, err := s.children(ctx, s.refPath(ref)+"/content")
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return err
+	}
+	for _, d := range dirs {
+		if err := s.removeTree(ctx, s.refPath(ref)+"/content/"+d); err != nil {
+			return err
+		}
+	}
+	kids, err := s.children(ctx, s.manifestDir(ref))
+	if err != nil {
+		return err
+	}
+	ops := make([]any, len(kids))
+	for i, k := range kids {
+		ops[i] = &zk.DeleteRequest{Path: s.manifestDir(ref) + "/" + k, Version: -1}
+	}
+	return s.applyBounded(ctx, ops)
 }
