@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -175,7 +176,8 @@ no server writes to the store. The result is printed as JSON.`,
 				return err
 			}
 			defer st.Close()
-			res, err := archive.Import(ctx, st, r, archive.ImportOptions{Merge: mode, Reason: reason})
+			res, err := archive.Import(ctx, st, r, archive.ImportOptions{Merge: mode, Reason: reason,
+				Logger: logOptions{Format: "text"}.newLogger(env.Stderr)})
 			if err != nil {
 				return fmt.Errorf("import: %w", err)
 			}
@@ -244,7 +246,7 @@ ensemble".`,
 				return fmt.Errorf("--to: %w", err)
 			}
 			defer dst.Close()
-			res, err := migrate(ctx, src, dst, mode)
+			res, err := migrate(ctx, src, dst, mode, logOptions{Format: "text"}.newLogger(env.Stderr))
 			if err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}
@@ -268,7 +270,7 @@ ensemble".`,
 // migrate exports src into a pipe that an import into dst reads. The
 // import's error comes first: an export that failed because the import
 // stopped reading says only that the pipe closed.
-func migrate(ctx context.Context, src, dst configsvc.Store, mode archive.Merge) (archive.ImportResult, error) {
+func migrate(ctx context.Context, src, dst configsvc.Store, mode archive.Merge, logger *slog.Logger) (archive.ImportResult, error) {
 	pr, pw := io.Pipe()
 	g, gctx := errgroup.WithContext(ctx)
 	var exportErr, importErr error
@@ -279,7 +281,7 @@ func migrate(ctx context.Context, src, dst configsvc.Store, mode archive.Merge) 
 	})
 	var res archive.ImportResult
 	g.Go(func() error {
-		res, importErr = archive.Import(gctx, dst, pr, archive.ImportOptions{Merge: mode})
+		res, importErr = archive.Import(gctx, dst, pr, archive.ImportOptions{Merge: mode, Logger: logger})
 		// An import that stops early must not leave the export blocked.
 		pr.CloseWithError(errors.Join(importErr, io.ErrClosedPipe))
 		return importErr

@@ -58,7 +58,8 @@ type ImportOptions struct {
 	Reason string
 	// Now is the clock of the progress record; nil means time.Now.
 	Now func() time.Time
-	// Logger receives a line per service or group imported; nil means
+	// Logger receives a line per service or group once its revisions and
+	// grays are written, and per one kept under MergeKeep; nil means
 	// none.
 	Logger *slog.Logger
 }
@@ -595,6 +596,9 @@ func (in *importer) endRef() error {
 	}
 	if cur.head > 0 && (cur.base == nil || cur.nextFile < len(cur.files) || cur.last != cur.head) {
 		return errAt(in.line(), fmt.Sprintf("%s ends before its head revision %d (read up to %d)", cur.ref, cur.head, cur.last), nil)
+	}
+	if in.opts.Logger != nil && !cur.skip {
+		in.opts.Logger.Info("archive: imported", "ref", cur.ref.String(), "head", cur.head)
 	}
 	in.cur = nil
 	return nil
