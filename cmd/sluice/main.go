@@ -50,6 +50,7 @@ func newRoot(env Env) *cobra.Command {
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	root.AddCommand(newServerCmd(env), newProxyCmd(env), newValidateCmd(env), newAdminCmd(env))
+	root.AddCommand(newExportCmd(env), newImportCmd(env), newMigrateCmd(env))
 	root.AddCommand(cli.Commands(env)...)
 	addVersion(root, env)
 	strictCompletion(root)

@@ -83,8 +83,17 @@ func (s *Store) publishOn(tx *bolt.Tx, b *bolt.Bucket, ref configsvc.Ref, h head
 		}
 		h.Generation = gen.ID
 	}
-	rev.Time = configsvc.RevisionTime(s.now(), h.Updated)
-	rev.Parent, rev.Generation = h.PublishID, h.Generation
+	// A publish stamps the store's clock and the head's publish id; an
+	// import (ImportRevision) brings its own time and parent.
+	now := s.now()
+	if !rev.Time.IsZero() {
+		now = rev.Time
+	}
+	rev.Time = configsvc.RevisionTime(now, h.Updated)
+	if rev.Parent == "" {
+		rev.Parent = h.PublishID
+	}
+	rev.Generation = h.Generation
 	withContent := *rev
 	withContent.Changes = cs.Changes
 	manifest, err := configsvc.Apply(h.Files, &withContent)

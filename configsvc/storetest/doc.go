@@ -19,7 +19,9 @@
 // reads at head and at old revisions, paging, rollback, links, instances,
 // ordered watches, revision identities (generation, publish ids,
 // BumpGeneration and the watch's rewrite checks), retention, records,
-// concurrent publishers and Close. It
+// concurrent publishers and Close; and configsvc.Importer, which every
+// store implements too (a history copied from a pruned base, grays as
+// they were, refusals, collections). It
 // keeps every subtest to a few hundred operations so that it also runs
 // quickly against a real ZooKeeper.
 package storetest

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/sluicehq/sluice/configsvc"
 )
@@ -118,4 +119,45 @@ func (s splitRecords) Append(ctx context.Context, collection string, data []byte
 }
 func (s splitRecords) Scan(ctx context.Context, collection string, before int64, limit int) ([]configsvc.Record, error) {
 	return s.r.Scan(ctx, collection, before, limit)
+}
+
+// The Importer methods write through w and list collections through r;
+// each fails with ErrInvalid when that store is not a configsvc.Importer.
+var _ configsvc.Importer = split{}
+
+func asImporter(st configsvc.Store) (configsvc.Importer, error) {
+	imp, ok := st.(configsvc.Importer)
+	if !ok {
+		return nil, fmt.Errorf("storetest: %T is not a configsvc.Importer: %w", st, configsvc.ErrInvalid)
+	}
+	return imp, nil
+}
+
+func (s split) ImportBase(ctx context.Context, ref configsvc.Ref, rev configsvc.Revision, files map[string]configsvc.FileMeta, content map[string][]byte) error {
+	imp, err := asImporter(s.w)
+	if err != nil {
+		return err
+	}
+	return imp.ImportBase(ctx, ref, rev, files, content)
+}
+func (s split) ImportRevision(ctx context.Context, ref configsvc.Ref, rev configsvc.Revision) error {
+	imp, err := asImporter(s.w)
+	if err != nil {
+		return err
+	}
+	return imp.ImportRevision(ctx, ref, rev)
+}
+func (s split) ImportGray(ctx context.Context, ref configsvc.Ref, g configsvc.Gray) error {
+	imp, err := asImporter(s.w)
+	if err != nil {
+		return err
+	}
+	return imp.ImportGray(ctx, ref, g)
+}
+func (s split) Collections(ctx context.Context) (records, logs []string, err error) {
+	imp, err := asImporter(s.r)
+	if err != nil {
+		return nil, nil, err
+	}
+	return imp.Collections(ctx)
 }

@@ -91,6 +91,7 @@ func RunWithOptions(t *testing.T, opts Options) {
 	t.Run("Retention", s.testRetention)
 	t.Run("Growth", s.testGrowth)
 	t.Run("Records", s.testRecords)
+	t.Run("Import", s.testImport)
 	t.Run("Concurrency", s.testConcurrency)
 	t.Run("Time", s.testTime)
 	t.Run("TwoStores", s.testTwoStores)

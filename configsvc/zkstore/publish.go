@@ -59,9 +59,15 @@ func (s *Store) Publish(ctx context.Context, ref configsvc.Ref, cs configsvc.Cha
 	if err := cs.Validate(); err != nil {
 		return configsvc.Revision{}, fmt.Errorf("%s: %w", what, err)
 	}
+	return s.publish(ctx, what, s.newPublication(ref, cs))
+}
+
+// publish runs publication p (a Publish or an ImportRevision) to the end;
+// see Publish.
+func (s *Store) publish(ctx context.Context, what string, p *publication) (configsvc.Revision, error) {
+	ref, cs := p.ref, p.cs
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	p := s.newPublication(ref, cs)
 	unsure := false // an earlier attempt may have landed
 	var lastErr error
 	for attempt := 0; attempt < maxPublishAttempts; attempt++ {
@@ -149,6 +155,9 @@ type publication struct {
 	content []any
 	// metas are the manifest node data of the written files.
 	metas map[string][]byte
+	// parent, set by an import, is the Parent the revision keeps instead
+	// of the base head's publish id.
+	parent string
 }
 
 func (s *Store) newPublication(ref configsvc.Ref, cs configsvc.Changeset) *publication {
@@ -265,11 +274,15 @@ func (p *publication) transaction(base cachedHead) ([]any, *headDoc, map[string]
 	p.rev.Time = p.doc.Time
 	// The revision names the one it is published on, so that a follower
 	// can tell this history from a rewritten one (configsvc.Identity).
-	p.doc.Parent = base.doc.PublishID
-	p.rev.Parent, p.rev.Generation = base.doc.PublishID, base.doc.Generation
+	parent := base.doc.PublishID
+	if p.parent != "" {
+		parent = p.parent
+	}
+	p.doc.Parent = parent
+	p.rev.Parent, p.rev.Generation = parent, base.doc.Generation
 	if p.latest != nil {
 		p.latest.Time = p.doc.Time
-		p.latest.Parent = base.doc.PublishID
+		p.latest.Parent = parent
 	}
 	head := &headDoc{Revision: n, Files: manifestMarker, Count: len(manifest), Since: base.doc.Since,
 		Links: base.doc.Links, Updated: p.doc.Time, Author: p.cs.Author,
