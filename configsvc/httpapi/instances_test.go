@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/api"
@@ -72,4 +73,49 @@ func TestInstanceAppliedAt(t *testing.T) {
 			t.Fatalf("instances = %s, want applied_at in UTC on orders-1 only", listed)
 		}
 	})
+}
+
+// TestFaultServerCloseSendsNoDeregistrationsOnItsStreams: a server that
+// stops closes the instance leases it holds (their instances leave the
+// store), but its own streams must end before that: a proxy following
+// instances through this server saw every instance vanish as the server
+// stopped, and routed on an empty table until it reconnected elsewhere,
+// instead of keeping its last table. Each round stops a server with a
+// stream open; no round may see the emptied list.
+func TestFaultServerCloseSendsNoDeregistrationsOnItsStreams(t *testing.T) {
+	for round := range 10 {
+		e := newEnv(t)
+		e.mustService("orders", nil)
+		agent := e.mustToken("agent:orders")
+		e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders/instances/orders-1", token: agent, body: map[string]any{"addr": "127.0.0.1:9000"}})
+		var streams []<-chan sseEvent
+		for range 20 {
+			events, _ := openStream(t, e, "/v1/services/orders/instances/watch", e.admin, nil)
+			if ev := nextEvent(t, events, "instances"); !strings.Contains(ev.data, "orders-1") {
+				t.Fatalf("first list %s, want orders-1", ev.data)
+			}
+			streams = append(streams, events)
+		}
+		_ = e.srv.Close()
+		timeout := time.After(5 * time.Second)
+		for i, events := range streams {
+		read:
+			for {
+				select {
+				case ev, ok := <-events:
+					if !ok {
+						break read
+					}
+					if ev.name == "instances" && !strings.Contains(ev.data, "orders-1") {
+						t.Fatalf("round %d, stream %d: the stream sent %s as its server stopped: the server's own leases closing reached its streams", round, i, ev.data)
+					}
+				case <-timeout:
+					t.Fatalf("round %d: stream %d did not end within 5 s of the server's Close", round, i)
+				}
+			}
+		}
+		if code := e.do(req{method: "GET", path: "/v1/services/orders/instances/watch", token: e.admin}).status; code != http.StatusServiceUnavailable {
+			t.Fatalf("round %d: a stream opened on a closed server answered %d, want 503", round, code)
+		}
+	}
 }

@@ -20,24 +20,37 @@ const (
 )
 
 // streamTable counts the event streams each token holds open on this
-// server.
+// server, and lets the server wait for every stream to end when it closes.
 type streamTable struct {
-	mu   sync.Mutex
-	open map[string]int // token id → open streams
+	mu     sync.Mutex
+	open   map[string]int // token id → open streams
+	total  int
+	closed bool
+	idle   chan struct{} // closed when closed and total is 0
 }
 
-func newStreamTable() *streamTable { return &streamTable{open: map[string]int{}} }
+func newStreamTable() *streamTable {
+	return &streamTable{open: map[string]int{}, idle: make(chan struct{})}
+}
+
+// errStreamsClosed refuses a stream on a server that is closing.
+var errStreamsClosed = userErr(configsvc.ErrClosed, "the server is shutting down; open the stream on another server of the cluster")
 
 // acquire takes one stream slot of token for the stream's life; release
-// gives it back. With limit > 0 and the token at it, acquire fails with a
-// *configsvc.CountError naming the limit.
+// gives it back, after the stream has written its last event. With limit >
+// 0 and the token at it, acquire fails with a *configsvc.CountError naming
+// the limit; after close it fails with configsvc.ErrClosed.
 func (t *streamTable) acquire(token string, limit int) (release func(), err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.closed {
+		return nil, errStreamsClosed
+	}
 	if n := t.open[token]; limit > 0 && n >= limit {
 		return nil, &configsvc.CountError{What: "open event streams of token " + token + " on this server", Count: int64(n), Limit: int64(limit), Setting: settingStreams}
 	}
 	t.open[token]++
+	t.total++
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -46,8 +59,31 @@ func (t *streamTable) acquire(token string, limit int) (release func(), err erro
 			if t.open[token]--; t.open[token] <= 0 {
 				delete(t.open, token)
 			}
+			if t.total--; t.closed && t.total == 0 {
+				close(t.idle)
+			}
 		})
 	}, nil
+}
+
+// closeAndWait refuses new streams and waits until every open stream has
+// ended (their contexts must be cancelled already), or for timeout, and
+// reports whether they all ended.
+func (t *streamTable) closeAndWait(timeout time.Duration) bool {
+	t.mu.Lock()
+	if !t.closed {
+		t.closed = true
+		if t.total == 0 {
+			close(t.idle)
+		}
+	}
+	t.mu.Unlock()
+	select {
+	case <-t.idle:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }
 
 // credential is the secret a request authenticated with, kept for the

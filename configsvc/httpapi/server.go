@@ -308,16 +308,28 @@ func (s *Server) Routes() []string {
 	return out
 }
 
-// Close ends every event stream, stops the lease reaper and the sweeper and closes the
-// instance leases this server holds, then waits for them, and writes the
-// summaries of the refusals it counted. It is safe to call
-// more than once; register it with http.Server.RegisterOnShutdown so that
-// Shutdown does not wait forever for open streams.
+// streamsCloseWait bounds how long Close waits for the event streams to
+// end (a stream blocked writing to a client that does not read).
+const streamsCloseWait = 2 * time.Second
+
+// Close ends every event stream (and refuses new ones with 503), stops the
+// lease reaper and the sweeper, waits up to 2 s for the streams to have
+// written their last event, then closes the instance leases this server
+// holds, and writes the summaries of the refusals it counted. It is safe
+// to call more than once; register it with http.Server.RegisterOnShutdown
+// so that Shutdown does not wait forever for open streams.
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		s.cancel()
 		s.index.close()
 		s.wg.Wait()
+		// The streams end before the leases close: closing a lease takes
+		// its instance out of the store, and a stream still open would
+		// send that as if the instance had gone, when only this server
+		// is going (a proxy following it would lose the instance).
+		if !s.streams.closeAndWait(streamsCloseWait) {
+			s.cfg.Logger.Warn("event streams still writing when the server closed; closing the instance leases anyway")
+		}
 		s.leases.closeAll()
 		// The refusals counted in the current window are written now
 		// rather than lost; the store is still open (the caller closes it
