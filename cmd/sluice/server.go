@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
+	"github.com/sluicehq/sluice/configsvc/secrets"
 	"github.com/sluicehq/sluice/configsvc/rollout"
 	"github.com/sluicehq/sluice/configsvc/webui"
 	"github.com/sluicehq/sluice/router/proxyserver"
@@ -45,6 +46,10 @@ type ServerMain struct {
 	Addr           string         // --addr; default 127.0.0.1:7070
 	StoreURL       string         // --store; default bolt://<data-dir>/sluice.db
 	DataDir        string         // --data-dir; default ./sluice-data
+	// SecretsKeyFile is --secrets-key-file: the local keyring of secret
+	// files; default <data-dir>/secrets.key, created 0600 for a bolt://
+	// store (docs/secrets.md).
+	SecretsKeyFile string
 	TrustedProxies []netip.Prefix // --trusted-proxies (comma-separated); default none
 	// Proxy holds the embedded proxy's options, the flags of `sluice
 	// proxy` prefixed proxy- (--proxy-addr, --proxy-access-log, …). An
@@ -103,6 +108,7 @@ func (m *ServerMain) registerFlags(fs *pflag.FlagSet) {
 	fs.Var(addrFlag{&m.Addr}, "addr", "listen address of the admin API")
 	fs.Var(storeFlag{&m.StoreURL}, "store", "store URL: bolt://PATH or zk://HOST:PORT[,HOST:PORT…]/CHROOT (default bolt://<data-dir>/sluice.db)")
 	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the default bbolt store and admin.token")
+	fs.StringVar(&m.SecretsKeyFile, "secrets-key-file", "", "key file of the local keyring that encrypts *.secret.* files (default <data-dir>/secrets.key, created 0600 for a bolt:// store)")
 	fs.Var(prefixesFlag{&m.TrustedProxies}, "trusted-proxies", "IP addresses or CIDRs (comma-separated) of reverse proxies in front of the admin API whose X-Forwarded-For is believed")
 	m.Limits.register(fs)
 	m.Proxy.register(fs, "proxy-")
@@ -138,7 +144,11 @@ func (m *ServerMain) ParseFlags(args []string) error {
 // lets in-flight requests finish for up to 10s (the proxy's: up to
 // --proxy-shutdown-timeout). Close releases the store.
 func (m *ServerMain) Run(ctx context.Context) error {
-	store, err := openStore(ctx, m.StoreURL, m.logger, m.getenv, m.Limits.ServiceBytes)
+	keys, err := openKeyring(m.SecretsKeyFile, m.DataDir, m.StoreURL, m.logger)
+	if err != nil {
+		return fmt.Errorf("open secrets keyring: %w", err)
+	}
+	store, err := openSecretStore(ctx, m.StoreURL, m.logger, m.getenv, m.Limits.ServiceBytes, keys)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -153,7 +163,7 @@ func (m *ServerMain) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	api, err := m.newAPI(store, reg, rollouts)
+	api, err := m.newAPI(store, reg, rollouts, keys)
 	if err != nil {
 		return err
 	}
@@ -198,9 +208,10 @@ func (m *ServerMain) Run(ctx context.Context) error {
 
 // newAPI builds the admin server on store with the server's flags; it
 // tells rollouts of the rollouts it starts.
-func (m *ServerMain) newAPI(store configsvc.Store, reg *prometheus.Registry, rollouts httpapi.RolloutKicker) (*httpapi.Server, error) {
+func (m *ServerMain) newAPI(store configsvc.Store, reg *prometheus.Registry, rollouts httpapi.RolloutKicker, keys secrets.Keyring) (*httpapi.Server, error) {
 	return httpapi.New(httpapi.Config{
 		Store:          store,
+		Keyring:        keys,
 		Rollouts:       rollouts,
 		Logger:         m.logger,
 		Registry:       reg,
