@@ -22,8 +22,8 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
-	"github.com/sluicehq/sluice/configsvc/secrets"
 	"github.com/sluicehq/sluice/configsvc/rollout"
+	"github.com/sluicehq/sluice/configsvc/secrets"
 	"github.com/sluicehq/sluice/configsvc/webui"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
@@ -43,9 +43,9 @@ const (
 type ServerMain struct {
 	base
 	// Flags (each with an env twin, see envTwin; the flag wins).
-	Addr           string         // --addr; default 127.0.0.1:7070
-	StoreURL       string         // --store; default bolt://<data-dir>/sluice.db
-	DataDir        string         // --data-dir; default ./sluice-data
+	Addr     string // --addr; default 127.0.0.1:7070
+	StoreURL string // --store; default bolt://<data-dir>/sluice.db
+	DataDir  string // --data-dir; default ./sluice-data
 	// SecretsKeyFile is --secrets-key-file: the local keyring of secret
 	// files; default <data-dir>/secrets.key, created 0600 for a bolt://
 	// store (docs/secrets.md).
