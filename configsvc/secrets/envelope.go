@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -31,13 +32,14 @@ const AlgAES256GCM = "A256GCM"
 // ciphertext and a header) must stay within configsvc.MaxFileSize.
 const MaxPlaintext = configsvc.MaxFileSize/4*3 - 4096
 
-// Errors of the package. Each wraps a configsvc sentinel so that the admin
-// API maps it to a status code.
+// Errors of the package. The admin API answers ErrKey with 503 and its
+// message (which names the file, the revision and the key id, never a
+// value), ErrNotEnvelope with 400.
 var (
 	// ErrKey: the key a secret needs is missing from the keyring, or does
 	// not open it (wrong key, tampered envelope). The server refuses to
 	// serve the file; it never falls back to anything else.
-	ErrKey = fmt.Errorf("secret key unavailable: %w", configsvc.ErrUnavailable)
+	ErrKey = errors.New("secret key unavailable")
 	// ErrNoKeyring: the server has no keyring configured. It wraps ErrKey.
 	ErrNoKeyring = fmt.Errorf("no keyring for secret files is configured (docs/secrets.md): %w", ErrKey)
 	// ErrNotEnvelope: a secret file's stored content is not an envelope.

@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/sluicehq/sluice/configsvc"
@@ -118,6 +119,9 @@ func (s *Store) show(ctx context.Context, ref configsvc.Ref, file string, rev in
 			return nil, fmt.Errorf("secrets: read %s/%s: %w", ref, file, ErrNoKeyring)
 		}
 		pt, err := Open(ctx, s.keys, ref, file, content)
+		if errors.Is(err, ErrNotEnvelope) {
+			return nil, fmt.Errorf("secrets: read %s/%s: stored without encryption (%v); refusing to serve it: %w", ref, file, err, ErrKey)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("secrets: read %s/%s: %w", ref, file, err)
 		}
