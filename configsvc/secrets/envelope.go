@@ -2,7 +2,6 @@ package secrets
 
 import (
 	"bytes"
-	"errors"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -10,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
