@@ -40,13 +40,18 @@ func openKeyring(path, dataDir, storeURL string, logger *slog.Logger) (secrets.K
 	return kr, nil
 }
 
-// openSecretStore is openStore with secret files sealed by keys
-// (secrets.Store between the validation and the backend: content is
-// validated in plaintext, then encrypted).
-func openSecretStore(ctx context.Context, raw string, logger *slog.Logger, getenv func(string) string, maxServiceBytes int64, keys secrets.Keyring) (*configsvc.ValidatingStore, error) {
+// openSecretStore is openStore with secret files sealed by a
+// secrets.Keychain on the store's records and kek (secrets.Store between
+// the validation and the backend: content is validated in plaintext, then
+// encrypted). It returns the keychain too, nil when kek is nil.
+func openSecretStore(ctx context.Context, raw string, logger *slog.Logger, getenv func(string) string, maxServiceBytes int64, kek secrets.Keyring) (*configsvc.ValidatingStore, secrets.Keyring, error) {
 	st, err := openBackend(ctx, raw, logger, getenv)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return configsvc.Validating(secrets.NewStore(st, keys), publishValidator(maxServiceBytes)), nil
+	var keys secrets.Keyring
+	if kek != nil {
+		keys = secrets.NewKeychain(st.Records(), kek)
+	}
+	return configsvc.Validating(secrets.NewStore(st, keys), publishValidator(maxServiceBytes)), keys, nil
 }

@@ -461,3 +461,75 @@ func runCLI(t *testing.T, server, token string, args ...string) (string, error) 
 	}
 	return out.String(), nil
 }
+
+// TestSecretsRotateKeepsHistory: `sluice keys rotate` adds a key, re-wraps
+// every store key under it without rewriting content; with the old key
+// deleted from the key file every historical revision still reads, and new
+// revisions publish. On both stores.
+func TestSecretsRotateKeepsHistory(t *testing.T) {
+	for _, tc := range secretStores(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			store, _ := tc.start(t)
+			f := newSecretsFixture(t, store)
+			ctx := context.Background()
+			before := map[int64][]byte{}
+			for n := int64(1); n <= 2; n++ {
+				r, err := f.admin.Revision(ctx, configsvc.Service("orders"), n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				before[n] = []byte(*api.FromRevision(r, true).Changes[0].Content)
+			}
+			f.rs.stop(t)
+			keyFile := filepath.Join(f.dir, "secrets.key")
+			oldKeys := string(mustRead(t, keyFile))
+			args := []string{"keys", "rotate", "--data-dir", f.dir}
+			if store != "" {
+				args = append(args, "--store", store)
+			}
+			out, err := runCLI(t, "", "", args...)
+			if err != nil {
+				t.Fatalf("sluice keys rotate: %v\n%s", err, out)
+			}
+			var rot struct {
+				KEK       string   `json:"kek"`
+				Rewrapped []string `json:"rewrapped"`
+				Retirable []string `json:"retirable_keys"`
+			}
+			if err := json.Unmarshal([]byte(out), &rot); err != nil || len(rot.Rewrapped) != 1 || len(rot.Retirable) != 1 || strings.Contains(oldKeys, rot.KEK) {
+				t.Fatalf("rotate printed %s (%v), want one store key re-wrapped under a new key", out, err)
+			}
+			// Retire the old key: only the new line stays.
+			lines := strings.Split(strings.TrimSpace(string(mustRead(t, keyFile))), "\n")
+			if err := os.WriteFile(keyFile, []byte(lines[len(lines)-1]+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			sargs := []string{"--addr", "127.0.0.1:0", "--data-dir", f.dir}
+			if store != "" {
+				sargs = append(sargs, "--store", store, "--secrets-key-file", keyFile)
+			}
+			rs := startServerMain(t, sargs, nil)
+			f.rs = rs
+			r := f.client(t, f.reader)
+			for i, v := range f.values {
+				fc, err := r.File(ctx, configsvc.Service("orders"), "db.secret.yaml", int64(i+1))
+				if err != nil || string(fc.Content) != "password: "+v+"\n" {
+					t.Errorf("after rotation, revision %d = %q, %v; want the value", i+1, fc.Content, err)
+				}
+			}
+			_, admin := rs.adminClient(t, f.dir)
+			for n, b := range before {
+				rv, err := admin.Revision(ctx, configsvc.Service("orders"), n)
+				if err != nil || *api.FromRevision(rv, true).Changes[0].Content != string(b) {
+					t.Errorf("revision %d changed with the rotation: %v", n, err)
+				}
+			}
+			if _, err := admin.PutFile(ctx, configsvc.Service("orders"), "db.secret.yaml", []byte("password: after\n")); err != nil {
+				t.Fatalf("publish after rotation: %v", err)
+			}
+			if fc, err := r.File(ctx, configsvc.Service("orders"), "db.secret.yaml", 0); err != nil || string(fc.Content) != "password: after\n" {
+				t.Errorf("new revision after rotation = %q, %v", fc.Content, err)
+			}
+		})
+	}
+}

@@ -144,11 +144,11 @@ func (m *ServerMain) ParseFlags(args []string) error {
 // lets in-flight requests finish for up to 10s (the proxy's: up to
 // --proxy-shutdown-timeout). Close releases the store.
 func (m *ServerMain) Run(ctx context.Context) error {
-	keys, err := openKeyring(m.SecretsKeyFile, m.DataDir, m.StoreURL, m.logger)
+	kek, err := openKeyring(m.SecretsKeyFile, m.DataDir, m.StoreURL, m.logger)
 	if err != nil {
 		return fmt.Errorf("open secrets keyring: %w", err)
 	}
-	store, err := openSecretStore(ctx, m.StoreURL, m.logger, m.getenv, m.Limits.ServiceBytes, keys)
+	store, keys, err := openSecretStore(ctx, m.StoreURL, m.logger, m.getenv, m.Limits.ServiceBytes, kek)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}

@@ -21,8 +21,10 @@ import (
 
 // Keyring holds key-encryption keys read from a key file: one key a line,
 // "<id> <base64 32-byte key>", the last line the active key that Wrap uses.
-// Older keys stay to unwrap what they wrapped until every envelope was
-// re-wrapped (`sluice keys rotate`). Keyring is safe for concurrent use.
+// Older keys stay to unwrap what they wrapped until `sluice keys rotate`
+// re-wrapped it; then they may be deleted from the file. A key id it does
+// not hold makes Unwrap read the file again (a rotation by another
+// process). Keyring is safe for concurrent use.
 type Keyring struct {
 	path string
 	mu   sync.RWMutex
@@ -175,6 +177,14 @@ func (k *Keyring) Unwrap(_ context.Context, keyID string, wrapped, aad []byte) (
 	k.mu.RLock()
 	aead := k.keys[keyID]
 	k.mu.RUnlock()
+	if aead == nil {
+		// `sluice keys rotate` may have added it to the file since.
+		if raw, err := os.ReadFile(k.path); err == nil && k.load(raw) == nil {
+			k.mu.RLock()
+			aead = k.keys[keyID]
+			k.mu.RUnlock()
+		}
+	}
 	if aead == nil {
 		return nil, fmt.Errorf("localkey: key %q is not in %s: %w", keyID, k.path, secrets.ErrKey)
 	}
