@@ -11,13 +11,13 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/secrets"
-	"github.com/sluicehq/sluice/configsvc/secrets/localkey"
 )
 
 // newKeysCmd returns `sluice keys`: the keys that encrypt secret files
 // (docs/secrets.md), operated on the store directly like `sluice admin`.
 func newKeysCmd(env Env) *cobra.Command {
-	var storeURL, dataDir, keyFile string
+	var storeURL, dataDir string
+	var opts secretsOptions
 	cmd := &cobra.Command{
 		Use:   "keys",
 		Short: "Manage the keys that encrypt secret files",
@@ -25,36 +25,39 @@ func newKeysCmd(env Env) *cobra.Command {
 
 Like sluice admin, it works on the store directly (--store, env SLUICE_STORE;
 a bbolt file is locked by a running server: stop it first) with the local
-key file of the servers (--secrets-key-file, default <data-dir>/secrets.key).`,
+keyring of the servers (the same --secrets-… flags as sluice server).`,
 	}
 	cmd.PersistentFlags().StringVar(&storeURL, "store", "", "store URL: bolt://PATH or zk://HOST:PORT[,HOST:PORT…]/CHROOT (default bolt://<data-dir>/sluice.db; env SLUICE_STORE)")
 	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", defaultDataDir, "directory of the default bbolt store and key file")
-	cmd.PersistentFlags().StringVar(&keyFile, "secrets-key-file", "", "key file of the local keyring (default <data-dir>/secrets.key)")
+	opts.register(cmd.PersistentFlags())
 
 	rotate := &cobra.Command{
 		Use:   "rotate",
-		Short: "Add a new key-encryption key and re-wrap every key under it",
-		Long: `Add a new key-encryption key to the key file, make it the active one, and
-re-wrap under it every store key (which wrap the data keys of the secret
-file revisions), without rewriting any content; new revisions get a new
-store key. Every historical revision stays readable. Afterwards the old
-key lines may be deleted from the key file (on every server) once every
-server has the new file: the output lists the ids. Running servers read
-the file again when they meet the new key id. It is safe to run again
+		Short: "Make a new key-encryption key active and re-wrap every key under it",
+		Long: `Make a new key-encryption key active (local: a new line in the key file;
+age: a new identity in the identity file; vault: a new version of the
+transit key) and re-wrap under it every store key (which wrap the data
+keys of the secret file revisions), without rewriting any content; new
+revisions get a new store key. Every historical revision stays readable.
+
+Afterwards the old key may be retired (local, age: delete its line from
+the file on every server, once every server has the new file; vault: raise
+min_decryption_version): the output lists the ids. Running servers read
+their file again when they meet a new key id. It is safe to run again
 after a failure.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(c.Context(), adminTimeout)
 			defer cancel()
-			path := keyFile
-			if path == "" {
-				path = filepath.Join(dataDir, secretKeyFile)
-			}
-			kr, err := localkey.Open(path, false)
+			logger := logOptions{Format: "text"}.newLogger(env.Stderr)
+			kr, err := opts.open(dataDir, "", env.Getenv, logger, false)
 			if err != nil {
 				return err
 			}
-			old := kr.IDs()
+			var old []string
+			if l, ok := kr.(interface{ IDs() []string }); ok {
+				old = l.IDs()
+			}
 			u := storeURL
 			if u == "" {
 				u = env.Getenv(envTwin("store"))
@@ -62,18 +65,18 @@ after a failure.`,
 			if u == "" {
 				u = "bolt://" + filepath.Join(dataDir, "sluice.db")
 			}
-			st, err := openBackend(ctx, u, logOptions{Format: "text"}.newLogger(env.Stderr), env.Getenv)
+			st, err := openBackend(ctx, u, logger, env.Getenv)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			newID, err := kr.Rotate()
+			newID, err := kr.Rotate(ctx)
 			if err != nil {
 				return err
 			}
 			rot, err := secrets.NewKeychain(st.Records(), kr).Rotate(ctx)
 			if err != nil {
-				return fmt.Errorf("keys rotate (the key file already holds the new key %s; run it again): %w", newID, err)
+				return fmt.Errorf("keys rotate (the new key %s is active already; run it again): %w", newID, err)
 			}
 			// Key ids only: the audit never holds key material or values.
 			_, _ = access.NewAudit(st.Records(), 0).Record(ctx, access.Entry{Time: time.Now(), Actor: "sluice keys", Action: "secret.rotate",

@@ -220,6 +220,9 @@ func TestAttackSecretValueWithoutGrant(t *testing.T) {
 				{"diff", "orders", "1", "2"},
 			} {
 				out, err := runCLI(t, f.rs.url, f.viewer, args...)
+				if err != nil {
+					out += err.Error()
+				}
 				if v := leak([]byte(out), f.values...); v != "" {
 					t.Errorf("sluice %v shows %s:\n%s", args, v, out)
 				}
@@ -443,11 +446,12 @@ func zkTree(t *testing.T, s *zktest.Server) []byte {
 	return all.Bytes()
 }
 
-// runCLI runs the sluice CLI in process against server with token.
+// runCLI runs the sluice CLI in process against server with token and
+// returns its stdout; a failure's error holds its stderr.
 func runCLI(t *testing.T, server, token string, args ...string) (string, error) {
 	t.Helper()
-	var out bytes.Buffer
-	env := Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out, Getenv: func(k string) string {
+	var out, errOut bytes.Buffer
+	env := Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Getenv: func(k string) string {
 		switch k {
 		case "SLUICE_TOKEN":
 			return token
@@ -457,7 +461,7 @@ func runCLI(t *testing.T, server, token string, args ...string) (string, error) 
 		return ""
 	}}
 	if code := run(context.Background(), args, env); code != 0 {
-		return out.String(), fmt.Errorf("exit code %d", code)
+		return out.String(), fmt.Errorf("exit code %d: %s", code, errOut.String())
 	}
 	return out.String(), nil
 }

@@ -46,10 +46,9 @@ type ServerMain struct {
 	Addr     string // --addr; default 127.0.0.1:7070
 	StoreURL string // --store; default bolt://<data-dir>/sluice.db
 	DataDir  string // --data-dir; default ./sluice-data
-	// SecretsKeyFile is --secrets-key-file: the local keyring of secret
-	// files; default <data-dir>/secrets.key, created 0600 for a bolt://
-	// store (docs/secrets.md).
-	SecretsKeyFile string
+	// Secrets are the --secrets-… flags: the keyring of secret files
+	// (docs/secrets.md).
+	Secrets        secretsOptions
 	TrustedProxies []netip.Prefix // --trusted-proxies (comma-separated); default none
 	// Proxy holds the embedded proxy's options, the flags of `sluice
 	// proxy` prefixed proxy- (--proxy-addr, --proxy-access-log, …). An
@@ -108,7 +107,7 @@ func (m *ServerMain) registerFlags(fs *pflag.FlagSet) {
 	fs.Var(addrFlag{&m.Addr}, "addr", "listen address of the admin API")
 	fs.Var(storeFlag{&m.StoreURL}, "store", "store URL: bolt://PATH or zk://HOST:PORT[,HOST:PORT…]/CHROOT (default bolt://<data-dir>/sluice.db)")
 	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the default bbolt store and admin.token")
-	fs.StringVar(&m.SecretsKeyFile, "secrets-key-file", "", "key file of the local keyring that encrypts *.secret.* files (default <data-dir>/secrets.key, created 0600 for a bolt:// store)")
+	m.Secrets.register(fs)
 	fs.Var(prefixesFlag{&m.TrustedProxies}, "trusted-proxies", "IP addresses or CIDRs (comma-separated) of reverse proxies in front of the admin API whose X-Forwarded-For is believed")
 	m.Limits.register(fs)
 	m.Proxy.register(fs, "proxy-")
@@ -144,11 +143,15 @@ func (m *ServerMain) ParseFlags(args []string) error {
 // lets in-flight requests finish for up to 10s (the proxy's: up to
 // --proxy-shutdown-timeout). Close releases the store.
 func (m *ServerMain) Run(ctx context.Context) error {
-	kek, err := openKeyring(m.SecretsKeyFile, m.DataDir, m.StoreURL, m.logger)
+	kek, err := m.Secrets.open(m.DataDir, m.StoreURL, m.getenv, m.logger, true)
 	if err != nil {
 		return fmt.Errorf("open secrets keyring: %w", err)
 	}
-	store, keys, err := openSecretStore(ctx, m.StoreURL, m.logger, m.getenv, m.Limits.ServiceBytes, kek)
+	var kekOrNil secrets.Keyring // nil stays a nil interface: no keyring
+	if kek != nil {
+		kekOrNil = kek
+	}
+	store, keys, err := openSecretStore(ctx, m.StoreURL, m.logger, m.getenv, m.Limits.ServiceBytes, kekOrNil)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}

@@ -131,7 +131,7 @@ func (k *Keyring) IDs() []string {
 
 // Rotate appends a new random key to the key file and makes it the active
 // key. It returns the new key's id.
-func (k *Keyring) Rotate() (string, error) {
+func (k *Keyring) Rotate(context.Context) (string, error) {
 	line, err := newLine()
 	if err != nil {
 		return "", err
