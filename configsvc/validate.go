@@ -127,7 +127,7 @@ func (s *ValidatingStore) validate(ctx context.Context, ref Ref, cs Changeset) e
 	}
 	// The Validator sees secret files (IsSecretFile) in plaintext: formats
 	// and schemas are checked on the value, before it is encrypted.
-	err := s.validator.Validate(WithSecretViewAll(ctx, SecretPlaintext), s.Store, ref, cs)
+	err := hideSecretValues(s.validator.Validate(WithSecretViewAll(ctx, SecretPlaintext), s.Store, ref, cs))
 	if err != nil && errors.Is(err, ErrInvalid) {
 		return &ContentError{Err: err}
 	}
@@ -236,6 +236,35 @@ func (s *ValidatingStore) EndGray(ctx context.Context, ref Ref, id string, versi
 		}
 		return g, rev, err
 	}
+}
+
+// hideSecretValues rewrites a refusal of a secret file (IsSecretFile) so
+// that it keeps the file, the position and the rule but not the words of
+// the parser or the schema, which may quote the value: the refusal reaches
+// the API answer, the request log and the audit entry.
+func hideSecretValues(err error) error {
+	var pe *ParseError
+	if errors.As(err, &pe) && IsSecretFile(pe.File) {
+		cp := *pe
+		cp.Msg = "does not parse (details hidden: secret file)"
+		return &cp
+	}
+	var se *SchemaError
+	if errors.As(err, &se) {
+		cp := *se
+		cp.Violations = append([]Violation(nil), se.Violations...)
+		hidden := false
+		for i := range cp.Violations {
+			if IsSecretFile(cp.Violations[i].File) {
+				cp.Violations[i].Message = "refused by the schema (details hidden: secret file)"
+				hidden = true
+			}
+		}
+		if hidden {
+			return &cp
+		}
+	}
+	return err
 }
 
 // Unwrap returns the Store without validation, for callers that need what

@@ -212,6 +212,33 @@ func TestAttackSecretValueWithoutGrant(t *testing.T) {
 					t.Errorf("%s DataKey = %v, want forbidden", who.name, err)
 				}
 			}
+			// An editor without the grant may roll a secret file back; the
+			// dry run's diff shows sizes, not the old value it restores.
+			editor := f.client(t, f.token(t, "editor", "editor:orders"))
+			d, err := editor.DryRunRollback(ctx, configsvc.Service("orders"), api.RollbackRequest{ToRevision: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			db, _ := json.Marshal(d)
+			if v := leak(db, f.values...); v != "" || len(d.Files) == 0 {
+				t.Errorf("rollback dry run shows %q (%d files):\n%s", v, len(d.Files), db)
+			}
+			// A change request would keep the value unencrypted until applied:
+			// refused, and nothing stored.
+			if _, err := f.admin.PutPolicy(ctx, api.Policy{Name: "orders", Pattern: "orders", Approvals: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := editor.PutFile(ctx, configsvc.Service("orders"), "db.secret.yaml", []byte("password: "+secretValue(t)+"\n")); !errors.Is(err, configsvc.ErrInvalid) {
+				t.Errorf("a secret file through a change request = %v, want refused as invalid", err)
+			}
+			v3 := secretValue(t)
+			if _, err := f.admin.PutFile(ctx, configsvc.Service("orders"), "db.secret.yaml", []byte("password: "+v3+"\n"), api.WithEmergency("rotate now")); err != nil {
+				t.Errorf("emergency publish of a secret file: %v", err)
+			}
+			f.values = append(f.values, v3)
+			if err := f.admin.DeletePolicy(ctx, "orders"); err != nil {
+				t.Fatal(err)
+			}
 			// The CLI: sluice get, history, diff.
 			for _, args := range [][]string{
 				{"get", "orders", "db.secret.yaml"},
@@ -238,7 +265,7 @@ func TestAttackSecretValueWithoutGrant(t *testing.T) {
 					t.Errorf("reader revision %d = %q, %v; want the value", i+1, fc.Content, err)
 				}
 			}
-			if out, err := runCLI(t, f.rs.url, f.reader, "get", "orders", "db.secret.yaml"); err != nil || !strings.Contains(out, f.values[1]) {
+			if out, err := runCLI(t, f.rs.url, f.reader, "get", "orders", "db.secret.yaml"); err != nil || !strings.Contains(out, f.values[len(f.values)-1]) {
 				t.Errorf("sluice get with the grant = %q, %v; want the value", out, err)
 			}
 			// Nor do the server's own logs hold a value.

@@ -283,3 +283,9 @@ func Placeholder(content []byte) []byte {
 	return []byte(fmt.Sprintf("%s, %d bytes, %s, key %s, envelope %x; value hidden (needs the secrets grant)\n",
 		Redacted, h.Size, where, h.KeyID, sum[:6]))
 }
+
+// ProposedPlaceholder is Placeholder for a value not sealed yet (the diff
+// of a dry run): its size only.
+func ProposedPlaceholder(plaintext []byte) []byte {
+	return []byte(fmt.Sprintf("%s, %d bytes, proposed; value hidden (needs the secrets grant)\n", Redacted, len(plaintext)))
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 	"github.com/sluicehq/sluice/configsvc/format"
+	"github.com/sluicehq/sluice/configsvc/schema"
 	"github.com/sluicehq/sluice/configsvc/secrets"
 	"github.com/sluicehq/sluice/configsvc/secrets/localkey"
 )
@@ -31,7 +33,7 @@ func mustStore(t *testing.T) (*configsvc.ValidatingStore, configsvc.Store, *loca
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	st := configsvc.Validating(secrets.NewStore(b, kr), format.Validator{})
+	st := configsvc.Validating(secrets.NewStore(b, kr), configsvc.Validators(format.Validator{}, schema.NewValidator()))
 	if err := st.Create(context.Background(), orders); err != nil {
 		t.Fatal(err)
 	}
@@ -206,4 +208,36 @@ func TestFaultSecretStoreWithoutKeyring(t *testing.T) {
 		t.Errorf("publish without keyring = %v, want ErrNoKeyring", err)
 	}
 	mustPublish(t, st, 0, "plain.txt", "ok")
+}
+
+// TestAttackSecretValueInValidationError: a secret file its schema refuses
+// is answered with the file, position and rule, never words that quote the
+// value (they reach the API answer, the request log and the audit): a
+// pattern violation's message quotes the refused string.
+func TestAttackSecretValueInValidationError(t *testing.T) {
+	ctx := context.Background()
+	st, _, _ := mustStore(t)
+	const value = "hunter2-not-a-number"
+	for _, tc := range []struct {
+		name  string
+		files []string
+	}{
+		{"parse", []string{"db.secret.json", `{"port": ` + value + `}`}},
+		{"schema", []string{"db.secret.json.schema.json", `{"type":"object","properties":{"port":{"type":"string","pattern":"^[0-9]+$"}}}`,
+			"db.secret.json", `{"port": "` + value + `"}`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var chs []configsvc.Change
+			for i := 0; i+1 < len(tc.files); i += 2 {
+				chs = append(chs, configsvc.Change{File: tc.files[i], Content: []byte(tc.files[i+1])})
+			}
+			_, err := st.Publish(ctx, orders, configsvc.Changeset{Author: "t", Changes: chs})
+			if !errors.Is(err, configsvc.ErrInvalid) {
+				t.Fatalf("publish = %v, want ErrInvalid", err)
+			}
+			if strings.Contains(fmt.Sprintf("%v %+v", err, err), "hunter2") {
+				t.Errorf("the refusal quotes the value: %v", err)
+			}
+		})
+	}
 }
