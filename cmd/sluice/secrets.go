@@ -126,9 +126,16 @@ func openSecretStore(ctx context.Context, raw string, logger *slog.Logger, geten
 	if err != nil {
 		return nil, nil, err
 	}
+	vs, keys := wrapSecretStore(st, kek, maxServiceBytes)
+	return vs, keys, nil
+}
+
+// wrapSecretStore returns st validated and with its secret files sealed by
+// a keychain on its records and kek (nil kek: none), and the keychain.
+func wrapSecretStore(st configsvc.Store, kek secrets.Keyring, maxServiceBytes int64) (*configsvc.ValidatingStore, secrets.Keyring) {
 	var keys secrets.Keyring
 	if kek != nil {
 		keys = secrets.NewKeychain(st.Records(), kek)
 	}
-	return configsvc.Validating(secrets.NewStore(st, keys), publishValidator(maxServiceBytes)), keys, nil
+	return configsvc.Validating(secrets.NewStore(st, keys), publishValidator(maxServiceBytes)), keys
 }
