@@ -425,7 +425,14 @@ func (c *Client) decodeLocked(b binder, k string, content []byte) (func(), error
 	if err != nil {
 		return nil, err
 	}
-	return b.decode(plain)
+	commit, err := b.decode(plain)
+	if err != nil && configsvc.IsSecretFile(k) {
+		// Decoders and Validate methods quote values ("cannot unmarshal
+		// !!str `…`"); the reason reaches logs, metrics and the instance
+		// record, so a secret file's says only that it was refused.
+		return nil, fmt.Errorf("sdk: secret file %s does not decode or validate (details hidden: they may quote the value): %w", k, configsvc.ErrInvalid)
+	}
+	return commit, err
 }
 
 // Files returns the names of the current files, sorted.

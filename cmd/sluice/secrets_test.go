@@ -564,3 +564,38 @@ func TestSecretsRotateKeepsHistory(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackSecretValueInSDKRejection: a secret revision the SDK's binding
+// refuses is reported (Err, log, instance record) without the decoder's
+// words, which quote the value.
+func TestAttackSecretValueInSDKRejection(t *testing.T) {
+	f := newSecretsFixture(t, "")
+	ctx := context.Background()
+	c, err := sdk.Open(ctx, sdk.Config{Service: "orders", Server: f.rs.url, Token: f.reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	type typed struct {
+		Password int `yaml:"password"`
+	}
+	db := sdk.Bind[typed](c, "db.secret.yaml")
+	if db.Err() == nil {
+		t.Fatal("a string bound to an int was accepted")
+	}
+	// yaml.v3 quotes the start of the value ("hunter2..."): look for it.
+	if strings.Contains(db.Err().Error(), "hunter2") {
+		t.Errorf("the binding's error quotes the value: %v", db.Err())
+	}
+	testkit.EventuallyTrue(t, 10*time.Second, "the instance reports the rejection", func() bool {
+		insts, err := f.admin.Instances(ctx, "orders")
+		if err != nil || len(insts) == 0 {
+			return false
+		}
+		b, _ := json.Marshal(insts)
+		if strings.Contains(string(b), "hunter2") {
+			t.Fatalf("the instance record quotes the value: %s", b)
+		}
+		return strings.Contains(string(b), "db.secret.yaml")
+	})
+}
