@@ -404,7 +404,9 @@ func (c *Client) Err() error {
 
 // File returns a copy of a file's current content: the last good content
 // when a binding rejected a newer one. Linked group files are named
-// "group/file".
+// "group/file". A secret file (docs/secrets.md) is returned decrypted; it
+// is reported missing (false, with a log line) when its data key cannot be
+// had from the admin server (no secrets grant, no KeyServers, key missing).
 func (c *Client) File(name string) ([]byte, bool) {
 	b, ok := c.view.Load().files[name]
 	if !ok {
