@@ -599,3 +599,24 @@ func TestAttackSecretValueInSDKRejection(t *testing.T) {
 		return strings.Contains(string(b), "db.secret.yaml")
 	})
 }
+
+// TestAttackSecretValueThroughSearchCache: a search by a token with the
+// grant fills the server's shared snapshot cache; a later search by a
+// token without it must not find the value there. Search never indexes
+// secret values.
+func TestAttackSecretValueThroughSearchCache(t *testing.T) {
+	f := newSecretsFixture(t, "")
+	ctx := context.Background()
+	reader := f.client(t, f.token(t, "searcher", "viewer:orders", "secrets:orders"))
+	if _, err := reader.Search(ctx, "hunter2", 10); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.client(t, f.viewer).Search(ctx, "hunter2", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(res)
+	if strings.Contains(string(b), "hunter2") {
+		t.Errorf("a viewer's search finds the secret value: %s", b)
+	}
+}
