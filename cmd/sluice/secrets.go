@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -67,6 +68,13 @@ type rotatingKeyring interface {
 func (o *secretsOptions) open(dataDir, storeURL string, getenv func(string) string, logger *slog.Logger, serving bool) (rotatingKeyring, error) {
 	explicit := o.KeyFile != ""
 	create := serving && !explicit && strings.HasPrefix(storeURL, "bolt://")
+	if create {
+		// The data directory of a first start does not exist yet (the
+		// bbolt store makes it too, but the keyring opens first).
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir %s: %w", dataDir, err)
+		}
+	}
 	switch o.Keyring {
 	case "", "local":
 		path := o.KeyFile

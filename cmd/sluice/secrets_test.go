@@ -620,3 +620,15 @@ func TestAttackSecretValueThroughSearchCache(t *testing.T) {
 		t.Errorf("a viewer's search finds the secret value: %s", b)
 	}
 }
+
+// TestSecretsKeyFileCreatedInFreshDataDir: `make run` on a new machine
+// (no data directory yet) creates the key file, mode 0600, beside the
+// bbolt file and admin.token.
+func TestSecretsKeyFileCreatedInFreshDataDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "fresh", "sluice-data")
+	startServerMain(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir}, nil)
+	fi, err := os.Stat(filepath.Join(dir, "secrets.key"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secrets.key: %v, %v; want a 0600 file", fi, err)
+	}
+}
