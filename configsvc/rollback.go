@@ -32,7 +32,12 @@ func Rollback(ctx context.Context, s Store, ref Ref, req RollbackRequest) (Revis
 // publishing it (a dry run, or a change request that publishes it later):
 // its Base is the head (req.Base, checked against it), RollbackOf is
 // req.To. Errors are Rollback's.
+//
+// Secret files (IsSecretFile) are read in plaintext: the changeset carries
+// the value to publish again, sealed anew for the new revision by the
+// store that publishes it.
 func RollbackChangeset(ctx context.Context, s Reader, ref Ref, req RollbackRequest) (Changeset, error) {
+	ctx = WithSecretViewAll(ctx, SecretPlaintext)
 	head, err := s.Head(ctx, ref)
 	if err != nil {
 		return Changeset{}, err

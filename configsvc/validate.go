@@ -125,7 +125,9 @@ func (s *ValidatingStore) validate(ctx context.Context, ref Ref, cs Changeset) e
 	if s.validator == nil {
 		return nil
 	}
-	err := s.validator.Validate(ctx, s.Store, ref, cs)
+	// The Validator sees secret files (IsSecretFile) in plaintext: formats
+	// and schemas are checked on the value, before it is encrypted.
+	err := hideSecretValues(s.validator.Validate(WithSecretViewAll(ctx, SecretPlaintext), s.Store, ref, cs))
 	if err != nil && errors.Is(err, ErrInvalid) {
 		return &ContentError{Err: err}
 	}
@@ -171,6 +173,21 @@ func (s *ValidatingStore) CreateGray(ctx context.Context, ref Ref, g Gray) (Gray
 // ended, is at another version or has nothing left to promote; the
 // Validator's refusal as a *ContentError.
 func (s *ValidatingStore) CheckPromote(ctx context.Context, ref Ref, id string, version int64, end GrayEnd) (Changeset, error) {
+	cs, err := s.promoteChangeset(WithSecretViewAll(ctx, SecretPlaintext), ref, id, version, end)
+	if err != nil {
+		return Changeset{}, err
+	}
+	if err := s.validate(ctx, ref, cs); err != nil {
+		return Changeset{}, err
+	}
+	// What is returned shows secret files as ctx asks, never the plaintext
+	// the validation read.
+	return s.promoteChangeset(ctx, ref, id, version, end)
+}
+
+// promoteChangeset returns the changeset a promote would publish now, its
+// secret files read as ctx's view asks.
+func (s *ValidatingStore) promoteChangeset(ctx context.Context, ref Ref, id string, version int64, end GrayEnd) (Changeset, error) {
 	g, err := s.Store.Gray(ctx, ref, id)
 	if err != nil {
 		return Changeset{}, err
@@ -189,7 +206,7 @@ func (s *ValidatingStore) CheckPromote(ctx context.Context, ref Ref, id string, 
 	if err := cs.Validate(); err != nil {
 		return Changeset{}, err
 	}
-	return cs, s.validate(ctx, ref, cs)
+	return cs, nil
 }
 
 // maxPromoteAttempts bounds how often EndGray validates a promote again
@@ -219,6 +236,35 @@ func (s *ValidatingStore) EndGray(ctx context.Context, ref Ref, id string, versi
 		}
 		return g, rev, err
 	}
+}
+
+// hideSecretValues rewrites a refusal of a secret file (IsSecretFile) so
+// that it keeps the file, the position and the rule but not the words of
+// the parser or the schema, which may quote the value: the refusal reaches
+// the API answer, the request log and the audit entry.
+func hideSecretValues(err error) error {
+	var pe *ParseError
+	if errors.As(err, &pe) && IsSecretFile(pe.File) {
+		cp := *pe
+		cp.Msg = "does not parse (details hidden: secret file)"
+		return &cp
+	}
+	var se *SchemaError
+	if errors.As(err, &se) {
+		cp := *se
+		cp.Violations = append([]Violation(nil), se.Violations...)
+		hidden := false
+		for i := range cp.Violations {
+			if IsSecretFile(cp.Violations[i].File) {
+				cp.Violations[i].Message = "refused by the schema (details hidden: secret file)"
+				hidden = true
+			}
+		}
+		if hidden {
+			return &cp
+		}
+	}
+	return err
 }
 
 // Unwrap returns the Store without validation, for callers that need what

@@ -74,7 +74,7 @@ func Bind[T any](c *Client, file string) *Binding[T] {
 		err = fmt.Errorf("sdk: bind %s: no such file at revision %d: %w", file, rev, configsvc.ErrNotFound)
 	} else {
 		var commit func()
-		if commit, err = b.decode(content); err == nil {
+		if commit, err = c.decodeLocked(b, file, content); err == nil {
 			commit()
 		} else if gray != "" {
 			err = fmt.Errorf("sdk: bind %s of gray %s: %w", file, gray, err)
@@ -89,7 +89,7 @@ func Bind[T any](c *Client, file string) *Binding[T] {
 			c.cfg.Metrics.RevisionRejected(file, rev)
 		}
 		if fb, has := c.fallback[file]; has && !bytes.Equal(fb, content) && len(c.bindings[file]) == 0 {
-			if commit, ferr := b.decode(fb); ferr == nil {
+			if commit, ferr := c.decodeLocked(b, file, fb); ferr == nil {
 				commit()
 				// The cached content becomes the file's good content, so
 				// File agrees with Load and the cache keeps it for the

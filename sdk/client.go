@@ -23,6 +23,7 @@ type Client struct {
 	log   *slog.Logger
 	cache *cache
 	dial  func(ctx context.Context) (*transport, error)
+	keys  *dataKeys // opens secret files (secrets.go)
 
 	srcMu sync.Mutex
 	src   *transport
@@ -171,6 +172,9 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		queues:     map[string]*fileQueue{},
 		events:     make(chan update),
 	}
+	if c.keys, err = newDataKeys(cfg); err != nil {
+		return nil, err
+	}
 	c.dial = c.dialer()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 
@@ -194,6 +198,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 			if err := c.closeSource(); err != nil {
 				c.log.Warn("sdk: closing transport", "err", err)
 			}
+			_ = c.keys.close()
 			if ctx.Err() != nil || !isUnavailable(storeErr) {
 				return nil, fmt.Errorf("sdk: open %s: %w", cfg.Service, storeErr)
 			}
@@ -363,7 +368,7 @@ func (c *Client) Close() error {
 		c.mu.Unlock()
 		c.cancel()
 		c.wg.Wait()
-		c.closeErr = c.closeSource()
+		c.closeErr = errors.Join(c.closeSource(), c.keys.close())
 	})
 	return c.closeErr
 }
@@ -399,13 +404,37 @@ func (c *Client) Err() error {
 
 // File returns a copy of a file's current content: the last good content
 // when a binding rejected a newer one. Linked group files are named
-// "group/file".
+// "group/file". A secret file (docs/secrets.md) is returned decrypted; it
+// is reported missing (false, with a log line) when its data key cannot be
+// had from the admin server (no secrets grant, no KeyServers, key missing).
 func (c *Client) File(name string) ([]byte, bool) {
 	b, ok := c.view.Load().files[name]
 	if !ok {
 		return nil, false
 	}
-	return bytes.Clone(b), true
+	plain, err := c.keys.reveal(c.ctx, c.cfg.Service, name, b)
+	if err != nil {
+		c.log.Warn("sdk: secret file cannot be opened", "file", name, "err", err)
+		return nil, false
+	}
+	return bytes.Clone(plain), true
+}
+
+// decodeLocked offers the content of file k to binding b, opening it
+// first when it is a secret file.
+func (c *Client) decodeLocked(b binder, k string, content []byte) (func(), error) {
+	plain, err := c.keys.reveal(c.ctx, c.cfg.Service, k, content)
+	if err != nil {
+		return nil, err
+	}
+	commit, err := b.decode(plain)
+	if err != nil && configsvc.IsSecretFile(k) {
+		// Decoders and Validate methods quote values ("cannot unmarshal
+		// !!str `…`"); the reason reaches logs, metrics and the instance
+		// record, so a secret file's says only that it was refused.
+		return nil, fmt.Errorf("sdk: secret file %s does not decode or validate (details hidden: they may quote the value): %w", k, configsvc.ErrInvalid)
+	}
+	return commit, err
 }
 
 // Files returns the names of the current files, sorted.
@@ -440,9 +469,30 @@ func (c *Client) OnChange(file string, fn func(Change)) (stop func()) {
 		c.queues[file] = q
 		c.goFunc(q.run)
 	}
+	if configsvc.IsSecretFile(file) {
+		fn = c.revealChange(fn)
+	}
 	s := &subscriber{fn: fn}
 	q.add(s)
 	return func() { q.remove(s) }
+}
+
+// revealChange returns fn called with a secret file's Old and New opened
+// (nil when they cannot be: the binding of the file reports why).
+func (c *Client) revealChange(fn func(Change)) func(Change) {
+	return func(ch Change) {
+		for _, p := range []*[]byte{&ch.Old, &ch.New} {
+			if *p == nil {
+				continue
+			}
+			plain, err := c.keys.reveal(c.ctx, c.cfg.Service, ch.File, *p)
+			if err != nil {
+				c.log.Warn("sdk: secret file cannot be opened", "file", ch.File, "err", err)
+			}
+			*p = plain
+		}
+		fn(ch)
+	}
 }
 
 // send hands u to the applier unless ctx ends first.
@@ -810,7 +860,7 @@ func (c *Client) bindLocked(k string, content []byte, present bool, rev int64, g
 			err = fmt.Errorf("sdk: %s was deleted at revision %d: %w", k, rev, configsvc.ErrNotFound)
 		} else {
 			var commit func()
-			commit, err = b.decode(content)
+			commit, err = c.decodeLocked(b, k, content)
 			if err != nil && gray != "" {
 				err = fmt.Errorf("sdk: %s of gray %s: %w", k, gray, err)
 			} else if err != nil {

@@ -49,9 +49,17 @@ type Config struct {
 	// around, resuming the stream after the last revision applied. Servers
 	// may be used without Server.
 	Servers []string
-	// Token is the API token sent to Server (role agent or above). It is
-	// never logged.
+	// Token is the API token sent to Server (role agent or above) and to
+	// KeyServers. To read secret files (docs/secrets.md) it also needs the
+	// secrets grant. It is never logged.
 	Token string
+	// KeyServers lists the admin servers the client asks, with Token, for
+	// the data keys of secret files (*.secret.*) when it follows ZooKeeper
+	// or a Store: ZooKeeper holds their envelopes only. Keys are kept in
+	// memory, never in the cache. Default: Server(s) for the HTTP
+	// transport, none otherwise (a secret file is then rejected like a
+	// file that does not decode).
+	KeyServers []string
 	// HTTPClient makes the requests to Server. It must have no overall
 	// Timeout (the watch stream is long-lived); the SDK bounds each request
 	// itself. Default: a client with its own clone of

@@ -58,6 +58,7 @@ func dialHTTP(cfg Config, log *slog.Logger) (*transport, error) {
 		Servers: cfg.Servers, Token: cfg.Token, HTTPClient: cfg.HTTPClient,
 		RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax, Heartbeat: cfg.HeartbeatInterval,
 		UserAgent: "sluice-sdk", Logger: log,
+		SecretEnvelopes: true, // secret files stay envelopes in the client and its cache
 	})
 	if err != nil {
 		return nil, err

@@ -49,7 +49,7 @@ func newRoot(env Env) *cobra.Command {
 	root.SetIn(env.Stdin)
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
-	root.AddCommand(newServerCmd(env), newProxyCmd(env), newValidateCmd(env), newAdminCmd(env))
+	root.AddCommand(newServerCmd(env), newProxyCmd(env), newValidateCmd(env), newAdminCmd(env), newKeysCmd(env))
 	root.AddCommand(newExportCmd(env), newImportCmd(env), newMigrateCmd(env))
 	root.AddCommand(cli.Commands(env)...)
 	addVersion(root, env)

@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/rollout"
+	"github.com/sluicehq/sluice/configsvc/secrets"
 	"github.com/sluicehq/sluice/configsvc/webui"
 	"github.com/sluicehq/sluice/router/proxyserver"
 )
@@ -42,9 +43,12 @@ const (
 type ServerMain struct {
 	base
 	// Flags (each with an env twin, see envTwin; the flag wins).
-	Addr           string         // --addr; default 127.0.0.1:7070
-	StoreURL       string         // --store; default bolt://<data-dir>/sluice.db
-	DataDir        string         // --data-dir; default ./sluice-data
+	Addr     string // --addr; default 127.0.0.1:7070
+	StoreURL string // --store; default bolt://<data-dir>/sluice.db
+	DataDir  string // --data-dir; default ./sluice-data
+	// Secrets are the --secrets-… flags: the keyring of secret files
+	// (docs/secrets.md).
+	Secrets        secretsOptions
 	TrustedProxies []netip.Prefix // --trusted-proxies (comma-separated); default none
 	// Proxy holds the embedded proxy's options, the flags of `sluice
 	// proxy` prefixed proxy- (--proxy-addr, --proxy-access-log, …). An
@@ -103,6 +107,7 @@ func (m *ServerMain) registerFlags(fs *pflag.FlagSet) {
 	fs.Var(addrFlag{&m.Addr}, "addr", "listen address of the admin API")
 	fs.Var(storeFlag{&m.StoreURL}, "store", "store URL: bolt://PATH or zk://HOST:PORT[,HOST:PORT…]/CHROOT (default bolt://<data-dir>/sluice.db)")
 	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the default bbolt store and admin.token")
+	m.Secrets.register(fs)
 	fs.Var(prefixesFlag{&m.TrustedProxies}, "trusted-proxies", "IP addresses or CIDRs (comma-separated) of reverse proxies in front of the admin API whose X-Forwarded-For is believed")
 	m.Limits.register(fs)
 	m.Proxy.register(fs, "proxy-")
@@ -138,7 +143,15 @@ func (m *ServerMain) ParseFlags(args []string) error {
 // lets in-flight requests finish for up to 10s (the proxy's: up to
 // --proxy-shutdown-timeout). Close releases the store.
 func (m *ServerMain) Run(ctx context.Context) error {
-	store, err := openStore(ctx, m.StoreURL, m.logger, m.getenv, m.Limits.ServiceBytes)
+	kek, err := m.Secrets.open(m.DataDir, m.StoreURL, m.getenv, m.logger, true)
+	if err != nil {
+		return fmt.Errorf("open secrets keyring: %w", err)
+	}
+	var kekOrNil secrets.Keyring // nil stays a nil interface: no keyring
+	if kek != nil {
+		kekOrNil = kek
+	}
+	store, keys, err := openSecretStore(ctx, m.StoreURL, m.logger, m.getenv, m.Limits.ServiceBytes, kekOrNil)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -153,7 +166,7 @@ func (m *ServerMain) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	api, err := m.newAPI(store, reg, rollouts)
+	api, err := m.newAPI(store, reg, rollouts, keys)
 	if err != nil {
 		return err
 	}
@@ -198,9 +211,10 @@ func (m *ServerMain) Run(ctx context.Context) error {
 
 // newAPI builds the admin server on store with the server's flags; it
 // tells rollouts of the rollouts it starts.
-func (m *ServerMain) newAPI(store configsvc.Store, reg *prometheus.Registry, rollouts httpapi.RolloutKicker) (*httpapi.Server, error) {
+func (m *ServerMain) newAPI(store configsvc.Store, reg *prometheus.Registry, rollouts httpapi.RolloutKicker, keys secrets.Keyring) (*httpapi.Server, error) {
 	return httpapi.New(httpapi.Config{
 		Store:          store,
+		Keyring:        keys,
 		Rollouts:       rollouts,
 		Logger:         m.logger,
 		Registry:       reg,

@@ -33,6 +33,12 @@ const (
 	// publishes nothing and creates no pins.
 	// Registering in sluice-system is for admins and proxies only.
 	RoleProxy Role = "proxy"
+	// RoleSecrets may read the plaintext of secret files (docs/secrets.md)
+	// of the services and groups its pattern matches, and have their data
+	// keys unwrapped (the SDK). It grants nothing else: reading a file at
+	// all still takes a role that reads. Admin does NOT imply it: an admin
+	// who needs it gives a token the grant, which the audit log records.
+	RoleSecrets Role = "secrets"
 )
 
 // Grant gives a role on the services and shared groups whose name matches
@@ -53,7 +59,7 @@ func (g Grant) String() string {
 }
 
 // ParseGrant parses "admin", "editor:team-a-*", "viewer:orders",
-// "agent:orders" or "proxy:*" and validates it. Errors are *configsvc.FieldError
+// "agent:orders", "proxy:*" or "secrets:orders" and validates it. Errors are *configsvc.FieldError
 // (configsvc.ErrInvalid).
 func ParseGrant(s string) (Grant, error) {
 	role, pattern, _ := strings.Cut(s, ":")
@@ -74,9 +80,9 @@ func (g *Grant) Validate() error {
 		}
 		g.Pattern = "*"
 		return nil
-	case RoleEditor, RoleViewer, RoleAgent, RoleProxy:
+	case RoleEditor, RoleViewer, RoleAgent, RoleProxy, RoleSecrets:
 	default:
-		return &configsvc.FieldError{Field: "roles.role", Value: string(g.Role), Msg: "must be admin, editor, viewer, agent or proxy"}
+		return &configsvc.FieldError{Field: "roles.role", Value: string(g.Role), Msg: "must be admin, editor, viewer, agent, proxy or secrets"}
 	}
 	const rule = "must be 1-63 characters of a-z, 0-9, '-', '*' and '?'"
 	if len(g.Pattern) == 0 || len(g.Pattern) > configsvc.MaxNameLen {
@@ -152,6 +158,10 @@ const (
 	// state (PUT /v1/routes/proxies/{id}). Admins and proxy grants (any
 	// pattern) only; the target is ignored.
 	ActionProxy Action = "proxy"
+	// ActionSecrets: read the plaintext of the secret files of a service or
+	// group, or have their data keys unwrapped. Only a secrets grant
+	// allows it, admin included.
+	ActionSecrets Action = "secrets"
 )
 
 // Target is what an action applies to: a service or a shared group. For a
@@ -189,6 +199,8 @@ func roleAllows(r Role, a Action) bool {
 		return a == ActionRead || a == ActionInstances || a == ActionRegister
 	case RoleProxy:
 		return a == ActionInstances
+	case RoleSecrets:
+		return a == ActionSecrets
 	}
 	return false
 }
@@ -202,6 +214,16 @@ func roleAllows(r Role, a Action) bool {
 func (Authorizer) Decide(p *Principal, a Action, t Target) Decision {
 	if p == nil {
 		return Decision{Reason: "authentication required"}
+	}
+	if a == ActionSecrets {
+		// Admin does not imply it (docs/secrets.md): a group's secrets
+		// are read with a grant on the group, not on its users.
+		for _, g := range p.Grants {
+			if g.Role == RoleSecrets && configsvc.MatchGlob(g.Pattern, t.Ref.Name) {
+				return Decision{Allowed: true, Reason: fmt.Sprintf("%s grants %s on %s", g, a, t.Ref)}
+			}
+		}
+		return Decision{Reason: fmt.Sprintf("reading secret values of %s requires a secrets grant (admin does not imply it)", t.Ref)}
 	}
 	if p.IsAdmin() {
 		return Decision{Allowed: true, Reason: "admin"}

@@ -86,6 +86,12 @@ type Config struct {
 	Heartbeat time.Duration
 	// UserAgent is sent with every request. Default: "sluice-api".
 	UserAgent string
+	// SecretEnvelopes asks for secret files (configsvc.IsSecretFile) as
+	// their stored envelopes (HeaderSecrets: envelope), which DataKey
+	// opens: what the SDK does, so that its cache holds ciphertext only.
+	// Default false: the plaintext for a token with the secrets grant, a
+	// placeholder without.
+	SecretEnvelopes bool
 	// Logger receives the client's rare log lines (a fail-over to another
 	// server, a failed instance refresh). Default: a logger that discards.
 	Logger *slog.Logger
@@ -369,6 +375,9 @@ func (c *Client) newRequest(ctx context.Context, base string, req request) (*htt
 	hr.Header.Set("User-Agent", c.cfg.UserAgent)
 	if c.cfg.Token != "" {
 		hr.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	}
+	if c.cfg.SecretEnvelopes {
+		hr.Header.Set(HeaderSecrets, SecretsEnvelope)
 	}
 	return hr, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/approval"
+	"github.com/sluicehq/sluice/configsvc/secrets"
 )
 
 // RoutesDiff returns the routes a change of sluice-system/routes.yaml from
@@ -266,6 +267,15 @@ func (s *Server) requestChange(c *gin.Context, p plan, rule approval.Rule) {
 		s.fail(c, staleIfMatch(fmt.Errorf("%s: head is %d, not %d: %w", p.ref, h.Revision, p.cs.Base, configsvc.ErrConflict), p.conditional))
 		return
 	}
+	for _, ch := range p.cs.Changes {
+		if !ch.Delete && configsvc.IsSecretFile(ch.File) {
+			// A change request keeps its content in the store's records until
+			// it is applied, unencrypted: refuse rather than store a value.
+			s.fail(c, &configsvc.FieldError{Field: "changes.file", Value: ch.File,
+				Msg: "a secret file cannot go through a change request (its value would wait unencrypted); an admin publishes it as an emergency change (docs/secrets.md)"})
+			return
+		}
+	}
 	if err := s.validating().Check(ctx, p.ref, p.cs); err != nil {
 		s.fail(c, err)
 		return
@@ -365,10 +375,16 @@ func (s *Server) impact(ctx context.Context, p plan, d *api.DryRun) error {
 	for k, v := range before {
 		after[k] = v
 	}
+	hide := configsvc.SecretViewOf(ctx, p.ref) != configsvc.SecretPlaintext
 	for _, ch := range p.cs.Changes {
-		if ch.Delete {
+		switch {
+		case ch.Delete:
 			delete(after, ch.File)
-		} else {
+		case hide && configsvc.IsSecretFile(ch.File):
+			// A rollback's changeset holds an old value in plaintext: the
+			// diff shows its size only to a caller without the grant.
+			after[ch.File] = secrets.ProposedPlaceholder(ch.Content)
+		default:
 			after[ch.File] = ch.Content
 		}
 	}

@@ -117,6 +117,7 @@ func (s *Server) v1Endpoints(v1 *gin.RouterGroup) {
 		r("GET", base+"/revisions/:n", "", s.getRevision(kind))
 		r("GET", base+"/diff", "", s.diff(kind))
 		r("POST", base+"/rollback", "rollback", s.rollback(kind))
+		r("POST", base+"/datakey", "secret.datakey", s.dataKey(kind))
 		r("GET", base+"/snapshot", "", s.snapshot(kind))
 		r("GET", base+"/watch", "", s.watch(kind), stream)
 		r("GET", base+"/changes", "", s.listChanges(kind))

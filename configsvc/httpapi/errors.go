@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/approval"
+	"github.com/sluicehq/sluice/configsvc/secrets"
 )
 
 // Errors of the HTTP layer itself; classify maps them like the store's.
@@ -70,7 +71,8 @@ func classify(err error) (int, string) {
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed, api.CodeMethod
 	case errors.Is(err, configsvc.ErrUnavailable), errors.Is(err, configsvc.ErrClosed),
-		errors.Is(err, configsvc.ErrLocked), errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, configsvc.ErrLocked), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, secrets.ErrKey):
 		return http.StatusServiceUnavailable, api.CodeUnavailable
 	}
 	return http.StatusInternalServerError, api.CodeInternal
@@ -263,6 +265,9 @@ func (s *Server) userMessage(c *gin.Context, err error, status int) string {
 func (s *Server) unavailableMessage(err error) string {
 	retry := fmt.Sprintf("try again in %d s", s.retryAfter)
 	switch {
+	case errors.Is(err, secrets.ErrKey):
+		// The message names the file, its revision and the key id, never a value.
+		return err.Error() + " (the server's keyring lacks the key: docs/secrets.md)"
 	case errors.Is(err, configsvc.ErrOutcomeUnknown):
 		return "the write was sent to the configuration store, but whether it was applied could not be learnt; read the current state (the head, the links) before writing again"
 	case errors.Is(err, configsvc.ErrClosed):

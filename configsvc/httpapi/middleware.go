@@ -224,6 +224,7 @@ func (s *Server) authenticate(c *gin.Context) {
 		return
 	}
 	st.principal = p
+	s.withSecretView(c, p)
 	c.Next()
 }
 

@@ -333,6 +333,7 @@ func TestOpenAPIValidatorCatchesDrift(t *testing.T) {
 // schema name. Schemas reached from them through $ref (RouteState,
 // InstanceState) or inline (a Diff's files) need no entry of their own.
 var wireTypes = map[string]any{
+	"DataKeyRequest": api.DataKeyRequest{}, "DataKey": api.DataKey{},
 	"Status": api.Status{}, "Error": api.ErrorBody{}, "FileMeta": api.FileMeta{}, "Head": api.Head{},
 	"Change": api.Change{}, "Revision": api.Revision{}, "RevisionList": api.RevisionList{},
 	"PublishRequest": api.PublishRequest{}, "RollbackRequest": api.RollbackRequest{}, "Diff": api.Diff{},

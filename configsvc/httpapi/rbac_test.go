@@ -216,6 +216,10 @@ func matrixRows() []matrixRow {
 		{route: "GET /v1/services/:svc/instances", path: "/v1/services/sluice-system/instances", want: allow(200, whoProxy, whoAdmin)},
 		{route: "PUT /v1/services/:svc/instances/:id", path: "/v1/services/sluice-system/instances/proxy-9", body: map[string]any{"addr": "127.0.0.1:7080", "labels": map[string]string{"role": "proxy"}}, want: allow(201, whoProxy, whoAdmin)},
 		{route: "PUT /v1/services/:svc/files/:file", path: "/v1/services/sluice-system/files/routes.yaml", body: "routes: []\n", ctype: "text/plain", want: allow(200, whoAdmin)},
+		// Data keys of secret files: only a secrets grant, which no caller
+		// here holds; admin does not imply it.
+		{route: "POST /v1/services/:svc/datakey", path: "/v1/services/orders/datakey", body: map[string]any{"header": "{}"}, want: allow(200)},
+		{route: "POST /v1/shared/:group/datakey", path: "/v1/shared/common/datakey", body: map[string]any{"header": "{}"}, want: allow(200)},
 		// Governance: policies are admin-only; change requests and
 		// emergencies are for their service's readers, and who of them may
 		// review, apply or rebase is the policy's and the author's business.

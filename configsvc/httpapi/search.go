@@ -202,7 +202,10 @@ func (s *Server) searchSnapshots(ctx context.Context, refs []refView) ([]map[str
 			continue
 		}
 		g.Go(func() error {
-			sn, err := s.cfg.Store.Snapshot(ctx, v.ref, v.revision)
+			// The cache is shared by every caller: it holds secret files
+			// as placeholders, whoever's search filled it (search never
+			// finds secret values).
+			sn, err := s.cfg.Store.Snapshot(configsvc.WithSecretViewAll(ctx, configsvc.SecretRedacted), v.ref, v.revision)
 			if err == nil {
 				snaps[i] = sn.Files
 				s.snapshots.put(v.ref, v.revision, sn.Files)

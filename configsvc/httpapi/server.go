@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/approval"
 	"github.com/sluicehq/sluice/configsvc/format"
+	"github.com/sluicehq/sluice/configsvc/secrets"
 )
 
 // Defaults for the zero values of Config.
@@ -126,6 +127,12 @@ type Config struct {
 	// API (the rollout driver of this process). Default: none; a driver
 	// finds new rollouts at its next scan.
 	Rollouts RolloutKicker
+
+	// Keyring unwraps the data keys of secret files for the SDK (POST
+	// …/datakey, secrets grant only). Store must be a secrets.Store on the
+	// same keyring for secret files to be encrypted at all (`sluice
+	// server` wires both). Default: none: …/datakey answers 503.
+	Keyring secrets.Keyring
 }
 
 // limitOf returns the limit v stands for: def when 0, none (0) when

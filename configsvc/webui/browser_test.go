@@ -28,6 +28,8 @@ import (
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/rollout"
 	"github.com/sluicehq/sluice/configsvc/schema"
+	"github.com/sluicehq/sluice/configsvc/secrets"
+	"github.com/sluicehq/sluice/configsvc/secrets/localkey"
 	"github.com/sluicehq/sluice/configsvc/webui"
 	"github.com/sluicehq/sluice/router/routesfile"
 )
@@ -68,6 +70,9 @@ type consoleOpts struct {
 	// rollouts runs a rollout driver on the store, as sluice server does,
 	// checking every 100 ms, and tells it of the rollouts the API starts.
 	rollouts bool
+	// secrets seals secret files (*.secret.*) with a local keyring in the
+	// test's temp dir, as sluice server does.
+	secrets bool
 }
 
 // startConsoleOpts is startConsole with opts.
@@ -79,8 +84,18 @@ func startConsoleOpts(t *testing.T, opts consoleOpts) *console {
 	// formats, the route schema for sluice-system/routes.yaml, and the JSON
 	// Schema beside a file (F.schema.json).
 	validator := configsvc.Validators(format.Validator{}, configsvc.EachFile(routesfile.Validate), schema.NewValidator())
-	store := configsvc.Validating(st, validator)
-	cfg := httpapi.Config{Store: store, UI: webui.FS(), StreamRecheck: 200 * time.Millisecond}
+	var backend configsvc.Store = st
+	var keys secrets.Keyring
+	if opts.secrets {
+		kr, err := localkey.Open(filepath.Join(t.TempDir(), "secrets.key"), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = secrets.NewKeychain(st.Records(), kr)
+		backend = secrets.NewStore(st, keys)
+	}
+	store := configsvc.Validating(backend, validator)
+	cfg := httpapi.Config{Store: store, UI: webui.FS(), StreamRecheck: 200 * time.Millisecond, Keyring: keys}
 	if opts.rollouts {
 		d, err := rollout.New(rollout.Config{Store: store, Interval: 100 * time.Millisecond, ScanInterval: 200 * time.Millisecond})
 		if err != nil {

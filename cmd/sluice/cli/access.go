@@ -43,7 +43,7 @@ func (a *app) tokenCmd() *cobra.Command {
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "what the token is for (required)")
-	create.Flags().StringArrayVar(&roles, "role", nil, "admin | editor:GLOB | viewer:GLOB | agent:GLOB | proxy:GLOB (repeatable, at least one)")
+	create.Flags().StringArrayVar(&roles, "role", nil, "admin | editor:GLOB | viewer:GLOB | agent:GLOB | proxy:GLOB | secrets:GLOB (repeatable, at least one; secrets reveals secret files, docs/secrets.md)")
 	create.Flags().DurationVar(&ttl, "ttl", 0, "the token expires this long after its creation (default: never)")
 	list := &cobra.Command{
 		Use:     "list",

@@ -128,12 +128,18 @@ export async function filesTab(ws) {
     // A keyboard user on a file button stays on it.
     if (had && document.activeElement === document.body) list.querySelector('[data-file="' + CSS.escape(had) + '"]')?.focus();
   }
+  // Secret files (docs/secrets.md): a name with ".secret."; without the
+  // secrets grant the server sends a placeholder instead of the value.
+  function isSecret(f) { return f.includes('.secret.') && !f.endsWith('.schema.json'); }
+  function hiddenSecret(f) { return isSecret(f) && !(f in st.draft) && (st.live[f] || '').startsWith('# sluice: secret file'); }
   function renderTools() {
     const f = st.selected;
     if (!f) { clear(tools); return; }
     const del = st.draft[f] === null;
     mount(tools,
       h('strong', { class: 'mono' }, f), h('span', { class: 'badge' }, formatOf(f)),
+      isSecret(f) ? h('span', { class: 'badge', 'data-test': 'secret-badge', title: 'Encrypted at rest; its value is shown only with the secrets grant (docs/secrets.md).' },
+        hiddenSecret(f) ? 'secret: value hidden' : 'secret') : null,
       del ? h('span', { class: 'badge bad' }, 'will be deleted') : null,
       h('span', { class: 'spacer' }),
       ws.editable && f in st.draft ? h('button', { 'data-test': 'revert-file', onclick: () => {
@@ -155,7 +161,9 @@ export async function filesTab(ws) {
     }
     const del = st.draft[f] === null;
     editor = createEditor({
-      value: current(f) || '', readOnly: !ws.editable || del, file: f, label: f,
+      // A secret file shown without the secrets grant holds a placeholder:
+      // it is not editable (the server refuses to publish one).
+      value: current(f) || '', readOnly: !ws.editable || del || hiddenSecret(f), file: f, label: f,
       onChange: () => {
         const first = !(f in st.draft);
         st.pending = true;
