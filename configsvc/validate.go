@@ -173,7 +173,14 @@ func (s *ValidatingStore) CreateGray(ctx context.Context, ref Ref, g Gray) (Gray
 // ended, is at another version or has nothing left to promote; the
 // Validator's refusal as a *ContentError.
 func (s *ValidatingStore) CheckPromote(ctx context.Context, ref Ref, id string, version int64, end GrayEnd) (Changeset, error) {
-	cs, err := s.promoteChangeset(WithSecretViewAll(ctx, SecretPlaintext), ref, id, version, end)
+	// One head for both changesets: what is returned must be what was
+	// validated, on the same base, though main may move meanwhile (the
+	// write then conflicts and EndGray validates again).
+	head, err := s.Store.Head(ctx, ref)
+	if err != nil {
+		return Changeset{}, err
+	}
+	cs, err := s.promoteChangeset(WithSecretViewAll(ctx, SecretPlaintext), ref, id, version, end, head)
 	if err != nil {
 		return Changeset{}, err
 	}
@@ -182,21 +189,17 @@ func (s *ValidatingStore) CheckPromote(ctx context.Context, ref Ref, id string, 
 	}
 	// What is returned shows secret files as ctx asks, never the plaintext
 	// the validation read.
-	return s.promoteChangeset(ctx, ref, id, version, end)
+	return s.promoteChangeset(ctx, ref, id, version, end, head)
 }
 
-// promoteChangeset returns the changeset a promote would publish now, its
-// secret files read as ctx's view asks.
-func (s *ValidatingStore) promoteChangeset(ctx context.Context, ref Ref, id string, version int64, end GrayEnd) (Changeset, error) {
+// promoteChangeset returns the changeset a promote on head would publish,
+// its secret files read as ctx's view asks.
+func (s *ValidatingStore) promoteChangeset(ctx context.Context, ref Ref, id string, version int64, end GrayEnd, head Head) (Changeset, error) {
 	g, err := s.Store.Gray(ctx, ref, id)
 	if err != nil {
 		return Changeset{}, err
 	}
 	if err := checkGrayCAS(&g, version); err != nil {
-		return Changeset{}, err
-	}
-	head, err := s.Store.Head(ctx, ref)
-	if err != nil {
 		return Changeset{}, err
 	}
 	cs, err := PromoteChangeset(&g, head, end)
