@@ -84,13 +84,22 @@ const (
 	Ignored
 )
 
+// BreakerTicket stands for one request a Breaker admitted, to be handed
+// back to its Done; what it holds is the breaker's business (router/breaker
+// puts its generation there, so that late outcomes are dropped).
+type BreakerTicket uint64
+
 // Breaker is the circuit breaker of one upstream instance of one route. It
-// must be safe for concurrent use.
+// must be safe for concurrent use. Allow and Done run on every request
+// through it, so they should neither allocate nor read the clock when they
+// can avoid it.
 type Breaker interface {
 	// Allow asks to send one request. It returns an error when the breaker
-	// is open (or half-open with its probes taken); otherwise done must be
-	// called exactly once with the outcome.
-	Allow() (done func(Outcome), err error)
+	// is open (or half-open with its probes taken); otherwise Done must be
+	// called exactly once with the ticket and the outcome.
+	Allow() (BreakerTicket, error)
+	// Done reports the outcome of the request admitted with t.
+	Done(t BreakerTicket, o Outcome)
 	// State returns the current state.
 	State() BreakerState
 }
@@ -105,7 +114,7 @@ type BreakerResetter interface {
 	Reset()
 }
 
-// Breakers makes breakers (package router/breaker adapts sony/gobreaker).
+// Breakers makes breakers (package router/breaker has the implementation).
 // The router keeps a breaker, with its state, for as long as the route's
 // name and CircuitBreaker settings and the instance's id and address stay
 // the same.

@@ -413,21 +413,21 @@ func (x *Exchange) forward() (int, error) {
 			retries = 0 // streamed or too long: it cannot be sent again
 		}
 	}
-	in, done, err := r.pick(rt, x)
+	in, ticket, err := r.pick(rt, x)
 	if err != nil {
 		return 0, err
 	}
 	for try := 0; ; try++ {
-		status, gone, err := x.attempt(in, done)
+		status, gone, err := x.attempt(in, ticket)
 		if gone || try >= retries || !rt.retry.wants(status, err) {
 			return status, err
 		}
-		next, ndone, ok := x.nextTry(try + 1)
+		next, nticket, ok := x.nextTry(try + 1)
 		if !ok {
 			return status, err // no retry: the answer stands
 		}
 		x.abandon(in)
-		in, done = next, ndone
+		in, ticket = next, nticket
 		rt.res.Retried()
 		r.log.Debug("retrying on another instance", "route", rt.route.Name, "instance", next.id, "err", err)
 	}
@@ -437,22 +437,22 @@ func (x *Exchange) forward() (int, error) {
 // the route's retry budget and picks another instance. ok is false when
 // the client went away, the budget is used up or no other instance is
 // left; the slot is then given back.
-func (x *Exchange) nextTry(n int) (in *inst, done func(Outcome), ok bool) {
+func (x *Exchange) nextTry(n int) (in *inst, ticket BreakerTicket, ok bool) {
 	rt := x.rt
 	if rt.retry.backoff(x.in.Context(), n) != nil {
-		return nil, nil, false
+		return nil, 0, false
 	}
 	if !rt.shared.budget.take(rt.retry) {
 		rt.res.RetryBudgetExhausted()
-		return nil, nil, false
+		return nil, 0, false
 	}
-	in, done, err := x.r.pick(rt, x)
+	in, ticket, err := x.r.pick(rt, x)
 	if err != nil {
 		rt.shared.budget.retrying.Add(-1)
-		return nil, nil, false
+		return nil, 0, false
 	}
 	x.retrying = true
-	return in, done, true
+	return in, ticket, true
 }
 
 // abandon lets go of a try that is retried: its response and its
@@ -480,10 +480,10 @@ func (x *Exchange) forwardPinned() (int, error) {
 }
 
 // attempt sends one try to in (with the per-try timeout, if any), counts
-// it and reports its outcome to in's breaker (done, nil without one) and
-// the route's outlier detection. gone reports that the client went away
+// it and reports its outcome to in's breaker (with the ticket its Allow
+// gave, if it has one) and the route's outlier detection. gone reports that the client went away
 // or failed to send its body: nothing to retry.
-func (x *Exchange) attempt(in *inst, done func(Outcome)) (status int, gone bool, err error) {
+func (x *Exchange) attempt(in *inst, ticket BreakerTicket) (status int, gone bool, err error) {
 	rt := x.rt
 	x.chosen, x.inflight = in, true
 	x.tried[x.ntried] = in
@@ -506,14 +506,14 @@ func (x *Exchange) attempt(in *inst, done func(Outcome)) (status int, gone bool,
 	} else if errors.Is(err, ErrUpstreamRefused) {
 		rt.metrics.UpstreamRefused()
 	}
-	if done != nil {
+	if b := in.st.breaker; b != nil {
 		switch {
 		case gone:
-			done(Ignored)
+			b.Done(ticket, Ignored)
 		case failed:
-			done(Failure)
+			b.Done(ticket, Failure)
 		default:
-			done(Success)
+			b.Done(ticket, Success)
 		}
 	}
 	if rt.outlier != nil && !gone {
@@ -560,11 +560,11 @@ func isConnectError(err error) bool {
 // open, or when every candidate is out (ejected, failing health checks)
 // and the route is not in panic mode; errNoInstance when every candidate
 // left was tried already.
-func (r *Router) pick(rt *routeRT, st *Exchange) (*inst, func(Outcome), error) {
+func (r *Router) pick(rt *routeRT, st *Exchange) (*inst, BreakerTicket, error) {
 	p := st.pool
 	n := len(p.insts)
 	if n == 0 {
-		return nil, nil, &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "no registered instance of " + p.what, retryAfter: 1}
+		return nil, 0, &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "no registered instance of " + p.what, retryAfter: 1}
 	}
 	skipOut := rt.health && !rt.shared.panic.Load()
 	start := 0
@@ -575,8 +575,8 @@ func (r *Router) pick(rt *routeRT, st *Exchange) (*inst, func(Outcome), error) {
 		if n > 1 {
 			a, b := p.twoChoices()
 			for _, i := range [2]int{a, b} {
-				if in, done, ok := tryInst(p.insts[i], st, skipOut); ok {
-					return in, done, nil
+				if in, ticket, ok := tryInst(p.insts[i], st, skipOut); ok {
+					return in, ticket, nil
 				}
 			}
 			start = a
@@ -585,14 +585,14 @@ func (r *Router) pick(rt *routeRT, st *Exchange) (*inst, func(Outcome), error) {
 		start = p.weightedChoice()
 	}
 	for i := 0; i < n; i++ {
-		if in, done, ok := tryInst(p.insts[(start+i)%n], st, skipOut); ok {
-			return in, done, nil
+		if in, ticket, ok := tryInst(p.insts[(start+i)%n], st, skipOut); ok {
+			return in, ticket, nil
 		}
 	}
 	if st.ntried > 0 {
-		return nil, nil, errNoInstance
+		return nil, 0, errNoInstance
 	}
-	return nil, nil, r.allRefused(rt, p, skipOut)
+	return nil, 0, r.allRefused(rt, p, skipOut)
 }
 
 // twoChoices picks two different instances of p at random (of at least
@@ -652,23 +652,23 @@ func retryAfterSeconds(d time.Duration) int64 {
 
 // tryInst admits in unless it was tried already, it is out (skipOut:
 // ejected or failing health checks) or its breaker refuses.
-func tryInst(in *inst, st *Exchange, skipOut bool) (*inst, func(Outcome), bool) {
+func tryInst(in *inst, st *Exchange, skipOut bool) (*inst, BreakerTicket, bool) {
 	for i := 0; i < st.ntried; i++ {
 		if st.tried[i] == in {
-			return nil, nil, false
+			return nil, 0, false
 		}
 	}
 	if skipOut && in.st.flags.Load() != 0 {
-		return nil, nil, false
+		return nil, 0, false
 	}
 	if b := in.st.breaker; b != nil {
-		done, err := b.Allow() // refuses while open: no separate State check (one lock less)
+		ticket, err := b.Allow() // refuses while open: no separate State check (one lock less)
 		if err != nil {
-			return nil, nil, false
+			return nil, 0, false
 		}
-		return in, done, true
+		return in, ticket, true
 	}
-	return in, nil, true
+	return in, 0, true
 }
 
 // errorAnswer is the answer to a request whose forwarding ended with err.

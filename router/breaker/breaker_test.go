@@ -1,6 +1,7 @@
 package breaker_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -15,11 +16,11 @@ func TestBreakerLifecycle(t *testing.T) {
 		func(from, to router.BreakerState) { changes = append(changes, from.String()+">"+to.String()) })
 	report := func(o router.Outcome) {
 		t.Helper()
-		done, err := b.Allow()
+		ticket, err := b.Allow()
 		if err != nil {
 			t.Fatalf("Allow in state %v: %v", b.State(), err)
 		}
-		done(o)
+		b.Done(ticket, o)
 	}
 	report(router.Failure)
 	report(router.Ignored) // a client cancellation neither trips nor resets
@@ -32,21 +33,21 @@ func TestBreakerLifecycle(t *testing.T) {
 	if b.State() != router.BreakerOpen {
 		t.Fatalf("state %v after 2 consecutive failures, want open", b.State())
 	}
-	if _, err := b.Allow(); err == nil {
-		t.Fatal("open breaker allowed a request")
+	if _, err := b.Allow(); !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("open breaker's Allow: %v, want ErrOpen", err)
 	}
 	time.Sleep(60 * time.Millisecond)
 	if b.State() != router.BreakerHalfOpen {
 		t.Fatalf("state %v after open_for, want half-open", b.State())
 	}
-	done, err := b.Allow()
+	ticket, err := b.Allow()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Allow(); err == nil {
-		t.Fatal("half-open breaker let a second probe through; half_open_requests is 1")
+	if _, err := b.Allow(); !errors.Is(err, breaker.ErrTooManyProbes) {
+		t.Fatalf("half-open breaker's second probe: %v, want ErrTooManyProbes; half_open_requests is 1", err)
 	}
-	done(router.Success)
+	b.Done(ticket, router.Success)
 	if b.State() != router.BreakerClosed {
 		t.Fatalf("state %v after a successful probe, want closed", b.State())
 	}
@@ -77,11 +78,11 @@ func TestBreakerReset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done, err := b.Allow()
+	ticket, err := b.Allow()
 	if err != nil {
 		t.Fatal(err)
 	}
-	done(router.Failure)
+	b.Done(ticket, router.Failure)
 	if b.State() != router.BreakerOpen {
 		t.Fatalf("state %v after a failure, want open", b.State())
 	}
@@ -89,11 +90,72 @@ func TestBreakerReset(t *testing.T) {
 	if b.State() != router.BreakerClosed {
 		t.Fatalf("state %v after Reset, want closed", b.State())
 	}
-	late(router.Failure) // admitted before the reset: reported to the old breaker
+	b.Done(late, router.Failure) // admitted before the reset: dropped
 	if b.State() != router.BreakerClosed {
 		t.Fatalf("state %v after a failure admitted before Reset, want closed", b.State())
 	}
 	if got, want := fmt.Sprint(changes), "[closed>open open>closed]"; got != want {
 		t.Fatalf("changes %s, want %s", got, want)
+	}
+}
+
+// TestBreakerHalfOpenProbes: with a fake clock, an open breaker half-opens
+// exactly when open_for has passed, lets half_open_requests probes through
+// (an ignored probe gives its slot back), closes after as many successes,
+// and a failing probe opens it again for another open_for.
+func TestBreakerHalfOpenProbes(t *testing.T) {
+	now := time.Unix(1000, 0)
+	f := &breaker.Breakers{Now: func() time.Time { return now }}
+	b := f.NewBreaker("r/i", router.CircuitBreaker{ConsecutiveFailures: 1, OpenFor: time.Minute, HalfOpenRequests: 2}, nil)
+	allow := func() router.BreakerTicket {
+		t.Helper()
+		ticket, err := b.Allow()
+		if err != nil {
+			t.Fatalf("Allow in state %v: %v", b.State(), err)
+		}
+		return ticket
+	}
+	b.Done(allow(), router.Failure)
+	now = now.Add(time.Minute - time.Nanosecond)
+	if _, err := b.Allow(); !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("Allow a nanosecond before open_for: %v, want ErrOpen", err)
+	}
+	now = now.Add(time.Nanosecond)
+	p1, p2 := allow(), allow()
+	if _, err := b.Allow(); !errors.Is(err, breaker.ErrTooManyProbes) {
+		t.Fatalf("third probe: %v, want ErrTooManyProbes", err)
+	}
+	b.Done(p2, router.Ignored) // gives its slot back
+	p3 := allow()
+	b.Done(p1, router.Success)
+	if b.State() != router.BreakerHalfOpen {
+		t.Fatalf("state %v after 1 of 2 successful probes, want half-open", b.State())
+	}
+	b.Done(p3, router.Failure)
+	if b.State() != router.BreakerOpen {
+		t.Fatalf("state %v after a failed probe, want open", b.State())
+	}
+	now = now.Add(time.Minute)
+	p1, p2 = allow(), allow()
+	b.Done(p1, router.Success)
+	b.Done(p2, router.Success)
+	if b.State() != router.BreakerClosed {
+		t.Fatalf("state %v after 2 successful probes, want closed", b.State())
+	}
+}
+
+// TestBreakerAllocations: a request through a breaker, closed or
+// half-open, allocates nothing.
+func TestBreakerAllocations(t *testing.T) {
+	b := breaker.New().NewBreaker("r/i", router.CircuitBreaker{ConsecutiveFailures: 3}, func(from, to router.BreakerState) {})
+	n := testing.AllocsPerRun(1000, func() {
+		ticket, err := b.Allow()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Done(ticket, router.Success)
+	})
+	if n != 0 {
+		t.Fatalf("%.2f allocations per Allow and Done, want 0", n)
 	}
 }
