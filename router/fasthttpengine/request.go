@@ -135,6 +135,10 @@ func (e *Engine) respond(rq *request, status int) {
 		e.end(rq)
 		return
 	}
+	if cl < 0 && !ctx.Request.Header.IsHTTP11() {
+		e.streamUntilClose(rq, c, cl, keep)
+		return
+	}
 	rq.conn = nil
 	rq.body.start(rq, c, cl, keep)
 	size := cl
