@@ -25,6 +25,55 @@ func BenchmarkForward(b *testing.B) {
 	}
 }
 
+// BenchmarkBareForward is BenchmarkForward's peer: the same client and
+// upstream, with a bare fasthttp forwarder in between (fasthttp's server
+// and HostClient, no route logic, no header rewriting), the calibration
+// issue 16 measured against nginx. The ratio of the two is what the
+// router and the engine cost beyond fasthttp itself.
+func BenchmarkBareForward(b *testing.B) {
+	for _, size := range []int{64, 4 << 10, 64 << 10} {
+		b.Run(byteSize(size), func(b *testing.B) { benchClient(b, bareProxy(b, size), size) })
+	}
+}
+
+// bareProxy serves a bare fasthttp forwarder to a fasthttp upstream
+// answering size bytes and returns its address.
+func bareProxy(tb testing.TB, size int) string {
+	hc := &fasthttp.HostClient{
+		Addr:     benchUpstream(tb, size),
+		MaxConns: 4096,
+		// Neither fasthttp's default dialer nor a long idle time: both
+		// leave goroutines running after the test (goleak).
+		Dial:                func(addr string) (net.Conn, error) { return net.Dial("tcp", addr) },
+		MaxIdleConnDuration: 100 * time.Millisecond,
+	}
+	tb.Cleanup(hc.CloseIdleConnections)
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if err := hc.Do(&ctx.Request, &ctx.Response); err != nil {
+			ctx.Error(err.Error(), fasthttp.StatusBadGateway)
+		}
+	}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	serveConns(tb, ln, srv)
+	return ln.Addr().String()
+}
+
+// benchUpstream serves a fasthttp upstream answering size bytes and
+// returns its address.
+func benchUpstream(tb testing.TB, size int) string {
+	body := make([]byte, size)
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) }}
+	serveConns(tb, upLn, up)
+	return upLn.Addr().String()
+}
+
 func byteSize(n int) string {
 	if n >= 1<<10 {
 		return string(fasthttp.AppendUint(nil, n>>10)) + "KiB"
@@ -66,19 +115,13 @@ func (rc *rawClient) do() (int, int, error) {
 // fasthttp upstream answering size bytes; breaker adds the circuit
 // breaker. It returns the proxy's address.
 func benchProxy(tb testing.TB, size int, breaker bool) string {
-	body := make([]byte, size)
-	upLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) }}
-	serveConns(tb, upLn, up)
+	upAddr := benchUpstream(tb, size)
 	r, err := router.New(router.Config{Limiters: ratelimit.New(ratelimit.Config{}), Breakers: breakers.New()})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = r.Close() })
-	rt := router.Route{Name: "bench", Match: router.Match{PathPrefix: "/"}, Upstream: router.Upstream{Static: []string{upLn.Addr().String()}}}
+	rt := router.Route{Name: "bench", Match: router.Match{PathPrefix: "/"}, Upstream: router.Upstream{Static: []string{upAddr}}}
 	rt.RateLimit = &router.RateLimit{RPS: 1e8, Burst: 1e8}
 	if breaker {
 		rt.CircuitBreaker = &router.CircuitBreaker{ConsecutiveFailures: 50, OpenFor: 5 * time.Second}
@@ -152,8 +195,11 @@ func serveConns(tb testing.TB, ln net.Listener, srv *fasthttp.Server) {
 	})
 }
 
-func benchForward(b *testing.B, size int) {
-	addr := benchProxy(b, size, true)
+func benchForward(b *testing.B, size int) { benchClient(b, benchProxy(b, size, true), size) }
+
+// benchClient sends requests to addr in parallel, one connection per
+// goroutine, and checks that each answer has size bytes.
+func benchClient(b *testing.B, addr string, size int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
