@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,6 +73,15 @@ func benchUpstream(tb testing.TB, size int) string {
 	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) }}
 	serveConns(tb, upLn, up)
 	return upLn.Addr().String()
+}
+
+// cpuTime returns the CPU time the process used so far.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func byteSize(n int) string {
@@ -198,9 +208,15 @@ func serveConns(tb testing.TB, ln net.Listener, srv *fasthttp.Server) {
 func benchForward(b *testing.B, size int) { benchClient(b, benchProxy(b, size, true), size) }
 
 // benchClient sends requests to addr in parallel, one connection per
-// goroutine, and checks that each answer has size bytes.
+// goroutine, and checks that each answer has size bytes. Besides ns/op it
+// reports cpu-ns/op, the process's CPU time (user and system) per request:
+// client, proxy and upstream together, so that the difference between two
+// proxies is their own cost, less swayed than wall time by other work on
+// the machine.
 func benchClient(b *testing.B, addr string, size int) {
 	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	defer func() { b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op") }()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		c := dialRaw(b, addr)
