@@ -3,6 +3,7 @@ package breaker
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/router"
@@ -39,13 +40,15 @@ func (f *Breakers) NewBreaker(_ string, cb router.CircuitBreaker, onChange func(
 	if now == nil {
 		now = time.Now
 	}
-	return &breaker{
+	b := &breaker{
 		now:      now,
 		onChange: onChange,
 		trip:     max(1, cb.ConsecutiveFailures),
 		openFor:  cb.EffectiveOpenFor(),
 		probes:   cb.EffectiveHalfOpen(),
 	}
+	b.closedGen.Store(1) // closed, generation 0
+	return b
 }
 
 var (
@@ -56,8 +59,12 @@ var (
 // breaker is one instance's breaker. Every state change starts a new
 // generation; a ticket is the generation its request was admitted in, so
 // outcomes of requests admitted before a change (or a Reset) are dropped.
-// The clock is read only when the breaker opens or is open: a closed
-// breaker's Allow and Done take the lock and nothing else.
+//
+// A closed breaker without failures is the common case and changes
+// nothing on a request: Allow and a successful Done read two atomics and
+// neither lock nor read the clock (requests are counted only when
+// half-open, where probes are limited). Everything else takes the lock;
+// the clock is read only when the breaker opens or is open.
 type breaker struct {
 	now      func() time.Time
 	onChange func(from, to router.BreakerState)
@@ -65,10 +72,13 @@ type breaker struct {
 	openFor  time.Duration
 	probes   int
 
+	closedGen atomic.Uint64 // generation+1 while closed, 0 otherwise
+	failing   atomic.Bool   // closed with failures counted
+
 	mu         sync.Mutex
 	state      router.BreakerState
 	generation uint64
-	requests   int // admitted in this generation, less the ignored ones
+	requests   int // half-open: probes admitted, less the ignored ones
 	failures   int // consecutive failures
 	successes  int // consecutive successes
 	openUntil  time.Time
@@ -77,21 +87,29 @@ type breaker struct {
 // Allow admits a request unless the breaker is open or half-open with
 // its probes in flight (ErrOpen, ErrTooManyProbes). It allocates nothing.
 func (b *breaker) Allow() (router.BreakerTicket, error) {
+	if g := b.closedGen.Load(); g != 0 {
+		return router.BreakerTicket(g - 1), nil
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.halfOpenIfDue()
 	switch {
 	case b.state == router.BreakerOpen:
 		return 0, ErrOpen
-	case b.state == router.BreakerHalfOpen && b.requests >= b.probes:
-		return 0, ErrTooManyProbes
+	case b.state == router.BreakerHalfOpen:
+		if b.requests >= b.probes {
+			return 0, ErrTooManyProbes
+		}
+		b.requests++
 	}
-	b.requests++
 	return router.BreakerTicket(b.generation), nil
 }
 
 // Done reports the outcome of the request admitted with t.
 func (b *breaker) Done(t router.BreakerTicket, o router.Outcome) {
+	if o != router.Failure && b.closedGen.Load() == uint64(t)+1 && (o == router.Ignored || !b.failing.Load()) {
+		return // closed and staying so, with no run of failures to reset
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.halfOpenIfDue()
@@ -100,17 +118,22 @@ func (b *breaker) Done(t router.BreakerTicket, o router.Outcome) {
 	}
 	switch o {
 	case router.Ignored:
-		b.requests--
+		if b.state == router.BreakerHalfOpen {
+			b.requests-- // the probe's slot is free again
+		}
 	case router.Failure:
 		b.failures++
 		b.successes = 0
 		if b.state == router.BreakerHalfOpen || b.failures >= b.trip {
 			b.openUntil = b.now().Add(b.openFor)
 			b.setState(router.BreakerOpen)
+		} else {
+			b.failing.Store(true)
 		}
 	default:
 		b.successes++
 		b.failures = 0
+		b.failing.Store(false)
 		if b.state == router.BreakerHalfOpen && b.successes >= b.probes {
 			b.setState(router.BreakerClosed)
 		}
@@ -120,6 +143,9 @@ func (b *breaker) Done(t router.BreakerTicket, o router.Outcome) {
 // State returns the breaker's state, half-opening it when open_for has
 // passed.
 func (b *breaker) State() router.BreakerState {
+	if b.closedGen.Load() != 0 {
+		return router.BreakerClosed
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.halfOpenIfDue()
@@ -150,6 +176,12 @@ func (b *breaker) setState(to router.BreakerState) {
 	b.state = to
 	b.generation++
 	b.requests, b.failures, b.successes = 0, 0, 0
+	b.failing.Store(false)
+	if to == router.BreakerClosed {
+		b.closedGen.Store(b.generation + 1)
+	} else {
+		b.closedGen.Store(0)
+	}
 	if b.onChange != nil {
 		b.onChange(from, to)
 	}
