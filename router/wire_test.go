@@ -255,3 +255,54 @@ func TestPipelinedRequests(t *testing.T) {
 		}
 	})
 }
+
+// TestHTTP10ClientStreamIsNotBuffered: a streamed answer of unknown
+// length reaches an HTTP/1.0 client as it comes (server-sent events), not
+// once the upstream has finished.
+func TestHTTP10ClientStreamIsNotBuffered(t *testing.T) {
+	forEngines(t, func(t *testing.T) {
+		next := make(chan struct{})
+		b := startBackend(t, "events", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "data: first\n\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-next:
+			case <-r.Context().Done():
+				return
+			}
+			_, _ = io.WriteString(w, "data: second\n\n")
+		})
+		p := newProxy(t, router.Config{}, []router.Route{staticRoute("events", "/", b.addr)})
+		c := dialRaw(t, p.addr)
+		c.write(t, "GET /events HTTP/1.0\r\nHost: h10.test\r\n\r\n")
+		resp, err := http.ReadResponse(c.br, &http.Request{Method: http.MethodGet})
+		if err != nil {
+			close(next)
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if len(resp.TransferEncoding) > 0 {
+			close(next)
+			t.Fatalf("Transfer-Encoding %v sent to an HTTP/1.0 client", resp.TransferEncoding)
+		}
+		br := bufio.NewReader(resp.Body)
+		got := make(chan string, 1)
+		go func() { line, _ := br.ReadString('\n'); got <- line }()
+		select {
+		case line := <-got:
+			if line != "data: first\n" {
+				close(next)
+				t.Fatalf("first event %q", line)
+			}
+		case <-time.After(3 * time.Second):
+			close(next)
+			t.Fatal("first event held back by the proxy")
+		}
+		close(next)
+		rest, err := io.ReadAll(br)
+		if err != nil || string(rest) != "\ndata: second\n\n" {
+			t.Fatalf("rest %q (%v), want %q", rest, err, "\ndata: second\n\n")
+		}
+	})
+}
