@@ -3,6 +3,8 @@ package breaker_test
 import (
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,5 +159,46 @@ func TestBreakerAllocations(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("%.2f allocations per Allow and Done, want 0", n)
+	}
+}
+
+// TestBreakerConcurrent: requests racing through a breaker trip it once,
+// and a half-open breaker admits exactly half_open_requests of the probes
+// that race for it.
+func TestBreakerConcurrent(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	var changes []string
+	f := &breaker.Breakers{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }}
+	b := f.NewBreaker("r/i", router.CircuitBreaker{ConsecutiveFailures: 5, OpenFor: time.Minute, HalfOpenRequests: 3},
+		func(from, to router.BreakerState) { changes = append(changes, from.String()+">"+to.String()) }) // under the breaker's lock
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				if ticket, err := b.Allow(); err == nil {
+					b.Done(ticket, router.Failure)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got, want := fmt.Sprint(changes), "[closed>open]"; got != want {
+		t.Fatalf("changes %s, want %s", got, want)
+	}
+	mu.Lock()
+	now = now.Add(time.Minute)
+	mu.Unlock()
+	var admitted atomic.Int32
+	for range 8 {
+		wg.Go(func() {
+			if _, err := b.Allow(); err == nil {
+				admitted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := admitted.Load(); got != 3 {
+		t.Fatalf("%d probes admitted, want 3", got)
 	}
 }
