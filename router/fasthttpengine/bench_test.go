@@ -150,7 +150,9 @@ func benchProxy(tb testing.TB, size int, breaker bool) string {
 }
 
 // TestForwardAllocations: forwarding a request allocates nothing in the
-// engine or the router, with or without a circuit breaker. Counted
+// engine or the router, with or without a circuit breaker (router/breaker
+// runs the try inside gobreaker's Execute with a closure that stays on the
+// stack). Counted
 // process-wide, fasthttp client and upstream included (they allocate
 // nothing once warm).
 func TestForwardAllocations(t *testing.T) {
@@ -170,9 +172,11 @@ func TestForwardAllocations(t *testing.T) {
 		for range 100 {
 			send() // warm the pools
 		}
-		if n := testing.AllocsPerRun(2000, send); n > tc.max {
+		n := testing.AllocsPerRun(2000, send)
+		if n > tc.max {
 			t.Errorf("breaker %t: %.2f allocations per request, want at most %.1f", tc.breaker, n, tc.max)
 		}
+		t.Logf("breaker %t: %.2f allocations per request", tc.breaker, n)
 	}
 }
 
