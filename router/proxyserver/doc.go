@@ -1,5 +1,5 @@
 // Package proxyserver runs Sluice's reverse proxy on a configsvc store: it
-// wires router.Router to its adapters (x/time/rate limiters, router/breaker
+// wires router.Router to its adapters (x/time/rate limiters, gobreaker
 // breakers, Prometheus metrics, pins from the store's records), follows the
 // route file sluice-system/routes.yaml and the instances of every routed
 // service, publishes its live route table in the store's records (for the
