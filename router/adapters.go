@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
@@ -84,13 +85,33 @@ const (
 	Ignored
 )
 
+// Errors a Breaker's Run returns, wrapped, when it refuses a try.
+var (
+	// ErrBreakerOpen: the breaker is open.
+	ErrBreakerOpen = errors.New("circuit breaker is open")
+	// ErrBreakerTooManyProbes: the breaker is half-open and as many probes
+	// as it lets through are in flight.
+	ErrBreakerTooManyProbes = errors.New("half-open circuit breaker has its probes in flight")
+)
+
+// Attempt is one try of a request, handed to a Breaker's Run. The router
+// implements it on the request's state, which is already on the heap, so
+// that handing it over allocates nothing.
+type Attempt interface {
+	// Try sends the try and returns what it came to.
+	Try() Outcome
+}
+
 // Breaker is the circuit breaker of one upstream instance of one route. It
-// must be safe for concurrent use.
+// must be safe for concurrent use. Run runs on every request through it,
+// so it should not allocate.
 type Breaker interface {
-	// Allow asks to send one request. It returns an error when the breaker
-	// is open (or half-open with its probes taken); otherwise done must be
-	// called exactly once with the outcome.
-	Allow() (done func(Outcome), err error)
+	// Run asks to send one try. When the breaker admits it, Run calls
+	// a.Try exactly once, on the calling goroutine, records its outcome and
+	// returns nil. Otherwise it returns without calling a.Try an error
+	// wrapping ErrBreakerOpen (the breaker is open) or
+	// ErrBreakerTooManyProbes (half-open with its probes taken).
+	Run(a Attempt) error
 	// State returns the current state.
 	State() BreakerState
 }

@@ -37,6 +37,11 @@ type Exchange struct {
 	inflight bool
 	retrying bool // the try being sent is a retry: it holds a retry budget slot
 
+	next      *inst // the instance tryInst hands the try to, through its breaker
+	tryStatus int   // the last try's status, whether the client went away, its error
+	tryGone   bool
+	tryErr    error
+
 	sender Sender
 	stdIn  stdInbound // the net/http engine's Inbound and Sender, kept here
 	std    stdSender  // so that ServeHTTP allocates neither
@@ -413,46 +418,43 @@ func (x *Exchange) forward() (int, error) {
 			retries = 0 // streamed or too long: it cannot be sent again
 		}
 	}
-	in, done, err := r.pick(rt, x)
-	if err != nil {
+	if err := r.send(rt, x); err != nil {
 		return 0, err
 	}
 	for try := 0; ; try++ {
-		status, gone, err := x.attempt(in, done)
+		status, gone, err := x.tryStatus, x.tryGone, x.tryErr
 		if gone || try >= retries || !rt.retry.wants(status, err) {
 			return status, err
 		}
-		next, ndone, ok := x.nextTry(try + 1)
-		if !ok {
+		if !x.retry(try + 1) {
 			return status, err // no retry: the answer stands
 		}
-		x.abandon(in)
-		in, done = next, ndone
 		rt.res.Retried()
-		r.log.Debug("retrying on another instance", "route", rt.route.Name, "instance", next.id, "err", err)
+		r.log.Debug("retrying on another instance", "route", rt.route.Name, "instance", x.chosen.id, "err", err)
 	}
 }
 
-// nextTry readies retry n (1, 2 …): it waits the backoff, takes a slot of
-// the route's retry budget and picks another instance. ok is false when
-// the client went away, the budget is used up or no other instance is
-// left; the slot is then given back.
-func (x *Exchange) nextTry(n int) (in *inst, done func(Outcome), ok bool) {
+// retry sends retry n (1, 2 …): it waits the backoff, takes a slot of the
+// route's retry budget, picks another instance and sends the try there
+// (attempt lets go of the try it replaces). It returns false, with the
+// last try's answer standing, when the client went away, the budget is
+// used up or no other instance is left; the slot is then given back.
+func (x *Exchange) retry(n int) bool {
 	rt := x.rt
 	if rt.retry.backoff(x.in.Context(), n) != nil {
-		return nil, nil, false
+		return false
 	}
 	if !rt.shared.budget.take(rt.retry) {
 		rt.res.RetryBudgetExhausted()
-		return nil, nil, false
+		return false
 	}
-	in, done, err := x.r.pick(rt, x)
-	if err != nil {
+	x.retrying = true // the slot goes with the try (endTry gives it back)
+	if err := x.r.send(rt, x); err != nil {
+		x.retrying = false
 		rt.shared.budget.retrying.Add(-1)
-		return nil, nil, false
+		return false
 	}
-	x.retrying = true
-	return in, done, true
+	return true
 }
 
 // abandon lets go of a try that is retried: its response and its
@@ -479,12 +481,17 @@ func (x *Exchange) forwardPinned() (int, error) {
 	return status, err
 }
 
-// attempt sends one try to in (with the per-try timeout, if any), counts
-// it and reports its outcome to in's breaker (done, nil without one) and
-// the route's outlier detection. gone reports that the client went away
-// or failed to send its body: nothing to retry.
-func (x *Exchange) attempt(in *inst, done func(Outcome)) (status int, gone bool, err error) {
+// attempt sends one try to in (with the per-try timeout, if any), after
+// letting go of the try it retries, if any; counts it; reports it to the
+// route's outlier detection and keeps its status, error and whether the
+// client went away (or failed to send its body: nothing to retry) in
+// x.tryStatus, x.tryErr, x.tryGone. It returns the outcome for in's
+// breaker, which calls it through Run when there is one.
+func (x *Exchange) attempt(in *inst) Outcome {
 	rt := x.rt
+	if x.inflight {
+		x.abandon(x.chosen)
+	}
 	x.chosen, x.inflight = in, true
 	x.tried[x.ntried] = in
 	x.ntried++
@@ -497,8 +504,9 @@ func (x *Exchange) attempt(in *inst, done func(Outcome)) (status int, gone bool,
 		rt.shared.budget.active.Add(1)
 		defer x.endTry()
 	}
-	status, err = x.sender.Send(in.addr, timeout)
-	gone = err != nil && x.clientGone()
+	status, err := x.sender.Send(in.addr, timeout)
+	gone := err != nil && x.clientGone()
+	x.tryStatus, x.tryGone, x.tryErr = status, gone, err
 	in.st.count(status, err, gone)
 	failed := err != nil && !gone || err == nil && status >= 500
 	if err == nil {
@@ -506,20 +514,27 @@ func (x *Exchange) attempt(in *inst, done func(Outcome)) (status int, gone bool,
 	} else if errors.Is(err, ErrUpstreamRefused) {
 		rt.metrics.UpstreamRefused()
 	}
-	if done != nil {
-		switch {
-		case gone:
-			done(Ignored)
-		case failed:
-			done(Failure)
-		default:
-			done(Success)
-		}
-	}
 	if rt.outlier != nil && !gone {
 		x.r.observe(rt, in.st, failed)
 	}
-	return status, gone, err
+	switch {
+	case gone:
+		return Ignored
+	case failed:
+		return Failure
+	}
+	return Success
+}
+
+// breakerTry is an Exchange as the Attempt its instance's breaker runs:
+// Try sends the try to x.next. A conversion of the Exchange's pointer, it
+// allocates nothing, and keeps Try out of Exchange's exported methods.
+type breakerTry Exchange
+
+// Try sends the try that tryInst handed to the breaker.
+func (t *breakerTry) Try() Outcome {
+	x := (*Exchange)(t)
+	return x.attempt(x.next)
 }
 
 // endTry ends a try in the route's retry budget: it is no longer active,
@@ -555,16 +570,18 @@ func isConnectError(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// pick chooses an instance for a request from its pool. It returns a
-// *proxyErr 503 when there is none, when every candidate's breaker is
-// open, or when every candidate is out (ejected, failing health checks)
-// and the route is not in panic mode; errNoInstance when every candidate
-// left was tried already.
-func (r *Router) pick(rt *routeRT, st *Exchange) (*inst, func(Outcome), error) {
+// send chooses an instance for a try from the request's pool and sends
+// the try there (attempt), through the instance's breaker if it has one.
+// When it returns nil a try was sent. It returns a *proxyErr 503 when
+// there is no instance, when every candidate's breaker is open, or when
+// every candidate is out (ejected, failing health checks) and the route is
+// not in panic mode; errNoInstance when every candidate left was tried
+// already.
+func (r *Router) send(rt *routeRT, st *Exchange) error {
 	p := st.pool
 	n := len(p.insts)
 	if n == 0 {
-		return nil, nil, &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "no registered instance of " + p.what, retryAfter: 1}
+		return &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "no registered instance of " + p.what, retryAfter: 1}
 	}
 	skipOut := rt.health && !rt.shared.panic.Load()
 	start := 0
@@ -575,8 +592,8 @@ func (r *Router) pick(rt *routeRT, st *Exchange) (*inst, func(Outcome), error) {
 		if n > 1 {
 			a, b := p.twoChoices()
 			for _, i := range [2]int{a, b} {
-				if in, done, ok := tryInst(p.insts[i], st, skipOut); ok {
-					return in, done, nil
+				if tryInst(p.insts[i], st, skipOut) {
+					return nil
 				}
 			}
 			start = a
@@ -585,14 +602,14 @@ func (r *Router) pick(rt *routeRT, st *Exchange) (*inst, func(Outcome), error) {
 		start = p.weightedChoice()
 	}
 	for i := 0; i < n; i++ {
-		if in, done, ok := tryInst(p.insts[(start+i)%n], st, skipOut); ok {
-			return in, done, nil
+		if tryInst(p.insts[(start+i)%n], st, skipOut) {
+			return nil
 		}
 	}
 	if st.ntried > 0 {
-		return nil, nil, errNoInstance
+		return errNoInstance
 	}
-	return nil, nil, r.allRefused(rt, p, skipOut)
+	return r.allRefused(rt, p, skipOut)
 }
 
 // twoChoices picks two different instances of p at random (of at least
@@ -650,25 +667,25 @@ func retryAfterSeconds(d time.Duration) int64 {
 	return max(1, int64((d+time.Second-1)/time.Second))
 }
 
-// tryInst admits in unless it was tried already, it is out (skipOut:
-// ejected or failing health checks) or its breaker refuses.
-func tryInst(in *inst, st *Exchange, skipOut bool) (*inst, func(Outcome), bool) {
-	for i := 0; i < st.ntried; i++ {
-		if st.tried[i] == in {
-			return nil, nil, false
+// tryInst sends the try to in (attempt) unless in was tried already, it
+// is out (skipOut: ejected or failing health checks) or its breaker
+// refuses it. It reports whether it sent it.
+func tryInst(in *inst, x *Exchange, skipOut bool) bool {
+	for i := 0; i < x.ntried; i++ {
+		if x.tried[i] == in {
+			return false
 		}
 	}
 	if skipOut && in.st.flags.Load() != 0 {
-		return nil, nil, false
+		return false
 	}
 	if b := in.st.breaker; b != nil {
-		done, err := b.Allow() // refuses while open: no separate State check (one lock less)
-		if err != nil {
-			return nil, nil, false
-		}
-		return in, done, true
+		x.next = in
+		// Run refuses while open: no separate State check (one lock less).
+		return b.Run((*breakerTry)(x)) == nil
 	}
-	return in, nil, true
+	x.attempt(in)
+	return true
 }
 
 // errorAnswer is the answer to a request whose forwarding ended with err.

@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"errors"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/sony/gobreaker/v2"
@@ -19,6 +20,12 @@ func New() *Breakers { return &Breakers{} }
 
 var _ router.Breakers = (*Breakers)(nil)
 
+// The refusals Run returns: each wraps the router's error and gobreaker's.
+var (
+	errOpen          = fmt.Errorf("breaker: %w (gobreaker: %w)", router.ErrBreakerOpen, gobreaker.ErrOpenState)
+	errTooManyProbes = fmt.Errorf("breaker: %w (gobreaker: %w)", router.ErrBreakerTooManyProbes, gobreaker.ErrTooManyRequests)
+)
+
 // errFailure and errIgnored carry a router.Outcome into gobreaker.
 var (
 	errFailure = errors.New("upstream failure")
@@ -28,11 +35,13 @@ var (
 // NewBreaker returns a closed breaker that opens after
 // cb.ConsecutiveFailures failures in a row, stays open for cb.OpenFor, then
 // lets cb.HalfOpenRequests probes through: as many successes close it, one
-// failure opens it again. Ignored outcomes count neither way. It
-// implements router.BreakerResetter.
+// failure opens it again. Ignored outcomes count neither way (gobreaker's
+// IsExcluded); an ignored probe gives its slot back. onChange, if not nil,
+// is called with gobreaker's lock held, so it must not call the breaker
+// back. The breaker implements router.BreakerResetter.
 func (Breakers) NewBreaker(name string, cb router.CircuitBreaker, onChange func(from, to router.BreakerState)) router.Breaker {
 	b := &breaker{onChange: onChange}
-	n := uint32(cb.ConsecutiveFailures)
+	n := uint32(max(1, cb.ConsecutiveFailures))
 	b.settings = gobreaker.Settings{
 		Name:         name,
 		MaxRequests:  uint32(cb.EffectiveHalfOpen()),
@@ -45,22 +54,26 @@ func (Breakers) NewBreaker(name string, cb router.CircuitBreaker, onChange func(
 	return b
 }
 
-var _ router.BreakerResetter = (*breaker)(nil)
+var (
+	_ router.Breaker         = (*breaker)(nil)
+	_ router.BreakerResetter = (*breaker)(nil)
+)
 
 // breaker is a gobreaker, replaced by a fresh one on Reset (gobreaker
-// cannot be closed from outside). Outcomes of requests admitted by a
-// replaced one go to it and are lost with it.
+// cannot be closed from outside). Outcomes of tries a replaced one
+// admitted go to it and are lost with it, as gobreaker drops those of an
+// earlier generation.
 type breaker struct {
-	cb       atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]]
+	cb       atomic.Pointer[gobreaker.CircuitBreaker[struct{}]]
 	settings gobreaker.Settings
 	onChange func(from, to router.BreakerState)
 }
 
 // newCB makes a gobreaker whose state changes are reported while it is the
 // breaker in use.
-func (b *breaker) newCB() *gobreaker.TwoStepCircuitBreaker[struct{}] {
+func (b *breaker) newCB() *gobreaker.CircuitBreaker[struct{}] {
 	st := b.settings
-	var cb *gobreaker.TwoStepCircuitBreaker[struct{}]
+	var cb *gobreaker.CircuitBreaker[struct{}]
 	if b.onChange != nil {
 		st.OnStateChange = func(_ string, from, to gobreaker.State) {
 			if b.cb.Load() == cb {
@@ -68,31 +81,42 @@ func (b *breaker) newCB() *gobreaker.TwoStepCircuitBreaker[struct{}] {
 			}
 		}
 	}
-	cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)
+	cb = gobreaker.NewCircuitBreaker[struct{}](st)
 	return cb
 }
 
-func (b *breaker) Allow() (func(router.Outcome), error) {
-	done, err := b.cb.Load().Allow()
-	if err != nil {
-		return nil, err
-	}
-	return func(o router.Outcome) {
-		switch o {
+// Run runs a through gobreaker's Execute, which does not keep the function
+// it runs: the closure stays on Run's stack and a request allocates
+// nothing. A refusal wraps router.ErrBreakerOpen or
+// router.ErrBreakerTooManyProbes (and gobreaker's ErrOpenState or
+// ErrTooManyRequests).
+func (b *breaker) Run(a router.Attempt) error {
+	_, err := b.cb.Load().Execute(func() (struct{}, error) {
+		switch a.Try() {
 		case router.Failure:
-			done(errFailure)
+			return struct{}{}, errFailure
 		case router.Ignored:
-			done(errIgnored)
-		default:
-			done(nil)
+			return struct{}{}, errIgnored
 		}
-	}, nil
+		return struct{}{}, nil
+	})
+	switch err {
+	case nil, errFailure, errIgnored:
+		return nil
+	case gobreaker.ErrOpenState:
+		return errOpen
+	case gobreaker.ErrTooManyRequests:
+		return errTooManyProbes
+	}
+	return err
 }
 
+// State returns the breaker's state, half-opening it when open_for has
+// passed.
 func (b *breaker) State() router.BreakerState { return state(b.cb.Load().State()) }
 
 // Reset closes the breaker with fresh counts, reporting the change when it
-// was open or half-open.
+// was open or half-open. Outcomes of tries admitted before are dropped.
 func (b *breaker) Reset() {
 	old := b.cb.Load()
 	from := state(old.State())

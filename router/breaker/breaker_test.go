@@ -1,13 +1,80 @@
 package breaker_test
 
 import (
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/sony/gobreaker/v2"
 
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/breaker"
 )
+
+// fixed is an Attempt that comes to its outcome at once.
+type fixed struct {
+	o     router.Outcome
+	tries int
+}
+
+func (f *fixed) Try() router.Outcome { f.tries++; return f.o }
+
+// run runs one try with outcome o through b and returns Run's error; it
+// fails the test if Run called Try when it refused it, or did not when it
+// admitted it.
+func run(t *testing.T, b router.Breaker, o router.Outcome) error {
+	t.Helper()
+	a := &fixed{o: o}
+	err := b.Run(a)
+	switch {
+	case err == nil && a.tries != 1:
+		t.Fatalf("Run admitted the try and called Try %d times, want 1", a.tries)
+	case err != nil && a.tries != 0:
+		t.Fatalf("Run refused (%v) and called Try %d times, want 0", err, a.tries)
+	}
+	return err
+}
+
+// probe is a try held in flight: its Try waits for the outcome finish
+// gives it.
+type probe struct {
+	started chan struct{}
+	outcome chan router.Outcome
+	done    chan error
+}
+
+func (p *probe) Try() router.Outcome {
+	close(p.started)
+	return <-p.outcome
+}
+
+// begin runs a try through b on another goroutine and returns once b has
+// admitted it (the try is then in flight until finish) or refused it (the
+// error).
+func begin(b router.Breaker) (*probe, error) {
+	p := &probe{started: make(chan struct{}), outcome: make(chan router.Outcome), done: make(chan error, 1)}
+	go func() { p.done <- b.Run(p) }()
+	select {
+	case <-p.started:
+		return p, nil
+	case err := <-p.done:
+		if err == nil {
+			err = errors.New("Run returned nil without calling Try")
+		}
+		return nil, err
+	}
+}
+
+// finish ends the try with outcome o and waits for Run to return.
+func (p *probe) finish(t *testing.T, o router.Outcome) {
+	t.Helper()
+	p.outcome <- o
+	if err := <-p.done; err != nil {
+		t.Fatalf("Run of an admitted try: %v", err)
+	}
+}
 
 func TestBreakerLifecycle(t *testing.T) {
 	var changes []string
@@ -15,11 +82,9 @@ func TestBreakerLifecycle(t *testing.T) {
 		func(from, to router.BreakerState) { changes = append(changes, from.String()+">"+to.String()) })
 	report := func(o router.Outcome) {
 		t.Helper()
-		done, err := b.Allow()
-		if err != nil {
-			t.Fatalf("Allow in state %v: %v", b.State(), err)
+		if err := run(t, b, o); err != nil {
+			t.Fatalf("Run in state %v: %v", b.State(), err)
 		}
-		done(o)
 	}
 	report(router.Failure)
 	report(router.Ignored) // a client cancellation neither trips nor resets
@@ -32,56 +97,55 @@ func TestBreakerLifecycle(t *testing.T) {
 	if b.State() != router.BreakerOpen {
 		t.Fatalf("state %v after 2 consecutive failures, want open", b.State())
 	}
-	if _, err := b.Allow(); err == nil {
-		t.Fatal("open breaker allowed a request")
+	err := run(t, b, router.Success)
+	if !errors.Is(err, router.ErrBreakerOpen) || !errors.Is(err, gobreaker.ErrOpenState) {
+		t.Fatalf("open breaker's Run: %v, want router.ErrBreakerOpen and gobreaker.ErrOpenState", err)
 	}
 	time.Sleep(60 * time.Millisecond)
 	if b.State() != router.BreakerHalfOpen {
 		t.Fatalf("state %v after open_for, want half-open", b.State())
 	}
-	done, err := b.Allow()
+	p, err := begin(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Allow(); err == nil {
-		t.Fatal("half-open breaker let a second probe through; half_open_requests is 1")
+	err = run(t, b, router.Success)
+	if !errors.Is(err, router.ErrBreakerTooManyProbes) || !errors.Is(err, gobreaker.ErrTooManyRequests) {
+		t.Fatalf("half-open breaker's second probe: %v, want router.ErrBreakerTooManyProbes and gobreaker.ErrTooManyRequests; half_open_requests is 1", err)
 	}
-	done(router.Success)
+	p.finish(t, router.Success)
 	if b.State() != router.BreakerClosed {
 		t.Fatalf("state %v after a successful probe, want closed", b.State())
 	}
-	want := []string{"closed>open", "open>half-open", "half-open>closed"}
-	if len(changes) != len(want) {
-		t.Fatalf("changes %v, want %v", changes, want)
-	}
-	for i := range want {
-		if changes[i] != want[i] {
-			t.Fatalf("changes %v, want %v", changes, want)
-		}
+	if got, want := fmt.Sprint(changes), "[closed>open open>half-open half-open>closed]"; got != want {
+		t.Fatalf("changes %s, want %s", got, want)
 	}
 }
 
 // TestBreakerReset: Reset closes an open breaker at once, reports the
-// change, and outcomes of requests the old breaker admitted no longer move
+// change, and outcomes of tries the old breaker admitted no longer move
 // it.
 func TestBreakerReset(t *testing.T) {
+	var mu sync.Mutex
 	var changes []string
 	b := breaker.New().NewBreaker("r/i", router.CircuitBreaker{ConsecutiveFailures: 1, OpenFor: time.Hour},
-		func(from, to router.BreakerState) { changes = append(changes, from.String()+">"+to.String()) })
+		func(from, to router.BreakerState) {
+			mu.Lock()
+			defer mu.Unlock()
+			changes = append(changes, from.String()+">"+to.String())
+		})
 	r, ok := b.(router.BreakerResetter)
 	if !ok {
 		t.Fatal("breaker does not implement router.BreakerResetter")
 	}
 	r.Reset() // closed: nothing to do
-	late, err := b.Allow()
+	late, err := begin(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done, err := b.Allow()
-	if err != nil {
+	if err := run(t, b, router.Failure); err != nil {
 		t.Fatal(err)
 	}
-	done(router.Failure)
 	if b.State() != router.BreakerOpen {
 		t.Fatalf("state %v after a failure, want open", b.State())
 	}
@@ -89,11 +153,136 @@ func TestBreakerReset(t *testing.T) {
 	if b.State() != router.BreakerClosed {
 		t.Fatalf("state %v after Reset, want closed", b.State())
 	}
-	late(router.Failure) // admitted before the reset: reported to the old breaker
+	late.finish(t, router.Failure) // admitted before the reset: dropped
 	if b.State() != router.BreakerClosed {
 		t.Fatalf("state %v after a failure admitted before Reset, want closed", b.State())
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if got, want := fmt.Sprint(changes), "[closed>open open>closed]"; got != want {
+		t.Fatalf("changes %s, want %s", got, want)
+	}
+}
+
+// TestBreakerHalfOpenProbes: an open breaker refuses until open_for has
+// passed, then lets half_open_requests probes through (an ignored probe
+// gives its slot back), closes after as many successes, and a failing
+// probe opens it again for another open_for. gobreaker reads the wall
+// clock, so open_for is short and waited out.
+func TestBreakerHalfOpenProbes(t *testing.T) {
+	const openFor = 50 * time.Millisecond
+	b := breaker.New().NewBreaker("r/i", router.CircuitBreaker{ConsecutiveFailures: 1, OpenFor: openFor, HalfOpenRequests: 2}, nil)
+	admit := func() *probe {
+		t.Helper()
+		p, err := begin(b)
+		if err != nil {
+			t.Fatalf("probe in state %v: %v", b.State(), err)
+		}
+		return p
+	}
+	if err := run(t, b, router.Failure); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t, b, router.Success); !errors.Is(err, router.ErrBreakerOpen) {
+		t.Fatalf("Run right after the trip: %v, want ErrBreakerOpen", err)
+	}
+	time.Sleep(openFor + 10*time.Millisecond)
+	p1, p2 := admit(), admit()
+	if _, err := begin(b); !errors.Is(err, router.ErrBreakerTooManyProbes) {
+		t.Fatalf("third probe: %v, want ErrBreakerTooManyProbes", err)
+	}
+	p2.finish(t, router.Ignored) // gives its slot back
+	p3 := admit()
+	p1.finish(t, router.Success)
+	if b.State() != router.BreakerHalfOpen {
+		t.Fatalf("state %v after 1 of 2 successful probes, want half-open", b.State())
+	}
+	p3.finish(t, router.Failure)
+	if b.State() != router.BreakerOpen {
+		t.Fatalf("state %v after a failed probe, want open", b.State())
+	}
+	if err := run(t, b, router.Success); !errors.Is(err, router.ErrBreakerOpen) {
+		t.Fatalf("Run right after a failed probe: %v, want ErrBreakerOpen", err)
+	}
+	time.Sleep(openFor + 10*time.Millisecond)
+	p1, p2 = admit(), admit()
+	p1.finish(t, router.Success)
+	p2.finish(t, router.Success)
+	if b.State() != router.BreakerClosed {
+		t.Fatalf("state %v after 2 successful probes, want closed", b.State())
+	}
+}
+
+// TestBreakerAllocations: a try through a closed breaker, and a refusal by
+// an open one, allocate nothing.
+func TestBreakerAllocations(t *testing.T) {
+	b := breaker.New().NewBreaker("r/i", router.CircuitBreaker{ConsecutiveFailures: 3, OpenFor: time.Hour}, func(from, to router.BreakerState) {})
+	ok := &fixed{o: router.Success}
+	if n := testing.AllocsPerRun(1000, func() {
+		if err := b.Run(ok); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("%.2f allocations per try through a closed breaker, want 0", n)
+	}
+	failing := &fixed{o: router.Failure}
+	for range 3 {
+		if err := b.Run(failing); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		if err := b.Run(ok); !errors.Is(err, router.ErrBreakerOpen) {
+			t.Fatalf("Run: %v, want ErrBreakerOpen", err)
+		}
+	}); n != 0 {
+		t.Fatalf("%.2f allocations per refusal by an open breaker, want 0", n)
+	}
+}
+
+// TestBreakerConcurrent: tries racing through a breaker trip it once, and
+// a half-open breaker admits exactly half_open_requests of the probes that
+// race for it.
+func TestBreakerConcurrent(t *testing.T) {
+	const openFor = 300 * time.Millisecond // outlasts the racing failures
+	var changes []string
+	b := breaker.New().NewBreaker("r/i", router.CircuitBreaker{ConsecutiveFailures: 5, OpenFor: openFor, HalfOpenRequests: 3},
+		func(from, to router.BreakerState) { changes = append(changes, from.String()+">"+to.String()) }) // under gobreaker's lock
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			failing := &fixed{o: router.Failure}
+			for range 50 {
+				_ = b.Run(failing) // refused once open
+			}
+		})
+	}
+	wg.Wait()
+	if got, want := fmt.Sprint(changes), "[closed>open]"; got != want {
+		t.Fatalf("changes %s, want %s", got, want)
+	}
+	time.Sleep(openFor + 20*time.Millisecond)
+	var mu sync.Mutex
+	var admitted []*probe
+	for range 8 {
+		wg.Go(func() {
+			if p, err := begin(b); err == nil {
+				mu.Lock()
+				admitted = append(admitted, p)
+				mu.Unlock()
+			} else if !errors.Is(err, router.ErrBreakerTooManyProbes) {
+				t.Errorf("refused probe: %v, want ErrBreakerTooManyProbes", err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(admitted) != 3 {
+		t.Fatalf("%d probes admitted, want 3", len(admitted))
+	}
+	for _, p := range admitted {
+		p.finish(t, router.Success)
+	}
+	if got, want := fmt.Sprint(changes), "[closed>open open>half-open half-open>closed]"; got != want {
 		t.Fatalf("changes %s, want %s", got, want)
 	}
 }

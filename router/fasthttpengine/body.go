@@ -6,6 +6,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // respBody streams an upstream's response body to the client: the body
@@ -181,7 +183,10 @@ func readChunkSize(br interface{ ReadSlice(byte) ([]byte, error) }) (int64, erro
 // which fasthttp writes after the last chunk.
 func (b *respBody) readTrailer() error {
 	br := b.c.br
-	h := &b.rq.ctx.Response.Header
+	var h *fasthttp.ResponseHeader
+	if b.rq != nil {
+		h = &b.rq.ctx.Response.Header
+	}
 	for range maxTrailerLines {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
@@ -195,7 +200,9 @@ func (b *respBody) readTrailer() error {
 		if !ok || len(k) == 0 {
 			return errBadTrailer
 		}
-		h.SetBytesKV(k, bytes.TrimSpace(v))
+		if h != nil { // nil: an HTTP/1.0 client, which cannot get trailers
+			h.SetBytesKV(k, bytes.TrimSpace(v))
+		}
 	}
 	return errBadTrailer
 }

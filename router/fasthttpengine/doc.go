@@ -11,7 +11,10 @@
 // again); longer and chunked bodies stream to the upstream. Responses up
 // to the same size are copied in one piece; longer, chunked and
 // close-delimited ones stream to the client, each chunk flushed as it
-// arrives (server-sent events), trailers included. Upgrade requests
+// arrives (server-sent events), trailers included. An HTTP/1.0 client,
+// which cannot read chunked encoding, gets such a body without
+// Transfer-Encoding, delimited by the proxy closing its connection (and
+// without trailers). Upgrade requests
 // (WebSocket) are tunnelled on a connection of their own once the upstream
 // answers 101. Hop-by-hop headers are removed both ways; X-Forwarded-* are
 // set as the net/http engine sets them.

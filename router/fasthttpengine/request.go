@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	"unsafe"
@@ -135,6 +136,10 @@ func (e *Engine) respond(rq *request, status int) {
 		e.end(rq)
 		return
 	}
+	if cl < 0 && !ctx.Request.Header.IsHTTP11() {
+		e.streamUntilClose(rq, c, cl, keep)
+		return
+	}
 	rq.conn = nil
 	rq.body.start(rq, c, cl, keep)
 	size := cl
@@ -224,9 +229,10 @@ func (rq *request) Send(addr string, timeout time.Duration) (int, error) {
 			if c, err = e.pools.dialConn(rq.ctx, addr); err != nil {
 				return 0, err
 			}
+			now = time.Now()
 		}
 		rq.conn = c
-		status, sent, err := rq.try(c, timeout)
+		status, sent, err := rq.try(c, timeout, now)
 		if err == nil {
 			return status, nil
 		}
@@ -241,13 +247,14 @@ func (rq *request) Send(addr string, timeout time.Duration) (int, error) {
 
 // try writes the request on c and reads the response header. sent reports
 // that the upstream may have acted on it (an answer began to arrive, or a
-// streamed body was read from the client).
-func (rq *request) try(c *upConn, timeout time.Duration) (status int, sent bool, err error) {
+// streamed body was read from the client). now is the time c was taken
+// (one clock read for the pool and the deadline).
+func (rq *request) try(c *upConn, timeout time.Duration, now time.Time) (status int, sent bool, err error) {
 	ctx := rq.ctx
 	if timeout > 0 {
 		// Only reads are bounded: writes of a body already in memory do
 		// not block, and a streamed body is bounded by the client's.
-		_ = c.SetReadDeadline(time.Now().Add(timeout))
+		_ = c.SetReadDeadline(now.Add(timeout))
 	}
 	if err := rq.writeRequest(c); err != nil {
 		if rq.bodyErr != nil {
@@ -653,8 +660,12 @@ func (rq *request) copyChunked(w *bufio.Writer) error {
 
 // stripResponseHop removes the hop-by-hop fields of an upstream's response
 // header (and those its Connection names), keeping the trailers it
-// announced.
+// announced. Most answers have none of them: one pass over the header
+// finds that, where each Del would scan it again.
 func stripResponseHop(h *fasthttp.ResponseHeader, rq *request) {
+	if !hasResponseHop(h) {
+		return
+	}
 	if conn := h.Peek("Connection"); len(conn) > 0 {
 		rq.vals = rq.vals[:0]
 		for part := range bytes.SplitSeq(conn, []byte{','}) {
@@ -671,6 +682,19 @@ func stripResponseHop(h *fasthttp.ResponseHeader, rq *request) {
 	for _, name := range [...]string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Upgrade", "Te"} {
 		h.Del(name)
 	}
+}
+
+// hasResponseHop reports whether h has a field stripResponseHop removes
+// (Connection among them, which fasthttp lists when the upstream closes).
+func hasResponseHop(h *fasthttp.ResponseHeader) bool {
+	for k := range h.All() {
+		for _, name := range [...]string{"Te", "Upgrade", "Keep-Alive", "Connection", "Proxy-Connection", "Proxy-Authenticate"} {
+			if len(k) == len(name) && strings.EqualFold(b2s(k), name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // writeAnswer writes an answer of the router's.

@@ -31,8 +31,7 @@ func (t *tunnel) close() {
 }
 
 // startTunnel passes the upstream's 101 answer to the client and, once
-// fasthttp hands over the client's connection, copies bytes both ways on
-// two goroutines of the engine's (Shutdown closes and waits for them).
+// fasthttp hands over the client's connection, copies bytes both ways.
 // The route's timeout bounded the handshake only.
 func (e *Engine) startTunnel(rq *request) {
 	ctx := rq.ctx
@@ -40,6 +39,56 @@ func (e *Engine) startTunnel(rq *request) {
 	rq.conn = nil
 	rq.pinHeader()
 	head := appendHead(nil, &ctx.Response.Header)
+	e.takeOver(ctx, up, func(t *tunnel, client net.Conn) {
+		if _, err := client.Write(head); err != nil {
+			return
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = io.Copy(client, up.br) // what the upstream sent after its 101, then the rest
+			t.close()
+		}()
+		_, _ = io.Copy(up.Conn, client)
+		t.close()
+		<-done
+	})
+	e.end(rq)
+}
+
+// streamUntilClose passes an upstream answer of unknown length (chunked,
+// or delimited by the upstream closing) to an HTTP/1.0 client, which
+// cannot read chunked encoding: the head without Transfer-Encoding, then
+// the body as it comes, delimited by closing the client's connection.
+// fasthttp would chunk a body stream of unknown length, so the engine
+// takes the connection over as it does for a tunnel; the upstream
+// connection is closed afterwards. Trailers are dropped (HTTP/1.0 has
+// none). The exchange ends when the head is ready, as a tunnel's does.
+func (e *Engine) streamUntilClose(rq *request, c *upConn, cl int, keep bool) {
+	ctx := rq.ctx
+	rq.conn = nil
+	h := &ctx.Response.Header
+	h.Del(fasthttp.HeaderTransferEncoding)
+	h.SetConnectionClose()
+	head := appendHead(nil, h)
+	b := &respBody{}
+	b.start(nil, c, cl, keep)
+	e.takeOver(ctx, c, func(_ *tunnel, client net.Conn) {
+		if _, err := client.Write(head); err != nil {
+			return
+		}
+		buf := getCopyBuf()
+		defer putCopyBuf(buf)
+		_, _ = io.CopyBuffer(struct{ io.Writer }{client}, struct{ io.Reader }{b}, buf)
+	})
+	e.end(rq)
+}
+
+// takeOver has fasthttp hand over the client's connection once the
+// handler returned, without writing a response, and runs f on it as a
+// tunnel of the engine's: Shutdown closes the client's connection and up
+// and waits for f. Both are closed when f returns.
+func (e *Engine) takeOver(ctx *fasthttp.RequestCtx, up *upConn, f func(t *tunnel, client net.Conn)) {
 	ctx.HijackSetNoResponse(true)
 	t := &tunnel{up: up}
 	ctx.Hijack(func(client net.Conn) {
@@ -63,21 +112,9 @@ func (e *Engine) startTunnel(rq *request) {
 		t.client = client
 		t.mu.Unlock()
 		_ = client.SetDeadline(time.Time{})
-		if _, err := client.Write(head); err != nil {
-			t.close()
-			return
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_, _ = io.Copy(client, up.br) // what the upstream sent after its 101, then the rest
-			t.close()
-		}()
-		_, _ = io.Copy(up.Conn, client)
+		f(t, client)
 		t.close()
-		<-done
 	})
-	e.end(rq)
 }
 
 // appendHead appends an upstream's 101 response head as it came.
