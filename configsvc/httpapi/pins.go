@@ -86,12 +86,7 @@ func (s *Server) listPins(c *gin.Context) {
 	p := state(c).principal
 	out := []api.Pin{}
 	for _, pin := range all {
-		visible := make(map[string]string, len(pin.Targets))
-		for svc, inst := range pin.Targets {
-			if s.authz.Decide(p, access.ActionInstances, access.Target{Ref: configsvc.Service(svc)}).Allowed {
-				visible[svc] = inst
-			}
-		}
+		visible := s.visibleTargets(p, pin.Targets)
 		if len(visible) == 0 {
 			continue
 		}
@@ -231,17 +226,24 @@ func (s *Server) watchPins(c *gin.Context) {
 	})
 }
 
+// visibleTargets returns the targets (service → instance) whose service p
+// may list the instances of.
+func (s *Server) visibleTargets(p *access.Principal, targets map[string]string) map[string]string {
+	visible := make(map[string]string, len(targets))
+	for svc, inst := range targets {
+		if s.authz.Decide(p, access.ActionInstances, access.Target{Ref: configsvc.Service(svc)}).Allowed {
+			visible[svc] = inst
+		}
+	}
+	return visible
+}
+
 // visiblePins returns the pins of all (by record key) that have a target
 // p may list the instances of, with only those targets, sorted by key.
 func (s *Server) visiblePins(p *access.Principal, all map[string]configsvc.Pin) api.PinsData {
 	out := api.PinsData{Pins: []api.PinRecord{}}
 	for key, pin := range all {
-		visible := make(map[string]string, len(pin.Targets))
-		for svc, inst := range pin.Targets {
-			if s.authz.Decide(p, access.ActionInstances, access.Target{Ref: configsvc.Service(svc)}).Allowed {
-				visible[svc] = inst
-			}
-		}
+		visible := s.visibleTargets(p, pin.Targets)
 		if len(visible) == 0 {
 			continue
 		}
