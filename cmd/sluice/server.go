@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/fanout"
 	"github.com/sluicehq/sluice/configsvc/httpapi"
 	"github.com/sluicehq/sluice/configsvc/rollout"
 	"github.com/sluicehq/sluice/configsvc/webui"
@@ -138,7 +139,7 @@ func (m *ServerMain) ParseFlags(args []string) error {
 // lets in-flight requests finish for up to 10s (the proxy's: up to
 // --proxy-shutdown-timeout). Close releases the store.
 func (m *ServerMain) Run(ctx context.Context) error {
-	store, err := openStore(ctx, m.StoreURL, m.logger, m.getenv, m.Limits.ServiceBytes)
+	store, err := openServerStore(ctx, m.StoreURL, m.logger, m.getenv, m.Limits.ServiceBytes)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -194,6 +195,18 @@ func (m *ServerMain) Run(ctx context.Context) error {
 		})
 	}
 	return g.Wait()
+}
+
+// openServerStore opens the server's store as openStore does, with its
+// watches shared (configsvc/fanout): the event streams of the admin API,
+// the console's summary index and the embedded proxy then hold one store
+// watch per service or group between them, whatever their number.
+func openServerStore(ctx context.Context, raw string, logger *slog.Logger, getenv func(string) string, maxServiceBytes int64) (*configsvc.ValidatingStore, error) {
+	st, err := openBackend(ctx, raw, logger, getenv)
+	if err != nil {
+		return nil, err
+	}
+	return configsvc.Validating(fanout.New(st, fanout.Options{}), publishValidator(maxServiceBytes)), nil
 }
 
 // newAPI builds the admin server on store with the server's flags; it

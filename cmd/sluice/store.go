@@ -165,7 +165,11 @@ const zkVersionTimeout = time.Second
 // when the version could not be read, e.g. srvr not allowed). A store of
 // another kind is left alone.
 func checkZooKeeper(ctx context.Context, store configsvc.Store, logger *slog.Logger, reg prometheus.Registerer) error {
-	if u, ok := store.(interface{ Unwrap() configsvc.Store }); ok {
+	for { // through the validation and the shared watches
+		u, ok := store.(interface{ Unwrap() configsvc.Store })
+		if !ok {
+			break
+		}
 		store = u.Unwrap()
 	}
 	vr, ok := store.(versionReporter)

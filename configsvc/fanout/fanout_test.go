@@ -24,7 +24,7 @@ const wait = 10 * time.Second
 type counting struct {
 	configsvc.Store
 	watches, instWatches, revisions atomic.Int64
-	open, instOpen                   atomic.Int64
+	open, instOpen                  atomic.Int64
 }
 
 func (c *counting) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) <-chan configsvc.Event {
