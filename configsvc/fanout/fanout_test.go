@@ -201,8 +201,10 @@ func TestResumeBelowRingReadsTheStore(t *testing.T) {
 	mustPublish(t, st, 3) // before the hub: below its ring
 	first := st.Watch(ctx, orders, 3)
 	wantBaseline(t, first)
-	mustPublish(t, st, 6) // 4..9; the ring keeps the newest 4 events
-	wantRevisions(t, first, 4, 9)
+	for n := int64(4); n <= 9; n++ { // the ring keeps the newest 4 events
+		mustPublish(t, st, 1)
+		wantRevisions(t, first, n, n) // first keeps up
+	}
 	resumed := st.Watch(ctx, orders, 1)
 	wantRevisions(t, resumed, 2, 9)
 	wantBaseline(t, resumed)

@@ -34,9 +34,14 @@ type hub struct {
 	links    []string
 	linksSeq uint64 // sequence number + 1 of the newest links event; 0: none
 
-	dead     bool  // the upstream ended: nothing more comes
-	err      error // the error that ended it (nil: stopped or the store closed)
-	fallback bool  // it could not start for a transient reason: subscribers watch the store themselves
+	dead bool  // the upstream ended: nothing more comes
+	err  error // the error that ended it (nil: stopped or the store closed)
+	// trouble is the newest transient error of the head read before the
+	// upstream started, troubleSeq counts them: subscribers waiting for
+	// the start report each once, as a store's watch reports transient
+	// trouble.
+	trouble    error
+	troubleSeq uint64
 }
 
 // changed wakes the subscribers; the caller holds h.mu.
@@ -95,36 +100,105 @@ func ends(err error) bool {
 }
 
 // Watch delivers the events of configsvc.Store.Watch from the shared
-// watch of ref (see the package comment). Revisions older than the ring are
-// read with Store.Revision. When the shared watch cannot start because the
-// store is unavailable, this call watches the wrapped store itself.
+// watch of ref (see the package comment), through a goroutine of its own;
+// Subscribe does without. Revisions older than the ring are read with
+// Store.Revision.
 func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) <-chan configsvc.Event {
+	w := s.subscribe(ctx, ref, from, opts)
+	if w == nil { // closed
+		return s.Store.Watch(ctx, ref, from, opts...)
+	}
+	out := make(chan configsvc.Event)
+	if !s.bg.Go(func() {
+		defer w.close()
+		defer close(out)
+		for {
+			ev, ok, wake, retry, done := w.poll(ctx)
+			switch {
+			case ok:
+				if !send(ctx, s, out, ev) {
+					return
+				}
+			case done:
+				return
+			case !s.await(ctx, wake, retry):
+				return
+			}
+		}
+	}) {
+		w.close()
+		close(out)
+	}
+	return out
+}
+
+// Subscription is one subscriber of a shared watch read without a
+// goroutine of its own: what an event stream that already has one (its
+// request's) uses. Poll hands out the events Watch would send, in the
+// same order. A Subscription is used by one goroutine at a time; Close
+// must be called once it is no longer read.
+type Subscription struct {
+	w   *watcher
+	ctx context.Context
+}
+
+// Subscribe opens a subscription to the shared watch of ref with
+// Watch's from and options. ctx bounds the reads Poll makes (revisions
+// older than the ring). It returns nil once the store is closed.
+func (s *Store) Subscribe(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) *Subscription {
+	w := s.subscribe(ctx, ref, from, opts)
+	if w == nil {
+		return nil
+	}
+	return &Subscription{w: w, ctx: ctx}
+}
+
+// Poll returns the next event (ok) if there is one now. Otherwise it
+// returns done once the subscription has ended (after its last event,
+// e.g. one wrapping ErrCompacted), or what to wait for before polling
+// again: wake closes when the shared watch moved; retry, when not nil,
+// fires when a failed read is to be tried again or a wait for the head
+// has run out.
+func (sub *Subscription) Poll() (ev configsvc.Event, ok bool, wake <-chan struct{}, retry <-chan time.Time, done bool) {
+	return sub.w.poll(sub.ctx)
+}
+
+// Close ends the subscription. It is safe to call more than once.
+func (sub *Subscription) Close() { sub.w.close() }
+
+// subscribe joins (or starts) the hub of ref for a new subscriber; nil
+// once the store is closed. A subscriber joining a running hub reads the
+// head first, here, so that its baseline is no older than the head at the
+// call (the hub may not have seen a change made just before).
+func (s *Store) subscribe(ctx context.Context, ref configsvc.Ref, from int64, opts []configsvc.WatchOption) *watcher {
 	from = max(from, 0)
 	o := configsvc.WatchOptionsOf(opts)
 	h, fresh := s.join(ref)
-	if h == nil { // closed
-		return s.Store.Watch(ctx, ref, from, opts...)
+	if h == nil {
+		return nil
 	}
 	if fresh {
 		s.start(h)
 	}
-	sub := &watcher{s: s, h: h, ref: ref, next: from + 1, prev: configsvc.Identity{Generation: o.Expect.Generation}, sync: !fresh}
+	w := &watcher{s: s, h: h, ref: ref, next: from + 1, prev: configsvc.Identity{Generation: o.Expect.Generation}, synced: true}
 	if from > 0 {
-		sub.prev.PublishID = o.Expect.PublishID
+		w.prev.PublishID = o.Expect.PublishID
 	}
 	h.mu.Lock()
-	sub.joinSeq = h.next
+	w.joinSeq = h.next
+	running := h.live
 	h.mu.Unlock()
-	out := make(chan configsvc.Event)
-	if !s.bg.Go(func() {
-		defer s.leave(h)
-		defer close(out)
-		sub.run(ctx, out)
-	}) {
-		s.leave(h)
-		close(out)
+	if running && !fresh {
+		head, err := s.Store.Head(ctx, ref)
+		switch {
+		case err == nil:
+			w.want, w.synced, w.syncBy = &head, false, time.Now().Add(syncWait)
+		case ends(err) && ctx.Err() == nil:
+			w.queue = append(w.queue, configsvc.Event{Err: err})
+			w.done = true
+		}
 	}
-	return out
+	return w
 }
 
 // join returns the hub of ref with one more subscriber, and whether it is
@@ -163,9 +237,29 @@ func (s *Store) retire(h *hub) {
 	}
 }
 
+// forget removes h from the hubs, so that the next subscriber of its ref
+// starts a new one.
+func (s *Store) forget(h *hub) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hubs[h.ref] == h {
+		delete(s.hubs, h.ref)
+	}
+}
+
+// end marks h ended by err (nil: stopped) and wakes its subscribers.
+func (h *hub) end(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.dead, h.err = true, err
+	h.changed()
+}
+
 // start reads the head of h's ref and opens the upstream watch from it,
 // before the Watch that created h returns, so that a change made after
-// that Watch returns reaches its subscribers as a change.
+// that Watch returns reaches its subscribers as a change. While the store
+// is unavailable it tries again in the background, and subscribers are
+// told of the trouble.
 func (s *Store) start(h *hub) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
@@ -175,27 +269,48 @@ func (s *Store) start(h *hub) {
 	if stopped {
 		cancel()
 	}
+	if s.open(ctx, h) {
+		return
+	}
+	if !s.bg.Go(func() {
+		for wait := retryWait; ; wait = min(2*wait, 10*time.Second) {
+			if s.bg.Sleep(ctx, wait) != nil {
+				s.forget(h)
+				h.end(nil)
+				return
+			}
+			if s.open(ctx, h) {
+				return
+			}
+		}
+	}) {
+		s.forget(h)
+		h.end(nil)
+	}
+}
+
+// open makes one attempt at starting h's upstream watch. It reports false
+// after a transient failure (to be tried again); true when h is running or
+// has ended.
+func (s *Store) open(ctx context.Context, h *hub) bool {
 	head, err := s.Store.Head(ctx, h.ref)
 	if err != nil {
-		stopped := ctx.Err() != nil
-		cancel()
-		s.mu.Lock()
-		if s.hubs[h.ref] == h {
-			delete(s.hubs, h.ref)
-		}
-		s.mu.Unlock()
-		h.mu.Lock()
-		h.dead = true
 		switch {
-		case stopped: // Close: nothing more comes
+		case ctx.Err() != nil: // stopped: nothing more comes
+			s.forget(h)
+			h.end(nil)
 		case errors.Is(err, configsvc.ErrUnavailable):
-			h.fallback = true
+			h.mu.Lock()
+			h.trouble = err
+			h.troubleSeq++
+			h.changed()
+			h.mu.Unlock()
+			return false
 		default:
-			h.err = err
+			s.forget(h)
+			h.end(err)
 		}
-		h.changed()
-		h.mu.Unlock()
-		return
+		return true
 	}
 	up := s.Store.Watch(ctx, h.ref, head.Revision, configsvc.Expect(head.Identity()))
 	h.mu.Lock()
@@ -212,232 +327,188 @@ func (s *Store) start(h *hub) {
 			h.add(ev)
 			h.mu.Unlock()
 		}
-		s.mu.Lock()
-		if s.hubs[h.ref] == h {
-			delete(s.hubs, h.ref)
-		}
-		s.mu.Unlock()
-		cancel()
-		h.mu.Lock()
-		h.dead, h.err = true, last
-		h.changed()
-		h.mu.Unlock()
+		s.forget(h)
+		h.cancel()
+		h.end(last)
 	}
 	if !s.bg.Go(pump) {
-		cancel()
+		h.cancel()
 		for range up {
 		}
-		h.mu.Lock()
-		h.dead = true
-		h.changed()
-		h.mu.Unlock()
+		s.forget(h)
+		h.end(nil)
 	}
+	return true
 }
 
-// watcher is one subscriber of a hub.
+// watcher is one subscriber of a hub: a state machine that poll steps.
 type watcher struct {
 	s   *Store
 	h   *hub
 	ref configsvc.Ref
 	// next is the next revision to deliver; prev the identity of the one
 	// before it as the subscriber holds it.
-	next int64
-	prev configsvc.Identity
-	// sync: the hub was running when the subscriber joined, so it waits
-	// (up to syncWait) for the hub to show the grays of the head it reads.
-	sync    bool
-	joinSeq uint64
+	next    int64
+	prev    configsvc.Identity
+	joinSeq uint64 // the hub's next sequence number when it joined
+	// want is the head read when it joined a running hub: the baseline
+	// waits (until syncBy) for the hub to show its grays.
+	want    *configsvc.Head
+	synced  bool
+	syncBy  time.Time
+	retryAt time.Time // after a transient read failure
+	seen    uint64    // the hub's troubleSeq already reported
+
+	queue     []configsvc.Event // decided, not handed out yet
+	following bool              // caught up: reading the ring from cursor
+	cursor    uint64
+	done      bool
+	closed    bool
 }
 
-func (w *watcher) run(ctx context.Context, out chan<- configsvc.Event) {
-	var want *configsvc.Head
-	if w.sync {
-		head, err := w.s.Store.Head(ctx, w.ref)
-		switch {
-		case err == nil:
-			want = &head
-		case ends(err):
-			if ctx.Err() == nil {
-				send(ctx, w.s, out, configsvc.Event{Err: err})
-			}
-			return
-		}
+// close leaves the hub; safe to call more than once.
+func (w *watcher) close() {
+	if w.closed {
+		return
 	}
-	syncBy := time.Now().Add(syncWait)
-	deadline := time.NewTimer(syncWait)
-	defer deadline.Stop()
-	synced := want == nil
-	h := w.h
+	w.closed = true
+	w.s.leave(w.h)
+}
+
+// poll is Subscription.Poll.
+func (w *watcher) poll(ctx context.Context) (ev configsvc.Event, ok bool, wake <-chan struct{}, retry <-chan time.Time, done bool) {
 	for {
-		h.mu.Lock()
-		if h.fallback {
-			h.mu.Unlock()
-			w.direct(ctx, out)
-			return
+		if len(w.queue) > 0 {
+			ev, w.queue = w.queue[0], w.queue[1:]
+			return ev, true, nil, nil, false
 		}
-		if h.started && !w.prev.SameGeneration(h.lastID) {
-			h.mu.Unlock()
-			w.rewritten(ctx, out, fmt.Errorf("fanout: %s: the store's generation is %s, not %s (restored or imported, then bumped): %w", w.ref, h.lastID.Generation, w.prev.Generation, configsvc.ErrRewritten))
-			return
+		if w.done || ctx.Err() != nil {
+			return ev, false, nil, nil, true
 		}
-		if h.started && w.next <= h.lastRev {
-			rev, ok := h.revision(w.next)
-			h.mu.Unlock()
-			if !ok {
-				var err error
-				if rev, err = w.read(ctx, out); err != nil {
-					return
-				}
-				if rev == nil {
-					continue // retried
-				}
+		if w.following {
+			ev, ok, wake, done = w.follow()
+			return ev, ok, wake, nil, done
+		}
+		if !w.retryAt.IsZero() {
+			if d := time.Until(w.retryAt); d > 0 {
+				return ev, false, nil, time.After(d), false
 			}
-			if !w.deliver(ctx, out, rev) {
-				return
-			}
-			continue
+			w.retryAt = time.Time{}
 		}
-		if h.dead {
-			err := h.err
-			h.mu.Unlock()
-			if err != nil {
-				send(ctx, w.s, out, configsvc.Event{Err: err})
-			}
-			return
-		}
-		if !synced && h.live && (h.lastRev > want.Revision || graysEqual(h.grays, want.Grays)) {
-			synced = true
-		}
-		if h.live && w.next == h.lastRev+1 && synced {
-			if w.next > 1 && w.prev.PublishID != "" && h.lastID.PublishID != "" && w.prev.PublishID != h.lastID.PublishID {
-				h.mu.Unlock()
-				w.rewritten(ctx, out, fmt.Errorf("fanout: %s: revision %d now has publish id %s, not %s (its number was issued again): %w", w.ref, h.lastRev, h.lastID.PublishID, w.prev.PublishID, configsvc.ErrRewritten))
-				return
-			}
-			var links *configsvc.Event
-			if h.linksSeq > w.joinSeq {
-				links = &configsvc.Event{LinksChanged: true, Links: h.links}
-			}
-			baseline := configsvc.Event{GraysChanged: true, Grays: h.grays}
-			cursor := h.next
-			h.mu.Unlock()
-			if links != nil && !send(ctx, w.s, out, *links) {
-				return
-			}
-			if !send(ctx, w.s, out, baseline) {
-				return
-			}
-			w.follow(ctx, out, cursor)
-			return
-		}
-		wake := h.wake
-		h.mu.Unlock()
-		var timer <-chan time.Time
-		if !synced {
-			timer = deadline.C
-		}
-		if !w.s.await(ctx, wake, timer) {
-			return
-		}
-		if !synced && !time.Now().Before(syncBy) {
-			synced = true
-		}
+		return w.catchUp(ctx)
 	}
 }
 
-// deliver sends revision rev after checking that it follows the one before.
-func (w *watcher) deliver(ctx context.Context, out chan<- configsvc.Event, rev *configsvc.Revision) bool {
-	if !rev.Follows(w.prev) {
-		w.rewritten(ctx, out, fmt.Errorf("fanout: %s: revision %d has parent %s, not %s (the revision before it): %w", w.ref, rev.Number, rev.Parent, w.prev.PublishID, configsvc.ErrRewritten))
-		return false
-	}
-	if !send(ctx, w.s, out, configsvc.Event{Revision: rev}) {
-		return false
-	}
-	w.next, w.prev = rev.Number+1, rev.Identity()
-	return true
-}
-
-// read reads revision w.next, older than the ring, from the store. It
-// returns nil, nil after a transient failure (reported; the caller tries
-// again) and an error when the subscriber must return (reported).
-func (w *watcher) read(ctx context.Context, out chan<- configsvc.Event) (*configsvc.Revision, error) {
-	rev, err := w.s.Store.Revision(ctx, w.ref, w.next)
-	if err == nil {
-		return &rev, nil
-	}
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	if !send(ctx, w.s, out, configsvc.Event{Err: err}) {
-		return nil, err
-	}
-	if ends(err) {
-		return nil, err
-	}
-	if err := w.s.bg.Sleep(ctx, retryWait); err != nil {
-		return nil, err
-	}
-	return nil, nil
-}
-
-func (w *watcher) rewritten(ctx context.Context, out chan<- configsvc.Event, err error) {
-	send(ctx, w.s, out, configsvc.Event{Err: err})
-}
-
-// follow sends the hub's events from sequence number cursor on, until the
-// hub ends, the subscriber falls a whole ring behind (told to reload) or
-// ctx ends.
-func (w *watcher) follow(ctx context.Context, out chan<- configsvc.Event, cursor uint64) {
+// catchUp takes one step towards the baseline: a revision from the ring
+// or the store, or the baseline itself once the subscriber has every
+// revision up to the hub's newest.
+func (w *watcher) catchUp(ctx context.Context) (ev configsvc.Event, ok bool, wake <-chan struct{}, retry <-chan time.Time, done bool) {
 	h := w.h
-	for {
-		h.mu.Lock()
-		if cursor < h.oldest() {
-			behind := h.next - cursor
-			h.mu.Unlock()
-			send(ctx, w.s, out, configsvc.Event{Err: fmt.Errorf("fanout: the watch of %s fell %d events behind the newest, more than the %d kept: reload: %w", w.ref, behind, len(h.ring), configsvc.ErrCompacted)})
-			return
-		}
-		if cursor < h.next {
-			ev := h.at(cursor)
-			cursor++
-			h.mu.Unlock()
-			if ev.Revision != nil && ev.Revision.Number < w.next {
-				continue
-			}
-			if !send(ctx, w.s, out, ev) || ends(ev.Err) {
-				return
-			}
-			if ev.Revision != nil {
-				w.next, w.prev = ev.Revision.Number+1, ev.Revision.Identity()
-			}
-			continue
-		}
-		if h.dead {
-			h.mu.Unlock()
-			return
-		}
-		wake := h.wake
+	h.mu.Lock()
+	if !h.started && h.troubleSeq > w.seen {
+		w.seen = h.troubleSeq
+		err := h.trouble
 		h.mu.Unlock()
-		if !w.s.await(ctx, wake, nil) {
-			return
-		}
+		return configsvc.Event{Err: err}, true, nil, nil, false
 	}
+	if h.started && !w.prev.SameGeneration(h.lastID) {
+		h.mu.Unlock()
+		return w.fail(fmt.Errorf("fanout: %s: the store's generation is %s, not %s (restored or imported, then bumped): %w", w.ref, h.lastID.Generation, w.prev.Generation, configsvc.ErrRewritten))
+	}
+	if h.started && w.next <= h.lastRev {
+		rev, inRing := h.revision(w.next)
+		h.mu.Unlock()
+		if !inRing {
+			r, err := w.s.Store.Revision(ctx, w.ref, w.next)
+			switch {
+			case ctx.Err() != nil:
+				return ev, false, nil, nil, true
+			case ends(err):
+				return w.fail(err)
+			case err != nil:
+				w.retryAt = time.Now().Add(retryWait)
+				return configsvc.Event{Err: err}, true, nil, nil, false
+			}
+			rev = &r
+		}
+		if !rev.Follows(w.prev) {
+			return w.fail(fmt.Errorf("fanout: %s: revision %d has parent %s, not %s (the revision before it): %w", w.ref, rev.Number, rev.Parent, w.prev.PublishID, configsvc.ErrRewritten))
+		}
+		w.next, w.prev = rev.Number+1, rev.Identity()
+		return configsvc.Event{Revision: rev}, true, nil, nil, false
+	}
+	if h.dead {
+		err := h.err
+		h.mu.Unlock()
+		if err != nil {
+			return w.fail(err)
+		}
+		w.done = true
+		return ev, false, nil, nil, true
+	}
+	if !w.synced && h.live && (h.lastRev > w.want.Revision || graysEqual(h.grays, w.want.Grays) || !time.Now().Before(w.syncBy)) {
+		w.synced = true
+	}
+	if h.live && w.next == h.lastRev+1 && w.synced {
+		if w.next > 1 && w.prev.PublishID != "" && h.lastID.PublishID != "" && w.prev.PublishID != h.lastID.PublishID {
+			h.mu.Unlock()
+			return w.fail(fmt.Errorf("fanout: %s: revision %d now has publish id %s, not %s (its number was issued again): %w", w.ref, h.lastRev, h.lastID.PublishID, w.prev.PublishID, configsvc.ErrRewritten))
+		}
+		if h.linksSeq > w.joinSeq {
+			w.queue = append(w.queue, configsvc.Event{LinksChanged: true, Links: h.links})
+		}
+		w.queue = append(w.queue, configsvc.Event{GraysChanged: true, Grays: h.grays})
+		w.following, w.cursor = true, h.next
+		h.mu.Unlock()
+		ev, w.queue = w.queue[0], w.queue[1:]
+		return ev, true, nil, nil, false
+	}
+	wake = h.wake
+	h.mu.Unlock()
+	if !w.synced {
+		retry = time.After(time.Until(w.syncBy))
+	}
+	return ev, false, wake, retry, false
 }
 
-// direct forwards a watch of the wrapped store: the fallback when the hub
-// could not start.
-func (w *watcher) direct(ctx context.Context, out chan<- configsvc.Event) {
-	from := w.next - 1
-	prev := w.prev
-	if from == 0 {
-		prev.PublishID = ""
-	}
-	for ev := range w.s.Store.Watch(ctx, w.ref, from, configsvc.Expect(prev)) {
-		if !send(ctx, w.s, out, ev) {
+// fail hands out err as the subscriber's last event.
+func (w *watcher) fail(err error) (ev configsvc.Event, ok bool, wake <-chan struct{}, retry <-chan time.Time, done bool) {
+	w.done = true
+	return configsvc.Event{Err: err}, true, nil, nil, false
+}
+
+// follow hands out the hub's event at the cursor; a subscriber that fell a
+// whole ring behind is told to reload.
+func (w *watcher) follow() (ev configsvc.Event, ok bool, wake <-chan struct{}, done bool) {
+	h := w.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// Revisions it already has (none, as it follows from the hub's newest).
+	for w.cursor >= h.oldest() && w.cursor < h.next {
+		if r := h.at(w.cursor).Revision; r == nil || r.Number >= w.next {
 			break
 		}
+		w.cursor++
 	}
+	switch {
+	case w.cursor < h.oldest():
+		w.done = true
+		return configsvc.Event{Err: fmt.Errorf("fanout: the watch of %s fell %d events behind the newest, more than the %d kept: reload: %w", w.ref, h.next-w.cursor, len(h.ring), configsvc.ErrCompacted)}, true, nil, false
+	case w.cursor < h.next:
+		ev = h.at(w.cursor)
+		w.cursor++
+		if ends(ev.Err) {
+			w.done = true
+		}
+		if ev.Revision != nil {
+			w.next, w.prev = ev.Revision.Number+1, ev.Revision.Identity()
+		}
+		return ev, true, nil, false
+	case h.dead:
+		w.done = true
+		return ev, false, nil, true
+	}
+	return ev, false, h.wake, false
 }
 
 // graysEqual reports whether a and b name the same grays at the same

@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/approval"
 	"github.com/sluicehq/sluice/configsvc/format"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // Defaults for the zero values of Config.
@@ -202,6 +203,7 @@ type Server struct {
 	instCounts  *instanceCounts
 	metrics     *metrics
 	leases      *leaseTable
+	shared      subscriber     // the store's shared watches, or nil (see subscriberOf)
 	index       *summaryIndex  // the console's summaries; started on first use
 	snapshots   *snapshotCache // contents read by searches and effective configs
 	retryAfter  int
@@ -210,8 +212,11 @@ type Server struct {
 
 	ctx    context.Context // canceled by Close: ends watches, the lease reaper and the sweeper
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
+	// streamsG runs the event streams that took their connections over
+	// from net/http (streamSSE); Close stops and waits for them.
+	streamsG lifecycle.Group
+	wg       sync.WaitGroup
+	once     sync.Once
 }
 
 // New builds a Server from cfg. It starts three background goroutines (the
@@ -250,6 +255,7 @@ func New(cfg Config) (*Server, error) {
 		instCounts: newInstanceCounts(),
 		metrics:    m,
 		leases:     newLeaseTable(),
+		shared:     subscriberOf(cfg.Store),
 		index:      newSummaryIndex(cfg.Store, cfg.Logger),
 		snapshots:  newSnapshotCache(),
 		retryAfter: max(1, int((cfg.RequestTimeout+time.Second-1)/time.Second)),
@@ -315,8 +321,10 @@ func (s *Server) Routes() []string {
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		s.cancel()
+		s.streamsG.Stop()
 		s.index.close()
 		s.wg.Wait()
+		s.streamsG.Wait()
 		s.leases.closeAll()
 		// The refusals counted in the current window are written now
 		// rather than lost; the store is still open (the caller closes it
