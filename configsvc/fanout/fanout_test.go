@@ -375,3 +375,51 @@ func TestInstanceStreamsShareOneUpstreamWatch(t *testing.T) {
 	}
 	testkit.EventuallyTrue(t, wait, "the upstream instance watch stopped", func() bool { return c.instOpen.Load() == 0 })
 }
+
+func TestSubscriptionPollsTheSharedWatch(t *testing.T) {
+	st, c := mustShared(t, fanout.Options{Linger: -1})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	ch := st.Watch(ctx, orders, 0) // another subscriber on the same hub
+	wantBaseline(t, ch)
+	sub := st.Subscribe(ctx, orders, 0)
+	defer sub.Close()
+	// poll waits for and returns the next event.
+	poll := func() configsvc.Event {
+		t.Helper()
+		timeout := time.After(wait)
+		for {
+			ev, ok, wake, retry, done := sub.Poll()
+			switch {
+			case ok:
+				return ev
+			case done:
+				t.Fatal("subscription ended, want an event")
+			}
+			select {
+			case <-wake:
+			case <-retry:
+			case <-timeout:
+				t.Fatalf("no event within %v", wait)
+			}
+		}
+	}
+	if ev := poll(); !ev.GraysChanged {
+		t.Fatalf("first event %+v, want the grays baseline", ev)
+	}
+	mustPublish(t, st, 2)
+	for want := int64(1); want <= 2; want++ {
+		if ev := poll(); ev.Revision == nil || ev.Revision.Number != want {
+			t.Fatalf("event %+v, want revision %d", ev, want)
+		}
+	}
+	if got := c.watches.Load(); got != 1 {
+		t.Fatalf("%d upstream watches for a Watch and a Subscription, want 1", got)
+	}
+	sub.Close()
+	sub.Close() // a second Close is harmless
+	cancel()
+	for range ch {
+	}
+	testkit.EventuallyTrue(t, wait, "the upstream watch stopped", func() bool { return c.open.Load() == 0 })
+}
