@@ -363,12 +363,22 @@ func writeSSEHeader(conn net.Conn, h http.Header) error {
 
 // takeOver hijacks the connection of an HTTP/1.1 event stream before
 // anything of its response was written; false when it cannot (HTTP/2, a
-// writer that cannot hijack, bytes the client sent after its request).
+// writer that cannot hijack, e.g. a wrapping middleware's, bytes the
+// client sent after its request). A stream that took its connection over
+// ends with the client's close and the Server's Close, no longer with its
+// request's context.
 func takeOver(c *gin.Context) (net.Conn, bool) {
 	if c.Request.ProtoMajor != 1 || c.Request.ProtoMinor < 1 || c.Writer.Written() {
 		return nil, false
 	}
-	conn, rw, err := http.NewResponseController(c.Writer).Hijack()
+	// Only through gin's writer, which records the hijack, and only when
+	// the writer it wraps can (gin's Hijack assumes it).
+	if u, ok := c.Writer.(interface{ Unwrap() http.ResponseWriter }); !ok {
+		return nil, false
+	} else if _, ok := u.Unwrap().(http.Hijacker); !ok {
+		return nil, false
+	}
+	conn, rw, err := c.Writer.Hijack()
 	if err != nil {
 		return nil, false
 	}
