@@ -382,7 +382,7 @@ func TestSubscriptionPollsTheSharedWatch(t *testing.T) {
 	defer cancel()
 	ch := st.Watch(ctx, orders, 0) // another subscriber on the same hub
 	wantBaseline(t, ch)
-	sub := st.Subscribe(ctx, orders, 0)
+	sub := st.Subscribe(ctx, orders, 0, nil)
 	defer sub.Close()
 	// poll waits for and returns the next event.
 	poll := func() configsvc.Event {

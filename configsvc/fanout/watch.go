@@ -143,10 +143,13 @@ type Subscription struct {
 }
 
 // Subscribe opens a subscription to the shared watch of ref with
-// Watch's from and options. ctx bounds the reads Poll makes (revisions
-// older than the ring). It returns nil once the store is closed.
-func (s *Store) Subscribe(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) *Subscription {
-	w := s.subscribe(ctx, ref, from, opts)
+// Watch's from and options. head, when not nil, is the head of ref the
+// caller read just before (an event stream checks it): it stands for the
+// head Watch reads when it joins a running shared watch. ctx bounds the
+// reads Poll makes (revisions older than the ring). It returns nil once
+// the store is closed.
+func (s *Store) Subscribe(ctx context.Context, ref configsvc.Ref, from int64, head *configsvc.Head, opts ...configsvc.WatchOption) *Subscription {
+	w := s.subscribeWith(ctx, ref, from, head, opts)
 	if w == nil {
 		return nil
 	}
@@ -171,6 +174,11 @@ func (sub *Subscription) Close() { sub.w.close() }
 // head first, here, so that its baseline is no older than the head at the
 // call (the hub may not have seen a change made just before).
 func (s *Store) subscribe(ctx context.Context, ref configsvc.Ref, from int64, opts []configsvc.WatchOption) *watcher {
+	return s.subscribeWith(ctx, ref, from, nil, opts)
+}
+
+// subscribeWith is subscribe with the head the caller read (nil: none).
+func (s *Store) subscribeWith(ctx context.Context, ref configsvc.Ref, from int64, known *configsvc.Head, opts []configsvc.WatchOption) *watcher {
 	from = max(from, 0)
 	o := configsvc.WatchOptionsOf(opts)
 	h, fresh := s.join(ref)
@@ -188,7 +196,9 @@ func (s *Store) subscribe(ctx context.Context, ref configsvc.Ref, from int64, op
 	w.joinSeq = h.next
 	running := h.live
 	h.mu.Unlock()
-	if running && !fresh {
+	if running && !fresh && known != nil {
+		w.want, w.synced, w.syncBy = known, false, time.Now().Add(syncWait)
+	} else if running && !fresh {
 		head, err := s.Store.Head(ctx, ref)
 		switch {
 		case err == nil:

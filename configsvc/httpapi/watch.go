@@ -23,7 +23,7 @@ import (
 // goroutine per stream (configsvc/fanout.Store): a revision stream then
 // costs its request's goroutine and little more.
 type subscriber interface {
-	Subscribe(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) *fanout.Subscription
+	Subscribe(ctx context.Context, ref configsvc.Ref, from int64, head *configsvc.Head, opts ...configsvc.WatchOption) *fanout.Subscription
 }
 
 // subscriberOf returns the subscriber st is or wraps (through Unwrap, e.g.
@@ -196,7 +196,7 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 		// hand a client a set the watch already saw change.
 		watch := func(ctx context.Context) source[configsvc.Event] {
 			if s.shared != nil {
-				if sub := s.shared.Subscribe(ctx, ref, since, configsvc.Expect(expect)); sub != nil {
+				if sub := s.shared.Subscribe(ctx, ref, since, &h, configsvc.Expect(expect)); sub != nil {
 					return source[configsvc.Event]{poll: sub.Poll, close: sub.Close}
 				}
 			}
