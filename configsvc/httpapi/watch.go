@@ -398,6 +398,7 @@ func streamLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqSt
 	defer ping.Stop()
 	recheck := time.NewTicker(s.cfg.StreamRecheck)
 	defer recheck.Stop()
+	key := access.HashToken(st.cred.secret)
 	for {
 		var wake <-chan struct{}
 		var retry <-chan time.Time
@@ -424,7 +425,7 @@ func streamLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqSt
 				return
 			}
 		case <-recheck.C:
-			if err := s.streamAllowed(ctx, st); err != nil {
+			if err := s.streamAllowed(ctx, st, key); err != nil {
 				_ = w.event("", api.EventError, s.streamError(c, err))
 				return
 			}
@@ -445,13 +446,12 @@ func streamLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqSt
 // streamAllowed reports why the stream of st must end, or nil: the
 // principal's expiry has passed, or its credential no longer authenticates
 // (Server.recheck).
-func (s *Server) streamAllowed(ctx context.Context, st *reqState) error {
+// key is the credential's hash (access.HashToken).
+func (s *Server) streamAllowed(ctx context.Context, st *reqState, key string) error {
 	if exp := st.principal.Expires; !exp.IsZero() && !s.cfg.Now().Before(exp) {
 		return fmt.Errorf("token or session expired at %s: %w", exp.UTC().Format(time.RFC3339), access.ErrUnauthenticated)
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
-	return s.recheck(rctx, st.cred)
+	return s.recheck(ctx, st.cred, key)
 }
 
 func nonNil(in []configsvc.Instance) []configsvc.Instance {

@@ -6,7 +6,9 @@
 #      published service (mntr packets_received, next to the idle count);
 #   2. STREAMS streams on the published service plus SERVICES x PER_SERVICE
 #      idle ones (default 5,000 + 100 x 150 = 20,000): memory per idle
-#      stream, publish → all delivered p99 against the broadcaster's.
+#      stream (3 s after opening, and again after IDLE more, default 150 s:
+#      the Go runtime returns freed memory to the OS over minutes),
+#      publish → all delivered p99 against the broadcaster's.
 # Each configuration runs RUNS times (a fresh server each time); the
 # summary gives medians.
 #
@@ -22,6 +24,7 @@ STREAMS=${STREAMS:-5000}
 SERVICES=${SERVICES:-100}
 PER_SERVICE=${PER_SERVICE:-150}
 PUBLISHES=${PUBLISHES:-5}
+IDLE=${IDLE:-150s}
 ZK_PORT=${ZK_PORT:-22998}
 ADDR=${ADDR:-127.0.0.1:17070}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -82,7 +85,7 @@ for r in $(seq 1 "$RUNS"); do
   done
   start_server "full-$r"
   "$work/sizing" --server "http://$ADDR" --service orders --watchers "$STREAMS" --services "$SERVICES" \
-    --per-service "$PER_SERVICE" --publishes "$PUBLISHES" --peer --timeout 10m --json |
+    --per-service "$PER_SERVICE" --publishes "$PUBLISHES" --peer --idle "$IDLE" --timeout 15m --json |
     sed "s/^/{\"kind\":\"full\",\"run\":$r,\"r\":/; s/\$/}/" >>"$results"
   stop_server
 done
@@ -105,7 +108,7 @@ if v:
     for name in ("server", "peer"):
         s = [r[name] for r in v]
         print(f"  {name:<6} p50 {med(med(x['p50_ms']) for x in s):7.1f} ms  p99 {med(med(x['p99_ms']) for x in s):7.1f} ms  max {med(med(x['max_ms']) for x in s):7.1f} ms"
-              f"  rss/idle stream {med(x['rss_per_stream_kib'] for x in s):5.1f} KiB  missing {sum(x['missing'] for x in s)}")
+              f"  rss/idle stream {med(x['rss_per_stream_kib'] for x in s):5.1f} KiB (after the idle wait {med(x.get('rss_per_stream_idle_kib', 0) for x in s):5.1f})  missing {sum(x['missing'] for x in s)}")
     ratios = [med(r["server"]["p99_ms"]) / med(r["peer"]["p99_ms"]) for r in v]
     print(f"  p99 server / broadcaster per run: {', '.join(f'{x:.2f}' for x in ratios)}; median {med(ratios):.2f}")
     print(f"  server goroutines per stream: {med(r['server']['goroutines_per_stream'] for r in v):.2f}; publish ack median {med(med(r['server']['ack_ms']) for r in v):.1f} ms")

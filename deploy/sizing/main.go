@@ -32,6 +32,7 @@ type options struct {
 	zk         string
 	sources    int
 	settle     time.Duration
+	idle       time.Duration
 	asJSON     bool
 }
 
@@ -58,6 +59,7 @@ func main() {
 	flag.StringVar(&o.zk, "zk", "", "ZooKeeper server (host:port) whose mntr packets_received is read around the publishes")
 	flag.IntVar(&o.sources, "sources", 16, "loopback source addresses the streams are spread over (127.0.0.1 …)")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "pause after the streams opened, before memory is read")
+	flag.DurationVar(&o.idle, "idle", 0, "then read memory again after this long idle (the Go runtime returns freed memory to the OS over minutes); 0: only once")
 	flag.BoolVar(&o.asJSON, "json", false, "print the result as JSON")
 	timeout := flag.Duration("timeout", 10*time.Minute, "bound on the whole run")
 	flag.Parse()
@@ -90,8 +92,11 @@ type side struct {
 	RSSBefore    float64 `json:"rss_before_bytes"`
 	RSSAfter     float64 `json:"rss_after_bytes"`
 	PerStreamKiB float64 `json:"rss_per_stream_kib"`
-	Goroutines   float64 `json:"goroutines_per_stream,omitempty"`
-	OpenSeconds  float64 `json:"open_seconds"`
+	// After --idle more: RSS per stream once the runtime returned what
+	// the opening freed (0 without --idle).
+	IdleKiB     float64 `json:"rss_per_stream_idle_kib,omitempty"`
+	Goroutines  float64 `json:"goroutines_per_stream,omitempty"`
+	OpenSeconds float64 `json:"open_seconds"`
 	// Per publish: delivery to every hot stream, from the start of the
 	// publish request.
 	P50     []float64 `json:"p50_ms"`
@@ -124,6 +129,9 @@ func median(v []float64) float64 {
 func (r *result) print() {
 	pr := func(name string, s *side) {
 		fmt.Printf("%-11s %6d streams open in %.1f s; rss %.1f → %.1f MiB: %.1f KiB per idle stream", name, s.Streams, s.OpenSeconds, s.RSSBefore/(1<<20), s.RSSAfter/(1<<20), s.PerStreamKiB)
+		if s.IdleKiB > 0 {
+			fmt.Printf(" (%.1f KiB after --idle)", s.IdleKiB)
+		}
 		if s.Goroutines > 0 {
 			fmt.Printf(", %.2f goroutines", s.Goroutines)
 		}
@@ -196,6 +204,18 @@ func run(ctx context.Context, o options, limit time.Duration) (*result, error) {
 	}
 	res.Server.fill(total, before["process_resident_memory_bytes"], after["process_resident_memory_bytes"])
 	res.Server.Goroutines = (after["go_goroutines"] - before["go_goroutines"]) / float64(total)
+	if o.idle > 0 {
+		if err := sleep(ctx, o.idle); err != nil {
+			f.close()
+			return nil, err
+		}
+		later, err := scrape(ctx, hc, o.server)
+		if err != nil {
+			f.close()
+			return nil, err
+		}
+		res.Server.IdleKiB = (later["process_resident_memory_bytes"] - before["process_resident_memory_bytes"]) / 1024 / float64(total)
+	}
 	var zk0 float64
 	var phase time.Duration
 	if o.zk != "" {
@@ -284,6 +304,16 @@ func run(ctx context.Context, o options, limit time.Duration) (*result, error) {
 		return nil, err
 	}
 	res.Peer.fill(total, rss0, rss1)
+	if o.idle > 0 {
+		if err := sleep(ctx, o.idle); err != nil {
+			return nil, err
+		}
+		rss2, err := p.rss()
+		if err != nil {
+			return nil, err
+		}
+		res.Peer.IdleKiB = (rss2 - rss0) / 1024 / float64(total)
+	}
 	for i := range o.publishes {
 		lat, missing, err := pf.round(ctx, 60*time.Second, func(ctx context.Context) error { return p.publish(ctx, o.service) })
 		if err != nil {
