@@ -15,6 +15,11 @@
 // others. The upstream watch is stopped when the last subscriber of its
 // ref has been gone for Options.Linger.
 //
+// Watch hands events out through a goroutine per call, as stores do;
+// Subscribe returns a Subscription that the caller polls on its own
+// goroutine (the admin server's event streams do), so that an idle
+// stream costs no goroutine here at all.
+//
 // A publish therefore costs one upstream watch read per server, not one
 // per stream. The events a subscriber gets keep configsvc.Store.Watch's
 // contract (order, no gaps, resume after a revision, grays baseline,

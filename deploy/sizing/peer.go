@@ -20,7 +20,7 @@ const peerEnv = "SLUICE_SIZING_PEER"
 
 // broadcaster is the ceiling the server is measured against: a minimal Go
 // SSE broadcaster on net/http, the textbook shape. Each stream (GET
-// /t/{topic}) is one handler with a one-event channel; POST
+// /t/{topic}) is one handler with a one-event channel and a heartbeat; POST
 // /publish?topic=T writes one event, as large as the server's revision
 // event, to every stream of T.
 type broadcaster struct {
@@ -49,8 +49,17 @@ func (b *broadcaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fl := w.(http.Flusher)
 		io.WriteString(w, ": ok\n\n")
 		fl.Flush()
+		// A heartbeat as the server's (15 s), so that idle streams stay
+		// equally alive on both sides.
+		ping := time.NewTicker(15 * time.Second)
+		defer ping.Stop()
 		for {
 			select {
+			case <-ping.C:
+				if _, err := io.WriteString(w, ": ping\n\n"); err != nil {
+					return
+				}
+				fl.Flush()
 			case ev := <-ch:
 				if _, err := w.Write(ev); err != nil {
 					return
