@@ -1,8 +1,12 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/fanout"
 	"github.com/sluicehq/sluice/configsvc/format"
+	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
 
@@ -135,4 +140,54 @@ func collectN(t *testing.T, ch <-chan configsvc.Event, n int) []configsvc.Event 
 		}
 	}
 	return evs
+}
+
+// TestStreamOnTakenConnectionEndsWhenTheClientLeaves checks a revision
+// stream that took its HTTP/1.1 connection over from net/http: it answers
+// a chunked event stream, and when the client closes the connection the
+// stream ends (its slot and the subscribers gauge are released) without a
+// write to notice it.
+func TestStreamOnTakenConnectionEndsWhenTheClientLeaves(t *testing.T) {
+	e := newEnvOn(t, configsvc.Validating(fanout.New(bolttest.MustOpen(t, boltstore.Options{}), fanout.Options{Linger: -1}), format.Validator{}),
+		func(c *Config) { c.Heartbeat = time.Hour })
+	e.mustService("orders", map[string]string{"n.txt": "0"})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.http.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /v1/services/orders/watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", e.admin)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("answer %s %v %v, want 200 text/event-stream, chunked", resp.Status, resp.Header, resp.TransferEncoding)
+	}
+	dec := api.NewDecoder(resp.Body)
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			t.Fatalf("stream: %v", err)
+		}
+		if ev.Name == api.EventGrays {
+			break
+		}
+	}
+	subscribers := func() string {
+		m := string(e.must(http.StatusOK, req{method: "GET", path: "/metrics"}).body)
+		for line := range strings.SplitSeq(m, "\n") {
+			if strings.HasPrefix(line, `sluice_watch_subscribers{stream="revisions"}`) {
+				return line
+			}
+		}
+		return ""
+	}
+	if got := subscribers(); !strings.HasSuffix(got, " 1") {
+		t.Fatalf("with the stream open: %q, want 1", got)
+	}
+	conn.Close()
+	testkit.EventuallyTrue(t, 10*time.Second, "the stream ended after the client left", func() bool {
+		return strings.HasSuffix(subscribers(), " 0")
+	})
 }

@@ -363,8 +363,7 @@ func writeSSEHeader(conn net.Conn, h http.Header) error {
 
 // takeOver hijacks the connection of an HTTP/1.1 event stream before
 // anything of its response was written; false when it cannot (HTTP/2, a
-// writer that cannot hijack, e.g. a wrapping middleware's, bytes the
-// client sent after its request). A stream that took its connection over
+// writer that cannot hijack, e.g. a wrapping middleware's). A stream that took its connection over
 // ends with the client's close and the Server's Close, no longer with its
 // request's context.
 func takeOver(c *gin.Context) (net.Conn, bool) {
@@ -382,10 +381,10 @@ func takeOver(c *gin.Context) (net.Conn, bool) {
 	if err != nil {
 		return nil, false
 	}
-	if rw.Writer.Flush() != nil || rw.Reader.Buffered() > 0 {
-		conn.Close()
-		return nil, false
-	}
+	// Nothing of the response is buffered yet; bytes the client sent after
+	// its request (none, for an event stream) are left unread. A failed
+	// flush ends the stream at its first write.
+	_ = rw.Writer.Flush()
 	return conn, true
 }
 
