@@ -204,6 +204,7 @@ type Server struct {
 	metrics     *metrics
 	leases      *leaseTable
 	shared      subscriber     // the store's shared watches, or nil (see subscriberOf)
+	encoded     *eventCache    // revision events encoded once for all streams
 	index       *summaryIndex  // the console's summaries; started on first use
 	snapshots   *snapshotCache // contents read by searches and effective configs
 	retryAfter  int
@@ -256,6 +257,7 @@ func New(cfg Config) (*Server, error) {
 		metrics:    m,
 		leases:     newLeaseTable(),
 		shared:     subscriberOf(cfg.Store),
+		encoded:    newEventCache(),
 		index:      newSummaryIndex(cfg.Store, cfg.Logger),
 		snapshots:  newSnapshotCache(),
 		retryAfter: max(1, int((cfg.RequestTimeout+time.Second-1)/time.Second)),

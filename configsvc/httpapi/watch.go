@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -75,6 +77,52 @@ func startSSE(c *gin.Context) *sseWriter {
 // event writes one event; id is omitted when empty.
 func (w *sseWriter) event(id, name string, data any) error {
 	return w.flushed(api.WriteEvent(w.out, id, name, data))
+}
+
+// raw writes an event encoded before (eventCache).
+func (w *sseWriter) raw(b []byte) error {
+	_, err := w.out.Write(b)
+	return w.flushed(err)
+}
+
+// eventCacheSize is how many encoded revision events eventCache keeps.
+const eventCacheSize = 8
+
+// eventCache keeps the encoded "revision" events of the newest revisions
+// streams sent, by the *configsvc.Revision they came in: a shared watch
+// (configsvc/fanout) hands every stream of a ref the same one, so that a
+// publish followed by thousands of streams is encoded once, not once per
+// stream. Events of unshared watches are each their own entry, as
+// cheap as before. Safe for concurrent use.
+type eventCache struct {
+	mu   sync.Mutex
+	m    map[*configsvc.Revision][]byte
+	keys []*configsvc.Revision // oldest first
+}
+
+func newEventCache() *eventCache {
+	return &eventCache{m: make(map[*configsvc.Revision][]byte, eventCacheSize)}
+}
+
+// revision returns rev's event as api.WriteEvent writes it. The streams
+// that ask while it is encoded wait for it rather than encode it too.
+func (c *eventCache) revision(rev *configsvc.Revision) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.m[rev]; ok {
+		return b, nil
+	}
+	var buf bytes.Buffer
+	if err := api.WriteEvent(&buf, strconv.FormatInt(rev.Number, 10), api.EventRevision, api.FromRevision(*rev, true)); err != nil {
+		return nil, err
+	}
+	if len(c.keys) == eventCacheSize {
+		delete(c.m, c.keys[0])
+		c.keys = append(c.keys[:0], c.keys[1:]...)
+	}
+	c.m[rev] = buf.Bytes()
+	c.keys = append(c.keys, rev)
+	return buf.Bytes(), nil
 }
 
 func (w *sseWriter) comment(text string) error {
@@ -216,7 +264,11 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 				end := errors.Is(ev.Err, configsvc.ErrCompacted) || errors.Is(ev.Err, configsvc.ErrNotFound) || errors.Is(ev.Err, configsvc.ErrRewritten)
 				return end, w.event("", api.EventError, s.streamError(c, ev.Err))
 			case ev.Revision != nil:
-				return false, w.event(strconv.FormatInt(ev.Revision.Number, 10), api.EventRevision, api.FromRevision(*ev.Revision, true))
+				b, err := s.encoded.revision(ev.Revision)
+				if err != nil {
+					return false, err
+				}
+				return false, w.raw(b)
 			case ev.LinksChanged:
 				return false, w.event("", api.EventLinks, api.LinksData{Links: append([]string{}, ev.Links...)})
 			case ev.GraysChanged:
