@@ -6,7 +6,7 @@ BIN       ?= bin/sluice
 # timing bounds (e.g. convergence within 2 s after an outage); on 2 cores, overlapping them only adds noise.
 GOFLAGS_TEST ?= -race -count=1 -p 1 -timeout 25m
 
-.PHONY: run build test unit bench lint docs zookeeper chromium prometheus redocly fuzz clean
+.PHONY: run build test unit bench sizing lint docs zookeeper chromium prometheus redocly fuzz clean
 
 ## run: start Sluice on its embedded bbolt default (admin server + proxy).
 run:
@@ -38,6 +38,13 @@ bench: zookeeper
 	$(GO) test -run '^$$' -bench 'Load|ServeHTTP' -benchmem -count 5 ./sdk ./router
 	deploy/bench/watch.sh
 	deploy/bench/proxy.sh
+
+## sizing: one admin server's fan-out on ZooKeeper — 20,000 event streams (5,000 on the published
+## service), publish → all delivered against a minimal Go SSE broadcaster in the same run, memory per
+## idle stream, ZooKeeper requests per publish for 10 and 5,000 streams; see docs/benchmarks.md.
+## About 20 minutes; STREAMS, SERVICES, PER_SERVICE and RUNS scale it.
+sizing: zookeeper
+	deploy/sizing/fanout.sh
 
 ## lint: gofmt and go vet.
 lint:

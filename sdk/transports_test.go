@@ -10,4 +10,6 @@ var transports = []struct {
 	{"store", mustBolt},
 	{"zookeeper", mustZK},
 	{"http", mustHTTP},
+	{"shared", mustShared},
+	{"shared-http", mustSharedHTTP},
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/fanout"
 	"github.com/sluicehq/sluice/configsvc/secrets"
 	"github.com/sluicehq/sluice/configsvc/secrets/agekeys"
 	"github.com/sluicehq/sluice/configsvc/secrets/localkey"
@@ -134,7 +135,12 @@ func openSecretStore(ctx context.Context, raw string, logger *slog.Logger, geten
 	if err != nil {
 		return nil, nil, err
 	}
-	vs, keys := wrapSecretStore(st, kek, maxServiceBytes)
+	// The watches are shared (configsvc/fanout) below the secrets store,
+	// which shows each subscriber's events in its own view: the event
+	// streams of the admin API, the console's summary index and the
+	// embedded proxy hold one store watch per service or group between
+	// them, whatever their number.
+	vs, keys := wrapSecretStore(fanout.New(st, fanout.Options{}), kek, maxServiceBytes)
 	return vs, keys, nil
 }
 

@@ -165,7 +165,7 @@ const zkVersionTimeout = time.Second
 // when the version could not be read, e.g. srvr not allowed). A store of
 // another kind is left alone.
 func checkZooKeeper(ctx context.Context, store configsvc.Store, logger *slog.Logger, reg prometheus.Registerer) error {
-	for {
+	for { // through the validation and the shared watches
 		u, ok := store.(interface{ Unwrap() configsvc.Store })
 		if !ok {
 			break

@@ -128,14 +128,20 @@ func (c *credCache) sweep() {
 // expired or its session ended. A store that cannot answer is not a
 // refusal (nil): the stream carries on until the store answers. Checks
 // less than half of StreamRecheck old are reused.
-func (s *Server) recheck(ctx context.Context, cred credential) error {
-	key := access.HashToken(cred.secret)
+//
+// key is access.HashToken(cred.secret), computed once per stream; a
+// reused check costs a map lookup and nothing else, which matters with
+// thousands of streams re-checking every StreamRecheck. A check that
+// reads the store is bounded by RequestTimeout.
+func (s *Server) recheck(ctx context.Context, cred credential, key string) error {
 	s.creds.mu.Lock()
 	e, ok := s.creds.m[key]
 	s.creds.mu.Unlock()
 	if ok && time.Since(e.at) < s.cfg.StreamRecheck/2 {
 		return e.err
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
 	var err error
 	if cred.session {
 		_, err = s.sessions.Authenticate(ctx, cred.secret, "", false)

@@ -179,7 +179,7 @@ func (s *Server) watchPins(c *gin.Context) {
 		return
 	}
 	p := st.principal
-	watch := func(ctx context.Context) <-chan pinsUpdate {
+	watch := func(ctx context.Context) source[pinsUpdate] {
 		out := make(chan pinsUpdate)
 		go func() {
 			defer close(out)
@@ -216,9 +216,9 @@ func (s *Server) watchPins(c *gin.Context) {
 				}
 			}
 		}()
-		return out
+		return chanSource[pinsUpdate](out)
 	}
-	streamSSE(c, s, "pins", watch, nil, func(w *sseWriter, u pinsUpdate) (bool, error) {
+	streamSSE(c, s, "pins", watch, nil, func(c *gin.Context, w *sseWriter, u pinsUpdate) (bool, error) {
 		if u.err != nil {
 			return false, w.event("", api.EventError, s.streamError(c, u.err))
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/approval"
 	"github.com/sluicehq/sluice/configsvc/format"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 	"github.com/sluicehq/sluice/configsvc/secrets"
 )
 
@@ -210,6 +211,8 @@ type Server struct {
 	instCounts  *instanceCounts
 	metrics     *metrics
 	leases      *leaseTable
+	shared      subscriber     // the store's shared watches, or nil (see subscriberOf)
+	encoded     *eventCache    // revision events encoded once for all streams
 	index       *summaryIndex  // the console's summaries; started on first use
 	snapshots   *snapshotCache // contents read by searches and effective configs
 	retryAfter  int
@@ -218,8 +221,11 @@ type Server struct {
 
 	ctx    context.Context // canceled by Close: ends watches, the lease reaper and the sweeper
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
+	// streamsG runs the event streams that took their connections over
+	// from net/http (streamSSE); Close stops and waits for them.
+	streamsG lifecycle.Group
+	wg       sync.WaitGroup
+	once     sync.Once
 }
 
 // New builds a Server from cfg. It starts three background goroutines (the
@@ -258,6 +264,8 @@ func New(cfg Config) (*Server, error) {
 		instCounts: newInstanceCounts(),
 		metrics:    m,
 		leases:     newLeaseTable(),
+		shared:     subscriberOf(cfg.Store),
+		encoded:    newEventCache(),
 		index:      newSummaryIndex(cfg.Store, cfg.Logger),
 		snapshots:  newSnapshotCache(),
 		retryAfter: max(1, int((cfg.RequestTimeout+time.Second-1)/time.Second)),
@@ -328,8 +336,10 @@ const streamsCloseWait = 2 * time.Second
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		s.cancel()
+		s.streamsG.Stop()
 		s.index.close()
 		s.wg.Wait()
+		s.streamsG.Wait()
 		// The streams end before the leases close: closing a lease takes
 		// its instance out of the store, and a stream still open would
 		// send that as if the instance had gone, when only this server

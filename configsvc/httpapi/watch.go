@@ -1,11 +1,16 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -13,12 +18,49 @@ import (
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/fanout"
 )
 
+// subscriber is a store whose watches are shared and can be read without a
+// goroutine per stream (configsvc/fanout.Store): a revision stream then
+// costs its request's goroutine and little more.
+type subscriber interface {
+	Subscribe(ctx context.Context, ref configsvc.Ref, from int64, head *configsvc.Head, opts ...configsvc.WatchOption) *fanout.Subscription
+}
+
+// subscriberOf returns the subscriber st is or wraps (through Unwrap, e.g.
+// a ValidatingStore), or nil.
+func subscriberOf(st configsvc.Store) subscriber {
+	for st != nil {
+		if sub, ok := st.(subscriber); ok {
+			return sub
+		}
+		u, ok := st.(interface{ Unwrap() configsvc.Store })
+		if !ok {
+			return nil
+		}
+		st = u.Unwrap()
+	}
+	return nil
+}
+
+// source is where a stream's events come from: the channel of a store's
+// watch, or the Poll of a shared watch's Subscription (events nil).
+type source[E any] struct {
+	events <-chan E
+	poll   func() (ev E, ok bool, wake <-chan struct{}, retry <-chan time.Time, done bool)
+	close  func()
+}
+
+// chanSource is the source of a store's watch channel.
+func chanSource[E any](events <-chan E) source[E] { return source[E]{events: events} }
+
 // sseWriter writes server-sent events (api.WriteEvent) and flushes after
-// each.
+// each: to the response, or, once a stream has taken its connection over
+// (streamSSE), straight to the connection as HTTP/1.1 chunks.
 type sseWriter struct {
-	c *gin.Context
+	out   io.Writer
+	flush func()
 }
 
 func startSSE(c *gin.Context) *sseWriter {
@@ -27,26 +69,93 @@ func startSSE(c *gin.Context) *sseWriter {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	c.Status(http.StatusOK)
-	w := &sseWriter{c: c}
+	w := &sseWriter{out: c.Writer, flush: c.Writer.Flush}
 	_ = w.comment(api.CommentOpen)
 	return w
 }
 
 // event writes one event; id is omitted when empty.
 func (w *sseWriter) event(id, name string, data any) error {
-	return w.flushed(api.WriteEvent(w.c.Writer, id, name, data))
+	return w.flushed(api.WriteEvent(w.out, id, name, data))
+}
+
+// raw writes an event encoded before (eventCache).
+func (w *sseWriter) raw(b []byte) error {
+	_, err := w.out.Write(b)
+	return w.flushed(err)
+}
+
+// eventCacheSize is how many encoded revision events eventCache keeps.
+const eventCacheSize = 8
+
+// eventCache keeps the encoded "revision" events of the newest revisions
+// streams sent, by the *configsvc.Revision they came in: a shared watch
+// (configsvc/fanout) hands every stream of a ref the same one, so that a
+// publish followed by thousands of streams is encoded once, not once per
+// stream. Events of unshared watches are each their own entry, as
+// cheap as before. Safe for concurrent use.
+type eventCache struct {
+	mu   sync.Mutex
+	m    map[*configsvc.Revision][]byte
+	keys []*configsvc.Revision // oldest first
+}
+
+func newEventCache() *eventCache {
+	return &eventCache{m: make(map[*configsvc.Revision][]byte, eventCacheSize)}
+}
+
+// revision returns rev's event as api.WriteEvent writes it. The streams
+// that ask while it is encoded wait for it rather than encode it too.
+func (c *eventCache) revision(rev *configsvc.Revision) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.m[rev]; ok {
+		return b, nil
+	}
+	var buf bytes.Buffer
+	if err := api.WriteEvent(&buf, strconv.FormatInt(rev.Number, 10), api.EventRevision, api.FromRevision(*rev, true)); err != nil {
+		return nil, err
+	}
+	if len(c.keys) == eventCacheSize {
+		delete(c.m, c.keys[0])
+		c.keys = append(c.keys[:0], c.keys[1:]...)
+	}
+	c.m[rev] = buf.Bytes()
+	c.keys = append(c.keys, rev)
+	return buf.Bytes(), nil
 }
 
 func (w *sseWriter) comment(text string) error {
-	return w.flushed(api.WriteComment(w.c.Writer, text))
+	return w.flushed(api.WriteComment(w.out, text))
 }
 
 func (w *sseWriter) flushed(err error) error {
 	if err != nil {
 		return err
 	}
-	w.c.Writer.Flush()
+	if w.flush != nil {
+		w.flush()
+	}
 	return nil
+}
+
+// chunkWriter writes each Write as one HTTP/1.1 chunk to a connection
+// taken over from net/http after the response's headers went out chunked.
+type chunkWriter struct{ conn net.Conn }
+
+func (cw chunkWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	buf := make([]byte, 0, len(p)+12)
+	buf = strconv.AppendInt(buf, int64(len(p)), 16)
+	buf = append(buf, "\r\n"...)
+	buf = append(buf, p...)
+	buf = append(buf, "\r\n"...)
+	if _, err := cw.conn.Write(buf); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // streamError is the data of a stream-error event (api.EventError) on the
@@ -133,14 +242,19 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 		// head it catches up to, then on every change: the stream never
 		// reads the head apart from the events it forwards, which could
 		// hand a client a set the watch already saw change.
-		watch := func(ctx context.Context) <-chan configsvc.Event {
-			return s.cfg.Store.Watch(ctx, ref, since, configsvc.Expect(expect))
+		watch := func(ctx context.Context) source[configsvc.Event] {
+			if s.shared != nil {
+				if sub := s.shared.Subscribe(ctx, ref, since, &h, configsvc.Expect(expect)); sub != nil {
+					return source[configsvc.Event]{poll: sub.Poll, close: sub.Close}
+				}
+			}
+			return chanSource(s.cfg.Store.Watch(ctx, ref, since, configsvc.Expect(expect)))
 		}
 		var poll func(context.Context, *sseWriter) error
 		if c.Query(api.ChangesParam) == "true" {
 			poll = s.pollNotice(ref)
 		}
-		streamSSE(c, s, "revisions", watch, poll, func(w *sseWriter, ev configsvc.Event) (bool, error) {
+		streamSSE(c, s, "revisions", watch, poll, func(c *gin.Context, w *sseWriter, ev configsvc.Event) (bool, error) {
 			switch {
 			case ev.Err != nil:
 				if errors.Is(ev.Err, configsvc.ErrRewritten) {
@@ -150,7 +264,11 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 				end := errors.Is(ev.Err, configsvc.ErrCompacted) || errors.Is(ev.Err, configsvc.ErrNotFound) || errors.Is(ev.Err, configsvc.ErrRewritten)
 				return end, w.event("", api.EventError, s.streamError(c, ev.Err))
 			case ev.Revision != nil:
-				return false, w.event(strconv.FormatInt(ev.Revision.Number, 10), api.EventRevision, api.FromRevision(*ev.Revision, true))
+				b, err := s.encoded.revision(ev.Revision)
+				if err != nil {
+					return false, err
+				}
+				return false, w.raw(b)
 			case ev.LinksChanged:
 				return false, w.event("", api.EventLinks, api.LinksData{Links: append([]string{}, ev.Links...)})
 			case ev.GraysChanged:
@@ -175,10 +293,10 @@ func (s *Server) watchInstances(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	watch := func(ctx context.Context) <-chan configsvc.InstancesEvent {
-		return s.cfg.Store.WatchInstances(ctx, ref.Name)
+	watch := func(ctx context.Context) source[configsvc.InstancesEvent] {
+		return chanSource(s.cfg.Store.WatchInstances(ctx, ref.Name))
 	}
-	streamSSE(c, s, "instances", watch, nil, func(w *sseWriter, ev configsvc.InstancesEvent) (bool, error) {
+	streamSSE(c, s, "instances", watch, nil, func(c *gin.Context, w *sseWriter, ev configsvc.InstancesEvent) (bool, error) {
 		if ev.Err != nil {
 			return false, w.event("", api.EventError, s.streamError(c, ev.Err))
 		}
@@ -189,10 +307,11 @@ func (s *Server) watchInstances(c *gin.Context) {
 // streamSSE answers c with a text/event-stream of the events watch opens:
 // each one written by send, a ping comment every Heartbeat in between. It
 // returns when the stream context ends (client gone, server shutting down),
-// the events channel closes, a write fails or send reports the stream is
-// over; it then cancels the watch and drains it, so the store's watch
-// goroutine has finished when the handler returns. kind labels the
-// watchers gauge.
+// the events end, a write fails or send reports the stream is over; it
+// then cancels the watch and drains it (or closes the subscription), so the
+// store's watch goroutine has finished when the handler returns. A shared
+// watch's subscription is polled on the request's goroutine: the stream
+// holds no goroutine of its own. kind labels the watchers gauge.
 //
 // It is also where streams answer to access control after they open: a
 // token holds at most MaxStreamsPerToken streams on this server (429
@@ -201,50 +320,174 @@ func (s *Server) watchInstances(c *gin.Context) {
 // by its streams), so a stream ends with an "error" event (unauthorized)
 // within StreamRecheck of its token's revocation or expiry or its
 // session's end, on whichever server it was revoked.
-func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context.Context) <-chan E, poll func(context.Context, *sseWriter) error, send func(*sseWriter, E) (end bool, err error)) {
+func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context.Context) source[E], poll func(context.Context, *sseWriter) error, send func(*gin.Context, *sseWriter, E) (end bool, err error)) {
 	st := state(c)
 	release, err := s.streams.acquire(st.principal.TokenID, s.cfg.MaxStreamsPerToken)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	defer release()
-	ctx, cancel := s.streamContext(c.Request)
-	events := watch(ctx)
-	defer func() {
-		cancel()
-		for range events {
-		}
-	}()
+	// The stream ends with the server, and with the request until it
+	// takes the connection over (then with the connection).
+	ctx, cancel := context.WithCancel(s.ctx)
+	detach := context.AfterFunc(c.Request.Context(), cancel)
+	src := watch(ctx)
 	gauge := s.metrics.watchers.WithLabelValues(kind)
 	gauge.Inc()
-	defer gauge.Dec()
-	w := startSSE(c)
+	end := func() {
+		cancel()
+		if src.events != nil {
+			for range src.events {
+			}
+		}
+		if src.close != nil {
+			src.close()
+		}
+		gauge.Dec()
+		release()
+	}
+	conn, took := takeOver(c)
+	if took && !detach() { // the request ended already
+		conn.Close()
+		end()
+		return
+	}
+	if took {
+		// Over HTTP/1.1 the stream takes its connection from net/http, so
+		// that an idle stream holds one small goroutine (and one reading
+		// for the client's close) instead of the request's deep one and
+		// net/http's buffers.
+		w := &sseWriter{out: chunkWriter{conn}}
+		opened := writeSSEHeader(conn, c.Writer.Header()) == nil && w.comment(api.CommentOpen) == nil
+		cc := c.Copy()
+		stop := context.AfterFunc(ctx, func() { conn.Close() }) // unblocks a write to a stuck client
+		if !s.streamsG.Go(func() {
+			defer end()
+			defer stop()
+			read := make(chan struct{})
+			go func() { // the client's close ends the stream
+				defer close(read)
+				var b [1]byte
+				for {
+					if _, err := conn.Read(b[:]); err != nil {
+						cancel()
+						return
+					}
+				}
+			}()
+			if opened {
+				streamLoop(ctx, s, cc, st, w, src, poll, send)
+				_, _ = io.WriteString(conn, "0\r\n\r\n")
+			}
+			conn.Close()
+			<-read
+		}) {
+			conn.Close()
+			stop()
+			end()
+		}
+		return
+	}
+	defer end()
+	streamLoop(ctx, s, c, st, startSSE(c), src, poll, send)
+}
+
+// writeSSEHeader writes the header of a 200 event-stream response, with
+// the headers the middleware set (h), chunked, to a connection taken over
+// before net/http wrote anything.
+func writeSSEHeader(conn net.Conn, h http.Header) error {
+	h = h.Clone()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Transfer-Encoding", "chunked")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	h.Del("Content-Length")
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 200 OK\r\n")
+	if err := h.Write(&b); err != nil {
+		return err
+	}
+	b.WriteString("\r\n")
+	_, err := io.WriteString(conn, b.String())
+	return err
+}
+
+// takeOver hijacks the connection of an HTTP/1.1 event stream before
+// anything of its response was written; false when it cannot (HTTP/2, a
+// writer that cannot hijack, e.g. a wrapping middleware's). A stream that took its connection over
+// ends with the client's close and the Server's Close, no longer with its
+// request's context.
+func takeOver(c *gin.Context) (net.Conn, bool) {
+	if c.Request.ProtoMajor != 1 || c.Request.ProtoMinor < 1 || c.Writer.Written() {
+		return nil, false
+	}
+	// Only through gin's writer, which records the hijack, and only when
+	// the writer it wraps can (gin's Hijack assumes it).
+	if u, ok := c.Writer.(interface{ Unwrap() http.ResponseWriter }); !ok {
+		return nil, false
+	} else if _, ok := u.Unwrap().(http.Hijacker); !ok {
+		return nil, false
+	}
+	conn, rw, err := c.Writer.Hijack()
+	if err != nil {
+		return nil, false
+	}
+	// Nothing of the response is buffered yet; bytes the client sent after
+	// its request (none, for an event stream) are left unread. A failed
+	// flush ends the stream at its first write.
+	_ = rw.Writer.Flush()
+	return conn, true
+}
+
+// streamLoop writes the events of src with send, a ping every Heartbeat,
+// and rechecks the stream's credential every StreamRecheck, until ctx
+// ends, the events end, a write fails or send reports the end. c is the
+// request's context, or its copy once the stream took its connection over.
+func streamLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqState, w *sseWriter, src source[E], poll func(context.Context, *sseWriter) error, send func(*gin.Context, *sseWriter, E) (end bool, err error)) {
 	ping := time.NewTicker(s.cfg.Heartbeat)
 	defer ping.Stop()
 	recheck := time.NewTicker(s.cfg.StreamRecheck)
 	defer recheck.Stop()
+	key := access.HashToken(st.cred.secret)
 	for {
+		var wake <-chan struct{}
+		var retry <-chan time.Time
+		for src.poll != nil { // what the shared watch has now
+			ev, ok, wk, rt, done := src.poll()
+			if done {
+				return
+			}
+			if !ok {
+				wake, retry = wk, rt
+				break
+			}
+			if end, err := send(c, w, ev); end || err != nil {
+				return
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-wake:
+		case <-retry:
 		case <-ping.C:
 			if w.comment(api.CommentPing) != nil {
 				return
 			}
 		case <-recheck.C:
-			if err := s.streamAllowed(ctx, st); err != nil {
+			if err := s.streamAllowed(ctx, st, key); err != nil {
 				_ = w.event("", api.EventError, s.streamError(c, err))
 				return
 			}
 			if poll != nil && poll(ctx, w) != nil {
 				return
 			}
-		case ev, ok := <-events:
+		case ev, ok := <-src.events:
 			if !ok {
 				return
 			}
-			if end, err := send(w, ev); end || err != nil {
+			if end, err := send(c, w, ev); end || err != nil {
 				return
 			}
 		}
@@ -254,13 +497,12 @@ func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context
 // streamAllowed reports why the stream of st must end, or nil: the
 // principal's expiry has passed, or its credential no longer authenticates
 // (Server.recheck).
-func (s *Server) streamAllowed(ctx context.Context, st *reqState) error {
+// key is the credential's hash (access.HashToken).
+func (s *Server) streamAllowed(ctx context.Context, st *reqState, key string) error {
 	if exp := st.principal.Expires; !exp.IsZero() && !s.cfg.Now().Before(exp) {
 		return fmt.Errorf("token or session expired at %s: %w", exp.UTC().Format(time.RFC3339), access.ErrUnauthenticated)
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
-	return s.recheck(rctx, st.cred)
+	return s.recheck(ctx, st.cred, key)
 }
 
 func nonNil(in []configsvc.Instance) []configsvc.Instance {

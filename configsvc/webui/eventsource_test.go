@@ -49,9 +49,20 @@ func (s *streamCutter) wrap(next http.Handler) http.Handler {
 		s.mu.Lock()
 		s.stop = append(s.stop, cancel)
 		s.mu.Unlock()
-		next.ServeHTTP(w, r.WithContext(ctx))
+		// A stream that takes its connection over from net/http no longer
+		// follows its request's context; behind a writer that cannot be
+		// hijacked it stays a plain response, which the cut ends.
+		next.ServeHTTP(flushOnly{w}, r.WithContext(ctx))
 	})
 }
+
+// flushOnly is a ResponseWriter that can flush but not be hijacked.
+type flushOnly struct{ w http.ResponseWriter }
+
+func (f flushOnly) Header() http.Header         { return f.w.Header() }
+func (f flushOnly) Write(b []byte) (int, error) { return f.w.Write(b) }
+func (f flushOnly) WriteHeader(code int)        { f.w.WriteHeader(code) }
+func (f flushOnly) Flush()                      { http.NewResponseController(f.w).Flush() }
 
 // cut ends every open stream and holds the reconnections until release.
 func (s *streamCutter) cut() {

@@ -1,0 +1,193 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/api"
+	"github.com/sluicehq/sluice/configsvc/boltstore"
+	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
+	"github.com/sluicehq/sluice/configsvc/fanout"
+	"github.com/sluicehq/sluice/configsvc/format"
+	"github.com/sluicehq/sluice/configsvc/testkit"
+	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
+)
+
+// watchCounter counts the watches opened on the store it wraps.
+type watchCounter struct {
+	configsvc.Store
+	watches atomic.Int64
+}
+
+func (w *watchCounter) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) <-chan configsvc.Event {
+	w.watches.Add(1)
+	return w.Store.Watch(ctx, ref, from, opts...)
+}
+
+// TestSharedWatchKeepsTheStreamGuarantees opens many event streams of one
+// service on a server wired as `sluice server` wires it (watches shared by
+// configsvc/fanout) and checks what the SDK relies on: every stream gets
+// every revision in order without gaps, the grays baseline and each grays
+// change after the revision it follows, and a stream that resumes from a
+// revision it holds (with its identity) continues after it; the store
+// holds one watch for all of them.
+func TestSharedWatchKeepsTheStreamGuarantees(t *testing.T) {
+	run := func(t *testing.T, under configsvc.Store) {
+		counted := &watchCounter{Store: under}
+		e := newEnvOn(t, configsvc.Validating(fanout.New(counted, fanout.Options{Linger: -1}), format.Validator{}))
+		e.mustService("orders", map[string]string{"n.txt": "0"}) // revision 1
+		c, err := api.New(api.Config{Servers: []string{e.http.URL}, Token: e.admin, Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		defer cancel()
+		orders := configsvc.Service("orders")
+		const streams = 60
+		chans := make([]<-chan configsvc.Event, streams)
+		for i := range chans {
+			chans[i] = c.Watch(ctx, orders, 0)
+		}
+		// Each stream: revision 1, the baseline (no grays).
+		for i, ch := range chans {
+			evs := collectN(t, ch, 2)
+			if evs[0].Revision == nil || evs[0].Revision.Number != 1 || !evs[1].GraysChanged || len(evs[1].Grays) != 0 {
+				t.Fatalf("stream %d opened with %+v, want revision 1 then the empty grays baseline", i, evs)
+			}
+		}
+		const publishes = 5
+		for i := 2; i <= publishes+1; i++ {
+			if _, err := c.PutFile(ctx, orders, "n.txt", []byte(fmt.Sprint(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		g, err := c.CreateGray(ctx, orders, api.GrayRequest{Changes: []api.Change{api.PutChange("n.txt", []byte("gray"))}, Selector: api.Selector{Percent: 10}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i, ch := range chans {
+			wg.Go(func() {
+				evs := collectN(t, ch, publishes+1)
+				for j, ev := range evs[:publishes] {
+					if ev.Revision == nil || ev.Revision.Number != int64(j+2) || string(ev.Revision.Changes[0].Content) != fmt.Sprint(j+2) {
+						t.Errorf("stream %d: event %d = %+v, want revision %d", i, j, ev, j+2)
+						return
+					}
+				}
+				if ev := evs[publishes]; !ev.GraysChanged || len(ev.Grays) != 1 || ev.Grays[0].ID != g.ID {
+					t.Errorf("stream %d: after the revisions %+v, want the grays with %s", i, ev, g.ID)
+				}
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		// Resume from revision 3 as the SDK does (its identity sent along).
+		r3, err := c.Revision(ctx, orders, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resumed := c.Watch(ctx, orders, 3, configsvc.Expect(r3.Identity()))
+		evs := collectN(t, resumed, 4)
+		for j, ev := range evs[:3] {
+			if ev.Revision == nil || ev.Revision.Number != int64(j+4) {
+				t.Fatalf("resumed stream: event %d = %+v, want revision %d", j, ev, j+4)
+			}
+		}
+		if ev := evs[3]; !ev.GraysChanged || len(ev.Grays) != 1 {
+			t.Fatalf("resumed stream: %+v after the revisions, want the grays baseline with one gray", ev)
+		}
+		if got := counted.watches.Load(); got != 1 {
+			t.Fatalf("the store holds %d watches for %d streams of one service (and the summary index), want 1", got, streams+1)
+		}
+	}
+	t.Run("bolt", func(t *testing.T) { run(t, bolttest.MustOpen(t, boltstore.Options{})) })
+	t.Run("zookeeper", func(t *testing.T) { run(t, mustZK(t, zktest.Start(t), "/sluice-fanout")) })
+}
+
+// collectN reads n events of ch, failing on an error event, a closed
+// channel or a 20 s wait.
+func collectN(t *testing.T, ch <-chan configsvc.Event, n int) []configsvc.Event {
+	t.Helper()
+	var evs []configsvc.Event
+	timeout := time.After(20 * time.Second)
+	for len(evs) < n {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				t.Errorf("stream closed after %d events, want %d", len(evs), n)
+				return evs
+			}
+			if ev.Err != nil {
+				t.Errorf("stream error %v after %d events", ev.Err, len(evs))
+				return append(evs, make([]configsvc.Event, n-len(evs))...)
+			}
+			evs = append(evs, ev)
+		case <-timeout:
+			t.Errorf("%d events within 20 s, want %d", len(evs), n)
+			return append(evs, make([]configsvc.Event, n-len(evs))...)
+		}
+	}
+	return evs
+}
+
+// TestStreamOnTakenConnectionEndsWhenTheClientLeaves checks a revision
+// stream that took its HTTP/1.1 connection over from net/http: it answers
+// a chunked event stream, and when the client closes the connection the
+// stream ends (its slot and the subscribers gauge are released) without a
+// write to notice it.
+func TestStreamOnTakenConnectionEndsWhenTheClientLeaves(t *testing.T) {
+	e := newEnvOn(t, configsvc.Validating(fanout.New(bolttest.MustOpen(t, boltstore.Options{}), fanout.Options{Linger: -1}), format.Validator{}),
+		func(c *Config) { c.Heartbeat = time.Hour })
+	e.mustService("orders", map[string]string{"n.txt": "0"})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.http.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /v1/services/orders/watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", e.admin)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("answer %s %v %v, want 200 text/event-stream, chunked", resp.Status, resp.Header, resp.TransferEncoding)
+	}
+	dec := api.NewDecoder(resp.Body)
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			t.Fatalf("stream: %v", err)
+		}
+		if ev.Name == api.EventGrays {
+			break
+		}
+	}
+	subscribers := func() string {
+		m := string(e.must(http.StatusOK, req{method: "GET", path: "/metrics"}).body)
+		for line := range strings.SplitSeq(m, "\n") {
+			if strings.HasPrefix(line, `sluice_watch_subscribers{stream="revisions"}`) {
+				return line
+			}
+		}
+		return ""
+	}
+	if got := subscribers(); !strings.HasSuffix(got, " 1") {
+		t.Fatalf("with the stream open: %q, want 1", got)
+	}
+	conn.Close()
+	testkit.EventuallyTrue(t, 10*time.Second, "the stream ended after the client left", func() bool {
+		return strings.HasSuffix(subscribers(), " 0")
+	})
+}
