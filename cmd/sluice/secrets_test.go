@@ -198,6 +198,11 @@ func TestAttackSecretValueWithoutGrant(t *testing.T) {
 						t.Errorf("%s watch event shows %s", who.name, v)
 					}
 					if ev.Revision != nil {
+						for _, ch := range ev.Revision.Changes {
+							if ch.File == "db.secret.yaml" && !strings.Contains(string(ch.Content), "secret file") {
+								t.Errorf("%s watch shows %s at revision %d as %q, want the placeholder", who.name, ch.File, ev.Revision.Number, ch.Content)
+							}
+						}
 						if n++; n == 2 {
 							break
 						}
@@ -264,6 +269,30 @@ func TestAttackSecretValueWithoutGrant(t *testing.T) {
 				if err != nil || string(fc.Content) != "password: "+v+"\n" {
 					t.Errorf("reader revision %d = %q, %v; want the value", i+1, fc.Content, err)
 				}
+			}
+			// The watch too: the grant's stream carries the values.
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			seen := 0
+			for ev := range r.Watch(wctx, configsvc.Service("orders"), 0) {
+				if ev.Err != nil {
+					t.Errorf("reader watch: %v", ev.Err)
+					break
+				}
+				if ev.Revision == nil {
+					continue
+				}
+				for _, ch := range ev.Revision.Changes {
+					if want := "password: " + f.values[ev.Revision.Number-1] + "\n"; ch.File == "db.secret.yaml" && string(ch.Content) != want {
+						t.Errorf("reader watch: revision %d shows %q, want the value", ev.Revision.Number, ch.Content)
+					}
+				}
+				if seen++; seen == len(f.values) {
+					break
+				}
+			}
+			cancel()
+			if seen != len(f.values) {
+				t.Errorf("reader watch delivered %d revisions, want %d", seen, len(f.values))
 			}
 			if out, err := runCLI(t, f.rs.url, f.reader, "get", "orders", "db.secret.yaml"); err != nil || !strings.Contains(out, f.values[len(f.values)-1]) {
 				t.Errorf("sluice get with the grant = %q, %v; want the value", out, err)

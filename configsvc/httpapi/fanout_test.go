@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
 	"github.com/sluicehq/sluice/configsvc/fanout"
 	"github.com/sluicehq/sluice/configsvc/format"
+	"github.com/sluicehq/sluice/configsvc/secrets"
 	"github.com/sluicehq/sluice/configsvc/testkit"
 	"github.com/sluicehq/sluice/configsvc/zkstore/zktest"
 )
@@ -190,4 +191,28 @@ func TestStreamOnTakenConnectionEndsWhenTheClientLeaves(t *testing.T) {
 	testkit.EventuallyTrue(t, 10*time.Second, "the stream ended after the client left", func() bool {
 		return strings.HasSuffix(subscribers(), " 0")
 	})
+}
+
+// opaqueLayer is a store layer httpapi knows nothing of.
+type opaqueLayer struct{ configsvc.Store }
+
+func (o opaqueLayer) Unwrap() configsvc.Store { return o.Store }
+
+// TestAttackSharedWatchBypassesSecretView: streams read the shared watch
+// below the store they are given, so every layer above it must still
+// apply. Reading through the secrets store's Unwrap sent every stream the
+// stored envelopes, to readers without the secrets grant and instead of
+// the value to those with it. The secrets store is found as a viewer, and
+// an unknown layer stops the shared path altogether.
+func TestAttackSharedWatchBypassesSecretView(t *testing.T) {
+	shared := fanout.New(bolttest.MustOpen(t, boltstore.Options{}), fanout.Options{})
+	t.Cleanup(func() { _ = shared.Close() })
+	sec := secrets.NewStore(shared, nil)
+	sub, viewers := subscriberOf(configsvc.Validating(sec, format.Validator{}))
+	if sub == nil || len(viewers) != 1 || viewers[0] != eventViewer(sec) {
+		t.Fatalf("through the validation and the secrets store: subscriber %v, viewers %v; want the shared watch with the secrets store as its viewer", sub, viewers)
+	}
+	if sub, _ := subscriberOf(configsvc.Validating(opaqueLayer{shared}, format.Validator{})); sub != nil {
+		t.Fatal("the shared watch was found below a layer that may change events")
+	}
 }

@@ -212,6 +212,7 @@ type Server struct {
 	metrics     *metrics
 	leases      *leaseTable
 	shared      subscriber     // the store's shared watches, or nil (see subscriberOf)
+	viewers     []eventViewer  // the layers above shared that show events per reader
 	encoded     *eventCache    // revision events encoded once for all streams
 	index       *summaryIndex  // the console's summaries; started on first use
 	snapshots   *snapshotCache // contents read by searches and effective configs
@@ -264,12 +265,12 @@ func New(cfg Config) (*Server, error) {
 		instCounts: newInstanceCounts(),
 		metrics:    m,
 		leases:     newLeaseTable(),
-		shared:     subscriberOf(cfg.Store),
 		encoded:    newEventCache(),
 		index:      newSummaryIndex(cfg.Store, cfg.Logger),
 		snapshots:  newSnapshotCache(),
 		retryAfter: max(1, int((cfg.RequestTimeout+time.Second-1)/time.Second)),
 	}
+	s.shared, s.viewers = subscriberOf(cfg.Store)
 	if cfg.Gatherer != nil {
 		s.metricsHTTP = promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})
 	}

@@ -28,20 +28,60 @@ type subscriber interface {
 	Subscribe(ctx context.Context, ref configsvc.Ref, from int64, head *configsvc.Head, opts ...configsvc.WatchOption) *fanout.Subscription
 }
 
-// subscriberOf returns the subscriber st is or wraps (through Unwrap, e.g.
-// a ValidatingStore), or nil.
-func subscriberOf(st configsvc.Store) subscriber {
+// eventViewer is a store layer that shows a watch's events in each
+// reader's view (secrets.Store: secret files as a placeholder, the value or
+// the envelope). A stream reading a shared watch below it applies it to
+// every event; fatal ends the stream after that event.
+type eventViewer interface {
+	ViewEvent(ctx context.Context, ref configsvc.Ref, ev configsvc.Event) (out configsvc.Event, fatal bool)
+}
+
+// subscriberOf returns the subscriber st is or wraps, with the viewers of
+// the layers above it (outermost first), or nil. It unwraps only through
+// layers known to leave a watch's events alone (configsvc.ValidatingStore)
+// or that are eventViewers; below any other layer the shared watch would
+// bypass what that layer does, so the stream uses st.Watch instead.
+func subscriberOf(st configsvc.Store) (subscriber, []eventViewer) {
+	var viewers []eventViewer
 	for st != nil {
 		if sub, ok := st.(subscriber); ok {
-			return sub
+			return sub, viewers
+		}
+		switch l := st.(type) {
+		case *configsvc.ValidatingStore:
+		case eventViewer:
+			viewers = append(viewers, l)
+		default:
+			return nil, nil
 		}
 		u, ok := st.(interface{ Unwrap() configsvc.Store })
 		if !ok {
-			return nil
+			return nil, nil
 		}
 		st = u.Unwrap()
 	}
-	return nil
+	return nil, nil
+}
+
+// viewedPoll is poll with viewers applied to every event it hands out,
+// innermost first; after an event a viewer made fatal it reports done.
+func viewedPoll(ctx context.Context, ref configsvc.Ref, viewers []eventViewer, poll func() (configsvc.Event, bool, <-chan struct{}, <-chan time.Time, bool)) func() (configsvc.Event, bool, <-chan struct{}, <-chan time.Time, bool) {
+	if len(viewers) == 0 {
+		return poll
+	}
+	ended := false
+	return func() (configsvc.Event, bool, <-chan struct{}, <-chan time.Time, bool) {
+		if ended {
+			return configsvc.Event{}, false, nil, nil, true
+		}
+		ev, ok, wake, retry, done := poll()
+		if ok {
+			for i := len(viewers) - 1; i >= 0 && !ended; i-- {
+				ev, ended = viewers[i].ViewEvent(ctx, ref, ev)
+			}
+		}
+		return ev, ok, wake, retry, done
+	}
 }
 
 // source is where a stream's events come from: the channel of a store's
@@ -245,7 +285,7 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 		watch := func(ctx context.Context) source[configsvc.Event] {
 			if s.shared != nil {
 				if sub := s.shared.Subscribe(ctx, ref, since, &h, configsvc.Expect(expect)); sub != nil {
-					return source[configsvc.Event]{poll: sub.Poll, close: sub.Close}
+					return source[configsvc.Event]{poll: viewedPoll(ctx, ref, s.viewers, sub.Poll), close: sub.Close}
 				}
 			}
 			return chanSource(s.cfg.Store.Watch(ctx, ref, since, configsvc.Expect(expect)))
@@ -328,13 +368,16 @@ func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context
 		return
 	}
 	// The stream ends with the server, and with the request until it
-	// takes the connection over (then with the connection).
-	ctx, cancel := context.WithCancel(s.ctx)
+	// takes the connection over (then with the connection). It keeps the
+	// request's values (the principal's view of secret files).
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Request.Context()))
+	stopWithServer := context.AfterFunc(s.ctx, cancel)
 	detach := context.AfterFunc(c.Request.Context(), cancel)
 	src := watch(ctx)
 	gauge := s.metrics.watchers.WithLabelValues(kind)
 	gauge.Inc()
 	end := func() {
+		stopWithServer()
 		cancel()
 		if src.events != nil {
 			for range src.events {

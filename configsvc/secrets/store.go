@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/sluicehq/sluice/configsvc"
 )
@@ -198,6 +199,25 @@ func (s *Store) Gray(ctx context.Context, ref configsvc.Ref, id string) (configs
 	return g, s.showChanges(ctx, ref, g.Changes, 0)
 }
 
+// ViewEvent returns ev of a watch of ref with the secret files of its
+// revision shown as ctx's view asks: ev itself when it carries none. When
+// a revision cannot be shown it returns an event whose Err wraps ErrKey
+// and fatal: the watch must end there (a later revision would leave a
+// gap). Watch applies it to every event; a caller that reads a shared
+// watch below this Store (configsvc/fanout) applies it itself.
+func (s *Store) ViewEvent(ctx context.Context, ref configsvc.Ref, ev configsvc.Event) (out configsvc.Event, fatal bool) {
+	if ev.Revision == nil || ev.Err != nil || !slices.ContainsFunc(ev.Revision.Changes, func(c configsvc.Change) bool { return configsvc.IsSecretFile(c.File) }) {
+		return ev, false
+	}
+	r := *ev.Revision
+	r.Changes = append([]configsvc.Change(nil), r.Changes...)
+	if err := s.showChanges(ctx, ref, r.Changes, 0); err != nil {
+		return configsvc.Event{Err: err}, true
+	}
+	ev.Revision = &r
+	return ev, false
+}
+
 // Watch relays the wrapped Store's watch with the secret files of each
 // revision shown as ctx's view asks; a revision that cannot be shown ends
 // the watch with an event whose Err wraps ErrKey. See configsvc.Store.Watch.
@@ -209,17 +229,7 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts .
 		defer close(out)
 		defer cancel()
 		for ev := range in {
-			var fatal bool
-			if ev.Revision != nil && ev.Err == nil {
-				r := *ev.Revision
-				r.Changes = append([]configsvc.Change(nil), r.Changes...)
-				if err := s.showChanges(ctx, ref, r.Changes, 0); err != nil {
-					ev = configsvc.Event{Err: err}
-					fatal = true
-				} else {
-					ev.Revision = &r
-				}
-			}
+			ev, fatal := s.ViewEvent(ctx, ref, ev)
 			select {
 			case out <- ev:
 			case <-ctx.Done():
