@@ -23,14 +23,24 @@ func (s *suite) testImport(t *testing.T) {
 	t.Run("Collections", s.testImportCollections)
 }
 
-// importer returns st as a configsvc.Importer or fails the test.
+// importer returns st, or the store it wraps (through Unwrap: a decorator
+// under test, e.g. configsvc/fanout's shared watches, whose watchers must
+// see what an import writes below it), as a configsvc.Importer, or fails
+// the test.
 func importer(t *testing.T, st configsvc.Store) configsvc.Importer {
 	t.Helper()
-	imp, ok := st.(configsvc.Importer)
-	if !ok {
-		t.Fatalf("%T does not implement configsvc.Importer", st)
+	for cur := st; cur != nil; {
+		if imp, ok := cur.(configsvc.Importer); ok {
+			return imp
+		}
+		u, ok := cur.(interface{ Unwrap() configsvc.Store })
+		if !ok {
+			break
+		}
+		cur = u.Unwrap()
 	}
-	return imp
+	t.Fatalf("%T does not implement configsvc.Importer, nor does a store it wraps", st)
+	return nil
 }
 
 // copyHistory imports every retained revision of ref from src into dst
