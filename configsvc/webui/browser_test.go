@@ -289,9 +289,18 @@ func (b *tab) do(steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		b.failShot()
-		b.t.Fatalf("browser: %v (page text: %q)", err, b.pageText())
+	for _, step := range steps {
+		// A node the page re-renders between the query and the action
+		// (a list redrawn by a live event) is gone before anything was
+		// done to it: the step is run again on the node found now.
+		err := chromedp.Do(ctx, step)
+		for try := 0; err != nil && try < 3 && strings.Contains(err.Error(), "Could not find node with given id"); try++ {
+			err = chromedp.Do(ctx, step)
+		}
+		if err != nil {
+			b.failShot()
+			b.t.Fatalf("browser: %v (page text: %q)", err, b.pageText())
+		}
 	}
 }
 
