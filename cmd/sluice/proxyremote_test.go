@@ -38,8 +38,12 @@ func newRemoteFixture(t *testing.T) *remoteFixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
-	f := &remoteFixture{t: t, dataDir: t.TempDir(), addr: testkit.FreeAddr(t), ctx: ctx}
+	// The first start picks its own port (a port reserved and released
+	// by FreeAddr can be taken by another test before the server binds
+	// it); restarts reuse it.
+	f := &remoteFixture{t: t, dataDir: t.TempDir(), addr: "127.0.0.1:0", ctx: ctx}
 	f.start()
+	f.addr = f.srv.m.Bound("addr")
 	_, f.admin = f.srv.adminClient(t, f.dataDir)
 	tok, err := f.admin.CreateToken(ctx, api.TokenRequest{Name: "edge-proxy", Roles: []api.Grant{{Role: "proxy", Pattern: "*"}}})
 	if err != nil {
