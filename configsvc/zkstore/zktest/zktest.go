@@ -214,7 +214,41 @@ func (s *Server) signal(sig syscall.Signal, paused bool) {
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		s.t.Fatalf("zktest: signal %v to %s: %v", sig, s.name(), err)
 	}
+	if sig == syscall.SIGSTOP {
+		// The signal is delivered to each thread in turn: a request that
+		// arrives meanwhile could still be served. Pause returns once
+		// every thread is stopped.
+		waitStopped(s.cmd.Process.Pid, 5*time.Second)
+	}
 	s.paused = paused
+}
+
+// waitStopped waits until every thread of process pid is stopped (state T
+// in /proc), for up to timeout; without /proc it returns at once.
+func waitStopped(pid int, timeout time.Duration) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		tasks, err := os.ReadDir(dir)
+		if err != nil {
+			return
+		}
+		stopped := true
+		for _, task := range tasks {
+			b, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+			if err != nil {
+				continue // the thread ended
+			}
+			// pid (comm) state …: comm may hold spaces and parentheses.
+			i := bytes.LastIndexByte(b, ')')
+			if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+				stopped = false
+				break
+			}
+		}
+		if stopped {
+			return
+		}
+	}
 }
 
 func (s *Server) kill() {
