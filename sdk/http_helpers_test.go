@@ -14,7 +14,13 @@ import (
 // clients follow its SSE stream with the bootstrap admin token.
 func mustHTTP(t *testing.T) *env {
 	t.Helper()
-	e := mustBolt(t)
+	return serveHTTP(t, mustBolt(t), "http")
+}
+
+// serveHTTP serves an admin server on e's store and makes e's clients
+// use it, under name.
+func serveHTTP(t *testing.T, e *env, name string) *env {
+	t.Helper()
 	srv, err := httpapi.New(httpapi.Config{Store: e.pub, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +34,7 @@ func mustHTTP(t *testing.T) *env {
 		srv.Close()
 		ts.Close()
 	})
-	e.name = "http"
+	e.name = name
 	e.transport = func(cfg *sdk.Config) { cfg.Server, cfg.Token = ts.URL, token }
 	return e
 }
@@ -51,21 +57,5 @@ func mustShared(t *testing.T) *env {
 // `sluice server` wires it.
 func mustSharedHTTP(t *testing.T) *env {
 	t.Helper()
-	e := mustShared(t)
-	srv, err := httpapi.New(httpapi.Config{Store: e.pub, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := srv.Bootstrap(context.Background())
-	if err != nil || token == "" {
-		t.Fatalf("bootstrap token: %q, %v", token, err)
-	}
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		srv.Close()
-		ts.Close()
-	})
-	e.name = "shared-http"
-	e.transport = func(cfg *sdk.Config) { cfg.Server, cfg.Token = ts.URL, token }
-	return e
+	return serveHTTP(t, mustShared(t), "shared-http")
 }
