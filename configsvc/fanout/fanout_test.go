@@ -29,29 +29,20 @@ type counting struct {
 
 func (c *counting) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts ...configsvc.WatchOption) <-chan configsvc.Event {
 	c.watches.Add(1)
-	c.open.Add(1)
-	in := c.Store.Watch(ctx, ref, from, opts...)
-	out := make(chan configsvc.Event)
-	go func() {
-		defer c.open.Add(-1)
-		defer close(out)
-		for ev := range in {
-			select {
-			case out <- ev:
-			case <-ctx.Done():
-			}
-		}
-	}()
-	return out
+	return relay(ctx, c.Store.Watch(ctx, ref, from, opts...), &c.open)
 }
 
 func (c *counting) WatchInstances(ctx context.Context, svc string) <-chan configsvc.InstancesEvent {
 	c.instWatches.Add(1)
-	c.instOpen.Add(1)
-	in := c.Store.WatchInstances(ctx, svc)
-	out := make(chan configsvc.InstancesEvent)
+	return relay(ctx, c.Store.WatchInstances(ctx, svc), &c.instOpen)
+}
+
+// relay passes in on, counting itself in open while it runs.
+func relay[E any](ctx context.Context, in <-chan E, open *atomic.Int64) <-chan E {
+	open.Add(1)
+	out := make(chan E)
 	go func() {
-		defer c.instOpen.Add(-1)
+		defer open.Add(-1)
 		defer close(out)
 		for ev := range in {
 			select {
