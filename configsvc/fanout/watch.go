@@ -20,6 +20,9 @@ type hub struct {
 
 	mu   sync.Mutex
 	wake chan struct{} // closed and replaced on every change
+	// waiting holds what to call when wake closes, for the subscribers
+	// that wait without a goroutine (Subscription.Notify).
+	waiting notices
 	// ring holds the events with sequence numbers [next-n, next), the
 	// event of sequence q at ring[q%len(ring)].
 	ring []configsvc.Event
@@ -44,10 +47,26 @@ type hub struct {
 	troubleSeq uint64
 }
 
-// changed wakes the subscribers; the caller holds h.mu.
-func (h *hub) changed() {
+// notices are the functions to call when a hub's wake closes, by
+// subscriber.
+type notices map[*watcher]func()
+
+// send calls every function of ns.
+func (ns notices) send() {
+	for _, f := range ns {
+		f()
+	}
+}
+
+// changed wakes the subscribers; the caller holds h.mu and sends the
+// notices it returns once it has unlocked it (a notified subscriber polls
+// at once, which locks h.mu).
+func (h *hub) changed() notices {
 	close(h.wake)
 	h.wake = make(chan struct{})
+	ns := h.waiting
+	h.waiting = nil
+	return ns
 }
 
 // oldest is the sequence number of the oldest event in the ring.
@@ -77,8 +96,9 @@ func (h *hub) revision(n int64) (*configsvc.Revision, bool) {
 	return nil, false
 }
 
-// add appends ev from the upstream; the caller holds h.mu.
-func (h *hub) add(ev configsvc.Event) {
+// add appends ev from the upstream; the caller holds h.mu and sends the
+// notices once it has unlocked it.
+func (h *hub) add(ev configsvc.Event) notices {
 	switch {
 	case ev.Revision != nil:
 		h.lastRev, h.lastID = ev.Revision.Number, ev.Revision.Identity()
@@ -90,7 +110,7 @@ func (h *hub) add(ev configsvc.Event) {
 	h.ring[h.next%uint64(len(h.ring))] = ev
 	h.next++
 	h.n = min(h.n+1, len(h.ring))
-	h.changed()
+	return h.changed()
 }
 
 // ends reports whether err ends a watch (Store.Watch): everything but a
@@ -121,7 +141,7 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts .
 				}
 			case done:
 				return
-			case !s.await(ctx, wake, retry):
+			case !s.await(ctx, wake, after(retry)):
 				return
 			}
 		}
@@ -163,11 +183,50 @@ func (s *Store) Subscribe(ctx context.Context, ref configsvc.Ref, from int64, he
 // fires when a failed read is to be tried again or a wait for the head
 // has run out.
 func (sub *Subscription) Poll() (ev configsvc.Event, ok bool, wake <-chan struct{}, retry <-chan time.Time, done bool) {
+	ev, ok, wake, at, done := sub.w.poll(sub.ctx)
+	return ev, ok, wake, after(at), done
+}
+
+// Next is Poll for a reader that waits without selecting on channels (an
+// event stream blocked reading its connection): instead of a retry
+// channel it returns the time to poll again at (zero: none), and instead
+// of waiting for wake to close it has Notify tell it.
+func (sub *Subscription) Next() (ev configsvc.Event, ok bool, wake <-chan struct{}, retryAt time.Time, done bool) {
 	return sub.w.poll(sub.ctx)
+}
+
+// Notify calls f once wake, as the last Next or Poll returned it, has
+// closed: at once, on the caller's goroutine, if it has already closed;
+// otherwise on the goroutine that moves the shared watch, after it
+// woke the subscribers that wait on channels. f must be quick and must not
+// block or call into the subscription (it typically sets a flag and a
+// read deadline). A later Notify replaces f; Close drops it. Notify and
+// Next are called by one goroutine at a time.
+func (sub *Subscription) Notify(wake <-chan struct{}, f func()) {
+	h := sub.w.h
+	h.mu.Lock()
+	if h.wake != wake || sub.w.closed {
+		h.mu.Unlock()
+		f()
+		return
+	}
+	if h.waiting == nil {
+		h.waiting = make(notices)
+	}
+	h.waiting[sub.w] = f
+	h.mu.Unlock()
 }
 
 // Close ends the subscription. It is safe to call more than once.
 func (sub *Subscription) Close() { sub.w.close() }
+
+// after returns a channel that fires at t, or nil for the zero time.
+func after(t time.Time) <-chan time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return time.After(time.Until(t))
+}
 
 // subscribe joins (or starts) the hub of ref for a new subscriber; nil
 // once the store is closed. A subscriber joining a running hub reads the
@@ -260,9 +319,10 @@ func (s *Store) forget(h *hub) {
 // end marks h ended by err (nil: stopped) and wakes its subscribers.
 func (h *hub) end(err error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.dead, h.err = true, err
-	h.changed()
+	ns := h.changed()
+	h.mu.Unlock()
+	ns.send()
 }
 
 // start reads the head of h's ref and opens the upstream watch from it,
@@ -313,8 +373,9 @@ func (s *Store) open(ctx context.Context, h *hub) bool {
 			h.mu.Lock()
 			h.trouble = err
 			h.troubleSeq++
-			h.changed()
+			ns := h.changed()
 			h.mu.Unlock()
+			ns.send()
 			return false
 		default:
 			s.forget(h)
@@ -325,8 +386,9 @@ func (s *Store) open(ctx context.Context, h *hub) bool {
 	up := s.Store.Watch(ctx, h.ref, head.Revision, configsvc.Expect(head.Identity()))
 	h.mu.Lock()
 	h.started, h.lastRev, h.lastID = true, head.Revision, head.Identity()
-	h.changed()
+	ns := h.changed()
 	h.mu.Unlock()
+	ns.send()
 	pump := func() {
 		var last error
 		for ev := range up {
@@ -334,8 +396,9 @@ func (s *Store) open(ctx context.Context, h *hub) bool {
 				last = ev.Err
 			}
 			h.mu.Lock()
-			h.add(ev)
+			ns := h.add(ev)
 			h.mu.Unlock()
+			ns.send()
 		}
 		s.forget(h)
 		h.cancel()
@@ -362,7 +425,7 @@ type watcher struct {
 	prev    configsvc.Identity
 	joinSeq uint64 // the hub's next sequence number when it joined
 	// want is the head read when it joined a running hub: the baseline
-	// waits (until syncBy) for the hub to show its grays.
+	// waits (until syncBy) for the hub to show its grays; nil once synced.
 	want    *configsvc.Head
 	synced  bool
 	syncBy  time.Time
@@ -381,27 +444,33 @@ func (w *watcher) close() {
 	if w.closed {
 		return
 	}
+	w.h.mu.Lock()
 	w.closed = true
+	delete(w.h.waiting, w)
+	w.h.mu.Unlock()
 	w.s.leave(w.h)
 }
 
 // poll is Subscription.Poll.
-func (w *watcher) poll(ctx context.Context) (ev configsvc.Event, ok bool, wake <-chan struct{}, retry <-chan time.Time, done bool) {
+func (w *watcher) poll(ctx context.Context) (ev configsvc.Event, ok bool, wake <-chan struct{}, retry time.Time, done bool) {
 	for {
 		if len(w.queue) > 0 {
 			ev, w.queue = w.queue[0], w.queue[1:]
-			return ev, true, nil, nil, false
+			if len(w.queue) == 0 {
+				w.queue = nil // nor the array of events it handed out
+			}
+			return ev, true, nil, time.Time{}, false
 		}
 		if w.done || ctx.Err() != nil {
-			return ev, false, nil, nil, true
+			return ev, false, nil, time.Time{}, true
 		}
 		if w.following {
 			ev, ok, wake, done = w.follow()
-			return ev, ok, wake, nil, done
+			return ev, ok, wake, time.Time{}, done
 		}
 		if !w.retryAt.IsZero() {
-			if d := time.Until(w.retryAt); d > 0 {
-				return ev, false, nil, time.After(d), false
+			if time.Until(w.retryAt) > 0 {
+				return ev, false, nil, w.retryAt, false
 			}
 			w.retryAt = time.Time{}
 		}
@@ -412,14 +481,14 @@ func (w *watcher) poll(ctx context.Context) (ev configsvc.Event, ok bool, wake <
 // catchUp takes one step towards the baseline: a revision from the ring
 // or the store, or the baseline itself once the subscriber has every
 // revision up to the hub's newest.
-func (w *watcher) catchUp(ctx context.Context) (ev configsvc.Event, ok bool, wake <-chan struct{}, retry <-chan time.Time, done bool) {
+func (w *watcher) catchUp(ctx context.Context) (ev configsvc.Event, ok bool, wake <-chan struct{}, retry time.Time, done bool) {
 	h := w.h
 	h.mu.Lock()
 	if !h.started && h.troubleSeq > w.seen {
 		w.seen = h.troubleSeq
 		err := h.trouble
 		h.mu.Unlock()
-		return configsvc.Event{Err: err}, true, nil, nil, false
+		return configsvc.Event{Err: err}, true, nil, time.Time{}, false
 	}
 	if h.started && !w.prev.SameGeneration(h.lastID) {
 		h.mu.Unlock()
@@ -432,12 +501,12 @@ func (w *watcher) catchUp(ctx context.Context) (ev configsvc.Event, ok bool, wak
 			r, err := w.s.Store.Revision(ctx, w.ref, w.next)
 			switch {
 			case ctx.Err() != nil:
-				return ev, false, nil, nil, true
+				return ev, false, nil, time.Time{}, true
 			case ends(err):
 				return w.fail(err)
 			case err != nil:
 				w.retryAt = time.Now().Add(retryWait)
-				return configsvc.Event{Err: err}, true, nil, nil, false
+				return configsvc.Event{Err: err}, true, nil, time.Time{}, false
 			}
 			rev = &r
 		}
@@ -445,7 +514,7 @@ func (w *watcher) catchUp(ctx context.Context) (ev configsvc.Event, ok bool, wak
 			return w.fail(fmt.Errorf("fanout: %s: revision %d has parent %s, not %s (the revision before it): %w", w.ref, rev.Number, rev.Parent, w.prev.PublishID, configsvc.ErrRewritten))
 		}
 		w.next, w.prev = rev.Number+1, rev.Identity()
-		return configsvc.Event{Revision: rev}, true, nil, nil, false
+		return configsvc.Event{Revision: rev}, true, nil, time.Time{}, false
 	}
 	if h.dead {
 		err := h.err
@@ -454,10 +523,10 @@ func (w *watcher) catchUp(ctx context.Context) (ev configsvc.Event, ok bool, wak
 			return w.fail(err)
 		}
 		w.done = true
-		return ev, false, nil, nil, true
+		return ev, false, nil, time.Time{}, true
 	}
 	if !w.synced && h.live && (h.lastRev > w.want.Revision || graysEqual(h.grays, w.want.Grays) || !time.Now().Before(w.syncBy)) {
-		w.synced = true
+		w.synced, w.want = true, nil // a subscription lives long: keep no head it no longer needs
 	}
 	if h.live && w.next == h.lastRev+1 && w.synced {
 		if w.next > 1 && w.prev.PublishID != "" && h.lastID.PublishID != "" && w.prev.PublishID != h.lastID.PublishID {
@@ -471,20 +540,23 @@ func (w *watcher) catchUp(ctx context.Context) (ev configsvc.Event, ok bool, wak
 		w.following, w.cursor = true, h.next
 		h.mu.Unlock()
 		ev, w.queue = w.queue[0], w.queue[1:]
-		return ev, true, nil, nil, false
+		if len(w.queue) == 0 {
+			w.queue = nil
+		}
+		return ev, true, nil, time.Time{}, false
 	}
 	wake = h.wake
 	h.mu.Unlock()
 	if !w.synced {
-		retry = time.After(time.Until(w.syncBy))
+		retry = w.syncBy
 	}
 	return ev, false, wake, retry, false
 }
 
 // fail hands out err as the subscriber's last event.
-func (w *watcher) fail(err error) (ev configsvc.Event, ok bool, wake <-chan struct{}, retry <-chan time.Time, done bool) {
+func (w *watcher) fail(err error) (ev configsvc.Event, ok bool, wake <-chan struct{}, retry time.Time, done bool) {
 	w.done = true
-	return configsvc.Event{Err: err}, true, nil, nil, false
+	return configsvc.Event{Err: err}, true, nil, time.Time{}, false
 }
 
 // follow hands out the hub's event at the cursor; a subscriber that fell a

@@ -8,9 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -65,14 +67,14 @@ func subscriberOf(st configsvc.Store) (subscriber, []eventViewer) {
 
 // viewedPoll is poll with viewers applied to every event it hands out,
 // innermost first; after an event a viewer made fatal it reports done.
-func viewedPoll(ctx context.Context, ref configsvc.Ref, viewers []eventViewer, poll func() (configsvc.Event, bool, <-chan struct{}, <-chan time.Time, bool)) func() (configsvc.Event, bool, <-chan struct{}, <-chan time.Time, bool) {
+func viewedPoll(ctx context.Context, ref configsvc.Ref, viewers []eventViewer, poll func() (configsvc.Event, bool, <-chan struct{}, time.Time, bool)) func() (configsvc.Event, bool, <-chan struct{}, time.Time, bool) {
 	if len(viewers) == 0 {
 		return poll
 	}
 	ended := false
-	return func() (configsvc.Event, bool, <-chan struct{}, <-chan time.Time, bool) {
+	return func() (configsvc.Event, bool, <-chan struct{}, time.Time, bool) {
 		if ended {
-			return configsvc.Event{}, false, nil, nil, true
+			return configsvc.Event{}, false, nil, time.Time{}, true
 		}
 		ev, ok, wake, retry, done := poll()
 		if ok {
@@ -85,10 +87,14 @@ func viewedPoll(ctx context.Context, ref configsvc.Ref, viewers []eventViewer, p
 }
 
 // source is where a stream's events come from: the channel of a store's
-// watch, or the Poll of a shared watch's Subscription (events nil).
+// watch, or the Next and Notify of a shared watch's Subscription (events
+// nil): poll returns the next event, or what to wait for (wake to close,
+// the time retry); notify calls a function once wake has closed, so that
+// a stream can wait without a goroutine selecting on it (connLoop).
 type source[E any] struct {
 	events <-chan E
-	poll   func() (ev E, ok bool, wake <-chan struct{}, retry <-chan time.Time, done bool)
+	poll   func() (ev E, ok bool, wake <-chan struct{}, retry time.Time, done bool)
+	notify func(wake <-chan struct{}, f func())
 	close  func()
 }
 
@@ -285,7 +291,7 @@ func (s *Server) watch(kind configsvc.Kind) gin.HandlerFunc {
 		watch := func(ctx context.Context) source[configsvc.Event] {
 			if s.shared != nil {
 				if sub := s.shared.Subscribe(ctx, ref, since, &h, configsvc.Expect(expect)); sub != nil {
-					return source[configsvc.Event]{poll: viewedPoll(ctx, ref, s.viewers, sub.Poll), close: sub.Close}
+					return source[configsvc.Event]{poll: viewedPoll(ctx, ref, s.viewers, sub.Next), notify: sub.Notify, close: sub.Close}
 				}
 			}
 			return chanSource(s.cfg.Store.Watch(ctx, ref, since, configsvc.Expect(expect)))
@@ -397,42 +403,158 @@ func streamSSE[E any](c *gin.Context, s *Server, kind string, watch func(context
 	}
 	if took {
 		// Over HTTP/1.1 the stream takes its connection from net/http, so
-		// that an idle stream holds one small goroutine (and one reading
-		// for the client's close) instead of the request's deep one and
-		// net/http's buffers.
+		// that an idle stream holds one small goroutine instead of the
+		// request's deep one and net/http's buffers. From here the
+		// stream ends with the client's close, seen by the read that
+		// goroutine waits in, and with the server's, which closes the
+		// connection (unblocking a write to a stuck client as well).
+		if !stopWithServer() { // the server is closing
+			conn.Close()
+			end()
+			return
+		}
+		stopWithServer = context.AfterFunc(s.ctx, func() { cancel(); conn.Close() })
 		w := &sseWriter{out: chunkWriter{conn}}
 		opened := writeSSEHeader(conn, c.Writer.Header()) == nil && w.comment(api.CommentOpen) == nil
 		cc := c.Copy()
-		stop := context.AfterFunc(ctx, func() { conn.Close() }) // unblocks a write to a stuck client
+		cc.Request = streamRequest(c.Request)
 		if !s.streamsG.Go(func() {
 			defer end()
-			defer stop()
-			read := make(chan struct{})
-			go func() { // the client's close ends the stream
-				defer close(read)
-				var b [1]byte
-				for {
-					if _, err := conn.Read(b[:]); err != nil {
-						cancel()
-						return
-					}
-				}
-			}()
-			if opened {
-				streamLoop(ctx, s, cc, st, w, src, poll, send)
-				_, _ = io.WriteString(conn, "0\r\n\r\n")
+			switch {
+			case opened && src.notify != nil:
+				connLoop(ctx, s, cc, st, conn, w, src, poll, send)
+				endChunked(conn)
+			case opened:
+				readerLoop(ctx, cancel, s, cc, st, conn, w, src, poll, send)
 			}
 			conn.Close()
-			<-read
 		}) {
 			conn.Close()
-			stop()
 			end()
 		}
 		return
 	}
 	defer end()
 	streamLoop(ctx, s, c, st, startSSE(c), src, poll, send)
+}
+
+// readerLoop is streamLoop on a connection the stream took over, for a
+// source that has no notify (a store's watch channel): a second goroutine
+// reads the connection to see the client's close and cancels ctx.
+func readerLoop[E any](ctx context.Context, cancel context.CancelFunc, s *Server, c *gin.Context, st *reqState, conn net.Conn, w *sseWriter, src source[E], poll func(context.Context, *sseWriter) error, send func(*gin.Context, *sseWriter, E) (end bool, err error)) {
+	read := make(chan struct{})
+	go func() { // the client's close ends the stream
+		defer close(read)
+		var b [64]byte
+		for {
+			if _, err := conn.Read(b[:]); err != nil {
+				cancel()
+				return
+			}
+		}
+	}()
+	streamLoop(ctx, s, c, st, w, src, poll, send)
+	endChunked(conn)
+	conn.Close() // ends the read
+	<-read
+}
+
+// endChunked writes the last chunk of a chunked response.
+func endChunked(conn net.Conn) { _, _ = io.WriteString(conn, "0\r\n\r\n") }
+
+// connLoop is streamLoop on a connection the stream took over, for a
+// source with notify (a shared watch), on one goroutine: between events it
+// waits in a read of the connection, which returns when the client
+// closes it (or sends something, which is discarded), when the server
+// closes it, and at a read deadline: the next ping, recheck or retry, or
+// now, set by the source's notify when there is something to poll. An
+// idle stream so holds one goroutine parked in the network poller and
+// no timer or channel of its own.
+func connLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqState, conn net.Conn, w *sseWriter, src source[E], poll func(context.Context, *sseWriter) error, send func(*gin.Context, *sseWriter, E) (end bool, err error)) {
+	var woken atomic.Bool
+	// The flag is set before the deadline: a wake-up that lands between
+	// the loop's clearing it and setting its own deadline is seen by the
+	// check after that deadline is set.
+	wakeUp := func() {
+		woken.Store(true)
+		_ = conn.SetReadDeadline(aLongTimeAgo)
+	}
+	key := access.HashToken(st.cred.secret)
+	now := time.Now()
+	nextPing, nextRecheck := now.Add(s.cfg.Heartbeat), now.Add(s.cfg.StreamRecheck)
+	var b [64]byte
+	for {
+		woken.Store(false)
+		var wake <-chan struct{}
+		var retry time.Time
+		for { // what the shared watch has now
+			ev, ok, wk, rt, done := src.poll()
+			if done {
+				return
+			}
+			if !ok {
+				wake, retry = wk, rt
+				break
+			}
+			if end, err := send(c, w, ev); end || err != nil {
+				return
+			}
+		}
+		if wake != nil {
+			src.notify(wake, wakeUp)
+		}
+		deadline := nextPing
+		if nextRecheck.Before(deadline) {
+			deadline = nextRecheck
+		}
+		if !retry.IsZero() && retry.Before(deadline) {
+			deadline = retry
+		}
+		if conn.SetReadDeadline(deadline) != nil {
+			return
+		}
+		for !woken.Load() {
+			if _, err := conn.Read(b[:]); err != nil {
+				if !errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil {
+					return // the client or the server closed the connection
+				}
+				break
+			}
+		}
+		now = time.Now()
+		if !now.Before(nextRecheck) {
+			if err := s.streamAllowed(ctx, st, key); err != nil {
+				_ = w.event("", api.EventError, s.streamError(c, err))
+				return
+			}
+			if poll != nil && poll(ctx, w) != nil {
+				return
+			}
+			nextRecheck = now.Add(s.cfg.StreamRecheck)
+		}
+		if !now.Before(nextPing) {
+			if w.comment(api.CommentPing) != nil {
+				return
+			}
+			nextPing = now.Add(s.cfg.Heartbeat)
+		}
+	}
+}
+
+// aLongTimeAgo is a read deadline in the past: a read blocked on the
+// connection returns at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// streamRequest returns what a stream that took its connection over keeps
+// of its request r for the error events and log lines it may write later:
+// a copy with r's method, URL and context (its values: the principal's
+// view of secret files), without the header, trailer, body or TLS state.
+func streamRequest(r *http.Request) *http.Request {
+	lean := new(http.Request)
+	*lean = *r
+	lean.Header, lean.Trailer, lean.Body, lean.GetBody, lean.TLS = nil, nil, http.NoBody, nil, nil
+	lean.Form, lean.PostForm, lean.MultipartForm = nil, nil, nil
+	return lean
 }
 
 // writeSSEHeader writes the header of a 200 event-stream response, with
@@ -496,13 +618,18 @@ func streamLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqSt
 	for {
 		var wake <-chan struct{}
 		var retry <-chan time.Time
+		var retryT *time.Timer
 		for src.poll != nil { // what the shared watch has now
 			ev, ok, wk, rt, done := src.poll()
 			if done {
 				return
 			}
 			if !ok {
-				wake, retry = wk, rt
+				wake = wk
+				if !rt.IsZero() {
+					retryT = time.NewTimer(time.Until(rt))
+					retry = retryT.C
+				}
 				break
 			}
 			if end, err := send(c, w, ev); end || err != nil {
@@ -533,6 +660,9 @@ func streamLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqSt
 			if end, err := send(c, w, ev); end || err != nil {
 				return
 			}
+		}
+		if retryT != nil {
+			retryT.Stop()
 		}
 	}
 }
