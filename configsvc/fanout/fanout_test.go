@@ -414,3 +414,115 @@ func TestSubscriptionPollsTheSharedWatch(t *testing.T) {
 	}
 	testkit.EventuallyTrue(t, wait, "the upstream watch stopped", func() bool { return c.open.Load() == 0 })
 }
+
+// TestNotifyTellsAWaiterWithoutAGoroutine checks Notify on both kinds of
+// subscription, as a stream that waits by reading its connection uses it:
+// called once the shared watch moved (from the goroutine that moved it),
+// at once when it moved already, not for a wake of the past after a later
+// Notify replaced it, and never after Close.
+func TestNotifyTellsAWaiterWithoutAGoroutine(t *testing.T) {
+	st, _ := mustShared(t, fanout.Options{Linger: -1})
+	ctx := t.Context()
+	// next drains sub and returns the wake to wait for.
+	next := func(sub *fanout.Subscription) <-chan struct{} {
+		t.Helper()
+		for {
+			_, ok, wake, _, done := sub.Next()
+			switch {
+			case done:
+				t.Fatal("subscription ended")
+			case !ok:
+				return wake
+			}
+		}
+	}
+	// waitNotified fails unless notified is told within wait.
+	waitNotified := func(notified <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-notified:
+		case <-time.After(wait):
+			t.Fatalf("not notified: %s", what)
+		}
+	}
+	sub := st.Subscribe(ctx, orders, 0, nil)
+	defer sub.Close()
+	for baseline := false; !baseline; { // until the baseline is out
+		ev, ok, wake, _, done := sub.Next()
+		switch {
+		case done:
+			t.Fatal("subscription ended")
+		case ok:
+			baseline = ev.GraysChanged
+		default:
+			select {
+			case <-wake:
+			case <-time.After(wait):
+				t.Fatal("no baseline")
+			}
+		}
+	}
+	wake := next(sub)
+	notified := make(chan struct{}, 4)
+	sub.Notify(wake, func() { notified <- struct{}{} })
+	select {
+	case <-notified:
+		t.Fatal("notified before anything changed")
+	case <-time.After(100 * time.Millisecond):
+	}
+	mustPublish(t, st, 1)
+	waitNotified(notified, "after a publish")
+	// The wake of the past: at once, on the caller's goroutine.
+	called := false
+	sub.Notify(wake, func() { called = true })
+	if !called {
+		t.Fatal("Notify with a wake that closed already did not call at once")
+	}
+	// Closed: a change calls nothing.
+	wake = next(sub)
+	sub.Notify(wake, func() { notified <- struct{}{} })
+	sub.Close()
+	mustPublish(t, st, 1)
+	select {
+	case <-notified:
+		t.Fatal("notified after Close")
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	isub := st.SubscribeInstances(orders.Name)
+	defer isub.Close()
+	nextInst := func() (configsvc.InstancesEvent, bool, <-chan struct{}) {
+		ev, ok, wake, done := isub.Next()
+		if done {
+			t.Fatal("instance subscription ended")
+		}
+		return ev, ok, wake
+	}
+	var iwake <-chan struct{}
+	for { // the first list
+		_, ok, w := nextInst()
+		if ok {
+			break
+		}
+		isub.Notify(w, func() { notified <- struct{}{} })
+		waitNotified(notified, "the first instance list")
+	}
+	_, _, iwake = nextInst()
+	isub.Notify(iwake, func() { notified <- struct{}{} })
+	lease, err := st.Register(ctx, configsvc.Instance{Service: orders.Name, ID: "i-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Close()
+	waitNotified(notified, "after a registration")
+	for {
+		ev, ok, w := nextInst()
+		if ok && len(ev.Instances) == 1 && ev.Instances[0].ID == "i-1" {
+			break
+		}
+		if !ok {
+			isub.Notify(w, func() { notified <- struct{}{} })
+			waitNotified(notified, "the list with i-1")
+		}
+	}
+}

@@ -14,61 +14,128 @@ type instHub struct {
 	cancel context.CancelFunc
 	refs   refs // guarded by Store.mu
 
-	mu     sync.Mutex
-	wake   chan struct{}
-	latest configsvc.InstancesEvent
-	ver    uint64 // counts the upstream's events; 0: none yet
-	dead   bool
+	mu      sync.Mutex
+	wake    chan struct{}
+	waiting notices[*InstancesSubscription]
+	latest  configsvc.InstancesEvent
+	ver     uint64 // counts the upstream's events; 0: none yet
+	dead    bool
+}
+
+// changed wakes the subscribers; the caller holds h.mu and sends the
+// notices it returns once it has unlocked it.
+func (h *instHub) changed() notices[*InstancesSubscription] {
+	close(h.wake)
+	h.wake = make(chan struct{})
+	ns := h.waiting
+	h.waiting = nil
+	return ns
 }
 
 // WatchInstances delivers the instance lists of svc from the shared
 // instance watch of svc: the newest list at once (when the shared watch
 // has one), then each new one. As with configsvc.Store.WatchInstances, a
 // slow receiver may miss intermediate lists, never the newest.
+// SubscribeInstances does without the goroutine it runs.
 func (s *Store) WatchInstances(ctx context.Context, svc string) <-chan configsvc.InstancesEvent {
-	h, fresh := s.joinInstances(svc)
-	if h == nil { // closed
+	sub := s.SubscribeInstances(svc)
+	if sub == nil { // closed
 		return s.Store.WatchInstances(ctx, svc)
 	}
-	if fresh {
-		s.startInstances(h)
-	}
 	out := make(chan configsvc.InstancesEvent)
-	leave := func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.release(&h.refs, func() { s.retireInstances(h) })
-	}
 	if !s.bg.Go(func() {
-		defer leave()
+		defer sub.Close()
 		defer close(out)
-		var seen uint64
 		for {
-			h.mu.Lock()
-			if h.ver > seen {
-				ev := h.latest
-				seen = h.ver
-				h.mu.Unlock()
+			ev, ok, wake, done := sub.Next()
+			switch {
+			case ok:
 				if !send(ctx, s, out, ev) {
 					return
 				}
-				continue
-			}
-			if h.dead {
-				h.mu.Unlock()
+			case done:
 				return
-			}
-			wake := h.wake
-			h.mu.Unlock()
-			if !s.await(ctx, wake, nil) {
+			case !s.await(ctx, wake, nil):
 				return
 			}
 		}
 	}) {
-		leave()
+		sub.Close()
 		close(out)
 	}
 	return out
+}
+
+// InstancesSubscription is one subscriber of a shared instance watch read
+// without a goroutine of its own (see Subscription). It is used by one
+// goroutine at a time; Close must be called once it is no longer read.
+type InstancesSubscription struct {
+	s      *Store
+	h      *instHub
+	seen   uint64
+	closed bool
+}
+
+// SubscribeInstances opens a subscription to the shared instance watch of
+// svc (WatchInstances' events); nil once the store is closed.
+func (s *Store) SubscribeInstances(svc string) *InstancesSubscription {
+	h, fresh := s.joinInstances(svc)
+	if h == nil {
+		return nil
+	}
+	if fresh {
+		s.startInstances(h)
+	}
+	return &InstancesSubscription{s: s, h: h}
+}
+
+// Next returns the newest instance list if the subscriber has not had it
+// (ok); otherwise done once the shared watch has ended, or wake, which
+// closes when it has a newer list (Notify can tell of that instead).
+func (sub *InstancesSubscription) Next() (ev configsvc.InstancesEvent, ok bool, wake <-chan struct{}, done bool) {
+	h := sub.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.ver > sub.seen:
+		sub.seen = h.ver
+		return h.latest, true, nil, false
+	case h.dead:
+		return ev, false, nil, true
+	}
+	return ev, false, h.wake, false
+}
+
+// Notify calls f once wake, as the last Next returned it, has closed, as
+// Subscription.Notify does.
+func (sub *InstancesSubscription) Notify(wake <-chan struct{}, f func()) {
+	h := sub.h
+	h.mu.Lock()
+	if h.wake != wake || sub.closed {
+		h.mu.Unlock()
+		f()
+		return
+	}
+	if h.waiting == nil {
+		h.waiting = make(notices[*InstancesSubscription])
+	}
+	h.waiting[sub] = f
+	h.mu.Unlock()
+}
+
+// Close ends the subscription. It is safe to call more than once.
+func (sub *InstancesSubscription) Close() {
+	if sub.closed {
+		return
+	}
+	h := sub.h
+	h.mu.Lock()
+	sub.closed = true
+	delete(h.waiting, sub)
+	h.mu.Unlock()
+	sub.s.mu.Lock()
+	defer sub.s.mu.Unlock()
+	sub.s.release(&h.refs, func() { sub.s.retireInstances(h) })
 }
 
 func (s *Store) joinInstances(svc string) (*instHub, bool) {
@@ -114,9 +181,9 @@ func (s *Store) startInstances(h *instHub) {
 			h.mu.Lock()
 			h.latest = ev
 			h.ver++
-			close(h.wake)
-			h.wake = make(chan struct{})
+			ns := h.changed()
 			h.mu.Unlock()
+			ns.send()
 		}
 		s.mu.Lock()
 		if s.insts[h.svc] == h {
@@ -124,20 +191,21 @@ func (s *Store) startInstances(h *instHub) {
 		}
 		s.mu.Unlock()
 		cancel()
-		h.mu.Lock()
-		h.dead = true
-		close(h.wake)
-		h.wake = make(chan struct{})
-		h.mu.Unlock()
+		h.end()
 	}
 	if !s.bg.Go(pump) {
 		cancel()
 		for range up {
 		}
-		h.mu.Lock()
-		h.dead = true
-		close(h.wake)
-		h.wake = make(chan struct{})
-		h.mu.Unlock()
+		h.end()
 	}
+}
+
+// end marks h ended and wakes its subscribers.
+func (h *instHub) end() {
+	h.mu.Lock()
+	h.dead = true
+	ns := h.changed()
+	h.mu.Unlock()
+	ns.send()
 }

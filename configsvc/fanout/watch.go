@@ -22,7 +22,7 @@ type hub struct {
 	wake chan struct{} // closed and replaced on every change
 	// waiting holds what to call when wake closes, for the subscribers
 	// that wait without a goroutine (Subscription.Notify).
-	waiting notices
+	waiting notices[*watcher]
 	// ring holds the events with sequence numbers [next-n, next), the
 	// event of sequence q at ring[q%len(ring)].
 	ring []configsvc.Event
@@ -49,10 +49,10 @@ type hub struct {
 
 // notices are the functions to call when a hub's wake closes, by
 // subscriber.
-type notices map[*watcher]func()
+type notices[K comparable] map[K]func()
 
 // send calls every function of ns.
-func (ns notices) send() {
+func (ns notices[K]) send() {
 	for _, f := range ns {
 		f()
 	}
@@ -61,7 +61,7 @@ func (ns notices) send() {
 // changed wakes the subscribers; the caller holds h.mu and sends the
 // notices it returns once it has unlocked it (a notified subscriber polls
 // at once, which locks h.mu).
-func (h *hub) changed() notices {
+func (h *hub) changed() notices[*watcher] {
 	close(h.wake)
 	h.wake = make(chan struct{})
 	ns := h.waiting
@@ -98,7 +98,7 @@ func (h *hub) revision(n int64) (*configsvc.Revision, bool) {
 
 // add appends ev from the upstream; the caller holds h.mu and sends the
 // notices once it has unlocked it.
-func (h *hub) add(ev configsvc.Event) notices {
+func (h *hub) add(ev configsvc.Event) notices[*watcher] {
 	switch {
 	case ev.Revision != nil:
 		h.lastRev, h.lastID = ev.Revision.Number, ev.Revision.Identity()
@@ -211,7 +211,7 @@ func (sub *Subscription) Notify(wake <-chan struct{}, f func()) {
 		return
 	}
 	if h.waiting == nil {
-		h.waiting = make(notices)
+		h.waiting = make(notices[*watcher])
 	}
 	h.waiting[sub.w] = f
 	h.mu.Unlock()

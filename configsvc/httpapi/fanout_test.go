@@ -219,76 +219,93 @@ func TestAttackSharedWatchBypassesSecretView(t *testing.T) {
 }
 
 // TestIdleStreamOnTakenConnectionHoldsOneGoroutine checks what an idle
-// revision stream on a shared watch costs once it took its HTTP/1.1
-// connection over: one goroutine, parked reading the connection, which
-// still writes a ping every Heartbeat, wakes for a publish and ends as
-// soon as its client leaves (the reader goroutine beside the writer made
-// two per stream).
+// stream on a shared watch (revisions and instances) costs once it took
+// its HTTP/1.1 connection over: one goroutine, parked reading the
+// connection, which still writes a ping every Heartbeat, wakes for a
+// change and ends as soon as its client leaves (a reader goroutine beside
+// the writer made two per stream, and an instance stream had a third
+// relaying the shared watch's channel).
 func TestIdleStreamOnTakenConnectionHoldsOneGoroutine(t *testing.T) {
-	e := newEnvOn(t, configsvc.Validating(fanout.New(bolttest.MustOpen(t, boltstore.Options{}), fanout.Options{Linger: -1}), format.Validator{}),
-		func(c *Config) { c.Heartbeat = 300 * time.Millisecond })
-	e.mustService("orders", map[string]string{"n.txt": "0"})
-	open := func() (net.Conn, *api.Decoder) {
-		conn, err := net.Dial("tcp", strings.TrimPrefix(e.http.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		fmt.Fprintf(conn, "GET /v1/services/orders/watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", e.admin)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("open: %v %v", resp, err)
-		}
-		dec := api.NewDecoder(resp.Body)
-		for {
-			ev, err := dec.Next()
-			if err != nil {
-				t.Fatalf("stream: %v", err)
+	cases := []struct {
+		name, path, first string
+		change            func(e *testEnv)
+		changed           string
+	}{
+		{name: "revisions", path: "/v1/services/orders/watch", first: api.EventGrays, changed: api.EventRevision, change: func(e *testEnv) {
+			e.must(http.StatusCreated, req{method: "POST", path: "/v1/services/orders/revisions", token: e.admin,
+				body: map[string]any{"message": "m", "changes": []map[string]any{{"file": "n.txt", "content": "1"}}}})
+		}},
+		{name: "instances", path: "/v1/services/orders/instances/watch", first: api.EventInstances, changed: api.EventInstances, change: func(e *testEnv) {
+			e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders/instances/o-1", token: e.admin, body: map[string]any{"addr": "127.0.0.1:1"}})
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnvOn(t, configsvc.Validating(fanout.New(bolttest.MustOpen(t, boltstore.Options{}), fanout.Options{Linger: -1}), format.Validator{}),
+				func(c *Config) { c.Heartbeat = 300 * time.Millisecond })
+			e.mustService("orders", map[string]string{"n.txt": "0"})
+			open := func() (net.Conn, *api.Decoder) {
+				conn, err := net.Dial("tcp", strings.TrimPrefix(e.http.URL, "http://"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { conn.Close() })
+				fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", tc.path, e.admin)
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				if err != nil || resp.StatusCode != http.StatusOK {
+					t.Fatalf("open: %v %v", resp, err)
+				}
+				dec := api.NewDecoder(resp.Body)
+				for {
+					ev, err := dec.Next()
+					if err != nil {
+						t.Fatalf("stream: %v", err)
+					}
+					if ev.Name == tc.first {
+						return conn, dec
+					}
+				}
 			}
-			if ev.Name == api.EventGrays {
-				return conn, dec
+			first, dec := open() // the shared watch and the server's own goroutines start
+			settle := func() int {
+				n := runtime.NumGoroutine()
+				for range 20 { // parked goroutines of ended requests finish meanwhile
+					time.Sleep(50 * time.Millisecond)
+					n = min(n, runtime.NumGoroutine())
+				}
+				return n
 			}
-		}
+			before := settle()
+			const streams = 20
+			conns := make([]net.Conn, streams)
+			for i := range conns {
+				conns[i], _ = open()
+			}
+			if got := settle() - before; got > streams+2 {
+				t.Errorf("%d idle streams added %d goroutines, want about one each", streams, got)
+			}
+			// The first stream still pings and wakes for a change.
+			tc.change(e)
+			pings, changed := 0, false
+			for pings < 2 || !changed {
+				ev, err := dec.Next()
+				if err != nil {
+					t.Fatalf("stream: %v (pings %d, changed %v)", err, pings, changed)
+				}
+				switch {
+				case ev.Name == tc.changed:
+					changed = true
+				case ev.Comment && string(ev.Data) == api.CommentPing:
+					pings++
+				}
+			}
+			for _, c := range conns {
+				c.Close()
+			}
+			first.Close()
+			testkit.EventuallyTrue(t, 10*time.Second, "every stream ended after its client left", func() bool {
+				return runtime.NumGoroutine() <= before-1+2
+			})
+		})
 	}
-	first, dec := open() // the shared watch and the server's own goroutines start
-	settle := func() int {
-		n := runtime.NumGoroutine()
-		for range 20 { // parked goroutines of ended requests finish meanwhile
-			time.Sleep(50 * time.Millisecond)
-			n = min(n, runtime.NumGoroutine())
-		}
-		return n
-	}
-	before := settle()
-	const streams = 20
-	conns := make([]net.Conn, streams)
-	for i := range conns {
-		conns[i], _ = open()
-	}
-	if got := settle() - before; got > streams+2 {
-		t.Errorf("%d idle streams added %d goroutines, want about one each", streams, got)
-	}
-	// The first stream still pings and wakes for a publish.
-	e.must(http.StatusCreated, req{method: "POST", path: "/v1/services/orders/revisions", token: e.admin,
-		body: map[string]any{"message": "m", "changes": []map[string]any{{"file": "n.txt", "content": "1"}}}})
-	pings, revision := 0, false
-	for pings < 2 || !revision {
-		ev, err := dec.Next()
-		if err != nil {
-			t.Fatalf("stream: %v (pings %d, revision %v)", err, pings, revision)
-		}
-		switch {
-		case ev.Name == api.EventRevision:
-			revision = true
-		case ev.Comment && string(ev.Data) == api.CommentPing:
-			pings++
-		}
-	}
-	for _, c := range conns {
-		c.Close()
-	}
-	first.Close()
-	testkit.EventuallyTrue(t, 10*time.Second, "every stream ended after its client left", func() bool {
-		return runtime.NumGoroutine() <= before-1+2
-	})
 }

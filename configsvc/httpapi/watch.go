@@ -24,10 +24,11 @@ import (
 )
 
 // subscriber is a store whose watches are shared and can be read without a
-// goroutine per stream (configsvc/fanout.Store): a revision stream then
-// costs its request's goroutine and little more.
+// goroutine per stream (configsvc/fanout.Store): a stream then costs one
+// goroutine and little more.
 type subscriber interface {
 	Subscribe(ctx context.Context, ref configsvc.Ref, from int64, head *configsvc.Head, opts ...configsvc.WatchOption) *fanout.Subscription
+	SubscribeInstances(svc string) *fanout.InstancesSubscription
 }
 
 // eventViewer is a store layer that shows a watch's events in each
@@ -340,6 +341,15 @@ func (s *Server) watchInstances(c *gin.Context) {
 		return
 	}
 	watch := func(ctx context.Context) source[configsvc.InstancesEvent] {
+		if s.shared != nil {
+			if sub := s.shared.SubscribeInstances(ref.Name); sub != nil {
+				poll := func() (configsvc.InstancesEvent, bool, <-chan struct{}, time.Time, bool) {
+					ev, ok, wake, done := sub.Next()
+					return ev, ok, wake, time.Time{}, done
+				}
+				return source[configsvc.InstancesEvent]{poll: poll, notify: sub.Notify, close: sub.Close}
+			}
+		}
 		return chanSource(s.cfg.Store.WatchInstances(ctx, ref.Name))
 	}
 	streamSSE(c, s, "instances", watch, nil, func(c *gin.Context, w *sseWriter, ev configsvc.InstancesEvent) (bool, error) {
