@@ -43,9 +43,12 @@ const (
 type ServerMain struct {
 	base
 	// Flags (each with an env twin, see envTwin; the flag wins).
-	Addr     string // --addr; default 127.0.0.1:7070
-	StoreURL string // --store; default bolt://<data-dir>/sluice.db
-	DataDir  string // --data-dir; default ./sluice-data
+	Addr string // --addr; default 127.0.0.1:7070
+	// DebugAddr is --debug-addr: Go's /debug/pprof (heap, goroutines, CPU)
+	// on a listener of its own; empty (the default): off.
+	DebugAddr string
+	StoreURL  string // --store; default bolt://<data-dir>/sluice.db
+	DataDir   string // --data-dir; default ./sluice-data
 	// Secrets are the --secrets-… flags: the keyring of secret files
 	// (docs/secrets.md).
 	Secrets        secretsOptions
@@ -105,6 +108,7 @@ func NewServerMain(env Env) *ServerMain {
 
 func (m *ServerMain) registerFlags(fs *pflag.FlagSet) {
 	fs.Var(addrFlag{&m.Addr}, "addr", "listen address of the admin API")
+	fs.Var(addrFlag{&m.DebugAddr}, "debug-addr", "address to serve Go's /debug/pprof on (off when empty; keep it on loopback)")
 	fs.Var(storeFlag{&m.StoreURL}, "store", "store URL: bolt://PATH or zk://HOST:PORT[,HOST:PORT…]/CHROOT (default bolt://<data-dir>/sluice.db)")
 	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the default bbolt store and admin.token")
 	m.Secrets.register(fs)
@@ -186,7 +190,7 @@ func (m *ServerMain) Run(ctx context.Context) error {
 		}
 		defer closeAccess()
 	}
-	lns, err := m.listenAll(map[string]string{"addr": m.Addr, "proxy-addr": m.Proxy.Addr})
+	lns, err := m.listenAll(map[string]string{"addr": m.Addr, "proxy-addr": m.Proxy.Addr, "debug-addr": m.DebugAddr})
 	if err != nil {
 		return err
 	}
@@ -205,6 +209,10 @@ func (m *ServerMain) Run(ctx context.Context) error {
 		g.Go("embedded proxy", func(ctx context.Context) error {
 			return proxyserver.Serve(ctx, store, ln, popts)
 		})
+	}
+	if ln := lns["debug-addr"]; ln != nil {
+		srv := &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: 5 * time.Second}
+		g.Go("pprof", func(ctx context.Context) error { return serveHTTP(ctx, srv, ln, shutdownTimeout, nil, "") })
 	}
 	return g.Wait()
 }
