@@ -19,7 +19,9 @@ import (
 // Server's streamsG, which Close waits for. It reads every
 // PinsPollInterval, at once after a change through this server (pinNews)
 // and at once when a stream joins, so that a new stream's first event is
-// no older than its request. It keeps the newest outcome (the pins, or the
+// no older than its request; each read is bounded by RequestTimeout (a
+// store that does not answer is an error, not a stall of every stream).
+// It keeps the newest outcome (the pins, or the
 // error) under a version that moves only when the pins changed or an error
 // started or ended, and wakes the streams then as configsvc/fanout's hub
 // does: wake is closed and replaced, and the functions streams registered
@@ -47,6 +49,7 @@ type pinsHub struct {
 	err     error  // the newest read's error, nil when it succeeded
 }
 
+// newPinsHub returns the idle pins hub of s; the first stream starts it.
 func newPinsHub(s *Server) *pinsHub {
 	return &pinsHub{s: s, kick: make(chan struct{}, 1), wake: make(chan struct{})}
 }
