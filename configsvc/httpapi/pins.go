@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"sort"
 	"strings"
@@ -128,12 +126,15 @@ func (s *Server) revokePin(c *gin.Context) {
 	c.JSON(http.StatusOK, s.pinJSON(pin))
 }
 
-// PinsPollInterval is how often a pins stream (GET /v1/pins/watch) reads
-// the stored pins for changes made through other servers; a pin created or
-// revoked through this server is sent at once.
+// PinsPollInterval is how often the pins streams (GET /v1/pins/watch) of
+// a Server read the stored pins for changes made through other servers:
+// one read per interval for all of them (pinsHub), not one per stream. A
+// pin created or revoked through this server is read and sent at once, and
+// a stream that opens reads the store at once for its first event.
 const PinsPollInterval = time.Second
 
-// pinNews wakes the pin streams of this server after a pin changed here.
+// pinNews wakes the pins reader of this server (pinsHub) after a pin
+// changed here.
 // The zero value is ready to use.
 type pinNews struct {
 	mu sync.Mutex
@@ -169,9 +170,14 @@ type pinsUpdate struct {
 // watchPins streams the pins a proxy resolves tokens with (admins and
 // proxies only: it carries their record keys): a "pins" event with every
 // stored pin that has a target whose instances the caller may list, with
-// only those targets, now and after every change (read every
-// PinsPollInterval, and at once after a change through this server). A
-// store error is sent as a stream-error event and the stream goes on.
+// only those targets, now and after every change of that list. The store is
+// read by the Server's one pins reader (pinsHub) that every pins stream
+// shares: every PinsPollInterval, at once after a change through this
+// server and at once when a stream opens; each stream applies its
+// principal's view and sends only when its own list changed. A store error
+// is sent as a stream-error event, once when failing starts, and the stream
+// goes on (the list is sent again once the store answers). The stream holds
+// no goroutine of its own beyond the one streamSSE runs it on.
 func (s *Server) watchPins(c *gin.Context) {
 	st := state(c)
 	st.target = "pins"
@@ -180,43 +186,7 @@ func (s *Server) watchPins(c *gin.Context) {
 	}
 	p := st.principal
 	watch := func(ctx context.Context) source[pinsUpdate] {
-		out := make(chan pinsUpdate)
-		go func() {
-			defer close(out)
-			var last []byte
-			failing := false
-			for {
-				news := s.pinNews.wait()
-				var u pinsUpdate
-				all, err := s.pins.ByKey(ctx)
-				if err != nil {
-					u.err = err
-				} else {
-					u.data = s.visiblePins(p, all)
-				}
-				b, _ := json.Marshal(u.data)
-				if (u.err != nil && !failing) || (u.err == nil && (failing || !bytes.Equal(b, last))) {
-					select {
-					case out <- u:
-					case <-ctx.Done():
-						return
-					}
-				}
-				if failing = u.err != nil; !failing {
-					last = b
-				}
-				t := time.NewTimer(PinsPollInterval)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return
-				case <-t.C:
-				case <-news:
-					t.Stop()
-				}
-			}
-		}()
-		return chanSource[pinsUpdate](out)
+		return s.pinsHub.subscribe(ctx, p).source()
 	}
 	streamSSE(c, s, "pins", watch, nil, func(c *gin.Context, w *sseWriter, u pinsUpdate) (bool, error) {
 		if u.err != nil {

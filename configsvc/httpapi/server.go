@@ -200,7 +200,8 @@ type Server struct {
 	tokens      *access.Tokens
 	sessions    *access.Sessions
 	pins        *access.Pins
-	pinNews     pinNews // wakes pin streams after a change through this server
+	pinNews     pinNews  // wakes pinsHub after a change through this server
+	pinsHub     *pinsHub // the one reader of the stored pins all pins streams share
 	audit       *access.Audit
 	idem        *access.Idempotency
 	gov         *approval.Governance
@@ -271,6 +272,7 @@ func New(cfg Config) (*Server, error) {
 		retryAfter: max(1, int((cfg.RequestTimeout+time.Second-1)/time.Second)),
 	}
 	s.shared, s.viewers = subscriberOf(cfg.Store)
+	s.pinsHub = newPinsHub(s)
 	if cfg.Gatherer != nil {
 		s.metricsHTTP = promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})
 	}
@@ -329,7 +331,7 @@ func (s *Server) Routes() []string {
 const streamsCloseWait = 2 * time.Second
 
 // Close ends every event stream (and refuses new ones with 503), stops the
-// lease reaper and the sweeper, waits up to 2 s for the streams to have
+// lease reaper, the sweeper and the shared pins reader, waits up to 2 s for the streams to have
 // written their last event, then closes the instance leases this server
 // holds, and writes the summaries of the refusals it counted. It is safe
 // to call more than once; register it with http.Server.RegisterOnShutdown
