@@ -44,6 +44,7 @@ bench: zookeeper
 ## idle stream, ZooKeeper requests per publish for 10 and 5,000 streams; see docs/benchmarks.md.
 ## About 20 minutes; STREAMS, SERVICES, PER_SERVICE and RUNS scale it.
 sizing: zookeeper
+	$(GO) test -run '^$$' -bench IdleStreamMemory -benchtime 2000x -count 3 ./configsvc/httpapi
 	deploy/sizing/fanout.sh
 
 ## lint: gofmt and go vet.
