@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/access"
 	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
@@ -307,5 +308,67 @@ func TestIdleStreamOnTakenConnectionHoldsOneGoroutine(t *testing.T) {
 				return runtime.NumGoroutine() <= before-1+2
 			})
 		})
+	}
+}
+
+// tokenReads is a store that counts the reads of token records and makes
+// each take delay, as a store across a network does.
+type tokenReads struct {
+	configsvc.Store
+	n     atomic.Int64
+	delay time.Duration
+}
+
+func (t *tokenReads) Records() configsvc.RecordStore { return tokenReadRecords{t.Store.Records(), t} }
+
+type tokenReadRecords struct {
+	configsvc.RecordStore
+	t *tokenReads
+}
+
+func (r tokenReadRecords) Get(ctx context.Context, collection, id string) ([]byte, error) {
+	if collection == access.TokensCollection {
+		r.t.n.Add(1)
+		time.Sleep(r.t.delay)
+	}
+	return r.RecordStore.Get(ctx, collection, id)
+}
+
+// TestStreamsOfOneTokenShareEachRecheck: every stream re-checks its token
+// every StreamRecheck, and a check less than half that old is reused, so
+// many streams of one token should cost one token read per interval. When
+// the reused check ran out, every stream that re-checked before the new
+// read finished read the store too (a stampede of reads, each deepening a
+// stream goroutine's stack): with 30 streams and a read taking longer than
+// the reuse window, most re-checks read.
+func TestStreamsOfOneTokenShareEachRecheck(t *testing.T) {
+	const recheck = 100 * time.Millisecond
+	reads := &tokenReads{Store: bolttest.MustOpen(t, boltstore.Options{}), delay: 80 * time.Millisecond}
+	e := newEnvOn(t, configsvc.Validating(fanout.New(reads, fanout.Options{Linger: -1}), format.Validator{}),
+		func(c *Config) { c.Heartbeat = time.Hour; c.StreamRecheck = recheck })
+	e.mustService("orders", map[string]string{"n.txt": "0"})
+	const streams = 30
+	for range streams {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(e.http.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		fmt.Fprintf(conn, "GET /v1/services/orders/watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", e.admin)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("open: %v %v", resp, err)
+		}
+	}
+	start, n0 := time.Now(), reads.n.Load()
+	time.Sleep(2 * time.Second)
+	got, elapsed := reads.n.Load()-n0, time.Since(start)
+	// One read at a time, each followed by a reuse window of recheck/2.
+	most := int64(elapsed/(reads.delay+recheck/2)) + 2
+	if got > most {
+		t.Errorf("%d streams of one token read it %d times in %v, want at most %d (one read per reuse window)", streams, got, elapsed.Round(time.Millisecond), most)
+	}
+	if got == 0 {
+		t.Error("the token was never re-checked")
 	}
 }

@@ -104,6 +104,9 @@ type credCache struct {
 type credCheck struct {
 	at  time.Time
 	err error
+	// checking: a stream is reading the store for this credential now;
+	// the others reuse at and err meanwhile.
+	checking bool
 }
 
 // maxCredCache bounds the cache; a full cache is emptied (a re-check then
@@ -127,7 +130,10 @@ func (c *credCache) sweep() {
 // error wrapping access.ErrUnauthenticated once its token was revoked or
 // expired or its session ended. A store that cannot answer is not a
 // refusal (nil): the stream carries on until the store answers. Checks
-// less than half of StreamRecheck old are reused.
+// less than half of StreamRecheck old are reused, and while one stream
+// reads the store for a credential the others reuse the check before it
+// (at the first check: none, nil), so a credential costs one read at a
+// time however many streams re-check it.
 //
 // key is access.HashToken(cred.secret), computed once per stream; a
 // reused check costs a map lookup and nothing else, which matters with
@@ -136,10 +142,16 @@ func (c *credCache) sweep() {
 func (s *Server) recheck(ctx context.Context, cred credential, key string) error {
 	s.creds.mu.Lock()
 	e, ok := s.creds.m[key]
-	s.creds.mu.Unlock()
-	if ok && time.Since(e.at) < s.cfg.StreamRecheck/2 {
+	if ok && (e.checking || time.Since(e.at) < s.cfg.StreamRecheck/2) {
+		s.creds.mu.Unlock()
 		return e.err
 	}
+	if len(s.creds.m) >= maxCredCache {
+		clear(s.creds.m)
+	}
+	e.checking = true
+	s.creds.m[key] = e
+	s.creds.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	var err error
@@ -148,15 +160,15 @@ func (s *Server) recheck(ctx context.Context, cred credential, key string) error
 	} else {
 		_, err = s.tokens.Authenticate(ctx, cred.secret)
 	}
+	s.creds.mu.Lock()
+	defer s.creds.mu.Unlock()
 	if err != nil && !errors.Is(err, access.ErrUnauthenticated) {
+		// Not an answer: keep the check before it, to be tried again.
+		e.checking = false
+		s.creds.m[key] = e
 		return nil
 	}
-	s.creds.mu.Lock()
-	if len(s.creds.m) >= maxCredCache {
-		clear(s.creds.m)
-	}
 	s.creds.m[key] = credCheck{at: time.Now(), err: err}
-	s.creds.mu.Unlock()
 	return err
 }
 
