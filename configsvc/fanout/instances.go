@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // instHub is the shared instance watch of one service: the newest event
@@ -14,23 +15,16 @@ type instHub struct {
 	cancel context.CancelFunc
 	refs   refs // guarded by Store.mu
 
-	mu      sync.Mutex
-	wake    chan struct{}
-	waiting notices[*InstancesSubscription]
-	latest  configsvc.InstancesEvent
-	ver     uint64 // counts the upstream's events; 0: none yet
-	dead    bool
+	mu     sync.Mutex
+	wake   lifecycle.Broadcast[*InstancesSubscription]
+	latest configsvc.InstancesEvent
+	ver    uint64 // counts the upstream's events; 0: none yet
+	dead   bool
 }
 
-// changed wakes the subscribers; the caller holds h.mu and sends the
-// notices it returns once it has unlocked it.
-func (h *instHub) changed() notices[*InstancesSubscription] {
-	close(h.wake)
-	h.wake = make(chan struct{})
-	ns := h.waiting
-	h.waiting = nil
-	return ns
-}
+// changed wakes the subscribers; the caller holds h.mu and calls the
+// function it returns once it has unlocked it.
+func (h *instHub) changed() (notify func()) { return h.wake.Fire() }
 
 // WatchInstances delivers the instance lists of svc from the shared
 // instance watch of svc: the newest list at once (when the shared watch
@@ -103,7 +97,7 @@ func (sub *InstancesSubscription) Next() (ev configsvc.InstancesEvent, ok bool, 
 	case h.dead:
 		return ev, false, nil, true
 	}
-	return ev, false, h.wake, false
+	return ev, false, h.wake.Wait(), false
 }
 
 // Notify calls f once wake, as the last Next returned it, has closed, as
@@ -111,16 +105,11 @@ func (sub *InstancesSubscription) Next() (ev configsvc.InstancesEvent, ok bool, 
 func (sub *InstancesSubscription) Notify(wake <-chan struct{}, f func()) {
 	h := sub.h
 	h.mu.Lock()
-	if h.wake != wake || sub.closed {
-		h.mu.Unlock()
-		f()
-		return
-	}
-	if h.waiting == nil {
-		h.waiting = make(notices[*InstancesSubscription])
-	}
-	h.waiting[sub] = f
+	waits := !sub.closed && h.wake.Notify(sub, wake, f)
 	h.mu.Unlock()
+	if !waits {
+		f()
+	}
 }
 
 // Close ends the subscription. It is safe to call more than once.
@@ -131,7 +120,7 @@ func (sub *InstancesSubscription) Close() {
 	h := sub.h
 	h.mu.Lock()
 	sub.closed = true
-	delete(h.waiting, sub)
+	h.wake.Drop(sub)
 	h.mu.Unlock()
 	sub.s.mu.Lock()
 	defer sub.s.mu.Unlock()
@@ -148,7 +137,7 @@ func (s *Store) joinInstances(svc string) (*instHub, bool) {
 		h.refs.subs++
 		return h, false
 	}
-	h := &instHub{svc: svc, wake: make(chan struct{})}
+	h := &instHub{svc: svc}
 	h.refs.subs = 1
 	s.insts[svc] = h
 	return h, true
@@ -181,9 +170,9 @@ func (s *Store) startInstances(h *instHub) {
 			h.mu.Lock()
 			h.latest = ev
 			h.ver++
-			ns := h.changed()
+			notify := h.changed()
 			h.mu.Unlock()
-			ns.send()
+			notify()
 		}
 		s.mu.Lock()
 		if s.insts[h.svc] == h {
@@ -205,7 +194,7 @@ func (s *Store) startInstances(h *instHub) {
 func (h *instHub) end() {
 	h.mu.Lock()
 	h.dead = true
-	ns := h.changed()
+	notify := h.changed()
 	h.mu.Unlock()
-	ns.send()
+	notify()
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // hub is the shared watch of one ref: the upstream watch from the head
@@ -18,11 +19,10 @@ type hub struct {
 	cancel context.CancelFunc
 	refs   refs // guarded by Store.mu
 
-	mu   sync.Mutex
-	wake chan struct{} // closed and replaced on every change
-	// waiting holds what to call when wake closes, for the subscribers
-	// that wait without a goroutine (Subscription.Notify).
-	waiting notices[*watcher]
+	mu sync.Mutex
+	// wake tells the subscribers of every change: those waiting on its
+	// channel and those that wait without a goroutine (Notify).
+	wake lifecycle.Broadcast[*watcher]
 	// ring holds the events with sequence numbers [next-n, next), the
 	// event of sequence q at ring[q%len(ring)].
 	ring []configsvc.Event
@@ -47,27 +47,10 @@ type hub struct {
 	troubleSeq uint64
 }
 
-// notices are the functions to call when a hub's wake closes, by
-// subscriber.
-type notices[K comparable] map[K]func()
-
-// send calls every function of ns.
-func (ns notices[K]) send() {
-	for _, f := range ns {
-		f()
-	}
-}
-
-// changed wakes the subscribers; the caller holds h.mu and sends the
-// notices it returns once it has unlocked it (a notified subscriber polls
-// at once, which locks h.mu).
-func (h *hub) changed() notices[*watcher] {
-	close(h.wake)
-	h.wake = make(chan struct{})
-	ns := h.waiting
-	h.waiting = nil
-	return ns
-}
+// changed wakes the subscribers; the caller holds h.mu and calls the
+// function it returns once it has unlocked it (a notified subscriber
+// polls at once, which locks h.mu).
+func (h *hub) changed() (notify func()) { return h.wake.Fire() }
 
 // oldest is the sequence number of the oldest event in the ring.
 func (h *hub) oldest() uint64 { return h.next - uint64(h.n) }
@@ -96,9 +79,9 @@ func (h *hub) revision(n int64) (*configsvc.Revision, bool) {
 	return nil, false
 }
 
-// add appends ev from the upstream; the caller holds h.mu and sends the
-// notices once it has unlocked it.
-func (h *hub) add(ev configsvc.Event) notices[*watcher] {
+// add appends ev from the upstream; the caller holds h.mu and calls the
+// function it returns once it has unlocked it.
+func (h *hub) add(ev configsvc.Event) (notify func()) {
 	switch {
 	case ev.Revision != nil:
 		h.lastRev, h.lastID = ev.Revision.Number, ev.Revision.Identity()
@@ -205,16 +188,11 @@ func (sub *Subscription) Next() (ev configsvc.Event, ok bool, wake <-chan struct
 func (sub *Subscription) Notify(wake <-chan struct{}, f func()) {
 	h := sub.w.h
 	h.mu.Lock()
-	if h.wake != wake || sub.w.closed {
-		h.mu.Unlock()
-		f()
-		return
-	}
-	if h.waiting == nil {
-		h.waiting = make(notices[*watcher])
-	}
-	h.waiting[sub.w] = f
+	waits := !sub.w.closed && h.wake.Notify(sub.w, wake, f)
 	h.mu.Unlock()
+	if !waits {
+		f()
+	}
 }
 
 // Close ends the subscription. It is safe to call more than once.
@@ -282,7 +260,7 @@ func (s *Store) join(ref configsvc.Ref) (*hub, bool) {
 		h.refs.subs++
 		return h, false
 	}
-	h := &hub{ref: ref, wake: make(chan struct{}), ring: make([]configsvc.Event, s.ring)}
+	h := &hub{ref: ref, ring: make([]configsvc.Event, s.ring)}
 	h.refs.subs = 1
 	s.hubs[ref] = h
 	return h, true
@@ -320,9 +298,9 @@ func (s *Store) forget(h *hub) {
 func (h *hub) end(err error) {
 	h.mu.Lock()
 	h.dead, h.err = true, err
-	ns := h.changed()
+	notify := h.changed()
 	h.mu.Unlock()
-	ns.send()
+	notify()
 }
 
 // start reads the head of h's ref and opens the upstream watch from it,
@@ -373,9 +351,9 @@ func (s *Store) open(ctx context.Context, h *hub) bool {
 			h.mu.Lock()
 			h.trouble = err
 			h.troubleSeq++
-			ns := h.changed()
+			notify := h.changed()
 			h.mu.Unlock()
-			ns.send()
+			notify()
 			return false
 		default:
 			s.forget(h)
@@ -386,9 +364,9 @@ func (s *Store) open(ctx context.Context, h *hub) bool {
 	up := s.Store.Watch(ctx, h.ref, head.Revision, configsvc.Expect(head.Identity()))
 	h.mu.Lock()
 	h.started, h.lastRev, h.lastID = true, head.Revision, head.Identity()
-	ns := h.changed()
+	notify := h.changed()
 	h.mu.Unlock()
-	ns.send()
+	notify()
 	pump := func() {
 		var last error
 		for ev := range up {
@@ -396,9 +374,9 @@ func (s *Store) open(ctx context.Context, h *hub) bool {
 				last = ev.Err
 			}
 			h.mu.Lock()
-			ns := h.add(ev)
+			notify := h.add(ev)
 			h.mu.Unlock()
-			ns.send()
+			notify()
 		}
 		s.forget(h)
 		h.cancel()
@@ -446,7 +424,7 @@ func (w *watcher) close() {
 	}
 	w.h.mu.Lock()
 	w.closed = true
-	delete(w.h.waiting, w)
+	w.h.wake.Drop(w)
 	w.h.mu.Unlock()
 	w.s.leave(w.h)
 }
@@ -545,7 +523,7 @@ func (w *watcher) catchUp(ctx context.Context) (ev configsvc.Event, ok bool, wak
 		}
 		return ev, true, nil, time.Time{}, false
 	}
-	wake = h.wake
+	wake = h.wake.Wait()
 	h.mu.Unlock()
 	if !w.synced {
 		retry = w.syncBy
@@ -590,7 +568,7 @@ func (w *watcher) follow() (ev configsvc.Event, ok bool, wake <-chan struct{}, d
 		w.done = true
 		return ev, false, nil, true
 	}
-	return ev, false, h.wake, false
+	return ev, false, h.wake.Wait(), false
 }
 
 // graysEqual reports whether a and b name the same grays at the same

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice/configsvc"
 	"github.com/sluicehq/sluice/configsvc/access"
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // pinsHub is the one reader of the stored pins that every pins stream of a
@@ -23,9 +24,8 @@ import (
 // store that does not answer is an error, not a stall of every stream).
 // It keeps the newest outcome (the pins, or the
 // error) under a version that moves only when the pins changed or an error
-// started or ended, and wakes the streams then as configsvc/fanout's hub
-// does: wake is closed and replaced, and the functions streams registered
-// with notify are called. Streams read it without a goroutine of their own
+// started or ended, and wakes the streams then (a lifecycle.Broadcast, as
+// configsvc/fanout's hubs do). Streams read it without a goroutine of their own
 // (pinsSub) and each applies its principal's view.
 type pinsHub struct {
 	s *Server
@@ -35,10 +35,9 @@ type pinsHub struct {
 	running bool // the reader goroutine runs
 	dead    bool // the reader could not start: the Server is closing
 	kick    chan struct{}
-	wake    chan struct{} // closed and replaced on every change
-	// waiting holds what to call when wake closes, for the streams that
-	// wait without a goroutine (pinsSub.notify).
-	waiting map[*pinsSub]func()
+	// wake tells the streams of every change: those waiting on its
+	// channel and those that wait without a goroutine (notify).
+	wake lifecycle.Broadcast[*pinsSub]
 
 	begun   uint64 // reads begun
 	read    uint64 // reads finished (reads are sequential: begun or begun-1)
@@ -51,7 +50,7 @@ type pinsHub struct {
 
 // newPinsHub returns the idle pins hub of s; the first stream starts it.
 func newPinsHub(s *Server) *pinsHub {
-	return &pinsHub{s: s, kick: make(chan struct{}, 1), wake: make(chan struct{})}
+	return &pinsHub{s: s, kick: make(chan struct{}, 1)}
 }
 
 // subscribe joins a stream with principal p whose context is ctx, starting
@@ -69,9 +68,9 @@ func (h *pinsHub) subscribe(ctx context.Context, p *access.Principal) *pinsSub {
 	case start && !h.s.streamsG.Go(h.run):
 		h.mu.Lock()
 		h.running, h.dead = false, true
-		ns := h.changed()
+		notify := h.wake.Fire()
 		h.mu.Unlock()
-		ns.send()
+		notify()
 	case !start: // a reader that starts reads at once
 		select {
 		case h.kick <- struct{}{}:
@@ -149,37 +148,15 @@ func (h *pinsHub) publish(all map[string]configsvc.Pin, err error) {
 	}
 	// A stream that joined waits for a read begun after it did, which this
 	// one may be: wake them all (those still waiting wait on).
-	var ns pinsNotices
+	notify := func() {}
 	if changed || h.pending != 0 {
 		if h.pending <= h.read {
 			h.pending = 0
 		}
-		ns = h.changed()
+		notify = h.wake.Fire()
 	}
 	h.mu.Unlock()
-	ns.send()
-}
-
-// pinsNotices are the functions to call when a pinsHub's wake closes, by
-// stream.
-type pinsNotices map[*pinsSub]func()
-
-// send calls every function of ns.
-func (ns pinsNotices) send() {
-	for _, f := range ns {
-		f()
-	}
-}
-
-// changed wakes the streams; the caller holds h.mu and sends the notices
-// it returns once it has unlocked it (a notified stream polls at once,
-// which locks h.mu).
-func (h *pinsHub) changed() pinsNotices {
-	close(h.wake)
-	h.wake = make(chan struct{})
-	ns := h.waiting
-	h.waiting = nil
-	return ns
+	notify()
 }
 
 // pinsSub is one pins stream reading a pinsHub: what it has seen of the
@@ -219,7 +196,7 @@ func (sub *pinsSub) poll() (u pinsUpdate, ok bool, wake <-chan struct{}, retry t
 			return u, false, nil, time.Time{}, true
 		}
 		if h.read < sub.need || sub.seen == h.version {
-			wake = h.wake
+			wake = h.wake.Wait()
 			h.mu.Unlock()
 			return u, false, wake, time.Time{}, false
 		}
@@ -250,16 +227,11 @@ func (sub *pinsSub) poll() (u pinsUpdate, ok bool, wake <-chan struct{}, retry t
 func (sub *pinsSub) notify(wake <-chan struct{}, f func()) {
 	h := sub.h
 	h.mu.Lock()
-	if h.wake != wake || sub.closed {
-		h.mu.Unlock()
-		f()
-		return
-	}
-	if h.waiting == nil {
-		h.waiting = make(pinsNotices)
-	}
-	h.waiting[sub] = f
+	waits := !sub.closed && h.wake.Notify(sub, wake, f)
 	h.mu.Unlock()
+	if !waits {
+		f()
+	}
 }
 
 // close leaves the hub; safe to call more than once. The hub's reader
@@ -272,6 +244,6 @@ func (sub *pinsSub) close() {
 		return
 	}
 	sub.closed = true
-	delete(h.waiting, sub)
+	h.wake.Drop(sub)
 	h.subs--
 }

@@ -3,6 +3,7 @@ package lifecycle_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,4 +92,46 @@ func TestGroupDoneBeforeAnyGo(t *testing.T) {
 		t.Fatal("a Done channel taken before Stop was not closed by it")
 	}
 	g.Wait() // nothing started: returns at once
+}
+
+func TestBroadcast(t *testing.T) {
+	var b lifecycle.Broadcast[int]
+	wake := b.Wait()
+	if wake != b.Wait() {
+		t.Fatal("two Waits before a Fire gave two channels")
+	}
+	var called []int
+	if !b.Notify(1, wake, func() { called = append(called, 1) }) || !b.Notify(2, wake, func() { called = append(called, 2) }) {
+		t.Fatal("Notify with the current channel registered nothing")
+	}
+	b.Notify(2, wake, func() { called = append(called, 20) }) // replaces reader 2's
+	b.Notify(3, wake, func() { called = append(called, 3) })
+	b.Drop(3)
+	select {
+	case <-wake:
+		t.Fatal("the channel closed before Fire")
+	default:
+	}
+	notify := b.Fire()
+	if len(called) != 0 {
+		t.Fatal("Fire called the readers itself; the caller does, after unlocking")
+	}
+	notify()
+	slices.Sort(called)
+	if !slices.Equal(called, []int{1, 20}) {
+		t.Fatalf("called %v, want [1 20]", called)
+	}
+	select {
+	case <-wake:
+	default:
+		t.Fatal("Fire did not close the channel")
+	}
+	if b.Notify(1, wake, func() { t.Fatal("registered for a closed channel") }) {
+		t.Fatal("Notify with a closed channel reported registered")
+	}
+	called = nil
+	b.Fire()() // nobody registered since
+	if len(called) != 0 {
+		t.Fatalf("a second Fire called %v", called)
+	}
 }
