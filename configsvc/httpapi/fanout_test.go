@@ -154,29 +154,7 @@ func TestStreamOnTakenConnectionEndsWhenTheClientLeaves(t *testing.T) {
 	e := newEnvOn(t, configsvc.Validating(fanout.New(bolttest.MustOpen(t, boltstore.Options{}), fanout.Options{Linger: -1}), format.Validator{}),
 		func(c *Config) { c.Heartbeat = time.Hour })
 	e.mustService("orders", map[string]string{"n.txt": "0"})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(e.http.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "GET /v1/services/orders/watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", e.admin)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
-		t.Fatalf("answer %s %v %v, want 200 text/event-stream, chunked", resp.Status, resp.Header, resp.TransferEncoding)
-	}
-	dec := api.NewDecoder(resp.Body)
-	for {
-		ev, err := dec.Next()
-		if err != nil {
-			t.Fatalf("stream: %v", err)
-		}
-		if ev.Name == api.EventGrays {
-			break
-		}
-	}
+	conn, _ := openRawStream(t, e, "/v1/services/orders/watch", api.EventGrays)
 	subscribers := func() string {
 		m := string(e.must(http.StatusOK, req{method: "GET", path: "/metrics"}).body)
 		for line := range strings.SplitSeq(m, "\n") {
@@ -219,25 +197,60 @@ func TestAttackSharedWatchBypassesSecretView(t *testing.T) {
 	}
 }
 
+// openRawStream opens the event stream of path with e's admin token on a
+// connection of its own, as a plain HTTP/1.1 client (so the server takes
+// the connection over), and reads it up to the first event named first.
+// The connection is closed at cleanup.
+func openRawStream(t *testing.T, e *testEnv, path, first string) (net.Conn, *api.Decoder) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.http.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", path, e.admin)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("open %s: %v %v", path, resp, err)
+	}
+	if resp.Header.Get("Content-Type") != "text/event-stream" || len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("open %s: %v %v, want text/event-stream, chunked", path, resp.Header, resp.TransferEncoding)
+	}
+	dec := api.NewDecoder(resp.Body)
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			t.Fatalf("stream %s: %v", path, err)
+		}
+		if ev.Name == first {
+			return conn, dec
+		}
+	}
+}
+
 // TestIdleStreamOnTakenConnectionHoldsOneGoroutine checks what an idle
-// stream on a shared watch (revisions and instances) costs once it took
-// its HTTP/1.1 connection over: one goroutine, parked reading the
-// connection, which still writes a ping every Heartbeat, wakes for a
+// stream on a shared watch or reader (revisions, instances, pins) costs
+// once it took its HTTP/1.1 connection over: one goroutine, parked reading
+// the connection, which still writes a ping every Heartbeat, wakes for a
 // change and ends as soon as its client leaves (a reader goroutine beside
-// the writer made two per stream, and an instance stream had a third
-// relaying the shared watch's channel).
+// the writer made two per stream; an instance stream had a third relaying
+// the shared watch's channel, a pins stream one polling the store).
 func TestIdleStreamOnTakenConnectionHoldsOneGoroutine(t *testing.T) {
 	cases := []struct {
-		name, path, first string
-		change            func(e *testEnv)
-		changed           string
+		name, path, event string
+		change            func(e *testEnv) (marker string)
 	}{
-		{name: "revisions", path: "/v1/services/orders/watch", first: api.EventGrays, changed: api.EventRevision, change: func(e *testEnv) {
+		{name: "revisions", path: "/v1/services/orders/watch", event: api.EventRevision, change: func(e *testEnv) string {
 			e.must(http.StatusCreated, req{method: "POST", path: "/v1/services/orders/revisions", token: e.admin,
 				body: map[string]any{"message": "m", "changes": []map[string]any{{"file": "n.txt", "content": "1"}}}})
+			return `"n.txt"`
 		}},
-		{name: "instances", path: "/v1/services/orders/instances/watch", first: api.EventInstances, changed: api.EventInstances, change: func(e *testEnv) {
+		{name: "instances", path: "/v1/services/orders/instances/watch", event: api.EventInstances, change: func(e *testEnv) string {
 			e.must(http.StatusCreated, req{method: "PUT", path: "/v1/services/orders/instances/o-1", token: e.admin, body: map[string]any{"addr": "127.0.0.1:1"}})
+			return `"o-1"`
+		}},
+		{name: "pins", path: "/v1/pins/watch", event: api.EventPins, change: func(e *testEnv) string {
+			return e.mustPin(map[string]string{"orders": "orders-1"}).ID
 		}},
 	}
 	for _, tc := range cases {
@@ -245,29 +258,11 @@ func TestIdleStreamOnTakenConnectionHoldsOneGoroutine(t *testing.T) {
 			e := newEnvOn(t, configsvc.Validating(fanout.New(bolttest.MustOpen(t, boltstore.Options{}), fanout.Options{Linger: -1}), format.Validator{}),
 				func(c *Config) { c.Heartbeat = 300 * time.Millisecond })
 			e.mustService("orders", map[string]string{"n.txt": "0"})
-			open := func() (net.Conn, *api.Decoder) {
-				conn, err := net.Dial("tcp", strings.TrimPrefix(e.http.URL, "http://"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { conn.Close() })
-				fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", tc.path, e.admin)
-				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-				if err != nil || resp.StatusCode != http.StatusOK {
-					t.Fatalf("open: %v %v", resp, err)
-				}
-				dec := api.NewDecoder(resp.Body)
-				for {
-					ev, err := dec.Next()
-					if err != nil {
-						t.Fatalf("stream: %v", err)
-					}
-					if ev.Name == tc.first {
-						return conn, dec
-					}
-				}
+			first := api.EventGrays // a revision stream's first event is its grays baseline
+			if tc.name != "revisions" {
+				first = tc.event
 			}
-			first, dec := open() // the shared watch and the server's own goroutines start
+			conn, dec := openRawStream(t, e, tc.path, first) // the shared watch and the server's own goroutines start
 			settle := func() int {
 				n := runtime.NumGoroutine()
 				for range 20 { // parked goroutines of ended requests finish meanwhile
@@ -280,13 +275,13 @@ func TestIdleStreamOnTakenConnectionHoldsOneGoroutine(t *testing.T) {
 			const streams = 20
 			conns := make([]net.Conn, streams)
 			for i := range conns {
-				conns[i], _ = open()
+				conns[i], _ = openRawStream(t, e, tc.path, first)
 			}
 			if got := settle() - before; got > streams+2 {
 				t.Errorf("%d idle streams added %d goroutines, want about one each", streams, got)
 			}
 			// The first stream still pings and wakes for a change.
-			tc.change(e)
+			marker := tc.change(e)
 			pings, changed := 0, false
 			for pings < 2 || !changed {
 				ev, err := dec.Next()
@@ -294,7 +289,7 @@ func TestIdleStreamOnTakenConnectionHoldsOneGoroutine(t *testing.T) {
 					t.Fatalf("stream: %v (pings %d, changed %v)", err, pings, changed)
 				}
 				switch {
-				case ev.Name == tc.changed:
+				case ev.Name == tc.event && strings.Contains(string(ev.Data), marker):
 					changed = true
 				case ev.Comment && string(ev.Data) == api.CommentPing:
 					pings++
@@ -303,7 +298,7 @@ func TestIdleStreamOnTakenConnectionHoldsOneGoroutine(t *testing.T) {
 			for _, c := range conns {
 				c.Close()
 			}
-			first.Close()
+			conn.Close()
 			testkit.EventuallyTrue(t, 10*time.Second, "every stream ended after its client left", func() bool {
 				return runtime.NumGoroutine() <= before-1+2
 			})
@@ -349,16 +344,7 @@ func TestStreamsOfOneTokenShareEachRecheck(t *testing.T) {
 	e.mustService("orders", map[string]string{"n.txt": "0"})
 	const streams = 30
 	for range streams {
-		conn, err := net.Dial("tcp", strings.TrimPrefix(e.http.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		fmt.Fprintf(conn, "GET /v1/services/orders/watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", e.admin)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("open: %v %v", resp, err)
-		}
+		openRawStream(t, e, "/v1/services/orders/watch", api.EventGrays)
 	}
 	start, n0 := time.Now(), reads.n.Load()
 	time.Sleep(2 * time.Second)

@@ -1,15 +1,11 @@
 package httpapi
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -283,69 +279,4 @@ func TestPinsReaderStopsWithTheLastStream(t *testing.T) {
 			t.Fatalf("round %d: the pins were read %d times with no stream open", round, got)
 		}
 	}
-}
-
-// TestIdlePinsStreamsOnTakenConnectionsHoldOneGoroutineEach: an idle pins
-// stream that took its HTTP/1.1 connection over is one goroutine parked
-// reading its connection (a stream had a polling goroutine, a reader
-// goroutine and its writer), which the shared reader wakes for a change.
-func TestIdlePinsStreamsOnTakenConnectionsHoldOneGoroutineEach(t *testing.T) {
-	e, _ := newPinsEnv(t, func(c *Config) { c.Heartbeat = time.Hour })
-	open := func() (net.Conn, *api.Decoder) {
-		conn, err := net.Dial("tcp", strings.TrimPrefix(e.http.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		fmt.Fprintf(conn, "GET /v1/pins/watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", e.admin)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("open: %v %v", resp, err)
-		}
-		dec := api.NewDecoder(resp.Body)
-		for {
-			ev, err := dec.Next()
-			if err != nil {
-				t.Fatalf("stream: %v", err)
-			}
-			if ev.Name == api.EventPins {
-				return conn, dec
-			}
-		}
-	}
-	first, dec := open() // the shared reader and the server's own goroutines start
-	settle := func() int {
-		n := runtime.NumGoroutine()
-		for range 20 { // parked goroutines of ended requests finish meanwhile
-			time.Sleep(50 * time.Millisecond)
-			n = min(n, runtime.NumGoroutine())
-		}
-		return n
-	}
-	before := settle()
-	const streams = 20
-	conns := make([]net.Conn, streams)
-	for i := range conns {
-		conns[i], _ = open()
-	}
-	if got := settle() - before; got > streams+2 {
-		t.Errorf("%d idle pins streams added %d goroutines, want about one each", streams, got)
-	}
-	p := e.mustPin(map[string]string{"orders": "orders-1"})
-	for {
-		ev, err := dec.Next()
-		if err != nil {
-			t.Fatalf("stream: %v", err)
-		}
-		if ev.Name == api.EventPins && strings.Contains(string(ev.Data), p.ID) {
-			break
-		}
-	}
-	for _, c := range conns {
-		c.Close()
-	}
-	first.Close()
-	testkit.EventuallyTrue(t, 10*time.Second, "every stream ended after its client left", func() bool {
-		return runtime.NumGoroutine() <= before-1+2
-	})
 }
