@@ -6,8 +6,12 @@
 #      published service (mntr packets_received, next to the idle count);
 #   2. STREAMS streams on the published service plus SERVICES x PER_SERVICE
 #      idle ones (default 5,000 + 100 x 150 = 20,000): memory per idle
-#      stream (3 s after opening, and again after IDLE more, default 150 s:
-#      the Go runtime returns freed memory to the OS over minutes),
+#      stream (3 s after opening, and again after IDLE more, default 240 s:
+#      what opening the streams left behind — net/http's buffers of the
+#      connections the streams took over, the stacks of the requests —
+#      is garbage that an idle process collects at the Go runtime's
+#      periodic collection, every 2 minutes, and returns to the OS over
+#      the following seconds),
 #      publish → all delivered p99 against the broadcaster's.
 # Each configuration runs RUNS times (a fresh server each time); the
 # summary gives medians.
@@ -24,7 +28,7 @@ STREAMS=${STREAMS:-5000}
 SERVICES=${SERVICES:-100}
 PER_SERVICE=${PER_SERVICE:-150}
 PUBLISHES=${PUBLISHES:-5}
-IDLE=${IDLE:-150s}
+IDLE=${IDLE:-240s}
 ZK_PORT=${ZK_PORT:-22998}
 ADDR=${ADDR:-127.0.0.1:17070}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
