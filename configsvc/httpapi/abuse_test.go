@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/api"
 	"github.com/sluicehq/sluice/configsvc/boltstore"
 	"github.com/sluicehq/sluice/configsvc/boltstore/bolttest"
+	"github.com/sluicehq/sluice/configsvc/fanout"
 	"github.com/sluicehq/sluice/configsvc/format"
 	"github.com/sluicehq/sluice/configsvc/testkit"
 )
@@ -333,11 +334,37 @@ func TestAttackRefusalFloodEvictsAudit(t *testing.T) {
 // TestAttackStreamOutlivesRevocation: a watch stream kept delivering every
 // new revision to a token revoked after it opened. Streams re-check their
 // credential and end within 5 s of a revocation made on any server of the
-// store, of the token's expiry, or of the console session's end.
+// store, of the token's expiry, or of the console session's end: streams
+// reading a store's own watch (each re-checks its credential) and streams
+// on shared watches (configsvc/fanout, as `sluice server` wires it: the
+// server re-checks the credentials of all of them, credWatch).
 func TestAttackStreamOutlivesRevocation(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(map[bool]string{false: "store watches", true: "shared watches"}[shared], func(t *testing.T) {
+			testStreamOutlivesRevocation(t, shared)
+		})
+	}
+}
+
+func testStreamOutlivesRevocation(t *testing.T, shared bool) {
 	store := bolttest.MustOpen(t, boltstore.Options{})
-	a := newEnvOn(t, store)
-	b := newEnvOn(t, store)
+	serverStore := func() configsvc.Store {
+		if !shared {
+			return store
+		}
+		st := fanout.New(store, fanout.Options{Linger: -1})
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	// No heartbeat within the test: a stream on a shared watch ends because
+	// the server's credential check wakes it.
+	quiet := func(c *Config) {
+		if shared {
+			c.Heartbeat = time.Hour
+		}
+	}
+	a := newEnvOn(t, serverStore(), quiet)
+	b := newEnvOn(t, serverStore(), quiet)
 	a.mustService("orders", map[string]string{"a.txt": "one"})
 	ended := func(t *testing.T, events <-chan sseEvent, within time.Duration) {
 		t.Helper()

@@ -115,9 +115,12 @@ type Config struct {
 	// MaxInstancesPerToken bounds the instances one token keeps registered
 	// through this server. Default: DefaultMaxInstancesPerToken.
 	MaxInstancesPerToken int
-	// StreamRecheck is how often an event stream re-checks its credential
-	// (and, on a revision stream opened with ?changes=true, looks for
-	// change request news). Default: DefaultStreamRecheck.
+	// StreamRecheck is how often an event stream's credential is
+	// re-checked (and a revision stream opened with ?changes=true looks
+	// for change request news). The streams on taken-over HTTP/1.1
+	// connections are re-checked together, one store read per credential
+	// and interval, on one goroutine of the Server. Default:
+	// DefaultStreamRecheck.
 	StreamRecheck time.Duration
 	// RoutesDiff lists the routes a change of sluice-system/routes.yaml
 	// adds, removes or modifies, for dry runs. Default: none (dry runs
@@ -200,8 +203,9 @@ type Server struct {
 	tokens      *access.Tokens
 	sessions    *access.Sessions
 	pins        *access.Pins
-	pinNews     pinNews  // wakes pinsHub after a change through this server
-	pinsHub     *pinsHub // the one reader of the stored pins all pins streams share
+	pinNews     pinNews    // wakes pinsHub after a change through this server
+	pinsHub     *pinsHub   // the one reader of the stored pins all pins streams share
+	credWatch   *credWatch // re-checks the credentials of the streams on taken-over connections
 	audit       *access.Audit
 	idem        *access.Idempotency
 	gov         *approval.Governance
@@ -273,6 +277,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.shared, s.viewers = subscriberOf(cfg.Store)
 	s.pinsHub = newPinsHub(s)
+	s.credWatch = newCredWatch(s)
 	if cfg.Gatherer != nil {
 		s.metricsHTTP = promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})
 	}

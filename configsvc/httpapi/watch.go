@@ -476,10 +476,12 @@ func endChunked(conn net.Conn) { _, _ = io.WriteString(conn, "0\r\n\r\n") }
 // source with notify (a shared watch), on one goroutine: between events it
 // waits in a read of the connection, which returns when the client
 // closes it (or sends something, which is discarded), when the server
-// closes it, and at a read deadline: the next ping, recheck or retry, or
-// now, set by the source's notify when there is something to poll. An
-// idle stream so holds one goroutine parked in the network poller and
-// no timer or channel of its own.
+// closes it, and at a read deadline: the next ping, or now, set by the
+// source's notify when there is something to poll or by the Server's
+// credWatch when the stream's credential failed. A stream re-checks on its
+// own every StreamRecheck only what credWatch does not: its principal's
+// expiry, and poll. An idle stream so holds one goroutine parked in the
+// network poller, no timer or channel of its own, and wakes for its pings.
 func connLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqState, conn net.Conn, w *sseWriter, src source[E], poll func(context.Context, *sseWriter) error, send func(*gin.Context, *sseWriter, E) (end bool, err error)) {
 	var woken atomic.Bool
 	// The flag is set before the deadline: a wake-up that lands between
@@ -489,12 +491,20 @@ func connLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqStat
 		woken.Store(true)
 		_ = conn.SetReadDeadline(aLongTimeAgo)
 	}
-	key := access.HashToken(st.cred.secret)
+	cred := s.credWatch.join(access.HashToken(st.cred.secret), st.cred, wakeUp)
+	defer cred.leave()
+	// Without an expiry or a poll, nothing is checked on the stream's own
+	// schedule.
+	ownChecks := poll != nil || !st.principal.Expires.IsZero()
 	now := time.Now()
-	nextPing, nextRecheck := now.Add(s.cfg.Heartbeat), now.Add(s.cfg.StreamRecheck)
+	nextPing, nextCheck := now.Add(s.cfg.Heartbeat), now.Add(s.cfg.StreamRecheck)
 	var b [64]byte
 	for {
 		woken.Store(false)
+		if err := cred.err(); err != nil {
+			_ = w.event("", api.EventError, s.streamError(c, err))
+			return
+		}
 		var wake <-chan struct{}
 		var retry time.Time
 		for { // what the shared watch has now
@@ -514,8 +524,8 @@ func connLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqStat
 			src.notify(wake, wakeUp)
 		}
 		deadline := nextPing
-		if nextRecheck.Before(deadline) {
-			deadline = nextRecheck
+		if ownChecks && nextCheck.Before(deadline) {
+			deadline = nextCheck
 		}
 		if !retry.IsZero() && retry.Before(deadline) {
 			deadline = retry
@@ -532,15 +542,15 @@ func connLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqStat
 			}
 		}
 		now = time.Now()
-		if !now.Before(nextRecheck) {
-			if err := s.streamAllowed(ctx, st, key); err != nil {
+		if ownChecks && !now.Before(nextCheck) {
+			if err := s.expired(st); err != nil {
 				_ = w.event("", api.EventError, s.streamError(c, err))
 				return
 			}
 			if poll != nil && poll(ctx, w) != nil {
 				return
 			}
-			nextRecheck = now.Add(s.cfg.StreamRecheck)
+			nextCheck = now.Add(s.cfg.StreamRecheck)
 		}
 		if !now.Before(nextPing) {
 			if w.comment(api.CommentPing) != nil {
@@ -682,10 +692,19 @@ func streamLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqSt
 // (Server.recheck).
 // key is the credential's hash (access.HashToken).
 func (s *Server) streamAllowed(ctx context.Context, st *reqState, key string) error {
+	if err := s.expired(st); err != nil {
+		return err
+	}
+	return s.recheck(ctx, st.cred, key)
+}
+
+// expired reports, wrapping access.ErrUnauthenticated, that the
+// principal of st has passed its expiry; nil before it or without one.
+func (s *Server) expired(st *reqState) error {
 	if exp := st.principal.Expires; !exp.IsZero() && !s.cfg.Now().Before(exp) {
 		return fmt.Errorf("token or session expired at %s: %w", exp.UTC().Format(time.RFC3339), access.ErrUnauthenticated)
 	}
-	return s.recheck(ctx, st.cred, key)
+	return nil
 }
 
 func nonNil(in []configsvc.Instance) []configsvc.Instance {
