@@ -42,7 +42,7 @@ bench: zookeeper
 ## sizing: one admin server's fan-out on ZooKeeper — 20,000 event streams (5,000 on the published
 ## service), publish → all delivered against a minimal Go SSE broadcaster in the same run, memory per
 ## idle stream, ZooKeeper requests per publish for 10 and 5,000 streams; see docs/benchmarks.md.
-## About 20 minutes; STREAMS, SERVICES, PER_SERVICE and RUNS scale it.
+## About 30 minutes (each of the 3 runs waits 240 s idle twice); STREAMS, SERVICES, PER_SERVICE, RUNS and IDLE scale it.
 sizing: zookeeper
 	$(GO) test -run '^$$' -bench IdleStreamMemory -benchtime 2000x -count 3 ./configsvc/httpapi
 	deploy/sizing/fanout.sh
