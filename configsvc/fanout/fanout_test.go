@@ -380,12 +380,16 @@ func TestSubscriptionPollsTheSharedWatch(t *testing.T) {
 		t.Helper()
 		timeout := time.After(wait)
 		for {
-			ev, ok, wake, retry, done := sub.Poll()
+			ev, ok, wake, retryAt, done := sub.Next()
 			switch {
 			case ok:
 				return ev
 			case done:
 				t.Fatal("subscription ended, want an event")
+			}
+			var retry <-chan time.Time
+			if !retryAt.IsZero() {
+				retry = time.After(time.Until(retryAt))
 			}
 			select {
 			case <-wake:

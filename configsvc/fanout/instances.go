@@ -103,13 +103,11 @@ func (sub *InstancesSubscription) Next() (ev configsvc.InstancesEvent, ok bool, 
 // Notify calls f once wake, as the last Next returned it, has closed, as
 // Subscription.Notify does.
 func (sub *InstancesSubscription) Notify(wake <-chan struct{}, f func()) {
-	h := sub.h
-	h.mu.Lock()
-	waits := !sub.closed && h.wake.Notify(sub, wake, f)
-	h.mu.Unlock()
-	if !waits {
+	if sub.closed {
 		f()
+		return
 	}
+	sub.h.wake.NotifyUnder(&sub.h.mu, sub, wake, f)
 }
 
 // Close ends the subscription. It is safe to call more than once.

@@ -137,7 +137,7 @@ func (s *Store) Watch(ctx context.Context, ref configsvc.Ref, from int64, opts .
 
 // Subscription is one subscriber of a shared watch read without a
 // goroutine of its own: what an event stream that already has one (its
-// request's) uses. Poll hands out the events Watch would send, in the
+// request's) uses. Next hands out the events Watch would send, in the
 // same order. A Subscription is used by one goroutine at a time; Close
 // must be called once it is no longer read.
 type Subscription struct {
@@ -159,26 +159,19 @@ func (s *Store) Subscribe(ctx context.Context, ref configsvc.Ref, from int64, he
 	return &Subscription{w: w, ctx: ctx}
 }
 
-// Poll returns the next event (ok) if there is one now. Otherwise it
+// Next returns the next event (ok) if there is one now. Otherwise it
 // returns done once the subscription has ended (after its last event,
-// e.g. one wrapping ErrCompacted), or what to wait for before polling
-// again: wake closes when the shared watch moved; retry, when not nil,
-// fires when a failed read is to be tried again or a wait for the head
-// has run out.
-func (sub *Subscription) Poll() (ev configsvc.Event, ok bool, wake <-chan struct{}, retry <-chan time.Time, done bool) {
-	ev, ok, wake, at, done := sub.w.poll(sub.ctx)
-	return ev, ok, wake, after(at), done
-}
-
-// Next is Poll for a reader that waits without selecting on channels (an
-// event stream blocked reading its connection): instead of a retry
-// channel it returns the time to poll again at (zero: none), and instead
-// of waiting for wake to close it has Notify tell it.
+// e.g. one wrapping ErrCompacted), or what to wait for before calling it
+// again: wake closes when the shared watch moved (Notify can tell of that
+// instead, for a reader that waits without selecting on channels, such as
+// an event stream blocked reading its connection); retryAt, when not zero,
+// is when a failed read is to be tried again or a wait for the head has
+// run out.
 func (sub *Subscription) Next() (ev configsvc.Event, ok bool, wake <-chan struct{}, retryAt time.Time, done bool) {
 	return sub.w.poll(sub.ctx)
 }
 
-// Notify calls f once wake, as the last Next or Poll returned it, has
+// Notify calls f once wake, as the last Next returned it, has
 // closed: at once, on the caller's goroutine, if it has already closed;
 // otherwise on the goroutine that moves the shared watch, after it
 // woke the subscribers that wait on channels. f must be quick and must not
@@ -186,13 +179,11 @@ func (sub *Subscription) Next() (ev configsvc.Event, ok bool, wake <-chan struct
 // read deadline). A later Notify replaces f; Close drops it. Notify and
 // Next are called by one goroutine at a time.
 func (sub *Subscription) Notify(wake <-chan struct{}, f func()) {
-	h := sub.w.h
-	h.mu.Lock()
-	waits := !sub.w.closed && h.wake.Notify(sub.w, wake, f)
-	h.mu.Unlock()
-	if !waits {
+	if sub.w.closed {
 		f()
+		return
 	}
+	sub.w.h.wake.NotifyUnder(&sub.w.h.mu, sub.w, wake, f)
 }
 
 // Close ends the subscription. It is safe to call more than once.
@@ -429,15 +420,21 @@ func (w *watcher) close() {
 	w.s.leave(w.h)
 }
 
-// poll is Subscription.Poll.
+// pop hands out the first event of the queue, which is not empty; an
+// emptied queue keeps no array (a subscription lives long).
+func (w *watcher) pop() configsvc.Event {
+	ev := w.queue[0]
+	if w.queue = w.queue[1:]; len(w.queue) == 0 {
+		w.queue = nil
+	}
+	return ev
+}
+
+// poll is Subscription.Next.
 func (w *watcher) poll(ctx context.Context) (ev configsvc.Event, ok bool, wake <-chan struct{}, retry time.Time, done bool) {
 	for {
 		if len(w.queue) > 0 {
-			ev, w.queue = w.queue[0], w.queue[1:]
-			if len(w.queue) == 0 {
-				w.queue = nil // nor the array of events it handed out
-			}
-			return ev, true, nil, time.Time{}, false
+			return w.pop(), true, nil, time.Time{}, false
 		}
 		if w.done || ctx.Err() != nil {
 			return ev, false, nil, time.Time{}, true
@@ -517,11 +514,7 @@ func (w *watcher) catchUp(ctx context.Context) (ev configsvc.Event, ok bool, wak
 		w.queue = append(w.queue, configsvc.Event{GraysChanged: true, Grays: h.grays})
 		w.following, w.cursor = true, h.next
 		h.mu.Unlock()
-		ev, w.queue = w.queue[0], w.queue[1:]
-		if len(w.queue) == 0 {
-			w.queue = nil
-		}
-		return ev, true, nil, time.Time{}, false
+		return w.pop(), true, nil, time.Time{}, false
 	}
 	wake = h.wake.Wait()
 	h.mu.Unlock()

@@ -15,8 +15,8 @@ import (
 // pinsHub is the one reader of the stored pins that every pins stream of a
 // Server shares (GET /v1/pins/watch): with N proxies connected the store is
 // read once per PinsPollInterval, not N times. Its goroutine starts with
-// the first stream and stops at its next wake-up (within PinsPollInterval)
-// once the last one has left, or when the Server closes; it runs in the
+// the first stream and stops as soon as the last one has left, or when
+// the Server closes; it runs in the
 // Server's streamsG, which Close waits for. It reads every
 // PinsPollInterval, at once after a change through this server (pinNews)
 // and at once when a stream joins, so that a new stream's first event is
@@ -171,7 +171,7 @@ type pinsSub struct {
 	seen    uint64 // the hub's version it has looked at (0: none yet)
 	last    []byte // the JSON of the pins it last sent (its view)
 	failing bool   // it sent an error and no list since
-	closed  bool   // guarded by h.mu
+	closed  bool   // set by close
 }
 
 // source returns sub as a stream's source (streamSSE).
@@ -225,25 +225,30 @@ func (sub *pinsSub) poll() (u pinsUpdate, ok bool, wake <-chan struct{}, retry t
 // hub's goroutine after it unlocked the hub. f must be quick and must not
 // call into sub. A later notify replaces f; close drops it.
 func (sub *pinsSub) notify(wake <-chan struct{}, f func()) {
-	h := sub.h
-	h.mu.Lock()
-	waits := !sub.closed && h.wake.Notify(sub, wake, f)
-	h.mu.Unlock()
-	if !waits {
+	if sub.closed {
 		f()
+		return
 	}
+	sub.h.wake.NotifyUnder(&sub.h.mu, sub, wake, f)
 }
 
 // close leaves the hub; safe to call more than once. The hub's reader
-// stops at its next wake-up once no stream is left.
+// stops as soon as the last stream has left.
 func (sub *pinsSub) close() {
-	h := sub.h
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	if sub.closed {
 		return
 	}
 	sub.closed = true
+	h := sub.h
+	h.mu.Lock()
 	h.wake.Drop(sub)
 	h.subs--
+	last := h.subs == 0
+	h.mu.Unlock()
+	if last {
+		select {
+		case h.kick <- struct{}{}: // the reader wakes, finds no stream and stops
+		default:
+		}
+	}
 }

@@ -1,5 +1,7 @@
 package lifecycle
 
+import "sync"
+
 // Broadcast wakes the readers of something shared that changes (a shared
 // watch, a shared reader of the store) in two ways: a reader with a
 // goroutine to spare selects on the channel Wait returns, which closes at
@@ -56,6 +58,18 @@ func (b *Broadcast[K]) Notify(k K, wake <-chan struct{}, f func()) bool {
 	}
 	b.waiting[k] = f
 	return true
+}
+
+// NotifyUnder is Notify with mu, the mutex that guards b, held around it;
+// when nothing was registered (wake has closed already) it calls f itself,
+// after unlocking mu. It is what a subscription's Notify method is.
+func (b *Broadcast[K]) NotifyUnder(mu sync.Locker, k K, wake <-chan struct{}, f func()) {
+	mu.Lock()
+	waits := b.Notify(k, wake, f)
+	mu.Unlock()
+	if !waits {
+		f()
+	}
 }
 
 // Drop removes the function reader k registered, if any.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -133,5 +134,27 @@ func TestBroadcast(t *testing.T) {
 	b.Fire()() // nobody registered since
 	if len(called) != 0 {
 		t.Fatalf("a second Fire called %v", called)
+	}
+
+	// NotifyUnder holds the owner's mutex around Notify and calls f itself,
+	// after unlocking it, when the channel has closed already.
+	var mu sync.Mutex
+	past := b.Wait()
+	b.Fire()()
+	b.NotifyUnder(&mu, 4, past, func() {
+		if !mu.TryLock() {
+			t.Error("f called with the mutex held")
+			return
+		}
+		mu.Unlock()
+		called = append(called, 4)
+	})
+	b.NotifyUnder(&mu, 5, b.Wait(), func() { called = append(called, 5) })
+	if !slices.Equal(called, []int{4}) {
+		t.Fatalf("after NotifyUnder with a closed and an open channel: called %v, want [4]", called)
+	}
+	b.Fire()()
+	if !slices.Equal(called, []int{4, 5}) {
+		t.Fatalf("after Fire: called %v, want [4 5]", called)
 	}
 }
