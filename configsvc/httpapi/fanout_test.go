@@ -329,32 +329,42 @@ func (r tokenReadRecords) Get(ctx context.Context, collection, id string) ([]byt
 	return r.RecordStore.Get(ctx, collection, id)
 }
 
-// TestStreamsOfOneTokenShareEachRecheck: every stream re-checks its token
-// every StreamRecheck, and a check less than half that old is reused, so
-// many streams of one token should cost one token read per interval. When
-// the reused check ran out, every stream that re-checked before the new
-// read finished read the store too (a stampede of reads, each deepening a
-// stream goroutine's stack): with 30 streams and a read taking longer than
-// the reuse window, most re-checks read.
+// TestStreamsOfOneTokenShareEachRecheck: the streams of one token should
+// cost one token read per re-check interval. A stream that reads a store's
+// own watch re-checks its token itself every StreamRecheck, reusing a check
+// less than half that old; when the reused check ran out, every stream
+// that re-checked before the new read finished read the store too (a
+// stampede of reads): with 30 streams and a read taking longer than the
+// reuse window, most re-checks read. Streams on shared watches are
+// re-checked by the server's one credential checker (credWatch), which must
+// keep to the same bound.
 func TestStreamsOfOneTokenShareEachRecheck(t *testing.T) {
-	const recheck = 100 * time.Millisecond
-	reads := &tokenReads{Store: bolttest.MustOpen(t, boltstore.Options{}), delay: 80 * time.Millisecond}
-	e := newEnvOn(t, configsvc.Validating(fanout.New(reads, fanout.Options{Linger: -1}), format.Validator{}),
-		func(c *Config) { c.Heartbeat = time.Hour; c.StreamRecheck = recheck })
-	e.mustService("orders", map[string]string{"n.txt": "0"})
-	const streams = 30
-	for range streams {
-		openRawStream(t, e, "/v1/services/orders/watch", api.EventGrays)
-	}
-	start, n0 := time.Now(), reads.n.Load()
-	time.Sleep(2 * time.Second)
-	got, elapsed := reads.n.Load()-n0, time.Since(start)
-	// One read at a time, each followed by a reuse window of recheck/2.
-	most := int64(elapsed/(reads.delay+recheck/2)) + 2
-	if got > most {
-		t.Errorf("%d streams of one token read it %d times in %v, want at most %d (one read per reuse window)", streams, got, elapsed.Round(time.Millisecond), most)
-	}
-	if got == 0 {
-		t.Error("the token was never re-checked")
+	for _, shared := range []bool{false, true} {
+		t.Run(map[bool]string{false: "store watches", true: "shared watches"}[shared], func(t *testing.T) {
+			const recheck = 100 * time.Millisecond
+			reads := &tokenReads{Store: bolttest.MustOpen(t, boltstore.Options{}), delay: 80 * time.Millisecond}
+			var st configsvc.Store = reads
+			if shared {
+				st = fanout.New(reads, fanout.Options{Linger: -1})
+			}
+			e := newEnvOn(t, configsvc.Validating(st, format.Validator{}),
+				func(c *Config) { c.Heartbeat = time.Hour; c.StreamRecheck = recheck })
+			e.mustService("orders", map[string]string{"n.txt": "0"})
+			const streams = 30
+			for range streams {
+				openRawStream(t, e, "/v1/services/orders/watch", api.EventGrays)
+			}
+			start, n0 := time.Now(), reads.n.Load()
+			time.Sleep(2 * time.Second)
+			got, elapsed := reads.n.Load()-n0, time.Since(start)
+			// One read at a time, each followed by a reuse window of recheck/2.
+			most := int64(elapsed/(reads.delay+recheck/2)) + 2
+			if got > most {
+				t.Errorf("%d streams of one token read it %d times in %v, want at most %d (one read per reuse window)", streams, got, elapsed.Round(time.Millisecond), most)
+			}
+			if got == 0 {
+				t.Error("the token was never re-checked")
+			}
+		})
 	}
 }

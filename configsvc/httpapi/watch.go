@@ -484,12 +484,13 @@ func endChunked(conn net.Conn) { _, _ = io.WriteString(conn, "0\r\n\r\n") }
 // network poller, no timer or channel of its own, and wakes for its pings.
 func connLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqState, conn net.Conn, w *sseWriter, src source[E], poll func(context.Context, *sseWriter) error, send func(*gin.Context, *sseWriter, E) (end bool, err error)) {
 	var woken atomic.Bool
-	// The flag is set before the deadline: a wake-up that lands between
-	// the loop's clearing it and setting its own deadline is seen by the
-	// check after that deadline is set.
+	// The flag is set before the deadline, one in the past, which makes
+	// the read return at once: a wake-up that lands between the loop's
+	// clearing the flag and setting its own deadline is seen by the check
+	// after that deadline is set.
 	wakeUp := func() {
 		woken.Store(true)
-		_ = conn.SetReadDeadline(aLongTimeAgo)
+		_ = conn.SetReadDeadline(time.Unix(1, 0))
 	}
 	cred := s.credWatch.join(access.HashToken(st.cred.secret), st.cred, wakeUp)
 	defer cred.leave()
@@ -560,10 +561,6 @@ func connLoop[E any](ctx context.Context, s *Server, c *gin.Context, st *reqStat
 		}
 	}
 }
-
-// aLongTimeAgo is a read deadline in the past: a read blocked on the
-// connection returns at once.
-var aLongTimeAgo = time.Unix(1, 0)
 
 // streamRequest returns what a stream that took its connection over keeps
 // of its request r for the error events and log lines it may write later:
