@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Proxy benchmark: direct to the backend (the ceiling), nginx, Caddy and
-# Sluice (its fast engine, and its net/http engine for reference), in
-# alternating rounds in one run on this machine, with wrk. Each scenario
-# (connections, response size, POST body, TLS) is run against every target
-# in every round. Prints, per scenario, the medians of requests/s and of
-# wrk's p50/p99 latency, and Sluice's ratios to nginx and Caddy.
+# Proxy benchmark: direct to the backend (the ceiling), nginx, Caddy, a bare
+# fasthttp forwarder (the most a fasthttp data plane reaches: issue 16's
+# calibration) and Sluice (its fast engine, and its net/http engine for
+# reference), in alternating rounds in one run on this machine, with wrk.
+# Each scenario (connections, response size, POST body, TLS) is run against
+# every target in every round. Prints, per scenario, the medians of
+# requests/s, of wrk's p50/p99 latency and of the proxy's CPU time per
+# request, and Sluice's ratios to nginx, Caddy and the bare forwarder.
+#
+# nginx and Caddy do the same work as Sluice: they pass the client's Host
+# and add X-Forwarded-For, -Host and -Proto (Caddy does by default; nginx
+# is told to with proxy_set_header). The bare forwarder adds nothing.
 #
 #   deploy/bench/proxy.sh                        # 3 rounds x 5 s, every scenario
 #   ROUNDS=5 DURATION=10 deploy/bench/proxy.sh   # steadier
@@ -36,7 +42,7 @@ SCENARIOS=${SCENARIOS:-"small/32 small/256 4k/256 64k/256 post16k/256 tls/32 tls
 SLUICE_ACCESS_LOG=${SLUICE_ACCESS_LOG:-off}
 PROFILE=${PROFILE:-}
 BACKEND_PORT=19000
-declare -A port=([direct]=19000 [nginx]=19001 [caddy]=19002 [sluice]=19003 [sluice-std]=19004
+declare -A port=([direct]=19000 [nginx]=19001 [caddy]=19002 [sluice]=19003 [sluice-std]=19004 [fasthttp]=19005
 	[nginx-tls]=19011 [caddy-tls]=19012 [sluice-tls]=19013 [sluice-std-tls]=19014)
 DEBUG_PORT=19020
 
@@ -69,6 +75,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 log "building backend, seed and sluice"
 (cd "$repo" && go build -o "$work/backend" ./deploy/bench/backend \
 	&& go build -o "$work/seed" ./deploy/bench/seed \
+	&& go build -o "$work/bareproxy" ./deploy/bench/bareproxy \
 	&& go build -o "$work/sluice" ./cmd/sluice)
 
 # One self-signed certificate for every TLS listener.
@@ -76,8 +83,13 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
 	-addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
 # --- servers -----------------------------------------------------------
+declare -A pid_of # target → the pids whose CPU time is the target's
 "$work/backend" -addr 127.0.0.1:$BACKEND_PORT &
 pids+=($!)
+pid_of[direct]=$!
+"$work/bareproxy" -addr "127.0.0.1:${port[fasthttp]}" -upstream "127.0.0.1:$BACKEND_PORT" &
+pids+=($!)
+pid_of[fasthttp]=$!
 
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<CONF
@@ -106,12 +118,18 @@ http {
 			proxy_pass http://backend;
 			proxy_http_version 1.1;
 			proxy_set_header Connection "";
+			proxy_set_header Host \$http_host;
+			proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+			proxy_set_header X-Forwarded-Host \$http_host;
+			proxy_set_header X-Forwarded-Proto \$scheme;
 		}
 	}
 }
 CONF
 "$NGINX" -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
+pid_of[nginx]=$! # and its workers, found when measuring
+pid_of[nginx-tls]=$!
 
 cat >"$work/Caddyfile" <<CONF
 {
@@ -130,6 +148,8 @@ https://127.0.0.1:${port[caddy-tls]} {
 CONF
 XDG_DATA_HOME=$work/caddy XDG_CONFIG_HOME=$work/caddy caddy run --config "$work/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 &
 pids+=($!)
+pid_of[caddy]=$!
+pid_of[caddy-tls]=$!
 
 # Sluice: one route with a rate limit far above what wrk reaches and a
 # breaker. A bbolt file is opened by one process, so each proxy has its
@@ -150,6 +170,7 @@ start_sluice() { # name engine [flags…]
 	"$work/sluice" proxy --addr "127.0.0.1:${port[$name]}" --store "bolt://$work/$name.db" --engine "$engine" \
 		--access-log "$SLUICE_ACCESS_LOG" --log-level warn "$@" 2>"$work/$name.log" &
 	pids+=($!)
+	pid_of[$name]=$!
 }
 start_sluice sluice fast --debug-addr "127.0.0.1:$DEBUG_PORT"
 start_sluice sluice-std std
@@ -188,37 +209,52 @@ to_ms() {
 targets_of() {
 	case $1 in
 	tls) echo nginx-tls caddy-tls sluice-tls sluice-std-tls ;;
-	*) echo direct nginx caddy sluice sluice-std ;;
+	*) echo direct nginx caddy fasthttp sluice sluice-std ;;
 	esac
 }
 
-run_wrk() { # target scenario conns seconds → "rps p50ms p99ms non2xx errors"
-	local target=$1 scen=$2 conns=$3 secs=$4 path=/ script=() out rps p50 p99 bad errs
+# cpu_ticks pid… → the CPU time (user + system, in clock ticks) the
+# processes and their children threads used so far; nginx's workers are
+# the master's children.
+cpu_ticks() {
+	local all=() p
+	for p in "$@"; do all+=("$p" $(pgrep -P "$p" || true)); done
+	for p in "${all[@]}"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'
+}
+TICK=$(getconf CLK_TCK)
+
+run_wrk() { # target scenario conns seconds → "rps p50ms p99ms non2xx errors cpu_us_per_request"
+	local target=$1 scen=$2 conns=$3 secs=$4 path=/ script=() out rps p50 p99 bad errs cpu
 	case $scen in
 	4k) path=/4k ;;
 	64k) path=/64k ;;
 	post16k) script=(-s "$work/post.lua") ;;
 	esac
+	local t0 t1
+	t0=$(cpu_ticks ${pid_of[$target]})
 	out=$(timeout $((secs + 30)) wrk -t"$THREADS" -c"$conns" -d"${secs}s" --latency "${script[@]}" "$(url "$target" "$path")")
+	t1=$(cpu_ticks ${pid_of[$target]})
 	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
 	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
 	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
 	bad=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
 	errs=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' <<<"$out")
-	echo "$rps $p50 $p99 ${bad:-0} ${errs:-0}"
+	# CPU µs per request of the proxy (of the backend for "direct").
+	cpu=$(awk -v d=$((t1 - t0)) -v hz="$TICK" -v r="$rps" -v s="$secs" 'BEGIN { if (r > 0) printf "%.2f", d / hz * 1e6 / (r * s); else print "nan" }')
+	echo "$rps $p50 $p99 ${bad:-0} ${errs:-0} $cpu"
 }
 
 log "warm-up: 2 s per target"
 for t in "${!port[@]}"; do run_wrk "$t" small 32 2 >/dev/null; done
 
-printf 'round\tscenario\tconns\ttarget\trps\tp50_ms\tp99_ms\tnon_2xx\tsocket_errors\n' >"$OUT"
+printf 'round\tscenario\tconns\ttarget\trps\tp50_ms\tp99_ms\tnon_2xx\tsocket_errors\tcpu_us_per_req\n' >"$OUT"
 for r in $(seq 1 "$ROUNDS"); do
 	for sc in $SCENARIOS; do
 		scen=${sc%/*} conns=${sc#*/}
 		for t in $(targets_of "$scen"); do
-			read -r rps p50 p99 bad errs < <(run_wrk "$t" "$scen" "$conns" "$DURATION")
-			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$scen" "$conns" "$t" "$rps" "$p50" "$p99" "$bad" "$errs" >>"$OUT"
-			log "round $r/$ROUNDS $scen -c$conns $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx $bad, socket errors $errs"
+			read -r rps p50 p99 bad errs cpu < <(run_wrk "$t" "$scen" "$conns" "$DURATION")
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$scen" "$conns" "$t" "$rps" "$p50" "$p99" "$bad" "$errs" "$cpu" >>"$OUT"
+			log "round $r/$ROUNDS $scen -c$conns $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx $bad, socket errors $errs, CPU $cpu µs/request"
 		done
 	done
 done
@@ -232,27 +268,32 @@ echo
 echo "Proxy benchmark: $ROUNDS rounds x ${DURATION}s, wrk -t$THREADS, $(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), caddy $(caddy version | awk '{print $1}'), wrk $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), $(go version | awk '{print $3}')"
 echo
-echo "| scenario | conns | target | req/s | p50 ms | p99 ms | non-2xx | socket errors |"
-echo "|---|---:|---|---:|---:|---:|---:|---:|"
+echo "CPU µs/req: the proxy's CPU time (user + system, all its threads and workers) per request; for direct, the backend's."
+echo
+echo "| scenario | conns | target | req/s | p50 ms | p99 ms | CPU µs/req | non-2xx | socket errors |"
+echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
 for sc in $SCENARIOS; do
 	scen=${sc%/*} conns=${sc#*/}
 	for t in $(targets_of "$scen"); do
-		echo "| $scen | $conns | $t | $(col "$scen" "$conns" "$t" 5) | $(col "$scen" "$conns" "$t" 6) | $(col "$scen" "$conns" "$t" 7) | $(col "$scen" "$conns" "$t" 8) | $(col "$scen" "$conns" "$t" 9) |"
+		echo "| $scen | $conns | $t | $(col "$scen" "$conns" "$t" 5) | $(col "$scen" "$conns" "$t" 6) | $(col "$scen" "$conns" "$t" 7) | $(col "$scen" "$conns" "$t" 10) | $(col "$scen" "$conns" "$t" 8) | $(col "$scen" "$conns" "$t" 9) |"
 	done
 done
 echo
 echo "Sluice (fast engine) against its peers, medians of $ROUNDS rounds (target: req/s ≥ 0.9× nginx, p99 ≤ 1.2× nginx):"
 echo
-echo "| scenario | conns | req/s ÷ nginx | p99 ÷ nginx | req/s ÷ Caddy | p99 ÷ Caddy | std engine req/s ÷ nginx |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| scenario | conns | req/s ÷ nginx | p99 ÷ nginx | CPU/req ÷ nginx | req/s ÷ Caddy | p99 ÷ Caddy | req/s ÷ bare fasthttp | std engine req/s ÷ nginx |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for sc in $SCENARIOS; do
 	scen=${sc%/*} conns=${sc#*/} sfx=
 	[ "$scen" = tls ] && sfx=-tls
 	s_rps=$(col "$scen" "$conns" "sluice$sfx" 5) s_p99=$(col "$scen" "$conns" "sluice$sfx" 7)
 	n_rps=$(col "$scen" "$conns" "nginx$sfx" 5) n_p99=$(col "$scen" "$conns" "nginx$sfx" 7)
 	c_rps=$(col "$scen" "$conns" "caddy$sfx" 5) c_p99=$(col "$scen" "$conns" "caddy$sfx" 7)
+	s_cpu=$(col "$scen" "$conns" "sluice$sfx" 10) n_cpu=$(col "$scen" "$conns" "nginx$sfx" 10)
+	f_rps=n/a
+	[ "$scen" = tls ] || f_rps=$(ratio "$s_rps" "$(col "$scen" "$conns" fasthttp 5)")
 	std_rps=$(col "$scen" "$conns" "sluice-std$sfx" 5)
-	echo "| $scen | $conns | **$(ratio "$s_rps" "$n_rps")** | **$(ratio "$s_p99" "$n_p99")** | $(ratio "$s_rps" "$c_rps") | $(ratio "$s_p99" "$c_p99") | $(ratio "$std_rps" "$n_rps") |"
+	echo "| $scen | $conns | **$(ratio "$s_rps" "$n_rps")** | **$(ratio "$s_p99" "$n_p99")** | $(ratio "$s_cpu" "$n_cpu") | $(ratio "$s_rps" "$c_rps") | $(ratio "$s_p99" "$c_p99") | $f_rps | $(ratio "$std_rps" "$n_rps") |"
 done
 echo
 echo "Raw rounds: $OUT"

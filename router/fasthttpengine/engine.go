@@ -55,7 +55,7 @@ type Engine struct {
 	closed   bool
 	shutting atomic.Bool // closed, for the request path
 	lns      map[net.Listener]struct{}
-	conns    map[net.Conn]fasthttp.ConnState
+	conns    sync.Map       // net.Conn → *connEntry: the connections served
 	connWG   sync.WaitGroup // the connections' goroutines
 	tunnels  map[*tunnel]struct{}
 	stop     chan struct{}
@@ -77,7 +77,7 @@ func New(r *router.Router, opts Options) *Engine {
 		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	e := &Engine{r: r, opts: opts, log: opts.Logger, stop: make(chan struct{}),
-		lns: map[net.Listener]struct{}{}, conns: map[net.Conn]fasthttp.ConnState{}, tunnels: map[*tunnel]struct{}{}}
+		lns: map[net.Listener]struct{}{}, tunnels: map[*tunnel]struct{}{}}
 	e.pools = newPools(r.DialUpstream, r.MaxIdleConnsPerHost(), upstreamIdleFor)
 	e.reqs.New = func() any { return &request{e: e} }
 	bodyTimeout := r.BodyTimeout()
@@ -96,8 +96,10 @@ func New(r *router.Router, opts Options) *Engine {
 		DisableHeaderNamesNormalizing: false,
 		ConnState:                     e.connState,
 		Logger:                        fastLogger{e.log},
-		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
-			if bodyTimeout > 0 {
+		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+			// A request without a body has nothing left to read: the
+			// header's deadline stays until the next request's.
+			if bodyTimeout > 0 && h.ContentLength() != 0 {
 				return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
 			}
 			return fasthttp.RequestConfig{}
@@ -157,35 +159,36 @@ func (e *Engine) ServeConn(c net.Conn) error {
 		e.wg.Add(1)
 		go e.sweep()
 	}
-	e.conns[c] = fasthttp.StateNew
+	e.conns.Store(c, &connEntry{}) // StateNew
 	e.connWG.Add(1)
 	e.mu.Unlock()
 	defer e.connWG.Done()
 	err := e.srv.ServeConn(c)
-	e.mu.Lock()
-	delete(e.conns, c)
-	e.mu.Unlock()
+	e.conns.Delete(c)
 	if e.shutting.Load() {
 		return nil
 	}
 	return err
 }
 
+// connEntry is a connection's state (a fasthttp.ConnState).
+type connEntry struct{ state atomic.Int32 }
+
 // connState follows the connections' states, to close idle ones on
-// Shutdown.
+// Shutdown. fasthttp calls it twice per request (active, idle): it takes
+// no lock the connections share. A connection going idle after Shutdown
+// began is closed here; one idle before is closed by closeConns (both
+// look, after writing their side, at the other's).
 func (e *Engine) connState(c net.Conn, s fasthttp.ConnState) {
-	e.mu.Lock()
 	switch s {
 	case fasthttp.StateClosed, fasthttp.StateHijacked:
-		delete(e.conns, c)
-	default:
-		if _, ok := e.conns[c]; ok {
-			e.conns[c] = s
-		}
+		e.conns.Delete(c)
+		return
 	}
-	closeIt := e.closed && s == fasthttp.StateIdle
-	e.mu.Unlock()
-	if closeIt {
+	if v, ok := e.conns.Load(c); ok {
+		v.(*connEntry).state.Store(int32(s))
+	}
+	if s == fasthttp.StateIdle && e.shutting.Load() {
 		c.Close()
 	}
 }
@@ -246,13 +249,13 @@ wait:
 // closeConns closes the idle connections, the new ones (that have not
 // sent a request yet) too with news, or all of them.
 func (e *Engine) closeConns(all, news bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for c, s := range e.conns {
+	e.conns.Range(func(k, v any) bool {
+		s := fasthttp.ConnState(v.(*connEntry).state.Load())
 		if all || s == fasthttp.StateIdle || news && s == fasthttp.StateNew {
-			c.Close()
+			k.(net.Conn).Close()
 		}
-	}
+		return true
+	})
 }
 
 // Close is Shutdown without waiting for requests in flight.

@@ -536,7 +536,8 @@ func (rq *request) writeHeader(w headWriter, h *fasthttp.RequestHeader, trusted 
 	w.WriteString("\r\n")
 }
 
-// appendClientIP appends the peer's IP address.
+// appendClientIP appends the peer's IP address (an IPv4-mapped one as
+// IPv4).
 func (rq *request) appendClientIP(dst []byte) []byte {
 	if ta, ok := rq.ctx.RemoteAddr().(*net.TCPAddr); ok {
 		if a, ok := netip.AddrFromSlice(ta.IP); ok {
