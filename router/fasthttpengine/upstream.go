@@ -3,10 +3,8 @@ package fasthttpengine
 import (
 	"bufio"
 	"context"
-	"maps"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -27,34 +25,31 @@ const (
 )
 
 // pools keeps idle keep-alive connections per upstream address, most
-// recently used first. Safe for concurrent use: taking and giving back a
-// connection lock only its address's pool (the map of addresses is an
-// immutable snapshot, replaced when an address comes or goes).
+// recently used first. Safe for concurrent use.
 type pools struct {
 	dial    func(ctx context.Context, addr string) (net.Conn, error)
 	maxIdle int
 	idleFor time.Duration
 
-	hosts  atomic.Pointer[map[string]*hostPool]
-	closed atomic.Bool
-	mu     sync.Mutex // serializes replacing hosts
+	mu     sync.RWMutex
+	hosts  map[string]*hostPool
+	closed bool
 }
 
 type hostPool struct {
 	mu   sync.Mutex
 	idle []*upConn
-	gone bool // dropped from pools.hosts: a connection given back goes to its successor
 }
 
 func newPools(dial func(ctx context.Context, addr string) (net.Conn, error), maxIdle int, idleFor time.Duration) *pools {
-	p := &pools{dial: dial, maxIdle: maxIdle, idleFor: idleFor}
-	p.hosts.Store(&map[string]*hostPool{})
-	return p
+	return &pools{dial: dial, maxIdle: maxIdle, idleFor: idleFor, hosts: map[string]*hostPool{}}
 }
 
 // get returns an idle connection to addr, or nil.
 func (p *pools) get(addr string, now time.Time) *upConn {
-	hp := (*p.hosts.Load())[addr]
+	p.mu.RLock()
+	hp := p.hosts[addr]
+	p.mu.RUnlock()
 	if hp == nil {
 		return nil
 	}
@@ -89,43 +84,32 @@ func (p *pools) dialConn(ctx context.Context, addr string) (*upConn, error) {
 func (p *pools) put(c *upConn, now time.Time) {
 	c.idleAt = now
 	for {
-		hp := (*p.hosts.Load())[c.addr]
-		if hp == nil {
-			hp = p.addHost(c.addr)
-		}
-		hp.mu.Lock()
-		if hp.gone {
-			hp.mu.Unlock()
-			continue // swept meanwhile: its successor
-		}
-		ok := len(hp.idle) < p.maxIdle && !p.closed.Load()
-		if ok {
-			hp.idle = append(hp.idle, c)
-		}
-		hp.mu.Unlock()
-		if !ok {
+		p.mu.RLock()
+		if p.closed {
+			p.mu.RUnlock()
 			c.Close()
+			return
 		}
-		return
+		if hp := p.hosts[c.addr]; hp != nil {
+			hp.mu.Lock()
+			ok := len(hp.idle) < p.maxIdle
+			if ok {
+				hp.idle = append(hp.idle, c)
+			}
+			hp.mu.Unlock()
+			p.mu.RUnlock()
+			if !ok {
+				c.Close()
+			}
+			return
+		}
+		p.mu.RUnlock()
+		p.mu.Lock()
+		if p.hosts[c.addr] == nil && !p.closed {
+			p.hosts[c.addr] = &hostPool{}
+		}
+		p.mu.Unlock()
 	}
-}
-
-// addHost returns addr's pool, adding it to a new snapshot of the map.
-func (p *pools) addHost(addr string) *hostPool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	old := *p.hosts.Load()
-	if hp := old[addr]; hp != nil {
-		return hp
-	}
-	m := maps.Clone(old)
-	if m == nil {
-		m = map[string]*hostPool{}
-	}
-	hp := &hostPool{}
-	m[addr] = hp
-	p.hosts.Store(&m)
-	return hp
 }
 
 // sweep closes connections idle for longer than idleFor and forgets
@@ -133,9 +117,7 @@ func (p *pools) addHost(addr string) *hostPool {
 func (p *pools) sweep(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	old := *p.hosts.Load()
-	var m map[string]*hostPool
-	for addr, hp := range old {
+	for addr, hp := range p.hosts {
 		hp.mu.Lock()
 		keep := hp.idle[:0]
 		for _, c := range hp.idle {
@@ -147,33 +129,27 @@ func (p *pools) sweep(now time.Time) {
 		}
 		clear(hp.idle[len(keep):])
 		hp.idle = keep
-		if len(keep) == 0 {
-			hp.gone = true
-			if m == nil {
-				m = maps.Clone(old)
-			}
-			delete(m, addr)
-		}
+		empty := len(keep) == 0
 		hp.mu.Unlock()
-	}
-	if m != nil {
-		p.hosts.Store(&m)
+		if empty {
+			delete(p.hosts, addr)
+		}
 	}
 }
 
 // close closes every idle connection; connections given back later are
 // closed too.
 func (p *pools) close() {
-	p.closed.Store(true)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, hp := range *p.hosts.Load() {
+	p.closed = true
+	for addr, hp := range p.hosts {
 		hp.mu.Lock()
 		for _, c := range hp.idle {
 			c.Close()
 		}
 		hp.idle = nil
 		hp.mu.Unlock()
+		delete(p.hosts, addr)
 	}
-	p.hosts.Store(&map[string]*hostPool{})
 }
