@@ -232,6 +232,7 @@ func (m *ProxyMain) Close() error {
 var (
 	_ proxyserver.Source    = (*api.ProxySource)(nil)
 	_ proxyserver.Registrar = (*api.ProxySource)(nil)
+	_ proxyserver.Creator   = (*api.ProxySource)(nil)
 	_ pinger                = (*api.ProxySource)(nil)
 )
 

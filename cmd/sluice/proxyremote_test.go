@@ -233,6 +233,68 @@ func TestProxyOnServerRoutesPinsAndPublishesState(t *testing.T) {
 	}
 }
 
+// TestProxyOnServerTakesTheFirstRoutesAtOnce: on a server where
+// sluice-system does not exist yet, a proxy on --server creates it (its
+// proxy role allows that, and only that) and watches it, so the first
+// routes published take effect at once, as on a proxy reading the store.
+// Before, it could not create it and looked for it every retry interval
+// (2 s): the first routes reached it up to 2 s after the publish.
+func TestProxyOnServerTakesTheFirstRoutesAtOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := &remoteFixture{t: t, dataDir: t.TempDir(), addr: "127.0.0.1:0", ctx: ctx}
+	f.start()
+	f.addr = f.srv.m.Bound("addr")
+	_, f.admin = f.srv.adminClient(t, f.dataDir)
+	tok, err := f.admin.CreateToken(ctx, api.TokenRequest{Name: "edge-proxy", Roles: []api.Grant{{Role: "proxy", Pattern: "*"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.token = tok.Secret
+	system := configsvc.Service(configsvc.SystemService)
+	if _, err := f.admin.Head(ctx, system); !errors.Is(err, configsvc.ErrNotFound) {
+		t.Fatalf("a fresh server has %s already (err %v): the test needs it missing", configsvc.SystemService, err)
+	}
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "first") }))
+	t.Cleanup(backend.Close)
+
+	_, _, base := f.startProxy() // the default --retry-interval, 2 s
+	testkit.Eventually(t, 10*time.Second, "the proxy answering 404 (no routes)", func() error {
+		code, _, _, err := proxyGet(t, base, "/")
+		if err == nil && code != http.StatusNotFound {
+			err = fmt.Errorf("%d", code)
+		}
+		return err
+	})
+	testkit.Eventually(t, 5*time.Second, "the proxy creating "+configsvc.SystemService, func() error {
+		_, err := f.admin.Head(ctx, system)
+		return err
+	})
+	time.Sleep(100 * time.Millisecond) // the proxy is watching, past its first look
+
+	// What `sluice routes put` does: create sluice-system if missing, publish.
+	if _, _, err := f.admin.Create(ctx, system); err != nil {
+		t.Fatal(err)
+	}
+	f.putRoutes(fmt.Sprintf("routes:\n  - name: first\n    upstream: {static: [%q]}\n", backend.Listener.Addr().String()))
+	published := time.Now()
+	for {
+		code, body, _, err := proxyGet(t, base, "/")
+		if err == nil && code == http.StatusOK && body == "first" {
+			break
+		}
+		if time.Since(published) > 5*time.Second {
+			t.Fatalf("the first routes not in force 5 s after the publish: %d %q %v", code, body, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	took := time.Since(published)
+	t.Logf("first routes in force %v after the publish", took.Round(100*time.Microsecond))
+	if took > 500*time.Millisecond {
+		t.Fatalf("the first routes took %v to reach the proxy, want well under the 2 s retry interval (at most 500ms)", took)
+	}
+}
+
 // TestFaultProxyOnServerKeepsRoutingWhileServerDown: the only admin server
 // is stopped; the proxy keeps routing (and resolving pins) on its last
 // table, and a proxy started meanwhile starts without routes; once the

@@ -216,6 +216,37 @@ func TestAttackFakeProxyRegistersInSystem(t *testing.T) {
 	}
 }
 
+// TestProxyGrantCreatesOnlyTheSystemService: a proxy grant may create
+// sluice-system (empty, to watch it before the first routes) and no other
+// service; other grants, even matching it, may not create it.
+func TestProxyGrantCreatesOnlyTheSystemService(t *testing.T) {
+	var az Authorizer
+	system := Target{Ref: configsvc.Service(configsvc.SystemService)}
+	grant := func(s string) *Principal {
+		g, err := ParseGrant(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Principal{TokenID: "t", Grants: []Grant{g}}
+	}
+	if d := az.Decide(grant("proxy:orders"), ActionCreate, system); !d.Allowed {
+		t.Errorf("proxy:orders creating %s: %+v, want allowed", configsvc.SystemService, d)
+	}
+	for _, a := range []Action{ActionPublish, ActionLink, ActionPin, ActionDelete} {
+		if d := az.Decide(grant("proxy:*"), a, system); d.Allowed {
+			t.Errorf("proxy:* may %s %s: %+v", a, configsvc.SystemService, d)
+		}
+	}
+	if d := az.Decide(grant("proxy:*"), ActionCreate, Target{Ref: configsvc.Service("orders")}); d.Allowed {
+		t.Errorf("proxy:* may create orders: %+v", d)
+	}
+	for _, g := range []string{"editor:*", "agent:sluice-system", "viewer:*"} {
+		if d := az.Decide(grant(g), ActionCreate, system); d.Allowed || !strings.Contains(d.Reason, "proxies") {
+			t.Errorf("%s creating %s: %+v, want a refusal naming the proxy role", g, configsvc.SystemService, d)
+		}
+	}
+}
+
 func TestBootstrapOnlyOnce(t *testing.T) {
 	ctx := context.Background()
 	recs := newMemRecords()

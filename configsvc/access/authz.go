@@ -25,9 +25,11 @@ const (
 	// its instances.
 	RoleAgent Role = "agent"
 	// RoleProxy may do what a proxy needs and nothing else: read the
-	// reserved service sluice-system (routes.yaml, its watch) and register
-	// there (where proxies find their peers and divide cluster-scoped rate
-	// limits), publish its live state (ActionProxy), and list and watch the
+	// reserved service sluice-system (routes.yaml, its watch), create it
+	// empty when it does not exist yet (so that a proxy watches it before
+	// the first routes are published, as proxies on the store do), and
+	// register there (where proxies find their peers and divide
+	// cluster-scoped rate limits), publish its live state (ActionProxy), and list and watch the
 	// instances of, and follow the pins on (ActionInstances, ActionProxy),
 	// the services its pattern matches. It reads no other service's files,
 	// publishes nothing and creates no pins.
@@ -207,10 +209,11 @@ func roleAllows(r Role, a Action) bool {
 
 // Decide returns whether p may do a to t. A nil principal is denied
 // everything. Admins are allowed everything. ActionDelete and ActionManage
-// are admin-only, and so is every change (publish, link, create, pin) to the
+// are admin-only, and so is every change (publish, link, pin) to the
 // reserved service sluice-system. Registering in sluice-system takes a
-// proxy grant (any pattern), which also reads sluice-system; other grants
-// that match sluice-system read it as they read any service.
+// proxy grant (any pattern), which also reads sluice-system and may create
+// it (creating a service that exists changes nothing); other grants that
+// match sluice-system read it as they read any service.
 func (Authorizer) Decide(p *Principal, a Action, t Target) Decision {
 	if p == nil {
 		return Decision{Reason: "authentication required"}
@@ -241,14 +244,17 @@ func (Authorizer) Decide(p *Principal, a Action, t Target) Decision {
 	}
 	if t.Ref.Kind == configsvc.KindService && t.Ref.Name == configsvc.SystemService {
 		switch a {
-		case ActionRead, ActionInstances, ActionRegister:
+		case ActionRead, ActionInstances, ActionRegister, ActionCreate:
 			for _, g := range p.Grants {
 				if g.Role == RoleProxy {
 					return Decision{Allowed: true, Reason: fmt.Sprintf("%s grants %s on %s", g, a, t.Ref)}
 				}
 			}
-			if a == ActionRegister {
+			switch a {
+			case ActionRegister:
 				return Decision{Reason: fmt.Sprintf("only admins and proxies (role proxy) may register in %s", configsvc.SystemService)}
+			case ActionCreate:
+				return Decision{Reason: fmt.Sprintf("only admins and proxies (role proxy) may create %s", configsvc.SystemService)}
 			}
 		default:
 			return Decision{Reason: fmt.Sprintf("only admins may %s %s", a, configsvc.SystemService)}

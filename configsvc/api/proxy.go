@@ -113,6 +113,15 @@ func (s *ProxySource) WatchInstances(ctx context.Context, svc string) <-chan con
 	return s.c.WatchInstances(ctx, svc)
 }
 
+// Create creates ref, empty, when it does not exist yet (Client.Create):
+// a proxy creates sluice-system to watch it before the first routes are
+// published, which its proxy role allows. Creating one that exists is not
+// an error.
+func (s *ProxySource) Create(ctx context.Context, ref configsvc.Ref) error {
+	_, _, err := s.c.Create(ctx, ref)
+	return err
+}
+
 // Register is Client.Register.
 func (s *ProxySource) Register(ctx context.Context, inst configsvc.Instance) (configsvc.Lease, error) {
 	return s.c.Register(ctx, inst)

@@ -44,6 +44,7 @@ func TestProxyRoleGetsWhatAProxyNeedsAndNothingMore(t *testing.T) {
 			{200, req{method: "GET", path: "/v1/services/sluice-system/snapshot"}},
 			{200, req{method: "GET", path: "/v1/services/sluice-system/files/routes.yaml"}},
 			{200, req{method: "GET", path: "/v1/services/sluice-system/instances"}},
+			{200, req{method: "PUT", path: "/v1/services/sluice-system"}}, // exists: creating it changes nothing
 			{201, req{method: "PUT", path: "/v1/services/sluice-system/instances/proxy-9", body: map[string]any{"addr": "127.0.0.1:7080", "labels": map[string]string{"role": "proxy"}}}},
 			{200, req{method: "GET", path: "/v1/services/orders/instances"}},
 			{204, req{method: "PUT", path: "/v1/routes/proxies/proxy-9", body: state}},

@@ -216,6 +216,8 @@ func matrixRows() []matrixRow {
 		{route: "GET /v1/services/:svc/instances", path: "/v1/services/sluice-system/instances", want: allow(200, whoProxy, whoAdmin)},
 		{route: "PUT /v1/services/:svc/instances/:id", path: "/v1/services/sluice-system/instances/proxy-9", body: map[string]any{"addr": "127.0.0.1:7080", "labels": map[string]string{"role": "proxy"}}, want: allow(201, whoProxy, whoAdmin)},
 		{route: "PUT /v1/services/:svc/files/:file", path: "/v1/services/sluice-system/files/routes.yaml", body: "routes: []\n", ctype: "text/plain", want: allow(200, whoAdmin)},
+		// A proxy creates sluice-system, empty, to watch it before the first routes (it exists here: 200).
+		{route: "PUT /v1/services/:svc", path: "/v1/services/sluice-system", want: allow(200, whoProxy, whoAdmin)},
 		// Data keys of secret files: only a secrets grant, which no caller
 		// here holds; admin does not imply it.
 		{route: "POST /v1/services/:svc/datakey", path: "/v1/services/orders/datakey", body: map[string]any{"header": "{}"}, want: allow(200)},
