@@ -110,11 +110,20 @@ type RetriesState struct {
 	PerTryTimeout string   `json:"per_try_timeout,omitempty"` // e.g. "500ms"; empty: the route's timeout
 	On            []string `json:"on"`                        // effective conditions
 	NonIdempotent bool     `json:"non_idempotent,omitempty"`
+	// Backoff is the effective wait before each retry.
+	Backoff RetryBackoffState `json:"backoff"`
 	// BudgetPercent and BudgetMinConcurrency are the effective retry budget.
 	BudgetPercent        float64 `json:"budget_percent"`
 	BudgetMinConcurrency int     `json:"budget_min_concurrency"`
 	// Retrying is how many retries are waiting for their answer now.
 	Retrying int64 `json:"retrying"`
+}
+
+// RetryBackoffState is a retry policy's effective backoff: the wait before
+// retry n is random between 0 and min(Max, Base × 2^(n-1)).
+type RetryBackoffState struct {
+	Base string `json:"base"` // e.g. "25ms"
+	Max  string `json:"max"`  // e.g. "250ms"
 }
 
 // OutlierDetectionState is a route's outlier detection in JSON form.

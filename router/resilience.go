@@ -174,7 +174,9 @@ func buildStateTemplates(rt *routeRT, rc *Route) {
 	t := &rt.tmpl
 	if rp := rc.Retries; rp != nil {
 		pct, minc := rp.EffectiveBudget()
-		t.retries = &configsvc.RetriesState{Attempts: rp.Attempts, NonIdempotent: rp.NonIdempotent, BudgetPercent: pct, BudgetMinConcurrency: minc}
+		base, limit := rp.EffectiveBackoff()
+		t.retries = &configsvc.RetriesState{Attempts: rp.Attempts, NonIdempotent: rp.NonIdempotent, BudgetPercent: pct, BudgetMinConcurrency: minc,
+			Backoff: configsvc.RetryBackoffState{Base: base.String(), Max: limit.String()}}
 		if rp.PerTryTimeout > 0 {
 			t.retries.PerTryTimeout = rp.PerTryTimeout.String()
 		}

@@ -147,7 +147,7 @@ func checkLiveRoutes(t *testing.T, c *console, adm *tab) {
 	}
 	shop := adm.text(`[data-proxy=proxy-console] [data-route=shop]`)
 	for _, want := range []string{"canary weight 5, 1 instance", "stable weight 95, 1 instance", "sticky by header:X-User", "forced by header:X-Sluice-Subset",
-		"retries 2 on 503", "budget 20 % (min 3)", "ejects after 1 × 5xx for 1m0s+", "1 ejected", "checks GET /healthz every 100ms",
+		"retries 2 on 503", "backoff 25ms–250ms", "budget 20 % (min 3)", "ejects after 1 × 5xx for 1m0s+", "1 ejected", "checks GET /healthz every 100ms",
 		"shop-canary ejected healthy 1 req, 1 failed, ejected 1×", "shop-stable healthy"} {
 		if !strings.Contains(shop, want) {
 			t.Errorf("live route row %q lacks %q", shop, want)

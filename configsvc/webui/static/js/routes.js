@@ -118,7 +118,8 @@ function resilienceCell(r) {
   const parts = [];
   const rt = r.retries, cb = r.circuit_breaker, od = r.outlier_detection, hc = r.health_check;
   if (rt) parts.push(h('div', { 'data-test': 'retries' }, 'retries ' + rt.attempts + ' on ' + (rt.on || []).join(', ') +
-    (rt.per_try_timeout ? ', ' + rt.per_try_timeout + ' a try' : '') + (rt.non_idempotent ? ', any method' : ''),
+    (rt.per_try_timeout ? ', ' + rt.per_try_timeout + ' a try' : '') + (rt.non_idempotent ? ', any method' : '') +
+    (rt.backoff ? ', backoff ' + rt.backoff.base + '–' + rt.backoff.max : ''),
     h('span', { class: 'muted' }, ' · budget ' + rt.budget_percent + ' % (min ' + rt.budget_min_concurrency + ')' +
     (rt.retrying ? ', ' + rt.retrying + ' retrying' : ''))));
   if (cb) parts.push(h('div', { 'data-test': 'breaker-settings' }, 'breaker after ' + cb.consecutive_failures + ' failures, open ' + cb.open_for));
