@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"strings"
@@ -474,6 +475,19 @@ func validDNSName(h string) bool {
 // zone the client sent).
 func NormalizeInstance(in Instance) Instance {
 	in.Started, in.Updated, in.AppliedAt = in.Started.UTC(), in.Updated.UTC(), in.AppliedAt.UTC()
+	return in
+}
+
+// Clone returns a deep copy of in: its Labels, Grays and Rewritten are its
+// own, so that a store keeping it shares nothing with the caller, who may
+// change its own copy after Register or Update.
+func (in Instance) Clone() Instance {
+	in.Labels = maps.Clone(in.Labels)
+	in.Grays = maps.Clone(in.Grays)
+	if in.Rewritten != nil {
+		rw := *in.Rewritten
+		in.Rewritten = &rw
+	}
 	return in
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -27,10 +26,9 @@ type liveInstance struct {
 
 func instKey(svc string) string { return "instances/" + svc }
 
-// cloneInstance copies in, its times in UTC.
+// cloneInstance deep-copies in (Instance.Clone), its times in UTC.
 func cloneInstance(in configsvc.Instance) configsvc.Instance {
-	in.Labels = maps.Clone(in.Labels)
-	return configsvc.NormalizeInstance(in)
+	return configsvc.NormalizeInstance(in.Clone())
 }
 
 // Register records inst as a live instance until the returned Lease is

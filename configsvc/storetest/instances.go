@@ -99,6 +99,44 @@ func (s *suite) testInstances(t *testing.T) {
 		wantInstances(ctx, t, st, "orders", b)
 	})
 
+	// A fault: the store kept the caller's maps (bbolt cloned Labels but
+	// not Grays), so a caller changing its copy after Update changed the
+	// live instance without an Update, and raced with every reader.
+	t.Run("FaultCallerChangesItsInstanceAfterUpdate", func(t *testing.T) {
+		st, ctx := s.open(t)
+		mustCreate(ctx, t, st, configsvc.Service("orders"))
+		in := instance("orders", "orders-1")
+		in.Grays = map[string]configsvc.GrayStatus{"g-0123456789ab": {Status: configsvc.GrayApplied, Version: 1}}
+		l := mustRegister(ctx, t, st, in)
+		want := in.Clone()
+		in.Labels["zone"] = "changed"
+		in.Grays["g-0123456789ab"] = configsvc.GrayStatus{Status: configsvc.GrayRejected, Reason: "changed", Version: 9}
+		wantInstances(ctx, t, st, "orders", want)
+
+		upd := want.Clone()
+		upd.Status, upd.Revision = configsvc.StatusApplied, 2
+		upd.Grays["g-0123456789cd"] = configsvc.GrayStatus{Status: configsvc.GrayApplied, Version: 1}
+		upd.Rewritten = &configsvc.HistoryRewrite{Ref: "service/orders", From: 3, To: 2}
+		if err := l.Update(ctx, upd); err != nil {
+			t.Fatalf("Update: %v", err)
+		}
+		want = upd.Clone()
+		upd.Labels["zone"] = "changed"
+		upd.Grays["g-0123456789cd"] = configsvc.GrayStatus{Status: configsvc.GrayRejected, Reason: "changed", Version: 9}
+		upd.Rewritten.To = 1
+		wantInstances(ctx, t, st, "orders", want)
+		got, err := st.Instances(ctx, "orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Rewritten == nil || got[0].Rewritten.To != 2 {
+			t.Fatalf("Instances = %+v, want Rewritten.To 2 as updated", got)
+		}
+		// What a reader got is its own too.
+		got[0].Grays["g-0123456789cd"] = configsvc.GrayStatus{Status: configsvc.GrayRejected, Version: 7}
+		wantInstances(ctx, t, st, "orders", want)
+	})
+
 	t.Run("DuplicateLiveID", func(t *testing.T) {
 		st, ctx := s.open(t)
 		mustCreate(ctx, t, st, configsvc.Service("orders"))
