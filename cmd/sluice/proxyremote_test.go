@@ -36,6 +36,21 @@ type remoteFixture struct {
 
 func newRemoteFixture(t *testing.T) *remoteFixture {
 	t.Helper()
+	f := newEmptyRemoteFixture(t)
+	ctx := f.ctx
+	for _, ref := range []configsvc.Ref{configsvc.Service(configsvc.SystemService), configsvc.Service("orders")} {
+		if _, _, err := f.admin.Create(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.putRoutes("routes:\n  - name: orders\n    upstream: {service: orders}\n")
+	return f
+}
+
+// newEmptyRemoteFixture is the fixture's server and proxy token, with no
+// service yet: sluice-system does not exist.
+func newEmptyRemoteFixture(t *testing.T) *remoteFixture {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
 	// The first start picks its own port (a port reserved and released
@@ -50,12 +65,6 @@ func newRemoteFixture(t *testing.T) *remoteFixture {
 		t.Fatal(err)
 	}
 	f.token = tok.Secret
-	for _, ref := range []configsvc.Ref{configsvc.Service(configsvc.SystemService), configsvc.Service("orders")} {
-		if _, _, err := f.admin.Create(ctx, ref); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f.putRoutes("routes:\n  - name: orders\n    upstream: {service: orders}\n")
 	return f
 }
 
@@ -240,17 +249,8 @@ func TestProxyOnServerRoutesPinsAndPublishesState(t *testing.T) {
 // Before, it could not create it and looked for it every retry interval
 // (2 s): the first routes reached it up to 2 s after the publish.
 func TestProxyOnServerTakesTheFirstRoutesAtOnce(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	f := &remoteFixture{t: t, dataDir: t.TempDir(), addr: "127.0.0.1:0", ctx: ctx}
-	f.start()
-	f.addr = f.srv.m.Bound("addr")
-	_, f.admin = f.srv.adminClient(t, f.dataDir)
-	tok, err := f.admin.CreateToken(ctx, api.TokenRequest{Name: "edge-proxy", Roles: []api.Grant{{Role: "proxy", Pattern: "*"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.token = tok.Secret
+	f := newEmptyRemoteFixture(t)
+	ctx := f.ctx
 	system := configsvc.Service(configsvc.SystemService)
 	if _, err := f.admin.Head(ctx, system); !errors.Is(err, configsvc.ErrNotFound) {
 		t.Fatalf("a fresh server has %s already (err %v): the test needs it missing", configsvc.SystemService, err)
