@@ -797,6 +797,64 @@ func TestConfig(t *testing.T) {
 // TestFaultLeaseCloseDuringSlowHeartbeat: a heartbeat the server is still
 // handling when the lease closes must not land after the lease's delete and
 // bring the instance back (the client's cancelled request is still served).
+// TestFaultLeaseCloseDuringCancelledUpdate: an Update whose context is
+// cancelled (a proxy or SDK shutting down) gave up on its request, which
+// the server could still serve after Close's delete and so bring the
+// instance back until its registration expired (what made
+// TestProxyOnServerRoutesPinsAndPublishesState flaky in CI). Close now
+// waits for the update's request, and an Update after Close is refused.
+func TestFaultLeaseCloseDuringCancelledUpdate(t *testing.T) {
+	e := newEnv(t, boltstore.Options{})
+	ctx := ctxT(t)
+	if _, _, err := e.c.Create(ctx, configsvc.Service("orders")); err != nil {
+		t.Fatal(err)
+	}
+	var slow atomic.Bool
+	delayed := make(chan struct{}, 16)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slow.Load() && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/instances/") {
+			delayed <- struct{}{}
+			time.Sleep(150 * time.Millisecond) // served although the client gave up
+			r = r.WithContext(context.WithoutCancel(r.Context()))
+		}
+		e.srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	lc := mustClient(t, api.Config{Servers: []string{ts.URL}, Token: e.admin, Heartbeat: time.Hour})
+	inst := configsvc.Instance{Service: "orders", ID: "orders-1", Addr: "127.0.0.1:9001", Status: configsvc.StatusApplied}
+	lease, err := lc.Register(ctx, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.Store(true)
+	uctx, cancel := context.WithCancel(ctx)
+	updated := make(chan error, 1)
+	go func() {
+		inst.Revision = 2
+		updated <- lease.Update(uctx, inst)
+	}()
+	<-delayed // the update is in the server
+	cancel()
+	if err := <-updated; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Update with its context cancelled: %v, want context.Canceled", err)
+	}
+	if err := lease.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let the update land, if it comes after the delete
+	list, err := e.c.Instances(ctx, "orders")
+	if err != nil || len(list) != 0 {
+		t.Fatalf("after Close: %+v, %v; want no instance", list, err)
+	}
+	slow.Store(false)
+	if err := lease.Update(ctx, inst); !errors.Is(err, configsvc.ErrClosed) {
+		t.Fatalf("Update after Close: %v, want ErrClosed", err)
+	}
+	if list, err := e.c.Instances(ctx, "orders"); err != nil || len(list) != 0 {
+		t.Fatalf("after an Update after Close: %+v, %v; want no instance", list, err)
+	}
+}
+
 func TestFaultLeaseCloseDuringSlowHeartbeat(t *testing.T) {
 	e := newEnv(t, boltstore.Options{})
 	ctx := ctxT(t)

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -56,9 +57,11 @@ func (c *Client) Register(ctx context.Context, inst configsvc.Instance) (configs
 
 // lease is a registration Register keeps alive.
 type lease struct {
-	c    *Client
-	mu   sync.Mutex // guards inst
-	inst configsvc.Instance
+	c       *Client
+	mu      sync.Mutex // guards inst and closing
+	inst    configsvc.Instance
+	closing bool           // Close began: Update is refused
+	puts    sync.WaitGroup // Update requests in flight, which Close waits for
 
 	stop      chan struct{} // closed by Close
 	done      chan struct{} // closed when heartbeats returns
@@ -97,13 +100,34 @@ func (l *lease) heartbeats() {
 }
 
 // Update replaces the registered record (same service and id) and sends it
-// at once.
+// at once. When ctx ends first Update returns its error, but the request
+// goes on (bounded like a refresh): a request given up on may still be
+// served, so Close waits for it rather than let it land after the delete
+// and bring the instance back. After Close, Update fails with
+// configsvc.ErrClosed.
 func (l *lease) Update(ctx context.Context, inst configsvc.Instance) error {
 	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return fmt.Errorf("api: update instance %s/%s: lease closed: %w", inst.Service, inst.ID, configsvc.ErrClosed)
+	}
 	l.inst = inst
+	l.puts.Add(1)
 	l.mu.Unlock()
-	_, err := l.c.PutInstance(ctx, inst)
-	return err
+	done := make(chan error, 1)
+	go func() {
+		defer l.puts.Done()
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), heartbeatTimeout(l.c.cfg.Heartbeat))
+		defer cancel()
+		_, err := l.c.PutInstance(pctx, inst)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // heartbeatTimeout bounds one refresh: the heartbeat interval, at least 3 s.
@@ -111,14 +135,19 @@ func heartbeatTimeout(every time.Duration) time.Duration {
 	return max(every, 3*time.Second)
 }
 
-// Close stops the refreshes, waits for a refresh in flight (at most the
-// larger of the heartbeat and 3 s, so it cannot land after the delete) and
-// removes the registration (within 3 s more); a registration the server no
-// longer holds is not an error. It is safe to call more than once.
+// Close stops the refreshes, waits for a refresh or Update in flight (at
+// most the larger of the heartbeat and 3 s, so it cannot land after the
+// delete) and removes the registration (within 3 s more); a registration
+// the server no longer holds is not an error. It is safe to call more than
+// once.
 func (l *lease) Close() error {
 	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closing = true
+		l.mu.Unlock()
 		close(l.stop)
 		<-l.done
+		l.puts.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		inst := l.current()
