@@ -29,8 +29,8 @@ const (
 	// empty when it does not exist yet (so that a proxy watches it before
 	// the first routes are published, as proxies on the store do), and
 	// register there (where proxies find their peers and divide
-	// cluster-scoped rate limits), publish its live state (ActionProxy), and list and watch the
-	// instances of, and follow the pins on (ActionInstances, ActionProxy),
+	// cluster-scoped rate limits), publish its live state (ActionProxy),
+	// and list and watch the instances of, and follow the pins on (ActionInstances, ActionProxy),
 	// the services its pattern matches. It reads no other service's files,
 	// publishes nothing and creates no pins.
 	// Registering in sluice-system is for admins and proxies only.

@@ -797,6 +797,25 @@ func TestConfig(t *testing.T) {
 // TestFaultLeaseCloseDuringSlowHeartbeat: a heartbeat the server is still
 // handling when the lease closes must not land after the lease's delete and
 // bring the instance back (the client's cancelled request is still served).
+// slowInstancePuts serves e's API; while slow is set, an instance PUT
+// announces itself on delayed and is served 150 ms later, even when the
+// client gave up on it meanwhile.
+func slowInstancePuts(t *testing.T, e *env) (*httptest.Server, *atomic.Bool, <-chan struct{}) {
+	t.Helper()
+	slow := new(atomic.Bool)
+	delayed := make(chan struct{}, 16)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slow.Load() && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/instances/") {
+			delayed <- struct{}{}
+			time.Sleep(150 * time.Millisecond) // served although the client gave up
+			r = r.WithContext(context.WithoutCancel(r.Context()))
+		}
+		e.srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	return ts, slow, delayed
+}
+
 // TestFaultLeaseCloseDuringCancelledUpdate: an Update whose context is
 // cancelled (a proxy or SDK shutting down) gave up on its request, which
 // the server could still serve after Close's delete and so bring the
@@ -809,17 +828,7 @@ func TestFaultLeaseCloseDuringCancelledUpdate(t *testing.T) {
 	if _, _, err := e.c.Create(ctx, configsvc.Service("orders")); err != nil {
 		t.Fatal(err)
 	}
-	var slow atomic.Bool
-	delayed := make(chan struct{}, 16)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if slow.Load() && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/instances/") {
-			delayed <- struct{}{}
-			time.Sleep(150 * time.Millisecond) // served although the client gave up
-			r = r.WithContext(context.WithoutCancel(r.Context()))
-		}
-		e.srv.ServeHTTP(w, r)
-	}))
-	t.Cleanup(ts.Close)
+	ts, slow, delayed := slowInstancePuts(t, e)
 	lc := mustClient(t, api.Config{Servers: []string{ts.URL}, Token: e.admin, Heartbeat: time.Hour})
 	inst := configsvc.Instance{Service: "orders", ID: "orders-1", Addr: "127.0.0.1:9001", Status: configsvc.StatusApplied}
 	lease, err := lc.Register(ctx, inst)
@@ -861,17 +870,7 @@ func TestFaultLeaseCloseDuringSlowHeartbeat(t *testing.T) {
 	if _, _, err := e.c.Create(ctx, configsvc.Service("orders")); err != nil {
 		t.Fatal(err)
 	}
-	var slow atomic.Bool
-	delayed := make(chan struct{}, 16)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if slow.Load() && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/instances/") {
-			delayed <- struct{}{}
-			time.Sleep(150 * time.Millisecond) // served although the client gave up
-			r = r.WithContext(context.WithoutCancel(r.Context()))
-		}
-		e.srv.ServeHTTP(w, r)
-	}))
-	t.Cleanup(ts.Close)
+	ts, slow, delayed := slowInstancePuts(t, e)
 	lc := mustClient(t, api.Config{Servers: []string{ts.URL}, Token: e.admin, Heartbeat: 20 * time.Millisecond})
 	lease, err := lc.Register(ctx, configsvc.Instance{Service: "orders", ID: "orders-1", Addr: "127.0.0.1:9001", Status: configsvc.StatusApplied})
 	if err != nil {

@@ -87,16 +87,22 @@ func (l *lease) heartbeats() {
 			return
 		case <-t.C:
 		}
-		// A refresh is not cancelled by Close: a cancelled request may still
-		// be served after Close's delete and bring the instance back, so Close
-		// waits for it instead (at most heartbeatTimeout).
-		ctx, cancel := context.WithTimeout(context.Background(), heartbeatTimeout(l.c.cfg.Heartbeat))
 		inst := l.current()
-		if _, err := l.c.PutInstance(ctx, inst); err != nil {
+		if err := l.put(context.Background(), inst); err != nil {
 			l.c.cfg.Logger.Warn("api: instance refresh failed", "service", inst.Service, "instance", inst.ID, "err", err)
 		}
-		cancel()
 	}
+}
+
+// put sends inst on a request that nothing cancels and that is bounded by
+// heartbeatTimeout: a cancelled request may still be served after Close's
+// delete and bring the instance back, so Close waits for puts in flight
+// instead. ctx passes its values only.
+func (l *lease) put(ctx context.Context, inst configsvc.Instance) error {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), heartbeatTimeout(l.c.cfg.Heartbeat))
+	defer cancel()
+	_, err := l.c.PutInstance(pctx, inst)
+	return err
 }
 
 // Update replaces the registered record (same service and id) and sends it
@@ -117,10 +123,7 @@ func (l *lease) Update(ctx context.Context, inst configsvc.Instance) error {
 	done := make(chan error, 1)
 	go func() {
 		defer l.puts.Done()
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), heartbeatTimeout(l.c.cfg.Heartbeat))
-		defer cancel()
-		_, err := l.c.PutInstance(pctx, inst)
-		done <- err
+		done <- l.put(ctx, inst)
 	}()
 	select {
 	case err := <-done:
