@@ -37,7 +37,10 @@ type engine struct {
 }
 
 // engines are the engines every proxy test runs on (forEngines): the
-// net/http one (Router.ServeHTTP) and the fasthttp one.
+// net/http one (Router.ServeHTTP) and the fasthttp one. The fasthttp one
+// ticks every 5 ms, so that the tests' timeouts from 50 ms up are kept by
+// its watchdog (router/proxyserver's tests run it with the default tick:
+// their sub-second timeouts are set on the sockets).
 var engines = []engine{
 	{"std", func(t *testing.T, r *router.Router) string {
 		srv := httptest.NewServer(r)
@@ -49,7 +52,7 @@ var engines = []engine{
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := fasthttpengine.New(r, fasthttpengine.Options{})
+		e := fasthttpengine.New(r, fasthttpengine.Options{TimerTick: 5 * time.Millisecond})
 		done := make(chan error, 1)
 		go func() { done <- e.Serve(ln) }()
 		t.Cleanup(func() {

@@ -44,6 +44,8 @@ PROFILE=${PROFILE:-}
 BACKEND_PORT=19000
 declare -A port=([direct]=19000 [nginx]=19001 [caddy]=19002 [sluice]=19003 [sluice-std]=19004 [fasthttp]=19005
 	[nginx-tls]=19011 [caddy-tls]=19012 [sluice-tls]=19013 [sluice-std-tls]=19014)
+SLUICE_PEER=${SLUICE_PEER:-}
+[ -z "$SLUICE_PEER" ] || port[peer]=19006
 DEBUG_PORT=19020
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -173,6 +175,13 @@ start_sluice() { # name engine [flags…]
 	pid_of[$name]=$!
 }
 start_sluice sluice fast --debug-addr "127.0.0.1:$DEBUG_PORT"
+if [ -n "$SLUICE_PEER" ]; then
+	cp "$work/seed.db" "$work/peer.db"
+	"$SLUICE_PEER" proxy --addr "127.0.0.1:${port[peer]}" --store "bolt://$work/peer.db" --engine fast \
+		--access-log "$SLUICE_ACCESS_LOG" --log-level warn 2>"$work/peer.log" &
+	pids+=($!)
+	pid_of[peer]=$!
+fi
 start_sluice sluice-std std
 start_sluice sluice-tls fast --tls-cert "$work/cert.pem" --tls-key "$work/key.pem"
 start_sluice sluice-std-tls std --tls-cert "$work/cert.pem" --tls-key "$work/key.pem"
@@ -209,7 +218,7 @@ to_ms() {
 targets_of() {
 	case $1 in
 	tls) echo nginx-tls caddy-tls sluice-tls sluice-std-tls ;;
-	*) echo direct nginx caddy fasthttp sluice sluice-std ;;
+	*) echo direct nginx caddy fasthttp sluice sluice-std ${SLUICE_PEER:+peer} ;;
 	esac
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"sync"
-	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -121,7 +120,7 @@ func (b *respBody) Close() error {
 	b.closed = true
 	rq, c := b.rq, b.c
 	if b.done && b.keep {
-		rq.e.pools.put(c, time.Now())
+		rq.e.pools.put(c, rq.e.clock.Load())
 	} else {
 		c.Close()
 	}

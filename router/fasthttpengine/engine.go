@@ -31,6 +31,12 @@ type Options struct {
 	// MaxHeaderBytes bounds a request's header (431 past it); 0 means
 	// DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
+	// TimerTick is how often the engine looks for connections past a
+	// timeout; 0 means 100 ms. Timeouts of ten ticks or more (the header,
+	// idle and route defaults) are kept by the engine and fire up to two
+	// ticks late, without a socket timer armed per request; shorter ones
+	// are set on the socket (see deadline.go).
+	TimerTick time.Duration
 }
 
 // DefaultMaxHeaderBytes is Options.MaxHeaderBytes' default.
@@ -59,7 +65,12 @@ type Engine struct {
 	connWG   sync.WaitGroup // the connections' goroutines
 	tunnels  map[*tunnel]struct{}
 	stop     chan struct{}
-	wg       sync.WaitGroup // the pool sweeper and the tunnels
+	wg       sync.WaitGroup // the watchdog and the tunnels
+
+	bodyTimeout time.Duration // the router's BodyTimeout
+	tick        time.Duration // Options.TimerTick
+	coarseMin   time.Duration // the shortest timeout the watchdog keeps
+	clock       atomic.Int64  // the watchdog's last tick (UnixNano)
 }
 
 // New returns an engine serving r. It starts nothing.
@@ -76,16 +87,24 @@ func New(r *router.Router, opts Options) *Engine {
 	if opts.MaxHeaderBytes <= 0 {
 		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
+	if opts.TimerTick <= 0 {
+		opts.TimerTick = 100 * time.Millisecond
+	}
 	e := &Engine{r: r, opts: opts, log: opts.Logger, stop: make(chan struct{}),
-		lns: map[net.Listener]struct{}{}, tunnels: map[*tunnel]struct{}{}}
+		lns: map[net.Listener]struct{}{}, tunnels: map[*tunnel]struct{}{},
+		tick: opts.TimerTick, coarseMin: 10 * opts.TimerTick}
+	e.clock.Store(time.Now().UnixNano())
 	e.pools = newPools(r.DialUpstream, r.MaxIdleConnsPerHost(), upstreamIdleFor)
 	e.reqs.New = func() any { return &request{e: e} }
 	bodyTimeout := r.BodyTimeout()
+	e.bodyTimeout = bodyTimeout
 	e.srv = &fasthttp.Server{
-		Handler:                       e.handle,
-		ErrorHandler:                  e.serverError,
-		ReadTimeout:                   opts.ReadHeaderTimeout,
-		IdleTimeout:                   opts.IdleTimeout,
+		Handler:      e.handle,
+		ErrorHandler: e.serverError,
+		// No ReadTimeout, IdleTimeout: the engine bounds the reads of
+		// the client's connection itself (bound), and needs no request
+		// time (LazyRequestTime: no clock read per request).
+		LazyRequestTime:               true,
 		ReadBufferSize:                opts.MaxHeaderBytes,
 		WriteBufferSize:               16 << 10,
 		MaxRequestBodySize:            router.MaxRetryBodyBytes, // longer bodies stream (StreamRequestBody)
@@ -97,9 +116,11 @@ func New(r *router.Router, opts Options) *Engine {
 		ConnState:                     e.connState,
 		Logger:                        fastLogger{e.log},
 		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-			// A request without a body has nothing left to read: the
-			// header's deadline stays until the next request's.
-			if bodyTimeout > 0 && h.ContentLength() != 0 {
+			// A body is read under a deadline set on the socket (the
+			// header has no way to the connection's entry); handle
+			// notes it (armed). A request without a body has nothing
+			// left to read.
+			if bodyTimeout > 0 && hasBody(h) {
 				return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
 			}
 			return fasthttp.RequestConfig{}
@@ -157,13 +178,16 @@ func (e *Engine) ServeConn(c net.Conn) error {
 	if !e.started {
 		e.started = true
 		e.wg.Add(1)
-		go e.sweep()
+		go e.watch()
 	}
-	e.conns.Store(c, &connEntry{}) // StateNew
+	en := &connEntry{}                               // StateNew
+	e.bound(&en.client, c, e.opts.ReadHeaderTimeout) // the first request's header, from now
+	e.conns.Store(c, en)
 	e.connWG.Add(1)
 	e.mu.Unlock()
 	defer e.connWG.Done()
 	err := e.srv.ServeConn(c)
+	en.client.d.set(0)
 	e.conns.Delete(c)
 	if e.shutting.Load() {
 		return nil
@@ -171,23 +195,45 @@ func (e *Engine) ServeConn(c net.Conn) error {
 	return err
 }
 
-// connEntry is a connection's state (a fasthttp.ConnState).
-type connEntry struct{ state atomic.Int32 }
+// connEntry is a client connection served: its state, the bounds of its
+// reads and of the reads of the upstream connection its request is
+// waiting on, which the watchdog enforces.
+type connEntry struct {
+	state  atomic.Int32 // a fasthttp.ConnState
+	client readBound
+	up     atomic.Pointer[upConn] // the last try's connection (its own readBound)
+	// Owned by the connection's goroutine.
+	ip []byte // the client's address as X-Forwarded-For writes it, made on first use
+}
 
-// connState follows the connections' states, to close idle ones on
-// Shutdown. fasthttp calls it twice per request (active, idle): it takes
-// no lock the connections share. A connection going idle after Shutdown
+// connState follows the connections' states, to bound their reads (the
+// header's timeout from a request's first byte, the idle timeout between
+// requests) and to close idle ones on Shutdown. fasthttp calls it twice
+// per request (active, idle), on the connection's goroutine: it takes no
+// lock the connections share. A connection going idle after Shutdown
 // began is closed here; one idle before is closed by closeConns (both
 // look, after writing their side, at the other's).
 func (e *Engine) connState(c net.Conn, s fasthttp.ConnState) {
-	switch s {
-	case fasthttp.StateClosed, fasthttp.StateHijacked:
-		e.conns.Delete(c)
+	v, ok := e.conns.Load(c)
+	if !ok {
 		return
 	}
-	if v, ok := e.conns.Load(c); ok {
-		v.(*connEntry).state.Store(int32(s))
+	en := v.(*connEntry)
+	switch s {
+	case fasthttp.StateClosed, fasthttp.StateHijacked:
+		en.client.d.set(0)
+		e.conns.Delete(c)
+		return
+	case fasthttp.StateActive:
+		// The first request's header is bounded from the connection's
+		// start (ServeConn), the next ones' from their first byte.
+		if fasthttp.ConnState(en.state.Load()) != fasthttp.StateNew {
+			e.bound(&en.client, c, e.opts.ReadHeaderTimeout)
+		}
+	case fasthttp.StateIdle:
+		e.bound(&en.client, c, e.opts.IdleTimeout)
 	}
+	en.state.Store(int32(s))
 	if s == fasthttp.StateIdle && e.shutting.Load() {
 		c.Close()
 	}
@@ -268,21 +314,6 @@ func (e *Engine) Close() error {
 	return nil
 }
 
-// sweep closes idle upstream connections past their time until Shutdown.
-func (e *Engine) sweep() {
-	defer e.wg.Done()
-	t := time.NewTicker(upstreamIdleFor / 6)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.stop:
-			return
-		case now := <-t.C:
-			e.pools.sweep(now)
-		}
-	}
-}
-
 // serverError answers a request fasthttp could not read: 408 when its
 // header or body did not arrive in time, 431 for a header too large, 400
 // otherwise; always closing the connection.
@@ -299,6 +330,13 @@ func (e *Engine) serverError(ctx *fasthttp.RequestCtx, err error) {
 	writeAnswer(ctx, router.NewAnswer(status, code, msg))
 	ctx.SetConnectionClose()
 	e.log.Debug("request refused", "status", status, "remote", ctx.RemoteAddr().String(), "err", err)
+}
+
+// hasBody reports whether a request has a body to read: a length, or
+// chunked (fasthttp says -2 for a GET without either).
+func hasBody(h *fasthttp.RequestHeader) bool {
+	cl := h.ContentLength()
+	return cl > 0 || cl == -1
 }
 
 // fastLogger passes fasthttp's log lines to slog at debug level.

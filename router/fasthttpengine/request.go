@@ -28,14 +28,15 @@ type request struct {
 	e       *Engine
 	ctx     *fasthttp.RequestCtx
 	x       *router.Exchange
-	remote  string  // RemoteAddr, made on first use
-	conn    *upConn // the connection of the last try
-	stream  bool    // the request body streams from the client
-	upgrade bool    // an Upgrade request (WebSocket)
-	bodyErr error   // reading the client's body failed
-	reqBody []byte  // a short body, read whole (wholeBody)
-	head    head    // the request head and short body sent upstream
-	hasBody bool    // reqBody holds the body
+	client  *connEntry // the client connection's entry; nil when not found
+	remote  string     // RemoteAddr, made on first use
+	conn    *upConn    // the connection of the last try
+	stream  bool       // the request body streams from the client
+	upgrade bool       // an Upgrade request (WebSocket)
+	bodyErr error      // reading the client's body failed
+	reqBody []byte     // a short body, read whole (wholeBody)
+	head    head       // the request head and short body sent upstream
+	hasBody bool       // reqBody holds the body
 	vals    []string
 	scratch []byte
 	ipBuf   [48]byte // the client's address, written into X-Forwarded-For
@@ -56,6 +57,17 @@ func (e *Engine) handle(ctx *fasthttp.RequestCtx) {
 	rq.ctx = ctx
 	if e.shutting.Load() {
 		ctx.SetConnectionClose()
+	}
+	if v, ok := e.conns.Load(ctx.Conn()); ok {
+		en := v.(*connEntry)
+		rq.client = en
+		// The header is in: a body is read under the deadline
+		// HeaderReceived set on the socket; without one, nothing is read
+		// until the connection goes idle.
+		if e.bodyTimeout > 0 && hasBody(&ctx.Request.Header) {
+			en.client.armed = true
+		}
+		e.bound(&en.client, ctx.Conn(), 0)
 	}
 	x, a := e.r.Begin(rq)
 	rq.x = x
@@ -87,6 +99,9 @@ func (e *Engine) handle(ctx *fasthttp.RequestCtx) {
 // was not read.
 func (e *Engine) end(rq *request) {
 	e.r.End(rq.x, 0)
+	if rq.client != nil {
+		rq.client.up.Store(nil)
+	}
 	*rq = request{e: e, vals: rq.vals[:0], scratch: rq.scratch[:0], reqBody: rq.reqBody[:0], head: head{rq.head.b[:0]}}
 	e.reqs.Put(rq)
 }
@@ -157,7 +172,7 @@ func (rq *request) release(keep bool) {
 	if c := rq.conn; c != nil {
 		rq.conn = nil
 		if keep {
-			rq.e.pools.put(c, time.Now())
+			rq.e.pools.put(c, rq.e.clock.Load())
 		} else {
 			c.Close()
 		}
@@ -217,10 +232,9 @@ func (rq *request) ClientErr() (error, bool) { return rq.bodyErr, false }
 func (rq *request) Send(addr string, timeout time.Duration) (int, error) {
 	rq.closeConn()
 	e := rq.e
-	now := time.Now()
 	var c *upConn
 	if !rq.upgrade {
-		c = e.pools.get(addr, now)
+		c = e.pools.get(addr, e.clock.Load())
 	}
 	for {
 		reused := c != nil
@@ -229,10 +243,9 @@ func (rq *request) Send(addr string, timeout time.Duration) (int, error) {
 			if c, err = e.pools.dialConn(rq.ctx, addr); err != nil {
 				return 0, err
 			}
-			now = time.Now()
 		}
 		rq.conn = c
-		status, sent, err := rq.try(c, timeout, now)
+		status, sent, err := rq.try(c, timeout)
 		if err == nil {
 			return status, nil
 		}
@@ -247,22 +260,52 @@ func (rq *request) Send(addr string, timeout time.Duration) (int, error) {
 
 // try writes the request on c and reads the response header. sent reports
 // that the upstream may have acted on it (an answer began to arrive, or a
-// streamed body was read from the client). now is the time c was taken
-// (one clock read for the pool and the deadline).
-func (rq *request) try(c *upConn, timeout time.Duration, now time.Time) (status int, sent bool, err error) {
-	ctx := rq.ctx
-	if timeout > 0 {
-		// Only reads are bounded: writes of a body already in memory do
-		// not block, and a streamed body is bounded by the client's.
-		_ = c.SetReadDeadline(now.Add(timeout))
+// streamed body was read from the client).
+func (rq *request) try(c *upConn, timeout time.Duration) (status int, sent bool, err error) {
+	if timeout <= 0 && c.rb.armed {
+		_ = c.SetReadDeadline(time.Time{}) // an earlier try's
+		c.rb.armed = false
 	}
+	// Only reads are bounded: writes of a body already in memory do not
+	// block, and a streamed body is bounded by the client's. The
+	// watchdog finds c through the client's entry.
+	if rq.client != nil {
+		rq.client.up.Store(c)
+		rq.e.bound(&c.rb, c, timeout)
+	} else if timeout > 0 {
+		_ = c.SetReadDeadline(time.Now().Add(timeout))
+		c.rb.armed = true
+	}
+	status, sent, err = rq.exchange(c)
+	if timeout <= 0 {
+		return status, sent, err
+	}
+	if !c.rb.d.set(0) {
+		// The timeout passed as the answer came: c's next read fails.
+		c.doomed = true
+		if err == nil && !rq.bodyBuffered(c) {
+			return 0, true, os.ErrDeadlineExceeded
+		}
+	}
+	if err == nil && c.rb.armed && !rq.bodyBuffered(c) {
+		// The timeout bounds the header only; bodies stream as long as
+		// they last. (A short body already read in whole does not need
+		// the deadline lifted: the next try sets its own.)
+		_ = c.SetReadDeadline(time.Time{})
+		c.rb.armed = false
+	}
+	return status, sent, err
+}
+
+// exchange writes the request on c and reads the response header, as try.
+func (rq *request) exchange(c *upConn) (status int, sent bool, err error) {
 	if err := rq.writeRequest(c); err != nil {
 		if rq.bodyErr != nil {
 			return 0, true, rq.bodyErr
 		}
 		return 0, rq.stream || !isClosed(err), &upstreamError{"write", err}
 	}
-	h := &ctx.Response.Header
+	h := &rq.ctx.Response.Header
 	for {
 		if err := h.Read(c.br); err != nil {
 			var te interface{ Timeout() bool }
@@ -275,17 +318,10 @@ func (rq *request) try(c *upConn, timeout time.Duration, now time.Time) (status 
 		}
 		status = h.StatusCode()
 		if status >= 200 || status == fasthttp.StatusSwitchingProtocols {
-			break
+			return status, true, nil
 		}
 		h.Reset() // 100 Continue, 103 Early Hints: the answer follows
 	}
-	if timeout > 0 && !rq.bodyBuffered(c) {
-		// The timeout bounds the header only; bodies stream as long as
-		// they last. (A short body already read in whole does not need
-		// the deadline lifted: the next try sets its own.)
-		_ = c.SetReadDeadline(time.Time{})
-	}
-	return status, true, nil
 }
 
 // bodyBuffered reports whether the response's body is short and read in
@@ -537,8 +573,18 @@ func (rq *request) writeHeader(w headWriter, h *fasthttp.RequestHeader, trusted 
 }
 
 // appendClientIP appends the peer's IP address (an IPv4-mapped one as
-// IPv4).
+// IPv4), formatted once per connection.
 func (rq *request) appendClientIP(dst []byte) []byte {
+	if en := rq.client; en != nil {
+		if en.ip == nil {
+			en.ip = rq.formatClientIP(nil)
+		}
+		return append(dst, en.ip...)
+	}
+	return rq.formatClientIP(dst)
+}
+
+func (rq *request) formatClientIP(dst []byte) []byte {
 	if ta, ok := rq.ctx.RemoteAddr().(*net.TCPAddr); ok {
 		if a, ok := netip.AddrFromSlice(ta.IP); ok {
 			return a.Unmap().AppendTo(dst)

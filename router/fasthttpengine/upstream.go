@@ -14,7 +14,9 @@ type upConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	addr   string
-	idleAt time.Time // when it went back to the pool
+	idleAt int64     // when it went back to the pool (the engine's clock)
+	rb     readBound // a try's wait for the answer
+	doomed bool      // a deadline fired on it: not to be used again
 }
 
 // Buffer sizes of an upstream connection. The reader's bounds the
@@ -46,7 +48,8 @@ func newPools(dial func(ctx context.Context, addr string) (net.Conn, error), max
 }
 
 // get returns an idle connection to addr, or nil.
-func (p *pools) get(addr string, now time.Time) *upConn {
+// now is the engine's clock.
+func (p *pools) get(addr string, now int64) *upConn {
 	p.mu.RLock()
 	hp := p.hosts[addr]
 	p.mu.RUnlock()
@@ -64,7 +67,7 @@ func (p *pools) get(addr string, now time.Time) *upConn {
 		hp.idle[n-1] = nil
 		hp.idle = hp.idle[:n-1]
 		hp.mu.Unlock()
-		if now.Sub(c.idleAt) < p.idleFor {
+		if time.Duration(now-c.idleAt) < p.idleFor {
 			return c
 		}
 		c.Close()
@@ -80,8 +83,13 @@ func (p *pools) dialConn(ctx context.Context, addr string) (*upConn, error) {
 	return &upConn{Conn: nc, br: bufio.NewReaderSize(nc, upReadBuffer), bw: bufio.NewWriterSize(nc, upWriteBuffer), addr: addr}, nil
 }
 
-// put returns c to its pool, or closes it when the pool is full or closed.
-func (p *pools) put(c *upConn, now time.Time) {
+// put returns c to its pool, or closes it when the pool is full or closed
+// or c is doomed. now is the engine's clock.
+func (p *pools) put(c *upConn, now int64) {
+	if c.doomed {
+		c.Close()
+		return
+	}
 	c.idleAt = now
 	for {
 		p.mu.RLock()
@@ -114,14 +122,14 @@ func (p *pools) put(c *upConn, now time.Time) {
 
 // sweep closes connections idle for longer than idleFor and forgets
 // addresses without any.
-func (p *pools) sweep(now time.Time) {
+func (p *pools) sweep(now int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for addr, hp := range p.hosts {
 		hp.mu.Lock()
 		keep := hp.idle[:0]
 		for _, c := range hp.idle {
-			if now.Sub(c.idleAt) >= p.idleFor {
+			if time.Duration(now-c.idleAt) >= p.idleFor {
 				c.Close()
 			} else {
 				keep = append(keep, c)
