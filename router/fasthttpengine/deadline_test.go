@@ -2,12 +2,15 @@ package fasthttpengine_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,7 +52,13 @@ func (l deadlineListener) Accept() (net.Conn, error) {
 // wraps the engine before it serves. It returns the proxy's address.
 func serveEngine(t *testing.T, opts fasthttpengine.Options, routes []router.Route, ln net.Listener, wrap func(*fasthttpengine.Engine)) string {
 	t.Helper()
-	r, err := router.New(router.Config{})
+	return serveRouter(t, router.Config{}, opts, routes, ln, wrap)
+}
+
+// serveRouter is serveEngine with the router's configuration.
+func serveRouter(t *testing.T, cfg router.Config, opts fasthttpengine.Options, routes []router.Route, ln net.Listener, wrap func(*fasthttpengine.Engine)) string {
+	t.Helper()
+	r, err := router.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,10 +147,26 @@ func (k *keepAlive) get(path string, pause time.Duration) (int, error) {
 	return resp.StatusCode, nil
 }
 
+// post sends a POST with a body of n bytes and returns the answer's status.
+func (k *keepAlive) post(path string, n int) (int, error) {
+	head := "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(n) + "\r\n\r\n"
+	if _, err := io.WriteString(k.c, head+strings.Repeat("b", n)); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(k.br, nil)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
 // TestKeepAliveRequestsArmNoSocketTimer: with the default timeouts, a
-// keep-alive request sets no read deadline on the client's socket nor on
-// the upstream's (the engine's watchdog keeps them). Before, each request
-// set three: the wait for it, its header, and the upstream's answer.
+// keep-alive request without a body sets no read deadline on the client's
+// socket nor on the upstream's (the engine's watchdog keeps them); one
+// with a body sets its body's and lifts it (two). Before, a GET set three
+// (the wait for it, its header, the upstream's answer), a POST four.
 func TestKeepAliveRequestsArmNoSocketTimer(t *testing.T) {
 	up, _ := backendServer(t, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
 	var client, upstream atomic.Int64
@@ -156,12 +181,16 @@ func TestKeepAliveRequestsArmNoSocketTimer(t *testing.T) {
 	k := dialKeepAlive(t, addr)
 	const n = 200
 	for i := range n {
-		if status, err := k.get("/x", 0); err != nil || status != 200 {
+		status, err := k.get("/x", 0)
+		if i%2 == 1 {
+			status, err = k.post("/x", 16<<10)
+		}
+		if err != nil || status != 200 {
 			t.Fatalf("request %d: %d %v", i, status, err)
 		}
 	}
-	if got := client.Load(); got > 0 {
-		t.Errorf("%d requests set %d read deadlines on the client's socket, want none", n, got)
+	if got := client.Load(); got > n {
+		t.Errorf("%d requests, half of them with a body, set %d read deadlines on the client's socket, want 2 per body", n, got)
 	}
 	if got := upstream.Load(); got > 0 {
 		t.Errorf("%d requests set %d read deadlines on the upstream's socket, want none", n, got)
@@ -311,5 +340,79 @@ func TestShortTimeoutLeavesNoDeadlineOnPooledConnection(t *testing.T) {
 	}
 	if n := conns.Load(); n != 1 {
 		t.Errorf("%d upstream connections, want the pooled one reused", n)
+	}
+}
+
+// TestAttackSlowBodyIsCutAfterTheBodyTimeout: a body that stops coming is
+// cut after the body timeout with a 408, not the header's (fasthttp reads
+// a short body before the request reaches the engine's handler, so its
+// deadline is set with the header's end); an answer slower than the body
+// timeout is passed on and the connection kept.
+func TestAttackSlowBodyIsCutAfterTheBodyTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	up, _ := backendServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/slow" {
+			time.Sleep(2 * timeout)
+		}
+		io.WriteString(w, "ok")
+	})
+	addr := serveRouter(t, router.Config{BodyTimeout: timeout}, fasthttpengine.Options{TimerTick: 10 * time.Millisecond},
+		[]router.Route{route("r", "/", up, 0)}, nil, nil)
+
+	k := dialKeepAlive(t, addr)
+	start := time.Now()
+	if _, err := io.WriteString(k.c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(k.br, nil)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("after %s: %v, want a 408", took, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("status %d, want 408", resp.StatusCode)
+	}
+	if took < timeout || took > timeout+time.Second {
+		t.Errorf("a stalled body was cut after %s, body timeout %s", took, timeout)
+	}
+
+	k = dialKeepAlive(t, addr)
+	for i := range 2 {
+		if status, err := k.post("/slow", 1000); err != nil || status != 200 {
+			t.Fatalf("POST %d with an answer slower than the body timeout: %d %v", i, status, err)
+		}
+	}
+}
+
+// TestBodyInMemoryArrivesWhole: a body read whole (up to
+// router.MaxRetryBodyBytes) reaches the upstream byte for byte, whether
+// it is copied behind the request head or written beside it (from 4 KiB).
+func TestBodyInMemoryArrivesWhole(t *testing.T) {
+	up, _ := backendServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		w.Header().Set("X-Length", strconv.Itoa(len(b)))
+		w.Write(b)
+	})
+	addr := serveEngine(t, fasthttpengine.Options{}, []router.Route{route("r", "/", up, 0)}, nil, nil)
+	for _, n := range []int{1, 4<<10 - 1, 4 << 10, 20000, router.MaxRetryBodyBytes} {
+		body := make([]byte, n)
+		for i := range body {
+			body[i] = byte('a' + i%26)
+		}
+		resp, err := http.Post("http://"+addr+"/echo", "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || !bytes.Equal(got, body) {
+			t.Fatalf("%d bytes: status %d, %d bytes back (X-Length %s), equal %t, %v", n, resp.StatusCode, len(got), resp.Header.Get("X-Length"), bytes.Equal(got, body), err)
+		}
 	}
 }

@@ -19,6 +19,13 @@
 // answers 101. Hop-by-hop headers are removed both ways; X-Forwarded-* are
 // set as the net/http engine sets them.
 //
+// Timeouts (the header's, the idle connection's, a try's) of ten ticks
+// or more (Options.TimerTick, 100 ms by default) are kept by the engine: a
+// watchdog goroutine looks at every connection's deadline each tick and
+// cuts the read of one past it, up to two ticks late and never early.
+// A keep-alive request then arms no socket timer; shorter timeouts, and a
+// body's, are set on the socket (deadline.go).
+//
 // What it cannot do: HTTP/2 (fasthttp speaks HTTP/1.x only; Upgrade: h2c
 // is refused by the router anyway). For TLS clients that negotiate h2
 // through ALPN, router/proxyserver hands the connection to a net/http

@@ -22,8 +22,11 @@ type Options struct {
 	// connections) at debug level. Nil discards them.
 	Logger *slog.Logger
 	// ReadHeaderTimeout bounds reading a request's header (slow-loris
-	// clients); 0 means 10 s. The body is bounded by the router's
-	// BodyTimeout from the moment the header is read.
+	// clients), from the connection's start for its first request and
+	// from the first byte for the next ones; 0 means 10 s. The body is
+	// bounded by the router's BodyTimeout from the moment the header is
+	// read (the header's bound runs on until fasthttp has read the first
+	// 8 KiB of the body, whichever passes first cuts it).
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout is how long a keep-alive connection may wait for its
 	// next request; 0 means 2 min.
@@ -116,10 +119,10 @@ func New(r *router.Router, opts Options) *Engine {
 		ConnState:                     e.connState,
 		Logger:                        fastLogger{e.log},
 		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-			// A body is read under a deadline set on the socket (the
-			// header has no way to the connection's entry); handle
-			// notes it (armed). A request without a body has nothing
-			// left to read.
+			// A body is read under a deadline set on the socket, from
+			// the end of the header: fasthttp reads up to 8 KiB of it
+			// before handle, which is the first place the engine finds
+			// the connection's entry; handle notes it (armed).
 			if bodyTimeout > 0 && hasBody(h) {
 				return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
 			}

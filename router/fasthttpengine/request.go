@@ -39,7 +39,9 @@ type request struct {
 	hasBody bool       // reqBody holds the body
 	vals    []string
 	scratch []byte
-	ipBuf   [48]byte // the client's address, written into X-Forwarded-For
+	ipBuf   [48]byte    // the client's address, written into X-Forwarded-For
+	vec     [2][]byte   // the head and a body written beside it
+	bufs    net.Buffers // over vec (a field: WriteTo takes its address)
 	body    respBody
 }
 
@@ -404,7 +406,8 @@ func (rq *request) writeRequest(c *upConn) error {
 		rq.writeHead(w, h, x.TrustedPeer())
 		if cl := h.ContentLength(); cl >= 0 {
 			w.WriteString("Content-Length: ")
-			w.Write(strconv.AppendInt(rq.scratch[:0], int64(cl), 10))
+			rq.scratch = strconv.AppendInt(rq.scratch[:0], int64(cl), 10)
+			w.Write(rq.scratch)
 			w.WriteString("\r\n\r\n")
 			if err := rq.copyBody(w, int64(cl)); err != nil {
 				return err
@@ -426,14 +429,28 @@ func (rq *request) writeRequest(c *upConn) error {
 	rq.writeHead(w, h, x.TrustedPeer())
 	if len(body) > 0 || methodHasBody(h.Method()) {
 		w.WriteString("Content-Length: ")
-		w.Write(strconv.AppendInt(rq.scratch[:0], int64(len(body)), 10))
+		rq.scratch = strconv.AppendInt(rq.scratch[:0], int64(len(body)), 10)
+		w.Write(rq.scratch)
 		w.WriteString("\r\n")
 	}
 	w.WriteString("\r\n")
-	w.Write(body)
-	_, err = c.Conn.Write(w.b)
+	if len(body) < inlineBody {
+		w.Write(body)
+		_, err = c.Conn.Write(w.b)
+		return err
+	}
+	// A longer body goes beside the head, not copied behind it: one
+	// writev on a TCP connection.
+	rq.vec = [2][]byte{w.b, body}
+	rq.bufs = rq.vec[:]
+	_, err = rq.bufs.WriteTo(c.Conn)
+	rq.vec = [2][]byte{}
 	return err
 }
+
+// inlineBody is the size from which a body in memory is written beside
+// the request head (writev) instead of copied behind it.
+const inlineBody = 4 << 10
 
 // writeHead writes the request line and the forwarded header fields.
 func (rq *request) writeHead(w headWriter, h *fasthttp.RequestHeader, trusted bool) {
@@ -687,7 +704,8 @@ func (rq *request) copyChunked(w *bufio.Writer) error {
 	for {
 		k, err := rq.readClient(buf)
 		if k > 0 {
-			w.Write(strconv.AppendInt(rq.scratch[:0], int64(k), 16))
+			rq.scratch = strconv.AppendInt(rq.scratch[:0], int64(k), 16)
+			w.Write(rq.scratch)
 			w.WriteString("\r\n")
 			w.Write(buf[:k])
 			w.WriteString("\r\n")
