@@ -22,7 +22,10 @@
 # serve the same self-signed certificate; wrk speaks HTTP/1.1 over it).
 # Default: small/32 small/256 4k/256 64k/256 post16k/256 tls/32 tls/256.
 #
-# Other knobs (environment): ROUNDS (3), DURATION seconds per run (5),
+# Other knobs (environment): SLUICE_PEER (the path of another sluice
+# binary, e.g. built from main: run as one more target, "peer", on the fast
+# engine in the same rounds, for an A/B of a change), ROUNDS (3), DURATION
+# seconds per run (5),
 # THREADS (2), OUT (a file for the raw per-round results; default: in the
 # temp dir, printed at the end), SLUICE_ACCESS_LOG (off; nginx and Caddy run
 # without one), PROFILE (a path: after the rounds, a 10 s CPU profile of
@@ -304,6 +307,18 @@ for sc in $SCENARIOS; do
 	std_rps=$(col "$scen" "$conns" "sluice-std$sfx" 5)
 	echo "| $scen | $conns | **$(ratio "$s_rps" "$n_rps")** | **$(ratio "$s_p99" "$n_p99")** | $(ratio "$s_cpu" "$n_cpu") | $(ratio "$s_rps" "$c_rps") | $(ratio "$s_p99" "$c_p99") | $f_rps | $(ratio "$std_rps" "$n_rps") |"
 done
+if [ -n "$SLUICE_PEER" ]; then
+	echo
+	echo "Sluice (this tree) ÷ peer ($SLUICE_PEER), medians of $ROUNDS rounds:"
+	echo
+	echo "| scenario | conns | req/s | CPU/req |"
+	echo "|---|---:|---:|---:|"
+	for sc in $SCENARIOS; do
+		scen=${sc%/*} conns=${sc#*/}
+		[ "$scen" = tls ] && continue
+		echo "| $scen | $conns | $(ratio "$(col "$scen" "$conns" sluice 5)" "$(col "$scen" "$conns" peer 5)") | $(ratio "$(col "$scen" "$conns" sluice 10)" "$(col "$scen" "$conns" peer 10)") |"
+	done
+fi
 echo
 echo "Raw rounds: $OUT"
 
