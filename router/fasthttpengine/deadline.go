@@ -53,15 +53,20 @@ func (d *deadline) fire(now int64, c net.Conn) {
 // read deadline is set on the socket itself. It is owned by the
 // goroutine using the connection (armed is not synchronized).
 type readBound struct {
-	d     deadline
-	armed bool
+	d      deadline
+	armed  bool
+	doomed bool // a deadline fired: the socket's stays in the past
 }
 
 // bound bounds c's reads to timeout from now (0: unbounded; a deadline
 // armed on the socket before is left as it is, as fasthttp does for a
-// request without a body). A deadline that had fired is put in the
-// socket's past, so that the connection's next read fails.
+// request without a body). Once a deadline fired, the socket's stays in
+// the past, so that the connection's next read fails, and bound changes
+// nothing more.
 func (e *Engine) bound(b *readBound, c net.Conn, timeout time.Duration) {
+	if b.doomed {
+		return
+	}
 	var ok bool
 	switch {
 	case timeout >= e.coarseMin:
@@ -78,9 +83,14 @@ func (e *Engine) bound(b *readBound, c net.Conn, timeout time.Duration) {
 		ok = b.d.set(0)
 	}
 	if !ok {
-		_ = c.SetReadDeadline(aLongTimeAgo)
-		b.armed = true
+		b.doom(c)
 	}
+}
+
+// doom keeps c's read deadline in the past: a deadline fired.
+func (b *readBound) doom(c net.Conn) {
+	_ = c.SetReadDeadline(aLongTimeAgo)
+	b.armed, b.doomed = true, true
 }
 
 // deadlineIn returns the engine's deadline timeout from now: the clock

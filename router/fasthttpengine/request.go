@@ -284,7 +284,7 @@ func (rq *request) try(c *upConn, timeout time.Duration) (status int, sent bool,
 	}
 	if !c.rb.d.set(0) {
 		// The timeout passed as the answer came: c's next read fails.
-		c.doomed = true
+		c.rb.doom(c)
 		if err == nil && !rq.bodyBuffered(c) {
 			return 0, true, os.ErrDeadlineExceeded
 		}

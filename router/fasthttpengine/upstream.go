@@ -15,8 +15,7 @@ type upConn struct {
 	bw     *bufio.Writer
 	addr   string
 	idleAt int64     // when it went back to the pool (the engine's clock)
-	rb     readBound // a try's wait for the answer
-	doomed bool      // a deadline fired on it: not to be used again
+	rb     readBound // a try's wait for the answer; doomed: not to be used again
 }
 
 // Buffer sizes of an upstream connection. The reader's bounds the
@@ -86,7 +85,7 @@ func (p *pools) dialConn(ctx context.Context, addr string) (*upConn, error) {
 // put returns c to its pool, or closes it when the pool is full or closed
 // or c is doomed. now is the engine's clock.
 func (p *pools) put(c *upConn, now int64) {
-	if c.doomed {
+	if c.rb.doomed {
 		c.Close()
 		return
 	}
