@@ -162,6 +162,24 @@ func (k *keepAlive) post(path string, n int) (int, error) {
 	return resp.StatusCode, nil
 }
 
+// want408 reads the answer to what was cut: a 408, timeout after start
+// (and within a second more).
+func (k *keepAlive) want408(t *testing.T, start time.Time, timeout time.Duration, what string) {
+	t.Helper()
+	resp, err := http.ReadResponse(k.br, nil)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("%s: after %s: %v, want a 408", what, took, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("%s: status %d, want 408", what, resp.StatusCode)
+	}
+	if took < timeout || took > timeout+time.Second {
+		t.Errorf("%s was cut after %s, timeout %s", what, took, timeout)
+	}
+}
+
 // TestKeepAliveRequestsArmNoSocketTimer: with the default timeouts, a
 // keep-alive request without a body sets no read deadline on the client's
 // socket nor on the upstream's (the engine's watchdog keeps them); one
@@ -226,18 +244,7 @@ func TestAttackSlowLorisOnTheWatchdog(t *testing.T) {
 			}
 		}
 	}()
-	resp, err := http.ReadResponse(k.br, nil)
-	took := time.Since(start)
-	if err != nil {
-		t.Fatalf("after %s: %v, want a 408", took, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestTimeout {
-		t.Fatalf("status %d, want 408", resp.StatusCode)
-	}
-	if took < timeout || took > timeout+time.Second {
-		t.Errorf("a header trickled for %s was cut after %s", timeout, took)
-	}
+	k.want408(t, start, timeout, "a trickled header")
 
 	// An idle keep-alive connection.
 	k = dialKeepAlive(t, addr)
@@ -365,18 +372,7 @@ func TestAttackSlowBodyIsCutAfterTheBodyTimeout(t *testing.T) {
 	if _, err := io.WriteString(k.c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf"); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(k.br, nil)
-	took := time.Since(start)
-	if err != nil {
-		t.Fatalf("after %s: %v, want a 408", took, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestTimeout {
-		t.Fatalf("status %d, want 408", resp.StatusCode)
-	}
-	if took < timeout || took > timeout+time.Second {
-		t.Errorf("a stalled body was cut after %s, body timeout %s", took, timeout)
-	}
+	k.want408(t, start, timeout, "a stalled body")
 
 	k = dialKeepAlive(t, addr)
 	for i := range 2 {
