@@ -106,6 +106,14 @@ func backendServer(t *testing.T, h http.HandlerFunc) (string, *atomic.Int64) {
 	return srv.Listener.Addr().String(), &conns
 }
 
+// okEngine serves, with an engine with opts, one route to a backend
+// answering "ok", and returns the proxy's address.
+func okEngine(t *testing.T, opts fasthttpengine.Options) string {
+	t.Helper()
+	up, _ := backendServer(t, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
+	return serveEngine(t, opts, []router.Route{route("r", "/", up, 0)}, nil, nil)
+}
+
 func route(name, prefix, addr string, timeout time.Duration) router.Route {
 	return router.Route{Name: name, Match: router.Match{PathPrefix: prefix}, Upstream: router.Upstream{Static: []string{addr}}, Timeout: timeout}
 }
@@ -221,9 +229,7 @@ func TestKeepAliveRequestsArmNoSocketTimer(t *testing.T) {
 // 408 for the header, a close for the idle connection.
 func TestAttackSlowLorisOnTheWatchdog(t *testing.T) {
 	const timeout = 300 * time.Millisecond
-	up, _ := backendServer(t, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
-	addr := serveEngine(t, fasthttpengine.Options{ReadHeaderTimeout: timeout, IdleTimeout: timeout, TimerTick: 10 * time.Millisecond},
-		[]router.Route{route("r", "/", up, 0)}, nil, nil)
+	addr := okEngine(t, fasthttpengine.Options{ReadHeaderTimeout: timeout, IdleTimeout: timeout, TimerTick: 10 * time.Millisecond})
 
 	// The header, a line every 50 ms.
 	k := dialKeepAlive(t, addr)
@@ -267,9 +273,7 @@ func TestAttackSlowLorisOnTheWatchdog(t *testing.T) {
 // timeout, is never cut, however many ticks pass.
 func TestWatchdogSparesConnectionsThatKeepUp(t *testing.T) {
 	const timeout = 300 * time.Millisecond
-	up, _ := backendServer(t, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
-	addr := serveEngine(t, fasthttpengine.Options{ReadHeaderTimeout: timeout, IdleTimeout: timeout, TimerTick: 10 * time.Millisecond},
-		[]router.Route{route("r", "/", up, 0)}, nil, nil)
+	addr := okEngine(t, fasthttpengine.Options{ReadHeaderTimeout: timeout, IdleTimeout: timeout, TimerTick: 10 * time.Millisecond})
 	k := dialKeepAlive(t, addr)
 	for i := range 8 {
 		time.Sleep(timeout / 2)
