@@ -146,6 +146,11 @@ func (k *keepAlive) get(path string, pause time.Duration) (int, error) {
 			return 0, err
 		}
 	}
+	return k.status()
+}
+
+// status reads an answer and returns its status.
+func (k *keepAlive) status() (int, error) {
 	resp, err := http.ReadResponse(k.br, nil)
 	if err != nil {
 		return 0, err
@@ -161,13 +166,7 @@ func (k *keepAlive) post(path string, n int) (int, error) {
 	if _, err := io.WriteString(k.c, head+strings.Repeat("b", n)); err != nil {
 		return 0, err
 	}
-	resp, err := http.ReadResponse(k.br, nil)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	return k.status()
 }
 
 // want408 reads the answer to what was cut: a 408, timeout after start
