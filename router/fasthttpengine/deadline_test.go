@@ -206,8 +206,11 @@ func TestKeepAliveRequestsArmNoSocketTimer(t *testing.T) {
 	k := dialKeepAlive(t, addr)
 	const n = 200
 	for i := range n {
-		status, err := k.get("/x", 0)
-		if i%2 == 1 {
+		var status int
+		var err error
+		if i%2 == 0 {
+			status, err = k.get("/x", 0)
+		} else {
 			status, err = k.post("/x", 16<<10)
 		}
 		if err != nil || status != 200 {
@@ -215,7 +218,7 @@ func TestKeepAliveRequestsArmNoSocketTimer(t *testing.T) {
 		}
 	}
 	if got := client.Load(); got > n {
-		t.Errorf("%d requests, half of them with a body, set %d read deadlines on the client's socket, want 2 per body", n, got)
+		t.Errorf("%d requests, half of them with a body, set %d read deadlines on the client's socket, want at most 2 per body", n, got)
 	}
 	if got := upstream.Load(); got > 0 {
 		t.Errorf("%d requests set %d read deadlines on the upstream's socket, want none", n, got)

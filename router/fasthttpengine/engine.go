@@ -99,8 +99,7 @@ func New(r *router.Router, opts Options) *Engine {
 	e.clock.Store(time.Now().UnixNano())
 	e.pools = newPools(r.DialUpstream, r.MaxIdleConnsPerHost(), upstreamIdleFor)
 	e.reqs.New = func() any { return &request{e: e} }
-	bodyTimeout := r.BodyTimeout()
-	e.bodyTimeout = bodyTimeout
+	e.bodyTimeout = r.BodyTimeout()
 	e.srv = &fasthttp.Server{
 		Handler:      e.handle,
 		ErrorHandler: e.serverError,
@@ -123,8 +122,8 @@ func New(r *router.Router, opts Options) *Engine {
 			// the end of the header: fasthttp reads up to 8 KiB of it
 			// before handle, which is the first place the engine finds
 			// the connection's entry; handle notes it (armed).
-			if bodyTimeout > 0 && hasBody(h) {
-				return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
+			if e.bodyTimeout > 0 && hasBody(h) {
+				return fasthttp.RequestConfig{ReadTimeout: e.bodyTimeout}
 			}
 			return fasthttp.RequestConfig{}
 		},
@@ -196,6 +195,17 @@ func (e *Engine) ServeConn(c net.Conn) error {
 		return nil
 	}
 	return err
+}
+
+// entry returns c's entry: ServeConn stores it before fasthttp serves c,
+// so the store here is only for a connection fasthttp would serve by
+// another way.
+func (e *Engine) entry(c net.Conn) *connEntry {
+	if v, ok := e.conns.Load(c); ok {
+		return v.(*connEntry)
+	}
+	v, _ := e.conns.LoadOrStore(c, &connEntry{})
+	return v.(*connEntry)
 }
 
 // connEntry is a client connection served: its state, the bounds of its

@@ -28,7 +28,7 @@ type request struct {
 	e       *Engine
 	ctx     *fasthttp.RequestCtx
 	x       *router.Exchange
-	client  *connEntry // the client connection's entry; nil when not found
+	client  *connEntry // the client connection's entry
 	remote  string     // RemoteAddr, made on first use
 	conn    *upConn    // the connection of the last try
 	stream  bool       // the request body streams from the client
@@ -60,17 +60,15 @@ func (e *Engine) handle(ctx *fasthttp.RequestCtx) {
 	if e.shutting.Load() {
 		ctx.SetConnectionClose()
 	}
-	if v, ok := e.conns.Load(ctx.Conn()); ok {
-		en := v.(*connEntry)
-		rq.client = en
-		// The header is in: a body is read under the deadline
-		// HeaderReceived set on the socket; without one, nothing is read
-		// until the connection goes idle.
-		if e.bodyTimeout > 0 && hasBody(&ctx.Request.Header) {
-			en.client.armed = true
-		}
-		e.bound(&en.client, ctx.Conn(), 0)
+	en := e.entry(ctx.Conn())
+	rq.client = en
+	// The header is in: a body is read under the deadline HeaderReceived
+	// set on the socket; without one, nothing is read until the
+	// connection goes idle.
+	if e.bodyTimeout > 0 && hasBody(&ctx.Request.Header) {
+		en.client.armed = true
 	}
+	e.bound(&en.client, ctx.Conn(), 0)
 	x, a := e.r.Begin(rq)
 	rq.x = x
 	if a != nil {
@@ -101,9 +99,7 @@ func (e *Engine) handle(ctx *fasthttp.RequestCtx) {
 // was not read.
 func (e *Engine) end(rq *request) {
 	e.r.End(rq.x, 0)
-	if rq.client != nil {
-		rq.client.up.Store(nil)
-	}
+	rq.client.up.Store(nil)
 	*rq = request{e: e, vals: rq.vals[:0], scratch: rq.scratch[:0], reqBody: rq.reqBody[:0], head: head{rq.head.b[:0]}}
 	e.reqs.Put(rq)
 }
@@ -271,23 +267,19 @@ func (rq *request) try(c *upConn, timeout time.Duration) (status int, sent bool,
 	// Only reads are bounded: writes of a body already in memory do not
 	// block, and a streamed body is bounded by the client's. The
 	// watchdog finds c through the client's entry.
-	if rq.client != nil {
-		rq.client.up.Store(c)
-		rq.e.bound(&c.rb, c, timeout)
-	} else if timeout > 0 {
-		_ = c.SetReadDeadline(time.Now().Add(timeout))
-		c.rb.armed = true
-	}
+	rq.client.up.Store(c)
+	rq.e.bound(&c.rb, c, timeout)
 	status, sent, err = rq.exchange(c)
 	if timeout <= 0 {
 		return status, sent, err
 	}
-	if !c.rb.d.set(0) {
+	rq.e.bound(&c.rb, c, 0) // the answer's header is in
+	if c.rb.doomed {
 		// The timeout passed as the answer came: c's next read fails.
-		c.rb.doom(c)
 		if err == nil && !rq.bodyBuffered(c) {
 			return 0, true, os.ErrDeadlineExceeded
 		}
+		return status, sent, err
 	}
 	if err == nil && c.rb.armed && !rq.bodyBuffered(c) {
 		// The timeout bounds the header only; bodies stream as long as
@@ -592,13 +584,11 @@ func (rq *request) writeHeader(w headWriter, h *fasthttp.RequestHeader, trusted 
 // appendClientIP appends the peer's IP address (an IPv4-mapped one as
 // IPv4), formatted once per connection.
 func (rq *request) appendClientIP(dst []byte) []byte {
-	if en := rq.client; en != nil {
-		if en.ip == nil {
-			en.ip = rq.formatClientIP(nil)
-		}
-		return append(dst, en.ip...)
+	en := rq.client
+	if en.ip == nil {
+		en.ip = rq.formatClientIP(nil)
 	}
-	return rq.formatClientIP(dst)
+	return append(dst, en.ip...)
 }
 
 func (rq *request) formatClientIP(dst []byte) []byte {
