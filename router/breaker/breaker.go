@@ -51,6 +51,7 @@ func (Breakers) NewBreaker(name string, cb router.CircuitBreaker, onChange func(
 		IsExcluded:   func(err error) bool { return err == errIgnored },
 	}
 	b.cb.Store(b.newCB())
+	b.quiet.Store(1) // closed, no failure
 	return b
 }
 
@@ -67,6 +68,19 @@ type breaker struct {
 	cb       atomic.Pointer[gobreaker.CircuitBreaker[struct{}]]
 	settings gobreaker.Settings
 	onChange func(from, to router.BreakerState)
+	// quiet's bit 0 is set while the gobreaker in use is closed with no
+	// failure since its last success. A success cannot change such a
+	// breaker (it trips on consecutive failures only), so Run does not
+	// ask gobreaker about a try then, or tell it of a success: gobreaker
+	// takes its lock and reads the clock twice per try. The other bits
+	// count the failures told (tell), so that a success sets the bit
+	// only when no failure was told since it looked (calm).
+	quiet atomic.Uint64
+	// gen counts the state changes of the gobreaker in use and the
+	// Resets: gobreaker starts a new generation on each, and drops the
+	// outcomes of tries an earlier one admitted. A quiet try's failure is
+	// dropped the same way.
+	gen atomic.Uint64
 }
 
 // newCB makes a gobreaker whose state changes are reported while it is the
@@ -74,9 +88,10 @@ type breaker struct {
 func (b *breaker) newCB() *gobreaker.CircuitBreaker[struct{}] {
 	st := b.settings
 	var cb *gobreaker.CircuitBreaker[struct{}]
-	if b.onChange != nil {
-		st.OnStateChange = func(_ string, from, to gobreaker.State) {
-			if b.cb.Load() == cb {
+	st.OnStateChange = func(_ string, from, to gobreaker.State) {
+		if b.cb.Load() == cb {
+			b.gen.Add(1)
+			if b.onChange != nil {
 				b.onChange(state(from), state(to))
 			}
 		}
@@ -90,18 +105,30 @@ func (b *breaker) newCB() *gobreaker.CircuitBreaker[struct{}] {
 // nothing. A refusal wraps router.ErrBreakerOpen or
 // router.ErrBreakerTooManyProbes (and gobreaker's ErrOpenState or
 // ErrTooManyRequests).
+//
+// While the breaker is quiet (closed, no failure since the last success)
+// Run calls a.Try without gobreaker and tells gobreaker only of a
+// failure, as a try it admits and fails at once: the state changes
+// (closed, open, half-open) and their times are gobreaker's all the same,
+// but its Counts leave out the successes of a quiet breaker. A failure
+// of a try admitted before a state change or a Reset is dropped, as
+// gobreaker drops the outcome of a try an earlier generation admitted.
 func (b *breaker) Run(a router.Attempt) error {
-	_, err := b.cb.Load().Execute(func() (struct{}, error) {
-		switch a.Try() {
-		case router.Failure:
-			return struct{}{}, errFailure
-		case router.Ignored:
-			return struct{}{}, errIgnored
+	if w := b.quiet.Load(); w&1 != 0 {
+		g := b.gen.Load()
+		o := a.Try()
+		if o == router.Ignored || o == router.Success && b.quiet.Load() == w {
+			return nil // changes nothing
 		}
-		return struct{}{}, nil
-	})
+		b.tell(g, o)
+		return nil
+	}
+	w := b.quiet.Load()
+	cb := b.cb.Load()
+	_, err := cb.Execute(func() (struct{}, error) { return struct{}{}, outcomeErr(a.Try()) })
 	switch err {
 	case nil, errFailure, errIgnored:
+		b.after(cb, w, err)
 		return nil
 	case gobreaker.ErrOpenState:
 		return errOpen
@@ -109,6 +136,66 @@ func (b *breaker) Run(a router.Attempt) error {
 		return errTooManyProbes
 	}
 	return err
+}
+
+// outcomeErr is the error gobreaker is given for outcome o.
+func outcomeErr(o router.Outcome) error {
+	switch o {
+	case router.Failure:
+		return errFailure
+	case router.Ignored:
+		return errIgnored
+	}
+	return nil
+}
+
+// tell tells gobreaker outcome o of a try a quiet breaker admitted in
+// generation g (a failure, or a success after a failure was told since
+// the try began): as a try gobreaker admits and ends at once, unless the
+// generation changed since (then gobreaker drops it, or it is excluded
+// here).
+func (b *breaker) tell(g uint64, o router.Outcome) {
+	w := b.quiet.Load()
+	cb := b.cb.Load()
+	_, err := cb.Execute(func() (struct{}, error) {
+		if b.gen.Load() != g {
+			return struct{}{}, errIgnored
+		}
+		return struct{}{}, outcomeErr(o)
+	})
+	b.after(cb, w, err)
+}
+
+// after follows up a try gobreaker counted with err, quiet having read w
+// before it: a failure makes the breaker not quiet, a success may make it
+// quiet.
+func (b *breaker) after(cb *gobreaker.CircuitBreaker[struct{}], w uint64, err error) {
+	switch err {
+	case nil:
+		b.calm(cb, w)
+	case errFailure:
+		b.told()
+	}
+}
+
+// told notes, after gobreaker counted it, a failure: the breaker is not
+// quiet, and a success that looked before cannot make it so.
+func (b *breaker) told() {
+	for {
+		w := b.quiet.Load()
+		if b.quiet.CompareAndSwap(w, (w+2)&^1) {
+			return
+		}
+	}
+}
+
+// calm makes the breaker quiet after a success on cb when cb, still the
+// breaker in use, is closed with no consecutive failure, and no failure
+// was told since quiet read w (before the try).
+func (b *breaker) calm(cb *gobreaker.CircuitBreaker[struct{}], w uint64) {
+	if cb.State() == gobreaker.StateClosed && cb.Counts().ConsecutiveFailures == 0 && b.cb.Load() == cb {
+		b.quiet.CompareAndSwap(w, w|1)
+	}
 }
 
 // State returns the breaker's state, half-opening it when open_for has
@@ -123,8 +210,12 @@ func (b *breaker) Reset() {
 	if from == router.BreakerClosed {
 		return
 	}
-	if b.cb.CompareAndSwap(old, b.newCB()) && b.onChange != nil {
-		b.onChange(from, router.BreakerClosed)
+	b.gen.Add(1) // before the swap: a quiet try admitted before is dropped
+	if b.cb.CompareAndSwap(old, b.newCB()) {
+		b.told() // not quiet until a success on the new one
+		if b.onChange != nil {
+			b.onChange(from, router.BreakerClosed)
+		}
 	}
 }
 

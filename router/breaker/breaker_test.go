@@ -3,6 +3,7 @@ package breaker_test
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -284,5 +285,128 @@ func TestBreakerConcurrent(t *testing.T) {
 	}
 	if got, want := fmt.Sprint(changes), "[closed>open open>half-open half-open>closed]"; got != want {
 		t.Fatalf("changes %s, want %s", got, want)
+	}
+}
+
+// refBreaker is the model TestBreakerMatchesGobreaker holds the adapter to:
+// every try through gobreaker's Execute, a fresh gobreaker on Reset when
+// the current one is not closed.
+type refBreaker struct {
+	settings gobreaker.Settings
+	cb       *gobreaker.CircuitBreaker[struct{}]
+}
+
+func (r *refBreaker) reset() {
+	if r.cb.State() != gobreaker.StateClosed {
+		r.cb = gobreaker.NewCircuitBreaker[struct{}](r.settings)
+	}
+}
+
+// run runs a try with outcome o; wait, when not nil, holds it in flight
+// until it returns. It reports whether the try was admitted.
+func (r *refBreaker) run(o router.Outcome, wait func()) bool {
+	_, err := r.cb.Execute(func() (struct{}, error) {
+		if wait != nil {
+			wait()
+		}
+		switch o {
+		case router.Failure:
+			return struct{}{}, errors.New("failure")
+		case router.Ignored:
+			return struct{}{}, errIgnoredRef
+		}
+		return struct{}{}, nil
+	})
+	return !errors.Is(err, gobreaker.ErrOpenState) && !errors.Is(err, gobreaker.ErrTooManyRequests)
+}
+
+var errIgnoredRef = errors.New("ignored")
+
+func stateOf(s gobreaker.State) router.BreakerState {
+	switch s {
+	case gobreaker.StateOpen:
+		return router.BreakerOpen
+	case gobreaker.StateHalfOpen:
+		return router.BreakerHalfOpen
+	}
+	return router.BreakerClosed
+}
+
+// TestBreakerMatchesGobreaker: the adapter, which does not ask gobreaker
+// about the tries of a quiet breaker, admits and refuses the same tries
+// and goes through the same states as gobreaker asked about every try,
+// over random runs of outcomes, tries held in flight across state changes,
+// and Resets.
+func TestBreakerMatchesGobreaker(t *testing.T) {
+	const failures = 3
+	for seed := range uint64(1000) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		b := breaker.New().NewBreaker("r/i", router.CircuitBreaker{ConsecutiveFailures: failures, OpenFor: time.Hour}, nil)
+		ref := &refBreaker{settings: gobreaker.Settings{
+			Name:         "ref",
+			Timeout:      time.Hour,
+			ReadyToTrip:  func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
+			IsSuccessful: func(err error) bool { return err == nil },
+			IsExcluded:   func(err error) bool { return errors.Is(err, errIgnoredRef) },
+		}}
+		ref.cb = gobreaker.NewCircuitBreaker[struct{}](ref.settings)
+		type held struct {
+			p       *probe
+			o       router.Outcome
+			release chan struct{}
+			refDone chan bool
+		}
+		var inFlight []held
+		var steps []string
+		for step := range 60 {
+			outcome := []router.Outcome{router.Success, router.Success, router.Failure, router.Failure, router.Ignored}[rng.IntN(5)]
+			switch k := rng.IntN(10); {
+			case k < 6: // a try that ends at once
+				steps = append(steps, fmt.Sprint("run ", outcome))
+				err := b.Run(&fixed{o: outcome})
+				if got, want := err == nil, ref.run(outcome, nil); got != want {
+					t.Fatalf("seed %d step %d (%v): adapter admitted %v, gobreaker %v", seed, step, steps, got, want)
+				}
+			case k < 8 && len(inFlight) < 3: // a try held in flight
+				steps = append(steps, "begin")
+				p, err := begin(b)
+				h := held{p: p, o: outcome, release: make(chan struct{}), refDone: make(chan bool, 1)}
+				refStarted := make(chan struct{})
+				go func() {
+					h.refDone <- ref.run(outcome, func() { close(refStarted); <-h.release })
+				}()
+				refAdmitted := true
+				select {
+				case <-refStarted:
+				case refAdmitted = <-h.refDone:
+				}
+				if got := err == nil; got != refAdmitted {
+					t.Fatalf("seed %d step %d (%v): adapter admitted %v (%v), gobreaker %v", seed, step, steps, got, err, refAdmitted)
+				}
+				if refAdmitted {
+					inFlight = append(inFlight, h)
+				}
+			case k < 9 && len(inFlight) > 0: // a held try ends
+				i := rng.IntN(len(inFlight))
+				h := inFlight[i]
+				inFlight = append(inFlight[:i], inFlight[i+1:]...)
+				steps = append(steps, fmt.Sprint("finish ", h.o))
+				h.p.finish(t, h.o)
+				close(h.release)
+				<-h.refDone
+			default:
+				steps = append(steps, "reset")
+				b.(router.BreakerResetter).Reset()
+				ref.reset()
+			}
+			if got, want := b.State(), stateOf(ref.cb.State()); got != want {
+				t.Fatalf("seed %d step %d (%v): adapter %v, gobreaker %v", seed, step, steps, got, want)
+			}
+		}
+		for _, h := range inFlight {
+			h.p.finish(t, h.o)
+			close(h.release)
+			<-h.refDone
+		}
 	}
 }
