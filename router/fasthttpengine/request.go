@@ -60,7 +60,10 @@ func (e *Engine) handle(ctx *fasthttp.RequestCtx) {
 	if e.shutting.Load() {
 		ctx.SetConnectionClose()
 	}
-	en := e.entry(ctx.Conn())
+	en := entry(ctx.Conn())
+	if en == nil {
+		en = &connEntry{} // not served by ServeConn: bounds nothing
+	}
 	rq.client = en
 	// The header is in: a body is read under the deadline HeaderReceived
 	// set on the socket; without one, nothing is read until the
