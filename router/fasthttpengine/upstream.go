@@ -3,8 +3,10 @@ package fasthttpengine
 import (
 	"bufio"
 	"context"
+	"maps"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,32 +28,35 @@ const (
 )
 
 // pools keeps idle keep-alive connections per upstream address, most
-// recently used first. Safe for concurrent use.
+// recently used first. Safe for concurrent use: a request takes and gives
+// back a connection under its address's lock only; the map of addresses
+// is a snapshot, replaced under mu when an address comes or goes.
 type pools struct {
 	dial    func(ctx context.Context, addr string) (net.Conn, error)
 	maxIdle int
 	idleFor time.Duration
 
-	mu     sync.RWMutex
-	hosts  map[string]*hostPool
-	closed bool
+	hosts  atomic.Pointer[map[string]*hostPool]
+	mu     sync.Mutex // replacing hosts
+	closed bool       // under mu
 }
 
 type hostPool struct {
 	mu   sync.Mutex
 	idle []*upConn
+	gone bool // no longer in hosts: a connection given back looks again
 }
 
 func newPools(dial func(ctx context.Context, addr string) (net.Conn, error), maxIdle int, idleFor time.Duration) *pools {
-	return &pools{dial: dial, maxIdle: maxIdle, idleFor: idleFor, hosts: map[string]*hostPool{}}
+	p := &pools{dial: dial, maxIdle: maxIdle, idleFor: idleFor}
+	p.hosts.Store(&map[string]*hostPool{})
+	return p
 }
 
 // get returns an idle connection to addr, or nil.
 // now is the engine's clock.
 func (p *pools) get(addr string, now int64) *upConn {
-	p.mu.RLock()
-	hp := p.hosts[addr]
-	p.mu.RUnlock()
+	hp := (*p.hosts.Load())[addr]
 	if hp == nil {
 		return nil
 	}
@@ -91,29 +96,32 @@ func (p *pools) put(c *upConn, now int64) {
 	}
 	c.idleAt = now
 	for {
-		p.mu.RLock()
+		if hp := (*p.hosts.Load())[c.addr]; hp != nil {
+			hp.mu.Lock()
+			if !hp.gone {
+				ok := len(hp.idle) < p.maxIdle
+				if ok {
+					hp.idle = append(hp.idle, c)
+				}
+				hp.mu.Unlock()
+				if !ok {
+					c.Close()
+				}
+				return
+			}
+			hp.mu.Unlock() // swept or closed meanwhile: look again
+		}
+		p.mu.Lock()
 		if p.closed {
-			p.mu.RUnlock()
+			p.mu.Unlock()
 			c.Close()
 			return
 		}
-		if hp := p.hosts[c.addr]; hp != nil {
-			hp.mu.Lock()
-			ok := len(hp.idle) < p.maxIdle
-			if ok {
-				hp.idle = append(hp.idle, c)
-			}
-			hp.mu.Unlock()
-			p.mu.RUnlock()
-			if !ok {
-				c.Close()
-			}
-			return
-		}
-		p.mu.RUnlock()
-		p.mu.Lock()
-		if p.hosts[c.addr] == nil && !p.closed {
-			p.hosts[c.addr] = &hostPool{}
+		if old := *p.hosts.Load(); old[c.addr] == nil {
+			hosts := make(map[string]*hostPool, len(old)+1)
+			maps.Copy(hosts, old)
+			hosts[c.addr] = &hostPool{}
+			p.hosts.Store(&hosts)
 		}
 		p.mu.Unlock()
 	}
@@ -124,7 +132,9 @@ func (p *pools) put(c *upConn, now int64) {
 func (p *pools) sweep(now int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for addr, hp := range p.hosts {
+	old := *p.hosts.Load()
+	hosts := make(map[string]*hostPool, len(old))
+	for addr, hp := range old {
 		hp.mu.Lock()
 		keep := hp.idle[:0]
 		for _, c := range hp.idle {
@@ -136,12 +146,14 @@ func (p *pools) sweep(now int64) {
 		}
 		clear(hp.idle[len(keep):])
 		hp.idle = keep
-		empty := len(keep) == 0
-		hp.mu.Unlock()
-		if empty {
-			delete(p.hosts, addr)
+		if len(keep) == 0 {
+			hp.gone = true
+		} else {
+			hosts[addr] = hp
 		}
+		hp.mu.Unlock()
 	}
+	p.hosts.Store(&hosts)
 }
 
 // close closes every idle connection; connections given back later are
@@ -150,13 +162,14 @@ func (p *pools) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
-	for addr, hp := range p.hosts {
+	for _, hp := range *p.hosts.Load() {
 		hp.mu.Lock()
 		for _, c := range hp.idle {
 			c.Close()
 		}
 		hp.idle = nil
+		hp.gone = true
 		hp.mu.Unlock()
-		delete(p.hosts, addr)
 	}
+	p.hosts.Store(&map[string]*hostPool{})
 }

@@ -25,24 +25,36 @@ func TestPoolsSweepRacingPutLosesNoConnection(t *testing.T) {
 	var closed atomic.Int64
 	const n = 2000
 	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	swept := make(chan struct{})
+	go func() { // sweeps all the while: the pool empties again and again
+		defer close(swept)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				p.sweep(time.Now().UnixNano())
+			}
+		}
+	}()
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// Half of them given back long ago: the sweep closes those.
+			// Most of them given back long ago: the sweep closes those.
 			at := time.Now().UnixNano()
-			if i%2 == 0 {
+			if i%8 != 0 {
 				at -= int64(time.Hour)
 			}
 			p.put(&upConn{Conn: closeCounter{closed: &closed}, addr: "a:1"}, at)
 		}()
-		if i%50 == 0 {
-			p.sweep(time.Now().UnixNano())
-		}
 	}
 	wg.Wait()
+	close(stop)
+	<-swept
 	idle := 0
-	for _, hp := range p.hosts {
+	for _, hp := range *p.hosts.Load() {
 		idle += len(hp.idle)
 	}
 	if got := int(closed.Load()) + idle; got != n {
