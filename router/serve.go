@@ -587,7 +587,9 @@ func (r *Router) send(rt *routeRT, st *Exchange) error {
 	start := 0
 	switch rt.route.Upstream.EffectiveBalancer() {
 	case BalancerRoundRobin:
-		start = int(p.rr.Add(1) % uint64(n))
+		if n > 1 { // one instance: no shared counter to bump
+			start = int(p.rr.Add(1) % uint64(n))
+		}
 	case BalancerLeastRequests:
 		if n > 1 {
 			a, b := p.twoChoices()
