@@ -2,7 +2,6 @@ package fasthttpengine
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,7 +64,7 @@ type Engine struct {
 	closed   bool
 	shutting atomic.Bool // closed, for the request path
 	lns      map[net.Listener]struct{}
-	conns    sync.Map       // *served or *servedTLS → its *connEntry: the connections served
+	conns    sync.Map       // net.Conn → *connEntry: the connections served
 	connWG   sync.WaitGroup // the connections' goroutines
 	tunnels  map[*tunnel]struct{}
 	stop     chan struct{}
@@ -183,59 +182,30 @@ func (e *Engine) ServeConn(c net.Conn) error {
 		e.wg.Add(1)
 		go e.watch()
 	}
-	sc, en := serve(c)                               // StateNew
+	en := &connEntry{}                               // StateNew
 	e.bound(&en.client, c, e.opts.ReadHeaderTimeout) // the first request's header, from now
-	e.conns.Store(sc, en)
+	e.conns.Store(c, en)
 	e.connWG.Add(1)
 	e.mu.Unlock()
 	defer e.connWG.Done()
-	err := e.srv.ServeConn(sc)
+	err := e.srv.ServeConn(c)
 	en.client.d.set(0)
-	e.conns.Delete(sc)
+	e.conns.Delete(c)
 	if e.shutting.Load() {
 		return nil
 	}
 	return err
 }
 
-// served is a client connection the engine serves, as fasthttp is given
-// it: with its entry, so that the request path finds the entry without a
-// lookup (entry). A TLS connection is a servedTLS.
-type served struct {
-	net.Conn
-	en connEntry
-}
-
-// servedTLS is a served TLS connection: fasthttp tells one by these two
-// methods (RequestCtx.IsTLS, the https scheme of its URIs).
-type servedTLS struct {
-	served
-	tc *tls.Conn
-}
-
-func (s *servedTLS) Handshake() error                     { return s.tc.Handshake() }
-func (s *servedTLS) ConnectionState() tls.ConnectionState { return s.tc.ConnectionState() }
-
-// serve wraps c, a new connection, for fasthttp, and returns its entry.
-func serve(c net.Conn) (net.Conn, *connEntry) {
-	if tc, ok := c.(*tls.Conn); ok {
-		s := &servedTLS{served: served{Conn: c}, tc: tc}
-		return s, &s.en
+// entry returns c's entry: ServeConn stores it before fasthttp serves c,
+// so the store here is only for a connection fasthttp would serve by
+// another way.
+func (e *Engine) entry(c net.Conn) *connEntry {
+	if v, ok := e.conns.Load(c); ok {
+		return v.(*connEntry)
 	}
-	s := &served{Conn: c}
-	return s, &s.en
-}
-
-// entry returns the entry of c, a connection fasthttp serves for
-// ServeConn: nil for any other.
-func entry(c net.Conn) *connEntry {
-	switch c := c.(type) {
-	case *served:
-		return &c.en
-	case *servedTLS:
-		return &c.en
-	}
-	return nil
+	v, _ := e.conns.LoadOrStore(c, &connEntry{})
+	return v.(*connEntry)
 }
 
 // connEntry is a client connection served: its state, the bounds of its
@@ -257,10 +227,11 @@ type connEntry struct {
 // began is closed here; one idle before is closed by closeConns (both
 // look, after writing their side, at the other's).
 func (e *Engine) connState(c net.Conn, s fasthttp.ConnState) {
-	en := entry(c)
-	if en == nil {
+	v, ok := e.conns.Load(c)
+	if !ok {
 		return
 	}
+	en := v.(*connEntry)
 	switch s {
 	case fasthttp.StateClosed, fasthttp.StateHijacked:
 		en.client.d.set(0)

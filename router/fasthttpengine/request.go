@@ -60,10 +60,7 @@ func (e *Engine) handle(ctx *fasthttp.RequestCtx) {
 	if e.shutting.Load() {
 		ctx.SetConnectionClose()
 	}
-	en := entry(ctx.Conn())
-	if en == nil {
-		en = &connEntry{} // not served by ServeConn: bounds nothing
-	}
+	en := e.entry(ctx.Conn())
 	rq.client = en
 	// The header is in: a body is read under the deadline HeaderReceived
 	// set on the socket; without one, nothing is read until the
