@@ -322,16 +322,6 @@ func (r *refBreaker) run(o router.Outcome, wait func()) bool {
 
 var errIgnoredRef = errors.New("ignored")
 
-func stateOf(s gobreaker.State) router.BreakerState {
-	switch s {
-	case gobreaker.StateOpen:
-		return router.BreakerOpen
-	case gobreaker.StateHalfOpen:
-		return router.BreakerHalfOpen
-	}
-	return router.BreakerClosed
-}
-
 // TestBreakerMatchesGobreaker: the adapter, which does not ask gobreaker
 // about the tries of a quiet breaker, admits and refuses the same tries
 // and goes through the same states as gobreaker asked about every try,
@@ -399,7 +389,7 @@ func TestBreakerMatchesGobreaker(t *testing.T) {
 				b.(router.BreakerResetter).Reset()
 				ref.reset()
 			}
-			if got, want := b.State(), stateOf(ref.cb.State()); got != want {
+			if got, want := b.State(), breaker.StateOf(ref.cb.State()); got != want {
 				t.Fatalf("seed %d step %d (%v): adapter %v, gobreaker %v", seed, step, steps, got, want)
 			}
 		}
