@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command evproxy is the second calibration peer of the proxy benchmark
 // (deploy/bench/proxy.sh): an HTTP/1.1 forwarder in Go that does not use a
 // goroutine per connection. One event loop per core (a locked thread on
