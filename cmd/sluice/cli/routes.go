@@ -253,9 +253,14 @@ func (a *app) publishRoutes(ctx context.Context, content []byte, msg string, ifM
 	return r.Number, true, a.printPublished(r, systemService, []string{routesFile})
 }
 
-// routesPollInterval is how often `routes put` asks which proxies serve
-// the new revision.
-const routesPollInterval = 100 * time.Millisecond
+// How often `routes put` asks which proxies serve the new revision: right
+// after the publish, 10 ms later, then at twice the interval each time, up
+// to every 100 ms. Proxies apply a revision within milliseconds, so a
+// proxy is seen within about twice the time it took.
+const (
+	routesPollFirst    = 10 * time.Millisecond
+	routesPollInterval = 100 * time.Millisecond
+)
 
 // waitForProxies waits until every live proxy (GET /v1/routes) serves
 // revision rev of sluice-system or later, printing each one as it does; it
@@ -274,6 +279,7 @@ func (a *app) waitForProxies(ctx context.Context, rev int64, timeout time.Durati
 	defer cancel()
 	var lagging []string
 	var lastErr error
+	delay := routesPollFirst
 	for {
 		live, err := c.LiveRoutes(ctx)
 		switch {
@@ -294,8 +300,9 @@ func (a *app) waitForProxies(ctx context.Context, rev int64, timeout time.Durati
 				return fmt.Errorf("revision %d published, but which proxies serve it is unknown after %s: %w", rev, timeout, lastErr)
 			}
 			return fmt.Errorf("revision %d published, but after %s %d proxies do not serve it yet: %s (see sluice routes live; --wait-timeout waits longer)", rev, timeout, len(lagging), strings.Join(lagging, ", "))
-		case <-time.After(routesPollInterval):
+		case <-time.After(delay):
 		}
+		delay = min(2*delay, routesPollInterval)
 	}
 }
 

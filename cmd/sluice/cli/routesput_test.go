@@ -114,3 +114,31 @@ func TestRoutesPutCreatesSystemServiceOnce(t *testing.T) {
 		t.Errorf("stdout %q, want it to say there is no proxy to wait for", r.stdout)
 	}
 }
+
+// TestRoutesPutSeesAQuickProxyBeforeAFullPollInterval: a proxy that
+// reports the new revision a few milliseconds after the first look must
+// be seen (and the put return) well within the 100 ms a proxy is given to
+// apply a revision; the wait used to look again only 100 ms later, so
+// that it printed every quick proxy as taking over 100 ms.
+func TestRoutesPutSeesAQuickProxyBeforeAFullPollInterval(t *testing.T) {
+	var first atomic.Int64 // UnixNano of the first GET /v1/routes
+	f := routesPutAPI(t, func(n int) []map[string]any {
+		now := time.Now().UnixNano()
+		first.CompareAndSwap(0, now)
+		if time.Duration(now-first.Load()) < 15*time.Millisecond {
+			return []map[string]any{proxyAt("proxy-a", 6)}
+		}
+		return []map[string]any{proxyAt("proxy-a", 7)}
+	})
+	r := runCLI(t, f, nil, "routes: []\n", "routes", "put", "-")
+	if r.err != nil {
+		t.Fatalf("routes put: %v\n%s", r.err, r.all())
+	}
+	took := time.Since(time.Unix(0, first.Load()))
+	if !strings.Contains(r.stdout, "proxy proxy-a serves revision 7") {
+		t.Fatalf("stdout:\n%s\nwant proxy-a serving revision 7", r.stdout)
+	}
+	if took >= 90*time.Millisecond {
+		t.Errorf("routes put returned %v after its first look at a proxy that reported 15 ms later; want well under the 100 ms poll interval", took)
+	}
+}
