@@ -405,9 +405,11 @@ func TestFaultRestoredWithoutBumpPublishIDCatchesIt(t *testing.T) {
 	if c.Revision() != 5 || m.get(m.rewrites, "service/orders") != 1 {
 		t.Fatalf("revision %d, %d rewrites reported; want 5 and 1", c.Revision(), m.get(m.rewrites, "service/orders"))
 	}
-	if ch, ok := log.last(); !ok || string(ch.New) != "again 5" || string(ch.Old) != "5" {
-		t.Fatalf("last callback %+v, want the change from 5 to again 5", ch)
-	}
+	// Callbacks run after the new value is visible: wait for its one.
+	testkit.EventuallyTrue(t, 5*time.Second, "the callback of the change from 5 to again 5", func() bool {
+		ch, ok := log.last()
+		return ok && string(ch.New) == "again 5" && string(ch.Old) == "5"
+	})
 }
 
 // TestFaultRestoredAndBumpedReloadsLowerRevision: the store is replaced by
@@ -426,9 +428,11 @@ func TestFaultRestoredAndBumpedReloadsLowerRevision(t *testing.T) {
 	testkit.EventuallyTrue(t, 5*time.Second, "revision 2 of the restored store applied", func() bool {
 		return c.Revision() == 2 && fileIs(c, "n.txt", "2")
 	})
-	if ch, ok := log.last(); !ok || string(ch.New) != "2" || ch.Revision != 2 {
-		t.Fatalf("last callback %+v, want n.txt = 2 at revision 2", ch)
-	}
+	// Callbacks run after the new value is visible: wait for its one.
+	testkit.EventuallyTrue(t, 5*time.Second, "the callback of n.txt = 2 at revision 2", func() bool {
+		ch, ok := log.last()
+		return ok && string(ch.New) == "2" && ch.Revision == 2
+	})
 	if got := m.get(m.rewrites, "service/orders"); got != 1 {
 		t.Fatalf("%d rewrites reported, want 1", got)
 	}
