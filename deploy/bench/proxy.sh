@@ -2,7 +2,9 @@
 # Proxy benchmark: direct to the backend (the ceiling), nginx, Caddy, a bare
 # fasthttp forwarder (the most a fasthttp data plane reaches: issue 16's
 # calibration), an event-loop forwarder in Go (deploy/bench/evproxy: the
-# most a Go data plane without a goroutine per connection reaches) and
+# most a Go data plane without a goroutine per connection reaches), the same
+# doing Sluice's router work for each request on its loop (evproxy -router:
+# what an event-loop engine would pay for the router) and
 # Sluice (its fast engine, and its net/http engine for reference), in
 # alternating rounds in one run on this machine, with wrk.
 # Each scenario (connections, response size, POST body, TLS) is run against
@@ -36,7 +38,7 @@
 # top functions printed).
 #
 # Every Sluice route has a rate limit far above what wrk reaches and a
-# circuit breaker. Everything runs on loopback (127.0.0.1:19000-19014) and
+# circuit breaker. Everything runs on loopback (127.0.0.1:19000-19020) and
 # stops by itself. Needs: go, openssl, and nginx, caddy, wrk (installed from
 # Debian when missing).
 set -euo pipefail
@@ -48,7 +50,7 @@ SCENARIOS=${SCENARIOS:-"small/32 small/256 4k/256 64k/256 post16k/256 tls/32 tls
 SLUICE_ACCESS_LOG=${SLUICE_ACCESS_LOG:-off}
 PROFILE=${PROFILE:-}
 BACKEND_PORT=19000
-declare -A port=([direct]=19000 [nginx]=19001 [caddy]=19002 [sluice]=19003 [sluice-std]=19004 [fasthttp]=19005 [evloop]=19007
+declare -A port=([direct]=19000 [nginx]=19001 [caddy]=19002 [sluice]=19003 [sluice-std]=19004 [fasthttp]=19005 [evloop]=19007 [evloop-router]=19008
 	[nginx-tls]=19011 [caddy-tls]=19012 [sluice-tls]=19013 [sluice-std-tls]=19014)
 SLUICE_PEER=${SLUICE_PEER:-}
 [ -z "$SLUICE_PEER" ] || port[peer]=19006
@@ -102,6 +104,9 @@ pid_of[fasthttp]=$!
 "$work/evproxy" -addr "127.0.0.1:${port[evloop]}" -upstream "127.0.0.1:$BACKEND_PORT" &
 pids+=($!)
 pid_of[evloop]=$!
+"$work/evproxy" -router -addr "127.0.0.1:${port[evloop-router]}" -upstream "127.0.0.1:$BACKEND_PORT" &
+pids+=($!)
+pid_of[evloop-router]=$!
 
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<CONF
@@ -228,7 +233,7 @@ to_ms() {
 targets_of() {
 	case $1 in
 	tls) echo nginx-tls caddy-tls sluice-tls sluice-std-tls ;;
-	*) echo direct nginx caddy fasthttp evloop sluice sluice-std ${SLUICE_PEER:+peer} ;;
+	*) echo direct nginx caddy fasthttp evloop evloop-router sluice sluice-std ${SLUICE_PEER:+peer} ;;
 	esac
 }
 
@@ -300,8 +305,8 @@ done
 echo
 echo "Sluice (fast engine) against its peers, medians of $ROUNDS rounds (target: req/s ≥ 0.9× nginx, p99 ≤ 1.2× nginx):"
 echo
-echo "| scenario | conns | req/s ÷ nginx | p99 ÷ nginx | CPU/req ÷ nginx | req/s ÷ Caddy | p99 ÷ Caddy | req/s ÷ bare fasthttp | std engine req/s ÷ nginx | bare fasthttp req/s ÷ nginx | event loop req/s ÷ nginx |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| scenario | conns | req/s ÷ nginx | p99 ÷ nginx | CPU/req ÷ nginx | req/s ÷ Caddy | p99 ÷ Caddy | req/s ÷ bare fasthttp | std engine req/s ÷ nginx | bare fasthttp req/s ÷ nginx | event loop req/s ÷ nginx | event loop with the router req/s ÷ nginx |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for sc in $SCENARIOS; do
 	scen=${sc%/*} conns=${sc#*/} sfx=
 	[ "$scen" = tls ] && sfx=-tls
@@ -309,14 +314,15 @@ for sc in $SCENARIOS; do
 	n_rps=$(col "$scen" "$conns" "nginx$sfx" 5) n_p99=$(col "$scen" "$conns" "nginx$sfx" 7)
 	c_rps=$(col "$scen" "$conns" "caddy$sfx" 5) c_p99=$(col "$scen" "$conns" "caddy$sfx" 7)
 	s_cpu=$(col "$scen" "$conns" "sluice$sfx" 10) n_cpu=$(col "$scen" "$conns" "nginx$sfx" 10)
-	f_rps=n/a fn_rps=n/a en_rps=n/a
+	f_rps=n/a fn_rps=n/a en_rps=n/a er_rps=n/a
 	if [ "$scen" != tls ]; then
 		f_rps=$(ratio "$s_rps" "$(col "$scen" "$conns" fasthttp 5)")
 		fn_rps=$(ratio "$(col "$scen" "$conns" fasthttp 5)" "$n_rps")
 		en_rps=$(ratio "$(col "$scen" "$conns" evloop 5)" "$n_rps")
+		er_rps=$(ratio "$(col "$scen" "$conns" evloop-router 5)" "$n_rps")
 	fi
 	std_rps=$(col "$scen" "$conns" "sluice-std$sfx" 5)
-	echo "| $scen | $conns | **$(ratio "$s_rps" "$n_rps")** | **$(ratio "$s_p99" "$n_p99")** | $(ratio "$s_cpu" "$n_cpu") | $(ratio "$s_rps" "$c_rps") | $(ratio "$s_p99" "$c_p99") | $f_rps | $(ratio "$std_rps" "$n_rps") | $fn_rps | $en_rps |"
+	echo "| $scen | $conns | **$(ratio "$s_rps" "$n_rps")** | **$(ratio "$s_p99" "$n_p99")** | $(ratio "$s_cpu" "$n_cpu") | $(ratio "$s_rps" "$c_rps") | $(ratio "$s_p99" "$c_p99") | $f_rps | $(ratio "$std_rps" "$n_rps") | $fn_rps | $en_rps | $er_rps |"
 done
 if [ -n "$SLUICE_PEER" ]; then
 	echo

@@ -33,6 +33,7 @@ type conn struct {
 	left     int    // body bytes still to pass through; -1: a head is awaited
 	out      []byte // bytes the socket did not take yet (EPOLLOUT is on)
 	ip       []byte // the client's address (client side)
+	remote   string // the client's host:port (client side)
 }
 
 type loop struct {
@@ -42,22 +43,33 @@ type loop struct {
 	up    unix.SockaddrInet4
 	buf   []byte
 	req   []byte
+	work  *routeWork // -router: nil without
+	in    inbound
 }
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:19007", "address to listen on")
 	upstream := flag.String("upstream", "127.0.0.1:19000", "the backend's address")
 	loops := flag.Int("loops", runtime.NumCPU(), "event loops (threads)")
+	withRouter := flag.Bool("router", false, "do Sluice's router work for each request (see routeWork)")
 	flag.Parse()
-	if _, err := start(*addr, *upstream, *loops); err != nil {
+	var work *routeWork
+	if *withRouter {
+		var err error
+		if work, err = newRouteWork(*upstream); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if _, err := start(*addr, *upstream, *loops, work); err != nil {
 		log.Fatal(err)
 	}
 	select {}
 }
 
 // start starts loops event loops forwarding addr (IPv4; port 0: one is
-// chosen) to upstream, and returns the address they listen on.
-func start(addr, upstream string, loops int) (string, error) {
+// chosen) to upstream, doing work's router work for each request when work
+// is not nil, and returns the address they listen on.
+func start(addr, upstream string, loops int, work *routeWork) (string, error) {
 	la, err := net.ResolveTCPAddr("tcp4", addr)
 	if err != nil {
 		return "", err
@@ -67,7 +79,7 @@ func start(addr, upstream string, loops int) (string, error) {
 		return "", err
 	}
 	for i := 0; i < loops; i++ {
-		l := &loop{conns: map[int]*conn{}, buf: make([]byte, 64<<10)}
+		l := &loop{conns: map[int]*conn{}, buf: make([]byte, 64<<10), work: work}
 		copy(l.up.Addr[:], ua.IP.To4())
 		l.up.Port = ua.Port
 		if err := l.listen(la); err != nil {
@@ -149,6 +161,7 @@ func (l *loop) accept() {
 		c := &conn{fd: fd, peer: -1, client: true, left: -1}
 		if s4, ok := sa.(*unix.SockaddrInet4); ok {
 			c.ip = []byte(net.IP(s4.Addr[:]).String())
+			c.remote = remoteAddr(c.ip, s4.Port)
 		}
 		l.conns[fd] = c
 		l.watch(unix.EPOLL_CTL_ADD, fd, false)
@@ -214,6 +227,14 @@ func (l *loop) read(c *conn) {
 		body := len(h) - (end + 4) // bytes after the head
 		cl, host := parseHead(h[:end+2])
 		if c.client {
+			if l.work != nil {
+				l.in = inbound{head: h[:end+2], remote: c.remote}
+				if err := l.work.do(&l.in); err != nil {
+					log.Print(err)
+					l.close(c)
+					return
+				}
+			}
 			if c.peer < 0 && !l.dial(c) {
 				l.close(c)
 				return
