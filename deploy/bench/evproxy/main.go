@@ -325,6 +325,21 @@ func (l *loop) dial(c *conn) bool {
 
 // parseHead returns a head's Content-Length (0 when none) and Host.
 func parseHead(h []byte) (cl int, host []byte) {
+	for k, v, h, ok := nextField(h); ok; k, v, h, ok = nextField(h) {
+		switch {
+		case bytes.EqualFold(k, []byte("Content-Length")):
+			cl, _ = strconv.Atoi(string(v))
+		case bytes.EqualFold(k, []byte("Host")):
+			host = v
+		}
+	}
+	return cl, host
+}
+
+// nextField returns the first header field (name and trimmed value) of h,
+// lines ending in LF or CRLF, lines without a colon skipped (a request or
+// status line), and what follows it; ok is false when there is none.
+func nextField(h []byte) (name, value, rest []byte, ok bool) {
 	for len(h) > 0 {
 		i := bytes.IndexByte(h, '\n')
 		if i < 0 {
@@ -332,16 +347,9 @@ func parseHead(h []byte) (cl int, host []byte) {
 		}
 		line := bytes.TrimRight(h[:i], "\r")
 		h = h[i+1:]
-		k, v, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			continue
-		}
-		switch {
-		case bytes.EqualFold(k, []byte("Content-Length")):
-			cl, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
-		case bytes.EqualFold(k, []byte("Host")):
-			host = bytes.TrimSpace(v)
+		if k, v, found := bytes.Cut(line, []byte(":")); found {
+			return k, bytes.TrimSpace(v), h, true
 		}
 	}
-	return cl, host
+	return nil, nil, nil, false
 }

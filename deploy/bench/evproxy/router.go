@@ -118,16 +118,9 @@ func (in *inbound) values(name string, first bool) []string {
 	if i := bytes.IndexByte(h, '\n'); i >= 0 {
 		h = h[i+1:] // past the request line
 	}
-	for len(h) > 0 {
-		i := bytes.IndexByte(h, '\n')
-		if i < 0 {
-			break
-		}
-		line := bytes.TrimRight(h[:i], "\r")
-		h = h[i+1:]
-		k, v, ok := bytes.Cut(line, []byte(":"))
-		if ok && bytes.EqualFold(k, []byte(name)) {
-			out = append(out, str(bytes.TrimSpace(v)))
+	for k, v, h, ok := nextField(h); ok; k, v, h, ok = nextField(h) {
+		if bytes.EqualFold(k, []byte(name)) {
+			out = append(out, str(v))
 			if first {
 				break
 			}
