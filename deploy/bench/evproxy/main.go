@@ -161,7 +161,7 @@ func (l *loop) accept() {
 		c := &conn{fd: fd, peer: -1, client: true, left: -1}
 		if s4, ok := sa.(*unix.SockaddrInet4); ok {
 			c.ip = []byte(net.IP(s4.Addr[:]).String())
-			c.remote = remoteAddr(c.ip, s4.Port)
+			c.remote = net.JoinHostPort(string(c.ip), strconv.Itoa(s4.Port))
 		}
 		l.conns[fd] = c
 		l.watch(unix.EPOLL_CTL_ADD, fd, false)
@@ -224,7 +224,6 @@ func (l *loop) read(c *conn) {
 			}
 			return
 		}
-		body := len(h) - (end + 4) // bytes after the head
 		cl, host := parseHead(h[:end+2])
 		if c.client {
 			if l.work != nil {
@@ -251,13 +250,12 @@ func (l *loop) read(c *conn) {
 		} else if !l.pass(c, h[:end+4]) {
 			return
 		}
-		rest := h[end+4:]
+		b = h[end+4:] // what follows the head
 		c.head = c.head[:0]
 		c.left = cl
 		if cl == 0 {
 			c.left = -1
 		}
-		b = rest[:body]
 	}
 }
 

@@ -6,8 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -104,68 +103,49 @@ func (in *inbound) Path() string {
 
 // Header returns the first value of the header name (any case).
 func (in *inbound) Header(name string) string {
-	if vs := in.values(name, true); len(vs) > 0 {
-		return vs[0]
-	}
-	return ""
+	v, _, _ := in.field(name, in.fields())
+	return str(v)
 }
 
-func (in *inbound) HeaderValues(name string) []string { return in.values(name, false) }
-
-func (in *inbound) values(name string, first bool) []string {
+func (in *inbound) HeaderValues(name string) []string {
 	var out []string
-	h := in.head
-	if i := bytes.IndexByte(h, '\n'); i >= 0 {
-		h = h[i+1:] // past the request line
-	}
-	for k, v, h, ok := nextField(h); ok; k, v, h, ok = nextField(h) {
-		if bytes.EqualFold(k, []byte(name)) {
-			out = append(out, str(v))
-			if first {
-				break
-			}
-		}
+	for v, h, ok := in.field(name, in.fields()); ok; v, h, ok = in.field(name, h) {
+		out = append(out, str(v))
 	}
 	return out
 }
 
+// fields is the head past its request line.
+func (in *inbound) fields() []byte {
+	if i := bytes.IndexByte(in.head, '\n'); i >= 0 {
+		return in.head[i+1:]
+	}
+	return nil
+}
+
+// field returns the value of the first field name (any case) in h, and
+// what follows it.
+func (in *inbound) field(name string, h []byte) (value, rest []byte, ok bool) {
+	for k, v, h, more := nextField(h); more; k, v, h, more = nextField(h) {
+		if bytes.EqualFold(k, []byte(name)) {
+			return v, h, true
+		}
+	}
+	return nil, nil, false
+}
+
 func (in *inbound) Cookie(name string) string {
-	for _, c := range in.values("Cookie", false) {
+	for _, c := range in.HeaderValues("Cookie") {
 		for c != "" {
 			var part string
-			part, c, _ = cut(c, ';')
-			k, v, _ := cut(part, '=')
-			if trim(k) == name {
-				return trim(v)
+			part, c, _ = strings.Cut(c, ";")
+			if k, v, _ := strings.Cut(part, "="); strings.TrimSpace(k) == name {
+				return strings.TrimSpace(v)
 			}
 		}
 	}
 	return ""
 }
 
-func cut(s string, sep byte) (before, after string, found bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == sep {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
-}
-
-func trim(s string) string {
-	for len(s) > 0 && s[0] == ' ' {
-		s = s[1:]
-	}
-	for len(s) > 0 && s[len(s)-1] == ' ' {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
 func (in *inbound) RemoteAddr() string       { return in.remote }
 func (in *inbound) Context() context.Context { return context.Background() }
-
-// remoteAddr formats a client's address as router.Inbound gives it.
-func remoteAddr(ip []byte, port int) string {
-	return net.JoinHostPort(string(ip), strconv.Itoa(port))
-}
