@@ -85,7 +85,7 @@ const (
 	Ignored
 )
 
-// Errors a Breaker's Run returns, wrapped, when it refuses a try.
+// Errors a Breaker's Allow returns, wrapped, when it refuses a try.
 var (
 	// ErrBreakerOpen: the breaker is open.
 	ErrBreakerOpen = errors.New("circuit breaker is open")
@@ -94,24 +94,29 @@ var (
 	ErrBreakerTooManyProbes = errors.New("half-open circuit breaker has its probes in flight")
 )
 
-// Attempt is one try of a request, handed to a Breaker's Run. The router
-// implements it on the request's state, which is already on the heap, so
-// that handing it over allocates nothing.
-type Attempt interface {
-	// Try sends the try and returns what it came to.
-	Try() Outcome
+// Ticket is a Breaker's record of a try it admitted: Allow returns it and
+// Done takes it back with the try's outcome. Its fields belong to the
+// Breaker, which may keep words in A and B and a pointer in P; the router
+// only carries it from Allow to Done, so a Breaker that keeps its record in
+// the words allocates nothing.
+type Ticket struct {
+	A, B uint64
+	P    any
 }
 
 // Breaker is the circuit breaker of one upstream instance of one route. It
-// must be safe for concurrent use. Run runs on every request through it,
-// so it should not allocate.
+// must be safe for concurrent use. A try goes through it in two steps,
+// Allow before it is sent and Done when it has ended, so that an engine
+// need not block on the try in between (an event loop). Allow and Done run
+// on every request through it, so they should not allocate.
 type Breaker interface {
-	// Run asks to send one try. When the breaker admits it, Run calls
-	// a.Try exactly once, on the calling goroutine, records its outcome and
-	// returns nil. Otherwise it returns without calling a.Try an error
-	// wrapping ErrBreakerOpen (the breaker is open) or
+	// Allow asks to send one try. When the breaker admits it, Allow returns a
+	// Ticket that must be handed to Done exactly once with the try's outcome;
+	// otherwise it returns an error wrapping ErrBreakerOpen (open) or
 	// ErrBreakerTooManyProbes (half-open with its probes taken).
-	Run(a Attempt) error
+	Allow() (Ticket, error)
+	// Done records the outcome of the try Allow admitted with t.
+	Done(t Ticket, o Outcome)
 	// State returns the current state.
 	State() BreakerState
 }

@@ -2,9 +2,12 @@ package router
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // This file is the seam between the router's logic (matching, rate limits,
@@ -12,13 +15,16 @@ import (
 // and the access log) and the engine that moves the bytes. Router.ServeHTTP
 // is the net/http engine; router/fasthttpengine is the fast one. An engine
 // asks Begin for the request's route, writes the Answer the router gives
-// itself or calls Forward with a Sender that sends each try, and ends with
-// End.
+// itself or forwards the request, and ends with End. An engine that may
+// block on a try calls Forward with a Sender that sends each one; an
+// engine that must not (an event loop) drives the same logic step by step:
+// FirstTry, TryDone when the try ended, NextTry when TryDone asks for a
+// retry.
 
 // Inbound is an engine's view of an incoming request: what matching, rate
 // limit keys, pins and subsets read. Strings it returns may point into the
-// engine's buffers: the router reads them during Begin and Forward and
-// copies what it keeps. Header names are given canonical
+// engine's buffers: the router reads them during Begin, Forward (or
+// FirstTry) and End, and copies what it keeps. Header names are given canonical
 // ("X-Forwarded-For").
 type Inbound interface {
 	// Method is the request method ("GET").
@@ -107,15 +113,167 @@ func (r *Router) End(x *Exchange, status int) {
 	r.release(x)
 }
 
+// Try is one try of a request: the instance's address and how long to
+// wait for its response header.
+type Try struct {
+	Addr    string
+	Timeout time.Duration
+}
+
 // Forward sends the request to an upstream instance through s: the
 // pinned instance, or one the balancer picks skipping open breakers,
 // instances out and instances already tried, retrying on another instance
 // as the route's RetryPolicy and retry budget allow. It returns the status
 // of the response the engine is to pass on, or the error that ended the
-// last try; the engine then writes ErrorAnswer(err).
+// last try; the engine then writes ErrorAnswer(err). Forward blocks in
+// s.Send and in the backoff before each retry (until the request's
+// context ends); it drives FirstTry, TryDone and NextTry, which an engine
+// that must not block calls itself instead.
 func (x *Exchange) Forward(s Sender) (int, error) {
 	x.sender = s
-	return x.forward()
+	replayable := false
+	if x.pinned == nil && x.rt.retry.retriesFor(x.in.Method()) > 0 {
+		ok, err := s.Replayable()
+		if err != nil {
+			return 0, err
+		}
+		replayable = ok // false: streamed or too long, it cannot be sent again
+	}
+	t, err := x.FirstTry(replayable)
+	if err != nil {
+		return 0, err
+	}
+	for {
+		status, err := s.Send(t.Addr, t.Timeout)
+		gone := err != nil && x.clientGone()
+		wait, retry := x.TryDone(status, err, gone)
+		if !retry {
+			return status, err
+		}
+		if lifecycle.Sleep(x.in.Context(), wait) != nil {
+			return status, err // the client gave up: the answer stands
+		}
+		next, ok := x.NextTry()
+		if !ok {
+			return status, err // no retry: the answer stands
+		}
+		s.Discard()
+		t = next
+	}
+}
+
+// FirstTry starts forwarding the request without a Sender, for engines
+// that do not block on a try (an event loop): it picks the instance of the
+// first try — the pinned one, or one the balancer picks skipping open
+// breakers and instances out — and counts it in flight. replayable says
+// whether the request's body can be sent again; retries need it (it is
+// not asked of a pinned request, never retried). The engine sends the try
+// and calls TryDone with how it ended. An error (a 503 when there is no
+// instance or every breaker is open …) ends the exchange: the engine
+// writes ErrorAnswer(err) and calls End. FirstTry is called at most once,
+// after Begin returned no Answer.
+func (x *Exchange) FirstTry(replayable bool) (Try, error) {
+	rt := x.rt
+	if x.pinned != nil {
+		// Bypasses the balancer, the breaker and outlier detection.
+		x.chosen, x.trying = x.pinned, true
+		return Try{Addr: x.pinned.addr, Timeout: rt.timeout}, nil
+	}
+	if replayable {
+		x.retries = rt.retry.retriesFor(x.in.Method())
+	}
+	in, err := x.r.choose(rt, x)
+	if err != nil {
+		return Try{}, err
+	}
+	return x.startTry(in), nil
+}
+
+// TryDone records how the try FirstTry or NextTry started ended: status is
+// the response's status when err is nil; err follows Sender.Send's
+// conventions (*net.OpError Op "dial" for connect failures, Timeout() for
+// timeouts, ErrUpstreamRefused); gone says the client went away or failed
+// to send its body (not the instance's fault; never retried, and
+// ErrorAnswer then answers 499 to an engine without a Sender). It feeds the
+// instance's counters, breaker and outlier detection (a pinned request's
+// only its counters) and gives the try's place in the route's retry budget
+// back. retry reports that the route retries the try: the engine waits
+// wait (the jittered backoff), then calls NextTry. Otherwise (status, err)
+// is the exchange's result: the engine passes the response on, or writes
+// ErrorAnswer(err). A try the engine does not end with TryDone before End
+// is ended there as if the client went away; TryDone without a try
+// started returns (0, false).
+func (x *Exchange) TryDone(status int, err error, gone bool) (wait time.Duration, retry bool) {
+	if !x.trying {
+		return 0, false
+	}
+	x.trying = false
+	rt, in := x.rt, x.chosen
+	x.tryGone, x.tryErr = gone, err
+	if err == nil {
+		x.status = status
+	} else if errors.Is(err, ErrUpstreamRefused) {
+		rt.metrics.UpstreamRefused()
+	}
+	in.st.count(status, err, gone)
+	if x.pinned != nil {
+		return 0, false // counted, never retried
+	}
+	failed := err != nil && !gone || err == nil && status >= 500
+	if rt.outlier != nil && !gone {
+		x.r.observe(rt, in.st, failed)
+	}
+	if rt.retry != nil {
+		x.endTry()
+	}
+	if b := in.st.breaker; b != nil {
+		o := Success
+		switch {
+		case gone:
+			o = Ignored
+		case failed:
+			o = Failure
+		}
+		t := x.ticket
+		x.ticket = Ticket{}
+		b.Done(t, o)
+	}
+	if gone || x.retried >= x.retries || !rt.retry.wants(status, err) {
+		return 0, false
+	}
+	x.again = true
+	return rt.retry.backoff(x.retried + 1), true
+}
+
+// NextTry picks the instance of the retry TryDone asked for: it takes a
+// slot of the route's retry budget and an instance not tried yet (skipping
+// open breakers and instances out). When it returns false (budget used
+// up, no other instance left, or no retry asked for) the last try's
+// outcome stands: the engine passes on its response or writes
+// ErrorAnswer(err). When true, the engine drops the last try's response,
+// sends the new try and calls TryDone with how it ended.
+func (x *Exchange) NextTry() (Try, bool) {
+	if !x.again {
+		return Try{}, false
+	}
+	x.again = false
+	rt := x.rt
+	b := &rt.shared.budget
+	if !b.take(rt.retry) {
+		rt.res.RetryBudgetExhausted()
+		return Try{}, false
+	}
+	in, err := x.r.choose(rt, x)
+	if err != nil {
+		b.retrying.Add(-1) // the slot goes back at once
+		return Try{}, false
+	}
+	x.retrying = true // the slot goes with the try: TryDone gives it back
+	x.retried++
+	t := x.startTry(in)
+	rt.res.Retried()
+	x.r.log.Debug("retrying on another instance", "route", rt.route.Name, "instance", in.id, "err", x.tryErr)
+	return t, true
 }
 
 // ErrorAnswer is the answer to a request whose Forward ended with err.

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -10,8 +9,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/sluicehq/sluice/configsvc/lifecycle"
 )
 
 // RetryOn names a condition under which a failed try is sent again to
@@ -273,13 +270,14 @@ func (rr *retryRT) wants(status int, err error) bool {
 	return s >= 0 && s < 100 && rr.statuses[s/64]&(1<<(s%64)) != 0
 }
 
-// backoff waits before retry n (1, 2 …), or until ctx ends (its error).
-func (rr *retryRT) backoff(ctx context.Context, n int) error {
+// backoff returns the wait before retry n (1, 2 …): fully jittered,
+// random between 0 and min(limit, base × 2^(n-1)).
+func (rr *retryRT) backoff(n int) time.Duration {
 	bound := rr.base << min(n-1, 20)
 	if bound <= 0 || bound > rr.limit {
 		bound = rr.limit
 	}
-	return lifecycle.Sleep(ctx, rand.N(bound+1))
+	return rand.N(bound + 1)
 }
 
 // retryBudget counts a route's tries and retries waiting for their

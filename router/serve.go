@@ -19,8 +19,8 @@ import (
 
 // Exchange is one request on its way through the router, from Begin (or
 // ServeHTTP) to End: its route, the instances tried and chosen, its status.
-// Exchanges are pooled; an engine uses one from the request's goroutine
-// only, and never after End.
+// Exchanges are pooled; an engine uses one from one goroutine at a time
+// (the request's, or its event loop's), and never after End.
 type Exchange struct {
 	r        *Router
 	in       Inbound
@@ -34,13 +34,16 @@ type Exchange struct {
 	tried    [MaxRetries + 1]*inst
 	ntried   int
 	status   int
-	inflight bool
+	inflight bool // chosen counts the request in flight
 	retrying bool // the try being sent is a retry: it holds a retry budget slot
 
-	next      *inst // the instance tryInst hands the try to, through its breaker
-	tryStatus int   // the last try's status, whether the client went away, its error
-	tryGone   bool
-	tryErr    error
+	trying  bool   // a try FirstTry or NextTry started waits for TryDone
+	ticket  Ticket // the chosen instance's breaker's record of the try, if it has a breaker
+	retries int    // how many retries the request may get
+	retried int    // how many it got
+	again   bool   // TryDone asked for a retry: NextTry may start it
+	tryGone bool   // the last try ended with the client gone (ErrorAnswer without a Sender)
+	tryErr  error  // the last try's error, for the retry's log line
 
 	sender Sender
 	stdIn  stdInbound // the net/http engine's Inbound and Sender, kept here
@@ -187,6 +190,11 @@ func (r *Router) subsetPool(x *Exchange, rt *routeRT) (*pool, *Answer) {
 // recycles x. Deferred by ServeHTTP, so it runs even when ReverseProxy
 // aborts a broken stream.
 func (r *Router) release(x *Exchange) {
+	if x.trying {
+		// The engine ended the request without saying how its try ended:
+		// as the client going away, which judges no instance.
+		x.TryDone(0, errTryAbandoned, true)
+	}
 	m, up, route, id := x.snap.none, x.snap.noneUp, "", ""
 	if rt := x.rt; rt != nil {
 		m, up, route = rt.metrics, rt.self, rt.route.Name
@@ -402,139 +410,31 @@ func (e *proxyErr) Error() string { return e.msg }
 
 var errNoInstance = errors.New("no upstream instance")
 
-// forward is Forward: the pinned instance, or a balanced one with retries.
-func (x *Exchange) forward() (int, error) {
-	if x.pinned != nil {
-		return x.forwardPinned()
-	}
-	r, rt := x.r, x.rt
-	retries := rt.retry.retriesFor(x.in.Method())
-	if retries > 0 {
-		ok, err := x.sender.Replayable()
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
-			retries = 0 // streamed or too long: it cannot be sent again
-		}
-	}
-	if err := r.send(rt, x); err != nil {
-		return 0, err
-	}
-	for try := 0; ; try++ {
-		status, gone, err := x.tryStatus, x.tryGone, x.tryErr
-		if gone || try >= retries || !rt.retry.wants(status, err) {
-			return status, err
-		}
-		if !x.retry(try + 1) {
-			return status, err // no retry: the answer stands
-		}
-		rt.res.Retried()
-		r.log.Debug("retrying on another instance", "route", rt.route.Name, "instance", x.chosen.id, "err", err)
-	}
-}
+// errTryAbandoned ends a try the engine did not end with TryDone before
+// End.
+var errTryAbandoned = errors.New("router: the request ended before its try")
 
-// retry sends retry n (1, 2 …): it waits the backoff, takes a slot of the
-// route's retry budget, picks another instance and sends the try there
-// (attempt lets go of the try it replaces). It returns false, with the
-// last try's answer standing, when the client went away, the budget is
-// used up or no other instance is left; the slot is then given back.
-func (x *Exchange) retry(n int) bool {
-	rt := x.rt
-	if rt.retry.backoff(x.in.Context(), n) != nil {
-		return false
-	}
-	if !rt.shared.budget.take(rt.retry) {
-		rt.res.RetryBudgetExhausted()
-		return false
-	}
-	x.retrying = true // the slot goes with the try (endTry gives it back)
-	if err := x.r.send(rt, x); err != nil {
-		x.retrying = false
-		rt.shared.budget.retrying.Add(-1)
-		return false
-	}
-	return true
-}
-
-// abandon lets go of a try that is retried: its response and its
-// in-flight count on in.
-func (x *Exchange) abandon(in *inst) {
-	x.sender.Discard()
-	in.st.inflight.Add(-1)
-	x.inflight = false
-}
-
-// forwardPinned sends the request to the pinned instance, bypassing the
-// balancer, its breaker and outlier detection; it is counted but never
-// retried.
-func (x *Exchange) forwardPinned() (int, error) {
-	rt := x.rt
-	x.chosen = x.pinned
-	status, err := x.sender.Send(x.pinned.addr, rt.timeout)
-	if err == nil {
-		x.status = status
-	} else if errors.Is(err, ErrUpstreamRefused) {
-		rt.metrics.UpstreamRefused()
-	}
-	x.pinned.st.count(status, err, err != nil && x.clientGone())
-	return status, err
-}
-
-// attempt sends one try to in (with the per-try timeout, if any), after
-// letting go of the try it retries, if any; counts it; reports it to the
-// route's outlier detection and keeps its status, error and whether the
-// client went away (or failed to send its body: nothing to retry) in
-// x.tryStatus, x.tryErr, x.tryGone. It returns the outcome for in's
-// breaker, which calls it through Run when there is one.
-func (x *Exchange) attempt(in *inst) Outcome {
+// startTry starts a try on in, which choose picked: it lets go of the
+// in-flight count of the try it retries, if any, counts the request in
+// flight on in and the try in the route's retry budget (with a retry
+// policy), and returns the try with the per-try timeout, if any.
+func (x *Exchange) startTry(in *inst) Try {
 	rt := x.rt
 	if x.inflight {
-		x.abandon(x.chosen)
+		x.chosen.st.inflight.Add(-1)
 	}
-	x.chosen, x.inflight = in, true
+	x.chosen, x.inflight, x.trying = in, true, true
 	x.tried[x.ntried] = in
 	x.ntried++
 	in.st.inflight.Add(1)
-	timeout := rt.timeout
+	t := Try{Addr: in.addr, Timeout: rt.timeout}
 	if rr := rt.retry; rr != nil {
-		if rr.perTry > 0 && rr.perTry < timeout {
-			timeout = rr.perTry
+		if rr.perTry > 0 && rr.perTry < t.Timeout {
+			t.Timeout = rr.perTry
 		}
 		rt.shared.budget.active.Add(1)
-		defer x.endTry()
 	}
-	status, err := x.sender.Send(in.addr, timeout)
-	gone := err != nil && x.clientGone()
-	x.tryStatus, x.tryGone, x.tryErr = status, gone, err
-	in.st.count(status, err, gone)
-	failed := err != nil && !gone || err == nil && status >= 500
-	if err == nil {
-		x.status = status
-	} else if errors.Is(err, ErrUpstreamRefused) {
-		rt.metrics.UpstreamRefused()
-	}
-	if rt.outlier != nil && !gone {
-		x.r.observe(rt, in.st, failed)
-	}
-	switch {
-	case gone:
-		return Ignored
-	case failed:
-		return Failure
-	}
-	return Success
-}
-
-// breakerTry is an Exchange as the Attempt its instance's breaker runs:
-// Try sends the try to x.next. A conversion of the Exchange's pointer, it
-// allocates nothing, and keeps Try out of Exchange's exported methods.
-type breakerTry Exchange
-
-// Try sends the try that tryInst handed to the breaker.
-func (t *breakerTry) Try() Outcome {
-	x := (*Exchange)(t)
-	return x.attempt(x.next)
+	return t
 }
 
 // endTry ends a try in the route's retry budget: it is no longer active,
@@ -570,18 +470,18 @@ func isConnectError(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// send chooses an instance for a try from the request's pool and sends
-// the try there (attempt), through the instance's breaker if it has one.
-// When it returns nil a try was sent. It returns a *proxyErr 503 when
-// there is no instance, when every candidate's breaker is open, or when
-// every candidate is out (ejected, failing health checks) and the route is
-// not in panic mode; errNoInstance when every candidate left was tried
-// already.
-func (r *Router) send(rt *routeRT, st *Exchange) error {
+// choose chooses the instance of a try from the request's pool: one not
+// tried yet, not out (unless the route is in panic mode) and whose breaker,
+// if it has one, admits the try (its Ticket is then kept in x.ticket). It
+// returns a *proxyErr 503 when there is no instance, when every
+// candidate's breaker is open, or when every candidate is out (ejected,
+// failing health checks) and the route is not in panic mode;
+// errNoInstance when every candidate left was tried already.
+func (r *Router) choose(rt *routeRT, st *Exchange) (*inst, error) {
 	p := st.pool
 	n := len(p.insts)
 	if n == 0 {
-		return &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "no registered instance of " + p.what, retryAfter: 1}
+		return nil, &proxyErr{status: http.StatusServiceUnavailable, code: "unavailable", msg: "no registered instance of " + p.what, retryAfter: 1}
 	}
 	skipOut := rt.health && !rt.shared.panic.Load()
 	start := 0
@@ -594,8 +494,8 @@ func (r *Router) send(rt *routeRT, st *Exchange) error {
 		if n > 1 {
 			a, b := p.twoChoices()
 			for _, i := range [2]int{a, b} {
-				if tryInst(p.insts[i], st, skipOut) {
-					return nil
+				if in := p.insts[i]; admit(in, st, skipOut) {
+					return in, nil
 				}
 			}
 			start = a
@@ -604,14 +504,14 @@ func (r *Router) send(rt *routeRT, st *Exchange) error {
 		start = p.weightedChoice()
 	}
 	for i := 0; i < n; i++ {
-		if tryInst(p.insts[(start+i)%n], st, skipOut) {
-			return nil
+		if in := p.insts[(start+i)%n]; admit(in, st, skipOut) {
+			return in, nil
 		}
 	}
 	if st.ntried > 0 {
-		return errNoInstance
+		return nil, errNoInstance
 	}
-	return r.allRefused(rt, p, skipOut)
+	return nil, r.allRefused(rt, p, skipOut)
 }
 
 // twoChoices picks two different instances of p at random (of at least
@@ -669,10 +569,11 @@ func retryAfterSeconds(d time.Duration) int64 {
 	return max(1, int64((d+time.Second-1)/time.Second))
 }
 
-// tryInst sends the try to in (attempt) unless in was tried already, it
-// is out (skipOut: ejected or failing health checks) or its breaker
-// refuses it. It reports whether it sent it.
-func tryInst(in *inst, x *Exchange, skipOut bool) bool {
+// admit reports whether the try may go to in: not when in was tried
+// already, it is out (skipOut: ejected or failing health checks) or its
+// breaker refuses it. When in's breaker admits it, its Ticket is kept in
+// x.ticket for TryDone.
+func admit(in *inst, x *Exchange, skipOut bool) bool {
 	for i := 0; i < x.ntried; i++ {
 		if x.tried[i] == in {
 			return false
@@ -682,11 +583,13 @@ func tryInst(in *inst, x *Exchange, skipOut bool) bool {
 		return false
 	}
 	if b := in.st.breaker; b != nil {
-		x.next = in
-		// Run refuses while open: no separate State check (one lock less).
-		return b.Run((*breakerTry)(x)) == nil
+		// Allow refuses while open: no separate State check (one lock less).
+		t, err := b.Allow()
+		if err != nil {
+			return false
+		}
+		x.ticket = t
 	}
-	x.attempt(in)
 	return true
 }
 
@@ -699,6 +602,8 @@ func (r *Router) errorAnswer(x *Exchange, err error) *Answer {
 	gone := false
 	if x != nil && x.sender != nil {
 		bodyErr, gone = x.sender.ClientErr()
+	} else if x != nil {
+		gone = x.tryGone // an engine without a Sender said so in TryDone
 	}
 	var a *Answer
 	switch {

@@ -24,8 +24,7 @@ func (t roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 	}
 	s := &x.std
 	s.out = out
-	x.sender = s
-	if _, err := x.forward(); err != nil {
+	if _, err := x.Forward(s); err != nil {
 		return nil, err
 	}
 	return s.resp, nil

@@ -20,7 +20,7 @@ func New() *Breakers { return &Breakers{} }
 
 var _ router.Breakers = (*Breakers)(nil)
 
-// The refusals Run returns: each wraps the router's error and gobreaker's.
+// The refusals Allow returns: each wraps the router's error and gobreaker's.
 var (
 	errOpen          = fmt.Errorf("breaker: %w (gobreaker: %w)", router.ErrBreakerOpen, gobreaker.ErrOpenState)
 	errTooManyProbes = fmt.Errorf("breaker: %w (gobreaker: %w)", router.ErrBreakerTooManyProbes, gobreaker.ErrTooManyRequests)
@@ -60,19 +60,20 @@ var (
 	_ router.BreakerResetter = (*breaker)(nil)
 )
 
-// breaker is a gobreaker, replaced by a fresh one on Reset (gobreaker
-// cannot be closed from outside). Outcomes of tries a replaced one
-// admitted go to it and are lost with it, as gobreaker drops those of an
-// earlier generation.
+// breaker is a gobreaker two-step breaker, replaced by a fresh one on
+// Reset (gobreaker cannot be closed from outside). Outcomes of tries a
+// replaced one admitted go to it and are lost with it, as gobreaker drops
+// those of an earlier generation.
 type breaker struct {
-	cb       atomic.Pointer[gobreaker.CircuitBreaker[struct{}]]
+	cb       atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]]
 	settings gobreaker.Settings
 	onChange func(from, to router.BreakerState)
 	// quiet's bit 0 is set while the gobreaker in use is closed with no
 	// failure since its last success. A success cannot change such a
-	// breaker (it trips on consecutive failures only), so Run does not
-	// ask gobreaker about a try then, or tell it of a success: gobreaker
-	// takes its lock and reads the clock twice per try. The other bits
+	// breaker (it trips on consecutive failures only), so Allow does not
+	// ask gobreaker about a try then, nor Done tell it of a success:
+	// gobreaker takes its lock and reads the clock twice per try (and its
+	// Allow allocates the function that ends the try). The other bits
 	// count the failures told (tell), so that a success sets the bit
 	// only when no failure was told since it looked (calm).
 	quiet atomic.Uint64
@@ -85,9 +86,9 @@ type breaker struct {
 
 // newCB makes a gobreaker whose state changes are reported while it is the
 // breaker in use.
-func (b *breaker) newCB() *gobreaker.CircuitBreaker[struct{}] {
+func (b *breaker) newCB() *gobreaker.TwoStepCircuitBreaker[struct{}] {
 	st := b.settings
-	var cb *gobreaker.CircuitBreaker[struct{}]
+	var cb *gobreaker.TwoStepCircuitBreaker[struct{}]
 	st.OnStateChange = func(_ string, from, to gobreaker.State) {
 		if b.cb.Load() == cb {
 			b.gen.Add(1)
@@ -96,46 +97,69 @@ func (b *breaker) newCB() *gobreaker.CircuitBreaker[struct{}] {
 			}
 		}
 	}
-	cb = gobreaker.NewCircuitBreaker[struct{}](st)
+	cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)
 	return cb
 }
 
-// Run runs a through gobreaker's Execute, which does not keep the function
-// it runs: the closure stays on Run's stack and a request allocates
-// nothing. A refusal wraps router.ErrBreakerOpen or
-// router.ErrBreakerTooManyProbes (and gobreaker's ErrOpenState or
-// ErrTooManyRequests).
+// pending is the record of a try gobreaker admitted (a breaker that was
+// not quiet), kept in the Ticket's P: the function that gives gobreaker
+// its outcome and the gobreaker that admitted it. The Ticket's A holds
+// quiet as Allow read it.
+type pending struct {
+	done func(err error)
+	cb   *gobreaker.TwoStepCircuitBreaker[struct{}]
+}
+
+// Allow admits a try or refuses it. A refusal wraps router.ErrBreakerOpen
+// or router.ErrBreakerTooManyProbes (and gobreaker's ErrOpenState or
+// ErrTooManyRequests) and allocates nothing.
 //
 // While the breaker is quiet (closed, no failure since the last success)
-// Run calls a.Try without gobreaker and tells gobreaker only of a
-// failure, as a try it admits and fails at once: the state changes
-// (closed, open, half-open) and their times are gobreaker's all the same,
-// but its Counts leave out the successes of a quiet breaker. A failure
-// of a try admitted before a state change or a Reset is dropped, as
-// gobreaker drops the outcome of a try an earlier generation admitted.
-func (b *breaker) Run(a router.Attempt) error {
+// Allow admits the try without gobreaker, allocating nothing: its Ticket
+// holds quiet (A, bit 0 set) and the generation (B). Done then tells
+// gobreaker only of a failure, as a try it admits and fails at once: the
+// state changes (closed, open, half-open) and their times are gobreaker's
+// all the same, but its Counts leave out the successes of a quiet
+// breaker. A failure of a try admitted before a state change or a Reset
+// is dropped, as gobreaker drops the outcome of a try an earlier
+// generation admitted. Otherwise Allow asks gobreaker's two-step breaker,
+// and the Ticket's P holds what Done needs (one allocation besides
+// gobreaker's own).
+func (b *breaker) Allow() (router.Ticket, error) {
 	if w := b.quiet.Load(); w&1 != 0 {
-		g := b.gen.Load()
-		o := a.Try()
-		if o == router.Ignored || o == router.Success && b.quiet.Load() == w {
-			return nil // changes nothing
-		}
-		b.tell(g, o)
-		return nil
+		return router.Ticket{A: w, B: b.gen.Load()}, nil
 	}
 	w := b.quiet.Load()
 	cb := b.cb.Load()
-	_, err := cb.Execute(func() (struct{}, error) { return struct{}{}, outcomeErr(a.Try()) })
+	done, err := cb.Allow()
 	switch err {
-	case nil, errFailure, errIgnored:
-		b.after(cb, w, err)
-		return nil
+	case nil:
+		return router.Ticket{A: w, P: &pending{done: done, cb: cb}}, nil
 	case gobreaker.ErrOpenState:
-		return errOpen
+		return router.Ticket{}, errOpen
 	case gobreaker.ErrTooManyRequests:
-		return errTooManyProbes
+		return router.Ticket{}, errTooManyProbes
 	}
-	return err
+	return router.Ticket{}, err
+}
+
+// Done records the outcome o of the try Allow admitted with t. A Ticket
+// Allow did not return (the zero Ticket) is ignored.
+func (b *breaker) Done(t router.Ticket, o router.Outcome) {
+	p, _ := t.P.(*pending)
+	if p == nil {
+		if t.A&1 == 0 {
+			return // not a quiet ticket either
+		}
+		if o == router.Ignored || o == router.Success && b.quiet.Load() == t.A {
+			return // changes nothing
+		}
+		b.tell(t.B, o)
+		return
+	}
+	err := outcomeErr(o)
+	p.done(err)
+	b.after(p.cb, t.A, err)
 }
 
 // outcomeErr is the error gobreaker is given for outcome o.
@@ -157,19 +181,22 @@ func outcomeErr(o router.Outcome) error {
 func (b *breaker) tell(g uint64, o router.Outcome) {
 	w := b.quiet.Load()
 	cb := b.cb.Load()
-	_, err := cb.Execute(func() (struct{}, error) {
-		if b.gen.Load() != g {
-			return struct{}{}, errIgnored
-		}
-		return struct{}{}, outcomeErr(o)
-	})
+	done, err := cb.Allow()
+	if err != nil {
+		return // open, or half-open with its probes taken: nothing to tell
+	}
+	err = outcomeErr(o)
+	if b.gen.Load() != g {
+		err = errIgnored
+	}
+	done(err)
 	b.after(cb, w, err)
 }
 
 // after follows up a try gobreaker counted with err, quiet having read w
 // before it: a failure makes the breaker not quiet, a success may make it
 // quiet.
-func (b *breaker) after(cb *gobreaker.CircuitBreaker[struct{}], w uint64, err error) {
+func (b *breaker) after(cb *gobreaker.TwoStepCircuitBreaker[struct{}], w uint64, err error) {
 	switch err {
 	case nil:
 		b.calm(cb, w)
@@ -192,7 +219,7 @@ func (b *breaker) told() {
 // calm makes the breaker quiet after a success on cb when cb, still the
 // breaker in use, is closed with no consecutive failure, and no failure
 // was told since quiet read w (before the try).
-func (b *breaker) calm(cb *gobreaker.CircuitBreaker[struct{}], w uint64) {
+func (b *breaker) calm(cb *gobreaker.TwoStepCircuitBreaker[struct{}], w uint64) {
 	if cb.State() == gobreaker.StateClosed && cb.Counts().ConsecutiveFailures == 0 && b.cb.Load() == cb {
 		b.quiet.CompareAndSwap(w, w|1)
 	}

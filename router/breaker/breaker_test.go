@@ -14,67 +14,41 @@ import (
 	"github.com/sluicehq/sluice/router/breaker"
 )
 
-// fixed is an Attempt that comes to its outcome at once.
-type fixed struct {
-	o     router.Outcome
-	tries int
-}
-
-func (f *fixed) Try() router.Outcome { f.tries++; return f.o }
-
-// run runs one try with outcome o through b and returns Run's error; it
-// fails the test if Run called Try when it refused it, or did not when it
-// admitted it.
+// run sends one try with outcome o through b, Allow then Done at once,
+// and returns Allow's error.
 func run(t *testing.T, b router.Breaker, o router.Outcome) error {
 	t.Helper()
-	a := &fixed{o: o}
-	err := b.Run(a)
-	switch {
-	case err == nil && a.tries != 1:
-		t.Fatalf("Run admitted the try and called Try %d times, want 1", a.tries)
-	case err != nil && a.tries != 0:
-		t.Fatalf("Run refused (%v) and called Try %d times, want 0", err, a.tries)
-	}
-	return err
-}
-
-// probe is a try held in flight: its Try waits for the outcome finish
-// gives it.
-type probe struct {
-	started chan struct{}
-	outcome chan router.Outcome
-	done    chan error
-}
-
-func (p *probe) Try() router.Outcome {
-	close(p.started)
-	return <-p.outcome
-}
-
-// begin runs a try through b on another goroutine and returns once b has
-// admitted it (the try is then in flight until finish) or refused it (the
-// error).
-func begin(b router.Breaker) (*probe, error) {
-	p := &probe{started: make(chan struct{}), outcome: make(chan router.Outcome), done: make(chan error, 1)}
-	go func() { p.done <- b.Run(p) }()
-	select {
-	case <-p.started:
-		return p, nil
-	case err := <-p.done:
-		if err == nil {
-			err = errors.New("Run returned nil without calling Try")
+	tk, err := b.Allow()
+	if err != nil {
+		if tk != (router.Ticket{}) {
+			t.Fatalf("Allow refused (%v) with a ticket %+v", err, tk)
 		}
+		return err
+	}
+	b.Done(tk, o)
+	return nil
+}
+
+// probe is a try b admitted and that is held in flight until finish.
+type probe struct {
+	b  router.Breaker
+	tk router.Ticket
+}
+
+// begin asks b to admit a try and returns it held in flight, or Allow's
+// error.
+func begin(b router.Breaker) (*probe, error) {
+	tk, err := b.Allow()
+	if err != nil {
 		return nil, err
 	}
+	return &probe{b: b, tk: tk}, nil
 }
 
-// finish ends the try with outcome o and waits for Run to return.
+// finish ends the try with outcome o.
 func (p *probe) finish(t *testing.T, o router.Outcome) {
 	t.Helper()
-	p.outcome <- o
-	if err := <-p.done; err != nil {
-		t.Fatalf("Run of an admitted try: %v", err)
-	}
+	p.b.Done(p.tk, o)
 }
 
 func TestBreakerLifecycle(t *testing.T) {
@@ -84,7 +58,7 @@ func TestBreakerLifecycle(t *testing.T) {
 	report := func(o router.Outcome) {
 		t.Helper()
 		if err := run(t, b, o); err != nil {
-			t.Fatalf("Run in state %v: %v", b.State(), err)
+			t.Fatalf("try in state %v: %v", b.State(), err)
 		}
 	}
 	report(router.Failure)
@@ -100,7 +74,7 @@ func TestBreakerLifecycle(t *testing.T) {
 	}
 	err := run(t, b, router.Success)
 	if !errors.Is(err, router.ErrBreakerOpen) || !errors.Is(err, gobreaker.ErrOpenState) {
-		t.Fatalf("open breaker's Run: %v, want router.ErrBreakerOpen and gobreaker.ErrOpenState", err)
+		t.Fatalf("open breaker's Allow: %v, want router.ErrBreakerOpen and gobreaker.ErrOpenState", err)
 	}
 	time.Sleep(60 * time.Millisecond)
 	if b.State() != router.BreakerHalfOpen {
@@ -185,7 +159,7 @@ func TestBreakerHalfOpenProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := run(t, b, router.Success); !errors.Is(err, router.ErrBreakerOpen) {
-		t.Fatalf("Run right after the trip: %v, want ErrBreakerOpen", err)
+		t.Fatalf("Allow right after the trip: %v, want ErrBreakerOpen", err)
 	}
 	time.Sleep(openFor + 10*time.Millisecond)
 	p1, p2 := admit(), admit()
@@ -203,7 +177,7 @@ func TestBreakerHalfOpenProbes(t *testing.T) {
 		t.Fatalf("state %v after a failed probe, want open", b.State())
 	}
 	if err := run(t, b, router.Success); !errors.Is(err, router.ErrBreakerOpen) {
-		t.Fatalf("Run right after a failed probe: %v, want ErrBreakerOpen", err)
+		t.Fatalf("Allow right after a failed probe: %v, want ErrBreakerOpen", err)
 	}
 	time.Sleep(openFor + 10*time.Millisecond)
 	p1, p2 = admit(), admit()
@@ -214,30 +188,97 @@ func TestBreakerHalfOpenProbes(t *testing.T) {
 	}
 }
 
-// TestBreakerAllocations: a try through a closed breaker, and a refusal by
-// an open one, allocate nothing.
+// TestBreakerAllocations: a try through a quiet breaker (closed, no
+// failure since the last success), and a refusal by an open one, allocate
+// nothing.
 func TestBreakerAllocations(t *testing.T) {
 	b := breaker.New().NewBreaker("r/i", router.CircuitBreaker{ConsecutiveFailures: 3, OpenFor: time.Hour}, func(from, to router.BreakerState) {})
-	ok := &fixed{o: router.Success}
 	if n := testing.AllocsPerRun(1000, func() {
-		if err := b.Run(ok); err != nil {
+		tk, err := b.Allow()
+		if err != nil {
 			t.Fatal(err)
 		}
+		b.Done(tk, router.Success)
 	}); n != 0 {
-		t.Fatalf("%.2f allocations per try through a closed breaker, want 0", n)
+		t.Fatalf("%.2f allocations per try through a quiet breaker, want 0", n)
 	}
-	failing := &fixed{o: router.Failure}
+	if n := testing.AllocsPerRun(1000, func() {
+		tk, err := b.Allow()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Done(tk, router.Ignored)
+	}); n != 0 {
+		t.Fatalf("%.2f allocations per ignored try through a quiet breaker, want 0", n)
+	}
 	for range 3 {
-		if err := b.Run(failing); err != nil {
+		if err := run(t, b, router.Failure); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if n := testing.AllocsPerRun(1000, func() {
-		if err := b.Run(ok); !errors.Is(err, router.ErrBreakerOpen) {
-			t.Fatalf("Run: %v, want ErrBreakerOpen", err)
+		if _, err := b.Allow(); !errors.Is(err, router.ErrBreakerOpen) {
+			t.Fatalf("Allow: %v, want ErrBreakerOpen", err)
 		}
 	}); n != 0 {
 		t.Fatalf("%.2f allocations per refusal by an open breaker, want 0", n)
+	}
+}
+
+// TestBreakerTwoStep: tries admitted together and ended later, in any
+// order, count as gobreaker counts them: the breaker opens on the
+// ConsecutiveFailures-th failure reported (tries still in flight then are
+// dropped), refuses while open, half-opens after open_for with
+// HalfOpenRequests probes, and a zero Ticket handed to Done changes
+// nothing.
+func TestBreakerTwoStep(t *testing.T) {
+	const openFor = 50 * time.Millisecond
+	var changes []string
+	b := breaker.New().NewBreaker("r/i", router.CircuitBreaker{ConsecutiveFailures: 3, OpenFor: openFor, HalfOpenRequests: 1},
+		func(from, to router.BreakerState) { changes = append(changes, from.String()+">"+to.String()) })
+	var held []*probe
+	for range 5 {
+		p, err := begin(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, p)
+	}
+	b.Done(router.Ticket{}, router.Failure) // not a ticket Allow gave: ignored
+	held[4].finish(t, router.Failure)
+	held[0].finish(t, router.Failure) // admitted while quiet, reported after a failure
+	if b.State() != router.BreakerClosed {
+		t.Fatalf("state %v after 2 failures, want closed", b.State())
+	}
+	held[2].finish(t, router.Failure)
+	if b.State() != router.BreakerOpen {
+		t.Fatalf("state %v after 3 failures, want open", b.State())
+	}
+	held[1].finish(t, router.Success) // admitted before the trip: dropped
+	held[3].finish(t, router.Success)
+	if b.State() != router.BreakerOpen {
+		t.Fatalf("state %v after successes admitted before the trip, want open", b.State())
+	}
+	if _, err := b.Allow(); !errors.Is(err, router.ErrBreakerOpen) {
+		t.Fatalf("Allow while open: %v, want ErrBreakerOpen", err)
+	}
+	time.Sleep(openFor + 10*time.Millisecond)
+	if b.State() != router.BreakerHalfOpen {
+		t.Fatalf("state %v after open_for, want half-open", b.State())
+	}
+	p, err := begin(b)
+	if err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	if _, err := b.Allow(); !errors.Is(err, router.ErrBreakerTooManyProbes) {
+		t.Fatalf("second probe: %v, want ErrBreakerTooManyProbes", err)
+	}
+	p.finish(t, router.Success)
+	if b.State() != router.BreakerClosed {
+		t.Fatalf("state %v after a successful probe, want closed", b.State())
+	}
+	if got, want := fmt.Sprint(changes), "[closed>open open>half-open half-open>closed]"; got != want {
+		t.Fatalf("changes %s, want %s", got, want)
 	}
 }
 
@@ -252,9 +293,10 @@ func TestBreakerConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			failing := &fixed{o: router.Failure}
 			for range 50 {
-				_ = b.Run(failing) // refused once open
+				if tk, err := b.Allow(); err == nil { // refused once open
+					b.Done(tk, router.Failure)
+				}
 			}
 		})
 	}
@@ -323,7 +365,8 @@ func (r *refBreaker) run(o router.Outcome, wait func()) bool {
 var errIgnoredRef = errors.New("ignored")
 
 // TestBreakerMatchesGobreaker: the adapter, which does not ask gobreaker
-// about the tries of a quiet breaker, admits and refuses the same tries
+// about the tries of a quiet breaker and asks gobreaker's two-step breaker
+// about the others, admits and refuses the same tries
 // and goes through the same states as gobreaker asked about every try,
 // over random runs of outcomes, tries held in flight across state changes,
 // and Resets.
@@ -353,7 +396,7 @@ func TestBreakerMatchesGobreaker(t *testing.T) {
 			switch k := rng.IntN(10); {
 			case k < 6: // a try that ends at once
 				steps = append(steps, fmt.Sprint("run ", outcome))
-				err := b.Run(&fixed{o: outcome})
+				err := run(t, b, outcome)
 				if got, want := err == nil, ref.run(outcome, nil); got != want {
 					t.Fatalf("seed %d step %d (%v): adapter admitted %v, gobreaker %v", seed, step, steps, got, want)
 				}
