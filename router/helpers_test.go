@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/breaker"
 	"github.com/sluicehq/sluice/router/fasthttpengine"
+	"github.com/sluicehq/sluice/router/loopengine"
 	"github.com/sluicehq/sluice/router/ratelimit"
 )
 
@@ -63,6 +64,27 @@ var engines = []engine{
 			}
 			if err := <-done; err != nil {
 				t.Errorf("fasthttp engine Serve: %v", err)
+			}
+		})
+		return ln.Addr().String()
+	}},
+	{"loop", func(t *testing.T, r *router.Router) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := loopengine.New(r, loopengine.Options{})
+		done := make(chan error, 1)
+		go func() { done <- e.Serve(ln) }()
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := e.Shutdown(ctx); err != nil {
+				t.Errorf("loop engine shutdown: %v", err)
+			}
+			t.Logf("loop engine: %+v", e.Counts())
+			if err := <-done; err != nil {
+				t.Errorf("loop engine Serve: %v", err)
 			}
 		})
 		return ln.Addr().String()

@@ -605,6 +605,9 @@ func (r *Router) errorAnswer(x *Exchange, err error) *Answer {
 	} else if x != nil {
 		gone = x.tryGone // an engine without a Sender said so in TryDone
 	}
+	if bodyErr == nil && errors.Is(err, ErrBodyTimeout) {
+		bodyErr = err // an engine without a Sender: the body did not arrive in time
+	}
 	var a *Answer
 	switch {
 	case errors.As(err, &pe):
