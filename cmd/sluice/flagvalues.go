@@ -207,12 +207,13 @@ func (f byteSizeFlag) String() string {
 
 func (f byteSizeFlag) Type() string { return "size" }
 
-// engineFlag is the proxy's engine: proxyserver.EngineFast or EngineStd.
+// engineFlag is the proxy's engine: proxyserver.EngineFast, EngineStd or
+// EngineLoop.
 type engineFlag struct{ p *string }
 
 func (f engineFlag) Set(s string) error {
-	if s != proxyserver.EngineFast && s != proxyserver.EngineStd {
-		return fmt.Errorf("%q: must be %s or %s", s, proxyserver.EngineFast, proxyserver.EngineStd)
+	if s != proxyserver.EngineFast && s != proxyserver.EngineStd && s != proxyserver.EngineLoop {
+		return fmt.Errorf("%q: must be %s, %s or %s", s, proxyserver.EngineFast, proxyserver.EngineStd, proxyserver.EngineLoop)
 	}
 	*f.p = s
 	return nil

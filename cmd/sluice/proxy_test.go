@@ -94,7 +94,7 @@ func TestProxyCommandRejectsBadFlags(t *testing.T) {
 // serve HTTPS, on either engine; one without the other is refused, and so
 // is an unknown engine.
 func TestProxyCommandServesTLS(t *testing.T) {
-	for _, engine := range []string{"fast", "std"} {
+	for _, engine := range []string{"fast", "std", "loop"} {
 		t.Run(engine, func(t *testing.T) {
 			dir := t.TempDir()
 			certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")

@@ -68,6 +68,7 @@ type client struct {
 	closing  bool  // close once out is written
 	gone     bool  // closed or handed off
 	handoff  bool  // to the fast engine once out is written
+	eof      bool  // the client sent all it will: close after the answer
 
 	// The request being served.
 	rh      reqHead
@@ -307,8 +308,12 @@ func (l *loop) addClient(fd int, remote *net.TCPAddr) {
 // clientWatch sets c's events for its state: reads while a request is
 // being read, writes while out holds bytes.
 func (l *loop) clientWatch(c *client) {
+	// Reads go on while a request is served (level-triggered: a ready
+	// client left unread would wake the loop again and again), into the
+	// buffer, up to a bound: a watch changed per request would cost two
+	// epoll_ctl calls.
 	var ev uint32
-	if (c.st == stHead || c.st == stBody) && !c.closing && !c.handoff {
+	if !c.closing && !c.handoff && !c.eof && len(c.in)-c.off <= l.e.opts.MaxHeaderBytes+router.MaxRetryBodyBytes {
 		ev = unix.EPOLLIN | unix.EPOLLRDHUP
 	}
 	if len(c.out) > 0 {
@@ -321,9 +326,9 @@ func (l *loop) clientEvent(c *client, ev uint32) {
 	if ev&unix.EPOLLOUT != 0 && !l.flush(c) {
 		return
 	}
-	if c.st != stHead && c.st != stBody || c.closing || c.handoff {
+	if c.closing || c.handoff || c.eof {
 		if ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-			l.closeClient(c) // gone while its request was served
+			l.closeClient(c)
 		}
 		return
 	}
@@ -362,10 +367,21 @@ func (l *loop) readClient(c *client) {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return
 		}
+		if err == nil && c.x != nil && c.st != stBody {
+			// The client is done sending while its request is served
+			// (a half-close): it gets the answer, then the close.
+			c.eof, c.shut = true, true
+			l.clientWatch(c)
+			return
+		}
 		l.closeClient(c) // EOF or broken: a request half read dies with it
 		return
 	}
 	c.in = c.in[:len(c.in)+n]
+	if c.st != stHead && c.st != stBody {
+		l.clientWatch(c) // a pipelined request, kept for later: up to a bound
+		return
+	}
 	switch c.st {
 	case stHead:
 		l.serveNext(c)
@@ -739,46 +755,24 @@ func (l *loop) fail(c *client, err error) {
 }
 
 // respond passes the upstream's answer, whose head is in c.up.in, on to
-// the client and starts passing its body.
+// the client, with what of its body came along, in one write, and goes on
+// passing its body.
 func (l *loop) respond(c *client) {
 	u := c.up
 	end := headEnd(u.in)
 	rs := &c.rs
 	bodyless := rs.bodyless(c.rh.method)
 	c.toClose = !bodyless && rs.cl < 0 && !rs.chunked
-	if c.toClose {
+	if c.toClose || c.eof {
 		c.shut = true
 	}
 	c.st = stResp
-	l.write(c, appendResponse(l.req[:0], u.in[:end], c.shut))
-	if c.gone {
-		return
-	}
-	rest := u.in[end:]
 	c.left, c.ch = rs.cl, chunked{}
 	if bodyless {
 		c.left = 0
-		if len(rest) > 0 {
-			rs.keep = false
-		}
-		l.respDone(c)
-		return
 	}
-	if c.left == 0 {
-		if len(rest) > 0 {
-			rs.keep = false
-		}
-		l.respDone(c)
-		return
-	}
-	if len(rest) > 0 {
-		if !l.passBody(c, rest) {
-			return
-		}
-	}
-	if !c.gone && c.st == stResp {
-		l.upstreamWatch(u)
-	}
+	l.req = appendResponse(l.req[:0], u.in[:end], c.shut)
+	l.passBody(c, l.req, u.in[end:])
 }
 
 // readBody reads the next bytes of the answer's body and passes them on.
@@ -801,24 +795,28 @@ func (l *loop) readBody(c *client, u *upstream) {
 		l.closeClient(c)
 		return
 	}
-	l.passBody(c, l.buf[:n])
+	l.passBody(c, nil, l.buf[:n])
 }
 
-// passBody passes p, the answer's next bytes, on; false when the answer
-// ended or c closed.
-func (l *loop) passBody(c *client, p []byte) bool {
+// passBody writes head (if any) and what of p, the answer's next bytes,
+// belongs to its body to the client, and ends the request when the body
+// ended.
+func (l *loop) passBody(c *client, head, p []byte) {
 	n, done := len(p), false
 	switch {
+	case c.left == 0:
+		n, done = 0, true
 	case c.toClose:
 	case c.rs.chunked:
 		var err error
 		n, done, err = c.ch.feed(p)
 		if err != nil {
+			l.write(c, head)
 			l.closeUpstream(c.up)
 			c.up = nil
 			l.endExchange(c)
 			l.closeClient(c)
-			return false
+			return
 		}
 	default:
 		if int64(n) >= c.left {
@@ -826,21 +824,22 @@ func (l *loop) passBody(c *client, p []byte) bool {
 		}
 		c.left -= int64(n)
 	}
-	l.write(c, p[:n])
+	if head != nil {
+		l.write(c, append(head, p[:n]...))
+	} else {
+		l.write(c, p[:n])
+	}
 	if c.gone {
-		return false
+		return
 	}
 	if done {
 		if n < len(p) {
 			c.rs.keep = false // more than the answer: not to be trusted again
 		}
 		l.respDone(c)
-		return false
+		return
 	}
-	if len(c.out) > maxOut {
-		l.upstreamWatch(c.up)
-	}
-	return true
+	l.upstreamWatch(c.up) // reads on, or not while the client's buffer is full
 }
 
 // respDone ends c's request once its answer is passed on: the upstream

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/router/fasthttpengine"
+	"github.com/sluicehq/sluice/router/loopengine"
 )
 
 // The engines that serve the proxy's listener (Options.Engine).
@@ -24,7 +25,22 @@ const (
 	// EngineStd serves everything with net/http (Router.ServeHTTP on
 	// httputil.ReverseProxy), HTTP/2 for TLS clients included.
 	EngineStd = "std"
+	// EngineLoop serves plain HTTP/1.1 with router/loopengine: event
+	// loops without a goroutine per connection (Linux; elsewhere it is
+	// EngineFast), handing the connections they do not serve to the fast
+	// engine. Over TLS it is EngineFast.
+	EngineLoop = "loop"
 )
+
+// checkEngine returns an error naming the engines when name is not one
+// (empty is EngineFast).
+func checkEngine(name string) error {
+	switch name {
+	case "", EngineFast, EngineStd, EngineLoop:
+		return nil
+	}
+	return fmt.Errorf("proxyserver: engine %q: must be %s, %s or %s", name, EngineFast, EngineStd, EngineLoop)
+}
 
 // frontend is what serves the proxy's listener: an engine, with TLS when
 // configured.
@@ -39,6 +55,15 @@ func (p *Proxy) newFrontend(tlsCfg *tls.Config) (frontend, error) {
 	switch p.opts.Engine {
 	case EngineStd:
 		return &stdFrontend{srv: p.httpServer(), tls: tlsCfg}, nil
+	case EngineLoop:
+		if tlsCfg == nil {
+			return &loopFrontend{eng: loopengine.New(p.router, loopengine.Options{
+				Logger:            p.log,
+				ReadHeaderTimeout: p.opts.ReadHeaderTimeout,
+				IdleTimeout:       p.opts.IdleTimeout,
+			})}, nil
+		}
+		fallthrough
 	case EngineFast, "":
 		f := &fastFrontend{
 			eng: fasthttpengine.New(p.router, fasthttpengine.Options{
@@ -56,8 +81,14 @@ func (p *Proxy) newFrontend(tlsCfg *tls.Config) (frontend, error) {
 		}
 		return f, nil
 	}
-	return nil, fmt.Errorf("proxyserver: engine %q: must be %s or %s", p.opts.Engine, EngineFast, EngineStd)
+	return nil, checkEngine(p.opts.Engine)
 }
+
+// loopFrontend is the event-loop engine (plain HTTP).
+type loopFrontend struct{ eng *loopengine.Engine }
+
+func (f *loopFrontend) serve(ln net.Listener) error        { return f.eng.Serve(ln) }
+func (f *loopFrontend) shutdown(ctx context.Context) error { return f.eng.Shutdown(ctx) }
 
 // stdFrontend is net/http's server (HTTP/1.x, and HTTP/2 over TLS).
 type stdFrontend struct {

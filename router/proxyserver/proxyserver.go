@@ -86,7 +86,7 @@ type Options struct {
 	// needs a Source that implements Registrar.
 	NoRegister bool
 	// Engine is the engine serving the listener: EngineFast (the default
-	// when empty) or EngineStd. New refuses other names.
+	// when empty), EngineStd or EngineLoop. New refuses other names.
 	Engine string
 	// TLSCertFile and TLSKeyFile, when both set, make Serve terminate TLS
 	// with the PEM certificate (chain) and key in these files, loaded
@@ -157,8 +157,8 @@ func New(src Source, opts Options) (*Proxy, error) {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
-	if opts.Engine != "" && opts.Engine != EngineFast && opts.Engine != EngineStd {
-		return nil, fmt.Errorf("proxyserver: engine %q: must be %s or %s", opts.Engine, EngineFast, EngineStd)
+	if err := checkEngine(opts.Engine); err != nil {
+		return nil, err
 	}
 	if (opts.TLSCertFile == "") != (opts.TLSKeyFile == "") {
 		return nil, errors.New("proxyserver: TLS needs both a certificate file and a key file")

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 }
 
 // engines are the engines the proxy tests run on (forEngines).
-var engines = []string{proxyserver.EngineStd, proxyserver.EngineFast}
+var engines = []string{proxyserver.EngineStd, proxyserver.EngineFast, proxyserver.EngineLoop}
 
 // forEngines runs f as a subtest per engine, named after it;
 // startServing inside f (and its subtests) serves with that engine.
