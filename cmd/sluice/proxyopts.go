@@ -54,11 +54,11 @@ type ProxyOptions struct {
 	// ShutdownTimeout bounds the graceful stop: requests in flight get this
 	// long to finish. Default 10s.
 	ShutdownTimeout time.Duration
-	// Engine is the data plane serving the proxy's listener: "fast"
-	// (fasthttp for HTTP/1.x; the default), "std" (net/http) or "loop"
-	// (router/loopengine's event loops for plain HTTP/1.1, fast for the
-	// rest and over TLS). TLS clients negotiating HTTP/2 are served by
-	// net/http either way.
+	// Engine is the data plane serving the proxy's listener: "loop" (the
+	// default: router/loopengine's event loops for plain HTTP/1.1, fast
+	// for the rest and over TLS), "fast" (fasthttp for HTTP/1.x) or "std"
+	// (net/http). TLS clients negotiating HTTP/2 are served by net/http
+	// either way.
 	Engine string
 	// TLSCert and TLSKey are PEM files (certificate chain, private key);
 	// when both are set the proxy serves HTTPS (HTTP/1.1 and HTTP/2
@@ -71,7 +71,7 @@ type ProxyOptions struct {
 // which differ between the two commands.
 func newProxyOptions(addr, accessLog string) ProxyOptions {
 	return ProxyOptions{
-		Addr: addr, AccessLog: accessLog, ShutdownTimeout: shutdownTimeout, Engine: proxyserver.EngineFast,
+		Addr: addr, AccessLog: accessLog, ShutdownTimeout: shutdownTimeout, Engine: proxyserver.EngineLoop,
 		ReadHeaderTimeout: proxyserver.DefaultReadHeaderTimeout,
 		ReadTimeout:       proxyserver.DefaultReadTimeout,
 		IdleTimeout:       proxyserver.DefaultIdleTimeout,
@@ -90,7 +90,7 @@ func (o *ProxyOptions) register(fs *pflag.FlagSet, prefix string) {
 	fs.Var(positiveDurationFlag{&o.ReadHeaderTimeout}, prefix+"read-header-timeout", "how long the reverse proxy waits for a request's headers")
 	fs.Var(positiveDurationFlag{&o.ReadTimeout}, prefix+"read-timeout", "how long the reverse proxy waits for a request's body after its headers (408 past it; responses are not cut)")
 	fs.Var(positiveDurationFlag{&o.IdleTimeout}, prefix+"idle-timeout", "how long a keep-alive connection to the reverse proxy may wait for its next request")
-	fs.Var(engineFlag{&o.Engine}, prefix+"engine", `the reverse proxy's data plane: "fast" (fasthttp for HTTP/1.x), "std" (net/http) or "loop" (event loops for plain HTTP/1.1, Linux; what they do not serve goes to fast); HTTP/2 over TLS is served by net/http either way`)
+	fs.Var(engineFlag{&o.Engine}, prefix+"engine", `the reverse proxy's data plane: "loop" (event loops for plain HTTP/1.1 on Linux, handing what they do not serve to fast), "fast" (fasthttp for HTTP/1.x) or "std" (net/http); TLS is served by fast, HTTP/2 over TLS by net/http`)
 	fs.StringVar(&o.TLSCert, prefix+"tls-cert", o.TLSCert, "PEM certificate (chain) the reverse proxy serves HTTPS with (with --"+prefix+"tls-key; reloaded when the file changes)")
 	fs.StringVar(&o.TLSKey, prefix+"tls-key", o.TLSKey, "PEM private key of --"+prefix+"tls-cert")
 }

@@ -2,11 +2,9 @@
 # Proxy benchmark: direct to the backend (the ceiling), nginx, Caddy, a bare
 # fasthttp forwarder (the most a fasthttp data plane reaches: issue 16's
 # calibration), an event-loop forwarder in Go (deploy/bench/evproxy: the
-# most a Go data plane without a goroutine per connection reaches), the same
-# doing Sluice's router work for each request on its loop (evproxy -router:
-# what an event-loop engine would pay for the router) and
-# Sluice (its fast engine, and its net/http engine for reference), in
-# alternating rounds in one run on this machine, with wrk.
+# most a Go data plane without a goroutine per connection reaches) and
+# Sluice (its default engine, loop; its fast engine; its net/http engine for
+# reference), in alternating rounds in one run on this machine, with wrk.
 # Each scenario (connections, response size, POST body, TLS) is run against
 # every target in every round. Prints, per scenario, the medians of
 # requests/s, of wrk's p50/p99 latency and of the proxy's CPU time per
@@ -28,13 +26,13 @@
 # Default: small/32 small/256 4k/256 64k/256 post16k/256 tls/32 tls/256.
 #
 # Other knobs (environment): SLUICE_PEER (the path of another sluice
-# binary, e.g. built from main: run as one more target, "peer", on the fast
-# engine in the same rounds, for an A/B of a change), ROUNDS (3), DURATION
+# binary, e.g. built from main: run as one more target, "peer", on its
+# default engine in the same rounds, for an A/B of a change), ROUNDS (3), DURATION
 # seconds per run (5),
 # THREADS (2), OUT (a file for the raw per-round results; default: in the
 # temp dir, printed at the end), SLUICE_ACCESS_LOG (off; nginx and Caddy run
 # without one), PROFILE (a path: after the rounds, a 10 s CPU profile of
-# Sluice's fast engine under wrk -c256 on "small" is written there and its
+# Sluice's default engine under wrk -c256 on "small" is written there and its
 # top functions printed).
 #
 # Every Sluice route has a rate limit far above what wrk reaches and a
@@ -50,7 +48,7 @@ SCENARIOS=${SCENARIOS:-"small/32 small/256 4k/256 64k/256 post16k/256 tls/32 tls
 SLUICE_ACCESS_LOG=${SLUICE_ACCESS_LOG:-off}
 PROFILE=${PROFILE:-}
 BACKEND_PORT=19000
-declare -A port=([direct]=19000 [nginx]=19001 [caddy]=19002 [sluice]=19003 [sluice-std]=19004 [fasthttp]=19005 [evloop]=19007 [evloop-router]=19008
+declare -A port=([direct]=19000 [nginx]=19001 [caddy]=19002 [sluice]=19003 [sluice-std]=19004 [fasthttp]=19005 [evloop]=19007 [sluice-fast]=19009
 	[nginx-tls]=19011 [caddy-tls]=19012 [sluice-tls]=19013 [sluice-std-tls]=19014)
 SLUICE_PEER=${SLUICE_PEER:-}
 [ -z "$SLUICE_PEER" ] || port[peer]=19006
@@ -104,9 +102,6 @@ pid_of[fasthttp]=$!
 "$work/evproxy" -addr "127.0.0.1:${port[evloop]}" -upstream "127.0.0.1:$BACKEND_PORT" &
 pids+=($!)
 pid_of[evloop]=$!
-"$work/evproxy" -router -addr "127.0.0.1:${port[evloop-router]}" -upstream "127.0.0.1:$BACKEND_PORT" &
-pids+=($!)
-pid_of[evloop-router]=$!
 
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<CONF
@@ -189,16 +184,17 @@ start_sluice() { # name engine [flags…]
 	pids+=($!)
 	pid_of[$name]=$!
 }
-start_sluice sluice fast --debug-addr "127.0.0.1:$DEBUG_PORT"
+start_sluice sluice loop --debug-addr "127.0.0.1:$DEBUG_PORT"
+start_sluice sluice-fast fast
 if [ -n "$SLUICE_PEER" ]; then
 	cp "$work/seed.db" "$work/peer.db"
-	"$SLUICE_PEER" proxy --addr "127.0.0.1:${port[peer]}" --store "bolt://$work/peer.db" --engine fast \
+	"$SLUICE_PEER" proxy --addr "127.0.0.1:${port[peer]}" --store "bolt://$work/peer.db" \
 		--access-log "$SLUICE_ACCESS_LOG" --log-level warn 2>"$work/peer.log" &
 	pids+=($!)
 	pid_of[peer]=$!
 fi
 start_sluice sluice-std std
-start_sluice sluice-tls fast --tls-cert "$work/cert.pem" --tls-key "$work/key.pem"
+start_sluice sluice-tls loop --tls-cert "$work/cert.pem" --tls-key "$work/key.pem"
 start_sluice sluice-std-tls std --tls-cert "$work/cert.pem" --tls-key "$work/key.pem"
 
 url() { # target path → URL
@@ -233,7 +229,7 @@ to_ms() {
 targets_of() {
 	case $1 in
 	tls) echo nginx-tls caddy-tls sluice-tls sluice-std-tls ;;
-	*) echo direct nginx caddy fasthttp evloop evloop-router sluice sluice-std ${SLUICE_PEER:+peer} ;;
+	*) echo direct nginx caddy fasthttp evloop sluice sluice-fast sluice-std ${SLUICE_PEER:+peer} ;;
 	esac
 }
 
@@ -303,9 +299,9 @@ for sc in $SCENARIOS; do
 	done
 done
 echo
-echo "Sluice (fast engine) against its peers, medians of $ROUNDS rounds (target: req/s ≥ 0.9× nginx, p99 ≤ 1.2× nginx):"
+echo "Sluice (its default engine, loop; over TLS the fast engine serves) against its peers, medians of $ROUNDS rounds (target: req/s ≥ 0.9× nginx, p99 ≤ 1.2× nginx):"
 echo
-echo "| scenario | conns | req/s ÷ nginx | p99 ÷ nginx | CPU/req ÷ nginx | req/s ÷ Caddy | p99 ÷ Caddy | req/s ÷ bare fasthttp | std engine req/s ÷ nginx | bare fasthttp req/s ÷ nginx | event loop req/s ÷ nginx | event loop with the router req/s ÷ nginx |"
+echo "| scenario | conns | req/s ÷ nginx | p99 ÷ nginx | CPU/req ÷ nginx | req/s ÷ Caddy | p99 ÷ Caddy | fast engine req/s ÷ nginx | fast engine p99 ÷ nginx | std engine req/s ÷ nginx | bare fasthttp req/s ÷ nginx | bare event loop req/s ÷ nginx |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for sc in $SCENARIOS; do
 	scen=${sc%/*} conns=${sc#*/} sfx=
@@ -314,15 +310,15 @@ for sc in $SCENARIOS; do
 	n_rps=$(col "$scen" "$conns" "nginx$sfx" 5) n_p99=$(col "$scen" "$conns" "nginx$sfx" 7)
 	c_rps=$(col "$scen" "$conns" "caddy$sfx" 5) c_p99=$(col "$scen" "$conns" "caddy$sfx" 7)
 	s_cpu=$(col "$scen" "$conns" "sluice$sfx" 10) n_cpu=$(col "$scen" "$conns" "nginx$sfx" 10)
-	f_rps=n/a fn_rps=n/a en_rps=n/a er_rps=n/a
+	ff_rps=n/a ff_p99=n/a fn_rps=n/a en_rps=n/a
 	if [ "$scen" != tls ]; then
-		f_rps=$(ratio "$s_rps" "$(col "$scen" "$conns" fasthttp 5)")
+		ff_rps=$(ratio "$(col "$scen" "$conns" sluice-fast 5)" "$n_rps")
+		ff_p99=$(ratio "$(col "$scen" "$conns" sluice-fast 7)" "$n_p99")
 		fn_rps=$(ratio "$(col "$scen" "$conns" fasthttp 5)" "$n_rps")
 		en_rps=$(ratio "$(col "$scen" "$conns" evloop 5)" "$n_rps")
-		er_rps=$(ratio "$(col "$scen" "$conns" evloop-router 5)" "$n_rps")
 	fi
 	std_rps=$(col "$scen" "$conns" "sluice-std$sfx" 5)
-	echo "| $scen | $conns | **$(ratio "$s_rps" "$n_rps")** | **$(ratio "$s_p99" "$n_p99")** | $(ratio "$s_cpu" "$n_cpu") | $(ratio "$s_rps" "$c_rps") | $(ratio "$s_p99" "$c_p99") | $f_rps | $(ratio "$std_rps" "$n_rps") | $fn_rps | $en_rps | $er_rps |"
+	echo "| $scen | $conns | **$(ratio "$s_rps" "$n_rps")** | **$(ratio "$s_p99" "$n_p99")** | $(ratio "$s_cpu" "$n_cpu") | $(ratio "$s_rps" "$c_rps") | $(ratio "$s_p99" "$c_p99") | $ff_rps | $ff_p99 | $(ratio "$std_rps" "$n_rps") | $fn_rps | $en_rps |"
 done
 if [ -n "$SLUICE_PEER" ]; then
 	echo
@@ -340,7 +336,7 @@ echo
 echo "Raw rounds: $OUT"
 
 if [ -n "$PROFILE" ]; then
-	log "profiling Sluice's fast engine for 10 s under wrk -c256 (small)"
+	log "profiling Sluice's default engine for 10 s under wrk -c256 (small)"
 	(timeout 40 wrk -t"$THREADS" -c256 -d14s "$(url sluice /)" >/dev/null &)
 	sleep 2
 	curl -fsS -o "$PROFILE" "http://127.0.0.1:$DEBUG_PORT/debug/pprof/profile?seconds=10"

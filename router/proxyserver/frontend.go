@@ -20,7 +20,7 @@ import (
 const (
 	// EngineFast serves HTTP/1.x with router/fasthttpengine (fasthttp),
 	// and hands TLS connections that negotiate HTTP/2 (ALPN h2) to a
-	// net/http server running the same router. The default.
+	// net/http server running the same router.
 	EngineFast = "fast"
 	// EngineStd serves everything with net/http (Router.ServeHTTP on
 	// httputil.ReverseProxy), HTTP/2 for TLS clients included.
@@ -28,12 +28,12 @@ const (
 	// EngineLoop serves plain HTTP/1.1 with router/loopengine: event
 	// loops without a goroutine per connection (Linux; elsewhere it is
 	// EngineFast), handing the connections they do not serve to the fast
-	// engine. Over TLS it is EngineFast.
+	// engine. Over TLS it is EngineFast. The default.
 	EngineLoop = "loop"
 )
 
 // checkEngine returns an error naming the engines when name is not one
-// (empty is EngineFast).
+// (empty is EngineLoop).
 func checkEngine(name string) error {
 	switch name {
 	case "", EngineFast, EngineStd, EngineLoop:
@@ -55,7 +55,7 @@ func (p *Proxy) newFrontend(tlsCfg *tls.Config) (frontend, error) {
 	switch p.opts.Engine {
 	case EngineStd:
 		return &stdFrontend{srv: p.httpServer(), tls: tlsCfg}, nil
-	case EngineLoop:
+	case EngineLoop, "":
 		if tlsCfg == nil {
 			return &loopFrontend{eng: loopengine.New(p.router, loopengine.Options{
 				Logger:            p.log,
@@ -64,7 +64,7 @@ func (p *Proxy) newFrontend(tlsCfg *tls.Config) (frontend, error) {
 			})}, nil
 		}
 		fallthrough
-	case EngineFast, "":
+	case EngineFast:
 		f := &fastFrontend{
 			eng: fasthttpengine.New(p.router, fasthttpengine.Options{
 				Logger:            p.log,

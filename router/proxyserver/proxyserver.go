@@ -85,8 +85,8 @@ type Options struct {
 	// NoRegister stops Serve from registering the proxy. Registration also
 	// needs a Source that implements Registrar.
 	NoRegister bool
-	// Engine is the engine serving the listener: EngineFast (the default
-	// when empty), EngineStd or EngineLoop. New refuses other names.
+	// Engine is the engine serving the listener: EngineLoop (the default
+	// when empty), EngineFast or EngineStd. New refuses other names.
 	Engine string
 	// TLSCertFile and TLSKeyFile, when both set, make Serve terminate TLS
 	// with the PEM certificate (chain) and key in these files, loaded
@@ -436,7 +436,11 @@ func Serve(ctx context.Context, src Source, ln net.Listener, opts Options) error
 	p.start(runCtx, &background, src, ln.Addr().String())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.serve(ln) }()
-	p.log.Info("proxy listening", "addr", ln.Addr().String(), "engine", p.engineName(), "tls", tlsCfg != nil)
+	engine := p.engineName()
+	if engine == EngineLoop && tlsCfg != nil {
+		engine = EngineFast // the loops serve plain HTTP only
+	}
+	p.log.Info("proxy listening", "addr", ln.Addr().String(), "engine", engine, "tls", tlsCfg != nil)
 	select {
 	case err = <-serveErr:
 		sctx, scancel := context.WithTimeout(context.Background(), opts.shutdownTimeout())
@@ -473,7 +477,7 @@ func (p *Proxy) httpServer() *http.Server {
 // engineName is the engine serving the listener.
 func (p *Proxy) engineName() string {
 	if p.opts.Engine == "" {
-		return EngineFast
+		return EngineLoop
 	}
 	return p.opts.Engine
 }

@@ -43,33 +43,22 @@ type loop struct {
 	up    unix.SockaddrInet4
 	buf   []byte
 	req   []byte
-	work  *routeWork // -router: nil without
-	in    inbound
 }
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:19007", "address to listen on")
 	upstream := flag.String("upstream", "127.0.0.1:19000", "the backend's address")
 	loops := flag.Int("loops", runtime.NumCPU(), "event loops (threads)")
-	withRouter := flag.Bool("router", false, "do Sluice's router work for each request (see routeWork)")
 	flag.Parse()
-	var work *routeWork
-	if *withRouter {
-		var err error
-		if work, err = newRouteWork(*upstream); err != nil {
-			log.Fatal(err)
-		}
-	}
-	if _, err := start(*addr, *upstream, *loops, work); err != nil {
+	if _, err := start(*addr, *upstream, *loops); err != nil {
 		log.Fatal(err)
 	}
 	select {}
 }
 
 // start starts loops event loops forwarding addr (IPv4; port 0: one is
-// chosen) to upstream, doing work's router work for each request when work
-// is not nil, and returns the address they listen on.
-func start(addr, upstream string, loops int, work *routeWork) (string, error) {
+// chosen) to upstream and returns the address they listen on.
+func start(addr, upstream string, loops int) (string, error) {
 	la, err := net.ResolveTCPAddr("tcp4", addr)
 	if err != nil {
 		return "", err
@@ -79,7 +68,7 @@ func start(addr, upstream string, loops int, work *routeWork) (string, error) {
 		return "", err
 	}
 	for i := 0; i < loops; i++ {
-		l := &loop{conns: map[int]*conn{}, buf: make([]byte, 64<<10), work: work}
+		l := &loop{conns: map[int]*conn{}, buf: make([]byte, 64<<10)}
 		copy(l.up.Addr[:], ua.IP.To4())
 		l.up.Port = ua.Port
 		if err := l.listen(la); err != nil {
@@ -226,14 +215,6 @@ func (l *loop) read(c *conn) {
 		}
 		cl, host := parseHead(h[:end+2])
 		if c.client {
-			if l.work != nil {
-				l.in = inbound{head: h[:end+2], remote: c.remote}
-				if err := l.work.do(&l.in); err != nil {
-					log.Print(err)
-					l.close(c)
-					return
-				}
-			}
 			if c.peer < 0 && !l.dial(c) {
 				l.close(c)
 				return

@@ -16,14 +16,8 @@ import (
 // TestForwards checks the calibration peer does the work it is measured
 // on: the answers' bodies whole (short, and longer than the sockets hold), a
 // POST's body whole, X-Forwarded-* added, several requests on one
-// keep-alive connection; with -router too (a request the router would
-// answer itself closes the connection).
+// keep-alive connection.
 func TestForwards(t *testing.T) {
-	t.Run("bare", func(t *testing.T) { testForwards(t, false) })
-	t.Run("router", func(t *testing.T) { testForwards(t, true) })
-}
-
-func testForwards(t *testing.T, withRouter bool) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("X-Seen", fmt.Sprintf("%s|%s|%s|%d", r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"), len(body)))
@@ -36,14 +30,7 @@ func testForwards(t *testing.T, withRouter bool) {
 	}))
 	defer backend.Close()
 	upstream := strings.TrimPrefix(backend.URL, "http://")
-	var work *routeWork
-	if withRouter {
-		var err error
-		if work, err = newRouteWork(upstream); err != nil {
-			t.Fatal(err)
-		}
-	}
-	addr, err := start("127.0.0.1:0", upstream, 2, work)
+	addr, err := start("127.0.0.1:0", upstream, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
