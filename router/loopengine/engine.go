@@ -67,7 +67,6 @@ type Engine struct {
 	dials    sync.WaitGroup // dials in progress
 	shutting atomic.Bool
 
-	served    atomic.Int64 // requests the loops served
 	handedOff atomic.Int64 // connections handed to the fast engine
 }
 
@@ -293,5 +292,12 @@ type Counts struct {
 
 // Counts returns what the engine did so far.
 func (e *Engine) Counts() Counts {
-	return Counts{Served: e.served.Load(), HandedOff: e.handedOff.Load()}
+	e.mu.Lock()
+	loops := e.loops
+	e.mu.Unlock()
+	c := Counts{HandedOff: e.handedOff.Load()}
+	for _, l := range loops {
+		c.Served += l.nserved.Load()
+	}
+	return c
 }

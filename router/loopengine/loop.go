@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -35,10 +36,11 @@ type loop struct {
 
 	fds      map[int]any // fd → *client or *upstream
 	idle     map[string][]*upstream
-	buf      []byte // upstream reads
-	req      []byte // a request being built
-	now      int64  // UnixNano, read after each wait
-	next     int64  // the soonest deadline (0: none)
+	buf      []byte       // upstream reads
+	req      []byte       // a request being built
+	now      int64        // UnixNano, read after each wait
+	next     int64        // the soonest deadline (0: none)
+	nserved  atomic.Int64 // requests served (Engine.Counts)
 	tick     int64
 	stop     bool
 	draining bool
@@ -367,10 +369,14 @@ func (l *loop) readClient(c *client) {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return
 		}
-		if err == nil && c.x != nil && c.st != stBody {
-			// The client is done sending while its request is served
-			// (a half-close): it gets the answer, then the close.
+		if err == nil && (c.x != nil && c.st != stBody || c.x == nil && len(c.out) > 0) {
+			// The client is done sending while its request is served,
+			// or its answers are still being written (a half-close): it
+			// gets them, then the close.
 			c.eof, c.shut = true, true
+			if c.x == nil {
+				c.closing = true
+			}
 			l.clientWatch(c)
 			return
 		}
@@ -475,8 +481,14 @@ func (l *loop) answer(c *client, x *router.Exchange, a *router.Answer) {
 // served ends c's request: its bytes are consumed, and c waits for the
 // next one (or closes, shut).
 func (l *loop) served(c *client, shut bool) {
-	l.e.served.Add(1)
+	l.nserved.Add(1)
 	c.off = min(c.off+c.headLen+c.rh.cl, len(c.in))
+	if c.off == len(c.in) {
+		c.in, c.off = c.in[:0], 0
+		if cap(c.in) > 32<<10 {
+			c.in = make([]byte, 0, 4<<10) // a long body's buffer is not kept
+		}
+	}
 	c.headLen, c.rh, c.up, c.lastErr, c.redial = 0, reqHead{}, nil, nil, false
 	c.st = stHead
 	if shut {
