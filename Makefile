@@ -25,7 +25,7 @@ test: zookeeper chromium prometheus redocly
 	  SLUICE_CLUSTER_CHURN=$${SLUICE_CLUSTER_CHURN:-60s} \
 	  $(GO) test $(GOFLAGS_TEST) $(PKGS)
 	# allocation counts, which the race detector inflates: without -race
-	$(GO) test -count=1 -run 'Allocations' ./router/fasthttpengine
+	$(GO) test -count=1 -run 'Allocations' ./router/fasthttpengine ./router/loopengine
 
 ## unit: the tests that need no ZooKeeper (ZooKeeper tests skip).
 unit:
