@@ -73,7 +73,7 @@ var engines = []engine{
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := loopengine.New(r, loopengine.Options{})
+		e := loopengine.New(r, loopengine.Options{TimerTick: 5 * time.Millisecond})
 		done := make(chan error, 1)
 		go func() { done <- e.Serve(ln) }()
 		t.Cleanup(func() {

@@ -28,6 +28,8 @@
 // request's first byte), the idle connection's, the body's
 // (router.Config.BodyTimeout), a try's (the route's or the retry policy's
 // per-try timeout, for the answer's head) and retry backoffs are kept by
-// each loop, which looks at its connections' deadlines when the soonest
-// one passes (at most one look per Options.TimerTick).
+// each loop, with no timer armed per request: a deadline a second or more
+// away is found by a sweep of the loop's connections every 100 ms (up to
+// 100 ms late, never early), a nearer one is also put on a heap and fires
+// on time.
 package loopengine

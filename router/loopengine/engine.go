@@ -39,8 +39,11 @@ type Options struct {
 	MaxHeaderBytes int
 	// Loops is the number of event loops (threads); 0 means GOMAXPROCS.
 	Loops int
-	// TimerTick is the finest step of the engine's timers (timeouts,
-	// retry backoffs); 0 means 1 ms.
+	// TimerTick is the fast engine's (fasthttpengine.Options.TimerTick),
+	// for the connections handed to it; 0 means its default. The loops
+	// keep their own deadlines: those a second or more away are found by
+	// a sweep every 100 ms (up to 100 ms late), nearer ones (backoffs,
+	// short per-try timeouts) fire on time.
 	TimerTick time.Duration
 }
 
@@ -87,14 +90,10 @@ func New(r *router.Router, opts Options) *Engine {
 	if opts.Loops <= 0 {
 		opts.Loops = runtime.GOMAXPROCS(0)
 	}
-	if opts.TimerTick <= 0 {
-		opts.TimerTick = time.Millisecond
-	}
 	e := &Engine{r: r, opts: opts, log: opts.Logger, lns: map[net.Listener]struct{}{}}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	tick := min(opts.TimerTick*5, 100*time.Millisecond)
 	e.fast = fasthttpengine.New(r, fasthttpengine.Options{Logger: opts.Logger, ReadHeaderTimeout: opts.ReadHeaderTimeout,
-		IdleTimeout: opts.IdleTimeout, MaxHeaderBytes: opts.MaxHeaderBytes, TimerTick: tick})
+		IdleTimeout: opts.IdleTimeout, MaxHeaderBytes: opts.MaxHeaderBytes, TimerTick: opts.TimerTick})
 	return e
 }
 

@@ -39,9 +39,9 @@ type loop struct {
 	buf      []byte       // upstream reads
 	req      []byte       // a request being built
 	now      int64        // UnixNano, read after each wait
-	next     int64        // the soonest deadline (0: none)
+	timers   []timer      // a heap of near deadlines, soonest first
+	sweepAt  int64        // the next sweep of far deadlines (0: none set)
 	nserved  atomic.Int64 // requests served (Engine.Counts)
-	tick     int64
 	stop     bool
 	draining bool
 }
@@ -120,7 +120,7 @@ func newLoop(e *Engine) (*loop, error) {
 		return nil, err
 	}
 	l := &loop{e: e, r: e.r, ep: ep, wake: wake, fds: map[int]any{}, idle: map[string][]*upstream{},
-		buf: make([]byte, 64<<10), tick: int64(e.opts.TimerTick)}
+		buf: make([]byte, 64<<10)}
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
 		unix.Close(ep)
 		unix.Close(wake)
@@ -175,9 +175,8 @@ func (l *loop) run() {
 	evs := make([]unix.EpollEvent, 256)
 	for !l.stop {
 		timeout := -1
-		if l.next > 0 {
-			timeout = int(max(l.next-l.now, l.tick) / int64(time.Millisecond))
-			timeout = max(timeout, 1)
+		if next := l.nextDeadline(); next > 0 {
+			timeout = int(max(next-l.now+int64(time.Millisecond)-1, 0) / int64(time.Millisecond))
 		}
 		n, err := unix.EpollWait(l.ep, evs, timeout)
 		l.now = time.Now().UnixNano()
@@ -199,9 +198,7 @@ func (l *loop) run() {
 				l.upstreamEvent(o, ev.Events)
 			}
 		}
-		if l.next > 0 && l.now >= l.next {
-			l.expire()
-		}
+		l.expire()
 	}
 	for _, o := range l.fds {
 		switch o := o.(type) {
@@ -251,6 +248,22 @@ func (l *loop) watch(fd int, w *watched, ev uint32) {
 	_ = unix.EpollCtl(l.ep, op, fd, &unix.EpollEvent{Events: ev, Fd: int32(fd)})
 }
 
+// Timers. A deadline at least coarseMin away (the header's, the idle
+// connection's, a route's usual timeout) is found by a sweep of the loop's
+// connections every sweepEvery while any is set, up to sweepEvery late: no
+// work per request beyond storing it. A nearer one (a retry's backoff, a
+// short per-try timeout) also goes on a heap and fires on time.
+const (
+	sweepEvery = 100 * time.Millisecond
+	coarseMin  = time.Second
+)
+
+// timer is a near deadline of c; stale when c's deadline changed since.
+type timer struct {
+	at int64
+	c  *client
+}
+
 // arm sets c's deadline d from now (0: none).
 func (l *loop) arm(c *client, d time.Duration) {
 	if d <= 0 {
@@ -258,14 +271,43 @@ func (l *loop) arm(c *client, d time.Duration) {
 		return
 	}
 	c.deadline = l.now + int64(d)
-	if l.next == 0 || c.deadline < l.next {
-		l.next = c.deadline
+	if d < coarseMin {
+		l.push(timer{c.deadline, c})
+	}
+	l.sweepSoon()
+}
+
+// sweepSoon makes sure a sweep is due.
+func (l *loop) sweepSoon() {
+	if l.sweepAt == 0 {
+		l.sweepAt = l.now + int64(sweepEvery)
 	}
 }
 
-// expire acts on the deadlines passed and finds the next one.
+// nextDeadline is when the loop must wake next (0: nothing is due).
+func (l *loop) nextDeadline() int64 {
+	next := l.sweepAt
+	if len(l.timers) > 0 && (next == 0 || l.timers[0].at < next) {
+		next = l.timers[0].at
+	}
+	return next
+}
+
+// expire acts on the deadlines passed: the near ones on the heap, and, when
+// a sweep is due, every one.
 func (l *loop) expire() {
-	l.next = 0
+	for len(l.timers) > 0 && l.timers[0].at <= l.now {
+		t := l.pop()
+		if c := t.c; !c.gone && c.deadline == t.at {
+			c.deadline = 0
+			l.timeout(c)
+		}
+	}
+	if l.sweepAt == 0 || l.now < l.sweepAt {
+		return
+	}
+	l.sweepAt = 0
+	set := false
 	for _, o := range l.fds {
 		switch o := o.(type) {
 		case *client:
@@ -273,20 +315,58 @@ func (l *loop) expire() {
 				o.deadline = 0
 				l.timeout(o)
 			}
-			if !o.gone && o.deadline > 0 && (l.next == 0 || o.deadline < l.next) {
-				l.next = o.deadline
-			}
+			set = set || !o.gone && o.deadline > 0
 		case *upstream:
 			if o.owner == nil {
-				at := o.idleAt + int64(upstreamIdleFor)
-				if l.now >= at {
+				if l.now >= o.idleAt+int64(upstreamIdleFor) {
 					l.dropIdle(o)
-				} else if l.next == 0 || at < l.next {
-					l.next = at
+				} else {
+					set = true
 				}
 			}
 		}
 	}
+	if set {
+		l.sweepSoon()
+	}
+}
+
+func (l *loop) push(t timer) {
+	h := append(l.timers, t)
+	for i := len(h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if h[p].at <= h[i].at {
+			break
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
+	}
+	l.timers = h
+}
+
+func (l *loop) pop() timer {
+	h := l.timers
+	t := h[0]
+	n := len(h) - 1
+	h[0] = h[n]
+	h[n] = timer{}
+	h = h[:n]
+	for i := 0; ; {
+		m, a, b := i, 2*i+1, 2*i+2
+		if a < n && h[a].at < h[m].at {
+			m = a
+		}
+		if b < n && h[b].at < h[m].at {
+			m = b
+		}
+		if m == i {
+			break
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+	l.timers = h
+	return t
 }
 
 // addClient starts serving a new client connection.
@@ -1016,9 +1096,7 @@ func (l *loop) putIdle(u *upstream) {
 	u.idleAt = l.now
 	l.idle[u.addr] = append(us, u)
 	l.upstreamWatch(u)
-	if at := u.idleAt + int64(upstreamIdleFor); l.next == 0 || at < l.next {
-		l.next = at
-	}
+	l.sweepSoon()
 }
 
 // dropIdle closes an idle connection and takes it out of the pool.
