@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -619,8 +620,10 @@ func (l *loop) send(c *client) {
 		nc, err := e.r.DialUpstream(e.ctx, addr)
 		fd := -1
 		if err == nil {
-			if raw, rerr := nc.(*net.TCPConn).SyscallConn(); rerr == nil {
-				_ = raw.Control(func(s uintptr) { fd, _ = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+			if sc, ok := nc.(syscall.Conn); ok {
+				if raw, rerr := sc.SyscallConn(); rerr == nil {
+					_ = raw.Control(func(s uintptr) { fd, _ = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+				}
 			}
 			nc.Close()
 			if fd < 0 {
@@ -710,6 +713,12 @@ func (l *loop) upstreamEvent(u *upstream, ev uint32) {
 		l.readHead(c, u)
 	case stResp:
 		l.readBody(c, u)
+	case stBackoff:
+		// Its answer is kept unread, but a hang-up is reported watched or
+		// not: unwatched until the answer is wanted, the loop does not
+		// spin on it.
+		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, u.fd, nil)
+		u.w = watched{}
 	}
 	l.resume(c)
 }
