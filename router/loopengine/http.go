@@ -438,6 +438,7 @@ type chunked struct {
 	left  int64 // data bytes left in the chunk (chunkData)
 	size  int64 // the size line's value so far
 	ext   bool  // past the size line's digits (an extension)
+	hex   bool  // the size line has a digit
 	empty bool  // the trailer line so far is empty
 	lines int   // size line bytes, bounded
 }
@@ -478,7 +479,7 @@ func (c *chunked) feed(p []byte) (n int, done bool, err error) {
 			case c.lines > 4096:
 				return n, false, errChunk
 			case b == '\n':
-				if c.lines == 1 {
+				if !c.hex { // an empty size line, or an extension alone: not a last chunk
 					return n, false, errChunk
 				}
 				c.lines = 0
@@ -487,7 +488,7 @@ func (c *chunked) feed(p []byte) (n int, done bool, err error) {
 				} else {
 					c.state, c.left = chunkData, c.size
 				}
-				c.size, c.ext = 0, false
+				c.size, c.ext, c.hex = 0, false, false
 			case c.ext || b == '\r':
 			case b == ';' || b == ' ' || b == '\t':
 				c.ext = true
@@ -496,7 +497,7 @@ func (c *chunked) feed(p []byte) (n int, done bool, err error) {
 				if d < 0 || c.size > 1<<50 {
 					return n, false, errChunk
 				}
-				c.size = c.size<<4 | int64(d)
+				c.size, c.hex = c.size<<4|int64(d), true
 			}
 		case chunkTrailer:
 			switch p[n] {

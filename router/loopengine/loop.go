@@ -552,7 +552,7 @@ func (l *loop) answer(c *client, x *router.Exchange, a *router.Answer) {
 		l.closeClient(c)
 		return
 	}
-	shut := c.shut || a.Close
+	shut := c.shut || a.Close || l.draining
 	l.write(c, appendAnswer(l.req[:0], a, shut))
 	l.r.End(x, 0)
 	c.x = nil
@@ -864,8 +864,8 @@ func (l *loop) respond(c *client) {
 	rs := &c.rs
 	bodyless := rs.bodyless(c.rh.method)
 	c.toClose = !bodyless && rs.cl < 0 && !rs.chunked
-	if c.toClose || c.eof {
-		c.shut = true
+	if c.toClose || c.eof || l.draining {
+		c.shut = true // draining: the client must not send another request on it
 	}
 	c.st = stResp
 	c.left, c.ch = rs.cl, chunked{}
