@@ -22,7 +22,7 @@ import (
 // backend, which allocate nothing themselves). The race detector inflates
 // allocation counts, so this file builds without it; make test runs it.
 func TestServeAllocations(t *testing.T) {
-	backend := rawBackend(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	backend := fixedBackend(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	r, err := router.New(router.Config{Limiters: ratelimit.New(ratelimit.Config{}), Breakers: breaker.New()})
 	if err != nil {
 		t.Fatal(err)
@@ -85,10 +85,10 @@ func TestServeAllocations(t *testing.T) {
 	}
 }
 
-// rawBackend answers every request on its connections with answer,
+// fixedBackend answers every request on its connections with answer,
 // allocating nothing per request; it reads request heads and, by their
 // Content-Length, bodies.
-func rawBackend(t *testing.T, answer string) string {
+func fixedBackend(t *testing.T, answer string) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -100,13 +100,13 @@ func rawBackend(t *testing.T, answer string) string {
 			if err != nil {
 				return
 			}
-			go serveRaw(c, []byte(answer))
+			go serveFixed(c, []byte(answer))
 		}
 	}()
 	return ln.Addr().String()
 }
 
-func serveRaw(c net.Conn, answer []byte) {
+func serveFixed(c net.Conn, answer []byte) {
 	defer c.Close()
 	buf := make([]byte, 0, 128<<10)
 	for {
