@@ -3,8 +3,10 @@ package router
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/configsvc/lifecycle"
@@ -364,4 +366,32 @@ func (s *stdInbound) Context() context.Context { return s.req.Context() }
 // refusing a request it could not read (code "invalid" …).
 func NewAnswer(status int, code, msg string) *Answer {
 	return newAnswer(status, code, msg, 0, nil)
+}
+
+// AcceptLoop accepts connections on ln and hands each to serve (on the
+// accepting goroutine: serve must not block), until ln fails: then it
+// returns nil when closing reports that the engine is shutting down (its
+// Shutdown closed ln), else the error. A timeout or a process out of file
+// descriptors (EMFILE, ENFILE) is logged at warn level and retried after a
+// backoff doubling from 5 ms to 1 s, as net/http does.
+func AcceptLoop(ln net.Listener, closing func() bool, log *slog.Logger, serve func(net.Conn)) error {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if closing() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				log.Warn("accept", "err", err, "retry", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		serve(c)
+	}
 }

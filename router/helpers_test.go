@@ -38,7 +38,8 @@ type engine struct {
 }
 
 // engines are the engines every proxy test runs on (forEngines): the
-// net/http one (Router.ServeHTTP) and the fasthttp one. The fasthttp one
+// net/http one (Router.ServeHTTP), the fasthttp one and the event-loop one
+// (which hands the fasthttp one what it does not serve). The fasthttp one
 // ticks every 5 ms, so that the tests' timeouts from 50 ms up are kept by
 // its watchdog (router/proxyserver's tests run it with the default tick:
 // their sub-second timeouts are set on the sockets).
@@ -49,46 +50,39 @@ var engines = []engine{
 		return srv.Listener.Addr().String()
 	}},
 	{"fast", func(t *testing.T, r *router.Router) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		e := fasthttpengine.New(r, fasthttpengine.Options{TimerTick: 5 * time.Millisecond})
-		done := make(chan error, 1)
-		go func() { done <- e.Serve(ln) }()
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := e.Shutdown(ctx); err != nil {
-				t.Errorf("fasthttp engine shutdown: %v", err)
-			}
-			if err := <-done; err != nil {
-				t.Errorf("fasthttp engine Serve: %v", err)
-			}
-		})
-		return ln.Addr().String()
+		return serveEngine(t, fasthttpengine.New(r, fasthttpengine.Options{TimerTick: 5 * time.Millisecond}))
 	}},
 	{"loop", func(t *testing.T, r *router.Router) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
 		e := loopengine.New(r, loopengine.Options{TimerTick: 5 * time.Millisecond})
-		done := make(chan error, 1)
-		go func() { done <- e.Serve(ln) }()
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := e.Shutdown(ctx); err != nil {
-				t.Errorf("loop engine shutdown: %v", err)
-			}
-			t.Logf("loop engine: %+v", e.Counts())
-			if err := <-done; err != nil {
-				t.Errorf("loop engine Serve: %v", err)
-			}
-		})
-		return ln.Addr().String()
+		t.Cleanup(func() { t.Logf("loop engine: %+v", e.Counts()) }) // after Shutdown
+		return serveEngine(t, e)
 	}},
+}
+
+// serveEngine serves e on a loopback listener, shutting it down at
+// cleanup (its Serve and Shutdown must both return nil), and returns the
+// listener's address.
+func serveEngine(t *testing.T, e interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.Shutdown(ctx); err != nil {
+			t.Errorf("%T shutdown: %v", e, err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("%T Serve: %v", e, err)
+		}
+	})
+	return ln.Addr().String()
 }
 
 // forEngines runs f as a subtest per engine, named after it; newProxy

@@ -8,7 +8,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -147,25 +146,9 @@ func (e *Engine) Serve(ln net.Listener) error {
 		delete(e.lns, ln)
 		e.mu.Unlock()
 	}()
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if e.shutting.Load() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				e.log.Warn("accept", "err", err, "retry", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
+	return router.AcceptLoop(ln, e.shutting.Load, e.log, func(c net.Conn) {
 		go func() { _ = e.ServeConn(c) }()
-	}
+	})
 }
 
 // ServeConn serves one connection (HTTP/1.x) until it closes or

@@ -4,23 +4,11 @@ package loopengine
 
 import (
 	"context"
-	"log/slog"
 	"net"
-	"time"
 
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/fasthttpengine"
 )
-
-// Options configures an Engine; see the Linux build.
-type Options struct {
-	Logger            *slog.Logger
-	ReadHeaderTimeout time.Duration
-	IdleTimeout       time.Duration
-	MaxHeaderBytes    int
-	Loops             int
-	TimerTick         time.Duration
-}
 
 // Engine is, outside Linux, the fast engine: there is no event loop.
 type Engine struct{ fast *fasthttpengine.Engine }
@@ -39,3 +27,6 @@ func (e *Engine) Shutdown(ctx context.Context) error { return e.fast.Shutdown(ct
 
 // Close is Shutdown without waiting for requests in flight.
 func (e *Engine) Close() error { return e.fast.Close() }
+
+// Counts is zero: without loops, every connection is the fast engine's.
+func (e *Engine) Counts() Counts { return Counts{} }
