@@ -439,6 +439,7 @@ type chunked struct {
 	size  int64 // the size line's value so far
 	ext   bool  // past the size line's digits (an extension)
 	hex   bool  // the size line has a digit
+	cr    bool  // the size line has a CR: a LF must follow
 	empty bool  // the trailer line so far is empty
 	lines int   // size line bytes, bounded
 }
@@ -476,7 +477,9 @@ func (c *chunked) feed(p []byte) (n int, done bool, err error) {
 			b := p[n]
 			c.lines++
 			switch {
-			case c.lines > 4096:
+			case c.lines > 4096, c.cr && b != '\n':
+				// A CR inside a size line ("1\r0\r\n"): where it ends is
+				// read two ways; refused rather than passed on.
 				return n, false, errChunk
 			case b == '\n':
 				if !c.hex { // an empty size line, or an extension alone: not a last chunk
@@ -488,8 +491,10 @@ func (c *chunked) feed(p []byte) (n int, done bool, err error) {
 				} else {
 					c.state, c.left = chunkData, c.size
 				}
-				c.size, c.ext, c.hex = 0, false, false
-			case c.ext || b == '\r':
+				c.size, c.ext, c.hex, c.cr = 0, false, false, false
+			case b == '\r':
+				c.cr = true
+			case c.ext:
 			case b == ';' || b == ' ' || b == '\t':
 				c.ext = true
 			default:

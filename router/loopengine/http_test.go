@@ -232,6 +232,8 @@ func TestChunkedFeedRejectsMalformed(t *testing.T) {
 		{"extension without size", "5\r\nhello\r\n;ext\r\n\r\n"},
 		{"size line too long", "5;" + strings.Repeat("a", 5000) + "\r\nhello\r\n0\r\n\r\n"},
 		{"size too big", "fffffffffffffffffff\r\n"},
+		{"CR inside the size", "1\r0\r\n" + strings.Repeat("a", 16) + "\r\n0\r\n\r\n"},
+		{"CR inside an extension", "5;a\rb\r\nhello\r\n0\r\n\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -40,4 +40,3 @@ type Counts struct {
 	// HandedOff is the connections handed to the fast engine.
 	HandedOff int64
 }
-
