@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluicehq/sluice/router/fasthttpengine"
 	"github.com/sluicehq/sluice/router/loopengine"
 )
@@ -57,11 +59,13 @@ func (p *Proxy) newFrontend(tlsCfg *tls.Config) (frontend, error) {
 		return &stdFrontend{srv: p.httpServer(), tls: tlsCfg}, nil
 	case EngineLoop, "":
 		if tlsCfg == nil {
-			return &loopFrontend{eng: loopengine.New(p.router, loopengine.Options{
+			eng := loopengine.New(p.router, loopengine.Options{
 				Logger:            p.log,
 				ReadHeaderTimeout: p.opts.ReadHeaderTimeout,
 				IdleTimeout:       p.opts.IdleTimeout,
-			})}, nil
+			})
+			p.loop.Store(eng)
+			return &loopFrontend{eng: eng}, nil
 		}
 		fallthrough
 	case EngineFast:
@@ -333,4 +337,34 @@ func (c *certReloader) tlsConfig() *tls.Config {
 		NextProtos:     []string{"h2", "http/1.1"},
 		MinVersion:     tls.VersionTLS12,
 	}
+}
+
+// registerLoopCounts registers the loop engine's counts: the requests its
+// loops served and the client connections they handed to the fast engine
+// (0 until Serve runs the engine, and over TLS, where the fast engine
+// serves).
+func (p *Proxy) registerLoopCounts(reg prometheus.Registerer) error {
+	count := func(f func(loopengine.Counts) int64) func() float64 {
+		return func() float64 {
+			if e := p.loop.Load(); e != nil {
+				return float64(f(e.Counts()))
+			}
+			return 0
+		}
+	}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sluice_proxy_loop_requests_total",
+			Help: "Requests the loop engine's event loops served themselves (the others came on connections handed to the fast engine).",
+		}, count(func(c loopengine.Counts) int64 { return c.Served })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sluice_proxy_loop_handoffs_total",
+			Help: "Client connections the loop engine handed to the fast engine: HTTP/1.0, chunked or long bodies, Expect, Upgrade, pins, escaped paths, oversized or malformed heads.",
+		}, count(func(c loopengine.Counts) int64 { return c.HandedOff })),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }

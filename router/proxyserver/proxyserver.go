@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/configsvc/lifecycle"
 	"github.com/sluicehq/sluice/router"
 	"github.com/sluicehq/sluice/router/breaker"
+	"github.com/sluicehq/sluice/router/loopengine"
 	"github.com/sluicehq/sluice/router/prommetrics"
 	"github.com/sluicehq/sluice/router/ratelimit"
 	"github.com/sluicehq/sluice/router/routesfile"
@@ -130,6 +131,11 @@ type Proxy struct {
 	rewrites     atomic.Int64
 	rewriteCount prometheus.Counter
 
+	// loop is the loop engine serving, once Serve has made it (its
+	// counts are sluice_proxy_loop_requests_total and
+	// sluice_proxy_loop_handoffs_total).
+	loop atomic.Pointer[loopengine.Engine]
+
 	mu         sync.Mutex
 	revision   int64  // route file revision in force (0: none)
 	instanceID string // this proxy's registration id ("" when not registered)
@@ -194,6 +200,11 @@ func New(src Source, opts Options) (*Proxy, error) {
 		})
 		if err := opts.Registerer.Register(p.rewriteCount); err != nil {
 			return nil, fmt.Errorf("proxyserver: register metrics: %w", err)
+		}
+		if opts.Engine == "" || opts.Engine == EngineLoop {
+			if err := p.registerLoopCounts(opts.Registerer); err != nil {
+				return nil, fmt.Errorf("proxyserver: register metrics: %w", err)
+			}
 		}
 	}
 	r, err := router.New(cfg)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/configsvc"
@@ -200,8 +201,31 @@ func testServeFollowsStore(t *testing.T, store configsvc.Store) {
 	if err != nil || len(mfs) == 0 {
 		t.Fatalf("no metrics gathered: %v", err)
 	}
+	// The loop engine counts what its loops served and the connections
+	// it handed to the fast engine (the pinned requests' connection); the
+	// other engines have no such series.
+	served, okServed := counterValue(mfs, "sluice_proxy_loop_requests_total")
+	handed, okHanded := counterValue(mfs, "sluice_proxy_loop_handoffs_total")
+	if engineOf(t) == proxyserver.EngineLoop {
+		if !okServed || !okHanded || served < 3 || handed < 1 {
+			t.Errorf("loop engine counts: served %v (%t), handed off %v (%t); want at least 3 served and 1 hand-off", served, okServed, handed, okHanded)
+		}
+	} else if okServed || okHanded {
+		t.Errorf("engine %s has the loop engine's series", engineOf(t))
+	}
 
 	lease.Close()
 	lease2.Close()
 	stop()
+}
+
+// counterValue returns the value of the counter name (without labels) in
+// mfs, and whether it is there.
+func counterValue(mfs []*dto.MetricFamily, name string) (float64, bool) {
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue(), true
+		}
+	}
+	return 0, false
 }
