@@ -64,6 +64,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime 20s ./configsvc/format
 	$(GO) test -run '^$$' -fuzz '^FuzzYAMLBudget$$' -fuzztime 20s ./configsvc/format
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./router/routesfile
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime 20s ./router/loopengine
+	$(GO) test -run '^$$' -fuzz '^FuzzChunkedFeed$$' -fuzztime 20s ./router/loopengine
 
 ## zookeeper: install ZooKeeper 3.9.3 (Debian trixie's build, no known data-loss bugs) into .tools/zookeeper
 ## unless ZOOKEEPER_HOME points at another release; see deploy/zookeeper/README.md.

@@ -51,8 +51,8 @@ func parseRequest(h []byte, maxBody int) (rh reqHead, ok bool) {
 		return rh, false
 	}
 	sp := bytes.IndexByte(line, ' ')
-	if sp <= 0 || !bytes.HasSuffix(line, []byte(" HTTP/1.1")) {
-		return rh, false
+	if sp <= 0 || sp+1 > len(line)-len(" HTTP/1.1") || !bytes.HasSuffix(line, []byte(" HTTP/1.1")) {
+		return rh, false // "0 HTTP/1.1": the only space is the version's
 	}
 	rh.method, rh.target = line[:sp], line[sp+1:len(line)-len(" HTTP/1.1")]
 	for _, c := range rh.method {
@@ -439,7 +439,9 @@ type chunked struct {
 	size  int64 // the size line's value so far
 	ext   bool  // past the size line's digits (an extension)
 	hex   bool  // the size line has a digit
-	cr    bool  // the size line has a CR: a LF must follow
+	cr    bool  // the line so far ends in a CR: a LF must follow
+	colon bool  // the trailer line has its colon
+	ws    bool  // whitespace after the size's digits: the line ends
 	empty bool  // the trailer line so far is empty
 	lines int   // size line bytes, bounded
 }
@@ -477,9 +479,10 @@ func (c *chunked) feed(p []byte) (n int, done bool, err error) {
 			b := p[n]
 			c.lines++
 			switch {
-			case c.lines > 4096, c.cr && b != '\n':
-				// A CR inside a size line ("1\r0\r\n"): where it ends is
-				// read two ways; refused rather than passed on.
+			case c.lines > 4096, c.cr && b != '\n', b == '\n' && !c.cr:
+				// A CR inside a size line ("1\r0\r\n"), or a line ending
+				// in a bare LF: where it ends is read two ways (Go's
+				// client refuses a bare LF); refused rather than passed on.
 				return n, false, errChunk
 			case b == '\n':
 				if !c.hex { // an empty size line, or an extension alone: not a last chunk
@@ -491,30 +494,50 @@ func (c *chunked) feed(p []byte) (n int, done bool, err error) {
 				} else {
 					c.state, c.left = chunkData, c.size
 				}
-				c.size, c.ext, c.hex, c.cr = 0, false, false, false
+				c.size, c.ext, c.hex, c.cr, c.ws = 0, false, false, false, false
 			case b == '\r':
 				c.cr = true
 			case c.ext:
-			case b == ';' || b == ' ' || b == '\t':
+			case b == ';' && !c.ws:
 				c.ext = true
+			case b == ' ' || b == '\t':
+				c.ws = true // trailing: only more of it may follow (Go's client reads no more)
 			default:
 				d := unhex(b)
-				if d < 0 || c.size > 1<<50 {
+				if d < 0 || c.ws || c.size > 1<<50 {
 					return n, false, errChunk
 				}
 				c.size, c.hex = c.size<<4|int64(d), true
 			}
 		case chunkTrailer:
-			switch p[n] {
-			case '\n':
+			// Trailer lines are header fields ending in CRLF (a name of
+			// token characters, a colon, a value), the last one empty.
+			switch b := p[n]; {
+			case c.cr != (b == '\n'):
+				return n, false, errChunk
+			case b == '\n':
+				if !c.empty && !c.colon {
+					return n, false, errChunk
+				}
+				c.cr, c.colon = false, false
 				if c.empty {
 					c.state = chunkDone
 					return n + 1, true, nil
 				}
 				c.empty = true
-			case '\r':
-			default:
+			case b == '\r':
+				c.cr = true
+			case c.colon:
+				if b < ' ' && b != '\t' || b == 0x7f {
+					return n, false, errChunk // a control byte in a trailer's value
+				}
 				c.empty = false
+			case b == ':' && !c.empty:
+				c.colon = true
+			case isTokenChar(b):
+				c.empty = false
+			default:
+				return n, false, errChunk
 			}
 		}
 		n++

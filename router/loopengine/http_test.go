@@ -138,7 +138,7 @@ var chunkedBodies = []struct{ name, body string }{
 	{"several chunks", "3\r\nabc\r\n1\r\nd\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n"},
 	{"uppercase hex", "1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n"},
 	{"leading zeros", "0005\r\nhello\r\n000\r\n\r\n"},
-	{"extensions", "5;name=value\r\nhello\r\n3 ; a=\"b;c\"\r\nabc\r\n0;last\r\n\r\n"},
+	{"extensions", "5;name=value\r\nhello\r\n3;a=\"b;c\"\r\nabc\r\n0;last\r\n\r\n"},
 	{"trailers", "4\r\nwiki\r\n0\r\nX-Sum: 1234\r\nX-Other: a, b\r\n\r\n"},
 	{"CRLF in data", "4\r\n\r\n\r\n\r\n0\r\n\r\n"},
 	{"zeros in data", "3\r\n0\r\n\r\n0\r\n\r\n"},
@@ -234,6 +234,16 @@ func TestChunkedFeedRejectsMalformed(t *testing.T) {
 		{"size too big", "fffffffffffffffffff\r\n"},
 		{"CR inside the size", "1\r0\r\n" + strings.Repeat("a", 16) + "\r\n0\r\n\r\n"},
 		{"CR inside an extension", "5;a\rb\r\nhello\r\n0\r\n\r\n"},
+		{"bare LF ending a size line", "5\nhello\r\n0\r\n\r\n"},
+		{"bare LF ending the last chunk", "0\n\r\n"},
+		{"bare LF ending a trailer", "0\r\nX: y\n\r\n"},
+		{"CR inside a trailer", "0\r\nX: y\rz\r\n\r\n"},
+		{"trailer without a colon", "0\r\n0\r\n\r\n"},
+		{"trailer with an empty name", "0\r\n: y\r\n\r\n"},
+		{"folded trailer", "0\r\nX: y\r\n z\r\n\r\n"},
+		{"digits after whitespace", "0 0\r\n\r\n"},
+		{"whitespace before an extension", "0 ;x\r\n\r\n"},
+		{"control byte in a trailer", "0\r\nX: \x7f\r\n\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -537,4 +547,17 @@ func TestAppendRequestBody(t *testing.T) {
 			t.Errorf("X-Forwarded-For %q; want ::1", got)
 		}
 	})
+}
+
+// TestAttackRequestLineWithoutTarget: a request line whose only space is
+// the one before its version ("0 HTTP/1.1", found by FuzzParseRequest)
+// made the parser slice out of range, a panic on the loop's thread that
+// took the whole proxy down. It is handed off (the fast engine answers
+// 400).
+func TestAttackRequestLineWithoutTarget(t *testing.T) {
+	for _, h := range []string{"0 HTTP/1.1\r\n\r\n", "GET HTTP/1.1\r\nHost: a\r\n\r\n", "G HTTP/1.1\r\n\r\n"} {
+		if _, ok := parseRequest([]byte(h), router.MaxRetryBodyBytes); ok {
+			t.Errorf("parseRequest(%q) serves it", h)
+		}
+	}
 }
