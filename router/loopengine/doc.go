@@ -14,7 +14,12 @@
 // (Content-Length, chunked with its trailers, or up to the upstream's
 // close, then the client's connection closes too), hop-by-hop fields
 // removed; X-Forwarded-For, -Host and -Proto are set as the other engines
-// set them.
+// set them. A chunked answer is framed as strictly as Go's HTTP client
+// reads one (CRLF line ends, no whitespace before a chunk extension,
+// trailers that are header fields); one that is not closes both
+// connections, so that no client finds an answer's end elsewhere than the
+// loop did (FuzzChunkedFeed holds the loop to net/http's reader, as
+// FuzzParseRequest holds its request parser).
 //
 // A connection whose request the loops do not serve (HTTP/1.0, chunked or
 // longer bodies, Expect: 100-continue, Upgrade (WebSocket), pins, whose
