@@ -856,3 +856,66 @@ func TestShutdownWaitsForRequestInFlight(t *testing.T) {
 		t.Errorf("the listener still accepts after Shutdown")
 	}
 }
+
+// boomLimiters make limiters that panic on the key "boom": a bug in an
+// adapter the router runs on the loop.
+type boomLimiters struct{}
+
+func (boomLimiters) NewLimiter(string, router.RateLimit, func()) router.Limiter { return boomLimiter{} }
+
+type boomLimiter struct{}
+
+func (boomLimiter) Allow(key string, _ time.Time) router.Decision {
+	if key == "boom" {
+		panic("limiter bug")
+	}
+	return router.Decision{OK: true, Remaining: 1}
+}
+
+// TestFaultPanicWhileRoutingClosesOnlyThatConnection: a panic on a loop
+// (here in a limiter, which the router runs there) closes the connection
+// whose request caused it; the loop, the process and the other
+// connections go on. Before, it took the whole proxy down.
+func TestFaultPanicWhileRoutingClosesOnlyThatConnection(t *testing.T) {
+	backend := mustBackend(t, echo)
+	r, err := router.New(router.Config{Limiters: boomLimiters{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	route := router.Route{Name: "app", Match: router.Match{PathPrefix: "/"}, Upstream: router.Upstream{Static: []string{backend.Listener.Addr().String()}},
+		RateLimit: &router.RateLimit{RPS: 1000, Burst: 1000, Key: "header:X-K"}}
+	if err := r.Update([]router.Route{route}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := loopengine.New(r, loopengine.Options{Loops: 1}) // one loop: the bad request and the good ones share it
+	served := make(chan error, 1)
+	go func() { served <- e.Serve(ln) }()
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	})
+	client := newClient(t)
+	url := "http://" + ln.Addr().String()
+	if resp, body := get(t, client, url+"/before", "X-K", "a"); resp.StatusCode != 200 || !strings.Contains(body, "/before") {
+		t.Fatalf("before: %d %q", resp.StatusCode, body)
+	}
+	c := dial(t, ln.Addr().String())
+	write(t, c, "GET /boom HTTP/1.1\r\nHost: x\r\nX-K: boom\r\n\r\n")
+	if got := readAll(t, c); len(got) != 0 {
+		t.Fatalf("the connection whose request panicked got %q; want it closed with nothing", got)
+	}
+	for i := range 5 {
+		if resp, body := get(t, client, fmt.Sprintf("%s/after%d", url, i), "X-K", "a"); resp.StatusCode != 200 || !strings.Contains(body, fmt.Sprintf("/after%d", i)) {
+			t.Fatalf("after the panic: %d %q", resp.StatusCode, body)
+		}
+	}
+}

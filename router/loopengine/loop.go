@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -187,17 +188,11 @@ func (l *loop) run() {
 		}
 		for i := range max(n, 0) {
 			ev := &evs[i]
-			fd := int(ev.Fd)
-			if fd == l.wake {
+			if int(ev.Fd) == l.wake {
 				l.runQueue()
 				continue
 			}
-			switch o := l.fds[fd].(type) {
-			case *client:
-				l.clientEvent(o, ev.Events)
-			case *upstream:
-				l.upstreamEvent(o, ev.Events)
-			}
+			l.dispatch(int(ev.Fd), ev.Events)
 		}
 		l.expire()
 	}
@@ -215,6 +210,55 @@ func (l *loop) run() {
 	l.runQueue() // dials that came back: their connections are closed
 	unix.Close(l.ep)
 	unix.Close(l.wake)
+}
+
+// dispatch hands fd's events to its connection. A panic there (a bug, or
+// an adapter's: the router runs limiters and breakers on the loop) is
+// logged with its stack and closes that connection, and its upstream
+// one, without the router (whose exchange may be half done): the loop
+// and its other connections go on, as net/http's server goes on after a
+// handler's panic.
+func (l *loop) dispatch(fd int, ev uint32) {
+	defer l.recoverConn(fd)
+	switch o := l.fds[fd].(type) {
+	case *client:
+		l.clientEvent(o, ev)
+	case *upstream:
+		l.upstreamEvent(o, ev)
+	}
+}
+
+// guarded runs f, work for the connection fd (a timeout, a dial's
+// result), as dispatch runs an event.
+func (l *loop) guarded(fd int, f func()) {
+	defer l.recoverConn(fd)
+	f()
+}
+
+// recoverConn, deferred, turns a panic into the close of connection fd.
+func (l *loop) recoverConn(fd int) {
+	if v := recover(); v != nil {
+		l.e.log.Error("loop engine: panic serving a connection; it is closed", "panic", v, "stack", string(debug.Stack()))
+		l.abandon(fd)
+	}
+}
+
+// abandon closes the connection of fd after a panic, with its peer.
+func (l *loop) abandon(fd int) {
+	c, _ := l.fds[fd].(*client)
+	if u, ok := l.fds[fd].(*upstream); ok {
+		c = u.owner
+		l.closeUpstream(u)
+	}
+	if c == nil || c.gone {
+		return
+	}
+	if u := c.up; u != nil {
+		l.closeUpstream(u)
+	}
+	c.x, c.up = nil, nil // not ended: the router's state for it may be half made
+	l.forget(c)
+	unix.Close(c.fd)
 }
 
 func (l *loop) runQueue() {
@@ -301,7 +345,7 @@ func (l *loop) expire() {
 		t := l.pop()
 		if c := t.c; !c.gone && c.deadline == t.at {
 			c.deadline = 0
-			l.timeout(c)
+			l.guarded(c.fd, func() { l.timeout(c) })
 		}
 	}
 	if l.sweepAt == 0 || l.now < l.sweepAt {
@@ -314,7 +358,7 @@ func (l *loop) expire() {
 		case *client:
 			if o.deadline > 0 && l.now >= o.deadline {
 				o.deadline = 0
-				l.timeout(o)
+				l.guarded(o.fd, func() { l.timeout(o) })
 			}
 			set = set || !o.gone && o.deadline > 0
 		case *upstream:
@@ -630,7 +674,7 @@ func (l *loop) send(c *client) {
 				err = &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("cannot take the connection's descriptor")}
 			}
 		}
-		l.post(func(l *loop) { l.dialed(c, seq, addr, fd, err) })
+		l.post(func(l *loop) { l.guarded(c.fd, func() { l.dialed(c, seq, addr, fd, err) }) })
 	}()
 }
 
