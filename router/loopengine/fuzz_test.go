@@ -3,8 +3,8 @@ package loopengine
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/http"
-	"strconv"
 	"testing"
 
 	"github.com/sluicehq/sluice/router"
@@ -97,10 +97,8 @@ func FuzzChunkedFeed(f *testing.F) {
 		if rerr != nil {
 			t.Fatalf("%q: net/http reads no response: %v", body[:n], rerr)
 		}
-		var got bytes.Buffer
-		if _, rerr = got.ReadFrom(r.Body); rerr != nil {
+		if _, rerr = io.Copy(io.Discard, r.Body); rerr != nil {
 			t.Fatalf("%q: the loop takes it as a whole chunked body, net/http fails reading it: %v", body[:n], rerr)
 		}
-		_ = strconv.Itoa(got.Len())
 	})
 }

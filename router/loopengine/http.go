@@ -3,6 +3,7 @@ package loopengine
 import (
 	"bytes"
 	"errors"
+	"net/http"
 	"strconv"
 	"unsafe"
 
@@ -389,7 +390,7 @@ func appendAnswer(dst []byte, a *router.Answer, close bool) []byte {
 	dst = append(dst, "HTTP/1.1 "...)
 	dst = strconv.AppendInt(dst, int64(a.Status), 10)
 	dst = append(dst, ' ')
-	dst = append(dst, statusText(a.Status)...)
+	dst = append(dst, http.StatusText(a.Status)...)
 	dst = append(dst, "\r\n"...)
 	for _, f := range a.Header {
 		dst = append(dst, f.Name...)
@@ -405,30 +406,6 @@ func appendAnswer(dst []byte, a *router.Answer, close bool) []byte {
 	}
 	dst = append(dst, "\r\n"...)
 	return append(dst, a.Body...)
-}
-
-func statusText(s int) string {
-	switch s {
-	case 400:
-		return "Bad Request"
-	case 403:
-		return "Forbidden"
-	case 404:
-		return "Not Found"
-	case 408:
-		return "Request Timeout"
-	case 429:
-		return "Too Many Requests"
-	case 431:
-		return "Request Header Fields Too Large"
-	case 502:
-		return "Bad Gateway"
-	case 503:
-		return "Service Unavailable"
-	case 504:
-		return "Gateway Timeout"
-	}
-	return "Status"
 }
 
 // chunked follows a chunked body passed through as it is (trailers

@@ -82,7 +82,6 @@ type client struct {
 	up      *upstream
 	seq     uint64 // tells the dial of this try from an earlier one's
 	redial  bool   // a pooled connection failed before answering: dialed afresh once
-	status  int
 	lastErr error
 	rs      respHead
 	left    int64 // body bytes left (Content-Length)
@@ -844,7 +843,7 @@ func (l *loop) upstreamFailed(c *client, err error) {
 func (l *loop) tryDone(c *client, status int, err error) {
 	c.deadline = 0
 	wait, retry := c.x.TryDone(status, err, false)
-	c.status, c.lastErr = status, err
+	c.lastErr = err
 	if retry {
 		c.st = stBackoff
 		if u := c.up; u != nil {
@@ -1199,11 +1198,14 @@ func (c *client) HeaderValues(name string) []string {
 	}
 	return out
 }
+
+// Cookie walks the Cookie lines in place (no slice of them: the router
+// looks the pin cookie up on every request that has cookies).
 func (c *client) Cookie(name string) string {
-	for _, v := range c.HeaderValues("Cookie") {
-		for v != "" {
+	for v, rest, ok := field(c.rh.fields, "Cookie"); ok; v, rest, ok = field(rest, "Cookie") {
+		for s := b2s(v); s != ""; {
 			var part string
-			part, v, _ = strings.Cut(v, ";")
+			part, s, _ = strings.Cut(s, ";")
 			if k, val, _ := strings.Cut(part, "="); strings.TrimSpace(k) == name {
 				return strings.TrimSpace(val)
 			}
