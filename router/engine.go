@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -335,6 +336,62 @@ func IsHopHeader(name string) bool {
 		return true
 	}
 	return false
+}
+
+// IsHopHeaderFold is IsHopHeader for a name as sent, in any ASCII case
+// (an engine that does not make names canonical). It allocates nothing.
+func IsHopHeaderFold(name []byte) bool {
+	var buf [len("Proxy-Authorization")]byte
+	if len(name) > len(buf) {
+		return false
+	}
+	upper := true
+	for i, c := range name {
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		buf[i], upper = c, c == '-'
+	}
+	return IsHopHeader(string(buf[:len(name)]))
+}
+
+// HeaderHasToken reports whether the comma-separated header value v
+// (Connection, Upgrade …) holds token, ignoring ASCII case and the spaces
+// and tabs around each element.
+func HeaderHasToken(v []byte, token string) bool {
+	for len(v) > 0 {
+		part := v
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			part, v = v[:i], v[i+1:]
+		} else {
+			v = nil
+		}
+		part = bytes.Trim(part, " \t")
+		if len(part) != len(token) {
+			continue
+		}
+		same := true
+		for i := range len(part) {
+			if lowerASCII(part[i]) != lowerASCII(token[i]) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return true
+		}
+	}
+	return false
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // stdInbound is the net/http engine's Inbound.

@@ -265,3 +265,34 @@ func TestUpstreamConnectionsReused(t *testing.T) {
 		}
 	})
 }
+
+// TestHopHeaderHelpers: the byte helpers engines share read names and
+// token lists in any ASCII case, and only ASCII: "K" (U+212A, Kelvin)
+// folds to "k" in Unicode, which would make "\u212Aeep-Alive" a hop-by-hop
+// field for one reader and not for another.
+func TestHopHeaderHelpers(t *testing.T) {
+	for name, want := range map[string]bool{
+		"connection": true, "KEEP-ALIVE": true, "proxy-authorization": true, "te": true, "Transfer-encoding": true,
+		"X-Connection": false, "Content-Length": false, "\u212Aeep-Alive": false, "": false,
+		"Proxy-Authorization-Extra-Long": false,
+	} {
+		if got := router.IsHopHeaderFold([]byte(name)); got != want {
+			t.Errorf("IsHopHeaderFold(%q) = %t, want %t", name, got, want)
+		}
+	}
+	for _, tc := range []struct {
+		v, token string
+		want     bool
+	}{
+		{"keep-alive, Upgrade", "upgrade", true},
+		{" close\t", "close", true},
+		{"x-a,X-B", "x-b", true},
+		{"closed", "close", false},
+		{"", "close", false},
+		{"\u212Aeep-alive", "keep-alive", false},
+	} {
+		if got := router.HeaderHasToken([]byte(tc.v), tc.token); got != tc.want {
+			t.Errorf("HeaderHasToken(%q, %q) = %t, want %t", tc.v, tc.token, got, tc.want)
+		}
+	}
+}

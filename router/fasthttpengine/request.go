@@ -351,24 +351,7 @@ func smallBody(h *fasthttp.RequestHeader) bool {
 // isUpgrade reports whether a request asks to switch protocols
 // (WebSocket): an Upgrade header and "upgrade" in Connection.
 func isUpgrade(h *fasthttp.RequestHeader) bool {
-	return len(h.Peek("Upgrade")) > 0 && hasToken(h.Peek("Connection"), "upgrade")
-}
-
-// hasToken reports whether the comma-separated list v holds token,
-// ignoring case.
-func hasToken(v []byte, token string) bool {
-	for len(v) > 0 {
-		var part []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			part, v = v[:i], v[i+1:]
-		} else {
-			part, v = v, nil
-		}
-		if bytes.EqualFold(bytes.TrimSpace(part), []byte(token)) {
-			return true
-		}
-	}
-	return false
+	return len(h.Peek("Upgrade")) > 0 && router.HeaderHasToken(h.Peek("Connection"), "upgrade")
 }
 
 // headWriter is where a request head is written: the connection's
@@ -544,7 +527,7 @@ func (rq *request) writeHeader(w headWriter, h *fasthttp.RequestHeader, trusted 
 				continue
 			}
 		}
-		if router.IsHopHeader(name) || len(conn) > 0 && hasToken(conn, name) {
+		if router.IsHopHeader(name) || len(conn) > 0 && router.HeaderHasToken(conn, name) {
 			continue
 		}
 		w.Write(k)

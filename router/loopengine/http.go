@@ -100,11 +100,11 @@ func parseRequest(h []byte, maxBody int) (rh reqHead, ok bool) {
 			}
 			rh.cl = n
 		case equalFold(name, "Connection"):
-			if rh.conn != nil || hasToken(value, "upgrade") {
+			if rh.conn != nil || router.HeaderHasToken(value, "upgrade") {
 				return rh, false
 			}
 			rh.conn = value
-			rh.close = hasToken(value, "close")
+			rh.close = router.HeaderHasToken(value, "close")
 		case equalFold(name, "Transfer-Encoding"), equalFold(name, "Expect"), equalFold(name, "Upgrade"),
 			equalFold(name, router.PinHeader):
 			return rh, false
@@ -229,7 +229,7 @@ func appendRequest(dst []byte, rh *reqHead, strip int, trusted bool, clientIP, b
 				continue
 			}
 		}
-		if isHop(name) || len(rh.conn) > 0 && hasToken(rh.conn, b2s(name)) {
+		if router.IsHopHeaderFold(name) || len(rh.conn) > 0 && router.HeaderHasToken(rh.conn, b2s(name)) {
 			continue
 		}
 		dst = append(dst, line...)
@@ -268,17 +268,6 @@ func methodHasBody(m []byte) bool {
 	switch string(m) {
 	case "POST", "PUT", "PATCH":
 		return true
-	}
-	return false
-}
-
-// isHop reports whether a header field (any case) is hop-by-hop
-// (router.IsHopHeader).
-func isHop(name []byte) bool {
-	for _, h := range [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"} {
-		if equalFold(name, h) {
-			return true
-		}
 	}
 	return false
 }
@@ -331,9 +320,9 @@ func parseResponse(h []byte) (rs respHead, err error) {
 			te = true
 			rs.chunked = lastToken(v, "chunked")
 		case equalFold(k, "Connection"):
-			if hasToken(v, "close") {
+			if router.HeaderHasToken(v, "close") {
 				rs.keep = false
-			} else if http10 && hasToken(v, "keep-alive") {
+			} else if http10 && router.HeaderHasToken(v, "keep-alive") {
 				rs.keep = true
 			}
 		}
@@ -372,7 +361,7 @@ func appendResponse(dst, h []byte, close bool) []byte {
 		case equalFold(k, "Connection"), equalFold(k, "Keep-Alive"), equalFold(k, "Proxy-Connection"),
 			equalFold(k, "Proxy-Authenticate"), equalFold(k, "Upgrade"), equalFold(k, "Te"):
 			continue
-		case len(conn) > 0 && hasToken(conn, b2s(k)) && !equalFold(k, "Transfer-Encoding"):
+		case len(conn) > 0 && router.HeaderHasToken(conn, b2s(k)) && !equalFold(k, "Transfer-Encoding"):
 			continue
 		}
 		dst = append(dst, bytes.TrimSuffix(l, []byte("\r\n"))...)
@@ -560,23 +549,6 @@ func equalFold(b []byte, s string) bool {
 		}
 	}
 	return true
-}
-
-// hasToken reports whether the comma-separated list v holds token,
-// ignoring case.
-func hasToken(v []byte, token string) bool {
-	for len(v) > 0 {
-		part := v
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			part, v = v[:i], v[i+1:]
-		} else {
-			v = nil
-		}
-		if equalFold(trimOWS(part), token) {
-			return true
-		}
-	}
-	return false
 }
 
 // lastToken reports whether the comma-separated list v ends in token.
