@@ -49,6 +49,9 @@ func checkEngine(name string) error {
 type frontend interface {
 	serve(ln net.Listener) error
 	shutdown(ctx context.Context) error
+	// name is the engine that serves (EngineLoop asked for over TLS is
+	// EngineFast).
+	name() string
 }
 
 // newFrontend returns the frontend of Options.Engine, terminating TLS
@@ -91,6 +94,7 @@ func (p *Proxy) newFrontend(tlsCfg *tls.Config) (frontend, error) {
 // loopFrontend is the event-loop engine (plain HTTP).
 type loopFrontend struct{ eng *loopengine.Engine }
 
+func (f *loopFrontend) name() string                       { return EngineLoop }
 func (f *loopFrontend) serve(ln net.Listener) error        { return f.eng.Serve(ln) }
 func (f *loopFrontend) shutdown(ctx context.Context) error { return f.eng.Shutdown(ctx) }
 
@@ -114,6 +118,7 @@ func (f *stdFrontend) serve(ln net.Listener) error {
 }
 
 func (f *stdFrontend) shutdown(ctx context.Context) error { return f.srv.Shutdown(ctx) }
+func (f *stdFrontend) name() string                       { return EngineStd }
 
 // fastFrontend is the fasthttp engine; over TLS, connections that
 // negotiate h2 go to a net/http server (h2) running the same router.
@@ -131,6 +136,8 @@ type fastFrontend struct {
 	stopHandshakes context.CancelFunc // ends handshakes in progress at shutdown
 	handshakes     context.Context
 }
+
+func (f *fastFrontend) name() string { return EngineFast }
 
 func (f *fastFrontend) serve(ln net.Listener) error {
 	if f.tls == nil {

@@ -447,11 +447,7 @@ func Serve(ctx context.Context, src Source, ln net.Listener, opts Options) error
 	p.start(runCtx, &background, src, ln.Addr().String())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.serve(ln) }()
-	engine := p.engineName()
-	if engine == EngineLoop && tlsCfg != nil {
-		engine = EngineFast // the loops serve plain HTTP only
-	}
-	p.log.Info("proxy listening", "addr", ln.Addr().String(), "engine", engine, "tls", tlsCfg != nil)
+	p.log.Info("proxy listening", "addr", ln.Addr().String(), "engine", srv.name(), "tls", tlsCfg != nil)
 	select {
 	case err = <-serveErr:
 		sctx, scancel := context.WithTimeout(context.Background(), opts.shutdownTimeout())
@@ -483,14 +479,6 @@ func (p *Proxy) httpServer() *http.Server {
 		IdleTimeout: p.opts.IdleTimeout,
 		ErrorLog:    slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
-}
-
-// engineName is the engine serving the listener.
-func (p *Proxy) engineName() string {
-	if p.opts.Engine == "" {
-		return EngineLoop
-	}
-	return p.opts.Engine
 }
 
 // start starts, in wg, what Serve runs beside the HTTP server until ctx
