@@ -33,7 +33,6 @@ type conn struct {
 	left     int    // body bytes still to pass through; -1: a head is awaited
 	out      []byte // bytes the socket did not take yet (EPOLLOUT is on)
 	ip       []byte // the client's address (client side)
-	remote   string // the client's host:port (client side)
 }
 
 type loop struct {
@@ -150,7 +149,6 @@ func (l *loop) accept() {
 		c := &conn{fd: fd, peer: -1, client: true, left: -1}
 		if s4, ok := sa.(*unix.SockaddrInet4); ok {
 			c.ip = []byte(net.IP(s4.Addr[:]).String())
-			c.remote = net.JoinHostPort(string(c.ip), strconv.Itoa(s4.Port))
 		}
 		l.conns[fd] = c
 		l.watch(unix.EPOLL_CTL_ADD, fd, false)
